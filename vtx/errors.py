@@ -1,0 +1,80 @@
+"""The exceptions vtx raises.
+
+Everything vtx raises on purpose derives from :class:`VtxError`, so a caller can
+catch the library's errors without catching its own bugs.
+"""
+
+
+class VtxError(Exception):
+    """Base class of every error vtx raises on purpose."""
+
+
+class AsmError(VtxError):
+    """GNU as rejected the source.
+
+    ``line`` is the 1-based line number in the source the caller passed (None
+    when the assembler did not name one), ``message`` the assembler's text.
+    """
+
+    def __init__(self, message, line=None, text=None):
+        self.message = message
+        self.line = line
+        self.text = text
+        where = f"line {line}: " if line is not None else ""
+        shown = f"\n    {text}" if text else ""
+        super().__init__(f"{where}{message}{shown}")
+
+
+class AssemblerNotFound(VtxError):
+    """GNU binutils (as, ld) are not installed on this machine."""
+
+
+class GuestMemoryError(VtxError, IndexError):
+    """A host-side access (load, read, write) outside the VM's guest memory."""
+
+
+class RegisterError(VtxError, AttributeError):
+    """A register name that the vCPU does not have."""
+
+
+class VmEntryError(VtxError):
+    """VM entry failed.
+
+    ``kind`` is ``"vm-instruction-error"`` (the VMLAUNCH/VMRESUME failed with a
+    VM-instruction error number, SDM Vol. 3 31.4) or ``"invalid-guest-state"``
+    (the entry failed after the control and host-state checks, which the SDM
+    reports as a VM exit with basic reason 33 and bit 31 set, SDM 27.8).
+    ``check`` names the check that failed and ``section`` the SDM section that
+    defines it.
+    """
+
+    def __init__(self, kind, number, check, section, detail=""):
+        self.kind = kind
+        self.number = number
+        self.check = check
+        self.section = section
+        self.detail = detail
+        if kind == "vm-instruction-error":
+            head = f"VM entry failed: VM-instruction error {number}"
+        else:
+            head = f"VM entry failed: exit reason {number} (invalid guest state)"
+        tail = f" ({detail})" if detail else ""
+        super().__init__(f"{head}: check '{check}' failed, SDM {section}{tail}")
+
+
+class UnhandledExit(VtxError):
+    """A VM exit arrived for which no handler (and no default handler) is registered."""
+
+    def __init__(self, exit):
+        self.exit = exit
+        super().__init__(
+            f"no handler for VM exit {exit!r}; register one with @vm.on(...) or @vm.default"
+        )
+
+
+class HandlerReturnError(VtxError, TypeError):
+    """An exit handler returned something other than RESUME, RETRY or STOP."""
+
+
+class VmStateError(VtxError, RuntimeError):
+    """The VM cannot do what was asked in its present state (no vCPU, ...)."""
