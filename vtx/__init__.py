@@ -1,0 +1,47 @@
+"""vtx: a software model of Intel VT-x.
+
+Run real x86 machine code in VMX non-root operation on a modeled CPU, handle
+its VM exits in Python, and measure what they cost::
+
+    import vtx
+
+    vm = vtx.VM(memory=1 << 20)
+    vm.load(0x1000, vtx.asm("mov al, 'h'; out 0xe9, al; hlt", bits=16))
+    vm.add_vcpu()
+    vm.setup_real_mode(entry=0x1000)
+
+    @vm.on(vtx.ExitReason.IO_INSTRUCTION)
+    def out(vcpu, exit):
+        print(chr(exit.value), end="")
+        return vtx.RESUME
+
+    @vm.on(vtx.ExitReason.HLT)
+    def hlt(vcpu, exit):
+        return vtx.STOP
+
+    print(vm.run().table())
+"""
+
+from ._core import (CpuidExit, CrAccessExit, EptMisconfigExit, EptViolationExit, ExceptionExit, Exit,
+                    HltExit, IoExit, MsrExit, RdtscExit, TripleFaultExit, VCpu, VmcallExit,
+                    VmxInstructionExit)
+from .asm import asm
+from .errors import (AsmError, AssemblerNotFound, GuestMemoryError, HandlerReturnError, RegisterError,
+                     UnhandledExit, VmEntryError, VmStateError, VtxError)
+from .spec import (EntryControls, ExitControls, ExitReason, Msr, PinBased, ProcBased, ProcBased2,
+                   VmcsField, VmInstructionError)
+from .types import DescriptorTable, Segment
+from .vm import RESUME, RETRY, STOP, Action, RunResult, VM
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "VM", "VCpu", "RunResult", "Action", "RESUME", "RETRY", "STOP",
+    "Exit", "IoExit", "CpuidExit", "MsrExit", "HltExit", "VmcallExit", "RdtscExit", "ExceptionExit",
+    "TripleFaultExit", "EptViolationExit", "EptMisconfigExit", "CrAccessExit", "VmxInstructionExit",
+    "ExitReason", "VmcsField", "VmInstructionError", "PinBased", "ProcBased", "ProcBased2",
+    "ExitControls", "EntryControls", "Msr", "Segment", "DescriptorTable",
+    "asm",
+    "VtxError", "AsmError", "AssemblerNotFound", "GuestMemoryError", "RegisterError", "VmEntryError",
+    "UnhandledExit", "HandlerReturnError", "VmStateError",
+]

@@ -1,0 +1,255 @@
+# The CPU's C-level declarations: every struct the interpreter touches and the
+# cdef classes that own them (DESIGN.md: "a .pxd that declares every cdef class").
+# Nothing here is a Python object; the run loop works on these structs with the
+# GIL released.
+
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t, int32_t
+
+# Segment register with its hidden part.  `ar` is in the VMCS access-rights
+# format (SDM Vol. 3 24.4.1, Table 24-2): type 3:0, S 4, DPL 6:5, P 7, AVL 12,
+# L 13, D/B 14, G 15, unusable 16.  Keeping the VMX format inside the CPU makes
+# VM entry/exit a plain copy.
+ctypedef struct Seg:
+    uint64_t base
+    uint32_t limit
+    uint32_t ar
+    uint16_t sel
+
+ctypedef struct Insn   # forward
+ctypedef struct Cpu    # forward
+ctypedef int (*handler_t)(Cpu* c, Insn* d) noexcept nogil
+
+# A decoded instruction (DESIGN.md decision 4): operand size, address size and
+# handler are fixed when the bytes are decoded, so executing it again is a
+# table lookup and an indirect call.
+ctypedef struct Insn:
+    uint64_t tag          # host-physical address | mode << 56 | valid bit 63
+    handler_t fn
+    int64_t disp
+    uint64_t imm
+    uint8_t len
+    uint8_t op            # primary opcode byte (second byte for 0F xx)
+    uint8_t osz           # operand size in bytes: 1, 2, 4, 8
+    uint8_t asz           # address size in bytes: 2, 4, 8
+    uint8_t mod           # ModRM.mod (3 = register operand)
+    uint8_t reg           # ModRM.reg (+REX.R); byte registers AH..BH as 16..19
+    uint8_t rm            # ModRM.rm  (+REX.B) when mod == 3; byte regs as reg
+    uint8_t base          # memory operand: base register, 0xFF = none
+    uint8_t index         # memory operand: index register, 0xFF = none
+    uint8_t scale         # log2 of the SIB scale
+    uint8_t seg           # effective segment for the memory operand
+    uint8_t rep           # 0, 0xF3 (REP/REPE) or 0xF2 (REPNE)
+    uint8_t ext           # opcode extension: ALU op, condition code, group /digit
+    uint8_t flags         # INSN_* bits
+
+ctypedef struct TlbEntry:
+    uint64_t page         # linear page number
+    uint64_t gen          # valid while equal to Cpu.tlb_gen
+    uint8_t* host         # host pointer to the start of the 4 KiB page
+    uint64_t hpa          # host-physical address of the page
+    uint32_t perm         # TLB_* bits: which accesses may use this entry
+
+# VM-execution controls copied out of the VMCS at VM entry (decision 5): the
+# instruction handlers test these bits, never the VMCS itself.
+ctypedef struct VmxControls:
+    uint32_t pin
+    uint32_t proc
+    uint32_t proc2
+    uint32_t exit_ctl
+    uint32_t entry_ctl
+    uint32_t exception_bitmap
+    uint32_t pfec_mask
+    uint32_t pfec_match
+    uint64_t io_bitmap_a
+    uint64_t io_bitmap_b
+    uint64_t msr_bitmap
+    uint64_t tsc_offset
+    uint64_t eptp
+    uint64_t cr0_mask
+    uint64_t cr4_mask
+    uint64_t cr0_shadow
+    uint64_t cr4_shadow
+
+# One memory slot: a run of host-physical addresses backed by a host buffer.
+# Slot 0 is the guest's RAM; slot 1 is the hosted hypervisor's private memory
+# (VMCS, bitmaps, EPT tables), which EPT never maps for the guest.
+ctypedef struct Slot:
+    uint64_t base
+    uint64_t size
+    uint8_t* ptr
+    int guest_visible
+
+
+ctypedef struct Cpu:
+    # --- architectural state -------------------------------------------
+    uint64_t regs[16]
+    uint64_t rip
+    uint64_t rflags
+    Seg seg[8]            # ES CS SS DS FS GS LDTR TR (the VMCS order)
+    uint64_t gdtr_base
+    uint32_t gdtr_limit
+    uint64_t idtr_base
+    uint32_t idtr_limit
+    uint64_t cr0, cr2, cr3, cr4, cr8
+    uint64_t dr7
+    uint64_t efer
+    uint64_t pat
+    uint64_t sysenter_cs, sysenter_esp, sysenter_eip
+    uint64_t star, lstar, cstar, fmask, kernel_gs_base, tsc_aux
+    uint64_t apic_base, misc_enable, debugctl
+    uint64_t pdpte[4]
+    uint64_t tsc_base     # TSC = tsc_base + instructions retired
+    uint32_t activity     # 0 active, 1 HLT, 2 shutdown
+    uint32_t interruptibility   # SDM 24.4.2: bit 0 STI, bit 1 MOV SS blocking
+    int sti_shadow_rip_valid
+
+    # --- derived mode (recomputed by update_mode) -----------------------
+    int cpl
+    int code_size         # 2, 4 or 8: default operand/address size of CS
+    int long64            # 64-bit mode (EFER.LMA and CS.L)
+    int paging            # 0 none, 2 = 32-bit, 3 = PAE, 4 = 4-level
+    int stack_size        # 2, 4 or 8: SS.B / 64-bit
+
+    # --- VMX --------------------------------------------------------------
+    int vmx_on
+    int non_root
+    VmxControls ctl
+    uint8_t* vmcs         # host pointer to the current VMCS region (4 KiB)
+    uint64_t vmcs_hpa
+    int ept
+
+    # --- per-instruction scratch ----------------------------------------
+    uint64_t next_rip
+    uint64_t fault_rip
+
+    # pending exception (RC_EXCEPTION)
+    int exc_vector
+    int exc_has_error
+    uint32_t exc_error
+    uint64_t exc_cr2
+
+    # pending VM exit (RC_VMEXIT): the exit-information fields, SDM 24.9
+    uint32_t x_reason
+    uint64_t x_qual
+    uint32_t x_len
+    uint32_t x_info
+    uint32_t x_intr_info
+    uint32_t x_intr_error
+    uint64_t x_gla
+    uint64_t x_gpa
+    uint64_t x_io_rcx, x_io_rsi, x_io_rdi, x_io_rip
+    int x_gla_valid
+
+    # failed VM entry: which check (index into the Python check table)
+    int entry_check
+    uint64_t entry_detail
+
+    # unbacked guest-physical access without EPT (RC_BAD_PHYS)
+    uint64_t bad_addr
+    int bad_write
+
+    # --- memory -------------------------------------------------------------
+    Slot slots[4]
+    int nslots
+    uint64_t ram_size
+    uint8_t* ram
+    uint8_t* code_pages   # one byte per RAM page: decoded code lives there
+    TlbEntry* tlb
+    uint64_t tlb_gen
+    Insn* icache
+    uint64_t icache_mask
+
+    # --- accounting (decision 10) ----------------------------------------
+    uint64_t icount
+    uint64_t icount_limit
+    uint64_t exit_count[128]
+    uint64_t exit_ns[128]
+    uint64_t exit_t0      # monotonic ns when the last exit happened
+    uint64_t entries
+
+
+cdef class Machine:
+    """Guest memory and the processor that runs it (one vCPU for now)."""
+    cdef Cpu* c
+    cdef object ram_map
+    cdef object priv_map
+    cdef unsigned char[::1] ram_mv
+    cdef unsigned char[::1] priv_mv
+    cdef readonly uint64_t ram_size
+    cdef readonly uint64_t priv_base
+    cdef readonly uint64_t priv_size
+
+
+cdef class VCpuBase:
+    cdef Cpu* c
+    cdef readonly Machine machine
+    cdef uint64_t _vmcs_u64(self, int off) noexcept
+    cdef void _vmcs_set_u64(self, int off, uint64_t v) noexcept
+
+
+cdef class VCpu(VCpuBase):
+    pass
+
+
+cdef class Exit:
+    cdef readonly uint32_t reason
+    cdef readonly uint32_t raw_reason
+    cdef readonly uint64_t qualification
+    cdef readonly uint32_t instruction_length
+    cdef readonly uint32_t instruction_info
+    cdef readonly uint32_t interruption_info
+    cdef readonly uint32_t interruption_error_code
+    cdef readonly uint64_t guest_rip
+    cdef readonly uint64_t guest_linear_address
+    cdef readonly uint64_t guest_physical_address
+    cdef readonly uint64_t rax
+
+
+cdef class IoExit(Exit):
+    pass
+
+
+cdef class CpuidExit(Exit):
+    cdef readonly uint32_t leaf
+    cdef readonly uint32_t subleaf
+
+
+cdef class MsrExit(Exit):
+    cdef readonly uint32_t index
+    cdef readonly uint64_t _value
+
+
+cdef class HltExit(Exit):
+    pass
+
+
+cdef class VmcallExit(Exit):
+    pass
+
+
+cdef class RdtscExit(Exit):
+    pass
+
+
+cdef class ExceptionExit(Exit):
+    pass
+
+
+cdef class TripleFaultExit(Exit):
+    pass
+
+
+cdef class EptViolationExit(Exit):
+    pass
+
+
+cdef class EptMisconfigExit(Exit):
+    pass
+
+
+cdef class CrAccessExit(Exit):
+    pass
+
+
+cdef class VmxInstructionExit(Exit):
+    pass

@@ -1,0 +1,424 @@
+# cython: language_level=3
+"""The CPU core of vtx: a modeled x86 processor with VMX non-root operation.
+
+One extension built from fragments (DESIGN.md decision 3); the fragments under
+vtx/core/ are included in dependency order.  Everything up to run.pxi runs
+without the GIL; the classes at the end are the edge where Python enters.
+"""
+
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t, int32_t, int16_t
+from libc.stdlib cimport calloc, free
+from libc.string cimport memcpy, memset
+from cpython.bytes cimport PyBytes_FromStringAndSize
+
+import mmap as _mmap
+
+include "core/spec_gen.pxi"
+include "core/state.pxi"
+include "core/mmu.pxi"
+include "core/decode.pxi"
+include "core/insn/arith.pxi"
+include "core/insn/data_xfer.pxi"
+include "core/insn/ctrl_xfer.pxi"
+include "core/insn/system.pxi"
+include "core/vmx/vmcs.pxi"
+include "core/exceptions.pxi"
+include "core/vmx/entry.pxi"
+include "core/vmx/exit.pxi"
+include "core/run.pxi"
+include "core/exits.pxi"
+
+init_opcode_tables()
+
+from vtx.errors import (GuestMemoryError, HandlerReturnError, RegisterError, UnhandledExit,
+                        VmEntryError, VtxError)
+from vtx.spec import ExitReason as _ExitReason, VmInstructionError as _VmInstructionError
+from vtx.spec.entry_checks import ENTRY_CHECKS as _ENTRY_CHECKS
+from vtx.types import DescriptorTable, Segment
+
+#: Host-physical address of the hosted hypervisor's private memory (VMCS,
+#: bitmaps, EPT tables): above any guest RAM, below 2^MAXPHYADDR.
+PRIV_BASE = 1 << 38
+MAX_RAM = PRIV_BASE
+PAGE_SIZE = 4096
+ICACHE_SIZE = ICACHE_ENTRIES
+
+
+cdef dict _REASONS = {}
+
+
+cdef object _exit_reason_enum(uint32_t r):
+    try:
+        return _ExitReason(r)
+    except ValueError:
+        return r
+
+
+cdef class Machine:
+    """Guest-physical memory (slot 0, the guest's RAM) and the hosted
+    hypervisor's private memory (slot 1), and the processor state."""
+
+    def __cinit__(self, uint64_t ram_size, uint64_t priv_size):
+        cdef Cpu* c
+        self.c = NULL
+        if ram_size == 0 or ram_size % 4096:
+            raise ValueError(f"guest memory size must be a positive multiple of 4096 bytes, not {ram_size:#x}")
+        if ram_size > MAX_RAM:
+            raise ValueError(f"guest memory size {ram_size:#x} is larger than the model's limit {MAX_RAM:#x}")
+        if priv_size == 0 or priv_size % 4096:
+            raise ValueError("private memory size must be a positive multiple of 4096")
+        self.ram_size = ram_size
+        self.priv_base = PRIV_BASE
+        self.priv_size = priv_size
+        # Anonymous mappings: page-aligned, zeroed lazily by the kernel.
+        self.ram_map = _mmap.mmap(-1, ram_size)
+        self.priv_map = _mmap.mmap(-1, priv_size)
+        self.ram_mv = self.ram_map
+        self.priv_mv = self.priv_map
+        c = <Cpu*>calloc(1, sizeof(Cpu))
+        if c == NULL:
+            raise MemoryError()
+        self.c = c
+        c.tlb = <TlbEntry*>calloc(TLB_ENTRIES, sizeof(TlbEntry))
+        c.icache = <Insn*>calloc(ICACHE_ENTRIES + 1, sizeof(Insn))
+        c.code_pages = <uint8_t*>calloc(ram_size // 4096, 1)
+        if c.tlb == NULL or c.icache == NULL or c.code_pages == NULL:
+            raise MemoryError()
+        c.icache_mask = ICACHE_ENTRIES - 1
+        c.tlb_gen = 1
+        c.ram = &self.ram_mv[0]
+        c.ram_size = ram_size
+        c.slots[0].base = 0
+        c.slots[0].size = ram_size
+        c.slots[0].ptr = c.ram
+        c.slots[0].guest_visible = 1
+        c.slots[1].base = PRIV_BASE
+        c.slots[1].size = priv_size
+        c.slots[1].ptr = &self.priv_mv[0]
+        c.slots[1].guest_visible = 0
+        c.nslots = 2
+        c.vmcs = &self.priv_mv[0]
+        c.vmcs_hpa = PRIV_BASE
+        c.icount_limit = 0xFFFFFFFFFFFFFFFFULL
+        # Power-on state of the registers that have one (SDM Vol. 3 10.1.1).
+        c.rflags = 2
+        c.cr0 = 0x60000010ULL
+        c.pat = 0x0007040600070406ULL
+        c.apic_base = 0xFEE00900ULL
+        c.misc_enable = 1
+
+    def __dealloc__(self):
+        if self.c != NULL:
+            free(self.c.tlb)
+            free(self.c.icache)
+            free(self.c.code_pages)
+            free(self.c)
+            self.c = NULL
+
+    def read(self, addr, size):
+        """Bytes of guest-physical memory."""
+        _check_range(self, addr, size, "read of guest-physical")
+        return PyBytes_FromStringAndSize(<char*>(self.c.ram + <uint64_t>addr), <Py_ssize_t>size)
+
+    def write(self, addr, data):
+        """Write bytes into guest-physical memory, dropping decoded
+        instructions in the pages written."""
+        cdef const unsigned char[::1] src = memoryview(data).cast("B")
+        cdef uint64_t a = addr
+        cdef uint64_t n = src.shape[0]
+        cdef uint64_t pg
+        _check_range(self, a, n, "write of guest-physical")
+        if n == 0:
+            return
+        memcpy(self.c.ram + a, &src[0], n)
+        for pg in range(a >> 12, ((a + n - 1) >> 12) + 1):
+            if self.c.code_pages[pg]:
+                icache_invalidate_page(self.c, pg << 12)
+                self.c.code_pages[pg] = 0
+        tlb_flush(self.c)
+
+    def ram_view(self):
+        """A read-only memoryview of guest RAM (write with :meth:`write`, which
+        keeps the decode cache coherent)."""
+        return memoryview(self.ram_map).toreadonly()
+
+    def priv_view(self):
+        """A writable memoryview of the hosted hypervisor's private memory."""
+        return memoryview(self.priv_map)
+
+
+cdef int _check_range(Machine m, object addr, object size, str what) except -1:
+    if isinstance(addr, bool) or not isinstance(addr, int) or isinstance(size, bool) or not isinstance(size, int):
+        raise TypeError(f"{what}: address and size are ints")
+    if addr < 0 or size < 0 or addr > m.ram_size or size > m.ram_size - addr:
+        raise GuestMemoryError(
+            f"{what} [{addr:#x}, {addr + size:#x}) is outside guest memory [0, {m.ram_size:#x})")
+    return 0
+
+
+cdef inline uint64_t _fit(object value, int bits, str name) except? 0xFFFFFFFFFFFFFFFFULL:
+    """Check a value for a register of `bits` bits; negative values are taken
+    as two's complement."""
+    cdef uint64_t v
+    if type(value) is int and value >= 0:
+        try:
+            v = value
+        except OverflowError:
+            raise ValueError(f"{value:#x} does not fit in the {bits}-bit register {name}") from None
+        if bits < 64 and (v >> bits):
+            raise ValueError(f"{value:#x} does not fit in the {bits}-bit register {name}")
+        return v
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"register {name} takes an int, not {type(value).__name__}")
+    cdef object one = 1
+    value = int(value)
+    if value < -(one << (bits - 1)) or value >= (one << bits):
+        raise ValueError(f"{value:#x} does not fit in the {bits}-bit register {name}")
+    return <uint64_t>(value & ((one << bits) - 1))
+
+
+cdef class VCpuBase:
+    """The parts of :class:`VCpu` that are not generated register properties."""
+
+    def __cinit__(self, Machine machine):
+        self.machine = machine
+        self.c = machine.c
+
+    cdef uint64_t _vmcs_u64(self, int off) noexcept:
+        cdef uint64_t v
+        memcpy(&v, self.c.vmcs + off, 8)
+        return v
+
+    cdef void _vmcs_set_u64(self, int off, uint64_t v) noexcept:
+        memcpy(self.c.vmcs + off, &v, 8)
+
+    def __getattr__(self, name):
+        raise RegisterError(f"the vCPU has no register or attribute {name!r}")
+
+    # --- the VMCS -----------------------------------------------------------
+
+    def vmread(self, enc):
+        """Read a VMCS component by encoding (VMREAD semantics)."""
+        cdef int ok
+        cdef uint64_t v
+        cdef uint32_t e = _encoding(enc)
+        v = vmcs_read_enc(self.c.vmcs, e, &ok)
+        if not ok:
+            raise VtxError(f"VMCS has no component with encoding {e:#06x} "
+                           f"(VMREAD would fail with VM-instruction error 12)")
+        return v
+
+    def vmwrite(self, enc, value):
+        """Write a VMCS component by encoding.  The hosted hypervisor may also
+        write the read-only exit-information fields (IA32_VMX_MISC bit 29)."""
+        cdef uint32_t e = _encoding(enc)
+        cdef int w = vmcs_field_width(e)
+        if vmcs_field_offset(e) < 0 or w == 0:
+            raise VtxError(f"VMCS has no component with encoding {e:#06x} "
+                           f"(VMWRITE would fail with VM-instruction error 12)")
+        vmcs_write_enc(self.c.vmcs, e, _fit(value, 8 * w, f"VMCS field {e:#06x}"))
+
+    @property
+    def launched(self):
+        """The launch state of the VMCS: True after the first VM entry."""
+        return self.c.vmcs[VMCS_OFF_LAUNCH_STATE] != 0
+
+    def clear(self):
+        """VMCLEAR: mark the VMCS clear, so the next entry is a VMLAUNCH."""
+        self.c.vmcs[VMCS_OFF_LAUNCH_STATE] = 0
+
+    # --- segments and tables -----------------------------------------------
+
+    def _get_segment(self, int i):
+        cdef Cpu* c = self.c
+        return Segment(<uint16_t>vr(c, off_sel(i), 2), vr(c, off_base(i), 8),
+                       <uint32_t>vr(c, off_limit(i), 4), <uint32_t>vr(c, off_ar(i), 4))
+
+    def _set_segment(self, int i, value, str name):
+        if not isinstance(value, Segment):
+            raise TypeError(f"{name} takes a vtx.Segment, not {type(value).__name__}")
+        vw(self.c, off_sel(i), 2, value.selector)
+        vw(self.c, off_base(i), 8, value.base)
+        vw(self.c, off_limit(i), 4, value.limit)
+        vw(self.c, off_ar(i), 4, value.access_rights)
+
+    def _get_table(self, int i):
+        if i == 0:
+            return DescriptorTable(vr(self.c, VMCS_OFF_GUEST_GDTR_BASE, 8), <uint32_t>vr(self.c, VMCS_OFF_GUEST_GDTR_LIMIT, 4))
+        return DescriptorTable(vr(self.c, VMCS_OFF_GUEST_IDTR_BASE, 8), <uint32_t>vr(self.c, VMCS_OFF_GUEST_IDTR_LIMIT, 4))
+
+    def _set_table(self, int i, value, str name):
+        if not isinstance(value, DescriptorTable):
+            raise TypeError(f"{name} takes a vtx.DescriptorTable, not {type(value).__name__}")
+        if i == 0:
+            vw(self.c, VMCS_OFF_GUEST_GDTR_BASE, 8, value.base)
+            vw(self.c, VMCS_OFF_GUEST_GDTR_LIMIT, 4, value.limit)
+        else:
+            vw(self.c, VMCS_OFF_GUEST_IDTR_BASE, 8, value.base)
+            vw(self.c, VMCS_OFF_GUEST_IDTR_LIMIT, 4, value.limit)
+
+    @property
+    def efer(self):
+        """IA32_EFER: the VMCS guest field when "load IA32_EFER" is set, else
+        the processor's."""
+        if vr(self.c, VMCS_OFF_VM_ENTRY_CONTROLS, 4) & ENTRY_CTL_LOAD_IA32_EFER:
+            return vr(self.c, VMCS_OFF_GUEST_IA32_EFER, 8)
+        return self.c.efer
+
+    @efer.setter
+    def efer(self, value):
+        cdef uint64_t v = _fit(value, 64, "efer")
+        if vr(self.c, VMCS_OFF_VM_ENTRY_CONTROLS, 4) & ENTRY_CTL_LOAD_IA32_EFER:
+            vw(self.c, VMCS_OFF_GUEST_IA32_EFER, 8, v)
+        else:
+            self.c.efer = v
+
+    # --- accounting ---------------------------------------------------------
+
+    @property
+    def instructions(self):
+        """Guest instructions retired since the vCPU was made."""
+        return self.c.icount
+
+    @property
+    def entries(self):
+        """Successful VM entries since the vCPU was made."""
+        return self.c.entries
+
+    def exit_counts(self):
+        """Exits per basic reason (a list of 128 counts)."""
+        return [self.c.exit_count[i] for i in range(128)]
+
+    def exit_nanoseconds(self):
+        """Wall-clock nanoseconds per basic reason, from the exit to the next
+        VM entry (handler included)."""
+        return [self.c.exit_ns[i] for i in range(128)]
+
+    def model_cpuid(self, leaf, subleaf=0):
+        """What the modeled processor's CPUID returns (EAX, EBX, ECX, EDX): a
+        handler that passes CPUID through can answer with it."""
+        cdef uint32_t r[4]
+        model_cpuid(<uint32_t>leaf, <uint32_t>subleaf, r)
+        return (r[0], r[1], r[2], r[3])
+
+    # --- the run loop -------------------------------------------------------
+
+    def _run(self, list handlers, object default, uint64_t budget, object RESUME, object RETRY, object STOP):
+        """Enter the guest and dispatch exits until a handler says STOP, the
+        budget runs out or the guest halts.  Returns (why, last_exit)."""
+        cdef Cpu* c = self.c
+        cdef int rc, launch
+        cdef Exit ex
+        cdef object h, r
+        cdef uint32_t reason
+        cdef uint64_t rip, t1
+        cdef uint32_t cs_ar
+        if len(handlers) != 128:
+            raise ValueError("handlers must be a list of 128 entries")
+        if budget and c.icount + budget > c.icount:
+            c.icount_limit = c.icount + budget
+        else:
+            c.icount_limit = 0xFFFFFFFFFFFFFFFFULL
+        while True:
+            launch = c.vmcs[VMCS_OFF_LAUNCH_STATE] == 0
+            with nogil:
+                rc = vm_entry(c, launch)
+                if rc == RC_OK:
+                    if c.activity != 0:
+                        rc = RC_HALTED
+                    else:
+                        rc = run_loop(c)
+                    if rc != RC_VMEXIT:
+                        vm_leave(c)
+            if rc == RC_VMEXIT:
+                ex = make_exit(c)
+                reason = ex.reason & 0x7F
+                h = handlers[reason]
+                if h is None:
+                    h = default
+                if h is None:
+                    c.exit_ns[reason] += now_ns() - c.exit_t0
+                    raise UnhandledExit(ex)
+                try:
+                    r = h(self, ex)
+                finally:
+                    t1 = now_ns()
+                    c.exit_ns[reason] += t1 - c.exit_t0
+                if r is RESUME:
+                    if ex.instruction_length == 0:
+                        raise HandlerReturnError(
+                            f"the handler for {ex.name} returned RESUME, but this exit has no "
+                            f"instruction to step over (VM-exit instruction length 0); "
+                            f"return RETRY after changing the guest state, or STOP")
+                    # Step over the instruction, as hypervisors do, and end
+                    # blocking by STI / MOV SS (SDM Vol. 3 24.4.2).
+                    rip = vr(c, VMCS_OFF_GUEST_RIP, 8) + ex.instruction_length
+                    cs_ar = <uint32_t>vr(c, off_ar(S_CS), 4)
+                    if not ((vr(c, VMCS_OFF_VM_ENTRY_CONTROLS, 4) & ENTRY_CTL_IA32E_MODE_GUEST) and (cs_ar & AR_L)):
+                        rip &= 0xFFFFFFFFULL
+                    vw(c, VMCS_OFF_GUEST_RIP, 8, rip)
+                    vw(c, VMCS_OFF_GUEST_INTERRUPTIBILITY_STATE, 4,
+                       vr(c, VMCS_OFF_GUEST_INTERRUPTIBILITY_STATE, 4) & ~3ULL)
+                    continue
+                elif r is RETRY:
+                    continue
+                elif r is STOP:
+                    return ("stop", ex)
+                raise HandlerReturnError(
+                    f"the handler {getattr(h, '__qualname__', h)!r} for {ex.name} returned {r!r}; "
+                    f"an exit handler returns vtx.RESUME, vtx.RETRY or vtx.STOP")
+            elif rc == RC_BUDGET:
+                return ("budget", None)
+            elif rc == RC_HALTED:
+                return ("halted", None)
+            elif rc == RC_SHUTDOWN:
+                return ("shutdown", None)
+            elif rc == RC_ENTRY_FAIL_CTL or rc == RC_ENTRY_FAIL_HOST or rc == RC_ENTRY_FAIL_GUEST:
+                raise _entry_error(c, rc)
+            elif rc == RC_BAD_PHYS:
+                raise GuestMemoryError(
+                    f"the guest {'wrote' if c.bad_write else 'read'} host-physical address {c.bad_addr:#x}, "
+                    f"which no memory slot backs (guest memory is [0, {c.ram_size:#x})), "
+                    f"at rip {vr(c, VMCS_OFF_GUEST_RIP, 8):#x}")
+            elif rc == RC_UNSUPPORTED:
+                raise VtxError(_unsupported_message(c))
+            else:
+                raise VtxError(f"internal error: run loop returned {rc}")
+
+
+cdef object _entry_error(Cpu* c, int rc):
+    cdef int ck = c.entry_check
+    if ck < 0:
+        num = -ck
+        name = _VmInstructionError(num).name
+        return VmEntryError("vm-instruction-error", num, name, "31.4",
+                            "VMLAUNCH needs a clear VMCS" if num == 4 else "VMRESUME needs a launched VMCS")
+    cid, area, section, desc = _ENTRY_CHECKS[ck]
+    if rc == RC_ENTRY_FAIL_GUEST:
+        return VmEntryError("invalid-guest-state", 33, cid, section, desc)
+    num = 7 if rc == RC_ENTRY_FAIL_CTL else 8
+    return VmEntryError("vm-instruction-error", num, cid, section, desc)
+
+
+cdef str _unsupported_message(Cpu* c):
+    if c.entry_check == -1000:
+        return ("VM entry with event injection (VM-entry interruption information valid) "
+                "is not modeled yet; it arrives with interrupt virtualization")
+    if c.entry_check == -1001:
+        return f"the guest needs a task gate at rip {c.rip:#x}; task switches are not modeled yet"
+    return f"the guest executed a VMX instruction at rip {c.rip:#x} in root operation; not modeled yet"
+
+
+cdef uint32_t _encoding(object enc) except? 0xFFFFFFFFULL:
+    if isinstance(enc, str):
+        from vtx.spec import field_by_name
+        try:
+            return int(field_by_name(enc))
+        except (KeyError, ValueError):
+            raise VtxError(f"no VMCS field is named {enc!r}") from None
+    if isinstance(enc, bool) or not isinstance(enc, int) or enc < 0 or enc > 0xFFFFFFFFULL:
+        raise TypeError(f"a VMCS field is an encoding (int) or a name, not {enc!r}")
+    return <uint32_t>enc
+
+
+include "core/regs_gen.pxi"

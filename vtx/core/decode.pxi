@@ -1,0 +1,495 @@
+# The decoder: legacy prefixes, REX, the one- and two-byte opcode maps,
+# ModRM/SIB/displacement/immediate (SDM Vol. 2 chapter 2), and the decode
+# cache keyed by host-physical address (DESIGN.md decision 4).
+#
+# The opcode maps are defined once, in init_opcode_tables() at the end of this
+# file: each entry names its operand format and its handler.
+
+# Opcode format flags.
+cdef enum:
+    OPF_VALID = 1 << 0
+    OPF_MODRM = 1 << 1
+    OPF_BYTE = 1 << 2       # operand size is 8 bits
+    OPF_IB = 1 << 3         # imm8
+    OPF_IW = 1 << 4         # imm16
+    OPF_IZ = 1 << 5         # imm16 or imm32 (by operand size; 32 in 64-bit)
+    OPF_IV = 1 << 6         # imm16/32/64 by operand size (MOV r, imm)
+    OPF_MOFFS = 1 << 7      # moffs: an address-size offset
+    OPF_DEF64 = 1 << 8      # default operand size 64 in 64-bit mode
+    OPF_F64 = 1 << 9        # operand size forced to 64 in 64-bit mode
+    OPF_NO64 = 1 << 10      # invalid (#UD) in 64-bit mode
+    OPF_GRP = 1 << 11       # handler chosen by ModRM.reg from group `ext`
+    OPF_SRC8 = 1 << 12      # ModRM.rm operand is a byte register (MOVZX/MOVSX)
+    OPF_SX = 1 << 13        # sign-extend the immediate to 64 bits
+    OPF_SRC16 = 1 << 14     # ModRM.rm operand is 16-bit regardless of osz
+
+# Insn.flags
+cdef enum:
+    INSN_RIPREL = 1
+    INSN_REX = 2
+    INSN_LOCK = 4
+    INSN_SEGOVR = 8
+    INSN_IMM_DX = 16
+
+ctypedef struct OpInfo:
+    handler_t fn
+    uint32_t flags
+    uint8_t ext
+
+cdef OpInfo OP1[256]
+cdef OpInfo OP2[256]
+cdef handler_t GRP[16][8]
+cdef uint32_t GRP_FLAGS[16][8]    # extra format flags per group member (imm for F6/F7 /0 /1)
+
+cdef enum:
+    DECODE_OK = 0
+    DECODE_MORE = 1        # ran out of bytes: fetch across the page boundary
+    DECODE_UD = 2
+    DECODE_GP = 3          # longer than 15 bytes
+
+cdef enum:
+    MAX_INSN = 15
+
+# 16-bit addressing forms (SDM Vol. 2 Table 2-1): base and index by ModRM.rm.
+cdef uint8_t MODRM16_BASE[8]
+cdef uint8_t MODRM16_INDEX[8]
+MODRM16_BASE[:] = [R_BX, R_BX, R_BP, R_BP, R_SI, R_DI, R_BP, R_BX]
+MODRM16_INDEX[:] = [R_SI, R_DI, R_SI, R_DI, 0xFF, 0xFF, 0xFF, 0xFF]
+
+
+cdef inline uint64_t rd_le(const uint8_t* p, int n) noexcept nogil:
+    cdef uint64_t v = 0
+    memcpy(&v, p, n)
+    return v
+
+
+cdef int decode(Cpu* c, const uint8_t* b, int avail, Insn* d) noexcept nogil:
+    """Decode one instruction from b[0:avail] for the current mode.  Returns
+    DECODE_MORE when the bytes end before the instruction does."""
+    cdef int i = 0
+    cdef int osz_pfx = 0, asz_pfx = 0
+    cdef int rex = 0
+    cdef int seg = -1
+    cdef uint8_t op
+    cdef const OpInfo* info
+    cdef uint32_t fl
+    cdef int mode = c.code_size
+    cdef int modrm, sib, mod, reg, rm, base, index, ss, n
+    cdef int asz, osz
+    d.rep = 0
+    d.flags = 0
+    d.disp = 0
+    d.imm = 0
+    d.base = 0xFF
+    d.index = 0xFF
+    d.scale = 0
+    d.mod = 3
+    d.reg = 0
+    d.rm = 0
+    d.ext = 0
+    # Legacy prefixes (SDM Vol. 2 2.1.1), then REX in 64-bit mode (2.2.1).
+    while True:
+        if i >= avail:
+            return DECODE_MORE
+        if i >= MAX_INSN:
+            return DECODE_GP
+        op = b[i]
+        if op == 0x66:
+            osz_pfx = 1
+        elif op == 0x67:
+            asz_pfx = 1
+        elif op == 0xF2 or op == 0xF3:
+            d.rep = op
+        elif op == 0xF0:
+            d.flags |= INSN_LOCK
+        elif op == 0x26 or op == 0x2E or op == 0x36 or op == 0x3E:
+            if mode != 8:       # ES/CS/SS/DS overrides are ignored in 64-bit mode
+                seg = (op >> 3) & 3
+        elif op == 0x64:
+            seg = S_FS
+        elif op == 0x65:
+            seg = S_GS
+        elif mode == 8 and (op & 0xF0) == 0x40:
+            rex = op
+            i += 1
+            if i >= avail:
+                return DECODE_MORE
+            op = b[i]
+            if op == 0x66 or op == 0x67 or op == 0xF2 or op == 0xF3 or op == 0xF0 or \
+               (op & 0xF0) == 0x40 or op == 0x26 or op == 0x2E or op == 0x36 or op == 0x3E or \
+               op == 0x64 or op == 0x65:
+                rex = 0     # a REX not immediately before the opcode is ignored
+                continue
+            break
+        else:
+            break
+        i += 1
+    if rex:
+        d.flags |= INSN_REX
+    # Opcode.
+    if op == 0x0F:
+        i += 1
+        if i >= avail:
+            return DECODE_MORE
+        op = b[i]
+        info = &OP2[op]
+    else:
+        info = &OP1[op]
+    i += 1
+    d.op = op
+    fl = info.flags
+    if not (fl & OPF_VALID):
+        return DECODE_UD
+    if mode == 8 and (fl & OPF_NO64):
+        return DECODE_UD
+    d.ext = info.ext
+    # Operand and address size (SDM Vol. 1 3.6, Vol. 2 2.2.1.2).
+    if mode == 8:
+        asz = 4 if asz_pfx else 8
+        if fl & OPF_F64:
+            osz = 8
+        elif rex & 8:
+            osz = 8
+        elif fl & OPF_DEF64:
+            osz = 2 if osz_pfx else 8
+        else:
+            osz = 2 if osz_pfx else 4
+    else:
+        asz = (6 - mode) if asz_pfx else mode
+        osz = (6 - mode) if osz_pfx else mode
+    if fl & OPF_BYTE:
+        osz = 1
+    d.osz = osz
+    d.asz = asz
+    d.fn = info.fn
+    # ModRM, SIB, displacement.
+    if fl & OPF_MODRM:
+        if i >= avail:
+            return DECODE_MORE
+        modrm = b[i]
+        i += 1
+        mod = modrm >> 6
+        reg = ((modrm >> 3) & 7) | ((rex & 4) << 1)
+        rm = modrm & 7
+        d.mod = mod
+        if fl & OPF_GRP:
+            d.fn = GRP[info.ext][(modrm >> 3) & 7]
+            fl |= GRP_FLAGS[info.ext][(modrm >> 3) & 7]
+            if (fl & OPF_BYTE) and (fl & OPF_IZ):
+                fl = (fl & ~(<uint32_t>OPF_IZ)) | OPF_IB     # F6 /0: TEST r/m8, imm8
+            if mode == 8 and (fl & (OPF_F64 | OPF_DEF64)) and not (rex & 8):
+                if (fl & OPF_F64) or not osz_pfx:
+                    osz = 8
+                    d.osz = 8
+            if d.fn == NULL:
+                return DECODE_UD
+            d.ext = (modrm >> 3) & 7
+        if mod == 3:
+            rm |= (rex & 1) << 3
+            d.rm = rm
+        elif asz == 2:
+            d.base = MODRM16_BASE[rm]
+            d.index = MODRM16_INDEX[rm]
+            if mod == 0 and rm == 6:
+                d.base = 0xFF
+                if i + 2 > avail:
+                    return DECODE_MORE
+                d.disp = <int16_t>rd_le(b + i, 2)
+                i += 2
+            elif mod == 1:
+                if i + 1 > avail:
+                    return DECODE_MORE
+                d.disp = <signed char>b[i]
+                i += 1
+            elif mod == 2:
+                if i + 2 > avail:
+                    return DECODE_MORE
+                d.disp = <int16_t>rd_le(b + i, 2)
+                i += 2
+            if seg < 0:
+                seg = S_SS if (d.base == R_BP) else S_DS
+        else:
+            if rm == 4:
+                if i >= avail:
+                    return DECODE_MORE
+                sib = b[i]
+                i += 1
+                ss = sib >> 6
+                index = ((sib >> 3) & 7) | ((rex & 2) << 2)
+                base = (sib & 7) | ((rex & 1) << 3)
+                d.index = 0xFF if index == 4 else index
+                d.scale = ss
+                if (sib & 7) == 5 and mod == 0:
+                    d.base = 0xFF
+                    n = 4
+                else:
+                    d.base = base
+                    n = 0
+            elif rm == 5 and mod == 0:
+                if mode == 8:
+                    d.flags |= INSN_RIPREL
+                d.base = 0xFF
+                n = 4
+            else:
+                d.base = rm | ((rex & 1) << 3)
+                n = 0
+            if mod == 1:
+                n = 1
+            elif mod == 2:
+                n = 4
+            if i + n > avail:
+                return DECODE_MORE
+            if n == 1:
+                d.disp = <signed char>b[i]
+            elif n == 4:
+                d.disp = <int32_t>rd_le(b + i, 4)
+            i += n
+            if seg < 0:
+                seg = S_SS if (d.base == R_SP or d.base == R_BP) else S_DS
+        # Byte registers without REX: 4..7 are AH CH DH BH.
+        if osz == 1 and not rex:
+            if reg >= 4 and reg < 8 and not (fl & OPF_SRC8):
+                reg += 12
+            if mod == 3 and d.rm >= 4 and d.rm < 8:
+                d.rm += 12
+        elif (fl & OPF_SRC8) and not rex and mod == 3 and d.rm >= 4 and d.rm < 8:
+            d.rm += 12
+        d.reg = reg
+    else:
+        # Register in the low opcode bits (B0+r, 50+r, 90+r, ...).
+        d.reg = (op & 7) | ((rex & 1) << 3)
+        if osz == 1 and not rex and d.reg >= 4 and d.reg < 8:
+            d.reg += 12
+    if seg < 0:
+        seg = S_DS
+    else:
+        d.flags |= INSN_SEGOVR
+    d.seg = seg
+    # Immediates.
+    if fl & OPF_MOFFS:
+        if i + asz > avail:
+            return DECODE_MORE
+        d.disp = <int64_t>rd_le(b + i, asz)
+        i += asz
+    if fl & OPF_IW:
+        if i + 2 > avail:
+            return DECODE_MORE
+        d.imm = rd_le(b + i, 2)
+        i += 2
+        if fl & OPF_IB:      # ENTER-style iw, ib: second immediate in ext
+            if i + 1 > avail:
+                return DECODE_MORE
+            d.ext = b[i]
+            i += 1
+    elif fl & OPF_IB:
+        if i + 1 > avail:
+            return DECODE_MORE
+        d.imm = b[i]
+        if fl & OPF_SX:
+            d.imm = <uint64_t><int64_t><signed char>b[i]
+        i += 1
+    elif fl & OPF_IZ:
+        n = 2 if osz == 2 else 4
+        if i + n > avail:
+            return DECODE_MORE
+        d.imm = rd_le(b + i, n)
+        if fl & OPF_SX or osz == 8:
+            d.imm = <uint64_t>sext(d.imm, n)
+        i += n
+    elif fl & OPF_IV:
+        n = osz
+        if i + n > avail:
+            return DECODE_MORE
+        d.imm = rd_le(b + i, n)
+        i += n
+    if i > MAX_INSN:
+        return DECODE_GP
+    d.len = i
+    return DECODE_OK
+
+
+cdef inline uint64_t ea_offset(Cpu* c, Insn* d) noexcept nogil:
+    """Effective address (the offset within the segment) of a memory operand,
+    wrapped to the address size."""
+    cdef uint64_t a = <uint64_t>d.disp
+    if d.flags & INSN_RIPREL:
+        a += c.next_rip
+    else:
+        if d.base != 0xFF:
+            a += c.regs[d.base]
+        if d.index != 0xFF:
+            a += c.regs[d.index] << d.scale
+    return a & SIZE_MASK[d.asz]
+
+
+cdef inline int read_rm(Cpu* c, Insn* d, int size, uint64_t* v) noexcept nogil:
+    if d.mod == 3:
+        v[0] = get_reg(c, d.rm, size)
+        return RC_OK
+    return mem_read(c, d.seg, ea_offset(c, d), size, v)
+
+
+cdef inline int write_rm(Cpu* c, Insn* d, int size, uint64_t v) noexcept nogil:
+    if d.mod == 3:
+        set_reg(c, d.rm, size, v)
+        return RC_OK
+    return mem_write(c, d.seg, ea_offset(c, d), size, v)
+
+
+# ---------------------------------------------------------------------------
+# The opcode maps.  Handlers live in core/insn/*.pxi.
+
+cdef void op_set(OpInfo* t, int opc, handler_t fn, uint32_t flags, int ext=0) noexcept:
+    t[opc].fn = fn
+    t[opc].flags = flags | OPF_VALID
+    t[opc].ext = ext
+
+
+cdef enum:
+    G_ALU_IMM = 1    # 80-83
+    G_SHIFT = 2      # C0 C1 D0-D3
+    G_UNARY = 3      # F6 F7
+    G_INCDEC8 = 4    # FE
+    G_FF = 5         # FF
+    G_POP = 6        # 8F
+    G_MOVIMM = 7     # C6 C7
+    G_0F01 = 8       # 0F 01 (VMCALL and friends, decoded by mod/rm)
+    G_NOP = 9        # 0F 1F
+
+
+cdef void init_opcode_tables() noexcept:
+    cdef int i, k
+    memset(OP1, 0, sizeof(OP1))
+    memset(OP2, 0, sizeof(OP2))
+    memset(GRP, 0, sizeof(GRP))
+    memset(GRP_FLAGS, 0, sizeof(GRP_FLAGS))
+    # ALU: ADD OR ADC SBB AND SUB XOR CMP, six forms each (SDM Vol. 2 Table A-2).
+    for k in range(8):
+        op_set(OP1, k * 8 + 0, h_alu_rm_r, OPF_MODRM | OPF_BYTE, k)
+        op_set(OP1, k * 8 + 1, h_alu_rm_r, OPF_MODRM, k)
+        op_set(OP1, k * 8 + 2, h_alu_r_rm, OPF_MODRM | OPF_BYTE, k)
+        op_set(OP1, k * 8 + 3, h_alu_r_rm, OPF_MODRM, k)
+        op_set(OP1, k * 8 + 4, h_alu_acc_imm, OPF_BYTE | OPF_IB, k)
+        op_set(OP1, k * 8 + 5, h_alu_acc_imm, OPF_IZ | OPF_SX, k)
+        GRP[G_ALU_IMM][k] = h_alu_rm_imm
+    op_set(OP1, 0x80, NULL, OPF_MODRM | OPF_GRP | OPF_BYTE | OPF_IB, G_ALU_IMM)
+    op_set(OP1, 0x81, NULL, OPF_MODRM | OPF_GRP | OPF_IZ | OPF_SX, G_ALU_IMM)
+    op_set(OP1, 0x82, NULL, OPF_MODRM | OPF_GRP | OPF_BYTE | OPF_IB | OPF_NO64, G_ALU_IMM)
+    op_set(OP1, 0x83, NULL, OPF_MODRM | OPF_GRP | OPF_IB | OPF_SX, G_ALU_IMM)
+    # INC/DEC r (40-4F; REX in 64-bit mode), PUSH/POP r.
+    for k in range(8):
+        op_set(OP1, 0x40 + k, h_inc_r, OPF_NO64, 0)
+        op_set(OP1, 0x48 + k, h_dec_r, OPF_NO64, 1)
+        op_set(OP1, 0x50 + k, h_push_r, OPF_DEF64)
+        op_set(OP1, 0x58 + k, h_pop_r, OPF_DEF64)
+        op_set(OP1, 0xB0 + k, h_mov_r_imm, OPF_BYTE | OPF_IB)
+        op_set(OP1, 0xB8 + k, h_mov_r_imm, OPF_IV)
+        op_set(OP1, 0x90 + k, h_xchg_ax_r, 0)
+    op_set(OP1, 0x63, h_movsxd, OPF_MODRM)      # 64-bit only; ARPL elsewhere
+    op_set(OP1, 0x68, h_push_imm, OPF_IZ | OPF_SX | OPF_DEF64)
+    op_set(OP1, 0x6A, h_push_imm, OPF_IB | OPF_SX | OPF_DEF64)
+    op_set(OP1, 0x69, h_imul_r_rm_imm, OPF_MODRM | OPF_IZ | OPF_SX)
+    op_set(OP1, 0x6B, h_imul_r_rm_imm, OPF_MODRM | OPF_IB | OPF_SX)
+    op_set(OP1, 0x6C, h_ins, OPF_BYTE)
+    op_set(OP1, 0x6D, h_ins, 0)
+    op_set(OP1, 0x6E, h_outs, OPF_BYTE)
+    op_set(OP1, 0x6F, h_outs, 0)
+    for k in range(16):
+        op_set(OP1, 0x70 + k, h_jcc, OPF_IB | OPF_SX | OPF_F64, k)
+        op_set(OP2, 0x80 + k, h_jcc, OPF_IZ | OPF_SX | OPF_F64, k)
+    op_set(OP1, 0x84, h_test_rm_r, OPF_MODRM | OPF_BYTE)
+    op_set(OP1, 0x85, h_test_rm_r, OPF_MODRM)
+    op_set(OP1, 0x86, h_xchg_rm_r, OPF_MODRM | OPF_BYTE)
+    op_set(OP1, 0x87, h_xchg_rm_r, OPF_MODRM)
+    op_set(OP1, 0x88, h_mov_rm_r, OPF_MODRM | OPF_BYTE)
+    op_set(OP1, 0x89, h_mov_rm_r, OPF_MODRM)
+    op_set(OP1, 0x8A, h_mov_r_rm, OPF_MODRM | OPF_BYTE)
+    op_set(OP1, 0x8B, h_mov_r_rm, OPF_MODRM)
+    op_set(OP1, 0x8C, h_mov_rm_sreg, OPF_MODRM)
+    op_set(OP1, 0x8D, h_lea, OPF_MODRM)
+    op_set(OP1, 0x8E, h_mov_sreg_rm, OPF_MODRM)
+    op_set(OP1, 0x8F, NULL, OPF_MODRM | OPF_GRP | OPF_DEF64, G_POP)
+    GRP[G_POP][0] = h_pop_rm
+    op_set(OP1, 0x98, h_cbw, 0)
+    op_set(OP1, 0x99, h_cwd, 0)
+    op_set(OP1, 0x9C, h_pushf, OPF_DEF64)
+    op_set(OP1, 0x9D, h_popf, OPF_DEF64)
+    op_set(OP1, 0xA0, h_mov_acc_moffs, OPF_BYTE | OPF_MOFFS)
+    op_set(OP1, 0xA1, h_mov_acc_moffs, OPF_MOFFS)
+    op_set(OP1, 0xA2, h_mov_moffs_acc, OPF_BYTE | OPF_MOFFS)
+    op_set(OP1, 0xA3, h_mov_moffs_acc, OPF_MOFFS)
+    op_set(OP1, 0xA8, h_test_acc_imm, OPF_BYTE | OPF_IB)
+    op_set(OP1, 0xA9, h_test_acc_imm, OPF_IZ | OPF_SX)
+    op_set(OP1, 0xC0, NULL, OPF_MODRM | OPF_GRP | OPF_BYTE | OPF_IB, G_SHIFT)
+    op_set(OP1, 0xC1, NULL, OPF_MODRM | OPF_GRP | OPF_IB, G_SHIFT)
+    op_set(OP1, 0xD0, NULL, OPF_MODRM | OPF_GRP | OPF_BYTE, G_SHIFT)
+    op_set(OP1, 0xD1, NULL, OPF_MODRM | OPF_GRP, G_SHIFT)
+    op_set(OP1, 0xD2, NULL, OPF_MODRM | OPF_GRP | OPF_BYTE, G_SHIFT)
+    op_set(OP1, 0xD3, NULL, OPF_MODRM | OPF_GRP, G_SHIFT)
+    for k in (4, 5, 6, 7):
+        GRP[G_SHIFT][k] = h_shift
+    op_set(OP1, 0xC2, h_ret_imm, OPF_IW | OPF_F64)
+    op_set(OP1, 0xC3, h_ret, OPF_F64)
+    op_set(OP1, 0xC6, NULL, OPF_MODRM | OPF_GRP | OPF_BYTE | OPF_IB, G_MOVIMM)
+    op_set(OP1, 0xC7, NULL, OPF_MODRM | OPF_GRP | OPF_IZ | OPF_SX, G_MOVIMM)
+    GRP[G_MOVIMM][0] = h_mov_rm_imm
+    op_set(OP1, 0xE4, h_in_imm, OPF_BYTE | OPF_IB)
+    op_set(OP1, 0xE5, h_in_imm, OPF_IB)
+    op_set(OP1, 0xE6, h_out_imm, OPF_BYTE | OPF_IB)
+    op_set(OP1, 0xE7, h_out_imm, OPF_IB)
+    op_set(OP1, 0xE8, h_call_rel, OPF_IZ | OPF_SX | OPF_F64)
+    op_set(OP1, 0xE9, h_jmp_rel, OPF_IZ | OPF_SX | OPF_F64)
+    op_set(OP1, 0xEB, h_jmp_rel, OPF_IB | OPF_SX | OPF_F64)
+    op_set(OP1, 0xEC, h_in_dx, OPF_BYTE)
+    op_set(OP1, 0xED, h_in_dx, 0)
+    op_set(OP1, 0xEE, h_out_dx, OPF_BYTE)
+    op_set(OP1, 0xEF, h_out_dx, 0)
+    op_set(OP1, 0xF4, h_hlt, 0)
+    op_set(OP1, 0xF5, h_flagop, 0, 0)     # CMC
+    op_set(OP1, 0xF8, h_flagop, 0, 1)     # CLC
+    op_set(OP1, 0xF9, h_flagop, 0, 2)     # STC
+    op_set(OP1, 0xFC, h_flagop, 0, 3)     # CLD
+    op_set(OP1, 0xFD, h_flagop, 0, 4)     # STD
+    op_set(OP1, 0xFA, h_cli, 0)
+    op_set(OP1, 0xFB, h_sti, 0)
+    op_set(OP1, 0xF6, NULL, OPF_MODRM | OPF_GRP | OPF_BYTE, G_UNARY)
+    op_set(OP1, 0xF7, NULL, OPF_MODRM | OPF_GRP, G_UNARY)
+    GRP[G_UNARY][0] = h_test_rm_imm
+    GRP[G_UNARY][1] = h_test_rm_imm       # /1 is an alias of /0 on Intel CPUs
+    GRP[G_UNARY][2] = h_not
+    GRP[G_UNARY][3] = h_neg
+    GRP[G_UNARY][4] = h_muldiv
+    GRP[G_UNARY][5] = h_muldiv
+    GRP[G_UNARY][6] = h_muldiv
+    GRP[G_UNARY][7] = h_muldiv
+    GRP_FLAGS[G_UNARY][0] = OPF_IZ | OPF_SX   # (becomes imm8 for F6 below)
+    GRP_FLAGS[G_UNARY][1] = OPF_IZ | OPF_SX
+    op_set(OP1, 0xFE, NULL, OPF_MODRM | OPF_GRP | OPF_BYTE, G_INCDEC8)
+    GRP[G_INCDEC8][0] = h_incdec_rm
+    GRP[G_INCDEC8][1] = h_incdec_rm
+    op_set(OP1, 0xFF, NULL, OPF_MODRM | OPF_GRP, G_FF)
+    GRP[G_FF][0] = h_incdec_rm
+    GRP[G_FF][1] = h_incdec_rm
+    GRP[G_FF][2] = h_call_rm
+    GRP[G_FF][4] = h_jmp_rm
+    GRP[G_FF][6] = h_push_rm
+    GRP_FLAGS[G_FF][2] = OPF_F64
+    GRP_FLAGS[G_FF][4] = OPF_F64
+    GRP_FLAGS[G_FF][6] = OPF_DEF64
+    # Two-byte map.
+    op_set(OP2, 0x01, NULL, OPF_MODRM | OPF_GRP, G_0F01)
+    GRP[G_0F01][0] = h_0f01   # VMCALL is 0F 01 C1: reg = 0, mod = 3, rm = 1
+    op_set(OP2, 0x0B, h_ud, 0)           # UD2
+    op_set(OP2, 0x1F, NULL, OPF_MODRM | OPF_GRP, G_NOP)
+    GRP[G_NOP][0] = h_nop
+    op_set(OP2, 0x20, h_mov_r_cr, OPF_MODRM | OPF_F64)
+    op_set(OP2, 0x22, h_mov_cr_r, OPF_MODRM | OPF_F64)
+    op_set(OP2, 0x30, h_wrmsr, 0)
+    op_set(OP2, 0x31, h_rdtsc, 0)
+    op_set(OP2, 0x32, h_rdmsr, 0)
+    op_set(OP2, 0xA2, h_cpuid, 0)
+    op_set(OP2, 0xAF, h_imul_r_rm, OPF_MODRM)
+    op_set(OP2, 0xB6, h_movzx, OPF_MODRM | OPF_SRC8)
+    op_set(OP2, 0xB7, h_movzx, OPF_MODRM | OPF_SRC16)
+    op_set(OP2, 0xBE, h_movsx, OPF_MODRM | OPF_SRC8)
+    op_set(OP2, 0xBF, h_movsx, OPF_MODRM | OPF_SRC16)

@@ -1,0 +1,251 @@
+# Exceptions: the VM exit when the exception bitmap intercepts the vector
+# (SDM Vol. 3 25.2), otherwise delivery through the IVT (real mode) or the IDT
+# (protected and IA-32e mode), with double and triple faults (SDM Vol. 3 6.15,
+# Table 6-5).
+
+cdef inline int exc_class(int v) noexcept nogil:
+    """0 benign, 1 contributory, 2 page fault, 3 double fault (Table 6-4)."""
+    if v == 0 or (v >= 10 and v <= 13):
+        return 1
+    if v == EXC_PF:
+        return 2
+    if v == EXC_DF:
+        return 3
+    return 0
+
+
+cdef inline int exc_has_error_code(int v) noexcept nogil:
+    return v == EXC_DF or (v >= 10 and v <= 14) or v == EXC_AC or v == 21
+
+
+cdef int exception_intercepted(Cpu* c, int vec, uint32_t err) noexcept nogil:
+    """Exception bitmap, and for #PF the error-code mask/match (SDM 25.2)."""
+    cdef int bit = (c.ctl.exception_bitmap >> vec) & 1
+    if vec == EXC_PF:
+        if (err & c.ctl.pfec_mask) == c.ctl.pfec_match:
+            return bit
+        return not bit
+    return bit
+
+
+cdef int stack_write(Cpu* c, uint64_t* lin, int n, int size, uint64_t* vals) noexcept nogil:
+    """Write n values to linear addresses, probing every one first so a fault
+    leaves memory untouched (supervisor accesses)."""
+    cdef int i, rc
+    cdef uint8_t* p
+    for i in range(n):
+        rc = translate(c, lin[i], ACC_WRITE, 0, &p)
+        if rc:
+            return rc
+        if (lin[i] & 0xFFF) + size > 4096:
+            rc = translate(c, (lin[i] | 0xFFF) + 1, ACC_WRITE, 0, &p)
+            if rc:
+                return rc
+    for i in range(n):
+        rc = lin_write(c, lin[i], size, 0, vals[i])
+        if rc:
+            return rc
+    return RC_OK
+
+
+cdef int deliver_real(Cpu* c, int vec) noexcept nogil:
+    """Real-address mode: IVT entry at IDTR.base + 4*vector (SDM Vol. 3 20.1.4)."""
+    cdef uint64_t ent, sp, lin[3], vals[3]
+    cdef int rc, i
+    if <uint32_t>(vec * 4 + 3) > c.idtr_limit:
+        return raise_exc(c, EXC_GP, 1, vec * 8 + 2)
+    rc = lin_read(c, (c.idtr_base + vec * 4) & 0xFFFFFFFFULL, 4, 0, &ent)
+    if rc:
+        return rc
+    sp = c.regs[R_SP] & 0xFFFF
+    vals[0] = c.rflags & 0xFFFF
+    vals[1] = c.seg[S_CS].sel
+    vals[2] = c.rip & 0xFFFF
+    for i in range(3):
+        sp = (sp - 2) & 0xFFFF
+        lin[i] = (c.seg[S_SS].base + sp) & 0xFFFFFFFFULL
+    rc = stack_write(c, lin, 3, 2, vals)
+    if rc:
+        return rc
+    set_sp(c, sp)
+    c.rflags &= ~(<uint64_t>(F_IF | F_TF | F_AC))
+    c.seg[S_CS].sel = <uint16_t>(ent >> 16)
+    c.seg[S_CS].base = (ent >> 16) << 4
+    c.rip = ent & 0xFFFF
+    return RC_OK
+
+
+cdef int deliver_protected(Cpu* c, int vec, int has_err, uint32_t err) noexcept nogil:
+    """Protected mode and IA-32e mode through an interrupt or trap gate (SDM
+    Vol. 3 6.12, 6.14).  Task gates are not modeled yet."""
+    cdef int gsize = 16 if (c.efer & EFER_LMA) else 8
+    cdef uint64_t g_lo, g_hi = 0, off, csdesc, hi, addr, ssdesc
+    cdef uint64_t new_sp, lin[6], vals[6], tss_sp, ss_base = 0
+    cdef uint32_t idt_err = vec * 8 + 3     # IDT bit and EXT bit (SDM 6.13)
+    cdef int gtype, rc, dpl, ist, n, i, psize, new_cpl, priv
+    cdef uint16_t sel, new_ss = 0
+    cdef Seg ncs, nss
+    if <uint32_t>(vec * gsize + gsize - 1) > c.idtr_limit:
+        return raise_exc(c, EXC_GP, 1, idt_err)
+    rc = lin_read(c, c.idtr_base + vec * gsize, 8, 0, &g_lo)
+    if rc:
+        return rc
+    if gsize == 16:
+        rc = lin_read(c, c.idtr_base + vec * gsize + 8, 8, 0, &g_hi)
+        if rc:
+            return rc
+    gtype = (g_lo >> 40) & 0x1F
+    if gsize == 16:
+        if gtype != 0x0E and gtype != 0x0F:
+            return raise_exc(c, EXC_GP, 1, idt_err)
+    elif gtype == 0x05:
+        c.entry_check = -1001
+        return RC_UNSUPPORTED           # task gates: a later issue
+    elif gtype != 0x0E and gtype != 0x0F and gtype != 0x06 and gtype != 0x07:
+        return raise_exc(c, EXC_GP, 1, idt_err)
+    if not ((g_lo >> 47) & 1):
+        return raise_exc(c, EXC_NP, 1, idt_err)
+    sel = <uint16_t>(g_lo >> 16)
+    off = (g_lo & 0xFFFF) | (((g_lo >> 48) & 0xFFFF) << 16)
+    if gsize == 16:
+        off |= (g_hi & 0xFFFFFFFFULL) << 32
+    ist = <int>((g_lo >> 32) & 7) if gsize == 16 else 0
+    if (sel & 0xFFFC) == 0:
+        return raise_exc(c, EXC_GP, 1, 1)
+    rc = load_descriptor(c, sel, &csdesc, &hi, &addr)
+    if rc:
+        return rc
+    dpl = (csdesc >> 45) & 3
+    if ((csdesc >> 43) & 3) != 3 or dpl > c.cpl:     # must be a code segment
+        return raise_exc(c, EXC_GP, 1, (sel & 0xFFFC) | 1)
+    if not ((csdesc >> 47) & 1):
+        return raise_exc(c, EXC_NP, 1, (sel & 0xFFFC) | 1)
+    if gsize == 16 and (not ((csdesc >> 53) & 1) or ((csdesc >> 54) & 1)):
+        return raise_exc(c, EXC_GP, 1, (sel & 0xFFFC) | 1)
+    descriptor_to_seg(csdesc, &ncs, sel)
+    ncs.ar |= 1
+    # A conforming code segment keeps the CPL; otherwise CPL becomes its DPL.
+    new_cpl = c.cpl if ((csdesc >> 42) & 1) else dpl
+    priv = new_cpl < c.cpl
+    psize = 8 if gsize == 16 else (4 if (gtype & 8) else 2)
+    nss = c.seg[S_SS]
+    if gsize == 16:
+        if priv or ist:
+            if c.seg[S_TR].limit < 0x67:
+                return raise_exc(c, EXC_TS, 1, c.seg[S_TR].sel & 0xFFFC)
+            rc = lin_read(c, c.seg[S_TR].base + (0x24 + 8 * (ist - 1) if ist else 4 + 8 * new_cpl), 8, 0, &tss_sp)
+            if rc:
+                return rc
+            new_sp = tss_sp
+        else:
+            new_sp = c.regs[R_SP]
+        new_sp &= ~0xFULL
+        if priv:
+            new_ss = <uint16_t>new_cpl
+            nss.sel = new_ss
+            nss.base = 0
+            nss.limit = 0
+            nss.ar = AR_UNUSABLE | (<uint32_t>new_cpl << 5)
+        n = 0
+        vals[n] = c.seg[S_SS].sel; n += 1
+        vals[n] = c.regs[R_SP]; n += 1
+        vals[n] = c.rflags; n += 1
+        vals[n] = c.seg[S_CS].sel; n += 1
+        vals[n] = c.rip; n += 1
+        if has_err:
+            vals[n] = err; n += 1
+        for i in range(n):
+            lin[i] = new_sp - 8 * (i + 1)
+            if not is_canonical(lin[i]):
+                return raise_exc(c, EXC_SS, 1, 0)
+        rc = stack_write(c, lin, n, 8, vals)
+        if rc:
+            return rc
+        new_sp = new_sp - 8 * n
+    else:
+        n = 0
+        if priv:
+            if c.seg[S_TR].limit < 0x67:
+                return raise_exc(c, EXC_TS, 1, c.seg[S_TR].sel & 0xFFFC)
+            rc = lin_read(c, c.seg[S_TR].base + 4 + 8 * new_cpl, 8, 0, &tss_sp)
+            if rc:
+                return rc
+            new_ss = <uint16_t>(tss_sp >> 32)
+            rc = load_descriptor(c, new_ss, &ssdesc, &hi, &addr)
+            if rc:
+                return rc
+            if (new_ss & 3) != new_cpl or ((ssdesc >> 45) & 3) != <uint64_t>new_cpl or \
+                    ((ssdesc >> 41) & 5) != 1 or not ((ssdesc >> 44) & 1):
+                return raise_exc(c, EXC_TS, 1, new_ss & 0xFFFC)
+            if not ((ssdesc >> 47) & 1):
+                return raise_exc(c, EXC_SS, 1, new_ss & 0xFFFC)
+            descriptor_to_seg(ssdesc, &nss, new_ss)
+            new_sp = tss_sp & 0xFFFFFFFFULL
+            vals[n] = c.seg[S_SS].sel; n += 1
+            vals[n] = c.regs[R_SP] & 0xFFFFFFFFULL; n += 1
+        else:
+            new_sp = c.regs[R_SP] & SIZE_MASK[c.stack_size]
+        vals[n] = c.rflags & 0xFFFFFFFFULL; n += 1
+        vals[n] = c.seg[S_CS].sel; n += 1
+        vals[n] = c.rip & 0xFFFFFFFFULL; n += 1
+        if has_err:
+            vals[n] = err; n += 1
+        ss_base = nss.base
+        for i in range(n):
+            lin[i] = (ss_base + ((new_sp - psize * (i + 1)) & (0xFFFFFFFFULL if (nss.ar & AR_DB) else 0xFFFF))) & 0xFFFFFFFFULL
+        rc = stack_write(c, lin, n, psize, vals)
+        if rc:
+            return rc
+        new_sp = new_sp - psize * n
+    # Commit.
+    ncs.sel = (sel & 0xFFFC) | <uint16_t>new_cpl
+    c.seg[S_CS] = ncs
+    c.seg[S_SS] = nss
+    c.rflags &= ~(<uint64_t>(F_TF | F_NT | F_RF | F_VM))
+    if not (gtype & 1):
+        c.rflags &= ~(<uint64_t>F_IF)        # interrupt gate
+    update_mode(c)
+    if c.stack_size == 8:
+        c.regs[R_SP] = new_sp
+    else:
+        set_sp(c, new_sp)
+    c.rip = off if psize != 2 else (off & 0xFFFF)
+    return RC_OK
+
+
+cdef int handle_exception(Cpu* c) noexcept nogil:
+    """Turn the pending exception (c.exc_*) into a VM exit or a delivery;
+    a fault while delivering becomes a double fault, then a triple fault."""
+    cdef int vec, prev = -1, has_err, rc
+    cdef uint32_t err
+    while True:
+        vec = c.exc_vector
+        # Real-address mode pushes no error codes (SDM Vol. 3 20.1.4), and the
+        # exit information says so.
+        has_err = c.exc_has_error and (c.cr0 & CR0_PE) != 0
+        err = c.exc_error if has_err else 0
+        if c.non_root and exception_intercepted(c, vec, err):
+            vmexit_event(c, EXIT_REASON_EXCEPTION_OR_NMI, c.exc_cr2 if vec == EXC_PF else 0)
+            c.x_intr_info = (<uint32_t>vec) | (3 << 8) | ((<uint32_t>has_err) << 11) | 0x80000000ULL
+            c.x_intr_error = err
+            return RC_VMEXIT
+        if vec == EXC_PF:
+            c.cr2 = c.exc_cr2
+        if c.cr0 & CR0_PE:
+            rc = deliver_protected(c, vec, has_err, err)
+        else:
+            rc = deliver_real(c, vec)
+        if rc != RC_EXCEPTION:
+            return rc
+        # A second exception while delivering the first (SDM Table 6-5).
+        if vec == EXC_DF:
+            if c.non_root:
+                return vmexit_event(c, EXIT_REASON_TRIPLE_FAULT, 0)
+            c.activity = 2
+            return RC_SHUTDOWN
+        if (exc_class(vec) == 1 and exc_class(c.exc_vector) == 1) or \
+                (vec == EXC_PF and exc_class(c.exc_vector) >= 1):
+            c.exc_vector = EXC_DF
+            c.exc_has_error = 1
+            c.exc_error = 0
+        prev = vec

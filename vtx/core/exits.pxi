@@ -1,0 +1,298 @@
+# Exits are data (DESIGN.md decision 9): immutable objects that carry the raw
+# exit-information fields of the VMCS and decode them on access.  They are
+# cdef classes so that making one costs tens of nanoseconds, not microseconds.
+
+_EXCEPTION_NAMES = {0: "#DE", 1: "#DB", 2: "NMI", 3: "#BP", 4: "#OF", 5: "#BR", 6: "#UD", 7: "#NM",
+                    8: "#DF", 10: "#TS", 11: "#NP", 12: "#SS", 13: "#GP", 14: "#PF", 16: "#MF",
+                    17: "#AC", 18: "#MC", 19: "#XM", 20: "#VE", 21: "#CP"}
+
+
+cdef class Exit:
+    """A VM exit: the exit-information fields as the VMCS holds them.
+
+    ``reason`` is the basic exit reason (an int; ``exit.name`` gives the
+    :class:`vtx.ExitReason`), ``qualification`` the exit qualification,
+    ``instruction_length`` the VM-exit instruction length (0 when the exit
+    has none), ``guest_rip`` the guest RIP of the exiting instruction.
+    ``raw`` maps VMCS field names to the values read at the exit.
+    """
+
+    @property
+    def exit_reason(self):
+        """The basic exit reason as a :class:`vtx.ExitReason`."""
+        return _exit_reason_enum(self.reason)
+
+    @property
+    def name(self):
+        return _exit_reason_enum(self.reason).name
+
+    @property
+    def raw(self):
+        """The exit-information fields (SDM Vol. 3 24.9) by VMCS field name."""
+        return {
+            "EXIT_REASON": self.raw_reason,
+            "EXIT_QUALIFICATION": self.qualification,
+            "VM_EXIT_INSTRUCTION_LENGTH": self.instruction_length,
+            "VM_EXIT_INSTRUCTION_INFO": self.instruction_info,
+            "VM_EXIT_INTERRUPTION_INFO": self.interruption_info,
+            "VM_EXIT_INTERRUPTION_ERROR_CODE": self.interruption_error_code,
+            "GUEST_LINEAR_ADDRESS": self.guest_linear_address,
+            "GUEST_PHYSICAL_ADDRESS": self.guest_physical_address,
+            "GUEST_RIP": self.guest_rip,
+        }
+
+    def _fields(self):
+        return ""
+
+    def __repr__(self):
+        extra = self._fields()
+        return f"<{type(self).__name__} {self.name} at rip={self.guest_rip:#x}{(' ' + extra) if extra else ''}>"
+
+    def __reduce__(self):
+        raise TypeError("VM exits are views of one moment of a VM and are not pickled")
+
+
+cdef class IoExit(Exit):
+    """IN, OUT, INS or OUTS (exit reason 30).  The exit qualification
+    (SDM Vol. 3 Table 28-5) decoded: ``size`` in bytes, ``direction``
+    ("in" or "out"), ``string``, ``rep``, ``immediate`` (port operand was an
+    immediate rather than DX) and ``port``.  ``value`` is what an OUT writes
+    (the low ``size`` bytes of RAX), None for IN and string instructions: an
+    IN handler puts its result in the guest's AL/AX/EAX and returns RESUME."""
+
+    @property
+    def size(self):
+        return <int>(self.qualification & 7) + 1
+
+    @property
+    def is_in(self):
+        return bool(self.qualification & 8)
+
+    @property
+    def direction(self):
+        return "in" if self.qualification & 8 else "out"
+
+    @property
+    def string(self):
+        return bool(self.qualification & 16)
+
+    @property
+    def rep(self):
+        return bool(self.qualification & 32)
+
+    @property
+    def immediate(self):
+        return bool(self.qualification & 64)
+
+    @property
+    def port(self):
+        return <int>((self.qualification >> 16) & 0xFFFF)
+
+    @property
+    def value(self):
+        if self.qualification & (8 | 16):
+            return None
+        return self.rax & ((1 << (8 * ((self.qualification & 7) + 1))) - 1)
+
+    def _fields(self):
+        v = self.value
+        return f"{self.direction} port={self.port:#x} size={self.size}" + ("" if v is None else f" value={v:#x}")
+
+
+cdef class CpuidExit(Exit):
+    """CPUID (exit reason 10): ``leaf`` is EAX and ``subleaf`` ECX at the exit.
+    The handler writes the result into EAX EBX ECX EDX and returns RESUME."""
+
+    def _fields(self):
+        return f"leaf={self.leaf:#x} subleaf={self.subleaf:#x}"
+
+
+cdef class MsrExit(Exit):
+    """RDMSR (31) or WRMSR (32): ``index`` is ECX; ``value`` is EDX:EAX for
+    WRMSR and None for RDMSR (whose handler writes EDX:EAX)."""
+
+    @property
+    def is_write(self):
+        return self.reason == 32
+
+    @property
+    def value(self):
+        return self._value if self.reason == 32 else None
+
+    def _fields(self):
+        return f"index={self.index:#x}" + (f" value={self._value:#x}" if self.reason == 32 else "")
+
+
+cdef class HltExit(Exit):
+    """HLT with "HLT exiting" (exit reason 12)."""
+
+
+cdef class VmcallExit(Exit):
+    """VMCALL (exit reason 18): a hypercall; by convention the number is in RAX."""
+
+
+cdef class RdtscExit(Exit):
+    """RDTSC with "RDTSC exiting" (exit reason 16)."""
+
+
+cdef class ExceptionExit(Exit):
+    """An exception intercepted by the exception bitmap (exit reason 0).
+
+    Decoded from the VM-exit interruption information (SDM Vol. 3 Table 24-19):
+    ``vector``, ``type`` (3 hardware exception, 6 software exception, 2 NMI),
+    ``error_code`` (None when the exception delivers none).  For #PF the
+    qualification is the faulting linear address (``fault_address``)."""
+
+    @property
+    def vector(self):
+        return <int>(self.interruption_info & 0xFF)
+
+    @property
+    def type(self):
+        return <int>((self.interruption_info >> 8) & 7)
+
+    @property
+    def error_code(self):
+        if self.interruption_info & 0x800:
+            return self.interruption_error_code
+        return None
+
+    @property
+    def exception(self):
+        """The mnemonic of the vector: "#GP", "#PF", ..."""
+        return _EXCEPTION_NAMES.get(self.interruption_info & 0xFF, f"vector {self.interruption_info & 0xFF}")
+
+    @property
+    def fault_address(self):
+        return self.qualification if (self.interruption_info & 0xFF) == 14 else None
+
+    def _fields(self):
+        ec = self.error_code
+        s = self.exception + ("" if ec is None else f" error_code={ec:#x}")
+        if (self.interruption_info & 0xFF) == 14:
+            s += f" address={self.qualification:#x}"
+        return s
+
+
+cdef class TripleFaultExit(Exit):
+    """A triple fault (exit reason 2): the guest would have shut down."""
+
+
+cdef class EptViolationExit(Exit):
+    """An EPT violation (exit reason 48), qualification per SDM Table 28-7."""
+
+    @property
+    def read(self):
+        return bool(self.qualification & 1)
+
+    @property
+    def write(self):
+        return bool(self.qualification & 2)
+
+    @property
+    def fetch(self):
+        return bool(self.qualification & 4)
+
+    @property
+    def readable(self):
+        return bool(self.qualification & 8)
+
+    @property
+    def writable(self):
+        return bool(self.qualification & 16)
+
+    @property
+    def executable(self):
+        return bool(self.qualification & 32)
+
+    @property
+    def linear_address_valid(self):
+        return bool(self.qualification & 128)
+
+    @property
+    def gpa(self):
+        return self.guest_physical_address
+
+    @property
+    def gla(self):
+        return self.guest_linear_address if self.qualification & 128 else None
+
+    def _fields(self):
+        kind = "write" if self.qualification & 2 else ("fetch" if self.qualification & 4 else "read")
+        return f"{kind} gpa={self.guest_physical_address:#x}"
+
+
+cdef class EptMisconfigExit(Exit):
+    """An EPT misconfiguration (exit reason 49)."""
+
+    @property
+    def gpa(self):
+        return self.guest_physical_address
+
+
+cdef class CrAccessExit(Exit):
+    """A control-register access (exit reason 28), SDM Table 28-3."""
+
+    @property
+    def cr(self):
+        return <int>(self.qualification & 0xF)
+
+    @property
+    def access_type(self):
+        """0 MOV to CR, 1 MOV from CR, 2 CLTS, 3 LMSW."""
+        return <int>((self.qualification >> 4) & 3)
+
+    @property
+    def gpr(self):
+        return <int>((self.qualification >> 8) & 0xF)
+
+    def _fields(self):
+        return f"cr{self.cr} {'mov-to' if self.access_type == 0 else 'mov-from'} gpr={self.gpr}"
+
+
+cdef class VmxInstructionExit(Exit):
+    """A VMX instruction executed in non-root operation (exit reasons 18-27,
+    50, 53): these always exit (SDM Vol. 3 26.1.2)."""
+
+
+cdef object EXIT_CLASSES = [Exit] * 128
+EXIT_CLASSES[EXIT_REASON_EXCEPTION_OR_NMI] = ExceptionExit
+EXIT_CLASSES[EXIT_REASON_TRIPLE_FAULT] = TripleFaultExit
+EXIT_CLASSES[EXIT_REASON_CPUID] = CpuidExit
+EXIT_CLASSES[EXIT_REASON_HLT] = HltExit
+EXIT_CLASSES[EXIT_REASON_RDTSC] = RdtscExit
+EXIT_CLASSES[EXIT_REASON_VMCALL] = VmcallExit
+for _r in (19, 20, 21, 22, 23, 24, 25, 26, 27, 50, 53):
+    EXIT_CLASSES[_r] = VmxInstructionExit
+EXIT_CLASSES[EXIT_REASON_CONTROL_REGISTER_ACCESS] = CrAccessExit
+EXIT_CLASSES[EXIT_REASON_IO_INSTRUCTION] = IoExit
+EXIT_CLASSES[EXIT_REASON_RDMSR] = MsrExit
+EXIT_CLASSES[EXIT_REASON_WRMSR] = MsrExit
+EXIT_CLASSES[EXIT_REASON_EPT_VIOLATION] = EptViolationExit
+EXIT_CLASSES[EXIT_REASON_EPT_MISCONFIGURATION] = EptMisconfigExit
+
+
+cdef Exit make_exit(Cpu* c):
+    """Build the typed exit object from the VMCS exit-information fields."""
+    cdef uint32_t raw = <uint32_t>vr(c, VMCS_OFF_EXIT_REASON, 4)
+    cdef uint32_t reason = raw & 0xFFFF
+    cdef type cls = EXIT_CLASSES[reason & 0x7F]
+    cdef Exit e = cls.__new__(cls)
+    e.reason = reason
+    e.raw_reason = raw
+    e.qualification = vr(c, VMCS_OFF_EXIT_QUALIFICATION, 8)
+    e.instruction_length = <uint32_t>vr(c, VMCS_OFF_VM_EXIT_INSTRUCTION_LENGTH, 4)
+    e.instruction_info = <uint32_t>vr(c, VMCS_OFF_VM_EXIT_INSTRUCTION_INFO, 4)
+    e.interruption_info = <uint32_t>vr(c, VMCS_OFF_VM_EXIT_INTERRUPTION_INFO, 4)
+    e.interruption_error_code = <uint32_t>vr(c, VMCS_OFF_VM_EXIT_INTERRUPTION_ERROR_CODE, 4)
+    e.guest_rip = vr(c, VMCS_OFF_GUEST_RIP, 8)
+    e.guest_linear_address = vr(c, VMCS_OFF_GUEST_LINEAR_ADDRESS, 8)
+    e.guest_physical_address = vr(c, VMCS_OFF_GUEST_PHYSICAL_ADDRESS, 8)
+    e.rax = c.regs[R_AX]
+    if reason == EXIT_REASON_CPUID:
+        (<CpuidExit>e).leaf = <uint32_t>c.regs[R_AX]
+        (<CpuidExit>e).subleaf = <uint32_t>c.regs[R_CX]
+    elif reason == EXIT_REASON_RDMSR or reason == EXIT_REASON_WRMSR:
+        (<MsrExit>e).index = <uint32_t>c.regs[R_CX]
+        (<MsrExit>e)._value = (c.regs[R_AX] & 0xFFFFFFFFULL) | ((c.regs[R_DX] & 0xFFFFFFFFULL) << 32)
+    return e

@@ -1,0 +1,379 @@
+# Arithmetic and logic: ADD OR ADC SBB AND SUB XOR CMP, TEST, INC DEC NEG NOT,
+# SHL SHR SAR, MUL IMUL DIV IDIV, CBW/CWD.  Flags as SDM Vol. 1 Appendix A
+# and the per-instruction pages of Vol. 2; where the SDM leaves a flag
+# undefined the choice is noted.
+
+cdef extern from *:
+    ctypedef unsigned long long u128 "unsigned __int128"
+    ctypedef long long i128 "__int128"
+
+cdef enum:
+    ALU_ADD = 0
+    ALU_OR = 1
+    ALU_ADC = 2
+    ALU_SBB = 3
+    ALU_AND = 4
+    ALU_SUB = 5
+    ALU_XOR = 6
+    ALU_CMP = 7
+
+
+cdef inline uint64_t alu(int op, int size, uint64_t a, uint64_t b, uint64_t cf_in, uint64_t* fl) noexcept nogil:
+    """The eight ALU operations on `size`-byte operands; returns the result
+    and the new status flags in fl (CF PF AF ZF SF OF)."""
+    cdef uint64_t m = SIZE_MASK[size]
+    cdef uint64_t sb = sign_bit(size)
+    cdef uint64_t r, f, cin = 0
+    a &= m
+    b &= m
+    if op == ALU_ADD or op == ALU_ADC:
+        if op == ALU_ADC:
+            cin = cf_in & 1
+        r = (a + b + cin) & m
+        f = szp_flags(r, size) | ((a ^ b ^ r) & 0x10)
+        if r < a or (cin and r == a):
+            f |= F_CF
+        if (a ^ r) & (b ^ r) & sb:
+            f |= F_OF
+    elif op == ALU_SUB or op == ALU_SBB or op == ALU_CMP:
+        if op == ALU_SBB:
+            cin = cf_in & 1
+        r = (a - b - cin) & m
+        f = szp_flags(r, size) | ((a ^ b ^ r) & 0x10)
+        if a < b or (cin and a == b):
+            f |= F_CF
+        if (a ^ b) & (a ^ r) & sb:
+            f |= F_OF
+    else:
+        if op == ALU_AND:
+            r = a & b
+        elif op == ALU_OR:
+            r = a | b
+        else:
+            r = a ^ b
+        # CF = OF = 0; AF is undefined, cleared here as QEMU and KVM's
+        # emulator do.
+        f = szp_flags(r, size)
+    fl[0] = f
+    return r
+
+
+cdef int alu_to_rm(Cpu* c, Insn* d, uint64_t src) noexcept nogil:
+    cdef uint64_t a, r, fl
+    cdef uint64_t off
+    cdef int rc
+    cdef int size = d.osz
+    if d.mod == 3:
+        a = get_reg(c, d.rm, size)
+        r = alu(d.ext, size, a, src, c.rflags, &fl)
+        if d.ext != ALU_CMP:
+            set_reg(c, d.rm, size, r)
+    else:
+        off = ea_offset(c, d)
+        rc = mem_read(c, d.seg, off, size, &a)
+        if rc:
+            return rc
+        r = alu(d.ext, size, a, src, c.rflags, &fl)
+        if d.ext != ALU_CMP:
+            rc = mem_write(c, d.seg, off, size, r)
+            if rc:
+                return rc
+    set_status_flags(c, fl)
+    return RC_OK
+
+
+cdef int h_alu_rm_r(Cpu* c, Insn* d) noexcept nogil:
+    return alu_to_rm(c, d, get_reg(c, d.reg, d.osz))
+
+
+cdef int h_alu_rm_imm(Cpu* c, Insn* d) noexcept nogil:
+    return alu_to_rm(c, d, d.imm)
+
+
+cdef int h_alu_r_rm(Cpu* c, Insn* d) noexcept nogil:
+    cdef uint64_t b, r, fl
+    cdef int rc = read_rm(c, d, d.osz, &b)
+    if rc:
+        return rc
+    r = alu(d.ext, d.osz, get_reg(c, d.reg, d.osz), b, c.rflags, &fl)
+    if d.ext != ALU_CMP:
+        set_reg(c, d.reg, d.osz, r)
+    set_status_flags(c, fl)
+    return RC_OK
+
+
+cdef int h_alu_acc_imm(Cpu* c, Insn* d) noexcept nogil:
+    cdef uint64_t r, fl
+    r = alu(d.ext, d.osz, get_reg(c, R_AX, d.osz), d.imm, c.rflags, &fl)
+    if d.ext != ALU_CMP:
+        set_reg(c, R_AX, d.osz, r)
+    set_status_flags(c, fl)
+    return RC_OK
+
+
+cdef inline void test_flags(Cpu* c, uint64_t a, uint64_t b, int size) noexcept nogil:
+    set_status_flags(c, szp_flags(a & b, size))
+
+
+cdef int h_test_rm_r(Cpu* c, Insn* d) noexcept nogil:
+    cdef uint64_t a
+    cdef int rc = read_rm(c, d, d.osz, &a)
+    if rc:
+        return rc
+    test_flags(c, a, get_reg(c, d.reg, d.osz), d.osz)
+    return RC_OK
+
+
+cdef int h_test_rm_imm(Cpu* c, Insn* d) noexcept nogil:
+    cdef uint64_t a
+    cdef int rc = read_rm(c, d, d.osz, &a)
+    if rc:
+        return rc
+    test_flags(c, a, d.imm, d.osz)
+    return RC_OK
+
+
+cdef int h_test_acc_imm(Cpu* c, Insn* d) noexcept nogil:
+    test_flags(c, get_reg(c, R_AX, d.osz), d.imm, d.osz)
+    return RC_OK
+
+
+cdef inline uint64_t incdec(Cpu* c, uint64_t a, int size, int dec) noexcept nogil:
+    """INC/DEC: like ADD/SUB 1 but CF is preserved."""
+    cdef uint64_t fl, r
+    if dec:
+        r = alu(ALU_SUB, size, a, 1, 0, &fl)
+    else:
+        r = alu(ALU_ADD, size, a, 1, 0, &fl)
+    c.rflags = (c.rflags & ~(<uint64_t>(F_STATUS & ~F_CF))) | (fl & F_STATUS & ~(<uint64_t>F_CF))
+    return r
+
+
+cdef int h_inc_r(Cpu* c, Insn* d) noexcept nogil:
+    set_reg(c, d.reg, d.osz, incdec(c, get_reg(c, d.reg, d.osz), d.osz, 0))
+    return RC_OK
+
+
+cdef int h_dec_r(Cpu* c, Insn* d) noexcept nogil:
+    set_reg(c, d.reg, d.osz, incdec(c, get_reg(c, d.reg, d.osz), d.osz, 1))
+    return RC_OK
+
+
+cdef int h_incdec_rm(Cpu* c, Insn* d) noexcept nogil:
+    cdef uint64_t a, r, off, saved
+    cdef int rc
+    if d.mod == 3:
+        set_reg(c, d.rm, d.osz, incdec(c, get_reg(c, d.rm, d.osz), d.osz, d.ext))
+        return RC_OK
+    off = ea_offset(c, d)
+    rc = mem_read(c, d.seg, off, d.osz, &a)
+    if rc:
+        return rc
+    saved = c.rflags
+    r = incdec(c, a, d.osz, d.ext)
+    rc = mem_write(c, d.seg, off, d.osz, r)
+    if rc:
+        c.rflags = saved
+    return rc
+
+
+cdef int h_not(Cpu* c, Insn* d) noexcept nogil:
+    cdef uint64_t a
+    cdef int rc = read_rm(c, d, d.osz, &a)
+    if rc:
+        return rc
+    return write_rm(c, d, d.osz, ~a)
+
+
+cdef int h_neg(Cpu* c, Insn* d) noexcept nogil:
+    cdef uint64_t a, r, fl
+    cdef int rc = read_rm(c, d, d.osz, &a)
+    if rc:
+        return rc
+    r = alu(ALU_SUB, d.osz, 0, a, 0, &fl)    # CF = (operand != 0)
+    rc = write_rm(c, d, d.osz, r)
+    if rc:
+        return rc
+    set_status_flags(c, fl)
+    return RC_OK
+
+
+# --- shifts (SDM Vol. 2 "SAL/SAR/SHL/SHR") --------------------------------
+
+cdef int h_shift(Cpu* c, Insn* d) noexcept nogil:
+    cdef int size = d.osz
+    cdef int bits = size * 8
+    cdef uint64_t a, r, m = SIZE_MASK[size]
+    cdef uint64_t f, cf
+    cdef unsigned int cnt
+    cdef int rc
+    if d.op == 0xD0 or d.op == 0xD1:
+        cnt = 1
+    elif d.op == 0xD2 or d.op == 0xD3:
+        cnt = <unsigned int>(c.regs[R_CX] & 0xFF)
+    else:
+        cnt = <unsigned int>(d.imm & 0xFF)
+    # The count is masked to 5 bits (6 with a 64-bit operand).
+    cnt &= 0x3F if size == 8 else 0x1F
+    rc = read_rm(c, d, size, &a)
+    if rc:
+        return rc
+    if cnt == 0:
+        # No flags change, but a memory operand is still accessed for write
+        # (a fault on a read-only page is reported).
+        if d.mod != 3:
+            return mem_check_write(c, d.seg, ea_offset(c, d), size)
+        return RC_OK
+    a &= m
+    if d.ext == 5:                      # SHR
+        r = (a >> cnt) if cnt < 64 else 0
+        cf = (a >> (cnt - 1)) & 1 if cnt - 1 < 64 else 0
+        f = cf
+        # OF: the most significant bit of the original operand (defined for
+        # a count of 1; hardware computes it the same way for larger counts).
+        if a & sign_bit(size):
+            f |= F_OF
+    elif d.ext == 7:                    # SAR
+        r = (<uint64_t>(sext(a, size) >> (cnt if cnt < 64 else 63))) & m
+        cf = (<uint64_t>(sext(a, size) >> ((cnt - 1) if cnt - 1 < 64 else 63))) & 1
+        f = cf                          # OF = 0
+    else:                               # SHL / SAL (/4 and /6)
+        r = (a << cnt) & m if cnt < 64 else 0
+        if cnt <= <unsigned int>bits:
+            cf = (a >> (bits - cnt)) & 1 if (bits - cnt) < 64 else 0
+        else:
+            cf = 0                      # undefined when count > width
+        f = cf
+        if ((r & sign_bit(size)) != 0) != (cf != 0):
+            f |= F_OF
+    f |= szp_flags(r, size)
+    # AF is undefined for shifts by a non-zero count; left clear.
+    rc = write_rm(c, d, size, r)
+    if rc:
+        return rc
+    set_status_flags(c, f)
+    return RC_OK
+
+
+# --- multiply and divide ----------------------------------------------------
+
+cdef int h_muldiv(Cpu* c, Insn* d) noexcept nogil:
+    """F6/F7 /4 MUL, /5 IMUL, /6 DIV, /7 IDIV: implicit rAX (and rDX)."""
+    cdef int size = d.osz
+    cdef int bits = size * 8
+    cdef uint64_t m = SIZE_MASK[size]
+    cdef uint64_t src, lo, hi, q, rem
+    cdef u128 ua, uq, ur, dividend, prod
+    cdef i128 sa, sq, sr, sdividend, sprod
+    cdef int64_t ss
+    cdef uint64_t f
+    cdef int rc = read_rm(c, d, size, &src)
+    if rc:
+        return rc
+    src &= m
+    if d.ext == 4 or d.ext == 5:
+        if d.ext == 4:
+            prod = <u128>(c.regs[R_AX] & m) * <u128>src
+            lo = <uint64_t>prod & m
+            hi = <uint64_t>(prod >> bits) & m
+            f = (F_CF | F_OF) if hi != 0 else 0
+        else:
+            sprod = <i128>sext(c.regs[R_AX], size) * <i128>sext(src, size)
+            lo = <uint64_t>sprod & m
+            hi = <uint64_t>(sprod >> bits) & m
+            f = (F_CF | F_OF) if sprod != <i128>sext(lo, size) else 0
+        # SF ZF AF PF are undefined; set from the low half as QEMU does,
+        # AF clear.
+        f |= szp_flags(lo, size)
+        if size == 1:
+            set_reg(c, R_AX, 2, (hi << 8) | lo)
+        else:
+            set_reg(c, R_AX, size, lo)
+            set_reg(c, R_DX, size, hi)
+        set_status_flags(c, f)
+        return RC_OK
+    if src == 0:
+        return raise_exc(c, EXC_DE, 0, 0)
+    if size == 1:
+        lo = c.regs[R_AX] & 0xFFFF
+        dividend = lo
+    else:
+        lo = c.regs[R_AX] & m
+        hi = c.regs[R_DX] & m
+        dividend = (<u128>hi << bits) | lo
+    if d.ext == 6:
+        uq = dividend / src
+        ur = dividend % src
+        if uq > m:
+            return raise_exc(c, EXC_DE, 0, 0)
+        q = <uint64_t>uq
+        rem = <uint64_t>ur
+    else:
+        if size == 1:
+            sdividend = <i128><int16_t>(lo & 0xFFFF)
+        else:
+            # sign-extend the 2*bits dividend
+            sdividend = <i128>dividend
+            if size == 8:
+                sdividend = <i128>dividend
+            elif dividend & ((<u128>1) << (2 * bits - 1)):
+                sdividend = <i128>dividend - ((<i128>1) << (2 * bits))
+        ss = sext(src, size)
+        # Truncating division; the quotient must fit the signed range.  The
+        # 128-bit arithmetic keeps INT_MIN / -1 defined in C.
+        if size == 8:
+            if (<i128>dividend < 0 and ss == -1 and dividend == ((<u128>1) << 127)):
+                return raise_exc(c, EXC_DE, 0, 0)
+        sq = sdividend / <i128>ss
+        sr = sdividend % <i128>ss
+        if sq > <i128>((1ULL << (bits - 1)) - 1) or sq < -(<i128>(1ULL << (bits - 1))):
+            return raise_exc(c, EXC_DE, 0, 0)
+        q = <uint64_t>sq & m
+        rem = <uint64_t>sr & m
+    if size == 1:
+        set_reg(c, R_AX, 2, ((rem & 0xFF) << 8) | (q & 0xFF))
+    else:
+        set_reg(c, R_AX, size, q)
+        set_reg(c, R_DX, size, rem)
+    # All six status flags are undefined after DIV/IDIV: left unchanged.
+    return RC_OK
+
+
+cdef inline int imul2(Cpu* c, Insn* d, uint64_t a, uint64_t b) noexcept nogil:
+    cdef int size = d.osz
+    cdef i128 p = <i128>sext(a, size) * <i128>sext(b, size)
+    cdef uint64_t lo = <uint64_t>p & SIZE_MASK[size]
+    cdef uint64_t f = (F_CF | F_OF) if p != <i128>sext(lo, size) else 0
+    f |= szp_flags(lo, size)
+    set_reg(c, d.reg, size, lo)
+    set_status_flags(c, f)
+    return RC_OK
+
+
+cdef int h_imul_r_rm(Cpu* c, Insn* d) noexcept nogil:
+    cdef uint64_t b
+    cdef int rc = read_rm(c, d, d.osz, &b)
+    if rc:
+        return rc
+    return imul2(c, d, get_reg(c, d.reg, d.osz), b)
+
+
+cdef int h_imul_r_rm_imm(Cpu* c, Insn* d) noexcept nogil:
+    cdef uint64_t b
+    cdef int rc = read_rm(c, d, d.osz, &b)
+    if rc:
+        return rc
+    return imul2(c, d, b, d.imm)
+
+
+cdef int h_cbw(Cpu* c, Insn* d) noexcept nogil:
+    """CBW / CWDE / CDQE: sign-extend the lower half of rAX into rAX."""
+    set_reg(c, R_AX, d.osz, <uint64_t>sext(c.regs[R_AX], d.osz // 2))
+    return RC_OK
+
+
+cdef int h_cwd(Cpu* c, Insn* d) noexcept nogil:
+    """CWD / CDQ / CQO: fill rDX with the sign of rAX."""
+    cdef uint64_t v = SIZE_MASK[d.osz] if (c.regs[R_AX] & sign_bit(d.osz)) else 0
+    set_reg(c, R_DX, d.osz, v)
+    return RC_OK

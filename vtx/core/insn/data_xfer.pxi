@@ -1,0 +1,320 @@
+# Data transfer: MOV (register, memory, immediate, moffs, segment register,
+# control register), MOVZX MOVSX MOVSXD, LEA, XCHG, PUSH POP PUSHF POPF.
+
+
+cdef int h_mov_rm_r(Cpu* c, Insn* d) noexcept nogil:
+    return write_rm(c, d, d.osz, get_reg(c, d.reg, d.osz))
+
+
+cdef int h_mov_r_rm(Cpu* c, Insn* d) noexcept nogil:
+    cdef uint64_t v
+    cdef int rc = read_rm(c, d, d.osz, &v)
+    if rc:
+        return rc
+    set_reg(c, d.reg, d.osz, v)
+    return RC_OK
+
+
+cdef int h_mov_r_imm(Cpu* c, Insn* d) noexcept nogil:
+    set_reg(c, d.reg, d.osz, d.imm)
+    return RC_OK
+
+
+cdef int h_mov_rm_imm(Cpu* c, Insn* d) noexcept nogil:
+    return write_rm(c, d, d.osz, d.imm)
+
+
+cdef int h_mov_acc_moffs(Cpu* c, Insn* d) noexcept nogil:
+    cdef uint64_t v
+    cdef int rc = mem_read(c, d.seg, <uint64_t>d.disp & SIZE_MASK[d.asz], d.osz, &v)
+    if rc:
+        return rc
+    set_reg(c, R_AX, d.osz, v)
+    return RC_OK
+
+
+cdef int h_mov_moffs_acc(Cpu* c, Insn* d) noexcept nogil:
+    return mem_write(c, d.seg, <uint64_t>d.disp & SIZE_MASK[d.asz], d.osz, get_reg(c, R_AX, d.osz))
+
+
+cdef int h_movzx(Cpu* c, Insn* d) noexcept nogil:
+    cdef uint64_t v
+    cdef int ssz = 1 if d.op == 0xB6 else 2
+    cdef int rc = read_rm(c, d, ssz, &v)
+    if rc:
+        return rc
+    set_reg(c, d.reg, d.osz, v)
+    return RC_OK
+
+
+cdef int h_movsx(Cpu* c, Insn* d) noexcept nogil:
+    cdef uint64_t v
+    cdef int ssz = 1 if d.op == 0xBE else 2
+    cdef int rc = read_rm(c, d, ssz, &v)
+    if rc:
+        return rc
+    set_reg(c, d.reg, d.osz, <uint64_t>sext(v, ssz))
+    return RC_OK
+
+
+cdef int h_movsxd(Cpu* c, Insn* d) noexcept nogil:
+    """63 /r: MOVSXD in 64-bit mode.  Outside it the opcode is ARPL, which
+    the model does not implement yet (#UD)."""
+    cdef uint64_t v
+    cdef int rc
+    if not c.long64:
+        return raise_ud(c)
+    rc = read_rm(c, d, 4 if d.osz == 8 else d.osz, &v)
+    if rc:
+        return rc
+    set_reg(c, d.reg, d.osz, <uint64_t>sext(v, 4) if d.osz == 8 else v)
+    return RC_OK
+
+
+cdef int h_lea(Cpu* c, Insn* d) noexcept nogil:
+    if d.mod == 3:
+        return raise_ud(c)
+    set_reg(c, d.reg, d.osz, ea_offset(c, d))
+    return RC_OK
+
+
+cdef int h_xchg_rm_r(Cpu* c, Insn* d) noexcept nogil:
+    cdef uint64_t a, b
+    cdef int rc = read_rm(c, d, d.osz, &a)
+    if rc:
+        return rc
+    b = get_reg(c, d.reg, d.osz)
+    rc = write_rm(c, d, d.osz, b)
+    if rc:
+        return rc
+    set_reg(c, d.reg, d.osz, a)
+    return RC_OK
+
+
+cdef int h_xchg_ax_r(Cpu* c, Insn* d) noexcept nogil:
+    """90+r.  90 without REX.B is NOP (even with a 32-bit operand, it does not
+    clear the upper half of RAX in 64-bit mode); F3 90 is PAUSE."""
+    cdef uint64_t a
+    if d.reg == 0:
+        return RC_OK
+    a = get_reg(c, R_AX, d.osz)
+    set_reg(c, R_AX, d.osz, get_reg(c, d.reg, d.osz))
+    set_reg(c, d.reg, d.osz, a)
+    return RC_OK
+
+
+# --- the stack (SDM Vol. 1 6.2) ----------------------------------------------
+
+cdef inline void set_sp(Cpu* c, uint64_t v) noexcept nogil:
+    if c.stack_size == 8:
+        c.regs[R_SP] = v
+    elif c.stack_size == 4:
+        c.regs[R_SP] = v & 0xFFFFFFFFULL
+    else:
+        c.regs[R_SP] = (c.regs[R_SP] & ~0xFFFFULL) | (v & 0xFFFF)
+
+
+cdef inline int push(Cpu* c, int size, uint64_t v) noexcept nogil:
+    cdef uint64_t sp = (c.regs[R_SP] - size) & SIZE_MASK[c.stack_size]
+    cdef int rc = mem_write(c, S_SS, sp, size, v)
+    if rc:
+        return rc
+    set_sp(c, sp)
+    return RC_OK
+
+
+cdef inline int pop(Cpu* c, int size, uint64_t* v) noexcept nogil:
+    cdef uint64_t sp = c.regs[R_SP] & SIZE_MASK[c.stack_size]
+    cdef int rc = mem_read(c, S_SS, sp, size, v)
+    if rc:
+        return rc
+    set_sp(c, sp + size)
+    return RC_OK
+
+
+cdef int h_push_r(Cpu* c, Insn* d) noexcept nogil:
+    return push(c, d.osz, get_reg(c, d.reg, d.osz))
+
+
+cdef int h_pop_r(Cpu* c, Insn* d) noexcept nogil:
+    cdef uint64_t v
+    cdef int rc = pop(c, d.osz, &v)
+    if rc:
+        return rc
+    set_reg(c, d.reg, d.osz, v)
+    return RC_OK
+
+
+cdef int h_push_imm(Cpu* c, Insn* d) noexcept nogil:
+    return push(c, d.osz, d.imm)
+
+
+cdef int h_push_rm(Cpu* c, Insn* d) noexcept nogil:
+    cdef uint64_t v
+    cdef int rc = read_rm(c, d, d.osz, &v)
+    if rc:
+        return rc
+    return push(c, d.osz, v)
+
+
+cdef int h_pop_rm(Cpu* c, Insn* d) noexcept nogil:
+    """8F /0.  The stack pointer is incremented before the destination address
+    is computed (SDM Vol. 2 POP: "if the ESP register is used as a base
+    register ... computed after the POP")."""
+    cdef uint64_t v, saved = c.regs[R_SP]
+    cdef int rc = pop(c, d.osz, &v)
+    if rc:
+        return rc
+    rc = write_rm(c, d, d.osz, v)
+    if rc:
+        c.regs[R_SP] = saved
+    return rc
+
+
+cdef enum:
+    FLAGS_WRITABLE_ALWAYS = F_CF | F_PF | F_AF | F_ZF | F_SF | F_TF | F_DF | F_OF | F_NT | F_AC | F_ID
+
+
+cdef int h_pushf(Cpu* c, Insn* d) noexcept nogil:
+    if (c.rflags & F_VM) and ((c.rflags >> 12) & 3) < 3:
+        return raise_gp0(c)
+    # VM and RF are stored as 0 (SDM Vol. 2 PUSHF).
+    return push(c, d.osz, c.rflags & ~(<uint64_t>(F_VM | F_RF)))
+
+
+cdef int h_popf(Cpu* c, Insn* d) noexcept nogil:
+    """POPF: which bits change depends on CPL and IOPL (SDM Vol. 2 POPF)."""
+    cdef uint64_t v, mask
+    cdef int rc
+    cdef int iopl = (c.rflags >> 12) & 3
+    if (c.rflags & F_VM) and iopl < 3:
+        return raise_gp0(c)
+    rc = pop(c, d.osz, &v)
+    if rc:
+        return rc
+    mask = FLAGS_WRITABLE_ALWAYS
+    if c.cpl == 0:
+        mask |= F_IOPL | F_IF
+    elif c.cpl <= iopl:
+        mask |= F_IF
+    if d.osz == 2:
+        mask &= 0xFFFF
+    c.rflags = (c.rflags & ~mask) | (v & mask) | F_FIXED1
+    return RC_OK
+
+
+# --- segment registers -------------------------------------------------------
+
+cdef int load_descriptor(Cpu* c, uint16_t sel, uint64_t* lo, uint64_t* hi, uint64_t* addr) noexcept nogil:
+    """Read the 8-byte descriptor for sel from the GDT or LDT; #GP(sel) when
+    it lies outside the table limit."""
+    cdef uint64_t base
+    cdef uint32_t limit
+    cdef int rc
+    if sel & 4:
+        if c.seg[S_LDTR].ar & AR_UNUSABLE:
+            return raise_exc(c, EXC_GP, 1, sel & 0xFFFC)
+        base = c.seg[S_LDTR].base
+        limit = c.seg[S_LDTR].limit
+    else:
+        base = c.gdtr_base
+        limit = c.gdtr_limit
+    if (sel | 7) > limit:
+        return raise_exc(c, EXC_GP, 1, sel & 0xFFFC)
+    addr[0] = base + (sel & 0xFFF8)
+    rc = lin_read(c, addr[0], 8, 0, lo)
+    if rc:
+        return rc
+    hi[0] = 0
+    return RC_OK
+
+
+cdef inline void descriptor_to_seg(uint64_t desc, Seg* s, uint16_t sel) noexcept nogil:
+    cdef uint32_t limit = <uint32_t>((desc & 0xFFFF) | ((desc >> 32) & 0xF0000))
+    s.sel = sel
+    s.base = ((desc >> 16) & 0xFFFFFF) | (((desc >> 56) & 0xFF) << 24)
+    s.ar = <uint32_t>((desc >> 40) & 0xF0FF)
+    if s.ar & AR_G:
+        limit = (limit << 12) | 0xFFF
+    s.limit = limit
+
+
+cdef int load_seg(Cpu* c, int sr, uint16_t sel) noexcept nogil:
+    """MOV Sreg / POP Sreg semantics for DS ES FS GS SS (SDM Vol. 2 MOV)."""
+    cdef uint64_t desc, hi, addr
+    cdef int rc, dpl, rpl
+    cdef uint32_t t
+    cdef Seg* s = &c.seg[sr]
+    if not (c.cr0 & CR0_PE) or (c.rflags & F_VM):
+        # Real and virtual-8086 mode: base = selector * 16 (SDM Vol. 3 20.1.1).
+        s.sel = sel
+        s.base = (<uint64_t>sel) << 4
+        s.ar = (s.ar & ~(<uint32_t>AR_UNUSABLE)) | AR_P | AR_S
+        return RC_OK
+    rpl = sel & 3
+    if (sel & 0xFFFC) == 0:
+        if sr == S_SS and not (c.long64 and c.cpl < 3 and rpl == c.cpl):
+            return raise_gp0(c)
+        s.sel = sel
+        s.base = 0
+        s.limit = 0
+        s.ar = AR_UNUSABLE
+        if sr == S_SS:
+            s.ar |= (<uint32_t>c.cpl) << 5
+        return RC_OK
+    rc = load_descriptor(c, sel, &desc, &hi, &addr)
+    if rc:
+        return rc
+    t = (desc >> 40) & 0x1F
+    dpl = (desc >> 45) & 3
+    if not (t & 0x10):                  # system descriptor
+        return raise_exc(c, EXC_GP, 1, sel & 0xFFFC)
+    if sr == S_SS:
+        if rpl != c.cpl or dpl != c.cpl or (t & 8) or not (t & 2):
+            return raise_exc(c, EXC_GP, 1, sel & 0xFFFC)
+    else:
+        if (t & 0xA) == 8:              # execute-only code
+            return raise_exc(c, EXC_GP, 1, sel & 0xFFFC)
+        if not ((t & 0xC) == 0xC) and (dpl < c.cpl or dpl < rpl):   # not conforming code
+            return raise_exc(c, EXC_GP, 1, sel & 0xFFFC)
+    if not ((desc >> 47) & 1):
+        return raise_exc(c, EXC_SS if sr == S_SS else EXC_NP, 1, sel & 0xFFFC)
+    if not (desc & (1ULL << 40)):
+        # Set the accessed bit in the descriptor (SDM Vol. 3 3.4.5.1).
+        rc = lin_write(c, addr + 5, 1, 0, ((desc >> 40) & 0xFF) | 1)
+        if rc:
+            return rc
+        desc |= 1ULL << 40
+    descriptor_to_seg(desc, s, sel)
+    if sr == S_SS:
+        update_mode(c)
+    return RC_OK
+
+
+cdef int h_mov_sreg_rm(Cpu* c, Insn* d) noexcept nogil:
+    cdef uint64_t v
+    cdef int sr = d.reg & 7
+    cdef int rc
+    if sr == S_CS or sr > S_GS:
+        return raise_ud(c)
+    rc = read_rm(c, d, 2, &v)
+    if rc:
+        return rc
+    rc = load_seg(c, sr, <uint16_t>v)
+    if rc:
+        return rc
+    if sr == S_SS:
+        # MOV SS blocks interrupts and debug traps for one instruction.
+        c.interruptibility |= 2
+    return RC_OK
+
+
+cdef int h_mov_rm_sreg(Cpu* c, Insn* d) noexcept nogil:
+    cdef int sr = d.reg & 7
+    if sr > S_GS:
+        return raise_ud(c)
+    if d.mod == 3:
+        # To a register: zero-extended to the operand size.
+        set_reg(c, d.rm, d.osz, c.seg[sr].sel)
+        return RC_OK
+    return mem_write(c, d.seg, ea_offset(c, d), 2, c.seg[sr].sel)

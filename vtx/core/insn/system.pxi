@@ -1,0 +1,635 @@
+# System instructions: flag control, CLI/STI, HLT, IN/OUT/INS/OUTS, CPUID,
+# RDMSR/WRMSR, RDTSC, MOV to/from CR, LGDT/LIDT/SGDT/SIDT, VMCALL, and the
+# VMX instructions that exit unconditionally in non-root operation.  Each
+# checks its VM-exit condition where it executes (DESIGN.md decision 5) and
+# after the exceptions that take priority over it (SDM Vol. 3 26.1.1).
+
+
+cdef inline int insn_exit(Cpu* c, Insn* d, uint32_t reason, uint64_t qual) noexcept nogil:
+    """Stage a VM exit caused by the instruction d (the exit-instruction
+    length is valid for these exits, SDM 28.2.5)."""
+    vmexit_event(c, reason, qual)
+    c.x_len = d.len
+    return RC_VMEXIT
+
+
+cdef int h_nop(Cpu* c, Insn* d) noexcept nogil:
+    return RC_OK
+
+
+cdef int h_ud(Cpu* c, Insn* d) noexcept nogil:
+    return raise_ud(c)
+
+
+cdef int h_flagop(Cpu* c, Insn* d) noexcept nogil:
+    if d.ext == 0:
+        c.rflags ^= F_CF
+    elif d.ext == 1:
+        c.rflags &= ~(<uint64_t>F_CF)
+    elif d.ext == 2:
+        c.rflags |= F_CF
+    elif d.ext == 3:
+        c.rflags &= ~(<uint64_t>F_DF)
+    else:
+        c.rflags |= F_DF
+    return RC_OK
+
+
+cdef inline int iopl_ok(Cpu* c) noexcept nogil:
+    if not (c.cr0 & CR0_PE):
+        return 1
+    return c.cpl <= ((c.rflags >> 12) & 3)
+
+
+cdef int h_cli(Cpu* c, Insn* d) noexcept nogil:
+    if not iopl_ok(c):
+        return raise_gp0(c)
+    c.rflags &= ~(<uint64_t>F_IF)
+    return RC_OK
+
+
+cdef int h_sti(Cpu* c, Insn* d) noexcept nogil:
+    if not iopl_ok(c):
+        return raise_gp0(c)
+    if not (c.rflags & F_IF):
+        # Blocking by STI for one instruction (SDM Vol. 3 24.4.2).
+        c.interruptibility |= 1
+    c.rflags |= F_IF
+    return RC_OK
+
+
+cdef int h_hlt(Cpu* c, Insn* d) noexcept nogil:
+    if c.cpl != 0:
+        return raise_gp0(c)
+    if c.non_root and (c.ctl.proc & PROC_HLT_EXITING):
+        return insn_exit(c, d, EXIT_REASON_HLT, 0)
+    c.activity = 1
+    return RC_HALTED
+
+
+# --- port I/O (SDM Vol. 1 chapter 19; VMX: SDM Vol. 3 26.1.3) -----------------
+
+cdef int io_permitted(Cpu* c, uint32_t port, int size) noexcept nogil:
+    """CPL > IOPL (or virtual-8086 mode): consult the TSS I/O permission
+    bitmap (SDM Vol. 1 19.5.2).  Returns RC_OK or a #GP(0)."""
+    cdef Seg* tr = &c.seg[S_TR]
+    cdef uint64_t v, bm
+    cdef uint32_t off
+    cdef int rc
+    if not (c.cr0 & CR0_PE):
+        return RC_OK
+    if not (c.rflags & F_VM) and c.cpl <= ((c.rflags >> 12) & 3):
+        return RC_OK
+    if (tr.ar & AR_UNUSABLE) or ((tr.ar & 0xF) != 0xB and (tr.ar & 0xF) != 0x9) or tr.limit < 0x67:
+        return raise_gp0(c)
+    rc = lin_read(c, tr.base + 0x66, 2, 0, &bm)
+    if rc:
+        return rc
+    off = <uint32_t>bm + (port >> 3)
+    if off + 1 > tr.limit:
+        return raise_gp0(c)
+    rc = lin_read(c, tr.base + off, 2, 0, &v)
+    if rc:
+        return rc
+    if (v >> (port & 7)) & ((1 << size) - 1):
+        return raise_gp0(c)
+    return RC_OK
+
+
+cdef int io_exits(Cpu* c, uint32_t port, int size) noexcept nogil:
+    """Does an I/O instruction on [port, port+size) cause a VM exit?"""
+    cdef uint32_t p
+    cdef uint8_t* bm
+    if not c.non_root:
+        return 0
+    if c.ctl.proc & PROC_USE_IO_BITMAPS:
+        for p in range(port, port + size):
+            if p > 0xFFFF:
+                return 1        # wraps around the I/O space: always exits
+            if p < 0x8000:
+                bm = hpa_ptr(c, c.ctl.io_bitmap_a + (p >> 3), 1, 0)
+            else:
+                bm = hpa_ptr(c, c.ctl.io_bitmap_b + ((p - 0x8000) >> 3), 1, 0)
+            if bm == NULL or (bm[0] >> (p & 7)) & 1:
+                return 1
+        return 0
+    return (c.ctl.proc & PROC_UNCONDITIONAL_IO_EXITING) != 0
+
+
+cdef inline uint64_t io_qual(int size, int is_in, int string, int rep, int imm, uint32_t port) noexcept nogil:
+    """Exit qualification for I/O instructions (SDM Vol. 3 Table 28-5)."""
+    return (<uint64_t>(size - 1) | (<uint64_t>is_in << 3) | (<uint64_t>string << 4) |
+            (<uint64_t>rep << 5) | (<uint64_t>imm << 6) | (<uint64_t>port << 16))
+
+
+cdef int do_io(Cpu* c, Insn* d, uint32_t port, int is_in, int imm) noexcept nogil:
+    cdef int size = 4 if d.osz == 8 else d.osz
+    cdef int rc = io_permitted(c, port, size)
+    if rc:
+        return rc
+    if io_exits(c, port, size):
+        return insn_exit(c, d, EXIT_REASON_IO_INSTRUCTION, io_qual(size, is_in, 0, 0, imm, port))
+    # No device model behind the port yet: reads float high, writes vanish.
+    if is_in:
+        set_reg(c, R_AX, size, 0xFFFFFFFFULL)
+    return RC_OK
+
+
+cdef int h_in_imm(Cpu* c, Insn* d) noexcept nogil:
+    return do_io(c, d, <uint32_t>(d.imm & 0xFF), 1, 1)
+
+
+cdef int h_out_imm(Cpu* c, Insn* d) noexcept nogil:
+    return do_io(c, d, <uint32_t>(d.imm & 0xFF), 0, 1)
+
+
+cdef int h_in_dx(Cpu* c, Insn* d) noexcept nogil:
+    return do_io(c, d, <uint32_t>(c.regs[R_DX] & 0xFFFF), 1, 0)
+
+
+cdef int h_out_dx(Cpu* c, Insn* d) noexcept nogil:
+    return do_io(c, d, <uint32_t>(c.regs[R_DX] & 0xFFFF), 0, 0)
+
+
+cdef int string_io(Cpu* c, Insn* d, int is_in) noexcept nogil:
+    """INS/OUTS, one iteration per execution (a REP form re-executes until
+    rCX is 0, as the SDM allows an interruptible REP to)."""
+    cdef int size = 4 if d.osz == 8 else d.osz
+    cdef uint32_t port = <uint32_t>(c.regs[R_DX] & 0xFFFF)
+    cdef uint64_t am = SIZE_MASK[d.asz]
+    cdef int r_idx = R_DI if is_in else R_SI
+    cdef int sr = S_ES if is_in else d.seg
+    cdef uint64_t off = c.regs[r_idx] & am
+    cdef uint64_t lin, v
+    cdef int rc
+    cdef int step
+    if d.rep and (c.regs[R_CX] & am) == 0:
+        return RC_OK
+    rc = io_permitted(c, port, size)
+    if rc:
+        return rc
+    if io_exits(c, port, size):
+        insn_exit(c, d, EXIT_REASON_IO_INSTRUCTION, io_qual(size, is_in, 1, d.rep != 0, 0, port))
+        # VM-exit instruction information for INS/OUTS (SDM Table 28-8):
+        # address size in bits 9:7, segment in bits 17:15 (OUTS only).
+        c.x_info = (<uint32_t>(0 if d.asz == 2 else (1 if d.asz == 4 else 2)) << 7)
+        if not is_in:
+            c.x_info |= (<uint32_t>sr) << 15
+        if seg_linear(c, sr, off, size, ACC_WRITE if is_in else ACC_READ, &lin) == RC_OK:
+            c.x_gla = lin
+            c.x_gla_valid = 1
+        return RC_VMEXIT
+    if is_in:
+        rc = mem_write(c, S_ES, off, size, SIZE_MASK[size])
+    else:
+        rc = mem_read(c, sr, off, size, &v)
+    if rc:
+        return rc
+    step = -size if (c.rflags & F_DF) else size
+    set_reg(c, r_idx, d.asz, c.regs[r_idx] + step)
+    if d.rep:
+        set_reg(c, R_CX, d.asz, c.regs[R_CX] - 1)
+        if (c.regs[R_CX] & am) != 0:
+            c.next_rip = c.rip
+    return RC_OK
+
+
+cdef int h_ins(Cpu* c, Insn* d) noexcept nogil:
+    return string_io(c, d, 1)
+
+
+cdef int h_outs(Cpu* c, Insn* d) noexcept nogil:
+    return string_io(c, d, 0)
+
+
+# --- CPUID ----------------------------------------------------------------
+
+cdef void model_cpuid(uint32_t leaf, uint32_t sub, uint32_t* out) noexcept nogil:
+    """CPUID as the modeled processor answers it (root operation; in non-root
+    operation CPUID always exits, SDM Vol. 3 26.1.2).  Only features the model
+    implements are reported."""
+    out[0] = out[1] = out[2] = out[3] = 0
+    if leaf == 0:
+        out[0] = 1
+        out[1] = 0x756E6547ULL    # "GenuineIntel" in EBX EDX ECX
+        out[3] = 0x49656E69ULL
+        out[2] = 0x6C65746EULL
+    elif leaf == 1:
+        out[0] = 0x000906EAULL    # family 6
+        out[2] = 1 << 5        # VMX
+        # PSE, TSC, MSR, PAE
+        out[3] = (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6)
+    elif leaf == 0x80000000ULL:
+        out[0] = 0x80000008ULL
+    elif leaf == 0x80000001ULL:
+        out[3] = (1 << 20) | (1 << 29)   # NX, LM
+    elif leaf == 0x80000008ULL:
+        out[0] = MAXPHYADDR | (48 << 8)
+
+
+cdef int h_cpuid(Cpu* c, Insn* d) noexcept nogil:
+    cdef uint32_t r[4]
+    if c.non_root:
+        return insn_exit(c, d, EXIT_REASON_CPUID, 0)
+    model_cpuid(<uint32_t>c.regs[R_AX], <uint32_t>c.regs[R_CX], r)
+    c.regs[R_AX] = r[0]
+    c.regs[R_BX] = r[1]
+    c.regs[R_CX] = r[2]
+    c.regs[R_DX] = r[3]
+    return RC_OK
+
+
+# --- TSC ----------------------------------------------------------------------
+
+cdef inline uint64_t guest_tsc(Cpu* c) noexcept nogil:
+    """The TSC advances by one per retired instruction, so runs are
+    deterministic; non-root reads add TSC_OFFSET (SDM Vol. 3 27.3)."""
+    cdef uint64_t t = c.tsc_base + c.icount
+    if c.non_root and (c.ctl.proc & PROC_USE_TSC_OFFSETTING):
+        t += c.ctl.tsc_offset
+    return t
+
+
+cdef int h_rdtsc(Cpu* c, Insn* d) noexcept nogil:
+    cdef uint64_t t
+    if (c.cr4 & CR4_TSD) and c.cpl != 0 and (c.cr0 & CR0_PE):
+        return raise_gp0(c)
+    if c.non_root and (c.ctl.proc & PROC_RDTSC_EXITING):
+        return insn_exit(c, d, EXIT_REASON_RDTSC, 0)
+    t = guest_tsc(c)
+    c.regs[R_AX] = t & 0xFFFFFFFFULL
+    c.regs[R_DX] = t >> 32
+    return RC_OK
+
+
+# --- MSRs ---------------------------------------------------------------------
+
+cdef int msr_exits(Cpu* c, uint32_t msr, int write) noexcept nogil:
+    """MSR bitmaps (SDM Vol. 3 25.6.9): read-low, read-high, write-low and
+    write-high bitmaps of 1 KiB each."""
+    cdef uint64_t off
+    cdef uint32_t bit
+    cdef uint8_t* p
+    if not (c.ctl.proc & PROC_USE_MSR_BITMAPS):
+        return 1
+    if msr <= 0x1FFF:
+        off = 0
+        bit = msr
+    elif msr >= 0xC0000000ULL and msr <= 0xC0001FFFULL:
+        off = 1024
+        bit = msr - 0xC0000000ULL
+    else:
+        return 1
+    if write:
+        off += 2048
+    p = hpa_ptr(c, c.ctl.msr_bitmap + off + (bit >> 3), 1, 0)
+    return p == NULL or ((p[0] >> (bit & 7)) & 1)
+
+
+cdef int msr_read(Cpu* c, uint32_t msr, uint64_t* v) noexcept nogil:
+    """RDMSR of the modeled processor; 1 when the MSR does not exist."""
+    if msr == MSR_IA32_TIME_STAMP_COUNTER:
+        v[0] = guest_tsc(c)
+    elif msr == MSR_IA32_EFER:
+        v[0] = c.efer
+    elif msr == MSR_IA32_APIC_BASE:
+        v[0] = c.apic_base
+    elif msr == MSR_IA32_FEATURE_CONTROL:
+        v[0] = 5               # locked, VMX outside SMX enabled
+    elif msr == MSR_IA32_SYSENTER_CS:
+        v[0] = c.sysenter_cs
+    elif msr == MSR_IA32_SYSENTER_ESP:
+        v[0] = c.sysenter_esp
+    elif msr == MSR_IA32_SYSENTER_EIP:
+        v[0] = c.sysenter_eip
+    elif msr == MSR_IA32_MISC_ENABLE:
+        v[0] = c.misc_enable
+    elif msr == MSR_IA32_DEBUGCTL:
+        v[0] = c.debugctl
+    elif msr == MSR_IA32_PAT:
+        v[0] = c.pat
+    elif msr == MSR_IA32_FS_BASE:
+        v[0] = c.seg[S_FS].base
+    elif msr == MSR_IA32_GS_BASE:
+        v[0] = c.seg[S_GS].base
+    elif msr == MSR_IA32_KERNEL_GS_BASE:
+        v[0] = c.kernel_gs_base
+    elif msr == MSR_IA32_STAR:
+        v[0] = c.star
+    elif msr == MSR_IA32_LSTAR:
+        v[0] = c.lstar
+    elif msr == MSR_IA32_CSTAR:
+        v[0] = c.cstar
+    elif msr == MSR_IA32_FMASK:
+        v[0] = c.fmask
+    elif msr == MSR_IA32_TSC_AUX:
+        v[0] = c.tsc_aux
+    else:
+        return vmx_cap_msr(msr, v)
+    return 0
+
+
+cdef int msr_write(Cpu* c, uint32_t msr, uint64_t v) noexcept nogil:
+    """WRMSR of the modeled processor; 1 means #GP(0) (no such MSR, reserved
+    bits, or a value the MSR rejects)."""
+    if msr == MSR_IA32_TIME_STAMP_COUNTER:
+        c.tsc_base = v - c.icount
+    elif msr == MSR_IA32_EFER:
+        if v & ~(<uint64_t>(EFER_SCE | EFER_LME | EFER_LMA | EFER_NXE)):
+            return 1
+        if (c.cr0 & CR0_PG) and ((v ^ c.efer) & EFER_LME):
+            return 1
+        c.efer = (v & ~(<uint64_t>EFER_LMA)) | (c.efer & EFER_LMA)   # LMA is read-only
+        update_mode(c)
+    elif msr == MSR_IA32_APIC_BASE:
+        c.apic_base = v
+    elif msr == MSR_IA32_SYSENTER_CS:
+        c.sysenter_cs = v & 0xFFFFFFFFULL
+    elif msr == MSR_IA32_SYSENTER_ESP:
+        if not is_canonical(v):
+            return 1
+        c.sysenter_esp = v
+    elif msr == MSR_IA32_SYSENTER_EIP:
+        if not is_canonical(v):
+            return 1
+        c.sysenter_eip = v
+    elif msr == MSR_IA32_MISC_ENABLE:
+        c.misc_enable = v
+    elif msr == MSR_IA32_DEBUGCTL:
+        c.debugctl = v
+    elif msr == MSR_IA32_PAT:
+        c.pat = v
+    elif msr == MSR_IA32_FS_BASE or msr == MSR_IA32_GS_BASE or msr == MSR_IA32_KERNEL_GS_BASE or \
+         msr == MSR_IA32_LSTAR or msr == MSR_IA32_CSTAR:
+        if not is_canonical(v):
+            return 1
+        if msr == MSR_IA32_FS_BASE:
+            c.seg[S_FS].base = v
+        elif msr == MSR_IA32_GS_BASE:
+            c.seg[S_GS].base = v
+        elif msr == MSR_IA32_KERNEL_GS_BASE:
+            c.kernel_gs_base = v
+        elif msr == MSR_IA32_LSTAR:
+            c.lstar = v
+        else:
+            c.cstar = v
+    elif msr == MSR_IA32_STAR:
+        c.star = v
+    elif msr == MSR_IA32_FMASK:
+        c.fmask = v
+    elif msr == MSR_IA32_TSC_AUX:
+        c.tsc_aux = v & 0xFFFFFFFFULL
+    else:
+        return 1
+    return 0
+
+
+cdef int h_rdmsr(Cpu* c, Insn* d) noexcept nogil:
+    cdef uint64_t v
+    cdef uint32_t msr = <uint32_t>c.regs[R_CX]
+    if c.cpl != 0:
+        return raise_gp0(c)
+    if c.non_root and msr_exits(c, msr, 0):
+        return insn_exit(c, d, EXIT_REASON_RDMSR, 0)
+    if msr_read(c, msr, &v):
+        return raise_gp0(c)
+    c.regs[R_AX] = v & 0xFFFFFFFFULL
+    c.regs[R_DX] = v >> 32
+    return RC_OK
+
+
+cdef int h_wrmsr(Cpu* c, Insn* d) noexcept nogil:
+    cdef uint32_t msr = <uint32_t>c.regs[R_CX]
+    cdef uint64_t v = (c.regs[R_AX] & 0xFFFFFFFFULL) | ((c.regs[R_DX] & 0xFFFFFFFFULL) << 32)
+    if c.cpl != 0:
+        return raise_gp0(c)
+    if c.non_root and msr_exits(c, msr, 1):
+        return insn_exit(c, d, EXIT_REASON_WRMSR, 0)
+    if msr_write(c, msr, v):
+        return raise_gp0(c)
+    return RC_OK
+
+
+# --- control registers (SDM Vol. 2 MOV CR; VMX: SDM Vol. 3 26.1.3, 25.3) ------
+
+cdef inline uint64_t cr_qual(int cr, int access, int gpr) noexcept nogil:
+    """Exit qualification for control-register accesses (SDM Table 28-3)."""
+    return <uint64_t>cr | (<uint64_t>access << 4) | (<uint64_t>gpr << 8)
+
+
+cdef int cr3_target_hit(Cpu* c, uint64_t v) noexcept nogil:
+    cdef uint32_t n
+    cdef uint32_t i
+    cdef uint64_t t
+    memcpy(&n, c.vmcs + VMCS_OFF_CR3_TARGET_COUNT, 4)
+    for i in range(min(n, 4)):
+        memcpy(&t, c.vmcs + VMCS_OFF_CR3_TARGET_VALUE_0 + 8 * i, 8)
+        if t == v:
+            return 1
+    return 0
+
+
+cdef int load_pdptes(Cpu* c, uint64_t cr3) noexcept nogil:
+    """PAE paging: loading CR3 loads the four PDPTEs (SDM Vol. 3 4.4.1);
+    a reserved bit set is #GP(0)."""
+    cdef int i, rc
+    cdef uint64_t e[4]
+    cdef uint8_t* p
+    cdef uint64_t hpa
+    cdef uint32_t perm
+    for i in range(4):
+        rc = gpa_to_host(c, (cr3 & 0xFFFFFFE0ULL) + 8 * i, ACC_READ, 0, 0, 0, &p, &hpa, &perm)
+        if rc:
+            return rc
+        memcpy(&e[i], p, 8)
+        if (e[i] & 1) and (e[i] & (RSVD_HIGH | 0x1E6)):
+            return raise_gp0(c)
+    for i in range(4):
+        c.pdpte[i] = e[i]
+    return RC_OK
+
+
+cdef int write_cr0(Cpu* c, uint64_t v) noexcept nogil:
+    cdef uint64_t fixed0, fixed1
+    if v >> 32:
+        return raise_gp0(c)
+    v |= CR0_ET
+    if (v & CR0_PG) and not (v & CR0_PE):
+        return raise_gp0(c)
+    if (v & CR0_NW) and not (v & CR0_CD):
+        return raise_gp0(c)
+    if c.vmx_on:
+        # In VMX operation CR0 must respect the fixed bits (SDM 24.8); an
+        # unrestricted guest may clear PE and PG.
+        fixed0 = VMX_CAP_CR0_FIXED0
+        if c.non_root and (c.ctl.proc2 & PROC2_UNRESTRICTED_GUEST) and \
+                (c.ctl.proc & PROC_ACTIVATE_SECONDARY_CONTROLS):
+            fixed0 &= ~(<uint64_t>(CR0_PE | CR0_PG))
+        if (v & fixed0) != fixed0:
+            return raise_gp0(c)
+    if (v & CR0_PG) and not (c.cr0 & CR0_PG) and (c.efer & EFER_LME):
+        if not (c.cr4 & CR4_PAE):
+            return raise_gp0(c)
+        c.efer |= EFER_LMA
+    elif not (v & CR0_PG) and (c.cr0 & CR0_PG) and (c.efer & EFER_LMA):
+        if c.long64:
+            return raise_gp0(c)
+        c.efer &= ~(<uint64_t>EFER_LMA)
+    if (v & CR0_PG) and (c.cr4 & CR4_PAE) and not (c.efer & EFER_LMA) and not (c.cr0 & CR0_PG):
+        if load_pdptes(c, c.cr3):
+            return RC_EXCEPTION
+    c.cr0 = v
+    update_mode(c)
+    return RC_OK
+
+
+cdef int write_cr4(Cpu* c, uint64_t v) noexcept nogil:
+    if v & ~(<uint64_t>VMX_CAP_CR4_FIXED1):
+        return raise_gp0(c)
+    if c.vmx_on and not (v & CR4_VMXE):
+        return raise_gp0(c)
+    if (c.efer & EFER_LMA) and not (v & CR4_PAE):
+        return raise_gp0(c)
+    if (c.cr0 & CR0_PG) and (v & CR4_PAE) and not (c.efer & EFER_LMA) and \
+            ((v ^ c.cr4) & (CR4_PAE | CR4_PSE | CR4_PGE | CR4_SMEP)):
+        if load_pdptes(c, c.cr3):
+            return RC_EXCEPTION
+    c.cr4 = v
+    update_mode(c)
+    return RC_OK
+
+
+cdef int h_mov_cr_r(Cpu* c, Insn* d) noexcept nogil:
+    """MOV CRn, r (0F 22)."""
+    cdef int cr = d.reg
+    cdef int size = 8 if c.long64 else 4
+    cdef uint64_t v = get_reg(c, d.rm, size)
+    cdef uint64_t mask
+    if c.cpl != 0:
+        return raise_gp0(c)
+    if cr == 0:
+        if c.non_root:
+            mask = c.ctl.cr0_mask
+            if (v ^ c.ctl.cr0_shadow) & mask:
+                return insn_exit(c, d, EXIT_REASON_CONTROL_REGISTER_ACCESS, cr_qual(0, 0, d.rm))
+            v = (v & ~mask) | (c.cr0 & mask)
+        return write_cr0(c, v)
+    elif cr == 3:
+        if c.non_root and (c.ctl.proc & PROC_CR3_LOAD_EXITING) and not cr3_target_hit(c, v):
+            return insn_exit(c, d, EXIT_REASON_CONTROL_REGISTER_ACCESS, cr_qual(3, 0, d.rm))
+        if c.long64 and (v & RSVD_HIGH):
+            return raise_gp0(c)
+        if c.paging == 3:
+            if load_pdptes(c, v):
+                return RC_EXCEPTION
+        c.cr3 = v
+        tlb_flush(c)
+        return RC_OK
+    elif cr == 4:
+        if c.non_root:
+            mask = c.ctl.cr4_mask
+            if (v ^ c.ctl.cr4_shadow) & mask:
+                return insn_exit(c, d, EXIT_REASON_CONTROL_REGISTER_ACCESS, cr_qual(4, 0, d.rm))
+            v = (v & ~mask) | (c.cr4 & mask)
+        return write_cr4(c, v)
+    elif cr == 2:
+        c.cr2 = v
+        return RC_OK
+    elif cr == 8:
+        if v & ~0xFULL:
+            return raise_gp0(c)
+        c.cr8 = v
+        return RC_OK
+    return raise_ud(c)
+
+
+cdef int h_mov_r_cr(Cpu* c, Insn* d) noexcept nogil:
+    """MOV r, CRn (0F 20).  In non-root operation the bits the host owns
+    read from the read shadows (SDM Vol. 3 25.3)."""
+    cdef int cr = d.reg
+    cdef int size = 8 if c.long64 else 4
+    cdef uint64_t v
+    if c.cpl != 0:
+        return raise_gp0(c)
+    if cr == 0:
+        v = c.cr0
+        if c.non_root:
+            v = (v & ~c.ctl.cr0_mask) | (c.ctl.cr0_shadow & c.ctl.cr0_mask)
+    elif cr == 2:
+        v = c.cr2
+    elif cr == 3:
+        if c.non_root and (c.ctl.proc & PROC_CR3_STORE_EXITING):
+            return insn_exit(c, d, EXIT_REASON_CONTROL_REGISTER_ACCESS, cr_qual(3, 1, d.rm))
+        v = c.cr3
+    elif cr == 4:
+        v = c.cr4
+        if c.non_root:
+            v = (v & ~c.ctl.cr4_mask) | (c.ctl.cr4_shadow & c.ctl.cr4_mask)
+    elif cr == 8:
+        v = c.cr8
+    else:
+        return raise_ud(c)
+    set_reg(c, d.rm, size, v)
+    return RC_OK
+
+
+# --- 0F 01: descriptor tables, VMCALL and the VMX instructions ---------------
+
+cdef int h_0f01(Cpu* c, Insn* d) noexcept nogil:
+    cdef uint64_t off, lim, base
+    cdef int rc
+    cdef int bsize
+    if d.mod == 3:
+        if d.ext == 0 and d.rm >= 1 and d.rm <= 4:
+            # VMCALL C1, VMLAUNCH C2, VMRESUME C3, VMXOFF C4
+            if not c.vmx_on and not c.non_root:
+                return raise_ud(c)
+            if c.non_root:
+                if d.rm == 1:
+                    return insn_exit(c, d, EXIT_REASON_VMCALL, 0)
+                elif d.rm == 2:
+                    return insn_exit(c, d, EXIT_REASON_VMLAUNCH, 0)
+                elif d.rm == 3:
+                    return insn_exit(c, d, EXIT_REASON_VMRESUME, 0)
+                return insn_exit(c, d, EXIT_REASON_VMXOFF, 0)
+            return RC_UNSUPPORTED   # VMX root-mode instructions: a later issue
+        return raise_ud(c)
+    if d.ext > 3:
+        return raise_ud(c)
+    off = ea_offset(c, d)
+    bsize = 8 if c.long64 else 4
+    if d.ext == 2 or d.ext == 3:
+        # LGDT / LIDT: 16-bit limit then a 24-, 32- or 64-bit base.
+        if c.cpl != 0:
+            return raise_gp0(c)
+        rc = mem_read(c, d.seg, off, 2, &lim)
+        if rc:
+            return rc
+        rc = mem_read(c, d.seg, (off + 2) & SIZE_MASK[d.asz], bsize, &base)
+        if rc:
+            return rc
+        if not c.long64 and d.osz == 2:
+            base &= 0xFFFFFF
+        if c.long64 and not is_canonical(base):
+            return raise_gp0(c)
+        if d.ext == 2:
+            c.gdtr_base = base
+            c.gdtr_limit = <uint32_t>lim
+        else:
+            c.idtr_base = base
+            c.idtr_limit = <uint32_t>lim
+        return RC_OK
+    # SGDT / SIDT
+    if d.ext == 0:
+        base = c.gdtr_base
+        lim = c.gdtr_limit
+    else:
+        base = c.idtr_base
+        lim = c.idtr_limit
+    rc = mem_check_write(c, d.seg, (off + 2) & SIZE_MASK[d.asz], bsize)
+    if rc:
+        return rc
+    rc = mem_write(c, d.seg, off, 2, lim)
+    if rc:
+        return rc
+    return mem_write(c, d.seg, (off + 2) & SIZE_MASK[d.asz], bsize, base)

@@ -1,0 +1,516 @@
+# Memory: host-physical slots, linear -> guest-physical (paging), guest-physical
+# -> host-physical (EPT), the TLB that caches the whole chain as a host pointer,
+# and the segmented accessors the instruction handlers use.
+
+from libc.string cimport memcpy, memset
+
+cdef enum:
+    ACC_READ = 0
+    ACC_WRITE = 1
+    ACC_FETCH = 2
+
+# TLB permission bits: supervisor read/write/fetch, user read/write/fetch.
+cdef enum:
+    TLB_R = 1
+    TLB_W = 2
+    TLB_X = 4
+    TLB_UR = 8
+    TLB_UW = 16
+    TLB_UX = 32
+
+cdef enum:
+    TLB_ENTRIES = 256
+    MAXPHYADDR = 39
+
+cdef uint64_t PHYS_MASK = ((1ULL << MAXPHYADDR) - 1) & ~0xFFFULL
+cdef uint64_t RSVD_HIGH = (((1ULL << 52) - 1) & ~((1ULL << MAXPHYADDR) - 1))
+
+
+cdef inline uint8_t* hpa_ptr(Cpu* c, uint64_t hpa, uint64_t size, int guest_only) noexcept nogil:
+    """Host pointer for [hpa, hpa+size) if one slot backs all of it."""
+    cdef int i
+    cdef Slot* s
+    for i in range(c.nslots):
+        s = &c.slots[i]
+        if hpa >= s.base and hpa - s.base + size <= s.size and size <= s.size:
+            if guest_only and not s.guest_visible:
+                return NULL
+            return s.ptr + (hpa - s.base)
+    return NULL
+
+
+cdef inline void tlb_flush(Cpu* c) noexcept nogil:
+    c.tlb_gen += 1
+
+
+cdef void icache_invalidate_page(Cpu* c, uint64_t hpa) noexcept nogil:
+    """Drop every decoded instruction that starts in the RAM page at hpa
+    (DESIGN.md decision 4: a write that hits a code page).  The cache is
+    indexed by host address, so one page is one run of slots."""
+    cdef uint64_t page = <uint64_t>(<size_t>(c.ram + (hpa & ~0xFFFULL)))
+    cdef uint64_t i, start, n
+    cdef Insn* d
+    if c.icache_mask >= 0xFFF:
+        start = page & c.icache_mask
+        n = 4096
+    else:
+        start = 0
+        n = c.icache_mask + 1
+    for i in range(n):
+        d = &c.icache[start + i]
+        if ((d.tag & 0xFFFFFFFFFFFFFFULL) & ~0xFFFULL) == page:
+            d.tag = 0
+
+
+cdef void mark_code_page(Cpu* c, uint64_t hpa) noexcept nogil:
+    """Remember that decoded code lives in this RAM page, and take write
+    permission away from TLB entries that map it, so the next write to it
+    takes the slow path that invalidates the decode cache."""
+    cdef uint64_t pg
+    cdef int i
+    if hpa >= c.ram_size:
+        return
+    pg = hpa >> 12
+    if c.code_pages[pg]:
+        return
+    c.code_pages[pg] = 1
+    for i in range(TLB_ENTRIES):
+        if c.tlb[i].gen == c.tlb_gen and c.tlb[i].hpa == (hpa & ~0xFFFULL):
+            c.tlb[i].perm &= ~(<uint32_t>(TLB_W | TLB_UW))
+
+
+# ---------------------------------------------------------------------------
+# Faults and exits raised by the MMU
+
+cdef inline int raise_exc(Cpu* c, int vector, int has_error, uint32_t error) noexcept nogil:
+    c.exc_vector = vector
+    c.exc_has_error = has_error
+    c.exc_error = error
+    return RC_EXCEPTION
+
+
+cdef inline int raise_gp0(Cpu* c) noexcept nogil:
+    return raise_exc(c, EXC_GP, 1, 0)
+
+
+cdef inline int raise_ud(Cpu* c) noexcept nogil:
+    return raise_exc(c, EXC_UD, 0, 0)
+
+
+cdef inline int raise_pf(Cpu* c, uint64_t lin, uint32_t error) noexcept nogil:
+    c.exc_cr2 = lin
+    return raise_exc(c, EXC_PF, 1, error)
+
+
+cdef inline int vmexit_event(Cpu* c, uint32_t reason, uint64_t qual) noexcept nogil:
+    """Stage a VM exit; the run loop performs it (core/vmx/exit.pxi)."""
+    c.x_reason = reason
+    c.x_qual = qual
+    c.x_len = 0
+    c.x_info = 0
+    c.x_intr_info = 0
+    c.x_intr_error = 0
+    c.x_gla_valid = 0
+    return RC_VMEXIT
+
+
+# ---------------------------------------------------------------------------
+# EPT (SDM Vol. 3 29.3)
+
+cdef int ept_translate(Cpu* c, uint64_t gpa, int kind, uint64_t lin, int lin_valid,
+                       int final_access, uint64_t* hpa_out, uint32_t* perm_out) noexcept nogil:
+    """Translate a guest-physical address through the EPT paging structures.
+
+    On a not-present or forbidden access stage an EPT-violation exit (reason
+    48) with the qualification of SDM 28.2.1 Table 28-7; on a malformed entry
+    an EPT-misconfiguration exit (reason 49)."""
+    cdef uint64_t table = c.ctl.eptp & PHYS_MASK
+    cdef uint64_t entry = 0, qual
+    cdef uint8_t* p
+    cdef int level, shift
+    cdef uint32_t perm = 7
+    cdef uint64_t page_mask
+    for level in range(4, 0, -1):
+        shift = 12 + 9 * (level - 1)
+        p = hpa_ptr(c, table + ((gpa >> shift) & 511) * 8, 8, 0)
+        if p == NULL:
+            c.bad_addr = table + ((gpa >> shift) & 511) * 8
+            c.bad_write = 0
+            return RC_BAD_PHYS
+        memcpy(&entry, p, 8)
+        if (entry & 7) == 0:
+            perm = 0
+            break
+        # Misconfigurations (SDM 29.3.3.1): write without read, execute-only
+        # (not supported, IA32_VMX_EPT_VPID_CAP bit 0 = 0), reserved bits.
+        if (entry & 3) == 2 or (entry & 7) == 4 or (entry & RSVD_HIGH):
+            c.x_gpa = gpa
+            vmexit_event(c, EXIT_REASON_EPT_MISCONFIGURATION, 0)
+            c.x_gpa = gpa
+            return RC_VMEXIT
+        perm &= <uint32_t>(entry & 7)
+        if level == 4 and (entry & 0x80):
+            c.x_gpa = gpa
+            vmexit_event(c, EXIT_REASON_EPT_MISCONFIGURATION, 0)
+            c.x_gpa = gpa
+            return RC_VMEXIT
+        if (level == 3 or level == 2) and (entry & 0x80):
+            break
+        if level == 1:
+            break
+        if (entry & 0x78) != 0:   # bits 6:3 reserved in non-leaf entries
+            vmexit_event(c, EXIT_REASON_EPT_MISCONFIGURATION, 0)
+            c.x_gpa = gpa
+            return RC_VMEXIT
+        table = entry & PHYS_MASK
+    cdef uint32_t need = 1 if kind == ACC_READ else (2 if kind == ACC_WRITE else 4)
+    if perm == 0 or not (perm & need):
+        qual = (1ULL if kind == ACC_READ else 0) | (2ULL if kind == ACC_WRITE else 0) | \
+               (4ULL if kind == ACC_FETCH else 0) | (<uint64_t>perm << 3)
+        vmexit_event(c, EXIT_REASON_EPT_VIOLATION, qual)
+        if lin_valid:
+            c.x_qual |= 1ULL << 7
+            if final_access:
+                c.x_qual |= 1ULL << 8
+            c.x_gla = lin
+            c.x_gla_valid = 1
+        c.x_gpa = gpa
+        return RC_VMEXIT
+    page_mask = (1ULL << shift) - 1
+    hpa_out[0] = (entry & PHYS_MASK & ~page_mask) | (gpa & page_mask)
+    perm_out[0] = perm
+    return RC_OK
+
+
+cdef int gpa_to_host(Cpu* c, uint64_t gpa, int kind, uint64_t lin, int lin_valid, int final_access,
+                     uint8_t** ptr, uint64_t* hpa_out, uint32_t* perm_out) noexcept nogil:
+    """Guest-physical -> host pointer, through EPT when it is on.  Without EPT
+    the guest reaches only guest-visible slots (its RAM)."""
+    cdef uint64_t hpa = gpa
+    cdef uint32_t perm = 7
+    cdef int rc
+    cdef uint8_t* p
+    if c.ept:
+        rc = ept_translate(c, gpa, kind, lin, lin_valid, final_access, &hpa, &perm)
+        if rc:
+            return rc
+        p = hpa_ptr(c, hpa & ~0xFFFULL, 4096, 0)
+    else:
+        p = hpa_ptr(c, hpa & ~0xFFFULL, 4096, 1)
+    if p == NULL:
+        c.bad_addr = hpa
+        c.bad_write = kind == ACC_WRITE
+        return RC_BAD_PHYS
+    ptr[0] = p + (hpa & 0xFFF)
+    hpa_out[0] = hpa
+    perm_out[0] = perm
+    return RC_OK
+
+
+cdef int pt_entry(Cpu* c, uint64_t gpa, int wide, uint64_t lin, uint8_t** ptr, uint64_t* val) noexcept nogil:
+    """Read one paging-structure entry at guest-physical gpa (through EPT, as
+    a write because the walk may set accessed/dirty bits)."""
+    cdef uint64_t hpa
+    cdef uint32_t perm
+    cdef uint32_t v32
+    cdef int rc = gpa_to_host(c, gpa, ACC_WRITE, lin, 1, 0, ptr, &hpa, &perm)
+    if rc:
+        return rc
+    if wide:
+        memcpy(val, ptr[0], 8)
+    else:
+        memcpy(&v32, ptr[0], 4)
+        val[0] = v32
+    return RC_OK
+
+
+cdef inline void pt_set_bits(uint8_t* p, int wide, uint64_t old, uint64_t bits) noexcept nogil:
+    cdef uint64_t v = old | bits
+    cdef uint32_t v32
+    if v == old:
+        return
+    if wide:
+        memcpy(p, &v, 8)
+    else:
+        v32 = <uint32_t>v
+        memcpy(p, &v32, 4)
+
+
+cdef int page_walk(Cpu* c, uint64_t lin, int kind, int user, uint64_t* gpa_out, uint32_t* perm_out) noexcept nogil:
+    """Linear -> guest-physical for 32-bit, PAE and 4-level paging (SDM Vol. 3
+    4.3-4.5), with the accessed and dirty updates and #PF error codes of 4.7."""
+    cdef int levels, level, wide, shift, i
+    cdef uint64_t table, entry, page_size, gpa
+    cdef uint8_t* eptr
+    cdef uint8_t* ptrs[4]
+    cdef uint64_t vals[4]
+    cdef int rc
+    cdef int allow_w = 1, allow_u = 1, allow_x = 1
+    cdef uint32_t pfec_base = (2 if kind == ACC_WRITE else 0) | (4 if user else 0)
+    cdef int nxe = (c.efer & EFER_NXE) != 0
+    if kind == ACC_FETCH and (nxe or (c.cr4 & CR4_SMEP)) and c.paging != 2:
+        pfec_base |= 16
+    if c.paging == 4:
+        levels = 4
+        wide = 1
+        table = c.cr3 & PHYS_MASK
+    elif c.paging == 3:
+        entry = c.pdpte[(lin >> 30) & 3]
+        if not (entry & 1):
+            return raise_pf(c, lin, pfec_base)
+        if entry & (RSVD_HIGH | 0x1E6):
+            return raise_pf(c, lin, pfec_base | 9)
+        levels = 2
+        wide = 1
+        table = entry & PHYS_MASK
+    else:
+        levels = 2
+        wide = 0
+        table = c.cr3 & 0xFFFFF000ULL
+    page_size = 4096
+    for level in range(levels, 0, -1):
+        if wide:
+            shift = 12 + 9 * (level - 1)
+            rc = pt_entry(c, table + ((lin >> shift) & 511) * 8, 1, lin, &eptr, &entry)
+        else:
+            shift = 12 + 10 * (level - 1)
+            rc = pt_entry(c, table + ((lin >> shift) & 1023) * 4, 0, lin, &eptr, &entry)
+        if rc:
+            return rc
+        ptrs[level - 1] = eptr
+        vals[level - 1] = entry
+        if not (entry & 1):
+            return raise_pf(c, lin, pfec_base)
+        if wide and ((entry & RSVD_HIGH) or ((entry >> 63) and not nxe)):
+            return raise_pf(c, lin, pfec_base | 9)
+        if wide and level == 4 and (entry & 0x80):
+            return raise_pf(c, lin, pfec_base | 9)
+        if not (entry & 2):
+            allow_w = 0
+        if not (entry & 4):
+            allow_u = 0
+        if wide and (entry >> 63):
+            allow_x = 0
+        if level > 1 and (entry & 0x80) and (wide or (c.cr4 & CR4_PSE)):
+            if wide and level == 3 and (entry & 0x3FFFE000ULL):
+                return raise_pf(c, lin, pfec_base | 9)
+            if wide and level == 2 and (entry & 0x1FE000):
+                return raise_pf(c, lin, pfec_base | 9)
+            page_size = 1ULL << shift
+            if wide:
+                gpa = (entry & PHYS_MASK & ~(page_size - 1)) | (lin & (page_size - 1))
+            else:
+                # 4 MiB page, PSE-36: bits 20:13 hold physical bits 39:32.
+                gpa = (entry & 0xFFC00000ULL) | (((entry >> 13) & 0xFF) << 32) | (lin & 0x3FFFFF)
+            break
+        if level == 1:
+            gpa = (entry & (PHYS_MASK if wide else 0xFFFFF000ULL)) | (lin & 0xFFF)
+            break
+        table = entry & (PHYS_MASK if wide else 0xFFFFF000ULL)
+    # Protection (SDM Vol. 3 4.6).
+    if user:
+        if not allow_u:
+            return raise_pf(c, lin, pfec_base | 1)
+        if kind == ACC_WRITE and not allow_w:
+            return raise_pf(c, lin, pfec_base | 1)
+    else:
+        if kind == ACC_WRITE and not allow_w and (c.cr0 & CR0_WP):
+            return raise_pf(c, lin, pfec_base | 1)
+        if allow_u and kind == ACC_FETCH and (c.cr4 & CR4_SMEP):
+            return raise_pf(c, lin, pfec_base | 1)
+    if kind == ACC_FETCH and not allow_x:
+        return raise_pf(c, lin, pfec_base | 1)
+    # Accessed flags on every level used, dirty on the leaf for writes.
+    for i in range(level - 1, levels):
+        if i == level - 1:
+            pt_set_bits(ptrs[i], wide, vals[i], 0x20 | (0x40 if kind == ACC_WRITE else 0))
+        else:
+            pt_set_bits(ptrs[i], wide, vals[i], 0x20)
+    perm_out[0] = (TLB_R | (TLB_X if allow_x else 0) |
+                   ((TLB_W if (allow_w or not (c.cr0 & CR0_WP)) else 0) if (kind == ACC_WRITE or (vals[level - 1] & 0x40)) else 0))
+    if allow_u:
+        perm_out[0] |= TLB_UR | (TLB_UX if allow_x else 0)
+        if allow_w and (kind == ACC_WRITE or (vals[level - 1] & 0x40)):
+            perm_out[0] |= TLB_UW
+        if c.cr4 & CR4_SMEP:
+            perm_out[0] &= ~(<uint32_t>TLB_X)
+    gpa_out[0] = gpa
+    return RC_OK
+
+
+cdef int translate_slow(Cpu* c, uint64_t lin, int kind, int user, uint8_t** host) noexcept nogil:
+    cdef uint64_t gpa, hpa
+    cdef uint32_t perm, eperm
+    cdef uint8_t* p
+    cdef int rc
+    cdef TlbEntry* e
+    if c.paging:
+        rc = page_walk(c, lin, kind, user, &gpa, &perm)
+        if rc:
+            return rc
+    else:
+        gpa = lin
+        perm = TLB_R | TLB_W | TLB_X | TLB_UR | TLB_UW | TLB_UX
+    rc = gpa_to_host(c, gpa, kind, lin, 1, 1, &p, &hpa, &eperm)
+    if rc:
+        return rc
+    # EPT permissions narrow the paging permissions.
+    if not (eperm & 1):
+        perm &= ~(<uint32_t>(TLB_R | TLB_UR))
+    if not (eperm & 2):
+        perm &= ~(<uint32_t>(TLB_W | TLB_UW))
+    if not (eperm & 4):
+        perm &= ~(<uint32_t>(TLB_X | TLB_UX))
+    if kind == ACC_WRITE and hpa < c.ram_size and c.code_pages[hpa >> 12]:
+        icache_invalidate_page(c, hpa)
+        c.code_pages[hpa >> 12] = 0
+    if hpa < c.ram_size and c.code_pages[hpa >> 12]:
+        perm &= ~(<uint32_t>(TLB_W | TLB_UW))
+    e = &c.tlb[(lin >> 12) & (TLB_ENTRIES - 1)]
+    e.page = lin >> 12
+    e.gen = c.tlb_gen
+    e.host = p - (hpa & 0xFFF)
+    e.hpa = hpa & ~0xFFFULL
+    e.perm = perm
+    host[0] = p
+    return RC_OK
+
+
+cdef inline int translate(Cpu* c, uint64_t lin, int kind, int user, uint8_t** host) noexcept nogil:
+    """Linear address -> host pointer, through the TLB."""
+    cdef TlbEntry* e = &c.tlb[(lin >> 12) & (TLB_ENTRIES - 1)]
+    cdef uint32_t need = (1 << kind) << (3 if user else 0)
+    if e.gen == c.tlb_gen and e.page == (lin >> 12) and (e.perm & need):
+        host[0] = e.host + (lin & 0xFFF)
+        return RC_OK
+    return translate_slow(c, lin, kind, user, host)
+
+
+cdef int lin_read(Cpu* c, uint64_t lin, int size, int user, uint64_t* out) noexcept nogil:
+    cdef uint8_t* p
+    cdef uint8_t* q
+    cdef uint64_t v = 0
+    cdef int rc, first
+    if (lin & 0xFFF) + size <= 4096:
+        rc = translate(c, lin, ACC_READ, user, &p)
+        if rc:
+            return rc
+        memcpy(&v, p, size)
+    else:
+        first = 4096 - (lin & 0xFFF)
+        rc = translate(c, lin, ACC_READ, user, &p)
+        if rc:
+            return rc
+        rc = translate(c, (lin + first) & (0xFFFFFFFFFFFFFFFFULL if c.long64 else 0xFFFFFFFFULL), ACC_READ, user, &q)
+        if rc:
+            return rc
+        memcpy(&v, p, first)
+        memcpy((<uint8_t*>&v) + first, q, size - first)
+    out[0] = v
+    return RC_OK
+
+
+cdef int lin_write(Cpu* c, uint64_t lin, int size, int user, uint64_t v) noexcept nogil:
+    cdef uint8_t* p
+    cdef uint8_t* q
+    cdef int rc, first
+    if (lin & 0xFFF) + size <= 4096:
+        rc = translate(c, lin, ACC_WRITE, user, &p)
+        if rc:
+            return rc
+        memcpy(p, &v, size)
+    else:
+        # Translate both pages before writing either: a fault on the second
+        # page must leave memory untouched.
+        first = 4096 - (lin & 0xFFF)
+        rc = translate(c, lin, ACC_WRITE, user, &p)
+        if rc:
+            return rc
+        rc = translate(c, (lin + first) & (0xFFFFFFFFFFFFFFFFULL if c.long64 else 0xFFFFFFFFULL), ACC_WRITE, user, &q)
+        if rc:
+            return rc
+        # The second translation may have evicted nothing we hold: both are
+        # host pointers into slot buffers, which never move.
+        memcpy(p, &v, first)
+        memcpy(q, (<uint8_t*>&v) + first, size - first)
+    return RC_OK
+
+
+# ---------------------------------------------------------------------------
+# Segmentation (SDM Vol. 3 5.3, 5.4; 64-bit mode 3.4.2.1)
+
+cdef inline int seg_fault(Cpu* c, int s) noexcept nogil:
+    if s == S_SS:
+        return raise_exc(c, EXC_SS, 1, 0)
+    return raise_gp0(c)
+
+
+cdef int seg_linear(Cpu* c, int s, uint64_t off, int size, int kind, uint64_t* lin) noexcept nogil:
+    """Segment:offset -> linear address, with the limit, type and canonical
+    checks of the current mode."""
+    cdef Seg* sg = &c.seg[s]
+    cdef uint64_t a, last
+    cdef uint32_t t
+    if c.long64:
+        a = off
+        if s == S_FS or s == S_GS:
+            a = a + sg.base
+        if not is_canonical(a) or not is_canonical(a + size - 1):
+            return seg_fault(c, s)
+        lin[0] = a
+        return RC_OK
+    if c.cr0 & CR0_PE and not (c.rflags & F_VM):
+        if sg.ar & AR_UNUSABLE:
+            return seg_fault(c, s)
+        t = sg.ar & AR_TYPE
+        if t & 8:
+            # code segment: never writable, readable only if type bit 1
+            if kind == ACC_WRITE or (kind == ACC_READ and not (t & 2)):
+                return seg_fault(c, s)
+        elif kind == ACC_WRITE and not (t & 2):
+            return seg_fault(c, s)
+        last = off + size - 1
+        if (t & 0xC) == 4:
+            # expand-down data segment: valid offsets are (limit, top]
+            if off <= sg.limit or last > (0xFFFFFFFFULL if (sg.ar & AR_DB) else 0xFFFF):
+                return seg_fault(c, s)
+        elif last > sg.limit:
+            return seg_fault(c, s)
+    else:
+        # real and virtual-8086 mode: the hidden limit still applies
+        if off + size - 1 > sg.limit:
+            return seg_fault(c, s)
+    lin[0] = (sg.base + off) & 0xFFFFFFFFULL
+    return RC_OK
+
+
+cdef inline int mem_read(Cpu* c, int s, uint64_t off, int size, uint64_t* out) noexcept nogil:
+    cdef uint64_t lin
+    cdef int rc = seg_linear(c, s, off, size, ACC_READ, &lin)
+    if rc:
+        return rc
+    return lin_read(c, lin, size, c.cpl == 3, out)
+
+
+cdef inline int mem_write(Cpu* c, int s, uint64_t off, int size, uint64_t v) noexcept nogil:
+    cdef uint64_t lin
+    cdef int rc = seg_linear(c, s, off, size, ACC_WRITE, &lin)
+    if rc:
+        return rc
+    return lin_write(c, lin, size, c.cpl == 3, v)
+
+
+cdef inline int mem_check_write(Cpu* c, int s, uint64_t off, int size) noexcept nogil:
+    """Probe that a write would succeed (segment, paging, EPT) without
+    writing: used before an instruction commits other state."""
+    cdef uint64_t lin
+    cdef uint8_t* p
+    cdef int rc = seg_linear(c, s, off, size, ACC_WRITE, &lin)
+    if rc:
+        return rc
+    rc = translate(c, lin, ACC_WRITE, c.cpl == 3, &p)
+    if rc:
+        return rc
+    if (lin & 0xFFF) + size > 4096:
+        rc = translate(c, (lin | 0xFFF) + 1, ACC_WRITE, c.cpl == 3, &p)
+    return rc

@@ -1,0 +1,107 @@
+# The run loop: fetch through the TLB, look up the decode cache, call the
+# handler.  It runs without the GIL and leaves only by a return code
+# (DESIGN.md "How data flows").
+
+cdef enum:
+    ICACHE_ENTRIES = 1 << 14
+
+
+cdef int decode_at(Cpu* c, uint64_t lin, uint8_t* p, Insn** dp, uint64_t tag) noexcept nogil:
+    """Decode the instruction at linear address lin (host pointer p) into the
+    cache slot *dp; an instruction that crosses into the next page is decoded
+    into the scratch slot and not cached (the next page may be remapped)."""
+    cdef uint8_t buf[16]
+    cdef uint8_t* q
+    cdef int avail = 4096 - <int>(lin & 0xFFF)
+    cdef int rc
+    cdef Insn* d = dp[0]
+    cdef uint64_t hpa
+    d.tag = 0
+    if avail >= MAX_INSN:
+        rc = decode(c, p, MAX_INSN, d)
+    else:
+        memcpy(buf, p, avail)
+        rc = decode(c, buf, avail, d)
+        if rc == DECODE_MORE:
+            d = &c.icache[c.icache_mask + 1]     # scratch
+            dp[0] = d
+            rc = translate(c, (lin + avail) & (0xFFFFFFFFFFFFFFFFULL if c.long64 else 0xFFFFFFFFULL),
+                           ACC_FETCH, c.cpl == 3, &q)
+            if rc:
+                return rc
+            memcpy(buf + avail, q, MAX_INSN - avail)
+            rc = decode(c, buf, MAX_INSN, d)
+            if rc == DECODE_OK:
+                d.tag = 0
+                return RC_OK
+    if rc == DECODE_UD:
+        return raise_ud(c)
+    if rc == DECODE_GP or rc == DECODE_MORE:
+        return raise_gp0(c)
+    if d != &c.icache[c.icache_mask + 1]:
+        d.tag = tag
+        hpa = c.tlb[(lin >> 12) & (TLB_ENTRIES - 1)].hpa
+        mark_code_page(c, hpa)
+    return RC_OK
+
+
+cdef void vm_leave(Cpu* c) noexcept nogil:
+    """Leave non-root operation without a VM exit (the budget ran out, the
+    guest halted with nothing to wake it, or the model stopped): save the
+    guest state so the hosted hypervisor sees it and VMRESUME continues."""
+    if c.non_root:
+        save_guest_state(c)
+        c.non_root = 0
+        c.ept = 0
+        tlb_flush(c)
+
+
+cdef int run_loop(Cpu* c) noexcept nogil:
+    cdef uint64_t lin, tag
+    cdef uint8_t* p
+    cdef Insn* d
+    cdef int rc
+    cdef uint32_t shadow
+    while True:
+        if c.icount >= c.icount_limit:
+            return RC_BUDGET
+        # Fetch: CS limit outside 64-bit mode, canonical RIP in it.
+        if c.long64:
+            lin = c.rip
+            if not is_canonical(lin):
+                rc = raise_gp0(c)
+            else:
+                rc = translate(c, lin, ACC_FETCH, c.cpl == 3, &p)
+        else:
+            if c.rip > c.seg[S_CS].limit:
+                rc = raise_gp0(c)
+            else:
+                lin = (c.seg[S_CS].base + c.rip) & 0xFFFFFFFFULL
+                rc = translate(c, lin, ACC_FETCH, c.cpl == 3, &p)
+        if rc == RC_OK:
+            tag = (<uint64_t>(<size_t>p)) | (<uint64_t>c.code_size << 56) | (1ULL << 63)
+            d = &c.icache[(<size_t>p) & c.icache_mask]
+            if d.tag != tag:
+                rc = decode_at(c, lin, p, &d, tag)
+            if rc == RC_OK:
+                c.next_rip = (c.rip + d.len) & SIZE_MASK[c.code_size]
+                shadow = c.interruptibility
+                rc = d.fn(c, d)
+                if rc == RC_OK:
+                    c.rip = c.next_rip
+                    c.icount += 1
+                    if shadow:
+                        # STI / MOV SS blocking lasts one instruction.
+                        c.interruptibility &= ~shadow
+                    continue
+        if rc == RC_EXCEPTION:
+            rc = handle_exception(c)
+            if rc == RC_OK:
+                continue
+        if rc == RC_VMEXIT:
+            vm_exit(c)
+            return RC_VMEXIT
+        if rc == RC_HALTED:
+            c.rip = c.next_rip
+            c.icount += 1
+        return rc

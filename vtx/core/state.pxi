@@ -1,0 +1,225 @@
+# Architectural state helpers: register access by size, RFLAGS bits, the
+# derived processor mode.  Included into vtx/_core.pyx.
+
+# Return codes of the inner loop and of every handler.  0 means "retired,
+# go on"; everything else leaves the loop or is handled by it.
+cdef enum:
+    RC_OK = 0
+    RC_EXCEPTION = 1       # c.exc_* describe a fault to deliver or intercept
+    RC_VMEXIT = 2          # c.x_* describe a VM exit to perform
+    RC_BUDGET = 3          # instruction budget reached
+    RC_HALTED = 4          # HLT without HLT exiting: nothing can wake the CPU
+    RC_ENTRY_FAIL_CTL = 5  # VMfailValid(7): control-field check
+    RC_ENTRY_FAIL_HOST = 6 # VMfailValid(8): host-state check
+    RC_ENTRY_FAIL_GUEST = 7  # exit reason 33 (invalid guest state)
+    RC_BAD_PHYS = 8        # guest-physical access outside every slot (no EPT)
+    RC_SHUTDOWN = 9        # triple fault outside VMX non-root operation
+    RC_UNSUPPORTED = 10    # a valid request the model does not implement yet
+
+# General-purpose register numbers (SDM Vol. 2 Table 2-2 order).
+cdef enum:
+    R_AX = 0
+    R_CX = 1
+    R_DX = 2
+    R_BX = 3
+    R_SP = 4
+    R_BP = 5
+    R_SI = 6
+    R_DI = 7
+
+# Segment register numbers: the encoding of the sreg field in ModRM and the
+# VMCS order of guest segment fields.
+cdef enum:
+    S_ES = 0
+    S_CS = 1
+    S_SS = 2
+    S_DS = 3
+    S_FS = 4
+    S_GS = 5
+    S_LDTR = 6
+    S_TR = 7
+
+# RFLAGS bits (SDM Vol. 1 3.4.3).
+cdef enum:
+    F_CF = 1 << 0
+    F_FIXED1 = 1 << 1
+    F_PF = 1 << 2
+    F_AF = 1 << 4
+    F_ZF = 1 << 6
+    F_SF = 1 << 7
+    F_TF = 1 << 8
+    F_IF = 1 << 9
+    F_DF = 1 << 10
+    F_OF = 1 << 11
+    F_IOPL = 3 << 12
+    F_NT = 1 << 14
+    F_RF = 1 << 16
+    F_VM = 1 << 17
+    F_AC = 1 << 18
+    F_VIF = 1 << 19
+    F_VIP = 1 << 20
+    F_ID = 1 << 21
+    F_STATUS = 0x8D5      # CF PF AF ZF SF OF
+
+cdef enum:
+    CR0_PE = 1 << 0
+    CR0_MP = 1 << 1
+    CR0_EM = 1 << 2
+    CR0_TS = 1 << 3
+    CR0_ET = 1 << 4
+    CR0_NE = 1 << 5
+    CR0_WP = 1 << 16
+    CR0_AM = 1 << 18
+    CR0_NW = 1 << 29
+    CR0_CD = 1 << 30
+
+cdef uint64_t CR0_PG = 1ULL << 31
+
+cdef enum:
+    CR4_PSE = 1 << 4
+    CR4_PAE = 1 << 5
+    CR4_PGE = 1 << 7
+    CR4_TSD = 1 << 2
+    CR4_VMXE = 1 << 13
+    CR4_PCIDE = 1 << 17
+    CR4_SMEP = 1 << 20
+    CR4_SMAP = 1 << 21
+
+cdef enum:
+    EFER_SCE = 1 << 0
+    EFER_LME = 1 << 8
+    EFER_LMA = 1 << 10
+    EFER_NXE = 1 << 11
+
+# Access-rights bits (VMX format).
+cdef enum:
+    AR_TYPE = 0xF
+    AR_S = 1 << 4
+    AR_P = 1 << 7
+    AR_L = 1 << 13
+    AR_DB = 1 << 14
+    AR_G = 1 << 15
+    AR_UNUSABLE = 1 << 16
+
+# Exception vectors (SDM Vol. 3 Table 6-1).
+cdef enum:
+    EXC_DE = 0
+    EXC_DB = 1
+    EXC_NMI = 2
+    EXC_BP = 3
+    EXC_OF = 4
+    EXC_BR = 5
+    EXC_UD = 6
+    EXC_NM = 7
+    EXC_DF = 8
+    EXC_TS = 10
+    EXC_NP = 11
+    EXC_SS = 12
+    EXC_GP = 13
+    EXC_PF = 14
+    EXC_MF = 16
+    EXC_AC = 17
+
+cdef uint64_t SIZE_MASK[9]
+SIZE_MASK[:] = [0, 0xFF, 0xFFFF, 0, 0xFFFFFFFFULL, 0, 0, 0, 0xFFFFFFFFFFFFFFFFULL]
+
+cdef uint8_t PARITY[256]
+for _i in range(256):
+    PARITY[_i] = F_PF if (bin(_i).count("1") % 2 == 0) else 0
+
+
+cdef inline uint64_t sign_bit(int size) noexcept nogil:
+    return 1ULL << (size * 8 - 1)
+
+
+cdef inline int64_t sext(uint64_t v, int size) noexcept nogil:
+    """Sign-extend the low `size` bytes of v."""
+    if size == 1:
+        return <int64_t>(<signed char>(v & 0xFF))
+    elif size == 2:
+        return <int64_t>(<short>(v & 0xFFFF))
+    elif size == 4:
+        return <int64_t>(<int32_t>(v & 0xFFFFFFFFULL))
+    return <int64_t>v
+
+
+cdef inline uint64_t get_reg(Cpu* c, int r, int size) noexcept nogil:
+    """Read a general register operand.  For size 1, numbers 16..19 are
+    AH CH DH BH (the legacy high-byte registers, reachable only without REX)."""
+    if size == 1:
+        if r >= 16:
+            return (c.regs[r - 16] >> 8) & 0xFF
+        return c.regs[r] & 0xFF
+    return c.regs[r] & SIZE_MASK[size]
+
+
+cdef inline void set_reg(Cpu* c, int r, int size, uint64_t v) noexcept nogil:
+    """Write a general register operand with x86 merge rules: 8- and 16-bit
+    writes keep the other bits, 32-bit writes zero bits 63:32 (SDM Vol. 1
+    3.4.1.1), 64-bit writes replace the register."""
+    if size == 4:
+        c.regs[r] = v & 0xFFFFFFFFULL
+    elif size == 8:
+        c.regs[r] = v
+    elif size == 2:
+        c.regs[r] = (c.regs[r] & ~0xFFFFULL) | (v & 0xFFFF)
+    elif r >= 16:
+        c.regs[r - 16] = (c.regs[r - 16] & ~0xFF00ULL) | ((v & 0xFF) << 8)
+    else:
+        c.regs[r] = (c.regs[r] & ~0xFFULL) | (v & 0xFF)
+
+
+cdef inline void set_status_flags(Cpu* c, uint64_t flags) noexcept nogil:
+    c.rflags = (c.rflags & ~(<uint64_t>F_STATUS)) | (flags & F_STATUS)
+
+
+cdef inline uint64_t szp_flags(uint64_t r, int size) noexcept nogil:
+    """SF, ZF and PF of a result of `size` bytes."""
+    cdef uint64_t f = PARITY[r & 0xFF]
+    r &= SIZE_MASK[size]
+    if r == 0:
+        f |= F_ZF
+    if r & sign_bit(size):
+        f |= F_SF
+    return f
+
+
+cdef void update_mode(Cpu* c) noexcept nogil:
+    """Recompute the derived mode after CR0, CR4, EFER or CS changed."""
+    cdef uint32_t csar = c.seg[S_CS].ar
+    if (c.efer & EFER_LMA) and (csar & AR_L):
+        c.long64 = 1
+        c.code_size = 8
+    else:
+        c.long64 = 0
+        if (c.cr0 & CR0_PE) and not (c.rflags & F_VM):
+            c.code_size = 4 if (csar & AR_DB) else 2
+        else:
+            c.code_size = 2
+    if c.long64:
+        c.stack_size = 8
+    elif (c.cr0 & CR0_PE) and not (c.rflags & F_VM) and (c.seg[S_SS].ar & AR_DB):
+        c.stack_size = 4
+    else:
+        c.stack_size = 2
+    if not (c.cr0 & CR0_PE):
+        c.cpl = 0
+    elif c.rflags & F_VM:
+        c.cpl = 3
+    else:
+        # The CPL is SS.DPL (SDM Vol. 3 24.4.1 note: the VMCS keeps it there).
+        c.cpl = (c.seg[S_SS].ar >> 5) & 3
+    if not (c.cr0 & CR0_PG):
+        c.paging = 0
+    elif c.efer & EFER_LMA:
+        c.paging = 4
+    elif c.cr4 & CR4_PAE:
+        c.paging = 3
+    else:
+        c.paging = 2
+    c.tlb_gen += 1
+
+
+cdef inline int is_canonical(uint64_t a) noexcept nogil:
+    cdef int64_t s = (<int64_t>(a << 16)) >> 16
+    return <uint64_t>s == a

@@ -1,0 +1,405 @@
+# VM entry (SDM Vol. 3 chapter 26): the checks on the controls, the host state
+# and the guest state, one function per area in SDM order (decision 6), then
+# loading the guest state.  A failed check records its CK_* number (the table
+# is vtx/spec/entry_checks.py) so the Python error can name it.
+
+cdef inline int ctls_ok(uint32_t v, uint64_t cap) noexcept nogil:
+    """A control word respects a capability MSR: allowed-0 settings in bits
+    31:0 must be 1, allowed-1 settings in bits 63:32 bound what may be 1
+    (SDM Vol. 3 A.3)."""
+    cdef uint32_t must1 = <uint32_t>(cap & 0xFFFFFFFFULL)
+    cdef uint32_t may1 = <uint32_t>(cap >> 32)
+    return (v & must1) == must1 and (v & ~may1) == 0
+
+
+cdef inline int phys_ok(uint64_t a) noexcept nogil:
+    return (a >> MAXPHYADDR) == 0
+
+
+cdef inline int pat_ok(uint64_t pat) noexcept nogil:
+    cdef int i
+    cdef uint64_t t
+    for i in range(8):
+        t = (pat >> (8 * i)) & 0xFF
+        if t == 2 or t == 3 or t > 7:
+            return 0
+    return 1
+
+
+cdef inline int fail(Cpu* c, int check, int rc) noexcept nogil:
+    c.entry_check = check
+    return rc
+
+
+cdef int check_controls(Cpu* c) noexcept nogil:
+    """SDM 26.2.1: VM-execution, VM-exit and VM-entry control fields."""
+    cdef uint32_t pin = <uint32_t>vr(c, VMCS_OFF_PIN_BASED_CONTROLS, 4)
+    cdef uint32_t proc = <uint32_t>vr(c, VMCS_OFF_PRIMARY_PROC_BASED_CONTROLS, 4)
+    cdef uint32_t proc2 = 0
+    cdef uint32_t exitc = <uint32_t>vr(c, VMCS_OFF_VM_EXIT_CONTROLS, 4)
+    cdef uint32_t entryc = <uint32_t>vr(c, VMCS_OFF_VM_ENTRY_CONTROLS, 4)
+    cdef uint64_t a, b, eptp
+    cdef uint32_t info, itype, vec
+    cdef int R = RC_ENTRY_FAIL_CTL
+    if not ctls_ok(pin, VMX_CAP_TRUE_PINBASED_CTLS):
+        return fail(c, CK_PIN_BASED_CONTROLS, R)
+    if not ctls_ok(proc, VMX_CAP_TRUE_PROCBASED_CTLS):
+        return fail(c, CK_PRIMARY_PROC_BASED_CONTROLS, R)
+    if proc & PROC_ACTIVATE_SECONDARY_CONTROLS:
+        proc2 = <uint32_t>vr(c, VMCS_OFF_SECONDARY_PROC_BASED_CONTROLS, 4)
+        if not ctls_ok(proc2, VMX_CAP_PROCBASED_CTLS2):
+            return fail(c, CK_SECONDARY_PROC_BASED_CONTROLS, R)
+    if vr(c, VMCS_OFF_CR3_TARGET_COUNT, 4) > 4:
+        return fail(c, CK_CR3_TARGET_COUNT, R)
+    if proc & PROC_USE_IO_BITMAPS:
+        a = vr(c, VMCS_OFF_IO_BITMAP_A, 8)
+        b = vr(c, VMCS_OFF_IO_BITMAP_B, 8)
+        if (a & 0xFFF) or (b & 0xFFF) or not phys_ok(a) or not phys_ok(b):
+            return fail(c, CK_IO_BITMAP_ADDRESSES, R)
+    if proc & PROC_USE_MSR_BITMAPS:
+        a = vr(c, VMCS_OFF_MSR_BITMAP, 8)
+        if (a & 0xFFF) or not phys_ok(a):
+            return fail(c, CK_MSR_BITMAP_ADDRESS, R)
+    if (pin & PIN_VIRTUAL_NMIS) and not (pin & PIN_NMI_EXITING):
+        return fail(c, CK_VIRTUAL_NMIS, R)
+    if proc2 & PROC2_ENABLE_EPT:
+        eptp = vr(c, VMCS_OFF_EPT_POINTER, 8)
+        # Memory type WB (6) is the one IA32_VMX_EPT_VPID_CAP reports (bit
+        # 14); UC (0) would need bit 8.  Walk length - 1 in bits 5:3 must be
+        # 3; bit 6 (accessed/dirty flags) needs EPT_VPID_CAP bit 21; bits
+        # 11:7 are reserved.
+        if ((eptp & 7) != 6 and not ((eptp & 7) == 0 and (VMX_CAP_EPT_VPID_CAP & (1ULL << 8)))) or \
+                ((eptp >> 3) & 7) != 3 or \
+                ((eptp & 0x40) and not (VMX_CAP_EPT_VPID_CAP & (1ULL << 21))) or \
+                (eptp & 0xF80) or not phys_ok(eptp):
+            return fail(c, CK_EPT_POINTER, R)
+    if (proc2 & PROC2_ENABLE_VPID) and vr(c, VMCS_OFF_VIRTUAL_PROCESSOR_ID, 2) == 0:
+        return fail(c, CK_VPID_NONZERO, R)
+    if (proc2 & PROC2_UNRESTRICTED_GUEST) and not (proc2 & PROC2_ENABLE_EPT):
+        return fail(c, CK_UNRESTRICTED_GUEST_NEEDS_EPT, R)
+    # 26.2.1.2
+    if not ctls_ok(exitc, VMX_CAP_TRUE_EXIT_CTLS):
+        return fail(c, CK_VM_EXIT_CONTROLS, R)
+    if vr(c, VMCS_OFF_VM_EXIT_MSR_STORE_COUNT, 4) or vr(c, VMCS_OFF_VM_EXIT_MSR_LOAD_COUNT, 4):
+        return fail(c, CK_VM_EXIT_MSR_AREAS, R)
+    # 26.2.1.3
+    if not ctls_ok(entryc, VMX_CAP_TRUE_ENTRY_CTLS):
+        return fail(c, CK_VM_ENTRY_CONTROLS, R)
+    info = <uint32_t>vr(c, VMCS_OFF_VM_ENTRY_INTERRUPTION_INFO, 4)
+    if info & 0x80000000ULL:
+        itype = (info >> 8) & 7
+        vec = info & 0xFF
+        if (info & 0x7FFFF000ULL) or itype == 1 or (itype == 2 and vec != 2) or \
+                (itype == 3 and vec > 31) or (itype == 7 and vec != 0):
+            return fail(c, CK_VM_ENTRY_INTERRUPTION_INFO, R)
+        # deliver-error-code (bit 11) only for hardware exceptions that have one,
+        # and only with CR0.PE = 1 in the guest
+        if (info & 0x800) and (itype != 3 or not (vr(c, VMCS_OFF_GUEST_CR0, 8) & CR0_PE) or
+                               not (vec == 8 or (vec >= 10 and vec <= 14) or vec == 17 or vec == 21)):
+            return fail(c, CK_VM_ENTRY_INTERRUPTION_INFO, R)
+    if vr(c, VMCS_OFF_VM_ENTRY_MSR_LOAD_COUNT, 4):
+        return fail(c, CK_VM_ENTRY_MSR_LOAD_AREA, R)
+    return RC_OK
+
+
+cdef int check_host(Cpu* c) noexcept nogil:
+    """SDM 26.2.2 - 26.2.4: host control registers, MSRs, selectors and the
+    address-space size.  The hosted hypervisor is a 64-bit program, so the
+    processor counts as being in IA-32e mode."""
+    cdef uint64_t cr0 = vr(c, VMCS_OFF_HOST_CR0, 8)
+    cdef uint64_t cr4 = vr(c, VMCS_OFF_HOST_CR4, 8)
+    cdef uint32_t exitc = <uint32_t>vr(c, VMCS_OFF_VM_EXIT_CONTROLS, 4)
+    cdef uint64_t efer
+    cdef int i
+    cdef int R = RC_ENTRY_FAIL_HOST
+    if (cr0 & VMX_CAP_CR0_FIXED0) != VMX_CAP_CR0_FIXED0 or (cr0 & ~VMX_CAP_CR0_FIXED1):
+        return fail(c, CK_HOST_CR0, R)
+    if (cr4 & VMX_CAP_CR4_FIXED0) != VMX_CAP_CR4_FIXED0 or (cr4 & ~VMX_CAP_CR4_FIXED1):
+        return fail(c, CK_HOST_CR4, R)
+    if not phys_ok(vr(c, VMCS_OFF_HOST_CR3, 8)):
+        return fail(c, CK_HOST_CR3, R)
+    if not (is_canonical(vr(c, VMCS_OFF_HOST_IA32_SYSENTER_ESP, 8)) and
+            is_canonical(vr(c, VMCS_OFF_HOST_IA32_SYSENTER_EIP, 8)) and
+            is_canonical(vr(c, VMCS_OFF_HOST_FS_BASE, 8)) and
+            is_canonical(vr(c, VMCS_OFF_HOST_GS_BASE, 8)) and
+            is_canonical(vr(c, VMCS_OFF_HOST_TR_BASE, 8)) and
+            is_canonical(vr(c, VMCS_OFF_HOST_GDTR_BASE, 8)) and
+            is_canonical(vr(c, VMCS_OFF_HOST_IDTR_BASE, 8))):
+        return fail(c, CK_HOST_CANONICAL_ADDRESSES, R)
+    if (exitc & EXIT_CTL_LOAD_IA32_PAT) and not pat_ok(vr(c, VMCS_OFF_HOST_IA32_PAT, 8)):
+        return fail(c, CK_HOST_IA32_PAT, R)
+    if exitc & EXIT_CTL_LOAD_IA32_EFER:
+        efer = vr(c, VMCS_OFF_HOST_IA32_EFER, 8)
+        if (efer & ~(<uint64_t>(EFER_SCE | EFER_LME | EFER_LMA | EFER_NXE))) or \
+                ((efer & EFER_LMA) != 0) != ((exitc & EXIT_CTL_HOST_ADDRESS_SPACE_SIZE) != 0) or \
+                ((efer & EFER_LME) != 0) != ((exitc & EXIT_CTL_HOST_ADDRESS_SPACE_SIZE) != 0):
+            return fail(c, CK_HOST_IA32_EFER, R)
+    for i in range(7):
+        if vr(c, VMCS_OFF_HOST_ES_SELECTOR + 2 * i, 2) & 7:
+            return fail(c, CK_HOST_SELECTORS, R)
+    if vr(c, VMCS_OFF_HOST_CS_SELECTOR, 2) == 0 or vr(c, VMCS_OFF_HOST_TR_SELECTOR, 2) == 0:
+        return fail(c, CK_HOST_SELECTORS, R)
+    if not (exitc & EXIT_CTL_HOST_ADDRESS_SPACE_SIZE) or not (cr4 & CR4_PAE) or \
+            not is_canonical(vr(c, VMCS_OFF_HOST_RIP, 8)):
+        return fail(c, CK_HOST_ADDRESS_SPACE_SIZE, R)
+    return RC_OK
+
+
+cdef inline int g_ok(uint32_t limit, uint32_t ar) noexcept nogil:
+    """Granularity consistent with the limit (SDM 26.3.1.2)."""
+    if (limit & 0xFFF) != 0xFFF and (ar & AR_G):
+        return 0
+    if (limit & 0xFFF00000ULL) and not (ar & AR_G):
+        return 0
+    return 1
+
+
+cdef int check_guest(Cpu* c) noexcept nogil:
+    """SDM 26.3.1: the guest-state area."""
+    cdef uint32_t proc = <uint32_t>vr(c, VMCS_OFF_PRIMARY_PROC_BASED_CONTROLS, 4)
+    cdef uint32_t proc2 = <uint32_t>vr(c, VMCS_OFF_SECONDARY_PROC_BASED_CONTROLS, 4) \
+        if (proc & PROC_ACTIVATE_SECONDARY_CONTROLS) else 0
+    cdef uint32_t entryc = <uint32_t>vr(c, VMCS_OFF_VM_ENTRY_CONTROLS, 4)
+    cdef int ug = (proc2 & PROC2_UNRESTRICTED_GUEST) != 0
+    cdef int ia32e = (entryc & ENTRY_CTL_IA32E_MODE_GUEST) != 0
+    cdef uint64_t cr0 = vr(c, VMCS_OFF_GUEST_CR0, 8)
+    cdef uint64_t cr4 = vr(c, VMCS_OFF_GUEST_CR4, 8)
+    cdef uint64_t rflags = vr(c, VMCS_OFF_GUEST_RFLAGS, 8)
+    cdef uint64_t fixed0 = VMX_CAP_CR0_FIXED0
+    cdef uint64_t efer, rip, base, pdpte
+    cdef uint32_t ar, lim, t, cs_ar, ss_ar, info, intr, act
+    cdef uint16_t sel
+    cdef int i, v86, dpl
+    cdef int R = RC_ENTRY_FAIL_GUEST
+    # 26.3.1.1
+    if ug:
+        fixed0 &= ~(<uint64_t>(CR0_PE | CR0_PG))
+    if (cr0 & fixed0) != fixed0 or (cr0 & ~VMX_CAP_CR0_FIXED1) or ((cr0 & CR0_PG) and not (cr0 & CR0_PE)):
+        return fail(c, CK_GUEST_CR0, R)
+    if (cr4 & VMX_CAP_CR4_FIXED0) != VMX_CAP_CR4_FIXED0 or (cr4 & ~VMX_CAP_CR4_FIXED1):
+        return fail(c, CK_GUEST_CR4, R)
+    if not phys_ok(vr(c, VMCS_OFF_GUEST_CR3, 8)):
+        return fail(c, CK_GUEST_CR3, R)
+    if (ia32e and (not (cr0 & CR0_PG) or not (cr4 & CR4_PAE))) or (not ia32e and (cr4 & CR4_PCIDE)):
+        return fail(c, CK_GUEST_IA32E_MODE_PAGING, R)
+    if (entryc & ENTRY_CTL_LOAD_DEBUG_CONTROLS) and (vr(c, VMCS_OFF_GUEST_DR7, 8) >> 32):
+        return fail(c, CK_GUEST_DR7, R)
+    if not is_canonical(vr(c, VMCS_OFF_GUEST_IA32_SYSENTER_ESP, 8)) or \
+            not is_canonical(vr(c, VMCS_OFF_GUEST_IA32_SYSENTER_EIP, 8)):
+        return fail(c, CK_GUEST_SYSENTER_CANONICAL, R)
+    if (entryc & ENTRY_CTL_LOAD_IA32_PAT) and not pat_ok(vr(c, VMCS_OFF_GUEST_IA32_PAT, 8)):
+        return fail(c, CK_GUEST_IA32_PAT, R)
+    if entryc & ENTRY_CTL_LOAD_IA32_EFER:
+        efer = vr(c, VMCS_OFF_GUEST_IA32_EFER, 8)
+        if (efer & ~(<uint64_t>(EFER_SCE | EFER_LME | EFER_LMA | EFER_NXE))) or \
+                ((efer & EFER_LMA) != 0) != ia32e or \
+                ((cr0 & CR0_PG) and ((efer & EFER_LME) != 0) != ((efer & EFER_LMA) != 0)):
+            return fail(c, CK_GUEST_IA32_EFER, R)
+    # 26.3.1.2
+    v86 = (rflags & F_VM) != 0
+    if (vr(c, off_sel(S_TR), 2) & 4) or \
+            (not (vr(c, off_ar(S_LDTR), 4) & AR_UNUSABLE) and (vr(c, off_sel(S_LDTR), 2) & 4)):
+        return fail(c, CK_GUEST_TR_LDTR_TI, R)
+    if not v86 and not ug and (vr(c, off_sel(S_SS), 2) & 3) != (vr(c, off_sel(S_CS), 2) & 3):
+        return fail(c, CK_GUEST_SS_RPL, R)
+    if v86:
+        for i in range(6):
+            sel = <uint16_t>vr(c, off_sel(i), 2)
+            if vr(c, off_base(i), 8) != (<uint64_t>sel << 4) or vr(c, off_limit(i), 4) != 0xFFFF or \
+                    vr(c, off_ar(i), 4) != 0xF3:
+                return fail(c, CK_GUEST_V86_SEGMENTS, R)
+    if not is_canonical(vr(c, off_base(S_TR), 8)) or not is_canonical(vr(c, off_base(S_FS), 8)) or \
+            not is_canonical(vr(c, off_base(S_GS), 8)) or \
+            (not (vr(c, off_ar(S_LDTR), 4) & AR_UNUSABLE) and not is_canonical(vr(c, off_base(S_LDTR), 8))) or \
+            (vr(c, off_base(S_CS), 8) >> 32):
+        return fail(c, CK_GUEST_SEGMENT_BASES, R)
+    for i in range(S_ES, S_DS + 1):
+        if i == S_CS:
+            continue
+        if not (vr(c, off_ar(i), 4) & AR_UNUSABLE) and (vr(c, off_base(i), 8) >> 32):
+            return fail(c, CK_GUEST_SEGMENT_BASES, R)
+    cs_ar = <uint32_t>vr(c, off_ar(S_CS), 4)
+    ss_ar = <uint32_t>vr(c, off_ar(S_SS), 4)
+    if not v86:
+        # CS
+        t = cs_ar & 0xF
+        lim = <uint32_t>vr(c, off_limit(S_CS), 4)
+        if not (t == 9 or t == 11 or t == 13 or t == 15 or (ug and t == 3)):
+            return fail(c, CK_GUEST_CS_ACCESS_RIGHTS, R)
+        dpl = (cs_ar >> 5) & 3
+        if not (cs_ar & AR_S) or not (cs_ar & AR_P) or (cs_ar & 0xF00) or (cs_ar & 0xFFFE0000ULL) or \
+                (cs_ar & AR_UNUSABLE) or not g_ok(lim, cs_ar) or \
+                (t == 3 and dpl != 0) or \
+                ((t == 9 or t == 11) and dpl != ((ss_ar >> 5) & 3)) or \
+                ((t == 13 or t == 15) and dpl > ((ss_ar >> 5) & 3)) or \
+                (ia32e and (cs_ar & AR_L) and (cs_ar & AR_DB)):
+            return fail(c, CK_GUEST_CS_ACCESS_RIGHTS, R)
+        # SS
+        if not (ss_ar & AR_UNUSABLE):
+            t = ss_ar & 0xF
+            lim = <uint32_t>vr(c, off_limit(S_SS), 4)
+            if (t != 3 and t != 7) or not (ss_ar & AR_S) or not (ss_ar & AR_P) or (ss_ar & 0xF00) or \
+                    (ss_ar & 0xFFFE0000ULL) or not g_ok(lim, ss_ar) or \
+                    (not ug and ((ss_ar >> 5) & 3) != (vr(c, off_sel(S_SS), 2) & 3)) or \
+                    (((cs_ar & 0xF) == 3 or not (cr0 & CR0_PE)) and ((ss_ar >> 5) & 3) != 0):
+                return fail(c, CK_GUEST_SS_ACCESS_RIGHTS, R)
+        # DS ES FS GS
+        for i in range(S_ES, S_GS + 1):
+            ar = <uint32_t>vr(c, off_ar(i), 4)
+            if i == S_CS or i == S_SS or (ar & AR_UNUSABLE):
+                continue
+            t = ar & 0xF
+            lim = <uint32_t>vr(c, off_limit(i), 4)
+            if not (t & 1) or ((t & 8) and not (t & 2)) or not (ar & AR_S) or not (ar & AR_P) or \
+                    (ar & 0xF00) or (ar & 0xFFFE0000ULL) or not g_ok(lim, ar) or \
+                    (not ug and t <= 11 and ((ar >> 5) & 3) < (vr(c, off_sel(i), 2) & 3)):
+                return fail(c, CK_GUEST_DATA_SEGMENT_ACCESS_RIGHTS, R)
+    # TR
+    ar = <uint32_t>vr(c, off_ar(S_TR), 4)
+    t = ar & 0xF
+    if not (t == 11 or (t == 3 and not ia32e)) or (ar & AR_S) or not (ar & AR_P) or (ar & 0xF00) or \
+            (ar & 0xFFFE0000ULL) or (ar & AR_UNUSABLE) or not g_ok(<uint32_t>vr(c, off_limit(S_TR), 4), ar):
+        return fail(c, CK_GUEST_TR_ACCESS_RIGHTS, R)
+    ar = <uint32_t>vr(c, off_ar(S_LDTR), 4)
+    if not (ar & AR_UNUSABLE):
+        if (ar & 0xF) != 2 or (ar & AR_S) or not (ar & AR_P) or (ar & 0xF00) or (ar & 0xFFFE0000ULL) or \
+                not g_ok(<uint32_t>vr(c, off_limit(S_LDTR), 4), ar):
+            return fail(c, CK_GUEST_LDTR_ACCESS_RIGHTS, R)
+    # 26.3.1.3
+    if not is_canonical(vr(c, VMCS_OFF_GUEST_GDTR_BASE, 8)) or not is_canonical(vr(c, VMCS_OFF_GUEST_IDTR_BASE, 8)) or \
+            (vr(c, VMCS_OFF_GUEST_GDTR_LIMIT, 4) >> 16) or (vr(c, VMCS_OFF_GUEST_IDTR_LIMIT, 4) >> 16):
+        return fail(c, CK_GUEST_DESCRIPTOR_TABLES, R)
+    # 26.3.1.4
+    rip = vr(c, VMCS_OFF_GUEST_RIP, 8)
+    if ia32e and (cs_ar & AR_L):
+        if not is_canonical(rip):
+            return fail(c, CK_GUEST_RIP, R)
+    elif rip >> 32:
+        return fail(c, CK_GUEST_RIP, R)
+    info = <uint32_t>vr(c, VMCS_OFF_VM_ENTRY_INTERRUPTION_INFO, 4)
+    if (rflags & 0xFFFFFFFFFFC08028ULL) or not (rflags & 2) or \
+            ((ia32e or not (cr0 & CR0_PE)) and (rflags & F_VM)) or \
+            ((info & 0x80000000ULL) and ((info >> 8) & 7) == 0 and not (rflags & F_IF)):
+        return fail(c, CK_GUEST_RFLAGS, R)
+    # 26.3.1.5
+    act = <uint32_t>vr(c, VMCS_OFF_GUEST_ACTIVITY_STATE, 4)
+    if act > 1 or (act == 1 and ((ss_ar >> 5) & 3) != 0):
+        return fail(c, CK_GUEST_ACTIVITY_STATE, R)
+    intr = <uint32_t>vr(c, VMCS_OFF_GUEST_INTERRUPTIBILITY_STATE, 4)
+    if (intr & 0xFFFFFFE0ULL) or ((intr & 3) == 3) or ((intr & 1) and not (rflags & F_IF)):
+        return fail(c, CK_GUEST_INTERRUPTIBILITY_STATE, R)
+    if vr(c, VMCS_OFF_GUEST_PENDING_DEBUG_EXCEPTIONS, 8) & ~0x1500FULL:
+        return fail(c, CK_GUEST_PENDING_DEBUG_EXCEPTIONS, R)
+    if vr(c, VMCS_OFF_VMCS_LINK_POINTER, 8) != 0xFFFFFFFFFFFFFFFFULL:
+        return fail(c, CK_GUEST_VMCS_LINK_POINTER, R)
+    # 26.3.1.6
+    if (proc2 & PROC2_ENABLE_EPT) and (cr0 & CR0_PG) and (cr4 & CR4_PAE) and not ia32e:
+        for i in range(4):
+            pdpte = vr(c, VMCS_OFF_GUEST_PDPTE0 + 8 * i, 8)
+            if (pdpte & 1) and (pdpte & (RSVD_HIGH | 0x1E6)):
+                return fail(c, CK_GUEST_PDPTES, R)
+    return RC_OK
+
+
+cdef void load_controls(Cpu* c) noexcept nogil:
+    """Copy the controls the handlers test into the typed struct (decision 5)."""
+    c.ctl.pin = <uint32_t>vr(c, VMCS_OFF_PIN_BASED_CONTROLS, 4)
+    c.ctl.proc = <uint32_t>vr(c, VMCS_OFF_PRIMARY_PROC_BASED_CONTROLS, 4)
+    c.ctl.proc2 = <uint32_t>vr(c, VMCS_OFF_SECONDARY_PROC_BASED_CONTROLS, 4) \
+        if (c.ctl.proc & PROC_ACTIVATE_SECONDARY_CONTROLS) else 0
+    c.ctl.exit_ctl = <uint32_t>vr(c, VMCS_OFF_VM_EXIT_CONTROLS, 4)
+    c.ctl.entry_ctl = <uint32_t>vr(c, VMCS_OFF_VM_ENTRY_CONTROLS, 4)
+    c.ctl.exception_bitmap = <uint32_t>vr(c, VMCS_OFF_EXCEPTION_BITMAP, 4)
+    c.ctl.pfec_mask = <uint32_t>vr(c, VMCS_OFF_PAGE_FAULT_ERROR_CODE_MASK, 4)
+    c.ctl.pfec_match = <uint32_t>vr(c, VMCS_OFF_PAGE_FAULT_ERROR_CODE_MATCH, 4)
+    c.ctl.io_bitmap_a = vr(c, VMCS_OFF_IO_BITMAP_A, 8)
+    c.ctl.io_bitmap_b = vr(c, VMCS_OFF_IO_BITMAP_B, 8)
+    c.ctl.msr_bitmap = vr(c, VMCS_OFF_MSR_BITMAP, 8)
+    c.ctl.tsc_offset = vr(c, VMCS_OFF_TSC_OFFSET, 8)
+    c.ctl.eptp = vr(c, VMCS_OFF_EPT_POINTER, 8)
+    c.ctl.cr0_mask = vr(c, VMCS_OFF_CR0_GUEST_HOST_MASK, 8)
+    c.ctl.cr4_mask = vr(c, VMCS_OFF_CR4_GUEST_HOST_MASK, 8)
+    c.ctl.cr0_shadow = vr(c, VMCS_OFF_CR0_READ_SHADOW, 8)
+    c.ctl.cr4_shadow = vr(c, VMCS_OFF_CR4_READ_SHADOW, 8)
+    c.ept = (c.ctl.proc2 & PROC2_ENABLE_EPT) != 0
+
+
+cdef void load_guest_state(Cpu* c) noexcept nogil:
+    """SDM 26.3.2: load the guest-state area into the processor."""
+    cdef int i
+    c.cr0 = vr(c, VMCS_OFF_GUEST_CR0, 8)
+    c.cr3 = vr(c, VMCS_OFF_GUEST_CR3, 8)
+    c.cr4 = vr(c, VMCS_OFF_GUEST_CR4, 8)
+    if c.ctl.entry_ctl & ENTRY_CTL_LOAD_DEBUG_CONTROLS:
+        c.dr7 = vr(c, VMCS_OFF_GUEST_DR7, 8)
+        c.debugctl = vr(c, VMCS_OFF_GUEST_IA32_DEBUGCTL, 8)
+    c.regs[R_SP] = vr(c, VMCS_OFF_GUEST_RSP, 8)
+    c.rip = vr(c, VMCS_OFF_GUEST_RIP, 8)
+    c.rflags = vr(c, VMCS_OFF_GUEST_RFLAGS, 8)
+    for i in range(8):
+        c.seg[i].sel = <uint16_t>vr(c, off_sel(i), 2)
+        c.seg[i].base = vr(c, off_base(i), 8)
+        c.seg[i].limit = <uint32_t>vr(c, off_limit(i), 4)
+        c.seg[i].ar = <uint32_t>vr(c, off_ar(i), 4)
+    c.gdtr_base = vr(c, VMCS_OFF_GUEST_GDTR_BASE, 8)
+    c.gdtr_limit = <uint32_t>vr(c, VMCS_OFF_GUEST_GDTR_LIMIT, 4)
+    c.idtr_base = vr(c, VMCS_OFF_GUEST_IDTR_BASE, 8)
+    c.idtr_limit = <uint32_t>vr(c, VMCS_OFF_GUEST_IDTR_LIMIT, 4)
+    c.sysenter_cs = vr(c, VMCS_OFF_GUEST_IA32_SYSENTER_CS, 4)
+    c.sysenter_esp = vr(c, VMCS_OFF_GUEST_IA32_SYSENTER_ESP, 8)
+    c.sysenter_eip = vr(c, VMCS_OFF_GUEST_IA32_SYSENTER_EIP, 8)
+    if c.ctl.entry_ctl & ENTRY_CTL_LOAD_IA32_EFER:
+        c.efer = vr(c, VMCS_OFF_GUEST_IA32_EFER, 8)
+    else:
+        # Without "load IA32_EFER", LMA and LME follow "IA-32e mode guest"
+        # (SDM 26.3.2.1).
+        if c.ctl.entry_ctl & ENTRY_CTL_IA32E_MODE_GUEST:
+            c.efer |= EFER_LMA | EFER_LME
+        else:
+            c.efer &= ~(<uint64_t>(EFER_LMA | EFER_LME))
+    if c.ctl.entry_ctl & ENTRY_CTL_LOAD_IA32_PAT:
+        c.pat = vr(c, VMCS_OFF_GUEST_IA32_PAT, 8)
+    if c.ept and (c.cr0 & CR0_PG) and (c.cr4 & CR4_PAE) and not (c.efer & EFER_LMA):
+        for i in range(4):
+            c.pdpte[i] = vr(c, VMCS_OFF_GUEST_PDPTE0 + 8 * i, 8)
+    c.activity = <uint32_t>vr(c, VMCS_OFF_GUEST_ACTIVITY_STATE, 4)
+    c.interruptibility = <uint32_t>vr(c, VMCS_OFF_GUEST_INTERRUPTIBILITY_STATE, 4)
+
+
+cdef int vm_entry(Cpu* c, int launch) noexcept nogil:
+    """VMLAUNCH (launch=1) or VMRESUME on the current VMCS: checks, then load.
+    Returns RC_OK with the processor in VMX non-root operation."""
+    cdef int rc
+    cdef uint8_t launched = c.vmcs[VMCS_OFF_LAUNCH_STATE]
+    if launch and launched:
+        c.entry_check = -VMXERR_VMLAUNCH_NONCLEAR_VMCS
+        return RC_ENTRY_FAIL_CTL
+    if not launch and not launched:
+        c.entry_check = -VMXERR_VMRESUME_NONLAUNCHED_VMCS
+        return RC_ENTRY_FAIL_CTL
+    rc = check_controls(c)
+    if rc == RC_OK:
+        rc = check_host(c)
+    if rc:
+        vw(c, VMCS_OFF_VM_INSTRUCTION_ERROR, 4,
+           VMXERR_ENTRY_INVALID_CONTROL_FIELDS if rc == RC_ENTRY_FAIL_CTL else VMXERR_ENTRY_INVALID_HOST_STATE)
+        return rc
+    rc = check_guest(c)
+    if rc:
+        # SDM 27.8: basic reason 33 with bit 31 set; the guest state is not
+        # loaded and nothing is saved.
+        vw(c, VMCS_OFF_EXIT_REASON, 4, 0x80000000ULL | EXIT_REASON_ENTRY_FAILURE_INVALID_GUEST_STATE)
+        vw(c, VMCS_OFF_EXIT_QUALIFICATION, 8, 0)
+        return rc
+    if vr(c, VMCS_OFF_VM_ENTRY_INTERRUPTION_INFO, 4) & 0x80000000ULL:
+        # Event injection arrives with the interrupt-virtualization issue.
+        c.entry_check = -1000
+        return RC_UNSUPPORTED
+    load_controls(c)
+    load_guest_state(c)
+    c.vmcs[VMCS_OFF_LAUNCH_STATE] = 1
+    c.non_root = 1
+    c.vmx_on = 1
+    update_mode(c)          # also flushes the TLB: no VPID tagging yet
+    c.entries += 1
+    return RC_OK

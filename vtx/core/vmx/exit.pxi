@@ -1,0 +1,84 @@
+# VM exits (SDM Vol. 3 chapter 27): record the exit information, save the
+# guest state into the VMCS, leave non-root operation.
+#
+# The hosted (Python) hypervisor has no host code for the model to run, so the
+# host-state area is checked at entry but not loaded at exit: control returns
+# to Python, which is the host.  The guest's general registers stay in the
+# register file, as they do on hardware (SDM 27.1).
+
+from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
+
+
+cdef inline uint64_t now_ns() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <uint64_t>ts.tv_sec * 1000000000ULL + <uint64_t>ts.tv_nsec
+
+
+cdef void save_guest_state(Cpu* c) noexcept nogil:
+    """SDM 27.3: the processor state saved into the guest-state area."""
+    cdef int i
+    vw(c, VMCS_OFF_GUEST_CR0, 8, c.cr0)
+    vw(c, VMCS_OFF_GUEST_CR3, 8, c.cr3)
+    vw(c, VMCS_OFF_GUEST_CR4, 8, c.cr4)
+    if c.ctl.exit_ctl & EXIT_CTL_SAVE_DEBUG_CONTROLS:
+        vw(c, VMCS_OFF_GUEST_DR7, 8, c.dr7)
+        vw(c, VMCS_OFF_GUEST_IA32_DEBUGCTL, 8, c.debugctl)
+    vw(c, VMCS_OFF_GUEST_RSP, 8, c.regs[R_SP])
+    vw(c, VMCS_OFF_GUEST_RIP, 8, c.rip)
+    vw(c, VMCS_OFF_GUEST_RFLAGS, 8, c.rflags)
+    for i in range(8):
+        vw(c, off_sel(i), 2, c.seg[i].sel)
+        vw(c, off_base(i), 8, c.seg[i].base)
+        vw(c, off_limit(i), 4, c.seg[i].limit)
+        vw(c, off_ar(i), 4, c.seg[i].ar)
+    vw(c, VMCS_OFF_GUEST_GDTR_BASE, 8, c.gdtr_base)
+    vw(c, VMCS_OFF_GUEST_GDTR_LIMIT, 4, c.gdtr_limit)
+    vw(c, VMCS_OFF_GUEST_IDTR_BASE, 8, c.idtr_base)
+    vw(c, VMCS_OFF_GUEST_IDTR_LIMIT, 4, c.idtr_limit)
+    vw(c, VMCS_OFF_GUEST_IA32_SYSENTER_CS, 4, c.sysenter_cs)
+    vw(c, VMCS_OFF_GUEST_IA32_SYSENTER_ESP, 8, c.sysenter_esp)
+    vw(c, VMCS_OFF_GUEST_IA32_SYSENTER_EIP, 8, c.sysenter_eip)
+    if c.ctl.exit_ctl & EXIT_CTL_SAVE_IA32_EFER:
+        vw(c, VMCS_OFF_GUEST_IA32_EFER, 8, c.efer)
+    if c.ctl.exit_ctl & EXIT_CTL_SAVE_IA32_PAT:
+        vw(c, VMCS_OFF_GUEST_IA32_PAT, 8, c.pat)
+    if c.ept and c.paging == 3:
+        for i in range(4):
+            vw(c, VMCS_OFF_GUEST_PDPTE0 + 8 * i, 8, c.pdpte[i])
+    vw(c, VMCS_OFF_GUEST_ACTIVITY_STATE, 4, c.activity)
+    vw(c, VMCS_OFF_GUEST_INTERRUPTIBILITY_STATE, 4, c.interruptibility)
+    vw(c, VMCS_OFF_GUEST_PENDING_DEBUG_EXCEPTIONS, 8, 0)
+    # "IA-32e mode guest" records EFER.LMA on every exit (IA32_VMX_MISC bit 5).
+    if c.efer & EFER_LMA:
+        c.ctl.entry_ctl |= ENTRY_CTL_IA32E_MODE_GUEST
+    else:
+        c.ctl.entry_ctl &= ~(<uint32_t>ENTRY_CTL_IA32E_MODE_GUEST)
+    vw(c, VMCS_OFF_VM_ENTRY_CONTROLS, 4, c.ctl.entry_ctl)
+
+
+cdef void vm_exit(Cpu* c) noexcept nogil:
+    """Perform the VM exit staged in c.x_* (SDM 27.2 exit information, 27.3
+    guest state)."""
+    cdef uint32_t reason = c.x_reason
+    vw(c, VMCS_OFF_EXIT_REASON, 4, reason)
+    vw(c, VMCS_OFF_EXIT_QUALIFICATION, 8, c.x_qual)
+    vw(c, VMCS_OFF_VM_EXIT_INSTRUCTION_LENGTH, 4, c.x_len)
+    vw(c, VMCS_OFF_VM_EXIT_INSTRUCTION_INFO, 4, c.x_info)
+    vw(c, VMCS_OFF_VM_EXIT_INTERRUPTION_INFO, 4, c.x_intr_info)
+    vw(c, VMCS_OFF_VM_EXIT_INTERRUPTION_ERROR_CODE, 4, c.x_intr_error)
+    vw(c, VMCS_OFF_IDT_VECTORING_INFO, 4, 0)
+    if c.x_gla_valid:
+        vw(c, VMCS_OFF_GUEST_LINEAR_ADDRESS, 8, c.x_gla)
+    if reason == EXIT_REASON_EPT_VIOLATION or reason == EXIT_REASON_EPT_MISCONFIGURATION:
+        vw(c, VMCS_OFF_GUEST_PHYSICAL_ADDRESS, 8, c.x_gpa)
+    # SDM 27.2.3: the valid bit of the VM-entry interruption information is
+    # cleared on every VM exit.
+    vw(c, VMCS_OFF_VM_ENTRY_INTERRUPTION_INFO, 4,
+       vr(c, VMCS_OFF_VM_ENTRY_INTERRUPTION_INFO, 4) & 0x7FFFFFFFULL)
+    save_guest_state(c)
+    c.non_root = 0
+    c.ept = 0
+    tlb_flush(c)
+    c.exit_count[reason & 0x7F] += 1
+    c.exit_t0 = now_ns()

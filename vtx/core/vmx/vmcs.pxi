@@ -1,0 +1,90 @@
+# The VMCS region (DESIGN.md decision 7): 4 KiB of host memory, fields at the
+# offsets spec_gen.h derives from their encodings.  These accessors are the
+# only code that touches the bytes.
+
+cdef inline uint64_t vr(Cpu* c, int off, int width) noexcept nogil:
+    cdef uint64_t v = 0
+    memcpy(&v, c.vmcs + off, width)
+    return v
+
+
+cdef inline void vw(Cpu* c, int off, int width, uint64_t v) noexcept nogil:
+    memcpy(c.vmcs + off, &v, width)
+
+
+cdef inline uint64_t vmcs_read_enc(uint8_t* vmcs, uint32_t enc, int* ok) noexcept nogil:
+    """VMREAD semantics on a region: 0 and ok=0 for an unsupported component."""
+    cdef int off = vmcs_field_offset(enc)
+    cdef int w = vmcs_field_width(enc)
+    cdef uint64_t v = 0
+    if off < 0 or w == 0:
+        ok[0] = 0
+        return 0
+    memcpy(&v, vmcs + off, w)
+    ok[0] = 1
+    return v
+
+
+cdef inline int vmcs_write_enc(uint8_t* vmcs, uint32_t enc, uint64_t v) noexcept nogil:
+    cdef int off = vmcs_field_offset(enc)
+    cdef int w = vmcs_field_width(enc)
+    if off < 0 or w == 0:
+        return 0
+    memcpy(vmcs + off, &v, w)
+    return 1
+
+
+# Per-segment field offsets in VMCS order (ES CS SS DS FS GS LDTR TR): the
+# encodings of each kind are consecutive indices, so the offsets are too.
+cdef inline int off_sel(int s) noexcept nogil:
+    return VMCS_OFF_GUEST_ES_SELECTOR + 2 * s
+
+cdef inline int off_limit(int s) noexcept nogil:
+    return VMCS_OFF_GUEST_ES_LIMIT + 4 * s
+
+cdef inline int off_ar(int s) noexcept nogil:
+    return VMCS_OFF_GUEST_ES_ACCESS_RIGHTS + 4 * s
+
+cdef inline int off_base(int s) noexcept nogil:
+    return VMCS_OFF_GUEST_ES_BASE + 8 * s
+
+
+cdef int vmx_cap_msr(uint32_t msr, uint64_t* v) noexcept nogil:
+    """The VMX capability MSRs (SDM Vol. 3 Appendix A); 1 if msr is not one."""
+    if msr == MSR_IA32_VMX_BASIC:
+        v[0] = VMX_CAP_BASIC
+    elif msr == MSR_IA32_VMX_PINBASED_CTLS:
+        v[0] = VMX_CAP_PINBASED_CTLS
+    elif msr == MSR_IA32_VMX_PROCBASED_CTLS:
+        v[0] = VMX_CAP_PROCBASED_CTLS
+    elif msr == MSR_IA32_VMX_EXIT_CTLS:
+        v[0] = VMX_CAP_EXIT_CTLS
+    elif msr == MSR_IA32_VMX_ENTRY_CTLS:
+        v[0] = VMX_CAP_ENTRY_CTLS
+    elif msr == MSR_IA32_VMX_MISC:
+        v[0] = VMX_CAP_MISC
+    elif msr == MSR_IA32_VMX_CR0_FIXED0:
+        v[0] = VMX_CAP_CR0_FIXED0
+    elif msr == MSR_IA32_VMX_CR0_FIXED1:
+        v[0] = VMX_CAP_CR0_FIXED1
+    elif msr == MSR_IA32_VMX_CR4_FIXED0:
+        v[0] = VMX_CAP_CR4_FIXED0
+    elif msr == MSR_IA32_VMX_CR4_FIXED1:
+        v[0] = VMX_CAP_CR4_FIXED1
+    elif msr == MSR_IA32_VMX_VMCS_ENUM:
+        v[0] = VMX_CAP_VMCS_ENUM
+    elif msr == MSR_IA32_VMX_PROCBASED_CTLS2:
+        v[0] = VMX_CAP_PROCBASED_CTLS2
+    elif msr == MSR_IA32_VMX_EPT_VPID_CAP:
+        v[0] = VMX_CAP_EPT_VPID_CAP
+    elif msr == MSR_IA32_VMX_TRUE_PINBASED_CTLS:
+        v[0] = VMX_CAP_TRUE_PINBASED_CTLS
+    elif msr == MSR_IA32_VMX_TRUE_PROCBASED_CTLS:
+        v[0] = VMX_CAP_TRUE_PROCBASED_CTLS
+    elif msr == MSR_IA32_VMX_TRUE_EXIT_CTLS:
+        v[0] = VMX_CAP_TRUE_EXIT_CTLS
+    elif msr == MSR_IA32_VMX_TRUE_ENTRY_CTLS:
+        v[0] = VMX_CAP_TRUE_ENTRY_CTLS
+    else:
+        return 1
+    return 0

@@ -1,0 +1,121 @@
+"""The vCPU's registers as the Python API names them: one table, from which
+the generator writes the Cython properties of :class:`vtx.VCpu`
+(``vtx/core/regs_gen.pxi``).
+
+Where a register lives between runs follows VT-x: the general registers stay in
+the register file (a VM exit does not save them, SDM Vol. 3 27.1), while RSP,
+RIP, RFLAGS, CR0, CR3, CR4 and DR7 are read from and written to the guest-state
+area of the VMCS, as a hypervisor on real hardware sees them.
+"""
+
+GPR64 = ["rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi",
+         "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15"]
+GPR32 = ["eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi"] + [f"r{i}d" for i in range(8, 16)]
+GPR16 = ["ax", "cx", "dx", "bx", "sp", "bp", "si", "di"] + [f"r{i}w" for i in range(8, 16)]
+GPR8 = ["al", "cl", "dl", "bl", "spl", "bpl", "sil", "dil"] + [f"r{i}b" for i in range(8, 16)]
+GPR8H = ["ah", "ch", "dh", "bh"]
+
+#: (name, storage, bits, shift, doc).  storage is ("gpr", n), ("vmcs", "GUEST_X")
+#: or ("cpu", "field").
+REGISTERS = []
+for _i in range(16):
+    _where = ("vmcs", "GUEST_RSP") if _i == 4 else ("gpr", _i)
+    REGISTERS.append((GPR64[_i], _where, 64, 0, f"{GPR64[_i].upper()}"))
+    REGISTERS.append((GPR32[_i], _where, 32, 0, f"bits 31:0 of {GPR64[_i].upper()}"))
+    REGISTERS.append((GPR16[_i], _where, 16, 0, f"bits 15:0 of {GPR64[_i].upper()}"))
+    REGISTERS.append((GPR8[_i], _where, 8, 0, f"bits 7:0 of {GPR64[_i].upper()}"))
+for _i, _n in enumerate(GPR8H):
+    REGISTERS.append((_n, ("gpr", _i), 8, 8, f"bits 15:8 of {GPR64[_i].upper()}"))
+REGISTERS += [
+    ("rip", ("vmcs", "GUEST_RIP"), 64, 0, "RIP (the VMCS guest RIP field)"),
+    ("eip", ("vmcs", "GUEST_RIP"), 32, 0, "bits 31:0 of RIP"),
+    ("ip", ("vmcs", "GUEST_RIP"), 16, 0, "bits 15:0 of RIP"),
+    ("rflags", ("vmcs", "GUEST_RFLAGS"), 64, 0, "RFLAGS (the VMCS guest RFLAGS field)"),
+    ("eflags", ("vmcs", "GUEST_RFLAGS"), 32, 0, "bits 31:0 of RFLAGS"),
+    ("flags", ("vmcs", "GUEST_RFLAGS"), 16, 0, "bits 15:0 of RFLAGS"),
+    ("cr0", ("vmcs", "GUEST_CR0"), 64, 0, "CR0 (the VMCS guest CR0 field)"),
+    ("cr3", ("vmcs", "GUEST_CR3"), 64, 0, "CR3 (the VMCS guest CR3 field)"),
+    ("cr4", ("vmcs", "GUEST_CR4"), 64, 0, "CR4 (the VMCS guest CR4 field)"),
+    ("dr7", ("vmcs", "GUEST_DR7"), 64, 0, "DR7 (the VMCS guest DR7 field)"),
+    ("cr2", ("cpu", "cr2"), 64, 0, "CR2 (not in the VMCS: kept by the processor)"),
+    ("cr8", ("cpu", "cr8"), 64, 0, "CR8, the task-priority register"),
+]
+
+SEGMENTS = ["es", "cs", "ss", "ds", "fs", "gs", "ldtr", "tr"]
+TABLES = ["gdtr", "idtr"]
+
+ALL_NAMES = [r[0] for r in REGISTERS] + SEGMENTS + TABLES + ["efer"]
+
+
+def render_pxi(marker):
+    out = [
+        f"# {marker}",
+        "#",
+        "# The register properties of VCpu, from vtx/spec/registers.py.",
+        "",
+        "cdef class VCpu(VCpuBase):",
+        '    """A virtual CPU: registers by name, its VMCS, and the run loop.',
+        "",
+        "    General registers (rax..r15 and their 32/16/8-bit parts) live in the",
+        "    register file; rsp, rip, rflags, cr0, cr3, cr4 and dr7 are the VMCS",
+        "    guest-state fields; segment registers are :class:`vtx.Segment` values.",
+        "    Writing a partial register (eax, ax, al, ah) changes only those bits.",
+        '    """',
+        "",
+    ]
+    for name, (kind, where), bits, shift, doc in REGISTERS:
+        mask = (1 << bits) - 1
+        if kind == "gpr":
+            get = f"self.c.regs[{where}]"
+        elif kind == "vmcs":
+            get = f"self._vmcs_u64(VMCS_OFF_{where})"
+        else:
+            get = f"self.c.{where}"
+        if bits == 64:
+            rd = get
+            wr = f"_fit(value, 64, {name!r})"
+        else:
+            rd = f"({get} >> {shift}) & 0x{mask:X}" if shift else f"{get} & 0x{mask:X}"
+            wr = (f"({get} & ~(<uint64_t>0x{mask << shift:X})) | "
+                  f"(_fit(value, {bits}, {name!r}) << {shift})" if shift else
+                  f"({get} & ~(<uint64_t>0x{mask:X})) | _fit(value, {bits}, {name!r})")
+        out.append("    @property")
+        out.append(f"    def {name}(self):")
+        out.append(f'        """{doc} ({bits} bits)."""')
+        out.append(f"        return {rd}")
+        out.append("")
+        out.append(f"    @{name}.setter")
+        out.append(f"    def {name}(self, value):")
+        if kind == "gpr":
+            out.append(f"        self.c.regs[{where}] = {wr}")
+        elif kind == "vmcs":
+            out.append(f"        self._vmcs_set_u64(VMCS_OFF_{where}, {wr})")
+        else:
+            out.append(f"        self.c.{where} = {wr}")
+        out.append("")
+    for i, name in enumerate(SEGMENTS):
+        out += [
+            "    @property",
+            f"    def {name}(self):",
+            f'        """{name.upper()}: a :class:`vtx.Segment` (selector, base, limit, access rights)."""',
+            f"        return self._get_segment({i})",
+            "",
+            f"    @{name}.setter",
+            f"    def {name}(self, value):",
+            f"        self._set_segment({i}, value, {name!r})",
+            "",
+        ]
+    for i, name in enumerate(TABLES):
+        out += [
+            "    @property",
+            f"    def {name}(self):",
+            f'        """{name.upper()}: a :class:`vtx.DescriptorTable` (base, limit)."""',
+            f"        return self._get_table({i})",
+            "",
+            f"    @{name}.setter",
+            f"    def {name}(self, value):",
+            f"        self._set_table({i}, value, {name!r})",
+            "",
+        ]
+    out.append("")
+    return "\n".join(out)

@@ -1,0 +1,58 @@
+"""Small immutable value types of the public API."""
+
+import attrs
+
+
+def _u64(name, bits):
+    def check(instance, attribute, value):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} takes an int, not {type(value).__name__}")
+        if value < 0 or value >> bits:
+            raise ValueError(f"{name} {value:#x} does not fit in {bits} bits")
+    return check
+
+
+@attrs.frozen
+class Segment:
+    """A segment register with its hidden part, in VMCS form (SDM Vol. 3 24.4.1).
+
+    ``access_rights`` uses the VMCS access-rights layout: type in bits 3:0, S 4,
+    DPL 6:5, P 7, AVL 12, L 13, D/B 14, G 15, and bit 16 = segment unusable.
+    """
+
+    selector: int = attrs.field(validator=_u64("selector", 16))
+    base: int = attrs.field(validator=_u64("base", 64))
+    limit: int = attrs.field(validator=_u64("limit", 32))
+    access_rights: int = attrs.field(validator=_u64("access_rights", 32))
+
+    @property
+    def type(self):
+        return self.access_rights & 0xF
+
+    @property
+    def dpl(self):
+        return (self.access_rights >> 5) & 3
+
+    @property
+    def present(self):
+        return bool(self.access_rights & 0x80)
+
+    @property
+    def unusable(self):
+        return bool(self.access_rights & 0x10000)
+
+    @property
+    def long(self):
+        return bool(self.access_rights & 0x2000)
+
+    @property
+    def db(self):
+        return bool(self.access_rights & 0x4000)
+
+
+@attrs.frozen
+class DescriptorTable:
+    """GDTR or IDTR: a linear base address and a 16-bit limit."""
+
+    base: int = attrs.field(validator=_u64("base", 64))
+    limit: int = attrs.field(validator=_u64("limit", 16))

@@ -1,0 +1,427 @@
+"""The hosted hypervisor's API: a VM with guest memory, a vCPU, exit handlers.
+
+A :class:`VM` owns guest-physical memory and the hosted hypervisor's private
+memory (the VMCS, the I/O and MSR bitmaps and the EPT tables live there, where
+the guest cannot reach them).  :meth:`VM.add_vcpu` makes the vCPU and fills its
+VMCS with controls that make a useful teaching hypervisor: HLT, all port I/O,
+all MSR accesses, CPUID and every exception exit; EPT maps guest memory
+one-to-one, and "unrestricted guest" lets the guest run in real mode.
+"""
+
+import enum
+import time
+
+import attrs
+
+from . import _core
+from .errors import VmStateError, VtxError
+from .spec import (EntryControls, ExitControls, ExitReason, PinBased, ProcBased, ProcBased2,
+                   VmcsField as F, capabilities)
+from .types import DescriptorTable, Segment
+
+
+class Action(enum.Enum):
+    """What an exit handler asks the VM to do next."""
+
+    #: Step over the exiting instruction (RIP += VM-exit instruction length)
+    #: and enter the guest again.
+    RESUME = "resume"
+    #: Enter the guest again at the same RIP (after the handler changed state).
+    RETRY = "retry"
+    #: Return from :meth:`VM.run`.
+    STOP = "stop"
+
+    def __repr__(self):
+        return f"vtx.{self.name}"
+
+
+RESUME = Action.RESUME
+RETRY = Action.RETRY
+STOP = Action.STOP
+
+# Layout of the private memory (host-physical addresses from _core.PRIV_BASE).
+_VMCS = 0x0000
+_IO_BITMAP_A = 0x1000
+_IO_BITMAP_B = 0x2000
+_MSR_BITMAP = 0x3000
+_EPT_PML4 = 0x4000
+_EPT_PDPT = 0x5000
+_EPT_PD = 0x6000          # one page per GiB of guest memory, then one page table
+
+GiB = 1 << 30
+_2M = 1 << 21
+
+
+@attrs.frozen
+class RunResult:
+    """What one :meth:`VM.run` did.
+
+    ``stop`` says why it returned: ``"stop"`` (a handler returned STOP; the
+    exit is in ``exit``), ``"budget"`` (``max_instructions`` retired),
+    ``"halted"`` (HLT without HLT exiting: nothing can wake the guest) or
+    ``"shutdown"``.  ``exits`` counts the exits of this run per
+    :class:`~vtx.ExitReason`, ``exit_ns`` the wall-clock nanoseconds spent per
+    reason from the exit to the next entry (handler included),
+    ``instructions`` the guest instructions retired and ``wall_ns`` the run's
+    duration.
+    """
+
+    stop: str
+    exit: object
+    exits: dict
+    exit_ns: dict
+    instructions: int
+    wall_ns: int
+
+    @property
+    def total_exits(self):
+        return sum(self.exits.values())
+
+    def ns_per_exit(self, reason):
+        n = self.exits.get(reason, 0)
+        return self.exit_ns.get(reason, 0) / n if n else 0.0
+
+    def table(self):
+        """The exits per reason as a text table with nanoseconds per exit."""
+        rows = [("exit reason", "count", "ns/exit")]
+        for reason in sorted(self.exits):
+            rows.append((f"{reason.name} ({int(reason)})", str(self.exits[reason]),
+                         f"{self.ns_per_exit(reason):.0f}"))
+        rows.append(("total", str(self.total_exits), ""))
+        w = [max(len(r[i]) for r in rows) for i in range(3)]
+        lines = [f"{r[0]:<{w[0]}}  {r[1]:>{w[1]}}  {r[2]:>{w[2]}}" for r in rows]
+        lines.insert(1, "-" * len(lines[0]))
+        lines.insert(-1, "-" * len(lines[0]))
+        return "\n".join(lines)
+
+
+def _reason(r):
+    if isinstance(r, ExitReason):
+        return r
+    if isinstance(r, str):
+        try:
+            return ExitReason[r.upper()]
+        except KeyError:
+            raise ValueError(f"no exit reason is named {r!r}") from None
+    if isinstance(r, int) and not isinstance(r, bool):
+        try:
+            return ExitReason(r)
+        except ValueError:
+            raise ValueError(f"{r} is not a basic exit reason") from None
+    raise TypeError(f"an exit reason is a vtx.ExitReason, its name or its number, not {r!r}")
+
+
+class VM:
+    """A virtual machine: guest-physical memory, one vCPU, exit handlers.
+
+    ``memory`` is the size of guest-physical memory in bytes (a multiple of
+    4 KiB); it appears at guest-physical address 0.
+    """
+
+    def __init__(self, memory=16 << 20):
+        if isinstance(memory, bool) or not isinstance(memory, int):
+            raise TypeError(f"memory is a size in bytes, not {memory!r}")
+        if memory <= 0 or memory % 4096:
+            raise ValueError(f"memory must be a positive multiple of 4096 bytes, not {memory:#x}")
+        if memory > _core.MAX_RAM:
+            raise ValueError(f"memory {memory:#x} exceeds the model's {_core.MAX_RAM:#x}")
+        self._pd_pages = (memory + GiB - 1) // GiB
+        priv = _EPT_PD + 4096 * (self._pd_pages + 1)
+        self._machine = _core.Machine(memory, priv)
+        self._priv = self._machine.priv_view()
+        self.memory_size = memory
+        self._vcpus = []
+        self._handlers = [None] * 128
+        self._default = None
+        self._build_ept()
+
+    # --- memory --------------------------------------------------------------
+
+    @property
+    def memory(self):
+        """Guest memory as a read-only memoryview (write with :meth:`write`)."""
+        return self._machine.ram_view()
+
+    def load(self, addr, data):
+        """Copy bytes (a guest image) into guest-physical memory at addr."""
+        self._machine.write(addr, data)
+
+    def write(self, addr, data):
+        """Write bytes into guest-physical memory at addr."""
+        self._machine.write(addr, data)
+
+    def read(self, addr, size):
+        """Read size bytes of guest-physical memory at addr."""
+        return self._machine.read(addr, size)
+
+    def read_u8(self, addr):
+        return self.read(addr, 1)[0]
+
+    def read_u16(self, addr):
+        return int.from_bytes(self.read(addr, 2), "little")
+
+    def read_u32(self, addr):
+        return int.from_bytes(self.read(addr, 4), "little")
+
+    def read_u64(self, addr):
+        return int.from_bytes(self.read(addr, 8), "little")
+
+    def write_u64(self, addr, value):
+        self.write(addr, int(value).to_bytes(8, "little"))
+
+    def write_u32(self, addr, value):
+        self.write(addr, int(value).to_bytes(4, "little"))
+
+    # --- hosted-hypervisor private memory -------------------------------------
+
+    def _priv_u64(self, off, value):
+        self._priv[off:off + 8] = int(value).to_bytes(8, "little")
+
+    def _build_ept(self):
+        """EPT that maps guest-physical [0, memory) one-to-one (SDM Vol. 3
+        29.3): 2 MiB pages where whole, 4 KiB pages for a tail.  Nothing else
+        is mapped, so a guest access beyond its memory is an EPT violation."""
+        base = _core.PRIV_BASE
+        rwx = 7
+        mem = self.memory_size
+        self._priv_u64(_EPT_PML4, (base + _EPT_PDPT) | rwx)
+        for g in range(self._pd_pages):
+            self._priv_u64(_EPT_PDPT + 8 * g, (base + _EPT_PD + 4096 * g) | rwx)
+        pt = _EPT_PD + 4096 * self._pd_pages
+        for i in range((mem + _2M - 1) // _2M):
+            addr = i * _2M
+            slot = _EPT_PD + 8 * i            # PDs are consecutive pages
+            if addr + _2M <= mem:
+                self._priv_u64(slot, addr | rwx | (6 << 3) | 0x80)   # WB, 2 MiB page
+            else:
+                self._priv_u64(slot, (base + pt) | rwx)
+                for j in range((mem - addr) // 4096):
+                    self._priv_u64(pt + 8 * j, (addr + 4096 * j) | rwx | (6 << 3))
+
+    # --- vCPUs -----------------------------------------------------------------
+
+    def add_vcpu(self):
+        """Make the vCPU (the model has one per VM for now) with a VMCS whose
+        controls exit on HLT, port I/O, MSR accesses, CPUID, VMCALL and every
+        exception, and whose guest state is real mode at 0000:0000."""
+        if self._vcpus:
+            raise VmStateError("this VM has its vCPU already; the model runs one vCPU per VM for now")
+        vcpu = _core.VCpu(self._machine)
+        self._vcpus.append(vcpu)
+        self._init_vmcs(vcpu)
+        self.setup_real_mode(entry=0, vcpu=vcpu)
+        return vcpu
+
+    @property
+    def vcpu(self):
+        """The VM's vCPU (VmStateError if add_vcpu has not been called)."""
+        if not self._vcpus:
+            raise VmStateError("the VM has no vCPU; call vm.add_vcpu() first")
+        return self._vcpus[0]
+
+    @property
+    def vcpus(self):
+        return tuple(self._vcpus)
+
+    def _init_vmcs(self, v):
+        base = _core.PRIV_BASE
+        self._priv[_VMCS:_VMCS + 4] = capabilities.VMCS_REVISION_ID.to_bytes(4, "little")
+        def a0(msr_value):
+            return msr_value & 0xFFFFFFFF
+        v.vmwrite(F.PIN_BASED_CONTROLS, a0(capabilities.TRUE_PINBASED_CTLS))
+        v.vmwrite(F.PRIMARY_PROC_BASED_CONTROLS,
+                  a0(capabilities.TRUE_PROCBASED_CTLS) | ProcBased.HLT_EXITING
+                  | ProcBased.UNCONDITIONAL_IO_EXITING | ProcBased.ACTIVATE_SECONDARY_CONTROLS)
+        v.vmwrite(F.SECONDARY_PROC_BASED_CONTROLS, ProcBased2.ENABLE_EPT | ProcBased2.UNRESTRICTED_GUEST)
+        v.vmwrite(F.VM_EXIT_CONTROLS,
+                  a0(capabilities.TRUE_EXIT_CTLS) | ExitControls.HOST_ADDRESS_SPACE_SIZE
+                  | ExitControls.SAVE_IA32_EFER | ExitControls.LOAD_IA32_EFER
+                  | ExitControls.SAVE_IA32_PAT | ExitControls.LOAD_IA32_PAT)
+        v.vmwrite(F.VM_ENTRY_CONTROLS,
+                  a0(capabilities.TRUE_ENTRY_CTLS) | EntryControls.LOAD_IA32_EFER | EntryControls.LOAD_IA32_PAT)
+        v.vmwrite(F.EXCEPTION_BITMAP, 0xFFFFFFFF)
+        v.vmwrite(F.IO_BITMAP_A, base + _IO_BITMAP_A)
+        v.vmwrite(F.IO_BITMAP_B, base + _IO_BITMAP_B)
+        v.vmwrite(F.MSR_BITMAP, base + _MSR_BITMAP)
+        v.vmwrite(F.EPT_POINTER, (base + _EPT_PML4) | 6 | (3 << 3))
+        v.vmwrite(F.CR4_GUEST_HOST_MASK, 1 << 13)     # the host owns CR4.VMXE
+        v.vmwrite(F.VMCS_LINK_POINTER, 0xFFFFFFFFFFFFFFFF)
+        # Host state: a 64-bit host, as the hosted hypervisor is (checked at
+        # entry, SDM 26.2.2-26.2.4).
+        v.vmwrite(F.HOST_CR0, 0x80050033)
+        v.vmwrite(F.HOST_CR4, 0x2020)
+        v.vmwrite(F.HOST_CS_SELECTOR, 0x10)
+        v.vmwrite(F.HOST_SS_SELECTOR, 0x18)
+        v.vmwrite(F.HOST_TR_SELECTOR, 0x40)
+        v.vmwrite(F.HOST_IA32_EFER, 0x500)
+        v.vmwrite(F.HOST_IA32_PAT, 0x0007040600070406)
+        v.vmwrite(F.GUEST_IA32_PAT, 0x0007040600070406)
+        v.vmwrite(F.GUEST_DR7, 0x400)
+
+    # --- the three modes --------------------------------------------------------
+
+    def _set_cr4(self, v, cr4):
+        v.cr4 = cr4 | (1 << 13)              # VMXE is fixed to 1 in VMX operation
+        v.vmwrite(F.CR4_READ_SHADOW, cr4)   # the guest reads its own value
+
+    def _common(self, v, entry):
+        v.rflags = 2
+        v.rip = entry
+        v.vmwrite(F.GUEST_ACTIVITY_STATE, 0)
+        v.vmwrite(F.GUEST_INTERRUPTIBILITY_STATE, 0)
+        v.ldtr = Segment(0, 0, 0, 0x10000)
+        v.clear()
+
+    def _entry_ia32e(self, v, on):
+        ctl = v.vmread(F.VM_ENTRY_CONTROLS)
+        ctl = (ctl | EntryControls.IA32E_MODE_GUEST) if on else (ctl & ~EntryControls.IA32E_MODE_GUEST)
+        v.vmwrite(F.VM_ENTRY_CONTROLS, ctl)
+
+    def setup_real_mode(self, entry=0, stack=None, cs=0, vcpu=None):
+        """Real-address mode (with "unrestricted guest"): CS = cs, IP = entry,
+        all data segments and SS = 0, SP = stack (default 0, so the first push
+        lands at 0000:FFFE), IVT at 0."""
+        v = vcpu or self.vcpu
+        if not 0 <= entry <= 0xFFFF or not 0 <= cs <= 0xFFFF:
+            raise ValueError("real mode needs a 16-bit entry offset and CS selector")
+        self._common(v, entry)
+        v.cs = Segment(cs, cs << 4, 0xFFFF, 0x9B)
+        for name in ("ds", "es", "ss", "fs", "gs"):
+            setattr(v, name, Segment(0, 0, 0xFFFF, 0x93))
+        v.tr = Segment(0, 0, 0xFFFF, 0x8B)
+        v.gdtr = DescriptorTable(0, 0xFFFF)
+        v.idtr = DescriptorTable(0, 0x3FF)
+        v.cr0 = 0x30                        # ET, NE (NE is fixed to 1)
+        v.cr3 = 0
+        self._set_cr4(v, 0)
+        v.efer = 0
+        v.rsp = (stack if stack is not None else 0) & 0xFFFF
+        self._entry_ia32e(v, False)
+        return v
+
+    def _tables_at(self, tables):
+        if tables is None:
+            tables = self.memory_size - 0x8000
+        if tables < 0 or tables % 4096 or tables + 0x8000 > self.memory_size:
+            raise ValueError(f"the system tables need 32 KiB of guest memory at a page boundary; "
+                             f"{tables:#x} does not fit in {self.memory_size:#x} bytes")
+        return tables
+
+    def _write_gdt(self, at):
+        gdt = [0,
+               0x00CF9B000000FFFF,   # 0x08: 32-bit code, flat
+               0x00CF93000000FFFF,   # 0x10: data, flat
+               0x00AF9B000000FFFF,   # 0x18: 64-bit code
+               0x000089000000FFFF & 0,  # 0x20: (reserved)
+               ]
+        self.write(at, b"".join(d.to_bytes(8, "little") for d in gdt))
+        return DescriptorTable(at, 8 * len(gdt) - 1)
+
+    def setup_protected_mode(self, entry, stack=None, tables=None, vcpu=None):
+        """32-bit protected mode with flat 4 GiB segments and paging off.
+
+        A GDT (null, code 0x08, data 0x10, 64-bit code 0x18) is written at
+        ``tables`` (default: the last 32 KiB of guest memory); ESP defaults to
+        just below it."""
+        v = vcpu or self.vcpu
+        at = self._tables_at(tables)
+        self._common(v, entry)
+        v.gdtr = self._write_gdt(at)
+        v.idtr = DescriptorTable(0, 0)
+        v.cs = Segment(0x08, 0, 0xFFFFFFFF, 0xC09B)
+        for name in ("ds", "es", "ss", "fs", "gs"):
+            setattr(v, name, Segment(0x10, 0, 0xFFFFFFFF, 0xC093))
+        v.tr = Segment(0, 0, 0x67, 0x8B)
+        v.cr0 = 0x31                        # PE, ET, NE
+        v.cr3 = 0
+        self._set_cr4(v, 0)
+        v.efer = 0
+        v.rsp = stack if stack is not None else at
+        self._entry_ia32e(v, False)
+        return v
+
+    def setup_long_mode(self, entry, stack=None, tables=None, vcpu=None):
+        """64-bit mode: 4-level paging with identity-mapped 2 MiB pages for the
+        first 4 GiB (as a small KVM VMM builds them), a GDT with a 64-bit code
+        segment (0x18) and flat data (0x10).  The tables occupy ``tables``
+        (default: the last 32 KiB of guest memory); RSP defaults below them."""
+        v = vcpu or self.vcpu
+        at = self._tables_at(tables)
+        self._common(v, entry)
+        v.gdtr = self._write_gdt(at)
+        pml4, pdpt, pd = at + 0x1000, at + 0x2000, at + 0x3000
+        self.write(at + 0x1000, bytes(0x7000))
+        self.write_u64(pml4, pdpt | 3)
+        for g in range(4):
+            self.write_u64(pdpt + 8 * g, (pd + 0x1000 * g) | 3)
+            self.write(pd + 0x1000 * g, b"".join(((g * GiB + i * _2M) | 0x83).to_bytes(8, "little")
+                                                  for i in range(512)))
+        v.idtr = DescriptorTable(0, 0)
+        v.cs = Segment(0x18, 0, 0xFFFFFFFF, 0xA09B)
+        for name in ("ds", "es", "ss", "fs", "gs"):
+            setattr(v, name, Segment(0x10, 0, 0xFFFFFFFF, 0xC093))
+        v.tr = Segment(0, 0, 0x67, 0x8B)
+        v.cr0 = 0x80010031                  # PG, WP, NE, ET, PE
+        v.cr3 = pml4
+        self._set_cr4(v, 1 << 5)            # PAE
+        v.efer = 0x500                      # LME, LMA
+        v.rsp = stack if stack is not None else at
+        self._entry_ia32e(v, True)
+        return v
+
+    # --- exit handlers -----------------------------------------------------------
+
+    def on(self, *reasons):
+        """Decorator: register ``handler(vcpu, exit)`` for one or more exit
+        reasons (a :class:`vtx.ExitReason`, its name, or its number)."""
+        if not reasons:
+            raise TypeError("vm.on() needs at least one exit reason")
+        rs = [_reason(r) for r in reasons]
+
+        def register(handler):
+            if not callable(handler):
+                raise TypeError(f"an exit handler must be callable, not {handler!r}")
+            for r in rs:
+                self._handlers[int(r)] = handler
+            return handler
+        return register
+
+    def default(self, handler):
+        """Decorator: the handler for every exit reason without its own."""
+        if not callable(handler):
+            raise TypeError(f"an exit handler must be callable, not {handler!r}")
+        self._default = handler
+        return handler
+
+    def remove_handler(self, reason):
+        self._handlers[int(_reason(reason))] = None
+
+    # --- running -----------------------------------------------------------------
+
+    def run(self, max_instructions=None):
+        """Enter the guest and handle its exits until a handler returns STOP,
+        ``max_instructions`` have retired, or the guest halts for good.
+
+        A handler that raises stops the run; the exception reaches the caller
+        and the VM stays consistent (the guest is at the exiting instruction),
+        so it can run again."""
+        v = self.vcpu
+        if max_instructions is not None:
+            if isinstance(max_instructions, bool) or not isinstance(max_instructions, int) or max_instructions <= 0:
+                raise ValueError("max_instructions is a positive int or None")
+        budget = max_instructions or 0
+        counts0 = v.exit_counts()
+        ns0 = v.exit_nanoseconds()
+        i0 = v.instructions
+        t0 = time.perf_counter_ns()
+        why, last = v._run(self._handlers, self._default, budget, RESUME, RETRY, STOP)
+        wall = time.perf_counter_ns() - t0
+        counts1 = v.exit_counts()
+        ns1 = v.exit_nanoseconds()
+        exits, exit_ns = {}, {}
+        for r in range(128):
+            if counts1[r] != counts0[r]:
+                key = ExitReason(r) if r in ExitReason._value2member_map_ else r
+                exits[key] = counts1[r] - counts0[r]
+                exit_ns[key] = ns1[r] - ns0[r]
+        return RunResult(why, last, exits, exit_ns, v.instructions - i0, wall)
