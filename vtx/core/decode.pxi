@@ -476,6 +476,17 @@ cdef void init_opcode_tables() noexcept:
     GRP_FLAGS[G_FF][2] = OPF_F64
     GRP_FLAGS[G_FF][4] = OPF_F64
     GRP_FLAGS[G_FF][6] = OPF_DEF64
+    # String instructions (core/insn/string.pxi).
+    op_set(OP1, 0xA4, h_string, OPF_BYTE, STR_MOVS)
+    op_set(OP1, 0xA5, h_string, 0, STR_MOVS)
+    op_set(OP1, 0xA6, h_string, OPF_BYTE, STR_CMPS)
+    op_set(OP1, 0xA7, h_string, 0, STR_CMPS)
+    op_set(OP1, 0xAA, h_string, OPF_BYTE, STR_STOS)
+    op_set(OP1, 0xAB, h_string, 0, STR_STOS)
+    op_set(OP1, 0xAC, h_string, OPF_BYTE, STR_LODS)
+    op_set(OP1, 0xAD, h_string, 0, STR_LODS)
+    op_set(OP1, 0xAE, h_string, OPF_BYTE, STR_SCAS)
+    op_set(OP1, 0xAF, h_string, 0, STR_SCAS)
     # Two-byte map.
     op_set(OP2, 0x01, NULL, OPF_MODRM | OPF_GRP, G_0F01)
     GRP[G_0F01][0] = h_0f01   # VMCALL is 0F 01 C1: reg = 0, mod = 3, rm = 1

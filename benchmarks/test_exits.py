@@ -1,0 +1,138 @@
+"""The round trip of one VM exit handled in Python.
+
+- an OUT loop whose handler only returns RESUME: the bare cost of an exit,
+  the dispatch to Python and the re-entry with its checks;
+- a CPUID loop whose handler reads one register and writes four.
+
+Peers: Unicorn with an instruction hook doing the same work, and real KVM
+(/dev/kvm, driven from Python through ioctl) where it is usable.
+"""
+
+from conftest import CPUID_LOOP, ENTRY, EXIT_COUNT, OUT_LOOP, make_vm, needs_unicorn, rewind
+
+import kvm_peer
+import vtx
+
+
+def _per_exit(benchmark, n):
+    benchmark.extra_info["exits"] = n
+    benchmark.extra_info["ns_per_exit"] = benchmark.stats.stats.mean / n * 1e9
+
+
+def test_vtx_out_exit(benchmark):
+    vm = make_vm(OUT_LOOP)
+    vm.on(vtx.ExitReason.IO_INSTRUCTION)(lambda vcpu, exit: vtx.RESUME)
+
+    def run():
+        rewind(vm)
+        return vm.run()
+
+    r = benchmark(run)
+    assert r.exits[vtx.ExitReason.IO_INSTRUCTION] == EXIT_COUNT
+    _per_exit(benchmark, EXIT_COUNT)
+
+
+def _cpuid_handler(vcpu, exit):
+    leaf = vcpu.eax
+    vcpu.eax = leaf
+    vcpu.ebx = 0x756E6547
+    vcpu.ecx = 0x6C65746E
+    vcpu.edx = 0x49656E69
+    return vtx.RESUME
+
+
+def test_vtx_cpuid_exit(benchmark):
+    vm = make_vm(CPUID_LOOP)
+    vm.on(vtx.ExitReason.CPUID)(_cpuid_handler)
+
+    def run():
+        rewind(vm)
+        return vm.run()
+
+    r = benchmark(run)
+    assert r.exits[vtx.ExitReason.CPUID] == EXIT_COUNT
+    _per_exit(benchmark, EXIT_COUNT)
+
+
+@needs_unicorn
+def test_unicorn_out_hook(benchmark):
+    from unicorn import UC_ARCH_X86, UC_HOOK_INSN, UC_MODE_32, Uc
+    from unicorn.x86_const import UC_X86_INS_OUT
+
+    code = vtx.asm(OUT_LOOP, bits=32, org=ENTRY)
+    uc = Uc(UC_ARCH_X86, UC_MODE_32)
+    uc.mem_map(0, 1 << 20)
+    uc.mem_write(ENTRY, code)
+    seen = [0]
+
+    def on_out(uc, port, size, value, data):
+        seen[0] += 1
+
+    uc.hook_add(UC_HOOK_INSN, on_out, None, 1, 0, UC_X86_INS_OUT)
+
+    def run():
+        seen[0] = 0
+        uc.emu_start(ENTRY, ENTRY + len(code) - 1)
+        return seen[0]
+
+    assert benchmark(run) == EXIT_COUNT
+    _per_exit(benchmark, EXIT_COUNT)
+
+
+@needs_unicorn
+def test_unicorn_cpuid_hook(benchmark):
+    from unicorn import UC_ARCH_X86, UC_HOOK_INSN, UC_MODE_32, Uc
+    from unicorn.x86_const import (UC_X86_INS_CPUID, UC_X86_REG_EAX, UC_X86_REG_EBX, UC_X86_REG_ECX,
+                                   UC_X86_REG_EDX)
+
+    code = vtx.asm(CPUID_LOOP, bits=32, org=ENTRY)
+    uc = Uc(UC_ARCH_X86, UC_MODE_32)
+    uc.mem_map(0, 1 << 20)
+    uc.mem_write(ENTRY, code)
+    seen = [0]
+
+    def on_cpuid(uc, data):
+        seen[0] += 1
+        leaf = uc.reg_read(UC_X86_REG_EAX)
+        uc.reg_write(UC_X86_REG_EAX, leaf)
+        uc.reg_write(UC_X86_REG_EBX, 0x756E6547)
+        uc.reg_write(UC_X86_REG_ECX, 0x6C65746E)
+        uc.reg_write(UC_X86_REG_EDX, 0x49656E69)
+        return 1    # skip the instruction: the hook emulated it
+
+    uc.hook_add(UC_HOOK_INSN, on_cpuid, None, 1, 0, UC_X86_INS_CPUID)
+
+    def run():
+        seen[0] = 0
+        uc.emu_start(ENTRY, ENTRY + len(code) - 1)
+        return seen[0]
+
+    assert benchmark(run) == EXIT_COUNT
+    _per_exit(benchmark, EXIT_COUNT)
+
+
+@kvm_peer.needs_kvm
+def test_kvm_out_exit(benchmark):
+    n = 2000          # PVM-style nested KVM exits cost ~10 us: keep it short
+    guest = kvm_peer.KvmGuest(vtx.asm(OUT_LOOP.replace(str(EXIT_COUNT), str(n)), bits=16, org=ENTRY), ENTRY)
+
+    def run():
+        return guest.run_out_loop()
+
+    assert benchmark.pedantic(run, rounds=5, iterations=1) == n
+    _per_exit(benchmark, n)
+
+
+def test_vtx_startup(benchmark):
+    """VM creation to the first exit: memory, vCPU, VMCS, entry checks."""
+    code = vtx.asm("hlt", bits=32, org=ENTRY)
+
+    def start():
+        vm = vtx.VM(memory=1 << 20)
+        vm.load(ENTRY, code)
+        vm.add_vcpu()
+        vm.setup_protected_mode(entry=ENTRY)
+        vm.on(vtx.ExitReason.HLT)(lambda vcpu, exit: vtx.STOP)
+        return vm.run()
+
+    assert benchmark(start).stop == "stop"
