@@ -10,6 +10,7 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t, int32_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memset
 from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.exc cimport PyErr_CheckSignals
 
 import mmap as _mmap
 
@@ -43,6 +44,8 @@ PRIV_BASE = 1 << 38
 MAX_RAM = PRIV_BASE
 PAGE_SIZE = 4096
 ICACHE_SIZE = ICACHE_ENTRIES
+
+cdef uint64_t SLICE = 1ULL << 24
 
 
 cdef dict _REASONS = {}
@@ -316,11 +319,15 @@ cdef class VCpuBase:
         cdef uint32_t cs_ar
         if len(handlers) != 128:
             raise ValueError("handlers must be a list of 128 entries")
+        cdef uint64_t limit
         if budget and c.icount + budget > c.icount:
-            c.icount_limit = c.icount + budget
+            limit = c.icount + budget
         else:
-            c.icount_limit = 0xFFFFFFFFFFFFFFFFULL
+            limit = 0xFFFFFFFFFFFFFFFFULL
         while True:
+            # Leave the nogil loop every SLICE instructions to let Python see
+            # signals (Ctrl-C stops a guest that never exits).
+            c.icount_limit = limit if limit - c.icount <= SLICE else c.icount + SLICE
             launch = c.vmcs[VMCS_OFF_LAUNCH_STATE] == 0
             with nogil:
                 rc = vm_entry(c, launch)
@@ -369,7 +376,10 @@ cdef class VCpuBase:
                     f"the handler {getattr(h, '__qualname__', h)!r} for {ex.name} returned {r!r}; "
                     f"an exit handler returns vtx.RESUME, vtx.RETRY or vtx.STOP")
             elif rc == RC_BUDGET:
-                return ("budget", None)
+                if c.icount >= limit:
+                    return ("budget", None)
+                PyErr_CheckSignals()
+                continue
             elif rc == RC_HALTED:
                 return ("halted", None)
             elif rc == RC_SHUTDOWN:
@@ -414,7 +424,7 @@ cdef uint32_t _encoding(object enc) except? 0xFFFFFFFFULL:
     if isinstance(enc, str):
         from vtx.spec import field_by_name
         try:
-            return int(field_by_name(enc))
+            return field_by_name(enc).encoding
         except (KeyError, ValueError):
             raise VtxError(f"no VMCS field is named {enc!r}") from None
     if isinstance(enc, bool) or not isinstance(enc, int) or enc < 0 or enc > 0xFFFFFFFFULL:

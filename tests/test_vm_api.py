@@ -1,0 +1,196 @@
+"""The hosted-hypervisor API: memory, registers, handlers, results."""
+
+import os
+import signal
+import threading
+
+import pytest
+
+import vtx
+from conftest import guest, needs_as
+
+pytestmark = needs_as
+
+
+def test_memory_load_read_write_and_bounds():
+    vm = vtx.VM(memory=64 << 10)
+    vm.load(0x100, b"\x01\x02\x03")
+    assert vm.read(0x100, 3) == b"\x01\x02\x03"
+    vm.write_u32(0x200, 0xDEADBEEF)
+    assert vm.read_u32(0x200) == 0xDEADBEEF
+    assert vm.memory[0x200:0x204].tobytes() == b"\xef\xbe\xad\xde"
+    with pytest.raises(TypeError):
+        vm.memory[0] = 1                      # the view is read-only
+    with pytest.raises(vtx.GuestMemoryError, match=r"\[0xfffe, 0x10002\)"):
+        vm.load(0xFFFE, b"abcd")
+    with pytest.raises(vtx.GuestMemoryError):
+        vm.read(-1, 2)
+    with pytest.raises(vtx.GuestMemoryError):
+        vm.read(0x10000, 1)
+    assert vm.read(0x10000, 0) == b""
+    assert isinstance(vtx.GuestMemoryError("x"), IndexError)
+
+
+@pytest.mark.parametrize("size", [0, 100, -4096, 1 << 40])
+def test_bad_memory_sizes(size):
+    with pytest.raises(ValueError):
+        vtx.VM(memory=size)
+
+
+def test_partial_register_writes_keep_other_bits():
+    vm = vtx.VM(memory=64 << 10)
+    v = vm.add_vcpu()
+    v.rax = 0x1122334455667788
+    v.eax = 0xAABBCCDD
+    assert v.rax == 0x11223344AABBCCDD
+    v.ax = 0x1234
+    v.ah = 0xFE
+    assert v.rax == 0x11223344AABBFE34
+    assert (v.al, v.ah, v.ax) == (0x34, 0xFE, 0xFE34)
+    v.r9b = 0x7F
+    v.r9w = 0x0102
+    assert v.r9 == 0x0102
+    v.ecx = -1                                 # two's complement
+    assert v.rcx == 0xFFFFFFFF
+    with pytest.raises(ValueError, match="does not fit in the 16-bit register ax"):
+        v.ax = 0x10000
+    with pytest.raises(ValueError):
+        v.rax = 1 << 64
+    with pytest.raises(TypeError):
+        v.rax = "1"
+    with pytest.raises(vtx.RegisterError, match="'rxx'"):
+        v.rxx
+    with pytest.raises(AttributeError):
+        v.rxx
+
+
+def test_vmcs_backed_registers_and_segments():
+    vm = vtx.VM(memory=1 << 20)
+    v = vm.add_vcpu()
+    vm.setup_long_mode(entry=0x4000)
+    assert v.rip == v.vmread(vtx.VmcsField.GUEST_RIP) == 0x4000
+    assert v.vmread("GUEST_RIP") == 0x4000
+    v.esp = 0x8000
+    assert v.vmread(vtx.VmcsField.GUEST_RSP) == 0x8000
+    assert v.cs == vtx.Segment(0x18, 0, 0xFFFFFFFF, 0xA09B)
+    assert v.cs.long and not v.cs.db
+    assert v.efer == 0x500
+    assert v.cr4 & (1 << 13) and v.vmread(vtx.VmcsField.CR4_READ_SHADOW) == 0x20
+    with pytest.raises(TypeError):
+        v.cs = 0x18
+    with pytest.raises(vtx.VtxError, match="no VMCS field is named"):
+        v.vmread("GUEST_NOPE")
+    with pytest.raises(vtx.VtxError, match="error 12"):
+        v.vmread(0x7FFE)
+    with pytest.raises(ValueError):
+        v.vmwrite(vtx.VmcsField.GUEST_CS_SELECTOR, 0x10000)
+
+
+def test_string_instructions_with_rep():
+    vm = guest("""
+        cld
+        mov edi, 0x3000
+        mov ecx, 5
+        mov al, 0x41
+        rep stosb               # AAAAA at 0x3000
+        mov esi, 0x3000
+        mov edi, 0x3010
+        mov ecx, 5
+        rep movsb               # copy
+        mov esi, 0x3010
+        lodsw                   # ax = 0x4141
+        mov bx, ax
+        mov edi, 0x3010
+        mov ecx, 8
+        mov al, 0
+        repne scasb             # find the NUL after the copy
+        mov edx, ecx
+        std
+        mov edi, 0x3024
+        mov eax, 0x11223344
+        stosd
+        cld
+        hlt
+    """)
+    r = vm.run()
+    v = vm.vcpu
+    assert r.stop == "stop"
+    assert vm.read(0x3000, 5) == b"AAAAA" and vm.read(0x3010, 6) == b"AAAAA\x00"
+    assert v.bx == 0x4141
+    assert v.edx == 2            # 8 - 6 bytes scanned
+    assert v.edi == 0x3020       # STD: EDI decremented by 4
+    assert vm.read_u32(0x3024) == 0x11223344
+
+
+def test_handler_exception_propagates_and_vm_runs_again():
+    vm = guest("out 0x80, al\nhlt")
+    calls = []
+
+    @vm.on("IO_INSTRUCTION")
+    def io(vcpu, exit):
+        calls.append(exit.port)
+        if len(calls) == 1:
+            raise KeyError("boom")
+        return vtx.RESUME
+
+    with pytest.raises(KeyError, match="boom"):
+        vm.run()
+    assert vm.vcpu.rip == 0x1000              # still at the OUT
+    r = vm.run()
+    assert calls == [0x80, 0x80] and r.stop == "stop"
+    assert r.exits == {vtx.ExitReason.IO_INSTRUCTION: 1, vtx.ExitReason.HLT: 1}
+
+
+def test_run_result_accounting():
+    vm = guest("mov ecx, 3\n1: out 0x80, al\ndec ecx\njnz 1b\nhlt")
+    vm.on("IO_INSTRUCTION")(lambda v, e: vtx.RESUME)
+    r = vm.run()
+    # OUT and HLT exit instead of retiring: MOV, then DEC and JNZ three times
+    assert r.instructions == 1 + 3 * 2
+    assert r.exits[vtx.ExitReason.IO_INSTRUCTION] == 3
+    assert r.total_exits == 4
+    assert r.exit_ns[vtx.ExitReason.IO_INSTRUCTION] > 0
+    assert r.wall_ns >= sum(r.exit_ns.values())
+    table = r.table()
+    assert "IO_INSTRUCTION (30)" in table and "total" in table
+
+
+def test_handler_registration_errors():
+    vm = vtx.VM(memory=64 << 10)
+    with pytest.raises(ValueError):
+        vm.on("NOT_A_REASON")
+    with pytest.raises(ValueError):
+        vm.on(35)
+    with pytest.raises(TypeError):
+        vm.on(vtx.ExitReason.HLT)(42)
+    with pytest.raises(TypeError):
+        vm.on()
+    with pytest.raises(vtx.VmStateError, match="add_vcpu"):
+        vm.run()
+    vm.add_vcpu()
+    with pytest.raises(vtx.VmStateError):
+        vm.add_vcpu()
+
+
+def test_ctrl_c_stops_a_guest_that_never_exits():
+    vm = guest("1: jmp 1b")
+    timer = threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            vm.run()
+    finally:
+        timer.cancel()
+    assert vm.vcpu.rip == 0x1000
+    assert vm.run(max_instructions=10).stop == "budget"
+
+
+def test_hlt_without_hlt_exiting_halts_the_run():
+    vm = guest("hlt", stop_on_hlt=False)
+    v = vm.vcpu
+    v.vmwrite(vtx.VmcsField.PRIMARY_PROC_BASED_CONTROLS,
+              v.vmread(vtx.VmcsField.PRIMARY_PROC_BASED_CONTROLS) & ~vtx.ProcBased.HLT_EXITING)
+    r = vm.run()
+    assert r.stop == "halted" and r.instructions == 1
+    assert v.rip == 0x1001
+    assert v.vmread(vtx.VmcsField.GUEST_ACTIVITY_STATE) == 1
