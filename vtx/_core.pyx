@@ -413,7 +413,7 @@ cdef uint32_t _encoding(object enc) except? 0xFFFFFFFFULL:
     if isinstance(enc, str):
         from vtx.spec import field_by_name
         try:
-            return int(field_by_name(enc))
+            return int(field_by_name(enc).encoding)
         except (KeyError, ValueError):
             raise VtxError(f"no VMCS field is named {enc!r}") from None
     if isinstance(enc, bool) or not isinstance(enc, int) or enc < 0 or enc > 0xFFFFFFFFULL:
