@@ -829,6 +829,32 @@ def test_ept_violation_beyond_memory(mode, src, qual, gpa):
     assert vm.vcpu.vmread(F.GUEST_LINEAR_ADDRESS) == gpa
 
 
+@pytest.mark.parametrize("insn", [
+    "add dword ptr [0x100000], eax", "or byte ptr [0x100000], 1", "inc word ptr [0x100000]",
+    "not dword ptr [0x100000]", "neg byte ptr [0x100000]", "shl dword ptr [0x100000], 3",
+    "xchg [0x100000], ecx", "sub dword ptr [0x100000], 5",
+])
+def test_ept_violation_read_modify_write_sets_write_bit(insn):
+    """An EPT violation during a read-modify-write sets bit 1 (data write);
+    bit 0 is implementation-specific (SDM 28.2.1, Table 28-7)."""
+    vm, ex = ept_exit(insn + "\nhlt", "protected")
+    assert ex.reason == 48 and ex.write and ex.gpa == 0x100000
+    assert ex.qualification & ~1 == 0x182
+
+
+@pytest.mark.parametrize("insn", ["cmp dword ptr [0x100000], eax", "test byte ptr [0x100000], 1",
+                                  "push dword ptr [0x100000]"])
+def test_ept_violation_read_only_instructions(insn):
+    vm, ex = ept_exit(insn + "\nhlt", "protected")
+    assert ex.reason == 48 and ex.qualification == 0x181
+
+
+def test_pf_read_modify_write_reports_write():
+    vm = make_vm("mov rax, 0x100000000\nadd [rax], ebx\nhlt", "long")
+    seen, r = collect(vm, stop_on=(R.EXCEPTION_OR_NMI,))
+    assert seen[-1].vector == 14 and seen[-1].error_code == 2
+
+
 def test_ept_violation_gla_differs_from_gpa():
     def remap(vm):
         # Linear 1 GiB .. +2 MiB -> guest-physical 2 MiB (beyond memory).

@@ -38,7 +38,9 @@ cdef int stack_write(Cpu* c, uint64_t* lin, int n, int size, uint64_t* vals) noe
         if rc:
             return rc
         if (lin[i] & 0xFFF) + size > 4096:
-            rc = translate(c, (lin[i] | 0xFFF) + 1, ACC_WRITE, 0, &p)
+            # the next page, wrapping at 4 GiB outside 64-bit mode as lin_write does
+            rc = translate(c, ((lin[i] | 0xFFF) + 1) & (0xFFFFFFFFFFFFFFFFULL if c.long64 else 0xFFFFFFFFULL),
+                           ACC_WRITE, 0, &p)
             if rc:
                 return rc
     for i in range(n):

@@ -534,5 +534,18 @@ cdef inline int mem_check_write(Cpu* c, int s, uint64_t off, int size) noexcept 
     if rc:
         return rc
     if (lin & 0xFFF) + size > 4096:
-        rc = translate(c, (lin | 0xFFF) + 1, ACC_WRITE, c.cpl == 3, &p)
+        rc = translate(c, ((lin | 0xFFF) + 1) & (0xFFFFFFFFFFFFFFFFULL if c.long64 else 0xFFFFFFFFULL),
+                       ACC_WRITE, c.cpl == 3, &p)
     return rc
+
+
+cdef inline int mem_read_rmw(Cpu* c, int s, uint64_t off, int size, uint64_t* out) noexcept nogil:
+    """Read the memory destination of a read-modify-write instruction.  It is
+    accessed with write intent: the write checks (segment, paging, EPT) come
+    first, so a fault on it reports a write, as an EPT violation during a
+    read-modify-write sets the data-write bit (SDM Vol. 3C 28.2.1, Table
+    28-7, bit 1) and a page fault the W/R bit."""
+    cdef int rc = mem_check_write(c, s, off, size)
+    if rc:
+        return rc
+    return mem_read(c, s, off, size, out)
