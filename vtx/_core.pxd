@@ -139,6 +139,10 @@ ctypedef struct Cpu:
     uint64_t x_gpa
     uint64_t x_io_rcx, x_io_rsi, x_io_rdi, x_io_rip
     int x_gla_valid
+    # IDT-vectoring information and error code (SDM 24.9.3): the event whose
+    # delivery the exit interrupted; 0 when none.  vm_exit clears them.
+    uint32_t x_idt_info
+    uint32_t x_idt_error
 
     # failed VM entry: which check (index into the Python check table)
     int entry_check

@@ -11,6 +11,7 @@ from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memset
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.exc cimport PyErr_CheckSignals
+from cpython.object cimport PyObject_GenericSetAttr
 
 import mmap as _mmap
 
@@ -128,10 +129,12 @@ cdef class Machine:
         """Write bytes into guest-physical memory, dropping decoded
         instructions in the pages written."""
         cdef const unsigned char[::1] src = memoryview(data).cast("B")
-        cdef uint64_t a = addr
-        cdef uint64_t n = src.shape[0]
-        cdef uint64_t pg
-        _check_range(self, a, n, "write of guest-physical")
+        cdef uint64_t a, n, pg
+        # Check the Python values before converting them, so a negative or
+        # huge address is a GuestMemoryError rather than an OverflowError.
+        _check_range(self, addr, src.shape[0], "write of guest-physical")
+        a = addr
+        n = src.shape[0]
         if n == 0:
             return
         memcpy(self.c.ram + a, &src[0], n)
@@ -198,6 +201,16 @@ cdef class VCpuBase:
 
     def __getattr__(self, name):
         raise RegisterError(f"the vCPU has no register or attribute {name!r}")
+
+    def __setattr__(self, name, value):
+        # Writing a register the vCPU does not have is a RegisterError too
+        # (the generic path would raise a bare AttributeError).
+        try:
+            PyObject_GenericSetAttr(self, name, value)
+        except AttributeError:
+            if not hasattr(type(self), name):
+                raise RegisterError(f"the vCPU has no register or attribute {name!r}") from None
+            raise
 
     # --- the VMCS -----------------------------------------------------------
 
@@ -424,7 +437,7 @@ cdef uint32_t _encoding(object enc) except? 0xFFFFFFFFULL:
     if isinstance(enc, str):
         from vtx.spec import field_by_name
         try:
-            return field_by_name(enc).encoding
+            return int(field_by_name(enc).encoding)
         except (KeyError, ValueError):
             raise VtxError(f"no VMCS field is named {enc!r}") from None
     if isinstance(enc, bool) or not isinstance(enc, int) or enc < 0 or enc > 0xFFFFFFFFULL:

@@ -329,6 +329,15 @@ cdef inline int read_rm(Cpu* c, Insn* d, int size, uint64_t* v) noexcept nogil:
     return mem_read(c, d.seg, ea_offset(c, d), size, v)
 
 
+cdef inline int read_rm_rmw(Cpu* c, Insn* d, int size, uint64_t* v) noexcept nogil:
+    """read_rm for the destination of a read-modify-write instruction: a
+    memory operand is read with write intent (mem_read_rmw)."""
+    if d.mod == 3:
+        v[0] = get_reg(c, d.rm, size)
+        return RC_OK
+    return mem_read_rmw(c, d.seg, ea_offset(c, d), size, v)
+
+
 cdef inline int write_rm(Cpu* c, Insn* d, int size, uint64_t v) noexcept nogil:
     if d.mod == 3:
         set_reg(c, d.rm, size, v)

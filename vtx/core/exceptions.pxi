@@ -38,7 +38,9 @@ cdef int stack_write(Cpu* c, uint64_t* lin, int n, int size, uint64_t* vals) noe
         if rc:
             return rc
         if (lin[i] & 0xFFF) + size > 4096:
-            rc = translate(c, (lin[i] | 0xFFF) + 1, ACC_WRITE, 0, &p)
+            # the next page, wrapping at 4 GiB outside 64-bit mode as lin_write does
+            rc = translate(c, ((lin[i] | 0xFFF) + 1) & (0xFFFFFFFFFFFFFFFFULL if c.long64 else 0xFFFFFFFFULL),
+                           ACC_WRITE, 0, &p)
             if rc:
                 return rc
     for i in range(n):
@@ -213,11 +215,31 @@ cdef int deliver_protected(Cpu* c, int vec, int has_err, uint32_t err) noexcept 
     return RC_OK
 
 
+cdef inline void stage_idt_vectoring(Cpu* c, int vec, int has_err, uint32_t err) noexcept nogil:
+    """Record the hardware exception whose delivery a VM exit interrupted
+    (SDM Vol. 3C 27.2.4, IDT-vectoring information: 7:0 vector, 10:8 type 3,
+    11 error code valid, 31 valid)."""
+    c.x_idt_info = (<uint32_t>vec) | (3 << 8) | ((<uint32_t>has_err) << 11) | 0x80000000ULL
+    c.x_idt_error = err if has_err else 0
+
+
 cdef int handle_exception(Cpu* c) noexcept nogil:
     """Turn the pending exception (c.exc_*) into a VM exit or a delivery;
-    a fault while delivering becomes a double fault, then a triple fault."""
-    cdef int vec, prev = -1, has_err, rc
+    a fault while delivering becomes a double fault, then a triple fault.
+
+    In non-root operation an exception that occurs while another is being
+    delivered is checked against the exception bitmap first: if it exits,
+    the exit reports it and the IDT-vectoring information reports the event
+    being delivered; only if it does not exit do the double-fault rules of
+    SDM Vol. 3A Table 6-5 apply.  A #DF made that way that exits does so
+    directly, without IDT-vectoring information, and a fault while
+    delivering #DF that does not exit is a triple fault (SDM Vol. 3C 26.2,
+    27.2.4)."""
+    cdef int vec, has_err, rc
     cdef uint32_t err
+    cdef int cur = -1              # the event being delivered when this one arose
+    cdef int cur_has_err = 0
+    cdef uint32_t cur_err = 0
     while True:
         vec = c.exc_vector
         # Real-address mode pushes no error codes (SDM Vol. 3 20.1.4), and the
@@ -228,6 +250,8 @@ cdef int handle_exception(Cpu* c) noexcept nogil:
             vmexit_event(c, EXIT_REASON_EXCEPTION_OR_NMI, c.exc_cr2 if vec == EXC_PF else 0)
             c.x_intr_info = (<uint32_t>vec) | (3 << 8) | ((<uint32_t>has_err) << 11) | 0x80000000ULL
             c.x_intr_error = err
+            if cur >= 0:
+                stage_idt_vectoring(c, cur, cur_has_err, cur_err)
             return RC_VMEXIT
         if vec == EXC_PF:
             c.cr2 = c.exc_cr2
@@ -235,9 +259,19 @@ cdef int handle_exception(Cpu* c) noexcept nogil:
             rc = deliver_protected(c, vec, has_err, err)
         else:
             rc = deliver_real(c, vec)
+        if rc == RC_VMEXIT:
+            # An EPT violation or misconfiguration while delivering.
+            stage_idt_vectoring(c, vec, has_err, err)
+            return rc
         if rc != RC_EXCEPTION:
             return rc
-        # A second exception while delivering the first (SDM Table 6-5).
+        # A second exception while delivering the first.
+        cur = vec
+        cur_has_err = has_err
+        cur_err = err
+        if c.non_root and exception_intercepted(
+                c, c.exc_vector, c.exc_error if (c.exc_has_error and (c.cr0 & CR0_PE)) else 0):
+            continue
         if vec == EXC_DF:
             if c.non_root:
                 return vmexit_event(c, EXIT_REASON_TRIPLE_FAULT, 0)
@@ -248,4 +282,4 @@ cdef int handle_exception(Cpu* c) noexcept nogil:
             c.exc_vector = EXC_DF
             c.exc_has_error = 1
             c.exc_error = 0
-        prev = vec
+            cur = -1

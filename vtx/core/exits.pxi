@@ -92,7 +92,10 @@ cdef class IoExit(Exit):
     def value(self):
         if self.qualification & (8 | 16):
             return None
-        return self.rax & ((1 << (8 * ((self.qualification & 7) + 1))) - 1)
+        # Size field (SDM Table 28-5): 0, 1 or 3 for 1, 2 or 4 bytes.  The mask
+        # is computed in 64 bits: a C int shifted by 32 would be undefined.
+        cdef uint64_t mask = (1ULL << (8 * ((self.qualification & 7) + 1))) - 1
+        return self.rax & mask
 
     def _fields(self):
         v = self.value

@@ -208,12 +208,15 @@ cdef int gpa_to_host(Cpu* c, uint64_t gpa, int kind, uint64_t lin, int lin_valid
 
 
 cdef int pt_entry(Cpu* c, uint64_t gpa, int wide, uint64_t lin, uint8_t** ptr, uint64_t* val) noexcept nogil:
-    """Read one paging-structure entry at guest-physical gpa (through EPT, as
-    a write because the walk may set accessed/dirty bits)."""
+    """Read one paging-structure entry at guest-physical gpa (through EPT).
+    Without EPT accessed/dirty flags (EPTP bit 6, which the model does not
+    support) reading a guest paging-structure entry is a data read for EPT
+    (SDM Vol. 3C 29.3.3.2); the accessed/dirty updates that follow are data
+    writes and are checked separately (pt_update)."""
     cdef uint64_t hpa
     cdef uint32_t perm
     cdef uint32_t v32
-    cdef int rc = gpa_to_host(c, gpa, ACC_WRITE, lin, 1, 0, ptr, &hpa, &perm)
+    cdef int rc = gpa_to_host(c, gpa, ACC_READ, lin, 1, 0, ptr, &hpa, &perm)
     if rc:
         return rc
     if wide:
@@ -222,6 +225,18 @@ cdef int pt_entry(Cpu* c, uint64_t gpa, int wide, uint64_t lin, uint8_t** ptr, u
         memcpy(&v32, ptr[0], 4)
         val[0] = v32
     return RC_OK
+
+
+cdef int pt_update(Cpu* c, uint64_t gpa, uint64_t lin, int wide, uint64_t old, uint64_t bits) noexcept nogil:
+    """Check that setting accessed/dirty bits in the paging-structure entry at
+    gpa would be allowed: writes by the processor to guest paging structures
+    to update A/D flags are data writes for EPT (SDM Vol. 3C 29.3.3.2)."""
+    cdef uint8_t* p
+    cdef uint64_t hpa
+    cdef uint32_t perm
+    if (old | bits) == old or not c.ept:
+        return RC_OK
+    return gpa_to_host(c, gpa, ACC_WRITE, lin, 1, 0, &p, &hpa, &perm)
 
 
 cdef inline void pt_set_bits(uint8_t* p, int wide, uint64_t old, uint64_t bits) noexcept nogil:
@@ -244,6 +259,7 @@ cdef int page_walk(Cpu* c, uint64_t lin, int kind, int user, uint64_t* gpa_out, 
     cdef uint8_t* eptr
     cdef uint8_t* ptrs[4]
     cdef uint64_t vals[4]
+    cdef uint64_t gpas[4]
     cdef int rc
     cdef int allow_w = 1, allow_u = 1, allow_x = 1
     cdef uint32_t pfec_base = (2 if kind == ACC_WRITE else 0) | (4 if user else 0)
@@ -271,10 +287,11 @@ cdef int page_walk(Cpu* c, uint64_t lin, int kind, int user, uint64_t* gpa_out, 
     for level in range(levels, 0, -1):
         if wide:
             shift = 12 + 9 * (level - 1)
-            rc = pt_entry(c, table + ((lin >> shift) & 511) * 8, 1, lin, &eptr, &entry)
+            gpas[level - 1] = table + ((lin >> shift) & 511) * 8
         else:
             shift = 12 + 10 * (level - 1)
-            rc = pt_entry(c, table + ((lin >> shift) & 1023) * 4, 0, lin, &eptr, &entry)
+            gpas[level - 1] = table + ((lin >> shift) & 1023) * 4
+        rc = pt_entry(c, gpas[level - 1], wide, lin, &eptr, &entry)
         if rc:
             return rc
         ptrs[level - 1] = eptr
@@ -321,6 +338,11 @@ cdef int page_walk(Cpu* c, uint64_t lin, int kind, int user, uint64_t* gpa_out, 
     if kind == ACC_FETCH and not allow_x:
         return raise_pf(c, lin, pfec_base | 1)
     # Accessed flags on every level used, dirty on the leaf for writes.
+    for i in range(level - 1, levels):
+        rc = pt_update(c, gpas[i], lin, wide, vals[i],
+                       (0x20 | (0x40 if kind == ACC_WRITE else 0)) if i == level - 1 else 0x20)
+        if rc:
+            return rc
     for i in range(level - 1, levels):
         if i == level - 1:
             pt_set_bits(ptrs[i], wide, vals[i], 0x20 | (0x40 if kind == ACC_WRITE else 0))
@@ -512,5 +534,18 @@ cdef inline int mem_check_write(Cpu* c, int s, uint64_t off, int size) noexcept 
     if rc:
         return rc
     if (lin & 0xFFF) + size > 4096:
-        rc = translate(c, (lin | 0xFFF) + 1, ACC_WRITE, c.cpl == 3, &p)
+        rc = translate(c, ((lin | 0xFFF) + 1) & (0xFFFFFFFFFFFFFFFFULL if c.long64 else 0xFFFFFFFFULL),
+                       ACC_WRITE, c.cpl == 3, &p)
     return rc
+
+
+cdef inline int mem_read_rmw(Cpu* c, int s, uint64_t off, int size, uint64_t* out) noexcept nogil:
+    """Read the memory destination of a read-modify-write instruction.  It is
+    accessed with write intent: the write checks (segment, paging, EPT) come
+    first, so a fault on it reports a write, as an EPT violation during a
+    read-modify-write sets the data-write bit (SDM Vol. 3C 28.2.1, Table
+    28-7, bit 1) and a page fault the W/R bit."""
+    cdef int rc = mem_check_write(c, s, off, size)
+    if rc:
+        return rc
+    return mem_read(c, s, off, size, out)

@@ -70,7 +70,10 @@ cdef int alu_to_rm(Cpu* c, Insn* d, uint64_t src) noexcept nogil:
             set_reg(c, d.rm, size, r)
     else:
         off = ea_offset(c, d)
-        rc = mem_read(c, d.seg, off, size, &a)
+        if d.ext == ALU_CMP:
+            rc = mem_read(c, d.seg, off, size, &a)
+        else:
+            rc = mem_read_rmw(c, d.seg, off, size, &a)
         if rc:
             return rc
         r = alu(d.ext, size, a, src, c.rflags, &fl)
@@ -166,7 +169,7 @@ cdef int h_incdec_rm(Cpu* c, Insn* d) noexcept nogil:
         set_reg(c, d.rm, d.osz, incdec(c, get_reg(c, d.rm, d.osz), d.osz, d.ext))
         return RC_OK
     off = ea_offset(c, d)
-    rc = mem_read(c, d.seg, off, d.osz, &a)
+    rc = mem_read_rmw(c, d.seg, off, d.osz, &a)
     if rc:
         return rc
     saved = c.rflags
@@ -179,7 +182,7 @@ cdef int h_incdec_rm(Cpu* c, Insn* d) noexcept nogil:
 
 cdef int h_not(Cpu* c, Insn* d) noexcept nogil:
     cdef uint64_t a
-    cdef int rc = read_rm(c, d, d.osz, &a)
+    cdef int rc = read_rm_rmw(c, d, d.osz, &a)
     if rc:
         return rc
     return write_rm(c, d, d.osz, ~a)
@@ -187,7 +190,7 @@ cdef int h_not(Cpu* c, Insn* d) noexcept nogil:
 
 cdef int h_neg(Cpu* c, Insn* d) noexcept nogil:
     cdef uint64_t a, r, fl
-    cdef int rc = read_rm(c, d, d.osz, &a)
+    cdef int rc = read_rm_rmw(c, d, d.osz, &a)
     if rc:
         return rc
     r = alu(ALU_SUB, d.osz, 0, a, 0, &fl)    # CF = (operand != 0)
@@ -215,7 +218,7 @@ cdef int h_shift(Cpu* c, Insn* d) noexcept nogil:
         cnt = <unsigned int>(d.imm & 0xFF)
     # The count is masked to 5 bits (6 with a 64-bit operand).
     cnt &= 0x3F if size == 8 else 0x1F
-    rc = read_rm(c, d, size, &a)
+    rc = read_rm_rmw(c, d, size, &a)
     if rc:
         return rc
     if cnt == 0:

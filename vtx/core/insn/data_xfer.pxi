@@ -80,7 +80,7 @@ cdef int h_lea(Cpu* c, Insn* d) noexcept nogil:
 
 cdef int h_xchg_rm_r(Cpu* c, Insn* d) noexcept nogil:
     cdef uint64_t a, b
-    cdef int rc = read_rm(c, d, d.osz, &a)
+    cdef int rc = read_rm_rmw(c, d, d.osz, &a)
     if rc:
         return rc
     b = get_reg(c, d.reg, d.osz)

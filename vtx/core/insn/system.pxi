@@ -584,6 +584,13 @@ cdef int h_0f01(Cpu* c, Insn* d) noexcept nogil:
             # VMCALL C1, VMLAUNCH C2, VMRESUME C3, VMXOFF C4
             if not c.vmx_on and not c.non_root:
                 return raise_ud(c)
+            # VMLAUNCH, VMRESUME and VMXOFF are #UD with CR0.PE = 0, in
+            # virtual-8086 mode and in compatibility mode, and that check comes
+            # before the non-root VM exit; VMCALL has no such check (SDM Vol.
+            # 3C 31.3, Operation sections of VMCALL, VMLAUNCH/VMRESUME, VMXOFF).
+            if d.rm != 1 and (not (c.cr0 & CR0_PE) or (c.rflags & F_VM) or
+                              ((c.efer & EFER_LMA) and not c.long64)):
+                return raise_ud(c)
             if c.non_root:
                 if d.rm == 1:
                     return insn_exit(c, d, EXIT_REASON_VMCALL, 0)

@@ -40,6 +40,7 @@ cdef int check_controls(Cpu* c) noexcept nogil:
     cdef uint32_t entryc = <uint32_t>vr(c, VMCS_OFF_VM_ENTRY_CONTROLS, 4)
     cdef uint64_t a, b, eptp
     cdef uint32_t info, itype, vec
+    cdef int err_ok
     cdef int R = RC_ENTRY_FAIL_CTL
     if not ctls_ok(pin, VMX_CAP_TRUE_PINBASED_CTLS):
         return fail(c, CK_PIN_BASED_CONTROLS, R)
@@ -87,16 +88,32 @@ cdef int check_controls(Cpu* c) noexcept nogil:
         return fail(c, CK_VM_ENTRY_CONTROLS, R)
     info = <uint32_t>vr(c, VMCS_OFF_VM_ENTRY_INTERRUPTION_INFO, 4)
     if info & 0x80000000ULL:
+        # SDM Vol. 3C 27.2.1.3 (26.2.1.3 in older editions): type 1 is
+        # reserved, and type 7 (other event) is reserved without the 1-setting
+        # of "monitor trap flag", which the model does not offer; NMI has
+        # vector 2, hardware exceptions at most 31; bits 30:12 are reserved.
         itype = (info >> 8) & 7
         vec = info & 0xFF
         if (info & 0x7FFFF000ULL) or itype == 1 or (itype == 2 and vec != 2) or \
-                (itype == 3 and vec > 31) or (itype == 7 and vec != 0):
+                (itype == 3 and vec > 31) or \
+                (itype == 7 and (vec != 0 or not ((VMX_CAP_TRUE_PROCBASED_CTLS >> 32) & PROC_MONITOR_TRAP_FLAG))):
             return fail(c, CK_VM_ENTRY_INTERRUPTION_INFO, R)
-        # deliver-error-code (bit 11) only for hardware exceptions that have one,
-        # and only with CR0.PE = 1 in the guest
-        if (info & 0x800) and (itype != 3 or not (vr(c, VMCS_OFF_GUEST_CR0, 8) & CR0_PE) or
-                               not (vec == 8 or (vec >= 10 and vec <= 14) or vec == 17 or vec == 21)):
+        # Deliver-error-code (bit 11) is 1 if and only if "unrestricted guest"
+        # is 0 or guest CR0.PE is 1, the type is hardware exception, and the
+        # vector is one that pushes an error code (IA32_VMX_BASIC[56] = 0).
+        err_ok = (itype == 3 and (not (proc2 & PROC2_UNRESTRICTED_GUEST) or (vr(c, VMCS_OFF_GUEST_CR0, 8) & CR0_PE))
+                  and (vec == 8 or (vec >= 10 and vec <= 14) or vec == 17 or vec == 21))
+        if ((info & 0x800) != 0) != err_ok:
             return fail(c, CK_VM_ENTRY_INTERRUPTION_INFO, R)
+        # With an error code to deliver, bits 31:16 of the error code are 0.
+        if (info & 0x800) and (vr(c, VMCS_OFF_VM_ENTRY_EXCEPTION_ERROR_CODE, 4) >> 16):
+            return fail(c, CK_VM_ENTRY_INTERRUPTION_INFO, R)
+        # Software interrupts and (privileged) software exceptions need an
+        # instruction length of 1-15 (0 only with IA32_VMX_MISC[30]).
+        if (itype == 4 or itype == 5 or itype == 6):
+            a = vr(c, VMCS_OFF_VM_ENTRY_INSTRUCTION_LENGTH, 4)
+            if a > 15 or (a == 0 and not (VMX_CAP_MISC & (1ULL << 30))):
+                return fail(c, CK_VM_ENTRY_INTERRUPTION_INFO, R)
     if vr(c, VMCS_OFF_VM_ENTRY_MSR_LOAD_COUNT, 4):
         return fail(c, CK_VM_ENTRY_MSR_LOAD_AREA, R)
     return RC_OK
@@ -167,7 +184,7 @@ cdef int check_guest(Cpu* c) noexcept nogil:
     cdef uint64_t rflags = vr(c, VMCS_OFF_GUEST_RFLAGS, 8)
     cdef uint64_t fixed0 = VMX_CAP_CR0_FIXED0
     cdef uint64_t efer, rip, base, pdpte
-    cdef uint32_t ar, lim, t, cs_ar, ss_ar, info, intr, act
+    cdef uint32_t ar, lim, t, cs_ar, ss_ar, info, intr, act, itype
     cdef uint16_t sel
     cdef int i, v86, dpl
     cdef int R = RC_ENTRY_FAIL_GUEST
@@ -234,14 +251,17 @@ cdef int check_guest(Cpu* c) noexcept nogil:
                 ((t == 13 or t == 15) and dpl > ((ss_ar >> 5) & 3)) or \
                 (ia32e and (cs_ar & AR_L) and (cs_ar & AR_DB)):
             return fail(c, CK_GUEST_CS_ACCESS_RIGHTS, R)
-        # SS
+        # SS.  The DPL rules apply whether or not SS is usable (SDM Vol. 3C
+        # 27.3.1.2 / 26.3.1.2, "Bits 6:5 (DPL)"); type, S, P, reserved bits
+        # and G only to a usable SS.
+        if (not ug and ((ss_ar >> 5) & 3) != (vr(c, off_sel(S_SS), 2) & 3)) or \
+                (((cs_ar & 0xF) == 3 or not (cr0 & CR0_PE)) and ((ss_ar >> 5) & 3) != 0):
+            return fail(c, CK_GUEST_SS_ACCESS_RIGHTS, R)
         if not (ss_ar & AR_UNUSABLE):
             t = ss_ar & 0xF
             lim = <uint32_t>vr(c, off_limit(S_SS), 4)
             if (t != 3 and t != 7) or not (ss_ar & AR_S) or not (ss_ar & AR_P) or (ss_ar & 0xF00) or \
-                    (ss_ar & 0xFFFE0000ULL) or not g_ok(lim, ss_ar) or \
-                    (not ug and ((ss_ar >> 5) & 3) != (vr(c, off_sel(S_SS), 2) & 3)) or \
-                    (((cs_ar & 0xF) == 3 or not (cr0 & CR0_PE)) and ((ss_ar >> 5) & 3) != 0):
+                    (ss_ar & 0xFFFE0000ULL) or not g_ok(lim, ss_ar):
                 return fail(c, CK_GUEST_SS_ACCESS_RIGHTS, R)
         # DS ES FS GS
         for i in range(S_ES, S_GS + 1):
@@ -282,11 +302,22 @@ cdef int check_guest(Cpu* c) noexcept nogil:
             ((info & 0x80000000ULL) and ((info >> 8) & 7) == 0 and not (rflags & F_IF)):
         return fail(c, CK_GUEST_RFLAGS, R)
     # 26.3.1.5
+    # Activity state: a supported state (IA32_VMX_MISC bits 8:6 offer HLT
+    # only), not HLT with SS.DPL != 0, and active whenever the
+    # interruptibility state blocks by STI or MOV SS.
     act = <uint32_t>vr(c, VMCS_OFF_GUEST_ACTIVITY_STATE, 4)
-    if act > 1 or (act == 1 and ((ss_ar >> 5) & 3) != 0):
-        return fail(c, CK_GUEST_ACTIVITY_STATE, R)
     intr = <uint32_t>vr(c, VMCS_OFF_GUEST_INTERRUPTIBILITY_STATE, 4)
-    if (intr & 0xFFFFFFE0ULL) or ((intr & 3) == 3) or ((intr & 1) and not (rflags & F_IF)):
+    if act > 1 or (act == 1 and ((ss_ar >> 5) & 3) != 0) or (act != 0 and (intr & 3)):
+        return fail(c, CK_GUEST_ACTIVITY_STATE, R)
+    # Interruptibility state: bits 31:5 reserved; STI and MOV-SS blocking not
+    # both; no STI blocking with IF = 0; no SMI blocking (bit 2) outside SMM;
+    # no STI or MOV-SS blocking when injecting an external interrupt, no
+    # MOV-SS blocking when injecting an NMI.
+    itype = (info >> 8) & 7
+    if (intr & 0xFFFFFFE0ULL) or ((intr & 3) == 3) or ((intr & 1) and not (rflags & F_IF)) or \
+            (intr & 4) or \
+            ((info & 0x80000000ULL) and itype == 0 and (intr & 3)) or \
+            ((info & 0x80000000ULL) and itype == 2 and (intr & 2)):
         return fail(c, CK_GUEST_INTERRUPTIBILITY_STATE, R)
     if vr(c, VMCS_OFF_GUEST_PENDING_DEBUG_EXCEPTIONS, 8) & ~0x1500FULL:
         return fail(c, CK_GUEST_PENDING_DEBUG_EXCEPTIONS, R)
@@ -387,9 +418,13 @@ cdef int vm_entry(Cpu* c, int launch) noexcept nogil:
     rc = check_guest(c)
     if rc:
         # SDM 27.8: basic reason 33 with bit 31 set; the guest state is not
-        # loaded and nothing is saved.
+        # loaded and nothing is saved.  The exit qualification is 0 except 2
+        # for a PDPTE problem and 4 for an invalid VMCS link pointer (SDM Vol.
+        # 3C 27.8 / 26.7, "VM-entry failures during or after loading guest
+        # state").
         vw(c, VMCS_OFF_EXIT_REASON, 4, 0x80000000ULL | EXIT_REASON_ENTRY_FAILURE_INVALID_GUEST_STATE)
-        vw(c, VMCS_OFF_EXIT_QUALIFICATION, 8, 0)
+        vw(c, VMCS_OFF_EXIT_QUALIFICATION, 8,
+           4 if c.entry_check == CK_GUEST_VMCS_LINK_POINTER else (2 if c.entry_check == CK_GUEST_PDPTES else 0))
         return rc
     if vr(c, VMCS_OFF_VM_ENTRY_INTERRUPTION_INFO, 4) & 0x80000000ULL:
         # Event injection arrives with the interrupt-virtualization issue.

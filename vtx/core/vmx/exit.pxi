@@ -67,7 +67,12 @@ cdef void vm_exit(Cpu* c) noexcept nogil:
     vw(c, VMCS_OFF_VM_EXIT_INSTRUCTION_INFO, 4, c.x_info)
     vw(c, VMCS_OFF_VM_EXIT_INTERRUPTION_INFO, 4, c.x_intr_info)
     vw(c, VMCS_OFF_VM_EXIT_INTERRUPTION_ERROR_CODE, 4, c.x_intr_error)
-    vw(c, VMCS_OFF_IDT_VECTORING_INFO, 4, 0)
+    # SDM 27.2.4: valid only for exits during event delivery (staged by
+    # handle_exception); the error code field is meaningful with bit 11.
+    vw(c, VMCS_OFF_IDT_VECTORING_INFO, 4, c.x_idt_info)
+    vw(c, VMCS_OFF_IDT_VECTORING_ERROR_CODE, 4, c.x_idt_error)
+    c.x_idt_info = 0
+    c.x_idt_error = 0
     if c.x_gla_valid:
         vw(c, VMCS_OFF_GUEST_LINEAR_ADDRESS, 8, c.x_gla)
     if reason == EXIT_REASON_EPT_VIOLATION or reason == EXIT_REASON_EPT_MISCONFIGURATION:

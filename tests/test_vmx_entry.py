@@ -1,0 +1,732 @@
+"""VM-entry checks, in the kvm-unit-tests style: start from the known-good
+VMCS that add_vcpu + setup_*_mode produce, change ONE field, and assert the
+exact failure (SDM Vol. 3C chapter 27 "VM Entries", 26 in older editions):
+
+- control-field checks fail the VMLAUNCH with VM-instruction error 7,
+- host-state checks with VM-instruction error 8,
+- guest-state checks with a VM exit of basic reason 33 (bit 31 set),
+
+each naming the check (vtx/spec/entry_checks.py).  Then the field is put back
+and the VM runs.  At the end: the VMCS region itself (VMREAD/VMWRITE of
+unsupported components, field widths, and the documented layout).
+"""
+
+import pytest
+
+import vtx
+from vtx import (EntryControls as EC, ExitControls as XC, PinBased, ProcBased, ProcBased2,
+                 VmcsField as F, Segment, DescriptorTable)
+from vtx.spec import FIELDS, OFF_LAUNCH_STATE, OFF_REVISION, VMCS_REGION_SIZE, capabilities, field_offset, \
+    field_size
+from vtx.spec.entry_checks import ENTRY_CHECKS
+
+MODES = {"real": 16, "protected": 32, "long": 64}
+CODE = 0x1000
+MEM = 1 << 20
+PRIV = vtx._core.PRIV_BASE
+CHECKS = {cid: (area, section) for cid, area, section, _ in ENTRY_CHECKS}
+NONCANON = 0x0000800000000000
+
+CTL, HOST, GUEST = ("vm-instruction-error", 7), ("vm-instruction-error", 8), ("invalid-guest-state", 33)
+
+
+def good_vm(mode="real"):
+    vm = vtx.VM(memory=MEM)
+    vm.load(CODE, vtx.asm("nop\nhlt", bits=MODES[mode]))
+    vm.add_vcpu()
+    getattr(vm, f"setup_{mode}_mode")(entry=CODE)
+    vm.on(vtx.ExitReason.HLT)(lambda v, e: vtx.STOP)
+    return vm
+
+
+def assert_runs(vm):
+    r = vm.run()
+    assert r.stop == "stop" and r.exit.reason == 12 and r.exit.guest_rip == CODE + 1
+    assert vm.vcpu.launched
+
+
+def test_known_good_vmcs_runs_in_every_mode():
+    for mode in MODES:
+        vm = good_vm(mode)
+        assert not vm.vcpu.launched
+        e0 = vm.vcpu.entries
+        assert_runs(vm)
+        assert vm.vcpu.entries == e0 + 1
+
+
+def expect_failure(vm, kind, number, check):
+    v = vm.vcpu
+    before = bytes(vm._priv[0:VMCS_REGION_SIZE])
+    with pytest.raises(vtx.VmEntryError) as ei:
+        vm.run()
+    e = ei.value
+    assert (e.kind, e.number, e.check) == (kind, number, check)
+    area, section = CHECKS[check]
+    assert e.section == section
+    assert {"vm-instruction-error": {7: "control", 8: "host"}, "invalid-guest-state": {33: "guest"}}[kind][number] == area
+    assert check in str(e) and section in str(e)
+    assert not v.launched
+    after = bytes(vm._priv[0:VMCS_REGION_SIZE])
+    changed = {i for i in range(VMCS_REGION_SIZE) if before[i] != after[i]}
+    if number in (7, 8):
+        # VMfailValid: only the VM-instruction error field changes (SDM 31.2).
+        off = field_offset(F.VM_INSTRUCTION_ERROR)
+        assert changed <= set(range(off, off + 4))
+        assert v.vmread(F.VM_INSTRUCTION_ERROR) == number
+    else:
+        # SDM 27.8: the exit reason and qualification are written, nothing
+        # else (the guest-state area is not modified, and the valid bit of
+        # the VM-entry interruption information is not cleared).
+        allowed = set()
+        for f in (F.EXIT_REASON, F.EXIT_QUALIFICATION):
+            allowed |= set(range(field_offset(f), field_offset(f) + field_size(f)))
+        assert changed <= allowed
+        assert v.vmread(F.EXIT_REASON) == 0x80000021
+    return e
+
+
+def mutate_and_check(mode, changes, kind_number, check, qual=0):
+    """changes: [(field, new value or function old -> new)]; each is put back
+    after the failure and the VM must then run."""
+    vm = good_vm(mode)
+    v = vm.vcpu
+    old = []
+    for field, new in changes:
+        o = v.vmread(field)
+        old.append((field, o))
+        v.vmwrite(field, new(o) if callable(new) else new)
+    v.vmwrite(F.VM_INSTRUCTION_ERROR, 0)
+    v.vmwrite(F.EXIT_REASON, 0x1234)
+    expect_failure(vm, *kind_number, check)
+    if kind_number[1] == 33:
+        assert v.vmread(F.EXIT_QUALIFICATION) == qual
+        # A guest-state failure does not write the VM-instruction error.
+        assert v.vmread(F.VM_INSTRUCTION_ERROR) == 0
+    else:
+        assert v.vmread(F.EXIT_REASON) == 0x1234
+    # Fix the field: the same VMCS enters (a VMLAUNCH: the failure left it clear).
+    for field, o in reversed(old):
+        v.vmwrite(field, o)
+    assert_runs(vm)
+
+
+def setb(bits):
+    return lambda old: old | int(bits)
+
+
+def clrb(bits):
+    return lambda old: old & ~int(bits)
+
+
+# ---------------------------------------------------------------------------
+# 27.2.1 / 26.2.1: VM-execution, VM-exit and VM-entry control fields -> error 7
+# ---------------------------------------------------------------------------
+
+CONTROL_CASES = [
+    # pin-based: a reserved bit, an unsupported control, a default1 bit cleared
+    ("pin-reserved-bit-31", "real", [(F.PIN_BASED_CONTROLS, setb(1 << 31))], "PIN_BASED_CONTROLS"),
+    ("pin-posted-interrupts", "real", [(F.PIN_BASED_CONTROLS, setb(PinBased.PROCESS_POSTED_INTERRUPTS))],
+     "PIN_BASED_CONTROLS"),
+    ("pin-virtual-nmis-unsupported", "real", [(F.PIN_BASED_CONTROLS, setb(PinBased.VIRTUAL_NMIS))],
+     "PIN_BASED_CONTROLS"),
+    ("pin-default1-cleared", "real", [(F.PIN_BASED_CONTROLS, clrb(1 << 1))], "PIN_BASED_CONTROLS"),
+    # primary processor-based
+    ("proc-tpr-shadow", "real", [(F.PRIMARY_PROC_BASED_CONTROLS, setb(ProcBased.USE_TPR_SHADOW))],
+     "PRIMARY_PROC_BASED_CONTROLS"),
+    ("proc-mtf", "real", [(F.PRIMARY_PROC_BASED_CONTROLS, setb(ProcBased.MONITOR_TRAP_FLAG))],
+     "PRIMARY_PROC_BASED_CONTROLS"),
+    ("proc-default1-cleared", "real", [(F.PRIMARY_PROC_BASED_CONTROLS, clrb(1 << 1))],
+     "PRIMARY_PROC_BASED_CONTROLS"),
+    ("proc-default1-bit26-cleared", "protected", [(F.PRIMARY_PROC_BASED_CONTROLS, clrb(1 << 26))],
+     "PRIMARY_PROC_BASED_CONTROLS"),
+    # secondary
+    ("proc2-apic-access", "real", [(F.SECONDARY_PROC_BASED_CONTROLS, setb(ProcBased2.VIRTUALIZE_APIC_ACCESSES))],
+     "SECONDARY_PROC_BASED_CONTROLS"),
+    ("proc2-bit31", "long", [(F.SECONDARY_PROC_BASED_CONTROLS, setb(1 << 31))], "SECONDARY_PROC_BASED_CONTROLS"),
+    ("proc2-rdtscp", "protected", [(F.SECONDARY_PROC_BASED_CONTROLS, setb(ProcBased2.ENABLE_RDTSCP))],
+     "SECONDARY_PROC_BASED_CONTROLS"),
+    # CR3-target count
+    ("cr3-target-count-5", "real", [(F.CR3_TARGET_COUNT, 5)], "CR3_TARGET_COUNT"),
+    ("cr3-target-count-huge", "real", [(F.CR3_TARGET_COUNT, 0xFFFFFFFF)], "CR3_TARGET_COUNT"),
+    # I/O bitmaps (checked only with "use I/O bitmaps")
+    ("io-bitmap-a-misaligned", "real", [(F.PRIMARY_PROC_BASED_CONTROLS, setb(ProcBased.USE_IO_BITMAPS)),
+                                        (F.IO_BITMAP_A, PRIV + 0x1008)], "IO_BITMAP_ADDRESSES"),
+    ("io-bitmap-b-misaligned", "real", [(F.PRIMARY_PROC_BASED_CONTROLS, setb(ProcBased.USE_IO_BITMAPS)),
+                                        (F.IO_BITMAP_B, PRIV + 0x2001)], "IO_BITMAP_ADDRESSES"),
+    ("io-bitmap-a-beyond-maxphyaddr", "real", [(F.PRIMARY_PROC_BASED_CONTROLS, setb(ProcBased.USE_IO_BITMAPS)),
+                                               (F.IO_BITMAP_A, 1 << 39)], "IO_BITMAP_ADDRESSES"),
+    # MSR bitmap
+    ("msr-bitmap-misaligned", "real", [(F.PRIMARY_PROC_BASED_CONTROLS, setb(ProcBased.USE_MSR_BITMAPS)),
+                                       (F.MSR_BITMAP, PRIV + 0x3800)], "MSR_BITMAP_ADDRESS"),
+    ("msr-bitmap-beyond-maxphyaddr", "real", [(F.PRIMARY_PROC_BASED_CONTROLS, setb(ProcBased.USE_MSR_BITMAPS)),
+                                              (F.MSR_BITMAP, (1 << 40) | 0x3000)], "MSR_BITMAP_ADDRESS"),
+    # EPT pointer: walk length, memory type, A/D, reserved bits, width
+    ("eptp-walk-length-3", "real", [(F.EPT_POINTER, lambda o: (o & ~0x38) | (2 << 3))], "EPT_POINTER"),
+    ("eptp-walk-length-5", "long", [(F.EPT_POINTER, lambda o: (o & ~0x38) | (4 << 3))], "EPT_POINTER"),
+    ("eptp-memory-type-uc", "real", [(F.EPT_POINTER, lambda o: o & ~7)], "EPT_POINTER"),
+    ("eptp-memory-type-1", "real", [(F.EPT_POINTER, lambda o: (o & ~7) | 1)], "EPT_POINTER"),
+    ("eptp-ad-flags-unsupported", "real", [(F.EPT_POINTER, setb(1 << 6))], "EPT_POINTER"),
+    ("eptp-reserved-bit-7", "real", [(F.EPT_POINTER, setb(1 << 7))], "EPT_POINTER"),
+    ("eptp-reserved-bit-11", "real", [(F.EPT_POINTER, setb(1 << 11))], "EPT_POINTER"),
+    ("eptp-beyond-maxphyaddr", "real", [(F.EPT_POINTER, setb(1 << 39))], "EPT_POINTER"),
+    # VPID
+    ("vpid-zero", "real", [(F.SECONDARY_PROC_BASED_CONTROLS, setb(ProcBased2.ENABLE_VPID))], "VPID_NONZERO"),
+    # unrestricted guest without EPT
+    ("ug-without-ept", "real", [(F.SECONDARY_PROC_BASED_CONTROLS, clrb(ProcBased2.ENABLE_EPT))],
+     "UNRESTRICTED_GUEST_NEEDS_EPT"),
+    # VM-exit controls
+    ("exit-default1-cleared", "real", [(F.VM_EXIT_CONTROLS, clrb(1 << 2))], "VM_EXIT_CONTROLS"),
+    ("exit-perf-global-unsupported", "real", [(F.VM_EXIT_CONTROLS, setb(XC.LOAD_IA32_PERF_GLOBAL_CTRL))],
+     "VM_EXIT_CONTROLS"),
+    ("exit-save-preemption-timer", "long", [(F.VM_EXIT_CONTROLS, setb(XC.SAVE_VMX_PREEMPTION_TIMER))],
+     "VM_EXIT_CONTROLS"),
+    ("exit-bit-31", "real", [(F.VM_EXIT_CONTROLS, setb(1 << 31))], "VM_EXIT_CONTROLS"),
+    ("exit-msr-store-count", "real", [(F.VM_EXIT_MSR_STORE_COUNT, 1)], "VM_EXIT_MSR_AREAS"),
+    ("exit-msr-load-count", "real", [(F.VM_EXIT_MSR_LOAD_COUNT, 2)], "VM_EXIT_MSR_AREAS"),
+    # VM-entry controls
+    ("entry-to-smm", "real", [(F.VM_ENTRY_CONTROLS, setb(EC.ENTRY_TO_SMM))], "VM_ENTRY_CONTROLS"),
+    ("entry-deactivate-dual-monitor", "real", [(F.VM_ENTRY_CONTROLS, setb(EC.DEACTIVATE_DUAL_MONITOR))],
+     "VM_ENTRY_CONTROLS"),
+    ("entry-default1-cleared", "protected", [(F.VM_ENTRY_CONTROLS, clrb(EC.LOAD_DEBUG_CONTROLS))],
+     "VM_ENTRY_CONTROLS"),
+    ("entry-msr-load-count", "real", [(F.VM_ENTRY_MSR_LOAD_COUNT, 1)], "VM_ENTRY_MSR_LOAD_AREA"),
+    # VM-entry interruption information (event injection fields)
+    ("inject-type-1-reserved", "protected", [(F.VM_ENTRY_INTERRUPTION_INFO, 0x80000100 | 32)],
+     "VM_ENTRY_INTERRUPTION_INFO"),
+    ("inject-type-7-without-mtf", "protected", [(F.VM_ENTRY_INTERRUPTION_INFO, 0x80000700)],
+     "VM_ENTRY_INTERRUPTION_INFO"),
+    ("inject-reserved-bit-12", "protected", [(F.VM_ENTRY_INTERRUPTION_INFO, 0x80001306)],
+     "VM_ENTRY_INTERRUPTION_INFO"),
+    ("inject-nmi-vector-3", "protected", [(F.VM_ENTRY_INTERRUPTION_INFO, 0x80000203)],
+     "VM_ENTRY_INTERRUPTION_INFO"),
+    ("inject-hw-exception-vector-32", "protected", [(F.VM_ENTRY_INTERRUPTION_INFO, 0x80000320)],
+     "VM_ENTRY_INTERRUPTION_INFO"),
+    ("inject-ud-with-error-code", "protected", [(F.VM_ENTRY_INTERRUPTION_INFO, 0x80000B06)],
+     "VM_ENTRY_INTERRUPTION_INFO"),
+    ("inject-gp-without-error-code", "protected", [(F.VM_ENTRY_INTERRUPTION_INFO, 0x8000030D)],
+     "VM_ENTRY_INTERRUPTION_INFO"),
+    ("inject-gp-error-code-real-mode-ug", "real", [(F.VM_ENTRY_INTERRUPTION_INFO, 0x80000B0D)],
+     "VM_ENTRY_INTERRUPTION_INFO"),
+    ("inject-ext-interrupt-with-error-code", "protected", [(F.VM_ENTRY_INTERRUPTION_INFO, 0x80000820)],
+     "VM_ENTRY_INTERRUPTION_INFO"),
+    ("inject-error-code-bits-31-16", "protected", [(F.VM_ENTRY_INTERRUPTION_INFO, 0x80000B0D),
+                                                   (F.VM_ENTRY_EXCEPTION_ERROR_CODE, 0x10000)],
+     "VM_ENTRY_INTERRUPTION_INFO"),
+    ("inject-soft-int-length-0", "protected", [(F.VM_ENTRY_INTERRUPTION_INFO, 0x80000480)],
+     "VM_ENTRY_INTERRUPTION_INFO"),
+    ("inject-soft-exception-length-16", "protected", [(F.VM_ENTRY_INTERRUPTION_INFO, 0x80000603),
+                                                      (F.VM_ENTRY_INSTRUCTION_LENGTH, 16)],
+     "VM_ENTRY_INTERRUPTION_INFO"),
+]
+
+
+@pytest.mark.parametrize("name,mode,changes,check", CONTROL_CASES, ids=[c[0] for c in CONTROL_CASES])
+def test_control_field_checks(name, mode, changes, check):
+    mutate_and_check(mode, changes, CTL, check)
+
+
+@pytest.mark.parametrize("mode,changes", [
+    # a clearable default1 bit per the TRUE MSR (CR3-load exiting)
+    ("long", [(F.PRIMARY_PROC_BASED_CONTROLS, clrb(ProcBased.CR3_LOAD_EXITING | ProcBased.CR3_STORE_EXITING))]),
+    ("real", [(F.CR3_TARGET_COUNT, 4)]),
+    # bitmap addresses are not checked while their controls are 0
+    ("real", [(F.IO_BITMAP_A, PRIV + 0x1008), (F.IO_BITMAP_B, 1 << 45), (F.MSR_BITMAP, 0x123)]),
+    # secondary controls are ignored when "activate secondary controls" is 0
+    ("long", [(F.PRIMARY_PROC_BASED_CONTROLS, clrb(ProcBased.ACTIVATE_SECONDARY_CONTROLS)),
+              (F.SECONDARY_PROC_BASED_CONTROLS, 0xFFFFFFFF)]),
+    ("real", [(F.SECONDARY_PROC_BASED_CONTROLS, setb(ProcBased2.ENABLE_VPID)), (F.VIRTUAL_PROCESSOR_ID, 1)]),
+    ("real", [(F.EXCEPTION_BITMAP, 0)]),
+    # an invalid injection field is not checked while its valid bit is 0
+    ("protected", [(F.VM_ENTRY_INTERRUPTION_INFO, 0x7FFFFFFF)]),
+    # host SS may be 0 for a 64-bit host
+    ("long", [(F.HOST_SS_SELECTOR, 0)]),
+    # host PAT and EFER are not checked without their load controls
+    ("real", [(F.VM_EXIT_CONTROLS, clrb(XC.LOAD_IA32_PAT)), (F.HOST_IA32_PAT, 0x02)]),
+    # a usable-bit DS skips the data-segment checks
+    ("protected", [(F.GUEST_DS_ACCESS_RIGHTS, 0x10000)]),
+    # real-mode CS of type 3 (data) is allowed with "unrestricted guest" and DPL 0
+    ("real", [(F.GUEST_CS_ACCESS_RIGHTS, 0x93)]),
+    # 16-bit busy TSS outside IA-32e mode
+    ("protected", [(F.GUEST_TR_ACCESS_RIGHTS, 0x83)]),
+    ("protected", [(F.GUEST_INTERRUPTIBILITY_STATE, 1), (F.GUEST_RFLAGS, 0x202)]),
+    ("long", [(F.GUEST_INTERRUPTIBILITY_STATE, 2)]),
+    ("long", [(F.GUEST_IA32_SYSENTER_EIP, 0xFFFF800000000000)]),
+])
+def test_settings_that_must_enter(mode, changes):
+    vm = good_vm(mode)
+    v = vm.vcpu
+    for field, new in changes:
+        v.vmwrite(field, new(v.vmread(field)) if callable(new) else new)
+    assert_runs(vm)
+
+
+@pytest.mark.parametrize("info,err,mode", [
+    (0x80000B0D, 0x1234, "protected"),     # #GP with error code
+    (0x80000306, 0, "protected"),          # #UD
+    (0x80000020, 0, "protected"),          # external interrupt 32 (IF = 1 below)
+    (0x8000030D, 0, "real"),               # #GP without error code: CR0.PE = 0 with UG
+])
+def test_valid_injection_passes_checks(info, err, mode):
+    """A well-formed injection passes the entry checks; the model does not
+    deliver injected events yet and says so with a VtxError that is not a
+    VmEntryError."""
+    vm = good_vm(mode)
+    v = vm.vcpu
+    v.rflags = 0x202
+    v.vmwrite(F.VM_ENTRY_INTERRUPTION_INFO, info)
+    v.vmwrite(F.VM_ENTRY_EXCEPTION_ERROR_CODE, err)
+    with pytest.raises(vtx.VtxError) as ei:
+        vm.run()
+    assert not isinstance(ei.value, vtx.VmEntryError)
+    assert "not modeled" in str(ei.value)
+
+
+# ---------------------------------------------------------------------------
+# 27.2.2 - 27.2.4 / 26.2.2 - 26.2.4: host state -> error 8
+# ---------------------------------------------------------------------------
+
+HOST_CASES = [
+    ("cr0-pe-clear", [(F.HOST_CR0, 0x80050032)], "HOST_CR0"),
+    ("cr0-ne-clear", [(F.HOST_CR0, 0x80050013)], "HOST_CR0"),
+    ("cr0-pg-clear", [(F.HOST_CR0, 0x00050033)], "HOST_CR0"),
+    ("cr0-bit-32", [(F.HOST_CR0, 0x180050033)], "HOST_CR0"),
+    ("cr4-vmxe-clear", [(F.HOST_CR4, 0x20)], "HOST_CR4"),
+    ("cr4-la57-unsupported", [(F.HOST_CR4, 0x3020)], "HOST_CR4"),
+    ("cr3-beyond-maxphyaddr", [(F.HOST_CR3, 1 << 39)], "HOST_CR3"),
+    ("sysenter-esp", [(F.HOST_IA32_SYSENTER_ESP, NONCANON)], "HOST_CANONICAL_ADDRESSES"),
+    ("sysenter-eip", [(F.HOST_IA32_SYSENTER_EIP, 0x00FF000000000000)], "HOST_CANONICAL_ADDRESSES"),
+    ("fs-base", [(F.HOST_FS_BASE, NONCANON)], "HOST_CANONICAL_ADDRESSES"),
+    ("gs-base", [(F.HOST_GS_BASE, 0x8000000000000000)], "HOST_CANONICAL_ADDRESSES"),
+    ("tr-base", [(F.HOST_TR_BASE, NONCANON)], "HOST_CANONICAL_ADDRESSES"),
+    ("gdtr-base", [(F.HOST_GDTR_BASE, NONCANON)], "HOST_CANONICAL_ADDRESSES"),
+    ("idtr-base", [(F.HOST_IDTR_BASE, NONCANON)], "HOST_CANONICAL_ADDRESSES"),
+    ("pat-type-2", [(F.HOST_IA32_PAT, 0x0007040600070402)], "HOST_IA32_PAT"),
+    ("pat-type-8", [(F.HOST_IA32_PAT, 0x0807040600070406)], "HOST_IA32_PAT"),
+    ("efer-lma-clear", [(F.HOST_IA32_EFER, 0x100)], "HOST_IA32_EFER"),
+    ("efer-lme-clear", [(F.HOST_IA32_EFER, 0x400)], "HOST_IA32_EFER"),
+    ("efer-reserved-bit", [(F.HOST_IA32_EFER, 0x502)], "HOST_IA32_EFER"),
+    ("cs-rpl", [(F.HOST_CS_SELECTOR, 0x13)], "HOST_SELECTORS"),
+    ("ss-rpl", [(F.HOST_SS_SELECTOR, 0x19)], "HOST_SELECTORS"),
+    ("ds-ti", [(F.HOST_DS_SELECTOR, 0x1C)], "HOST_SELECTORS"),
+    ("es-rpl", [(F.HOST_ES_SELECTOR, 0x3)], "HOST_SELECTORS"),
+    ("fs-ti", [(F.HOST_FS_SELECTOR, 0x4)], "HOST_SELECTORS"),
+    ("gs-rpl", [(F.HOST_GS_SELECTOR, 0x2)], "HOST_SELECTORS"),
+    ("tr-rpl", [(F.HOST_TR_SELECTOR, 0x41)], "HOST_SELECTORS"),
+    ("cs-zero", [(F.HOST_CS_SELECTOR, 0)], "HOST_SELECTORS"),
+    ("tr-zero", [(F.HOST_TR_SELECTOR, 0)], "HOST_SELECTORS"),
+    ("rip-noncanonical", [(F.HOST_RIP, NONCANON)], "HOST_ADDRESS_SPACE_SIZE"),
+    ("cr4-pae-clear", [(F.HOST_CR4, 0x2000)], "HOST_ADDRESS_SPACE_SIZE"),
+    ("address-space-size-clear", [(F.VM_EXIT_CONTROLS, clrb(XC.HOST_ADDRESS_SPACE_SIZE | XC.LOAD_IA32_EFER))],
+     "HOST_ADDRESS_SPACE_SIZE"),
+    # with "load IA32_EFER" the EFER check sees LMA != host address-space size first
+    ("address-space-size-clear-efer", [(F.VM_EXIT_CONTROLS, clrb(XC.HOST_ADDRESS_SPACE_SIZE))], "HOST_IA32_EFER"),
+]
+
+
+@pytest.mark.parametrize("name,changes,check", HOST_CASES, ids=[c[0] for c in HOST_CASES])
+@pytest.mark.parametrize("mode", ["real", "long"])
+def test_host_state_checks(mode, name, changes, check):
+    mutate_and_check(mode, changes, HOST, check)
+
+
+def test_control_checks_come_before_host_checks():
+    vm = good_vm("real")
+    v = vm.vcpu
+    v.vmwrite(F.HOST_CR0, 0)
+    v.vmwrite(F.CR3_TARGET_COUNT, 9)
+    e = expect_failure(vm, *CTL, "CR3_TARGET_COUNT")
+    v.vmwrite(F.CR3_TARGET_COUNT, 0)
+    expect_failure(vm, *HOST, "HOST_CR0")
+
+
+def test_host_checks_come_before_guest_checks():
+    vm = good_vm("real")
+    v = vm.vcpu
+    v.vmwrite(F.HOST_TR_SELECTOR, 0)
+    v.vmwrite(F.VMCS_LINK_POINTER, 0)
+    expect_failure(vm, *HOST, "HOST_SELECTORS")
+    v.vmwrite(F.HOST_TR_SELECTOR, 0x40)
+    expect_failure(vm, *GUEST, "GUEST_VMCS_LINK_POINTER")
+
+
+# ---------------------------------------------------------------------------
+# 27.3.1 / 26.3.1: guest state -> VM exit, basic reason 33 with bit 31 set
+# ---------------------------------------------------------------------------
+
+def seg_ar(name):
+    return getattr(F, f"GUEST_{name}_ACCESS_RIGHTS")
+
+
+GUEST_CASES = [
+    # 26.3.1.1 control registers, DR7, MSRs
+    ("cr0-pg-without-pe", "real", [(F.GUEST_CR0, 0x80000030)], "GUEST_CR0"),
+    ("cr0-ne-clear", "real", [(F.GUEST_CR0, 0x10)], "GUEST_CR0"),
+    ("cr0-ne-clear-long", "long", [(F.GUEST_CR0, clrb(0x20))], "GUEST_CR0"),
+    ("cr0-bit-32", "protected", [(F.GUEST_CR0, setb(1 << 32))], "GUEST_CR0"),
+    ("cr0-pe-clear-without-ug", "real", [(F.SECONDARY_PROC_BASED_CONTROLS, clrb(ProcBased2.UNRESTRICTED_GUEST))],
+     "GUEST_CR0"),
+    ("cr0-pg-clear-without-ug", "protected", [(F.SECONDARY_PROC_BASED_CONTROLS, clrb(ProcBased2.UNRESTRICTED_GUEST))],
+     "GUEST_CR0"),
+    ("cr4-vmxe-clear", "real", [(F.GUEST_CR4, 0)], "GUEST_CR4"),
+    ("cr4-vmxe-clear-long", "long", [(F.GUEST_CR4, clrb(0x2000))], "GUEST_CR4"),
+    ("cr4-unsupported-bit", "protected", [(F.GUEST_CR4, setb(1 << 12))], "GUEST_CR4"),
+    ("cr3-beyond-maxphyaddr", "protected", [(F.GUEST_CR3, 1 << 39)], "GUEST_CR3"),
+    ("ia32e-without-pae", "long", [(F.GUEST_CR4, clrb(0x20))], "GUEST_IA32E_MODE_PAGING"),
+    ("ia32e-without-pg", "long", [(F.GUEST_CR0, clrb(1 << 31))], "GUEST_IA32E_MODE_PAGING"),
+    ("pcide-outside-ia32e", "protected", [(F.GUEST_CR4, setb(1 << 17))], "GUEST_IA32E_MODE_PAGING"),
+    ("dr7-high-bits", "protected", [(F.GUEST_DR7, 0x100000400)], "GUEST_DR7"),
+    ("sysenter-esp", "long", [(F.GUEST_IA32_SYSENTER_ESP, NONCANON)], "GUEST_SYSENTER_CANONICAL"),
+    ("sysenter-eip", "real", [(F.GUEST_IA32_SYSENTER_EIP, NONCANON)], "GUEST_SYSENTER_CANONICAL"),
+    ("pat-type-3", "real", [(F.GUEST_IA32_PAT, 0x0007040600070403)], "GUEST_IA32_PAT"),
+    ("efer-lma-without-ia32e", "protected", [(F.GUEST_IA32_EFER, 0x500)], "GUEST_IA32_EFER"),
+    ("efer-lma-clear-ia32e", "long", [(F.GUEST_IA32_EFER, 0x100)], "GUEST_IA32_EFER"),
+    ("efer-lme-clear-with-pg", "long", [(F.GUEST_IA32_EFER, 0x400)], "GUEST_IA32_EFER"),
+    ("efer-reserved-bit", "real", [(F.GUEST_IA32_EFER, 0x2)], "GUEST_IA32_EFER"),
+    ("efer-reserved-bit-63", "long", [(F.GUEST_IA32_EFER, setb(1 << 63))], "GUEST_IA32_EFER"),
+    # 26.3.1.2 segment registers
+    ("tr-ti", "protected", [(F.GUEST_TR_SELECTOR, 0x44)], "GUEST_TR_LDTR_TI"),
+    ("ldtr-ti-usable", "protected", [(F.GUEST_LDTR_SELECTOR, 0x4), (F.GUEST_LDTR_ACCESS_RIGHTS, 0x82)],
+     "GUEST_TR_LDTR_TI"),
+    ("ss-rpl-without-ug", "long", [(F.SECONDARY_PROC_BASED_CONTROLS, clrb(ProcBased2.UNRESTRICTED_GUEST)),
+                                   (F.GUEST_SS_SELECTOR, 0x13)], "GUEST_SS_RPL"),
+    ("v86-segments", "protected", [(F.GUEST_RFLAGS, 0x20002)], "GUEST_V86_SEGMENTS"),
+    ("cs-base-high", "long", [(F.GUEST_CS_BASE, 1 << 32)], "GUEST_SEGMENT_BASES"),
+    ("ss-base-high", "protected", [(F.GUEST_SS_BASE, 1 << 32)], "GUEST_SEGMENT_BASES"),
+    ("fs-base-noncanonical", "long", [(F.GUEST_FS_BASE, NONCANON)], "GUEST_SEGMENT_BASES"),
+    ("tr-base-noncanonical", "real", [(F.GUEST_TR_BASE, NONCANON)], "GUEST_SEGMENT_BASES"),
+    ("cs-read-only-data-type", "protected", [(seg_ar("CS"), 0xC091)], "GUEST_CS_ACCESS_RIGHTS"),
+    ("cs-code-not-accessed", "long", [(seg_ar("CS"), 0xA09A)], "GUEST_CS_ACCESS_RIGHTS"),
+    ("cs-not-present", "protected", [(seg_ar("CS"), 0xC01B)], "GUEST_CS_ACCESS_RIGHTS"),
+    ("cs-system", "long", [(seg_ar("CS"), 0xA08B)], "GUEST_CS_ACCESS_RIGHTS"),
+    ("cs-l-and-db", "long", [(seg_ar("CS"), 0xE09B)], "GUEST_CS_ACCESS_RIGHTS"),
+    ("cs-reserved-8", "protected", [(seg_ar("CS"), 0xC19B)], "GUEST_CS_ACCESS_RIGHTS"),
+    ("cs-reserved-17", "protected", [(seg_ar("CS"), 0x2C09B)], "GUEST_CS_ACCESS_RIGHTS"),
+    ("cs-unusable", "protected", [(seg_ar("CS"), 0x1C09B)], "GUEST_CS_ACCESS_RIGHTS"),
+    ("cs-g-limit", "protected", [(F.GUEST_CS_LIMIT, 0xFFF00000), (seg_ar("CS"), 0x409B)],
+     "GUEST_CS_ACCESS_RIGHTS"),
+    ("cs-g-low-bits", "protected", [(F.GUEST_CS_LIMIT, 0xFFFF0000)], "GUEST_CS_ACCESS_RIGHTS"),
+    ("cs-type3-dpl3", "real", [(seg_ar("CS"), 0xF3)], "GUEST_CS_ACCESS_RIGHTS"),
+    ("cs-dpl-ne-ss-dpl", "protected", [(seg_ar("CS"), 0xC0BB)], "GUEST_CS_ACCESS_RIGHTS"),
+    ("ss-code-type", "protected", [(seg_ar("SS"), 0xC09B)], "GUEST_SS_ACCESS_RIGHTS"),
+    ("ss-not-present", "long", [(seg_ar("SS"), 0xC013)], "GUEST_SS_ACCESS_RIGHTS"),
+    # (CS of type 3 keeps the CS DPL rules satisfied with any SS.DPL)
+    ("ss-dpl3-real-mode", "real", [(seg_ar("CS"), 0x93), (seg_ar("SS"), 0xF3)], "GUEST_SS_ACCESS_RIGHTS"),
+    ("ss-dpl3-unusable-real-mode", "real", [(seg_ar("CS"), 0x93), (seg_ar("SS"), 0x100F3)],
+     "GUEST_SS_ACCESS_RIGHTS"),
+    ("ss-dpl-ne-rpl-without-ug", "long", [(F.SECONDARY_PROC_BASED_CONTROLS, clrb(ProcBased2.UNRESTRICTED_GUEST)),
+                                          (seg_ar("CS"), 0xA09F), (seg_ar("SS"), 0xC0B3)],
+     "GUEST_SS_ACCESS_RIGHTS"),
+    ("ds-not-accessed", "protected", [(seg_ar("DS"), 0xC092)], "GUEST_DATA_SEGMENT_ACCESS_RIGHTS"),
+    ("es-execute-only", "protected", [(seg_ar("ES"), 0xC099)], "GUEST_DATA_SEGMENT_ACCESS_RIGHTS"),
+    ("fs-system", "long", [(seg_ar("FS"), 0xC083)], "GUEST_DATA_SEGMENT_ACCESS_RIGHTS"),
+    ("gs-not-present", "real", [(seg_ar("GS"), 0x13)], "GUEST_DATA_SEGMENT_ACCESS_RIGHTS"),
+    ("ds-g-limit", "real", [(F.GUEST_DS_LIMIT, 0x1000), (seg_ar("DS"), 0x8093)], "GUEST_DATA_SEGMENT_ACCESS_RIGHTS"),
+    ("ds-dpl-below-rpl-without-ug", "long", [(F.SECONDARY_PROC_BASED_CONTROLS, clrb(ProcBased2.UNRESTRICTED_GUEST)),
+                                             (F.GUEST_DS_SELECTOR, 0x13)], "GUEST_DATA_SEGMENT_ACCESS_RIGHTS"),
+    ("tr-available-tss", "protected", [(seg_ar("TR"), 0x89)], "GUEST_TR_ACCESS_RIGHTS"),
+    ("tr-16bit-busy-ia32e", "long", [(seg_ar("TR"), 0x83)], "GUEST_TR_ACCESS_RIGHTS"),
+    ("tr-unusable", "real", [(seg_ar("TR"), 0x1008B)], "GUEST_TR_ACCESS_RIGHTS"),
+    ("tr-s-bit", "protected", [(seg_ar("TR"), 0x9B)], "GUEST_TR_ACCESS_RIGHTS"),
+    ("tr-not-present", "long", [(seg_ar("TR"), 0x0B)], "GUEST_TR_ACCESS_RIGHTS"),
+    ("ldtr-wrong-type", "protected", [(seg_ar("LDTR"), 0x83)], "GUEST_LDTR_ACCESS_RIGHTS"),
+    ("ldtr-not-present", "long", [(seg_ar("LDTR"), 0x02)], "GUEST_LDTR_ACCESS_RIGHTS"),
+    # 26.3.1.3 descriptor tables
+    ("gdtr-base", "long", [(F.GUEST_GDTR_BASE, NONCANON)], "GUEST_DESCRIPTOR_TABLES"),
+    ("idtr-base", "protected", [(F.GUEST_IDTR_BASE, 0xFFFF000000000000)], "GUEST_DESCRIPTOR_TABLES"),
+    ("idtr-limit", "real", [(F.GUEST_IDTR_LIMIT, 0x10000)], "GUEST_DESCRIPTOR_TABLES"),
+    ("gdtr-limit", "long", [(F.GUEST_GDTR_LIMIT, 0xFFFFFFFF)], "GUEST_DESCRIPTOR_TABLES"),
+    # 26.3.1.4 RIP and RFLAGS
+    ("rip-noncanonical-64", "long", [(F.GUEST_RIP, NONCANON)], "GUEST_RIP"),
+    ("rip-high-32", "protected", [(F.GUEST_RIP, (1 << 32) | CODE)], "GUEST_RIP"),
+    ("rip-high-real", "real", [(F.GUEST_RIP, (1 << 40) | CODE)], "GUEST_RIP"),
+    ("rip-high-compat", "long", [(seg_ar("CS"), 0xC09B), (F.GUEST_RIP, (1 << 32) | CODE)], "GUEST_RIP"),
+    ("rflags-bit1-clear", "real", [(F.GUEST_RFLAGS, 0)], "GUEST_RFLAGS"),
+    ("rflags-bit3", "protected", [(F.GUEST_RFLAGS, 0xA)], "GUEST_RFLAGS"),
+    ("rflags-bit5", "long", [(F.GUEST_RFLAGS, 0x22)], "GUEST_RFLAGS"),
+    ("rflags-bit15", "protected", [(F.GUEST_RFLAGS, 0x8002)], "GUEST_RFLAGS"),
+    ("rflags-bit22", "real", [(F.GUEST_RFLAGS, 0x400002)], "GUEST_RFLAGS"),
+    ("rflags-bit63", "long", [(F.GUEST_RFLAGS, (1 << 63) | 2)], "GUEST_RFLAGS"),
+    ("rflags-if-clear-injecting-interrupt", "protected", [(F.VM_ENTRY_INTERRUPTION_INFO, 0x80000020)],
+     "GUEST_RFLAGS"),
+    # 26.3.1.5 non-register state
+    ("activity-shutdown", "real", [(F.GUEST_ACTIVITY_STATE, 2)], "GUEST_ACTIVITY_STATE"),
+    ("activity-wait-for-sipi", "long", [(F.GUEST_ACTIVITY_STATE, 3)], "GUEST_ACTIVITY_STATE"),
+    ("activity-4", "protected", [(F.GUEST_ACTIVITY_STATE, 4)], "GUEST_ACTIVITY_STATE"),
+    ("activity-hlt-with-mov-ss-blocking", "long", [(F.GUEST_ACTIVITY_STATE, 1),
+                                                    (F.GUEST_INTERRUPTIBILITY_STATE, 2)], "GUEST_ACTIVITY_STATE"),
+    ("intr-reserved-bit-5", "real", [(F.GUEST_INTERRUPTIBILITY_STATE, 1 << 5)], "GUEST_INTERRUPTIBILITY_STATE"),
+    ("intr-reserved-bit-31", "long", [(F.GUEST_INTERRUPTIBILITY_STATE, 1 << 31)], "GUEST_INTERRUPTIBILITY_STATE"),
+    ("intr-sti-and-mov-ss", "protected", [(F.GUEST_RFLAGS, 0x202), (F.GUEST_INTERRUPTIBILITY_STATE, 3)],
+     "GUEST_INTERRUPTIBILITY_STATE"),
+    ("intr-sti-with-if-clear", "protected", [(F.GUEST_INTERRUPTIBILITY_STATE, 1)], "GUEST_INTERRUPTIBILITY_STATE"),
+    ("intr-smi-outside-smm", "long", [(F.GUEST_INTERRUPTIBILITY_STATE, 4)], "GUEST_INTERRUPTIBILITY_STATE"),
+    ("intr-mov-ss-injecting-interrupt", "protected", [(F.GUEST_RFLAGS, 0x202),
+                                                      (F.VM_ENTRY_INTERRUPTION_INFO, 0x80000020),
+                                                      (F.GUEST_INTERRUPTIBILITY_STATE, 2)],
+     "GUEST_INTERRUPTIBILITY_STATE"),
+    ("intr-mov-ss-injecting-nmi", "protected", [(F.VM_ENTRY_INTERRUPTION_INFO, 0x80000202),
+                                                (F.GUEST_INTERRUPTIBILITY_STATE, 2)],
+     "GUEST_INTERRUPTIBILITY_STATE"),
+    ("pending-dbg-reserved-bit-4", "real", [(F.GUEST_PENDING_DEBUG_EXCEPTIONS, 0x10)],
+     "GUEST_PENDING_DEBUG_EXCEPTIONS"),
+    ("pending-dbg-bit-63", "long", [(F.GUEST_PENDING_DEBUG_EXCEPTIONS, 1 << 63)], "GUEST_PENDING_DEBUG_EXCEPTIONS"),
+]
+
+
+@pytest.mark.parametrize("name,mode,changes,check", GUEST_CASES, ids=[c[0] for c in GUEST_CASES])
+def test_guest_state_checks(name, mode, changes, check):
+    mutate_and_check(mode, changes, GUEST, check)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("value", [0, 0xFFFFFFFF, 0x1000])
+def test_vmcs_link_pointer_exit_qualification_4(mode, value):
+    """An invalid VMCS link pointer fails with exit qualification 4 (SDM
+    27.8: "failure was due to an invalid VMCS link pointer")."""
+    mutate_and_check(mode, [(F.VMCS_LINK_POINTER, value)], GUEST, "GUEST_VMCS_LINK_POINTER", qual=4)
+
+
+def pae_vm():
+    """Protected mode with PAE paging (EPT on): PDPTEs come from the VMCS."""
+    vm = good_vm("protected")
+    v = vm.vcpu
+    pdpt, pd = 0x10000, 0x11000
+    vm.write_u64(pdpt, pd | 1)
+    vm.write_u64(pd, 0x83)                      # 2 MiB identity page
+    v.cr3 = pdpt
+    v.cr4 = 0x2020
+    v.cr0 = 0x80000031
+    v.vmwrite(F.GUEST_PDPTE0, pd | 1)
+    return vm
+
+
+def test_pae_guest_runs():
+    assert_runs(pae_vm())
+
+
+@pytest.mark.parametrize("pdpte", [0x11000 | 1 | 2, 0x11000 | 1 | 0x80, 0x11000 | 1 | (1 << 40), 3 << 5 | 1])
+def test_pdpte_checks_exit_qualification_2(pdpte):
+    vm = pae_vm()
+    v = vm.vcpu
+    v.vmwrite(F.GUEST_PDPTE2, pdpte)
+    v.vmwrite(F.VM_INSTRUCTION_ERROR, 0)
+    expect_failure(vm, *GUEST, "GUEST_PDPTES")
+    assert v.vmread(F.EXIT_QUALIFICATION) == 2
+    # A not-present PDPTE is not checked.
+    v.vmwrite(F.GUEST_PDPTE2, pdpte & ~1)
+    assert_runs(vm)
+
+
+def test_rflags_vm_in_real_mode():
+    """Virtual-8086 segments are consistent, but VM = 1 with CR0.PE = 0 is
+    invalid (26.3.1.4)."""
+    vm = good_vm("real")
+    v = vm.vcpu
+    for name in ("es", "cs", "ss", "ds", "fs", "gs"):
+        setattr(v, name, Segment(0, 0, 0xFFFF, 0xF3))
+    v.rflags = 0x20002
+    expect_failure(vm, *GUEST, "GUEST_RFLAGS")
+
+
+def test_activity_hlt_with_ss_dpl_3():
+    """HLT is not a valid activity state when SS.DPL != 0.  (A conforming CS
+    keeps the CS checks satisfied with SS.DPL = 3.)"""
+    vm = good_vm("protected")
+    v = vm.vcpu
+    v.cs = Segment(0x08, 0, 0xFFFFFFFF, 0xC09F)
+    v.ss = Segment(0x13, 0, 0xFFFFFFFF, 0xC0F3)
+    # SS.DPL 3 itself is fine (UG ignores RPLs): the entry succeeds, and the
+    # guest runs at CPL 3 (= SS.DPL), where HLT is #GP(0).
+    vm.on(vtx.ExitReason.EXCEPTION_OR_NMI)(lambda v, e: vtx.STOP)
+    r = vm.run()
+    assert r.exit.reason == 0 and r.exit.vector == 13 and r.exit.guest_rip == CODE + 1
+    vm = good_vm("protected")
+    v = vm.vcpu
+    v.cs = Segment(0x08, 0, 0xFFFFFFFF, 0xC09F)
+    v.ss = Segment(0x13, 0, 0xFFFFFFFF, 0xC0F3)
+    v.vmwrite(F.GUEST_ACTIVITY_STATE, 1)
+    expect_failure(vm, *GUEST, "GUEST_ACTIVITY_STATE")
+
+
+def test_entry_in_hlt_state_halts():
+    vm = good_vm("protected")
+    v = vm.vcpu
+    v.vmwrite(F.GUEST_ACTIVITY_STATE, 1)
+    r = vm.run()
+    assert r.stop == "halted" and r.instructions == 0 and v.rip == CODE
+
+
+def test_vm_instruction_error_and_exit_reason_fields():
+    vm = good_vm("real")
+    v = vm.vcpu
+    v.vmwrite(F.PIN_BASED_CONTROLS, 0)
+    expect_failure(vm, *CTL, "PIN_BASED_CONTROLS")
+    assert v.vmread(F.VM_INSTRUCTION_ERROR) == vtx.VmInstructionError(7) == 7
+    v.vmwrite(F.PIN_BASED_CONTROLS, 0x16)
+    v.vmwrite(F.HOST_CR4, 0)
+    expect_failure(vm, *HOST, "HOST_CR4")
+    assert v.vmread(F.VM_INSTRUCTION_ERROR) == 8
+    v.vmwrite(F.HOST_CR4, 0x2020)
+    v.vmwrite(F.GUEST_RFLAGS, 0)
+    expect_failure(vm, *GUEST, "GUEST_RFLAGS")
+    assert v.vmread(F.EXIT_REASON) == 0x80000021
+    assert v.vmread(F.VM_INSTRUCTION_ERROR) == 8       # not written by a guest-state failure
+    v.vmwrite(F.GUEST_RFLAGS, 2)
+    assert_runs(vm)
+    assert v.vmread(F.EXIT_REASON) == 12
+
+
+def test_failure_after_launch_is_a_vmresume_failure():
+    """Once launched the next entry is a VMRESUME; its checks fail the same
+    way and leave the VMCS launched."""
+    vm = good_vm("protected")
+    v = vm.vcpu
+    assert_runs(vm)
+    v.vmwrite(F.GUEST_CR4, 0)
+    with pytest.raises(vtx.VmEntryError) as ei:
+        vm.run()
+    assert ei.value.check == "GUEST_CR4"
+    assert v.launched
+    v.vmwrite(F.GUEST_CR4, 0x2000)
+    r = vm.run()
+    assert r.exit.reason == 12 and r.exit.guest_rip == CODE + 1     # STOP left RIP at the HLT
+
+
+def test_clear_makes_next_entry_a_launch():
+    vm = good_vm("real")
+    v = vm.vcpu
+    assert_runs(vm)
+    assert vm._priv[OFF_LAUNCH_STATE] == 1
+    v.clear()
+    assert not v.launched and vm._priv[OFF_LAUNCH_STATE] == 0
+
+
+def test_every_check_in_the_table_is_tested():
+    tested = {c[-1] for c in CONTROL_CASES} | {c[-1] for c in HOST_CASES} | {c[-1] for c in GUEST_CASES}
+    tested |= {"GUEST_VMCS_LINK_POINTER", "GUEST_PDPTES"}
+    # VIRTUAL_NMIS cannot be reached: the model does not offer "virtual NMIs",
+    # so the pin-based capability check rejects it first.
+    assert set(CHECKS) - tested == {"VIRTUAL_NMIS"}
+
+
+# ---------------------------------------------------------------------------
+# The VMCS region: VMREAD/VMWRITE and the layout (DESIGN.md decision 7)
+# ---------------------------------------------------------------------------
+
+@pytest.fixture
+def vcpu_vm():
+    vm = vtx.VM(memory=1 << 16)
+    return vm.add_vcpu(), vm
+
+
+@pytest.mark.parametrize("enc", [
+    0x0001,                  # a 16-bit field with access type "high"
+    0x4001,                  # a 32-bit field with access type "high"
+    0x6001,                  # natural width: no high access
+    0x6C01,
+    0x00FE,                  # an index no 16-bit control field has
+    0x8000,                  # bit 15 set: width 2 does not exist (bits 14:13 = 0 with bit 15)
+    0x10000,                 # bits 31:15 must be 0
+    0xFFFFFFFF,
+])
+def test_unsupported_encodings_raise(vcpu_vm, enc):
+    v, vm = vcpu_vm
+    with pytest.raises(vtx.VtxError) as ei:
+        v.vmread(enc)
+    assert "12" in str(ei.value)
+    with pytest.raises(vtx.VtxError):
+        v.vmwrite(enc, 0)
+
+
+def test_bad_encoding_types(vcpu_vm):
+    v, vm = vcpu_vm
+    for bad in (-1, 1 << 32, 1.0, None, True):
+        with pytest.raises(TypeError):
+            v.vmread(bad)
+    with pytest.raises(vtx.VtxError):
+        v.vmread("NO_SUCH_FIELD")
+    assert v.vmread("GUEST_RIP") == v.vmread(F.GUEST_RIP)
+    assert v.vmread("vmcs_guest_rip") == v.vmread(F.GUEST_RIP)
+
+
+@pytest.mark.parametrize("field,bits", [
+    (F.GUEST_ES_SELECTOR, 16), (F.VIRTUAL_PROCESSOR_ID, 16), (F.HOST_TR_SELECTOR, 16),
+    (F.PIN_BASED_CONTROLS, 32), (F.GUEST_ES_LIMIT, 32), (F.EXIT_REASON, 32),
+    (F.TSC_OFFSET, 64), (F.VMCS_LINK_POINTER, 64), (F.GUEST_IA32_EFER, 64),
+    (F.GUEST_RIP, 64), (F.HOST_CR0, 64), (F.EXIT_QUALIFICATION, 64),
+])
+def test_field_widths(vcpu_vm, field, bits):
+    v, vm = vcpu_vm
+    off, size = field_offset(field), field_size(field)
+    assert size * 8 == bits
+    vm._priv[off - 8:off + size + 8] = b"\xAA" * (size + 16)
+    top = (1 << bits) - 1
+    v.vmwrite(field, top)
+    assert v.vmread(field) == top
+    assert bytes(vm._priv[off:off + size]) == b"\xff" * size
+    # the bytes around the field are untouched
+    assert bytes(vm._priv[off - 8:off]) == b"\xAA" * 8 and bytes(vm._priv[off + size:off + size + 8]) == b"\xAA" * 8
+    with pytest.raises(ValueError):
+        v.vmwrite(field, 1 << bits)
+    assert v.vmread(field) == top          # a rejected write changes nothing
+    v.vmwrite(field, -1)                   # negative values are two's complement
+    assert v.vmread(field) == top
+    with pytest.raises(ValueError):
+        v.vmwrite(field, -(1 << bits))
+    with pytest.raises(TypeError):
+        v.vmwrite(field, 1.5)
+    v.vmwrite(field, 0x1234)
+    assert v.vmread(field) == 0x1234
+
+
+def test_high_access_of_64_bit_fields(vcpu_vm):
+    v, vm = vcpu_vm
+    v.vmwrite(F.TSC_OFFSET, 0x1111111122222222)
+    assert v.vmread(F.TSC_OFFSET | 1) == 0x11111111
+    v.vmwrite(F.TSC_OFFSET | 1, 0xDEADBEEF)
+    assert v.vmread(F.TSC_OFFSET) == 0xDEADBEEF22222222
+    off = field_offset(F.TSC_OFFSET)
+    assert field_offset(F.TSC_OFFSET | 1) == off + 4
+    assert bytes(vm._priv[off + 4:off + 8]) == (0xDEADBEEF).to_bytes(4, "little")
+    with pytest.raises(ValueError):
+        v.vmwrite(F.TSC_OFFSET | 1, 1 << 32)
+
+
+def test_layout_offsets_match_the_region(vcpu_vm):
+    """Every field the spec lists lands at spec.field_offset in the VMCS
+    region, no two fields overlap, and none touches the header (revision id,
+    abort indicator, launch state)."""
+    v, vm = vcpu_vm
+    seen = {}
+    header_end = OFF_LAUNCH_STATE + 1
+    for i, (name, enc, _) in enumerate(FIELDS):
+        off, size = field_offset(enc), field_size(enc)
+        assert header_end <= off and off + size <= VMCS_REGION_SIZE, name
+        for b in range(off, off + size):
+            assert b not in seen, f"{name} overlaps {seen[b]}"
+            seen[b] = name
+        value = int.from_bytes(bytes(((i * 7 + k * 13 + 1) & 0xFF) for k in range(size)), "little")
+        v.vmwrite(enc, value)
+        assert bytes(vm._priv[off:off + size]) == value.to_bytes(size, "little"), name
+    for i, (name, enc, _) in enumerate(FIELDS):
+        size = field_size(enc)
+        value = int.from_bytes(bytes(((i * 7 + k * 13 + 1) & 0xFF) for k in range(size)), "little")
+        assert v.vmread(enc) == value, name
+    assert int.from_bytes(vm._priv[OFF_REVISION:OFF_REVISION + 4], "little") == capabilities.VMCS_REVISION_ID
+
+
+def test_register_properties_are_vmcs_fields(vcpu_vm):
+    v, vm = vcpu_vm
+    v.rip = 0x1234
+    v.rsp = 0xFFF0
+    v.rflags = 0x202
+    v.cr0 = 0x31
+    v.cs = Segment(0x08, 0x10000, 0xFFFFF, 0xC09B)
+    v.gdtr = DescriptorTable(0x5000, 0x27)
+    assert v.vmread(F.GUEST_RIP) == 0x1234 and v.vmread(F.GUEST_RSP) == 0xFFF0
+    assert v.vmread(F.GUEST_RFLAGS) == 0x202 and v.vmread(F.GUEST_CR0) == 0x31
+    assert (v.vmread(F.GUEST_CS_SELECTOR), v.vmread(F.GUEST_CS_BASE), v.vmread(F.GUEST_CS_LIMIT),
+            v.vmread(F.GUEST_CS_ACCESS_RIGHTS)) == (0x08, 0x10000, 0xFFFFF, 0xC09B)
+    assert (v.vmread(F.GUEST_GDTR_BASE), v.vmread(F.GUEST_GDTR_LIMIT)) == (0x5000, 0x27)
+    v.vmwrite(F.GUEST_RIP, 0x4321)
+    assert v.rip == 0x4321
