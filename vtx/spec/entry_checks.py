@@ -46,8 +46,9 @@ ENTRY_CHECKS = [
     ("VM_ENTRY_CONTROLS", CONTROL, "26.2.1.3",
      "VM-entry controls respect IA32_VMX_TRUE_ENTRY_CTLS"),
     ("VM_ENTRY_INTERRUPTION_INFO", CONTROL, "26.2.1.3",
-     "the VM-entry interruption-information field is valid: type, vector and error-code bits agree, "
-     "reserved bits 30:12 are 0"),
+     "the VM-entry interruption-information field is valid: type and vector agree, reserved bits 30:12 "
+     "are 0, deliver-error-code is set exactly for hardware exceptions that push one (in protected mode), "
+     "the error code fits 16 bits, and software events have an instruction length of 1-15"),
     ("VM_ENTRY_MSR_LOAD_AREA", CONTROL, "26.2.1.3",
      "the VM-entry MSR-load count is 0 (the model has no MSR areas yet)"),
     # 26.2.2 - 26.2.4 host state
@@ -99,7 +100,8 @@ ENTRY_CHECKS = [
      "CS: type 9, 11, 13 or 15 (or 3 with 'unrestricted guest'), S=1, DPL consistent with its type and SS.DPL, "
      "P=1, reserved bits 0, D/B=0 when L=1 in an IA-32e mode guest, G consistent with the limit"),
     ("GUEST_SS_ACCESS_RIGHTS", GUEST, "26.3.1.2",
-     "SS if usable: type 3 or 7, S=1, DPL rules, P=1, reserved bits 0, G consistent with the limit"),
+     "SS: DPL equals RPL (unless 'unrestricted guest') and is 0 with CS type 3 or CR0.PE=0; if usable, "
+     "type 3 or 7, S=1, P=1, reserved bits 0, G consistent with the limit"),
     ("GUEST_DATA_SEGMENT_ACCESS_RIGHTS", GUEST, "26.3.1.2",
      "DS, ES, FS, GS if usable: accessed type, readable if code, S=1, DPL >= RPL for data and "
      "non-conforming code (unless 'unrestricted guest'), P=1, reserved bits 0, G consistent with the limit"),
@@ -119,10 +121,12 @@ ENTRY_CHECKS = [
      "or with CR0.PE=0; IF is 1 when injecting an external interrupt"),
     # 26.3.1.5 non-register state
     ("GUEST_ACTIVITY_STATE", GUEST, "26.3.1.5",
-     "the activity state is active or HLT (the states the model supports), and not HLT with SS.DPL != 0"),
+     "the activity state is active or HLT (the states the model supports), not HLT with SS.DPL != 0, "
+     "and active while blocking by STI or MOV SS is set"),
     ("GUEST_INTERRUPTIBILITY_STATE", GUEST, "26.3.1.5",
      "interruptibility-state reserved bits 31:5 are 0; blocking by STI and by MOV SS are not both set; "
-     "blocking by STI is 0 when RFLAGS.IF is 0"),
+     "blocking by STI is 0 when RFLAGS.IF is 0; no blocking by SMI outside SMM; no STI/MOV SS blocking "
+     "when injecting an external interrupt, no MOV SS blocking when injecting an NMI"),
     ("GUEST_PENDING_DEBUG_EXCEPTIONS", GUEST, "26.3.1.5",
      "pending debug exceptions: reserved bits are 0"),
     ("GUEST_VMCS_LINK_POINTER", GUEST, "26.3.1.5",
