@@ -126,6 +126,8 @@ ctypedef struct Cpu:
     int exc_vector
     int exc_has_error
     uint32_t exc_error
+    int exc_type          # event type: 3 hardware exception, 4 software interrupt, 6 software exception
+    uint32_t exc_len      # instruction length of a software event
     uint64_t exc_cr2
 
     # pending VM exit (RC_VMEXIT): the exit-information fields, SDM 24.9

@@ -485,6 +485,11 @@ cdef void init_opcode_tables() noexcept:
     GRP_FLAGS[G_FF][2] = OPF_F64
     GRP_FLAGS[G_FF][4] = OPF_F64
     GRP_FLAGS[G_FF][6] = OPF_DEF64
+    # Software interrupts and IRET (core/insn/interrupt.pxi).
+    op_set(OP1, 0xCC, h_int, 0)
+    op_set(OP1, 0xCD, h_int, OPF_IB)
+    op_set(OP1, 0xCE, h_int, OPF_NO64)
+    op_set(OP1, 0xCF, h_iret, 0)
     # String instructions (core/insn/string.pxi).
     op_set(OP1, 0xA4, h_string, OPF_BYTE, STR_MOVS)
     op_set(OP1, 0xA5, h_string, 0, STR_MOVS)

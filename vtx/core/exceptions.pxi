@@ -54,6 +54,8 @@ cdef int deliver_real(Cpu* c, int vec) noexcept nogil:
     """Real-address mode: IVT entry at IDTR.base + 4*vector (SDM Vol. 3 20.1.4)."""
     cdef uint64_t ent, sp, lin[3], vals[3]
     cdef int rc, i
+    # Software events return to the next instruction, faults to this one.
+    cdef uint64_t ret = c.next_rip if c.exc_type != 3 else c.rip
     if <uint32_t>(vec * 4 + 3) > c.idtr_limit:
         return raise_exc(c, EXC_GP, 1, vec * 8 + 2)
     rc = lin_read(c, (c.idtr_base + vec * 4) & 0xFFFFFFFFULL, 4, 0, &ent)
@@ -62,7 +64,7 @@ cdef int deliver_real(Cpu* c, int vec) noexcept nogil:
     sp = c.regs[R_SP] & 0xFFFF
     vals[0] = c.rflags & 0xFFFF
     vals[1] = c.seg[S_CS].sel
-    vals[2] = c.rip & 0xFFFF
+    vals[2] = ret & 0xFFFF
     for i in range(3):
         sp = (sp - 2) & 0xFFFF
         lin[i] = (c.seg[S_SS].base + sp) & 0xFFFFFFFFULL
@@ -83,7 +85,11 @@ cdef int deliver_protected(Cpu* c, int vec, int has_err, uint32_t err) noexcept 
     cdef int gsize = 16 if (c.efer & EFER_LMA) else 8
     cdef uint64_t g_lo, g_hi = 0, off, csdesc, hi, addr, ssdesc
     cdef uint64_t new_sp, lin[6], vals[6], tss_sp, ss_base = 0
-    cdef uint32_t idt_err = vec * 8 + 3     # IDT bit and EXT bit (SDM 6.13)
+    cdef int soft = c.exc_type != 3
+    cdef uint64_t ret = c.next_rip if soft else c.rip
+    # Error code for a fault on the IDT entry: IDT bit, and EXT unless a
+    # software event caused the delivery (SDM Vol. 3 6.13).
+    cdef uint32_t idt_err = vec * 8 + (2 if soft else 3)
     cdef int gtype, rc, dpl, ist, n, i, psize, new_cpl, priv
     cdef uint16_t sel, new_ss = 0
     cdef Seg ncs, nss
@@ -104,6 +110,9 @@ cdef int deliver_protected(Cpu* c, int vec, int has_err, uint32_t err) noexcept 
         c.entry_check = -1001
         return RC_UNSUPPORTED           # task gates: a later issue
     elif gtype != 0x0E and gtype != 0x0F and gtype != 0x06 and gtype != 0x07:
+        return raise_exc(c, EXC_GP, 1, idt_err)
+    if soft and ((g_lo >> 45) & 3) < <uint64_t>c.cpl:
+        # INT n, INT3 and INTO need a gate DPL >= CPL (SDM Vol. 3 6.12.1.1).
         return raise_exc(c, EXC_GP, 1, idt_err)
     if not ((g_lo >> 47) & 1):
         return raise_exc(c, EXC_NP, 1, idt_err)
@@ -153,7 +162,7 @@ cdef int deliver_protected(Cpu* c, int vec, int has_err, uint32_t err) noexcept 
         vals[n] = c.regs[R_SP]; n += 1
         vals[n] = c.rflags; n += 1
         vals[n] = c.seg[S_CS].sel; n += 1
-        vals[n] = c.rip; n += 1
+        vals[n] = ret; n += 1
         if has_err:
             vals[n] = err; n += 1
         for i in range(n):
@@ -189,7 +198,7 @@ cdef int deliver_protected(Cpu* c, int vec, int has_err, uint32_t err) noexcept 
             new_sp = c.regs[R_SP] & SIZE_MASK[c.stack_size]
         vals[n] = c.rflags & 0xFFFFFFFFULL; n += 1
         vals[n] = c.seg[S_CS].sel; n += 1
-        vals[n] = c.rip & 0xFFFFFFFFULL; n += 1
+        vals[n] = ret & 0xFFFFFFFFULL; n += 1
         if has_err:
             vals[n] = err; n += 1
         ss_base = nss.base
@@ -215,12 +224,16 @@ cdef int deliver_protected(Cpu* c, int vec, int has_err, uint32_t err) noexcept 
     return RC_OK
 
 
-cdef inline void stage_idt_vectoring(Cpu* c, int vec, int has_err, uint32_t err) noexcept nogil:
-    """Record the hardware exception whose delivery a VM exit interrupted
-    (SDM Vol. 3C 27.2.4, IDT-vectoring information: 7:0 vector, 10:8 type 3,
-    11 error code valid, 31 valid)."""
-    c.x_idt_info = (<uint32_t>vec) | (3 << 8) | ((<uint32_t>has_err) << 11) | 0x80000000ULL
+cdef inline void stage_idt_vectoring(Cpu* c, int vec, int typ, uint32_t length, int has_err,
+                                     uint32_t err) noexcept nogil:
+    """Record the event whose delivery a VM exit interrupted (SDM Vol. 3C
+    27.2.4, IDT-vectoring information: 7:0 vector, 10:8 type, 11 error code
+    valid, 31 valid).  For a software event the exit also reports the
+    instruction length (SDM 28.2.5)."""
+    c.x_idt_info = (<uint32_t>vec) | (<uint32_t>typ << 8) | ((<uint32_t>has_err) << 11) | 0x80000000ULL
     c.x_idt_error = err if has_err else 0
+    if typ != 3:
+        c.x_len = length
 
 
 cdef int handle_exception(Cpu* c) noexcept nogil:
@@ -235,23 +248,30 @@ cdef int handle_exception(Cpu* c) noexcept nogil:
     directly, without IDT-vectoring information, and a fault while
     delivering #DF that does not exit is a triple fault (SDM Vol. 3C 26.2,
     27.2.4)."""
-    cdef int vec, has_err, rc
+    cdef int vec, has_err, rc, typ
     cdef uint32_t err
     cdef int cur = -1              # the event being delivered when this one arose
+    cdef int cur_type = 3
+    cdef uint32_t cur_len = 0
     cdef int cur_has_err = 0
     cdef uint32_t cur_err = 0
     while True:
         vec = c.exc_vector
+        typ = c.exc_type
         # Real-address mode pushes no error codes (SDM Vol. 3 20.1.4), and the
         # exit information says so.
         has_err = c.exc_has_error and (c.cr0 & CR0_PE) != 0
         err = c.exc_error if has_err else 0
-        if c.non_root and exception_intercepted(c, vec, err):
+        # INT n is not an exception: the exception bitmap does not apply to
+        # it (SDM Vol. 3C 26.2); INT3 and INTO are software exceptions and do.
+        if c.non_root and typ != 4 and exception_intercepted(c, vec, err):
             vmexit_event(c, EXIT_REASON_EXCEPTION_OR_NMI, c.exc_cr2 if vec == EXC_PF else 0)
-            c.x_intr_info = (<uint32_t>vec) | (3 << 8) | ((<uint32_t>has_err) << 11) | 0x80000000ULL
+            c.x_intr_info = (<uint32_t>vec) | (<uint32_t>typ << 8) | ((<uint32_t>has_err) << 11) | 0x80000000ULL
             c.x_intr_error = err
+            if typ == 6:
+                c.x_len = c.exc_len
             if cur >= 0:
-                stage_idt_vectoring(c, cur, cur_has_err, cur_err)
+                stage_idt_vectoring(c, cur, cur_type, cur_len, cur_has_err, cur_err)
             return RC_VMEXIT
         if vec == EXC_PF:
             c.cr2 = c.exc_cr2
@@ -261,12 +281,14 @@ cdef int handle_exception(Cpu* c) noexcept nogil:
             rc = deliver_real(c, vec)
         if rc == RC_VMEXIT:
             # An EPT violation or misconfiguration while delivering.
-            stage_idt_vectoring(c, vec, has_err, err)
+            stage_idt_vectoring(c, vec, typ, c.exc_len, has_err, err)
             return rc
         if rc != RC_EXCEPTION:
             return rc
         # A second exception while delivering the first.
         cur = vec
+        cur_type = typ
+        cur_len = c.exc_len
         cur_has_err = has_err
         cur_err = err
         if c.non_root and exception_intercepted(
@@ -277,8 +299,8 @@ cdef int handle_exception(Cpu* c) noexcept nogil:
                 return vmexit_event(c, EXIT_REASON_TRIPLE_FAULT, 0)
             c.activity = 2
             return RC_SHUTDOWN
-        if (exc_class(vec) == 1 and exc_class(c.exc_vector) == 1) or \
-                (vec == EXC_PF and exc_class(c.exc_vector) >= 1):
+        if typ == 3 and ((exc_class(vec) == 1 and exc_class(c.exc_vector) == 1) or
+                         (vec == EXC_PF and exc_class(c.exc_vector) >= 1)):
             c.exc_vector = EXC_DF
             c.exc_has_error = 1
             c.exc_error = 0

@@ -86,6 +86,7 @@ cdef inline int raise_exc(Cpu* c, int vector, int has_error, uint32_t error) noe
     c.exc_vector = vector
     c.exc_has_error = has_error
     c.exc_error = error
+    c.exc_type = 3
     return RC_EXCEPTION
 
 

@@ -1,0 +1,154 @@
+# Software interrupts and the return from an interrupt handler: INT3, INT n,
+# INTO and IRET (SDM Vol. 2 "INT n/INTO/INT3/INT1", "IRET/IRETD/IRETQ").
+# Delivery itself is core/exceptions.pxi; task switches are not modeled yet.
+
+
+cdef int h_int(Cpu* c, Insn* d) noexcept nogil:
+    """CC INT3 and CE INTO raise software exceptions (#BP, #OF: type 6, the
+    exception bitmap applies); CD ib INT n a software interrupt (type 4)."""
+    if d.op == 0xCC:
+        c.exc_vector = EXC_BP
+        c.exc_type = 6
+    elif d.op == 0xCE:
+        if not (c.rflags & F_OF):
+            return RC_OK
+        c.exc_vector = EXC_OF
+        c.exc_type = 6
+    else:
+        if (c.rflags & F_VM) and ((c.rflags >> 12) & 3) < 3:
+            return raise_gp0(c)
+        c.exc_vector = <int>(d.imm & 0xFF)
+        c.exc_type = 4
+    c.exc_has_error = 0
+    c.exc_error = 0
+    c.exc_len = d.len
+    return RC_EXCEPTION
+
+
+cdef int load_code_segment(Cpu* c, uint16_t sel, int rpl, Seg* out) noexcept nogil:
+    """The CS checks of a return to privilege level rpl (SDM Vol. 2 IRET)."""
+    cdef uint64_t desc, hi, addr
+    cdef int rc, dpl
+    if (sel & 0xFFFC) == 0:
+        return raise_gp0(c)
+    rc = load_descriptor(c, sel, &desc, &hi, &addr)
+    if rc:
+        return rc
+    dpl = (desc >> 45) & 3
+    if ((desc >> 43) & 3) != 3:                     # not a code segment
+        return raise_exc(c, EXC_GP, 1, sel & 0xFFFC)
+    if ((desc >> 42) & 1) and dpl > rpl:            # conforming
+        return raise_exc(c, EXC_GP, 1, sel & 0xFFFC)
+    if not ((desc >> 42) & 1) and dpl != rpl:       # non-conforming
+        return raise_exc(c, EXC_GP, 1, sel & 0xFFFC)
+    if not ((desc >> 47) & 1):
+        return raise_exc(c, EXC_NP, 1, sel & 0xFFFC)
+    descriptor_to_seg(desc, out, sel)
+    out.ar |= 1
+    return RC_OK
+
+
+cdef int h_iret(Cpu* c, Insn* d) noexcept nogil:
+    """IRET in real mode, and in protected and IA-32e mode to the same or an
+    outer privilege level (with NT = 0: task returns are not modeled yet)."""
+    cdef int size = d.osz
+    cdef uint64_t sp = c.regs[R_SP] & SIZE_MASK[c.stack_size]
+    cdef uint64_t ip, cs, fl, nsp = 0, nss = 0, mask, v
+    cdef int rc, rpl, outer, i
+    cdef uint64_t vals[5]
+    cdef Seg ncs, nseg
+    cdef int iopl = (c.rflags >> 12) & 3
+    if (c.rflags & F_VM) and iopl < 3:
+        return raise_gp0(c)
+    if (c.cr0 & CR0_PE) and (c.rflags & F_NT):
+        c.entry_check = -1001
+        return RC_UNSUPPORTED          # return from a nested task
+    # Pop the frame (RIP, CS, RFLAGS, and RSP, SS where they are there).
+    for i in range(3):
+        rc = mem_read(c, S_SS, (sp + size * i) & SIZE_MASK[c.stack_size], size, &vals[i])
+        if rc:
+            return rc
+    ip = vals[0]
+    cs = vals[1] & 0xFFFF
+    fl = vals[2]
+    if not (c.cr0 & CR0_PE):
+        if ip > c.seg[S_CS].limit:
+            return raise_gp0(c)
+        c.seg[S_CS].sel = <uint16_t>cs
+        c.seg[S_CS].base = cs << 4
+        mask = FLAGS_WRITABLE_ALWAYS | F_IOPL | F_IF
+        if size == 2:
+            mask &= 0xFFFF
+        c.rflags = (c.rflags & ~mask) | (fl & mask) | F_FIXED1
+        set_sp(c, sp + 3 * size)
+        c.next_rip = ip & SIZE_MASK[size]
+        return RC_OK
+    rpl = <int>(cs & 3)
+    if rpl < c.cpl:
+        return raise_exc(c, EXC_GP, 1, <uint32_t>(cs & 0xFFFC))
+    outer = rpl > c.cpl
+    if c.long64 or outer:
+        for i in range(3, 5):
+            rc = mem_read(c, S_SS, (sp + size * i) & SIZE_MASK[c.stack_size], size, &vals[i])
+            if rc:
+                return rc
+        nsp = vals[3]
+        nss = vals[4] & 0xFFFF
+    rc = load_code_segment(c, <uint16_t>cs, rpl, &ncs)
+    if rc:
+        return rc
+    if c.efer & EFER_LMA and (ncs.ar & AR_L) and not is_canonical(ip):
+        return raise_gp0(c)
+    if not (ncs.ar & AR_L) and ip > ncs.limit:
+        return raise_gp0(c)
+    nseg = c.seg[S_SS]
+    if c.long64 or outer:
+        if (nss & 0xFFFC) == 0 and c.long64 and (ncs.ar & AR_L) and rpl < 3:
+            nseg.sel = <uint16_t>nss
+            nseg.base = 0
+            nseg.limit = 0
+            nseg.ar = AR_UNUSABLE | (<uint32_t>rpl << 5)
+        else:
+            # Reuse MOV SS's checks at the new privilege level.
+            i = c.cpl
+            nseg = c.seg[S_SS]
+            c.cpl = rpl
+            rc = load_seg(c, S_SS, <uint16_t>nss)
+            c.cpl = i
+            if rc:
+                c.seg[S_SS] = nseg
+                update_mode(c)
+                return rc
+            nseg = c.seg[S_SS]
+    # Which flags IRET may change (SDM Vol. 2 IRET, "EFLAGS" operation).
+    mask = FLAGS_WRITABLE_ALWAYS | F_RF
+    if c.cpl == 0:
+        mask |= F_IOPL | F_IF | F_VIF | F_VIP
+    elif c.cpl <= iopl:
+        mask |= F_IF
+    if size == 2:
+        mask &= 0xFFFF
+    c.rflags = (c.rflags & ~mask) | (fl & mask) | F_FIXED1
+    ncs.sel = (ncs.sel & 0xFFFC) | <uint16_t>rpl
+    c.seg[S_CS] = ncs
+    c.seg[S_SS] = nseg
+    update_mode(c)
+    if c.long64 or outer:
+        if c.stack_size == 8:
+            c.regs[R_SP] = nsp
+        else:
+            set_sp(c, nsp)
+    else:
+        set_sp(c, sp + 3 * size)
+    if outer:
+        # Data segments the new privilege level may not use become null
+        # (SDM Vol. 2 IRET, RETURN-TO-OUTER-PRIVILEGE-LEVEL).
+        for i in range(S_ES, S_GS + 1):
+            if i == S_CS or i == S_SS:
+                continue
+            v = c.seg[i].ar
+            if not (v & AR_UNUSABLE) and ((v & 0xC) != 0xC) and ((v >> 5) & 3) < <uint64_t>rpl:
+                c.seg[i].sel = 0
+                c.seg[i].ar = AR_UNUSABLE
+    c.next_rip = ip if c.long64 else (ip & SIZE_MASK[size if size < 8 else 4])
+    return RC_OK
