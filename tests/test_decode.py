@@ -143,6 +143,43 @@ def test_lock_prefix(bits):
         assert e.guest_rip == 0x1005, bad
 
 
+def test_operand_size_prefix_on_near_branches_64bit_is_ignored():
+    """In 64-bit mode near CALL/RET/JMP/Jcc are 64-bit whatever the operand-size
+    prefix (SDM Vol. 1 6.3.7: "operand size prefixes are silently ignored")."""
+    out = run_hlt(".byte 0x66, 0xe8\n.long 2\n"        # call +2 (rel32, 8-byte push)
+                  "hlt\nhlt\n"
+                  "mov rax, rsp\n"
+                  ".byte 0x66, 0xc3\n", 64)             # ret: 8-byte pop, back to the first hlt
+    assert out.rax == 0x8000 - 8
+    assert out.rsp == 0x8000 and out.exit.guest_rip == 0x1006
+    out = run_hlt("mov rbx, offset t\n.byte 0x66, 0xff, 0xe3\nhlt\nt: mov ecx, 5", 64)   # 66 jmp rbx
+    assert out.rcx == 5
+
+
+def test_operand_size_prefix_on_near_branches_32bit():
+    """66 CALL/RET in 32-bit mode push and pop 2 bytes, and a 16-bit JMP
+    truncates EIP to 16 bits (SDM Vol. 2 CALL, RET, JMP)."""
+    out = run_hlt(".byte 0x66, 0xe8, 0x02, 0x00\n"      # call rel16 +2: pushes IP (2 bytes)
+                  "hlt\nhlt\n"
+                  "mov eax, esp\n"
+                  ".byte 0x66, 0xc3\n", 32)             # ret: 2-byte pop
+    assert out.rax == 0x8000 - 2 and out.vm.read(0x8000 - 2, 2) == b"\x04\x10"
+    assert out.rsp == 0x8000 and out.exit.guest_rip == 0x1004
+    vm, vcpu = make_vm(32, entry=0x10000)
+    vm.load(0x10000, bytes([0x66, 0xE9, 0x10, 0x00]))   # jmp rel16: (0x10004 + 0x10) & 0xffff
+    vm.load(0x14, vtx.asm("mov eax, 0x14\nhlt", bits=32))
+    vm.default(lambda vcpu, exit: vtx.STOP)
+    r = vm.run(max_instructions=10)
+    assert r.exit.reason == vtx.ExitReason.HLT and vcpu.rax == 0x14 and r.exit.guest_rip == 0x19
+
+
+def test_operand_size_prefix_on_near_call_16bit():
+    out = run_hlt(".byte 0x66, 0xe8\n.long 2\nhlt\nhlt\nmov ax, sp\n.byte 0x66, 0xc3", 16)
+    assert out.rax & 0xFFFF == 0x8000 - 4
+    assert out.vm.read(0x8000 - 4, 4) == u32(0x1006)
+    assert out.rsp == 0x8000 and out.exit.guest_rip == 0x1006
+
+
 # ============================================================================
 # REX
 # ============================================================================
