@@ -662,6 +662,40 @@ def test_jmp_outside_cs_limit_is_gp():
     assert e.error_code == 0 and e.guest_rip == 0x1000
 
 
+@pytest.mark.parametrize("bits", [16, 32])
+def test_instruction_crossing_cs_limit_is_gp(bits):
+    """An instruction whose last byte lies beyond the CS limit faults (#GP(0),
+    no error code in real mode) before it executes (SDM Vol. 3 5.3)."""
+    ar = 0x409B if bits == 32 else 0x9B
+    last = 0x1003 + (6 if bits == 16 else 5) - 1    # last byte of mov eax, 1 (66 B8 in 16-bit mode)
+
+    def cs_limit(limit):
+        return lambda vm, v: setattr(v, "cs", vtx.Segment(0x08 if bits == 32 else 0, 0, limit, ar))
+
+    for limit in (0x1004, last - 1):
+        out = run("nop\nnop\nnop\nmov eax, 1", bits, regs={"rax": 7}, setup=cs_limit(limit))
+        e = exc(out, 13)
+        assert e.guest_rip == 0x1003 and out.rax == 7
+        assert e.error_code == (0 if bits == 32 else None)
+    # Ending exactly at the limit is fine; the HLT after it is then beyond.
+    out = run("nop\nnop\nnop\nmov eax, 1", bits, regs={"rax": 7}, setup=cs_limit(last))
+    assert out.rax == 1 and exc(out, 13).guest_rip == last + 1
+
+
+def test_real_mode_stack_wrap_and_segment_limit():
+    """Real mode: SP wraps at 64 KiB; a word access across offset 0xFFFF is
+    #GP, or #SS through SS, with no error code (SDM Vol. 3 20.1.4)."""
+    out = run_hlt("push 0x1234\npop bx\npush 0x5678", 16, stack=0)
+    assert out.rsp == 0xFFFE and out.vm.read(0xFFFE, 2) == b"\x78\x56" and out.rbx == 0x1234
+    e = exc(run("mov ax, word ptr [0xffff]", 16), 13)
+    assert e.error_code is None and e.guest_rip == 0x1000
+    e = exc(run("mov bp, 0xffff\nmov ax, word ptr [bp]", 16), 12)
+    assert e.error_code is None and e.guest_rip == 0x1003
+    out = run_hlt("mov al, byte ptr [0xffff]\nmov bx, 0xfffe\nmov cx, word ptr [bx]", 16,
+                  data={0xFFFE: b"\x34\x12"})
+    assert out.rax & 0xFF == 0x12 and out.rcx == 0x1234
+
+
 def test_jmp_non_canonical_is_gp():
     out = run("jmp rbx", 64, regs={"rbx": 0x0000_8000_0000_0000})
     e = exc(out, 13)
