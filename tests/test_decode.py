@@ -527,3 +527,99 @@ def test_same_bytes_decoded_again_after_a_mode_change():
     vcpu.rax = 0xFFFFFFFF
     vm.run()
     assert vcpu.rax == 0x1_0000_0000            # 64-bit add
+
+
+def long_mode_with_hole(hole):
+    """Long mode whose first 2 MiB are mapped with 4 KiB pages, all present
+    but the page at `hole`."""
+    vm, vcpu = halt_vm(64)
+    at = vm.memory_size - 0x8000
+    pt = 0x50000
+    vm.write(pt, b"".join(((i << 12) | 3 if (i << 12) != hole else 0).to_bytes(8, "little") for i in range(512)))
+    vm.write_u64(at + 0x3000, pt | 3)             # PD[0] -> the page table
+    return vm, vcpu
+
+
+@pytest.mark.parametrize("split", [1, 2, 4])
+def test_crossing_into_a_not_present_page_is_pf(split):
+    """The fetch of the second page faults: #PF with CR2 (the exit's fault
+    address) on that page, RIP at the start of the instruction, nothing
+    executed (SDM Vol. 3 4.7: error code 0 = not present, supervisor read;
+    the I/D bit is 0 with EFER.NXE = 0 and CR4.SMEP = 0)."""
+    vm, vcpu = long_mode_with_hole(0x2000)
+    start = 0x2000 - split
+    vm.load(start, vtx.asm("mov eax, 0x12345678", bits=64))
+    vcpu.rip, vcpu.rax = start, 7
+    r = vm.run(max_instructions=10)
+    assert isinstance(r.exit, vtx.ExceptionExit) and r.exit.vector == 14, r.exit
+    assert r.exit.fault_address == 0x2000
+    assert r.exit.error_code == 0
+    assert r.exit.guest_rip == start and vcpu.rax == 7
+
+
+# ============================================================================
+# Property: random bytes decode to an architectural outcome, and the cached
+# decode behaves exactly like a fresh one
+# ============================================================================
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+_FUZZ_VMS = {}
+_GPRS = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10", "r11",
+         "r12", "r13", "r14", "r15")
+
+
+def _fuzz_vm(bits):
+    if bits not in _FUZZ_VMS:
+        vm, vcpu = halt_vm(bits)
+        _FUZZ_VMS[bits] = (vm, vcpu, vm.read(0, vm.memory_size))
+    return _FUZZ_VMS[bits]
+
+
+def _reset(vm, vcpu, bits, regs):
+    {16: lambda: vm.setup_real_mode(entry=0x1000, stack=0x8000),
+     32: lambda: vm.setup_protected_mode(entry=0x1000, stack=0x8000),
+     64: lambda: vm.setup_long_mode(entry=0x1000, stack=0x8000)}[bits]()
+    for name, v in zip(_GPRS[:7], regs):
+        setattr(vcpu, name, v)
+
+
+def _one_step(vm, vcpu):
+    try:
+        r = vm.run(max_instructions=1)
+    except vtx.VtxError as e:            # a clear Python error is an allowed outcome, a crash is not
+        return ("error", type(e).__name__, str(e))
+    e = r.exit
+    state = tuple(getattr(vcpu, n) for n in _GPRS) + (vcpu.rip, vcpu.rflags)
+    if e is None:
+        return (r.stop, r.instructions, state)
+    info = (e.reason, e.guest_rip, e.qualification)
+    if isinstance(e, vtx.ExceptionExit):
+        info += (e.vector, e.error_code)
+    return (r.stop, r.instructions, info, state)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(bits=st.sampled_from([16, 32, 64]), code=st.binary(min_size=1, max_size=16),
+       regs=st.lists(st.sampled_from([0, 1, 0x1000, 0x7FF0, 0xFFFF_FFFF, (1 << 64) - 1]), min_size=7, max_size=7))
+def test_random_bytes_cold_and_warm_decode_agree(bits, code, regs):
+    vm, vcpu, clean = _fuzz_vm(bits)
+    vm.write(0, clean)                              # fresh memory: every decoded entry dropped
+    vm.write(0x1000, code)
+    _reset(vm, vcpu, bits, regs)
+    cold = _one_step(vm, vcpu)
+    assert cold[0] in ("budget", "stop", "error")
+    if cold[0] == "budget":
+        assert cold[1] == 1
+    after = vm.read(0, vm.memory_size)
+    # An instruction that rewrote its own page is re-decoded, not a cache test.
+    hypothesis.assume(after[0x1000:0x2000] == code + clean[0x1000 + len(code):0x2000])
+    # Put back every other page the instruction wrote, leaving the code page
+    # (and so its decoded instructions) alone, and run the same step again.
+    for page in range(0, vm.memory_size, 0x1000):
+        if page != 0x1000 and after[page:page + 0x1000] != clean[page:page + 0x1000]:
+            vm.write(page, clean[page:page + 0x1000])
+    _reset(vm, vcpu, bits, regs)
+    warm = _one_step(vm, vcpu)
+    assert warm == cold
