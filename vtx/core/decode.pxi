@@ -22,6 +22,7 @@ cdef enum:
     OPF_SRC8 = 1 << 12      # ModRM.rm operand is a byte register (MOVZX/MOVSX)
     OPF_SX = 1 << 13        # sign-extend the immediate to 64 bits
     OPF_SRC16 = 1 << 14     # ModRM.rm operand is 16-bit regardless of osz
+    OPF_LOCK = 1 << 15      # LOCK is allowed (with a memory destination)
 
 # Insn.flags
 cdef enum:
@@ -304,6 +305,12 @@ cdef int decode(Cpu* c, const uint8_t* b, int avail, Insn* d) noexcept nogil:
         i += n
     if i > MAX_INSN:
         return DECODE_GP
+    # LOCK is #UD unless the instruction is one of ADD ADC AND BTC BTR BTS
+    # CMPXCHG CMPXCHG8B/16B DEC INC NEG NOT OR SBB SUB XOR XADD XCHG and its
+    # destination is in memory (SDM Vol. 2 "LOCK").  Instructions without
+    # ModRM keep d.mod = 3 and so fail the memory test too.
+    if (d.flags & INSN_LOCK) and (not (fl & OPF_LOCK) or d.mod == 3):
+        return DECODE_UD
     d.len = i
     return DECODE_OK
 
@@ -374,13 +381,16 @@ cdef void init_opcode_tables() noexcept:
     memset(GRP_FLAGS, 0, sizeof(GRP_FLAGS))
     # ALU: ADD OR ADC SBB AND SUB XOR CMP, six forms each (SDM Vol. 2 Table A-2).
     for k in range(8):
-        op_set(OP1, k * 8 + 0, h_alu_rm_r, OPF_MODRM | OPF_BYTE, k)
-        op_set(OP1, k * 8 + 1, h_alu_rm_r, OPF_MODRM, k)
+        # every ALU op but CMP (k = 7) may take LOCK with a memory destination
+        lk = OPF_LOCK if k != 7 else 0
+        op_set(OP1, k * 8 + 0, h_alu_rm_r, OPF_MODRM | OPF_BYTE | lk, k)
+        op_set(OP1, k * 8 + 1, h_alu_rm_r, OPF_MODRM | lk, k)
         op_set(OP1, k * 8 + 2, h_alu_r_rm, OPF_MODRM | OPF_BYTE, k)
         op_set(OP1, k * 8 + 3, h_alu_r_rm, OPF_MODRM, k)
         op_set(OP1, k * 8 + 4, h_alu_acc_imm, OPF_BYTE | OPF_IB, k)
         op_set(OP1, k * 8 + 5, h_alu_acc_imm, OPF_IZ | OPF_SX, k)
         GRP[G_ALU_IMM][k] = h_alu_rm_imm
+        GRP_FLAGS[G_ALU_IMM][k] = lk
     op_set(OP1, 0x80, NULL, OPF_MODRM | OPF_GRP | OPF_BYTE | OPF_IB, G_ALU_IMM)
     op_set(OP1, 0x81, NULL, OPF_MODRM | OPF_GRP | OPF_IZ | OPF_SX, G_ALU_IMM)
     op_set(OP1, 0x82, NULL, OPF_MODRM | OPF_GRP | OPF_BYTE | OPF_IB | OPF_NO64, G_ALU_IMM)
@@ -408,8 +418,8 @@ cdef void init_opcode_tables() noexcept:
         op_set(OP2, 0x80 + k, h_jcc, OPF_IZ | OPF_SX | OPF_F64, k)
     op_set(OP1, 0x84, h_test_rm_r, OPF_MODRM | OPF_BYTE)
     op_set(OP1, 0x85, h_test_rm_r, OPF_MODRM)
-    op_set(OP1, 0x86, h_xchg_rm_r, OPF_MODRM | OPF_BYTE)
-    op_set(OP1, 0x87, h_xchg_rm_r, OPF_MODRM)
+    op_set(OP1, 0x86, h_xchg_rm_r, OPF_MODRM | OPF_BYTE | OPF_LOCK)
+    op_set(OP1, 0x87, h_xchg_rm_r, OPF_MODRM | OPF_LOCK)
     op_set(OP1, 0x88, h_mov_rm_r, OPF_MODRM | OPF_BYTE)
     op_set(OP1, 0x89, h_mov_rm_r, OPF_MODRM)
     op_set(OP1, 0x8A, h_mov_r_rm, OPF_MODRM | OPF_BYTE)
@@ -473,15 +483,21 @@ cdef void init_opcode_tables() noexcept:
     GRP[G_UNARY][7] = h_muldiv
     GRP_FLAGS[G_UNARY][0] = OPF_IZ | OPF_SX   # (becomes imm8 for F6 below)
     GRP_FLAGS[G_UNARY][1] = OPF_IZ | OPF_SX
+    GRP_FLAGS[G_UNARY][2] = OPF_LOCK          # NOT
+    GRP_FLAGS[G_UNARY][3] = OPF_LOCK          # NEG
     op_set(OP1, 0xFE, NULL, OPF_MODRM | OPF_GRP | OPF_BYTE, G_INCDEC8)
     GRP[G_INCDEC8][0] = h_incdec_rm
     GRP[G_INCDEC8][1] = h_incdec_rm
+    GRP_FLAGS[G_INCDEC8][0] = OPF_LOCK
+    GRP_FLAGS[G_INCDEC8][1] = OPF_LOCK
     op_set(OP1, 0xFF, NULL, OPF_MODRM | OPF_GRP, G_FF)
     GRP[G_FF][0] = h_incdec_rm
     GRP[G_FF][1] = h_incdec_rm
     GRP[G_FF][2] = h_call_rm
     GRP[G_FF][4] = h_jmp_rm
     GRP[G_FF][6] = h_push_rm
+    GRP_FLAGS[G_FF][0] = OPF_LOCK             # INC
+    GRP_FLAGS[G_FF][1] = OPF_LOCK             # DEC
     GRP_FLAGS[G_FF][2] = OPF_F64
     GRP_FLAGS[G_FF][4] = OPF_F64
     GRP_FLAGS[G_FF][6] = OPF_DEF64

@@ -83,6 +83,10 @@ cdef int run_loop(Cpu* c) noexcept nogil:
             d = &c.icache[(<size_t>p) & c.icache_mask]
             if d.tag != tag:
                 rc = decode_at(c, lin, p, &d, tag)
+            # Every byte of the instruction, not just the first, must lie
+            # within the CS limit (SDM Vol. 3 5.3): #GP(0) before it executes.
+            if rc == RC_OK and not c.long64 and c.rip + d.len - 1 > c.seg[S_CS].limit:
+                rc = raise_gp0(c)
             if rc == RC_OK:
                 c.next_rip = (c.rip + d.len) & SIZE_MASK[c.code_size]
                 shadow = c.interruptibility

@@ -226,6 +226,11 @@ cdef int h_shift(Cpu* c, Insn* d) noexcept nogil:
         # (a fault on a read-only page is reported).
         if d.mod != 3:
             return mem_check_write(c, d.seg, ea_offset(c, d), size)
+        # The destination is still written: a 32-bit register result is
+        # zero-extended into bits 63:32 even when the count is 0 (SDM Vol. 1
+        # 3.4.1.1, "32-bit operands generate a 32-bit result, zero-extended").
+        if size == 4:
+            set_reg(c, d.rm, 4, a)
         return RC_OK
     a &= m
     if d.ext == 5:                      # SHR
@@ -305,8 +310,10 @@ cdef int h_muldiv(Cpu* c, Insn* d) noexcept nogil:
         hi = c.regs[R_DX] & m
         dividend = (<u128>hi << bits) | lo
     if d.ext == 6:
-        uq = dividend / src
-        ur = dividend % src
+        # Both operands as 128-bit: Cython takes u128 for a 64-bit type and
+        # would otherwise truncate the dividend to 64 bits before dividing.
+        uq = dividend / <u128>src
+        ur = dividend % <u128>src
         if uq > m:
             return raise_exc(c, EXC_DE, 0, 0)
         q = <uint64_t>uq
@@ -314,13 +321,13 @@ cdef int h_muldiv(Cpu* c, Insn* d) noexcept nogil:
     else:
         if size == 1:
             sdividend = <i128><int16_t>(lo & 0xFFFF)
+        elif size == 8:
+            sdividend = <i128>dividend      # already 128 bits: reinterpret
+        elif dividend & ((<u128>1) << (2 * bits - 1)):
+            # sign-extend the 2*bits-bit dividend
+            sdividend = <i128>dividend - ((<i128>1) << (2 * bits))
         else:
-            # sign-extend the 2*bits dividend
             sdividend = <i128>dividend
-            if size == 8:
-                sdividend = <i128>dividend
-            elif dividend & ((<u128>1) << (2 * bits - 1)):
-                sdividend = <i128>dividend - ((<i128>1) << (2 * bits))
         ss = sext(src, size)
         # Truncating division; the quotient must fit the signed range.  The
         # 128-bit arithmetic keeps INT_MIN / -1 defined in C.

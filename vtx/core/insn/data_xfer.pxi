@@ -57,13 +57,36 @@ cdef int h_movsx(Cpu* c, Insn* d) noexcept nogil:
     return RC_OK
 
 
+cdef int h_arpl(Cpu* c, Insn* d) noexcept nogil:
+    """63 /r outside 64-bit mode: ARPL r/m16, r16 (SDM Vol. 2 ARPL).  When the
+    RPL of the destination selector is below the source's, raise it to the
+    source's and set ZF, else clear ZF; no other flag changes.  The operand
+    size is 16 bits whatever the prefixes; real-address and virtual-8086 mode
+    do not recognize the instruction (#UD)."""
+    cdef uint64_t dst, src
+    cdef int rc
+    if not (c.cr0 & CR0_PE) or (c.rflags & F_VM):
+        return raise_ud(c)
+    rc = read_rm(c, d, 2, &dst)
+    if rc:
+        return rc
+    src = get_reg(c, d.reg, 2)
+    if (dst & 3) < (src & 3):
+        rc = write_rm(c, d, 2, (dst & ~3ULL) | (src & 3))
+        if rc:
+            return rc
+        c.rflags |= F_ZF
+    else:
+        c.rflags &= ~(<uint64_t>F_ZF)
+    return RC_OK
+
+
 cdef int h_movsxd(Cpu* c, Insn* d) noexcept nogil:
-    """63 /r: MOVSXD in 64-bit mode.  Outside it the opcode is ARPL, which
-    the model does not implement yet (#UD)."""
+    """63 /r: MOVSXD in 64-bit mode, ARPL outside it."""
     cdef uint64_t v
     cdef int rc
     if not c.long64:
-        return raise_ud(c)
+        return h_arpl(c, d)
     rc = read_rm(c, d, 4 if d.osz == 8 else d.osz, &v)
     if rc:
         return rc
