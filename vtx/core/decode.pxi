@@ -519,7 +519,10 @@ cdef void init_opcode_tables() noexcept:
     op_set(OP1, 0xAF, h_string, 0, STR_SCAS)
     # Two-byte map.
     op_set(OP2, 0x01, NULL, OPF_MODRM | OPF_GRP, G_0F01)
-    GRP[G_0F01][0] = h_0f01   # VMCALL is 0F 01 C1: reg = 0, mod = 3, rm = 1
+    # 0F 01 /0 SGDT, /1 SIDT, /2 LGDT, /3 LIDT with a memory operand; with mod = 3,
+    # /0 holds VMCALL (C1), VMLAUNCH (C2), VMRESUME (C3), VMXOFF (C4).
+    for k in range(4):
+        GRP[G_0F01][k] = h_0f01
     op_set(OP2, 0x0B, h_ud, 0)           # UD2
     op_set(OP2, 0x1F, NULL, OPF_MODRM | OPF_GRP, G_NOP)
     GRP[G_NOP][0] = h_nop
