@@ -194,3 +194,31 @@ def test_hlt_without_hlt_exiting_halts_the_run():
     assert r.stop == "halted" and r.instructions == 1
     assert v.rip == 0x1001
     assert v.vmread(vtx.VmcsField.GUEST_ACTIVITY_STATE) == 1
+
+
+def test_handlers_are_testable_on_fabricated_exits():
+    e = vtx.fabricate_exit(vtx.ExitReason.IO_INSTRUCTION, qualification=(0x3F8 << 16) | 0, rax=0x141,
+                           instruction_length=1, guest_rip=0x1234)
+    assert isinstance(e, vtx.IoExit)
+    assert (e.port, e.size, e.direction, e.value, e.guest_rip) == (0x3F8, 1, "out", 0x41, 0x1234)
+    c = vtx.fabricate_exit(10, rax=0x80000001, rcx=7)
+    assert isinstance(c, vtx.CpuidExit) and (c.leaf, c.subleaf) == (0x80000001, 7)
+    w = vtx.fabricate_exit(vtx.ExitReason.WRMSR, rax=0xFFFFFFFF00000001, rcx=0xC0000080, rdx=2)
+    assert (w.index, w.value, w.is_write) == (0xC0000080, 0x200000001, True)
+    x = vtx.fabricate_exit(0, interruption_info=0x80000B0D, interruption_error_code=0x18,
+                           idt_vectoring_info=0x80000320)
+    assert (x.exception, x.error_code) == ("#GP", 0x18)
+    assert x.raw["IDT_VECTORING_INFO"] == 0x80000320
+
+
+def test_exit_reports_idt_vectoring_information():
+    # #GP while delivering #UD through an IDT whose limit is too small: #UD
+    # is not intercepted, #GP is, and the exit names the #UD it interrupted.
+    vm = guest("ud2\nhlt")
+    v = vm.vcpu
+    v.vmwrite(vtx.VmcsField.EXCEPTION_BITMAP, 1 << 13)
+    v.idtr = vtx.DescriptorTable(0x6000, 0x10)       # vector 6 lies beyond the limit
+    vm.on(vtx.ExitReason.EXCEPTION_OR_NMI)(lambda vcpu, e: vtx.STOP)
+    r = vm.run()
+    assert (r.exit.vector, r.exit.error_code) == (13, 6 * 8 + 3)
+    assert r.exit.idt_vectoring_info == 0x80000306     # #UD, hardware exception, no error code

@@ -24,7 +24,7 @@ its VM exits in Python, and measure what they cost::
 
 from ._core import (CpuidExit, CrAccessExit, EptMisconfigExit, EptViolationExit, ExceptionExit, Exit,
                     HltExit, IoExit, MsrExit, RdtscExit, TripleFaultExit, VCpu, VmcallExit,
-                    VmxInstructionExit)
+                    VmxInstructionExit, fabricate_exit)
 from .asm import asm
 from .errors import (AsmError, AssemblerNotFound, GuestMemoryError, HandlerReturnError, RegisterError,
                      UnhandledExit, VmEntryError, VmStateError, VtxError)
@@ -41,7 +41,7 @@ __all__ = [
     "TripleFaultExit", "EptViolationExit", "EptMisconfigExit", "CrAccessExit", "VmxInstructionExit",
     "ExitReason", "VmcsField", "VmInstructionError", "PinBased", "ProcBased", "ProcBased2",
     "ExitControls", "EntryControls", "Msr", "Segment", "DescriptorTable",
-    "asm",
+    "asm", "fabricate_exit",
     "VtxError", "AsmError", "AssemblerNotFound", "GuestMemoryError", "RegisterError", "VmEntryError",
     "UnhandledExit", "HandlerReturnError", "VmStateError",
 ]

@@ -205,6 +205,8 @@ cdef class Exit:
     cdef readonly uint32_t instruction_info
     cdef readonly uint32_t interruption_info
     cdef readonly uint32_t interruption_error_code
+    cdef readonly uint32_t idt_vectoring_info
+    cdef readonly uint32_t idt_vectoring_error_code
     cdef readonly uint64_t guest_rip
     cdef readonly uint64_t guest_linear_address
     cdef readonly uint64_t guest_physical_address

@@ -36,6 +36,8 @@ cdef class Exit:
             "VM_EXIT_INSTRUCTION_INFO": self.instruction_info,
             "VM_EXIT_INTERRUPTION_INFO": self.interruption_info,
             "VM_EXIT_INTERRUPTION_ERROR_CODE": self.interruption_error_code,
+            "IDT_VECTORING_INFO": self.idt_vectoring_info,
+            "IDT_VECTORING_ERROR_CODE": self.idt_vectoring_error_code,
             "GUEST_LINEAR_ADDRESS": self.guest_linear_address,
             "GUEST_PHYSICAL_ADDRESS": self.guest_physical_address,
             "GUEST_RIP": self.guest_rip,
@@ -288,6 +290,8 @@ cdef Exit make_exit(Cpu* c):
     e.instruction_info = <uint32_t>vr(c, VMCS_OFF_VM_EXIT_INSTRUCTION_INFO, 4)
     e.interruption_info = <uint32_t>vr(c, VMCS_OFF_VM_EXIT_INTERRUPTION_INFO, 4)
     e.interruption_error_code = <uint32_t>vr(c, VMCS_OFF_VM_EXIT_INTERRUPTION_ERROR_CODE, 4)
+    e.idt_vectoring_info = <uint32_t>vr(c, VMCS_OFF_IDT_VECTORING_INFO, 4)
+    e.idt_vectoring_error_code = <uint32_t>vr(c, VMCS_OFF_IDT_VECTORING_ERROR_CODE, 4)
     e.guest_rip = vr(c, VMCS_OFF_GUEST_RIP, 8)
     e.guest_linear_address = vr(c, VMCS_OFF_GUEST_LINEAR_ADDRESS, 8)
     e.guest_physical_address = vr(c, VMCS_OFF_GUEST_PHYSICAL_ADDRESS, 8)
@@ -298,4 +302,39 @@ cdef Exit make_exit(Cpu* c):
     elif reason == EXIT_REASON_RDMSR or reason == EXIT_REASON_WRMSR:
         (<MsrExit>e).index = <uint32_t>c.regs[R_CX]
         (<MsrExit>e)._value = (c.regs[R_AX] & 0xFFFFFFFFULL) | ((c.regs[R_DX] & 0xFFFFFFFFULL) << 32)
+    return e
+
+
+def fabricate_exit(reason, *, qualification=0, instruction_length=0, instruction_info=0,
+                   interruption_info=0, interruption_error_code=0, idt_vectoring_info=0,
+                   idt_vectoring_error_code=0, guest_rip=0, guest_linear_address=0,
+                   guest_physical_address=0, rax=0, rcx=0, rdx=0):
+    """Make the exit object a VM exit with these exit-information fields
+    would produce, without running a guest: exit handlers are functions of
+    (vcpu, exit), and this lets them be tested as such.  ``rax``, ``rcx`` and
+    ``rdx`` stand for the guest registers the typed fields read (CPUID leaf
+    and subleaf, MSR index and value, OUT value)."""
+    cdef uint32_t raw = <uint32_t>int(reason)
+    cdef uint32_t basic = raw & 0xFFFF
+    cls = EXIT_CLASSES[basic & 0x7F] if basic < 128 else Exit
+    cdef Exit e = cls.__new__(cls)
+    e.reason = basic
+    e.raw_reason = raw
+    e.qualification = qualification
+    e.instruction_length = instruction_length
+    e.instruction_info = instruction_info
+    e.interruption_info = interruption_info
+    e.interruption_error_code = interruption_error_code
+    e.idt_vectoring_info = idt_vectoring_info
+    e.idt_vectoring_error_code = idt_vectoring_error_code
+    e.guest_rip = guest_rip
+    e.guest_linear_address = guest_linear_address
+    e.guest_physical_address = guest_physical_address
+    e.rax = rax
+    if basic == EXIT_REASON_CPUID:
+        (<CpuidExit>e).leaf = <uint32_t>(rax & 0xFFFFFFFF)
+        (<CpuidExit>e).subleaf = <uint32_t>(rcx & 0xFFFFFFFF)
+    elif basic == EXIT_REASON_RDMSR or basic == EXIT_REASON_WRMSR:
+        (<MsrExit>e).index = <uint32_t>(rcx & 0xFFFFFFFF)
+        (<MsrExit>e)._value = (rax & 0xFFFFFFFF) | ((rdx & 0xFFFFFFFF) << 32)
     return e
