@@ -623,3 +623,15 @@ def test_shld_shrd(bits):
     out = run_hlt("shld eax, ebx, cl", bits, regs={"rax": 0x80000001, "rbx": 0x40000000, "rcx": 1},
                   rflags=0x2)
     assert out.rax & 0xFFFFFFFF == 0x00000002 and out.rflags & (CF | OF | ZF) == CF | OF
+
+
+@pytest.mark.parametrize("bits", ALL_MODES)
+def test_f3_bsf_runs_as_bsf(bits):
+    """F3 0F BC is TZCNT on processors with BMI1; the model does not report
+    BMI1, so the prefix is ignored and the instruction is BSF, as on older
+    processors (gcc emits it for __builtin_ctz)."""
+    a, b = R(bits, "a"), R(bits, "b")
+    out = run_hlt(f"rep bsf {a}, {b}", bits, regs={"rax": 0x77, "rbx": 0x40}, rflags=0x2 | ZF)
+    assert out.rax == 6 and not out.rflags & ZF
+    out = run_hlt(f"rep bsf {a}, {b}", bits, regs={"rax": 0x77, "rbx": 0}, rflags=0x2)
+    assert out.rax == 0x77 and out.rflags & ZF
