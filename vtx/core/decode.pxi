@@ -370,7 +370,7 @@ cdef enum:
     G_POP = 6        # 8F
     G_MOVIMM = 7     # C6 C7
     G_0F01 = 8       # 0F 01 (VMCALL and friends, decoded by mod/rm)
-    G_NOP = 9        # 0F 1F
+    G_BT_IMM = 9     # 0F BA (BT BTS BTR BTC r/m, imm8)
 
 
 cdef void init_opcode_tables() noexcept:
@@ -445,6 +445,8 @@ cdef void init_opcode_tables() noexcept:
     op_set(OP1, 0xD1, NULL, OPF_MODRM | OPF_GRP, G_SHIFT)
     op_set(OP1, 0xD2, NULL, OPF_MODRM | OPF_GRP | OPF_BYTE, G_SHIFT)
     op_set(OP1, 0xD3, NULL, OPF_MODRM | OPF_GRP, G_SHIFT)
+    for k in (0, 1, 2, 3):
+        GRP[G_SHIFT][k] = h_rotate        # ROL ROR RCL RCR
     for k in (4, 5, 6, 7):
         GRP[G_SHIFT][k] = h_shift
     op_set(OP1, 0xC2, h_ret_imm, OPF_IW | OPF_F64)
@@ -524,8 +526,10 @@ cdef void init_opcode_tables() noexcept:
     for k in range(4):
         GRP[G_0F01][k] = h_0f01
     op_set(OP2, 0x0B, h_ud, 0)           # UD2
-    op_set(OP2, 0x1F, NULL, OPF_MODRM | OPF_GRP, G_NOP)
-    GRP[G_NOP][0] = h_nop
+    # 0F 18-1F: prefetch hints (0F 18 /0-/3) and the reserved hint NOPs, for
+    # every ModRM (SDM Vol. 2 Table A-3 and "NOP"); no operand is accessed.
+    for k in range(0x18, 0x20):
+        op_set(OP2, k, h_nop, OPF_MODRM)
     op_set(OP2, 0x20, h_mov_r_cr, OPF_MODRM | OPF_F64)
     op_set(OP2, 0x22, h_mov_cr_r, OPF_MODRM | OPF_F64)
     op_set(OP2, 0x30, h_wrmsr, 0)
@@ -537,3 +541,51 @@ cdef void init_opcode_tables() noexcept:
     op_set(OP2, 0xB7, h_movzx, OPF_MODRM | OPF_SRC16)
     op_set(OP2, 0xBE, h_movsx, OPF_MODRM | OPF_SRC8)
     op_set(OP2, 0xBF, h_movsx, OPF_MODRM | OPF_SRC16)
+    # SETcc, CMOVcc (core/insn/data_xfer.pxi).
+    for k in range(16):
+        op_set(OP2, 0x40 + k, h_cmovcc, OPF_MODRM, k)
+        op_set(OP2, 0x90 + k, h_setcc, OPF_MODRM | OPF_BYTE, k)
+    # Stack: segment registers, PUSHA POPA, ENTER LEAVE.
+    op_set(OP1, 0x06, h_push_sreg, OPF_NO64, S_ES)
+    op_set(OP1, 0x07, h_pop_sreg, OPF_NO64, S_ES)
+    op_set(OP1, 0x0E, h_push_sreg, OPF_NO64, S_CS)
+    op_set(OP1, 0x16, h_push_sreg, OPF_NO64, S_SS)
+    op_set(OP1, 0x17, h_pop_sreg, OPF_NO64, S_SS)
+    op_set(OP1, 0x1E, h_push_sreg, OPF_NO64, S_DS)
+    op_set(OP1, 0x1F, h_pop_sreg, OPF_NO64, S_DS)
+    op_set(OP2, 0xA0, h_push_sreg, OPF_DEF64, S_FS)
+    op_set(OP2, 0xA1, h_pop_sreg, OPF_DEF64, S_FS)
+    op_set(OP2, 0xA8, h_push_sreg, OPF_DEF64, S_GS)
+    op_set(OP2, 0xA9, h_pop_sreg, OPF_DEF64, S_GS)
+    op_set(OP1, 0x60, h_pusha, OPF_NO64)
+    op_set(OP1, 0x61, h_popa, OPF_NO64)
+    op_set(OP1, 0xC8, h_enter, OPF_IW | OPF_IB | OPF_DEF64)
+    op_set(OP1, 0xC9, h_leave, OPF_DEF64)
+    # LAHF SAHF (core/insn/system.pxi).
+    op_set(OP1, 0x9E, h_sahf, 0)
+    op_set(OP1, 0x9F, h_lahf, 0)
+    # Bit tests, bit scans, double shifts, BSWAP (core/insn/bitops.pxi); ext & 3
+    # of the BT family is the operation: 0 BT, 1 BTS, 2 BTR, 3 BTC.
+    op_set(OP2, 0xA3, h_bt, OPF_MODRM, 0)
+    op_set(OP2, 0xAB, h_bt, OPF_MODRM | OPF_LOCK, 1)
+    op_set(OP2, 0xB3, h_bt, OPF_MODRM | OPF_LOCK, 2)
+    op_set(OP2, 0xBB, h_bt, OPF_MODRM | OPF_LOCK, 3)
+    op_set(OP2, 0xBA, NULL, OPF_MODRM | OPF_GRP | OPF_IB, G_BT_IMM)
+    for k in (4, 5, 6, 7):
+        GRP[G_BT_IMM][k] = h_bt
+    GRP_FLAGS[G_BT_IMM][5] = OPF_LOCK
+    GRP_FLAGS[G_BT_IMM][6] = OPF_LOCK
+    GRP_FLAGS[G_BT_IMM][7] = OPF_LOCK
+    op_set(OP2, 0xA4, h_shxd, OPF_MODRM | OPF_IB)
+    op_set(OP2, 0xA5, h_shxd, OPF_MODRM)
+    op_set(OP2, 0xAC, h_shxd, OPF_MODRM | OPF_IB)
+    op_set(OP2, 0xAD, h_shxd, OPF_MODRM)
+    op_set(OP2, 0xBC, h_bsf_bsr, OPF_MODRM)
+    op_set(OP2, 0xBD, h_bsf_bsr, OPF_MODRM)
+    for k in range(8):
+        op_set(OP2, 0xC8 + k, h_bswap, 0)
+    # XADD, CMPXCHG (core/insn/arith.pxi).
+    op_set(OP2, 0xC0, h_xadd, OPF_MODRM | OPF_BYTE | OPF_LOCK)
+    op_set(OP2, 0xC1, h_xadd, OPF_MODRM | OPF_LOCK)
+    op_set(OP2, 0xB0, h_cmpxchg, OPF_MODRM | OPF_BYTE | OPF_LOCK)
+    op_set(OP2, 0xB1, h_cmpxchg, OPF_MODRM | OPF_LOCK)

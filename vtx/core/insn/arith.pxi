@@ -1,5 +1,6 @@
 # Arithmetic and logic: ADD OR ADC SBB AND SUB XOR CMP, TEST, INC DEC NEG NOT,
-# SHL SHR SAR, MUL IMUL DIV IDIV, CBW/CWD.  Flags as SDM Vol. 1 Appendix A
+# XADD CMPXCHG, SHL SHR SAR, MUL IMUL DIV IDIV, CBW/CWD.  (Rotates, double
+# shifts and the bit instructions are in bitops.pxi.)  Flags as SDM Vol. 1 Appendix A
 # and the per-instruction pages of Vol. 2; where the SDM leaves a flag
 # undefined the choice is noted.
 
@@ -201,6 +202,62 @@ cdef int h_neg(Cpu* c, Insn* d) noexcept nogil:
     return RC_OK
 
 
+# --- exchange and add, compare and exchange ----------------------------------
+
+cdef int h_xadd(Cpu* c, Insn* d) noexcept nogil:
+    """0F C0/C1 XADD r/m, r (SDM Vol. 2 XADD): TEMP = SRC + DEST; SRC = DEST;
+    DEST = TEMP.  Flags as ADD.  With the same register as both operands the
+    sum wins."""
+    cdef int size = d.osz
+    cdef uint64_t a, b, r, fl
+    cdef int rc = read_rm_rmw(c, d, size, &a)
+    if rc:
+        return rc
+    b = get_reg(c, d.reg, size)
+    r = alu(ALU_ADD, size, a, b, 0, &fl)
+    if d.mod == 3:
+        set_reg(c, d.reg, size, a)
+        set_reg(c, d.rm, size, r)
+    else:
+        rc = mem_write(c, d.seg, ea_offset(c, d), size, r)
+        if rc:
+            return rc
+        set_reg(c, d.reg, size, a)
+    set_status_flags(c, fl)
+    return RC_OK
+
+
+cdef int h_cmpxchg(Cpu* c, Insn* d) noexcept nogil:
+    """0F B0/B1 CMPXCHG r/m, r (SDM Vol. 2 CMPXCHG).  Flags as CMP of the
+    accumulator with the destination.  Equal: DEST = SRC, the accumulator is
+    not written.  Not equal: the accumulator receives DEST; a memory
+    destination gets a write cycle of its own value (so a read-only page
+    faults either way), a register destination is not written.  So in 64-bit
+    mode with a 32-bit operand, RAX keeps bits 63:32 when the values are equal
+    and a register destination keeps them when they differ, as processors do
+    (the SDM's pseudo-code writes DEST in both cases)."""
+    cdef int size = d.osz
+    cdef uint64_t t, acc, fl
+    cdef int rc = read_rm_rmw(c, d, size, &t)
+    if rc:
+        return rc
+    t &= SIZE_MASK[size]
+    acc = get_reg(c, R_AX, size)
+    alu(ALU_CMP, size, acc, t, 0, &fl)
+    if acc == t:
+        rc = write_rm(c, d, size, get_reg(c, d.reg, size))
+        if rc:
+            return rc
+    else:
+        if d.mod != 3:
+            rc = mem_write(c, d.seg, ea_offset(c, d), size, t)
+            if rc:
+                return rc
+        set_reg(c, R_AX, size, t)
+    set_status_flags(c, fl)
+    return RC_OK
+
+
 # --- shifts (SDM Vol. 2 "SAL/SAR/SHL/SHR") --------------------------------
 
 cdef int h_shift(Cpu* c, Insn* d) noexcept nogil:
@@ -210,14 +267,8 @@ cdef int h_shift(Cpu* c, Insn* d) noexcept nogil:
     cdef uint64_t f, cf
     cdef unsigned int cnt
     cdef int rc
-    if d.op == 0xD0 or d.op == 0xD1:
-        cnt = 1
-    elif d.op == 0xD2 or d.op == 0xD3:
-        cnt = <unsigned int>(c.regs[R_CX] & 0xFF)
-    else:
-        cnt = <unsigned int>(d.imm & 0xFF)
     # The count is masked to 5 bits (6 with a 64-bit operand).
-    cnt &= 0x3F if size == 8 else 0x1F
+    cnt = shift_count(c, d)
     rc = read_rm_rmw(c, d, size, &a)
     if rc:
         return rc

@@ -1,5 +1,7 @@
 # Data transfer: MOV (register, memory, immediate, moffs, segment register,
-# control register), MOVZX MOVSX MOVSXD, LEA, XCHG, PUSH POP PUSHF POPF.
+# control register), MOVZX MOVSX MOVSXD, LEA, XCHG, SETcc CMOVcc, the stack
+# (PUSH POP of registers and segment registers, PUSHA POPA, PUSHF POPF, ENTER
+# LEAVE).
 
 
 cdef int h_mov_rm_r(Cpu* c, Insn* d) noexcept nogil:
@@ -114,6 +116,28 @@ cdef int h_xchg_rm_r(Cpu* c, Insn* d) noexcept nogil:
     return RC_OK
 
 
+cdef int h_setcc(Cpu* c, Insn* d) noexcept nogil:
+    """0F 90-9F SETcc r/m8: 1 if the condition (ext) holds, else 0.  ModRM.reg
+    is ignored."""
+    return write_rm(c, d, 1, <uint64_t>cond(c, d.ext))
+
+
+cdef int h_cmovcc(Cpu* c, Insn* d) noexcept nogil:
+    """0F 40-4F CMOVcc r, r/m (SDM Vol. 2 CMOVcc).  The source is read (and
+    may fault) whatever the condition.  With a false condition and a 32-bit
+    operand the destination is still written in 64-bit mode: bits 63:32 are
+    cleared."""
+    cdef uint64_t v
+    cdef int rc = read_rm(c, d, d.osz, &v)
+    if rc:
+        return rc
+    if cond(c, d.ext):
+        set_reg(c, d.reg, d.osz, v)
+    elif d.osz == 4:
+        set_reg(c, d.reg, 4, get_reg(c, d.reg, 4))
+    return RC_OK
+
+
 cdef int h_xchg_ax_r(Cpu* c, Insn* d) noexcept nogil:
     """90+r.  90 without REX.B is NOP (even with a 32-bit operand, it does not
     clear the upper half of RAX in 64-bit mode); F3 90 is PAUSE."""
@@ -192,6 +216,126 @@ cdef int h_pop_rm(Cpu* c, Insn* d) noexcept nogil:
     if rc:
         c.regs[R_SP] = saved
     return rc
+
+
+cdef inline void set_sp_sized(Cpu* c, uint64_t v, int stack_size) noexcept nogil:
+    """set_sp for a given stack-address size (POP SS changes c.stack_size
+    before the pop's own increment lands)."""
+    if stack_size == 8:
+        c.regs[R_SP] = v
+    elif stack_size == 4:
+        c.regs[R_SP] = v & 0xFFFFFFFFULL
+    else:
+        c.regs[R_SP] = (c.regs[R_SP] & ~0xFFFFULL) | (v & 0xFFFF)
+
+
+cdef int h_pusha(Cpu* c, Insn* d) noexcept nogil:
+    """60 PUSHA/PUSHAD (invalid in 64-bit mode): push AX CX DX BX, the SP
+    value from before the first push, BP SI DI.  All eight slots are probed
+    before anything is written."""
+    cdef int size = d.osz
+    cdef uint64_t sm = SIZE_MASK[c.stack_size]
+    cdef uint64_t sp = c.regs[R_SP]
+    cdef uint64_t vals[8]
+    cdef int i, rc
+    for i in range(8):
+        vals[i] = get_reg(c, i, size)      # R_AX .. R_DI; R_SP is the original
+    for i in range(8):
+        rc = mem_check_write(c, S_SS, (sp - <uint64_t>(size * (i + 1))) & sm, size)
+        if rc:
+            return rc
+    for i in range(8):
+        rc = mem_write(c, S_SS, (sp - <uint64_t>(size * (i + 1))) & sm, size, vals[i])
+        if rc:
+            return rc
+    set_sp(c, sp - <uint64_t>(8 * size))
+    return RC_OK
+
+
+cdef int h_popa(Cpu* c, Insn* d) noexcept nogil:
+    """61 POPA/POPAD (invalid in 64-bit mode): pop DI SI BP, skip the saved
+    SP, pop BX DX CX AX.  All reads happen before any register changes."""
+    cdef int size = d.osz
+    cdef uint64_t sm = SIZE_MASK[c.stack_size]
+    cdef uint64_t sp = c.regs[R_SP]
+    cdef uint64_t vals[8]
+    cdef int i, rc
+    for i in range(8):
+        if i == 3:
+            continue                       # the SP slot is skipped, not read
+        rc = mem_read(c, S_SS, (sp + <uint64_t>(size * i)) & sm, size, &vals[7 - i])
+        if rc:
+            return rc
+    for i in range(8):
+        if i != R_SP:
+            set_reg(c, i, size, vals[i])
+    set_sp(c, sp + <uint64_t>(8 * size))
+    return RC_OK
+
+
+cdef int h_leave(Cpu* c, Insn* d) noexcept nogil:
+    """C9 LEAVE: (E/R)SP = (E/R)BP by the stack-address size, then pop (E/R)BP
+    by the operand size (64 or 16 in 64-bit mode)."""
+    cdef uint64_t v
+    cdef uint64_t sp = c.regs[R_BP] & SIZE_MASK[c.stack_size]
+    cdef int rc = mem_read(c, S_SS, sp, d.osz, &v)
+    if rc:
+        return rc
+    set_sp(c, sp + d.osz)
+    set_reg(c, R_BP, d.osz, v)
+    return RC_OK
+
+
+cdef int h_enter(Cpu* c, Insn* d) noexcept nogil:
+    """C8 iw ib ENTER AllocSize, NestingLevel (SDM Vol. 2 ENTER).  Push the
+    frame pointer; for a nesting level L > 0 push L - 1 frame pointers copied
+    from the enclosing frame ([BP - size], [BP - 2 * size], ...) and then the
+    new frame pointer; BP = the new frame pointer; SP -= AllocSize.  The level
+    is taken modulo 32.  Reads and write probes all come before any change,
+    and a new SP outside the stack segment (non-canonical in 64-bit mode)
+    raises #SS(0)."""
+    cdef int size = d.osz
+    cdef int ssz = c.stack_size
+    cdef uint64_t sm = SIZE_MASK[ssz]
+    cdef uint64_t alloc = d.imm & 0xFFFF
+    cdef int level = d.ext & 31
+    cdef uint64_t sp = c.regs[R_SP]
+    cdef uint64_t tbp = c.regs[R_BP]
+    cdef uint64_t vals[33]
+    cdef uint64_t frame, final_sp, lin
+    cdef int n = 0, i, rc
+    vals[n] = get_reg(c, R_BP, size)
+    n += 1
+    # FrameTemp: the stack pointer register as it is after that first push
+    if ssz == 2:
+        frame = (sp & ~0xFFFFULL) | ((sp - <uint64_t>size) & 0xFFFF)
+    else:
+        frame = (sp - <uint64_t>size) & sm
+    if level > 0:
+        for i in range(1, level):
+            tbp = (tbp - <uint64_t>size) & sm
+            rc = mem_read(c, S_SS, tbp, size, &vals[n])
+            if rc:
+                return rc
+            n += 1
+        vals[n] = frame
+        n += 1
+    for i in range(n):
+        rc = mem_check_write(c, S_SS, (sp - <uint64_t>(size * (i + 1))) & sm, size)
+        if rc:
+            return rc
+    final_sp = (sp - <uint64_t>(size * n) - alloc) & sm
+    if alloc:
+        rc = seg_linear(c, S_SS, final_sp, 1, ACC_WRITE, &lin)
+        if rc:
+            return rc
+    for i in range(n):
+        rc = mem_write(c, S_SS, (sp - <uint64_t>(size * (i + 1))) & sm, size, vals[i])
+        if rc:
+            return rc
+    set_reg(c, R_BP, size, frame)
+    set_sp(c, final_sp)
+    return RC_OK
 
 
 cdef enum:
@@ -341,3 +485,39 @@ cdef int h_mov_rm_sreg(Cpu* c, Insn* d) noexcept nogil:
         set_reg(c, d.rm, d.osz, c.seg[sr].sel)
         return RC_OK
     return mem_write(c, d.seg, ea_offset(c, d), 2, c.seg[sr].sel)
+
+
+cdef int h_push_sreg(Cpu* c, Insn* d) noexcept nogil:
+    """06 0E 16 1E PUSH ES CS SS DS (not in 64-bit mode), 0F A0 / 0F A8 PUSH
+    FS / GS; ext is the segment register.  The stack pointer moves by the
+    operand size, but with a 32- or 64-bit operand only the 16-bit selector is
+    written and the rest of the slot keeps its bytes, as recent Intel
+    processors do (SDM Vol. 2 PUSH: a 16-bit move)."""
+    cdef uint64_t sp = (c.regs[R_SP] - d.osz) & SIZE_MASK[c.stack_size]
+    cdef int rc = mem_write(c, S_SS, sp, 2, c.seg[d.ext].sel)
+    if rc:
+        return rc
+    set_sp(c, sp)
+    return RC_OK
+
+
+cdef int h_pop_sreg(Cpu* c, Insn* d) noexcept nogil:
+    """07 17 1F POP ES SS DS (not in 64-bit mode), 0F A1 / 0F A9 POP FS / GS.
+    The selector is the low 16 bits of the popped operand and is loaded as MOV
+    Sreg loads it; the stack pointer moves only when the load succeeds, by the
+    stack-address size in force before a POP SS.  POP SS blocks interrupts for
+    one instruction, as MOV SS does.  (0F is the two-byte escape: there is no
+    POP CS.)"""
+    cdef uint64_t v
+    cdef int ssz = c.stack_size
+    cdef uint64_t sp = c.regs[R_SP] & SIZE_MASK[ssz]
+    cdef int rc = mem_read(c, S_SS, sp, d.osz, &v)
+    if rc:
+        return rc
+    rc = load_seg(c, d.ext, <uint16_t>(v & 0xFFFF))
+    if rc:
+        return rc
+    set_sp_sized(c, sp + d.osz, ssz)
+    if d.ext == S_SS:
+        c.interruptibility |= 2
+    return RC_OK

@@ -35,6 +35,20 @@ cdef int h_flagop(Cpu* c, Insn* d) noexcept nogil:
     return RC_OK
 
 
+cdef int h_lahf(Cpu* c, Insn* d) noexcept nogil:
+    """9F LAHF: AH = SF:ZF:0:AF:0:PF:1:CF.  Valid in 64-bit mode because the
+    model reports CPUID.80000001H:ECX.LAHF-SAHF[bit 0]."""
+    c.regs[R_AX] = (c.regs[R_AX] & ~0xFF00ULL) | (((c.rflags & 0xD5) | 2) << 8)
+    return RC_OK
+
+
+cdef int h_sahf(Cpu* c, Insn* d) noexcept nogil:
+    """9E SAHF: SF ZF AF PF CF = AH bits 7 6 4 2 0; bits 1, 3, 5 of RFLAGS
+    keep their fixed values."""
+    c.rflags = (c.rflags & ~0xD5ULL) | ((c.regs[R_AX] >> 8) & 0xD5)
+    return RC_OK
+
+
 cdef inline int iopl_ok(Cpu* c) noexcept nogil:
     if not (c.cr0 & CR0_PE):
         return 1
@@ -222,6 +236,7 @@ cdef void model_cpuid(uint32_t leaf, uint32_t sub, uint32_t* out) noexcept nogil
     elif leaf == 0x80000000ULL:
         out[0] = 0x80000008ULL
     elif leaf == 0x80000001ULL:
+        out[2] = 1 << 0                  # LAHF/SAHF in 64-bit mode
         out[3] = (1 << 20) | (1 << 29)   # NX, LM
     elif leaf == 0x80000008ULL:
         out[0] = MAXPHYADDR | (48 << 8)

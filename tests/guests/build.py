@@ -1,0 +1,101 @@
+"""Build the C guests under tests/guests/ with the system gcc and ld into flat
+binaries loaded at 0x1000, cached by content.
+
+A guest is start.S + rt.c + NAME.c, compiled for 32-bit (-m32, linked with
+``ld -m elf_i386``) or 64-bit code (``-m64``, ``elf_x86_64``) with the
+freestanding flags below and one optimization level, and linked with
+link.ld.  Images are cached in a temporary directory under a key made of
+every input file, the flags and the gcc version, so a test run builds each
+variant once and a changed source builds anew.
+"""
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+LOAD_ADDRESS = 0x1000
+
+CFLAGS = ["-ffreestanding", "-fno-pic", "-fno-pie", "-nostdlib", "-fno-stack-protector",
+          "-fno-asynchronous-unwind-tables", "-mno-red-zone", "-mgeneral-regs-only"]
+RUNTIME = ["start.S", "rt.c"]
+ARCH = {32: ("-m32", "elf_i386"), 64: ("-m64", "elf_x86_64")}
+
+
+class BuildError(Exception):
+    """gcc or ld failed: the message has the command and its output."""
+
+
+def missing_tools():
+    """The names of the tools a build needs that are not installed."""
+    return [t for t in ("gcc", "ld") if shutil.which(t) is None]
+
+
+_gcc_version = None
+
+
+def gcc_version():
+    global _gcc_version
+    if _gcc_version is None:
+        _gcc_version = subprocess.run(["gcc", "--version"], capture_output=True, text=True,
+                                      check=True).stdout.splitlines()[0]
+    return _gcc_version
+
+
+def cache_dir():
+    d = Path(os.environ.get("VTX_GUEST_CACHE") or Path(tempfile.gettempdir()) / "vtx-guests")
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _run(cmd, cwd):
+    p = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    if p.returncode:
+        raise BuildError(f"{' '.join(cmd)}\n{p.stdout}{p.stderr}")
+
+
+def build(name, bits, opt="-O2"):
+    """The flat binary image of guest NAME (tests/guests/NAME.c) for 32- or
+    64-bit code at optimization level opt, and the path of its linker map."""
+    m, emul = ARCH[bits]
+    sources = RUNTIME + [f"{name}.c"]
+    flags = [m] + CFLAGS + [opt]
+    key = hashlib.sha256()
+    for part in [gcc_version(), " ".join(flags), emul]:
+        key.update(part.encode() + b"\0")
+    for f in sources + ["rt.h", "link.ld"]:
+        key.update(f.encode() + b"\0" + (HERE / f).read_bytes() + b"\0")
+    tag = f"{name}-{bits}{opt}-{key.hexdigest()[:16]}"
+    out = cache_dir() / f"{tag}.bin"
+    mapfile = cache_dir() / f"{tag}.map"
+    if out.exists():
+        return out.read_bytes(), mapfile
+    with tempfile.TemporaryDirectory(prefix="vtx-guest-") as tmp:
+        objs = []
+        for src in sources:
+            obj = str(Path(tmp) / (Path(src).stem + ".o"))
+            _run(["gcc"] + flags + ["-I", str(HERE), "-c", str(HERE / src), "-o", obj], tmp)
+            objs.append(obj)
+        binary = str(Path(tmp) / "guest.bin")
+        _run(["ld", "-m", emul, "-nostdlib", "--build-id=none", "-T", str(HERE / "link.ld"),
+              "--oformat", "binary", "-Map", str(Path(tmp) / "guest.map"), "-o", binary] + objs, tmp)
+        data = Path(binary).read_bytes()
+        # Publish atomically: parallel test runs may build the same image.
+        for src_path, dst in ((Path(tmp) / "guest.map", mapfile), (Path(binary), out)):
+            part = dst.with_suffix(dst.suffix + f".{os.getpid()}.tmp")
+            shutil.copyfile(src_path, part)
+            os.replace(part, dst)
+    return data, mapfile
+
+
+def symbols(mapfile):
+    """Global symbol addresses from an ld map file (for test diagnostics)."""
+    syms = {}
+    for line in Path(mapfile).read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0].startswith("0x") and parts[1].isidentifier():
+            syms[parts[1]] = int(parts[0], 16)
+    return syms
