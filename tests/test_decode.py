@@ -583,6 +583,11 @@ def _reset(vm, vcpu, bits, regs):
      64: lambda: vm.setup_long_mode(entry=0x1000, stack=0x8000)}[bits]()
     for name, v in zip(_GPRS[:7], regs):
         setattr(vcpu, name, v)
+    # Every other register too: a value left over from an earlier example
+    # would make the two runs start from different states.
+    for name in _GPRS[7:]:
+        if name not in ("rsp", "esp", "sp"):
+            setattr(vcpu, name, 0)
 
 
 def _one_step(vm, vcpu):
