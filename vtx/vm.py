@@ -312,7 +312,6 @@ class VM:
                0x00CF9B000000FFFF,   # 0x08: 32-bit code, flat
                0x00CF93000000FFFF,   # 0x10: data, flat
                0x00AF9B000000FFFF,   # 0x18: 64-bit code
-               0x000089000000FFFF & 0,  # 0x20: (reserved)
                ]
         self.write(at, b"".join(d.to_bytes(8, "little") for d in gdt))
         return DescriptorTable(at, 8 * len(gdt) - 1)
