@@ -312,6 +312,7 @@ class VM:
                0x00CF9B000000FFFF,   # 0x08: 32-bit code, flat
                0x00CF93000000FFFF,   # 0x10: data, flat
                0x00AF9B000000FFFF,   # 0x18: 64-bit code
+               0, 0, 0, 0,           # 0x20-0x38: free for the guest's own descriptors (a TSS, ...)
                ]
         self.write(at, b"".join(d.to_bytes(8, "little") for d in gdt))
         return DescriptorTable(at, 8 * len(gdt) - 1)
@@ -319,7 +320,8 @@ class VM:
     def setup_protected_mode(self, entry, stack=None, tables=None, vcpu=None):
         """32-bit protected mode with flat 4 GiB segments and paging off.
 
-        A GDT (null, code 0x08, data 0x10, 64-bit code 0x18) is written at
+        A GDT (null, code 0x08, data 0x10, 64-bit code 0x18, four free
+        entries 0x20-0x38) is written at
         ``tables`` (default: the last 32 KiB of guest memory); ESP defaults to
         just below it."""
         v = vcpu or self.vcpu
