@@ -101,7 +101,6 @@ ctypedef struct Cpu:
     uint64_t tsc_base     # TSC = tsc_base + instructions retired
     uint32_t activity     # 0 active, 1 HLT, 2 shutdown
     uint32_t interruptibility   # SDM 24.4.2: bit 0 STI, bit 1 MOV SS blocking
-    int sti_shadow_rip_valid
 
     # --- derived mode (recomputed by update_mode) -----------------------
     int cpl
@@ -120,7 +119,6 @@ ctypedef struct Cpu:
 
     # --- per-instruction scratch ----------------------------------------
     uint64_t next_rip
-    uint64_t fault_rip
 
     # pending exception (RC_EXCEPTION)
     int exc_vector
@@ -139,7 +137,6 @@ ctypedef struct Cpu:
     uint32_t x_intr_error
     uint64_t x_gla
     uint64_t x_gpa
-    uint64_t x_io_rcx, x_io_rsi, x_io_rdi, x_io_rip
     int x_gla_valid
     # IDT-vectoring information and error code (SDM 24.9.3): the event whose
     # delivery the exit interrupted; 0 when none.  vm_exit clears them.
@@ -148,7 +145,6 @@ ctypedef struct Cpu:
 
     # failed VM entry: which check (index into the Python check table)
     int entry_check
-    uint64_t entry_detail
 
     # unbacked guest-physical access without EPT (RC_BAD_PHYS)
     uint64_t bad_addr
@@ -171,6 +167,7 @@ ctypedef struct Cpu:
     uint64_t exit_count[128]
     uint64_t exit_ns[128]
     uint64_t exit_t0      # monotonic ns when the last exit happened
+    int acct_reason       # reason of that exit while its time runs, else -1
     uint64_t entries
 
 

@@ -107,6 +107,7 @@ cdef class Machine:
         c.vmcs = &self.priv_mv[0]
         c.vmcs_hpa = PRIV_BASE
         c.icount_limit = 0xFFFFFFFFFFFFFFFFULL
+        c.acct_reason = -1
         # Power-on state of the registers that have one (SDM Vol. 3 10.1.1).
         c.rflags = 2
         c.cr0 = 0x60000010ULL
@@ -309,8 +310,9 @@ cdef class VCpuBase:
         return [self.c.exit_count[i] for i in range(128)]
 
     def exit_nanoseconds(self):
-        """Wall-clock nanoseconds per basic reason, from the exit to the next
-        VM entry (handler included)."""
+        """Wall-clock nanoseconds per basic reason, from the VM exit to the
+        next successful VM entry: building the exit object, the handler, and
+        the entry checks of VMRESUME (or to the moment run() returns)."""
         return [self.c.exit_ns[i] for i in range(128)]
 
     def model_cpuid(self, leaf, subleaf=0):
@@ -330,7 +332,7 @@ cdef class VCpuBase:
         cdef Exit ex
         cdef object h, r
         cdef uint32_t reason
-        cdef uint64_t rip, t1
+        cdef uint64_t rip
         cdef uint32_t cs_ar
         if len(handlers) != 128:
             raise ValueError("handlers must be a list of 128 entries")
@@ -360,13 +362,13 @@ cdef class VCpuBase:
                 if h is None:
                     h = default
                 if h is None:
-                    c.exit_ns[reason] += now_ns() - c.exit_t0
+                    account_exit_time(c)
                     raise UnhandledExit(ex)
                 try:
                     r = h(self, ex)
-                finally:
-                    t1 = now_ns()
-                    c.exit_ns[reason] += t1 - c.exit_t0
+                except BaseException:
+                    account_exit_time(c)
+                    raise
                 if r is RESUME:
                     if ex.instruction_length == 0:
                         raise HandlerReturnError(
@@ -385,7 +387,10 @@ cdef class VCpuBase:
                     continue
                 elif r is RETRY:
                     continue
-                elif r is STOP:
+                # The time of an exit runs to the next VM entry (vm_entry adds
+                # it); when no entry follows, it ends here.
+                account_exit_time(c)
+                if r is STOP:
                     return ("stop", ex)
                 raise HandlerReturnError(
                     f"the handler {getattr(h, '__qualname__', h)!r} for {ex.name} returned {r!r}; "
@@ -400,6 +405,7 @@ cdef class VCpuBase:
             elif rc == RC_SHUTDOWN:
                 return ("shutdown", None)
             elif rc == RC_ENTRY_FAIL_CTL or rc == RC_ENTRY_FAIL_HOST or rc == RC_ENTRY_FAIL_GUEST:
+                account_exit_time(c)
                 raise _entry_error(c, rc)
             elif rc == RC_BAD_PHYS:
                 raise GuestMemoryError(

@@ -437,4 +437,5 @@ cdef int vm_entry(Cpu* c, int launch) noexcept nogil:
     c.vmx_on = 1
     update_mode(c)          # also flushes the TLB: no VPID tagging yet
     c.entries += 1
+    account_exit_time(c)
     return RC_OK

@@ -86,4 +86,13 @@ cdef void vm_exit(Cpu* c) noexcept nogil:
     c.ept = 0
     tlb_flush(c)
     c.exit_count[reason & 0x7F] += 1
+    c.acct_reason = reason & 0x7F
     c.exit_t0 = now_ns()
+
+
+cdef inline void account_exit_time(Cpu* c) noexcept nogil:
+    """Charge the time since the last VM exit to its reason (decision 10:
+    wall time per exit, measured as it happens)."""
+    if c.acct_reason >= 0:
+        c.exit_ns[c.acct_reason] += now_ns() - c.exit_t0
+        c.acct_reason = -1
