@@ -12,7 +12,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.command == "demo":
         from .demo import demo
-        return demo()
+        try:
+            return demo()
+        except BrokenPipeError:          # the output went to a pipe that closed (| head)
+            sys.stderr.close()
+            return 0
     parser.print_help()
     return 2
 
