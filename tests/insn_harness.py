@@ -20,6 +20,25 @@ IF = 1 << 9
 STATUS = CF | PF | AF | ZF | SF | OF
 
 MODES = {16: "real", 32: "protected", 64: "long"}
+ALL_MODES = [16, 32, 64]
+WIDTH = {16: 2, 32: 4, 64: 8}
+
+# Natural-size register names per mode.
+_NAMES = {
+    "a": ("ax", "eax", "rax"), "b": ("bx", "ebx", "rbx"), "c": ("cx", "ecx", "rcx"),
+    "d": ("dx", "edx", "rdx"), "si": ("si", "esi", "rsi"), "di": ("di", "edi", "rdi"),
+    "bp": ("bp", "ebp", "rbp"), "sp": ("sp", "esp", "rsp"),
+}
+
+
+def R(bits, name):
+    """The register `name` at the mode's natural operand size."""
+    return _NAMES[name][{16: 0, 32: 1, 64: 2}[bits]]
+
+
+def PTR(bits):
+    """The memory-operand size keyword of the mode's natural operand size."""
+    return {16: "word", 32: "dword", 64: "qword"}[bits]
 
 
 class Outcome:

@@ -13,25 +13,10 @@ import pytest
 
 import vtx
 from insn_harness import AF, CF, OF, PF, SF, STATUS, ZF, run, run_hlt
+from insn_harness import ALL_MODES, PTR, R, WIDTH
 
-ALL_MODES = [16, 32, 64]
 DATA = 0x3000
-WIDTH = {16: 2, 32: 4, 64: 8}
 UPPER = 0xA5A5A5A5_00000000
-
-_NAMES = {
-    "a": ("ax", "eax", "rax"), "b": ("bx", "ebx", "rbx"), "c": ("cx", "ecx", "rcx"),
-    "d": ("dx", "edx", "rdx"), "si": ("si", "esi", "rsi"), "di": ("di", "edi", "rdi"),
-    "bp": ("bp", "ebp", "rbp"), "sp": ("sp", "esp", "rsp"),
-}
-
-
-def R(bits, name):
-    return _NAMES[name][{16: 0, 32: 1, 64: 2}[bits]]
-
-
-def PTR(bits):
-    return {16: "word", 32: "dword", 64: "qword"}[bits]
 
 
 def exc(out, vector):
