@@ -18,8 +18,8 @@ import vtx
 pytest.importorskip("unicorn")
 
 from insn_harness import AF, CF, OF, STATUS, ZF  # noqa: E402
-from test_insn_flags_unicorn import (ACC, CODE, PAIRS, PTR, SUBREG, Case, Gen, compare, corners,  # noqa: E402
-                                     mask, place, program, run_unicorn, run_vtx, sizes)
+from test_insn_flags_unicorn import (ACC, CODE, PAIRS, PTR, SUBREG, Case, Gen, check_family,  # noqa: E402
+                                     corners, mask, place, sizes)
 
 SEED = 0xB17_0F5
 
@@ -329,14 +329,7 @@ FAMILIES = {
 @pytest.mark.parametrize("bits", [32, 64])
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_against_unicorn(family, bits):
-    gen = Gen(f"{SEED}-{family}-{bits}")
-    cases = FAMILIES[family](bits, gen)
-    assert len(cases) > 50
-    code = vtx.asm(program(cases, bits), bits=bits, org=CODE)
-    got = run_vtx(code, bits, len(cases))
-    want = run_unicorn(code, bits, len(cases))
-    problems = compare(cases, bits, got, want)
-    assert not problems, f"{len(problems)}+ mismatches in {family} ({bits}-bit):\n" + "\n".join(problems)
+    check_family(FAMILIES, family, bits)
 
 
 def test_defined_masks():

@@ -502,8 +502,14 @@ def compare(cases, bits, got, want):
 @pytest.mark.parametrize("bits", [32, 64])
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_against_unicorn(family, bits):
+    check_family(FAMILIES, family, bits)
+
+
+def check_family(families, family, bits):
+    """Run every case of one instruction family as one program on vtx and on
+    Unicorn, and compare the results and the defined flags."""
     gen = Gen(f"{SEED}-{family}-{bits}")
-    cases = FAMILIES[family](bits, gen)
+    cases = families[family](bits, gen)
     assert len(cases) > 50
     code = vtx.asm(program(cases, bits), bits=bits, org=CODE)
     got = run_vtx(code, bits, len(cases))
