@@ -472,7 +472,7 @@ cdef int load_pdptes(Cpu* c, uint64_t cr3) noexcept nogil:
         if rc:
             return rc
         memcpy(&e[i], p, 8)
-        if (e[i] & 1) and (e[i] & (RSVD_HIGH | 0x1E6)):
+        if (e[i] & 1) and (e[i] & RSVD_PDPTE):
             return raise_gp0(c)
     for i in range(4):
         c.pdpte[i] = e[i]
