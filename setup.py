@@ -1,4 +1,4 @@
-"""Build the one Cython extension, vtx._core (DESIGN.md decision 3).
+"""Build the one Cython extension, vtx._core (docs/architecture.rst, decision 3).
 
 Everything the interpreter runs is `include`d into vtx/_core.pyx so that the
 C compiler sees one translation unit and can inline across the fragments.

@@ -1,4 +1,4 @@
-"""Bad input never crashes the host (DESIGN.md decision 11): random guest
+"""Bad input never crashes the host (docs/architecture.rst, decision 13): random guest
 bytes, instructions cut off at the end of guest memory, jumps and memory
 operands outside it, and wrong use of the Python API all end in an
 architectural outcome (a VM exit, the budget, a halt) or a clear Python

@@ -1,7 +1,7 @@
 # cython: language_level=3
 """The CPU core of vtx: a modeled x86 processor with VMX non-root operation.
 
-One extension built from fragments (DESIGN.md decision 3); the fragments under
+One extension built from fragments (docs/architecture.rst, decision 3); the fragments under
 vtx/core/ are included in dependency order.  Everything up to run.pxi runs
 without the GIL; the classes at the end are the edge where Python enters.
 """

@@ -54,7 +54,7 @@ cdef inline void tlb_flush(Cpu* c) noexcept nogil:
 
 cdef void icache_invalidate_page(Cpu* c, uint64_t hpa) noexcept nogil:
     """Drop every decoded instruction that starts in the RAM page at hpa
-    (DESIGN.md decision 4: a write that hits a code page).  The cache is
+    (docs/architecture.rst, decision 4: a write that hits a code page).  The cache is
     indexed by host address, so one page is one run of slots."""
     cdef uint64_t page = <uint64_t>(<size_t>(c.ram + (hpa & ~0xFFFULL)))
     cdef uint64_t i, start, n
