@@ -50,7 +50,7 @@ fi
 LIBASAN="$(readlink -f "$LIBASAN")"
 
 # --- A copy of the source tree -----------------------------------------------
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/vtx-asan.XXXXXX")"
+WORK="$(mktemp -d)"   # a fresh scratch directory under $TMPDIR
 cleanup() {
     if [[ "${VTX_ASAN_KEEP:-0}" == 1 ]]; then
         echo "asan_tests.sh: kept $WORK"
