@@ -272,9 +272,9 @@ def classify_error(ex, findings):
     return f"python:{type(ex).__name__}"
 
 
-def one_run(vm, v, budget, findings):
+def one_run(vm, v, budget, findings, info):
     """Run once; returns (outcome, last exit, instructions, events) and
-    checks the budget."""
+    checks the budget.  info["error"] gets the message of an exception."""
     i0 = v.instructions
     ev0 = getattr(v, "events", None)
     last = None
@@ -282,6 +282,7 @@ def one_run(vm, v, budget, findings):
         r = vm.run(max_instructions=budget)
     except Exception as ex:                   # noqa: BLE001 - classified below
         outcome = classify_error(ex, findings)
+        info["error"] = f"{type(ex).__name__}: {ex}"[:500]
         instructions = v.instructions - i0
         ev1 = getattr(v, "events", None)
         events = ev1 - ev0 if isinstance(ev0, int) and isinstance(ev1, int) else 0
@@ -338,9 +339,15 @@ def run_case(spec):
     budget = spec["budget"]
 
     if spec["campaign"] == "vmcs":
-        outcome, last, n, ev = run_vmcs(vm, v, spec, findings)
+        outcome, last, n, ev = run_vmcs(vm, v, spec, findings, result)
     else:
-        outcome, last, n, ev = one_run(vm, v, budget, findings)
+        entries = v.entries
+        outcome, last, n, ev = one_run(vm, v, budget, findings, result)
+        if outcome.startswith("entry:") and v.entries != entries:
+            # The first entry passed, so the state a VM exit saved (and the
+            # handler left valid) failed: the same invariant as below.
+            findings.append(finding("reentry", outcome[6:], "VMRESUME after an exit failed: "
+                                    + result.get("error", "")))
     result.update(outcome=outcome, instructions=n, events=ev)
 
     inspect_vm(v, last, findings)
@@ -366,12 +373,12 @@ def apply_mutation(v, enc, op, value):
     v.vmwrite(enc, value & ((1 << width) - 1))
 
 
-def run_vmcs(vm, v, spec, findings):
+def run_vmcs(vm, v, spec, findings, info):
     """The VMCS campaign: an optional short first run (so the VMCS is
     launched and the entry is a VMRESUME), the mutations, then the run,
     with check_entry() held to what the entry then does."""
     if spec.get("prerun"):
-        pre, _last, _n, _ev = one_run(vm, v, spec["prerun"], findings)
+        pre, _last, _n, _ev = one_run(vm, v, spec["prerun"], findings, info)
         if pre.startswith("python:") or pre == "handler-raised":
             return "prerun-" + pre, None, 0, 0
     for enc, op, value in spec["mutations"]:
@@ -391,7 +398,7 @@ def run_vmcs(vm, v, spec, findings):
                 findings.append(finding("check_entry", "side effect",
                                         "check_entry() changed the VMCS, private memory or registers"))
     entries = v.entries
-    outcome, last, n, ev = one_run(vm, v, spec["budget"], findings)
+    outcome, last, n, ev = one_run(vm, v, spec["budget"], findings, info)
     if check is not None:
         first_failed = outcome.startswith("entry:") and v.entries == entries
         if predicted is None and first_failed:
@@ -406,6 +413,8 @@ def run_vmcs(vm, v, spec, findings):
 def describe(result):
     """A one-line account of a result, for --replay and reproducers."""
     s = f"outcome {result['outcome']}, {result['instructions']} instructions, {result['events']} events"
+    if result.get("error"):
+        s += f"\n  error: {result['error']}"
     for f in result["findings"]:
         s += f"\n  FINDING {f['kind']} [{f['key']}]: {f['detail']}"
     return s
