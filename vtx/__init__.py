@@ -26,8 +26,8 @@ from ._core import (CpuidExit, CrAccessExit, EptMisconfigExit, EptViolationExit,
                     HltExit, IoExit, MsrExit, RdtscExit, TripleFaultExit, VCpu, VmcallExit,
                     VmxInstructionExit, fabricate_exit)
 from .asm import asm
-from .errors import (AsmError, AssemblerNotFound, GuestMemoryError, HandlerReturnError, RegisterError,
-                     UnhandledExit, VmEntryError, VmStateError, VtxError)
+from .errors import (ArgumentError, AsmError, AssemblerNotFound, GuestMemoryError, HandlerReturnError,
+                     HostMemoryError, RegisterError, UnhandledExit, VmEntryError, VmStateError, VtxError)
 from .spec import (EntryControls, ExitControls, ExitReason, Msr, PinBased, ProcBased, ProcBased2,
                    VmcsField, VmInstructionError)
 from .types import DescriptorTable, Segment
@@ -43,5 +43,5 @@ __all__ = [
     "ExitControls", "EntryControls", "Msr", "Segment", "DescriptorTable",
     "asm", "fabricate_exit",
     "VtxError", "AsmError", "AssemblerNotFound", "GuestMemoryError", "RegisterError", "VmEntryError",
-    "UnhandledExit", "HandlerReturnError", "VmStateError",
+    "UnhandledExit", "HandlerReturnError", "VmStateError", "ArgumentError", "HostMemoryError",
 ]

@@ -162,22 +162,32 @@ ctypedef struct Cpu:
     uint64_t icache_mask
 
     # --- accounting (decision 10) ----------------------------------------
-    uint64_t icount
-    uint64_t icount_limit
+    uint64_t icount       # instructions retired (a REP string op: one per iteration)
+    uint64_t icount_limit # the loop leaves with RC_BUDGET when icount reaches it
+    uint64_t events       # exceptions and interrupts delivered through the IVT/IDT
     uint64_t exit_count[128]
     uint64_t exit_ns[128]
     uint64_t exit_t0      # monotonic ns when the last exit happened
     int acct_reason       # reason of that exit while its time runs, else -1
     uint64_t entries
 
+    # --- who is using the CPU (set and tested with the GIL held) ---------
+    int running           # inside VCpu._run, handlers included: no second run
+    int in_guest          # the run loop executes (GIL released): no host writes
+
+
+cdef class HostMemory:
+    """One memory slot's host buffer, with guard pages (core/hostmem.pxi)."""
+    cdef uint8_t* base
+    cdef uint8_t* ptr
+    cdef readonly Py_ssize_t size
+
 
 cdef class Machine:
     """Guest memory and the processor that runs it (one vCPU for now)."""
     cdef Cpu* c
-    cdef object ram_map
-    cdef object priv_map
-    cdef unsigned char[::1] ram_mv
-    cdef unsigned char[::1] priv_mv
+    cdef HostMemory ram_mem
+    cdef HostMemory priv_mem
     cdef readonly uint64_t ram_size
     cdef readonly uint64_t priv_base
     cdef readonly uint64_t priv_size
@@ -188,6 +198,8 @@ cdef class VCpuBase:
     cdef readonly Machine machine
     cdef uint64_t _vmcs_u64(self, int off) noexcept
     cdef void _vmcs_set_u64(self, int off, uint64_t v) noexcept
+    cdef object _run_inner(self, list handlers, object default, uint64_t budget, object RESUME,
+                           object RETRY, object STOP)
 
 
 cdef class VCpu(VCpuBase):

@@ -13,8 +13,6 @@ from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.object cimport PyObject_GenericSetAttr
 
-import mmap as _mmap
-
 include "core/spec_gen.pxi"
 include "core/state.pxi"
 include "core/mmu.pxi"
@@ -32,11 +30,12 @@ include "core/vmx/entry.pxi"
 include "core/vmx/exit.pxi"
 include "core/run.pxi"
 include "core/exits.pxi"
+include "core/hostmem.pxi"
 
 init_opcode_tables()
 
-from vtx.errors import (GuestMemoryError, HandlerReturnError, RegisterError, UnhandledExit,
-                        VmEntryError, VtxError)
+from vtx.errors import (ArgumentError, GuestMemoryError, HandlerReturnError, HostMemoryError,
+                        RegisterError, UnhandledExit, VmEntryError, VmStateError, VtxError)
 from vtx.spec import ExitReason as _ExitReason, VmInstructionError as _VmInstructionError
 from vtx.spec.entry_checks import ENTRY_CHECKS as _ENTRY_CHECKS
 from vtx.types import DescriptorTable, Segment
@@ -48,7 +47,13 @@ MAX_RAM = PRIV_BASE
 PAGE_SIZE = 4096
 ICACHE_SIZE = ICACHE_ENTRIES
 
-cdef uint64_t SLICE = 1ULL << 24
+#: The most steps (instructions retired plus events delivered) a run may be
+#: given; far beyond any run, and small enough that counters never wrap.
+MAX_BUDGET = 1 << 62
+
+# Steps between two looks at Python's signals while the guest runs (see
+# spend() in core/state.pxi): some milliseconds at the interpreter's speed.
+cdef uint64_t SLICE = 1ULL << 20
 
 
 cdef dict _REASONS = {}
@@ -65,23 +70,22 @@ cdef class Machine:
     """Guest-physical memory (slot 0, the guest's RAM) and the hosted
     hypervisor's private memory (slot 1), and the processor state."""
 
-    def __cinit__(self, uint64_t ram_size, uint64_t priv_size):
+    def __cinit__(self, ram_size, priv_size):
         cdef Cpu* c
         self.c = NULL
-        if ram_size == 0 or ram_size % 4096:
-            raise ValueError(f"guest memory size must be a positive multiple of 4096 bytes, not {ram_size:#x}")
-        if ram_size > MAX_RAM:
-            raise ValueError(f"guest memory size {ram_size:#x} is larger than the model's limit {MAX_RAM:#x}")
-        if priv_size == 0 or priv_size % 4096:
-            raise ValueError("private memory size must be a positive multiple of 4096")
+        for what, size, top in (("guest memory", ram_size, MAX_RAM), ("private memory", priv_size, 1 << 30)):
+            if isinstance(size, bool) or not isinstance(size, int):
+                raise ArgumentError(f"{what} size is an int, not {size!r}")
+            if size <= 0 or size % 4096:
+                raise ArgumentError(f"{what} size must be a positive multiple of 4096 bytes, not {size:#x}")
+            if size > top:
+                raise ArgumentError(f"{what} size {size:#x} is larger than the model's limit {top:#x}")
         self.ram_size = ram_size
         self.priv_base = PRIV_BASE
         self.priv_size = priv_size
-        # Anonymous mappings: page-aligned, zeroed lazily by the kernel.
-        self.ram_map = _mmap.mmap(-1, ram_size)
-        self.priv_map = _mmap.mmap(-1, priv_size)
-        self.ram_mv = self.ram_map
-        self.priv_mv = self.priv_map
+        # Anonymous mappings with guard pages (core/hostmem.pxi).
+        self.ram_mem = HostMemory(ram_size, "guest memory")
+        self.priv_mem = HostMemory(priv_size, "private memory")
         c = <Cpu*>calloc(1, sizeof(Cpu))
         if c == NULL:
             raise MemoryError()
@@ -93,7 +97,7 @@ cdef class Machine:
             raise MemoryError()
         c.icache_mask = ICACHE_ENTRIES - 1
         c.tlb_gen = 1
-        c.ram = &self.ram_mv[0]
+        c.ram = self.ram_mem.ptr
         c.ram_size = ram_size
         c.slots[0].base = 0
         c.slots[0].size = ram_size
@@ -101,10 +105,10 @@ cdef class Machine:
         c.slots[0].guest_visible = 1
         c.slots[1].base = PRIV_BASE
         c.slots[1].size = priv_size
-        c.slots[1].ptr = &self.priv_mv[0]
+        c.slots[1].ptr = self.priv_mem.ptr
         c.slots[1].guest_visible = 0
         c.nslots = 2
-        c.vmcs = &self.priv_mv[0]
+        c.vmcs = self.priv_mem.ptr
         c.vmcs_hpa = PRIV_BASE
         c.icount_limit = 0xFFFFFFFFFFFFFFFFULL
         c.acct_reason = -1
@@ -136,6 +140,9 @@ cdef class Machine:
         # Check the Python values before converting them, so a negative or
         # huge address is a GuestMemoryError rather than an OverflowError.
         _check_range(self, addr, src.shape[0], "write of guest-physical")
+        if self.c.in_guest:
+            raise VmStateError("guest memory cannot be written while the guest runs "
+                               "(run() is active in another thread)")
         a = addr
         n = src.shape[0]
         if n == 0:
@@ -150,11 +157,11 @@ cdef class Machine:
     def ram_view(self):
         """A read-only memoryview of guest RAM (write with :meth:`write`, which
         keeps the decode cache coherent)."""
-        return memoryview(self.ram_map).toreadonly()
+        return memoryview(self.ram_mem).toreadonly()
 
     def priv_view(self):
         """A writable memoryview of the hosted hypervisor's private memory."""
-        return memoryview(self.priv_map)
+        return memoryview(self.priv_mem)
 
 
 cdef int _check_range(Machine m, object addr, object size, str what) except -1:
@@ -190,7 +197,11 @@ cdef inline uint64_t _fit(object value, int bits, str name) except? 0xFFFFFFFFFF
 cdef class VCpuBase:
     """The parts of :class:`VCpu` that are not generated register properties."""
 
-    def __cinit__(self, Machine machine):
+    def __cinit__(self, Machine machine not None):
+        # The machine owns the Cpu struct; holding it keeps the struct alive
+        # as long as this vCPU (no call can reach a freed or NULL core).
+        if machine.c == NULL:
+            raise VmStateError("the machine has no processor (its construction failed)")
         self.machine = machine
         self.c = machine.c
 
@@ -324,37 +335,97 @@ cdef class VCpuBase:
 
     # --- the run loop -------------------------------------------------------
 
-    def _run(self, list handlers, object default, uint64_t budget, object RESUME, object RETRY, object STOP):
+    def check_entry(self):
+        """The VM-entry checks of SDM Vol. 3C chapter 27 on the VMCS as it
+        stands, without entering: None if VMLAUNCH (the VMCS is clear) or
+        VMRESUME (it is launched) would pass them, else the
+        :class:`~vtx.VmEntryError` the entry would fail with.  Nothing is
+        written.  After any exit, the guest state saved by the model passes
+        (a guest cannot make its own VM unresumable)."""
+        cdef int rc
+        with nogil:
+            rc = entry_checks(self.c, self.c.vmcs[VMCS_OFF_LAUNCH_STATE] == 0)
+        if rc == RC_OK:
+            return None
+        return _entry_error(self.c, rc)
+
+    @property
+    def events(self):
+        """Exceptions and interrupts delivered through the guest's IVT or
+        IDT since the vCPU was made (INT n, INT3 and INTO count as
+        instructions instead)."""
+        return self.c.events
+
+    def _run(self, list handlers not None, object default, object budget, object RESUME, object RETRY,
+             object STOP):
         """Enter the guest and dispatch exits until a handler says STOP, the
-        budget runs out or the guest halts.  Returns (why, last_exit)."""
+        budget runs out or the guest halts.  Returns (why, last_exit).
+
+        ``budget`` counts steps: instructions retired plus events delivered
+        (0 = none).  A run is not re-entrant: calling it again from a handler,
+        or from another thread while it runs, is a VmStateError."""
+        cdef Cpu* c = self.c
+        if len(handlers) != 128:
+            raise ArgumentError("handlers must be a list of 128 entries")
+        if isinstance(budget, bool) or not isinstance(budget, int) or not 0 <= budget <= MAX_BUDGET:
+            raise ArgumentError(f"the budget is an int in [0, {MAX_BUDGET:#x}] (0 = none), not {budget!r}")
+        if c.running:
+            raise VmStateError("run() is already active on this vCPU (called from an exit handler or "
+                               "another thread); return RESUME, RETRY or STOP from the handler instead")
+        c.running = 1
+        try:
+            return self._run_inner(handlers, default, budget, RESUME, RETRY, STOP)
+        finally:
+            c.running = 0
+            c.in_guest = 0
+
+    cdef object _run_inner(self, list handlers, object default, uint64_t budget, object RESUME,
+                           object RETRY, object STOP):
         cdef Cpu* c = self.c
         cdef int rc, launch
         cdef Exit ex
         cdef object h, r
         cdef uint32_t reason
-        cdef uint64_t rip
+        cdef uint64_t rip, used
         cdef uint32_t cs_ar
-        if len(handlers) != 128:
-            raise ValueError("handlers must be a list of 128 entries")
-        cdef uint64_t limit
-        if budget and c.icount + budget > c.icount:
-            limit = c.icount + budget
-        else:
-            limit = 0xFFFFFFFFFFFFFFFFULL
+        cdef uint64_t limit = c.icount + c.events + budget if budget else 0xFFFFFFFFFFFFFFFFULL
         while True:
-            # Leave the nogil loop every SLICE instructions to let Python see
-            # signals (Ctrl-C stops a guest that never exits).
-            c.icount_limit = limit if limit - c.icount <= SLICE else c.icount + SLICE
             launch = c.vmcs[VMCS_OFF_LAUNCH_STATE] == 0
             with nogil:
                 rc = vm_entry(c, launch)
-                if rc == RC_OK:
-                    if c.activity != 0:
-                        rc = RC_HALTED
-                    else:
-                        rc = run_loop(c)
-                    if rc != RC_VMEXIT:
+                if rc == RC_OK and c.activity != 0:
+                    vm_leave(c)
+                    rc = RC_HALTED
+            while rc == RC_OK:
+                # In the guest: run slice after slice, looking at Python's
+                # signals between them without leaving non-root operation.
+                used = c.icount + c.events
+                if used >= limit:
+                    rc = RC_BUDGET
+                    with nogil:
                         vm_leave(c)
+                    break
+                c.icount_limit = c.icount + (limit - used if limit - used <= SLICE else SLICE)
+                c.in_guest = 1
+                with nogil:
+                    rc = run_loop(c)
+                c.in_guest = 0
+                if rc == RC_BUDGET:
+                    if c.icount + c.events < limit:
+                        try:
+                            PyErr_CheckSignals()
+                        except BaseException:
+                            # Ctrl-C: the guest state is saved, so the VM
+                            # can run again from where it stopped.
+                            with nogil:
+                                vm_leave(c)
+                            raise
+                        rc = RC_OK
+                        continue
+                if rc != RC_VMEXIT:
+                    with nogil:
+                        vm_leave(c)
+                break
             if rc == RC_VMEXIT:
                 ex = make_exit(c)
                 reason = ex.reason & 0x7F
@@ -396,10 +467,7 @@ cdef class VCpuBase:
                     f"the handler {getattr(h, '__qualname__', h)!r} for {ex.name} returned {r!r}; "
                     f"an exit handler returns vtx.RESUME, vtx.RETRY or vtx.STOP")
             elif rc == RC_BUDGET:
-                if c.icount >= limit:
-                    return ("budget", None)
-                PyErr_CheckSignals()
-                continue
+                return ("budget", None)
             elif rc == RC_HALTED:
                 return ("halted", None)
             elif rc == RC_SHUTDOWN:
@@ -448,8 +516,10 @@ cdef uint32_t _encoding(object enc) except? 0xFFFFFFFFULL:
             return int(field_by_name(enc).encoding)
         except (KeyError, ValueError):
             raise VtxError(f"no VMCS field is named {enc!r}") from None
-    if isinstance(enc, bool) or not isinstance(enc, int) or enc < 0 or enc > 0xFFFFFFFFULL:
+    if isinstance(enc, bool) or not isinstance(enc, int):
         raise TypeError(f"a VMCS field is an encoding (int) or a name, not {enc!r}")
+    if enc < 0 or enc > 0xFFFFFFFF:
+        raise ArgumentError(f"a VMCS field encoding is a 32-bit value in [0, 0xffffffff], not {enc:#x}")
     return <uint32_t>enc
 
 

@@ -78,3 +78,13 @@ class HandlerReturnError(VtxError, TypeError):
 
 class VmStateError(VtxError, RuntimeError):
     """The VM cannot do what was asked in its present state (no vCPU, ...)."""
+
+
+class ArgumentError(VtxError, ValueError):
+    """An argument of a public call is out of the range it accepts; the
+    message names the argument and the range."""
+
+
+class HostMemoryError(VtxError, MemoryError):
+    """The host could not provide the memory a VM asked for (the message
+    says how much and what the host answered)."""

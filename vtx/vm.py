@@ -14,7 +14,7 @@ import time
 import attrs
 
 from . import _core
-from .errors import VmStateError, VtxError
+from .errors import ArgumentError, VmStateError, VtxError
 from .spec import (EntryControls, ExitControls, ExitReason, PinBased, ProcBased, ProcBased2,
                    VmcsField as F, capabilities)
 from .types import DescriptorTable, Segment
@@ -57,12 +57,14 @@ class RunResult:
     """What one :meth:`VM.run` did.
 
     ``stop`` says why it returned: ``"stop"`` (a handler returned STOP; the
-    exit is in ``exit``), ``"budget"`` (``max_instructions`` retired),
+    exit is in ``exit``), ``"budget"`` (``max_instructions`` steps done),
     ``"halted"`` (HLT without HLT exiting: nothing can wake the guest) or
     ``"shutdown"``.  ``exits`` counts the exits of this run per
     :class:`~vtx.ExitReason`, ``exit_ns`` the wall-clock nanoseconds spent per
     reason from the exit to the next entry (handler included),
-    ``instructions`` the guest instructions retired and ``wall_ns`` the run's
+    ``instructions`` the guest instructions retired (a REP string instruction
+    counts once per iteration), ``events`` the exceptions and interrupts
+    delivered through the guest's IVT or IDT, and ``wall_ns`` the run's
     duration.
     """
 
@@ -72,6 +74,7 @@ class RunResult:
     exit_ns: dict
     instructions: int
     wall_ns: int
+    events: int = 0
 
     @property
     def total_exits(self):
@@ -124,7 +127,7 @@ class VM:
         if memory <= 0 or memory % 4096:
             raise ValueError(f"memory must be a positive multiple of 4096 bytes, not {memory:#x}")
         if memory > _core.MAX_RAM:
-            raise ValueError(f"memory {memory:#x} exceeds the model's {_core.MAX_RAM:#x}")
+            raise ArgumentError(f"memory {memory:#x} exceeds the model's limit of {_core.MAX_RAM:#x} bytes")
         self._pd_pages = (memory + GiB - 1) // GiB
         priv = _EPT_PD + 4096 * (self._pd_pages + 1)
         self._machine = _core.Machine(memory, priv)
@@ -401,19 +404,32 @@ class VM:
 
     def run(self, max_instructions=None):
         """Enter the guest and handle its exits until a handler returns STOP,
-        ``max_instructions`` have retired, or the guest halts for good.
+        the budget is spent, or the guest halts for good.
+
+        ``max_instructions`` bounds the steps of the run: instructions retired
+        (a REP string instruction counts once per iteration, and stops between
+        iterations at the budget with RIP on it, as for an interrupt) plus
+        exceptions and interrupts delivered through the guest's IVT or IDT, so
+        a guest whose every instruction faults stops at its budget too.  At
+        most ``vtx._core.MAX_BUDGET``; None runs without a bound.  Ctrl-C (any
+        Python signal handler that raises) stops a run within milliseconds,
+        whatever the guest does, and leaves the VM able to run again.
 
         A handler that raises stops the run; the exception reaches the caller
         and the VM stays consistent (the guest is at the exiting instruction),
-        so it can run again."""
+        so it can run again.  A run is not re-entrant: calling ``run()`` from a
+        handler raises :class:`~vtx.VmStateError`."""
         v = self.vcpu
         if max_instructions is not None:
-            if isinstance(max_instructions, bool) or not isinstance(max_instructions, int) or max_instructions <= 0:
-                raise ValueError("max_instructions is a positive int or None")
+            if isinstance(max_instructions, bool) or not isinstance(max_instructions, int) \
+                    or not 0 < max_instructions <= _core.MAX_BUDGET:
+                raise ArgumentError(f"max_instructions is an int in [1, {_core.MAX_BUDGET:#x}] or None, "
+                                    f"not {max_instructions!r}")
         budget = max_instructions or 0
         counts0 = v.exit_counts()
         ns0 = v.exit_nanoseconds()
         i0 = v.instructions
+        e0 = v.events
         t0 = time.perf_counter_ns()
         why, last = v._run(self._handlers, self._default, budget, RESUME, RETRY, STOP)
         wall = time.perf_counter_ns() - t0
@@ -425,4 +441,4 @@ class VM:
                 key = ExitReason(r) if r in ExitReason._value2member_map_ else r
                 exits[key] = counts1[r] - counts0[r]
                 exit_ns[key] = ns1[r] - ns0[r]
-        return RunResult(why, last, exits, exit_ns, v.instructions - i0, wall)
+        return RunResult(why, last, exits, exit_ns, v.instructions - i0, wall, v.events - e0)

@@ -135,6 +135,15 @@ cdef int deliver_protected(Cpu* c, int vec, int has_err, uint32_t err) noexcept 
         return raise_exc(c, EXC_GP, 1, (sel & 0xFFFC) | 1)
     descriptor_to_seg(csdesc, &ncs, sel)
     ncs.ar |= 1
+    # The handler's address: canonical through a 64-bit gate, within the new
+    # CS limit otherwise, or #GP(EXT) before anything is pushed (SDM Vol. 2
+    # INT n, "IA-32e mode" and "INTRA-PRIVILEGE-LEVEL-INTERRUPT").  A saved
+    # non-canonical RIP would also fail the next VM entry.
+    if gsize == 16:
+        if not is_canonical(off):
+            return raise_exc(c, EXC_GP, 1, 0 if soft else 1)
+    elif (off & (0xFFFFFFFFULL if (gtype & 8) else 0xFFFF)) > ncs.limit:
+        return raise_exc(c, EXC_GP, 1, 0 if soft else 1)
     # A conforming code segment keeps the CPL; otherwise CPL becomes its DPL.
     new_cpl = c.cpl if ((csdesc >> 42) & 1) else dpl
     priv = new_cpl < c.cpl
@@ -236,6 +245,22 @@ cdef inline void stage_idt_vectoring(Cpu* c, int vec, int typ, uint32_t length, 
         c.x_len = length
 
 
+cdef inline void delivered(Cpu* c, int typ) noexcept nogil:
+    """An event went through the IVT or IDT.  Blocking by STI and by MOV SS
+    ends: it covers only the instruction after STI or MOV SS, and that
+    instruction did not complete (SDM Vol. 3A 6.8.3; Vol. 3C 25.4.2, Table
+    25-3); kept, it would be saved with RFLAGS.IF = 0 and fail the
+    interruptibility check of the next VM entry.  INT n, INT3 and INTO retire
+    (RIP moves past them); any other event counts toward the budget as one
+    step, so a guest whose every instruction faults still reaches it."""
+    c.interruptibility &= ~(<uint32_t>3)
+    if typ == 4 or typ == 5 or typ == 6:
+        c.icount += 1
+    else:
+        c.events += 1
+        spend(c, 1)
+
+
 cdef int handle_exception(Cpu* c) noexcept nogil:
     """Turn the pending exception (c.exc_*) into a VM exit or a delivery;
     a fault while delivering becomes a double fault, then a triple fault.
@@ -279,6 +304,9 @@ cdef int handle_exception(Cpu* c) noexcept nogil:
             rc = deliver_protected(c, vec, has_err, err)
         else:
             rc = deliver_real(c, vec)
+        if rc == RC_OK:
+            delivered(c, typ)
+            return RC_OK
         if rc == RC_VMEXIT:
             # An EPT violation or misconfiguration while delivering.
             stage_idt_vectoring(c, vec, typ, c.exc_len, has_err, err)

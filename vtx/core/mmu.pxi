@@ -50,6 +50,7 @@ cdef void icache_invalidate_page(Cpu* c, uint64_t hpa) noexcept nogil:
     cdef uint64_t page = <uint64_t>(<size_t>(c.ram + (hpa & ~0xFFFULL)))
     cdef uint64_t i, start, n
     cdef Insn* d
+    spend(c, 64)            # a few microseconds: see spend() in state.pxi
     if c.icache_mask >= 0xFFF:
         start = page & c.icache_mask
         n = 4096
@@ -367,6 +368,7 @@ cdef int translate_slow(Cpu* c, uint64_t lin, int kind, int user, uint8_t** host
     cdef uint8_t* p
     cdef int rc
     cdef TlbEntry* e
+    spend(c, 2)
     if c.paging:
         rc = page_walk(c, lin, kind, user, &gpa, &perm)
         if rc:

@@ -57,6 +57,11 @@ cdef void vm_leave(Cpu* c) noexcept nogil:
 
 
 cdef int run_loop(Cpu* c) noexcept nogil:
+    """Execute until something needs the host: a VM exit, the end of the
+    budget or slice (RC_BUDGET), a halt, a shutdown or an error.  Every trip
+    round the loop either retires an instruction, delivers an event or
+    performs one REP iteration, and each of those counts toward icount_limit
+    (see spend), so the loop reaches its check in bounded time."""
     cdef uint64_t lin, tag
     cdef uint8_t* p
     cdef Insn* d
@@ -98,6 +103,8 @@ cdef int run_loop(Cpu* c) noexcept nogil:
                         # STI / MOV SS blocking lasts one instruction.
                         c.interruptibility &= ~shadow
                     continue
+                if rc == RC_REP_PAUSED:
+                    continue
         if rc == RC_EXCEPTION:
             rc = handle_exception(c)
             if rc == RC_OK:
@@ -106,6 +113,11 @@ cdef int run_loop(Cpu* c) noexcept nogil:
             vm_exit(c)
             return RC_VMEXIT
         if rc == RC_HALTED:
+            # HLT retires, and blocking by STI or MOV SS ends with it (the
+            # STI; HLT idiom): a halted processor saved with that blocking
+            # would fail the activity-state check of VM entry (SDM Vol. 3C
+            # 27.3.1.5).
             c.rip = c.next_rip
             c.icount += 1
+            c.interruptibility &= ~(<uint32_t>3)
         return rc

@@ -15,6 +15,9 @@ cdef enum:
     RC_BAD_PHYS = 8        # guest-physical access outside every slot (no EPT)
     RC_SHUTDOWN = 9        # triple fault outside VMX non-root operation
     RC_UNSUPPORTED = 10    # a valid request the model does not implement yet
+    RC_REP_PAUSED = 11     # a REP string instruction stopped between iterations
+                           # at the budget: RIP stays on it, the iterations done
+                           # are counted, and executing it again continues it
 
 # General-purpose register numbers (SDM Vol. 2 Table 2-2 order).
 cdef enum:
@@ -223,3 +226,20 @@ cdef void update_mode(Cpu* c) noexcept nogil:
 cdef inline int is_canonical(uint64_t a) noexcept nogil:
     cdef int64_t s = (<int64_t>(a << 16)) >> 16
     return <uint64_t>s == a
+
+
+# ---------------------------------------------------------------------------
+# The run's budget and its slices (docs/architecture.rst, "Budgets and
+# signals").  The loop leaves with RC_BUDGET when icount reaches icount_limit;
+# the host sets that limit to the end of the budget or of the current slice,
+# whichever comes first, and checks Python's signals between slices.  Work
+# that retires no instruction spends the slice instead, so no guest can keep
+# the loop from reaching a check: event delivery (which also counts toward the
+# budget, see VCpu._run), dropping decoded code, page walks.
+
+cdef inline void spend(Cpu* c, uint64_t n) noexcept nogil:
+    """Bring the end of the current slice n steps nearer."""
+    if c.icount_limit - c.icount > n and c.icount_limit > c.icount:
+        c.icount_limit -= n
+    else:
+        c.icount_limit = c.icount

@@ -1,8 +1,12 @@
 # String instructions: MOVS STOS LODS CMPS SCAS with REP/REPE/REPNE
-# (SDM Vol. 1 7.3.9, Vol. 2 "REP/REPE/REPZ/REPNE/REPNZ").  A REP form runs all
-# its iterations in one call; registers are updated after each iteration, so
-# a fault in the middle leaves rCX/rSI/rDI where the SDM says and re-executing
-# the instruction continues it.
+# (SDM Vol. 1 7.3.9, Vol. 2 "REP/REPE/REPZ/REPNE/REPNZ").  A REP form runs its
+# iterations in one call until rCX runs out, its condition ends it, a fault, or
+# the budget; registers are updated after each iteration, so a fault in the
+# middle leaves rCX/rSI/rDI where the SDM says and re-executing the instruction
+# continues it.  Each iteration counts as one instruction retired (in the TSC
+# and the budget); at the budget the instruction pauses between iterations with
+# RIP on it, as it would for an interrupt (SDM Vol. 2 "REP": "the processor
+# ... allows interrupts to be serviced between iterations").
 
 cdef enum:
     STR_MOVS = 0
@@ -61,8 +65,14 @@ cdef int h_string(Cpu* c, Insn* d) noexcept nogil:
         if not rep:
             return RC_OK
         set_reg(c, R_CX, d.asz, c.regs[R_CX] - 1)
-        c.icount += 1        # each iteration retires (it shows in the TSC and the budget)
-        if kind >= STR_CMPS and (c.regs[R_CX] & am) != 0:
+        # The last iteration is counted by the run loop when it retires the
+        # instruction; the others here.
+        if (c.regs[R_CX] & am) == 0:
+            return RC_OK
+        if kind >= STR_CMPS:
             # REPE stops when ZF = 0, REPNE when ZF = 1.
             if (d.rep == 0xF3) != ((c.rflags & F_ZF) != 0):
                 return RC_OK
+        c.icount += 1
+        if c.icount >= c.icount_limit:
+            return RC_REP_PAUSED

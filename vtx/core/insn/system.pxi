@@ -344,6 +344,16 @@ cdef int msr_read(Cpu* c, uint32_t msr, uint64_t* v) noexcept nogil:
     return 0
 
 
+cdef inline int pat_valid(uint64_t pat) noexcept nogil:
+    cdef int i
+    cdef uint64_t t
+    for i in range(8):
+        t = (pat >> (8 * i)) & 0xFF
+        if t == 2 or t == 3 or t > 7:
+            return 0
+    return 1
+
+
 cdef int msr_write(Cpu* c, uint32_t msr, uint64_t v) noexcept nogil:
     """WRMSR of the modeled processor; 1 means #GP(0) (no such MSR, reserved
     bits, or a value the MSR rejects)."""
@@ -373,6 +383,11 @@ cdef int msr_write(Cpu* c, uint32_t msr, uint64_t v) noexcept nogil:
     elif msr == MSR_IA32_DEBUGCTL:
         c.debugctl = v
     elif msr == MSR_IA32_PAT:
+        # Each of the eight entries must be a valid memory type (0, 1, 4-7):
+        # #GP(0) otherwise (SDM Vol. 3A 13.12.2), and the VM-entry check on
+        # the guest PAT would fail (SDM Vol. 3C 27.3.1.1).
+        if not pat_valid(v):
+            return 1
         c.pat = v
     elif msr == MSR_IA32_FS_BASE or msr == MSR_IA32_GS_BASE or msr == MSR_IA32_KERNEL_GS_BASE or \
          msr == MSR_IA32_LSTAR or msr == MSR_IA32_CSTAR:
@@ -465,7 +480,8 @@ cdef int load_pdptes(Cpu* c, uint64_t cr3) noexcept nogil:
 
 
 cdef int write_cr0(Cpu* c, uint64_t v) noexcept nogil:
-    cdef uint64_t fixed0, fixed1
+    cdef uint64_t fixed0
+    cdef int rc
     if v >> 32:
         return raise_gp0(c)
     v |= CR0_ET
@@ -487,19 +503,32 @@ cdef int write_cr0(Cpu* c, uint64_t v) noexcept nogil:
             return raise_gp0(c)
         c.efer |= EFER_LMA
     elif not (v & CR0_PG) and (c.cr0 & CR0_PG) and (c.efer & EFER_LMA):
-        if c.long64:
+        # Leaving IA-32e mode: not from 64-bit mode, and not with CR4.PCIDE
+        # set (SDM Vol. 2 MOV CR, "#GP(0) ... clear CR0.PG while CR4.PCIDE=1").
+        if c.long64 or (c.cr4 & CR4_PCIDE):
             return raise_gp0(c)
         c.efer &= ~(<uint64_t>EFER_LMA)
     if (v & CR0_PG) and (c.cr4 & CR4_PAE) and not (c.efer & EFER_LMA) and not (c.cr0 & CR0_PG):
-        if load_pdptes(c, c.cr3):
-            return RC_EXCEPTION
+        # Loading the PDPTEs can fault (#GP), exit (an EPT violation or
+        # misconfiguration on the read) or reach no memory: pass that on.
+        rc = load_pdptes(c, c.cr3)
+        if rc:
+            return rc
     c.cr0 = v
     update_mode(c)
     return RC_OK
 
 
 cdef int write_cr4(Cpu* c, uint64_t v) noexcept nogil:
+    cdef int rc
     if v & ~(<uint64_t>VMX_CAP_CR4_FIXED1):
+        return raise_gp0(c)
+    # CR4.PCIDE: only in IA-32e mode, and set only while CR3[11:0] = 0 (SDM
+    # Vol. 2 MOV CR, "Protected Mode Exceptions"); a PCIDE outside IA-32e mode
+    # would also fail the next VM entry (SDM Vol. 3C 27.3.1.1).
+    if (v & CR4_PCIDE) and not (c.efer & EFER_LMA):
+        return raise_gp0(c)
+    if (v & CR4_PCIDE) and not (c.cr4 & CR4_PCIDE) and (c.cr3 & 0xFFF):
         return raise_gp0(c)
     if c.vmx_on and not (v & CR4_VMXE):
         return raise_gp0(c)
@@ -507,8 +536,9 @@ cdef int write_cr4(Cpu* c, uint64_t v) noexcept nogil:
         return raise_gp0(c)
     if (c.cr0 & CR0_PG) and (v & CR4_PAE) and not (c.efer & EFER_LMA) and \
             ((v ^ c.cr4) & (CR4_PAE | CR4_PSE | CR4_PGE | CR4_SMEP)):
-        if load_pdptes(c, c.cr3):
-            return RC_EXCEPTION
+        rc = load_pdptes(c, c.cr3)
+        if rc:
+            return rc
     c.cr4 = v
     update_mode(c)
     return RC_OK
@@ -520,6 +550,7 @@ cdef int h_mov_cr_r(Cpu* c, Insn* d) noexcept nogil:
     cdef int size = 8 if c.long64 else 4
     cdef uint64_t v = get_reg(c, d.rm, size)
     cdef uint64_t mask
+    cdef int rc
     if c.cpl != 0:
         return raise_gp0(c)
     if cr == 0:
@@ -532,11 +563,20 @@ cdef int h_mov_cr_r(Cpu* c, Insn* d) noexcept nogil:
     elif cr == 3:
         if c.non_root and (c.ctl.proc & PROC_CR3_LOAD_EXITING) and not cr3_target_hit(c, v):
             return insn_exit(c, d, EXIT_REASON_CONTROL_REGISTER_ACCESS, cr_qual(3, 0, d.rm))
-        if c.long64 and (v & RSVD_HIGH):
-            return raise_gp0(c)
+        if c.long64:
+            # Bit 63 is the "do not invalidate" hint with CR4.PCIDE = 1 and is
+            # not stored (the model flushes anyway, which is allowed); without
+            # PCIDE it is reserved.  Bits 62:MAXPHYADDR are reserved (SDM Vol.
+            # 3A 4.10.4.1, Vol. 2 MOV CR): #GP(0), never a stored value that
+            # the next VM entry would reject.
+            if (v >> 63) and (c.cr4 & CR4_PCIDE):
+                v &= ~(1ULL << 63)
+            if v >> MAXPHYADDR:
+                return raise_gp0(c)
         if c.paging == 3:
-            if load_pdptes(c, v):
-                return RC_EXCEPTION
+            rc = load_pdptes(c, v)
+            if rc:
+                return rc
         c.cr3 = v
         tlb_flush(c)
         return RC_OK

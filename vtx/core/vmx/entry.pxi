@@ -16,16 +16,6 @@ cdef inline int phys_ok(uint64_t a) noexcept nogil:
     return (a >> MAXPHYADDR) == 0
 
 
-cdef inline int pat_ok(uint64_t pat) noexcept nogil:
-    cdef int i
-    cdef uint64_t t
-    for i in range(8):
-        t = (pat >> (8 * i)) & 0xFF
-        if t == 2 or t == 3 or t > 7:
-            return 0
-    return 1
-
-
 cdef inline int fail(Cpu* c, int check, int rc) noexcept nogil:
     c.entry_check = check
     return rc
@@ -143,7 +133,7 @@ cdef int check_host(Cpu* c) noexcept nogil:
             is_canonical(vr(c, VMCS_OFF_HOST_GDTR_BASE, 8)) and
             is_canonical(vr(c, VMCS_OFF_HOST_IDTR_BASE, 8))):
         return fail(c, CK_HOST_CANONICAL_ADDRESSES, R)
-    if (exitc & EXIT_CTL_LOAD_IA32_PAT) and not pat_ok(vr(c, VMCS_OFF_HOST_IA32_PAT, 8)):
+    if (exitc & EXIT_CTL_LOAD_IA32_PAT) and not pat_valid(vr(c, VMCS_OFF_HOST_IA32_PAT, 8)):
         return fail(c, CK_HOST_IA32_PAT, R)
     if exitc & EXIT_CTL_LOAD_IA32_EFER:
         efer = vr(c, VMCS_OFF_HOST_IA32_EFER, 8)
@@ -204,7 +194,7 @@ cdef int check_guest(Cpu* c) noexcept nogil:
     if not is_canonical(vr(c, VMCS_OFF_GUEST_IA32_SYSENTER_ESP, 8)) or \
             not is_canonical(vr(c, VMCS_OFF_GUEST_IA32_SYSENTER_EIP, 8)):
         return fail(c, CK_GUEST_SYSENTER_CANONICAL, R)
-    if (entryc & ENTRY_CTL_LOAD_IA32_PAT) and not pat_ok(vr(c, VMCS_OFF_GUEST_IA32_PAT, 8)):
+    if (entryc & ENTRY_CTL_LOAD_IA32_PAT) and not pat_valid(vr(c, VMCS_OFF_GUEST_IA32_PAT, 8)):
         return fail(c, CK_GUEST_IA32_PAT, R)
     if entryc & ENTRY_CTL_LOAD_IA32_EFER:
         efer = vr(c, VMCS_OFF_GUEST_IA32_EFER, 8)
@@ -397,9 +387,9 @@ cdef void load_guest_state(Cpu* c) noexcept nogil:
     c.interruptibility = <uint32_t>vr(c, VMCS_OFF_GUEST_INTERRUPTIBILITY_STATE, 4)
 
 
-cdef int vm_entry(Cpu* c, int launch) noexcept nogil:
-    """VMLAUNCH (launch=1) or VMRESUME on the current VMCS: checks, then load.
-    Returns RC_OK with the processor in VMX non-root operation."""
+cdef int entry_checks(Cpu* c, int launch) noexcept nogil:
+    """Every check of VMLAUNCH (launch=1) or VMRESUME in SDM order, writing
+    nothing to the VMCS: RC_OK, or the failure code with c.entry_check."""
     cdef int rc
     cdef uint8_t launched = c.vmcs[VMCS_OFF_LAUNCH_STATE]
     if launch and launched:
@@ -411,11 +401,22 @@ cdef int vm_entry(Cpu* c, int launch) noexcept nogil:
     rc = check_controls(c)
     if rc == RC_OK:
         rc = check_host(c)
-    if rc:
+    if rc == RC_OK:
+        rc = check_guest(c)
+    return rc
+
+
+cdef int vm_entry(Cpu* c, int launch) noexcept nogil:
+    """VMLAUNCH (launch=1) or VMRESUME on the current VMCS: checks, then load.
+    Returns RC_OK with the processor in VMX non-root operation."""
+    cdef int rc
+    rc = entry_checks(c, launch)
+    if rc == RC_ENTRY_FAIL_CTL and c.entry_check < 0:
+        return rc
+    if rc == RC_ENTRY_FAIL_CTL or rc == RC_ENTRY_FAIL_HOST:
         vw(c, VMCS_OFF_VM_INSTRUCTION_ERROR, 4,
            VMXERR_ENTRY_INVALID_CONTROL_FIELDS if rc == RC_ENTRY_FAIL_CTL else VMXERR_ENTRY_INVALID_HOST_STATE)
         return rc
-    rc = check_guest(c)
     if rc:
         # SDM 27.8: basic reason 33 with bit 31 set; the guest state is not
         # loaded and nothing is saved.  The exit qualification is 0 except 2
