@@ -236,11 +236,8 @@ def check_budget(budget, stop, instructions, events, findings):
 
 
 def check_reentry(v, findings):
-    check = getattr(v, "check_entry", None)
-    if check is None:            # the core predates check_entry(): nothing to ask
-        return
     try:
-        err = check()
+        err = v.check_entry()
     except Exception as ex:                   # noqa: BLE001
         findings.append(finding("python", f"check_entry {type(ex).__name__}",
                                 f"check_entry() raised {type(ex).__name__}: {ex}"))
@@ -275,17 +272,14 @@ def classify_error(ex, findings):
 def one_run(vm, v, budget, findings, info):
     """Run once; returns (outcome, last exit, instructions, events) and
     checks the budget.  info["error"] gets the message of an exception."""
-    i0 = v.instructions
-    ev0 = getattr(v, "events", None)
+    i0, ev0 = v.instructions, v.events
     last = None
     try:
         r = vm.run(max_instructions=budget)
     except Exception as ex:                   # noqa: BLE001 - classified below
         outcome = classify_error(ex, findings)
         info["error"] = f"{type(ex).__name__}: {ex}"[:500]
-        instructions = v.instructions - i0
-        ev1 = getattr(v, "events", None)
-        events = ev1 - ev0 if isinstance(ev0, int) and isinstance(ev1, int) else 0
+        instructions, events = v.instructions - i0, v.events - ev0
         stop = outcome
     else:
         stop = r.stop
@@ -295,7 +289,7 @@ def one_run(vm, v, budget, findings, info):
         else:
             outcome = r.stop
         instructions = r.instructions
-        events = getattr(r, "events", 0)
+        events = r.events
     check_budget(budget, stop, instructions, events, findings)
     return outcome, last, instructions, events
 
@@ -383,23 +377,21 @@ def run_vmcs(vm, v, spec, findings, info):
             return "prerun-" + pre, None, 0, 0
     for enc, op, value in spec["mutations"]:
         apply_mutation(v, enc, op, value)
-    predicted = None
-    check = getattr(v, "check_entry", None)
-    if check is not None:
-        snap, regs = bytes(vm._priv), gpr_state(v)
-        try:
-            predicted = check()
-        except Exception as ex:               # noqa: BLE001
-            findings.append(finding("python", f"check_entry {type(ex).__name__}",
-                                    f"check_entry() raised {type(ex).__name__}: {ex}"))
-            check = None
-        else:
-            if bytes(vm._priv) != snap or gpr_state(v) != regs:
-                findings.append(finding("check_entry", "side effect",
-                                        "check_entry() changed the VMCS, private memory or registers"))
+    snap, regs = bytes(vm._priv), gpr_state(v)
+    checked = True
+    try:
+        predicted = v.check_entry()
+    except Exception as ex:                   # noqa: BLE001
+        findings.append(finding("python", f"check_entry {type(ex).__name__}",
+                                f"check_entry() raised {type(ex).__name__}: {ex}"))
+        checked = False
+    else:
+        if bytes(vm._priv) != snap or gpr_state(v) != regs:
+            findings.append(finding("check_entry", "side effect",
+                                    "check_entry() changed the VMCS, private memory or registers"))
     entries = v.entries
     outcome, last, n, ev = one_run(vm, v, spec["budget"], findings, info)
-    if check is not None:
+    if checked:
         first_failed = outcome.startswith("entry:") and v.entries == entries
         if predicted is None and first_failed:
             findings.append(finding("check_entry", "missed " + outcome[6:],
