@@ -151,7 +151,7 @@ def test_case_ids_rebuild_the_same_case():
 
 
 def test_ddmin_finds_a_minimal_failing_subsequence():
-    data = bytes(range(40)) + b"\xf1" + bytes(range(50, 90)) + b"\x07"
+    data = bytes(range(0x10, 0x40)) + b"\xf1" + bytes(range(0x50, 0x80)) + b"\x07"
     tried = []
 
     def test(d):

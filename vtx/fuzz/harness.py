@@ -88,6 +88,19 @@ def code_address(spec, code):
     return spec["code_at"]
 
 
+def apply_mutation(v, enc, op, value):
+    """vmwrite one field: "set" value, or "xor", "or" or "add" it to the
+    field's current value."""
+    width = 32 if enc & 1 else {FieldWidth.BITS16: 16, FieldWidth.BITS32: 32}.get(field_info(enc).width, 64)
+    if op == "xor":
+        value ^= v.vmread(enc)
+    elif op == "or":
+        value |= v.vmread(enc)
+    elif op == "add":
+        value += v.vmread(enc)
+    v.vmwrite(enc, value & ((1 << width) - 1))
+
+
 def build(spec):
     """The VM and vCPU of a spec, ready to run."""
     vm = vtx.VM(memory=spec["memory"])
@@ -113,6 +126,8 @@ def build(spec):
         v.idtr = vtx.DescriptorTable(*spec["idtr"])
     if spec.get("exception_bitmap") is not None:
         v.vmwrite(F.EXCEPTION_BITMAP, spec["exception_bitmap"])
+    for enc, op, value in spec.get("vmwrites", ()):
+        apply_mutation(v, enc, op, value)
     return vm, v
 
 
@@ -357,14 +372,6 @@ def run_case(spec):
     return result
 
 
-def apply_mutation(v, enc, op, value):
-    """vmwrite one mutation: "set" value, "xor" it into the field, or "add" it."""
-    width = 32 if enc & 1 else {FieldWidth.BITS16: 16, FieldWidth.BITS32: 32}.get(field_info(enc).width, 64)
-    if op == "xor":
-        value ^= v.vmread(enc)
-    elif op == "add":
-        value += v.vmread(enc)
-    v.vmwrite(enc, value & ((1 << width) - 1))
 
 
 def run_vmcs(vm, v, spec, findings, info):

@@ -118,20 +118,27 @@ class Minimizer:
         out["code"] = small.hex()
         return out
 
-    def _mutations(self, spec):
+    def _drop_each(self, spec, key, keep=0):
+        """Drop the entries of the list spec[key] one at a time while the
+        failure persists, keeping at least keep of them."""
         i = 0
-        while i < len(spec["mutations"]) and len(spec["mutations"]) > 1:
+        while i < len(spec.get(key, ())) and len(spec[key]) > keep:
             def drop(c, i=i):
-                del c["mutations"][i]
+                del c[key][i]
             smaller = self.attempt(spec, drop)
             if smaller is spec:
                 i += 1
             spec = smaller
+        return spec
+
+    def _mutations(self, spec):
+        spec = self._drop_each(spec, "mutations", keep=1)
         if spec.get("prerun"):
             spec = self.attempt(spec, lambda c: c.update(prerun=0))
         return spec
 
     def _simplify(self, spec):
+        spec = self._drop_each(spec, "vmwrites")
         for name in list(spec.get("regs", {})):
             spec = self.attempt(spec, lambda c, n=name: c["regs"].pop(n))
         for name in list(spec.get("segs", {})):

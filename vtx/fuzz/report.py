@@ -48,6 +48,8 @@ def describe_spec(spec):
         lines.append(f"exception bitmap {spec['exception_bitmap']:#010x}")
     for addr, data in spec.get("fill", ()):
         lines.append(f"memory at {addr:#x}: {len(data) // 2} bytes")
+    for enc, op, value in spec.get("vmwrites", ()):
+        lines.append(f"vmwrite {field_name(enc)} ({enc:#06x}) {op} {value:#x} (a hypervisor setting)")
     if spec.get("prerun"):
         lines.append(f"{spec['prerun']} instructions run before the mutations")
     for enc, op, value in spec.get("mutations", ()):

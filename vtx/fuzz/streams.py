@@ -16,6 +16,8 @@ corpus.py.
 
 import struct
 
+from vtx.spec import ProcBased, VmcsField as F
+
 from .cases import BITS
 from .corpus import BY_BITS
 
@@ -292,11 +294,40 @@ def make_stream_spec(rng, mode, budget_max):
     spec["exception_bitmap"] = rng.choice((
         0xFFFFFFFF, 0xFFFFFFFF, 0, 0, rng.getrandbits(32),
         1 << rng.randrange(32), 0xFFFFFFFF & ~(1 << rng.randrange(32))))
+    tweaks = control_tweaks(rng)
+    if tweaks:
+        spec["vmwrites"] = tweaks
     spec["handler"] = make_handler_policy(rng)
     x = rng.random()
     spec["budget"] = budget_max if x < 0.7 else rng.randint(1, min(16, budget_max)) if x < 0.85 \
         else rng.randint(1, budget_max)
     return spec
+
+
+def control_tweaks(rng):
+    """Other valid configurations of the hypervisor than the default one:
+    HLT that halts instead of exiting, I/O and MSR accesses that the model
+    carries out (zeroed bitmaps), RDTSC and CR3 exits, guest/host-owned CR0
+    bits, a TSC offset.  Each is [encoding, op, value] as in vmcs.py."""
+    proc = int(F.PRIMARY_PROC_BASED_CONTROLS)
+    w = []
+    if rng.random() < 0.15:
+        w.append([proc, "xor", int(ProcBased.HLT_EXITING)])
+    if rng.random() < 0.1:
+        w.append([proc, "xor", int(ProcBased.UNCONDITIONAL_IO_EXITING | ProcBased.USE_IO_BITMAPS)])
+    if rng.random() < 0.1:
+        w.append([proc, "or", int(ProcBased.USE_MSR_BITMAPS)])
+    if rng.random() < 0.05:
+        w.append([proc, "or", int(ProcBased.RDTSC_EXITING)])
+    if rng.random() < 0.05:
+        w.append([proc, "or", int(ProcBased.CR3_LOAD_EXITING | ProcBased.CR3_STORE_EXITING)])
+    if rng.random() < 0.05:
+        w.append([proc, "or", int(ProcBased.USE_TSC_OFFSETTING)])
+        w.append([int(F.TSC_OFFSET), "set", rng.getrandbits(64)])
+    if rng.random() < 0.05:
+        w.append([int(F.CR0_GUEST_HOST_MASK), "set", rng.choice((1, 0x80000001, 0xFFFFFFFF, rng.getrandbits(32)))])
+        w.append([int(F.CR0_READ_SHADOW), "set", rng.choice((0, 0x11, 0x80000011, rng.getrandbits(32)))])
+    return w
 
 
 def make_handler_policy(rng, max_exits=None):
