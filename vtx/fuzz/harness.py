@@ -5,6 +5,10 @@ mode, code bytes and where they go, extra memory contents, registers, the
 exception bitmap, VMCS mutations, the exit handler's policy and the budget);
 streams.py and vmcs.py make specs from case ids, and the minimizer edits them.
 
+A streams case may run several times in a row (spec["more"]: small budgets
+first), so that a REP string or an event loop cut off by the budget must
+resume correctly; every run is held to its own budget.
+
 This module is deliberately self-contained (the standard library and vtx
 only): a reproducer script embeds its source verbatim, so the reproducer
 runs exactly the code the fuzzer ran.
@@ -14,8 +18,8 @@ The invariants (each violation is a finding, a dict with kind, key, detail):
 - ``overrun`` / ``underrun``: instructions + events of a run exceed the
   budget + 1, or a run that stopped on the budget did less than the budget;
 - ``reentry``: after an exit, the budget, a halt or a handler's exception,
-  the saved state does not pass the VM-entry checks (streams only: a mutated
-  VMCS may legitimately be unenterable);
+  the saved state does not pass the VM-entry checks, or a VMRESUME inside a
+  run fails (streams only: a mutated VMCS may legitimately be unenterable);
 - ``memory``: the hypervisor's private memory outside the VMCS page changed;
 - ``inspect``: reading a register, a VMCS field or an exit's attributes
   raised something other than a vtx error;
@@ -86,6 +90,29 @@ def code_address(spec, code):
     if spec.get("code_at_end"):
         return spec["memory"] - len(code)
     return spec["code_at"]
+
+
+def run_streams(vm, v, spec, findings, info):
+    """The streams campaign: the run, then the runs of spec["more"] (each
+    continues where the last stopped, so a REP or an event loop cut by the
+    budget is resumed), each with its own budget, each followed by the
+    re-entry check."""
+    budgets = [spec["budget"]] + list(spec.get("more", ()))
+    n = ev = 0
+    for budget in budgets:
+        entries = v.entries
+        outcome, last, n1, ev1 = one_run(vm, v, budget, findings, info)
+        n, ev = n + n1, ev + ev1
+        if outcome.startswith("entry:") and v.entries != entries:
+            # The first entry passed, so the state a VM exit saved (and the
+            # handler left valid) failed: the same invariant as below.
+            findings.append(finding("reentry", outcome[6:], "VMRESUME after an exit failed: "
+                                    + info.get("error", "")))
+        inspect_vm(v, last, findings)
+        if not (outcome.startswith("exit:") or outcome in ("budget", "halted", "handler-raised")):
+            break
+        check_reentry(v, findings)
+    return outcome, last, n, ev
 
 
 def apply_mutation(v, enc, op, value):
@@ -345,24 +372,12 @@ def run_case(spec):
     vm.default(handler)
     priv = vm._priv
     before = bytes(priv[VMCS_PAGE:])
-    budget = spec["budget"]
-
     if spec["campaign"] == "vmcs":
         outcome, last, n, ev = run_vmcs(vm, v, spec, findings, result)
+        inspect_vm(v, last, findings)
     else:
-        entries = v.entries
-        outcome, last, n, ev = one_run(vm, v, budget, findings, result)
-        if outcome.startswith("entry:") and v.entries != entries:
-            # The first entry passed, so the state a VM exit saved (and the
-            # handler left valid) failed: the same invariant as below.
-            findings.append(finding("reentry", outcome[6:], "VMRESUME after an exit failed: "
-                                    + result.get("error", "")))
+        outcome, last, n, ev = run_streams(vm, v, spec, findings, result)
     result.update(outcome=outcome, instructions=n, events=ev)
-
-    inspect_vm(v, last, findings)
-    if spec["campaign"] == "streams" and (
-            outcome.startswith("exit:") or outcome in ("budget", "halted", "handler-raised")):
-        check_reentry(v, findings)
     after = bytes(priv[VMCS_PAGE:])
     if after != before:
         off = next(i for i in range(len(after)) if after[i] != before[i])
@@ -370,8 +385,6 @@ def run_case(spec):
                                 f"private memory changed at offset {VMCS_PAGE + off:#x} "
                                 f"({before[off]:#04x} -> {after[off]:#04x})"))
     return result
-
-
 
 
 def run_vmcs(vm, v, spec, findings, info):

@@ -139,6 +139,7 @@ class Minimizer:
 
     def _simplify(self, spec):
         spec = self._drop_each(spec, "vmwrites")
+        spec = self._drop_each(spec, "more")
         for name in list(spec.get("regs", {})):
             spec = self.attempt(spec, lambda c, n=name: c["regs"].pop(n))
         for name in list(spec.get("segs", {})):

@@ -35,7 +35,8 @@ def field_name(enc):
 
 def describe_spec(spec):
     """The essentials of a case for a human: mode, code, placement, state."""
-    lines = [f"mode {spec['mode']}, memory {spec['memory']:#x}, budget {spec['budget']}",
+    budgets = ", then ".join(str(b) for b in [spec["budget"]] + list(spec.get("more", ())))
+    lines = [f"mode {spec['mode']}, memory {spec['memory']:#x}, budget {budgets}",
              f"code ({len(spec['code']) // 2} bytes) {spec['code'] or '(none)'} "
              + ("at the end of RAM" if spec.get("code_at_end") else f"at {spec['code_at']:#x}")]
     if spec.get("regs"):

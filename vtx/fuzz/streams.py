@@ -301,6 +301,11 @@ def make_stream_spec(rng, mode, budget_max):
     x = rng.random()
     spec["budget"] = budget_max if x < 0.7 else rng.randint(1, min(16, budget_max)) if x < 0.85 \
         else rng.randint(1, budget_max)
+    if rng.random() < 0.3:
+        # More runs after the first: small budgets first cut REP strings and
+        # event loops in the middle, and the next run has to resume them.
+        spec["budget"] = rng.randint(1, min(50, budget_max))
+        spec["more"] = [rng.randint(1, min(50, budget_max)) for _ in range(rng.randint(0, 2))] + [budget_max]
     return spec
 
 
