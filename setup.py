@@ -1,4 +1,4 @@
-"""Build the one Cython extension, vtx._core (DESIGN.md decision 3).
+"""Build the one Cython extension, vtx._core (docs/architecture.rst, decision 3).
 
 Everything the interpreter runs is `include`d into vtx/_core.pyx so that the
 C compiler sees one translation unit and can inline across the fragments.
@@ -13,12 +13,27 @@ CORE = os.path.join("vtx", "core")
 
 debug = os.environ.get("VTX_DEBUG_BUILD") == "1"
 extra = ["-O0", "-g"] if debug else ["-O2"]
+link = []
+
+# VTX_ASAN=1: AddressSanitizer and UndefinedBehaviorSanitizer (tools/asan_tests.sh).
+# -O1 -g replaces the optimisation flags above. The module must then run
+# with the compiler's libasan preloaded into python.
+if os.environ.get("VTX_ASAN") == "1":
+    sanitize = [
+        "-fsanitize=address",
+        "-fsanitize=undefined",
+        "-fno-sanitize-recover=undefined",
+        "-fno-omit-frame-pointer",
+    ]
+    extra = ["-O1", "-g"] + sanitize
+    link = sanitize
 
 ext = Extension(
     "vtx._core",
     sources=[os.path.join("vtx", "_core.pyx")],
     include_dirs=[os.path.join(HERE, CORE), os.path.join(HERE, "vtx")],
     extra_compile_args=extra + ["-fno-strict-aliasing", "-Wno-unused-function"],
+    extra_link_args=link,
 )
 
 setup(

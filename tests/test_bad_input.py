@@ -1,4 +1,4 @@
-"""Bad input never crashes the host (DESIGN.md decision 11): random guest
+"""Bad input never crashes the host (docs/architecture.rst, decision 13): random guest
 bytes, instructions cut off at the end of guest memory, jumps and memory
 operands outside it, and wrong use of the Python API all end in an
 architectural outcome (a VM exit, the budget, a halt) or a clear Python
@@ -478,3 +478,121 @@ def test_vmwrite_garbage_then_run_fails_cleanly(mode):
             assert r.stop in ("stop", "budget", "halted")
             outcomes.add(r.stop)
     assert "VmEntryError" in outcomes
+
+
+# ---------------------------------------------------------------------------
+# Public constructors and methods of the extension that once crashed or gave
+# errors of the wrong type
+# ---------------------------------------------------------------------------
+
+def test_vcpu_of_none_is_a_type_error():
+    """VCpu(None).rax once dereferenced a NULL machine and killed the
+    interpreter."""
+    with pytest.raises(TypeError, match="Machine"):
+        vtx.VCpu(None)
+    with pytest.raises(TypeError):
+        vtx.VCpu(object())
+    with pytest.raises(TypeError):
+        vtx.VCpu()
+
+
+def test_machine_and_host_memory_arguments():
+    M = vtx._core.Machine
+    for bad in (0, -4096, 4097, 1 << 40, 1.0, None, True):
+        with pytest.raises((vtx.ArgumentError, TypeError)):
+            M(bad, 4096)
+    with pytest.raises(vtx.ArgumentError, match="model's limit"):
+        M(vtx._core.MAX_RAM + 4096, 4096)
+    with pytest.raises(vtx.ArgumentError):
+        vtx._core.HostMemory(100, "x")
+
+
+def test_host_memory_views_outlive_the_vm():
+    """A memoryview of guest memory keeps its mapping alive after the VM is
+    gone (no use after unmap)."""
+    vm = vtx.VM(memory=1 << 16)
+    vm.write(0x100, b"kept")
+    view = vm.memory
+    del vm
+    import gc
+    gc.collect()
+    assert bytes(view[0x100:0x104]) == b"kept"
+
+
+@pytest.mark.parametrize("i", [-1, 8, 1000, 1 << 30])
+def test_segment_register_numbers_are_bounded(vm, i):
+    with pytest.raises(vtx.ArgumentError, match=r"\[0, 7\]"):
+        vm.vcpu._get_segment(i)
+    with pytest.raises(vtx.ArgumentError, match=r"\[0, 7\]"):
+        vm.vcpu._set_segment(i, vtx.Segment(0, 0, 0, 0), "x")
+
+
+def test_a_large_vm_costs_address_space_not_memory():
+    """64 GiB of guest memory (more than this machine has) is reserved, not
+    committed: the VM is made, and the guest can use its last page."""
+    vm = vtx.VM(memory=64 << 30)
+    vm.load(0x1000, b"\x48\xa3" + (vm.memory_size - 8).to_bytes(8, "little") + b"\xf4")   # mov [top-8], rax; hlt
+    vm.add_vcpu()
+    vm.setup_long_mode(entry=0x1000, tables=0x100000)
+    # setup_long_mode maps the first 4 GiB; map the top 2 MiB of RAM too.
+    top = vm.memory_size - (2 << 20)
+    pdpt = vm.read_u64(vm.vcpu.cr3) & ~0xFFF          # PML4[0] covers the first 512 GiB
+    pd = 0x200000
+    vm.write(pd, bytes(4096))
+    vm.write_u64(pd + 8 * ((top >> 21) & 511), top | 0x83)     # a 2 MiB page
+    vm.write_u64(pdpt + 8 * ((top >> 30) & 511), pd | 3)
+    vm.vcpu.rax = 0x1122334455667788
+    vm.on(R.HLT)(lambda v, e: vtx.STOP)
+    r = vm.run(max_instructions=10)
+    assert r.exit.reason == R.HLT
+    assert vm.read_u64(vm.memory_size - 8) == 0x1122334455667788
+
+
+def test_host_refusing_memory_is_a_clear_error():
+    """Under an address-space limit the mapping fails: HostMemoryError says
+    how much was asked and what the host answered (not a bare OSError)."""
+    code = (
+        "import re, resource, vtx\n"
+        # 2 GiB above what the process has mapped (which is terabytes under
+        # AddressSanitizer, whose shadow memory counts too).
+        "used = int(re.search(r'VmSize:\\s+(\\d+) kB', open('/proc/self/status').read()).group(1)) * 1024\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (used + (2 << 30), used + (2 << 30)))\n"
+        "try:\n"
+        "    vtx.VM(memory=16 << 30)\n"
+        "except vtx.HostMemoryError as e:\n"
+        "    assert isinstance(e, MemoryError)\n"
+        "    print('ok', e)\n"
+    )
+    env = dict(os.environ)
+    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+    p = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith("ok guest memory: the host refused to map 0x400000000 bytes"), p.stdout
+
+
+def test_host_writes_while_the_guest_runs_in_another_thread():
+    """A VM is driven by one thread at a time: while a run is in the guest
+    (without the GIL), another thread's write to guest memory and a second
+    run() are refused with VmStateError instead of racing the decode cache."""
+    import threading
+    vm = vtx.VM(memory=1 << 16)
+    vm.load(0x1000, b"\xeb\xfe")                 # jmp $
+    vm.add_vcpu()
+    vm.setup_protected_mode(entry=0x1000)
+    result = {}
+    t = threading.Thread(target=lambda: result.setdefault("r", vm.run(max_instructions=100_000_000)))
+    t.start()
+    refused = {"write": 0, "run": 0}
+    while t.is_alive():
+        try:
+            vm.write(0x2000, b"x")
+        except vtx.VmStateError:
+            refused["write"] += 1
+        try:
+            vm.run(max_instructions=1)
+        except vtx.VmStateError:
+            refused["run"] += 1
+    t.join()
+    assert result["r"].stop == "budget" and result["r"].instructions == 100_000_000
+    assert refused["write"] > 0 and refused["run"] > 0

@@ -610,7 +610,7 @@ def test_every_check_in_the_table_is_tested():
 
 
 # ---------------------------------------------------------------------------
-# The VMCS region: VMREAD/VMWRITE and the layout (DESIGN.md decision 7)
+# The VMCS region: VMREAD/VMWRITE and the layout (docs/architecture.rst, decision 7)
 # ---------------------------------------------------------------------------
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 # The CPU's C-level declarations: every struct the interpreter touches and the
-# cdef classes that own them (DESIGN.md: "a .pxd that declares every cdef class").
+# cdef classes that own them (docs/architecture.rst, "Layout").
 # Nothing here is a Python object; the run loop works on these structs with the
 # GIL released.
 
@@ -19,7 +19,7 @@ ctypedef struct Insn   # forward
 ctypedef struct Cpu    # forward
 ctypedef int (*handler_t)(Cpu* c, Insn* d) noexcept nogil
 
-# A decoded instruction (DESIGN.md decision 4): operand size, address size and
+# A decoded instruction (docs/architecture.rst, decision 4): operand size, address size and
 # handler are fixed when the bytes are decoded, so executing it again is a
 # table lookup and an indirect call.
 ctypedef struct Insn:

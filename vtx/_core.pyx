@@ -1,7 +1,7 @@
 # cython: language_level=3
 """The CPU core of vtx: a modeled x86 processor with VMX non-root operation.
 
-One extension built from fragments (DESIGN.md decision 3); the fragments under
+One extension built from fragments (docs/architecture.rst, decision 3); the fragments under
 vtx/core/ are included in dependency order.  Everything up to run.pxi runs
 without the GIL; the classes at the end are the edge where Python enters.
 """
@@ -262,10 +262,14 @@ cdef class VCpuBase:
 
     def _get_segment(self, int i):
         cdef Cpu* c = self.c
+        if not 0 <= i < 8:
+            raise ArgumentError(f"segment register number {i} is not in [0, 7] (ES CS SS DS FS GS LDTR TR)")
         return Segment(<uint16_t>vr(c, off_sel(i), 2), vr(c, off_base(i), 8),
                        <uint32_t>vr(c, off_limit(i), 4), <uint32_t>vr(c, off_ar(i), 4))
 
     def _set_segment(self, int i, value, str name):
+        if not 0 <= i < 8:
+            raise ArgumentError(f"segment register number {i} is not in [0, 7] (ES CS SS DS FS GS LDTR TR)")
         if not isinstance(value, Segment):
             raise TypeError(f"{name} takes a vtx.Segment, not {type(value).__name__}")
         vw(self.c, off_sel(i), 2, value.selector)

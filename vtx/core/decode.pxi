@@ -1,6 +1,6 @@
 # The decoder: legacy prefixes, REX, the one- and two-byte opcode maps,
 # ModRM/SIB/displacement/immediate (SDM Vol. 2 chapter 2), and the decode
-# cache keyed by host-physical address (DESIGN.md decision 4).
+# cache keyed by host-physical address (docs/architecture.rst, decision 4).
 #
 # The opcode maps are defined once, in init_opcode_tables() at the end of this
 # file: each entry names its operand format and its handler.

@@ -1,4 +1,4 @@
-# Exits are data (DESIGN.md decision 9): immutable objects that carry the raw
+# Exits are data (docs/architecture.rst, decision 9): immutable objects that carry the raw
 # exit-information fields of the VMCS and decode them on access.  They are
 # cdef classes so that making one costs tens of nanoseconds, not microseconds.
 

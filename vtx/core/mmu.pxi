@@ -24,6 +24,15 @@ cdef enum:
 
 cdef uint64_t PHYS_MASK = ((1ULL << MAXPHYADDR) - 1) & ~0xFFFULL
 cdef uint64_t RSVD_HIGH = (((1ULL << 52) - 1) & ~((1ULL << MAXPHYADDR) - 1))
+# PAE paging reserves more than 4-level paging does (SDM Vol. 3A 4.4.2, Tables
+# 4-8 to 4-11): a PDPTE's bits 63:MAXPHYADDR, 8:5 and 2:1; a PDE's or PTE's
+# bits 62:MAXPHYADDR (bit 63 is XD).  4-level paging ignores bits 62:52.
+cdef uint64_t RSVD_PDPTE = RSVD_HIGH | (0xFFFULL << 52) | 0x1E6
+cdef uint64_t RSVD_PAE = RSVD_HIGH | (0x7FFULL << 52)
+# 32-bit paging, 4 MiB page with PSE-36: bits 20:13 hold physical address
+# bits 39:32, so those beyond MAXPHYADDR are reserved, and bit 21 always (SDM
+# Vol. 3A 4.3, Table 4-4).
+cdef uint64_t RSVD_PDE4M = (0x3FFULL << 12) & ~((1ULL << (13 + MAXPHYADDR - 32)) - 1) & 0x3FE000
 
 
 cdef inline uint8_t* hpa_ptr(Cpu* c, uint64_t hpa, uint64_t size, int guest_only) noexcept nogil:
@@ -45,7 +54,7 @@ cdef inline void tlb_flush(Cpu* c) noexcept nogil:
 
 cdef void icache_invalidate_page(Cpu* c, uint64_t hpa) noexcept nogil:
     """Drop every decoded instruction that starts in the RAM page at hpa
-    (DESIGN.md decision 4: a write that hits a code page).  The cache is
+    (docs/architecture.rst, decision 4: a write that hits a code page).  The cache is
     indexed by host address, so one page is one run of slots."""
     cdef uint64_t page = <uint64_t>(<size_t>(c.ram + (hpa & ~0xFFFULL)))
     cdef uint64_t i, start, n
@@ -276,7 +285,7 @@ cdef int page_walk(Cpu* c, uint64_t lin, int kind, int user, uint64_t* gpa_out, 
         entry = c.pdpte[(lin >> 30) & 3]
         if not (entry & 1):
             return raise_pf(c, lin, pfec_base)
-        if entry & (RSVD_HIGH | 0x1E6):
+        if entry & RSVD_PDPTE:
             return raise_pf(c, lin, pfec_base | 9)
         levels = 2
         wide = 1
@@ -300,7 +309,9 @@ cdef int page_walk(Cpu* c, uint64_t lin, int kind, int user, uint64_t* gpa_out, 
         vals[level - 1] = entry
         if not (entry & 1):
             return raise_pf(c, lin, pfec_base)
-        if wide and ((entry & RSVD_HIGH) or ((entry >> 63) and not nxe)):
+        if wide and ((entry & (RSVD_PAE if c.paging == 3 else RSVD_HIGH)) or ((entry >> 63) and not nxe)):
+            return raise_pf(c, lin, pfec_base | 9)
+        if not wide and level == 2 and (entry & 0x80) and (c.cr4 & CR4_PSE) and (entry & RSVD_PDE4M):
             return raise_pf(c, lin, pfec_base | 9)
         if wide and level == 4 and (entry & 0x80):
             return raise_pf(c, lin, pfec_base | 9)

@@ -1,6 +1,6 @@
 # The run loop: fetch through the TLB, look up the decode cache, call the
 # handler.  It runs without the GIL and leaves only by a return code
-# (DESIGN.md "How data flows").
+# (docs/architecture.rst, "The path of a guest instruction").
 
 cdef enum:
     ICACHE_ENTRIES = 1 << 14

@@ -1,4 +1,4 @@
-"""The VMX tables as a Python API (DESIGN.md decision 2: one table per domain).
+"""The VMX tables as a Python API (docs/architecture.rst, decision 2: one table per domain).
 
 The tables live in the modules next to this one; this module builds enums and
 lookup helpers from them when it is imported:

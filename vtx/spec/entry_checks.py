@@ -1,4 +1,4 @@
-"""The VM-entry checks the model performs, in SDM order (DESIGN.md decision 6).
+"""The VM-entry checks the model performs, in SDM order (docs/architecture.rst, decision 6).
 
 Each row is (ID, area, SDM section, what the check requires).  The area says how
 a failure is reported (SDM Vol. 3 chapter 26):

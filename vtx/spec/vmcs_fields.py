@@ -20,7 +20,7 @@ bits    meaning
 31:15   reserved (0)
 ======  =====================================================================
 
-The VMCS region layout used by the model (DESIGN.md decision 7) is derived
+The VMCS region layout used by the model (docs/architecture.rst, decision 7) is derived
 here too, by :func:`compute_layout`.
 
 The FRED rows (``INJECTED_EVENT_DATA``, ``ORIGINAL_EVENT_DATA``, the
@@ -303,7 +303,7 @@ FIELDS = (
 
 
 # ---------------------------------------------------------------------------
-# The VMCS region layout (DESIGN.md decision 7).
+# The VMCS region layout (docs/architecture.rst, decision 7).
 # ---------------------------------------------------------------------------
 
 VMCS_REGION_SIZE = 4096

@@ -1,7 +1,7 @@
 # System instructions: flag control, CLI/STI, HLT, IN/OUT/INS/OUTS, CPUID,
 # RDMSR/WRMSR, RDTSC, MOV to/from CR, LGDT/LIDT/SGDT/SIDT, VMCALL, and the
 # VMX instructions that exit unconditionally in non-root operation.  Each
-# checks its VM-exit condition where it executes (DESIGN.md decision 5) and
+# checks its VM-exit condition where it executes (docs/architecture.rst, decision 5) and
 # after the exceptions that take priority over it (SDM Vol. 3 26.1.1).
 
 
@@ -472,7 +472,7 @@ cdef int load_pdptes(Cpu* c, uint64_t cr3) noexcept nogil:
         if rc:
             return rc
         memcpy(&e[i], p, 8)
-        if (e[i] & 1) and (e[i] & (RSVD_HIGH | 0x1E6)):
+        if (e[i] & 1) and (e[i] & RSVD_PDPTE):
             return raise_gp0(c)
     for i in range(4):
         c.pdpte[i] = e[i]

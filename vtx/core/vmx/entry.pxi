@@ -176,6 +176,7 @@ cdef int check_guest(Cpu* c) noexcept nogil:
     cdef uint64_t efer, rip, base, pdpte
     cdef uint32_t ar, lim, t, cs_ar, ss_ar, info, intr, act, itype
     cdef uint16_t sel
+    cdef uint8_t* p
     cdef int i, v86, dpl
     cdef int R = RC_ENTRY_FAIL_GUEST
     # 26.3.1.1
@@ -313,11 +314,20 @@ cdef int check_guest(Cpu* c) noexcept nogil:
         return fail(c, CK_GUEST_PENDING_DEBUG_EXCEPTIONS, R)
     if vr(c, VMCS_OFF_VMCS_LINK_POINTER, 8) != 0xFFFFFFFFFFFFFFFFULL:
         return fail(c, CK_GUEST_VMCS_LINK_POINTER, R)
-    # 26.3.1.6
-    if (proc2 & PROC2_ENABLE_EPT) and (cr0 & CR0_PG) and (cr4 & CR4_PAE) and not ia32e:
+    # 26.3.1.6: the PDPTEs of a PAE guest, from the VMCS fields with EPT and
+    # from the table that guest CR3 points to without it (a table outside the
+    # guest's memory cannot be read: the entry fails rather than reading
+    # memory the guest was not given).
+    if (cr0 & CR0_PG) and (cr4 & CR4_PAE) and not ia32e:
         for i in range(4):
-            pdpte = vr(c, VMCS_OFF_GUEST_PDPTE0 + 8 * i, 8)
-            if (pdpte & 1) and (pdpte & (RSVD_HIGH | 0x1E6)):
+            if proc2 & PROC2_ENABLE_EPT:
+                pdpte = vr(c, VMCS_OFF_GUEST_PDPTE0 + 8 * i, 8)
+            else:
+                p = hpa_ptr(c, (vr(c, VMCS_OFF_GUEST_CR3, 8) & 0xFFFFFFE0ULL) + 8 * i, 8, 1)
+                if p == NULL:
+                    return fail(c, CK_GUEST_PDPTES, R)
+                memcpy(&pdpte, p, 8)
+            if (pdpte & 1) and (pdpte & RSVD_PDPTE):
                 return fail(c, CK_GUEST_PDPTES, R)
     return RC_OK
 
@@ -348,6 +358,7 @@ cdef void load_controls(Cpu* c) noexcept nogil:
 cdef void load_guest_state(Cpu* c) noexcept nogil:
     """SDM 26.3.2: load the guest-state area into the processor."""
     cdef int i
+    cdef uint8_t* p
     c.cr0 = vr(c, VMCS_OFF_GUEST_CR0, 8)
     c.cr3 = vr(c, VMCS_OFF_GUEST_CR3, 8)
     c.cr4 = vr(c, VMCS_OFF_GUEST_CR4, 8)
@@ -380,9 +391,16 @@ cdef void load_guest_state(Cpu* c) noexcept nogil:
             c.efer &= ~(<uint64_t>(EFER_LMA | EFER_LME))
     if c.ctl.entry_ctl & ENTRY_CTL_LOAD_IA32_PAT:
         c.pat = vr(c, VMCS_OFF_GUEST_IA32_PAT, 8)
-    if c.ept and (c.cr0 & CR0_PG) and (c.cr4 & CR4_PAE) and not (c.efer & EFER_LMA):
+    if (c.cr0 & CR0_PG) and (c.cr4 & CR4_PAE) and not (c.efer & EFER_LMA):
+        # SDM 27.3.2.4 (26.3.2.4): with EPT from the VMCS, without it from
+        # the guest's CR3 (check_guest made sure that table is in its RAM).
         for i in range(4):
-            c.pdpte[i] = vr(c, VMCS_OFF_GUEST_PDPTE0 + 8 * i, 8)
+            if c.ept:
+                c.pdpte[i] = vr(c, VMCS_OFF_GUEST_PDPTE0 + 8 * i, 8)
+            else:
+                p = hpa_ptr(c, (c.cr3 & 0xFFFFFFE0ULL) + 8 * i, 8, 1)
+                if p != NULL:
+                    memcpy(&c.pdpte[i], p, 8)
     c.activity = <uint32_t>vr(c, VMCS_OFF_GUEST_ACTIVITY_STATE, 4)
     c.interruptibility = <uint32_t>vr(c, VMCS_OFF_GUEST_INTERRUPTIBILITY_STATE, 4)
 

@@ -1,4 +1,4 @@
-# The VMCS region (DESIGN.md decision 7): 4 KiB of host memory, fields at the
+# The VMCS region (docs/architecture.rst, decision 7): 4 KiB of host memory, fields at the
 # offsets spec_gen.h derives from their encodings.  These accessors are the
 # only code that touches the bytes.
 
