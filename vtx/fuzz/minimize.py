@@ -132,7 +132,7 @@ class Minimizer:
         return spec
 
     def _mutations(self, spec):
-        spec = self._drop_each(spec, "mutations", keep=1)
+        spec = self._drop_each(spec, "mutations")
         if spec.get("prerun"):
             spec = self.attempt(spec, lambda c: c.update(prerun=0))
         return spec
