@@ -45,7 +45,8 @@ def parse_args(argv):
                     "streams, and random VMCS mutations, with invariant checks after every case.")
     p.add_argument("campaign", nargs="?", choices=("streams", "vmcs", "all"), default="all",
                    help="which campaign to run (default: both, interleaved)")
-    p.add_argument("--seconds", type=float, help="stop handing out cases after this many seconds")
+    p.add_argument("--seconds", type=float,
+                   help="stop handing out cases after this many seconds (default 60 without --count)")
     p.add_argument("--count", type=int, help="cases per campaign")
     p.add_argument("--seed", type=int, help="campaign seed (default: random, printed in the summary)")
     p.add_argument("--mode", choices=MODES + ("all",), default="all",
