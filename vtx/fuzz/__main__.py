@@ -1,0 +1,7 @@
+"""``python -m vtx.fuzz``: see cli.py."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

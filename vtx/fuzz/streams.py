@@ -1,0 +1,343 @@
+"""The streams campaign: random and mutated instruction streams.
+
+A stream case is code bytes placed somewhere in guest RAM (often at a page
+boundary or in the very last bytes of RAM) of one of the three modes, with
+random initial registers (RCX large for REP, RSP at the end of RAM, ...), a
+random exception bitmap, sometimes an IVT/IDT whose vectors lead back into
+the code or to an IRET (so that exceptions are delivered through the guest
+and can loop), and an exit handler that randomly resumes, retries or stops.
+
+The code comes from three generators: random bytes; "biased" streams built
+from prefixes, opcode bytes, ModRM/SIB and immediates so that more of them
+decode into real instructions; and mutations (bit flips, byte insert,
+delete and overwrite, splices, duplication) of the seed corpus in
+corpus.py.
+"""
+
+import struct
+
+from vtx.spec import ProcBased, VmcsField as F
+
+from .cases import BITS
+from .corpus import BY_BITS
+
+LEGACY_PREFIXES = (0x66, 0x67, 0xF2, 0xF3, 0xF0, 0x2E, 0x36, 0x3E, 0x26, 0x64, 0x65)
+
+# One-byte opcodes the model implements that are most likely to stress it:
+# string instructions, INT/IRET, stack, branches, loops, segment moves, far
+# control transfers, flags, I/O, HLT.  Half of the one-byte opcodes are drawn
+# from here, half uniformly.
+HOT_OPCODES = (
+    0xA4, 0xA5, 0xA6, 0xA7, 0xAA, 0xAB, 0xAC, 0xAD, 0xAE, 0xAF, 0x6C, 0x6D, 0x6E, 0x6F,
+    0xCC, 0xCD, 0xCE, 0xCF, 0xF1, 0x50, 0x58, 0x60, 0x61, 0x68, 0x6A, 0x8F, 0x9C, 0x9D,
+    0xC8, 0xC9, 0xE8, 0xE9, 0xEB, 0x74, 0x75, 0xE0, 0xE1, 0xE2, 0xE3, 0xC2, 0xC3, 0xCA,
+    0xCB, 0x9A, 0xEA, 0xFF, 0x8E, 0x8C, 0x17, 0x1F, 0x07, 0xC4, 0xC5, 0xFA, 0xFB, 0xFC,
+    0xFD, 0xE4, 0xE6, 0xEC, 0xEE, 0xF4, 0xF6, 0xF7, 0x88, 0x89, 0x8A, 0x8B, 0xC6, 0xC7,
+    0x86, 0x87, 0x8D, 0x62, 0x9E, 0x9F, 0xD7,
+)
+# Two-byte (0F xx) opcodes: system instructions (LGDT/LIDT group 0F 01,
+# MOV CR/DR, CPUID, RDTSC, RDMSR/WRMSR, UD2, SYSCALL, VMX), bit ops, CMPXCHG.
+HOT_0F = (0x00, 0x01, 0x20, 0x21, 0x22, 0x23, 0xA2, 0x31, 0x32, 0x30, 0x0B, 0x05, 0x07, 0x06,
+          0xB0, 0xB1, 0xC0, 0xC1, 0xA3, 0xAB, 0xB3, 0xBB, 0xBA, 0xBC, 0xBD, 0xA4, 0xA5, 0xAC,
+          0x80, 0x84, 0x85, 0x8F, 0x90, 0x94, 0x40, 0x44, 0xB6, 0xB7, 0xBE, 0xBF, 0xA0, 0xA1,
+          0xA8, 0xA9, 0x78, 0x79, 0x08, 0x09, 0x0D, 0x1F, 0xC7, 0xAF, 0x02, 0x03)
+INTERESTING_BYTES = (0x00, 0xFF, 0x7F, 0x80, 0xCC, 0xCD, 0xCF, 0xF3, 0xF2, 0x66, 0x67, 0x0F,
+                     0x90, 0xF4, 0xE8, 0xEB, 0xC3, 0x48)
+
+# RFLAGS bits a stream may start with: the status flags, TF (single-step
+# traps are events), IF, DF (backwards strings), IOPL, NT, RF, AC.  VM and
+# the reserved bits are left out: they fail the entry checks before the
+# stream runs, which tests nothing about the stream.
+RFLAGS_BITS = (0x1, 0x4, 0x10, 0x40, 0x80, 0x100, 0x200, 0x400, 0x800, 0x1000, 0x2000, 0x4000,
+               0x10000, 0x40000)
+
+MEMORY_SIZES = (0x200000, 0x200000, 0x200000, 0x201000, 0x20000, 0x100000, 0x101000, 0x1000000)
+
+
+def random_code(rng):
+    n = rng.choice((1, 2, 3, 4, 8, 16, 16, 32, 32, 64))
+    return bytes(rng.getrandbits(8) for _ in range(rng.randint(1, n)))
+
+
+def biased_instruction(rng, bits):
+    out = bytearray()
+    for _ in range(rng.choice((0, 0, 0, 1, 1, 2, 3))):
+        out.append(rng.choice(LEGACY_PREFIXES))
+    if bits == 64 and rng.random() < 0.3:
+        out.append(0x40 | rng.getrandbits(4))
+    if rng.random() < 0.3:
+        out.append(0x0F)
+        out.append(rng.choice(HOT_0F) if rng.random() < 0.7 else rng.getrandbits(8))
+    else:
+        out.append(rng.choice(HOT_OPCODES) if rng.random() < 0.5 else rng.getrandbits(8))
+    if rng.random() < 0.8:
+        # ModRM with register-direct and memory forms equally likely
+        mod = rng.choice((0, 1, 2, 3, 3))
+        out.append(mod << 6 | rng.getrandbits(6))
+        if mod != 3 and rng.random() < 0.3:
+            out.append(rng.getrandbits(8))              # SIB
+    out += bytes(rng.getrandbits(8) for _ in range(rng.choice((0, 0, 1, 2, 4, 4, 8))))
+    return bytes(out)
+
+
+def biased_code(rng, bits):
+    return b"".join(biased_instruction(rng, bits) for _ in range(rng.randint(1, 12)))
+
+
+def mutate(rng, code, bits):
+    """1-8 random edits of code (corpus bytes)."""
+    data = bytearray(code)
+    for _ in range(rng.randint(1, 8)):
+        op = rng.randrange(8)
+        if not data:
+            data.append(rng.getrandbits(8))
+            continue
+        i = rng.randrange(len(data))
+        if op == 0:
+            data[i] ^= 1 << rng.randrange(8)
+        elif op == 1:
+            data[i] = rng.choice(INTERESTING_BYTES) if rng.random() < 0.5 else rng.getrandbits(8)
+        elif op == 2:
+            data[i:i] = bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 4)))
+        elif op == 3:
+            del data[i:i + rng.randint(1, 4)]
+        elif op == 4:                                   # splice in a piece of another snippet
+            _name, other = rng.choice(BY_BITS[bits])
+            j = rng.randrange(len(other))
+            data[i:i] = other[j:j + rng.randint(1, 16)]
+        elif op == 5:                                   # duplicate a chunk
+            j = rng.randint(i, min(len(data), i + 16))
+            data[i:i] = data[i:j]
+        elif op == 6:
+            data[i:i] = biased_instruction(rng, bits)
+        else:
+            del data[i:]
+    return bytes(data)
+
+
+def corpus_code(rng, bits):
+    # Now and then a snippet written for another mode: same bytes, different decoding.
+    b = bits if rng.random() < 0.9 else rng.choice((16, 32, 64))
+    _name, code = rng.choice(BY_BITS[b])
+    if rng.random() < 0.4:
+        _n2, more = rng.choice(BY_BITS[b])
+        code = code + more if rng.random() < 0.5 else code[:rng.randrange(len(code))] + more
+    return mutate(rng, code, bits) if rng.random() < 0.9 else code
+
+
+def make_code(rng, bits):
+    x = rng.random()
+    if x < 0.25:
+        return random_code(rng)
+    if x < 0.6:
+        return biased_code(rng, bits)
+    return corpus_code(rng, bits)
+
+
+def overlaps(a, alen, b, blen):
+    return a < b + blen and b < a + alen
+
+
+def free_page(rng, memory, avoid, size=0x1000):
+    """A page-aligned region of size bytes in RAM that overlaps none of the
+    (start, length) regions in avoid (None if the dice find none)."""
+    for _ in range(16):
+        p = rng.choice((0x2000, 0x5000, 0x6000, 0xA000, rng.randrange(memory // 0x1000) * 0x1000))
+        if p + size <= memory and not any(overlaps(p, size, a, n) for a, n in avoid):
+            return p
+    return None
+
+
+def place_code(rng, mode, memory, n):
+    """(memory, code_at, at_end): where the code goes."""
+    limit = min(memory, 0x10FFF0) if mode == "real" else memory    # real mode reaches 1 MiB + 64 KiB
+    x = rng.random()
+    if x < 0.2:
+        if mode == "real" and memory > 0x101000:
+            memory = rng.choice((0x20000, 0x100000, 0x101000))
+        return memory, memory - n, True
+    if x < 0.45:
+        return memory, 0x1000, False
+    if x < 0.6:                                         # straddle a page boundary
+        page = rng.randrange(1, (limit - n) // 0x1000 + 1) * 0x1000
+        return memory, max(0, min(limit - n, page - rng.randint(1, 15))), False
+    if x < 0.65:
+        return memory, 0, False
+    return memory, rng.randrange(max(1, limit - n)), False
+
+
+def interesting(rng, memory, code_at, n):
+    return rng.choice((
+        0, 1, 2, 0x7F, 0x80, 0xFF, 0x100, 0x7FFF, 0x8000, 0xFFFF, 0x10000, 0x7FFFFFFF, 0x80000000,
+        0xFFFFFFFF, 1 << 32, 1 << 63, (1 << 64) - 1, memory - 1, memory, memory - rng.randint(1, 16),
+        code_at, code_at + n, rng.getrandbits(8), rng.getrandbits(16), rng.getrandbits(32),
+        rng.getrandbits(64)))
+
+
+def make_registers(rng, mode, memory, code_at, n):
+    regs = {}
+    names = ["rax", "rbx", "rdx", "rbp"] + (["r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15"]
+                                             if mode == "long" else [])
+    for name in names:
+        if rng.random() < 0.5:
+            regs[name] = interesting(rng, memory, code_at, n)
+    if rng.random() < 0.7:
+        regs["rcx"] = rng.choice((0, 1, 2, 3, 0x10, 0x1000, 0xFFFF, 0x10000, 0xFFFFFFFF, 1 << 32,
+                                  (1 << 64) - 1, rng.getrandbits(64), rng.getrandbits(20)))
+    for name in ("rsi", "rdi"):
+        if rng.random() < 0.6:
+            regs[name] = rng.choice((memory - rng.randint(1, 64), code_at, code_at + rng.randint(0, n),
+                                     0, 0xFFFF, rng.randrange(memory), interesting(rng, memory, code_at, n)))
+    if rng.random() < 0.7:
+        top = memory if mode != "real" else 0x10000
+        regs["rsp"] = rng.choice((top - rng.choice((0, 1, 2, 4, 8, 16, 256)), 0, 1, 2, 3,
+                                  code_at + n, rng.randrange(top), interesting(rng, memory, code_at, n)))
+        if mode != "long":
+            regs["rsp"] &= 0xFFFFFFFF
+    if rng.random() < 0.6:
+        flags = 2
+        for bit in RFLAGS_BITS:
+            if rng.random() < (0.08 if bit == 0x100 else 0.15):
+                flags |= bit
+        regs["rflags"] = flags
+    return regs
+
+
+def real_mode_segments(rng, memory):
+    """Data and stack segments with base = selector << 4, SS often at the top
+    of RAM so pushes run off its end."""
+    segs = {}
+    for name in ("ds", "es", "ss"):
+        if rng.random() < 0.3:
+            sel = rng.choice((0, 0xFFFF, min(0xFFFF, (memory - 0x10000) >> 4), rng.getrandbits(16)))
+            segs[name] = [sel, sel << 4, 0xFFFF, 0x93]
+    return segs
+
+
+def gate32(offset):
+    return struct.pack("<HHHH", offset & 0xFFFF, 0x08, 0x8E00, offset >> 16)
+
+
+def gate64(offset):
+    return struct.pack("<HHHHII", offset & 0xFFFF, 0x18, 0x8E00, (offset >> 16) & 0xFFFF,
+                       offset >> 32, 0)
+
+
+def vector_table(rng, spec, mode, entry_linear, avoid):
+    """Fill the IVT (real mode) or an IDT with vectors that lead back into
+    the code, to an IRET, or nowhere sensible, so that exceptions the
+    bitmap does not intercept are delivered through the guest."""
+    kind = rng.choice(("none", "none", "code", "iret", "garbage", "short"))
+    if kind == "none":
+        return
+    memory = spec["memory"]
+    if mode == "real":
+        stub = free_page(rng, memory, avoid)
+        if kind == "garbage":
+            spec["fill"].append([0, bytes(rng.getrandbits(8) for _ in range(0x400)).hex()])
+            return
+        if kind == "iret" and stub is not None and stub < 0x10000:
+            spec["fill"].append([stub, "cf"])
+            target = (0, stub)
+        else:
+            cs = entry_linear >> 4 if entry_linear < 0x100000 else 0
+            target = (cs, entry_linear - 16 * cs) if entry_linear - 16 * cs <= 0xFFFF else (0, 0)
+        count = 256 if kind != "short" else rng.randint(1, 32)
+        spec["fill"].append([0, (struct.pack("<HH", target[1], target[0]) * count).hex()])
+        return
+    size = 16 if mode == "long" else 8
+    base = free_page(rng, memory, avoid, 0x1000)
+    if base is None:
+        return
+    avoid.append((base, 0x1000))
+    if kind == "garbage":
+        spec["fill"].append([base, bytes(rng.getrandbits(8) for _ in range(0x100)).hex()])
+        spec["idtr"] = [base, rng.choice((0xFF, 0xFFF, rng.getrandbits(16)))]
+        return
+    target = entry_linear
+    if kind == "iret":
+        stub = free_page(rng, memory, avoid)
+        if stub is not None:
+            spec["fill"].append([stub, "48cf" if mode == "long" else "cf"])
+            target = stub
+    gate = gate64 if mode == "long" else gate32
+    count = 256 if kind != "short" else rng.randint(1, 32)
+    spec["fill"].append([base, (gate(target) * count).hex()])
+    spec["idtr"] = [base, count * size - 1]
+
+
+def make_stream_spec(rng, mode, budget_max):
+    bits = BITS[mode]
+    code = make_code(rng, bits)
+    n = len(code)
+    memory = rng.choice(MEMORY_SIZES)
+    memory, code_at, at_end = place_code(rng, mode, memory, n)
+    spec = {"campaign": "streams", "mode": mode, "memory": memory, "code": code.hex(),
+            "code_at": code_at, "fill": []}
+    if at_end:
+        spec["code_at_end"] = True
+    avoid = [(code_at, n)]
+    if mode == "real":
+        # CS 0 puts IP at the code; the default puts IP near FFFF, where it wraps.
+        spec["cs"] = rng.choice((None, 0)) if code_at < 0x10000 else None
+    else:
+        # The 32 KiB of system tables must not sit on the code (a few cases
+        # are allowed to, which corrupts the GDT or the page tables).
+        cands = [memory - 0x8000, 0x10000, 0x8000, 0x18000, 0x20000]
+        ok = [t for t in cands if t + 0x8000 <= memory and not overlaps(t, 0x8000, code_at, n)]
+        spec["tables"] = ok[0] if ok and rng.random() < 0.97 else memory - 0x8000
+        avoid.append((spec["tables"], 0x8000))
+    spec["regs"] = make_registers(rng, mode, memory, code_at, n)
+    if mode == "real":
+        spec["segs"] = real_mode_segments(rng, memory)
+    vector_table(rng, spec, mode, code_at, avoid)
+    spec["exception_bitmap"] = rng.choice((
+        0xFFFFFFFF, 0xFFFFFFFF, 0, 0, rng.getrandbits(32),
+        1 << rng.randrange(32), 0xFFFFFFFF & ~(1 << rng.randrange(32))))
+    tweaks = control_tweaks(rng)
+    if tweaks:
+        spec["vmwrites"] = tweaks
+    spec["handler"] = make_handler_policy(rng)
+    x = rng.random()
+    spec["budget"] = budget_max if x < 0.7 else rng.randint(1, min(16, budget_max)) if x < 0.85 \
+        else rng.randint(1, budget_max)
+    if rng.random() < 0.3:
+        # More runs after the first: small budgets first cut REP strings and
+        # event loops in the middle, and the next run has to resume them.
+        spec["budget"] = rng.randint(1, min(50, budget_max))
+        spec["more"] = [rng.randint(1, min(50, budget_max)) for _ in range(rng.randint(0, 2))] + [budget_max]
+    return spec
+
+
+def control_tweaks(rng):
+    """Other valid configurations of the hypervisor than the default one:
+    HLT that halts instead of exiting, I/O and MSR accesses that the model
+    carries out (zeroed bitmaps), RDTSC and CR3 exits, guest/host-owned CR0
+    bits, a TSC offset.  Each is [encoding, op, value] as in vmcs.py."""
+    proc = int(F.PRIMARY_PROC_BASED_CONTROLS)
+    w = []
+    if rng.random() < 0.15:
+        w.append([proc, "xor", int(ProcBased.HLT_EXITING)])
+    if rng.random() < 0.1:
+        w.append([proc, "xor", int(ProcBased.UNCONDITIONAL_IO_EXITING | ProcBased.USE_IO_BITMAPS)])
+    if rng.random() < 0.1:
+        w.append([proc, "or", int(ProcBased.USE_MSR_BITMAPS)])
+    if rng.random() < 0.05:
+        w.append([proc, "or", int(ProcBased.RDTSC_EXITING)])
+    if rng.random() < 0.05:
+        w.append([proc, "or", int(ProcBased.CR3_LOAD_EXITING | ProcBased.CR3_STORE_EXITING)])
+    if rng.random() < 0.05:
+        w.append([proc, "or", int(ProcBased.USE_TSC_OFFSETTING)])
+        w.append([int(F.TSC_OFFSET), "set", rng.getrandbits(64)])
+    if rng.random() < 0.05:
+        w.append([int(F.CR0_GUEST_HOST_MASK), "set", rng.choice((1, 0x80000001, 0xFFFFFFFF, rng.getrandbits(32)))])
+        w.append([int(F.CR0_READ_SHADOW), "set", rng.choice((0, 0x11, 0x80000011, rng.getrandbits(32)))])
+    return w
+
+
+def make_handler_policy(rng, max_exits=None):
+    return {"seed": rng.getrandbits(32),
+            "stop": rng.choice((0.02, 0.1, 0.3, 0.6)),
+            "retry": rng.choice((0.0, 0.05, 0.2, 0.4)),
+            "raise": 0.01, "nested": 0.01,
+            "max_exits": max_exits or rng.choice((1, 4, 16, 64, 256))}
