@@ -332,7 +332,7 @@ def test_segment_and_table_values(vm):
     with pytest.raises(ValueError):
         vtx.Segment(0, 1 << 64, 0, 0)
     with pytest.raises(ValueError):
-        vtx.DescriptorTable(0, 0x10000)
+        vtx.DescriptorTable(0, 1 << 32)
     with pytest.raises(TypeError):
         vtx.Segment("0", 0, 0, 0)
 

@@ -252,3 +252,35 @@ def test_check_entry_reports_what_entry_would():
     with pytest.raises(vtx.VmEntryError) as ei:
         vm.run(max_instructions=1)
     assert ei.value.check == err.check
+
+
+@needs_as
+def test_real_mode_load_of_a_null_segment_makes_it_usable_data():
+    """A null selector loaded into FS in protected mode (FS unusable), then
+    CR0.PE cleared and FS loaded again in real mode: FS is a present,
+    accessed read/write data segment (found by the fuzz campaign: the old
+    type 0 failed the data-segment check of the next entry)."""
+    vm = stop_everything(guest("""
+    xor edx, edx
+    mov fs, dx
+    mov eax, cr0
+    and al, 0xfe
+    mov cr0, eax
+    mov fs, dx
+    hlt
+""", bits=32))
+    r = vm.run(max_instructions=20)
+    assert r.exit.reason == R.HLT
+    fs = vm.vcpu.fs
+    assert (fs.selector, fs.base, fs.access_rights) == (0, 0, 0x93)
+    assert vm.vcpu.check_entry() is None
+
+
+def test_descriptor_table_limits_read_back_whatever_the_vmcs_holds():
+    """GDTR/IDTR limits are 32-bit VMCS fields: reading one back never
+    fails, and entry names the check (found by the fuzz campaign)."""
+    vm = vtx.VM(memory=1 << 16)
+    v = vm.add_vcpu()
+    v.vmwrite(F.GUEST_IDTR_LIMIT, 0xFFFFFFFF)
+    assert v.idtr.limit == 0xFFFFFFFF
+    assert v.check_entry().check == "GUEST_DESCRIPTOR_TABLES"

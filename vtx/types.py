@@ -52,7 +52,11 @@ class Segment:
 
 @attrs.frozen
 class DescriptorTable:
-    """GDTR or IDTR: a linear base address and a 16-bit limit."""
+    """GDTR or IDTR: a linear base address and a limit.
+
+    The limit is the VMCS field's 32 bits, so any value a VMCS holds can be
+    read back; the processor's registers have 16 (VM entry checks that bits
+    31:16 are 0, SDM Vol. 3C 27.3.1.3)."""
 
     base: int = attrs.field(validator=_u64("base", 64))
-    limit: int = attrs.field(validator=_u64("limit", 16))
+    limit: int = attrs.field(validator=_u64("limit", 32))

@@ -412,11 +412,25 @@ cdef int load_seg(Cpu* c, int sr, uint16_t sel) noexcept nogil:
     cdef int rc, dpl, rpl
     cdef uint32_t t
     cdef Seg* s = &c.seg[sr]
-    if not (c.cr0 & CR0_PE) or (c.rflags & F_VM):
-        # Real and virtual-8086 mode: base = selector * 16 (SDM Vol. 3 20.1.1).
+    if c.rflags & F_VM:
+        # Virtual-8086 mode: base = selector * 16, a 64 KiB read/write data
+        # segment at DPL 3 (SDM Vol. 3B 20.2.1; the VMX guest-state checks
+        # require exactly these attributes, SDM Vol. 3C 27.3.1.2).
         s.sel = sel
         s.base = (<uint64_t>sel) << 4
-        s.ar = (s.ar & ~(<uint32_t>AR_UNUSABLE)) | AR_P | AR_S
+        s.limit = 0xFFFF
+        s.ar = 0xF3
+        return RC_OK
+    if not (c.cr0 & CR0_PE):
+        # Real-address mode: base = selector * 16 (SDM Vol. 3B 20.1.1).  The
+        # limit, D/B and G stay (so "unreal mode" keeps working); the segment
+        # becomes a usable, present, accessed read/write data segment at DPL 0
+        # even if it held a null selector loaded in protected mode, as Bochs
+        # models it.  Keeping the old type could save a present data segment
+        # of type 0 (not accessed), which fails the next VM entry.
+        s.sel = sel
+        s.base = (<uint64_t>sel) << 4
+        s.ar = (s.ar & (<uint32_t>(AR_DB | AR_G))) | AR_P | AR_S | 3
         return RC_OK
     rpl = sel & 3
     if (sel & 0xFFFC) == 0:
