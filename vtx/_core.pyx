@@ -367,8 +367,17 @@ cdef class VCpuBase:
 
         ``budget`` counts steps: instructions retired plus events delivered
         (0 = none).  A run is not re-entrant: calling it again from a handler,
-        or from another thread while it runs, is a VmStateError."""
+        or from another thread while it runs, is a VmStateError.
+
+        Returns (why, last_exit, per_reason, instructions, events):
+        per_reason maps each basic exit reason that occurred in this run to
+        (count, nanoseconds); the deltas are taken here, in C, so that a run
+        costs no per-reason work in Python."""
         cdef Cpu* c = self.c
+        cdef uint64_t counts0[128]
+        cdef uint64_t ns0[128]
+        cdef uint64_t i0, e0
+        cdef int r
         if len(handlers) != 128:
             raise ArgumentError("handlers must be a list of 128 entries")
         if isinstance(budget, bool) or not isinstance(budget, int) or not 0 <= budget <= MAX_BUDGET:
@@ -377,11 +386,20 @@ cdef class VCpuBase:
             raise VmStateError("run() is already active on this vCPU (called from an exit handler or "
                                "another thread); return RESUME, RETRY or STOP from the handler instead")
         c.running = 1
+        memcpy(counts0, c.exit_count, sizeof(counts0))
+        memcpy(ns0, c.exit_ns, sizeof(ns0))
+        i0 = c.icount
+        e0 = c.events
         try:
-            return self._run_inner(handlers, default, budget, RESUME, RETRY, STOP)
+            why, last = self._run_inner(handlers, default, budget, RESUME, RETRY, STOP)
         finally:
             c.running = 0
             c.in_guest = 0
+        per_reason = {}
+        for r in range(128):
+            if c.exit_count[r] != counts0[r]:
+                per_reason[r] = (c.exit_count[r] - counts0[r], c.exit_ns[r] - ns0[r])
+        return why, last, per_reason, c.icount - i0, c.events - e0
 
     cdef object _run_inner(self, list handlers, object default, uint64_t budget, object RESUME,
                            object RETRY, object STOP):

@@ -98,6 +98,11 @@ class RunResult:
         return "\n".join(lines)
 
 
+# RunResult keys: the ExitReason member for each basic reason the table
+# defines, the bare number otherwise.
+_REASON_KEYS = tuple(ExitReason(r) if r in ExitReason._value2member_map_ else r for r in range(128))
+
+
 def _reason(r):
     if isinstance(r, ExitReason):
         return r
@@ -426,19 +431,13 @@ class VM:
                 raise ArgumentError(f"max_instructions is an int in [1, {_core.MAX_BUDGET:#x}] or None, "
                                     f"not {max_instructions!r}")
         budget = max_instructions or 0
-        counts0 = v.exit_counts()
-        ns0 = v.exit_nanoseconds()
-        i0 = v.instructions
-        e0 = v.events
         t0 = time.perf_counter_ns()
-        why, last = v._run(self._handlers, self._default, budget, RESUME, RETRY, STOP)
+        why, last, per_reason, instructions, events = v._run(self._handlers, self._default, budget,
+                                                             RESUME, RETRY, STOP)
         wall = time.perf_counter_ns() - t0
-        counts1 = v.exit_counts()
-        ns1 = v.exit_nanoseconds()
         exits, exit_ns = {}, {}
-        for r in range(128):
-            if counts1[r] != counts0[r]:
-                key = ExitReason(r) if r in ExitReason._value2member_map_ else r
-                exits[key] = counts1[r] - counts0[r]
-                exit_ns[key] = ns1[r] - ns0[r]
-        return RunResult(why, last, exits, exit_ns, v.instructions - i0, wall, v.events - e0)
+        for r, (n, ns) in per_reason.items():
+            key = _REASON_KEYS[r]
+            exits[key] = n
+            exit_ns[key] = ns
+        return RunResult(why, last, exits, exit_ns, instructions, wall, events)
