@@ -136,3 +136,29 @@ def test_vtx_startup(benchmark):
         return vm.run()
 
     assert benchmark(start).stop == "stop"
+
+
+def test_vtx_startup_long_mode(benchmark):
+    """VM creation to the first exit in 64-bit mode (the long-mode page
+    tables and the EPT identity map are built on the way)."""
+    code = vtx.asm("hlt", bits=64, org=ENTRY)
+
+    def start():
+        vm = vtx.VM(memory=16 << 20)
+        vm.load(ENTRY, code)
+        vm.add_vcpu()
+        vm.setup_long_mode(entry=ENTRY)
+        vm.on(vtx.ExitReason.HLT)(lambda vcpu, exit: vtx.STOP)
+        return vm.run()
+
+    assert benchmark(start).stop == "stop"
+
+
+def test_vtx_run_fixed_cost(benchmark):
+    """One vm.run() whose guest exits at once (HLT, handler STOP): what a
+    user pays per call when stepping a guest from Python."""
+    vm = vtx.VM(memory=1 << 16)
+    vm.load(0, b"\xf4")
+    vm.add_vcpu()
+    vm.on(vtx.ExitReason.HLT)(lambda vcpu, exit: vtx.STOP)
+    assert benchmark(vm.run).exit.reason == vtx.ExitReason.HLT

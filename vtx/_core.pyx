@@ -363,7 +363,7 @@ cdef class VCpuBase:
     def _run(self, list handlers not None, object default, object budget, object RESUME, object RETRY,
              object STOP):
         """Enter the guest and dispatch exits until a handler says STOP, the
-        budget runs out or the guest halts.  Returns (why, last_exit).
+        budget runs out or the guest halts.
 
         ``budget`` counts steps: instructions retired plus events delivered
         (0 = none).  A run is not re-entrant: calling it again from a handler,
