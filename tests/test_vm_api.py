@@ -37,15 +37,24 @@ def test_bad_memory_sizes(size):
         vtx.VM(memory=size)
 
 
-def test_partial_register_writes_keep_other_bits():
+def test_partial_register_writes_follow_x86():
+    """A 32-bit register write zero-extends into the 64-bit register, as on
+    x86; 16- and 8-bit writes keep the other bits."""
     vm = vtx.VM(memory=64 << 10)
     v = vm.add_vcpu()
     v.rax = 0x1122334455667788
     v.eax = 0xAABBCCDD
-    assert v.rax == 0x11223344AABBCCDD
+    assert v.rax == 0xAABBCCDD
+    v.rax = 0x1122334455667788
     v.ax = 0x1234
     v.ah = 0xFE
-    assert v.rax == 0x11223344AABBFE34
+    assert v.rax == 0x112233445566FE34
+    v.rsp = 0xFFFF800000001000
+    v.esp = 0x2000
+    assert v.rsp == 0x2000
+    v.r8 = -1
+    v.r8d = 5
+    assert v.r8 == 5
     assert (v.al, v.ah, v.ax) == (0x34, 0xFE, 0xFE34)
     v.r9b = 0x7F
     v.r9w = 0x0102

@@ -1228,3 +1228,20 @@ def test_budget_validation(bad):
     vm = make_vm("hlt", "real")
     with pytest.raises(ValueError):
         vm.run(max_instructions=bad)
+
+
+def test_readme_cpuid_handler_leaves_64bit_registers_as_hardware_does():
+    """The CPUID handler of the README writes eax..edx; in a 64-bit guest the
+    upper halves become 0, as after a real CPUID (they were garbage when a
+    32-bit API write kept them)."""
+    vm = make_vm("mov rbx, -1\nmov rax, 0xffffffff00000000\nxor ecx, ecx\ncpuid\nhlt", mode="long")
+    vm.on(R.HLT)(lambda vcpu, exit: vtx.STOP)
+
+    @vm.on(R.CPUID)
+    def cpuid(vcpu, exit):
+        vcpu.eax, vcpu.ebx, vcpu.ecx, vcpu.edx = vcpu.model_cpuid(exit.leaf, exit.subleaf)
+        return vtx.RESUME
+    vm.run()
+    v = vm.vcpu
+    assert (v.rax, v.rbx, v.rcx, v.rdx) == v.model_cpuid(0, 0)
+    assert v.rbx == 0x756E6547

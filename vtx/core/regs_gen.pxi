@@ -8,7 +8,9 @@ cdef class VCpu(VCpuBase):
     General registers (rax..r15 and their 32/16/8-bit parts) live in the
     register file; rsp, rip, rflags, cr0, cr3, cr4 and dr7 are the VMCS
     guest-state fields; segment registers are :class:`vtx.Segment` values.
-    Writing a partial register (eax, ax, al, ah) changes only those bits.
+    Writing a 32-bit register (eax, r8d) zero-extends into the 64-bit one,
+    as a 32-bit register write on x86 does; writing a 16- or 8-bit register
+    (ax, al, ah) changes only those bits.
     """
 
     @property
@@ -22,12 +24,12 @@ cdef class VCpu(VCpuBase):
 
     @property
     def eax(self):
-        """bits 31:0 of RAX (32 bits)."""
+        """bits 31:0 of RAX; a write zero-extends into RAX, as a 32-bit register write does (SDM Vol. 1 3.4.1.1) (32 bits)."""
         return self.c.regs[0] & 0xFFFFFFFF
 
     @eax.setter
     def eax(self, value):
-        self.c.regs[0] = (self.c.regs[0] & ~(<uint64_t>0xFFFFFFFF)) | _fit(value, 32, 'eax')
+        self.c.regs[0] = _fit(value, 32, 'eax')
 
     @property
     def ax(self):
@@ -58,12 +60,12 @@ cdef class VCpu(VCpuBase):
 
     @property
     def ecx(self):
-        """bits 31:0 of RCX (32 bits)."""
+        """bits 31:0 of RCX; a write zero-extends into RCX, as a 32-bit register write does (SDM Vol. 1 3.4.1.1) (32 bits)."""
         return self.c.regs[1] & 0xFFFFFFFF
 
     @ecx.setter
     def ecx(self, value):
-        self.c.regs[1] = (self.c.regs[1] & ~(<uint64_t>0xFFFFFFFF)) | _fit(value, 32, 'ecx')
+        self.c.regs[1] = _fit(value, 32, 'ecx')
 
     @property
     def cx(self):
@@ -94,12 +96,12 @@ cdef class VCpu(VCpuBase):
 
     @property
     def edx(self):
-        """bits 31:0 of RDX (32 bits)."""
+        """bits 31:0 of RDX; a write zero-extends into RDX, as a 32-bit register write does (SDM Vol. 1 3.4.1.1) (32 bits)."""
         return self.c.regs[2] & 0xFFFFFFFF
 
     @edx.setter
     def edx(self, value):
-        self.c.regs[2] = (self.c.regs[2] & ~(<uint64_t>0xFFFFFFFF)) | _fit(value, 32, 'edx')
+        self.c.regs[2] = _fit(value, 32, 'edx')
 
     @property
     def dx(self):
@@ -130,12 +132,12 @@ cdef class VCpu(VCpuBase):
 
     @property
     def ebx(self):
-        """bits 31:0 of RBX (32 bits)."""
+        """bits 31:0 of RBX; a write zero-extends into RBX, as a 32-bit register write does (SDM Vol. 1 3.4.1.1) (32 bits)."""
         return self.c.regs[3] & 0xFFFFFFFF
 
     @ebx.setter
     def ebx(self, value):
-        self.c.regs[3] = (self.c.regs[3] & ~(<uint64_t>0xFFFFFFFF)) | _fit(value, 32, 'ebx')
+        self.c.regs[3] = _fit(value, 32, 'ebx')
 
     @property
     def bx(self):
@@ -166,12 +168,12 @@ cdef class VCpu(VCpuBase):
 
     @property
     def esp(self):
-        """bits 31:0 of RSP (32 bits)."""
+        """bits 31:0 of RSP; a write zero-extends into RSP, as a 32-bit register write does (SDM Vol. 1 3.4.1.1) (32 bits)."""
         return self._vmcs_u64(VMCS_OFF_GUEST_RSP) & 0xFFFFFFFF
 
     @esp.setter
     def esp(self, value):
-        self._vmcs_set_u64(VMCS_OFF_GUEST_RSP, (self._vmcs_u64(VMCS_OFF_GUEST_RSP) & ~(<uint64_t>0xFFFFFFFF)) | _fit(value, 32, 'esp'))
+        self._vmcs_set_u64(VMCS_OFF_GUEST_RSP, _fit(value, 32, 'esp'))
 
     @property
     def sp(self):
@@ -202,12 +204,12 @@ cdef class VCpu(VCpuBase):
 
     @property
     def ebp(self):
-        """bits 31:0 of RBP (32 bits)."""
+        """bits 31:0 of RBP; a write zero-extends into RBP, as a 32-bit register write does (SDM Vol. 1 3.4.1.1) (32 bits)."""
         return self.c.regs[5] & 0xFFFFFFFF
 
     @ebp.setter
     def ebp(self, value):
-        self.c.regs[5] = (self.c.regs[5] & ~(<uint64_t>0xFFFFFFFF)) | _fit(value, 32, 'ebp')
+        self.c.regs[5] = _fit(value, 32, 'ebp')
 
     @property
     def bp(self):
@@ -238,12 +240,12 @@ cdef class VCpu(VCpuBase):
 
     @property
     def esi(self):
-        """bits 31:0 of RSI (32 bits)."""
+        """bits 31:0 of RSI; a write zero-extends into RSI, as a 32-bit register write does (SDM Vol. 1 3.4.1.1) (32 bits)."""
         return self.c.regs[6] & 0xFFFFFFFF
 
     @esi.setter
     def esi(self, value):
-        self.c.regs[6] = (self.c.regs[6] & ~(<uint64_t>0xFFFFFFFF)) | _fit(value, 32, 'esi')
+        self.c.regs[6] = _fit(value, 32, 'esi')
 
     @property
     def si(self):
@@ -274,12 +276,12 @@ cdef class VCpu(VCpuBase):
 
     @property
     def edi(self):
-        """bits 31:0 of RDI (32 bits)."""
+        """bits 31:0 of RDI; a write zero-extends into RDI, as a 32-bit register write does (SDM Vol. 1 3.4.1.1) (32 bits)."""
         return self.c.regs[7] & 0xFFFFFFFF
 
     @edi.setter
     def edi(self, value):
-        self.c.regs[7] = (self.c.regs[7] & ~(<uint64_t>0xFFFFFFFF)) | _fit(value, 32, 'edi')
+        self.c.regs[7] = _fit(value, 32, 'edi')
 
     @property
     def di(self):
@@ -310,12 +312,12 @@ cdef class VCpu(VCpuBase):
 
     @property
     def r8d(self):
-        """bits 31:0 of R8 (32 bits)."""
+        """bits 31:0 of R8; a write zero-extends into R8, as a 32-bit register write does (SDM Vol. 1 3.4.1.1) (32 bits)."""
         return self.c.regs[8] & 0xFFFFFFFF
 
     @r8d.setter
     def r8d(self, value):
-        self.c.regs[8] = (self.c.regs[8] & ~(<uint64_t>0xFFFFFFFF)) | _fit(value, 32, 'r8d')
+        self.c.regs[8] = _fit(value, 32, 'r8d')
 
     @property
     def r8w(self):
@@ -346,12 +348,12 @@ cdef class VCpu(VCpuBase):
 
     @property
     def r9d(self):
-        """bits 31:0 of R9 (32 bits)."""
+        """bits 31:0 of R9; a write zero-extends into R9, as a 32-bit register write does (SDM Vol. 1 3.4.1.1) (32 bits)."""
         return self.c.regs[9] & 0xFFFFFFFF
 
     @r9d.setter
     def r9d(self, value):
-        self.c.regs[9] = (self.c.regs[9] & ~(<uint64_t>0xFFFFFFFF)) | _fit(value, 32, 'r9d')
+        self.c.regs[9] = _fit(value, 32, 'r9d')
 
     @property
     def r9w(self):
@@ -382,12 +384,12 @@ cdef class VCpu(VCpuBase):
 
     @property
     def r10d(self):
-        """bits 31:0 of R10 (32 bits)."""
+        """bits 31:0 of R10; a write zero-extends into R10, as a 32-bit register write does (SDM Vol. 1 3.4.1.1) (32 bits)."""
         return self.c.regs[10] & 0xFFFFFFFF
 
     @r10d.setter
     def r10d(self, value):
-        self.c.regs[10] = (self.c.regs[10] & ~(<uint64_t>0xFFFFFFFF)) | _fit(value, 32, 'r10d')
+        self.c.regs[10] = _fit(value, 32, 'r10d')
 
     @property
     def r10w(self):
@@ -418,12 +420,12 @@ cdef class VCpu(VCpuBase):
 
     @property
     def r11d(self):
-        """bits 31:0 of R11 (32 bits)."""
+        """bits 31:0 of R11; a write zero-extends into R11, as a 32-bit register write does (SDM Vol. 1 3.4.1.1) (32 bits)."""
         return self.c.regs[11] & 0xFFFFFFFF
 
     @r11d.setter
     def r11d(self, value):
-        self.c.regs[11] = (self.c.regs[11] & ~(<uint64_t>0xFFFFFFFF)) | _fit(value, 32, 'r11d')
+        self.c.regs[11] = _fit(value, 32, 'r11d')
 
     @property
     def r11w(self):
@@ -454,12 +456,12 @@ cdef class VCpu(VCpuBase):
 
     @property
     def r12d(self):
-        """bits 31:0 of R12 (32 bits)."""
+        """bits 31:0 of R12; a write zero-extends into R12, as a 32-bit register write does (SDM Vol. 1 3.4.1.1) (32 bits)."""
         return self.c.regs[12] & 0xFFFFFFFF
 
     @r12d.setter
     def r12d(self, value):
-        self.c.regs[12] = (self.c.regs[12] & ~(<uint64_t>0xFFFFFFFF)) | _fit(value, 32, 'r12d')
+        self.c.regs[12] = _fit(value, 32, 'r12d')
 
     @property
     def r12w(self):
@@ -490,12 +492,12 @@ cdef class VCpu(VCpuBase):
 
     @property
     def r13d(self):
-        """bits 31:0 of R13 (32 bits)."""
+        """bits 31:0 of R13; a write zero-extends into R13, as a 32-bit register write does (SDM Vol. 1 3.4.1.1) (32 bits)."""
         return self.c.regs[13] & 0xFFFFFFFF
 
     @r13d.setter
     def r13d(self, value):
-        self.c.regs[13] = (self.c.regs[13] & ~(<uint64_t>0xFFFFFFFF)) | _fit(value, 32, 'r13d')
+        self.c.regs[13] = _fit(value, 32, 'r13d')
 
     @property
     def r13w(self):
@@ -526,12 +528,12 @@ cdef class VCpu(VCpuBase):
 
     @property
     def r14d(self):
-        """bits 31:0 of R14 (32 bits)."""
+        """bits 31:0 of R14; a write zero-extends into R14, as a 32-bit register write does (SDM Vol. 1 3.4.1.1) (32 bits)."""
         return self.c.regs[14] & 0xFFFFFFFF
 
     @r14d.setter
     def r14d(self, value):
-        self.c.regs[14] = (self.c.regs[14] & ~(<uint64_t>0xFFFFFFFF)) | _fit(value, 32, 'r14d')
+        self.c.regs[14] = _fit(value, 32, 'r14d')
 
     @property
     def r14w(self):
@@ -562,12 +564,12 @@ cdef class VCpu(VCpuBase):
 
     @property
     def r15d(self):
-        """bits 31:0 of R15 (32 bits)."""
+        """bits 31:0 of R15; a write zero-extends into R15, as a 32-bit register write does (SDM Vol. 1 3.4.1.1) (32 bits)."""
         return self.c.regs[15] & 0xFFFFFFFF
 
     @r15d.setter
     def r15d(self, value):
-        self.c.regs[15] = (self.c.regs[15] & ~(<uint64_t>0xFFFFFFFF)) | _fit(value, 32, 'r15d')
+        self.c.regs[15] = _fit(value, 32, 'r15d')
 
     @property
     def r15w(self):

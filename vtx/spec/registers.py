@@ -21,7 +21,8 @@ REGISTERS = []
 for _i in range(16):
     _where = ("vmcs", "GUEST_RSP") if _i == 4 else ("gpr", _i)
     REGISTERS.append((GPR64[_i], _where, 64, 0, f"{GPR64[_i].upper()}"))
-    REGISTERS.append((GPR32[_i], _where, 32, 0, f"bits 31:0 of {GPR64[_i].upper()}"))
+    REGISTERS.append((GPR32[_i], _where, 32, 0, f"bits 31:0 of {GPR64[_i].upper()}; a write zero-extends "
+                      f"into {GPR64[_i].upper()}, as a 32-bit register write does (SDM Vol. 1 3.4.1.1)"))
     REGISTERS.append((GPR16[_i], _where, 16, 0, f"bits 15:0 of {GPR64[_i].upper()}"))
     REGISTERS.append((GPR8[_i], _where, 8, 0, f"bits 7:0 of {GPR64[_i].upper()}"))
 for _i, _n in enumerate(GPR8H):
@@ -59,7 +60,9 @@ def render_pxi(marker):
         "    General registers (rax..r15 and their 32/16/8-bit parts) live in the",
         "    register file; rsp, rip, rflags, cr0, cr3, cr4 and dr7 are the VMCS",
         "    guest-state fields; segment registers are :class:`vtx.Segment` values.",
-        "    Writing a partial register (eax, ax, al, ah) changes only those bits.",
+        "    Writing a 32-bit register (eax, r8d) zero-extends into the 64-bit one,",
+        "    as a 32-bit register write on x86 does; writing a 16- or 8-bit register",
+        "    (ax, al, ah) changes only those bits.",
         '    """',
         "",
     ]
@@ -74,6 +77,9 @@ def render_pxi(marker):
         if bits == 64:
             rd = get
             wr = f"_fit(value, 64, {name!r})"
+        elif name in GPR32:
+            rd = f"{get} & 0x{mask:X}"
+            wr = f"_fit(value, 32, {name!r})"
         else:
             rd = f"({get} >> {shift}) & 0x{mask:X}" if shift else f"{get} & 0x{mask:X}"
             wr = (f"({get} & ~(<uint64_t>0x{mask << shift:X})) | "
