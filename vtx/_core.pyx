@@ -51,10 +51,6 @@ ICACHE_SIZE = ICACHE_ENTRIES
 #: given; far beyond any run, and small enough that counters never wrap.
 MAX_BUDGET = 1 << 62
 
-# Steps between two looks at Python's signals while the guest runs (see
-# spend() in core/state.pxi): some milliseconds at the interpreter's speed.
-cdef uint64_t SLICE = 1ULL << 20
-
 
 cdef dict _REASONS = {}
 
@@ -408,46 +404,36 @@ cdef class VCpuBase:
         cdef Exit ex
         cdef object h, r
         cdef uint32_t reason
-        cdef uint64_t rip, used
+        cdef uint64_t rip
         cdef uint32_t cs_ar
         cdef uint64_t limit = c.icount + c.events + budget if budget else 0xFFFFFFFFFFFFFFFFULL
         while True:
             launch = c.vmcs[VMCS_OFF_LAUNCH_STATE] == 0
+            # One release of the GIL per entry in the common case: enter, run.
+            c.in_guest = 1
             with nogil:
                 rc = vm_entry(c, launch)
-                if rc == RC_OK and c.activity != 0:
-                    vm_leave(c)
-                    rc = RC_HALTED
-            while rc == RC_OK:
-                # In the guest: run slice after slice, looking at Python's
-                # signals between them without leaving non-root operation.
-                used = c.icount + c.events
-                if used >= limit:
-                    rc = RC_BUDGET
+                if rc == RC_OK:
+                    rc = guest_slice(c, limit)
+            c.in_guest = 0
+            while rc == RC_BUDGET and c.icount + c.events < limit:
+                # A slice ended inside the guest: look at Python's signals
+                # without leaving non-root operation, then go on.
+                try:
+                    PyErr_CheckSignals()
+                except BaseException:
+                    # Ctrl-C: the guest state is saved, so the VM can run
+                    # again from where it stopped.
                     with nogil:
                         vm_leave(c)
-                    break
-                c.icount_limit = c.icount + (limit - used if limit - used <= SLICE else SLICE)
+                    raise
                 c.in_guest = 1
                 with nogil:
-                    rc = run_loop(c)
+                    rc = guest_slice(c, limit)
                 c.in_guest = 0
-                if rc == RC_BUDGET:
-                    if c.icount + c.events < limit:
-                        try:
-                            PyErr_CheckSignals()
-                        except BaseException:
-                            # Ctrl-C: the guest state is saved, so the VM
-                            # can run again from where it stopped.
-                            with nogil:
-                                vm_leave(c)
-                            raise
-                        rc = RC_OK
-                        continue
-                if rc != RC_VMEXIT:
-                    with nogil:
-                        vm_leave(c)
-                break
+            if rc == RC_BUDGET:
+                with nogil:
+                    vm_leave(c)
             if rc == RC_VMEXIT:
                 ex = make_exit(c)
                 reason = ex.reason & 0x7F

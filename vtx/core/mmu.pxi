@@ -520,19 +520,92 @@ cdef int seg_linear(Cpu* c, int s, uint64_t off, int size, int kind, uint64_t* l
     return RC_OK
 
 
+# --- the inline fast path of a data access ------------------------------------
+# The common access stays within one page, hits the TLB with the permission it
+# needs, and (in 64-bit mode, through a segment other than FS or GS) has no
+# segment base or limit: it costs one inline lookup.  Everything else (page
+# crossings, TLB misses, permission withheld, code pages, FS/GS, segmented
+# modes) takes the out-of-line path, which does the full checks.
+
+cdef inline uint8_t* tlb_hit(Cpu* c, uint64_t lin, int size, int kind) noexcept nogil:
+    """The host pointer for a one-page access that hits the TLB, else NULL."""
+    cdef TlbEntry* e
+    cdef uint32_t need = (1 << kind) << (3 if c.cpl == 3 else 0)
+    if (lin & 0xFFF) + size > 4096:
+        return NULL
+    e = &c.tlb[(lin >> 12) & (TLB_ENTRIES - 1)]
+    if e.gen == c.tlb_gen and e.page == (lin >> 12) and (e.perm & need):
+        return e.host + (lin & 0xFFF)
+    return NULL
+
+
+cdef inline uint64_t load_le(uint8_t* p, int size) noexcept nogil:
+    cdef uint64_t v8 = 0
+    cdef uint32_t v4
+    cdef uint16_t v2
+    if size == 4:
+        memcpy(&v4, p, 4)
+        return v4
+    if size == 8:
+        memcpy(&v8, p, 8)
+        return v8
+    if size == 1:
+        return p[0]
+    if size == 2:
+        memcpy(&v2, p, 2)
+        return v2
+    memcpy(&v8, p, size)
+    return v8
+
+
+cdef inline void store_le(uint8_t* p, int size, uint64_t v) noexcept nogil:
+    cdef uint32_t v4
+    cdef uint16_t v2
+    if size == 4:
+        v4 = <uint32_t>v
+        memcpy(p, &v4, 4)
+    elif size == 8:
+        memcpy(p, &v, 8)
+    elif size == 1:
+        p[0] = <uint8_t>v
+    elif size == 2:
+        v2 = <uint16_t>v
+        memcpy(p, &v2, 2)
+    else:
+        memcpy(p, &v, size)
+
+
+cdef inline int seg_linear_fast(Cpu* c, int s, uint64_t off, int size, int kind, uint64_t* lin) noexcept nogil:
+    """seg_linear, with the 64-bit flat case inline (the same checks)."""
+    if c.long64 and s != S_FS and s != S_GS and is_canonical(off) and is_canonical(off + size - 1):
+        lin[0] = off
+        return RC_OK
+    return seg_linear(c, s, off, size, kind, lin)
+
+
 cdef inline int mem_read(Cpu* c, int s, uint64_t off, int size, uint64_t* out) noexcept nogil:
     cdef uint64_t lin
-    cdef int rc = seg_linear(c, s, off, size, ACC_READ, &lin)
+    cdef uint8_t* p
+    cdef int rc = seg_linear_fast(c, s, off, size, ACC_READ, &lin)
     if rc:
         return rc
+    p = tlb_hit(c, lin, size, ACC_READ)
+    if p != NULL:
+        out[0] = load_le(p, size)
+        return RC_OK
     return lin_read(c, lin, size, c.cpl == 3, out)
 
 
 cdef inline int mem_write(Cpu* c, int s, uint64_t off, int size, uint64_t v) noexcept nogil:
     cdef uint64_t lin
-    cdef int rc = seg_linear(c, s, off, size, ACC_WRITE, &lin)
+    cdef uint8_t* p
+    cdef int rc = seg_linear_fast(c, s, off, size, ACC_WRITE, &lin)
     if rc:
         return rc
+    p = tlb_hit(c, lin, size, ACC_WRITE)
+    if p != NULL:
+        store_le(p, size, v)
+        return RC_OK
     return lin_write(c, lin, size, c.cpl == 3, v)
 
 
@@ -541,9 +614,11 @@ cdef inline int mem_check_write(Cpu* c, int s, uint64_t off, int size) noexcept 
     writing: used before an instruction commits other state."""
     cdef uint64_t lin
     cdef uint8_t* p
-    cdef int rc = seg_linear(c, s, off, size, ACC_WRITE, &lin)
+    cdef int rc = seg_linear_fast(c, s, off, size, ACC_WRITE, &lin)
     if rc:
         return rc
+    if tlb_hit(c, lin, size, ACC_WRITE) != NULL:
+        return RC_OK
     rc = translate(c, lin, ACC_WRITE, c.cpl == 3, &p)
     if rc:
         return rc

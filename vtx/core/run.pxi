@@ -121,3 +121,28 @@ cdef int run_loop(Cpu* c) noexcept nogil:
             c.icount += 1
             c.interruptibility &= ~(<uint32_t>3)
         return rc
+
+
+# Steps between two looks at Python's signals while the guest runs (see
+# spend() in core/state.pxi): some milliseconds at the interpreter's speed.
+cdef uint64_t SLICE = 1ULL << 20
+
+
+cdef int guest_slice(Cpu* c, uint64_t limit) noexcept nogil:
+    """Run the entered guest until a VM exit, a halt, an error, the budget
+    (``limit`` in steps: icount + events) or the end of a slice.  On
+    RC_BUDGET the processor stays in non-root operation: the host looks at
+    signals and calls again, or leaves with vm_leave when the budget is
+    spent.  On anything but a VM exit the guest state is saved (vm_leave)."""
+    cdef uint64_t used = c.icount + c.events
+    cdef int rc
+    if c.activity != 0:
+        vm_leave(c)
+        return RC_HALTED
+    if used >= limit:
+        return RC_BUDGET
+    c.icount_limit = c.icount + (limit - used if limit - used <= SLICE else SLICE)
+    rc = run_loop(c)
+    if rc != RC_VMEXIT and rc != RC_BUDGET:
+        vm_leave(c)
+    return rc
