@@ -123,35 +123,30 @@ def test_kvm_out_exit(benchmark):
     _per_exit(benchmark, n)
 
 
-def test_vtx_startup(benchmark):
-    """VM creation to the first exit: memory, vCPU, VMCS, entry checks."""
-    code = vtx.asm("hlt", bits=32, org=ENTRY)
+def _startup(benchmark, bits, memory):
+    code = vtx.asm("hlt", bits=bits, org=ENTRY)
+    setup = {32: "setup_protected_mode", 64: "setup_long_mode"}[bits]
 
     def start():
-        vm = vtx.VM(memory=1 << 20)
+        vm = vtx.VM(memory=memory)
         vm.load(ENTRY, code)
         vm.add_vcpu()
-        vm.setup_protected_mode(entry=ENTRY)
+        getattr(vm, setup)(entry=ENTRY)
         vm.on(vtx.ExitReason.HLT)(lambda vcpu, exit: vtx.STOP)
         return vm.run()
 
     assert benchmark(start).stop == "stop"
+
+
+def test_vtx_startup(benchmark):
+    """VM creation to the first exit: memory, vCPU, VMCS, entry checks."""
+    _startup(benchmark, 32, 1 << 20)
 
 
 def test_vtx_startup_long_mode(benchmark):
     """VM creation to the first exit in 64-bit mode (the long-mode page
     tables and the EPT identity map are built on the way)."""
-    code = vtx.asm("hlt", bits=64, org=ENTRY)
-
-    def start():
-        vm = vtx.VM(memory=16 << 20)
-        vm.load(ENTRY, code)
-        vm.add_vcpu()
-        vm.setup_long_mode(entry=ENTRY)
-        vm.on(vtx.ExitReason.HLT)(lambda vcpu, exit: vtx.STOP)
-        return vm.run()
-
-    assert benchmark(start).stop == "stop"
+    _startup(benchmark, 64, 16 << 20)
 
 
 def test_vtx_run_fixed_cost(benchmark):

@@ -21,6 +21,15 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 
 
+def run_python(code, timeout):
+    """Run code in a child interpreter (with -X faulthandler) that imports
+    this checkout's vtx; a crash there cannot take the test session down."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+    return subprocess.run([sys.executable, "-X", "faulthandler", "-c", code], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
 def run_random_programs(seed, count, size=64, budget=1000):
     """Run `count` programs of `size` random bytes in each of the three
     modes; return the outcomes.  Raises AssertionError for anything that is
@@ -76,10 +85,7 @@ def test_random_guest_bytes_under_faulthandler():
         "assert sum(out.values()) == 900, out\n"
         "print('ok', sorted(out.items()))\n"
     )
-    env = dict(os.environ)
-    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
-    p = subprocess.run([sys.executable, "-X", "faulthandler", "-c", code], cwd=REPO, env=env,
-                       capture_output=True, text=True, timeout=600)
+    p = run_python(code, timeout=600)
     assert p.returncode == 0, f"child exited with {p.returncode}\n{p.stdout}\n{p.stderr}"
     assert p.stdout.startswith("ok")
 
@@ -563,10 +569,7 @@ def test_host_refusing_memory_is_a_clear_error():
         "    assert isinstance(e, MemoryError)\n"
         "    print('ok', e)\n"
     )
-    env = dict(os.environ)
-    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
-    p = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
-                       timeout=120)
+    p = run_python(code, timeout=120)
     assert p.returncode == 0, p.stderr
     assert p.stdout.startswith("ok guest memory: the host refused to map 0x400000000 bytes"), p.stdout
 

@@ -344,16 +344,21 @@ def test_long_mode_page_tables(case):
     vm = build("long", ACCESS_INSN[access] + "\nhlt", regs=dict(rax=PATTERN, rbx=linear))
     for addr, value in entries:
         vm.write_u64(addr, value)
+    assert_paging_outcome(vm, access, linear, expect)
+    assert vm.vcpu.cr2 == 0
+    assert vm.vcpu.rax == PATTERN
+
+
+def assert_paging_outcome(vm, access, linear, expect):
+    """Run the attack; the outcome is the EPT violation or the #PF `expect`
+    names.  A fetch faults at the target, a data access at the instruction."""
     out = attack(vm)
-    # a fetch faults at the target, a data access at the instruction
     rip = linear if access == "fetch" else ENTRY
     if expect[0] == "ept":
         _, gpa, kind, final = expect
         assert_ept_violation(out, gpa, kind, gla=linear, final=final, rip=rip)
     else:
         assert_exception(out, VEC_PF, expect[1], qualification=linear, rip=rip)
-        assert vm.vcpu.cr2 == 0
-    assert vm.vcpu.rax == PATTERN
 
 
 # ---------------------------------------------------------------------------
@@ -411,13 +416,7 @@ def test_32bit_paging(case):
     vm = paged32(ACCESS_INSN32[access] + "\nhlt", regs=dict(rax=0x44332211, rbx=linear))
     for addr, value in entries:
         vm.write_u32(addr, value)
-    out = attack(vm)
-    rip = linear if access == "fetch" else ENTRY
-    if expect[0] == "ept":
-        _, gpa, kind, final = expect
-        assert_ept_violation(out, gpa, kind, gla=linear, final=final, rip=rip)
-    else:
-        assert_exception(out, VEC_PF, expect[1], qualification=linear, rip=rip)
+    assert_paging_outcome(vm, access, linear, expect)
     assert vm.vcpu.rax == 0x44332211
 
 
