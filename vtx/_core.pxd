@@ -120,6 +120,15 @@ ctypedef struct Cpu:
     # --- per-instruction scratch ----------------------------------------
     uint64_t next_rip
 
+    # lazy status flags (core/flags.pxi): while lf_kind != 0 the status bits
+    # of rflags are stale and these describe them
+    uint32_t lf_kind
+    uint32_t lf_size
+    uint64_t lf_a
+    uint64_t lf_b
+    uint64_t lf_r
+    uint64_t lf_cf
+
     # pending exception (RC_EXCEPTION)
     int exc_vector
     int exc_has_error

@@ -15,6 +15,7 @@ from cpython.object cimport PyObject_GenericSetAttr
 
 include "core/spec_gen.pxi"
 include "core/state.pxi"
+include "core/flags.pxi"
 include "core/mmu.pxi"
 include "core/decode.pxi"
 include "core/insn/arith.pxi"

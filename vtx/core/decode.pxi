@@ -23,6 +23,7 @@ cdef enum:
     OPF_SX = 1 << 13        # sign-extend the immediate to 64 bits
     OPF_SRC16 = 1 << 14     # ModRM.rm operand is 16-bit regardless of osz
     OPF_LOCK = 1 << 15      # LOCK is allowed (with a memory destination)
+    OPF_LAZY = 1 << 16      # the handler keeps the status flags lazy (core/flags.pxi)
 
 # Insn.flags
 cdef enum:
@@ -31,6 +32,7 @@ cdef enum:
     INSN_LOCK = 4
     INSN_SEGOVR = 8
     INSN_IMM_DX = 16
+    INSN_LAZY = 32          # OPF_LAZY: may run with the flag record pending
 
 ctypedef struct OpInfo:
     handler_t fn
@@ -311,6 +313,8 @@ cdef int decode(Cpu* c, const uint8_t* b, int avail, Insn* d) noexcept nogil:
     # ModRM keep d.mod = 3 and so fail the memory test too.
     if (d.flags & INSN_LOCK) and (not (fl & OPF_LOCK) or d.mod == 3):
         return DECODE_UD
+    if fl & OPF_LAZY:
+        d.flags |= INSN_LAZY
     d.len = i
     return DECODE_OK
 
@@ -383,30 +387,30 @@ cdef void init_opcode_tables() noexcept:
     for k in range(8):
         # every ALU op but CMP (k = 7) may take LOCK with a memory destination
         lk = OPF_LOCK if k != 7 else 0
-        op_set(OP1, k * 8 + 0, h_alu_rm_r, OPF_MODRM | OPF_BYTE | lk, k)
-        op_set(OP1, k * 8 + 1, h_alu_rm_r, OPF_MODRM | lk, k)
-        op_set(OP1, k * 8 + 2, h_alu_r_rm, OPF_MODRM | OPF_BYTE, k)
-        op_set(OP1, k * 8 + 3, h_alu_r_rm, OPF_MODRM, k)
-        op_set(OP1, k * 8 + 4, h_alu_acc_imm, OPF_BYTE | OPF_IB, k)
-        op_set(OP1, k * 8 + 5, h_alu_acc_imm, OPF_IZ | OPF_SX, k)
+        op_set(OP1, k * 8 + 0, h_alu_rm_r, OPF_MODRM | OPF_BYTE | lk | OPF_LAZY, k)
+        op_set(OP1, k * 8 + 1, h_alu_rm_r, OPF_MODRM | lk | OPF_LAZY, k)
+        op_set(OP1, k * 8 + 2, h_alu_r_rm, OPF_MODRM | OPF_BYTE | OPF_LAZY, k)
+        op_set(OP1, k * 8 + 3, h_alu_r_rm, OPF_MODRM | OPF_LAZY, k)
+        op_set(OP1, k * 8 + 4, h_alu_acc_imm, OPF_BYTE | OPF_IB | OPF_LAZY, k)
+        op_set(OP1, k * 8 + 5, h_alu_acc_imm, OPF_IZ | OPF_SX | OPF_LAZY, k)
         GRP[G_ALU_IMM][k] = h_alu_rm_imm
-        GRP_FLAGS[G_ALU_IMM][k] = lk
+        GRP_FLAGS[G_ALU_IMM][k] = lk | OPF_LAZY
     op_set(OP1, 0x80, NULL, OPF_MODRM | OPF_GRP | OPF_BYTE | OPF_IB, G_ALU_IMM)
     op_set(OP1, 0x81, NULL, OPF_MODRM | OPF_GRP | OPF_IZ | OPF_SX, G_ALU_IMM)
     op_set(OP1, 0x82, NULL, OPF_MODRM | OPF_GRP | OPF_BYTE | OPF_IB | OPF_NO64, G_ALU_IMM)
     op_set(OP1, 0x83, NULL, OPF_MODRM | OPF_GRP | OPF_IB | OPF_SX, G_ALU_IMM)
     # INC/DEC r (40-4F; REX in 64-bit mode), PUSH/POP r.
     for k in range(8):
-        op_set(OP1, 0x40 + k, h_inc_r, OPF_NO64, 0)
-        op_set(OP1, 0x48 + k, h_dec_r, OPF_NO64, 1)
-        op_set(OP1, 0x50 + k, h_push_r, OPF_DEF64)
-        op_set(OP1, 0x58 + k, h_pop_r, OPF_DEF64)
-        op_set(OP1, 0xB0 + k, h_mov_r_imm, OPF_BYTE | OPF_IB)
-        op_set(OP1, 0xB8 + k, h_mov_r_imm, OPF_IV)
-        op_set(OP1, 0x90 + k, h_xchg_ax_r, 0)
+        op_set(OP1, 0x40 + k, h_inc_r, OPF_NO64 | OPF_LAZY, 0)
+        op_set(OP1, 0x48 + k, h_dec_r, OPF_NO64 | OPF_LAZY, 1)
+        op_set(OP1, 0x50 + k, h_push_r, OPF_DEF64 | OPF_LAZY)
+        op_set(OP1, 0x58 + k, h_pop_r, OPF_DEF64 | OPF_LAZY)
+        op_set(OP1, 0xB0 + k, h_mov_r_imm, OPF_BYTE | OPF_IB | OPF_LAZY)
+        op_set(OP1, 0xB8 + k, h_mov_r_imm, OPF_IV | OPF_LAZY)
+        op_set(OP1, 0x90 + k, h_xchg_ax_r, OPF_LAZY)
     op_set(OP1, 0x63, h_movsxd, OPF_MODRM)      # 64-bit only; ARPL elsewhere
-    op_set(OP1, 0x68, h_push_imm, OPF_IZ | OPF_SX | OPF_DEF64)
-    op_set(OP1, 0x6A, h_push_imm, OPF_IB | OPF_SX | OPF_DEF64)
+    op_set(OP1, 0x68, h_push_imm, OPF_IZ | OPF_SX | OPF_DEF64 | OPF_LAZY)
+    op_set(OP1, 0x6A, h_push_imm, OPF_IB | OPF_SX | OPF_DEF64 | OPF_LAZY)
     op_set(OP1, 0x69, h_imul_r_rm_imm, OPF_MODRM | OPF_IZ | OPF_SX)
     op_set(OP1, 0x6B, h_imul_r_rm_imm, OPF_MODRM | OPF_IB | OPF_SX)
     op_set(OP1, 0x6C, h_ins, OPF_BYTE)
@@ -414,31 +418,32 @@ cdef void init_opcode_tables() noexcept:
     op_set(OP1, 0x6E, h_outs, OPF_BYTE)
     op_set(OP1, 0x6F, h_outs, 0)
     for k in range(16):
-        op_set(OP1, 0x70 + k, h_jcc, OPF_IB | OPF_SX | OPF_F64, k)
-        op_set(OP2, 0x80 + k, h_jcc, OPF_IZ | OPF_SX | OPF_F64, k)
-    op_set(OP1, 0x84, h_test_rm_r, OPF_MODRM | OPF_BYTE)
-    op_set(OP1, 0x85, h_test_rm_r, OPF_MODRM)
-    op_set(OP1, 0x86, h_xchg_rm_r, OPF_MODRM | OPF_BYTE | OPF_LOCK)
-    op_set(OP1, 0x87, h_xchg_rm_r, OPF_MODRM | OPF_LOCK)
-    op_set(OP1, 0x88, h_mov_rm_r, OPF_MODRM | OPF_BYTE)
-    op_set(OP1, 0x89, h_mov_rm_r, OPF_MODRM)
-    op_set(OP1, 0x8A, h_mov_r_rm, OPF_MODRM | OPF_BYTE)
-    op_set(OP1, 0x8B, h_mov_r_rm, OPF_MODRM)
+        op_set(OP1, 0x70 + k, h_jcc, OPF_IB | OPF_SX | OPF_F64 | OPF_LAZY, k)
+        op_set(OP2, 0x80 + k, h_jcc, OPF_IZ | OPF_SX | OPF_F64 | OPF_LAZY, k)
+    op_set(OP1, 0x84, h_test_rm_r, OPF_MODRM | OPF_BYTE | OPF_LAZY)
+    op_set(OP1, 0x85, h_test_rm_r, OPF_MODRM | OPF_LAZY)
+    op_set(OP1, 0x86, h_xchg_rm_r, OPF_MODRM | OPF_BYTE | OPF_LOCK | OPF_LAZY)
+    op_set(OP1, 0x87, h_xchg_rm_r, OPF_MODRM | OPF_LOCK | OPF_LAZY)
+    op_set(OP1, 0x88, h_mov_rm_r, OPF_MODRM | OPF_BYTE | OPF_LAZY)
+    op_set(OP1, 0x89, h_mov_rm_r, OPF_MODRM | OPF_LAZY)
+    op_set(OP1, 0x8A, h_mov_r_rm, OPF_MODRM | OPF_BYTE | OPF_LAZY)
+    op_set(OP1, 0x8B, h_mov_r_rm, OPF_MODRM | OPF_LAZY)
     op_set(OP1, 0x8C, h_mov_rm_sreg, OPF_MODRM)
-    op_set(OP1, 0x8D, h_lea, OPF_MODRM)
+    op_set(OP1, 0x8D, h_lea, OPF_MODRM | OPF_LAZY)
     op_set(OP1, 0x8E, h_mov_sreg_rm, OPF_MODRM)
     op_set(OP1, 0x8F, NULL, OPF_MODRM | OPF_GRP | OPF_DEF64, G_POP)
     GRP[G_POP][0] = h_pop_rm
+    GRP_FLAGS[G_POP][0] = OPF_LAZY
     op_set(OP1, 0x98, h_cbw, 0)
     op_set(OP1, 0x99, h_cwd, 0)
     op_set(OP1, 0x9C, h_pushf, OPF_DEF64)
     op_set(OP1, 0x9D, h_popf, OPF_DEF64)
-    op_set(OP1, 0xA0, h_mov_acc_moffs, OPF_BYTE | OPF_MOFFS)
-    op_set(OP1, 0xA1, h_mov_acc_moffs, OPF_MOFFS)
-    op_set(OP1, 0xA2, h_mov_moffs_acc, OPF_BYTE | OPF_MOFFS)
-    op_set(OP1, 0xA3, h_mov_moffs_acc, OPF_MOFFS)
-    op_set(OP1, 0xA8, h_test_acc_imm, OPF_BYTE | OPF_IB)
-    op_set(OP1, 0xA9, h_test_acc_imm, OPF_IZ | OPF_SX)
+    op_set(OP1, 0xA0, h_mov_acc_moffs, OPF_BYTE | OPF_MOFFS | OPF_LAZY)
+    op_set(OP1, 0xA1, h_mov_acc_moffs, OPF_MOFFS | OPF_LAZY)
+    op_set(OP1, 0xA2, h_mov_moffs_acc, OPF_BYTE | OPF_MOFFS | OPF_LAZY)
+    op_set(OP1, 0xA3, h_mov_moffs_acc, OPF_MOFFS | OPF_LAZY)
+    op_set(OP1, 0xA8, h_test_acc_imm, OPF_BYTE | OPF_IB | OPF_LAZY)
+    op_set(OP1, 0xA9, h_test_acc_imm, OPF_IZ | OPF_SX | OPF_LAZY)
     op_set(OP1, 0xC0, NULL, OPF_MODRM | OPF_GRP | OPF_BYTE | OPF_IB, G_SHIFT)
     op_set(OP1, 0xC1, NULL, OPF_MODRM | OPF_GRP | OPF_IB, G_SHIFT)
     op_set(OP1, 0xD0, NULL, OPF_MODRM | OPF_GRP | OPF_BYTE, G_SHIFT)
@@ -449,18 +454,19 @@ cdef void init_opcode_tables() noexcept:
         GRP[G_SHIFT][k] = h_rotate        # ROL ROR RCL RCR
     for k in (4, 5, 6, 7):
         GRP[G_SHIFT][k] = h_shift
-    op_set(OP1, 0xC2, h_ret_imm, OPF_IW | OPF_F64)
-    op_set(OP1, 0xC3, h_ret, OPF_F64)
+    op_set(OP1, 0xC2, h_ret_imm, OPF_IW | OPF_F64 | OPF_LAZY)
+    op_set(OP1, 0xC3, h_ret, OPF_F64 | OPF_LAZY)
     op_set(OP1, 0xC6, NULL, OPF_MODRM | OPF_GRP | OPF_BYTE | OPF_IB, G_MOVIMM)
     op_set(OP1, 0xC7, NULL, OPF_MODRM | OPF_GRP | OPF_IZ | OPF_SX, G_MOVIMM)
     GRP[G_MOVIMM][0] = h_mov_rm_imm
+    GRP_FLAGS[G_MOVIMM][0] = OPF_LAZY
     op_set(OP1, 0xE4, h_in_imm, OPF_BYTE | OPF_IB)
     op_set(OP1, 0xE5, h_in_imm, OPF_IB)
     op_set(OP1, 0xE6, h_out_imm, OPF_BYTE | OPF_IB)
     op_set(OP1, 0xE7, h_out_imm, OPF_IB)
-    op_set(OP1, 0xE8, h_call_rel, OPF_IZ | OPF_SX | OPF_F64)
-    op_set(OP1, 0xE9, h_jmp_rel, OPF_IZ | OPF_SX | OPF_F64)
-    op_set(OP1, 0xEB, h_jmp_rel, OPF_IB | OPF_SX | OPF_F64)
+    op_set(OP1, 0xE8, h_call_rel, OPF_IZ | OPF_SX | OPF_F64 | OPF_LAZY)
+    op_set(OP1, 0xE9, h_jmp_rel, OPF_IZ | OPF_SX | OPF_F64 | OPF_LAZY)
+    op_set(OP1, 0xEB, h_jmp_rel, OPF_IB | OPF_SX | OPF_F64 | OPF_LAZY)
     op_set(OP1, 0xEC, h_in_dx, OPF_BYTE)
     op_set(OP1, 0xED, h_in_dx, 0)
     op_set(OP1, 0xEE, h_out_dx, OPF_BYTE)
@@ -483,26 +489,26 @@ cdef void init_opcode_tables() noexcept:
     GRP[G_UNARY][5] = h_muldiv
     GRP[G_UNARY][6] = h_muldiv
     GRP[G_UNARY][7] = h_muldiv
-    GRP_FLAGS[G_UNARY][0] = OPF_IZ | OPF_SX   # (becomes imm8 for F6 below)
-    GRP_FLAGS[G_UNARY][1] = OPF_IZ | OPF_SX
+    GRP_FLAGS[G_UNARY][0] = OPF_IZ | OPF_SX | OPF_LAZY   # (becomes imm8 for F6 below)
+    GRP_FLAGS[G_UNARY][1] = OPF_IZ | OPF_SX | OPF_LAZY
     GRP_FLAGS[G_UNARY][2] = OPF_LOCK          # NOT
     GRP_FLAGS[G_UNARY][3] = OPF_LOCK          # NEG
     op_set(OP1, 0xFE, NULL, OPF_MODRM | OPF_GRP | OPF_BYTE, G_INCDEC8)
     GRP[G_INCDEC8][0] = h_incdec_rm
     GRP[G_INCDEC8][1] = h_incdec_rm
-    GRP_FLAGS[G_INCDEC8][0] = OPF_LOCK
-    GRP_FLAGS[G_INCDEC8][1] = OPF_LOCK
+    GRP_FLAGS[G_INCDEC8][0] = OPF_LOCK | OPF_LAZY
+    GRP_FLAGS[G_INCDEC8][1] = OPF_LOCK | OPF_LAZY
     op_set(OP1, 0xFF, NULL, OPF_MODRM | OPF_GRP, G_FF)
     GRP[G_FF][0] = h_incdec_rm
     GRP[G_FF][1] = h_incdec_rm
     GRP[G_FF][2] = h_call_rm
     GRP[G_FF][4] = h_jmp_rm
     GRP[G_FF][6] = h_push_rm
-    GRP_FLAGS[G_FF][0] = OPF_LOCK             # INC
-    GRP_FLAGS[G_FF][1] = OPF_LOCK             # DEC
-    GRP_FLAGS[G_FF][2] = OPF_F64
-    GRP_FLAGS[G_FF][4] = OPF_F64
-    GRP_FLAGS[G_FF][6] = OPF_DEF64
+    GRP_FLAGS[G_FF][0] = OPF_LOCK | OPF_LAZY             # INC
+    GRP_FLAGS[G_FF][1] = OPF_LOCK | OPF_LAZY             # DEC
+    GRP_FLAGS[G_FF][2] = OPF_F64 | OPF_LAZY
+    GRP_FLAGS[G_FF][4] = OPF_F64 | OPF_LAZY
+    GRP_FLAGS[G_FF][6] = OPF_DEF64 | OPF_LAZY
     # Software interrupts and IRET (core/insn/interrupt.pxi).
     op_set(OP1, 0xCC, h_int, 0)
     op_set(OP1, 0xCD, h_int, OPF_IB)
@@ -529,7 +535,7 @@ cdef void init_opcode_tables() noexcept:
     # 0F 18-1F: prefetch hints (0F 18 /0-/3) and the reserved hint NOPs, for
     # every ModRM (SDM Vol. 2 Table A-3 and "NOP"); no operand is accessed.
     for k in range(0x18, 0x20):
-        op_set(OP2, k, h_nop, OPF_MODRM)
+        op_set(OP2, k, h_nop, OPF_MODRM | OPF_LAZY)
     op_set(OP2, 0x20, h_mov_r_cr, OPF_MODRM | OPF_F64)
     op_set(OP2, 0x22, h_mov_cr_r, OPF_MODRM | OPF_F64)
     op_set(OP2, 0x30, h_wrmsr, 0)
@@ -537,14 +543,14 @@ cdef void init_opcode_tables() noexcept:
     op_set(OP2, 0x32, h_rdmsr, 0)
     op_set(OP2, 0xA2, h_cpuid, 0)
     op_set(OP2, 0xAF, h_imul_r_rm, OPF_MODRM)
-    op_set(OP2, 0xB6, h_movzx, OPF_MODRM | OPF_SRC8)
-    op_set(OP2, 0xB7, h_movzx, OPF_MODRM | OPF_SRC16)
-    op_set(OP2, 0xBE, h_movsx, OPF_MODRM | OPF_SRC8)
-    op_set(OP2, 0xBF, h_movsx, OPF_MODRM | OPF_SRC16)
+    op_set(OP2, 0xB6, h_movzx, OPF_MODRM | OPF_SRC8 | OPF_LAZY)
+    op_set(OP2, 0xB7, h_movzx, OPF_MODRM | OPF_SRC16 | OPF_LAZY)
+    op_set(OP2, 0xBE, h_movsx, OPF_MODRM | OPF_SRC8 | OPF_LAZY)
+    op_set(OP2, 0xBF, h_movsx, OPF_MODRM | OPF_SRC16 | OPF_LAZY)
     # SETcc, CMOVcc (core/insn/data_xfer.pxi).
     for k in range(16):
-        op_set(OP2, 0x40 + k, h_cmovcc, OPF_MODRM, k)
-        op_set(OP2, 0x90 + k, h_setcc, OPF_MODRM | OPF_BYTE, k)
+        op_set(OP2, 0x40 + k, h_cmovcc, OPF_MODRM | OPF_LAZY, k)
+        op_set(OP2, 0x90 + k, h_setcc, OPF_MODRM | OPF_BYTE | OPF_LAZY, k)
     # Stack: segment registers, PUSHA POPA, ENTER LEAVE.
     op_set(OP1, 0x06, h_push_sreg, OPF_NO64, S_ES)
     op_set(OP1, 0x07, h_pop_sreg, OPF_NO64, S_ES)

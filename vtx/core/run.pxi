@@ -61,28 +61,48 @@ cdef int run_loop(Cpu* c) noexcept nogil:
     budget or slice (RC_BUDGET), a halt, a shutdown or an error.  Every trip
     round the loop either retires an instruction, delivers an event or
     performs one REP iteration, and each of those counts toward icount_limit
-    (see spend), so the loop reaches its check in bounded time."""
+    (see spend), so the loop reaches its check in bounded time.
+
+    The fetch translation is done once per code page, not per instruction:
+    while RIP stays in the linear page last translated for a fetch and no
+    TLB flush or mode change happened since (c.tlb_gen, which update_mode
+    and every flush advance), the host address of the page is reused.  The
+    status flags may be lazy (core/flags.pxi) only while a handler marked
+    INSN_LAZY runs; they are materialized before any other handler, before
+    event delivery or a VM exit, and before the loop returns."""
     cdef uint64_t lin, tag
+    cdef uint64_t fetch_page = 0
+    cdef uint64_t fetch_gen
+    cdef uint8_t* fetch_host = NULL
     cdef uint8_t* p
     cdef Insn* d
     cdef int rc
     cdef uint32_t shadow
+    fetch_gen = c.tlb_gen - 1           # not current: the first fetch translates
     while True:
         if c.icount >= c.icount_limit:
+            flags_sync(c)
             return RC_BUDGET
-        # Fetch: CS limit outside 64-bit mode, canonical RIP in it.
+        # Fetch: CS limit outside 64-bit mode, canonical RIP in it (a page
+        # already translated is canonical as a whole).
+        rc = RC_OK
         if c.long64:
             lin = c.rip
-            if not is_canonical(lin):
-                rc = raise_gp0(c)
-            else:
-                rc = translate(c, lin, ACC_FETCH, c.cpl == 3, &p)
+        elif c.rip > c.seg[S_CS].limit:
+            rc = raise_gp0(c)
         else:
-            if c.rip > c.seg[S_CS].limit:
+            lin = (c.seg[S_CS].base + c.rip) & 0xFFFFFFFFULL
+        if rc == RC_OK:
+            if (lin >> 12) == fetch_page and c.tlb_gen == fetch_gen:
+                p = fetch_host + (lin & 0xFFF)
+            elif c.long64 and not is_canonical(lin):
                 rc = raise_gp0(c)
             else:
-                lin = (c.seg[S_CS].base + c.rip) & 0xFFFFFFFFULL
                 rc = translate(c, lin, ACC_FETCH, c.cpl == 3, &p)
+                if rc == RC_OK:
+                    fetch_page = lin >> 12
+                    fetch_gen = c.tlb_gen
+                    fetch_host = p - (lin & 0xFFF)
         if rc == RC_OK:
             tag = (<uint64_t>(<size_t>p)) | (<uint64_t>c.code_size << 56) | (1ULL << 63)
             d = &c.icache[(<size_t>p) & c.icache_mask]
@@ -95,6 +115,8 @@ cdef int run_loop(Cpu* c) noexcept nogil:
             if rc == RC_OK:
                 c.next_rip = (c.rip + d.len) & SIZE_MASK[c.code_size]
                 shadow = c.interruptibility
+                if c.lf_kind != LF_NONE and not (d.flags & INSN_LAZY):
+                    flags_compute(c)
                 rc = d.fn(c, d)
                 if rc == RC_OK:
                     c.rip = c.next_rip
@@ -105,6 +127,8 @@ cdef int run_loop(Cpu* c) noexcept nogil:
                     continue
                 if rc == RC_REP_PAUSED:
                     continue
+        # Leaving the fast path: everything below sees a plain RFLAGS.
+        flags_sync(c)
         if rc == RC_EXCEPTION:
             rc = handle_exception(c)
             if rc == RC_OK:

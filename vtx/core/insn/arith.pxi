@@ -59,14 +59,47 @@ cdef inline uint64_t alu(int op, int size, uint64_t a, uint64_t b, uint64_t cf_i
     return r
 
 
+cdef uint32_t ALU_LAZY_KIND[8]
+ALU_LAZY_KIND[:] = [LF_ADD, LF_LOGIC, LF_NONE, LF_NONE, LF_LOGIC, LF_SUB, LF_LOGIC, LF_SUB]
+
+
+cdef inline uint64_t alu_result(Cpu* c, int op, int size, uint64_t a, uint64_t b, uint64_t* fl) noexcept nogil:
+    """The result of one of the eight ALU operations, flags not yet written
+    (see alu_commit).  ADC and SBB read CF and compute their flags at once
+    into fl; the others leave the flags to the lazy record."""
+    cdef uint64_t m = SIZE_MASK[size]
+    if op == ALU_ADD:
+        return (a + b) & m
+    if op == ALU_SUB or op == ALU_CMP:
+        return (a - b) & m
+    if op == ALU_AND:
+        return a & b & m
+    if op == ALU_OR:
+        return (a | b) & m
+    if op == ALU_XOR:
+        return (a ^ b) & m
+    return alu(op, size, a, b, lazy_cf(c), fl)
+
+
+cdef inline void alu_commit(Cpu* c, int op, int size, uint64_t a, uint64_t b, uint64_t r, uint64_t fl) noexcept nogil:
+    """Write the flags of alu_result's operation, once nothing can fault."""
+    cdef uint64_t m
+    if op == ALU_ADC or op == ALU_SBB:
+        c.lf_kind = LF_NONE        # ADC and SBB write every status flag
+        set_status_flags(c, fl)
+    else:
+        m = SIZE_MASK[size]
+        set_lazy(c, ALU_LAZY_KIND[op], size, a & m, b & m, r)
+
+
 cdef int alu_to_rm(Cpu* c, Insn* d, uint64_t src) noexcept nogil:
-    cdef uint64_t a, r, fl
+    cdef uint64_t a, r, fl = 0
     cdef uint64_t off
     cdef int rc
     cdef int size = d.osz
     if d.mod == 3:
         a = get_reg(c, d.rm, size)
-        r = alu(d.ext, size, a, src, c.rflags, &fl)
+        r = alu_result(c, d.ext, size, a, src, &fl)
         if d.ext != ALU_CMP:
             set_reg(c, d.rm, size, r)
     else:
@@ -77,12 +110,12 @@ cdef int alu_to_rm(Cpu* c, Insn* d, uint64_t src) noexcept nogil:
             rc = mem_read_rmw(c, d.seg, off, size, &a)
         if rc:
             return rc
-        r = alu(d.ext, size, a, src, c.rflags, &fl)
+        r = alu_result(c, d.ext, size, a, src, &fl)
         if d.ext != ALU_CMP:
             rc = mem_write(c, d.seg, off, size, r)
             if rc:
                 return rc
-    set_status_flags(c, fl)
+    alu_commit(c, d.ext, size, a, src, r, fl)
     return RC_OK
 
 
@@ -95,28 +128,30 @@ cdef int h_alu_rm_imm(Cpu* c, Insn* d) noexcept nogil:
 
 
 cdef int h_alu_r_rm(Cpu* c, Insn* d) noexcept nogil:
-    cdef uint64_t b, r, fl
+    cdef uint64_t a, b, r, fl = 0
     cdef int rc = read_rm(c, d, d.osz, &b)
     if rc:
         return rc
-    r = alu(d.ext, d.osz, get_reg(c, d.reg, d.osz), b, c.rflags, &fl)
+    a = get_reg(c, d.reg, d.osz)
+    r = alu_result(c, d.ext, d.osz, a, b, &fl)
     if d.ext != ALU_CMP:
         set_reg(c, d.reg, d.osz, r)
-    set_status_flags(c, fl)
+    alu_commit(c, d.ext, d.osz, a, b, r, fl)
     return RC_OK
 
 
 cdef int h_alu_acc_imm(Cpu* c, Insn* d) noexcept nogil:
-    cdef uint64_t r, fl
-    r = alu(d.ext, d.osz, get_reg(c, R_AX, d.osz), d.imm, c.rflags, &fl)
+    cdef uint64_t a, r, fl = 0
+    a = get_reg(c, R_AX, d.osz)
+    r = alu_result(c, d.ext, d.osz, a, d.imm, &fl)
     if d.ext != ALU_CMP:
         set_reg(c, R_AX, d.osz, r)
-    set_status_flags(c, fl)
+    alu_commit(c, d.ext, d.osz, a, d.imm, r, fl)
     return RC_OK
 
 
 cdef inline void test_flags(Cpu* c, uint64_t a, uint64_t b, int size) noexcept nogil:
-    set_status_flags(c, szp_flags(a & b, size))
+    set_lazy(c, LF_LOGIC, size, 0, 0, a & b & SIZE_MASK[size])
 
 
 cdef int h_test_rm_r(Cpu* c, Insn* d) noexcept nogil:
@@ -143,13 +178,17 @@ cdef int h_test_acc_imm(Cpu* c, Insn* d) noexcept nogil:
 
 
 cdef inline uint64_t incdec(Cpu* c, uint64_t a, int size, int dec) noexcept nogil:
-    """INC/DEC: like ADD/SUB 1 but CF is preserved."""
-    cdef uint64_t fl, r
+    """INC/DEC: like ADD/SUB 1 but CF is preserved (kept in the record)."""
+    cdef uint64_t m = SIZE_MASK[size]
+    cdef uint64_t r
+    c.lf_cf = lazy_cf(c)
+    a &= m
     if dec:
-        r = alu(ALU_SUB, size, a, 1, 0, &fl)
+        r = (a - 1) & m
+        set_lazy(c, LF_DEC, size, a, 1, r)
     else:
-        r = alu(ALU_ADD, size, a, 1, 0, &fl)
-    c.rflags = (c.rflags & ~(<uint64_t>(F_STATUS & ~F_CF))) | (fl & F_STATUS & ~(<uint64_t>F_CF))
+        r = (a + 1) & m
+        set_lazy(c, LF_INC, size, a, 1, r)
     return r
 
 
@@ -164,7 +203,7 @@ cdef int h_dec_r(Cpu* c, Insn* d) noexcept nogil:
 
 
 cdef int h_incdec_rm(Cpu* c, Insn* d) noexcept nogil:
-    cdef uint64_t a, r, off, saved
+    cdef uint64_t a, r, off, m
     cdef int rc
     if d.mod == 3:
         set_reg(c, d.rm, d.osz, incdec(c, get_reg(c, d.rm, d.osz), d.osz, d.ext))
@@ -173,12 +212,13 @@ cdef int h_incdec_rm(Cpu* c, Insn* d) noexcept nogil:
     rc = mem_read_rmw(c, d.seg, off, d.osz, &a)
     if rc:
         return rc
-    saved = c.rflags
-    r = incdec(c, a, d.osz, d.ext)
+    m = SIZE_MASK[d.osz]
+    r = ((a - 1) if d.ext else (a + 1)) & m
     rc = mem_write(c, d.seg, off, d.osz, r)
     if rc:
-        c.rflags = saved
-    return rc
+        return rc          # the flags are untouched by a faulting INC/DEC
+    incdec(c, a, d.osz, d.ext)
+    return RC_OK
 
 
 cdef int h_not(Cpu* c, Insn* d) noexcept nogil:

@@ -19,28 +19,7 @@ cdef inline int branch_to(Cpu* c, uint64_t target, int osz) noexcept nogil:
     return RC_OK
 
 
-cdef inline int cond(Cpu* c, int cc) noexcept nogil:
-    """Condition codes tttn (SDM Vol. 1 Appendix B)."""
-    cdef uint64_t f = c.rflags
-    cdef int r
-    cdef int k = cc >> 1
-    if k == 0:
-        r = (f & F_OF) != 0
-    elif k == 1:
-        r = (f & F_CF) != 0
-    elif k == 2:
-        r = (f & F_ZF) != 0
-    elif k == 3:
-        r = (f & (F_CF | F_ZF)) != 0
-    elif k == 4:
-        r = (f & F_SF) != 0
-    elif k == 5:
-        r = (f & F_PF) != 0
-    elif k == 6:
-        r = ((f & F_SF) != 0) != ((f & F_OF) != 0)
-    else:
-        r = ((f & F_ZF) != 0) or (((f & F_SF) != 0) != ((f & F_OF) != 0))
-    return r ^ (cc & 1)
+# cond(), the condition codes, reads the lazy flags: core/flags.pxi.
 
 
 cdef int h_jcc(Cpu* c, Insn* d) noexcept nogil:
