@@ -25,6 +25,7 @@ include "core/insn/ctrl_xfer.pxi"
 include "core/insn/system.pxi"
 include "core/insn/string.pxi"
 include "core/insn/interrupt.pxi"
+include "core/insn/fast.pxi"
 include "core/vmx/vmcs.pxi"
 include "core/exceptions.pxi"
 include "core/vmx/entry.pxi"
@@ -34,6 +35,7 @@ include "core/exits.pxi"
 include "core/hostmem.pxi"
 
 init_opcode_tables()
+init_fast_tables()
 
 from vtx.errors import (ArgumentError, GuestMemoryError, HandlerReturnError, HostMemoryError,
                         RegisterError, UnhandledExit, VmEntryError, VmStateError, VtxError)

@@ -316,6 +316,7 @@ cdef int decode(Cpu* c, const uint8_t* b, int avail, Insn* d) noexcept nogil:
     if fl & OPF_LAZY:
         d.flags |= INSN_LAZY
     d.len = i
+    specialize(d)
     return DECODE_OK
 
 
