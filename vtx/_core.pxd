@@ -41,6 +41,8 @@ ctypedef struct Insn:
     uint8_t rep           # 0, 0xF3 (REP/REPE) or 0xF2 (REPNE)
     uint8_t ext           # opcode extension: ALU op, condition code, group /digit
     uint8_t flags         # INSN_* bits
+    uint8_t cc2           # fused Jcc (INSN_FUSED): its condition; disp holds its rel
+    uint8_t len2          # fused Jcc: its length (len covers both instructions)
 
 ctypedef struct TlbEntry:
     uint64_t page         # linear page number

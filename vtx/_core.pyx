@@ -36,6 +36,7 @@ include "core/hostmem.pxi"
 
 init_opcode_tables()
 init_fast_tables()
+init_fuse_tables()
 
 from vtx.errors import (ArgumentError, GuestMemoryError, HandlerReturnError, HostMemoryError,
                         RegisterError, UnhandledExit, VmEntryError, VmStateError, VtxError)

@@ -33,6 +33,7 @@ cdef enum:
     INSN_SEGOVR = 8
     INSN_IMM_DX = 16
     INSN_LAZY = 32          # OPF_LAZY: may run with the flag record pending
+    INSN_FUSED = 64         # a pair with the Jcc that follows (insn/fast.pxi)
 
 ctypedef struct OpInfo:
     handler_t fn

@@ -39,6 +39,8 @@ cdef int decode_at(Cpu* c, uint64_t lin, uint8_t* p, Insn** dp, uint64_t tag) no
     if rc == DECODE_GP or rc == DECODE_MORE:
         return raise_gp0(c)
     if d != &c.icache[c.icache_mask + 1]:
+        if avail > d.len:
+            fuse(c, d, p + d.len, avail - d.len)
         d.tag = tag
         hpa = c.tlb[(lin >> 12) & (TLB_ENTRIES - 1)].hpa
         mark_code_page(c, hpa)
@@ -108,6 +110,10 @@ cdef int run_loop(Cpu* c) noexcept nogil:
             d = &c.icache[(<size_t>p) & c.icache_mask]
             if d.tag != tag:
                 rc = decode_at(c, lin, p, &d, tag)
+            if rc == RC_OK and (d.flags & INSN_FUSED) and (
+                    c.interruptibility or c.icount + 1 >= c.icount_limit or
+                    (not c.long64 and c.rip + d.len - 1 > c.seg[S_CS].limit)):
+                d = unfuse(c, d)
             # Every byte of the instruction, not just the first, must lie
             # within the CS limit (SDM Vol. 3 5.3): #GP(0) before it executes.
             if rc == RC_OK and not c.long64 and c.rip + d.len - 1 > c.seg[S_CS].limit:

@@ -552,3 +552,416 @@ cdef void specialize(Insn* d) noexcept nogil:
             f = FAST_LEA[size]
     if f != NULL:
         d.fn = f
+# --- compare-and-branch fusion ------------------------------------------------------
+# A register ALU, TEST, INC or DEC instruction directly followed (in the same
+# page, no prefix) by a Jcc is decoded as one pair (decode_at, fuse): one
+# dispatch runs both and counts two instructions, the Jcc reading the flag
+# record the first just wrote.  The first cannot fault; if the Jcc faults,
+# the first has retired and RIP is left on the Jcc, as if run one by one.  The
+# run loop runs a pair split (unfuse) where one instruction at a time is
+# needed: one step of budget left, blocking by STI or MOV SS, or a CS limit
+# that ends between the two.
+
+cdef inline int t_fused_jcc(Cpu* c, Insn* d) noexcept nogil:
+    """The Jcc of a pair, after the first instruction retired (c.next_rip is
+    the address after the Jcc; d.disp its displacement, sign-extended)."""
+    cdef int rc
+    c.icount += 1
+    if cond(c, d.cc2):
+        rc = branch_to(c, c.next_rip + <uint64_t>d.disp, c.code_size)
+        if rc:
+            c.rip = (c.next_rip - d.len2) & SIZE_MASK[c.code_size]
+            return rc
+    return RC_OK
+
+cdef int h_add_rr16_jcc(Cpu* c, Insn* d) noexcept nogil:
+    t_alu_rr(c, d, ALU_ADD, 2)
+    return t_fused_jcc(c, d)
+
+cdef int h_add_ri16_jcc(Cpu* c, Insn* d) noexcept nogil:
+    t_alu_ri(c, d, ALU_ADD, 2)
+    return t_fused_jcc(c, d)
+
+cdef int h_add_rr32_jcc(Cpu* c, Insn* d) noexcept nogil:
+    t_alu_rr(c, d, ALU_ADD, 4)
+    return t_fused_jcc(c, d)
+
+cdef int h_add_ri32_jcc(Cpu* c, Insn* d) noexcept nogil:
+    t_alu_ri(c, d, ALU_ADD, 4)
+    return t_fused_jcc(c, d)
+
+cdef int h_add_rr64_jcc(Cpu* c, Insn* d) noexcept nogil:
+    t_alu_rr(c, d, ALU_ADD, 8)
+    return t_fused_jcc(c, d)
+
+cdef int h_add_ri64_jcc(Cpu* c, Insn* d) noexcept nogil:
+    t_alu_ri(c, d, ALU_ADD, 8)
+    return t_fused_jcc(c, d)
+
+cdef int h_or_rr16_jcc(Cpu* c, Insn* d) noexcept nogil:
+    t_alu_rr(c, d, ALU_OR, 2)
+    return t_fused_jcc(c, d)
+
+cdef int h_or_ri16_jcc(Cpu* c, Insn* d) noexcept nogil:
+    t_alu_ri(c, d, ALU_OR, 2)
+    return t_fused_jcc(c, d)
+
+cdef int h_or_rr32_jcc(Cpu* c, Insn* d) noexcept nogil:
+    t_alu_rr(c, d, ALU_OR, 4)
+    return t_fused_jcc(c, d)
+
+cdef int h_or_ri32_jcc(Cpu* c, Insn* d) noexcept nogil:
+    t_alu_ri(c, d, ALU_OR, 4)
+    return t_fused_jcc(c, d)
+
+cdef int h_or_rr64_jcc(Cpu* c, Insn* d) noexcept nogil:
+    t_alu_rr(c, d, ALU_OR, 8)
+    return t_fused_jcc(c, d)
+
+cdef int h_or_ri64_jcc(Cpu* c, Insn* d) noexcept nogil:
+    t_alu_ri(c, d, ALU_OR, 8)
+    return t_fused_jcc(c, d)
+
+cdef int h_and_rr16_jcc(Cpu* c, Insn* d) noexcept nogil:
+    t_alu_rr(c, d, ALU_AND, 2)
+    return t_fused_jcc(c, d)
+
+cdef int h_and_ri16_jcc(Cpu* c, Insn* d) noexcept nogil:
+    t_alu_ri(c, d, ALU_AND, 2)
+    return t_fused_jcc(c, d)
+
+cdef int h_and_rr32_jcc(Cpu* c, Insn* d) noexcept nogil:
+    t_alu_rr(c, d, ALU_AND, 4)
+    return t_fused_jcc(c, d)
+
+cdef int h_and_ri32_jcc(Cpu* c, Insn* d) noexcept nogil:
+    t_alu_ri(c, d, ALU_AND, 4)
+    return t_fused_jcc(c, d)
+
+cdef int h_and_rr64_jcc(Cpu* c, Insn* d) noexcept nogil:
+    t_alu_rr(c, d, ALU_AND, 8)
+    return t_fused_jcc(c, d)
+
+cdef int h_and_ri64_jcc(Cpu* c, Insn* d) noexcept nogil:
+    t_alu_ri(c, d, ALU_AND, 8)
+    return t_fused_jcc(c, d)
+
+cdef int h_sub_rr16_jcc(Cpu* c, Insn* d) noexcept nogil:
+    t_alu_rr(c, d, ALU_SUB, 2)
+    return t_fused_jcc(c, d)
+
+cdef int h_sub_ri16_jcc(Cpu* c, Insn* d) noexcept nogil:
+    t_alu_ri(c, d, ALU_SUB, 2)
+    return t_fused_jcc(c, d)
+
+cdef int h_sub_rr32_jcc(Cpu* c, Insn* d) noexcept nogil:
+    t_alu_rr(c, d, ALU_SUB, 4)
+    return t_fused_jcc(c, d)
+
+cdef int h_sub_ri32_jcc(Cpu* c, Insn* d) noexcept nogil:
+    t_alu_ri(c, d, ALU_SUB, 4)
+    return t_fused_jcc(c, d)
+
+cdef int h_sub_rr64_jcc(Cpu* c, Insn* d) noexcept nogil:
+    t_alu_rr(c, d, ALU_SUB, 8)
+    return t_fused_jcc(c, d)
+
+cdef int h_sub_ri64_jcc(Cpu* c, Insn* d) noexcept nogil:
+    t_alu_ri(c, d, ALU_SUB, 8)
+    return t_fused_jcc(c, d)
+
+cdef int h_xor_rr16_jcc(Cpu* c, Insn* d) noexcept nogil:
+    t_alu_rr(c, d, ALU_XOR, 2)
+    return t_fused_jcc(c, d)
+
+cdef int h_xor_ri16_jcc(Cpu* c, Insn* d) noexcept nogil:
+    t_alu_ri(c, d, ALU_XOR, 2)
+    return t_fused_jcc(c, d)
+
+cdef int h_xor_rr32_jcc(Cpu* c, Insn* d) noexcept nogil:
+    t_alu_rr(c, d, ALU_XOR, 4)
+    return t_fused_jcc(c, d)
+
+cdef int h_xor_ri32_jcc(Cpu* c, Insn* d) noexcept nogil:
+    t_alu_ri(c, d, ALU_XOR, 4)
+    return t_fused_jcc(c, d)
+
+cdef int h_xor_rr64_jcc(Cpu* c, Insn* d) noexcept nogil:
+    t_alu_rr(c, d, ALU_XOR, 8)
+    return t_fused_jcc(c, d)
+
+cdef int h_xor_ri64_jcc(Cpu* c, Insn* d) noexcept nogil:
+    t_alu_ri(c, d, ALU_XOR, 8)
+    return t_fused_jcc(c, d)
+
+cdef int h_cmp_rr16_jcc(Cpu* c, Insn* d) noexcept nogil:
+    t_alu_rr(c, d, ALU_CMP, 2)
+    return t_fused_jcc(c, d)
+
+cdef int h_cmp_ri16_jcc(Cpu* c, Insn* d) noexcept nogil:
+    t_alu_ri(c, d, ALU_CMP, 2)
+    return t_fused_jcc(c, d)
+
+cdef int h_cmp_rr32_jcc(Cpu* c, Insn* d) noexcept nogil:
+    t_alu_rr(c, d, ALU_CMP, 4)
+    return t_fused_jcc(c, d)
+
+cdef int h_cmp_ri32_jcc(Cpu* c, Insn* d) noexcept nogil:
+    t_alu_ri(c, d, ALU_CMP, 4)
+    return t_fused_jcc(c, d)
+
+cdef int h_cmp_rr64_jcc(Cpu* c, Insn* d) noexcept nogil:
+    t_alu_rr(c, d, ALU_CMP, 8)
+    return t_fused_jcc(c, d)
+
+cdef int h_cmp_ri64_jcc(Cpu* c, Insn* d) noexcept nogil:
+    t_alu_ri(c, d, ALU_CMP, 8)
+    return t_fused_jcc(c, d)
+
+cdef int h_test_rr16_jcc(Cpu* c, Insn* d) noexcept nogil:
+    t_test_rr(c, d, 2)
+    return t_fused_jcc(c, d)
+
+cdef int h_test_ri16_jcc(Cpu* c, Insn* d) noexcept nogil:
+    t_test_ri(c, d, 2)
+    return t_fused_jcc(c, d)
+
+cdef int h_inc_r16_jcc(Cpu* c, Insn* d) noexcept nogil:
+    t_incdec_r(c, d, 0, 2)
+    return t_fused_jcc(c, d)
+
+cdef int h_dec_r16_jcc(Cpu* c, Insn* d) noexcept nogil:
+    t_incdec_r(c, d, 1, 2)
+    return t_fused_jcc(c, d)
+
+cdef int h_test_rr32_jcc(Cpu* c, Insn* d) noexcept nogil:
+    t_test_rr(c, d, 4)
+    return t_fused_jcc(c, d)
+
+cdef int h_test_ri32_jcc(Cpu* c, Insn* d) noexcept nogil:
+    t_test_ri(c, d, 4)
+    return t_fused_jcc(c, d)
+
+cdef int h_inc_r32_jcc(Cpu* c, Insn* d) noexcept nogil:
+    t_incdec_r(c, d, 0, 4)
+    return t_fused_jcc(c, d)
+
+cdef int h_dec_r32_jcc(Cpu* c, Insn* d) noexcept nogil:
+    t_incdec_r(c, d, 1, 4)
+    return t_fused_jcc(c, d)
+
+cdef int h_test_rr64_jcc(Cpu* c, Insn* d) noexcept nogil:
+    t_test_rr(c, d, 8)
+    return t_fused_jcc(c, d)
+
+cdef int h_test_ri64_jcc(Cpu* c, Insn* d) noexcept nogil:
+    t_test_ri(c, d, 8)
+    return t_fused_jcc(c, d)
+
+cdef int h_inc_r64_jcc(Cpu* c, Insn* d) noexcept nogil:
+    t_incdec_r(c, d, 0, 8)
+    return t_fused_jcc(c, d)
+
+cdef int h_dec_r64_jcc(Cpu* c, Insn* d) noexcept nogil:
+    t_incdec_r(c, d, 1, 8)
+    return t_fused_jcc(c, d)
+
+cdef enum:
+    NFUSED = 48
+
+cdef handler_t FUSE_FIRST[NFUSED]
+cdef handler_t FUSE_PAIR[NFUSED]
+
+
+cdef void init_fuse_tables() noexcept:
+
+    FUSE_FIRST[0] = h_add_rr16
+    FUSE_PAIR[0] = h_add_rr16_jcc
+
+    FUSE_FIRST[1] = h_add_ri16
+    FUSE_PAIR[1] = h_add_ri16_jcc
+
+    FUSE_FIRST[2] = h_add_rr32
+    FUSE_PAIR[2] = h_add_rr32_jcc
+
+    FUSE_FIRST[3] = h_add_ri32
+    FUSE_PAIR[3] = h_add_ri32_jcc
+
+    FUSE_FIRST[4] = h_add_rr64
+    FUSE_PAIR[4] = h_add_rr64_jcc
+
+    FUSE_FIRST[5] = h_add_ri64
+    FUSE_PAIR[5] = h_add_ri64_jcc
+
+    FUSE_FIRST[6] = h_or_rr16
+    FUSE_PAIR[6] = h_or_rr16_jcc
+
+    FUSE_FIRST[7] = h_or_ri16
+    FUSE_PAIR[7] = h_or_ri16_jcc
+
+    FUSE_FIRST[8] = h_or_rr32
+    FUSE_PAIR[8] = h_or_rr32_jcc
+
+    FUSE_FIRST[9] = h_or_ri32
+    FUSE_PAIR[9] = h_or_ri32_jcc
+
+    FUSE_FIRST[10] = h_or_rr64
+    FUSE_PAIR[10] = h_or_rr64_jcc
+
+    FUSE_FIRST[11] = h_or_ri64
+    FUSE_PAIR[11] = h_or_ri64_jcc
+
+    FUSE_FIRST[12] = h_and_rr16
+    FUSE_PAIR[12] = h_and_rr16_jcc
+
+    FUSE_FIRST[13] = h_and_ri16
+    FUSE_PAIR[13] = h_and_ri16_jcc
+
+    FUSE_FIRST[14] = h_and_rr32
+    FUSE_PAIR[14] = h_and_rr32_jcc
+
+    FUSE_FIRST[15] = h_and_ri32
+    FUSE_PAIR[15] = h_and_ri32_jcc
+
+    FUSE_FIRST[16] = h_and_rr64
+    FUSE_PAIR[16] = h_and_rr64_jcc
+
+    FUSE_FIRST[17] = h_and_ri64
+    FUSE_PAIR[17] = h_and_ri64_jcc
+
+    FUSE_FIRST[18] = h_sub_rr16
+    FUSE_PAIR[18] = h_sub_rr16_jcc
+
+    FUSE_FIRST[19] = h_sub_ri16
+    FUSE_PAIR[19] = h_sub_ri16_jcc
+
+    FUSE_FIRST[20] = h_sub_rr32
+    FUSE_PAIR[20] = h_sub_rr32_jcc
+
+    FUSE_FIRST[21] = h_sub_ri32
+    FUSE_PAIR[21] = h_sub_ri32_jcc
+
+    FUSE_FIRST[22] = h_sub_rr64
+    FUSE_PAIR[22] = h_sub_rr64_jcc
+
+    FUSE_FIRST[23] = h_sub_ri64
+    FUSE_PAIR[23] = h_sub_ri64_jcc
+
+    FUSE_FIRST[24] = h_xor_rr16
+    FUSE_PAIR[24] = h_xor_rr16_jcc
+
+    FUSE_FIRST[25] = h_xor_ri16
+    FUSE_PAIR[25] = h_xor_ri16_jcc
+
+    FUSE_FIRST[26] = h_xor_rr32
+    FUSE_PAIR[26] = h_xor_rr32_jcc
+
+    FUSE_FIRST[27] = h_xor_ri32
+    FUSE_PAIR[27] = h_xor_ri32_jcc
+
+    FUSE_FIRST[28] = h_xor_rr64
+    FUSE_PAIR[28] = h_xor_rr64_jcc
+
+    FUSE_FIRST[29] = h_xor_ri64
+    FUSE_PAIR[29] = h_xor_ri64_jcc
+
+    FUSE_FIRST[30] = h_cmp_rr16
+    FUSE_PAIR[30] = h_cmp_rr16_jcc
+
+    FUSE_FIRST[31] = h_cmp_ri16
+    FUSE_PAIR[31] = h_cmp_ri16_jcc
+
+    FUSE_FIRST[32] = h_cmp_rr32
+    FUSE_PAIR[32] = h_cmp_rr32_jcc
+
+    FUSE_FIRST[33] = h_cmp_ri32
+    FUSE_PAIR[33] = h_cmp_ri32_jcc
+
+    FUSE_FIRST[34] = h_cmp_rr64
+    FUSE_PAIR[34] = h_cmp_rr64_jcc
+
+    FUSE_FIRST[35] = h_cmp_ri64
+    FUSE_PAIR[35] = h_cmp_ri64_jcc
+
+    FUSE_FIRST[36] = h_test_rr16
+    FUSE_PAIR[36] = h_test_rr16_jcc
+
+    FUSE_FIRST[37] = h_test_ri16
+    FUSE_PAIR[37] = h_test_ri16_jcc
+
+    FUSE_FIRST[38] = h_inc_r16
+    FUSE_PAIR[38] = h_inc_r16_jcc
+
+    FUSE_FIRST[39] = h_dec_r16
+    FUSE_PAIR[39] = h_dec_r16_jcc
+
+    FUSE_FIRST[40] = h_test_rr32
+    FUSE_PAIR[40] = h_test_rr32_jcc
+
+    FUSE_FIRST[41] = h_test_ri32
+    FUSE_PAIR[41] = h_test_ri32_jcc
+
+    FUSE_FIRST[42] = h_inc_r32
+    FUSE_PAIR[42] = h_inc_r32_jcc
+
+    FUSE_FIRST[43] = h_dec_r32
+    FUSE_PAIR[43] = h_dec_r32_jcc
+
+    FUSE_FIRST[44] = h_test_rr64
+    FUSE_PAIR[44] = h_test_rr64_jcc
+
+    FUSE_FIRST[45] = h_test_ri64
+    FUSE_PAIR[45] = h_test_ri64_jcc
+
+    FUSE_FIRST[46] = h_inc_r64
+    FUSE_PAIR[46] = h_inc_r64_jcc
+
+    FUSE_FIRST[47] = h_dec_r64
+    FUSE_PAIR[47] = h_dec_r64_jcc
+
+cdef void fuse(Cpu* c, Insn* d, const uint8_t* nxt, int avail) noexcept nogil:
+    """Fuse the decoded instruction d with a Jcc in the avail bytes at nxt
+    that follow it, when d is one of FUSE_FIRST and those bytes are a
+    prefix-free Jcc (70-7F rel8; 0F 80-8F rel32 outside 16-bit code, where
+    it would take rel16)."""
+    cdef int i, len2
+    cdef int64_t rel
+    cdef uint8_t cc
+    cdef int32_t r32
+    for i in range(NFUSED):
+        if FUSE_FIRST[i] == d.fn:
+            break
+    else:
+        return
+    if avail >= 2 and nxt[0] >= 0x70 and nxt[0] <= 0x7F:
+        len2 = 2
+        cc = nxt[0] & 15
+        rel = <signed char>nxt[1]
+    elif avail >= 6 and nxt[0] == 0x0F and nxt[1] >= 0x80 and nxt[1] <= 0x8F and c.code_size != 2:
+        len2 = 6
+        cc = nxt[1] & 15
+        memcpy(&r32, nxt + 2, 4)
+        rel = r32
+    else:
+        return
+    d.fn = FUSE_PAIR[i]
+    d.cc2 = cc
+    d.len2 = <uint8_t>len2
+    d.disp = rel
+    d.len = <uint8_t>(d.len + len2)
+    d.flags |= INSN_FUSED
+
+
+cdef Insn* unfuse(Cpu* c, Insn* d) noexcept nogil:
+    """The first instruction of the pair d alone, in the scratch slot."""
+    cdef Insn* s = &c.icache[c.icache_mask + 1]
+    cdef int i
+    s[0] = d[0]
+    for i in range(NFUSED):
+        if FUSE_PAIR[i] == d.fn:
+            s.fn = FUSE_FIRST[i]
+            break
+    s.len = <uint8_t>(d.len - d.len2)
+    s.flags &= ~(<uint8_t>INSN_FUSED)
+    s.tag = 0
+    return s
