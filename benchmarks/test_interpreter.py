@@ -13,6 +13,12 @@ fetch, decode (or a decoded-instruction cache hit), flags, the branch.
 Every mode runs 2 M iterations (4 M instructions).  Unicorn runs the same
 bytes in UC_MODE_16/32/64 and stops at the HLT, so it executes exactly the
 instructions vtx counts (vtx does not count the HLT that exits).
+
+Unicorn's figure here is bimodal, by about 2x: on the development machine
+the first Uc of a process ran the loop in ~8 ms and later ones in ~16 ms,
+the same code in the same mode (presumably where its translated code lands
+in host memory, not the guest).  Read its rows with that in mind; the
+compiled suite is less sensitive to it.
 """
 
 import pytest
