@@ -167,6 +167,7 @@ ctypedef struct Cpu:
     uint64_t ram_size
     uint8_t* ram
     uint8_t* code_pages   # one byte per RAM page: decoded code lives there
+    uint64_t* code_bits   # per RAM page: which 64-byte chunks hold decoded code
     TlbEntry* tlb
     uint64_t tlb_gen
     Insn* icache
@@ -199,6 +200,7 @@ cdef class Machine:
     cdef Cpu* c
     cdef HostMemory ram_mem
     cdef HostMemory priv_mem
+    cdef HostMemory icache_mem    # the decode cache: large, touched only where code runs
     cdef readonly uint64_t ram_size
     cdef readonly uint64_t priv_base
     cdef readonly uint64_t priv_size

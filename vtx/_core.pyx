@@ -91,9 +91,14 @@ cdef class Machine:
             raise MemoryError()
         self.c = c
         c.tlb = <TlbEntry*>calloc(TLB_ENTRIES, sizeof(TlbEntry))
-        c.icache = <Insn*>calloc(ICACHE_ENTRIES + 1, sizeof(Insn))
+        # The decode cache is direct-mapped by host address (decision 4): a
+        # million slots keep code up to 1 MiB free of conflicts.  It is a
+        # lazily backed mapping, so a VM pays only for the slots its code uses.
+        self.icache_mem = HostMemory(((ICACHE_ENTRIES + 1) * sizeof(Insn) + 4095) & ~4095, "decode cache")
+        c.icache = <Insn*>self.icache_mem.ptr
         c.code_pages = <uint8_t*>calloc(ram_size // 4096, 1)
-        if c.tlb == NULL or c.icache == NULL or c.code_pages == NULL:
+        c.code_bits = <uint64_t*>calloc(ram_size // 4096, sizeof(uint64_t))
+        if c.tlb == NULL or c.icache == NULL or c.code_pages == NULL or c.code_bits == NULL:
             raise MemoryError()
         c.icache_mask = ICACHE_ENTRIES - 1
         c.tlb_gen = 1
@@ -122,8 +127,8 @@ cdef class Machine:
     def __dealloc__(self):
         if self.c != NULL:
             free(self.c.tlb)
-            free(self.c.icache)
             free(self.c.code_pages)
+            free(self.c.code_bits)
             free(self.c)
             self.c = NULL
 
@@ -150,8 +155,7 @@ cdef class Machine:
         memcpy(self.c.ram + a, &src[0], n)
         for pg in range(a >> 12, ((a + n - 1) >> 12) + 1):
             if self.c.code_pages[pg]:
-                icache_invalidate_page(self.c, pg << 12)
-                self.c.code_pages[pg] = 0
+                code_page_written(self.c, pg << 12)
         tlb_flush(self.c)
 
     def ram_view(self):

@@ -17,9 +17,14 @@ cdef enum:
     TLB_UR = 8
     TLB_UW = 16
     TLB_UX = 32
+    # Writable, but the page holds decoded code: a write must first look at
+    # which 64-byte chunks of the page hold it (code_write_ok).  They replace
+    # TLB_W / TLB_UW, so a write never takes the inline fast path there.
+    TLB_WC = 64
+    TLB_UWC = 128
 
 cdef enum:
-    TLB_ENTRIES = 256
+    TLB_ENTRIES = 4096
     MAXPHYADDR = 39
 
 cdef uint64_t PHYS_MASK = ((1ULL << MAXPHYADDR) - 1) & ~0xFFFULL
@@ -72,21 +77,60 @@ cdef void icache_invalidate_page(Cpu* c, uint64_t hpa) noexcept nogil:
             d.tag = 0
 
 
-cdef void mark_code_page(Cpu* c, uint64_t hpa) noexcept nogil:
-    """Remember that decoded code lives in this RAM page, and take write
-    permission away from TLB entries that map it, so the next write to it
-    takes the slow path that invalidates the decode cache."""
+cdef inline uint32_t withhold_write(uint32_t perm) noexcept nogil:
+    """TLB permissions for a page with decoded code: writes go to the chunk check."""
+    if perm & TLB_W:
+        perm = (perm & ~(<uint32_t>TLB_W)) | TLB_WC
+    if perm & TLB_UW:
+        perm = (perm & ~(<uint32_t>TLB_UW)) | TLB_UWC
+    return perm
+
+
+cdef void mark_code_page(Cpu* c, uint64_t hpa, int length) noexcept nogil:
+    """Remember that a decoded instruction occupies [hpa, hpa + length) (one
+    page), by page and by 64-byte chunk, and withhold write permission from
+    the TLB entries that map the page, so that a write to it takes the path
+    that checks the chunks (code_write_ok) and drops the decoded code it hits
+    (docs/architecture.rst, "Self-modifying code")."""
     cdef uint64_t pg
+    cdef uint64_t first, last, bits
     cdef int i
     if hpa >= c.ram_size:
         return
     pg = hpa >> 12
+    first = (hpa & 0xFFF) >> 6
+    last = ((hpa & 0xFFF) + <uint64_t>length - 1) >> 6
+    if last > 63:
+        last = 63
+    bits = ((~0ULL) >> (63 - last)) & ((~0ULL) << first)
+    c.code_bits[pg] |= bits
     if c.code_pages[pg]:
         return
     c.code_pages[pg] = 1
     for i in range(TLB_ENTRIES):
         if c.tlb[i].gen == c.tlb_gen and c.tlb[i].hpa == (hpa & ~0xFFFULL):
-            c.tlb[i].perm &= ~(<uint32_t>(TLB_W | TLB_UW))
+            c.tlb[i].perm = withhold_write(c.tlb[i].perm)
+
+
+cdef inline void code_page_written(Cpu* c, uint64_t hpa) noexcept nogil:
+    """A write reaches decoded code in the RAM page at hpa: drop the page's
+    decoded instructions.  Its TLB entries keep the chunk check until they
+    are refilled; with no code marked it lets every write through."""
+    icache_invalidate_page(c, hpa)
+    c.code_pages[hpa >> 12] = 0
+    c.code_bits[hpa >> 12] = 0
+
+
+cdef inline int code_write_ok(Cpu* c, uint64_t hpa) noexcept nogil:
+    """Whether a write of up to 16 bytes at hpa (within its page) misses every
+    64-byte chunk that holds decoded code.  Callers write at most 8 bytes
+    per translation (lin_write, stack_write); 16 leaves a margin."""
+    cdef uint64_t off = hpa & 0xFFF
+    cdef uint64_t end = off + 15
+    cdef uint64_t bits = c.code_bits[hpa >> 12]
+    if end > 0xFFF:
+        end = 0xFFF
+    return not ((bits >> (off >> 6)) & 1) and not ((bits >> (end >> 6)) & 1)
 
 
 # ---------------------------------------------------------------------------
@@ -378,7 +422,17 @@ cdef int translate_slow(Cpu* c, uint64_t lin, int kind, int user, uint8_t** host
     cdef uint32_t perm, eperm
     cdef uint8_t* p
     cdef int rc
-    cdef TlbEntry* e
+    cdef TlbEntry* e = &c.tlb[(lin >> 12) & (TLB_ENTRIES - 1)]
+    cdef uint32_t wc
+    if kind == ACC_WRITE and e.gen == c.tlb_gen and e.page == (lin >> 12):
+        # A write to a page that holds decoded code, through a valid entry:
+        # no walk needed, only the chunk check.
+        wc = TLB_UWC if user else TLB_WC
+        if e.perm & wc:
+            if code_write_ok(c, e.hpa | (lin & 0xFFF)):
+                host[0] = e.host + (lin & 0xFFF)
+                return RC_OK
+            code_page_written(c, e.hpa)
     spend(c, 2)
     if c.paging:
         rc = page_walk(c, lin, kind, user, &gpa, &perm)
@@ -397,12 +451,10 @@ cdef int translate_slow(Cpu* c, uint64_t lin, int kind, int user, uint8_t** host
         perm &= ~(<uint32_t>(TLB_W | TLB_UW))
     if not (eperm & 4):
         perm &= ~(<uint32_t>(TLB_X | TLB_UX))
-    if kind == ACC_WRITE and hpa < c.ram_size and c.code_pages[hpa >> 12]:
-        icache_invalidate_page(c, hpa)
-        c.code_pages[hpa >> 12] = 0
+    if kind == ACC_WRITE and hpa < c.ram_size and c.code_pages[hpa >> 12] and not code_write_ok(c, hpa):
+        code_page_written(c, hpa)
     if hpa < c.ram_size and c.code_pages[hpa >> 12]:
-        perm &= ~(<uint32_t>(TLB_W | TLB_UW))
-    e = &c.tlb[(lin >> 12) & (TLB_ENTRIES - 1)]
+        perm = withhold_write(perm)
     e.page = lin >> 12
     e.gen = c.tlb_gen
     e.host = p - (hpa & 0xFFF)

@@ -3,7 +3,7 @@
 # (docs/architecture.rst, "The path of a guest instruction").
 
 cdef enum:
-    ICACHE_ENTRIES = 1 << 14
+    ICACHE_ENTRIES = 1 << 20
 
 
 cdef int decode_at(Cpu* c, uint64_t lin, uint8_t* p, Insn** dp, uint64_t tag) noexcept nogil:
@@ -42,8 +42,8 @@ cdef int decode_at(Cpu* c, uint64_t lin, uint8_t* p, Insn** dp, uint64_t tag) no
         if avail > d.len:
             fuse(c, d, p + d.len, avail - d.len)
         d.tag = tag
-        hpa = c.tlb[(lin >> 12) & (TLB_ENTRIES - 1)].hpa
-        mark_code_page(c, hpa)
+        hpa = c.tlb[(lin >> 12) & (TLB_ENTRIES - 1)].hpa | (lin & 0xFFF)
+        mark_code_page(c, hpa, d.len)
     return RC_OK
 
 
