@@ -80,19 +80,25 @@ class Paging32:
         return (phys & ~0xFFF) | flags
 
 
+SYSTEM_TABLES = 0x70000      # the GDT setup_*_mode writes (32 KiB), identity-mapped by PT0
+
+
 def paged_vm(bits, base, memory=4 << 20, entry=0x10000, stack=0x9000):
-    """A VM in 64-bit mode or 32-bit protected mode with a hierarchy at base
-    active (CR3 = its root)."""
+    """A VM in 64-bit mode or 32-bit protected mode (its GDT at SYSTEM_TABLES)
+    with a hierarchy at base
+    active (CR3 = its root), and a default handler that stops the run at any
+    exit."""
     vm = vtx.VM(memory=memory)
     v = vm.add_vcpu()
     if bits == 64:
-        vm.setup_long_mode(entry=entry, stack=stack)
+        vm.setup_long_mode(entry=entry, stack=stack, tables=SYSTEM_TABLES)
         pg = Paging64(vm, base)
     else:
-        vm.setup_protected_mode(entry=entry, stack=stack)
+        vm.setup_protected_mode(entry=entry, stack=stack, tables=SYSTEM_TABLES)
         pg = Paging32(vm, base)
         v.cr0 = 0x80000031                     # PG NE ET PE; CR4 stays 0: 32-bit paging
     v.cr3 = pg.cr3
+    vm.default(lambda vcpu, exit: vtx.STOP)
     return vm, pg
 
 

@@ -377,3 +377,231 @@ def test_hypervisor_patches_code_inside_an_exit_handler(bits):
     assert r.stop == "stop" and r.exit.reason == R.IO_INSTRUCTION
     assert seen == [(0x11111111, 0x33333333)] + [(0x11111100 | n, 0x33330033 | ((0x40 + n - 1) << 8))
                                                  for n in range(1, 6)]
+
+
+# --- an instruction that crosses into a page that is not present ------------------------
+
+PT1_LIN = {64: 0x200000, 32: 0x400000}      # linear pages mapped through PT1 (not present at first)
+XPAGE_PHYS = 0x30000                          # the first page of the crossing instruction
+NEXT_PHYS = 0x31000                           # what the second page maps to, once it is present
+PF_REC = 0x1C0000
+MOV_EAX = bytes.fromhex("b878563412")         # MOV EAX, 0x12345678
+
+
+def pf_handler(bits, pte, value):
+    """A #PF handler that records CR2, the error code and the saved RIP at
+    PF_REC, then makes the page present (a not-present entry is never cached,
+    SDM Vol. 3A 4.10.4.3: no invalidation is needed) and returns."""
+    if bits == 64:
+        return f"""
+        mov rbx, cr2
+        mov [{PF_REC:#x}], rbx
+        mov rbx, [rsp]
+        mov [{PF_REC + 8:#x}], rbx
+        mov rbx, [rsp + 8]
+        mov [{PF_REC + 16:#x}], rbx
+        inc dword ptr [{PF_REC + 24:#x}]
+        mov qword ptr [{pte:#x}], {value:#x}
+        add rsp, 8
+        iretq
+        """
+    return f"""
+        mov ebx, cr2
+        mov [{PF_REC:#x}], ebx
+        mov ebx, [esp]
+        mov [{PF_REC + 8:#x}], ebx
+        mov ebx, [esp + 4]
+        mov [{PF_REC + 16:#x}], ebx
+        inc dword ptr [{PF_REC + 24:#x}]
+        mov dword ptr [{pte:#x}], {value:#x}
+        add esp, 4
+        iretd
+        """
+
+
+def install_pf_handler(vm, bits, pte, value, at=0x4000, idt=0x6000):
+    vm.load(at, vtx.asm(pf_handler(bits, pte, value), bits=bits, org=at))
+    v = vm.vcpu
+    if bits == 64:
+        vm.write_u64(idt + 16 * 14, (at & 0xFFFF) | (0x18 << 16) | (0x8E00 << 32) | ((at >> 16) << 48))
+        vm.write_u64(idt + 16 * 14 + 8, 0)
+        v.idtr = vtx.DescriptorTable(idt, 16 * 256 - 1)
+    else:
+        vm.write_u64(idt + 8 * 14, (at & 0xFFFF) | (0x08 << 16) | (0x8E00 << 32) | ((at >> 16) << 48))
+        v.idtr = vtx.DescriptorTable(idt, 8 * 256 - 1)
+    v.vmwrite(F.EXCEPTION_BITMAP, v.vmread(F.EXCEPTION_BITMAP) & ~(1 << 14))
+
+
+def crossing_vm(bits, first, reach):
+    """Linear page X (through PT1) holds the first `first` bytes of MOV EAX,
+    imm32 at its end; page X + 4 KiB is not present.  The guest reaches the
+    instruction by a jump to it, or by falling through NOPs from mid-page."""
+    x = PT1_LIN[bits]
+    start = x + 0x1000 - first
+    entry = start if reach == "jump" else x + 0x800
+    vm, pg = paged_vm(bits, TABLES, entry=CODE_LIN)
+    vm.load(CODE_LIN, vtx.asm(f"""
+        mov eax, 0
+        mov ecx, {entry:#x}
+        jmp {"ecx" if bits == 32 else "rcx"}
+    """, bits=bits, org=CODE_LIN))
+    page = bytearray(b"\x90" * 0x1000)
+    page[0x1000 - first:] = MOV_EAX[:first]
+    vm.write(XPAGE_PHYS, bytes(page))
+    vm.write(NEXT_PHYS, MOV_EAX[first:] + b"\xf4")     # the rest of it, then HLT
+    pg.map(x, XPAGE_PHYS)
+    return vm, pg, x, start
+
+
+@pytest.mark.parametrize("reach", ["jump", "fall-through"])
+@pytest.mark.parametrize("first", [1, 2, 4])
+@pytest.mark.parametrize("bits,nxe", [(32, False), (64, False), (64, True)])
+def test_crossing_into_a_not_present_page_exits_with_pf(bits, nxe, first, reach):
+    """Intercepted #PF (exception bitmap): the exit names the second page as
+    the fault address, RIP is the instruction's start, the error code is a
+    not-present supervisor read, with I/D set when IA32_EFER.NXE = 1 (SDM Vol.
+    3A 4.7); CR2 is not written by a #PF VM exit, and nothing of the
+    instruction has happened."""
+    vm, pg, x, start = crossing_vm(bits, first, reach)
+    if nxe:
+        vm.vcpu.efer = vm.vcpu.efer | (1 << 11)
+    vm.vcpu.cr2 = 0xC2C2
+    r = vm.run(max_instructions=10_000)
+    e = r.exit
+    assert r.stop == "stop" and e.reason == R.EXCEPTION_OR_NMI and e.vector == 14, e
+    assert e.fault_address == x + 0x1000
+    assert e.error_code == (0x10 if nxe else 0)
+    assert e.guest_rip == start
+    assert vm.vcpu.cr2 == 0xC2C2 and vm.vcpu.eax == 0
+    # Map the second page and go on from the faulting instruction.
+    pg.map(x + 0x1000, NEXT_PHYS)
+    r = vm.run(max_instructions=10_000)
+    assert r.exit.reason == R.HLT and r.exit.guest_rip == x + 0x1000 + 5 - first
+    assert vm.vcpu.eax == 0x12345678
+
+
+@pytest.mark.parametrize("first", [1, 3, 4])
+@pytest.mark.parametrize("bits", [32, 64])
+def test_crossing_into_a_not_present_page_guest_handler(bits, first):
+    """The guest's own #PF handler sees CR2 = the second page, error code 0
+    and the instruction's start as the saved RIP; it makes the page present
+    and IRETs, and the instruction then runs whole, once."""
+    vm, pg, x, start = crossing_vm(bits, first, "fall-through")
+    install_pf_handler(vm, bits, pg.pte(x + 0x1000), pg.entry(NEXT_PHYS))
+    r = vm.run(max_instructions=10_000)
+    assert r.stop == "stop" and r.exit.reason == R.HLT, r.exit
+    assert r.exit.guest_rip == x + 0x1000 + 5 - first
+    assert vm.vcpu.eax == 0x12345678
+    assert r.events == 1
+    assert (vm.read_u64(PF_REC), vm.read_u64(PF_REC + 8), vm.read_u64(PF_REC + 16), vm.read_u32(PF_REC + 24)) \
+        == (x + 0x1000, 0, start, 1)
+    assert vm.vcpu.cr2 == x + 0x1000
+
+
+# --- overlapping instructions ------------------------------------------------------------
+
+@pytest.mark.parametrize("bits", [32, 64])
+def test_jump_into_the_middle_of_an_instruction(bits):
+    """B8 B1 5A EB 00 is MOV EAX, 0x00EB5AB1 from its first byte, and MOV CL,
+    0x5A; JMP +0 from its second; both paths end at the same place.  The
+    loop alternates between the two entry points: each time the bytes decode
+    as the entry point says."""
+    idx = "rbp" if bits == 64 else "ebp"
+    code = vtx.asm(f"""
+        mov ebp, 0
+        mov eax, 0
+        mov ecx, 0
+        jmp x
+    x:  .byte 0xb8, 0xb1, 0x5a, 0xeb, 0x00
+        mov [{RECS:#x} + {idx} * 8], eax
+        mov [{RECS + 4:#x} + {idx} * 8], ecx
+        mov eax, 0
+        mov ecx, 0
+        inc ebp
+        cmp ebp, 6
+        je done
+        test ebp, 1
+        jnz x + 1
+        jmp x
+    done:
+        hlt
+    """, bits=bits, org=BASE)
+    vm = make_vm(bits, code)
+    r = vm.run(max_instructions=1000)
+    assert r.stop == "stop" and r.exit.reason == R.HLT
+    got = [(vm.read_u32(RECS + 8 * i), vm.read_u32(RECS + 8 * i + 4)) for i in range(6)]
+    assert got == [(0x00EB5AB1, 0), (0, 0x5A)] * 3
+
+
+# --- a page unmapped under code that ran from it ---------------------------------------
+
+FUNC_PHYS = 0x32000
+
+
+@pytest.mark.parametrize("flush", ["mov-cr3", pytest.param("invlpg", marks=pytest.mark.xfail(
+    strict=True, reason="INVLPG (0F 01 /7) is not implemented: the model raises #UD for it"))])
+@pytest.mark.parametrize("bits", [32, 64])
+def test_call_into_an_unmapped_page_faults(bits, flush):
+    """A function in page F is called once (it runs); the guest clears F's
+    PTE and invalidates the translation (MOV CR3 or INVLPG); the second call
+    faults: #PF with the fault address F, error code 0 (not present,
+    supervisor, read: no I/D without NXE) at RIP F, with the return address
+    pushed."""
+    f = PT1_LIN[bits] + 0x3000
+    sp = "rsp" if bits == 64 else "esp"
+    ax = "rax" if bits == 64 else "eax"
+    pte_ptr = "qword" if bits == 64 else "dword"
+    vm, pg = paged_vm(bits, TABLES, entry=CODE_LIN)
+    inval = f"mov {ax}, cr3\nmov cr3, {ax}" if flush == "mov-cr3" else f"invlpg [{f:#x}]"
+    code = vtx.asm(f"""
+        mov edx, {f:#x}
+        call {"rdx" if bits == 64 else "edx"}
+        mov esi, eax
+        mov {pte_ptr} ptr [{pg.pte(f):#x}], 0
+        {inval}
+        mov eax, 0
+    again:
+        call {"rdx" if bits == 64 else "edx"}
+        hlt
+    """, bits=bits, org=CODE_LIN)
+    vm.load(CODE_LIN, code)
+    vm.load(FUNC_PHYS, vtx.asm("mov eax, 0x5a5a\nret", bits=bits))
+    pg.map(f, FUNC_PHYS)
+    stack = vm.vcpu.rsp
+    r = vm.run(max_instructions=1000)
+    e = r.exit
+    assert e.reason == R.EXCEPTION_OR_NMI and e.vector == 14, e
+    assert (e.fault_address, e.error_code, e.guest_rip) == (f, 0, f)
+    assert vm.vcpu.esi == 0x5A5A and vm.vcpu.eax == 0
+    w = 8 if bits == 64 else 4
+    assert vm.vcpu.rsp == stack - w
+    assert int.from_bytes(vm.read(stack - w, w), "little") == CODE_LIN + len(code) - 1    # the HLT
+
+
+@pytest.mark.parametrize("bits", [32, 64])
+def test_code_unmaps_its_own_page(bits):
+    """Code in page F clears F's own PTE and reloads CR3: the next
+    instruction, in the same page and never executed before, faults on its
+    fetch (#PF at its address, not present)."""
+    f = PT1_LIN[bits] + 0x3000
+    ax = "rax" if bits == 64 else "eax"
+    pte_ptr = "qword" if bits == 64 else "dword"
+    vm, pg = paged_vm(bits, TABLES, entry=f)
+    body = f"""
+        mov ecx, 1
+        mov {pte_ptr} ptr [{pg.pte(f):#x}], 0
+        mov {ax}, cr3
+        mov cr3, {ax}
+    next:
+        mov ecx, 2
+        hlt
+    """
+    code = vtx.asm(body, bits=bits, org=f)
+    nxt = f + len(vtx.asm(body.split("next:")[0], bits=bits, org=f))
+    vm.load(FUNC_PHYS, code)
+    pg.map(f, FUNC_PHYS)
+    r = vm.run(max_instructions=1000)
+    e = r.exit
+    assert e.reason == R.EXCEPTION_OR_NMI and e.vector == 14, e
+    assert (e.fault_address, e.error_code, e.guest_rip) == (nxt, 0, nxt)
+    assert vm.vcpu.ecx == 1 and r.instructions == 4
