@@ -411,8 +411,9 @@ def misc_cases(gen):
 
 
 # Chains: a full setter, then one that keeps some flags (INC/DEC keep CF,
-# rotates keep SF ZF AF PF, BT keeps ZF, a zero count keeps everything): the
-# kept flags come from the first instruction, not from POPFQ.
+# rotates keep SF ZF AF PF, BT keeps ZF, a zero count keeps everything) or
+# reads CF (ADC, SBB, RCL, RCR, CMC): the kept or read flags come from the
+# first instruction, not from POPFQ.
 FIRST = [("add", "add eax, ebx"), ("sub", "sub eax, ebx"), ("cmp", "cmp bl, al"), ("neg", "neg rbx"),
          ("sbb", "sbb ax, bx"), ("adc", "adc rax, rbx"), ("xor", "xor al, bl"), ("shl", "shl ebx, 1"),
          ("sahf", "sahf")]
@@ -422,7 +423,8 @@ SECOND = [("inc", "inc ecx", None, 4), ("dec", "dec cx", None, 2), ("inc", "inc 
           ("bts", "bts rdx, 63", None, 8), ("btc", "btc {m32}, 7", None, 4),
           ("shl", "shl edx, cl", "cl", 4), ("sar", "sar rdx, 64", 64, 8), ("rol", "rol dl, 8", 8, 1),
           ("bsf", "bsf edx, edx", None, 4), ("cmc", "cmc", None, 4), ("stc", "stc", None, 4),
-          ("mul", "mul dl", None, 1)]
+          ("mul", "mul dl", None, 1), ("adc", "adc edx, ecx", None, 4), ("sbb", "sbb dl, cl", None, 1),
+          ("adc", "adc {m64}, rcx", None, 8), ("cmc", "cmc", None, 4)]
 
 
 def chain_cases(gen):
@@ -449,7 +451,7 @@ def chain_cases(gen):
         regmask = {}
         if op2 == "bsf" and regs["rdx"] & 0xFFFFFFFF == 0:
             regmask[S_RDX] = 0
-        t2 = t2.format(m8="byte ptr {m}", m32="dword ptr {m}")
+        t2 = t2.format(m8="byte ptr {m}", m32="dword ptr {m}", m64="qword ptr {m}")
         out.append(Case([t1, t2], regs, gen.base(), defined, mem=gen.r.getrandbits(64),
                         desc=f"{t1}; {t2} rax={regs['rax']:#x} rbx={regs['rbx']:#x} cl={c_count}",
                         regmask=regmask))
@@ -815,12 +817,16 @@ pf:     pushfq
         iretq
 """
 
-# vector -> (the faulting instruction, r12, the record's vector|error word, CR2)
+# vector -> (the faulting instruction, r12, the record's vector|error word,
+# CR2).  The #GP and the second #PF come from flag-setting instructions (CMP,
+# SUB) that fault on their memory operand: a faulting instruction changes no
+# flag, so the frame still holds the setter's flags.
 FAULTS = [
     (6, "ud2", 0, 6 << 32, 0),
     (3, "int3", 0, 3 << 32, 0),
-    (13, "mov r13, qword ptr [r12]", 0x8000000000000000, 13 << 32, 0),      # non-canonical: #GP(0)
+    (13, "cmp r13, qword ptr [r12]", 0x8000000000000000, 13 << 32, 0),     # non-canonical: #GP(0)
     (14, "mov r13, qword ptr [r12]", 1 << 32, 14 << 32, 1 << 32),          # PDPTE 4 not present: #PF(0)
+    (14, "sub r13, qword ptr [r12]", 3 << 32, 14 << 32, 3 << 32),
 ]
 
 
@@ -851,18 +857,19 @@ def test_flags_across_a_guest_exception():
     lines = []
     for i, c in enumerate(cases):
         off = i * REC
-        vec, insn, r12, _, _ = FAULTS[i % 4]
+        vec, insn, r12, _, _ = FAULTS[i % len(FAULTS)]
         setup = setup_lines(c, off)
         lines += setup[:-2] + [f"lea r11, [r15 + {off}]", f"mov r12, {r12:#x}"] + setup[-2:]
         lines += setter_lines(c, off) + [insn] + store_lines(off)
-    assert len(vtx.asm("mov r13, qword ptr [r12]", bits=64)) == 4
+    for f in FAULTS[2:]:
+        assert len(vtx.asm(f[1], bits=64)) == 4         # what the handlers skip
     code = vtx.asm("\n".join(lines) + "\nhlt\n", bits=64, org=CODE)
     vm = long_vm(code)
     install_idt(vm, vtx.asm(HANDLER_SRC, bits=64, org=HANDLERS))
     vm.on(R.HLT)(lambda v, e: vtx.STOP)
     r = vm.run(max_instructions=10_000_000)
     assert r.stop == "stop" and r.exit.reason == R.HLT, r
-    assert r.events == n - n // 4 - (1 if n % 4 > 1 else 0)        # faults; INT3 counts as an instruction
+    assert r.events == sum(1 for i in range(n) if FAULTS[i % len(FAULTS)][0] != 3)   # INT3 is an instruction
     got = vm.read(OUT, n * REC)
     problems = []
     for i, c in enumerate(cases):
@@ -877,11 +884,11 @@ def test_flags_across_a_guest_exception():
             diffs.append(f"handler {g[6]:#x}, frame {g[7]:#x}, after iretq {g[S_FLAGS]:#x} disagree")
         if g[7] & (1 << 9) or not g[7] & 2:
             diffs.append(f"frame RFLAGS {g[7]:#x}: IF set or bit 1 clear")
-        _, _, _, word, cr2 = FAULTS[i % 4]
+        _, _, _, word, cr2 = FAULTS[i % len(FAULTS)]
         if g[8] != word or g[9] != cr2:
             diffs.append(f"vector/error {g[8]:#x} cr2 {g[9]:#x}, want {word:#x} {cr2:#x}")
         if diffs:
-            problems.append(f"case {i} [{c.desc}] via {FAULTS[i % 4][1]}: " + "; ".join(diffs))
+            problems.append(f"case {i} [{c.desc}] via {FAULTS[i % len(FAULTS)][1]}: " + "; ".join(diffs))
     assert not problems, f"{len(problems)} mismatches:\n" + "\n".join(problems[:15])
 
 
