@@ -538,9 +538,7 @@ def test_jump_into_the_middle_of_an_instruction(bits):
 FUNC_PHYS = 0x32000
 
 
-@pytest.mark.parametrize("flush", ["mov-cr3", pytest.param("invlpg", marks=pytest.mark.xfail(
-    strict=True, raises=AssertionError,
-    reason="INVLPG (0F 01 /7) is not implemented: the model raises #UD for it"))])
+@pytest.mark.parametrize("flush", ["mov-cr3", "invlpg"])
 @pytest.mark.parametrize("bits", [32, 64])
 def test_call_into_an_unmapped_page_faults(bits, flush):
     """A function in page F is called once (it runs); the guest clears F's

@@ -35,10 +35,6 @@ RECS = 0x1C0000
 PT1_LIN = {64: 0x200000, 32: 0x400000}
 PHYS_A, PHYS_B = 0x30000, 0x31000   # two physical pages with different contents
 
-INVLPG_XFAIL = pytest.mark.xfail(strict=True, raises=AssertionError,
-                                 reason="INVLPG (0F 01 /7) is not implemented: the model raises #UD for it")
-
-
 def regs(bits):
     if bits == 64:
         return dict(ax="rax", bx="rbx", cx="rcx", dx="rdx", si="rsi", di="rdi", bp="rbp", ptr="qword")
@@ -216,7 +212,7 @@ def pte_edit_guest(bits, flush, what):
 
 
 @pytest.mark.parametrize("what", ["data", "code"])
-@pytest.mark.parametrize("flush", ["mov-cr3", pytest.param("invlpg", marks=INVLPG_XFAIL)])
+@pytest.mark.parametrize("flush", ["mov-cr3", "invlpg"])
 @pytest.mark.parametrize("bits", [32, 64])
 def test_pte_edit_then_invalidate(bits, flush, what):
     vm = pte_edit_guest(bits, flush, what)
@@ -273,7 +269,7 @@ def test_not_present_to_present_needs_no_invalidation(bits):
 
 # --- an instruction crossing into a page whose mapping changes ------------------------
 
-@pytest.mark.parametrize("flush", ["mov-cr3", pytest.param("invlpg", marks=INVLPG_XFAIL)])
+@pytest.mark.parametrize("flush", ["mov-cr3", "invlpg"])
 @pytest.mark.parametrize("bits", [32, 64])
 def test_crossing_instruction_second_page_remapped(bits, flush):
     """MOV EDX, imm32 starts 2 bytes before the end of page X; page X+1 maps

@@ -1245,3 +1245,36 @@ def test_readme_cpuid_handler_leaves_64bit_registers_as_hardware_does():
     v = vm.vcpu
     assert (v.rax, v.rbx, v.rcx, v.rdx) == v.model_cpuid(0, 0)
     assert v.rbx == 0x756E6547
+
+
+# ---------------------------------------------------------------------------
+# INVLPG: exit reason 14 with INVLPG exiting, the qualification is the
+# operand's linear address (SDM Vol. 3C 28.2.1); #GP(0) outside CPL 0 before
+# the exit; without the control it only invalidates.
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode,src,lin", [
+    ("protected", "mov ebx, 0x1234\ninvlpg [ebx + 0x10]\nhlt", 0x1244),
+    ("long", "mov rbx, 0x7fff12345000\ninvlpg [rbx + 8]\nhlt", 0x7FFF12345008),
+    ("real", "mov bx, 0x20\nmov ds, bx\ninvlpg [0x10]\nhlt", 0x210),
+])
+def test_invlpg_exiting(mode, src, lin):
+    vm = make_vm(src, mode)
+    set_ctl(vm.vcpu, F.PRIMARY_PROC_BASED_CONTROLS, ProcBased.INVLPG_EXITING)
+    seen, r = collect(vm, stop_on=(R.INVLPG, R.HLT))
+    ex = seen[-1]
+    assert ex.reason == R.INVLPG and ex.qualification == lin
+    assert ex.instruction_length == len(vtx.asm(src.split("\n")[-2], bits=MODES[mode]))
+
+
+def test_invlpg_without_exiting_retires():
+    vm = make_vm("mov ebx, 0x1234\ninvlpg [ebx]\nhlt", "protected")
+    set_ctl(vm.vcpu, F.PRIMARY_PROC_BASED_CONTROLS, 0, ProcBased.INVLPG_EXITING)
+    seen, r = collect(vm, stop_on=(R.INVLPG, R.HLT))
+    assert [e.reason for e in seen] == [R.HLT] and r.instructions == 2     # MOV, INVLPG; HLT exits
+
+
+def test_invlpg_register_operand_is_ud():
+    vm = make_vm(".byte 0x0f, 0x01, 0xf8\nhlt", "protected")      # 0F 01 /7, mod = 3 (SWAPGS encoding)
+    seen, r = collect(vm, stop_on=(R.EXCEPTION_OR_NMI, R.HLT))
+    assert seen[-1].reason == R.EXCEPTION_OR_NMI and seen[-1].vector == 6

@@ -533,6 +533,7 @@ cdef void init_opcode_tables() noexcept:
     # /0 holds VMCALL (C1), VMLAUNCH (C2), VMRESUME (C3), VMXOFF (C4).
     for k in range(4):
         GRP[G_0F01][k] = h_0f01
+    GRP[G_0F01][7] = h_invlpg       # with mod = 3: SWAPGS, RDTSCP (not modeled: #UD)
     op_set(OP2, 0x0B, h_ud, 0)           # UD2
     # 0F 18-1F: prefetch hints (0F 18 /0-/3) and the reserved hint NOPs, for
     # every ModRM (SDM Vol. 2 Table A-3 and "NOP"); no operand is accessed.

@@ -60,6 +60,7 @@ SUPPORTED_CONTROLS = {
     "PROC": (
         "USE_TSC_OFFSETTING",
         "HLT_EXITING",
+        "INVLPG_EXITING",
         "RDTSC_EXITING",
         "UNCONDITIONAL_IO_EXITING",
         "USE_IO_BITMAPS",

@@ -630,6 +630,32 @@ cdef int h_mov_r_cr(Cpu* c, Insn* d) noexcept nogil:
 
 # --- 0F 01: descriptor tables, VMCALL and the VMX instructions ---------------
 
+cdef int h_invlpg(Cpu* c, Insn* d) noexcept nogil:
+    """0F 01 /7 with a memory operand: INVLPG m (SDM Vol. 2 INVLPG).  #GP(0)
+    outside CPL 0 (virtual-8086 mode included), checked before the VM exit
+    as privilege faults are (SDM Vol. 3C 26.1.1).  With INVLPG exiting the
+    exit qualification is the operand's linear address (SDM Vol. 3C 28.2.1).
+    The model invalidates the whole TLB: the SDM lets a processor invalidate
+    more than the page named, and the model's TLB keeps 4-KiB entries even
+    for large pages, which all belong to that page.  No memory is accessed,
+    so there is no limit or canonical check."""
+    cdef uint64_t lin
+    if d.mod == 3:
+        return raise_ud(c)
+    lin = ea_offset(c, d)
+    if c.cpl != 0:
+        return raise_gp0(c)
+    if c.long64:
+        if d.seg == S_FS or d.seg == S_GS:
+            lin += c.seg[d.seg].base
+    else:
+        lin = (c.seg[d.seg].base + lin) & 0xFFFFFFFFULL
+    if c.non_root and (c.ctl.proc & PROC_INVLPG_EXITING):
+        return insn_exit(c, d, EXIT_REASON_INVLPG, lin)
+    tlb_flush(c)
+    return RC_OK
+
+
 cdef int h_0f01(Cpu* c, Insn* d) noexcept nogil:
     cdef uint64_t off, lim, base
     cdef int rc
