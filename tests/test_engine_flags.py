@@ -37,10 +37,12 @@ ZF after BSF/BSR), which are masked.
 """
 
 import os
+import platform
 import random
 import shutil
 import struct
 import subprocess
+import sys
 import tempfile
 
 import pytest
@@ -48,9 +50,12 @@ import pytest
 import vtx
 from vtx import ExitReason as R, VmcsField as F
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("as") is None or shutil.which("ld") is None,
-    reason="GNU as and ld are needed for the native oracle and the guests")
+pytestmark = [
+    pytest.mark.skipif(shutil.which("as") is None or shutil.which("ld") is None,
+                       reason="GNU as and ld are needed for the native oracle and the guests"),
+    pytest.mark.skipif(not sys.platform.startswith("linux") or platform.machine() not in ("x86_64", "AMD64"),
+                       reason="the native oracle is a static x86-64 Linux program"),
+]
 
 CF, PF, AF, ZF, SF, OF = 1, 4, 0x10, 0x40, 0x80, 0x800
 STATUS = CF | PF | AF | ZF | SF | OF
