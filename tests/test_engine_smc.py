@@ -507,6 +507,37 @@ def test_crossing_into_a_not_present_page_exits_with_pf(bits, nxe, first, reach)
     assert vm.vcpu.eax == 0x12345678
 
 
+@pytest.mark.parametrize("bits,nxe,smep,err", [
+    (32, False, False, 0),
+    pytest.param(32, False, True, 0x10, marks=pytest.mark.xfail(
+        strict=True, raises=AssertionError,
+        reason="with 32-bit paging and CR4.SMEP = 1 a fetch #PF must set I/D (SDM Vol. 3A 4.7: I/D is 1 for "
+               "a fetch if CR4.SMEP = 1, or if PAE/4-level paging and NXE = 1); page_walk in core/mmu.pxi "
+               "sets I/D only when c.paging != 2, so it reports error code 0")),
+    (64, False, False, 0),
+    (64, True, False, 0x10),
+    (64, False, True, 0x10),
+    (64, True, True, 0x10),
+])
+def test_fetch_fault_error_code_id_bit(bits, nxe, smep, err):
+    """The I/D bit of a fetch #PF (here: an instruction crossing into a
+    not-present page) follows SDM Vol. 3A 4.7 in each paging mode: set when
+    CR4.SMEP = 1, or with 4-level paging when IA32_EFER.NXE = 1."""
+    vm, pg, x, start = crossing_vm(bits, 2, "jump")
+    v = vm.vcpu
+    if nxe:
+        v.efer = v.efer | (1 << 11)
+    if smep:
+        v.cr4 = v.cr4 | (1 << 20)
+        v.vmwrite(F.CR4_READ_SHADOW, v.vmread(F.CR4_READ_SHADOW) | (1 << 20))
+    assert v.check_entry() is None
+    r = vm.run(max_instructions=10_000)
+    e = r.exit
+    assert e.reason == R.EXCEPTION_OR_NMI and e.vector == 14 and e.fault_address == x + 0x1000, e
+    assert e.guest_rip == start
+    assert e.error_code == err
+
+
 @pytest.mark.parametrize("first", [1, 3, 4])
 @pytest.mark.parametrize("bits", [32, 64])
 def test_crossing_into_a_not_present_page_guest_handler(bits, first):
