@@ -6,7 +6,7 @@ CMPXCHG, SAHF, CLC STC CMC) in every operand size, on operands that exercise
 carry, overflow, zero and sign, followed by one *reader* of the flags: Jcc,
 SETcc, CMOVcc (all sixteen conditions), ADC, SBB, PUSHFQ or LAHF.  The same
 case code runs natively on the host (a static 64-bit program built with GNU
-as and ld, one process for every case) and on vtx in long mode; records of
+as and ld; one process runs all the cases) and on vtx in long mode; records of
 registers, the memory operand, the reader's result and the final RFLAGS must
 agree wherever the SDM defines the outcome.
 
