@@ -303,6 +303,33 @@ def test_write_through_an_alias_of_the_code_page(bits, flavor):
     assert vm.read(CODE_LIN + 0xFFF, 2) == b"\xff\xca"
 
 
+@pytest.mark.parametrize("bits", [32, 64])
+def test_loop_patches_through_an_alias_every_iteration(bits):
+    """Every iteration writes a new immediate through the alias and runs the
+    instruction through the original mapping: the alias's translation is
+    used for writes again and again while the page holds decoded code."""
+    alias = ALIAS[bits]
+    idx = "rbp" if bits == 64 else "ebp"
+    code = vtx.asm(f"""
+        mov ebp, 0
+    top:
+        lea ebx, [ebp + ebp * 4 + 3]
+        mov byte ptr [{alias:#x} + (t + 1 - {CODE_LIN:#x})], bl
+    t:  mov edx, 0x11111111
+        mov dword ptr [{RECS:#x} + {idx} * 4], edx
+        inc ebp
+        cmp ebp, 20
+        jb top
+        hlt
+    """, bits=bits, org=CODE_LIN)
+    vm, pg = paged_vm(bits, TABLES, entry=CODE_LIN)
+    vm.load(CODE_LIN, code)
+    pg.map(alias, CODE_LIN)
+    r = vm.run(max_instructions=100_000)
+    assert r.stop == "stop" and r.exit.reason == R.HLT, r.exit
+    assert [vm.read_u32(RECS + 4 * i) for i in range(20)] == [0x11111100 | (5 * i + 3) for i in range(20)]
+
+
 # --- code changed by the hypervisor ------------------------------------------------------
 
 LOOP_SRC = """
@@ -480,6 +507,37 @@ def test_crossing_into_a_not_present_page_exits_with_pf(bits, nxe, first, reach)
     assert vm.vcpu.eax == 0x12345678
 
 
+@pytest.mark.parametrize("bits,nxe,smep,err", [
+    (32, False, False, 0),
+    pytest.param(32, False, True, 0x10, marks=pytest.mark.xfail(
+        strict=True, raises=AssertionError,
+        reason="with 32-bit paging and CR4.SMEP = 1 a fetch #PF must set I/D (SDM Vol. 3A 4.7: I/D is 1 for "
+               "a fetch if CR4.SMEP = 1, or if PAE/4-level paging and NXE = 1); page_walk in core/mmu.pxi "
+               "sets I/D only when c.paging != 2, so it reports error code 0")),
+    (64, False, False, 0),
+    (64, True, False, 0x10),
+    (64, False, True, 0x10),
+    (64, True, True, 0x10),
+])
+def test_fetch_fault_error_code_id_bit(bits, nxe, smep, err):
+    """The I/D bit of a fetch #PF (here: an instruction crossing into a
+    not-present page) follows SDM Vol. 3A 4.7 in each paging mode: set when
+    CR4.SMEP = 1, or with 4-level paging when IA32_EFER.NXE = 1."""
+    vm, pg, x, start = crossing_vm(bits, 2, "jump")
+    v = vm.vcpu
+    if nxe:
+        v.efer = v.efer | (1 << 11)
+    if smep:
+        v.cr4 = v.cr4 | (1 << 20)
+        v.vmwrite(F.CR4_READ_SHADOW, v.vmread(F.CR4_READ_SHADOW) | (1 << 20))
+    assert v.check_entry() is None
+    r = vm.run(max_instructions=10_000)
+    e = r.exit
+    assert e.reason == R.EXCEPTION_OR_NMI and e.vector == 14 and e.fault_address == x + 0x1000, e
+    assert e.guest_rip == start
+    assert e.error_code == err
+
+
 @pytest.mark.parametrize("first", [1, 3, 4])
 @pytest.mark.parametrize("bits", [32, 64])
 def test_crossing_into_a_not_present_page_guest_handler(bits, first):
@@ -604,3 +662,51 @@ def test_code_unmaps_its_own_page(bits):
     assert e.reason == R.EXCEPTION_OR_NMI and e.vector == 14, e
     assert (e.fault_address, e.error_code, e.guest_rip) == (nxt, 0, nxt)
     assert vm.vcpu.ecx == 1 and r.instructions == 4
+
+
+# --- an instruction that rewrites its own immediate -----------------------------------
+
+@pytest.mark.parametrize("bits", [32, 64])
+def test_instruction_rewrites_its_own_immediate(bits):
+    """ADD byte [its own imm8], imm8, five times: each execution adds the
+    immediate it was fetched with, so the byte doubles (1, 2, 4, ... 32).
+    Code that kept the first decode would add 1 each time."""
+    mem = "[rip - 1]" if bits == 64 else "[self + 6]"
+    code = vtx.asm(f"""
+        mov ecx, 5
+    self:
+        add byte ptr {mem}, 1
+        dec ecx
+        jnz self
+        hlt
+    """, bits=bits, org=BASE)
+    vm = make_vm(bits, code)
+    off = len(vtx.asm("mov ecx, 5", bits=bits))
+    assert code[off:off + 2] == b"\x80\x05" and code[off + 6] == 1
+    r = vm.run(max_instructions=100)
+    assert r.stop == "stop" and r.exit.reason == R.HLT
+    assert vm.read_u8(BASE + off + 6) == 32
+
+
+# --- patches between two runs that stop in the middle of straight-line code -----------------
+
+@pytest.mark.parametrize("bits", [32, 64])
+def test_patch_after_a_budget_stop_mid_block(bits):
+    """Twelve INC EDX in a row.  The run stops at its budget after four
+    (EDX = 4); the hypervisor turns the 5th to 12th into DEC EDX (including
+    the one RIP points at); three of them run (EDX = 1) before the next
+    stop; the hypervisor turns the last five back into INC EDX (again from
+    the one at RIP), and the run ends at HLT with EDX = 6."""
+    code = b"\xff\xc2" * 12 + b"\xf4"
+    vm = make_vm(bits, code)
+    v = vm.vcpu
+    v.edx = 0
+    r = vm.run(max_instructions=4)
+    assert r.stop == "budget" and v.rip == BASE + 8 and v.edx == 4
+    vm.write(BASE + 8, b"\xff\xca" * 8)
+    r = vm.run(max_instructions=3)
+    assert r.stop == "budget" and v.rip == BASE + 14 and v.edx == 1
+    vm.write(BASE + 14, b"\xff\xc2" * 5)
+    r = vm.run(max_instructions=100)
+    assert r.stop == "stop" and r.exit.reason == R.HLT and r.instructions == 5
+    assert v.edx == 6

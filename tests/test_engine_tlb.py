@@ -318,8 +318,9 @@ def test_many_pages_remapped(bits):
     """512 linear pages map 512 physical pages (page i -> j = 37 * i mod 512,
     each holding its number j); the guest reads all of them, then rewrites
     the 512 PTEs to the reversed permutation, reloads CR3, and reads them
-    again, twice.  Every read returns the page of the mapping current at
-    the time, whatever a TLB of any size held."""
+    again, from the last page down (the pages read last before the switch
+    come first), then from the first up.  Every read returns the page of
+    the mapping current at the time, whatever a TLB of any size held."""
     r = regs(bits)
     n = 512
     base = PT1_LIN[bits]
@@ -352,10 +353,21 @@ def test_many_pages_remapped(bits):
         mov {r['ax']}, cr3
         mov cr3, {r['ax']}
         mov esi, 0x189000
-        call readall
+        call readdown
         mov esi, 0x189000
         call readall
         hlt
+    readdown:
+        mov ecx, {n - 1}
+    3:  mov eax, ecx
+        shl eax, 12
+        add eax, [{r['si']} + {r['cx']} * 4]
+        mov eax, [{base:#x} + {r['ax']}]
+        mov [{r['di']} + {r['cx']} * 4], eax
+        dec ecx
+        jns 3b
+        add edi, {4 * n}
+        ret
     readall:
         mov ecx, 0
     2:  mov eax, ecx
