@@ -509,11 +509,7 @@ def test_crossing_into_a_not_present_page_exits_with_pf(bits, nxe, first, reach)
 
 @pytest.mark.parametrize("bits,nxe,smep,err", [
     (32, False, False, 0),
-    pytest.param(32, False, True, 0x10, marks=pytest.mark.xfail(
-        strict=True, raises=AssertionError,
-        reason="with 32-bit paging and CR4.SMEP = 1 a fetch #PF must set I/D (SDM Vol. 3A 4.7: I/D is 1 for "
-               "a fetch if CR4.SMEP = 1, or if PAE/4-level paging and NXE = 1); page_walk in core/mmu.pxi "
-               "sets I/D only when c.paging != 2, so it reports error code 0")),
+    (32, False, True, 0x10),
     (64, False, False, 0),
     (64, True, False, 0x10),
     (64, False, True, 0x10),

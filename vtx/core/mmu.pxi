@@ -319,7 +319,9 @@ cdef int page_walk(Cpu* c, uint64_t lin, int kind, int user, uint64_t* gpa_out, 
     cdef int allow_w = 1, allow_u = 1, allow_x = 1
     cdef uint32_t pfec_base = (2 if kind == ACC_WRITE else 0) | (4 if user else 0)
     cdef int nxe = (c.efer & EFER_NXE) != 0
-    if kind == ACC_FETCH and (nxe or (c.cr4 & CR4_SMEP)) and c.paging != 2:
+    # I/D (bit 4) reports a fetch when CR4.SMEP = 1, or with PAE or 4-level
+    # paging and EFER.NXE = 1 (SDM Vol. 3A 4.7).
+    if kind == ACC_FETCH and ((c.cr4 & CR4_SMEP) or (nxe and c.paging != 2)):
         pfec_base |= 16
     if c.paging == 4:
         levels = 4
