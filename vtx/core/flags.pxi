@@ -1,4 +1,4 @@
-# Lazy status flags (docs/architecture.rst, "Lazy flags").
+# Lazy status flags (docs/architecture.rst, "The fast path of the interpreter").
 #
 # The common flag-setting instructions (ADD SUB CMP AND OR XOR TEST INC DEC)
 # do not compute CF PF AF ZF SF OF.  They record what the flags are a function

@@ -1,11 +1,11 @@
-# Handlers specialized at decode time (docs/architecture.rst, "Specialized
-# handlers").  The generic handlers branch at run time on operand form
+# Handlers specialized at decode time (docs/architecture.rst, "The fast path
+# of the interpreter").  The generic handlers branch at run time on operand form
 # (register or memory) and size; the forms below are the ones compiled code
 # runs most, each an instantiation of one inline template with the operation
 # and size as constants, which the C compiler folds.  specialize() picks one
 # after an instruction is decoded; it must give exactly the generic handler's
-# outcome (the tests run every form both ways: tests/test_insn*.py).  All of
-# them keep the status flags lazy (core/flags.pxi).
+# outcome (tests/test_engine_flags.py runs every form against the host CPU).
+# All of them keep the status flags lazy (core/flags.pxi).
 
 
 # --- templates ----------------------------------------------------------------
