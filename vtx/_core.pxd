@@ -44,6 +44,18 @@ ctypedef struct Insn:
     uint8_t cc2           # fused Jcc (INSN_FUSED): its condition; disp holds its rel
     uint8_t len2          # fused Jcc: its length (len covers both instructions)
 
+# A translated block (core/run.pxi): decoded instructions that run one after
+# the other, all in one page, built once and run with the checks done per
+# block.  Its ops live in the Cpu's arena.
+ctypedef struct Block:
+    uint64_t tag          # host address of the first byte | mode << 56 | valid bit 63
+    Insn* ops
+    uint32_t page_gen     # code_gen[page] when built: a write to its code drops it
+    uint32_t epoch        # block_epoch when built: an arena reset drops it
+    uint16_t n            # ops
+    uint16_t ninsn        # instructions (a fused pair counts two)
+    uint16_t nbytes
+
 ctypedef struct TlbEntry:
     uint64_t page         # linear page number
     uint64_t gen          # valid while equal to Cpu.tlb_gen
@@ -172,6 +184,12 @@ ctypedef struct Cpu:
     uint64_t tlb_gen
     Insn* icache
     uint64_t icache_mask
+    Block* blocks         # translated blocks, direct-mapped by a hash of the host address
+    Insn* arena           # their ops
+    uint64_t arena_used
+    uint32_t block_epoch
+    uint32_t* code_gen    # per RAM page: bumped when its decoded code is dropped
+    uint64_t code_writes  # bumped whenever decoded code is dropped (ends a running block)
 
     # --- accounting (decision 10) ----------------------------------------
     uint64_t icount       # instructions retired (a REP string op: one per iteration)
@@ -201,6 +219,7 @@ cdef class Machine:
     cdef HostMemory ram_mem
     cdef HostMemory priv_mem
     cdef HostMemory icache_mem    # the decode cache: large, touched only where code runs
+    cdef HostMemory block_mem     # translated blocks and their ops (core/run.pxi)
     cdef readonly uint64_t ram_size
     cdef readonly uint64_t priv_base
     cdef readonly uint64_t priv_size

@@ -96,9 +96,16 @@ cdef class Machine:
         # lazily backed mapping, so a VM pays only for the slots its code uses.
         self.icache_mem = HostMemory(((ICACHE_ENTRIES + 1) * sizeof(Insn) + 4095) & ~4095, "decode cache")
         c.icache = <Insn*>self.icache_mem.ptr
+        # Translated blocks: the table, then the arena of their ops.
+        self.block_mem = HostMemory((BLOCK_ENTRIES * sizeof(Block) + ARENA_INSNS * sizeof(Insn) + 4095) & ~4095,
+                                    "translated blocks")
+        c.blocks = <Block*>self.block_mem.ptr
+        c.arena = <Insn*>(self.block_mem.ptr + BLOCK_ENTRIES * sizeof(Block))
+        c.block_epoch = 1
         c.code_pages = <uint8_t*>calloc(ram_size // 4096, 1)
         c.code_bits = <uint64_t*>calloc(ram_size // 4096, sizeof(uint64_t))
-        if c.tlb == NULL or c.icache == NULL or c.code_pages == NULL or c.code_bits == NULL:
+        c.code_gen = <uint32_t*>calloc(ram_size // 4096, sizeof(uint32_t))
+        if c.tlb == NULL or c.icache == NULL or c.code_pages == NULL or c.code_bits == NULL or c.code_gen == NULL:
             raise MemoryError()
         c.icache_mask = ICACHE_ENTRIES - 1
         c.tlb_gen = 1
@@ -129,6 +136,7 @@ cdef class Machine:
             free(self.c.tlb)
             free(self.c.code_pages)
             free(self.c.code_bits)
+            free(self.c.code_gen)
             free(self.c)
             self.c = NULL
 

@@ -24,6 +24,7 @@ cdef enum:
     OPF_SRC16 = 1 << 14     # ModRM.rm operand is 16-bit regardless of osz
     OPF_LOCK = 1 << 15      # LOCK is allowed (with a memory destination)
     OPF_LAZY = 1 << 16      # the handler keeps the status flags lazy (core/flags.pxi)
+    OPF_END = 1 << 17       # a near branch: ends a translated block (core/run.pxi)
 
 # Insn.flags
 cdef enum:
@@ -34,6 +35,7 @@ cdef enum:
     INSN_IMM_DX = 16
     INSN_LAZY = 32          # OPF_LAZY: may run with the flag record pending
     INSN_FUSED = 64         # a pair with the Jcc that follows (insn/fast.pxi)
+    INSN_END = 128          # OPF_END
 
 ctypedef struct OpInfo:
     handler_t fn
@@ -316,6 +318,8 @@ cdef int decode(Cpu* c, const uint8_t* b, int avail, Insn* d) noexcept nogil:
         return DECODE_UD
     if fl & OPF_LAZY:
         d.flags |= INSN_LAZY
+    if fl & OPF_END:
+        d.flags |= INSN_END
     d.len = i
     specialize(d)
     return DECODE_OK
@@ -420,8 +424,8 @@ cdef void init_opcode_tables() noexcept:
     op_set(OP1, 0x6E, h_outs, OPF_BYTE)
     op_set(OP1, 0x6F, h_outs, 0)
     for k in range(16):
-        op_set(OP1, 0x70 + k, h_jcc, OPF_IB | OPF_SX | OPF_F64 | OPF_LAZY, k)
-        op_set(OP2, 0x80 + k, h_jcc, OPF_IZ | OPF_SX | OPF_F64 | OPF_LAZY, k)
+        op_set(OP1, 0x70 + k, h_jcc, OPF_IB | OPF_SX | OPF_F64 | OPF_LAZY | OPF_END, k)
+        op_set(OP2, 0x80 + k, h_jcc, OPF_IZ | OPF_SX | OPF_F64 | OPF_LAZY | OPF_END, k)
     op_set(OP1, 0x84, h_test_rm_r, OPF_MODRM | OPF_BYTE | OPF_LAZY)
     op_set(OP1, 0x85, h_test_rm_r, OPF_MODRM | OPF_LAZY)
     op_set(OP1, 0x86, h_xchg_rm_r, OPF_MODRM | OPF_BYTE | OPF_LOCK | OPF_LAZY)
@@ -456,8 +460,8 @@ cdef void init_opcode_tables() noexcept:
         GRP[G_SHIFT][k] = h_rotate        # ROL ROR RCL RCR
     for k in (4, 5, 6, 7):
         GRP[G_SHIFT][k] = h_shift
-    op_set(OP1, 0xC2, h_ret_imm, OPF_IW | OPF_F64 | OPF_LAZY)
-    op_set(OP1, 0xC3, h_ret, OPF_F64 | OPF_LAZY)
+    op_set(OP1, 0xC2, h_ret_imm, OPF_IW | OPF_F64 | OPF_LAZY | OPF_END)
+    op_set(OP1, 0xC3, h_ret, OPF_F64 | OPF_LAZY | OPF_END)
     op_set(OP1, 0xC6, NULL, OPF_MODRM | OPF_GRP | OPF_BYTE | OPF_IB, G_MOVIMM)
     op_set(OP1, 0xC7, NULL, OPF_MODRM | OPF_GRP | OPF_IZ | OPF_SX, G_MOVIMM)
     GRP[G_MOVIMM][0] = h_mov_rm_imm
@@ -466,9 +470,9 @@ cdef void init_opcode_tables() noexcept:
     op_set(OP1, 0xE5, h_in_imm, OPF_IB)
     op_set(OP1, 0xE6, h_out_imm, OPF_BYTE | OPF_IB)
     op_set(OP1, 0xE7, h_out_imm, OPF_IB)
-    op_set(OP1, 0xE8, h_call_rel, OPF_IZ | OPF_SX | OPF_F64 | OPF_LAZY)
-    op_set(OP1, 0xE9, h_jmp_rel, OPF_IZ | OPF_SX | OPF_F64 | OPF_LAZY)
-    op_set(OP1, 0xEB, h_jmp_rel, OPF_IB | OPF_SX | OPF_F64 | OPF_LAZY)
+    op_set(OP1, 0xE8, h_call_rel, OPF_IZ | OPF_SX | OPF_F64 | OPF_LAZY | OPF_END)
+    op_set(OP1, 0xE9, h_jmp_rel, OPF_IZ | OPF_SX | OPF_F64 | OPF_LAZY | OPF_END)
+    op_set(OP1, 0xEB, h_jmp_rel, OPF_IB | OPF_SX | OPF_F64 | OPF_LAZY | OPF_END)
     op_set(OP1, 0xEC, h_in_dx, OPF_BYTE)
     op_set(OP1, 0xED, h_in_dx, 0)
     op_set(OP1, 0xEE, h_out_dx, OPF_BYTE)
@@ -508,8 +512,8 @@ cdef void init_opcode_tables() noexcept:
     GRP[G_FF][6] = h_push_rm
     GRP_FLAGS[G_FF][0] = OPF_LOCK | OPF_LAZY             # INC
     GRP_FLAGS[G_FF][1] = OPF_LOCK | OPF_LAZY             # DEC
-    GRP_FLAGS[G_FF][2] = OPF_F64 | OPF_LAZY
-    GRP_FLAGS[G_FF][4] = OPF_F64 | OPF_LAZY
+    GRP_FLAGS[G_FF][2] = OPF_F64 | OPF_LAZY | OPF_END
+    GRP_FLAGS[G_FF][4] = OPF_F64 | OPF_LAZY | OPF_END
     GRP_FLAGS[G_FF][6] = OPF_DEF64 | OPF_LAZY
     # Software interrupts and IRET (core/insn/interrupt.pxi).
     op_set(OP1, 0xCC, h_int, 0)

@@ -119,6 +119,8 @@ cdef inline void code_page_written(Cpu* c, uint64_t hpa) noexcept nogil:
     icache_invalidate_page(c, hpa)
     c.code_pages[hpa >> 12] = 0
     c.code_bits[hpa >> 12] = 0
+    c.code_gen[hpa >> 12] += 1         # the page's translated blocks
+    c.code_writes += 1                 # and the block running now, if any
 
 
 cdef inline int code_write_ok(Cpu* c, uint64_t hpa) noexcept nogil:

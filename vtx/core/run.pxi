@@ -4,6 +4,9 @@
 
 cdef enum:
     ICACHE_ENTRIES = 1 << 20
+    BLOCK_ENTRIES = 1 << 16     # translated blocks (direct-mapped)
+    ARENA_INSNS = 1 << 18       # their ops; when full, every block is dropped
+    MAX_BLOCK = 32              # ops per block
 
 
 cdef int decode_at(Cpu* c, uint64_t lin, uint8_t* p, Insn** dp, uint64_t tag) noexcept nogil:
@@ -47,6 +50,92 @@ cdef int decode_at(Cpu* c, uint64_t lin, uint8_t* p, Insn** dp, uint64_t tag) no
     return RC_OK
 
 
+cdef inline Block* block_slot(Cpu* c, uint8_t* p) noexcept nogil:
+    cdef size_t a = <size_t>p
+    return &c.blocks[(a ^ (a >> 14)) & (BLOCK_ENTRIES - 1)]
+
+
+cdef Block* build_block(Cpu* c, uint64_t lin, uint8_t* p, uint64_t hpa, uint64_t tag) noexcept nogil:
+    """Decode a translated block at linear lin (host p, host-physical hpa):
+    instructions that keep the flags lazy and do not branch, up to MAX_BLOCK,
+    ended by a branch, a fused pair, any other instruction (included as the
+    last op), the end of the page, or an instruction that does not decode or
+    crosses the page (left out: the one-at-a-time path handles it).  NULL
+    when not even the first instruction fits.  Code outside RAM is not
+    translated (its writes are not tracked)."""
+    cdef int avail = 4096 - <int>(lin & 0xFFF)
+    cdef int off = 0, n = 0, ninsn = 0, rc
+    cdef Insn* ops
+    cdef Insn* d
+    cdef Block* b
+    if hpa >= c.ram_size:
+        return NULL
+    if c.arena_used + MAX_BLOCK > ARENA_INSNS:
+        c.block_epoch += 1          # drops every block: the arena starts over
+        c.arena_used = 0
+    ops = &c.arena[c.arena_used]
+    while n < MAX_BLOCK and off < avail:
+        d = &ops[n]
+        rc = decode(c, p + off, MAX_INSN if avail - off >= MAX_INSN else avail - off, d)
+        if rc != DECODE_OK:
+            break
+        if avail - off > d.len:
+            fuse(c, d, p + off + d.len, avail - off - d.len)
+        d.tag = 0
+        mark_code_page(c, hpa + <uint64_t>off, d.len)
+        n += 1
+        ninsn += 2 if (d.flags & INSN_FUSED) else 1
+        off += d.len
+        if (d.flags & (INSN_END | INSN_FUSED)) or not (d.flags & INSN_LAZY):
+            break
+    if n == 0:
+        return NULL
+    spend(c, <uint64_t>n)       # decoding is work: see spend() in state.pxi
+    c.arena_used += <uint64_t>n
+    b = block_slot(c, p)
+    b.tag = tag
+    b.ops = ops
+    b.page_gen = c.code_gen[hpa >> 12]
+    b.epoch = c.block_epoch
+    b.n = <uint16_t>n
+    b.ninsn = <uint16_t>ninsn
+    b.nbytes = <uint16_t>off
+    return b
+
+
+cdef inline int run_block(Cpu* c, Block* b) noexcept nogil:
+    """Run a translated block from its first op (c.rip is its address).  The
+    checks that hold for the whole block were made by the caller: budget for
+    all its instructions, no STI/MOV SS blocking, CS limit and fetch
+    permission for all its bytes.  Per op only what an op can change is
+    looked at: a fault or exit ends the block with c.rip on that op; a write
+    that drops decoded code ends it after the writer (the rest may be stale)."""
+    cdef Insn* d = b.ops
+    cdef Insn* last = b.ops + (b.n - 1)
+    cdef uint64_t rip = c.rip
+    cdef uint64_t smask = SIZE_MASK[c.code_size]
+    cdef uint64_t writes = c.code_writes
+    cdef uint64_t nxt
+    cdef int rc
+    while True:
+        nxt = (rip + d.len) & smask
+        c.next_rip = nxt
+        if c.lf_kind != LF_NONE and not (d.flags & INSN_LAZY):
+            flags_compute(c)
+        rc = d.fn(c, d)
+        if rc != RC_OK:
+            return rc
+        c.icount += 1
+        if d == last:
+            c.rip = c.next_rip
+            return RC_OK
+        rip = nxt
+        c.rip = rip
+        if c.code_writes != writes:
+            return RC_OK
+        d += 1
+
+
 cdef void vm_leave(Cpu* c) noexcept nogil:
     """Leave non-root operation without a VM exit (the budget ran out, the
     guest halted with nothing to wake it, or the model stopped): save the
@@ -76,6 +165,8 @@ cdef int run_loop(Cpu* c) noexcept nogil:
     cdef uint64_t fetch_page = 0
     cdef uint64_t fetch_gen
     cdef uint8_t* fetch_host = NULL
+    cdef uint64_t fetch_hpa = 0
+    cdef Block* b
     cdef uint8_t* p
     cdef Insn* d
     cdef int rc
@@ -105,7 +196,24 @@ cdef int run_loop(Cpu* c) noexcept nogil:
                     fetch_page = lin >> 12
                     fetch_gen = c.tlb_gen
                     fetch_host = p - (lin & 0xFFF)
-        if rc == RC_OK:
+                    fetch_hpa = c.tlb[(lin >> 12) & (TLB_ENTRIES - 1)].hpa
+        if rc == RC_OK and c.interruptibility == 0 and fetch_hpa < c.ram_size:
+            # The translated block here, if one is valid, and if the checks
+            # for its whole extent pass; else one instruction at a time below.
+            tag = (<uint64_t>(<size_t>p)) | (<uint64_t>c.code_size << 56) | (1ULL << 63)
+            b = block_slot(c, p)
+            if b.tag != tag or b.epoch != c.block_epoch or b.page_gen != c.code_gen[fetch_hpa >> 12]:
+                b = build_block(c, lin, p, fetch_hpa | (lin & 0xFFF), tag)
+            if b != NULL and c.icount + b.ninsn <= c.icount_limit and (
+                    c.long64 or c.rip + b.nbytes - 1 <= (c.seg[S_CS].limit if c.seg[S_CS].limit < SIZE_MASK[c.code_size]
+                                                         else SIZE_MASK[c.code_size])):
+                rc = run_block(c, b)
+                if rc == RC_OK:
+                    continue
+                if rc == RC_REP_PAUSED:
+                    continue
+                p = NULL            # handled below with the other outcomes
+        if rc == RC_OK and p != NULL:
             tag = (<uint64_t>(<size_t>p)) | (<uint64_t>c.code_size << 56) | (1ULL << 63)
             d = &c.icache[(<size_t>p) & c.icache_mask]
             if d.tag != tag:
