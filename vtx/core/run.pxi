@@ -112,9 +112,11 @@ cdef inline int run_block(Cpu* c, Block* b) noexcept nogil:
     that drops decoded code ends it after the writer (the rest may be stale)."""
     cdef Insn* d = b.ops
     cdef Insn* last = b.ops + (b.n - 1)
-    cdef uint64_t rip = c.rip
+    cdef uint64_t start = c.rip
+    cdef uint64_t rip = start
     cdef uint64_t smask = SIZE_MASK[c.code_size]
     cdef uint64_t writes = c.code_writes
+    cdef uint64_t gen = c.tlb_gen
     cdef uint64_t nxt
     cdef int rc
     while True:
@@ -127,8 +129,17 @@ cdef inline int run_block(Cpu* c, Block* b) noexcept nogil:
             return rc
         c.icount += 1
         if d == last:
-            c.rip = c.next_rip
-            return RC_OK
+            rip = c.next_rip
+            c.rip = rip
+            # A block that branches back to its own start (a loop of one
+            # block) runs again at once when nothing its checks relied on
+            # changed: same bytes (no code dropped), same translation and
+            # mode (TLB generation), no blocking, budget left.
+            if (rip != start or c.code_writes != writes or c.tlb_gen != gen or c.interruptibility
+                    or c.icount + b.ninsn > c.icount_limit):
+                return RC_OK
+            d = b.ops
+            continue
         rip = nxt
         c.rip = rip
         if c.code_writes != writes:
