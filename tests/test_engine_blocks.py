@@ -1,0 +1,73 @@
+"""Translated blocks (vtx/core/run.pxi): a run of decoded instructions
+executed with the checks done once per block.  The outcome must be that of
+one instruction at a time: a budget that ends inside a block stops exactly
+there, a fault inside a block leaves the instructions before it retired and
+RIP on the faulting one, and a loop of one block stops at its budget.
+"""
+
+import pytest
+
+import vtx
+from vtx import ExitReason as R
+
+from conftest import guest, needs_as
+
+pytestmark = needs_as
+
+STRAIGHT = "\n".join(["inc eax", "add ebx, eax"] * 6) + "\nhlt\n"     # 12 instructions, one block
+
+
+@pytest.mark.parametrize("bits", [16, 32, 64])
+@pytest.mark.parametrize("budget", range(1, 13))
+def test_budget_inside_a_block(bits, budget):
+    vm = guest(STRAIGHT, bits)
+    v = vm.vcpu
+    r = vm.run(max_instructions=budget)
+    assert r.stop == "budget" and r.instructions == budget
+    incs = (budget + 1) // 2
+    assert v.eax == incs
+    assert v.ebx == sum(range(1, budget // 2 + 1))
+    r = vm.run()
+    assert r.exit.reason == R.HLT and v.eax == 6 and v.ebx == 21
+
+
+@pytest.mark.parametrize("bits", [32, 64])
+def test_fault_inside_a_block(bits):
+    """The third instruction of a block reads guest-physical memory that EPT
+    does not map: an EPT violation on it, with the first two retired, RIP on
+    the load, and nothing after it run."""
+    vm = guest("""
+        inc eax
+        inc eax
+        mov ebx, [0x7fff0000]
+        inc eax
+        hlt
+    """, bits)
+    seen = []
+    vm.on(R.EPT_VIOLATION)(lambda vcpu, e: seen.append(e) or vtx.STOP)
+    r = vm.run()
+    v = vm.vcpu
+    load_at = 0x1000 + (2 if bits == 32 else 4)          # inc eax: 40 / FF C0
+    assert [e.reason for e in seen] == [R.EPT_VIOLATION]
+    assert seen[0].guest_rip == load_at and seen[0].guest_physical_address == 0x7FFF0000
+    assert r.instructions == 2 and v.eax == 2 and v.rip == load_at
+
+
+@pytest.mark.parametrize("bits", [32, 64])
+def test_loop_of_one_block_with_budget(bits):
+    """A loop whose body is one block (it branches back to its own start)
+    stops at the budget inside an iteration."""
+    vm = guest("""
+        mov ecx, 100
+    1:  inc eax
+        add ebx, 3
+        sub ecx, 1
+        jnz 1b
+        hlt
+    """, bits)
+    v = vm.vcpu
+    r = vm.run(max_instructions=1 + 4 * 10 + 2)
+    assert r.instructions == 43
+    assert v.eax == 11 and v.ebx == 33 and v.ecx == 90
+    r = vm.run()
+    assert r.exit.reason == R.HLT and v.eax == 100 and v.ecx == 0
