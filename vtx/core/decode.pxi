@@ -417,8 +417,8 @@ cdef void init_opcode_tables() noexcept:
     op_set(OP1, 0x63, h_movsxd, OPF_MODRM)      # 64-bit only; ARPL elsewhere
     op_set(OP1, 0x68, h_push_imm, OPF_IZ | OPF_SX | OPF_DEF64 | OPF_LAZY)
     op_set(OP1, 0x6A, h_push_imm, OPF_IB | OPF_SX | OPF_DEF64 | OPF_LAZY)
-    op_set(OP1, 0x69, h_imul_r_rm_imm, OPF_MODRM | OPF_IZ | OPF_SX)
-    op_set(OP1, 0x6B, h_imul_r_rm_imm, OPF_MODRM | OPF_IB | OPF_SX)
+    op_set(OP1, 0x69, h_imul_r_rm_imm, OPF_MODRM | OPF_IZ | OPF_SX | OPF_LAZY)
+    op_set(OP1, 0x6B, h_imul_r_rm_imm, OPF_MODRM | OPF_IB | OPF_SX | OPF_LAZY)
     op_set(OP1, 0x6C, h_ins, OPF_BYTE)
     op_set(OP1, 0x6D, h_ins, 0)
     op_set(OP1, 0x6E, h_outs, OPF_BYTE)
@@ -460,6 +460,7 @@ cdef void init_opcode_tables() noexcept:
         GRP[G_SHIFT][k] = h_rotate        # ROL ROR RCL RCR
     for k in (4, 5, 6, 7):
         GRP[G_SHIFT][k] = h_shift
+        GRP_FLAGS[G_SHIFT][k] = OPF_LAZY
     op_set(OP1, 0xC2, h_ret_imm, OPF_IW | OPF_F64 | OPF_LAZY | OPF_END)
     op_set(OP1, 0xC3, h_ret, OPF_F64 | OPF_LAZY | OPF_END)
     op_set(OP1, 0xC6, NULL, OPF_MODRM | OPF_GRP | OPF_BYTE | OPF_IB, G_MOVIMM)
@@ -549,7 +550,7 @@ cdef void init_opcode_tables() noexcept:
     op_set(OP2, 0x31, h_rdtsc, 0)
     op_set(OP2, 0x32, h_rdmsr, 0)
     op_set(OP2, 0xA2, h_cpuid, 0)
-    op_set(OP2, 0xAF, h_imul_r_rm, OPF_MODRM)
+    op_set(OP2, 0xAF, h_imul_r_rm, OPF_MODRM | OPF_LAZY)
     op_set(OP2, 0xB6, h_movzx, OPF_MODRM | OPF_SRC8 | OPF_LAZY)
     op_set(OP2, 0xB7, h_movzx, OPF_MODRM | OPF_SRC16 | OPF_LAZY)
     op_set(OP2, 0xBE, h_movsx, OPF_MODRM | OPF_SRC8 | OPF_LAZY)

@@ -21,6 +21,8 @@ cdef enum:
     LF_LOGIC = 3      # AND OR XOR TEST: r; CF = OF = 0, AF cleared (see arith.pxi)
     LF_INC = 4        # INC: r = a + 1, CF kept in lf_cf
     LF_DEC = 5        # DEC: r = a - 1, CF kept in lf_cf
+    LF_FIXED = 6      # IMUL, shifts: CF OF AF already known (lf_cf holds
+                      # those flag bits), SF ZF PF from r
 
 
 cdef inline void set_lazy(Cpu* c, uint32_t kind, uint32_t size, uint64_t a, uint64_t b, uint64_t r) noexcept nogil:
@@ -59,6 +61,8 @@ cdef void flags_compute(Cpu* c) noexcept nogil:
                 f |= F_CF
         else:
             f |= c.lf_cf
+    elif k == LF_FIXED:
+        f |= c.lf_cf & (F_CF | F_OF | F_AF)
     c.rflags = (c.rflags & ~(<uint64_t>F_STATUS)) | f
     c.lf_kind = LF_NONE
 
@@ -79,44 +83,28 @@ cdef inline uint64_t lazy_cf(Cpu* c) noexcept nogil:
         return c.lf_a < c.lf_b
     if k == LF_LOGIC:
         return 0
-    return c.lf_cf
+    return c.lf_cf & F_CF
 
 
-cdef inline int cond(Cpu* c, int cc) noexcept nogil:
-    """Condition codes tttn (SDM Vol. 1 Appendix B).  The conditions a
-    compiler branches on right after CMP, SUB, TEST, logic or DEC are read
-    from the record directly (fused compare-and-branch); the rest
-    materializes the flags first."""
+cdef int cond_slow(Cpu* c, int cc) noexcept nogil:
+    """cond() for the cases the inline part does not read from the record:
+    materialize the flags and test them."""
     cdef uint64_t f
     cdef int r
     cdef int k = cc >> 1
     cdef uint32_t kind = c.lf_kind
     cdef uint32_t size
-    if kind != LF_NONE:
+    if kind == LF_LOGIC:                            # CF = OF = 0
         size = c.lf_size
-        if k == 2:                                  # E / NE: ZF
+        if k == 0 or k == 1:                        # O / NO, B / AE
+            return cc & 1
+        if k == 3:                                  # BE / A: ZF
             return (c.lf_r == 0) ^ (cc & 1)
-        if k == 4:                                  # S / NS: SF
+        if k == 6:                                  # L / GE: SF
             return ((c.lf_r & sign_bit(size)) != 0) ^ (cc & 1)
-        if kind == LF_SUB:
-            if k == 1:                              # B / AE: CF
-                return (c.lf_a < c.lf_b) ^ (cc & 1)
-            if k == 3:                              # BE / A: CF or ZF
-                return (c.lf_a <= c.lf_b) ^ (cc & 1)
-            if k == 6:                              # L / GE: SF != OF
-                return (sext(c.lf_a, size) < sext(c.lf_b, size)) ^ (cc & 1)
-            if k == 7:                              # LE / G: ZF or SF != OF
-                return (sext(c.lf_a, size) <= sext(c.lf_b, size)) ^ (cc & 1)
-        elif kind == LF_LOGIC:                      # CF = OF = 0
-            if k == 0 or k == 1:                    # O / NO, B / AE
-                return cc & 1
-            if k == 3:                              # BE / A: ZF
-                return (c.lf_r == 0) ^ (cc & 1)
-            if k == 6:                              # L / GE: SF
-                return ((c.lf_r & sign_bit(size)) != 0) ^ (cc & 1)
-            if k == 7:                              # LE / G: ZF or SF
-                return (c.lf_r == 0 or (c.lf_r & sign_bit(size)) != 0) ^ (cc & 1)
-        flags_compute(c)
+        if k == 7:                                  # LE / G: ZF or SF
+            return (c.lf_r == 0 or (c.lf_r & sign_bit(size)) != 0) ^ (cc & 1)
+    flags_sync(c)
     f = c.rflags
     if k == 0:
         r = (f & F_OF) != 0
@@ -135,3 +123,30 @@ cdef inline int cond(Cpu* c, int cc) noexcept nogil:
     else:
         r = ((f & F_ZF) != 0) or (((f & F_SF) != 0) != ((f & F_OF) != 0))
     return r ^ (cc & 1)
+
+
+cdef inline int cond(Cpu* c, int cc) noexcept nogil:
+    """Condition codes tttn (SDM Vol. 1 Appendix B).  The conditions a
+    compiler branches on right after CMP, SUB, TEST, logic or DEC are read
+    from the record directly (fused compare-and-branch); small enough to
+    inline, and with a constant cc (the specialized Jcc handlers) only one
+    test remains.  The rest is cond_slow."""
+    cdef int k = cc >> 1
+    cdef uint32_t kind = c.lf_kind
+    if kind != LF_NONE:
+        if k == 2:                                  # E / NE: ZF
+            return (c.lf_r == 0) ^ (cc & 1)
+        if k == 4:                                  # S / NS: SF
+            return ((c.lf_r & sign_bit(c.lf_size)) != 0) ^ (cc & 1)
+        if kind == LF_SUB:
+            if k == 1:                              # B / AE: CF
+                return (c.lf_a < c.lf_b) ^ (cc & 1)
+            if k == 3:                              # BE / A: CF or ZF
+                return (c.lf_a <= c.lf_b) ^ (cc & 1)
+            if k == 6:                              # L / GE: SF != OF
+                return (sext(c.lf_a, c.lf_size) < sext(c.lf_b, c.lf_size)) ^ (cc & 1)
+            if k == 7:                              # LE / G: ZF or SF != OF
+                return (sext(c.lf_a, c.lf_size) <= sext(c.lf_b, c.lf_size)) ^ (cc & 1)
+    elif k == 2:
+        return ((c.rflags & F_ZF) != 0) ^ (cc & 1)
+    return cond_slow(c, cc)

@@ -632,10 +632,25 @@ cdef inline void store_le(uint8_t* p, int size, uint64_t v) noexcept nogil:
 
 
 cdef inline int seg_linear_fast(Cpu* c, int s, uint64_t off, int size, int kind, uint64_t* lin) noexcept nogil:
-    """seg_linear, with the 64-bit flat case inline (the same checks)."""
-    if c.long64 and s != S_FS and s != S_GS and is_canonical(off) and is_canonical(off + size - 1):
-        lin[0] = off
-        return RC_OK
+    """seg_linear, with its common cases inline and the same checks: 64-bit
+    mode through a segment other than FS and GS, and protected mode through
+    a usable expand-up segment that allows the access (a readable data or
+    code segment for a read, a writable data segment for a write) within its
+    limit.  Everything else (expand-down, faults, real and virtual-8086
+    mode, FS/GS in 64-bit mode) takes seg_linear."""
+    cdef Seg* sg
+    cdef uint32_t t
+    if c.long64:
+        if s != S_FS and s != S_GS and is_canonical(off) and is_canonical(off + size - 1):
+            lin[0] = off
+            return RC_OK
+    elif (c.cr0 & CR0_PE) and not (c.rflags & F_VM):
+        sg = &c.seg[s]
+        t = sg.ar & (AR_UNUSABLE | AR_TYPE)
+        if ((((t & 0x1000C) == 0 or (t & 0x1000A) == 0xA) if kind == ACC_READ else (t & 0x1000E) == 2)
+                and off + <uint64_t>size - 1 <= sg.limit):
+            lin[0] = (sg.base + off) & 0xFFFFFFFFULL
+            return RC_OK
     return seg_linear(c, s, off, size, kind, lin)
 
 

@@ -345,12 +345,13 @@ cdef int h_shift(Cpu* c, Insn* d) noexcept nogil:
         f = cf
         if ((r & sign_bit(size)) != 0) != (cf != 0):
             f |= F_OF
-    f |= szp_flags(r, size)
-    # AF is undefined for shifts by a non-zero count; left clear.
+    # AF is undefined for shifts by a non-zero count; left clear.  SF ZF PF
+    # come from the result when read (core/flags.pxi, LF_FIXED).
     rc = write_rm(c, d, size, r)
     if rc:
         return rc
-    set_status_flags(c, f)
+    set_lazy(c, LF_FIXED, size, 0, 0, r)
+    c.lf_cf = f
     return RC_OK
 
 
@@ -445,9 +446,10 @@ cdef inline int imul2(Cpu* c, Insn* d, uint64_t a, uint64_t b) noexcept nogil:
     cdef i128 p = <i128>sext(a, size) * <i128>sext(b, size)
     cdef uint64_t lo = <uint64_t>p & SIZE_MASK[size]
     cdef uint64_t f = (F_CF | F_OF) if p != <i128>sext(lo, size) else 0
-    f |= szp_flags(lo, size)
     set_reg(c, d.reg, size, lo)
-    set_status_flags(c, f)
+    # SF ZF PF (undefined) from the result as before, AF clear: LF_FIXED.
+    set_lazy(c, LF_FIXED, size, 0, 0, lo)
+    c.lf_cf = f
     return RC_OK
 
 
