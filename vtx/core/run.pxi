@@ -122,13 +122,24 @@ cdef inline int run_block(Cpu* c, Block* b) noexcept nogil:
     while True:
         nxt = (rip + d.len) & smask
         c.next_rip = nxt
-        if c.lf_kind != LF_NONE and not (d.flags & INSN_LAZY):
-            flags_compute(c)
-        rc = d.fn(c, d)
-        if rc != RC_OK:
-            return rc
-        c.icount += 1
-        if d == last:
+        if d != last:
+            # Every op but the last keeps the flags lazy (build_block).
+            rc = d.fn(c, d)
+            if rc != RC_OK:
+                return rc
+            c.icount += 1
+            rip = nxt
+            c.rip = rip
+            if c.code_writes != writes:
+                return RC_OK
+            d += 1
+        else:
+            if c.lf_kind != LF_NONE and not (d.flags & INSN_LAZY):
+                flags_compute(c)
+            rc = d.fn(c, d)
+            if rc != RC_OK:
+                return rc
+            c.icount += 1
             rip = c.next_rip
             c.rip = rip
             # A block that branches back to its own start (a loop of one
@@ -139,12 +150,6 @@ cdef inline int run_block(Cpu* c, Block* b) noexcept nogil:
                     or c.icount + b.ninsn > c.icount_limit):
                 return RC_OK
             d = b.ops
-            continue
-        rip = nxt
-        c.rip = rip
-        if c.code_writes != writes:
-            return RC_OK
-        d += 1
 
 
 cdef void vm_leave(Cpu* c) noexcept nogil:

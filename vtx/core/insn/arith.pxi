@@ -442,7 +442,12 @@ cdef int h_muldiv(Cpu* c, Insn* d) noexcept nogil:
 
 
 cdef inline int imul2(Cpu* c, Insn* d, uint64_t a, uint64_t b) noexcept nogil:
-    cdef int size = d.osz
+    return imul2_sized(c, d, a, b, d.osz)
+
+
+cdef inline int imul2_sized(Cpu* c, Insn* d, uint64_t a, uint64_t b, int size) noexcept nogil:
+    """IMUL r, r/m (, imm): the low half to the register; CF = OF = 1 when
+    the signed product does not fit."""
     cdef i128 p = <i128>sext(a, size) * <i128>sext(b, size)
     cdef uint64_t lo = <uint64_t>p & SIZE_MASK[size]
     cdef uint64_t f = (F_CF | F_OF) if p != <i128>sext(lo, size) else 0

@@ -88,6 +88,30 @@ cdef inline int t_jcc(Cpu* c, Insn* d, int cc) noexcept nogil:
     return RC_OK
 
 
+cdef inline int t_cmov(Cpu* c, Insn* d, int cc) noexcept nogil:
+    """CMOVcc with a constant condition: as h_cmovcc."""
+    cdef uint64_t v
+    cdef int rc = read_rm(c, d, d.osz, &v)
+    if rc:
+        return rc
+    if cond(c, cc):
+        set_reg(c, d.reg, d.osz, v)
+    elif d.osz == 4:
+        set_reg(c, d.reg, 4, get_reg(c, d.reg, 4))
+    return RC_OK
+
+
+cdef inline int t_imul(Cpu* c, Insn* d, int size, int with_imm) noexcept nogil:
+    """IMUL r, r/m and IMUL r, r/m, imm of a constant size."""
+    cdef uint64_t b
+    cdef int rc = read_rm(c, d, size, &b)
+    if rc:
+        return rc
+    if with_imm:
+        return imul2_sized(c, d, b, d.imm, size)
+    return imul2_sized(c, d, c.regs[d.reg], b, size)
+
+
 # --- instantiations -------------------------------------------------------------
 
 cdef int h_add_rr16(Cpu* c, Insn* d) noexcept nogil:
@@ -328,6 +352,74 @@ cdef int h_jccf(Cpu* c, Insn* d) noexcept nogil:
     return t_jcc(c, d, 15)
 
 
+
+cdef int h_cmov0(Cpu* c, Insn* d) noexcept nogil:
+    return t_cmov(c, d, 0)
+
+cdef int h_cmov1(Cpu* c, Insn* d) noexcept nogil:
+    return t_cmov(c, d, 1)
+
+cdef int h_cmov2(Cpu* c, Insn* d) noexcept nogil:
+    return t_cmov(c, d, 2)
+
+cdef int h_cmov3(Cpu* c, Insn* d) noexcept nogil:
+    return t_cmov(c, d, 3)
+
+cdef int h_cmov4(Cpu* c, Insn* d) noexcept nogil:
+    return t_cmov(c, d, 4)
+
+cdef int h_cmov5(Cpu* c, Insn* d) noexcept nogil:
+    return t_cmov(c, d, 5)
+
+cdef int h_cmov6(Cpu* c, Insn* d) noexcept nogil:
+    return t_cmov(c, d, 6)
+
+cdef int h_cmov7(Cpu* c, Insn* d) noexcept nogil:
+    return t_cmov(c, d, 7)
+
+cdef int h_cmov8(Cpu* c, Insn* d) noexcept nogil:
+    return t_cmov(c, d, 8)
+
+cdef int h_cmov9(Cpu* c, Insn* d) noexcept nogil:
+    return t_cmov(c, d, 9)
+
+cdef int h_cmova(Cpu* c, Insn* d) noexcept nogil:
+    return t_cmov(c, d, 10)
+
+cdef int h_cmovb(Cpu* c, Insn* d) noexcept nogil:
+    return t_cmov(c, d, 11)
+
+cdef int h_cmovc(Cpu* c, Insn* d) noexcept nogil:
+    return t_cmov(c, d, 12)
+
+cdef int h_cmovd(Cpu* c, Insn* d) noexcept nogil:
+    return t_cmov(c, d, 13)
+
+cdef int h_cmove(Cpu* c, Insn* d) noexcept nogil:
+    return t_cmov(c, d, 14)
+
+cdef int h_cmovf(Cpu* c, Insn* d) noexcept nogil:
+    return t_cmov(c, d, 15)
+
+cdef int h_imul16(Cpu* c, Insn* d) noexcept nogil:
+    return t_imul(c, d, 2, 0)
+
+cdef int h_imul_imm16(Cpu* c, Insn* d) noexcept nogil:
+    return t_imul(c, d, 2, 1)
+
+cdef int h_imul32(Cpu* c, Insn* d) noexcept nogil:
+    return t_imul(c, d, 4, 0)
+
+cdef int h_imul_imm32(Cpu* c, Insn* d) noexcept nogil:
+    return t_imul(c, d, 4, 1)
+
+cdef int h_imul64(Cpu* c, Insn* d) noexcept nogil:
+    return t_imul(c, d, 8, 0)
+
+cdef int h_imul_imm64(Cpu* c, Insn* d) noexcept nogil:
+    return t_imul(c, d, 8, 1)
+
+
 # --- selection ------------------------------------------------------------------
 
 cdef handler_t FAST_ALU_RR[8][9]     # [ALU op][size]; NULL: keep the generic handler
@@ -341,6 +433,9 @@ cdef handler_t FAST_MOV_R_M[9]
 cdef handler_t FAST_MOV_M_R[9]
 cdef handler_t FAST_LEA[9]
 cdef handler_t FAST_JCC[16]
+cdef handler_t FAST_CMOV[16]
+cdef handler_t FAST_IMUL[9]
+cdef handler_t FAST_IMUL_IMM[9]
 
 
 cdef void init_fast_tables() noexcept:
@@ -354,6 +449,30 @@ cdef void init_fast_tables() noexcept:
     memset(FAST_MOV_R_M, 0, sizeof(FAST_MOV_R_M))
     memset(FAST_MOV_M_R, 0, sizeof(FAST_MOV_M_R))
     memset(FAST_LEA, 0, sizeof(FAST_LEA))
+    memset(FAST_IMUL, 0, sizeof(FAST_IMUL))
+    memset(FAST_IMUL_IMM, 0, sizeof(FAST_IMUL_IMM))
+    FAST_CMOV[0] = h_cmov0
+    FAST_CMOV[1] = h_cmov1
+    FAST_CMOV[2] = h_cmov2
+    FAST_CMOV[3] = h_cmov3
+    FAST_CMOV[4] = h_cmov4
+    FAST_CMOV[5] = h_cmov5
+    FAST_CMOV[6] = h_cmov6
+    FAST_CMOV[7] = h_cmov7
+    FAST_CMOV[8] = h_cmov8
+    FAST_CMOV[9] = h_cmov9
+    FAST_CMOV[10] = h_cmova
+    FAST_CMOV[11] = h_cmovb
+    FAST_CMOV[12] = h_cmovc
+    FAST_CMOV[13] = h_cmovd
+    FAST_CMOV[14] = h_cmove
+    FAST_CMOV[15] = h_cmovf
+    FAST_IMUL[2] = h_imul16
+    FAST_IMUL_IMM[2] = h_imul_imm16
+    FAST_IMUL[4] = h_imul32
+    FAST_IMUL_IMM[4] = h_imul_imm32
+    FAST_IMUL[8] = h_imul64
+    FAST_IMUL_IMM[8] = h_imul_imm64
 
     FAST_ALU_RR[ALU_ADD][2] = h_add_rr16
     FAST_ALU_RI[ALU_ADD][2] = h_add_ri16
@@ -507,6 +626,12 @@ cdef void specialize(Insn* d) noexcept nogil:
         return
     if fn == h_jcc:
         f = FAST_JCC[d.ext & 15]
+    elif fn == h_cmovcc:
+        f = FAST_CMOV[d.ext & 15]
+    elif fn == h_imul_r_rm:
+        f = FAST_IMUL[size]
+    elif fn == h_imul_r_rm_imm:
+        f = FAST_IMUL_IMM[size]
     elif d.mod == 3:
         if fn == h_alu_rm_r:
             f = FAST_ALU_RR[d.ext & 7][size]
