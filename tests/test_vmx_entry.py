@@ -170,7 +170,8 @@ CONTROL_CASES = [
     ("eptp-reserved-bit-11", "real", [(F.EPT_POINTER, setb(1 << 11))], "EPT_POINTER"),
     ("eptp-beyond-maxphyaddr", "real", [(F.EPT_POINTER, setb(1 << 39))], "EPT_POINTER"),
     # VPID
-    ("vpid-zero", "real", [(F.SECONDARY_PROC_BASED_CONTROLS, setb(ProcBased2.ENABLE_VPID))], "VPID_NONZERO"),
+    ("vpid-zero", "real", [(F.SECONDARY_PROC_BASED_CONTROLS, setb(ProcBased2.ENABLE_VPID)),
+                           (F.VIRTUAL_PROCESSOR_ID, 0)], "VPID_NONZERO"),
     # unrestricted guest without EPT
     ("ug-without-ept", "real", [(F.SECONDARY_PROC_BASED_CONTROLS, clrb(ProcBased2.ENABLE_EPT))],
      "UNRESTRICTED_GUEST_NEEDS_EPT"),

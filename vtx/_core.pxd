@@ -182,6 +182,11 @@ ctypedef struct Cpu:
     uint64_t* code_bits   # per RAM page: which 64-byte chunks hold decoded code
     TlbEntry* tlb
     uint64_t tlb_gen
+    # The translation context the TLB was kept for at the last VM exit with
+    # VPID enabled (core/vmx/exit.pxi, tlb_kept_for); tlb_kept = 0: none.
+    int tlb_kept
+    uint32_t tlb_vpid
+    uint64_t tlb_cr0, tlb_cr3, tlb_cr4, tlb_efer, tlb_eptp
     Insn* icache
     uint64_t icache_mask
     Block* blocks         # translated blocks, direct-mapped by a hash of the host address

@@ -365,6 +365,28 @@ cdef class VCpuBase:
             return None
         return _entry_error(self.c, rc)
 
+    def invvpid(self):
+        """Invalidate the guest's cached linear and combined mappings, as
+        INVVPID does (SDM Vol. 3C 29.4.3.3).  With "enable VPID" set, the
+        model keeps the guest's TLB across VM exits and entries like the
+        processor does, so a hypervisor that changes the guest's paging
+        structures behind its back (through a raw memory view) or its EPT
+        tables calls this or :meth:`invept` before resuming.  Writes through
+        ``vm.write`` invalidate by themselves.  The model invalidates all
+        mappings (allowed for every INVVPID type)."""
+        if self.c.in_guest:
+            raise VmStateError("invvpid: the guest is running (run() is active in another thread)")
+        tlb_flush(self.c)
+        self.c.tlb_kept = 0
+
+    def invept(self):
+        """Invalidate mappings derived from EPT, as INVEPT does (SDM Vol.
+        3C 29.4.3.1); see :meth:`invvpid`."""
+        if self.c.in_guest:
+            raise VmStateError("invept: the guest is running (run() is active in another thread)")
+        tlb_flush(self.c)
+        self.c.tlb_kept = 0
+
     @property
     def events(self):
         """Exceptions and interrupts delivered through the guest's IVT or

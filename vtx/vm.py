@@ -250,7 +250,12 @@ class VM:
         v.vmwrite(F.PRIMARY_PROC_BASED_CONTROLS,
                   a0(capabilities.TRUE_PROCBASED_CTLS) | ProcBased.HLT_EXITING
                   | ProcBased.UNCONDITIONAL_IO_EXITING | ProcBased.ACTIVATE_SECONDARY_CONTROLS)
-        v.vmwrite(F.SECONDARY_PROC_BASED_CONTROLS, ProcBased2.ENABLE_EPT | ProcBased2.UNRESTRICTED_GUEST)
+        # VPID, as KVM gives its guests: the guest's TLB survives the exit
+        # round trip (invalidate with vcpu.invvpid() after editing its paging
+        # structures through a raw view; vm.write invalidates by itself).
+        v.vmwrite(F.SECONDARY_PROC_BASED_CONTROLS,
+                  ProcBased2.ENABLE_EPT | ProcBased2.UNRESTRICTED_GUEST | ProcBased2.ENABLE_VPID)
+        v.vmwrite(F.VIRTUAL_PROCESSOR_ID, len(self._vcpus))      # 1, 2, ...: 0 is the host's
         v.vmwrite(F.VM_EXIT_CONTROLS,
                   a0(capabilities.TRUE_EXIT_CTLS) | ExitControls.HOST_ADDRESS_SPACE_SIZE
                   | ExitControls.SAVE_IA32_EFER | ExitControls.LOAD_IA32_EFER

@@ -158,9 +158,9 @@ cdef void vm_leave(Cpu* c) noexcept nogil:
     guest state so the hosted hypervisor sees it and VMRESUME continues."""
     if c.non_root:
         save_guest_state(c)
+        tlb_at_exit(c)
         c.non_root = 0
         c.ept = 0
-        tlb_flush(c)
 
 
 cdef int run_loop(Cpu* c) noexcept nogil:

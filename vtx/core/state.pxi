@@ -188,7 +188,16 @@ cdef inline uint64_t szp_flags(uint64_t r, int size) noexcept nogil:
 
 
 cdef void update_mode(Cpu* c) noexcept nogil:
-    """Recompute the derived mode after CR0, CR4, EFER or CS changed."""
+    """Recompute the derived mode after CR0, CR4, EFER or CS changed, and
+    flush the TLB (it holds permissions computed for the old mode, and the
+    run loop's fetch page is checked against the TLB generation)."""
+    compute_mode(c)
+    c.tlb_gen += 1
+
+
+cdef void compute_mode(Cpu* c) noexcept nogil:
+    """update_mode without the flush: for VM entry, which flushes only
+    where the SDM requires it (core/vmx/exit.pxi, tlb_kept_for)."""
     cdef uint32_t csar = c.seg[S_CS].ar
     if (c.efer & EFER_LMA) and (csar & AR_L):
         c.long64 = 1
@@ -220,7 +229,6 @@ cdef void update_mode(Cpu* c) noexcept nogil:
         c.paging = 3
     else:
         c.paging = 2
-    c.tlb_gen += 1
 
 
 cdef inline int is_canonical(uint64_t a) noexcept nogil:

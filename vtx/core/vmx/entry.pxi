@@ -454,7 +454,8 @@ cdef int vm_entry(Cpu* c, int launch) noexcept nogil:
     c.vmcs[VMCS_OFF_LAUNCH_STATE] = 1
     c.non_root = 1
     c.vmx_on = 1
-    update_mode(c)          # also flushes the TLB: no VPID tagging yet
+    compute_mode(c)
+    tlb_at_entry(c)         # flushes unless VPID keeps the guest's mappings
     c.entries += 1
     account_exit_time(c)
     return RC_OK

@@ -57,6 +57,46 @@ cdef void save_guest_state(Cpu* c) noexcept nogil:
     vw(c, VMCS_OFF_VM_ENTRY_CONTROLS, 4, c.ctl.entry_ctl)
 
 
+# --- the TLB across VM exits and entries (SDM Vol. 3C 29.4.3.3) --------------
+# Without VPID (or with VPID 0) every VM exit and VM entry invalidates the
+# mappings of VPID 0000H, so the TLB is flushed.  With VPID enabled the
+# guest's mappings are tagged with its VPID and survive the round trip; the
+# hypervisor invalidates them with INVVPID/INVEPT (VCpu.invvpid, .invept).
+# The model keeps them when the entry comes back to the same context
+# (VPID, EPTP, CR3, and the CR0/CR4/EFER bits its permissions were computed
+# with) and flushes otherwise, which is always allowed.  PAE paging, whose
+# PDPTEs entry reloads, is flushed too.
+
+cdef inline int vpid_active(Cpu* c) noexcept nogil:
+    return (c.ctl.proc2 & PROC2_ENABLE_VPID) != 0 and vr(c, VMCS_OFF_VIRTUAL_PROCESSOR_ID, 2) != 0
+
+
+cdef void tlb_at_exit(Cpu* c) noexcept nogil:
+    if vpid_active(c) and c.paging != 3:
+        c.tlb_kept = 1
+        c.tlb_vpid = <uint32_t>vr(c, VMCS_OFF_VIRTUAL_PROCESSOR_ID, 2)
+        c.tlb_cr0 = c.cr0 & (CR0_PE | CR0_WP | CR0_PG)
+        c.tlb_cr3 = c.cr3
+        c.tlb_cr4 = c.cr4 & (CR4_PSE | CR4_PAE | CR4_PGE | CR4_PCIDE | CR4_SMEP | CR4_SMAP)
+        c.tlb_efer = c.efer & (EFER_LMA | EFER_NXE)
+        c.tlb_eptp = c.ctl.eptp if c.ept else 1
+    else:
+        c.tlb_kept = 0
+        tlb_flush(c)
+
+
+cdef void tlb_at_entry(Cpu* c) noexcept nogil:
+    """After the guest state and controls are loaded."""
+    if not (c.tlb_kept and vpid_active(c) and c.paging != 3 and
+            c.tlb_vpid == vr(c, VMCS_OFF_VIRTUAL_PROCESSOR_ID, 2) and
+            c.tlb_cr0 == c.cr0 & (CR0_PE | CR0_WP | CR0_PG) and c.tlb_cr3 == c.cr3 and
+            c.tlb_cr4 == c.cr4 & (CR4_PSE | CR4_PAE | CR4_PGE | CR4_PCIDE | CR4_SMEP | CR4_SMAP) and
+            c.tlb_efer == c.efer & (EFER_LMA | EFER_NXE) and
+            c.tlb_eptp == (c.ctl.eptp if c.ept else 1)):
+        tlb_flush(c)
+    c.tlb_kept = 0
+
+
 cdef void vm_exit(Cpu* c) noexcept nogil:
     """Perform the VM exit staged in c.x_* (SDM 27.2 exit information, 27.3
     guest state)."""
@@ -82,9 +122,9 @@ cdef void vm_exit(Cpu* c) noexcept nogil:
     vw(c, VMCS_OFF_VM_ENTRY_INTERRUPTION_INFO, 4,
        vr(c, VMCS_OFF_VM_ENTRY_INTERRUPTION_INFO, 4) & 0x7FFFFFFFULL)
     save_guest_state(c)
+    tlb_at_exit(c)
     c.non_root = 0
     c.ept = 0
-    tlb_flush(c)
     c.exit_count[reason & 0x7F] += 1
     c.acct_reason = reason & 0x7F
     c.exit_t0 = now_ns()
