@@ -420,6 +420,18 @@ cdef class VCpuBase:
         cdef uint64_t d = resume_mask(self.c)
         return [_ENTRY_CHECKS[i][0] for i in range(CK_COUNT) if (d >> i) & 1]
 
+    def _set_dirty_checks(self, names):
+        """Replace the record of the checks whose inputs changed with `names`
+        (for tests: forgetting a change must make the verification mode
+        raise, and the incremental mode miss it)."""
+        index = {row[0]: i for i, row in enumerate(_ENTRY_CHECKS)}
+        cdef uint64_t d = 0
+        for name in names:
+            d |= 1ULL << index[name]
+        _host_writes_vmcs(self.c)
+        _note_raw_views(self.c, self.machine.priv_mem)
+        self.c.ck_dirty = d
+
     @property
     def events(self):
         """Exceptions and interrupts delivered through the guest's IVT or
