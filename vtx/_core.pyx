@@ -204,6 +204,20 @@ cdef class Machine:
         keeps the decode cache coherent)."""
         return memoryview(self.ram_mem).toreadonly()
 
+    def priv_bytes(self, offset=0, size=None):
+        """A copy of bytes of the private memory: for looking, unlike
+        :meth:`priv_view` no write can come through it, so the entry checks
+        keep their record of what changed."""
+        if size is None:
+            size = self.priv_size - offset if isinstance(offset, int) else 0
+        if isinstance(offset, bool) or not isinstance(offset, int) or isinstance(size, bool) or \
+                not isinstance(size, int):
+            raise TypeError("priv_bytes: offset and size are ints")
+        if offset < 0 or size < 0 or offset + size > self.priv_size:
+            raise ArgumentError(f"priv_bytes: [{offset:#x}, {offset + size:#x}) is outside the private "
+                                f"memory [0, {self.priv_size:#x})")
+        return PyBytes_FromStringAndSize(<char*>(self.priv_mem.ptr + <uint64_t>offset), <Py_ssize_t>size)
+
     def priv_view(self):
         """A writable memoryview of the hosted hypervisor's private memory.
         While it (or a view or object made from it) lives, and once after, a
