@@ -33,7 +33,7 @@ from vtx.errors import EntryCheckMismatch
 from vtx.spec import FIELDS, FieldWidth, field_info, field_offset, field_size
 from vtx.spec.entry_checks import ALWAYS, ENTRY_CHECKS, INPUTS
 
-from conftest import needs_as
+from entry_check_scenarios import NOT_SHOWN, SCENARIOS
 
 CHECK_NAMES = [row[0] for row in ENTRY_CHECKS]
 AREA = {row[0]: row[1] for row in ENTRY_CHECKS}
@@ -293,6 +293,32 @@ def test_each_bit_of_each_field_marks_the_checks_that_read_it():
         assert v._dirty_checks() == list(ALWAYS)
 
 
+@pytest.mark.parametrize("check,field,mode,s0,new", SCENARIOS,
+                         ids=[f"{k}<-{f}" for k, f, *_ in SCENARIOS])
+def test_each_input_of_each_check_is_re_checked(check, field, mode, s0, new):
+    """For each input F of each check K (vtx/spec/entry_checks.py INPUTS; the
+    scenarios come from tools/entry_check_scenarios.py): from a state S0
+    that passes every check, taken as the last successful entry, writing F
+    alone makes the VMRESUME fail at K.  Were F missing from K's inputs, the
+    incremental checks would not run K."""
+    vm = launched_vm(mode)
+    v = vm.vcpu
+    for name, value in s0:
+        v.vmwrite(F[name], value)
+    assert v.check_entry() is None
+    v._set_dirty_checks([])
+    v.vmwrite(F[field], new)
+    assert check in v._dirty_checks()
+    expect_resume_failure(vm, check)
+
+
+def test_every_input_has_a_scenario_or_a_reason():
+    pairs = {(k, i if isinstance(i, str) else i[0]) for k, inputs in INPUTS.items() if k not in ALWAYS
+             for i in inputs}
+    shown = {(k, f) for k, f, *_ in SCENARIOS}
+    assert pairs == shown | set(NOT_SHOWN) and not shown & set(NOT_SHOWN)
+
+
 def test_an_exit_loop_re_checks_rip_only():
     """The benchmark's loop (OUT; DEC; JNZ): each exit saves a new RIP (the
     arithmetic flags that DEC changes are inputs of no check), RESUME moves
@@ -388,8 +414,9 @@ def test_the_incremental_mode_trusts_the_record():
 def test_a_raw_write_to_the_vmcs_region_marks_every_check():
     vm = launched_vm("long")
     v = vm.vcpu
-    assert v._dirty_checks() == ["GUEST_PDPTES"]
     off = field_offset(F.HOST_RIP)
+    assert vm._machine.priv_bytes(off, 8) == v.vmread(F.HOST_RIP).to_bytes(8, "little")
+    assert v._dirty_checks() == ["GUEST_PDPTES"]          # a copy cannot write
     vm._priv[off:off + 8] = NONCANON.to_bytes(8, "little")
     assert v._dirty_checks() == CHECK_NAMES
     expect_resume_failure(vm, "HOST_ADDRESS_SPACE_SIZE")
@@ -607,3 +634,16 @@ def test_verification_mode_agrees_over_random_writes_between_exits(bits, steps, 
                 break
     finally:
         set_entry_check_mode(old_mode)
+
+
+def test_the_fuzz_campaigns_run_in_the_verification_mode():
+    """Every fuzz case runs with both passes, and a disagreement is a
+    finding of its own kind."""
+    from vtx.fuzz import harness
+    from vtx.fuzz.cases import case_id, make_spec
+    findings = []
+    assert harness.classify_error(EntryCheckMismatch("x"), findings) == "entry-check-mismatch"
+    assert [f["kind"] for f in findings] == ["entry_checks"]
+    result = harness.run_case(make_spec(case_id("vmcs", "protected", 1, 3, 200)))
+    assert get_entry_check_mode() == "verify"
+    assert not [f for f in result["findings"] if f["kind"] == "entry_checks"]
