@@ -340,6 +340,29 @@ def test_an_exit_loop_re_checks_rip_only():
     assert all(s == ["GUEST_RIP", "GUEST_PDPTES"] for s in seen), seen
 
 
+GUEST_CHANGES = [
+    # (what the guest runs before its OUT exit, the checks the next VMRESUME runs)
+    ("mov eax, cr0\nxor eax, 2\nmov cr0, eax", ["GUEST_CR0"]),                       # CR0.MP: CR0's own check
+    ("mov eax, cr4\nor eax, 0x10\nmov cr4, eax", ["GUEST_CR4"]),                      # CR4.PSE
+    ("xor eax, eax\nmov fs, ax", ["GUEST_V86_SEGMENTS", "GUEST_DATA_SEGMENT_ACCESS_RIGHTS"]),   # FS unusable
+    ("sti", ["GUEST_RFLAGS", "GUEST_ACTIVITY_STATE", "GUEST_INTERRUPTIBILITY_STATE"]),  # IF, and STI blocking
+    ("push eax\npop ebx\nadd eax, 1", []),                                            # RSP, arithmetic flags
+]
+
+
+@pytest.mark.parametrize("source,checks", GUEST_CHANGES, ids=[c[0].split("\n")[-1] for c in GUEST_CHANGES])
+def test_what_the_guest_changed_is_re_checked(source, checks):
+    """The model's own save at the VM exit marks what the guest changed
+    (compared with what the entry loaded), and only that."""
+    vm = vtx.VM(memory=1 << 20)
+    vm.load(CODE, vtx.asm(source + "\nout 0x80, al\nhlt", bits=32, org=CODE))
+    v = vm.add_vcpu()
+    vm.setup_protected_mode(entry=CODE)
+    vm.default(lambda vcpu, e: vtx.STOP)
+    assert vm.run().exit.reason == vtx.ExitReason.IO_INSTRUCTION
+    assert v._dirty_checks() == [c for c in CHECK_NAMES if c in set(checks) | {"GUEST_RIP", "GUEST_PDPTES"}]
+
+
 def test_vmlaunch_and_vmclear_run_every_check():
     vm = launched_vm("protected")
     v = vm.vcpu

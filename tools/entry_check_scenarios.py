@@ -20,7 +20,9 @@ Usage::
     python tools/entry_check_scenarios.py [--seed N] [--trials N] > tests/entry_check_scenarios.py
 
 writes the module of scenarios the test replays; the pairs not found go to
-stderr too.
+stderr too.  ``--negative --trials 100`` searches the other way: a change of
+bits that INPUTS says a check does not read, after which that check fails
+first (a missing input; none is known).
 """
 
 import argparse
@@ -29,7 +31,7 @@ import sys
 
 import vtx
 from vtx import EntryControls as EC, ExitControls as XC, ProcBased as PB, ProcBased2 as PB2, VmcsField as F
-from vtx.spec import field_size
+from vtx.spec import FIELDS, field_size
 from vtx.spec.entry_checks import ALWAYS, INPUTS
 
 CODE = 0x1000
@@ -184,30 +186,36 @@ class Search:
         err = v.check_entry()
         return err is not None and err.check == k
 
-    def find(self, k, f, trials):
+    def random_s0(self, ctx):
+        """A random valid state: a mode, up to three templates (each kept whole
+        if valid), then up to five valid changes of the fields in ctx.
+        Returns (mode, vcpu, the writes made)."""
         rng = self.rng
+        mode = rng.choice(("real", "protected", "long"))
+        v = self.restore(mode)
+        s0 = []
+        for t in rng.sample(list(TEMPLATES), rng.randint(0, 3)):
+            olds, news = [], []
+            for name, val in TEMPLATES[t]:
+                enc = int(F[name])
+                olds.append((enc, v.vmread(enc)))
+                new = val(v.vmread(enc)) if callable(val) else val
+                v.vmwrite(enc, new)
+                news.append((name, new))
+            if v.check_entry() is None:
+                s0 += news
+            else:
+                for enc, old in reversed(olds):
+                    v.vmwrite(enc, old)
+        for _ in range(rng.randint(0, 5)):
+            g = rng.choice(ctx)
+            self.write(v, g, lambda old, g=g: self.value(old, 8 * field_size(int(F[g]))), s0)
+        return mode, v, s0
+
+    def find(self, k, f, trials):
         ctx = fields_of(k)
-        names = list(TEMPLATES)
         for _ in range(trials):
-            mode = rng.choice(("real", "protected", "long"))
-            v = self.restore(mode)
-            s0 = []
-            for t in rng.sample(names, rng.randint(0, 3)):
-                olds, news = [], []
-                for name, val in TEMPLATES[t]:
-                    enc = int(F[name])
-                    olds.append((enc, v.vmread(enc)))
-                    new = val(v.vmread(enc)) if callable(val) else val
-                    v.vmwrite(enc, new)
-                    news.append((name, new))
-                if v.check_entry() is None:
-                    s0 += news
-                else:
-                    for enc, old in reversed(olds):
-                        v.vmwrite(enc, old)
-            for _ in range(rng.randint(0, 5)):
-                g = rng.choice(ctx)
-                self.write(v, g, lambda old, g=g: self.value(old, 8 * field_size(int(F[g]))), s0)
+            mode, v, s0 = self.random_s0(ctx)
             enc = int(F[f])
             old = v.vmread(enc)
             new = self.value(old, 8 * field_size(enc))
@@ -243,12 +251,60 @@ SCENARIOS = [
 '''
 
 
+def read_bits(check, field):
+    """The bits of `field` that INPUTS says `check` reads (0: none)."""
+    bits = 0
+    for item in INPUTS[check]:
+        name, b = (item, (1 << 64) - 1) if isinstance(item, str) else item
+        if name == field:
+            bits |= b
+    return bits
+
+
+def negative(search, trials):
+    """The other direction: a change of a field confined to bits a check does
+    not read (by INPUTS) must never make that check the first to fail.
+    Prints each counterexample (a missing input); returns how many."""
+    names = [n for n, e, _ in FIELDS if (e >> 10) & 3 != 1]       # all but the exit information
+    bad = 0
+    for k in INPUTS:
+        if k in ALWAYS:
+            continue
+        ctx = fields_of(k)
+        for f in names:
+            enc = int(F[f])
+            width = 8 * field_size(enc)
+            free = ((1 << width) - 1) & ~read_bits(k, f)
+            if not free:
+                continue
+            for _ in range(trials):
+                mode, v, s0 = search.random_s0(ctx + [f])
+                old = v.vmread(enc)
+                new = (old & ~free) | (search.value(old, width) & free)
+                if new == old:
+                    continue
+                v.vmwrite(enc, new)
+                err = v.check_entry()
+                if err is not None and err.check == k:
+                    print(f"MISSING INPUT: {k} reads {f} ({mode}, S0 {s0}, {old:#x} -> {new:#x})", flush=True)
+                    bad += 1
+                    break
+    return bad
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--trials", type=int, default=200000)
+    ap.add_argument("--negative", action="store_true",
+                    help="search instead for a check that reads a field (or bits) INPUTS does not list "
+                         "(--trials per pair; a few hundred take minutes)")
     args = ap.parse_args(argv)
     search = Search(args.seed)
+    if args.negative:
+        bad = negative(search, args.trials)
+        print(f"{bad} missing inputs found", file=sys.stderr)
+        return 1 if bad else 0
     out = [HEADER.format(seed=args.seed, trials=args.trials)]
     missing = []
     for k in INPUTS:
@@ -274,4 +330,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -430,6 +430,7 @@ cdef class VCpuBase:
         incremental mode, in SDM order (for tests; docs/architecture.rst,
         "Entry checks at VMRESUME").  A view of the private memory makes it
         every check, as it does for the entry."""
+        _host_writes_vmcs(self.c)          # it updates the record, as the entry would
         _note_raw_views(self.c, self.machine.priv_mem)
         cdef uint64_t d = resume_mask(self.c)
         return [_ENTRY_CHECKS[i][0] for i in range(CK_COUNT) if (d >> i) & 1]
