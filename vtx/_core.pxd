@@ -210,12 +210,20 @@ ctypedef struct Cpu:
     int running           # inside VCpu._run, handlers included: no second run
     int in_guest          # the run loop executes (GIL released): no host writes
 
+    # --- VMRESUME re-checks what changed (core/vmx/entry.pxi; docs/architecture.rst,
+    # "Entry checks at VMRESUME") ------------------------------------------
+    uint64_t ck_dirty     # CKM_* bits: checks whose inputs may differ from the last successful entry
+    uint64_t ck_view_gen  # HostMemory.export_gen of the private memory when last looked at
+    int ck_ept_private    # the EPT of the last successful entry may reach the private memory
+
 
 cdef class HostMemory:
     """One memory slot's host buffer, with guard pages (core/hostmem.pxi)."""
     cdef uint8_t* base
     cdef uint8_t* ptr
     cdef readonly Py_ssize_t size
+    cdef readonly Py_ssize_t exports      # buffer exports alive (memoryviews and what holds them)
+    cdef readonly uint64_t export_gen     # +1 at every export and every release
 
 
 cdef class Machine:
@@ -234,7 +242,7 @@ cdef class VCpuBase:
     cdef Cpu* c
     cdef readonly Machine machine
     cdef uint64_t _vmcs_u64(self, int off) noexcept
-    cdef void _vmcs_set_u64(self, int off, uint64_t v) noexcept
+    cdef int _vmcs_set_u64(self, int off, uint64_t v) except -1
     cdef object _run_inner(self, list handlers, object default, uint64_t budget, object RESUME,
                            object RETRY, object STOP)
 

@@ -38,8 +38,8 @@ init_opcode_tables()
 init_fast_tables()
 init_fuse_tables()
 
-from vtx.errors import (ArgumentError, GuestMemoryError, HandlerReturnError, HostMemoryError,
-                        RegisterError, UnhandledExit, VmEntryError, VmStateError, VtxError)
+from vtx.errors import (ArgumentError, EntryCheckMismatch, GuestMemoryError, HandlerReturnError,
+                        HostMemoryError, RegisterError, UnhandledExit, VmEntryError, VmStateError, VtxError)
 from vtx.spec import ExitReason as _ExitReason, VmInstructionError as _VmInstructionError
 from vtx.spec.entry_checks import ENTRY_CHECKS as _ENTRY_CHECKS
 from vtx.types import DescriptorTable, Segment
@@ -54,6 +54,51 @@ ICACHE_SIZE = ICACHE_ENTRIES
 #: The most steps (instructions retired plus events delivered) a run may be
 #: given; far beyond any run, and small enough that counters never wrap.
 MAX_BUDGET = 1 << 62
+
+
+# --- which checks VMRESUME runs (docs/architecture.rst, "Entry checks at VMRESUME") ---
+
+_ENTRY_CHECK_MODES = {"incremental": ENTRY_CHECKS_INCREMENTAL, "full": ENTRY_CHECKS_FULL,
+                      "verify": ENTRY_CHECKS_VERIFY}
+
+
+def set_entry_check_mode(mode):
+    """Choose which VM-entry checks VMRESUME runs, for every vCPU; returns
+    the previous mode.
+
+    ``"incremental"`` (the default): the checks whose inputs changed since
+    the last successful VM entry.  ``"full"``: every check, every time.
+    ``"verify"``: both, raising :class:`~vtx.errors.EntryCheckMismatch` from
+    the run if they disagree (for tests and fuzzing).  VMLAUNCH and
+    ``vcpu.check_entry()`` always run every check.  The environment variable
+    ``VTX_ENTRY_CHECKS`` sets the mode when vtx is imported."""
+    global entry_check_mode
+    if mode not in _ENTRY_CHECK_MODES:
+        raise ArgumentError(f"the entry-check mode is one of {', '.join(_ENTRY_CHECK_MODES)}, not {mode!r}")
+    old = get_entry_check_mode()
+    entry_check_mode = _ENTRY_CHECK_MODES[mode]
+    return old
+
+
+def get_entry_check_mode():
+    """The mode :func:`set_entry_check_mode` set."""
+    for name, value in _ENTRY_CHECK_MODES.items():
+        if value == entry_check_mode:
+            return name
+
+
+def _entry_check_mode_from_environment():
+    import os
+    mode = os.environ.get("VTX_ENTRY_CHECKS")
+    if mode:
+        try:
+            set_entry_check_mode(mode)
+        except ArgumentError:
+            raise ArgumentError(f"VTX_ENTRY_CHECKS is one of {', '.join(_ENTRY_CHECK_MODES)}, "
+                                f"not {mode!r}") from None
+
+
+_entry_check_mode_from_environment()
 
 
 cdef dict _REASONS = {}
@@ -124,6 +169,10 @@ cdef class Machine:
         c.vmcs_hpa = PRIV_BASE
         c.icount_limit = 0xFFFFFFFFFFFFFFFFULL
         c.acct_reason = -1
+        # No entry has passed the checks yet (the first is a VMLAUNCH, which
+        # runs them all; a launch state written raw makes it a VMRESUME).
+        c.ck_dirty = CKM_ALL
+        c.ck_ept_private = 1
         # Power-on state of the registers that have one (SDM Vol. 3 10.1.1).
         c.rflags = 2
         c.cr0 = 0x60000010ULL
@@ -171,8 +220,26 @@ cdef class Machine:
         keeps the decode cache coherent)."""
         return memoryview(self.ram_mem).toreadonly()
 
+    def priv_bytes(self, offset=0, size=None):
+        """A copy of bytes of the private memory: for looking, unlike
+        :meth:`priv_view` no write can come through it, so the entry checks
+        keep their record of what changed."""
+        if size is None:
+            size = self.priv_size - offset if isinstance(offset, int) else 0
+        if isinstance(offset, bool) or not isinstance(offset, int) or isinstance(size, bool) or \
+                not isinstance(size, int):
+            raise TypeError("priv_bytes: offset and size are ints")
+        if offset < 0 or size < 0 or offset + size > self.priv_size:
+            raise ArgumentError(f"priv_bytes: [{offset:#x}, {offset + size:#x}) is outside the private "
+                                f"memory [0, {self.priv_size:#x})")
+        return PyBytes_FromStringAndSize(<char*>(self.priv_mem.ptr + <uint64_t>offset), <Py_ssize_t>size)
+
     def priv_view(self):
-        """A writable memoryview of the hosted hypervisor's private memory."""
+        """A writable memoryview of the hosted hypervisor's private memory.
+        While it (or a view or object made from it) lives, and once after, a
+        VMRESUME runs every VM-entry check, since the VMCS may have been
+        written behind the API (docs/architecture.rst, "Entry checks at
+        VMRESUME"); drop it, or use it in a ``with`` block, when done."""
         return memoryview(self.priv_mem)
 
 
@@ -222,8 +289,10 @@ cdef class VCpuBase:
         memcpy(&v, self.c.vmcs + off, 8)
         return v
 
-    cdef void _vmcs_set_u64(self, int off, uint64_t v) noexcept:
-        memcpy(self.c.vmcs + off, &v, 8)
+    cdef int _vmcs_set_u64(self, int off, uint64_t v) except -1:
+        _host_writes_vmcs(self.c)
+        vwt(self.c, off, 8, v)
+        return 0
 
     def __getattr__(self, name):
         raise RegisterError(f"the vCPU has no register or attribute {name!r}")
@@ -259,7 +328,9 @@ cdef class VCpuBase:
         if vmcs_field_offset(e) < 0 or w == 0:
             raise VtxError(f"VMCS has no component with encoding {e:#06x} "
                            f"(VMWRITE would fail with VM-instruction error 12)")
-        vmcs_write_enc(self.c.vmcs, e, _fit(value, 8 * w, f"VMCS field {e:#06x}"))
+        cdef uint64_t v = _fit(value, 8 * w, f"VMCS field {e:#06x}")
+        _host_writes_vmcs(self.c)
+        vmcs_write_tracked(self.c, e, v)
 
     @property
     def launched(self):
@@ -268,7 +339,9 @@ cdef class VCpuBase:
 
     def clear(self):
         """VMCLEAR: mark the VMCS clear, so the next entry is a VMLAUNCH."""
+        _host_writes_vmcs(self.c)
         self.c.vmcs[VMCS_OFF_LAUNCH_STATE] = 0
+        self.c.ck_dirty = CKM_ALL
 
     # --- segments and tables -----------------------------------------------
 
@@ -284,10 +357,11 @@ cdef class VCpuBase:
             raise ArgumentError(f"segment register number {i} is not in [0, 7] (ES CS SS DS FS GS LDTR TR)")
         if not isinstance(value, Segment):
             raise TypeError(f"{name} takes a vtx.Segment, not {type(value).__name__}")
-        vw(self.c, off_sel(i), 2, value.selector)
-        vw(self.c, off_base(i), 8, value.base)
-        vw(self.c, off_limit(i), 4, value.limit)
-        vw(self.c, off_ar(i), 4, value.access_rights)
+        _host_writes_vmcs(self.c)
+        vwt(self.c, off_sel(i), 2, value.selector)
+        vwt(self.c, off_base(i), 8, value.base)
+        vwt(self.c, off_limit(i), 4, value.limit)
+        vwt(self.c, off_ar(i), 4, value.access_rights)
 
     def _get_table(self, int i):
         if i == 0:
@@ -297,12 +371,13 @@ cdef class VCpuBase:
     def _set_table(self, int i, value, str name):
         if not isinstance(value, DescriptorTable):
             raise TypeError(f"{name} takes a vtx.DescriptorTable, not {type(value).__name__}")
+        _host_writes_vmcs(self.c)
         if i == 0:
-            vw(self.c, VMCS_OFF_GUEST_GDTR_BASE, 8, value.base)
-            vw(self.c, VMCS_OFF_GUEST_GDTR_LIMIT, 4, value.limit)
+            vwt(self.c, VMCS_OFF_GUEST_GDTR_BASE, 8, value.base)
+            vwt(self.c, VMCS_OFF_GUEST_GDTR_LIMIT, 4, value.limit)
         else:
-            vw(self.c, VMCS_OFF_GUEST_IDTR_BASE, 8, value.base)
-            vw(self.c, VMCS_OFF_GUEST_IDTR_LIMIT, 4, value.limit)
+            vwt(self.c, VMCS_OFF_GUEST_IDTR_BASE, 8, value.base)
+            vwt(self.c, VMCS_OFF_GUEST_IDTR_LIMIT, 4, value.limit)
 
     @property
     def efer(self):
@@ -315,8 +390,9 @@ cdef class VCpuBase:
     @efer.setter
     def efer(self, value):
         cdef uint64_t v = _fit(value, 64, "efer")
+        _host_writes_vmcs(self.c)
         if vr(self.c, VMCS_OFF_VM_ENTRY_CONTROLS, 4) & ENTRY_CTL_LOAD_IA32_EFER:
-            vw(self.c, VMCS_OFF_GUEST_IA32_EFER, 8, v)
+            vwt(self.c, VMCS_OFF_GUEST_IA32_EFER, 8, v)
         else:
             self.c.efer = v
 
@@ -360,7 +436,7 @@ cdef class VCpuBase:
         (a guest cannot make its own VM unresumable)."""
         cdef int rc
         with nogil:
-            rc = entry_checks(self.c, self.c.vmcs[VMCS_OFF_LAUNCH_STATE] == 0)
+            rc = entry_checks(self.c, self.c.vmcs[VMCS_OFF_LAUNCH_STATE] == 0, CKM_ALL)
         if rc == RC_OK:
             return None
         return _entry_error(self.c, rc)
@@ -386,6 +462,28 @@ cdef class VCpuBase:
             raise VmStateError("invept: the guest is running (run() is active in another thread)")
         tlb_flush(self.c)
         self.c.tlb_kept = 0
+
+    def _dirty_checks(self):
+        """The names of the checks the next VMRESUME would run in the
+        incremental mode, in SDM order (for tests; docs/architecture.rst,
+        "Entry checks at VMRESUME").  A view of the private memory makes it
+        every check, as it does for the entry."""
+        _host_writes_vmcs(self.c)          # it updates the record, as the entry would
+        _note_raw_views(self.c, self.machine.priv_mem)
+        cdef uint64_t d = resume_mask(self.c)
+        return [_ENTRY_CHECKS[i][0] for i in range(CK_COUNT) if (d >> i) & 1]
+
+    def _set_dirty_checks(self, names):
+        """Replace the record of the checks whose inputs changed with `names`
+        (for tests: forgetting a change must make the verification mode
+        raise, and the incremental mode miss it)."""
+        index = {row[0]: i for i, row in enumerate(_ENTRY_CHECKS)}
+        cdef uint64_t d = 0
+        for name in names:
+            d |= 1ULL << index[name]
+        _host_writes_vmcs(self.c)
+        _note_raw_views(self.c, self.machine.priv_mem)
+        self.c.ck_dirty = d
 
     @property
     def events(self):
@@ -442,11 +540,11 @@ cdef class VCpuBase:
         cdef Exit ex
         cdef object h, r
         cdef uint32_t reason
-        cdef uint64_t rip
-        cdef uint32_t cs_ar
         cdef uint64_t limit = c.icount + c.events + budget if budget else 0xFFFFFFFFFFFFFFFFULL
+        cdef HostMemory priv = self.machine.priv_mem
         while True:
             launch = c.vmcs[VMCS_OFF_LAUNCH_STATE] == 0
+            _note_raw_views(c, priv)
             # One release of the GIL per entry in the common case: enter, run.
             c.in_guest = 1
             with nogil:
@@ -461,17 +559,22 @@ cdef class VCpuBase:
                     PyErr_CheckSignals()
                 except BaseException:
                     # Ctrl-C: the guest state is saved, so the VM can run
-                    # again from where it stopped.
+                    # again from where it stopped.  in_guest: the model
+                    # writes the VMCS, so no other thread may.
+                    c.in_guest = 1
                     with nogil:
                         vm_leave(c)
+                    c.in_guest = 0
                     raise
                 c.in_guest = 1
                 with nogil:
                     rc = guest_slice(c, limit)
                 c.in_guest = 0
             if rc == RC_BUDGET:
+                c.in_guest = 1
                 with nogil:
                     vm_leave(c)
+                c.in_guest = 0
             if rc == RC_VMEXIT:
                 ex = make_exit(c)
                 reason = ex.reason & 0x7F
@@ -492,15 +595,7 @@ cdef class VCpuBase:
                             f"the handler for {ex.name} returned RESUME, but this exit has no "
                             f"instruction to step over (VM-exit instruction length 0); "
                             f"return RETRY after changing the guest state, or STOP")
-                    # Step over the instruction, as hypervisors do, and end
-                    # blocking by STI / MOV SS (SDM Vol. 3 24.4.2).
-                    rip = vr(c, VMCS_OFF_GUEST_RIP, 8) + ex.instruction_length
-                    cs_ar = <uint32_t>vr(c, off_ar(S_CS), 4)
-                    if not ((vr(c, VMCS_OFF_VM_ENTRY_CONTROLS, 4) & ENTRY_CTL_IA32E_MODE_GUEST) and (cs_ar & AR_L)):
-                        rip &= 0xFFFFFFFFULL
-                    vw(c, VMCS_OFF_GUEST_RIP, 8, rip)
-                    vw(c, VMCS_OFF_GUEST_INTERRUPTIBILITY_STATE, 4,
-                       vr(c, VMCS_OFF_GUEST_INTERRUPTIBILITY_STATE, 4) & ~3ULL)
+                    step_over(c, ex.instruction_length)
                     continue
                 elif r is RETRY:
                     continue
@@ -528,8 +623,69 @@ cdef class VCpuBase:
                     f"at rip {vr(c, VMCS_OFF_GUEST_RIP, 8):#x}")
             elif rc == RC_UNSUPPORTED:
                 raise VtxError(_unsupported_message(c))
+            elif rc == RC_ENTRY_CHECK_MISMATCH:
+                account_exit_time(c)
+                raise _mismatch_error(c)
             else:
                 raise VtxError(f"internal error: run loop returned {rc}")
+
+
+cdef void step_over(Cpu* c, uint32_t length) noexcept nogil:
+    """RESUME: step over the exiting instruction, as hypervisors do, and end
+    blocking by STI / MOV SS (SDM Vol. 3 24.4.2).  Through vwt: a RIP past
+    the canonical range must fail the next VMRESUME's GUEST_RIP check."""
+    cdef uint64_t rip = vr(c, VMCS_OFF_GUEST_RIP, 8) + length
+    cdef uint32_t cs_ar = <uint32_t>vr(c, off_ar(S_CS), 4)
+    if not ((vr(c, VMCS_OFF_VM_ENTRY_CONTROLS, 4) & ENTRY_CTL_IA32E_MODE_GUEST) and (cs_ar & AR_L)):
+        rip &= 0xFFFFFFFFULL
+    vwt(c, VMCS_OFF_GUEST_RIP, 8, rip)
+    vwt(c, VMCS_OFF_GUEST_INTERRUPTIBILITY_STATE, 4, vr(c, VMCS_OFF_GUEST_INTERRUPTIBILITY_STATE, 4) & ~3ULL)
+
+
+cdef int _host_writes_vmcs(Cpu* c) except -1:
+    """The API writes the VMCS only between runs of the guest: a write while
+    another thread's run is inside the guest would race the entry checks and
+    their record of what changed (docs/architecture.rst, "Entry checks at
+    VMRESUME")."""
+    if c.in_guest:
+        raise VmStateError("the VMCS cannot be written while the guest runs "
+                           "(run() is active in another thread)")
+    return 0
+
+
+cdef inline void _note_raw_views(Cpu* c, HostMemory priv) noexcept:
+    """Mark every check dirty if the private memory (which holds the VMCS)
+    has a buffer export alive, or has had one since the last look: Python
+    may have written the VMCS through it, which no vwt saw."""
+    if priv.exports or priv.export_gen != c.ck_view_gen:
+        c.ck_dirty = CKM_ALL
+        c.ck_view_gen = priv.export_gen
+
+
+cdef object _check_outcome(Cpu* c, uint64_t d):
+    """What entry_checks(VMRESUME, d) gives, in words (it writes only
+    c.entry_check)."""
+    cdef int rc
+    with nogil:
+        rc = entry_checks(c, 0, d)
+    if rc == RC_OK:
+        return "pass"
+    if c.entry_check < 0:
+        return f"VM-instruction error {-c.entry_check}"
+    return f"{_ENTRY_CHECKS[c.entry_check][0]} failed"
+
+
+cdef object _mismatch_error(Cpu* c):
+    """The verification mode's report: both passes again (a failed entry
+    leaves c.ck_dirty as it was), and what the incremental one re-checked."""
+    cdef uint64_t d = resume_mask(c)
+    inc = _check_outcome(c, d)
+    full = _check_outcome(c, CKM_ALL)
+    return EntryCheckMismatch(
+        f"VMRESUME: the incremental entry checks gave {inc}, the full checks {full} "
+        f"(re-checked: {', '.join(_ENTRY_CHECKS[i][0] for i in range(CK_COUNT) if (d >> i) & 1)}); "
+        f"an input of a check is missing from vtx/spec/entry_checks.py INPUTS, or a VMCS write "
+        f"went around vwt")
 
 
 cdef object _entry_error(Cpu* c, int rc):

@@ -88,3 +88,10 @@ class ArgumentError(VtxError, ValueError):
 class HostMemoryError(VtxError, MemoryError):
     """The host could not provide the memory a VM asked for (the message
     says how much and what the host answered)."""
+
+
+class EntryCheckMismatch(AssertionError):
+    """The verification mode of the VM-entry checks (``VTX_ENTRY_CHECKS=verify``
+    or ``vtx._core.set_entry_check_mode("verify")``) found a VMRESUME whose
+    incremental checks disagree with the full pass.  A bug in vtx, not in the
+    caller's use of it, so it is an AssertionError and not a VtxError."""

@@ -146,7 +146,6 @@ class VM:
         self._pd_pages = (memory + GiB - 1) // GiB
         priv = _EPT_PD + 4096 * (self._pd_pages + 1)
         self._machine = _core.Machine(memory, priv)
-        self._priv = self._machine.priv_view()
         self.memory_size = memory
         self._vcpus = []
         self._handlers = [None] * 128
@@ -192,6 +191,14 @@ class VM:
 
     # --- hosted-hypervisor private memory -------------------------------------
 
+    @property
+    def _priv(self):
+        """A fresh writable view of the private memory (VMCS, bitmaps, EPT).
+        Not kept: while a view lives, VMRESUME runs every entry check, since
+        the VMCS may be written through it (docs/architecture.rst, "Entry
+        checks at VMRESUME")."""
+        return self._machine.priv_view()
+
     def _priv_u64(self, off, value):
         self._priv[off:off + 8] = int(value).to_bytes(8, "little")
 
@@ -202,6 +209,7 @@ class VM:
         base = _core.PRIV_BASE
         rwx = 7
         mem = self.memory_size
+        priv = self._priv
         self._priv_u64(_EPT_PML4, (base + _EPT_PDPT) | rwx)
         for g in range(self._pd_pages):
             self._priv_u64(_EPT_PDPT + 8 * g, (base + _EPT_PD + 4096 * g) | rwx)
@@ -209,12 +217,12 @@ class VM:
         whole = mem // _2M                    # PDs are consecutive pages
         # WB (6 << 3), 2 MiB pages (bit 7) where whole.
         pds = array.array("Q", range(rwx | (6 << 3) | 0x80, whole * _2M, _2M))
-        self._priv[_EPT_PD:_EPT_PD + 8 * whole] = _le(pds)
+        priv[_EPT_PD:_EPT_PD + 8 * whole] = _le(pds)
         if mem % _2M:
             addr = whole * _2M
             self._priv_u64(_EPT_PD + 8 * whole, (base + pt) | rwx)
             ptes = array.array("Q", range(addr | rwx | (6 << 3), mem, 4096))
-            self._priv[pt:pt + 8 * len(ptes)] = _le(ptes)
+            priv[pt:pt + 8 * len(ptes)] = _le(ptes)
 
     # --- vCPUs -----------------------------------------------------------------
 

@@ -56,9 +56,15 @@ cdef class HostMemory:
 
     def __getbuffer__(self, Py_buffer* view, int flags):
         PyBuffer_FillInfo(view, self, self.ptr, self.size, 0, flags)
+        # Counted so the VMCS checks know when the region may have been
+        # written behind the API (docs/architecture.rst, "Entry checks at
+        # VMRESUME"): while a view lives, and once after it is gone.
+        self.exports += 1
+        self.export_gen += 1
 
     def __releasebuffer__(self, Py_buffer* view):
-        pass
+        self.exports -= 1
+        self.export_gen += 1
 
     def __len__(self):
         return self.size

@@ -1025,9 +1025,64 @@ cdef extern from "spec_gen.h" nogil:
     const int CK_GUEST_VMCS_LINK_POINTER
     const int CK_GUEST_PDPTES
     const int CK_COUNT
+    const uint64_t CKM_PIN_BASED_CONTROLS
+    const uint64_t CKM_PRIMARY_PROC_BASED_CONTROLS
+    const uint64_t CKM_SECONDARY_PROC_BASED_CONTROLS
+    const uint64_t CKM_CR3_TARGET_COUNT
+    const uint64_t CKM_IO_BITMAP_ADDRESSES
+    const uint64_t CKM_MSR_BITMAP_ADDRESS
+    const uint64_t CKM_VIRTUAL_NMIS
+    const uint64_t CKM_EPT_POINTER
+    const uint64_t CKM_VPID_NONZERO
+    const uint64_t CKM_UNRESTRICTED_GUEST_NEEDS_EPT
+    const uint64_t CKM_VM_EXIT_CONTROLS
+    const uint64_t CKM_VM_EXIT_MSR_AREAS
+    const uint64_t CKM_VM_ENTRY_CONTROLS
+    const uint64_t CKM_VM_ENTRY_INTERRUPTION_INFO
+    const uint64_t CKM_VM_ENTRY_MSR_LOAD_AREA
+    const uint64_t CKM_HOST_CR0
+    const uint64_t CKM_HOST_CR4
+    const uint64_t CKM_HOST_CR3
+    const uint64_t CKM_HOST_CANONICAL_ADDRESSES
+    const uint64_t CKM_HOST_IA32_PAT
+    const uint64_t CKM_HOST_IA32_EFER
+    const uint64_t CKM_HOST_SELECTORS
+    const uint64_t CKM_HOST_ADDRESS_SPACE_SIZE
+    const uint64_t CKM_GUEST_CR0
+    const uint64_t CKM_GUEST_CR4
+    const uint64_t CKM_GUEST_CR3
+    const uint64_t CKM_GUEST_IA32E_MODE_PAGING
+    const uint64_t CKM_GUEST_DR7
+    const uint64_t CKM_GUEST_SYSENTER_CANONICAL
+    const uint64_t CKM_GUEST_IA32_PAT
+    const uint64_t CKM_GUEST_IA32_EFER
+    const uint64_t CKM_GUEST_TR_LDTR_TI
+    const uint64_t CKM_GUEST_SS_RPL
+    const uint64_t CKM_GUEST_V86_SEGMENTS
+    const uint64_t CKM_GUEST_SEGMENT_BASES
+    const uint64_t CKM_GUEST_CS_ACCESS_RIGHTS
+    const uint64_t CKM_GUEST_SS_ACCESS_RIGHTS
+    const uint64_t CKM_GUEST_DATA_SEGMENT_ACCESS_RIGHTS
+    const uint64_t CKM_GUEST_TR_ACCESS_RIGHTS
+    const uint64_t CKM_GUEST_LDTR_ACCESS_RIGHTS
+    const uint64_t CKM_GUEST_DESCRIPTOR_TABLES
+    const uint64_t CKM_GUEST_RIP
+    const uint64_t CKM_GUEST_RFLAGS
+    const uint64_t CKM_GUEST_ACTIVITY_STATE
+    const uint64_t CKM_GUEST_INTERRUPTIBILITY_STATE
+    const uint64_t CKM_GUEST_PENDING_DEBUG_EXCEPTIONS
+    const uint64_t CKM_GUEST_VMCS_LINK_POINTER
+    const uint64_t CKM_GUEST_PDPTES
+    const uint64_t CKM_ALL
+    const uint64_t CKM_CONTROL
+    const uint64_t CKM_HOST
+    const uint64_t CKM_GUEST
+    const uint64_t CKM_ALWAYS
+    const uint64_t RFLAGS_RESERVED_BITS
 
     # Lookups by encoding
 
     int vmcs_field_offset(uint32_t enc)
     int vmcs_field_width(uint32_t enc)
     int vmcs_field_is_readonly(uint32_t enc)
+    uint64_t vmcs_check_mask(int off, uint64_t delta)

@@ -20,7 +20,8 @@ KINDS = (("crash", "crashes"), ("hang", "hangs"), ("overrun", "budget overruns")
          ("underrun", "budget underruns"), ("reentry", "re-entry failures"),
          ("memory", "memory changes"), ("python", "python exceptions"),
          ("inspect", "inspection failures"), ("internal", "internal errors"),
-         ("check_entry", "check_entry mismatches"), ("nested_run", "nested-run failures"))
+         ("check_entry", "check_entry mismatches"), ("entry_checks", "incremental entry-check mismatches"),
+         ("nested_run", "nested-run failures"))
 
 
 def field_name(enc):

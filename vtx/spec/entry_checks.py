@@ -135,3 +135,114 @@ ENTRY_CHECKS = [
     ("GUEST_PDPTES", GUEST, "26.3.1.6",
      "with PAE paging and 'enable EPT', the guest PDPTEs have no reserved bits set"),
 ]
+
+
+# ---------------------------------------------------------------------------
+# What each check reads (docs/architecture.rst, "Entry checks at VMRESUME").
+#
+# A VMRESUME re-runs only the checks whose inputs changed since the last
+# successful VM entry; these are those inputs, read off the code of
+# vtx/core/vmx/entry.pxi check by check, including the values a check uses
+# only to decide whether it applies ("unrestricted guest", "IA-32e mode
+# guest", RFLAGS.VM).  An input is a VMCS field name, or (name, bits) when the
+# check looks at only those bits of the field.  The generator turns this into
+# vmcs_check_mask(): for a change of a field, the checks it can affect.
+#
+# Listing too much costs a re-check; listing too little would let an invalid
+# value through, so when in doubt a field is listed whole.
+# ---------------------------------------------------------------------------
+
+RFLAGS_IF = 1 << 9
+RFLAGS_VM = 1 << 17
+#: RFLAGS bits that must be 0 (63:22, 15, 5, 3), SDM 26.3.1.4; bit 1 must be 1.
+RFLAGS_RESERVED = 0xFFFF_FFFF_FFC0_8028
+CR0_PE = 1 << 0
+CR0_PG = 1 << 31
+CR4_PAE = 1 << 5
+CR4_PCIDE = 1 << 17
+
+_UG = ("PRIMARY_PROC_BASED_CONTROLS", "SECONDARY_PROC_BASED_CONTROLS")     # "unrestricted guest"
+_EPT = _UG                                                                 # "enable EPT"
+_ENTRY = ("VM_ENTRY_CONTROLS",)           # "IA-32e mode guest", "load debug controls/IA32_PAT/IA32_EFER"
+_V86 = (("GUEST_RFLAGS", RFLAGS_VM),)     # the segment checks differ in virtual-8086 mode
+
+
+def _seg(segs, *kinds):
+    return tuple(f"GUEST_{s}_{k}" for s in segs.split() for k in kinds)
+
+
+_ALL_SEG_PARTS = ("SELECTOR", "BASE", "LIMIT", "ACCESS_RIGHTS")
+
+INPUTS = {
+    # 26.2.1.1
+    "PIN_BASED_CONTROLS": ("PIN_BASED_CONTROLS",),
+    "PRIMARY_PROC_BASED_CONTROLS": ("PRIMARY_PROC_BASED_CONTROLS",),
+    "SECONDARY_PROC_BASED_CONTROLS": ("PRIMARY_PROC_BASED_CONTROLS", "SECONDARY_PROC_BASED_CONTROLS"),
+    "CR3_TARGET_COUNT": ("CR3_TARGET_COUNT",),
+    "IO_BITMAP_ADDRESSES": ("PRIMARY_PROC_BASED_CONTROLS", "IO_BITMAP_A", "IO_BITMAP_B"),
+    "MSR_BITMAP_ADDRESS": ("PRIMARY_PROC_BASED_CONTROLS", "MSR_BITMAP"),
+    "VIRTUAL_NMIS": ("PIN_BASED_CONTROLS",),
+    "EPT_POINTER": _EPT + ("EPT_POINTER",),
+    "VPID_NONZERO": _EPT + ("VIRTUAL_PROCESSOR_ID",),
+    "UNRESTRICTED_GUEST_NEEDS_EPT": _UG,
+    # 26.2.1.2
+    "VM_EXIT_CONTROLS": ("VM_EXIT_CONTROLS",),
+    "VM_EXIT_MSR_AREAS": ("VM_EXIT_MSR_STORE_COUNT", "VM_EXIT_MSR_LOAD_COUNT"),
+    # 26.2.1.3
+    "VM_ENTRY_CONTROLS": ("VM_ENTRY_CONTROLS",),
+    "VM_ENTRY_INTERRUPTION_INFO": ("VM_ENTRY_INTERRUPTION_INFO", "VM_ENTRY_EXCEPTION_ERROR_CODE",
+                                   "VM_ENTRY_INSTRUCTION_LENGTH", ("GUEST_CR0", CR0_PE)) + _UG,
+    "VM_ENTRY_MSR_LOAD_AREA": ("VM_ENTRY_MSR_LOAD_COUNT",),
+    # 26.2.2 - 26.2.4
+    "HOST_CR0": ("HOST_CR0",),
+    "HOST_CR4": ("HOST_CR4",),
+    "HOST_CR3": ("HOST_CR3",),
+    "HOST_CANONICAL_ADDRESSES": ("HOST_IA32_SYSENTER_ESP", "HOST_IA32_SYSENTER_EIP", "HOST_FS_BASE",
+                                 "HOST_GS_BASE", "HOST_TR_BASE", "HOST_GDTR_BASE", "HOST_IDTR_BASE"),
+    "HOST_IA32_PAT": ("VM_EXIT_CONTROLS", "HOST_IA32_PAT"),
+    "HOST_IA32_EFER": ("VM_EXIT_CONTROLS", "HOST_IA32_EFER"),
+    "HOST_SELECTORS": tuple(f"HOST_{s}_SELECTOR" for s in "ES CS SS DS FS GS TR".split()),
+    "HOST_ADDRESS_SPACE_SIZE": ("VM_EXIT_CONTROLS", "HOST_CR4", "HOST_RIP"),
+    # 26.3.1.1
+    "GUEST_CR0": ("GUEST_CR0",) + _UG,
+    "GUEST_CR4": ("GUEST_CR4",),
+    "GUEST_CR3": ("GUEST_CR3",),
+    "GUEST_IA32E_MODE_PAGING": _ENTRY + (("GUEST_CR0", CR0_PG), ("GUEST_CR4", CR4_PAE | CR4_PCIDE)),
+    "GUEST_DR7": _ENTRY + ("GUEST_DR7",),
+    "GUEST_SYSENTER_CANONICAL": ("GUEST_IA32_SYSENTER_ESP", "GUEST_IA32_SYSENTER_EIP"),
+    "GUEST_IA32_PAT": _ENTRY + ("GUEST_IA32_PAT",),
+    "GUEST_IA32_EFER": _ENTRY + ("GUEST_IA32_EFER", ("GUEST_CR0", CR0_PG)),
+    # 26.3.1.2
+    "GUEST_TR_LDTR_TI": ("GUEST_TR_SELECTOR", "GUEST_LDTR_SELECTOR", "GUEST_LDTR_ACCESS_RIGHTS"),
+    "GUEST_SS_RPL": _V86 + _UG + ("GUEST_SS_SELECTOR", "GUEST_CS_SELECTOR"),
+    "GUEST_V86_SEGMENTS": _V86 + _seg("ES CS SS DS FS GS", *_ALL_SEG_PARTS),
+    "GUEST_SEGMENT_BASES": _seg("TR FS GS CS", "BASE") + _seg("LDTR ES SS DS", "BASE", "ACCESS_RIGHTS"),
+    "GUEST_CS_ACCESS_RIGHTS": _V86 + _UG + _ENTRY + _seg("CS", "ACCESS_RIGHTS", "LIMIT")
+    + _seg("SS", "ACCESS_RIGHTS"),
+    "GUEST_SS_ACCESS_RIGHTS": _V86 + _UG + _seg("SS", "ACCESS_RIGHTS", "LIMIT", "SELECTOR")
+    + _seg("CS", "ACCESS_RIGHTS") + (("GUEST_CR0", CR0_PE),),
+    "GUEST_DATA_SEGMENT_ACCESS_RIGHTS": _V86 + _UG + _seg("ES DS FS GS", "ACCESS_RIGHTS", "LIMIT", "SELECTOR"),
+    "GUEST_TR_ACCESS_RIGHTS": _ENTRY + _seg("TR", "ACCESS_RIGHTS", "LIMIT"),
+    "GUEST_LDTR_ACCESS_RIGHTS": _seg("LDTR", "ACCESS_RIGHTS", "LIMIT"),
+    # 26.3.1.3
+    "GUEST_DESCRIPTOR_TABLES": ("GUEST_GDTR_BASE", "GUEST_IDTR_BASE", "GUEST_GDTR_LIMIT", "GUEST_IDTR_LIMIT"),
+    # 26.3.1.4
+    "GUEST_RIP": _ENTRY + ("GUEST_RIP",) + _seg("CS", "ACCESS_RIGHTS"),
+    "GUEST_RFLAGS": _ENTRY + (("GUEST_RFLAGS", RFLAGS_RESERVED | (1 << 1) | RFLAGS_VM | RFLAGS_IF),
+                              ("GUEST_CR0", CR0_PE), "VM_ENTRY_INTERRUPTION_INFO"),
+    # 26.3.1.5
+    "GUEST_ACTIVITY_STATE": ("GUEST_ACTIVITY_STATE", "GUEST_INTERRUPTIBILITY_STATE")
+    + _seg("SS", "ACCESS_RIGHTS"),
+    "GUEST_INTERRUPTIBILITY_STATE": ("GUEST_INTERRUPTIBILITY_STATE", ("GUEST_RFLAGS", RFLAGS_IF),
+                                     "VM_ENTRY_INTERRUPTION_INFO"),
+    "GUEST_PENDING_DEBUG_EXCEPTIONS": ("GUEST_PENDING_DEBUG_EXCEPTIONS",),
+    "GUEST_VMCS_LINK_POINTER": ("VMCS_LINK_POINTER",),
+    # 26.3.1.6: also the guest's memory (the PDPTEs that CR3 points to without
+    # EPT), which the guest and vm.write change without any VMCS write, so
+    # the check is in ALWAYS; its inputs are listed for the documentation.
+    "GUEST_PDPTES": _EPT + _ENTRY + (("GUEST_CR0", CR0_PG), ("GUEST_CR4", CR4_PAE), "GUEST_CR3")
+    + tuple(f"GUEST_PDPTE{i}" for i in range(4)),
+}
+
+#: Checks that read something besides VMCS fields: re-run at every VM entry.
+ALWAYS = ("GUEST_PDPTES",)

@@ -36,7 +36,7 @@ if not __package__:
 
 from . import capabilities, controls
 from .exit_reasons import EXIT_REASONS, EXIT_REASON_FLAGS
-from .entry_checks import ENTRY_CHECKS
+from .entry_checks import ALWAYS as CHECKS_ALWAYS, ENTRY_CHECKS, INPUTS as CHECK_INPUTS, RFLAGS_RESERVED
 from .msrs import MSRS
 from . import registers as _registers
 from .vm_instruction_errors import VM_INSTRUCTION_ERRORS
@@ -128,7 +128,46 @@ def check_tables():
         for bit in group.default1:
             assert 0 <= bit < group.width
         assert any(n == group.field for n, _, _ in FIELDS), f"{group.prefix}: no VMCS field {group.field}"
+
+    # The entry checks' inputs: one bit per check in a 64-bit mask, every
+    # check's inputs listed, and only fields an exit-information write cannot
+    # touch (the model writes those fields at exits without marking anything).
+    assert len(ENTRY_CHECKS) <= 64, "the dirty mask of the entry checks is 64 bits"
+    _unique(ENTRY_CHECKS, 0, "entry check")
+    assert list(CHECK_INPUTS) == [row[0] for row in ENTRY_CHECKS], "INPUTS must list every check, in table order"
+    assert set(CHECKS_ALWAYS) <= set(CHECK_INPUTS)
+    widths = {n: width_bits(field_width(e)) for n, e, _ in FIELDS}
+    types = {n: field_type(e) for n, e, _ in FIELDS}
+    for check, inputs in CHECK_INPUTS.items():
+        assert inputs, f"entry check {check}: no inputs"
+        for name, bits in map(_input, inputs):
+            assert name in widths, f"entry check {check}: no VMCS field {name}"
+            assert types[name] != FieldType.READ_ONLY, f"entry check {check}: reads exit information {name}"
+            assert bits and not bits >> widths[name], f"entry check {check}: bits {bits:#x} outside {name}"
     return layout
+
+
+def _input(item):
+    """(field name, bits) of an INPUTS entry; a bare name means every bit."""
+    if isinstance(item, str):
+        return item, _FIELD_BITS.get(item, (1 << 64) - 1)
+    return item
+
+
+_FIELD_BITS = {n: (1 << width_bits(field_width(e))) - 1 for n, e, _ in FIELDS}
+
+
+def check_inputs_by_field():
+    """{field name: [(bits, [check numbers])]}: for each field an entry check
+    reads, which checks read which of its bits (one row per distinct bit set)."""
+    number = {row[0]: i for i, row in enumerate(ENTRY_CHECKS)}
+    by_field = {}
+    for check, inputs in CHECK_INPUTS.items():
+        for name, bits in map(_input, inputs):
+            rows = by_field.setdefault(name, {})
+            rows.setdefault(bits, set()).add(number[check])
+    return {name: sorted((bits, sorted(checks)) for bits, checks in rows.items())
+            for name, rows in by_field.items()}
 
 
 # ---------------------------------------------------------------------------
@@ -238,6 +277,20 @@ def render_header(layout):
     lines += ["", "// ---- VM-entry checks (vtx/spec/entry_checks.py, numbered in SDM order) -----"]
     lines += _define_block([(f"CK_{name}", str(i)) for i, (name, _, _, _) in enumerate(ENTRY_CHECKS)])
     lines += _define_block([("CK_COUNT", str(len(ENTRY_CHECKS)))])
+    lines += ["", "// One bit per check (CKM_<ID> = 1 << CK_<ID>): the dirty mask of VMRESUME",
+              "// (docs/architecture.rst, \"Entry checks at VMRESUME\")."]
+    lines += _define_block([(f"CKM_{name}", f"(1ull << CK_{name})") for name, _, _, _ in ENTRY_CHECKS])
+
+    def area_mask(pred):
+        return f"0x{sum(1 << i for i, row in enumerate(ENTRY_CHECKS) if pred(row)):016X}ull"
+    lines += _define_block([
+        ("CKM_ALL", area_mask(lambda row: True)),
+        ("CKM_CONTROL", area_mask(lambda row: row[1] == "control")),
+        ("CKM_HOST", area_mask(lambda row: row[1] == "host")),
+        ("CKM_GUEST", area_mask(lambda row: row[1] == "guest")),
+        ("CKM_ALWAYS", area_mask(lambda row: row[0] in CHECKS_ALWAYS)),
+        ("RFLAGS_RESERVED_BITS", f"0x{RFLAGS_RESERVED:016X}ull"),
+    ])
 
     all_rows = [(n, e) for _w, _t, rows in groups for n, e, _ in rows]
     lines += [
@@ -288,6 +341,30 @@ def render_header(layout):
     lines += [f"    case {m}:" for m in readonly]
     lines += ["        return 1;", "    default:", "        return 0;", "    }", "}", ""]
 
+    lines += [
+        "// The entry checks (CKM_* bits) that a change of the VMCS field at byte offset",
+        "// `off` can affect, given `delta` = old value XOR new value (nonzero): the",
+        "// checks that read a bit of the field that changed (vtx/spec/entry_checks.py",
+        "// INPUTS).  0 for a field no check reads.",
+        "static inline uint64_t vmcs_check_mask(int off, uint64_t delta)",
+        "{",
+        "    switch (off) {",
+    ]
+    by_field = check_inputs_by_field()
+    for name, enc in all_rows:
+        if name not in by_field:
+            continue
+        terms = []
+        for bits, checks in by_field[name]:
+            mask = " | ".join(f"CKM_{ENTRY_CHECKS[i][0]}" for i in checks)
+            if bits == _FIELD_BITS[name]:
+                terms.append(f"({mask})")
+            else:
+                terms.append(f"((delta & 0x{bits:X}ull) ? ({mask}) : 0)")
+        lines.append(f"    case VMCS_OFF_{name}:")
+        lines.append("        return " + "\n             | ".join(terms) + ";")
+    lines += ["    default:", "        return 0;", "    }", "}", ""]
+
     lines += ["#endif  // VTX_SPEC_GEN_H", ""]
     text = "\n".join(lines)
     _check_unique_macros(text)
@@ -332,6 +409,7 @@ def render_pxi(header_text):
         "    int vmcs_field_offset(uint32_t enc)",
         "    int vmcs_field_width(uint32_t enc)",
         "    int vmcs_field_is_readonly(uint32_t enc)",
+        "    uint64_t vmcs_check_mask(int off, uint64_t delta)",
         "",
     ]
     return "\n".join(lines)
@@ -439,9 +517,21 @@ def render_entry_checks_rst():
         "A failed ``control`` check fails VMLAUNCH/VMRESUME with VM-instruction error 7, a",
         "failed ``host`` check with error 8, and a failed ``guest`` check ends in a VM exit",
         "with basic reason 33 (bit 31 set).  :class:`vtx.VmEntryError` names the check.",
+        "",
+        "*Reads* lists the VMCS fields each check depends on (with the bits, where it looks at",
+        "only some): VMRESUME re-runs a check only when one of them changed since the last",
+        "successful VM entry, except the checks marked *always*, which read guest memory too",
+        "(see the architecture page, \"Entry checks at VMRESUME\").",
     ])
-    rows = [[f"``{name}``", area, section, _rst_text(desc)] for name, area, section, desc in ENTRY_CHECKS]
-    lines += _list_table(["Check", "Area", "SDM", "Requirement"], rows, widths=[30, 8, 10, 52])
+
+    def reads(name):
+        out = []
+        for field, bits in map(_input, CHECK_INPUTS[name]):
+            out.append(f"``{field}``" if bits == _FIELD_BITS[field] else f"``{field}`` (``0x{bits:X}``)")
+        return ", ".join(out) + ("; *always*" if name in CHECKS_ALWAYS else "")
+    rows = [[f"``{name}``", area, section, _rst_text(desc), reads(name)]
+            for name, area, section, desc in ENTRY_CHECKS]
+    lines += _list_table(["Check", "Area", "SDM", "Requirement", "Reads"], rows, widths=[22, 7, 8, 33, 30])
     return "\n".join(lines)
 
 

@@ -16,45 +16,58 @@ cdef inline uint64_t now_ns() noexcept nogil:
 
 
 cdef void save_guest_state(Cpu* c) noexcept nogil:
-    """SDM 27.3: the processor state saved into the guest-state area."""
+    """SDM 27.3: the processor state saved into the guest-state area.
+
+    Through vwt: a saved value that differs from the one the last VM entry
+    loaded marks the checks that read it, so the next VMRESUME checks what
+    the guest changed and nothing else (docs/architecture.rst, "Entry checks
+    at VMRESUME").  This needs no argument about what the instructions can
+    produce: whatever the guest did, a changed input is re-checked."""
     cdef int i
-    vw(c, VMCS_OFF_GUEST_CR0, 8, c.cr0)
-    vw(c, VMCS_OFF_GUEST_CR3, 8, c.cr3)
-    vw(c, VMCS_OFF_GUEST_CR4, 8, c.cr4)
+    cdef uint64_t changed = 0
+    vwt(c, VMCS_OFF_GUEST_CR0, 8, c.cr0)
+    vwt(c, VMCS_OFF_GUEST_CR3, 8, c.cr3)
+    vwt(c, VMCS_OFF_GUEST_CR4, 8, c.cr4)
     if c.ctl.exit_ctl & EXIT_CTL_SAVE_DEBUG_CONTROLS:
-        vw(c, VMCS_OFF_GUEST_DR7, 8, c.dr7)
-        vw(c, VMCS_OFF_GUEST_IA32_DEBUGCTL, 8, c.debugctl)
-    vw(c, VMCS_OFF_GUEST_RSP, 8, c.regs[R_SP])
-    vw(c, VMCS_OFF_GUEST_RIP, 8, c.rip)
-    vw(c, VMCS_OFF_GUEST_RFLAGS, 8, c.rflags)
+        vwt(c, VMCS_OFF_GUEST_DR7, 8, c.dr7)
+        vwt(c, VMCS_OFF_GUEST_IA32_DEBUGCTL, 8, c.debugctl)
+    vwt(c, VMCS_OFF_GUEST_RSP, 8, c.regs[R_SP])
+    vwt(c, VMCS_OFF_GUEST_RIP, 8, c.rip)
+    vwt(c, VMCS_OFF_GUEST_RFLAGS, 8, c.rflags)
+    # The segment registers rarely change between exits: compare all 32
+    # fields without a branch first, and go field by field only if one did.
     for i in range(8):
-        vw(c, off_sel(i), 2, c.seg[i].sel)
-        vw(c, off_base(i), 8, c.seg[i].base)
-        vw(c, off_limit(i), 4, c.seg[i].limit)
-        vw(c, off_ar(i), 4, c.seg[i].ar)
-    vw(c, VMCS_OFF_GUEST_GDTR_BASE, 8, c.gdtr_base)
-    vw(c, VMCS_OFF_GUEST_GDTR_LIMIT, 4, c.gdtr_limit)
-    vw(c, VMCS_OFF_GUEST_IDTR_BASE, 8, c.idtr_base)
-    vw(c, VMCS_OFF_GUEST_IDTR_LIMIT, 4, c.idtr_limit)
-    vw(c, VMCS_OFF_GUEST_IA32_SYSENTER_CS, 4, c.sysenter_cs)
-    vw(c, VMCS_OFF_GUEST_IA32_SYSENTER_ESP, 8, c.sysenter_esp)
-    vw(c, VMCS_OFF_GUEST_IA32_SYSENTER_EIP, 8, c.sysenter_eip)
+        changed |= (vr(c, off_sel(i), 2) ^ c.seg[i].sel) | (vr(c, off_base(i), 8) ^ c.seg[i].base) | \
+                   (vr(c, off_limit(i), 4) ^ c.seg[i].limit) | (vr(c, off_ar(i), 4) ^ c.seg[i].ar)
+    if changed:
+        for i in range(8):
+            vwt(c, off_sel(i), 2, c.seg[i].sel)
+            vwt(c, off_base(i), 8, c.seg[i].base)
+            vwt(c, off_limit(i), 4, c.seg[i].limit)
+            vwt(c, off_ar(i), 4, c.seg[i].ar)
+    vwt(c, VMCS_OFF_GUEST_GDTR_BASE, 8, c.gdtr_base)
+    vwt(c, VMCS_OFF_GUEST_GDTR_LIMIT, 4, c.gdtr_limit)
+    vwt(c, VMCS_OFF_GUEST_IDTR_BASE, 8, c.idtr_base)
+    vwt(c, VMCS_OFF_GUEST_IDTR_LIMIT, 4, c.idtr_limit)
+    vwt(c, VMCS_OFF_GUEST_IA32_SYSENTER_CS, 4, c.sysenter_cs)
+    vwt(c, VMCS_OFF_GUEST_IA32_SYSENTER_ESP, 8, c.sysenter_esp)
+    vwt(c, VMCS_OFF_GUEST_IA32_SYSENTER_EIP, 8, c.sysenter_eip)
     if c.ctl.exit_ctl & EXIT_CTL_SAVE_IA32_EFER:
-        vw(c, VMCS_OFF_GUEST_IA32_EFER, 8, c.efer)
+        vwt(c, VMCS_OFF_GUEST_IA32_EFER, 8, c.efer)
     if c.ctl.exit_ctl & EXIT_CTL_SAVE_IA32_PAT:
-        vw(c, VMCS_OFF_GUEST_IA32_PAT, 8, c.pat)
+        vwt(c, VMCS_OFF_GUEST_IA32_PAT, 8, c.pat)
     if c.ept and c.paging == 3:
         for i in range(4):
-            vw(c, VMCS_OFF_GUEST_PDPTE0 + 8 * i, 8, c.pdpte[i])
-    vw(c, VMCS_OFF_GUEST_ACTIVITY_STATE, 4, c.activity)
-    vw(c, VMCS_OFF_GUEST_INTERRUPTIBILITY_STATE, 4, c.interruptibility)
-    vw(c, VMCS_OFF_GUEST_PENDING_DEBUG_EXCEPTIONS, 8, 0)
+            vwt(c, VMCS_OFF_GUEST_PDPTE0 + 8 * i, 8, c.pdpte[i])
+    vwt(c, VMCS_OFF_GUEST_ACTIVITY_STATE, 4, c.activity)
+    vwt(c, VMCS_OFF_GUEST_INTERRUPTIBILITY_STATE, 4, c.interruptibility)
+    vwt(c, VMCS_OFF_GUEST_PENDING_DEBUG_EXCEPTIONS, 8, 0)
     # "IA-32e mode guest" records EFER.LMA on every exit (IA32_VMX_MISC bit 5).
     if c.efer & EFER_LMA:
         c.ctl.entry_ctl |= ENTRY_CTL_IA32E_MODE_GUEST
     else:
         c.ctl.entry_ctl &= ~(<uint32_t>ENTRY_CTL_IA32E_MODE_GUEST)
-    vw(c, VMCS_OFF_VM_ENTRY_CONTROLS, 4, c.ctl.entry_ctl)
+    vwt(c, VMCS_OFF_VM_ENTRY_CONTROLS, 4, c.ctl.entry_ctl)
 
 
 # --- the TLB across VM exits and entries (SDM Vol. 3C 29.4.3.3) --------------
@@ -119,8 +132,8 @@ cdef void vm_exit(Cpu* c) noexcept nogil:
         vw(c, VMCS_OFF_GUEST_PHYSICAL_ADDRESS, 8, c.x_gpa)
     # SDM 27.2.3: the valid bit of the VM-entry interruption information is
     # cleared on every VM exit.
-    vw(c, VMCS_OFF_VM_ENTRY_INTERRUPTION_INFO, 4,
-       vr(c, VMCS_OFF_VM_ENTRY_INTERRUPTION_INFO, 4) & 0x7FFFFFFFULL)
+    vwt(c, VMCS_OFF_VM_ENTRY_INTERRUPTION_INFO, 4,
+        vr(c, VMCS_OFF_VM_ENTRY_INTERRUPTION_INFO, 4) & 0x7FFFFFFFULL)
     save_guest_state(c)
     tlb_at_exit(c)
     c.non_root = 0

@@ -9,7 +9,55 @@ cdef inline uint64_t vr(Cpu* c, int off, int width) noexcept nogil:
 
 
 cdef inline void vw(Cpu* c, int off, int width, uint64_t v) noexcept nogil:
+    """Write a field no VM-entry check reads (the exit-information fields),
+    or one whose change the caller marks itself; every other write is vwt."""
     memcpy(c.vmcs + off, &v, width)
+
+
+cdef void vmcs_mark(Cpu* c, int off, uint64_t delta) noexcept nogil:
+    """Mark the entry checks that read a bit of the field at `off` in
+    `delta` (out of line: vwt stays small enough to inline)."""
+    c.ck_dirty |= vmcs_check_mask(off, delta)
+
+
+cdef inline void vwt(Cpu* c, int off, int width, uint64_t v) noexcept nogil:
+    """Write a field of `width` bytes (2, 4 or 8) and mark the entry checks that read a bit of it that
+    changed, so the next VMRESUME re-runs them (docs/architecture.rst, "Entry
+    checks at VMRESUME").  An unchanged value marks nothing."""
+    # Constant widths at the call sites fold this to one load, compare and
+    # store; a copy the compiler keeps out of line still avoids calling
+    # memcpy with a variable size.
+    cdef uint64_t old
+    if width == 8:
+        old = vr(c, off, 8)
+    elif width == 4:
+        old = vr(c, off, 4)
+        v &= 0xFFFFFFFFULL
+    else:
+        old = vr(c, off, 2)
+        v &= 0xFFFFULL
+    if old != v:
+        vmcs_mark(c, off, old ^ v)
+        if width == 8:
+            memcpy(c.vmcs + off, &v, 8)
+        elif width == 4:
+            memcpy(c.vmcs + off, &v, 4)
+        else:
+            memcpy(c.vmcs + off, &v, 2)
+
+
+cdef inline int vmcs_write_tracked(Cpu* c, uint32_t enc, uint64_t v) noexcept nogil:
+    """VMWRITE of component `enc` through vwt: 0 for an unsupported
+    component.  The high half of a 64-bit field is a change of that field."""
+    cdef int off = vmcs_field_offset(enc)
+    cdef int w = vmcs_field_width(enc)
+    if off < 0 or w == 0:
+        return 0
+    if (enc & 1) and ((enc >> 13) & 3) == 1:
+        vwt(c, off - 4, 8, (vr(c, off - 4, 4)) | (v << 32))
+    else:
+        vwt(c, off, w, v)
+    return 1
 
 
 cdef inline uint64_t vmcs_read_enc(uint8_t* vmcs, uint32_t enc, int* ok) noexcept nogil:
