@@ -195,6 +195,7 @@ ctypedef struct Cpu:
     uint32_t block_epoch
     uint32_t* code_gen    # per RAM page: bumped when its decoded code is dropped
     uint64_t code_writes  # bumped whenever decoded code is dropped (ends a running block)
+    uint64_t blocks_built # translated blocks decoded (a measure of re-translation)
 
     # --- accounting (decision 10) ----------------------------------------
     uint64_t icount       # instructions retired (a REP string op: one per iteration)

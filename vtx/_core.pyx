@@ -486,6 +486,13 @@ cdef class VCpuBase:
         self.c.ck_dirty = d
 
     @property
+    def blocks_built(self):
+        """Translated blocks decoded since the vCPU was made (the engine's
+        re-translation work: docs/architecture.rst, "The fast path of the
+        interpreter")."""
+        return self.c.blocks_built
+
+    @property
     def events(self):
         """Exceptions and interrupts delivered through the guest's IVT or
         IDT since the vCPU was made (INT n, INT3 and INTO count as

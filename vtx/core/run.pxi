@@ -4,8 +4,8 @@
 
 cdef enum:
     ICACHE_ENTRIES = 1 << 20
-    BLOCK_ENTRIES = 1 << 16     # translated blocks (direct-mapped)
-    ARENA_INSNS = 1 << 18       # their ops; when full, every block is dropped
+    BLOCK_ENTRIES = 1 << 20     # translated blocks (direct-mapped, lazily backed)
+    ARENA_INSNS = 1 << 20       # their ops (lazily backed: about 1 MiB of code); when full, every block is dropped
     MAX_BLOCK = 32              # ops per block
 
 
@@ -51,8 +51,9 @@ cdef int decode_at(Cpu* c, uint64_t lin, uint8_t* p, Insn** dp, uint64_t tag) no
 
 
 cdef inline Block* block_slot(Cpu* c, uint8_t* p) noexcept nogil:
-    cdef size_t a = <size_t>p
-    return &c.blocks[(a ^ (a >> 14)) & (BLOCK_ENTRIES - 1)]
+    """Direct-mapped by the host address, like the decode cache: blocks in
+    any 1 MiB of code never evict each other (a hash would pair them up)."""
+    return &c.blocks[(<size_t>p) & (BLOCK_ENTRIES - 1)]
 
 
 cdef Block* build_block(Cpu* c, uint64_t lin, uint8_t* p, uint64_t hpa, uint64_t tag) noexcept nogil:
@@ -92,6 +93,7 @@ cdef Block* build_block(Cpu* c, uint64_t lin, uint8_t* p, uint64_t hpa, uint64_t
         return NULL
     spend(c, <uint64_t>n)       # decoding is work: see spend() in state.pxi
     c.arena_used += <uint64_t>n
+    c.blocks_built += 1
     b = block_slot(c, p)
     b.tag = tag
     b.ops = ops

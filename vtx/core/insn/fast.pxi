@@ -1053,6 +1053,8 @@ cdef void fuse(Cpu* c, Insn* d, const uint8_t* nxt, int avail) noexcept nogil:
     cdef int64_t rel
     cdef uint8_t cc
     cdef int32_t r32
+    if avail < 2 or not ((nxt[0] >= 0x70 and nxt[0] <= 0x7F) or (nxt[0] == 0x0F and (nxt[1] & 0xF0) == 0x80)):
+        return
     for i in range(NFUSED):
         if FUSE_FIRST[i] == d.fn:
             break
