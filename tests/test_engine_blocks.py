@@ -71,3 +71,30 @@ def test_loop_of_one_block_with_budget(bits):
     assert v.eax == 11 and v.ebx == 33 and v.ecx == 90
     r = vm.run()
     assert r.exit.reason == R.HLT and v.eax == 100 and v.ecx == 0
+
+
+def test_large_footprint_translates_each_block_once():
+    """256 KiB of straight-line code run 1 and 3 times: the later passes
+    find every block translated (no block evicts another), so both runs
+    translate the same number of blocks.  (The run stays within one slice of
+    2^20 steps: a slice boundary resumes mid-block, which translates one
+    block more.)"""
+    unit = vtx.asm("inc eax\nadd ebx, eax\nrol ebx, 3\n", bits=32)      # ROL ends a block
+    body = unit * ((256 << 10) // len(unit))
+    built = []
+    for passes in (1, 3):
+        head = vtx.asm(f"mov ecx, {passes}\njmp 1f\n1:", bits=32, org=0x1000)    # the loop's top starts a block
+        top = 0x1000 + len(head)
+        tail_at = top + len(body)
+        back = top - (tail_at + 1 + 6)
+        image = head + body + b"\x49\x0f\x85" + back.to_bytes(4, "little", signed=True) + b"\xf4"
+        vm = vtx.VM(memory=2 << 20)
+        vm.load(0x1000, image)
+        vm.add_vcpu()
+        vm.setup_protected_mode(entry=0x1000)
+        vm.on(R.HLT)(lambda vcpu, e: vtx.STOP)
+        b0 = vm.vcpu.blocks_built
+        r = vm.run()
+        assert r.exit.reason == R.HLT and r.instructions == 2 + passes * (3 * (len(body) // len(unit)) + 2)
+        built.append(vm.vcpu.blocks_built - b0)
+    assert built[0] == built[1] and built[0] >= len(body) // len(unit)
