@@ -654,10 +654,24 @@ cdef inline int seg_linear_fast(Cpu* c, int s, uint64_t off, int size, int kind,
     return seg_linear(c, s, off, size, kind, lin)
 
 
+cdef inline uint8_t* flat64_hit(Cpu* c, int s, uint64_t off, int size, int kind) noexcept nogil:
+    """The 64-bit common case in one lookup: through a segment other than
+    FS and GS the offset is the linear address, and a TLB hit proves the
+    canonical checks (the TLB holds canonical pages only, seg_linear having
+    refused the others, and tlb_hit keeps the access within the page)."""
+    if c.long64 and s != S_FS and s != S_GS:
+        return tlb_hit(c, off, size, kind)
+    return NULL
+
+
 cdef inline int mem_read(Cpu* c, int s, uint64_t off, int size, uint64_t* out) noexcept nogil:
     cdef uint64_t lin
-    cdef uint8_t* p
-    cdef int rc = seg_linear_fast(c, s, off, size, ACC_READ, &lin)
+    cdef uint8_t* p = flat64_hit(c, s, off, size, ACC_READ)
+    cdef int rc
+    if p != NULL:
+        out[0] = load_le(p, size)
+        return RC_OK
+    rc = seg_linear_fast(c, s, off, size, ACC_READ, &lin)
     if rc:
         return rc
     p = tlb_hit(c, lin, size, ACC_READ)
@@ -669,8 +683,12 @@ cdef inline int mem_read(Cpu* c, int s, uint64_t off, int size, uint64_t* out) n
 
 cdef inline int mem_write(Cpu* c, int s, uint64_t off, int size, uint64_t v) noexcept nogil:
     cdef uint64_t lin
-    cdef uint8_t* p
-    cdef int rc = seg_linear_fast(c, s, off, size, ACC_WRITE, &lin)
+    cdef uint8_t* p = flat64_hit(c, s, off, size, ACC_WRITE)
+    cdef int rc
+    if p != NULL:
+        store_le(p, size, v)
+        return RC_OK
+    rc = seg_linear_fast(c, s, off, size, ACC_WRITE, &lin)
     if rc:
         return rc
     p = tlb_hit(c, lin, size, ACC_WRITE)
@@ -685,7 +703,10 @@ cdef inline int mem_check_write(Cpu* c, int s, uint64_t off, int size) noexcept 
     writing: used before an instruction commits other state."""
     cdef uint64_t lin
     cdef uint8_t* p
-    cdef int rc = seg_linear_fast(c, s, off, size, ACC_WRITE, &lin)
+    cdef int rc
+    if flat64_hit(c, s, off, size, ACC_WRITE) != NULL:
+        return RC_OK
+    rc = seg_linear_fast(c, s, off, size, ACC_WRITE, &lin)
     if rc:
         return rc
     if tlb_hit(c, lin, size, ACC_WRITE) != NULL:

@@ -448,6 +448,16 @@ cdef inline int imul2(Cpu* c, Insn* d, uint64_t a, uint64_t b) noexcept nogil:
 cdef inline int imul2_sized(Cpu* c, Insn* d, uint64_t a, uint64_t b, int size) noexcept nogil:
     """IMUL r, r/m (, imm): the low half to the register; CF = OF = 1 when
     the signed product does not fit."""
+    cdef int64_t p64
+    cdef uint64_t lo64
+    if size <= 4:
+        # A product of two 32-bit values fits 64 bits: no 128-bit multiply.
+        p64 = sext(a, size) * sext(b, size)
+        lo64 = <uint64_t>p64 & SIZE_MASK[size]
+        set_reg(c, d.reg, size, lo64)
+        set_lazy(c, LF_FIXED, size, 0, 0, lo64)
+        c.lf_cf = (F_CF | F_OF) if p64 != sext(lo64, size) else 0
+        return RC_OK
     cdef i128 p = <i128>sext(a, size) * <i128>sext(b, size)
     cdef uint64_t lo = <uint64_t>p & SIZE_MASK[size]
     cdef uint64_t f = (F_CF | F_OF) if p != <i128>sext(lo, size) else 0
