@@ -1,6 +1,7 @@
-# The run loop: fetch through the TLB, look up the decode cache, call the
-# handler.  It runs without the GIL and leaves only by a return code
-# (docs/architecture.rst, "The path of a guest instruction").
+# The run loop: fetch through the TLB, run the translated block there (or one
+# decoded instruction at a time where a block cannot run).  It runs without
+# the GIL and leaves only by a return code (docs/architecture.rst, "The path of
+# a guest instruction" and "The fast path of the interpreter").
 
 cdef enum:
     ICACHE_ENTRIES = 1 << 20
@@ -175,10 +176,14 @@ cdef int run_loop(Cpu* c) noexcept nogil:
     The fetch translation is done once per code page, not per instruction:
     while RIP stays in the linear page last translated for a fetch and no
     TLB flush or mode change happened since (c.tlb_gen, which update_mode
-    and every flush advance), the host address of the page is reused.  The
-    status flags may be lazy (core/flags.pxi) only while a handler marked
-    INSN_LAZY runs; they are materialized before any other handler, before
-    event delivery or a VM exit, and before the loop returns."""
+    and every flush advance), the host address of the page is reused.  From
+    there the translated block at that address runs (run_block) when the
+    checks for its whole extent pass; otherwise, and for code outside RAM,
+    one instruction runs from the decode cache with every check of its own
+    (the reference path).  The status flags may be lazy (core/flags.pxi)
+    only while a handler marked INSN_LAZY runs; they are materialized before
+    any other handler, before event delivery or a VM exit, and before the
+    loop returns."""
     cdef uint64_t lin, tag
     cdef uint64_t fetch_page = 0
     cdef uint64_t fetch_gen
