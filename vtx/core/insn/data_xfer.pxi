@@ -158,7 +158,7 @@ cdef inline void set_sp(Cpu* c, uint64_t v) noexcept nogil:
     elif c.stack_size == 4:
         c.regs[R_SP] = v & 0xFFFFFFFFULL
     else:
-        c.regs[R_SP] = (c.regs[R_SP] & ~0xFFFFULL) | (v & 0xFFFF)
+        vtx_store64(&c.regs[R_SP], (c.regs[R_SP] & ~0xFFFFULL) | (v & 0xFFFF))
 
 
 cdef inline int push(Cpu* c, int size, uint64_t v) noexcept nogil:
@@ -226,7 +226,7 @@ cdef inline void set_sp_sized(Cpu* c, uint64_t v, int stack_size) noexcept nogil
     elif stack_size == 4:
         c.regs[R_SP] = v & 0xFFFFFFFFULL
     else:
-        c.regs[R_SP] = (c.regs[R_SP] & ~0xFFFFULL) | (v & 0xFFFF)
+        vtx_store64(&c.regs[R_SP], (c.regs[R_SP] & ~0xFFFFULL) | (v & 0xFFFF))
 
 
 cdef int h_pusha(Cpu* c, Insn* d) noexcept nogil:
