@@ -26,3 +26,13 @@ def guest(source, bits=32, memory=1 << 20, entry=0x1000, stop_on_hlt=True):
     if stop_on_hlt:
         vm.on(vtx.ExitReason.HLT)(lambda vcpu, exit: vtx.STOP)
     return vm
+
+
+def setb(bits):
+    """A VMCS edit for the entry-check tables: set bits in a field."""
+    return lambda old: old | int(bits)
+
+
+def clrb(bits):
+    """A VMCS edit for the entry-check tables: clear bits in a field."""
+    return lambda old: old & ~int(bits)

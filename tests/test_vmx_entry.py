@@ -20,6 +20,8 @@ from vtx.spec import FIELDS, OFF_LAUNCH_STATE, OFF_REVISION, VMCS_REGION_SIZE, c
     field_size
 from vtx.spec.entry_checks import ENTRY_CHECKS
 
+from conftest import clrb, setb
+
 MODES = {"real": 16, "protected": 32, "long": 64}
 CODE = 0x1000
 MEM = 1 << 20
@@ -108,14 +110,6 @@ def mutate_and_check(mode, changes, kind_number, check, qual=0):
     for field, o in reversed(old):
         v.vmwrite(field, o)
     assert_runs(vm)
-
-
-def setb(bits):
-    return lambda old: old | int(bits)
-
-
-def clrb(bits):
-    return lambda old: old & ~int(bits)
 
 
 # ---------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from vtx.errors import EntryCheckMismatch
 from vtx.spec import FIELDS, FieldWidth, field_info, field_offset, field_size
 from vtx.spec.entry_checks import ALWAYS, ENTRY_CHECKS, INPUTS
 
+from conftest import clrb, setb
 from entry_check_scenarios import NOT_SHOWN, SCENARIOS
 
 CHECK_NAMES = [row[0] for row in ENTRY_CHECKS]
@@ -101,14 +102,6 @@ def expect_resume_failure(vm, check):
     else:
         assert v.vmread(F.VM_INSTRUCTION_ERROR) == number and v.vmread(F.EXIT_REASON) == 0x1234
     return e
-
-
-def setb(bits):
-    return lambda old: old | int(bits)
-
-
-def clrb(bits):
-    return lambda old: old & ~int(bits)
 
 
 # (id, mode, [(field, value or old -> new)], the check that fails).  Several
