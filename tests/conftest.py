@@ -36,3 +36,14 @@ def setb(bits):
 def clrb(bits):
     """A VMCS edit for the entry-check tables: clear bits in a field."""
     return lambda old: old & ~int(bits)
+
+
+def apply_changes(vcpu, changes):
+    """Write [(field, value or function old -> new)] to the VMCS; returns
+    [(field, old value)] to put back."""
+    old = []
+    for field, new in changes:
+        o = vcpu.vmread(field)
+        old.append((field, o))
+        vcpu.vmwrite(field, new(o) if callable(new) else new)
+    return old

@@ -20,7 +20,7 @@ from vtx.spec import FIELDS, OFF_LAUNCH_STATE, OFF_REVISION, VMCS_REGION_SIZE, c
     field_size
 from vtx.spec.entry_checks import ENTRY_CHECKS
 
-from conftest import clrb, setb
+from conftest import apply_changes, clrb, setb
 
 MODES = {"real": 16, "protected": 32, "long": 64}
 CODE = 0x1000
@@ -92,11 +92,7 @@ def mutate_and_check(mode, changes, kind_number, check, qual=0):
     after the failure and the VM must then run."""
     vm = good_vm(mode)
     v = vm.vcpu
-    old = []
-    for field, new in changes:
-        o = v.vmread(field)
-        old.append((field, o))
-        v.vmwrite(field, new(o) if callable(new) else new)
+    old = apply_changes(v, changes)
     v.vmwrite(F.VM_INSTRUCTION_ERROR, 0)
     v.vmwrite(F.EXIT_REASON, 0x1234)
     expect_failure(vm, *kind_number, check)

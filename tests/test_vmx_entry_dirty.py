@@ -33,7 +33,7 @@ from vtx.errors import EntryCheckMismatch
 from vtx.spec import FIELDS, FieldWidth, field_info, field_offset, field_size
 from vtx.spec.entry_checks import ALWAYS, ENTRY_CHECKS, INPUTS
 
-from conftest import clrb, setb
+from conftest import apply_changes, clrb, setb
 from entry_check_scenarios import NOT_SHOWN, SCENARIOS
 
 CHECK_NAMES = [row[0] for row in ENTRY_CHECKS]
@@ -155,11 +155,7 @@ CASES = [
 def test_a_field_written_between_exits_is_checked(name, mode, changes, check):
     vm = launched_vm(mode)
     v = vm.vcpu
-    old = []
-    for field, new in changes:
-        o = v.vmread(field)
-        old.append((field, o))
-        v.vmwrite(field, new(o) if callable(new) else new)
+    old = apply_changes(v, changes)
     assert check in v._dirty_checks()
     e = expect_resume_failure(vm, check)
     if check == "GUEST_VMCS_LINK_POINTER":
