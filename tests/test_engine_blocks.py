@@ -98,3 +98,33 @@ def test_large_footprint_translates_each_block_once():
         assert r.exit.reason == R.HLT and r.instructions == 2 + passes * (3 * (len(body) // len(unit)) + 2)
         built.append(vm.vcpu.blocks_built - b0)
     assert built[0] == built[1] and built[0] >= len(body) // len(unit)
+
+
+@pytest.mark.parametrize("budget", range(1, 40))
+def test_budget_in_a_loop_of_chained_blocks(budget):
+    """A loop of two blocks (ROL ends the first) that run chained: any
+    budget stops at exactly that many instructions, with the state of one
+    instruction at a time, and the run then continues to the same end."""
+    src = """
+        mov ecx, 6
+    1:  inc eax
+        rol ebx, 1
+        add ebx, eax
+        dec ecx
+        jnz 1b
+        hlt
+    """
+    ref = guest(src, 32)
+    # the reference state after `budget` steps, taken one instruction at a time
+    for _ in range(budget):
+        r = ref.run(max_instructions=1)
+        if r.stop != "budget":
+            break
+    vm = guest(src, 32)
+    r = vm.run(max_instructions=budget)
+    v, w = vm.vcpu, ref.vcpu
+    assert (v.eax, v.ebx, v.ecx, v.rip, v.rflags) == (w.eax, w.ebx, w.ecx, w.rip, w.rflags)
+    if r.stop == "budget":
+        assert r.instructions == budget
+        r = vm.run()
+    assert r.exit.reason == R.HLT and v.eax == 6 and v.ecx == 0

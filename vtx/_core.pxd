@@ -50,8 +50,13 @@ ctypedef struct Insn:
 ctypedef struct Block:
     uint64_t tag          # host address of the first byte | mode << 56 | valid bit 63
     Insn* ops
+    Block* link           # the block that ran after this one last time (chaining),
+    uint64_t link_rip     # entered at this RIP, with that block's tag,
+    uint64_t link_tag
+    uint64_t link_gen     # under this TLB generation
     uint32_t page_gen     # code_gen[page] when built: a write to its code drops it
     uint32_t epoch        # block_epoch when built: an arena reset drops it
+    uint32_t page         # its RAM page (host-physical address >> 12)
     uint16_t n            # ops
     uint16_t ninsn        # instructions (a fused pair counts two)
     uint16_t nbytes

@@ -98,6 +98,8 @@ cdef Block* build_block(Cpu* c, uint64_t lin, uint8_t* p, uint64_t hpa, uint64_t
     b = block_slot(c, p)
     b.tag = tag
     b.ops = ops
+    b.link = NULL
+    b.page = <uint32_t>(hpa >> 12)
     b.page_gen = c.code_gen[hpa >> 12]
     b.epoch = c.block_epoch
     b.n = <uint16_t>n
@@ -155,6 +157,27 @@ cdef inline int run_block(Cpu* c, Block* b) noexcept nogil:
             d = b.ops
 
 
+cdef inline Block* chained(Cpu* c, Block* prev) noexcept nogil:
+    """The block that ran after prev last time, if it is the one to run now
+    and still valid: same RIP under the same TLB generation (so the same
+    host address, fetch permission and mode), its slot not reused, its code
+    not dropped.  NULL otherwise (the loop then looks it up)."""
+    cdef Block* nb = prev.link
+    if (nb == NULL or c.rip != prev.link_rip or c.tlb_gen != prev.link_gen or nb.tag != prev.link_tag
+            or nb.epoch != c.block_epoch or nb.page_gen != c.code_gen[nb.page]):
+        return NULL
+    return nb
+
+
+cdef inline int block_fits(Cpu* c, Block* b) noexcept nogil:
+    """The per-block checks: budget for all its instructions, no blocking by
+    STI or MOV SS, and (outside 64-bit mode) all its bytes within the CS
+    limit and the IP width."""
+    return (c.interruptibility == 0 and c.icount + b.ninsn <= c.icount_limit and (
+            c.long64 or c.rip + b.nbytes - 1 <= (c.seg[S_CS].limit if c.seg[S_CS].limit < SIZE_MASK[c.code_size]
+                                                 else SIZE_MASK[c.code_size])))
+
+
 cdef void vm_leave(Cpu* c) noexcept nogil:
     """Leave non-root operation without a VM exit (the budget ran out, the
     guest halted with nothing to wake it, or the model stopped): save the
@@ -190,6 +213,8 @@ cdef int run_loop(Cpu* c) noexcept nogil:
     cdef uint8_t* fetch_host = NULL
     cdef uint64_t fetch_hpa = 0
     cdef Block* b
+    cdef Block* prev = NULL         # the block that just ran to its end, for chaining
+    cdef Block* link_from
     cdef uint8_t* p
     cdef Insn* d
     cdef int rc
@@ -199,9 +224,26 @@ cdef int run_loop(Cpu* c) noexcept nogil:
         if c.icount >= c.icount_limit:
             flags_sync(c)
             return RC_BUDGET
+        rc = RC_OK
+        link_from = NULL
+        if prev != NULL:
+            # Chaining: the block that followed prev last time, without the
+            # fetch and the lookup; or, when that link is missing or stale,
+            # link prev to the block the lookup below finds.
+            b = chained(c, prev)
+            if b == NULL:
+                link_from = prev
+            elif block_fits(c, b):
+                prev = NULL
+                rc = run_block(c, b)
+                if rc == RC_OK:
+                    prev = b
+                    continue
+                if rc == RC_REP_PAUSED:
+                    continue
+            prev = NULL
         # Fetch: CS limit outside 64-bit mode, canonical RIP in it (a page
         # already translated is canonical as a whole).
-        rc = RC_OK
         if c.long64:
             lin = c.rip
         elif c.rip > c.seg[S_CS].limit:
@@ -227,11 +269,15 @@ cdef int run_loop(Cpu* c) noexcept nogil:
             b = block_slot(c, p)
             if b.tag != tag or b.epoch != c.block_epoch or b.page_gen != c.code_gen[fetch_hpa >> 12]:
                 b = build_block(c, lin, p, fetch_hpa | (lin & 0xFFF), tag)
-            if b != NULL and c.icount + b.ninsn <= c.icount_limit and (
-                    c.long64 or c.rip + b.nbytes - 1 <= (c.seg[S_CS].limit if c.seg[S_CS].limit < SIZE_MASK[c.code_size]
-                                                         else SIZE_MASK[c.code_size])):
+            if b != NULL and link_from != NULL:
+                link_from.link = b
+                link_from.link_rip = c.rip
+                link_from.link_tag = b.tag
+                link_from.link_gen = c.tlb_gen
+            if b != NULL and block_fits(c, b):
                 rc = run_block(c, b)
                 if rc == RC_OK:
+                    prev = b
                     continue
                 if rc == RC_REP_PAUSED:
                     continue
