@@ -699,193 +699,241 @@ cdef inline int t_fused_jcc(Cpu* c, Insn* d) noexcept nogil:
             return rc
     return RC_OK
 
+
 cdef int h_add_rr16_jcc(Cpu* c, Insn* d) noexcept nogil:
     t_alu_rr(c, d, ALU_ADD, 2)
     return t_fused_jcc(c, d)
+
 
 cdef int h_add_ri16_jcc(Cpu* c, Insn* d) noexcept nogil:
     t_alu_ri(c, d, ALU_ADD, 2)
     return t_fused_jcc(c, d)
 
+
 cdef int h_add_rr32_jcc(Cpu* c, Insn* d) noexcept nogil:
     t_alu_rr(c, d, ALU_ADD, 4)
     return t_fused_jcc(c, d)
+
 
 cdef int h_add_ri32_jcc(Cpu* c, Insn* d) noexcept nogil:
     t_alu_ri(c, d, ALU_ADD, 4)
     return t_fused_jcc(c, d)
 
+
 cdef int h_add_rr64_jcc(Cpu* c, Insn* d) noexcept nogil:
     t_alu_rr(c, d, ALU_ADD, 8)
     return t_fused_jcc(c, d)
+
 
 cdef int h_add_ri64_jcc(Cpu* c, Insn* d) noexcept nogil:
     t_alu_ri(c, d, ALU_ADD, 8)
     return t_fused_jcc(c, d)
 
+
 cdef int h_or_rr16_jcc(Cpu* c, Insn* d) noexcept nogil:
     t_alu_rr(c, d, ALU_OR, 2)
     return t_fused_jcc(c, d)
+
 
 cdef int h_or_ri16_jcc(Cpu* c, Insn* d) noexcept nogil:
     t_alu_ri(c, d, ALU_OR, 2)
     return t_fused_jcc(c, d)
 
+
 cdef int h_or_rr32_jcc(Cpu* c, Insn* d) noexcept nogil:
     t_alu_rr(c, d, ALU_OR, 4)
     return t_fused_jcc(c, d)
+
 
 cdef int h_or_ri32_jcc(Cpu* c, Insn* d) noexcept nogil:
     t_alu_ri(c, d, ALU_OR, 4)
     return t_fused_jcc(c, d)
 
+
 cdef int h_or_rr64_jcc(Cpu* c, Insn* d) noexcept nogil:
     t_alu_rr(c, d, ALU_OR, 8)
     return t_fused_jcc(c, d)
+
 
 cdef int h_or_ri64_jcc(Cpu* c, Insn* d) noexcept nogil:
     t_alu_ri(c, d, ALU_OR, 8)
     return t_fused_jcc(c, d)
 
+
 cdef int h_and_rr16_jcc(Cpu* c, Insn* d) noexcept nogil:
     t_alu_rr(c, d, ALU_AND, 2)
     return t_fused_jcc(c, d)
+
 
 cdef int h_and_ri16_jcc(Cpu* c, Insn* d) noexcept nogil:
     t_alu_ri(c, d, ALU_AND, 2)
     return t_fused_jcc(c, d)
 
+
 cdef int h_and_rr32_jcc(Cpu* c, Insn* d) noexcept nogil:
     t_alu_rr(c, d, ALU_AND, 4)
     return t_fused_jcc(c, d)
+
 
 cdef int h_and_ri32_jcc(Cpu* c, Insn* d) noexcept nogil:
     t_alu_ri(c, d, ALU_AND, 4)
     return t_fused_jcc(c, d)
 
+
 cdef int h_and_rr64_jcc(Cpu* c, Insn* d) noexcept nogil:
     t_alu_rr(c, d, ALU_AND, 8)
     return t_fused_jcc(c, d)
+
 
 cdef int h_and_ri64_jcc(Cpu* c, Insn* d) noexcept nogil:
     t_alu_ri(c, d, ALU_AND, 8)
     return t_fused_jcc(c, d)
 
+
 cdef int h_sub_rr16_jcc(Cpu* c, Insn* d) noexcept nogil:
     t_alu_rr(c, d, ALU_SUB, 2)
     return t_fused_jcc(c, d)
+
 
 cdef int h_sub_ri16_jcc(Cpu* c, Insn* d) noexcept nogil:
     t_alu_ri(c, d, ALU_SUB, 2)
     return t_fused_jcc(c, d)
 
+
 cdef int h_sub_rr32_jcc(Cpu* c, Insn* d) noexcept nogil:
     t_alu_rr(c, d, ALU_SUB, 4)
     return t_fused_jcc(c, d)
+
 
 cdef int h_sub_ri32_jcc(Cpu* c, Insn* d) noexcept nogil:
     t_alu_ri(c, d, ALU_SUB, 4)
     return t_fused_jcc(c, d)
 
+
 cdef int h_sub_rr64_jcc(Cpu* c, Insn* d) noexcept nogil:
     t_alu_rr(c, d, ALU_SUB, 8)
     return t_fused_jcc(c, d)
+
 
 cdef int h_sub_ri64_jcc(Cpu* c, Insn* d) noexcept nogil:
     t_alu_ri(c, d, ALU_SUB, 8)
     return t_fused_jcc(c, d)
 
+
 cdef int h_xor_rr16_jcc(Cpu* c, Insn* d) noexcept nogil:
     t_alu_rr(c, d, ALU_XOR, 2)
     return t_fused_jcc(c, d)
+
 
 cdef int h_xor_ri16_jcc(Cpu* c, Insn* d) noexcept nogil:
     t_alu_ri(c, d, ALU_XOR, 2)
     return t_fused_jcc(c, d)
 
+
 cdef int h_xor_rr32_jcc(Cpu* c, Insn* d) noexcept nogil:
     t_alu_rr(c, d, ALU_XOR, 4)
     return t_fused_jcc(c, d)
+
 
 cdef int h_xor_ri32_jcc(Cpu* c, Insn* d) noexcept nogil:
     t_alu_ri(c, d, ALU_XOR, 4)
     return t_fused_jcc(c, d)
 
+
 cdef int h_xor_rr64_jcc(Cpu* c, Insn* d) noexcept nogil:
     t_alu_rr(c, d, ALU_XOR, 8)
     return t_fused_jcc(c, d)
+
 
 cdef int h_xor_ri64_jcc(Cpu* c, Insn* d) noexcept nogil:
     t_alu_ri(c, d, ALU_XOR, 8)
     return t_fused_jcc(c, d)
 
+
 cdef int h_cmp_rr16_jcc(Cpu* c, Insn* d) noexcept nogil:
     t_alu_rr(c, d, ALU_CMP, 2)
     return t_fused_jcc(c, d)
+
 
 cdef int h_cmp_ri16_jcc(Cpu* c, Insn* d) noexcept nogil:
     t_alu_ri(c, d, ALU_CMP, 2)
     return t_fused_jcc(c, d)
 
+
 cdef int h_cmp_rr32_jcc(Cpu* c, Insn* d) noexcept nogil:
     t_alu_rr(c, d, ALU_CMP, 4)
     return t_fused_jcc(c, d)
+
 
 cdef int h_cmp_ri32_jcc(Cpu* c, Insn* d) noexcept nogil:
     t_alu_ri(c, d, ALU_CMP, 4)
     return t_fused_jcc(c, d)
 
+
 cdef int h_cmp_rr64_jcc(Cpu* c, Insn* d) noexcept nogil:
     t_alu_rr(c, d, ALU_CMP, 8)
     return t_fused_jcc(c, d)
+
 
 cdef int h_cmp_ri64_jcc(Cpu* c, Insn* d) noexcept nogil:
     t_alu_ri(c, d, ALU_CMP, 8)
     return t_fused_jcc(c, d)
 
+
 cdef int h_test_rr16_jcc(Cpu* c, Insn* d) noexcept nogil:
     t_test_rr(c, d, 2)
     return t_fused_jcc(c, d)
+
 
 cdef int h_test_ri16_jcc(Cpu* c, Insn* d) noexcept nogil:
     t_test_ri(c, d, 2)
     return t_fused_jcc(c, d)
 
+
 cdef int h_inc_r16_jcc(Cpu* c, Insn* d) noexcept nogil:
     t_incdec_r(c, d, 0, 2)
     return t_fused_jcc(c, d)
+
 
 cdef int h_dec_r16_jcc(Cpu* c, Insn* d) noexcept nogil:
     t_incdec_r(c, d, 1, 2)
     return t_fused_jcc(c, d)
 
+
 cdef int h_test_rr32_jcc(Cpu* c, Insn* d) noexcept nogil:
     t_test_rr(c, d, 4)
     return t_fused_jcc(c, d)
+
 
 cdef int h_test_ri32_jcc(Cpu* c, Insn* d) noexcept nogil:
     t_test_ri(c, d, 4)
     return t_fused_jcc(c, d)
 
+
 cdef int h_inc_r32_jcc(Cpu* c, Insn* d) noexcept nogil:
     t_incdec_r(c, d, 0, 4)
     return t_fused_jcc(c, d)
+
 
 cdef int h_dec_r32_jcc(Cpu* c, Insn* d) noexcept nogil:
     t_incdec_r(c, d, 1, 4)
     return t_fused_jcc(c, d)
 
+
 cdef int h_test_rr64_jcc(Cpu* c, Insn* d) noexcept nogil:
     t_test_rr(c, d, 8)
     return t_fused_jcc(c, d)
+
 
 cdef int h_test_ri64_jcc(Cpu* c, Insn* d) noexcept nogil:
     t_test_ri(c, d, 8)
     return t_fused_jcc(c, d)
 
+
 cdef int h_inc_r64_jcc(Cpu* c, Insn* d) noexcept nogil:
     t_incdec_r(c, d, 0, 8)
     return t_fused_jcc(c, d)
+
 
 cdef int h_dec_r64_jcc(Cpu* c, Insn* d) noexcept nogil:
     t_incdec_r(c, d, 1, 8)
