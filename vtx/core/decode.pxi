@@ -474,6 +474,8 @@ cdef void init_opcode_tables() noexcept:
     op_set(OP1, 0xE8, h_call_rel, OPF_IZ | OPF_SX | OPF_F64 | OPF_LAZY | OPF_END)
     op_set(OP1, 0xE9, h_jmp_rel, OPF_IZ | OPF_SX | OPF_F64 | OPF_LAZY | OPF_END)
     op_set(OP1, 0xEB, h_jmp_rel, OPF_IB | OPF_SX | OPF_F64 | OPF_LAZY | OPF_END)
+    for k in range(0xE0, 0xE4):        # LOOPNE LOOPE LOOP JrCXZ
+        op_set(OP1, k, h_loop, OPF_IB | OPF_SX | OPF_F64 | OPF_LAZY | OPF_END)
     op_set(OP1, 0xEC, h_in_dx, OPF_BYTE)
     op_set(OP1, 0xED, h_in_dx, 0)
     op_set(OP1, 0xEE, h_out_dx, OPF_BYTE)

@@ -28,6 +28,38 @@ cdef int h_jcc(Cpu* c, Insn* d) noexcept nogil:
     return RC_OK
 
 
+cdef int h_loop(Cpu* c, Insn* d) noexcept nogil:
+    """E0 LOOPNE, E1 LOOPE, E2 LOOP, E3 JCXZ/JECXZ/JRCXZ rel8 (SDM Vol. 2
+    LOOP/LOOPcc and Jcc).  The count register is CX, ECX or RCX by the
+    address size; LOOP decrements it without touching the flags and
+    branches while it is not zero (LOOPE also while ZF = 1, LOOPNE while
+    ZF = 0); JCXZ branches when it is zero.  A target outside the CS limit
+    (non-canonical in 64-bit mode) is #GP(0); a fault leaves no trace of the
+    instruction, so the count keeps its value.  With a 32-bit address size
+    in 64-bit mode the count is ECX, and writing it clears RCX[63:32]."""
+    cdef uint64_t m = SIZE_MASK[d.asz]
+    cdef uint64_t old = c.regs[R_CX]
+    cdef uint64_t count = old & m
+    cdef int take
+    cdef int rc
+    if d.op == 0xE3:
+        take = count == 0
+    else:
+        count = (count - 1) & m
+        set_reg(c, R_CX, d.asz, count)
+        take = count != 0
+        if d.op == 0xE1:
+            take = take and cond(c, 4)          # ZF = 1
+        elif d.op == 0xE0:
+            take = take and cond(c, 5)          # ZF = 0
+    if take:
+        rc = branch_to(c, c.next_rip + d.imm, d.osz)
+        if rc:
+            c.regs[R_CX] = old
+            return rc
+    return RC_OK
+
+
 cdef int h_jmp_rel(Cpu* c, Insn* d) noexcept nogil:
     return branch_to(c, c.next_rip + d.imm, d.osz)
 
