@@ -332,3 +332,23 @@ def test_asm_file_error_line(tmp_path):
     with pytest.raises(AsmError) as info:
         asm_file(path)
     assert info.value.line == 3 and info.value.text == "whatever ax"
+
+
+@pytest.mark.parametrize("source,line", [
+    ("mov %eax, %ebx", 1),
+    ("nop\nadd %rax, 8", 2),
+    ("nop; mov %al, [rbx]", 1),           # ";" separates statements in GNU as
+    ("lea rax, [%rip + 4]", 1),
+])
+def test_att_register_syntax_is_an_error(source, line):
+    """GNU as in Intel mode accepts %reg and keeps Intel's operand order, so
+    AT&T source would assemble silently with its operands reversed."""
+    with pytest.raises(AsmError) as ei:
+        asm(source, bits=64)
+    assert ei.value.line == line and "AT&T" in str(ei.value)
+
+
+def test_percent_elsewhere_is_not_att():
+    """A modulo, a string and a comment may hold '%'; .att_syntax opts out."""
+    assert asm('mov eax, 5 % 3\n.ascii "%eax"  # %ebx', bits=32) == bytes.fromhex("b802000000") + b"%eax"
+    assert asm(".att_syntax\nmovl %eax, %ebx\n.intel_syntax noprefix", bits=32) == bytes.fromhex("89c3")

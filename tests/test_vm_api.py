@@ -231,3 +231,23 @@ def test_exit_reports_idt_vectoring_information():
     r = vm.run()
     assert (r.exit.vector, r.exit.error_code) == (13, 6 * 8 + 3)
     assert r.exit.idt_vectoring_info == 0x80000306     # #UD, hardware exception, no error code
+
+
+def test_copy_and_pickle_say_what_to_do():
+    """A VM, its vCPU and its machine refuse copy and pickle with a message
+    that says why and what to do instead, not an opaque Cython error."""
+    import copy
+    import pickle
+    vm = vtx.VM(memory=1 << 20)
+    vm.add_vcpu()
+    for obj in (vm, vm.vcpu, vm._machine):
+        for f in (copy.copy, copy.deepcopy, pickle.dumps):
+            with pytest.raises(TypeError, match="cannot be copied or pickled"):
+                f(obj)
+
+
+def test_command_line_version(capsys):
+    from vtx.__main__ import main
+    with pytest.raises(SystemExit) as ei:
+        main(["--version"])
+    assert ei.value.code == 0 and capsys.readouterr().out.strip() == f"vtx {vtx.__version__}"

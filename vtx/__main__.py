@@ -1,11 +1,16 @@
 """Command line: ``python -m vtx demo``."""
 
 import argparse
+import os
 import sys
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m vtx", description="vtx: a software model of Intel VT-x")
+    # Called as the "vtx" console script or as python -m vtx: name it as called.
+    prog = "vtx" if os.path.basename(sys.argv[0]) == "vtx" else "python -m vtx"
+    parser = argparse.ArgumentParser(prog=prog, description="vtx: a software model of Intel VT-x")
+    from . import __version__
+    parser.add_argument("--version", action="version", version=f"vtx {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("demo", help="run a hello-world guest in real, protected and long mode under a "
                                 "Python hypervisor and show its VM exits")

@@ -215,6 +215,10 @@ cdef class Machine:
                 code_page_written(self.c, pg << 12)
         tlb_flush(self.c)
 
+    def __reduce__(self):
+        raise TypeError("a vtx Machine (guest memory and processor) cannot be copied or pickled; "
+                        "build another VM and load the same image (snapshots are not implemented yet)")
+
     def ram_view(self):
         """A read-only memoryview of guest RAM (write with :meth:`write`, which
         keeps the decode cache coherent)."""
@@ -275,6 +279,10 @@ cdef inline uint64_t _fit(object value, int bits, str name) except? 0xFFFFFFFFFF
 
 cdef class VCpuBase:
     """The parts of :class:`VCpu` that are not generated register properties."""
+
+    def __reduce__(self):
+        raise TypeError("a vtx VCpu cannot be copied or pickled: it is the processor of one VM; read the "
+                        "registers and VMCS fields you need (snapshots are not implemented yet)")
 
     def __cinit__(self, Machine machine not None):
         # The machine owns the Cpu struct; holding it keeps the struct alive

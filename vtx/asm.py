@@ -223,11 +223,35 @@ def _check_args(source, bits, org):
     return source, bits_value, org_value
 
 
+# A register written the AT&T way (%eax): GNU as in Intel mode accepts it and
+# keeps Intel's operand order, so "mov %eax, %ebx" would silently assemble as
+# mov eax, ebx, the reverse of what an AT&T reader meant.
+_ATT_REGISTER = re.compile(
+    r"%(?:[re]?[abcd]x|[re]?[sd]i|[re]?[sb]p|[abcd][lh]|[sd]il|[sb]pl|r(?:[89]|1[0-5])[dwb]?|"
+    r"[c-gs]s|[cd]r[0-9]+|[xyz]mm[0-9]+|rip|eip)\b")
+_COMMENT = re.compile(r"#.*$")          # the x86 line comment of GNU as (";" separates statements)
+
+
+def _reject_att(source):
+    """AsmError for a line that uses AT&T register syntax, unless the source
+    switches to AT&T itself (.att_syntax)."""
+    if ".att_syntax" in source:
+        return
+    for number, text in enumerate(source.split("\n"), start=1):
+        code = _COMMENT.sub("", text.split('"')[0])
+        if _ATT_REGISTER.search(code):
+            raise AsmError(
+                "AT&T register syntax (%reg); vtx.asm takes Intel syntax without prefixes, destination "
+                "first: write 'mov ebx, eax' for AT&T 'mov %eax, %ebx' (or put .att_syntax in the source)",
+                line=number, text=text)
+
+
 @functools.lru_cache(maxsize=CACHE_SIZE)
 def _assemble(source, bits, org, include_dirs):
     """Assemble and link; cached on all four (hashable) arguments."""
     if not source.strip():
         return b""
+    _reject_att(source)
     as_path, ld_path = _find_tools()
     header = f".intel_syntax noprefix\n.code{bits}\n"
     header_lines = header.count("\n")

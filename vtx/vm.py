@@ -136,6 +136,16 @@ class VM:
     4 KiB); it appears at guest-physical address 0.
     """
 
+    def __reduce__(self):
+        raise TypeError("a vtx.VM cannot be copied or pickled: it owns host memory and a modeled processor "
+                        "mid-run; build another VM and load the same image (snapshots are not implemented yet)")
+
+    def __copy__(self):
+        self.__reduce__()
+
+    def __deepcopy__(self, memo):
+        self.__reduce__()
+
     def __init__(self, memory=16 << 20):
         if isinstance(memory, bool) or not isinstance(memory, int):
             raise TypeError(f"memory is a size in bytes, not {memory!r}")
