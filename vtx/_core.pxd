@@ -99,6 +99,49 @@ ctypedef struct Slot:
     int guest_visible
 
 
+# A logical processor's VMX state (SDM Vol. 3C chapters 24-31), held apart
+# from its architectural state: whether it is in VMX operation, root or
+# non-root, who the root-mode software is, the current-VMCS pointer, the
+# controls of the running guest, the exit being staged and the bookkeeping of
+# the entry checks.  Everything VMX-only lives here; AMD-V's SVM will keep
+# its own struct beside it (docs/architecture.rst, "The VMX layer").
+ctypedef struct VmxState:
+    int on                # in VMX operation (VMXON done, or the hosted hypervisor's VCpu)
+    int non_root          # VMX non-root operation: a guest runs
+    int host_x86          # who is root: 1 x86 code (exits load host state and go on at
+                          # HOST_RIP), 0 the Python hypervisor (exits return to Python)
+    uint64_t vmxon_ptr    # VMXON pointer (physical address of the VMXON region)
+    uint64_t vmcs_ptr     # current-VMCS pointer; VMCS_PTR_NONE when there is none
+    uint8_t* vmcs         # host pointer to the current VMCS region (4 KiB); NULL when none
+    int vmcs_in_ram       # the current VMCS lies in RAM the software can write with MOV
+    VmxControls ctl
+    int ept
+
+    # pending VM exit (RC_VMEXIT): the exit-information fields, SDM 24.9
+    uint32_t x_reason
+    uint64_t x_qual
+    uint32_t x_len
+    uint32_t x_info
+    uint32_t x_intr_info
+    uint32_t x_intr_error
+    uint64_t x_gla
+    uint64_t x_gpa
+    int x_gla_valid
+    # IDT-vectoring information and error code (SDM 24.9.3): the event whose
+    # delivery the exit interrupted; 0 when none.  vm_exit clears them.
+    uint32_t x_idt_info
+    uint32_t x_idt_error
+
+    # failed VM entry: which check (index into the Python check table)
+    int entry_check
+
+    # VMRESUME re-checks what changed (core/vmx/entry.pxi; docs/architecture.rst,
+    # "Entry checks at VMRESUME")
+    uint64_t ck_dirty     # CKM_* bits: checks whose inputs may differ from the last successful entry
+    uint64_t ck_view_gen  # HostMemory.export_gen of the private memory when last looked at
+    int ck_ept_private    # the EPT of the last successful entry may reach the private memory
+
+
 ctypedef struct Cpu:
     # --- architectural state -------------------------------------------
     uint64_t regs[16]
@@ -128,13 +171,9 @@ ctypedef struct Cpu:
     int paging            # 0 none, 2 = 32-bit, 3 = PAE, 4 = 4-level
     int stack_size        # 2, 4 or 8: SS.B / 64-bit
 
-    # --- VMX --------------------------------------------------------------
-    int vmx_on
-    int non_root
-    VmxControls ctl
-    uint8_t* vmcs         # host pointer to the current VMCS region (4 KiB)
-    uint64_t vmcs_hpa
-    int ept
+    # --- VMX: the logical processor's VMX state, apart from the architectural
+    # state above (core/vmx/; docs/architecture.rst, "The VMX layer") ------
+    VmxState vmx
 
     # --- per-instruction scratch ----------------------------------------
     uint64_t next_rip
@@ -155,24 +194,6 @@ ctypedef struct Cpu:
     int exc_type          # event type: 3 hardware exception, 4 software interrupt, 6 software exception
     uint32_t exc_len      # instruction length of a software event
     uint64_t exc_cr2
-
-    # pending VM exit (RC_VMEXIT): the exit-information fields, SDM 24.9
-    uint32_t x_reason
-    uint64_t x_qual
-    uint32_t x_len
-    uint32_t x_info
-    uint32_t x_intr_info
-    uint32_t x_intr_error
-    uint64_t x_gla
-    uint64_t x_gpa
-    int x_gla_valid
-    # IDT-vectoring information and error code (SDM 24.9.3): the event whose
-    # delivery the exit interrupted; 0 when none.  vm_exit clears them.
-    uint32_t x_idt_info
-    uint32_t x_idt_error
-
-    # failed VM entry: which check (index into the Python check table)
-    int entry_check
 
     # unbacked guest-physical access without EPT (RC_BAD_PHYS)
     uint64_t bad_addr
@@ -215,12 +236,6 @@ ctypedef struct Cpu:
     # --- who is using the CPU (set and tested with the GIL held) ---------
     int running           # inside VCpu._run, handlers included: no second run
     int in_guest          # the run loop executes (GIL released): no host writes
-
-    # --- VMRESUME re-checks what changed (core/vmx/entry.pxi; docs/architecture.rst,
-    # "Entry checks at VMRESUME") ------------------------------------------
-    uint64_t ck_dirty     # CKM_* bits: checks whose inputs may differ from the last successful entry
-    uint64_t ck_view_gen  # HostMemory.export_gen of the private memory when last looked at
-    int ck_ept_private    # the EPT of the last successful entry may reach the private memory
 
 
 cdef class HostMemory:

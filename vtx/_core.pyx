@@ -16,6 +16,7 @@ from cpython.object cimport PyObject_GenericSetAttr
 include "core/spec_gen.pxi"
 include "core/state.pxi"
 include "core/flags.pxi"
+include "core/vmx/intercept.pxi"
 include "core/mmu.pxi"
 include "core/decode.pxi"
 include "core/insn/arith.pxi"
@@ -165,14 +166,14 @@ cdef class Machine:
         c.slots[1].ptr = self.priv_mem.ptr
         c.slots[1].guest_visible = 0
         c.nslots = 2
-        c.vmcs = self.priv_mem.ptr
-        c.vmcs_hpa = PRIV_BASE
+        c.vmx.vmcs = self.priv_mem.ptr
+        c.vmx.vmcs_ptr = PRIV_BASE
         c.icount_limit = 0xFFFFFFFFFFFFFFFFULL
         c.acct_reason = -1
         # No entry has passed the checks yet (the first is a VMLAUNCH, which
         # runs them all; a launch state written raw makes it a VMRESUME).
-        c.ck_dirty = CKM_ALL
-        c.ck_ept_private = 1
+        c.vmx.ck_dirty = CKM_ALL
+        c.vmx.ck_ept_private = 1
         # Power-on state of the registers that have one (SDM Vol. 3 10.1.1).
         c.rflags = 2
         c.cr0 = 0x60000010ULL
@@ -294,7 +295,7 @@ cdef class VCpuBase:
 
     cdef uint64_t _vmcs_u64(self, int off) noexcept:
         cdef uint64_t v
-        memcpy(&v, self.c.vmcs + off, 8)
+        memcpy(&v, self.c.vmx.vmcs + off, 8)
         return v
 
     cdef int _vmcs_set_u64(self, int off, uint64_t v) except -1:
@@ -322,7 +323,7 @@ cdef class VCpuBase:
         cdef int ok
         cdef uint64_t v
         cdef uint32_t e = _encoding(enc)
-        v = vmcs_read_enc(self.c.vmcs, e, &ok)
+        v = vmcs_read_enc(self.c.vmx.vmcs, e, &ok)
         if not ok:
             raise VtxError(f"VMCS has no component with encoding {e:#06x} "
                            f"(VMREAD would fail with VM-instruction error 12)")
@@ -343,13 +344,13 @@ cdef class VCpuBase:
     @property
     def launched(self):
         """The launch state of the VMCS: True after the first VM entry."""
-        return self.c.vmcs[VMCS_OFF_LAUNCH_STATE] != 0
+        return self.c.vmx.vmcs[VMCS_OFF_LAUNCH_STATE] != 0
 
     def clear(self):
         """VMCLEAR: mark the VMCS clear, so the next entry is a VMLAUNCH."""
         _host_writes_vmcs(self.c)
-        self.c.vmcs[VMCS_OFF_LAUNCH_STATE] = 0
-        self.c.ck_dirty = CKM_ALL
+        self.c.vmx.vmcs[VMCS_OFF_LAUNCH_STATE] = 0
+        self.c.vmx.ck_dirty = CKM_ALL
 
     # --- segments and tables -----------------------------------------------
 
@@ -444,7 +445,7 @@ cdef class VCpuBase:
         (a guest cannot make its own VM unresumable)."""
         cdef int rc
         with nogil:
-            rc = entry_checks(self.c, self.c.vmcs[VMCS_OFF_LAUNCH_STATE] == 0, CKM_ALL)
+            rc = entry_checks(self.c, self.c.vmx.vmcs[VMCS_OFF_LAUNCH_STATE] == 0, CKM_ALL)
         if rc == RC_OK:
             return None
         return _entry_error(self.c, rc)
@@ -491,7 +492,7 @@ cdef class VCpuBase:
             d |= 1ULL << index[name]
         _host_writes_vmcs(self.c)
         _note_raw_views(self.c, self.machine.priv_mem)
-        self.c.ck_dirty = d
+        self.c.vmx.ck_dirty = d
 
     @property
     def blocks_built(self):
@@ -558,7 +559,7 @@ cdef class VCpuBase:
         cdef uint64_t limit = c.icount + c.events + budget if budget else 0xFFFFFFFFFFFFFFFFULL
         cdef HostMemory priv = self.machine.priv_mem
         while True:
-            launch = c.vmcs[VMCS_OFF_LAUNCH_STATE] == 0
+            launch = c.vmx.vmcs[VMCS_OFF_LAUNCH_STATE] == 0
             _note_raw_views(c, priv)
             # One release of the GIL per entry in the common case: enter, run.
             c.in_guest = 1
@@ -672,27 +673,27 @@ cdef inline void _note_raw_views(Cpu* c, HostMemory priv) noexcept:
     """Mark every check dirty if the private memory (which holds the VMCS)
     has a buffer export alive, or has had one since the last look: Python
     may have written the VMCS through it, which no vwt saw."""
-    if priv.exports or priv.export_gen != c.ck_view_gen:
-        c.ck_dirty = CKM_ALL
-        c.ck_view_gen = priv.export_gen
+    if priv.exports or priv.export_gen != c.vmx.ck_view_gen:
+        c.vmx.ck_dirty = CKM_ALL
+        c.vmx.ck_view_gen = priv.export_gen
 
 
 cdef object _check_outcome(Cpu* c, uint64_t d):
     """What entry_checks(VMRESUME, d) gives, in words (it writes only
-    c.entry_check)."""
+    c.vmx.entry_check)."""
     cdef int rc
     with nogil:
         rc = entry_checks(c, 0, d)
     if rc == RC_OK:
         return "pass"
-    if c.entry_check < 0:
-        return f"VM-instruction error {-c.entry_check}"
-    return f"{_ENTRY_CHECKS[c.entry_check][0]} failed"
+    if c.vmx.entry_check < 0:
+        return f"VM-instruction error {-c.vmx.entry_check}"
+    return f"{_ENTRY_CHECKS[c.vmx.entry_check][0]} failed"
 
 
 cdef object _mismatch_error(Cpu* c):
     """The verification mode's report: both passes again (a failed entry
-    leaves c.ck_dirty as it was), and what the incremental one re-checked."""
+    leaves c.vmx.ck_dirty as it was), and what the incremental one re-checked."""
     cdef uint64_t d = resume_mask(c)
     inc = _check_outcome(c, d)
     full = _check_outcome(c, CKM_ALL)
@@ -704,7 +705,7 @@ cdef object _mismatch_error(Cpu* c):
 
 
 cdef object _entry_error(Cpu* c, int rc):
-    cdef int ck = c.entry_check
+    cdef int ck = c.vmx.entry_check
     if ck < 0:
         num = -ck
         name = _VmInstructionError(num).name
@@ -718,10 +719,10 @@ cdef object _entry_error(Cpu* c, int rc):
 
 
 cdef str _unsupported_message(Cpu* c):
-    if c.entry_check == -1000:
+    if c.vmx.entry_check == -1000:
         return ("VM entry with event injection (VM-entry interruption information valid) "
                 "is not modeled yet; it arrives with interrupt virtualization")
-    if c.entry_check == -1001:
+    if c.vmx.entry_check == -1001:
         return f"the guest needs a task gate at rip {c.rip:#x}; task switches are not modeled yet"
     return f"the guest executed a VMX instruction at rip {c.rip:#x} in root operation; not modeled yet"
 

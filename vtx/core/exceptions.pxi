@@ -20,9 +20,9 @@ cdef inline int exc_has_error_code(int v) noexcept nogil:
 
 cdef int exception_intercepted(Cpu* c, int vec, uint32_t err) noexcept nogil:
     """Exception bitmap, and for #PF the error-code mask/match (SDM 25.2)."""
-    cdef int bit = (c.ctl.exception_bitmap >> vec) & 1
+    cdef int bit = (c.vmx.ctl.exception_bitmap >> vec) & 1
     if vec == EXC_PF:
-        if (err & c.ctl.pfec_mask) == c.ctl.pfec_match:
+        if (err & c.vmx.ctl.pfec_mask) == c.vmx.ctl.pfec_match:
             return bit
         return not bit
     return bit
@@ -107,7 +107,7 @@ cdef int deliver_protected(Cpu* c, int vec, int has_err, uint32_t err) noexcept 
         if gtype != 0x0E and gtype != 0x0F:
             return raise_exc(c, EXC_GP, 1, idt_err)
     elif gtype == 0x05:
-        c.entry_check = -1001
+        c.vmx.entry_check = -1001
         return RC_UNSUPPORTED           # task gates: a later issue
     elif gtype != 0x0E and gtype != 0x0F and gtype != 0x06 and gtype != 0x07:
         return raise_exc(c, EXC_GP, 1, idt_err)
@@ -239,10 +239,10 @@ cdef inline void stage_idt_vectoring(Cpu* c, int vec, int typ, uint32_t length, 
     27.2.4, IDT-vectoring information: 7:0 vector, 10:8 type, 11 error code
     valid, 31 valid).  For a software event the exit also reports the
     instruction length (SDM 28.2.5)."""
-    c.x_idt_info = (<uint32_t>vec) | (<uint32_t>typ << 8) | ((<uint32_t>has_err) << 11) | 0x80000000ULL
-    c.x_idt_error = err if has_err else 0
+    c.vmx.x_idt_info = (<uint32_t>vec) | (<uint32_t>typ << 8) | ((<uint32_t>has_err) << 11) | 0x80000000ULL
+    c.vmx.x_idt_error = err if has_err else 0
     if typ != 3:
-        c.x_len = length
+        c.vmx.x_len = length
 
 
 cdef inline void delivered(Cpu* c, int typ) noexcept nogil:
@@ -289,12 +289,12 @@ cdef int handle_exception(Cpu* c) noexcept nogil:
         err = c.exc_error if has_err else 0
         # INT n is not an exception: the exception bitmap does not apply to
         # it (SDM Vol. 3C 26.2); INT3 and INTO are software exceptions and do.
-        if c.non_root and typ != 4 and exception_intercepted(c, vec, err):
+        if c.vmx.non_root and typ != 4 and exception_intercepted(c, vec, err):
             vmexit_event(c, EXIT_REASON_EXCEPTION_OR_NMI, c.exc_cr2 if vec == EXC_PF else 0)
-            c.x_intr_info = (<uint32_t>vec) | (<uint32_t>typ << 8) | ((<uint32_t>has_err) << 11) | 0x80000000ULL
-            c.x_intr_error = err
+            c.vmx.x_intr_info = (<uint32_t>vec) | (<uint32_t>typ << 8) | ((<uint32_t>has_err) << 11) | 0x80000000ULL
+            c.vmx.x_intr_error = err
             if typ == 6:
-                c.x_len = c.exc_len
+                c.vmx.x_len = c.exc_len
             if cur >= 0:
                 stage_idt_vectoring(c, cur, cur_type, cur_len, cur_has_err, cur_err)
             return RC_VMEXIT
@@ -319,11 +319,11 @@ cdef int handle_exception(Cpu* c) noexcept nogil:
         cur_len = c.exc_len
         cur_has_err = has_err
         cur_err = err
-        if c.non_root and exception_intercepted(
+        if c.vmx.non_root and exception_intercepted(
                 c, c.exc_vector, c.exc_error if (c.exc_has_error and (c.cr0 & CR0_PE)) else 0):
             continue
         if vec == EXC_DF:
-            if c.non_root:
+            if c.vmx.non_root:
                 return vmexit_event(c, EXIT_REASON_TRIPLE_FAULT, 0)
             c.activity = 2
             return RC_SHUTDOWN

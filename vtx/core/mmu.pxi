@@ -159,18 +159,6 @@ cdef inline int raise_pf(Cpu* c, uint64_t lin, uint32_t error) noexcept nogil:
     return raise_exc(c, EXC_PF, 1, error)
 
 
-cdef inline int vmexit_event(Cpu* c, uint32_t reason, uint64_t qual) noexcept nogil:
-    """Stage a VM exit; the run loop performs it (core/vmx/exit.pxi)."""
-    c.x_reason = reason
-    c.x_qual = qual
-    c.x_len = 0
-    c.x_info = 0
-    c.x_intr_info = 0
-    c.x_intr_error = 0
-    c.x_gla_valid = 0
-    return RC_VMEXIT
-
-
 # ---------------------------------------------------------------------------
 # EPT (SDM Vol. 3 29.3)
 
@@ -181,7 +169,7 @@ cdef int ept_translate(Cpu* c, uint64_t gpa, int kind, uint64_t lin, int lin_val
     On a not-present or forbidden access stage an EPT-violation exit (reason
     48) with the qualification of SDM 28.2.1 Table 28-7; on a malformed entry
     an EPT-misconfiguration exit (reason 49)."""
-    cdef uint64_t table = c.ctl.eptp & PHYS_MASK
+    cdef uint64_t table = c.vmx.ctl.eptp & PHYS_MASK
     cdef uint64_t entry = 0, qual
     cdef uint8_t* p
     cdef int level, shift
@@ -201,15 +189,15 @@ cdef int ept_translate(Cpu* c, uint64_t gpa, int kind, uint64_t lin, int lin_val
         # Misconfigurations (SDM 29.3.3.1): write without read, execute-only
         # (not supported, IA32_VMX_EPT_VPID_CAP bit 0 = 0), reserved bits.
         if (entry & 3) == 2 or (entry & 7) == 4 or (entry & RSVD_HIGH):
-            c.x_gpa = gpa
+            c.vmx.x_gpa = gpa
             vmexit_event(c, EXIT_REASON_EPT_MISCONFIGURATION, 0)
-            c.x_gpa = gpa
+            c.vmx.x_gpa = gpa
             return RC_VMEXIT
         perm &= <uint32_t>(entry & 7)
         if level == 4 and (entry & 0x80):
-            c.x_gpa = gpa
+            c.vmx.x_gpa = gpa
             vmexit_event(c, EXIT_REASON_EPT_MISCONFIGURATION, 0)
-            c.x_gpa = gpa
+            c.vmx.x_gpa = gpa
             return RC_VMEXIT
         if (level == 3 or level == 2) and (entry & 0x80):
             break
@@ -217,7 +205,7 @@ cdef int ept_translate(Cpu* c, uint64_t gpa, int kind, uint64_t lin, int lin_val
             break
         if (entry & 0x78) != 0:   # bits 6:3 reserved in non-leaf entries
             vmexit_event(c, EXIT_REASON_EPT_MISCONFIGURATION, 0)
-            c.x_gpa = gpa
+            c.vmx.x_gpa = gpa
             return RC_VMEXIT
         table = entry & PHYS_MASK
     cdef uint32_t need = 1 if kind == ACC_READ else (2 if kind == ACC_WRITE else 4)
@@ -226,12 +214,12 @@ cdef int ept_translate(Cpu* c, uint64_t gpa, int kind, uint64_t lin, int lin_val
                (4ULL if kind == ACC_FETCH else 0) | (<uint64_t>perm << 3)
         vmexit_event(c, EXIT_REASON_EPT_VIOLATION, qual)
         if lin_valid:
-            c.x_qual |= 1ULL << 7
+            c.vmx.x_qual |= 1ULL << 7
             if final_access:
-                c.x_qual |= 1ULL << 8
-            c.x_gla = lin
-            c.x_gla_valid = 1
-        c.x_gpa = gpa
+                c.vmx.x_qual |= 1ULL << 8
+            c.vmx.x_gla = lin
+            c.vmx.x_gla_valid = 1
+        c.vmx.x_gpa = gpa
         return RC_VMEXIT
     page_mask = (1ULL << shift) - 1
     hpa_out[0] = (entry & PHYS_MASK & ~page_mask) | (gpa & page_mask)
@@ -247,7 +235,7 @@ cdef int gpa_to_host(Cpu* c, uint64_t gpa, int kind, uint64_t lin, int lin_valid
     cdef uint32_t perm = 7
     cdef int rc
     cdef uint8_t* p
-    if c.ept:
+    if c.vmx.ept:
         rc = ept_translate(c, gpa, kind, lin, lin_valid, final_access, &hpa, &perm)
         if rc:
             return rc
@@ -291,7 +279,7 @@ cdef int pt_update(Cpu* c, uint64_t gpa, uint64_t lin, int wide, uint64_t old, u
     cdef uint8_t* p
     cdef uint64_t hpa
     cdef uint32_t perm
-    if (old | bits) == old or not c.ept:
+    if (old | bits) == old or not c.vmx.ept:
         return RC_OK
     return gpa_to_host(c, gpa, ACC_WRITE, lin, 1, 0, &p, &hpa, &perm)
 

@@ -182,11 +182,11 @@ cdef void vm_leave(Cpu* c) noexcept nogil:
     """Leave non-root operation without a VM exit (the budget ran out, the
     guest halted with nothing to wake it, or the model stopped): save the
     guest state so the hosted hypervisor sees it and VMRESUME continues."""
-    if c.non_root:
+    if c.vmx.non_root:
         save_guest_state(c)
         tlb_at_exit(c)
-        c.non_root = 0
-        c.ept = 0
+        c.vmx.non_root = 0
+        c.vmx.ept = 0
 
 
 cdef int run_loop(Cpu* c) noexcept nogil:

@@ -61,7 +61,7 @@ cdef int h_iret(Cpu* c, Insn* d) noexcept nogil:
     if (c.rflags & F_VM) and iopl < 3:
         return raise_gp0(c)
     if (c.cr0 & CR0_PE) and (c.rflags & F_NT):
-        c.entry_check = -1001
+        c.vmx.entry_check = -1001
         return RC_UNSUPPORTED          # return from a nested task
     # Pop the frame (RIP, CS, RFLAGS, and RSP, SS where they are there).
     for i in range(3):

@@ -5,14 +5,6 @@
 # after the exceptions that take priority over it (SDM Vol. 3 26.1.1).
 
 
-cdef inline int insn_exit(Cpu* c, Insn* d, uint32_t reason, uint64_t qual) noexcept nogil:
-    """Stage a VM exit caused by the instruction d (the exit-instruction
-    length is valid for these exits, SDM 28.2.5)."""
-    vmexit_event(c, reason, qual)
-    c.x_len = d.len
-    return RC_VMEXIT
-
-
 cdef int h_nop(Cpu* c, Insn* d) noexcept nogil:
     return RC_OK
 
@@ -75,7 +67,7 @@ cdef int h_sti(Cpu* c, Insn* d) noexcept nogil:
 cdef int h_hlt(Cpu* c, Insn* d) noexcept nogil:
     if c.cpl != 0:
         return raise_gp0(c)
-    if c.non_root and (c.ctl.proc & PROC_HLT_EXITING):
+    if c.vmx.non_root and (c.vmx.ctl.proc & PROC_HLT_EXITING):
         return insn_exit(c, d, EXIT_REASON_HLT, 0)
     c.activity = 1
     return RC_HALTED
@@ -114,20 +106,20 @@ cdef int io_exits(Cpu* c, uint32_t port, int size) noexcept nogil:
     """Does an I/O instruction on [port, port+size) cause a VM exit?"""
     cdef uint32_t p
     cdef uint8_t* bm
-    if not c.non_root:
+    if not c.vmx.non_root:
         return 0
-    if c.ctl.proc & PROC_USE_IO_BITMAPS:
+    if c.vmx.ctl.proc & PROC_USE_IO_BITMAPS:
         for p in range(port, port + size):
             if p > 0xFFFF:
                 return 1        # wraps around the I/O space: always exits
             if p < 0x8000:
-                bm = hpa_ptr(c, c.ctl.io_bitmap_a + (p >> 3), 1, 0)
+                bm = hpa_ptr(c, c.vmx.ctl.io_bitmap_a + (p >> 3), 1, 0)
             else:
-                bm = hpa_ptr(c, c.ctl.io_bitmap_b + ((p - 0x8000) >> 3), 1, 0)
+                bm = hpa_ptr(c, c.vmx.ctl.io_bitmap_b + ((p - 0x8000) >> 3), 1, 0)
             if bm == NULL or (bm[0] >> (p & 7)) & 1:
                 return 1
         return 0
-    return (c.ctl.proc & PROC_UNCONDITIONAL_IO_EXITING) != 0
+    return (c.vmx.ctl.proc & PROC_UNCONDITIONAL_IO_EXITING) != 0
 
 
 cdef inline uint64_t io_qual(int size, int is_in, int string, int rep, int imm, uint32_t port) noexcept nogil:
@@ -186,12 +178,12 @@ cdef int string_io(Cpu* c, Insn* d, int is_in) noexcept nogil:
         insn_exit(c, d, EXIT_REASON_IO_INSTRUCTION, io_qual(size, is_in, 1, d.rep != 0, 0, port))
         # VM-exit instruction information for INS/OUTS (SDM Table 28-8):
         # address size in bits 9:7, segment in bits 17:15 (OUTS only).
-        c.x_info = (<uint32_t>(0 if d.asz == 2 else (1 if d.asz == 4 else 2)) << 7)
+        c.vmx.x_info = (<uint32_t>(0 if d.asz == 2 else (1 if d.asz == 4 else 2)) << 7)
         if not is_in:
-            c.x_info |= (<uint32_t>sr) << 15
+            c.vmx.x_info |= (<uint32_t>sr) << 15
         if seg_linear(c, sr, off, size, ACC_WRITE if is_in else ACC_READ, &lin) == RC_OK:
-            c.x_gla = lin
-            c.x_gla_valid = 1
+            c.vmx.x_gla = lin
+            c.vmx.x_gla_valid = 1
         return RC_VMEXIT
     if is_in:
         rc = mem_write(c, S_ES, off, size, SIZE_MASK[size])
@@ -244,7 +236,7 @@ cdef void model_cpuid(uint32_t leaf, uint32_t sub, uint32_t* out) noexcept nogil
 
 cdef int h_cpuid(Cpu* c, Insn* d) noexcept nogil:
     cdef uint32_t r[4]
-    if c.non_root:
+    if c.vmx.non_root:
         return insn_exit(c, d, EXIT_REASON_CPUID, 0)
     model_cpuid(<uint32_t>c.regs[R_AX], <uint32_t>c.regs[R_CX], r)
     c.regs[R_AX] = r[0]
@@ -260,8 +252,8 @@ cdef inline uint64_t guest_tsc(Cpu* c) noexcept nogil:
     """The TSC advances by one per retired instruction, so runs are
     deterministic; non-root reads add TSC_OFFSET (SDM Vol. 3 27.3)."""
     cdef uint64_t t = c.tsc_base + c.icount
-    if c.non_root and (c.ctl.proc & PROC_USE_TSC_OFFSETTING):
-        t += c.ctl.tsc_offset
+    if c.vmx.non_root and (c.vmx.ctl.proc & PROC_USE_TSC_OFFSETTING):
+        t += c.vmx.ctl.tsc_offset
     return t
 
 
@@ -269,7 +261,7 @@ cdef int h_rdtsc(Cpu* c, Insn* d) noexcept nogil:
     cdef uint64_t t
     if (c.cr4 & CR4_TSD) and c.cpl != 0 and (c.cr0 & CR0_PE):
         return raise_gp0(c)
-    if c.non_root and (c.ctl.proc & PROC_RDTSC_EXITING):
+    if c.vmx.non_root and (c.vmx.ctl.proc & PROC_RDTSC_EXITING):
         return insn_exit(c, d, EXIT_REASON_RDTSC, 0)
     t = guest_tsc(c)
     c.regs[R_AX] = t & 0xFFFFFFFFULL
@@ -285,7 +277,7 @@ cdef int msr_exits(Cpu* c, uint32_t msr, int write) noexcept nogil:
     cdef uint64_t off
     cdef uint32_t bit
     cdef uint8_t* p
-    if not (c.ctl.proc & PROC_USE_MSR_BITMAPS):
+    if not (c.vmx.ctl.proc & PROC_USE_MSR_BITMAPS):
         return 1
     if msr <= 0x1FFF:
         off = 0
@@ -297,7 +289,7 @@ cdef int msr_exits(Cpu* c, uint32_t msr, int write) noexcept nogil:
         return 1
     if write:
         off += 2048
-    p = hpa_ptr(c, c.ctl.msr_bitmap + off + (bit >> 3), 1, 0)
+    p = hpa_ptr(c, c.vmx.ctl.msr_bitmap + off + (bit >> 3), 1, 0)
     return p == NULL or ((p[0] >> (bit & 7)) & 1)
 
 
@@ -419,7 +411,7 @@ cdef int h_rdmsr(Cpu* c, Insn* d) noexcept nogil:
     cdef uint32_t msr = <uint32_t>c.regs[R_CX]
     if c.cpl != 0:
         return raise_gp0(c)
-    if c.non_root and msr_exits(c, msr, 0):
+    if c.vmx.non_root and msr_exits(c, msr, 0):
         return insn_exit(c, d, EXIT_REASON_RDMSR, 0)
     if msr_read(c, msr, &v):
         return raise_gp0(c)
@@ -433,7 +425,7 @@ cdef int h_wrmsr(Cpu* c, Insn* d) noexcept nogil:
     cdef uint64_t v = (c.regs[R_AX] & 0xFFFFFFFFULL) | ((c.regs[R_DX] & 0xFFFFFFFFULL) << 32)
     if c.cpl != 0:
         return raise_gp0(c)
-    if c.non_root and msr_exits(c, msr, 1):
+    if c.vmx.non_root and msr_exits(c, msr, 1):
         return insn_exit(c, d, EXIT_REASON_WRMSR, 0)
     if msr_write(c, msr, v):
         return raise_gp0(c)
@@ -451,9 +443,9 @@ cdef int cr3_target_hit(Cpu* c, uint64_t v) noexcept nogil:
     cdef uint32_t n
     cdef uint32_t i
     cdef uint64_t t
-    memcpy(&n, c.vmcs + VMCS_OFF_CR3_TARGET_COUNT, 4)
+    memcpy(&n, c.vmx.vmcs + VMCS_OFF_CR3_TARGET_COUNT, 4)
     for i in range(min(n, 4)):
-        memcpy(&t, c.vmcs + VMCS_OFF_CR3_TARGET_VALUE_0 + 8 * i, 8)
+        memcpy(&t, c.vmx.vmcs + VMCS_OFF_CR3_TARGET_VALUE_0 + 8 * i, 8)
         if t == v:
             return 1
     return 0
@@ -489,12 +481,12 @@ cdef int write_cr0(Cpu* c, uint64_t v) noexcept nogil:
         return raise_gp0(c)
     if (v & CR0_NW) and not (v & CR0_CD):
         return raise_gp0(c)
-    if c.vmx_on:
+    if c.vmx.on:
         # In VMX operation CR0 must respect the fixed bits (SDM 24.8); an
         # unrestricted guest may clear PE and PG.
         fixed0 = VMX_CAP_CR0_FIXED0
-        if c.non_root and (c.ctl.proc2 & PROC2_UNRESTRICTED_GUEST) and \
-                (c.ctl.proc & PROC_ACTIVATE_SECONDARY_CONTROLS):
+        if c.vmx.non_root and (c.vmx.ctl.proc2 & PROC2_UNRESTRICTED_GUEST) and \
+                (c.vmx.ctl.proc & PROC_ACTIVATE_SECONDARY_CONTROLS):
             fixed0 &= ~(<uint64_t>(CR0_PE | CR0_PG))
         if (v & fixed0) != fixed0:
             return raise_gp0(c)
@@ -530,7 +522,7 @@ cdef int write_cr4(Cpu* c, uint64_t v) noexcept nogil:
         return raise_gp0(c)
     if (v & CR4_PCIDE) and not (c.cr4 & CR4_PCIDE) and (c.cr3 & 0xFFF):
         return raise_gp0(c)
-    if c.vmx_on and not (v & CR4_VMXE):
+    if c.vmx.on and not (v & CR4_VMXE):
         return raise_gp0(c)
     if (c.efer & EFER_LMA) and not (v & CR4_PAE):
         return raise_gp0(c)
@@ -554,14 +546,14 @@ cdef int h_mov_cr_r(Cpu* c, Insn* d) noexcept nogil:
     if c.cpl != 0:
         return raise_gp0(c)
     if cr == 0:
-        if c.non_root:
-            mask = c.ctl.cr0_mask
-            if (v ^ c.ctl.cr0_shadow) & mask:
+        if c.vmx.non_root:
+            mask = c.vmx.ctl.cr0_mask
+            if (v ^ c.vmx.ctl.cr0_shadow) & mask:
                 return insn_exit(c, d, EXIT_REASON_CONTROL_REGISTER_ACCESS, cr_qual(0, 0, d.rm))
             v = (v & ~mask) | (c.cr0 & mask)
         return write_cr0(c, v)
     elif cr == 3:
-        if c.non_root and (c.ctl.proc & PROC_CR3_LOAD_EXITING) and not cr3_target_hit(c, v):
+        if c.vmx.non_root and (c.vmx.ctl.proc & PROC_CR3_LOAD_EXITING) and not cr3_target_hit(c, v):
             return insn_exit(c, d, EXIT_REASON_CONTROL_REGISTER_ACCESS, cr_qual(3, 0, d.rm))
         if c.long64:
             # Bit 63 is the "do not invalidate" hint with CR4.PCIDE = 1 and is
@@ -581,9 +573,9 @@ cdef int h_mov_cr_r(Cpu* c, Insn* d) noexcept nogil:
         tlb_flush(c)
         return RC_OK
     elif cr == 4:
-        if c.non_root:
-            mask = c.ctl.cr4_mask
-            if (v ^ c.ctl.cr4_shadow) & mask:
+        if c.vmx.non_root:
+            mask = c.vmx.ctl.cr4_mask
+            if (v ^ c.vmx.ctl.cr4_shadow) & mask:
                 return insn_exit(c, d, EXIT_REASON_CONTROL_REGISTER_ACCESS, cr_qual(4, 0, d.rm))
             v = (v & ~mask) | (c.cr4 & mask)
         return write_cr4(c, v)
@@ -608,18 +600,18 @@ cdef int h_mov_r_cr(Cpu* c, Insn* d) noexcept nogil:
         return raise_gp0(c)
     if cr == 0:
         v = c.cr0
-        if c.non_root:
-            v = (v & ~c.ctl.cr0_mask) | (c.ctl.cr0_shadow & c.ctl.cr0_mask)
+        if c.vmx.non_root:
+            v = (v & ~c.vmx.ctl.cr0_mask) | (c.vmx.ctl.cr0_shadow & c.vmx.ctl.cr0_mask)
     elif cr == 2:
         v = c.cr2
     elif cr == 3:
-        if c.non_root and (c.ctl.proc & PROC_CR3_STORE_EXITING):
+        if c.vmx.non_root and (c.vmx.ctl.proc & PROC_CR3_STORE_EXITING):
             return insn_exit(c, d, EXIT_REASON_CONTROL_REGISTER_ACCESS, cr_qual(3, 1, d.rm))
         v = c.cr3
     elif cr == 4:
         v = c.cr4
-        if c.non_root:
-            v = (v & ~c.ctl.cr4_mask) | (c.ctl.cr4_shadow & c.ctl.cr4_mask)
+        if c.vmx.non_root:
+            v = (v & ~c.vmx.ctl.cr4_mask) | (c.vmx.ctl.cr4_shadow & c.vmx.ctl.cr4_mask)
     elif cr == 8:
         v = c.cr8
     else:
@@ -650,7 +642,7 @@ cdef int h_invlpg(Cpu* c, Insn* d) noexcept nogil:
             lin += c.seg[d.seg].base
     else:
         lin = (c.seg[d.seg].base + lin) & 0xFFFFFFFFULL
-    if c.non_root and (c.ctl.proc & PROC_INVLPG_EXITING):
+    if c.vmx.non_root and (c.vmx.ctl.proc & PROC_INVLPG_EXITING):
         return insn_exit(c, d, EXIT_REASON_INVLPG, lin)
     tlb_flush(c)
     return RC_OK
@@ -663,7 +655,7 @@ cdef int h_0f01(Cpu* c, Insn* d) noexcept nogil:
     if d.mod == 3:
         if d.ext == 0 and d.rm >= 1 and d.rm <= 4:
             # VMCALL C1, VMLAUNCH C2, VMRESUME C3, VMXOFF C4
-            if not c.vmx_on and not c.non_root:
+            if not c.vmx.on and not c.vmx.non_root:
                 return raise_ud(c)
             # VMLAUNCH, VMRESUME and VMXOFF are #UD with CR0.PE = 0, in
             # virtual-8086 mode and in compatibility mode, and that check comes
@@ -672,7 +664,7 @@ cdef int h_0f01(Cpu* c, Insn* d) noexcept nogil:
             if d.rm != 1 and (not (c.cr0 & CR0_PE) or (c.rflags & F_VM) or
                               ((c.efer & EFER_LMA) and not c.long64)):
                 return raise_ud(c)
-            if c.non_root:
+            if c.vmx.non_root:
                 if d.rm == 1:
                     return insn_exit(c, d, EXIT_REASON_VMCALL, 0)
                 elif d.rm == 2:

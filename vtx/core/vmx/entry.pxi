@@ -5,7 +5,7 @@
 #
 # Each check runs only if its bit is set in `d`, a CKM_* mask: every bit for
 # VMLAUNCH and check_entry(), and for VMRESUME the checks whose inputs changed
-# since the last successful VM entry (c.ck_dirty, kept by vwt and the API) plus
+# since the last successful VM entry (c.vmx.ck_dirty, kept by vwt and the API) plus
 # CKM_ALWAYS.  The checks left out passed then and read the same values now,
 # so the first failing check is the one the full pass would name
 # (docs/architecture.rst, "Entry checks at VMRESUME").  Values a check only
@@ -25,7 +25,7 @@ cdef inline int phys_ok(uint64_t a) noexcept nogil:
 
 
 cdef inline int fail(Cpu* c, int check, int rc) noexcept nogil:
-    c.entry_check = check
+    c.vmx.entry_check = check
     return rc
 
 
@@ -374,25 +374,25 @@ cdef int check_guest(Cpu* c, uint64_t d) noexcept nogil:
 
 cdef void load_controls(Cpu* c) noexcept nogil:
     """Copy the controls the handlers test into the typed struct (decision 5)."""
-    c.ctl.pin = <uint32_t>vr(c, VMCS_OFF_PIN_BASED_CONTROLS, 4)
-    c.ctl.proc = <uint32_t>vr(c, VMCS_OFF_PRIMARY_PROC_BASED_CONTROLS, 4)
-    c.ctl.proc2 = <uint32_t>vr(c, VMCS_OFF_SECONDARY_PROC_BASED_CONTROLS, 4) \
-        if (c.ctl.proc & PROC_ACTIVATE_SECONDARY_CONTROLS) else 0
-    c.ctl.exit_ctl = <uint32_t>vr(c, VMCS_OFF_VM_EXIT_CONTROLS, 4)
-    c.ctl.entry_ctl = <uint32_t>vr(c, VMCS_OFF_VM_ENTRY_CONTROLS, 4)
-    c.ctl.exception_bitmap = <uint32_t>vr(c, VMCS_OFF_EXCEPTION_BITMAP, 4)
-    c.ctl.pfec_mask = <uint32_t>vr(c, VMCS_OFF_PAGE_FAULT_ERROR_CODE_MASK, 4)
-    c.ctl.pfec_match = <uint32_t>vr(c, VMCS_OFF_PAGE_FAULT_ERROR_CODE_MATCH, 4)
-    c.ctl.io_bitmap_a = vr(c, VMCS_OFF_IO_BITMAP_A, 8)
-    c.ctl.io_bitmap_b = vr(c, VMCS_OFF_IO_BITMAP_B, 8)
-    c.ctl.msr_bitmap = vr(c, VMCS_OFF_MSR_BITMAP, 8)
-    c.ctl.tsc_offset = vr(c, VMCS_OFF_TSC_OFFSET, 8)
-    c.ctl.eptp = vr(c, VMCS_OFF_EPT_POINTER, 8)
-    c.ctl.cr0_mask = vr(c, VMCS_OFF_CR0_GUEST_HOST_MASK, 8)
-    c.ctl.cr4_mask = vr(c, VMCS_OFF_CR4_GUEST_HOST_MASK, 8)
-    c.ctl.cr0_shadow = vr(c, VMCS_OFF_CR0_READ_SHADOW, 8)
-    c.ctl.cr4_shadow = vr(c, VMCS_OFF_CR4_READ_SHADOW, 8)
-    c.ept = (c.ctl.proc2 & PROC2_ENABLE_EPT) != 0
+    c.vmx.ctl.pin = <uint32_t>vr(c, VMCS_OFF_PIN_BASED_CONTROLS, 4)
+    c.vmx.ctl.proc = <uint32_t>vr(c, VMCS_OFF_PRIMARY_PROC_BASED_CONTROLS, 4)
+    c.vmx.ctl.proc2 = <uint32_t>vr(c, VMCS_OFF_SECONDARY_PROC_BASED_CONTROLS, 4) \
+        if (c.vmx.ctl.proc & PROC_ACTIVATE_SECONDARY_CONTROLS) else 0
+    c.vmx.ctl.exit_ctl = <uint32_t>vr(c, VMCS_OFF_VM_EXIT_CONTROLS, 4)
+    c.vmx.ctl.entry_ctl = <uint32_t>vr(c, VMCS_OFF_VM_ENTRY_CONTROLS, 4)
+    c.vmx.ctl.exception_bitmap = <uint32_t>vr(c, VMCS_OFF_EXCEPTION_BITMAP, 4)
+    c.vmx.ctl.pfec_mask = <uint32_t>vr(c, VMCS_OFF_PAGE_FAULT_ERROR_CODE_MASK, 4)
+    c.vmx.ctl.pfec_match = <uint32_t>vr(c, VMCS_OFF_PAGE_FAULT_ERROR_CODE_MATCH, 4)
+    c.vmx.ctl.io_bitmap_a = vr(c, VMCS_OFF_IO_BITMAP_A, 8)
+    c.vmx.ctl.io_bitmap_b = vr(c, VMCS_OFF_IO_BITMAP_B, 8)
+    c.vmx.ctl.msr_bitmap = vr(c, VMCS_OFF_MSR_BITMAP, 8)
+    c.vmx.ctl.tsc_offset = vr(c, VMCS_OFF_TSC_OFFSET, 8)
+    c.vmx.ctl.eptp = vr(c, VMCS_OFF_EPT_POINTER, 8)
+    c.vmx.ctl.cr0_mask = vr(c, VMCS_OFF_CR0_GUEST_HOST_MASK, 8)
+    c.vmx.ctl.cr4_mask = vr(c, VMCS_OFF_CR4_GUEST_HOST_MASK, 8)
+    c.vmx.ctl.cr0_shadow = vr(c, VMCS_OFF_CR0_READ_SHADOW, 8)
+    c.vmx.ctl.cr4_shadow = vr(c, VMCS_OFF_CR4_READ_SHADOW, 8)
+    c.vmx.ept = (c.vmx.ctl.proc2 & PROC2_ENABLE_EPT) != 0
 
 
 cdef void load_guest_state(Cpu* c) noexcept nogil:
@@ -402,7 +402,7 @@ cdef void load_guest_state(Cpu* c) noexcept nogil:
     c.cr0 = vr(c, VMCS_OFF_GUEST_CR0, 8)
     c.cr3 = vr(c, VMCS_OFF_GUEST_CR3, 8)
     c.cr4 = vr(c, VMCS_OFF_GUEST_CR4, 8)
-    if c.ctl.entry_ctl & ENTRY_CTL_LOAD_DEBUG_CONTROLS:
+    if c.vmx.ctl.entry_ctl & ENTRY_CTL_LOAD_DEBUG_CONTROLS:
         c.dr7 = vr(c, VMCS_OFF_GUEST_DR7, 8)
         c.debugctl = vr(c, VMCS_OFF_GUEST_IA32_DEBUGCTL, 8)
     c.regs[R_SP] = vr(c, VMCS_OFF_GUEST_RSP, 8)
@@ -420,22 +420,22 @@ cdef void load_guest_state(Cpu* c) noexcept nogil:
     c.sysenter_cs = vr(c, VMCS_OFF_GUEST_IA32_SYSENTER_CS, 4)
     c.sysenter_esp = vr(c, VMCS_OFF_GUEST_IA32_SYSENTER_ESP, 8)
     c.sysenter_eip = vr(c, VMCS_OFF_GUEST_IA32_SYSENTER_EIP, 8)
-    if c.ctl.entry_ctl & ENTRY_CTL_LOAD_IA32_EFER:
+    if c.vmx.ctl.entry_ctl & ENTRY_CTL_LOAD_IA32_EFER:
         c.efer = vr(c, VMCS_OFF_GUEST_IA32_EFER, 8)
     else:
         # Without "load IA32_EFER", LMA and LME follow "IA-32e mode guest"
         # (SDM 26.3.2.1).
-        if c.ctl.entry_ctl & ENTRY_CTL_IA32E_MODE_GUEST:
+        if c.vmx.ctl.entry_ctl & ENTRY_CTL_IA32E_MODE_GUEST:
             c.efer |= EFER_LMA | EFER_LME
         else:
             c.efer &= ~(<uint64_t>(EFER_LMA | EFER_LME))
-    if c.ctl.entry_ctl & ENTRY_CTL_LOAD_IA32_PAT:
+    if c.vmx.ctl.entry_ctl & ENTRY_CTL_LOAD_IA32_PAT:
         c.pat = vr(c, VMCS_OFF_GUEST_IA32_PAT, 8)
     if (c.cr0 & CR0_PG) and (c.cr4 & CR4_PAE) and not (c.efer & EFER_LMA):
         # SDM 27.3.2.4 (26.3.2.4): with EPT from the VMCS, without it from
         # the guest's CR3 (check_guest made sure that table is in its RAM).
         for i in range(4):
-            if c.ept:
+            if c.vmx.ept:
                 c.pdpte[i] = vr(c, VMCS_OFF_GUEST_PDPTE0 + 8 * i, 8)
             else:
                 p = hpa_ptr(c, (c.cr3 & 0xFFFFFFE0ULL) + 8 * i, 8, 1)
@@ -448,14 +448,14 @@ cdef void load_guest_state(Cpu* c) noexcept nogil:
 cdef int entry_checks(Cpu* c, int launch, uint64_t d) noexcept nogil:
     """The checks of VMLAUNCH (launch=1) or VMRESUME in SDM order, those in
     `d` (CKM_ALL: every one), writing nothing to the VMCS: RC_OK, or the
-    failure code with c.entry_check.  The launch state is always checked."""
+    failure code with c.vmx.entry_check.  The launch state is always checked."""
     cdef int rc
-    cdef uint8_t launched = c.vmcs[VMCS_OFF_LAUNCH_STATE]
+    cdef uint8_t launched = c.vmx.vmcs[VMCS_OFF_LAUNCH_STATE]
     if launch and launched:
-        c.entry_check = -VMXERR_VMLAUNCH_NONCLEAR_VMCS
+        c.vmx.entry_check = -VMXERR_VMLAUNCH_NONCLEAR_VMCS
         return RC_ENTRY_FAIL_CTL
     if not launch and not launched:
-        c.entry_check = -VMXERR_VMRESUME_NONLAUNCHED_VMCS
+        c.vmx.entry_check = -VMXERR_VMRESUME_NONLAUNCHED_VMCS
         return RC_ENTRY_FAIL_CTL
     rc = check_controls(c, d)
     if rc == RC_OK:
@@ -473,7 +473,7 @@ cdef enum:
     RC_ENTRY_CHECK_MISMATCH = 64
 
 cdef enum:
-    ENTRY_CHECKS_INCREMENTAL = 0   # the checks whose inputs changed (c.ck_dirty) and CKM_ALWAYS
+    ENTRY_CHECKS_INCREMENTAL = 0   # the checks whose inputs changed (c.vmx.ck_dirty) and CKM_ALWAYS
     ENTRY_CHECKS_FULL = 1          # every check, every time
     ENTRY_CHECKS_VERIFY = 2        # both, and RC_ENTRY_CHECK_MISMATCH if they disagree
 
@@ -548,10 +548,10 @@ cdef int ept_reaches_private(Cpu* c) noexcept nogil:
 cdef uint64_t resume_mask(Cpu* c) noexcept nogil:
     """The checks an incremental VMRESUME runs: those whose inputs changed
     since the last successful entry, CKM_ALWAYS, and every check if the
-    guest that ran since could reach the VMCS (c.ck_ept_private)."""
-    if c.ck_ept_private:
+    guest that ran since could reach the VMCS (c.vmx.ck_ept_private)."""
+    if c.vmx.ck_ept_private:
         return CKM_ALL
-    return c.ck_dirty | CKM_ALWAYS
+    return c.vmx.ck_dirty | CKM_ALWAYS
 
 
 cdef int vmresume_checks(Cpu* c) noexcept nogil:
@@ -564,9 +564,9 @@ cdef int vmresume_checks(Cpu* c) noexcept nogil:
     rc = entry_checks(c, 0, resume_mask(c))
     if entry_check_mode == ENTRY_CHECKS_VERIFY:
         rc_inc = rc
-        ck_inc = c.entry_check
+        ck_inc = c.vmx.entry_check
         rc = entry_checks(c, 0, CKM_ALL)
-        if rc != rc_inc or (rc != RC_OK and c.entry_check != ck_inc):
+        if rc != rc_inc or (rc != RC_OK and c.vmx.entry_check != ck_inc):
             return RC_ENTRY_CHECK_MISMATCH
     return rc
 
@@ -579,7 +579,7 @@ cdef int vm_entry(Cpu* c, int launch) noexcept nogil:
     rc = entry_checks(c, 1, CKM_ALL) if launch else vmresume_checks(c)
     if rc == RC_ENTRY_CHECK_MISMATCH:
         return rc
-    if rc == RC_ENTRY_FAIL_CTL and c.entry_check < 0:
+    if rc == RC_ENTRY_FAIL_CTL and c.vmx.entry_check < 0:
         return rc
     if rc == RC_ENTRY_FAIL_CTL or rc == RC_ENTRY_FAIL_HOST:
         vw(c, VMCS_OFF_VM_INSTRUCTION_ERROR, 4,
@@ -593,23 +593,23 @@ cdef int vm_entry(Cpu* c, int launch) noexcept nogil:
         # state").
         vw(c, VMCS_OFF_EXIT_REASON, 4, 0x80000000ULL | EXIT_REASON_ENTRY_FAILURE_INVALID_GUEST_STATE)
         vw(c, VMCS_OFF_EXIT_QUALIFICATION, 8,
-           4 if c.entry_check == CK_GUEST_VMCS_LINK_POINTER else (2 if c.entry_check == CK_GUEST_PDPTES else 0))
+           4 if c.vmx.entry_check == CK_GUEST_VMCS_LINK_POINTER else (2 if c.vmx.entry_check == CK_GUEST_PDPTES else 0))
         return rc
     if vr(c, VMCS_OFF_VM_ENTRY_INTERRUPTION_INFO, 4) & 0x80000000ULL:
         # Event injection arrives with the interrupt-virtualization issue.
-        c.entry_check = -1000
+        c.vmx.entry_check = -1000
         return RC_UNSUPPORTED
     load_controls(c)
     load_guest_state(c)
-    c.vmcs[VMCS_OFF_LAUNCH_STATE] = 1
+    c.vmx.vmcs[VMCS_OFF_LAUNCH_STATE] = 1
     # Every check passed on the VMCS as it stands: the new baseline.  Where
     # EPT points was among the changes (always so at VMLAUNCH, which finds
     # every check dirty): look again whether the guest can reach the VMCS.
-    if c.ck_dirty & CKM_EPT_POINTER:
-        c.ck_ept_private = ept_reaches_private(c)
-    c.ck_dirty = 0
-    c.non_root = 1
-    c.vmx_on = 1
+    if c.vmx.ck_dirty & CKM_EPT_POINTER:
+        c.vmx.ck_ept_private = ept_reaches_private(c)
+    c.vmx.ck_dirty = 0
+    c.vmx.non_root = 1
+    c.vmx.on = 1
     compute_mode(c)
     tlb_at_entry(c)         # flushes unless VPID keeps the guest's mappings
     c.entries += 1

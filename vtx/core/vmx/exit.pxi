@@ -28,7 +28,7 @@ cdef void save_guest_state(Cpu* c) noexcept nogil:
     vwt(c, VMCS_OFF_GUEST_CR0, 8, c.cr0)
     vwt(c, VMCS_OFF_GUEST_CR3, 8, c.cr3)
     vwt(c, VMCS_OFF_GUEST_CR4, 8, c.cr4)
-    if c.ctl.exit_ctl & EXIT_CTL_SAVE_DEBUG_CONTROLS:
+    if c.vmx.ctl.exit_ctl & EXIT_CTL_SAVE_DEBUG_CONTROLS:
         vwt(c, VMCS_OFF_GUEST_DR7, 8, c.dr7)
         vwt(c, VMCS_OFF_GUEST_IA32_DEBUGCTL, 8, c.debugctl)
     vwt(c, VMCS_OFF_GUEST_RSP, 8, c.regs[R_SP])
@@ -52,11 +52,11 @@ cdef void save_guest_state(Cpu* c) noexcept nogil:
     vwt(c, VMCS_OFF_GUEST_IA32_SYSENTER_CS, 4, c.sysenter_cs)
     vwt(c, VMCS_OFF_GUEST_IA32_SYSENTER_ESP, 8, c.sysenter_esp)
     vwt(c, VMCS_OFF_GUEST_IA32_SYSENTER_EIP, 8, c.sysenter_eip)
-    if c.ctl.exit_ctl & EXIT_CTL_SAVE_IA32_EFER:
+    if c.vmx.ctl.exit_ctl & EXIT_CTL_SAVE_IA32_EFER:
         vwt(c, VMCS_OFF_GUEST_IA32_EFER, 8, c.efer)
-    if c.ctl.exit_ctl & EXIT_CTL_SAVE_IA32_PAT:
+    if c.vmx.ctl.exit_ctl & EXIT_CTL_SAVE_IA32_PAT:
         vwt(c, VMCS_OFF_GUEST_IA32_PAT, 8, c.pat)
-    if c.ept and c.paging == 3:
+    if c.vmx.ept and c.paging == 3:
         for i in range(4):
             vwt(c, VMCS_OFF_GUEST_PDPTE0 + 8 * i, 8, c.pdpte[i])
     vwt(c, VMCS_OFF_GUEST_ACTIVITY_STATE, 4, c.activity)
@@ -64,10 +64,10 @@ cdef void save_guest_state(Cpu* c) noexcept nogil:
     vwt(c, VMCS_OFF_GUEST_PENDING_DEBUG_EXCEPTIONS, 8, 0)
     # "IA-32e mode guest" records EFER.LMA on every exit (IA32_VMX_MISC bit 5).
     if c.efer & EFER_LMA:
-        c.ctl.entry_ctl |= ENTRY_CTL_IA32E_MODE_GUEST
+        c.vmx.ctl.entry_ctl |= ENTRY_CTL_IA32E_MODE_GUEST
     else:
-        c.ctl.entry_ctl &= ~(<uint32_t>ENTRY_CTL_IA32E_MODE_GUEST)
-    vwt(c, VMCS_OFF_VM_ENTRY_CONTROLS, 4, c.ctl.entry_ctl)
+        c.vmx.ctl.entry_ctl &= ~(<uint32_t>ENTRY_CTL_IA32E_MODE_GUEST)
+    vwt(c, VMCS_OFF_VM_ENTRY_CONTROLS, 4, c.vmx.ctl.entry_ctl)
 
 
 # --- the TLB across VM exits and entries (SDM Vol. 3C 29.4.3.3) --------------
@@ -81,7 +81,7 @@ cdef void save_guest_state(Cpu* c) noexcept nogil:
 # PDPTEs entry reloads, is flushed too.
 
 cdef inline int vpid_active(Cpu* c) noexcept nogil:
-    return (c.ctl.proc2 & PROC2_ENABLE_VPID) != 0 and vr(c, VMCS_OFF_VIRTUAL_PROCESSOR_ID, 2) != 0
+    return (c.vmx.ctl.proc2 & PROC2_ENABLE_VPID) != 0 and vr(c, VMCS_OFF_VIRTUAL_PROCESSOR_ID, 2) != 0
 
 
 cdef void tlb_at_exit(Cpu* c) noexcept nogil:
@@ -92,7 +92,7 @@ cdef void tlb_at_exit(Cpu* c) noexcept nogil:
         c.tlb_cr3 = c.cr3
         c.tlb_cr4 = c.cr4 & (CR4_PSE | CR4_PAE | CR4_PGE | CR4_PCIDE | CR4_SMEP | CR4_SMAP)
         c.tlb_efer = c.efer & (EFER_LMA | EFER_NXE)
-        c.tlb_eptp = c.ctl.eptp if c.ept else 1
+        c.tlb_eptp = c.vmx.ctl.eptp if c.vmx.ept else 1
     else:
         c.tlb_kept = 0
         tlb_flush(c)
@@ -105,7 +105,7 @@ cdef void tlb_at_entry(Cpu* c) noexcept nogil:
             c.tlb_cr0 == c.cr0 & (CR0_PE | CR0_WP | CR0_PG) and c.tlb_cr3 == c.cr3 and
             c.tlb_cr4 == c.cr4 & (CR4_PSE | CR4_PAE | CR4_PGE | CR4_PCIDE | CR4_SMEP | CR4_SMAP) and
             c.tlb_efer == c.efer & (EFER_LMA | EFER_NXE) and
-            c.tlb_eptp == (c.ctl.eptp if c.ept else 1)):
+            c.tlb_eptp == (c.vmx.ctl.eptp if c.vmx.ept else 1)):
         tlb_flush(c)
     c.tlb_kept = 0
 
@@ -113,31 +113,31 @@ cdef void tlb_at_entry(Cpu* c) noexcept nogil:
 cdef void vm_exit(Cpu* c) noexcept nogil:
     """Perform the VM exit staged in c.x_* (SDM 27.2 exit information, 27.3
     guest state)."""
-    cdef uint32_t reason = c.x_reason
+    cdef uint32_t reason = c.vmx.x_reason
     vw(c, VMCS_OFF_EXIT_REASON, 4, reason)
-    vw(c, VMCS_OFF_EXIT_QUALIFICATION, 8, c.x_qual)
-    vw(c, VMCS_OFF_VM_EXIT_INSTRUCTION_LENGTH, 4, c.x_len)
-    vw(c, VMCS_OFF_VM_EXIT_INSTRUCTION_INFO, 4, c.x_info)
-    vw(c, VMCS_OFF_VM_EXIT_INTERRUPTION_INFO, 4, c.x_intr_info)
-    vw(c, VMCS_OFF_VM_EXIT_INTERRUPTION_ERROR_CODE, 4, c.x_intr_error)
+    vw(c, VMCS_OFF_EXIT_QUALIFICATION, 8, c.vmx.x_qual)
+    vw(c, VMCS_OFF_VM_EXIT_INSTRUCTION_LENGTH, 4, c.vmx.x_len)
+    vw(c, VMCS_OFF_VM_EXIT_INSTRUCTION_INFO, 4, c.vmx.x_info)
+    vw(c, VMCS_OFF_VM_EXIT_INTERRUPTION_INFO, 4, c.vmx.x_intr_info)
+    vw(c, VMCS_OFF_VM_EXIT_INTERRUPTION_ERROR_CODE, 4, c.vmx.x_intr_error)
     # SDM 27.2.4: valid only for exits during event delivery (staged by
     # handle_exception); the error code field is meaningful with bit 11.
-    vw(c, VMCS_OFF_IDT_VECTORING_INFO, 4, c.x_idt_info)
-    vw(c, VMCS_OFF_IDT_VECTORING_ERROR_CODE, 4, c.x_idt_error)
-    c.x_idt_info = 0
-    c.x_idt_error = 0
-    if c.x_gla_valid:
-        vw(c, VMCS_OFF_GUEST_LINEAR_ADDRESS, 8, c.x_gla)
+    vw(c, VMCS_OFF_IDT_VECTORING_INFO, 4, c.vmx.x_idt_info)
+    vw(c, VMCS_OFF_IDT_VECTORING_ERROR_CODE, 4, c.vmx.x_idt_error)
+    c.vmx.x_idt_info = 0
+    c.vmx.x_idt_error = 0
+    if c.vmx.x_gla_valid:
+        vw(c, VMCS_OFF_GUEST_LINEAR_ADDRESS, 8, c.vmx.x_gla)
     if reason == EXIT_REASON_EPT_VIOLATION or reason == EXIT_REASON_EPT_MISCONFIGURATION:
-        vw(c, VMCS_OFF_GUEST_PHYSICAL_ADDRESS, 8, c.x_gpa)
+        vw(c, VMCS_OFF_GUEST_PHYSICAL_ADDRESS, 8, c.vmx.x_gpa)
     # SDM 27.2.3: the valid bit of the VM-entry interruption information is
     # cleared on every VM exit.
     vwt(c, VMCS_OFF_VM_ENTRY_INTERRUPTION_INFO, 4,
         vr(c, VMCS_OFF_VM_ENTRY_INTERRUPTION_INFO, 4) & 0x7FFFFFFFULL)
     save_guest_state(c)
     tlb_at_exit(c)
-    c.non_root = 0
-    c.ept = 0
+    c.vmx.non_root = 0
+    c.vmx.ept = 0
     c.exit_count[reason & 0x7F] += 1
     c.acct_reason = reason & 0x7F
     c.exit_t0 = now_ns()

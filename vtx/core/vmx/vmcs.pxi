@@ -4,20 +4,20 @@
 
 cdef inline uint64_t vr(Cpu* c, int off, int width) noexcept nogil:
     cdef uint64_t v = 0
-    memcpy(&v, c.vmcs + off, width)
+    memcpy(&v, c.vmx.vmcs + off, width)
     return v
 
 
 cdef inline void vw(Cpu* c, int off, int width, uint64_t v) noexcept nogil:
     """Write a field no VM-entry check reads (the exit-information fields),
     or one whose change the caller marks itself; every other write is vwt."""
-    memcpy(c.vmcs + off, &v, width)
+    memcpy(c.vmx.vmcs + off, &v, width)
 
 
 cdef void vmcs_mark(Cpu* c, int off, uint64_t delta) noexcept nogil:
     """Mark the entry checks that read a bit of the field at `off` in
     `delta` (out of line: vwt stays small enough to inline)."""
-    c.ck_dirty |= vmcs_check_mask(off, delta)
+    c.vmx.ck_dirty |= vmcs_check_mask(off, delta)
 
 
 cdef inline void vwt(Cpu* c, int off, int width, uint64_t v) noexcept nogil:
@@ -39,11 +39,11 @@ cdef inline void vwt(Cpu* c, int off, int width, uint64_t v) noexcept nogil:
     if old != v:
         vmcs_mark(c, off, old ^ v)
         if width == 8:
-            memcpy(c.vmcs + off, &v, 8)
+            memcpy(c.vmx.vmcs + off, &v, 8)
         elif width == 4:
-            memcpy(c.vmcs + off, &v, 4)
+            memcpy(c.vmx.vmcs + off, &v, 4)
         else:
-            memcpy(c.vmcs + off, &v, 2)
+            memcpy(c.vmx.vmcs + off, &v, 2)
 
 
 cdef inline int vmcs_write_tracked(Cpu* c, uint32_t enc, uint64_t v) noexcept nogil:
