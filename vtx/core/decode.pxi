@@ -25,6 +25,8 @@ cdef enum:
     OPF_LOCK = 1 << 15      # LOCK is allowed (with a memory destination)
     OPF_LAZY = 1 << 16      # the handler keeps the status flags lazy (core/flags.pxi)
     OPF_END = 1 << 17       # a near branch: ends a translated block (core/run.pxi)
+    OPF_P66 = 1 << 18       # record a 66 prefix in bit 3 of d.ext (instructions that a
+                            # mandatory 66 prefix selects or makes invalid: VMCLEAR, VMREAD)
 
 # Insn.flags
 cdef enum:
@@ -316,6 +318,8 @@ cdef int decode(Cpu* c, const uint8_t* b, int avail, Insn* d) noexcept nogil:
     # ModRM keep d.mod = 3 and so fail the memory test too.
     if (d.flags & INSN_LOCK) and (not (fl & OPF_LOCK) or d.mod == 3):
         return DECODE_UD
+    if (fl & OPF_P66) and osz_pfx:
+        d.ext |= 8
     if fl & OPF_LAZY:
         d.flags |= INSN_LAZY
     if fl & OPF_END:
@@ -381,6 +385,7 @@ cdef enum:
     G_MOVIMM = 7     # C6 C7
     G_0F01 = 8       # 0F 01 (VMCALL and friends, decoded by mod/rm)
     G_BT_IMM = 9     # 0F BA (BT BTS BTR BTC r/m, imm8)
+    G_0FC7 = 10      # 0F C7 (VMPTRLD VMCLEAR VMXON VMPTRST, RDRAND RDSEED: core/vmx/insn.pxi)
 
 
 cdef void init_opcode_tables() noexcept:
@@ -542,6 +547,14 @@ cdef void init_opcode_tables() noexcept:
         GRP[G_0F01][k] = h_0f01
     GRP[G_0F01][7] = h_invlpg       # with mod = 3: SWAPGS, RDTSCP (not modeled: #UD)
     op_set(OP2, 0x0B, h_ud, 0)           # UD2
+    # VMX instructions (core/vmx/insn.pxi): VMREAD, VMWRITE, and the 0F C7
+    # group's /6 and /7 (VMPTRLD, VMCLEAR with 66, VMXON with F3, VMPTRST;
+    # RDRAND and RDSEED with a register operand).
+    op_set(OP2, 0x78, h_vmread, OPF_MODRM | OPF_P66)
+    op_set(OP2, 0x79, h_vmwrite, OPF_MODRM | OPF_P66)
+    op_set(OP2, 0xC7, NULL, OPF_MODRM | OPF_GRP | OPF_P66, G_0FC7)
+    GRP[G_0FC7][6] = h_0fc7
+    GRP[G_0FC7][7] = h_0fc7
     # 0F 18-1F: prefetch hints (0F 18 /0-/3) and the reserved hint NOPs, for
     # every ModRM (SDM Vol. 2 Table A-3 and "NOP"); no operand is accessed.
     for k in range(0x18, 0x20):

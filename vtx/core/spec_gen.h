@@ -11,12 +11,14 @@
 
 // ---- VMCS region layout ----------------------------------------------------
 // bytes 0-3: revision identifier (bit 31: shadow-VMCS indicator); bytes 4-7:
-// VMX-abort indicator; bytes 8-15: the model's own (byte 8: launch state);
+// VMX-abort indicator; bytes 8-15: the model's own (byte 8: launch state,
+// bytes 12-15: the VMXON it was launched under);
 // then one group of slots per (width, type), each field at base + index * size.
 #define VMCS_REGION_SIZE      4096
 #define VMCS_OFF_REVISION     0
 #define VMCS_OFF_ABORT        4
 #define VMCS_OFF_LAUNCH_STATE 8
+#define VMCS_OFF_LAUNCH_EPOCH 12
 #define VMCS_FIELDS_START     16
 #define VMCS_LAYOUT_END       1312
 #define VMCS_SHADOW_INDICATOR 0x80000000u
@@ -1775,7 +1777,7 @@ static inline uint64_t vmcs_check_mask(int off, uint64_t delta)
     case VMCS_OFF_VM_EXIT_MSR_LOAD_COUNT:
         return (CKM_VM_EXIT_MSR_AREAS);
     case VMCS_OFF_VM_ENTRY_CONTROLS:
-        return (CKM_VM_ENTRY_CONTROLS | CKM_GUEST_IA32E_MODE_PAGING | CKM_GUEST_DR7 | CKM_GUEST_IA32_PAT | CKM_GUEST_IA32_EFER | CKM_GUEST_CS_ACCESS_RIGHTS | CKM_GUEST_TR_ACCESS_RIGHTS | CKM_GUEST_RIP | CKM_GUEST_RFLAGS | CKM_GUEST_PDPTES);
+        return (CKM_VM_ENTRY_CONTROLS | CKM_HOST_ADDRESS_SPACE_SIZE | CKM_GUEST_IA32E_MODE_PAGING | CKM_GUEST_DR7 | CKM_GUEST_IA32_PAT | CKM_GUEST_IA32_EFER | CKM_GUEST_CS_ACCESS_RIGHTS | CKM_GUEST_TR_ACCESS_RIGHTS | CKM_GUEST_RIP | CKM_GUEST_RFLAGS | CKM_GUEST_PDPTES);
     case VMCS_OFF_VM_ENTRY_MSR_LOAD_COUNT:
         return (CKM_VM_ENTRY_MSR_LOAD_AREA);
     case VMCS_OFF_VM_ENTRY_INTERRUPTION_INFO:

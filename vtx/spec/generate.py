@@ -45,6 +45,7 @@ from .vmcs_fields import (
     FIELDS_START,
     OFF_ABORT,
     OFF_LAUNCH_STATE,
+    OFF_LAUNCH_EPOCH,
     OFF_REVISION,
     RESERVED_ENCODING_BITS,
     SHADOW_VMCS_INDICATOR,
@@ -216,7 +217,8 @@ def render_header(layout):
         "",
         "// ---- VMCS region layout ----------------------------------------------------",
         "// bytes 0-3: revision identifier (bit 31: shadow-VMCS indicator); bytes 4-7:",
-        "// VMX-abort indicator; bytes 8-15: the model's own (byte 8: launch state);",
+        "// VMX-abort indicator; bytes 8-15: the model's own (byte 8: launch state,",
+        "// bytes 12-15: the VMXON it was launched under);",
         "// then one group of slots per (width, type), each field at base + index * size.",
     ]
     max_index = max(field_index(enc) for _, enc, _ in FIELDS)
@@ -225,6 +227,7 @@ def render_header(layout):
         ("VMCS_OFF_REVISION", str(OFF_REVISION)),
         ("VMCS_OFF_ABORT", str(OFF_ABORT)),
         ("VMCS_OFF_LAUNCH_STATE", str(OFF_LAUNCH_STATE)),
+        ("VMCS_OFF_LAUNCH_EPOCH", str(OFF_LAUNCH_EPOCH)),
         ("VMCS_FIELDS_START", str(FIELDS_START)),
         ("VMCS_LAYOUT_END", str(layout.end)),
         ("VMCS_SHADOW_INDICATOR", f"0x{SHADOW_VMCS_INDICATOR:08X}u"),
@@ -466,6 +469,7 @@ def render_vmcs_rst(layout):
         f"The model keeps the VMCS in a {VMCS_REGION_SIZE}-byte region of guest-physical memory:",
         f"bytes {OFF_REVISION}-{OFF_REVISION + 3} hold the revision identifier (bit 31 marks a shadow VMCS),",
         f"bytes {OFF_ABORT}-{OFF_ABORT + 3} the VMX-abort indicator, byte {OFF_LAUNCH_STATE} the launch state,",
+        f"bytes {OFF_LAUNCH_EPOCH}-{OFF_LAUNCH_EPOCH + 3} which VMXON it was launched under (for error 6),",
         f"and the fields start at byte {FIELDS_START}: one group per width and type, each with",
         "as many slots as the highest index in the group plus one, so a field's offset is",
         f"the group base plus index times size.  The groups end at byte {layout.end}.",

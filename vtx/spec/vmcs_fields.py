@@ -45,6 +45,7 @@ __all__ = [
     "OFF_REVISION",
     "OFF_ABORT",
     "OFF_LAUNCH_STATE",
+    "OFF_LAUNCH_EPOCH",
     "FIELDS_START",
     "SHADOW_VMCS_INDICATOR",
     "Layout",
@@ -313,6 +314,9 @@ OFF_REVISION = 0
 OFF_ABORT = 4
 #: Bytes 8-15 are the model's own; byte 8 holds the launch state (0 clear, 1 launched).
 OFF_LAUNCH_STATE = 8
+#: Bytes 12-15: which VMXON (counted from 1) the VMCS was launched under; a VMRESUME
+#: under a later one fails with VM-instruction error 6 (VMRESUME after VMXOFF).
+OFF_LAUNCH_EPOCH = 12
 #: The field groups start here.
 FIELDS_START = 16
 #: Bit 31 of the revision dword marks a shadow VMCS.
