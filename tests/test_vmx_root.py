@@ -320,3 +320,114 @@ def test_rdrand_rdseed_set_cf_and_repeat_run_to_run():
     assert values[0] == values[1]
     rax, rbx, rcx = values[0]
     assert rbx >> 32 == 0 and rcx >> 16 == 0 and len({rax, rbx, rcx}) == 3
+
+
+# --- any VMCS contents, launched from Python on a bare machine ----------------------
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+from vtx.spec import FIELDS, capabilities  # noqa: E402
+
+GUEST_CODE = 0x20000
+
+
+def good_guest_vmcs(hw):
+    """VMXON and a current VMCS (VMCS_A) that enters a 64-bit guest at
+    GUEST_CODE sharing the machine's page tables and GDT: the Python
+    counterpart of the table in examples/type1/hypervisor.s."""
+    cpu = hw.cpu
+    hw.load(0x1000, vtx.asm("mov rax, cr4\nor eax, 0x2000\nmov cr4, rax\nhlt", bits=64, org=0x1000))
+    hw.setup_long_mode(entry=0x1000, stack=0x8000)
+    hw.run(max_instructions=10)
+    for a in (VMXON_REGION, VMCS_A):
+        hw.write(a, REV.to_bytes(4, "little"))
+    cpu.vmxon(VMXON_REGION)
+    cpu.vmclear(VMCS_A)
+    cpu.vmptrld(VMCS_A)
+    lo = lambda msr: msr & 0xFFFFFFFF  # noqa: E731
+    cpu.vmwrite(F.PIN_BASED_CONTROLS, lo(capabilities.TRUE_PINBASED_CTLS))
+    cpu.vmwrite(F.PRIMARY_PROC_BASED_CONTROLS, lo(capabilities.TRUE_PROCBASED_CTLS) | (1 << 7) | (1 << 24))
+    cpu.vmwrite(F.VM_EXIT_CONTROLS, lo(capabilities.TRUE_EXIT_CTLS) | (1 << 9))
+    cpu.vmwrite(F.VM_ENTRY_CONTROLS, lo(capabilities.TRUE_ENTRY_CTLS) | (1 << 9))
+    cpu.vmwrite(F.VMCS_LINK_POINTER, (1 << 64) - 1)
+    for name in ("CR0", "CR3", "CR4"):
+        v = getattr(cpu, name.lower())
+        cpu.vmwrite(F["HOST_" + name], v)
+        cpu.vmwrite(F["GUEST_" + name], v)
+    gdt = cpu.gdtr
+    cpu.vmwrite(F.HOST_GDTR_BASE, gdt.base)
+    cpu.vmwrite(F.GUEST_GDTR_BASE, gdt.base)
+    cpu.vmwrite(F.GUEST_GDTR_LIMIT, gdt.limit)
+    cpu.vmwrite(F.HOST_CS_SELECTOR, 0x18)
+    cpu.vmwrite(F.HOST_TR_SELECTOR, 0x20)
+    cpu.vmwrite(F.HOST_TR_BASE, cpu.tr.base)
+    for s in ("ES", "SS", "DS", "FS", "GS"):
+        cpu.vmwrite(F["HOST_" + s + "_SELECTOR"], 0x10)
+        cpu.vmwrite(F["GUEST_" + s + "_SELECTOR"], 0x10)
+        cpu.vmwrite(F["GUEST_" + s + "_LIMIT"], 0xFFFFFFFF)
+        cpu.vmwrite(F["GUEST_" + s + "_ACCESS_RIGHTS"], 0xC093)
+    cpu.vmwrite(F.GUEST_CS_SELECTOR, 0x18)
+    cpu.vmwrite(F.GUEST_CS_LIMIT, 0xFFFFFFFF)
+    cpu.vmwrite(F.GUEST_CS_ACCESS_RIGHTS, 0xA09B)
+    cpu.vmwrite(F.GUEST_LDTR_ACCESS_RIGHTS, 0x10000)
+    cpu.vmwrite(F.GUEST_TR_SELECTOR, 0x20)
+    cpu.vmwrite(F.GUEST_TR_BASE, cpu.tr.base)
+    cpu.vmwrite(F.GUEST_TR_LIMIT, 0x67)
+    cpu.vmwrite(F.GUEST_TR_ACCESS_RIGHTS, 0x8B)
+    cpu.vmwrite(F.GUEST_RFLAGS, 2)
+    cpu.vmwrite(F.GUEST_RSP, 0x30000)
+    cpu.vmwrite(F.GUEST_RIP, GUEST_CODE)
+    return cpu
+
+
+def test_good_guest_vmcs_launches_from_python_and_exits_back():
+    hw = vtx.BareMetal(memory=4 << 20)
+    cpu = good_guest_vmcs(hw)
+    hw.load(GUEST_CODE, vtx.asm("mov eax, 7\ncpuid\nhlt", bits=64, org=GUEST_CODE))
+    cpu.vmlaunch()
+    assert cpu.non_root
+    r = hw.run(max_instructions=100)
+    assert r.stop == "vmexit" and r.exit.reason == R.CPUID and r.exit.rax == 7
+    assert r.exits == {R.CPUID: 1}
+    assert not cpu.non_root and cpu.vmread(F.GUEST_RIP) == GUEST_CODE + 5
+    cpu.vmwrite(F.GUEST_RIP, GUEST_CODE + 7)
+    cpu.vmresume()
+    r = hw.run(max_instructions=100)
+    assert r.stop == "vmexit" and r.exit.reason == R.HLT
+
+
+ENCODINGS = [int(enc) for _n, enc, _d in FIELDS]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(writes=st.lists(st.tuples(st.sampled_from(ENCODINGS),
+                                 st.one_of(st.integers(0, (1 << 64) - 1), st.sampled_from((0, 1, (1 << 64) - 1)))),
+                       max_size=4),
+       code=st.binary(min_size=1, max_size=24), launch=st.booleans())
+def test_any_vmcs_contents_end_in_an_sdm_outcome(writes, code, launch):
+    """Random values in random fields of a good VMCS, then VMLAUNCH (or a
+    VMRESUME of it marked launched) from Python and a run of random guest
+    bytes: a VMfail, an entry failure, or a run that ends by budget, halt,
+    shutdown or a VM exit (or a GuestMemoryError: without EPT the guest's
+    physical addresses are the machine's, and it may read memory the machine
+    does not have); never another exception, a crash or a hang."""
+    hw = vtx.BareMetal(memory=4 << 20)
+    cpu = good_guest_vmcs(hw)
+    hw.load(GUEST_CODE, code)
+    for enc, value in writes:
+        cpu.vmwrite(enc, value)
+    if not launch:
+        hw.write(VMCS_A + 8, b"\x01")
+        hw.write(VMCS_A + 12, (1).to_bytes(4, "little"))
+    try:
+        cpu.vmresume() if not launch else cpu.vmlaunch()
+    except (vtx.VmFail, vtx.VmEntryError):
+        assert not cpu.non_root
+        return
+    try:
+        r = hw.run(max_instructions=200)
+    except vtx.GuestMemoryError:
+        return
+    assert r.stop in ("vmexit", "halted", "shutdown", "budget")
+    if r.stop == "vmexit":
+        assert not cpu.non_root and r.exit.reason in set(R) | {R.ENTRY_FAILURE_INVALID_GUEST_STATE}

@@ -314,6 +314,7 @@ cdef class Processor:
     def vmxoff(self):
         self._root("VMXOFF")
         self._done("VMXOFF", vmx_op_vmxoff(self.c))
+        self.c.vmx.host_x86 = 1        # root-mode software is x86 code again
 
     def vmclear(self, pointer):
         cdef uint64_t pa = _fit(pointer, 64, "the VMCS pointer")
@@ -346,7 +347,9 @@ cdef class Processor:
 
     def vmlaunch(self):
         """VMLAUNCH with Python as the host: the guest runs at the next
-        :meth:`BareMetal.run`, whose VM exits return to Python."""
+        :meth:`BareMetal.run`, whose VM exits return to Python (the host
+        state is checked but not loaded).  A failure on the guest state
+        raises :class:`vtx.VmEntryError` (exit reason 33)."""
         self._enter("VMLAUNCH", 1)
 
     def vmresume(self):
@@ -358,21 +361,18 @@ cdef class Processor:
         self._root(insn)
         c.in_guest = 1
         with nogil:
-            rc = vmx_op_enter(c, launch)
+            rc = vmx_op_enter(c, launch, 0)
         c.in_guest = 0
+        if rc == RC_TRANSFERRED:
+            return 0
         if rc == RC_OK:
             # VMfail: the flags say which.
             if c.rflags & F_CF:
                 raise _vmfail(insn, VMX_FAIL_INVALID)
             raise _vmfail(insn, <int>vr(c, VMCS_OFF_VM_INSTRUCTION_ERROR, 4))
-        if rc == RC_TRANSFERRED and not c.vmx.non_root:
-            # The entry failed a guest-state check: reported like an exit.
-            raise _entry_error(c, RC_ENTRY_FAIL_GUEST)
-        if rc == RC_TRANSFERRED:
-            c.vmx.host_x86 = 0         # this guest's exits come back to Python
-            return 0
-        if rc == RC_SHUTDOWN:
-            raise VmStateError(f"{insn}: VMX abort (indicator {vr(c, VMCS_OFF_ABORT, 4)}): the processor shut down")
+        if rc == RC_ENTRY_FAIL_GUEST:
+            # Reported like an exit (reason 33 with bit 31); nothing was loaded.
+            raise _entry_error(c, rc)
         if rc == RC_UNSUPPORTED:
             raise VtxError(_unsupported_message(c))
         raise VtxError(f"internal error: VM entry returned {rc}")
@@ -392,6 +392,9 @@ cdef class Processor:
         cdef uint64_t value
         if c.running:
             raise VmStateError("run() is already active on this machine")
+        if c.vmx.on and not c.vmx.non_root and not c.vmx.host_x86:
+            raise VmStateError("Python is the root-mode software here: the guest it launched has exited, so "
+                               "there is no x86 code to run; vmresume() or vmlaunch() a guest (or vmxoff()) first")
         limit = c.icount + c.events + budget if budget else 0xFFFFFFFFFFFFFFFFULL
         c.running = 1
         try:

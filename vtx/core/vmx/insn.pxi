@@ -196,18 +196,20 @@ cdef int vmx_entry_precheck(Cpu* c, int launch) noexcept nogil:
     return VMX_SUCCEED
 
 
-cdef int vmx_op_enter(Cpu* c, int launch) noexcept nogil:
-    """VMLAUNCH (launch=1) or VMRESUME by root-mode x86 code or the Python
-    low-level API, whose exits then load the host state (c.vmx.host_x86).
-    Returns RC_TRANSFERRED with the guest running (or, after a VM-entry
-    failure reported like an exit, the host state loaded: SDM 27.8),
-    RC_OK with RFLAGS reporting VMfail, or an error code of the run loop."""
+cdef int vmx_op_enter(Cpu* c, int launch, int x86_host) noexcept nogil:
+    """VMLAUNCH (launch=1) or VMRESUME by root-mode x86 code (x86_host=1),
+    whose exits then load the host state, or by the Python low-level API
+    (x86_host=0), whose exits return to Python.  Returns RC_TRANSFERRED
+    with the guest running (or, for x86 code after a VM-entry failure
+    reported like an exit, the host state loaded: SDM 27.8), RC_OK with
+    RFLAGS reporting VMfail, RC_ENTRY_FAIL_GUEST for Python after such a
+    failure, or an error code of the run loop."""
     cdef int st = vmx_entry_precheck(c, launch)
     cdef int rc
     if st != VMX_SUCCEED:
         vmx_flags(c, st)
         return RC_OK
-    c.vmx.host_x86 = 1
+    c.vmx.host_x86 = x86_host
     rc = vm_entry(c, launch)
     if rc == RC_OK:
         if launch:
@@ -220,7 +222,9 @@ cdef int vmx_op_enter(Cpu* c, int launch) noexcept nogil:
         c.rflags = (c.rflags & ~VMX_STATUS_FLAGS) | F_ZF
         return RC_OK
     if rc == RC_ENTRY_FAIL_GUEST:
-        return entry_failure_to_host(c)
+        if x86_host:
+            return entry_failure_to_host(c)
+        record_exit(c, EXIT_REASON_ENTRY_FAILURE_INVALID_GUEST_STATE)
     return rc
 
 
@@ -387,7 +391,7 @@ cdef int h_vmcall_group(Cpu* c, Insn* d) noexcept nogil:
         return vmx_retire(c, vmx_fail(c, VMXERR_VMCALL_IN_VMX_ROOT))
     if d.rm == 4:
         return vmx_retire(c, vmx_op_vmxoff(c))
-    rc = vmx_op_enter(c, d.rm == 2)
+    rc = vmx_op_enter(c, d.rm == 2, 1)
     if rc == RC_TRANSFERRED:
         c.icount += 1                  # the VMLAUNCH/VMRESUME retired; RIP is the guest's or HOST_RIP
     return rc
