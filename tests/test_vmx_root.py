@@ -326,7 +326,7 @@ def test_rdrand_rdseed_set_cf_and_repeat_run_to_run():
 
 from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 
-from vtx.spec import FIELDS, capabilities  # noqa: E402
+from vtx.spec import FIELDS, MODEL_FIELDS, capabilities  # noqa: E402
 
 GUEST_CODE = 0x20000
 
@@ -396,7 +396,7 @@ def test_good_guest_vmcs_launches_from_python_and_exits_back():
     assert r.stop == "vmexit" and r.exit.reason == R.HLT
 
 
-ENCODINGS = [int(enc) for _n, enc, _d in FIELDS]
+ENCODINGS = [int(enc) for n, enc, _d in FIELDS if n in MODEL_FIELDS]
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -431,3 +431,24 @@ def test_any_vmcs_contents_end_in_an_sdm_outcome(writes, code, launch):
     assert r.stop in ("vmexit", "halted", "shutdown", "budget")
     if r.stop == "vmexit":
         assert not cpu.non_root and r.exit.reason in set(R) | {R.ENTRY_FAILURE_INVALID_GUEST_STATE}
+
+
+@pytest.mark.parametrize("field", ["TPR_THRESHOLD", "PML_ADDRESS", "VMREAD_BITMAP_ADDRESS",
+                                   "POSTED_INTERRUPT_NOTIFICATION_VECTOR", "EXECUTIVE_VMCS_POINTER"])
+def test_fields_of_features_not_offered_are_error_12(field):
+    """A field whose feature the capability MSRs deny does not exist: VMREAD
+    and VMWRITE fail with error 12, from x86 code and from both Python APIs."""
+    enc = int(F[field])
+    assert field not in vtx.spec.MODEL_FIELDS
+    assert flags_after(f"mov rdx, {enc}\nvmread rax, rdx") == (ZF, 12)
+    assert flags_after(f"mov rdx, {enc}\nvmwrite rdx, rax") == (ZF, 12)
+    vm = vtx.VM(memory=1 << 20)
+    vm.add_vcpu()
+    with pytest.raises(vtx.VtxError, match="error 12"):
+        vm.vcpu.vmread(enc)
+
+
+def test_fields_of_offered_features_exist():
+    for field in ("VIRTUAL_PROCESSOR_ID", "EPT_POINTER", "GUEST_PDPTE0", "GUEST_IA32_EFER", "GUEST_SMBASE"):
+        assert field in vtx.spec.MODEL_FIELDS
+        assert flags_after(f"mov rdx, {int(F[field])}\nvmread rax, rdx") == (0, 0)
