@@ -22,9 +22,9 @@ its VM exits in Python, and measure what they cost::
     print(vm.run().table())
 """
 
-from ._core import (CpuidExit, CrAccessExit, EptMisconfigExit, EptViolationExit, ExceptionExit, Exit,
-                    HltExit, IoExit, MsrExit, RdtscExit, TripleFaultExit, VCpu, VmcallExit,
-                    VmxInstructionExit, fabricate_exit)
+from ._core import (CpuidExit, CrAccessExit, DescriptorTableExit, EptMisconfigExit, EptViolationExit,
+                    ExceptionExit, Exit, HltExit, IoExit, MovDrExit, MsrExit, MwaitExit, RdtscExit,
+                    TripleFaultExit, VCpu, VmcallExit, VmxInstructionExit, fabricate_exit)
 from .asm import asm
 from .errors import (ArgumentError, AsmError, AssemblerNotFound, GuestMemoryError, HandlerReturnError,
                      HostMemoryError, RegisterError, UnhandledExit, VmEntryError, VmStateError, VtxError)
@@ -39,6 +39,7 @@ __all__ = [
     "VM", "VCpu", "RunResult", "Action", "RESUME", "RETRY", "STOP",
     "Exit", "IoExit", "CpuidExit", "MsrExit", "HltExit", "VmcallExit", "RdtscExit", "ExceptionExit",
     "TripleFaultExit", "EptViolationExit", "EptMisconfigExit", "CrAccessExit", "VmxInstructionExit",
+    "MovDrExit", "DescriptorTableExit", "MwaitExit",
     "ExitReason", "VmcsField", "VmInstructionError", "PinBased", "ProcBased", "ProcBased2",
     "ExitControls", "EntryControls", "Msr", "Segment", "DescriptorTable",
     "asm", "fabricate_exit",

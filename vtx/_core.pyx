@@ -24,6 +24,7 @@ include "core/insn/bitops.pxi"
 include "core/insn/data_xfer.pxi"
 include "core/insn/ctrl_xfer.pxi"
 include "core/insn/system.pxi"
+include "core/insn/systab.pxi"
 include "core/insn/string.pxi"
 include "core/insn/interrupt.pxi"
 include "core/insn/fast.pxi"
@@ -178,6 +179,9 @@ cdef class Machine:
         c.rflags = 2
         c.cr0 = 0x60000010ULL
         c.pat = 0x0007040600070406ULL
+        c.dr6 = 0xFFFF0FF0ULL
+        c.dr7 = 0x400
+        c.xcr0 = 1             # x87 state: XCR0[0] is always 1 (SDM Vol. 1 13.3)
         c.apic_base = 0xFEE00900ULL
         c.misc_enable = 1
 
@@ -431,7 +435,7 @@ cdef class VCpuBase:
         """What the modeled processor's CPUID returns (EAX, EBX, ECX, EDX): a
         handler that passes CPUID through can answer with it."""
         cdef uint32_t r[4]
-        model_cpuid(<uint32_t>leaf, <uint32_t>subleaf, r)
+        model_cpuid(self.c, <uint32_t>leaf, <uint32_t>subleaf, r)
         return (r[0], r[1], r[2], r[3])
 
     # --- the run loop -------------------------------------------------------

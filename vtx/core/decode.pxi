@@ -25,6 +25,7 @@ cdef enum:
     OPF_LOCK = 1 << 15      # LOCK is allowed (with a memory destination)
     OPF_LAZY = 1 << 16      # the handler keeps the status flags lazy (core/flags.pxi)
     OPF_END = 1 << 17       # a near branch: ends a translated block (core/run.pxi)
+    OPF_P66 = 1 << 18       # 0F 38 map: valid only with the mandatory prefix 66 (and no F2/F3)
 
 # Insn.flags
 cdef enum:
@@ -44,6 +45,7 @@ ctypedef struct OpInfo:
 
 cdef OpInfo OP1[256]
 cdef OpInfo OP2[256]
+cdef OpInfo OP38[256]             # the three-byte map 0F 38 (SDM Vol. 2 Table A-4)
 cdef handler_t GRP[16][8]
 cdef uint32_t GRP_FLAGS[16][8]    # extra format flags per group member (imm for F6/F7 /0 /1)
 
@@ -138,7 +140,22 @@ cdef int decode(Cpu* c, const uint8_t* b, int avail, Insn* d) noexcept nogil:
         if i >= avail:
             return DECODE_MORE
         op = b[i]
-        info = &OP2[op]
+        if op == 0x38:
+            # Three-byte map 0F 38: 66, F2 and F3 are mandatory prefixes that
+            # select the instruction (SDM Vol. 2 2.1.2), not operand size or
+            # repeat.  The one in effect is kept in d.rep (F2/F3 before 66),
+            # where the handler finds it; osz is as the 66 makes it.
+            i += 1
+            if i >= avail:
+                return DECODE_MORE
+            op = b[i]
+            info = &OP38[op]
+            if d.rep == 0 and osz_pfx:
+                d.rep = 0x66
+            if (info.flags & OPF_P66) and d.rep != 0x66:
+                return DECODE_UD
+        else:
+            info = &OP2[op]
     else:
         info = &OP1[op]
     i += 1
@@ -320,6 +337,11 @@ cdef int decode(Cpu* c, const uint8_t* b, int avail, Insn* d) noexcept nogil:
         d.flags |= INSN_LAZY
     if fl & OPF_END:
         d.flags |= INSN_END
+    # F3 90 (without REX.B) is PAUSE, not XCHG (SDM Vol. 2 PAUSE): chosen
+    # here, once per decode, so that plain 90 keeps its handler.
+    if d.fn == h_xchg_ax_r and d.rep == 0xF3 and d.reg == 0:
+        d.fn = h_pause
+        d.flags &= ~INSN_LAZY    # it may exit: the flags are settled first
     d.len = i
     specialize(d)
     return DECODE_OK
@@ -381,12 +403,14 @@ cdef enum:
     G_MOVIMM = 7     # C6 C7
     G_0F01 = 8       # 0F 01 (VMCALL and friends, decoded by mod/rm)
     G_BT_IMM = 9     # 0F BA (BT BTS BTR BTC r/m, imm8)
+    G_0F00 = 10      # 0F 00 (SLDT STR LLDT LTR VERR VERW)
 
 
 cdef void init_opcode_tables() noexcept:
     cdef int i, k
     memset(OP1, 0, sizeof(OP1))
     memset(OP2, 0, sizeof(OP2))
+    memset(OP38, 0, sizeof(OP38))
     memset(GRP, 0, sizeof(GRP))
     memset(GRP_FLAGS, 0, sizeof(GRP_FLAGS))
     # ALU: ADD OR ADC SBB AND SUB XOR CMP, six forms each (SDM Vol. 2 Table A-2).
@@ -538,9 +562,26 @@ cdef void init_opcode_tables() noexcept:
     op_set(OP2, 0x01, NULL, OPF_MODRM | OPF_GRP, G_0F01)
     # 0F 01 /0 SGDT, /1 SIDT, /2 LGDT, /3 LIDT with a memory operand; with mod = 3,
     # /0 holds VMCALL (C1), VMLAUNCH (C2), VMRESUME (C3), VMXOFF (C4).
+    # With mod = 3, /1 holds MONITOR (C8) and MWAIT (C9), /2 XGETBV (D0) and
+    # XSETBV (D1).
     for k in range(4):
         GRP[G_0F01][k] = h_0f01
-    GRP[G_0F01][7] = h_invlpg       # with mod = 3: SWAPGS, RDTSCP (not modeled: #UD)
+    GRP[G_0F01][4] = h_smsw
+    GRP[G_0F01][6] = h_lmsw
+    GRP[G_0F01][7] = h_invlpg       # with mod = 3: SWAPGS (not modeled: #UD), RDTSCP (F9)
+    # 0F 00: /0 SLDT, /1 STR, /2 LLDT, /3 LTR, /4 VERR, /5 VERW (core/insn/systab.pxi).
+    op_set(OP2, 0x00, NULL, OPF_MODRM | OPF_GRP, G_0F00)
+    for k in range(6):
+        GRP[G_0F00][k] = h_0f00
+    op_set(OP2, 0x06, h_clts, 0)
+    op_set(OP2, 0x08, h_invd, 0)
+    op_set(OP2, 0x09, h_wbinvd, 0)
+    op_set(OP2, 0x21, h_mov_r_dr, OPF_MODRM | OPF_F64)
+    op_set(OP2, 0x23, h_mov_dr_r, OPF_MODRM | OPF_F64)
+    op_set(OP2, 0x33, h_rdpmc, 0)
+    # Three-byte map 0F 38.  66 0F 38 80 INVEPT and 66 0F 38 81 INVVPID
+    # belong here too (the VMX instructions).
+    op_set(OP38, 0x82, h_invpcid, OPF_MODRM | OPF_P66 | OPF_F64)
     op_set(OP2, 0x0B, h_ud, 0)           # UD2
     # 0F 18-1F: prefetch hints (0F 18 /0-/3) and the reserved hint NOPs, for
     # every ModRM (SDM Vol. 2 Table A-3 and "NOP"); no operand is accessed.
