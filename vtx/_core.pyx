@@ -433,9 +433,10 @@ cdef class VCpuBase:
 
     def model_cpuid(self, leaf, subleaf=0):
         """What the modeled processor's CPUID returns (EAX, EBX, ECX, EDX): a
-        handler that passes CPUID through can answer with it."""
+        handler that passes CPUID through can answer with it.  OSXSAVE
+        (CPUID.01H:ECX[27]) follows the guest's CR4 in the VMCS."""
         cdef uint32_t r[4]
-        model_cpuid(self.c, <uint32_t>leaf, <uint32_t>subleaf, r)
+        model_cpuid(self._vmcs_u64(VMCS_OFF_GUEST_CR4), <uint32_t>leaf, <uint32_t>subleaf, r)
         return (r[0], r[1], r[2], r[3])
 
     # --- the run loop -------------------------------------------------------

@@ -223,12 +223,12 @@ cdef enum:
     XSAVE_AREA_SIZE = 576
 
 
-cdef void model_cpuid(Cpu* c, uint32_t leaf, uint32_t sub, uint32_t* out) noexcept nogil:
+cdef void model_cpuid(uint64_t cr4, uint32_t leaf, uint32_t sub, uint32_t* out) noexcept nogil:
     """CPUID as the modeled processor answers it (root operation; in non-root
     operation CPUID always exits, SDM Vol. 3 26.1.2).  Only features the model
     implements are reported; the leaves between 1 and the maximum that name
     no feature answer 0.  CPUID.01H:ECX.OSXSAVE reflects CR4.OSXSAVE (SDM
-    Vol. 2 CPUID)."""
+    Vol. 2 CPUID): cr4 is the guest's CR4."""
     out[0] = out[1] = out[2] = out[3] = 0
     if leaf == 0:
         out[0] = 0xD              # highest basic leaf: XSAVE enumeration
@@ -239,7 +239,7 @@ cdef void model_cpuid(Cpu* c, uint32_t leaf, uint32_t sub, uint32_t* out) noexce
         out[0] = 0x000906EAULL    # family 6
         # MONITOR/MWAIT (3), VMX (5), XSAVE (26), OSXSAVE (27)
         out[2] = (1 << 3) | (1 << 5) | (1 << 26)
-        if c.cr4 & CR4_OSXSAVE:
+        if cr4 & CR4_OSXSAVE:
             out[2] |= 1 << 27
         # DE, PSE, TSC, MSR, PAE
         out[3] = (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6)
@@ -271,7 +271,7 @@ cdef int h_cpuid(Cpu* c, Insn* d) noexcept nogil:
     cdef uint32_t r[4]
     if c.vmx.non_root:
         return insn_exit(c, d, EXIT_REASON_CPUID, 0)
-    model_cpuid(c, <uint32_t>c.regs[R_AX], <uint32_t>c.regs[R_CX], r)
+    model_cpuid(c.cr4, <uint32_t>c.regs[R_AX], <uint32_t>c.regs[R_CX], r)
     c.regs[R_AX] = r[0]
     c.regs[R_BX] = r[1]
     c.regs[R_CX] = r[2]
