@@ -680,6 +680,35 @@ def test_mov_dr7_high_bits_gp_in_64_bit_mode():
     assert vm.vcpu.rbx == 0x123456789A
 
 
+@pytest.mark.parametrize("mode", ["protected", "long"])
+def test_mov_dr_cr_ignore_mod(mode):
+    # "The 2 bits in the mod field are ignored" (SDM Vol. 2 MOV CR, MOV DR):
+    # ModRM 43 (mod 01) is the register form, with no displacement byte.
+    a = "rax" if mode == "long" else "eax"
+    src = f"mov eax, 0x55\nmov dr1, {a}\n.byte 0x0f, 0x21, 0x4b\n.byte 0x0f, 0x20, 0x06\nmov edx, 7"
+    vm = make_vm(src, mode)                  # mov ebx, dr1 ; mov esi, cr0
+    run_to_hlt(vm)
+    v = vm.vcpu
+    assert (v.ebx, v.edx) == (0x55, 7)
+    assert v.esi == v.cr0 & 0xFFFFFFFF
+    vm = make_vm(".byte 0x0f, 0x21, 0x8b\nhlt", mode, proc=P.MOV_DR_EXITING)    # mod 10
+    ex = first_exit(vm)
+    assert ex.reason == 29 and ex.instruction_length == 3 and ex.qualification == 1 | (1 << 4) | (3 << 8)
+
+
+def test_mov_from_cr4_reads_the_shadow():
+    # The hosted hypervisor owns CR4.VMXE with a read shadow of 0; the guest
+    # owns the rest.
+    vm = make_vm("mov rax, cr4\nmov cr4, rax\nmov rbx, cr4", "long")
+    v = vm.vcpu
+    v.vmwrite(F.CR4_GUEST_HOST_MASK, (1 << 13) | (1 << 7))
+    v.vmwrite(F.CR4_READ_SHADOW, 1 << 7)               # PGE reads as 1, VMXE as 0
+    run_to_hlt(vm)
+    assert v.cr4 & (1 << 13) and not v.cr4 & (1 << 7)
+    assert v.rax == (v.cr4 & ~(1 << 13)) | (1 << 7)
+    assert v.rbx == v.rax
+
+
 def test_mov_dr8_ud_even_with_exiting():
     vm = make_vm(".byte 0x44, 0x0f, 0x23, 0xc0", "long", proc=P.MOV_DR_EXITING)   # mov dr8, rax
     assert_exception(first_exit(vm), 6)

@@ -26,6 +26,7 @@ cdef enum:
     OPF_LAZY = 1 << 16      # the handler keeps the status flags lazy (core/flags.pxi)
     OPF_END = 1 << 17       # a near branch: ends a translated block (core/run.pxi)
     OPF_P66 = 1 << 18       # 0F 38 map: valid only with the mandatory prefix 66 (and no F2/F3)
+    OPF_MODREG = 1 << 19    # ModRM.mod is ignored: always the register form (MOV CR, MOV DR)
 
 # Insn.flags
 cdef enum:
@@ -192,6 +193,11 @@ cdef int decode(Cpu* c, const uint8_t* b, int avail, Insn* d) noexcept nogil:
         modrm = b[i]
         i += 1
         mod = modrm >> 6
+        if fl & OPF_MODREG:
+            # MOV to/from CR and DR: "the 2 bits in the mod field are
+            # ignored" (SDM Vol. 2 MOV CR, MOV DR): no memory operand, no
+            # displacement.
+            mod = 3
         reg = ((modrm >> 3) & 7) | ((rex & 4) << 1)
         rm = modrm & 7
         d.mod = mod
@@ -576,8 +582,8 @@ cdef void init_opcode_tables() noexcept:
     op_set(OP2, 0x06, h_clts, 0)
     op_set(OP2, 0x08, h_invd, 0)
     op_set(OP2, 0x09, h_wbinvd, 0)
-    op_set(OP2, 0x21, h_mov_r_dr, OPF_MODRM | OPF_F64)
-    op_set(OP2, 0x23, h_mov_dr_r, OPF_MODRM | OPF_F64)
+    op_set(OP2, 0x21, h_mov_r_dr, OPF_MODRM | OPF_MODREG | OPF_F64)
+    op_set(OP2, 0x23, h_mov_dr_r, OPF_MODRM | OPF_MODREG | OPF_F64)
     op_set(OP2, 0x33, h_rdpmc, 0)
     # Three-byte map 0F 38.  66 0F 38 80 INVEPT and 66 0F 38 81 INVVPID
     # belong here too (the VMX instructions).
@@ -587,8 +593,8 @@ cdef void init_opcode_tables() noexcept:
     # every ModRM (SDM Vol. 2 Table A-3 and "NOP"); no operand is accessed.
     for k in range(0x18, 0x20):
         op_set(OP2, k, h_nop, OPF_MODRM | OPF_LAZY)
-    op_set(OP2, 0x20, h_mov_r_cr, OPF_MODRM | OPF_F64)
-    op_set(OP2, 0x22, h_mov_cr_r, OPF_MODRM | OPF_F64)
+    op_set(OP2, 0x20, h_mov_r_cr, OPF_MODRM | OPF_MODREG | OPF_F64)
+    op_set(OP2, 0x22, h_mov_cr_r, OPF_MODRM | OPF_MODREG | OPF_F64)
     op_set(OP2, 0x30, h_wrmsr, 0)
     op_set(OP2, 0x31, h_rdtsc, 0)
     op_set(OP2, 0x32, h_rdmsr, 0)
