@@ -1001,3 +1001,99 @@ def test_fabricated_typed_exits():
     e = vtx.fabricate_exit(R.CONTROL_REGISTER_ACCESS, qualification=CR_LMSW | LMSW_MEMORY | (0xE << 16))
     assert (e.access_type, e.lmsw_source, e.lmsw_memory) == (3, 0xE, True)
     assert type(vtx.fabricate_exit(R.RDTSCP)) is vtx.RdtscExit
+
+
+# ---------------------------------------------------------------------------
+# Virtual-8086 mode (CPL 3, 16-bit code) and compatibility mode
+# ---------------------------------------------------------------------------
+
+def v86_vm(src, proc=0, proc2=0):
+    """Protected mode with RFLAGS.VM = 1: every segment a 64-KiB DPL-3 data
+    segment at selector * 16, as the guest-state checks require."""
+    vm = vtx.VM(memory=MEM)
+    vm.load(CODE, vtx.asm(src + "\nhlt\n", bits=16, org=CODE))
+    vm.add_vcpu()
+    vm.setup_protected_mode(entry=CODE)
+    v = vm.vcpu
+    v.vmwrite(F.PRIMARY_PROC_BASED_CONTROLS, v.vmread(F.PRIMARY_PROC_BASED_CONTROLS) | int(proc))
+    v.vmwrite(F.SECONDARY_PROC_BASED_CONTROLS, v.vmread(F.SECONDARY_PROC_BASED_CONTROLS) | int(proc2))
+    for name in ("es", "cs", "ss", "ds", "fs", "gs"):
+        setattr(v, name, Segment(0, 0, 0xFFFF, 0xF3))
+    v.rsp = 0x8000
+    v.rflags = 0x20002
+    return vm
+
+
+@pytest.mark.parametrize("insn,vector", [
+    ("invd", 13), ("wbinvd", 13), ("clts", 13), ("lmsw ax", 13), ("rdpmc", 13),
+    ("mov dr0, eax", 13), ("mov eax, dr7", 13), ("xsetbv", 13), ("lgdt [0x2000]", 13),
+    ("monitor", 6), ("mwait", 6),
+    ("sldt ax", 6), ("str ax", 6), ("lldt ax", 6), ("ltr ax", 6), ("verr ax", 6), ("verw ax", 6),
+    ("invpcid eax, [0x2000]", 6),
+])
+def test_v86_mode_faults(insn, vector):
+    vm = v86_vm(insn, proc2=P2.ENABLE_INVPCID)
+    vm.vcpu.cr4 |= OSXSAVE
+    ex = first_exit(vm)
+    assert_exception(ex, vector, 0 if vector == 13 else None)
+    assert ex.guest_rip == CODE
+
+
+@pytest.mark.parametrize("insn,proc,proc2,reason", [
+    ("mov dr0, eax", P.MOV_DR_EXITING, 0, 29),       # MOV DR exit before the CPL #GP
+    ("pause", P.PAUSE_EXITING, 0, 40),
+    ("sgdt [0x2000]", 0, P2.DESCRIPTOR_TABLE_EXITING, 46),
+])
+def test_v86_mode_exits(insn, proc, proc2, reason):
+    ex = first_exit(v86_vm(insn, proc=proc, proc2=proc2))
+    assert ex.reason == reason and ex.guest_rip == CODE
+
+
+def test_v86_mode_rdpmc_with_pce_exits_and_smsw_rdtscp_run():
+    vm = v86_vm("rdpmc", proc=P.RDPMC_EXITING)
+    vm.vcpu.cr4 |= 1 << 8
+    assert first_exit(vm).reason == 15
+    vm = v86_vm("smsw bx\nmov ecx, -1\nrdtscp\nint3", proc2=P2.ENABLE_RDTSCP)
+    ex = first_exit(vm)
+    assert ex.reason == 0 and ex.vector == 3
+    assert vm.vcpu.bx == vm.vcpu.cr0 & 0xFFFF
+    assert vm.vcpu.ecx == 0                      # IA32_TSC_AUX
+
+
+def compat_vm(src, proc=0, proc2=0):
+    """IA-32e mode with a 32-bit code segment: compatibility mode."""
+    vm = vtx.VM(memory=MEM)
+    vm.load(CODE, vtx.asm(src + "\nhlt\n", bits=32, org=CODE))
+    vm.add_vcpu()
+    vm.setup_long_mode(entry=CODE)
+    v = vm.vcpu
+    v.cs = Segment(0x08, 0, 0xFFFFFFFF, 0xC09B)
+    v.vmwrite(F.PRIMARY_PROC_BASED_CONTROLS, v.vmread(F.PRIMARY_PROC_BASED_CONTROLS) | int(proc))
+    v.vmwrite(F.SECONDARY_PROC_BASED_CONTROLS, v.vmread(F.SECONDARY_PROC_BASED_CONTROLS) | int(proc2))
+    return vm
+
+
+def test_compat_mode_lldt_ltr_use_16_byte_descriptors():
+    vm = compat_vm("mov ax, 0x20\nlldt ax\nmov ax, 0x30\nltr ax")
+    put_desc(vm, 0x20, LDT_DESC, hi=0x2)
+    put_desc(vm, 0x30, TSS_DESC, hi=0x3)
+    run_to_hlt(vm)
+    assert vm.vcpu.ldtr.base == 0x2_00123000
+    assert vm.vcpu.tr.base == 0x3_00004000
+    vm = compat_vm("mov ax, 0x38\nltr ax")      # 0x38 + 15 is past the GDT limit (0x3F)
+    put_desc(vm, 0x38, TSS_DESC)
+    assert_exception(first_exit(vm), 13, 0x38)
+
+
+def test_compat_mode_32_bit_operands():
+    vm = compat_vm("mov eax, 0x77\nmov dr2, eax\nmov ebx, dr2\nmov eax, 0\ninvpcid eax, [0x2000]\nsmsw ecx",
+                   proc2=P2.ENABLE_INVPCID)
+    vm.write(0x2000, bytes(16))
+    run_to_hlt(vm)
+    v = vm.vcpu
+    assert v.ebx == 0x77 and v.dr2 == 0x77
+    assert v.ecx == v.cr0 & 0xFFFFFFFF
+    vm = compat_vm("invpcid esi, [ebp+0x10]", proc=P.INVLPG_EXITING, proc2=P2.ENABLE_INVPCID)
+    ex = first_exit(vm)
+    assert ex.reason == 58 and ex.qualification == 0x10
+    assert ex.instruction_info == ii_mem(asz=1, seg=2, base=5) | (6 << 28)

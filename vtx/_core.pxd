@@ -38,7 +38,8 @@ ctypedef struct Insn:
     uint8_t index         # memory operand: index register, 0xFF = none
     uint8_t scale         # log2 of the SIB scale
     uint8_t seg           # effective segment for the memory operand
-    uint8_t rep           # 0, 0xF3 (REP/REPE) or 0xF2 (REPNE)
+    uint8_t rep           # 0, 0xF3 (REP/REPE) or 0xF2 (REPNE); in the 0F 38 map the
+                          # mandatory prefix: 0, 0x66, 0xF2 or 0xF3 (core/decode.pxi)
     uint8_t ext           # opcode extension: ALU op, condition code, group /digit
     uint8_t flags         # INSN_* bits
     uint8_t cc2           # fused Jcc (INSN_FUSED): its condition; disp holds its rel
