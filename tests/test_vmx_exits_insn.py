@@ -341,15 +341,27 @@ SPIN = "xor ecx, ecx\n1: inc ecx\npause\njmp 1b"
 @pytest.mark.parametrize("mode", MODES)
 def test_pause_loop_exiting(mode):
     # Each PAUSE follows the last after 3 instructions (the model's TSC
-    # counts retired instructions): within PLE_Gap = 10, so one loop, whose
-    # first PAUSE is the first after VM entry.  The PAUSE that finds more
-    # than PLE_Window = 100 since that one exits: the 35th (3 * 34 > 100).
+    # counts retired instructions): not more than PLE_Gap = 3, so one loop,
+    # whose first PAUSE is the first after VM entry.  The PAUSE that finds
+    # more than PLE_Window = 99 since that one exits: the 35th (3 * 34 > 99;
+    # 3 * 33 = 99 does not exceed it).
     vm = make_vm(SPIN, mode, proc2=P2.PAUSE_LOOP_EXITING)
-    vm.vcpu.vmwrite(F.PLE_GAP, 10)
-    vm.vcpu.vmwrite(F.PLE_WINDOW, 100)
+    vm.vcpu.vmwrite(F.PLE_GAP, 3)
+    vm.vcpu.vmwrite(F.PLE_WINDOW, 99)
     ex = first_exit(vm)
     assert_insn_exit(ex, 40, 2, CODE + prefix_len("xor ecx, ecx\ninc ecx", mode))
     assert vm.vcpu.ecx == 35
+
+
+def test_pause_loop_gap_just_exceeded_never_exits():
+    # PLE_Gap = 2 < 3: every PAUSE starts a new loop; the run ends at its budget.
+    vm = make_vm(SPIN, proc2=P2.PAUSE_LOOP_EXITING)
+    vm.vcpu.vmwrite(F.PLE_GAP, 2)
+    vm.vcpu.vmwrite(F.PLE_WINDOW, 0)
+    vm.default(lambda vcpu, ex: vtx.STOP)
+    r = vm.run(max_instructions=3000)
+    assert r.exit is None and r.stop == "budget"
+    assert vm.vcpu.ecx == 1000
 
 
 def test_pause_loop_gap_exceeded_starts_new_loop():
@@ -377,8 +389,8 @@ def test_pause_loop_exiting_ignored_at_cpl3():
 def test_pause_loop_restarts_after_vm_entry():
     # After the handler resumes, the next PAUSE is the first of a new loop.
     vm = make_vm(SPIN, proc2=P2.PAUSE_LOOP_EXITING)
-    vm.vcpu.vmwrite(F.PLE_GAP, 10)
-    vm.vcpu.vmwrite(F.PLE_WINDOW, 100)
+    vm.vcpu.vmwrite(F.PLE_GAP, 3)
+    vm.vcpu.vmwrite(F.PLE_WINDOW, 99)
     counts = []
 
     @vm.default
@@ -541,6 +553,15 @@ def test_lmsw_pe_exit_only_when_setting_it():
     assert ex.reason == 28 and ex.lmsw_source == 1
     assert ex.guest_rip == CODE + prefix_len("mov ax, 0\nlmsw ax\nmov ax, 1", "real")
     assert vm.vcpu.cr0 & 1 == 0
+
+
+def test_lmsw_clearing_owned_pe_does_not_exit():
+    # PE host-owned with a shadow PE of 1: an LMSW source with PE = 0 does
+    # not exit (LMSW cannot clear PE), and PE stays set.
+    vm = make_vm("xor eax, eax\nlmsw ax\nmov esi, 1")
+    cr0_setup(vm, 0x1, 0x1)
+    run_to_hlt(vm)
+    assert vm.vcpu.esi == 1 and vm.vcpu.cr0 & 1
 
 
 def test_lmsw_without_exit_loads_low_bits_and_keeps_pe():
