@@ -293,6 +293,18 @@ def test_mwait_reserved_ecx_gp():
     run_to_hlt(make_vm("mov ecx, 1\nmwait"))      # interrupt break-event: allowed
 
 
+@pytest.mark.parametrize("insn", ["monitor", "mwait"])
+def test_monitor_mwait_ud_with_misc_enable_18_clear(insn):
+    # IA32_MISC_ENABLE[18] clear: MONITOR/MWAIT are #UD, before their exits,
+    # and CPUID stops reporting them.  (MSR bitmaps of zeros: the MSR
+    # accesses do not exit.)
+    src = f"mov ecx, 0x1a0\nrdmsr\nand eax, ~(1 << 18)\nwrmsr\nxor ecx, ecx\n{insn}"
+    vm = make_vm(src, proc=P.USE_MSR_BITMAPS | P.MONITOR_EXITING | P.MWAIT_EXITING)
+    assert vm.vcpu.model_cpuid(1)[2] & (1 << 3)
+    assert_exception(first_exit(vm), 6)
+    assert not vm.vcpu.model_cpuid(1)[2] & (1 << 3)
+
+
 def test_monitor_in_cpuid_model():
     vm = make_vm("nop")
     assert vm.vcpu.model_cpuid(1)[2] & (1 << 3)

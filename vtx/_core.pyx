@@ -183,7 +183,7 @@ cdef class Machine:
         c.dr7 = 0x400
         c.xcr0 = 1             # x87 state: XCR0[0] is always 1 (SDM Vol. 1 13.3)
         c.apic_base = 0xFEE00900ULL
-        c.misc_enable = 1
+        c.misc_enable = 1 | (1 << 18)   # fast strings; MONITOR FSM (MONITOR/MWAIT) enabled
 
     def __dealloc__(self):
         if self.c != NULL:
@@ -434,9 +434,10 @@ cdef class VCpuBase:
     def model_cpuid(self, leaf, subleaf=0):
         """What the modeled processor's CPUID returns (EAX, EBX, ECX, EDX): a
         handler that passes CPUID through can answer with it.  OSXSAVE
-        (CPUID.01H:ECX[27]) follows the guest's CR4 in the VMCS."""
+        (CPUID.01H:ECX[27]) follows the guest's CR4 in the VMCS, MONITOR
+        (bit 3) its IA32_MISC_ENABLE[18]."""
         cdef uint32_t r[4]
-        model_cpuid(self._vmcs_u64(VMCS_OFF_GUEST_CR4), <uint32_t>leaf, <uint32_t>subleaf, r)
+        model_cpuid(self._vmcs_u64(VMCS_OFF_GUEST_CR4), self.c.misc_enable, <uint32_t>leaf, <uint32_t>subleaf, r)
         return (r[0], r[1], r[2], r[3])
 
     # --- the run loop -------------------------------------------------------

@@ -221,14 +221,18 @@ cdef enum:
     # The XSAVE area for the supported components: the legacy region (512
     # bytes) and the XSAVE header (64), CPUID.(EAX=0DH,ECX=0):EBX/ECX.
     XSAVE_AREA_SIZE = 576
+    # IA32_MISC_ENABLE[18], "ENABLE MONITOR FSM": MONITOR/MWAIT exist (and
+    # CPUID reports them) only while it is set (SDM Vol. 4 Table 2-2).
+    MISC_ENABLE_MONITOR = 1 << 18
 
 
-cdef void model_cpuid(uint64_t cr4, uint32_t leaf, uint32_t sub, uint32_t* out) noexcept nogil:
+cdef void model_cpuid(uint64_t cr4, uint64_t misc_enable, uint32_t leaf, uint32_t sub, uint32_t* out) noexcept nogil:
     """CPUID as the modeled processor answers it (root operation; in non-root
     operation CPUID always exits, SDM Vol. 3 26.1.2).  Only features the model
     implements are reported; the leaves between 1 and the maximum that name
-    no feature answer 0.  CPUID.01H:ECX.OSXSAVE reflects CR4.OSXSAVE (SDM
-    Vol. 2 CPUID): cr4 is the guest's CR4."""
+    no feature answer 0.  CPUID.01H:ECX.OSXSAVE reflects CR4.OSXSAVE and
+    CPUID.01H:ECX.MONITOR reflects IA32_MISC_ENABLE[18] (SDM Vol. 2 CPUID;
+    Vol. 4 Table 2-2): cr4 and misc_enable are the guest's."""
     out[0] = out[1] = out[2] = out[3] = 0
     if leaf == 0:
         out[0] = 0xD              # highest basic leaf: XSAVE enumeration
@@ -238,7 +242,9 @@ cdef void model_cpuid(uint64_t cr4, uint32_t leaf, uint32_t sub, uint32_t* out) 
     elif leaf == 1:
         out[0] = 0x000906EAULL    # family 6
         # MONITOR/MWAIT (3), VMX (5), XSAVE (26), OSXSAVE (27)
-        out[2] = (1 << 3) | (1 << 5) | (1 << 26)
+        out[2] = (1 << 5) | (1 << 26)
+        if misc_enable & MISC_ENABLE_MONITOR:
+            out[2] |= 1 << 3
         if cr4 & CR4_OSXSAVE:
             out[2] |= 1 << 27
         # DE, PSE, TSC, MSR, PAE
@@ -271,7 +277,7 @@ cdef int h_cpuid(Cpu* c, Insn* d) noexcept nogil:
     cdef uint32_t r[4]
     if c.vmx.non_root:
         return insn_exit(c, d, EXIT_REASON_CPUID, 0)
-    model_cpuid(c.cr4, <uint32_t>c.regs[R_AX], <uint32_t>c.regs[R_CX], r)
+    model_cpuid(c.cr4, c.misc_enable, <uint32_t>c.regs[R_AX], <uint32_t>c.regs[R_CX], r)
     c.regs[R_AX] = r[0]
     c.regs[R_BX] = r[1]
     c.regs[R_CX] = r[2]
@@ -991,13 +997,14 @@ cdef int h_pause(Cpu* c, Insn* d) noexcept nogil:
 
 cdef int monitor(Cpu* c, Insn* d) noexcept nogil:
     """0F 01 C8 MONITOR: arm address-range monitoring at DS:rAX (segment
-    override allowed, rAX by address size).  #UD at CPL > 0, then the exit
+    override allowed, rAX by address size).  #UD at CPL > 0 or with
+    IA32_MISC_ENABLE[18] clear (CPUID.01H:ECX.MONITOR = 0), then the exit
     under "MONITOR exiting" (SDM 26.1.3; only #UD and privilege faults come
     before it, SDM 26.1.1), then #GP(0) for ECX != 0 (no extensions) and the
     faults of a one-byte read of the address (limit, paging, EPT)."""
     cdef uint64_t off, v, lin
     cdef int rc
-    if c.cpl != 0:
+    if c.cpl != 0 or not (c.misc_enable & MISC_ENABLE_MONITOR):
         return raise_ud(c)
     if c.vmx.non_root and (c.vmx.ctl.proc & PROC_MONITOR_EXITING):
         return insn_exit(c, d, EXIT_REASON_MONITOR, 0)
@@ -1016,13 +1023,13 @@ cdef int monitor(Cpu* c, Insn* d) noexcept nogil:
 
 
 cdef int mwait(Cpu* c, Insn* d) noexcept nogil:
-    """0F 01 C9 MWAIT.  #UD at CPL > 0, then the exit under "MWAIT exiting",
-    whose qualification is 1 if monitoring was armed (SDM 28.2.1), then
-    #GP(0) for ECX[31:1] != 0 (CPUID.05H:ECX reports extensions with
+    """0F 01 C9 MWAIT.  #UD at CPL > 0 or with IA32_MISC_ENABLE[18] clear,
+    then the exit under "MWAIT exiting", whose qualification is 1 if
+    monitoring was armed (SDM 28.2.1), then #GP(0) for ECX[31:1] != 0 (CPUID.05H:ECX reports extensions with
     interrupt break events only).  The model leaves the optimized state at
     once, as the SDM allows for implementation-dependent events: MWAIT
     disarms the monitor and continues."""
-    if c.cpl != 0:
+    if c.cpl != 0 or not (c.misc_enable & MISC_ENABLE_MONITOR):
         return raise_ud(c)
     if c.vmx.non_root and (c.vmx.ctl.proc & PROC_MWAIT_EXITING):
         return insn_exit(c, d, EXIT_REASON_MWAIT, 1 if c.monitor_armed else 0)
