@@ -117,6 +117,8 @@ WHY = {
     ("GUEST_DATA_SEGMENT_ACCESS_RIGHTS", "GUEST_RFLAGS"): "leaving virtual-8086 mode, CS fails first",
     ("GUEST_SS_ACCESS_RIGHTS", "GUEST_SS_SELECTOR"): "its RPL is read only without 'unrestricted guest', "
                                                      "where GUEST_SS_RPL compares it first",
+    ("HOST_ADDRESS_SPACE_SIZE", "VM_ENTRY_CONTROLS"): "read only for x86 host code outside IA-32e mode, whose "
+                                                      "VMCS is in RAM and checked in full at every entry",
 }
 
 

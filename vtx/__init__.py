@@ -26,8 +26,10 @@ from ._core import (CpuidExit, CrAccessExit, DescriptorTableExit, EptMisconfigEx
                     ExceptionExit, Exit, HltExit, IoExit, MovDrExit, MsrExit, MwaitExit, RdtscExit,
                     TripleFaultExit, VCpu, VmcallExit, VmxInstructionExit, fabricate_exit)
 from .asm import asm
+from .bare import BareCpu, BareMetal, BareRunResult
 from .errors import (ArgumentError, AsmError, AssemblerNotFound, GuestMemoryError, HandlerReturnError,
-                     HostMemoryError, RegisterError, UnhandledExit, VmEntryError, VmStateError, VtxError)
+                     HostMemoryError, RegisterError, UnhandledExit, VmEntryError, VmFail, VmStateError,
+                     VtxError)
 from .spec import (EntryControls, ExitControls, ExitReason, Msr, PinBased, ProcBased, ProcBased2,
                    VmcsField, VmInstructionError)
 from .types import DescriptorTable, Segment
@@ -36,7 +38,7 @@ from .vm import RESUME, RETRY, STOP, Action, RunResult, VM
 __version__ = "0.1.0"
 
 __all__ = [
-    "VM", "VCpu", "RunResult", "Action", "RESUME", "RETRY", "STOP",
+    "VM", "VCpu", "RunResult", "BareMetal", "BareCpu", "BareRunResult", "VmFail", "Action", "RESUME", "RETRY", "STOP",
     "Exit", "IoExit", "CpuidExit", "MsrExit", "HltExit", "VmcallExit", "RdtscExit", "ExceptionExit",
     "TripleFaultExit", "EptViolationExit", "EptMisconfigExit", "CrAccessExit", "VmxInstructionExit",
     "MovDrExit", "DescriptorTableExit", "MwaitExit",

@@ -116,7 +116,8 @@ ctypedef struct VmxState:
     uint64_t vmxon_ptr    # VMXON pointer (physical address of the VMXON region)
     uint64_t vmcs_ptr     # current-VMCS pointer; VMCS_PTR_NONE when there is none
     uint8_t* vmcs         # host pointer to the current VMCS region (4 KiB); NULL when none
-    int vmcs_in_ram       # the current VMCS lies in RAM the software can write with MOV
+    int vmcs_in_ram       # the current VMCS lies in RAM that software can also write with MOV
+    uint32_t vmxon_count  # VMXONs so far: a VMCS launched under an earlier one gives error 6
     VmxControls ctl
     int ept
 
@@ -172,6 +173,7 @@ ctypedef struct Cpu:
     uint64_t sysenter_cs, sysenter_esp, sysenter_eip
     uint64_t star, lstar, cstar, fmask, kernel_gs_base, tsc_aux
     uint64_t apic_base, misc_enable, debugctl
+    uint64_t feature_control    # IA32_FEATURE_CONTROL (3AH): lock bit 0, VMXON outside SMX bit 2
     uint64_t pdpte[4]
     uint64_t tsc_base     # TSC = tsc_base + instructions retired
     uint32_t activity     # 0 active, 1 HLT, 2 shutdown
@@ -213,6 +215,17 @@ ctypedef struct Cpu:
     # unbacked guest-physical access without EPT (RC_BAD_PHYS)
     uint64_t bad_addr
     int bad_write
+
+    # port I/O in root operation on a bare machine goes to Python (RC_IO_HOST):
+    # the instruction waits, RIP on it, while the host answers
+    int io_to_host
+    uint32_t io_port
+    uint32_t io_size
+    int io_in
+    uint64_t io_value     # OUT: the value written
+    uint32_t io_len       # the instruction's length, to retire it after the answer
+
+    uint64_t rng          # RDRAND/RDSEED: a deterministic generator (decision 11)
 
     # --- memory -------------------------------------------------------------
     Slot slots[4]
@@ -285,6 +298,16 @@ cdef class VCpuBase:
 
 cdef class VCpu(VCpuBase):
     pass
+
+
+cdef class Processor:
+    """The processor of a bare machine (core/bare.pxi)."""
+    cdef Cpu* c
+    cdef readonly Machine machine
+    cdef int _idle(self) except -1
+    cdef int _root(self, str insn) except -1
+    cdef int _done(self, str insn, int st) except -1
+    cdef int _enter(self, str insn, int launch) except -1
 
 
 cdef class Exit:

@@ -32,16 +32,19 @@ include "core/vmx/vmcs.pxi"
 include "core/exceptions.pxi"
 include "core/vmx/entry.pxi"
 include "core/vmx/exit.pxi"
+include "core/vmx/insn.pxi"
 include "core/run.pxi"
 include "core/exits.pxi"
 include "core/hostmem.pxi"
+include "core/bare.pxi"
 
 init_opcode_tables()
 init_fast_tables()
 init_fuse_tables()
 
 from vtx.errors import (ArgumentError, EntryCheckMismatch, GuestMemoryError, HandlerReturnError,
-                        HostMemoryError, RegisterError, UnhandledExit, VmEntryError, VmStateError, VtxError)
+                        HostMemoryError, RegisterError, UnhandledExit, VmEntryError, VmFail, VmStateError,
+                        VtxError)
 from vtx.spec import ExitReason as _ExitReason, VmInstructionError as _VmInstructionError
 from vtx.spec.entry_checks import ENTRY_CHECKS as _ENTRY_CHECKS
 from vtx.types import DescriptorTable, Segment
@@ -169,6 +172,7 @@ cdef class Machine:
         c.nslots = 2
         c.vmx.vmcs = self.priv_mem.ptr
         c.vmx.vmcs_ptr = PRIV_BASE
+        c.vmx.vmxon_ptr = VMCS_PTR_NONE
         c.icount_limit = 0xFFFFFFFFFFFFFFFFULL
         c.acct_reason = -1
         # No entry has passed the checks yet (the first is a VMLAUNCH, which
@@ -184,6 +188,9 @@ cdef class Machine:
         c.xcr0 = 1             # x87 state: XCR0[0] is always 1 (SDM Vol. 1 13.3)
         c.apic_base = 0xFEE00900ULL
         c.misc_enable = 1 | (1 << 18)   # fast strings; MONITOR FSM (MONITOR/MWAIT) enabled
+        # IA32_FEATURE_CONTROL as firmware leaves it on a machine with VMX:
+        # locked, VMXON allowed outside SMX.
+        c.feature_control = 5
 
     def __dealloc__(self):
         if self.c != NULL:

@@ -95,3 +95,19 @@ class EntryCheckMismatch(AssertionError):
     or ``vtx._core.set_entry_check_mode("verify")``) found a VMRESUME whose
     incremental checks disagree with the full pass.  A bug in vtx, not in the
     caller's use of it, so it is an AssertionError and not a VtxError."""
+
+
+class VmFail(VtxError):
+    """A VMX instruction executed from Python failed as the SDM's VMfail
+    does (Vol. 3C 31.2, 31.4): ``number`` is the VM-instruction error number
+    (VMfailValid) or 0 for VMfailInvalid (no current VMCS to hold one), and
+    ``name`` its name in :class:`vtx.VmInstructionError` ("FAIL_INVALID" for
+    VMfailInvalid)."""
+
+    def __init__(self, instruction, number, name, description):
+        self.instruction = instruction
+        self.number = number
+        self.name = name
+        self.description = description
+        what = f"VMfailValid, VM-instruction error {number} {name}" if number else "VMfailInvalid"
+        super().__init__(f"{instruction}: {what} ({description})")

@@ -108,6 +108,37 @@ class RunResult:
         return "\n".join(lines)
 
 
+# --- the system tables the setup_* methods write (shared with vtx.bare) -------------
+
+#: The GDT both kinds of machine get: null, 32-bit code 0x08, flat data 0x10,
+#: 64-bit code 0x18, then four free entries 0x20-0x38 (a bare machine puts
+#: its TSS there).
+GDT = (0,
+       0x00CF9B000000FFFF,   # 0x08: 32-bit code, flat
+       0x00CF93000000FFFF,   # 0x10: data, flat
+       0x00AF9B000000FFFF,   # 0x18: 64-bit code
+       0, 0, 0, 0)
+GDT_LIMIT = 8 * len(GDT) - 1
+
+
+def gdt_bytes():
+    return b"".join(d.to_bytes(8, "little") for d in GDT)
+
+
+def long_mode_tables(pml4):
+    """4-level paging structures at pml4 (28 KiB: the PML4 page, a PDPT page,
+    four PD pages) that identity-map the first 4 GiB with 2 MiB pages,
+    present and writable, as a small KVM VMM builds them.  Built by array
+    from ranges rather than entry by entry (VM creation to first exit is a
+    benchmark: docs/architecture.rst)."""
+    pdpt, pd = pml4 + 0x1000, pml4 + 0x2000
+    tables = array.array("Q", bytes(0x7000))
+    tables[0] = pdpt | 3
+    tables[512:516] = array.array("Q", range(pd | 3, pd + 0x4000, 0x1000))
+    tables[1024:1024 + 2048] = array.array("Q", range(0x83, 4 * GiB, _2M))
+    return _le(tables)
+
+
 # RunResult keys: the ExitReason member for each basic reason the table
 # defines, the bare number otherwise.
 _REASON_KEYS = tuple(ExitReason(r) if r in ExitReason._value2member_map_ else r for r in range(128))
@@ -349,14 +380,8 @@ class VM:
         return tables
 
     def _write_gdt(self, at):
-        gdt = [0,
-               0x00CF9B000000FFFF,   # 0x08: 32-bit code, flat
-               0x00CF93000000FFFF,   # 0x10: data, flat
-               0x00AF9B000000FFFF,   # 0x18: 64-bit code
-               0, 0, 0, 0,           # 0x20-0x38: free for the guest's own descriptors (a TSS, ...)
-               ]
-        self.write(at, b"".join(d.to_bytes(8, "little") for d in gdt))
-        return DescriptorTable(at, 8 * len(gdt) - 1)
+        self.write(at, gdt_bytes())
+        return DescriptorTable(at, GDT_LIMIT)
 
     def setup_protected_mode(self, entry, stack=None, tables=None, vcpu=None):
         """32-bit protected mode with flat 4 GiB segments and paging off.
@@ -391,16 +416,8 @@ class VM:
         at = self._tables_at(tables)
         self._common(v, entry)
         v.gdtr = self._write_gdt(at)
-        pml4, pdpt, pd = at + 0x1000, at + 0x2000, at + 0x3000
-        # One write of the whole 28 KiB: PML4 page, PDPT page, four PD pages
-        # of 2 MiB entries (present, writable, PS), built by array from ranges
-        # rather than entry by entry (VM creation to first exit is a
-        # benchmark: docs/architecture.rst).
-        tables = array.array("Q", bytes(0x7000))
-        tables[0] = pdpt | 3
-        tables[512:516] = array.array("Q", range(pd | 3, pd + 0x4000, 0x1000))
-        tables[1024:1024 + 2048] = array.array("Q", range(0x83, 4 * GiB, _2M))
-        self.write(at + 0x1000, _le(tables))
+        pml4 = at + 0x1000
+        self.write(pml4, long_mode_tables(pml4))
         v.idtr = DescriptorTable(0, 0)
         v.cs = Segment(0x18, 0, 0xFFFFFFFF, 0xA09B)
         for name in ("ds", "es", "ss", "fs", "gs"):

@@ -25,8 +25,10 @@ cdef enum:
     OPF_LOCK = 1 << 15      # LOCK is allowed (with a memory destination)
     OPF_LAZY = 1 << 16      # the handler keeps the status flags lazy (core/flags.pxi)
     OPF_END = 1 << 17       # a near branch: ends a translated block (core/run.pxi)
-    OPF_P66 = 1 << 18       # 0F 38 map: valid only with the mandatory prefix 66 (and no F2/F3)
+    OPF_P66 = 1 << 18       # record a 66 prefix in bit 3 of d.ext (instructions that a
+                            # mandatory 66 prefix selects or makes invalid: VMCLEAR, VMREAD)
     OPF_MODREG = 1 << 19    # ModRM.mod is ignored: always the register form (MOV CR, MOV DR)
+    OPF_M66 = 1 << 20       # 0F 38 map: valid only with the mandatory prefix 66 (and no F2/F3)
 
 # Insn.flags
 cdef enum:
@@ -153,7 +155,7 @@ cdef int decode(Cpu* c, const uint8_t* b, int avail, Insn* d) noexcept nogil:
             info = &OP38[op]
             if d.rep == 0 and osz_pfx:
                 d.rep = 0x66
-            if (info.flags & OPF_P66) and d.rep != 0x66:
+            if (info.flags & OPF_M66) and d.rep != 0x66:
                 return DECODE_UD
         else:
             info = &OP2[op]
@@ -339,6 +341,8 @@ cdef int decode(Cpu* c, const uint8_t* b, int avail, Insn* d) noexcept nogil:
     # ModRM keep d.mod = 3 and so fail the memory test too.
     if (d.flags & INSN_LOCK) and (not (fl & OPF_LOCK) or d.mod == 3):
         return DECODE_UD
+    if (fl & OPF_P66) and osz_pfx:
+        d.ext |= 8
     if fl & OPF_LAZY:
         d.flags |= INSN_LAZY
     if fl & OPF_END:
@@ -409,7 +413,8 @@ cdef enum:
     G_MOVIMM = 7     # C6 C7
     G_0F01 = 8       # 0F 01 (VMCALL and friends, decoded by mod/rm)
     G_BT_IMM = 9     # 0F BA (BT BTS BTR BTC r/m, imm8)
-    G_0F00 = 10      # 0F 00 (SLDT STR LLDT LTR VERR VERW)
+    G_0FC7 = 10      # 0F C7 (VMPTRLD VMCLEAR VMXON VMPTRST, RDRAND RDSEED: core/vmx/insn.pxi)
+    G_0F00 = 11      # 0F 00 (SLDT STR LLDT LTR VERR VERW)
 
 
 cdef void init_opcode_tables() noexcept:
@@ -587,8 +592,16 @@ cdef void init_opcode_tables() noexcept:
     op_set(OP2, 0x33, h_rdpmc, 0)
     # Three-byte map 0F 38.  66 0F 38 80 INVEPT and 66 0F 38 81 INVVPID
     # belong here too (the VMX instructions).
-    op_set(OP38, 0x82, h_invpcid, OPF_MODRM | OPF_P66 | OPF_F64)
+    op_set(OP38, 0x82, h_invpcid, OPF_MODRM | OPF_M66 | OPF_F64)
     op_set(OP2, 0x0B, h_ud, 0)           # UD2
+    # VMX instructions (core/vmx/insn.pxi): VMREAD, VMWRITE, and the 0F C7
+    # group's /6 and /7 (VMPTRLD, VMCLEAR with 66, VMXON with F3, VMPTRST;
+    # RDRAND and RDSEED with a register operand).
+    op_set(OP2, 0x78, h_vmread, OPF_MODRM | OPF_P66)
+    op_set(OP2, 0x79, h_vmwrite, OPF_MODRM | OPF_P66)
+    op_set(OP2, 0xC7, NULL, OPF_MODRM | OPF_GRP | OPF_P66, G_0FC7)
+    GRP[G_0FC7][6] = h_0fc7
+    GRP[G_0FC7][7] = h_0fc7
     # 0F 18-1F: prefetch hints (0F 18 /0-/3) and the reserved hint NOPs, for
     # every ModRM (SDM Vol. 2 Table A-3 and "NOP"); no operand is accessed.
     for k in range(0x18, 0x20):

@@ -239,7 +239,7 @@ cdef int run_loop(Cpu* c) noexcept nogil:
                 if rc == RC_OK:
                     prev = b
                     continue
-                if rc == RC_REP_PAUSED:
+                if rc == RC_REP_PAUSED or rc == RC_TRANSFERRED:
                     continue
             prev = NULL
         # Fetch: CS limit outside 64-bit mode, canonical RIP in it (a page
@@ -279,7 +279,7 @@ cdef int run_loop(Cpu* c) noexcept nogil:
                 if rc == RC_OK:
                     prev = b
                     continue
-                if rc == RC_REP_PAUSED:
+                if rc == RC_REP_PAUSED or rc == RC_TRANSFERRED:
                     continue
                 p = NULL            # handled below with the other outcomes
         if rc == RC_OK and p != NULL:
@@ -308,7 +308,7 @@ cdef int run_loop(Cpu* c) noexcept nogil:
                         # STI / MOV SS blocking lasts one instruction.
                         c.interruptibility &= ~shadow
                     continue
-                if rc == RC_REP_PAUSED:
+                if rc == RC_REP_PAUSED or rc == RC_TRANSFERRED:
                     continue
         # Leaving the fast path: everything below sees a plain RFLAGS.
         flags_sync(c)
@@ -317,8 +317,12 @@ cdef int run_loop(Cpu* c) noexcept nogil:
             if rc == RC_OK:
                 continue
         if rc == RC_VMEXIT:
-            vm_exit(c)
-            return RC_VMEXIT
+            # To the Python hypervisor (RC_VMEXIT), or on at HOST_RIP for x86
+            # host code (docs/architecture.rst, "The VMX layer").
+            rc = vm_exit(c)
+            if rc == RC_OK:
+                continue
+            return rc
         if rc == RC_HALTED:
             # HLT retires, and blocking by STI or MOV SS ends with it (the
             # STI; HLT idiom): a halted processor saved with that blocking

@@ -11,6 +11,7 @@ cdef extern from "spec_gen.h" nogil:
     const int VMCS_OFF_REVISION
     const int VMCS_OFF_ABORT
     const int VMCS_OFF_LAUNCH_STATE
+    const int VMCS_OFF_LAUNCH_EPOCH
     const int VMCS_FIELDS_START
     const int VMCS_LAYOUT_END
     const uint32_t VMCS_SHADOW_INDICATOR

@@ -18,6 +18,10 @@ cdef enum:
     RC_REP_PAUSED = 11     # a REP string instruction stopped between iterations
                            # at the budget: RIP stays on it, the iterations done
                            # are counted, and executing it again continues it
+    RC_TRANSFERRED = 12    # the handler moved the processor to another context
+                           # (a VM entry, or a VM exit to x86 host code): it set
+                           # RIP and retired the instruction itself
+    RC_IO_HOST = 13        # port I/O in root operation for Python to answer (c.io_*)
 
 # General-purpose register numbers (SDM Vol. 2 Table 2-2 order).
 cdef enum:

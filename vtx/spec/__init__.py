@@ -30,6 +30,7 @@ from .vmcs_fields import (
     FieldWidth,
     OFF_ABORT,
     OFF_LAUNCH_STATE,
+    OFF_LAUNCH_EPOCH,
     OFF_REVISION,
     VMCS_REGION_SIZE,
     compute_layout,
@@ -47,6 +48,9 @@ __all__ = [
     "OFF_REVISION",
     "OFF_ABORT",
     "OFF_LAUNCH_STATE",
+    "OFF_LAUNCH_EPOCH",
+    "MODEL_FIELDS",
+    "in_model",
     "field_width",
     "field_size",
     "field_type",
@@ -134,6 +138,35 @@ def is_supported(enc):
     except ValueError:
         return False
     return True
+
+
+def _feature_offered(name):
+    """Whether the model offers the feature of field ``name`` (vmcs_fields.FEATURE)."""
+    need = _vf.FEATURE.get(name, ())
+    if isinstance(need, str):
+        return False
+    if not need:
+        return True
+    for alt in need:
+        prefix, control = alt.split(".")
+        if capabilities.allowed1(prefix) & _controls.group_by_prefix(prefix).mask(control):
+            return True
+    return False
+
+
+#: Names of the fields the modeled processor has: those of the features it
+#: offers (VMREAD/VMWRITE of any other fails with VM-instruction error 12).
+MODEL_FIELDS = frozenset(name for name, _enc, _d in FIELDS if _feature_offered(name))
+
+
+def in_model(enc):
+    """True if ``enc`` names a VMCS component the modeled processor has:
+    a field of the SDM's table whose feature the capability MSRs offer."""
+    try:
+        info, _high = _lookup(enc)
+    except ValueError:
+        return False
+    return info.name in MODEL_FIELDS
 
 
 def field_info(enc):

@@ -67,7 +67,9 @@ ENTRY_CHECKS = [
     ("HOST_SELECTORS", HOST, "26.2.3",
      "host selectors have RPL and TI 0; CS and TR are not 0000H; SS is not 0000H unless the host is 64-bit"),
     ("HOST_ADDRESS_SPACE_SIZE", HOST, "26.2.4",
-     "the processor is in IA-32e mode, so 'host address-space size' is 1, host CR4.PAE is 1 and host RIP is canonical"),
+     "in IA-32e mode (the hosted hypervisor always is) 'host address-space size' is 1, outside it that "
+     "control and 'IA-32e mode guest' are 0; with the control host CR4.PAE is 1 and host RIP canonical, "
+     "without it host CR4.PCIDE is 0 and host RIP fits in 32 bits"),
     # 26.3.1.1 guest control registers, debug registers and MSRs
     ("GUEST_CR0", GUEST, "26.3.1.1",
      "guest CR0 respects the fixed bits (PE and PG may be 0 with 'unrestricted guest'); PG=1 requires PE=1"),
@@ -202,7 +204,7 @@ INPUTS = {
     "HOST_IA32_PAT": ("VM_EXIT_CONTROLS", "HOST_IA32_PAT"),
     "HOST_IA32_EFER": ("VM_EXIT_CONTROLS", "HOST_IA32_EFER"),
     "HOST_SELECTORS": tuple(f"HOST_{s}_SELECTOR" for s in "ES CS SS DS FS GS TR".split()),
-    "HOST_ADDRESS_SPACE_SIZE": ("VM_EXIT_CONTROLS", "HOST_CR4", "HOST_RIP"),
+    "HOST_ADDRESS_SPACE_SIZE": ("VM_EXIT_CONTROLS", "HOST_CR4", "HOST_RIP") + _ENTRY,
     # 26.3.1.1
     "GUEST_CR0": ("GUEST_CR0",) + _UG,
     "GUEST_CR4": ("GUEST_CR4",),

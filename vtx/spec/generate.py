@@ -39,12 +39,15 @@ from .exit_reasons import EXIT_REASONS, EXIT_REASON_FLAGS
 from .entry_checks import ALWAYS as CHECKS_ALWAYS, ENTRY_CHECKS, INPUTS as CHECK_INPUTS, RFLAGS_RESERVED
 from .msrs import MSRS
 from . import registers as _registers
+from . import MODEL_FIELDS
 from .vm_instruction_errors import VM_INSTRUCTION_ERRORS
 from .vmcs_fields import (
+    FEATURE,
     FIELDS,
     FIELDS_START,
     OFF_ABORT,
     OFF_LAUNCH_STATE,
+    OFF_LAUNCH_EPOCH,
     OFF_REVISION,
     RESERVED_ENCODING_BITS,
     SHADOW_VMCS_INDICATOR,
@@ -216,7 +219,8 @@ def render_header(layout):
         "",
         "// ---- VMCS region layout ----------------------------------------------------",
         "// bytes 0-3: revision identifier (bit 31: shadow-VMCS indicator); bytes 4-7:",
-        "// VMX-abort indicator; bytes 8-15: the model's own (byte 8: launch state);",
+        "// VMX-abort indicator; bytes 8-15: the model's own (byte 8: launch state,",
+        "// bytes 12-15: the VMXON it was launched under);",
         "// then one group of slots per (width, type), each field at base + index * size.",
     ]
     max_index = max(field_index(enc) for _, enc, _ in FIELDS)
@@ -225,6 +229,7 @@ def render_header(layout):
         ("VMCS_OFF_REVISION", str(OFF_REVISION)),
         ("VMCS_OFF_ABORT", str(OFF_ABORT)),
         ("VMCS_OFF_LAUNCH_STATE", str(OFF_LAUNCH_STATE)),
+        ("VMCS_OFF_LAUNCH_EPOCH", str(OFF_LAUNCH_EPOCH)),
         ("VMCS_FIELDS_START", str(FIELDS_START)),
         ("VMCS_LAYOUT_END", str(layout.end)),
         ("VMCS_SHADOW_INDICATOR", f"0x{SHADOW_VMCS_INDICATOR:08X}u"),
@@ -298,19 +303,22 @@ def render_header(layout):
         "// ---- Lookups by encoding ---------------------------------------------------",
         "",
         "// Byte offset of component `enc` in the VMCS region, or -1 if the model has no",
-        "// such component.  The high encoding of a 64-bit field names its upper 4 bytes.",
+        "// such component (the SDM has none, or the capability MSRs deny its feature:",
+        "// vtx/spec/vmcs_fields.py FEATURE).  The high encoding of a 64-bit field names",
+        "// its upper 4 bytes.",
         "static inline int vmcs_field_offset(uint32_t enc)",
         "{",
         "    switch (enc) {",
     ]
-    for name, enc in all_rows:
+    model_rows = [(n, e) for n, e in all_rows if n in MODEL_FIELDS]
+    for name, enc in model_rows:
         lines.append(f"    case VMCS_{name}: return VMCS_OFF_{name};")
         if field_width(enc) == FieldWidth.BITS64:
             lines.append(f"    case VMCS_{name}_HIGH: return VMCS_OFF_{name} + 4;")
     lines += ["    default: return -1;", "    }", "}", ""]
 
     by_size = {2: [], 4: [], 8: []}
-    for name, enc in all_rows:
+    for name, enc in model_rows:
         by_size[width_bytes(field_width(enc))].append(f"VMCS_{name}")
         if field_width(enc) == FieldWidth.BITS64:
             by_size[4].append(f"VMCS_{name}_HIGH")
@@ -466,9 +474,14 @@ def render_vmcs_rst(layout):
         f"The model keeps the VMCS in a {VMCS_REGION_SIZE}-byte region of guest-physical memory:",
         f"bytes {OFF_REVISION}-{OFF_REVISION + 3} hold the revision identifier (bit 31 marks a shadow VMCS),",
         f"bytes {OFF_ABORT}-{OFF_ABORT + 3} the VMX-abort indicator, byte {OFF_LAUNCH_STATE} the launch state,",
+        f"bytes {OFF_LAUNCH_EPOCH}-{OFF_LAUNCH_EPOCH + 3} which VMXON it was launched under (for error 6),",
         f"and the fields start at byte {FIELDS_START}: one group per width and type, each with",
         "as many slots as the highest index in the group plus one, so a field's offset is",
         f"the group base plus index times size.  The groups end at byte {layout.end}.",
+        "",
+        "*In the model* says whether the modeled processor has the field: a field whose",
+        "feature the capability MSRs do not offer does not exist for VMREAD and VMWRITE",
+        "(VM-instruction error 12), as on a processor without the feature (SDM Vol. 3C 25.1).",
     ])
     lines += _title("Layout", "-")
     rows = []
@@ -480,10 +493,20 @@ def render_vmcs_rst(layout):
         table = []
         for name, enc, desc in rows:
             table.append([f"``{name}``", f"``0x{enc:04X}``", str(width_bits(width)), str(field_index(enc)),
-                          str(layout.offsets[name]), _rst_text(desc)])
-        lines += _list_table(["Name", "Encoding", "Bits", "Index", "Offset", "Description"], table,
-                             widths=[30, 10, 6, 6, 8, 40])
+                          str(layout.offsets[name]), _feature_text(name), _rst_text(desc)])
+        lines += _list_table(["Name", "Encoding", "Bits", "Index", "Offset", "In the model", "Description"], table,
+                             widths=[28, 9, 5, 5, 7, 16, 30])
     return "\n".join(lines)
+
+
+def _feature_text(name):
+    """The "In the model" column: yes, or the feature whose absence removes the field."""
+    if name in MODEL_FIELDS:
+        return "yes"
+    need = FEATURE[name]
+    if isinstance(need, str):
+        return _rst_text(f"no ({need})")
+    return _rst_text("no (" + " or ".join(n.split(".")[1].lower().replace("_", " ") for n in need) + ")")
 
 
 def render_exit_reasons_rst():

@@ -135,7 +135,16 @@ cdef int do_io(Cpu* c, Insn* d, uint32_t port, int is_in, int imm) noexcept nogi
         return rc
     if io_exits(c, port, size):
         return insn_exit(c, d, EXIT_REASON_IO_INSTRUCTION, io_qual(size, is_in, 0, 0, imm, port))
-    # No device model behind the port yet: reads float high, writes vanish.
+    if c.io_to_host:
+        # A bare machine: the port is the platform's, and Python answers
+        # (core/bare.pxi); the instruction retires when it has.
+        c.io_port = port
+        c.io_size = <uint32_t>size
+        c.io_in = is_in
+        c.io_value = c.regs[R_AX] & SIZE_MASK[size]
+        c.io_len = d.len
+        return RC_IO_HOST
+    # No device model behind the port: reads float high, writes vanish.
     if is_in:
         set_reg(c, R_AX, size, 0xFFFFFFFFULL)
     return RC_OK
@@ -373,7 +382,7 @@ cdef int msr_read(Cpu* c, uint32_t msr, uint64_t* v) noexcept nogil:
     elif msr == MSR_IA32_APIC_BASE:
         v[0] = c.apic_base
     elif msr == MSR_IA32_FEATURE_CONTROL:
-        v[0] = 5               # locked, VMX outside SMX enabled
+        v[0] = c.feature_control
     elif msr == MSR_IA32_SYSENTER_CS:
         v[0] = c.sysenter_cs
     elif msr == MSR_IA32_SYSENTER_ESP:
@@ -431,6 +440,12 @@ cdef int msr_write(Cpu* c, uint32_t msr, uint64_t v) noexcept nogil:
         update_mode(c)
     elif msr == MSR_IA32_APIC_BASE:
         c.apic_base = v
+    elif msr == MSR_IA32_FEATURE_CONTROL:
+        # Writable until locked (bit 0); the model offers the lock bit and
+        # the VMXON enables inside (bit 1) and outside (bit 2) SMX.
+        if (c.feature_control & 1) or (v & ~7ULL):
+            return 1
+        c.feature_control = v
     elif msr == MSR_IA32_SYSENTER_CS:
         c.sysenter_cs = v & 0xFFFFFFFFULL
     elif msr == MSR_IA32_SYSENTER_ESP:
@@ -727,25 +742,8 @@ cdef int h_0f01(Cpu* c, Insn* d) noexcept nogil:
     cdef int bsize
     if d.mod == 3:
         if d.ext == 0 and d.rm >= 1 and d.rm <= 4:
-            # VMCALL C1, VMLAUNCH C2, VMRESUME C3, VMXOFF C4
-            if not c.vmx.on and not c.vmx.non_root:
-                return raise_ud(c)
-            # VMLAUNCH, VMRESUME and VMXOFF are #UD with CR0.PE = 0, in
-            # virtual-8086 mode and in compatibility mode, and that check comes
-            # before the non-root VM exit; VMCALL has no such check (SDM Vol.
-            # 3C 31.3, Operation sections of VMCALL, VMLAUNCH/VMRESUME, VMXOFF).
-            if d.rm != 1 and (not (c.cr0 & CR0_PE) or (c.rflags & F_VM) or
-                              ((c.efer & EFER_LMA) and not c.long64)):
-                return raise_ud(c)
-            if c.vmx.non_root:
-                if d.rm == 1:
-                    return insn_exit(c, d, EXIT_REASON_VMCALL, 0)
-                elif d.rm == 2:
-                    return insn_exit(c, d, EXIT_REASON_VMLAUNCH, 0)
-                elif d.rm == 3:
-                    return insn_exit(c, d, EXIT_REASON_VMRESUME, 0)
-                return insn_exit(c, d, EXIT_REASON_VMXOFF, 0)
-            return RC_UNSUPPORTED   # VMX root-mode instructions: a later issue
+            # VMCALL C1, VMLAUNCH C2, VMRESUME C3, VMXOFF C4 (core/vmx/insn.pxi)
+            return h_vmcall_group(c, d)
         if d.ext == 1 and (d.rm & 7) == 0:
             return monitor(c, d)
         if d.ext == 1 and (d.rm & 7) == 1:

@@ -123,9 +123,11 @@ cdef int check_controls(Cpu* c, uint64_t d) noexcept nogil:
 
 
 cdef int check_host(Cpu* c, uint64_t d) noexcept nogil:
-    """SDM 26.2.2 - 26.2.4: host control registers, MSRs, selectors and the
+    """SDM 27.2.2 - 27.2.4: host control registers, MSRs, selectors and the
     address-space size (the checks in `d`).  The hosted hypervisor is a
-    64-bit program, so the processor counts as being in IA-32e mode."""
+    64-bit program, so the processor counts as being in IA-32e mode; x86
+    host code is in IA-32e mode when its EFER.LMA is 1."""
+    cdef int host_ia32e = (c.efer & EFER_LMA) != 0 if c.vmx.host_x86 else 1
     cdef uint64_t cr0 = vr(c, VMCS_OFF_HOST_CR0, 8)
     cdef uint64_t cr4 = vr(c, VMCS_OFF_HOST_CR4, 8)
     cdef uint32_t exitc = <uint32_t>vr(c, VMCS_OFF_VM_EXIT_CONTROLS, 4)
@@ -165,10 +167,21 @@ cdef int check_host(Cpu* c, uint64_t d) noexcept nogil:
                 return fail(c, CK_HOST_SELECTORS, R)
         if vr(c, VMCS_OFF_HOST_CS_SELECTOR, 2) == 0 or vr(c, VMCS_OFF_HOST_TR_SELECTOR, 2) == 0:
             return fail(c, CK_HOST_SELECTORS, R)
-    if (d & CKM_HOST_ADDRESS_SPACE_SIZE) and \
-            (not (exitc & EXIT_CTL_HOST_ADDRESS_SPACE_SIZE) or not (cr4 & CR4_PAE) or
-             not is_canonical(vr(c, VMCS_OFF_HOST_RIP, 8))):
-        return fail(c, CK_HOST_ADDRESS_SPACE_SIZE, R)
+    # 27.2.4: in IA-32e mode "host address-space size" must be 1; outside
+    # it, that control and "IA-32e mode guest" must be 0.  With the control
+    # 1, CR4.PAE is 1 and HOST_RIP canonical; with it 0, CR4.PCIDE is 0 and
+    # HOST_RIP has no bits above 31.
+    if d & CKM_HOST_ADDRESS_SPACE_SIZE:
+        if host_ia32e and not (exitc & EXIT_CTL_HOST_ADDRESS_SPACE_SIZE):
+            return fail(c, CK_HOST_ADDRESS_SPACE_SIZE, R)
+        if not host_ia32e and ((exitc & EXIT_CTL_HOST_ADDRESS_SPACE_SIZE) or
+                               (vr(c, VMCS_OFF_VM_ENTRY_CONTROLS, 4) & ENTRY_CTL_IA32E_MODE_GUEST)):
+            return fail(c, CK_HOST_ADDRESS_SPACE_SIZE, R)
+        if exitc & EXIT_CTL_HOST_ADDRESS_SPACE_SIZE:
+            if not (cr4 & CR4_PAE) or not is_canonical(vr(c, VMCS_OFF_HOST_RIP, 8)):
+                return fail(c, CK_HOST_ADDRESS_SPACE_SIZE, R)
+        elif (cr4 & CR4_PCIDE) or (vr(c, VMCS_OFF_HOST_RIP, 8) >> 32):
+            return fail(c, CK_HOST_ADDRESS_SPACE_SIZE, R)
     return RC_OK
 
 
@@ -580,7 +593,9 @@ cdef int vm_entry(Cpu* c, int launch) noexcept nogil:
     Returns RC_OK with the processor in VMX non-root operation.  VMLAUNCH
     runs every check; VMRESUME those vmresume_checks picks."""
     cdef int rc
-    rc = entry_checks(c, 1, CKM_ALL) if launch else vmresume_checks(c)
+    # A VMCS in RAM may have been written with MOV behind VMWRITE: every
+    # check, every time (the record of what changed covers the API only).
+    rc = entry_checks(c, launch, CKM_ALL) if (launch or c.vmx.vmcs_in_ram) else vmresume_checks(c)
     if rc == RC_ENTRY_CHECK_MISMATCH:
         return rc
     if rc == RC_ENTRY_FAIL_CTL and c.vmx.entry_check < 0:
@@ -609,7 +624,7 @@ cdef int vm_entry(Cpu* c, int launch) noexcept nogil:
     # Every check passed on the VMCS as it stands: the new baseline.  Where
     # EPT points was among the changes (always so at VMLAUNCH, which finds
     # every check dirty): look again whether the guest can reach the VMCS.
-    if c.vmx.ck_dirty & CKM_EPT_POINTER:
+    if (c.vmx.ck_dirty & CKM_EPT_POINTER) and not c.vmx.vmcs_in_ram:
         c.vmx.ck_ept_private = ept_reaches_private(c)
     c.vmx.ck_dirty = 0
     c.vmx.non_root = 1

@@ -1,10 +1,10 @@
-# VM exits (SDM Vol. 3 chapter 27): record the exit information, save the
-# guest state into the VMCS, leave non-root operation.
-#
-# The hosted (Python) hypervisor has no host code for the model to run, so the
-# host-state area is checked at entry but not loaded at exit: control returns
-# to Python, which is the host.  The guest's general registers stay in the
-# register file, as they do on hardware (SDM 27.1).
+# VM exits (SDM Vol. 3C chapter 28): record the exit information, save the
+# guest state into the VMCS, leave non-root operation, and then either load
+# the host state and go on with x86 code at HOST_RIP (root-mode software on
+# the model: c.vmx.host_x86) or return to the Python hypervisor, for which
+# the host-state area is checked at entry but not loaded (Python is the
+# host).  The guest's general registers stay in the register file, as they
+# do on hardware (SDM 28.1).
 
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
@@ -85,7 +85,9 @@ cdef inline int vpid_active(Cpu* c) noexcept nogil:
 
 
 cdef void tlb_at_exit(Cpu* c) noexcept nogil:
-    if vpid_active(c) and c.paging != 3:
+    # An x86 host uses the TLB itself: the model's TLB has no VPID tags,
+    # so the guest's mappings go (flushing is always allowed).
+    if vpid_active(c) and c.paging != 3 and not c.vmx.host_x86:
         c.tlb_kept = 1
         c.tlb_vpid = <uint32_t>vr(c, VMCS_OFF_VIRTUAL_PROCESSOR_ID, 2)
         c.tlb_cr0 = c.cr0 & (CR0_PE | CR0_WP | CR0_PG)
@@ -100,7 +102,7 @@ cdef void tlb_at_exit(Cpu* c) noexcept nogil:
 
 cdef void tlb_at_entry(Cpu* c) noexcept nogil:
     """After the guest state and controls are loaded."""
-    if not (c.tlb_kept and vpid_active(c) and c.paging != 3 and
+    if c.vmx.host_x86 or not (c.tlb_kept and vpid_active(c) and c.paging != 3 and
             c.tlb_vpid == vr(c, VMCS_OFF_VIRTUAL_PROCESSOR_ID, 2) and
             c.tlb_cr0 == c.cr0 & (CR0_PE | CR0_WP | CR0_PG) and c.tlb_cr3 == c.cr3 and
             c.tlb_cr4 == c.cr4 & (CR4_PSE | CR4_PAE | CR4_PGE | CR4_PCIDE | CR4_SMEP | CR4_SMAP) and
@@ -110,9 +112,113 @@ cdef void tlb_at_entry(Cpu* c) noexcept nogil:
     c.tlb_kept = 0
 
 
-cdef void vm_exit(Cpu* c) noexcept nogil:
-    """Perform the VM exit staged in c.x_* (SDM 27.2 exit information, 27.3
-    guest state)."""
+# CR0 bits VM exit loads from HOST_CR0; the others (ET, CD, NW, reserved)
+# keep their values (SDM 28.5.1).
+cdef uint64_t CR0_HOST_LOADED = CR0_PE | CR0_MP | CR0_EM | CR0_TS | CR0_NE | CR0_WP | CR0_AM | CR0_PG
+
+
+cdef int vmx_abort(Cpu* c, uint32_t indicator) noexcept nogil:
+    """VMX abort (SDM 28.7): the indicator into bytes 4-7 of the VMCS region,
+    then the shutdown state."""
+    vw(c, VMCS_OFF_ABORT, 4, indicator)
+    c.activity = 2
+    return RC_SHUTDOWN
+
+
+cdef int load_host_state(Cpu* c) noexcept nogil:
+    """SDM 28.5: load the host-state area into the processor for x86 code at
+    HOST_RIP.  RC_OK, or RC_SHUTDOWN after a VMX abort."""
+    cdef uint32_t exitc = c.vmx.ctl.exit_ctl
+    cdef int host64 = (exitc & EXIT_CTL_HOST_ADDRESS_SPACE_SIZE) != 0
+    cdef int i
+    cdef uint16_t sel
+    cdef uint8_t* p
+    # 28.5.1: control registers, debug registers, MSRs.
+    c.cr0 = (vr(c, VMCS_OFF_HOST_CR0, 8) & CR0_HOST_LOADED) | (c.cr0 & ~CR0_HOST_LOADED)
+    c.cr3 = vr(c, VMCS_OFF_HOST_CR3, 8)
+    c.cr4 = vr(c, VMCS_OFF_HOST_CR4, 8)
+    if host64:
+        c.cr4 |= CR4_PAE
+    else:
+        c.cr4 &= ~(<uint64_t>CR4_PCIDE)
+    c.dr7 = 0x400
+    c.debugctl = 0
+    c.sysenter_cs = vr(c, VMCS_OFF_HOST_IA32_SYSENTER_CS, 4)
+    c.sysenter_esp = vr(c, VMCS_OFF_HOST_IA32_SYSENTER_ESP, 8)
+    c.sysenter_eip = vr(c, VMCS_OFF_HOST_IA32_SYSENTER_EIP, 8)
+    if not host64:
+        c.sysenter_esp &= 0xFFFFFFFFULL
+        c.sysenter_eip &= 0xFFFFFFFFULL
+    if exitc & EXIT_CTL_LOAD_IA32_PAT:
+        c.pat = vr(c, VMCS_OFF_HOST_IA32_PAT, 8)
+    if exitc & EXIT_CTL_LOAD_IA32_EFER:
+        c.efer = vr(c, VMCS_OFF_HOST_IA32_EFER, 8)
+    elif host64:
+        c.efer |= EFER_LMA | EFER_LME
+    else:
+        c.efer &= ~(<uint64_t>(EFER_LMA | EFER_LME))
+    # 28.5.2: segment and descriptor-table registers.  CS is a flat code
+    # segment (64-bit with "host address-space size"), SS DS ES FS GS flat
+    # data segments, unusable where the selector is 0; TR a busy TSS.
+    c.seg[S_CS].sel = <uint16_t>vr(c, VMCS_OFF_HOST_CS_SELECTOR, 2)
+    c.seg[S_CS].base = 0
+    c.seg[S_CS].limit = 0xFFFFFFFFU
+    c.seg[S_CS].ar = 0xB | AR_S | AR_P | AR_G | (AR_L if host64 else AR_DB)
+    for i in range(S_ES, S_GS + 1):
+        if i == S_CS:
+            continue
+        sel = <uint16_t>vr(c, VMCS_OFF_HOST_ES_SELECTOR + 2 * i, 2)
+        c.seg[i].sel = sel
+        c.seg[i].base = 0
+        c.seg[i].limit = 0xFFFFFFFFU
+        c.seg[i].ar = (3 | AR_S | AR_P | AR_DB | AR_G) if sel != 0 else AR_UNUSABLE
+    c.seg[S_FS].base = vr(c, VMCS_OFF_HOST_FS_BASE, 8)
+    c.seg[S_GS].base = vr(c, VMCS_OFF_HOST_GS_BASE, 8)
+    c.seg[S_TR].sel = <uint16_t>vr(c, VMCS_OFF_HOST_TR_SELECTOR, 2)
+    c.seg[S_TR].base = vr(c, VMCS_OFF_HOST_TR_BASE, 8)
+    c.seg[S_TR].limit = 0x67
+    c.seg[S_TR].ar = 0xB | AR_P
+    c.seg[S_LDTR].sel = 0
+    c.seg[S_LDTR].base = 0
+    c.seg[S_LDTR].limit = 0
+    c.seg[S_LDTR].ar = AR_UNUSABLE
+    c.gdtr_base = vr(c, VMCS_OFF_HOST_GDTR_BASE, 8)
+    c.gdtr_limit = 0xFFFF
+    c.idtr_base = vr(c, VMCS_OFF_HOST_IDTR_BASE, 8)
+    c.idtr_limit = 0xFFFF
+    # 28.5.3: RIP, RSP, RFLAGS (only bit 1 set); no blocking by STI or MOV SS.
+    c.rip = vr(c, VMCS_OFF_HOST_RIP, 8)
+    c.regs[R_SP] = vr(c, VMCS_OFF_HOST_RSP, 8)
+    c.rflags = 2
+    c.interruptibility &= ~(<uint32_t>3)
+    c.activity = 0
+    update_mode(c)
+    # 28.5.4: a PAE host outside IA-32e mode gets its PDPTEs from CR3; one
+    # that cannot be loaded is a VMX abort (indicator 4).
+    if (c.cr0 & CR0_PG) and (c.cr4 & CR4_PAE) and not (c.efer & EFER_LMA):
+        for i in range(4):
+            p = hpa_ptr(c, (c.cr3 & 0xFFFFFFE0ULL) + 8 * i, 8, 1)
+            if p == NULL:
+                return vmx_abort(c, 4)
+            memcpy(&c.pdpte[i], p, 8)
+            if (c.pdpte[i] & 1) and (c.pdpte[i] & RSVD_PDPTE):
+                return vmx_abort(c, 4)
+    return RC_OK
+
+
+cdef void record_exit(Cpu* c, uint32_t reason) noexcept nogil:
+    """Accounting of an exit (decision 10): count it and start its clock."""
+    c.exit_count[reason & 0x7F] += 1
+    c.acct_reason = reason & 0x7F
+    c.exit_t0 = now_ns()
+
+
+cdef int vm_exit(Cpu* c) noexcept nogil:
+    """Perform the VM exit staged in c.vmx.x_* (SDM 28.2 exit information,
+    28.3 guest state), then load the host state for an x86 host.  Returns
+    RC_VMEXIT when the Python hypervisor is the host (the run loop returns
+    to it), RC_OK when x86 code goes on at HOST_RIP, RC_SHUTDOWN after a VMX
+    abort."""
     cdef uint32_t reason = c.vmx.x_reason
     vw(c, VMCS_OFF_EXIT_REASON, 4, reason)
     vw(c, VMCS_OFF_EXIT_QUALIFICATION, 8, c.vmx.x_qual)
@@ -120,7 +226,7 @@ cdef void vm_exit(Cpu* c) noexcept nogil:
     vw(c, VMCS_OFF_VM_EXIT_INSTRUCTION_INFO, 4, c.vmx.x_info)
     vw(c, VMCS_OFF_VM_EXIT_INTERRUPTION_INFO, 4, c.vmx.x_intr_info)
     vw(c, VMCS_OFF_VM_EXIT_INTERRUPTION_ERROR_CODE, 4, c.vmx.x_intr_error)
-    # SDM 27.2.4: valid only for exits during event delivery (staged by
+    # SDM 28.2.4: valid only for exits during event delivery (staged by
     # handle_exception); the error code field is meaningful with bit 11.
     vw(c, VMCS_OFF_IDT_VECTORING_INFO, 4, c.vmx.x_idt_info)
     vw(c, VMCS_OFF_IDT_VECTORING_ERROR_CODE, 4, c.vmx.x_idt_error)
@@ -133,7 +239,7 @@ cdef void vm_exit(Cpu* c) noexcept nogil:
         vw(c, VMCS_OFF_GUEST_LINEAR_ADDRESS, 8, c.vmx.x_gla)
     if reason == EXIT_REASON_EPT_VIOLATION or reason == EXIT_REASON_EPT_MISCONFIGURATION:
         vw(c, VMCS_OFF_GUEST_PHYSICAL_ADDRESS, 8, c.vmx.x_gpa)
-    # SDM 27.2.3: the valid bit of the VM-entry interruption information is
+    # SDM 28.2.3: the valid bit of the VM-entry interruption information is
     # cleared on every VM exit.
     vwt(c, VMCS_OFF_VM_ENTRY_INTERRUPTION_INFO, 4,
         vr(c, VMCS_OFF_VM_ENTRY_INTERRUPTION_INFO, 4) & 0x7FFFFFFFULL)
@@ -141,9 +247,27 @@ cdef void vm_exit(Cpu* c) noexcept nogil:
     tlb_at_exit(c)
     c.vmx.non_root = 0
     c.vmx.ept = 0
-    c.exit_count[reason & 0x7F] += 1
-    c.acct_reason = reason & 0x7F
-    c.exit_t0 = now_ns()
+    record_exit(c, reason)
+    if c.vmx.vmcs_in_ram:
+        vmcs_ram_written(c, c.vmx.vmcs_ptr)
+    if not c.vmx.host_x86:
+        return RC_VMEXIT
+    return load_host_state(c)
+
+
+cdef int entry_failure_to_host(Cpu* c) noexcept nogil:
+    """A VM entry by x86 code failed a guest-state check (vm_entry wrote exit
+    reason 33 with bit 31, and the qualification): the processor loads the
+    host state as for a VM exit, saving no guest state (SDM 27.8).  Returns
+    RC_TRANSFERRED, or RC_SHUTDOWN after a VMX abort.  The controls passed
+    their checks, so the exit controls are read from the VMCS."""
+    cdef int rc
+    c.vmx.ctl.exit_ctl = <uint32_t>vr(c, VMCS_OFF_VM_EXIT_CONTROLS, 4)
+    record_exit(c, EXIT_REASON_ENTRY_FAILURE_INVALID_GUEST_STATE)
+    if c.vmx.vmcs_in_ram:
+        vmcs_ram_written(c, c.vmx.vmcs_ptr)
+    rc = load_host_state(c)
+    return RC_TRANSFERRED if rc == RC_OK else rc
 
 
 cdef inline void account_exit_time(Cpu* c) noexcept nogil:

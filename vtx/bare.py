@@ -1,0 +1,236 @@
+"""A bare machine: the modeled computer with no hypervisor above it.
+
+Where :class:`vtx.VM` is a *hosted* (type 2) hypervisor written in Python, a
+:class:`BareMetal` machine runs x86 code directly on the modeled processor in
+VMX root operation, so that code can itself be a hypervisor (type 1): it
+executes VMXON, builds a VMCS with VMWRITE, VMLAUNCHes its guest and takes
+the guest's VM exits at HOST_RIP.  Both kinds use the one VMX implementation
+of the core (docs/architecture.rst, "The VMX layer").
+
+The platform is Python: port I/O that reaches it (from root-mode code, or
+from a guest whose hypervisor does not intercept the port) calls the handler
+registered for the port with :meth:`BareMetal.on_io`; bytes written to port
+0xE9 (the debug console of Bochs and QEMU) collect in :attr:`BareMetal.console`.
+
+The processor's VMX instructions are also methods of :attr:`BareMetal.cpu`
+(``vmxon``, ``vmptrld``, ``vmwrite``, ``vmlaunch``, ...), which raise
+:class:`vtx.VmFail` where the instruction would VMfail: the low-level view of
+VMX from Python, whose guests' exits return from :meth:`BareMetal.run`.
+"""
+
+import time
+
+import attrs
+
+from . import _core
+from .errors import ArgumentError
+from .spec import ExitReason
+from .vm import GDT_LIMIT, gdt_bytes, long_mode_tables
+
+__all__ = ["BareMetal", "BareCpu", "BareRunResult"]
+
+_GPRS = ("rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi",
+         "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15")
+_SEGMENTS = ("es", "cs", "ss", "ds", "fs", "gs", "ldtr", "tr")
+
+#: The debug-console port: bytes written to it collect in BareMetal.console.
+DEBUG_CONSOLE_PORT = 0xE9
+
+
+class BareCpu(_core.Processor):
+    """The processor of a :class:`BareMetal` machine: general registers by
+    name (``rax`` ... ``r15``, read and write), ``rip``, ``rflags``, the
+    control registers, ``efer``, the segment registers (``cs`` ... ``tr``,
+    :class:`vtx.Segment`) and ``gdtr``/``idtr`` (read), ``rdmsr``/``wrmsr``,
+    and the VMX instructions as methods."""
+
+
+def _gpr(i, name):
+    def get(self):
+        return self.get_gpr(i)
+
+    def put(self, value):
+        self.set_gpr(i, value)
+    return property(get, put, doc=f"{name.upper()} (64 bits).")
+
+
+def _seg(i, name):
+    def get(self):
+        return self.get_segment(i)
+    return property(get, doc=f"{name.upper()}: a vtx.Segment (read-only; x86 code loads segments).")
+
+
+for _i, _name in enumerate(_GPRS):
+    setattr(BareCpu, _name, _gpr(_i, _name))
+for _i, _name in enumerate(_SEGMENTS):
+    setattr(BareCpu, _name, _seg(_i, _name))
+
+
+@attrs.frozen
+class BareRunResult:
+    """What one :meth:`BareMetal.run` did.
+
+    ``stop``: ``"halted"`` (HLT with nothing to wake the processor),
+    ``"shutdown"`` (a triple fault or VMX abort in root operation),
+    ``"budget"``, or ``"vmexit"`` (a guest that Python launched with
+    ``cpu.vmlaunch()`` exited; the exit is in ``exit``).  ``exits`` counts the
+    VM exits of the run per :class:`vtx.ExitReason`, whoever handled them
+    (x86 code at HOST_RIP or Python); ``instructions`` the instructions
+    retired, root and non-root together; ``wall_ns`` the run's duration."""
+
+    stop: str
+    exit: object
+    exits: dict
+    instructions: int
+    wall_ns: int
+
+    @property
+    def total_exits(self):
+        return sum(self.exits.values())
+
+
+class BareMetal:
+    """A modeled computer with ``memory`` bytes of RAM at physical address 0
+    and one processor, outside VMX operation until its code executes VMXON.
+
+    IA32_FEATURE_CONTROL is locked with VMXON enabled outside SMX, as
+    firmware leaves it on a machine with VMX."""
+
+    def __reduce__(self):
+        raise TypeError("a vtx.BareMetal machine cannot be copied or pickled (snapshots are not implemented yet)")
+
+    def __init__(self, memory=16 << 20):
+        if isinstance(memory, bool) or not isinstance(memory, int):
+            raise TypeError(f"memory is a size in bytes, not {memory!r}")
+        if memory <= 0 or memory % 4096:
+            raise ValueError(f"memory must be a positive multiple of 4096 bytes, not {memory:#x}")
+        if memory > _core.MAX_RAM:
+            raise ArgumentError(f"memory {memory:#x} exceeds the model's limit of {_core.MAX_RAM:#x} bytes")
+        self._machine = _core.Machine(memory, 4096)
+        self.memory_size = memory
+        self.cpu = BareCpu(self._machine)
+        self._io = {}
+        self.console = bytearray()
+
+    # --- memory ---------------------------------------------------------------
+
+    @property
+    def memory(self):
+        """Physical memory as a read-only memoryview (write with :meth:`write`)."""
+        return self._machine.ram_view()
+
+    def load(self, addr, data):
+        """Copy bytes (an image) into physical memory at addr."""
+        self._machine.write(addr, data)
+
+    def write(self, addr, data):
+        self._machine.write(addr, data)
+
+    def read(self, addr, size):
+        return self._machine.read(addr, size)
+
+    def read_u32(self, addr):
+        return int.from_bytes(self.read(addr, 4), "little")
+
+    def read_u64(self, addr):
+        return int.from_bytes(self.read(addr, 8), "little")
+
+    # --- the state firmware hands over in -------------------------------------------
+
+    def _tables_at(self, tables):
+        if tables is None:
+            tables = self.memory_size - 0x8000
+        if tables < 0 or tables % 4096 or tables + 0x8000 > self.memory_size:
+            raise ValueError(f"the system tables need 32 KiB of memory at a page boundary; "
+                             f"{tables:#x} does not fit in {self.memory_size:#x} bytes")
+        return tables
+
+    def _tss(self, at, long):
+        """A TSS at at + 0x7000 and its descriptor in GDT entry 0x20 (a
+        64-bit TSS takes 0x20 and 0x28)."""
+        tss = at + 0x7000
+        self.write(tss, bytes(0x68))
+        # Limit 67H, base, type 9 (available 32-bit or 64-bit TSS), present.
+        low = 0x67 | ((tss & 0xFFFFFF) << 16) | (0x89 << 40) | (((tss >> 24) & 0xFF) << 56)
+        self.write(at + 0x20, low.to_bytes(8, "little"))
+        if long:
+            self.write(at + 0x28, (tss >> 32).to_bytes(8, "little"))
+        return tss
+
+    def setup_real_mode(self, entry=0, stack=0):
+        """Real-address mode at 0000:entry, flat 64 KiB segments, IVT at 0."""
+        if not 0 <= entry <= 0xFFFF or not 0 <= stack <= 0xFFFF:
+            raise ValueError("real mode needs a 16-bit entry offset and stack pointer")
+        self.cpu._setup(0, entry, stack, 0, 0xFFFF, 0, 0)
+        return self.cpu
+
+    def setup_protected_mode(self, entry, stack=None, tables=None):
+        """32-bit protected mode with flat segments and paging off: the GDT
+        of :class:`vtx.VM` (code 0x08, data 0x10, 64-bit code 0x18) with a
+        TSS at 0x20, written at ``tables`` (default: the last 32 KiB)."""
+        at = self._tables_at(tables)
+        self.write(at, gdt_bytes())
+        tss = self._tss(at, False)
+        self.cpu._setup(1, entry, stack if stack is not None else at, at, GDT_LIMIT, 0, tss)
+        return self.cpu
+
+    def setup_long_mode(self, entry, stack=None, tables=None):
+        """64-bit mode: 4-level paging identity-mapping the first 4 GiB with
+        2 MiB pages, the GDT of :class:`vtx.VM` with a 64-bit TSS at 0x20;
+        the tables take the 32 KiB at ``tables`` (default: the last 32 KiB of
+        memory), RSP defaults to just below them."""
+        at = self._tables_at(tables)
+        self.write(at, gdt_bytes())
+        pml4 = at + 0x1000
+        self.write(pml4, long_mode_tables(pml4))
+        tss = self._tss(at, True)
+        self.cpu._setup(2, entry, stack if stack is not None else at, at, GDT_LIMIT, pml4, tss)
+        return self.cpu
+
+    # --- the platform's ports ----------------------------------------------------
+
+    def on_io(self, *ports):
+        """Decorator: ``handler(port, size, is_in, value)`` for the ports
+        given; for IN it returns the value read (None: all ones).  A handler
+        that raises stops the run with its exception."""
+        for p in ports:
+            if isinstance(p, bool) or not isinstance(p, int) or not 0 <= p <= 0xFFFF:
+                raise ArgumentError(f"an I/O port is an int in [0, 0xffff], not {p!r}")
+
+        def register(handler):
+            if not callable(handler):
+                raise TypeError(f"an I/O handler must be callable, not {handler!r}")
+            for p in ports:
+                self._io[p] = handler
+            return handler
+        return register
+
+    def _port(self, port, size, is_in, value):
+        h = self._io.get(port)
+        if h is not None:
+            return h(port, size, is_in, value)
+        if port == DEBUG_CONSOLE_PORT and not is_in:
+            self.console += value.to_bytes(size, "little")
+        return None
+
+    # --- running ---------------------------------------------------------------------
+
+    def run(self, max_instructions=None):
+        """Run the processor until it halts or shuts down, the budget of
+        ``max_instructions`` steps (instructions retired plus events
+        delivered) is spent, or a guest that Python launched exits."""
+        if max_instructions is not None:
+            if isinstance(max_instructions, bool) or not isinstance(max_instructions, int) \
+                    or not 0 < max_instructions <= _core.MAX_BUDGET:
+                raise ArgumentError(f"max_instructions is an int in [1, {_core.MAX_BUDGET:#x}] or None, "
+                                    f"not {max_instructions!r}")
+        before = self.cpu.exit_counts()
+        t0 = time.perf_counter_ns()
+        why, ex, n = self.cpu._run(max_instructions or 0, self._port)
+        wall = time.perf_counter_ns() - t0
+        after = self.cpu.exit_counts()
+        exits = {}
+        for r in range(128):
+            if after[r] != before[r]:
+                exits[ExitReason(r) if r in ExitReason._value2member_map_ else r] = after[r] - before[r]
+        return BareRunResult(why, ex, exits, n, wall)
