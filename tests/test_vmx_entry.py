@@ -133,7 +133,7 @@ CONTROL_CASES = [
     ("proc2-apic-access", "real", [(F.SECONDARY_PROC_BASED_CONTROLS, setb(ProcBased2.VIRTUALIZE_APIC_ACCESSES))],
      "SECONDARY_PROC_BASED_CONTROLS"),
     ("proc2-bit31", "long", [(F.SECONDARY_PROC_BASED_CONTROLS, setb(1 << 31))], "SECONDARY_PROC_BASED_CONTROLS"),
-    ("proc2-rdtscp", "protected", [(F.SECONDARY_PROC_BASED_CONTROLS, setb(ProcBased2.ENABLE_RDTSCP))],
+    ("proc2-pml", "protected", [(F.SECONDARY_PROC_BASED_CONTROLS, setb(ProcBased2.ENABLE_PML))],
      "SECONDARY_PROC_BASED_CONTROLS"),
     # CR3-target count
     ("cr3-target-count-5", "real", [(F.CR3_TARGET_COUNT, 5)], "CR3_TARGET_COUNT"),

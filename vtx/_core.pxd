@@ -38,7 +38,8 @@ ctypedef struct Insn:
     uint8_t index         # memory operand: index register, 0xFF = none
     uint8_t scale         # log2 of the SIB scale
     uint8_t seg           # effective segment for the memory operand
-    uint8_t rep           # 0, 0xF3 (REP/REPE) or 0xF2 (REPNE)
+    uint8_t rep           # 0, 0xF3 (REP/REPE) or 0xF2 (REPNE); in the 0F 38 map the
+                          # mandatory prefix: 0, 0x66, 0xF2 or 0xF3 (core/decode.pxi)
     uint8_t ext           # opcode extension: ALU op, condition code, group /digit
     uint8_t flags         # INSN_* bits
     uint8_t cc2           # fused Jcc (INSN_FUSED): its condition; disp holds its rel
@@ -88,6 +89,8 @@ ctypedef struct VmxControls:
     uint64_t cr4_mask
     uint64_t cr0_shadow
     uint64_t cr4_shadow
+    uint32_t ple_gap      # PAUSE-loop exiting (SDM 26.1.3), in TSC ticks
+    uint32_t ple_window
 
 # One memory slot: a run of host-physical addresses backed by a host buffer.
 # Slot 0 is the guest's RAM; slot 1 is the hosted hypervisor's private memory
@@ -133,6 +136,13 @@ ctypedef struct VmxState:
     uint32_t x_idt_info
     uint32_t x_idt_error
 
+    # PAUSE-loop exiting (SDM 26.1.3): TSC of the last PAUSE at CPL 0 and of
+    # the first PAUSE of the current loop; ple_valid = 0 until the first PAUSE
+    # at CPL 0 after VM entry (which always starts a loop).
+    int ple_valid
+    uint64_t ple_last
+    uint64_t ple_first
+
     # failed VM entry: which check (index into the Python check table)
     int entry_check
 
@@ -154,7 +164,10 @@ ctypedef struct Cpu:
     uint64_t idtr_base
     uint32_t idtr_limit
     uint64_t cr0, cr2, cr3, cr4, cr8
+    uint64_t dr[4]        # DR0-DR3, the breakpoint linear addresses
+    uint64_t dr6
     uint64_t dr7
+    uint64_t xcr0         # XCR0, the XSAVE feature mask (XSETBV/XGETBV)
     uint64_t efer
     uint64_t pat
     uint64_t sysenter_cs, sysenter_esp, sysenter_eip
@@ -165,6 +178,8 @@ ctypedef struct Cpu:
     uint64_t tsc_base     # TSC = tsc_base + instructions retired
     uint32_t activity     # 0 active, 1 HLT, 2 shutdown
     uint32_t interruptibility   # SDM 24.4.2: bit 0 STI, bit 1 MOV SS blocking
+    int monitor_armed     # MONITOR armed address-range monitoring (MWAIT's exit qualification)
+    uint64_t monitor_addr # its linear address
 
     # --- derived mode (recomputed by update_mode) -----------------------
     int cpl
@@ -354,6 +369,18 @@ cdef class EptMisconfigExit(Exit):
 
 
 cdef class CrAccessExit(Exit):
+    pass
+
+
+cdef class MovDrExit(Exit):
+    pass
+
+
+cdef class DescriptorTableExit(Exit):
+    pass
+
+
+cdef class MwaitExit(Exit):
     pass
 
 

@@ -24,6 +24,7 @@ include "core/insn/bitops.pxi"
 include "core/insn/data_xfer.pxi"
 include "core/insn/ctrl_xfer.pxi"
 include "core/insn/system.pxi"
+include "core/insn/systab.pxi"
 include "core/insn/string.pxi"
 include "core/insn/interrupt.pxi"
 include "core/insn/fast.pxi"
@@ -182,8 +183,11 @@ cdef class Machine:
         c.rflags = 2
         c.cr0 = 0x60000010ULL
         c.pat = 0x0007040600070406ULL
+        c.dr6 = 0xFFFF0FF0ULL
+        c.dr7 = 0x400
+        c.xcr0 = 1             # x87 state: XCR0[0] is always 1 (SDM Vol. 1 13.3)
         c.apic_base = 0xFEE00900ULL
-        c.misc_enable = 1
+        c.misc_enable = 1 | (1 << 18)   # fast strings; MONITOR FSM (MONITOR/MWAIT) enabled
         # IA32_FEATURE_CONTROL as firmware leaves it on a machine with VMX:
         # locked, VMXON allowed outside SMX.
         c.feature_control = 5
@@ -436,9 +440,11 @@ cdef class VCpuBase:
 
     def model_cpuid(self, leaf, subleaf=0):
         """What the modeled processor's CPUID returns (EAX, EBX, ECX, EDX): a
-        handler that passes CPUID through can answer with it."""
+        handler that passes CPUID through can answer with it.  OSXSAVE
+        (CPUID.01H:ECX[27]) follows the guest's CR4 in the VMCS, MONITOR
+        (bit 3) its IA32_MISC_ENABLE[18]."""
         cdef uint32_t r[4]
-        model_cpuid(<uint32_t>leaf, <uint32_t>subleaf, r)
+        model_cpuid(self._vmcs_u64(VMCS_OFF_GUEST_CR4), self.c.misc_enable, <uint32_t>leaf, <uint32_t>subleaf, r)
         return (r[0], r[1], r[2], r[3])
 
     # --- the run loop -------------------------------------------------------

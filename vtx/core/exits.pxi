@@ -159,7 +159,8 @@ cdef class VmcallExit(Exit):
 
 
 cdef class RdtscExit(Exit):
-    """RDTSC with "RDTSC exiting" (exit reason 16)."""
+    """RDTSC with "RDTSC exiting" (exit reason 16), or RDTSCP with "RDTSC
+    exiting" and "enable RDTSCP" (51)."""
 
 
 cdef class ExceptionExit(Exit):
@@ -258,7 +259,8 @@ cdef class EptMisconfigExit(Exit):
 
 
 cdef class CrAccessExit(Exit):
-    """A control-register access (exit reason 28), SDM Table 28-3."""
+    """A control-register access (exit reason 28), SDM Table 28-3: MOV to or
+    from CR0/CR3/CR4/CR8, CLTS (access type 2) or LMSW (3)."""
 
     @property
     def cr(self):
@@ -271,10 +273,101 @@ cdef class CrAccessExit(Exit):
 
     @property
     def gpr(self):
+        """The general register of MOV CR (0 = RAX ... 15 = R15)."""
+        return <int>((self.qualification >> 8) & 0xF)
+
+    @property
+    def lmsw_memory(self):
+        """LMSW: True if the source was a memory operand (bit 6); the
+        guest_linear_address is then its linear address.  None otherwise."""
+        if (self.qualification >> 4) & 3 != 3:
+            return None
+        return bool(self.qualification & 0x40)
+
+    @property
+    def lmsw_source(self):
+        """LMSW: the 16-bit source operand (bits 31:16); None otherwise."""
+        if (self.qualification >> 4) & 3 != 3:
+            return None
+        return <int>((self.qualification >> 16) & 0xFFFF)
+
+    def _fields(self):
+        t = self.access_type
+        if t == 2:
+            return "clts"
+        if t == 3:
+            return f"lmsw source={self.lmsw_source:#x}" + (" memory" if self.lmsw_memory else "")
+        return f"cr{self.cr} {'mov-to' if t == 0 else 'mov-from'} gpr={self.gpr}"
+
+
+cdef class MovDrExit(Exit):
+    """MOV to or from a debug register with "MOV-DR exiting" (exit reason
+    29), SDM Table 28-4: ``dr`` the debug register (0-7), ``direction``
+    ("to" or "from" the debug register), ``gpr`` the general register."""
+
+    @property
+    def dr(self):
+        return <int>(self.qualification & 7)
+
+    @property
+    def direction(self):
+        return "from" if self.qualification & 0x10 else "to"
+
+    @property
+    def gpr(self):
         return <int>((self.qualification >> 8) & 0xF)
 
     def _fields(self):
-        return f"cr{self.cr} {'mov-to' if self.access_type == 0 else 'mov-from'} gpr={self.gpr}"
+        return f"mov-{self.direction} dr{self.dr} gpr={self.gpr}"
+
+
+_DT_NAMES = {46: ("SGDT", "SIDT", "LGDT", "LIDT"), 47: ("SLDT", "STR", "LLDT", "LTR")}
+
+
+cdef class DescriptorTableExit(Exit):
+    """LGDT, LIDT, SGDT, SIDT (exit reason 46) or LLDT, LTR, SLDT, STR (47)
+    with "descriptor-table exiting".  Decoded from the instruction
+    information (SDM Tables 28-10 and 28-11): ``instruction`` the mnemonic
+    (bits 29:28), ``register_operand`` (bit 10; LLDT/LTR/SLDT/STR only),
+    ``register`` (bits 6:3, for a register operand; None for memory).  The
+    exit qualification is the operand's displacement (SDM 28.2.1)."""
+
+    @property
+    def identity(self):
+        return <int>((self.instruction_info >> 28) & 3)
+
+    @property
+    def instruction(self):
+        return _DT_NAMES[self.reason][(self.instruction_info >> 28) & 3]
+
+    @property
+    def register_operand(self):
+        return bool(self.instruction_info & (1 << 10))
+
+    @property
+    def register(self):
+        if self.instruction_info & (1 << 10):
+            return <int>((self.instruction_info >> 3) & 0xF)
+        return None
+
+    @property
+    def displacement(self):
+        return self.qualification
+
+    def _fields(self):
+        return self.instruction
+
+
+cdef class MwaitExit(Exit):
+    """MWAIT with "MWAIT exiting" (exit reason 36): ``armed`` is the exit
+    qualification's bit 0, whether address-range monitoring was armed."""
+
+    @property
+    def armed(self):
+        return bool(self.qualification & 1)
+
+    def _fields(self):
+        return f"armed={self.armed}"
 
 
 cdef class VmxInstructionExit(Exit):
@@ -288,6 +381,11 @@ EXIT_CLASSES[EXIT_REASON_TRIPLE_FAULT] = TripleFaultExit
 EXIT_CLASSES[EXIT_REASON_CPUID] = CpuidExit
 EXIT_CLASSES[EXIT_REASON_HLT] = HltExit
 EXIT_CLASSES[EXIT_REASON_RDTSC] = RdtscExit
+EXIT_CLASSES[EXIT_REASON_RDTSCP] = RdtscExit
+EXIT_CLASSES[EXIT_REASON_MOV_DR] = MovDrExit
+EXIT_CLASSES[EXIT_REASON_GDTR_IDTR_ACCESS] = DescriptorTableExit
+EXIT_CLASSES[EXIT_REASON_LDTR_TR_ACCESS] = DescriptorTableExit
+EXIT_CLASSES[EXIT_REASON_MWAIT] = MwaitExit
 EXIT_CLASSES[EXIT_REASON_VMCALL] = VmcallExit
 for _r in (19, 20, 21, 22, 23, 24, 25, 26, 27, 50, 53):
     EXIT_CLASSES[_r] = VmxInstructionExit

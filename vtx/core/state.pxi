@@ -87,6 +87,9 @@ cdef enum:
     CR4_PAE = 1 << 5
     CR4_PGE = 1 << 7
     CR4_TSD = 1 << 2
+    CR4_DE = 1 << 3
+    CR4_PCE = 1 << 8
+    CR4_OSXSAVE = 1 << 18
     CR4_VMXE = 1 << 13
     CR4_PCIDE = 1 << 17
     CR4_SMEP = 1 << 20

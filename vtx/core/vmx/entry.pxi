@@ -405,6 +405,10 @@ cdef void load_controls(Cpu* c) noexcept nogil:
     c.vmx.ctl.cr4_mask = vr(c, VMCS_OFF_CR4_GUEST_HOST_MASK, 8)
     c.vmx.ctl.cr0_shadow = vr(c, VMCS_OFF_CR0_READ_SHADOW, 8)
     c.vmx.ctl.cr4_shadow = vr(c, VMCS_OFF_CR4_READ_SHADOW, 8)
+    c.vmx.ctl.ple_gap = <uint32_t>vr(c, VMCS_OFF_PLE_GAP, 4)
+    c.vmx.ctl.ple_window = <uint32_t>vr(c, VMCS_OFF_PLE_WINDOW, 4)
+    # The first PAUSE at CPL 0 after VM entry starts a loop (SDM 26.1.3).
+    c.vmx.ple_valid = 0
     c.vmx.ept = (c.vmx.ctl.proc2 & PROC2_ENABLE_EPT) != 0
 
 

@@ -242,6 +242,9 @@ cdef int vm_exit(Cpu* c) noexcept nogil:
     vw(c, VMCS_OFF_IDT_VECTORING_ERROR_CODE, 4, c.vmx.x_idt_error)
     c.vmx.x_idt_info = 0
     c.vmx.x_idt_error = 0
+    # "VM exits clear any address-range monitoring that may be in effect"
+    # (SDM 28.5.6): MWAIT after the next entry finds the monitor unarmed.
+    c.monitor_armed = 0
     if fields & EXIT_INFO_GUEST_LINEAR_ADDRESS:
         vw(c, VMCS_OFF_GUEST_LINEAR_ADDRESS, 8, c.vmx.x_gla if c.vmx.x_gla_valid else 0)
     if fields & EXIT_INFO_GUEST_PHYSICAL_ADDRESS:

@@ -257,7 +257,7 @@ cdef int h_vmxon(Cpu* c, Insn* d) noexcept nogil:
             ((c.efer & EFER_LMA) and not c.long64):
         return raise_ud(c)
     if c.vmx.non_root:
-        return insn_exit_info(c, d, EXIT_REASON_VMXON, insn_qual_disp(d), vmx_mem_info(d))
+        return insn_exit_info(c, d, EXIT_REASON_VMXON, insn_qual_disp(c, d), vmx_mem_info(d))
     if c.vmx.on:
         if c.cpl != 0:
             return raise_gp0(c)
@@ -291,7 +291,7 @@ cdef int h_vmx_c7_mem(Cpu* c, Insn* d) noexcept nogil:
         return raise_ud(c)
     if c.vmx.non_root:
         reason = EXIT_REASON_VMPTRST if digit == 7 else (EXIT_REASON_VMCLEAR if p66 else EXIT_REASON_VMPTRLD)
-        return insn_exit_info(c, d, reason, insn_qual_disp(d), vmx_mem_info(d))
+        return insn_exit_info(c, d, reason, insn_qual_disp(c, d), vmx_mem_info(d))
     if c.cpl != 0:
         return raise_gp0(c)
     if digit == 7:
@@ -316,7 +316,7 @@ cdef int h_vmread(Cpu* c, Insn* d) noexcept nogil:
     if vmx_ud(c):
         return raise_ud(c)
     if c.vmx.non_root:
-        return insn_exit_info(c, d, EXIT_REASON_VMREAD, insn_qual_disp(d),
+        return insn_exit_info(c, d, EXIT_REASON_VMREAD, insn_qual_disp(c, d),
                               insn_info_operand(d) | ((<uint32_t>d.reg & 15) << 28))
     if c.cpl != 0:
         return raise_gp0(c)
@@ -344,7 +344,7 @@ cdef int h_vmwrite(Cpu* c, Insn* d) noexcept nogil:
     if vmx_ud(c):
         return raise_ud(c)
     if c.vmx.non_root:
-        return insn_exit_info(c, d, EXIT_REASON_VMWRITE, insn_qual_disp(d),
+        return insn_exit_info(c, d, EXIT_REASON_VMWRITE, insn_qual_disp(c, d),
                               insn_info_operand(d) | ((<uint32_t>d.reg & 15) << 28))
     if c.cpl != 0:
         return raise_gp0(c)
