@@ -495,3 +495,83 @@ def test_every_exit_reason_the_model_produces_has_a_row():
     for r in (R.CPUID, R.HLT, R.IO_INSTRUCTION, R.RDMSR, R.WRMSR, R.CONTROL_REGISTER_ACCESS, R.EPT_VIOLATION,
               R.EPT_MISCONFIGURATION, R.VMCALL, R.VMPTRLD, R.VMREAD, R.INVLPG, R.RDTSC, R.RDRAND):
         assert r.name in EXIT_INFO
+
+
+# --- INVEPT, INVVPID ---------------------------------------------------------------
+
+GOOD_EPTP = 0x5000 | 6 | (3 << 3)
+
+
+def invept(typ, eptp):
+    return f"mov rax, {eptp}\nmov [0x8200], rax\nmov qword ptr [0x8208], 0\nmov ecx, {typ}\ninvept rcx, [0x8200]"
+
+
+def invvpid(typ, lo, hi):
+    return (f"mov rax, {lo}\nmov [0x8200], rax\nmov rax, {hi}\nmov [0x8208], rax\nmov ecx, {typ}\n"
+            f"invvpid rcx, [0x8200]")
+
+
+@pytest.mark.parametrize("code,outcome", [
+    (invept(1, GOOD_EPTP), (0, 0)),
+    (invept(2, 0), (0, 0)),
+    (invept(1, GOOD_EPTP | 0x80), (ZF, 28)),           # reserved bit 7
+    (invept(1, 0x5000 | 1 | (3 << 3)), (ZF, 28)),      # memory type 1
+    (invept(1, 0x5000 | 6 | (2 << 3)), (ZF, 28)),      # walk length 3
+    (invept(0, GOOD_EPTP), (ZF, 28)),
+    (invept(3, GOOD_EPTP), (ZF, 28)),
+    (invvpid(0, 5, 0x1000), (0, 0)),
+    (invvpid(1, 5, 0), (0, 0)),
+    (invvpid(2, 0, 0), (0, 0)),
+    (invvpid(3, 5, 0), (0, 0)),
+    (invvpid(0, 0, 0x1000), (ZF, 28)),                 # VPID 0
+    (invvpid(1, 0, 0), (ZF, 28)),
+    (invvpid(0, 5, 1 << 63), (ZF, 28)),                # not canonical
+    (invvpid(2, 1 << 16, 0), (ZF, 28)),                # bits 63:16 of the descriptor
+    (invvpid(4, 5, 0), (ZF, 28)),
+])
+def test_invept_invvpid_outcomes(code, outcome):
+    assert flags_after(code) == outcome
+
+
+def test_invept_without_current_vmcs_succeeds_or_fails_invalid():
+    # INVEPT needs no current VMCS; its failures are VMfailInvalid without one.
+    pro = PROLOGUE.replace("    vmptrld [0x8008]\n", "")
+    assert flags_after(invept(2, 0), pro) == (0, None)
+    assert flags_after(invept(3, 0), pro) == (CF, None)
+
+
+@pytest.mark.parametrize("code,reason", [("invept rdx, [rbx + 0x20]", R.INVEPT),
+                                         ("invvpid rsi, [rbx + 0x20]", R.INVVPID)])
+def test_invept_invvpid_in_guest_exit(code, reason):
+    vm = vtx.VM(memory=1 << 20)
+    vm.load(0x1000, vtx.asm(code + "\nhlt", bits=64, org=0x1000))
+    vm.add_vcpu()
+    vm.setup_long_mode(entry=0x1000)
+    vm.vcpu.rbx = 0x2000
+    seen = []
+    vm.default(lambda v, ex: seen.append(ex) or vtx.STOP)
+    vm.run(max_instructions=10)
+    ex = seen[0]
+    reg2 = 2 if "rdx" in code else 6
+    assert ex.reason == reason and ex.qualification == 0x20
+    assert ex.instruction_info == (2 << 7) | (3 << 15) | (1 << 22) | (3 << 23) | (reg2 << 28)
+    assert ex.instruction_length == len(vtx.asm(code, bits=64))
+
+
+def test_invept_invvpid_from_python():
+    hw = python_root()
+    hw.load(0x1000, vtx.asm("mov rax, cr4\nor eax, 0x2000\nmov cr4, rax\nhlt", bits=64, org=0x1000))
+    hw.setup_long_mode(entry=0x1000)
+    hw.run(max_instructions=10)
+    cpu = hw.cpu
+    cpu.vmxon(VMXON_REGION)
+    cpu.invept(2)
+    with pytest.raises(vtx.VmFail) as e:
+        cpu.invept(7)
+    assert e.value.number == 0
+    cpu.vmptrld(VMCS_A)
+    cpu.invept(1, GOOD_EPTP)
+    cpu.invvpid(2)
+    with pytest.raises(vtx.VmFail) as e:
+        cpu.invvpid(1, vpid=0)
+    assert (e.value.number, e.value.name) == (28, "INVALID_OPERAND_TO_INVEPT_INVVPID")

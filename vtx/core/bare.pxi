@@ -345,6 +345,22 @@ cdef class Processor:
         self._root("VMWRITE")
         self._done("VMWRITE", vmx_op_vmwrite(self.c, e, v))
 
+    def invept(self, type, eptp=0):
+        """INVEPT: ``type`` 1 (single context, of ``eptp``) or 2 (global)."""
+        cdef uint64_t t = _fit(type, 64, "the INVEPT type")
+        cdef uint64_t e = _fit(eptp, 64, "the EPTP")
+        self._root("INVEPT")
+        self._done("INVEPT", vmx_op_invept(self.c, t, e))
+
+    def invvpid(self, type, vpid=0, address=0):
+        """INVVPID: ``type`` 0 (one ``address`` of ``vpid``), 1 (``vpid``), 2
+        (every VPID but 0) or 3 (``vpid``, keeping global translations)."""
+        cdef uint64_t t = _fit(type, 64, "the INVVPID type")
+        cdef uint64_t lo = _fit(vpid, 64, "the VPID")
+        cdef uint64_t hi = _fit(address, 64, "the linear address")
+        self._root("INVVPID")
+        self._done("INVVPID", vmx_op_invvpid(self.c, t, lo, hi))
+
     def vmlaunch(self):
         """VMLAUNCH with Python as the host: the guest runs at the next
         :meth:`BareMetal.run`, whose VM exits return to Python (the host

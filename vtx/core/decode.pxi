@@ -592,6 +592,8 @@ cdef void init_opcode_tables() noexcept:
     op_set(OP2, 0x33, h_rdpmc, 0)
     # Three-byte map 0F 38.  66 0F 38 80 INVEPT and 66 0F 38 81 INVVPID
     # belong here too (the VMX instructions).
+    op_set(OP38, 0x80, h_invept_invvpid, OPF_MODRM | OPF_M66)    # INVEPT (core/vmx/insn.pxi)
+    op_set(OP38, 0x81, h_invept_invvpid, OPF_MODRM | OPF_M66)    # INVVPID
     op_set(OP38, 0x82, h_invpcid, OPF_MODRM | OPF_M66 | OPF_F64)
     op_set(OP2, 0x0B, h_ud, 0)           # UD2
     # VMX instructions (core/vmx/insn.pxi): VMREAD, VMWRITE, and the 0F C7
