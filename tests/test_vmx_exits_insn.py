@@ -1003,7 +1003,7 @@ def test_invpcid_cpl3_gp_before_exit():
     b"\x0f\x38\x82\x00",            # no 66 prefix
     b"\xf3\x0f\x38\x82\x00",        # F3 instead of 66
     b"\x66\x0f\x38\x82\xc0",        # register operand
-    b"\x66\x0f\x38\x80\x00",        # INVEPT: not modeled here
+    b"\x66\x0f\x38\x80\xc0",        # INVEPT with a register operand
     b"\x0f\x38\x00\xc0",            # an empty slot of the 0F 38 map
 ])
 def test_0f38_encodings_ud(code):
