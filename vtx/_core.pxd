@@ -132,6 +132,11 @@ ctypedef struct VmxState:
     uint32_t x_idt_info
     uint32_t x_idt_error
 
+    # A VM exit staged by VM entry itself (a fault while delivering the
+    # injected event, SDM 27.6.1.2): the run loop performs it at the first
+    # instruction boundary, before anything else (core/vmx/events.pxi).
+    int x_pending
+
     # failed VM entry: which check (index into the Python check table)
     int entry_check
 
@@ -162,7 +167,20 @@ ctypedef struct Cpu:
     uint64_t pdpte[4]
     uint64_t tsc_base     # TSC = tsc_base + instructions retired
     uint32_t activity     # 0 active, 1 HLT, 2 shutdown
-    uint32_t interruptibility   # SDM 24.4.2: bit 0 STI, bit 1 MOV SS blocking
+    uint32_t interruptibility   # SDM 25.4.2: bit 0 STI, bit 1 MOV SS, bit 3 NMI blocking
+                                # (virtual-NMI blocking with "virtual NMIs")
+
+    # --- external events (core/vmx/events.pxi) -------------------------------
+    # What the platform has raised and the processor has not yet taken: the
+    # INTR line as an interrupt controller's request register (one bit per
+    # vector, the highest taken first) and a latched NMI.  While something
+    # is pending, or a window-exiting control asks for a look, the run loop
+    # checks at instruction boundaries: ev_armed says icount_limit was
+    # lowered for that, and ev_limit holds the limit it replaced.
+    uint64_t irr[4]
+    uint32_t nmi_pending
+    uint32_t ev_armed
+    uint64_t ev_limit
 
     # --- derived mode (recomputed by update_mode) -----------------------
     int cpl
@@ -194,6 +212,7 @@ ctypedef struct Cpu:
     int exc_type          # event type: 3 hardware exception, 4 software interrupt, 6 software exception
     uint32_t exc_len      # instruction length of a software event
     uint64_t exc_cr2
+    int exc_iret_nmi      # the exception is a fault on an IRET that unblocked NMIs (SDM 28.2.2 bit 12)
 
     # unbacked guest-physical access without EPT (RC_BAD_PHYS)
     uint64_t bad_addr
