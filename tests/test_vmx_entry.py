@@ -117,8 +117,11 @@ CONTROL_CASES = [
     ("pin-reserved-bit-31", "real", [(F.PIN_BASED_CONTROLS, setb(1 << 31))], "PIN_BASED_CONTROLS"),
     ("pin-posted-interrupts", "real", [(F.PIN_BASED_CONTROLS, setb(PinBased.PROCESS_POSTED_INTERRUPTS))],
      "PIN_BASED_CONTROLS"),
-    ("pin-virtual-nmis-unsupported", "real", [(F.PIN_BASED_CONTROLS, setb(PinBased.VIRTUAL_NMIS))],
-     "PIN_BASED_CONTROLS"),
+    ("pin-virtual-nmis-without-nmi-exiting", "real", [(F.PIN_BASED_CONTROLS, setb(PinBased.VIRTUAL_NMIS))],
+     "VIRTUAL_NMIS"),
+    ("proc-nmi-window-without-virtual-nmis", "real",
+     [(F.PIN_BASED_CONTROLS, setb(PinBased.NMI_EXITING)),
+      (F.PRIMARY_PROC_BASED_CONTROLS, setb(ProcBased.NMI_WINDOW_EXITING))], "VIRTUAL_NMIS"),
     ("pin-default1-cleared", "real", [(F.PIN_BASED_CONTROLS, clrb(1 << 1))], "PIN_BASED_CONTROLS"),
     # primary processor-based
     ("proc-tpr-shadow", "real", [(F.PRIMARY_PROC_BASED_CONTROLS, setb(ProcBased.USE_TPR_SHADOW))],
@@ -453,6 +456,11 @@ GUEST_CASES = [
     ("activity-4", "protected", [(F.GUEST_ACTIVITY_STATE, 4)], "GUEST_ACTIVITY_STATE"),
     ("activity-hlt-with-mov-ss-blocking", "long", [(F.GUEST_ACTIVITY_STATE, 1),
                                                     (F.GUEST_INTERRUPTIBILITY_STATE, 2)], "GUEST_ACTIVITY_STATE"),
+    ("activity-hlt-injecting-int-n", "protected", [(F.GUEST_ACTIVITY_STATE, 1),
+                                                   (F.VM_ENTRY_INSTRUCTION_LENGTH, 2),
+                                                   (F.VM_ENTRY_INTERRUPTION_INFO, 0x80000480)], "GUEST_ACTIVITY_STATE"),
+    ("activity-hlt-injecting-ud", "long", [(F.GUEST_ACTIVITY_STATE, 1),
+                                           (F.VM_ENTRY_INTERRUPTION_INFO, 0x80000306)], "GUEST_ACTIVITY_STATE"),
     ("intr-reserved-bit-5", "real", [(F.GUEST_INTERRUPTIBILITY_STATE, 1 << 5)], "GUEST_INTERRUPTIBILITY_STATE"),
     ("intr-reserved-bit-31", "long", [(F.GUEST_INTERRUPTIBILITY_STATE, 1 << 31)], "GUEST_INTERRUPTIBILITY_STATE"),
     ("intr-sti-and-mov-ss", "protected", [(F.GUEST_RFLAGS, 0x202), (F.GUEST_INTERRUPTIBILITY_STATE, 3)],
@@ -465,6 +473,10 @@ GUEST_CASES = [
      "GUEST_INTERRUPTIBILITY_STATE"),
     ("intr-mov-ss-injecting-nmi", "protected", [(F.VM_ENTRY_INTERRUPTION_INFO, 0x80000202),
                                                 (F.GUEST_INTERRUPTIBILITY_STATE, 2)],
+     "GUEST_INTERRUPTIBILITY_STATE"),
+    ("intr-virtual-nmi-blocking-injecting-nmi", "protected",
+     [(F.PIN_BASED_CONTROLS, setb(PinBased.NMI_EXITING | PinBased.VIRTUAL_NMIS)),
+      (F.VM_ENTRY_INTERRUPTION_INFO, 0x80000202), (F.GUEST_INTERRUPTIBILITY_STATE, 8)],
      "GUEST_INTERRUPTIBILITY_STATE"),
     ("pending-dbg-reserved-bit-4", "real", [(F.GUEST_PENDING_DEBUG_EXCEPTIONS, 0x10)],
      "GUEST_PENDING_DEBUG_EXCEPTIONS"),
@@ -603,9 +615,7 @@ def test_clear_makes_next_entry_a_launch():
 def test_every_check_in_the_table_is_tested():
     tested = {c[-1] for c in CONTROL_CASES} | {c[-1] for c in HOST_CASES} | {c[-1] for c in GUEST_CASES}
     tested |= {"GUEST_VMCS_LINK_POINTER", "GUEST_PDPTES"}
-    # VIRTUAL_NMIS cannot be reached: the model does not offer "virtual NMIs",
-    # so the pin-based capability check rejects it first.
-    assert set(CHECKS) - tested == {"VIRTUAL_NMIS"}
+    assert set(CHECKS) - tested == set()
 
 
 # ---------------------------------------------------------------------------

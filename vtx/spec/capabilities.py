@@ -56,8 +56,10 @@ VMCS_MEMORY_TYPE_WB = 6
 
 #: The optional controls the model implements, by group prefix (besides the default1 bits).
 SUPPORTED_CONTROLS = {
-    "PIN": ("EXTERNAL_INTERRUPT_EXITING", "NMI_EXITING"),
+    "PIN": ("EXTERNAL_INTERRUPT_EXITING", "NMI_EXITING", "VIRTUAL_NMIS"),
     "PROC": (
+        "INTERRUPT_WINDOW_EXITING",
+        "NMI_WINDOW_EXITING",
         "USE_TSC_OFFSETTING",
         "HLT_EXITING",
         "INVLPG_EXITING",

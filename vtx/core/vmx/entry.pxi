@@ -62,7 +62,10 @@ cdef int check_controls(Cpu* c, uint64_t d) noexcept nogil:
         a = vr(c, VMCS_OFF_MSR_BITMAP, 8)
         if (a & 0xFFF) or not phys_ok(a):
             return fail(c, CK_MSR_BITMAP_ADDRESS, R)
-    if (d & CKM_VIRTUAL_NMIS) and (pin & PIN_VIRTUAL_NMIS) and not (pin & PIN_NMI_EXITING):
+    # SDM 27.2.1.1: "virtual NMIs" needs "NMI exiting", and "NMI-window
+    # exiting" needs "virtual NMIs".
+    if (d & CKM_VIRTUAL_NMIS) and (((pin & PIN_VIRTUAL_NMIS) and not (pin & PIN_NMI_EXITING)) or
+                                   ((proc & PROC_NMI_WINDOW_EXITING) and not (pin & PIN_VIRTUAL_NMIS))):
         return fail(c, CK_VIRTUAL_NMIS, R)
     if (d & CKM_EPT_POINTER) and (proc2 & PROC2_ENABLE_EPT):
         eptp = vr(c, VMCS_OFF_EPT_POINTER, 8)
@@ -336,19 +339,28 @@ cdef int check_guest(Cpu* c, uint64_t d) noexcept nogil:
     # interruptibility state blocks by STI or MOV SS.
     act = <uint32_t>vr(c, VMCS_OFF_GUEST_ACTIVITY_STATE, 4)
     intr = <uint32_t>vr(c, VMCS_OFF_GUEST_INTERRUPTIBILITY_STATE, 4)
+    # In the HLT state the only events VM entry may inject are external
+    # interrupts, NMIs, #DB and #MC and a pending MTF exit (SDM 27.3.1.5).
+    itype = (info >> 8) & 7
     if (d & CKM_GUEST_ACTIVITY_STATE) and \
-            (act > 1 or (act == 1 and ((ss_ar >> 5) & 3) != 0) or (act != 0 and (intr & 3))):
+            (act > 1 or (act == 1 and ((ss_ar >> 5) & 3) != 0) or (act != 0 and (intr & 3)) or
+             (act == 1 and (info & 0x80000000ULL) and not (
+                 itype == 0 or itype == 2 or (itype == 3 and ((info & 0xFF) == 1 or (info & 0xFF) == 18)) or
+                 (itype == 7 and (info & 0xFF) == 0)))):
         return fail(c, CK_GUEST_ACTIVITY_STATE, R)
     # Interruptibility state: bits 31:5 reserved; STI and MOV-SS blocking not
     # both; no STI blocking with IF = 0; no SMI blocking (bit 2) outside SMM;
     # no STI or MOV-SS blocking when injecting an external interrupt, no
-    # MOV-SS blocking when injecting an NMI.
+    # MOV-SS blocking when injecting an NMI, and with "virtual NMIs" no
+    # virtual-NMI blocking (bit 3) when injecting an NMI.
     itype = (info >> 8) & 7
     if (d & CKM_GUEST_INTERRUPTIBILITY_STATE) and \
             ((intr & 0xFFFFFFE0ULL) or ((intr & 3) == 3) or ((intr & 1) and not (rflags & F_IF)) or
              (intr & 4) or
              ((info & 0x80000000ULL) and itype == 0 and (intr & 3)) or
-             ((info & 0x80000000ULL) and itype == 2 and (intr & 2))):
+             ((info & 0x80000000ULL) and itype == 2 and (intr & 2)) or
+             ((info & 0x80000000ULL) and itype == 2 and (intr & 8) and
+              (vr(c, VMCS_OFF_PIN_BASED_CONTROLS, 4) & PIN_VIRTUAL_NMIS))):
         return fail(c, CK_GUEST_INTERRUPTIBILITY_STATE, R)
     if (d & CKM_GUEST_PENDING_DEBUG_EXCEPTIONS) and vr(c, VMCS_OFF_GUEST_PENDING_DEBUG_EXCEPTIONS, 8) & ~0x1500FULL:
         return fail(c, CK_GUEST_PENDING_DEBUG_EXCEPTIONS, R)
