@@ -126,7 +126,7 @@ CONTROL_CASES = [
     # primary processor-based
     ("proc-tpr-shadow", "real", [(F.PRIMARY_PROC_BASED_CONTROLS, setb(ProcBased.USE_TPR_SHADOW))],
      "PRIMARY_PROC_BASED_CONTROLS"),
-    ("proc-mtf", "real", [(F.PRIMARY_PROC_BASED_CONTROLS, setb(ProcBased.MONITOR_TRAP_FLAG))],
+    ("proc-monitor-exiting", "real", [(F.PRIMARY_PROC_BASED_CONTROLS, setb(ProcBased.MONITOR_EXITING))],
      "PRIMARY_PROC_BASED_CONTROLS"),
     ("proc-default1-cleared", "real", [(F.PRIMARY_PROC_BASED_CONTROLS, clrb(1 << 1))],
      "PRIMARY_PROC_BASED_CONTROLS"),
@@ -183,11 +183,13 @@ CONTROL_CASES = [
      "VM_ENTRY_CONTROLS"),
     ("entry-default1-cleared", "protected", [(F.VM_ENTRY_CONTROLS, clrb(EC.LOAD_DEBUG_CONTROLS))],
      "VM_ENTRY_CONTROLS"),
+    ("exit-save-timer-without-timer", "real",
+     [(F.VM_EXIT_CONTROLS, setb(vtx.ExitControls.SAVE_VMX_PREEMPTION_TIMER))], "VM_EXIT_CONTROLS"),
     ("entry-msr-load-count", "real", [(F.VM_ENTRY_MSR_LOAD_COUNT, 1)], "VM_ENTRY_MSR_LOAD_AREA"),
     # VM-entry interruption information (event injection fields)
     ("inject-type-1-reserved", "protected", [(F.VM_ENTRY_INTERRUPTION_INFO, 0x80000100 | 32)],
      "VM_ENTRY_INTERRUPTION_INFO"),
-    ("inject-type-7-without-mtf", "protected", [(F.VM_ENTRY_INTERRUPTION_INFO, 0x80000700)],
+    ("inject-type-7-vector-1", "protected", [(F.VM_ENTRY_INTERRUPTION_INFO, 0x80000701)],
      "VM_ENTRY_INTERRUPTION_INFO"),
     ("inject-reserved-bit-12", "protected", [(F.VM_ENTRY_INTERRUPTION_INFO, 0x80001306)],
      "VM_ENTRY_INTERRUPTION_INFO"),

@@ -282,7 +282,7 @@ def test_injection_through_a_task_gate_is_not_modeled():
 @pytest.mark.parametrize("state,info,check", [
     (1, VALID | (4 << 8) | 0x80, "GUEST_ACTIVITY_STATE"),       # HLT: no INT n
     (1, VALID | (3 << 8) | 6, "GUEST_ACTIVITY_STATE"),          # HLT: no #UD (only #DB, #MC)
-    (0, VALID | (7 << 8), "VM_ENTRY_INTERRUPTION_INFO"),        # MTF: not offered
+    (0, VALID | (7 << 8) | 1, "VM_ENTRY_INTERRUPTION_INFO"),    # other event: only vector 0 (MTF)
     (0, VALID | (1 << 8) | 2, "VM_ENTRY_INTERRUPTION_INFO"),    # type 1 is reserved
 ])
 def test_injection_entry_checks(state, info, check):
@@ -726,3 +726,135 @@ def test_raise_arguments_are_checked():
             v.raise_interrupt(bad)
         with pytest.raises(vtx.ArgumentError):
             v.clear_interrupt(bad)
+
+
+# ---------------------------------------------------------------------------
+# The monitor trap flag (reason 37, SDM 26.5.2) and the VMX-preemption timer
+# (reason 52, SDM 26.5.1, 27.7.4)
+# ---------------------------------------------------------------------------
+
+def record(vm, reason, action=vtx.RETRY):
+    seen = []
+
+    @vm.on(reason)
+    def rec(vcpu, e):
+        seen.append((e.guest_rip, e.qualification, e.instruction_length, e.interruption_info))
+        return action
+
+    return seen
+
+
+def test_monitor_trap_flag_exits_after_each_instruction():
+    vm = make_vm("mov eax, 1\nmov ebx, 2\nadd eax, ebx\nhlt", "protected")
+    v = vm.vcpu
+    set_ctl(v, F.PRIMARY_PROC_BASED_CONTROLS, ProcBased.MONITOR_TRAP_FLAG)
+    seen = record(vm, R.MONITOR_TRAP_FLAG)
+    r = vm.run()
+    # Not after the HLT: it exits instead of completing.
+    assert [s[0] for s in seen] == [CODE + 5, CODE + 10, CODE + 12]
+    assert all(s[1:] == (0, 0, 0) for s in seen)
+    assert r.exit.reason == R.HLT and v.eax == 3
+
+
+def test_monitor_trap_flag_after_an_injected_event_and_a_delivered_fault():
+    """The MTF exit comes on the boundary after the delivery, before the
+    handler's first instruction (26.5.2)."""
+    vm = make_vm("ud2\nhlt", "protected", rflags=0x202)
+    v = vm.vcpu
+    set_ctl(v, F.PRIMARY_PROC_BASED_CONTROLS, ProcBased.MONITOR_TRAP_FLAG)
+    set_ctl(v, F.EXCEPTION_BITMAP, clear_bits=1 << 6)
+    inject(v, 0, 0x20)
+    seen = record(vm, R.MONITOR_TRAP_FLAG, vtx.STOP)
+    vm.run()
+    assert seen[-1][0] == HANDLERS + 16 * 0x20 and frame(vm, "protected", 1) == [CODE]
+    # Back from the handler (by hand), the UD2 faults into the guest's #UD
+    # handler: MTF exit before its first instruction.
+    v.rip, v.rsp = CODE, STACK
+    vm.run()
+    assert seen[-1][0] == HANDLERS + 16 * 6 and frame(vm, "protected", 1) == [CODE]
+
+
+def test_pending_mtf_exit_injected_without_the_control():
+    vm = make_vm("nop\nhlt", "protected")
+    v = vm.vcpu
+    v.vmwrite(F.VM_ENTRY_INTERRUPTION_INFO, VALID | (7 << 8))
+    assert v.check_entry() is None
+    seen = record(vm, R.MONITOR_TRAP_FLAG)
+    r = vm.run()
+    assert seen == [(CODE, 0, 0, 0)] and r.exit.reason == R.HLT and r.exit.guest_rip == CODE + 1
+
+
+def timer_vm(value, src="1: inc eax\njmp 1b", save=False, **kw):
+    vm = make_vm(src, "protected", **kw)
+    v = vm.vcpu
+    set_ctl(v, F.PIN_BASED_CONTROLS, PinBased.ACTIVATE_VMX_PREEMPTION_TIMER)
+    if save:
+        set_ctl(v, F.VM_EXIT_CONTROLS, ExitControls.SAVE_VMX_PREEMPTION_TIMER)
+    v.vmwrite(F.VMX_PREEMPTION_TIMER_VALUE, value)
+    return vm
+
+
+@pytest.mark.parametrize("save", [False, True])
+def test_preemption_timer_expires_after_its_ticks(save):
+    """The timer ticks each time bit 5 of the TSC changes (IA32_VMX_MISC
+    bits 4:0 = 5), and the model's TSC advances one per instruction: from
+    TSC 0, value 3 runs out at TSC 96."""
+    vm = timer_vm(3, save=save)
+    v = vm.vcpu
+    assert vtx.spec.capabilities.MISC & 0x1F == 5
+    seen = record(vm, R.VMX_PREEMPTION_TIMER_EXPIRED, vtx.STOP)
+    vm.run()
+    assert seen == [(CODE, 0, 0, 0)] and v.instructions == 96 and v.eax == 48     # 48 INC, 48 JMP
+    assert v.vmread(F.VMX_PREEMPTION_TIMER_VALUE) == (0 if save else 3)
+
+
+def test_preemption_timer_value_saved_at_another_exit():
+    src = "mov ecx, 19\n1: dec ecx\njnz 1b\nout 0x80, al\nhlt"     # 1 + 2 * 19 = 39 instructions, then OUT
+    for save, expect in ((True, 100 - 1), (False, 100)):
+        vm = timer_vm(100, src, save=save)
+        v = vm.vcpu
+        vm.on(R.IO_INSTRUCTION)(lambda vcpu, e: vtx.STOP)
+        vm.run()
+        assert v.instructions == 39
+        # TSC 39: one tick (at 32) of the 100 has gone.
+        assert v.vmread(F.VMX_PREEMPTION_TIMER_VALUE) == expect
+
+
+def test_preemption_timer_zero_exits_before_the_first_instruction():
+    vm = timer_vm(0)
+    seen = record(vm, R.VMX_PREEMPTION_TIMER_EXPIRED, vtx.STOP)
+    vm.run()
+    assert seen == [(CODE, 0, 0, 0)] and vm.vcpu.instructions == 0
+
+
+def test_preemption_timer_wakes_a_halted_guest():
+    """Time passes in the HLT state: the timer runs out instead of the run
+    returning "halted"."""
+    vm = timer_vm(2, "hlt\nnop", save=True, hlt_stops=False)
+    v = vm.vcpu
+    set_ctl(v, F.PRIMARY_PROC_BASED_CONTROLS, clear_bits=ProcBased.HLT_EXITING)
+    seen = record(vm, R.VMX_PREEMPTION_TIMER_EXPIRED, vtx.STOP)
+    r = vm.run()
+    assert r.stop == "stop" and seen == [(CODE + 1, 0, 0, 0)]
+    assert v.vmread(F.GUEST_ACTIVITY_STATE) == 1 and v.vmread(F.VMX_PREEMPTION_TIMER_VALUE) == 0
+
+
+def test_preemption_timer_counts_across_budget_stops():
+    vm = timer_vm(2)
+    v = vm.vcpu
+    seen = record(vm, R.VMX_PREEMPTION_TIMER_EXPIRED, vtx.STOP)
+    for _ in range(6):
+        assert vm.run(max_instructions=10).stop == "budget"
+    vm.run()
+    assert len(seen) == 1 and v.instructions == 64
+
+
+def test_mtf_exit_comes_before_the_preemption_timer():
+    vm = timer_vm(0)
+    v = vm.vcpu
+    v.vmwrite(F.VM_ENTRY_INTERRUPTION_INFO, VALID | (7 << 8))
+    order = []
+    vm.on(R.MONITOR_TRAP_FLAG)(lambda vcpu, e: order.append("mtf") or vtx.RETRY)
+    vm.on(R.VMX_PREEMPTION_TIMER_EXPIRED)(lambda vcpu, e: order.append("timer") or vtx.STOP)
+    vm.run()
+    assert order == ["mtf", "timer"]

@@ -137,6 +137,13 @@ ctypedef struct VmxState:
     # instruction boundary, before anything else (core/vmx/events.pxi).
     int x_pending
 
+    # The monitor trap flag and the VMX-preemption timer (core/vmx/events.pxi).
+    int mtf_pending       # VM entry injected a pending MTF VM exit (type 7, vector 0)
+    uint64_t mtf_mark     # icount + events when the MTF was last armed: a change is an
+                          # instruction retired or an event delivered since
+    int pt_active         # "activate VMX-preemption timer" in the running guest
+    uint64_t pt_deadline  # the TSC value at which the timer reaches 0
+
     # failed VM entry: which check (index into the Python check table)
     int entry_check
 

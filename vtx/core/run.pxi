@@ -184,6 +184,7 @@ cdef void vm_leave(Cpu* c) noexcept nogil:
     guest state so the hosted hypervisor sees it and VMRESUME continues."""
     if c.vmx.non_root:
         save_guest_state(c)
+        events_save_timer(c, 1)     # [events] the next entry goes on counting
         tlb_at_exit(c)
         c.vmx.non_root = 0
         c.vmx.ept = 0

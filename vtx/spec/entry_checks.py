@@ -39,7 +39,8 @@ ENTRY_CHECKS = [
      "'unrestricted guest' is 0 unless 'enable EPT' is 1"),
     # 26.2.1.2 VM-exit control fields
     ("VM_EXIT_CONTROLS", CONTROL, "26.2.1.2",
-     "VM-exit controls respect IA32_VMX_TRUE_EXIT_CTLS"),
+     "VM-exit controls respect IA32_VMX_TRUE_EXIT_CTLS, and 'save VMX-preemption timer value' is 0 unless "
+     "'activate VMX-preemption timer' is 1"),
     ("VM_EXIT_MSR_AREAS", CONTROL, "26.2.1.2",
      "VM-exit MSR-store and MSR-load counts are 0 (the model has no MSR areas yet)"),
     # 26.2.1.3 VM-entry control fields
@@ -188,7 +189,7 @@ INPUTS = {
     "VPID_NONZERO": _EPT + ("VIRTUAL_PROCESSOR_ID",),
     "UNRESTRICTED_GUEST_NEEDS_EPT": _UG,
     # 26.2.1.2
-    "VM_EXIT_CONTROLS": ("VM_EXIT_CONTROLS",),
+    "VM_EXIT_CONTROLS": ("VM_EXIT_CONTROLS", "PIN_BASED_CONTROLS"),
     "VM_EXIT_MSR_AREAS": ("VM_EXIT_MSR_STORE_COUNT", "VM_EXIT_MSR_LOAD_COUNT"),
     # 26.2.1.3
     "VM_ENTRY_CONTROLS": ("VM_ENTRY_CONTROLS",),

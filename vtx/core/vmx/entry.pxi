@@ -84,7 +84,10 @@ cdef int check_controls(Cpu* c, uint64_t d) noexcept nogil:
             not (proc2 & PROC2_ENABLE_EPT):
         return fail(c, CK_UNRESTRICTED_GUEST_NEEDS_EPT, R)
     # 26.2.1.2
-    if (d & CKM_VM_EXIT_CONTROLS) and not ctls_ok(exitc, VMX_CAP_TRUE_EXIT_CTLS):
+    # SDM 27.2.1.2: "save VMX-preemption timer value" needs "activate
+    # VMX-preemption timer".
+    if (d & CKM_VM_EXIT_CONTROLS) and (not ctls_ok(exitc, VMX_CAP_TRUE_EXIT_CTLS) or (
+            (exitc & EXIT_CTL_SAVE_VMX_PREEMPTION_TIMER) and not (pin & PIN_ACTIVATE_VMX_PREEMPTION_TIMER))):
         return fail(c, CK_VM_EXIT_CONTROLS, R)
     if (d & CKM_VM_EXIT_MSR_AREAS) and \
             (vr(c, VMCS_OFF_VM_EXIT_MSR_STORE_COUNT, 4) or vr(c, VMCS_OFF_VM_EXIT_MSR_LOAD_COUNT, 4)):
@@ -96,7 +99,8 @@ cdef int check_controls(Cpu* c, uint64_t d) noexcept nogil:
     if (d & CKM_VM_ENTRY_INTERRUPTION_INFO) and (info & 0x80000000ULL):
         # SDM Vol. 3C 27.2.1.3 (26.2.1.3 in older editions): type 1 is
         # reserved, and type 7 (other event) is reserved without the 1-setting
-        # of "monitor trap flag", which the model does not offer; NMI has
+        # of "monitor trap flag" in the capabilities, and vector 0 the only
+        # one for it (a pending MTF exit); NMI has
         # vector 2, hardware exceptions at most 31; bits 30:12 are reserved.
         itype = (info >> 8) & 7
         vec = info & 0xFF

@@ -30,14 +30,16 @@ cdef extern from *:
 
 cdef enum:
     # What event_ready found takeable, in the order of SDM Vol. 3A Table 6-2
-    # and Vol. 3C 26.7.5 / 26.7.6: an NMI-window exit comes before an NMI,
-    # an NMI before an interrupt-window exit, that before an external
-    # interrupt.
+    # and Vol. 3C 26.5.1, 26.5.2, 26.7.5, 26.7.6: an MTF exit comes first,
+    # then the VMX-preemption timer, an NMI-window exit, an NMI, an
+    # interrupt-window exit and last an external interrupt.
     EVR_NONE = 0
-    EVR_NMI_WINDOW = 1
-    EVR_NMI = 2
-    EVR_INTR_WINDOW = 3
-    EVR_INTR = 4
+    EVR_MTF = 1
+    EVR_TIMER = 2
+    EVR_NMI_WINDOW = 3
+    EVR_NMI = 4
+    EVR_INTR_WINDOW = 5
+    EVR_INTR = 6
 
     # SDM 28.2.2 / 27.6: bit 31 of an interruption-information field.
     INTR_INFO_VALID = 0x80000000
@@ -57,12 +59,39 @@ cdef inline int irr_highest(Cpu* c) noexcept nogil:
     return -1
 
 
+cdef inline int events_each_boundary(Cpu* c) noexcept nogil:
+    """Whether the loop must look at every instruction boundary: an event
+    is pending, a window-exiting control or the monitor trap flag is set,
+    the processor is halted, or the VM entry staged an exit or an MTF exit."""
+    return (c.nmi_pending or irr_any(c) or c.activity != 0 or c.vmx.x_pending or c.vmx.mtf_pending or
+            (c.vmx.non_root and (c.vmx.ctl.proc & (PROC_INTERRUPT_WINDOW_EXITING | PROC_NMI_WINDOW_EXITING |
+                                                    PROC_MONITOR_TRAP_FLAG))))
+
+
 cdef inline int events_wanted(Cpu* c) noexcept nogil:
-    """Whether the loop must look at instruction boundaries at all: an event
-    is pending, a window-exiting control is set, the processor is halted,
-    or the VM entry staged an exit."""
-    return (c.nmi_pending or irr_any(c) or c.activity != 0 or c.vmx.x_pending or
-            (c.vmx.non_root and (c.vmx.ctl.proc & (PROC_INTERRUPT_WINDOW_EXITING | PROC_NMI_WINDOW_EXITING))))
+    """Whether the loop must look at instruction boundaries at all: at
+    every one (events_each_boundary), or when the VMX-preemption timer
+    runs out."""
+    return events_each_boundary(c) or (c.vmx.non_root and c.vmx.pt_active)
+
+
+cdef inline uint64_t tsc_now(Cpu* c) noexcept nogil:
+    """The processor's TSC: one tick per retired instruction
+    (docs/architecture.rst, decision 11)."""
+    return c.tsc_base + c.icount
+
+
+cdef inline uint64_t events_next(Cpu* c) noexcept nogil:
+    """The icount at which the loop must look next: the next boundary, or
+    the one where the VMX-preemption timer runs out (its deadline is in TSC
+    ticks, which advance with icount), or never."""
+    cdef uint64_t t
+    if events_each_boundary(c):
+        return c.icount + 1
+    if c.vmx.non_root and c.vmx.pt_active:
+        t = tsc_now(c)
+        return c.icount + (c.vmx.pt_deadline - t if c.vmx.pt_deadline > t else 0)
+    return 0xFFFFFFFFFFFFFFFFULL
 
 
 cdef inline void events_arm(Cpu* c, uint64_t at) noexcept nogil:
@@ -96,6 +125,16 @@ cdef int event_ready(Cpu* c) noexcept nogil:
     if c.vmx.non_root:
         pin = c.vmx.ctl.pin
         proc = c.vmx.ctl.proc
+        # SDM 26.5.2: with the monitor trap flag, an MTF exit is pending
+        # after an instruction retires (each iteration of a REP string
+        # instruction, as the model counts them) or an event is delivered;
+        # VM entry may inject one (27.6.2).
+        if c.vmx.mtf_pending or ((proc & PROC_MONITOR_TRAP_FLAG) and
+                                 c.icount + c.events != c.vmx.mtf_mark):
+            return EVR_MTF
+        # SDM 26.5.1: the VMX-preemption timer counted down to 0.
+        if c.vmx.pt_active and tsc_now(c) >= c.vmx.pt_deadline:
+            return EVR_TIMER
     # SDM 26.7.6: an exit before any instruction when there is no
     # virtual-NMI blocking and no blocking by MOV SS.
     if (proc & PROC_NMI_WINDOW_EXITING) and not (ib & 0xA):
@@ -133,6 +172,12 @@ cdef int event_take(Cpu* c, int ev) noexcept nogil:
     a delivery to the guest."""
     cdef int vec
     cdef uint32_t pin = c.vmx.ctl.pin if c.vmx.non_root else 0
+    if ev == EVR_MTF:
+        c.vmx.mtf_pending = 0
+        c.vmx.mtf_mark = c.icount + c.events
+        return vmexit_event(c, EXIT_REASON_MONITOR_TRAP_FLAG, 0)
+    if ev == EVR_TIMER:
+        return vmexit_event(c, EXIT_REASON_VMX_PREEMPTION_TIMER_EXPIRED, 0)
     if ev == EVR_NMI_WINDOW:
         return vmexit_event(c, EXIT_REASON_NMI_WINDOW, 0)
     if ev == EVR_INTR_WINDOW:
@@ -183,6 +228,12 @@ cdef int event_boundary(Cpu* c) noexcept nogil:
         # (guest_slice arms again).  A halted processor that nothing can
         # wake says so, as it would without a budget.
         return RC_HALTED if (ev == EVR_NONE and c.activity != 0) else RC_BUDGET
+    if ev == EVR_NONE and c.activity == 1 and c.vmx.non_root and c.vmx.pt_active:
+        # Halted with only the VMX-preemption timer to wake it: the time
+        # passes while nothing executes, so the TSC moves on to the moment
+        # the timer reaches 0 (SDM 26.5.1: the timer counts in the HLT state).
+        c.tsc_base += c.vmx.pt_deadline - tsc_now(c)
+        ev = EVR_TIMER
     if ev != EVR_NONE:
         rc = event_take(c, ev)
         if rc == RC_OK and events_wanted(c):
@@ -193,8 +244,28 @@ cdef int event_boundary(Cpu* c) noexcept nogil:
     if c.activity != 0:
         return RC_HALTED
     if events_wanted(c):
-        events_arm(c, c.icount + 1)
+        events_arm(c, events_next(c))
     return RC_OK
+
+
+cdef inline int pt_rate() noexcept nogil:
+    """The VMX-preemption timer ticks when this bit of the TSC changes
+    (IA32_VMX_MISC bits 4:0, SDM A.6)."""
+    return <int>(VMX_CAP_MISC & 0x1F)
+
+
+cdef void events_save_timer(Cpu* c, int always) noexcept nogil:
+    """At a VM exit with "save VMX-preemption timer value" (SDM 28.3.4),
+    or (always = 1) when the model leaves non-root operation without an
+    exit (the budget, a halt), so that the next entry goes on counting from
+    where the guest stopped: the ticks left."""
+    cdef uint64_t t = tsc_now(c)
+    if not c.vmx.pt_active:
+        return
+    if not always and not (c.vmx.ctl.exit_ctl & EXIT_CTL_SAVE_VMX_PREEMPTION_TIMER):
+        return
+    vwt(c, VMCS_OFF_VMX_PREEMPTION_TIMER_VALUE, 4,
+        ((c.vmx.pt_deadline >> pt_rate()) - (t >> pt_rate())) if c.vmx.pt_deadline > t else 0)
 
 
 cdef int entry_events(Cpu* c) noexcept nogil:
@@ -213,15 +284,37 @@ cdef int entry_events(Cpu* c) noexcept nogil:
     A vectoring entry leaves no blocking by STI or MOV SS (27.7.1) and the
     processor active (27.7.2); an injected NMI sets blocking by NMI, or
     virtual-NMI blocking with "virtual NMIs" (27.6.1.2; delivered() in
-    core/exceptions.pxi).  Type 7 (other event: a pending MTF exit) is
-    refused by the entry checks, as the model offers no monitor trap flag.
+    core/exceptions.pxi).  Type 7 (other event, vector 0) is not
+    vectoring: it makes an MTF exit pending (27.6.2).  The MTF mark and the
+    VMX-preemption timer start here too.
 
     Returns RC_OK, or RC_UNSUPPORTED for an exception vectored through a
     task gate (task switches are not modeled): the entry is then undone."""
     cdef uint32_t info = <uint32_t>vr(c, VMCS_OFF_VM_ENTRY_INTERRUPTION_INFO, 4)
+    cdef uint64_t t
     cdef int rc
     c.vmx.x_pending = 0
+    c.vmx.mtf_pending = 0
+    # The MTF counts what happens from here: an injected event delivered
+    # makes an MTF exit pending before the first instruction (26.5.2).
+    c.vmx.mtf_mark = c.icount + c.events
+    # SDM 27.7.4: the VMX-preemption timer starts with the value in the
+    # VMCS; it counts down by one each time bit 5 of the TSC changes
+    # (IA32_VMX_MISC bits 4:0 = 5), so it reaches 0 at the V-th multiple
+    # of 32 from now, and at once when V = 0.
+    c.vmx.pt_active = (c.vmx.ctl.pin & PIN_ACTIVATE_VMX_PREEMPTION_TIMER) != 0
+    if c.vmx.pt_active:
+        t = tsc_now(c)
+        c.vmx.pt_deadline = t if vr(c, VMCS_OFF_VMX_PREEMPTION_TIMER_VALUE, 4) == 0 else \
+            ((t >> pt_rate()) + vr(c, VMCS_OFF_VMX_PREEMPTION_TIMER_VALUE, 4)) << pt_rate()
     if not (info & INTR_INFO_VALID):
+        return RC_OK
+    if ((info >> 8) & 7) == 7:
+        # Type 7, vector 0 (the entry checks allow nothing else): a pending
+        # MTF VM exit, even without the control (SDM 27.6.2).  Not
+        # vectoring: blocking and activity stay as loaded.
+        c.vmx.mtf_pending = 1
+        vwt(c, VMCS_OFF_VM_ENTRY_INTERRUPTION_INFO, 4, info & ~(<uint32_t>INTR_INFO_VALID))
         return RC_OK
     c.interruptibility &= ~(<uint32_t>3)
     c.activity = 0
