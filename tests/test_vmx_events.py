@@ -395,13 +395,14 @@ def test_external_interrupt_exiting(ack):
 
     @vm.on(R.EXTERNAL_INTERRUPT)
     def ext(vcpu, e):
+        assert isinstance(e, vtx.ExternalInterruptExit)
         seen.append((e.guest_rip, e.interruption_info, e.qualification, e.instruction_length,
-                     vcpu.pending_interrupts))
+                     vcpu.pending_interrupts, e.vector))
         vcpu.clear_interrupt()
         return vtx.RETRY
 
     r = vm.run()
-    assert seen == [(CODE, (VALID | 0x33) if ack else 0, 0, 0, () if ack else (0x33,))]
+    assert seen == [(CODE, (VALID | 0x33) if ack else 0, 0, 0, () if ack else (0x33,), 0x33 if ack else None)]
     assert r.exit.reason == R.HLT and r.exit.guest_rip == CODE + 1
 
 
@@ -858,3 +859,9 @@ def test_mtf_exit_comes_before_the_preemption_timer():
     vm.on(R.VMX_PREEMPTION_TIMER_EXPIRED)(lambda vcpu, e: order.append("timer") or vtx.STOP)
     vm.run()
     assert order == ["mtf", "timer"]
+
+
+def test_fabricated_external_interrupt_exit():
+    e = vtx.fabricate_exit(R.EXTERNAL_INTERRUPT, interruption_info=VALID | 0x41)
+    assert type(e) is vtx.ExternalInterruptExit and e.vector == 0x41 and "vector=0x41" in repr(e)
+    assert vtx.fabricate_exit(1).vector is None

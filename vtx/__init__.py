@@ -23,7 +23,7 @@ its VM exits in Python, and measure what they cost::
 """
 
 from ._core import (CpuidExit, CrAccessExit, EptMisconfigExit, EptViolationExit, ExceptionExit, Exit,
-                    HltExit, IoExit, MsrExit, RdtscExit, TripleFaultExit, VCpu, VmcallExit,
+                    ExternalInterruptExit, HltExit, IoExit, MsrExit, RdtscExit, TripleFaultExit, VCpu, VmcallExit,
                     VmxInstructionExit, fabricate_exit)
 from .asm import asm
 from .errors import (ArgumentError, AsmError, AssemblerNotFound, GuestMemoryError, HandlerReturnError,
@@ -38,7 +38,8 @@ __version__ = "0.1.0"
 __all__ = [
     "VM", "VCpu", "RunResult", "Action", "RESUME", "RETRY", "STOP",
     "Exit", "IoExit", "CpuidExit", "MsrExit", "HltExit", "VmcallExit", "RdtscExit", "ExceptionExit",
-    "TripleFaultExit", "EptViolationExit", "EptMisconfigExit", "CrAccessExit", "VmxInstructionExit",
+    "TripleFaultExit", "ExternalInterruptExit", "EptViolationExit", "EptMisconfigExit", "CrAccessExit",
+    "VmxInstructionExit",
     "ExitReason", "VmcsField", "VmInstructionError", "PinBased", "ProcBased", "ProcBased2",
     "ExitControls", "EntryControls", "Msr", "Segment", "DescriptorTable",
     "asm", "fabricate_exit",

@@ -348,6 +348,10 @@ cdef class TripleFaultExit(Exit):
     pass
 
 
+cdef class ExternalInterruptExit(Exit):
+    pass
+
+
 cdef class EptViolationExit(Exit):
     pass
 
