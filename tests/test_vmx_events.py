@@ -865,3 +865,33 @@ def test_fabricated_external_interrupt_exit():
     e = vtx.fabricate_exit(R.EXTERNAL_INTERRUPT, interruption_info=VALID | 0x41)
     assert type(e) is vtx.ExternalInterruptExit and e.vector == 0x41 and "vector=0x41" in repr(e)
     assert vtx.fabricate_exit(1).vector is None
+
+
+def test_exit_while_delivering_an_injected_nmi_saves_virtual_nmi_blocking():
+    """Virtual-NMI blocking is in effect when a VM exit interrupts the
+    delivery of the injected NMI, so the VMM must clear it to inject the
+    NMI again (the entry check on injecting an NMI)."""
+    vm = make_vm("hlt", "protected")
+    write_gate(vm, "protected", 2, present=False)
+    v = vm.vcpu
+    set_ctl(v, F.PIN_BASED_CONTROLS, PinBased.NMI_EXITING | PinBased.VIRTUAL_NMIS)
+    info = inject(v, 2, 2)
+    vm.on(R.EXCEPTION_OR_NMI)(lambda vcpu, e: vtx.STOP)
+    e = vm.run().exit
+    assert (e.interruption_info, e.interruption_error_code, e.idt_vectoring_info) == (VALID | 0xB00 | 11, 2 * 8 + 3, info)
+    assert v.vmread(F.GUEST_INTERRUPTIBILITY_STATE) == 8
+    v.vmwrite(F.VM_ENTRY_INTERRUPTION_INFO, e.idt_vectoring_info)
+    assert v.check_entry().check == "GUEST_INTERRUPTIBILITY_STATE"
+
+
+def test_mtf_exit_is_not_lost_at_the_budget():
+    vm = make_vm("nop\nnop\nhlt", "protected")
+    v = vm.vcpu
+    set_ctl(v, F.PRIMARY_PROC_BASED_CONTROLS, ProcBased.MONITOR_TRAP_FLAG)
+    seen = record(vm, R.MONITOR_TRAP_FLAG, vtx.STOP)
+    r = vm.run(max_instructions=1)
+    assert r.stop == "stop" and seen == [(CODE + 1, 0, 0, 0)]
+    v.vmwrite(F.PRIMARY_PROC_BASED_CONTROLS, v.vmread(F.PRIMARY_PROC_BASED_CONTROLS) & ~ProcBased.MONITOR_TRAP_FLAG)
+    v.vmwrite(F.VM_ENTRY_INTERRUPTION_INFO, VALID | (7 << 8))
+    vm.run(max_instructions=1)          # the injected MTF exit comes first, budget or not
+    assert seen[-1] == (CODE + 1, 0, 0, 0) and v.instructions == 1

@@ -317,6 +317,11 @@ cdef int handle_event(Cpu* c, int flags) noexcept nogil:
     cdef uint32_t cur_err = 0
     cdef int iret_nmi = c.exc_iret_nmi
     c.exc_iret_nmi = 0
+    if c.exc_type == 2:
+        # Blocking by NMI (virtual-NMI blocking with "virtual NMIs") starts
+        # with the delivery of the NMI: a VM exit during it saves the
+        # blocking in effect (SDM 28.3.4; Vol. 3A 6.7.1).
+        c.interruptibility |= 8
     while True:
         vec = c.exc_vector
         typ = c.exc_type

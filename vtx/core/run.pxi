@@ -358,8 +358,9 @@ cdef int guest_slice(Cpu* c, uint64_t limit) noexcept nogil:
     cdef uint64_t used = c.icount + c.events
     cdef int rc
     # [events] An exit staged by the VM entry (a fault while delivering the
-    # injected event) happens even with no budget left.
-    if used >= limit and not c.vmx.x_pending:
+    # injected event) or a pending MTF exit it injected happens even with
+    # no budget left.
+    if used >= limit and not c.vmx.x_pending and not c.vmx.mtf_pending:
         return RC_BUDGET
     c.icount_limit = c.icount + ((limit - used if limit - used <= SLICE else SLICE) if used < limit else 0)
     # [events] Anything to look at before the first instruction (a pending

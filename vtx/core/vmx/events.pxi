@@ -214,6 +214,9 @@ cdef int event_boundary(Cpu* c) noexcept nogil:
     processor is in the HLT state and nothing it can take is pending; or
     what delivering an event returned."""
     cdef int ev, rc
+    # (An MTF exit is taken even at the end of the budget: it belongs to
+    # the instruction or delivery just done, and a run that stopped before
+    # it would lose it.)
     c.ev_armed = 0
     c.icount_limit = c.ev_limit
     if c.vmx.x_pending:
@@ -223,7 +226,7 @@ cdef int event_boundary(Cpu* c) noexcept nogil:
         return RC_VMEXIT
     flags_sync(c)                   # delivery pushes RFLAGS, and IF is read
     ev = event_ready(c)
-    if c.icount >= c.icount_limit:
+    if c.icount >= c.icount_limit and ev != EVR_MTF:
         # The budget or slice ends here; the event waits for the next one
         # (guest_slice arms again).  A halted processor that nothing can
         # wake says so, as it would without a budget.
