@@ -357,7 +357,6 @@ cdef int check_guest(Cpu* c, uint64_t d) noexcept nogil:
     # no STI or MOV-SS blocking when injecting an external interrupt, no
     # MOV-SS blocking when injecting an NMI, and with "virtual NMIs" no
     # virtual-NMI blocking (bit 3) when injecting an NMI.
-    itype = (info >> 8) & 7
     if (d & CKM_GUEST_INTERRUPTIBILITY_STATE) and \
             ((intr & 0xFFFFFFE0ULL) or ((intr & 3) == 3) or ((intr & 1) and not (rflags & F_IF)) or
              (intr & 4) or
