@@ -895,3 +895,40 @@ def test_mtf_exit_is_not_lost_at_the_budget():
     v.vmwrite(F.VM_ENTRY_INTERRUPTION_INFO, VALID | (7 << 8))
     vm.run(max_instructions=1)          # the injected MTF exit comes first, budget or not
     assert seen[-1] == (CODE + 1, 0, 0, 0) and v.instructions == 1
+
+
+def test_interrupt_taken_right_after_the_iret_that_sets_if():
+    vm = make_vm("""
+        pushfd
+        or dword ptr [esp], 0x200       # IF in the popped flags
+        push cs
+        push offset 1f
+        iretd
+    1:  nop
+        hlt
+    """, "protected")
+    v = vm.vcpu
+    v.raise_interrupt(0x30)
+    r = vm.run()
+    label = CODE + len(vtx.asm("pushfd\nor dword ptr [esp], 0x200\npush cs\npush 0x1000\niretd", bits=32))
+    assert handler_of(r.exit.guest_rip) == 0x30 and frame(vm, "protected", 3) == [label, 0x08, 0x202]
+
+
+def test_nmi_unblocked_by_a_faulting_iret_is_taken_before_the_fault_handler():
+    """IRET ends blocking by NMI even when it faults (SDM Vol. 3A 6.7.1):
+    the held NMI comes at the boundary after the #GP's delivery."""
+    vm = make_vm("""
+        pushfd
+        push 0x30                       # not a code segment: #GP
+        push 0
+        iretd
+    """, "protected")
+    v = vm.vcpu
+    set_ctl(v, F.EXCEPTION_BITMAP, clear_bits=1 << 13)
+    v.vmwrite(F.GUEST_INTERRUPTIBILITY_STATE, 8)
+    v.raise_nmi()
+    r = vm.run()
+    assert handler_of(r.exit.guest_rip) == 2
+    # On the stack: the NMI's frame (returning to the #GP handler's first
+    # instruction), then the #GP's error code and frame (the IRETD).
+    assert frame(vm, "protected", 5) == [HANDLERS + 16 * 13, 0x08, 0x2, 0x30, CODE + 1 + 2 + 2]

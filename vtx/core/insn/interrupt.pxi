@@ -58,11 +58,16 @@ cdef int h_iret(Cpu* c, Insn* d) noexcept nogil:
     (SDM 28.2.1, 28.2.2)."""
     cdef int unblocked = 0
     cdef int rc
+    cdef uint64_t flags_before = c.rflags
     if (c.interruptibility & 8) and not (c.vmx.non_root and (c.vmx.ctl.pin & PIN_NMI_EXITING)
                                          and not (c.vmx.ctl.pin & PIN_VIRTUAL_NMIS)):
         c.interruptibility &= ~(<uint32_t>8)
         unblocked = 1
     rc = iret(c, d)
+    if unblocked or (rc == RC_OK and (c.rflags & F_IF) and not (flags_before & F_IF)):
+        # [events] A held NMI or a masked interrupt may be taken now (the
+        # NMI even if IRET faulted: it unblocked NMIs all the same).
+        events_unmasked(c)
     if unblocked and c.vmx.non_root:
         if rc == RC_EXCEPTION:
             c.exc_iret_nmi = 1

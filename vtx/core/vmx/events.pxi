@@ -15,10 +15,12 @@
 # them.  The run loop looks at boundaries only while there is something to
 # look at: events_arm lowers icount_limit, so the loop's one test of the
 # budget (c.icount >= c.icount_limit) also leads here, and with nothing
-# pending the hot path pays nothing.  While an event is pending but blocked
-# the loop looks again after every instruction (a block then runs only one
-# instruction); that is the price of taking it at the exact boundary where
-# STI's shadow ends, IF becomes 1 or an IRET unblocks NMIs.
+# pending the hot path pays nothing.  An interrupt masked by IF = 0 or an
+# NMI held by blocking by NMI costs nothing either: STI, POPF and IRET,
+# the only instructions that end those, arm the check (events_unmasked).
+# Only while a boundary alone can change the outcome (an STI or MOV SS
+# shadow, a window-exiting control, the monitor trap flag) does the loop
+# look after every instruction (a block then runs only one instruction).
 #
 # Everything here works from the processor's own state and, in VMX non-root
 # operation only, from the controls the entry copied (c.vmx.ctl): outside
@@ -61,11 +63,27 @@ cdef inline int irr_highest(Cpu* c) noexcept nogil:
 
 cdef inline int events_each_boundary(Cpu* c) noexcept nogil:
     """Whether the loop must look at every instruction boundary: an event
-    is pending, a window-exiting control or the monitor trap flag is set,
-    the processor is halted, or the VM entry staged an exit or an MTF exit."""
-    return (c.nmi_pending or irr_any(c) or c.activity != 0 or c.vmx.x_pending or c.vmx.mtf_pending or
-            (c.vmx.non_root and (c.vmx.ctl.proc & (PROC_INTERRUPT_WINDOW_EXITING | PROC_NMI_WINDOW_EXITING |
-                                                    PROC_MONITOR_TRAP_FLAG))))
+    is pending that an instruction boundary alone may unblock, a
+    window-exiting control or the monitor trap flag is set, the processor
+    is halted, or the VM entry staged an exit or an MTF exit.
+
+    An external interrupt masked by RFLAGS.IF = 0 (without STI or MOV SS
+    shadow, without "external-interrupt exiting") and an NMI held by
+    blocking by NMI wait for an instruction to change that: only STI, POPF
+    and IRET set IF, only IRET ends blocking by NMI, and those call
+    events_unmasked, so the guest runs at full speed meanwhile."""
+    cdef uint32_t pin = 0
+    cdef uint32_t proc = 0
+    if c.vmx.non_root:
+        pin = c.vmx.ctl.pin
+        proc = c.vmx.ctl.proc
+    if c.activity != 0 or c.vmx.x_pending or c.vmx.mtf_pending or \
+            (proc & (PROC_INTERRUPT_WINDOW_EXITING | PROC_NMI_WINDOW_EXITING | PROC_MONITOR_TRAP_FLAG)):
+        return 1
+    if c.nmi_pending and not ((c.interruptibility & 8) and not (pin & PIN_VIRTUAL_NMIS)):
+        return 1
+    return irr_any(c) and ((c.rflags & F_IF) or (pin & PIN_EXTERNAL_INTERRUPT_EXITING) or
+                           (c.interruptibility & 3))
 
 
 cdef inline int events_wanted(Cpu* c) noexcept nogil:
@@ -102,6 +120,13 @@ cdef inline void events_arm(Cpu* c, uint64_t at) noexcept nogil:
         c.ev_limit = c.icount_limit
     if at < c.icount_limit:
         c.icount_limit = at
+
+
+cdef inline void events_unmasked(Cpu* c) noexcept nogil:
+    """STI, POPF or IRET set RFLAGS.IF, or IRET ended blocking by NMI:
+    look at the boundary after the instruction if an event waits."""
+    if c.nmi_pending or irr_any(c):
+        events_arm(c, c.icount + 1)
 
 
 cdef int event_ready(Cpu* c) noexcept nogil:
