@@ -391,16 +391,21 @@ def bit_is_default1(group, name):
 
 
 def test_model_controls():
-    assert caps.PINBASED_CTLS >> 32 == 0x16 | S.PinBased.EXTERNAL_INTERRUPT_EXITING | S.PinBased.NMI_EXITING
+    assert caps.PINBASED_CTLS >> 32 == (0x16 | S.PinBased.EXTERNAL_INTERRUPT_EXITING | S.PinBased.NMI_EXITING
+                                        | S.PinBased.VIRTUAL_NMIS | S.PinBased.ACTIVATE_VMX_PREEMPTION_TIMER)
     assert caps.PROCBASED_CTLS2 == (S.ProcBased2.ENABLE_EPT | S.ProcBased2.DESCRIPTOR_TABLE_EXITING
                                     | S.ProcBased2.ENABLE_RDTSCP | S.ProcBased2.ENABLE_VPID
                                     | S.ProcBased2.WBINVD_EXITING | S.ProcBased2.UNRESTRICTED_GUEST
-                                    | S.ProcBased2.PAUSE_LOOP_EXITING | S.ProcBased2.ENABLE_INVPCID) << 32
+                                    | S.ProcBased2.PAUSE_LOOP_EXITING | S.ProcBased2.ENABLE_INVPCID
+                                    | S.ProcBased2.RDRAND_EXITING | S.ProcBased2.RDSEED_EXITING) << 32
     for name in ("MWAIT_EXITING", "RDPMC_EXITING", "MOV_DR_EXITING", "MONITOR_EXITING", "PAUSE_EXITING"):
         assert (caps.PROCBASED_CTLS >> 32) & S.ProcBased[name]
     true_lo = caps.TRUE_PROCBASED_CTLS & 0xFFFFFFFF
     assert not true_lo & (S.ProcBased.CR3_LOAD_EXITING | S.ProcBased.CR3_STORE_EXITING)
-    assert not (caps.PROCBASED_CTLS >> 32) & S.ProcBased.INTERRUPT_WINDOW_EXITING
+    assert (caps.PROCBASED_CTLS >> 32) & S.ProcBased.INTERRUPT_WINDOW_EXITING
+    assert (caps.PROCBASED_CTLS >> 32) & S.ProcBased.NMI_WINDOW_EXITING
+    assert (caps.PROCBASED_CTLS >> 32) & S.ProcBased.MONITOR_TRAP_FLAG
+    assert not (caps.PROCBASED_CTLS >> 32) & S.ProcBased.USE_TPR_SHADOW
     assert (caps.ENTRY_CTLS >> 32) & S.EntryControls.IA32E_MODE_GUEST
     assert not (caps.ENTRY_CTLS >> 32) & S.EntryControls.ENTRY_TO_SMM
 

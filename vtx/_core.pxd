@@ -142,6 +142,17 @@ ctypedef struct VmxState:
     int ple_valid
     uint64_t ple_last
     uint64_t ple_first
+    # A VM exit staged by VM entry itself (a fault while delivering the
+    # injected event, SDM 27.6.1.2): the run loop performs it at the first
+    # instruction boundary, before anything else (core/vmx/events.pxi).
+    int x_pending
+
+    # The monitor trap flag and the VMX-preemption timer (core/vmx/events.pxi).
+    int mtf_pending       # VM entry injected a pending MTF VM exit (type 7, vector 0)
+    uint64_t mtf_mark     # icount + events when the MTF was last armed: a change is an
+                          # instruction retired or an event delivered since
+    int pt_active         # "activate VMX-preemption timer" in the running guest
+    uint64_t pt_deadline  # the TSC value at which the timer reaches 0
 
     # failed VM entry: which check (index into the Python check table)
     int entry_check
@@ -177,9 +188,22 @@ ctypedef struct Cpu:
     uint64_t pdpte[4]
     uint64_t tsc_base     # TSC = tsc_base + instructions retired
     uint32_t activity     # 0 active, 1 HLT, 2 shutdown
-    uint32_t interruptibility   # SDM 24.4.2: bit 0 STI, bit 1 MOV SS blocking
     int monitor_armed     # MONITOR armed address-range monitoring (MWAIT's exit qualification)
     uint64_t monitor_addr # its linear address
+    uint32_t interruptibility   # SDM 25.4.2: bit 0 STI, bit 1 MOV SS, bit 3 NMI blocking
+                                # (virtual-NMI blocking with "virtual NMIs")
+
+    # --- external events (core/vmx/events.pxi) -------------------------------
+    # What the platform has raised and the processor has not yet taken: the
+    # INTR line as an interrupt controller's request register (one bit per
+    # vector, the highest taken first) and a latched NMI.  While something
+    # is pending, or a window-exiting control asks for a look, the run loop
+    # checks at instruction boundaries: ev_armed says icount_limit was
+    # lowered for that, and ev_limit holds the limit it replaced.
+    uint64_t irr[4]
+    uint32_t nmi_pending
+    uint32_t ev_armed
+    uint64_t ev_limit
 
     # --- derived mode (recomputed by update_mode) -----------------------
     int cpl
@@ -211,6 +235,7 @@ ctypedef struct Cpu:
     int exc_type          # event type: 3 hardware exception, 4 software interrupt, 6 software exception
     uint32_t exc_len      # instruction length of a software event
     uint64_t exc_cr2
+    int exc_iret_nmi      # the exception is a fault on an IRET that unblocked NMIs (SDM 28.2.2 bit 12)
 
     # unbacked guest-physical access without EPT (RC_BAD_PHYS)
     uint64_t bad_addr
@@ -357,6 +382,10 @@ cdef class ExceptionExit(Exit):
 
 
 cdef class TripleFaultExit(Exit):
+    pass
+
+
+cdef class ExternalInterruptExit(Exit):
     pass
 
 

@@ -30,6 +30,7 @@ include "core/insn/interrupt.pxi"
 include "core/insn/fast.pxi"
 include "core/vmx/vmcs.pxi"
 include "core/exceptions.pxi"
+include "core/vmx/events.pxi"
 include "core/vmx/entry.pxi"
 include "core/vmx/exit.pxi"
 include "core/vmx/insn.pxi"
@@ -507,6 +508,60 @@ cdef class VCpuBase:
         _note_raw_views(self.c, self.machine.priv_mem)
         self.c.vmx.ck_dirty = d
 
+    # --- external events (core/vmx/events.pxi; docs/architecture.rst,
+    # "Events and injection") ---------------------------------------------
+
+    def raise_interrupt(self, vector):
+        """Raise an external interrupt with ``vector`` (0-255), as an
+        interrupt controller asserting INTR would.  It stays pending until
+        the processor takes it at an instruction boundary: in VMX non-root
+        operation with "external-interrupt exiting" a VM exit (reason 1,
+        EXTERNAL_INTERRUPT; with "acknowledge interrupt on exit" the exit
+        takes the vector and reports it in the interruption information,
+        otherwise it stays pending), else delivery through the guest's IVT
+        or IDT once RFLAGS.IF = 1 and no STI or MOV SS blocking is in effect.
+        Several vectors may be pending; the highest is taken first.  A
+        halted guest that can take it wakes up."""
+        if isinstance(vector, bool) or not isinstance(vector, int) or not 0 <= vector <= 255:
+            raise ArgumentError(f"an interrupt vector is an int in [0, 255], not {vector!r}")
+        if self.c.in_guest:
+            raise VmStateError("raise_interrupt: the guest is running (run() is active in another thread)")
+        self.c.irr[vector >> 6] |= 1ULL << (vector & 63)
+
+    def raise_nmi(self):
+        """Raise a non-maskable interrupt.  It stays pending (one at most,
+        as on the processor) until it can be taken: a VM exit (reason 0,
+        interruption type 2, vector 2) with "NMI exiting", else delivery
+        through vector 2 of the guest's IDT when there is no blocking by NMI
+        (an NMI handler runs until its IRET) or by MOV SS."""
+        if self.c.in_guest:
+            raise VmStateError("raise_nmi: the guest is running (run() is active in another thread)")
+        self.c.nmi_pending = 1
+
+    def clear_interrupt(self, vector=None):
+        """Withdraw a pending external interrupt (``vector``), or every one
+        (None), as an interrupt controller would lower a level-triggered
+        request."""
+        if self.c.in_guest:
+            raise VmStateError("clear_interrupt: the guest is running (run() is active in another thread)")
+        if vector is None:
+            memset(self.c.irr, 0, sizeof(self.c.irr))
+            return
+        if isinstance(vector, bool) or not isinstance(vector, int) or not 0 <= vector <= 255:
+            raise ArgumentError(f"an interrupt vector is an int in [0, 255], not {vector!r}")
+        self.c.irr[vector >> 6] &= ~(1ULL << (vector & 63))
+
+    @property
+    def pending_interrupts(self):
+        """The external interrupt vectors raised and not yet taken, in
+        ascending order."""
+        return tuple(v for v in range(256) if (self.c.irr[v >> 6] >> (v & 63)) & 1)
+
+    @property
+    def nmi_pending(self):
+        """Whether an NMI is raised and not yet taken."""
+        return self.c.nmi_pending != 0
+
     @property
     def blocks_built(self):
         """Translated blocks decoded since the vCPU was made (the engine's
@@ -732,9 +787,6 @@ cdef object _entry_error(Cpu* c, int rc):
 
 
 cdef str _unsupported_message(Cpu* c):
-    if c.vmx.entry_check == -1000:
-        return ("VM entry with event injection (VM-entry interruption information valid) "
-                "is not modeled yet; it arrives with interrupt virtualization")
     if c.vmx.entry_check == -1001:
         return f"the guest needs a task gate at rip {c.rip:#x}; task switches are not modeled yet"
     return f"the guest executed a VMX instruction at rip {c.rip:#x} in root operation; not modeled yet"

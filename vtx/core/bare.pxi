@@ -18,12 +18,20 @@ cdef int bare_slice(Cpu* c, uint64_t limit) noexcept nogil:
     the end of a slice.  Nothing is saved or left: the processor stays in
     whatever operation it is (root or non-root) for the next slice."""
     cdef uint64_t used = c.icount + c.events
-    if c.activity != 0:
-        return RC_SHUTDOWN if c.activity == 2 else RC_HALTED
-    if used >= limit:
+    cdef int rc
+    if c.activity == 2:
+        return RC_SHUTDOWN
+    # As guest_slice: a staged exit or pending MTF happens even at the budget.
+    if used >= limit and not c.vmx.x_pending and not c.vmx.mtf_pending:
         return RC_BUDGET
-    c.icount_limit = c.icount + (limit - used if limit - used <= SLICE else SLICE)
-    return run_loop(c)
+    c.icount_limit = c.icount + ((limit - used if limit - used <= SLICE else SLICE) if used < limit else 0)
+    # The HLT state, a pending event or an open window: the event check
+    # decides at the first boundary (core/vmx/events.pxi).
+    if events_wanted(c):
+        events_arm(c, c.icount)
+    rc = run_loop(c)
+    c.ev_armed = 0
+    return rc
 
 
 cdef object _vmfail(str insn, int st):

@@ -202,6 +202,24 @@ cdef class ExceptionExit(Exit):
         return s
 
 
+cdef class ExternalInterruptExit(Exit):
+    """An external interrupt with "external-interrupt exiting" (exit reason
+    1, SDM Vol. 3C 26.2).  With "acknowledge interrupt on exit" the exit
+    took the interrupt and ``vector`` is its vector (interruption
+    information valid, type 0, SDM 28.2.2); without it ``vector`` is None
+    and the interrupt is still pending (``vcpu.pending_interrupts``)."""
+
+    @property
+    def vector(self):
+        if self.interruption_info & 0x80000000:
+            return <int>(self.interruption_info & 0xFF)
+        return None
+
+    def _fields(self):
+        v = self.vector
+        return "not acknowledged" if v is None else f"vector={v:#x}"
+
+
 cdef class TripleFaultExit(Exit):
     """A triple fault (exit reason 2): the guest would have shut down."""
 
@@ -377,6 +395,7 @@ cdef class VmxInstructionExit(Exit):
 
 cdef object EXIT_CLASSES = [Exit] * 128
 EXIT_CLASSES[EXIT_REASON_EXCEPTION_OR_NMI] = ExceptionExit
+EXIT_CLASSES[EXIT_REASON_EXTERNAL_INTERRUPT] = ExternalInterruptExit
 EXIT_CLASSES[EXIT_REASON_TRIPLE_FAULT] = TripleFaultExit
 EXIT_CLASSES[EXIT_REASON_CPUID] = CpuidExit
 EXIT_CLASSES[EXIT_REASON_HLT] = HltExit

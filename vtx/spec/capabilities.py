@@ -56,8 +56,10 @@ VMCS_MEMORY_TYPE_WB = 6
 
 #: The optional controls the model implements, by group prefix (besides the default1 bits).
 SUPPORTED_CONTROLS = {
-    "PIN": ("EXTERNAL_INTERRUPT_EXITING", "NMI_EXITING"),
+    "PIN": ("EXTERNAL_INTERRUPT_EXITING", "NMI_EXITING", "VIRTUAL_NMIS", "ACTIVATE_VMX_PREEMPTION_TIMER"),
     "PROC": (
+        "INTERRUPT_WINDOW_EXITING",
+        "NMI_WINDOW_EXITING",
         "USE_TSC_OFFSETTING",
         "HLT_EXITING",
         "INVLPG_EXITING",
@@ -70,6 +72,7 @@ SUPPORTED_CONTROLS = {
         "USE_MSR_BITMAPS",
         "MONITOR_EXITING",
         "PAUSE_EXITING",
+        "MONITOR_TRAP_FLAG",
         "ACTIVATE_SECONDARY_CONTROLS",
     ),
     "PROC2": (
@@ -80,7 +83,9 @@ SUPPORTED_CONTROLS = {
         "WBINVD_EXITING",
         "UNRESTRICTED_GUEST",
         "PAUSE_LOOP_EXITING",
+        "RDRAND_EXITING",
         "ENABLE_INVPCID",
+        "RDSEED_EXITING",
     ),
     "EXIT_CTL": (
         "HOST_ADDRESS_SPACE_SIZE",
@@ -89,6 +94,7 @@ SUPPORTED_CONTROLS = {
         "LOAD_IA32_PAT",
         "SAVE_IA32_EFER",
         "LOAD_IA32_EFER",
+        "SAVE_VMX_PREEMPTION_TIMER",
     ),
     "ENTRY_CTL": ("IA32E_MODE_GUEST", "LOAD_IA32_PAT", "LOAD_IA32_EFER"),
 }

@@ -29,7 +29,7 @@ ENTRY_CHECKS = [
     ("MSR_BITMAP_ADDRESS", CONTROL, "26.2.1.1",
      "with 'use MSR bitmaps', the MSR-bitmap address is 4-KByte aligned and within the physical-address width"),
     ("VIRTUAL_NMIS", CONTROL, "26.2.1.1",
-     "'virtual NMIs' is 0 unless 'NMI exiting' is 1"),
+     "'virtual NMIs' is 0 unless 'NMI exiting' is 1, and 'NMI-window exiting' is 0 unless 'virtual NMIs' is 1"),
     ("EPT_POINTER", CONTROL, "26.2.1.1",
      "with 'enable EPT', the EPT pointer has a supported memory type, a page-walk length of 4, "
      "no unsupported accessed/dirty flag and no reserved bits set"),
@@ -39,7 +39,8 @@ ENTRY_CHECKS = [
      "'unrestricted guest' is 0 unless 'enable EPT' is 1"),
     # 26.2.1.2 VM-exit control fields
     ("VM_EXIT_CONTROLS", CONTROL, "26.2.1.2",
-     "VM-exit controls respect IA32_VMX_TRUE_EXIT_CTLS"),
+     "VM-exit controls respect IA32_VMX_TRUE_EXIT_CTLS, and 'save VMX-preemption timer value' is 0 unless "
+     "'activate VMX-preemption timer' is 1"),
     ("VM_EXIT_MSR_AREAS", CONTROL, "26.2.1.2",
      "VM-exit MSR-store and MSR-load counts are 0 (the model has no MSR areas yet)"),
     # 26.2.1.3 VM-entry control fields
@@ -124,11 +125,13 @@ ENTRY_CHECKS = [
     # 26.3.1.5 non-register state
     ("GUEST_ACTIVITY_STATE", GUEST, "26.3.1.5",
      "the activity state is active or HLT (the states the model supports), not HLT with SS.DPL != 0, "
-     "and active while blocking by STI or MOV SS is set"),
+     "and active while blocking by STI or MOV SS is set; in the HLT state only an external interrupt, an NMI, "
+     "#DB, #MC or a pending MTF exit may be injected"),
     ("GUEST_INTERRUPTIBILITY_STATE", GUEST, "26.3.1.5",
      "interruptibility-state reserved bits 31:5 are 0; blocking by STI and by MOV SS are not both set; "
      "blocking by STI is 0 when RFLAGS.IF is 0; no blocking by SMI outside SMM; no STI/MOV SS blocking "
-     "when injecting an external interrupt, no MOV SS blocking when injecting an NMI"),
+     "when injecting an external interrupt, no MOV SS blocking when injecting an NMI, and no "
+     "(virtual-)NMI blocking when injecting an NMI with 'virtual NMIs'"),
     ("GUEST_PENDING_DEBUG_EXCEPTIONS", GUEST, "26.3.1.5",
      "pending debug exceptions: reserved bits are 0"),
     ("GUEST_VMCS_LINK_POINTER", GUEST, "26.3.1.5",
@@ -183,12 +186,12 @@ INPUTS = {
     "CR3_TARGET_COUNT": ("CR3_TARGET_COUNT",),
     "IO_BITMAP_ADDRESSES": ("PRIMARY_PROC_BASED_CONTROLS", "IO_BITMAP_A", "IO_BITMAP_B"),
     "MSR_BITMAP_ADDRESS": ("PRIMARY_PROC_BASED_CONTROLS", "MSR_BITMAP"),
-    "VIRTUAL_NMIS": ("PIN_BASED_CONTROLS",),
+    "VIRTUAL_NMIS": ("PIN_BASED_CONTROLS", "PRIMARY_PROC_BASED_CONTROLS"),
     "EPT_POINTER": _EPT + ("EPT_POINTER",),
     "VPID_NONZERO": _EPT + ("VIRTUAL_PROCESSOR_ID",),
     "UNRESTRICTED_GUEST_NEEDS_EPT": _UG,
     # 26.2.1.2
-    "VM_EXIT_CONTROLS": ("VM_EXIT_CONTROLS",),
+    "VM_EXIT_CONTROLS": ("VM_EXIT_CONTROLS", "PIN_BASED_CONTROLS"),
     "VM_EXIT_MSR_AREAS": ("VM_EXIT_MSR_STORE_COUNT", "VM_EXIT_MSR_LOAD_COUNT"),
     # 26.2.1.3
     "VM_ENTRY_CONTROLS": ("VM_ENTRY_CONTROLS",),
@@ -233,10 +236,10 @@ INPUTS = {
     "GUEST_RFLAGS": _ENTRY + (("GUEST_RFLAGS", RFLAGS_RESERVED | (1 << 1) | RFLAGS_VM | RFLAGS_IF),
                               ("GUEST_CR0", CR0_PE), "VM_ENTRY_INTERRUPTION_INFO"),
     # 26.3.1.5
-    "GUEST_ACTIVITY_STATE": ("GUEST_ACTIVITY_STATE", "GUEST_INTERRUPTIBILITY_STATE")
+    "GUEST_ACTIVITY_STATE": ("GUEST_ACTIVITY_STATE", "GUEST_INTERRUPTIBILITY_STATE", "VM_ENTRY_INTERRUPTION_INFO")
     + _seg("SS", "ACCESS_RIGHTS"),
     "GUEST_INTERRUPTIBILITY_STATE": ("GUEST_INTERRUPTIBILITY_STATE", ("GUEST_RFLAGS", RFLAGS_IF),
-                                     "VM_ENTRY_INTERRUPTION_INFO"),
+                                     "VM_ENTRY_INTERRUPTION_INFO", "PIN_BASED_CONTROLS"),
     "GUEST_PENDING_DEBUG_EXCEPTIONS": ("GUEST_PENDING_DEBUG_EXCEPTIONS",),
     "GUEST_VMCS_LINK_POINTER": ("VMCS_LINK_POINTER",),
     # 26.3.1.6: also the guest's memory (the PDPTEs that CR3 points to without

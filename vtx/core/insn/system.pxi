@@ -60,6 +60,7 @@ cdef int h_sti(Cpu* c, Insn* d) noexcept nogil:
     if not (c.rflags & F_IF):
         # Blocking by STI for one instruction (SDM Vol. 3 24.4.2).
         c.interruptibility |= 1
+        events_unmasked(c)      # [events] a masked interrupt may be taken soon
     c.rflags |= F_IF
     return RC_OK
 
@@ -69,6 +70,15 @@ cdef int h_hlt(Cpu* c, Insn* d) noexcept nogil:
         return raise_gp0(c)
     if c.vmx.non_root and (c.vmx.ctl.proc & PROC_HLT_EXITING):
         return insn_exit(c, d, EXIT_REASON_HLT, 0)
+    # HLT retires here (the loop does not retire an instruction that
+    # returns anything but RC_OK), and blocking by STI or MOV SS ends with it
+    # (the STI; HLT idiom): a halted processor saved with that blocking would
+    # fail the activity-state check of VM entry (SDM Vol. 3C 27.3.1.5).  The
+    # HLT state then lasts until an event the processor can take
+    # (core/vmx/events.pxi), which returns past the HLT.
+    c.rip = c.next_rip
+    c.icount += 1
+    c.interruptibility &= ~(<uint32_t>3)
     c.activity = 1
     return RC_HALTED
 

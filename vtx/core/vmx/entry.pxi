@@ -62,7 +62,10 @@ cdef int check_controls(Cpu* c, uint64_t d) noexcept nogil:
         a = vr(c, VMCS_OFF_MSR_BITMAP, 8)
         if (a & 0xFFF) or not phys_ok(a):
             return fail(c, CK_MSR_BITMAP_ADDRESS, R)
-    if (d & CKM_VIRTUAL_NMIS) and (pin & PIN_VIRTUAL_NMIS) and not (pin & PIN_NMI_EXITING):
+    # SDM 27.2.1.1: "virtual NMIs" needs "NMI exiting", and "NMI-window
+    # exiting" needs "virtual NMIs".
+    if (d & CKM_VIRTUAL_NMIS) and (((pin & PIN_VIRTUAL_NMIS) and not (pin & PIN_NMI_EXITING)) or
+                                   ((proc & PROC_NMI_WINDOW_EXITING) and not (pin & PIN_VIRTUAL_NMIS))):
         return fail(c, CK_VIRTUAL_NMIS, R)
     if (d & CKM_EPT_POINTER) and (proc2 & PROC2_ENABLE_EPT):
         eptp = vr(c, VMCS_OFF_EPT_POINTER, 8)
@@ -81,7 +84,10 @@ cdef int check_controls(Cpu* c, uint64_t d) noexcept nogil:
             not (proc2 & PROC2_ENABLE_EPT):
         return fail(c, CK_UNRESTRICTED_GUEST_NEEDS_EPT, R)
     # 26.2.1.2
-    if (d & CKM_VM_EXIT_CONTROLS) and not ctls_ok(exitc, VMX_CAP_TRUE_EXIT_CTLS):
+    # SDM 27.2.1.2: "save VMX-preemption timer value" needs "activate
+    # VMX-preemption timer".
+    if (d & CKM_VM_EXIT_CONTROLS) and (not ctls_ok(exitc, VMX_CAP_TRUE_EXIT_CTLS) or (
+            (exitc & EXIT_CTL_SAVE_VMX_PREEMPTION_TIMER) and not (pin & PIN_ACTIVATE_VMX_PREEMPTION_TIMER))):
         return fail(c, CK_VM_EXIT_CONTROLS, R)
     if (d & CKM_VM_EXIT_MSR_AREAS) and \
             (vr(c, VMCS_OFF_VM_EXIT_MSR_STORE_COUNT, 4) or vr(c, VMCS_OFF_VM_EXIT_MSR_LOAD_COUNT, 4)):
@@ -93,7 +99,8 @@ cdef int check_controls(Cpu* c, uint64_t d) noexcept nogil:
     if (d & CKM_VM_ENTRY_INTERRUPTION_INFO) and (info & 0x80000000ULL):
         # SDM Vol. 3C 27.2.1.3 (26.2.1.3 in older editions): type 1 is
         # reserved, and type 7 (other event) is reserved without the 1-setting
-        # of "monitor trap flag", which the model does not offer; NMI has
+        # of "monitor trap flag" in the capabilities, and vector 0 the only
+        # one for it (a pending MTF exit); NMI has
         # vector 2, hardware exceptions at most 31; bits 30:12 are reserved.
         itype = (info >> 8) & 7
         vec = info & 0xFF
@@ -349,19 +356,27 @@ cdef int check_guest(Cpu* c, uint64_t d) noexcept nogil:
     # interruptibility state blocks by STI or MOV SS.
     act = <uint32_t>vr(c, VMCS_OFF_GUEST_ACTIVITY_STATE, 4)
     intr = <uint32_t>vr(c, VMCS_OFF_GUEST_INTERRUPTIBILITY_STATE, 4)
+    # In the HLT state the only events VM entry may inject are external
+    # interrupts, NMIs, #DB and #MC and a pending MTF exit (SDM 27.3.1.5).
+    itype = (info >> 8) & 7
     if (d & CKM_GUEST_ACTIVITY_STATE) and \
-            (act > 1 or (act == 1 and ((ss_ar >> 5) & 3) != 0) or (act != 0 and (intr & 3))):
+            (act > 1 or (act == 1 and ((ss_ar >> 5) & 3) != 0) or (act != 0 and (intr & 3)) or
+             (act == 1 and (info & 0x80000000ULL) and not (
+                 itype == 0 or itype == 2 or (itype == 3 and ((info & 0xFF) == 1 or (info & 0xFF) == 18)) or
+                 (itype == 7 and (info & 0xFF) == 0)))):
         return fail(c, CK_GUEST_ACTIVITY_STATE, R)
     # Interruptibility state: bits 31:5 reserved; STI and MOV-SS blocking not
     # both; no STI blocking with IF = 0; no SMI blocking (bit 2) outside SMM;
     # no STI or MOV-SS blocking when injecting an external interrupt, no
-    # MOV-SS blocking when injecting an NMI.
-    itype = (info >> 8) & 7
+    # MOV-SS blocking when injecting an NMI, and with "virtual NMIs" no
+    # virtual-NMI blocking (bit 3) when injecting an NMI.
     if (d & CKM_GUEST_INTERRUPTIBILITY_STATE) and \
             ((intr & 0xFFFFFFE0ULL) or ((intr & 3) == 3) or ((intr & 1) and not (rflags & F_IF)) or
              (intr & 4) or
              ((info & 0x80000000ULL) and itype == 0 and (intr & 3)) or
-             ((info & 0x80000000ULL) and itype == 2 and (intr & 2))):
+             ((info & 0x80000000ULL) and itype == 2 and (intr & 2)) or
+             ((info & 0x80000000ULL) and itype == 2 and (intr & 8) and
+              (vr(c, VMCS_OFF_PIN_BASED_CONTROLS, 4) & PIN_VIRTUAL_NMIS))):
         return fail(c, CK_GUEST_INTERRUPTIBILITY_STATE, R)
     if (d & CKM_GUEST_PENDING_DEBUG_EXCEPTIONS) and vr(c, VMCS_OFF_GUEST_PENDING_DEBUG_EXCEPTIONS, 8) & ~0x1500FULL:
         return fail(c, CK_GUEST_PENDING_DEBUG_EXCEPTIONS, R)
@@ -614,10 +629,6 @@ cdef int vm_entry(Cpu* c, int launch) noexcept nogil:
         vw(c, VMCS_OFF_EXIT_QUALIFICATION, 8,
            4 if c.vmx.entry_check == CK_GUEST_VMCS_LINK_POINTER else (2 if c.vmx.entry_check == CK_GUEST_PDPTES else 0))
         return rc
-    if vr(c, VMCS_OFF_VM_ENTRY_INTERRUPTION_INFO, 4) & 0x80000000ULL:
-        # Event injection arrives with the interrupt-virtualization issue.
-        c.vmx.entry_check = -1000
-        return RC_UNSUPPORTED
     load_controls(c)
     load_guest_state(c)
     c.vmx.vmcs[VMCS_OFF_LAUNCH_STATE] = 1
@@ -631,6 +642,13 @@ cdef int vm_entry(Cpu* c, int launch) noexcept nogil:
     c.vmx.on = 1
     compute_mode(c)
     tlb_at_entry(c)         # flushes unless VPID keeps the guest's mappings
+    # [events] Event injection (SDM 27.6), core/vmx/events.pxi.  Only an
+    # exception through a task gate fails here (not modeled): undo the entry.
+    rc = entry_events(c)
+    if rc != RC_OK:
+        c.vmx.non_root = 0
+        c.vmx.ept = 0
+        return rc
     c.entries += 1
     account_exit_time(c)
     return RC_OK

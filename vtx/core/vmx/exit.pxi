@@ -254,6 +254,7 @@ cdef int vm_exit(Cpu* c) noexcept nogil:
     vwt(c, VMCS_OFF_VM_ENTRY_INTERRUPTION_INFO, 4,
         vr(c, VMCS_OFF_VM_ENTRY_INTERRUPTION_INFO, 4) & 0x7FFFFFFFULL)
     save_guest_state(c)
+    events_save_timer(c, 0)     # [events] "save VMX-preemption timer value" (SDM 28.3.4)
     tlb_at_exit(c)
     c.vmx.non_root = 0
     c.vmx.ept = 0
