@@ -452,3 +452,46 @@ def test_fields_of_offered_features_exist():
     for field in ("VIRTUAL_PROCESSOR_ID", "EPT_POINTER", "GUEST_PDPTE0", "GUEST_IA32_EFER", "GUEST_SMBASE"):
         assert field in vtx.spec.MODEL_FIELDS
         assert flags_after(f"mov rdx, {int(F[field])}\nvmread rax, rdx") == (0, 0)
+
+
+# --- exit information from the spec rows (vtx/spec/exit_reasons.py EXIT_INFO) ---------
+
+def test_exit_information_follows_the_spec_row():
+    """An exit writes the fields its reason's row lists and clears the rest:
+    after a VMPTRLD exit (qualification, length, information), a CPUID exit
+    (length only) leaves no stale qualification or information."""
+    vm = vtx.VM(memory=1 << 20)
+    vm.load(0x1000, vtx.asm("vmptrld [rbx + 0x10]\ncpuid\nout 0x80, al\nhlt", bits=64, org=0x1000))
+    vm.add_vcpu()
+    vm.setup_long_mode(entry=0x1000)
+    vm.vcpu.rbx = 0x2000
+    seen = []
+
+    @vm.default
+    def go(vcpu, ex):
+        seen.append(ex)
+        return vtx.RESUME if ex.reason != R.HLT else vtx.STOP
+
+    vm.run(max_instructions=100)
+    vmptrld, cpuid, out, hlt = seen
+    assert vmptrld.info_fields == ("qualification", "instruction_length", "instruction_info")
+    assert (vmptrld.qualification, vmptrld.instruction_info != 0) == (0x10, True)
+    assert vmptrld.qualification_fields() == {"displacement": 0x10}
+    assert cpuid.info_fields == ("instruction_length",)
+    assert (cpuid.qualification, cpuid.instruction_info, cpuid.instruction_length) == (0, 0, 2)
+    assert out.qualification_fields() == {"size_minus_1": 0, "direction": 0, "string": 0, "rep": 0,
+                                          "immediate": 1, "port": 0x80}
+    assert out.instruction_info == 0 and out.guest_linear_address == 0
+
+
+def test_every_exit_reason_the_model_produces_has_a_row():
+    from vtx.spec import EXIT_INFO, INFO_FIELDS
+    attrs = {name for name, _field in INFO_FIELDS}
+    for name, (fields, _where, bits) in EXIT_INFO.items():
+        assert set(fields) <= attrs, name
+        assert all(hasattr(vtx.Exit, f) for f in fields)
+        for b, lo, hi in bits:
+            assert 0 <= lo <= hi <= 63, (name, b)
+    for r in (R.CPUID, R.HLT, R.IO_INSTRUCTION, R.RDMSR, R.WRMSR, R.CONTROL_REGISTER_ACCESS, R.EPT_VIOLATION,
+              R.EPT_MISCONFIGURATION, R.VMCALL, R.VMPTRLD, R.VMREAD, R.INVLPG, R.RDTSC, R.RDRAND):
+        assert r.name in EXIT_INFO

@@ -2,6 +2,11 @@
 # exit-information fields of the VMCS and decode them on access.  They are
 # cdef classes so that making one costs tens of nanoseconds, not microseconds.
 
+from vtx.spec.exit_reasons import EXIT_INFO as _EXIT_INFO_BY_NAME, EXIT_REASONS as _EXIT_REASON_ROWS
+
+#: EXIT_INFO rows by basic reason number.
+_EXIT_INFO = {num: _EXIT_INFO_BY_NAME[name] for name, num, _d in _EXIT_REASON_ROWS if name in _EXIT_INFO_BY_NAME}
+
 _EXCEPTION_NAMES = {0: "#DE", 1: "#DB", 2: "NMI", 3: "#BP", 4: "#OF", 5: "#BR", 6: "#UD", 7: "#NM",
                     8: "#DF", 10: "#TS", 11: "#NP", 12: "#SS", 13: "#GP", 14: "#PF", 16: "#MF",
                     17: "#AC", 18: "#MC", 19: "#XM", 20: "#VE", 21: "#CP"}
@@ -42,6 +47,23 @@ cdef class Exit:
             "GUEST_PHYSICAL_ADDRESS": self.guest_physical_address,
             "GUEST_RIP": self.guest_rip,
         }
+
+    @property
+    def info_fields(self):
+        """The exit-information fields this exit's reason defines (SDM Vol. 3C
+        28.2; the spec row in vtx/spec/exit_reasons.py EXIT_INFO): names of
+        this object's attributes.  The model clears the others."""
+        return _EXIT_INFO.get(self.reason & 0x7F, ((), "", ()))[0]
+
+    def qualification_fields(self):
+        """The exit qualification decoded into the bit fields of its SDM
+        table (a dict of name to value; empty when the reason defines no
+        qualification or gives it no fields)."""
+        row = _EXIT_INFO.get(self.reason & 0x7F)
+        if row is None or "qualification" not in row[0]:
+            return {}
+        q = self.qualification
+        return {name: (q >> lo) & ((1 << (hi - lo + 1)) - 1) for name, lo, hi in row[2]}
 
     def _fields(self):
         return ""

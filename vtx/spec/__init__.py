@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 from . import capabilities
 from . import controls as _controls
-from .exit_reasons import EXIT_REASONS, EXIT_REASON_FLAGS
+from .exit_reasons import EXIT_INFO, EXIT_REASONS, EXIT_REASON_FLAGS, INFO_FIELDS
 from .msrs import MSRS
 from .vm_instruction_errors import VM_INSTRUCTION_ERRORS
 from .vmcs_fields import (
@@ -50,6 +50,8 @@ __all__ = [
     "OFF_LAUNCH_STATE",
     "OFF_LAUNCH_EPOCH",
     "MODEL_FIELDS",
+    "EXIT_INFO",
+    "INFO_FIELDS",
     "in_model",
     "field_width",
     "field_size",

@@ -35,7 +35,7 @@ if not __package__:
     __package__ = _spec.name
 
 from . import capabilities, controls
-from .exit_reasons import EXIT_REASONS, EXIT_REASON_FLAGS
+from .exit_reasons import EXIT_INFO, EXIT_REASONS, EXIT_REASON_FLAGS, INFO_FIELDS
 from .entry_checks import ALWAYS as CHECKS_ALWAYS, ENTRY_CHECKS, INPUTS as CHECK_INPUTS, RFLAGS_RESERVED
 from .msrs import MSRS
 from . import registers as _registers
@@ -264,6 +264,20 @@ def render_header(layout):
     lines.append("// flag bits of the exit-reason field")
     lines += _define_block([(f"EXIT_REASON_FLAG_{n}", f"(1u << {b})") for n, b, _ in EXIT_REASON_FLAGS])
 
+    lines += ["", "// ---- Exit-information fields each reason defines (vtx/spec/exit_reasons.py EXIT_INFO) --"]
+    lines += _define_block([(f"EXIT_INFO_{f.upper()}", f"(1u << {i})") for i, (f, _v) in enumerate(INFO_FIELDS)])
+    numbers = {n: v for n, v, _ in EXIT_REASONS}
+    lines += [
+        "// The EXIT_INFO_* fields basic reason `reason` defines; VM exit clears the others.",
+        "static inline uint32_t exit_info_fields(uint32_t reason)",
+        "{",
+        "    switch (reason) {",
+    ]
+    for name, (fields, _where, _bits) in sorted(EXIT_INFO.items(), key=lambda kv: numbers[kv[0]]):
+        mask = " | ".join(f"EXIT_INFO_{f.upper()}" for f in fields) or "0u"
+        lines.append(f"    case EXIT_REASON_{name}: return {mask};")
+    lines += ["    default: return 0u;", "    }", "}", ""]
+
     lines += ["", "// ---- VM-instruction error numbers (SDM Vol. 3C 31.4) -----------------------"]
     lines += _define_block([(f"VMXERR_{n}", f"{v}u") for n, v, _ in VM_INSTRUCTION_ERRORS])
 
@@ -418,6 +432,7 @@ def render_pxi(header_text):
         "    int vmcs_field_width(uint32_t enc)",
         "    int vmcs_field_is_readonly(uint32_t enc)",
         "    uint64_t vmcs_check_mask(int off, uint64_t delta)",
+        "    uint32_t exit_info_fields(uint32_t reason)",
         "",
     ]
     return "\n".join(lines)
@@ -513,10 +528,20 @@ def render_exit_reasons_rst():
     lines = _rst_head("Exit reasons", [
         "Basic exit reasons (Intel SDM Vol. 3D Appendix C): the number in bits 15:0 of the",
         "exit-reason field.  The C header names them ``EXIT_REASON_<NAME>``, Python",
-        "``vtx.spec.ExitReason.<NAME>``.",
+        "``vtx.spec.ExitReason.<NAME>``.  *Exit information* lists the exit-information",
+        "fields the reason defines (SDM Vol. 3C 28.2; the model clears the others), and",
+        "*Qualification* the format of its exit qualification, as bit fields with their bits.",
     ])
-    rows = [[str(num), f"``{name}``", _rst_text(desc)] for name, num, desc in EXIT_REASONS]
-    lines += _list_table(["Number", "Name", "Description"], rows, widths=[8, 36, 56])
+    rows = []
+    for name, num, desc in EXIT_REASONS:
+        fields, where, bits = EXIT_INFO.get(name, ((), "", ()))
+        info = ", ".join(f.replace("_", " ") for f in fields) or "none"
+        qual = "; ".join(f"{b} {lo}" + (f"-{hi}" if hi != lo else "") for b, lo, hi in bits)
+        if where:
+            qual = f"{where}" + (f": {qual}" if qual else "")
+        rows.append([str(num), f"``{name}``", _rst_text(desc), _rst_text(info), _rst_text(qual)])
+    lines += _list_table(["Number", "Name", "Description", "Exit information", "Qualification"], rows,
+                         widths=[6, 24, 30, 20, 20])
     lines += _title("Exit-reason flag bits", "-")
     rows = [[str(bit), f"``{name}``", _rst_text(desc)] for name, bit, desc in EXIT_REASON_FLAGS]
     lines += _list_table(["Bit", "Name", "Description"], rows, widths=[8, 36, 56])

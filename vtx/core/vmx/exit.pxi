@@ -220,12 +220,22 @@ cdef int vm_exit(Cpu* c) noexcept nogil:
     to it), RC_OK when x86 code goes on at HOST_RIP, RC_SHUTDOWN after a VMX
     abort."""
     cdef uint32_t reason = c.vmx.x_reason
+    # The fields this reason defines, from its spec row (vtx/spec/exit_reasons.py
+    # EXIT_INFO); the others are cleared, so no stale value reads as information.
+    cdef uint32_t fields = exit_info_fields(reason & 0xFFFF)
+    cdef uint32_t idt_type = (c.vmx.x_idt_info >> 8) & 7
+    if (c.vmx.x_idt_info & 0x80000000U) and (idt_type == 4 or idt_type == 5 or idt_type == 6):
+        # An exit while delivering a software interrupt or exception reports
+        # that instruction's length, whatever the reason (SDM 28.2.5).
+        fields |= EXIT_INFO_INSTRUCTION_LENGTH
     vw(c, VMCS_OFF_EXIT_REASON, 4, reason)
-    vw(c, VMCS_OFF_EXIT_QUALIFICATION, 8, c.vmx.x_qual)
-    vw(c, VMCS_OFF_VM_EXIT_INSTRUCTION_LENGTH, 4, c.vmx.x_len)
-    vw(c, VMCS_OFF_VM_EXIT_INSTRUCTION_INFO, 4, c.vmx.x_info)
-    vw(c, VMCS_OFF_VM_EXIT_INTERRUPTION_INFO, 4, c.vmx.x_intr_info)
-    vw(c, VMCS_OFF_VM_EXIT_INTERRUPTION_ERROR_CODE, 4, c.vmx.x_intr_error)
+    vw(c, VMCS_OFF_EXIT_QUALIFICATION, 8, c.vmx.x_qual if fields & EXIT_INFO_QUALIFICATION else 0)
+    vw(c, VMCS_OFF_VM_EXIT_INSTRUCTION_LENGTH, 4, c.vmx.x_len if fields & EXIT_INFO_INSTRUCTION_LENGTH else 0)
+    vw(c, VMCS_OFF_VM_EXIT_INSTRUCTION_INFO, 4, c.vmx.x_info if fields & EXIT_INFO_INSTRUCTION_INFO else 0)
+    vw(c, VMCS_OFF_VM_EXIT_INTERRUPTION_INFO, 4,
+       c.vmx.x_intr_info if fields & EXIT_INFO_INTERRUPTION_INFO else 0)
+    vw(c, VMCS_OFF_VM_EXIT_INTERRUPTION_ERROR_CODE, 4,
+       c.vmx.x_intr_error if fields & EXIT_INFO_INTERRUPTION_ERROR_CODE else 0)
     # SDM 28.2.4: valid only for exits during event delivery (staged by
     # handle_exception); the error code field is meaningful with bit 11.
     vw(c, VMCS_OFF_IDT_VECTORING_INFO, 4, c.vmx.x_idt_info)
@@ -235,9 +245,9 @@ cdef int vm_exit(Cpu* c) noexcept nogil:
     # "VM exits clear any address-range monitoring that may be in effect"
     # (SDM 28.5.6): MWAIT after the next entry finds the monitor unarmed.
     c.monitor_armed = 0
-    if c.vmx.x_gla_valid:
-        vw(c, VMCS_OFF_GUEST_LINEAR_ADDRESS, 8, c.vmx.x_gla)
-    if reason == EXIT_REASON_EPT_VIOLATION or reason == EXIT_REASON_EPT_MISCONFIGURATION:
+    if fields & EXIT_INFO_GUEST_LINEAR_ADDRESS:
+        vw(c, VMCS_OFF_GUEST_LINEAR_ADDRESS, 8, c.vmx.x_gla if c.vmx.x_gla_valid else 0)
+    if fields & EXIT_INFO_GUEST_PHYSICAL_ADDRESS:
         vw(c, VMCS_OFF_GUEST_PHYSICAL_ADDRESS, 8, c.vmx.x_gpa)
     # SDM 28.2.3: the valid bit of the VM-entry interruption information is
     # cleared on every VM exit.
