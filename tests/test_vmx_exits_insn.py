@@ -555,6 +555,24 @@ def test_lmsw_memory_exit_reports_linear_address(mode, src, lin):
     assert v.vmread(F.GUEST_LINEAR_ADDRESS) == lin
 
 
+def test_guest_linear_address_only_for_lmsw_with_memory():
+    # An LMSW exit with a memory operand reports its linear address; the
+    # CLTS and LMSW-register exits after it report none (0).
+    vm = make_vm("mov ebx, 0x20000\nlmsw [ebx]\nclts\nlmsw ax")
+    vm.write(0x20000, (0x0004).to_bytes(2, "little"))
+    cr0_setup(vm, 0xF, TS)
+    vm.vcpu.eax = 0
+    seen = []
+
+    @vm.default
+    def h(vcpu, ex):
+        seen.append((ex.access_type, ex.guest_linear_address))
+        return vtx.RESUME if len(seen) < 3 else vtx.STOP
+
+    vm.run(max_instructions=100)
+    assert seen == [(3, 0x20000), (2, 0), (3, 0)]
+
+
 def test_lmsw_pe_exit_only_when_setting_it():
     # Real mode (unrestricted guest) with PE owned by the host and a shadow
     # PE of 0: LMSW with PE = 1 exits, with PE = 0 it does not (LMSW never
