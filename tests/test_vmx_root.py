@@ -575,3 +575,24 @@ def test_invept_invvpid_from_python():
     with pytest.raises(vtx.VmFail) as e:
         cpu.invvpid(1, vpid=0)
     assert (e.value.number, e.value.name) == (28, "INVALID_OPERAND_TO_INVEPT_INVVPID")
+
+
+def test_vmcs_as_a_mapping_on_both_kinds_of_vcpu():
+    hw = python_root()
+    hw.load(0x1000, vtx.asm("mov rax, cr4\nor eax, 0x2000\nmov cr4, rax\nhlt", bits=64, org=0x1000))
+    hw.setup_long_mode(entry=0x1000)
+    hw.run(max_instructions=10)
+    cpu = hw.cpu
+    cpu.vmxon(VMXON_REGION)
+    cpu.vmptrld(VMCS_A)
+    cpu.vmcs[F.GUEST_RIP] = 0x4321
+    assert cpu.vmcs["GUEST_RIP"] == 0x4321 == cpu.vmread(F.GUEST_RIP)
+    with pytest.raises(vtx.VmFail) as e:
+        cpu.vmcs[F.TPR_THRESHOLD] = 1
+    assert e.value.number == 12
+    vm = vtx.VM(memory=1 << 20)
+    v = vm.add_vcpu()
+    v.vmcs[F.GUEST_RSP] = 0x7000
+    assert v.rsp == 0x7000 and v.vmcs[F.GUEST_RSP] == 0x7000
+    with pytest.raises(TypeError):
+        iter(v.vmcs)

@@ -48,7 +48,7 @@ from vtx.errors import (ArgumentError, EntryCheckMismatch, GuestMemoryError, Han
                         VtxError)
 from vtx.spec import ExitReason as _ExitReason, VmInstructionError as _VmInstructionError
 from vtx.spec.entry_checks import ENTRY_CHECKS as _ENTRY_CHECKS
-from vtx.types import DescriptorTable, Segment
+from vtx.types import DescriptorTable, Segment, VmcsView
 
 #: Host-physical address of the hosted hypervisor's private memory (VMCS,
 #: bitmaps, EPT tables): above any guest RAM, below 2^MAXPHYADDR.
@@ -352,6 +352,12 @@ cdef class VCpuBase:
         cdef uint64_t v = _fit(value, 8 * w, f"VMCS field {e:#06x}")
         _host_writes_vmcs(self.c)
         vmcs_write_tracked(self.c, e, v)
+
+    @property
+    def vmcs(self):
+        """The VMCS as a mapping: ``vcpu.vmcs[VmcsField.GUEST_RIP] = ...``
+        writes a field as :meth:`vmwrite` does, ``vcpu.vmcs[...]`` reads it."""
+        return VmcsView(self)
 
     @property
     def launched(self):
