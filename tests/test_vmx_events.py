@@ -269,14 +269,51 @@ def test_fault_delivering_an_injected_event_is_an_exit_even_with_no_budget_left(
     assert r.stop == "stop" and r.exit.idt_vectoring_info == VALID | 0x30
 
 
-def test_injection_through_a_task_gate_is_not_modeled():
+def test_injection_through_a_task_gate_is_a_task_switch_exit():
+    # A task switch in VMX non-root operation is a VM exit (SDM 26.2): reason
+    # 9, qualification = the gate's TSS selector with source 3 (Table 28-2),
+    # during the injected event's delivery (IDT-vectoring information).
     vm = make_vm("hlt", "protected", rflags=0x202)
     write_gate(vm, "protected", 0x22, kind=0x5)
     v = vm.vcpu
     inject(v, 0, 0x22)
-    with pytest.raises(vtx.VtxError, match="task gate"):
-        vm.run()
-    assert v.vmread(F.VM_ENTRY_INTERRUPTION_INFO) == VALID | 0x22     # still to inject
+    seen = []
+    vm.default(lambda vcpu, ex: seen.append(ex) or vtx.STOP)
+    vm.run(max_instructions=10)
+    ex = seen[0]
+    assert ex.reason == R.TASK_SWITCH
+    assert ex.qualification == CS["protected"] | (3 << 30)
+    assert ex.qualification_fields() == {"selector": CS["protected"], "source": 3}
+    assert ex.idt_vectoring_info == VALID | 0x22 and ex.instruction_length == 0
+    assert v.rip == CODE
+
+
+def test_int_n_through_a_task_gate_exits_with_its_length():
+    vm = make_vm("int 0x23", "protected")
+    write_gate(vm, "protected", 0x23, kind=0x5)
+    seen = []
+    vm.default(lambda vcpu, ex: seen.append(ex) or vtx.STOP)
+    vm.run(max_instructions=10)
+    ex = seen[0]
+    assert (ex.reason, ex.qualification) == (R.TASK_SWITCH, CS["protected"] | (3 << 30))
+    assert ex.idt_vectoring_info == VALID | (4 << 8) | 0x23 and ex.instruction_length == 2
+
+
+def test_iret_with_nt_is_a_task_switch_exit():
+    # IRET with NT = 1 returns to the task in the previous-task link of the
+    # current TSS: source 1 (Table 28-2), the link as the selector.
+    vm = make_vm("iret", "protected")
+    v = vm.vcpu
+    tss = 0x9000
+    vm.write(tss, (0x2B).to_bytes(2, "little"))
+    v.tr = vtx.Segment(0x20, tss, 0x67, 0x8B)
+    v.rflags = 0x4002                   # NT
+    seen = []
+    vm.default(lambda vcpu, ex: seen.append(ex) or vtx.STOP)
+    vm.run(max_instructions=10)
+    ex = seen[0]
+    assert (ex.reason, ex.qualification, ex.instruction_length) == (R.TASK_SWITCH, 0x2B | (1 << 30), 1)
+    assert ex.idt_vectoring_info == 0
 
 
 @pytest.mark.parametrize("state,info,check", [

@@ -123,8 +123,20 @@ cdef int deliver_protected(Cpu* c, int vec, int has_err, uint32_t err) noexcept 
         if gtype != 0x0E and gtype != 0x0F:
             return raise_exc(c, EXC_GP, 1, idt_err)
     elif gtype == 0x05:
+        # A task gate: its DPL (for INT n, INT3, INTO) and P bit are checked
+        # as for the other gates, then the task switch, which in VMX non-root
+        # operation is a VM exit (reason 9, source 3: a task gate in the IDT;
+        # SDM 26.2 and Table 28-2), during the event's delivery (the caller
+        # records the IDT-vectoring information).  Task switches themselves
+        # are not modeled yet.
+        if soft and ((g_lo >> 45) & 3) < <uint64_t>c.cpl:
+            return raise_exc(c, EXC_GP, 1, idt_err)
+        if not ((g_lo >> 47) & 1):
+            return raise_exc(c, EXC_NP, 1, idt_err)
+        if c.vmx.non_root:
+            return vmexit_event(c, EXIT_REASON_TASK_SWITCH, ((g_lo >> 16) & 0xFFFF) | (3ULL << 30))
         c.vmx.entry_check = -1001
-        return RC_UNSUPPORTED           # task gates: a later issue
+        return RC_UNSUPPORTED
     elif gtype != 0x0E and gtype != 0x0F and gtype != 0x06 and gtype != 0x07:
         return raise_exc(c, EXC_GP, 1, idt_err)
     if soft and ((g_lo >> 45) & 3) < <uint64_t>c.cpl:

@@ -89,8 +89,19 @@ cdef int iret(Cpu* c, Insn* d) noexcept nogil:
     if (c.rflags & F_VM) and iopl < 3:
         return raise_gp0(c)
     if (c.cr0 & CR0_PE) and (c.rflags & F_NT):
+        # A return from a nested task (to the TSS selector in the previous-
+        # task link, bytes 1:0 of the current TSS): in VMX non-root operation
+        # a VM exit, reason 9 with source 1 (IRET) and that selector (SDM 26.2,
+        # Table 28-2).  Not in IA-32e mode, where IRET with NT is #GP(0).
+        if c.efer & EFER_LMA:
+            return raise_gp0(c)
+        if c.vmx.non_root:
+            rc = lin_read(c, c.seg[S_TR].base, 2, 0, &v)
+            if rc:
+                return rc
+            return insn_exit(c, d, EXIT_REASON_TASK_SWITCH, (v & 0xFFFF) | (1ULL << 30))
         c.vmx.entry_check = -1001
-        return RC_UNSUPPORTED          # return from a nested task
+        return RC_UNSUPPORTED          # task switches are not modeled yet
     # Pop the frame (RIP, CS, RFLAGS, and RSP, SS where they are there).
     for i in range(3):
         rc = mem_read(c, S_SS, (sp + size * i) & SIZE_MASK[c.stack_size], size, &vals[i])

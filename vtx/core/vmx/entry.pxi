@@ -643,7 +643,7 @@ cdef int vm_entry(Cpu* c, int launch) noexcept nogil:
     compute_mode(c)
     tlb_at_entry(c)         # flushes unless VPID keeps the guest's mappings
     # [events] Event injection (SDM 27.6), core/vmx/events.pxi.  Only an
-    # exception through a task gate fails here (not modeled): undo the entry.
+    # delivery that cannot go on fails here: undo the entry.
     rc = entry_events(c)
     if rc != RC_OK:
         c.vmx.non_root = 0

@@ -316,8 +316,9 @@ cdef int entry_events(Cpu* c) noexcept nogil:
     vectoring: it makes an MTF exit pending (27.6.2).  The MTF mark and the
     VMX-preemption timer start here too.
 
-    Returns RC_OK, or RC_UNSUPPORTED for an exception vectored through a
-    task gate (task switches are not modeled): the entry is then undone."""
+    Returns RC_OK, or the run loop's error code if delivery cannot go on
+    (the entry is then undone).  An event vectored through a task gate is a
+    task-switch VM exit (reason 9), staged like any fault while delivering."""
     cdef uint32_t info = <uint32_t>vr(c, VMCS_OFF_VM_ENTRY_INTERRUPTION_INFO, 4)
     cdef uint64_t t
     cdef int rc
