@@ -642,7 +642,7 @@ cdef int vm_entry(Cpu* c, int launch) noexcept nogil:
     c.vmx.on = 1
     compute_mode(c)
     tlb_at_entry(c)         # flushes unless VPID keeps the guest's mappings
-    # [events] Event injection (SDM 27.6), core/vmx/events.pxi.  Only an
+    # [events] Event injection (SDM 27.6), core/vmx/events.pxi.  Only a
     # delivery that cannot go on fails here: undo the entry.
     rc = entry_events(c)
     if rc != RC_OK:
