@@ -281,8 +281,8 @@ ctypedef struct Cpu:
     uint64_t icount_limit # the loop leaves with RC_BUDGET when icount reaches it
     uint64_t events       # exceptions and interrupts delivered through the IVT/IDT
     uint64_t exit_count[128]
-    uint64_t exit_ns[128]
-    uint64_t exit_t0      # monotonic ns when the last exit happened
+    uint64_t exit_ticks[128]  # wall time per reason, in ticks of now_ticks (core/vmx/exit.pxi)
+    uint64_t exit_t0      # now_ticks() when the last exit happened
     int acct_reason       # reason of that exit while its time runs, else -1
     uint64_t entries
 

@@ -443,7 +443,7 @@ cdef class VCpuBase:
         """Wall-clock nanoseconds per basic reason, from the VM exit to the
         next successful VM entry: building the exit object, the handler, and
         the entry checks of VMRESUME (or to the moment run() returns)."""
-        return [self.c.exit_ns[i] for i in range(128)]
+        return [ticks_to_ns(self.c.exit_ticks[i]) for i in range(128)]
 
     def model_cpuid(self, leaf, subleaf=0):
         """What the modeled processor's CPUID returns (EAX, EBX, ECX, EDX): a
@@ -609,7 +609,7 @@ cdef class VCpuBase:
                                "another thread); return RESUME, RETRY or STOP from the handler instead")
         c.running = 1
         memcpy(counts0, c.exit_count, sizeof(counts0))
-        memcpy(ns0, c.exit_ns, sizeof(ns0))
+        memcpy(ns0, c.exit_ticks, sizeof(ns0))
         i0 = c.icount
         e0 = c.events
         try:
@@ -620,7 +620,7 @@ cdef class VCpuBase:
         per_reason = {}
         for r in range(128):
             if c.exit_count[r] != counts0[r]:
-                per_reason[r] = (c.exit_count[r] - counts0[r], c.exit_ns[r] - ns0[r])
+                per_reason[r] = (c.exit_count[r] - counts0[r], ticks_to_ns(c.exit_ticks[r] - ns0[r]))
         return why, last, per_reason, c.icount - i0, c.events - e0
 
     cdef object _run_inner(self, list handlers, object default, uint64_t budget, object RESUME,
