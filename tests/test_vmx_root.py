@@ -596,3 +596,18 @@ def test_vmcs_as_a_mapping_on_both_kinds_of_vcpu():
     assert v.rsp == 0x7000 and v.vmcs[F.GUEST_RSP] == 0x7000
     with pytest.raises(TypeError):
         iter(v.vmcs)
+
+
+def test_getsec_exits_in_a_guest_and_is_ud_outside():
+    vm = vtx.VM(memory=1 << 20)
+    vm.load(0x1000, vtx.asm("getsec\nhlt", bits=64, org=0x1000))
+    vm.add_vcpu()
+    vm.setup_long_mode(entry=0x1000)
+    seen = []
+    vm.default(lambda v, ex: seen.append(ex) or vtx.STOP)
+    vm.run(max_instructions=10)
+    assert (seen[0].reason, seen[0].instruction_length, seen[0].qualification) == (R.GETSEC, 2, 0)
+    hw = vtx.BareMetal(memory=1 << 20)
+    hw.load(0x1000, vtx.asm("getsec\nhlt", bits=64, org=0x1000))
+    hw.setup_long_mode(entry=0x1000)
+    assert hw.run(max_instructions=10).stop == "shutdown"       # #UD with no IDT

@@ -599,6 +599,7 @@ cdef void init_opcode_tables() noexcept:
     # VMX instructions (core/vmx/insn.pxi): VMREAD, VMWRITE, and the 0F C7
     # group's /6 and /7 (VMPTRLD, VMCLEAR with 66, VMXON with F3, VMPTRST;
     # RDRAND and RDSEED with a register operand).
+    op_set(OP2, 0x37, h_getsec, 0)      # GETSEC (core/vmx/insn.pxi)
     op_set(OP2, 0x78, h_vmread, OPF_MODRM | OPF_P66)
     op_set(OP2, 0x79, h_vmwrite, OPF_MODRM | OPF_P66)
     op_set(OP2, 0xC7, NULL, OPF_MODRM | OPF_GRP | OPF_P66, G_0FC7)

@@ -397,6 +397,18 @@ cdef int h_vmcall_group(Cpu* c, Insn* d) noexcept nogil:
     return rc
 
 
+# --- GETSEC (0F 37) ------------------------------------------------------------------
+
+cdef int h_getsec(Cpu* c, Insn* d) noexcept nogil:
+    """GETSEC: the model has no Safer Mode Extensions (CPUID.01H:ECX.SMX = 0,
+    and CR4.SMXE cannot be set), so outside VMX non-root operation it is
+    #UD; in VMX non-root operation it causes a VM exit unconditionally,
+    before that check (reason 11; SDM 26.1.2)."""
+    if c.vmx.non_root:
+        return insn_exit(c, d, EXIT_REASON_GETSEC, 0)
+    return raise_ud(c)
+
+
 # --- INVEPT, INVVPID (66 0F 38 80, 81) --------------------------------------------
 
 cdef inline int eptp_valid(uint64_t eptp) noexcept nogil:
