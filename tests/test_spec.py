@@ -397,7 +397,8 @@ def test_model_controls():
                                     | S.ProcBased2.ENABLE_RDTSCP | S.ProcBased2.ENABLE_VPID
                                     | S.ProcBased2.WBINVD_EXITING | S.ProcBased2.UNRESTRICTED_GUEST
                                     | S.ProcBased2.PAUSE_LOOP_EXITING | S.ProcBased2.ENABLE_INVPCID
-                                    | S.ProcBased2.RDRAND_EXITING | S.ProcBased2.RDSEED_EXITING) << 32
+                                    | S.ProcBased2.RDRAND_EXITING | S.ProcBased2.RDSEED_EXITING
+                                    | S.ProcBased2.ENABLE_VM_FUNCTIONS) << 32
     for name in ("MWAIT_EXITING", "RDPMC_EXITING", "MOV_DR_EXITING", "MONITOR_EXITING", "PAUSE_EXITING"):
         assert (caps.PROCBASED_CTLS >> 32) & S.ProcBased[name]
     true_lo = caps.TRUE_PROCBASED_CTLS & 0xFFFFFFFF
@@ -450,7 +451,8 @@ def test_vmcs_enum():
 def test_msr_values_map():
     assert caps.MSR_VALUES[S.Msr.IA32_VMX_BASIC] == caps.BASIC
     assert caps.MSR_VALUES[S.Msr.IA32_VMX_TRUE_ENTRY_CTLS] == caps.TRUE_ENTRY_CTLS
-    assert set(caps.MSR_VALUES) == set(range(0x480, 0x491))
+    assert set(caps.MSR_VALUES) == set(range(0x480, 0x492))
+    assert caps.MSR_VALUES[S.Msr.IA32_VMX_VMFUNC] == 1
 
 
 # ---------------------------------------------------------------------------

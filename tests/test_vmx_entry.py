@@ -168,6 +168,15 @@ CONTROL_CASES = [
     # unrestricted guest without EPT
     ("ug-without-ept", "real", [(F.SECONDARY_PROC_BASED_CONTROLS, clrb(ProcBased2.ENABLE_EPT))],
      "UNRESTRICTED_GUEST_NEEDS_EPT"),
+    # VM functions (IA32_VMX_VMFUNC offers EPTP switching only)
+    ("vmfunc-unsupported-function", "long", [(F.SECONDARY_PROC_BASED_CONTROLS, setb(ProcBased2.ENABLE_VM_FUNCTIONS)),
+                                             (F.VM_FUNCTION_CONTROLS, 1 << 1)], "VM_FUNCTION_CONTROLS"),
+    ("eptp-list-misaligned", "long", [(F.SECONDARY_PROC_BASED_CONTROLS, setb(ProcBased2.ENABLE_VM_FUNCTIONS)),
+                                      (F.VM_FUNCTION_CONTROLS, 1), (F.EPTP_LIST_ADDRESS, 0x5008)], "EPTP_SWITCHING"),
+    ("eptp-list-beyond-maxphyaddr", "long", [(F.SECONDARY_PROC_BASED_CONTROLS,
+                                              setb(ProcBased2.ENABLE_VM_FUNCTIONS)),
+                                             (F.VM_FUNCTION_CONTROLS, 1), (F.EPTP_LIST_ADDRESS, 1 << 39)],
+     "EPTP_SWITCHING"),
     # VM-exit controls
     ("exit-default1-cleared", "real", [(F.VM_EXIT_CONTROLS, clrb(1 << 2))], "VM_EXIT_CONTROLS"),
     ("exit-perf-global-unsupported", "real", [(F.VM_EXIT_CONTROLS, setb(XC.LOAD_IA32_PERF_GLOBAL_CTRL))],

@@ -611,3 +611,57 @@ def test_getsec_exits_in_a_guest_and_is_ud_outside():
     hw.load(0x1000, vtx.asm("getsec\nhlt", bits=64, org=0x1000))
     hw.setup_long_mode(entry=0x1000)
     assert hw.run(max_instructions=10).stop == "shutdown"       # #UD with no IDT
+
+
+# --- VMFUNC: EPTP switching -------------------------------------------------------
+
+def vmfunc_vm(code, enable=True):
+    vm = vtx.VM(memory=1 << 20)
+    vm.load(0x1000, vtx.asm(code + "\nhlt", bits=64, org=0x1000))
+    v = vm.add_vcpu()
+    vm.setup_long_mode(entry=0x1000)
+    if enable:
+        eptp = v.vmread(F.EPT_POINTER)
+        # The EPTP list (in guest RAM here, for brevity: any physical page
+        # will do): entry 1 a valid EPTP (the current one), entry 3 a bad
+        # one (walk length 3), the rest 0 (not valid).
+        lst = 0x8000
+        vm.write(lst + 8, eptp.to_bytes(8, "little"))
+        vm.write(lst + 24, ((eptp & ~0x38) | (2 << 3)).to_bytes(8, "little"))
+        v.vmwrite(F.SECONDARY_PROC_BASED_CONTROLS,
+                  v.vmread(F.SECONDARY_PROC_BASED_CONTROLS) | vtx.ProcBased2.ENABLE_VM_FUNCTIONS)
+        v.vmwrite(F.VM_FUNCTION_CONTROLS, 1)
+        v.vmwrite(F.EPTP_LIST_ADDRESS, lst)
+    seen = []
+    vm.default(lambda vcpu, ex: seen.append(ex) or vtx.STOP)
+    return vm, seen
+
+
+def test_vmfunc_eptp_switching_switches_without_exit():
+    # Entry 2: a second EPT root (a copy of the PML4 page, so the same
+    # mappings): after VMFUNC the EPT pointer is that one, and the guest
+    # goes on to its HLT.
+    vm, seen = vmfunc_vm("xor eax, eax\nmov ecx, 2\nvmfunc")
+    v = vm.vcpu
+    root = v.vmread(F.EPT_POINTER) & ~0xFFF
+    vm.write(0x9000, vm._machine.priv_bytes(root - vtx._core.PRIV_BASE, 4096))
+    vm.write(0x8000 + 16, (0x9000 | 6 | (3 << 3)).to_bytes(8, "little"))
+    vm.run(max_instructions=20)
+    assert seen[0].reason == R.HLT and v.rip == 0x1000 + len(vtx.asm("xor eax, eax\nmov ecx, 2\nvmfunc", bits=64))
+    assert v.vmread(F.EPT_POINTER) == 0x9000 | 6 | (3 << 3)
+
+
+@pytest.mark.parametrize("eax,ecx", [(0, 0), (0, 3), (0, 512), (1, 1), (64, 1)])
+def test_vmfunc_failures_exit_with_reason_59(eax, ecx):
+    code = f"mov eax, {eax}\nmov ecx, {ecx}\nvmfunc"
+    vm, seen = vmfunc_vm(code)
+    vm.run(max_instructions=20)
+    ex = seen[0]
+    assert (ex.reason, ex.instruction_length, ex.qualification) == (R.VMFUNC, 3, 0)
+    assert ex.guest_rip == 0x1000 + len(vtx.asm(code, bits=64)) - 3
+
+
+def test_vmfunc_without_the_control_is_ud():
+    vm, seen = vmfunc_vm("xor eax, eax\nvmfunc", enable=False)
+    vm.run(max_instructions=20)
+    assert seen[0].reason == R.EXCEPTION_OR_NMI and seen[0].interruption_info & 0xFF == 6

@@ -1071,7 +1071,7 @@ static inline uint32_t exit_info_fields(uint32_t reason)
 #define VMX_CAP_BASIC               0xD8100000000001ULL
 #define VMX_CAP_PINBASED_CTLS       0x7F00000016ULL
 #define VMX_CAP_PROCBASED_CTLS      0xFFC1FFFE0401E172ULL
-#define VMX_CAP_PROCBASED_CTLS2     0x11CEE00000000ULL
+#define VMX_CAP_PROCBASED_CTLS2     0x13CEE00000000ULL
 #define VMX_CAP_EXIT_CTLS           0x7FEFFF00036DFFULL
 #define VMX_CAP_ENTRY_CTLS          0xD3FF000011FFULL
 #define VMX_CAP_TRUE_PINBASED_CTLS  0x7F00000016ULL
@@ -1085,6 +1085,7 @@ static inline uint32_t exit_info_fields(uint32_t reason)
 #define VMX_CAP_CR4_FIXED1          0x1727FFULL
 #define VMX_CAP_EPT_VPID_CAP        0xF0106134040ULL
 #define VMX_CAP_VMCS_ENUM           0x52ULL
+#define VMX_CAP_VMFUNC              0x1ULL
 #define VMX_CAP_MAXPHYADDR          0x27ULL
 
 // ---- VM-entry checks (vtx/spec/entry_checks.py, numbered in SDM order) -----
@@ -1098,45 +1099,47 @@ static inline uint32_t exit_info_fields(uint32_t reason)
 #define CK_EPT_POINTER                      7
 #define CK_VPID_NONZERO                     8
 #define CK_UNRESTRICTED_GUEST_NEEDS_EPT     9
-#define CK_VM_EXIT_CONTROLS                 10
-#define CK_VM_EXIT_MSR_AREAS                11
-#define CK_VM_ENTRY_CONTROLS                12
-#define CK_VM_ENTRY_INTERRUPTION_INFO       13
-#define CK_VM_ENTRY_MSR_LOAD_AREA           14
-#define CK_HOST_CR0                         15
-#define CK_HOST_CR4                         16
-#define CK_HOST_CR3                         17
-#define CK_HOST_CANONICAL_ADDRESSES         18
-#define CK_HOST_IA32_PAT                    19
-#define CK_HOST_IA32_EFER                   20
-#define CK_HOST_SELECTORS                   21
-#define CK_HOST_ADDRESS_SPACE_SIZE          22
-#define CK_GUEST_CR0                        23
-#define CK_GUEST_CR4                        24
-#define CK_GUEST_CR3                        25
-#define CK_GUEST_IA32E_MODE_PAGING          26
-#define CK_GUEST_DR7                        27
-#define CK_GUEST_SYSENTER_CANONICAL         28
-#define CK_GUEST_IA32_PAT                   29
-#define CK_GUEST_IA32_EFER                  30
-#define CK_GUEST_TR_LDTR_TI                 31
-#define CK_GUEST_SS_RPL                     32
-#define CK_GUEST_V86_SEGMENTS               33
-#define CK_GUEST_SEGMENT_BASES              34
-#define CK_GUEST_CS_ACCESS_RIGHTS           35
-#define CK_GUEST_SS_ACCESS_RIGHTS           36
-#define CK_GUEST_DATA_SEGMENT_ACCESS_RIGHTS 37
-#define CK_GUEST_TR_ACCESS_RIGHTS           38
-#define CK_GUEST_LDTR_ACCESS_RIGHTS         39
-#define CK_GUEST_DESCRIPTOR_TABLES          40
-#define CK_GUEST_RIP                        41
-#define CK_GUEST_RFLAGS                     42
-#define CK_GUEST_ACTIVITY_STATE             43
-#define CK_GUEST_INTERRUPTIBILITY_STATE     44
-#define CK_GUEST_PENDING_DEBUG_EXCEPTIONS   45
-#define CK_GUEST_VMCS_LINK_POINTER          46
-#define CK_GUEST_PDPTES                     47
-#define CK_COUNT 48
+#define CK_VM_FUNCTION_CONTROLS             10
+#define CK_EPTP_SWITCHING                   11
+#define CK_VM_EXIT_CONTROLS                 12
+#define CK_VM_EXIT_MSR_AREAS                13
+#define CK_VM_ENTRY_CONTROLS                14
+#define CK_VM_ENTRY_INTERRUPTION_INFO       15
+#define CK_VM_ENTRY_MSR_LOAD_AREA           16
+#define CK_HOST_CR0                         17
+#define CK_HOST_CR4                         18
+#define CK_HOST_CR3                         19
+#define CK_HOST_CANONICAL_ADDRESSES         20
+#define CK_HOST_IA32_PAT                    21
+#define CK_HOST_IA32_EFER                   22
+#define CK_HOST_SELECTORS                   23
+#define CK_HOST_ADDRESS_SPACE_SIZE          24
+#define CK_GUEST_CR0                        25
+#define CK_GUEST_CR4                        26
+#define CK_GUEST_CR3                        27
+#define CK_GUEST_IA32E_MODE_PAGING          28
+#define CK_GUEST_DR7                        29
+#define CK_GUEST_SYSENTER_CANONICAL         30
+#define CK_GUEST_IA32_PAT                   31
+#define CK_GUEST_IA32_EFER                  32
+#define CK_GUEST_TR_LDTR_TI                 33
+#define CK_GUEST_SS_RPL                     34
+#define CK_GUEST_V86_SEGMENTS               35
+#define CK_GUEST_SEGMENT_BASES              36
+#define CK_GUEST_CS_ACCESS_RIGHTS           37
+#define CK_GUEST_SS_ACCESS_RIGHTS           38
+#define CK_GUEST_DATA_SEGMENT_ACCESS_RIGHTS 39
+#define CK_GUEST_TR_ACCESS_RIGHTS           40
+#define CK_GUEST_LDTR_ACCESS_RIGHTS         41
+#define CK_GUEST_DESCRIPTOR_TABLES          42
+#define CK_GUEST_RIP                        43
+#define CK_GUEST_RFLAGS                     44
+#define CK_GUEST_ACTIVITY_STATE             45
+#define CK_GUEST_INTERRUPTIBILITY_STATE     46
+#define CK_GUEST_PENDING_DEBUG_EXCEPTIONS   47
+#define CK_GUEST_VMCS_LINK_POINTER          48
+#define CK_GUEST_PDPTES                     49
+#define CK_COUNT 50
 
 // One bit per check (CKM_<ID> = 1 << CK_<ID>): the dirty mask of VMRESUME
 // (docs/architecture.rst, "Entry checks at VMRESUME").
@@ -1150,6 +1153,8 @@ static inline uint32_t exit_info_fields(uint32_t reason)
 #define CKM_EPT_POINTER                      (1ull << CK_EPT_POINTER)
 #define CKM_VPID_NONZERO                     (1ull << CK_VPID_NONZERO)
 #define CKM_UNRESTRICTED_GUEST_NEEDS_EPT     (1ull << CK_UNRESTRICTED_GUEST_NEEDS_EPT)
+#define CKM_VM_FUNCTION_CONTROLS             (1ull << CK_VM_FUNCTION_CONTROLS)
+#define CKM_EPTP_SWITCHING                   (1ull << CK_EPTP_SWITCHING)
 #define CKM_VM_EXIT_CONTROLS                 (1ull << CK_VM_EXIT_CONTROLS)
 #define CKM_VM_EXIT_MSR_AREAS                (1ull << CK_VM_EXIT_MSR_AREAS)
 #define CKM_VM_ENTRY_CONTROLS                (1ull << CK_VM_ENTRY_CONTROLS)
@@ -1188,11 +1193,11 @@ static inline uint32_t exit_info_fields(uint32_t reason)
 #define CKM_GUEST_PENDING_DEBUG_EXCEPTIONS   (1ull << CK_GUEST_PENDING_DEBUG_EXCEPTIONS)
 #define CKM_GUEST_VMCS_LINK_POINTER          (1ull << CK_GUEST_VMCS_LINK_POINTER)
 #define CKM_GUEST_PDPTES                     (1ull << CK_GUEST_PDPTES)
-#define CKM_ALL              0x0000FFFFFFFFFFFFull
-#define CKM_CONTROL          0x0000000000007FFFull
-#define CKM_HOST             0x00000000007F8000ull
-#define CKM_GUEST            0x0000FFFFFF800000ull
-#define CKM_ALWAYS           0x0000800000000000ull
+#define CKM_ALL              0x0003FFFFFFFFFFFFull
+#define CKM_CONTROL          0x000000000001FFFFull
+#define CKM_HOST             0x0000000001FE0000ull
+#define CKM_GUEST            0x0003FFFFFE000000ull
+#define CKM_ALWAYS           0x0002000000000000ull
 #define RFLAGS_RESERVED_BITS 0xFFFFFFFFFFC08028ull
 
 // ---- Lookups by encoding ---------------------------------------------------
@@ -1283,8 +1288,12 @@ static inline int vmcs_field_offset(uint32_t enc)
     case VMCS_VM_ENTRY_MSR_LOAD_ADDRESS_HIGH: return VMCS_OFF_VM_ENTRY_MSR_LOAD_ADDRESS + 4;
     case VMCS_TSC_OFFSET: return VMCS_OFF_TSC_OFFSET;
     case VMCS_TSC_OFFSET_HIGH: return VMCS_OFF_TSC_OFFSET + 4;
+    case VMCS_VM_FUNCTION_CONTROLS: return VMCS_OFF_VM_FUNCTION_CONTROLS;
+    case VMCS_VM_FUNCTION_CONTROLS_HIGH: return VMCS_OFF_VM_FUNCTION_CONTROLS + 4;
     case VMCS_EPT_POINTER: return VMCS_OFF_EPT_POINTER;
     case VMCS_EPT_POINTER_HIGH: return VMCS_OFF_EPT_POINTER + 4;
+    case VMCS_EPTP_LIST_ADDRESS: return VMCS_OFF_EPTP_LIST_ADDRESS;
+    case VMCS_EPTP_LIST_ADDRESS_HIGH: return VMCS_OFF_EPTP_LIST_ADDRESS + 4;
     case VMCS_GUEST_PHYSICAL_ADDRESS: return VMCS_OFF_GUEST_PHYSICAL_ADDRESS;
     case VMCS_GUEST_PHYSICAL_ADDRESS_HIGH: return VMCS_OFF_GUEST_PHYSICAL_ADDRESS + 4;
     case VMCS_VMCS_LINK_POINTER: return VMCS_OFF_VMCS_LINK_POINTER;
@@ -1435,7 +1444,9 @@ static inline int vmcs_field_width(uint32_t enc)
     case VMCS_VM_EXIT_MSR_LOAD_ADDRESS_HIGH:
     case VMCS_VM_ENTRY_MSR_LOAD_ADDRESS_HIGH:
     case VMCS_TSC_OFFSET_HIGH:
+    case VMCS_VM_FUNCTION_CONTROLS_HIGH:
     case VMCS_EPT_POINTER_HIGH:
+    case VMCS_EPTP_LIST_ADDRESS_HIGH:
     case VMCS_GUEST_PHYSICAL_ADDRESS_HIGH:
     case VMCS_VMCS_LINK_POINTER_HIGH:
     case VMCS_GUEST_IA32_DEBUGCTL_HIGH:
@@ -1455,7 +1466,9 @@ static inline int vmcs_field_width(uint32_t enc)
     case VMCS_VM_EXIT_MSR_LOAD_ADDRESS:
     case VMCS_VM_ENTRY_MSR_LOAD_ADDRESS:
     case VMCS_TSC_OFFSET:
+    case VMCS_VM_FUNCTION_CONTROLS:
     case VMCS_EPT_POINTER:
+    case VMCS_EPTP_LIST_ADDRESS:
     case VMCS_GUEST_PHYSICAL_ADDRESS:
     case VMCS_VMCS_LINK_POINTER:
     case VMCS_GUEST_IA32_DEBUGCTL:
@@ -1589,7 +1602,7 @@ static inline uint64_t vmcs_check_mask(int off, uint64_t delta)
     case VMCS_OFF_PIN_BASED_CONTROLS:
         return (CKM_PIN_BASED_CONTROLS | CKM_VIRTUAL_NMIS | CKM_VM_EXIT_CONTROLS | CKM_GUEST_INTERRUPTIBILITY_STATE);
     case VMCS_OFF_PRIMARY_PROC_BASED_CONTROLS:
-        return (CKM_PRIMARY_PROC_BASED_CONTROLS | CKM_SECONDARY_PROC_BASED_CONTROLS | CKM_IO_BITMAP_ADDRESSES | CKM_MSR_BITMAP_ADDRESS | CKM_VIRTUAL_NMIS | CKM_EPT_POINTER | CKM_VPID_NONZERO | CKM_UNRESTRICTED_GUEST_NEEDS_EPT | CKM_VM_ENTRY_INTERRUPTION_INFO | CKM_GUEST_CR0 | CKM_GUEST_SS_RPL | CKM_GUEST_CS_ACCESS_RIGHTS | CKM_GUEST_SS_ACCESS_RIGHTS | CKM_GUEST_DATA_SEGMENT_ACCESS_RIGHTS | CKM_GUEST_PDPTES);
+        return (CKM_PRIMARY_PROC_BASED_CONTROLS | CKM_SECONDARY_PROC_BASED_CONTROLS | CKM_IO_BITMAP_ADDRESSES | CKM_MSR_BITMAP_ADDRESS | CKM_VIRTUAL_NMIS | CKM_EPT_POINTER | CKM_VPID_NONZERO | CKM_UNRESTRICTED_GUEST_NEEDS_EPT | CKM_VM_FUNCTION_CONTROLS | CKM_EPTP_SWITCHING | CKM_VM_ENTRY_INTERRUPTION_INFO | CKM_GUEST_CR0 | CKM_GUEST_SS_RPL | CKM_GUEST_CS_ACCESS_RIGHTS | CKM_GUEST_SS_ACCESS_RIGHTS | CKM_GUEST_DATA_SEGMENT_ACCESS_RIGHTS | CKM_GUEST_PDPTES);
     case VMCS_OFF_CR3_TARGET_COUNT:
         return (CKM_CR3_TARGET_COUNT);
     case VMCS_OFF_VM_EXIT_CONTROLS:
@@ -1609,7 +1622,7 @@ static inline uint64_t vmcs_check_mask(int off, uint64_t delta)
     case VMCS_OFF_VM_ENTRY_INSTRUCTION_LENGTH:
         return (CKM_VM_ENTRY_INTERRUPTION_INFO);
     case VMCS_OFF_SECONDARY_PROC_BASED_CONTROLS:
-        return (CKM_SECONDARY_PROC_BASED_CONTROLS | CKM_EPT_POINTER | CKM_VPID_NONZERO | CKM_UNRESTRICTED_GUEST_NEEDS_EPT | CKM_VM_ENTRY_INTERRUPTION_INFO | CKM_GUEST_CR0 | CKM_GUEST_SS_RPL | CKM_GUEST_CS_ACCESS_RIGHTS | CKM_GUEST_SS_ACCESS_RIGHTS | CKM_GUEST_DATA_SEGMENT_ACCESS_RIGHTS | CKM_GUEST_PDPTES);
+        return (CKM_SECONDARY_PROC_BASED_CONTROLS | CKM_EPT_POINTER | CKM_VPID_NONZERO | CKM_UNRESTRICTED_GUEST_NEEDS_EPT | CKM_VM_FUNCTION_CONTROLS | CKM_EPTP_SWITCHING | CKM_VM_ENTRY_INTERRUPTION_INFO | CKM_GUEST_CR0 | CKM_GUEST_SS_RPL | CKM_GUEST_CS_ACCESS_RIGHTS | CKM_GUEST_SS_ACCESS_RIGHTS | CKM_GUEST_DATA_SEGMENT_ACCESS_RIGHTS | CKM_GUEST_PDPTES);
     case VMCS_OFF_GUEST_ES_LIMIT:
         return (CKM_GUEST_V86_SEGMENTS | CKM_GUEST_DATA_SEGMENT_ACCESS_RIGHTS);
     case VMCS_OFF_GUEST_CS_LIMIT:
@@ -1656,8 +1669,12 @@ static inline uint64_t vmcs_check_mask(int off, uint64_t delta)
         return (CKM_IO_BITMAP_ADDRESSES);
     case VMCS_OFF_MSR_BITMAP:
         return (CKM_MSR_BITMAP_ADDRESS);
+    case VMCS_OFF_VM_FUNCTION_CONTROLS:
+        return (CKM_VM_FUNCTION_CONTROLS | CKM_EPTP_SWITCHING);
     case VMCS_OFF_EPT_POINTER:
         return (CKM_EPT_POINTER);
+    case VMCS_OFF_EPTP_LIST_ADDRESS:
+        return (CKM_EPTP_SWITCHING);
     case VMCS_OFF_VMCS_LINK_POINTER:
         return (CKM_GUEST_VMCS_LINK_POINTER);
     case VMCS_OFF_GUEST_IA32_PAT:

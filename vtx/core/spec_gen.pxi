@@ -983,6 +983,7 @@ cdef extern from "spec_gen.h" nogil:
     const uint64_t VMX_CAP_CR4_FIXED1
     const uint64_t VMX_CAP_EPT_VPID_CAP
     const uint64_t VMX_CAP_VMCS_ENUM
+    const uint64_t VMX_CAP_VMFUNC
     const uint64_t VMX_CAP_MAXPHYADDR
 
     # VM-entry checks (vtx/spec/entry_checks.py, numbered in SDM order)
@@ -996,6 +997,8 @@ cdef extern from "spec_gen.h" nogil:
     const int CK_EPT_POINTER
     const int CK_VPID_NONZERO
     const int CK_UNRESTRICTED_GUEST_NEEDS_EPT
+    const int CK_VM_FUNCTION_CONTROLS
+    const int CK_EPTP_SWITCHING
     const int CK_VM_EXIT_CONTROLS
     const int CK_VM_EXIT_MSR_AREAS
     const int CK_VM_ENTRY_CONTROLS
@@ -1045,6 +1048,8 @@ cdef extern from "spec_gen.h" nogil:
     const uint64_t CKM_EPT_POINTER
     const uint64_t CKM_VPID_NONZERO
     const uint64_t CKM_UNRESTRICTED_GUEST_NEEDS_EPT
+    const uint64_t CKM_VM_FUNCTION_CONTROLS
+    const uint64_t CKM_EPTP_SWITCHING
     const uint64_t CKM_VM_EXIT_CONTROLS
     const uint64_t CKM_VM_EXIT_MSR_AREAS
     const uint64_t CKM_VM_ENTRY_CONTROLS

@@ -43,6 +43,7 @@ __all__ = [
     "CR4_FIXED1",
     "EPT_VPID_CAP",
     "VMCS_ENUM",
+    "VMFUNC",
     "VALUES",
     "MSR_VALUES",
 ]
@@ -85,6 +86,7 @@ SUPPORTED_CONTROLS = {
         "PAUSE_LOOP_EXITING",
         "RDRAND_EXITING",
         "ENABLE_INVPCID",
+        "ENABLE_VM_FUNCTIONS",
         "RDSEED_EXITING",
     ),
     "EXIT_CTL": (
@@ -248,6 +250,10 @@ EPT_VPID_CAP = 0
 for _name in EPT_VPID_SUPPORTED:
     EPT_VPID_CAP |= 1 << EPT_VPID_CAP_BITS[_name]
 
+# --- IA32_VMX_VMFUNC (A.11) -------------------------------------------------------
+#: The VM functions the model offers: bit 0, EPTP switching.
+VMFUNC = 1
+
 # --- IA32_VMX_VMCS_ENUM (A.9) ----------------------------------------------------
 VMCS_ENUM = max(_field_index(enc) for _n, enc, _d in _FIELDS) << 1
 
@@ -273,13 +279,14 @@ VALUES = (
     ("CR4_FIXED1", CR4_FIXED1, "IA32_VMX_CR4_FIXED1"),
     ("EPT_VPID_CAP", EPT_VPID_CAP, "IA32_VMX_EPT_VPID_CAP"),
     ("VMCS_ENUM", VMCS_ENUM, "IA32_VMX_VMCS_ENUM"),
+    ("VMFUNC", VMFUNC, "IA32_VMX_VMFUNC"),
     ("MAXPHYADDR", MAXPHYADDR, "Physical-address width in bits"),
 )
 
 _MSR_NUMBERS = {name: number for name, number, _ in _MSRS}
 
 #: What RDMSR returns for each VMX capability MSR the model has, by MSR number.
-#: The others (IA32_VMX_VMFUNC, IA32_VMX_PROCBASED_CTLS3, IA32_VMX_EXIT_CTLS2) do
+#: The others (IA32_VMX_PROCBASED_CTLS3, IA32_VMX_EXIT_CTLS2) do
 #: not exist on this model because the controls that enable them cannot be 1.
 MSR_VALUES = {
     _MSR_NUMBERS[msr]: value

@@ -37,6 +37,11 @@ ENTRY_CHECKS = [
      "with 'enable VPID', the VPID is not 0000H"),
     ("UNRESTRICTED_GUEST_NEEDS_EPT", CONTROL, "26.2.1.1",
      "'unrestricted guest' is 0 unless 'enable EPT' is 1"),
+    ("VM_FUNCTION_CONTROLS", CONTROL, "27.2.1.1",
+     "with 'enable VM functions', the VM-function controls set only functions IA32_VMX_VMFUNC allows"),
+    ("EPTP_SWITCHING", CONTROL, "27.2.1.1",
+     "with the EPTP-switching VM function, 'enable EPT' is 1 and the EPTP-list address is 4-KByte aligned "
+     "and within the physical-address width"),
     # 26.2.1.2 VM-exit control fields
     ("VM_EXIT_CONTROLS", CONTROL, "26.2.1.2",
      "VM-exit controls respect IA32_VMX_TRUE_EXIT_CTLS, and 'save VMX-preemption timer value' is 0 unless "
@@ -190,6 +195,8 @@ INPUTS = {
     "EPT_POINTER": _EPT + ("EPT_POINTER",),
     "VPID_NONZERO": _EPT + ("VIRTUAL_PROCESSOR_ID",),
     "UNRESTRICTED_GUEST_NEEDS_EPT": _UG,
+    "VM_FUNCTION_CONTROLS": _UG + ("VM_FUNCTION_CONTROLS",),
+    "EPTP_SWITCHING": _UG + ("VM_FUNCTION_CONTROLS", "EPTP_LIST_ADDRESS"),
     # 26.2.1.2
     "VM_EXIT_CONTROLS": ("VM_EXIT_CONTROLS", "PIN_BASED_CONTROLS"),
     "VM_EXIT_MSR_AREAS": ("VM_EXIT_MSR_STORE_COUNT", "VM_EXIT_MSR_LOAD_COUNT"),

@@ -762,6 +762,8 @@ cdef int h_0f01(Cpu* c, Insn* d) noexcept nogil:
             return xgetbv(c, d)
         if d.ext == 2 and (d.rm & 7) == 1:
             return xsetbv(c, d)
+        if d.ext == 2 and (d.rm & 7) == 4:
+            return h_vmfunc(c, d)      # 0F 01 D4 (core/vmx/insn.pxi)
         return raise_ud(c)
     if d.ext > 3:
         return raise_ud(c)

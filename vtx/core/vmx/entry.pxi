@@ -83,6 +83,14 @@ cdef int check_controls(Cpu* c, uint64_t d) noexcept nogil:
     if (d & CKM_UNRESTRICTED_GUEST_NEEDS_EPT) and (proc2 & PROC2_UNRESTRICTED_GUEST) and \
             not (proc2 & PROC2_ENABLE_EPT):
         return fail(c, CK_UNRESTRICTED_GUEST_NEEDS_EPT, R)
+    if proc2 & PROC2_ENABLE_VM_FUNCTIONS:
+        a = vr(c, VMCS_OFF_VM_FUNCTION_CONTROLS, 8)
+        if (d & CKM_VM_FUNCTION_CONTROLS) and (a & ~VMX_CAP_VMFUNC):
+            return fail(c, CK_VM_FUNCTION_CONTROLS, R)
+        b = vr(c, VMCS_OFF_EPTP_LIST_ADDRESS, 8)
+        if (d & CKM_EPTP_SWITCHING) and (a & 1) and \
+                (not (proc2 & PROC2_ENABLE_EPT) or (b & 0xFFF) or not phys_ok(b)):
+            return fail(c, CK_EPTP_SWITCHING, R)
     # 26.2.1.2
     # SDM 27.2.1.2: "save VMX-preemption timer value" needs "activate
     # VMX-preemption timer".

@@ -397,6 +397,42 @@ cdef int h_vmcall_group(Cpu* c, Insn* d) noexcept nogil:
     return rc
 
 
+# --- VMFUNC (0F 01 D4) ---------------------------------------------------------------
+
+cdef int h_vmfunc(Cpu* c, Insn* d) noexcept nogil:
+    """VMFUNC: invoke VM function EAX in VMX non-root operation (SDM 26.5.6,
+    31.3).  #UD outside it and without "enable VM functions"; a function
+    the VM-function controls do not enable, or one that fails, is a VM exit
+    (reason 59).  Function 0, EPTP switching: ECX indexes the 512-entry
+    EPTP list; a valid EPTP there becomes the EPT pointer, with no exit."""
+    cdef uint32_t fn = <uint32_t>c.regs[R_AX]
+    cdef uint64_t idx = c.regs[R_CX] & 0xFFFFFFFFULL
+    cdef uint64_t eptp
+    cdef uint8_t* p
+    if not c.vmx.non_root or not (c.vmx.ctl.proc2 & PROC2_ENABLE_VM_FUNCTIONS):
+        return raise_ud(c)
+    if fn > 63 or not ((vr(c, VMCS_OFF_VM_FUNCTION_CONTROLS, 8) >> fn) & 1):
+        return insn_exit(c, d, EXIT_REASON_VMFUNC, 0)
+    # fn == 0: the only function IA32_VMX_VMFUNC offers (entry checks keep
+    # the controls to it).  The list lies in the hypervisor's memory.
+    if idx >= 512:
+        return insn_exit(c, d, EXIT_REASON_VMFUNC, 0)
+    p = hpa_ptr(c, vr(c, VMCS_OFF_EPTP_LIST_ADDRESS, 8) + 8 * idx, 8, 0)
+    if p == NULL:
+        return insn_exit(c, d, EXIT_REASON_VMFUNC, 0)
+    memcpy(&eptp, p, 8)
+    if not eptp_valid(eptp):
+        return insn_exit(c, d, EXIT_REASON_VMFUNC, 0)
+    vwt(c, VMCS_OFF_EPT_POINTER, 8, eptp)
+    c.vmx.ctl.eptp = eptp
+    # Translations through the old EPT no longer apply; the model's TLB has
+    # no EPTP tags, so it goes.  The guest may now reach other memory: the
+    # next VMRESUME runs every check (the EPT pointer is an input of them).
+    tlb_flush(c)
+    c.vmx.ck_ept_private = 1
+    return RC_OK
+
+
 # --- GETSEC (0F 37) ------------------------------------------------------------------
 
 cdef int h_getsec(Cpu* c, Insn* d) noexcept nogil:

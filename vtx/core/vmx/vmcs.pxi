@@ -121,6 +121,8 @@ cdef int vmx_cap_msr(uint32_t msr, uint64_t* v) noexcept nogil:
         v[0] = VMX_CAP_CR4_FIXED1
     elif msr == MSR_IA32_VMX_VMCS_ENUM:
         v[0] = VMX_CAP_VMCS_ENUM
+    elif msr == MSR_IA32_VMX_VMFUNC:
+        v[0] = VMX_CAP_VMFUNC
     elif msr == MSR_IA32_VMX_PROCBASED_CTLS2:
         v[0] = VMX_CAP_PROCBASED_CTLS2
     elif msr == MSR_IA32_VMX_EPT_VPID_CAP:
