@@ -105,6 +105,13 @@ TEMPLATES = {
     "pre-ia32e-cs-l-db": PRE_IA32E + [("GUEST_CS_ACCESS_RIGHTS", 0xE09B)],
     "pre-ia32e-tr-286": PRE_IA32E + [("GUEST_TR_ACCESS_RIGHTS", 0x83)],
     "code-conforming": [("GUEST_CS_ACCESS_RIGHTS", 0xC09F)],
+    "tf-mov-ss": [ctl("GUEST_RFLAGS", set_=1 << 8), ("GUEST_INTERRUPTIBILITY_STATE", 2),
+                  ("GUEST_PENDING_DEBUG_EXCEPTIONS", 0x4000)],
+    "tf-hlt": [ctl("GUEST_RFLAGS", set_=1 << 8), ("GUEST_ACTIVITY_STATE", 1), ("GUEST_PENDING_DEBUG_EXCEPTIONS", 0x4000)],
+    "btf-hlt": [("GUEST_IA32_DEBUGCTL", 2), ("GUEST_ACTIVITY_STATE", 1)],
+    "rtm": [("GUEST_PENDING_DEBUG_EXCEPTIONS", 0x1000)],
+    "ldtr-g": [("GUEST_LDTR_SELECTOR", 0x28), ("GUEST_LDTR_ACCESS_RIGHTS", 0x8082), ("GUEST_LDTR_LIMIT", 0xFFFFFFFF)],
+    "tr-g": [("GUEST_TR_ACCESS_RIGHTS", 0x808B), ("GUEST_TR_LIMIT", 0xFFFFFFFF)],
     "cs-type-3": [("GUEST_CS_ACCESS_RIGHTS", 0x93)],
 }
 
@@ -112,13 +119,27 @@ TEMPLATES = {
 #: Why some inputs cannot show alone (the search confirms it by finding nothing).
 WHY = {
     ("VIRTUAL_NMIS", "PIN_BASED_CONTROLS"): "the model offers no virtual NMIs: PIN_BASED_CONTROLS fails first",
+    ("NMI_WINDOW_EXITING", "PIN_BASED_CONTROLS"): "the model offers no NMI-window exiting",
+    ("NMI_WINDOW_EXITING", "PRIMARY_PROC_BASED_CONTROLS"): "the model offers no NMI-window exiting",
+    ("VM_ENTRY_INTERRUPTION_VECTOR_OTHER_EVENT", "VM_ENTRY_INTERRUPTION_INFO"):
+        "type 7 needs 'monitor trap flag', which the model does not offer",
+    ("GUEST_INTERRUPTIBILITY_NMI_VIRTUAL_NMIS", "PIN_BASED_CONTROLS"): "the model offers no virtual NMIs",
+    ("GUEST_INTERRUPTIBILITY_NMI_VIRTUAL_NMIS", "GUEST_INTERRUPTIBILITY_STATE"): "the model offers no virtual NMIs",
+    ("GUEST_INTERRUPTIBILITY_NMI_VIRTUAL_NMIS", "VM_ENTRY_INTERRUPTION_INFO"): "the model offers no virtual NMIs",
     ("GUEST_DR7", "VM_ENTRY_CONTROLS"): "'load debug controls' is fixed to 1 by IA32_VMX_TRUE_ENTRY_CTLS",
-    ("GUEST_SS_ACCESS_RIGHTS", "GUEST_RFLAGS"): "leaving virtual-8086 mode, CS (type 3, DPL 3) fails first",
-    ("GUEST_DATA_SEGMENT_ACCESS_RIGHTS", "GUEST_RFLAGS"): "leaving virtual-8086 mode, CS fails first",
-    ("GUEST_SS_ACCESS_RIGHTS", "GUEST_SS_SELECTOR"): "its RPL is read only without 'unrestricted guest', "
-                                                     "where GUEST_SS_RPL compares it first",
-    ("HOST_ADDRESS_SPACE_SIZE", "VM_ENTRY_CONTROLS"): "read only for x86 host code outside IA-32e mode, whose "
-                                                      "VMCS is in RAM and checked in full at every entry",
+    ("GUEST_IA32_DEBUGCTL", "VM_ENTRY_CONTROLS"): "'load debug controls' is fixed to 1 by IA32_VMX_TRUE_ENTRY_CTLS",
+    ("IA32E_MODE_GUEST_OUTSIDE_IA32E", "VM_ENTRY_CONTROLS"): "read only for x86 host code outside IA-32e mode, "
+                                                            "whose VMCS is in RAM and checked in full at every entry",
+    ("HOST_ADDRESS_SPACE_SIZE_OUTSIDE_IA32E", "VM_EXIT_CONTROLS"): "read only for x86 host code outside IA-32e "
+                                                                  "mode (VMCS in RAM, checked in full)",
+    ("HOST_CR4_PCIDE", "VM_EXIT_CONTROLS"): "with 'host address-space size' 0 the hosted hypervisor fails "
+                                           "HOST_ADDRESS_SPACE_SIZE_IN_IA32E first",
+    ("HOST_CR4_PCIDE", "HOST_CR4"): "read only with 'host address-space size' 0: x86 host code outside "
+                                   "IA-32e mode (VMCS in RAM, checked in full)",
+    ("HOST_RIP_HIGH_BITS", "VM_EXIT_CONTROLS"): "as HOST_CR4_PCIDE",
+    ("HOST_RIP_HIGH_BITS", "HOST_RIP"): "as HOST_CR4_PCIDE",
+    ("HOST_SS_SELECTOR_NULL", "VM_EXIT_CONTROLS"): "as HOST_CR4_PCIDE",
+    ("HOST_SS_SELECTOR_NULL", "HOST_SS_SELECTOR"): "as HOST_CR4_PCIDE",
 }
 
 
@@ -325,7 +346,7 @@ def main(argv=None):
             out.append("     [" + ",\n      ".join(rows) + f"], {new:#x}),\n")
     out.append("]\n\n")
     out.append("# Inputs no scenario was found for.  The code reads them, so they stay in INPUTS.\n")
-    out.append("NOT_SHOWN = [\n" + "".join(f"    ({k!r}, {f!r}),    # {WHY.get((k, f), 'none found')}\n"
+    out.append("NOT_SHOWN = [\n" + "".join(f"    ({k!r}, {f!r}),    # {WHY.get((k, f), f'none found in {args.trials} trials')}\n"
                                           for k, f in missing) + "]\n")
     sys.stdout.write("".join(out))
     print(f"{len(missing)} pairs not found", file=sys.stderr)

@@ -109,5 +109,9 @@ class VmFail(VtxError):
         self.number = number
         self.name = name
         self.description = description
+        #: For VMLAUNCH/VMRESUME failing with error 7 or 8: the name and SDM
+        #: section of the entry check that failed (vtx/spec/entry_checks.py).
+        self.check = None
+        self.section = None
         what = f"VMfailValid, VM-instruction error {number} {name}" if number else "VMfailInvalid"
         super().__init__(f"{instruction}: {what} ({description})")
