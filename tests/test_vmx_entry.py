@@ -180,7 +180,14 @@ CONTROL_CASES = [
      "VM_ENTRY_CONTROLS"),
     ("entry-default1-cleared", "protected", [(F.VM_ENTRY_CONTROLS, clrb(EC.LOAD_DEBUG_CONTROLS))],
      "VM_ENTRY_CONTROLS"),
-    ("entry-msr-load-count", "real", [(F.VM_ENTRY_MSR_LOAD_COUNT, 1)], "VM_ENTRY_MSR_LOAD_AREA"),
+    # VM-entry MSR-load area (checked only with a count other than 0)
+    ("entry-msr-load-misaligned", "real", [(F.VM_ENTRY_MSR_LOAD_ADDRESS, 0x5008), (F.VM_ENTRY_MSR_LOAD_COUNT, 1)],
+     "VM_ENTRY_MSR_LOAD_ADDRESS_ALIGNMENT"),
+    ("entry-msr-load-beyond-maxphyaddr", "long", [(F.VM_ENTRY_MSR_LOAD_ADDRESS, 1 << 39),
+                                                  (F.VM_ENTRY_MSR_LOAD_COUNT, 1)], "VM_ENTRY_MSR_LOAD_ADDRESS_WIDTH"),
+    ("entry-msr-load-last-byte", "protected", [(F.VM_ENTRY_MSR_LOAD_ADDRESS, (1 << 39) - 0x8000),
+                                               (F.VM_ENTRY_MSR_LOAD_COUNT, 0x801)],
+     "VM_ENTRY_MSR_LOAD_LAST_BYTE_WIDTH"),
     # VM-entry interruption information (event injection fields)
     ("inject-type-1-reserved", "protected", [(F.VM_ENTRY_INTERRUPTION_INFO, 0x80000100 | 32)],
      "VM_ENTRY_INTERRUPTION_TYPE_RESERVED"),
@@ -220,6 +227,10 @@ def test_control_field_checks(name, mode, changes, check):
     # a clearable default1 bit per the TRUE MSR (CR3-load exiting)
     ("long", [(F.PRIMARY_PROC_BASED_CONTROLS, clrb(ProcBased.CR3_LOAD_EXITING | ProcBased.CR3_STORE_EXITING))]),
     ("real", [(F.CR3_TARGET_COUNT, 4)]),
+    # the MSR-load address is not checked while the count is 0
+    ("real", [(F.VM_ENTRY_MSR_LOAD_ADDRESS, (1 << 64) - 1)]),
+    # an area ending at the last byte of the physical-address width
+    ("long", [(F.VM_ENTRY_MSR_LOAD_ADDRESS, (1 << 39) - 0x8000), (F.VM_ENTRY_MSR_LOAD_COUNT, 0)]),
     # bitmap addresses are not checked while their controls are 0
     ("real", [(F.IO_BITMAP_A, PRIV + 0x1008), (F.IO_BITMAP_B, 1 << 45), (F.MSR_BITMAP, 0x123)]),
     # secondary controls are ignored when "activate secondary controls" is 0

@@ -413,6 +413,130 @@ def test_wrmsr_of_a_reserved_debugctl_bit_is_gp():
     assert r.exit.reason == 0 and r.exit.vector == 13 and r.exit.guest_rip == 0x1013
 
 
+# --- 27.4 the VM-entry MSR-load area ---------------------------------------------------------
+AREA_ADDR = 0x6000
+MSR_SYSENTER_CS, MSR_SYSENTER_ESP, MSR_PAT = 0x174, 0x175, 0x277
+
+
+def msr_area(vm, entries, addr=AREA_ADDR):
+    """Write 16-byte entries (index, data[, reserved dword]) and point the VMCS at them."""
+    raw = b"".join(idx.to_bytes(4, "little") + (rest[1] if len(rest) > 1 else 0).to_bytes(4, "little")
+                   + rest[0].to_bytes(8, "little") for idx, *rest in entries)
+    vm.write(addr, raw)
+    vm.vcpu.vmwrite(F.VM_ENTRY_MSR_LOAD_ADDRESS, addr)
+    vm.vcpu.vmwrite(F.VM_ENTRY_MSR_LOAD_COUNT, len(entries))
+
+
+@pytest.mark.parametrize("mode", ALL_MODES)
+def test_msr_load_area_loads_its_msrs(mode):
+    """A good list: after the guest state (which loads SYSENTER_CS from the
+    VMCS), each MSR in order; the guest reads the values back with RDMSR."""
+    vm = vtx.VM(memory=1 << 20)
+    bits = base.MODES[mode]
+    vm.load(0x1000, vtx.asm(f"mov ecx, {MSR_SYSENTER_ESP}\nrdmsr\nmov ebx, eax\nmov ecx, {MSR_SYSENTER_CS}\n"
+                            "rdmsr\nmov esi, eax\nmov ecx, 0x277\nrdmsr\nhlt", bits=bits))
+    v = vm.add_vcpu()
+    getattr(vm, f"setup_{mode}_mode")(entry=0x1000)
+    v.vmwrite(F.PRIMARY_PROC_BASED_CONTROLS, v.vmread(F.PRIMARY_PROC_BASED_CONTROLS) | vtx.ProcBased.USE_MSR_BITMAPS)
+    v.vmwrite(F.MSR_BITMAP, 0x80000)                     # zeros: RDMSR does not exit
+    v.vmwrite(F.GUEST_IA32_SYSENTER_CS, 0x8)
+    msr_area(vm, [(MSR_SYSENTER_CS, 0x10), (MSR_SYSENTER_ESP, 0x7000), (MSR_SYSENTER_CS, 0x23),
+                  (MSR_PAT, 0x0007040600070006)])          # PA1: WT -> UC
+    vm.on(vtx.ExitReason.HLT)(lambda v, e: vtx.STOP)
+    r = vm.run()
+    assert r.exit.reason == vtx.ExitReason.HLT
+    assert (v.rbx & 0xFFFF_FFFF, v.rsi & 0xFFFF_FFFF) == (0x7000, 0x23)      # the later entry wins
+    assert (v.rdx << 32 | (v.rax & 0xFFFF_FFFF)) == 0x0007040600070006
+    # The exit saves the guest's SYSENTER MSRs (SDM 28.3.1): the API reads them back.
+    assert (v.vmread(F.GUEST_IA32_SYSENTER_CS), v.vmread(F.GUEST_IA32_SYSENTER_ESP)) == (0x23, 0x7000)
+
+
+MSR_FAILURES = [
+    ((0xC0000100, 0), "MSR_LOAD_FS_GS_BASE"),
+    ((0xC0000101, 0x1000), "MSR_LOAD_FS_GS_BASE"),
+    ((0x800, 0), "MSR_LOAD_X2APIC"),
+    ((0x8FF, 0), "MSR_LOAD_X2APIC"),
+    ((0x9B, 0), "MSR_LOAD_SMM_MONITOR_CTL"),
+    ((MSR_SYSENTER_CS, 0, 1), "MSR_LOAD_RESERVED_BITS"),
+    ((MSR_SYSENTER_CS, 0, 0x80000000), "MSR_LOAD_RESERVED_BITS"),
+    ((MSR_PAT, 2), "MSR_LOAD_WRMSR"),                       # memory type 2 is reserved: #GP
+    ((0x12345, 0), "MSR_LOAD_WRMSR"),                       # no such MSR: #GP
+    ((MSR_SYSENTER_ESP, 1 << 63), "MSR_LOAD_WRMSR"),        # not canonical: #GP
+]
+
+
+def expect_msr_failure(vm, check, index):
+    v = vm.vcpu
+    v.vmwrite(F.VM_INSTRUCTION_ERROR, 0)
+    with pytest.raises(vtx.VmEntryError) as ei:
+        vm.run()
+    e = ei.value
+    assert (e.kind, e.number, e.check, e.section) == ("msr-loading", 34, check, "27.4")
+    assert f"entry {index}:" in str(e)
+    assert v.vmread(F.EXIT_REASON) == 0x80000022 and v.vmread(F.EXIT_QUALIFICATION) == index
+    assert v.vmread(F.VM_INSTRUCTION_ERROR) == 0 and not v.launched
+
+
+@pytest.mark.parametrize("entry,check", MSR_FAILURES, ids=[f"{c}-{e[0]:#x}" for e, c in MSR_FAILURES])
+@pytest.mark.parametrize("mode", ALL_MODES)
+def test_msr_load_entry_fails_with_reason_34_and_its_index(mode, entry, check):
+    """The second entry fails: exit reason 34 with bit 31, exit qualification
+    2; put right, the guest runs."""
+    vm = good_vm(mode)
+    msr_area(vm, [(MSR_SYSENTER_CS, 0x10), entry])
+    expect_msr_failure(vm, check, 2)
+    msr_area(vm, [(MSR_SYSENTER_CS, 0x10), (MSR_SYSENTER_CS, 0x18)])
+    assert_runs(vm)
+
+
+def test_msr_load_area_where_no_memory_is_reads_all_ones():
+    vm = good_vm("long")
+    vm.vcpu.vmwrite(F.VM_ENTRY_MSR_LOAD_ADDRESS, 0x10000000)
+    vm.vcpu.vmwrite(F.VM_ENTRY_MSR_LOAD_COUNT, 1)
+    expect_msr_failure(vm, "MSR_LOAD_RESERVED_BITS", 1)
+
+
+def test_msr_load_area_in_the_private_memory():
+    """The hosted hypervisor's memory includes the private slot."""
+    vm = good_vm("protected")
+    off = 0x3000
+    vm._priv[off:off + 16] = MSR_SYSENTER_CS.to_bytes(4, "little") + bytes(4) + (0x10).to_bytes(8, "little")
+    vm.vcpu.vmwrite(F.VM_ENTRY_MSR_LOAD_ADDRESS, PRIV + off)
+    vm.vcpu.vmwrite(F.VM_ENTRY_MSR_LOAD_COUNT, 1)
+    assert_runs(vm)
+
+
+def test_msr_load_count_beyond_the_recommended_maximum():
+    """IA32_VMX_MISC bits 27:25 = 0: at most 512 entries; the model fails at
+    the 513th (Appendix A.6 leaves the behavior undefined)."""
+    assert (capabilities.MISC >> 25) & 7 == 0
+    vm = good_vm("protected")
+    msr_area(vm, [(MSR_SYSENTER_CS, 0x10)] * 512)
+    assert_runs(vm)
+    vm = good_vm("protected")
+    msr_area(vm, [(MSR_SYSENTER_CS, 0x10)] * 513)
+    expect_msr_failure(vm, "MSR_LOAD_COUNT", 513)
+    vm = good_vm("protected")
+    vm.vcpu.vmwrite(F.VM_ENTRY_MSR_LOAD_ADDRESS, (1 << 39) - (1 << 35))
+    vm.vcpu.vmwrite(F.VM_ENTRY_MSR_LOAD_COUNT, 0xFFFFFFFF)       # ends beyond MAXPHYADDR
+    expect_failure(vm, *CTL, "VM_ENTRY_MSR_LOAD_LAST_BYTE_WIDTH")
+
+
+def test_msr_load_failure_with_an_x86_host_loads_the_host_state():
+    """SDM 27.8: the failure is reported like a VM exit to HOST_RIP."""
+    hw = bare_32bit_root()
+    hw.load(0x30000, vtx.asm("cpuid\nhlt", bits=32, org=0x30000))
+    cpu = hw.cpu
+    hw.write(AREA_ADDR, (0x800).to_bytes(4, "little") + bytes(12))
+    cpu.vmwrite(F.VM_ENTRY_MSR_LOAD_ADDRESS, AREA_ADDR)
+    cpu.vmwrite(F.VM_ENTRY_MSR_LOAD_COUNT, 1)
+    r = launch_from_x86(hw)
+    assert r.stop == "halted" and r.exits == {vtx.ExitReason.ENTRY_FAILURE_MSR_LOADING: 1}
+    assert hw.cpu.rip == ENTER + 4
+    assert cpu.vmread(F.EXIT_REASON) == 0x80000022 and cpu.vmread(F.EXIT_QUALIFICATION) == 1
+    assert cpu.failed_entry_check == "MSR_LOAD_X2APIC"
+
+
 # --- every check is exercised -----------------------------------------------------------------
 def unreachable():
     """Checks about a control the model does not offer (capabilities)."""
@@ -429,6 +553,7 @@ def test_every_check_in_the_table_is_tested():
     tested |= {"GUEST_VMCS_LINK_POINTER_SHADOW", "IA32E_MODE_GUEST_OUTSIDE_IA32E",
                "HOST_ADDRESS_SPACE_SIZE_OUTSIDE_IA32E", "HOST_CR4_PCIDE", "HOST_RIP_HIGH_BITS",
                "HOST_SS_SELECTOR_NULL"} | {f"GUEST_PDPTE{i}" for i in range(4)}
+    tested |= {c for _e, c in MSR_FAILURES} | {"MSR_LOAD_COUNT"}
     names = {row[0] for row in ENTRY_CHECKS}
     assert tested <= names
     assert names - tested == unreachable() == {"VIRTUAL_NMIS", "NMI_WINDOW_EXITING",
@@ -443,4 +568,4 @@ def test_check_counts_per_area():
     for name, area, _s, _d in ENTRY_CHECKS:
         if name not in unreachable():
             count[area] = count.get(area, 0) + 1
-    assert count == {"control": 34, "host": 45, "guest": 162}
+    assert count == {"control": 36, "host": 45, "guest": 162, "msr": 6}

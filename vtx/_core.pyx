@@ -444,11 +444,12 @@ cdef class VCpuBase:
     # --- the run loop -------------------------------------------------------
 
     def check_entry(self):
-        """The VM-entry checks of SDM Vol. 3C chapter 27 on the VMCS as it
-        stands, without entering: None if VMLAUNCH (the VMCS is clear) or
+        """The VM-entry checks of SDM Vol. 3C 27.2 and 27.3.1 on the VMCS as
+        it stands, without entering: None if VMLAUNCH (the VMCS is clear) or
         VMRESUME (it is launched) would pass them, else the
         :class:`~vtx.VmEntryError` the entry would fail with.  Nothing is
-        written.  After any exit, the guest state saved by the model passes
+        written, so the VM-entry MSR-load area, which the entry loads with
+        WRMSR after these checks (27.4), is not looked at.  After any exit, the guest state saved by the model passes
         (a guest cannot make its own VM unresumable)."""
         cdef int rc
         with nogil:
@@ -720,6 +721,9 @@ cdef object _entry_error(Cpu* c, int rc):
         return VmEntryError("vm-instruction-error", num, name, "31.4",
                             "VMLAUNCH needs a clear VMCS" if num == 4 else "VMRESUME needs a launched VMCS")
     cid, area, section, desc = _ENTRY_CHECKS[ck]
+    if rc == RC_ENTRY_FAIL_GUEST and area == "msr":
+        return VmEntryError("msr-loading", 34, cid, section,
+                            f"VM-entry MSR-load entry {vr(c, VMCS_OFF_EXIT_QUALIFICATION, 8)}: {desc}")
     if rc == RC_ENTRY_FAIL_GUEST:
         return VmEntryError("invalid-guest-state", 33, cid, section, desc)
     num = 7 if rc == RC_ENTRY_FAIL_CTL else 8

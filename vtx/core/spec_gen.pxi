@@ -918,6 +918,7 @@ cdef extern from "spec_gen.h" nogil:
     const uint32_t MSR_IA32_APIC_BASE
     const uint32_t MSR_IA32_FEATURE_CONTROL
     const uint32_t MSR_IA32_TSC_ADJUST
+    const uint32_t MSR_IA32_SMM_MONITOR_CTL
     const uint32_t MSR_IA32_SYSENTER_CS
     const uint32_t MSR_IA32_SYSENTER_ESP
     const uint32_t MSR_IA32_SYSENTER_EIP
@@ -1014,7 +1015,9 @@ cdef extern from "spec_gen.h" nogil:
     const int CK_VM_ENTRY_EXCEPTION_ERROR_CODE
     const int CK_VM_ENTRY_INSTRUCTION_LENGTH
     const int CK_VM_ENTRY_INSTRUCTION_LENGTH_ZERO
-    const int CK_VM_ENTRY_MSR_LOAD_AREA
+    const int CK_VM_ENTRY_MSR_LOAD_ADDRESS_ALIGNMENT
+    const int CK_VM_ENTRY_MSR_LOAD_ADDRESS_WIDTH
+    const int CK_VM_ENTRY_MSR_LOAD_LAST_BYTE_WIDTH
     const int CK_HOST_CR0
     const int CK_HOST_CR4
     const int CK_HOST_CR3
@@ -1223,6 +1226,12 @@ cdef extern from "spec_gen.h" nogil:
     const int CK_GUEST_PDPTE1
     const int CK_GUEST_PDPTE2
     const int CK_GUEST_PDPTE3
+    const int CK_MSR_LOAD_COUNT
+    const int CK_MSR_LOAD_FS_GS_BASE
+    const int CK_MSR_LOAD_X2APIC
+    const int CK_MSR_LOAD_SMM_MONITOR_CTL
+    const int CK_MSR_LOAD_RESERVED_BITS
+    const int CK_MSR_LOAD_WRMSR
     const int CK_COUNT
     const int CK_WORDS
     const uint64_t RFLAGS_RESERVED_BITS

@@ -8,7 +8,10 @@ check requires).  The area says how a failure is reported (SDM 27.1, 27.8):
 
 - ``control``: VMfailValid with VM-instruction error 7 (invalid control fields);
 - ``host``: VMfailValid with VM-instruction error 8 (invalid host-state fields);
-- ``guest``: a VM exit with basic reason 33 and bit 31 set (invalid guest state).
+- ``guest``: a VM exit with basic reason 33 and bit 31 set (invalid guest state);
+- ``msr``: a VM exit with basic reason 34 and bit 31 set (failure while loading
+  the MSRs of the VM-entry MSR-load area, SDM 27.4), the exit qualification
+  the failing entry's index counted from 1.
 
 Where the SDM states one rule for several registers ("for each of CS, SS,
 DS, ES, FS and GS ..."), each register gets its own check, so a failure
@@ -21,7 +24,7 @@ header; the core records the number of the check that failed and the Python
 error names it from this table.
 """
 
-CONTROL, HOST, GUEST = "control", "host", "guest"
+CONTROL, HOST, GUEST, MSR = "control", "host", "guest", "msr"
 
 #: Guest segment registers in the order of their VMCS fields (the core's S_*
 #: numbers): the index of a family's C array.
@@ -132,8 +135,14 @@ ENTRY_CHECKS = [
     ("VM_ENTRY_INSTRUCTION_LENGTH_ZERO", CONTROL, "27.2.1.3",
      "a software interrupt or (privileged) software exception has a VM-entry instruction length other than 0 "
      "(0 needs IA32_VMX_MISC bit 30)"),
-    ("VM_ENTRY_MSR_LOAD_AREA", CONTROL, "27.2.1.3",
-     "the VM-entry MSR-load count is 0 (the model has no MSR-load area yet)"),
+    ("VM_ENTRY_MSR_LOAD_ADDRESS_ALIGNMENT", CONTROL, "27.2.1.3",
+     "with a VM-entry MSR-load count other than 0, bits 3:0 of the VM-entry MSR-load address are 0"),
+    ("VM_ENTRY_MSR_LOAD_ADDRESS_WIDTH", CONTROL, "27.2.1.3",
+     "with a VM-entry MSR-load count other than 0, the VM-entry MSR-load address sets no bit beyond the "
+     "physical-address width"),
+    ("VM_ENTRY_MSR_LOAD_LAST_BYTE_WIDTH", CONTROL, "27.2.1.3",
+     "with a VM-entry MSR-load count other than 0, the address of the last byte of the area (address + "
+     "count * 16 - 1) sets no bit beyond the physical-address width"),
     # 27.2.2 host control registers and MSRs
     ("HOST_CR0", HOST, "27.2.2",
      "host CR0 respects IA32_VMX_CR0_FIXED0 and IA32_VMX_CR0_FIXED1"),
@@ -360,6 +369,23 @@ ENTRY_CHECKS = [
     (f"GUEST_PDPTE{i}", GUEST, "27.3.1.6",
      f"with PAE paging, PDPTE{i} (the VMCS field with 'enable EPT', else the table guest CR3 references) "
      "sets no reserved bit if present") for i in range(4)
+] + [
+    # 27.4 loading MSRs: after the guest state, each entry of the VM-entry
+    # MSR-load area in turn (exit reason 34, exit qualification the entry's
+    # index counted from 1).
+    ("MSR_LOAD_COUNT", MSR, "27.4",
+     "the entry is within the recommended maximum of 512 * (IA32_VMX_MISC bits 27:25 + 1) entries (beyond it "
+     "Appendix A.6 leaves the behavior undefined; the model fails there)"),
+    ("MSR_LOAD_FS_GS_BASE", MSR, "27.4",
+     "the entry's MSR index (bits 31:0) is not IA32_FS_BASE (C0000100H) or IA32_GS_BASE (C0000101H)"),
+    ("MSR_LOAD_X2APIC", MSR, "27.4",
+     "bits 31:8 of the entry's MSR index are not 000008H (the x2APIC MSRs 800H-8FFH)"),
+    ("MSR_LOAD_SMM_MONITOR_CTL", MSR, "27.4",
+     "the entry's MSR is not IA32_SMM_MONITOR_CTL (9BH), which only SMM may write (the model is never in SMM)"),
+    ("MSR_LOAD_RESERVED_BITS", MSR, "27.4",
+     "bits 63:32 of the entry (reserved) are 0"),
+    ("MSR_LOAD_WRMSR", MSR, "27.4",
+     "WRMSR of the entry's data (bits 127:64) to its MSR at CPL 0 would not cause #GP"),
 ]
 
 
@@ -465,7 +491,9 @@ INPUTS = {
     "VM_ENTRY_EXCEPTION_ERROR_CODE": (("VM_ENTRY_INTERRUPTION_INFO", 0x80000800), "VM_ENTRY_EXCEPTION_ERROR_CODE"),
     "VM_ENTRY_INSTRUCTION_LENGTH": (("VM_ENTRY_INTERRUPTION_INFO", 0x80000700), "VM_ENTRY_INSTRUCTION_LENGTH"),
     "VM_ENTRY_INSTRUCTION_LENGTH_ZERO": (("VM_ENTRY_INTERRUPTION_INFO", 0x80000700), "VM_ENTRY_INSTRUCTION_LENGTH"),
-    "VM_ENTRY_MSR_LOAD_AREA": ("VM_ENTRY_MSR_LOAD_COUNT",),
+    "VM_ENTRY_MSR_LOAD_ADDRESS_ALIGNMENT": ("VM_ENTRY_MSR_LOAD_COUNT", ("VM_ENTRY_MSR_LOAD_ADDRESS", 0xF)),
+    "VM_ENTRY_MSR_LOAD_ADDRESS_WIDTH": ("VM_ENTRY_MSR_LOAD_COUNT", "VM_ENTRY_MSR_LOAD_ADDRESS"),
+    "VM_ENTRY_MSR_LOAD_LAST_BYTE_WIDTH": ("VM_ENTRY_MSR_LOAD_COUNT", "VM_ENTRY_MSR_LOAD_ADDRESS"),
     # 27.2.2
     "HOST_CR0": ("HOST_CR0",),
     "HOST_CR4": ("HOST_CR4",),
@@ -617,11 +645,15 @@ INPUTS = {
     # the checks are in ALWAYS; their inputs are listed for the documentation.
     **{f"GUEST_PDPTE{i}": _EPT + _ENTRY + (("GUEST_CR0", CR0_PG), ("GUEST_CR4", CR4_PAE), "GUEST_CR3",
                                            f"GUEST_PDPTE{i}") for i in range(4)},
+    # 27.4: the area's contents, in memory (the core runs these while loading,
+    # at every entry, not among the checks of 27.2 and 27.3).
+    **{name: ("VM_ENTRY_MSR_LOAD_COUNT", "VM_ENTRY_MSR_LOAD_ADDRESS") for name, area, *_ in ENTRY_CHECKS
+       if area == MSR},
 }
 
 #: Checks that read something besides VMCS fields: re-run at every VM entry.
 ALWAYS = ("GUEST_VMCS_LINK_POINTER_REVISION", "GUEST_VMCS_LINK_POINTER_SHADOW") + \
-    tuple(f"GUEST_PDPTE{i}" for i in range(4))
+    tuple(f"GUEST_PDPTE{i}" for i in range(4)) + tuple(name for name, area, *_ in ENTRY_CHECKS if area == MSR)
 
 assert set(INPUTS) == {row[0] for row in ENTRY_CHECKS}, set(INPUTS) ^ {row[0] for row in ENTRY_CHECKS}
 INPUTS = {row[0]: INPUTS[row[0]] for row in ENTRY_CHECKS}

@@ -189,8 +189,17 @@ cdef int check_controls(Cpu* c, const ck_mask_t* d) noexcept nogil:
                 return fail(c, CK_VM_ENTRY_INSTRUCTION_LENGTH, R)
             if ck_has(d, CK_VM_ENTRY_INSTRUCTION_LENGTH_ZERO) and a == 0 and not (VMX_CAP_MISC & (1ULL << 30)):
                 return fail(c, CK_VM_ENTRY_INSTRUCTION_LENGTH_ZERO, R)
-    if ck_has(d, CK_VM_ENTRY_MSR_LOAD_AREA) and vr(c, VMCS_OFF_VM_ENTRY_MSR_LOAD_COUNT, 4):
-        return fail(c, CK_VM_ENTRY_MSR_LOAD_AREA, R)
+    # The VM-entry MSR-load area: 16-byte entries, within the physical-address
+    # width to its last byte (the sum is computed wider than the width).
+    a = vr(c, VMCS_OFF_VM_ENTRY_MSR_LOAD_COUNT, 4)
+    if a:
+        b = vr(c, VMCS_OFF_VM_ENTRY_MSR_LOAD_ADDRESS, 8)
+        if ck_has(d, CK_VM_ENTRY_MSR_LOAD_ADDRESS_ALIGNMENT) and (b & 0xF):
+            return fail(c, CK_VM_ENTRY_MSR_LOAD_ADDRESS_ALIGNMENT, R)
+        if ck_has(d, CK_VM_ENTRY_MSR_LOAD_ADDRESS_WIDTH) and not phys_ok(b):
+            return fail(c, CK_VM_ENTRY_MSR_LOAD_ADDRESS_WIDTH, R)
+        if ck_has(d, CK_VM_ENTRY_MSR_LOAD_LAST_BYTE_WIDTH) and not phys_ok(b + a * 16 - 1):
+            return fail(c, CK_VM_ENTRY_MSR_LOAD_LAST_BYTE_WIDTH, R)
     return RC_OK
 
 
@@ -889,6 +898,54 @@ cdef int vmresume_checks(Cpu* c) noexcept nogil:
     return rc
 
 
+cdef int load_entry_msrs(Cpu* c, uint64_t* failed) noexcept nogil:
+    """SDM 27.4: load the MSRs of the VM-entry MSR-load area, entry after
+    entry, with the model's WRMSR; RC_OK, or RC_ENTRY_FAIL_GUEST with
+    c.vmx.entry_check the MSR_LOAD_* check and failed[0] the entry's index
+    counted from 1 (the MSRs of the entries before it stay loaded).  The
+    area is read from the hypervisor's memory (RAM for x86 host code, RAM or
+    the private memory for the hosted hypervisor); 16 bytes nothing backs
+    read as all ones, whose reserved bits fail the entry."""
+    cdef uint64_t count = vr(c, VMCS_OFF_VM_ENTRY_MSR_LOAD_COUNT, 4)
+    cdef uint64_t addr = vr(c, VMCS_OFF_VM_ENTRY_MSR_LOAD_ADDRESS, 8)
+    cdef uint64_t limit = 512 * (((VMX_CAP_MISC >> 25) & 7) + 1)
+    cdef uint64_t i
+    cdef uint64_t e[2]
+    cdef uint32_t idx
+    cdef uint8_t* p
+    cdef int ck
+    for i in range(count):
+        ck = -1
+        if i >= limit:
+            # Appendix A.6: more entries than the recommended maximum give
+            # undefined behavior; the model fails at the first one beyond it
+            # (as KVM does), so no count makes an entry run for long.
+            ck = CK_MSR_LOAD_COUNT
+        else:
+            p = hpa_ptr(c, addr + 16 * i, 16, c.vmx.host_x86)
+            if p == NULL:
+                e[0] = 0xFFFFFFFFFFFFFFFFULL
+                e[1] = 0xFFFFFFFFFFFFFFFFULL
+            else:
+                memcpy(e, p, 16)
+            idx = <uint32_t>e[0]
+            if idx == MSR_IA32_FS_BASE or idx == MSR_IA32_GS_BASE:
+                ck = CK_MSR_LOAD_FS_GS_BASE
+            elif (idx >> 8) == 0x8:
+                ck = CK_MSR_LOAD_X2APIC
+            elif idx == MSR_IA32_SMM_MONITOR_CTL:
+                ck = CK_MSR_LOAD_SMM_MONITOR_CTL
+            elif e[0] >> 32:
+                ck = CK_MSR_LOAD_RESERVED_BITS
+            elif msr_write(c, idx, e[1]):
+                ck = CK_MSR_LOAD_WRMSR
+        if ck >= 0:
+            c.vmx.entry_check = ck
+            failed[0] = i + 1
+            return RC_ENTRY_FAIL_GUEST
+    return RC_OK
+
+
 cdef inline uint64_t entry_failure_qualification(int check) noexcept nogil:
     """The exit qualification of a guest-state entry failure (SDM 27.8)."""
     if check >= CK_GUEST_VMCS_LINK_POINTER_ALIGNMENT and check <= CK_GUEST_VMCS_LINK_POINTER_CURRENT_VMCS:
@@ -901,8 +958,11 @@ cdef inline uint64_t entry_failure_qualification(int check) noexcept nogil:
 cdef int vm_entry(Cpu* c, int launch) noexcept nogil:
     """VMLAUNCH (launch=1) or VMRESUME on the current VMCS: checks, then load.
     Returns RC_OK with the processor in VMX non-root operation.  VMLAUNCH
-    runs every check; VMRESUME those vmresume_checks picks."""
+    runs every check; VMRESUME those vmresume_checks picks.  A failure
+    after the guest state was loaded (exit reason 34) returns
+    RC_ENTRY_FAIL_GUEST too: the exit-reason field tells them apart."""
     cdef int rc
+    cdef uint64_t msr_index = 0
     # A VMCS in RAM may have been written with MOV behind VMWRITE: every
     # check, every time (the record of what changed covers the API only).
     rc = entry_checks(c, launch, &CKM_ALL) if (launch or c.vmx.vmcs_in_ram) else vmresume_checks(c)
@@ -929,6 +989,12 @@ cdef int vm_entry(Cpu* c, int launch) noexcept nogil:
         return RC_UNSUPPORTED
     load_controls(c)
     load_guest_state(c)
+    if load_entry_msrs(c, &msr_index):
+        # SDM 27.8: basic reason 34 with bit 31 set, the exit qualification
+        # the failing entry's index; the guest state stays as loaded.
+        vw(c, VMCS_OFF_EXIT_REASON, 4, 0x80000000ULL | EXIT_REASON_ENTRY_FAILURE_MSR_LOADING)
+        vw(c, VMCS_OFF_EXIT_QUALIFICATION, 8, msr_index)
+        return RC_ENTRY_FAIL_GUEST
     c.vmx.vmcs[VMCS_OFF_LAUNCH_STATE] = 1
     # Every check passed on the VMCS as it stands: the new baseline.  Where
     # EPT points was among the changes (always so at VMLAUNCH, which finds

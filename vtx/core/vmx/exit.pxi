@@ -253,14 +253,15 @@ cdef int vm_exit(Cpu* c) noexcept nogil:
 
 
 cdef int entry_failure_to_host(Cpu* c) noexcept nogil:
-    """A VM entry by x86 code failed a guest-state check (vm_entry wrote exit
-    reason 33 with bit 31, and the qualification): the processor loads the
+    """A VM entry by x86 code failed a guest-state check or the loading of
+    an MSR (vm_entry wrote exit reason 33 or 34 with bit 31, and the
+    qualification): the processor loads the
     host state as for a VM exit, saving no guest state (SDM 27.8).  Returns
     RC_TRANSFERRED, or RC_SHUTDOWN after a VMX abort.  The controls passed
     their checks, so the exit controls are read from the VMCS."""
     cdef int rc
     c.vmx.ctl.exit_ctl = <uint32_t>vr(c, VMCS_OFF_VM_EXIT_CONTROLS, 4)
-    record_exit(c, EXIT_REASON_ENTRY_FAILURE_INVALID_GUEST_STATE)
+    record_exit(c, <uint32_t>vr(c, VMCS_OFF_EXIT_REASON, 4))     # 33, or 34 (MSR loading)
     if c.vmx.vmcs_in_ram:
         vmcs_ram_written(c, c.vmx.vmcs_ptr)
     rc = load_host_state(c)
