@@ -1248,6 +1248,19 @@ cdef extern from "spec_gen.h" nogil:
     const ck_mask_t CKM_HOST
     const ck_mask_t CKM_GUEST
     const ck_mask_t CKM_ALWAYS
+    const ck_mask_t CKM_SDM_27_2_1_1
+    const ck_mask_t CKM_SDM_27_2_1_2
+    const ck_mask_t CKM_SDM_27_2_1_3
+    const ck_mask_t CKM_SDM_27_2_2
+    const ck_mask_t CKM_SDM_27_2_3
+    const ck_mask_t CKM_SDM_27_2_4
+    const ck_mask_t CKM_SDM_27_3_1_1
+    const ck_mask_t CKM_SDM_27_3_1_2
+    const ck_mask_t CKM_SDM_27_3_1_3
+    const ck_mask_t CKM_SDM_27_3_1_4
+    const ck_mask_t CKM_SDM_27_3_1_5
+    const ck_mask_t CKM_SDM_27_3_1_6
+    const ck_mask_t CKM_SDM_27_4
     int ck_has(const ck_mask_t* d, int ck)
     int ck_any(const ck_mask_t* d, const ck_mask_t* m)
     void ck_or(ck_mask_t* d, const ck_mask_t* m)

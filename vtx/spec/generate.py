@@ -160,6 +160,8 @@ _FIELD_BITS = {n: (1 << width_bits(field_width(e))) - 1 for n, e, _ in FIELDS}
 
 #: 64-bit words of a set of entry checks (ck_mask_t).
 CK_WORDS = (len(ENTRY_CHECKS) + 63) // 64
+#: The SDM sections of the checks, in table order.
+CHECK_SECTIONS = list(dict.fromkeys(row[2] for row in ENTRY_CHECKS))
 
 
 def check_inputs_by_field():
@@ -303,6 +305,11 @@ def render_header(layout):
                        ("HOST", lambda row: row[1] == "host"), ("GUEST", lambda row: row[1] == "guest"),
                        ("ALWAYS", lambda row: row[0] in CHECKS_ALWAYS)):
         lines.append(f"static const ck_mask_t CKM_{name} = {mask_init(pred)};")
+    # one set per SDM section (CKM_SDM_27_3_1_2: the checks of 27.3.1.2), so
+    # the core skips a section none of whose checks is to run
+    for section in CHECK_SECTIONS:
+        lines.append(f"static const ck_mask_t CKM_SDM_{section.replace('.', '_')} = "
+                     f"{mask_init(lambda row, section=section: row[2] == section)};")
     lines += [
         "",
         "static inline int ck_has(const ck_mask_t* d, int ck)",
@@ -476,6 +483,7 @@ def render_pxi(header_text):
         "    const ck_mask_t CKM_HOST",
         "    const ck_mask_t CKM_GUEST",
         "    const ck_mask_t CKM_ALWAYS",
+        *[f"    const ck_mask_t CKM_SDM_{section.replace('.', '_')}" for section in CHECK_SECTIONS],
         "    int ck_has(const ck_mask_t* d, int ck)",
         "    int ck_any(const ck_mask_t* d, const ck_mask_t* m)",
         "    void ck_or(ck_mask_t* d, const ck_mask_t* m)",

@@ -513,168 +513,173 @@ cdef int check_guest(Cpu* c, const ck_mask_t* d) noexcept nogil:
     if not ck_any(d, &CKM_GUEST):
         return RC_OK
     # 27.3.1.1
-    if ug:
-        fixed0 &= ~(<uint64_t>(CR0_PE | CR0_PG))
-    if ck_has(d, CK_GUEST_CR0) and ((cr0 & fixed0) != fixed0 or (cr0 & ~VMX_CAP_CR0_FIXED1)):
-        return fail(c, CK_GUEST_CR0, R)
-    if ck_has(d, CK_GUEST_CR0_PG_WITHOUT_PE) and (cr0 & CR0_PG) and not (cr0 & CR0_PE):
-        return fail(c, CK_GUEST_CR0_PG_WITHOUT_PE, R)
-    if ck_has(d, CK_GUEST_CR4) and \
-            ((cr4 & VMX_CAP_CR4_FIXED0) != VMX_CAP_CR4_FIXED0 or (cr4 & ~VMX_CAP_CR4_FIXED1)):
-        return fail(c, CK_GUEST_CR4, R)
-    if ck_has(d, CK_GUEST_IA32_DEBUGCTL) and (entryc & ENTRY_CTL_LOAD_DEBUG_CONTROLS) and \
-            (vr(c, VMCS_OFF_GUEST_IA32_DEBUGCTL, 8) & ~VMX_CAP_DEBUGCTL_SUPPORTED):
-        return fail(c, CK_GUEST_IA32_DEBUGCTL, R)
-    if ia32e:
-        if ck_has(d, CK_GUEST_IA32E_MODE_CR0_PG) and not (cr0 & CR0_PG):
-            return fail(c, CK_GUEST_IA32E_MODE_CR0_PG, R)
-        if ck_has(d, CK_GUEST_IA32E_MODE_CR4_PAE) and not (cr4 & CR4_PAE):
-            return fail(c, CK_GUEST_IA32E_MODE_CR4_PAE, R)
-    elif ck_has(d, CK_GUEST_CR4_PCIDE) and (cr4 & CR4_PCIDE):
-        return fail(c, CK_GUEST_CR4_PCIDE, R)
-    if ck_has(d, CK_GUEST_CR3) and not phys_ok(vr(c, VMCS_OFF_GUEST_CR3, 8)):
-        return fail(c, CK_GUEST_CR3, R)
-    if ck_has(d, CK_GUEST_DR7) and (entryc & ENTRY_CTL_LOAD_DEBUG_CONTROLS) and (vr(c, VMCS_OFF_GUEST_DR7, 8) >> 32):
-        return fail(c, CK_GUEST_DR7, R)
-    if ck_has(d, CK_GUEST_SYSENTER_ESP_CANONICAL) and not is_canonical(vr(c, VMCS_OFF_GUEST_IA32_SYSENTER_ESP, 8)):
-        return fail(c, CK_GUEST_SYSENTER_ESP_CANONICAL, R)
-    if ck_has(d, CK_GUEST_SYSENTER_EIP_CANONICAL) and not is_canonical(vr(c, VMCS_OFF_GUEST_IA32_SYSENTER_EIP, 8)):
-        return fail(c, CK_GUEST_SYSENTER_EIP_CANONICAL, R)
-    if entryc & ENTRY_CTL_LOAD_IA32_PAT:
-        pat = vr(c, VMCS_OFF_GUEST_IA32_PAT, 8)
-        for i in range(8):
-            if ck_has(d, CK_GUEST_IA32_PAT_PA0 + i) and not pat_entry_ok(pat, i):
-                return fail(c, CK_GUEST_IA32_PAT_PA0 + i, R)
-    if entryc & ENTRY_CTL_LOAD_IA32_EFER:
-        efer = vr(c, VMCS_OFF_GUEST_IA32_EFER, 8)
-        if ck_has(d, CK_GUEST_IA32_EFER_RESERVED_BITS) and \
-                (efer & ~(<uint64_t>(EFER_SCE | EFER_LME | EFER_LMA | EFER_NXE))):
-            return fail(c, CK_GUEST_IA32_EFER_RESERVED_BITS, R)
-        if ck_has(d, CK_GUEST_IA32_EFER_LMA) and ((efer & EFER_LMA) != 0) != ia32e:
-            return fail(c, CK_GUEST_IA32_EFER_LMA, R)
-        if ck_has(d, CK_GUEST_IA32_EFER_LME) and (cr0 & CR0_PG) and \
-                ((efer & EFER_LME) != 0) != ((efer & EFER_LMA) != 0):
-            return fail(c, CK_GUEST_IA32_EFER_LME, R)
+    if ck_any(d, &CKM_SDM_27_3_1_1):
+        if ug:
+            fixed0 &= ~(<uint64_t>(CR0_PE | CR0_PG))
+        if ck_has(d, CK_GUEST_CR0) and ((cr0 & fixed0) != fixed0 or (cr0 & ~VMX_CAP_CR0_FIXED1)):
+            return fail(c, CK_GUEST_CR0, R)
+        if ck_has(d, CK_GUEST_CR0_PG_WITHOUT_PE) and (cr0 & CR0_PG) and not (cr0 & CR0_PE):
+            return fail(c, CK_GUEST_CR0_PG_WITHOUT_PE, R)
+        if ck_has(d, CK_GUEST_CR4) and \
+                ((cr4 & VMX_CAP_CR4_FIXED0) != VMX_CAP_CR4_FIXED0 or (cr4 & ~VMX_CAP_CR4_FIXED1)):
+            return fail(c, CK_GUEST_CR4, R)
+        if ck_has(d, CK_GUEST_IA32_DEBUGCTL) and (entryc & ENTRY_CTL_LOAD_DEBUG_CONTROLS) and \
+                (vr(c, VMCS_OFF_GUEST_IA32_DEBUGCTL, 8) & ~VMX_CAP_DEBUGCTL_SUPPORTED):
+            return fail(c, CK_GUEST_IA32_DEBUGCTL, R)
+        if ia32e:
+            if ck_has(d, CK_GUEST_IA32E_MODE_CR0_PG) and not (cr0 & CR0_PG):
+                return fail(c, CK_GUEST_IA32E_MODE_CR0_PG, R)
+            if ck_has(d, CK_GUEST_IA32E_MODE_CR4_PAE) and not (cr4 & CR4_PAE):
+                return fail(c, CK_GUEST_IA32E_MODE_CR4_PAE, R)
+        elif ck_has(d, CK_GUEST_CR4_PCIDE) and (cr4 & CR4_PCIDE):
+            return fail(c, CK_GUEST_CR4_PCIDE, R)
+        if ck_has(d, CK_GUEST_CR3) and not phys_ok(vr(c, VMCS_OFF_GUEST_CR3, 8)):
+            return fail(c, CK_GUEST_CR3, R)
+        if ck_has(d, CK_GUEST_DR7) and (entryc & ENTRY_CTL_LOAD_DEBUG_CONTROLS) and (vr(c, VMCS_OFF_GUEST_DR7, 8) >> 32):
+            return fail(c, CK_GUEST_DR7, R)
+        if ck_has(d, CK_GUEST_SYSENTER_ESP_CANONICAL) and not is_canonical(vr(c, VMCS_OFF_GUEST_IA32_SYSENTER_ESP, 8)):
+            return fail(c, CK_GUEST_SYSENTER_ESP_CANONICAL, R)
+        if ck_has(d, CK_GUEST_SYSENTER_EIP_CANONICAL) and not is_canonical(vr(c, VMCS_OFF_GUEST_IA32_SYSENTER_EIP, 8)):
+            return fail(c, CK_GUEST_SYSENTER_EIP_CANONICAL, R)
+        if entryc & ENTRY_CTL_LOAD_IA32_PAT:
+            pat = vr(c, VMCS_OFF_GUEST_IA32_PAT, 8)
+            for i in range(8):
+                if ck_has(d, CK_GUEST_IA32_PAT_PA0 + i) and not pat_entry_ok(pat, i):
+                    return fail(c, CK_GUEST_IA32_PAT_PA0 + i, R)
+        if entryc & ENTRY_CTL_LOAD_IA32_EFER:
+            efer = vr(c, VMCS_OFF_GUEST_IA32_EFER, 8)
+            if ck_has(d, CK_GUEST_IA32_EFER_RESERVED_BITS) and \
+                    (efer & ~(<uint64_t>(EFER_SCE | EFER_LME | EFER_LMA | EFER_NXE))):
+                return fail(c, CK_GUEST_IA32_EFER_RESERVED_BITS, R)
+            if ck_has(d, CK_GUEST_IA32_EFER_LMA) and ((efer & EFER_LMA) != 0) != ia32e:
+                return fail(c, CK_GUEST_IA32_EFER_LMA, R)
+            if ck_has(d, CK_GUEST_IA32_EFER_LME) and (cr0 & CR0_PG) and \
+                    ((efer & EFER_LME) != 0) != ((efer & EFER_LMA) != 0):
+                return fail(c, CK_GUEST_IA32_EFER_LME, R)
     # 27.3.1.2
-    rc = check_guest_segments(c, d, ug, ia32e, (rflags & F_VM) != 0, cr0)
-    if rc:
-        return rc
+    if ck_any(d, &CKM_SDM_27_3_1_2):
+        rc = check_guest_segments(c, d, ug, ia32e, (rflags & F_VM) != 0, cr0)
+        if rc:
+            return rc
     # 27.3.1.3
-    if ck_has(d, CK_GUEST_GDTR_BASE_CANONICAL) and not is_canonical(vr(c, VMCS_OFF_GUEST_GDTR_BASE, 8)):
-        return fail(c, CK_GUEST_GDTR_BASE_CANONICAL, R)
-    if ck_has(d, CK_GUEST_IDTR_BASE_CANONICAL) and not is_canonical(vr(c, VMCS_OFF_GUEST_IDTR_BASE, 8)):
-        return fail(c, CK_GUEST_IDTR_BASE_CANONICAL, R)
-    if ck_has(d, CK_GUEST_GDTR_LIMIT) and (vr(c, VMCS_OFF_GUEST_GDTR_LIMIT, 4) >> 16):
-        return fail(c, CK_GUEST_GDTR_LIMIT, R)
-    if ck_has(d, CK_GUEST_IDTR_LIMIT) and (vr(c, VMCS_OFF_GUEST_IDTR_LIMIT, 4) >> 16):
-        return fail(c, CK_GUEST_IDTR_LIMIT, R)
+    if ck_any(d, &CKM_SDM_27_3_1_3):
+        if ck_has(d, CK_GUEST_GDTR_BASE_CANONICAL) and not is_canonical(vr(c, VMCS_OFF_GUEST_GDTR_BASE, 8)):
+            return fail(c, CK_GUEST_GDTR_BASE_CANONICAL, R)
+        if ck_has(d, CK_GUEST_IDTR_BASE_CANONICAL) and not is_canonical(vr(c, VMCS_OFF_GUEST_IDTR_BASE, 8)):
+            return fail(c, CK_GUEST_IDTR_BASE_CANONICAL, R)
+        if ck_has(d, CK_GUEST_GDTR_LIMIT) and (vr(c, VMCS_OFF_GUEST_GDTR_LIMIT, 4) >> 16):
+            return fail(c, CK_GUEST_GDTR_LIMIT, R)
+        if ck_has(d, CK_GUEST_IDTR_LIMIT) and (vr(c, VMCS_OFF_GUEST_IDTR_LIMIT, 4) >> 16):
+            return fail(c, CK_GUEST_IDTR_LIMIT, R)
     # 27.3.1.4
-    cs_ar = <uint32_t>vr(c, off_ar(S_CS), 4)
-    rip = vr(c, VMCS_OFF_GUEST_RIP, 8)
-    if ia32e and (cs_ar & AR_L):
-        if ck_has(d, CK_GUEST_RIP_CANONICAL) and not is_canonical(rip):
-            return fail(c, CK_GUEST_RIP_CANONICAL, R)
-    elif ck_has(d, CK_GUEST_RIP_HIGH_BITS) and (rip >> 32):
-        return fail(c, CK_GUEST_RIP_HIGH_BITS, R)
-    if ck_has(d, CK_GUEST_RFLAGS_RESERVED_BITS) and (rflags & RFLAGS_RESERVED_BITS):
-        return fail(c, CK_GUEST_RFLAGS_RESERVED_BITS, R)
-    if ck_has(d, CK_GUEST_RFLAGS_BIT_1) and not (rflags & F_FIXED1):
-        return fail(c, CK_GUEST_RFLAGS_BIT_1, R)
-    if ck_has(d, CK_GUEST_RFLAGS_VM_IA32E) and ia32e and (rflags & F_VM):
-        return fail(c, CK_GUEST_RFLAGS_VM_IA32E, R)
-    if ck_has(d, CK_GUEST_RFLAGS_VM_CR0_PE) and not (cr0 & CR0_PE) and (rflags & F_VM):
-        return fail(c, CK_GUEST_RFLAGS_VM_CR0_PE, R)
     info = <uint32_t>vr(c, VMCS_OFF_VM_ENTRY_INTERRUPTION_INFO, 4)
     injecting = (info & INTR_INFO_VALID) != 0
     itype = (info >> 8) & 7
     vec = info & 0xFF
-    if ck_has(d, CK_GUEST_RFLAGS_IF) and injecting and itype == INTR_EXTERNAL and not (rflags & F_IF):
-        return fail(c, CK_GUEST_RFLAGS_IF, R)
+    if ck_any(d, &CKM_SDM_27_3_1_4):
+        cs_ar = <uint32_t>vr(c, off_ar(S_CS), 4)
+        rip = vr(c, VMCS_OFF_GUEST_RIP, 8)
+        if ia32e and (cs_ar & AR_L):
+            if ck_has(d, CK_GUEST_RIP_CANONICAL) and not is_canonical(rip):
+                return fail(c, CK_GUEST_RIP_CANONICAL, R)
+        elif ck_has(d, CK_GUEST_RIP_HIGH_BITS) and (rip >> 32):
+            return fail(c, CK_GUEST_RIP_HIGH_BITS, R)
+        if ck_has(d, CK_GUEST_RFLAGS_RESERVED_BITS) and (rflags & RFLAGS_RESERVED_BITS):
+            return fail(c, CK_GUEST_RFLAGS_RESERVED_BITS, R)
+        if ck_has(d, CK_GUEST_RFLAGS_BIT_1) and not (rflags & F_FIXED1):
+            return fail(c, CK_GUEST_RFLAGS_BIT_1, R)
+        if ck_has(d, CK_GUEST_RFLAGS_VM_IA32E) and ia32e and (rflags & F_VM):
+            return fail(c, CK_GUEST_RFLAGS_VM_IA32E, R)
+        if ck_has(d, CK_GUEST_RFLAGS_VM_CR0_PE) and not (cr0 & CR0_PE) and (rflags & F_VM):
+            return fail(c, CK_GUEST_RFLAGS_VM_CR0_PE, R)
+        if ck_has(d, CK_GUEST_RFLAGS_IF) and injecting and itype == INTR_EXTERNAL and not (rflags & F_IF):
+            return fail(c, CK_GUEST_RFLAGS_IF, R)
     # 27.3.1.5: activity state (IA32_VMX_MISC bits 8:6 say which of HLT,
     # shutdown and wait-for-SIPI are supported; the model: HLT)
-    act = <uint32_t>vr(c, VMCS_OFF_GUEST_ACTIVITY_STATE, 4)
-    intr = <uint32_t>vr(c, VMCS_OFF_GUEST_INTERRUPTIBILITY_STATE, 4)
-    ss_ar = <uint32_t>vr(c, off_ar(S_SS), 4)
-    if ck_has(d, CK_GUEST_ACTIVITY_STATE_RANGE) and act > 3:
-        return fail(c, CK_GUEST_ACTIVITY_STATE_RANGE, R)
-    if ck_has(d, CK_GUEST_ACTIVITY_STATE_SUPPORTED) and act != 0 and not ((VMX_CAP_MISC >> (5 + act)) & 1):
-        return fail(c, CK_GUEST_ACTIVITY_STATE_SUPPORTED, R)
-    if ck_has(d, CK_GUEST_ACTIVITY_STATE_HLT_SS_DPL) and act == 1 and ((ss_ar >> 5) & 3) != 0:
-        return fail(c, CK_GUEST_ACTIVITY_STATE_HLT_SS_DPL, R)
-    if ck_has(d, CK_GUEST_ACTIVITY_STATE_BLOCKING) and act != 0 and (intr & 3):
-        return fail(c, CK_GUEST_ACTIVITY_STATE_BLOCKING, R)
-    # Events HLT does not block (SDM 27.3.1.5, the injection rule of the
-    # activity state): external interrupts, NMIs, #DB and #MC, and a pending
-    # MTF VM exit (type 7, vector 0).
-    if ck_has(d, CK_GUEST_ACTIVITY_STATE_HLT_INJECTION) and act == 1 and injecting and \
-            not (itype == INTR_EXTERNAL or itype == INTR_NMI or
-                 (itype == INTR_HW_EXCEPTION and (vec == 1 or vec == 18)) or
-                 (itype == INTR_OTHER_EVENT and vec == 0)):
-        return fail(c, CK_GUEST_ACTIVITY_STATE_HLT_INJECTION, R)
-    # interruptibility state
-    if ck_has(d, CK_GUEST_INTERRUPTIBILITY_RESERVED_BITS) and (intr & 0xFFFFFFE0ULL):
-        return fail(c, CK_GUEST_INTERRUPTIBILITY_RESERVED_BITS, R)
-    if ck_has(d, CK_GUEST_INTERRUPTIBILITY_STI_AND_MOV_SS) and (intr & 3) == 3:
-        return fail(c, CK_GUEST_INTERRUPTIBILITY_STI_AND_MOV_SS, R)
-    if ck_has(d, CK_GUEST_INTERRUPTIBILITY_STI_IF) and (intr & 1) and not (rflags & F_IF):
-        return fail(c, CK_GUEST_INTERRUPTIBILITY_STI_IF, R)
-    if injecting and itype == INTR_EXTERNAL:
-        if ck_has(d, CK_GUEST_INTERRUPTIBILITY_STI_EXTERNAL_INTERRUPT) and (intr & 1):
-            return fail(c, CK_GUEST_INTERRUPTIBILITY_STI_EXTERNAL_INTERRUPT, R)
-        if ck_has(d, CK_GUEST_INTERRUPTIBILITY_MOV_SS_EXTERNAL_INTERRUPT) and (intr & 2):
-            return fail(c, CK_GUEST_INTERRUPTIBILITY_MOV_SS_EXTERNAL_INTERRUPT, R)
-    if ck_has(d, CK_GUEST_INTERRUPTIBILITY_MOV_SS_NMI) and injecting and itype == INTR_NMI and (intr & 2):
-        return fail(c, CK_GUEST_INTERRUPTIBILITY_MOV_SS_NMI, R)
-    if ck_has(d, CK_GUEST_INTERRUPTIBILITY_SMI) and (intr & 4):
-        return fail(c, CK_GUEST_INTERRUPTIBILITY_SMI, R)
-    if ck_has(d, CK_GUEST_INTERRUPTIBILITY_NMI_VIRTUAL_NMIS) and (pin & PIN_VIRTUAL_NMIS) and injecting and \
-            itype == INTR_NMI and (intr & 8):
-        return fail(c, CK_GUEST_INTERRUPTIBILITY_NMI_VIRTUAL_NMIS, R)
-    if ck_has(d, CK_GUEST_INTERRUPTIBILITY_ENCLAVE) and (intr & 0x10):
-        return fail(c, CK_GUEST_INTERRUPTIBILITY_ENCLAVE, R)
-    # pending debug exceptions
-    pend = vr(c, VMCS_OFF_GUEST_PENDING_DEBUG_EXCEPTIONS, 8)
-    if ck_has(d, CK_GUEST_PENDING_DEBUG_RESERVED_BITS) and (pend & ~0x1500FULL):
-        return fail(c, CK_GUEST_PENDING_DEBUG_RESERVED_BITS, R)
-    # The BS rules apply with blocking by STI or MOV SS, or in the HLT state:
-    # a single-step trap is then pending exactly when TF is 1 and BTF 0.
-    if (intr & 3) or act == 1:
-        debugctl = vr(c, VMCS_OFF_GUEST_IA32_DEBUGCTL, 8)
-        bs_rule = (rflags & F_TF) != 0 and not (debugctl & 2)
-        if ck_has(d, CK_GUEST_PENDING_DEBUG_BS_SET) and bs_rule and not (pend & 0x4000):
-            return fail(c, CK_GUEST_PENDING_DEBUG_BS_SET, R)
-        if ck_has(d, CK_GUEST_PENDING_DEBUG_BS_CLEAR) and not bs_rule and (pend & 0x4000):
-            return fail(c, CK_GUEST_PENDING_DEBUG_BS_CLEAR, R)
-    if pend & 0x10000:
-        if ck_has(d, CK_GUEST_PENDING_DEBUG_RTM_BITS_11_0) and (pend & 0xFFF):
-            return fail(c, CK_GUEST_PENDING_DEBUG_RTM_BITS_11_0, R)
-        if ck_has(d, CK_GUEST_PENDING_DEBUG_RTM_BITS_15_13) and (pend & 0xE000):
-            return fail(c, CK_GUEST_PENDING_DEBUG_RTM_BITS_15_13, R)
-        if ck_has(d, CK_GUEST_PENDING_DEBUG_RTM_BIT_12) and not (pend & 0x1000):
-            return fail(c, CK_GUEST_PENDING_DEBUG_RTM_BIT_12, R)
-        if ck_has(d, CK_GUEST_PENDING_DEBUG_RTM_SUPPORT) and not cpu_has_rtm():
-            return fail(c, CK_GUEST_PENDING_DEBUG_RTM_SUPPORT, R)
-    # VMCS link pointer.  The 32 bits it references are read from the
-    # hypervisor's memory: RAM for x86 host code, RAM or the private memory
-    # for the hosted hypervisor.  Where nothing backs them, the read gives
-    # all ones (as VMPTRLD's), which no revision identifier matches.
-    link = vr(c, VMCS_OFF_VMCS_LINK_POINTER, 8)
-    if link != 0xFFFFFFFFFFFFFFFFULL:
-        if ck_has(d, CK_GUEST_VMCS_LINK_POINTER_ALIGNMENT) and (link & 0xFFF):
-            return fail(c, CK_GUEST_VMCS_LINK_POINTER_ALIGNMENT, R)
-        if ck_has(d, CK_GUEST_VMCS_LINK_POINTER_WIDTH) and not phys_ok(link):
-            return fail(c, CK_GUEST_VMCS_LINK_POINTER_WIDTH, R)
-        rev = 0xFFFFFFFFU
-        p = hpa_ptr(c, link, 4, c.vmx.host_x86)
-        if p != NULL:
-            memcpy(&rev, p, 4)
-        if ck_has(d, CK_GUEST_VMCS_LINK_POINTER_REVISION) and (rev & 0x7FFFFFFFU) != VMX_CAP_VMCS_REVISION_ID:
-            return fail(c, CK_GUEST_VMCS_LINK_POINTER_REVISION, R)
-        if ck_has(d, CK_GUEST_VMCS_LINK_POINTER_SHADOW) and \
-                ((rev >> 31) != 0) != ((proc2 & PROC2_VMCS_SHADOWING) != 0):
-            return fail(c, CK_GUEST_VMCS_LINK_POINTER_SHADOW, R)
-        if ck_has(d, CK_GUEST_VMCS_LINK_POINTER_CURRENT_VMCS) and link == c.vmx.vmcs_ptr:
-            return fail(c, CK_GUEST_VMCS_LINK_POINTER_CURRENT_VMCS, R)
+    if ck_any(d, &CKM_SDM_27_3_1_5):
+        act = <uint32_t>vr(c, VMCS_OFF_GUEST_ACTIVITY_STATE, 4)
+        intr = <uint32_t>vr(c, VMCS_OFF_GUEST_INTERRUPTIBILITY_STATE, 4)
+        ss_ar = <uint32_t>vr(c, off_ar(S_SS), 4)
+        if ck_has(d, CK_GUEST_ACTIVITY_STATE_RANGE) and act > 3:
+            return fail(c, CK_GUEST_ACTIVITY_STATE_RANGE, R)
+        if ck_has(d, CK_GUEST_ACTIVITY_STATE_SUPPORTED) and act != 0 and not ((VMX_CAP_MISC >> (5 + act)) & 1):
+            return fail(c, CK_GUEST_ACTIVITY_STATE_SUPPORTED, R)
+        if ck_has(d, CK_GUEST_ACTIVITY_STATE_HLT_SS_DPL) and act == 1 and ((ss_ar >> 5) & 3) != 0:
+            return fail(c, CK_GUEST_ACTIVITY_STATE_HLT_SS_DPL, R)
+        if ck_has(d, CK_GUEST_ACTIVITY_STATE_BLOCKING) and act != 0 and (intr & 3):
+            return fail(c, CK_GUEST_ACTIVITY_STATE_BLOCKING, R)
+        # Events HLT does not block (SDM 27.3.1.5, the injection rule of the
+        # activity state): external interrupts, NMIs, #DB and #MC, and a pending
+        # MTF VM exit (type 7, vector 0).
+        if ck_has(d, CK_GUEST_ACTIVITY_STATE_HLT_INJECTION) and act == 1 and injecting and \
+                not (itype == INTR_EXTERNAL or itype == INTR_NMI or
+                     (itype == INTR_HW_EXCEPTION and (vec == 1 or vec == 18)) or
+                     (itype == INTR_OTHER_EVENT and vec == 0)):
+            return fail(c, CK_GUEST_ACTIVITY_STATE_HLT_INJECTION, R)
+        # interruptibility state
+        if ck_has(d, CK_GUEST_INTERRUPTIBILITY_RESERVED_BITS) and (intr & 0xFFFFFFE0ULL):
+            return fail(c, CK_GUEST_INTERRUPTIBILITY_RESERVED_BITS, R)
+        if ck_has(d, CK_GUEST_INTERRUPTIBILITY_STI_AND_MOV_SS) and (intr & 3) == 3:
+            return fail(c, CK_GUEST_INTERRUPTIBILITY_STI_AND_MOV_SS, R)
+        if ck_has(d, CK_GUEST_INTERRUPTIBILITY_STI_IF) and (intr & 1) and not (rflags & F_IF):
+            return fail(c, CK_GUEST_INTERRUPTIBILITY_STI_IF, R)
+        if injecting and itype == INTR_EXTERNAL:
+            if ck_has(d, CK_GUEST_INTERRUPTIBILITY_STI_EXTERNAL_INTERRUPT) and (intr & 1):
+                return fail(c, CK_GUEST_INTERRUPTIBILITY_STI_EXTERNAL_INTERRUPT, R)
+            if ck_has(d, CK_GUEST_INTERRUPTIBILITY_MOV_SS_EXTERNAL_INTERRUPT) and (intr & 2):
+                return fail(c, CK_GUEST_INTERRUPTIBILITY_MOV_SS_EXTERNAL_INTERRUPT, R)
+        if ck_has(d, CK_GUEST_INTERRUPTIBILITY_MOV_SS_NMI) and injecting and itype == INTR_NMI and (intr & 2):
+            return fail(c, CK_GUEST_INTERRUPTIBILITY_MOV_SS_NMI, R)
+        if ck_has(d, CK_GUEST_INTERRUPTIBILITY_SMI) and (intr & 4):
+            return fail(c, CK_GUEST_INTERRUPTIBILITY_SMI, R)
+        if ck_has(d, CK_GUEST_INTERRUPTIBILITY_NMI_VIRTUAL_NMIS) and (pin & PIN_VIRTUAL_NMIS) and injecting and \
+                itype == INTR_NMI and (intr & 8):
+            return fail(c, CK_GUEST_INTERRUPTIBILITY_NMI_VIRTUAL_NMIS, R)
+        if ck_has(d, CK_GUEST_INTERRUPTIBILITY_ENCLAVE) and (intr & 0x10):
+            return fail(c, CK_GUEST_INTERRUPTIBILITY_ENCLAVE, R)
+        # pending debug exceptions
+        pend = vr(c, VMCS_OFF_GUEST_PENDING_DEBUG_EXCEPTIONS, 8)
+        if ck_has(d, CK_GUEST_PENDING_DEBUG_RESERVED_BITS) and (pend & ~0x1500FULL):
+            return fail(c, CK_GUEST_PENDING_DEBUG_RESERVED_BITS, R)
+        # The BS rules apply with blocking by STI or MOV SS, or in the HLT state:
+        # a single-step trap is then pending exactly when TF is 1 and BTF 0.
+        if (intr & 3) or act == 1:
+            debugctl = vr(c, VMCS_OFF_GUEST_IA32_DEBUGCTL, 8)
+            bs_rule = (rflags & F_TF) != 0 and not (debugctl & 2)
+            if ck_has(d, CK_GUEST_PENDING_DEBUG_BS_SET) and bs_rule and not (pend & 0x4000):
+                return fail(c, CK_GUEST_PENDING_DEBUG_BS_SET, R)
+            if ck_has(d, CK_GUEST_PENDING_DEBUG_BS_CLEAR) and not bs_rule and (pend & 0x4000):
+                return fail(c, CK_GUEST_PENDING_DEBUG_BS_CLEAR, R)
+        if pend & 0x10000:
+            if ck_has(d, CK_GUEST_PENDING_DEBUG_RTM_BITS_11_0) and (pend & 0xFFF):
+                return fail(c, CK_GUEST_PENDING_DEBUG_RTM_BITS_11_0, R)
+            if ck_has(d, CK_GUEST_PENDING_DEBUG_RTM_BITS_15_13) and (pend & 0xE000):
+                return fail(c, CK_GUEST_PENDING_DEBUG_RTM_BITS_15_13, R)
+            if ck_has(d, CK_GUEST_PENDING_DEBUG_RTM_BIT_12) and not (pend & 0x1000):
+                return fail(c, CK_GUEST_PENDING_DEBUG_RTM_BIT_12, R)
+            if ck_has(d, CK_GUEST_PENDING_DEBUG_RTM_SUPPORT) and not cpu_has_rtm():
+                return fail(c, CK_GUEST_PENDING_DEBUG_RTM_SUPPORT, R)
+        # VMCS link pointer.  The 32 bits it references are read from the
+        # hypervisor's memory: RAM for x86 host code, RAM or the private memory
+        # for the hosted hypervisor.  Where nothing backs them, the read gives
+        # all ones (as VMPTRLD's), which no revision identifier matches.
+        link = vr(c, VMCS_OFF_VMCS_LINK_POINTER, 8)
+        if link != 0xFFFFFFFFFFFFFFFFULL:
+            if ck_has(d, CK_GUEST_VMCS_LINK_POINTER_ALIGNMENT) and (link & 0xFFF):
+                return fail(c, CK_GUEST_VMCS_LINK_POINTER_ALIGNMENT, R)
+            if ck_has(d, CK_GUEST_VMCS_LINK_POINTER_WIDTH) and not phys_ok(link):
+                return fail(c, CK_GUEST_VMCS_LINK_POINTER_WIDTH, R)
+            rev = 0xFFFFFFFFU
+            p = hpa_ptr(c, link, 4, c.vmx.host_x86)
+            if p != NULL:
+                memcpy(&rev, p, 4)
+            if ck_has(d, CK_GUEST_VMCS_LINK_POINTER_REVISION) and (rev & 0x7FFFFFFFU) != VMX_CAP_VMCS_REVISION_ID:
+                return fail(c, CK_GUEST_VMCS_LINK_POINTER_REVISION, R)
+            if ck_has(d, CK_GUEST_VMCS_LINK_POINTER_SHADOW) and \
+                    ((rev >> 31) != 0) != ((proc2 & PROC2_VMCS_SHADOWING) != 0):
+                return fail(c, CK_GUEST_VMCS_LINK_POINTER_SHADOW, R)
+            if ck_has(d, CK_GUEST_VMCS_LINK_POINTER_CURRENT_VMCS) and link == c.vmx.vmcs_ptr:
+                return fail(c, CK_GUEST_VMCS_LINK_POINTER_CURRENT_VMCS, R)
     # 27.3.1.6: the PDPTEs of a PAE guest, from the VMCS fields with EPT and
     # from the table that guest CR3 points to without it (a table outside the
     # guest's memory cannot be read: the entry fails rather than reading
