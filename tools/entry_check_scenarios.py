@@ -36,8 +36,9 @@ from vtx.spec.entry_checks import ALWAYS, INPUTS
 
 CODE = 0x1000
 NONCANON = 0x0000800000000000
+# (vtx._core.PRIV_BASE: where the hosted hypervisor's VMCS is, for the link-pointer rule)
 SPECIAL = [0, 1, 2, 3, 4, 8, 0xF3, 0x93, 0x9B, 0x8B, 0x83, 0x82, 0xFFFF, 0x10000, 0xFFFFF, 0xFFFFFFFF, 1 << 32,
-           NONCANON, NONCANON - 1, 0xFFFF800000000000, (1 << 64) - 1, 0x80000000, 0x7FFFFFFF]
+           NONCANON, NONCANON - 1, 0xFFFF800000000000, (1 << 64) - 1, 0x80000000, 0x7FFFFFFF, vtx._core.PRIV_BASE]
 BITS = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 19, 20, 21, 31, 32, 38, 39, 47, 48, 63]
 V86_SEGS = [w for s in ("ES", "CS", "SS", "DS", "FS", "GS")
             for w in ((f"GUEST_{s}_SELECTOR", 0x100), (f"GUEST_{s}_BASE", 0x1000),

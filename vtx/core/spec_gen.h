@@ -1045,264 +1045,270 @@
 #define CK_EPT_POINTER_WIDTH                                18
 #define CK_UNRESTRICTED_GUEST_NEEDS_EPT                     19
 #define CK_VM_EXIT_CONTROLS                                 20
-#define CK_VM_EXIT_MSR_AREAS                                21
-#define CK_VM_ENTRY_CONTROLS                                22
-#define CK_VM_ENTRY_INTERRUPTION_TYPE_RESERVED              23
-#define CK_VM_ENTRY_INTERRUPTION_TYPE_OTHER_EVENT           24
-#define CK_VM_ENTRY_INTERRUPTION_VECTOR_NMI                 25
-#define CK_VM_ENTRY_INTERRUPTION_VECTOR_HARDWARE_EXCEPTION  26
-#define CK_VM_ENTRY_INTERRUPTION_VECTOR_OTHER_EVENT         27
-#define CK_VM_ENTRY_DELIVER_ERROR_CODE_REQUIRED             28
-#define CK_VM_ENTRY_DELIVER_ERROR_CODE_REAL_MODE            29
-#define CK_VM_ENTRY_DELIVER_ERROR_CODE_TYPE                 30
-#define CK_VM_ENTRY_DELIVER_ERROR_CODE_VECTOR               31
-#define CK_VM_ENTRY_INTERRUPTION_INFO_RESERVED_BITS         32
-#define CK_VM_ENTRY_EXCEPTION_ERROR_CODE                    33
-#define CK_VM_ENTRY_INSTRUCTION_LENGTH                      34
-#define CK_VM_ENTRY_INSTRUCTION_LENGTH_ZERO                 35
-#define CK_VM_ENTRY_MSR_LOAD_ADDRESS_ALIGNMENT              36
-#define CK_VM_ENTRY_MSR_LOAD_ADDRESS_WIDTH                  37
-#define CK_VM_ENTRY_MSR_LOAD_LAST_BYTE_WIDTH                38
-#define CK_HOST_CR0                                         39
-#define CK_HOST_CR4                                         40
-#define CK_HOST_CR3                                         41
-#define CK_HOST_SYSENTER_ESP_CANONICAL                      42
-#define CK_HOST_SYSENTER_EIP_CANONICAL                      43
-#define CK_HOST_IA32_PAT_PA0                                44
-#define CK_HOST_IA32_PAT_PA1                                45
-#define CK_HOST_IA32_PAT_PA2                                46
-#define CK_HOST_IA32_PAT_PA3                                47
-#define CK_HOST_IA32_PAT_PA4                                48
-#define CK_HOST_IA32_PAT_PA5                                49
-#define CK_HOST_IA32_PAT_PA6                                50
-#define CK_HOST_IA32_PAT_PA7                                51
-#define CK_HOST_IA32_EFER_RESERVED_BITS                     52
-#define CK_HOST_IA32_EFER_LMA                               53
-#define CK_HOST_IA32_EFER_LME                               54
-#define CK_HOST_ES_SELECTOR_RPL                             55
-#define CK_HOST_CS_SELECTOR_RPL                             56
-#define CK_HOST_SS_SELECTOR_RPL                             57
-#define CK_HOST_DS_SELECTOR_RPL                             58
-#define CK_HOST_FS_SELECTOR_RPL                             59
-#define CK_HOST_GS_SELECTOR_RPL                             60
-#define CK_HOST_TR_SELECTOR_RPL                             61
-#define CK_HOST_ES_SELECTOR_TI                              62
-#define CK_HOST_CS_SELECTOR_TI                              63
-#define CK_HOST_SS_SELECTOR_TI                              64
-#define CK_HOST_DS_SELECTOR_TI                              65
-#define CK_HOST_FS_SELECTOR_TI                              66
-#define CK_HOST_GS_SELECTOR_TI                              67
-#define CK_HOST_TR_SELECTOR_TI                              68
-#define CK_HOST_CS_SELECTOR_NULL                            69
-#define CK_HOST_TR_SELECTOR_NULL                            70
-#define CK_HOST_SS_SELECTOR_NULL                            71
-#define CK_HOST_FS_BASE_CANONICAL                           72
-#define CK_HOST_GS_BASE_CANONICAL                           73
-#define CK_HOST_GDTR_BASE_CANONICAL                         74
-#define CK_HOST_IDTR_BASE_CANONICAL                         75
-#define CK_HOST_TR_BASE_CANONICAL                           76
-#define CK_IA32E_MODE_GUEST_OUTSIDE_IA32E                   77
-#define CK_HOST_ADDRESS_SPACE_SIZE_OUTSIDE_IA32E            78
-#define CK_HOST_ADDRESS_SPACE_SIZE_IN_IA32E                 79
-#define CK_HOST_CR4_PCIDE                                   80
-#define CK_HOST_RIP_HIGH_BITS                               81
-#define CK_HOST_CR4_PAE                                     82
-#define CK_HOST_RIP_CANONICAL                               83
-#define CK_GUEST_CR0                                        84
-#define CK_GUEST_CR0_PG_WITHOUT_PE                          85
-#define CK_GUEST_CR4                                        86
-#define CK_GUEST_IA32_DEBUGCTL                              87
-#define CK_GUEST_IA32E_MODE_CR0_PG                          88
-#define CK_GUEST_IA32E_MODE_CR4_PAE                         89
-#define CK_GUEST_CR4_PCIDE                                  90
-#define CK_GUEST_CR3                                        91
-#define CK_GUEST_DR7                                        92
-#define CK_GUEST_SYSENTER_ESP_CANONICAL                     93
-#define CK_GUEST_SYSENTER_EIP_CANONICAL                     94
-#define CK_GUEST_IA32_PAT_PA0                               95
-#define CK_GUEST_IA32_PAT_PA1                               96
-#define CK_GUEST_IA32_PAT_PA2                               97
-#define CK_GUEST_IA32_PAT_PA3                               98
-#define CK_GUEST_IA32_PAT_PA4                               99
-#define CK_GUEST_IA32_PAT_PA5                               100
-#define CK_GUEST_IA32_PAT_PA6                               101
-#define CK_GUEST_IA32_PAT_PA7                               102
-#define CK_GUEST_IA32_EFER_RESERVED_BITS                    103
-#define CK_GUEST_IA32_EFER_LMA                              104
-#define CK_GUEST_IA32_EFER_LME                              105
-#define CK_GUEST_TR_SELECTOR_TI                             106
-#define CK_GUEST_LDTR_SELECTOR_TI                           107
-#define CK_GUEST_SS_SELECTOR_RPL                            108
-#define CK_GUEST_CS_BASE_V86                                109
-#define CK_GUEST_SS_BASE_V86                                110
-#define CK_GUEST_DS_BASE_V86                                111
-#define CK_GUEST_ES_BASE_V86                                112
-#define CK_GUEST_FS_BASE_V86                                113
-#define CK_GUEST_GS_BASE_V86                                114
-#define CK_GUEST_TR_BASE_CANONICAL                          115
-#define CK_GUEST_FS_BASE_CANONICAL                          116
-#define CK_GUEST_GS_BASE_CANONICAL                          117
-#define CK_GUEST_LDTR_BASE_CANONICAL                        118
-#define CK_GUEST_CS_BASE_HIGH_BITS                          119
-#define CK_GUEST_SS_BASE_HIGH_BITS                          120
-#define CK_GUEST_DS_BASE_HIGH_BITS                          121
-#define CK_GUEST_ES_BASE_HIGH_BITS                          122
-#define CK_GUEST_CS_LIMIT_V86                               123
-#define CK_GUEST_SS_LIMIT_V86                               124
-#define CK_GUEST_DS_LIMIT_V86                               125
-#define CK_GUEST_ES_LIMIT_V86                               126
-#define CK_GUEST_FS_LIMIT_V86                               127
-#define CK_GUEST_GS_LIMIT_V86                               128
-#define CK_GUEST_CS_ACCESS_RIGHTS_V86                       129
-#define CK_GUEST_SS_ACCESS_RIGHTS_V86                       130
-#define CK_GUEST_DS_ACCESS_RIGHTS_V86                       131
-#define CK_GUEST_ES_ACCESS_RIGHTS_V86                       132
-#define CK_GUEST_FS_ACCESS_RIGHTS_V86                       133
-#define CK_GUEST_GS_ACCESS_RIGHTS_V86                       134
-#define CK_GUEST_CS_TYPE                                    135
-#define CK_GUEST_SS_TYPE                                    136
-#define CK_GUEST_DS_TYPE_ACCESSED                           137
-#define CK_GUEST_ES_TYPE_ACCESSED                           138
-#define CK_GUEST_FS_TYPE_ACCESSED                           139
-#define CK_GUEST_GS_TYPE_ACCESSED                           140
-#define CK_GUEST_DS_TYPE_READABLE                           141
-#define CK_GUEST_ES_TYPE_READABLE                           142
-#define CK_GUEST_FS_TYPE_READABLE                           143
-#define CK_GUEST_GS_TYPE_READABLE                           144
-#define CK_GUEST_CS_S                                       145
-#define CK_GUEST_SS_S                                       146
-#define CK_GUEST_DS_S                                       147
-#define CK_GUEST_ES_S                                       148
-#define CK_GUEST_FS_S                                       149
-#define CK_GUEST_GS_S                                       150
-#define CK_GUEST_CS_DPL_TYPE_3                              151
-#define CK_GUEST_CS_DPL_NONCONFORMING                       152
-#define CK_GUEST_CS_DPL_CONFORMING                          153
-#define CK_GUEST_SS_DPL_RPL                                 154
-#define CK_GUEST_SS_DPL_ZERO                                155
-#define CK_GUEST_DS_DPL_RPL                                 156
-#define CK_GUEST_ES_DPL_RPL                                 157
-#define CK_GUEST_FS_DPL_RPL                                 158
-#define CK_GUEST_GS_DPL_RPL                                 159
-#define CK_GUEST_CS_P                                       160
-#define CK_GUEST_SS_P                                       161
-#define CK_GUEST_DS_P                                       162
-#define CK_GUEST_ES_P                                       163
-#define CK_GUEST_FS_P                                       164
-#define CK_GUEST_GS_P                                       165
-#define CK_GUEST_CS_RESERVED_11_8                           166
-#define CK_GUEST_SS_RESERVED_11_8                           167
-#define CK_GUEST_DS_RESERVED_11_8                           168
-#define CK_GUEST_ES_RESERVED_11_8                           169
-#define CK_GUEST_FS_RESERVED_11_8                           170
-#define CK_GUEST_GS_RESERVED_11_8                           171
-#define CK_GUEST_CS_DB_WITH_L                               172
-#define CK_GUEST_CS_G_LIMIT_LOW                             173
-#define CK_GUEST_SS_G_LIMIT_LOW                             174
-#define CK_GUEST_DS_G_LIMIT_LOW                             175
-#define CK_GUEST_ES_G_LIMIT_LOW                             176
-#define CK_GUEST_FS_G_LIMIT_LOW                             177
-#define CK_GUEST_GS_G_LIMIT_LOW                             178
-#define CK_GUEST_CS_G_LIMIT_HIGH                            179
-#define CK_GUEST_SS_G_LIMIT_HIGH                            180
-#define CK_GUEST_DS_G_LIMIT_HIGH                            181
-#define CK_GUEST_ES_G_LIMIT_HIGH                            182
-#define CK_GUEST_FS_G_LIMIT_HIGH                            183
-#define CK_GUEST_GS_G_LIMIT_HIGH                            184
-#define CK_GUEST_CS_RESERVED_31_17                          185
-#define CK_GUEST_SS_RESERVED_31_17                          186
-#define CK_GUEST_DS_RESERVED_31_17                          187
-#define CK_GUEST_ES_RESERVED_31_17                          188
-#define CK_GUEST_FS_RESERVED_31_17                          189
-#define CK_GUEST_GS_RESERVED_31_17                          190
-#define CK_GUEST_TR_TYPE                                    191
-#define CK_GUEST_TR_S                                       192
-#define CK_GUEST_TR_P                                       193
-#define CK_GUEST_TR_RESERVED_11_8                           194
-#define CK_GUEST_TR_G_LIMIT_LOW                             195
-#define CK_GUEST_TR_G_LIMIT_HIGH                            196
-#define CK_GUEST_TR_UNUSABLE                                197
-#define CK_GUEST_TR_RESERVED_31_17                          198
-#define CK_GUEST_LDTR_TYPE                                  199
-#define CK_GUEST_LDTR_S                                     200
-#define CK_GUEST_LDTR_P                                     201
-#define CK_GUEST_LDTR_RESERVED_11_8                         202
-#define CK_GUEST_LDTR_G_LIMIT_LOW                           203
-#define CK_GUEST_LDTR_G_LIMIT_HIGH                          204
-#define CK_GUEST_LDTR_RESERVED_31_17                        205
-#define CK_GUEST_GDTR_BASE_CANONICAL                        206
-#define CK_GUEST_IDTR_BASE_CANONICAL                        207
-#define CK_GUEST_GDTR_LIMIT                                 208
-#define CK_GUEST_IDTR_LIMIT                                 209
-#define CK_GUEST_RIP_HIGH_BITS                              210
-#define CK_GUEST_RIP_CANONICAL                              211
-#define CK_GUEST_RFLAGS_RESERVED_BITS                       212
-#define CK_GUEST_RFLAGS_BIT_1                               213
-#define CK_GUEST_RFLAGS_VM_IA32E                            214
-#define CK_GUEST_RFLAGS_VM_CR0_PE                           215
-#define CK_GUEST_RFLAGS_IF                                  216
-#define CK_GUEST_ACTIVITY_STATE_RANGE                       217
-#define CK_GUEST_ACTIVITY_STATE_SUPPORTED                   218
-#define CK_GUEST_ACTIVITY_STATE_HLT_SS_DPL                  219
-#define CK_GUEST_ACTIVITY_STATE_BLOCKING                    220
-#define CK_GUEST_ACTIVITY_STATE_HLT_INJECTION               221
-#define CK_GUEST_INTERRUPTIBILITY_RESERVED_BITS             222
-#define CK_GUEST_INTERRUPTIBILITY_STI_AND_MOV_SS            223
-#define CK_GUEST_INTERRUPTIBILITY_STI_IF                    224
-#define CK_GUEST_INTERRUPTIBILITY_STI_EXTERNAL_INTERRUPT    225
-#define CK_GUEST_INTERRUPTIBILITY_MOV_SS_EXTERNAL_INTERRUPT 226
-#define CK_GUEST_INTERRUPTIBILITY_MOV_SS_NMI                227
-#define CK_GUEST_INTERRUPTIBILITY_SMI                       228
-#define CK_GUEST_INTERRUPTIBILITY_NMI_VIRTUAL_NMIS          229
-#define CK_GUEST_INTERRUPTIBILITY_ENCLAVE                   230
-#define CK_GUEST_PENDING_DEBUG_RESERVED_BITS                231
-#define CK_GUEST_PENDING_DEBUG_BS_SET                       232
-#define CK_GUEST_PENDING_DEBUG_BS_CLEAR                     233
-#define CK_GUEST_PENDING_DEBUG_RTM_BITS_11_0                234
-#define CK_GUEST_PENDING_DEBUG_RTM_BITS_15_13               235
-#define CK_GUEST_PENDING_DEBUG_RTM_BIT_12                   236
-#define CK_GUEST_PENDING_DEBUG_RTM_SUPPORT                  237
-#define CK_GUEST_VMCS_LINK_POINTER_ALIGNMENT                238
-#define CK_GUEST_VMCS_LINK_POINTER_WIDTH                    239
-#define CK_GUEST_VMCS_LINK_POINTER_REVISION                 240
-#define CK_GUEST_VMCS_LINK_POINTER_SHADOW                   241
-#define CK_GUEST_VMCS_LINK_POINTER_CURRENT_VMCS             242
-#define CK_GUEST_PDPTE0                                     243
-#define CK_GUEST_PDPTE1                                     244
-#define CK_GUEST_PDPTE2                                     245
-#define CK_GUEST_PDPTE3                                     246
-#define CK_MSR_LOAD_COUNT                                   247
-#define CK_MSR_LOAD_FS_GS_BASE                              248
-#define CK_MSR_LOAD_X2APIC                                  249
-#define CK_MSR_LOAD_SMM_MONITOR_CTL                         250
-#define CK_MSR_LOAD_RESERVED_BITS                           251
-#define CK_MSR_LOAD_WRMSR                                   252
-#define CK_COUNT             253
-#define CK_WORDS             4
+#define CK_VM_EXIT_MSR_STORE_ADDRESS_ALIGNMENT              21
+#define CK_VM_EXIT_MSR_STORE_ADDRESS_WIDTH                  22
+#define CK_VM_EXIT_MSR_STORE_LAST_BYTE_WIDTH                23
+#define CK_VM_EXIT_MSR_LOAD_ADDRESS_ALIGNMENT               24
+#define CK_VM_EXIT_MSR_LOAD_ADDRESS_WIDTH                   25
+#define CK_VM_EXIT_MSR_LOAD_LAST_BYTE_WIDTH                 26
+#define CK_VM_EXIT_MSR_AREAS                                27
+#define CK_VM_ENTRY_CONTROLS                                28
+#define CK_VM_ENTRY_INTERRUPTION_TYPE_RESERVED              29
+#define CK_VM_ENTRY_INTERRUPTION_TYPE_OTHER_EVENT           30
+#define CK_VM_ENTRY_INTERRUPTION_VECTOR_NMI                 31
+#define CK_VM_ENTRY_INTERRUPTION_VECTOR_HARDWARE_EXCEPTION  32
+#define CK_VM_ENTRY_INTERRUPTION_VECTOR_OTHER_EVENT         33
+#define CK_VM_ENTRY_DELIVER_ERROR_CODE_REQUIRED             34
+#define CK_VM_ENTRY_DELIVER_ERROR_CODE_REAL_MODE            35
+#define CK_VM_ENTRY_DELIVER_ERROR_CODE_TYPE                 36
+#define CK_VM_ENTRY_DELIVER_ERROR_CODE_VECTOR               37
+#define CK_VM_ENTRY_INTERRUPTION_INFO_RESERVED_BITS         38
+#define CK_VM_ENTRY_EXCEPTION_ERROR_CODE                    39
+#define CK_VM_ENTRY_INSTRUCTION_LENGTH                      40
+#define CK_VM_ENTRY_INSTRUCTION_LENGTH_ZERO                 41
+#define CK_VM_ENTRY_MSR_LOAD_ADDRESS_ALIGNMENT              42
+#define CK_VM_ENTRY_MSR_LOAD_ADDRESS_WIDTH                  43
+#define CK_VM_ENTRY_MSR_LOAD_LAST_BYTE_WIDTH                44
+#define CK_HOST_CR0                                         45
+#define CK_HOST_CR4                                         46
+#define CK_HOST_CR3                                         47
+#define CK_HOST_SYSENTER_ESP_CANONICAL                      48
+#define CK_HOST_SYSENTER_EIP_CANONICAL                      49
+#define CK_HOST_IA32_PAT_PA0                                50
+#define CK_HOST_IA32_PAT_PA1                                51
+#define CK_HOST_IA32_PAT_PA2                                52
+#define CK_HOST_IA32_PAT_PA3                                53
+#define CK_HOST_IA32_PAT_PA4                                54
+#define CK_HOST_IA32_PAT_PA5                                55
+#define CK_HOST_IA32_PAT_PA6                                56
+#define CK_HOST_IA32_PAT_PA7                                57
+#define CK_HOST_IA32_EFER_RESERVED_BITS                     58
+#define CK_HOST_IA32_EFER_LMA                               59
+#define CK_HOST_IA32_EFER_LME                               60
+#define CK_HOST_ES_SELECTOR_RPL                             61
+#define CK_HOST_CS_SELECTOR_RPL                             62
+#define CK_HOST_SS_SELECTOR_RPL                             63
+#define CK_HOST_DS_SELECTOR_RPL                             64
+#define CK_HOST_FS_SELECTOR_RPL                             65
+#define CK_HOST_GS_SELECTOR_RPL                             66
+#define CK_HOST_TR_SELECTOR_RPL                             67
+#define CK_HOST_ES_SELECTOR_TI                              68
+#define CK_HOST_CS_SELECTOR_TI                              69
+#define CK_HOST_SS_SELECTOR_TI                              70
+#define CK_HOST_DS_SELECTOR_TI                              71
+#define CK_HOST_FS_SELECTOR_TI                              72
+#define CK_HOST_GS_SELECTOR_TI                              73
+#define CK_HOST_TR_SELECTOR_TI                              74
+#define CK_HOST_CS_SELECTOR_NULL                            75
+#define CK_HOST_TR_SELECTOR_NULL                            76
+#define CK_HOST_SS_SELECTOR_NULL                            77
+#define CK_HOST_FS_BASE_CANONICAL                           78
+#define CK_HOST_GS_BASE_CANONICAL                           79
+#define CK_HOST_GDTR_BASE_CANONICAL                         80
+#define CK_HOST_IDTR_BASE_CANONICAL                         81
+#define CK_HOST_TR_BASE_CANONICAL                           82
+#define CK_IA32E_MODE_GUEST_OUTSIDE_IA32E                   83
+#define CK_HOST_ADDRESS_SPACE_SIZE_OUTSIDE_IA32E            84
+#define CK_HOST_ADDRESS_SPACE_SIZE_IN_IA32E                 85
+#define CK_HOST_CR4_PCIDE                                   86
+#define CK_HOST_RIP_HIGH_BITS                               87
+#define CK_HOST_CR4_PAE                                     88
+#define CK_HOST_RIP_CANONICAL                               89
+#define CK_GUEST_CR0                                        90
+#define CK_GUEST_CR0_PG_WITHOUT_PE                          91
+#define CK_GUEST_CR4                                        92
+#define CK_GUEST_IA32_DEBUGCTL                              93
+#define CK_GUEST_IA32E_MODE_CR0_PG                          94
+#define CK_GUEST_IA32E_MODE_CR4_PAE                         95
+#define CK_GUEST_CR4_PCIDE                                  96
+#define CK_GUEST_CR3                                        97
+#define CK_GUEST_DR7                                        98
+#define CK_GUEST_SYSENTER_ESP_CANONICAL                     99
+#define CK_GUEST_SYSENTER_EIP_CANONICAL                     100
+#define CK_GUEST_IA32_PAT_PA0                               101
+#define CK_GUEST_IA32_PAT_PA1                               102
+#define CK_GUEST_IA32_PAT_PA2                               103
+#define CK_GUEST_IA32_PAT_PA3                               104
+#define CK_GUEST_IA32_PAT_PA4                               105
+#define CK_GUEST_IA32_PAT_PA5                               106
+#define CK_GUEST_IA32_PAT_PA6                               107
+#define CK_GUEST_IA32_PAT_PA7                               108
+#define CK_GUEST_IA32_EFER_RESERVED_BITS                    109
+#define CK_GUEST_IA32_EFER_LMA                              110
+#define CK_GUEST_IA32_EFER_LME                              111
+#define CK_GUEST_TR_SELECTOR_TI                             112
+#define CK_GUEST_LDTR_SELECTOR_TI                           113
+#define CK_GUEST_SS_SELECTOR_RPL                            114
+#define CK_GUEST_CS_BASE_V86                                115
+#define CK_GUEST_SS_BASE_V86                                116
+#define CK_GUEST_DS_BASE_V86                                117
+#define CK_GUEST_ES_BASE_V86                                118
+#define CK_GUEST_FS_BASE_V86                                119
+#define CK_GUEST_GS_BASE_V86                                120
+#define CK_GUEST_TR_BASE_CANONICAL                          121
+#define CK_GUEST_FS_BASE_CANONICAL                          122
+#define CK_GUEST_GS_BASE_CANONICAL                          123
+#define CK_GUEST_LDTR_BASE_CANONICAL                        124
+#define CK_GUEST_CS_BASE_HIGH_BITS                          125
+#define CK_GUEST_SS_BASE_HIGH_BITS                          126
+#define CK_GUEST_DS_BASE_HIGH_BITS                          127
+#define CK_GUEST_ES_BASE_HIGH_BITS                          128
+#define CK_GUEST_CS_LIMIT_V86                               129
+#define CK_GUEST_SS_LIMIT_V86                               130
+#define CK_GUEST_DS_LIMIT_V86                               131
+#define CK_GUEST_ES_LIMIT_V86                               132
+#define CK_GUEST_FS_LIMIT_V86                               133
+#define CK_GUEST_GS_LIMIT_V86                               134
+#define CK_GUEST_CS_ACCESS_RIGHTS_V86                       135
+#define CK_GUEST_SS_ACCESS_RIGHTS_V86                       136
+#define CK_GUEST_DS_ACCESS_RIGHTS_V86                       137
+#define CK_GUEST_ES_ACCESS_RIGHTS_V86                       138
+#define CK_GUEST_FS_ACCESS_RIGHTS_V86                       139
+#define CK_GUEST_GS_ACCESS_RIGHTS_V86                       140
+#define CK_GUEST_CS_TYPE                                    141
+#define CK_GUEST_SS_TYPE                                    142
+#define CK_GUEST_DS_TYPE_ACCESSED                           143
+#define CK_GUEST_ES_TYPE_ACCESSED                           144
+#define CK_GUEST_FS_TYPE_ACCESSED                           145
+#define CK_GUEST_GS_TYPE_ACCESSED                           146
+#define CK_GUEST_DS_TYPE_READABLE                           147
+#define CK_GUEST_ES_TYPE_READABLE                           148
+#define CK_GUEST_FS_TYPE_READABLE                           149
+#define CK_GUEST_GS_TYPE_READABLE                           150
+#define CK_GUEST_CS_S                                       151
+#define CK_GUEST_SS_S                                       152
+#define CK_GUEST_DS_S                                       153
+#define CK_GUEST_ES_S                                       154
+#define CK_GUEST_FS_S                                       155
+#define CK_GUEST_GS_S                                       156
+#define CK_GUEST_CS_DPL_TYPE_3                              157
+#define CK_GUEST_CS_DPL_NONCONFORMING                       158
+#define CK_GUEST_CS_DPL_CONFORMING                          159
+#define CK_GUEST_SS_DPL_RPL                                 160
+#define CK_GUEST_SS_DPL_ZERO                                161
+#define CK_GUEST_DS_DPL_RPL                                 162
+#define CK_GUEST_ES_DPL_RPL                                 163
+#define CK_GUEST_FS_DPL_RPL                                 164
+#define CK_GUEST_GS_DPL_RPL                                 165
+#define CK_GUEST_CS_P                                       166
+#define CK_GUEST_SS_P                                       167
+#define CK_GUEST_DS_P                                       168
+#define CK_GUEST_ES_P                                       169
+#define CK_GUEST_FS_P                                       170
+#define CK_GUEST_GS_P                                       171
+#define CK_GUEST_CS_RESERVED_11_8                           172
+#define CK_GUEST_SS_RESERVED_11_8                           173
+#define CK_GUEST_DS_RESERVED_11_8                           174
+#define CK_GUEST_ES_RESERVED_11_8                           175
+#define CK_GUEST_FS_RESERVED_11_8                           176
+#define CK_GUEST_GS_RESERVED_11_8                           177
+#define CK_GUEST_CS_DB_WITH_L                               178
+#define CK_GUEST_CS_G_LIMIT_LOW                             179
+#define CK_GUEST_SS_G_LIMIT_LOW                             180
+#define CK_GUEST_DS_G_LIMIT_LOW                             181
+#define CK_GUEST_ES_G_LIMIT_LOW                             182
+#define CK_GUEST_FS_G_LIMIT_LOW                             183
+#define CK_GUEST_GS_G_LIMIT_LOW                             184
+#define CK_GUEST_CS_G_LIMIT_HIGH                            185
+#define CK_GUEST_SS_G_LIMIT_HIGH                            186
+#define CK_GUEST_DS_G_LIMIT_HIGH                            187
+#define CK_GUEST_ES_G_LIMIT_HIGH                            188
+#define CK_GUEST_FS_G_LIMIT_HIGH                            189
+#define CK_GUEST_GS_G_LIMIT_HIGH                            190
+#define CK_GUEST_CS_RESERVED_31_17                          191
+#define CK_GUEST_SS_RESERVED_31_17                          192
+#define CK_GUEST_DS_RESERVED_31_17                          193
+#define CK_GUEST_ES_RESERVED_31_17                          194
+#define CK_GUEST_FS_RESERVED_31_17                          195
+#define CK_GUEST_GS_RESERVED_31_17                          196
+#define CK_GUEST_TR_TYPE                                    197
+#define CK_GUEST_TR_S                                       198
+#define CK_GUEST_TR_P                                       199
+#define CK_GUEST_TR_RESERVED_11_8                           200
+#define CK_GUEST_TR_G_LIMIT_LOW                             201
+#define CK_GUEST_TR_G_LIMIT_HIGH                            202
+#define CK_GUEST_TR_UNUSABLE                                203
+#define CK_GUEST_TR_RESERVED_31_17                          204
+#define CK_GUEST_LDTR_TYPE                                  205
+#define CK_GUEST_LDTR_S                                     206
+#define CK_GUEST_LDTR_P                                     207
+#define CK_GUEST_LDTR_RESERVED_11_8                         208
+#define CK_GUEST_LDTR_G_LIMIT_LOW                           209
+#define CK_GUEST_LDTR_G_LIMIT_HIGH                          210
+#define CK_GUEST_LDTR_RESERVED_31_17                        211
+#define CK_GUEST_GDTR_BASE_CANONICAL                        212
+#define CK_GUEST_IDTR_BASE_CANONICAL                        213
+#define CK_GUEST_GDTR_LIMIT                                 214
+#define CK_GUEST_IDTR_LIMIT                                 215
+#define CK_GUEST_RIP_HIGH_BITS                              216
+#define CK_GUEST_RIP_CANONICAL                              217
+#define CK_GUEST_RFLAGS_RESERVED_BITS                       218
+#define CK_GUEST_RFLAGS_BIT_1                               219
+#define CK_GUEST_RFLAGS_VM_IA32E                            220
+#define CK_GUEST_RFLAGS_VM_CR0_PE                           221
+#define CK_GUEST_RFLAGS_IF                                  222
+#define CK_GUEST_ACTIVITY_STATE_RANGE                       223
+#define CK_GUEST_ACTIVITY_STATE_SUPPORTED                   224
+#define CK_GUEST_ACTIVITY_STATE_HLT_SS_DPL                  225
+#define CK_GUEST_ACTIVITY_STATE_BLOCKING                    226
+#define CK_GUEST_ACTIVITY_STATE_HLT_INJECTION               227
+#define CK_GUEST_INTERRUPTIBILITY_RESERVED_BITS             228
+#define CK_GUEST_INTERRUPTIBILITY_STI_AND_MOV_SS            229
+#define CK_GUEST_INTERRUPTIBILITY_STI_IF                    230
+#define CK_GUEST_INTERRUPTIBILITY_STI_EXTERNAL_INTERRUPT    231
+#define CK_GUEST_INTERRUPTIBILITY_MOV_SS_EXTERNAL_INTERRUPT 232
+#define CK_GUEST_INTERRUPTIBILITY_MOV_SS_NMI                233
+#define CK_GUEST_INTERRUPTIBILITY_SMI                       234
+#define CK_GUEST_INTERRUPTIBILITY_NMI_VIRTUAL_NMIS          235
+#define CK_GUEST_INTERRUPTIBILITY_ENCLAVE                   236
+#define CK_GUEST_PENDING_DEBUG_RESERVED_BITS                237
+#define CK_GUEST_PENDING_DEBUG_BS_SET                       238
+#define CK_GUEST_PENDING_DEBUG_BS_CLEAR                     239
+#define CK_GUEST_PENDING_DEBUG_RTM_BITS_11_0                240
+#define CK_GUEST_PENDING_DEBUG_RTM_BITS_15_13               241
+#define CK_GUEST_PENDING_DEBUG_RTM_BIT_12                   242
+#define CK_GUEST_PENDING_DEBUG_RTM_SUPPORT                  243
+#define CK_GUEST_VMCS_LINK_POINTER_ALIGNMENT                244
+#define CK_GUEST_VMCS_LINK_POINTER_WIDTH                    245
+#define CK_GUEST_VMCS_LINK_POINTER_REVISION                 246
+#define CK_GUEST_VMCS_LINK_POINTER_SHADOW                   247
+#define CK_GUEST_VMCS_LINK_POINTER_CURRENT_VMCS             248
+#define CK_GUEST_PDPTE0                                     249
+#define CK_GUEST_PDPTE1                                     250
+#define CK_GUEST_PDPTE2                                     251
+#define CK_GUEST_PDPTE3                                     252
+#define CK_MSR_LOAD_COUNT                                   253
+#define CK_MSR_LOAD_FS_GS_BASE                              254
+#define CK_MSR_LOAD_X2APIC                                  255
+#define CK_MSR_LOAD_SMM_MONITOR_CTL                         256
+#define CK_MSR_LOAD_RESERVED_BITS                           257
+#define CK_MSR_LOAD_WRMSR                                   258
+#define CK_COUNT             259
+#define CK_WORDS             5
 #define RFLAGS_RESERVED_BITS 0xFFFFFFFFFFC08028ull
 
 // A set of checks, one bit per check (bit CK_<ID> % 64 of word CK_<ID> / 64): the
 // dirty mask of VMRESUME (docs/architecture.rst, "Entry checks at VMRESUME").
 typedef struct { uint64_t w[CK_WORDS]; } ck_mask_t;
 
-static const ck_mask_t CKM_ALL = {{0xFFFFFFFFFFFFFFFFull, 0xFFFFFFFFFFFFFFFFull, 0xFFFFFFFFFFFFFFFFull, 0x1FFFFFFFFFFFFFFFull}};
-static const ck_mask_t CKM_CONTROL = {{0x0000007FFFFFFFFFull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_HOST = {{0xFFFFFF8000000000ull, 0x00000000000FFFFFull, 0x0000000000000000ull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_GUEST = {{0x0000000000000000ull, 0xFFFFFFFFFFF00000ull, 0xFFFFFFFFFFFFFFFFull, 0x007FFFFFFFFFFFFFull}};
-static const ck_mask_t CKM_ALWAYS = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x1FFB000000000000ull}};
-static const ck_mask_t CKM_SDM_27_2_1_1 = {{0x00000000000FFFFFull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_SDM_27_2_1_2 = {{0x0000000000300000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_SDM_27_2_1_3 = {{0x0000007FFFC00000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_SDM_27_2_2 = {{0x007FFF8000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_SDM_27_2_3 = {{0xFF80000000000000ull, 0x0000000000001FFFull, 0x0000000000000000ull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_SDM_27_2_4 = {{0x0000000000000000ull, 0x00000000000FE000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_SDM_27_3_1_1 = {{0x0000000000000000ull, 0x000003FFFFF00000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_SDM_27_3_1_2 = {{0x0000000000000000ull, 0xFFFFFC0000000000ull, 0xFFFFFFFFFFFFFFFFull, 0x0000000000003FFFull}};
-static const ck_mask_t CKM_SDM_27_3_1_3 = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x000000000003C000ull}};
-static const ck_mask_t CKM_SDM_27_3_1_4 = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000001FC0000ull}};
-static const ck_mask_t CKM_SDM_27_3_1_5 = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0007FFFFFE000000ull}};
-static const ck_mask_t CKM_SDM_27_3_1_6 = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0078000000000000ull}};
-static const ck_mask_t CKM_SDM_27_4 = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x1F80000000000000ull}};
+static const ck_mask_t CKM_ALL = {{0xFFFFFFFFFFFFFFFFull, 0xFFFFFFFFFFFFFFFFull, 0xFFFFFFFFFFFFFFFFull, 0xFFFFFFFFFFFFFFFFull, 0x0000000000000007ull}};
+static const ck_mask_t CKM_CONTROL = {{0x00001FFFFFFFFFFFull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_HOST = {{0xFFFFE00000000000ull, 0x0000000003FFFFFFull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_GUEST = {{0x0000000000000000ull, 0xFFFFFFFFFC000000ull, 0xFFFFFFFFFFFFFFFFull, 0x1FFFFFFFFFFFFFFFull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_ALWAYS = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0xFEC0000000000000ull, 0x0000000000000007ull}};
+static const ck_mask_t CKM_SDM_27_2_1_1 = {{0x00000000000FFFFFull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_SDM_27_2_1_2 = {{0x000000000FF00000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_SDM_27_2_1_3 = {{0x00001FFFF0000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_SDM_27_2_2 = {{0x1FFFE00000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_SDM_27_2_3 = {{0xE000000000000000ull, 0x000000000007FFFFull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_SDM_27_2_4 = {{0x0000000000000000ull, 0x0000000003F80000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_SDM_27_3_1_1 = {{0x0000000000000000ull, 0x0000FFFFFC000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_SDM_27_3_1_2 = {{0x0000000000000000ull, 0xFFFF000000000000ull, 0xFFFFFFFFFFFFFFFFull, 0x00000000000FFFFFull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_SDM_27_3_1_3 = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000F00000ull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_SDM_27_3_1_4 = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x000000007F000000ull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_SDM_27_3_1_5 = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x01FFFFFF80000000ull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_SDM_27_3_1_6 = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x1E00000000000000ull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_SDM_27_4 = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0xE000000000000000ull, 0x0000000000000007ull}};
 
 static inline int ck_has(const ck_mask_t* d, int ck)
 {
@@ -1340,21 +1346,21 @@ static inline void ck_set(ck_mask_t* d, int ck)
 
 // Families (vtx/spec/entry_checks.py FAMILIES): the check of each register,
 // indexed by register number in VMCS order; -1 where the family has none.
-static const int CKS_HOST_SELECTOR_RPL[7] = {55, 56, 57, 58, 59, 60, 61};
-static const int CKS_HOST_SELECTOR_TI[7] = {62, 63, 64, 65, 66, 67, 68};
-static const int CKS_GUEST_SEG_BASE_V86[8] = {112, 109, 110, 111, 113, 114, -1, -1};
-static const int CKS_GUEST_SEG_BASE_HIGH_BITS[8] = {122, 119, 120, 121, -1, -1, -1, -1};
-static const int CKS_GUEST_SEG_LIMIT_V86[8] = {126, 123, 124, 125, 127, 128, -1, -1};
-static const int CKS_GUEST_SEG_ACCESS_RIGHTS_V86[8] = {132, 129, 130, 131, 133, 134, -1, -1};
-static const int CKS_GUEST_SEG_TYPE_ACCESSED[8] = {138, -1, -1, 137, 139, 140, -1, -1};
-static const int CKS_GUEST_SEG_TYPE_READABLE[8] = {142, -1, -1, 141, 143, 144, -1, -1};
-static const int CKS_GUEST_SEG_S[8] = {148, 145, 146, 147, 149, 150, 200, 192};
-static const int CKS_GUEST_SEG_DPL_RPL[8] = {157, -1, 154, 156, 158, 159, -1, -1};
-static const int CKS_GUEST_SEG_P[8] = {163, 160, 161, 162, 164, 165, 201, 193};
-static const int CKS_GUEST_SEG_RESERVED_11_8[8] = {169, 166, 167, 168, 170, 171, 202, 194};
-static const int CKS_GUEST_SEG_G_LIMIT_LOW[8] = {176, 173, 174, 175, 177, 178, 203, 195};
-static const int CKS_GUEST_SEG_G_LIMIT_HIGH[8] = {182, 179, 180, 181, 183, 184, 204, 196};
-static const int CKS_GUEST_SEG_RESERVED_31_17[8] = {188, 185, 186, 187, 189, 190, 205, 198};
+static const int CKS_HOST_SELECTOR_RPL[7] = {61, 62, 63, 64, 65, 66, 67};
+static const int CKS_HOST_SELECTOR_TI[7] = {68, 69, 70, 71, 72, 73, 74};
+static const int CKS_GUEST_SEG_BASE_V86[8] = {118, 115, 116, 117, 119, 120, -1, -1};
+static const int CKS_GUEST_SEG_BASE_HIGH_BITS[8] = {128, 125, 126, 127, -1, -1, -1, -1};
+static const int CKS_GUEST_SEG_LIMIT_V86[8] = {132, 129, 130, 131, 133, 134, -1, -1};
+static const int CKS_GUEST_SEG_ACCESS_RIGHTS_V86[8] = {138, 135, 136, 137, 139, 140, -1, -1};
+static const int CKS_GUEST_SEG_TYPE_ACCESSED[8] = {144, -1, -1, 143, 145, 146, -1, -1};
+static const int CKS_GUEST_SEG_TYPE_READABLE[8] = {148, -1, -1, 147, 149, 150, -1, -1};
+static const int CKS_GUEST_SEG_S[8] = {154, 151, 152, 153, 155, 156, 206, 198};
+static const int CKS_GUEST_SEG_DPL_RPL[8] = {163, -1, 160, 162, 164, 165, -1, -1};
+static const int CKS_GUEST_SEG_P[8] = {169, 166, 167, 168, 170, 171, 207, 199};
+static const int CKS_GUEST_SEG_RESERVED_11_8[8] = {175, 172, 173, 174, 176, 177, 208, 200};
+static const int CKS_GUEST_SEG_G_LIMIT_LOW[8] = {182, 179, 180, 181, 183, 184, 209, 201};
+static const int CKS_GUEST_SEG_G_LIMIT_HIGH[8] = {188, 185, 186, 187, 189, 190, 210, 202};
+static const int CKS_GUEST_SEG_RESERVED_31_17[8] = {194, 191, 192, 193, 195, 196, 211, 204};
 
 
 // ---- Lookups by encoding ---------------------------------------------------
@@ -1965,500 +1971,501 @@ static inline void vmcs_check_mark(ck_mask_t* d, int off, uint64_t delta)
         break;
     case VMCS_OFF_GUEST_ES_SELECTOR:
         if (delta & 0x3ull) {
-            d->w[2] |= 0x0000000020000000ull;
+            d->w[2] |= 0x0000000800000000ull;
         }
-        d->w[1] |= 0x0001000000000000ull;
+        d->w[1] |= 0x0040000000000000ull;
         break;
     case VMCS_OFF_GUEST_CS_SELECTOR:
         if (delta & 0x3ull) {
-            d->w[1] |= 0x0000100000000000ull;
+            d->w[1] |= 0x0004000000000000ull;
         }
-        d->w[1] |= 0x0000200000000000ull;
+        d->w[1] |= 0x0008000000000000ull;
         break;
     case VMCS_OFF_GUEST_SS_SELECTOR:
         if (delta & 0x3ull) {
-            d->w[1] |= 0x0000100000000000ull;
-            d->w[2] |= 0x0000000004000000ull;
+            d->w[1] |= 0x0004000000000000ull;
+            d->w[2] |= 0x0000000100000000ull;
         }
-        d->w[1] |= 0x0000400000000000ull;
+        d->w[1] |= 0x0010000000000000ull;
         break;
     case VMCS_OFF_GUEST_DS_SELECTOR:
         if (delta & 0x3ull) {
-            d->w[2] |= 0x0000000010000000ull;
+            d->w[2] |= 0x0000000400000000ull;
         }
-        d->w[1] |= 0x0000800000000000ull;
+        d->w[1] |= 0x0020000000000000ull;
         break;
     case VMCS_OFF_GUEST_FS_SELECTOR:
         if (delta & 0x3ull) {
-            d->w[2] |= 0x0000000040000000ull;
+            d->w[2] |= 0x0000001000000000ull;
         }
-        d->w[1] |= 0x0002000000000000ull;
+        d->w[1] |= 0x0080000000000000ull;
         break;
     case VMCS_OFF_GUEST_GS_SELECTOR:
         if (delta & 0x3ull) {
-            d->w[2] |= 0x0000000080000000ull;
+            d->w[2] |= 0x0000002000000000ull;
         }
-        d->w[1] |= 0x0004000000000000ull;
+        d->w[1] |= 0x0100000000000000ull;
         break;
     case VMCS_OFF_GUEST_LDTR_SELECTOR:
         if (delta & 0x4ull) {
-            d->w[1] |= 0x0000080000000000ull;
+            d->w[1] |= 0x0002000000000000ull;
         }
         break;
     case VMCS_OFF_GUEST_TR_SELECTOR:
         if (delta & 0x4ull) {
-            d->w[1] |= 0x0000040000000000ull;
+            d->w[1] |= 0x0001000000000000ull;
         }
         break;
     case VMCS_OFF_HOST_ES_SELECTOR:
-        if (delta & 0x3ull) {
-            d->w[0] |= 0x0080000000000000ull;
-        }
-        if (delta & 0x4ull) {
-            d->w[0] |= 0x4000000000000000ull;
-        }
-        break;
-    case VMCS_OFF_HOST_CS_SELECTOR:
-        if (delta & 0x3ull) {
-            d->w[0] |= 0x0100000000000000ull;
-        }
-        if (delta & 0x4ull) {
-            d->w[0] |= 0x8000000000000000ull;
-        }
-        d->w[1] |= 0x0000000000000020ull;
-        break;
-    case VMCS_OFF_HOST_SS_SELECTOR:
-        if (delta & 0x3ull) {
-            d->w[0] |= 0x0200000000000000ull;
-        }
-        if (delta & 0x4ull) {
-            d->w[1] |= 0x0000000000000001ull;
-        }
-        d->w[1] |= 0x0000000000000080ull;
-        break;
-    case VMCS_OFF_HOST_DS_SELECTOR:
-        if (delta & 0x3ull) {
-            d->w[0] |= 0x0400000000000000ull;
-        }
-        if (delta & 0x4ull) {
-            d->w[1] |= 0x0000000000000002ull;
-        }
-        break;
-    case VMCS_OFF_HOST_FS_SELECTOR:
-        if (delta & 0x3ull) {
-            d->w[0] |= 0x0800000000000000ull;
-        }
-        if (delta & 0x4ull) {
-            d->w[1] |= 0x0000000000000004ull;
-        }
-        break;
-    case VMCS_OFF_HOST_GS_SELECTOR:
-        if (delta & 0x3ull) {
-            d->w[0] |= 0x1000000000000000ull;
-        }
-        if (delta & 0x4ull) {
-            d->w[1] |= 0x0000000000000008ull;
-        }
-        break;
-    case VMCS_OFF_HOST_TR_SELECTOR:
         if (delta & 0x3ull) {
             d->w[0] |= 0x2000000000000000ull;
         }
         if (delta & 0x4ull) {
             d->w[1] |= 0x0000000000000010ull;
         }
-        d->w[1] |= 0x0000000000000040ull;
+        break;
+    case VMCS_OFF_HOST_CS_SELECTOR:
+        if (delta & 0x3ull) {
+            d->w[0] |= 0x4000000000000000ull;
+        }
+        if (delta & 0x4ull) {
+            d->w[1] |= 0x0000000000000020ull;
+        }
+        d->w[1] |= 0x0000000000000800ull;
+        break;
+    case VMCS_OFF_HOST_SS_SELECTOR:
+        if (delta & 0x3ull) {
+            d->w[0] |= 0x8000000000000000ull;
+        }
+        if (delta & 0x4ull) {
+            d->w[1] |= 0x0000000000000040ull;
+        }
+        d->w[1] |= 0x0000000000002000ull;
+        break;
+    case VMCS_OFF_HOST_DS_SELECTOR:
+        if (delta & 0x3ull) {
+            d->w[1] |= 0x0000000000000001ull;
+        }
+        if (delta & 0x4ull) {
+            d->w[1] |= 0x0000000000000080ull;
+        }
+        break;
+    case VMCS_OFF_HOST_FS_SELECTOR:
+        if (delta & 0x3ull) {
+            d->w[1] |= 0x0000000000000002ull;
+        }
+        if (delta & 0x4ull) {
+            d->w[1] |= 0x0000000000000100ull;
+        }
+        break;
+    case VMCS_OFF_HOST_GS_SELECTOR:
+        if (delta & 0x3ull) {
+            d->w[1] |= 0x0000000000000004ull;
+        }
+        if (delta & 0x4ull) {
+            d->w[1] |= 0x0000000000000200ull;
+        }
+        break;
+    case VMCS_OFF_HOST_TR_SELECTOR:
+        if (delta & 0x3ull) {
+            d->w[1] |= 0x0000000000000008ull;
+        }
+        if (delta & 0x4ull) {
+            d->w[1] |= 0x0000000000000400ull;
+        }
+        d->w[1] |= 0x0000000000001000ull;
         break;
     case VMCS_OFF_PIN_BASED_CONTROLS:
         d->w[0] |= 0x0000000000000C01ull;
-        d->w[3] |= 0x0000002000000000ull;
+        d->w[3] |= 0x0000080000000000ull;
         break;
     case VMCS_OFF_PRIMARY_PROC_BASED_CONTROLS:
-        d->w[0] |= 0x00000000300FFBF6ull;
-        d->w[1] |= 0x0000100000100000ull;
-        d->w[2] |= 0x00000000F4000080ull;
-        d->w[3] |= 0x007A000000000000ull;
+        d->w[0] |= 0x0000000C000FFBF6ull;
+        d->w[1] |= 0x0004000004000000ull;
+        d->w[2] |= 0x0000003D00002000ull;
+        d->w[3] |= 0x1E80000000000000ull;
         break;
     case VMCS_OFF_CR3_TARGET_COUNT:
         d->w[0] |= 0x0000000000000008ull;
         break;
     case VMCS_OFF_VM_EXIT_CONTROLS:
-        d->w[0] |= 0x007FF00000100000ull;
-        d->w[1] |= 0x00000000000FC080ull;
+        d->w[0] |= 0x1FFC000000100000ull;
+        d->w[1] |= 0x0000000003F02000ull;
         break;
     case VMCS_OFF_VM_EXIT_MSR_STORE_COUNT:
-        d->w[0] |= 0x0000000000200000ull;
+        d->w[0] |= 0x0000000008E00000ull;
         break;
     case VMCS_OFF_VM_EXIT_MSR_LOAD_COUNT:
-        d->w[0] |= 0x0000000000200000ull;
+        d->w[0] |= 0x000000000F000000ull;
         break;
     case VMCS_OFF_VM_ENTRY_CONTROLS:
-        d->w[0] |= 0x0000000000400000ull;
-        d->w[1] |= 0x000003FF97802000ull;
-        d->w[2] |= 0x8000100000000000ull;
-        d->w[3] |= 0x00780000004C0000ull;
+        d->w[0] |= 0x0000000010000000ull;
+        d->w[1] |= 0x0000FFE5E0080000ull;
+        d->w[2] |= 0x0004000000000000ull;
+        d->w[3] |= 0x1E00000013000020ull;
         break;
     case VMCS_OFF_VM_ENTRY_MSR_LOAD_COUNT:
-        d->w[0] |= 0x0000007000000000ull;
-        d->w[3] |= 0x1F80000000000000ull;
+        d->w[0] |= 0x00001C0000000000ull;
+        d->w[3] |= 0xE000000000000000ull;
+        d->w[4] |= 0x0000000000000007ull;
         break;
     case VMCS_OFF_VM_ENTRY_INTERRUPTION_INFO:
         if (delta & 0x80000700ull) {
-            d->w[0] |= 0x0000000C01800000ull;
-            d->w[3] |= 0x0000002E01000000ull;
+            d->w[0] |= 0x0000030060000000ull;
+            d->w[3] |= 0x00000B8040000000ull;
         }
         if (delta & 0x800007FFull) {
-            d->w[0] |= 0x000000000E000000ull;
-            d->w[3] |= 0x0000000020000000ull;
+            d->w[0] |= 0x0000000380000000ull;
+            d->w[3] |= 0x0000000800000000ull;
         }
         if (delta & 0x80000800ull) {
-            d->w[0] |= 0x0000000220000000ull;
+            d->w[0] |= 0x0000008800000000ull;
         }
         if (delta & 0x80000F00ull) {
-            d->w[0] |= 0x0000000040000000ull;
+            d->w[0] |= 0x0000001000000000ull;
         }
         if (delta & 0x80000FFFull) {
-            d->w[0] |= 0x0000000090000000ull;
+            d->w[0] |= 0x0000002400000000ull;
         }
         if (delta & 0xFFFFF000ull) {
-            d->w[0] |= 0x0000000100000000ull;
+            d->w[0] |= 0x0000004000000000ull;
         }
         break;
     case VMCS_OFF_VM_ENTRY_EXCEPTION_ERROR_CODE:
-        d->w[0] |= 0x0000000200000000ull;
+        d->w[0] |= 0x0000008000000000ull;
         break;
     case VMCS_OFF_VM_ENTRY_INSTRUCTION_LENGTH:
-        d->w[0] |= 0x0000000C00000000ull;
+        d->w[0] |= 0x0000030000000000ull;
         break;
     case VMCS_OFF_SECONDARY_PROC_BASED_CONTROLS:
-        d->w[0] |= 0x00000000300FF004ull;
-        d->w[1] |= 0x0000100000100000ull;
-        d->w[2] |= 0x00000000F4000080ull;
-        d->w[3] |= 0x007A000000000000ull;
+        d->w[0] |= 0x0000000C000FF004ull;
+        d->w[1] |= 0x0004000004000000ull;
+        d->w[2] |= 0x0000003D00002000ull;
+        d->w[3] |= 0x1E80000000000000ull;
         break;
     case VMCS_OFF_GUEST_ES_LIMIT:
         if (delta & 0xFFFull) {
-            d->w[2] |= 0x0001000000000000ull;
-        }
-        if (delta & 0xFFF00000ull) {
             d->w[2] |= 0x0040000000000000ull;
         }
-        d->w[1] |= 0x4000000000000000ull;
-        break;
-    case VMCS_OFF_GUEST_CS_LIMIT:
-        if (delta & 0xFFFull) {
-            d->w[2] |= 0x0000200000000000ull;
-        }
         if (delta & 0xFFF00000ull) {
-            d->w[2] |= 0x0008000000000000ull;
-        }
-        d->w[1] |= 0x0800000000000000ull;
-        break;
-    case VMCS_OFF_GUEST_SS_LIMIT:
-        if (delta & 0xFFFull) {
-            d->w[2] |= 0x0000400000000000ull;
-        }
-        if (delta & 0xFFF00000ull) {
-            d->w[2] |= 0x0010000000000000ull;
-        }
-        d->w[1] |= 0x1000000000000000ull;
-        break;
-    case VMCS_OFF_GUEST_DS_LIMIT:
-        if (delta & 0xFFFull) {
-            d->w[2] |= 0x0000800000000000ull;
-        }
-        if (delta & 0xFFF00000ull) {
-            d->w[2] |= 0x0020000000000000ull;
-        }
-        d->w[1] |= 0x2000000000000000ull;
-        break;
-    case VMCS_OFF_GUEST_FS_LIMIT:
-        if (delta & 0xFFFull) {
-            d->w[2] |= 0x0002000000000000ull;
-        }
-        if (delta & 0xFFF00000ull) {
-            d->w[2] |= 0x0080000000000000ull;
-        }
-        d->w[1] |= 0x8000000000000000ull;
-        break;
-    case VMCS_OFF_GUEST_GS_LIMIT:
-        if (delta & 0xFFFull) {
-            d->w[2] |= 0x0004000000000000ull;
-        }
-        if (delta & 0xFFF00000ull) {
-            d->w[2] |= 0x0100000000000000ull;
-        }
-        d->w[2] |= 0x0000000000000001ull;
-        break;
-    case VMCS_OFF_GUEST_LDTR_LIMIT:
-        if (delta & 0xFFFull) {
-            d->w[3] |= 0x0000000000000800ull;
-        }
-        if (delta & 0xFFF00000ull) {
-            d->w[3] |= 0x0000000000001000ull;
-        }
-        break;
-    case VMCS_OFF_GUEST_TR_LIMIT:
-        if (delta & 0xFFFull) {
-            d->w[3] |= 0x0000000000000008ull;
-        }
-        if (delta & 0xFFF00000ull) {
-            d->w[3] |= 0x0000000000000010ull;
-        }
-        break;
-    case VMCS_OFF_GUEST_GDTR_LIMIT:
-        if (delta & 0xFFFF0000ull) {
-            d->w[3] |= 0x0000000000010000ull;
-        }
-        break;
-    case VMCS_OFF_GUEST_IDTR_LIMIT:
-        if (delta & 0xFFFF0000ull) {
-            d->w[3] |= 0x0000000000020000ull;
-        }
-        break;
-    case VMCS_OFF_GUEST_ES_ACCESS_RIGHTS:
-        if (delta & 0x10000ull) {
-            d->w[1] |= 0x0400000000000000ull;
-        }
-        if (delta & 0x10001ull) {
-            d->w[2] |= 0x0000000000000400ull;
-        }
-        if (delta & 0x1000Aull) {
-            d->w[2] |= 0x0000000000004000ull;
-        }
-        if (delta & 0x10010ull) {
-            d->w[2] |= 0x0000000000100000ull;
-        }
-        if (delta & 0x1006Full) {
-            d->w[2] |= 0x0000000020000000ull;
-        }
-        if (delta & 0x10080ull) {
-            d->w[2] |= 0x0000000800000000ull;
-        }
-        if (delta & 0x10F00ull) {
-            d->w[2] |= 0x0000020000000000ull;
-        }
-        if (delta & 0x18000ull) {
-            d->w[2] |= 0x0041000000000000ull;
-        }
-        if (delta & 0xFFFF0000ull) {
             d->w[2] |= 0x1000000000000000ull;
         }
         d->w[2] |= 0x0000000000000010ull;
         break;
-    case VMCS_OFF_GUEST_CS_ACCESS_RIGHTS:
-        if (delta & 0xFull) {
-            d->w[2] |= 0x0000000008000080ull;
+    case VMCS_OFF_GUEST_CS_LIMIT:
+        if (delta & 0xFFFull) {
+            d->w[2] |= 0x0008000000000000ull;
         }
-        if (delta & 0x10ull) {
-            d->w[2] |= 0x0000000000020000ull;
-        }
-        if (delta & 0x6Full) {
-            d->w[2] |= 0x0000000003800000ull;
-        }
-        if (delta & 0x80ull) {
-            d->w[2] |= 0x0000000100000000ull;
-        }
-        if (delta & 0xF00ull) {
-            d->w[2] |= 0x0000004000000000ull;
-        }
-        if (delta & 0x2000ull) {
-            d->w[3] |= 0x00000000000C0000ull;
-        }
-        if (delta & 0x6000ull) {
-            d->w[2] |= 0x0000100000000000ull;
-        }
-        if (delta & 0x8000ull) {
-            d->w[2] |= 0x0008200000000000ull;
-        }
-        if (delta & 0xFFFE0000ull) {
+        if (delta & 0xFFF00000ull) {
             d->w[2] |= 0x0200000000000000ull;
         }
         d->w[2] |= 0x0000000000000002ull;
         break;
-    case VMCS_OFF_GUEST_SS_ACCESS_RIGHTS:
-        if (delta & 0x60ull) {
-            d->w[2] |= 0x000000000F000000ull;
-            d->w[3] |= 0x0000000008000000ull;
+    case VMCS_OFF_GUEST_SS_LIMIT:
+        if (delta & 0xFFFull) {
+            d->w[2] |= 0x0010000000000000ull;
         }
-        if (delta & 0x10000ull) {
-            d->w[1] |= 0x0100000000000000ull;
-        }
-        if (delta & 0x1000Full) {
-            d->w[2] |= 0x0000000000000100ull;
-        }
-        if (delta & 0x10010ull) {
-            d->w[2] |= 0x0000000000040000ull;
-        }
-        if (delta & 0x10080ull) {
-            d->w[2] |= 0x0000000200000000ull;
-        }
-        if (delta & 0x10F00ull) {
-            d->w[2] |= 0x0000008000000000ull;
-        }
-        if (delta & 0x18000ull) {
-            d->w[2] |= 0x0010400000000000ull;
-        }
-        if (delta & 0xFFFF0000ull) {
+        if (delta & 0xFFF00000ull) {
             d->w[2] |= 0x0400000000000000ull;
         }
         d->w[2] |= 0x0000000000000004ull;
         break;
-    case VMCS_OFF_GUEST_DS_ACCESS_RIGHTS:
-        if (delta & 0x10000ull) {
-            d->w[1] |= 0x0200000000000000ull;
+    case VMCS_OFF_GUEST_DS_LIMIT:
+        if (delta & 0xFFFull) {
+            d->w[2] |= 0x0020000000000000ull;
         }
-        if (delta & 0x10001ull) {
-            d->w[2] |= 0x0000000000000200ull;
-        }
-        if (delta & 0x1000Aull) {
-            d->w[2] |= 0x0000000000002000ull;
-        }
-        if (delta & 0x10010ull) {
-            d->w[2] |= 0x0000000000080000ull;
-        }
-        if (delta & 0x1006Full) {
-            d->w[2] |= 0x0000000010000000ull;
-        }
-        if (delta & 0x10080ull) {
-            d->w[2] |= 0x0000000400000000ull;
-        }
-        if (delta & 0x10F00ull) {
-            d->w[2] |= 0x0000010000000000ull;
-        }
-        if (delta & 0x18000ull) {
-            d->w[2] |= 0x0020800000000000ull;
-        }
-        if (delta & 0xFFFF0000ull) {
+        if (delta & 0xFFF00000ull) {
             d->w[2] |= 0x0800000000000000ull;
         }
         d->w[2] |= 0x0000000000000008ull;
         break;
-    case VMCS_OFF_GUEST_FS_ACCESS_RIGHTS:
-        if (delta & 0x10001ull) {
-            d->w[2] |= 0x0000000000000800ull;
+    case VMCS_OFF_GUEST_FS_LIMIT:
+        if (delta & 0xFFFull) {
+            d->w[2] |= 0x0080000000000000ull;
         }
-        if (delta & 0x1000Aull) {
-            d->w[2] |= 0x0000000000008000ull;
-        }
-        if (delta & 0x10010ull) {
-            d->w[2] |= 0x0000000000200000ull;
-        }
-        if (delta & 0x1006Full) {
-            d->w[2] |= 0x0000000040000000ull;
-        }
-        if (delta & 0x10080ull) {
-            d->w[2] |= 0x0000001000000000ull;
-        }
-        if (delta & 0x10F00ull) {
-            d->w[2] |= 0x0000040000000000ull;
-        }
-        if (delta & 0x18000ull) {
-            d->w[2] |= 0x0082000000000000ull;
-        }
-        if (delta & 0xFFFF0000ull) {
+        if (delta & 0xFFF00000ull) {
             d->w[2] |= 0x2000000000000000ull;
         }
         d->w[2] |= 0x0000000000000020ull;
         break;
-    case VMCS_OFF_GUEST_GS_ACCESS_RIGHTS:
-        if (delta & 0x10001ull) {
-            d->w[2] |= 0x0000000000001000ull;
+    case VMCS_OFF_GUEST_GS_LIMIT:
+        if (delta & 0xFFFull) {
+            d->w[2] |= 0x0100000000000000ull;
         }
-        if (delta & 0x1000Aull) {
-            d->w[2] |= 0x0000000000010000ull;
-        }
-        if (delta & 0x10010ull) {
-            d->w[2] |= 0x0000000000400000ull;
-        }
-        if (delta & 0x1006Full) {
-            d->w[2] |= 0x0000000080000000ull;
-        }
-        if (delta & 0x10080ull) {
-            d->w[2] |= 0x0000002000000000ull;
-        }
-        if (delta & 0x10F00ull) {
-            d->w[2] |= 0x0000080000000000ull;
-        }
-        if (delta & 0x18000ull) {
-            d->w[2] |= 0x0104000000000000ull;
-        }
-        if (delta & 0xFFFF0000ull) {
+        if (delta & 0xFFF00000ull) {
             d->w[2] |= 0x4000000000000000ull;
         }
         d->w[2] |= 0x0000000000000040ull;
         break;
-    case VMCS_OFF_GUEST_LDTR_ACCESS_RIGHTS:
-        if (delta & 0x10000ull) {
-            d->w[1] |= 0x0040080000000000ull;
+    case VMCS_OFF_GUEST_LDTR_LIMIT:
+        if (delta & 0xFFFull) {
+            d->w[3] |= 0x0000000000020000ull;
         }
-        if (delta & 0x1000Full) {
-            d->w[3] |= 0x0000000000000080ull;
+        if (delta & 0xFFF00000ull) {
+            d->w[3] |= 0x0000000000040000ull;
         }
-        if (delta & 0x10010ull) {
-            d->w[3] |= 0x0000000000000100ull;
-        }
-        if (delta & 0x10080ull) {
+        break;
+    case VMCS_OFF_GUEST_TR_LIMIT:
+        if (delta & 0xFFFull) {
             d->w[3] |= 0x0000000000000200ull;
         }
-        if (delta & 0x10F00ull) {
+        if (delta & 0xFFF00000ull) {
             d->w[3] |= 0x0000000000000400ull;
         }
+        break;
+    case VMCS_OFF_GUEST_GDTR_LIMIT:
+        if (delta & 0xFFFF0000ull) {
+            d->w[3] |= 0x0000000000400000ull;
+        }
+        break;
+    case VMCS_OFF_GUEST_IDTR_LIMIT:
+        if (delta & 0xFFFF0000ull) {
+            d->w[3] |= 0x0000000000800000ull;
+        }
+        break;
+    case VMCS_OFF_GUEST_ES_ACCESS_RIGHTS:
+        if (delta & 0x10000ull) {
+            d->w[2] |= 0x0000000000000001ull;
+        }
+        if (delta & 0x10001ull) {
+            d->w[2] |= 0x0000000000010000ull;
+        }
+        if (delta & 0x1000Aull) {
+            d->w[2] |= 0x0000000000100000ull;
+        }
+        if (delta & 0x10010ull) {
+            d->w[2] |= 0x0000000004000000ull;
+        }
+        if (delta & 0x1006Full) {
+            d->w[2] |= 0x0000000800000000ull;
+        }
+        if (delta & 0x10080ull) {
+            d->w[2] |= 0x0000020000000000ull;
+        }
+        if (delta & 0x10F00ull) {
+            d->w[2] |= 0x0000800000000000ull;
+        }
         if (delta & 0x18000ull) {
-            d->w[3] |= 0x0000000000001800ull;
+            d->w[2] |= 0x1040000000000000ull;
         }
         if (delta & 0xFFFF0000ull) {
+            d->w[3] |= 0x0000000000000004ull;
+        }
+        d->w[2] |= 0x0000000000000400ull;
+        break;
+    case VMCS_OFF_GUEST_CS_ACCESS_RIGHTS:
+        if (delta & 0xFull) {
+            d->w[2] |= 0x0000000200002000ull;
+        }
+        if (delta & 0x10ull) {
+            d->w[2] |= 0x0000000000800000ull;
+        }
+        if (delta & 0x6Full) {
+            d->w[2] |= 0x00000000E0000000ull;
+        }
+        if (delta & 0x80ull) {
+            d->w[2] |= 0x0000004000000000ull;
+        }
+        if (delta & 0xF00ull) {
+            d->w[2] |= 0x0000100000000000ull;
+        }
+        if (delta & 0x2000ull) {
+            d->w[3] |= 0x0000000003000000ull;
+        }
+        if (delta & 0x6000ull) {
+            d->w[2] |= 0x0004000000000000ull;
+        }
+        if (delta & 0x8000ull) {
+            d->w[2] |= 0x0208000000000000ull;
+        }
+        if (delta & 0xFFFE0000ull) {
+            d->w[2] |= 0x8000000000000000ull;
+        }
+        d->w[2] |= 0x0000000000000080ull;
+        break;
+    case VMCS_OFF_GUEST_SS_ACCESS_RIGHTS:
+        if (delta & 0x60ull) {
+            d->w[2] |= 0x00000003C0000000ull;
+            d->w[3] |= 0x0000000200000000ull;
+        }
+        if (delta & 0x10000ull) {
+            d->w[1] |= 0x4000000000000000ull;
+        }
+        if (delta & 0x1000Full) {
+            d->w[2] |= 0x0000000000004000ull;
+        }
+        if (delta & 0x10010ull) {
+            d->w[2] |= 0x0000000001000000ull;
+        }
+        if (delta & 0x10080ull) {
+            d->w[2] |= 0x0000008000000000ull;
+        }
+        if (delta & 0x10F00ull) {
+            d->w[2] |= 0x0000200000000000ull;
+        }
+        if (delta & 0x18000ull) {
+            d->w[2] |= 0x0410000000000000ull;
+        }
+        if (delta & 0xFFFF0000ull) {
+            d->w[3] |= 0x0000000000000001ull;
+        }
+        d->w[2] |= 0x0000000000000100ull;
+        break;
+    case VMCS_OFF_GUEST_DS_ACCESS_RIGHTS:
+        if (delta & 0x10000ull) {
+            d->w[1] |= 0x8000000000000000ull;
+        }
+        if (delta & 0x10001ull) {
+            d->w[2] |= 0x0000000000008000ull;
+        }
+        if (delta & 0x1000Aull) {
+            d->w[2] |= 0x0000000000080000ull;
+        }
+        if (delta & 0x10010ull) {
+            d->w[2] |= 0x0000000002000000ull;
+        }
+        if (delta & 0x1006Full) {
+            d->w[2] |= 0x0000000400000000ull;
+        }
+        if (delta & 0x10080ull) {
+            d->w[2] |= 0x0000010000000000ull;
+        }
+        if (delta & 0x10F00ull) {
+            d->w[2] |= 0x0000400000000000ull;
+        }
+        if (delta & 0x18000ull) {
+            d->w[2] |= 0x0820000000000000ull;
+        }
+        if (delta & 0xFFFF0000ull) {
+            d->w[3] |= 0x0000000000000002ull;
+        }
+        d->w[2] |= 0x0000000000000200ull;
+        break;
+    case VMCS_OFF_GUEST_FS_ACCESS_RIGHTS:
+        if (delta & 0x10001ull) {
+            d->w[2] |= 0x0000000000020000ull;
+        }
+        if (delta & 0x1000Aull) {
+            d->w[2] |= 0x0000000000200000ull;
+        }
+        if (delta & 0x10010ull) {
+            d->w[2] |= 0x0000000008000000ull;
+        }
+        if (delta & 0x1006Full) {
+            d->w[2] |= 0x0000001000000000ull;
+        }
+        if (delta & 0x10080ull) {
+            d->w[2] |= 0x0000040000000000ull;
+        }
+        if (delta & 0x10F00ull) {
+            d->w[2] |= 0x0001000000000000ull;
+        }
+        if (delta & 0x18000ull) {
+            d->w[2] |= 0x2080000000000000ull;
+        }
+        if (delta & 0xFFFF0000ull) {
+            d->w[3] |= 0x0000000000000008ull;
+        }
+        d->w[2] |= 0x0000000000000800ull;
+        break;
+    case VMCS_OFF_GUEST_GS_ACCESS_RIGHTS:
+        if (delta & 0x10001ull) {
+            d->w[2] |= 0x0000000000040000ull;
+        }
+        if (delta & 0x1000Aull) {
+            d->w[2] |= 0x0000000000400000ull;
+        }
+        if (delta & 0x10010ull) {
+            d->w[2] |= 0x0000000010000000ull;
+        }
+        if (delta & 0x1006Full) {
+            d->w[2] |= 0x0000002000000000ull;
+        }
+        if (delta & 0x10080ull) {
+            d->w[2] |= 0x0000080000000000ull;
+        }
+        if (delta & 0x10F00ull) {
+            d->w[2] |= 0x0002000000000000ull;
+        }
+        if (delta & 0x18000ull) {
+            d->w[2] |= 0x4100000000000000ull;
+        }
+        if (delta & 0xFFFF0000ull) {
+            d->w[3] |= 0x0000000000000010ull;
+        }
+        d->w[2] |= 0x0000000000001000ull;
+        break;
+    case VMCS_OFF_GUEST_LDTR_ACCESS_RIGHTS:
+        if (delta & 0x10000ull) {
+            d->w[1] |= 0x1002000000000000ull;
+        }
+        if (delta & 0x1000Full) {
             d->w[3] |= 0x0000000000002000ull;
+        }
+        if (delta & 0x10010ull) {
+            d->w[3] |= 0x0000000000004000ull;
+        }
+        if (delta & 0x10080ull) {
+            d->w[3] |= 0x0000000000008000ull;
+        }
+        if (delta & 0x10F00ull) {
+            d->w[3] |= 0x0000000000010000ull;
+        }
+        if (delta & 0x18000ull) {
+            d->w[3] |= 0x0000000000060000ull;
+        }
+        if (delta & 0xFFFF0000ull) {
+            d->w[3] |= 0x0000000000080000ull;
         }
         break;
     case VMCS_OFF_GUEST_TR_ACCESS_RIGHTS:
         if (delta & 0xFull) {
-            d->w[2] |= 0x8000000000000000ull;
-        }
-        if (delta & 0x10ull) {
-            d->w[3] |= 0x0000000000000001ull;
-        }
-        if (delta & 0x80ull) {
-            d->w[3] |= 0x0000000000000002ull;
-        }
-        if (delta & 0xF00ull) {
-            d->w[3] |= 0x0000000000000004ull;
-        }
-        if (delta & 0x8000ull) {
-            d->w[3] |= 0x0000000000000018ull;
-        }
-        if (delta & 0x10000ull) {
             d->w[3] |= 0x0000000000000020ull;
         }
-        if (delta & 0xFFFE0000ull) {
+        if (delta & 0x10ull) {
             d->w[3] |= 0x0000000000000040ull;
+        }
+        if (delta & 0x80ull) {
+            d->w[3] |= 0x0000000000000080ull;
+        }
+        if (delta & 0xF00ull) {
+            d->w[3] |= 0x0000000000000100ull;
+        }
+        if (delta & 0x8000ull) {
+            d->w[3] |= 0x0000000000000600ull;
+        }
+        if (delta & 0x10000ull) {
+            d->w[3] |= 0x0000000000000800ull;
+        }
+        if (delta & 0xFFFE0000ull) {
+            d->w[3] |= 0x0000000000001000ull;
         }
         break;
     case VMCS_OFF_GUEST_INTERRUPTIBILITY_STATE:
         if (delta & 0x1ull) {
-            d->w[3] |= 0x0000000300000000ull;
+            d->w[3] |= 0x000000C000000000ull;
         }
         if (delta & 0x2ull) {
-            d->w[3] |= 0x0000000C00000000ull;
+            d->w[3] |= 0x0000030000000000ull;
         }
         if (delta & 0x3ull) {
-            d->w[3] |= 0x0000030090000000ull;
+            d->w[3] |= 0x0000C02400000000ull;
         }
         if (delta & 0x4ull) {
-            d->w[3] |= 0x0000001000000000ull;
+            d->w[3] |= 0x0000040000000000ull;
         }
         if (delta & 0x8ull) {
-            d->w[3] |= 0x0000002000000000ull;
+            d->w[3] |= 0x0000080000000000ull;
         }
         if (delta & 0x10ull) {
-            d->w[3] |= 0x0000004000000000ull;
+            d->w[3] |= 0x0000100000000000ull;
         }
         if (delta & 0xFFFFFFE0ull) {
-            d->w[3] |= 0x0000000040000000ull;
+            d->w[3] |= 0x0000001000000000ull;
         }
         break;
     case VMCS_OFF_GUEST_ACTIVITY_STATE:
-        d->w[3] |= 0x000003003E000000ull;
+        d->w[3] |= 0x0000C00F80000000ull;
         break;
     case VMCS_OFF_IO_BITMAP_A:
         d->w[0] |= 0x0000000000000050ull;
@@ -2469,12 +2476,19 @@ static inline void vmcs_check_mark(ck_mask_t* d, int off, uint64_t delta)
     case VMCS_OFF_MSR_BITMAP:
         d->w[0] |= 0x0000000000000300ull;
         break;
+    case VMCS_OFF_VM_EXIT_MSR_STORE_ADDRESS:
+        d->w[0] |= 0x0000000000E00000ull;
+        break;
+    case VMCS_OFF_VM_EXIT_MSR_LOAD_ADDRESS:
+        d->w[0] |= 0x0000000007000000ull;
+        break;
     case VMCS_OFF_VM_ENTRY_MSR_LOAD_ADDRESS:
         if (delta & 0xFull) {
-            d->w[0] |= 0x0000001000000000ull;
+            d->w[0] |= 0x0000040000000000ull;
         }
-        d->w[0] |= 0x0000006000000000ull;
-        d->w[3] |= 0x1F80000000000000ull;
+        d->w[0] |= 0x0000180000000000ull;
+        d->w[3] |= 0xE000000000000000ull;
+        d->w[4] |= 0x0000000000000007ull;
         break;
     case VMCS_OFF_EPT_POINTER:
         if (delta & 0x7ull) {
@@ -2495,259 +2509,259 @@ static inline void vmcs_check_mark(ck_mask_t* d, int off, uint64_t delta)
         d->w[0] |= 0x0000000000040000ull;
         break;
     case VMCS_OFF_VMCS_LINK_POINTER:
-        d->w[3] |= 0x0007C00000000000ull;
+        d->w[3] |= 0x01F0000000000000ull;
         break;
     case VMCS_OFF_GUEST_IA32_DEBUGCTL:
         if (delta & 0x2ull) {
-            d->w[3] |= 0x0000030000000000ull;
+            d->w[3] |= 0x0000C00000000000ull;
         }
-        d->w[1] |= 0x0000000000800000ull;
+        d->w[1] |= 0x0000000020000000ull;
         break;
     case VMCS_OFF_GUEST_IA32_PAT:
         if (delta & 0xFFull) {
-            d->w[1] |= 0x0000000080000000ull;
-        }
-        if (delta & 0xFF00ull) {
-            d->w[1] |= 0x0000000100000000ull;
-        }
-        if (delta & 0xFF0000ull) {
-            d->w[1] |= 0x0000000200000000ull;
-        }
-        if (delta & 0xFF000000ull) {
-            d->w[1] |= 0x0000000400000000ull;
-        }
-        if (delta & 0xFF00000000ull) {
-            d->w[1] |= 0x0000000800000000ull;
-        }
-        if (delta & 0xFF0000000000ull) {
-            d->w[1] |= 0x0000001000000000ull;
-        }
-        if (delta & 0xFF000000000000ull) {
             d->w[1] |= 0x0000002000000000ull;
         }
-        if (delta & 0xFF00000000000000ull) {
+        if (delta & 0xFF00ull) {
             d->w[1] |= 0x0000004000000000ull;
+        }
+        if (delta & 0xFF0000ull) {
+            d->w[1] |= 0x0000008000000000ull;
+        }
+        if (delta & 0xFF000000ull) {
+            d->w[1] |= 0x0000010000000000ull;
+        }
+        if (delta & 0xFF00000000ull) {
+            d->w[1] |= 0x0000020000000000ull;
+        }
+        if (delta & 0xFF0000000000ull) {
+            d->w[1] |= 0x0000040000000000ull;
+        }
+        if (delta & 0xFF000000000000ull) {
+            d->w[1] |= 0x0000080000000000ull;
+        }
+        if (delta & 0xFF00000000000000ull) {
+            d->w[1] |= 0x0000100000000000ull;
         }
         break;
     case VMCS_OFF_GUEST_IA32_EFER:
         if (delta & 0x400ull) {
-            d->w[1] |= 0x0000010000000000ull;
+            d->w[1] |= 0x0000400000000000ull;
         }
         if (delta & 0x500ull) {
-            d->w[1] |= 0x0000020000000000ull;
+            d->w[1] |= 0x0000800000000000ull;
         }
-        d->w[1] |= 0x0000008000000000ull;
+        d->w[1] |= 0x0000200000000000ull;
         break;
     case VMCS_OFF_GUEST_PDPTE0:
-        d->w[3] |= 0x0008000000000000ull;
+        d->w[3] |= 0x0200000000000000ull;
         break;
     case VMCS_OFF_GUEST_PDPTE1:
-        d->w[3] |= 0x0010000000000000ull;
+        d->w[3] |= 0x0400000000000000ull;
         break;
     case VMCS_OFF_GUEST_PDPTE2:
-        d->w[3] |= 0x0020000000000000ull;
+        d->w[3] |= 0x0800000000000000ull;
         break;
     case VMCS_OFF_GUEST_PDPTE3:
-        d->w[3] |= 0x0040000000000000ull;
+        d->w[3] |= 0x1000000000000000ull;
         break;
     case VMCS_OFF_HOST_IA32_PAT:
         if (delta & 0xFFull) {
-            d->w[0] |= 0x0000100000000000ull;
-        }
-        if (delta & 0xFF00ull) {
-            d->w[0] |= 0x0000200000000000ull;
-        }
-        if (delta & 0xFF0000ull) {
-            d->w[0] |= 0x0000400000000000ull;
-        }
-        if (delta & 0xFF000000ull) {
-            d->w[0] |= 0x0000800000000000ull;
-        }
-        if (delta & 0xFF00000000ull) {
-            d->w[0] |= 0x0001000000000000ull;
-        }
-        if (delta & 0xFF0000000000ull) {
-            d->w[0] |= 0x0002000000000000ull;
-        }
-        if (delta & 0xFF000000000000ull) {
             d->w[0] |= 0x0004000000000000ull;
         }
-        if (delta & 0xFF00000000000000ull) {
+        if (delta & 0xFF00ull) {
             d->w[0] |= 0x0008000000000000ull;
+        }
+        if (delta & 0xFF0000ull) {
+            d->w[0] |= 0x0010000000000000ull;
+        }
+        if (delta & 0xFF000000ull) {
+            d->w[0] |= 0x0020000000000000ull;
+        }
+        if (delta & 0xFF00000000ull) {
+            d->w[0] |= 0x0040000000000000ull;
+        }
+        if (delta & 0xFF0000000000ull) {
+            d->w[0] |= 0x0080000000000000ull;
+        }
+        if (delta & 0xFF000000000000ull) {
+            d->w[0] |= 0x0100000000000000ull;
+        }
+        if (delta & 0xFF00000000000000ull) {
+            d->w[0] |= 0x0200000000000000ull;
         }
         break;
     case VMCS_OFF_HOST_IA32_EFER:
         if (delta & 0x100ull) {
-            d->w[0] |= 0x0040000000000000ull;
+            d->w[0] |= 0x1000000000000000ull;
         }
         if (delta & 0x400ull) {
-            d->w[0] |= 0x0020000000000000ull;
+            d->w[0] |= 0x0800000000000000ull;
         }
-        d->w[0] |= 0x0010000000000000ull;
+        d->w[0] |= 0x0400000000000000ull;
         break;
     case VMCS_OFF_GUEST_CR0:
         if (delta & 0x1ull) {
-            d->w[0] |= 0x0000000030000000ull;
-            d->w[2] |= 0x0000000008000000ull;
-            d->w[3] |= 0x0000000000800000ull;
+            d->w[0] |= 0x0000000C00000000ull;
+            d->w[2] |= 0x0000000200000000ull;
+            d->w[3] |= 0x0000000020000000ull;
         }
         if (delta & 0x80000000ull) {
-            d->w[1] |= 0x0000020001000000ull;
-            d->w[3] |= 0x0078000000000000ull;
+            d->w[1] |= 0x0000800040000000ull;
+            d->w[3] |= 0x1E00000000000000ull;
         }
         if (delta & 0x80000001ull) {
-            d->w[1] |= 0x0000000000200000ull;
+            d->w[1] |= 0x0000000008000000ull;
         }
-        d->w[1] |= 0x0000000000100000ull;
+        d->w[1] |= 0x0000000004000000ull;
         break;
     case VMCS_OFF_GUEST_CR3:
-        d->w[1] |= 0x0000000008000000ull;
-        d->w[3] |= 0x0078000000000000ull;
+        d->w[1] |= 0x0000000200000000ull;
+        d->w[3] |= 0x1E00000000000000ull;
         break;
     case VMCS_OFF_GUEST_CR4:
         if (delta & 0x20ull) {
-            d->w[1] |= 0x0000000002000000ull;
-            d->w[3] |= 0x0078000000000000ull;
+            d->w[1] |= 0x0000000080000000ull;
+            d->w[3] |= 0x1E00000000000000ull;
         }
         if (delta & 0x20000ull) {
-            d->w[1] |= 0x0000000004000000ull;
+            d->w[1] |= 0x0000000100000000ull;
         }
-        d->w[1] |= 0x0000000000400000ull;
+        d->w[1] |= 0x0000000010000000ull;
         break;
     case VMCS_OFF_GUEST_ES_BASE:
         if (delta & 0xFFFFFFFF00000000ull) {
-            d->w[1] |= 0x0400000000000000ull;
+            d->w[2] |= 0x0000000000000001ull;
         }
-        d->w[1] |= 0x0001000000000000ull;
+        d->w[1] |= 0x0040000000000000ull;
         break;
     case VMCS_OFF_GUEST_CS_BASE:
         if (delta & 0xFFFFFFFF00000000ull) {
-            d->w[1] |= 0x0080000000000000ull;
+            d->w[1] |= 0x2000000000000000ull;
         }
-        d->w[1] |= 0x0000200000000000ull;
+        d->w[1] |= 0x0008000000000000ull;
         break;
     case VMCS_OFF_GUEST_SS_BASE:
         if (delta & 0xFFFFFFFF00000000ull) {
-            d->w[1] |= 0x0100000000000000ull;
+            d->w[1] |= 0x4000000000000000ull;
         }
-        d->w[1] |= 0x0000400000000000ull;
+        d->w[1] |= 0x0010000000000000ull;
         break;
     case VMCS_OFF_GUEST_DS_BASE:
         if (delta & 0xFFFFFFFF00000000ull) {
-            d->w[1] |= 0x0200000000000000ull;
+            d->w[1] |= 0x8000000000000000ull;
         }
-        d->w[1] |= 0x0000800000000000ull;
+        d->w[1] |= 0x0020000000000000ull;
         break;
     case VMCS_OFF_GUEST_FS_BASE:
-        d->w[1] |= 0x0012000000000000ull;
+        d->w[1] |= 0x0480000000000000ull;
         break;
     case VMCS_OFF_GUEST_GS_BASE:
-        d->w[1] |= 0x0024000000000000ull;
+        d->w[1] |= 0x0900000000000000ull;
         break;
     case VMCS_OFF_GUEST_LDTR_BASE:
-        d->w[1] |= 0x0040000000000000ull;
+        d->w[1] |= 0x1000000000000000ull;
         break;
     case VMCS_OFF_GUEST_TR_BASE:
-        d->w[1] |= 0x0008000000000000ull;
+        d->w[1] |= 0x0200000000000000ull;
         break;
     case VMCS_OFF_GUEST_GDTR_BASE:
-        d->w[3] |= 0x0000000000004000ull;
+        d->w[3] |= 0x0000000000100000ull;
         break;
     case VMCS_OFF_GUEST_IDTR_BASE:
-        d->w[3] |= 0x0000000000008000ull;
+        d->w[3] |= 0x0000000000200000ull;
         break;
     case VMCS_OFF_GUEST_DR7:
-        d->w[1] |= 0x0000000010000000ull;
+        d->w[1] |= 0x0000000400000000ull;
         break;
     case VMCS_OFF_GUEST_RIP:
         if (delta & 0xFFFFFFFF00000000ull) {
-            d->w[3] |= 0x0000000000040000ull;
+            d->w[3] |= 0x0000000001000000ull;
         }
-        d->w[3] |= 0x0000000000080000ull;
+        d->w[3] |= 0x0000000002000000ull;
         break;
     case VMCS_OFF_GUEST_RFLAGS:
         if (delta & 0x2ull) {
-            d->w[3] |= 0x0000000000200000ull;
+            d->w[3] |= 0x0000000008000000ull;
         }
         if (delta & 0x100ull) {
-            d->w[3] |= 0x0000030000000000ull;
+            d->w[3] |= 0x0000C00000000000ull;
         }
         if (delta & 0x200ull) {
-            d->w[3] |= 0x0000000101000000ull;
+            d->w[3] |= 0x0000004040000000ull;
         }
         if (delta & 0x20000ull) {
-            d->w[1] |= 0xF807F00000000000ull;
-            d->w[2] |= 0x7FFFFFFFFFFFFFFFull;
-            d->w[3] |= 0x0000000000C00000ull;
+            d->w[1] |= 0x01FC000000000000ull;
+            d->w[2] |= 0xFFFFFFFFFFFFFFFEull;
+            d->w[3] |= 0x000000003000001Full;
         }
         if (delta & 0xFFFFFFFFFFC08028ull) {
-            d->w[3] |= 0x0000000000100000ull;
+            d->w[3] |= 0x0000000004000000ull;
         }
         break;
     case VMCS_OFF_GUEST_PENDING_DEBUG_EXCEPTIONS:
         if (delta & 0x4000ull) {
-            d->w[3] |= 0x0000030000000000ull;
+            d->w[3] |= 0x0000C00000000000ull;
         }
         if (delta & 0x10000ull) {
-            d->w[3] |= 0x0000200000000000ull;
+            d->w[3] |= 0x0008000000000000ull;
         }
         if (delta & 0x10FFFull) {
-            d->w[3] |= 0x0000040000000000ull;
+            d->w[3] |= 0x0001000000000000ull;
         }
         if (delta & 0x11000ull) {
-            d->w[3] |= 0x0000100000000000ull;
+            d->w[3] |= 0x0004000000000000ull;
         }
         if (delta & 0x1E000ull) {
-            d->w[3] |= 0x0000080000000000ull;
+            d->w[3] |= 0x0002000000000000ull;
         }
         if (delta & 0xFFFFFFFFFFFEAFF0ull) {
-            d->w[3] |= 0x0000008000000000ull;
+            d->w[3] |= 0x0000200000000000ull;
         }
         break;
     case VMCS_OFF_GUEST_IA32_SYSENTER_ESP:
-        d->w[1] |= 0x0000000020000000ull;
+        d->w[1] |= 0x0000000800000000ull;
         break;
     case VMCS_OFF_GUEST_IA32_SYSENTER_EIP:
-        d->w[1] |= 0x0000000040000000ull;
+        d->w[1] |= 0x0000001000000000ull;
         break;
     case VMCS_OFF_HOST_CR0:
-        d->w[0] |= 0x0000008000000000ull;
+        d->w[0] |= 0x0000200000000000ull;
         break;
     case VMCS_OFF_HOST_CR3:
-        d->w[0] |= 0x0000020000000000ull;
+        d->w[0] |= 0x0000800000000000ull;
         break;
     case VMCS_OFF_HOST_CR4:
         if (delta & 0x20ull) {
-            d->w[1] |= 0x0000000000040000ull;
+            d->w[1] |= 0x0000000001000000ull;
         }
         if (delta & 0x20000ull) {
-            d->w[1] |= 0x0000000000010000ull;
+            d->w[1] |= 0x0000000000400000ull;
         }
-        d->w[0] |= 0x0000010000000000ull;
+        d->w[0] |= 0x0000400000000000ull;
         break;
     case VMCS_OFF_HOST_FS_BASE:
-        d->w[1] |= 0x0000000000000100ull;
+        d->w[1] |= 0x0000000000004000ull;
         break;
     case VMCS_OFF_HOST_GS_BASE:
-        d->w[1] |= 0x0000000000000200ull;
+        d->w[1] |= 0x0000000000008000ull;
         break;
     case VMCS_OFF_HOST_TR_BASE:
-        d->w[1] |= 0x0000000000001000ull;
+        d->w[1] |= 0x0000000000040000ull;
         break;
     case VMCS_OFF_HOST_GDTR_BASE:
-        d->w[1] |= 0x0000000000000400ull;
+        d->w[1] |= 0x0000000000010000ull;
         break;
     case VMCS_OFF_HOST_IDTR_BASE:
-        d->w[1] |= 0x0000000000000800ull;
+        d->w[1] |= 0x0000000000020000ull;
         break;
     case VMCS_OFF_HOST_IA32_SYSENTER_ESP:
-        d->w[0] |= 0x0000040000000000ull;
+        d->w[0] |= 0x0001000000000000ull;
         break;
     case VMCS_OFF_HOST_IA32_SYSENTER_EIP:
-        d->w[0] |= 0x0000080000000000ull;
+        d->w[0] |= 0x0002000000000000ull;
         break;
     case VMCS_OFF_HOST_RIP:
-        d->w[1] |= 0x00000000000A0000ull;
+        d->w[1] |= 0x0000000002800000ull;
         break;
     default:
         break;

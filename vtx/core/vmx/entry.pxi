@@ -138,6 +138,27 @@ cdef int check_controls(Cpu* c, const ck_mask_t* d) noexcept nogil:
     # 27.2.1.2
     if ck_has(d, CK_VM_EXIT_CONTROLS) and not ctls_ok(exitc, VMX_CAP_TRUE_EXIT_CTLS):
         return fail(c, CK_VM_EXIT_CONTROLS, R)
+    # The VM-exit MSR-store and MSR-load areas: 16-byte entries, within the
+    # physical-address width to their last bytes.
+    a = vr(c, VMCS_OFF_VM_EXIT_MSR_STORE_COUNT, 4)
+    if a:
+        b = vr(c, VMCS_OFF_VM_EXIT_MSR_STORE_ADDRESS, 8)
+        if ck_has(d, CK_VM_EXIT_MSR_STORE_ADDRESS_ALIGNMENT) and (b & 0xF):
+            return fail(c, CK_VM_EXIT_MSR_STORE_ADDRESS_ALIGNMENT, R)
+        if ck_has(d, CK_VM_EXIT_MSR_STORE_ADDRESS_WIDTH) and not phys_ok(b):
+            return fail(c, CK_VM_EXIT_MSR_STORE_ADDRESS_WIDTH, R)
+        if ck_has(d, CK_VM_EXIT_MSR_STORE_LAST_BYTE_WIDTH) and not phys_ok(b + a * 16 - 1):
+            return fail(c, CK_VM_EXIT_MSR_STORE_LAST_BYTE_WIDTH, R)
+    a = vr(c, VMCS_OFF_VM_EXIT_MSR_LOAD_COUNT, 4)
+    if a:
+        b = vr(c, VMCS_OFF_VM_EXIT_MSR_LOAD_ADDRESS, 8)
+        if ck_has(d, CK_VM_EXIT_MSR_LOAD_ADDRESS_ALIGNMENT) and (b & 0xF):
+            return fail(c, CK_VM_EXIT_MSR_LOAD_ADDRESS_ALIGNMENT, R)
+        if ck_has(d, CK_VM_EXIT_MSR_LOAD_ADDRESS_WIDTH) and not phys_ok(b):
+            return fail(c, CK_VM_EXIT_MSR_LOAD_ADDRESS_WIDTH, R)
+        if ck_has(d, CK_VM_EXIT_MSR_LOAD_LAST_BYTE_WIDTH) and not phys_ok(b + a * 16 - 1):
+            return fail(c, CK_VM_EXIT_MSR_LOAD_LAST_BYTE_WIDTH, R)
+    # Areas the SDM allows but the model does not implement yet.
     if ck_has(d, CK_VM_EXIT_MSR_AREAS) and \
             (vr(c, VMCS_OFF_VM_EXIT_MSR_STORE_COUNT, 4) or vr(c, VMCS_OFF_VM_EXIT_MSR_LOAD_COUNT, 4)):
         return fail(c, CK_VM_EXIT_MSR_AREAS, R)
