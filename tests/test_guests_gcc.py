@@ -207,7 +207,7 @@ class Host:
 
 
 HYPERCALLS = """\
-cpu vendor: GenuineIntel, max leaf 1
+cpu vendor: GenuineIntel, max leaf 13
 family 6 model 158 stepping 10
 hypervisor: vtxPythonHV!, leaves to 40000001
 hypervisor features: 5

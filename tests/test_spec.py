@@ -394,12 +394,21 @@ def bit_is_default1(group, name):
 
 
 def test_model_controls():
-    assert caps.PINBASED_CTLS >> 32 == 0x16 | S.PinBased.EXTERNAL_INTERRUPT_EXITING | S.PinBased.NMI_EXITING
-    assert caps.PROCBASED_CTLS2 == (S.ProcBased2.ENABLE_EPT | S.ProcBased2.ENABLE_VPID
-                                    | S.ProcBased2.UNRESTRICTED_GUEST) << 32
+    assert caps.PINBASED_CTLS >> 32 == (0x16 | S.PinBased.EXTERNAL_INTERRUPT_EXITING | S.PinBased.NMI_EXITING
+                                        | S.PinBased.VIRTUAL_NMIS | S.PinBased.ACTIVATE_VMX_PREEMPTION_TIMER)
+    assert caps.PROCBASED_CTLS2 == (S.ProcBased2.ENABLE_EPT | S.ProcBased2.DESCRIPTOR_TABLE_EXITING
+                                    | S.ProcBased2.ENABLE_RDTSCP | S.ProcBased2.ENABLE_VPID
+                                    | S.ProcBased2.WBINVD_EXITING | S.ProcBased2.UNRESTRICTED_GUEST
+                                    | S.ProcBased2.PAUSE_LOOP_EXITING | S.ProcBased2.ENABLE_INVPCID
+                                    | S.ProcBased2.RDRAND_EXITING | S.ProcBased2.RDSEED_EXITING) << 32
+    for name in ("MWAIT_EXITING", "RDPMC_EXITING", "MOV_DR_EXITING", "MONITOR_EXITING", "PAUSE_EXITING"):
+        assert (caps.PROCBASED_CTLS >> 32) & S.ProcBased[name]
     true_lo = caps.TRUE_PROCBASED_CTLS & 0xFFFFFFFF
     assert not true_lo & (S.ProcBased.CR3_LOAD_EXITING | S.ProcBased.CR3_STORE_EXITING)
-    assert not (caps.PROCBASED_CTLS >> 32) & S.ProcBased.INTERRUPT_WINDOW_EXITING
+    assert (caps.PROCBASED_CTLS >> 32) & S.ProcBased.INTERRUPT_WINDOW_EXITING
+    assert (caps.PROCBASED_CTLS >> 32) & S.ProcBased.NMI_WINDOW_EXITING
+    assert (caps.PROCBASED_CTLS >> 32) & S.ProcBased.MONITOR_TRAP_FLAG
+    assert not (caps.PROCBASED_CTLS >> 32) & S.ProcBased.USE_TPR_SHADOW
     assert (caps.ENTRY_CTLS >> 32) & S.EntryControls.IA32E_MODE_GUEST
     assert not (caps.ENTRY_CTLS >> 32) & S.EntryControls.ENTRY_TO_SMM
 
@@ -482,9 +491,14 @@ def test_c_header_agrees_with_python(tmp_path):
     for line in out[:-1]:
         enc, off, width, ro = map(int, line.split())
         got[enc] = (off, width, ro)
+    # The header's lookups answer for the fields of the model; every other
+    # encoding of the SDM's table is "no such component" (-1, width 0).
     expected = {
-        enc: (S.field_offset(enc), S.field_size(enc), int(S.field_is_readonly(enc)))
+        enc: (S.field_offset(enc), S.field_size(enc), int(S.field_is_readonly(enc))) if S.in_model(enc)
+        else (-1, 0, int(S.field_is_readonly(enc)))
         for enc in range(0x10000)
-        if S.is_supported(enc)
+        if S.is_supported(enc) and (S.in_model(enc) or S.field_is_readonly(enc))
     }
     assert got == expected
+    assert sum(1 for v in expected.values() if v[0] >= 0) == \
+        sum(2 if S.field_info(e).width == S.FieldWidth.BITS64 else 1 for n, e, _ in S.FIELDS if n in S.MODEL_FIELDS)

@@ -326,7 +326,7 @@ def test_rdrand_rdseed_set_cf_and_repeat_run_to_run():
 
 from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 
-from vtx.spec import FIELDS, capabilities  # noqa: E402
+from vtx.spec import FIELDS, MODEL_FIELDS, capabilities  # noqa: E402
 
 GUEST_CODE = 0x20000
 
@@ -396,7 +396,7 @@ def test_good_guest_vmcs_launches_from_python_and_exits_back():
     assert r.stop == "vmexit" and r.exit.reason == R.HLT
 
 
-ENCODINGS = [int(enc) for _n, enc, _d in FIELDS]
+ENCODINGS = [int(enc) for n, enc, _d in FIELDS if n in MODEL_FIELDS]
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -431,3 +431,168 @@ def test_any_vmcs_contents_end_in_an_sdm_outcome(writes, code, launch):
     assert r.stop in ("vmexit", "halted", "shutdown", "budget")
     if r.stop == "vmexit":
         assert not cpu.non_root and r.exit.reason in set(R) | {R.ENTRY_FAILURE_INVALID_GUEST_STATE}
+
+
+@pytest.mark.parametrize("field", ["TPR_THRESHOLD", "PML_ADDRESS", "VMREAD_BITMAP_ADDRESS",
+                                   "POSTED_INTERRUPT_NOTIFICATION_VECTOR", "EXECUTIVE_VMCS_POINTER"])
+def test_fields_of_features_not_offered_are_error_12(field):
+    """A field whose feature the capability MSRs deny does not exist: VMREAD
+    and VMWRITE fail with error 12, from x86 code and from both Python APIs."""
+    enc = int(F[field])
+    assert field not in vtx.spec.MODEL_FIELDS
+    assert flags_after(f"mov rdx, {enc}\nvmread rax, rdx") == (ZF, 12)
+    assert flags_after(f"mov rdx, {enc}\nvmwrite rdx, rax") == (ZF, 12)
+    vm = vtx.VM(memory=1 << 20)
+    vm.add_vcpu()
+    with pytest.raises(vtx.VtxError, match="error 12"):
+        vm.vcpu.vmread(enc)
+
+
+def test_fields_of_offered_features_exist():
+    for field in ("VIRTUAL_PROCESSOR_ID", "EPT_POINTER", "GUEST_PDPTE0", "GUEST_IA32_EFER", "GUEST_SMBASE"):
+        assert field in vtx.spec.MODEL_FIELDS
+        assert flags_after(f"mov rdx, {int(F[field])}\nvmread rax, rdx") == (0, 0)
+
+
+# --- exit information from the spec rows (vtx/spec/exit_reasons.py EXIT_INFO) ---------
+
+def test_exit_information_follows_the_spec_row():
+    """An exit writes the fields its reason's row lists and clears the rest:
+    after a VMPTRLD exit (qualification, length, information), a CPUID exit
+    (length only) leaves no stale qualification or information."""
+    vm = vtx.VM(memory=1 << 20)
+    vm.load(0x1000, vtx.asm("vmptrld [rbx + 0x10]\ncpuid\nout 0x80, al\nhlt", bits=64, org=0x1000))
+    vm.add_vcpu()
+    vm.setup_long_mode(entry=0x1000)
+    vm.vcpu.rbx = 0x2000
+    seen = []
+
+    @vm.default
+    def go(vcpu, ex):
+        seen.append(ex)
+        return vtx.RESUME if ex.reason != R.HLT else vtx.STOP
+
+    vm.run(max_instructions=100)
+    vmptrld, cpuid, out, hlt = seen
+    assert vmptrld.info_fields == ("qualification", "instruction_length", "instruction_info")
+    assert (vmptrld.qualification, vmptrld.instruction_info != 0) == (0x10, True)
+    assert vmptrld.qualification_fields() == {"displacement": 0x10}
+    assert cpuid.info_fields == ("instruction_length",)
+    assert (cpuid.qualification, cpuid.instruction_info, cpuid.instruction_length) == (0, 0, 2)
+    assert out.qualification_fields() == {"size_minus_1": 0, "direction": 0, "string": 0, "rep": 0,
+                                          "immediate": 1, "port": 0x80}
+    assert out.instruction_info == 0 and out.guest_linear_address == 0
+
+
+def test_every_exit_reason_the_model_produces_has_a_row():
+    from vtx.spec import EXIT_INFO, INFO_FIELDS
+    attrs = {name for name, _field in INFO_FIELDS}
+    for name, (fields, _where, bits) in EXIT_INFO.items():
+        assert set(fields) <= attrs, name
+        assert all(hasattr(vtx.Exit, f) for f in fields)
+        for b, lo, hi in bits:
+            assert 0 <= lo <= hi <= 63, (name, b)
+    for r in (R.CPUID, R.HLT, R.IO_INSTRUCTION, R.RDMSR, R.WRMSR, R.CONTROL_REGISTER_ACCESS, R.EPT_VIOLATION,
+              R.EPT_MISCONFIGURATION, R.VMCALL, R.VMPTRLD, R.VMREAD, R.INVLPG, R.RDTSC, R.RDRAND):
+        assert r.name in EXIT_INFO
+
+
+# --- INVEPT, INVVPID ---------------------------------------------------------------
+
+GOOD_EPTP = 0x5000 | 6 | (3 << 3)
+
+
+def invept(typ, eptp):
+    return f"mov rax, {eptp}\nmov [0x8200], rax\nmov qword ptr [0x8208], 0\nmov ecx, {typ}\ninvept rcx, [0x8200]"
+
+
+def invvpid(typ, lo, hi):
+    return (f"mov rax, {lo}\nmov [0x8200], rax\nmov rax, {hi}\nmov [0x8208], rax\nmov ecx, {typ}\n"
+            f"invvpid rcx, [0x8200]")
+
+
+@pytest.mark.parametrize("code,outcome", [
+    (invept(1, GOOD_EPTP), (0, 0)),
+    (invept(2, 0), (0, 0)),
+    (invept(1, GOOD_EPTP | 0x80), (ZF, 28)),           # reserved bit 7
+    (invept(1, 0x5000 | 1 | (3 << 3)), (ZF, 28)),      # memory type 1
+    (invept(1, 0x5000 | 6 | (2 << 3)), (ZF, 28)),      # walk length 3
+    (invept(0, GOOD_EPTP), (ZF, 28)),
+    (invept(3, GOOD_EPTP), (ZF, 28)),
+    (invvpid(0, 5, 0x1000), (0, 0)),
+    (invvpid(1, 5, 0), (0, 0)),
+    (invvpid(2, 0, 0), (0, 0)),
+    (invvpid(3, 5, 0), (0, 0)),
+    (invvpid(0, 0, 0x1000), (ZF, 28)),                 # VPID 0
+    (invvpid(1, 0, 0), (ZF, 28)),
+    (invvpid(0, 5, 1 << 63), (ZF, 28)),                # not canonical
+    (invvpid(2, 1 << 16, 0), (ZF, 28)),                # bits 63:16 of the descriptor
+    (invvpid(4, 5, 0), (ZF, 28)),
+])
+def test_invept_invvpid_outcomes(code, outcome):
+    assert flags_after(code) == outcome
+
+
+def test_invept_without_current_vmcs_succeeds_or_fails_invalid():
+    # INVEPT needs no current VMCS; its failures are VMfailInvalid without one.
+    pro = PROLOGUE.replace("    vmptrld [0x8008]\n", "")
+    assert flags_after(invept(2, 0), pro) == (0, None)
+    assert flags_after(invept(3, 0), pro) == (CF, None)
+
+
+@pytest.mark.parametrize("code,reason", [("invept rdx, [rbx + 0x20]", R.INVEPT),
+                                         ("invvpid rsi, [rbx + 0x20]", R.INVVPID)])
+def test_invept_invvpid_in_guest_exit(code, reason):
+    vm = vtx.VM(memory=1 << 20)
+    vm.load(0x1000, vtx.asm(code + "\nhlt", bits=64, org=0x1000))
+    vm.add_vcpu()
+    vm.setup_long_mode(entry=0x1000)
+    vm.vcpu.rbx = 0x2000
+    seen = []
+    vm.default(lambda v, ex: seen.append(ex) or vtx.STOP)
+    vm.run(max_instructions=10)
+    ex = seen[0]
+    reg2 = 2 if "rdx" in code else 6
+    assert ex.reason == reason and ex.qualification == 0x20
+    assert ex.instruction_info == (2 << 7) | (3 << 15) | (1 << 22) | (3 << 23) | (reg2 << 28)
+    assert ex.instruction_length == len(vtx.asm(code, bits=64))
+
+
+def test_invept_invvpid_from_python():
+    hw = python_root()
+    hw.load(0x1000, vtx.asm("mov rax, cr4\nor eax, 0x2000\nmov cr4, rax\nhlt", bits=64, org=0x1000))
+    hw.setup_long_mode(entry=0x1000)
+    hw.run(max_instructions=10)
+    cpu = hw.cpu
+    cpu.vmxon(VMXON_REGION)
+    cpu.invept(2)
+    with pytest.raises(vtx.VmFail) as e:
+        cpu.invept(7)
+    assert e.value.number == 0
+    cpu.vmptrld(VMCS_A)
+    cpu.invept(1, GOOD_EPTP)
+    cpu.invvpid(2)
+    with pytest.raises(vtx.VmFail) as e:
+        cpu.invvpid(1, vpid=0)
+    assert (e.value.number, e.value.name) == (28, "INVALID_OPERAND_TO_INVEPT_INVVPID")
+
+
+def test_vmcs_as_a_mapping_on_both_kinds_of_vcpu():
+    hw = python_root()
+    hw.load(0x1000, vtx.asm("mov rax, cr4\nor eax, 0x2000\nmov cr4, rax\nhlt", bits=64, org=0x1000))
+    hw.setup_long_mode(entry=0x1000)
+    hw.run(max_instructions=10)
+    cpu = hw.cpu
+    cpu.vmxon(VMXON_REGION)
+    cpu.vmptrld(VMCS_A)
+    cpu.vmcs[F.GUEST_RIP] = 0x4321
+    assert cpu.vmcs["GUEST_RIP"] == 0x4321 == cpu.vmread(F.GUEST_RIP)
+    with pytest.raises(vtx.VmFail) as e:
+        cpu.vmcs[F.TPR_THRESHOLD] = 1
+    assert e.value.number == 12
+    vm = vtx.VM(memory=1 << 20)
+    v = vm.add_vcpu()
+    v.vmcs[F.GUEST_RSP] = 0x7000
+    assert v.rsp == 0x7000 and v.vmcs[F.GUEST_RSP] == 0x7000
+    with pytest.raises(TypeError):
+        iter(v.vmcs)

@@ -80,6 +80,13 @@ TEMPLATES = {
     "inject-ud": [("VM_ENTRY_INTERRUPTION_INFO", 0x80000306)],
     "inject-int": [("VM_ENTRY_INSTRUCTION_LENGTH", 2), ("VM_ENTRY_INTERRUPTION_INFO", 0x80000480)],
     "inject-gp-no-error-code": [("VM_ENTRY_INTERRUPTION_INFO", 0x8000030D)],
+    "nmi-exiting": [ctl("PIN_BASED_CONTROLS", set_=1 << 3)],
+    "preemption-timer": [ctl("PIN_BASED_CONTROLS", set_=1 << 6)],
+    "save-preemption-timer": [ctl("PIN_BASED_CONTROLS", set_=1 << 6), ctl("VM_EXIT_CONTROLS", set_=1 << 22)],
+    "inject-mtf": [("VM_ENTRY_INTERRUPTION_INFO", 0x80000700)],
+    "virtual-nmis": [ctl("PIN_BASED_CONTROLS", set_=(1 << 3) | (1 << 5))],
+    "inject-nmi-nmi-blocked": [ctl("PIN_BASED_CONTROLS", set_=1 << 3), ("GUEST_INTERRUPTIBILITY_STATE", 8),
+                               ("VM_ENTRY_INTERRUPTION_INFO", 0x80000202)],
     "vpid-0-inactive": NO_SECONDARY + [ctl("SECONDARY_PROC_BASED_CONTROLS", set_=PB2.ENABLE_VPID),
                                        ("VIRTUAL_PROCESSOR_ID", 0)],
     "ug-without-ept-inactive": NO_SECONDARY + [ctl("SECONDARY_PROC_BASED_CONTROLS", clear=PB2.ENABLE_EPT)],
@@ -122,14 +129,6 @@ TEMPLATES = {
 
 #: Why some inputs cannot show alone (the search confirms it by finding nothing).
 WHY = {
-    ("VIRTUAL_NMIS", "PIN_BASED_CONTROLS"): "the model offers no virtual NMIs: PIN_BASED_CONTROLS fails first",
-    ("NMI_WINDOW_EXITING", "PIN_BASED_CONTROLS"): "the model offers no NMI-window exiting",
-    ("NMI_WINDOW_EXITING", "PRIMARY_PROC_BASED_CONTROLS"): "the model offers no NMI-window exiting",
-    ("VM_ENTRY_INTERRUPTION_VECTOR_OTHER_EVENT", "VM_ENTRY_INTERRUPTION_INFO"):
-        "type 7 needs 'monitor trap flag', which the model does not offer",
-    ("GUEST_INTERRUPTIBILITY_NMI_VIRTUAL_NMIS", "PIN_BASED_CONTROLS"): "the model offers no virtual NMIs",
-    ("GUEST_INTERRUPTIBILITY_NMI_VIRTUAL_NMIS", "GUEST_INTERRUPTIBILITY_STATE"): "the model offers no virtual NMIs",
-    ("GUEST_INTERRUPTIBILITY_NMI_VIRTUAL_NMIS", "VM_ENTRY_INTERRUPTION_INFO"): "the model offers no virtual NMIs",
     ("GUEST_DR7", "VM_ENTRY_CONTROLS"): "'load debug controls' is fixed to 1 by IA32_VMX_TRUE_ENTRY_CTLS",
     ("GUEST_IA32_DEBUGCTL", "VM_ENTRY_CONTROLS"): "'load debug controls' is fixed to 1 by IA32_VMX_TRUE_ENTRY_CTLS",
     ("IA32E_MODE_GUEST_OUTSIDE_IA32E", "VM_ENTRY_CONTROLS"): "read only for x86 host code outside IA-32e mode, "

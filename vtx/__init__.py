@@ -22,9 +22,9 @@ its VM exits in Python, and measure what they cost::
     print(vm.run().table())
 """
 
-from ._core import (CpuidExit, CrAccessExit, EptMisconfigExit, EptViolationExit, ExceptionExit, Exit,
-                    HltExit, IoExit, MsrExit, RdtscExit, TripleFaultExit, VCpu, VmcallExit,
-                    VmxInstructionExit, fabricate_exit)
+from ._core import (CpuidExit, CrAccessExit, DescriptorTableExit, EptMisconfigExit, EptViolationExit,
+                    ExceptionExit, Exit, ExternalInterruptExit, HltExit, IoExit, MovDrExit, MsrExit, MwaitExit,
+                    RdtscExit, TripleFaultExit, VCpu, VmcallExit, VmxInstructionExit, fabricate_exit)
 from .asm import asm
 from .bare import BareCpu, BareMetal, BareRunResult
 from .errors import (ArgumentError, AsmError, AssemblerNotFound, GuestMemoryError, HandlerReturnError,
@@ -40,7 +40,8 @@ __version__ = "0.1.0"
 __all__ = [
     "VM", "VCpu", "RunResult", "BareMetal", "BareCpu", "BareRunResult", "VmFail", "Action", "RESUME", "RETRY", "STOP",
     "Exit", "IoExit", "CpuidExit", "MsrExit", "HltExit", "VmcallExit", "RdtscExit", "ExceptionExit",
-    "TripleFaultExit", "EptViolationExit", "EptMisconfigExit", "CrAccessExit", "VmxInstructionExit",
+    "TripleFaultExit", "ExternalInterruptExit", "EptViolationExit", "EptMisconfigExit", "CrAccessExit",
+    "VmxInstructionExit", "MovDrExit", "DescriptorTableExit", "MwaitExit",
     "ExitReason", "VmcsField", "VmInstructionError", "PinBased", "ProcBased", "ProcBased2",
     "ExitControls", "EntryControls", "Msr", "Segment", "DescriptorTable",
     "asm", "fabricate_exit",

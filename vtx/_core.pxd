@@ -44,7 +44,8 @@ ctypedef struct Insn:
     uint8_t index         # memory operand: index register, 0xFF = none
     uint8_t scale         # log2 of the SIB scale
     uint8_t seg           # effective segment for the memory operand
-    uint8_t rep           # 0, 0xF3 (REP/REPE) or 0xF2 (REPNE)
+    uint8_t rep           # 0, 0xF3 (REP/REPE) or 0xF2 (REPNE); in the 0F 38 map the
+                          # mandatory prefix: 0, 0x66, 0xF2 or 0xF3 (core/decode.pxi)
     uint8_t ext           # opcode extension: ALU op, condition code, group /digit
     uint8_t flags         # INSN_* bits
     uint8_t cc2           # fused Jcc (INSN_FUSED): its condition; disp holds its rel
@@ -94,6 +95,8 @@ ctypedef struct VmxControls:
     uint64_t cr4_mask
     uint64_t cr0_shadow
     uint64_t cr4_shadow
+    uint32_t ple_gap      # PAUSE-loop exiting (SDM 26.1.3), in TSC ticks
+    uint32_t ple_window
 
 # One memory slot: a run of host-physical addresses backed by a host buffer.
 # Slot 0 is the guest's RAM; slot 1 is the hosted hypervisor's private memory
@@ -139,6 +142,24 @@ ctypedef struct VmxState:
     uint32_t x_idt_info
     uint32_t x_idt_error
 
+    # PAUSE-loop exiting (SDM 26.1.3): TSC of the last PAUSE at CPL 0 and of
+    # the first PAUSE of the current loop; ple_valid = 0 until the first PAUSE
+    # at CPL 0 after VM entry (which always starts a loop).
+    int ple_valid
+    uint64_t ple_last
+    uint64_t ple_first
+    # A VM exit staged by VM entry itself (a fault while delivering the
+    # injected event, SDM 27.6.1.2): the run loop performs it at the first
+    # instruction boundary, before anything else (core/vmx/events.pxi).
+    int x_pending
+
+    # The monitor trap flag and the VMX-preemption timer (core/vmx/events.pxi).
+    int mtf_pending       # VM entry injected a pending MTF VM exit (type 7, vector 0)
+    uint64_t mtf_mark     # icount + events when the MTF was last armed: a change is an
+                          # instruction retired or an event delivered since
+    int pt_active         # "activate VMX-preemption timer" in the running guest
+    uint64_t pt_deadline  # the TSC value at which the timer reaches 0
+
     # failed VM entry: which check (index into the Python check table)
     int entry_check
 
@@ -160,7 +181,10 @@ ctypedef struct Cpu:
     uint64_t idtr_base
     uint32_t idtr_limit
     uint64_t cr0, cr2, cr3, cr4, cr8
+    uint64_t dr[4]        # DR0-DR3, the breakpoint linear addresses
+    uint64_t dr6
     uint64_t dr7
+    uint64_t xcr0         # XCR0, the XSAVE feature mask (XSETBV/XGETBV)
     uint64_t efer
     uint64_t pat
     uint64_t sysenter_cs, sysenter_esp, sysenter_eip
@@ -170,7 +194,22 @@ ctypedef struct Cpu:
     uint64_t pdpte[4]
     uint64_t tsc_base     # TSC = tsc_base + instructions retired
     uint32_t activity     # 0 active, 1 HLT, 2 shutdown
-    uint32_t interruptibility   # SDM 24.4.2: bit 0 STI, bit 1 MOV SS blocking
+    int monitor_armed     # MONITOR armed address-range monitoring (MWAIT's exit qualification)
+    uint64_t monitor_addr # its linear address
+    uint32_t interruptibility   # SDM 25.4.2: bit 0 STI, bit 1 MOV SS, bit 3 NMI blocking
+                                # (virtual-NMI blocking with "virtual NMIs")
+
+    # --- external events (core/vmx/events.pxi) -------------------------------
+    # What the platform has raised and the processor has not yet taken: the
+    # INTR line as an interrupt controller's request register (one bit per
+    # vector, the highest taken first) and a latched NMI.  While something
+    # is pending, or a window-exiting control asks for a look, the run loop
+    # checks at instruction boundaries: ev_armed says icount_limit was
+    # lowered for that, and ev_limit holds the limit it replaced.
+    uint64_t irr[4]
+    uint32_t nmi_pending
+    uint32_t ev_armed
+    uint64_t ev_limit
 
     # --- derived mode (recomputed by update_mode) -----------------------
     int cpl
@@ -202,6 +241,7 @@ ctypedef struct Cpu:
     int exc_type          # event type: 3 hardware exception, 4 software interrupt, 6 software exception
     uint32_t exc_len      # instruction length of a software event
     uint64_t exc_cr2
+    int exc_iret_nmi      # the exception is a fault on an IRET that unblocked NMIs (SDM 28.2.2 bit 12)
 
     # unbacked guest-physical access without EPT (RC_BAD_PHYS)
     uint64_t bad_addr
@@ -247,8 +287,8 @@ ctypedef struct Cpu:
     uint64_t icount_limit # the loop leaves with RC_BUDGET when icount reaches it
     uint64_t events       # exceptions and interrupts delivered through the IVT/IDT
     uint64_t exit_count[128]
-    uint64_t exit_ns[128]
-    uint64_t exit_t0      # monotonic ns when the last exit happened
+    uint64_t exit_ticks[128]  # wall time per reason, in ticks of now_ticks (core/vmx/exit.pxi)
+    uint64_t exit_t0      # now_ticks() when the last exit happened
     int acct_reason       # reason of that exit while its time runs, else -1
     uint64_t entries
 
@@ -351,6 +391,10 @@ cdef class TripleFaultExit(Exit):
     pass
 
 
+cdef class ExternalInterruptExit(Exit):
+    pass
+
+
 cdef class EptViolationExit(Exit):
     pass
 
@@ -360,6 +404,18 @@ cdef class EptMisconfigExit(Exit):
 
 
 cdef class CrAccessExit(Exit):
+    pass
+
+
+cdef class MovDrExit(Exit):
+    pass
+
+
+cdef class DescriptorTableExit(Exit):
+    pass
+
+
+cdef class MwaitExit(Exit):
     pass
 
 

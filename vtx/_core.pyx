@@ -24,11 +24,13 @@ include "core/insn/bitops.pxi"
 include "core/insn/data_xfer.pxi"
 include "core/insn/ctrl_xfer.pxi"
 include "core/insn/system.pxi"
+include "core/insn/systab.pxi"
 include "core/insn/string.pxi"
 include "core/insn/interrupt.pxi"
 include "core/insn/fast.pxi"
 include "core/vmx/vmcs.pxi"
 include "core/exceptions.pxi"
+include "core/vmx/events.pxi"
 include "core/vmx/entry.pxi"
 include "core/vmx/exit.pxi"
 include "core/vmx/insn.pxi"
@@ -46,7 +48,7 @@ from vtx.errors import (ArgumentError, EntryCheckMismatch, GuestMemoryError, Han
                         VtxError)
 from vtx.spec import ExitReason as _ExitReason, VmInstructionError as _VmInstructionError
 from vtx.spec.entry_checks import ENTRY_CHECKS as _ENTRY_CHECKS
-from vtx.types import DescriptorTable, Segment
+from vtx.types import DescriptorTable, Segment, VmcsView
 
 #: Host-physical address of the hosted hypervisor's private memory (VMCS,
 #: bitmaps, EPT tables): above any guest RAM, below 2^MAXPHYADDR.
@@ -182,8 +184,11 @@ cdef class Machine:
         c.rflags = 2
         c.cr0 = 0x60000010ULL
         c.pat = 0x0007040600070406ULL
+        c.dr6 = 0xFFFF0FF0ULL
+        c.dr7 = 0x400
+        c.xcr0 = 1             # x87 state: XCR0[0] is always 1 (SDM Vol. 1 13.3)
         c.apic_base = 0xFEE00900ULL
-        c.misc_enable = 1
+        c.misc_enable = 1 | (1 << 18)   # fast strings; MONITOR FSM (MONITOR/MWAIT) enabled
         # IA32_FEATURE_CONTROL as firmware leaves it on a machine with VMX:
         # locked, VMXON allowed outside SMX.
         c.feature_control = 5
@@ -349,6 +354,12 @@ cdef class VCpuBase:
         vmcs_write_tracked(self.c, e, v)
 
     @property
+    def vmcs(self):
+        """The VMCS as a mapping: ``vcpu.vmcs[VmcsField.GUEST_RIP] = ...``
+        writes a field as :meth:`vmwrite` does, ``vcpu.vmcs[...]`` reads it."""
+        return VmcsView(self)
+
+    @property
     def launched(self):
         """The launch state of the VMCS: True after the first VM entry."""
         return self.c.vmx.vmcs[VMCS_OFF_LAUNCH_STATE] != 0
@@ -432,13 +443,15 @@ cdef class VCpuBase:
         """Wall-clock nanoseconds per basic reason, from the VM exit to the
         next successful VM entry: building the exit object, the handler, and
         the entry checks of VMRESUME (or to the moment run() returns)."""
-        return [self.c.exit_ns[i] for i in range(128)]
+        return [ticks_to_ns(self.c.exit_ticks[i]) for i in range(128)]
 
     def model_cpuid(self, leaf, subleaf=0):
         """What the modeled processor's CPUID returns (EAX, EBX, ECX, EDX): a
-        handler that passes CPUID through can answer with it."""
+        handler that passes CPUID through can answer with it.  OSXSAVE
+        (CPUID.01H:ECX[27]) follows the guest's CR4 in the VMCS, MONITOR
+        (bit 3) its IA32_MISC_ENABLE[18]."""
         cdef uint32_t r[4]
-        model_cpuid(<uint32_t>leaf, <uint32_t>subleaf, r)
+        model_cpuid(self._vmcs_u64(VMCS_OFF_GUEST_CR4), self.c.misc_enable, <uint32_t>leaf, <uint32_t>subleaf, r)
         return (r[0], r[1], r[2], r[3])
 
     # --- the run loop -------------------------------------------------------
@@ -503,6 +516,60 @@ cdef class VCpuBase:
         _note_raw_views(self.c, self.machine.priv_mem)
         self.c.vmx.ck_dirty = d
 
+    # --- external events (core/vmx/events.pxi; docs/architecture.rst,
+    # "Events and injection") ---------------------------------------------
+
+    def raise_interrupt(self, vector):
+        """Raise an external interrupt with ``vector`` (0-255), as an
+        interrupt controller asserting INTR would.  It stays pending until
+        the processor takes it at an instruction boundary: in VMX non-root
+        operation with "external-interrupt exiting" a VM exit (reason 1,
+        EXTERNAL_INTERRUPT; with "acknowledge interrupt on exit" the exit
+        takes the vector and reports it in the interruption information,
+        otherwise it stays pending), else delivery through the guest's IVT
+        or IDT once RFLAGS.IF = 1 and no STI or MOV SS blocking is in effect.
+        Several vectors may be pending; the highest is taken first.  A
+        halted guest that can take it wakes up."""
+        if isinstance(vector, bool) or not isinstance(vector, int) or not 0 <= vector <= 255:
+            raise ArgumentError(f"an interrupt vector is an int in [0, 255], not {vector!r}")
+        if self.c.in_guest:
+            raise VmStateError("raise_interrupt: the guest is running (run() is active in another thread)")
+        self.c.irr[vector >> 6] |= 1ULL << (vector & 63)
+
+    def raise_nmi(self):
+        """Raise a non-maskable interrupt.  It stays pending (one at most,
+        as on the processor) until it can be taken: a VM exit (reason 0,
+        interruption type 2, vector 2) with "NMI exiting", else delivery
+        through vector 2 of the guest's IDT when there is no blocking by NMI
+        (an NMI handler runs until its IRET) or by MOV SS."""
+        if self.c.in_guest:
+            raise VmStateError("raise_nmi: the guest is running (run() is active in another thread)")
+        self.c.nmi_pending = 1
+
+    def clear_interrupt(self, vector=None):
+        """Withdraw a pending external interrupt (``vector``), or every one
+        (None), as an interrupt controller would lower a level-triggered
+        request."""
+        if self.c.in_guest:
+            raise VmStateError("clear_interrupt: the guest is running (run() is active in another thread)")
+        if vector is None:
+            memset(self.c.irr, 0, sizeof(self.c.irr))
+            return
+        if isinstance(vector, bool) or not isinstance(vector, int) or not 0 <= vector <= 255:
+            raise ArgumentError(f"an interrupt vector is an int in [0, 255], not {vector!r}")
+        self.c.irr[vector >> 6] &= ~(1ULL << (vector & 63))
+
+    @property
+    def pending_interrupts(self):
+        """The external interrupt vectors raised and not yet taken, in
+        ascending order."""
+        return tuple(v for v in range(256) if (self.c.irr[v >> 6] >> (v & 63)) & 1)
+
+    @property
+    def nmi_pending(self):
+        """Whether an NMI is raised and not yet taken."""
+        return self.c.nmi_pending != 0
+
     @property
     def blocks_built(self):
         """Translated blocks decoded since the vCPU was made (the engine's
@@ -544,7 +611,7 @@ cdef class VCpuBase:
                                "another thread); return RESUME, RETRY or STOP from the handler instead")
         c.running = 1
         memcpy(counts0, c.exit_count, sizeof(counts0))
-        memcpy(ns0, c.exit_ns, sizeof(ns0))
+        memcpy(ns0, c.exit_ticks, sizeof(ns0))
         i0 = c.icount
         e0 = c.events
         try:
@@ -555,7 +622,7 @@ cdef class VCpuBase:
         per_reason = {}
         for r in range(128):
             if c.exit_count[r] != counts0[r]:
-                per_reason[r] = (c.exit_count[r] - counts0[r], c.exit_ns[r] - ns0[r])
+                per_reason[r] = (c.exit_count[r] - counts0[r], ticks_to_ns(c.exit_ticks[r] - ns0[r]))
         return why, last, per_reason, c.icount - i0, c.events - e0
 
     cdef object _run_inner(self, list handlers, object default, uint64_t budget, object RESUME,
@@ -731,11 +798,9 @@ cdef object _entry_error(Cpu* c, int rc):
 
 
 cdef str _unsupported_message(Cpu* c):
-    if c.vmx.entry_check == -1000:
-        return ("VM entry with event injection (VM-entry interruption information valid) "
-                "is not modeled yet; it arrives with interrupt virtualization")
     if c.vmx.entry_check == -1001:
-        return f"the guest needs a task gate at rip {c.rip:#x}; task switches are not modeled yet"
+        return (f"a task switch at rip {c.rip:#x} (a task gate, or IRET with NT) in root operation; "
+                f"task switches are not modeled yet (in non-root operation they exit with reason 9)")
     return f"the guest executed a VMX instruction at rip {c.rip:#x} in root operation; not modeled yet"
 
 

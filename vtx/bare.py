@@ -25,6 +25,7 @@ import attrs
 from . import _core
 from .errors import ArgumentError
 from .spec import ExitReason
+from .types import VmcsView
 from .vm import GDT_LIMIT, gdt_bytes, long_mode_tables
 
 __all__ = ["BareMetal", "BareCpu", "BareRunResult"]
@@ -42,7 +43,12 @@ class BareCpu(_core.Processor):
     name (``rax`` ... ``r15``, read and write), ``rip``, ``rflags``, the
     control registers, ``efer``, the segment registers (``cs`` ... ``tr``,
     :class:`vtx.Segment`) and ``gdtr``/``idtr`` (read), ``rdmsr``/``wrmsr``,
-    and the VMX instructions as methods."""
+    and the VMX instructions as methods (``vmcs[field]`` reads and writes
+    the current VMCS by VMREAD and VMWRITE)."""
+
+    @property
+    def vmcs(self):
+        return VmcsView(self)
 
 
 def _gpr(i, name):

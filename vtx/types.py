@@ -60,3 +60,27 @@ class DescriptorTable:
 
     base: int = attrs.field(validator=_u64("base", 64))
     limit: int = attrs.field(validator=_u64("limit", 32))
+
+
+class VmcsView:
+    """The current VMCS as a mapping from field (a :class:`vtx.VmcsField`,
+    its encoding or its name) to value: ``cpu.vmcs[VmcsField.GUEST_RIP] =
+    0x1000`` is a VMWRITE, ``cpu.vmcs["EXIT_REASON"]`` a VMREAD, with their
+    errors.  Not iterable: a VMCS has no list of what it holds."""
+
+    __slots__ = ("_cpu",)
+
+    def __init__(self, cpu):
+        self._cpu = cpu
+
+    def __getitem__(self, field):
+        return self._cpu.vmread(field)
+
+    def __setitem__(self, field, value):
+        self._cpu.vmwrite(field, value)
+
+    def __iter__(self):
+        raise TypeError("a VMCS view is not iterable: read the fields you need by name or encoding")
+
+    def __repr__(self):
+        return f"<VMCS view of {type(self._cpu).__name__}>"

@@ -18,12 +18,20 @@ cdef int bare_slice(Cpu* c, uint64_t limit) noexcept nogil:
     the end of a slice.  Nothing is saved or left: the processor stays in
     whatever operation it is (root or non-root) for the next slice."""
     cdef uint64_t used = c.icount + c.events
-    if c.activity != 0:
-        return RC_SHUTDOWN if c.activity == 2 else RC_HALTED
-    if used >= limit:
+    cdef int rc
+    if c.activity == 2:
+        return RC_SHUTDOWN
+    # As guest_slice: a staged exit or pending MTF happens even at the budget.
+    if used >= limit and not c.vmx.x_pending and not c.vmx.mtf_pending:
         return RC_BUDGET
-    c.icount_limit = c.icount + (limit - used if limit - used <= SLICE else SLICE)
-    return run_loop(c)
+    c.icount_limit = c.icount + ((limit - used if limit - used <= SLICE else SLICE) if used < limit else 0)
+    # The HLT state, a pending event or an open window: the event check
+    # decides at the first boundary (core/vmx/events.pxi).
+    if events_wanted(c):
+        events_arm(c, c.icount)
+    rc = run_loop(c)
+    c.ev_armed = 0
+    return rc
 
 
 cdef object _vmfail(str insn, int st):
@@ -352,6 +360,21 @@ cdef class Processor:
         Python; None if none has."""
         ck = self.c.vmx.entry_check
         return _ENTRY_CHECKS[ck][0] if 0 <= ck < CK_COUNT else None
+    def invept(self, type, eptp=0):
+        """INVEPT: ``type`` 1 (single context, of ``eptp``) or 2 (global)."""
+        cdef uint64_t t = _fit(type, 64, "the INVEPT type")
+        cdef uint64_t e = _fit(eptp, 64, "the EPTP")
+        self._root("INVEPT")
+        self._done("INVEPT", vmx_op_invept(self.c, t, e))
+
+    def invvpid(self, type, vpid=0, address=0):
+        """INVVPID: ``type`` 0 (one ``address`` of ``vpid``), 1 (``vpid``), 2
+        (every VPID but 0) or 3 (``vpid``, keeping global translations)."""
+        cdef uint64_t t = _fit(type, 64, "the INVVPID type")
+        cdef uint64_t lo = _fit(vpid, 64, "the VPID")
+        cdef uint64_t hi = _fit(address, 64, "the linear address")
+        self._root("INVVPID")
+        self._done("INVVPID", vmx_op_invvpid(self.c, t, lo, hi))
 
     def vmlaunch(self):
         """VMLAUNCH with Python as the host: the guest runs at the next

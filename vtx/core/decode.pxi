@@ -27,6 +27,8 @@ cdef enum:
     OPF_END = 1 << 17       # a near branch: ends a translated block (core/run.pxi)
     OPF_P66 = 1 << 18       # record a 66 prefix in bit 3 of d.ext (instructions that a
                             # mandatory 66 prefix selects or makes invalid: VMCLEAR, VMREAD)
+    OPF_MODREG = 1 << 19    # ModRM.mod is ignored: always the register form (MOV CR, MOV DR)
+    OPF_M66 = 1 << 20       # 0F 38 map: valid only with the mandatory prefix 66 (and no F2/F3)
 
 # Insn.flags
 cdef enum:
@@ -46,6 +48,7 @@ ctypedef struct OpInfo:
 
 cdef OpInfo OP1[256]
 cdef OpInfo OP2[256]
+cdef OpInfo OP38[256]             # the three-byte map 0F 38 (SDM Vol. 2 Table A-4)
 cdef handler_t GRP[16][8]
 cdef uint32_t GRP_FLAGS[16][8]    # extra format flags per group member (imm for F6/F7 /0 /1)
 
@@ -140,7 +143,22 @@ cdef int decode(Cpu* c, const uint8_t* b, int avail, Insn* d) noexcept nogil:
         if i >= avail:
             return DECODE_MORE
         op = b[i]
-        info = &OP2[op]
+        if op == 0x38:
+            # Three-byte map 0F 38: 66, F2 and F3 are mandatory prefixes that
+            # select the instruction (SDM Vol. 2 2.1.2), not operand size or
+            # repeat.  The one in effect is kept in d.rep (F2/F3 before 66),
+            # where the handler finds it; osz is as the 66 makes it.
+            i += 1
+            if i >= avail:
+                return DECODE_MORE
+            op = b[i]
+            info = &OP38[op]
+            if d.rep == 0 and osz_pfx:
+                d.rep = 0x66
+            if (info.flags & OPF_M66) and d.rep != 0x66:
+                return DECODE_UD
+        else:
+            info = &OP2[op]
     else:
         info = &OP1[op]
     i += 1
@@ -177,6 +195,11 @@ cdef int decode(Cpu* c, const uint8_t* b, int avail, Insn* d) noexcept nogil:
         modrm = b[i]
         i += 1
         mod = modrm >> 6
+        if fl & OPF_MODREG:
+            # MOV to/from CR and DR: "the 2 bits in the mod field are
+            # ignored" (SDM Vol. 2 MOV CR, MOV DR): no memory operand, no
+            # displacement.
+            mod = 3
         reg = ((modrm >> 3) & 7) | ((rex & 4) << 1)
         rm = modrm & 7
         d.mod = mod
@@ -324,6 +347,11 @@ cdef int decode(Cpu* c, const uint8_t* b, int avail, Insn* d) noexcept nogil:
         d.flags |= INSN_LAZY
     if fl & OPF_END:
         d.flags |= INSN_END
+    # F3 90 (without REX.B) is PAUSE, not XCHG (SDM Vol. 2 PAUSE): chosen
+    # here, once per decode, so that plain 90 keeps its handler.
+    if d.fn == h_xchg_ax_r and d.rep == 0xF3 and d.reg == 0:
+        d.fn = h_pause
+        d.flags &= ~INSN_LAZY    # it may exit: the flags are settled first
     d.len = i
     specialize(d)
     return DECODE_OK
@@ -386,12 +414,14 @@ cdef enum:
     G_0F01 = 8       # 0F 01 (VMCALL and friends, decoded by mod/rm)
     G_BT_IMM = 9     # 0F BA (BT BTS BTR BTC r/m, imm8)
     G_0FC7 = 10      # 0F C7 (VMPTRLD VMCLEAR VMXON VMPTRST, RDRAND RDSEED: core/vmx/insn.pxi)
+    G_0F00 = 11      # 0F 00 (SLDT STR LLDT LTR VERR VERW)
 
 
 cdef void init_opcode_tables() noexcept:
     cdef int i, k
     memset(OP1, 0, sizeof(OP1))
     memset(OP2, 0, sizeof(OP2))
+    memset(OP38, 0, sizeof(OP38))
     memset(GRP, 0, sizeof(GRP))
     memset(GRP_FLAGS, 0, sizeof(GRP_FLAGS))
     # ALU: ADD OR ADC SBB AND SUB XOR CMP, six forms each (SDM Vol. 2 Table A-2).
@@ -543,9 +573,28 @@ cdef void init_opcode_tables() noexcept:
     op_set(OP2, 0x01, NULL, OPF_MODRM | OPF_GRP, G_0F01)
     # 0F 01 /0 SGDT, /1 SIDT, /2 LGDT, /3 LIDT with a memory operand; with mod = 3,
     # /0 holds VMCALL (C1), VMLAUNCH (C2), VMRESUME (C3), VMXOFF (C4).
+    # With mod = 3, /1 holds MONITOR (C8) and MWAIT (C9), /2 XGETBV (D0) and
+    # XSETBV (D1).
     for k in range(4):
         GRP[G_0F01][k] = h_0f01
-    GRP[G_0F01][7] = h_invlpg       # with mod = 3: SWAPGS, RDTSCP (not modeled: #UD)
+    GRP[G_0F01][4] = h_smsw
+    GRP[G_0F01][6] = h_lmsw
+    GRP[G_0F01][7] = h_invlpg       # with mod = 3: SWAPGS (not modeled: #UD), RDTSCP (F9)
+    # 0F 00: /0 SLDT, /1 STR, /2 LLDT, /3 LTR, /4 VERR, /5 VERW (core/insn/systab.pxi).
+    op_set(OP2, 0x00, NULL, OPF_MODRM | OPF_GRP, G_0F00)
+    for k in range(6):
+        GRP[G_0F00][k] = h_0f00
+    op_set(OP2, 0x06, h_clts, 0)
+    op_set(OP2, 0x08, h_invd, 0)
+    op_set(OP2, 0x09, h_wbinvd, 0)
+    op_set(OP2, 0x21, h_mov_r_dr, OPF_MODRM | OPF_MODREG | OPF_F64)
+    op_set(OP2, 0x23, h_mov_dr_r, OPF_MODRM | OPF_MODREG | OPF_F64)
+    op_set(OP2, 0x33, h_rdpmc, 0)
+    # Three-byte map 0F 38.  66 0F 38 80 INVEPT and 66 0F 38 81 INVVPID
+    # belong here too (the VMX instructions).
+    op_set(OP38, 0x80, h_invept_invvpid, OPF_MODRM | OPF_M66)    # INVEPT (core/vmx/insn.pxi)
+    op_set(OP38, 0x81, h_invept_invvpid, OPF_MODRM | OPF_M66)    # INVVPID
+    op_set(OP38, 0x82, h_invpcid, OPF_MODRM | OPF_M66 | OPF_F64)
     op_set(OP2, 0x0B, h_ud, 0)           # UD2
     # VMX instructions (core/vmx/insn.pxi): VMREAD, VMWRITE, and the 0F C7
     # group's /6 and /7 (VMPTRLD, VMCLEAR with 66, VMXON with F3, VMPTRST;
@@ -559,8 +608,8 @@ cdef void init_opcode_tables() noexcept:
     # every ModRM (SDM Vol. 2 Table A-3 and "NOP"); no operand is accessed.
     for k in range(0x18, 0x20):
         op_set(OP2, k, h_nop, OPF_MODRM | OPF_LAZY)
-    op_set(OP2, 0x20, h_mov_r_cr, OPF_MODRM | OPF_F64)
-    op_set(OP2, 0x22, h_mov_cr_r, OPF_MODRM | OPF_F64)
+    op_set(OP2, 0x20, h_mov_r_cr, OPF_MODRM | OPF_MODREG | OPF_F64)
+    op_set(OP2, 0x22, h_mov_cr_r, OPF_MODRM | OPF_MODREG | OPF_F64)
     op_set(OP2, 0x30, h_wrmsr, 0)
     op_set(OP2, 0x31, h_rdtsc, 0)
     op_set(OP2, 0x32, h_rdmsr, 0)

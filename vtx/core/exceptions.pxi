@@ -28,6 +28,18 @@ cdef int exception_intercepted(Cpu* c, int vec, uint32_t err) noexcept nogil:
     return bit
 
 
+# Event types (the interruption-type field of SDM Vol. 3C 25.8.3 and 28.2.2):
+# 0 external interrupt, 2 NMI, 3 hardware exception, 4 software interrupt
+# (INT n), 5 privileged software exception (INT1), 6 software exception
+# (INT3, INTO).  The software types return past their instruction; the
+# others are external to the program (the EXT bit of an error code for a
+# fault while delivering them, SDM Vol. 3A 6.13).
+
+cdef inline int event_is_soft(int typ) noexcept nogil:
+    """Types 4-6: the pushed return address is the next instruction."""
+    return typ == 4 or typ == 5 or typ == 6
+
+
 cdef int stack_write(Cpu* c, uint64_t* lin, int n, int size, uint64_t* vals) noexcept nogil:
     """Write n values to linear addresses, probing every one first so a fault
     leaves memory untouched (supervisor accesses)."""
@@ -54,8 +66,9 @@ cdef int deliver_real(Cpu* c, int vec) noexcept nogil:
     """Real-address mode: IVT entry at IDTR.base + 4*vector (SDM Vol. 3 20.1.4)."""
     cdef uint64_t ent, sp, lin[3], vals[3]
     cdef int rc, i
-    # Software events return to the next instruction, faults to this one.
-    cdef uint64_t ret = c.next_rip if c.exc_type != 3 else c.rip
+    # Software events return to the next instruction; faults, interrupts
+    # and NMIs to this one.
+    cdef uint64_t ret = c.next_rip if event_is_soft(c.exc_type) else c.rip
     if <uint32_t>(vec * 4 + 3) > c.idtr_limit:
         return raise_exc(c, EXC_GP, 1, vec * 8 + 2)
     rc = lin_read(c, (c.idtr_base + vec * 4) & 0xFFFFFFFFULL, 4, 0, &ent)
@@ -85,8 +98,11 @@ cdef int deliver_protected(Cpu* c, int vec, int has_err, uint32_t err) noexcept 
     cdef int gsize = 16 if (c.efer & EFER_LMA) else 8
     cdef uint64_t g_lo, g_hi = 0, off, csdesc, hi, addr, ssdesc
     cdef uint64_t new_sp, lin[6], vals[6], tss_sp, ss_base = 0
-    cdef int soft = c.exc_type != 3
-    cdef uint64_t ret = c.next_rip if soft else c.rip
+    cdef uint64_t ret = c.next_rip if event_is_soft(c.exc_type) else c.rip
+    # INT n, INT3 and INTO: the gate's DPL is checked, and a fault while
+    # delivering them has EXT = 0; INT1 (type 5) and the events external to
+    # the program have EXT = 1 and no DPL check (SDM Vol. 3A 6.12.1.1, 6.13).
+    cdef int soft = c.exc_type == 4 or c.exc_type == 6
     # Error code for a fault on the IDT entry: IDT bit, and EXT unless a
     # software event caused the delivery (SDM Vol. 3 6.13).
     cdef uint32_t idt_err = vec * 8 + (2 if soft else 3)
@@ -107,8 +123,20 @@ cdef int deliver_protected(Cpu* c, int vec, int has_err, uint32_t err) noexcept 
         if gtype != 0x0E and gtype != 0x0F:
             return raise_exc(c, EXC_GP, 1, idt_err)
     elif gtype == 0x05:
+        # A task gate: its DPL (for INT n, INT3, INTO) and P bit are checked
+        # as for the other gates, then the task switch, which in VMX non-root
+        # operation is a VM exit (reason 9, source 3: a task gate in the IDT;
+        # SDM 26.2 and Table 28-2), during the event's delivery (the caller
+        # records the IDT-vectoring information).  Task switches themselves
+        # are not modeled yet.
+        if soft and ((g_lo >> 45) & 3) < <uint64_t>c.cpl:
+            return raise_exc(c, EXC_GP, 1, idt_err)
+        if not ((g_lo >> 47) & 1):
+            return raise_exc(c, EXC_NP, 1, idt_err)
+        if c.vmx.non_root:
+            return vmexit_event(c, EXIT_REASON_TASK_SWITCH, ((g_lo >> 16) & 0xFFFF) | (3ULL << 30))
         c.vmx.entry_check = -1001
-        return RC_UNSUPPORTED           # task gates: a later issue
+        return RC_UNSUPPORTED
     elif gtype != 0x0E and gtype != 0x0F and gtype != 0x06 and gtype != 0x07:
         return raise_exc(c, EXC_GP, 1, idt_err)
     if soft and ((g_lo >> 45) & 3) < <uint64_t>c.cpl:
@@ -241,28 +269,47 @@ cdef inline void stage_idt_vectoring(Cpu* c, int vec, int typ, uint32_t length, 
     instruction length (SDM 28.2.5)."""
     c.vmx.x_idt_info = (<uint32_t>vec) | (<uint32_t>typ << 8) | ((<uint32_t>has_err) << 11) | 0x80000000ULL
     c.vmx.x_idt_error = err if has_err else 0
-    if typ != 3:
+    if event_is_soft(typ):
         c.vmx.x_len = length
 
 
-cdef inline void delivered(Cpu* c, int typ) noexcept nogil:
+cdef inline void delivered(Cpu* c, int typ, int retire) noexcept nogil:
     """An event went through the IVT or IDT.  Blocking by STI and by MOV SS
     ends: it covers only the instruction after STI or MOV SS, and that
     instruction did not complete (SDM Vol. 3A 6.8.3; Vol. 3C 25.4.2, Table
     25-3); kept, it would be saved with RFLAGS.IF = 0 and fail the
-    interruptibility check of the next VM entry.  INT n, INT3 and INTO retire
-    (RIP moves past them); any other event counts toward the budget as one
+    interruptibility check of the next VM entry.  An NMI blocks further NMIs
+    until the next IRET (SDM Vol. 3A 6.7.1), and an injected NMI with
+    "virtual NMIs" sets virtual-NMI blocking (SDM 27.6.1.2): bit 3 of the
+    interruptibility state either way.  INT n, INT3 and INTO executed by
+    the guest retire (retire = 1: RIP moves past them); any other event,
+    injected software events included, counts toward the budget as one
     step, so a guest whose every instruction faults still reaches it."""
     c.interruptibility &= ~(<uint32_t>3)
-    if typ == 4 or typ == 5 or typ == 6:
+    if typ == 2:
+        c.interruptibility |= 8
+    if retire:
         c.icount += 1
     else:
         c.events += 1
         spend(c, 1)
 
 
-cdef int handle_exception(Cpu* c) noexcept nogil:
-    """Turn the pending exception (c.exc_*) into a VM exit or a delivery;
+cdef enum:
+    # handle_event's flags: how the event in c.exc_* came about.
+    EV_NO_BITMAP = 1    # not subject to the exception bitmap (an external interrupt or NMI the
+                        # processor takes, or an event VM entry injects, SDM 27.6.1.2); faults
+                        # while delivering it are
+    EV_INJECTED = 2     # injected by VM entry: a software event does not retire an instruction
+
+
+cdef inline int handle_exception(Cpu* c) noexcept nogil:
+    """An exception raised by an instruction (handle_event)."""
+    return handle_event(c, 0)
+
+
+cdef int handle_event(Cpu* c, int flags) noexcept nogil:
+    """Turn the pending event (c.exc_*) into a VM exit or a delivery;
     a fault while delivering becomes a double fault, then a triple fault.
 
     In non-root operation an exception that occurs while another is being
@@ -280,6 +327,13 @@ cdef int handle_exception(Cpu* c) noexcept nogil:
     cdef uint32_t cur_len = 0
     cdef int cur_has_err = 0
     cdef uint32_t cur_err = 0
+    cdef int iret_nmi = c.exc_iret_nmi
+    c.exc_iret_nmi = 0
+    if c.exc_type == 2:
+        # Blocking by NMI (virtual-NMI blocking with "virtual NMIs") starts
+        # with the delivery of the NMI: a VM exit during it saves the
+        # blocking in effect (SDM 28.3.4; Vol. 3A 6.7.1).
+        c.interruptibility |= 8
     while True:
         vec = c.exc_vector
         typ = c.exc_type
@@ -289,23 +343,31 @@ cdef int handle_exception(Cpu* c) noexcept nogil:
         err = c.exc_error if has_err else 0
         # INT n is not an exception: the exception bitmap does not apply to
         # it (SDM Vol. 3C 26.2); INT3 and INTO are software exceptions and do.
-        if c.vmx.non_root and typ != 4 and exception_intercepted(c, vec, err):
+        # Nor to external interrupts and NMIs (their own controls decide,
+        # core/vmx/events.pxi) or to the event VM entry injects (SDM
+        # 27.6.1.2), though it does to a fault while delivering them.
+        if c.vmx.non_root and (typ == 3 or typ == 5 or typ == 6) and not (flags & EV_NO_BITMAP) and \
+                exception_intercepted(c, vec, err):
             vmexit_event(c, EXIT_REASON_EXCEPTION_OR_NMI, c.exc_cr2 if vec == EXC_PF else 0)
             c.vmx.x_intr_info = (<uint32_t>vec) | (<uint32_t>typ << 8) | ((<uint32_t>has_err) << 11) | 0x80000000ULL
             c.vmx.x_intr_error = err
-            if typ == 6:
+            if typ == 5 or typ == 6:
                 c.vmx.x_len = c.exc_len
+            if iret_nmi:
+                # The exception is a fault on an IRET that removed (virtual-)
+                # NMI blocking: "NMI unblocking due to IRET" (SDM 28.2.2).
+                c.vmx.x_intr_info |= 1 << 12
             if cur >= 0:
                 stage_idt_vectoring(c, cur, cur_type, cur_len, cur_has_err, cur_err)
             return RC_VMEXIT
-        if vec == EXC_PF:
+        if vec == EXC_PF and typ == 3:
             c.cr2 = c.exc_cr2
         if c.cr0 & CR0_PE:
             rc = deliver_protected(c, vec, has_err, err)
         else:
             rc = deliver_real(c, vec)
         if rc == RC_OK:
-            delivered(c, typ)
+            delivered(c, typ, event_is_soft(typ) and not (flags & EV_INJECTED))
             return RC_OK
         if rc == RC_VMEXIT:
             # An EPT violation or misconfiguration while delivering.
@@ -313,7 +375,10 @@ cdef int handle_exception(Cpu* c) noexcept nogil:
             return rc
         if rc != RC_EXCEPTION:
             return rc
-        # A second exception while delivering the first.
+        # A second exception while delivering the first: an exception like
+        # any other (the bitmap applies), whatever the first was.
+        flags = 0
+        iret_nmi = 0
         cur = vec
         cur_type = typ
         cur_len = c.exc_len

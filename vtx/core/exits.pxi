@@ -2,6 +2,11 @@
 # exit-information fields of the VMCS and decode them on access.  They are
 # cdef classes so that making one costs tens of nanoseconds, not microseconds.
 
+from vtx.spec.exit_reasons import EXIT_INFO as _EXIT_INFO_BY_NAME, EXIT_REASONS as _EXIT_REASON_ROWS
+
+#: EXIT_INFO rows by basic reason number.
+_EXIT_INFO = {num: _EXIT_INFO_BY_NAME[name] for name, num, _d in _EXIT_REASON_ROWS if name in _EXIT_INFO_BY_NAME}
+
 _EXCEPTION_NAMES = {0: "#DE", 1: "#DB", 2: "NMI", 3: "#BP", 4: "#OF", 5: "#BR", 6: "#UD", 7: "#NM",
                     8: "#DF", 10: "#TS", 11: "#NP", 12: "#SS", 13: "#GP", 14: "#PF", 16: "#MF",
                     17: "#AC", 18: "#MC", 19: "#XM", 20: "#VE", 21: "#CP"}
@@ -42,6 +47,23 @@ cdef class Exit:
             "GUEST_PHYSICAL_ADDRESS": self.guest_physical_address,
             "GUEST_RIP": self.guest_rip,
         }
+
+    @property
+    def info_fields(self):
+        """The exit-information fields this exit's reason defines (SDM Vol. 3C
+        28.2; the spec row in vtx/spec/exit_reasons.py EXIT_INFO): names of
+        this object's attributes.  The model clears the others."""
+        return _EXIT_INFO.get(self.reason & 0x7F, ((), "", ()))[0]
+
+    def qualification_fields(self):
+        """The exit qualification decoded into the bit fields of its SDM
+        table (a dict of name to value; empty when the reason defines no
+        qualification or gives it no fields)."""
+        row = _EXIT_INFO.get(self.reason & 0x7F)
+        if row is None or "qualification" not in row[0]:
+            return {}
+        q = self.qualification
+        return {name: (q >> lo) & ((1 << (hi - lo + 1)) - 1) for name, lo, hi in row[2]}
 
     def _fields(self):
         return ""
@@ -137,7 +159,8 @@ cdef class VmcallExit(Exit):
 
 
 cdef class RdtscExit(Exit):
-    """RDTSC with "RDTSC exiting" (exit reason 16)."""
+    """RDTSC with "RDTSC exiting" (exit reason 16), or RDTSCP with "RDTSC
+    exiting" and "enable RDTSCP" (51)."""
 
 
 cdef class ExceptionExit(Exit):
@@ -177,6 +200,24 @@ cdef class ExceptionExit(Exit):
         if (self.interruption_info & 0xFF) == 14:
             s += f" address={self.qualification:#x}"
         return s
+
+
+cdef class ExternalInterruptExit(Exit):
+    """An external interrupt with "external-interrupt exiting" (exit reason
+    1, SDM Vol. 3C 26.2).  With "acknowledge interrupt on exit" the exit
+    took the interrupt and ``vector`` is its vector (interruption
+    information valid, type 0, SDM 28.2.2); without it ``vector`` is None
+    and the interrupt is still pending (``vcpu.pending_interrupts``)."""
+
+    @property
+    def vector(self):
+        if self.interruption_info & 0x80000000:
+            return <int>(self.interruption_info & 0xFF)
+        return None
+
+    def _fields(self):
+        v = self.vector
+        return "not acknowledged" if v is None else f"vector={v:#x}"
 
 
 cdef class TripleFaultExit(Exit):
@@ -236,7 +277,8 @@ cdef class EptMisconfigExit(Exit):
 
 
 cdef class CrAccessExit(Exit):
-    """A control-register access (exit reason 28), SDM Table 28-3."""
+    """A control-register access (exit reason 28), SDM Table 28-3: MOV to or
+    from CR0/CR3/CR4/CR8, CLTS (access type 2) or LMSW (3)."""
 
     @property
     def cr(self):
@@ -249,10 +291,101 @@ cdef class CrAccessExit(Exit):
 
     @property
     def gpr(self):
+        """The general register of MOV CR (0 = RAX ... 15 = R15)."""
+        return <int>((self.qualification >> 8) & 0xF)
+
+    @property
+    def lmsw_memory(self):
+        """LMSW: True if the source was a memory operand (bit 6); the
+        guest_linear_address is then its linear address.  None otherwise."""
+        if (self.qualification >> 4) & 3 != 3:
+            return None
+        return bool(self.qualification & 0x40)
+
+    @property
+    def lmsw_source(self):
+        """LMSW: the 16-bit source operand (bits 31:16); None otherwise."""
+        if (self.qualification >> 4) & 3 != 3:
+            return None
+        return <int>((self.qualification >> 16) & 0xFFFF)
+
+    def _fields(self):
+        t = self.access_type
+        if t == 2:
+            return "clts"
+        if t == 3:
+            return f"lmsw source={self.lmsw_source:#x}" + (" memory" if self.lmsw_memory else "")
+        return f"cr{self.cr} {'mov-to' if t == 0 else 'mov-from'} gpr={self.gpr}"
+
+
+cdef class MovDrExit(Exit):
+    """MOV to or from a debug register with "MOV-DR exiting" (exit reason
+    29), SDM Table 28-4: ``dr`` the debug register (0-7), ``direction``
+    ("to" or "from" the debug register), ``gpr`` the general register."""
+
+    @property
+    def dr(self):
+        return <int>(self.qualification & 7)
+
+    @property
+    def direction(self):
+        return "from" if self.qualification & 0x10 else "to"
+
+    @property
+    def gpr(self):
         return <int>((self.qualification >> 8) & 0xF)
 
     def _fields(self):
-        return f"cr{self.cr} {'mov-to' if self.access_type == 0 else 'mov-from'} gpr={self.gpr}"
+        return f"mov-{self.direction} dr{self.dr} gpr={self.gpr}"
+
+
+_DT_NAMES = {46: ("SGDT", "SIDT", "LGDT", "LIDT"), 47: ("SLDT", "STR", "LLDT", "LTR")}
+
+
+cdef class DescriptorTableExit(Exit):
+    """LGDT, LIDT, SGDT, SIDT (exit reason 46) or LLDT, LTR, SLDT, STR (47)
+    with "descriptor-table exiting".  Decoded from the instruction
+    information (SDM Tables 28-10 and 28-11): ``instruction`` the mnemonic
+    (bits 29:28), ``register_operand`` (bit 10; LLDT/LTR/SLDT/STR only),
+    ``register`` (bits 6:3, for a register operand; None for memory).  The
+    exit qualification is the operand's displacement (SDM 28.2.1)."""
+
+    @property
+    def identity(self):
+        return <int>((self.instruction_info >> 28) & 3)
+
+    @property
+    def instruction(self):
+        return _DT_NAMES[self.reason][(self.instruction_info >> 28) & 3]
+
+    @property
+    def register_operand(self):
+        return bool(self.instruction_info & (1 << 10))
+
+    @property
+    def register(self):
+        if self.instruction_info & (1 << 10):
+            return <int>((self.instruction_info >> 3) & 0xF)
+        return None
+
+    @property
+    def displacement(self):
+        return self.qualification
+
+    def _fields(self):
+        return self.instruction
+
+
+cdef class MwaitExit(Exit):
+    """MWAIT with "MWAIT exiting" (exit reason 36): ``armed`` is the exit
+    qualification's bit 0, whether address-range monitoring was armed."""
+
+    @property
+    def armed(self):
+        return bool(self.qualification & 1)
+
+    def _fields(self):
+        return f"armed={self.armed}"
 
 
 cdef class VmxInstructionExit(Exit):
@@ -262,10 +395,16 @@ cdef class VmxInstructionExit(Exit):
 
 cdef object EXIT_CLASSES = [Exit] * 128
 EXIT_CLASSES[EXIT_REASON_EXCEPTION_OR_NMI] = ExceptionExit
+EXIT_CLASSES[EXIT_REASON_EXTERNAL_INTERRUPT] = ExternalInterruptExit
 EXIT_CLASSES[EXIT_REASON_TRIPLE_FAULT] = TripleFaultExit
 EXIT_CLASSES[EXIT_REASON_CPUID] = CpuidExit
 EXIT_CLASSES[EXIT_REASON_HLT] = HltExit
 EXIT_CLASSES[EXIT_REASON_RDTSC] = RdtscExit
+EXIT_CLASSES[EXIT_REASON_RDTSCP] = RdtscExit
+EXIT_CLASSES[EXIT_REASON_MOV_DR] = MovDrExit
+EXIT_CLASSES[EXIT_REASON_GDTR_IDTR_ACCESS] = DescriptorTableExit
+EXIT_CLASSES[EXIT_REASON_LDTR_TR_ACCESS] = DescriptorTableExit
+EXIT_CLASSES[EXIT_REASON_MWAIT] = MwaitExit
 EXIT_CLASSES[EXIT_REASON_VMCALL] = VmcallExit
 for _r in (19, 20, 21, 22, 23, 24, 25, 26, 27, 50, 53):
     EXIT_CLASSES[_r] = VmxInstructionExit

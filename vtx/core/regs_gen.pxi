@@ -734,6 +734,60 @@ cdef class VCpu(VCpuBase):
         self.c.cr8 = _fit(value, 64, 'cr8')
 
     @property
+    def dr0(self):
+        """DR0, breakpoint linear address 0 (not in the VMCS) (64 bits)."""
+        return self.c.dr[0]
+
+    @dr0.setter
+    def dr0(self, value):
+        self.c.dr[0] = _fit(value, 64, 'dr0')
+
+    @property
+    def dr1(self):
+        """DR1, breakpoint linear address 1 (not in the VMCS) (64 bits)."""
+        return self.c.dr[1]
+
+    @dr1.setter
+    def dr1(self, value):
+        self.c.dr[1] = _fit(value, 64, 'dr1')
+
+    @property
+    def dr2(self):
+        """DR2, breakpoint linear address 2 (not in the VMCS) (64 bits)."""
+        return self.c.dr[2]
+
+    @dr2.setter
+    def dr2(self, value):
+        self.c.dr[2] = _fit(value, 64, 'dr2')
+
+    @property
+    def dr3(self):
+        """DR3, breakpoint linear address 3 (not in the VMCS) (64 bits)."""
+        return self.c.dr[3]
+
+    @dr3.setter
+    def dr3(self, value):
+        self.c.dr[3] = _fit(value, 64, 'dr3')
+
+    @property
+    def dr6(self):
+        """DR6, the debug status (not in the VMCS) (64 bits)."""
+        return self.c.dr6
+
+    @dr6.setter
+    def dr6(self, value):
+        self.c.dr6 = _fit(value, 64, 'dr6')
+
+    @property
+    def xcr0(self):
+        """XCR0, the XSAVE feature mask (not in the VMCS) (64 bits)."""
+        return self.c.xcr0
+
+    @xcr0.setter
+    def xcr0(self, value):
+        self.c.xcr0 = _fit(value, 64, 'xcr0')
+
+    @property
     def es(self):
         """ES: a :class:`vtx.Segment` (selector, base, limit, access rights)."""
         return self._get_segment(0)

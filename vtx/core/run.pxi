@@ -151,7 +151,7 @@ cdef inline int run_block(Cpu* c, Block* b) noexcept nogil:
             # block) runs again at once when nothing its checks relied on
             # changed: same bytes (no code dropped), same translation and
             # mode (TLB generation), no blocking, budget left.
-            if (rip != start or c.code_writes != writes or c.tlb_gen != gen or c.interruptibility
+            if (rip != start or c.code_writes != writes or c.tlb_gen != gen or (c.interruptibility & 3)
                     or c.icount + b.ninsn > c.icount_limit):
                 return RC_OK
             d = b.ops
@@ -173,7 +173,7 @@ cdef inline int block_fits(Cpu* c, Block* b) noexcept nogil:
     """The per-block checks: budget for all its instructions, no blocking by
     STI or MOV SS, and (outside 64-bit mode) all its bytes within the CS
     limit and the IP width."""
-    return (c.interruptibility == 0 and c.icount + b.ninsn <= c.icount_limit and (
+    return ((c.interruptibility & 3) == 0 and c.icount + b.ninsn <= c.icount_limit and (
             c.long64 or c.rip + b.nbytes - 1 <= (c.seg[S_CS].limit if c.seg[S_CS].limit < SIZE_MASK[c.code_size]
                                                  else SIZE_MASK[c.code_size])))
 
@@ -184,6 +184,7 @@ cdef void vm_leave(Cpu* c) noexcept nogil:
     guest state so the hosted hypervisor sees it and VMRESUME continues."""
     if c.vmx.non_root:
         save_guest_state(c)
+        events_save_timer(c, 1)     # [events] the next entry goes on counting
         tlb_at_exit(c)
         c.vmx.non_root = 0
         c.vmx.ept = 0
@@ -222,6 +223,22 @@ cdef int run_loop(Cpu* c) noexcept nogil:
     fetch_gen = c.tlb_gen - 1           # not current: the first fetch translates
     while True:
         if c.icount >= c.icount_limit:
+            if c.ev_armed:
+                # [events] A pending event, a window-exiting control or the
+                # HLT state asked for a look at this boundary (the limit was
+                # lowered for it: nothing costs while nothing is pending).
+                # core/vmx/events.pxi; it also ends the run at the budget.
+                prev = NULL
+                rc = event_boundary(c)
+                if rc == RC_OK:
+                    continue
+                flags_sync(c)
+                if rc == RC_VMEXIT:
+                    # As for any exit below: to Python, or on at HOST_RIP.
+                    rc = vm_exit(c)
+                    if rc == RC_OK:
+                        continue
+                return rc
             flags_sync(c)
             return RC_BUDGET
         rc = RC_OK
@@ -262,7 +279,7 @@ cdef int run_loop(Cpu* c) noexcept nogil:
                     fetch_gen = c.tlb_gen
                     fetch_host = p - (lin & 0xFFF)
                     fetch_hpa = c.tlb[(lin >> 12) & (TLB_ENTRIES - 1)].hpa
-        if rc == RC_OK and c.interruptibility == 0 and fetch_hpa < c.ram_size:
+        if rc == RC_OK and (c.interruptibility & 3) == 0 and fetch_hpa < c.ram_size:
             # The translated block here, if one is valid, and if the checks
             # for its whole extent pass; else one instruction at a time below.
             tag = (<uint64_t>(<size_t>p)) | (<uint64_t>c.code_size << 56) | (1ULL << 63)
@@ -288,7 +305,7 @@ cdef int run_loop(Cpu* c) noexcept nogil:
             if d.tag != tag:
                 rc = decode_at(c, lin, p, &d, tag)
             if rc == RC_OK and (d.flags & INSN_FUSED) and (
-                    c.interruptibility or c.icount + 1 >= c.icount_limit or
+                    (c.interruptibility & 3) or c.icount + 1 >= c.icount_limit or
                     (not c.long64 and c.rip + d.len - 1 > c.seg[S_CS].limit)):
                 d = unfuse(c, d)
             # Every byte of the instruction, not just the first, must lie
@@ -297,7 +314,9 @@ cdef int run_loop(Cpu* c) noexcept nogil:
                 rc = raise_gp0(c)
             if rc == RC_OK:
                 c.next_rip = (c.rip + d.len) & SIZE_MASK[c.code_size]
-                shadow = c.interruptibility
+                # Only STI and MOV SS blocking end after one instruction;
+                # blocking by NMI lasts until IRET (events.pxi).
+                shadow = c.interruptibility & 3
                 if c.lf_kind != LF_NONE and not (d.flags & INSN_LAZY):
                     flags_compute(c)
                 rc = d.fn(c, d)
@@ -324,13 +343,11 @@ cdef int run_loop(Cpu* c) noexcept nogil:
                 continue
             return rc
         if rc == RC_HALTED:
-            # HLT retires, and blocking by STI or MOV SS ends with it (the
-            # STI; HLT idiom): a halted processor saved with that blocking
-            # would fail the activity-state check of VM entry (SDM Vol. 3C
-            # 27.3.1.5).
-            c.rip = c.next_rip
-            c.icount += 1
-            c.interruptibility &= ~(<uint32_t>3)
+            # HLT retired (h_hlt).  [events] The event check decides at the
+            # next boundary whether something wakes the processor or the
+            # loop returns RC_HALTED (core/vmx/events.pxi).
+            events_arm(c, c.icount)
+            continue
         return rc
 
 
@@ -347,13 +364,18 @@ cdef int guest_slice(Cpu* c, uint64_t limit) noexcept nogil:
     spent.  On anything but a VM exit the guest state is saved (vm_leave)."""
     cdef uint64_t used = c.icount + c.events
     cdef int rc
-    if c.activity != 0:
-        vm_leave(c)
-        return RC_HALTED
-    if used >= limit:
+    # [events] An exit staged by the VM entry (a fault while delivering the
+    # injected event) or a pending MTF exit it injected happens even with
+    # no budget left.
+    if used >= limit and not c.vmx.x_pending and not c.vmx.mtf_pending:
         return RC_BUDGET
-    c.icount_limit = c.icount + (limit - used if limit - used <= SLICE else SLICE)
+    c.icount_limit = c.icount + ((limit - used if limit - used <= SLICE else SLICE) if used < limit else 0)
+    # [events] Anything to look at before the first instruction (a pending
+    # event, an open window, the HLT state: core/vmx/events.pxi).
+    if events_wanted(c):
+        events_arm(c, c.icount)
     rc = run_loop(c)
+    c.ev_armed = 0          # the next slice arms again if it must
     if rc != RC_VMEXIT and rc != RC_BUDGET:
         vm_leave(c)
     return rc

@@ -814,6 +814,72 @@
 #define EXIT_REASON_FLAG_FROM_VMX_ROOT     (1u << 29)
 #define EXIT_REASON_FLAG_ENTRY_FAILURE     (1u << 31)
 
+// ---- Exit-information fields each reason defines (vtx/spec/exit_reasons.py EXIT_INFO) --
+#define EXIT_INFO_QUALIFICATION           (1u << 0)
+#define EXIT_INFO_INSTRUCTION_LENGTH      (1u << 1)
+#define EXIT_INFO_INSTRUCTION_INFO        (1u << 2)
+#define EXIT_INFO_INTERRUPTION_INFO       (1u << 3)
+#define EXIT_INFO_INTERRUPTION_ERROR_CODE (1u << 4)
+#define EXIT_INFO_GUEST_LINEAR_ADDRESS    (1u << 5)
+#define EXIT_INFO_GUEST_PHYSICAL_ADDRESS  (1u << 6)
+// The EXIT_INFO_* fields basic reason `reason` defines; VM exit clears the others.
+static inline uint32_t exit_info_fields(uint32_t reason)
+{
+    switch (reason) {
+    case EXIT_REASON_EXCEPTION_OR_NMI: return EXIT_INFO_QUALIFICATION | EXIT_INFO_INSTRUCTION_LENGTH | EXIT_INFO_INTERRUPTION_INFO | EXIT_INFO_INTERRUPTION_ERROR_CODE;
+    case EXIT_REASON_EXTERNAL_INTERRUPT: return EXIT_INFO_INTERRUPTION_INFO | EXIT_INFO_INTERRUPTION_ERROR_CODE;
+    case EXIT_REASON_TASK_SWITCH: return EXIT_INFO_QUALIFICATION | EXIT_INFO_INSTRUCTION_LENGTH;
+    case EXIT_REASON_CPUID: return EXIT_INFO_INSTRUCTION_LENGTH;
+    case EXIT_REASON_GETSEC: return EXIT_INFO_INSTRUCTION_LENGTH;
+    case EXIT_REASON_HLT: return EXIT_INFO_INSTRUCTION_LENGTH;
+    case EXIT_REASON_INVD: return EXIT_INFO_INSTRUCTION_LENGTH;
+    case EXIT_REASON_INVLPG: return EXIT_INFO_QUALIFICATION | EXIT_INFO_INSTRUCTION_LENGTH;
+    case EXIT_REASON_RDPMC: return EXIT_INFO_INSTRUCTION_LENGTH;
+    case EXIT_REASON_RDTSC: return EXIT_INFO_INSTRUCTION_LENGTH;
+    case EXIT_REASON_VMCALL: return EXIT_INFO_INSTRUCTION_LENGTH;
+    case EXIT_REASON_VMCLEAR: return EXIT_INFO_QUALIFICATION | EXIT_INFO_INSTRUCTION_LENGTH | EXIT_INFO_INSTRUCTION_INFO;
+    case EXIT_REASON_VMLAUNCH: return EXIT_INFO_INSTRUCTION_LENGTH;
+    case EXIT_REASON_VMPTRLD: return EXIT_INFO_QUALIFICATION | EXIT_INFO_INSTRUCTION_LENGTH | EXIT_INFO_INSTRUCTION_INFO;
+    case EXIT_REASON_VMPTRST: return EXIT_INFO_QUALIFICATION | EXIT_INFO_INSTRUCTION_LENGTH | EXIT_INFO_INSTRUCTION_INFO;
+    case EXIT_REASON_VMREAD: return EXIT_INFO_QUALIFICATION | EXIT_INFO_INSTRUCTION_LENGTH | EXIT_INFO_INSTRUCTION_INFO;
+    case EXIT_REASON_VMRESUME: return EXIT_INFO_INSTRUCTION_LENGTH;
+    case EXIT_REASON_VMWRITE: return EXIT_INFO_QUALIFICATION | EXIT_INFO_INSTRUCTION_LENGTH | EXIT_INFO_INSTRUCTION_INFO;
+    case EXIT_REASON_VMXOFF: return EXIT_INFO_INSTRUCTION_LENGTH;
+    case EXIT_REASON_VMXON: return EXIT_INFO_QUALIFICATION | EXIT_INFO_INSTRUCTION_LENGTH | EXIT_INFO_INSTRUCTION_INFO;
+    case EXIT_REASON_CONTROL_REGISTER_ACCESS: return EXIT_INFO_QUALIFICATION | EXIT_INFO_INSTRUCTION_LENGTH | EXIT_INFO_GUEST_LINEAR_ADDRESS;
+    case EXIT_REASON_MOV_DR: return EXIT_INFO_QUALIFICATION | EXIT_INFO_INSTRUCTION_LENGTH;
+    case EXIT_REASON_IO_INSTRUCTION: return EXIT_INFO_QUALIFICATION | EXIT_INFO_INSTRUCTION_LENGTH | EXIT_INFO_INSTRUCTION_INFO | EXIT_INFO_GUEST_LINEAR_ADDRESS;
+    case EXIT_REASON_RDMSR: return EXIT_INFO_INSTRUCTION_LENGTH;
+    case EXIT_REASON_WRMSR: return EXIT_INFO_INSTRUCTION_LENGTH;
+    case EXIT_REASON_ENTRY_FAILURE_INVALID_GUEST_STATE: return EXIT_INFO_QUALIFICATION;
+    case EXIT_REASON_ENTRY_FAILURE_MSR_LOADING: return EXIT_INFO_QUALIFICATION;
+    case EXIT_REASON_MWAIT: return EXIT_INFO_QUALIFICATION | EXIT_INFO_INSTRUCTION_LENGTH;
+    case EXIT_REASON_MONITOR: return EXIT_INFO_INSTRUCTION_LENGTH;
+    case EXIT_REASON_PAUSE: return EXIT_INFO_INSTRUCTION_LENGTH;
+    case EXIT_REASON_APIC_ACCESS: return EXIT_INFO_QUALIFICATION | EXIT_INFO_INSTRUCTION_LENGTH;
+    case EXIT_REASON_VIRTUALIZED_EOI: return EXIT_INFO_QUALIFICATION;
+    case EXIT_REASON_GDTR_IDTR_ACCESS: return EXIT_INFO_QUALIFICATION | EXIT_INFO_INSTRUCTION_LENGTH | EXIT_INFO_INSTRUCTION_INFO;
+    case EXIT_REASON_LDTR_TR_ACCESS: return EXIT_INFO_QUALIFICATION | EXIT_INFO_INSTRUCTION_LENGTH | EXIT_INFO_INSTRUCTION_INFO;
+    case EXIT_REASON_EPT_VIOLATION: return EXIT_INFO_QUALIFICATION | EXIT_INFO_GUEST_LINEAR_ADDRESS | EXIT_INFO_GUEST_PHYSICAL_ADDRESS;
+    case EXIT_REASON_EPT_MISCONFIGURATION: return EXIT_INFO_GUEST_PHYSICAL_ADDRESS;
+    case EXIT_REASON_INVEPT: return EXIT_INFO_QUALIFICATION | EXIT_INFO_INSTRUCTION_LENGTH | EXIT_INFO_INSTRUCTION_INFO;
+    case EXIT_REASON_RDTSCP: return EXIT_INFO_INSTRUCTION_LENGTH;
+    case EXIT_REASON_INVVPID: return EXIT_INFO_QUALIFICATION | EXIT_INFO_INSTRUCTION_LENGTH | EXIT_INFO_INSTRUCTION_INFO;
+    case EXIT_REASON_WBINVD: return EXIT_INFO_INSTRUCTION_LENGTH;
+    case EXIT_REASON_XSETBV: return EXIT_INFO_INSTRUCTION_LENGTH;
+    case EXIT_REASON_APIC_WRITE: return EXIT_INFO_QUALIFICATION;
+    case EXIT_REASON_RDRAND: return EXIT_INFO_INSTRUCTION_LENGTH | EXIT_INFO_INSTRUCTION_INFO;
+    case EXIT_REASON_INVPCID: return EXIT_INFO_QUALIFICATION | EXIT_INFO_INSTRUCTION_LENGTH | EXIT_INFO_INSTRUCTION_INFO;
+    case EXIT_REASON_VMFUNC: return EXIT_INFO_INSTRUCTION_LENGTH;
+    case EXIT_REASON_RDSEED: return EXIT_INFO_INSTRUCTION_LENGTH | EXIT_INFO_INSTRUCTION_INFO;
+    case EXIT_REASON_PAGE_MODIFICATION_LOG_FULL: return EXIT_INFO_QUALIFICATION;
+    case EXIT_REASON_XSAVES: return EXIT_INFO_INSTRUCTION_LENGTH | EXIT_INFO_INSTRUCTION_INFO;
+    case EXIT_REASON_XRSTORS: return EXIT_INFO_INSTRUCTION_LENGTH | EXIT_INFO_INSTRUCTION_INFO;
+    default: return 0u;
+    }
+}
+
+
 // ---- VM-instruction error numbers (SDM Vol. 3C 31.4) -----------------------
 #define VMXERR_VMCALL_IN_VMX_ROOT                     1u
 #define VMXERR_VMCLEAR_INVALID_ADDRESS                2u
@@ -1004,14 +1070,14 @@
 // ---- The model's VMX capabilities (values of the capability MSRs) -----------
 #define VMX_CAP_VMCS_REVISION_ID    0x1ULL
 #define VMX_CAP_BASIC               0xD8100000000001ULL
-#define VMX_CAP_PINBASED_CTLS       0x1F00000016ULL
-#define VMX_CAP_PROCBASED_CTLS      0x9701F3FA0401E172ULL
-#define VMX_CAP_PROCBASED_CTLS2     0xA200000000ULL
-#define VMX_CAP_EXIT_CTLS           0x3FEFFF00036DFFULL
+#define VMX_CAP_PINBASED_CTLS       0x7F00000016ULL
+#define VMX_CAP_PROCBASED_CTLS      0xFFC1FFFE0401E172ULL
+#define VMX_CAP_PROCBASED_CTLS2     0x11CEE00000000ULL
+#define VMX_CAP_EXIT_CTLS           0x7FEFFF00036DFFULL
 #define VMX_CAP_ENTRY_CTLS          0xD3FF000011FFULL
-#define VMX_CAP_TRUE_PINBASED_CTLS  0x1F00000016ULL
-#define VMX_CAP_TRUE_PROCBASED_CTLS 0x9701F3FA04006172ULL
-#define VMX_CAP_TRUE_EXIT_CTLS      0x3FEFFF00036DFFULL
+#define VMX_CAP_TRUE_PINBASED_CTLS  0x7F00000016ULL
+#define VMX_CAP_TRUE_PROCBASED_CTLS 0xFFC1FFFE04006172ULL
+#define VMX_CAP_TRUE_EXIT_CTLS      0x7FEFFF00036DFFULL
 #define VMX_CAP_TRUE_ENTRY_CTLS     0xD3FF000011FFULL
 #define VMX_CAP_MISC                0x20040065ULL
 #define VMX_CAP_CR0_FIXED0          0x80000021ULL
@@ -1045,245 +1111,246 @@
 #define CK_EPT_POINTER_WIDTH                                18
 #define CK_UNRESTRICTED_GUEST_NEEDS_EPT                     19
 #define CK_VM_EXIT_CONTROLS                                 20
-#define CK_VM_EXIT_MSR_STORE_ADDRESS_ALIGNMENT              21
-#define CK_VM_EXIT_MSR_STORE_ADDRESS_WIDTH                  22
-#define CK_VM_EXIT_MSR_STORE_LAST_BYTE_WIDTH                23
-#define CK_VM_EXIT_MSR_LOAD_ADDRESS_ALIGNMENT               24
-#define CK_VM_EXIT_MSR_LOAD_ADDRESS_WIDTH                   25
-#define CK_VM_EXIT_MSR_LOAD_LAST_BYTE_WIDTH                 26
-#define CK_VM_EXIT_MSR_AREAS                                27
-#define CK_VM_ENTRY_CONTROLS                                28
-#define CK_VM_ENTRY_INTERRUPTION_TYPE_RESERVED              29
-#define CK_VM_ENTRY_INTERRUPTION_TYPE_OTHER_EVENT           30
-#define CK_VM_ENTRY_INTERRUPTION_VECTOR_NMI                 31
-#define CK_VM_ENTRY_INTERRUPTION_VECTOR_HARDWARE_EXCEPTION  32
-#define CK_VM_ENTRY_INTERRUPTION_VECTOR_OTHER_EVENT         33
-#define CK_VM_ENTRY_DELIVER_ERROR_CODE_REQUIRED             34
-#define CK_VM_ENTRY_DELIVER_ERROR_CODE_REAL_MODE            35
-#define CK_VM_ENTRY_DELIVER_ERROR_CODE_TYPE                 36
-#define CK_VM_ENTRY_DELIVER_ERROR_CODE_VECTOR               37
-#define CK_VM_ENTRY_INTERRUPTION_INFO_RESERVED_BITS         38
-#define CK_VM_ENTRY_EXCEPTION_ERROR_CODE                    39
-#define CK_VM_ENTRY_INSTRUCTION_LENGTH                      40
-#define CK_VM_ENTRY_INSTRUCTION_LENGTH_ZERO                 41
-#define CK_VM_ENTRY_MSR_LOAD_ADDRESS_ALIGNMENT              42
-#define CK_VM_ENTRY_MSR_LOAD_ADDRESS_WIDTH                  43
-#define CK_VM_ENTRY_MSR_LOAD_LAST_BYTE_WIDTH                44
-#define CK_HOST_CR0                                         45
-#define CK_HOST_CR4                                         46
-#define CK_HOST_CR3                                         47
-#define CK_HOST_SYSENTER_ESP_CANONICAL                      48
-#define CK_HOST_SYSENTER_EIP_CANONICAL                      49
-#define CK_HOST_IA32_PAT_PA0                                50
-#define CK_HOST_IA32_PAT_PA1                                51
-#define CK_HOST_IA32_PAT_PA2                                52
-#define CK_HOST_IA32_PAT_PA3                                53
-#define CK_HOST_IA32_PAT_PA4                                54
-#define CK_HOST_IA32_PAT_PA5                                55
-#define CK_HOST_IA32_PAT_PA6                                56
-#define CK_HOST_IA32_PAT_PA7                                57
-#define CK_HOST_IA32_EFER_RESERVED_BITS                     58
-#define CK_HOST_IA32_EFER_LMA                               59
-#define CK_HOST_IA32_EFER_LME                               60
-#define CK_HOST_ES_SELECTOR_RPL                             61
-#define CK_HOST_CS_SELECTOR_RPL                             62
-#define CK_HOST_SS_SELECTOR_RPL                             63
-#define CK_HOST_DS_SELECTOR_RPL                             64
-#define CK_HOST_FS_SELECTOR_RPL                             65
-#define CK_HOST_GS_SELECTOR_RPL                             66
-#define CK_HOST_TR_SELECTOR_RPL                             67
-#define CK_HOST_ES_SELECTOR_TI                              68
-#define CK_HOST_CS_SELECTOR_TI                              69
-#define CK_HOST_SS_SELECTOR_TI                              70
-#define CK_HOST_DS_SELECTOR_TI                              71
-#define CK_HOST_FS_SELECTOR_TI                              72
-#define CK_HOST_GS_SELECTOR_TI                              73
-#define CK_HOST_TR_SELECTOR_TI                              74
-#define CK_HOST_CS_SELECTOR_NULL                            75
-#define CK_HOST_TR_SELECTOR_NULL                            76
-#define CK_HOST_SS_SELECTOR_NULL                            77
-#define CK_HOST_FS_BASE_CANONICAL                           78
-#define CK_HOST_GS_BASE_CANONICAL                           79
-#define CK_HOST_GDTR_BASE_CANONICAL                         80
-#define CK_HOST_IDTR_BASE_CANONICAL                         81
-#define CK_HOST_TR_BASE_CANONICAL                           82
-#define CK_IA32E_MODE_GUEST_OUTSIDE_IA32E                   83
-#define CK_HOST_ADDRESS_SPACE_SIZE_OUTSIDE_IA32E            84
-#define CK_HOST_ADDRESS_SPACE_SIZE_IN_IA32E                 85
-#define CK_HOST_CR4_PCIDE                                   86
-#define CK_HOST_RIP_HIGH_BITS                               87
-#define CK_HOST_CR4_PAE                                     88
-#define CK_HOST_RIP_CANONICAL                               89
-#define CK_GUEST_CR0                                        90
-#define CK_GUEST_CR0_PG_WITHOUT_PE                          91
-#define CK_GUEST_CR4                                        92
-#define CK_GUEST_IA32_DEBUGCTL                              93
-#define CK_GUEST_IA32E_MODE_CR0_PG                          94
-#define CK_GUEST_IA32E_MODE_CR4_PAE                         95
-#define CK_GUEST_CR4_PCIDE                                  96
-#define CK_GUEST_CR3                                        97
-#define CK_GUEST_DR7                                        98
-#define CK_GUEST_SYSENTER_ESP_CANONICAL                     99
-#define CK_GUEST_SYSENTER_EIP_CANONICAL                     100
-#define CK_GUEST_IA32_PAT_PA0                               101
-#define CK_GUEST_IA32_PAT_PA1                               102
-#define CK_GUEST_IA32_PAT_PA2                               103
-#define CK_GUEST_IA32_PAT_PA3                               104
-#define CK_GUEST_IA32_PAT_PA4                               105
-#define CK_GUEST_IA32_PAT_PA5                               106
-#define CK_GUEST_IA32_PAT_PA6                               107
-#define CK_GUEST_IA32_PAT_PA7                               108
-#define CK_GUEST_IA32_EFER_RESERVED_BITS                    109
-#define CK_GUEST_IA32_EFER_LMA                              110
-#define CK_GUEST_IA32_EFER_LME                              111
-#define CK_GUEST_TR_SELECTOR_TI                             112
-#define CK_GUEST_LDTR_SELECTOR_TI                           113
-#define CK_GUEST_SS_SELECTOR_RPL                            114
-#define CK_GUEST_CS_BASE_V86                                115
-#define CK_GUEST_SS_BASE_V86                                116
-#define CK_GUEST_DS_BASE_V86                                117
-#define CK_GUEST_ES_BASE_V86                                118
-#define CK_GUEST_FS_BASE_V86                                119
-#define CK_GUEST_GS_BASE_V86                                120
-#define CK_GUEST_TR_BASE_CANONICAL                          121
-#define CK_GUEST_FS_BASE_CANONICAL                          122
-#define CK_GUEST_GS_BASE_CANONICAL                          123
-#define CK_GUEST_LDTR_BASE_CANONICAL                        124
-#define CK_GUEST_CS_BASE_HIGH_BITS                          125
-#define CK_GUEST_SS_BASE_HIGH_BITS                          126
-#define CK_GUEST_DS_BASE_HIGH_BITS                          127
-#define CK_GUEST_ES_BASE_HIGH_BITS                          128
-#define CK_GUEST_CS_LIMIT_V86                               129
-#define CK_GUEST_SS_LIMIT_V86                               130
-#define CK_GUEST_DS_LIMIT_V86                               131
-#define CK_GUEST_ES_LIMIT_V86                               132
-#define CK_GUEST_FS_LIMIT_V86                               133
-#define CK_GUEST_GS_LIMIT_V86                               134
-#define CK_GUEST_CS_ACCESS_RIGHTS_V86                       135
-#define CK_GUEST_SS_ACCESS_RIGHTS_V86                       136
-#define CK_GUEST_DS_ACCESS_RIGHTS_V86                       137
-#define CK_GUEST_ES_ACCESS_RIGHTS_V86                       138
-#define CK_GUEST_FS_ACCESS_RIGHTS_V86                       139
-#define CK_GUEST_GS_ACCESS_RIGHTS_V86                       140
-#define CK_GUEST_CS_TYPE                                    141
-#define CK_GUEST_SS_TYPE                                    142
-#define CK_GUEST_DS_TYPE_ACCESSED                           143
-#define CK_GUEST_ES_TYPE_ACCESSED                           144
-#define CK_GUEST_FS_TYPE_ACCESSED                           145
-#define CK_GUEST_GS_TYPE_ACCESSED                           146
-#define CK_GUEST_DS_TYPE_READABLE                           147
-#define CK_GUEST_ES_TYPE_READABLE                           148
-#define CK_GUEST_FS_TYPE_READABLE                           149
-#define CK_GUEST_GS_TYPE_READABLE                           150
-#define CK_GUEST_CS_S                                       151
-#define CK_GUEST_SS_S                                       152
-#define CK_GUEST_DS_S                                       153
-#define CK_GUEST_ES_S                                       154
-#define CK_GUEST_FS_S                                       155
-#define CK_GUEST_GS_S                                       156
-#define CK_GUEST_CS_DPL_TYPE_3                              157
-#define CK_GUEST_CS_DPL_NONCONFORMING                       158
-#define CK_GUEST_CS_DPL_CONFORMING                          159
-#define CK_GUEST_SS_DPL_RPL                                 160
-#define CK_GUEST_SS_DPL_ZERO                                161
-#define CK_GUEST_DS_DPL_RPL                                 162
-#define CK_GUEST_ES_DPL_RPL                                 163
-#define CK_GUEST_FS_DPL_RPL                                 164
-#define CK_GUEST_GS_DPL_RPL                                 165
-#define CK_GUEST_CS_P                                       166
-#define CK_GUEST_SS_P                                       167
-#define CK_GUEST_DS_P                                       168
-#define CK_GUEST_ES_P                                       169
-#define CK_GUEST_FS_P                                       170
-#define CK_GUEST_GS_P                                       171
-#define CK_GUEST_CS_RESERVED_11_8                           172
-#define CK_GUEST_SS_RESERVED_11_8                           173
-#define CK_GUEST_DS_RESERVED_11_8                           174
-#define CK_GUEST_ES_RESERVED_11_8                           175
-#define CK_GUEST_FS_RESERVED_11_8                           176
-#define CK_GUEST_GS_RESERVED_11_8                           177
-#define CK_GUEST_CS_DB_WITH_L                               178
-#define CK_GUEST_CS_G_LIMIT_LOW                             179
-#define CK_GUEST_SS_G_LIMIT_LOW                             180
-#define CK_GUEST_DS_G_LIMIT_LOW                             181
-#define CK_GUEST_ES_G_LIMIT_LOW                             182
-#define CK_GUEST_FS_G_LIMIT_LOW                             183
-#define CK_GUEST_GS_G_LIMIT_LOW                             184
-#define CK_GUEST_CS_G_LIMIT_HIGH                            185
-#define CK_GUEST_SS_G_LIMIT_HIGH                            186
-#define CK_GUEST_DS_G_LIMIT_HIGH                            187
-#define CK_GUEST_ES_G_LIMIT_HIGH                            188
-#define CK_GUEST_FS_G_LIMIT_HIGH                            189
-#define CK_GUEST_GS_G_LIMIT_HIGH                            190
-#define CK_GUEST_CS_RESERVED_31_17                          191
-#define CK_GUEST_SS_RESERVED_31_17                          192
-#define CK_GUEST_DS_RESERVED_31_17                          193
-#define CK_GUEST_ES_RESERVED_31_17                          194
-#define CK_GUEST_FS_RESERVED_31_17                          195
-#define CK_GUEST_GS_RESERVED_31_17                          196
-#define CK_GUEST_TR_TYPE                                    197
-#define CK_GUEST_TR_S                                       198
-#define CK_GUEST_TR_P                                       199
-#define CK_GUEST_TR_RESERVED_11_8                           200
-#define CK_GUEST_TR_G_LIMIT_LOW                             201
-#define CK_GUEST_TR_G_LIMIT_HIGH                            202
-#define CK_GUEST_TR_UNUSABLE                                203
-#define CK_GUEST_TR_RESERVED_31_17                          204
-#define CK_GUEST_LDTR_TYPE                                  205
-#define CK_GUEST_LDTR_S                                     206
-#define CK_GUEST_LDTR_P                                     207
-#define CK_GUEST_LDTR_RESERVED_11_8                         208
-#define CK_GUEST_LDTR_G_LIMIT_LOW                           209
-#define CK_GUEST_LDTR_G_LIMIT_HIGH                          210
-#define CK_GUEST_LDTR_RESERVED_31_17                        211
-#define CK_GUEST_GDTR_BASE_CANONICAL                        212
-#define CK_GUEST_IDTR_BASE_CANONICAL                        213
-#define CK_GUEST_GDTR_LIMIT                                 214
-#define CK_GUEST_IDTR_LIMIT                                 215
-#define CK_GUEST_RIP_HIGH_BITS                              216
-#define CK_GUEST_RIP_CANONICAL                              217
-#define CK_GUEST_RFLAGS_RESERVED_BITS                       218
-#define CK_GUEST_RFLAGS_BIT_1                               219
-#define CK_GUEST_RFLAGS_VM_IA32E                            220
-#define CK_GUEST_RFLAGS_VM_CR0_PE                           221
-#define CK_GUEST_RFLAGS_IF                                  222
-#define CK_GUEST_ACTIVITY_STATE_RANGE                       223
-#define CK_GUEST_ACTIVITY_STATE_SUPPORTED                   224
-#define CK_GUEST_ACTIVITY_STATE_HLT_SS_DPL                  225
-#define CK_GUEST_ACTIVITY_STATE_BLOCKING                    226
-#define CK_GUEST_ACTIVITY_STATE_HLT_INJECTION               227
-#define CK_GUEST_INTERRUPTIBILITY_RESERVED_BITS             228
-#define CK_GUEST_INTERRUPTIBILITY_STI_AND_MOV_SS            229
-#define CK_GUEST_INTERRUPTIBILITY_STI_IF                    230
-#define CK_GUEST_INTERRUPTIBILITY_STI_EXTERNAL_INTERRUPT    231
-#define CK_GUEST_INTERRUPTIBILITY_MOV_SS_EXTERNAL_INTERRUPT 232
-#define CK_GUEST_INTERRUPTIBILITY_MOV_SS_NMI                233
-#define CK_GUEST_INTERRUPTIBILITY_SMI                       234
-#define CK_GUEST_INTERRUPTIBILITY_NMI_VIRTUAL_NMIS          235
-#define CK_GUEST_INTERRUPTIBILITY_ENCLAVE                   236
-#define CK_GUEST_PENDING_DEBUG_RESERVED_BITS                237
-#define CK_GUEST_PENDING_DEBUG_BS_SET                       238
-#define CK_GUEST_PENDING_DEBUG_BS_CLEAR                     239
-#define CK_GUEST_PENDING_DEBUG_RTM_BITS_11_0                240
-#define CK_GUEST_PENDING_DEBUG_RTM_BITS_15_13               241
-#define CK_GUEST_PENDING_DEBUG_RTM_BIT_12                   242
-#define CK_GUEST_PENDING_DEBUG_RTM_SUPPORT                  243
-#define CK_GUEST_VMCS_LINK_POINTER_ALIGNMENT                244
-#define CK_GUEST_VMCS_LINK_POINTER_WIDTH                    245
-#define CK_GUEST_VMCS_LINK_POINTER_REVISION                 246
-#define CK_GUEST_VMCS_LINK_POINTER_SHADOW                   247
-#define CK_GUEST_VMCS_LINK_POINTER_CURRENT_VMCS             248
-#define CK_GUEST_PDPTE0                                     249
-#define CK_GUEST_PDPTE1                                     250
-#define CK_GUEST_PDPTE2                                     251
-#define CK_GUEST_PDPTE3                                     252
-#define CK_MSR_LOAD_COUNT                                   253
-#define CK_MSR_LOAD_FS_GS_BASE                              254
-#define CK_MSR_LOAD_X2APIC                                  255
-#define CK_MSR_LOAD_SMM_MONITOR_CTL                         256
-#define CK_MSR_LOAD_RESERVED_BITS                           257
-#define CK_MSR_LOAD_WRMSR                                   258
-#define CK_COUNT             259
+#define CK_VM_EXIT_SAVE_VMX_PREEMPTION_TIMER                21
+#define CK_VM_EXIT_MSR_STORE_ADDRESS_ALIGNMENT              22
+#define CK_VM_EXIT_MSR_STORE_ADDRESS_WIDTH                  23
+#define CK_VM_EXIT_MSR_STORE_LAST_BYTE_WIDTH                24
+#define CK_VM_EXIT_MSR_LOAD_ADDRESS_ALIGNMENT               25
+#define CK_VM_EXIT_MSR_LOAD_ADDRESS_WIDTH                   26
+#define CK_VM_EXIT_MSR_LOAD_LAST_BYTE_WIDTH                 27
+#define CK_VM_EXIT_MSR_AREAS                                28
+#define CK_VM_ENTRY_CONTROLS                                29
+#define CK_VM_ENTRY_INTERRUPTION_TYPE_RESERVED              30
+#define CK_VM_ENTRY_INTERRUPTION_TYPE_OTHER_EVENT           31
+#define CK_VM_ENTRY_INTERRUPTION_VECTOR_NMI                 32
+#define CK_VM_ENTRY_INTERRUPTION_VECTOR_HARDWARE_EXCEPTION  33
+#define CK_VM_ENTRY_INTERRUPTION_VECTOR_OTHER_EVENT         34
+#define CK_VM_ENTRY_DELIVER_ERROR_CODE_REQUIRED             35
+#define CK_VM_ENTRY_DELIVER_ERROR_CODE_REAL_MODE            36
+#define CK_VM_ENTRY_DELIVER_ERROR_CODE_TYPE                 37
+#define CK_VM_ENTRY_DELIVER_ERROR_CODE_VECTOR               38
+#define CK_VM_ENTRY_INTERRUPTION_INFO_RESERVED_BITS         39
+#define CK_VM_ENTRY_EXCEPTION_ERROR_CODE                    40
+#define CK_VM_ENTRY_INSTRUCTION_LENGTH                      41
+#define CK_VM_ENTRY_INSTRUCTION_LENGTH_ZERO                 42
+#define CK_VM_ENTRY_MSR_LOAD_ADDRESS_ALIGNMENT              43
+#define CK_VM_ENTRY_MSR_LOAD_ADDRESS_WIDTH                  44
+#define CK_VM_ENTRY_MSR_LOAD_LAST_BYTE_WIDTH                45
+#define CK_HOST_CR0                                         46
+#define CK_HOST_CR4                                         47
+#define CK_HOST_CR3                                         48
+#define CK_HOST_SYSENTER_ESP_CANONICAL                      49
+#define CK_HOST_SYSENTER_EIP_CANONICAL                      50
+#define CK_HOST_IA32_PAT_PA0                                51
+#define CK_HOST_IA32_PAT_PA1                                52
+#define CK_HOST_IA32_PAT_PA2                                53
+#define CK_HOST_IA32_PAT_PA3                                54
+#define CK_HOST_IA32_PAT_PA4                                55
+#define CK_HOST_IA32_PAT_PA5                                56
+#define CK_HOST_IA32_PAT_PA6                                57
+#define CK_HOST_IA32_PAT_PA7                                58
+#define CK_HOST_IA32_EFER_RESERVED_BITS                     59
+#define CK_HOST_IA32_EFER_LMA                               60
+#define CK_HOST_IA32_EFER_LME                               61
+#define CK_HOST_ES_SELECTOR_RPL                             62
+#define CK_HOST_CS_SELECTOR_RPL                             63
+#define CK_HOST_SS_SELECTOR_RPL                             64
+#define CK_HOST_DS_SELECTOR_RPL                             65
+#define CK_HOST_FS_SELECTOR_RPL                             66
+#define CK_HOST_GS_SELECTOR_RPL                             67
+#define CK_HOST_TR_SELECTOR_RPL                             68
+#define CK_HOST_ES_SELECTOR_TI                              69
+#define CK_HOST_CS_SELECTOR_TI                              70
+#define CK_HOST_SS_SELECTOR_TI                              71
+#define CK_HOST_DS_SELECTOR_TI                              72
+#define CK_HOST_FS_SELECTOR_TI                              73
+#define CK_HOST_GS_SELECTOR_TI                              74
+#define CK_HOST_TR_SELECTOR_TI                              75
+#define CK_HOST_CS_SELECTOR_NULL                            76
+#define CK_HOST_TR_SELECTOR_NULL                            77
+#define CK_HOST_SS_SELECTOR_NULL                            78
+#define CK_HOST_FS_BASE_CANONICAL                           79
+#define CK_HOST_GS_BASE_CANONICAL                           80
+#define CK_HOST_GDTR_BASE_CANONICAL                         81
+#define CK_HOST_IDTR_BASE_CANONICAL                         82
+#define CK_HOST_TR_BASE_CANONICAL                           83
+#define CK_IA32E_MODE_GUEST_OUTSIDE_IA32E                   84
+#define CK_HOST_ADDRESS_SPACE_SIZE_OUTSIDE_IA32E            85
+#define CK_HOST_ADDRESS_SPACE_SIZE_IN_IA32E                 86
+#define CK_HOST_CR4_PCIDE                                   87
+#define CK_HOST_RIP_HIGH_BITS                               88
+#define CK_HOST_CR4_PAE                                     89
+#define CK_HOST_RIP_CANONICAL                               90
+#define CK_GUEST_CR0                                        91
+#define CK_GUEST_CR0_PG_WITHOUT_PE                          92
+#define CK_GUEST_CR4                                        93
+#define CK_GUEST_IA32_DEBUGCTL                              94
+#define CK_GUEST_IA32E_MODE_CR0_PG                          95
+#define CK_GUEST_IA32E_MODE_CR4_PAE                         96
+#define CK_GUEST_CR4_PCIDE                                  97
+#define CK_GUEST_CR3                                        98
+#define CK_GUEST_DR7                                        99
+#define CK_GUEST_SYSENTER_ESP_CANONICAL                     100
+#define CK_GUEST_SYSENTER_EIP_CANONICAL                     101
+#define CK_GUEST_IA32_PAT_PA0                               102
+#define CK_GUEST_IA32_PAT_PA1                               103
+#define CK_GUEST_IA32_PAT_PA2                               104
+#define CK_GUEST_IA32_PAT_PA3                               105
+#define CK_GUEST_IA32_PAT_PA4                               106
+#define CK_GUEST_IA32_PAT_PA5                               107
+#define CK_GUEST_IA32_PAT_PA6                               108
+#define CK_GUEST_IA32_PAT_PA7                               109
+#define CK_GUEST_IA32_EFER_RESERVED_BITS                    110
+#define CK_GUEST_IA32_EFER_LMA                              111
+#define CK_GUEST_IA32_EFER_LME                              112
+#define CK_GUEST_TR_SELECTOR_TI                             113
+#define CK_GUEST_LDTR_SELECTOR_TI                           114
+#define CK_GUEST_SS_SELECTOR_RPL                            115
+#define CK_GUEST_CS_BASE_V86                                116
+#define CK_GUEST_SS_BASE_V86                                117
+#define CK_GUEST_DS_BASE_V86                                118
+#define CK_GUEST_ES_BASE_V86                                119
+#define CK_GUEST_FS_BASE_V86                                120
+#define CK_GUEST_GS_BASE_V86                                121
+#define CK_GUEST_TR_BASE_CANONICAL                          122
+#define CK_GUEST_FS_BASE_CANONICAL                          123
+#define CK_GUEST_GS_BASE_CANONICAL                          124
+#define CK_GUEST_LDTR_BASE_CANONICAL                        125
+#define CK_GUEST_CS_BASE_HIGH_BITS                          126
+#define CK_GUEST_SS_BASE_HIGH_BITS                          127
+#define CK_GUEST_DS_BASE_HIGH_BITS                          128
+#define CK_GUEST_ES_BASE_HIGH_BITS                          129
+#define CK_GUEST_CS_LIMIT_V86                               130
+#define CK_GUEST_SS_LIMIT_V86                               131
+#define CK_GUEST_DS_LIMIT_V86                               132
+#define CK_GUEST_ES_LIMIT_V86                               133
+#define CK_GUEST_FS_LIMIT_V86                               134
+#define CK_GUEST_GS_LIMIT_V86                               135
+#define CK_GUEST_CS_ACCESS_RIGHTS_V86                       136
+#define CK_GUEST_SS_ACCESS_RIGHTS_V86                       137
+#define CK_GUEST_DS_ACCESS_RIGHTS_V86                       138
+#define CK_GUEST_ES_ACCESS_RIGHTS_V86                       139
+#define CK_GUEST_FS_ACCESS_RIGHTS_V86                       140
+#define CK_GUEST_GS_ACCESS_RIGHTS_V86                       141
+#define CK_GUEST_CS_TYPE                                    142
+#define CK_GUEST_SS_TYPE                                    143
+#define CK_GUEST_DS_TYPE_ACCESSED                           144
+#define CK_GUEST_ES_TYPE_ACCESSED                           145
+#define CK_GUEST_FS_TYPE_ACCESSED                           146
+#define CK_GUEST_GS_TYPE_ACCESSED                           147
+#define CK_GUEST_DS_TYPE_READABLE                           148
+#define CK_GUEST_ES_TYPE_READABLE                           149
+#define CK_GUEST_FS_TYPE_READABLE                           150
+#define CK_GUEST_GS_TYPE_READABLE                           151
+#define CK_GUEST_CS_S                                       152
+#define CK_GUEST_SS_S                                       153
+#define CK_GUEST_DS_S                                       154
+#define CK_GUEST_ES_S                                       155
+#define CK_GUEST_FS_S                                       156
+#define CK_GUEST_GS_S                                       157
+#define CK_GUEST_CS_DPL_TYPE_3                              158
+#define CK_GUEST_CS_DPL_NONCONFORMING                       159
+#define CK_GUEST_CS_DPL_CONFORMING                          160
+#define CK_GUEST_SS_DPL_RPL                                 161
+#define CK_GUEST_SS_DPL_ZERO                                162
+#define CK_GUEST_DS_DPL_RPL                                 163
+#define CK_GUEST_ES_DPL_RPL                                 164
+#define CK_GUEST_FS_DPL_RPL                                 165
+#define CK_GUEST_GS_DPL_RPL                                 166
+#define CK_GUEST_CS_P                                       167
+#define CK_GUEST_SS_P                                       168
+#define CK_GUEST_DS_P                                       169
+#define CK_GUEST_ES_P                                       170
+#define CK_GUEST_FS_P                                       171
+#define CK_GUEST_GS_P                                       172
+#define CK_GUEST_CS_RESERVED_11_8                           173
+#define CK_GUEST_SS_RESERVED_11_8                           174
+#define CK_GUEST_DS_RESERVED_11_8                           175
+#define CK_GUEST_ES_RESERVED_11_8                           176
+#define CK_GUEST_FS_RESERVED_11_8                           177
+#define CK_GUEST_GS_RESERVED_11_8                           178
+#define CK_GUEST_CS_DB_WITH_L                               179
+#define CK_GUEST_CS_G_LIMIT_LOW                             180
+#define CK_GUEST_SS_G_LIMIT_LOW                             181
+#define CK_GUEST_DS_G_LIMIT_LOW                             182
+#define CK_GUEST_ES_G_LIMIT_LOW                             183
+#define CK_GUEST_FS_G_LIMIT_LOW                             184
+#define CK_GUEST_GS_G_LIMIT_LOW                             185
+#define CK_GUEST_CS_G_LIMIT_HIGH                            186
+#define CK_GUEST_SS_G_LIMIT_HIGH                            187
+#define CK_GUEST_DS_G_LIMIT_HIGH                            188
+#define CK_GUEST_ES_G_LIMIT_HIGH                            189
+#define CK_GUEST_FS_G_LIMIT_HIGH                            190
+#define CK_GUEST_GS_G_LIMIT_HIGH                            191
+#define CK_GUEST_CS_RESERVED_31_17                          192
+#define CK_GUEST_SS_RESERVED_31_17                          193
+#define CK_GUEST_DS_RESERVED_31_17                          194
+#define CK_GUEST_ES_RESERVED_31_17                          195
+#define CK_GUEST_FS_RESERVED_31_17                          196
+#define CK_GUEST_GS_RESERVED_31_17                          197
+#define CK_GUEST_TR_TYPE                                    198
+#define CK_GUEST_TR_S                                       199
+#define CK_GUEST_TR_P                                       200
+#define CK_GUEST_TR_RESERVED_11_8                           201
+#define CK_GUEST_TR_G_LIMIT_LOW                             202
+#define CK_GUEST_TR_G_LIMIT_HIGH                            203
+#define CK_GUEST_TR_UNUSABLE                                204
+#define CK_GUEST_TR_RESERVED_31_17                          205
+#define CK_GUEST_LDTR_TYPE                                  206
+#define CK_GUEST_LDTR_S                                     207
+#define CK_GUEST_LDTR_P                                     208
+#define CK_GUEST_LDTR_RESERVED_11_8                         209
+#define CK_GUEST_LDTR_G_LIMIT_LOW                           210
+#define CK_GUEST_LDTR_G_LIMIT_HIGH                          211
+#define CK_GUEST_LDTR_RESERVED_31_17                        212
+#define CK_GUEST_GDTR_BASE_CANONICAL                        213
+#define CK_GUEST_IDTR_BASE_CANONICAL                        214
+#define CK_GUEST_GDTR_LIMIT                                 215
+#define CK_GUEST_IDTR_LIMIT                                 216
+#define CK_GUEST_RIP_HIGH_BITS                              217
+#define CK_GUEST_RIP_CANONICAL                              218
+#define CK_GUEST_RFLAGS_RESERVED_BITS                       219
+#define CK_GUEST_RFLAGS_BIT_1                               220
+#define CK_GUEST_RFLAGS_VM_IA32E                            221
+#define CK_GUEST_RFLAGS_VM_CR0_PE                           222
+#define CK_GUEST_RFLAGS_IF                                  223
+#define CK_GUEST_ACTIVITY_STATE_RANGE                       224
+#define CK_GUEST_ACTIVITY_STATE_SUPPORTED                   225
+#define CK_GUEST_ACTIVITY_STATE_HLT_SS_DPL                  226
+#define CK_GUEST_ACTIVITY_STATE_BLOCKING                    227
+#define CK_GUEST_ACTIVITY_STATE_HLT_INJECTION               228
+#define CK_GUEST_INTERRUPTIBILITY_RESERVED_BITS             229
+#define CK_GUEST_INTERRUPTIBILITY_STI_AND_MOV_SS            230
+#define CK_GUEST_INTERRUPTIBILITY_STI_IF                    231
+#define CK_GUEST_INTERRUPTIBILITY_STI_EXTERNAL_INTERRUPT    232
+#define CK_GUEST_INTERRUPTIBILITY_MOV_SS_EXTERNAL_INTERRUPT 233
+#define CK_GUEST_INTERRUPTIBILITY_MOV_SS_NMI                234
+#define CK_GUEST_INTERRUPTIBILITY_SMI                       235
+#define CK_GUEST_INTERRUPTIBILITY_NMI_VIRTUAL_NMIS          236
+#define CK_GUEST_INTERRUPTIBILITY_ENCLAVE                   237
+#define CK_GUEST_PENDING_DEBUG_RESERVED_BITS                238
+#define CK_GUEST_PENDING_DEBUG_BS_SET                       239
+#define CK_GUEST_PENDING_DEBUG_BS_CLEAR                     240
+#define CK_GUEST_PENDING_DEBUG_RTM_BITS_11_0                241
+#define CK_GUEST_PENDING_DEBUG_RTM_BITS_15_13               242
+#define CK_GUEST_PENDING_DEBUG_RTM_BIT_12                   243
+#define CK_GUEST_PENDING_DEBUG_RTM_SUPPORT                  244
+#define CK_GUEST_VMCS_LINK_POINTER_ALIGNMENT                245
+#define CK_GUEST_VMCS_LINK_POINTER_WIDTH                    246
+#define CK_GUEST_VMCS_LINK_POINTER_REVISION                 247
+#define CK_GUEST_VMCS_LINK_POINTER_SHADOW                   248
+#define CK_GUEST_VMCS_LINK_POINTER_CURRENT_VMCS             249
+#define CK_GUEST_PDPTE0                                     250
+#define CK_GUEST_PDPTE1                                     251
+#define CK_GUEST_PDPTE2                                     252
+#define CK_GUEST_PDPTE3                                     253
+#define CK_MSR_LOAD_COUNT                                   254
+#define CK_MSR_LOAD_FS_GS_BASE                              255
+#define CK_MSR_LOAD_X2APIC                                  256
+#define CK_MSR_LOAD_SMM_MONITOR_CTL                         257
+#define CK_MSR_LOAD_RESERVED_BITS                           258
+#define CK_MSR_LOAD_WRMSR                                   259
+#define CK_COUNT             260
 #define CK_WORDS             5
 #define RFLAGS_RESERVED_BITS 0xFFFFFFFFFFC08028ull
 
@@ -1291,24 +1358,24 @@
 // dirty mask of VMRESUME (docs/architecture.rst, "Entry checks at VMRESUME").
 typedef struct { uint64_t w[CK_WORDS]; } ck_mask_t;
 
-static const ck_mask_t CKM_ALL = {{0xFFFFFFFFFFFFFFFFull, 0xFFFFFFFFFFFFFFFFull, 0xFFFFFFFFFFFFFFFFull, 0xFFFFFFFFFFFFFFFFull, 0x0000000000000007ull}};
-static const ck_mask_t CKM_CONTROL = {{0x00001FFFFFFFFFFFull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_HOST = {{0xFFFFE00000000000ull, 0x0000000003FFFFFFull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_GUEST = {{0x0000000000000000ull, 0xFFFFFFFFFC000000ull, 0xFFFFFFFFFFFFFFFFull, 0x1FFFFFFFFFFFFFFFull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_ALWAYS = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0xFEC0000000000000ull, 0x0000000000000007ull}};
+static const ck_mask_t CKM_ALL = {{0xFFFFFFFFFFFFFFFFull, 0xFFFFFFFFFFFFFFFFull, 0xFFFFFFFFFFFFFFFFull, 0xFFFFFFFFFFFFFFFFull, 0x000000000000000Full}};
+static const ck_mask_t CKM_CONTROL = {{0x00003FFFFFFFFFFFull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_HOST = {{0xFFFFC00000000000ull, 0x0000000007FFFFFFull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_GUEST = {{0x0000000000000000ull, 0xFFFFFFFFF8000000ull, 0xFFFFFFFFFFFFFFFFull, 0x3FFFFFFFFFFFFFFFull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_ALWAYS = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0xFD80000000000000ull, 0x000000000000000Full}};
 static const ck_mask_t CKM_SDM_27_2_1_1 = {{0x00000000000FFFFFull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_SDM_27_2_1_2 = {{0x000000000FF00000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_SDM_27_2_1_3 = {{0x00001FFFF0000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_SDM_27_2_2 = {{0x1FFFE00000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_SDM_27_2_3 = {{0xE000000000000000ull, 0x000000000007FFFFull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_SDM_27_2_4 = {{0x0000000000000000ull, 0x0000000003F80000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_SDM_27_3_1_1 = {{0x0000000000000000ull, 0x0000FFFFFC000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_SDM_27_3_1_2 = {{0x0000000000000000ull, 0xFFFF000000000000ull, 0xFFFFFFFFFFFFFFFFull, 0x00000000000FFFFFull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_SDM_27_3_1_3 = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000F00000ull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_SDM_27_3_1_4 = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x000000007F000000ull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_SDM_27_3_1_5 = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x01FFFFFF80000000ull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_SDM_27_3_1_6 = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x1E00000000000000ull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_SDM_27_4 = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0xE000000000000000ull, 0x0000000000000007ull}};
+static const ck_mask_t CKM_SDM_27_2_1_2 = {{0x000000001FF00000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_SDM_27_2_1_3 = {{0x00003FFFE0000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_SDM_27_2_2 = {{0x3FFFC00000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_SDM_27_2_3 = {{0xC000000000000000ull, 0x00000000000FFFFFull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_SDM_27_2_4 = {{0x0000000000000000ull, 0x0000000007F00000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_SDM_27_3_1_1 = {{0x0000000000000000ull, 0x0001FFFFF8000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_SDM_27_3_1_2 = {{0x0000000000000000ull, 0xFFFE000000000000ull, 0xFFFFFFFFFFFFFFFFull, 0x00000000001FFFFFull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_SDM_27_3_1_3 = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000001E00000ull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_SDM_27_3_1_4 = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x00000000FE000000ull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_SDM_27_3_1_5 = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x03FFFFFF00000000ull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_SDM_27_3_1_6 = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x3C00000000000000ull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_SDM_27_4 = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0xC000000000000000ull, 0x000000000000000Full}};
 
 static inline int ck_has(const ck_mask_t* d, int ck)
 {
@@ -1346,35 +1413,33 @@ static inline void ck_set(ck_mask_t* d, int ck)
 
 // Families (vtx/spec/entry_checks.py FAMILIES): the check of each register,
 // indexed by register number in VMCS order; -1 where the family has none.
-static const int CKS_HOST_SELECTOR_RPL[7] = {61, 62, 63, 64, 65, 66, 67};
-static const int CKS_HOST_SELECTOR_TI[7] = {68, 69, 70, 71, 72, 73, 74};
-static const int CKS_GUEST_SEG_BASE_V86[8] = {118, 115, 116, 117, 119, 120, -1, -1};
-static const int CKS_GUEST_SEG_BASE_HIGH_BITS[8] = {128, 125, 126, 127, -1, -1, -1, -1};
-static const int CKS_GUEST_SEG_LIMIT_V86[8] = {132, 129, 130, 131, 133, 134, -1, -1};
-static const int CKS_GUEST_SEG_ACCESS_RIGHTS_V86[8] = {138, 135, 136, 137, 139, 140, -1, -1};
-static const int CKS_GUEST_SEG_TYPE_ACCESSED[8] = {144, -1, -1, 143, 145, 146, -1, -1};
-static const int CKS_GUEST_SEG_TYPE_READABLE[8] = {148, -1, -1, 147, 149, 150, -1, -1};
-static const int CKS_GUEST_SEG_S[8] = {154, 151, 152, 153, 155, 156, 206, 198};
-static const int CKS_GUEST_SEG_DPL_RPL[8] = {163, -1, 160, 162, 164, 165, -1, -1};
-static const int CKS_GUEST_SEG_P[8] = {169, 166, 167, 168, 170, 171, 207, 199};
-static const int CKS_GUEST_SEG_RESERVED_11_8[8] = {175, 172, 173, 174, 176, 177, 208, 200};
-static const int CKS_GUEST_SEG_G_LIMIT_LOW[8] = {182, 179, 180, 181, 183, 184, 209, 201};
-static const int CKS_GUEST_SEG_G_LIMIT_HIGH[8] = {188, 185, 186, 187, 189, 190, 210, 202};
-static const int CKS_GUEST_SEG_RESERVED_31_17[8] = {194, 191, 192, 193, 195, 196, 211, 204};
+static const int CKS_HOST_SELECTOR_RPL[7] = {62, 63, 64, 65, 66, 67, 68};
+static const int CKS_HOST_SELECTOR_TI[7] = {69, 70, 71, 72, 73, 74, 75};
+static const int CKS_GUEST_SEG_BASE_V86[8] = {119, 116, 117, 118, 120, 121, -1, -1};
+static const int CKS_GUEST_SEG_BASE_HIGH_BITS[8] = {129, 126, 127, 128, -1, -1, -1, -1};
+static const int CKS_GUEST_SEG_LIMIT_V86[8] = {133, 130, 131, 132, 134, 135, -1, -1};
+static const int CKS_GUEST_SEG_ACCESS_RIGHTS_V86[8] = {139, 136, 137, 138, 140, 141, -1, -1};
+static const int CKS_GUEST_SEG_TYPE_ACCESSED[8] = {145, -1, -1, 144, 146, 147, -1, -1};
+static const int CKS_GUEST_SEG_TYPE_READABLE[8] = {149, -1, -1, 148, 150, 151, -1, -1};
+static const int CKS_GUEST_SEG_S[8] = {155, 152, 153, 154, 156, 157, 207, 199};
+static const int CKS_GUEST_SEG_DPL_RPL[8] = {164, -1, 161, 163, 165, 166, -1, -1};
+static const int CKS_GUEST_SEG_P[8] = {170, 167, 168, 169, 171, 172, 208, 200};
+static const int CKS_GUEST_SEG_RESERVED_11_8[8] = {176, 173, 174, 175, 177, 178, 209, 201};
+static const int CKS_GUEST_SEG_G_LIMIT_LOW[8] = {183, 180, 181, 182, 184, 185, 210, 202};
+static const int CKS_GUEST_SEG_G_LIMIT_HIGH[8] = {189, 186, 187, 188, 190, 191, 211, 203};
+static const int CKS_GUEST_SEG_RESERVED_31_17[8] = {195, 192, 193, 194, 196, 197, 212, 205};
 
 
 // ---- Lookups by encoding ---------------------------------------------------
 
 // Byte offset of component `enc` in the VMCS region, or -1 if the model has no
-// such component.  The high encoding of a 64-bit field names its upper 4 bytes.
+// such component (the SDM has none, or the capability MSRs deny its feature:
+// vtx/spec/vmcs_fields.py FEATURE).  The high encoding of a 64-bit field names
+// its upper 4 bytes.
 static inline int vmcs_field_offset(uint32_t enc)
 {
     switch (enc) {
     case VMCS_VIRTUAL_PROCESSOR_ID: return VMCS_OFF_VIRTUAL_PROCESSOR_ID;
-    case VMCS_POSTED_INTERRUPT_NOTIFICATION_VECTOR: return VMCS_OFF_POSTED_INTERRUPT_NOTIFICATION_VECTOR;
-    case VMCS_EPTP_INDEX: return VMCS_OFF_EPTP_INDEX;
-    case VMCS_HLAT_PREFIX_SIZE: return VMCS_OFF_HLAT_PREFIX_SIZE;
-    case VMCS_LAST_PID_POINTER_INDEX: return VMCS_OFF_LAST_PID_POINTER_INDEX;
     case VMCS_GUEST_ES_SELECTOR: return VMCS_OFF_GUEST_ES_SELECTOR;
     case VMCS_GUEST_CS_SELECTOR: return VMCS_OFF_GUEST_CS_SELECTOR;
     case VMCS_GUEST_SS_SELECTOR: return VMCS_OFF_GUEST_SS_SELECTOR;
@@ -1383,9 +1448,6 @@ static inline int vmcs_field_offset(uint32_t enc)
     case VMCS_GUEST_GS_SELECTOR: return VMCS_OFF_GUEST_GS_SELECTOR;
     case VMCS_GUEST_LDTR_SELECTOR: return VMCS_OFF_GUEST_LDTR_SELECTOR;
     case VMCS_GUEST_TR_SELECTOR: return VMCS_OFF_GUEST_TR_SELECTOR;
-    case VMCS_GUEST_INTERRUPT_STATUS: return VMCS_OFF_GUEST_INTERRUPT_STATUS;
-    case VMCS_PML_INDEX: return VMCS_OFF_PML_INDEX;
-    case VMCS_GUEST_UINV: return VMCS_OFF_GUEST_UINV;
     case VMCS_HOST_ES_SELECTOR: return VMCS_OFF_HOST_ES_SELECTOR;
     case VMCS_HOST_CS_SELECTOR: return VMCS_OFF_HOST_CS_SELECTOR;
     case VMCS_HOST_SS_SELECTOR: return VMCS_OFF_HOST_SS_SELECTOR;
@@ -1407,11 +1469,9 @@ static inline int vmcs_field_offset(uint32_t enc)
     case VMCS_VM_ENTRY_INTERRUPTION_INFO: return VMCS_OFF_VM_ENTRY_INTERRUPTION_INFO;
     case VMCS_VM_ENTRY_EXCEPTION_ERROR_CODE: return VMCS_OFF_VM_ENTRY_EXCEPTION_ERROR_CODE;
     case VMCS_VM_ENTRY_INSTRUCTION_LENGTH: return VMCS_OFF_VM_ENTRY_INSTRUCTION_LENGTH;
-    case VMCS_TPR_THRESHOLD: return VMCS_OFF_TPR_THRESHOLD;
     case VMCS_SECONDARY_PROC_BASED_CONTROLS: return VMCS_OFF_SECONDARY_PROC_BASED_CONTROLS;
     case VMCS_PLE_GAP: return VMCS_OFF_PLE_GAP;
     case VMCS_PLE_WINDOW: return VMCS_OFF_PLE_WINDOW;
-    case VMCS_INSTRUCTION_TIMEOUT_CONTROL: return VMCS_OFF_INSTRUCTION_TIMEOUT_CONTROL;
     case VMCS_VM_INSTRUCTION_ERROR: return VMCS_OFF_VM_INSTRUCTION_ERROR;
     case VMCS_EXIT_REASON: return VMCS_OFF_EXIT_REASON;
     case VMCS_VM_EXIT_INTERRUPTION_INFO: return VMCS_OFF_VM_EXIT_INTERRUPTION_INFO;
@@ -1456,74 +1516,12 @@ static inline int vmcs_field_offset(uint32_t enc)
     case VMCS_VM_EXIT_MSR_LOAD_ADDRESS_HIGH: return VMCS_OFF_VM_EXIT_MSR_LOAD_ADDRESS + 4;
     case VMCS_VM_ENTRY_MSR_LOAD_ADDRESS: return VMCS_OFF_VM_ENTRY_MSR_LOAD_ADDRESS;
     case VMCS_VM_ENTRY_MSR_LOAD_ADDRESS_HIGH: return VMCS_OFF_VM_ENTRY_MSR_LOAD_ADDRESS + 4;
-    case VMCS_EXECUTIVE_VMCS_POINTER: return VMCS_OFF_EXECUTIVE_VMCS_POINTER;
-    case VMCS_EXECUTIVE_VMCS_POINTER_HIGH: return VMCS_OFF_EXECUTIVE_VMCS_POINTER + 4;
-    case VMCS_PML_ADDRESS: return VMCS_OFF_PML_ADDRESS;
-    case VMCS_PML_ADDRESS_HIGH: return VMCS_OFF_PML_ADDRESS + 4;
     case VMCS_TSC_OFFSET: return VMCS_OFF_TSC_OFFSET;
     case VMCS_TSC_OFFSET_HIGH: return VMCS_OFF_TSC_OFFSET + 4;
-    case VMCS_VIRTUAL_APIC_ADDRESS: return VMCS_OFF_VIRTUAL_APIC_ADDRESS;
-    case VMCS_VIRTUAL_APIC_ADDRESS_HIGH: return VMCS_OFF_VIRTUAL_APIC_ADDRESS + 4;
-    case VMCS_APIC_ACCESS_ADDRESS: return VMCS_OFF_APIC_ACCESS_ADDRESS;
-    case VMCS_APIC_ACCESS_ADDRESS_HIGH: return VMCS_OFF_APIC_ACCESS_ADDRESS + 4;
-    case VMCS_POSTED_INTERRUPT_DESCRIPTOR_ADDRESS: return VMCS_OFF_POSTED_INTERRUPT_DESCRIPTOR_ADDRESS;
-    case VMCS_POSTED_INTERRUPT_DESCRIPTOR_ADDRESS_HIGH: return VMCS_OFF_POSTED_INTERRUPT_DESCRIPTOR_ADDRESS + 4;
-    case VMCS_VM_FUNCTION_CONTROLS: return VMCS_OFF_VM_FUNCTION_CONTROLS;
-    case VMCS_VM_FUNCTION_CONTROLS_HIGH: return VMCS_OFF_VM_FUNCTION_CONTROLS + 4;
     case VMCS_EPT_POINTER: return VMCS_OFF_EPT_POINTER;
     case VMCS_EPT_POINTER_HIGH: return VMCS_OFF_EPT_POINTER + 4;
-    case VMCS_EOI_EXIT_BITMAP_0: return VMCS_OFF_EOI_EXIT_BITMAP_0;
-    case VMCS_EOI_EXIT_BITMAP_0_HIGH: return VMCS_OFF_EOI_EXIT_BITMAP_0 + 4;
-    case VMCS_EOI_EXIT_BITMAP_1: return VMCS_OFF_EOI_EXIT_BITMAP_1;
-    case VMCS_EOI_EXIT_BITMAP_1_HIGH: return VMCS_OFF_EOI_EXIT_BITMAP_1 + 4;
-    case VMCS_EOI_EXIT_BITMAP_2: return VMCS_OFF_EOI_EXIT_BITMAP_2;
-    case VMCS_EOI_EXIT_BITMAP_2_HIGH: return VMCS_OFF_EOI_EXIT_BITMAP_2 + 4;
-    case VMCS_EOI_EXIT_BITMAP_3: return VMCS_OFF_EOI_EXIT_BITMAP_3;
-    case VMCS_EOI_EXIT_BITMAP_3_HIGH: return VMCS_OFF_EOI_EXIT_BITMAP_3 + 4;
-    case VMCS_EPTP_LIST_ADDRESS: return VMCS_OFF_EPTP_LIST_ADDRESS;
-    case VMCS_EPTP_LIST_ADDRESS_HIGH: return VMCS_OFF_EPTP_LIST_ADDRESS + 4;
-    case VMCS_VMREAD_BITMAP_ADDRESS: return VMCS_OFF_VMREAD_BITMAP_ADDRESS;
-    case VMCS_VMREAD_BITMAP_ADDRESS_HIGH: return VMCS_OFF_VMREAD_BITMAP_ADDRESS + 4;
-    case VMCS_VMWRITE_BITMAP_ADDRESS: return VMCS_OFF_VMWRITE_BITMAP_ADDRESS;
-    case VMCS_VMWRITE_BITMAP_ADDRESS_HIGH: return VMCS_OFF_VMWRITE_BITMAP_ADDRESS + 4;
-    case VMCS_VIRTUALIZATION_EXCEPTION_INFORMATION_ADDRESS: return VMCS_OFF_VIRTUALIZATION_EXCEPTION_INFORMATION_ADDRESS;
-    case VMCS_VIRTUALIZATION_EXCEPTION_INFORMATION_ADDRESS_HIGH: return VMCS_OFF_VIRTUALIZATION_EXCEPTION_INFORMATION_ADDRESS + 4;
-    case VMCS_XSS_EXITING_BITMAP: return VMCS_OFF_XSS_EXITING_BITMAP;
-    case VMCS_XSS_EXITING_BITMAP_HIGH: return VMCS_OFF_XSS_EXITING_BITMAP + 4;
-    case VMCS_ENCLS_EXITING_BITMAP: return VMCS_OFF_ENCLS_EXITING_BITMAP;
-    case VMCS_ENCLS_EXITING_BITMAP_HIGH: return VMCS_OFF_ENCLS_EXITING_BITMAP + 4;
-    case VMCS_SUB_PAGE_PERMISSION_TABLE_POINTER: return VMCS_OFF_SUB_PAGE_PERMISSION_TABLE_POINTER;
-    case VMCS_SUB_PAGE_PERMISSION_TABLE_POINTER_HIGH: return VMCS_OFF_SUB_PAGE_PERMISSION_TABLE_POINTER + 4;
-    case VMCS_TSC_MULTIPLIER: return VMCS_OFF_TSC_MULTIPLIER;
-    case VMCS_TSC_MULTIPLIER_HIGH: return VMCS_OFF_TSC_MULTIPLIER + 4;
-    case VMCS_TERTIARY_PROC_BASED_CONTROLS: return VMCS_OFF_TERTIARY_PROC_BASED_CONTROLS;
-    case VMCS_TERTIARY_PROC_BASED_CONTROLS_HIGH: return VMCS_OFF_TERTIARY_PROC_BASED_CONTROLS + 4;
-    case VMCS_ENCLV_EXITING_BITMAP: return VMCS_OFF_ENCLV_EXITING_BITMAP;
-    case VMCS_ENCLV_EXITING_BITMAP_HIGH: return VMCS_OFF_ENCLV_EXITING_BITMAP + 4;
-    case VMCS_LOW_PASID_DIRECTORY_ADDRESS: return VMCS_OFF_LOW_PASID_DIRECTORY_ADDRESS;
-    case VMCS_LOW_PASID_DIRECTORY_ADDRESS_HIGH: return VMCS_OFF_LOW_PASID_DIRECTORY_ADDRESS + 4;
-    case VMCS_HIGH_PASID_DIRECTORY_ADDRESS: return VMCS_OFF_HIGH_PASID_DIRECTORY_ADDRESS;
-    case VMCS_HIGH_PASID_DIRECTORY_ADDRESS_HIGH: return VMCS_OFF_HIGH_PASID_DIRECTORY_ADDRESS + 4;
-    case VMCS_SHARED_EPT_POINTER: return VMCS_OFF_SHARED_EPT_POINTER;
-    case VMCS_SHARED_EPT_POINTER_HIGH: return VMCS_OFF_SHARED_EPT_POINTER + 4;
-    case VMCS_PCONFIG_EXITING_BITMAP: return VMCS_OFF_PCONFIG_EXITING_BITMAP;
-    case VMCS_PCONFIG_EXITING_BITMAP_HIGH: return VMCS_OFF_PCONFIG_EXITING_BITMAP + 4;
-    case VMCS_HLAT_POINTER: return VMCS_OFF_HLAT_POINTER;
-    case VMCS_HLAT_POINTER_HIGH: return VMCS_OFF_HLAT_POINTER + 4;
-    case VMCS_PID_POINTER_TABLE_ADDRESS: return VMCS_OFF_PID_POINTER_TABLE_ADDRESS;
-    case VMCS_PID_POINTER_TABLE_ADDRESS_HIGH: return VMCS_OFF_PID_POINTER_TABLE_ADDRESS + 4;
-    case VMCS_SECONDARY_VM_EXIT_CONTROLS: return VMCS_OFF_SECONDARY_VM_EXIT_CONTROLS;
-    case VMCS_SECONDARY_VM_EXIT_CONTROLS_HIGH: return VMCS_OFF_SECONDARY_VM_EXIT_CONTROLS + 4;
-    case VMCS_IA32_SPEC_CTRL_MASK: return VMCS_OFF_IA32_SPEC_CTRL_MASK;
-    case VMCS_IA32_SPEC_CTRL_MASK_HIGH: return VMCS_OFF_IA32_SPEC_CTRL_MASK + 4;
-    case VMCS_IA32_SPEC_CTRL_SHADOW: return VMCS_OFF_IA32_SPEC_CTRL_SHADOW;
-    case VMCS_IA32_SPEC_CTRL_SHADOW_HIGH: return VMCS_OFF_IA32_SPEC_CTRL_SHADOW + 4;
-    case VMCS_INJECTED_EVENT_DATA: return VMCS_OFF_INJECTED_EVENT_DATA;
-    case VMCS_INJECTED_EVENT_DATA_HIGH: return VMCS_OFF_INJECTED_EVENT_DATA + 4;
     case VMCS_GUEST_PHYSICAL_ADDRESS: return VMCS_OFF_GUEST_PHYSICAL_ADDRESS;
     case VMCS_GUEST_PHYSICAL_ADDRESS_HIGH: return VMCS_OFF_GUEST_PHYSICAL_ADDRESS + 4;
-    case VMCS_ORIGINAL_EVENT_DATA: return VMCS_OFF_ORIGINAL_EVENT_DATA;
-    case VMCS_ORIGINAL_EVENT_DATA_HIGH: return VMCS_OFF_ORIGINAL_EVENT_DATA + 4;
     case VMCS_VMCS_LINK_POINTER: return VMCS_OFF_VMCS_LINK_POINTER;
     case VMCS_VMCS_LINK_POINTER_HIGH: return VMCS_OFF_VMCS_LINK_POINTER + 4;
     case VMCS_GUEST_IA32_DEBUGCTL: return VMCS_OFF_GUEST_IA32_DEBUGCTL;
@@ -1532,8 +1530,6 @@ static inline int vmcs_field_offset(uint32_t enc)
     case VMCS_GUEST_IA32_PAT_HIGH: return VMCS_OFF_GUEST_IA32_PAT + 4;
     case VMCS_GUEST_IA32_EFER: return VMCS_OFF_GUEST_IA32_EFER;
     case VMCS_GUEST_IA32_EFER_HIGH: return VMCS_OFF_GUEST_IA32_EFER + 4;
-    case VMCS_GUEST_IA32_PERF_GLOBAL_CTRL: return VMCS_OFF_GUEST_IA32_PERF_GLOBAL_CTRL;
-    case VMCS_GUEST_IA32_PERF_GLOBAL_CTRL_HIGH: return VMCS_OFF_GUEST_IA32_PERF_GLOBAL_CTRL + 4;
     case VMCS_GUEST_PDPTE0: return VMCS_OFF_GUEST_PDPTE0;
     case VMCS_GUEST_PDPTE0_HIGH: return VMCS_OFF_GUEST_PDPTE0 + 4;
     case VMCS_GUEST_PDPTE1: return VMCS_OFF_GUEST_PDPTE1;
@@ -1542,54 +1538,10 @@ static inline int vmcs_field_offset(uint32_t enc)
     case VMCS_GUEST_PDPTE2_HIGH: return VMCS_OFF_GUEST_PDPTE2 + 4;
     case VMCS_GUEST_PDPTE3: return VMCS_OFF_GUEST_PDPTE3;
     case VMCS_GUEST_PDPTE3_HIGH: return VMCS_OFF_GUEST_PDPTE3 + 4;
-    case VMCS_GUEST_IA32_BNDCFGS: return VMCS_OFF_GUEST_IA32_BNDCFGS;
-    case VMCS_GUEST_IA32_BNDCFGS_HIGH: return VMCS_OFF_GUEST_IA32_BNDCFGS + 4;
-    case VMCS_GUEST_IA32_RTIT_CTL: return VMCS_OFF_GUEST_IA32_RTIT_CTL;
-    case VMCS_GUEST_IA32_RTIT_CTL_HIGH: return VMCS_OFF_GUEST_IA32_RTIT_CTL + 4;
-    case VMCS_GUEST_IA32_LBR_CTL: return VMCS_OFF_GUEST_IA32_LBR_CTL;
-    case VMCS_GUEST_IA32_LBR_CTL_HIGH: return VMCS_OFF_GUEST_IA32_LBR_CTL + 4;
-    case VMCS_GUEST_IA32_PKRS: return VMCS_OFF_GUEST_IA32_PKRS;
-    case VMCS_GUEST_IA32_PKRS_HIGH: return VMCS_OFF_GUEST_IA32_PKRS + 4;
-    case VMCS_GUEST_IA32_FRED_CONFIG: return VMCS_OFF_GUEST_IA32_FRED_CONFIG;
-    case VMCS_GUEST_IA32_FRED_CONFIG_HIGH: return VMCS_OFF_GUEST_IA32_FRED_CONFIG + 4;
-    case VMCS_GUEST_IA32_FRED_RSP1: return VMCS_OFF_GUEST_IA32_FRED_RSP1;
-    case VMCS_GUEST_IA32_FRED_RSP1_HIGH: return VMCS_OFF_GUEST_IA32_FRED_RSP1 + 4;
-    case VMCS_GUEST_IA32_FRED_RSP2: return VMCS_OFF_GUEST_IA32_FRED_RSP2;
-    case VMCS_GUEST_IA32_FRED_RSP2_HIGH: return VMCS_OFF_GUEST_IA32_FRED_RSP2 + 4;
-    case VMCS_GUEST_IA32_FRED_RSP3: return VMCS_OFF_GUEST_IA32_FRED_RSP3;
-    case VMCS_GUEST_IA32_FRED_RSP3_HIGH: return VMCS_OFF_GUEST_IA32_FRED_RSP3 + 4;
-    case VMCS_GUEST_IA32_FRED_STKLVLS: return VMCS_OFF_GUEST_IA32_FRED_STKLVLS;
-    case VMCS_GUEST_IA32_FRED_STKLVLS_HIGH: return VMCS_OFF_GUEST_IA32_FRED_STKLVLS + 4;
-    case VMCS_GUEST_IA32_FRED_SSP1: return VMCS_OFF_GUEST_IA32_FRED_SSP1;
-    case VMCS_GUEST_IA32_FRED_SSP1_HIGH: return VMCS_OFF_GUEST_IA32_FRED_SSP1 + 4;
-    case VMCS_GUEST_IA32_FRED_SSP2: return VMCS_OFF_GUEST_IA32_FRED_SSP2;
-    case VMCS_GUEST_IA32_FRED_SSP2_HIGH: return VMCS_OFF_GUEST_IA32_FRED_SSP2 + 4;
-    case VMCS_GUEST_IA32_FRED_SSP3: return VMCS_OFF_GUEST_IA32_FRED_SSP3;
-    case VMCS_GUEST_IA32_FRED_SSP3_HIGH: return VMCS_OFF_GUEST_IA32_FRED_SSP3 + 4;
     case VMCS_HOST_IA32_PAT: return VMCS_OFF_HOST_IA32_PAT;
     case VMCS_HOST_IA32_PAT_HIGH: return VMCS_OFF_HOST_IA32_PAT + 4;
     case VMCS_HOST_IA32_EFER: return VMCS_OFF_HOST_IA32_EFER;
     case VMCS_HOST_IA32_EFER_HIGH: return VMCS_OFF_HOST_IA32_EFER + 4;
-    case VMCS_HOST_IA32_PERF_GLOBAL_CTRL: return VMCS_OFF_HOST_IA32_PERF_GLOBAL_CTRL;
-    case VMCS_HOST_IA32_PERF_GLOBAL_CTRL_HIGH: return VMCS_OFF_HOST_IA32_PERF_GLOBAL_CTRL + 4;
-    case VMCS_HOST_IA32_PKRS: return VMCS_OFF_HOST_IA32_PKRS;
-    case VMCS_HOST_IA32_PKRS_HIGH: return VMCS_OFF_HOST_IA32_PKRS + 4;
-    case VMCS_HOST_IA32_FRED_CONFIG: return VMCS_OFF_HOST_IA32_FRED_CONFIG;
-    case VMCS_HOST_IA32_FRED_CONFIG_HIGH: return VMCS_OFF_HOST_IA32_FRED_CONFIG + 4;
-    case VMCS_HOST_IA32_FRED_RSP1: return VMCS_OFF_HOST_IA32_FRED_RSP1;
-    case VMCS_HOST_IA32_FRED_RSP1_HIGH: return VMCS_OFF_HOST_IA32_FRED_RSP1 + 4;
-    case VMCS_HOST_IA32_FRED_RSP2: return VMCS_OFF_HOST_IA32_FRED_RSP2;
-    case VMCS_HOST_IA32_FRED_RSP2_HIGH: return VMCS_OFF_HOST_IA32_FRED_RSP2 + 4;
-    case VMCS_HOST_IA32_FRED_RSP3: return VMCS_OFF_HOST_IA32_FRED_RSP3;
-    case VMCS_HOST_IA32_FRED_RSP3_HIGH: return VMCS_OFF_HOST_IA32_FRED_RSP3 + 4;
-    case VMCS_HOST_IA32_FRED_STKLVLS: return VMCS_OFF_HOST_IA32_FRED_STKLVLS;
-    case VMCS_HOST_IA32_FRED_STKLVLS_HIGH: return VMCS_OFF_HOST_IA32_FRED_STKLVLS + 4;
-    case VMCS_HOST_IA32_FRED_SSP1: return VMCS_OFF_HOST_IA32_FRED_SSP1;
-    case VMCS_HOST_IA32_FRED_SSP1_HIGH: return VMCS_OFF_HOST_IA32_FRED_SSP1 + 4;
-    case VMCS_HOST_IA32_FRED_SSP2: return VMCS_OFF_HOST_IA32_FRED_SSP2;
-    case VMCS_HOST_IA32_FRED_SSP2_HIGH: return VMCS_OFF_HOST_IA32_FRED_SSP2 + 4;
-    case VMCS_HOST_IA32_FRED_SSP3: return VMCS_OFF_HOST_IA32_FRED_SSP3;
-    case VMCS_HOST_IA32_FRED_SSP3_HIGH: return VMCS_OFF_HOST_IA32_FRED_SSP3 + 4;
     case VMCS_CR0_GUEST_HOST_MASK: return VMCS_OFF_CR0_GUEST_HOST_MASK;
     case VMCS_CR4_GUEST_HOST_MASK: return VMCS_OFF_CR4_GUEST_HOST_MASK;
     case VMCS_CR0_READ_SHADOW: return VMCS_OFF_CR0_READ_SHADOW;
@@ -1624,9 +1576,6 @@ static inline int vmcs_field_offset(uint32_t enc)
     case VMCS_GUEST_PENDING_DEBUG_EXCEPTIONS: return VMCS_OFF_GUEST_PENDING_DEBUG_EXCEPTIONS;
     case VMCS_GUEST_IA32_SYSENTER_ESP: return VMCS_OFF_GUEST_IA32_SYSENTER_ESP;
     case VMCS_GUEST_IA32_SYSENTER_EIP: return VMCS_OFF_GUEST_IA32_SYSENTER_EIP;
-    case VMCS_GUEST_IA32_S_CET: return VMCS_OFF_GUEST_IA32_S_CET;
-    case VMCS_GUEST_SSP: return VMCS_OFF_GUEST_SSP;
-    case VMCS_GUEST_IA32_INTERRUPT_SSP_TABLE_ADDR: return VMCS_OFF_GUEST_IA32_INTERRUPT_SSP_TABLE_ADDR;
     case VMCS_HOST_CR0: return VMCS_OFF_HOST_CR0;
     case VMCS_HOST_CR3: return VMCS_OFF_HOST_CR3;
     case VMCS_HOST_CR4: return VMCS_OFF_HOST_CR4;
@@ -1639,9 +1588,6 @@ static inline int vmcs_field_offset(uint32_t enc)
     case VMCS_HOST_IA32_SYSENTER_EIP: return VMCS_OFF_HOST_IA32_SYSENTER_EIP;
     case VMCS_HOST_RSP: return VMCS_OFF_HOST_RSP;
     case VMCS_HOST_RIP: return VMCS_OFF_HOST_RIP;
-    case VMCS_HOST_IA32_S_CET: return VMCS_OFF_HOST_IA32_S_CET;
-    case VMCS_HOST_SSP: return VMCS_OFF_HOST_SSP;
-    case VMCS_HOST_IA32_INTERRUPT_SSP_TABLE_ADDR: return VMCS_OFF_HOST_IA32_INTERRUPT_SSP_TABLE_ADDR;
     default: return -1;
     }
 }
@@ -1652,10 +1598,6 @@ static inline int vmcs_field_width(uint32_t enc)
 {
     switch (enc) {
     case VMCS_VIRTUAL_PROCESSOR_ID:
-    case VMCS_POSTED_INTERRUPT_NOTIFICATION_VECTOR:
-    case VMCS_EPTP_INDEX:
-    case VMCS_HLAT_PREFIX_SIZE:
-    case VMCS_LAST_PID_POINTER_INDEX:
     case VMCS_GUEST_ES_SELECTOR:
     case VMCS_GUEST_CS_SELECTOR:
     case VMCS_GUEST_SS_SELECTOR:
@@ -1664,9 +1606,6 @@ static inline int vmcs_field_width(uint32_t enc)
     case VMCS_GUEST_GS_SELECTOR:
     case VMCS_GUEST_LDTR_SELECTOR:
     case VMCS_GUEST_TR_SELECTOR:
-    case VMCS_GUEST_INTERRUPT_STATUS:
-    case VMCS_PML_INDEX:
-    case VMCS_GUEST_UINV:
     case VMCS_HOST_ES_SELECTOR:
     case VMCS_HOST_CS_SELECTOR:
     case VMCS_HOST_SS_SELECTOR:
@@ -1689,11 +1628,9 @@ static inline int vmcs_field_width(uint32_t enc)
     case VMCS_VM_ENTRY_INTERRUPTION_INFO:
     case VMCS_VM_ENTRY_EXCEPTION_ERROR_CODE:
     case VMCS_VM_ENTRY_INSTRUCTION_LENGTH:
-    case VMCS_TPR_THRESHOLD:
     case VMCS_SECONDARY_PROC_BASED_CONTROLS:
     case VMCS_PLE_GAP:
     case VMCS_PLE_WINDOW:
-    case VMCS_INSTRUCTION_TIMEOUT_CONTROL:
     case VMCS_VM_INSTRUCTION_ERROR:
     case VMCS_EXIT_REASON:
     case VMCS_VM_EXIT_INTERRUPTION_INFO:
@@ -1732,73 +1669,19 @@ static inline int vmcs_field_width(uint32_t enc)
     case VMCS_VM_EXIT_MSR_STORE_ADDRESS_HIGH:
     case VMCS_VM_EXIT_MSR_LOAD_ADDRESS_HIGH:
     case VMCS_VM_ENTRY_MSR_LOAD_ADDRESS_HIGH:
-    case VMCS_EXECUTIVE_VMCS_POINTER_HIGH:
-    case VMCS_PML_ADDRESS_HIGH:
     case VMCS_TSC_OFFSET_HIGH:
-    case VMCS_VIRTUAL_APIC_ADDRESS_HIGH:
-    case VMCS_APIC_ACCESS_ADDRESS_HIGH:
-    case VMCS_POSTED_INTERRUPT_DESCRIPTOR_ADDRESS_HIGH:
-    case VMCS_VM_FUNCTION_CONTROLS_HIGH:
     case VMCS_EPT_POINTER_HIGH:
-    case VMCS_EOI_EXIT_BITMAP_0_HIGH:
-    case VMCS_EOI_EXIT_BITMAP_1_HIGH:
-    case VMCS_EOI_EXIT_BITMAP_2_HIGH:
-    case VMCS_EOI_EXIT_BITMAP_3_HIGH:
-    case VMCS_EPTP_LIST_ADDRESS_HIGH:
-    case VMCS_VMREAD_BITMAP_ADDRESS_HIGH:
-    case VMCS_VMWRITE_BITMAP_ADDRESS_HIGH:
-    case VMCS_VIRTUALIZATION_EXCEPTION_INFORMATION_ADDRESS_HIGH:
-    case VMCS_XSS_EXITING_BITMAP_HIGH:
-    case VMCS_ENCLS_EXITING_BITMAP_HIGH:
-    case VMCS_SUB_PAGE_PERMISSION_TABLE_POINTER_HIGH:
-    case VMCS_TSC_MULTIPLIER_HIGH:
-    case VMCS_TERTIARY_PROC_BASED_CONTROLS_HIGH:
-    case VMCS_ENCLV_EXITING_BITMAP_HIGH:
-    case VMCS_LOW_PASID_DIRECTORY_ADDRESS_HIGH:
-    case VMCS_HIGH_PASID_DIRECTORY_ADDRESS_HIGH:
-    case VMCS_SHARED_EPT_POINTER_HIGH:
-    case VMCS_PCONFIG_EXITING_BITMAP_HIGH:
-    case VMCS_HLAT_POINTER_HIGH:
-    case VMCS_PID_POINTER_TABLE_ADDRESS_HIGH:
-    case VMCS_SECONDARY_VM_EXIT_CONTROLS_HIGH:
-    case VMCS_IA32_SPEC_CTRL_MASK_HIGH:
-    case VMCS_IA32_SPEC_CTRL_SHADOW_HIGH:
-    case VMCS_INJECTED_EVENT_DATA_HIGH:
     case VMCS_GUEST_PHYSICAL_ADDRESS_HIGH:
-    case VMCS_ORIGINAL_EVENT_DATA_HIGH:
     case VMCS_VMCS_LINK_POINTER_HIGH:
     case VMCS_GUEST_IA32_DEBUGCTL_HIGH:
     case VMCS_GUEST_IA32_PAT_HIGH:
     case VMCS_GUEST_IA32_EFER_HIGH:
-    case VMCS_GUEST_IA32_PERF_GLOBAL_CTRL_HIGH:
     case VMCS_GUEST_PDPTE0_HIGH:
     case VMCS_GUEST_PDPTE1_HIGH:
     case VMCS_GUEST_PDPTE2_HIGH:
     case VMCS_GUEST_PDPTE3_HIGH:
-    case VMCS_GUEST_IA32_BNDCFGS_HIGH:
-    case VMCS_GUEST_IA32_RTIT_CTL_HIGH:
-    case VMCS_GUEST_IA32_LBR_CTL_HIGH:
-    case VMCS_GUEST_IA32_PKRS_HIGH:
-    case VMCS_GUEST_IA32_FRED_CONFIG_HIGH:
-    case VMCS_GUEST_IA32_FRED_RSP1_HIGH:
-    case VMCS_GUEST_IA32_FRED_RSP2_HIGH:
-    case VMCS_GUEST_IA32_FRED_RSP3_HIGH:
-    case VMCS_GUEST_IA32_FRED_STKLVLS_HIGH:
-    case VMCS_GUEST_IA32_FRED_SSP1_HIGH:
-    case VMCS_GUEST_IA32_FRED_SSP2_HIGH:
-    case VMCS_GUEST_IA32_FRED_SSP3_HIGH:
     case VMCS_HOST_IA32_PAT_HIGH:
     case VMCS_HOST_IA32_EFER_HIGH:
-    case VMCS_HOST_IA32_PERF_GLOBAL_CTRL_HIGH:
-    case VMCS_HOST_IA32_PKRS_HIGH:
-    case VMCS_HOST_IA32_FRED_CONFIG_HIGH:
-    case VMCS_HOST_IA32_FRED_RSP1_HIGH:
-    case VMCS_HOST_IA32_FRED_RSP2_HIGH:
-    case VMCS_HOST_IA32_FRED_RSP3_HIGH:
-    case VMCS_HOST_IA32_FRED_STKLVLS_HIGH:
-    case VMCS_HOST_IA32_FRED_SSP1_HIGH:
-    case VMCS_HOST_IA32_FRED_SSP2_HIGH:
-    case VMCS_HOST_IA32_FRED_SSP3_HIGH:
         return 4;
     case VMCS_IO_BITMAP_A:
     case VMCS_IO_BITMAP_B:
@@ -1806,73 +1689,19 @@ static inline int vmcs_field_width(uint32_t enc)
     case VMCS_VM_EXIT_MSR_STORE_ADDRESS:
     case VMCS_VM_EXIT_MSR_LOAD_ADDRESS:
     case VMCS_VM_ENTRY_MSR_LOAD_ADDRESS:
-    case VMCS_EXECUTIVE_VMCS_POINTER:
-    case VMCS_PML_ADDRESS:
     case VMCS_TSC_OFFSET:
-    case VMCS_VIRTUAL_APIC_ADDRESS:
-    case VMCS_APIC_ACCESS_ADDRESS:
-    case VMCS_POSTED_INTERRUPT_DESCRIPTOR_ADDRESS:
-    case VMCS_VM_FUNCTION_CONTROLS:
     case VMCS_EPT_POINTER:
-    case VMCS_EOI_EXIT_BITMAP_0:
-    case VMCS_EOI_EXIT_BITMAP_1:
-    case VMCS_EOI_EXIT_BITMAP_2:
-    case VMCS_EOI_EXIT_BITMAP_3:
-    case VMCS_EPTP_LIST_ADDRESS:
-    case VMCS_VMREAD_BITMAP_ADDRESS:
-    case VMCS_VMWRITE_BITMAP_ADDRESS:
-    case VMCS_VIRTUALIZATION_EXCEPTION_INFORMATION_ADDRESS:
-    case VMCS_XSS_EXITING_BITMAP:
-    case VMCS_ENCLS_EXITING_BITMAP:
-    case VMCS_SUB_PAGE_PERMISSION_TABLE_POINTER:
-    case VMCS_TSC_MULTIPLIER:
-    case VMCS_TERTIARY_PROC_BASED_CONTROLS:
-    case VMCS_ENCLV_EXITING_BITMAP:
-    case VMCS_LOW_PASID_DIRECTORY_ADDRESS:
-    case VMCS_HIGH_PASID_DIRECTORY_ADDRESS:
-    case VMCS_SHARED_EPT_POINTER:
-    case VMCS_PCONFIG_EXITING_BITMAP:
-    case VMCS_HLAT_POINTER:
-    case VMCS_PID_POINTER_TABLE_ADDRESS:
-    case VMCS_SECONDARY_VM_EXIT_CONTROLS:
-    case VMCS_IA32_SPEC_CTRL_MASK:
-    case VMCS_IA32_SPEC_CTRL_SHADOW:
-    case VMCS_INJECTED_EVENT_DATA:
     case VMCS_GUEST_PHYSICAL_ADDRESS:
-    case VMCS_ORIGINAL_EVENT_DATA:
     case VMCS_VMCS_LINK_POINTER:
     case VMCS_GUEST_IA32_DEBUGCTL:
     case VMCS_GUEST_IA32_PAT:
     case VMCS_GUEST_IA32_EFER:
-    case VMCS_GUEST_IA32_PERF_GLOBAL_CTRL:
     case VMCS_GUEST_PDPTE0:
     case VMCS_GUEST_PDPTE1:
     case VMCS_GUEST_PDPTE2:
     case VMCS_GUEST_PDPTE3:
-    case VMCS_GUEST_IA32_BNDCFGS:
-    case VMCS_GUEST_IA32_RTIT_CTL:
-    case VMCS_GUEST_IA32_LBR_CTL:
-    case VMCS_GUEST_IA32_PKRS:
-    case VMCS_GUEST_IA32_FRED_CONFIG:
-    case VMCS_GUEST_IA32_FRED_RSP1:
-    case VMCS_GUEST_IA32_FRED_RSP2:
-    case VMCS_GUEST_IA32_FRED_RSP3:
-    case VMCS_GUEST_IA32_FRED_STKLVLS:
-    case VMCS_GUEST_IA32_FRED_SSP1:
-    case VMCS_GUEST_IA32_FRED_SSP2:
-    case VMCS_GUEST_IA32_FRED_SSP3:
     case VMCS_HOST_IA32_PAT:
     case VMCS_HOST_IA32_EFER:
-    case VMCS_HOST_IA32_PERF_GLOBAL_CTRL:
-    case VMCS_HOST_IA32_PKRS:
-    case VMCS_HOST_IA32_FRED_CONFIG:
-    case VMCS_HOST_IA32_FRED_RSP1:
-    case VMCS_HOST_IA32_FRED_RSP2:
-    case VMCS_HOST_IA32_FRED_RSP3:
-    case VMCS_HOST_IA32_FRED_STKLVLS:
-    case VMCS_HOST_IA32_FRED_SSP1:
-    case VMCS_HOST_IA32_FRED_SSP2:
-    case VMCS_HOST_IA32_FRED_SSP3:
     case VMCS_CR0_GUEST_HOST_MASK:
     case VMCS_CR4_GUEST_HOST_MASK:
     case VMCS_CR0_READ_SHADOW:
@@ -1907,9 +1736,6 @@ static inline int vmcs_field_width(uint32_t enc)
     case VMCS_GUEST_PENDING_DEBUG_EXCEPTIONS:
     case VMCS_GUEST_IA32_SYSENTER_ESP:
     case VMCS_GUEST_IA32_SYSENTER_EIP:
-    case VMCS_GUEST_IA32_S_CET:
-    case VMCS_GUEST_SSP:
-    case VMCS_GUEST_IA32_INTERRUPT_SSP_TABLE_ADDR:
     case VMCS_HOST_CR0:
     case VMCS_HOST_CR3:
     case VMCS_HOST_CR4:
@@ -1922,9 +1748,6 @@ static inline int vmcs_field_width(uint32_t enc)
     case VMCS_HOST_IA32_SYSENTER_EIP:
     case VMCS_HOST_RSP:
     case VMCS_HOST_RIP:
-    case VMCS_HOST_IA32_S_CET:
-    case VMCS_HOST_SSP:
-    case VMCS_HOST_IA32_INTERRUPT_SSP_TABLE_ADDR:
         return 8;
     default:
         return 0;
@@ -1971,86 +1794,78 @@ static inline void vmcs_check_mark(ck_mask_t* d, int off, uint64_t delta)
         break;
     case VMCS_OFF_GUEST_ES_SELECTOR:
         if (delta & 0x3ull) {
-            d->w[2] |= 0x0000000800000000ull;
-        }
-        d->w[1] |= 0x0040000000000000ull;
-        break;
-    case VMCS_OFF_GUEST_CS_SELECTOR:
-        if (delta & 0x3ull) {
-            d->w[1] |= 0x0004000000000000ull;
-        }
-        d->w[1] |= 0x0008000000000000ull;
-        break;
-    case VMCS_OFF_GUEST_SS_SELECTOR:
-        if (delta & 0x3ull) {
-            d->w[1] |= 0x0004000000000000ull;
-            d->w[2] |= 0x0000000100000000ull;
-        }
-        d->w[1] |= 0x0010000000000000ull;
-        break;
-    case VMCS_OFF_GUEST_DS_SELECTOR:
-        if (delta & 0x3ull) {
-            d->w[2] |= 0x0000000400000000ull;
-        }
-        d->w[1] |= 0x0020000000000000ull;
-        break;
-    case VMCS_OFF_GUEST_FS_SELECTOR:
-        if (delta & 0x3ull) {
             d->w[2] |= 0x0000001000000000ull;
         }
         d->w[1] |= 0x0080000000000000ull;
         break;
-    case VMCS_OFF_GUEST_GS_SELECTOR:
+    case VMCS_OFF_GUEST_CS_SELECTOR:
+        if (delta & 0x3ull) {
+            d->w[1] |= 0x0008000000000000ull;
+        }
+        d->w[1] |= 0x0010000000000000ull;
+        break;
+    case VMCS_OFF_GUEST_SS_SELECTOR:
+        if (delta & 0x3ull) {
+            d->w[1] |= 0x0008000000000000ull;
+            d->w[2] |= 0x0000000200000000ull;
+        }
+        d->w[1] |= 0x0020000000000000ull;
+        break;
+    case VMCS_OFF_GUEST_DS_SELECTOR:
+        if (delta & 0x3ull) {
+            d->w[2] |= 0x0000000800000000ull;
+        }
+        d->w[1] |= 0x0040000000000000ull;
+        break;
+    case VMCS_OFF_GUEST_FS_SELECTOR:
         if (delta & 0x3ull) {
             d->w[2] |= 0x0000002000000000ull;
         }
         d->w[1] |= 0x0100000000000000ull;
         break;
+    case VMCS_OFF_GUEST_GS_SELECTOR:
+        if (delta & 0x3ull) {
+            d->w[2] |= 0x0000004000000000ull;
+        }
+        d->w[1] |= 0x0200000000000000ull;
+        break;
     case VMCS_OFF_GUEST_LDTR_SELECTOR:
         if (delta & 0x4ull) {
-            d->w[1] |= 0x0002000000000000ull;
+            d->w[1] |= 0x0004000000000000ull;
         }
         break;
     case VMCS_OFF_GUEST_TR_SELECTOR:
         if (delta & 0x4ull) {
-            d->w[1] |= 0x0001000000000000ull;
+            d->w[1] |= 0x0002000000000000ull;
         }
         break;
     case VMCS_OFF_HOST_ES_SELECTOR:
-        if (delta & 0x3ull) {
-            d->w[0] |= 0x2000000000000000ull;
-        }
-        if (delta & 0x4ull) {
-            d->w[1] |= 0x0000000000000010ull;
-        }
-        break;
-    case VMCS_OFF_HOST_CS_SELECTOR:
         if (delta & 0x3ull) {
             d->w[0] |= 0x4000000000000000ull;
         }
         if (delta & 0x4ull) {
             d->w[1] |= 0x0000000000000020ull;
         }
-        d->w[1] |= 0x0000000000000800ull;
         break;
-    case VMCS_OFF_HOST_SS_SELECTOR:
+    case VMCS_OFF_HOST_CS_SELECTOR:
         if (delta & 0x3ull) {
             d->w[0] |= 0x8000000000000000ull;
         }
         if (delta & 0x4ull) {
             d->w[1] |= 0x0000000000000040ull;
         }
-        d->w[1] |= 0x0000000000002000ull;
+        d->w[1] |= 0x0000000000001000ull;
         break;
-    case VMCS_OFF_HOST_DS_SELECTOR:
+    case VMCS_OFF_HOST_SS_SELECTOR:
         if (delta & 0x3ull) {
             d->w[1] |= 0x0000000000000001ull;
         }
         if (delta & 0x4ull) {
             d->w[1] |= 0x0000000000000080ull;
         }
+        d->w[1] |= 0x0000000000004000ull;
         break;
-    case VMCS_OFF_HOST_FS_SELECTOR:
+    case VMCS_OFF_HOST_DS_SELECTOR:
         if (delta & 0x3ull) {
             d->w[1] |= 0x0000000000000002ull;
         }
@@ -2058,7 +1873,7 @@ static inline void vmcs_check_mark(ck_mask_t* d, int off, uint64_t delta)
             d->w[1] |= 0x0000000000000100ull;
         }
         break;
-    case VMCS_OFF_HOST_GS_SELECTOR:
+    case VMCS_OFF_HOST_FS_SELECTOR:
         if (delta & 0x3ull) {
             d->w[1] |= 0x0000000000000004ull;
         }
@@ -2066,120 +1881,92 @@ static inline void vmcs_check_mark(ck_mask_t* d, int off, uint64_t delta)
             d->w[1] |= 0x0000000000000200ull;
         }
         break;
-    case VMCS_OFF_HOST_TR_SELECTOR:
+    case VMCS_OFF_HOST_GS_SELECTOR:
         if (delta & 0x3ull) {
             d->w[1] |= 0x0000000000000008ull;
         }
         if (delta & 0x4ull) {
             d->w[1] |= 0x0000000000000400ull;
         }
-        d->w[1] |= 0x0000000000001000ull;
+        break;
+    case VMCS_OFF_HOST_TR_SELECTOR:
+        if (delta & 0x3ull) {
+            d->w[1] |= 0x0000000000000010ull;
+        }
+        if (delta & 0x4ull) {
+            d->w[1] |= 0x0000000000000800ull;
+        }
+        d->w[1] |= 0x0000000000002000ull;
         break;
     case VMCS_OFF_PIN_BASED_CONTROLS:
-        d->w[0] |= 0x0000000000000C01ull;
-        d->w[3] |= 0x0000080000000000ull;
+        d->w[0] |= 0x0000000000200C01ull;
+        d->w[3] |= 0x0000100000000000ull;
         break;
     case VMCS_OFF_PRIMARY_PROC_BASED_CONTROLS:
-        d->w[0] |= 0x0000000C000FFBF6ull;
-        d->w[1] |= 0x0004000004000000ull;
-        d->w[2] |= 0x0000003D00002000ull;
-        d->w[3] |= 0x1E80000000000000ull;
+        d->w[0] |= 0x00000018000FFBF6ull;
+        d->w[1] |= 0x0008000008000000ull;
+        d->w[2] |= 0x0000007A00004000ull;
+        d->w[3] |= 0x3D00000000000000ull;
         break;
     case VMCS_OFF_CR3_TARGET_COUNT:
         d->w[0] |= 0x0000000000000008ull;
         break;
     case VMCS_OFF_VM_EXIT_CONTROLS:
-        d->w[0] |= 0x1FFC000000100000ull;
-        d->w[1] |= 0x0000000003F02000ull;
+        d->w[0] |= 0x3FF8000000300000ull;
+        d->w[1] |= 0x0000000007E04000ull;
         break;
     case VMCS_OFF_VM_EXIT_MSR_STORE_COUNT:
-        d->w[0] |= 0x0000000008E00000ull;
+        d->w[0] |= 0x0000000011C00000ull;
         break;
     case VMCS_OFF_VM_EXIT_MSR_LOAD_COUNT:
-        d->w[0] |= 0x000000000F000000ull;
+        d->w[0] |= 0x000000001E000000ull;
         break;
     case VMCS_OFF_VM_ENTRY_CONTROLS:
-        d->w[0] |= 0x0000000010000000ull;
-        d->w[1] |= 0x0000FFE5E0080000ull;
-        d->w[2] |= 0x0004000000000000ull;
-        d->w[3] |= 0x1E00000013000020ull;
+        d->w[0] |= 0x0000000020000000ull;
+        d->w[1] |= 0x0001FFCBC0100000ull;
+        d->w[2] |= 0x0008000000000000ull;
+        d->w[3] |= 0x3C00000026000040ull;
         break;
     case VMCS_OFF_VM_ENTRY_MSR_LOAD_COUNT:
-        d->w[0] |= 0x00001C0000000000ull;
-        d->w[3] |= 0xE000000000000000ull;
-        d->w[4] |= 0x0000000000000007ull;
+        d->w[0] |= 0x0000380000000000ull;
+        d->w[3] |= 0xC000000000000000ull;
+        d->w[4] |= 0x000000000000000Full;
         break;
     case VMCS_OFF_VM_ENTRY_INTERRUPTION_INFO:
         if (delta & 0x80000700ull) {
-            d->w[0] |= 0x0000030060000000ull;
-            d->w[3] |= 0x00000B8040000000ull;
+            d->w[0] |= 0x00000600C0000000ull;
+            d->w[3] |= 0x0000170080000000ull;
         }
         if (delta & 0x800007FFull) {
-            d->w[0] |= 0x0000000380000000ull;
-            d->w[3] |= 0x0000000800000000ull;
+            d->w[0] |= 0x0000000700000000ull;
+            d->w[3] |= 0x0000001000000000ull;
         }
         if (delta & 0x80000800ull) {
-            d->w[0] |= 0x0000008800000000ull;
+            d->w[0] |= 0x0000011000000000ull;
         }
         if (delta & 0x80000F00ull) {
-            d->w[0] |= 0x0000001000000000ull;
+            d->w[0] |= 0x0000002000000000ull;
         }
         if (delta & 0x80000FFFull) {
-            d->w[0] |= 0x0000002400000000ull;
+            d->w[0] |= 0x0000004800000000ull;
         }
         if (delta & 0xFFFFF000ull) {
-            d->w[0] |= 0x0000004000000000ull;
+            d->w[0] |= 0x0000008000000000ull;
         }
         break;
     case VMCS_OFF_VM_ENTRY_EXCEPTION_ERROR_CODE:
-        d->w[0] |= 0x0000008000000000ull;
+        d->w[0] |= 0x0000010000000000ull;
         break;
     case VMCS_OFF_VM_ENTRY_INSTRUCTION_LENGTH:
-        d->w[0] |= 0x0000030000000000ull;
+        d->w[0] |= 0x0000060000000000ull;
         break;
     case VMCS_OFF_SECONDARY_PROC_BASED_CONTROLS:
-        d->w[0] |= 0x0000000C000FF004ull;
-        d->w[1] |= 0x0004000004000000ull;
-        d->w[2] |= 0x0000003D00002000ull;
-        d->w[3] |= 0x1E80000000000000ull;
+        d->w[0] |= 0x00000018000FF004ull;
+        d->w[1] |= 0x0008000008000000ull;
+        d->w[2] |= 0x0000007A00004000ull;
+        d->w[3] |= 0x3D00000000000000ull;
         break;
     case VMCS_OFF_GUEST_ES_LIMIT:
-        if (delta & 0xFFFull) {
-            d->w[2] |= 0x0040000000000000ull;
-        }
-        if (delta & 0xFFF00000ull) {
-            d->w[2] |= 0x1000000000000000ull;
-        }
-        d->w[2] |= 0x0000000000000010ull;
-        break;
-    case VMCS_OFF_GUEST_CS_LIMIT:
-        if (delta & 0xFFFull) {
-            d->w[2] |= 0x0008000000000000ull;
-        }
-        if (delta & 0xFFF00000ull) {
-            d->w[2] |= 0x0200000000000000ull;
-        }
-        d->w[2] |= 0x0000000000000002ull;
-        break;
-    case VMCS_OFF_GUEST_SS_LIMIT:
-        if (delta & 0xFFFull) {
-            d->w[2] |= 0x0010000000000000ull;
-        }
-        if (delta & 0xFFF00000ull) {
-            d->w[2] |= 0x0400000000000000ull;
-        }
-        d->w[2] |= 0x0000000000000004ull;
-        break;
-    case VMCS_OFF_GUEST_DS_LIMIT:
-        if (delta & 0xFFFull) {
-            d->w[2] |= 0x0020000000000000ull;
-        }
-        if (delta & 0xFFF00000ull) {
-            d->w[2] |= 0x0800000000000000ull;
-        }
-        d->w[2] |= 0x0000000000000008ull;
-        break;
-    case VMCS_OFF_GUEST_FS_LIMIT:
         if (delta & 0xFFFull) {
             d->w[2] |= 0x0080000000000000ull;
         }
@@ -2188,7 +1975,34 @@ static inline void vmcs_check_mark(ck_mask_t* d, int off, uint64_t delta)
         }
         d->w[2] |= 0x0000000000000020ull;
         break;
-    case VMCS_OFF_GUEST_GS_LIMIT:
+    case VMCS_OFF_GUEST_CS_LIMIT:
+        if (delta & 0xFFFull) {
+            d->w[2] |= 0x0010000000000000ull;
+        }
+        if (delta & 0xFFF00000ull) {
+            d->w[2] |= 0x0400000000000000ull;
+        }
+        d->w[2] |= 0x0000000000000004ull;
+        break;
+    case VMCS_OFF_GUEST_SS_LIMIT:
+        if (delta & 0xFFFull) {
+            d->w[2] |= 0x0020000000000000ull;
+        }
+        if (delta & 0xFFF00000ull) {
+            d->w[2] |= 0x0800000000000000ull;
+        }
+        d->w[2] |= 0x0000000000000008ull;
+        break;
+    case VMCS_OFF_GUEST_DS_LIMIT:
+        if (delta & 0xFFFull) {
+            d->w[2] |= 0x0040000000000000ull;
+        }
+        if (delta & 0xFFF00000ull) {
+            d->w[2] |= 0x1000000000000000ull;
+        }
+        d->w[2] |= 0x0000000000000010ull;
+        break;
+    case VMCS_OFF_GUEST_FS_LIMIT:
         if (delta & 0xFFFull) {
             d->w[2] |= 0x0100000000000000ull;
         }
@@ -2197,33 +2011,130 @@ static inline void vmcs_check_mark(ck_mask_t* d, int off, uint64_t delta)
         }
         d->w[2] |= 0x0000000000000040ull;
         break;
-    case VMCS_OFF_GUEST_LDTR_LIMIT:
+    case VMCS_OFF_GUEST_GS_LIMIT:
         if (delta & 0xFFFull) {
-            d->w[3] |= 0x0000000000020000ull;
+            d->w[2] |= 0x0200000000000000ull;
         }
         if (delta & 0xFFF00000ull) {
+            d->w[2] |= 0x8000000000000000ull;
+        }
+        d->w[2] |= 0x0000000000000080ull;
+        break;
+    case VMCS_OFF_GUEST_LDTR_LIMIT:
+        if (delta & 0xFFFull) {
             d->w[3] |= 0x0000000000040000ull;
+        }
+        if (delta & 0xFFF00000ull) {
+            d->w[3] |= 0x0000000000080000ull;
         }
         break;
     case VMCS_OFF_GUEST_TR_LIMIT:
         if (delta & 0xFFFull) {
-            d->w[3] |= 0x0000000000000200ull;
+            d->w[3] |= 0x0000000000000400ull;
         }
         if (delta & 0xFFF00000ull) {
-            d->w[3] |= 0x0000000000000400ull;
+            d->w[3] |= 0x0000000000000800ull;
         }
         break;
     case VMCS_OFF_GUEST_GDTR_LIMIT:
         if (delta & 0xFFFF0000ull) {
-            d->w[3] |= 0x0000000000400000ull;
+            d->w[3] |= 0x0000000000800000ull;
         }
         break;
     case VMCS_OFF_GUEST_IDTR_LIMIT:
         if (delta & 0xFFFF0000ull) {
-            d->w[3] |= 0x0000000000800000ull;
+            d->w[3] |= 0x0000000001000000ull;
         }
         break;
     case VMCS_OFF_GUEST_ES_ACCESS_RIGHTS:
+        if (delta & 0x10000ull) {
+            d->w[2] |= 0x0000000000000002ull;
+        }
+        if (delta & 0x10001ull) {
+            d->w[2] |= 0x0000000000020000ull;
+        }
+        if (delta & 0x1000Aull) {
+            d->w[2] |= 0x0000000000200000ull;
+        }
+        if (delta & 0x10010ull) {
+            d->w[2] |= 0x0000000008000000ull;
+        }
+        if (delta & 0x1006Full) {
+            d->w[2] |= 0x0000001000000000ull;
+        }
+        if (delta & 0x10080ull) {
+            d->w[2] |= 0x0000040000000000ull;
+        }
+        if (delta & 0x10F00ull) {
+            d->w[2] |= 0x0001000000000000ull;
+        }
+        if (delta & 0x18000ull) {
+            d->w[2] |= 0x2080000000000000ull;
+        }
+        if (delta & 0xFFFF0000ull) {
+            d->w[3] |= 0x0000000000000008ull;
+        }
+        d->w[2] |= 0x0000000000000800ull;
+        break;
+    case VMCS_OFF_GUEST_CS_ACCESS_RIGHTS:
+        if (delta & 0xFull) {
+            d->w[2] |= 0x0000000400004000ull;
+        }
+        if (delta & 0x10ull) {
+            d->w[2] |= 0x0000000001000000ull;
+        }
+        if (delta & 0x6Full) {
+            d->w[2] |= 0x00000001C0000000ull;
+        }
+        if (delta & 0x80ull) {
+            d->w[2] |= 0x0000008000000000ull;
+        }
+        if (delta & 0xF00ull) {
+            d->w[2] |= 0x0000200000000000ull;
+        }
+        if (delta & 0x2000ull) {
+            d->w[3] |= 0x0000000006000000ull;
+        }
+        if (delta & 0x6000ull) {
+            d->w[2] |= 0x0008000000000000ull;
+        }
+        if (delta & 0x8000ull) {
+            d->w[2] |= 0x0410000000000000ull;
+        }
+        if (delta & 0xFFFE0000ull) {
+            d->w[3] |= 0x0000000000000001ull;
+        }
+        d->w[2] |= 0x0000000000000100ull;
+        break;
+    case VMCS_OFF_GUEST_SS_ACCESS_RIGHTS:
+        if (delta & 0x60ull) {
+            d->w[2] |= 0x0000000780000000ull;
+            d->w[3] |= 0x0000000400000000ull;
+        }
+        if (delta & 0x10000ull) {
+            d->w[1] |= 0x8000000000000000ull;
+        }
+        if (delta & 0x1000Full) {
+            d->w[2] |= 0x0000000000008000ull;
+        }
+        if (delta & 0x10010ull) {
+            d->w[2] |= 0x0000000002000000ull;
+        }
+        if (delta & 0x10080ull) {
+            d->w[2] |= 0x0000010000000000ull;
+        }
+        if (delta & 0x10F00ull) {
+            d->w[2] |= 0x0000400000000000ull;
+        }
+        if (delta & 0x18000ull) {
+            d->w[2] |= 0x0820000000000000ull;
+        }
+        if (delta & 0xFFFF0000ull) {
+            d->w[3] |= 0x0000000000000002ull;
+        }
+        d->w[2] |= 0x0000000000000200ull;
+        break;
+    case VMCS_OFF_GUEST_DS_ACCESS_RIGHTS:
         if (delta & 0x10000ull) {
             d->w[2] |= 0x0000000000000001ull;
         }
@@ -2253,122 +2164,7 @@ static inline void vmcs_check_mark(ck_mask_t* d, int off, uint64_t delta)
         }
         d->w[2] |= 0x0000000000000400ull;
         break;
-    case VMCS_OFF_GUEST_CS_ACCESS_RIGHTS:
-        if (delta & 0xFull) {
-            d->w[2] |= 0x0000000200002000ull;
-        }
-        if (delta & 0x10ull) {
-            d->w[2] |= 0x0000000000800000ull;
-        }
-        if (delta & 0x6Full) {
-            d->w[2] |= 0x00000000E0000000ull;
-        }
-        if (delta & 0x80ull) {
-            d->w[2] |= 0x0000004000000000ull;
-        }
-        if (delta & 0xF00ull) {
-            d->w[2] |= 0x0000100000000000ull;
-        }
-        if (delta & 0x2000ull) {
-            d->w[3] |= 0x0000000003000000ull;
-        }
-        if (delta & 0x6000ull) {
-            d->w[2] |= 0x0004000000000000ull;
-        }
-        if (delta & 0x8000ull) {
-            d->w[2] |= 0x0208000000000000ull;
-        }
-        if (delta & 0xFFFE0000ull) {
-            d->w[2] |= 0x8000000000000000ull;
-        }
-        d->w[2] |= 0x0000000000000080ull;
-        break;
-    case VMCS_OFF_GUEST_SS_ACCESS_RIGHTS:
-        if (delta & 0x60ull) {
-            d->w[2] |= 0x00000003C0000000ull;
-            d->w[3] |= 0x0000000200000000ull;
-        }
-        if (delta & 0x10000ull) {
-            d->w[1] |= 0x4000000000000000ull;
-        }
-        if (delta & 0x1000Full) {
-            d->w[2] |= 0x0000000000004000ull;
-        }
-        if (delta & 0x10010ull) {
-            d->w[2] |= 0x0000000001000000ull;
-        }
-        if (delta & 0x10080ull) {
-            d->w[2] |= 0x0000008000000000ull;
-        }
-        if (delta & 0x10F00ull) {
-            d->w[2] |= 0x0000200000000000ull;
-        }
-        if (delta & 0x18000ull) {
-            d->w[2] |= 0x0410000000000000ull;
-        }
-        if (delta & 0xFFFF0000ull) {
-            d->w[3] |= 0x0000000000000001ull;
-        }
-        d->w[2] |= 0x0000000000000100ull;
-        break;
-    case VMCS_OFF_GUEST_DS_ACCESS_RIGHTS:
-        if (delta & 0x10000ull) {
-            d->w[1] |= 0x8000000000000000ull;
-        }
-        if (delta & 0x10001ull) {
-            d->w[2] |= 0x0000000000008000ull;
-        }
-        if (delta & 0x1000Aull) {
-            d->w[2] |= 0x0000000000080000ull;
-        }
-        if (delta & 0x10010ull) {
-            d->w[2] |= 0x0000000002000000ull;
-        }
-        if (delta & 0x1006Full) {
-            d->w[2] |= 0x0000000400000000ull;
-        }
-        if (delta & 0x10080ull) {
-            d->w[2] |= 0x0000010000000000ull;
-        }
-        if (delta & 0x10F00ull) {
-            d->w[2] |= 0x0000400000000000ull;
-        }
-        if (delta & 0x18000ull) {
-            d->w[2] |= 0x0820000000000000ull;
-        }
-        if (delta & 0xFFFF0000ull) {
-            d->w[3] |= 0x0000000000000002ull;
-        }
-        d->w[2] |= 0x0000000000000200ull;
-        break;
     case VMCS_OFF_GUEST_FS_ACCESS_RIGHTS:
-        if (delta & 0x10001ull) {
-            d->w[2] |= 0x0000000000020000ull;
-        }
-        if (delta & 0x1000Aull) {
-            d->w[2] |= 0x0000000000200000ull;
-        }
-        if (delta & 0x10010ull) {
-            d->w[2] |= 0x0000000008000000ull;
-        }
-        if (delta & 0x1006Full) {
-            d->w[2] |= 0x0000001000000000ull;
-        }
-        if (delta & 0x10080ull) {
-            d->w[2] |= 0x0000040000000000ull;
-        }
-        if (delta & 0x10F00ull) {
-            d->w[2] |= 0x0001000000000000ull;
-        }
-        if (delta & 0x18000ull) {
-            d->w[2] |= 0x2080000000000000ull;
-        }
-        if (delta & 0xFFFF0000ull) {
-            d->w[3] |= 0x0000000000000008ull;
-        }
-        d->w[2] |= 0x0000000000000800ull;
-        break;
-    case VMCS_OFF_GUEST_GS_ACCESS_RIGHTS:
         if (delta & 0x10001ull) {
             d->w[2] |= 0x0000000000040000ull;
         }
@@ -2395,77 +2191,104 @@ static inline void vmcs_check_mark(ck_mask_t* d, int off, uint64_t delta)
         }
         d->w[2] |= 0x0000000000001000ull;
         break;
-    case VMCS_OFF_GUEST_LDTR_ACCESS_RIGHTS:
-        if (delta & 0x10000ull) {
-            d->w[1] |= 0x1002000000000000ull;
+    case VMCS_OFF_GUEST_GS_ACCESS_RIGHTS:
+        if (delta & 0x10001ull) {
+            d->w[2] |= 0x0000000000080000ull;
         }
-        if (delta & 0x1000Full) {
-            d->w[3] |= 0x0000000000002000ull;
+        if (delta & 0x1000Aull) {
+            d->w[2] |= 0x0000000000800000ull;
         }
         if (delta & 0x10010ull) {
-            d->w[3] |= 0x0000000000004000ull;
+            d->w[2] |= 0x0000000020000000ull;
+        }
+        if (delta & 0x1006Full) {
+            d->w[2] |= 0x0000004000000000ull;
         }
         if (delta & 0x10080ull) {
-            d->w[3] |= 0x0000000000008000ull;
+            d->w[2] |= 0x0000100000000000ull;
         }
         if (delta & 0x10F00ull) {
-            d->w[3] |= 0x0000000000010000ull;
+            d->w[2] |= 0x0004000000000000ull;
         }
         if (delta & 0x18000ull) {
-            d->w[3] |= 0x0000000000060000ull;
+            d->w[2] |= 0x8200000000000000ull;
         }
         if (delta & 0xFFFF0000ull) {
-            d->w[3] |= 0x0000000000080000ull;
+            d->w[3] |= 0x0000000000000020ull;
+        }
+        d->w[2] |= 0x0000000000002000ull;
+        break;
+    case VMCS_OFF_GUEST_LDTR_ACCESS_RIGHTS:
+        if (delta & 0x10000ull) {
+            d->w[1] |= 0x2004000000000000ull;
+        }
+        if (delta & 0x1000Full) {
+            d->w[3] |= 0x0000000000004000ull;
+        }
+        if (delta & 0x10010ull) {
+            d->w[3] |= 0x0000000000008000ull;
+        }
+        if (delta & 0x10080ull) {
+            d->w[3] |= 0x0000000000010000ull;
+        }
+        if (delta & 0x10F00ull) {
+            d->w[3] |= 0x0000000000020000ull;
+        }
+        if (delta & 0x18000ull) {
+            d->w[3] |= 0x00000000000C0000ull;
+        }
+        if (delta & 0xFFFF0000ull) {
+            d->w[3] |= 0x0000000000100000ull;
         }
         break;
     case VMCS_OFF_GUEST_TR_ACCESS_RIGHTS:
         if (delta & 0xFull) {
-            d->w[3] |= 0x0000000000000020ull;
-        }
-        if (delta & 0x10ull) {
             d->w[3] |= 0x0000000000000040ull;
         }
-        if (delta & 0x80ull) {
+        if (delta & 0x10ull) {
             d->w[3] |= 0x0000000000000080ull;
         }
-        if (delta & 0xF00ull) {
+        if (delta & 0x80ull) {
             d->w[3] |= 0x0000000000000100ull;
         }
+        if (delta & 0xF00ull) {
+            d->w[3] |= 0x0000000000000200ull;
+        }
         if (delta & 0x8000ull) {
-            d->w[3] |= 0x0000000000000600ull;
+            d->w[3] |= 0x0000000000000C00ull;
         }
         if (delta & 0x10000ull) {
-            d->w[3] |= 0x0000000000000800ull;
+            d->w[3] |= 0x0000000000001000ull;
         }
         if (delta & 0xFFFE0000ull) {
-            d->w[3] |= 0x0000000000001000ull;
+            d->w[3] |= 0x0000000000002000ull;
         }
         break;
     case VMCS_OFF_GUEST_INTERRUPTIBILITY_STATE:
         if (delta & 0x1ull) {
-            d->w[3] |= 0x000000C000000000ull;
+            d->w[3] |= 0x0000018000000000ull;
         }
         if (delta & 0x2ull) {
-            d->w[3] |= 0x0000030000000000ull;
+            d->w[3] |= 0x0000060000000000ull;
         }
         if (delta & 0x3ull) {
-            d->w[3] |= 0x0000C02400000000ull;
+            d->w[3] |= 0x0001804800000000ull;
         }
         if (delta & 0x4ull) {
-            d->w[3] |= 0x0000040000000000ull;
-        }
-        if (delta & 0x8ull) {
             d->w[3] |= 0x0000080000000000ull;
         }
-        if (delta & 0x10ull) {
+        if (delta & 0x8ull) {
             d->w[3] |= 0x0000100000000000ull;
         }
+        if (delta & 0x10ull) {
+            d->w[3] |= 0x0000200000000000ull;
+        }
         if (delta & 0xFFFFFFE0ull) {
-            d->w[3] |= 0x0000001000000000ull;
+            d->w[3] |= 0x0000002000000000ull;
         }
         break;
     case VMCS_OFF_GUEST_ACTIVITY_STATE:
-        d->w[3] |= 0x0000C00F80000000ull;
+        d->w[3] |= 0x0001801F00000000ull;
         break;
     case VMCS_OFF_IO_BITMAP_A:
         d->w[0] |= 0x0000000000000050ull;
@@ -2477,18 +2300,18 @@ static inline void vmcs_check_mark(ck_mask_t* d, int off, uint64_t delta)
         d->w[0] |= 0x0000000000000300ull;
         break;
     case VMCS_OFF_VM_EXIT_MSR_STORE_ADDRESS:
-        d->w[0] |= 0x0000000000E00000ull;
+        d->w[0] |= 0x0000000001C00000ull;
         break;
     case VMCS_OFF_VM_EXIT_MSR_LOAD_ADDRESS:
-        d->w[0] |= 0x0000000007000000ull;
+        d->w[0] |= 0x000000000E000000ull;
         break;
     case VMCS_OFF_VM_ENTRY_MSR_LOAD_ADDRESS:
         if (delta & 0xFull) {
-            d->w[0] |= 0x0000040000000000ull;
+            d->w[0] |= 0x0000080000000000ull;
         }
-        d->w[0] |= 0x0000180000000000ull;
-        d->w[3] |= 0xE000000000000000ull;
-        d->w[4] |= 0x0000000000000007ull;
+        d->w[0] |= 0x0000300000000000ull;
+        d->w[3] |= 0xC000000000000000ull;
+        d->w[4] |= 0x000000000000000Full;
         break;
     case VMCS_OFF_EPT_POINTER:
         if (delta & 0x7ull) {
@@ -2509,259 +2332,259 @@ static inline void vmcs_check_mark(ck_mask_t* d, int off, uint64_t delta)
         d->w[0] |= 0x0000000000040000ull;
         break;
     case VMCS_OFF_VMCS_LINK_POINTER:
-        d->w[3] |= 0x01F0000000000000ull;
+        d->w[3] |= 0x03E0000000000000ull;
         break;
     case VMCS_OFF_GUEST_IA32_DEBUGCTL:
         if (delta & 0x2ull) {
-            d->w[3] |= 0x0000C00000000000ull;
+            d->w[3] |= 0x0001800000000000ull;
         }
-        d->w[1] |= 0x0000000020000000ull;
+        d->w[1] |= 0x0000000040000000ull;
         break;
     case VMCS_OFF_GUEST_IA32_PAT:
         if (delta & 0xFFull) {
-            d->w[1] |= 0x0000002000000000ull;
-        }
-        if (delta & 0xFF00ull) {
             d->w[1] |= 0x0000004000000000ull;
         }
-        if (delta & 0xFF0000ull) {
+        if (delta & 0xFF00ull) {
             d->w[1] |= 0x0000008000000000ull;
         }
-        if (delta & 0xFF000000ull) {
+        if (delta & 0xFF0000ull) {
             d->w[1] |= 0x0000010000000000ull;
         }
-        if (delta & 0xFF00000000ull) {
+        if (delta & 0xFF000000ull) {
             d->w[1] |= 0x0000020000000000ull;
         }
-        if (delta & 0xFF0000000000ull) {
+        if (delta & 0xFF00000000ull) {
             d->w[1] |= 0x0000040000000000ull;
         }
-        if (delta & 0xFF000000000000ull) {
+        if (delta & 0xFF0000000000ull) {
             d->w[1] |= 0x0000080000000000ull;
         }
-        if (delta & 0xFF00000000000000ull) {
+        if (delta & 0xFF000000000000ull) {
             d->w[1] |= 0x0000100000000000ull;
+        }
+        if (delta & 0xFF00000000000000ull) {
+            d->w[1] |= 0x0000200000000000ull;
         }
         break;
     case VMCS_OFF_GUEST_IA32_EFER:
         if (delta & 0x400ull) {
-            d->w[1] |= 0x0000400000000000ull;
-        }
-        if (delta & 0x500ull) {
             d->w[1] |= 0x0000800000000000ull;
         }
-        d->w[1] |= 0x0000200000000000ull;
+        if (delta & 0x500ull) {
+            d->w[1] |= 0x0001000000000000ull;
+        }
+        d->w[1] |= 0x0000400000000000ull;
         break;
     case VMCS_OFF_GUEST_PDPTE0:
-        d->w[3] |= 0x0200000000000000ull;
-        break;
-    case VMCS_OFF_GUEST_PDPTE1:
         d->w[3] |= 0x0400000000000000ull;
         break;
-    case VMCS_OFF_GUEST_PDPTE2:
+    case VMCS_OFF_GUEST_PDPTE1:
         d->w[3] |= 0x0800000000000000ull;
         break;
-    case VMCS_OFF_GUEST_PDPTE3:
+    case VMCS_OFF_GUEST_PDPTE2:
         d->w[3] |= 0x1000000000000000ull;
+        break;
+    case VMCS_OFF_GUEST_PDPTE3:
+        d->w[3] |= 0x2000000000000000ull;
         break;
     case VMCS_OFF_HOST_IA32_PAT:
         if (delta & 0xFFull) {
-            d->w[0] |= 0x0004000000000000ull;
-        }
-        if (delta & 0xFF00ull) {
             d->w[0] |= 0x0008000000000000ull;
         }
-        if (delta & 0xFF0000ull) {
+        if (delta & 0xFF00ull) {
             d->w[0] |= 0x0010000000000000ull;
         }
-        if (delta & 0xFF000000ull) {
+        if (delta & 0xFF0000ull) {
             d->w[0] |= 0x0020000000000000ull;
         }
-        if (delta & 0xFF00000000ull) {
+        if (delta & 0xFF000000ull) {
             d->w[0] |= 0x0040000000000000ull;
         }
-        if (delta & 0xFF0000000000ull) {
+        if (delta & 0xFF00000000ull) {
             d->w[0] |= 0x0080000000000000ull;
         }
-        if (delta & 0xFF000000000000ull) {
+        if (delta & 0xFF0000000000ull) {
             d->w[0] |= 0x0100000000000000ull;
         }
-        if (delta & 0xFF00000000000000ull) {
+        if (delta & 0xFF000000000000ull) {
             d->w[0] |= 0x0200000000000000ull;
+        }
+        if (delta & 0xFF00000000000000ull) {
+            d->w[0] |= 0x0400000000000000ull;
         }
         break;
     case VMCS_OFF_HOST_IA32_EFER:
         if (delta & 0x100ull) {
-            d->w[0] |= 0x1000000000000000ull;
+            d->w[0] |= 0x2000000000000000ull;
         }
         if (delta & 0x400ull) {
-            d->w[0] |= 0x0800000000000000ull;
+            d->w[0] |= 0x1000000000000000ull;
         }
-        d->w[0] |= 0x0400000000000000ull;
+        d->w[0] |= 0x0800000000000000ull;
         break;
     case VMCS_OFF_GUEST_CR0:
         if (delta & 0x1ull) {
-            d->w[0] |= 0x0000000C00000000ull;
-            d->w[2] |= 0x0000000200000000ull;
-            d->w[3] |= 0x0000000020000000ull;
+            d->w[0] |= 0x0000001800000000ull;
+            d->w[2] |= 0x0000000400000000ull;
+            d->w[3] |= 0x0000000040000000ull;
         }
         if (delta & 0x80000000ull) {
-            d->w[1] |= 0x0000800040000000ull;
-            d->w[3] |= 0x1E00000000000000ull;
+            d->w[1] |= 0x0001000080000000ull;
+            d->w[3] |= 0x3C00000000000000ull;
         }
         if (delta & 0x80000001ull) {
-            d->w[1] |= 0x0000000008000000ull;
+            d->w[1] |= 0x0000000010000000ull;
         }
-        d->w[1] |= 0x0000000004000000ull;
+        d->w[1] |= 0x0000000008000000ull;
         break;
     case VMCS_OFF_GUEST_CR3:
-        d->w[1] |= 0x0000000200000000ull;
-        d->w[3] |= 0x1E00000000000000ull;
+        d->w[1] |= 0x0000000400000000ull;
+        d->w[3] |= 0x3C00000000000000ull;
         break;
     case VMCS_OFF_GUEST_CR4:
         if (delta & 0x20ull) {
-            d->w[1] |= 0x0000000080000000ull;
-            d->w[3] |= 0x1E00000000000000ull;
+            d->w[1] |= 0x0000000100000000ull;
+            d->w[3] |= 0x3C00000000000000ull;
         }
         if (delta & 0x20000ull) {
-            d->w[1] |= 0x0000000100000000ull;
+            d->w[1] |= 0x0000000200000000ull;
         }
-        d->w[1] |= 0x0000000010000000ull;
+        d->w[1] |= 0x0000000020000000ull;
         break;
     case VMCS_OFF_GUEST_ES_BASE:
         if (delta & 0xFFFFFFFF00000000ull) {
-            d->w[2] |= 0x0000000000000001ull;
+            d->w[2] |= 0x0000000000000002ull;
         }
-        d->w[1] |= 0x0040000000000000ull;
+        d->w[1] |= 0x0080000000000000ull;
         break;
     case VMCS_OFF_GUEST_CS_BASE:
-        if (delta & 0xFFFFFFFF00000000ull) {
-            d->w[1] |= 0x2000000000000000ull;
-        }
-        d->w[1] |= 0x0008000000000000ull;
-        break;
-    case VMCS_OFF_GUEST_SS_BASE:
         if (delta & 0xFFFFFFFF00000000ull) {
             d->w[1] |= 0x4000000000000000ull;
         }
         d->w[1] |= 0x0010000000000000ull;
         break;
-    case VMCS_OFF_GUEST_DS_BASE:
+    case VMCS_OFF_GUEST_SS_BASE:
         if (delta & 0xFFFFFFFF00000000ull) {
             d->w[1] |= 0x8000000000000000ull;
         }
         d->w[1] |= 0x0020000000000000ull;
         break;
-    case VMCS_OFF_GUEST_FS_BASE:
-        d->w[1] |= 0x0480000000000000ull;
+    case VMCS_OFF_GUEST_DS_BASE:
+        if (delta & 0xFFFFFFFF00000000ull) {
+            d->w[2] |= 0x0000000000000001ull;
+        }
+        d->w[1] |= 0x0040000000000000ull;
         break;
-    case VMCS_OFF_GUEST_GS_BASE:
+    case VMCS_OFF_GUEST_FS_BASE:
         d->w[1] |= 0x0900000000000000ull;
         break;
+    case VMCS_OFF_GUEST_GS_BASE:
+        d->w[1] |= 0x1200000000000000ull;
+        break;
     case VMCS_OFF_GUEST_LDTR_BASE:
-        d->w[1] |= 0x1000000000000000ull;
+        d->w[1] |= 0x2000000000000000ull;
         break;
     case VMCS_OFF_GUEST_TR_BASE:
-        d->w[1] |= 0x0200000000000000ull;
+        d->w[1] |= 0x0400000000000000ull;
         break;
     case VMCS_OFF_GUEST_GDTR_BASE:
-        d->w[3] |= 0x0000000000100000ull;
-        break;
-    case VMCS_OFF_GUEST_IDTR_BASE:
         d->w[3] |= 0x0000000000200000ull;
         break;
+    case VMCS_OFF_GUEST_IDTR_BASE:
+        d->w[3] |= 0x0000000000400000ull;
+        break;
     case VMCS_OFF_GUEST_DR7:
-        d->w[1] |= 0x0000000400000000ull;
+        d->w[1] |= 0x0000000800000000ull;
         break;
     case VMCS_OFF_GUEST_RIP:
         if (delta & 0xFFFFFFFF00000000ull) {
-            d->w[3] |= 0x0000000001000000ull;
+            d->w[3] |= 0x0000000002000000ull;
         }
-        d->w[3] |= 0x0000000002000000ull;
+        d->w[3] |= 0x0000000004000000ull;
         break;
     case VMCS_OFF_GUEST_RFLAGS:
         if (delta & 0x2ull) {
-            d->w[3] |= 0x0000000008000000ull;
+            d->w[3] |= 0x0000000010000000ull;
         }
         if (delta & 0x100ull) {
-            d->w[3] |= 0x0000C00000000000ull;
+            d->w[3] |= 0x0001800000000000ull;
         }
         if (delta & 0x200ull) {
-            d->w[3] |= 0x0000004040000000ull;
+            d->w[3] |= 0x0000008080000000ull;
         }
         if (delta & 0x20000ull) {
-            d->w[1] |= 0x01FC000000000000ull;
-            d->w[2] |= 0xFFFFFFFFFFFFFFFEull;
-            d->w[3] |= 0x000000003000001Full;
+            d->w[1] |= 0x03F8000000000000ull;
+            d->w[2] |= 0xFFFFFFFFFFFFFFFCull;
+            d->w[3] |= 0x000000006000003Full;
         }
         if (delta & 0xFFFFFFFFFFC08028ull) {
-            d->w[3] |= 0x0000000004000000ull;
+            d->w[3] |= 0x0000000008000000ull;
         }
         break;
     case VMCS_OFF_GUEST_PENDING_DEBUG_EXCEPTIONS:
         if (delta & 0x4000ull) {
-            d->w[3] |= 0x0000C00000000000ull;
+            d->w[3] |= 0x0001800000000000ull;
         }
         if (delta & 0x10000ull) {
-            d->w[3] |= 0x0008000000000000ull;
+            d->w[3] |= 0x0010000000000000ull;
         }
         if (delta & 0x10FFFull) {
-            d->w[3] |= 0x0001000000000000ull;
-        }
-        if (delta & 0x11000ull) {
-            d->w[3] |= 0x0004000000000000ull;
-        }
-        if (delta & 0x1E000ull) {
             d->w[3] |= 0x0002000000000000ull;
         }
+        if (delta & 0x11000ull) {
+            d->w[3] |= 0x0008000000000000ull;
+        }
+        if (delta & 0x1E000ull) {
+            d->w[3] |= 0x0004000000000000ull;
+        }
         if (delta & 0xFFFFFFFFFFFEAFF0ull) {
-            d->w[3] |= 0x0000200000000000ull;
+            d->w[3] |= 0x0000400000000000ull;
         }
         break;
     case VMCS_OFF_GUEST_IA32_SYSENTER_ESP:
-        d->w[1] |= 0x0000000800000000ull;
-        break;
-    case VMCS_OFF_GUEST_IA32_SYSENTER_EIP:
         d->w[1] |= 0x0000001000000000ull;
         break;
+    case VMCS_OFF_GUEST_IA32_SYSENTER_EIP:
+        d->w[1] |= 0x0000002000000000ull;
+        break;
     case VMCS_OFF_HOST_CR0:
-        d->w[0] |= 0x0000200000000000ull;
+        d->w[0] |= 0x0000400000000000ull;
         break;
     case VMCS_OFF_HOST_CR3:
-        d->w[0] |= 0x0000800000000000ull;
+        d->w[0] |= 0x0001000000000000ull;
         break;
     case VMCS_OFF_HOST_CR4:
         if (delta & 0x20ull) {
-            d->w[1] |= 0x0000000001000000ull;
+            d->w[1] |= 0x0000000002000000ull;
         }
         if (delta & 0x20000ull) {
-            d->w[1] |= 0x0000000000400000ull;
+            d->w[1] |= 0x0000000000800000ull;
         }
-        d->w[0] |= 0x0000400000000000ull;
+        d->w[0] |= 0x0000800000000000ull;
         break;
     case VMCS_OFF_HOST_FS_BASE:
-        d->w[1] |= 0x0000000000004000ull;
-        break;
-    case VMCS_OFF_HOST_GS_BASE:
         d->w[1] |= 0x0000000000008000ull;
         break;
-    case VMCS_OFF_HOST_TR_BASE:
-        d->w[1] |= 0x0000000000040000ull;
-        break;
-    case VMCS_OFF_HOST_GDTR_BASE:
+    case VMCS_OFF_HOST_GS_BASE:
         d->w[1] |= 0x0000000000010000ull;
         break;
-    case VMCS_OFF_HOST_IDTR_BASE:
+    case VMCS_OFF_HOST_TR_BASE:
+        d->w[1] |= 0x0000000000080000ull;
+        break;
+    case VMCS_OFF_HOST_GDTR_BASE:
         d->w[1] |= 0x0000000000020000ull;
         break;
-    case VMCS_OFF_HOST_IA32_SYSENTER_ESP:
-        d->w[0] |= 0x0001000000000000ull;
+    case VMCS_OFF_HOST_IDTR_BASE:
+        d->w[1] |= 0x0000000000040000ull;
         break;
-    case VMCS_OFF_HOST_IA32_SYSENTER_EIP:
+    case VMCS_OFF_HOST_IA32_SYSENTER_ESP:
         d->w[0] |= 0x0002000000000000ull;
         break;
+    case VMCS_OFF_HOST_IA32_SYSENTER_EIP:
+        d->w[0] |= 0x0004000000000000ull;
+        break;
     case VMCS_OFF_HOST_RIP:
-        d->w[1] |= 0x0000000002800000ull;
+        d->w[1] |= 0x0000000005000000ull;
         break;
     default:
         break;

@@ -776,6 +776,15 @@ cdef extern from "spec_gen.h" nogil:
     const uint32_t EXIT_REASON_FLAG_FROM_VMX_ROOT
     const uint32_t EXIT_REASON_FLAG_ENTRY_FAILURE
 
+    # Exit-information fields each reason defines (vtx/spec/exit_reasons.py EXIT_INFO)
+    const uint32_t EXIT_INFO_QUALIFICATION
+    const uint32_t EXIT_INFO_INSTRUCTION_LENGTH
+    const uint32_t EXIT_INFO_INSTRUCTION_INFO
+    const uint32_t EXIT_INFO_INTERRUPTION_INFO
+    const uint32_t EXIT_INFO_INTERRUPTION_ERROR_CODE
+    const uint32_t EXIT_INFO_GUEST_LINEAR_ADDRESS
+    const uint32_t EXIT_INFO_GUEST_PHYSICAL_ADDRESS
+
     # VM-instruction error numbers (SDM Vol. 3C 31.4)
     const uint32_t VMXERR_VMCALL_IN_VMX_ROOT
     const uint32_t VMXERR_VMCLEAR_INVALID_ADDRESS
@@ -1000,6 +1009,7 @@ cdef extern from "spec_gen.h" nogil:
     const int CK_EPT_POINTER_WIDTH
     const int CK_UNRESTRICTED_GUEST_NEEDS_EPT
     const int CK_VM_EXIT_CONTROLS
+    const int CK_VM_EXIT_SAVE_VMX_PREEMPTION_TIMER
     const int CK_VM_EXIT_MSR_STORE_ADDRESS_ALIGNMENT
     const int CK_VM_EXIT_MSR_STORE_ADDRESS_WIDTH
     const int CK_VM_EXIT_MSR_STORE_LAST_BYTE_WIDTH
@@ -1247,6 +1257,7 @@ cdef extern from "spec_gen.h" nogil:
     int vmcs_field_offset(uint32_t enc)
     int vmcs_field_width(uint32_t enc)
     int vmcs_field_is_readonly(uint32_t enc)
+    uint32_t exit_info_fields(uint32_t reason)
 
     # (ck_mask_t is declared in vtx/_core.pxd, which the Cpu struct needs)
     const ck_mask_t CKM_ALL

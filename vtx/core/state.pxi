@@ -87,6 +87,9 @@ cdef enum:
     CR4_PAE = 1 << 5
     CR4_PGE = 1 << 7
     CR4_TSD = 1 << 2
+    CR4_DE = 1 << 3
+    CR4_PCE = 1 << 8
+    CR4_OSXSAVE = 1 << 18
     CR4_VMXE = 1 << 13
     CR4_PCIDE = 1 << 17
     CR4_SMEP = 1 << 20
@@ -264,8 +267,15 @@ cdef inline int is_canonical(uint64_t a) noexcept nogil:
 # budget, see VCpu._run), dropping decoded code, page walks.
 
 cdef inline void spend(Cpu* c, uint64_t n) noexcept nogil:
-    """Bring the end of the current slice n steps nearer."""
+    """Bring the end of the current slice n steps nearer.  While the event
+    check is armed (core/vmx/events.pxi) the end of the slice is put aside
+    in ev_limit, and that is the one to bring nearer too."""
     if c.icount_limit - c.icount > n and c.icount_limit > c.icount:
         c.icount_limit -= n
     else:
         c.icount_limit = c.icount
+    if c.ev_armed:
+        if c.ev_limit - c.icount > n and c.ev_limit > c.icount:
+            c.ev_limit -= n
+        else:
+            c.ev_limit = c.icount

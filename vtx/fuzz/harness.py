@@ -44,7 +44,7 @@ import traceback
 
 import vtx
 from vtx.errors import EntryCheckMismatch
-from vtx.spec import FIELDS, FieldWidth, field_info
+from vtx.spec import FIELDS, MODEL_FIELDS, FieldWidth, field_info
 from vtx.spec.registers import ALL_NAMES
 
 F = vtx.VmcsField
@@ -59,8 +59,8 @@ REGISTER_NAMES = sorted(set(ALL_NAMES) | {
     if not n.startswith("_") and _inspect.isdatadescriptor(getattr(vtx.VCpu, n))})
 
 #: Every VMCS encoding VMREAD accepts: each field, and the high half of the 64-bit ones.
-FIELD_ENCODINGS = [enc for _n, enc, _d in FIELDS] + [
-    enc | 1 for _n, enc, _d in FIELDS if field_info(enc).width == FieldWidth.BITS64]
+FIELD_ENCODINGS = [enc for n, enc, _d in FIELDS if n in MODEL_FIELDS] + [
+    enc | 1 for n, enc, _d in FIELDS if n in MODEL_FIELDS and field_info(enc).width == FieldWidth.BITS64]
 
 #: Test-only hook (tests/test_fuzz.py): "crash", "hang" or "overrun" makes a
 #: case that carries the marker abort, hang or report a fake overrun, so the

@@ -16,7 +16,7 @@ corpus.py.
 
 import struct
 
-from vtx.spec import ProcBased, VmcsField as F
+from vtx.spec import ProcBased, ProcBased2, VmcsField as F
 
 from .cases import BITS
 from .corpus import BY_BITS
@@ -332,6 +332,18 @@ def control_tweaks(rng):
     if rng.random() < 0.05:
         w.append([int(F.CR0_GUEST_HOST_MASK), "set", rng.choice((1, 0x80000001, 0xFFFFFFFF, rng.getrandbits(32)))])
         w.append([int(F.CR0_READ_SHADOW), "set", rng.choice((0, 0x11, 0x80000011, rng.getrandbits(32)))])
+    if rng.random() < 0.1:
+        # The instruction exits (core/insn/system.pxi, systab.pxi): their
+        # controls, and PAUSE-loop exiting with small windows.
+        w.append([proc, "or", rng.choice((int(ProcBased.MWAIT_EXITING | ProcBased.MONITOR_EXITING),
+                                           int(ProcBased.RDPMC_EXITING | ProcBased.PAUSE_EXITING),
+                                           int(ProcBased.MOV_DR_EXITING), int(ProcBased.INVLPG_EXITING)))])
+        w.append([int(F.SECONDARY_PROC_BASED_CONTROLS), "or",
+                  rng.getrandbits(32) & int(ProcBased2.DESCRIPTOR_TABLE_EXITING | ProcBased2.ENABLE_RDTSCP
+                                            | ProcBased2.WBINVD_EXITING | ProcBased2.PAUSE_LOOP_EXITING
+                                            | ProcBased2.ENABLE_INVPCID)])
+        w.append([int(F.PLE_GAP), "set", rng.choice((0, 1, 8, 128))])
+        w.append([int(F.PLE_WINDOW), "set", rng.choice((0, 4, 64, 4096))])
     return w
 
 

@@ -17,7 +17,7 @@ hypervisor's private memory (PRIV_BASE).
 """
 
 from vtx._core import PRIV_BASE
-from vtx.spec import FIELDS, FieldWidth, capabilities, field_info
+from vtx.spec import FIELDS, MODEL_FIELDS, FieldWidth, capabilities, field_info
 
 from .cases import BITS
 from .corpus import BY_BITS
@@ -26,8 +26,8 @@ from .streams import make_handler_policy
 #: Every encoding vmwrite accepts, with its width in bits; the high halves
 #: of the 64-bit fields are drawn less often (they alias the full field).
 FULL = [(enc, 64 if field_info(enc).width in (FieldWidth.BITS64, FieldWidth.NATURAL)
-         else 32 if field_info(enc).width == FieldWidth.BITS32 else 16) for _n, enc, _d in FIELDS]
-HIGH = [(enc | 1, 32) for _n, enc, _d in FIELDS if field_info(enc).width == FieldWidth.BITS64]
+         else 32 if field_info(enc).width == FieldWidth.BITS32 else 16) for n, enc, _d in FIELDS if n in MODEL_FIELDS]
+HIGH = [(enc | 1, 32) for n, enc, _d in FIELDS if n in MODEL_FIELDS and field_info(enc).width == FieldWidth.BITS64]
 
 MAXPHYADDR = capabilities.MAXPHYADDR
 

@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 from . import capabilities
 from . import controls as _controls
-from .exit_reasons import EXIT_REASONS, EXIT_REASON_FLAGS
+from .exit_reasons import EXIT_INFO, EXIT_REASONS, EXIT_REASON_FLAGS, INFO_FIELDS
 from .msrs import MSRS
 from .vm_instruction_errors import VM_INSTRUCTION_ERRORS
 from .vmcs_fields import (
@@ -49,6 +49,10 @@ __all__ = [
     "OFF_ABORT",
     "OFF_LAUNCH_STATE",
     "OFF_LAUNCH_EPOCH",
+    "MODEL_FIELDS",
+    "EXIT_INFO",
+    "INFO_FIELDS",
+    "in_model",
     "field_width",
     "field_size",
     "field_type",
@@ -136,6 +140,35 @@ def is_supported(enc):
     except ValueError:
         return False
     return True
+
+
+def _feature_offered(name):
+    """Whether the model offers the feature of field ``name`` (vmcs_fields.FEATURE)."""
+    need = _vf.FEATURE.get(name, ())
+    if isinstance(need, str):
+        return False
+    if not need:
+        return True
+    for alt in need:
+        prefix, control = alt.split(".")
+        if capabilities.allowed1(prefix) & _controls.group_by_prefix(prefix).mask(control):
+            return True
+    return False
+
+
+#: Names of the fields the modeled processor has: those of the features it
+#: offers (VMREAD/VMWRITE of any other fails with VM-instruction error 12).
+MODEL_FIELDS = frozenset(name for name, _enc, _d in FIELDS if _feature_offered(name))
+
+
+def in_model(enc):
+    """True if ``enc`` names a VMCS component the modeled processor has:
+    a field of the SDM's table whose feature the capability MSRs offer."""
+    try:
+        info, _high = _lookup(enc)
+    except ValueError:
+        return False
+    return info.name in MODEL_FIELDS
 
 
 def field_info(enc):

@@ -56,18 +56,37 @@ VMCS_MEMORY_TYPE_WB = 6
 
 #: The optional controls the model implements, by group prefix (besides the default1 bits).
 SUPPORTED_CONTROLS = {
-    "PIN": ("EXTERNAL_INTERRUPT_EXITING", "NMI_EXITING"),
+    "PIN": ("EXTERNAL_INTERRUPT_EXITING", "NMI_EXITING", "VIRTUAL_NMIS", "ACTIVATE_VMX_PREEMPTION_TIMER"),
     "PROC": (
+        "INTERRUPT_WINDOW_EXITING",
+        "NMI_WINDOW_EXITING",
         "USE_TSC_OFFSETTING",
         "HLT_EXITING",
         "INVLPG_EXITING",
+        "MWAIT_EXITING",
+        "RDPMC_EXITING",
         "RDTSC_EXITING",
+        "MOV_DR_EXITING",
         "UNCONDITIONAL_IO_EXITING",
         "USE_IO_BITMAPS",
         "USE_MSR_BITMAPS",
+        "MONITOR_EXITING",
+        "PAUSE_EXITING",
+        "MONITOR_TRAP_FLAG",
         "ACTIVATE_SECONDARY_CONTROLS",
     ),
-    "PROC2": ("ENABLE_EPT", "ENABLE_VPID", "UNRESTRICTED_GUEST"),
+    "PROC2": (
+        "ENABLE_EPT",
+        "DESCRIPTOR_TABLE_EXITING",
+        "ENABLE_RDTSCP",
+        "ENABLE_VPID",
+        "WBINVD_EXITING",
+        "UNRESTRICTED_GUEST",
+        "PAUSE_LOOP_EXITING",
+        "RDRAND_EXITING",
+        "ENABLE_INVPCID",
+        "RDSEED_EXITING",
+    ),
     "EXIT_CTL": (
         "HOST_ADDRESS_SPACE_SIZE",
         "ACKNOWLEDGE_INTERRUPT_ON_EXIT",
@@ -75,6 +94,7 @@ SUPPORTED_CONTROLS = {
         "LOAD_IA32_PAT",
         "SAVE_IA32_EFER",
         "LOAD_IA32_EFER",
+        "SAVE_VMX_PREEMPTION_TIMER",
     ),
     "ENTRY_CTL": ("IA32E_MODE_GUEST", "LOAD_IA32_PAT", "LOAD_IA32_EFER"),
 }

@@ -101,6 +101,8 @@ ENTRY_CHECKS = [
     # 27.2.1.2 VM-exit control fields
     ("VM_EXIT_CONTROLS", CONTROL, "27.2.1.2",
      "VM-exit controls respect IA32_VMX_TRUE_EXIT_CTLS"),
+    ("VM_EXIT_SAVE_VMX_PREEMPTION_TIMER", CONTROL, "27.2.1.2",
+     "'save VMX-preemption timer value' is 0 unless 'activate VMX-preemption timer' is 1"),
     ("VM_EXIT_MSR_STORE_ADDRESS_ALIGNMENT", CONTROL, "27.2.1.2",
      "with a VM-exit MSR-store count other than 0, bits 3:0 of the VM-exit MSR-store address are 0"),
     ("VM_EXIT_MSR_STORE_ADDRESS_WIDTH", CONTROL, "27.2.1.2",
@@ -406,14 +408,18 @@ ENTRY_CHECKS = [
 ]
 
 
-#: Checks about a control the model does not offer: only reachable once the
-#: capability MSRs allow it to be 1 (the table keeps them so the core is
-#: ready); check -> (control group prefix, control name).
+#: Checks that apply only to a model that offers a control (True: the check
+#: needs the 1-setting of the control to be allowed) or that does not (False:
+#: the condition is about processors without it): the table keeps them so
+#: the core stays right if the capabilities change; a test excuses those
+#: the capabilities make unreachable.  check -> (group prefix, control, offered).
 NEEDS_CONTROL = {
-    "VIRTUAL_NMIS": ("PIN", "VIRTUAL_NMIS"),
-    "NMI_WINDOW_EXITING": ("PROC", "NMI_WINDOW_EXITING"),
-    "VM_ENTRY_INTERRUPTION_VECTOR_OTHER_EVENT": ("PROC", "MONITOR_TRAP_FLAG"),
-    "GUEST_INTERRUPTIBILITY_NMI_VIRTUAL_NMIS": ("PIN", "VIRTUAL_NMIS"),
+    "VIRTUAL_NMIS": ("PIN", "VIRTUAL_NMIS", True),
+    "NMI_WINDOW_EXITING": ("PROC", "NMI_WINDOW_EXITING", True),
+    "VM_ENTRY_INTERRUPTION_TYPE_OTHER_EVENT": ("PROC", "MONITOR_TRAP_FLAG", False),
+    "VM_ENTRY_INTERRUPTION_VECTOR_OTHER_EVENT": ("PROC", "MONITOR_TRAP_FLAG", True),
+    "VM_EXIT_SAVE_VMX_PREEMPTION_TIMER": ("EXIT_CTL", "SAVE_VMX_PREEMPTION_TIMER", True),
+    "GUEST_INTERRUPTIBILITY_NMI_VIRTUAL_NMIS": ("PIN", "VIRTUAL_NMIS", True),
 }
 
 #: Checks with an exit qualification other than 0 (SDM 27.8).
@@ -491,6 +497,7 @@ INPUTS = {
     "UNRESTRICTED_GUEST_NEEDS_EPT": _UG,
     # 27.2.1.2
     "VM_EXIT_CONTROLS": _EXIT,
+    "VM_EXIT_SAVE_VMX_PREEMPTION_TIMER": ("PIN_BASED_CONTROLS",) + _EXIT,
     **{f"VM_EXIT_MSR_{k}_{c}": (f"VM_EXIT_MSR_{k}_COUNT", f"VM_EXIT_MSR_{k}_ADDRESS")
        for k in ("STORE", "LOAD") for c in ("ADDRESS_ALIGNMENT", "ADDRESS_WIDTH", "LAST_BYTE_WIDTH")},
     "VM_EXIT_MSR_AREAS": ("VM_EXIT_MSR_STORE_COUNT", "VM_EXIT_MSR_LOAD_COUNT"),

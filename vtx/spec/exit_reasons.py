@@ -97,3 +97,94 @@ EXIT_REASON_FLAGS = (
     ("FROM_VMX_ROOT", 29, "The VM exit came from VMX root operation (SMM VM exits)"),
     ("ENTRY_FAILURE", 31, "VM entry failed; the basic reason is 33, 34 or 41"),
 )
+
+
+# ---------------------------------------------------------------------------
+# The exit information of each reason (SDM Vol. 3C 28.2, pinned edition
+# 325462-080US): which exit-information fields it defines, and the format of
+# its exit qualification as bit fields ``(name, low bit, high bit)`` with the
+# SDM table that defines it.  The model writes exactly the listed fields at
+# a VM exit and clears the others (the SDM leaves them undefined); typed
+# exits decode the qualification from these rows.
+# ---------------------------------------------------------------------------
+
+#: The exit-information fields a row may list (the VMCS fields they stand for).
+INFO_FIELDS = (
+    ("qualification", "EXIT_QUALIFICATION"),
+    ("instruction_length", "VM_EXIT_INSTRUCTION_LENGTH"),
+    ("instruction_info", "VM_EXIT_INSTRUCTION_INFO"),
+    ("interruption_info", "VM_EXIT_INTERRUPTION_INFO"),
+    ("interruption_error_code", "VM_EXIT_INTERRUPTION_ERROR_CODE"),
+    ("guest_linear_address", "GUEST_LINEAR_ADDRESS"),
+    ("guest_physical_address", "GUEST_PHYSICAL_ADDRESS"),
+)
+
+_Q, _L, _I = "qualification", "instruction_length", "instruction_info"
+_INTR = ("interruption_info", "interruption_error_code")
+_DISP = (("displacement", 0, 63),)
+_MEMOP = ((_Q, _L, _I), "28.2.1: the memory operand's displacement; 28.2.5 instruction information", _DISP)
+_INSN = ((_L,), "", ())
+
+#: ``reason name: (fields, where the qualification is defined, bit fields)``.
+#: Reasons without a row define none of the fields.
+EXIT_INFO = {
+    "EXCEPTION_OR_NMI": ((_Q, _L) + _INTR, "Table 28-1 for #DB; the linear address for #PF; else 0",
+                         (("b0_b3", 0, 3), ("bd", 13, 13), ("bs", 14, 14), ("rtm", 16, 16))),
+    "EXTERNAL_INTERRUPT": (_INTR, "", ()),
+    "TASK_SWITCH": ((_Q, _L), "Table 28-2", (("selector", 0, 15), ("source", 30, 31))),
+    "CPUID": _INSN,
+    "GETSEC": _INSN,
+    "HLT": _INSN,
+    "INVD": _INSN,
+    "INVLPG": ((_Q, _L), "28.2.1: the linear address of the operand", (("linear_address", 0, 63),)),
+    "RDPMC": _INSN,
+    "RDTSC": _INSN,
+    "VMCALL": _INSN,
+    "VMCLEAR": _MEMOP,
+    "VMLAUNCH": _INSN,
+    "VMPTRLD": _MEMOP,
+    "VMPTRST": _MEMOP,
+    "VMREAD": _MEMOP,
+    "VMRESUME": _INSN,
+    "VMWRITE": _MEMOP,
+    "VMXOFF": _INSN,
+    "VMXON": _MEMOP,
+    "CONTROL_REGISTER_ACCESS": ((_Q, _L, "guest_linear_address"), "Table 28-3",
+                                (("cr", 0, 3), ("access_type", 4, 5), ("lmsw_memory", 6, 6), ("gpr", 8, 11),
+                                 ("lmsw_source", 16, 31))),
+    "MOV_DR": ((_Q, _L), "Table 28-4", (("dr", 0, 2), ("direction", 4, 4), ("gpr", 8, 11))),
+    "IO_INSTRUCTION": ((_Q, _L, _I, "guest_linear_address"), "Table 28-5",
+                       (("size_minus_1", 0, 2), ("direction", 3, 3), ("string", 4, 4), ("rep", 5, 5),
+                        ("immediate", 6, 6), ("port", 16, 31))),
+    "RDMSR": _INSN,
+    "WRMSR": _INSN,
+    "ENTRY_FAILURE_INVALID_GUEST_STATE": ((_Q,), "27.8: 0, 2 (PDPTEs), 3 (NMI injection) or 4 (link pointer)",
+                                          (("detail", 0, 63),)),
+    "ENTRY_FAILURE_MSR_LOADING": ((_Q,), "27.8: the failing MSR-load entry, counted from 1", (("entry", 0, 63),)),
+    "MWAIT": ((_Q, _L), "28.2.1: bit 0, monitor hardware armed", (("armed", 0, 0),)),
+    "MONITOR": _INSN,
+    "PAUSE": _INSN,
+    "APIC_ACCESS": ((_Q, _L), "Table 28-6", (("offset", 0, 11), ("access_type", 12, 15))),
+    "VIRTUALIZED_EOI": ((_Q,), "28.2.1: the vector", (("vector", 0, 7),)),
+    "GDTR_IDTR_ACCESS": _MEMOP,
+    "LDTR_TR_ACCESS": _MEMOP,
+    "EPT_VIOLATION": ((_Q, "guest_linear_address", "guest_physical_address"), "Table 28-7",
+                      (("read", 0, 0), ("write", 1, 1), ("fetch", 2, 2), ("readable", 3, 3), ("writable", 4, 4),
+                       ("executable", 5, 5), ("user_executable", 6, 6), ("gla_valid", 7, 7),
+                       ("translation", 8, 8), ("nmi_unblocking", 12, 12))),
+    "EPT_MISCONFIGURATION": (("guest_physical_address",), "", ()),
+    "INVEPT": _MEMOP,
+    "RDTSCP": _INSN,
+    "INVVPID": _MEMOP,
+    "WBINVD": _INSN,
+    "XSETBV": _INSN,
+    "APIC_WRITE": ((_Q,), "28.2.1: the offset of the APIC register written", (("offset", 0, 11),)),
+    "RDRAND": ((_L, _I), "", ()),
+    "INVPCID": _MEMOP,
+    "VMFUNC": _INSN,
+    "RDSEED": ((_L, _I), "", ()),
+    "PAGE_MODIFICATION_LOG_FULL": ((_Q,), "28.2.1: bit 12, NMI unblocking due to IRET",
+                                   (("nmi_unblocking", 12, 12),)),
+    "XSAVES": ((_L, _I), "", ()),
+    "XRSTORS": ((_L, _I), "", ()),
+}

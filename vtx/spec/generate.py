@@ -35,13 +35,15 @@ if not __package__:
     __package__ = _spec.name
 
 from . import capabilities, controls
-from .exit_reasons import EXIT_REASONS, EXIT_REASON_FLAGS
+from .exit_reasons import EXIT_INFO, EXIT_REASONS, EXIT_REASON_FLAGS, INFO_FIELDS
 from .entry_checks import ALWAYS as CHECKS_ALWAYS, ENTRY_CHECKS, FAMILIES as CHECK_FAMILIES, \
     INPUTS as CHECK_INPUTS, RFLAGS_RESERVED
 from .msrs import MSRS
 from . import registers as _registers
+from . import MODEL_FIELDS
 from .vm_instruction_errors import VM_INSTRUCTION_ERRORS
 from .vmcs_fields import (
+    FEATURE,
     FIELDS,
     FIELDS_START,
     OFF_ABORT,
@@ -268,6 +270,20 @@ def render_header(layout):
     lines.append("// flag bits of the exit-reason field")
     lines += _define_block([(f"EXIT_REASON_FLAG_{n}", f"(1u << {b})") for n, b, _ in EXIT_REASON_FLAGS])
 
+    lines += ["", "// ---- Exit-information fields each reason defines (vtx/spec/exit_reasons.py EXIT_INFO) --"]
+    lines += _define_block([(f"EXIT_INFO_{f.upper()}", f"(1u << {i})") for i, (f, _v) in enumerate(INFO_FIELDS)])
+    numbers = {n: v for n, v, _ in EXIT_REASONS}
+    lines += [
+        "// The EXIT_INFO_* fields basic reason `reason` defines; VM exit clears the others.",
+        "static inline uint32_t exit_info_fields(uint32_t reason)",
+        "{",
+        "    switch (reason) {",
+    ]
+    for name, (fields, _where, _bits) in sorted(EXIT_INFO.items(), key=lambda kv: numbers[kv[0]]):
+        mask = " | ".join(f"EXIT_INFO_{f.upper()}" for f in fields) or "0u"
+        lines.append(f"    case EXIT_REASON_{name}: return {mask};")
+    lines += ["    default: return 0u;", "    }", "}", ""]
+
     lines += ["", "// ---- VM-instruction error numbers (SDM Vol. 3C 31.4) -----------------------"]
     lines += _define_block([(f"VMXERR_{n}", f"{v}u") for n, v, _ in VM_INSTRUCTION_ERRORS])
 
@@ -361,19 +377,22 @@ def render_header(layout):
         "// ---- Lookups by encoding ---------------------------------------------------",
         "",
         "// Byte offset of component `enc` in the VMCS region, or -1 if the model has no",
-        "// such component.  The high encoding of a 64-bit field names its upper 4 bytes.",
+        "// such component (the SDM has none, or the capability MSRs deny its feature:",
+        "// vtx/spec/vmcs_fields.py FEATURE).  The high encoding of a 64-bit field names",
+        "// its upper 4 bytes.",
         "static inline int vmcs_field_offset(uint32_t enc)",
         "{",
         "    switch (enc) {",
     ]
-    for name, enc in all_rows:
+    model_rows = [(n, e) for n, e in all_rows if n in MODEL_FIELDS]
+    for name, enc in model_rows:
         lines.append(f"    case VMCS_{name}: return VMCS_OFF_{name};")
         if field_width(enc) == FieldWidth.BITS64:
             lines.append(f"    case VMCS_{name}_HIGH: return VMCS_OFF_{name} + 4;")
     lines += ["    default: return -1;", "    }", "}", ""]
 
     by_size = {2: [], 4: [], 8: []}
-    for name, enc in all_rows:
+    for name, enc in model_rows:
         by_size[width_bytes(field_width(enc))].append(f"VMCS_{name}")
         if field_width(enc) == FieldWidth.BITS64:
             by_size[4].append(f"VMCS_{name}_HIGH")
@@ -476,6 +495,7 @@ def render_pxi(header_text):
         "    int vmcs_field_offset(uint32_t enc)",
         "    int vmcs_field_width(uint32_t enc)",
         "    int vmcs_field_is_readonly(uint32_t enc)",
+        "    uint32_t exit_info_fields(uint32_t reason)",
         "",
         "    # (ck_mask_t is declared in vtx/_core.pxd, which the Cpu struct needs)",
         "    const ck_mask_t CKM_ALL",
@@ -551,6 +571,10 @@ def render_vmcs_rst(layout):
         f"and the fields start at byte {FIELDS_START}: one group per width and type, each with",
         "as many slots as the highest index in the group plus one, so a field's offset is",
         f"the group base plus index times size.  The groups end at byte {layout.end}.",
+        "",
+        "*In the model* says whether the modeled processor has the field: a field whose",
+        "feature the capability MSRs do not offer does not exist for VMREAD and VMWRITE",
+        "(VM-instruction error 12), as on a processor without the feature (SDM Vol. 3C 25.1).",
     ])
     lines += _title("Layout", "-")
     rows = []
@@ -562,20 +586,40 @@ def render_vmcs_rst(layout):
         table = []
         for name, enc, desc in rows:
             table.append([f"``{name}``", f"``0x{enc:04X}``", str(width_bits(width)), str(field_index(enc)),
-                          str(layout.offsets[name]), _rst_text(desc)])
-        lines += _list_table(["Name", "Encoding", "Bits", "Index", "Offset", "Description"], table,
-                             widths=[30, 10, 6, 6, 8, 40])
+                          str(layout.offsets[name]), _feature_text(name), _rst_text(desc)])
+        lines += _list_table(["Name", "Encoding", "Bits", "Index", "Offset", "In the model", "Description"], table,
+                             widths=[28, 9, 5, 5, 7, 16, 30])
     return "\n".join(lines)
+
+
+def _feature_text(name):
+    """The "In the model" column: yes, or the feature whose absence removes the field."""
+    if name in MODEL_FIELDS:
+        return "yes"
+    need = FEATURE[name]
+    if isinstance(need, str):
+        return _rst_text(f"no ({need})")
+    return _rst_text("no (" + " or ".join(n.split(".")[1].lower().replace("_", " ") for n in need) + ")")
 
 
 def render_exit_reasons_rst():
     lines = _rst_head("Exit reasons", [
         "Basic exit reasons (Intel SDM Vol. 3D Appendix C): the number in bits 15:0 of the",
         "exit-reason field.  The C header names them ``EXIT_REASON_<NAME>``, Python",
-        "``vtx.spec.ExitReason.<NAME>``.",
+        "``vtx.spec.ExitReason.<NAME>``.  *Exit information* lists the exit-information",
+        "fields the reason defines (SDM Vol. 3C 28.2; the model clears the others), and",
+        "*Qualification* the format of its exit qualification, as bit fields with their bits.",
     ])
-    rows = [[str(num), f"``{name}``", _rst_text(desc)] for name, num, desc in EXIT_REASONS]
-    lines += _list_table(["Number", "Name", "Description"], rows, widths=[8, 36, 56])
+    rows = []
+    for name, num, desc in EXIT_REASONS:
+        fields, where, bits = EXIT_INFO.get(name, ((), "", ()))
+        info = ", ".join(f.replace("_", " ") for f in fields) or "none"
+        qual = "; ".join(f"{b} {lo}" + (f"-{hi}" if hi != lo else "") for b, lo, hi in bits)
+        if where:
+            qual = f"{where}" + (f": {qual}" if qual else "")
+        rows.append([str(num), f"``{name}``", _rst_text(desc), _rst_text(info), _rst_text(qual)])
+    lines += _list_table(["Number", "Name", "Description", "Exit information", "Qualification"], rows,
+                         widths=[6, 24, 30, 20, 20])
     lines += _title("Exit-reason flag bits", "-")
     rows = [[str(bit), f"``{name}``", _rst_text(desc)] for name, bit, desc in EXIT_REASON_FLAGS]
     lines += _list_table(["Bit", "Name", "Description"], rows, widths=[8, 36, 56])

@@ -40,6 +40,12 @@ REGISTERS += [
     ("dr7", ("vmcs", "GUEST_DR7"), 64, 0, "DR7 (the VMCS guest DR7 field)"),
     ("cr2", ("cpu", "cr2"), 64, 0, "CR2 (not in the VMCS: kept by the processor)"),
     ("cr8", ("cpu", "cr8"), 64, 0, "CR8, the task-priority register"),
+    ("dr0", ("cpu", "dr[0]"), 64, 0, "DR0, breakpoint linear address 0 (not in the VMCS)"),
+    ("dr1", ("cpu", "dr[1]"), 64, 0, "DR1, breakpoint linear address 1 (not in the VMCS)"),
+    ("dr2", ("cpu", "dr[2]"), 64, 0, "DR2, breakpoint linear address 2 (not in the VMCS)"),
+    ("dr3", ("cpu", "dr[3]"), 64, 0, "DR3, breakpoint linear address 3 (not in the VMCS)"),
+    ("dr6", ("cpu", "dr6"), 64, 0, "DR6, the debug status (not in the VMCS)"),
+    ("xcr0", ("cpu", "xcr0"), 64, 0, "XCR0, the XSAVE feature mask (not in the VMCS)"),
 ]
 
 SEGMENTS = ["es", "cs", "ss", "ds", "fs", "gs", "ldtr", "tr"]

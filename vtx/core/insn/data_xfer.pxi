@@ -366,6 +366,8 @@ cdef int h_popf(Cpu* c, Insn* d) noexcept nogil:
         mask |= F_IF
     if d.osz == 2:
         mask &= 0xFFFF
+    if (v & mask & F_IF) and not (c.rflags & F_IF):
+        events_unmasked(c)      # [events] a masked interrupt may be taken now
     c.rflags = (c.rflags & ~mask) | (v & mask) | F_FIXED1
     return RC_OK
 

@@ -49,6 +49,34 @@ cdef int load_code_segment(Cpu* c, uint16_t sel, int rpl, Seg* out) noexcept nog
 
 
 cdef int h_iret(Cpu* c, Insn* d) noexcept nogil:
+    """IRET ends blocking by NMI, even when it faults (SDM Vol. 3A 6.7.1).
+    In VMX non-root operation with "NMI exiting" the blocking of real NMIs
+    is the host's and IRET leaves it; with "virtual NMIs" too, bit 3 is
+    virtual-NMI blocking and IRET removes it (SDM Vol. 3C 26.3, "IRET").  A
+    fault or an EPT violation on an IRET that unblocked reports it: bit 12
+    of the VM-exit interruption information or of the exit qualification
+    (SDM 28.2.1, 28.2.2)."""
+    cdef int unblocked = 0
+    cdef int rc
+    cdef uint64_t flags_before = c.rflags
+    if (c.interruptibility & 8) and not (c.vmx.non_root and (c.vmx.ctl.pin & PIN_NMI_EXITING)
+                                         and not (c.vmx.ctl.pin & PIN_VIRTUAL_NMIS)):
+        c.interruptibility &= ~(<uint32_t>8)
+        unblocked = 1
+    rc = iret(c, d)
+    if unblocked or (rc == RC_OK and (c.rflags & F_IF) and not (flags_before & F_IF)):
+        # [events] A held NMI or a masked interrupt may be taken now (the
+        # NMI even if IRET faulted: it unblocked NMIs all the same).
+        events_unmasked(c)
+    if unblocked and c.vmx.non_root:
+        if rc == RC_EXCEPTION:
+            c.exc_iret_nmi = 1
+        elif rc == RC_VMEXIT and c.vmx.x_reason == EXIT_REASON_EPT_VIOLATION:
+            c.vmx.x_qual |= 1 << 12
+    return rc
+
+
+cdef int iret(Cpu* c, Insn* d) noexcept nogil:
     """IRET in real mode, and in protected and IA-32e mode to the same or an
     outer privilege level (with NT = 0: task returns are not modeled yet)."""
     cdef int size = d.osz
@@ -61,8 +89,19 @@ cdef int h_iret(Cpu* c, Insn* d) noexcept nogil:
     if (c.rflags & F_VM) and iopl < 3:
         return raise_gp0(c)
     if (c.cr0 & CR0_PE) and (c.rflags & F_NT):
+        # A return from a nested task (to the TSS selector in the previous-
+        # task link, bytes 1:0 of the current TSS): in VMX non-root operation
+        # a VM exit, reason 9 with source 1 (IRET) and that selector (SDM 26.2,
+        # Table 28-2).  Not in IA-32e mode, where IRET with NT is #GP(0).
+        if c.efer & EFER_LMA:
+            return raise_gp0(c)
+        if c.vmx.non_root:
+            rc = lin_read(c, c.seg[S_TR].base, 2, 0, &v)
+            if rc:
+                return rc
+            return insn_exit(c, d, EXIT_REASON_TASK_SWITCH, (v & 0xFFFF) | (1ULL << 30))
         c.vmx.entry_check = -1001
-        return RC_UNSUPPORTED          # return from a nested task
+        return RC_UNSUPPORTED          # task switches are not modeled yet
     # Pop the frame (RIP, CS, RFLAGS, and RSP, SS where they are there).
     for i in range(3):
         rc = mem_read(c, S_SS, (sp + size * i) & SIZE_MASK[c.stack_size], size, &vals[i])

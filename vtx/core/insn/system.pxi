@@ -60,6 +60,7 @@ cdef int h_sti(Cpu* c, Insn* d) noexcept nogil:
     if not (c.rflags & F_IF):
         # Blocking by STI for one instruction (SDM Vol. 3 24.4.2).
         c.interruptibility |= 1
+        events_unmasked(c)      # [events] a masked interrupt may be taken soon
     c.rflags |= F_IF
     return RC_OK
 
@@ -69,6 +70,15 @@ cdef int h_hlt(Cpu* c, Insn* d) noexcept nogil:
         return raise_gp0(c)
     if c.vmx.non_root and (c.vmx.ctl.proc & PROC_HLT_EXITING):
         return insn_exit(c, d, EXIT_REASON_HLT, 0)
+    # HLT retires here (the loop does not retire an instruction that
+    # returns anything but RC_OK), and blocking by STI or MOV SS ends with it
+    # (the STI; HLT idiom): a halted processor saved with that blocking would
+    # fail the activity-state check of VM entry (SDM Vol. 3C 27.3.1.5).  The
+    # HLT state then lasts until an event the processor can take
+    # (core/vmx/events.pxi), which returns past the HLT.
+    c.rip = c.next_rip
+    c.icount += 1
+    c.interruptibility &= ~(<uint32_t>3)
     c.activity = 1
     return RC_HALTED
 
@@ -219,26 +229,65 @@ cdef int h_outs(Cpu* c, Insn* d) noexcept nogil:
 
 # --- CPUID ----------------------------------------------------------------
 
-cdef void model_cpuid(uint32_t leaf, uint32_t sub, uint32_t* out) noexcept nogil:
+cdef enum:
+    # XCR0 bits the model supports (CPUID.(EAX=0DH,ECX=0):EDX:EAX): only
+    # x87 state, which XCR0[0] always enables (SDM Vol. 1 13.3).  The model
+    # has no SSE or AVX state yet, so XCR0[1] and XCR0[2] are reserved.
+    XCR0_X87 = 1 << 0
+    XCR0_SSE = 1 << 1
+    XCR0_AVX = 1 << 2
+    XCR0_SUPPORTED = XCR0_X87
+    # The XSAVE area for the supported components: the legacy region (512
+    # bytes) and the XSAVE header (64), CPUID.(EAX=0DH,ECX=0):EBX/ECX.
+    XSAVE_AREA_SIZE = 576
+    # IA32_MISC_ENABLE[18], "ENABLE MONITOR FSM": MONITOR/MWAIT exist (and
+    # CPUID reports them) only while it is set (SDM Vol. 4 Table 2-2).
+    MISC_ENABLE_MONITOR = 1 << 18
+
+
+cdef void model_cpuid(uint64_t cr4, uint64_t misc_enable, uint32_t leaf, uint32_t sub, uint32_t* out) noexcept nogil:
     """CPUID as the modeled processor answers it (root operation; in non-root
     operation CPUID always exits, SDM Vol. 3 26.1.2).  Only features the model
-    implements are reported."""
+    implements are reported; the leaves between 1 and the maximum that name
+    no feature answer 0.  CPUID.01H:ECX.OSXSAVE reflects CR4.OSXSAVE and
+    CPUID.01H:ECX.MONITOR reflects IA32_MISC_ENABLE[18] (SDM Vol. 2 CPUID;
+    Vol. 4 Table 2-2): cr4 and misc_enable are the guest's."""
     out[0] = out[1] = out[2] = out[3] = 0
     if leaf == 0:
-        out[0] = 1
+        out[0] = 0xD              # highest basic leaf: XSAVE enumeration
         out[1] = 0x756E6547ULL    # "GenuineIntel" in EBX EDX ECX
         out[3] = 0x49656E69ULL
         out[2] = 0x6C65746EULL
     elif leaf == 1:
         out[0] = 0x000906EAULL    # family 6
-        out[2] = 1 << 5        # VMX
-        # PSE, TSC, MSR, PAE
-        out[3] = (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6)
+        # MONITOR/MWAIT (3), VMX (5), XSAVE (26), OSXSAVE (27)
+        out[2] = (1 << 5) | (1 << 26)
+        if misc_enable & MISC_ENABLE_MONITOR:
+            out[2] |= 1 << 3
+        if cr4 & CR4_OSXSAVE:
+            out[2] |= 1 << 27
+        # DE, PSE, TSC, MSR, PAE
+        out[3] = (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6)
+    elif leaf == 5:
+        # MONITOR/MWAIT: monitor-line size 64 bytes (EAX smallest, EBX
+        # largest); ECX: MWAIT extensions enumerated (0), interrupts as
+        # break events even with EFLAGS.IF = 0 (1).  No C-state sub-states.
+        out[0] = 64
+        out[1] = 64
+        out[2] = 3
+    elif leaf == 7:
+        if sub == 0:
+            out[1] = 1 << 10       # INVPCID
+    elif leaf == 0xD:
+        if sub == 0:
+            out[0] = XCR0_SUPPORTED
+            out[1] = XSAVE_AREA_SIZE    # for the components enabled in XCR0 (only x87)
+            out[2] = XSAVE_AREA_SIZE
     elif leaf == 0x80000000ULL:
         out[0] = 0x80000008ULL
     elif leaf == 0x80000001ULL:
         out[2] = 1 << 0                  # LAHF/SAHF in 64-bit mode
-        out[3] = (1 << 20) | (1 << 29)   # NX, LM
+        out[3] = (1 << 20) | (1 << 27) | (1 << 29)   # NX, RDTSCP, LM
     elif leaf == 0x80000008ULL:
         out[0] = MAXPHYADDR | (48 << 8)
 
@@ -247,7 +296,7 @@ cdef int h_cpuid(Cpu* c, Insn* d) noexcept nogil:
     cdef uint32_t r[4]
     if c.vmx.non_root:
         return insn_exit(c, d, EXIT_REASON_CPUID, 0)
-    model_cpuid(<uint32_t>c.regs[R_AX], <uint32_t>c.regs[R_CX], r)
+    model_cpuid(c.cr4, c.misc_enable, <uint32_t>c.regs[R_AX], <uint32_t>c.regs[R_CX], r)
     c.regs[R_AX] = r[0]
     c.regs[R_BX] = r[1]
     c.regs[R_CX] = r[2]
@@ -276,6 +325,38 @@ cdef int h_rdtsc(Cpu* c, Insn* d) noexcept nogil:
     c.regs[R_AX] = t & 0xFFFFFFFFULL
     c.regs[R_DX] = t >> 32
     return RC_OK
+
+
+cdef int rdtscp(Cpu* c, Insn* d) noexcept nogil:
+    """0F 01 F9 RDTSCP: EDX:EAX = TSC (with TSC offsetting as RDTSC), ECX =
+    IA32_TSC_AUX[31:0].  In non-root operation it is #UD unless "enable
+    RDTSCP" is 1, before any other exception (SDM 26.3); it exits when
+    "RDTSC exiting" is 1 too (SDM 26.1.3), after the CR4.TSD #GP."""
+    cdef uint64_t t
+    if c.vmx.non_root and not (c.vmx.ctl.proc2 & PROC2_ENABLE_RDTSCP):
+        return raise_ud(c)
+    if (c.cr4 & CR4_TSD) and c.cpl != 0 and (c.cr0 & CR0_PE):
+        return raise_gp0(c)
+    if c.vmx.non_root and (c.vmx.ctl.proc & PROC_RDTSC_EXITING):
+        return insn_exit(c, d, EXIT_REASON_RDTSCP, 0)
+    t = guest_tsc(c)
+    c.regs[R_AX] = t & 0xFFFFFFFFULL
+    c.regs[R_DX] = t >> 32
+    c.regs[R_CX] = c.tsc_aux & 0xFFFFFFFFULL
+    return RC_OK
+
+
+cdef int h_rdpmc(Cpu* c, Insn* d) noexcept nogil:
+    """0F 33 RDPMC.  #GP(0) at CPL > 0 with CR4.PCE = 0 in protected and
+    virtual-8086 mode (a privilege fault: before the VM exit, SDM 26.1.1);
+    then the exit under "RDPMC exiting" (SDM 26.1.3).  The model has no
+    performance-monitoring counters (CPUID.0AH reports version 0), so every
+    counter index in ECX is invalid: #GP(0)."""
+    if (c.cr0 & CR0_PE) and c.cpl != 0 and not (c.cr4 & CR4_PCE):
+        return raise_gp0(c)
+    if c.vmx.non_root and (c.vmx.ctl.proc & PROC_RDPMC_EXITING):
+        return insn_exit(c, d, EXIT_REASON_RDPMC, 0)
+    return raise_gp0(c)
 
 
 # --- MSRs ---------------------------------------------------------------------
@@ -652,7 +733,9 @@ cdef int h_invlpg(Cpu* c, Insn* d) noexcept nogil:
     so there is no limit or canonical check."""
     cdef uint64_t lin
     if d.mod == 3:
-        return raise_ud(c)
+        if (d.rm & 7) == 1:
+            return rdtscp(c, d)
+        return raise_ud(c)      # F8 SWAPGS (not modeled), FA-FF
     lin = ea_offset(c, d)
     if c.cpl != 0:
         return raise_gp0(c)
@@ -675,6 +758,14 @@ cdef int h_0f01(Cpu* c, Insn* d) noexcept nogil:
         if d.ext == 0 and d.rm >= 1 and d.rm <= 4:
             # VMCALL C1, VMLAUNCH C2, VMRESUME C3, VMXOFF C4 (core/vmx/insn.pxi)
             return h_vmcall_group(c, d)
+        if d.ext == 1 and (d.rm & 7) == 0:
+            return monitor(c, d)
+        if d.ext == 1 and (d.rm & 7) == 1:
+            return mwait(c, d)
+        if d.ext == 2 and (d.rm & 7) == 0:
+            return xgetbv(c, d)
+        if d.ext == 2 and (d.rm & 7) == 1:
+            return xsetbv(c, d)
         return raise_ud(c)
     if d.ext > 3:
         return raise_ud(c)
@@ -684,6 +775,11 @@ cdef int h_0f01(Cpu* c, Insn* d) noexcept nogil:
         # LGDT / LIDT: 16-bit limit then a 24-, 32- or 64-bit base.
         if c.cpl != 0:
             return raise_gp0(c)
+        # "Descriptor-table exiting" (SDM 26.1.3): after the privilege
+        # check, before the operand is read.  d.ext is the identity of
+        # Table 28-10 (0 SGDT, 1 SIDT, 2 LGDT, 3 LIDT).
+        if c.vmx.non_root and (c.vmx.ctl.proc2 & PROC2_DESCRIPTOR_TABLE_EXITING):
+            return desc_table_exit(c, d, d.ext)
         rc = mem_read(c, d.seg, off, 2, &lim)
         if rc:
             return rc
@@ -701,7 +797,9 @@ cdef int h_0f01(Cpu* c, Insn* d) noexcept nogil:
             c.idtr_base = base
             c.idtr_limit = <uint32_t>lim
         return RC_OK
-    # SGDT / SIDT
+    # SGDT / SIDT (no privilege check: the model has no CR4.UMIP)
+    if c.vmx.non_root and (c.vmx.ctl.proc2 & PROC2_DESCRIPTOR_TABLE_EXITING):
+        return desc_table_exit(c, d, d.ext)
     if d.ext == 0:
         base = c.gdtr_base
         lim = c.gdtr_limit
@@ -715,3 +813,320 @@ cdef int h_0f01(Cpu* c, Insn* d) noexcept nogil:
     if rc:
         return rc
     return mem_write(c, d.seg, (off + 2) & SIZE_MASK[d.asz], bsize, base)
+
+
+# --- caches: INVD, WBINVD -----------------------------------------------------
+
+cdef int h_invd(Cpu* c, Insn* d) noexcept nogil:
+    """0F 08 INVD.  #GP(0) at CPL > 0 (virtual-8086 mode included), then
+    the VM exit that INVD always causes in non-root operation (SDM 26.1.2).
+    The model has no caches: nothing to invalidate."""
+    if c.cpl != 0:
+        return raise_gp0(c)
+    if c.vmx.non_root:
+        return insn_exit(c, d, EXIT_REASON_INVD, 0)
+    return RC_OK
+
+
+cdef int h_wbinvd(Cpu* c, Insn* d) noexcept nogil:
+    """0F 09 WBINVD (F3 0F 09 WBNOINVD is not reported by CPUID, so the F3
+    is ignored and it is WBINVD).  #GP(0) at CPL > 0, then the exit under
+    "WBINVD exiting" (SDM 26.1.3)."""
+    if c.cpl != 0:
+        return raise_gp0(c)
+    if c.vmx.non_root and (c.vmx.ctl.proc2 & PROC2_WBINVD_EXITING):
+        return insn_exit(c, d, EXIT_REASON_WBINVD, 0)
+    return RC_OK
+
+
+# --- CR0 through CLTS, LMSW and SMSW (SDM 26.1.3, 26.3) --------------------------
+
+cdef inline uint64_t cr0_shadowed(Cpu* c) noexcept nogil:
+    """CR0 as the guest reads it: in non-root operation the bits set in the
+    CR0 guest/host mask come from the CR0 read shadow (SDM 26.3)."""
+    cdef uint64_t v = c.cr0
+    if c.vmx.non_root:
+        v = (v & ~c.vmx.ctl.cr0_mask) | (c.vmx.ctl.cr0_shadow & c.vmx.ctl.cr0_mask)
+    return v
+
+
+cdef int h_clts(Cpu* c, Insn* d) noexcept nogil:
+    """0F 06 CLTS: CR0.TS = 0.  #GP(0) at CPL > 0.  In non-root operation
+    (SDM 26.1.3, 26.3): TS set in both the CR0 guest/host mask and the read
+    shadow: a control-register-access exit, access type 2 (Table 28-3); TS
+    set in the mask only: CLTS completes and leaves CR0.TS alone."""
+    if c.cpl != 0:
+        return raise_gp0(c)
+    if c.vmx.non_root and (c.vmx.ctl.cr0_mask & CR0_TS):
+        if c.vmx.ctl.cr0_shadow & CR0_TS:
+            return insn_exit(c, d, EXIT_REASON_CONTROL_REGISTER_ACCESS, cr_qual(0, 2, 0))
+        return RC_OK
+    c.cr0 &= ~(<uint64_t>CR0_TS)
+    return RC_OK
+
+
+cdef int h_lmsw(Cpu* c, Insn* d) noexcept nogil:
+    """0F 01 /6 LMSW r/m16: load CR0[3:0] (PE MP EM TS) from the source; it
+    never clears PE.  #GP(0) at CPL > 0.  The source is read first: a fault
+    reading it comes before the VM exit, which depends on its value (SDM
+    26.1.1).  In non-root operation LMSW exits if it would write, for a bit
+    of the CR0 guest/host mask's low four, a value other than the read
+    shadow's (for PE: only a 1 over a shadow 0, since LMSW cannot clear it)
+    (SDM 26.1.3).  The exit qualification (Table 28-3): CR 0, access type 3,
+    bit 6 the operand type (1 memory), bits 31:16 the source; with a memory
+    operand the guest-linear address field holds its linear address (SDM
+    28.2.1).  Without an exit the masked bits keep their value (SDM 26.3)."""
+    cdef uint64_t src, mask, shadow, keep, v, lin
+    cdef int rc
+    if c.cpl != 0:
+        return raise_gp0(c)
+    rc = read_rm(c, d, 2, &src)
+    if rc:
+        return rc
+    src &= 0xFFFF
+    if c.vmx.non_root:
+        mask = c.vmx.ctl.cr0_mask & 0xF
+        shadow = c.vmx.ctl.cr0_shadow
+        if (mask & src & ~shadow & CR0_PE) or (mask & 0xE & (src ^ shadow)):
+            insn_exit(c, d, EXIT_REASON_CONTROL_REGISTER_ACCESS,
+                      cr_qual(0, 3, 0) | (<uint64_t>(d.mod != 3) << 6) | (src << 16))
+            if d.mod != 3 and seg_linear(c, d.seg, ea_offset(c, d), 2, ACC_READ, &lin) == RC_OK:
+                c.vmx.x_gla = lin
+                c.vmx.x_gla_valid = 1
+            return RC_VMEXIT
+    else:
+        mask = 0
+    keep = mask | CR0_PE          # bits LMSW leaves: the host's, and PE unless set
+    v = (c.cr0 & ~(<uint64_t>0xF)) | (c.cr0 & keep) | (src & 0xF & ~mask)
+    return write_cr0(c, v)
+
+
+cdef int h_smsw(Cpu* c, Insn* d) noexcept nogil:
+    """0F 01 /4 SMSW: store CR0 (as the guest reads it, through the read
+    shadow in non-root operation).  To memory: 16 bits; to a register: the
+    operand size (the upper bits of CR0 for a 32- or 64-bit register, as
+    Intel processors store them).  Any CPL (the model has no CR4.UMIP); no
+    VM exit."""
+    cdef uint64_t v = cr0_shadowed(c)
+    if d.mod == 3:
+        set_reg(c, d.rm, d.osz, v)
+        return RC_OK
+    return mem_write(c, d.seg, ea_offset(c, d), 2, v & 0xFFFF)
+
+
+# --- debug registers: MOV DR (SDM Vol. 2 MOV DR; Vol. 3 18.2) -----------------
+
+cdef enum:
+    DR6_FIXED1 = 0xFFFF0FF0      # bits that read as 1 (no bus-lock or RTM detection)
+    DR6_WRITABLE = 0xE00F        # B0-B3, BD, BS, BT
+    DR7_FIXED1 = 0x400
+    DR7_WRITABLE = 0xFFFF23FF    # bits 11 (RTM), 12, 14 and 15 read as 0
+
+
+cdef int mov_dr_checks(Cpu* c, Insn* d, int to_dr, int* dr) noexcept nogil:
+    """The checks of MOV DR in their order.  "MOV-DR exiting" (SDM 26.1.3)
+    takes priority over the #GP for CPL > 0 and the #UD for DR4/DR5 with
+    CR4.DE = 1, unlike other exits; DR8-DR15 (REX.R) are #UD before it.
+    Exit qualification: Table 28-4.  DR4 and DR5 alias DR6 and DR7 when
+    CR4.DE = 0.  DR7.GD (#DB on any access) is not modeled."""
+    cdef int n = d.reg
+    if n > 7:
+        return raise_ud(c)
+    if c.vmx.non_root and (c.vmx.ctl.proc & PROC_MOV_DR_EXITING):
+        return insn_exit(c, d, EXIT_REASON_MOV_DR,
+                         <uint64_t>n | (<uint64_t>(0 if to_dr else 1) << 4) | ((<uint64_t>d.rm & 15) << 8))
+    if c.cpl != 0:
+        return raise_gp0(c)
+    if n == 4 or n == 5:
+        if c.cr4 & CR4_DE:
+            return raise_ud(c)
+        n += 2
+    dr[0] = n
+    return RC_OK
+
+
+cdef int h_mov_r_dr(Cpu* c, Insn* d) noexcept nogil:
+    """0F 21 MOV r, DRn (32-bit operand outside 64-bit mode, 64-bit in it)."""
+    cdef int n
+    cdef uint64_t v
+    cdef int rc = mov_dr_checks(c, d, 0, &n)
+    if rc:
+        return rc
+    if n < 4:
+        v = c.dr[n]
+    elif n == 6:
+        v = c.dr6
+    else:
+        v = c.dr7
+    set_reg(c, d.rm, 8 if c.long64 else 4, v)
+    return RC_OK
+
+
+cdef int h_mov_dr_r(Cpu* c, Insn* d) noexcept nogil:
+    """0F 23 MOV DRn, r.  In 64-bit mode a value with bits 63:32 set is
+    #GP(0) for DR6 and DR7; DR0-DR3 take any linear address."""
+    cdef int n
+    cdef uint64_t v = get_reg(c, d.rm, 8 if c.long64 else 4)
+    cdef int rc = mov_dr_checks(c, d, 1, &n)
+    if rc:
+        return rc
+    if n < 4:
+        c.dr[n] = v
+        return RC_OK
+    if v >> 32:
+        return raise_gp0(c)
+    if n == 6:
+        c.dr6 = (v & DR6_WRITABLE) | DR6_FIXED1
+    else:
+        c.dr7 = (v & DR7_WRITABLE) | DR7_FIXED1
+    return RC_OK
+
+
+# --- PAUSE, MONITOR, MWAIT ------------------------------------------------------
+
+cdef int h_pause(Cpu* c, Insn* d) noexcept nogil:
+    """F3 90 PAUSE (chosen at decode).  In non-root operation (SDM 26.1.3):
+    with "PAUSE exiting" it always exits; otherwise, at CPL 0 only, "PAUSE-
+    loop exiting" exits when the PAUSE is part of a loop (each PAUSE within
+    PLE_Gap of the one before) that has spun longer than PLE_Window since its
+    first PAUSE.  Time is the TSC, which the model advances by one per
+    retired instruction (docs/architecture.rst, decision 11)."""
+    cdef uint64_t now
+    if not c.vmx.non_root:
+        return RC_OK
+    if c.vmx.ctl.proc & PROC_PAUSE_EXITING:
+        return insn_exit(c, d, EXIT_REASON_PAUSE, 0)
+    if (c.vmx.ctl.proc2 & PROC2_PAUSE_LOOP_EXITING) and c.cpl == 0:
+        now = c.tsc_base + c.icount
+        if not c.vmx.ple_valid or now - c.vmx.ple_last > c.vmx.ctl.ple_gap:
+            c.vmx.ple_first = now          # the first PAUSE of a loop
+            c.vmx.ple_valid = 1
+        elif now - c.vmx.ple_first > c.vmx.ctl.ple_window:
+            return insn_exit(c, d, EXIT_REASON_PAUSE, 0)
+        c.vmx.ple_last = now
+    return RC_OK
+
+
+cdef int monitor(Cpu* c, Insn* d) noexcept nogil:
+    """0F 01 C8 MONITOR: arm address-range monitoring at DS:rAX (segment
+    override allowed, rAX by address size).  #UD at CPL > 0 or with
+    IA32_MISC_ENABLE[18] clear (CPUID.01H:ECX.MONITOR = 0), then the exit
+    under "MONITOR exiting" (SDM 26.1.3; only #UD and privilege faults come
+    before it, SDM 26.1.1), then #GP(0) for ECX != 0 (no extensions) and the
+    faults of a one-byte read of the address (limit, paging, EPT)."""
+    cdef uint64_t off, v, lin
+    cdef int rc
+    if c.cpl != 0 or not (c.misc_enable & MISC_ENABLE_MONITOR):
+        return raise_ud(c)
+    if c.vmx.non_root and (c.vmx.ctl.proc & PROC_MONITOR_EXITING):
+        return insn_exit(c, d, EXIT_REASON_MONITOR, 0)
+    if <uint32_t>c.regs[R_CX] != 0:
+        return raise_gp0(c)
+    off = c.regs[R_AX] & SIZE_MASK[d.asz]
+    rc = mem_read(c, d.seg, off, 1, &v)
+    if rc:
+        return rc
+    rc = seg_linear(c, d.seg, off, 1, ACC_READ, &lin)
+    if rc:
+        return rc
+    c.monitor_addr = lin
+    c.monitor_armed = 1
+    return RC_OK
+
+
+cdef int mwait(Cpu* c, Insn* d) noexcept nogil:
+    """0F 01 C9 MWAIT.  #UD at CPL > 0 or with IA32_MISC_ENABLE[18] clear,
+    then the exit under "MWAIT exiting", whose qualification is 1 if
+    monitoring was armed (SDM 28.2.1), then #GP(0) for ECX[31:1] != 0 (CPUID.05H:ECX reports extensions with
+    interrupt break events only).  The model leaves the optimized state at
+    once, as the SDM allows for implementation-dependent events: MWAIT
+    disarms the monitor and continues."""
+    if c.cpl != 0 or not (c.misc_enable & MISC_ENABLE_MONITOR):
+        return raise_ud(c)
+    if c.vmx.non_root and (c.vmx.ctl.proc & PROC_MWAIT_EXITING):
+        return insn_exit(c, d, EXIT_REASON_MWAIT, 1 if c.monitor_armed else 0)
+    if (<uint32_t>c.regs[R_CX]) >> 1:
+        return raise_gp0(c)
+    c.monitor_armed = 0
+    return RC_OK
+
+
+# --- XCR0: XGETBV, XSETBV (SDM Vol. 1 13.3, Vol. 2 XSETBV) --------------------
+
+cdef int xgetbv(Cpu* c, Insn* d) noexcept nogil:
+    """0F 01 D0 XGETBV: EDX:EAX = XCR[ECX].  #UD with CR4.OSXSAVE = 0;
+    #GP(0) for any ECX but 0 (XGETBV with ECX = 1 is not reported).  Any
+    CPL; no VM exit."""
+    if not (c.cr4 & CR4_OSXSAVE):
+        return raise_ud(c)
+    if <uint32_t>c.regs[R_CX] != 0:
+        return raise_gp0(c)
+    c.regs[R_AX] = c.xcr0 & 0xFFFFFFFFULL
+    c.regs[R_DX] = c.xcr0 >> 32
+    return RC_OK
+
+
+cdef int xsetbv(Cpu* c, Insn* d) noexcept nogil:
+    """0F 01 D1 XSETBV: XCR[ECX] = EDX:EAX.  #UD with CR4.OSXSAVE = 0, #GP(0)
+    at CPL > 0 (virtual-8086 mode included), then the VM exit XSETBV always
+    causes in non-root operation (SDM 26.1.2); then #GP(0) for ECX != 0, a
+    bit the model does not support (CPUID.(EAX=0DH,ECX=0):EDX:EAX), XCR0[0]
+    clear, or AVX without SSE."""
+    cdef uint64_t v
+    if not (c.cr4 & CR4_OSXSAVE):
+        return raise_ud(c)
+    if c.cpl != 0:
+        return raise_gp0(c)
+    if c.vmx.non_root:
+        return insn_exit(c, d, EXIT_REASON_XSETBV, 0)
+    v = (c.regs[R_AX] & 0xFFFFFFFFULL) | ((c.regs[R_DX] & 0xFFFFFFFFULL) << 32)
+    if <uint32_t>c.regs[R_CX] != 0:
+        return raise_gp0(c)
+    if (v & ~(<uint64_t>XCR0_SUPPORTED)) or not (v & XCR0_X87) or \
+            ((v & XCR0_AVX) and not (v & XCR0_SSE)):
+        return raise_gp0(c)
+    c.xcr0 = v
+    return RC_OK
+
+
+# --- INVPCID (66 0F 38 82; SDM Vol. 2 INVPCID) -----------------------------------
+
+cdef int h_invpcid(Cpu* c, Insn* d) noexcept nogil:
+    """INVPCID r32/r64, m128: invalidate by PCID, type in the register (0
+    individual address, 1 single context, 2 all contexts with globals, 3 all
+    but globals), descriptor in memory (PCID in bits 11:0, bits 63:12 zero,
+    linear address in bits 127:64).  In non-root operation #UD unless
+    "enable INVPCID" is 1, before anything else (SDM 26.3); #UD for a
+    register operand and in virtual-8086 mode; #GP(0) at CPL > 0; then the
+    exit under "INVLPG exiting" (SDM 26.1.3) with the instruction
+    information of Table 28-9; then the type and the descriptor.  The model
+    flushes its whole TLB for every type: invalidating more than asked is
+    allowed, and the TLB holds no PCID tags."""
+    cdef uint64_t typ, off, lo, hi
+    cdef int rc
+    if c.vmx.non_root and not (c.vmx.ctl.proc2 & PROC2_ENABLE_INVPCID):
+        return raise_ud(c)
+    if d.mod == 3 or (c.rflags & F_VM):
+        return raise_ud(c)
+    if c.cpl != 0:
+        return raise_gp0(c)
+    if c.vmx.non_root and (c.vmx.ctl.proc & PROC_INVLPG_EXITING):
+        return invpcid_exit(c, d)
+    typ = get_reg(c, d.reg, 8 if c.long64 else 4)
+    if typ > 3:
+        return raise_gp0(c)
+    off = ea_offset(c, d)
+    rc = mem_read(c, d.seg, off, 8, &lo)
+    if rc:
+        return rc
+    rc = mem_read(c, d.seg, (off + 8) & SIZE_MASK[d.asz], 8, &hi)
+    if rc:
+        return rc
+    if lo >> 12:
+        return raise_gp0(c)
+    if typ == 0 and not is_canonical(hi):
+        return raise_gp0(c)
+    if typ <= 1 and (lo & 0xFFF) != 0 and not (c.cr4 & CR4_PCIDE):
+        return raise_gp0(c)
+    tlb_flush(c)
+    return RC_OK

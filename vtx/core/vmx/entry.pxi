@@ -50,7 +50,7 @@ cdef enum:
     INTR_PRIV_SW_EXCEPTION = 5
     INTR_SW_EXCEPTION = 6
     INTR_OTHER_EVENT = 7
-    INTR_INFO_VALID = 0x80000000
+    # (INTR_INFO_VALID, bit 31, is core/vmx/events.pxi's)
 
 
 cdef inline int vector_has_error_code(uint32_t vec) noexcept nogil:
@@ -138,6 +138,9 @@ cdef int check_controls(Cpu* c, const ck_mask_t* d) noexcept nogil:
     # 27.2.1.2
     if ck_has(d, CK_VM_EXIT_CONTROLS) and not ctls_ok(exitc, VMX_CAP_TRUE_EXIT_CTLS):
         return fail(c, CK_VM_EXIT_CONTROLS, R)
+    if ck_has(d, CK_VM_EXIT_SAVE_VMX_PREEMPTION_TIMER) and (exitc & EXIT_CTL_SAVE_VMX_PREEMPTION_TIMER) and \
+            not (pin & PIN_ACTIVATE_VMX_PREEMPTION_TIMER):
+        return fail(c, CK_VM_EXIT_SAVE_VMX_PREEMPTION_TIMER, R)
     # The VM-exit MSR-store and MSR-load areas: 16-byte entries, within the
     # physical-address width to their last bytes.
     a = vr(c, VMCS_OFF_VM_EXIT_MSR_STORE_COUNT, 4)
@@ -339,10 +342,10 @@ SDM_SEG[4] = S_FS
 SDM_SEG[5] = S_GS
 
 
-cdef inline int cpu_has_rtm() noexcept nogil:
+cdef inline int cpu_has_rtm(Cpu* c) noexcept nogil:
     """CPUID.(EAX=07H,ECX=0):EBX.RTM[bit 11] of the model."""
     cdef uint32_t r[4]
-    model_cpuid(7, 0, r)
+    model_cpuid(c.cr4, c.misc_enable, 7, 0, r)
     return (r[1] >> 11) & 1
 
 
@@ -678,7 +681,7 @@ cdef int check_guest(Cpu* c, const ck_mask_t* d) noexcept nogil:
                 return fail(c, CK_GUEST_PENDING_DEBUG_RTM_BITS_15_13, R)
             if ck_has(d, CK_GUEST_PENDING_DEBUG_RTM_BIT_12) and not (pend & 0x1000):
                 return fail(c, CK_GUEST_PENDING_DEBUG_RTM_BIT_12, R)
-            if ck_has(d, CK_GUEST_PENDING_DEBUG_RTM_SUPPORT) and not cpu_has_rtm():
+            if ck_has(d, CK_GUEST_PENDING_DEBUG_RTM_SUPPORT) and not cpu_has_rtm(c):
                 return fail(c, CK_GUEST_PENDING_DEBUG_RTM_SUPPORT, R)
         # VMCS link pointer.  The 32 bits it references are read from the
         # hypervisor's memory: RAM for x86 host code, RAM or the private memory
@@ -741,6 +744,10 @@ cdef void load_controls(Cpu* c) noexcept nogil:
     c.vmx.ctl.cr4_mask = vr(c, VMCS_OFF_CR4_GUEST_HOST_MASK, 8)
     c.vmx.ctl.cr0_shadow = vr(c, VMCS_OFF_CR0_READ_SHADOW, 8)
     c.vmx.ctl.cr4_shadow = vr(c, VMCS_OFF_CR4_READ_SHADOW, 8)
+    c.vmx.ctl.ple_gap = <uint32_t>vr(c, VMCS_OFF_PLE_GAP, 4)
+    c.vmx.ctl.ple_window = <uint32_t>vr(c, VMCS_OFF_PLE_WINDOW, 4)
+    # The first PAUSE at CPL 0 after VM entry starts a loop (SDM 26.1.3).
+    c.vmx.ple_valid = 0
     c.vmx.ept = (c.vmx.ctl.proc2 & PROC2_ENABLE_EPT) != 0
 
 
@@ -1009,10 +1016,6 @@ cdef int vm_entry(Cpu* c, int launch) noexcept nogil:
         vw(c, VMCS_OFF_EXIT_REASON, 4, 0x80000000ULL | EXIT_REASON_ENTRY_FAILURE_INVALID_GUEST_STATE)
         vw(c, VMCS_OFF_EXIT_QUALIFICATION, 8, entry_failure_qualification(c.vmx.entry_check))
         return rc
-    if vr(c, VMCS_OFF_VM_ENTRY_INTERRUPTION_INFO, 4) & 0x80000000ULL:
-        # Event injection arrives with the interrupt-virtualization issue.
-        c.vmx.entry_check = -1000
-        return RC_UNSUPPORTED
     load_controls(c)
     load_guest_state(c)
     if load_entry_msrs(c, &msr_index):
@@ -1033,6 +1036,13 @@ cdef int vm_entry(Cpu* c, int launch) noexcept nogil:
     c.vmx.on = 1
     compute_mode(c)
     tlb_at_entry(c)         # flushes unless VPID keeps the guest's mappings
+    # [events] Event injection (SDM 27.6), core/vmx/events.pxi.  Only a
+    # delivery that cannot go on fails here: undo the entry.
+    rc = entry_events(c)
+    if rc != RC_OK:
+        c.vmx.non_root = 0
+        c.vmx.ept = 0
+        return rc
     c.entries += 1
     account_exit_time(c)
     return RC_OK

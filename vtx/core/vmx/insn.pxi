@@ -257,7 +257,7 @@ cdef int h_vmxon(Cpu* c, Insn* d) noexcept nogil:
             ((c.efer & EFER_LMA) and not c.long64):
         return raise_ud(c)
     if c.vmx.non_root:
-        return insn_exit_info(c, d, EXIT_REASON_VMXON, insn_qual_disp(d), vmx_mem_info(d))
+        return insn_exit_info(c, d, EXIT_REASON_VMXON, insn_qual_disp(c, d), vmx_mem_info(d))
     if c.vmx.on:
         if c.cpl != 0:
             return raise_gp0(c)
@@ -291,7 +291,7 @@ cdef int h_vmx_c7_mem(Cpu* c, Insn* d) noexcept nogil:
         return raise_ud(c)
     if c.vmx.non_root:
         reason = EXIT_REASON_VMPTRST if digit == 7 else (EXIT_REASON_VMCLEAR if p66 else EXIT_REASON_VMPTRLD)
-        return insn_exit_info(c, d, reason, insn_qual_disp(d), vmx_mem_info(d))
+        return insn_exit_info(c, d, reason, insn_qual_disp(c, d), vmx_mem_info(d))
     if c.cpl != 0:
         return raise_gp0(c)
     if digit == 7:
@@ -316,7 +316,7 @@ cdef int h_vmread(Cpu* c, Insn* d) noexcept nogil:
     if vmx_ud(c):
         return raise_ud(c)
     if c.vmx.non_root:
-        return insn_exit_info(c, d, EXIT_REASON_VMREAD, insn_qual_disp(d),
+        return insn_exit_info(c, d, EXIT_REASON_VMREAD, insn_qual_disp(c, d),
                               insn_info_operand(d) | ((<uint32_t>d.reg & 15) << 28))
     if c.cpl != 0:
         return raise_gp0(c)
@@ -344,7 +344,7 @@ cdef int h_vmwrite(Cpu* c, Insn* d) noexcept nogil:
     if vmx_ud(c):
         return raise_ud(c)
     if c.vmx.non_root:
-        return insn_exit_info(c, d, EXIT_REASON_VMWRITE, insn_qual_disp(d),
+        return insn_exit_info(c, d, EXIT_REASON_VMWRITE, insn_qual_disp(c, d),
                               insn_info_operand(d) | ((<uint32_t>d.reg & 15) << 28))
     if c.cpl != 0:
         return raise_gp0(c)
@@ -395,6 +395,86 @@ cdef int h_vmcall_group(Cpu* c, Insn* d) noexcept nogil:
     if rc == RC_TRANSFERRED:
         c.icount += 1                  # the VMLAUNCH/VMRESUME retired; RIP is the guest's or HOST_RIP
     return rc
+
+
+# --- INVEPT, INVVPID (66 0F 38 80, 81) --------------------------------------------
+
+cdef inline int eptp_valid(uint64_t eptp) noexcept nogil:
+    """An EPTP VM entry with "enable EPT" would accept (SDM 27.2.1.1): a
+    memory type IA32_VMX_EPT_VPID_CAP offers (WB, bit 14; UC, bit 8), a
+    walk length of 4, the accessed/dirty flag only if bit 21 offers it, bits
+    11:7 and those beyond MAXPHYADDR clear."""
+    return ((eptp & 7) == 6 and (VMX_CAP_EPT_VPID_CAP & (1ULL << 14)) or
+            (eptp & 7) == 0 and (VMX_CAP_EPT_VPID_CAP & (1ULL << 8))) and ((eptp >> 3) & 7) == 3 and \
+        (not (eptp & 0x40) or (VMX_CAP_EPT_VPID_CAP & (1ULL << 21))) and not (eptp & 0xF80) and \
+        (eptp >> MAXPHYADDR) == 0
+
+
+cdef int vmx_op_invept(Cpu* c, uint64_t typ, uint64_t eptp) noexcept nogil:
+    """INVEPT of type typ (1 single-context, 2 global) with the EPTP of the
+    descriptor.  The types IA32_VMX_EPT_VPID_CAP reports (bits 25, 26) are
+    accepted; a single-context EPTP must be one VM entry would accept.  The
+    model's TLB has no EPTP tags: it is flushed (more than asked, allowed)."""
+    if not ((typ == 1 and (VMX_CAP_EPT_VPID_CAP & (1ULL << 25))) or
+            (typ == 2 and (VMX_CAP_EPT_VPID_CAP & (1ULL << 26)))):
+        return vmx_fail(c, VMXERR_INVALID_OPERAND_TO_INVEPT_INVVPID)
+    if typ == 1 and not eptp_valid(eptp):
+        return vmx_fail(c, VMXERR_INVALID_OPERAND_TO_INVEPT_INVVPID)
+    tlb_flush(c)
+    c.tlb_kept = 0
+    return VMX_SUCCEED
+
+
+cdef int vmx_op_invvpid(Cpu* c, uint64_t typ, uint64_t lo, uint64_t hi) noexcept nogil:
+    """INVVPID of type typ (0 individual address, 1 single context, 2 all
+    contexts, 3 single context retaining globals; IA32_VMX_EPT_VPID_CAP
+    bits 40-43) with the descriptor lo (VPID in bits 15:0, bits 63:16
+    reserved) and hi (the linear address).  Flushes the model's TLB."""
+    if typ > 3 or not (VMX_CAP_EPT_VPID_CAP & (1ULL << (40 + typ))):
+        return vmx_fail(c, VMXERR_INVALID_OPERAND_TO_INVEPT_INVVPID)
+    if lo >> 16:
+        return vmx_fail(c, VMXERR_INVALID_OPERAND_TO_INVEPT_INVVPID)
+    if typ != 2 and (lo & 0xFFFF) == 0:
+        return vmx_fail(c, VMXERR_INVALID_OPERAND_TO_INVEPT_INVVPID)
+    if typ == 0 and not is_canonical(hi):
+        return vmx_fail(c, VMXERR_INVALID_OPERAND_TO_INVEPT_INVVPID)
+    tlb_flush(c)
+    c.tlb_kept = 0
+    return VMX_SUCCEED
+
+
+cdef int h_invept_invvpid(Cpu* c, Insn* d) noexcept nogil:
+    """66 0F 38 80 INVEPT r, m128 and 66 0F 38 81 INVVPID r, m128: the type
+    in the register (64-bit in 64-bit mode, else 32-bit), the 128-bit
+    descriptor in memory (SDM 31.3)."""
+    cdef int vpid = d.op == 0x81
+    cdef uint64_t typ, lo, hi, off
+    cdef int rc
+    # #UD where the processor lacks the instruction (IA32_VMX_EPT_VPID_CAP
+    # bit 20 for INVEPT, 32 for INVVPID), for a register operand, and by
+    # the VMX instructions' common conditions.
+    if not (VMX_CAP_EPT_VPID_CAP & (1ULL << (32 if vpid else 20))) or d.mod == 3 or vmx_ud(c):
+        return raise_ud(c)
+    if c.vmx.non_root:
+        return insn_exit_info(c, d, EXIT_REASON_INVVPID if vpid else EXIT_REASON_INVEPT, insn_qual_disp(c, d),
+                              vmx_mem_info(d) | ((<uint32_t>d.reg & 15) << 28))
+    if c.cpl != 0:
+        return raise_gp0(c)
+    typ = get_reg(c, d.reg, 8 if c.long64 else 4)
+    if vpid:
+        if typ > 3 or not (VMX_CAP_EPT_VPID_CAP & (1ULL << (40 + typ))):
+            return vmx_retire(c, vmx_fail(c, VMXERR_INVALID_OPERAND_TO_INVEPT_INVVPID))
+    elif not ((typ == 1 and (VMX_CAP_EPT_VPID_CAP & (1ULL << 25))) or
+              (typ == 2 and (VMX_CAP_EPT_VPID_CAP & (1ULL << 26)))):
+        return vmx_retire(c, vmx_fail(c, VMXERR_INVALID_OPERAND_TO_INVEPT_INVVPID))
+    off = ea_offset(c, d)
+    rc = mem_read(c, d.seg, off, 8, &lo)
+    if rc:
+        return rc
+    rc = mem_read(c, d.seg, (off + 8) & SIZE_MASK[d.asz], 8, &hi)
+    if rc:
+        return rc
+    return vmx_retire(c, vmx_op_invvpid(c, typ, lo, hi) if vpid else vmx_op_invept(c, typ, lo))
 
 
 # --- RDRAND, RDSEED (0F C7 /6, /7 with a register operand) -----------------------

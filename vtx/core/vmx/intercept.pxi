@@ -77,11 +77,61 @@ cdef inline uint32_t insn_info_operand(Insn* d) noexcept nogil:
     return v
 
 
-cdef inline uint64_t insn_qual_disp(Insn* d) noexcept nogil:
+cdef inline uint64_t insn_qual_disp(Cpu* c, Insn* d) noexcept nogil:
     """The exit qualification of the instructions with a memory operand
     whose exit reports it through the instruction-information field: the
     displacement, sign-extended to 64 bits (SDM 28.2.1), 0 for a register
-    operand."""
+    operand.  RIP-relative addressing is the exception the SDM makes: the
+    qualification is the displacement plus the RIP of the next instruction."""
     if d.mod == 3:
         return 0
+    if d.flags & INSN_RIPREL:
+        return <uint64_t>d.disp + c.next_rip
     return <uint64_t>d.disp
+
+
+# --- instruction identities and formats of SDM 28.2.5 ------------------------
+
+cdef enum:
+    # Table 28-10 (LIDT, LGDT, SIDT, SGDT), bits 29:28
+    II_SGDT = 0
+    II_SIDT = 1
+    II_LGDT = 2
+    II_LIDT = 3
+    # Table 28-11 (LLDT, LTR, SLDT, STR), bits 29:28
+    II_SLDT = 0
+    II_STR = 1
+    II_LLDT = 2
+    II_LTR = 3
+
+
+cdef inline int desc_table_exit(Cpu* c, Insn* d, int ident) noexcept nogil:
+    """Stage the exit of LGDT, LIDT, SGDT or SIDT under "descriptor-table
+    exiting" (reason 46, SDM 26.1.3).  Instruction information as Table
+    28-10: the memory operand's description (bit 10 is 0: these instructions
+    take only memory), operand size in bit 11 (0 16-bit, 1 32-bit; the SDM
+    leaves it undefined for exits from 64-bit mode, where the model writes 0)
+    and the identity in bits 29:28.  Qualification: the displacement."""
+    cdef uint32_t info = insn_info_operand(d) | (<uint32_t>ident << 28)
+    if not c.long64 and d.osz != 2:
+        info |= 1 << 11
+    return insn_exit_info(c, d, EXIT_REASON_GDTR_IDTR_ACCESS, insn_qual_disp(c, d), info)
+
+
+cdef inline int ldtr_tr_exit(Cpu* c, Insn* d, int ident) noexcept nogil:
+    """Stage the exit of LLDT, LTR, SLDT or STR under "descriptor-table
+    exiting" (reason 47, SDM 26.1.3).  Instruction information as Table
+    28-11: the r/m operand (register number in bits 6:3 and bit 10 set for a
+    register) and the identity in bits 29:28.  Qualification: the
+    displacement (0 for a register operand)."""
+    return insn_exit_info(c, d, EXIT_REASON_LDTR_TR_ACCESS, insn_qual_disp(c, d),
+                          insn_info_operand(d) | (<uint32_t>ident << 28))
+
+
+cdef inline int invpcid_exit(Cpu* c, Insn* d) noexcept nogil:
+    """Stage the exit of INVPCID (reason 58).  Instruction information as
+    Table 28-9 (INVEPT, INVPCID, INVVPID): the memory operand and reg2, the
+    register operand (the INVPCID type), in bits 31:28.  Qualification: the
+    displacement."""
+    return insn_exit_info(c, d, EXIT_REASON_INVPCID, insn_qual_disp(c, d),
+                          insn_info_operand(d) | ((<uint32_t>d.reg & 15) << 28))
