@@ -44,6 +44,9 @@ NONCANON = 0x0000800000000000
 CODE = 0x1000
 MODES = {"real": 16, "protected": 32, "long": 64}
 IF = 1 << 9
+#: The checks a change of bits 31:0 of guest RIP marks (SDM 27.3.1.4; the
+#: other RIP check reads bits 63:32).
+RIP_CHECKS = ["GUEST_RIP_CANONICAL"]
 
 
 @pytest.fixture(autouse=True)
@@ -113,41 +116,42 @@ CASES = [
     ("pin-reserved", "protected", [(F.PIN_BASED_CONTROLS, setb(1 << 31))], "PIN_BASED_CONTROLS"),
     ("cr3-target-count", "protected", [(F.CR3_TARGET_COUNT, 5)], "CR3_TARGET_COUNT"),
     ("io-bitmap-misaligned", "protected", [(F.PRIMARY_PROC_BASED_CONTROLS, setb(ProcBased.USE_IO_BITMAPS)),
-                                           (F.IO_BITMAP_A, lambda a: a + 0x10)], "IO_BITMAP_ADDRESSES"),
-    ("eptp-reserved", "long", [(F.EPT_POINTER, setb(1 << 7))], "EPT_POINTER"),
+                                           (F.IO_BITMAP_A, lambda a: a + 0x10)], "IO_BITMAP_A_ALIGNMENT"),
+    ("eptp-reserved", "long", [(F.EPT_POINTER, setb(1 << 7))], "EPT_POINTER_SUPERVISOR_SHADOW_STACK"),
     ("ug-without-ept", "real", [(F.SECONDARY_PROC_BASED_CONTROLS, clrb(ProcBased2.ENABLE_EPT))],
      "UNRESTRICTED_GUEST_NEEDS_EPT"),
-    ("entry-info-type-1", "protected", [(F.VM_ENTRY_INTERRUPTION_INFO, 0x80000100)], "VM_ENTRY_INTERRUPTION_INFO"),
-    ("entry-msr-load", "long", [(F.VM_ENTRY_MSR_LOAD_COUNT, 1)], "VM_ENTRY_MSR_LOAD_AREA"),
+    ("entry-info-type-1", "protected", [(F.VM_ENTRY_INTERRUPTION_INFO, 0x80000100)], "VM_ENTRY_INTERRUPTION_TYPE_RESERVED"),
+    ("entry-msr-load", "long", [(F.VM_ENTRY_MSR_LOAD_ADDRESS, 0x5008), (F.VM_ENTRY_MSR_LOAD_COUNT, 1)],
+     "VM_ENTRY_MSR_LOAD_ADDRESS_ALIGNMENT"),
     # 27.2.2 - 27.2.4 host state: VM-instruction error 8
     ("host-cr0-pe", "protected", [(F.HOST_CR0, clrb(1))], "HOST_CR0"),
-    ("host-tr-null", "real", [(F.HOST_TR_SELECTOR, 0)], "HOST_SELECTORS"),
-    ("host-rip", "long", [(F.HOST_RIP, NONCANON)], "HOST_ADDRESS_SPACE_SIZE"),
-    ("exit-ctl-host-efer", "real", [(F.VM_EXIT_CONTROLS, clrb(XC.HOST_ADDRESS_SPACE_SIZE))], "HOST_IA32_EFER"),
+    ("host-tr-null", "real", [(F.HOST_TR_SELECTOR, 0)], "HOST_TR_SELECTOR_NULL"),
+    ("host-rip", "long", [(F.HOST_RIP, NONCANON)], "HOST_RIP_CANONICAL"),
+    ("exit-ctl-host-efer", "real", [(F.VM_EXIT_CONTROLS, clrb(XC.HOST_ADDRESS_SPACE_SIZE))], "HOST_IA32_EFER_LMA"),
     # 27.3.1 guest state: exit reason 33
     ("cr0-ne", "protected", [(F.GUEST_CR0, clrb(1 << 5))], "GUEST_CR0"),
     ("cr4-vmxe", "protected", [(F.GUEST_CR4, clrb(1 << 13))], "GUEST_CR4"),
-    ("cr0-pg-in-long-mode", "long", [(F.GUEST_CR0, clrb(1 << 31))], "GUEST_IA32E_MODE_PAGING"),
-    ("cr4-pae-in-long-mode", "long", [(F.GUEST_CR4, clrb(1 << 5))], "GUEST_IA32E_MODE_PAGING"),
-    ("entry-ctl-ia32e-cleared", "long", [(F.VM_ENTRY_CONTROLS, clrb(EC.IA32E_MODE_GUEST))], "GUEST_IA32_EFER"),
-    ("rip-above-4g", "protected", [(F.GUEST_RIP, 1 << 32)], "GUEST_RIP"),
-    ("rip-noncanonical", "long", [(F.GUEST_RIP, NONCANON)], "GUEST_RIP"),
-    ("cs-ar-reserved", "protected", [(F.GUEST_CS_ACCESS_RIGHTS, setb(0xF00))], "GUEST_CS_ACCESS_RIGHTS"),
-    ("ss-dpl-breaks-cs", "protected", [(F.GUEST_SS_ACCESS_RIGHTS, setb(0x60))], "GUEST_CS_ACCESS_RIGHTS"),
-    ("ss-ar-type", "real", [(F.GUEST_SS_ACCESS_RIGHTS, lambda ar: (ar & ~0xF) | 1)], "GUEST_SS_ACCESS_RIGHTS"),
-    ("tr-available-tss", "protected", [(F.GUEST_TR_ACCESS_RIGHTS, 0x89)], "GUEST_TR_ACCESS_RIGHTS"),
-    ("gdtr-limit", "long", [(F.GUEST_GDTR_LIMIT, 0x10000)], "GUEST_DESCRIPTOR_TABLES"),
-    ("rflags-bit-1", "protected", [(F.GUEST_RFLAGS, clrb(2))], "GUEST_RFLAGS"),
-    ("rflags-vm-in-long-mode", "long", [(F.GUEST_RFLAGS, setb(1 << 17))], "GUEST_V86_SEGMENTS"),
-    ("activity-shutdown", "protected", [(F.GUEST_ACTIVITY_STATE, 2)], "GUEST_ACTIVITY_STATE"),
+    ("cr0-pg-in-long-mode", "long", [(F.GUEST_CR0, clrb(1 << 31))], "GUEST_IA32E_MODE_CR0_PG"),
+    ("cr4-pae-in-long-mode", "long", [(F.GUEST_CR4, clrb(1 << 5))], "GUEST_IA32E_MODE_CR4_PAE"),
+    ("entry-ctl-ia32e-cleared", "long", [(F.VM_ENTRY_CONTROLS, clrb(EC.IA32E_MODE_GUEST))], "GUEST_IA32_EFER_LMA"),
+    ("rip-above-4g", "protected", [(F.GUEST_RIP, 1 << 32)], "GUEST_RIP_HIGH_BITS"),
+    ("rip-noncanonical", "long", [(F.GUEST_RIP, NONCANON)], "GUEST_RIP_CANONICAL"),
+    ("cs-ar-reserved", "protected", [(F.GUEST_CS_ACCESS_RIGHTS, setb(0xF00))], "GUEST_CS_RESERVED_11_8"),
+    ("ss-dpl-breaks-cs", "protected", [(F.GUEST_SS_ACCESS_RIGHTS, setb(0x60))], "GUEST_CS_DPL_NONCONFORMING"),
+    ("ss-ar-type", "real", [(F.GUEST_SS_ACCESS_RIGHTS, lambda ar: (ar & ~0xF) | 1)], "GUEST_SS_TYPE"),
+    ("tr-available-tss", "protected", [(F.GUEST_TR_ACCESS_RIGHTS, 0x89)], "GUEST_TR_TYPE"),
+    ("gdtr-limit", "long", [(F.GUEST_GDTR_LIMIT, 0x10000)], "GUEST_GDTR_LIMIT"),
+    ("rflags-bit-1", "protected", [(F.GUEST_RFLAGS, clrb(2))], "GUEST_RFLAGS_BIT_1"),
+    ("rflags-vm-in-long-mode", "long", [(F.GUEST_RFLAGS, setb(1 << 17))], "GUEST_CS_BASE_V86"),
+    ("activity-shutdown", "protected", [(F.GUEST_ACTIVITY_STATE, 2)], "GUEST_ACTIVITY_STATE_SUPPORTED"),
     ("activity-hlt-in-sti-shadow", "protected", [(F.GUEST_RFLAGS, setb(IF)), (F.GUEST_INTERRUPTIBILITY_STATE, 1),
-                                                 (F.GUEST_ACTIVITY_STATE, 1)], "GUEST_ACTIVITY_STATE"),
+                                                 (F.GUEST_ACTIVITY_STATE, 1)], "GUEST_ACTIVITY_STATE_BLOCKING"),
     ("interruptibility-reserved", "long", [(F.GUEST_INTERRUPTIBILITY_STATE, 1 << 5)],
-     "GUEST_INTERRUPTIBILITY_STATE"),
-    ("sti-blocking-with-if-0", "protected", [(F.GUEST_INTERRUPTIBILITY_STATE, 1)], "GUEST_INTERRUPTIBILITY_STATE"),
+     "GUEST_INTERRUPTIBILITY_RESERVED_BITS"),
+    ("sti-blocking-with-if-0", "protected", [(F.GUEST_INTERRUPTIBILITY_STATE, 1)], "GUEST_INTERRUPTIBILITY_STI_IF"),
     ("pending-debug-reserved", "protected", [(F.GUEST_PENDING_DEBUG_EXCEPTIONS, 1 << 4)],
-     "GUEST_PENDING_DEBUG_EXCEPTIONS"),
-    ("vmcs-link-pointer", "real", [(F.VMCS_LINK_POINTER, 0)], "GUEST_VMCS_LINK_POINTER"),
+     "GUEST_PENDING_DEBUG_RESERVED_BITS"),
+    ("vmcs-link-pointer", "real", [(F.VMCS_LINK_POINTER, 0)], "GUEST_VMCS_LINK_POINTER_REVISION"),
 ]
 
 
@@ -158,7 +162,7 @@ def test_a_field_written_between_exits_is_checked(name, mode, changes, check):
     old = apply_changes(v, changes)
     assert check in v._dirty_checks()
     e = expect_resume_failure(vm, check)
-    if check == "GUEST_VMCS_LINK_POINTER":
+    if check.startswith("GUEST_VMCS_LINK_POINTER"):
         assert v.vmread(F.EXIT_QUALIFICATION) == 4
     # The failure changed nothing the checks read: it fails again.
     assert expect_resume_failure(vm, check).check == e.check
@@ -173,17 +177,17 @@ def test_a_field_written_between_exits_is_checked(name, mode, changes, check):
 def test_registers_and_segments_written_through_their_setters_are_checked():
     """The register, segment and table setters write the VMCS too."""
     for mode, write, check in [
-        ("long", lambda v: setattr(v, "rip", NONCANON), "GUEST_RIP"),
-        ("protected", lambda v: setattr(v, "eflags", 0), "GUEST_RFLAGS"),
+        ("long", lambda v: setattr(v, "rip", NONCANON), "GUEST_RIP_CANONICAL"),
+        ("protected", lambda v: setattr(v, "eflags", 0), "GUEST_RFLAGS_BIT_1"),
         ("protected", lambda v: setattr(v, "cr0", v.cr0 & ~(1 << 5)), "GUEST_CR0"),
         ("protected", lambda v: setattr(v, "cr3", 1 << 40), "GUEST_CR3"),
         ("long", lambda v: setattr(v, "cs", attrs.evolve(v.cs, access_rights=v.cs.access_rights | 0x4000)),
-         "GUEST_CS_ACCESS_RIGHTS"),
+         "GUEST_CS_DB_WITH_L"),
         ("protected", lambda v: setattr(v, "ds", Segment(0x10, 1 << 32, 0xFFFFFFFF, 0xC093)),
-         "GUEST_SEGMENT_BASES"),
-        ("protected", lambda v: setattr(v, "tr", Segment(4, 0, 0x67, 0x8B)), "GUEST_TR_LDTR_TI"),
-        ("protected", lambda v: setattr(v, "idtr", DescriptorTable(NONCANON, 0)), "GUEST_DESCRIPTOR_TABLES"),
-        ("long", lambda v: setattr(v, "efer", 0x100), "GUEST_IA32_EFER"),
+         "GUEST_DS_BASE_HIGH_BITS"),
+        ("protected", lambda v: setattr(v, "tr", Segment(4, 0, 0x67, 0x8B)), "GUEST_TR_SELECTOR_TI"),
+        ("protected", lambda v: setattr(v, "idtr", DescriptorTable(NONCANON, 0)), "GUEST_IDTR_BASE_CANONICAL"),
+        ("long", lambda v: setattr(v, "efer", 0x100), "GUEST_IA32_EFER_LMA"),
     ]:
         vm = launched_vm(mode)
         write(vm.vcpu)
@@ -201,8 +205,8 @@ def test_a_write_inside_a_handler_is_checked_at_the_resume():
     vm.on(vtx.ExitReason.IO_INSTRUCTION)(out)
     with pytest.raises(vtx.VmEntryError) as ei:
         vm.run()
-    assert (ei.value.number, ei.value.check) == (8, "HOST_ADDRESS_SPACE_SIZE")
-    assert vm.vcpu.check_entry().check == "HOST_ADDRESS_SPACE_SIZE"
+    assert (ei.value.number, ei.value.check) == (8, "HOST_CR4_PAE")
+    assert vm.vcpu.check_entry().check == "HOST_CR4_PAE"
     assert vm.vcpu.rip == CODE + 2          # stepped over, not entered
 
 
@@ -218,8 +222,8 @@ def test_a_change_that_only_a_later_write_makes_invalid():
     r = vm.run()
     assert r.exit.reason == vtx.ExitReason.IO_INSTRUCTION and v.vmread(F.GUEST_INTERRUPTIBILITY_STATE) == 1
     v.rflags &= ~IF
-    assert v._dirty_checks() == ["GUEST_RFLAGS", "GUEST_INTERRUPTIBILITY_STATE", "GUEST_PDPTES"]
-    expect_resume_failure(vm, "GUEST_INTERRUPTIBILITY_STATE")
+    assert v._dirty_checks() == ["GUEST_RFLAGS_IF", "GUEST_INTERRUPTIBILITY_STI_IF"] + list(ALWAYS)
+    expect_resume_failure(vm, "GUEST_INTERRUPTIBILITY_STI_IF")
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -328,15 +332,21 @@ def test_an_exit_loop_re_checks_rip_only():
     r = vm.run()
     assert r.exits[vtx.ExitReason.IO_INSTRUCTION] == 20 and vm.vcpu.entries == 21
     # The first exit comes after the VMLAUNCH loaded RIP = CODE and ran MOV.
-    assert all(s == ["GUEST_RIP", "GUEST_PDPTES"] for s in seen), seen
+    assert all(s == RIP_CHECKS + list(ALWAYS) for s in seen), seen
 
 
 GUEST_CHANGES = [
     # (what the guest runs before its OUT exit, the checks the next VMRESUME runs)
     ("mov eax, cr0\nxor eax, 2\nmov cr0, eax", ["GUEST_CR0"]),                       # CR0.MP: CR0's own check
     ("mov eax, cr4\nor eax, 0x10\nmov cr4, eax", ["GUEST_CR4"]),                      # CR4.PSE
-    ("xor eax, eax\nmov fs, ax", ["GUEST_V86_SEGMENTS", "GUEST_DATA_SEGMENT_ACCESS_RIGHTS"]),   # FS unusable
-    ("sti", ["GUEST_RFLAGS", "GUEST_ACTIVITY_STATE", "GUEST_INTERRUPTIBILITY_STATE"]),  # IF, and STI blocking
+    # FS unusable: its access rights are read by every FS check that looks at them
+    ("xor eax, eax\nmov fs, ax", [f"GUEST_FS_{k}" for k in (
+        "BASE_V86", "LIMIT_V86", "ACCESS_RIGHTS_V86", "TYPE_ACCESSED", "TYPE_READABLE", "S", "DPL_RPL", "P",
+        "RESERVED_11_8", "G_LIMIT_LOW", "G_LIMIT_HIGH", "RESERVED_31_17")]),
+    # IF, and blocking by STI
+    ("sti", ["GUEST_RFLAGS_IF", "GUEST_ACTIVITY_STATE_BLOCKING", "GUEST_INTERRUPTIBILITY_STI_AND_MOV_SS",
+             "GUEST_INTERRUPTIBILITY_STI_IF", "GUEST_INTERRUPTIBILITY_STI_EXTERNAL_INTERRUPT",
+             "GUEST_PENDING_DEBUG_BS_SET", "GUEST_PENDING_DEBUG_BS_CLEAR"]),
     ("push eax\npop ebx\nadd eax, 1", []),                                            # RSP, arithmetic flags
 ]
 
@@ -351,13 +361,13 @@ def test_what_the_guest_changed_is_re_checked(source, checks):
     vm.setup_protected_mode(entry=CODE)
     vm.default(lambda vcpu, e: vtx.STOP)
     assert vm.run().exit.reason == vtx.ExitReason.IO_INSTRUCTION
-    assert v._dirty_checks() == [c for c in CHECK_NAMES if c in set(checks) | {"GUEST_RIP", "GUEST_PDPTES"}]
+    assert v._dirty_checks() == [c for c in CHECK_NAMES if c in set(checks) | set(RIP_CHECKS) | set(ALWAYS)]
 
 
 def test_vmlaunch_and_vmclear_run_every_check():
     vm = launched_vm("protected")
     v = vm.vcpu
-    assert v._dirty_checks() == ["GUEST_PDPTES"]
+    assert v._dirty_checks() == list(ALWAYS)
     v.clear()
     assert v._dirty_checks() == CHECK_NAMES
     r = resume_all_outs(vm)            # a VMLAUNCH again
@@ -403,15 +413,15 @@ def test_the_verification_mode_catches_an_unrecorded_change(verify):
     with pytest.raises(EntryCheckMismatch) as ei:
         vm.run()
     msg = str(ei.value)
-    assert "incremental entry checks gave pass, the full checks GUEST_RIP failed" in msg
-    assert "re-checked: GUEST_PDPTES" in msg
+    assert "incremental entry checks gave pass, the full checks GUEST_RIP_HIGH_BITS failed" in msg
+    assert "re-checked: " + ", ".join(ALWAYS) + ")" in msg
     assert not isinstance(ei.value, vtx.VtxError) and isinstance(ei.value, AssertionError)
     assert vm.vcpu.rip == 1 << 32 and vm.vcpu.launched          # nothing entered
 
 
 def test_the_full_mode_checks_everything():
     set_entry_check_mode("full")
-    expect_resume_failure(forget_an_invalid_rip(), "GUEST_RIP")
+    expect_resume_failure(forget_an_invalid_rip(), "GUEST_RIP_HIGH_BITS")
 
 
 def test_the_incremental_mode_trusts_the_record():
@@ -430,10 +440,10 @@ def test_a_raw_write_to_the_vmcs_region_marks_every_check():
     v = vm.vcpu
     off = field_offset(F.HOST_RIP)
     assert vm._machine.priv_bytes(off, 8) == v.vmread(F.HOST_RIP).to_bytes(8, "little")
-    assert v._dirty_checks() == ["GUEST_PDPTES"]          # a copy cannot write
+    assert v._dirty_checks() == list(ALWAYS)          # a copy cannot write
     vm._priv[off:off + 8] = NONCANON.to_bytes(8, "little")
     assert v._dirty_checks() == CHECK_NAMES
-    expect_resume_failure(vm, "HOST_ADDRESS_SPACE_SIZE")
+    expect_resume_failure(vm, "HOST_RIP_CANONICAL")
 
 
 def test_a_live_view_of_the_private_memory_makes_every_resume_full():
@@ -454,7 +464,7 @@ def test_a_live_view_of_the_private_memory_makes_every_resume_full():
     vm.on(vtx.ExitReason.IO_INSTRUCTION)(out)
     with pytest.raises(vtx.VmEntryError) as ei:
         vm.run()
-    assert ei.value.check == "GUEST_TR_ACCESS_RIGHTS" and len(exits) == 2
+    assert ei.value.check == "GUEST_TR_TYPE" and len(exits) == 2
     assert all(d == CHECK_NAMES for d in exits)
     view[off:off + 4] = (0x8B).to_bytes(4, "little")
     view.release()
@@ -462,7 +472,7 @@ def test_a_live_view_of_the_private_memory_makes_every_resume_full():
     exits.clear()
     r = vm.run()
     assert r.exit.reason == vtx.ExitReason.HLT
-    assert exits == [["GUEST_PDPTES"]]              # the third OUT: RIP as loaded, nothing else changed
+    assert exits == [list(ALWAYS)]              # the third OUT: RIP as loaded, nothing else changed
 
 
 EPT_PT = 0x7000      # vm.py's layout: the page table after one PD page (a 1 MiB VM)
@@ -520,7 +530,7 @@ def test_ept_paging_structures_in_guest_memory_make_every_resume_full():
 
 def test_the_default_ept_keeps_the_guest_out_of_the_private_memory():
     vm = launched_vm("long")
-    assert vm.vcpu._dirty_checks() == ["GUEST_PDPTES"]
+    assert vm.vcpu._dirty_checks() == list(ALWAYS)
 
 
 def test_vmcs_writes_while_the_guest_runs_in_another_thread_are_refused():
@@ -612,7 +622,8 @@ def test_verification_mode_agrees_over_random_writes_between_exits(bits, steps, 
     exits; a VMRESUME that fails has the batch undone and tries again.  The
     verification mode raises EntryCheckMismatch if the incremental checks
     ever disagree with the full pass; a failure names the check that
-    check_entry() (the full pass) names."""
+    check_entry() (the full pass) names, or is one of MSR loading after
+    check_entry() passed."""
     old_mode = set_entry_check_mode("verify")
     try:
         vm = vtx.VM(memory=1 << 20)
@@ -637,7 +648,11 @@ def test_verification_mode_agrees_over_random_writes_between_exits(bits, steps, 
                 r = vm.run(max_instructions=40)
             except vtx.VmEntryError as ex:
                 err = vm.vcpu.check_entry()
-                assert err is not None and err.check == ex.check
+                if ex.kind == "msr-loading":
+                    # SDM 27.4, after the checks check_entry() runs: they passed.
+                    assert err is None and ex.number == 34
+                else:
+                    assert err is not None and err.check == ex.check
                 for u in reversed(undo):
                     u()
                 undo.clear()

@@ -317,10 +317,10 @@ def test_iret_with_nt_is_a_task_switch_exit():
 
 
 @pytest.mark.parametrize("state,info,check", [
-    (1, VALID | (4 << 8) | 0x80, "GUEST_ACTIVITY_STATE"),       # HLT: no INT n
-    (1, VALID | (3 << 8) | 6, "GUEST_ACTIVITY_STATE"),          # HLT: no #UD (only #DB, #MC)
-    (0, VALID | (7 << 8) | 1, "VM_ENTRY_INTERRUPTION_INFO"),    # other event: only vector 0 (MTF)
-    (0, VALID | (1 << 8) | 2, "VM_ENTRY_INTERRUPTION_INFO"),    # type 1 is reserved
+    (1, VALID | (4 << 8) | 0x80, "GUEST_ACTIVITY_STATE_HLT_INJECTION"),       # HLT: no INT n
+    (1, VALID | (3 << 8) | 6, "GUEST_ACTIVITY_STATE_HLT_INJECTION"),          # HLT: no #UD (only #DB, #MC)
+    (0, VALID | (7 << 8) | 1, "VM_ENTRY_INTERRUPTION_VECTOR_OTHER_EVENT"),    # other event: only vector 0 (MTF)
+    (0, VALID | (1 << 8) | 2, "VM_ENTRY_INTERRUPTION_TYPE_RESERVED"),         # type 1 is reserved
 ])
 def test_injection_entry_checks(state, info, check):
     vm = make_vm("hlt", "protected", rflags=0x202)
@@ -340,7 +340,7 @@ def test_injecting_an_nmi_under_virtual_nmi_blocking_fails_the_entry():
     set_ctl(v, F.PIN_BASED_CONTROLS, PinBased.NMI_EXITING | PinBased.VIRTUAL_NMIS)
     v.vmwrite(F.GUEST_INTERRUPTIBILITY_STATE, 8)
     inject(v, 2, 2)
-    assert v.check_entry().check == "GUEST_INTERRUPTIBILITY_STATE"
+    assert v.check_entry().check == "GUEST_INTERRUPTIBILITY_NMI_VIRTUAL_NMIS"
     v.vmwrite(F.GUEST_INTERRUPTIBILITY_STATE, 0)
     assert v.check_entry() is None
     r = vm.run()
@@ -753,7 +753,7 @@ def test_nmi_window_needs_virtual_nmis():
     v = vm.vcpu
     set_ctl(v, F.PIN_BASED_CONTROLS, PinBased.NMI_EXITING)
     set_ctl(v, F.PRIMARY_PROC_BASED_CONTROLS, ProcBased.NMI_WINDOW_EXITING)
-    assert v.check_entry().check == "VIRTUAL_NMIS"
+    assert v.check_entry().check == "NMI_WINDOW_EXITING"
 
 
 def test_raise_arguments_are_checked():
@@ -918,7 +918,7 @@ def test_exit_while_delivering_an_injected_nmi_saves_virtual_nmi_blocking():
     assert (e.interruption_info, e.interruption_error_code, e.idt_vectoring_info) == (VALID | 0xB00 | 11, 2 * 8 + 3, info)
     assert v.vmread(F.GUEST_INTERRUPTIBILITY_STATE) == 8
     v.vmwrite(F.VM_ENTRY_INTERRUPTION_INFO, e.idt_vectoring_info)
-    assert v.check_entry().check == "GUEST_INTERRUPTIBILITY_STATE"
+    assert v.check_entry().check == "GUEST_INTERRUPTIBILITY_NMI_VIRTUAL_NMIS"
 
 
 def test_mtf_exit_is_not_lost_at_the_budget():

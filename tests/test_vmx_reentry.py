@@ -247,7 +247,7 @@ def test_check_entry_reports_what_entry_would():
     v.vmwrite(F.GUEST_RFLAGS, 0)                 # bit 1 must be 1
     before = bytes(vm._priv[:0x1000])
     err = v.check_entry()
-    assert isinstance(err, vtx.VmEntryError) and err.number == 33 and err.check == "GUEST_RFLAGS"
+    assert isinstance(err, vtx.VmEntryError) and err.number == 33 and err.check == "GUEST_RFLAGS_BIT_1"
     assert bytes(vm._priv[:0x1000]) == before
     with pytest.raises(vtx.VmEntryError) as ei:
         vm.run(max_instructions=1)
@@ -283,4 +283,4 @@ def test_descriptor_table_limits_read_back_whatever_the_vmcs_holds():
     v = vm.add_vcpu()
     v.vmwrite(F.GUEST_IDTR_LIMIT, 0xFFFFFFFF)
     assert v.idtr.limit == 0xFFFFFFFF
-    assert v.check_entry().check == "GUEST_DESCRIPTOR_TABLES"
+    assert v.check_entry().check == "GUEST_IDTR_LIMIT"

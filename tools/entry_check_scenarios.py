@@ -36,8 +36,9 @@ from vtx.spec.entry_checks import ALWAYS, INPUTS
 
 CODE = 0x1000
 NONCANON = 0x0000800000000000
+# (vtx._core.PRIV_BASE: where the hosted hypervisor's VMCS is, for the link-pointer rule)
 SPECIAL = [0, 1, 2, 3, 4, 8, 0xF3, 0x93, 0x9B, 0x8B, 0x83, 0x82, 0xFFFF, 0x10000, 0xFFFFF, 0xFFFFFFFF, 1 << 32,
-           NONCANON, NONCANON - 1, 0xFFFF800000000000, (1 << 64) - 1, 0x80000000, 0x7FFFFFFF]
+           NONCANON, NONCANON - 1, 0xFFFF800000000000, (1 << 64) - 1, 0x80000000, 0x7FFFFFFF, vtx._core.PRIV_BASE]
 BITS = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 19, 20, 21, 31, 32, 38, 39, 47, 48, 63]
 V86_SEGS = [w for s in ("ES", "CS", "SS", "DS", "FS", "GS")
             for w in ((f"GUEST_{s}_SELECTOR", 0x100), (f"GUEST_{s}_BASE", 0x1000),
@@ -112,6 +113,16 @@ TEMPLATES = {
     "pre-ia32e-cs-l-db": PRE_IA32E + [("GUEST_CS_ACCESS_RIGHTS", 0xE09B)],
     "pre-ia32e-tr-286": PRE_IA32E + [("GUEST_TR_ACCESS_RIGHTS", 0x83)],
     "code-conforming": [("GUEST_CS_ACCESS_RIGHTS", 0xC09F)],
+    # (an area the checks of 27.2.1.3 accept; check_entry() does not load it)
+    "entry-msr-area": [("VM_ENTRY_MSR_LOAD_ADDRESS", 0x6000), ("VM_ENTRY_MSR_LOAD_COUNT", 1)],
+    "entry-msr-area-high": [("VM_ENTRY_MSR_LOAD_ADDRESS", (1 << 39) - 0x100), ("VM_ENTRY_MSR_LOAD_COUNT", 8)],
+    "tf-mov-ss": [ctl("GUEST_RFLAGS", set_=1 << 8), ("GUEST_INTERRUPTIBILITY_STATE", 2),
+                  ("GUEST_PENDING_DEBUG_EXCEPTIONS", 0x4000)],
+    "tf-hlt": [ctl("GUEST_RFLAGS", set_=1 << 8), ("GUEST_ACTIVITY_STATE", 1), ("GUEST_PENDING_DEBUG_EXCEPTIONS", 0x4000)],
+    "btf-hlt": [("GUEST_IA32_DEBUGCTL", 2), ("GUEST_ACTIVITY_STATE", 1)],
+    "rtm": [("GUEST_PENDING_DEBUG_EXCEPTIONS", 0x1000)],
+    "ldtr-g": [("GUEST_LDTR_SELECTOR", 0x28), ("GUEST_LDTR_ACCESS_RIGHTS", 0x8082), ("GUEST_LDTR_LIMIT", 0xFFFFFFFF)],
+    "tr-g": [("GUEST_TR_ACCESS_RIGHTS", 0x808B), ("GUEST_TR_LIMIT", 0xFFFFFFFF)],
     "cs-type-3": [("GUEST_CS_ACCESS_RIGHTS", 0x93)],
 }
 
@@ -119,12 +130,24 @@ TEMPLATES = {
 #: Why some inputs cannot show alone (the search confirms it by finding nothing).
 WHY = {
     ("GUEST_DR7", "VM_ENTRY_CONTROLS"): "'load debug controls' is fixed to 1 by IA32_VMX_TRUE_ENTRY_CTLS",
-    ("GUEST_SS_ACCESS_RIGHTS", "GUEST_RFLAGS"): "leaving virtual-8086 mode, CS (type 3, DPL 3) fails first",
-    ("GUEST_DATA_SEGMENT_ACCESS_RIGHTS", "GUEST_RFLAGS"): "leaving virtual-8086 mode, CS fails first",
-    ("GUEST_SS_ACCESS_RIGHTS", "GUEST_SS_SELECTOR"): "its RPL is read only without 'unrestricted guest', "
-                                                     "where GUEST_SS_RPL compares it first",
-    ("HOST_ADDRESS_SPACE_SIZE", "VM_ENTRY_CONTROLS"): "read only for x86 host code outside IA-32e mode, whose "
-                                                      "VMCS is in RAM and checked in full at every entry",
+    ("GUEST_IA32_DEBUGCTL", "VM_ENTRY_CONTROLS"): "'load debug controls' is fixed to 1 by IA32_VMX_TRUE_ENTRY_CTLS",
+    ("IA32E_MODE_GUEST_OUTSIDE_IA32E", "VM_ENTRY_CONTROLS"): "read only for x86 host code outside IA-32e mode, "
+                                                            "whose VMCS is in RAM and checked in full at every entry",
+    ("HOST_ADDRESS_SPACE_SIZE_OUTSIDE_IA32E", "VM_EXIT_CONTROLS"): "read only for x86 host code outside IA-32e "
+                                                                  "mode (VMCS in RAM, checked in full)",
+    ("HOST_CR4_PCIDE", "VM_EXIT_CONTROLS"): "with 'host address-space size' 0 the hosted hypervisor fails "
+                                           "HOST_ADDRESS_SPACE_SIZE_IN_IA32E first",
+    ("HOST_CR4_PCIDE", "HOST_CR4"): "read only with 'host address-space size' 0: x86 host code outside "
+                                   "IA-32e mode (VMCS in RAM, checked in full)",
+    ("HOST_RIP_HIGH_BITS", "VM_EXIT_CONTROLS"): "as HOST_CR4_PCIDE",
+    ("HOST_RIP_HIGH_BITS", "HOST_RIP"): "as HOST_CR4_PCIDE",
+    ("HOST_SS_SELECTOR_NULL", "VM_EXIT_CONTROLS"): "as HOST_CR4_PCIDE",
+    ("HOST_SS_SELECTOR_NULL", "HOST_SS_SELECTOR"): "as HOST_CR4_PCIDE",
+    **{(f"VM_EXIT_MSR_{k}_{c}", f"VM_EXIT_MSR_{k}_{f}"):
+       "no valid VMCS has a VM-exit MSR count other than 0 (VM_EXIT_MSR_AREAS: the model has no exit MSR "
+       "areas), and with count 0 the address is not read"
+       for k in ("STORE", "LOAD") for c in ("ADDRESS_ALIGNMENT", "ADDRESS_WIDTH", "LAST_BYTE_WIDTH")
+       for f in ("ADDRESS", "COUNT")},
 }
 
 
@@ -331,7 +354,7 @@ def main(argv=None):
             out.append("     [" + ",\n      ".join(rows) + f"], {new:#x}),\n")
     out.append("]\n\n")
     out.append("# Inputs no scenario was found for.  The code reads them, so they stay in INPUTS.\n")
-    out.append("NOT_SHOWN = [\n" + "".join(f"    ({k!r}, {f!r}),    # {WHY.get((k, f), 'none found')}\n"
+    out.append("NOT_SHOWN = [\n" + "".join(f"    ({k!r}, {f!r}),    # {WHY.get((k, f), f'none found in {args.trials} trials')}\n"
                                           for k, f in missing) + "]\n")
     sys.stdout.write("".join(out))
     print(f"{len(missing)} pairs not found", file=sys.stderr)

@@ -5,6 +5,12 @@
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t, int32_t
 
+cdef extern from "spec_gen.h" nogil:
+    # A set of VM-entry checks, one bit per check (vtx/spec/generate.py; the C
+    # header gives the real size, CK_WORDS words).
+    ctypedef struct ck_mask_t:
+        uint64_t w[4]
+
 # Segment register with its hidden part.  `ar` is in the VMCS access-rights
 # format (SDM Vol. 3 24.4.1, Table 24-2): type 3:0, S 4, DPL 6:5, P 7, AVL 12,
 # L 13, D/B 14, G 15, unusable 16.  Keeping the VMX format inside the CPU makes
@@ -159,7 +165,7 @@ ctypedef struct VmxState:
 
     # VMRESUME re-checks what changed (core/vmx/entry.pxi; docs/architecture.rst,
     # "Entry checks at VMRESUME")
-    uint64_t ck_dirty     # CKM_* bits: checks whose inputs may differ from the last successful entry
+    ck_mask_t ck_dirty    # checks whose inputs may differ from the last successful entry
     uint64_t ck_view_gen  # HostMemory.export_gen of the private memory when last looked at
     int ck_ept_private    # the EPT of the last successful entry may reach the private memory
 

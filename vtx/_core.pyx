@@ -457,15 +457,16 @@ cdef class VCpuBase:
     # --- the run loop -------------------------------------------------------
 
     def check_entry(self):
-        """The VM-entry checks of SDM Vol. 3C chapter 27 on the VMCS as it
-        stands, without entering: None if VMLAUNCH (the VMCS is clear) or
+        """The VM-entry checks of SDM Vol. 3C 27.2 and 27.3.1 on the VMCS as
+        it stands, without entering: None if VMLAUNCH (the VMCS is clear) or
         VMRESUME (it is launched) would pass them, else the
         :class:`~vtx.VmEntryError` the entry would fail with.  Nothing is
-        written.  After any exit, the guest state saved by the model passes
+        written, so the VM-entry MSR-load area, which the entry loads with
+        WRMSR after these checks (27.4), is not looked at.  After any exit, the guest state saved by the model passes
         (a guest cannot make its own VM unresumable)."""
         cdef int rc
         with nogil:
-            rc = entry_checks(self.c, self.c.vmx.vmcs[VMCS_OFF_LAUNCH_STATE] == 0, CKM_ALL)
+            rc = entry_checks(self.c, self.c.vmx.vmcs[VMCS_OFF_LAUNCH_STATE] == 0, &CKM_ALL)
         if rc == RC_OK:
             return None
         return _entry_error(self.c, rc)
@@ -499,17 +500,18 @@ cdef class VCpuBase:
         every check, as it does for the entry."""
         _host_writes_vmcs(self.c)          # it updates the record, as the entry would
         _note_raw_views(self.c, self.machine.priv_mem)
-        cdef uint64_t d = resume_mask(self.c)
-        return [_ENTRY_CHECKS[i][0] for i in range(CK_COUNT) if (d >> i) & 1]
+        cdef ck_mask_t d = resume_mask(self.c)
+        return [_ENTRY_CHECKS[i][0] for i in range(CK_COUNT) if ck_has(&d, i)]
 
     def _set_dirty_checks(self, names):
         """Replace the record of the checks whose inputs changed with `names`
         (for tests: forgetting a change must make the verification mode
         raise, and the incremental mode miss it)."""
         index = {row[0]: i for i, row in enumerate(_ENTRY_CHECKS)}
-        cdef uint64_t d = 0
+        cdef ck_mask_t d
+        ck_clear(&d)
         for name in names:
-            d |= 1ULL << index[name]
+            ck_set(&d, index[name])
         _host_writes_vmcs(self.c)
         _note_raw_views(self.c, self.machine.priv_mem)
         self.c.vmx.ck_dirty = d
@@ -752,7 +754,7 @@ cdef inline void _note_raw_views(Cpu* c, HostMemory priv) noexcept:
         c.vmx.ck_view_gen = priv.export_gen
 
 
-cdef object _check_outcome(Cpu* c, uint64_t d):
+cdef object _check_outcome(Cpu* c, const ck_mask_t* d):
     """What entry_checks(VMRESUME, d) gives, in words (it writes only
     c.vmx.entry_check)."""
     cdef int rc
@@ -768,12 +770,12 @@ cdef object _check_outcome(Cpu* c, uint64_t d):
 cdef object _mismatch_error(Cpu* c):
     """The verification mode's report: both passes again (a failed entry
     leaves c.vmx.ck_dirty as it was), and what the incremental one re-checked."""
-    cdef uint64_t d = resume_mask(c)
-    inc = _check_outcome(c, d)
-    full = _check_outcome(c, CKM_ALL)
+    cdef ck_mask_t d = resume_mask(c)
+    inc = _check_outcome(c, &d)
+    full = _check_outcome(c, &CKM_ALL)
     return EntryCheckMismatch(
         f"VMRESUME: the incremental entry checks gave {inc}, the full checks {full} "
-        f"(re-checked: {', '.join(_ENTRY_CHECKS[i][0] for i in range(CK_COUNT) if (d >> i) & 1)}); "
+        f"(re-checked: {', '.join([_ENTRY_CHECKS[i][0] for i in range(CK_COUNT) if ck_has(&d, i)])}); "
         f"an input of a check is missing from vtx/spec/entry_checks.py INPUTS, or a VMCS write "
         f"went around vwt")
 
@@ -786,6 +788,9 @@ cdef object _entry_error(Cpu* c, int rc):
         return VmEntryError("vm-instruction-error", num, name, "31.4",
                             "VMLAUNCH needs a clear VMCS" if num == 4 else "VMRESUME needs a launched VMCS")
     cid, area, section, desc = _ENTRY_CHECKS[ck]
+    if rc == RC_ENTRY_FAIL_GUEST and area == "msr":
+        return VmEntryError("msr-loading", 34, cid, section,
+                            f"VM-entry MSR-load entry {vr(c, VMCS_OFF_EXIT_QUALIFICATION, 8)}: {desc}")
     if rc == RC_ENTRY_FAIL_GUEST:
         return VmEntryError("invalid-guest-state", 33, cid, section, desc)
     num = 7 if rc == RC_ENTRY_FAIL_CTL else 8

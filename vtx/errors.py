@@ -43,7 +43,10 @@ class VmEntryError(VtxError):
     ``kind`` is ``"vm-instruction-error"`` (the VMLAUNCH/VMRESUME failed with a
     VM-instruction error number, SDM Vol. 3 31.4) or ``"invalid-guest-state"``
     (the entry failed after the control and host-state checks, which the SDM
-    reports as a VM exit with basic reason 33 and bit 31 set, SDM 27.8).
+    reports as a VM exit with basic reason 33 and bit 31 set, SDM 27.8) or
+    ``"msr-loading"`` (an entry of the VM-entry MSR-load area failed while the
+    MSRs were loaded: basic reason 34, the exit qualification the entry's
+    index counted from 1, SDM 27.4).
     ``check`` names the check that failed and ``section`` the SDM section that
     defines it.
     """
@@ -56,6 +59,8 @@ class VmEntryError(VtxError):
         self.detail = detail
         if kind == "vm-instruction-error":
             head = f"VM entry failed: VM-instruction error {number}"
+        elif kind == "msr-loading":
+            head = f"VM entry failed: exit reason {number} (MSR loading)"
         else:
             head = f"VM entry failed: exit reason {number} (invalid guest state)"
         tail = f" ({detail})" if detail else ""
@@ -109,5 +114,9 @@ class VmFail(VtxError):
         self.number = number
         self.name = name
         self.description = description
+        #: For VMLAUNCH/VMRESUME failing with error 7 or 8: the name and SDM
+        #: section of the entry check that failed (vtx/spec/entry_checks.py).
+        self.check = None
+        self.section = None
         what = f"VMfailValid, VM-instruction error {number} {name}" if number else "VMfailInvalid"
         super().__init__(f"{instruction}: {what} ({description})")

@@ -319,7 +319,7 @@ class VM:
         v.vmwrite(F.CR4_GUEST_HOST_MASK, 1 << 13)     # the host owns CR4.VMXE
         v.vmwrite(F.VMCS_LINK_POINTER, 0xFFFFFFFFFFFFFFFF)
         # Host state: a 64-bit host, as the hosted hypervisor is (checked at
-        # entry, SDM 26.2.2-26.2.4).
+        # entry, SDM 27.2.2-27.2.4).
         v.vmwrite(F.HOST_CR0, 0x80050033)
         v.vmwrite(F.HOST_CR4, 0x2020)
         v.vmwrite(F.HOST_CS_SELECTOR, 0x10)

@@ -353,6 +353,13 @@ cdef class Processor:
         self._root("VMWRITE")
         self._done("VMWRITE", vmx_op_vmwrite(self.c, e, v))
 
+    @property
+    def failed_entry_check(self):
+        """The name of the VM-entry check (vtx/spec/entry_checks.py) that the
+        last VMLAUNCH or VMRESUME failing a check named, from x86 code or
+        Python; None if none has."""
+        ck = self.c.vmx.entry_check
+        return _ENTRY_CHECKS[ck][0] if 0 <= ck < CK_COUNT else None
     def invept(self, type, eptp=0):
         """INVEPT: ``type`` 1 (single context, of ``eptp``) or 2 (global)."""
         cdef uint64_t t = _fit(type, 64, "the INVEPT type")
@@ -393,7 +400,11 @@ cdef class Processor:
             # VMfail: the flags say which.
             if c.rflags & F_CF:
                 raise _vmfail(insn, VMX_FAIL_INVALID)
-            raise _vmfail(insn, <int>vr(c, VMCS_OFF_VM_INSTRUCTION_ERROR, 4))
+            err = _vmfail(insn, <int>vr(c, VMCS_OFF_VM_INSTRUCTION_ERROR, 4))
+            if (err.number == 7 or err.number == 8) and c.vmx.entry_check >= 0:
+                # The check that failed (vtx/spec/entry_checks.py), as VmEntryError names it.
+                err.check, _area, err.section, _desc = _ENTRY_CHECKS[c.vmx.entry_check]
+            raise err
         if rc == RC_ENTRY_FAIL_GUEST:
             # Reported like an exit (reason 33 with bit 31); nothing was loaded.
             raise _entry_error(c, rc)

@@ -927,6 +927,7 @@ cdef extern from "spec_gen.h" nogil:
     const uint32_t MSR_IA32_APIC_BASE
     const uint32_t MSR_IA32_FEATURE_CONTROL
     const uint32_t MSR_IA32_TSC_ADJUST
+    const uint32_t MSR_IA32_SMM_MONITOR_CTL
     const uint32_t MSR_IA32_SYSENTER_CS
     const uint32_t MSR_IA32_SYSENTER_ESP
     const uint32_t MSR_IA32_SYSENTER_EIP
@@ -985,114 +986,275 @@ cdef extern from "spec_gen.h" nogil:
     const uint64_t VMX_CAP_VMCS_ENUM
     const uint64_t VMX_CAP_VMFUNC
     const uint64_t VMX_CAP_MAXPHYADDR
+    const uint64_t VMX_CAP_DEBUGCTL_SUPPORTED
 
     # VM-entry checks (vtx/spec/entry_checks.py, numbered in SDM order)
     const int CK_PIN_BASED_CONTROLS
     const int CK_PRIMARY_PROC_BASED_CONTROLS
     const int CK_SECONDARY_PROC_BASED_CONTROLS
     const int CK_CR3_TARGET_COUNT
-    const int CK_IO_BITMAP_ADDRESSES
-    const int CK_MSR_BITMAP_ADDRESS
+    const int CK_IO_BITMAP_A_ALIGNMENT
+    const int CK_IO_BITMAP_B_ALIGNMENT
+    const int CK_IO_BITMAP_A_WIDTH
+    const int CK_IO_BITMAP_B_WIDTH
+    const int CK_MSR_BITMAP_ALIGNMENT
+    const int CK_MSR_BITMAP_WIDTH
     const int CK_VIRTUAL_NMIS
-    const int CK_EPT_POINTER
+    const int CK_NMI_WINDOW_EXITING
     const int CK_VPID_NONZERO
+    const int CK_EPT_POINTER_MEMORY_TYPE
+    const int CK_EPT_POINTER_WALK_LENGTH
+    const int CK_EPT_POINTER_ACCESSED_DIRTY
+    const int CK_EPT_POINTER_SUPERVISOR_SHADOW_STACK
+    const int CK_EPT_POINTER_RESERVED_BITS
+    const int CK_EPT_POINTER_WIDTH
     const int CK_UNRESTRICTED_GUEST_NEEDS_EPT
     const int CK_VM_FUNCTION_CONTROLS
-    const int CK_EPTP_SWITCHING
+    const int CK_EPTP_SWITCHING_NEEDS_EPT
+    const int CK_EPTP_LIST_ADDRESS_ALIGNMENT
+    const int CK_EPTP_LIST_ADDRESS_WIDTH
     const int CK_VM_EXIT_CONTROLS
+    const int CK_VM_EXIT_SAVE_VMX_PREEMPTION_TIMER
+    const int CK_VM_EXIT_MSR_STORE_ADDRESS_ALIGNMENT
+    const int CK_VM_EXIT_MSR_STORE_ADDRESS_WIDTH
+    const int CK_VM_EXIT_MSR_STORE_LAST_BYTE_WIDTH
+    const int CK_VM_EXIT_MSR_LOAD_ADDRESS_ALIGNMENT
+    const int CK_VM_EXIT_MSR_LOAD_ADDRESS_WIDTH
+    const int CK_VM_EXIT_MSR_LOAD_LAST_BYTE_WIDTH
     const int CK_VM_EXIT_MSR_AREAS
     const int CK_VM_ENTRY_CONTROLS
-    const int CK_VM_ENTRY_INTERRUPTION_INFO
-    const int CK_VM_ENTRY_MSR_LOAD_AREA
+    const int CK_VM_ENTRY_INTERRUPTION_TYPE_RESERVED
+    const int CK_VM_ENTRY_INTERRUPTION_TYPE_OTHER_EVENT
+    const int CK_VM_ENTRY_INTERRUPTION_VECTOR_NMI
+    const int CK_VM_ENTRY_INTERRUPTION_VECTOR_HARDWARE_EXCEPTION
+    const int CK_VM_ENTRY_INTERRUPTION_VECTOR_OTHER_EVENT
+    const int CK_VM_ENTRY_DELIVER_ERROR_CODE_REQUIRED
+    const int CK_VM_ENTRY_DELIVER_ERROR_CODE_REAL_MODE
+    const int CK_VM_ENTRY_DELIVER_ERROR_CODE_TYPE
+    const int CK_VM_ENTRY_DELIVER_ERROR_CODE_VECTOR
+    const int CK_VM_ENTRY_INTERRUPTION_INFO_RESERVED_BITS
+    const int CK_VM_ENTRY_EXCEPTION_ERROR_CODE
+    const int CK_VM_ENTRY_INSTRUCTION_LENGTH
+    const int CK_VM_ENTRY_INSTRUCTION_LENGTH_ZERO
+    const int CK_VM_ENTRY_MSR_LOAD_ADDRESS_ALIGNMENT
+    const int CK_VM_ENTRY_MSR_LOAD_ADDRESS_WIDTH
+    const int CK_VM_ENTRY_MSR_LOAD_LAST_BYTE_WIDTH
     const int CK_HOST_CR0
     const int CK_HOST_CR4
     const int CK_HOST_CR3
-    const int CK_HOST_CANONICAL_ADDRESSES
-    const int CK_HOST_IA32_PAT
-    const int CK_HOST_IA32_EFER
-    const int CK_HOST_SELECTORS
-    const int CK_HOST_ADDRESS_SPACE_SIZE
+    const int CK_HOST_SYSENTER_ESP_CANONICAL
+    const int CK_HOST_SYSENTER_EIP_CANONICAL
+    const int CK_HOST_IA32_PAT_PA0
+    const int CK_HOST_IA32_PAT_PA1
+    const int CK_HOST_IA32_PAT_PA2
+    const int CK_HOST_IA32_PAT_PA3
+    const int CK_HOST_IA32_PAT_PA4
+    const int CK_HOST_IA32_PAT_PA5
+    const int CK_HOST_IA32_PAT_PA6
+    const int CK_HOST_IA32_PAT_PA7
+    const int CK_HOST_IA32_EFER_RESERVED_BITS
+    const int CK_HOST_IA32_EFER_LMA
+    const int CK_HOST_IA32_EFER_LME
+    const int CK_HOST_ES_SELECTOR_RPL
+    const int CK_HOST_CS_SELECTOR_RPL
+    const int CK_HOST_SS_SELECTOR_RPL
+    const int CK_HOST_DS_SELECTOR_RPL
+    const int CK_HOST_FS_SELECTOR_RPL
+    const int CK_HOST_GS_SELECTOR_RPL
+    const int CK_HOST_TR_SELECTOR_RPL
+    const int CK_HOST_ES_SELECTOR_TI
+    const int CK_HOST_CS_SELECTOR_TI
+    const int CK_HOST_SS_SELECTOR_TI
+    const int CK_HOST_DS_SELECTOR_TI
+    const int CK_HOST_FS_SELECTOR_TI
+    const int CK_HOST_GS_SELECTOR_TI
+    const int CK_HOST_TR_SELECTOR_TI
+    const int CK_HOST_CS_SELECTOR_NULL
+    const int CK_HOST_TR_SELECTOR_NULL
+    const int CK_HOST_SS_SELECTOR_NULL
+    const int CK_HOST_FS_BASE_CANONICAL
+    const int CK_HOST_GS_BASE_CANONICAL
+    const int CK_HOST_GDTR_BASE_CANONICAL
+    const int CK_HOST_IDTR_BASE_CANONICAL
+    const int CK_HOST_TR_BASE_CANONICAL
+    const int CK_IA32E_MODE_GUEST_OUTSIDE_IA32E
+    const int CK_HOST_ADDRESS_SPACE_SIZE_OUTSIDE_IA32E
+    const int CK_HOST_ADDRESS_SPACE_SIZE_IN_IA32E
+    const int CK_HOST_CR4_PCIDE
+    const int CK_HOST_RIP_HIGH_BITS
+    const int CK_HOST_CR4_PAE
+    const int CK_HOST_RIP_CANONICAL
     const int CK_GUEST_CR0
+    const int CK_GUEST_CR0_PG_WITHOUT_PE
     const int CK_GUEST_CR4
+    const int CK_GUEST_IA32_DEBUGCTL
+    const int CK_GUEST_IA32E_MODE_CR0_PG
+    const int CK_GUEST_IA32E_MODE_CR4_PAE
+    const int CK_GUEST_CR4_PCIDE
     const int CK_GUEST_CR3
-    const int CK_GUEST_IA32E_MODE_PAGING
     const int CK_GUEST_DR7
-    const int CK_GUEST_SYSENTER_CANONICAL
-    const int CK_GUEST_IA32_PAT
-    const int CK_GUEST_IA32_EFER
-    const int CK_GUEST_TR_LDTR_TI
-    const int CK_GUEST_SS_RPL
-    const int CK_GUEST_V86_SEGMENTS
-    const int CK_GUEST_SEGMENT_BASES
-    const int CK_GUEST_CS_ACCESS_RIGHTS
-    const int CK_GUEST_SS_ACCESS_RIGHTS
-    const int CK_GUEST_DATA_SEGMENT_ACCESS_RIGHTS
-    const int CK_GUEST_TR_ACCESS_RIGHTS
-    const int CK_GUEST_LDTR_ACCESS_RIGHTS
-    const int CK_GUEST_DESCRIPTOR_TABLES
-    const int CK_GUEST_RIP
-    const int CK_GUEST_RFLAGS
-    const int CK_GUEST_ACTIVITY_STATE
-    const int CK_GUEST_INTERRUPTIBILITY_STATE
-    const int CK_GUEST_PENDING_DEBUG_EXCEPTIONS
-    const int CK_GUEST_VMCS_LINK_POINTER
-    const int CK_GUEST_PDPTES
+    const int CK_GUEST_SYSENTER_ESP_CANONICAL
+    const int CK_GUEST_SYSENTER_EIP_CANONICAL
+    const int CK_GUEST_IA32_PAT_PA0
+    const int CK_GUEST_IA32_PAT_PA1
+    const int CK_GUEST_IA32_PAT_PA2
+    const int CK_GUEST_IA32_PAT_PA3
+    const int CK_GUEST_IA32_PAT_PA4
+    const int CK_GUEST_IA32_PAT_PA5
+    const int CK_GUEST_IA32_PAT_PA6
+    const int CK_GUEST_IA32_PAT_PA7
+    const int CK_GUEST_IA32_EFER_RESERVED_BITS
+    const int CK_GUEST_IA32_EFER_LMA
+    const int CK_GUEST_IA32_EFER_LME
+    const int CK_GUEST_TR_SELECTOR_TI
+    const int CK_GUEST_LDTR_SELECTOR_TI
+    const int CK_GUEST_SS_SELECTOR_RPL
+    const int CK_GUEST_CS_BASE_V86
+    const int CK_GUEST_SS_BASE_V86
+    const int CK_GUEST_DS_BASE_V86
+    const int CK_GUEST_ES_BASE_V86
+    const int CK_GUEST_FS_BASE_V86
+    const int CK_GUEST_GS_BASE_V86
+    const int CK_GUEST_TR_BASE_CANONICAL
+    const int CK_GUEST_FS_BASE_CANONICAL
+    const int CK_GUEST_GS_BASE_CANONICAL
+    const int CK_GUEST_LDTR_BASE_CANONICAL
+    const int CK_GUEST_CS_BASE_HIGH_BITS
+    const int CK_GUEST_SS_BASE_HIGH_BITS
+    const int CK_GUEST_DS_BASE_HIGH_BITS
+    const int CK_GUEST_ES_BASE_HIGH_BITS
+    const int CK_GUEST_CS_LIMIT_V86
+    const int CK_GUEST_SS_LIMIT_V86
+    const int CK_GUEST_DS_LIMIT_V86
+    const int CK_GUEST_ES_LIMIT_V86
+    const int CK_GUEST_FS_LIMIT_V86
+    const int CK_GUEST_GS_LIMIT_V86
+    const int CK_GUEST_CS_ACCESS_RIGHTS_V86
+    const int CK_GUEST_SS_ACCESS_RIGHTS_V86
+    const int CK_GUEST_DS_ACCESS_RIGHTS_V86
+    const int CK_GUEST_ES_ACCESS_RIGHTS_V86
+    const int CK_GUEST_FS_ACCESS_RIGHTS_V86
+    const int CK_GUEST_GS_ACCESS_RIGHTS_V86
+    const int CK_GUEST_CS_TYPE
+    const int CK_GUEST_SS_TYPE
+    const int CK_GUEST_DS_TYPE_ACCESSED
+    const int CK_GUEST_ES_TYPE_ACCESSED
+    const int CK_GUEST_FS_TYPE_ACCESSED
+    const int CK_GUEST_GS_TYPE_ACCESSED
+    const int CK_GUEST_DS_TYPE_READABLE
+    const int CK_GUEST_ES_TYPE_READABLE
+    const int CK_GUEST_FS_TYPE_READABLE
+    const int CK_GUEST_GS_TYPE_READABLE
+    const int CK_GUEST_CS_S
+    const int CK_GUEST_SS_S
+    const int CK_GUEST_DS_S
+    const int CK_GUEST_ES_S
+    const int CK_GUEST_FS_S
+    const int CK_GUEST_GS_S
+    const int CK_GUEST_CS_DPL_TYPE_3
+    const int CK_GUEST_CS_DPL_NONCONFORMING
+    const int CK_GUEST_CS_DPL_CONFORMING
+    const int CK_GUEST_SS_DPL_RPL
+    const int CK_GUEST_SS_DPL_ZERO
+    const int CK_GUEST_DS_DPL_RPL
+    const int CK_GUEST_ES_DPL_RPL
+    const int CK_GUEST_FS_DPL_RPL
+    const int CK_GUEST_GS_DPL_RPL
+    const int CK_GUEST_CS_P
+    const int CK_GUEST_SS_P
+    const int CK_GUEST_DS_P
+    const int CK_GUEST_ES_P
+    const int CK_GUEST_FS_P
+    const int CK_GUEST_GS_P
+    const int CK_GUEST_CS_RESERVED_11_8
+    const int CK_GUEST_SS_RESERVED_11_8
+    const int CK_GUEST_DS_RESERVED_11_8
+    const int CK_GUEST_ES_RESERVED_11_8
+    const int CK_GUEST_FS_RESERVED_11_8
+    const int CK_GUEST_GS_RESERVED_11_8
+    const int CK_GUEST_CS_DB_WITH_L
+    const int CK_GUEST_CS_G_LIMIT_LOW
+    const int CK_GUEST_SS_G_LIMIT_LOW
+    const int CK_GUEST_DS_G_LIMIT_LOW
+    const int CK_GUEST_ES_G_LIMIT_LOW
+    const int CK_GUEST_FS_G_LIMIT_LOW
+    const int CK_GUEST_GS_G_LIMIT_LOW
+    const int CK_GUEST_CS_G_LIMIT_HIGH
+    const int CK_GUEST_SS_G_LIMIT_HIGH
+    const int CK_GUEST_DS_G_LIMIT_HIGH
+    const int CK_GUEST_ES_G_LIMIT_HIGH
+    const int CK_GUEST_FS_G_LIMIT_HIGH
+    const int CK_GUEST_GS_G_LIMIT_HIGH
+    const int CK_GUEST_CS_RESERVED_31_17
+    const int CK_GUEST_SS_RESERVED_31_17
+    const int CK_GUEST_DS_RESERVED_31_17
+    const int CK_GUEST_ES_RESERVED_31_17
+    const int CK_GUEST_FS_RESERVED_31_17
+    const int CK_GUEST_GS_RESERVED_31_17
+    const int CK_GUEST_TR_TYPE
+    const int CK_GUEST_TR_S
+    const int CK_GUEST_TR_P
+    const int CK_GUEST_TR_RESERVED_11_8
+    const int CK_GUEST_TR_G_LIMIT_LOW
+    const int CK_GUEST_TR_G_LIMIT_HIGH
+    const int CK_GUEST_TR_UNUSABLE
+    const int CK_GUEST_TR_RESERVED_31_17
+    const int CK_GUEST_LDTR_TYPE
+    const int CK_GUEST_LDTR_S
+    const int CK_GUEST_LDTR_P
+    const int CK_GUEST_LDTR_RESERVED_11_8
+    const int CK_GUEST_LDTR_G_LIMIT_LOW
+    const int CK_GUEST_LDTR_G_LIMIT_HIGH
+    const int CK_GUEST_LDTR_RESERVED_31_17
+    const int CK_GUEST_GDTR_BASE_CANONICAL
+    const int CK_GUEST_IDTR_BASE_CANONICAL
+    const int CK_GUEST_GDTR_LIMIT
+    const int CK_GUEST_IDTR_LIMIT
+    const int CK_GUEST_RIP_HIGH_BITS
+    const int CK_GUEST_RIP_CANONICAL
+    const int CK_GUEST_RFLAGS_RESERVED_BITS
+    const int CK_GUEST_RFLAGS_BIT_1
+    const int CK_GUEST_RFLAGS_VM_IA32E
+    const int CK_GUEST_RFLAGS_VM_CR0_PE
+    const int CK_GUEST_RFLAGS_IF
+    const int CK_GUEST_ACTIVITY_STATE_RANGE
+    const int CK_GUEST_ACTIVITY_STATE_SUPPORTED
+    const int CK_GUEST_ACTIVITY_STATE_HLT_SS_DPL
+    const int CK_GUEST_ACTIVITY_STATE_BLOCKING
+    const int CK_GUEST_ACTIVITY_STATE_HLT_INJECTION
+    const int CK_GUEST_INTERRUPTIBILITY_RESERVED_BITS
+    const int CK_GUEST_INTERRUPTIBILITY_STI_AND_MOV_SS
+    const int CK_GUEST_INTERRUPTIBILITY_STI_IF
+    const int CK_GUEST_INTERRUPTIBILITY_STI_EXTERNAL_INTERRUPT
+    const int CK_GUEST_INTERRUPTIBILITY_MOV_SS_EXTERNAL_INTERRUPT
+    const int CK_GUEST_INTERRUPTIBILITY_MOV_SS_NMI
+    const int CK_GUEST_INTERRUPTIBILITY_SMI
+    const int CK_GUEST_INTERRUPTIBILITY_NMI_VIRTUAL_NMIS
+    const int CK_GUEST_INTERRUPTIBILITY_ENCLAVE
+    const int CK_GUEST_PENDING_DEBUG_RESERVED_BITS
+    const int CK_GUEST_PENDING_DEBUG_BS_SET
+    const int CK_GUEST_PENDING_DEBUG_BS_CLEAR
+    const int CK_GUEST_PENDING_DEBUG_RTM_BITS_11_0
+    const int CK_GUEST_PENDING_DEBUG_RTM_BITS_15_13
+    const int CK_GUEST_PENDING_DEBUG_RTM_BIT_12
+    const int CK_GUEST_PENDING_DEBUG_RTM_SUPPORT
+    const int CK_GUEST_VMCS_LINK_POINTER_ALIGNMENT
+    const int CK_GUEST_VMCS_LINK_POINTER_WIDTH
+    const int CK_GUEST_VMCS_LINK_POINTER_REVISION
+    const int CK_GUEST_VMCS_LINK_POINTER_SHADOW
+    const int CK_GUEST_VMCS_LINK_POINTER_CURRENT_VMCS
+    const int CK_GUEST_PDPTE0
+    const int CK_GUEST_PDPTE1
+    const int CK_GUEST_PDPTE2
+    const int CK_GUEST_PDPTE3
+    const int CK_MSR_LOAD_COUNT
+    const int CK_MSR_LOAD_FS_GS_BASE
+    const int CK_MSR_LOAD_X2APIC
+    const int CK_MSR_LOAD_SMM_MONITOR_CTL
+    const int CK_MSR_LOAD_RESERVED_BITS
+    const int CK_MSR_LOAD_WRMSR
     const int CK_COUNT
-    const uint64_t CKM_PIN_BASED_CONTROLS
-    const uint64_t CKM_PRIMARY_PROC_BASED_CONTROLS
-    const uint64_t CKM_SECONDARY_PROC_BASED_CONTROLS
-    const uint64_t CKM_CR3_TARGET_COUNT
-    const uint64_t CKM_IO_BITMAP_ADDRESSES
-    const uint64_t CKM_MSR_BITMAP_ADDRESS
-    const uint64_t CKM_VIRTUAL_NMIS
-    const uint64_t CKM_EPT_POINTER
-    const uint64_t CKM_VPID_NONZERO
-    const uint64_t CKM_UNRESTRICTED_GUEST_NEEDS_EPT
-    const uint64_t CKM_VM_FUNCTION_CONTROLS
-    const uint64_t CKM_EPTP_SWITCHING
-    const uint64_t CKM_VM_EXIT_CONTROLS
-    const uint64_t CKM_VM_EXIT_MSR_AREAS
-    const uint64_t CKM_VM_ENTRY_CONTROLS
-    const uint64_t CKM_VM_ENTRY_INTERRUPTION_INFO
-    const uint64_t CKM_VM_ENTRY_MSR_LOAD_AREA
-    const uint64_t CKM_HOST_CR0
-    const uint64_t CKM_HOST_CR4
-    const uint64_t CKM_HOST_CR3
-    const uint64_t CKM_HOST_CANONICAL_ADDRESSES
-    const uint64_t CKM_HOST_IA32_PAT
-    const uint64_t CKM_HOST_IA32_EFER
-    const uint64_t CKM_HOST_SELECTORS
-    const uint64_t CKM_HOST_ADDRESS_SPACE_SIZE
-    const uint64_t CKM_GUEST_CR0
-    const uint64_t CKM_GUEST_CR4
-    const uint64_t CKM_GUEST_CR3
-    const uint64_t CKM_GUEST_IA32E_MODE_PAGING
-    const uint64_t CKM_GUEST_DR7
-    const uint64_t CKM_GUEST_SYSENTER_CANONICAL
-    const uint64_t CKM_GUEST_IA32_PAT
-    const uint64_t CKM_GUEST_IA32_EFER
-    const uint64_t CKM_GUEST_TR_LDTR_TI
-    const uint64_t CKM_GUEST_SS_RPL
-    const uint64_t CKM_GUEST_V86_SEGMENTS
-    const uint64_t CKM_GUEST_SEGMENT_BASES
-    const uint64_t CKM_GUEST_CS_ACCESS_RIGHTS
-    const uint64_t CKM_GUEST_SS_ACCESS_RIGHTS
-    const uint64_t CKM_GUEST_DATA_SEGMENT_ACCESS_RIGHTS
-    const uint64_t CKM_GUEST_TR_ACCESS_RIGHTS
-    const uint64_t CKM_GUEST_LDTR_ACCESS_RIGHTS
-    const uint64_t CKM_GUEST_DESCRIPTOR_TABLES
-    const uint64_t CKM_GUEST_RIP
-    const uint64_t CKM_GUEST_RFLAGS
-    const uint64_t CKM_GUEST_ACTIVITY_STATE
-    const uint64_t CKM_GUEST_INTERRUPTIBILITY_STATE
-    const uint64_t CKM_GUEST_PENDING_DEBUG_EXCEPTIONS
-    const uint64_t CKM_GUEST_VMCS_LINK_POINTER
-    const uint64_t CKM_GUEST_PDPTES
-    const uint64_t CKM_ALL
-    const uint64_t CKM_CONTROL
-    const uint64_t CKM_HOST
-    const uint64_t CKM_GUEST
-    const uint64_t CKM_ALWAYS
+    const int CK_WORDS
     const uint64_t RFLAGS_RESERVED_BITS
 
     # Lookups by encoding
@@ -1100,5 +1262,45 @@ cdef extern from "spec_gen.h" nogil:
     int vmcs_field_offset(uint32_t enc)
     int vmcs_field_width(uint32_t enc)
     int vmcs_field_is_readonly(uint32_t enc)
-    uint64_t vmcs_check_mask(int off, uint64_t delta)
     uint32_t exit_info_fields(uint32_t reason)
+
+    # (ck_mask_t is declared in vtx/_core.pxd, which the Cpu struct needs)
+    const ck_mask_t CKM_ALL
+    const ck_mask_t CKM_CONTROL
+    const ck_mask_t CKM_HOST
+    const ck_mask_t CKM_GUEST
+    const ck_mask_t CKM_ALWAYS
+    const ck_mask_t CKM_SDM_27_2_1_1
+    const ck_mask_t CKM_SDM_27_2_1_2
+    const ck_mask_t CKM_SDM_27_2_1_3
+    const ck_mask_t CKM_SDM_27_2_2
+    const ck_mask_t CKM_SDM_27_2_3
+    const ck_mask_t CKM_SDM_27_2_4
+    const ck_mask_t CKM_SDM_27_3_1_1
+    const ck_mask_t CKM_SDM_27_3_1_2
+    const ck_mask_t CKM_SDM_27_3_1_3
+    const ck_mask_t CKM_SDM_27_3_1_4
+    const ck_mask_t CKM_SDM_27_3_1_5
+    const ck_mask_t CKM_SDM_27_3_1_6
+    const ck_mask_t CKM_SDM_27_4
+    int ck_has(const ck_mask_t* d, int ck)
+    int ck_any(const ck_mask_t* d, const ck_mask_t* m)
+    void ck_or(ck_mask_t* d, const ck_mask_t* m)
+    void ck_clear(ck_mask_t* d)
+    void ck_set(ck_mask_t* d, int ck)
+    const int CKS_HOST_SELECTOR_RPL[7]
+    const int CKS_HOST_SELECTOR_TI[7]
+    const int CKS_GUEST_SEG_BASE_V86[8]
+    const int CKS_GUEST_SEG_BASE_HIGH_BITS[8]
+    const int CKS_GUEST_SEG_LIMIT_V86[8]
+    const int CKS_GUEST_SEG_ACCESS_RIGHTS_V86[8]
+    const int CKS_GUEST_SEG_TYPE_ACCESSED[8]
+    const int CKS_GUEST_SEG_TYPE_READABLE[8]
+    const int CKS_GUEST_SEG_S[8]
+    const int CKS_GUEST_SEG_DPL_RPL[8]
+    const int CKS_GUEST_SEG_P[8]
+    const int CKS_GUEST_SEG_RESERVED_11_8[8]
+    const int CKS_GUEST_SEG_G_LIMIT_LOW[8]
+    const int CKS_GUEST_SEG_G_LIMIT_HIGH[8]
+    const int CKS_GUEST_SEG_RESERVED_31_17[8]
+    void vmcs_check_mark(ck_mask_t* d, int off, uint64_t delta)

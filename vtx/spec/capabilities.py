@@ -254,6 +254,13 @@ for _name in EPT_VPID_SUPPORTED:
 #: The VM functions the model offers: bit 0, EPTP switching.
 VMFUNC = 1
 
+# --- IA32_DEBUGCTL ----------------------------------------------------------------
+#: IA32_DEBUGCTL bits the model implements: LBR (0) and BTF (1), the two the
+#: first VMX processors supported (SDM Vol. 3C 27.3.1.1); the others are
+#: reserved here, so WRMSR of them is #GP(0) and a guest IA32_DEBUGCTL that
+#: sets them fails VM entry.
+DEBUGCTL_SUPPORTED = (1 << 0) | (1 << 1)
+
 # --- IA32_VMX_VMCS_ENUM (A.9) ----------------------------------------------------
 VMCS_ENUM = max(_field_index(enc) for _n, enc, _d in _FIELDS) << 1
 
@@ -281,6 +288,7 @@ VALUES = (
     ("VMCS_ENUM", VMCS_ENUM, "IA32_VMX_VMCS_ENUM"),
     ("VMFUNC", VMFUNC, "IA32_VMX_VMFUNC"),
     ("MAXPHYADDR", MAXPHYADDR, "Physical-address width in bits"),
+    ("DEBUGCTL_SUPPORTED", DEBUGCTL_SUPPORTED, "IA32_DEBUGCTL bits the model implements (LBR, BTF)"),
 )
 
 _MSR_NUMBERS = {name: number for name, number, _ in _MSRS}

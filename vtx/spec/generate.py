@@ -36,7 +36,8 @@ if not __package__:
 
 from . import capabilities, controls
 from .exit_reasons import EXIT_INFO, EXIT_REASONS, EXIT_REASON_FLAGS, INFO_FIELDS
-from .entry_checks import ALWAYS as CHECKS_ALWAYS, ENTRY_CHECKS, INPUTS as CHECK_INPUTS, RFLAGS_RESERVED
+from .entry_checks import ALWAYS as CHECKS_ALWAYS, ENTRY_CHECKS, FAMILIES as CHECK_FAMILIES, \
+    INPUTS as CHECK_INPUTS, RFLAGS_RESERVED
 from .msrs import MSRS
 from . import registers as _registers
 from . import MODEL_FIELDS
@@ -132,10 +133,10 @@ def check_tables():
             assert 0 <= bit < group.width
         assert any(n == group.field for n, _, _ in FIELDS), f"{group.prefix}: no VMCS field {group.field}"
 
-    # The entry checks' inputs: one bit per check in a 64-bit mask, every
-    # check's inputs listed, and only fields an exit-information write cannot
-    # touch (the model writes those fields at exits without marking anything).
-    assert len(ENTRY_CHECKS) <= 64, "the dirty mask of the entry checks is 64 bits"
+    # The entry checks' inputs: one bit per check in a mask of CK_WORDS
+    # 64-bit words, every check's inputs listed, and only fields an
+    # exit-information write cannot touch (the model writes those fields at
+    # exits without marking anything).
     _unique(ENTRY_CHECKS, 0, "entry check")
     assert list(CHECK_INPUTS) == [row[0] for row in ENTRY_CHECKS], "INPUTS must list every check, in table order"
     assert set(CHECKS_ALWAYS) <= set(CHECK_INPUTS)
@@ -158,6 +159,11 @@ def _input(item):
 
 
 _FIELD_BITS = {n: (1 << width_bits(field_width(e))) - 1 for n, e, _ in FIELDS}
+
+#: 64-bit words of a set of entry checks (ck_mask_t).
+CK_WORDS = (len(ENTRY_CHECKS) + 63) // 64
+#: The SDM sections of the checks, in table order.
+CHECK_SECTIONS = list(dict.fromkeys(row[2] for row in ENTRY_CHECKS))
 
 
 def check_inputs_by_field():
@@ -295,21 +301,75 @@ def render_header(layout):
     lines += _define_block([(f"VMX_CAP_{n}", f"0x{v:X}ULL") for n, v, _ in capabilities.VALUES])
     lines += ["", "// ---- VM-entry checks (vtx/spec/entry_checks.py, numbered in SDM order) -----"]
     lines += _define_block([(f"CK_{name}", str(i)) for i, (name, _, _, _) in enumerate(ENTRY_CHECKS)])
-    lines += _define_block([("CK_COUNT", str(len(ENTRY_CHECKS)))])
-    lines += ["", "// One bit per check (CKM_<ID> = 1 << CK_<ID>): the dirty mask of VMRESUME",
-              "// (docs/architecture.rst, \"Entry checks at VMRESUME\")."]
-    lines += _define_block([(f"CKM_{name}", f"(1ull << CK_{name})") for name, _, _, _ in ENTRY_CHECKS])
+    lines += _define_block([("CK_COUNT", str(len(ENTRY_CHECKS))), ("CK_WORDS", str(CK_WORDS)),
+                            ("RFLAGS_RESERVED_BITS", f"0x{RFLAGS_RESERVED:016X}ull")])
+    lines += [
+        "",
+        "// A set of checks, one bit per check (bit CK_<ID> % 64 of word CK_<ID> / 64): the",
+        "// dirty mask of VMRESUME (docs/architecture.rst, \"Entry checks at VMRESUME\").",
+        "typedef struct { uint64_t w[CK_WORDS]; } ck_mask_t;",
+        "",
+    ]
 
-    def area_mask(pred):
-        return f"0x{sum(1 << i for i, row in enumerate(ENTRY_CHECKS) if pred(row)):016X}ull"
-    lines += _define_block([
-        ("CKM_ALL", area_mask(lambda row: True)),
-        ("CKM_CONTROL", area_mask(lambda row: row[1] == "control")),
-        ("CKM_HOST", area_mask(lambda row: row[1] == "host")),
-        ("CKM_GUEST", area_mask(lambda row: row[1] == "guest")),
-        ("CKM_ALWAYS", area_mask(lambda row: row[0] in CHECKS_ALWAYS)),
-        ("RFLAGS_RESERVED_BITS", f"0x{RFLAGS_RESERVED:016X}ull"),
-    ])
+    def mask_init(pred):
+        words = [0] * CK_WORDS
+        for i, row in enumerate(ENTRY_CHECKS):
+            if pred(row):
+                words[i // 64] |= 1 << (i % 64)
+        return "{{" + ", ".join(f"0x{w:016X}ull" for w in words) + "}}"
+    for name, pred in (("ALL", lambda row: True), ("CONTROL", lambda row: row[1] == "control"),
+                       ("HOST", lambda row: row[1] == "host"), ("GUEST", lambda row: row[1] == "guest"),
+                       ("ALWAYS", lambda row: row[0] in CHECKS_ALWAYS)):
+        lines.append(f"static const ck_mask_t CKM_{name} = {mask_init(pred)};")
+    # one set per SDM section (CKM_SDM_27_3_1_2: the checks of 27.3.1.2), so
+    # the core skips a section none of whose checks is to run
+    for section in CHECK_SECTIONS:
+        lines.append(f"static const ck_mask_t CKM_SDM_{section.replace('.', '_')} = "
+                     f"{mask_init(lambda row, section=section: row[2] == section)};")
+    lines += [
+        "",
+        "static inline int ck_has(const ck_mask_t* d, int ck)",
+        "{",
+        "    return (int)((d->w[ck >> 6] >> (ck & 63)) & 1);",
+        "}",
+        "",
+        "// 1 if `d` and `m` have a check in common.",
+        "static inline int ck_any(const ck_mask_t* d, const ck_mask_t* m)",
+        "{",
+        "    uint64_t x = 0;",
+        "    int i;",
+        "    for (i = 0; i < CK_WORDS; i++)",
+        "        x |= d->w[i] & m->w[i];",
+        "    return x != 0;",
+        "}",
+        "",
+        "static inline void ck_or(ck_mask_t* d, const ck_mask_t* m)",
+        "{",
+        "    int i;",
+        "    for (i = 0; i < CK_WORDS; i++)",
+        "        d->w[i] |= m->w[i];",
+        "}",
+        "",
+        "static inline void ck_clear(ck_mask_t* d)",
+        "{",
+        "    int i;",
+        "    for (i = 0; i < CK_WORDS; i++)",
+        "        d->w[i] = 0;",
+        "}",
+        "",
+        "static inline void ck_set(ck_mask_t* d, int ck)",
+        "{",
+        "    d->w[ck >> 6] |= 1ull << (ck & 63);",
+        "}",
+        "",
+        "// Families (vtx/spec/entry_checks.py FAMILIES): the check of each register,",
+        "// indexed by register number in VMCS order; -1 where the family has none.",
+    ]
+    index = {row[0]: i for i, row in enumerate(ENTRY_CHECKS)}
+    for fam, (pattern, order) in CHECK_FAMILIES.items():
+        items = ", ".join(str(index.get(pattern.format(r), -1)) for r in order)
+        lines.append(f"static const int CKS_{fam}[{len(order)}] = {{{items}}};")
+    lines.append("")
 
     all_rows = [(n, e) for _w, _t, rows in groups for n, e, _ in rows]
     lines += [
@@ -364,11 +424,11 @@ def render_header(layout):
     lines += ["        return 1;", "    default:", "        return 0;", "    }", "}", ""]
 
     lines += [
-        "// The entry checks (CKM_* bits) that a change of the VMCS field at byte offset",
+        "// Mark in `d` the entry checks that a change of the VMCS field at byte offset",
         "// `off` can affect, given `delta` = old value XOR new value (nonzero): the",
         "// checks that read a bit of the field that changed (vtx/spec/entry_checks.py",
-        "// INPUTS).  0 for a field no check reads.",
-        "static inline uint64_t vmcs_check_mask(int off, uint64_t delta)",
+        "// INPUTS).  Nothing for a field no check reads.",
+        "static inline void vmcs_check_mark(ck_mask_t* d, int off, uint64_t delta)",
         "{",
         "    switch (off) {",
     ]
@@ -376,16 +436,20 @@ def render_header(layout):
     for name, enc in all_rows:
         if name not in by_field:
             continue
-        terms = []
-        for bits, checks in by_field[name]:
-            mask = " | ".join(f"CKM_{ENTRY_CHECKS[i][0]}" for i in checks)
-            if bits == _FIELD_BITS[name]:
-                terms.append(f"({mask})")
-            else:
-                terms.append(f"((delta & 0x{bits:X}ull) ? ({mask}) : 0)")
         lines.append(f"    case VMCS_OFF_{name}:")
-        lines.append("        return " + "\n             | ".join(terms) + ";")
-    lines += ["    default:", "        return 0;", "    }", "}", ""]
+        for bits, checks in by_field[name]:
+            words = [0] * CK_WORDS
+            for i in checks:
+                words[i // 64] |= 1 << (i % 64)
+            stmts = [f"d->w[{w}] |= 0x{v:016X}ull;" for w, v in enumerate(words) if v]
+            if bits == _FIELD_BITS[name]:
+                lines += [f"        {st}" for st in stmts]
+            else:
+                lines.append(f"        if (delta & 0x{bits:X}ull) {{")
+                lines += [f"            {st}" for st in stmts]
+                lines.append("        }")
+        lines.append("        break;")
+    lines += ["    default:", "        break;", "    }", "}", ""]
 
     lines += ["#endif  // VTX_SPEC_GEN_H", ""]
     text = "\n".join(lines)
@@ -431,8 +495,22 @@ def render_pxi(header_text):
         "    int vmcs_field_offset(uint32_t enc)",
         "    int vmcs_field_width(uint32_t enc)",
         "    int vmcs_field_is_readonly(uint32_t enc)",
-        "    uint64_t vmcs_check_mask(int off, uint64_t delta)",
         "    uint32_t exit_info_fields(uint32_t reason)",
+        "",
+        "    # (ck_mask_t is declared in vtx/_core.pxd, which the Cpu struct needs)",
+        "    const ck_mask_t CKM_ALL",
+        "    const ck_mask_t CKM_CONTROL",
+        "    const ck_mask_t CKM_HOST",
+        "    const ck_mask_t CKM_GUEST",
+        "    const ck_mask_t CKM_ALWAYS",
+        *[f"    const ck_mask_t CKM_SDM_{section.replace('.', '_')}" for section in CHECK_SECTIONS],
+        "    int ck_has(const ck_mask_t* d, int ck)",
+        "    int ck_any(const ck_mask_t* d, const ck_mask_t* m)",
+        "    void ck_or(ck_mask_t* d, const ck_mask_t* m)",
+        "    void ck_clear(ck_mask_t* d)",
+        "    void ck_set(ck_mask_t* d, int ck)",
+        *[f"    const int CKS_{fam}[{len(order)}]" for fam, (_p, order) in CHECK_FAMILIES.items()],
+        "    void vmcs_check_mark(ck_mask_t* d, int off, uint64_t delta)",
         "",
     ]
     return "\n".join(lines)
@@ -561,10 +639,12 @@ def render_vm_instruction_errors_rst():
 
 def render_entry_checks_rst():
     lines = _rst_head("VM-entry checks", [
-        "The VM-entry checks the model performs, in the order of Intel SDM Vol. 3C chapter 26.",
+        "The VM-entry checks the model performs, in the order of Intel SDM Vol. 3C chapter 27 (325462-080US).",
         "A failed ``control`` check fails VMLAUNCH/VMRESUME with VM-instruction error 7, a",
         "failed ``host`` check with error 8, and a failed ``guest`` check ends in a VM exit",
-        "with basic reason 33 (bit 31 set).  :class:`vtx.VmEntryError` names the check.",
+        "with basic reason 33 (bit 31 set); an ``msr`` check fails an entry of the VM-entry",
+        "MSR-load area while the MSRs are loaded (SDM 27.4): basic reason 34, the exit",
+        "qualification the entry's index counted from 1.  :class:`vtx.VmEntryError` names the check.",
         "",
         "*Reads* lists the VMCS fields each check depends on (with the bits, where it looks at",
         "only some): VMRESUME re-runs a check only when one of them changed since the last",

@@ -469,6 +469,10 @@ cdef int msr_write(Cpu* c, uint32_t msr, uint64_t v) noexcept nogil:
     elif msr == MSR_IA32_MISC_ENABLE:
         c.misc_enable = v
     elif msr == MSR_IA32_DEBUGCTL:
+        # Bits the model does not implement are reserved: #GP(0) (SDM Vol. 3C
+        # 27.3.1.1 checks the guest value against the same set).
+        if v & ~VMX_CAP_DEBUGCTL_SUPPORTED:
+            return 1
         c.debugctl = v
     elif msr == MSR_IA32_PAT:
         # Each of the eight entries must be a valid memory type (0, 1, 4-7):

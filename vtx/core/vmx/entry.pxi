@@ -1,20 +1,24 @@
-# VM entry (SDM Vol. 3 chapter 26): the checks on the controls, the host state
-# and the guest state, one function per area in SDM order (decision 6), then
-# loading the guest state.  A failed check records its CK_* number (the table
-# is vtx/spec/entry_checks.py) so the Python error can name it.
+# VM entry (SDM Vol. 3C chapter 27, edition 325462-080US): the checks on the
+# controls, the host state and the guest state, one function per area in SDM
+# order (decision 6), then loading the guest state.  Each check is one
+# condition of the SDM; a failed check records its CK_* number (the table is
+# vtx/spec/entry_checks.py) so the Python error can name it.
 #
-# Each check runs only if its bit is set in `d`, a CKM_* mask: every bit for
-# VMLAUNCH and check_entry(), and for VMRESUME the checks whose inputs changed
-# since the last successful VM entry (c.vmx.ck_dirty, kept by vwt and the API) plus
-# CKM_ALWAYS.  The checks left out passed then and read the same values now,
-# so the first failing check is the one the full pass would name
-# (docs/architecture.rst, "Entry checks at VMRESUME").  Values a check only
-# uses to decide whether it applies (ug, ia32e, v86) are read unconditionally.
+# Each check runs only if its bit is set in `d`, a set of checks (ck_mask_t):
+# every check for VMLAUNCH and check_entry(), and for VMRESUME the checks
+# whose inputs changed since the last successful VM entry (c.vmx.ck_dirty,
+# kept by vwt and the API) plus CKM_ALWAYS.  The checks left out passed then
+# and read the same values now, so the first failing check is the one the
+# full pass would name (docs/architecture.rst, "Entry checks at VMRESUME").
+# Values a check only uses to decide whether it applies (ug, ia32e, v86) are
+# read unconditionally.  Where the SDM states one rule for several segment
+# registers, the loop over them takes each register's check number from the
+# family's array (CKS_*, generated from the table).
 
 cdef inline int ctls_ok(uint32_t v, uint64_t cap) noexcept nogil:
     """A control word respects a capability MSR: allowed-0 settings in bits
     31:0 must be 1, allowed-1 settings in bits 63:32 bound what may be 1
-    (SDM Vol. 3 A.3)."""
+    (SDM Vol. 3D A.3)."""
     cdef uint32_t must1 = <uint32_t>(cap & 0xFFFFFFFFULL)
     cdef uint32_t may1 = <uint32_t>(cap >> 32)
     return (v & must1) == must1 and (v & ~may1) == 0
@@ -29,115 +33,214 @@ cdef inline int fail(Cpu* c, int check, int rc) noexcept nogil:
     return rc
 
 
-cdef int check_controls(Cpu* c, uint64_t d) noexcept nogil:
-    """SDM 26.2.1: VM-execution, VM-exit and VM-entry control fields (the
+cdef inline int pat_entry_ok(uint64_t pat, int i) noexcept nogil:
+    """Entry PAi of a PAT value is a memory type WRMSR accepts: 0 (UC), 1 (WC),
+    4 (WT), 5 (WP), 6 (WB) or 7 (UC-) (SDM 27.2.2, 27.3.1.1)."""
+    cdef uint32_t t = (pat >> (8 * i)) & 0xFF
+    return t == 0 or t == 1 or (t >= 4 and t <= 7)
+
+
+# Interruption types of the VM-entry interruption-information field (SDM
+# Vol. 3C 25.8.3).
+cdef enum:
+    INTR_EXTERNAL = 0
+    INTR_NMI = 2
+    INTR_HW_EXCEPTION = 3
+    INTR_SW_INTERRUPT = 4
+    INTR_PRIV_SW_EXCEPTION = 5
+    INTR_SW_EXCEPTION = 6
+    INTR_OTHER_EVENT = 7
+    # (INTR_INFO_VALID, bit 31, is core/vmx/events.pxi's)
+
+
+cdef inline int vector_has_error_code(uint32_t vec) noexcept nogil:
+    """#DF, #TS, #NP, #SS, #GP, #PF, #AC, #CP push an error code."""
+    return vec == 8 or (vec >= 10 and vec <= 14) or vec == 17 or vec == 21
+
+
+cdef int check_controls(Cpu* c, const ck_mask_t* d) noexcept nogil:
+    """SDM 27.2.1: VM-execution, VM-exit and VM-entry control fields (the
     checks in `d`)."""
     cdef uint32_t pin = <uint32_t>vr(c, VMCS_OFF_PIN_BASED_CONTROLS, 4)
     cdef uint32_t proc = <uint32_t>vr(c, VMCS_OFF_PRIMARY_PROC_BASED_CONTROLS, 4)
     cdef uint32_t proc2 = 0
     cdef uint32_t exitc = <uint32_t>vr(c, VMCS_OFF_VM_EXIT_CONTROLS, 4)
     cdef uint32_t entryc = <uint32_t>vr(c, VMCS_OFF_VM_ENTRY_CONTROLS, 4)
-    cdef uint64_t a, b, eptp
+    cdef uint64_t a, b, eptp, walk
     cdef uint32_t info, itype, vec
-    cdef int err_ok
+    cdef int real_ug
     cdef int R = RC_ENTRY_FAIL_CTL
-    if not (d & CKM_CONTROL):
+    if not ck_any(d, &CKM_CONTROL):
         return RC_OK
-    if (d & CKM_PIN_BASED_CONTROLS) and not ctls_ok(pin, VMX_CAP_TRUE_PINBASED_CTLS):
+    # 27.2.1.1
+    if ck_has(d, CK_PIN_BASED_CONTROLS) and not ctls_ok(pin, VMX_CAP_TRUE_PINBASED_CTLS):
         return fail(c, CK_PIN_BASED_CONTROLS, R)
-    if (d & CKM_PRIMARY_PROC_BASED_CONTROLS) and not ctls_ok(proc, VMX_CAP_TRUE_PROCBASED_CTLS):
+    if ck_has(d, CK_PRIMARY_PROC_BASED_CONTROLS) and not ctls_ok(proc, VMX_CAP_TRUE_PROCBASED_CTLS):
         return fail(c, CK_PRIMARY_PROC_BASED_CONTROLS, R)
+    # Without "activate secondary controls" the secondary controls count as 0
+    # and are not checked.
     if proc & PROC_ACTIVATE_SECONDARY_CONTROLS:
         proc2 = <uint32_t>vr(c, VMCS_OFF_SECONDARY_PROC_BASED_CONTROLS, 4)
-        if (d & CKM_SECONDARY_PROC_BASED_CONTROLS) and not ctls_ok(proc2, VMX_CAP_PROCBASED_CTLS2):
+        if ck_has(d, CK_SECONDARY_PROC_BASED_CONTROLS) and not ctls_ok(proc2, VMX_CAP_PROCBASED_CTLS2):
             return fail(c, CK_SECONDARY_PROC_BASED_CONTROLS, R)
-    if (d & CKM_CR3_TARGET_COUNT) and vr(c, VMCS_OFF_CR3_TARGET_COUNT, 4) > 4:
+    if ck_has(d, CK_CR3_TARGET_COUNT) and \
+            vr(c, VMCS_OFF_CR3_TARGET_COUNT, 4) > ((VMX_CAP_MISC >> 16) & 0x1FF):
         return fail(c, CK_CR3_TARGET_COUNT, R)
-    if (d & CKM_IO_BITMAP_ADDRESSES) and (proc & PROC_USE_IO_BITMAPS):
+    if proc & PROC_USE_IO_BITMAPS:
         a = vr(c, VMCS_OFF_IO_BITMAP_A, 8)
         b = vr(c, VMCS_OFF_IO_BITMAP_B, 8)
-        if (a & 0xFFF) or (b & 0xFFF) or not phys_ok(a) or not phys_ok(b):
-            return fail(c, CK_IO_BITMAP_ADDRESSES, R)
-    if (d & CKM_MSR_BITMAP_ADDRESS) and (proc & PROC_USE_MSR_BITMAPS):
+        if ck_has(d, CK_IO_BITMAP_A_ALIGNMENT) and (a & 0xFFF):
+            return fail(c, CK_IO_BITMAP_A_ALIGNMENT, R)
+        if ck_has(d, CK_IO_BITMAP_B_ALIGNMENT) and (b & 0xFFF):
+            return fail(c, CK_IO_BITMAP_B_ALIGNMENT, R)
+        if ck_has(d, CK_IO_BITMAP_A_WIDTH) and not phys_ok(a):
+            return fail(c, CK_IO_BITMAP_A_WIDTH, R)
+        if ck_has(d, CK_IO_BITMAP_B_WIDTH) and not phys_ok(b):
+            return fail(c, CK_IO_BITMAP_B_WIDTH, R)
+    if proc & PROC_USE_MSR_BITMAPS:
         a = vr(c, VMCS_OFF_MSR_BITMAP, 8)
-        if (a & 0xFFF) or not phys_ok(a):
-            return fail(c, CK_MSR_BITMAP_ADDRESS, R)
-    # SDM 27.2.1.1: "virtual NMIs" needs "NMI exiting", and "NMI-window
-    # exiting" needs "virtual NMIs".
-    if (d & CKM_VIRTUAL_NMIS) and (((pin & PIN_VIRTUAL_NMIS) and not (pin & PIN_NMI_EXITING)) or
-                                   ((proc & PROC_NMI_WINDOW_EXITING) and not (pin & PIN_VIRTUAL_NMIS))):
+        if ck_has(d, CK_MSR_BITMAP_ALIGNMENT) and (a & 0xFFF):
+            return fail(c, CK_MSR_BITMAP_ALIGNMENT, R)
+        if ck_has(d, CK_MSR_BITMAP_WIDTH) and not phys_ok(a):
+            return fail(c, CK_MSR_BITMAP_WIDTH, R)
+    if ck_has(d, CK_VIRTUAL_NMIS) and (pin & PIN_VIRTUAL_NMIS) and not (pin & PIN_NMI_EXITING):
         return fail(c, CK_VIRTUAL_NMIS, R)
-    if (d & CKM_EPT_POINTER) and (proc2 & PROC2_ENABLE_EPT):
-        eptp = vr(c, VMCS_OFF_EPT_POINTER, 8)
-        # Memory type WB (6) is the one IA32_VMX_EPT_VPID_CAP reports (bit
-        # 14); UC (0) would need bit 8.  Walk length - 1 in bits 5:3 must be
-        # 3; bit 6 (accessed/dirty flags) needs EPT_VPID_CAP bit 21; bits
-        # 11:7 are reserved.
-        if ((eptp & 7) != 6 and not ((eptp & 7) == 0 and (VMX_CAP_EPT_VPID_CAP & (1ULL << 8)))) or \
-                ((eptp >> 3) & 7) != 3 or \
-                ((eptp & 0x40) and not (VMX_CAP_EPT_VPID_CAP & (1ULL << 21))) or \
-                (eptp & 0xF80) or not phys_ok(eptp):
-            return fail(c, CK_EPT_POINTER, R)
-    if (d & CKM_VPID_NONZERO) and (proc2 & PROC2_ENABLE_VPID) and vr(c, VMCS_OFF_VIRTUAL_PROCESSOR_ID, 2) == 0:
+    if ck_has(d, CK_NMI_WINDOW_EXITING) and (proc & PROC_NMI_WINDOW_EXITING) and not (pin & PIN_VIRTUAL_NMIS):
+        return fail(c, CK_NMI_WINDOW_EXITING, R)
+    if ck_has(d, CK_VPID_NONZERO) and (proc2 & PROC2_ENABLE_VPID) and vr(c, VMCS_OFF_VIRTUAL_PROCESSOR_ID, 2) == 0:
         return fail(c, CK_VPID_NONZERO, R)
-    if (d & CKM_UNRESTRICTED_GUEST_NEEDS_EPT) and (proc2 & PROC2_UNRESTRICTED_GUEST) and \
+    if proc2 & PROC2_ENABLE_EPT:
+        eptp = vr(c, VMCS_OFF_EPT_POINTER, 8)
+        # Memory types: UC (0) with IA32_VMX_EPT_VPID_CAP bit 8, WB (6) with
+        # bit 14; walk lengths (bits 5:3 + 1): 4 with bit 6, 5 with bit 7.
+        if ck_has(d, CK_EPT_POINTER_MEMORY_TYPE) and \
+                not ((eptp & 7) == 0 and (VMX_CAP_EPT_VPID_CAP & (1ULL << 8))) and \
+                not ((eptp & 7) == 6 and (VMX_CAP_EPT_VPID_CAP & (1ULL << 14))):
+            return fail(c, CK_EPT_POINTER_MEMORY_TYPE, R)
+        walk = (eptp >> 3) & 7
+        if ck_has(d, CK_EPT_POINTER_WALK_LENGTH) and \
+                not (walk == 3 and (VMX_CAP_EPT_VPID_CAP & (1ULL << 6))) and \
+                not (walk == 4 and (VMX_CAP_EPT_VPID_CAP & (1ULL << 7))):
+            return fail(c, CK_EPT_POINTER_WALK_LENGTH, R)
+        if ck_has(d, CK_EPT_POINTER_ACCESSED_DIRTY) and (eptp & 0x40) and \
+                not (VMX_CAP_EPT_VPID_CAP & (1ULL << 21)):
+            return fail(c, CK_EPT_POINTER_ACCESSED_DIRTY, R)
+        if ck_has(d, CK_EPT_POINTER_SUPERVISOR_SHADOW_STACK) and (eptp & 0x80) and \
+                not (VMX_CAP_EPT_VPID_CAP & (1ULL << 23)):
+            return fail(c, CK_EPT_POINTER_SUPERVISOR_SHADOW_STACK, R)
+        if ck_has(d, CK_EPT_POINTER_RESERVED_BITS) and (eptp & 0xF00):
+            return fail(c, CK_EPT_POINTER_RESERVED_BITS, R)
+        if ck_has(d, CK_EPT_POINTER_WIDTH) and not phys_ok(eptp):
+            return fail(c, CK_EPT_POINTER_WIDTH, R)
+    if ck_has(d, CK_UNRESTRICTED_GUEST_NEEDS_EPT) and (proc2 & PROC2_UNRESTRICTED_GUEST) and \
             not (proc2 & PROC2_ENABLE_EPT):
         return fail(c, CK_UNRESTRICTED_GUEST_NEEDS_EPT, R)
     if proc2 & PROC2_ENABLE_VM_FUNCTIONS:
         a = vr(c, VMCS_OFF_VM_FUNCTION_CONTROLS, 8)
-        if (d & CKM_VM_FUNCTION_CONTROLS) and (a & ~VMX_CAP_VMFUNC):
+        if ck_has(d, CK_VM_FUNCTION_CONTROLS) and (a & ~VMX_CAP_VMFUNC):
             return fail(c, CK_VM_FUNCTION_CONTROLS, R)
         b = vr(c, VMCS_OFF_EPTP_LIST_ADDRESS, 8)
-        if (d & CKM_EPTP_SWITCHING) and (a & 1) and \
-                (not (proc2 & PROC2_ENABLE_EPT) or (b & 0xFFF) or not phys_ok(b)):
-            return fail(c, CK_EPTP_SWITCHING, R)
-    # 26.2.1.2
-    # SDM 27.2.1.2: "save VMX-preemption timer value" needs "activate
-    # VMX-preemption timer".
-    if (d & CKM_VM_EXIT_CONTROLS) and (not ctls_ok(exitc, VMX_CAP_TRUE_EXIT_CTLS) or (
-            (exitc & EXIT_CTL_SAVE_VMX_PREEMPTION_TIMER) and not (pin & PIN_ACTIVATE_VMX_PREEMPTION_TIMER))):
+        if a & 1:
+            # EPTP switching (27.2.1.1).
+            if ck_has(d, CK_EPTP_SWITCHING_NEEDS_EPT) and not (proc2 & PROC2_ENABLE_EPT):
+                return fail(c, CK_EPTP_SWITCHING_NEEDS_EPT, R)
+            if ck_has(d, CK_EPTP_LIST_ADDRESS_ALIGNMENT) and (b & 0xFFF):
+                return fail(c, CK_EPTP_LIST_ADDRESS_ALIGNMENT, R)
+            if ck_has(d, CK_EPTP_LIST_ADDRESS_WIDTH) and not phys_ok(b):
+                return fail(c, CK_EPTP_LIST_ADDRESS_WIDTH, R)
+    # 27.2.1.2
+    if ck_has(d, CK_VM_EXIT_CONTROLS) and not ctls_ok(exitc, VMX_CAP_TRUE_EXIT_CTLS):
         return fail(c, CK_VM_EXIT_CONTROLS, R)
-    if (d & CKM_VM_EXIT_MSR_AREAS) and \
+    if ck_has(d, CK_VM_EXIT_SAVE_VMX_PREEMPTION_TIMER) and (exitc & EXIT_CTL_SAVE_VMX_PREEMPTION_TIMER) and \
+            not (pin & PIN_ACTIVATE_VMX_PREEMPTION_TIMER):
+        return fail(c, CK_VM_EXIT_SAVE_VMX_PREEMPTION_TIMER, R)
+    # The VM-exit MSR-store and MSR-load areas: 16-byte entries, within the
+    # physical-address width to their last bytes.
+    a = vr(c, VMCS_OFF_VM_EXIT_MSR_STORE_COUNT, 4)
+    if a:
+        b = vr(c, VMCS_OFF_VM_EXIT_MSR_STORE_ADDRESS, 8)
+        if ck_has(d, CK_VM_EXIT_MSR_STORE_ADDRESS_ALIGNMENT) and (b & 0xF):
+            return fail(c, CK_VM_EXIT_MSR_STORE_ADDRESS_ALIGNMENT, R)
+        if ck_has(d, CK_VM_EXIT_MSR_STORE_ADDRESS_WIDTH) and not phys_ok(b):
+            return fail(c, CK_VM_EXIT_MSR_STORE_ADDRESS_WIDTH, R)
+        if ck_has(d, CK_VM_EXIT_MSR_STORE_LAST_BYTE_WIDTH) and not phys_ok(b + a * 16 - 1):
+            return fail(c, CK_VM_EXIT_MSR_STORE_LAST_BYTE_WIDTH, R)
+    a = vr(c, VMCS_OFF_VM_EXIT_MSR_LOAD_COUNT, 4)
+    if a:
+        b = vr(c, VMCS_OFF_VM_EXIT_MSR_LOAD_ADDRESS, 8)
+        if ck_has(d, CK_VM_EXIT_MSR_LOAD_ADDRESS_ALIGNMENT) and (b & 0xF):
+            return fail(c, CK_VM_EXIT_MSR_LOAD_ADDRESS_ALIGNMENT, R)
+        if ck_has(d, CK_VM_EXIT_MSR_LOAD_ADDRESS_WIDTH) and not phys_ok(b):
+            return fail(c, CK_VM_EXIT_MSR_LOAD_ADDRESS_WIDTH, R)
+        if ck_has(d, CK_VM_EXIT_MSR_LOAD_LAST_BYTE_WIDTH) and not phys_ok(b + a * 16 - 1):
+            return fail(c, CK_VM_EXIT_MSR_LOAD_LAST_BYTE_WIDTH, R)
+    # Areas the SDM allows but the model does not implement yet.
+    if ck_has(d, CK_VM_EXIT_MSR_AREAS) and \
             (vr(c, VMCS_OFF_VM_EXIT_MSR_STORE_COUNT, 4) or vr(c, VMCS_OFF_VM_EXIT_MSR_LOAD_COUNT, 4)):
         return fail(c, CK_VM_EXIT_MSR_AREAS, R)
-    # 26.2.1.3
-    if (d & CKM_VM_ENTRY_CONTROLS) and not ctls_ok(entryc, VMX_CAP_TRUE_ENTRY_CTLS):
+    # 27.2.1.3
+    if ck_has(d, CK_VM_ENTRY_CONTROLS) and not ctls_ok(entryc, VMX_CAP_TRUE_ENTRY_CTLS):
         return fail(c, CK_VM_ENTRY_CONTROLS, R)
     info = <uint32_t>vr(c, VMCS_OFF_VM_ENTRY_INTERRUPTION_INFO, 4)
-    if (d & CKM_VM_ENTRY_INTERRUPTION_INFO) and (info & 0x80000000ULL):
-        # SDM Vol. 3C 27.2.1.3 (26.2.1.3 in older editions): type 1 is
-        # reserved, and type 7 (other event) is reserved without the 1-setting
-        # of "monitor trap flag" in the capabilities, and vector 0 the only
-        # one for it (a pending MTF exit); NMI has
-        # vector 2, hardware exceptions at most 31; bits 30:12 are reserved.
+    if info & INTR_INFO_VALID:
         itype = (info >> 8) & 7
         vec = info & 0xFF
-        if (info & 0x7FFFF000ULL) or itype == 1 or (itype == 2 and vec != 2) or \
-                (itype == 3 and vec > 31) or \
-                (itype == 7 and (vec != 0 or not ((VMX_CAP_TRUE_PROCBASED_CTLS >> 32) & PROC_MONITOR_TRAP_FLAG))):
-            return fail(c, CK_VM_ENTRY_INTERRUPTION_INFO, R)
-        # Deliver-error-code (bit 11) is 1 if and only if "unrestricted guest"
-        # is 0 or guest CR0.PE is 1, the type is hardware exception, and the
-        # vector is one that pushes an error code (IA32_VMX_BASIC[56] = 0).
-        err_ok = (itype == 3 and (not (proc2 & PROC2_UNRESTRICTED_GUEST) or (vr(c, VMCS_OFF_GUEST_CR0, 8) & CR0_PE))
-                  and (vec == 8 or (vec >= 10 and vec <= 14) or vec == 17 or vec == 21))
-        if ((info & 0x800) != 0) != err_ok:
-            return fail(c, CK_VM_ENTRY_INTERRUPTION_INFO, R)
-        # With an error code to deliver, bits 31:16 of the error code are 0.
-        if (info & 0x800) and (vr(c, VMCS_OFF_VM_ENTRY_EXCEPTION_ERROR_CODE, 4) >> 16):
-            return fail(c, CK_VM_ENTRY_INTERRUPTION_INFO, R)
-        # Software interrupts and (privileged) software exceptions need an
-        # instruction length of 1-15 (0 only with IA32_VMX_MISC[30]).
-        if (itype == 4 or itype == 5 or itype == 6):
+        # Type 1 is reserved; type 7 (other event) is reserved unless
+        # "monitor trap flag" may be 1.
+        if ck_has(d, CK_VM_ENTRY_INTERRUPTION_TYPE_RESERVED) and itype == 1:
+            return fail(c, CK_VM_ENTRY_INTERRUPTION_TYPE_RESERVED, R)
+        if ck_has(d, CK_VM_ENTRY_INTERRUPTION_TYPE_OTHER_EVENT) and itype == INTR_OTHER_EVENT and \
+                not ((VMX_CAP_TRUE_PROCBASED_CTLS >> 32) & PROC_MONITOR_TRAP_FLAG):
+            return fail(c, CK_VM_ENTRY_INTERRUPTION_TYPE_OTHER_EVENT, R)
+        if ck_has(d, CK_VM_ENTRY_INTERRUPTION_VECTOR_NMI) and itype == INTR_NMI and vec != 2:
+            return fail(c, CK_VM_ENTRY_INTERRUPTION_VECTOR_NMI, R)
+        if ck_has(d, CK_VM_ENTRY_INTERRUPTION_VECTOR_HARDWARE_EXCEPTION) and itype == INTR_HW_EXCEPTION and \
+                vec > 31:
+            return fail(c, CK_VM_ENTRY_INTERRUPTION_VECTOR_HARDWARE_EXCEPTION, R)
+        if ck_has(d, CK_VM_ENTRY_INTERRUPTION_VECTOR_OTHER_EVENT) and itype == INTR_OTHER_EVENT and vec != 0:
+            return fail(c, CK_VM_ENTRY_INTERRUPTION_VECTOR_OTHER_EVENT, R)
+        # Deliver-error-code (bit 11): 1 if and only if ("unrestricted
+        # guest" is 0 or guest CR0.PE is 1) and a hardware exception that
+        # pushes an error code (IA32_VMX_BASIC bit 56 is 0: no relaxation).
+        real_ug = (proc2 & PROC2_UNRESTRICTED_GUEST) != 0 and not (vr(c, VMCS_OFF_GUEST_CR0, 8) & CR0_PE)
+        if ck_has(d, CK_VM_ENTRY_DELIVER_ERROR_CODE_REQUIRED) and not (info & 0x800) and not real_ug and \
+                itype == INTR_HW_EXCEPTION and vector_has_error_code(vec):
+            return fail(c, CK_VM_ENTRY_DELIVER_ERROR_CODE_REQUIRED, R)
+        if info & 0x800:
+            if ck_has(d, CK_VM_ENTRY_DELIVER_ERROR_CODE_REAL_MODE) and real_ug:
+                return fail(c, CK_VM_ENTRY_DELIVER_ERROR_CODE_REAL_MODE, R)
+            if ck_has(d, CK_VM_ENTRY_DELIVER_ERROR_CODE_TYPE) and itype != INTR_HW_EXCEPTION:
+                return fail(c, CK_VM_ENTRY_DELIVER_ERROR_CODE_TYPE, R)
+            if ck_has(d, CK_VM_ENTRY_DELIVER_ERROR_CODE_VECTOR) and not vector_has_error_code(vec):
+                return fail(c, CK_VM_ENTRY_DELIVER_ERROR_CODE_VECTOR, R)
+        if ck_has(d, CK_VM_ENTRY_INTERRUPTION_INFO_RESERVED_BITS) and (info & 0x7FFFF000ULL):
+            return fail(c, CK_VM_ENTRY_INTERRUPTION_INFO_RESERVED_BITS, R)
+        if ck_has(d, CK_VM_ENTRY_EXCEPTION_ERROR_CODE) and (info & 0x800) and \
+                (vr(c, VMCS_OFF_VM_ENTRY_EXCEPTION_ERROR_CODE, 4) >> 16):
+            return fail(c, CK_VM_ENTRY_EXCEPTION_ERROR_CODE, R)
+        # Software interrupts and (privileged) software exceptions: length
+        # 0-15, and 0 only with IA32_VMX_MISC bit 30.
+        if itype == INTR_SW_INTERRUPT or itype == INTR_PRIV_SW_EXCEPTION or itype == INTR_SW_EXCEPTION:
             a = vr(c, VMCS_OFF_VM_ENTRY_INSTRUCTION_LENGTH, 4)
-            if a > 15 or (a == 0 and not (VMX_CAP_MISC & (1ULL << 30))):
-                return fail(c, CK_VM_ENTRY_INTERRUPTION_INFO, R)
-    if (d & CKM_VM_ENTRY_MSR_LOAD_AREA) and vr(c, VMCS_OFF_VM_ENTRY_MSR_LOAD_COUNT, 4):
-        return fail(c, CK_VM_ENTRY_MSR_LOAD_AREA, R)
+            if ck_has(d, CK_VM_ENTRY_INSTRUCTION_LENGTH) and a > 15:
+                return fail(c, CK_VM_ENTRY_INSTRUCTION_LENGTH, R)
+            if ck_has(d, CK_VM_ENTRY_INSTRUCTION_LENGTH_ZERO) and a == 0 and not (VMX_CAP_MISC & (1ULL << 30)):
+                return fail(c, CK_VM_ENTRY_INSTRUCTION_LENGTH_ZERO, R)
+    # The VM-entry MSR-load area: 16-byte entries, within the physical-address
+    # width to its last byte (the sum is computed wider than the width).
+    a = vr(c, VMCS_OFF_VM_ENTRY_MSR_LOAD_COUNT, 4)
+    if a:
+        b = vr(c, VMCS_OFF_VM_ENTRY_MSR_LOAD_ADDRESS, 8)
+        if ck_has(d, CK_VM_ENTRY_MSR_LOAD_ADDRESS_ALIGNMENT) and (b & 0xF):
+            return fail(c, CK_VM_ENTRY_MSR_LOAD_ADDRESS_ALIGNMENT, R)
+        if ck_has(d, CK_VM_ENTRY_MSR_LOAD_ADDRESS_WIDTH) and not phys_ok(b):
+            return fail(c, CK_VM_ENTRY_MSR_LOAD_ADDRESS_WIDTH, R)
+        if ck_has(d, CK_VM_ENTRY_MSR_LOAD_LAST_BYTE_WIDTH) and not phys_ok(b + a * 16 - 1):
+            return fail(c, CK_VM_ENTRY_MSR_LOAD_LAST_BYTE_WIDTH, R)
     return RC_OK
 
 
-cdef int check_host(Cpu* c, uint64_t d) noexcept nogil:
+cdef int check_host(Cpu* c, const ck_mask_t* d) noexcept nogil:
     """SDM 27.2.2 - 27.2.4: host control registers, MSRs, selectors and the
     address-space size (the checks in `d`).  The hosted hypervisor is a
     64-bit program, so the processor counts as being in IA-32e mode; x86
@@ -146,71 +249,289 @@ cdef int check_host(Cpu* c, uint64_t d) noexcept nogil:
     cdef uint64_t cr0 = vr(c, VMCS_OFF_HOST_CR0, 8)
     cdef uint64_t cr4 = vr(c, VMCS_OFF_HOST_CR4, 8)
     cdef uint32_t exitc = <uint32_t>vr(c, VMCS_OFF_VM_EXIT_CONTROLS, 4)
-    cdef uint64_t efer
+    cdef int has = (exitc & EXIT_CTL_HOST_ADDRESS_SPACE_SIZE) != 0
+    cdef uint64_t efer, pat, rip
+    cdef uint16_t sel
     cdef int i
     cdef int R = RC_ENTRY_FAIL_HOST
-    if not (d & CKM_HOST):
+    if not ck_any(d, &CKM_HOST):
         return RC_OK
-    if (d & CKM_HOST_CR0) and \
+    # 27.2.2
+    if ck_has(d, CK_HOST_CR0) and \
             ((cr0 & VMX_CAP_CR0_FIXED0) != VMX_CAP_CR0_FIXED0 or (cr0 & ~VMX_CAP_CR0_FIXED1)):
         return fail(c, CK_HOST_CR0, R)
-    if (d & CKM_HOST_CR4) and \
+    if ck_has(d, CK_HOST_CR4) and \
             ((cr4 & VMX_CAP_CR4_FIXED0) != VMX_CAP_CR4_FIXED0 or (cr4 & ~VMX_CAP_CR4_FIXED1)):
         return fail(c, CK_HOST_CR4, R)
-    if (d & CKM_HOST_CR3) and not phys_ok(vr(c, VMCS_OFF_HOST_CR3, 8)):
+    if ck_has(d, CK_HOST_CR3) and not phys_ok(vr(c, VMCS_OFF_HOST_CR3, 8)):
         return fail(c, CK_HOST_CR3, R)
-    if (d & CKM_HOST_CANONICAL_ADDRESSES) and not (is_canonical(vr(c, VMCS_OFF_HOST_IA32_SYSENTER_ESP, 8)) and
-            is_canonical(vr(c, VMCS_OFF_HOST_IA32_SYSENTER_EIP, 8)) and
-            is_canonical(vr(c, VMCS_OFF_HOST_FS_BASE, 8)) and
-            is_canonical(vr(c, VMCS_OFF_HOST_GS_BASE, 8)) and
-            is_canonical(vr(c, VMCS_OFF_HOST_TR_BASE, 8)) and
-            is_canonical(vr(c, VMCS_OFF_HOST_GDTR_BASE, 8)) and
-            is_canonical(vr(c, VMCS_OFF_HOST_IDTR_BASE, 8))):
-        return fail(c, CK_HOST_CANONICAL_ADDRESSES, R)
-    if (d & CKM_HOST_IA32_PAT) and (exitc & EXIT_CTL_LOAD_IA32_PAT) and \
-            not pat_valid(vr(c, VMCS_OFF_HOST_IA32_PAT, 8)):
-        return fail(c, CK_HOST_IA32_PAT, R)
-    if (d & CKM_HOST_IA32_EFER) and (exitc & EXIT_CTL_LOAD_IA32_EFER):
+    if ck_has(d, CK_HOST_SYSENTER_ESP_CANONICAL) and not is_canonical(vr(c, VMCS_OFF_HOST_IA32_SYSENTER_ESP, 8)):
+        return fail(c, CK_HOST_SYSENTER_ESP_CANONICAL, R)
+    if ck_has(d, CK_HOST_SYSENTER_EIP_CANONICAL) and not is_canonical(vr(c, VMCS_OFF_HOST_IA32_SYSENTER_EIP, 8)):
+        return fail(c, CK_HOST_SYSENTER_EIP_CANONICAL, R)
+    if exitc & EXIT_CTL_LOAD_IA32_PAT:
+        pat = vr(c, VMCS_OFF_HOST_IA32_PAT, 8)
+        for i in range(8):
+            if ck_has(d, CK_HOST_IA32_PAT_PA0 + i) and not pat_entry_ok(pat, i):
+                return fail(c, CK_HOST_IA32_PAT_PA0 + i, R)
+    if exitc & EXIT_CTL_LOAD_IA32_EFER:
         efer = vr(c, VMCS_OFF_HOST_IA32_EFER, 8)
-        if (efer & ~(<uint64_t>(EFER_SCE | EFER_LME | EFER_LMA | EFER_NXE))) or \
-                ((efer & EFER_LMA) != 0) != ((exitc & EXIT_CTL_HOST_ADDRESS_SPACE_SIZE) != 0) or \
-                ((efer & EFER_LME) != 0) != ((exitc & EXIT_CTL_HOST_ADDRESS_SPACE_SIZE) != 0):
-            return fail(c, CK_HOST_IA32_EFER, R)
-    if d & CKM_HOST_SELECTORS:
-        for i in range(7):
-            if vr(c, VMCS_OFF_HOST_ES_SELECTOR + 2 * i, 2) & 7:
-                return fail(c, CK_HOST_SELECTORS, R)
-        if vr(c, VMCS_OFF_HOST_CS_SELECTOR, 2) == 0 or vr(c, VMCS_OFF_HOST_TR_SELECTOR, 2) == 0:
-            return fail(c, CK_HOST_SELECTORS, R)
-    # 27.2.4: in IA-32e mode "host address-space size" must be 1; outside
-    # it, that control and "IA-32e mode guest" must be 0.  With the control
-    # 1, CR4.PAE is 1 and HOST_RIP canonical; with it 0, CR4.PCIDE is 0 and
-    # HOST_RIP has no bits above 31.
-    if d & CKM_HOST_ADDRESS_SPACE_SIZE:
-        if host_ia32e and not (exitc & EXIT_CTL_HOST_ADDRESS_SPACE_SIZE):
-            return fail(c, CK_HOST_ADDRESS_SPACE_SIZE, R)
-        if not host_ia32e and ((exitc & EXIT_CTL_HOST_ADDRESS_SPACE_SIZE) or
-                               (vr(c, VMCS_OFF_VM_ENTRY_CONTROLS, 4) & ENTRY_CTL_IA32E_MODE_GUEST)):
-            return fail(c, CK_HOST_ADDRESS_SPACE_SIZE, R)
-        if exitc & EXIT_CTL_HOST_ADDRESS_SPACE_SIZE:
-            if not (cr4 & CR4_PAE) or not is_canonical(vr(c, VMCS_OFF_HOST_RIP, 8)):
-                return fail(c, CK_HOST_ADDRESS_SPACE_SIZE, R)
-        elif (cr4 & CR4_PCIDE) or (vr(c, VMCS_OFF_HOST_RIP, 8) >> 32):
-            return fail(c, CK_HOST_ADDRESS_SPACE_SIZE, R)
+        if ck_has(d, CK_HOST_IA32_EFER_RESERVED_BITS) and \
+                (efer & ~(<uint64_t>(EFER_SCE | EFER_LME | EFER_LMA | EFER_NXE))):
+            return fail(c, CK_HOST_IA32_EFER_RESERVED_BITS, R)
+        if ck_has(d, CK_HOST_IA32_EFER_LMA) and ((efer & EFER_LMA) != 0) != has:
+            return fail(c, CK_HOST_IA32_EFER_LMA, R)
+        if ck_has(d, CK_HOST_IA32_EFER_LME) and ((efer & EFER_LME) != 0) != has:
+            return fail(c, CK_HOST_IA32_EFER_LME, R)
+    # 27.2.3: RPL and TI of each selector, in VMCS order ES CS SS DS FS GS TR
+    # (the family arrays' index).
+    for i in range(7):
+        sel = <uint16_t>vr(c, VMCS_OFF_HOST_ES_SELECTOR + 2 * i, 2)
+        if ck_has(d, CKS_HOST_SELECTOR_RPL[i]) and (sel & 3):
+            return fail(c, CKS_HOST_SELECTOR_RPL[i], R)
+    for i in range(7):
+        sel = <uint16_t>vr(c, VMCS_OFF_HOST_ES_SELECTOR + 2 * i, 2)
+        if ck_has(d, CKS_HOST_SELECTOR_TI[i]) and (sel & 4):
+            return fail(c, CKS_HOST_SELECTOR_TI[i], R)
+    if ck_has(d, CK_HOST_CS_SELECTOR_NULL) and vr(c, VMCS_OFF_HOST_CS_SELECTOR, 2) == 0:
+        return fail(c, CK_HOST_CS_SELECTOR_NULL, R)
+    if ck_has(d, CK_HOST_TR_SELECTOR_NULL) and vr(c, VMCS_OFF_HOST_TR_SELECTOR, 2) == 0:
+        return fail(c, CK_HOST_TR_SELECTOR_NULL, R)
+    if ck_has(d, CK_HOST_SS_SELECTOR_NULL) and not has and vr(c, VMCS_OFF_HOST_SS_SELECTOR, 2) == 0:
+        return fail(c, CK_HOST_SS_SELECTOR_NULL, R)
+    if ck_has(d, CK_HOST_FS_BASE_CANONICAL) and not is_canonical(vr(c, VMCS_OFF_HOST_FS_BASE, 8)):
+        return fail(c, CK_HOST_FS_BASE_CANONICAL, R)
+    if ck_has(d, CK_HOST_GS_BASE_CANONICAL) and not is_canonical(vr(c, VMCS_OFF_HOST_GS_BASE, 8)):
+        return fail(c, CK_HOST_GS_BASE_CANONICAL, R)
+    if ck_has(d, CK_HOST_GDTR_BASE_CANONICAL) and not is_canonical(vr(c, VMCS_OFF_HOST_GDTR_BASE, 8)):
+        return fail(c, CK_HOST_GDTR_BASE_CANONICAL, R)
+    if ck_has(d, CK_HOST_IDTR_BASE_CANONICAL) and not is_canonical(vr(c, VMCS_OFF_HOST_IDTR_BASE, 8)):
+        return fail(c, CK_HOST_IDTR_BASE_CANONICAL, R)
+    if ck_has(d, CK_HOST_TR_BASE_CANONICAL) and not is_canonical(vr(c, VMCS_OFF_HOST_TR_BASE, 8)):
+        return fail(c, CK_HOST_TR_BASE_CANONICAL, R)
+    # 27.2.4.  (The SDM's "IA-32e mode guest is 0 when 'host address-space
+    # size' is 0" cannot fail on its own: outside IA-32e mode the first check
+    # below covers it, inside it the control must be 1.)
+    if not host_ia32e:
+        if ck_has(d, CK_IA32E_MODE_GUEST_OUTSIDE_IA32E) and \
+                (vr(c, VMCS_OFF_VM_ENTRY_CONTROLS, 4) & ENTRY_CTL_IA32E_MODE_GUEST):
+            return fail(c, CK_IA32E_MODE_GUEST_OUTSIDE_IA32E, R)
+        if ck_has(d, CK_HOST_ADDRESS_SPACE_SIZE_OUTSIDE_IA32E) and has:
+            return fail(c, CK_HOST_ADDRESS_SPACE_SIZE_OUTSIDE_IA32E, R)
+    elif ck_has(d, CK_HOST_ADDRESS_SPACE_SIZE_IN_IA32E) and not has:
+        return fail(c, CK_HOST_ADDRESS_SPACE_SIZE_IN_IA32E, R)
+    rip = vr(c, VMCS_OFF_HOST_RIP, 8)
+    if not has:
+        if ck_has(d, CK_HOST_CR4_PCIDE) and (cr4 & CR4_PCIDE):
+            return fail(c, CK_HOST_CR4_PCIDE, R)
+        if ck_has(d, CK_HOST_RIP_HIGH_BITS) and (rip >> 32):
+            return fail(c, CK_HOST_RIP_HIGH_BITS, R)
+    else:
+        if ck_has(d, CK_HOST_CR4_PAE) and not (cr4 & CR4_PAE):
+            return fail(c, CK_HOST_CR4_PAE, R)
+        if ck_has(d, CK_HOST_RIP_CANONICAL) and not is_canonical(rip):
+            return fail(c, CK_HOST_RIP_CANONICAL, R)
     return RC_OK
 
 
-cdef inline int g_ok(uint32_t limit, uint32_t ar) noexcept nogil:
-    """Granularity consistent with the limit (SDM 26.3.1.2)."""
-    if (limit & 0xFFF) != 0xFFF and (ar & AR_G):
-        return 0
-    if (limit & 0xFFF00000ULL) and not (ar & AR_G):
-        return 0
-    return 1
+cdef inline int g_low_ok(uint32_t limit, uint32_t ar) noexcept nogil:
+    """G is 0 if a bit of limit bits 11:0 is 0 (SDM 27.3.1.2)."""
+    return not ((limit & 0xFFF) != 0xFFF and (ar & AR_G))
 
 
-cdef int check_guest(Cpu* c, uint64_t d) noexcept nogil:
-    """SDM 26.3.1: the guest-state area (the checks in `d`)."""
+cdef inline int g_high_ok(uint32_t limit, uint32_t ar) noexcept nogil:
+    """G is 1 if a bit of limit bits 31:20 is 1 (SDM 27.3.1.2)."""
+    return not ((limit & 0xFFF00000ULL) and not (ar & AR_G))
+
+
+# The segment registers in the order the SDM lists them (27.3.1.2), by
+# their S_* numbers (the index of the CKS_GUEST_SEG_* arrays).
+cdef int SDM_SEG[6]
+SDM_SEG[0] = S_CS
+SDM_SEG[1] = S_SS
+SDM_SEG[2] = S_DS
+SDM_SEG[3] = S_ES
+SDM_SEG[4] = S_FS
+SDM_SEG[5] = S_GS
+
+
+cdef inline int cpu_has_rtm(Cpu* c) noexcept nogil:
+    """CPUID.(EAX=07H,ECX=0):EBX.RTM[bit 11] of the model."""
+    cdef uint32_t r[4]
+    model_cpuid(c.cr4, c.misc_enable, 7, 0, r)
+    return (r[1] >> 11) & 1
+
+
+cdef int check_guest_segments(Cpu* c, const ck_mask_t* d, int ug, int ia32e, int v86, uint64_t cr0) noexcept nogil:
+    """SDM 27.3.1.2: the guest segment registers (the checks in `d`)."""
+    cdef uint32_t ar, lim, t, cs_ar, ss_ar
+    cdef uint16_t sel
+    cdef int i, k, s, usable, dpl
+    cdef int R = RC_ENTRY_FAIL_GUEST
+    cdef uint32_t ldtr_ar = <uint32_t>vr(c, off_ar(S_LDTR), 4)
+    # Selectors
+    if ck_has(d, CK_GUEST_TR_SELECTOR_TI) and (vr(c, off_sel(S_TR), 2) & 4):
+        return fail(c, CK_GUEST_TR_SELECTOR_TI, R)
+    if ck_has(d, CK_GUEST_LDTR_SELECTOR_TI) and not (ldtr_ar & AR_UNUSABLE) and (vr(c, off_sel(S_LDTR), 2) & 4):
+        return fail(c, CK_GUEST_LDTR_SELECTOR_TI, R)
+    if ck_has(d, CK_GUEST_SS_SELECTOR_RPL) and not v86 and not ug and \
+            (vr(c, off_sel(S_SS), 2) & 3) != (vr(c, off_sel(S_CS), 2) & 3):
+        return fail(c, CK_GUEST_SS_SELECTOR_RPL, R)
+    # Base addresses
+    if v86:
+        for k in range(6):
+            s = SDM_SEG[k]
+            if ck_has(d, CKS_GUEST_SEG_BASE_V86[s]) and \
+                    vr(c, off_base(s), 8) != (<uint64_t>vr(c, off_sel(s), 2) << 4):
+                return fail(c, CKS_GUEST_SEG_BASE_V86[s], R)
+    if ck_has(d, CK_GUEST_TR_BASE_CANONICAL) and not is_canonical(vr(c, off_base(S_TR), 8)):
+        return fail(c, CK_GUEST_TR_BASE_CANONICAL, R)
+    if ck_has(d, CK_GUEST_FS_BASE_CANONICAL) and not is_canonical(vr(c, off_base(S_FS), 8)):
+        return fail(c, CK_GUEST_FS_BASE_CANONICAL, R)
+    if ck_has(d, CK_GUEST_GS_BASE_CANONICAL) and not is_canonical(vr(c, off_base(S_GS), 8)):
+        return fail(c, CK_GUEST_GS_BASE_CANONICAL, R)
+    if ck_has(d, CK_GUEST_LDTR_BASE_CANONICAL) and not (ldtr_ar & AR_UNUSABLE) and \
+            not is_canonical(vr(c, off_base(S_LDTR), 8)):
+        return fail(c, CK_GUEST_LDTR_BASE_CANONICAL, R)
+    if ck_has(d, CK_GUEST_CS_BASE_HIGH_BITS) and (vr(c, off_base(S_CS), 8) >> 32):
+        return fail(c, CK_GUEST_CS_BASE_HIGH_BITS, R)
+    for k in range(1, 4):           # SS, DS, ES
+        s = SDM_SEG[k]
+        if ck_has(d, CKS_GUEST_SEG_BASE_HIGH_BITS[s]) and not (vr(c, off_ar(s), 4) & AR_UNUSABLE) and \
+                (vr(c, off_base(s), 8) >> 32):
+            return fail(c, CKS_GUEST_SEG_BASE_HIGH_BITS[s], R)
+    # Limits and access rights in virtual-8086 mode
+    if v86:
+        for k in range(6):
+            s = SDM_SEG[k]
+            if ck_has(d, CKS_GUEST_SEG_LIMIT_V86[s]) and vr(c, off_limit(s), 4) != 0xFFFF:
+                return fail(c, CKS_GUEST_SEG_LIMIT_V86[s], R)
+        for k in range(6):
+            s = SDM_SEG[k]
+            if ck_has(d, CKS_GUEST_SEG_ACCESS_RIGHTS_V86[s]) and vr(c, off_ar(s), 4) != 0xF3:
+                return fail(c, CKS_GUEST_SEG_ACCESS_RIGHTS_V86[s], R)
+    else:
+        cs_ar = <uint32_t>vr(c, off_ar(S_CS), 4)
+        ss_ar = <uint32_t>vr(c, off_ar(S_SS), 4)
+        # Type (bits 3:0)
+        t = cs_ar & 0xF
+        if ck_has(d, CK_GUEST_CS_TYPE) and not (t == 9 or t == 11 or t == 13 or t == 15 or (ug and t == 3)):
+            return fail(c, CK_GUEST_CS_TYPE, R)
+        t = ss_ar & 0xF
+        if ck_has(d, CK_GUEST_SS_TYPE) and not (ss_ar & AR_UNUSABLE) and t != 3 and t != 7:
+            return fail(c, CK_GUEST_SS_TYPE, R)
+        for k in range(2, 6):       # DS, ES, FS, GS
+            s = SDM_SEG[k]
+            ar = <uint32_t>vr(c, off_ar(s), 4)
+            if ck_has(d, CKS_GUEST_SEG_TYPE_ACCESSED[s]) and not (ar & AR_UNUSABLE) and not (ar & 1):
+                return fail(c, CKS_GUEST_SEG_TYPE_ACCESSED[s], R)
+        for k in range(2, 6):
+            s = SDM_SEG[k]
+            ar = <uint32_t>vr(c, off_ar(s), 4)
+            if ck_has(d, CKS_GUEST_SEG_TYPE_READABLE[s]) and not (ar & AR_UNUSABLE) and (ar & 8) and not (ar & 2):
+                return fail(c, CKS_GUEST_SEG_TYPE_READABLE[s], R)
+        # S (bit 4): CS, or the register if usable
+        for k in range(6):
+            s = SDM_SEG[k]
+            ar = <uint32_t>vr(c, off_ar(s), 4)
+            if ck_has(d, CKS_GUEST_SEG_S[s]) and (s == S_CS or not (ar & AR_UNUSABLE)) and not (ar & AR_S):
+                return fail(c, CKS_GUEST_SEG_S[s], R)
+        # DPL (bits 6:5).  The CS and SS rules hold whether or not SS is usable.
+        t = cs_ar & 0xF
+        dpl = (cs_ar >> 5) & 3
+        if ck_has(d, CK_GUEST_CS_DPL_TYPE_3) and t == 3 and dpl != 0:
+            return fail(c, CK_GUEST_CS_DPL_TYPE_3, R)
+        if ck_has(d, CK_GUEST_CS_DPL_NONCONFORMING) and (t == 9 or t == 11) and dpl != <int>((ss_ar >> 5) & 3):
+            return fail(c, CK_GUEST_CS_DPL_NONCONFORMING, R)
+        if ck_has(d, CK_GUEST_CS_DPL_CONFORMING) and (t == 13 or t == 15) and dpl > <int>((ss_ar >> 5) & 3):
+            return fail(c, CK_GUEST_CS_DPL_CONFORMING, R)
+        if ck_has(d, CK_GUEST_SS_DPL_RPL) and not ug and ((ss_ar >> 5) & 3) != (vr(c, off_sel(S_SS), 2) & 3):
+            return fail(c, CK_GUEST_SS_DPL_RPL, R)
+        if ck_has(d, CK_GUEST_SS_DPL_ZERO) and (t == 3 or not (cr0 & CR0_PE)) and ((ss_ar >> 5) & 3) != 0:
+            return fail(c, CK_GUEST_SS_DPL_ZERO, R)
+        for k in range(2, 6):
+            s = SDM_SEG[k]
+            ar = <uint32_t>vr(c, off_ar(s), 4)
+            if ck_has(d, CKS_GUEST_SEG_DPL_RPL[s]) and not ug and not (ar & AR_UNUSABLE) and (ar & 0xF) <= 11 and \
+                    ((ar >> 5) & 3) < (vr(c, off_sel(s), 2) & 3):
+                return fail(c, CKS_GUEST_SEG_DPL_RPL[s], R)
+        # P (bit 7), reserved bits 11:8: CS, or the register if usable
+        for k in range(6):
+            s = SDM_SEG[k]
+            ar = <uint32_t>vr(c, off_ar(s), 4)
+            if ck_has(d, CKS_GUEST_SEG_P[s]) and (s == S_CS or not (ar & AR_UNUSABLE)) and not (ar & AR_P):
+                return fail(c, CKS_GUEST_SEG_P[s], R)
+        for k in range(6):
+            s = SDM_SEG[k]
+            ar = <uint32_t>vr(c, off_ar(s), 4)
+            if ck_has(d, CKS_GUEST_SEG_RESERVED_11_8[s]) and (s == S_CS or not (ar & AR_UNUSABLE)) and (ar & 0xF00):
+                return fail(c, CKS_GUEST_SEG_RESERVED_11_8[s], R)
+        # D/B (bit 14) of CS with L (bit 13) in an IA-32e mode guest
+        if ck_has(d, CK_GUEST_CS_DB_WITH_L) and ia32e and (cs_ar & AR_L) and (cs_ar & AR_DB):
+            return fail(c, CK_GUEST_CS_DB_WITH_L, R)
+        # G (bit 15) against the limit, reserved bits 31:17
+        for k in range(6):
+            s = SDM_SEG[k]
+            ar = <uint32_t>vr(c, off_ar(s), 4)
+            if ck_has(d, CKS_GUEST_SEG_G_LIMIT_LOW[s]) and (s == S_CS or not (ar & AR_UNUSABLE)) and \
+                    not g_low_ok(<uint32_t>vr(c, off_limit(s), 4), ar):
+                return fail(c, CKS_GUEST_SEG_G_LIMIT_LOW[s], R)
+        for k in range(6):
+            s = SDM_SEG[k]
+            ar = <uint32_t>vr(c, off_ar(s), 4)
+            if ck_has(d, CKS_GUEST_SEG_G_LIMIT_HIGH[s]) and (s == S_CS or not (ar & AR_UNUSABLE)) and \
+                    not g_high_ok(<uint32_t>vr(c, off_limit(s), 4), ar):
+                return fail(c, CKS_GUEST_SEG_G_LIMIT_HIGH[s], R)
+        for k in range(6):
+            s = SDM_SEG[k]
+            ar = <uint32_t>vr(c, off_ar(s), 4)
+            if ck_has(d, CKS_GUEST_SEG_RESERVED_31_17[s]) and (s == S_CS or not (ar & AR_UNUSABLE)) and \
+                    (ar & 0xFFFE0000ULL):
+                return fail(c, CKS_GUEST_SEG_RESERVED_31_17[s], R)
+    # TR (in every mode)
+    ar = <uint32_t>vr(c, off_ar(S_TR), 4)
+    lim = <uint32_t>vr(c, off_limit(S_TR), 4)
+    t = ar & 0xF
+    if ck_has(d, CK_GUEST_TR_TYPE) and not (t == 11 or (t == 3 and not ia32e)):
+        return fail(c, CK_GUEST_TR_TYPE, R)
+    if ck_has(d, CK_GUEST_TR_S) and (ar & AR_S):
+        return fail(c, CK_GUEST_TR_S, R)
+    if ck_has(d, CK_GUEST_TR_P) and not (ar & AR_P):
+        return fail(c, CK_GUEST_TR_P, R)
+    if ck_has(d, CK_GUEST_TR_RESERVED_11_8) and (ar & 0xF00):
+        return fail(c, CK_GUEST_TR_RESERVED_11_8, R)
+    if ck_has(d, CK_GUEST_TR_G_LIMIT_LOW) and not g_low_ok(lim, ar):
+        return fail(c, CK_GUEST_TR_G_LIMIT_LOW, R)
+    if ck_has(d, CK_GUEST_TR_G_LIMIT_HIGH) and not g_high_ok(lim, ar):
+        return fail(c, CK_GUEST_TR_G_LIMIT_HIGH, R)
+    if ck_has(d, CK_GUEST_TR_UNUSABLE) and (ar & AR_UNUSABLE):
+        return fail(c, CK_GUEST_TR_UNUSABLE, R)
+    if ck_has(d, CK_GUEST_TR_RESERVED_31_17) and (ar & 0xFFFE0000ULL):
+        return fail(c, CK_GUEST_TR_RESERVED_31_17, R)
+    # LDTR, if usable
+    if not (ldtr_ar & AR_UNUSABLE):
+        ar = ldtr_ar
+        lim = <uint32_t>vr(c, off_limit(S_LDTR), 4)
+        if ck_has(d, CK_GUEST_LDTR_TYPE) and (ar & 0xF) != 2:
+            return fail(c, CK_GUEST_LDTR_TYPE, R)
+        if ck_has(d, CK_GUEST_LDTR_S) and (ar & AR_S):
+            return fail(c, CK_GUEST_LDTR_S, R)
+        if ck_has(d, CK_GUEST_LDTR_P) and not (ar & AR_P):
+            return fail(c, CK_GUEST_LDTR_P, R)
+        if ck_has(d, CK_GUEST_LDTR_RESERVED_11_8) and (ar & 0xF00):
+            return fail(c, CK_GUEST_LDTR_RESERVED_11_8, R)
+        if ck_has(d, CK_GUEST_LDTR_G_LIMIT_LOW) and not g_low_ok(lim, ar):
+            return fail(c, CK_GUEST_LDTR_G_LIMIT_LOW, R)
+        if ck_has(d, CK_GUEST_LDTR_G_LIMIT_HIGH) and not g_high_ok(lim, ar):
+            return fail(c, CK_GUEST_LDTR_G_LIMIT_HIGH, R)
+        if ck_has(d, CK_GUEST_LDTR_RESERVED_31_17) and (ar & 0xFFFE0000ULL):
+            return fail(c, CK_GUEST_LDTR_RESERVED_31_17, R)
+    return RC_OK
+
+
+cdef int check_guest(Cpu* c, const ck_mask_t* d) noexcept nogil:
+    """SDM 27.3.1: the guest-state area (the checks in `d`)."""
+    cdef uint32_t pin = <uint32_t>vr(c, VMCS_OFF_PIN_BASED_CONTROLS, 4)
     cdef uint32_t proc = <uint32_t>vr(c, VMCS_OFF_PRIMARY_PROC_BASED_CONTROLS, 4)
     cdef uint32_t proc2 = <uint32_t>vr(c, VMCS_OFF_SECONDARY_PROC_BASED_CONTROLS, 4) \
         if (proc & PROC_ACTIVATE_SECONDARY_CONTROLS) else 0
@@ -221,190 +542,198 @@ cdef int check_guest(Cpu* c, uint64_t d) noexcept nogil:
     cdef uint64_t cr4 = vr(c, VMCS_OFF_GUEST_CR4, 8)
     cdef uint64_t rflags = vr(c, VMCS_OFF_GUEST_RFLAGS, 8)
     cdef uint64_t fixed0 = VMX_CAP_CR0_FIXED0
-    cdef uint64_t efer, rip, base, pdpte
-    cdef uint32_t ar, lim, t, cs_ar, ss_ar, info, intr, act, itype
-    cdef uint16_t sel
+    cdef uint64_t efer, rip, pdpte, pat, pend, link, debugctl
+    cdef uint32_t cs_ar, ss_ar, info, intr, act, itype, vec, rev
     cdef uint8_t* p
-    cdef int i, v86, dpl
+    cdef int i, rc, injecting, bs_rule
     cdef int R = RC_ENTRY_FAIL_GUEST
-    if not (d & CKM_GUEST):
+    if not ck_any(d, &CKM_GUEST):
         return RC_OK
-    # 26.3.1.1
-    if ug:
-        fixed0 &= ~(<uint64_t>(CR0_PE | CR0_PG))
-    if (d & CKM_GUEST_CR0) and \
-            ((cr0 & fixed0) != fixed0 or (cr0 & ~VMX_CAP_CR0_FIXED1) or ((cr0 & CR0_PG) and not (cr0 & CR0_PE))):
-        return fail(c, CK_GUEST_CR0, R)
-    if (d & CKM_GUEST_CR4) and \
-            ((cr4 & VMX_CAP_CR4_FIXED0) != VMX_CAP_CR4_FIXED0 or (cr4 & ~VMX_CAP_CR4_FIXED1)):
-        return fail(c, CK_GUEST_CR4, R)
-    if (d & CKM_GUEST_CR3) and not phys_ok(vr(c, VMCS_OFF_GUEST_CR3, 8)):
-        return fail(c, CK_GUEST_CR3, R)
-    if (d & CKM_GUEST_IA32E_MODE_PAGING) and \
-            ((ia32e and (not (cr0 & CR0_PG) or not (cr4 & CR4_PAE))) or (not ia32e and (cr4 & CR4_PCIDE))):
-        return fail(c, CK_GUEST_IA32E_MODE_PAGING, R)
-    if (d & CKM_GUEST_DR7) and (entryc & ENTRY_CTL_LOAD_DEBUG_CONTROLS) and (vr(c, VMCS_OFF_GUEST_DR7, 8) >> 32):
-        return fail(c, CK_GUEST_DR7, R)
-    if (d & CKM_GUEST_SYSENTER_CANONICAL) and \
-            (not is_canonical(vr(c, VMCS_OFF_GUEST_IA32_SYSENTER_ESP, 8)) or
-             not is_canonical(vr(c, VMCS_OFF_GUEST_IA32_SYSENTER_EIP, 8))):
-        return fail(c, CK_GUEST_SYSENTER_CANONICAL, R)
-    if (d & CKM_GUEST_IA32_PAT) and (entryc & ENTRY_CTL_LOAD_IA32_PAT) and \
-            not pat_valid(vr(c, VMCS_OFF_GUEST_IA32_PAT, 8)):
-        return fail(c, CK_GUEST_IA32_PAT, R)
-    if (d & CKM_GUEST_IA32_EFER) and (entryc & ENTRY_CTL_LOAD_IA32_EFER):
-        efer = vr(c, VMCS_OFF_GUEST_IA32_EFER, 8)
-        if (efer & ~(<uint64_t>(EFER_SCE | EFER_LME | EFER_LMA | EFER_NXE))) or \
-                ((efer & EFER_LMA) != 0) != ia32e or \
-                ((cr0 & CR0_PG) and ((efer & EFER_LME) != 0) != ((efer & EFER_LMA) != 0)):
-            return fail(c, CK_GUEST_IA32_EFER, R)
-    # 26.3.1.2
-    v86 = (rflags & F_VM) != 0
-    if (d & CKM_GUEST_TR_LDTR_TI) and \
-            ((vr(c, off_sel(S_TR), 2) & 4) or
-             (not (vr(c, off_ar(S_LDTR), 4) & AR_UNUSABLE) and (vr(c, off_sel(S_LDTR), 2) & 4))):
-        return fail(c, CK_GUEST_TR_LDTR_TI, R)
-    if (d & CKM_GUEST_SS_RPL) and not v86 and not ug and \
-            (vr(c, off_sel(S_SS), 2) & 3) != (vr(c, off_sel(S_CS), 2) & 3):
-        return fail(c, CK_GUEST_SS_RPL, R)
-    if (d & CKM_GUEST_V86_SEGMENTS) and v86:
-        for i in range(6):
-            sel = <uint16_t>vr(c, off_sel(i), 2)
-            if vr(c, off_base(i), 8) != (<uint64_t>sel << 4) or vr(c, off_limit(i), 4) != 0xFFFF or \
-                    vr(c, off_ar(i), 4) != 0xF3:
-                return fail(c, CK_GUEST_V86_SEGMENTS, R)
-    if d & CKM_GUEST_SEGMENT_BASES:
-        if not is_canonical(vr(c, off_base(S_TR), 8)) or not is_canonical(vr(c, off_base(S_FS), 8)) or \
-                not is_canonical(vr(c, off_base(S_GS), 8)) or \
-                (not (vr(c, off_ar(S_LDTR), 4) & AR_UNUSABLE) and not is_canonical(vr(c, off_base(S_LDTR), 8))) or \
-                (vr(c, off_base(S_CS), 8) >> 32):
-            return fail(c, CK_GUEST_SEGMENT_BASES, R)
-        for i in range(S_ES, S_DS + 1):
-            if i == S_CS:
-                continue
-            if not (vr(c, off_ar(i), 4) & AR_UNUSABLE) and (vr(c, off_base(i), 8) >> 32):
-                return fail(c, CK_GUEST_SEGMENT_BASES, R)
-    cs_ar = <uint32_t>vr(c, off_ar(S_CS), 4)
-    ss_ar = <uint32_t>vr(c, off_ar(S_SS), 4)
-    if not v86:
-        # CS
-        t = cs_ar & 0xF
-        lim = <uint32_t>vr(c, off_limit(S_CS), 4)
-        dpl = (cs_ar >> 5) & 3
-        if (d & CKM_GUEST_CS_ACCESS_RIGHTS) and \
-                (not (t == 9 or t == 11 or t == 13 or t == 15 or (ug and t == 3)) or
-                 not (cs_ar & AR_S) or not (cs_ar & AR_P) or (cs_ar & 0xF00) or (cs_ar & 0xFFFE0000ULL) or
-                 (cs_ar & AR_UNUSABLE) or not g_ok(lim, cs_ar) or
-                 (t == 3 and dpl != 0) or
-                 ((t == 9 or t == 11) and dpl != ((ss_ar >> 5) & 3)) or
-                 ((t == 13 or t == 15) and dpl > ((ss_ar >> 5) & 3)) or
-                 (ia32e and (cs_ar & AR_L) and (cs_ar & AR_DB))):
-            return fail(c, CK_GUEST_CS_ACCESS_RIGHTS, R)
-        # SS.  The DPL rules apply whether or not SS is usable (SDM Vol. 3C
-        # 27.3.1.2 / 26.3.1.2, "Bits 6:5 (DPL)"); type, S, P, reserved bits
-        # and G only to a usable SS.
-        if (d & CKM_GUEST_SS_ACCESS_RIGHTS) and \
-                ((not ug and ((ss_ar >> 5) & 3) != (vr(c, off_sel(S_SS), 2) & 3)) or
-                 (((cs_ar & 0xF) == 3 or not (cr0 & CR0_PE)) and ((ss_ar >> 5) & 3) != 0)):
-            return fail(c, CK_GUEST_SS_ACCESS_RIGHTS, R)
-        if (d & CKM_GUEST_SS_ACCESS_RIGHTS) and not (ss_ar & AR_UNUSABLE):
-            t = ss_ar & 0xF
-            lim = <uint32_t>vr(c, off_limit(S_SS), 4)
-            if (t != 3 and t != 7) or not (ss_ar & AR_S) or not (ss_ar & AR_P) or (ss_ar & 0xF00) or \
-                    (ss_ar & 0xFFFE0000ULL) or not g_ok(lim, ss_ar):
-                return fail(c, CK_GUEST_SS_ACCESS_RIGHTS, R)
-        # DS ES FS GS
-        for i in range(S_ES, S_GS + 1):
-            if not (d & CKM_GUEST_DATA_SEGMENT_ACCESS_RIGHTS):
-                break
-            ar = <uint32_t>vr(c, off_ar(i), 4)
-            if i == S_CS or i == S_SS or (ar & AR_UNUSABLE):
-                continue
-            t = ar & 0xF
-            lim = <uint32_t>vr(c, off_limit(i), 4)
-            if not (t & 1) or ((t & 8) and not (t & 2)) or not (ar & AR_S) or not (ar & AR_P) or \
-                    (ar & 0xF00) or (ar & 0xFFFE0000ULL) or not g_ok(lim, ar) or \
-                    (not ug and t <= 11 and ((ar >> 5) & 3) < (vr(c, off_sel(i), 2) & 3)):
-                return fail(c, CK_GUEST_DATA_SEGMENT_ACCESS_RIGHTS, R)
-    # TR
-    ar = <uint32_t>vr(c, off_ar(S_TR), 4)
-    t = ar & 0xF
-    if (d & CKM_GUEST_TR_ACCESS_RIGHTS) and \
-            (not (t == 11 or (t == 3 and not ia32e)) or (ar & AR_S) or not (ar & AR_P) or (ar & 0xF00) or
-             (ar & 0xFFFE0000ULL) or (ar & AR_UNUSABLE) or not g_ok(<uint32_t>vr(c, off_limit(S_TR), 4), ar)):
-        return fail(c, CK_GUEST_TR_ACCESS_RIGHTS, R)
-    ar = <uint32_t>vr(c, off_ar(S_LDTR), 4)
-    if (d & CKM_GUEST_LDTR_ACCESS_RIGHTS) and not (ar & AR_UNUSABLE):
-        if (ar & 0xF) != 2 or (ar & AR_S) or not (ar & AR_P) or (ar & 0xF00) or (ar & 0xFFFE0000ULL) or \
-                not g_ok(<uint32_t>vr(c, off_limit(S_LDTR), 4), ar):
-            return fail(c, CK_GUEST_LDTR_ACCESS_RIGHTS, R)
-    # 26.3.1.3
-    if (d & CKM_GUEST_DESCRIPTOR_TABLES) and \
-            (not is_canonical(vr(c, VMCS_OFF_GUEST_GDTR_BASE, 8)) or
-             not is_canonical(vr(c, VMCS_OFF_GUEST_IDTR_BASE, 8)) or
-             (vr(c, VMCS_OFF_GUEST_GDTR_LIMIT, 4) >> 16) or (vr(c, VMCS_OFF_GUEST_IDTR_LIMIT, 4) >> 16)):
-        return fail(c, CK_GUEST_DESCRIPTOR_TABLES, R)
-    # 26.3.1.4
-    if d & CKM_GUEST_RIP:
+    # 27.3.1.1
+    if ck_any(d, &CKM_SDM_27_3_1_1):
+        if ug:
+            fixed0 &= ~(<uint64_t>(CR0_PE | CR0_PG))
+        if ck_has(d, CK_GUEST_CR0) and ((cr0 & fixed0) != fixed0 or (cr0 & ~VMX_CAP_CR0_FIXED1)):
+            return fail(c, CK_GUEST_CR0, R)
+        if ck_has(d, CK_GUEST_CR0_PG_WITHOUT_PE) and (cr0 & CR0_PG) and not (cr0 & CR0_PE):
+            return fail(c, CK_GUEST_CR0_PG_WITHOUT_PE, R)
+        if ck_has(d, CK_GUEST_CR4) and \
+                ((cr4 & VMX_CAP_CR4_FIXED0) != VMX_CAP_CR4_FIXED0 or (cr4 & ~VMX_CAP_CR4_FIXED1)):
+            return fail(c, CK_GUEST_CR4, R)
+        if ck_has(d, CK_GUEST_IA32_DEBUGCTL) and (entryc & ENTRY_CTL_LOAD_DEBUG_CONTROLS) and \
+                (vr(c, VMCS_OFF_GUEST_IA32_DEBUGCTL, 8) & ~VMX_CAP_DEBUGCTL_SUPPORTED):
+            return fail(c, CK_GUEST_IA32_DEBUGCTL, R)
+        if ia32e:
+            if ck_has(d, CK_GUEST_IA32E_MODE_CR0_PG) and not (cr0 & CR0_PG):
+                return fail(c, CK_GUEST_IA32E_MODE_CR0_PG, R)
+            if ck_has(d, CK_GUEST_IA32E_MODE_CR4_PAE) and not (cr4 & CR4_PAE):
+                return fail(c, CK_GUEST_IA32E_MODE_CR4_PAE, R)
+        elif ck_has(d, CK_GUEST_CR4_PCIDE) and (cr4 & CR4_PCIDE):
+            return fail(c, CK_GUEST_CR4_PCIDE, R)
+        if ck_has(d, CK_GUEST_CR3) and not phys_ok(vr(c, VMCS_OFF_GUEST_CR3, 8)):
+            return fail(c, CK_GUEST_CR3, R)
+        if ck_has(d, CK_GUEST_DR7) and (entryc & ENTRY_CTL_LOAD_DEBUG_CONTROLS) and (vr(c, VMCS_OFF_GUEST_DR7, 8) >> 32):
+            return fail(c, CK_GUEST_DR7, R)
+        if ck_has(d, CK_GUEST_SYSENTER_ESP_CANONICAL) and not is_canonical(vr(c, VMCS_OFF_GUEST_IA32_SYSENTER_ESP, 8)):
+            return fail(c, CK_GUEST_SYSENTER_ESP_CANONICAL, R)
+        if ck_has(d, CK_GUEST_SYSENTER_EIP_CANONICAL) and not is_canonical(vr(c, VMCS_OFF_GUEST_IA32_SYSENTER_EIP, 8)):
+            return fail(c, CK_GUEST_SYSENTER_EIP_CANONICAL, R)
+        if entryc & ENTRY_CTL_LOAD_IA32_PAT:
+            pat = vr(c, VMCS_OFF_GUEST_IA32_PAT, 8)
+            for i in range(8):
+                if ck_has(d, CK_GUEST_IA32_PAT_PA0 + i) and not pat_entry_ok(pat, i):
+                    return fail(c, CK_GUEST_IA32_PAT_PA0 + i, R)
+        if entryc & ENTRY_CTL_LOAD_IA32_EFER:
+            efer = vr(c, VMCS_OFF_GUEST_IA32_EFER, 8)
+            if ck_has(d, CK_GUEST_IA32_EFER_RESERVED_BITS) and \
+                    (efer & ~(<uint64_t>(EFER_SCE | EFER_LME | EFER_LMA | EFER_NXE))):
+                return fail(c, CK_GUEST_IA32_EFER_RESERVED_BITS, R)
+            if ck_has(d, CK_GUEST_IA32_EFER_LMA) and ((efer & EFER_LMA) != 0) != ia32e:
+                return fail(c, CK_GUEST_IA32_EFER_LMA, R)
+            if ck_has(d, CK_GUEST_IA32_EFER_LME) and (cr0 & CR0_PG) and \
+                    ((efer & EFER_LME) != 0) != ((efer & EFER_LMA) != 0):
+                return fail(c, CK_GUEST_IA32_EFER_LME, R)
+    # 27.3.1.2
+    if ck_any(d, &CKM_SDM_27_3_1_2):
+        rc = check_guest_segments(c, d, ug, ia32e, (rflags & F_VM) != 0, cr0)
+        if rc:
+            return rc
+    # 27.3.1.3
+    if ck_any(d, &CKM_SDM_27_3_1_3):
+        if ck_has(d, CK_GUEST_GDTR_BASE_CANONICAL) and not is_canonical(vr(c, VMCS_OFF_GUEST_GDTR_BASE, 8)):
+            return fail(c, CK_GUEST_GDTR_BASE_CANONICAL, R)
+        if ck_has(d, CK_GUEST_IDTR_BASE_CANONICAL) and not is_canonical(vr(c, VMCS_OFF_GUEST_IDTR_BASE, 8)):
+            return fail(c, CK_GUEST_IDTR_BASE_CANONICAL, R)
+        if ck_has(d, CK_GUEST_GDTR_LIMIT) and (vr(c, VMCS_OFF_GUEST_GDTR_LIMIT, 4) >> 16):
+            return fail(c, CK_GUEST_GDTR_LIMIT, R)
+        if ck_has(d, CK_GUEST_IDTR_LIMIT) and (vr(c, VMCS_OFF_GUEST_IDTR_LIMIT, 4) >> 16):
+            return fail(c, CK_GUEST_IDTR_LIMIT, R)
+    # 27.3.1.4
+    info = <uint32_t>vr(c, VMCS_OFF_VM_ENTRY_INTERRUPTION_INFO, 4)
+    injecting = (info & INTR_INFO_VALID) != 0
+    itype = (info >> 8) & 7
+    vec = info & 0xFF
+    if ck_any(d, &CKM_SDM_27_3_1_4):
+        cs_ar = <uint32_t>vr(c, off_ar(S_CS), 4)
         rip = vr(c, VMCS_OFF_GUEST_RIP, 8)
         if ia32e and (cs_ar & AR_L):
-            if not is_canonical(rip):
-                return fail(c, CK_GUEST_RIP, R)
-        elif rip >> 32:
-            return fail(c, CK_GUEST_RIP, R)
-    info = <uint32_t>vr(c, VMCS_OFF_VM_ENTRY_INTERRUPTION_INFO, 4)
-    if (d & CKM_GUEST_RFLAGS) and \
-            ((rflags & RFLAGS_RESERVED_BITS) or not (rflags & 2) or
-             ((ia32e or not (cr0 & CR0_PE)) and (rflags & F_VM)) or
-             ((info & 0x80000000ULL) and ((info >> 8) & 7) == 0 and not (rflags & F_IF))):
-        return fail(c, CK_GUEST_RFLAGS, R)
-    # 26.3.1.5
-    # Activity state: a supported state (IA32_VMX_MISC bits 8:6 offer HLT
-    # only), not HLT with SS.DPL != 0, and active whenever the
-    # interruptibility state blocks by STI or MOV SS.
-    act = <uint32_t>vr(c, VMCS_OFF_GUEST_ACTIVITY_STATE, 4)
-    intr = <uint32_t>vr(c, VMCS_OFF_GUEST_INTERRUPTIBILITY_STATE, 4)
-    # In the HLT state the only events VM entry may inject are external
-    # interrupts, NMIs, #DB and #MC and a pending MTF exit (SDM 27.3.1.5).
-    itype = (info >> 8) & 7
-    if (d & CKM_GUEST_ACTIVITY_STATE) and \
-            (act > 1 or (act == 1 and ((ss_ar >> 5) & 3) != 0) or (act != 0 and (intr & 3)) or
-             (act == 1 and (info & 0x80000000ULL) and not (
-                 itype == 0 or itype == 2 or (itype == 3 and ((info & 0xFF) == 1 or (info & 0xFF) == 18)) or
-                 (itype == 7 and (info & 0xFF) == 0)))):
-        return fail(c, CK_GUEST_ACTIVITY_STATE, R)
-    # Interruptibility state: bits 31:5 reserved; STI and MOV-SS blocking not
-    # both; no STI blocking with IF = 0; no SMI blocking (bit 2) outside SMM;
-    # no STI or MOV-SS blocking when injecting an external interrupt, no
-    # MOV-SS blocking when injecting an NMI, and with "virtual NMIs" no
-    # virtual-NMI blocking (bit 3) when injecting an NMI.
-    if (d & CKM_GUEST_INTERRUPTIBILITY_STATE) and \
-            ((intr & 0xFFFFFFE0ULL) or ((intr & 3) == 3) or ((intr & 1) and not (rflags & F_IF)) or
-             (intr & 4) or
-             ((info & 0x80000000ULL) and itype == 0 and (intr & 3)) or
-             ((info & 0x80000000ULL) and itype == 2 and (intr & 2)) or
-             ((info & 0x80000000ULL) and itype == 2 and (intr & 8) and
-              (vr(c, VMCS_OFF_PIN_BASED_CONTROLS, 4) & PIN_VIRTUAL_NMIS))):
-        return fail(c, CK_GUEST_INTERRUPTIBILITY_STATE, R)
-    if (d & CKM_GUEST_PENDING_DEBUG_EXCEPTIONS) and vr(c, VMCS_OFF_GUEST_PENDING_DEBUG_EXCEPTIONS, 8) & ~0x1500FULL:
-        return fail(c, CK_GUEST_PENDING_DEBUG_EXCEPTIONS, R)
-    if (d & CKM_GUEST_VMCS_LINK_POINTER) and vr(c, VMCS_OFF_VMCS_LINK_POINTER, 8) != 0xFFFFFFFFFFFFFFFFULL:
-        return fail(c, CK_GUEST_VMCS_LINK_POINTER, R)
-    # 26.3.1.6: the PDPTEs of a PAE guest, from the VMCS fields with EPT and
+            if ck_has(d, CK_GUEST_RIP_CANONICAL) and not is_canonical(rip):
+                return fail(c, CK_GUEST_RIP_CANONICAL, R)
+        elif ck_has(d, CK_GUEST_RIP_HIGH_BITS) and (rip >> 32):
+            return fail(c, CK_GUEST_RIP_HIGH_BITS, R)
+        if ck_has(d, CK_GUEST_RFLAGS_RESERVED_BITS) and (rflags & RFLAGS_RESERVED_BITS):
+            return fail(c, CK_GUEST_RFLAGS_RESERVED_BITS, R)
+        if ck_has(d, CK_GUEST_RFLAGS_BIT_1) and not (rflags & F_FIXED1):
+            return fail(c, CK_GUEST_RFLAGS_BIT_1, R)
+        if ck_has(d, CK_GUEST_RFLAGS_VM_IA32E) and ia32e and (rflags & F_VM):
+            return fail(c, CK_GUEST_RFLAGS_VM_IA32E, R)
+        if ck_has(d, CK_GUEST_RFLAGS_VM_CR0_PE) and not (cr0 & CR0_PE) and (rflags & F_VM):
+            return fail(c, CK_GUEST_RFLAGS_VM_CR0_PE, R)
+        if ck_has(d, CK_GUEST_RFLAGS_IF) and injecting and itype == INTR_EXTERNAL and not (rflags & F_IF):
+            return fail(c, CK_GUEST_RFLAGS_IF, R)
+    # 27.3.1.5: activity state (IA32_VMX_MISC bits 8:6 say which of HLT,
+    # shutdown and wait-for-SIPI are supported; the model: HLT)
+    if ck_any(d, &CKM_SDM_27_3_1_5):
+        act = <uint32_t>vr(c, VMCS_OFF_GUEST_ACTIVITY_STATE, 4)
+        intr = <uint32_t>vr(c, VMCS_OFF_GUEST_INTERRUPTIBILITY_STATE, 4)
+        ss_ar = <uint32_t>vr(c, off_ar(S_SS), 4)
+        if ck_has(d, CK_GUEST_ACTIVITY_STATE_RANGE) and act > 3:
+            return fail(c, CK_GUEST_ACTIVITY_STATE_RANGE, R)
+        if ck_has(d, CK_GUEST_ACTIVITY_STATE_SUPPORTED) and act != 0 and not ((VMX_CAP_MISC >> (5 + act)) & 1):
+            return fail(c, CK_GUEST_ACTIVITY_STATE_SUPPORTED, R)
+        if ck_has(d, CK_GUEST_ACTIVITY_STATE_HLT_SS_DPL) and act == 1 and ((ss_ar >> 5) & 3) != 0:
+            return fail(c, CK_GUEST_ACTIVITY_STATE_HLT_SS_DPL, R)
+        if ck_has(d, CK_GUEST_ACTIVITY_STATE_BLOCKING) and act != 0 and (intr & 3):
+            return fail(c, CK_GUEST_ACTIVITY_STATE_BLOCKING, R)
+        # Events HLT does not block (SDM 27.3.1.5, the injection rule of the
+        # activity state): external interrupts, NMIs, #DB and #MC, and a pending
+        # MTF VM exit (type 7, vector 0).
+        if ck_has(d, CK_GUEST_ACTIVITY_STATE_HLT_INJECTION) and act == 1 and injecting and \
+                not (itype == INTR_EXTERNAL or itype == INTR_NMI or
+                     (itype == INTR_HW_EXCEPTION and (vec == 1 or vec == 18)) or
+                     (itype == INTR_OTHER_EVENT and vec == 0)):
+            return fail(c, CK_GUEST_ACTIVITY_STATE_HLT_INJECTION, R)
+        # interruptibility state
+        if ck_has(d, CK_GUEST_INTERRUPTIBILITY_RESERVED_BITS) and (intr & 0xFFFFFFE0ULL):
+            return fail(c, CK_GUEST_INTERRUPTIBILITY_RESERVED_BITS, R)
+        if ck_has(d, CK_GUEST_INTERRUPTIBILITY_STI_AND_MOV_SS) and (intr & 3) == 3:
+            return fail(c, CK_GUEST_INTERRUPTIBILITY_STI_AND_MOV_SS, R)
+        if ck_has(d, CK_GUEST_INTERRUPTIBILITY_STI_IF) and (intr & 1) and not (rflags & F_IF):
+            return fail(c, CK_GUEST_INTERRUPTIBILITY_STI_IF, R)
+        if injecting and itype == INTR_EXTERNAL:
+            if ck_has(d, CK_GUEST_INTERRUPTIBILITY_STI_EXTERNAL_INTERRUPT) and (intr & 1):
+                return fail(c, CK_GUEST_INTERRUPTIBILITY_STI_EXTERNAL_INTERRUPT, R)
+            if ck_has(d, CK_GUEST_INTERRUPTIBILITY_MOV_SS_EXTERNAL_INTERRUPT) and (intr & 2):
+                return fail(c, CK_GUEST_INTERRUPTIBILITY_MOV_SS_EXTERNAL_INTERRUPT, R)
+        if ck_has(d, CK_GUEST_INTERRUPTIBILITY_MOV_SS_NMI) and injecting and itype == INTR_NMI and (intr & 2):
+            return fail(c, CK_GUEST_INTERRUPTIBILITY_MOV_SS_NMI, R)
+        if ck_has(d, CK_GUEST_INTERRUPTIBILITY_SMI) and (intr & 4):
+            return fail(c, CK_GUEST_INTERRUPTIBILITY_SMI, R)
+        if ck_has(d, CK_GUEST_INTERRUPTIBILITY_NMI_VIRTUAL_NMIS) and (pin & PIN_VIRTUAL_NMIS) and injecting and \
+                itype == INTR_NMI and (intr & 8):
+            return fail(c, CK_GUEST_INTERRUPTIBILITY_NMI_VIRTUAL_NMIS, R)
+        if ck_has(d, CK_GUEST_INTERRUPTIBILITY_ENCLAVE) and (intr & 0x10):
+            return fail(c, CK_GUEST_INTERRUPTIBILITY_ENCLAVE, R)
+        # pending debug exceptions
+        pend = vr(c, VMCS_OFF_GUEST_PENDING_DEBUG_EXCEPTIONS, 8)
+        if ck_has(d, CK_GUEST_PENDING_DEBUG_RESERVED_BITS) and (pend & ~0x1500FULL):
+            return fail(c, CK_GUEST_PENDING_DEBUG_RESERVED_BITS, R)
+        # The BS rules apply with blocking by STI or MOV SS, or in the HLT state:
+        # a single-step trap is then pending exactly when TF is 1 and BTF 0.
+        if (intr & 3) or act == 1:
+            debugctl = vr(c, VMCS_OFF_GUEST_IA32_DEBUGCTL, 8)
+            bs_rule = (rflags & F_TF) != 0 and not (debugctl & 2)
+            if ck_has(d, CK_GUEST_PENDING_DEBUG_BS_SET) and bs_rule and not (pend & 0x4000):
+                return fail(c, CK_GUEST_PENDING_DEBUG_BS_SET, R)
+            if ck_has(d, CK_GUEST_PENDING_DEBUG_BS_CLEAR) and not bs_rule and (pend & 0x4000):
+                return fail(c, CK_GUEST_PENDING_DEBUG_BS_CLEAR, R)
+        if pend & 0x10000:
+            if ck_has(d, CK_GUEST_PENDING_DEBUG_RTM_BITS_11_0) and (pend & 0xFFF):
+                return fail(c, CK_GUEST_PENDING_DEBUG_RTM_BITS_11_0, R)
+            if ck_has(d, CK_GUEST_PENDING_DEBUG_RTM_BITS_15_13) and (pend & 0xE000):
+                return fail(c, CK_GUEST_PENDING_DEBUG_RTM_BITS_15_13, R)
+            if ck_has(d, CK_GUEST_PENDING_DEBUG_RTM_BIT_12) and not (pend & 0x1000):
+                return fail(c, CK_GUEST_PENDING_DEBUG_RTM_BIT_12, R)
+            if ck_has(d, CK_GUEST_PENDING_DEBUG_RTM_SUPPORT) and not cpu_has_rtm(c):
+                return fail(c, CK_GUEST_PENDING_DEBUG_RTM_SUPPORT, R)
+        # VMCS link pointer.  The 32 bits it references are read from the
+        # hypervisor's memory: RAM for x86 host code, RAM or the private memory
+        # for the hosted hypervisor.  Where nothing backs them, the read gives
+        # all ones (as VMPTRLD's), which no revision identifier matches.
+        link = vr(c, VMCS_OFF_VMCS_LINK_POINTER, 8)
+        if link != 0xFFFFFFFFFFFFFFFFULL:
+            if ck_has(d, CK_GUEST_VMCS_LINK_POINTER_ALIGNMENT) and (link & 0xFFF):
+                return fail(c, CK_GUEST_VMCS_LINK_POINTER_ALIGNMENT, R)
+            if ck_has(d, CK_GUEST_VMCS_LINK_POINTER_WIDTH) and not phys_ok(link):
+                return fail(c, CK_GUEST_VMCS_LINK_POINTER_WIDTH, R)
+            rev = 0xFFFFFFFFU
+            p = hpa_ptr(c, link, 4, c.vmx.host_x86)
+            if p != NULL:
+                memcpy(&rev, p, 4)
+            if ck_has(d, CK_GUEST_VMCS_LINK_POINTER_REVISION) and (rev & 0x7FFFFFFFU) != VMX_CAP_VMCS_REVISION_ID:
+                return fail(c, CK_GUEST_VMCS_LINK_POINTER_REVISION, R)
+            if ck_has(d, CK_GUEST_VMCS_LINK_POINTER_SHADOW) and \
+                    ((rev >> 31) != 0) != ((proc2 & PROC2_VMCS_SHADOWING) != 0):
+                return fail(c, CK_GUEST_VMCS_LINK_POINTER_SHADOW, R)
+            if ck_has(d, CK_GUEST_VMCS_LINK_POINTER_CURRENT_VMCS) and link == c.vmx.vmcs_ptr:
+                return fail(c, CK_GUEST_VMCS_LINK_POINTER_CURRENT_VMCS, R)
+    # 27.3.1.6: the PDPTEs of a PAE guest, from the VMCS fields with EPT and
     # from the table that guest CR3 points to without it (a table outside the
     # guest's memory cannot be read: the entry fails rather than reading
     # memory the guest was not given).
-    if (d & CKM_GUEST_PDPTES) and (cr0 & CR0_PG) and (cr4 & CR4_PAE) and not ia32e:
+    if (cr0 & CR0_PG) and (cr4 & CR4_PAE) and not ia32e:
         for i in range(4):
+            if not ck_has(d, CK_GUEST_PDPTE0 + i):
+                continue
             if proc2 & PROC2_ENABLE_EPT:
                 pdpte = vr(c, VMCS_OFF_GUEST_PDPTE0 + 8 * i, 8)
             else:
                 p = hpa_ptr(c, (vr(c, VMCS_OFF_GUEST_CR3, 8) & 0xFFFFFFE0ULL) + 8 * i, 8, 1)
                 if p == NULL:
-                    return fail(c, CK_GUEST_PDPTES, R)
+                    return fail(c, CK_GUEST_PDPTE0 + i, R)
                 memcpy(&pdpte, p, 8)
             if (pdpte & 1) and (pdpte & RSVD_PDPTE):
-                return fail(c, CK_GUEST_PDPTES, R)
+                return fail(c, CK_GUEST_PDPTE0 + i, R)
     return RC_OK
 
 
@@ -436,7 +765,7 @@ cdef void load_controls(Cpu* c) noexcept nogil:
 
 
 cdef void load_guest_state(Cpu* c) noexcept nogil:
-    """SDM 26.3.2: load the guest-state area into the processor."""
+    """SDM 27.3.2: load the guest-state area into the processor."""
     cdef int i
     cdef uint8_t* p
     c.cr0 = vr(c, VMCS_OFF_GUEST_CR0, 8)
@@ -464,7 +793,7 @@ cdef void load_guest_state(Cpu* c) noexcept nogil:
         c.efer = vr(c, VMCS_OFF_GUEST_IA32_EFER, 8)
     else:
         # Without "load IA32_EFER", LMA and LME follow "IA-32e mode guest"
-        # (SDM 26.3.2.1).
+        # (SDM 27.3.2.1).
         if c.vmx.ctl.entry_ctl & ENTRY_CTL_IA32E_MODE_GUEST:
             c.efer |= EFER_LMA | EFER_LME
         else:
@@ -472,7 +801,7 @@ cdef void load_guest_state(Cpu* c) noexcept nogil:
     if c.vmx.ctl.entry_ctl & ENTRY_CTL_LOAD_IA32_PAT:
         c.pat = vr(c, VMCS_OFF_GUEST_IA32_PAT, 8)
     if (c.cr0 & CR0_PG) and (c.cr4 & CR4_PAE) and not (c.efer & EFER_LMA):
-        # SDM 27.3.2.4 (26.3.2.4): with EPT from the VMCS, without it from
+        # SDM 27.3.2.4: with EPT from the VMCS, without it from
         # the guest's CR3 (check_guest made sure that table is in its RAM).
         for i in range(4):
             if c.vmx.ept:
@@ -485,7 +814,7 @@ cdef void load_guest_state(Cpu* c) noexcept nogil:
     c.interruptibility = <uint32_t>vr(c, VMCS_OFF_GUEST_INTERRUPTIBILITY_STATE, 4)
 
 
-cdef int entry_checks(Cpu* c, int launch, uint64_t d) noexcept nogil:
+cdef int entry_checks(Cpu* c, int launch, const ck_mask_t* d) noexcept nogil:
     """The checks of VMLAUNCH (launch=1) or VMRESUME in SDM order, those in
     `d` (CKM_ALL: every one), writing nothing to the VMCS: RC_OK, or the
     failure code with c.vmx.entry_check.  The launch state is always checked."""
@@ -585,13 +914,15 @@ cdef int ept_reaches_private(Cpu* c) noexcept nogil:
     return ept_table_reaches_private(c, eptp & ((1ULL << MAXPHYADDR) - 1) & ~0xFFFULL, 4, &budget)
 
 
-cdef uint64_t resume_mask(Cpu* c) noexcept nogil:
+cdef ck_mask_t resume_mask(Cpu* c) noexcept nogil:
     """The checks an incremental VMRESUME runs: those whose inputs changed
     since the last successful entry, CKM_ALWAYS, and every check if the
     guest that ran since could reach the VMCS (c.vmx.ck_ept_private)."""
     if c.vmx.ck_ept_private:
         return CKM_ALL
-    return c.vmx.ck_dirty | CKM_ALWAYS
+    cdef ck_mask_t d = c.vmx.ck_dirty
+    ck_or(&d, &CKM_ALWAYS)
+    return d
 
 
 cdef int vmresume_checks(Cpu* c) noexcept nogil:
@@ -599,26 +930,88 @@ cdef int vmresume_checks(Cpu* c) noexcept nogil:
     both passes run, and RC_ENTRY_CHECK_MISMATCH says they disagreed (on
     passing, or on the check that failed first)."""
     cdef int rc, rc_inc, ck_inc
+    cdef ck_mask_t d
     if entry_check_mode == ENTRY_CHECKS_FULL:
-        return entry_checks(c, 0, CKM_ALL)
-    rc = entry_checks(c, 0, resume_mask(c))
+        return entry_checks(c, 0, &CKM_ALL)
+    d = resume_mask(c)
+    rc = entry_checks(c, 0, &d)
     if entry_check_mode == ENTRY_CHECKS_VERIFY:
         rc_inc = rc
         ck_inc = c.vmx.entry_check
-        rc = entry_checks(c, 0, CKM_ALL)
+        rc = entry_checks(c, 0, &CKM_ALL)
         if rc != rc_inc or (rc != RC_OK and c.vmx.entry_check != ck_inc):
             return RC_ENTRY_CHECK_MISMATCH
     return rc
 
 
+cdef int load_entry_msrs(Cpu* c, uint64_t* failed) noexcept nogil:
+    """SDM 27.4: load the MSRs of the VM-entry MSR-load area, entry after
+    entry, with the model's WRMSR; RC_OK, or RC_ENTRY_FAIL_GUEST with
+    c.vmx.entry_check the MSR_LOAD_* check and failed[0] the entry's index
+    counted from 1 (the MSRs of the entries before it stay loaded).  The
+    area is read from the hypervisor's memory (RAM for x86 host code, RAM or
+    the private memory for the hosted hypervisor); 16 bytes nothing backs
+    read as all ones, whose reserved bits fail the entry."""
+    cdef uint64_t count = vr(c, VMCS_OFF_VM_ENTRY_MSR_LOAD_COUNT, 4)
+    cdef uint64_t addr = vr(c, VMCS_OFF_VM_ENTRY_MSR_LOAD_ADDRESS, 8)
+    cdef uint64_t limit = 512 * (((VMX_CAP_MISC >> 25) & 7) + 1)
+    cdef uint64_t i
+    cdef uint64_t e[2]
+    cdef uint32_t idx
+    cdef uint8_t* p
+    cdef int ck
+    for i in range(count):
+        ck = -1
+        if i >= limit:
+            # Appendix A.6: more entries than the recommended maximum give
+            # undefined behavior; the model fails at the first one beyond it
+            # (as KVM does), so no count makes an entry run for long.
+            ck = CK_MSR_LOAD_COUNT
+        else:
+            p = hpa_ptr(c, addr + 16 * i, 16, c.vmx.host_x86)
+            if p == NULL:
+                e[0] = 0xFFFFFFFFFFFFFFFFULL
+                e[1] = 0xFFFFFFFFFFFFFFFFULL
+            else:
+                memcpy(e, p, 16)
+            idx = <uint32_t>e[0]
+            if idx == MSR_IA32_FS_BASE or idx == MSR_IA32_GS_BASE:
+                ck = CK_MSR_LOAD_FS_GS_BASE
+            elif (idx >> 8) == 0x8:
+                ck = CK_MSR_LOAD_X2APIC
+            elif idx == MSR_IA32_SMM_MONITOR_CTL:
+                ck = CK_MSR_LOAD_SMM_MONITOR_CTL
+            elif e[0] >> 32:
+                ck = CK_MSR_LOAD_RESERVED_BITS
+            elif msr_write(c, idx, e[1]):
+                ck = CK_MSR_LOAD_WRMSR
+        if ck >= 0:
+            c.vmx.entry_check = ck
+            failed[0] = i + 1
+            return RC_ENTRY_FAIL_GUEST
+    return RC_OK
+
+
+cdef inline uint64_t entry_failure_qualification(int check) noexcept nogil:
+    """The exit qualification of a guest-state entry failure (SDM 27.8)."""
+    if check >= CK_GUEST_VMCS_LINK_POINTER_ALIGNMENT and check <= CK_GUEST_VMCS_LINK_POINTER_CURRENT_VMCS:
+        return 4
+    if check >= CK_GUEST_PDPTE0 and check <= CK_GUEST_PDPTE3:
+        return 2
+    return 0
+
+
 cdef int vm_entry(Cpu* c, int launch) noexcept nogil:
     """VMLAUNCH (launch=1) or VMRESUME on the current VMCS: checks, then load.
     Returns RC_OK with the processor in VMX non-root operation.  VMLAUNCH
-    runs every check; VMRESUME those vmresume_checks picks."""
+    runs every check; VMRESUME those vmresume_checks picks.  A failure
+    after the guest state was loaded (exit reason 34) returns
+    RC_ENTRY_FAIL_GUEST too: the exit-reason field tells them apart."""
     cdef int rc
+    cdef uint64_t msr_index = 0
     # A VMCS in RAM may have been written with MOV behind VMWRITE: every
     # check, every time (the record of what changed covers the API only).
-    rc = entry_checks(c, launch, CKM_ALL) if (launch or c.vmx.vmcs_in_ram) else vmresume_checks(c)
+    rc = entry_checks(c, launch, &CKM_ALL) if (launch or c.vmx.vmcs_in_ram) else vmresume_checks(c)
     if rc == RC_ENTRY_CHECK_MISMATCH:
         return rc
     if rc == RC_ENTRY_FAIL_CTL and c.vmx.entry_check < 0:
@@ -630,22 +1023,28 @@ cdef int vm_entry(Cpu* c, int launch) noexcept nogil:
     if rc:
         # SDM 27.8: basic reason 33 with bit 31 set; the guest state is not
         # loaded and nothing is saved.  The exit qualification is 0 except 2
-        # for a PDPTE problem and 4 for an invalid VMCS link pointer (SDM Vol.
-        # 3C 27.8 / 26.7, "VM-entry failures during or after loading guest
+        # for a PDPTE problem and 4 for an invalid VMCS link pointer (SDM
+        # Vol. 3C 27.8, "VM-entry failures during or after loading guest
         # state").
         vw(c, VMCS_OFF_EXIT_REASON, 4, 0x80000000ULL | EXIT_REASON_ENTRY_FAILURE_INVALID_GUEST_STATE)
-        vw(c, VMCS_OFF_EXIT_QUALIFICATION, 8,
-           4 if c.vmx.entry_check == CK_GUEST_VMCS_LINK_POINTER else (2 if c.vmx.entry_check == CK_GUEST_PDPTES else 0))
+        vw(c, VMCS_OFF_EXIT_QUALIFICATION, 8, entry_failure_qualification(c.vmx.entry_check))
         return rc
     load_controls(c)
     load_guest_state(c)
+    if load_entry_msrs(c, &msr_index):
+        # SDM 27.8: basic reason 34 with bit 31 set, the exit qualification
+        # the failing entry's index; the guest state stays as loaded.
+        vw(c, VMCS_OFF_EXIT_REASON, 4, 0x80000000ULL | EXIT_REASON_ENTRY_FAILURE_MSR_LOADING)
+        vw(c, VMCS_OFF_EXIT_QUALIFICATION, 8, msr_index)
+        return RC_ENTRY_FAIL_GUEST
     c.vmx.vmcs[VMCS_OFF_LAUNCH_STATE] = 1
     # Every check passed on the VMCS as it stands: the new baseline.  Where
     # EPT points was among the changes (always so at VMLAUNCH, which finds
     # every check dirty): look again whether the guest can reach the VMCS.
-    if (c.vmx.ck_dirty & CKM_EPT_POINTER) and not c.vmx.vmcs_in_ram:
+    # (EPT_POINTER_WIDTH reads every bit of EPT_POINTER and "enable EPT".)
+    if ck_has(&c.vmx.ck_dirty, CK_EPT_POINTER_WIDTH) and not c.vmx.vmcs_in_ram:
         c.vmx.ck_ept_private = ept_reaches_private(c)
-    c.vmx.ck_dirty = 0
+    ck_clear(&c.vmx.ck_dirty)
     c.vmx.non_root = 1
     c.vmx.on = 1
     compute_mode(c)

@@ -118,7 +118,13 @@ cdef void save_guest_state(Cpu* c) noexcept nogil:
             vwt(c, VMCS_OFF_GUEST_PDPTE0 + 8 * i, 8, c.pdpte[i])
     vwt(c, VMCS_OFF_GUEST_ACTIVITY_STATE, 4, c.activity)
     vwt(c, VMCS_OFF_GUEST_INTERRUPTIBILITY_STATE, 4, c.interruptibility)
-    vwt(c, VMCS_OFF_GUEST_PENDING_DEBUG_EXCEPTIONS, 8, 0)
+    # Pending debug exceptions (SDM 28.3.4): in a STI or MOV-SS shadow or
+    # the HLT state with RFLAGS.TF 1 and IA32_DEBUGCTL.BTF 0 a single-step
+    # trap is pending, recorded as BS (bit 14); the entry check of 27.3.1.5
+    # demands exactly that, so the saved state always enters again.
+    vwt(c, VMCS_OFF_GUEST_PENDING_DEBUG_EXCEPTIONS, 8,
+        0x4000 if ((c.interruptibility & 3) or c.activity == 1) and (c.rflags & F_TF) and not (c.debugctl & 2)
+        else 0)
     # "IA-32e mode guest" records EFER.LMA on every exit (IA32_VMX_MISC bit 5).
     if c.efer & EFER_LMA:
         c.vmx.ctl.entry_ctl |= ENTRY_CTL_IA32E_MODE_GUEST
@@ -324,14 +330,15 @@ cdef int vm_exit(Cpu* c) noexcept nogil:
 
 
 cdef int entry_failure_to_host(Cpu* c) noexcept nogil:
-    """A VM entry by x86 code failed a guest-state check (vm_entry wrote exit
-    reason 33 with bit 31, and the qualification): the processor loads the
+    """A VM entry by x86 code failed a guest-state check or the loading of
+    an MSR (vm_entry wrote exit reason 33 or 34 with bit 31, and the
+    qualification): the processor loads the
     host state as for a VM exit, saving no guest state (SDM 27.8).  Returns
     RC_TRANSFERRED, or RC_SHUTDOWN after a VMX abort.  The controls passed
     their checks, so the exit controls are read from the VMCS."""
     cdef int rc
     c.vmx.ctl.exit_ctl = <uint32_t>vr(c, VMCS_OFF_VM_EXIT_CONTROLS, 4)
-    record_exit(c, EXIT_REASON_ENTRY_FAILURE_INVALID_GUEST_STATE)
+    record_exit(c, <uint32_t>vr(c, VMCS_OFF_EXIT_REASON, 4))     # 33, or 34 (MSR loading)
     if c.vmx.vmcs_in_ram:
         vmcs_ram_written(c, c.vmx.vmcs_ptr)
     rc = load_host_state(c)

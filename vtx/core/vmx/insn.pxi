@@ -224,7 +224,7 @@ cdef int vmx_op_enter(Cpu* c, int launch, int x86_host) noexcept nogil:
     if rc == RC_ENTRY_FAIL_GUEST:
         if x86_host:
             return entry_failure_to_host(c)
-        record_exit(c, EXIT_REASON_ENTRY_FAILURE_INVALID_GUEST_STATE)
+        record_exit(c, <uint32_t>vr(c, VMCS_OFF_EXIT_REASON, 4))     # 33 or 34
     return rc
 
 

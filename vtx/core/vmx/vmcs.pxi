@@ -17,7 +17,7 @@ cdef inline void vw(Cpu* c, int off, int width, uint64_t v) noexcept nogil:
 cdef void vmcs_mark(Cpu* c, int off, uint64_t delta) noexcept nogil:
     """Mark the entry checks that read a bit of the field at `off` in
     `delta` (out of line: vwt stays small enough to inline)."""
-    c.vmx.ck_dirty |= vmcs_check_mask(off, delta)
+    vmcs_check_mark(&c.vmx.ck_dirty, off, delta)
 
 
 cdef inline void vwt(Cpu* c, int off, int width, uint64_t v) noexcept nogil:
