@@ -34,7 +34,9 @@ The invariants (each violation is a finding, a dict with kind, key, detail):
   VmStateError;
 - ``rerun`` (root campaign): BareMetal.run() refused to run (VmStateError)
   although no Python VMLAUNCH/VMRESUME had made Python the root-mode
-  software, so x86 code was there to go on.
+  software, so x86 code was there to go on;
+- ``host`` (root campaign): a VM exit returned to Python though x86 code
+  is the root-mode software.
 
 The root campaign (a vtx.BareMetal machine, spec["calls"]) holds each run
 to the same budget rule (root and non-root instructions count together),
@@ -524,6 +526,9 @@ def bare_run(hw, budget, state, findings, info):
         info["error"] = f"{type(ex).__name__}: {ex}"[:500]
     else:
         outcome = stop = r.stop
+        if r.stop == "vmexit" and not state["python_host"]:
+            findings.append(finding("host", r.exit.name, f"a {r.exit.name} exit returned to Python, though "
+                                                         f"x86 code is the root-mode software (HOST_RIP)"))
         if r.instructions != cpu.instructions - i0:
             findings.append(finding("overrun", "count", f"run() reported {r.instructions} instructions, "
                                                         f"the processor counted {cpu.instructions - i0}"))

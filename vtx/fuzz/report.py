@@ -22,7 +22,8 @@ KINDS = (("crash", "crashes"), ("hang", "hangs"), ("overrun", "budget overruns")
          ("memory", "memory changes"), ("python", "python exceptions"),
          ("inspect", "inspection failures"), ("internal", "internal errors"),
          ("check_entry", "check_entry mismatches"), ("entry_checks", "incremental entry-check mismatches"),
-         ("nested_run", "nested-run failures"), ("rerun", "refused runs"))
+         ("nested_run", "nested-run failures"), ("rerun", "refused runs"),
+         ("host", "exits to the wrong host"))
 
 
 def field_name(enc):

@@ -449,11 +449,13 @@ def root_idt(rng, spec, c, mode):
     """Sometimes an IDT for the root (none: a fault shuts the machine down):
     every vector to a HLT, or to an IRET (the fault repeats until the budget)."""
     kind = rng.choice(("none", "none", "hlt", "iret"))
-    if kind == "none" or mode == "real":
-        if mode == "real" and kind != "none":
-            # The IVT's #UD vector (6) to a HLT at 0:0x9FF0.
-            spec["fill"].append([0x9FF0, "f4" if kind == "hlt" else "cf"])
-            spec["fill"].append([6 * 4, struct.pack("<HH", 0x9FF0, 0).hex()])
+    if kind == "none":
+        return
+    if mode == "real":
+        # The IVT's #UD vector (6), which every VMX instruction raises here,
+        # to a HLT or an IRET at 0:9FF0H (below the stack's few bytes).
+        spec["fill"].append([0x9FF0, "f4" if kind == "hlt" else "cf"])
+        spec["fill"].append([6 * 4, struct.pack("<HH", 0x9FF0, 0).hex()])
         return
     stub = ROOT_IDT + 0x1000
     spec["fill"].append([stub, "f4" if kind == "hlt" else ("48cf" if mode == "long" else "cf")])
