@@ -1,5 +1,5 @@
-"""The fuzz campaigns (python -m vtx.fuzz): tiny slices of both campaigns
-must find nothing, and the finding machinery must work: with the test-only
+"""The fuzz campaigns (python -m vtx.fuzz): tiny slices of the three
+campaigns must find nothing, and the finding machinery must work: with the test-only
 VTX_FUZZ_SELFTEST hook a case that carries a marker crashes, hangs or
 reports a fake overrun, and the parent has to notice it, kill the hang,
 minimize the case down to the marker and write a reproducer that runs.
@@ -53,7 +53,7 @@ def spec_of(reproducer):
 
 # --- slices of the campaigns ------------------------------------------------------
 
-@pytest.mark.parametrize("campaign,count", [("streams", 300), ("vmcs", 300)])
+@pytest.mark.parametrize("campaign,count", [("streams", 300), ("vmcs", 300), ("root", 300)])
 def test_campaign_slice_finds_nothing(tmp_path, campaign, count):
     p = fuzz(campaign, "--count", str(count), "--seed", "20240601", "--workers", "2", "-q",
              "--out", str(tmp_path / "out"))
@@ -63,6 +63,18 @@ def test_campaign_slice_finds_nothing(tmp_path, campaign, count):
     assert "cases/s" in out
     assert all(n == 0 for n in findings_line(out).values()), out
     assert not (tmp_path / "out").exists()           # nothing to report, no directory
+    print(out)                                       # the outcome counts, with -s
+
+
+def test_root_slice_reaches_guests_and_both_kinds_of_case():
+    """The root campaign is worth its time only if its x86 hypervisors get
+    as far as a guest and Python drives the processor too: outcomes are
+    "kind:stop", with "+guest" when a VM entry succeeded."""
+    p = fuzz("root", "--count", "300", "--seed", "7", "--workers", "2", "-q", "--out", "/nonexistent")
+    assert p.returncode == 0, p.stdout + p.stderr
+    outcomes = dict(line.split() for line in p.stdout.splitlines() if line.startswith("    "))
+    assert sum(int(n) for o, n in outcomes.items() if o.endswith("+guest")) >= 20, p.stdout
+    assert any(o.startswith("python:") for o in outcomes) and any(o.startswith("x86:") for o in outcomes)
 
 
 def test_replay_runs_one_case_verbosely():
@@ -144,6 +156,9 @@ def test_case_ids_rebuild_the_same_case():
     a, b = make_spec("streams:protected:9:123:2000"), make_spec("streams:protected:9:123:2000")
     assert a == b and json.loads(json.dumps(a)) == a
     assert make_spec("vmcs:real:9:5:200")["mutations"]
+    root = make_spec("root:long:9:5:3000")
+    assert root == make_spec("root:long:9:5:3000") and json.loads(json.dumps(root)) == root
+    assert root["calls"] and root["calls"][-1][0] == "run"
     assert parse_case_id("vmcs:long:1:2:3") == ("vmcs", "long", 1, 2, 3)
     for bad in ("streams:long:1:2", "x:long:1:2:3", "streams:long:a:2:3", "streams:long:1:-2:3"):
         with pytest.raises(ValueError):

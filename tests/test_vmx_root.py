@@ -132,6 +132,20 @@ def test_mov_ss_blocking_is_error_26():
     assert flags_after(code) == (ZF, 26)
 
 
+def test_vmxon_after_vmxoff_leaves_x86_code_the_root_software():
+    """x86 code that leaves VMX operation and enters it again is still the
+    root-mode software: the next run() goes on with it (found by the root
+    fuzz campaign, case root:long:1:206:3000)."""
+    hw = vtx.BareMetal(memory=4 << 20)
+    hw.load(0x1000, vtx.asm(PROLOGUE + "vmxoff\nvmxon [0x8000]\nmov eax, 7\nhlt", bits=64, org=0x1000))
+    hw.setup_long_mode(entry=0x1000, stack=0x7000)
+    steps = len([line for line in PROLOGUE.splitlines() if line.strip()]) + 2
+    assert hw.run(max_instructions=steps).stop == "budget"
+    assert hw.cpu.in_vmx_operation and not hw.cpu.non_root and hw.cpu.rax != 7
+    r = hw.run(max_instructions=100)
+    assert r.stop == "halted" and hw.cpu.rax == 7
+
+
 def test_vmptrst_vmread_vmwrite_operand_forms():
     hw = bare(f"""
         vmptrst [0x8100]

@@ -475,6 +475,13 @@ cdef class Processor:
     def instructions(self):
         return self.c.icount
 
+    @property
+    def events(self):
+        """Events delivered (interrupts, exceptions, VM exits staged at an
+        event boundary): with :attr:`instructions`, the steps a run's budget
+        counts."""
+        return self.c.events
+
     def exit_counts(self):
         """VM exits per basic reason (a list of 128 counts): those x86 host
         code took at HOST_RIP and those that returned to Python."""

@@ -7,12 +7,12 @@ gives index i the mode MODES[i % 3].
 
 import random
 
-CAMPAIGNS = ("streams", "vmcs")
+CAMPAIGNS = ("streams", "vmcs", "root")
 MODES = ("real", "protected", "long")
 BITS = {"real": 16, "protected": 32, "long": 64}
 
 #: The default --budget (the most instructions + events a case may run).
-DEFAULT_BUDGET = {"streams": 2000, "vmcs": 200}
+DEFAULT_BUDGET = {"streams": 2000, "vmcs": 200, "root": 3000}
 
 
 def mode_of(mode_arg, index):
@@ -48,8 +48,11 @@ def make_spec(cid):
     if campaign == "streams":
         from .streams import make_stream_spec
         spec = make_stream_spec(rng, mode, budget)
-    else:
+    elif campaign == "vmcs":
         from .vmcs import make_vmcs_spec
         spec = make_vmcs_spec(rng, mode, budget)
+    else:
+        from .root import make_root_spec
+        spec = make_root_spec(rng, mode, budget)
     spec["id"] = cid
     return spec

@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 
-from .cases import DEFAULT_BUDGET, MODES, case_id, make_spec, mode_of, parse_case_id
+from .cases import CAMPAIGNS, DEFAULT_BUDGET, MODES, case_id, make_spec, mode_of, parse_case_id
 from .minimize import Minimizer, same_failure
 from .pool import Evaluator, Worker, describe_returncode
 from .report import KINDS, describe_spec, summary, write_findings_json, write_reproducer
@@ -42,9 +42,10 @@ def parse_args(argv):
     p = argparse.ArgumentParser(
         prog="python -m vtx.fuzz",
         description="Adversarial campaigns against the vtx core: random and mutated instruction "
-                    "streams, and random VMCS mutations, with invariant checks after every case.")
-    p.add_argument("campaign", nargs="?", choices=("streams", "vmcs", "all"), default="all",
-                   help="which campaign to run (default: both, interleaved)")
+                    "streams, random VMCS mutations, and adversarial VMX root operation on a bare "
+                    "machine, with invariant checks after every case.")
+    p.add_argument("campaign", nargs="?", choices=CAMPAIGNS + ("all",), default="all",
+                   help="which campaign to run (default: all of them, interleaved)")
     p.add_argument("--seconds", type=float,
                    help="stop handing out cases after this many seconds (default 60 without --count)")
     p.add_argument("--count", type=int, help="cases per campaign")
@@ -52,8 +53,8 @@ def parse_args(argv):
     p.add_argument("--mode", choices=MODES + ("all",), default="all",
                    help="guest mode (default: all three, case i in mode i %% 3)")
     p.add_argument("--budget", type=int,
-                   help=f"max_instructions of a case (default: streams {DEFAULT_BUDGET['streams']}, "
-                        f"vmcs {DEFAULT_BUDGET['vmcs']})")
+                   help="max_instructions of a case (default: " +
+                        ", ".join(f"{c} {DEFAULT_BUDGET[c]}" for c in CAMPAIGNS) + ")")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 2,
                    help="worker subprocesses (default: the number of cores)")
     p.add_argument("--out", default="fuzz-findings", help="directory for reproducers (default ./fuzz-findings)")
@@ -132,7 +133,7 @@ class Run:
         self.args = args
         self.tmpdir = tmpdir
         self.campaigns = [Campaign(c, args) for c in
-                          (("streams", "vmcs") if args.campaign == "all" else (args.campaign,))]
+                          (CAMPAIGNS if args.campaign == "all" else (args.campaign,))]
         self.answers = queue.Queue()
         self.workers = []
         self.cases = collections.defaultdict(collections.Counter)      # campaign -> mode -> n

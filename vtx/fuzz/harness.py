@@ -31,7 +31,19 @@ The invariants (each violation is a finding, a dict with kind, key, detail):
   full pass (every case runs in the verification mode,
   docs/architecture.rst "Entry checks at VMRESUME");
 - ``nested_run``: vm.run() called from inside a handler did not raise
-  VmStateError.
+  VmStateError;
+- ``rerun`` (root campaign): BareMetal.run() refused to run (VmStateError)
+  although no Python VMLAUNCH/VMRESUME had made Python the root-mode
+  software, so x86 code was there to go on;
+- ``host`` (root campaign): a VM exit returned to Python though x86 code
+  is the root-mode software.
+
+The root campaign (a vtx.BareMetal machine, spec["calls"]) holds each run
+to the same budget rule (root and non-root instructions count together),
+lets only VmFail, VmEntryError, VmStateError, GuestMemoryError and other
+vtx errors with a real message escape run() and the processor's methods,
+reads every property of hw.cpu and every VMCS field after each run, and
+checks that the private slot is never written.
 
 Crashes and hangs cannot be seen from inside; the parent process sees them.
 """
@@ -346,7 +358,7 @@ def one_run(vm, v, budget, findings, info):
 # --- one case -----------------------------------------------------------------------
 
 def has_selftest_marker(spec):
-    if spec["campaign"] == "streams":
+    if spec["campaign"] in ("streams", "root"):
         return SELFTEST_BYTE in bytes.fromhex(spec["code"])
     return any(m[0] == SELFTEST_FIELD for m in spec.get("mutations", ()))
 
@@ -370,6 +382,8 @@ def run_case(spec):
     # Every VMRESUME runs the incremental and the full entry checks, and a
     # disagreement is a finding (cheap: the full pass is what ran before).
     vtx._core.set_entry_check_mode("verify")
+    if spec["campaign"] == "root":
+        return run_root(spec, findings, result)
     try:
         vm, v = build(spec)
     except Exception as ex:                   # noqa: BLE001 - a case that cannot be built is a finding
@@ -435,6 +449,165 @@ def run_vmcs(vm, v, spec, findings, info):
             findings.append(finding("check_entry", "predicted " + predicted.check,
                                     f"check_entry() predicted {predicted.check}, the run gave {outcome}"))
     return outcome, last, n, ev
+
+
+# --- the root campaign: a bare machine ------------------------------------------------
+
+#: Every property of the bare machine's processor.
+CPU_NAMES = sorted(n for n in dir(vtx.BareCpu)
+                   if not n.startswith("_") and _inspect.isdatadescriptor(getattr(vtx.BareCpu, n)))
+U64 = 1 << 64
+
+
+def build_bare(spec):
+    """The machine of a root spec, set up in its mode at the code."""
+    hw = vtx.BareMetal(memory=spec["memory"])
+    for addr, data in spec.get("fill", ()):
+        hw.write(addr, bytes.fromhex(data))
+    hw.write(spec["code_at"], bytes.fromhex(spec["code"]))
+    mode, at, stack = spec["mode"], spec["code_at"], spec["stack"]
+    if mode == "real":
+        hw.setup_real_mode(entry=at, stack=stack)
+    elif mode == "protected":
+        hw.setup_protected_mode(entry=at, stack=stack, tables=spec.get("tables"))
+    else:
+        hw.setup_long_mode(entry=at, stack=stack, tables=spec.get("tables"))
+    return hw
+
+
+def inspect_bare(hw, findings):
+    """Every property of hw.cpu, and every VMCS field when there is a
+    current VMCS.  A successful VMREAD clears the status flags (SDM 31.2),
+    which the next run would see: RFLAGS is put back."""
+    cpu = hw.cpu
+    for name in CPU_NAMES:
+        try:
+            getattr(cpu, name)
+        except vtx.VtxError:
+            pass
+        except Exception as ex:               # noqa: BLE001
+            findings.append(finding("inspect", name, f"reading cpu.{name} raised {type(ex).__name__}: {ex}"))
+    try:
+        cpu.exit_counts()
+        current = cpu.current_vmcs
+        flags = cpu.rflags
+    except Exception as ex:                   # noqa: BLE001
+        findings.append(finding("inspect", "cpu state", f"{type(ex).__name__}: {ex}"))
+        return
+    if current is None or cpu.non_root:
+        return
+    for enc in FIELD_ENCODINGS:
+        try:
+            cpu.vmread(enc)
+        except vtx.VtxError:
+            pass
+        except Exception as ex:               # noqa: BLE001
+            findings.append(finding("inspect", f"vmread {enc:#x}",
+                                    f"cpu.vmread({enc:#x}) raised {type(ex).__name__}: {ex}"))
+    try:
+        cpu.rflags = flags
+    except Exception as ex:                   # noqa: BLE001
+        findings.append(finding("inspect", "rflags", f"RFLAGS {flags:#x} as the machine left it cannot be "
+                                                     f"written back: {type(ex).__name__}: {ex}"))
+
+
+def bare_run(hw, budget, state, findings, info):
+    """One hw.run(budget): (outcome, instructions, events), with the budget
+    held as for the streams (root and non-root instructions together)."""
+    cpu = hw.cpu
+    i0, e0 = cpu.instructions, cpu.events
+    try:
+        r = hw.run(max_instructions=budget)
+    except vtx.VmStateError as ex:
+        info["error"] = f"VmStateError: {ex}"[:500]
+        if not state["python_host"]:
+            findings.append(finding("rerun", "VmStateError",
+                                    f"run() raised VmStateError with no Python VMLAUNCH/VMRESUME before it "
+                                    f"(x86 code is the root-mode software): {ex}"))
+        outcome = stop = "vtx:VmStateError"
+    except Exception as ex:                   # noqa: BLE001 - classified below
+        outcome = stop = classify_error(ex, findings)
+        info["error"] = f"{type(ex).__name__}: {ex}"[:500]
+    else:
+        outcome = stop = r.stop
+        if r.stop == "vmexit" and not state["python_host"]:
+            findings.append(finding("host", r.exit.name, f"a {r.exit.name} exit returned to Python, though "
+                                                         f"x86 code is the root-mode software (HOST_RIP)"))
+        if r.instructions != cpu.instructions - i0:
+            findings.append(finding("overrun", "count", f"run() reported {r.instructions} instructions, "
+                                                        f"the processor counted {cpu.instructions - i0}"))
+    n, ev = cpu.instructions - i0, cpu.events - e0
+    check_budget(budget, stop, n, ev, findings)
+    inspect_bare(hw, findings)
+    return outcome, n, ev
+
+
+def out_of_range(args):
+    return any(isinstance(a, int) and not 0 <= a < U64 for a in args)
+
+
+def bare_call(hw, call, state, findings):
+    """hw.write or a method of hw.cpu: vtx errors are outcomes, and so is a
+    ValueError for an argument outside 64 bits; anything else is a finding."""
+    name, args = call[0], call[1:]
+    try:
+        if name == "write":
+            hw.write(args[0], bytes.fromhex(args[1]))
+        else:
+            getattr(hw.cpu, name)(*args)
+    except vtx.VmStateError:
+        return                                # refused before the operation (#UD, #GP, non-root)
+    except vtx.VtxError as ex:
+        msg = str(ex)
+        if not msg.strip() or "internal error" in msg:
+            findings.append(finding("internal", f"{name} {type(ex).__name__}", f"cpu.{name}: {msg!r}"))
+    except ValueError as ex:
+        if not out_of_range(args):
+            findings.append(finding("python", f"{name} ValueError", f"cpu.{name}{tuple(args)} raised {ex}"))
+        return
+    except EntryCheckMismatch as ex:
+        findings.append(finding("entry_checks", "incremental != full", str(ex)))
+    except Exception as ex:                   # noqa: BLE001
+        findings.append(finding("python", f"{name} {type(ex).__name__}",
+                                f"cpu.{name}{tuple(args)} raised {type(ex).__name__}: {ex}"))
+    # A VMLAUNCH/VMRESUME from Python (that got past the checks before the
+    # operation) makes Python the root-mode software; VMXOFF from Python
+    # hands the processor back to x86 code.
+    if name in ("vmlaunch", "vmresume"):
+        state["python_host"] = True
+    elif name == "vmxoff" and not hw.cpu.in_vmx_operation:
+        state["python_host"] = False
+
+
+def run_root(spec, findings, result):
+    """The root campaign: build the bare machine, then do spec["calls"]."""
+    try:
+        hw = build_bare(spec)
+    except Exception as ex:                   # noqa: BLE001
+        result["outcome"] = "build:" + type(ex).__name__
+        findings.append(finding("python", f"build {type(ex).__name__}",
+                                f"building the case raised {type(ex).__name__}: {ex}"))
+        return result
+    selftest(spec, findings)
+    cpu = hw.cpu
+    before = hw._machine.priv_bytes()
+    entries = cpu.entries
+    state = {"python_host": False}
+    outcome, n, ev = "no run", 0, 0
+    for call in spec["calls"]:
+        if call[0] == "run":
+            outcome, n1, ev1 = bare_run(hw, call[1], state, findings, result)
+            n, ev = n + n1, ev + ev1
+        else:
+            bare_call(hw, call, state, findings)
+    if hw._machine.priv_bytes() != before:
+        after = hw._machine.priv_bytes()
+        off = next(i for i in range(len(after)) if after[i] != before[i])
+        findings.append(finding("memory", "private slot", f"the private slot changed at offset {off:#x} "
+                                                          f"({before[off]:#04x} -> {after[off]:#04x})"))
+    guest = "+guest" if cpu.entries != entries else ""
+    result.update(outcome=f"{spec.get('kind', 'x86')}:{outcome}{guest}", instructions=n, events=ev)
+    return result
 
 
 def describe(result):

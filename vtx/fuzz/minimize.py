@@ -4,7 +4,9 @@ Streams: delta debugging (Zeller's ddmin) on the code bytes, then one pass
 that tries to drop each initial register, segment, memory fill, the IDTR and
 the exception bitmap, to make the handler plainer and to lower the budget.
 VMCS: drop mutations one at a time (and the pre-run), then the same
-handler and budget simplifications.  Every candidate runs in a worker
+handler and budget simplifications.  Root: ddmin on the root program's
+bytes, then drop the calls (runs, Python VMX operations) and the memory
+fills (exit handler, guest code, VMCS contents) one at a time.  Every candidate runs in a worker
 subprocess (pool.Evaluator), so a candidate that crashes or hangs costs a
 restart, not the parent.
 """
@@ -96,7 +98,10 @@ class Minimizer:
             if spec["campaign"] == "vmcs":
                 best = self._mutations(best)
             best = self._code(best)
-            best = self._simplify(best)
+            if spec["campaign"] == "root":
+                best = self._root(best)
+            else:
+                best = self._simplify(best)
         except Deadline:
             pass
         return best
@@ -135,6 +140,14 @@ class Minimizer:
         spec = self._drop_each(spec, "mutations")
         if spec.get("prerun"):
             spec = self.attempt(spec, lambda c: c.update(prerun=0))
+        return spec
+
+    def _root(self, spec):
+        """A root case's calls and fills.  Its budgets live in the run
+        calls, so a smaller budget is a dropped or shortened run."""
+        spec = self._drop_each(spec, "calls", keep=1)
+        for i in reversed(range(len(spec.get("fill", ())))):
+            spec = self.attempt(spec, lambda c, i=i: c["fill"].pop(i))
         return spec
 
     def _simplify(self, spec):

@@ -14,6 +14,7 @@ import re
 from vtx.spec import VmcsField
 
 from . import harness
+from .cases import CAMPAIGNS
 
 #: The finding kinds in the order the summary lists them, with their names.
 KINDS = (("crash", "crashes"), ("hang", "hangs"), ("overrun", "budget overruns"),
@@ -21,7 +22,8 @@ KINDS = (("crash", "crashes"), ("hang", "hangs"), ("overrun", "budget overruns")
          ("memory", "memory changes"), ("python", "python exceptions"),
          ("inspect", "inspection failures"), ("internal", "internal errors"),
          ("check_entry", "check_entry mismatches"), ("entry_checks", "incremental entry-check mismatches"),
-         ("nested_run", "nested-run failures"))
+         ("nested_run", "nested-run failures"), ("rerun", "refused runs"),
+         ("host", "exits to the wrong host"))
 
 
 def field_name(enc):
@@ -36,6 +38,8 @@ def field_name(enc):
 
 def describe_spec(spec):
     """The essentials of a case for a human: mode, code, placement, state."""
+    if spec["campaign"] == "root":
+        return describe_root(spec)
     budgets = ", then ".join(str(b) for b in [spec["budget"]] + list(spec.get("more", ())))
     lines = [f"mode {spec['mode']}, memory {spec['memory']:#x}, budget {budgets}",
              f"code ({len(spec['code']) // 2} bytes) {spec['code'] or '(none)'} "
@@ -59,6 +63,26 @@ def describe_spec(spec):
     h = spec["handler"]
     lines.append(f"handler seed {h['seed']}: stop {h['stop']}, retry {h['retry']}, raise {h.get('raise', 0)}, "
                  f"nested {h.get('nested', 0)}, at most {h['max_exits']} exits")
+    return lines
+
+
+def describe_root(spec):
+    """A root case: the machine, the root program, what else is in memory,
+    and the runs and calls."""
+    lines = [f"mode {spec['mode']}, memory {spec['memory']:#x}, a bare machine ({spec.get('kind', 'x86')} case)",
+             f"root code ({len(spec['code']) // 2} bytes) {spec['code'] or '(none)'} at {spec['code_at']:#x}"]
+    if spec.get("exit_handler"):
+        lines.append(f"exit handler at HOST_RIP: {spec['exit_handler']}")
+    for addr, data in spec.get("fill", ()):
+        lines.append(f"memory at {addr:#x}: {len(data) // 2} bytes")
+    for call in spec["calls"]:
+        if call[0] == "run":
+            lines.append(f"run(max_instructions={call[1]})")
+        elif call[0] == "write":
+            lines.append(f"write({call[1]:#x}, {call[2]})")
+        else:
+            lines.append(f"cpu.{call[0]}(" + ", ".join(hex(a) if isinstance(a, int) else repr(a)
+                                                      for a in call[1:]) + ")")
     return lines
 
 
@@ -118,7 +142,7 @@ def write_findings_json(outdir, findings, distinct):
 def summary(stats, findings, distinct, args, wall):
     out = [f"vtx.fuzz {args.campaign}: seed {args.seed}, mode {args.mode}, {args.workers} workers, "
            f"{wall:.1f} s"]
-    for campaign in ("streams", "vmcs"):
+    for campaign in CAMPAIGNS:
         per_mode = stats["cases"].get(campaign)
         if not per_mode:
             continue

@@ -96,9 +96,12 @@ cdef int vmx_op_vmxon(Cpu* c, uint64_t pa) noexcept nogil:
 
 cdef int vmx_op_vmxoff(Cpu* c) noexcept nogil:
     """VMXOFF in VMX root operation: leave VMX operation.  The current-VMCS
-    pointer goes with it (a later VMXON starts with none)."""
+    pointer goes with it (a later VMXON starts with none).  Whoever executed
+    it, x86 code is what runs next on the processor, so it is the root-mode
+    software again: a later VMXON by that code must not find the machine
+    handed to Python (BareMetal.run would refuse to go on)."""
     c.vmx.on = 0
-    c.vmx.host_x86 = 0
+    c.vmx.host_x86 = 1
     vmx_set_none(c)
     return VMX_SUCCEED
 
