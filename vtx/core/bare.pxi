@@ -322,7 +322,6 @@ cdef class Processor:
     def vmxoff(self):
         self._root("VMXOFF")
         self._done("VMXOFF", vmx_op_vmxoff(self.c))
-        self.c.vmx.host_x86 = 1        # root-mode software is x86 code again
 
     def vmclear(self, pointer):
         cdef uint64_t pa = _fit(pointer, 64, "the VMCS pointer")
