@@ -26,7 +26,7 @@ from . import _core
 from .errors import ArgumentError
 from .spec import ExitReason
 from .types import VmcsView
-from .vm import GDT_LIMIT, gdt_bytes, long_mode_tables
+from .vm import GDT_LIMIT, _check_memory_size, _Memory, gdt_bytes, long_mode_tables
 
 __all__ = ["BareMetal", "BareCpu", "BareRunResult"]
 
@@ -95,7 +95,7 @@ class BareRunResult:
         return sum(self.exits.values())
 
 
-class BareMetal:
+class BareMetal(_Memory):
     """A modeled computer with ``memory`` bytes of RAM at physical address 0
     and one processor, outside VMX operation until its code executes VMXON.
 
@@ -106,50 +106,14 @@ class BareMetal:
         raise TypeError("a vtx.BareMetal machine cannot be copied or pickled (snapshots are not implemented yet)")
 
     def __init__(self, memory=16 << 20):
-        if isinstance(memory, bool) or not isinstance(memory, int):
-            raise TypeError(f"memory is a size in bytes, not {memory!r}")
-        if memory <= 0 or memory % 4096:
-            raise ValueError(f"memory must be a positive multiple of 4096 bytes, not {memory:#x}")
-        if memory > _core.MAX_RAM:
-            raise ArgumentError(f"memory {memory:#x} exceeds the model's limit of {_core.MAX_RAM:#x} bytes")
+        _check_memory_size(memory)
         self._machine = _core.Machine(memory, 4096)
         self.memory_size = memory
         self.cpu = BareCpu(self._machine)
         self._io = {}
         self.console = bytearray()
 
-    # --- memory ---------------------------------------------------------------
-
-    @property
-    def memory(self):
-        """Physical memory as a read-only memoryview (write with :meth:`write`)."""
-        return self._machine.ram_view()
-
-    def load(self, addr, data):
-        """Copy bytes (an image) into physical memory at addr."""
-        self._machine.write(addr, data)
-
-    def write(self, addr, data):
-        self._machine.write(addr, data)
-
-    def read(self, addr, size):
-        return self._machine.read(addr, size)
-
-    def read_u32(self, addr):
-        return int.from_bytes(self.read(addr, 4), "little")
-
-    def read_u64(self, addr):
-        return int.from_bytes(self.read(addr, 8), "little")
-
     # --- the state firmware hands over in -------------------------------------------
-
-    def _tables_at(self, tables):
-        if tables is None:
-            tables = self.memory_size - 0x8000
-        if tables < 0 or tables % 4096 or tables + 0x8000 > self.memory_size:
-            raise ValueError(f"the system tables need 32 KiB of memory at a page boundary; "
-                             f"{tables:#x} does not fit in {self.memory_size:#x} bytes")
-        return tables
 
     def _tss(self, at, long):
         """A TSS at at + 0x7000 and its descriptor in GDT entry 0x20 (a

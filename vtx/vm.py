@@ -160,56 +160,36 @@ def _reason(r):
     raise TypeError(f"an exit reason is a vtx.ExitReason, its name or its number, not {r!r}")
 
 
-class VM:
-    """A virtual machine: guest-physical memory, one vCPU, exit handlers.
+def _check_memory_size(memory):
+    if isinstance(memory, bool) or not isinstance(memory, int):
+        raise TypeError(f"memory is a size in bytes, not {memory!r}")
+    if memory <= 0 or memory % 4096:
+        raise ValueError(f"memory must be a positive multiple of 4096 bytes, not {memory:#x}")
+    if memory > _core.MAX_RAM:
+        raise ArgumentError(f"memory {memory:#x} exceeds the model's limit of {_core.MAX_RAM:#x} bytes")
 
-    ``memory`` is the size of guest-physical memory in bytes (a multiple of
-    4 KiB); it appears at guest-physical address 0.
-    """
 
-    def __reduce__(self):
-        raise TypeError("a vtx.VM cannot be copied or pickled: it owns host memory and a modeled processor "
-                        "mid-run; build another VM and load the same image (snapshots are not implemented yet)")
-
-    def __copy__(self):
-        self.__reduce__()
-
-    def __deepcopy__(self, memo):
-        self.__reduce__()
-
-    def __init__(self, memory=16 << 20):
-        if isinstance(memory, bool) or not isinstance(memory, int):
-            raise TypeError(f"memory is a size in bytes, not {memory!r}")
-        if memory <= 0 or memory % 4096:
-            raise ValueError(f"memory must be a positive multiple of 4096 bytes, not {memory:#x}")
-        if memory > _core.MAX_RAM:
-            raise ArgumentError(f"memory {memory:#x} exceeds the model's limit of {_core.MAX_RAM:#x} bytes")
-        self._pd_pages = (memory + GiB - 1) // GiB
-        priv = _EPT_PD + 4096 * (self._pd_pages + 1)
-        self._machine = _core.Machine(memory, priv)
-        self.memory_size = memory
-        self._vcpus = []
-        self._handlers = [None] * 128
-        self._default = None
-        self._build_ept()
-
-    # --- memory --------------------------------------------------------------
+class _Memory:
+    """Physical memory access shared by :class:`VM` and :class:`vtx.BareMetal`
+    (both keep a ``_core.Machine`` in ``self._machine``): writes go through
+    the core, which drops decoded code they reach.  Addresses are physical:
+    guest-physical for a VM, the machine's for a bare machine."""
 
     @property
     def memory(self):
-        """Guest memory as a read-only memoryview (write with :meth:`write`)."""
+        """Memory as a read-only memoryview (write with :meth:`write`)."""
         return self._machine.ram_view()
 
     def load(self, addr, data):
-        """Copy bytes (a guest image) into guest-physical memory at addr."""
+        """Copy bytes (an image) into memory at addr."""
         self._machine.write(addr, data)
 
     def write(self, addr, data):
-        """Write bytes into guest-physical memory at addr."""
+        """Write bytes into memory at addr."""
         self._machine.write(addr, data)
 
     def read(self, addr, size):
-        """Read size bytes of guest-physical memory at addr."""
+        """Read size bytes of memory at addr."""
         return self._machine.read(addr, size)
 
     def read_u8(self, addr):
@@ -229,6 +209,44 @@ class VM:
 
     def write_u32(self, addr, value):
         self.write(addr, int(value).to_bytes(4, "little"))
+
+    def _tables_at(self, tables):
+        """Where the setup_* methods put their 32 KiB of system tables."""
+        if tables is None:
+            tables = self.memory_size - 0x8000
+        if tables < 0 or tables % 4096 or tables + 0x8000 > self.memory_size:
+            raise ValueError(f"the system tables need 32 KiB of memory at a page boundary; "
+                             f"{tables:#x} does not fit in {self.memory_size:#x} bytes")
+        return tables
+
+
+class VM(_Memory):
+    """A virtual machine: guest-physical memory, one vCPU, exit handlers.
+
+    ``memory`` is the size of guest-physical memory in bytes (a multiple of
+    4 KiB); it appears at guest-physical address 0.
+    """
+
+    def __reduce__(self):
+        raise TypeError("a vtx.VM cannot be copied or pickled: it owns host memory and a modeled processor "
+                        "mid-run; build another VM and load the same image (snapshots are not implemented yet)")
+
+    def __copy__(self):
+        self.__reduce__()
+
+    def __deepcopy__(self, memo):
+        self.__reduce__()
+
+    def __init__(self, memory=16 << 20):
+        _check_memory_size(memory)
+        self._pd_pages = (memory + GiB - 1) // GiB
+        priv = _EPT_PD + 4096 * (self._pd_pages + 1)
+        self._machine = _core.Machine(memory, priv)
+        self.memory_size = memory
+        self._vcpus = []
+        self._handlers = [None] * 128
+        self._default = None
+        self._build_ept()
 
     # --- hosted-hypervisor private memory -------------------------------------
 
@@ -370,14 +388,6 @@ class VM:
         v.rsp = (stack if stack is not None else 0) & 0xFFFF
         self._entry_ia32e(v, False)
         return v
-
-    def _tables_at(self, tables):
-        if tables is None:
-            tables = self.memory_size - 0x8000
-        if tables < 0 or tables % 4096 or tables + 0x8000 > self.memory_size:
-            raise ValueError(f"the system tables need 32 KiB of guest memory at a page boundary; "
-                             f"{tables:#x} does not fit in {self.memory_size:#x} bytes")
-        return tables
 
     def _write_gdt(self, at):
         self.write(at, gdt_bytes())
