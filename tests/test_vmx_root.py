@@ -242,12 +242,17 @@ def test_guest_state_failure_returns_to_host_rip_with_reason_33():
 
 # --- the same operations from Python ----------------------------------------------
 
-def python_root():
+def python_root(vmxe=False):
+    """A bare machine in long mode with revision identifiers in the VMXON
+    region and the VMCS regions; with vmxe, its code has set CR4.VMXE."""
     hw = vtx.BareMetal(memory=4 << 20)
-    hw.load(0x1000, vtx.asm("hlt", bits=64, org=0x1000))
+    code = "mov rax, cr4\nor eax, 0x2000\nmov cr4, rax\nhlt" if vmxe else "hlt"
+    hw.load(0x1000, vtx.asm(code, bits=64, org=0x1000))
     hw.setup_long_mode(entry=0x1000)
     for a in (VMXON_REGION, VMCS_A, VMCS_B):
         hw.write(a, REV.to_bytes(4, "little"))
+    if vmxe:
+        hw.run(max_instructions=10)
     return hw
 
 
@@ -573,10 +578,7 @@ def test_invept_invvpid_in_guest_exit(code, reason):
 
 
 def test_invept_invvpid_from_python():
-    hw = python_root()
-    hw.load(0x1000, vtx.asm("mov rax, cr4\nor eax, 0x2000\nmov cr4, rax\nhlt", bits=64, org=0x1000))
-    hw.setup_long_mode(entry=0x1000)
-    hw.run(max_instructions=10)
+    hw = python_root(vmxe=True)
     cpu = hw.cpu
     cpu.vmxon(VMXON_REGION)
     cpu.invept(2)
@@ -592,10 +594,7 @@ def test_invept_invvpid_from_python():
 
 
 def test_vmcs_as_a_mapping_on_both_kinds_of_vcpu():
-    hw = python_root()
-    hw.load(0x1000, vtx.asm("mov rax, cr4\nor eax, 0x2000\nmov cr4, rax\nhlt", bits=64, org=0x1000))
-    hw.setup_long_mode(entry=0x1000)
-    hw.run(max_instructions=10)
+    hw = python_root(vmxe=True)
     cpu = hw.cpu
     cpu.vmxon(VMXON_REGION)
     cpu.vmptrld(VMCS_A)
