@@ -1,13 +1,14 @@
 # The VMX instructions (SDM Vol. 3C chapter 31, pinned edition: see
 # docs/architecture.rst, "The VMX layer"): VMXON, VMXOFF, VMCLEAR, VMPTRLD,
-# VMPTRST, VMREAD, VMWRITE, VMLAUNCH, VMRESUME, VMCALL, and RDRAND/RDSEED,
-# which share their opcode group.
+# VMPTRST, VMREAD, VMWRITE, VMLAUNCH, VMRESUME, VMCALL, INVEPT, INVVPID and
+# VMFUNC; GETSEC, which exits from a guest; and RDRAND/RDSEED, which share
+# the 0F C7 opcode group.
 #
 # Each instruction is two layers.  The vmx_op_* functions are the operation
 # proper, after the #UD, VM-exit and #GP checks: they return VMX_SUCCEED,
 # VMX_FAIL_INVALID or a VM-instruction error number (VMfailValid), and are
 # what both the x86 instructions and the Python low-level API
-# (vtx.Processor.vmxon, ...) execute.  The h_* handlers add the checks in the
+# (vtx.BareCpu.vmxon, ...) execute.  The h_* handlers add the checks in the
 # order of the SDM's Operation sections, read and write the operands, and
 # turn the outcome into RFLAGS (vmx_flags).
 
