@@ -58,6 +58,34 @@ cdef inline int vector_has_error_code(uint32_t vec) noexcept nogil:
     return vec == 8 or (vec >= 10 and vec <= 14) or vec == 17 or vec == 21
 
 
+cdef int eptp_failure(uint64_t eptp, const ck_mask_t* d) noexcept nogil:
+    """The first EPTP condition of SDM 27.2.1.1 that `eptp` fails, among
+    the checks in `d` (a CK_* number), or -1.  The one statement of what a
+    valid EPTP is: VM entry, INVEPT and VMFUNC's EPTP switching ask here."""
+    cdef uint64_t walk = (eptp >> 3) & 7
+    # Memory types: UC (0) with IA32_VMX_EPT_VPID_CAP bit 8, WB (6) with
+    # bit 14; walk lengths (bits 5:3 + 1): 4 with bit 6, 5 with bit 7.
+    if ck_has(d, CK_EPT_POINTER_MEMORY_TYPE) and \
+            not ((eptp & 7) == 0 and (VMX_CAP_EPT_VPID_CAP & (1ULL << 8))) and \
+            not ((eptp & 7) == 6 and (VMX_CAP_EPT_VPID_CAP & (1ULL << 14))):
+        return CK_EPT_POINTER_MEMORY_TYPE
+    if ck_has(d, CK_EPT_POINTER_WALK_LENGTH) and \
+            not (walk == 3 and (VMX_CAP_EPT_VPID_CAP & (1ULL << 6))) and \
+            not (walk == 4 and (VMX_CAP_EPT_VPID_CAP & (1ULL << 7))):
+        return CK_EPT_POINTER_WALK_LENGTH
+    if ck_has(d, CK_EPT_POINTER_ACCESSED_DIRTY) and (eptp & 0x40) and \
+            not (VMX_CAP_EPT_VPID_CAP & (1ULL << 21)):
+        return CK_EPT_POINTER_ACCESSED_DIRTY
+    if ck_has(d, CK_EPT_POINTER_SUPERVISOR_SHADOW_STACK) and (eptp & 0x80) and \
+            not (VMX_CAP_EPT_VPID_CAP & (1ULL << 23)):
+        return CK_EPT_POINTER_SUPERVISOR_SHADOW_STACK
+    if ck_has(d, CK_EPT_POINTER_RESERVED_BITS) and (eptp & 0xF00):
+        return CK_EPT_POINTER_RESERVED_BITS
+    if ck_has(d, CK_EPT_POINTER_WIDTH) and not phys_ok(eptp):
+        return CK_EPT_POINTER_WIDTH
+    return -1
+
+
 cdef int check_controls(Cpu* c, const ck_mask_t* d) noexcept nogil:
     """SDM 27.2.1: VM-execution, VM-exit and VM-entry control fields (the
     checks in `d`)."""
@@ -66,7 +94,8 @@ cdef int check_controls(Cpu* c, const ck_mask_t* d) noexcept nogil:
     cdef uint32_t proc2 = 0
     cdef uint32_t exitc = <uint32_t>vr(c, VMCS_OFF_VM_EXIT_CONTROLS, 4)
     cdef uint32_t entryc = <uint32_t>vr(c, VMCS_OFF_VM_ENTRY_CONTROLS, 4)
-    cdef uint64_t a, b, eptp, walk
+    cdef uint64_t a, b
+    cdef int ck
     cdef uint32_t info, itype, vec
     cdef int real_ug
     cdef int R = RC_ENTRY_FAIL_CTL
@@ -110,28 +139,9 @@ cdef int check_controls(Cpu* c, const ck_mask_t* d) noexcept nogil:
     if ck_has(d, CK_VPID_NONZERO) and (proc2 & PROC2_ENABLE_VPID) and vr(c, VMCS_OFF_VIRTUAL_PROCESSOR_ID, 2) == 0:
         return fail(c, CK_VPID_NONZERO, R)
     if proc2 & PROC2_ENABLE_EPT:
-        eptp = vr(c, VMCS_OFF_EPT_POINTER, 8)
-        # Memory types: UC (0) with IA32_VMX_EPT_VPID_CAP bit 8, WB (6) with
-        # bit 14; walk lengths (bits 5:3 + 1): 4 with bit 6, 5 with bit 7.
-        if ck_has(d, CK_EPT_POINTER_MEMORY_TYPE) and \
-                not ((eptp & 7) == 0 and (VMX_CAP_EPT_VPID_CAP & (1ULL << 8))) and \
-                not ((eptp & 7) == 6 and (VMX_CAP_EPT_VPID_CAP & (1ULL << 14))):
-            return fail(c, CK_EPT_POINTER_MEMORY_TYPE, R)
-        walk = (eptp >> 3) & 7
-        if ck_has(d, CK_EPT_POINTER_WALK_LENGTH) and \
-                not (walk == 3 and (VMX_CAP_EPT_VPID_CAP & (1ULL << 6))) and \
-                not (walk == 4 and (VMX_CAP_EPT_VPID_CAP & (1ULL << 7))):
-            return fail(c, CK_EPT_POINTER_WALK_LENGTH, R)
-        if ck_has(d, CK_EPT_POINTER_ACCESSED_DIRTY) and (eptp & 0x40) and \
-                not (VMX_CAP_EPT_VPID_CAP & (1ULL << 21)):
-            return fail(c, CK_EPT_POINTER_ACCESSED_DIRTY, R)
-        if ck_has(d, CK_EPT_POINTER_SUPERVISOR_SHADOW_STACK) and (eptp & 0x80) and \
-                not (VMX_CAP_EPT_VPID_CAP & (1ULL << 23)):
-            return fail(c, CK_EPT_POINTER_SUPERVISOR_SHADOW_STACK, R)
-        if ck_has(d, CK_EPT_POINTER_RESERVED_BITS) and (eptp & 0xF00):
-            return fail(c, CK_EPT_POINTER_RESERVED_BITS, R)
-        if ck_has(d, CK_EPT_POINTER_WIDTH) and not phys_ok(eptp):
-            return fail(c, CK_EPT_POINTER_WIDTH, R)
+        ck = eptp_failure(vr(c, VMCS_OFF_EPT_POINTER, 8), d)
+        if ck >= 0:
+            return fail(c, ck, R)
     if ck_has(d, CK_UNRESTRICTED_GUEST_NEEDS_EPT) and (proc2 & PROC2_UNRESTRICTED_GUEST) and \
             not (proc2 & PROC2_ENABLE_EPT):
         return fail(c, CK_UNRESTRICTED_GUEST_NEEDS_EPT, R)

@@ -452,14 +452,9 @@ cdef int h_getsec(Cpu* c, Insn* d) noexcept nogil:
 # --- INVEPT, INVVPID (66 0F 38 80, 81) --------------------------------------------
 
 cdef inline int eptp_valid(uint64_t eptp) noexcept nogil:
-    """An EPTP VM entry with "enable EPT" would accept (SDM 27.2.1.1): a
-    memory type IA32_VMX_EPT_VPID_CAP offers (WB, bit 14; UC, bit 8), a
-    walk length of 4, the accessed/dirty flag only if bit 21 offers it, bits
-    11:7 and those beyond MAXPHYADDR clear."""
-    return ((eptp & 7) == 6 and (VMX_CAP_EPT_VPID_CAP & (1ULL << 14)) or
-            (eptp & 7) == 0 and (VMX_CAP_EPT_VPID_CAP & (1ULL << 8))) and ((eptp >> 3) & 7) == 3 and \
-        (not (eptp & 0x40) or (VMX_CAP_EPT_VPID_CAP & (1ULL << 21))) and not (eptp & 0xF80) and \
-        (eptp >> MAXPHYADDR) == 0
+    """An EPTP VM entry with "enable EPT" would accept (eptp_failure in
+    core/vmx/entry.pxi, every condition)."""
+    return eptp_failure(eptp, &CKM_ALL) < 0
 
 
 cdef int vmx_op_invept(Cpu* c, uint64_t typ, uint64_t eptp) noexcept nogil:
