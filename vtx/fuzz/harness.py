@@ -82,6 +82,19 @@ SELFTEST_BYTE = 0xF1                 # a streams case whose code holds this byte
 SELFTEST_FIELD = int(F.GUEST_DR7)    # a vmcs case that mutates this field
 
 
+def read_every_field(vmread, what, findings):
+    """VMREAD every field of the model: vtx errors are answers, anything
+    else is an "inspect" finding."""
+    for enc in FIELD_ENCODINGS:
+        try:
+            vmread(enc)
+        except vtx.VtxError:
+            pass
+        except Exception as ex:               # noqa: BLE001
+            findings.append(finding("inspect", f"vmread {enc:#x}",
+                                    f"{what}({enc:#x}) raised {type(ex).__name__}: {ex}"))
+
+
 class HandlerRaised(Exception):
     """What the fuzz handler raises on purpose: the run must stop with it and
     leave the VM consistent (re-enterable)."""
@@ -255,14 +268,7 @@ def inspect_vm(v, last_exit, findings):
             pass
         except Exception as ex:               # noqa: BLE001
             findings.append(finding("inspect", name, f"reading vcpu.{name} raised {type(ex).__name__}: {ex}"))
-    for enc in FIELD_ENCODINGS:
-        try:
-            v.vmread(enc)
-        except vtx.VtxError:
-            pass
-        except Exception as ex:               # noqa: BLE001
-            findings.append(finding("inspect", f"vmread {enc:#x}",
-                                    f"vmread({enc:#x}) raised {type(ex).__name__}: {ex}"))
+    read_every_field(v.vmread, "vmread", findings)
     if last_exit is not None:
         for name in dir(type(last_exit)):
             if name.startswith("_"):
@@ -496,14 +502,7 @@ def inspect_bare(hw, findings):
         return
     if current is None or cpu.non_root:
         return
-    for enc in FIELD_ENCODINGS:
-        try:
-            cpu.vmread(enc)
-        except vtx.VtxError:
-            pass
-        except Exception as ex:               # noqa: BLE001
-            findings.append(finding("inspect", f"vmread {enc:#x}",
-                                    f"cpu.vmread({enc:#x}) raised {type(ex).__name__}: {ex}"))
+    read_every_field(cpu.vmread, "cpu.vmread", findings)
     try:
         cpu.rflags = flags
     except Exception as ex:                   # noqa: BLE001
