@@ -170,6 +170,29 @@ ctypedef struct VmxState:
     int ck_ept_private    # the EPT of the last successful entry may reach the private memory
 
 
+# The x87 FPU, MMX and SSE state (SDM Vol. 1 chapters 8-11, and the FXSAVE
+# layout of Vol. 2 FXSAVE, Table 3-53).  core/insn/x87.pxi owns the x87 part,
+# core/insn/sse*.pxi the SSE part; FXSAVE/XSAVE move the whole of it.
+ctypedef struct FpuState:
+    # x87: the eight physical data registers R0-R7 (ST(i) is R[(TOP + i) & 7]),
+    # each an 80-bit extended-precision value in bytes 0-9 (little-endian:
+    # 64-bit significand, then sign and 15-bit exponent); bytes 10-15 are 0.
+    # MMX register MMi is bytes 0-7 of R[i] (bytes 8-9 become FFFF when an MMX
+    # instruction writes it).
+    uint8_t st[8][16]
+    uint16_t fcw          # control word (FNINIT: 037FH)
+    uint16_t fsw          # status word, TOP in bits 13:11
+    uint16_t ftw          # full tag word: 2 bits per physical register (00 valid, 01 zero,
+                          # 10 special, 11 empty); FXSAVE stores its abridged form
+    uint16_t fop          # last non-control instruction's opcode (11 bits)
+    uint64_t fip          # last instruction pointer (offset; a linear address in 64-bit mode)
+    uint64_t fdp          # last data (operand) pointer
+    uint16_t fcs          # their selectors (FXSAVE 32-bit format)
+    uint16_t fds
+    # SSE
+    uint32_t mxcsr        # (reset: 1F80H)
+    uint64_t xmm[16][2]   # XMM0-XMM15: [0] bits 63:0, [1] bits 127:64
+
 ctypedef struct Cpu:
     # --- architectural state -------------------------------------------
     uint64_t regs[16]
@@ -198,6 +221,11 @@ ctypedef struct Cpu:
     uint64_t monitor_addr # its linear address
     uint32_t interruptibility   # SDM 25.4.2: bit 0 STI, bit 1 MOV SS, bit 3 NMI blocking
                                 # (virtual-NMI blocking with "virtual NMIs")
+    FpuState fpu          # x87, MMX, SSE
+
+    # --- the CPU model (vtx/spec/cpuid.py): what CPUID reports and what exists
+    uint64_t features[2]  # bit FEAT_<name>: the feature is present (cpu_has); the
+                          # generator keeps FEAT_COUNT <= 128
 
     # --- external events (core/vmx/events.pxi) -------------------------------
     # What the platform has raised and the processor has not yet taken: the

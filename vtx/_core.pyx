@@ -48,6 +48,7 @@ from vtx.errors import (ArgumentError, EntryCheckMismatch, GuestMemoryError, Han
                         VtxError)
 from vtx.spec import ExitReason as _ExitReason, VmInstructionError as _VmInstructionError
 from vtx.spec.entry_checks import ENTRY_CHECKS as _ENTRY_CHECKS
+from vtx.spec.cpuid import FEATURES as _FEATURES, PRESETS as _CPUID_PRESETS, DEFAULT_PRESET as _DEFAULT_PRESET
 from vtx.types import DescriptorTable, Segment, VmcsView
 
 #: Host-physical address of the hosted hypervisor's private memory (VMCS,
@@ -192,6 +193,37 @@ cdef class Machine:
         # IA32_FEATURE_CONTROL as firmware leaves it on a machine with VMX:
         # locked, VMXON allowed outside SMX.
         c.feature_control = 5
+        # x87 and SSE control state as FNINIT and the power-on MXCSR leave it
+        # (SDM Vol. 1 8.1.5, 10.2.3): all exceptions masked, every register empty.
+        c.fpu.fcw = 0x37F
+        c.fpu.ftw = 0xFFFF
+        c.fpu.mxcsr = 0x1F80
+        self._set_features([name for name, *_ in _FEATURES if name in _CPUID_PRESETS[_DEFAULT_PRESET]])
+
+    def _set_features(self, names):
+        """Make the CPU model's feature set exactly `names` (FEATURES rows of
+        vtx/spec/cpuid.py).  Decoded code is dropped: what decodes depends on it."""
+        cdef uint64_t pg
+        cdef int i
+        index = {row[0]: i for i, row in enumerate(_FEATURES)}
+        bits = [0, 0]
+        for name in names:
+            if name not in index:
+                raise ArgumentError(f"unknown CPUID feature {name!r}; the model knows "
+                                    f"{', '.join(row[0] for row in _FEATURES)}")
+            bits[index[name] >> 6] |= 1 << (index[name] & 63)
+        if self.c.in_guest:
+            raise VmStateError("the CPU model cannot change while the guest runs")
+        self.c.features[0] = bits[0]
+        self.c.features[1] = bits[1]
+        for pg in range(self.c.ram_size >> 12):
+            if self.c.code_pages[pg]:
+                code_page_written(self.c, pg << 12)
+        tlb_flush(self.c)
+
+    def _features(self):
+        """The names of the features in the CPU model's feature set."""
+        return [row[0] for i, row in enumerate(_FEATURES) if cpu_has(self.c, i)]
 
     def __dealloc__(self):
         if self.c != NULL:
@@ -451,7 +483,7 @@ cdef class VCpuBase:
         (CPUID.01H:ECX[27]) follows the guest's CR4 in the VMCS, MONITOR
         (bit 3) its IA32_MISC_ENABLE[18]."""
         cdef uint32_t r[4]
-        model_cpuid(self._vmcs_u64(VMCS_OFF_GUEST_CR4), self.c.misc_enable, <uint32_t>leaf, <uint32_t>subleaf, r)
+        model_cpuid(self.c, self._vmcs_u64(VMCS_OFF_GUEST_CR4), <uint32_t>leaf, <uint32_t>subleaf, r)
         return (r[0], r[1], r[2], r[3])
 
     # --- the run loop -------------------------------------------------------

@@ -29,6 +29,8 @@ cdef enum:
                             # mandatory 66 prefix selects or makes invalid: VMCLEAR, VMREAD)
     OPF_MODREG = 1 << 19    # ModRM.mod is ignored: always the register form (MOV CR, MOV DR)
     OPF_M66 = 1 << 20       # 0F 38 map: valid only with the mandatory prefix 66 (and no F2/F3)
+    OPF_P66KEEP = 1 << 21   # an OP2P/OP38P/OP3A entry whose 66 prefix is an operand-size
+                            # prefix, not a mandatory one (MOVBE r16, ...)
 
 # Insn.flags
 cdef enum:
@@ -45,12 +47,31 @@ ctypedef struct OpInfo:
     handler_t fn
     uint32_t flags
     uint8_t ext
+    uint8_t feat          # FEAT_<name> + 1 of the CPUID feature it needs; 0: none
 
 cdef OpInfo OP1[256]
 cdef OpInfo OP2[256]
 cdef OpInfo OP38[256]             # the three-byte map 0F 38 (SDM Vol. 2 Table A-4)
+# Instructions that a mandatory prefix selects (SDM Vol. 2 2.1.2; the SSE
+# family, POPCNT, LZCNT, TZCNT, ...), indexed [PFX_*][opcode]: for the 0F map
+# an entry here takes precedence over OP2 when its prefix is present and its
+# feature is in the CPU model, else OP2 decides (F3 0F BC is TZCNT with BMI1
+# and BSF without); the 0F 38 map looks here when OP38 has no entry; the
+# 0F 3A map (an imm8 follows ModRM) lives only here.
+cdef OpInfo OP2P[4][256]
+cdef OpInfo OP38P[4][256]
+cdef OpInfo OP3A[4][256]
 cdef handler_t GRP[16][8]
 cdef uint32_t GRP_FLAGS[16][8]    # extra format flags per group member (imm for F6/F7 /0 /1)
+
+# Mandatory-prefix index: the last F2/F3 if any, else 66, else none.  The
+# decoder leaves the prefix itself in d.rep (0, 0x66, 0xF3 or 0xF2) for the
+# handler, and a 66 that selected the instruction does not change osz.
+cdef enum:
+    PFX_NONE = 0
+    PFX_66 = 1
+    PFX_F3 = 2
+    PFX_F2 = 3
 
 cdef enum:
     DECODE_OK = 0
@@ -86,7 +107,7 @@ cdef int decode(Cpu* c, const uint8_t* b, int avail, Insn* d) noexcept nogil:
     cdef uint32_t fl
     cdef int mode = c.code_size
     cdef int modrm, sib, mod, reg, rm, base, index, ss, n
-    cdef int asz, osz
+    cdef int asz, osz, pi
     d.rep = 0
     d.flags = 0
     d.disp = 0
@@ -143,28 +164,46 @@ cdef int decode(Cpu* c, const uint8_t* b, int avail, Insn* d) noexcept nogil:
         if i >= avail:
             return DECODE_MORE
         op = b[i]
-        if op == 0x38:
-            # Three-byte map 0F 38: 66, F2 and F3 are mandatory prefixes that
-            # select the instruction (SDM Vol. 2 2.1.2), not operand size or
-            # repeat.  The one in effect is kept in d.rep (F2/F3 before 66),
-            # where the handler finds it; osz is as the 66 makes it.
+        pi = PFX_F3 if d.rep == 0xF3 else (PFX_F2 if d.rep == 0xF2 else (PFX_66 if osz_pfx else PFX_NONE))
+        if op == 0x38 or op == 0x3A:
+            # Three-byte maps 0F 38 and 0F 3A: 66, F2 and F3 are mandatory
+            # prefixes that select the instruction (SDM Vol. 2 2.1.2), not
+            # operand size or repeat.  The one in effect is kept in d.rep
+            # (F2/F3 before 66), where the handler finds it.
             i += 1
             if i >= avail:
                 return DECODE_MORE
-            op = b[i]
-            info = &OP38[op]
             if d.rep == 0 and osz_pfx:
                 d.rep = 0x66
-            if (info.flags & OPF_M66) and d.rep != 0x66:
-                return DECODE_UD
+            if op == 0x3A:
+                op = b[i]
+                info = &OP3A[pi][op]
+            else:
+                op = b[i]
+                info = &OP38[op]
+                if not (info.flags & OPF_VALID):
+                    info = &OP38P[pi][op]
+            if info.flags & OPF_M66:
+                if d.rep != 0x66:
+                    return DECODE_UD
+            elif (info.flags & OPF_VALID) and not (info.flags & OPF_P66KEEP) and pi == PFX_66:
+                osz_pfx = 0     # the 66 selected the instruction
         else:
-            info = &OP2[op]
+            info = &OP2P[pi][op]
+            if (info.flags & OPF_VALID) and (info.feat == 0 or cpu_has(c, info.feat - 1)):
+                if pi == PFX_66 and not (info.flags & OPF_P66KEEP):
+                    osz_pfx = 0     # the 66 selected the instruction
+                    d.rep = 0x66
+            else:
+                info = &OP2[op]
     else:
         info = &OP1[op]
     i += 1
     d.op = op
     fl = info.flags
     if not (fl & OPF_VALID):
+        return DECODE_UD
+    if info.feat and not cpu_has(c, info.feat - 1):
         return DECODE_UD
     if mode == 8 and (fl & OPF_NO64):
         return DECODE_UD
@@ -397,10 +436,12 @@ cdef inline int write_rm(Cpu* c, Insn* d, int size, uint64_t v) noexcept nogil:
 # ---------------------------------------------------------------------------
 # The opcode maps.  Handlers live in core/insn/*.pxi.
 
-cdef void op_set(OpInfo* t, int opc, handler_t fn, uint32_t flags, int ext=0) noexcept:
+cdef void op_set(OpInfo* t, int opc, handler_t fn, uint32_t flags, int ext=0, int feat=-1) noexcept:
+    """One opcode-table entry; feat is the FEAT_<name> it needs (-1: none)."""
     t[opc].fn = fn
     t[opc].flags = flags | OPF_VALID
     t[opc].ext = ext
+    t[opc].feat = <uint8_t>(feat + 1)
 
 
 cdef enum:
@@ -422,6 +463,9 @@ cdef void init_opcode_tables() noexcept:
     memset(OP1, 0, sizeof(OP1))
     memset(OP2, 0, sizeof(OP2))
     memset(OP38, 0, sizeof(OP38))
+    memset(OP2P, 0, sizeof(OP2P))
+    memset(OP38P, 0, sizeof(OP38P))
+    memset(OP3A, 0, sizeof(OP3A))
     memset(GRP, 0, sizeof(GRP))
     memset(GRP_FLAGS, 0, sizeof(GRP_FLAGS))
     # ALU: ADD OR ADC SBB AND SUB XOR CMP, six forms each (SDM Vol. 2 Table A-2).

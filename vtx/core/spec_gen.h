@@ -1067,6 +1067,73 @@ static inline uint32_t exit_info_fields(uint32_t reason)
 #define MSR_IA32_KERNEL_GS_BASE          0xC0000102u
 #define MSR_IA32_TSC_AUX                 0xC0000103u
 
+// ---- CPUID features (vtx/spec/cpuid.py): index in the feature set ---------
+#define FEAT_FPU          0
+#define FEAT_VME          1
+#define FEAT_DE           2
+#define FEAT_PSE          3
+#define FEAT_TSC          4
+#define FEAT_MSR          5
+#define FEAT_PAE          6
+#define FEAT_MCE          7
+#define FEAT_CX8          8
+#define FEAT_APIC         9
+#define FEAT_SEP          10
+#define FEAT_MTRR         11
+#define FEAT_PGE          12
+#define FEAT_MCA          13
+#define FEAT_CMOV         14
+#define FEAT_PAT          15
+#define FEAT_PSE36        16
+#define FEAT_CLFSH        17
+#define FEAT_MMX          18
+#define FEAT_FXSR         19
+#define FEAT_SSE          20
+#define FEAT_SSE2         21
+#define FEAT_SSE3         22
+#define FEAT_PCLMULQDQ    23
+#define FEAT_MONITOR      24
+#define FEAT_VMX          25
+#define FEAT_SSSE3        26
+#define FEAT_CX16         27
+#define FEAT_PCID         28
+#define FEAT_SSE4_1       29
+#define FEAT_SSE4_2       30
+#define FEAT_X2APIC       31
+#define FEAT_MOVBE        32
+#define FEAT_POPCNT       33
+#define FEAT_TSC_DEADLINE 34
+#define FEAT_XSAVE        35
+#define FEAT_OSXSAVE      36
+#define FEAT_RDRAND       37
+#define FEAT_FSGSBASE     38
+#define FEAT_BMI1         39
+#define FEAT_SMEP         40
+#define FEAT_BMI2         41
+#define FEAT_ERMS         42
+#define FEAT_INVPCID      43
+#define FEAT_RDSEED       44
+#define FEAT_ADX          45
+#define FEAT_SMAP         46
+#define FEAT_CLFLUSHOPT   47
+#define FEAT_UMIP         48
+#define FEAT_RDPID        49
+#define FEAT_LAHF_LM      50
+#define FEAT_ABM          51
+#define FEAT_PREFETCHW    52
+#define FEAT_SYSCALL      53
+#define FEAT_NX           54
+#define FEAT_PDPE1GB      55
+#define FEAT_RDTSCP       56
+#define FEAT_LM           57
+#define FEAT_COUNT 58
+#define FEAT_WORDS 1
+// where CPUID reports each feature: leaf, subleaf, register (0 EAX .. 3 EDX), bit
+static const uint32_t FEAT_LEAF[] = {0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x7u, 0x7u, 0x7u, 0x7u, 0x7u, 0x7u, 0x7u, 0x7u, 0x7u, 0x7u, 0x7u, 0x7u, 0x80000001u, 0x80000001u, 0x80000001u, 0x80000001u, 0x80000001u, 0x80000001u, 0x80000001u, 0x80000001u};
+static const uint32_t FEAT_SUBLEAF[] = {0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u};
+static const uint8_t FEAT_REG[] = {3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3};
+static const uint8_t FEAT_BIT[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15, 16, 17, 19, 23, 24, 25, 26, 0, 1, 3, 5, 9, 13, 17, 19, 20, 21, 22, 23, 24, 26, 27, 30, 0, 3, 7, 8, 9, 10, 18, 19, 20, 23, 2, 22, 0, 5, 8, 11, 20, 26, 27, 29};
+
 // ---- The model's VMX capabilities (values of the capability MSRs) -----------
 #define VMX_CAP_VMCS_REVISION_ID    0x1ULL
 #define VMX_CAP_BASIC               0xD8100000000001ULL

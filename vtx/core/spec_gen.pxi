@@ -965,6 +965,68 @@ cdef extern from "spec_gen.h" nogil:
     const uint32_t MSR_IA32_KERNEL_GS_BASE
     const uint32_t MSR_IA32_TSC_AUX
 
+    # CPUID features (vtx/spec/cpuid.py): index in the feature set
+    const int FEAT_FPU
+    const int FEAT_VME
+    const int FEAT_DE
+    const int FEAT_PSE
+    const int FEAT_TSC
+    const int FEAT_MSR
+    const int FEAT_PAE
+    const int FEAT_MCE
+    const int FEAT_CX8
+    const int FEAT_APIC
+    const int FEAT_SEP
+    const int FEAT_MTRR
+    const int FEAT_PGE
+    const int FEAT_MCA
+    const int FEAT_CMOV
+    const int FEAT_PAT
+    const int FEAT_PSE36
+    const int FEAT_CLFSH
+    const int FEAT_MMX
+    const int FEAT_FXSR
+    const int FEAT_SSE
+    const int FEAT_SSE2
+    const int FEAT_SSE3
+    const int FEAT_PCLMULQDQ
+    const int FEAT_MONITOR
+    const int FEAT_VMX
+    const int FEAT_SSSE3
+    const int FEAT_CX16
+    const int FEAT_PCID
+    const int FEAT_SSE4_1
+    const int FEAT_SSE4_2
+    const int FEAT_X2APIC
+    const int FEAT_MOVBE
+    const int FEAT_POPCNT
+    const int FEAT_TSC_DEADLINE
+    const int FEAT_XSAVE
+    const int FEAT_OSXSAVE
+    const int FEAT_RDRAND
+    const int FEAT_FSGSBASE
+    const int FEAT_BMI1
+    const int FEAT_SMEP
+    const int FEAT_BMI2
+    const int FEAT_ERMS
+    const int FEAT_INVPCID
+    const int FEAT_RDSEED
+    const int FEAT_ADX
+    const int FEAT_SMAP
+    const int FEAT_CLFLUSHOPT
+    const int FEAT_UMIP
+    const int FEAT_RDPID
+    const int FEAT_LAHF_LM
+    const int FEAT_ABM
+    const int FEAT_PREFETCHW
+    const int FEAT_SYSCALL
+    const int FEAT_NX
+    const int FEAT_PDPE1GB
+    const int FEAT_RDTSCP
+    const int FEAT_LM
+    const int FEAT_COUNT
+    const int FEAT_WORDS
+
     # The model's VMX capabilities (values of the capability MSRs)
     const uint64_t VMX_CAP_VMCS_REVISION_ID
     const uint64_t VMX_CAP_BASIC
@@ -1263,6 +1325,10 @@ cdef extern from "spec_gen.h" nogil:
     int vmcs_field_width(uint32_t enc)
     int vmcs_field_is_readonly(uint32_t enc)
     uint32_t exit_info_fields(uint32_t reason)
+    const uint32_t FEAT_LEAF[]
+    const uint32_t FEAT_SUBLEAF[]
+    const uint8_t FEAT_REG[]
+    const uint8_t FEAT_BIT[]
 
     # (ck_mask_t is declared in vtx/_core.pxd, which the Cpu struct needs)
     const ck_mask_t CKM_ALL

@@ -138,6 +138,11 @@ for _i in range(256):
     PARITY[_i] = F_PF if (bin(_i).count("1") % 2 == 0) else 0
 
 
+cdef inline int cpu_has(Cpu* c, int feat) noexcept nogil:
+    """The CPU model has CPUID feature FEAT_<name> (vtx/spec/cpuid.py)."""
+    return <int>((c.features[feat >> 6] >> (feat & 63)) & 1)
+
+
 cdef inline uint64_t sign_bit(int size) noexcept nogil:
     return 1ULL << (size * 8 - 1)
 

@@ -39,6 +39,7 @@ from .exit_reasons import EXIT_INFO, EXIT_REASONS, EXIT_REASON_FLAGS, INFO_FIELD
 from .entry_checks import ALWAYS as CHECKS_ALWAYS, ENTRY_CHECKS, FAMILIES as CHECK_FAMILIES, \
     INPUTS as CHECK_INPUTS, RFLAGS_RESERVED
 from .msrs import MSRS
+from .cpuid import FEATURES, PRESETS
 from . import registers as _registers
 from . import MODEL_FIELDS
 from .vm_instruction_errors import VM_INSTRUCTION_ERRORS
@@ -138,6 +139,15 @@ def check_tables():
     # exit-information write cannot touch (the model writes those fields at
     # exits without marking anything).
     _unique(ENTRY_CHECKS, 0, "entry check")
+    _unique(FEATURES, 0, "CPUID feature")
+    _unique([(n, (leaf, sub, reg, bit)) for n, leaf, sub, reg, bit, _ in FEATURES], 1, "CPUID feature bit")
+    if len(FEATURES) > 128:
+        raise ValueError("more than 128 CPUID features: widen Cpu.features in vtx/_core.pxd")
+    names = {row[0] for row in FEATURES}
+    for preset, members in PRESETS.items():
+        for name in members:
+            if name not in names:
+                raise ValueError(f"CPUID preset {preset!r} names an unknown feature {name!r}")
     assert list(CHECK_INPUTS) == [row[0] for row in ENTRY_CHECKS], "INPUTS must list every check, in table order"
     assert set(CHECKS_ALWAYS) <= set(CHECK_INPUTS)
     widths = {n: width_bits(field_width(e)) for n, e, _ in FIELDS}
@@ -297,6 +307,19 @@ def render_header(layout):
     lines += ["", "// ---- MSR numbers ---------------------------------------------------------"]
     lines += _define_block([(f"MSR_{n}", f"0x{v:X}u") for n, v, _ in MSRS])
 
+    lines += ["", "// ---- CPUID features (vtx/spec/cpuid.py): index in the feature set ---------"]
+    lines += _define_block([(f"FEAT_{n}", str(i)) for i, (n, *_r) in enumerate(FEATURES)])
+    lines += _define_block([("FEAT_COUNT", str(len(FEATURES))), ("FEAT_WORDS", str((len(FEATURES) + 63) // 64))])
+    regs = {"eax": 0, "ebx": 1, "ecx": 2, "edx": 3}
+    lines.append("// where CPUID reports each feature: leaf, subleaf, register (0 EAX .. 3 EDX), bit")
+    lines.append("static const uint32_t FEAT_LEAF[] = {" +
+                 ", ".join(f"0x{leaf:X}u" for _n, leaf, *_r in FEATURES) + "};")
+    lines.append("static const uint32_t FEAT_SUBLEAF[] = {" +
+                 ", ".join(f"{sub}u" for _n, _l, sub, *_r in FEATURES) + "};")
+    lines.append("static const uint8_t FEAT_REG[] = {" +
+                 ", ".join(str(regs[reg]) for _n, _l, _s, reg, *_r in FEATURES) + "};")
+    lines.append("static const uint8_t FEAT_BIT[] = {" +
+                 ", ".join(str(bit) for _n, _l, _s, _r, bit, _d in FEATURES) + "};")
     lines += ["", "// ---- The model's VMX capabilities (values of the capability MSRs) -----------"]
     lines += _define_block([(f"VMX_CAP_{n}", f"0x{v:X}ULL") for n, v, _ in capabilities.VALUES])
     lines += ["", "// ---- VM-entry checks (vtx/spec/entry_checks.py, numbered in SDM order) -----"]
@@ -496,6 +519,10 @@ def render_pxi(header_text):
         "    int vmcs_field_width(uint32_t enc)",
         "    int vmcs_field_is_readonly(uint32_t enc)",
         "    uint32_t exit_info_fields(uint32_t reason)",
+        "    const uint32_t FEAT_LEAF[]",
+        "    const uint32_t FEAT_SUBLEAF[]",
+        "    const uint8_t FEAT_REG[]",
+        "    const uint8_t FEAT_BIT[]",
         "",
         "    # (ck_mask_t is declared in vtx/_core.pxd, which the Cpu struct needs)",
         "    const ck_mask_t CKM_ALL",

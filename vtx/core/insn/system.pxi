@@ -245,14 +245,23 @@ cdef enum:
     MISC_ENABLE_MONITOR = 1 << 18
 
 
-cdef void model_cpuid(uint64_t cr4, uint64_t misc_enable, uint32_t leaf, uint32_t sub, uint32_t* out) noexcept nogil:
+cdef void model_cpuid(Cpu* c, uint64_t cr4, uint32_t leaf, uint32_t sub, uint32_t* out) noexcept nogil:
     """CPUID as the modeled processor answers it (root operation; in non-root
-    operation CPUID always exits, SDM Vol. 3 26.1.2).  Only features the model
-    implements are reported; the leaves between 1 and the maximum that name
-    no feature answer 0.  CPUID.01H:ECX.OSXSAVE reflects CR4.OSXSAVE and
+    operation CPUID always exits, SDM Vol. 3 26.1.2).  The feature bits are
+    the CPU model's feature set (vtx/spec/cpuid.py, Cpu.features): only what
+    the model implements.  The leaves between 1 and the maximum that name no
+    feature answer 0.  CPUID.01H:ECX.OSXSAVE reflects CR4.OSXSAVE and
     CPUID.01H:ECX.MONITOR reflects IA32_MISC_ENABLE[18] (SDM Vol. 2 CPUID;
-    Vol. 4 Table 2-2): cr4 and misc_enable are the guest's."""
+    Vol. 4 Table 2-2): cr4 is the guest's."""
+    cdef int f
     out[0] = out[1] = out[2] = out[3] = 0
+    # ECX selects a subleaf only for the leaves that have them (SDM Vol. 2
+    # CPUID: 04H, 07H, 0BH, 0DH, ...); the others ignore it.
+    if leaf != 4 and leaf != 7 and leaf != 0xB and leaf != 0xD and leaf != 0x1F:
+        sub = 0
+    for f in range(FEAT_COUNT):
+        if FEAT_LEAF[f] == leaf and FEAT_SUBLEAF[f] == sub and cpu_has(c, f):
+            out[FEAT_REG[f]] |= 1u << FEAT_BIT[f]
     if leaf == 0:
         out[0] = 0xD              # highest basic leaf: XSAVE enumeration
         out[1] = 0x756E6547ULL    # "GenuineIntel" in EBX EDX ECX
@@ -260,34 +269,27 @@ cdef void model_cpuid(uint64_t cr4, uint64_t misc_enable, uint32_t leaf, uint32_
         out[2] = 0x6C65746EULL
     elif leaf == 1:
         out[0] = 0x000906EAULL    # family 6
-        # MONITOR/MWAIT (3), VMX (5), XSAVE (26), OSXSAVE (27)
-        out[2] = (1 << 5) | (1 << 26)
-        if misc_enable & MISC_ENABLE_MONITOR:
-            out[2] |= 1 << 3
+        if not (c.misc_enable & MISC_ENABLE_MONITOR):
+            out[2] &= ~(1u << 3)
         if cr4 & CR4_OSXSAVE:
-            out[2] |= 1 << 27
-        # DE, PSE, TSC, MSR, PAE
-        out[3] = (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6)
+            out[2] |= 1u << 27
+        else:
+            out[2] &= ~(1u << 27)
     elif leaf == 5:
         # MONITOR/MWAIT: monitor-line size 64 bytes (EAX smallest, EBX
         # largest); ECX: MWAIT extensions enumerated (0), interrupts as
         # break events even with EFLAGS.IF = 0 (1).  No C-state sub-states.
-        out[0] = 64
-        out[1] = 64
-        out[2] = 3
-    elif leaf == 7:
-        if sub == 0:
-            out[1] = 1 << 10       # INVPCID
+        if cpu_has(c, FEAT_MONITOR):
+            out[0] = 64
+            out[1] = 64
+            out[2] = 3
     elif leaf == 0xD:
-        if sub == 0:
+        if sub == 0 and cpu_has(c, FEAT_XSAVE):
             out[0] = XCR0_SUPPORTED
             out[1] = XSAVE_AREA_SIZE    # for the components enabled in XCR0 (only x87)
             out[2] = XSAVE_AREA_SIZE
     elif leaf == 0x80000000ULL:
         out[0] = 0x80000008ULL
-    elif leaf == 0x80000001ULL:
-        out[2] = 1 << 0                  # LAHF/SAHF in 64-bit mode
-        out[3] = (1 << 20) | (1 << 27) | (1 << 29)   # NX, RDTSCP, LM
     elif leaf == 0x80000008ULL:
         out[0] = MAXPHYADDR | (48 << 8)
 
@@ -296,7 +298,7 @@ cdef int h_cpuid(Cpu* c, Insn* d) noexcept nogil:
     cdef uint32_t r[4]
     if c.vmx.non_root:
         return insn_exit(c, d, EXIT_REASON_CPUID, 0)
-    model_cpuid(c.cr4, c.misc_enable, <uint32_t>c.regs[R_AX], <uint32_t>c.regs[R_CX], r)
+    model_cpuid(c, c.cr4, <uint32_t>c.regs[R_AX], <uint32_t>c.regs[R_CX], r)
     c.regs[R_AX] = r[0]
     c.regs[R_BX] = r[1]
     c.regs[R_CX] = r[2]

@@ -368,7 +368,7 @@ SDM_SEG[5] = S_GS
 cdef inline int cpu_has_rtm(Cpu* c) noexcept nogil:
     """CPUID.(EAX=07H,ECX=0):EBX.RTM[bit 11] of the model."""
     cdef uint32_t r[4]
-    model_cpuid(c.cr4, c.misc_enable, 7, 0, r)
+    model_cpuid(c, c.cr4, 7, 0, r)
     return (r[1] >> 11) & 1
 
 
