@@ -89,6 +89,10 @@ cdef enum:
     CR4_TSD = 1 << 2
     CR4_DE = 1 << 3
     CR4_PCE = 1 << 8
+    CR4_OSFXSR = 1 << 9
+    CR4_OSXMMEXCPT = 1 << 10
+    CR4_UMIP = 1 << 11
+    CR4_FSGSBASE = 1 << 16
     CR4_OSXSAVE = 1 << 18
     CR4_VMXE = 1 << 13
     CR4_PCIDE = 1 << 17
