@@ -19,10 +19,24 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 LOAD_ADDRESS = 0x1000
 
-CFLAGS = ["-ffreestanding", "-fno-pic", "-fno-pie", "-nostdlib", "-fno-stack-protector",
-          "-fno-asynchronous-unwind-tables", "-mno-red-zone", "-mgeneral-regs-only"]
+BASE_CFLAGS = ["-ffreestanding", "-fno-pic", "-fno-pie", "-nostdlib", "-fno-stack-protector",
+               "-fno-asynchronous-unwind-tables", "-mno-red-zone"]
+CFLAGS = BASE_CFLAGS + ["-mgeneral-regs-only"]
 RUNTIME = ["start.S", "rt.c"]
 ARCH = {32: ("-m32", "elf_i386"), 64: ("-m64", "elf_x86_64")}
+
+# Flavours of a build:
+#   "general": the integer-only guests (-mgeneral-regs-only), entered at start.S;
+#   "fp":      ordinary gcc output: x87 and SSE in use (-msse2 for 32-bit code,
+#              which keeps floating point on the x87), entered at start_fp.S,
+#              which enables the FPU and SSE as an OS would;
+#   "native":  the "fp" code as a static Linux user program for the host CPU,
+#              the oracle the "fp" guests are compared with (an ELF file).
+FLAVOURS = {
+    "general": (CFLAGS, ["start.S", "rt.c"]),
+    "fp": (BASE_CFLAGS, ["start_fp.S", "rt.c"]),
+    "native": (BASE_CFLAGS + ["-DGUEST_NATIVE"], ["start_native.S", "rt.c"]),
+}
 
 
 class BuildError(Exception):
@@ -57,18 +71,23 @@ def _run(cmd, cwd):
         raise BuildError(f"{' '.join(cmd)}\n{p.stdout}{p.stderr}")
 
 
-def build(name, bits, opt="-O2"):
+def build(name, bits, opt="-O2", flavour="general"):
     """The flat binary image of guest NAME (tests/guests/NAME.c) for 32- or
-    64-bit code at optimization level opt, and the path of its linker map."""
+    64-bit code at optimization level opt, and the path of its linker map.
+    For the "native" flavour the image is a static Linux executable (its
+    bytes; the map's sibling ``.elf`` path runs it)."""
     m, emul = ARCH[bits]
-    sources = RUNTIME + [f"{name}.c"]
-    flags = [m] + CFLAGS + [opt]
+    base_flags, runtime = FLAVOURS[flavour]
+    sources = runtime + [f"{name}.c"]
+    flags = [m] + base_flags + [opt]
+    if flavour != "general" and bits == 32:
+        flags.append("-msse2")
     key = hashlib.sha256()
-    for part in [gcc_version(), " ".join(flags), emul]:
+    for part in [gcc_version(), " ".join(flags), emul, flavour]:
         key.update(part.encode() + b"\0")
     for f in sources + ["rt.h", "link.ld"]:
         key.update(f.encode() + b"\0" + (HERE / f).read_bytes() + b"\0")
-    tag = f"{name}-{bits}{opt}-{key.hexdigest()[:16]}"
+    tag = f"{name}-{flavour}-{bits}{opt}-{key.hexdigest()[:16]}"
     out = cache_dir() / f"{tag}.bin"
     mapfile = cache_dir() / f"{tag}.map"
     if out.exists():
@@ -80,8 +99,12 @@ def build(name, bits, opt="-O2"):
             _run(["gcc"] + flags + ["-I", str(HERE), "-c", str(HERE / src), "-o", obj], tmp)
             objs.append(obj)
         binary = str(Path(tmp) / "guest.bin")
-        _run(["ld", "-m", emul, "-nostdlib", "--build-id=none", "-T", str(HERE / "link.ld"),
-              "--oformat", "binary", "-Map", str(Path(tmp) / "guest.map"), "-o", binary] + objs, tmp)
+        if flavour == "native":
+            _run(["ld", "-m", emul, "-static", "-nostdlib", "--build-id=none", "-Map",
+                  str(Path(tmp) / "guest.map"), "-o", binary] + objs, tmp)
+        else:
+            _run(["ld", "-m", emul, "-nostdlib", "--build-id=none", "-T", str(HERE / "link.ld"),
+                  "--oformat", "binary", "-Map", str(Path(tmp) / "guest.map"), "-o", binary] + objs, tmp)
         data = Path(binary).read_bytes()
         # Publish atomically: parallel test runs may build the same image.
         for src_path, dst in ((Path(tmp) / "guest.map", mapfile), (Path(binary), out)):
@@ -89,6 +112,20 @@ def build(name, bits, opt="-O2"):
             shutil.copyfile(src_path, part)
             os.replace(part, dst)
     return data, mapfile
+
+
+def run_native(name, bits, opt="-O2", timeout=60):
+    """Build guest NAME as a Linux program and run it on the host CPU: its
+    standard output (text) and exit status."""
+    data, mapfile = build(name, bits, opt, flavour="native")
+    exe = mapfile.with_suffix(".elf")
+    if not exe.exists():
+        part = exe.with_suffix(f".{os.getpid()}.tmp")
+        part.write_bytes(data)
+        part.chmod(0o755)
+        os.replace(part, exe)
+    p = subprocess.run([str(exe)], capture_output=True, timeout=timeout)
+    return p.stdout.decode(), p.returncode
 
 
 def symbols(mapfile):
