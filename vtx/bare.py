@@ -105,10 +105,11 @@ class BareMetal(_Memory):
     def __reduce__(self):
         raise TypeError("a vtx.BareMetal machine cannot be copied or pickled (snapshots are not implemented yet)")
 
-    def __init__(self, memory=16 << 20):
+    def __init__(self, memory=16 << 20, cpu="default"):
         _check_memory_size(memory)
         self._machine = _core.Machine(memory, 4096)
         self.memory_size = memory
+        self.cpu_model = cpu
         self.cpu = BareCpu(self._machine)
         self._io = {}
         self.console = bytearray()

@@ -71,7 +71,7 @@ cdef int deliver_real(Cpu* c, int vec) noexcept nogil:
     cdef uint64_t ret = c.next_rip if event_is_soft(c.exc_type) else c.rip
     if <uint32_t>(vec * 4 + 3) > c.idtr_limit:
         return raise_exc(c, EXC_GP, 1, vec * 8 + 2)
-    rc = lin_read(c, (c.idtr_base + vec * 4) & 0xFFFFFFFFULL, 4, 0, &ent)
+    rc = lin_read(c, (c.idtr_base + vec * 4) & 0xFFFFFFFFULL, 4, AM_IMPLICIT, &ent)
     if rc:
         return rc
     sp = c.regs[R_SP] & 0xFFFF
@@ -111,11 +111,11 @@ cdef int deliver_protected(Cpu* c, int vec, int has_err, uint32_t err) noexcept 
     cdef Seg ncs, nss
     if <uint32_t>(vec * gsize + gsize - 1) > c.idtr_limit:
         return raise_exc(c, EXC_GP, 1, idt_err)
-    rc = lin_read(c, c.idtr_base + vec * gsize, 8, 0, &g_lo)
+    rc = lin_read(c, c.idtr_base + vec * gsize, 8, AM_IMPLICIT, &g_lo)
     if rc:
         return rc
     if gsize == 16:
-        rc = lin_read(c, c.idtr_base + vec * gsize + 8, 8, 0, &g_hi)
+        rc = lin_read(c, c.idtr_base + vec * gsize + 8, 8, AM_IMPLICIT, &g_hi)
         if rc:
             return rc
     gtype = (g_lo >> 40) & 0x1F
@@ -181,7 +181,7 @@ cdef int deliver_protected(Cpu* c, int vec, int has_err, uint32_t err) noexcept 
         if priv or ist:
             if c.seg[S_TR].limit < 0x67:
                 return raise_exc(c, EXC_TS, 1, c.seg[S_TR].sel & 0xFFFC)
-            rc = lin_read(c, c.seg[S_TR].base + (0x24 + 8 * (ist - 1) if ist else 4 + 8 * new_cpl), 8, 0, &tss_sp)
+            rc = lin_read(c, c.seg[S_TR].base + (0x24 + 8 * (ist - 1) if ist else 4 + 8 * new_cpl), 8, AM_IMPLICIT, &tss_sp)
             if rc:
                 return rc
             new_sp = tss_sp
@@ -215,7 +215,7 @@ cdef int deliver_protected(Cpu* c, int vec, int has_err, uint32_t err) noexcept 
         if priv:
             if c.seg[S_TR].limit < 0x67:
                 return raise_exc(c, EXC_TS, 1, c.seg[S_TR].sel & 0xFFFC)
-            rc = lin_read(c, c.seg[S_TR].base + 4 + 8 * new_cpl, 8, 0, &tss_sp)
+            rc = lin_read(c, c.seg[S_TR].base + 4 + 8 * new_cpl, 8, AM_IMPLICIT, &tss_sp)
             if rc:
                 return rc
             new_ss = <uint16_t>(tss_sp >> 32)

@@ -46,7 +46,7 @@ cdef int decode_at(Cpu* c, uint64_t lin, uint8_t* p, Insn** dp, uint64_t tag) no
         if avail > d.len:
             fuse(c, d, p + d.len, avail - d.len)
         d.tag = tag
-        hpa = c.tlb[(lin >> 12) & (TLB_ENTRIES - 1)].hpa | (lin & 0xFFF)
+        hpa = tlb_slot(c, lin).hpa | (lin & 0xFFF)
         mark_code_page(c, hpa, d.len)
     return RC_OK
 
@@ -278,7 +278,7 @@ cdef int run_loop(Cpu* c) noexcept nogil:
                     fetch_page = lin >> 12
                     fetch_gen = c.tlb_gen
                     fetch_host = p - (lin & 0xFFF)
-                    fetch_hpa = c.tlb[(lin >> 12) & (TLB_ENTRIES - 1)].hpa
+                    fetch_hpa = tlb_slot(c, lin).hpa
         if rc == RC_OK and (c.interruptibility & 3) == 0 and fetch_hpa < c.ram_size:
             # The translated block here, if one is valid, and if the checks
             # for its whole extent pass; else one instruction at a time below.

@@ -96,7 +96,7 @@ cdef int iret(Cpu* c, Insn* d) noexcept nogil:
         if c.efer & EFER_LMA:
             return raise_gp0(c)
         if c.vmx.non_root:
-            rc = lin_read(c, c.seg[S_TR].base, 2, 0, &v)
+            rc = lin_read(c, c.seg[S_TR].base, 2, AM_IMPLICIT, &v)
             if rc:
                 return rc
             return insn_exit(c, d, EXIT_REASON_TASK_SWITCH, (v & 0xFFFF) | (1ULL << 30))

@@ -15,12 +15,12 @@ cdef int read_system_descriptor(Cpu* c, uint16_t sel, uint64_t* lo, uint64_t* hi
     if (sel & 4) or (sel & 0xFFF8) + size - 1 > c.gdtr_limit:
         return raise_exc(c, EXC_GP, 1, sel & 0xFFFC)
     addr[0] = c.gdtr_base + (sel & 0xFFF8)
-    rc = lin_read(c, addr[0], 8, 0, lo)
+    rc = lin_read(c, addr[0], 8, AM_IMPLICIT, lo)
     if rc:
         return rc
     hi[0] = 0
     if size == 16:
-        rc = lin_read(c, addr[0] + 8, 8, 0, hi)
+        rc = lin_read(c, addr[0] + 8, 8, AM_IMPLICIT, hi)
         if rc:
             return rc
     return RC_OK
@@ -64,7 +64,7 @@ cdef int load_system_segment(Cpu* c, int sr, uint16_t sel) noexcept nogil:
             return raise_exc(c, EXC_GP, 1, sel & 0xFFFC)
     if sr == S_TR:
         # Busy: type 9 -> B, 1 -> 3 (bit 1 of the type, byte 5 of the descriptor).
-        rc = lin_write(c, addr + 5, 1, 0, ((lo >> 40) & 0xFF) | 2)
+        rc = lin_write(c, addr + 5, 1, AM_IMPLICIT, ((lo >> 40) & 0xFF) | 2)
         if rc:
             return rc
         lo |= 2ULL << 40

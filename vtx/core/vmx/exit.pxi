@@ -170,7 +170,7 @@ cdef void tlb_at_entry(Cpu* c) noexcept nogil:
             c.tlb_cr0 == c.cr0 & (CR0_PE | CR0_WP | CR0_PG) and c.tlb_cr3 == c.cr3 and
             c.tlb_cr4 == c.cr4 & (CR4_PSE | CR4_PAE | CR4_PGE | CR4_PCIDE | CR4_SMEP | CR4_SMAP) and
             c.tlb_efer == c.efer & (EFER_LMA | EFER_NXE) and
-            c.tlb_eptp == (c.vmx.ctl.eptp if c.vmx.ept else 1)):
+            c.tlb_eptp == (c.vmx.ctl.eptp if c.vmx.ept else 1) and c.tlb_cfg == tlb_config(c)):
         tlb_flush(c)
     c.tlb_kept = 0
 

@@ -269,7 +269,7 @@ cdef int h_vmxon(Cpu* c, Insn* d) noexcept nogil:
     # Outside VMX operation: CPL 0, CR0 and CR4 within the fixed bits, and
     # IA32_FEATURE_CONTROL locked with VMXON outside SMX enabled.
     if c.cpl != 0 or (c.cr0 & VMX_CAP_CR0_FIXED0) != VMX_CAP_CR0_FIXED0 or (c.cr0 & ~VMX_CAP_CR0_FIXED1) or \
-            (c.cr4 & VMX_CAP_CR4_FIXED0) != VMX_CAP_CR4_FIXED0 or (c.cr4 & ~VMX_CAP_CR4_FIXED1) or \
+            (c.cr4 & VMX_CAP_CR4_FIXED0) != VMX_CAP_CR4_FIXED0 or (c.cr4 & ~c.cr4_fixed1) or \
             (c.feature_control & 5) != 5:
         return raise_gp0(c)
     rc = mem_read(c, d.seg, ea_offset(c, d), 8, &pa)
