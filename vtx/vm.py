@@ -223,11 +223,12 @@ class _Memory:
     def cpu_model(self, model):
         self._machine.cpu_model = model
 
-    def map_rom(self, image, low=0x20000):
+    def map_rom(self, image, low=None):
         """Map a firmware ROM image as a PC does: all of it at the top of the
         4 GiB physical space (ending at FFFFFFFFH, so the reset vector
-        FFFFFFF0H is its last 16 bytes) and its last ``low`` bytes (128 KiB
-        by default, 0 for none) again below 1 MiB, ending at FFFFFH, over the
+        FFFFFFF0H is its last 16 bytes) and its last ``low`` bytes (by
+        default 128 KiB, or all of a smaller image; 0 for none) again below
+        1 MiB, ending at FFFFFH, over the
         RAM there.  The image is a multiple of 4 KiB, at most 16 MiB; memory
         must end below the ROM.  The ROM is read-only: a write to it (from
         the processor) is ignored, as on a PC, and neither faults nor exits;
@@ -236,6 +237,8 @@ class _Memory:
         size = len(data)
         if size == 0 or size % 4096 or size > 16 << 20:
             raise ArgumentError(f"a ROM image is a multiple of 4 KiB and at most 16 MiB, not {size:#x} bytes")
+        if low is None:
+            low = min(size, 0x20000)
         if isinstance(low, bool) or not isinstance(low, int):
             raise TypeError(f"low is a size in bytes, not {low!r}")
         if low < 0 or low % 4096 or low > min(size, 0x100000):

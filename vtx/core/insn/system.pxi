@@ -345,6 +345,8 @@ cdef int rdtscp(Cpu* c, Insn* d) noexcept nogil:
     RDTSCP" is 1, before any other exception (SDM 26.3); it exits when
     "RDTSC exiting" is 1 too (SDM 26.1.3), after the CR4.TSD #GP."""
     cdef uint64_t t
+    if not cpu_has(c, FEAT_RDTSCP):
+        return raise_ud(c)          # not in the CPU model (vtx/cpu_model.py)
     if c.vmx.non_root and not (c.vmx.ctl.proc2 & PROC2_ENABLE_RDTSCP):
         return raise_ud(c)
     if (c.cr4 & CR4_TSD) and c.cpl != 0 and (c.cr0 & CR0_PE):
@@ -455,6 +457,10 @@ cdef int msr_write(Cpu* c, uint32_t msr, uint64_t v) noexcept nogil:
         c.tsc_base = v - c.icount
     elif msr == MSR_IA32_EFER:
         if v & ~(<uint64_t>(EFER_SCE | EFER_LME | EFER_LMA | EFER_NXE)):
+            return 1
+        # NXE and LME are reserved on a processor without XD or Intel 64
+        # (SDM Vol. 3A 2.2.1, Table 2-1 note; the CPU model's NX and LM).
+        if ((v & EFER_NXE) and not cpu_has(c, FEAT_NX)) or ((v & EFER_LME) and not cpu_has(c, FEAT_LM)):
             return 1
         if (c.cr0 & CR0_PG) and ((v ^ c.efer) & EFER_LME):
             return 1
@@ -1145,6 +1151,8 @@ cdef int h_invpcid(Cpu* c, Insn* d) noexcept nogil:
     non-global entry."""
     cdef uint64_t typ, off, lo, hi
     cdef int rc
+    if not cpu_has(c, FEAT_INVPCID):
+        return raise_ud(c)          # not in the CPU model (vtx/cpu_model.py)
     if c.vmx.non_root and not (c.vmx.ctl.proc2 & PROC2_ENABLE_INVPCID):
         return raise_ud(c)
     if d.mod == 3 or (c.rflags & F_VM):
