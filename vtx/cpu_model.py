@@ -1,5 +1,5 @@
 """The CPU model: what the processor says it is through CPUID, and so what it
-does (docs/concepts/cpu_model.rst).
+does (docs/tutorials/cpu_model.rst).
 
 A :class:`CpuModel` is a preset of vtx/spec/cpuid.py (``"default"``,
 ``"skylake"``, ``"core2"``) with features added or removed by name, and an

@@ -214,7 +214,7 @@ class _Memory:
 
     @property
     def cpu_model(self):
-        """The :class:`vtx.CpuModel` of the processor (docs/concepts/cpu_model.rst):
+        """The :class:`vtx.CpuModel` of the processor (docs/tutorials/cpu_model.rst):
         set a model or a preset name to change what CPUID reports and what the
         processor does."""
         return self._machine.cpu_model
