@@ -237,3 +237,18 @@ def test_vmx_cr4_fixed1_follows_the_model(preset):
     assert fixed1 & (1 << CR4_BITS["PCE"])                  # no feature flag: always there
     assert not fixed1 & (1 << CR4_BITS["LA57"]) and not fixed1 & (1 << CR4_BITS["PKE"])
     assert bm.cpu.rdmsr(0x488) == 1 << 13                   # CR4_FIXED0: VMXE
+
+
+def test_a_hosted_guest_can_be_shown_no_vmx():
+    """A model without VMX hides it from the guest's CPUID and makes CR4.VMXE
+    reserved outside VMX operation, but the processor that runs a hosted
+    guest is in VMX operation: its CR4.VMXE (the host's, behind the CR4
+    guest/host mask) still passes the entry checks, and the guest's own MOV
+    to CR4 works."""
+    model = CpuModel("default", remove={"VMX"})
+    assert not has_bit(model, "VMX")
+    assert not model.cr4_fixed1 & (1 << CR4_BITS["VMXE"])
+    ex = run64("mov rax, cr4\nbts rax, 7\nmov cr4, rax\nmov rbx, cr4", model)
+    assert outcome(ex) == "HLT"
+    bm = vtx.BareMetal(memory=1 << 20, cpu=model)
+    assert bm.cpu.rdmsr(0x489) & (1 << CR4_BITS["VMXE"])   # IA32_VMX_CR4_FIXED1 of a VMX processor

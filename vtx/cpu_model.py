@@ -153,7 +153,9 @@ class CpuModel:
 
     @property
     def cr4_fixed1(self):
-        """The CR4 bits this model lets software set (IA32_VMX_CR4_FIXED1)."""
+        """The CR4 bits this model lets software set.  IA32_VMX_CR4_FIXED1
+        is this with VMXE: a processor in VMX operation has VMX, even where
+        a model without it is what a hosted guest is shown."""
         return cr4_fixed1(self.features)
 
     def cpuid_leaves(self):

@@ -631,7 +631,11 @@ cdef int write_cr0(Cpu* c, uint64_t v) noexcept nogil:
 
 cdef int write_cr4(Cpu* c, uint64_t v) noexcept nogil:
     cdef int rc
-    if v & ~c.cr4_fixed1:
+    # The bits of the CPU model's features (Cpu.cr4_fixed1); VMXE also in
+    # VMX operation, whatever the model tells a hosted guest through CPUID
+    # (the processor running it has VMX; the guest's own VMXE is the host's,
+    # through the CR4 guest/host mask).
+    if v & ~(c.cr4_fixed1 | (<uint64_t>CR4_VMXE if c.vmx.on else 0)):
         return raise_gp0(c)
     # CR4.PCIDE: only in IA-32e mode, and set only while CR3[11:0] = 0 (SDM
     # Vol. 2 MOV CR, "Protected Mode Exceptions"); a PCIDE outside IA-32e mode

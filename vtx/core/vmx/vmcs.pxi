@@ -118,7 +118,7 @@ cdef int vmx_cap_msr(Cpu* c, uint32_t msr, uint64_t* v) noexcept nogil:
     elif msr == MSR_IA32_VMX_CR4_FIXED0:
         v[0] = VMX_CAP_CR4_FIXED0
     elif msr == MSR_IA32_VMX_CR4_FIXED1:
-        v[0] = c.cr4_fixed1
+        v[0] = c.cr4_fixed1 | CR4_VMXE
     elif msr == MSR_IA32_VMX_VMCS_ENUM:
         v[0] = VMX_CAP_VMCS_ENUM
     elif msr == MSR_IA32_VMX_VMFUNC:
