@@ -850,3 +850,44 @@ def test_remapped_code_page_runs_the_new_code(machines):
     """, bits=64))
     m.enter(0, KCODE, rbx=x)
     assert m.run() == "ok" and m.v.rax == 2
+
+
+# --- loading CR3 -------------------------------------------------------------------
+
+def test_pae_mov_cr3_checks_the_pdptes(machines):
+    """PAE paging loads the four PDPTEs with CR3; a present one with a
+    reserved bit (here R/W, bit 1) is #GP(0) and CR3 keeps its value (SDM
+    Vol. 3A 4.4.1)."""
+    m = machines("pae")
+    bad = TEST_TABLES + 0x3000
+    m.vm.write(bad, ((m.pdpt[0] | 2)).to_bytes(8, "little") + bytes(24))
+    m.vm.write(KCODE, vtx.asm(f"mov eax, {bad}\nmov cr3, eax\ncpuid\n", bits=32))
+    m.enter(0, KCODE)
+    got = m.run()
+    assert got.reason == vtx.ExitReason.EXCEPTION_OR_NMI and (got.vector, got.error_code) == (13, 0)
+    assert m.v.cr3 == m.cr3
+    m.vm.write(bad, m.pdpt[0].to_bytes(8, "little"))
+    m.enter(0, KCODE)
+    assert m.run() == "ok" and m.v.cr3 == bad
+
+
+def test_cr3_bit_63_needs_pcide(machines):
+    m = machines(64)
+    m.vm.write(KCODE, vtx.asm("mov rax, cr3\nbts rax, 63\nmov cr3, rax\ncpuid\n", bits=64))
+    m.enter(0, KCODE)
+    got = m.run()
+    assert got.reason == vtx.ExitReason.EXCEPTION_OR_NMI and got.vector == 13
+    m.enter(0, KCODE, pcide=True)
+    assert m.run() == "ok" and m.v.cr3 == m.cr3          # bit 63 is not stored
+
+
+def test_cr4_pcide_needs_cr3_pcid_zero(machines):
+    """MOV to CR4 setting PCIDE with CR3[11:0] != 0 is #GP(0) (SDM Vol. 2 MOV CR)."""
+    m = machines(64)
+    m.vm.write(KCODE, vtx.asm("mov rax, cr4\nbts rax, 17\nmov cr4, rax\ncpuid\n", bits=64))
+    m.enter(0, KCODE)
+    m.v.cr3 = m.cr3 | 0x5
+    got = m.run()
+    assert got.reason == vtx.ExitReason.EXCEPTION_OR_NMI and got.vector == 13
+    m.enter(0, KCODE)
+    assert m.run() == "ok"
