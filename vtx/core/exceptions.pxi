@@ -97,7 +97,7 @@ cdef int deliver_protected(Cpu* c, int vec, int has_err, uint32_t err) noexcept 
     Vol. 3 6.12, 6.14), from virtual-8086 mode too (SDM Vol. 3B 20.3.1.1),
     or a task gate (a task switch, core/task.pxi)."""
     cdef int gsize = 16 if (c.efer & EFER_LMA) else 8
-    cdef uint64_t g_lo, g_hi = 0, off, csdesc, hi, addr, ssdesc
+    cdef uint64_t g_lo, g_hi = 0, off, csdesc, hi, addr, ssdesc, soff
     cdef uint64_t new_sp, lin[10], vals[10], tss_sp, ss_base = 0, tdesc, taddr
     cdef int v86 = (c.rflags & F_VM) != 0
     cdef uint64_t ret = c.next_rip if event_is_soft(c.exc_type) else c.rip
@@ -261,8 +261,17 @@ cdef int deliver_protected(Cpu* c, int vec, int has_err, uint32_t err) noexcept 
         if has_err:
             vals[n] = err; n += 1
         ss_base = nss.base
+        # The frame must fit the stack segment: an unusable SS (a task
+        # switch that faulted before loading it) or a slot outside an
+        # expand-up segment's limit is #SS(EXT) (SDM Vol. 2 INT n, "IF
+        # stack does not have room").
+        if nss.ar & AR_UNUSABLE:
+            return raise_exc(c, EXC_SS, 1, ext)
         for i in range(n):
-            lin[i] = (ss_base + ((new_sp - psize * (i + 1)) & (0xFFFFFFFFULL if (nss.ar & AR_DB) else 0xFFFF))) & 0xFFFFFFFFULL
+            soff = (new_sp - psize * (i + 1)) & (0xFFFFFFFFULL if (nss.ar & AR_DB) else 0xFFFF)
+            if (nss.ar & 0xC) != 4 and soff + psize - 1 > nss.limit:
+                return raise_exc(c, EXC_SS, 1, ext | ((new_ss & 0xFFFC) if priv else 0))
+            lin[i] = (ss_base + soff) & 0xFFFFFFFFULL
         rc = stack_write(c, lin, n, psize, vals)
         if rc:
             return rc

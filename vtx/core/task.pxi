@@ -270,8 +270,8 @@ cdef int task_switch(Cpu* c, uint16_t sel, uint64_t desc, uint64_t desc_addr, in
         fl &= ~(<uint64_t>F_VM)
     c.rflags = fl
     c.lf_kind = LF_NONE
-    # Selectors first, descriptors after (the order of Table 8-1: LDTR, CS,
-    # SS, then the data segments); a register whose load has not happened
+    # Selectors first, descriptors after (LDTR, SS, CS, then the data
+    # segments, the order of Table 8-1's checks); a register whose load has not happened
     # when a fault comes holds its selector and is unusable.
     for i in range(6):
         c.seg[i].sel = sels[i]
@@ -303,11 +303,13 @@ cdef int task_switch(Cpu* c, uint16_t sel, uint64_t desc, uint64_t desc_addr, in
             return raise_exc(c, EXC_TS, 1, (sels[6] & 0xFFFC) | ext)
         descriptor_to_seg(odesc, &c.seg[S_LDTR], sels[6])
     if not (fl & F_VM):
-        rc = task_load_seg(c, S_CS, sels[1], cpl, ext)
+        # SS before CS, as Table 8-1 lists their checks: a fault on a bad
+        # code segment then finds the new task's stack usable.
+        rc = task_load_seg(c, S_SS, sels[2], cpl, ext)
         if rc:
             return rc
-        c.seg[S_CS].sel = sels[1]
-        rc = task_load_seg(c, S_SS, sels[2], cpl, ext)
+        update_mode(c)
+        rc = task_load_seg(c, S_CS, sels[1], cpl, ext)
         if rc:
             return rc
         update_mode(c)

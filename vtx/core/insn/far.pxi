@@ -160,7 +160,7 @@ cdef int call_gate_more_privilege(Cpu* c, Seg* ncs, int new_cpl, uint64_t target
         if rc:
             return rc
         if (new_ss & 3) != new_cpl or ((ssdesc >> 45) & 3) != <uint64_t>new_cpl or \
-                ((ssdesc >> 41) & 0xB) != 0x9:       # S = 1, data, writable
+                ((ssdesc >> 41) & 0xD) != 0x9:       # S = 1, data, writable
             return raise_exc(c, EXC_TS, 1, new_ss & 0xFFFC)
         if not ((ssdesc >> 47) & 1):
             return raise_exc(c, EXC_SS, 1, new_ss & 0xFFFC)
