@@ -575,3 +575,34 @@ def test_ist_and_alignment_in_long_mode():
     m2.idt[0x40] = (stub_lo | (1 << 32), stub_hi)
     cpu, v, e = m2.run("int 0x40")
     assert v is None and cpu.rsp == IST1 - 40
+
+
+def test_iret_in_v86_with_iopl3_is_real_mode_style():
+    # INT n / IRET inside virtual-8086 mode with IOPL 3: IRET pops IP, CS,
+    # FLAGS like real mode and leaves IOPL and VM (SDM Vol. 2 IRET).  Here
+    # the v86 code calls itself with a near "interrupt frame" built by hand.
+    m = Prot()
+    m.hw.write(0x5000, bytes([
+        0x9C,                         # pushf
+        0x0E,                         # push cs
+        0x68, 0x09, 0x10,             # push 0x1009 (return IP)
+        0xCF,                         # iret  -> 0400:1009
+        0xF4, 0xF4, 0xF4,             # (skipped)
+        0x9C,                         # 1009: pushf
+        0x58,                         # pop ax
+        0xCD, 0x40]))                 # int 0x40
+    cpu, v, e = m.run("""
+        push 0
+        push 0
+        push 0
+        push 0
+        push 0x0700
+        push 0x0100
+        push 0x23002              # VM, IOPL 3
+        push 0x0400
+        push 0x1000
+        iretd
+    """)
+    assert v is None
+    assert cpu.rax & 0xFFFF == 0x3002            # IOPL 3 kept (FLAGS image: VM is above bit 15)
+    assert m.u32(STACK0 - 36 + 8) & (1 << 17)    # still in virtual-8086 mode at the INT

@@ -270,3 +270,104 @@ def test_busy_tss_faults_before_the_exit_in_non_root():
     # the default VMCS intercepts every exception: #GP(busy TSS), no exit 9
     assert ex.reason == vtx.ExitReason.EXCEPTION_OR_NMI
     assert (ex.vector, ex.error_code) == (13, 0x30)
+
+
+# --- random system tables: any descriptors, any far transfer, an outcome ---------
+
+def _random_system(rng):
+    m = Prot()
+    for i in range(8):
+        sel = FREE + 8 * i
+        k = rng.randrange(8)
+        if k == 0:
+            m.gdt[sel] = gate(rng.choice((CODE0, CODE3, 0x60 | 1, FREE, 0)), rng.choice((TASK_B, 0, 0xFFFFF)),
+                              typ=rng.choice((0x4, 0xC)), dpl=rng.randrange(4), count=rng.randrange(32),
+                              p=rng.random() < 0.9)
+        elif k == 1:
+            base = rng.choice((TSS2, TSS3, TSS, 0x1FF000))
+            m.gdt[sel] = tss_desc(base, limit=rng.choice((0x67, 0x2B, 0x10, 0xFFFF)),
+                                  typ=rng.choice((0x9, 0xB, 0x1, 0x3)), dpl=rng.randrange(4), p=rng.random() < 0.9)
+        elif k == 2:
+            m.gdt[sel] = gate(FREE + 8 * rng.randrange(8) | rng.randrange(8), typ=0x5, dpl=rng.randrange(4))
+        elif k == 3:
+            m.gdt[sel] = seg(typ=rng.choice((0x3, 0xB, 0xF, 0x9, 0x7)), dpl=rng.randrange(4), p=rng.random() < 0.9)
+        else:
+            m.gdt[sel] = rng.getrandbits(64)
+    for base in (TSS2, TSS3):
+        img = bytearray(rng.getrandbits(8) for _ in range(0x68))
+        if rng.random() < 0.7:
+            img[:] = tss32(TASK_B, eflags=rng.choice((0x2, 0x4002, 0x20002, 0x3202)),
+                           segs={n: rng.choice((CODE0, DATA0, CODE3, DATA3, 0, FREE, FREE + 8)) if rng.random() < 0.3
+                                 else (CODE0 if n == "cs" else DATA0) for n in ("es", "cs", "ss", "ds", "fs", "gs")},
+                           ldt=rng.choice((0, 0, FREE, FREE + 16)))
+        m.hw.write(base, bytes(img))
+    for v in (8, 10, 11, 12, 13, 0x30):
+        if rng.random() < 0.3:
+            m.idt[v] = (gate(FREE + 8 * rng.randrange(8), typ=0x5, dpl=rng.randrange(4)), 0)
+    m.hw.write(TASK_B, bytes(rng.getrandbits(8) for _ in range(16)))
+    return m
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_random_system_tables_end_in_an_architectural_outcome(seed):
+    import random
+    rng = random.Random(seed)
+    m = _random_system(rng)
+    lines = []
+    for _ in range(6):
+        sel = (FREE + 8 * rng.randrange(8)) | rng.randrange(4)
+        lines.append(rng.choice((f"jmp far ptr {sel}:0", f"call far ptr {sel}:0", "int 0x30",
+                                 f"push {sel}\npush 0\nretf", "pushfd\nor dword ptr [esp], 0x4000\npopfd\niretd",
+                                 f"mov ax, {sel}\nmov ds, ax", "ud2")))
+    m.write_tables()
+    code = vtx.asm(m.preamble() + "\n".join(lines) + "\nhlt\n", bits=32, org=0x1000)
+    m.hw.load(0x1000, code)
+    cpu = m.hw.setup_protected_mode(entry=0x1000, stack=STACK0)
+    r = m.hw.run(max_instructions=2000)
+    assert r.stop in ("halted", "shutdown", "budget")
+    for i in range(8):
+        cpu.get_segment(i)
+    assert cpu.rflags & 2
+
+
+LDT_SEL = FREE + 32
+LDT_BASE = 0x16000
+
+
+@pytest.mark.parametrize("ldt_type,vec,err", [(0x2, None, None), (0x9, 10, LDT_SEL)])
+def test_new_task_ldt_loaded(ldt_type, vec, err):
+    # The new task's LDTR from its TSS, then DS from that LDT (TI = 1); an
+    # LDT selector naming something else than an LDT is #TS(LDT selector).
+    m = machine("mov eax, ds:[0]\nhlt", segs={"ds": 0x8 | 4}, ldt=LDT_SEL)
+    m.gdt[LDT_SEL] = seg(LDT_BASE, 0xF, typ=ldt_type, s=0, g=0, db=0)
+    m.hw.write(LDT_BASE + 8, seg(0x17000, 0xFFF, typ=0x3, g=0).to_bytes(8, "little"))
+    m.hw.write(0x17000, (0xCAFE).to_bytes(4, "little"))
+    with_ts_task(m)                 # the fault comes before SS is loaded: a task gate takes it
+    cpu, v, e = m.run(f"jmp far ptr {B_SEL}:0")
+    assert (v, e) == (vec, err)
+    if vec is None:
+        assert cpu.ldtr.selector == LDT_SEL and cpu.ldtr.base == LDT_BASE
+        assert cpu.ds.selector == 0xC and cpu.ds.base == 0x17000 and cpu.rax == 0xCAFE
+
+
+def test_new_task_cr3_loaded_with_paging():
+    # Paging on (32-bit, 4 MiB pages identity-mapping the first 4 MiB): the
+    # new task's CR3 names another page directory, which maps linear 400000H
+    # to physical 0 as well.
+    m = machine("mov eax, cr3\nmov ebx, ds:[0x400000 + 0x17000]\nhlt", cr3=0x19000)
+    pd1 = (0x83 | 0x0).to_bytes(4, "little")                 # 4 MiB page at 0
+    m.hw.write(0x18000, pd1)
+    m.hw.write(0x19000, pd1 + pd1)                             # PDE 1 -> physical 0 too
+    m.hw.write(0x17000, (0xBEEF).to_bytes(4, "little"))
+    cpu, v, e = m.run(f"""
+        mov eax, 0x18000
+        mov cr3, eax
+        mov eax, cr4
+        or eax, 0x10              # PSE
+        mov cr4, eax
+        mov eax, cr0
+        or eax, 0x80000000
+        mov cr0, eax
+        jmp far ptr {B_SEL}:0
+    """)
+    assert v is None and cpu.rax == 0x19000 and cpu.rbx == 0xBEEF

@@ -118,12 +118,16 @@ cdef int iret(Cpu* c, Insn* d) noexcept nogil:
     ip = vals[0]
     cs = vals[1] & 0xFFFF
     fl = vals[2]
-    if not (c.cr0 & CR0_PE):
+    if not (c.cr0 & CR0_PE) or (c.rflags & F_VM):
+        # Real-address mode, and virtual-8086 mode with IOPL 3 (checked
+        # above), where IRET leaves IOPL and VM alone (SDM Vol. 2 IRET).
         if ip > c.seg[S_CS].limit:
             return raise_gp0(c)
         c.seg[S_CS].sel = <uint16_t>cs
         c.seg[S_CS].base = cs << 4
-        mask = FLAGS_WRITABLE_ALWAYS | F_IOPL | F_IF
+        mask = FLAGS_WRITABLE_ALWAYS | F_IF
+        if not (c.rflags & F_VM):
+            mask |= F_IOPL
         if size == 2:
             mask &= 0xFFFF
         c.rflags = (c.rflags & ~mask) | (fl & mask) | F_FIXED1
