@@ -606,3 +606,42 @@ def test_iret_in_v86_with_iopl3_is_real_mode_style():
     assert v is None
     assert cpu.rax & 0xFFFF == 0x3002            # IOPL 3 kept (FLAGS image: VM is above bit 15)
     assert m.u32(STACK0 - 36 + 8) & (1 << 17)    # still in virtual-8086 mode at the INT
+
+
+# --- nested faults: #DF and the triple fault -----------------------------------------------------
+
+def test_fault_delivering_gp_is_double_fault():
+    # #GP whose gate is not present: #NP(EXT) while delivering it, two
+    # contributory exceptions: #DF with error code 0 (SDM Vol. 3A 6.15, Table 6-5).
+    m = Prot()
+    lo, hi = m.idt[13]
+    m.idt[13] = (lo & ~(1 << 47), hi)
+    cpu, v, e = m.run("mov ax, 0x1F8\nmov ds, ax")
+    assert (v, e) == (8, 0)
+
+
+def test_fault_delivering_double_fault_is_a_triple_fault():
+    m = Prot()
+    for vec in (8, 13):
+        lo, hi = m.idt[vec]
+        m.idt[vec] = (lo & ~(1 << 47), hi)
+    cpu, v, e = m.run("mov ax, 0x1F8\nmov ds, ax")
+    assert m.result.stop == "shutdown" and cpu.halted == 2
+
+
+def test_np_on_gate_for_int_n_has_idt_bit_and_no_ext():
+    m = Prot()
+    lo, hi = m.idt[0x30]
+    m.idt[0x30] = (lo & ~(1 << 47), hi)
+    cpu, v, e = m.run("int 0x30")
+    assert (v, e) == (11, 0x30 * 8 + 2)
+
+
+def test_interrupt_to_ring0_with_bad_ss0_from_ring3_is_ts_then_double_fault():
+    # The ring-0 stack of the TSS is a code segment: #TS(SS0 selector) while
+    # delivering from CPL 3, and delivering that #TS needs the same stack:
+    # #DF, whose delivery needs it again: a triple fault.
+    m = Prot()
+    m.hw.write(0x13008, CODE0.to_bytes(2, "little"))
+    cpu, v, e = m.run(to_ring3() + "user:\nint 0x40")
+    assert m.result.stop == "shutdown"

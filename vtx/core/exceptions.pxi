@@ -220,7 +220,7 @@ cdef int deliver_protected(Cpu* c, int vec, int has_err, uint32_t err) noexcept 
         for i in range(n):
             lin[i] = new_sp - 8 * (i + 1)
             if not is_canonical(lin[i]):
-                return raise_exc(c, EXC_SS, 1, 0)
+                return raise_exc(c, EXC_SS, 1, ext)
         rc = stack_write(c, lin, n, 8, vals)
         if rc:
             return rc
