@@ -87,6 +87,7 @@ FEATURES = (
 # names of what they implement here (and in the narrower presets).
 _BASE = ("DE", "PSE", "TSC", "MSR", "PAE", "VMX", "MONITOR", "XSAVE", "OSXSAVE", "INVPCID",
          "LAHF_LM", "NX", "RDTSCP", "LM", "CMOV", "RDRAND", "RDSEED", "SMEP",
+         "SEP", "SYSCALL", "UMIP",
          "PGE", "PSE36", "PAT", "PDPE1GB", "SMAP", "PCID")
 
 # The CPUs the presets stand for, with every feature they have (their
