@@ -218,3 +218,35 @@ def test_reset_then_setup_clears_the_cr0_shadow():
     v.reset()
     vm.setup_real_mode(entry=0x1000)
     assert v.vmread(vtx.VmcsField.CR0_GUEST_HOST_MASK) == 0
+
+
+def far_firmware():
+    """The usual BIOS start: a far JMP at the reset vector to F000:E05B-like
+    code, which reloads CS (base F0000H) so the code runs from the copy
+    below 1 MiB."""
+    img = bytearray(firmware(MAIN_SRC))
+    vec = vtx.asm(f"jmp 0xf000:{MAIN:#x}", bits=16, org=0xFFF0)
+    assert vec[0] == 0xEA
+    img[rom_offset(0xFFF0):rom_offset(0xFFF0) + len(vec)] = vec
+    return bytes(img)
+
+
+def test_bare_metal_far_jump_to_the_low_copy():
+    bm = vtx.BareMetal(memory=2 << 20)
+    bm.map_rom(far_firmware())
+    bm.cpu.reset()
+    r = bm.run(max_instructions=1000)
+    assert r.stop == "halted"
+    assert bytes(bm.console) == b"ROM!" + bytes([0x906EA & 0xFF])
+    assert (bm.cpu.cs.selector, bm.cpu.cs.base) == (0xF000, 0xF0000)
+    assert bm.cpu.rip == MAIN + len(vtx.asm(MAIN_SRC, bits=16, org=MAIN))
+
+
+def test_hosted_far_jump_to_the_low_copy():
+    vm, v, out = hosted(rom=False)
+    vm.map_rom(far_firmware())
+    v.reset()
+    r = vm.run(max_instructions=1000)
+    assert r.exit.reason == vtx.ExitReason.HLT
+    assert bytes(out) == b"ROM!" + bytes([0x906EA & 0xFF])
+    assert (v.cs.selector, v.cs.base) == (0xF000, 0xF0000)
