@@ -385,3 +385,46 @@ def test_disabled_breakpoints_do_nothing_and_bits_report_only_enabled_ones():
     vcpu.vmwrite(F.VM_ENTRY_CONTROLS, vcpu.vmread(F.VM_ENTRY_CONTROLS) | (1 << 2))
     run_until(vm)
     assert [(e[0], e[2]) for e in log(vm)] == [(addrs[1], DR6_FIXED | 1)]
+
+
+# --- 16- and 32-bit code ----------------------------------------------------------------
+
+
+def test_single_step_in_real_mode():
+    """The IVT's vector 1 counts the traps; TF is set and cleared with
+    PUSHF/POPF as real-mode software does."""
+    body = ["pushf", "pop ax", "or ax, 0x100", "push ax", "popf", "nop", "nop",
+            "pushf", "pop ax", "and ax, 0xFEFF", "push ax", "popf"]
+    vm, vcpu = make_vm(16)
+    vm.load(0x1000, vtx.asm("\n".join(body) + "\nhlt", bits=16, org=0x1000))
+    vm.load(0x600, vtx.asm("inc word ptr [0x500]\niret", bits=16, org=0x600))
+    vm.write(4, (0x600).to_bytes(2, "little") + b"\x00\x00")
+    vm.write(0x500, b"\x00\x00")
+    vcpu.vmwrite(F.EXCEPTION_BITMAP, 0)
+    seen, r = run_until(vm)
+    assert seen[-1].reason == vtx.ExitReason.HLT
+    assert int.from_bytes(vm.read(0x500, 2), "little") == 7     # after each instruction from the first NOP
+    assert not vcpu.rflags & TF
+
+
+def test_data_breakpoint_in_protected_mode():
+    body = [f"mov eax, [{DATA}]", f"mov [{DATA}], eax", "nop", "mov eax, dr6"]
+    vm, vcpu = make_vm(32)
+    vm.load(0x1000, vtx.asm("\n".join(body) + "\nhlt", bits=32, org=0x1000))
+    handler = 0x600
+    vm.load(handler, vtx.asm(f"push eax\nmov eax, dr6\nmov [{COUNT}], eax\nmov eax, [esp + 4]\n"
+                             f"mov [{COUNT + 4}], eax\npop eax\niretd", bits=32, org=handler))
+    gate32 = (handler & 0xFFFF) | (0x08 << 16) | (0x8E << 40) | ((handler >> 16) << 48)
+    vm.write_u64(IDT + 8, gate32)
+    vcpu.idtr = vtx.DescriptorTable(IDT, 8 * 32 - 1)
+    vcpu.vmwrite(F.EXCEPTION_BITMAP, 0)
+    vcpu.dr0 = DATA | (1 << 32)               # outside IA-32e mode only bits 31:0 take part
+    vcpu.dr7 = 0x401 | ((0b01 | 0b11 << 2) << 16)
+    vcpu.vmwrite(F.VM_ENTRY_CONTROLS, vcpu.vmread(F.VM_ENTRY_CONTROLS) | (1 << 2))
+    seen, r = run_until(vm)
+    assert seen[-1].reason == vtx.ExitReason.HLT
+    addrs = [0x1000]
+    for line in body:
+        addrs.append(addrs[-1] + len(vtx.asm(line, bits=32, org=addrs[-1])))
+    assert vm.read_u64(COUNT) & 0xFFFFFFFF == DR6_FIXED | 1
+    assert vm.read_u64(COUNT) >> 32 == addrs[2]        # trap after the write, none after the read

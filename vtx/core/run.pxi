@@ -72,6 +72,8 @@ cdef Block* build_block(Cpu* c, uint64_t lin, uint8_t* p, uint64_t hpa, uint64_t
     cdef Block* b
     if hpa >= c.ram_size:
         return NULL
+    if (c.dr7 & 0xFF) or c.dbg_pending:
+        return NULL             # [debug] one instruction at a time (core/insn/debug.pxi)
     if c.arena_used + MAX_BLOCK > ARENA_INSNS:
         c.block_epoch += 1          # drops every block: the arena starts over
         c.arena_used = 0
@@ -159,9 +161,11 @@ cdef inline int run_block(Cpu* c, Block* b) noexcept nogil:
             # A block that branches back to its own start (a loop of one
             # block) runs again at once when nothing its checks relied on
             # changed: same bytes (no code dropped), same translation and
-            # mode (TLB generation), no blocking, budget left.
+            # mode (TLB generation), no blocking, budget left, nothing for
+            # the debug path (only a last op that is not lazy, POPF, IRET,
+            # MOV DR, can have changed TF, RF or DR7).
             if (rip != start or c.code_writes != writes or c.tlb_gen != gen or (c.interruptibility & 3)
-                    or c.icount + b.ninsn > c.icount_limit or dbg_on(c)):
+                    or c.icount + b.ninsn > c.icount_limit or (not (d.flags & INSN_LAZY) and dbg_on(c))):
                 return RC_OK
             d = b.ops
 
@@ -180,10 +184,12 @@ cdef inline Block* chained(Cpu* c, Block* prev) noexcept nogil:
 
 cdef inline int block_fits(Cpu* c, Block* b) noexcept nogil:
     """The per-block checks: budget for all its instructions, no blocking by
-    STI or MOV SS, nothing for the debug path to do (TF, RF, breakpoints:
-    core/insn/debug.pxi), and (outside 64-bit mode) all its bytes within
-    the CS limit and the IP width."""
-    return ((c.interruptibility & 3) == 0 and c.icount + b.ninsn <= c.icount_limit and not dbg_on(c) and (
+    STI or MOV SS, neither TF nor RF (the debug path, core/insn/debug.pxi:
+    while a breakpoint is armed no block exists at all, see dbg_changed),
+    and (outside 64-bit mode) all its bytes within the CS limit and the IP
+    width."""
+    return ((c.interruptibility & 3) == 0 and c.icount + b.ninsn <= c.icount_limit and
+            not (c.rflags & (F_TF | F_RF)) and (
             c.long64 or c.rip + b.nbytes - 1 <= (c.seg[S_CS].limit if c.seg[S_CS].limit < SIZE_MASK[c.code_size]
                                                  else SIZE_MASK[c.code_size])))
 

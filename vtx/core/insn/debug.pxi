@@ -9,7 +9,8 @@
 # How it fits the run loop (docs/architecture.rst, "The fast path of the
 # interpreter"): while TF or RF is set, any breakpoint is enabled in DR7
 # (L0-L3/G0-G3) or a debug trap is held pending, translated blocks do not run
-# (dbg_on) and every instruction takes the one-at-a-time path through
+# (dbg_on; while a breakpoint is armed no block is even built, dbg_changed)
+# and every instruction takes the one-at-a-time path through
 # dbg_boundary (before the fetch: held traps, instruction breakpoints) and
 # dbg_exec (the instruction, then its traps).  Data breakpoints see accesses
 # through the memory slow path: translate_slow keeps read or write permission
@@ -224,6 +225,11 @@ cdef void dbg_io(Cpu* c, uint32_t port, int size) noexcept nogil:
 
 
 cdef inline void dbg_changed(Cpu* c) noexcept nogil:
-    """DR0-DR3, DR7 or CR4.DE changed: TLB entries made under the old
-    breakpoints may let a watched access through, so they go."""
+    """DR0-DR3, DR7 or CR4.DE changed, or VM entry loaded them: TLB entries
+    made under the old breakpoints may let a watched access through, so
+    they go; and while a breakpoint is enabled or a trap pending no
+    translated block may run, so every block is dropped (build_block makes
+    none while that lasts, and block_fits need only test TF and RF)."""
     tlb_flush(c)
+    if (c.dr7 & 0xFF) or c.dbg_pending:
+        c.block_epoch += 1

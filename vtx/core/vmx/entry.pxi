@@ -823,7 +823,7 @@ cdef void load_guest_state(Cpu* c) noexcept nogil:
     # 27.7.3; core/insn/debug.pxi).  Breakpoints set from Python between
     # runs: the TLB is made to see them.
     c.dbg_pending = vr(c, VMCS_OFF_GUEST_PENDING_DEBUG_EXCEPTIONS, 8) & 0x500FULL
-    if c.dr7 & 0xFF:
+    if (c.dr7 & 0xFF) or c.dbg_pending:
         dbg_changed(c)
 
 

@@ -130,6 +130,7 @@ cdef void save_guest_state(Cpu* c) noexcept nogil:
     if (c.interruptibility & 3) or c.activity == 1:
         pend = (pend & ~0x4000ULL) | (0x4000 if (c.rflags & F_TF) and not (c.debugctl & 2) else 0)
     vwt(c, VMCS_OFF_GUEST_PENDING_DEBUG_EXCEPTIONS, 8, pend)
+    c.dbg_pending = 0           # the guest's: VM entry loads them back
     # "IA-32e mode guest" records EFER.LMA on every exit (IA32_VMX_MISC bit 5).
     if c.efer & EFER_LMA:
         c.vmx.ctl.entry_ctl |= ENTRY_CTL_IA32E_MODE_GUEST
