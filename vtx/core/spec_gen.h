@@ -1151,7 +1151,7 @@ static const uint8_t FEAT_BIT[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14,
 #define VMX_CAP_CR0_FIXED0          0x80000021ULL
 #define VMX_CAP_CR0_FIXED1          0xFFFFFFFFULL
 #define VMX_CAP_CR4_FIXED0          0x2000ULL
-#define VMX_CAP_CR4_FIXED1          0x1727FFULL
+#define VMX_CAP_CR4_FIXED1          0x172FFFULL
 #define VMX_CAP_EPT_VPID_CAP        0xF0106134040ULL
 #define VMX_CAP_VMCS_ENUM           0x52ULL
 #define VMX_CAP_VMFUNC              0x1ULL

@@ -87,7 +87,8 @@ FEATURES = (
 # names of what they implement here (and in the narrower presets).
 _BASE = ("DE", "PSE", "TSC", "MSR", "PAE", "VMX", "MONITOR", "XSAVE", "OSXSAVE", "INVPCID",
          "LAHF_LM", "NX", "RDTSCP", "LM", "CMOV", "RDRAND", "RDSEED", "SMEP",
-         "CX8", "CX16", "POPCNT", "ABM", "MOVBE", "ADX", "RDPID")
+         "CX8", "CX16", "POPCNT", "ABM", "MOVBE", "ADX", "RDPID",
+         "SEP", "SYSCALL", "UMIP")
 
 PRESETS = {
     # the modeled processor: a recent Intel Core with everything vtx implements
