@@ -678,7 +678,8 @@ def test_exception_bitmap_clear_delivers_through_idt_long_mode():
     fault_rip = CODE + len(vtx.asm("mov rsp, 0x9008\nmov rax, 0x8000000000000000", bits=64))
     sp = 0x9000 - 48                                  # RSP aligned to 16, six pushes
     assert v.rsp == sp
-    assert [vm.read_u64(sp + 8 * i) for i in range(6)] == [0, fault_rip, 0x18, 0x2, 0x9008, 0x10]
+    # The pushed RFLAGS of a fault has RF set (SDM Vol. 3B 18.3.1.1).
+    assert [vm.read_u64(sp + 8 * i) for i in range(6)] == [0, fault_rip, 0x18, 0x10002, 0x9008, 0x10]
 
 
 @pytest.mark.parametrize("mode", ["real", "protected", "long"])

@@ -289,6 +289,12 @@ ctypedef struct Cpu:
     uint32_t exc_len      # instruction length of a software event
     uint64_t exc_cr2
     int exc_iret_nmi      # the exception is a fault on an IRET that unblocked NMIs (SDM 28.2.2 bit 12)
+    uint64_t exc_dr6      # a #DB's conditions in DR6 form (B0-B3 BD BS BT): core/insn/debug.pxi
+
+    # debug traps (core/insn/debug.pxi)
+    uint32_t dbg_hits     # enabled data and I/O breakpoints the current instruction hit (B0-B3)
+    uint64_t dbg_pending  # traps held to a later boundary (blocking by MOV SS, VM entry), in
+                          # the format of the VMCS pending-debug-exceptions field
 
     # unbacked guest-physical access without EPT (RC_BAD_PHYS)
     uint64_t bad_addr

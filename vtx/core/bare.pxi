@@ -119,6 +119,34 @@ cdef class Processor:
         compute_mode(self.c)
         tlb_flush(self.c)
 
+    # The debug registers (core/insn/debug.pxi): DR0-DR3 any linear address;
+    # DR6 and DR7 keep their fixed bits, as MOV DR writes them.
+    def get_dr(self, int i):
+        """DRi for i in 0-3, 6, 7."""
+        if 0 <= i <= 3:
+            return self.c.dr[i]
+        if i == 6:
+            return self.c.dr6
+        if i == 7:
+            return self.c.dr7
+        raise ValueError(f"no debug register DR{i} (0-3, 6, 7)")
+
+    def set_dr(self, int i, value):
+        cdef uint64_t v = _fit(value, 64, f"DR{i}")
+        self._idle()
+        if 0 <= i <= 3:
+            self.c.dr[i] = v
+        elif i == 6 or i == 7:
+            if v >> 32:
+                raise ValueError(f"DR{i} {v:#x}: bits 63:32 must be 0")
+            if i == 6:
+                self.c.dr6 = (v & DR6_WRITABLE) | DR6_FIXED1
+            else:
+                self.c.dr7 = (v & DR7_WRITABLE) | DR7_FIXED1
+        else:
+            raise ValueError(f"no debug register DR{i} (0-3, 6, 7)")
+        dbg_changed(self.c)
+
     @property
     def cr0(self):
         return self.c.cr0

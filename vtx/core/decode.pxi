@@ -724,3 +724,4 @@ cdef void init_opcode_tables() noexcept:
     # Far transfers, fast system calls and the protection instructions
     # (core/insn/far.pxi, core/insn/prot.pxi).
     init_prot_tables()
+    init_misc_tables()      # core/insn/misc.pxi

@@ -14,6 +14,15 @@ cdef inline int exc_class(int v) noexcept nogil:
     return 0
 
 
+cdef inline int exc_is_fault(int v) noexcept nogil:
+    """Fault-class exceptions (SDM Vol. 3A Table 6-1): #DE #BR #UD #NM #TS
+    #NP #SS #GP #PF #MF #AC #XM #VE #CP.  #DB is a fault or a trap by its
+    cause and counts as neither here (an instruction-breakpoint handler sets
+    RF itself)."""
+    return v == 0 or (v >= 5 and v <= 7) or (v >= 10 and v <= 14) or v == 16 or v == 17 or \
+        (v >= 19 and v <= 21)
+
+
 cdef inline int exc_has_error_code(int v) noexcept nogil:
     return v == EXC_DF or (v >= 10 and v <= 14) or v == EXC_AC or v == 21
 
@@ -325,6 +334,9 @@ cdef inline void delivered(Cpu* c, int typ, int retire) noexcept nogil:
     injected software events included, counts toward the budget as one
     step, so a guest whose every instruction faults still reaches it."""
     c.interruptibility &= ~(<uint32_t>3)
+    # [debug] Traps pending for the instruction that raised the event are
+    # dropped: TF comes back with IRET (core/insn/debug.pxi).
+    c.dbg_pending = 0
     if typ == 2:
         c.interruptibility |= 8
     if retire:
@@ -380,6 +392,15 @@ cdef int handle_event(Cpu* c, int flags) noexcept nogil:
         # exit information says so.
         has_err = c.exc_has_error and (c.cr0 & CR0_PE) != 0
         err = c.exc_error if has_err else 0
+        if typ == 3 and exc_is_fault(vec) and (c.cr0 & CR0_PE) and cur < 0 and not (flags & EV_INJECTED):
+            # The RFLAGS image of a fault has RF set, so that the
+            # instruction it returns to does not hit its instruction
+            # breakpoint again (SDM Vol. 3B 18.3.1.1); a VM exit saves RF as
+            # that image would have it (SDM Vol. 3C 28.3.3).  An event VM
+            # entry injects is pushed with RFLAGS as the guest-state area
+            # has it (the hypervisor sets RF), and a fault while delivering
+            # another event leaves RF as that event found it.
+            c.rflags |= F_RF
         # INT n is not an exception: the exception bitmap does not apply to
         # it (SDM Vol. 3C 26.2); INT3 and INTO are software exceptions and do.
         # Nor to external interrupts and NMIs (their own controls decide,
@@ -387,7 +408,10 @@ cdef int handle_event(Cpu* c, int flags) noexcept nogil:
         # 27.6.1.2), though it does to a fault while delivering them.
         if c.vmx.non_root and (typ == 3 or typ == 5 or typ == 6) and not (flags & EV_NO_BITMAP) and \
                 exception_intercepted(c, vec, err):
-            vmexit_event(c, EXIT_REASON_EXCEPTION_OR_NMI, c.exc_cr2 if vec == EXC_PF else 0)
+            # #DB: the exit qualification holds its DR6 bits (B0-B3, BD, BS;
+            # Table 28-1) and DR6 and DR7 stay as they were (SDM 28.1).
+            vmexit_event(c, EXIT_REASON_EXCEPTION_OR_NMI, c.exc_cr2 if vec == EXC_PF else (
+                c.exc_dr6 & 0x600F if (vec == EXC_DB and typ == 3 and not (flags & EV_INJECTED)) else 0))
             c.vmx.x_intr_info = (<uint32_t>vec) | (<uint32_t>typ << 8) | ((<uint32_t>has_err) << 11) | 0x80000000ULL
             c.vmx.x_intr_error = err
             if typ == 5 or typ == 6:
@@ -401,6 +425,8 @@ cdef int handle_event(Cpu* c, int flags) noexcept nogil:
             return RC_VMEXIT
         if vec == EXC_PF and typ == 3:
             c.cr2 = c.exc_cr2
+        if vec == EXC_DB and typ == 3 and not (flags & EV_INJECTED):
+            dbg_report(c, c.exc_dr6)        # [debug] DR6 and DR7.GD (core/insn/debug.pxi)
         if c.cr0 & CR0_PE:
             rc = deliver_protected(c, vec, has_err, err)
         else:

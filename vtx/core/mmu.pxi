@@ -633,6 +633,9 @@ cdef int translate_slow(Cpu* c, uint64_t lin, int kind, int user, uint8_t** host
         code_page_written(c, hpa)
     if hpa < c.ram_size and c.code_pages[hpa >> 12]:
         perm = withhold_write(perm)
+    if c.dr7 & 0xFF:
+        # [debug] a watched page keeps its accesses on the slow path (core/insn/debug.pxi)
+        perm = dbg_tlb_perm(c, lin, perm)
     pcid = tlb_pcid(c)
     e.page = lin >> 12
     e.gen = c.tlb_gen
@@ -686,6 +689,8 @@ cdef int lin_read(Cpu* c, uint64_t lin, int size, int user, uint64_t* out) noexc
         memcpy(&v, p, first)
         memcpy((<uint8_t*>&v) + first, q, size - first)
     out[0] = v
+    if c.dr7 & 0xFF:
+        dbg_data(c, lin, size, 0)       # [debug] data breakpoints (core/insn/debug.pxi)
     return RC_OK
 
 
@@ -712,6 +717,8 @@ cdef int lin_write(Cpu* c, uint64_t lin, int size, int user, uint64_t v) noexcep
         # host pointers into slot buffers, which never move.
         memcpy(p, &v, first)
         memcpy(q, (<uint8_t*>&v) + first, size - first)
+    if c.dr7 & 0xFF:
+        dbg_data(c, lin, size, 1)       # [debug] data breakpoints (core/insn/debug.pxi)
     return RC_OK
 
 

@@ -72,6 +72,8 @@ cdef Block* build_block(Cpu* c, uint64_t lin, uint8_t* p, uint64_t hpa, uint64_t
     cdef Block* b
     if hpa >= c.ram_size:
         return NULL
+    if (c.dr7 & 0xFF) or c.dbg_pending:
+        return NULL             # [debug] one instruction at a time (core/insn/debug.pxi)
     if c.arena_used + MAX_BLOCK > ARENA_INSNS:
         c.block_epoch += 1          # drops every block: the arena starts over
         c.arena_used = 0
@@ -159,9 +161,11 @@ cdef inline int run_block(Cpu* c, Block* b) noexcept nogil:
             # A block that branches back to its own start (a loop of one
             # block) runs again at once when nothing its checks relied on
             # changed: same bytes (no code dropped), same translation and
-            # mode (TLB generation), no blocking, budget left.
+            # mode (TLB generation), no blocking, budget left, nothing for
+            # the debug path (only a last op that is not lazy, POPF, IRET,
+            # MOV DR, can have changed TF, RF or DR7).
             if (rip != start or c.code_writes != writes or c.tlb_gen != gen or (c.interruptibility & 3)
-                    or c.icount + b.ninsn > c.icount_limit):
+                    or c.icount + b.ninsn > c.icount_limit or (not (d.flags & INSN_LAZY) and dbg_on(c))):
                 return RC_OK
             d = b.ops
 
@@ -180,9 +184,12 @@ cdef inline Block* chained(Cpu* c, Block* prev) noexcept nogil:
 
 cdef inline int block_fits(Cpu* c, Block* b) noexcept nogil:
     """The per-block checks: budget for all its instructions, no blocking by
-    STI or MOV SS, and (outside 64-bit mode) all its bytes within the CS
-    limit and the IP width."""
-    return ((c.interruptibility & 3) == 0 and c.icount + b.ninsn <= c.icount_limit and (
+    STI or MOV SS, neither TF nor RF (the debug path, core/insn/debug.pxi:
+    while a breakpoint is armed no block exists at all, see dbg_changed),
+    and (outside 64-bit mode) all its bytes within the CS limit and the IP
+    width."""
+    return ((c.interruptibility & 3) == 0 and c.icount + b.ninsn <= c.icount_limit and
+            not (c.rflags & (F_TF | F_RF)) and (
             c.long64 or c.rip + b.nbytes - 1 <= (c.seg[S_CS].limit if c.seg[S_CS].limit < SIZE_MASK[c.code_size]
                                                  else SIZE_MASK[c.code_size])))
 
@@ -268,9 +275,15 @@ cdef int run_loop(Cpu* c) noexcept nogil:
                 if rc == RC_REP_PAUSED or rc == RC_TRANSFERRED:
                     continue
             prev = NULL
+        # [debug] Traps held for this boundary and instruction breakpoints
+        # come before the fetch and its faults (core/insn/debug.pxi).
+        if dbg_on(c):
+            rc = dbg_boundary(c)
         # Fetch: CS limit outside 64-bit mode, canonical RIP in it (a page
         # already translated is canonical as a whole).
-        if c.long64:
+        if rc != RC_OK:
+            pass
+        elif c.long64:
             lin = c.rip
         elif c.rip > c.seg[S_CS].limit:
             rc = raise_gp0(c)
@@ -314,14 +327,21 @@ cdef int run_loop(Cpu* c) noexcept nogil:
             if d.tag != tag:
                 rc = decode_at(c, lin, p, &d, tag)
             if rc == RC_OK and (d.flags & INSN_FUSED) and (
-                    (c.interruptibility & 3) or c.icount + 1 >= c.icount_limit or
+                    (c.interruptibility & 3) or c.icount + 1 >= c.icount_limit or dbg_on(c) or
                     (not c.long64 and c.rip + d.len - 1 > c.seg[S_CS].limit)):
                 d = unfuse(c, d)
             # Every byte of the instruction, not just the first, must lie
             # within the CS limit (SDM Vol. 3 5.3): #GP(0) before it executes.
             if rc == RC_OK and not c.long64 and c.rip + d.len - 1 > c.seg[S_CS].limit:
                 rc = raise_gp0(c)
-            if rc == RC_OK:
+            if rc == RC_OK and dbg_on(c):
+                # [debug] TF, RF or breakpoints: the instruction and its
+                # debug traps (core/insn/debug.pxi).
+                c.next_rip = (c.rip + d.len) & SIZE_MASK[c.code_size]
+                rc = dbg_exec(c, d)
+                if rc == RC_OK or rc == RC_REP_PAUSED or rc == RC_TRANSFERRED:
+                    continue
+            elif rc == RC_OK:
                 c.next_rip = (c.rip + d.len) & SIZE_MASK[c.code_size]
                 # Only STI and MOV SS blocking end after one instruction;
                 # blocking by NMI lasts until IRET (events.pxi).

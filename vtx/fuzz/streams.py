@@ -16,7 +16,7 @@ corpus.py.
 
 import struct
 
-from vtx.spec import ProcBased, ProcBased2, VmcsField as F
+from vtx.spec import EntryControls, ProcBased, ProcBased2, VmcsField as F
 
 from .cases import BITS
 from .corpus import BY_BITS
@@ -34,13 +34,18 @@ HOT_OPCODES = (
     0xCB, 0x9A, 0xEA, 0xFF, 0x8E, 0x8C, 0x17, 0x1F, 0x07, 0xC4, 0xC5, 0xFA, 0xFB, 0xFC,
     0xFD, 0xE4, 0xE6, 0xEC, 0xEE, 0xF4, 0xF6, 0xF7, 0x88, 0x89, 0x8A, 0x8B, 0xC6, 0xC7,
     0x86, 0x87, 0x8D, 0x62, 0x9E, 0x9F, 0xD7,
+    0x27, 0x2F, 0x37, 0x3F, 0xD4, 0xD5, 0xD6,      # BCD, SALC's blank cell (core/insn/misc.pxi)
 )
 # Two-byte (0F xx) opcodes: system instructions (LGDT/LIDT group 0F 01,
 # MOV CR/DR, CPUID, RDTSC, RDMSR/WRMSR, UD2, SYSCALL, VMX), bit ops, CMPXCHG.
 HOT_0F = (0x00, 0x01, 0x20, 0x21, 0x22, 0x23, 0xA2, 0x31, 0x32, 0x30, 0x0B, 0x05, 0x07, 0x06,
           0xB0, 0xB1, 0xC0, 0xC1, 0xA3, 0xAB, 0xB3, 0xBB, 0xBA, 0xBC, 0xBD, 0xA4, 0xA5, 0xAC,
           0x80, 0x84, 0x85, 0x8F, 0x90, 0x94, 0x40, 0x44, 0xB6, 0xB7, 0xBE, 0xBF, 0xA0, 0xA1,
-          0xA8, 0xA9, 0x78, 0x79, 0x08, 0x09, 0x0D, 0x1F, 0xC7, 0xAF, 0x02, 0x03)
+          0xA8, 0xA9, 0x78, 0x79, 0x08, 0x09, 0x0D, 0x1F, 0xC7, 0xAF, 0x02, 0x03,
+          0xB8, 0xB9, 0xFF)                              # POPCNT, UD1, UD0 (core/insn/misc.pxi)
+# The 0F 38 opcodes a biased stream may pick (MOVBE, CRC32, ADCX/ADOX, and
+# the VMX/INVPCID ones), with the mandatory prefixes that select them.
+HOT_0F38 = (0xF0, 0xF1, 0xF6, 0x80, 0x81, 0x82)
 INTERESTING_BYTES = (0x00, 0xFF, 0x7F, 0x80, 0xCC, 0xCD, 0xCF, 0xF3, 0xF2, 0x66, 0x67, 0x0F,
                      0x90, 0xF4, 0xE8, 0xEB, 0xC3, 0x48)
 
@@ -65,7 +70,11 @@ def biased_instruction(rng, bits):
         out.append(rng.choice(LEGACY_PREFIXES))
     if bits == 64 and rng.random() < 0.3:
         out.append(0x40 | rng.getrandbits(4))
-    if rng.random() < 0.3:
+    if rng.random() < 0.05:
+        out.append(0x0F)
+        out.append(0x38)
+        out.append(rng.choice(HOT_0F38) if rng.random() < 0.7 else rng.getrandbits(8))
+    elif rng.random() < 0.3:
         out.append(0x0F)
         out.append(rng.choice(HOT_0F) if rng.random() < 0.7 else rng.getrandbits(8))
     else:
@@ -289,6 +298,14 @@ def make_registers(rng, mode, memory, code_at, n):
             if rng.random() < (0.08 if bit == 0x100 else 0.15):
                 flags |= bit
         regs["rflags"] = flags
+    if rng.random() < 0.1:
+        # Breakpoint addresses for the debug registers (core/insn/debug.pxi);
+        # DR7 itself comes with the "load debug controls" tweak.
+        for i in range(4):
+            if rng.random() < 0.5:
+                regs[f"dr{i}"] = rng.choice((code_at, code_at + rng.randint(0, n), regs.get("rsp", memory - 8),
+                                             regs.get("rsi", 0), regs.get("rdi", 0), rng.choice((0x80, 0xE9)),
+                                             interesting(rng, memory, code_at, n)))
     return regs
 
 
@@ -422,6 +439,15 @@ def control_tweaks(rng):
     if rng.random() < 0.05:
         w.append([int(F.CR0_GUEST_HOST_MASK), "set", rng.choice((1, 0x80000001, 0xFFFFFFFF, rng.getrandbits(32)))])
         w.append([int(F.CR0_READ_SHADOW), "set", rng.choice((0, 0x11, 0x80000011, rng.getrandbits(32)))])
+    if rng.random() < 0.08:
+        # Breakpoints armed by VM entry: "load debug controls" with a DR7 of
+        # random enables, R/W and LEN fields (GD now and then), sometimes a
+        # pending debug exception (core/insn/debug.pxi).
+        w.append([int(F.VM_ENTRY_CONTROLS), "or", int(EntryControls.LOAD_DEBUG_CONTROLS)])
+        w.append([int(F.GUEST_DR7), "set", 0x400 | (rng.getrandbits(8)) | (rng.getrandbits(16) << 16)
+                  | (0x2000 if rng.random() < 0.1 else 0)])
+        if rng.random() < 0.2:
+            w.append([int(F.GUEST_PENDING_DEBUG_EXCEPTIONS), "set", rng.choice((0x4000, 0x1001, 0x100F, 0x5002))])
     if rng.random() < 0.1:
         # The instruction exits (core/insn/system.pxi, systab.pxi): their
         # controls, and PAUSE-loop exiting with small windows.

@@ -74,5 +74,7 @@ cdef int h_string(Cpu* c, Insn* d) noexcept nogil:
             if (d.rep == 0xF3) != ((c.rflags & F_ZF) != 0):
                 return RC_OK
         c.icount += 1
-        if c.icount >= c.icount_limit:
+        # [debug] Single-step and data breakpoints see each iteration
+        # (core/insn/debug.pxi).
+        if c.icount >= c.icount_limit or (c.rflags & F_TF) or c.dbg_hits:
             return RC_REP_PAUSED

@@ -151,6 +151,8 @@ cdef int do_io(Cpu* c, Insn* d, uint32_t port, int is_in, int imm) noexcept nogi
         return rc
     if io_exits(c, port, size):
         return insn_exit(c, d, EXIT_REASON_IO_INSTRUCTION, io_qual(size, is_in, 0, 0, imm, port))
+    if c.dr7 & 0xFF:
+        dbg_io(c, port, size)       # [debug] I/O breakpoints (core/insn/debug.pxi)
     if c.io_to_host:
         # A bare machine: the port is the platform's, and Python answers
         # (core/bare.pxi); the instruction retires when it has.
@@ -216,6 +218,8 @@ cdef int string_io(Cpu* c, Insn* d, int is_in) noexcept nogil:
         rc = mem_read(c, sr, off, size, &v)
     if rc:
         return rc
+    if c.dr7 & 0xFF:
+        dbg_io(c, port, size)       # [debug] I/O breakpoints (core/insn/debug.pxi)
     step = -size if (c.rflags & F_DF) else size
     set_reg(c, r_idx, d.asz, c.regs[r_idx] + step)
     if d.rep:
@@ -991,7 +995,9 @@ cdef int mov_dr_checks(Cpu* c, Insn* d, int to_dr, int* dr) noexcept nogil:
     takes priority over the #GP for CPL > 0 and the #UD for DR4/DR5 with
     CR4.DE = 1, unlike other exits; DR8-DR15 (REX.R) are #UD before it.
     Exit qualification: Table 28-4.  DR4 and DR5 alias DR6 and DR7 when
-    CR4.DE = 0.  DR7.GD (#DB on any access) is not modeled."""
+    CR4.DE = 0.  With DR7.GD = 1 any access is a #DB fault with DR6.BD
+    (SDM Vol. 3B 18.2.4), after the #GP and #UD checks (which decode-time
+    and privilege faults precede, Vol. 3A Table 6-2) and after the VM exit."""
     cdef int n = d.reg
     if n > 7:
         return raise_ud(c)
@@ -1004,6 +1010,8 @@ cdef int mov_dr_checks(Cpu* c, Insn* d, int to_dr, int* dr) noexcept nogil:
         if c.cr4 & CR4_DE:
             return raise_ud(c)
         n += 2
+    if c.dr7 & DR7_GD:
+        return dbg_raise(c, DR6_BD)
     dr[0] = n
     return RC_OK
 
@@ -1035,6 +1043,7 @@ cdef int h_mov_dr_r(Cpu* c, Insn* d) noexcept nogil:
         return rc
     if n < 4:
         c.dr[n] = v
+        dbg_changed(c)          # [debug] breakpoints in the TLB (core/insn/debug.pxi)
         return RC_OK
     if v >> 32:
         return raise_gp0(c)
@@ -1042,6 +1051,7 @@ cdef int h_mov_dr_r(Cpu* c, Insn* d) noexcept nogil:
         c.dr6 = (v & DR6_WRITABLE) | DR6_FIXED1
     else:
         c.dr7 = (v & DR7_WRITABLE) | DR7_FIXED1
+        dbg_changed(c)
     return RC_OK
 
 

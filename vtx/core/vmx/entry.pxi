@@ -818,6 +818,13 @@ cdef void load_guest_state(Cpu* c) noexcept nogil:
                     memcpy(&c.pdpte[i], p, 8)
     c.activity = <uint32_t>vr(c, VMCS_OFF_GUEST_ACTIVITY_STATE, 4)
     c.interruptibility = <uint32_t>vr(c, VMCS_OFF_GUEST_INTERRUPTIBILITY_STATE, 4)
+    # [debug] Pending debug exceptions (B0-B3, enabled breakpoint, BS) are
+    # delivered at the first boundary not blocked by MOV SS (SDM Vol. 3C
+    # 27.7.3; core/insn/debug.pxi).  Breakpoints set from Python between
+    # runs: the TLB is made to see them.
+    c.dbg_pending = vr(c, VMCS_OFF_GUEST_PENDING_DEBUG_EXCEPTIONS, 8) & 0x500FULL
+    if (c.dr7 & 0xFF) or c.dbg_pending:
+        dbg_changed(c)
 
 
 cdef int entry_checks(Cpu* c, int launch, const ck_mask_t* d) noexcept nogil:

@@ -82,6 +82,7 @@ cdef void save_guest_state(Cpu* c) noexcept nogil:
     produce: whatever the guest did, a changed input is re-checked."""
     cdef int i
     cdef uint64_t changed = 0
+    cdef uint64_t pend
     vwt(c, VMCS_OFF_GUEST_CR0, 8, c.cr0)
     vwt(c, VMCS_OFF_GUEST_CR3, 8, c.cr3)
     vwt(c, VMCS_OFF_GUEST_CR4, 8, c.cr4)
@@ -118,13 +119,18 @@ cdef void save_guest_state(Cpu* c) noexcept nogil:
             vwt(c, VMCS_OFF_GUEST_PDPTE0 + 8 * i, 8, c.pdpte[i])
     vwt(c, VMCS_OFF_GUEST_ACTIVITY_STATE, 4, c.activity)
     vwt(c, VMCS_OFF_GUEST_INTERRUPTIBILITY_STATE, 4, c.interruptibility)
-    # Pending debug exceptions (SDM 28.3.4): in a STI or MOV-SS shadow or
-    # the HLT state with RFLAGS.TF 1 and IA32_DEBUGCTL.BTF 0 a single-step
-    # trap is pending, recorded as BS (bit 14); the entry check of 27.3.1.5
-    # demands exactly that, so the saved state always enters again.
-    vwt(c, VMCS_OFF_GUEST_PENDING_DEBUG_EXCEPTIONS, 8,
-        0x4000 if ((c.interruptibility & 3) or c.activity == 1) and (c.rflags & F_TF) and not (c.debugctl & 2)
-        else 0)
+    # Pending debug exceptions (SDM 28.3.4): the debug traps held for a
+    # later boundary (core/insn/debug.pxi: those of a MOV SS and the
+    # instruction after it, B0-B3 with bit 12 and BS); and in a STI or
+    # MOV-SS shadow or the HLT state with RFLAGS.TF 1 and IA32_DEBUGCTL.BTF 0
+    # a single-step trap is pending, recorded as BS (bit 14).  The entry
+    # check of 27.3.1.5 demands exactly that BS, so the saved state always
+    # enters again.
+    pend = c.dbg_pending
+    if (c.interruptibility & 3) or c.activity == 1:
+        pend = (pend & ~0x4000ULL) | (0x4000 if (c.rflags & F_TF) and not (c.debugctl & 2) else 0)
+    vwt(c, VMCS_OFF_GUEST_PENDING_DEBUG_EXCEPTIONS, 8, pend)
+    c.dbg_pending = 0           # the guest's: VM entry loads them back
     # "IA-32e mode guest" records EFER.LMA on every exit (IA32_VMX_MISC bit 5).
     if c.efer & EFER_LMA:
         c.vmx.ctl.entry_ctl |= ENTRY_CTL_IA32E_MODE_GUEST

@@ -558,7 +558,10 @@ cdef int h_rdrand_rdseed(Cpu* c, Insn* d) noexcept nogil:
 
 
 cdef int h_0fc7(Cpu* c, Insn* d) noexcept nogil:
-    """0F C7 /6 and /7: by the operand form."""
+    """0F C7 /6 and /7: by the operand form (and F3 0F C7 /7 with a
+    register operand: RDPID, core/insn/misc.pxi)."""
     if d.mod == 3:
+        if (d.ext & 7) == 7 and d.rep == 0xF3:
+            return h_rdpid(c, d)
         return h_rdrand_rdseed(c, d)
     return h_vmx_c7_mem(c, d)
