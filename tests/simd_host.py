@@ -217,3 +217,26 @@ def compare(texts, cases, host, guest):
 
 def chunks(seq, size):
     return [seq[i:i + size] for i in range(0, len(seq), size)]
+
+
+def run_unicorn(texts, cases):
+    """The same stubs in Unicorn (QEMU's x86 emulator, Haswell CPU model):
+    a second opinion beside the host.  Returns {text: [outcome per case]}."""
+    import unicorn
+    from unicorn import x86_const as X
+    out = {}
+    for text in texts:
+        code = vtx.asm(f"mov r8, {GUEST_IN}\nmov r9, {GUEST_OUT}\n" + STUB_HEAD + "    " + text +
+                       "\n" + STUB_TAIL + "    nop\n", bits=64, org=0x1000)
+        res = []
+        for c in cases:
+            uc = unicorn.Uc(unicorn.UC_ARCH_X86, unicorn.UC_MODE_64)
+            uc.ctl_set_cpu_model(X.UC_CPU_X86_HASWELL)
+            uc.mem_map(0, 1 << 20)
+            uc.mem_write(0x1000, code)
+            uc.mem_write(GUEST_IN, c)
+            uc.reg_write(X.UC_X86_REG_RSP, 0x9000)
+            uc.emu_start(0x1000, 0x1000 + len(code))
+            res.append(bytes(uc.mem_read(GUEST_OUT, OUT_SIZE)))
+        out[text] = res
+    return out

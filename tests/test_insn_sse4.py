@@ -233,3 +233,98 @@ def test_string_compare_memory_operand_may_be_misaligned():
 def test_movntdqa_register_form_is_ud():
     out = run_simd(".byte 0x66, 0x0f, 0x38, 0x2a, 0xca", 64)
     assert exc_vector(out) == 6
+
+
+# --- Unicorn as a second opinion -------------------------------------------------------
+
+UNICORN_INSNS = ["pshufb xmm1, xmm2", "phaddsw xmm1, xmm2", "pmaddubsw mm1, mm2", "palignr xmm1, xmm2, 9",
+                 "pmulhrsw xmm1, xmm2", "psignw xmm1, xmm2", "pabsd xmm1, xmm2", "packusdw xmm1, xmm2",
+                 "pmovsxwq xmm1, xmm2", "phminposuw xmm1, xmm2", "mpsadbw xmm1, xmm2, 5",
+                 "pclmulqdq xmm1, xmm2, 0x11", "pcmpgtq xmm1, xmm2", "ptest xmm1, xmm2",
+                 "pcmpistri xmm1, xmm2, 0x0c", "pcmpestrm xmm1, xmm2, 0x44", "pcmpistrm xmm1, xmm2, 0x34",
+                 "pcmpestri xmm1, xmm2, 0x48", "paddsw mm1, mm2", "pmaddwd xmm1, xmm2", "psadbw xmm1, xmm2",
+                 "packsswb mm1, mm2", "psraw xmm1, xmm2", "pshufhw xmm1, xmm2, 0x1b", "pinsrb xmm1, eax, 13"]
+
+
+@settings(max_examples=4, deadline=None, derandomize=True, suppress_health_check=HEALTH)
+@given(cases=st.lists(string_case(), min_size=8, max_size=8))
+def test_against_unicorn(cases):
+    pytest.importorskip("unicorn")
+    simd_host.compare(UNICORN_INSNS, cases, simd_host.run_unicorn(UNICORN_INSNS, cases),
+                      simd_host.run_guest(UNICORN_INSNS, cases))
+
+
+# --- MXCSR: rounding control and exception flags (needs LDMXCSR/STMXCSR) --------------
+
+def mxcsr_run(src, mxcsr, a, b):
+    out, r, _ = xmm_run(f"""
+        mov dword ptr [esi+96], {mxcsr:#x}
+        ldmxcsr [esi+96]
+        {src}
+        stmxcsr [esi+100]
+        """, a=a, b=b, features=("SSE", "SSE2"))
+    if out.exit is not None and getattr(out.exit, "vector", None) == 6 and out.rip < 0x1040:
+        pytest.skip("LDMXCSR/STMXCSR are not in this build of the model")
+    return out, r, int.from_bytes(out.vm.read(DATA + 100, 4), "little")
+
+
+@pytest.mark.parametrize("rc,want", [(0, -2.0), (1, -3.0), (2, -2.0), (3, -2.0)])
+def test_roundsd_uses_mxcsr_rc_with_imm_bit_2(rc, want):
+    out, r, mx = mxcsr_run("roundsd xmm1, xmm2, 4", 0x1F80 | rc << 13,
+                           struct.pack("<dd", 0, 0), struct.pack("<dd", -2.5, 0))
+    assert out.halted
+    assert struct.unpack("<d", r[:8])[0] == want
+    assert mx & 0x3F == 0x20                # precision: imm8[3] = 0 reports it
+
+
+def test_roundss_suppresses_precision_with_imm_bit_3():
+    out, r, mx = mxcsr_run("roundss xmm1, xmm2, 8", 0x1F80,
+                           bytes(16), struct.pack("<4f", 1.5, 0, 0, 0))
+    assert out.halted
+    assert struct.unpack("<f", r[:4])[0] == 2.0
+    assert mx & 0x3F == 0
+
+
+def test_unmasked_invalid_is_xm_and_leaves_the_destination():
+    snan = struct.pack("<Q", 0x7FF0000000000001) + bytes(8)
+    out, r, _ = mxcsr_run("roundsd xmm1, xmm2, 0", 0x1F80 & ~0x80,
+                          struct.pack("<dd", 3.0, 4.0), snan)
+    assert exc_vector(out) == 19
+
+
+# Under every rounding mode, FTZ and DAZ, with the sticky flags it starts
+# with: the MXCSR goes in through the case's RCX slot and the MXCSR after the
+# instruction comes back in RCX.  All exceptions stay masked (an unmasked one
+# would trap in the host program).
+MX_FP = [f"ldmxcsr [r8+64]\n    {t}\n    push 0x1f80\n    stmxcsr [rsp+4]\n    mov ecx, [rsp+4]\n"
+         f"    ldmxcsr [rsp]\n    lea rsp, [rsp+8]"
+         for t in ("roundps xmm1, xmm2, 4", "roundpd xmm1, xmm2, 12", "roundss xmm1, xmm2, 4",
+                   "roundsd xmm1, xmm2, 4", "roundsd xmm1, xmm2, 1", "dpps xmm1, xmm2, 0xff",
+                   "dpps xmm1, xmm2, 0x73", "dppd xmm1, xmm2, 0x33", "dppd xmm1, xmm2, 0x12")]
+
+
+@st.composite
+def fp_mx_case(draw):
+    c = bytearray(draw(fp_case()))
+    mx = 0x1F80 | draw(st.integers(0, 3)) << 13 | draw(st.sampled_from((0, 0x8000))) \
+        | draw(st.sampled_from((0, 0x40))) | draw(st.sampled_from((0, 0, 0x3F, 0x20, 0x01)))
+    c[64:72] = mx.to_bytes(8, "little")
+    return bytes(c)
+
+
+@settings(max_examples=10, deadline=None, derandomize=True, suppress_health_check=HEALTH)
+@given(cases=st.lists(fp_mx_case(), min_size=24, max_size=24))
+def test_fp_mxcsr_against_host(mx_oracle, cases):
+    probe = run_simd(f"mov esi, {DATA}\nstmxcsr [rsi]\n", 64)
+    if not probe.halted:
+        pytest.skip("LDMXCSR/STMXCSR are not in this build of the model")
+    simd_host.compare(MX_FP, cases, mx_oracle.run(MX_FP, cases), simd_host.run_guest(MX_FP, cases))
+
+
+@pytest.fixture(scope="module")
+def mx_oracle():
+    if SKIP_HOST:
+        pytest.skip(SKIP_HOST)
+    o = simd_host.HostOracle(MX_FP)
+    yield o
+    o.close()

@@ -8,10 +8,11 @@
 # compares (PCMPxSTRx), the blends, inserts, extracts and the instructions
 # that round (ROUND*, DPPS/DPPD) live in core/insn/sse4.pxi.
 #
-# Exception checks (SDM Vol. 2 2.5 and Vol. 3 Table 23-?, "MMX"): an MMX
+# Exception checks (SDM Vol. 2 2.5 and the instruction pages): an MMX
 # register form checks CR0.EM (#UD), CR0.TS (#NM) and a pending x87
 # exception (#MF) (mmx_avail, core/insn/simd.pxi), whether it came with MMX
-# or was added by SSE/SSE2/SSSE3; an XMM form checks CR0.EM/CR4.OSFXSR (#UD)
+# or was added by SSE/SSE2, and the SSSE3 ones (PSHUFB mm, ... "Exceptions
+# Type 4") also CR4.OSFXSR; an XMM form checks CR0.EM/CR4.OSFXSR (#UD)
 # and CR0.TS (#NM) (sse_avail).  A 128-bit memory operand of a legacy-SSE
 # instruction must be 16-byte aligned (#GP(0)) unless the instruction says
 # otherwise; MMX memory operands have no alignment rule.  Every MMX
@@ -424,7 +425,13 @@ cdef int h_pint(Cpu* c, Insn* d) noexcept nogil:
     cdef uint64_t A[2]
     cdef uint64_t B[2]
     cdef uint64_t R[2]
-    cdef int rc = si_avail(c, xmm)
+    cdef int rc
+    if not xmm and d.ext != SI_MAP0F and not (c.cr4 & CR4_OSFXSR):
+        # The MMX forms of SSSE3 take the SSE checks of "Exceptions Type 4"
+        # (SDM Vol. 2 2.5, Table 2-21: CR4.OSFXSR = 0 is #UD) as well as
+        # the MMX ones (#MF for a pending x87 exception).
+        return raise_ud(c)
+    rc = si_avail(c, xmm)
     if rc:
         return rc
     if not xmm and d.ext == SI_MAP0F and d.op >= 0x60 and d.op <= 0x62:
