@@ -8,9 +8,8 @@
 
 # --- the host's SSE4.1 under the guest MXCSR --------------------------------
 #
-# The host is x86-64 with SSE4.1 (setup checks nothing: the extension is only
-# built for x86-64, and an SSE4.1 guest instruction is only decoded if the CPU
-# model has the feature; the tests skip without host SSE4.1).  One asm
+# The host is x86-64; whether it has SSE4.1 is asked once at start-up
+# (si_host_sse41).  One asm
 # statement loads the guest's rounding control, FTZ and DAZ with every
 # exception masked and the flags clear, runs the instruction with its
 # immediate (an immediate needs one copy of the instruction per value), and
@@ -25,6 +24,8 @@ cdef extern from *:
     #define VTX_SI_C16(O, I) VTX_SI_C4(O, I) VTX_SI_C4(O, (I) + 4) VTX_SI_C4(O, (I) + 8) VTX_SI_C4(O, (I) + 12)
     #define VTX_SI_C64(O, I) VTX_SI_C16(O, I) VTX_SI_C16(O, (I) + 16) VTX_SI_C16(O, (I) + 32) VTX_SI_C16(O, (I) + 48)
     #define VTX_SI_C256(O) VTX_SI_C64(O, 0) VTX_SI_C64(O, 64) VTX_SI_C64(O, 128) VTX_SI_C64(O, 192)
+
+    static int vtx_si_host_has_sse41(void) { __builtin_cpu_init(); return __builtin_cpu_supports("sse4.1"); }
 
     /* op: 0 ROUNDPS 1 ROUNDPD 2 ROUNDSS 3 ROUNDSD 4 DPPS 5 DPPD.  a is the
        destination (in/out), b the source; returns MXCSR bits 5:0 raised. */
@@ -55,6 +56,12 @@ cdef extern from *:
     }
     """
     uint32_t vtx_si_host_fp(int op, int imm, uint64_t* a, const uint64_t* b, uint32_t mxcsr) nogil
+    int vtx_si_host_has_sse41() nogil
+
+# Set once at start-up: the host can run ROUND*/DPP* for the guest.  Without
+# it (an x86-64 host older than SSE4.1) those instructions are #UD rather
+# than an illegal instruction in the host process.
+cdef int si_host_sse41 = 0
 
 
 cdef int si_fp_commit(Cpu* c, uint32_t raised) noexcept nogil:
@@ -89,6 +96,8 @@ cdef int h_sse4_fp(Cpu* c, Insn* d) noexcept nogil:
     rc = sse_avail(c)
     if rc:
         return rc
+    if not si_host_sse41:
+        return raise_ud(c)
     if d.op >= 0x40:
         op = 4 + (d.op - 0x40)
         msz = 16
@@ -391,7 +400,9 @@ cdef int h_pcmpstr(Cpu* c, Insn* d) noexcept nogil:
 
 
 cdef void init_sse4_tables() noexcept:
+    global si_host_sse41
     cdef int op
+    si_host_sse41 = vtx_si_host_has_sse41() != 0
     cdef uint32_t RM = OPF_MODRM
     for op in (0x20, 0x21, 0x22, 0x23, 0x24, 0x25, 0x30, 0x31, 0x32, 0x33, 0x34, 0x35):
         op_set(OP38P[PFX_66], op, h_pmovx, RM, 0, FEAT_SSE4_1)
