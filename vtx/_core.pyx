@@ -28,8 +28,11 @@ include "core/insn/systab.pxi"
 include "core/insn/simd.pxi"
 include "core/insn/simd_int.pxi"
 include "core/insn/sse4.pxi"
+include "core/task.pxi"
 include "core/insn/string.pxi"
 include "core/insn/interrupt.pxi"
+include "core/insn/far.pxi"
+include "core/insn/prot.pxi"
 include "core/insn/fast.pxi"
 include "core/vmx/vmcs.pxi"
 include "core/exceptions.pxi"
@@ -833,9 +836,6 @@ cdef object _entry_error(Cpu* c, int rc):
 
 
 cdef str _unsupported_message(Cpu* c):
-    if c.vmx.entry_check == -1001:
-        return (f"a task switch at rip {c.rip:#x} (a task gate, or IRET with NT) in root operation; "
-                f"task switches are not modeled yet (in non-root operation they exit with reason 9)")
     return f"the guest executed a VMX instruction at rip {c.rip:#x} in root operation; not modeled yet"
 
 

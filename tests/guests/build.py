@@ -114,6 +114,35 @@ def build(name, bits, opt="-O2", flavour="general"):
     return data, mapfile
 
 
+def build_asm(name, bits):
+    """The flat binary image of the assembly guest tests/guests/NAME.S (which
+    may switch modes with .code16/.code32/.code64), linked at 0x1000 with
+    link.ld, and the path of its linker map."""
+    m, emul = ARCH[bits]
+    key = hashlib.sha256()
+    for part in [gcc_version(), m, emul]:
+        key.update(part.encode() + b"\0")
+    for f in [f"{name}.S", "link.ld"]:
+        key.update(f.encode() + b"\0" + (HERE / f).read_bytes() + b"\0")
+    tag = f"{name}-asm{bits}-{key.hexdigest()[:16]}"
+    out = cache_dir() / f"{tag}.bin"
+    mapfile = cache_dir() / f"{tag}.map"
+    if out.exists():
+        return out.read_bytes(), mapfile
+    with tempfile.TemporaryDirectory(prefix="vtx-guest-") as tmp:
+        obj = str(Path(tmp) / "guest.o")
+        _run(["gcc", m, "-c", str(HERE / f"{name}.S"), "-o", obj], tmp)
+        binary = str(Path(tmp) / "guest.bin")
+        _run(["ld", "-m", emul, "-nostdlib", "--build-id=none", "-T", str(HERE / "link.ld"),
+              "--oformat", "binary", "-Map", str(Path(tmp) / "guest.map"), "-o", binary, obj], tmp)
+        data = Path(binary).read_bytes()
+        for src_path, dst in ((Path(tmp) / "guest.map", mapfile), (Path(binary), out)):
+            part = dst.with_suffix(dst.suffix + f".{os.getpid()}.tmp")
+            shutil.copyfile(src_path, part)
+            os.replace(part, dst)
+    return data, mapfile
+
+
 def run_native(name, bits, opt="-O2", timeout=60):
     """Build guest NAME as a Linux program and run it on the host CPU: its
     standard output (text) and exit status."""

@@ -31,6 +31,8 @@ cdef enum:
     OPF_M66 = 1 << 20       # 0F 38 map: valid only with the mandatory prefix 66 (and no F2/F3)
     OPF_P66KEEP = 1 << 21   # an OP2P/OP38P/OP3A entry whose 66 prefix is an operand-size
                             # prefix, not a mandatory one (MOVBE r16, ...)
+    OPF_FARPTR = 1 << 22    # ptr16:16/32 (EA, 9A): the offset (16 or 32 bits by operand
+                            # size) in imm, then the selector in disp
 
 # Insn.flags
 cdef enum:
@@ -372,6 +374,13 @@ cdef int decode(Cpu* c, const uint8_t* b, int avail, Insn* d) noexcept nogil:
             return DECODE_MORE
         d.imm = rd_le(b + i, n)
         i += n
+    elif fl & OPF_FARPTR:
+        n = 2 if osz == 2 else 4
+        if i + n + 2 > avail:
+            return DECODE_MORE
+        d.imm = rd_le(b + i, n)
+        d.disp = <int64_t>rd_le(b + i + n, 2)
+        i += n + 2
     if i > MAX_INSN:
         return DECODE_GP
     # LOCK is #UD unless the instruction is one of ADD ADC AND BTC BTR BTS
@@ -712,4 +721,7 @@ cdef void init_opcode_tables() noexcept:
     op_set(OP2, 0xC1, h_xadd, OPF_MODRM | OPF_LOCK)
     op_set(OP2, 0xB0, h_cmpxchg, OPF_MODRM | OPF_BYTE | OPF_LOCK)
     op_set(OP2, 0xB1, h_cmpxchg, OPF_MODRM | OPF_LOCK)
+    # Far transfers, fast system calls and the protection instructions
+    # (core/insn/far.pxi, core/insn/prot.pxi).
+    init_prot_tables()
     init_simdint_tables()     # MMX, SSE/SSE2 packed integer, SSSE3, SSE4 (core/insn/simd_int.pxi)

@@ -202,7 +202,7 @@ CR4_BITS = {
 #: CR4 bits the model implements.
 CR4_SUPPORTED = (
     "VME", "PVI", "TSD", "DE", "PSE", "PAE", "MCE", "PGE", "PCE", "OSFXSR", "OSXMMEXCPT",
-    "VMXE", "FSGSBASE", "PCIDE", "OSXSAVE", "SMEP",
+    "VMXE", "FSGSBASE", "PCIDE", "OSXSAVE", "SMEP", "UMIP",
 )
 CR4_FIXED0 = 1 << CR4_BITS["VMXE"]
 CR4_FIXED1 = 0

@@ -87,6 +87,7 @@ FEATURES = (
 # names of what they implement here (and in the narrower presets).
 _BASE = ("DE", "PSE", "TSC", "MSR", "PAE", "VMX", "MONITOR", "XSAVE", "OSXSAVE", "INVPCID",
          "LAHF_LM", "NX", "RDTSCP", "LM", "CMOV", "RDRAND", "RDSEED", "SMEP",
+         "SEP", "SYSCALL", "UMIP",
          "MMX", "SSSE3", "SSE4_1", "SSE4_2", "PCLMULQDQ")
 
 PRESETS = {

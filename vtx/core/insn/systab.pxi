@@ -118,7 +118,10 @@ cdef int h_0f00(Cpu* c, Insn* d) noexcept nogil:
     if not (c.cr0 & CR0_PE) or (c.rflags & F_VM):
         return raise_ud(c)
     if op <= 1:
-        # SLDT, STR: no privilege check (the model has no CR4.UMIP).
+        # SLDT, STR: any CPL, unless CR4.UMIP (#GP(0) at CPL > 0, before the
+        # VM exit: SDM Vol. 3A 2.5, Vol. 3C 26.1.1).
+        if umip_denied(c):
+            return raise_gp0(c)
         if c.vmx.non_root and (c.vmx.ctl.proc2 & PROC2_DESCRIPTOR_TABLE_EXITING):
             return ldtr_tr_exit(c, d, II_SLDT if op == 0 else II_STR)
         v = c.seg[S_LDTR if op == 0 else S_TR].sel

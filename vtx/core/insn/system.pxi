@@ -41,6 +41,12 @@ cdef int h_sahf(Cpu* c, Insn* d) noexcept nogil:
     return RC_OK
 
 
+cdef inline int umip_denied(Cpu* c) noexcept nogil:
+    """SGDT, SIDT, SLDT, SMSW and STR at CPL > 0 with CR4.UMIP = 1: #GP(0)
+    (SDM Vol. 3A 2.5, CR4.UMIP; virtual-8086 mode is CPL 3)."""
+    return (c.cr4 & CR4_UMIP) != 0 and c.cpl > 0 and (c.cr0 & CR0_PE) != 0
+
+
 cdef inline int iopl_ok(Cpu* c) noexcept nogil:
     if not (c.cr0 & CR0_PE):
         return 1
@@ -617,6 +623,9 @@ cdef int write_cr4(Cpu* c, uint64_t v) noexcept nogil:
     cdef int rc
     if v & ~(<uint64_t>VMX_CAP_CR4_FIXED1):
         return raise_gp0(c)
+    # CR4.UMIP is reserved on a processor without UMIP (CPUID.7.0:ECX[2]).
+    if (v & CR4_UMIP) and not cpu_has(c, FEAT_UMIP):
+        return raise_gp0(c)
     # CR4.PCIDE: only in IA-32e mode, and set only while CR3[11:0] = 0 (SDM
     # Vol. 2 MOV CR, "Protected Mode Exceptions"); a PCIDE outside IA-32e mode
     # would also fail the next VM entry (SDM Vol. 3C 27.3.1.1).
@@ -801,7 +810,10 @@ cdef int h_0f01(Cpu* c, Insn* d) noexcept nogil:
             c.idtr_base = base
             c.idtr_limit = <uint32_t>lim
         return RC_OK
-    # SGDT / SIDT (no privilege check: the model has no CR4.UMIP)
+    # SGDT / SIDT: any CPL, unless CR4.UMIP (SDM Vol. 3A 2.5: #GP(0) at
+    # CPL > 0), a fault that comes before the VM exit (SDM Vol. 3C 26.1.1).
+    if umip_denied(c):
+        return raise_gp0(c)
     if c.vmx.non_root and (c.vmx.ctl.proc2 & PROC2_DESCRIPTOR_TABLE_EXITING):
         return desc_table_exit(c, d, d.ext)
     if d.ext == 0:
@@ -909,9 +921,11 @@ cdef int h_smsw(Cpu* c, Insn* d) noexcept nogil:
     """0F 01 /4 SMSW: store CR0 (as the guest reads it, through the read
     shadow in non-root operation).  To memory: 16 bits; to a register: the
     operand size (the upper bits of CR0 for a 32- or 64-bit register, as
-    Intel processors store them).  Any CPL (the model has no CR4.UMIP); no
-    VM exit."""
+    Intel processors store them).  Any CPL unless CR4.UMIP: then #GP(0) at
+    CPL > 0 (SDM Vol. 3A 2.5).  No VM exit."""
     cdef uint64_t v = cr0_shadowed(c)
+    if umip_denied(c):
+        return raise_gp0(c)
     if d.mod == 3:
         set_reg(c, d.rm, d.osz, v)
         return RC_OK
