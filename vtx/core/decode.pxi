@@ -725,3 +725,4 @@ cdef void init_opcode_tables() noexcept:
     # (core/insn/far.pxi, core/insn/prot.pxi).
     init_prot_tables()
     init_misc_tables()      # core/insn/misc.pxi
+    init_simdint_tables()     # MMX, SSE/SSE2 packed integer, SSSE3, SSE4 (core/insn/simd_int.pxi)

@@ -176,6 +176,8 @@ def build(spec):
     vm.write(at, code)
     for name, value in spec.get("regs", {}).items():
         setattr(v, name, value)
+    if spec.get("cr4_or"):
+        v.cr4 = v.cr4 | spec["cr4_or"]
     for name, seg in spec.get("segs", {}).items():
         setattr(v, name, vtx.Segment(*seg))
     if spec.get("idtr") is not None:

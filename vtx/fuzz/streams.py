@@ -42,10 +42,19 @@ HOT_0F = (0x00, 0x01, 0x20, 0x21, 0x22, 0x23, 0xA2, 0x31, 0x32, 0x30, 0x0B, 0x05
           0xB0, 0xB1, 0xC0, 0xC1, 0xA3, 0xAB, 0xB3, 0xBB, 0xBA, 0xBC, 0xBD, 0xA4, 0xA5, 0xAC,
           0x80, 0x84, 0x85, 0x8F, 0x90, 0x94, 0x40, 0x44, 0xB6, 0xB7, 0xBE, 0xBF, 0xA0, 0xA1,
           0xA8, 0xA9, 0x78, 0x79, 0x08, 0x09, 0x0D, 0x1F, 0xC7, 0xAF, 0x02, 0x03,
-          0xB8, 0xB9, 0xFF)                              # POPCNT, UD1, UD0 (core/insn/misc.pxi)
-# The 0F 38 opcodes a biased stream may pick (MOVBE, CRC32, ADCX/ADOX, and
-# the VMX/INVPCID ones), with the mandatory prefixes that select them.
-HOT_0F38 = (0xF0, 0xF1, 0xF6, 0x80, 0x81, 0x82)
+          0xB8, 0xB9, 0xFF,                              # POPCNT, UD1, UD0 (core/insn/misc.pxi)
+          # MMX/SSE integer (with 66/F2/F3 from the prefixes) and the
+          # three-byte maps 0F 38 and 0F 3A, whose third byte follows
+          0x38, 0x3A, 0x38, 0x3A, 0x60, 0x63, 0x6E, 0x6F, 0x70, 0x71, 0x73, 0x77, 0x7E, 0x7F,
+          0xC4, 0xC5, 0xD6, 0xD7, 0xE7, 0xF7, 0xFC)
+# Third bytes of 0F 38 (SSSE3, SSE4.1/4.2; MOVBE, CRC32, ADCX/ADOX; the
+# VMX/INVPCID ones) and 0F 3A (PALIGNR, blends, inserts/extracts, ROUND*,
+# DPP*, MPSADBW, PCLMULQDQ, PCMPxSTRx), with the mandatory prefixes that
+# select them coming from the prefixes.
+HOT_0F38 = (0x00, 0x04, 0x0B, 0x10, 0x15, 0x17, 0x1C, 0x20, 0x25, 0x2A, 0x2B, 0x37, 0x41,
+            0x80, 0x81, 0x82, 0xF0, 0xF1, 0xF6)
+HOT_0F3A = (0x08, 0x0B, 0x0E, 0x0F, 0x14, 0x16, 0x17, 0x20, 0x21, 0x22, 0x40, 0x41, 0x42,
+            0x44, 0x60, 0x61, 0x62, 0x63)
 INTERESTING_BYTES = (0x00, 0xFF, 0x7F, 0x80, 0xCC, 0xCD, 0xCF, 0xF3, 0xF2, 0x66, 0x67, 0x0F,
                      0x90, 0xF4, 0xE8, 0xEB, 0xC3, 0x48)
 
@@ -77,6 +86,10 @@ def biased_instruction(rng, bits):
     elif rng.random() < 0.3:
         out.append(0x0F)
         out.append(rng.choice(HOT_0F) if rng.random() < 0.7 else rng.getrandbits(8))
+        if out[-1] == 0x38:
+            out.append(rng.choice(HOT_0F38) if rng.random() < 0.7 else rng.getrandbits(8))
+        elif out[-1] == 0x3A:
+            out.append(rng.choice(HOT_0F3A) if rng.random() < 0.7 else rng.getrandbits(8))
     else:
         out.append(rng.choice(HOT_OPCODES) if rng.random() < 0.5 else rng.getrandbits(8))
     if rng.random() < 0.8:
@@ -413,6 +426,10 @@ def make_stream_spec(rng, mode, budget_max):
         # event loops in the middle, and the next run has to resume them.
         spec["budget"] = rng.randint(1, min(50, budget_max))
         spec["more"] = [rng.randint(1, min(50, budget_max)) for _ in range(rng.randint(0, 2))] + [budget_max]
+    if rng.random() < 0.5:
+        # CR4.OSFXSR (and OSXMMEXCPT): without them every XMM instruction is #UD
+        # and the SSE handlers would never see random operands.
+        spec["cr4_or"] = rng.choice((1 << 9, (1 << 9) | (1 << 10)))
     return spec
 
 

@@ -89,7 +89,8 @@ _BASE = ("DE", "PSE", "TSC", "MSR", "PAE", "VMX", "MONITOR", "XSAVE", "OSXSAVE",
          "LAHF_LM", "NX", "RDTSCP", "LM", "CMOV", "RDRAND", "RDSEED", "SMEP",
          "SEP", "SYSCALL", "UMIP",
          "PGE", "PSE36", "PAT", "PDPE1GB", "SMAP", "PCID",
-         "CX8", "CX16", "POPCNT", "ABM", "MOVBE", "ADX", "RDPID")
+         "CX8", "CX16", "POPCNT", "ABM", "MOVBE", "ADX", "RDPID",
+         "MMX", "SSSE3", "SSE4_1", "SSE4_2", "PCLMULQDQ")
 
 # The CPUs the presets stand for, with every feature they have (their
 # CPUID.01H/07H/80000001H bits among FEATURES); a preset keeps those the
