@@ -159,12 +159,15 @@ def guest_code(texts):
     return code
 
 
-def enable_simd(vm, vcpu, extra=("SSE", "SSE2")):
+def enable_simd(vm, vcpu, extra=("SSE", "SSE2", "FXSR"), without=()):
     """CR4.OSFXSR and OSXMMEXCPT, and SSE/SSE2 in the CPU model (the packed
-    integer XMM forms need SSE2, which the SSE part of the model advertises)."""
-    names = list(vm._machine._features())
-    vm._machine._set_features(names + [n for n in extra if n not in names])
-    vcpu.cr4 = vcpu.cr4 | (1 << 9) | (1 << 10)
+    integer XMM forms need SSE2, which the SSE part of the model advertises);
+    the features in `without` taken out of the model."""
+    names = [n for n in vm._machine._features() if n not in without]
+    names += [n for n in extra if n not in names and n not in without]
+    vm._machine._set_features(names)
+    # CR4.OSXMMEXCPT exists only with SSE (vtx/spec/capabilities.py CR4_FEATURES)
+    vcpu.cr4 = vcpu.cr4 | (1 << 9) | ((1 << 10) if "SSE" in names else 0)
 
 
 def run_guest(texts, cases):

@@ -124,10 +124,10 @@ def test_against_host(oracle, group, cases):
 # ---------------------------------------------------------------------------
 # exact values
 
-def run_simd(src, bits=64, data=None, cr0_set=0, cr0_clear=0, cr4_clear=0, features=("SSE", "SSE2"),
-             fsw=None, **kw):
+def run_simd(src, bits=64, data=None, cr0_set=0, cr0_clear=0, cr4_clear=0, features=("SSE", "SSE2", "FXSR"),
+             fsw=None, without=(), **kw):
     def setup(vm, vcpu):
-        enable_simd(vm, vcpu, features)
+        enable_simd(vm, vcpu, features, without)
         vcpu.cr0 = (vcpu.cr0 | cr0_set) & ~cr0_clear
         vcpu.cr4 = vcpu.cr4 & ~cr4_clear
     return run(src, bits, data=data, setup=setup, **kw)
@@ -308,11 +308,11 @@ def test_exception_conditions(text, needs_osfxsr):
 
 def test_features_gate_decoding():
     # without SSE2 the XMM forms are #UD; without SSE the SSE-added MMX forms are
-    out = run_simd("paddb xmm1, xmm2", 64, features=("SSE",))
+    out = run_simd("paddb xmm1, xmm2", 64, features=("SSE", "FXSR"), without=("SSE2",))
     assert exc_vector(out) == 6
-    out = run_simd("pavgb mm1, mm2", 64, features=())
+    out = run_simd("pavgb mm1, mm2", 64, features=("FXSR",), without=("SSE", "SSE2"))
     assert exc_vector(out) == 6
-    out = run_simd("paddb mm1, mm2", 64, features=())
+    out = run_simd("paddb mm1, mm2", 64, features=("FXSR",), without=("SSE", "SSE2"))
     assert out.halted
 
 

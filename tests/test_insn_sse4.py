@@ -262,7 +262,7 @@ def mxcsr_run(src, mxcsr, a, b):
         ldmxcsr [esi+96]
         {src}
         stmxcsr [esi+100]
-        """, a=a, b=b, features=("SSE", "SSE2"))
+        """, a=a, b=b, features=("SSE", "SSE2", "FXSR"))
     if out.exit is not None and getattr(out.exit, "vector", None) == 6 and out.rip < 0x1040:
         pytest.skip("LDMXCSR/STMXCSR are not in this build of the model")
     return out, r, int.from_bytes(out.vm.read(DATA + 100, 4), "little")
