@@ -26,6 +26,8 @@ include "core/insn/ctrl_xfer.pxi"
 include "core/insn/system.pxi"
 include "core/insn/systab.pxi"
 include "core/insn/simd.pxi"
+include "core/insn/sse.pxi"
+include "core/insn/fxsave.pxi"
 include "core/insn/string.pxi"
 include "core/insn/interrupt.pxi"
 include "core/insn/fast.pxi"
@@ -402,6 +404,18 @@ cdef class VCpuBase:
         _host_writes_vmcs(self.c)
         self.c.vmx.vmcs[VMCS_OFF_LAUNCH_STATE] = 0
         self.c.vmx.ck_dirty = CKM_ALL
+
+    # --- XMM registers ---------------------------------------------------------
+
+    def _set_xmm(self, int i, value):
+        """XMMi = value, a 128-bit int (negative values as two's complement)."""
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"register xmm{i} takes an int, not {type(value).__name__}")
+        if value < -(1 << 127) or value >= (1 << 128):
+            raise ValueError(f"{value:#x} does not fit in the 128-bit register xmm{i}")
+        value &= (1 << 128) - 1
+        self.c.fpu.xmm[i][0] = <uint64_t>(value & 0xFFFFFFFFFFFFFFFF)
+        self.c.fpu.xmm[i][1] = <uint64_t>(value >> 64)
 
     # --- segments and tables -----------------------------------------------
 

@@ -712,3 +712,4 @@ cdef void init_opcode_tables() noexcept:
     op_set(OP2, 0xC1, h_xadd, OPF_MODRM | OPF_LOCK)
     op_set(OP2, 0xB0, h_cmpxchg, OPF_MODRM | OPF_BYTE | OPF_LOCK)
     op_set(OP2, 0xB1, h_cmpxchg, OPF_MODRM | OPF_LOCK)
+    init_sse_tables()          # core/insn/sse.pxi (and fxsave.pxi)

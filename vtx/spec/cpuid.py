@@ -72,6 +72,9 @@ FEATURES = (
     ("CLFLUSHOPT", 7, 0, EBX, 23, "CLFLUSHOPT"),
     ("UMIP", 7, 0, ECX, 2, "User-mode instruction prevention (CR4.UMIP)"),
     ("RDPID", 7, 0, ECX, 22, "RDPID"),
+    # CPUID.(EAX=0DH,ECX=1):EAX
+    ("XSAVEOPT", 0xD, 1, EAX, 0, "XSAVEOPT"),
+    ("XSAVEC", 0xD, 1, EAX, 1, "XSAVEC and the compacted form of XRSTOR"),
     # CPUID.80000001H:ECX/EDX
     ("LAHF_LM", 0x80000001, 0, ECX, 0, "LAHF and SAHF in 64-bit mode"),
     ("ABM", 0x80000001, 0, ECX, 5, "LZCNT"),
@@ -86,7 +89,9 @@ FEATURES = (
 # What the model implements today.  The feature helpers of issue 8 add the
 # names of what they implement here (and in the narrower presets).
 _BASE = ("DE", "PSE", "TSC", "MSR", "PAE", "VMX", "MONITOR", "XSAVE", "OSXSAVE", "INVPCID",
-         "LAHF_LM", "NX", "RDTSCP", "LM", "CMOV", "RDRAND", "RDSEED", "SMEP")
+         "LAHF_LM", "NX", "RDTSCP", "LM", "CMOV", "RDRAND", "RDSEED", "SMEP",
+         "FXSR", "SSE", "SSE2", "SSE3", "CLFSH", "PREFETCHW", "FSGSBASE", "CLFLUSHOPT",
+         "XSAVEOPT", "XSAVEC")
 
 PRESETS = {
     # the modeled processor: a recent Intel Core with everything vtx implements
