@@ -14,6 +14,8 @@
 cdef extern from *:
     """
     #include <stdint.h>
+    #include <stdlib.h>
+    #include <string.h>
     typedef struct { uint64_t q[2]; } vtx_x128;
     typedef uint32_t (*vtx_fpop_t)(uint32_t, uint64_t*, const uint64_t*);
 
@@ -117,6 +119,53 @@ cdef extern from *:
         return f ? f(csr, d, s) : 0;
     }
 
+    /* Whether one lane's result, rounded to the destination precision with
+       an unbounded exponent range, is inexact: the precision exception an
+       unmasked overflow or underflow reports with it (the result itself is
+       not delivered).  op is the scalar operation (ADD/SUB/MUL/DIV SS or SD,
+       or CVTSD2SS); x and y the lane's operands, DAZ already applied.  The
+       operands are scaled by powers of two into the normal range, which is
+       exact, and the scaled operation runs on the host. */
+    #include <math.h>
+    static int vtx_pe_unbounded(int op, uint64_t x, uint64_t y) {
+        int dbl = (op & 3) == 3, base = op >> 2, ex = 0, ey = 0, k;
+        uint64_t a[2] = {0, 0}, b[2] = {0, 0};
+        if (base == 17) {                       /* CVTSD2SS: 53 -> 24 bits */
+            double d, m; uint64_t mb;
+            memcpy(&d, &x, 8);
+            if (d == 0 || isinf(d) || isnan(d)) return 0;
+            m = frexp(d, &ex);
+            memcpy(&mb, &m, 8);
+            return (mb & 0x1FFFFFFFULL) != 0;
+        }
+        if (dbl) {
+            double p, q;
+            memcpy(&p, &x, 8); memcpy(&q, &y, 8);
+            if (p == 0 || q == 0) return 0;
+            p = frexp(p, &ex); q = frexp(q, &ey);
+            if (base == 0 || base == 2) {       /* ADD, SUB: one scale for both */
+                if (abs(ex - ey) > 55) return 1;
+                k = ex > ey ? ex : ey;
+                p = ldexp(p, ex - k); q = ldexp(q, ey - k);
+            }
+            memcpy(&a[0], &p, 8); memcpy(&b[0], &q, 8);
+        } else {
+            float p, q; uint32_t t;
+            t = (uint32_t)x; memcpy(&p, &t, 4);
+            t = (uint32_t)y; memcpy(&q, &t, 4);
+            if (p == 0 || q == 0) return 0;
+            p = frexpf(p, &ex); q = frexpf(q, &ey);
+            if (base == 0 || base == 2) {
+                if (abs(ex - ey) > 26) return 1;
+                k = ex > ey ? ex : ey;
+                p = ldexpf(p, ex - k); q = ldexpf(q, ey - k);
+            }
+            memcpy(&t, &p, 4); a[0] = t;
+            memcpy(&t, &q, 4); b[0] = t;
+        }
+        return (vtx_fpops[op](0x1F80, a, b) & 0x20) != 0;
+    }
+
     /* CVTSI2SS/SD: k = 0 ss from int32, 1 ss from int64, 2 sd from int32,
        3 sd from int64; d is the destination XMM register (upper bits kept). */
     static uint32_t vtx_cvtsi2f(int k, uint32_t csr, uint64_t* d, int64_t v) {
@@ -161,6 +210,7 @@ cdef extern from *:
     }
     """
     uint32_t vtx_fp(int op, uint32_t csr, uint64_t* d, const uint64_t* s) nogil
+    int vtx_pe_unbounded(int op, uint64_t x, uint64_t y) nogil
     uint32_t vtx_cvtsi2f(int k, uint32_t csr, uint64_t* d, int64_t v) nogil
     uint32_t vtx_cvtf2i(int k, uint32_t csr, const uint64_t* s, uint64_t* r) nogil
 
@@ -262,6 +312,84 @@ cdef bint res_tiny(int kind, const uint64_t* r) noexcept nogil:
     return False
 
 
+cdef inline uint64_t lane_get(const uint64_t* v, int i, int w) noexcept nogil:
+    if w == 64:
+        return v[i]
+    return (v[i >> 1] >> (32 * (i & 1))) & 0xFFFFFFFFULL
+
+
+cdef inline uint64_t lane_daz(uint64_t x, int w, uint32_t mxcsr) noexcept nogil:
+    """A denormal operand reads as a zero of its sign under DAZ."""
+    if mxcsr & MX_DAZ:
+        if w == 64 and f64_denormal(x):
+            return x & 0x8000000000000000ULL
+        if w == 32 and f32_denormal(<uint32_t>x):
+            return x & 0x80000000ULL
+    return x
+
+
+cdef uint32_t sse_lane_flags(int op, uint32_t mxcsr, const uint64_t* d, const uint64_t* s) noexcept nogil:
+    """The flags of an arithmetic operation with an unmasked exception,
+    gathered lane by lane (each lane as the scalar operation on its two
+    operands): an unmasked overflow or underflow delivers no result, and
+    its lane reports precision only if the result rounded with an unbounded
+    exponent is inexact (vtx_pe_unbounded; as the host processor does, and
+    as the x87 reports it for its biased result, SDM Vol. 1 4.9.1.4-5), while
+    the other lanes report their own flags.  0xFFFFFFFF for the operations
+    this does not cover (the caller keeps the whole-register flags)."""
+    cdef int base = op // 4, form = op & 3, lanes, i, w, sop, sbase
+    cdef uint64_t a[2]
+    cdef uint64_t b[2]
+    cdef uint64_t x, y
+    cdef uint32_t fl, total = 0, masks = (mxcsr >> 7) & MX_FLAGS
+    cdef uint32_t csr = host_csr(mxcsr)
+    if base == SSEOP_ADD or base == SSEOP_SUB or base == SSEOP_MUL or base == SSEOP_DIV:
+        w = 32 if (form == 0 or form == 2) else 64
+        lanes = (4 if w == 32 else 2) if form < 2 else 1
+    elif base == SSEOP_ADDSUB or base == SSEOP_HADD or base == SSEOP_HSUB:
+        w = 32 if form == 3 else 64
+        lanes = 4 if w == 32 else 2
+    elif op == SSEOP_CVT5A * 4 + 1 or op == SSEOP_CVT5A * 4 + 3:
+        w = 64
+        lanes = 2 if form == 1 else 1
+    else:
+        return 0xFFFFFFFFu
+    for i in range(lanes):
+        sbase = base
+        if base == SSEOP_ADDSUB:
+            sbase = SSEOP_SUB if (i & 1) == 0 else SSEOP_ADD
+            x = lane_get(d, i, w)
+            y = lane_get(s, i, w)
+        elif base == SSEOP_HADD or base == SSEOP_HSUB:
+            sbase = SSEOP_ADD if base == SSEOP_HADD else SSEOP_SUB
+            if i < lanes // 2:
+                x = lane_get(d, 2 * i, w)
+                y = lane_get(d, 2 * i + 1, w)
+            else:
+                x = lane_get(s, 2 * i - lanes, w)
+                y = lane_get(s, 2 * i - lanes + 1, w)
+        elif base == SSEOP_CVT5A:
+            x = lane_get(s, i, w)
+            y = 0
+        else:
+            x = lane_get(d, i, w)
+            y = lane_get(s, i, w)
+        sop = sbase * 4 + (3 if w == 64 else 2)
+        a[0] = x
+        a[1] = 0
+        b[0] = x if base == SSEOP_CVT5A else y
+        b[1] = 0
+        if base == SSEOP_CVT5A:
+            a[0] = 0
+        fl = vtx_fp(sop, csr, a, b)
+        if fl & ~masks & (MX_OE | MX_UE):
+            fl &= ~(<uint32_t>MX_PE)
+            if vtx_pe_unbounded(sop, lane_daz(x, w, mxcsr), lane_daz(y, w, mxcsr)):
+                fl |= MX_PE
+        total |= fl
+    return total
+
+
 cdef int sse_fp_check(Cpu* c, uint32_t fl, int res, const uint64_t* r) noexcept nogil:
     """Merge the exceptions of an operation into MXCSR and decide whether
     its result may be written (RC_OK) or an unmasked exception is raised
@@ -299,7 +427,7 @@ cdef int h_sse_fp(Cpu* c, Insn* d) noexcept nogil:
     cdef int op = d.ext
     cdef uint64_t s[2]
     cdef uint64_t r[2]
-    cdef uint32_t fl
+    cdef uint32_t fl, lf, masks
     cdef int rc = sse_avail(c)
     if rc:
         return rc
@@ -311,6 +439,11 @@ cdef int h_sse_fp(Cpu* c, Insn* d) noexcept nogil:
     r[0] = c.fpu.xmm[d.reg][0]
     r[1] = c.fpu.xmm[d.reg][1]
     fl = vtx_fp(op, host_csr(c.fpu.mxcsr), r, s) & SSE_FLMASK[op]
+    masks = (c.fpu.mxcsr >> 7) & MX_FLAGS
+    if fl & ~masks & (MX_OE | MX_UE) and not (fl & ~masks & (MX_IE | MX_DE | MX_ZE)):
+        lf = sse_lane_flags(op, c.fpu.mxcsr, c.fpu.xmm[d.reg], s)
+        if lf != 0xFFFFFFFFu:
+            fl = lf & SSE_FLMASK[op]
     rc = sse_fp_check(c, fl, SSE_RES[op], r)
     if rc:
         return rc
