@@ -184,10 +184,6 @@ cdef int check_controls(Cpu* c, const ck_mask_t* d) noexcept nogil:
             return fail(c, CK_VM_EXIT_MSR_LOAD_ADDRESS_WIDTH, R)
         if ck_has(d, CK_VM_EXIT_MSR_LOAD_LAST_BYTE_WIDTH) and not phys_ok(b + a * 16 - 1):
             return fail(c, CK_VM_EXIT_MSR_LOAD_LAST_BYTE_WIDTH, R)
-    # Areas the SDM allows but the model does not implement yet.
-    if ck_has(d, CK_VM_EXIT_MSR_AREAS) and \
-            (vr(c, VMCS_OFF_VM_EXIT_MSR_STORE_COUNT, 4) or vr(c, VMCS_OFF_VM_EXIT_MSR_LOAD_COUNT, 4)):
-        return fail(c, CK_VM_EXIT_MSR_AREAS, R)
     # 27.2.1.3
     if ck_has(d, CK_VM_ENTRY_CONTROLS) and not ctls_ok(entryc, VMX_CAP_TRUE_ENTRY_CTLS):
         return fail(c, CK_VM_ENTRY_CONTROLS, R)
