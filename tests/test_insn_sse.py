@@ -549,3 +549,24 @@ def test_differential_every_op_specials(native, insn):
         b = vals[(i * 5 + 3) % len(vals)]
         for mxcsr in (0x1F80, 0x0000 | (1 << 13), 0x9FC0 | (3 << 13)):
             compare(native, insn, a, b, 2 ** 31 + i, mxcsr)
+
+
+def test_status_flags_survive_sse_instructions():
+    # SSE handlers run with the status flags still lazy (they do not end a
+    # translated block): the flags of CMP must reach the SETcc after them,
+    # and COMISS must replace them.
+    out = sse("""
+        cmp eax, ebx
+        addps xmm0, xmm1
+        movaps xmm2, xmm0
+        cvtsi2sd xmm3, eax
+        shufps xmm2, xmm2, 0x1b
+        setb cl
+        setz ch
+        add eax, eax
+        comiss xmm4, xmm5
+        setb dl
+        setz dh
+    """, regs={"rax": 1, "rbx": 2, "xmm4": ps(3), "xmm5": ps(3), "rcx": 0, "rdx": 0})
+    assert out.halted
+    assert out.rcx & 0xFFFF == 0x0001 and out.rdx & 0xFFFF == 0x0100

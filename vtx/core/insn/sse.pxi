@@ -830,6 +830,11 @@ cdef int h_prefetchw(Cpu* c, Insn* d) noexcept nogil:
 # --- tables ---------------------------------------------------------------
 
 cdef void sse_op(int pfx, int opc, handler_t fn, uint32_t flags, int ext, int feat) noexcept:
+    """An OP2P entry.  Every SSE handler but COMIS*/UCOMIS* leaves RFLAGS
+    alone, so they run with the status flags lazy (OPF_LAZY) and do not end
+    a translated block (core/run.pxi)."""
+    if fn != h_sse_comi:
+        flags |= OPF_LAZY
     op_set(OP2P[pfx], opc, fn, flags | OPF_MODRM, ext, feat)
 
 
@@ -841,8 +846,10 @@ cdef void sse_fp4(int opc, int base, int pfx, int feat, int msz, int res, int fl
         SSE_MSZ[(base + k) * 4 + pfx] = msz
         SSE_RES[(base + k) * 4 + pfx] = res
         SSE_FLMASK[(base + k) * 4 + pfx] = flmask
-    sse_op(pfx, opc, h_sse_comi if base >= SSEOP_COMI else h_sse_fp,
-           OPF_IB if base == SSEOP_CMP else 0, base * 4 + pfx, feat)
+    if base >= SSEOP_COMI:
+        sse_op(pfx, opc, h_sse_comi, 0, base * 4 + pfx, feat)
+    else:
+        sse_op(pfx, opc, h_sse_fp, OPF_IB if base == SSEOP_CMP else 0, base * 4 + pfx, feat)
 
 
 cdef void init_sse_tables() noexcept:
