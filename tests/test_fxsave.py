@@ -377,3 +377,13 @@ def test_fsgsbase_faults():
     assert vector(guest("rdfsbase rax", cr4=0)) == 6                         # CR4.FSGSBASE = 0
     assert vector(guest("wrgsbase rax", cr4=FSGSBASE, regs={"rax": 1 << 60})) == 13
     assert vector(guest("rdfsbase eax", bits=32, cr4=FSGSBASE)) == 6          # outside 64-bit mode
+
+
+def test_fxsave_real_mode():
+    src = "mov ax, 0x2000\nmov ds, ax\nfxsave [0]\naddps xmm1, xmm2\nfxrstor [0]\n"
+    out = guest(src, bits=16, regs=XMM_REGS, data={DATA: bytes([PAD] * 512)})
+    assert out.halted
+    assert out.vm.read(DATA, 512) == expected_legacy(xmms=8)
+    assert out.xmm1 == xmm_pattern(2)                     # restored
+    out = guest("mov ax, 0x2000\nmov ds, ax\nfxsave [8]\n", bits=16)
+    assert vector(out) == 13
