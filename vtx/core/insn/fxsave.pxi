@@ -115,7 +115,7 @@ cdef void fx_load_xmm(Cpu* c, const uint8_t* img) noexcept nogil:
         memcpy(c.fpu.xmm[i], img + 160 + 16 * i, 16)
 
 
-cdef void x87_init(Cpu* c) noexcept nogil:
+cdef void xsave_x87_init(Cpu* c) noexcept nogil:
     """The x87 state's initial configuration (SDM Vol. 1 13.6): FCW 037FH,
     FSW 0, all registers empty, FOP/FIP/FDP/FCS/FDS 0, the registers 0."""
     memset(c.fpu.st, 0, sizeof(c.fpu.st))
@@ -401,7 +401,7 @@ cdef int h_xrstor(Cpu* c, Insn* d) noexcept nogil:
         if bv & XCR0_X87:
             fx_load_x87(c, img, fx_rexw(c, d))
         else:
-            x87_init(c)
+            xsave_x87_init(c)
     if rfbm & XCR0_SSE:
         if bv & XCR0_SSE:
             fx_load_xmm(c, img)
