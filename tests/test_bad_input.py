@@ -291,7 +291,7 @@ def vm():
     return m
 
 
-@pytest.mark.parametrize("name", ["foo", "eaxx", "cr1", "xmm0", "r16", "RAX", "_c"])
+@pytest.mark.parametrize("name", ["foo", "eaxx", "cr1", "xmm16", "r16", "RAX", "_c"])
 def test_unknown_register_names(vm, name):
     v = vm.vcpu
     with pytest.raises(vtx.RegisterError) as ei:

@@ -44,10 +44,10 @@ def test_xcr_instructions_ud_without_cr4_osxsave(insn):
 
 
 @pytest.mark.parametrize("ecx,edx_eax,vector", [
-    (0, 1, None),                  # x87 only: the one value the model supports
+    (0, 1, None),                  # x87 only
+    (0, 3, None),                  # x87 and SSE state: what the model supports
     (1, 1, 13),                    # no XCR 1
     (0, 0, 13),                    # XCR0[0] must be 1
-    (0, 3, 13),                    # SSE state: not supported by the model
     (0, 5, 13),                    # AVX (and without SSE)
     (0, 1 | (1 << 40), 13),        # a reserved bit in EDX
 ])
@@ -65,7 +65,7 @@ def test_xsetbv_checks(ecx, edx_eax, vector):
     cpu, vec = run_real(src)
     assert vec == vector
     if vector is None:
-        assert (cpu.rax & 0xFFFFFFFF, cpu.rdx & 0xFFFFFFFF) == (1, 0)
+        assert (cpu.rax & 0xFFFFFFFF, cpu.rdx & 0xFFFFFFFF) == (edx_eax, 0)
 
 
 def test_cpuid_reports_osxsave_after_cr4_write():
@@ -102,7 +102,7 @@ def test_cpuid_leaves_0_7_d():
     cpu, vec = run_real(src)
     assert cpu.rdi & 0xFFFFFFFF == 0xD
     assert cpu.rbp & (1 << 10)                                 # INVPCID
-    assert (cpu.rax & 0xFFFFFFFF, cpu.rbx & 0xFFFFFFFF, cpu.rcx & 0xFFFFFFFF) == (1, 576, 576)
+    assert (cpu.rax & 0xFFFFFFFF, cpu.rbx & 0xFFFFFFFF, cpu.rcx & 0xFFFFFFFF) == (3, 576, 576)    # x87 and SSE state
 
 
 # --- cache and TSC instructions, RDPMC -----------------------------------------------

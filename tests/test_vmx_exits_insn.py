@@ -473,7 +473,7 @@ def test_cpuid_xsave_and_osxsave_follow_cr4():
     v.cr4 |= OSXSAVE
     assert v.model_cpuid(1)[2] & (1 << 27)
     assert v.model_cpuid(0)[0] == 0xD
-    assert v.model_cpuid(0xD, 0) == (1, 576, 576, 0)      # XCR0: x87 only
+    assert v.model_cpuid(0xD, 0) == (3, 576, 576, 0)      # XCR0: x87 and SSE
 
 
 # ---------------------------------------------------------------------------

@@ -29,6 +29,8 @@ include "core/insn/simd.pxi"
 include "core/insn/simd_int.pxi"
 include "core/insn/sse4.pxi"
 include "core/task.pxi"
+include "core/insn/sse.pxi"
+include "core/insn/fxsave.pxi"
 include "core/insn/string.pxi"
 include "core/insn/interrupt.pxi"
 include "core/insn/far.pxi"
@@ -543,6 +545,18 @@ cdef class VCpuBase:
         vwt(c, VMCS_OFF_VM_ENTRY_INTERRUPTION_INFO, 4, 0)
         tlb_flush(c)
         self.clear()
+
+    # --- XMM registers ---------------------------------------------------------
+
+    def _set_xmm(self, int i, value):
+        """XMMi = value, a 128-bit int (negative values as two's complement)."""
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"register xmm{i} takes an int, not {type(value).__name__}")
+        if value < -(1 << 127) or value >= (1 << 128):
+            raise ValueError(f"{value:#x} does not fit in the 128-bit register xmm{i}")
+        value &= (1 << 128) - 1
+        self.c.fpu.xmm[i][0] = <uint64_t>(value & 0xFFFFFFFFFFFFFFFF)
+        self.c.fpu.xmm[i][1] = <uint64_t>(value >> 64)
 
     # --- segments and tables -----------------------------------------------
 

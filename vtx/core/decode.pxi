@@ -726,3 +726,4 @@ cdef void init_opcode_tables() noexcept:
     init_prot_tables()
     init_misc_tables()      # core/insn/misc.pxi
     init_simdint_tables()     # MMX, SSE/SSE2 packed integer, SSSE3, SSE4 (core/insn/simd_int.pxi)
+    init_sse_tables()          # core/insn/sse.pxi (and fxsave.pxi)

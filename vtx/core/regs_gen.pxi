@@ -788,6 +788,162 @@ cdef class VCpu(VCpuBase):
         self.c.xcr0 = _fit(value, 64, 'xcr0')
 
     @property
+    def mxcsr(self):
+        """MXCSR, the SSE control and status register; bits 31:16 are reserved (a write that sets one is refused, as LDMXCSR refuses it with #GP) (32 bits)."""
+        return self.c.fpu.mxcsr & 0xFFFFFFFF
+
+    @mxcsr.setter
+    def mxcsr(self, value):
+        cdef uint64_t v = _fit(value, 32, 'mxcsr')
+        if v & ~0xFFFFULL:
+            raise ValueError(f"{value:#x} sets a reserved bit of MXCSR (31:16)")
+        self.c.fpu.mxcsr = <uint32_t>v
+
+    @property
+    def xmm0(self):
+        """XMM0 as a 128-bit int (bits 63:0 and 127:64 of the register)."""
+        return self.c.fpu.xmm[0][0] | (<object>self.c.fpu.xmm[0][1] << 64)
+
+    @xmm0.setter
+    def xmm0(self, value):
+        self._set_xmm(0, value)
+
+    @property
+    def xmm1(self):
+        """XMM1 as a 128-bit int (bits 63:0 and 127:64 of the register)."""
+        return self.c.fpu.xmm[1][0] | (<object>self.c.fpu.xmm[1][1] << 64)
+
+    @xmm1.setter
+    def xmm1(self, value):
+        self._set_xmm(1, value)
+
+    @property
+    def xmm2(self):
+        """XMM2 as a 128-bit int (bits 63:0 and 127:64 of the register)."""
+        return self.c.fpu.xmm[2][0] | (<object>self.c.fpu.xmm[2][1] << 64)
+
+    @xmm2.setter
+    def xmm2(self, value):
+        self._set_xmm(2, value)
+
+    @property
+    def xmm3(self):
+        """XMM3 as a 128-bit int (bits 63:0 and 127:64 of the register)."""
+        return self.c.fpu.xmm[3][0] | (<object>self.c.fpu.xmm[3][1] << 64)
+
+    @xmm3.setter
+    def xmm3(self, value):
+        self._set_xmm(3, value)
+
+    @property
+    def xmm4(self):
+        """XMM4 as a 128-bit int (bits 63:0 and 127:64 of the register)."""
+        return self.c.fpu.xmm[4][0] | (<object>self.c.fpu.xmm[4][1] << 64)
+
+    @xmm4.setter
+    def xmm4(self, value):
+        self._set_xmm(4, value)
+
+    @property
+    def xmm5(self):
+        """XMM5 as a 128-bit int (bits 63:0 and 127:64 of the register)."""
+        return self.c.fpu.xmm[5][0] | (<object>self.c.fpu.xmm[5][1] << 64)
+
+    @xmm5.setter
+    def xmm5(self, value):
+        self._set_xmm(5, value)
+
+    @property
+    def xmm6(self):
+        """XMM6 as a 128-bit int (bits 63:0 and 127:64 of the register)."""
+        return self.c.fpu.xmm[6][0] | (<object>self.c.fpu.xmm[6][1] << 64)
+
+    @xmm6.setter
+    def xmm6(self, value):
+        self._set_xmm(6, value)
+
+    @property
+    def xmm7(self):
+        """XMM7 as a 128-bit int (bits 63:0 and 127:64 of the register)."""
+        return self.c.fpu.xmm[7][0] | (<object>self.c.fpu.xmm[7][1] << 64)
+
+    @xmm7.setter
+    def xmm7(self, value):
+        self._set_xmm(7, value)
+
+    @property
+    def xmm8(self):
+        """XMM8 as a 128-bit int (bits 63:0 and 127:64 of the register)."""
+        return self.c.fpu.xmm[8][0] | (<object>self.c.fpu.xmm[8][1] << 64)
+
+    @xmm8.setter
+    def xmm8(self, value):
+        self._set_xmm(8, value)
+
+    @property
+    def xmm9(self):
+        """XMM9 as a 128-bit int (bits 63:0 and 127:64 of the register)."""
+        return self.c.fpu.xmm[9][0] | (<object>self.c.fpu.xmm[9][1] << 64)
+
+    @xmm9.setter
+    def xmm9(self, value):
+        self._set_xmm(9, value)
+
+    @property
+    def xmm10(self):
+        """XMM10 as a 128-bit int (bits 63:0 and 127:64 of the register)."""
+        return self.c.fpu.xmm[10][0] | (<object>self.c.fpu.xmm[10][1] << 64)
+
+    @xmm10.setter
+    def xmm10(self, value):
+        self._set_xmm(10, value)
+
+    @property
+    def xmm11(self):
+        """XMM11 as a 128-bit int (bits 63:0 and 127:64 of the register)."""
+        return self.c.fpu.xmm[11][0] | (<object>self.c.fpu.xmm[11][1] << 64)
+
+    @xmm11.setter
+    def xmm11(self, value):
+        self._set_xmm(11, value)
+
+    @property
+    def xmm12(self):
+        """XMM12 as a 128-bit int (bits 63:0 and 127:64 of the register)."""
+        return self.c.fpu.xmm[12][0] | (<object>self.c.fpu.xmm[12][1] << 64)
+
+    @xmm12.setter
+    def xmm12(self, value):
+        self._set_xmm(12, value)
+
+    @property
+    def xmm13(self):
+        """XMM13 as a 128-bit int (bits 63:0 and 127:64 of the register)."""
+        return self.c.fpu.xmm[13][0] | (<object>self.c.fpu.xmm[13][1] << 64)
+
+    @xmm13.setter
+    def xmm13(self, value):
+        self._set_xmm(13, value)
+
+    @property
+    def xmm14(self):
+        """XMM14 as a 128-bit int (bits 63:0 and 127:64 of the register)."""
+        return self.c.fpu.xmm[14][0] | (<object>self.c.fpu.xmm[14][1] << 64)
+
+    @xmm14.setter
+    def xmm14(self, value):
+        self._set_xmm(14, value)
+
+    @property
+    def xmm15(self):
+        """XMM15 as a 128-bit int (bits 63:0 and 127:64 of the register)."""
+        return self.c.fpu.xmm[15][0] | (<object>self.c.fpu.xmm[15][1] << 64)
+
+    @xmm15.setter
+    def xmm15(self, value):
+        self._set_xmm(15, value)
+
+    @property
     def es(self):
         """ES: a :class:`vtx.Segment` (selector, base, limit, access rights)."""
         return self._get_segment(0)

@@ -1119,21 +1119,23 @@ static inline uint32_t exit_info_fields(uint32_t reason)
 #define FEAT_CLFLUSHOPT   47
 #define FEAT_UMIP         48
 #define FEAT_RDPID        49
-#define FEAT_LAHF_LM      50
-#define FEAT_ABM          51
-#define FEAT_PREFETCHW    52
-#define FEAT_SYSCALL      53
-#define FEAT_NX           54
-#define FEAT_PDPE1GB      55
-#define FEAT_RDTSCP       56
-#define FEAT_LM           57
-#define FEAT_COUNT 58
+#define FEAT_XSAVEOPT     50
+#define FEAT_XSAVEC       51
+#define FEAT_LAHF_LM      52
+#define FEAT_ABM          53
+#define FEAT_PREFETCHW    54
+#define FEAT_SYSCALL      55
+#define FEAT_NX           56
+#define FEAT_PDPE1GB      57
+#define FEAT_RDTSCP       58
+#define FEAT_LM           59
+#define FEAT_COUNT 60
 #define FEAT_WORDS 1
 // where CPUID reports each feature: leaf, subleaf, register (0 EAX .. 3 EDX), bit
-static const uint32_t FEAT_LEAF[] = {0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x7u, 0x7u, 0x7u, 0x7u, 0x7u, 0x7u, 0x7u, 0x7u, 0x7u, 0x7u, 0x7u, 0x7u, 0x80000001u, 0x80000001u, 0x80000001u, 0x80000001u, 0x80000001u, 0x80000001u, 0x80000001u, 0x80000001u};
-static const uint32_t FEAT_SUBLEAF[] = {0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u};
-static const uint8_t FEAT_REG[] = {3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3};
-static const uint8_t FEAT_BIT[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15, 16, 17, 19, 23, 24, 25, 26, 0, 1, 3, 5, 9, 13, 17, 19, 20, 21, 22, 23, 24, 26, 27, 30, 0, 3, 7, 8, 9, 10, 18, 19, 20, 23, 2, 22, 0, 5, 8, 11, 20, 26, 27, 29};
+static const uint32_t FEAT_LEAF[] = {0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x7u, 0x7u, 0x7u, 0x7u, 0x7u, 0x7u, 0x7u, 0x7u, 0x7u, 0x7u, 0x7u, 0x7u, 0xDu, 0xDu, 0x80000001u, 0x80000001u, 0x80000001u, 0x80000001u, 0x80000001u, 0x80000001u, 0x80000001u, 0x80000001u};
+static const uint32_t FEAT_SUBLEAF[] = {0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 1u, 1u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u};
+static const uint8_t FEAT_REG[] = {3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 0, 0, 2, 2, 2, 3, 3, 3, 3, 3};
+static const uint8_t FEAT_BIT[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15, 16, 17, 19, 23, 24, 25, 26, 0, 1, 3, 5, 9, 13, 17, 19, 20, 21, 22, 23, 24, 26, 27, 30, 0, 3, 7, 8, 9, 10, 18, 19, 20, 23, 2, 22, 0, 1, 0, 5, 8, 11, 20, 26, 27, 29};
 
 // ---- The model's VMX capabilities (values of the capability MSRs) -----------
 #define VMX_CAP_VMCS_REVISION_ID    0x1ULL

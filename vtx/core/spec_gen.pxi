@@ -1017,6 +1017,8 @@ cdef extern from "spec_gen.h" nogil:
     const int FEAT_CLFLUSHOPT
     const int FEAT_UMIP
     const int FEAT_RDPID
+    const int FEAT_XSAVEOPT
+    const int FEAT_XSAVEC
     const int FEAT_LAHF_LM
     const int FEAT_ABM
     const int FEAT_PREFETCHW

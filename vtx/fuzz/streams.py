@@ -55,6 +55,14 @@ HOT_0F38 = (0x00, 0x04, 0x0B, 0x10, 0x15, 0x17, 0x1C, 0x20, 0x25, 0x2A, 0x2B, 0x
             0x80, 0x81, 0x82, 0xF0, 0xF1, 0xF6)
 HOT_0F3A = (0x08, 0x0B, 0x0E, 0x0F, 0x14, 0x16, 0x17, 0x20, 0x21, 0x22, 0x40, 0x41, 0x42,
             0x44, 0x60, 0x61, 0x62, 0x63)
+# The SSE/SSE2/SSE3 floating-point and data-movement opcodes and the 0F AE
+# group (FXSAVE, XSAVE, LDMXCSR, fences, FS/GS base), each drawn with one of
+# the mandatory prefixes 66/F2/F3 or none.
+SSE_0F = (0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x28, 0x29, 0x2A, 0x2B, 0x2C, 0x2D,
+          0x2E, 0x2F, 0x50, 0x51, 0x52, 0x53, 0x54, 0x55, 0x56, 0x57, 0x58, 0x59, 0x5A, 0x5B,
+          0x5C, 0x5D, 0x5E, 0x5F, 0xC2, 0xC3, 0xC6, 0xE6, 0x7C, 0x7D, 0xD0, 0xF0, 0xE7, 0xD6,
+          0x6E, 0x7E, 0x6F, 0x7F, 0xAE, 0xAE, 0xAE, 0x0D, 0xC7)
+MANDATORY_PREFIXES = (None, 0x66, 0xF2, 0xF3)
 INTERESTING_BYTES = (0x00, 0xFF, 0x7F, 0x80, 0xCC, 0xCD, 0xCF, 0xF3, 0xF2, 0x66, 0x67, 0x0F,
                      0x90, 0xF4, 0xE8, 0xEB, 0xC3, 0x48)
 
@@ -83,6 +91,14 @@ def biased_instruction(rng, bits):
         out.append(0x0F)
         out.append(0x38)
         out.append(rng.choice(HOT_0F38) if rng.random() < 0.7 else rng.getrandbits(8))
+    elif rng.random() < 0.15:
+        pfx = rng.choice(MANDATORY_PREFIXES)
+        if pfx is not None:
+            out.append(pfx)
+        if bits == 64 and rng.random() < 0.3:
+            out.append(0x40 | rng.getrandbits(4))
+        out.append(0x0F)
+        out.append(rng.choice(SSE_0F))
     elif rng.random() < 0.3:
         out.append(0x0F)
         out.append(rng.choice(HOT_0F) if rng.random() < 0.7 else rng.getrandbits(8))
@@ -124,9 +140,17 @@ def far_instruction(rng, bits):
     return bytes([rng.choice((0xCA, 0xCB))]) + (b"\x08\x00" if rng.random() < 0.3 else b"")
 
 
+# MOV EAX, CR4; OR EAX, OSFXSR | OSXMMEXCPT | FSGSBASE | OSXSAVE; MOV CR4, EAX
+# (RAX in 64-bit mode): so that SSE instructions run rather than #UD.
+_SSE_ON = {16: bytes.fromhex("0f20e0660d00060500" "0f22e0"),
+           32: bytes.fromhex("0f20e00d00060500" "0f22e0"),
+           64: bytes.fromhex("0f20e0480d00060500" "0f22e0")}
+
+
 def biased_code(rng, bits):
-    return b"".join(far_instruction(rng, bits) if rng.random() < 0.08 else biased_instruction(rng, bits)
-                    for _ in range(rng.randint(1, 12)))
+    pre = _SSE_ON[bits] if rng.random() < 0.3 else b""
+    return pre + b"".join(far_instruction(rng, bits) if rng.random() < 0.08 else biased_instruction(rng, bits)
+                          for _ in range(rng.randint(1, 12)))
 
 
 def _descriptor(base=0, limit=0xFFFFF, typ=0xB, dpl=0, s=1, p=1, db=1, g=1, l=0):

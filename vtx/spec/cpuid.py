@@ -72,6 +72,9 @@ FEATURES = (
     ("CLFLUSHOPT", 7, 0, EBX, 23, "CLFLUSHOPT"),
     ("UMIP", 7, 0, ECX, 2, "User-mode instruction prevention (CR4.UMIP)"),
     ("RDPID", 7, 0, ECX, 22, "RDPID"),
+    # CPUID.(EAX=0DH,ECX=1):EAX
+    ("XSAVEOPT", 0xD, 1, EAX, 0, "XSAVEOPT"),
+    ("XSAVEC", 0xD, 1, EAX, 1, "XSAVEC and the compacted form of XRSTOR"),
     # CPUID.80000001H:ECX/EDX
     ("LAHF_LM", 0x80000001, 0, ECX, 0, "LAHF and SAHF in 64-bit mode"),
     ("ABM", 0x80000001, 0, ECX, 5, "LZCNT"),
@@ -90,7 +93,9 @@ _BASE = ("DE", "PSE", "TSC", "MSR", "PAE", "VMX", "MONITOR", "XSAVE", "OSXSAVE",
          "SEP", "SYSCALL", "UMIP",
          "PGE", "PSE36", "PAT", "PDPE1GB", "SMAP", "PCID",
          "CX8", "CX16", "POPCNT", "ABM", "MOVBE", "ADX", "RDPID",
-         "MMX", "SSSE3", "SSE4_1", "SSE4_2", "PCLMULQDQ")
+         "MMX", "SSSE3", "SSE4_1", "SSE4_2", "PCLMULQDQ",
+         "FXSR", "SSE", "SSE2", "SSE3", "CLFSH", "PREFETCHW", "FSGSBASE", "CLFLUSHOPT",
+         "XSAVEOPT", "XSAVEC")
 
 # The CPUs the presets stand for, with every feature they have (their
 # CPUID.01H/07H/80000001H bits among FEATURES); a preset keeps those the
@@ -101,7 +106,7 @@ _CORE2 = ("FPU", "VME", "DE", "PSE", "TSC", "MSR", "PAE", "MCE", "CX8", "APIC", 
           "LAHF_LM", "SYSCALL", "NX", "LM")
 _SKYLAKE = _CORE2 + ("PCLMULQDQ", "PCID", "SSE4_2", "X2APIC", "MOVBE", "POPCNT", "TSC_DEADLINE", "RDRAND",
                      "FSGSBASE", "BMI1", "SMEP", "BMI2", "ERMS", "INVPCID", "RDSEED", "ADX", "SMAP",
-                     "CLFLUSHOPT", "ABM", "PREFETCHW", "PDPE1GB", "RDTSCP")
+                     "CLFLUSHOPT", "ABM", "PREFETCHW", "PDPE1GB", "RDTSCP", "XSAVEOPT", "XSAVEC")
 
 PRESETS = {
     # the modeled processor: a recent Intel Core with everything vtx implements

@@ -46,12 +46,17 @@ REGISTERS += [
     ("dr3", ("cpu", "dr[3]"), 64, 0, "DR3, breakpoint linear address 3 (not in the VMCS)"),
     ("dr6", ("cpu", "dr6"), 64, 0, "DR6, the debug status (not in the VMCS)"),
     ("xcr0", ("cpu", "xcr0"), 64, 0, "XCR0, the XSAVE feature mask (not in the VMCS)"),
+    ("mxcsr", ("mxcsr", "fpu.mxcsr"), 32, 0, "MXCSR, the SSE control and status register; "
+     "bits 31:16 are reserved (a write that sets one is refused, as LDMXCSR refuses it with #GP)"),
 ]
+
+#: The XMM registers, 128-bit ints (XMM0-XMM7 outside 64-bit mode).
+XMM = [f"xmm{i}" for i in range(16)]
 
 SEGMENTS = ["es", "cs", "ss", "ds", "fs", "gs", "ldtr", "tr"]
 TABLES = ["gdtr", "idtr"]
 
-ALL_NAMES = [r[0] for r in REGISTERS] + SEGMENTS + TABLES + ["efer"]
+ALL_NAMES = [r[0] for r in REGISTERS] + XMM + SEGMENTS + TABLES + ["efer"]
 
 
 def render_pxi(marker):
@@ -100,11 +105,28 @@ def render_pxi(marker):
         out.append(f"    def {name}(self, value):")
         if kind == "gpr":
             out.append(f"        self.c.regs[{where}] = {wr}")
+        elif kind == "mxcsr":
+            out.append(f"        cdef uint64_t v = _fit(value, 32, {name!r})")
+            out.append("        if v & ~0xFFFFULL:")
+            out.append(f"            raise ValueError(f\"{{value:#x}} sets a reserved bit of {name.upper()} (31:16)\")")
+            out.append(f"        self.c.{where} = <uint32_t>v")
         elif kind == "vmcs":
             out.append(f"        self._vmcs_set_u64(VMCS_OFF_{where}, {wr})")
         else:
             out.append(f"        self.c.{where} = {wr}")
         out.append("")
+    for i, name in enumerate(XMM):
+        out += [
+            "    @property",
+            f"    def {name}(self):",
+            f'        """{name.upper()} as a 128-bit int (bits 63:0 and 127:64 of the register)."""',
+            f"        return self.c.fpu.xmm[{i}][0] | (<object>self.c.fpu.xmm[{i}][1] << 64)",
+            "",
+            f"    @{name}.setter",
+            f"    def {name}(self, value):",
+            f"        self._set_xmm({i}, value)",
+            "",
+        ]
     for i, name in enumerate(SEGMENTS):
         out += [
             "    @property",

@@ -240,15 +240,16 @@ cdef int h_outs(Cpu* c, Insn* d) noexcept nogil:
 # --- CPUID ----------------------------------------------------------------
 
 cdef enum:
-    # XCR0 bits the model supports (CPUID.(EAX=0DH,ECX=0):EDX:EAX): only
-    # x87 state, which XCR0[0] always enables (SDM Vol. 1 13.3).  The model
-    # has no SSE or AVX state yet, so XCR0[1] and XCR0[2] are reserved.
+    # XCR0 bits the model supports (CPUID.(EAX=0DH,ECX=0):EDX:EAX): x87
+    # state, which XCR0[0] always enables, and SSE state (SDM Vol. 1 13.3).
+    # The model has no AVX state, so XCR0[2] is reserved.
     XCR0_X87 = 1 << 0
     XCR0_SSE = 1 << 1
     XCR0_AVX = 1 << 2
-    XCR0_SUPPORTED = XCR0_X87
+    XCR0_SUPPORTED = XCR0_X87 | XCR0_SSE
     # The XSAVE area for the supported components: the legacy region (512
-    # bytes) and the XSAVE header (64), CPUID.(EAX=0DH,ECX=0):EBX/ECX.
+    # bytes, which holds both x87 and SSE state) and the XSAVE header (64),
+    # CPUID.(EAX=0DH,ECX=0):EBX/ECX and, compacted, (EAX=0DH,ECX=1):EBX.
     XSAVE_AREA_SIZE = 576
     # IA32_MISC_ENABLE[18], "ENABLE MONITOR FSM": MONITOR/MWAIT exist (and
     # CPUID reports them) only while it is set (SDM Vol. 4 Table 2-2).
@@ -310,8 +311,15 @@ cdef void model_cpuid(Cpu* c, uint64_t cr4, uint32_t leaf, uint32_t sub, uint32_
     elif leaf == 0xD:
         if sub == 0 and cpu_has(c, FEAT_XSAVE):
             out[0] = XCR0_SUPPORTED
-            out[1] = XSAVE_AREA_SIZE    # for the components enabled in XCR0 (only x87)
+            out[1] = XSAVE_AREA_SIZE    # for the components enabled in XCR0 (both in the legacy region)
             out[2] = XSAVE_AREA_SIZE
+        elif sub == 1 and cpu_has(c, FEAT_XSAVE):
+            # EAX: XSAVEOPT (bit 0) and XSAVEC (bit 1) from the feature set;
+            # EBX: the compacted area for XCR0 | IA32_XSS (no supervisor state).
+            if cpu_has(c, FEAT_XSAVEC):
+                out[1] = XSAVE_AREA_SIZE
+        elif sub >= 2:
+            out[0] = out[1] = out[2] = out[3] = 0
 
 
 cdef int h_cpuid(Cpu* c, Insn* d) noexcept nogil:
