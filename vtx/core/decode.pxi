@@ -31,6 +31,7 @@ cdef enum:
     OPF_M66 = 1 << 20       # 0F 38 map: valid only with the mandatory prefix 66 (and no F2/F3)
     OPF_P66KEEP = 1 << 21   # an OP2P/OP38P/OP3A entry whose 66 prefix is an operand-size
                             # prefix, not a mandatory one (MOVBE r16, ...)
+    OPF_MODRM_IMM = 1 << 30 # keep the ModRM byte in d.imm (x87: FOP records it, core/insn/x87.pxi)
 
 # Insn.flags
 cdef enum:
@@ -233,6 +234,8 @@ cdef int decode(Cpu* c, const uint8_t* b, int avail, Insn* d) noexcept nogil:
             return DECODE_MORE
         modrm = b[i]
         i += 1
+        if fl & OPF_MODRM_IMM:
+            d.imm = modrm
         mod = modrm >> 6
         if fl & OPF_MODREG:
             # MOV to/from CR and DR: "the 2 bits in the mod field are
@@ -712,3 +715,4 @@ cdef void init_opcode_tables() noexcept:
     op_set(OP2, 0xC1, h_xadd, OPF_MODRM | OPF_LOCK)
     op_set(OP2, 0xB0, h_cmpxchg, OPF_MODRM | OPF_BYTE | OPF_LOCK)
     op_set(OP2, 0xB1, h_cmpxchg, OPF_MODRM | OPF_LOCK)
+    init_x87_tables()

@@ -86,7 +86,8 @@ FEATURES = (
 # What the model implements today.  The feature helpers of issue 8 add the
 # names of what they implement here (and in the narrower presets).
 _BASE = ("DE", "PSE", "TSC", "MSR", "PAE", "VMX", "MONITOR", "XSAVE", "OSXSAVE", "INVPCID",
-         "LAHF_LM", "NX", "RDTSCP", "LM", "CMOV", "RDRAND", "RDSEED", "SMEP")
+         "LAHF_LM", "NX", "RDTSCP", "LM", "CMOV", "RDRAND", "RDSEED", "SMEP",
+         "FPU")
 
 PRESETS = {
     # the modeled processor: a recent Intel Core with everything vtx implements
