@@ -594,3 +594,17 @@ def test_python_api_st_registers():
     cpu = bm.cpu if hasattr(bm, "cpu") else bm.processor
     cpu.st3 = 5
     assert cpu.st3 == 5 and cpu.fcw == 0x37F
+
+
+def test_cr0_ne_selects_mf_on_a_bare_processor():
+    """On a bare processor (no VMX fixed bits) CR0.NE can be 0: the pending
+    #Z is then not delivered (no FERR#/IGNNE# wiring in the model) and the
+    code runs on; with CR0.NE = 1 the FWAIT takes #MF (vector 16) through
+    the IVT.  The BareCpu view of the x87 registers reads the result."""
+    from test_insn_system import run_real
+    body = ("fninit\nmov word ptr [0x9000], 0x37B\nfldcw [0x9000]\nfld1\nfldz\nfdivr st(0), st(1)\n"
+            "fwait\nfld1\n")
+    cpu, vec = run_real("mov eax, cr0\nand eax, ~0x20\nmov cr0, eax\n" + body)
+    assert vec is None and cpu.st0 == f80(0, 0x3FFF, J) and cpu.fsw & 0x8084 == 0x8084
+    cpu, vec = run_real("mov eax, cr0\nor eax, 0x20\nmov cr0, eax\n" + body)
+    assert vec == 16 and cpu.st0 == 0 and cpu.st1 == f80(0, 0x3FFF, J)

@@ -241,6 +241,12 @@ cdef inline int x87_top(Cpu* c) noexcept nogil:
     return (c.fpu.fsw >> 11) & 7
 
 
+cdef inline uint16_t x87_fcw(uint16_t v) noexcept nogil:
+    """A control word as loaded: the reserved bit 6 reads as 1 and bits 15:13
+    as 0 (SDM Vol. 1 Figure 8-6; what the host processor does too)."""
+    return (v & 0x1F3F) | 0x40
+
+
 cdef inline void x87_summary(Cpu* c) noexcept nogil:
     """ES and B from the exception flags and masks (see the file comment)."""
     if c.fpu.fsw & ~c.fpu.fcw & FSW_EXC:
@@ -453,7 +459,7 @@ cdef void x87_env_load(Cpu* c, const uint8_t* p, int bits32) noexcept nogil:
     cdef int real = x87_real_format(c)
     cdef uint32_t w
     if bits32:
-        c.fpu.fcw = <uint16_t>get16(p + 0)
+        c.fpu.fcw = x87_fcw(<uint16_t>get16(p + 0))
         c.fpu.fsw = <uint16_t>get16(p + 4)
         c.fpu.ftw = <uint16_t>get16(p + 8)
         if real:
@@ -471,7 +477,7 @@ cdef void x87_env_load(Cpu* c, const uint8_t* p, int bits32) noexcept nogil:
             c.fpu.fdp = get32(p + 20)
             c.fpu.fds = <uint16_t>get16(p + 24)
     else:
-        c.fpu.fcw = <uint16_t>get16(p + 0)
+        c.fpu.fcw = x87_fcw(<uint16_t>get16(p + 0))
         c.fpu.fsw = <uint16_t>get16(p + 2)
         c.fpu.ftw = <uint16_t>get16(p + 4)
         if real:
@@ -509,7 +515,7 @@ cdef int x87_control(Cpu* c, Insn* d, int kind, uint64_t off) noexcept nogil:
         rc = mem_read(c, d.seg, off, 2, &v)
         if rc:
             return rc
-        c.fpu.fcw = <uint16_t>v
+        c.fpu.fcw = x87_fcw(<uint16_t>v)
         x87_summary(c)
         return RC_OK
     if kind == XK_FNSTENV or kind == XK_FNSAVE:
