@@ -608,3 +608,37 @@ def test_cr0_ne_selects_mf_on_a_bare_processor():
     assert vec is None and cpu.st0 == f80(0, 0x3FFF, J) and cpu.fsw & 0x8084 == 0x8084
     cpu, vec = run_real("mov eax, cr0\nor eax, 0x20\nmov cr0, eax\n" + body)
     assert vec == 16 and cpu.st0 == 0 and cpu.st1 == f80(0, 0x3FFF, J)
+
+
+@pytest.mark.parametrize("opt", ["-O0", "-O2"])
+def test_x87_only_gcc_program_matches_the_host(opt):
+    """tests/guests/fpu.c built for 32-bit code with -mno-sse -mfpmath=387
+    (every float and double on the x87, printing included) prints on vtx
+    exactly what it prints natively on the host CPU."""
+    from guests.build import build, missing_tools, run_native, symbols
+    if missing_tools():
+        pytest.skip(f"needs {' and '.join(missing_tools())}")
+    want, status = run_native("fpu", 32, opt, flavour="x87native")
+    image, mapfile = build("fpu", 32, opt, flavour="x87")
+    vm = vtx.VM(memory=4 << 20)
+    vm.add_vcpu()
+    vm.setup_protected_mode(entry=0x1000)
+    vm.load(0x1000, image)
+    out = []
+
+    @vm.on(vtx.ExitReason.IO_INSTRUCTION)
+    def port(vcpu, exit):
+        out.append(chr(exit.value))
+        return vtx.RESUME
+
+    @vm.on(vtx.ExitReason.HLT)
+    def hlt(vcpu, exit):
+        return vtx.STOP
+
+    result = vm.run(max_instructions=50_000_000)
+    assert result.exit.reason == vtx.ExitReason.HLT, (result.exit, "".join(out))
+    assert result.exit.guest_rip == symbols(mapfile)["guest_halt"]
+    assert want.startswith("vtx fp guest, 32-bit code\n") and "checksum" in want
+    assert "".join(out) == want
+    checksum = int(want.rsplit("checksum ", 1)[1].split()[0], 16)
+    assert vm.vcpu.eax == checksum and status == checksum & 0xFF
