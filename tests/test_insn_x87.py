@@ -17,8 +17,11 @@ Intel/AMD: the host is an AMD processor.  The only differences this file
 knows of are (1) the transcendental results (F2XM1, FYL2X, FYL2XP1, FPTAN,
 FPATAN, FSIN, FCOS, FSINCOS: processor-specific approximations, SDM Vol. 1
 8.3.10; vtx gives the host's), and (2) FINCSTP, FDECSTP, FFREE and FNOP
-update FOP on the host; the SDM leaves open whether they count as control
-instructions (Vol. 1 8.1.9), and vtx does as the host does.
+update FIP and FOP on the host: the SDM groups them with the control
+instructions (Vol. 1 8.3.11) but its list of the instructions that leave
+the pointers alone (8.1.8) does not name them, so vtx updates them as the
+host does.  FDP/FDS after a register-form instruction are undefined (8.1.8):
+vtx leaves them unchanged, and the comparisons here do not look at them.
 """
 
 import fractions

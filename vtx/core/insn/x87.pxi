@@ -550,6 +550,74 @@ cdef int x87_control(Cpu* c, Insn* d, int kind, uint64_t off) noexcept nogil:
     return RC_OK
 
 
+cdef inline int x87_empty(Cpu* c, int r) noexcept nogil:
+    return ((c.fpu.ftw >> (2 * (r & 7))) & 3) == 3
+
+
+cdef inline void x87_settag(Cpu* c, int r) noexcept nogil:
+    """Tag physical register r from its contents."""
+    r &= 7
+    c.fpu.ftw = (c.fpu.ftw & ~(<uint16_t>(3 << (2 * r)))) | <uint16_t>(x87_tag_of(c.fpu.st[r]) << (2 * r))
+
+
+cdef int x87_fast(Cpu* c, int op, int m) noexcept nogil:
+    """The register moves that cannot raise a numeric exception, done here
+    rather than on the host (the host's FRSTOR and FNSAVE cost far more than
+    they do), when no stack fault can occur: FXCH, FLD ST(i), FST/FSTP ST(i),
+    FCHS, FABS, FLD1, FLDZ.  Each sets C1 to 0 and leaves C0, C2, C3 (SDM
+    Vol. 2: "undefined"; the host keeps them).  Returns 1 when it did the
+    instruction, 0 to leave it to the host (which then produces the stack
+    fault and its masked or unmasked response)."""
+    cdef int top = x87_top(c)
+    cdef int i = m & 7
+    cdef uint8_t tmp[16]
+    cdef uint16_t t
+    if op == 1 and (m & 0xF8) == 0xC8:                  # D9 C8+i FXCH ST(i)
+        if x87_empty(c, top) or x87_empty(c, top + i):
+            return 0
+        memcpy(tmp, c.fpu.st[top], 10)
+        memcpy(c.fpu.st[top], c.fpu.st[(top + i) & 7], 10)
+        memcpy(c.fpu.st[(top + i) & 7], tmp, 10)
+        x87_settag(c, top)
+        x87_settag(c, top + i)
+    elif op == 1 and (m & 0xF8) == 0xC0:                # D9 C0+i FLD ST(i)
+        if x87_empty(c, top + i) or not x87_empty(c, top - 1):
+            return 0
+        memcpy(c.fpu.st[(top - 1) & 7], c.fpu.st[(top + i) & 7], 10)
+        top = (top - 1) & 7
+        x87_settag(c, top)
+    elif op == 5 and (m & 0xF0) == 0xD0:                # DD D0+i FST, DD D8+i FSTP ST(i)
+        if x87_empty(c, top):
+            return 0
+        memcpy(c.fpu.st[(top + i) & 7], c.fpu.st[top], 10)
+        x87_settag(c, top + i)
+        if m & 8:
+            c.fpu.ftw |= <uint16_t>(3 << (2 * top))
+            top = (top + 1) & 7
+    elif op == 1 and (m == 0xE0 or m == 0xE1):         # FCHS, FABS
+        if x87_empty(c, top):
+            return 0
+        if m == 0xE0:
+            c.fpu.st[top][9] ^= 0x80
+        else:
+            c.fpu.st[top][9] &= 0x7F
+    elif op == 1 and (m == 0xE8 or m == 0xEE):         # FLD1, FLDZ
+        if not x87_empty(c, top - 1):
+            return 0
+        top = (top - 1) & 7
+        memset(c.fpu.st[top], 0, 10)
+        if m == 0xE8:
+            c.fpu.st[top][7] = 0x80                     # 1.0: significand 8000...0H,
+            c.fpu.st[top][8] = 0xFF                     # exponent 3FFFH
+            c.fpu.st[top][9] = 0x3F
+        x87_settag(c, top)
+    else:
+        return 0
+    t = c.fpu.fsw & ~(<uint16_t>(0x3800 | 0x200))
+    c.fpu.fsw = t | <uint16_t>(top << 11)
+    return 1
+
+
 cdef int h_x87(Cpu* c, Insn* d) noexcept nogil:
     """D8-DF: every x87 instruction (see the file comment)."""
     cdef uint8_t s[108]
@@ -600,6 +668,9 @@ cdef int h_x87(Cpu* c, Insn* d) noexcept nogil:
     if kind >= XK_FLDENV:
         return x87_control(c, d, kind, off)
     # Computational instructions: on the host.
+    if kind == XK_HOST and d.mod == 3 and x87_fast(c, op, 0xC0 | (modrm & 0x3F)):
+        x87_pointers(c, d, off)
+        return RC_OK
     memset(mem, 0, 16)
     if kind == XK_LOAD:
         rc = x87_mem_read(c, d, off, n, mem)
