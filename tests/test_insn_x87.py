@@ -64,7 +64,14 @@ class Native:
         self.p.stdin.write(struct.pack("<I", len(code)) + code + struct.pack("<I", len(data)) + data)
         self.p.stdin.flush()
         kind, d, s = self.p.stdout.readline().decode().split()
+        assert kind != "ill", "the host CPU raised #UD"
         return kind == "trap", bytes.fromhex(d), bytes.fromhex(s)
+
+    def ill(self, code):
+        """Whether the blob raises #UD on the host."""
+        self.p.stdin.write(struct.pack("<I", len(code)) + code + struct.pack("<I", 16) + bytes(16))
+        self.p.stdin.flush()
+        return self.p.stdout.readline().decode().split()[0] == "ill"
 
 
 @pytest.fixture(scope="module")
@@ -478,6 +485,20 @@ def test_reserved_encodings_are_ud():
     for b in ("db e0", "db e1", "db e4", "d9 d8", "df c0"):
         out = guest_run(f"fninit\nfld1\nfld1\n.byte {', '.join('0x' + x for x in b.split())}\n", 32, b"")
         assert out.halted, b
+
+
+def test_every_register_encoding_is_ud_exactly_where_the_host_says(native):
+    """All 512 register-form encodings of D8-DF: #UD on vtx exactly where
+    the host CPU raises #UD (with every feature they need present)."""
+    def sse3(vm, vcpu):
+        vm._machine._set_features(vm._machine._features() + ["SSE3"])
+    for op in range(0xD8, 0xE0):
+        for m in range(0xC0, 0x100):
+            insn = f"fninit\nfld1\nfld1\n.byte {op:#x}, {m:#x}\n"
+            host_ud = native.ill(vtx.asm(insn + "fninit\nfnsave [rsi]\nret\n", bits=64, org=0))
+            out = run(insn, 32, setup=sse3)
+            ud = isinstance(out.exit, vtx.ExceptionExit) and out.exit.vector == 6
+            assert ud == host_ud, (hex(op), hex(m), ud)
 
 
 def test_features_gate_the_instructions():
