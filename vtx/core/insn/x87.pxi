@@ -73,8 +73,47 @@ cdef extern from *:
         __asm__ volatile ("fldcw %0" : : "m"(saved));
         return (unsigned)(ax >> 8) & 0xFF;
     }
+    /* The fast path (x87.pxi, x87_quick): with every exception masked
+       nothing can trap, so no FRSTOR/FNSAVE: load the guest's control word,
+       clear the flags, push the n operand registers (b, the deeper, then
+       a) with FLD m80 (exact, no exception), run the instruction, read the
+       status and pop what is left into out[] (top first).  The host stack
+       is empty before and after; the control word is switched only when
+       the guest's differs from the host's. */
+    #define VXF_ONE(op, m) case ((op) << 8) | (m): __asm__ volatile (".byte " #op ", " #m : : "S"(mem) : "memory", "cc"); break;
+    #define VXF_8(op, m) VXF_ONE(op, m + 0) VXF_ONE(op, m + 1) VXF_ONE(op, m + 2) VXF_ONE(op, m + 3) VXF_ONE(op, m + 4) VXF_ONE(op, m + 5) VXF_ONE(op, m + 6) VXF_ONE(op, m + 7)
+    #define VXF_MEM(op) VXF_ONE(op, 0x06) VXF_ONE(op, 0x0E) VXF_ONE(op, 0x16) VXF_ONE(op, 0x1E) VXF_ONE(op, 0x26) VXF_ONE(op, 0x2E) VXF_ONE(op, 0x36) VXF_ONE(op, 0x3E)
+    #define VXF_OP(op) VXF_8(op, 0xC0) VXF_8(op, 0xC8) VXF_8(op, 0xD0) VXF_8(op, 0xD8) VXF_8(op, 0xE0) VXF_8(op, 0xE8) VXF_8(op, 0xF0) VXF_8(op, 0xF8) VXF_MEM(op)
+    static unsigned vx87_quick(unsigned key, uint16_t cw, const uint8_t* b, const uint8_t* a, int n,
+                               uint8_t* mem, uint8_t* out, int* left)
+    {
+        uint16_t saved, sw0, sw1;
+        int k, depth;
+        __asm__ volatile ("fnstcw %0" : "=m"(saved));
+        if (cw != saved)
+            __asm__ volatile ("fldcw %0" : : "m"(cw));
+        __asm__ volatile ("fnclex; fnstsw %0" : "=m"(sw0));
+        if (n >= 2) __asm__ volatile ("fldt %0" : : "m"(*(const uint8_t (*)[10])b));
+        if (n >= 1) __asm__ volatile ("fldt %0" : : "m"(*(const uint8_t (*)[10])a));
+        switch (key) {
+        VXF_OP(0xD8) VXF_OP(0xD9) VXF_OP(0xDA) VXF_OP(0xDB)
+        VXF_OP(0xDC) VXF_OP(0xDD) VXF_OP(0xDE) VXF_OP(0xDF)
+        default: break;
+        }
+        __asm__ volatile ("fnstsw %0" : "=m"(sw1));
+        depth = (((sw0 >> 11) & 7) - ((sw1 >> 11) & 7)) & 7;
+        for (k = 0; k < depth; k++)
+            __asm__ volatile ("fstpt %0" : "=m"(*(uint8_t (*)[10])(out + 10 * k)));
+        /* the flags this raised stay behind, masked (the next use clears them) */
+        if (cw != saved)
+            __asm__ volatile ("fldcw %0" : : "m"(saved));
+        *left = depth;
+        return sw1;
+    }
     """
     unsigned vx87_host(unsigned key, uint8_t* st, uint8_t* mem, unsigned flags) nogil
+    unsigned vx87_quick(unsigned key, uint16_t cw, const uint8_t* b, const uint8_t* a, int n,
+                        uint8_t* mem, uint8_t* out, int* left) nogil
 
 
 # What an x87 encoding is (X87_REG for the register forms, by opcode and
@@ -618,6 +657,114 @@ cdef int x87_fast(Cpu* c, int op, int m) noexcept nogil:
     return 1
 
 
+cdef int x87_quick_shape(int op, int mod, int modrm, int kind, int* nload, int* idx, int* cc,
+                         unsigned* key) noexcept nogil:
+    """Whether the fast path (vx87_quick) can run this instruction, and how:
+    nload operand registers pushed on the host (0: the instruction pushes
+    one itself; 1: ST(0); 2: ST(idx) below ST(0), the ModRM then naming
+    ST(1)), cc = 1 when it defines C0, C2 and C3 (the compares, FTST, FXAM,
+    FPREM), else the guest keeps its own (SDM: "undefined"; the host keeps
+    them too).  Instructions that push more than one value, FCOMI/FCMOV
+    (flags), FXCH/FFREE/FINCSTP/FDECSTP and the transcendentals stay on
+    the full path."""
+    cdef int g = (modrm >> 3) & 7
+    cdef int i = modrm & 7
+    cdef int m = modrm & 0x3F
+    cc[0] = 0
+    idx[0] = 0
+    if mod != 3:
+        if kind == XK_STORE or kind == XK_STORE_SSE3:
+            nload[0] = 1
+        elif op & 1:
+            nload[0] = 0                          # FLD, FILD, FBLD: a push
+        else:
+            nload[0] = 1                          # arithmetic and FCOM with m32/m64/m16/m32int
+            cc[0] = g == 2 or g == 3
+        key[0] = <unsigned>((0xD8 + op) << 8 | (g << 3) | 6)
+        return 1
+    if op == 0 or op == 4 or (op == 6 and i != 0 and g != 3) or (op == 6 and m == 0x19) or \
+            (op == 5 and (g == 4 or g == 5)) or (op == 2 and m == 0x29):
+        idx[0] = i
+        nload[0] = 2 if i else 1
+        cc[0] = g == 2 or g == 3 or op == 5 or op == 2
+        key[0] = <unsigned>((0xD8 + op) << 8 | 0xC0 | (g << 3) | (1 if i else 0))
+        return 1
+    if op == 1:
+        key[0] = <unsigned>(0xD900 | 0xC0 | m)
+        if m == 0x20 or m == 0x21 or m == 0x3A or m == 0x3C:     # FCHS FABS FSQRT FRNDINT
+            nload[0] = 1
+            return 1
+        if m == 0x24 or m == 0x25:                               # FTST FXAM
+            nload[0] = 1
+            cc[0] = 1
+            return 1
+        if m == 0x38 or m == 0x35 or m == 0x3D:                  # FPREM FPREM1 FSCALE
+            nload[0] = 2
+            idx[0] = 1
+            cc[0] = m != 0x3D
+            return 1
+        if 0x28 <= m <= 0x2E:                                    # the constants
+            nload[0] = 0
+            return 1
+    return 0
+
+
+cdef int x87_quick(Cpu* c, Insn* d, int kind, int op, int modrm, uint64_t off, int n) noexcept nogil:
+    """Run the instruction by the fast path when every exception is masked
+    and no stack fault can occur: its registers are non-empty and a push has
+    an empty register to go to (x87_quick_shape).  Returns -1 to leave it to
+    the full path, else RC_OK or the fault of its memory operand."""
+    cdef int nload, idx, cc, left, rc, k, r, ta
+    cdef int top = x87_top(c)
+    cdef unsigned key, sw
+    cdef uint8_t mem[16]
+    cdef uint8_t out[40]
+    cdef int phys[3]
+    if not x87_quick_shape(op, d.mod, modrm, kind, &nload, &idx, &cc, &key):
+        return -1
+    if nload >= 1 and x87_empty(c, top):
+        return -1
+    if nload == 2 and x87_empty(c, top + idx):
+        return -1
+    if nload == 0 and not x87_empty(c, top - 1):
+        return -1
+    memset(mem, 0, 16)
+    if d.mod != 3:
+        if kind == XK_LOAD:
+            rc = x87_mem_read(c, d, off, n, mem)
+        else:
+            rc = mem_check_write(c, d.seg, off, n)
+        if rc:
+            return rc
+    sw = vx87_quick(key, c.fpu.fcw, c.fpu.st[(top + idx) & 7], c.fpu.st[top], nload, mem, out, &left)
+    if cc and (sw & FSW_IE):
+        # An invalid operand may leave C0-C3 as they were (FPREM does), and
+        # the host's were not the guest's: the full path, which loads them.
+        return -1
+    if d.mod != 3 and kind != XK_LOAD:
+        rc = x87_mem_write(c, d, off, n, mem)
+        if rc:
+            return rc
+    # Host stack positions relative to the guest's ST(0): -1 a push, 0 ST(0),
+    # 1 ST(idx); ta = where the host's top ended (pops positive).
+    phys[0] = (top - 1) & 7
+    phys[1] = top
+    phys[2] = (top + idx) & 7
+    ta = nload - left
+    for k in range(left):
+        r = phys[ta + k + 1]
+        memcpy(c.fpu.st[r], out + 10 * k, 10)
+        x87_settag(c, r)
+    for k in range(ta if ta > 0 else 0):
+        r = phys[k + 1]
+        c.fpu.ftw |= <uint16_t>(3 << (2 * r))
+    k = (0x4700 if cc else 0x0200) | 0x3800
+    c.fpu.fsw = (c.fpu.fsw & ~(<uint16_t>k)) | <uint16_t>(sw & k & ~0x3800) | \
+        <uint16_t>(((top + ta) & 7) << 11) | <uint16_t>(sw & FSW_EXC)
+    x87_summary(c)
+    return RC_OK
+
+
 cdef int h_x87(Cpu* c, Insn* d) noexcept nogil:
     """D8-DF: every x87 instruction (see the file comment)."""
     cdef uint8_t s[108]
@@ -671,6 +818,13 @@ cdef int h_x87(Cpu* c, Insn* d) noexcept nogil:
     if kind == XK_HOST and d.mod == 3 and x87_fast(c, op, 0xC0 | (modrm & 0x3F)):
         x87_pointers(c, d, off)
         return RC_OK
+    if (c.fpu.fcw & FSW_EXC) == FSW_EXC and (kind == XK_HOST or kind == XK_LOAD or kind == XK_STORE or
+                                              kind == XK_STORE_SSE3):
+        rc = x87_quick(c, d, kind, op, modrm, off, n)
+        if rc >= 0:
+            if rc == RC_OK:
+                x87_pointers(c, d, off)
+            return rc
     memset(mem, 0, 16)
     if kind == XK_LOAD:
         rc = x87_mem_read(c, d, off, n, mem)
