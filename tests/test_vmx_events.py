@@ -269,12 +269,25 @@ def test_fault_delivering_an_injected_event_is_an_exit_even_with_no_budget_left(
     assert r.stop == "stop" and r.exit.idt_vectoring_info == VALID | 0x30
 
 
+TSS_SEL = 0x28
+
+
+def task_gate_to_tss(vm, vector, busy=False):
+    """IDT entry `vector` a task gate for TSS_SEL, and GDT entry TSS_SEL a
+    present 32-bit TSS descriptor (limit 67H at 9000H; busy or available):
+    the checks on the TSS descriptor come before the task-switch exit (SDM
+    Vol. 3C 26.4.2)."""
+    vm.write(IDT + 8 * vector, ((TSS_SEL << 16) | (0x85 << 40)).to_bytes(8, "little"))
+    desc = 0x67 | (0x9000 << 16) | ((0x8B if busy else 0x89) << 40)
+    vm.write(vm.vcpu.gdtr.base + TSS_SEL, desc.to_bytes(8, "little"))
+
+
 def test_injection_through_a_task_gate_is_a_task_switch_exit():
     # A task switch in VMX non-root operation is a VM exit (SDM 26.2): reason
     # 9, qualification = the gate's TSS selector with source 3 (Table 28-2),
     # during the injected event's delivery (IDT-vectoring information).
     vm = make_vm("hlt", "protected", rflags=0x202)
-    write_gate(vm, "protected", 0x22, kind=0x5)
+    task_gate_to_tss(vm, 0x22)
     v = vm.vcpu
     inject(v, 0, 0x22)
     seen = []
@@ -282,20 +295,20 @@ def test_injection_through_a_task_gate_is_a_task_switch_exit():
     vm.run(max_instructions=10)
     ex = seen[0]
     assert ex.reason == R.TASK_SWITCH
-    assert ex.qualification == CS["protected"] | (3 << 30)
-    assert ex.qualification_fields() == {"selector": CS["protected"], "source": 3}
+    assert ex.qualification == TSS_SEL | (3 << 30)
+    assert ex.qualification_fields() == {"selector": TSS_SEL, "source": 3}
     assert ex.idt_vectoring_info == VALID | 0x22 and ex.instruction_length == 0
     assert v.rip == CODE
 
 
 def test_int_n_through_a_task_gate_exits_with_its_length():
     vm = make_vm("int 0x23", "protected")
-    write_gate(vm, "protected", 0x23, kind=0x5)
+    task_gate_to_tss(vm, 0x23)
     seen = []
     vm.default(lambda vcpu, ex: seen.append(ex) or vtx.STOP)
     vm.run(max_instructions=10)
     ex = seen[0]
-    assert (ex.reason, ex.qualification) == (R.TASK_SWITCH, CS["protected"] | (3 << 30))
+    assert (ex.reason, ex.qualification) == (R.TASK_SWITCH, TSS_SEL | (3 << 30))
     assert ex.idt_vectoring_info == VALID | (4 << 8) | 0x23 and ex.instruction_length == 2
 
 
@@ -305,14 +318,15 @@ def test_iret_with_nt_is_a_task_switch_exit():
     vm = make_vm("iret", "protected")
     v = vm.vcpu
     tss = 0x9000
-    vm.write(tss, (0x2B).to_bytes(2, "little"))
+    vm.write(tss, (TSS_SEL).to_bytes(2, "little"))
+    task_gate_to_tss(vm, 0x23, busy=True)       # the link must name a busy TSS
     v.tr = vtx.Segment(0x20, tss, 0x67, 0x8B)
     v.rflags = 0x4002                   # NT
     seen = []
     vm.default(lambda vcpu, ex: seen.append(ex) or vtx.STOP)
     vm.run(max_instructions=10)
     ex = seen[0]
-    assert (ex.reason, ex.qualification, ex.instruction_length) == (R.TASK_SWITCH, 0x2B | (1 << 30), 1)
+    assert (ex.reason, ex.qualification, ex.instruction_length) == (R.TASK_SWITCH, TSS_SEL | (1 << 30), 1)
     assert ex.idt_vectoring_info == 0
 
 

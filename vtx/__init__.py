@@ -27,6 +27,7 @@ from ._core import (CpuidExit, CrAccessExit, DescriptorTableExit, EptMisconfigEx
                     RdtscExit, TripleFaultExit, VCpu, VmcallExit, VmxInstructionExit, fabricate_exit)
 from .asm import asm
 from .bare import BareCpu, BareMetal, BareRunResult
+from .cpu_model import CpuModel
 from .errors import (ArgumentError, AsmError, AssemblerNotFound, GuestMemoryError, HandlerReturnError,
                      HostMemoryError, RegisterError, UnhandledExit, VmEntryError, VmFail, VmStateError,
                      VtxError)
@@ -38,7 +39,7 @@ from .vm import RESUME, RETRY, STOP, Action, RunResult, VM
 __version__ = "0.1.0"
 
 __all__ = [
-    "VM", "VCpu", "RunResult", "BareMetal", "BareCpu", "BareRunResult", "VmFail", "Action", "RESUME", "RETRY", "STOP",
+    "VM", "VCpu", "RunResult", "CpuModel", "BareMetal", "BareCpu", "BareRunResult", "VmFail", "Action", "RESUME", "RETRY", "STOP",
     "Exit", "IoExit", "CpuidExit", "MsrExit", "HltExit", "VmcallExit", "RdtscExit", "ExceptionExit",
     "TripleFaultExit", "ExternalInterruptExit", "EptViolationExit", "EptMisconfigExit", "CrAccessExit",
     "VmxInstructionExit", "MovDrExit", "DescriptorTableExit", "MwaitExit",

@@ -74,6 +74,15 @@ ctypedef struct TlbEntry:
     uint8_t* host         # host pointer to the start of the 4 KiB page
     uint64_t hpa          # host-physical address of the page
     uint32_t perm         # TLB_* bits: which accesses may use this entry
+    # Kept across the flushes that spare it (core/mmu.pxi, "The TLB"): an
+    # entry whose gen is stale is valid again while its epoch is current and
+    # it is global, or its PCID's generation and ngen are current.
+    uint64_t epoch        # Cpu.tlb_epoch when filled (a full flush drops it)
+    uint64_t ngen         # Cpu.tlb_ngen when filled (INVPCID type 3 drops non-global entries)
+    uint32_t pgen         # Cpu.pcid_gen[pcid] when filled
+    uint16_t pcid         # the PCID it was filled under (0 with CR4.PCIDE = 0)
+    uint8_t glob          # global page (G = 1 in the leaf with CR4.PGE = 1)
+    uint8_t lshift        # log2 of the size of the page that maps it (12, 21, 22, 30)
 
 # VM-execution controls copied out of the VMCS at VM entry (decision 5): the
 # instruction handlers test these bits, never the VMCS itself.
@@ -106,6 +115,7 @@ ctypedef struct Slot:
     uint64_t size
     uint8_t* ptr
     int guest_visible
+    int readonly          # a ROM: writes to it are ignored (core/mmu.pxi, gpa_to_host)
 
 
 # A logical processor's VMX state (SDM Vol. 3C chapters 24-31), held apart
@@ -229,6 +239,15 @@ ctypedef struct Cpu:
     # --- the CPU model (vtx/spec/cpuid.py): what CPUID reports and what exists
     uint64_t features[2]  # bit FEAT_<name>: the feature is present (cpu_has); the
                           # generator keeps FEAT_COUNT <= 128
+    uint64_t cr4_fixed1   # the CR4 bits that may be 1: those of the features present
+                          # (also IA32_VMX_CR4_FIXED1; vtx/spec/capabilities.py cr4_fixed1)
+    # The model's fixed CPUID leaves (vtx/cpu_model.py): leaf, subleaf, EAX,
+    # EBX, ECX, EDX; the feature bits are ORed in (core/insn/system.pxi).
+    uint32_t cpuid_tab[48][6]
+    int cpuid_n
+    uint32_t cpuid_max        # highest basic leaf
+    uint32_t cpuid_max_ext    # highest extended leaf
+    uint32_t signature        # CPUID.01H:EAX, also EDX after reset
 
     # --- external events (core/vmx/events.pxi) -------------------------------
     # What the platform has raised and the processor has not yet taken: the
@@ -297,7 +316,14 @@ ctypedef struct Cpu:
     uint8_t* code_pages   # one byte per RAM page: decoded code lives there
     uint64_t* code_bits   # per RAM page: which 64-byte chunks hold decoded code
     TlbEntry* tlb
-    uint64_t tlb_gen
+    uint64_t tlb_gen      # the fast path's generation: any flush or mode change advances it
+    uint64_t tlb_epoch    # advanced by a flush of everything, global entries included
+    uint64_t tlb_ngen     # advanced by a flush of every non-global entry of every PCID
+    uint64_t tlb_cfg      # the paging controls the entries were computed under (tlb_config)
+    int tlb_large         # an entry INVLPG must look for outside its slot may be present
+                          # (of a page larger than 4 KiB, or global with CR4.PCIDE = 1)
+    uint64_t tlb_salt     # the current PCID's salt of the TLB index (core/mmu.pxi tlb_slot)
+    uint32_t pcid_gen[4096]   # per PCID: advanced by a flush of its non-global entries
     # The translation context the TLB was kept for at the last VM exit with
     # VPID enabled (core/vmx/exit.pxi, tlb_kept_for); tlb_kept = 0: none.
     int tlb_kept
@@ -347,6 +373,8 @@ cdef class Machine:
     cdef readonly uint64_t ram_size
     cdef readonly uint64_t priv_base
     cdef readonly uint64_t priv_size
+    cdef object _model            # the vtx.CpuModel (cpu_model)
+    cdef list _roms               # HostMemory buffers of the ROM slots (map_rom)
 
 
 cdef class VCpuBase:

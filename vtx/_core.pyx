@@ -27,8 +27,11 @@ include "core/insn/system.pxi"
 include "core/insn/systab.pxi"
 include "core/insn/simd.pxi"
 include "core/insn/x87.pxi"
+include "core/task.pxi"
 include "core/insn/string.pxi"
 include "core/insn/interrupt.pxi"
+include "core/insn/far.pxi"
+include "core/insn/prot.pxi"
 include "core/insn/fast.pxi"
 include "core/vmx/vmcs.pxi"
 include "core/exceptions.pxi"
@@ -40,6 +43,7 @@ include "core/run.pxi"
 include "core/exits.pxi"
 include "core/hostmem.pxi"
 include "core/bare.pxi"
+include "core/reset.pxi"
 
 init_opcode_tables()
 init_fast_tables()
@@ -51,6 +55,8 @@ from vtx.errors import (ArgumentError, EntryCheckMismatch, GuestMemoryError, Han
 from vtx.spec import ExitReason as _ExitReason, VmInstructionError as _VmInstructionError
 from vtx.spec.entry_checks import ENTRY_CHECKS as _ENTRY_CHECKS
 from vtx.spec.cpuid import FEATURES as _FEATURES, PRESETS as _CPUID_PRESETS, DEFAULT_PRESET as _DEFAULT_PRESET
+from vtx.spec.capabilities import cr4_fixed1 as _cr4_fixed1
+from vtx.cpu_model import CpuModel as _CpuModel
 from vtx.types import DescriptorTable, Segment, VmcsView
 
 #: Host-physical address of the hosted hypervisor's private memory (VMCS,
@@ -178,6 +184,7 @@ cdef class Machine:
         c.vmx.vmcs_ptr = PRIV_BASE
         c.vmx.vmxon_ptr = VMCS_PTR_NONE
         c.icount_limit = 0xFFFFFFFFFFFFFFFFULL
+        c.tlb_epoch = 1        # epoch 0 marks an entry INVLPG dropped
         c.acct_reason = -1
         # No entry has passed the checks yet (the first is a VMLAUNCH, which
         # runs them all; a launch state written raw makes it a VMRESUME).
@@ -200,7 +207,33 @@ cdef class Machine:
         c.fpu.fcw = 0x37F
         c.fpu.ftw = 0xFFFF
         c.fpu.mxcsr = 0x1F80
-        self._set_features([name for name, *_ in _FEATURES if name in _CPUID_PRESETS[_DEFAULT_PRESET]])
+        self.cpu_model = _CpuModel(_DEFAULT_PRESET)
+
+    @property
+    def cpu_model(self):
+        """The :class:`vtx.CpuModel` the processor follows: what CPUID
+        answers, which instructions and CR4 bits exist, IA32_VMX_CR4_FIXED1."""
+        return self._model
+
+    @cpu_model.setter
+    def cpu_model(self, model):
+        cdef int i, j
+        if isinstance(model, str):
+            model = _CpuModel(model)
+        if not isinstance(model, _CpuModel):
+            raise TypeError(f"a CPU model is a vtx.CpuModel or a preset name, not {model!r}")
+        rows = model.cpuid_leaves()
+        if len(rows) > 48:
+            raise ArgumentError(f"a CPU model has at most 48 fixed CPUID leaves, not {len(rows)}")
+        self._set_features(sorted(model.features))
+        for i, row in enumerate(rows):
+            for j in range(6):
+                self.c.cpuid_tab[i][j] = row[j]
+        self.c.cpuid_n = len(rows)
+        self.c.cpuid_max = model.max_leaf
+        self.c.cpuid_max_ext = 0x80000008
+        self.c.signature = model.signature
+        self._model = model
 
     def _set_features(self, names):
         """Make the CPU model's feature set exactly `names` (FEATURES rows of
@@ -218,6 +251,10 @@ cdef class Machine:
             raise VmStateError("the CPU model cannot change while the guest runs")
         self.c.features[0] = bits[0]
         self.c.features[1] = bits[1]
+        self.c.cr4_fixed1 = _cr4_fixed1(names)
+        if self._model is not None and frozenset(names) != self._model.features:
+            # A raw feature set: keep the identity, record the features.
+            self._model = self._model._with_features(names)
         for pg in range(self.c.ram_size >> 12):
             if self.c.code_pages[pg]:
                 code_page_written(self.c, pg << 12)
@@ -226,6 +263,53 @@ cdef class Machine:
     def _features(self):
         """The names of the features in the CPU model's feature set."""
         return [row[0] for i, row in enumerate(_FEATURES) if cpu_has(self.c, i)]
+
+    def map_rom(self, data, uint64_t base, uint64_t low):
+        """Map a ROM image read-only at physical address ``base`` and, when
+        ``low`` is not 0, its last ``low`` bytes again below 1 MiB (ending at
+        0FFFFFH), as PC firmware appears.  The checks of sizes and addresses
+        are vtx.vm's (map_rom there).  Guest writes to the ROM are ignored
+        (core/mmu.pxi gpa_to_host); the low copy hides the RAM under it."""
+        cdef const unsigned char[::1] src = memoryview(data).cast("B")
+        cdef uint64_t n = src.shape[0]
+        cdef HostMemory mem
+        cdef Slot* s
+        cdef uint64_t pg
+        if self.c.in_guest:
+            raise VmStateError("a ROM cannot be mapped while the guest runs")
+        if self._roms:
+            raise VmStateError("this machine has its ROM already (one per machine)")
+        mem = HostMemory(n, "ROM")
+        memcpy(mem.ptr, &src[0], n)
+        self._roms = [mem]
+        s = &self.c.slots[self.c.nslots]
+        s.base = base
+        s.size = n
+        s.ptr = mem.ptr
+        s.guest_visible = 1
+        s.readonly = 1
+        self.c.nslots += 1
+        if low:
+            s = &self.c.slots[self.c.nslots]
+            s.base = 0x100000 - low
+            s.size = low
+            s.ptr = mem.ptr + (n - low)
+            s.guest_visible = 1
+            s.readonly = 1
+            self.c.nslots += 1
+            # The RAM under the low copy is out of sight: its decoded code goes.
+            for pg in range((0x100000 - low) >> 12, min(0x100000, self.c.ram_size) >> 12):
+                if self.c.code_pages[pg]:
+                    code_page_written(self.c, pg << 12)
+                self.c.code_gen[pg] += 1
+        tlb_flush(self.c)
+
+    def rom_bytes(self):
+        """A copy of the ROM image (None without one)."""
+        if not self._roms:
+            return None
+        mem = <HostMemory>self._roms[0]
+        return PyBytes_FromStringAndSize(<char*>mem.ptr, mem.size)
 
     def __dealloc__(self):
         if self.c != NULL:
@@ -403,6 +487,59 @@ cdef class VCpuBase:
         _host_writes_vmcs(self.c)
         self.c.vmx.vmcs[VMCS_OFF_LAUNCH_STATE] = 0
         self.c.vmx.ck_dirty = CKM_ALL
+
+    def reset(self):
+        """Put the vCPU in the processor's power-on (RESET) state of SDM Vol.
+        3A 10.1.1, Table 10-1: real mode at F000:FFF0 with CS.base FFFF0000H
+        (the first fetch is at FFFFFFF0H, the reset vector), RFLAGS 2, EDX
+        the processor signature (CPUID.01H:EAX of the CPU model), the other
+        general registers 0, CR0 60000010H, CR2-CR4 0, DR7 400H, EFER 0,
+        GDTR/IDTR limit FFFFH, the x87 FPU as at power-up.
+
+        In VMX non-root operation the guest's state is the VMCS guest-state
+        area, so that is what is set, for an entry with "unrestricted guest"
+        (which the VM's controls have).  Two bits differ from Table 10-1
+        because VMX fixes them, and the guest does not see it: CR0.NE is 1
+        (IA32_VMX_CR0_FIXED0) and CR4.VMXE is 1 (IA32_VMX_CR4_FIXED0); the
+        CR0 and CR4 guest/host masks own them, with read shadows 60000010H
+        and 0, so MOV from CR0 and CR4 read the power-on values (a guest
+        that sets CR0.NE exits to the hypervisor with a control-register
+        access).  The next entry is a VMLAUNCH."""
+        cdef Cpu* c = self.c
+        if c.in_guest or c.running:
+            raise VmStateError("reset: the vCPU is running")
+        reset_common(c)
+        reset_segments(c)
+        for i in range(6):
+            self._set_segment(i, Segment(c.seg[i].sel, c.seg[i].base, c.seg[i].limit, c.seg[i].ar),
+                              ("es", "cs", "ss", "ds", "fs", "gs")[i])
+        self._set_segment(6, Segment(0, 0, 0xFFFF, 0x82), "ldtr")
+        self._set_segment(7, Segment(0, 0, 0xFFFF, 0x8B), "tr")
+        self._set_table(0, DescriptorTable(0, 0xFFFF), "gdtr")
+        self._set_table(1, DescriptorTable(0, 0xFFFF), "idtr")
+        self.rip = 0xFFF0
+        self.rsp = 0
+        self.rflags = 2
+        self._vmcs_set_u64(VMCS_OFF_GUEST_CR0, 0x60000010 | CR0_NE)
+        self._vmcs_set_u64(VMCS_OFF_CR0_GUEST_HOST_MASK, CR0_NE)
+        self._vmcs_set_u64(VMCS_OFF_CR0_READ_SHADOW, 0x60000010)
+        self._vmcs_set_u64(VMCS_OFF_GUEST_CR3, 0)
+        self._vmcs_set_u64(VMCS_OFF_GUEST_CR4, CR4_VMXE)
+        self._vmcs_set_u64(VMCS_OFF_CR4_GUEST_HOST_MASK,
+                           self._vmcs_u64(VMCS_OFF_CR4_GUEST_HOST_MASK) | CR4_VMXE)
+        self._vmcs_set_u64(VMCS_OFF_CR4_READ_SHADOW, 0)
+        self._vmcs_set_u64(VMCS_OFF_GUEST_DR7, 0x400)
+        self._vmcs_set_u64(VMCS_OFF_GUEST_IA32_EFER, 0)
+        self._vmcs_set_u64(VMCS_OFF_GUEST_IA32_PAT, 0x0007040600070406)
+        self._vmcs_set_u64(VMCS_OFF_GUEST_PENDING_DEBUG_EXCEPTIONS, 0)
+        _host_writes_vmcs(c)
+        vwt(c, VMCS_OFF_GUEST_ACTIVITY_STATE, 4, 0)
+        vwt(c, VMCS_OFF_GUEST_INTERRUPTIBILITY_STATE, 4, 0)
+        vwt(c, VMCS_OFF_VM_ENTRY_CONTROLS, 4,
+            <uint32_t>vr(c, VMCS_OFF_VM_ENTRY_CONTROLS, 4) & ~(<uint32_t>ENTRY_CTL_IA32E_MODE_GUEST))
+        vwt(c, VMCS_OFF_VM_ENTRY_INTERRUPTION_INFO, 4, 0)
+        tlb_flush(c)
+        self.clear()
 
     # --- segments and tables -----------------------------------------------
 
@@ -832,9 +969,6 @@ cdef object _entry_error(Cpu* c, int rc):
 
 
 cdef str _unsupported_message(Cpu* c):
-    if c.vmx.entry_check == -1001:
-        return (f"a task switch at rip {c.rip:#x} (a task gate, or IRET with NT) in root operation; "
-                f"task switches are not modeled yet (in non-root operation they exit with reason 9)")
     return f"the guest executed a VMX instruction at rip {c.rip:#x} in root operation; not modeled yet"
 
 

@@ -40,7 +40,8 @@ DEBUG_CONSOLE_PORT = 0xE9
 
 class BareCpu(_core.Processor):
     """The processor of a :class:`BareMetal` machine: general registers by
-    name (``rax`` ... ``r15``, read and write), ``rip``, ``rflags``, the
+    name (``rax`` ... ``r15``, and their low halves ``eax`` ... ``r15d``, read
+    and write), ``rip``, ``rflags``, the
     control registers, ``efer``, the segment registers (``cs`` ... ``tr``,
     :class:`vtx.Segment`) and ``gdtr``/``idtr`` (read), ``rdmsr``/``wrmsr``,
     and the VMX instructions as methods (``vmcs[field]`` reads and writes
@@ -76,8 +77,24 @@ def _fpu(name):
                                   f"st0-st7 80-bit ST(i) in stack order).")
 
 
+def _gpr32(i, name):
+    def get(self):
+        return self.get_gpr(i) & 0xFFFFFFFF
+
+    def put(self, value):
+        # as a 32-bit register write: zero-extended into the 64-bit register
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 0xFFFFFFFF:
+            raise ArgumentError(f"{name} is a 32-bit unsigned int, not {value!r}")
+        self.set_gpr(i, value)
+    return property(get, put, doc=f"{name.upper()}: bits 31:0 of the register (a write zero-extends).")
+
+
+_GPRS32 = ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi") + tuple(f"r{i}d" for i in range(8, 16))
+
 for _i, _name in enumerate(_GPRS):
     setattr(BareCpu, _name, _gpr(_i, _name))
+for _i, _name in enumerate(_GPRS32):
+    setattr(BareCpu, _name, _gpr32(_i, _name))
 for _name in ("fcw", "fsw", "ftw") + tuple(f"st{_i}" for _i in range(8)):
     setattr(BareCpu, _name, _fpu(_name))
 for _i, _name in enumerate(_SEGMENTS):
@@ -117,10 +134,11 @@ class BareMetal(_Memory):
     def __reduce__(self):
         raise TypeError("a vtx.BareMetal machine cannot be copied or pickled (snapshots are not implemented yet)")
 
-    def __init__(self, memory=16 << 20):
+    def __init__(self, memory=16 << 20, cpu="default"):
         _check_memory_size(memory)
         self._machine = _core.Machine(memory, 4096)
         self.memory_size = memory
+        self.cpu_model = cpu
         self.cpu = BareCpu(self._machine)
         self._io = {}
         self.console = bytearray()

@@ -210,6 +210,52 @@ class _Memory:
     def write_u32(self, addr, value):
         self.write(addr, int(value).to_bytes(4, "little"))
 
+    # --- the CPU model and the firmware ROM -------------------------------------------
+
+    @property
+    def cpu_model(self):
+        """The :class:`vtx.CpuModel` of the processor (docs/tutorials/cpu_model.rst):
+        set a model or a preset name to change what CPUID reports and what the
+        processor does."""
+        return self._machine.cpu_model
+
+    @cpu_model.setter
+    def cpu_model(self, model):
+        self._machine.cpu_model = model
+
+    def map_rom(self, image, low=None):
+        """Map a firmware ROM image as a PC does: all of it at the top of the
+        4 GiB physical space (ending at FFFFFFFFH, so the reset vector
+        FFFFFFF0H is its last 16 bytes) and its last ``low`` bytes (by
+        default 128 KiB, or all of a smaller image; 0 for none) again below
+        1 MiB, ending at FFFFFH, over the
+        RAM there.  The image is a multiple of 4 KiB, at most 16 MiB; memory
+        must end below the ROM.  The ROM is read-only: a write to it (from
+        the processor) is ignored, as on a PC, and neither faults nor exits;
+        ``rom_bytes()`` returns the image.  One ROM per machine."""
+        data = bytes(memoryview(image).cast("B"))
+        size = len(data)
+        if size == 0 or size % 4096 or size > 16 << 20:
+            raise ArgumentError(f"a ROM image is a multiple of 4 KiB and at most 16 MiB, not {size:#x} bytes")
+        if low is None:
+            low = min(size, 0x20000)
+        if isinstance(low, bool) or not isinstance(low, int):
+            raise TypeError(f"low is a size in bytes, not {low!r}")
+        if low < 0 or low % 4096 or low > min(size, 0x100000):
+            raise ArgumentError(f"low ({low:#x}) is a multiple of 4 KiB, at most the image and 1 MiB")
+        base = (1 << 32) - size
+        if self.memory_size > base:
+            raise ArgumentError(f"memory ({self.memory_size:#x} bytes) reaches the ROM at {base:#x}")
+        self._machine.map_rom(data, base, low)
+        self._rom_mapped(base, size)
+
+    def _rom_mapped(self, base, size):
+        pass
+
+    def rom_bytes(self):
+        """The ROM image :meth:`map_rom` mapped (None without one)."""
+        return self._machine.rom_bytes()
+
     def _tables_at(self, tables):
         """Where the setup_* methods put their 32 KiB of system tables."""
         if tables is None:
@@ -237,12 +283,15 @@ class VM(_Memory):
     def __deepcopy__(self, memo):
         self.__reduce__()
 
-    def __init__(self, memory=16 << 20):
+    def __init__(self, memory=16 << 20, cpu="default"):
         _check_memory_size(memory)
         self._pd_pages = (memory + GiB - 1) // GiB
-        priv = _EPT_PD + 4096 * (self._pd_pages + 1)
+        # The EPT: the PDs, the page table of a tail, then a PD and a page
+        # table for a ROM at the top of 4 GiB (map_rom).
+        priv = _EPT_PD + 4096 * (self._pd_pages + 3)
         self._machine = _core.Machine(memory, priv)
         self.memory_size = memory
+        self.cpu_model = cpu
         self._vcpus = []
         self._handlers = [None] * 128
         self._default = None
@@ -282,6 +331,36 @@ class VM(_Memory):
             self._priv_u64(_EPT_PD + 8 * whole, (base + pt) | rwx)
             ptes = array.array("Q", range(addr | rwx | (6 << 3), mem, 4096))
             priv[pt:pt + 8 * len(ptes)] = _le(ptes)
+
+    def _rom_mapped(self, base, size):
+        """Extend the EPT to the ROM at [base, 4 GiB), one-to-one: 2 MiB pages
+        where whole, a page table for the rest.  Writes stay allowed in the
+        EPT: the ROM itself ignores them."""
+        priv_base = _core.PRIV_BASE
+        rwx_wb = 7 | (6 << 3)
+        priv = self._priv
+        if self._pd_pages >= 4:
+            pd = _EPT_PD + 3 * 4096
+        else:
+            pd = _EPT_PD + 4096 * (self._pd_pages + 1)
+            self._priv_u64(_EPT_PDPT + 8 * 3, (priv_base + pd) | 7)
+        rom_pt = _EPT_PD + 4096 * (self._pd_pages + 2)
+        top = 1 << 32
+        region = base & ~(_2M - 1)
+        while region < top:
+            idx = (region >> 21) & 511
+            if region >= base:
+                self._priv_u64(pd + 8 * idx, region | rwx_wb | 0x80)
+            else:
+                old = int.from_bytes(priv[pd + 8 * idx:pd + 8 * idx + 8], "little")
+                pt = (old & ~0xFFF) - priv_base if old & 7 and not old & 0x80 else rom_pt
+                self._priv_u64(pd + 8 * idx, (priv_base + pt) | 7)
+                for a in range(base, region + _2M, 4096):
+                    self._priv_u64(pt + 8 * ((a >> 12) & 511), a | rwx_wb)
+            region += _2M
+        del priv
+        for v in self._vcpus:
+            v.invept()
 
     # --- vCPUs -----------------------------------------------------------------
 
@@ -360,6 +439,7 @@ class VM(_Memory):
         v.vmwrite(F.GUEST_ACTIVITY_STATE, 0)
         v.vmwrite(F.GUEST_INTERRUPTIBILITY_STATE, 0)
         v.ldtr = Segment(0, 0, 0, 0x10000)
+        v.vmwrite(F.CR0_GUEST_HOST_MASK, 0)     # reset() may have shadowed CR0.NE
         v.clear()
 
     def _entry_ia32e(self, v, on):

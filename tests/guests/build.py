@@ -38,7 +38,7 @@ FLAVOURS = {
     "native": (BASE_CFLAGS + ["-DGUEST_NATIVE"], ["start_native.S", "rt.c"]),
     # 32-bit code with all floating point on the x87 and no SSE at all
     # (tests/test_insn_x87.py), and the same as a host program
-    "x87": (BASE_CFLAGS + ["-mno-sse", "-mfpmath=387"], ["start_fp.S", "rt.c"]),
+    "x87": (BASE_CFLAGS + ["-mno-sse", "-mfpmath=387", "-DX87_ONLY"], ["start_fp.S", "rt.c"]),
     "x87native": (BASE_CFLAGS + ["-mno-sse", "-mfpmath=387", "-DGUEST_NATIVE"], ["start_native.S", "rt.c"]),
 }
 

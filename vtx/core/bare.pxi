@@ -256,6 +256,28 @@ cdef class Processor:
             c.regs[R_SP] = stack
         update_mode(c)
 
+    def reset(self):
+        """The power-on (RESET) state of SDM Vol. 3A 10.1.1, Table 10-1:
+        outside VMX operation, real mode at F000:FFF0 with CS.base
+        FFFF0000H (the first fetch is at FFFFFFF0H: map a ROM there with
+        ``machine.map_rom``), RFLAGS 2, EDX the processor signature, CR0
+        60000010H, CR2-CR4 0, EFER 0, DR7 400H, the x87 FPU as at power-up."""
+        cdef Cpu* c = self.c
+        self._idle()
+        c.vmx.on = 0
+        c.vmx.non_root = 0
+        c.vmx.vmxon_ptr = VMCS_PTR_NONE
+        vmx_set_none(c)
+        reset_common(c)
+        reset_segments(c)
+        c.rip = 0xFFF0
+        c.rflags = 2
+        c.cr0 = 0x60000010ULL
+        c.cr3 = 0
+        c.cr4 = 0
+        compute_mode(c)
+        tlb_flush(c)
+
     # --- VMX state and the low-level VMX operations --------------------------------
 
     @property
@@ -311,7 +333,7 @@ cdef class Processor:
         if not (c.cr4 & CR4_VMXE):
             raise VmStateError("VMXON: CR4.VMXE is 0 (VMXON would #UD)")
         if (c.cr0 & VMX_CAP_CR0_FIXED0) != VMX_CAP_CR0_FIXED0 or (c.cr0 & ~VMX_CAP_CR0_FIXED1) or \
-                (c.cr4 & VMX_CAP_CR4_FIXED0) != VMX_CAP_CR4_FIXED0 or (c.cr4 & ~VMX_CAP_CR4_FIXED1):
+                (c.cr4 & VMX_CAP_CR4_FIXED0) != VMX_CAP_CR4_FIXED0 or (c.cr4 & ~c.cr4_fixed1):
             raise VmStateError(f"VMXON: CR0 {c.cr0:#x} or CR4 {c.cr4:#x} is outside the VMX fixed bits "
                                f"(VMXON would #GP(0))")
         if (c.feature_control & 5) != 5:

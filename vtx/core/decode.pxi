@@ -31,6 +31,8 @@ cdef enum:
     OPF_M66 = 1 << 20       # 0F 38 map: valid only with the mandatory prefix 66 (and no F2/F3)
     OPF_P66KEEP = 1 << 21   # an OP2P/OP38P/OP3A entry whose 66 prefix is an operand-size
                             # prefix, not a mandatory one (MOVBE r16, ...)
+    OPF_FARPTR = 1 << 22    # ptr16:16/32 (EA, 9A): the offset (16 or 32 bits by operand
+                            # size) in imm, then the selector in disp
     OPF_MODRM_IMM = 1 << 30 # keep the ModRM byte in d.imm (x87: FOP records it, core/insn/x87.pxi)
 
 # Insn.flags
@@ -375,6 +377,13 @@ cdef int decode(Cpu* c, const uint8_t* b, int avail, Insn* d) noexcept nogil:
             return DECODE_MORE
         d.imm = rd_le(b + i, n)
         i += n
+    elif fl & OPF_FARPTR:
+        n = 2 if osz == 2 else 4
+        if i + n + 2 > avail:
+            return DECODE_MORE
+        d.imm = rd_le(b + i, n)
+        d.disp = <int64_t>rd_le(b + i + n, 2)
+        i += n + 2
     if i > MAX_INSN:
         return DECODE_GP
     # LOCK is #UD unless the instruction is one of ADD ADC AND BTC BTR BTS
@@ -715,4 +724,7 @@ cdef void init_opcode_tables() noexcept:
     op_set(OP2, 0xC1, h_xadd, OPF_MODRM | OPF_LOCK)
     op_set(OP2, 0xB0, h_cmpxchg, OPF_MODRM | OPF_BYTE | OPF_LOCK)
     op_set(OP2, 0xB1, h_cmpxchg, OPF_MODRM | OPF_LOCK)
+    # Far transfers, fast system calls and the protection instructions
+    # (core/insn/far.pxi, core/insn/prot.pxi).
+    init_prot_tables()
     init_x87_tables()

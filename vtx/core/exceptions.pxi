@@ -71,7 +71,7 @@ cdef int deliver_real(Cpu* c, int vec) noexcept nogil:
     cdef uint64_t ret = c.next_rip if event_is_soft(c.exc_type) else c.rip
     if <uint32_t>(vec * 4 + 3) > c.idtr_limit:
         return raise_exc(c, EXC_GP, 1, vec * 8 + 2)
-    rc = lin_read(c, (c.idtr_base + vec * 4) & 0xFFFFFFFFULL, 4, 0, &ent)
+    rc = lin_read(c, (c.idtr_base + vec * 4) & 0xFFFFFFFFULL, 4, AM_IMPLICIT, &ent)
     if rc:
         return rc
     sp = c.regs[R_SP] & 0xFFFF
@@ -94,15 +94,18 @@ cdef int deliver_real(Cpu* c, int vec) noexcept nogil:
 
 cdef int deliver_protected(Cpu* c, int vec, int has_err, uint32_t err) noexcept nogil:
     """Protected mode and IA-32e mode through an interrupt or trap gate (SDM
-    Vol. 3 6.12, 6.14).  Task gates are not modeled yet."""
+    Vol. 3 6.12, 6.14), from virtual-8086 mode too (SDM Vol. 3B 20.3.1.1),
+    or a task gate (a task switch, core/task.pxi)."""
     cdef int gsize = 16 if (c.efer & EFER_LMA) else 8
-    cdef uint64_t g_lo, g_hi = 0, off, csdesc, hi, addr, ssdesc
-    cdef uint64_t new_sp, lin[6], vals[6], tss_sp, ss_base = 0
+    cdef uint64_t g_lo, g_hi = 0, off, csdesc, hi, addr, ssdesc, soff
+    cdef uint64_t new_sp, lin[10], vals[10], tss_sp, ss_base = 0, tdesc, taddr
+    cdef int v86 = (c.rflags & F_VM) != 0
     cdef uint64_t ret = c.next_rip if event_is_soft(c.exc_type) else c.rip
     # INT n, INT3 and INTO: the gate's DPL is checked, and a fault while
     # delivering them has EXT = 0; INT1 (type 5) and the events external to
     # the program have EXT = 1 and no DPL check (SDM Vol. 3A 6.12.1.1, 6.13).
     cdef int soft = c.exc_type == 4 or c.exc_type == 6
+    cdef uint32_t ext = 0 if soft else 1
     # Error code for a fault on the IDT entry: IDT bit, and EXT unless a
     # software event caused the delivery (SDM Vol. 3 6.13).
     cdef uint32_t idt_err = vec * 8 + (2 if soft else 3)
@@ -111,11 +114,11 @@ cdef int deliver_protected(Cpu* c, int vec, int has_err, uint32_t err) noexcept 
     cdef Seg ncs, nss
     if <uint32_t>(vec * gsize + gsize - 1) > c.idtr_limit:
         return raise_exc(c, EXC_GP, 1, idt_err)
-    rc = lin_read(c, c.idtr_base + vec * gsize, 8, 0, &g_lo)
+    rc = lin_read(c, c.idtr_base + vec * gsize, 8, AM_IMPLICIT, &g_lo)
     if rc:
         return rc
     if gsize == 16:
-        rc = lin_read(c, c.idtr_base + vec * gsize + 8, 8, 0, &g_hi)
+        rc = lin_read(c, c.idtr_base + vec * gsize + 8, 8, AM_IMPLICIT, &g_hi)
         if rc:
             return rc
     gtype = (g_lo >> 40) & 0x1F
@@ -124,19 +127,27 @@ cdef int deliver_protected(Cpu* c, int vec, int has_err, uint32_t err) noexcept 
             return raise_exc(c, EXC_GP, 1, idt_err)
     elif gtype == 0x05:
         # A task gate: its DPL (for INT n, INT3, INTO) and P bit are checked
-        # as for the other gates, then the task switch, which in VMX non-root
-        # operation is a VM exit (reason 9, source 3: a task gate in the IDT;
-        # SDM 26.2 and Table 28-2), during the event's delivery (the caller
-        # records the IDT-vectoring information).  Task switches themselves
-        # are not modeled yet.
+        # as for the other gates, then the TSS it names (SDM Vol. 2 INT n,
+        # TASK-GATE), then the task switch (core/task.pxi), which in VMX
+        # non-root operation is a VM exit instead (reason 9, source 3: a task
+        # gate in the IDT; SDM Vol. 3C 26.4.2 and Table 28-2), during the
+        # event's delivery (the caller records the IDT-vectoring information).
         if soft and ((g_lo >> 45) & 3) < <uint64_t>c.cpl:
             return raise_exc(c, EXC_GP, 1, idt_err)
         if not ((g_lo >> 47) & 1):
             return raise_exc(c, EXC_NP, 1, idt_err)
+        sel = <uint16_t>(g_lo >> 16)
+        rc = tss_descriptor(c, sel, TS_GATE, 0 if soft else 1, &tdesc, &taddr)
+        if rc:
+            return rc
         if c.vmx.non_root:
-            return vmexit_event(c, EXIT_REASON_TASK_SWITCH, ((g_lo >> 16) & 0xFFFF) | (3ULL << 30))
-        c.vmx.entry_check = -1001
-        return RC_UNSUPPORTED
+            return task_switch_exit(c, NULL, sel, TS_GATE)
+        rc = task_switch(c, sel, tdesc, taddr, TS_GATE, ret, has_err, err, 0 if soft else 1)
+        if rc == RC_EXCEPTION:
+            # A fault after the switch belongs to the new task: the event
+            # that caused the switch was delivered (SDM Vol. 3A 8.3, 6.12.2).
+            return RC_TASK_FAULT
+        return rc
     elif gtype != 0x0E and gtype != 0x0F and gtype != 0x06 and gtype != 0x07:
         return raise_exc(c, EXC_GP, 1, idt_err)
     if soft and ((g_lo >> 45) & 3) < <uint64_t>c.cpl:
@@ -156,11 +167,11 @@ cdef int deliver_protected(Cpu* c, int vec, int has_err, uint32_t err) noexcept 
         return rc
     dpl = (csdesc >> 45) & 3
     if ((csdesc >> 43) & 3) != 3 or dpl > c.cpl:     # must be a code segment
-        return raise_exc(c, EXC_GP, 1, (sel & 0xFFFC) | 1)
+        return raise_exc(c, EXC_GP, 1, (sel & 0xFFFC) | ext)
     if not ((csdesc >> 47) & 1):
-        return raise_exc(c, EXC_NP, 1, (sel & 0xFFFC) | 1)
+        return raise_exc(c, EXC_NP, 1, (sel & 0xFFFC) | ext)
     if gsize == 16 and (not ((csdesc >> 53) & 1) or ((csdesc >> 54) & 1)):
-        return raise_exc(c, EXC_GP, 1, (sel & 0xFFFC) | 1)
+        return raise_exc(c, EXC_GP, 1, (sel & 0xFFFC) | ext)
     descriptor_to_seg(csdesc, &ncs, sel)
     ncs.ar |= 1
     # The handler's address: canonical through a 64-bit gate, within the new
@@ -175,13 +186,17 @@ cdef int deliver_protected(Cpu* c, int vec, int has_err, uint32_t err) noexcept 
     # A conforming code segment keeps the CPL; otherwise CPL becomes its DPL.
     new_cpl = c.cpl if ((csdesc >> 42) & 1) else dpl
     priv = new_cpl < c.cpl
+    if v86 and new_cpl != 0:
+        # From virtual-8086 mode only to a non-conforming segment at DPL 0
+        # (SDM Vol. 2 INT n, INTERRUPT-FROM-VIRTUAL-8086-MODE).
+        return raise_exc(c, EXC_GP, 1, (sel & 0xFFFC) | (0 if soft else 1))
     psize = 8 if gsize == 16 else (4 if (gtype & 8) else 2)
     nss = c.seg[S_SS]
     if gsize == 16:
         if priv or ist:
             if c.seg[S_TR].limit < 0x67:
-                return raise_exc(c, EXC_TS, 1, c.seg[S_TR].sel & 0xFFFC)
-            rc = lin_read(c, c.seg[S_TR].base + (0x24 + 8 * (ist - 1) if ist else 4 + 8 * new_cpl), 8, 0, &tss_sp)
+                return raise_exc(c, EXC_TS, 1, (c.seg[S_TR].sel & 0xFFFC) | ext)
+            rc = lin_read(c, c.seg[S_TR].base + (0x24 + 8 * (ist - 1) if ist else 4 + 8 * new_cpl), 8, AM_IMPLICIT, &tss_sp)
             if rc:
                 return rc
             new_sp = tss_sp
@@ -205,7 +220,7 @@ cdef int deliver_protected(Cpu* c, int vec, int has_err, uint32_t err) noexcept 
         for i in range(n):
             lin[i] = new_sp - 8 * (i + 1)
             if not is_canonical(lin[i]):
-                return raise_exc(c, EXC_SS, 1, 0)
+                return raise_exc(c, EXC_SS, 1, ext)
         rc = stack_write(c, lin, n, 8, vals)
         if rc:
             return rc
@@ -213,22 +228,29 @@ cdef int deliver_protected(Cpu* c, int vec, int has_err, uint32_t err) noexcept 
     else:
         n = 0
         if priv:
-            if c.seg[S_TR].limit < 0x67:
-                return raise_exc(c, EXC_TS, 1, c.seg[S_TR].sel & 0xFFFC)
-            rc = lin_read(c, c.seg[S_TR].base + 4 + 8 * new_cpl, 8, 0, &tss_sp)
+            # SS:ESP for the new level from a 32-bit TSS, SS:SP from a 16-bit one.
+            rc = read_tss_stack(c, new_cpl, &tss_sp, &new_ss, ext)
             if rc:
                 return rc
-            new_ss = <uint16_t>(tss_sp >> 32)
-            rc = load_descriptor(c, new_ss, &ssdesc, &hi, &addr)
+            # A selector outside its table is #TS too (SDM Vol. 2 INT n,
+            # INTER-PRIVILEGE-LEVEL-INTERRUPT).
+            rc = read_desc_ts(c, new_ss, ext, &ssdesc, &addr)
             if rc:
                 return rc
             if (new_ss & 3) != new_cpl or ((ssdesc >> 45) & 3) != <uint64_t>new_cpl or \
                     ((ssdesc >> 41) & 5) != 1 or not ((ssdesc >> 44) & 1):
-                return raise_exc(c, EXC_TS, 1, new_ss & 0xFFFC)
+                return raise_exc(c, EXC_TS, 1, (new_ss & 0xFFFC) | ext)
             if not ((ssdesc >> 47) & 1):
-                return raise_exc(c, EXC_SS, 1, new_ss & 0xFFFC)
+                return raise_exc(c, EXC_SS, 1, (new_ss & 0xFFFC) | ext)
             descriptor_to_seg(ssdesc, &nss, new_ss)
             new_sp = tss_sp & 0xFFFFFFFFULL
+            if v86:
+                # GS FS DS ES of the virtual-8086 task go first; the handler
+                # then finds them null.
+                vals[n] = c.seg[S_GS].sel; n += 1
+                vals[n] = c.seg[S_FS].sel; n += 1
+                vals[n] = c.seg[S_DS].sel; n += 1
+                vals[n] = c.seg[S_ES].sel; n += 1
             vals[n] = c.seg[S_SS].sel; n += 1
             vals[n] = c.regs[R_SP] & 0xFFFFFFFFULL; n += 1
         else:
@@ -239,8 +261,17 @@ cdef int deliver_protected(Cpu* c, int vec, int has_err, uint32_t err) noexcept 
         if has_err:
             vals[n] = err; n += 1
         ss_base = nss.base
+        # The frame must fit the stack segment: an unusable SS (a task
+        # switch that faulted before loading it) or a slot outside an
+        # expand-up segment's limit is #SS(EXT) (SDM Vol. 2 INT n, "IF
+        # stack does not have room").
+        if nss.ar & AR_UNUSABLE:
+            return raise_exc(c, EXC_SS, 1, ext)
         for i in range(n):
-            lin[i] = (ss_base + ((new_sp - psize * (i + 1)) & (0xFFFFFFFFULL if (nss.ar & AR_DB) else 0xFFFF))) & 0xFFFFFFFFULL
+            soff = (new_sp - psize * (i + 1)) & (0xFFFFFFFFULL if (nss.ar & AR_DB) else 0xFFFF)
+            if (nss.ar & 0xC) != 4 and soff + psize - 1 > nss.limit:
+                return raise_exc(c, EXC_SS, 1, ext | ((new_ss & 0xFFFC) if priv else 0))
+            lin[i] = (ss_base + soff) & 0xFFFFFFFFULL
         rc = stack_write(c, lin, n, psize, vals)
         if rc:
             return rc
@@ -249,6 +280,14 @@ cdef int deliver_protected(Cpu* c, int vec, int has_err, uint32_t err) noexcept 
     ncs.sel = (sel & 0xFFFC) | <uint16_t>new_cpl
     c.seg[S_CS] = ncs
     c.seg[S_SS] = nss
+    if v86:
+        for i in range(S_ES, S_GS + 1):
+            if i == S_CS or i == S_SS:
+                continue
+            c.seg[i].sel = 0
+            c.seg[i].base = 0
+            c.seg[i].limit = 0
+            c.seg[i].ar = AR_UNUSABLE
     c.rflags &= ~(<uint64_t>(F_TF | F_NT | F_RF | F_VM))
     if not (gtype & 1):
         c.rflags &= ~(<uint64_t>F_IF)        # interrupt gate
@@ -369,6 +408,15 @@ cdef int handle_event(Cpu* c, int flags) noexcept nogil:
         if rc == RC_OK:
             delivered(c, typ, event_is_soft(typ) and not (flags & EV_INJECTED))
             return RC_OK
+        if rc == RC_TASK_FAULT:
+            # The event went through a task gate and the switch completed;
+            # the fault on the new task's segments is a new event in the new
+            # task, not one during this delivery (core/task.pxi).
+            delivered(c, typ, event_is_soft(typ) and not (flags & EV_INJECTED))
+            flags = 0
+            iret_nmi = 0
+            cur = -1
+            continue
         if rc == RC_VMEXIT:
             # An EPT violation or misconfiguration while delivering.
             stage_idt_vectoring(c, vec, typ, c.exc_len, has_err, err)

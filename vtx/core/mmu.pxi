@@ -26,6 +26,7 @@ cdef enum:
 cdef enum:
     TLB_ENTRIES = 4096
     MAXPHYADDR = 39
+    EPERM_ROM = 8           # gpa_to_host: the page is in a ROM slot (writes are ignored)
 
 cdef uint64_t PHYS_MASK = ((1ULL << MAXPHYADDR) - 1) & ~0xFFFULL
 cdef uint64_t RSVD_HIGH = (((1ULL << 52) - 1) & ~((1ULL << MAXPHYADDR) - 1))
@@ -40,11 +41,17 @@ cdef uint64_t RSVD_PAE = RSVD_HIGH | (0x7FFULL << 52)
 cdef uint64_t RSVD_PDE4M = (0x3FFULL << 12) & ~((1ULL << (13 + MAXPHYADDR - 32)) - 1) & 0x3FE000
 
 
+# Writes to a ROM slot land here and are forgotten (gpa_to_host): a page and
+# the 16 bytes an access may run past it.  Never read.
+cdef uint8_t ROM_SINK[4096 + 16]
+
+
 cdef inline uint8_t* hpa_ptr(Cpu* c, uint64_t hpa, uint64_t size, int guest_only) noexcept nogil:
-    """Host pointer for [hpa, hpa+size) if one slot backs all of it."""
+    """Host pointer for [hpa, hpa+size) if one slot backs all of it (the
+    last slot first: a ROM mapped over RAM wins, as in gpa_to_host)."""
     cdef int i
     cdef Slot* s
-    for i in range(c.nslots):
+    for i in range(c.nslots - 1, -1, -1):
         s = &c.slots[i]
         if hpa >= s.base and hpa - s.base + size <= s.size and size <= s.size:
             if guest_only and not s.guest_visible:
@@ -53,8 +60,105 @@ cdef inline uint8_t* hpa_ptr(Cpu* c, uint64_t hpa, uint64_t size, int guest_only
     return NULL
 
 
+# --- The TLB (docs/architecture.rst, "The TLB") ----------------------------------
+# One entry per 4 KiB linear page, direct-mapped, each holding the host
+# pointer and the permissions its walk computed (an entry of a larger page
+# maps its 4 KiB part and remembers the page size in lshift).  An entry is
+# used inline while its gen equals Cpu.tlb_gen; every flush and mode change
+# advances tlb_gen, which also ends the run loop's cached fetch page and block
+# chains.  What a flush spares is decided when a stale entry is next looked
+# at (tlb_revalidate): it is valid again if no flush of everything happened
+# since it was filled (epoch) and it is global, or it belongs to the current
+# PCID and neither its PCID's generation nor tlb_ngen moved.  So:
+# - MOV to CR3 keeps global entries (SDM Vol. 3A 4.10.4.1) and, with
+#   CR4.PCIDE = 1, the entries of the other PCIDs, and all entries of the new
+#   PCID when bit 63 is set;
+# - INVLPG and INVPCID drop exactly what the SDM names (4.10.4.1, INVPCID);
+# - a change of the paging controls the permissions were computed under
+#   (CR0.PG/WP, CR4.PSE/PAE/PGE/PCIDE/SMEP/SMAP, EFER.NXE/LMA) drops
+#   everything, which the SDM requires for PGE, PCIDE 1 -> 0, PAE, PG and
+#   SMEP 0 -> 1 and allows for the others (a processor may always invalidate
+#   more than asked).
+
+cdef inline uint32_t tlb_pcid(Cpu* c) noexcept nogil:
+    """The current PCID: CR3[11:0] with CR4.PCIDE = 1, else 000H (SDM 4.10.1)."""
+    return <uint32_t>(c.cr3 & 0xFFF) if (c.cr4 & CR4_PCIDE) else 0
+
+
+cdef inline TlbEntry* tlb_slot(Cpu* c, uint64_t lin) noexcept nogil:
+    """The entry for lin: direct-mapped by the page number XOR a salt of the
+    current PCID (Cpu.tlb_salt, tlb_set_salt), so the same page in two
+    PCIDs has two entries and a switch back finds its own.  Correctness
+    never depends on the salt: an entry is used only when its page, its
+    generation and (stale) its PCID match."""
+    return &c.tlb[((lin >> 12) ^ c.tlb_salt) & (TLB_ENTRIES - 1)]
+
+
+cdef inline void tlb_set_salt(Cpu* c) noexcept nogil:
+    c.tlb_salt = (<uint64_t>tlb_pcid(c) * 0x9E5ULL) & (TLB_ENTRIES - 1)
+
+
+cdef inline uint64_t tlb_config(Cpu* c) noexcept nogil:
+    return ((c.cr0 & (CR0_PG | CR0_WP)) |
+            (c.cr4 & (CR4_PSE | CR4_PAE | CR4_PGE | CR4_PCIDE | CR4_SMEP | CR4_SMAP)) |
+            ((c.efer & (EFER_NXE | EFER_LMA)) << 32))
+
+
 cdef inline void tlb_flush(Cpu* c) noexcept nogil:
+    """Drop every entry, global ones and those of every PCID."""
     c.tlb_gen += 1
+    c.tlb_epoch += 1
+    c.tlb_large = 0
+    c.tlb_cfg = tlb_config(c)
+
+
+cdef inline void tlb_flush_pcid(Cpu* c, uint32_t pcid) noexcept nogil:
+    """Drop the non-global entries of one PCID."""
+    c.pcid_gen[pcid & 0xFFF] += 1
+    c.tlb_gen += 1
+
+
+cdef inline void tlb_flush_nonglobal(Cpu* c) noexcept nogil:
+    """Drop the non-global entries of every PCID (INVPCID type 3)."""
+    c.tlb_ngen += 1
+    c.tlb_gen += 1
+
+
+cdef void tlb_invalidate_page(Cpu* c, uint64_t lin, uint32_t pcid, int globals_too) noexcept nogil:
+    """Drop the entries that translate linear address lin in PCID pcid, and
+    with globals_too the global ones whatever PCID filled them (INVLPG: the
+    current PCID and globals, SDM Vol. 3A 4.10.4.1), or without them
+    (INVPCID type 0).  An entry of a larger page is one of the 4 KiB entries
+    the model split it into: all of them go."""
+    cdef TlbEntry* e = tlb_slot(c, lin)
+    cdef int i
+    if e.page == (lin >> 12) and (globals_too or not e.glob) and (e.glob or e.pcid == pcid):
+        e.gen = 0
+        e.epoch = 0
+    if c.tlb_large or pcid != tlb_pcid(c):
+        # Other PCIDs' entries for the page (global ones too) sit in other
+        # slots, and a large page's in many: look at them all.
+        for i in range(TLB_ENTRIES):
+            e = &c.tlb[i]
+            if e.epoch == c.tlb_epoch and ((e.page << 12) >> e.lshift) == (lin >> e.lshift) and \
+                    (globals_too or not e.glob) and (e.glob or e.pcid == pcid):
+                e.gen = 0
+                e.epoch = 0
+    c.tlb_gen += 1
+
+
+cdef inline int tlb_revalidate(Cpu* c, TlbEntry* e, uint64_t page) noexcept nogil:
+    """Whether a stale entry for page survived the flushes since it was filled
+    (see above); if so it is made current again."""
+    cdef uint32_t pcid
+    if e.page != page or e.epoch != c.tlb_epoch:
+        return 0
+    if not e.glob:
+        pcid = tlb_pcid(c)
+        if e.pcid != pcid or e.pgen != c.pcid_gen[pcid] or e.ngen != c.tlb_ngen:
+            return 0
+    e.gen = c.tlb_gen
+    return 1
 
 
 cdef void icache_invalidate_page(Cpu* c, uint64_t hpa) noexcept nogil:
@@ -107,8 +211,9 @@ cdef void mark_code_page(Cpu* c, uint64_t hpa, int length) noexcept nogil:
     if c.code_pages[pg]:
         return
     c.code_pages[pg] = 1
+    # Stale entries too: one may be made current again (tlb_revalidate).
     for i in range(TLB_ENTRIES):
-        if c.tlb[i].gen == c.tlb_gen and c.tlb[i].hpa == (hpa & ~0xFFFULL):
+        if c.tlb[i].hpa == (hpa & ~0xFFFULL):
             c.tlb[i].perm = withhold_write(c.tlb[i].perm)
 
 
@@ -230,18 +335,27 @@ cdef int ept_translate(Cpu* c, uint64_t gpa, int kind, uint64_t lin, int lin_val
 cdef int gpa_to_host(Cpu* c, uint64_t gpa, int kind, uint64_t lin, int lin_valid, int final_access,
                      uint8_t** ptr, uint64_t* hpa_out, uint32_t* perm_out) noexcept nogil:
     """Guest-physical -> host pointer, through EPT when it is on.  Without EPT
-    the guest reaches only guest-visible slots (its RAM)."""
+    the guest reaches only guest-visible slots (its RAM and ROMs).  A ROM
+    slot adds EPERM_ROM to the permissions: the caller sends writes to the
+    sink (translate_slow), so they are ignored, as a PC's ROM ignores them."""
     cdef uint64_t hpa = gpa
     cdef uint32_t perm = 7
-    cdef int rc
-    cdef uint8_t* p
+    cdef int rc, i
+    cdef uint8_t* p = NULL
+    cdef Slot* s
     if c.vmx.ept:
         rc = ept_translate(c, gpa, kind, lin, lin_valid, final_access, &hpa, &perm)
         if rc:
             return rc
-        p = hpa_ptr(c, hpa & ~0xFFFULL, 4096, 0)
-    else:
-        p = hpa_ptr(c, hpa & ~0xFFFULL, 4096, 1)
+    # The slots from the last: a ROM mapped over RAM (below 1 MiB) wins.
+    for i in range(c.nslots - 1, -1, -1):
+        s = &c.slots[i]
+        if (hpa & ~0xFFFULL) >= s.base and (hpa & ~0xFFFULL) - s.base + 4096 <= s.size and \
+                (s.guest_visible or c.vmx.ept):
+            p = s.ptr + ((hpa & ~0xFFFULL) - s.base)
+            if s.readonly:
+                perm |= EPERM_ROM
+            break
     if p == NULL:
         c.bad_addr = hpa
         c.bad_write = kind == ACC_WRITE
@@ -269,6 +383,8 @@ cdef int pt_entry(Cpu* c, uint64_t gpa, int wide, uint64_t lin, uint8_t** ptr, u
     else:
         memcpy(&v32, ptr[0], 4)
         val[0] = v32
+    if perm & EPERM_ROM:
+        ptr[0] = ROM_SINK + (hpa & 0xFFF)     # paging structures in a ROM: A/D updates are lost
     return RC_OK
 
 
@@ -296,19 +412,49 @@ cdef inline void pt_set_bits(uint8_t* p, int wide, uint64_t old, uint64_t bits) 
         memcpy(p, &v32, 4)
 
 
+# Who makes an access, for paging (SDM Vol. 3A 4.6): the `user` argument of
+# the translation functions.  Accesses at CPL 3 are user-mode accesses, except
+# the implicit ones to system data structures (GDT, LDT, IDT, TSS), which are
+# supervisor-mode accesses whatever the CPL; those at CPL < 3 are explicit
+# supervisor-mode accesses.  Callers pass `c.cpl == 3` for ordinary accesses
+# and AM_IMPLICIT for the system structures.
+cdef enum:
+    AM_SUPERVISOR = 0
+    AM_USER = 1
+    AM_IMPLICIT = 2
+
+# Extra bits of page_walk's perm_out, stripped before the TLB keeps them.
+cdef enum:
+    WALK_GLOBAL = 1 << 16
+    WALK_SHIFT = 24             # bits 31:24: log2 of the page size
+
+
 cdef int page_walk(Cpu* c, uint64_t lin, int kind, int user, uint64_t* gpa_out, uint32_t* perm_out) noexcept nogil:
-    """Linear -> guest-physical for 32-bit, PAE and 4-level paging (SDM Vol. 3
-    4.3-4.5), with the accessed and dirty updates and #PF error codes of 4.7."""
+    """Linear -> guest-physical for 32-bit, PAE and 4-level paging (SDM Vol. 3A
+    4.3-4.5), with the protection of 4.6, the accessed and dirty updates of
+    4.8 and the #PF error codes of 4.7.
+
+    The walk reads each paging-structure entry in turn and stops at the
+    first not-present entry (P = 0 in the error code) or reserved bit (P = 1,
+    RSVD = 1); only a walk that reaches a page and passes the access-rights
+    checks sets accessed flags (on every entry it used) and, for a write,
+    the leaf's dirty flag, so a faulting access writes nothing.  perm_out
+    gets the TLB_* rights for every kind of access to the page (writes only
+    once the dirty flag is set, so the first write comes back here), plus
+    WALK_GLOBAL and the page size."""
     cdef int levels, level, wide, shift, i
-    cdef uint64_t table, entry, page_size, gpa
+    cdef uint64_t table, entry, page_size, gpa, rsvd
     cdef uint8_t* eptr
     cdef uint8_t* ptrs[4]
     cdef uint64_t vals[4]
     cdef uint64_t gpas[4]
     cdef int rc
     cdef int allow_w = 1, allow_u = 1, allow_x = 1
-    cdef uint32_t pfec_base = (2 if kind == ACC_WRITE else 0) | (4 if user else 0)
+    cdef int is_user = user == AM_USER
+    cdef uint32_t pfec_base = (2 if kind == ACC_WRITE else 0) | (4 if is_user else 0)
     cdef int nxe = (c.efer & EFER_NXE) != 0
+    cdef int smap = (c.cr4 & CR4_SMAP) != 0
+    cdef uint32_t perm
     # I/D (bit 4) reports a fetch when CR4.SMEP = 1, or with PAE or 4-level
     # paging and EFER.NXE = 1 (SDM Vol. 3A 4.7).
     if kind == ACC_FETCH and ((c.cr4 & CR4_SMEP) or (nxe and c.paging != 2)):
@@ -317,7 +463,9 @@ cdef int page_walk(Cpu* c, uint64_t lin, int kind, int user, uint64_t* gpa_out, 
         levels = 4
         wide = 1
         table = c.cr3 & PHYS_MASK
+        rsvd = RSVD_HIGH
     elif c.paging == 3:
+        # The four PDPTEs were loaded with CR3 (SDM 4.4.1): not read here.
         entry = c.pdpte[(lin >> 30) & 3]
         if not (entry & 1):
             return raise_pf(c, lin, pfec_base)
@@ -326,10 +474,15 @@ cdef int page_walk(Cpu* c, uint64_t lin, int kind, int user, uint64_t* gpa_out, 
         levels = 2
         wide = 1
         table = entry & PHYS_MASK
+        rsvd = RSVD_PAE
     else:
         levels = 2
         wide = 0
         table = c.cr3 & 0xFFFFF000ULL
+        rsvd = 0
+    if wide and not nxe:
+        # XD (bit 63) is reserved while EFER.NXE = 0 (Tables 4-11, 4-14 to 4-19).
+        rsvd |= 1ULL << 63
     page_size = 4096
     for level in range(levels, 0, -1):
         if wide:
@@ -345,12 +498,24 @@ cdef int page_walk(Cpu* c, uint64_t lin, int kind, int user, uint64_t* gpa_out, 
         vals[level - 1] = entry
         if not (entry & 1):
             return raise_pf(c, lin, pfec_base)
-        if wide and ((entry & (RSVD_PAE if c.paging == 3 else RSVD_HIGH)) or ((entry >> 63) and not nxe)):
+        if entry & rsvd:
             return raise_pf(c, lin, pfec_base | 9)
-        if not wide and level == 2 and (entry & 0x80) and (c.cr4 & CR4_PSE) and (entry & RSVD_PDE4M):
-            return raise_pf(c, lin, pfec_base | 9)
-        if wide and level == 4 and (entry & 0x80):
-            return raise_pf(c, lin, pfec_base | 9)
+        if level > 1 and (entry & 0x80):
+            if wide and level == 4:
+                # PS is reserved in a PML4E (Table 4-15).
+                return raise_pf(c, lin, pfec_base | 9)
+            if wide and level == 3 and not cpu_has(c, FEAT_PDPE1GB):
+                # Without 1-GByte pages PS is reserved in a PDPTE (4.5.4).
+                return raise_pf(c, lin, pfec_base | 9)
+            if wide and level == 3 and (entry & 0x3FFFE000ULL):
+                return raise_pf(c, lin, pfec_base | 9)      # bits 29:13 (Table 4-16)
+            if wide and level == 2 and (entry & 0x1FE000ULL):
+                return raise_pf(c, lin, pfec_base | 9)      # bits 20:13 (Tables 4-9, 4-18)
+            if not wide and (c.cr4 & CR4_PSE):
+                # 4 MiB page: bit 21, and bits 20:13 beyond MAXPHYADDR - 1
+                # (with PSE-36; without it all of bits 21:13) (Table 4-4).
+                if entry & (RSVD_PDE4M if cpu_has(c, FEAT_PSE36) else 0x3FE000ULL):
+                    return raise_pf(c, lin, pfec_base | 9)
         if not (entry & 2):
             allow_w = 0
         if not (entry & 4):
@@ -358,10 +523,6 @@ cdef int page_walk(Cpu* c, uint64_t lin, int kind, int user, uint64_t* gpa_out, 
         if wide and (entry >> 63):
             allow_x = 0
         if level > 1 and (entry & 0x80) and (wide or (c.cr4 & CR4_PSE)):
-            if wide and level == 3 and (entry & 0x3FFFE000ULL):
-                return raise_pf(c, lin, pfec_base | 9)
-            if wide and level == 2 and (entry & 0x1FE000):
-                return raise_pf(c, lin, pfec_base | 9)
             page_size = 1ULL << shift
             if wide:
                 gpa = (entry & PHYS_MASK & ~(page_size - 1)) | (lin & (page_size - 1))
@@ -373,8 +534,9 @@ cdef int page_walk(Cpu* c, uint64_t lin, int kind, int user, uint64_t* gpa_out, 
             gpa = (entry & (PHYS_MASK if wide else 0xFFFFF000ULL)) | (lin & 0xFFF)
             break
         table = entry & (PHYS_MASK if wide else 0xFFFFF000ULL)
-    # Protection (SDM Vol. 3 4.6).
-    if user:
+    # Access rights (SDM Vol. 3A 4.6.1): U/S, R/W and XD of every level
+    # combined; CR0.WP, SMEP, SMAP with RFLAGS.AC.
+    if is_user:
         if not allow_u:
             return raise_pf(c, lin, pfec_base | 1)
         if kind == ACC_WRITE and not allow_w:
@@ -383,6 +545,10 @@ cdef int page_walk(Cpu* c, uint64_t lin, int kind, int user, uint64_t* gpa_out, 
         if kind == ACC_WRITE and not allow_w and (c.cr0 & CR0_WP):
             return raise_pf(c, lin, pfec_base | 1)
         if allow_u and kind == ACC_FETCH and (c.cr4 & CR4_SMEP):
+            return raise_pf(c, lin, pfec_base | 1)
+        # SMAP: a supervisor-mode data access to a user-mode page faults
+        # unless it is explicit with RFLAGS.AC = 1; implicit ones always do.
+        if allow_u and kind != ACC_FETCH and smap and (user == AM_IMPLICIT or not (c.rflags & F_AC)):
             return raise_pf(c, lin, pfec_base | 1)
     if kind == ACC_FETCH and not allow_x:
         return raise_pf(c, lin, pfec_base | 1)
@@ -397,29 +563,43 @@ cdef int page_walk(Cpu* c, uint64_t lin, int kind, int user, uint64_t* gpa_out, 
             pt_set_bits(ptrs[i], wide, vals[i], 0x20 | (0x40 if kind == ACC_WRITE else 0))
         else:
             pt_set_bits(ptrs[i], wide, vals[i], 0x20)
-    perm_out[0] = (TLB_R | (TLB_X if allow_x else 0) |
-                   ((TLB_W if (allow_w or not (c.cr0 & CR0_WP)) else 0) if (kind == ACC_WRITE or (vals[level - 1] & 0x40)) else 0))
+    # The rights the TLB keeps, for every kind of access and CPL.  SMAP
+    # depends on RFLAGS.AC, which changes without a flush: supervisor data
+    # rights on a user page are left out, so those accesses walk every time.
+    perm = (TLB_R | (TLB_X if allow_x else 0) |
+            ((TLB_W if (allow_w or not (c.cr0 & CR0_WP)) else 0) if (kind == ACC_WRITE or (vals[level - 1] & 0x40)) else 0))
     if allow_u:
-        perm_out[0] |= TLB_UR | (TLB_UX if allow_x else 0)
+        perm |= TLB_UR | (TLB_UX if allow_x else 0)
         if allow_w and (kind == ACC_WRITE or (vals[level - 1] & 0x40)):
-            perm_out[0] |= TLB_UW
+            perm |= TLB_UW
         if c.cr4 & CR4_SMEP:
-            perm_out[0] &= ~(<uint32_t>TLB_X)
+            perm &= ~(<uint32_t>TLB_X)
+        if smap:
+            perm &= ~(<uint32_t>(TLB_R | TLB_W))
+    if (c.cr4 & CR4_PGE) and (vals[level - 1] & 0x100):
+        perm |= WALK_GLOBAL
+    perm |= <uint32_t>(12 + (level - 1) * (9 if wide else 10)) << WALK_SHIFT
+    perm_out[0] = perm
     gpa_out[0] = gpa
     return RC_OK
 
 
 cdef int translate_slow(Cpu* c, uint64_t lin, int kind, int user, uint8_t** host) noexcept nogil:
     cdef uint64_t gpa, hpa
-    cdef uint32_t perm, eperm
+    cdef uint32_t perm, eperm, walk
     cdef uint8_t* p
     cdef int rc
-    cdef TlbEntry* e = &c.tlb[(lin >> 12) & (TLB_ENTRIES - 1)]
+    cdef TlbEntry* e = tlb_slot(c, lin)
     cdef uint32_t wc
+    cdef uint32_t need = (1 << kind) << (3 if user == AM_USER else 0)
+    cdef uint32_t pcid
+    if e.gen != c.tlb_gen and tlb_revalidate(c, e, lin >> 12) and (e.perm & need):
+        host[0] = e.host + (lin & 0xFFF)
+        return RC_OK
     if kind == ACC_WRITE and e.gen == c.tlb_gen and e.page == (lin >> 12):
         # A write to a page that holds decoded code, through a valid entry:
         # no walk needed, only the chunk check.
-        wc = TLB_UWC if user else TLB_WC
+        wc = TLB_UWC if user == AM_USER else TLB_WC
         if e.perm & wc:
             if code_write_ok(c, e.hpa | (lin & 0xFFF)):
                 host[0] = e.host + (lin & 0xFFF)
@@ -427,12 +607,14 @@ cdef int translate_slow(Cpu* c, uint64_t lin, int kind, int user, uint8_t** host
             code_page_written(c, e.hpa)
     spend(c, 2)
     if c.paging:
-        rc = page_walk(c, lin, kind, user, &gpa, &perm)
+        rc = page_walk(c, lin, kind, user, &gpa, &walk)
         if rc:
             return rc
+        perm = walk & 0xFFFF
     else:
         gpa = lin
         perm = TLB_R | TLB_W | TLB_X | TLB_UR | TLB_UW | TLB_UX
+        walk = 12 << WALK_SHIFT
     rc = gpa_to_host(c, gpa, kind, lin, 1, 1, &p, &hpa, &eperm)
     if rc:
         return rc
@@ -443,23 +625,40 @@ cdef int translate_slow(Cpu* c, uint64_t lin, int kind, int user, uint8_t** host
         perm &= ~(<uint32_t>(TLB_W | TLB_UW))
     if not (eperm & 4):
         perm &= ~(<uint32_t>(TLB_X | TLB_UX))
+    if eperm & EPERM_ROM:
+        # A ROM: reads and fetches through the TLB, writes never (each one
+        # comes back here and goes to the sink).
+        perm &= ~(<uint32_t>(TLB_W | TLB_UW))
     if kind == ACC_WRITE and hpa < c.ram_size and c.code_pages[hpa >> 12] and not code_write_ok(c, hpa):
         code_page_written(c, hpa)
     if hpa < c.ram_size and c.code_pages[hpa >> 12]:
         perm = withhold_write(perm)
+    pcid = tlb_pcid(c)
     e.page = lin >> 12
     e.gen = c.tlb_gen
+    e.epoch = c.tlb_epoch
+    e.ngen = c.tlb_ngen
+    e.pcid = <uint16_t>pcid
+    e.pgen = c.pcid_gen[pcid]
+    e.glob = (walk & WALK_GLOBAL) != 0
+    e.lshift = <uint8_t>(walk >> WALK_SHIFT)
+    if e.lshift > 12 or (e.glob and (c.cr4 & CR4_PCIDE)):
+        # INVLPG must look beyond this page's slot for it (tlb_invalidate_page).
+        c.tlb_large = 1
     e.host = p - (hpa & 0xFFF)
     e.hpa = hpa & ~0xFFFULL
     e.perm = perm
+    if kind == ACC_WRITE and (eperm & EPERM_ROM):
+        host[0] = ROM_SINK + (hpa & 0xFFF)
+        return RC_OK
     host[0] = p
     return RC_OK
 
 
 cdef inline int translate(Cpu* c, uint64_t lin, int kind, int user, uint8_t** host) noexcept nogil:
     """Linear address -> host pointer, through the TLB."""
-    cdef TlbEntry* e = &c.tlb[(lin >> 12) & (TLB_ENTRIES - 1)]
-    cdef uint32_t need = (1 << kind) << (3 if user else 0)
+    cdef TlbEntry* e = tlb_slot(c, lin)
+    cdef uint32_t need = (1 << kind) << (3 if user == AM_USER else 0)
     if e.gen == c.tlb_gen and e.page == (lin >> 12) and (e.perm & need):
         host[0] = e.host + (lin & 0xFFF)
         return RC_OK
@@ -577,7 +776,7 @@ cdef inline uint8_t* tlb_hit(Cpu* c, uint64_t lin, int size, int kind) noexcept 
     cdef uint32_t need = (1 << kind) << (3 if c.cpl == 3 else 0)
     if (lin & 0xFFF) + size > 4096:
         return NULL
-    e = &c.tlb[(lin >> 12) & (TLB_ENTRIES - 1)]
+    e = tlb_slot(c, lin)
     if e.gen == c.tlb_gen and e.page == (lin >> 12) and (e.perm & need):
         return e.host + (lin & 0xFFF)
     return NULL

@@ -46,7 +46,7 @@ cdef int decode_at(Cpu* c, uint64_t lin, uint8_t* p, Insn** dp, uint64_t tag) no
         if avail > d.len:
             fuse(c, d, p + d.len, avail - d.len)
         d.tag = tag
-        hpa = c.tlb[(lin >> 12) & (TLB_ENTRIES - 1)].hpa | (lin & 0xFFF)
+        hpa = tlb_slot(c, lin).hpa | (lin & 0xFFF)
         mark_code_page(c, hpa, d.len)
     return RC_OK
 
@@ -123,22 +123,31 @@ cdef inline int run_block(Cpu* c, Block* b) noexcept nogil:
     cdef uint64_t writes = c.code_writes
     cdef uint64_t gen = c.tlb_gen
     cdef uint64_t nxt
+    cdef uint64_t done = 0
     cdef int rc
     while True:
         nxt = (rip + d.len) & smask
         c.next_rip = nxt
         if d != last:
-            # Every op but the last keeps the flags lazy (build_block).
+            # Every op but the last keeps the flags lazy (build_block), and
+            # none of them reads the instruction count (RDTSC, the events,
+            # anything that exits ends a block): the ops retired are counted
+            # here and added to c.icount when the block stops, which saves a
+            # read-modify-write of the Cpu per instruction.
             rc = d.fn(c, d)
             if rc != RC_OK:
+                c.icount += done
                 return rc
-            c.icount += 1
+            done += 1
             rip = nxt
             c.rip = rip
             if c.code_writes != writes:
+                c.icount += done
                 return RC_OK
             d += 1
         else:
+            c.icount += done
+            done = 0
             if c.lf_kind != LF_NONE and not (d.flags & INSN_LAZY):
                 flags_compute(c)
             rc = d.fn(c, d)
@@ -278,7 +287,7 @@ cdef int run_loop(Cpu* c) noexcept nogil:
                     fetch_page = lin >> 12
                     fetch_gen = c.tlb_gen
                     fetch_host = p - (lin & 0xFFF)
-                    fetch_hpa = c.tlb[(lin >> 12) & (TLB_ENTRIES - 1)].hpa
+                    fetch_hpa = tlb_slot(c, lin).hpa
         if rc == RC_OK and (c.interruptibility & 3) == 0 and fetch_hpa < c.ram_size:
             # The translated block here, if one is valid, and if the checks
             # for its whole extent pass; else one instruction at a time below.

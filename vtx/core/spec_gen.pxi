@@ -928,6 +928,7 @@ cdef extern from "spec_gen.h" nogil:
     const uint32_t MSR_IA32_FEATURE_CONTROL
     const uint32_t MSR_IA32_TSC_ADJUST
     const uint32_t MSR_IA32_SMM_MONITOR_CTL
+    const uint32_t MSR_IA32_SMBASE
     const uint32_t MSR_IA32_SYSENTER_CS
     const uint32_t MSR_IA32_SYSENTER_ESP
     const uint32_t MSR_IA32_SYSENTER_EIP
@@ -1083,7 +1084,6 @@ cdef extern from "spec_gen.h" nogil:
     const int CK_VM_EXIT_MSR_LOAD_ADDRESS_ALIGNMENT
     const int CK_VM_EXIT_MSR_LOAD_ADDRESS_WIDTH
     const int CK_VM_EXIT_MSR_LOAD_LAST_BYTE_WIDTH
-    const int CK_VM_EXIT_MSR_AREAS
     const int CK_VM_ENTRY_CONTROLS
     const int CK_VM_ENTRY_INTERRUPTION_TYPE_RESERVED
     const int CK_VM_ENTRY_INTERRUPTION_TYPE_OTHER_EVENT

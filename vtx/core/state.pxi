@@ -218,10 +218,14 @@ cdef inline uint64_t szp_flags(uint64_t r, int size) noexcept nogil:
 
 
 cdef void update_mode(Cpu* c) noexcept nogil:
-    """Recompute the derived mode after CR0, CR4, EFER or CS changed, and
-    flush the TLB (it holds permissions computed for the old mode, and the
-    run loop's fetch page is checked against the TLB generation)."""
+    """Recompute the derived mode after CR0, CR4, EFER or CS changed.  The
+    TLB's fast path starts over (the run loop's fetch page is checked
+    against the TLB generation); its entries survive unless the paging
+    controls their permissions were computed under changed (core/mmu.pxi,
+    "The TLB")."""
     compute_mode(c)
+    if tlb_config(c) != c.tlb_cfg:
+        tlb_flush(c)
     c.tlb_gen += 1
 
 
@@ -259,6 +263,7 @@ cdef void compute_mode(Cpu* c) noexcept nogil:
         c.paging = 3
     else:
         c.paging = 2
+    tlb_set_salt(c)
 
 
 cdef inline int is_canonical(uint64_t a) noexcept nogil:

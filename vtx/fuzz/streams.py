@@ -83,8 +83,97 @@ def biased_instruction(rng, bits):
     return bytes(out)
 
 
+# Selectors of the GDT entries system_descriptors() fills (0x20-0x38, free in
+# vm.py's GDT), with any RPL.
+SYSTEM_SELECTORS = tuple(range(0x20, 0x40))
+
+
+def far_instruction(rng, bits):
+    """A far JMP/CALL/RETF aimed at the system descriptors: EA/9A ptr16:32
+    outside 64-bit mode, else FF /3 or /5 through a memory operand that
+    random registers point somewhere, or RETF (CA/CB) with whatever the
+    stack holds."""
+    sel = rng.choice(SYSTEM_SELECTORS)
+    x = rng.random()
+    if bits != 64 and x < 0.6:
+        off = rng.choice((0, 0x1000, rng.getrandbits(16)))
+        n = 2 if bits == 16 else 4
+        return bytes([rng.choice((0xEA, 0x9A))]) + off.to_bytes(n, "little") + sel.to_bytes(2, "little")
+    if x < 0.85:
+        return bytes([0x48] if bits == 64 and rng.random() < 0.3 else []) + \
+            bytes([0xFF, rng.choice((0x18, 0x28, 0x19, 0x2B))])          # FF /3, /5 [reg]
+    return bytes([rng.choice((0xCA, 0xCB))]) + (b"\x08\x00" if rng.random() < 0.3 else b"")
+
+
 def biased_code(rng, bits):
-    return b"".join(biased_instruction(rng, bits) for _ in range(rng.randint(1, 12)))
+    return b"".join(far_instruction(rng, bits) if rng.random() < 0.08 else biased_instruction(rng, bits)
+                    for _ in range(rng.randint(1, 12)))
+
+
+def _descriptor(base=0, limit=0xFFFFF, typ=0xB, dpl=0, s=1, p=1, db=1, g=1, l=0):
+    return ((limit & 0xFFFF) | ((base & 0xFFFFFF) << 16) | (typ << 40) | (s << 44) | (dpl << 45) |
+            (p << 47) | (((limit >> 16) & 0xF) << 48) | (l << 53) | (db << 54) | (g << 55) |
+            (((base >> 24) & 0xFF) << 56))
+
+
+def _gate(sel, off, typ, dpl, count=0, p=1):
+    return ((off & 0xFFFF) | (sel << 16) | (count << 32) | (typ << 40) | (dpl << 45) | (p << 47) |
+            (((off >> 16) & 0xFFFF) << 48))
+
+
+def system_descriptors(rng, spec, mode, code_at, avoid):
+    """Fill GDT entries 0x20-0x38 with call gates (16-, 32-, 64-bit), TSS
+    descriptors (available or busy, 16- or 32-bit, over a random page) and
+    task gates, ring-3, ring-1 and conforming code and data, so that the far
+    transfers reach the gate, privilege and task-switch paths (core/insn/
+    far.pxi, core/task.pxi; a task switch exits in VMX non-root operation
+    after the TSS checks)."""
+    if mode == "real" or rng.random() < 0.5:
+        return
+    memory = spec["memory"]
+    tss = free_page(rng, memory, avoid) or 0
+    code_sel = 0x18 if mode == "long" else 0x08
+    out = []
+    i = 0
+    while i < 4:
+        k = rng.randrange(9)
+        dpl = rng.choice((0, 0, 3, 3, 1, 2))
+        if k == 0:
+            out.append(_gate(code_sel, code_at, rng.choice((0xC, 0xC, 0x4)), dpl, rng.choice((0, 0, 1, 2, 31)),
+                             p=int(rng.random() < 0.9)))
+        elif k == 1 and i < 3:
+            out.append(_gate(rng.choice((0x18, 0x08, 0x28)), code_at, 0xC, dpl))
+            out.append(code_at >> 32)                   # upper half of a 16-byte gate
+            i += 1
+        elif k == 2:
+            out.append(_descriptor(tss, rng.choice((0x67, 0x67, 0x2B, 0x66, 0xFFF)), rng.choice((9, 9, 0xB, 1, 3)),
+                                   dpl, s=0, db=0, g=0, p=int(rng.random() < 0.9)))
+        elif k == 3:
+            out.append(_gate(rng.choice((0x20, 0x28, 0x30, 0x38, 0x24)), 0, 0x5, dpl))
+        elif k == 4:
+            out.append(_descriptor(typ=0xB, dpl=3, l=int(mode == "long"), db=int(mode != "long")))
+        elif k == 5:
+            out.append(_descriptor(typ=0x3, dpl=rng.choice((1, 3))))
+        elif k == 6:
+            out.append(_descriptor(typ=0xF, dpl=rng.choice((0, 3))))
+        elif k == 7:
+            out.append(_descriptor(typ=0xB, dpl=1))
+        else:
+            out.append(rng.getrandbits(64))
+        i += 1
+    spec["fill"].append([spec["tables"] + 0x20, b"".join(d.to_bytes(8, "little") for d in out[:4]).hex()])
+    if tss and rng.random() < 0.8:
+        # A TSS image with flat selectors and the code as its EIP, the rest random.
+        img = bytearray(rng.getrandbits(8) for _ in range(0x68))
+        img[0x20:0x24] = (code_at & 0xFFFFFFFF).to_bytes(4, "little")
+        for j, sel in enumerate((0x10, code_sel, 0x10, 0x10, 0x10, 0x10)):
+            if rng.random() < 0.9:
+                img[0x48 + 4 * j:0x4A + 4 * j] = sel.to_bytes(2, "little")
+        if rng.random() < 0.9:
+            img[0x60:0x62] = b"\x00\x00"
+            img[0x1C:0x20] = b"\x00\x00\x00\x00"
+        spec["fill"].append([tss, bytes(img).hex()])
+        avoid.append((tss, 0x1000))
 
 
 def mutate(rng, code, bits):
@@ -294,6 +383,7 @@ def make_stream_spec(rng, mode, budget_max):
     if mode == "real":
         spec["segs"] = real_mode_segments(rng, memory)
     vector_table(rng, spec, mode, code_at, avoid)
+    system_descriptors(rng, spec, mode, code_at, avoid)
     spec["exception_bitmap"] = rng.choice((
         0xFFFFFFFF, 0xFFFFFFFF, 0, 0, rng.getrandbits(32),
         1 << rng.randrange(32), 0xFFFFFFFF & ~(1 << rng.randrange(32))))

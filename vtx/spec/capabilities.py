@@ -41,6 +41,8 @@ __all__ = [
     "CR0_FIXED1",
     "CR4_FIXED0",
     "CR4_FIXED1",
+    "CR4_FEATURES",
+    "cr4_fixed1",
     "EPT_VPID_CAP",
     "VMCS_ENUM",
     "VMFUNC",
@@ -199,15 +201,51 @@ CR4_BITS = {
     "PKE": 22,
     "CET": 23,
 }
-#: CR4 bits the model implements.
-CR4_SUPPORTED = (
-    "VME", "PVI", "TSD", "DE", "PSE", "PAE", "MCE", "PGE", "PCE", "OSFXSR", "OSXMMEXCPT",
-    "VMXE", "FSGSBASE", "PCIDE", "OSXSAVE", "SMEP",
-)
+#: CR4 bits the model implements, each with the CPUID feature that enumerates
+#: it (None: every processor of the model's generation has it).  MOV to CR4
+#: and IA32_VMX_CR4_FIXED1 allow a bit only while its feature is in the CPU
+#: model (SDM Vol. 3A 2.5, "CR4": "...reserved if the corresponding CPUID bit
+#: is 0"; Vol. 3D A.8), so a preset without the feature makes setting the bit
+#: #GP(0): see :func:`cr4_fixed1`.
+CR4_FEATURES = {
+    "VME": "VME",
+    "PVI": "VME",
+    "TSD": "TSC",
+    "DE": "DE",
+    "PSE": "PSE",
+    "PAE": "PAE",
+    "MCE": "MCE",
+    "PGE": "PGE",
+    "PCE": None,
+    "OSFXSR": "FXSR",
+    "OSXMMEXCPT": "SSE",
+    "UMIP": "UMIP",
+    "VMXE": "VMX",
+    "FSGSBASE": "FSGSBASE",
+    "PCIDE": "PCID",
+    "OSXSAVE": "XSAVE",
+    "SMEP": "SMEP",
+    "SMAP": "SMAP",
+}
+CR4_SUPPORTED = tuple(CR4_FEATURES)
 CR4_FIXED0 = 1 << CR4_BITS["VMXE"]
-CR4_FIXED1 = 0
-for _name in CR4_SUPPORTED:
-    CR4_FIXED1 |= 1 << CR4_BITS[_name]
+
+
+def cr4_fixed1(features):
+    """The CR4 bits that may be 1 on a processor with CPUID features
+    ``features`` (names of vtx/spec/cpuid.py): IA32_VMX_CR4_FIXED1, and the
+    bits MOV to CR4 accepts."""
+    features = set(features)
+    mask = 0
+    for name, feature in CR4_FEATURES.items():
+        if feature is None or feature in features:
+            mask |= 1 << CR4_BITS[name]
+    return mask
+
+
+#: IA32_VMX_CR4_FIXED1 of a processor with every feature the model knows (the
+#: value a particular CPU model reports is ``cr4_fixed1`` of its features).
+CR4_FIXED1 = cr4_fixed1(feature for feature in CR4_FEATURES.values() if feature)
 
 # --- IA32_VMX_EPT_VPID_CAP (A.10) -----------------------------------------------
 #: Bits of IA32_VMX_EPT_VPID_CAP by name.

@@ -14,7 +14,7 @@ that it does not advertise".
 gets.  A feature belongs in a preset only once the model implements it.
 """
 
-__all__ = ["FEATURES", "PRESETS", "DEFAULT_PRESET", "feature_index"]
+__all__ = ["FEATURES", "PRESETS", "DEFAULT_PRESET", "IDENTITIES", "feature_index", "signature"]
 
 EAX, EBX, ECX, EDX = "eax", "ebx", "ecx", "edx"
 
@@ -87,14 +87,66 @@ FEATURES = (
 # names of what they implement here (and in the narrower presets).
 _BASE = ("DE", "PSE", "TSC", "MSR", "PAE", "VMX", "MONITOR", "XSAVE", "OSXSAVE", "INVPCID",
          "LAHF_LM", "NX", "RDTSCP", "LM", "CMOV", "RDRAND", "RDSEED", "SMEP",
+         "SEP", "SYSCALL", "UMIP",
+         "PGE", "PSE36", "PAT", "PDPE1GB", "SMAP", "PCID",
          "FPU")
+
+# The CPUs the presets stand for, with every feature they have (their
+# CPUID.01H/07H/80000001H bits among FEATURES); a preset keeps those the
+# model implements (_BASE).
+_CORE2 = ("FPU", "VME", "DE", "PSE", "TSC", "MSR", "PAE", "MCE", "CX8", "APIC", "SEP", "MTRR", "PGE",
+          "MCA", "CMOV", "PAT", "PSE36", "CLFSH", "MMX", "FXSR", "SSE", "SSE2",
+          "SSE3", "MONITOR", "VMX", "SSSE3", "CX16", "SSE4_1", "XSAVE", "OSXSAVE",
+          "LAHF_LM", "SYSCALL", "NX", "LM")
+_SKYLAKE = _CORE2 + ("PCLMULQDQ", "PCID", "SSE4_2", "X2APIC", "MOVBE", "POPCNT", "TSC_DEADLINE", "RDRAND",
+                     "FSGSBASE", "BMI1", "SMEP", "BMI2", "ERMS", "INVPCID", "RDSEED", "ADX", "SMAP",
+                     "CLFLUSHOPT", "ABM", "PREFETCHW", "PDPE1GB", "RDTSCP")
 
 PRESETS = {
     # the modeled processor: a recent Intel Core with everything vtx implements
     "default": _BASE,
+    # a Skylake desktop part (Core i7-6700K, 2015): what it has of what vtx implements
+    "skylake": tuple(f for f in _SKYLAKE if f in _BASE),
+    # a Penryn Core 2 (Core 2 Duo E8400, 2008): SSE4.1 but no SSE4.2, POPCNT,
+    # RDTSCP, PCID, 1 GiB pages, SMEP or SMAP
+    "core2": tuple(f for f in _CORE2 if f in _BASE),
 }
 
 DEFAULT_PRESET = "default"
+
+#: What the features leave out of CPUID, per preset: the identity (vendor,
+#: family/model/stepping of CPUID.01H:EAX, brand string of leaves
+#: 80000002H-80000004H), the highest basic leaf, and the caches of leaf 04H
+#: as ``(level, type, size in KiB, ways)`` with 64-byte lines (type 1 data,
+#: 2 instruction, 3 unified; SDM Vol. 2A CPUID, Table 3-8, leaf 04H).  Every
+#: preset is one core with one thread (leaves 01H:EBX, 04H, 0BH).
+IDENTITIES = {
+    "default": dict(vendor="GenuineIntel", family=6, model=0x9E, stepping=0xA, max_leaf=0xD,
+                    brand="Intel(R) Core(TM) i7-8700 CPU @ 3.20GHz",
+                    caches=((1, 1, 32, 8), (1, 2, 32, 8), (2, 3, 256, 4), (3, 3, 12288, 16))),
+    "skylake": dict(vendor="GenuineIntel", family=6, model=0x5E, stepping=3, max_leaf=0xD,
+                    brand="Intel(R) Core(TM) i7-6700K CPU @ 4.00GHz",
+                    caches=((1, 1, 32, 8), (1, 2, 32, 8), (2, 3, 256, 4), (3, 3, 8192, 16))),
+    "core2": dict(vendor="GenuineIntel", family=6, model=0x17, stepping=0xA, max_leaf=0xD,
+                  brand="Intel(R) Core(TM)2 Duo CPU     E8400  @ 3.00GHz",
+                  caches=((1, 1, 32, 8), (1, 2, 32, 8), (2, 3, 6144, 24))),
+}
+
+
+def signature(family, model, stepping):
+    """CPUID.01H:EAX for a family, model and stepping (SDM Vol. 2A CPUID,
+    Figure 3-6): family above 0FH goes in the extended family field (27:20)
+    with 0FH in bits 11:8; the model's high nibble goes in bits 19:16 for
+    families 06H and 0FH."""
+    if not (0 <= family <= 0xFF + 0xF and 0 <= model <= 0xFF and 0 <= stepping <= 0xF):
+        raise ValueError(f"family {family:#x}, model {model:#x}, stepping {stepping:#x} out of range")
+    if family >= 0xF:
+        fam, ext_fam = 0xF, family - 0xF
+    else:
+        fam, ext_fam = family, 0
+    if model > 0xF and family not in (6, 0xF) and family < 0xF:
+        raise ValueError(f"model {model:#x} needs family 06H or 0FH and above")
+    return stepping | ((model & 0xF) << 4) | (fam << 8) | ((model >> 4) << 16) | (ext_fam << 20)
 
 
 def feature_index(name):

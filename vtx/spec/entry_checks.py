@@ -128,9 +128,6 @@ ENTRY_CHECKS = [
     ("VM_EXIT_MSR_LOAD_LAST_BYTE_WIDTH", CONTROL, "27.2.1.2",
      "with a VM-exit MSR-load count other than 0, the address of the last byte of the area (address + "
      "count * 16 - 1) sets no bit beyond the physical-address width"),
-    ("VM_EXIT_MSR_AREAS", CONTROL, "27.2.1.2",
-     "VM-exit MSR-store and MSR-load counts are 0 (not an SDM condition: the model does not store or load "
-     "MSRs at VM exits yet)"),
     # 27.2.1.3 VM-entry control fields
     ("VM_ENTRY_CONTROLS", CONTROL, "27.2.1.3",
      "VM-entry controls respect IA32_VMX_TRUE_ENTRY_CTLS"),
@@ -513,7 +510,6 @@ INPUTS = {
     "VM_EXIT_SAVE_VMX_PREEMPTION_TIMER": ("PIN_BASED_CONTROLS",) + _EXIT,
     **{f"VM_EXIT_MSR_{k}_{c}": (f"VM_EXIT_MSR_{k}_COUNT", f"VM_EXIT_MSR_{k}_ADDRESS")
        for k in ("STORE", "LOAD") for c in ("ADDRESS_ALIGNMENT", "ADDRESS_WIDTH", "LAST_BYTE_WIDTH")},
-    "VM_EXIT_MSR_AREAS": ("VM_EXIT_MSR_STORE_COUNT", "VM_EXIT_MSR_LOAD_COUNT"),
     # 27.2.1.3
     "VM_ENTRY_CONTROLS": _ENTRY,
     "VM_ENTRY_INTERRUPTION_TYPE_RESERVED": (("VM_ENTRY_INTERRUPTION_INFO", 0x80000700),),

@@ -12,6 +12,7 @@ MSRS = (
     ("IA32_FEATURE_CONTROL", 0x3A, "Lock bit and VMXON enables (inside and outside SMX)"),
     ("IA32_TSC_ADJUST", 0x3B, "Per-thread adjustment added to the TSC"),
     ("IA32_SMM_MONITOR_CTL", 0x9B, "SMM monitor configuration (written only in SMM)"),
+    ("IA32_SMBASE", 0x9E, "SMRAM base address (readable only in SMM)"),
     ("IA32_SYSENTER_CS", 0x174, "SYSENTER target code segment"),
     ("IA32_SYSENTER_ESP", 0x175, "SYSENTER target stack pointer"),
     ("IA32_SYSENTER_EIP", 0x176, "SYSENTER target instruction pointer"),

@@ -391,7 +391,7 @@ cdef int load_descriptor(Cpu* c, uint16_t sel, uint64_t* lo, uint64_t* hi, uint6
     if (sel | 7) > limit:
         return raise_exc(c, EXC_GP, 1, sel & 0xFFFC)
     addr[0] = base + (sel & 0xFFF8)
-    rc = lin_read(c, addr[0], 8, 0, lo)
+    rc = lin_read(c, addr[0], 8, AM_IMPLICIT, lo)
     if rc:
         return rc
     hi[0] = 0
@@ -464,7 +464,7 @@ cdef int load_seg(Cpu* c, int sr, uint16_t sel) noexcept nogil:
         return raise_exc(c, EXC_SS if sr == S_SS else EXC_NP, 1, sel & 0xFFFC)
     if not (desc & (1ULL << 40)):
         # Set the accessed bit in the descriptor (SDM Vol. 3 3.4.5.1).
-        rc = lin_write(c, addr + 5, 1, 0, ((desc >> 40) & 0xFF) | 1)
+        rc = lin_write(c, addr + 5, 1, AM_IMPLICIT, ((desc >> 40) & 0xFF) | 1)
         if rc:
             return rc
         desc |= 1ULL << 40

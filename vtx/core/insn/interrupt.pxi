@@ -1,6 +1,6 @@
 # Software interrupts and the return from an interrupt handler: INT3, INT n,
 # INTO and IRET (SDM Vol. 2 "INT n/INTO/INT3/INT1", "IRET/IRETD/IRETQ").
-# Delivery itself is core/exceptions.pxi; task switches are not modeled yet.
+# Delivery itself is core/exceptions.pxi; task switches core/task.pxi.
 
 
 cdef int h_int(Cpu* c, Insn* d) noexcept nogil:
@@ -77,11 +77,12 @@ cdef int h_iret(Cpu* c, Insn* d) noexcept nogil:
 
 
 cdef int iret(Cpu* c, Insn* d) noexcept nogil:
-    """IRET in real mode, and in protected and IA-32e mode to the same or an
-    outer privilege level (with NT = 0: task returns are not modeled yet)."""
+    """IRET in real mode, in protected and IA-32e mode to the same or an
+    outer privilege level, from CPL 0 to virtual-8086 mode, and with NT = 1
+    the return from a nested task (core/task.pxi)."""
     cdef int size = d.osz
     cdef uint64_t sp = c.regs[R_SP] & SIZE_MASK[c.stack_size]
-    cdef uint64_t ip, cs, fl, nsp = 0, nss = 0, mask, v
+    cdef uint64_t ip, cs, fl, nsp = 0, nss = 0, mask, v, tdesc, taddr
     cdef int rc, rpl, outer, i
     cdef uint64_t vals[5]
     cdef Seg ncs, nseg
@@ -89,19 +90,26 @@ cdef int iret(Cpu* c, Insn* d) noexcept nogil:
     if (c.rflags & F_VM) and iopl < 3:
         return raise_gp0(c)
     if (c.cr0 & CR0_PE) and (c.rflags & F_NT):
-        # A return from a nested task (to the TSS selector in the previous-
-        # task link, bytes 1:0 of the current TSS): in VMX non-root operation
-        # a VM exit, reason 9 with source 1 (IRET) and that selector (SDM 26.2,
-        # Table 28-2).  Not in IA-32e mode, where IRET with NT is #GP(0).
+        # A return from a nested task to the TSS selector in the previous-
+        # task link (bytes 1:0 of the current TSS): a task switch (SDM Vol. 2
+        # IRET, TASK-RETURN; core/task.pxi) after the checks on that TSS
+        # descriptor (busy, present, large enough); in VMX non-root operation
+        # those checks come first, then a VM exit, reason 9 with source 1
+        # (IRET) and that selector (SDM Vol. 3C 26.4.2, Table 28-2).  In
+        # IA-32e mode IRET with NT is #GP(0).
         if c.efer & EFER_LMA:
             return raise_gp0(c)
+        rc = lin_read(c, c.seg[S_TR].base, 2, AM_IMPLICIT, &v)
+        if rc:
+            return rc
+        rc = tss_descriptor(c, <uint16_t>v, TS_IRET, 0, &tdesc, &taddr)
+        if rc:
+            return rc
         if c.vmx.non_root:
-            rc = lin_read(c, c.seg[S_TR].base, 2, 0, &v)
-            if rc:
-                return rc
-            return insn_exit(c, d, EXIT_REASON_TASK_SWITCH, (v & 0xFFFF) | (1ULL << 30))
-        c.vmx.entry_check = -1001
-        return RC_UNSUPPORTED          # task switches are not modeled yet
+            return task_switch_exit(c, d, <uint16_t>v, TS_IRET)
+        rc = task_switch(c, <uint16_t>v, tdesc, taddr, TS_IRET, c.next_rip, 0, 0, 0)
+        c.next_rip = c.rip
+        return rc
     # Pop the frame (RIP, CS, RFLAGS, and RSP, SS where they are there).
     for i in range(3):
         rc = mem_read(c, S_SS, (sp + size * i) & SIZE_MASK[c.stack_size], size, &vals[i])
@@ -110,18 +118,24 @@ cdef int iret(Cpu* c, Insn* d) noexcept nogil:
     ip = vals[0]
     cs = vals[1] & 0xFFFF
     fl = vals[2]
-    if not (c.cr0 & CR0_PE):
+    if not (c.cr0 & CR0_PE) or (c.rflags & F_VM):
+        # Real-address mode, and virtual-8086 mode with IOPL 3 (checked
+        # above), where IRET leaves IOPL and VM alone (SDM Vol. 2 IRET).
         if ip > c.seg[S_CS].limit:
             return raise_gp0(c)
         c.seg[S_CS].sel = <uint16_t>cs
         c.seg[S_CS].base = cs << 4
-        mask = FLAGS_WRITABLE_ALWAYS | F_IOPL | F_IF
+        mask = FLAGS_WRITABLE_ALWAYS | F_IF
+        if not (c.rflags & F_VM):
+            mask |= F_IOPL
         if size == 2:
             mask &= 0xFFFF
         c.rflags = (c.rflags & ~mask) | (fl & mask) | F_FIXED1
         set_sp(c, sp + 3 * size)
         c.next_rip = ip & SIZE_MASK[size]
         return RC_OK
+    if size == 4 and (fl & F_VM) and c.cpl == 0 and not (c.efer & EFER_LMA):
+        return iret_to_v86(c, sp, ip, cs, fl)
     rpl = <int>(cs & 3)
     if rpl < c.cpl:
         return raise_exc(c, EXC_GP, 1, <uint32_t>(cs & 0xFFFC))
@@ -190,4 +204,36 @@ cdef int iret(Cpu* c, Insn* d) noexcept nogil:
                 c.seg[i].sel = 0
                 c.seg[i].ar = AR_UNUSABLE
     c.next_rip = ip if c.long64 else (ip & SIZE_MASK[size if size < 8 else 4])
+    return RC_OK
+
+
+cdef int iret_to_v86(Cpu* c, uint64_t sp, uint64_t ip, uint64_t cs, uint64_t fl) noexcept nogil:
+    """IRET from CPL 0 with VM set in the popped EFLAGS (32-bit operand
+    size, outside IA-32e mode): RETURN-TO-VIRTUAL-8086-MODE of SDM Vol. 2
+    IRET.  ESP, SS, ES, DS, FS and GS follow EIP, CS and EFLAGS on the
+    stack; every segment is loaded as virtual-8086 mode makes it (base =
+    selector * 16, limit FFFFH, DPL 3: SDM Vol. 3B 20.2.1) and CPL is 3."""
+    cdef uint64_t vals[6]
+    cdef int i, rc
+    cdef uint16_t sels[6]
+    for i in range(6):
+        rc = mem_read(c, S_SS, (sp + 12 + 4 * i) & SIZE_MASK[c.stack_size], 4, &vals[i])
+        if rc:
+            return rc
+    # ES CS SS DS FS GS in the segment-register numbering
+    sels[S_ES] = <uint16_t>vals[2]
+    sels[S_CS] = <uint16_t>cs
+    sels[S_SS] = <uint16_t>vals[1]
+    sels[S_DS] = <uint16_t>vals[3]
+    sels[S_FS] = <uint16_t>vals[4]
+    sels[S_GS] = <uint16_t>vals[5]
+    c.rflags = (fl & 0x3F7FD5ULL) | F_FIXED1
+    for i in range(6):
+        c.seg[i].sel = sels[i]
+        c.seg[i].base = (<uint64_t>sels[i]) << 4
+        c.seg[i].limit = 0xFFFF
+        c.seg[i].ar = 0xF3
+    update_mode(c)
+    c.regs[R_SP] = vals[0] & 0xFFFFFFFFULL
+    c.next_rip = ip & 0xFFFFFFFFULL
     return RC_OK

@@ -15,12 +15,12 @@ cdef int read_system_descriptor(Cpu* c, uint16_t sel, uint64_t* lo, uint64_t* hi
     if (sel & 4) or (sel & 0xFFF8) + size - 1 > c.gdtr_limit:
         return raise_exc(c, EXC_GP, 1, sel & 0xFFFC)
     addr[0] = c.gdtr_base + (sel & 0xFFF8)
-    rc = lin_read(c, addr[0], 8, 0, lo)
+    rc = lin_read(c, addr[0], 8, AM_IMPLICIT, lo)
     if rc:
         return rc
     hi[0] = 0
     if size == 16:
-        rc = lin_read(c, addr[0] + 8, 8, 0, hi)
+        rc = lin_read(c, addr[0] + 8, 8, AM_IMPLICIT, hi)
         if rc:
             return rc
     return RC_OK
@@ -64,7 +64,7 @@ cdef int load_system_segment(Cpu* c, int sr, uint16_t sel) noexcept nogil:
             return raise_exc(c, EXC_GP, 1, sel & 0xFFFC)
     if sr == S_TR:
         # Busy: type 9 -> B, 1 -> 3 (bit 1 of the type, byte 5 of the descriptor).
-        rc = lin_write(c, addr + 5, 1, 0, ((lo >> 40) & 0xFF) | 2)
+        rc = lin_write(c, addr + 5, 1, AM_IMPLICIT, ((lo >> 40) & 0xFF) | 2)
         if rc:
             return rc
         lo |= 2ULL << 40
@@ -118,7 +118,10 @@ cdef int h_0f00(Cpu* c, Insn* d) noexcept nogil:
     if not (c.cr0 & CR0_PE) or (c.rflags & F_VM):
         return raise_ud(c)
     if op <= 1:
-        # SLDT, STR: no privilege check (the model has no CR4.UMIP).
+        # SLDT, STR: any CPL, unless CR4.UMIP (#GP(0) at CPL > 0, before the
+        # VM exit: SDM Vol. 3A 2.5, Vol. 3C 26.1.1).
+        if umip_denied(c):
+            return raise_gp0(c)
         if c.vmx.non_root and (c.vmx.ctl.proc2 & PROC2_DESCRIPTOR_TABLE_EXITING):
             return ldtr_tr_exit(c, d, II_SLDT if op == 0 else II_STR)
         v = c.seg[S_LDTR if op == 0 else S_TR].sel

@@ -41,6 +41,12 @@ cdef int h_sahf(Cpu* c, Insn* d) noexcept nogil:
     return RC_OK
 
 
+cdef inline int umip_denied(Cpu* c) noexcept nogil:
+    """SGDT, SIDT, SLDT, SMSW and STR at CPL > 0 with CR4.UMIP = 1: #GP(0)
+    (SDM Vol. 3A 2.5, CR4.UMIP; virtual-8086 mode is CPL 3)."""
+    return (c.cr4 & CR4_UMIP) != 0 and c.cpl > 0 and (c.cr0 & CR0_PE) != 0
+
+
 cdef inline int iopl_ok(Cpu* c) noexcept nogil:
     if not (c.cr0 & CR0_PE):
         return 1
@@ -98,13 +104,13 @@ cdef int io_permitted(Cpu* c, uint32_t port, int size) noexcept nogil:
         return RC_OK
     if (tr.ar & AR_UNUSABLE) or ((tr.ar & 0xF) != 0xB and (tr.ar & 0xF) != 0x9) or tr.limit < 0x67:
         return raise_gp0(c)
-    rc = lin_read(c, tr.base + 0x66, 2, 0, &bm)
+    rc = lin_read(c, tr.base + 0x66, 2, AM_IMPLICIT, &bm)
     if rc:
         return rc
     off = <uint32_t>bm + (port >> 3)
     if off + 1 > tr.limit:
         return raise_gp0(c)
-    rc = lin_read(c, tr.base + off, 2, 0, &v)
+    rc = lin_read(c, tr.base + off, 2, AM_IMPLICIT, &v)
     if rc:
         return rc
     if (v >> (port & 7)) & ((1 << size) - 1):
@@ -247,28 +253,42 @@ cdef enum:
 
 cdef void model_cpuid(Cpu* c, uint64_t cr4, uint32_t leaf, uint32_t sub, uint32_t* out) noexcept nogil:
     """CPUID as the modeled processor answers it (root operation; in non-root
-    operation CPUID always exits, SDM Vol. 3 26.1.2).  The feature bits are
-    the CPU model's feature set (vtx/spec/cpuid.py, Cpu.features): only what
-    the model implements.  The leaves between 1 and the maximum that name no
-    feature answer 0.  CPUID.01H:ECX.OSXSAVE reflects CR4.OSXSAVE and
-    CPUID.01H:ECX.MONITOR reflects IA32_MISC_ENABLE[18] (SDM Vol. 2 CPUID;
-    Vol. 4 Table 2-2): cr4 is the guest's."""
-    cdef int f
+    operation CPUID always exits, SDM Vol. 3 26.1.2).  The CPU model
+    (vtx/cpu_model.py) gives the fixed leaves (Cpu.cpuid_tab: vendor,
+    signature, caches, topology, brand string) and the feature set
+    (Cpu.features), whose bits are ORed in: only what the model implements.
+    A leaf above the highest basic or extended leaf answers as the highest
+    basic leaf does (SDM Vol. 2A CPUID, "If a value entered for CPUID.EAX is
+    higher than the maximum input value ..."); leaves within range that the
+    model does not describe answer 0.  CPUID.01H:ECX.OSXSAVE reflects
+    CR4.OSXSAVE and CPUID.01H:ECX.MONITOR reflects IA32_MISC_ENABLE[18] (SDM
+    Vol. 2 CPUID; Vol. 4 Table 2-2): cr4 is the guest's."""
+    cdef int f, i
     out[0] = out[1] = out[2] = out[3] = 0
+    if leaf >= 0x80000000ULL:
+        if leaf > c.cpuid_max_ext:
+            leaf = c.cpuid_max
+    elif leaf > c.cpuid_max:
+        leaf = c.cpuid_max
     # ECX selects a subleaf only for the leaves that have them (SDM Vol. 2
     # CPUID: 04H, 07H, 0BH, 0DH, ...); the others ignore it.
     if leaf != 4 and leaf != 7 and leaf != 0xB and leaf != 0xD and leaf != 0x1F:
         sub = 0
+    for i in range(c.cpuid_n):
+        if c.cpuid_tab[i][0] == leaf and c.cpuid_tab[i][1] == sub:
+            out[0] = c.cpuid_tab[i][2]
+            out[1] = c.cpuid_tab[i][3]
+            out[2] = c.cpuid_tab[i][4]
+            out[3] = c.cpuid_tab[i][5]
+            break
     for f in range(FEAT_COUNT):
         if FEAT_LEAF[f] == leaf and FEAT_SUBLEAF[f] == sub and cpu_has(c, f):
             out[FEAT_REG[f]] |= 1u << FEAT_BIT[f]
-    if leaf == 0:
-        out[0] = 0xD              # highest basic leaf: XSAVE enumeration
-        out[1] = 0x756E6547ULL    # "GenuineIntel" in EBX EDX ECX
-        out[3] = 0x49656E69ULL
-        out[2] = 0x6C65746EULL
+    if leaf == 0xB:
+        # EDX: the x2APIC ID of this processor, whatever the subleaf; an
+        # invalid level still reports its number in ECX[7:0].
+        out[2] = (out[2] & ~0xFFu) | (sub & 0xFF)
     elif leaf == 1:
-        out[0] = 0x000906EAULL    # family 6
         if not (c.misc_enable & MISC_ENABLE_MONITOR):
             out[2] &= ~(1u << 3)
         if cr4 & CR4_OSXSAVE:
@@ -288,10 +308,6 @@ cdef void model_cpuid(Cpu* c, uint64_t cr4, uint32_t leaf, uint32_t sub, uint32_
             out[0] = XCR0_SUPPORTED
             out[1] = XSAVE_AREA_SIZE    # for the components enabled in XCR0 (only x87)
             out[2] = XSAVE_AREA_SIZE
-    elif leaf == 0x80000000ULL:
-        out[0] = 0x80000008ULL
-    elif leaf == 0x80000008ULL:
-        out[0] = MAXPHYADDR | (48 << 8)
 
 
 cdef int h_cpuid(Cpu* c, Insn* d) noexcept nogil:
@@ -335,6 +351,8 @@ cdef int rdtscp(Cpu* c, Insn* d) noexcept nogil:
     RDTSCP" is 1, before any other exception (SDM 26.3); it exits when
     "RDTSC exiting" is 1 too (SDM 26.1.3), after the CR4.TSD #GP."""
     cdef uint64_t t
+    if not cpu_has(c, FEAT_RDTSCP):
+        return raise_ud(c)          # not in the CPU model (vtx/cpu_model.py)
     if c.vmx.non_root and not (c.vmx.ctl.proc2 & PROC2_ENABLE_RDTSCP):
         return raise_ud(c)
     if (c.cr4 & CR4_TSD) and c.cpl != 0 and (c.cr0 & CR0_PE):
@@ -424,7 +442,7 @@ cdef int msr_read(Cpu* c, uint32_t msr, uint64_t* v) noexcept nogil:
     elif msr == MSR_IA32_TSC_AUX:
         v[0] = c.tsc_aux
     else:
-        return vmx_cap_msr(msr, v)
+        return vmx_cap_msr(c, msr, v)
     return 0
 
 
@@ -445,6 +463,10 @@ cdef int msr_write(Cpu* c, uint32_t msr, uint64_t v) noexcept nogil:
         c.tsc_base = v - c.icount
     elif msr == MSR_IA32_EFER:
         if v & ~(<uint64_t>(EFER_SCE | EFER_LME | EFER_LMA | EFER_NXE)):
+            return 1
+        # NXE and LME are reserved on a processor without XD or Intel 64
+        # (SDM Vol. 3A 2.2.1, Table 2-1 note; the CPU model's NX and LM).
+        if ((v & EFER_NXE) and not cpu_has(c, FEAT_NX)) or ((v & EFER_LME) and not cpu_has(c, FEAT_LM)):
             return 1
         if (c.cr0 & CR0_PG) and ((v ^ c.efer) & EFER_LME):
             return 1
@@ -615,7 +637,14 @@ cdef int write_cr0(Cpu* c, uint64_t v) noexcept nogil:
 
 cdef int write_cr4(Cpu* c, uint64_t v) noexcept nogil:
     cdef int rc
-    if v & ~(<uint64_t>VMX_CAP_CR4_FIXED1):
+    # The bits of the CPU model's features (Cpu.cr4_fixed1); VMXE also in
+    # VMX operation, whatever the model tells a hosted guest through CPUID
+    # (the processor running it has VMX; the guest's own VMXE is the host's,
+    # through the CR4 guest/host mask).
+    if v & ~(c.cr4_fixed1 | (<uint64_t>CR4_VMXE if c.vmx.on else 0)):
+        return raise_gp0(c)
+    # CR4.UMIP is reserved on a processor without UMIP (CPUID.7.0:ECX[2]).
+    if (v & CR4_UMIP) and not cpu_has(c, FEAT_UMIP):
         return raise_gp0(c)
     # CR4.PCIDE: only in IA-32e mode, and set only while CR3[11:0] = 0 (SDM
     # Vol. 2 MOV CR, "Protected Mode Exceptions"); a PCIDE outside IA-32e mode
@@ -641,6 +670,7 @@ cdef int write_cr4(Cpu* c, uint64_t v) noexcept nogil:
 cdef int h_mov_cr_r(Cpu* c, Insn* d) noexcept nogil:
     """MOV CRn, r (0F 22)."""
     cdef int cr = d.reg
+    cdef int noflush
     cdef int size = 8 if c.long64 else 4
     cdef uint64_t v = get_reg(c, d.rm, size)
     cdef uint64_t mask
@@ -657,14 +687,15 @@ cdef int h_mov_cr_r(Cpu* c, Insn* d) noexcept nogil:
     elif cr == 3:
         if c.vmx.non_root and (c.vmx.ctl.proc & PROC_CR3_LOAD_EXITING) and not cr3_target_hit(c, v):
             return insn_exit(c, d, EXIT_REASON_CONTROL_REGISTER_ACCESS, cr_qual(3, 0, d.rm))
+        noflush = 0
         if c.long64:
             # Bit 63 is the "do not invalidate" hint with CR4.PCIDE = 1 and is
-            # not stored (the model flushes anyway, which is allowed); without
-            # PCIDE it is reserved.  Bits 62:MAXPHYADDR are reserved (SDM Vol.
-            # 3A 4.10.4.1, Vol. 2 MOV CR): #GP(0), never a stored value that
-            # the next VM entry would reject.
+            # not stored; without PCIDE it is reserved.  Bits 62:MAXPHYADDR
+            # are reserved (SDM Vol. 3A 4.10.4.1, Vol. 2 MOV CR): #GP(0),
+            # never a stored value that the next VM entry would reject.
             if (v >> 63) and (c.cr4 & CR4_PCIDE):
                 v &= ~(1ULL << 63)
+                noflush = 1
             if v >> MAXPHYADDR:
                 return raise_gp0(c)
         if c.paging == 3:
@@ -672,7 +703,14 @@ cdef int h_mov_cr_r(Cpu* c, Insn* d) noexcept nogil:
             if rc:
                 return rc
         c.cr3 = v
-        tlb_flush(c)
+        tlb_set_salt(c)
+        # SDM Vol. 3A 4.10.4.1: the entries of the new PCID (000H without
+        # PCIDE) go, except global ones; none with bit 63 set.  The other
+        # PCIDs keep theirs.
+        if noflush:
+            c.tlb_gen += 1
+        else:
+            tlb_flush_pcid(c, tlb_pcid(c))
         return RC_OK
     elif cr == 4:
         if c.vmx.non_root:
@@ -729,10 +767,10 @@ cdef int h_invlpg(Cpu* c, Insn* d) noexcept nogil:
     outside CPL 0 (virtual-8086 mode included), checked before the VM exit
     as privilege faults are (SDM Vol. 3C 26.1.1).  With INVLPG exiting the
     exit qualification is the operand's linear address (SDM Vol. 3C 28.2.1).
-    The model invalidates the whole TLB: the SDM lets a processor invalidate
-    more than the page named, and the model's TLB keeps 4-KiB entries even
-    for large pages, which all belong to that page.  No memory is accessed,
-    so there is no limit or canonical check."""
+    It invalidates the entries for the page that holds the address in the
+    current PCID, and the global ones whatever PCID filled them (of a large page, all the 4 KiB entries
+    the model split it into; core/mmu.pxi tlb_invalidate_page).  No memory
+    is accessed, so there is no limit or canonical check."""
     cdef uint64_t lin
     if d.mod == 3:
         if (d.rm & 7) == 1:
@@ -748,7 +786,21 @@ cdef int h_invlpg(Cpu* c, Insn* d) noexcept nogil:
         lin = (c.seg[d.seg].base + lin) & 0xFFFFFFFFULL
     if c.vmx.non_root and (c.vmx.ctl.proc & PROC_INVLPG_EXITING):
         return insn_exit(c, d, EXIT_REASON_INVLPG, lin)
-    tlb_flush(c)
+    tlb_invalidate_page(c, lin, tlb_pcid(c), 1)
+    return RC_OK
+
+
+cdef int stac_clac(Cpu* c, Insn* d) noexcept nogil:
+    """0F 01 CA CLAC / 0F 01 CB STAC: clear or set RFLAGS.AC, which lets
+    explicit supervisor-mode accesses reach user pages under SMAP.  #UD
+    without SMAP in the CPU model and at CPL > 0, virtual-8086 mode
+    included (SDM Vol. 2 CLAC, STAC)."""
+    if not cpu_has(c, FEAT_SMAP) or c.cpl != 0:
+        return raise_ud(c)
+    if (d.rm & 7) == 3:
+        c.rflags |= F_AC
+    else:
+        c.rflags &= ~(<uint64_t>F_AC)
     return RC_OK
 
 
@@ -764,6 +816,8 @@ cdef int h_0f01(Cpu* c, Insn* d) noexcept nogil:
             return monitor(c, d)
         if d.ext == 1 and (d.rm & 7) == 1:
             return mwait(c, d)
+        if d.ext == 1 and ((d.rm & 7) == 2 or (d.rm & 7) == 3):
+            return stac_clac(c, d)
         if d.ext == 2 and (d.rm & 7) == 0:
             return xgetbv(c, d)
         if d.ext == 2 and (d.rm & 7) == 1:
@@ -801,7 +855,10 @@ cdef int h_0f01(Cpu* c, Insn* d) noexcept nogil:
             c.idtr_base = base
             c.idtr_limit = <uint32_t>lim
         return RC_OK
-    # SGDT / SIDT (no privilege check: the model has no CR4.UMIP)
+    # SGDT / SIDT: any CPL, unless CR4.UMIP (SDM Vol. 3A 2.5: #GP(0) at
+    # CPL > 0), a fault that comes before the VM exit (SDM Vol. 3C 26.1.1).
+    if umip_denied(c):
+        return raise_gp0(c)
     if c.vmx.non_root and (c.vmx.ctl.proc2 & PROC2_DESCRIPTOR_TABLE_EXITING):
         return desc_table_exit(c, d, d.ext)
     if d.ext == 0:
@@ -909,9 +966,11 @@ cdef int h_smsw(Cpu* c, Insn* d) noexcept nogil:
     """0F 01 /4 SMSW: store CR0 (as the guest reads it, through the read
     shadow in non-root operation).  To memory: 16 bits; to a register: the
     operand size (the upper bits of CR0 for a 32- or 64-bit register, as
-    Intel processors store them).  Any CPL (the model has no CR4.UMIP); no
-    VM exit."""
+    Intel processors store them).  Any CPL unless CR4.UMIP: then #GP(0) at
+    CPL > 0 (SDM Vol. 3A 2.5).  No VM exit."""
     cdef uint64_t v = cr0_shadowed(c)
+    if umip_denied(c):
+        return raise_gp0(c)
     if d.mod == 3:
         set_reg(c, d.rm, d.osz, v)
         return RC_OK
@@ -1103,11 +1162,15 @@ cdef int h_invpcid(Cpu* c, Insn* d) noexcept nogil:
     "enable INVPCID" is 1, before anything else (SDM 26.3); #UD for a
     register operand and in virtual-8086 mode; #GP(0) at CPL > 0; then the
     exit under "INVLPG exiting" (SDM 26.1.3) with the instruction
-    information of Table 28-9; then the type and the descriptor.  The model
-    flushes its whole TLB for every type: invalidating more than asked is
-    allowed, and the TLB holds no PCID tags."""
+    information of Table 28-9; then the type and the descriptor.  What each
+    type drops is exactly what the SDM names (core/mmu.pxi, "The TLB"):
+    type 0 the entries of the address in that PCID except global ones, type
+    1 the PCID's non-global entries, type 2 everything, type 3 every
+    non-global entry."""
     cdef uint64_t typ, off, lo, hi
     cdef int rc
+    if not cpu_has(c, FEAT_INVPCID):
+        return raise_ud(c)          # not in the CPU model (vtx/cpu_model.py)
     if c.vmx.non_root and not (c.vmx.ctl.proc2 & PROC2_ENABLE_INVPCID):
         return raise_ud(c)
     if d.mod == 3 or (c.rflags & F_VM):
@@ -1132,5 +1195,12 @@ cdef int h_invpcid(Cpu* c, Insn* d) noexcept nogil:
         return raise_gp0(c)
     if typ <= 1 and (lo & 0xFFF) != 0 and not (c.cr4 & CR4_PCIDE):
         return raise_gp0(c)
-    tlb_flush(c)
+    if typ == 0:
+        tlb_invalidate_page(c, hi, <uint32_t>(lo & 0xFFF), 0)
+    elif typ == 1:
+        tlb_flush_pcid(c, <uint32_t>(lo & 0xFFF))
+    elif typ == 2:
+        tlb_flush(c)
+    else:
+        tlb_flush_nonglobal(c)
     return RC_OK

@@ -667,11 +667,11 @@ cdef int x87_quick_shape(int op, int mod, int modrm, int kind, int* nload, int* 
     """Whether the fast path (vx87_quick) can run this instruction, and how:
     nload operand registers pushed on the host (0: the instruction pushes
     one itself; 1: ST(0); 2: ST(idx) below ST(0), the ModRM then naming
-    ST(1)), cc = 1 when it defines C0, C2 and C3 (the compares, FTST, FXAM,
-    FPREM), else the guest keeps its own (SDM: "undefined"; the host keeps
+    ST(1)), cc = 1 when it defines C0, C2 and C3 (the compares, FTST,
+    FXAM), else the guest keeps its own (SDM: "undefined"; the host keeps
     them too).  Instructions that push more than one value, FCOMI/FCMOV
-    (flags), FXCH/FFREE/FINCSTP/FDECSTP and the transcendentals stay on
-    the full path."""
+    (flags), FXCH/FFREE/FINCSTP/FDECSTP, FPREM/FPREM1 (which keep C0-C3
+    for a NaN operand) and the transcendentals stay on the full path."""
     cdef int g = (modrm >> 3) & 7
     cdef int i = modrm & 7
     cdef int m = modrm & 0x3F
@@ -703,10 +703,9 @@ cdef int x87_quick_shape(int op, int mod, int modrm, int kind, int* nload, int* 
             nload[0] = 1
             cc[0] = 1
             return 1
-        if m == 0x38 or m == 0x35 or m == 0x3D:                  # FPREM FPREM1 FSCALE
+        if m == 0x3D:                                            # FSCALE
             nload[0] = 2
             idx[0] = 1
-            cc[0] = m != 0x3D
             return 1
         if 0x28 <= m <= 0x2E:                                    # the constants
             nload[0] = 0

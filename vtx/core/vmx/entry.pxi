@@ -184,10 +184,6 @@ cdef int check_controls(Cpu* c, const ck_mask_t* d) noexcept nogil:
             return fail(c, CK_VM_EXIT_MSR_LOAD_ADDRESS_WIDTH, R)
         if ck_has(d, CK_VM_EXIT_MSR_LOAD_LAST_BYTE_WIDTH) and not phys_ok(b + a * 16 - 1):
             return fail(c, CK_VM_EXIT_MSR_LOAD_LAST_BYTE_WIDTH, R)
-    # Areas the SDM allows but the model does not implement yet.
-    if ck_has(d, CK_VM_EXIT_MSR_AREAS) and \
-            (vr(c, VMCS_OFF_VM_EXIT_MSR_STORE_COUNT, 4) or vr(c, VMCS_OFF_VM_EXIT_MSR_LOAD_COUNT, 4)):
-        return fail(c, CK_VM_EXIT_MSR_AREAS, R)
     # 27.2.1.3
     if ck_has(d, CK_VM_ENTRY_CONTROLS) and not ctls_ok(entryc, VMX_CAP_TRUE_ENTRY_CTLS):
         return fail(c, CK_VM_ENTRY_CONTROLS, R)
@@ -271,7 +267,7 @@ cdef int check_host(Cpu* c, const ck_mask_t* d) noexcept nogil:
             ((cr0 & VMX_CAP_CR0_FIXED0) != VMX_CAP_CR0_FIXED0 or (cr0 & ~VMX_CAP_CR0_FIXED1)):
         return fail(c, CK_HOST_CR0, R)
     if ck_has(d, CK_HOST_CR4) and \
-            ((cr4 & VMX_CAP_CR4_FIXED0) != VMX_CAP_CR4_FIXED0 or (cr4 & ~VMX_CAP_CR4_FIXED1)):
+            ((cr4 & VMX_CAP_CR4_FIXED0) != VMX_CAP_CR4_FIXED0 or (cr4 & ~(c.cr4_fixed1 | CR4_VMXE))):
         return fail(c, CK_HOST_CR4, R)
     if ck_has(d, CK_HOST_CR3) and not phys_ok(vr(c, VMCS_OFF_HOST_CR3, 8)):
         return fail(c, CK_HOST_CR3, R)
@@ -568,7 +564,7 @@ cdef int check_guest(Cpu* c, const ck_mask_t* d) noexcept nogil:
         if ck_has(d, CK_GUEST_CR0_PG_WITHOUT_PE) and (cr0 & CR0_PG) and not (cr0 & CR0_PE):
             return fail(c, CK_GUEST_CR0_PG_WITHOUT_PE, R)
         if ck_has(d, CK_GUEST_CR4) and \
-                ((cr4 & VMX_CAP_CR4_FIXED0) != VMX_CAP_CR4_FIXED0 or (cr4 & ~VMX_CAP_CR4_FIXED1)):
+                ((cr4 & VMX_CAP_CR4_FIXED0) != VMX_CAP_CR4_FIXED0 or (cr4 & ~(c.cr4_fixed1 | CR4_VMXE))):
             return fail(c, CK_GUEST_CR4, R)
         if ck_has(d, CK_GUEST_IA32_DEBUGCTL) and (entryc & ENTRY_CTL_LOAD_DEBUG_CONTROLS) and \
                 (vr(c, VMCS_OFF_GUEST_IA32_DEBUGCTL, 8) & ~VMX_CAP_DEBUGCTL_SUPPORTED):

@@ -170,7 +170,7 @@ cdef void tlb_at_entry(Cpu* c) noexcept nogil:
             c.tlb_cr0 == c.cr0 & (CR0_PE | CR0_WP | CR0_PG) and c.tlb_cr3 == c.cr3 and
             c.tlb_cr4 == c.cr4 & (CR4_PSE | CR4_PAE | CR4_PGE | CR4_PCIDE | CR4_SMEP | CR4_SMAP) and
             c.tlb_efer == c.efer & (EFER_LMA | EFER_NXE) and
-            c.tlb_eptp == (c.vmx.ctl.eptp if c.vmx.ept else 1)):
+            c.tlb_eptp == (c.vmx.ctl.eptp if c.vmx.ept else 1) and c.tlb_cfg == tlb_config(c)):
         tlb_flush(c)
     c.tlb_kept = 0
 
@@ -186,6 +186,51 @@ cdef int vmx_abort(Cpu* c, uint32_t indicator) noexcept nogil:
     vw(c, VMCS_OFF_ABORT, 4, indicator)
     c.activity = 2
     return RC_SHUTDOWN
+
+
+cdef int exit_msr_area(Cpu* c, int store) noexcept nogil:
+    """The VM-exit MSR areas: with store = 1 the MSR-store area (SDM 28.4,
+    "Saving MSRs"): the value of each MSR it lists goes into bits 127:64 of
+    its entry, as RDMSR reads it in VMX root operation; with store = 0 the
+    MSR-load area (SDM 28.6, "Loading MSRs"): each MSR it lists is loaded as
+    WRMSR would.  An entry the processor cannot process (index bits 31:8 =
+    8, the x2APIC range; reserved bits 63:32 of the first quadword set;
+    IA32_SMBASE outside SMM for a store; IA32_FS_BASE, IA32_GS_BASE or
+    IA32_SMM_MONITOR_CTL for a load; an MSR that RDMSR or WRMSR would fault
+    on) is a VMX abort with indicator 1 (store) or 4 (load) (SDM 28.7).  So
+    is an area nothing backs, and an entry beyond the recommended maximum
+    (Appendix A.6: 512 * (IA32_VMX_MISC[27:25] + 1); more is undefined and
+    the model aborts, as for the VM-entry area).  RC_OK or RC_SHUTDOWN."""
+    cdef uint64_t count = vr(c, VMCS_OFF_VM_EXIT_MSR_STORE_COUNT if store else VMCS_OFF_VM_EXIT_MSR_LOAD_COUNT, 4)
+    cdef uint64_t addr = vr(c, VMCS_OFF_VM_EXIT_MSR_STORE_ADDRESS if store else VMCS_OFF_VM_EXIT_MSR_LOAD_ADDRESS, 8)
+    cdef uint64_t limit = 512 * (((VMX_CAP_MISC >> 25) & 7) + 1)
+    cdef uint32_t indicator = 1 if store else 4
+    cdef uint64_t i, v, hpa
+    cdef uint64_t e[2]
+    cdef uint32_t idx
+    cdef uint8_t* p
+    for i in range(count):
+        hpa = addr + 16 * i
+        p = hpa_ptr(c, hpa, 16, c.vmx.host_x86)
+        if i >= limit or p == NULL:
+            return vmx_abort(c, indicator)
+        memcpy(e, p, 16)
+        idx = <uint32_t>e[0]
+        if (idx >> 8) == 0x8 or (e[0] >> 32):
+            return vmx_abort(c, indicator)
+        if store:
+            if idx == MSR_IA32_SMBASE or msr_read(c, idx, &v):
+                return vmx_abort(c, indicator)
+            memcpy(p + 8, &v, 8)
+            # The processor wrote RAM: decoded code there is stale.
+            if hpa < c.ram_size and (c.code_pages[hpa >> 12] or c.code_pages[(hpa + 15) >> 12]):
+                code_page_written(c, hpa & ~0xFFFULL)
+                code_page_written(c, (hpa + 15) & ~0xFFFULL)
+        else:
+            if idx == MSR_IA32_FS_BASE or idx == MSR_IA32_GS_BASE or idx == MSR_IA32_SMM_MONITOR_CTL \
+                    or msr_write(c, idx, e[1]):
+                return vmx_abort(c, indicator)
+    return RC_OK
 
 
 cdef int load_host_state(Cpu* c) noexcept nogil:
@@ -287,6 +332,7 @@ cdef int vm_exit(Cpu* c) noexcept nogil:
     # EXIT_INFO); the others are cleared, so no stale value reads as information.
     cdef uint32_t fields = exit_info_fields(reason & 0xFFFF)
     cdef uint32_t idt_type = (c.vmx.x_idt_info >> 8) & 7
+    cdef int rc
     if (c.vmx.x_idt_info & 0x80000000U) and (idt_type == 4 or idt_type == 5 or idt_type == 6):
         # An exit while delivering a software interrupt or exception reports
         # that instruction's length, whatever the reason (SDM 28.2.5).
@@ -324,9 +370,16 @@ cdef int vm_exit(Cpu* c) noexcept nogil:
     record_exit(c, reason)
     if c.vmx.vmcs_in_ram:
         vmcs_ram_written(c, c.vmx.vmcs_ptr)
-    if not c.vmx.host_x86:
-        return RC_VMEXIT
-    return load_host_state(c)
+    # SDM 28.4 then 28.5 then 28.6: guest MSRs saved, host state loaded
+    # (x86 host code only: Python keeps its own), host MSRs loaded.
+    rc = exit_msr_area(c, 1)
+    if rc == RC_OK and c.vmx.host_x86:
+        rc = load_host_state(c)
+    if rc == RC_OK:
+        rc = exit_msr_area(c, 0)
+    if rc != RC_OK:
+        return rc
+    return RC_OK if c.vmx.host_x86 else RC_VMEXIT
 
 
 cdef int entry_failure_to_host(Cpu* c) noexcept nogil:
@@ -341,7 +394,11 @@ cdef int entry_failure_to_host(Cpu* c) noexcept nogil:
     record_exit(c, <uint32_t>vr(c, VMCS_OFF_EXIT_REASON, 4))     # 33, or 34 (MSR loading)
     if c.vmx.vmcs_in_ram:
         vmcs_ram_written(c, c.vmx.vmcs_ptr)
+    # "the processor loads host state and MSRs as it would on a VM exit"
+    # (SDM 27.8): the host state, then the VM-exit MSR-load area.
     rc = load_host_state(c)
+    if rc == RC_OK:
+        rc = exit_msr_area(c, 0)
     return RC_TRANSFERRED if rc == RC_OK else rc
 
 

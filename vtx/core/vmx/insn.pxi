@@ -269,7 +269,7 @@ cdef int h_vmxon(Cpu* c, Insn* d) noexcept nogil:
     # Outside VMX operation: CPL 0, CR0 and CR4 within the fixed bits, and
     # IA32_FEATURE_CONTROL locked with VMXON outside SMX enabled.
     if c.cpl != 0 or (c.cr0 & VMX_CAP_CR0_FIXED0) != VMX_CAP_CR0_FIXED0 or (c.cr0 & ~VMX_CAP_CR0_FIXED1) or \
-            (c.cr4 & VMX_CAP_CR4_FIXED0) != VMX_CAP_CR4_FIXED0 or (c.cr4 & ~VMX_CAP_CR4_FIXED1) or \
+            (c.cr4 & VMX_CAP_CR4_FIXED0) != VMX_CAP_CR4_FIXED0 or (c.cr4 & ~c.cr4_fixed1) or \
             (c.feature_control & 5) != 5:
         return raise_gp0(c)
     rc = mem_read(c, d.seg, ea_offset(c, d), 8, &pa)
@@ -547,6 +547,8 @@ cdef int h_rdrand_rdseed(Cpu* c, Insn* d) noexcept nogil:
     cdef uint32_t info
     if d.rep:
         return raise_ud(c)          # F3 0F C7 /7 is RDPID, F2: no instruction
+    if not cpu_has(c, FEAT_RDSEED if seed else FEAT_RDRAND):
+        return raise_ud(c)          # not in the CPU model (vtx/cpu_model.py)
     if c.vmx.non_root and (c.vmx.ctl.proc2 & (PROC2_RDSEED_EXITING if seed else PROC2_RDRAND_EXITING)):
         info = ((<uint32_t>d.rm & 15) << 3) | (<uint32_t>(0 if d.osz == 2 else (1 if d.osz == 4 else 2)) << 11)
         return insn_exit_info(c, d, EXIT_REASON_RDSEED if seed else EXIT_REASON_RDRAND, 0, info)

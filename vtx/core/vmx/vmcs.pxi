@@ -97,7 +97,7 @@ cdef inline int off_base(int s) noexcept nogil:
     return VMCS_OFF_GUEST_ES_BASE + 8 * s
 
 
-cdef int vmx_cap_msr(uint32_t msr, uint64_t* v) noexcept nogil:
+cdef int vmx_cap_msr(Cpu* c, uint32_t msr, uint64_t* v) noexcept nogil:
     """The VMX capability MSRs (SDM Vol. 3 Appendix A); 1 if msr is not one."""
     if msr == MSR_IA32_VMX_BASIC:
         v[0] = VMX_CAP_BASIC
@@ -118,7 +118,7 @@ cdef int vmx_cap_msr(uint32_t msr, uint64_t* v) noexcept nogil:
     elif msr == MSR_IA32_VMX_CR4_FIXED0:
         v[0] = VMX_CAP_CR4_FIXED0
     elif msr == MSR_IA32_VMX_CR4_FIXED1:
-        v[0] = VMX_CAP_CR4_FIXED1
+        v[0] = c.cr4_fixed1 | CR4_VMXE
     elif msr == MSR_IA32_VMX_VMCS_ENUM:
         v[0] = VMX_CAP_VMCS_ENUM
     elif msr == MSR_IA32_VMX_VMFUNC:
