@@ -194,6 +194,9 @@ ctypedef struct FpuState:
     uint16_t fsw          # status word, TOP in bits 13:11
     uint16_t ftw          # full tag word: 2 bits per physical register (00 valid, 01 zero,
                           # 10 special, 11 empty); FXSAVE stores its abridged form
+                          # (x87.pxi keeps the non-empty tags equal to what the contents
+                          # give; ES and B of fsw are set exactly while a raised exception
+                          # flag is unmasked: see docs/architecture.rst, "The x87 FPU")
     uint16_t fop          # last non-control instruction's opcode (11 bits)
     uint64_t fip          # last instruction pointer (offset; a linear address in 64-bit mode)
     uint64_t fdp          # last data (operand) pointer

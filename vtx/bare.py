@@ -67,6 +67,16 @@ def _seg(i, name):
     return property(get, doc=f"{name.upper()}: a vtx.Segment (read-only; x86 code loads segments).")
 
 
+def _fpu(name):
+    def get(self):
+        return _core._x87_read(self.machine, name)
+
+    def put(self, value):
+        _core._x87_write(self.machine, name, value)
+    return property(get, put, doc=f"The x87 {name} (vtx/spec/registers.py: fcw, fsw, ftw 16 bits; "
+                                  f"st0-st7 80-bit ST(i) in stack order).")
+
+
 def _gpr32(i, name):
     def get(self):
         return self.get_gpr(i) & 0xFFFFFFFF
@@ -85,6 +95,8 @@ for _i, _name in enumerate(_GPRS):
     setattr(BareCpu, _name, _gpr(_i, _name))
 for _i, _name in enumerate(_GPRS32):
     setattr(BareCpu, _name, _gpr32(_i, _name))
+for _name in ("fcw", "fsw", "ftw") + tuple(f"st{_i}" for _i in range(8)):
+    setattr(BareCpu, _name, _fpu(_name))
 for _i, _name in enumerate(_SEGMENTS):
     setattr(BareCpu, _name, _seg(_i, _name))
 

@@ -36,6 +36,10 @@ FLAVOURS = {
     "general": (CFLAGS, ["start.S", "rt.c"]),
     "fp": (BASE_CFLAGS, ["start_fp.S", "rt.c"]),
     "native": (BASE_CFLAGS + ["-DGUEST_NATIVE"], ["start_native.S", "rt.c"]),
+    # 32-bit code with all floating point on the x87 and no SSE at all
+    # (tests/test_insn_x87.py), and the same as a host program
+    "x87": (BASE_CFLAGS + ["-mno-sse", "-mfpmath=387", "-DX87_ONLY"], ["start_fp.S", "rt.c"]),
+    "x87native": (BASE_CFLAGS + ["-mno-sse", "-mfpmath=387", "-DGUEST_NATIVE"], ["start_native.S", "rt.c"]),
 }
 
 
@@ -80,7 +84,7 @@ def build(name, bits, opt="-O2", flavour="general"):
     base_flags, runtime = FLAVOURS[flavour]
     sources = runtime + [f"{name}.c"]
     flags = [m] + base_flags + [opt]
-    if flavour != "general" and bits == 32:
+    if flavour in ("fp", "native") and bits == 32:
         flags.append("-msse2")
     key = hashlib.sha256()
     for part in [gcc_version(), " ".join(flags), emul, flavour]:
@@ -99,7 +103,7 @@ def build(name, bits, opt="-O2", flavour="general"):
             _run(["gcc"] + flags + ["-I", str(HERE), "-c", str(HERE / src), "-o", obj], tmp)
             objs.append(obj)
         binary = str(Path(tmp) / "guest.bin")
-        if flavour == "native":
+        if flavour in ("native", "x87native"):
             _run(["ld", "-m", emul, "-static", "-nostdlib", "--build-id=none", "-Map",
                   str(Path(tmp) / "guest.map"), "-o", binary] + objs, tmp)
         else:
@@ -143,10 +147,10 @@ def build_asm(name, bits):
     return data, mapfile
 
 
-def run_native(name, bits, opt="-O2", timeout=60):
+def run_native(name, bits, opt="-O2", timeout=60, flavour="native"):
     """Build guest NAME as a Linux program and run it on the host CPU: its
     standard output (text) and exit status."""
-    data, mapfile = build(name, bits, opt, flavour="native")
+    data, mapfile = build(name, bits, opt, flavour=flavour)
     exe = mapfile.with_suffix(".elf")
     if not exe.exists():
         part = exe.with_suffix(f".{os.getpid()}.tmp")

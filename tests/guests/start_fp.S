@@ -20,9 +20,11 @@ _start:
         and     $~4, %eax
         or      $0x22, %eax
         mov     %eax, %cr0
+#ifndef X87_ONLY        /* the x87-only guests run on CPU models without FXSR/SSE */
         mov     %cr4, %eax
         or      $0x600, %eax
         mov     %eax, %cr4
+#endif
 #endif
         fninit
         call    main

@@ -33,6 +33,7 @@ cdef enum:
                             # prefix, not a mandatory one (MOVBE r16, ...)
     OPF_FARPTR = 1 << 22    # ptr16:16/32 (EA, 9A): the offset (16 or 32 bits by operand
                             # size) in imm, then the selector in disp
+    OPF_MODRM_IMM = 1 << 30 # keep the ModRM byte in d.imm (x87: FOP records it, core/insn/x87.pxi)
 
 # Insn.flags
 cdef enum:
@@ -235,6 +236,8 @@ cdef int decode(Cpu* c, const uint8_t* b, int avail, Insn* d) noexcept nogil:
             return DECODE_MORE
         modrm = b[i]
         i += 1
+        if fl & OPF_MODRM_IMM:
+            d.imm = modrm
         mod = modrm >> 6
         if fl & OPF_MODREG:
             # MOV to/from CR and DR: "the 2 bits in the mod field are
@@ -727,3 +730,4 @@ cdef void init_opcode_tables() noexcept:
     init_misc_tables()      # core/insn/misc.pxi
     init_simdint_tables()     # MMX, SSE/SSE2 packed integer, SSSE3, SSE4 (core/insn/simd_int.pxi)
     init_sse_tables()          # core/insn/sse.pxi (and fxsave.pxi)
+    init_x87_tables()

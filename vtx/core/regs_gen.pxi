@@ -800,6 +800,105 @@ cdef class VCpu(VCpuBase):
         self.c.fpu.mxcsr = <uint32_t>v
 
     @property
+    def fcw(self):
+        """the x87 control word (FNINIT: 037FH) (16 bits)."""
+        return self.c.fpu.fcw & 0xFFFF
+
+    @fcw.setter
+    def fcw(self, value):
+        self.c.fpu.fcw = (self.c.fpu.fcw & ~(<uint64_t>0xFFFF)) | _fit(value, 16, 'fcw')
+
+    @property
+    def fsw(self):
+        """the x87 status word (TOP in bits 13:11) (16 bits)."""
+        return self.c.fpu.fsw & 0xFFFF
+
+    @fsw.setter
+    def fsw(self, value):
+        self.c.fpu.fsw = (self.c.fpu.fsw & ~(<uint64_t>0xFFFF)) | _fit(value, 16, 'fsw')
+
+    @property
+    def ftw(self):
+        """the full x87 tag word, 2 bits per physical register R0-R7: 00 valid, 01 zero, 10 special, 11 empty (16 bits)."""
+        return self.c.fpu.ftw & 0xFFFF
+
+    @ftw.setter
+    def ftw(self, value):
+        self.c.fpu.ftw = (self.c.fpu.ftw & ~(<uint64_t>0xFFFF)) | _fit(value, 16, 'ftw')
+
+    @property
+    def st0(self):
+        """ST(0), an 80-bit extended-precision value (80 bits)."""
+        return x87_get(self.c, 'st0')
+
+    @st0.setter
+    def st0(self, value):
+        x87_set(self.c, 'st0', value)
+
+    @property
+    def st1(self):
+        """ST(1), an 80-bit extended-precision value (80 bits)."""
+        return x87_get(self.c, 'st1')
+
+    @st1.setter
+    def st1(self, value):
+        x87_set(self.c, 'st1', value)
+
+    @property
+    def st2(self):
+        """ST(2), an 80-bit extended-precision value (80 bits)."""
+        return x87_get(self.c, 'st2')
+
+    @st2.setter
+    def st2(self, value):
+        x87_set(self.c, 'st2', value)
+
+    @property
+    def st3(self):
+        """ST(3), an 80-bit extended-precision value (80 bits)."""
+        return x87_get(self.c, 'st3')
+
+    @st3.setter
+    def st3(self, value):
+        x87_set(self.c, 'st3', value)
+
+    @property
+    def st4(self):
+        """ST(4), an 80-bit extended-precision value (80 bits)."""
+        return x87_get(self.c, 'st4')
+
+    @st4.setter
+    def st4(self, value):
+        x87_set(self.c, 'st4', value)
+
+    @property
+    def st5(self):
+        """ST(5), an 80-bit extended-precision value (80 bits)."""
+        return x87_get(self.c, 'st5')
+
+    @st5.setter
+    def st5(self, value):
+        x87_set(self.c, 'st5', value)
+
+    @property
+    def st6(self):
+        """ST(6), an 80-bit extended-precision value (80 bits)."""
+        return x87_get(self.c, 'st6')
+
+    @st6.setter
+    def st6(self, value):
+        x87_set(self.c, 'st6', value)
+
+    @property
+    def st7(self):
+        """ST(7), an 80-bit extended-precision value (80 bits)."""
+        return x87_get(self.c, 'st7')
+
+    @st7.setter
+    def st7(self, value):
+        x87_set(self.c, 'st7', value)
+
+    @property
     def xmm0(self):
         """XMM0 as a 128-bit int (bits 63:0 and 127:64 of the register)."""
         return self.c.fpu.xmm[0][0] | (<object>self.c.fpu.xmm[0][1] << 64)

@@ -95,7 +95,8 @@ _BASE = ("DE", "PSE", "TSC", "MSR", "PAE", "VMX", "MONITOR", "XSAVE", "OSXSAVE",
          "CX8", "CX16", "POPCNT", "ABM", "MOVBE", "ADX", "RDPID",
          "MMX", "SSSE3", "SSE4_1", "SSE4_2", "PCLMULQDQ",
          "FXSR", "SSE", "SSE2", "SSE3", "CLFSH", "PREFETCHW", "FSGSBASE", "CLFLUSHOPT",
-         "XSAVEOPT", "XSAVEC")
+         "XSAVEOPT", "XSAVEC",
+         "FPU")
 
 # The CPUs the presets stand for, with every feature they have (their
 # CPUID.01H/07H/80000001H bits among FEATURES); a preset keeps those the

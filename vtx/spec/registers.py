@@ -48,7 +48,17 @@ REGISTERS += [
     ("xcr0", ("cpu", "xcr0"), 64, 0, "XCR0, the XSAVE feature mask (not in the VMCS)"),
     ("mxcsr", ("mxcsr", "fpu.mxcsr"), 32, 0, "MXCSR, the SSE control and status register; "
      "bits 31:16 are reserved (a write that sets one is refused, as LDMXCSR refuses it with #GP)"),
+    # The x87 FPU (SDM Vol. 1 8.1; core/insn/x87.pxi).
+    ("fcw", ("cpu", "fpu.fcw"), 16, 0, "the x87 control word (FNINIT: 037FH)"),
+    ("fsw", ("cpu", "fpu.fsw"), 16, 0, "the x87 status word (TOP in bits 13:11)"),
+    ("ftw", ("cpu", "fpu.ftw"), 16, 0, "the full x87 tag word, 2 bits per physical register R0-R7: "
+     "00 valid, 01 zero, 10 special, 11 empty"),
 ]
+#: ST(0)-ST(7) in stack order (the physical register TOP + i), each an 80-bit
+#: integer: sign bit 79, exponent 78:64, significand 63:0.  Writing one tags
+#: that register non-empty (its tag from the value); write ftw to empty it.
+REGISTERS += [(f"st{_i}", ("x87", _i), 80, 0, f"ST({_i}), an 80-bit extended-precision value")
+              for _i in range(8)]
 
 #: The XMM registers, 128-bit ints (XMM0-XMM7 outside 64-bit mode).
 XMM = [f"xmm{i}" for i in range(16)]
@@ -79,6 +89,11 @@ def render_pxi(marker):
     ]
     for name, (kind, where), bits, shift, doc in REGISTERS:
         mask = (1 << bits) - 1
+        if kind == "x87":
+            out += ["    @property", f"    def {name}(self):", f'        """{doc} ({bits} bits)."""',
+                    f"        return x87_get(self.c, {name!r})", "", f"    @{name}.setter",
+                    f"    def {name}(self, value):", f"        x87_set(self.c, {name!r}, value)", ""]
+            continue
         if kind == "gpr":
             get = f"self.c.regs[{where}]"
         elif kind == "vmcs":
