@@ -326,7 +326,11 @@ def test_feature_off_is_ud():
     assert vector(out) == 6
     out = sse("addps xmm0, xmm1", setup=without({"SSE2"}))
     assert out.halted
-    out = sse("addps xmm0, xmm1", setup=without({"SSE"}))
+    # without SSE, CR4.OSXMMEXCPT does not exist (MOV to CR4 is #GP), and
+    # with only OSFXSR set ADDPS is #UD
+    out = sse("nop", setup=without({"SSE"}))
+    assert vector(out) == 13
+    out = run("mov rax, cr4\nor eax, 0x200\nmov cr4, rax\naddps xmm0, xmm1\n", 64, setup=without({"SSE"}))
     assert vector(out) == 6
 
 
