@@ -109,13 +109,19 @@ def build(name, bits, opt="-O2", flavour="general"):
         else:
             _run(["ld", "-m", emul, "-nostdlib", "--build-id=none", "-T", str(HERE / "link.ld"),
                   "--oformat", "binary", "-Map", str(Path(tmp) / "guest.map"), "-o", binary] + objs, tmp)
-        data = Path(binary).read_bytes()
-        # Publish atomically: parallel test runs may build the same image.
-        for src_path, dst in ((Path(tmp) / "guest.map", mapfile), (Path(binary), out)):
-            part = dst.with_suffix(dst.suffix + f".{os.getpid()}.tmp")
-            shutil.copyfile(src_path, part)
-            os.replace(part, dst)
+        data = _publish(tmp, binary, out, mapfile)
     return data, mapfile
+
+
+def _publish(tmp, binary, out, mapfile):
+    """Copy a fresh build's image and map into the cache, atomically
+    (parallel test runs may build the same image); the image's bytes."""
+    data = Path(binary).read_bytes()
+    for src_path, dst in ((Path(tmp) / "guest.map", mapfile), (Path(binary), out)):
+        part = dst.with_suffix(dst.suffix + f".{os.getpid()}.tmp")
+        shutil.copyfile(src_path, part)
+        os.replace(part, dst)
+    return data
 
 
 def build_asm(name, bits):
@@ -139,11 +145,7 @@ def build_asm(name, bits):
         binary = str(Path(tmp) / "guest.bin")
         _run(["ld", "-m", emul, "-nostdlib", "--build-id=none", "-T", str(HERE / "link.ld"),
               "--oformat", "binary", "-Map", str(Path(tmp) / "guest.map"), "-o", binary, obj], tmp)
-        data = Path(binary).read_bytes()
-        for src_path, dst in ((Path(tmp) / "guest.map", mapfile), (Path(binary), out)):
-            part = dst.with_suffix(dst.suffix + f".{os.getpid()}.tmp")
-            shutil.copyfile(src_path, part)
-            os.replace(part, dst)
+        data = _publish(tmp, binary, out, mapfile)
     return data, mapfile
 
 
