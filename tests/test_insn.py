@@ -1045,10 +1045,11 @@ UD_BYTES = {
     "ud2": "0x0f, 0x0b",
     "ud1": "0x0f, 0xb9, 0xc0",
     "ud0": "0x0f, 0xff, 0xc0",
-    # 0F 38 00 is PSHUFB: SSSE3, which the model does not report in CPUID, and
-    # CR4.OSFXSR = 0 makes every SSE instruction #UD anyway (SDM Vol. 2 2.5).
-    "0f38": "0x0f, 0x38, 0x00, 0xc0",
+    # 0F 38 50 and 0F 3A 7F exist only VEX-encoded (SDM Vol. 2 Tables A-4
+    # and A-5): blank in the legacy maps.  0F 38 FF is blank too.
+    "0f38": "0x0f, 0x38, 0x50, 0xc0",
     "0f38ff": "0x0f, 0x38, 0xff, 0xc0",
+    "0f3a": "0x0f, 0x3a, 0x7f, 0xc0, 0x00",
 }
 
 
