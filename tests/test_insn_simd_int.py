@@ -199,12 +199,9 @@ def test_emms_keeps_the_data():
 
 
 def fxsave_image(src, features=("SSE", "SSE2", "FXSR")):
-    """Run src then FXSAVE to DATA+0x200 (64-bit guest); the 512-byte image,
-    or a skip when the model does not decode FXSAVE (it belongs to the SSE
-    part of the model, not to this one)."""
+    """Run src then FXSAVE to DATA+0x200 (64-bit guest); the 512-byte image."""
     out = run_simd(src + f"\nmov esi, {DATA + 0x200}\nfxsave [rsi]\n", 64, features=features)
-    if not out.halted:
-        pytest.skip(f"FXSAVE is not in this build of the model ({out.exit!r})")
+    assert out.halted, out.exit
     return out.vm.read(DATA + 0x200, 512)
 
 
