@@ -133,6 +133,7 @@ cdef enum:
     EXC_PF = 14
     EXC_MF = 16
     EXC_AC = 17
+    EXC_XM = 19            # SIMD floating-point exception
 
 cdef uint64_t SIZE_MASK[9]
 SIZE_MASK[:] = [0, 0xFF, 0xFFFF, 0, 0xFFFFFFFFULL, 0, 0, 0, 0xFFFFFFFFFFFFFFFFULL]

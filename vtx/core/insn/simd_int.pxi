@@ -25,7 +25,6 @@ cdef enum:
     SI_MAP0F = 0
     SI_MAP38 = 1
     SI_MAP3A = 2
-    SI_EXC_XM = 19          # #XM, SIMD floating-point exception (SDM Vol. 3 6.15)
 
 
 cdef inline int si_sat_s8(int v) noexcept nogil:

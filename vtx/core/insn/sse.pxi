@@ -231,7 +231,6 @@ cdef enum:
     # The writable MXCSR bits, reported as MXCSR_MASK by FXSAVE: every bit
     # of 15:0, DAZ included (SDM Vol. 1 11.6.6); 31:16 are reserved (#GP).
     MXCSR_MASK = 0xFFFF
-    EXC_XM = 19
     # Operation bases of vtx_fpops (index base * 4 + prefix form).
     SSEOP_ADD = 0
     SSEOP_MUL = 1

@@ -64,29 +64,6 @@ cdef extern from *:
 cdef int si_host_sse41 = 0
 
 
-cdef int si_fp_commit(Cpu* c, uint32_t raised) noexcept nogil:
-    """Merge the exception flags an SSE floating-point instruction raised
-    into MXCSR, or fault (SDM Vol. 1 11.5.1-11.5.2): an unmasked
-    pre-computation exception (invalid, denormal, divide by zero) records
-    only those flags; otherwise an unmasked post-computation one (overflow,
-    underflow, precision) records them all.  Either leaves the destination
-    unchanged and is #XM when CR4.OSXMMEXCPT = 1, else #UD.  Returns RC_OK
-    when the result may be written.  (Limit: the flags come from a run with
-    everything masked, so an exact tiny result with underflow unmasked is not
-    reported as underflow.)"""
-    cdef uint32_t unmasked = raised & ~(c.fpu.mxcsr >> 7) & 0x3F
-    if not unmasked:
-        c.fpu.mxcsr |= raised
-        return RC_OK
-    if unmasked & 0x7:
-        c.fpu.mxcsr |= raised & 0x7
-    else:
-        c.fpu.mxcsr |= raised
-    if c.cr4 & CR4_OSXMMEXCPT:
-        return raise_exc(c, SI_EXC_XM, 0, 0)
-    return raise_ud(c)
-
-
 cdef int h_sse4_fp(Cpu* c, Insn* d) noexcept nogil:
     """66 0F 3A 08-0B ROUNDPS/PD/SS/SD and 40/41 DPPS/DPPD (SDM Vol. 2)."""
     cdef uint64_t A[2]
@@ -110,7 +87,11 @@ cdef int h_sse4_fp(Cpu* c, Insn* d) noexcept nogil:
     A[0] = c.fpu.xmm[d.reg][0]
     A[1] = c.fpu.xmm[d.reg][1]
     raised = vtx_si_host_fp(op, <int>d.imm, A, B, c.fpu.mxcsr)
-    rc = si_fp_commit(c, raised)
+    # MXCSR and #XM/#UD as for every SSE floating-point instruction
+    # (sse_fp_check in core/insn/sse.pxi).  Limit: the flags come from a run
+    # with everything masked, so an exact tiny result with underflow
+    # unmasked is not reported as underflow.
+    rc = sse_fp_check(c, raised, 0, NULL)
     if rc:
         return rc
     c.fpu.xmm[d.reg][0] = A[0]
