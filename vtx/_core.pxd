@@ -116,6 +116,18 @@ ctypedef struct Slot:
     uint8_t* ptr
     int guest_visible
     int readonly          # a ROM: writes to it are ignored (core/mmu.pxi, gpa_to_host)
+    int mmio_writes       # read-only memory whose writes are MMIO accesses for the host
+                          # (vtx.VM.add_memory(readonly=True)) rather than ignored
+    int cached            # its code may be kept decoded: RAM (slot 0, whose writes are
+                          # tracked for self-modifying code) and ROM; other memory is
+                          # decoded at every fetch
+
+# An emulated MMIO access (core/mmu.pxi, "MMIO"): one a Python device answered.
+ctypedef struct MmioAccess:
+    uint64_t gpa
+    uint64_t value
+    uint32_t size         # 1, 2, 4 or 8; 0 in mmio_req: an access the model cannot emulate
+    uint32_t write
 
 
 # A logical processor's VMX state (SDM Vol. 3C chapters 24-31), held apart
@@ -314,8 +326,27 @@ ctypedef struct Cpu:
 
     uint64_t rng          # RDRAND/RDSEED: a deterministic generator (decision 11)
 
+    # --- MMIO: guest-physical addresses no slot backs, and writes to read-only
+    # memory, emulated by the host (core/mmu.pxi, "MMIO"; docs/architecture.rst,
+    # "Memory slots and MMIO").  An instruction that reaches one stops before
+    # it changes anything (RC_MMIO with the access in mmio_req); the host
+    # answers and appends it to the log, and the instruction runs again,
+    # taking its answered accesses from the log in order.
+    int mmio_on           # emulate (else: the raw EPT violation, or RC_BAD_PHYS)
+    uint64_t mmio_range[32][2]  # the guest-physical ranges [base, end) devices claim: a hole
+    int mmio_nranges            # outside them is the raw EPT violation (or RC_BAD_PHYS)
+    uint64_t mmio_gpa     # translate_slow's RC_MMIO: the guest-physical address
+    MmioAccess mmio_req   # the access waiting for the host
+    uint64_t mmio_lin     # its linear address
+    MmioAccess mmio_log[32]
+    int mmio_n            # answered accesses of the instruction at mmio_rip
+    int mmio_pos          # the next one its current run takes
+    uint64_t mmio_icount  # the log holds while icount, events and rip are these
+    uint64_t mmio_events
+    uint64_t mmio_rip
+
     # --- memory -------------------------------------------------------------
-    Slot slots[4]
+    Slot slots[16]
     int nslots
     uint64_t ram_size
     uint8_t* ram
@@ -381,13 +412,16 @@ cdef class Machine:
     cdef readonly uint64_t priv_size
     cdef object _model            # the vtx.CpuModel (cpu_model)
     cdef list _roms               # HostMemory buffers of the ROM slots (map_rom)
+    cdef dict _extra              # guest memory slots beyond RAM: base -> HostMemory
 
 
 cdef class VCpuBase:
     cdef Cpu* c
     cdef readonly Machine machine
+    cdef public object mmio_handler   # (vcpu, gpa, size, is_write, value) -> value read
     cdef uint64_t _vmcs_u64(self, int off) noexcept
     cdef int _vmcs_set_u64(self, int off, uint64_t v) except -1
+    cdef int _mmio_answer(self) except -1
     cdef object _run_inner(self, list handlers, object default, uint64_t budget, object RESUME,
                            object RETRY, object STOP)
 

@@ -181,6 +181,9 @@ cdef class Machine:
         c.slots[0].size = ram_size
         c.slots[0].ptr = c.ram
         c.slots[0].guest_visible = 1
+        c.slots[0].cached = 1
+        c.mmio_on = 1
+        self._extra = {}
         c.slots[1].base = PRIV_BASE
         c.slots[1].size = priv_size
         c.slots[1].ptr = self.priv_mem.ptr
@@ -294,6 +297,7 @@ cdef class Machine:
         s.ptr = mem.ptr
         s.guest_visible = 1
         s.readonly = 1
+        s.cached = 1
         self.c.nslots += 1
         if low:
             s = &self.c.slots[self.c.nslots]
@@ -302,12 +306,93 @@ cdef class Machine:
             s.ptr = mem.ptr + (n - low)
             s.guest_visible = 1
             s.readonly = 1
+            s.cached = 1
             self.c.nslots += 1
             # The RAM under the low copy is out of sight: its decoded code goes.
             for pg in range((0x100000 - low) >> 12, min(0x100000, self.c.ram_size) >> 12):
                 if self.c.code_pages[pg]:
                     code_page_written(self.c, pg << 12)
                 self.c.code_gen[pg] += 1
+        tlb_flush(self.c)
+
+    # --- guest memory slots beyond RAM (vtx.VM.add_memory; docs/architecture.rst,
+    # "Memory slots and MMIO") ------------------------------------------------
+
+    def add_slot(self, uint64_t base, uint64_t size, bint readonly, bint mmio_writes):
+        """Back guest-physical [base, base + size) with new host memory
+        (zeroed).  The checks of alignment and overlap are vtx.vm's."""
+        cdef HostMemory mem
+        cdef Slot* s
+        if self.c.in_guest:
+            raise VmStateError("memory cannot be added while the guest runs")
+        if self.c.nslots >= 16:
+            raise ArgumentError("a machine has at most 12 memory slots besides RAM and ROM")
+        mem = HostMemory(size, "guest memory slot")
+        s = &self.c.slots[self.c.nslots]
+        memset(s, 0, sizeof(Slot))
+        s.base = base
+        s.size = size
+        s.ptr = mem.ptr
+        s.guest_visible = 1
+        s.readonly = readonly
+        s.mmio_writes = mmio_writes
+        self.c.nslots += 1
+        self._extra[base] = mem
+        tlb_flush(self.c)
+
+    def remove_slot(self, uint64_t base):
+        """Remove the slot at ``base`` (its bytes are gone).  Its code was
+        never kept decoded (Slot.cached), so only the TLB is flushed."""
+        cdef int i, j
+        if self.c.in_guest:
+            raise VmStateError("memory cannot be removed while the guest runs")
+        for i in range(2, self.c.nslots):
+            if self.c.slots[i].base == base and base in self._extra and \
+                    self.c.slots[i].ptr == (<HostMemory>self._extra[base]).ptr:
+                for j in range(i, self.c.nslots - 1):
+                    self.c.slots[j] = self.c.slots[j + 1]
+                self.c.nslots -= 1
+                memset(&self.c.slots[self.c.nslots], 0, sizeof(Slot))
+                del self._extra[base]
+                tlb_flush(self.c)
+                return
+        raise ArgumentError(f"no memory slot starts at {base:#x}")
+
+    def move_slot(self, uint64_t base, uint64_t new_base):
+        """Move the slot at ``base`` to ``new_base``, keeping its bytes."""
+        cdef int i
+        if self.c.in_guest:
+            raise VmStateError("memory cannot be moved while the guest runs")
+        for i in range(2, self.c.nslots):
+            if self.c.slots[i].base == base and base in self._extra and \
+                    self.c.slots[i].ptr == (<HostMemory>self._extra[base]).ptr:
+                self.c.slots[i].base = new_base
+                self._extra[new_base] = self._extra.pop(base)
+                tlb_flush(self.c)
+                return
+        raise ArgumentError(f"no memory slot starts at {base:#x}")
+
+    def slot_view(self, uint64_t base):
+        """A writable memoryview of the extra slot at ``base`` (its code is
+        never kept decoded, so a write through it needs no invalidation)."""
+        if base not in self._extra:
+            raise ArgumentError(f"no memory slot starts at {base:#x}")
+        return memoryview(self._extra[base])
+
+    def _mmio_ranges(self, ranges):
+        """The guest-physical ranges [(base, end), ...] devices claim: data
+        accesses there that no slot backs are emulated (RC_MMIO)."""
+        cdef int i
+        if self.c.in_guest:
+            raise VmStateError("MMIO ranges cannot change while the guest runs")
+        if len(ranges) > 32:
+            raise ArgumentError(f"at most 32 MMIO ranges, not {len(ranges)}")
+        for i, (base, end) in enumerate(ranges):
+            self.c.mmio_range[i][0] = base
+            self.c.mmio_range[i][1] = end
+        self.c.mmio_nranges = len(ranges)
+        self.c.mmio_on = 1
+        self.c.mmio_n = 0
         tlb_flush(self.c)
 
     def rom_bytes(self):
@@ -773,6 +858,46 @@ cdef class VCpuBase:
         instructions instead)."""
         return self.c.events
 
+    cdef int _mmio_answer(self) except -1:
+        """RC_MMIO: perform the access the guest is waiting for through
+        mmio_handler, append it to the log and let the instruction run again
+        (core/mmu.pxi, "MMIO")."""
+        cdef Cpu* c = self.c
+        cdef MmioAccess* a
+        cdef uint64_t mask
+        if c.mmio_req.size == 0:
+            raise _mmio_unsupported(c)
+        h = self.mmio_handler
+        if h is None:
+            raise GuestMemoryError(
+                f"the guest {'wrote' if c.mmio_req.write else 'read'} {c.mmio_req.size} bytes at "
+                f"guest-physical address {c.mmio_req.gpa:#x}, which no memory slot backs, at rip {c.rip:#x}; "
+                f"attach a device there (vm.map_mmio) or add memory (vm.add_memory)")
+        c.exit_count[EXIT_REASON_EPT_VIOLATION] += 1     # the exit this is on the processor
+        mask = 0xFFFFFFFFFFFFFFFFULL >> (64 - 8 * c.mmio_req.size)
+        if c.mmio_req.write:
+            h(self, c.mmio_req.gpa, c.mmio_req.size, True, c.mmio_req.value)
+            value = c.mmio_req.value
+        else:
+            value = h(self, c.mmio_req.gpa, c.mmio_req.size, False, 0)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise HandlerReturnError(f"the MMIO handler {getattr(h, '__qualname__', h)!r} returned "
+                                         f"{value!r} for a read of {c.mmio_req.size} bytes at "
+                                         f"{c.mmio_req.gpa:#x}; a read returns an int")
+            value &= mask
+        if c.mmio_n != 0 and (c.icount != c.mmio_icount or c.events != c.mmio_events or c.rip != c.mmio_rip):
+            c.mmio_n = 0
+        a = &c.mmio_log[c.mmio_n]
+        a.gpa = c.mmio_req.gpa
+        a.size = c.mmio_req.size
+        a.write = c.mmio_req.write
+        a.value = <uint64_t>value
+        c.mmio_n += 1
+        c.mmio_icount = c.icount
+        c.mmio_events = c.events
+        c.mmio_rip = c.rip
+        return 0
+
     def _run(self, list handlers not None, object default, object budget, object RESUME, object RETRY,
              object STOP):
         """Enter the guest and dispatch exits until a handler says STOP, the
@@ -826,6 +951,7 @@ cdef class VCpuBase:
         while True:
             launch = c.vmx.vmcs[VMCS_OFF_LAUNCH_STATE] == 0
             _note_raw_views(c, priv)
+            c.mmio_pos = 0          # [MMIO] a run takes the answered accesses from the first
             # One release of the GIL per entry in the common case: enter, run.
             c.in_guest = 1
             with nogil:
@@ -888,6 +1014,8 @@ cdef class VCpuBase:
                 raise HandlerReturnError(
                     f"the handler {getattr(h, '__qualname__', h)!r} for {ex.name} returned {r!r}; "
                     f"an exit handler returns vtx.RESUME, vtx.RETRY or vtx.STOP")
+            elif rc == RC_MMIO:
+                self._mmio_answer()
             elif rc == RC_BUDGET:
                 return ("budget", None)
             elif rc == RC_HALTED:
@@ -909,6 +1037,14 @@ cdef class VCpuBase:
                 raise _mismatch_error(c)
             else:
                 raise VtxError(f"internal error: run loop returned {rc}")
+
+
+cdef object _mmio_unsupported(Cpu* c):
+    return GuestMemoryError(
+        f"the guest {'wrote' if c.mmio_req.write else 'read'} guest-physical address {c.mmio_req.gpa:#x}, "
+        f"which no memory slot backs (MMIO), through an access the model does not emulate (an exception "
+        f"frame, a descriptor table, a task-state segment, an FXSAVE area or more than 32 accesses in one "
+        f"instruction) at rip {c.rip:#x}")
 
 
 cdef void step_over(Cpu* c, uint32_t length) noexcept nogil:

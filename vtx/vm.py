@@ -19,6 +19,7 @@ from . import _core
 from .errors import ArgumentError, VmStateError, VtxError
 from .spec import (EntryControls, ExitControls, ExitReason, PinBased, ProcBased, ProcBased2,
                    VmcsField as F, capabilities)
+from .memory import MemoryMap
 from .types import DescriptorTable, Segment
 
 
@@ -49,6 +50,7 @@ _MSR_BITMAP = 0x3000
 _EPT_PML4 = 0x4000
 _EPT_PDPT = 0x5000
 _EPT_PD = 0x6000          # one page per GiB of guest memory, then one page table
+_EPT_POOL_PAGES = 64      # EPT tables for memory slots beyond RAM (vtx.memory)
 
 GiB = 1 << 30
 _2M = 1 << 21
@@ -266,7 +268,7 @@ class _Memory:
         return tables
 
 
-class VM(_Memory):
+class VM(MemoryMap, _Memory):
     """A virtual machine: guest-physical memory, one vCPU, exit handlers.
 
     ``memory`` is the size of guest-physical memory in bytes (a multiple of
@@ -289,12 +291,16 @@ class VM(_Memory):
         # The EPT: the PDs, the page table of a tail, then a PD and a page
         # table for a ROM at the top of 4 GiB (map_rom).
         priv = _EPT_PD + 4096 * (self._pd_pages + 3)
+        # Then a pool of pages for the EPT tables of further slots (vtx.memory).
+        self._pool_base, self._pool_pages = priv, _EPT_POOL_PAGES
+        priv += 4096 * _EPT_POOL_PAGES
         self._machine = _core.Machine(memory, priv)
         self.memory_size = memory
         self.cpu_model = cpu
         self._vcpus = []
         self._handlers = [None] * 128
         self._default = None
+        self._init_memory_map()
         self._build_ept()
 
     # --- hosted-hypervisor private memory -------------------------------------
@@ -371,6 +377,7 @@ class VM(_Memory):
         if self._vcpus:
             raise VmStateError("this VM has its vCPU already; the model runs one vCPU per VM for now")
         vcpu = _core.VCpu(self._machine)
+        vcpu.mmio_handler = self._mmio
         self._vcpus.append(vcpu)
         self._init_vmcs(vcpu)
         self.setup_real_mode(entry=0, vcpu=vcpu)

@@ -332,6 +332,35 @@ cdef int ept_translate(Cpu* c, uint64_t gpa, int kind, uint64_t lin, int lin_val
     return RC_OK
 
 
+cdef int hpa_cached(Cpu* c, uint64_t hpa) noexcept nogil:
+    """Whether code at hpa may stay decoded (the slot's `cached`)."""
+    cdef int i
+    cdef Slot* s
+    for i in range(c.nslots - 1, -1, -1):
+        s = &c.slots[i]
+        if hpa >= s.base and hpa - s.base < s.size:
+            return s.cached
+    return 0
+
+
+cdef int gpa_is_mmio(Cpu* c, uint64_t gpa, int kind) noexcept nogil:
+    """Whether a guest access to gpa is MMIO: a device claims the address and
+    no guest-visible slot backs it, or it is a write to read-only memory whose
+    writes go to the host.  (The hosted hypervisor's EPT maps each slot at
+    its own address.)  Anything else that no slot backs stays what it is on
+    the processor: an EPT violation (or, without EPT, RC_BAD_PHYS)."""
+    cdef int i
+    cdef Slot* s
+    for i in range(c.nslots - 1, -1, -1):
+        s = &c.slots[i]
+        if s.guest_visible and gpa >= s.base and gpa - s.base < s.size:
+            return kind == ACC_WRITE and s.readonly and s.mmio_writes
+    for i in range(c.mmio_nranges):
+        if c.mmio_range[i][0] <= gpa < c.mmio_range[i][1]:
+            return 1
+    return 0
+
+
 cdef int gpa_to_host(Cpu* c, uint64_t gpa, int kind, uint64_t lin, int lin_valid, int final_access,
                      uint8_t** ptr, uint64_t* hpa_out, uint32_t* perm_out) noexcept nogil:
     """Guest-physical -> host pointer, through EPT when it is on.  Without EPT
@@ -346,6 +375,12 @@ cdef int gpa_to_host(Cpu* c, uint64_t gpa, int kind, uint64_t lin, int lin_valid
     if c.vmx.ept:
         rc = ept_translate(c, gpa, kind, lin, lin_valid, final_access, &hpa, &perm)
         if rc:
+            # [MMIO] An EPT violation on a data access to an address no slot
+            # backs, or a write to read-only memory, is the host's to emulate.
+            if rc == RC_VMEXIT and c.mmio_on and final_access and kind != ACC_FETCH and \
+                    c.vmx.x_reason == EXIT_REASON_EPT_VIOLATION and gpa_is_mmio(c, gpa, kind):
+                c.mmio_gpa = gpa
+                return RC_MMIO
             return rc
     # The slots from the last: a ROM mapped over RAM (below 1 MiB) wins.
     for i in range(c.nslots - 1, -1, -1):
@@ -354,9 +389,15 @@ cdef int gpa_to_host(Cpu* c, uint64_t gpa, int kind, uint64_t lin, int lin_valid
                 (s.guest_visible or c.vmx.ept):
             p = s.ptr + ((hpa & ~0xFFFULL) - s.base)
             if s.readonly:
+                if s.mmio_writes and kind == ACC_WRITE and c.mmio_on and final_access:
+                    c.mmio_gpa = gpa
+                    return RC_MMIO
                 perm |= EPERM_ROM
             break
     if p == NULL:
+        if c.mmio_on and final_access and kind != ACC_FETCH and gpa_is_mmio(c, gpa, kind):
+            c.mmio_gpa = gpa
+            return RC_MMIO
         c.bad_addr = hpa
         c.bad_write = kind == ACC_WRITE
         return RC_BAD_PHYS
@@ -617,6 +658,13 @@ cdef int translate_slow(Cpu* c, uint64_t lin, int kind, int user, uint8_t** host
         walk = 12 << WALK_SHIFT
     rc = gpa_to_host(c, gpa, kind, lin, 1, 1, &p, &hpa, &eperm)
     if rc:
+        if rc == RC_MMIO:
+            # No TLB entry: every access to the page comes back here.  A
+            # caller that is not lin_read/lin_write cannot emulate it.
+            c.mmio_req.size = 0
+            c.mmio_req.gpa = c.mmio_gpa
+            c.mmio_req.write = kind == ACC_WRITE
+            c.mmio_lin = lin
         return rc
     # EPT permissions narrow the paging permissions.
     if not (eperm & 1):
@@ -668,26 +716,147 @@ cdef inline int translate(Cpu* c, uint64_t lin, int kind, int user, uint8_t** ho
     return translate_slow(c, lin, kind, user, host)
 
 
+# ---------------------------------------------------------------------------
+# MMIO (docs/architecture.rst, "Memory slots and MMIO")
+#
+# An access to guest-physical memory that no slot backs (or a write to
+# read-only memory whose writes go to the host) is emulated by the host, one
+# access at a time, by replaying the instruction: the first run stops at the
+# access (RC_MMIO, nothing retired, RIP on the instruction, c.mmio_req), the
+# host performs it and appends it, with the value read, to c.mmio_log, and
+# the next run takes the answered accesses from the log in order and stops at
+# the next new one.  So every instruction form that reaches memory through
+# lin_read/lin_write completes exactly as with RAM (read-modify-write, PUSH
+# and POP, string instructions one iteration at a time, SSE loads), and the
+# device sees its accesses once each, in program order.  The log belongs to
+# one instruction: it holds while icount, events and RIP are those of the
+# run that stopped, which a retired instruction, a REP iteration or a
+# delivered event changes.
+
+cdef int mmio_access(Cpu* c, uint64_t gpa, uint64_t lin, int size, int write, uint64_t* val) noexcept nogil:
+    """Perform an MMIO access from the log, or stage it for the host (RC_MMIO)."""
+    cdef MmioAccess* a
+    if c.mmio_n and (c.icount != c.mmio_icount or c.events != c.mmio_events or c.rip != c.mmio_rip):
+        c.mmio_n = 0
+        c.mmio_pos = 0
+    if c.mmio_pos < c.mmio_n:
+        a = &c.mmio_log[c.mmio_pos]
+        if a.gpa == gpa and a.size == <uint32_t>size and a.write == <uint32_t>write and \
+                (not write or a.value == val[0]):
+            c.mmio_pos += 1
+            if not write:
+                val[0] = a.value
+            return RC_OK
+        # This run took another path than the last (the host changed the
+        # state in between): the log no longer describes it.
+        c.mmio_n = 0
+        c.mmio_pos = 0
+    c.mmio_req.gpa = gpa
+    c.mmio_req.size = size if c.mmio_n < 32 else 0     # more than the log holds: not emulated
+    c.mmio_req.write = write
+    c.mmio_req.value = val[0] if write else 0
+    c.mmio_lin = lin
+    return RC_MMIO
+
+
+cdef int lin_read_split(Cpu* c, uint64_t lin, int size, int user, uint64_t* out) noexcept nogil:
+    """lin_read of an access that crosses a page boundary, or reaches MMIO:
+    part by part, each from RAM or from the host."""
+    cdef uint8_t* p[2]
+    cdef uint64_t gpa[2]
+    cdef uint64_t at[2]
+    cdef int n[2]
+    cdef int parts = 1
+    cdef uint64_t v = 0, part
+    cdef int rc, i, off = 0
+    at[0] = lin
+    n[0] = size
+    if (lin & 0xFFF) + size > 4096:
+        parts = 2
+        n[0] = 4096 - <int>(lin & 0xFFF)
+        n[1] = size - n[0]
+        at[1] = (lin + n[0]) & (0xFFFFFFFFFFFFFFFFULL if c.long64 else 0xFFFFFFFFULL)
+    # Translate every part before reading any: a fault on the second page
+    # comes before an access to the first.
+    for i in range(parts):
+        rc = translate(c, at[i], ACC_READ, user, &p[i])
+        if rc == RC_MMIO:
+            p[i] = NULL
+            gpa[i] = c.mmio_gpa
+        elif rc:
+            return rc
+    for i in range(parts):
+        if p[i] == NULL:
+            part = 0
+            rc = mmio_access(c, gpa[i], at[i], n[i], 0, &part)
+            if rc:
+                return rc
+            memcpy((<uint8_t*>&v) + off, &part, n[i])
+        else:
+            memcpy((<uint8_t*>&v) + off, p[i], n[i])
+        off += n[i]
+    out[0] = v
+    if c.dr7 & 0xFF:
+        dbg_data(c, lin, size, 0)       # [debug] data breakpoints (core/insn/debug.pxi)
+    return RC_OK
+
+
+cdef int lin_write_split(Cpu* c, uint64_t lin, int size, int user, uint64_t v) noexcept nogil:
+    """lin_write of an access that crosses a page boundary, or reaches MMIO."""
+    cdef uint8_t* p[2]
+    cdef uint64_t gpa[2]
+    cdef uint64_t at[2]
+    cdef int n[2]
+    cdef int parts = 1
+    cdef uint64_t part
+    cdef int rc, i, off = 0
+    at[0] = lin
+    n[0] = size
+    if (lin & 0xFFF) + size > 4096:
+        parts = 2
+        n[0] = 4096 - <int>(lin & 0xFFF)
+        n[1] = size - n[0]
+        at[1] = (lin + n[0]) & (0xFFFFFFFFFFFFFFFFULL if c.long64 else 0xFFFFFFFFULL)
+    # Translate both pages before writing either: a fault on the second
+    # page must leave memory untouched.
+    for i in range(parts):
+        rc = translate(c, at[i], ACC_WRITE, user, &p[i])
+        if rc == RC_MMIO:
+            p[i] = NULL
+            gpa[i] = c.mmio_gpa
+        elif rc:
+            return rc
+    # The MMIO parts first: one the host has not performed yet stops the
+    # instruction before it has written anything.
+    for i in range(parts):
+        if p[i] == NULL:
+            part = 0
+            memcpy(&part, (<uint8_t*>&v) + (0 if i == 0 else n[0]), n[i])
+            rc = mmio_access(c, gpa[i], at[i], n[i], 1, &part)
+            if rc:
+                return rc
+    for i in range(parts):
+        if p[i] != NULL:
+            memcpy(p[i], (<uint8_t*>&v) + off, n[i])
+        off += n[i]
+    if c.dr7 & 0xFF:
+        dbg_data(c, lin, size, 1)       # [debug] data breakpoints (core/insn/debug.pxi)
+    return RC_OK
+
+
 cdef int lin_read(Cpu* c, uint64_t lin, int size, int user, uint64_t* out) noexcept nogil:
     cdef uint8_t* p
-    cdef uint8_t* q
     cdef uint64_t v = 0
-    cdef int rc, first
+    cdef int rc
     if (lin & 0xFFF) + size <= 4096:
         rc = translate(c, lin, ACC_READ, user, &p)
         if rc:
+            if rc == RC_MMIO:
+                return lin_read_split(c, lin, size, user, out)
             return rc
         memcpy(&v, p, size)
     else:
-        first = 4096 - (lin & 0xFFF)
-        rc = translate(c, lin, ACC_READ, user, &p)
-        if rc:
-            return rc
-        rc = translate(c, (lin + first) & (0xFFFFFFFFFFFFFFFFULL if c.long64 else 0xFFFFFFFFULL), ACC_READ, user, &q)
-        if rc:
-            return rc
-        memcpy(&v, p, first)
-        memcpy((<uint8_t*>&v) + first, q, size - first)
+        return lin_read_split(c, lin, size, user, out)
     out[0] = v
     if c.dr7 & 0xFF:
         dbg_data(c, lin, size, 0)       # [debug] data breakpoints (core/insn/debug.pxi)
@@ -696,27 +865,16 @@ cdef int lin_read(Cpu* c, uint64_t lin, int size, int user, uint64_t* out) noexc
 
 cdef int lin_write(Cpu* c, uint64_t lin, int size, int user, uint64_t v) noexcept nogil:
     cdef uint8_t* p
-    cdef uint8_t* q
-    cdef int rc, first
+    cdef int rc
     if (lin & 0xFFF) + size <= 4096:
         rc = translate(c, lin, ACC_WRITE, user, &p)
         if rc:
+            if rc == RC_MMIO:
+                return lin_write_split(c, lin, size, user, v)
             return rc
         memcpy(p, &v, size)
     else:
-        # Translate both pages before writing either: a fault on the second
-        # page must leave memory untouched.
-        first = 4096 - (lin & 0xFFF)
-        rc = translate(c, lin, ACC_WRITE, user, &p)
-        if rc:
-            return rc
-        rc = translate(c, (lin + first) & (0xFFFFFFFFFFFFFFFFULL if c.long64 else 0xFFFFFFFFULL), ACC_WRITE, user, &q)
-        if rc:
-            return rc
-        # The second translation may have evicted nothing we hold: both are
-        # host pointers into slot buffers, which never move.
-        memcpy(p, &v, first)
-        memcpy(q, (<uint8_t*>&v) + first, size - first)
+        return lin_write_split(c, lin, size, user, v)
     if c.dr7 & 0xFF:
         dbg_data(c, lin, size, 1)       # [debug] data breakpoints (core/insn/debug.pxi)
     return RC_OK
@@ -905,13 +1063,15 @@ cdef inline int mem_check_write(Cpu* c, int s, uint64_t off, int size) noexcept 
         return rc
     if tlb_hit(c, lin, size, ACC_WRITE) != NULL:
         return RC_OK
+    # [MMIO] A write the host will emulate passes the probe: the write itself
+    # (lin_write) stops the instruction for the host, or takes the answer.
     rc = translate(c, lin, ACC_WRITE, c.cpl == 3, &p)
-    if rc:
+    if rc and rc != RC_MMIO:
         return rc
     if (lin & 0xFFF) + size > 4096:
         rc = translate(c, ((lin | 0xFFF) + 1) & (0xFFFFFFFFFFFFFFFFULL if c.long64 else 0xFFFFFFFFULL),
                        ACC_WRITE, c.cpl == 3, &p)
-    return rc
+    return RC_OK if rc == RC_MMIO else rc
 
 
 cdef inline int mem_read_rmw(Cpu* c, int s, uint64_t off, int size, uint64_t* out) noexcept nogil:

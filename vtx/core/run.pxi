@@ -43,10 +43,14 @@ cdef int decode_at(Cpu* c, uint64_t lin, uint8_t* p, Insn** dp, uint64_t tag) no
     if rc == DECODE_GP or rc == DECODE_MORE:
         return raise_gp0(c)
     if d != &c.icache[c.icache_mask + 1]:
+        hpa = tlb_slot(c, lin).hpa | (lin & 0xFFF)
+        if hpa >= c.ram_size and not hpa_cached(c, hpa):
+            # Memory outside RAM and ROM: its writes are not tracked for
+            # self-modifying code, so its code is decoded at every fetch.
+            return RC_OK
         if avail > d.len:
             fuse(c, d, p + d.len, avail - d.len)
         d.tag = tag
-        hpa = tlb_slot(c, lin).hpa | (lin & 0xFFF)
         mark_code_page(c, hpa, d.len)
     return RC_OK
 

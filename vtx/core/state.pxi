@@ -22,6 +22,8 @@ cdef enum:
                            # (a VM entry, or a VM exit to x86 host code): it set
                            # RIP and retired the instruction itself
     RC_IO_HOST = 13        # port I/O in root operation for Python to answer (c.io_*)
+    RC_MMIO = 14           # an MMIO access for the host to answer (c.mmio_req); from
+                           # translate: the page is MMIO (c.mmio_gpa)
 
 # General-purpose register numbers (SDM Vol. 2 Table 2-2 order).
 cdef enum:
