@@ -82,6 +82,9 @@ _WORKLOAD_NAMES = {
     "out": "OUT exit to a trivial handler",
     "cpuid": "CPUID exit (read 1, write 4 regs)",
     "run_fixed_cost": "vm.run() fixed cost (guest: one HLT)",
+    "mmio": "MMIO read served by a Python device",
+    "ept_violation": "EPT-violation exit, raw view",
+    "timer_injection": "timer interrupt injected (per interrupt)",
     "startup": "VM creation to first exit",
     "startup_long_mode": "VM creation to first exit, long mode",
 }

@@ -26,6 +26,7 @@ KVM_SET_SREGS = 0x4138AE84
 
 KVM_EXIT_IO = 2
 KVM_EXIT_HLT = 5
+KVM_EXIT_MMIO = 6
 
 MEM_SIZE = 1 << 20
 
@@ -33,16 +34,16 @@ MEM_SIZE = 1 << 20
 class KvmGuest:
     """One vCPU in real mode at 0000:entry with MEM_SIZE bytes of memory."""
 
-    def __init__(self, code, entry):
+    def __init__(self, code, entry, mem_size=MEM_SIZE):
         self.entry = entry
         self.kvm = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
         if fcntl.ioctl(self.kvm, KVM_GET_API_VERSION) != 12:
             raise OSError("unexpected KVM API version")
         self.vm = fcntl.ioctl(self.kvm, KVM_CREATE_VM, 0)
-        self.mem = mmap.mmap(-1, MEM_SIZE)
+        self.mem = mmap.mmap(-1, mem_size)
         self.mem[entry:entry + len(code)] = code
         addr = ctypes.addressof(ctypes.c_char.from_buffer(self.mem))
-        region = struct.pack("IIQQQ", 0, 0, 0, MEM_SIZE, addr)
+        region = struct.pack("IIQQQ", 0, 0, 0, mem_size, addr)
         fcntl.ioctl(self.vm, KVM_SET_USER_MEMORY_REGION, region)
         self.vcpu = fcntl.ioctl(self.vm, KVM_CREATE_VCPU, 0)
         size = fcntl.ioctl(self.kvm, KVM_GET_VCPU_MMAP_SIZE)
@@ -68,6 +69,25 @@ class KvmGuest:
             reason = struct.unpack_from("I", self.run_page, 8)[0]
             if reason == KVM_EXIT_IO:
                 n += 1
+            elif reason == KVM_EXIT_HLT:
+                return n
+            else:
+                raise OSError(f"unexpected KVM exit {reason}")
+
+    def run_mmio_loop(self, value=0x1234):
+        """Run until HLT answering every MMIO read with `value` (struct
+        kvm_run's mmio member at offset 32: phys_addr, data[8], len,
+        is_write); returns the count."""
+        self.reset()
+        n = 0
+        data = struct.pack("<Q", value)
+        while True:
+            fcntl.ioctl(self.vcpu, KVM_RUN, 0)
+            reason = struct.unpack_from("I", self.run_page, 8)[0]
+            if reason == KVM_EXIT_MMIO:
+                n += 1
+                if not self.run_page[32 + 20]:
+                    self.run_page[40:48] = data
             elif reason == KVM_EXIT_HLT:
                 return n
             else:

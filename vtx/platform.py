@@ -1,0 +1,257 @@
+"""A platform around a :class:`vtx.VM`: devices, interrupt routing, virtual time.
+
+The :class:`Platform` is the part of a hosted hypervisor that is not about
+VT-x itself (docs/architecture.rst, "The platform"): it serves the guest's
+port I/O and MMIO from :mod:`vtx.devices` objects, routes their interrupt
+requests to the interrupt controller, and *injects* the interrupts the
+controller presents, the way a VMX hypervisor does it (SDM Vol. 3C 27.6,
+"Event injection"): when the guest can take an interrupt (RFLAGS.IF = 1, no
+blocking by STI or MOV SS) the vector goes into the VM-entry
+interruption-information field at the next VM entry; when it cannot, the
+platform sets "interrupt-window exiting" and injects at the exit that follows
+the moment it can.  Time is the guest's: a :class:`~vtx.devices.InstructionClock`
+advances one nanosecond per retired instruction (the model's TSC runs at
+1 GHz), the platform runs the guest up to the next timer deadline, and a
+halted guest skips ahead to it (its TSC follows, through the TSC offset).
+"""
+
+from . import _core
+from .devices.base import InstructionClock
+from .errors import ArgumentError, VtxError
+from .spec import ProcBased, VmcsField as F
+from .vm import RESUME, RETRY, STOP
+
+_VALID = 1 << 31
+_IF = 1 << 9
+
+
+class Platform:
+    """Devices attached to a VM's ports and guest-physical ranges, and the
+    interrupt and time plumbing between them and the vCPU.
+
+    ``vm`` must have its vCPU (``vm.add_vcpu()``).  The platform registers
+    its handlers for I/O, HLT, interrupt-window and triple-fault exits;
+    register your own for other reasons as usual."""
+
+    def __init__(self, vm, clock=None):
+        self.vm = vm
+        self.vcpu = vm.vcpu
+        self.clock = clock or InstructionClock(lambda: self.vcpu.instructions)
+        self.devices = []
+        self._ports = [None] * 0x10000
+        self.pic = None                 # the interrupt controller whose INTR the vCPU sees
+        self.timers = []                # devices with deadlines
+        self.stopped = None             # why the platform stopped the guest (set by devices)
+        self.injected = 0               # interrupts injected
+        self.io_exits = 0
+        self._window = False
+        v = self.vcpu
+        # The guest's own exceptions go to its own IDT; port I/O exits for
+        # the devices; the TSC offset carries the time a halted guest skipped.
+        v.vmwrite(F.EXCEPTION_BITMAP, 0)
+        v.vmwrite(F.PRIMARY_PROC_BASED_CONTROLS,
+                  v.vmread(F.PRIMARY_PROC_BASED_CONTROLS) | ProcBased.USE_TSC_OFFSETTING)
+        vm.on("IO_INSTRUCTION")(self._io_exit)
+        vm.on("HLT")(self._hlt_exit)
+        vm.on("INTERRUPT_WINDOW")(self._window_exit)
+
+    # --- attaching ---------------------------------------------------------------
+
+    def attach(self, device, ports=None, mmio=None):
+        """Attach ``device`` at ``ports`` ((first, count) or a list of them;
+        default: its ``ports`` attribute) and at ``mmio`` ((base, size);
+        default: its ``mmio`` attribute).  A device whose class has
+        ``next_deadline`` overridden is a timer: the platform stops the guest
+        at its deadlines and calls its ``advance``.  Returns the device."""
+        ports = ports if ports is not None else getattr(device, "ports", None)
+        mmio = mmio if mmio is not None else getattr(device, "mmio", None)
+        if ports:
+            if isinstance(ports[0], int):
+                ports = [ports]
+            for first, count in ports:
+                if not (0 <= first and count > 0 and first + count <= 0x10000):
+                    raise ArgumentError(f"ports [{first:#x}, +{count}) are outside the I/O space [0, 0x10000)")
+                for p in range(first, first + count):
+                    if self._ports[p] is not None:
+                        raise ArgumentError(f"port {p:#x} is already served by {self._ports[p].name}")
+            for first, count in ports:
+                for p in range(first, first + count):
+                    self._ports[p] = device
+        if mmio:
+            self.vm.map_mmio(mmio[0], mmio[1], device)
+        self.devices.append(device)
+        if type(device).next_deadline is not _base_next_deadline:
+            self.timers.append(device)
+        return device
+
+    def set_irq(self, line, level):
+        """The router the devices' IrqLines call: to the PIC."""
+        if self.pic is not None:
+            self.pic.set_irq(line, level)
+
+    # --- time -----------------------------------------------------------------------
+
+    def next_deadline(self):
+        d = None
+        for t in self.timers:
+            x = t.next_deadline()
+            if x is not None and (d is None or x < d):
+                d = x
+        return d
+
+    def advance(self):
+        now = self.clock.now_ns()
+        for t in self.timers:
+            x = t.next_deadline()
+            if x is not None and x <= now:
+                t.advance(now)
+
+    # --- interrupts -----------------------------------------------------------------
+
+    def _pending(self):
+        return self.pic is not None and self.pic.pending()
+
+    def sync_interrupts(self, vcpu=None):
+        """Inject the interrupt the controller presents if the guest can take
+        it now, else ask for an interrupt window (SDM Vol. 3C 26.7.5)."""
+        v = vcpu or self.vcpu
+        if not self._pending():
+            if self._window:
+                self._set_window(v, False)
+            return
+        if v.vmread(F.VM_ENTRY_INTERRUPTION_INFO) & _VALID:
+            # An event is being injected already: look again after it.
+            self._set_window(v, True)
+            return
+        if v.rflags & _IF and not v.vmread(F.GUEST_INTERRUPTIBILITY_STATE) & 3:
+            vector = self.pic.acknowledge()
+            v.vmwrite(F.VM_ENTRY_INTERRUPTION_INFO, _VALID | vector)    # type 0: external interrupt
+            self.injected += 1
+            if self._window and not self._pending():
+                self._set_window(v, False)
+        else:
+            self._set_window(v, True)
+
+    def _set_window(self, v, on):
+        ctl = v.vmread(F.PRIMARY_PROC_BASED_CONTROLS)
+        ctl = ctl | ProcBased.INTERRUPT_WINDOW_EXITING if on else ctl & ~ProcBased.INTERRUPT_WINDOW_EXITING
+        v.vmwrite(F.PRIMARY_PROC_BASED_CONTROLS, ctl)
+        self._window = on
+
+    # --- exit handlers ----------------------------------------------------------------
+
+    def _io_exit(self, vcpu, exit):
+        self.io_exits += 1
+        q = exit.qualification
+        size = (q & 7) + 1
+        port = (q >> 16) & 0xFFFF
+        if q & 16:
+            self._string_io(vcpu, exit, size, port, bool(q & 8), bool(q & 32))
+        else:
+            dev = self._ports[port]
+            if q & 8:
+                value = dev.io_read(port, size) if dev is not None else (1 << (8 * size)) - 1
+                value &= (1 << (8 * size)) - 1
+                if size == 4:
+                    vcpu.rax = value                # a 32-bit result zero-extends to 64 bits
+                else:
+                    mask = (1 << (8 * size)) - 1
+                    vcpu.rax = (vcpu.rax & ~mask) | value
+            elif dev is not None:
+                dev.io_write(port, size, exit.value)
+        if self.stopped:
+            return STOP
+        self.advance()
+        self.sync_interrupts(vcpu)
+        return RESUME
+
+    def _string_io(self, vcpu, exit, size, port, is_in, rep):
+        """INS/OUTS (SDM Vol. 2 INS, OUTS): the VM-exit instruction
+        information gives the address size (bits 9:7) and, for OUTS, the
+        segment (bits 17:15); the guest-linear address field, the first
+        element's address.  Each element goes through the guest's paging."""
+        info = exit.instruction_info
+        asz = (2, 4, 8)[(info >> 7) & 7] if (info >> 7) & 7 < 3 else 8
+        amask = (1 << (8 * asz)) - 1
+        count = (vcpu.rcx & amask) if rep else 1
+        step = -size if vcpu.rflags & (1 << 10) else size
+        lin = exit.guest_linear_address
+        dev = self._ports[port]
+        reg = "rdi" if is_in else "rsi"
+        for _ in range(count):
+            gpa = self.vm.translate(lin, vcpu, write=is_in)
+            if gpa is None:
+                raise VtxError(f"string I/O at port {port:#x}: linear address {lin:#x} is not mapped "
+                               f"(the model emulates INS/OUTS through present pages only)")
+            if is_in:
+                value = dev.io_read(port, size) if dev is not None else (1 << (8 * size)) - 1
+                self.vm.write(gpa, (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little"))
+            else:
+                value = int.from_bytes(self.vm.read(gpa, size), "little")
+                if dev is not None:
+                    dev.io_write(port, size, value)
+            lin = (lin + step) & ((1 << 64) - 1)
+            r = getattr(vcpu, reg)
+            setattr(vcpu, reg, (r & ~amask) | ((r + step) & amask))
+        if rep:
+            vcpu.rcx = vcpu.rcx & ~amask
+
+    def _hlt_exit(self, vcpu, exit):
+        """HLT: the guest waits for an interrupt.  Time skips to the next
+        deadline of a timer (the guest's TSC with it); the HLT is stepped
+        over and the interrupt injected.  Nothing to wait for: STOP."""
+        while True:
+            self.advance()
+            if self._pending() and vcpu.rflags & _IF:
+                vcpu.rip = vcpu.rip + exit.instruction_length
+                vcpu.vmwrite(F.GUEST_INTERRUPTIBILITY_STATE, vcpu.vmread(F.GUEST_INTERRUPTIBILITY_STATE) & ~3)
+                self.sync_interrupts(vcpu)
+                return RETRY
+            d = self.next_deadline()
+            if d is None or not vcpu.rflags & _IF or self.stopped:
+                self.stopped = self.stopped or "halted"
+                return STOP
+            before = self.clock.now_ns()
+            self.clock.skip_to(d)
+            skipped = self.clock.now_ns() - before
+            if skipped > 0:
+                vcpu.vmwrite(F.TSC_OFFSET, (vcpu.vmread(F.TSC_OFFSET) + skipped) & ((1 << 64) - 1))
+
+    def _window_exit(self, vcpu, exit):
+        self.sync_interrupts(vcpu)
+        return RETRY
+
+    # --- running ------------------------------------------------------------------
+
+    def run(self, max_instructions=None, until=None, slice_instructions=50_000_000):
+        """Run the guest until a device or handler stops it, ``until()``
+        (called between slices and after each timer event) returns true, or
+        ``max_instructions`` more instructions retired.  Returns why: the
+        reason a device gave (``platform.stopped``), "until", "budget", or
+        the VM's own stop ("halted", "shutdown", "stop")."""
+        v = self.vcpu
+        start = v.instructions
+        self.stopped = None
+        while True:
+            if until is not None and until():
+                return "until"
+            now = self.clock.now_ns()
+            budget = slice_instructions
+            d = self.next_deadline()
+            if d is not None:
+                budget = max(1, min(budget, -(-(d - now) // max(1, getattr(self.clock, "ns_per_instruction", 1)))))
+            if max_instructions is not None:
+                left = max_instructions - (v.instructions - start)
+                if left <= 0:
+                    return "budget"
+                budget = min(budget, left)
+            self.sync_interrupts(v)
+            r = self.vm.run(max_instructions=budget)
+            self.advance()
+            if self.stopped:
+                return self.stopped
+            if r.stop != "budget":
+                return r.stop
+
+
+_base_next_deadline = __import__("vtx.devices.base", fromlist=["Device"]).Device.next_deadline
