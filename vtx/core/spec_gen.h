@@ -1029,6 +1029,7 @@ static inline uint32_t exit_info_fields(uint32_t reason)
 #define MSR_IA32_APIC_BASE               0x1Bu
 #define MSR_IA32_FEATURE_CONTROL         0x3Au
 #define MSR_IA32_TSC_ADJUST              0x3Bu
+#define MSR_IA32_BIOS_SIGN_ID            0x8Bu
 #define MSR_IA32_SMM_MONITOR_CTL         0x9Bu
 #define MSR_IA32_SMBASE                  0x9Eu
 #define MSR_IA32_SYSENTER_CS             0x174u

@@ -927,6 +927,7 @@ cdef extern from "spec_gen.h" nogil:
     const uint32_t MSR_IA32_APIC_BASE
     const uint32_t MSR_IA32_FEATURE_CONTROL
     const uint32_t MSR_IA32_TSC_ADJUST
+    const uint32_t MSR_IA32_BIOS_SIGN_ID
     const uint32_t MSR_IA32_SMM_MONITOR_CTL
     const uint32_t MSR_IA32_SMBASE
     const uint32_t MSR_IA32_SYSENTER_CS

@@ -11,6 +11,7 @@ MSRS = (
     ("IA32_APIC_BASE", 0x1B, "APIC base address and enable bits"),
     ("IA32_FEATURE_CONTROL", 0x3A, "Lock bit and VMXON enables (inside and outside SMX)"),
     ("IA32_TSC_ADJUST", 0x3B, "Per-thread adjustment added to the TSC"),
+    ("IA32_BIOS_SIGN_ID", 0x8B, "Microcode update signature (the revision in bits 63:32 after CPUID)"),
     ("IA32_SMM_MONITOR_CTL", 0x9B, "SMM monitor configuration (written only in SMM)"),
     ("IA32_SMBASE", 0x9E, "SMRAM base address (readable only in SMM)"),
     ("IA32_SYSENTER_CS", 0x174, "SYSENTER target code segment"),

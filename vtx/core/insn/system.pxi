@@ -433,6 +433,9 @@ cdef int msr_read(Cpu* c, uint32_t msr, uint64_t* v) noexcept nogil:
         v[0] = c.sysenter_eip
     elif msr == MSR_IA32_MISC_ENABLE:
         v[0] = c.misc_enable
+    elif msr == MSR_IA32_BIOS_SIGN_ID:
+        # The model runs no microcode update: revision 0 (SDM Vol. 3A 9.11.7.1).
+        v[0] = 0
     elif msr == MSR_IA32_DEBUGCTL:
         v[0] = c.debugctl
     elif msr == MSR_IA32_PAT:
@@ -504,6 +507,10 @@ cdef int msr_write(Cpu* c, uint32_t msr, uint64_t v) noexcept nogil:
         c.sysenter_eip = v
     elif msr == MSR_IA32_MISC_ENABLE:
         c.misc_enable = v
+    elif msr == MSR_IA32_BIOS_SIGN_ID:
+        # Software writes 0 before CPUID to read the revision (SDM Vol. 3A
+        # 9.11.7.1); the model keeps nothing.
+        pass
     elif msr == MSR_IA32_DEBUGCTL:
         # Bits the model does not implement are reserved: #GP(0) (SDM Vol. 3C
         # 27.3.1.1 checks the guest value against the same set).
