@@ -793,6 +793,44 @@ cdef class VCpuBase:
     # --- external events (core/vmx/events.pxi; docs/architecture.rst,
     # "Events and injection") ---------------------------------------------
 
+    def inject(self, vector, kind="exception", error_code=None, instruction_length=0):
+        """Inject an event at the next VM entry, as a hypervisor does (SDM
+        Vol. 3C 25.8.3, 27.6): the VM-entry interruption-information field,
+        with the error code and instruction length where they apply.
+        ``kind``: "interrupt" (external, type 0), "nmi" (type 2, vector 2),
+        "exception" (hardware exception, type 3: vectors 0-31; #DF, #TS, #NP,
+        #SS, #GP, #PF, #AC and #CP deliver an error code, default 0),
+        "software-interrupt" (INT n, type 4), "privileged-software-exception"
+        (INT1, type 5) or "software-exception" (INT3/INTO, type 6); the
+        three software kinds need the ``instruction_length`` (1-15) of the
+        instruction that raised them.  The VM-entry checks judge the rest."""
+        types = {"interrupt": 0, "nmi": 2, "exception": 3, "software-interrupt": 4,
+                 "privileged-software-exception": 5, "software-exception": 6}
+        if kind not in types:
+            raise ArgumentError(f"an event kind is one of {', '.join(types)}, not {kind!r}")
+        if isinstance(vector, bool) or not isinstance(vector, int) or not 0 <= vector <= 255:
+            raise ArgumentError(f"a vector is an int in [0, 255], not {vector!r}")
+        t = types[kind]
+        if kind == "nmi" and vector != 2:
+            raise ArgumentError("an NMI has vector 2")
+        if kind == "exception" and vector > 31:
+            raise ArgumentError(f"a hardware exception has a vector in [0, 31], not {vector}")
+        has_error = kind == "exception" and vector in (8, 10, 11, 12, 13, 14, 17, 21)
+        if error_code is not None and not has_error:
+            raise ArgumentError(f"{kind} {vector} delivers no error code (SDM Vol. 3A Table 6-1)")
+        if t in (4, 5, 6):
+            if isinstance(instruction_length, bool) or not isinstance(instruction_length, int) or \
+                    not 1 <= instruction_length <= 15:
+                raise ArgumentError(f"a {kind} needs the instruction_length (1-15) of its instruction")
+            self.vmwrite(VMCS_VM_ENTRY_INSTRUCTION_LENGTH, instruction_length)
+        if has_error:
+            ec = 0 if error_code is None else error_code
+            if isinstance(ec, bool) or not isinstance(ec, int) or not 0 <= ec <= 0xFFFFFFFF:
+                raise ArgumentError(f"an error code is a 32-bit int, not {error_code!r}")
+            self.vmwrite(VMCS_VM_ENTRY_EXCEPTION_ERROR_CODE, ec)
+        self.vmwrite(VMCS_VM_ENTRY_INTERRUPTION_INFO,
+                     (1 << 31) | (0x800 if has_error else 0) | (t << 8) | vector)
+
     def raise_interrupt(self, vector):
         """Raise an external interrupt with ``vector`` (0-255), as an
         interrupt controller asserting INTR would.  It stays pending until
