@@ -302,3 +302,43 @@ def test_translate_walks_the_guest_page_tables_without_side_effects():
     assert vm.translate(0x1000, user=True) is None          # supervisor pages
     vm.setup_real_mode(entry=0)
     assert vm.translate(0xFFFF0) == 0xFFFF0
+
+
+# --- dirty-page logging ------------------------------------------------------------
+
+def test_dirty_log_records_guest_writes_and_page_table_updates():
+    vm = _slot_vm()
+    mem = 1 << 20
+    vm.load(0x1000, vtx.asm("""
+        mov dword ptr [0x3000], 1
+        mov eax, [0x7000]
+        mov qword ptr [0x5ff8], rax
+        hlt""", bits=64))
+    vm.setup_long_mode(entry=0x1000)
+    vm.dirty_log()
+    vm.run(max_instructions=100)
+    tables = mem - 0x8000
+    # The walk set accessed flags in the PML4, the PDPT and the first PD
+    # (and the leaf's dirty flag): the processor's writes are logged too.
+    assert vm.dirty_pages() == [0x3000, 0x5000, tables + 0x1000, tables + 0x2000, tables + 0x3000]
+    # The log is fresh: only what the next run writes.
+    vm.vcpu.rip = 0x1000
+    vm.run(max_instructions=100)
+    assert vm.dirty_pages() == [0x3000, 0x5000]
+    assert vm.dirty_pages() == []
+
+
+def test_dirty_log_of_an_added_slot_and_errors():
+    vm = _slot_vm()
+    vm.add_memory(0x400000, 0x4000)
+    vm.load(0x1000, vtx.asm("mov byte ptr [0x402001], 1\nhlt", bits=64))
+    vm.setup_long_mode(entry=0x1000)
+    with pytest.raises(vtx.VmStateError, match="does not log"):
+        vm.get_dirty_log(0x400000)
+    vm.dirty_log(0x400000)
+    vm.run(max_instructions=100)
+    assert vm.get_dirty_log(0x400000) == b"\x04"
+    assert vm.dirty_pages(0x400000) == []
+    vm.dirty_log(0x400000, enable=False)
+    with pytest.raises(vtx.ArgumentError, match="no memory slot"):
+        vm.dirty_log(0x500000)

@@ -118,6 +118,8 @@ ctypedef struct Slot:
     int readonly          # a ROM: writes to it are ignored (core/mmu.pxi, gpa_to_host)
     int mmio_writes       # read-only memory whose writes are MMIO accesses for the host
                           # (vtx.VM.add_memory(readonly=True)) rather than ignored
+    uint64_t* dirty       # dirty-page log: a bit per 4 KiB page written by the guest since
+                          # the log was last read (NULL: not logging; core/mmu.pxi)
     int cached            # its code may be kept decoded: RAM (slot 0, whose writes are
                           # tracked for self-modifying code) and ROM; other memory is
                           # decoded at every fetch
@@ -346,6 +348,7 @@ ctypedef struct Cpu:
     uint64_t mmio_rip
 
     # --- memory -------------------------------------------------------------
+    int dirty_log         # some slot logs dirty pages (Slot.dirty)
     Slot slots[16]
     int nslots
     uint64_t ram_size
@@ -413,6 +416,7 @@ cdef class Machine:
     cdef object _model            # the vtx.CpuModel (cpu_model)
     cdef list _roms               # HostMemory buffers of the ROM slots (map_rom)
     cdef dict _extra              # guest memory slots beyond RAM: base -> HostMemory
+    cdef Slot* _slot_at(self, uint64_t base) except NULL
 
 
 cdef class VCpuBase:

@@ -349,6 +349,7 @@ cdef class Machine:
         for i in range(2, self.c.nslots):
             if self.c.slots[i].base == base and base in self._extra and \
                     self.c.slots[i].ptr == (<HostMemory>self._extra[base]).ptr:
+                free(self.c.slots[i].dirty)
                 for j in range(i, self.c.nslots - 1):
                     self.c.slots[j] = self.c.slots[j + 1]
                 self.c.nslots -= 1
@@ -370,6 +371,48 @@ cdef class Machine:
                 self._extra[new_base] = self._extra.pop(base)
                 tlb_flush(self.c)
                 return
+        raise ArgumentError(f"no memory slot starts at {base:#x}")
+
+    def set_dirty_log(self, uint64_t base, bint on):
+        """Start (all pages clean) or stop logging the pages the guest writes
+        in the slot at ``base`` (core/mmu.pxi, dirty-page logging)."""
+        cdef Slot* s = self._slot_at(base)
+        cdef int i
+        if self.c.in_guest:
+            raise VmStateError("dirty logging cannot change while the guest runs")
+        if s.dirty != NULL:
+            free(s.dirty)
+            s.dirty = NULL
+        if on:
+            s.dirty = <uint64_t*>calloc((s.size >> 18) + 1, sizeof(uint64_t))
+            if s.dirty == NULL:
+                raise MemoryError()
+        self.c.dirty_log = 0
+        for i in range(self.c.nslots):
+            if self.c.slots[i].dirty != NULL:
+                self.c.dirty_log = 1
+        tlb_flush(self.c)
+
+    def get_dirty_log(self, uint64_t base):
+        """The slot's log as bytes (bit n: page n written since the last
+        read), and a fresh log (KVM_GET_DIRTY_LOG)."""
+        cdef Slot* s = self._slot_at(base)
+        cdef uint64_t n
+        if s.dirty == NULL:
+            raise VmStateError(f"the memory at {base:#x} does not log dirty pages (vm.dirty_log first)")
+        if self.c.in_guest:
+            raise VmStateError("the dirty log cannot be read while the guest runs")
+        n = ((s.size >> 12) + 7) >> 3
+        out = PyBytes_FromStringAndSize(<char*>s.dirty, <Py_ssize_t>n)
+        memset(s.dirty, 0, ((s.size >> 18) + 1) * sizeof(uint64_t))
+        tlb_flush(self.c)
+        return out
+
+    cdef Slot* _slot_at(self, uint64_t base) except NULL:
+        cdef int i
+        for i in range(self.c.nslots):
+            if self.c.slots[i].base == base and self.c.slots[i].guest_visible and i != 1:
+                return &self.c.slots[i]
         raise ArgumentError(f"no memory slot starts at {base:#x}")
 
     def slot_view(self, uint64_t base):
@@ -403,7 +446,10 @@ cdef class Machine:
         return PyBytes_FromStringAndSize(<char*>mem.ptr, mem.size)
 
     def __dealloc__(self):
+        cdef int i
         if self.c != NULL:
+            for i in range(self.c.nslots):
+                free(self.c.slots[i].dirty)
             free(self.c.tlb)
             free(self.c.code_pages)
             free(self.c.code_bits)

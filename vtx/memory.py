@@ -131,6 +131,25 @@ class MemoryMap:
         self._ept_map(gpa, size, 0)
         self._ept_map(new_gpa, size, _RX if entry[2] is not None else _RWX)
 
+    def dirty_log(self, gpa=0, enable=True):
+        """Start (every page clean) or stop logging which 4 KiB pages the
+        guest writes in the slot at ``gpa`` (0: the RAM).  The processor's
+        own updates of accessed and dirty flags in paging structures count
+        as writes; writes from Python (vm.write) do not."""
+        self._machine.set_dirty_log(gpa, bool(enable))
+
+    def get_dirty_log(self, gpa=0):
+        """The dirty log of the slot at ``gpa`` as bytes, bit n (of byte
+        n // 8, bit n % 8) for the slot's page n, and a fresh log
+        (KVM_GET_DIRTY_LOG)."""
+        return self._machine.get_dirty_log(gpa)
+
+    def dirty_pages(self, gpa=0):
+        """The guest-physical addresses of the pages written since the log
+        was last read, in order; reads (and so clears) the log."""
+        log = self.get_dirty_log(gpa)
+        return [gpa + ((i * 8 + b) << 12) for i, byte in enumerate(log) if byte for b in range(8) if byte >> b & 1]
+
     @property
     def memory_slots(self):
         """The slots besides RAM, as (gpa, size, readonly) in address order."""

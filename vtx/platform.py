@@ -44,6 +44,11 @@ class Platform:
         self.stopped = None             # why the platform stopped the guest (set by devices)
         self.injected = 0               # interrupts injected
         self.io_exits = 0
+        # Accounting over every vm.run the platform made (reset_stats).
+        self.exits = {}                 # ExitReason -> count
+        self.exit_ns = {}               # ExitReason -> wall ns, exit to next entry
+        self.instructions = 0
+        self.wall_ns = 0
         self._window = False
         v = self.vcpu
         # The guest's own exceptions go to its own IDT; port I/O exits for
@@ -223,6 +228,24 @@ class Platform:
 
     # --- running ------------------------------------------------------------------
 
+    def _account(self, r):
+        for k, n in r.exits.items():
+            self.exits[k] = self.exits.get(k, 0) + n
+            self.exit_ns[k] = self.exit_ns.get(k, 0) + r.exit_ns.get(k, 0)
+        self.instructions += r.instructions
+        self.wall_ns += r.wall_ns
+
+    def stats(self):
+        """The accounting since the platform was made (or reset_stats): a
+        dict with ``instructions``, ``wall_ns``, ``injected`` and per exit
+        reason ``exits`` and ``exit_ns``."""
+        return {"instructions": self.instructions, "wall_ns": self.wall_ns, "injected": self.injected,
+                "exits": dict(self.exits), "exit_ns": dict(self.exit_ns)}
+
+    def reset_stats(self):
+        self.exits, self.exit_ns = {}, {}
+        self.instructions = self.wall_ns = self.injected = 0
+
     def run(self, max_instructions=None, until=None, slice_instructions=50_000_000):
         """Run the guest until a device or handler stops it, ``until()``
         (called between slices and after each timer event) returns true, or
@@ -247,6 +270,7 @@ class Platform:
                 budget = min(budget, left)
             self.sync_interrupts(v)
             r = self.vm.run(max_instructions=budget)
+            self._account(r)
             self.advance()
             if self.stopped:
                 return self.stopped

@@ -343,6 +343,46 @@ cdef int hpa_cached(Cpu* c, uint64_t hpa) noexcept nogil:
     return 0
 
 
+# Dirty-page logging (docs/architecture.rst, "Memory slots and MMIO"), as a
+# hypervisor does it with write protection: while a slot logs, a TLB entry
+# for one of its pages gets write permission only once the page is marked
+# dirty, so the first guest write to a clean page takes the slow path, which
+# marks it.  Reading the log clears it and flushes the TLB.  The processor's
+# own writes to paging structures (accessed and dirty flags) are guest writes
+# too and are logged where they land.
+
+cdef inline void dirty_mark(Slot* s, uint64_t off) noexcept nogil:
+    s.dirty[off >> 18] |= 1ULL << ((off >> 12) & 63)
+
+
+cdef int dirty_note(Cpu* c, uint64_t hpa, int kind) noexcept nogil:
+    """For translate_slow: mark the page dirty on a write; return 1 when
+    the TLB entry must not get write permission (a clean logged page)."""
+    cdef int i
+    cdef Slot* s
+    for i in range(c.nslots - 1, -1, -1):
+        s = &c.slots[i]
+        if hpa >= s.base and hpa - s.base < s.size:
+            if s.dirty == NULL:
+                return 0
+            if kind == ACC_WRITE:
+                dirty_mark(s, hpa - s.base)
+                return 0
+            return not ((s.dirty[(hpa - s.base) >> 18] >> (((hpa - s.base) >> 12) & 63)) & 1)
+    return 0
+
+
+cdef void dirty_ptr(Cpu* c, uint8_t* p) noexcept nogil:
+    """Mark the page of host pointer p dirty if a logging slot holds it."""
+    cdef int i
+    cdef Slot* s
+    for i in range(c.nslots):
+        s = &c.slots[i]
+        if s.dirty != NULL and p >= s.ptr and p < s.ptr + s.size:
+            dirty_mark(s, <uint64_t>(p - s.ptr))
+            return
+
+
 cdef int gpa_is_mmio(Cpu* c, uint64_t gpa, int kind) noexcept nogil:
     """Whether a guest access to gpa is MMIO: a device claims the address and
     no guest-visible slot backs it, or it is a write to read-only memory whose
@@ -484,7 +524,7 @@ cdef int page_walk(Cpu* c, uint64_t lin, int kind, int user, uint64_t* gpa_out, 
     once the dirty flag is set, so the first write comes back here), plus
     WALK_GLOBAL and the page size."""
     cdef int levels, level, wide, shift, i
-    cdef uint64_t table, entry, page_size, gpa, rsvd
+    cdef uint64_t table, entry, page_size, gpa, rsvd, bits
     cdef uint8_t* eptr
     cdef uint8_t* ptrs[4]
     cdef uint64_t vals[4]
@@ -601,9 +641,12 @@ cdef int page_walk(Cpu* c, uint64_t lin, int kind, int user, uint64_t* gpa_out, 
             return rc
     for i in range(level - 1, levels):
         if i == level - 1:
-            pt_set_bits(ptrs[i], wide, vals[i], 0x20 | (0x40 if kind == ACC_WRITE else 0))
+            bits = 0x20 | (0x40 if kind == ACC_WRITE else 0)
         else:
-            pt_set_bits(ptrs[i], wide, vals[i], 0x20)
+            bits = 0x20
+        if c.dirty_log and (vals[i] | bits) != vals[i]:
+            dirty_ptr(c, ptrs[i])       # [dirty log] the processor writes the entry
+        pt_set_bits(ptrs[i], wide, vals[i], bits)
     # The rights the TLB keeps, for every kind of access and CPL.  SMAP
     # depends on RFLAGS.AC, which changes without a flush: supervisor data
     # rights on a user page are left out, so those accesses walk every time.
@@ -643,6 +686,8 @@ cdef int translate_slow(Cpu* c, uint64_t lin, int kind, int user, uint8_t** host
         wc = TLB_UWC if user == AM_USER else TLB_WC
         if e.perm & wc:
             if code_write_ok(c, e.hpa | (lin & 0xFFF)):
+                if c.dirty_log:
+                    dirty_note(c, e.hpa, ACC_WRITE)
                 host[0] = e.host + (lin & 0xFFF)
                 return RC_OK
             code_page_written(c, e.hpa)
@@ -681,6 +726,8 @@ cdef int translate_slow(Cpu* c, uint64_t lin, int kind, int user, uint8_t** host
         code_page_written(c, hpa)
     if hpa < c.ram_size and c.code_pages[hpa >> 12]:
         perm = withhold_write(perm)
+    if c.dirty_log and dirty_note(c, hpa, kind):
+        perm &= ~(<uint32_t>(TLB_W | TLB_UW | TLB_WC | TLB_UWC))
     if c.dr7 & 0xFF:
         # [debug] a watched page keeps its accesses on the slow path (core/insn/debug.pxi)
         perm = dbg_tlb_perm(c, lin, perm)
