@@ -1,5 +1,8 @@
 """Devices a virtual PC is made of (docs/architecture.rst, "The platform")."""
 
 from .base import Clock, Device, InstructionClock, IrqLine, NoIrq, WallClock
+from .pic import Pic8259Pair
+from .pit import Pit8254
 
-__all__ = ["Clock", "Device", "InstructionClock", "IrqLine", "NoIrq", "WallClock"]
+__all__ = ["Clock", "Device", "InstructionClock", "IrqLine", "NoIrq", "WallClock",
+           "Pic8259Pair", "Pit8254"]
