@@ -3,6 +3,7 @@
 from .base import Clock, Device, InstructionClock, IrqLine, NoIrq, WallClock
 from .pic import Pic8259Pair
 from .pit import Pit8254
+from .uart import Uart16550
 
 __all__ = ["Clock", "Device", "InstructionClock", "IrqLine", "NoIrq", "WallClock",
-           "Pic8259Pair", "Pit8254"]
+           "Pic8259Pair", "Pit8254", "Uart16550"]
