@@ -401,6 +401,23 @@ def test_load_linux_kernel_that_does_not_fit():
         load_linux(vm, 12345)
 
 
+def test_load_linux_from_paths(tmp_path):
+    vm, image = synthetic_vm()
+    (tmp_path / "vmlinuz").write_bytes(image)
+    (tmp_path / "initrd").write_bytes(b"ABCD" * 3)
+    info = load_linux(vm, tmp_path / "vmlinuz", initrd=str(tmp_path / "initrd"))
+    assert info.initrd_size == 12 and vm.read(info.initrd_address, 12) == b"ABCD" * 3
+    assert vm.read(0x1000000, 0x300) == b"\x90" * 0x300
+    with pytest.raises(vtx.ArgumentError, match="cannot read the initrd"):
+        load_linux(vtx.VM(memory=64 << 20), image, initrd=tmp_path / "missing")
+
+
+def test_load_linux_low_memory_reserved():
+    vm, image = synthetic_vm()
+    with pytest.raises(vtx.ArgumentError, match="tables and command line need"):
+        load_linux(vm, image, reserved=[(0x8000, 0x1000)])
+
+
 def test_load_linux_unaligned_pref_address():
     vm, image = synthetic_vm(pref_address=0x1100000)
     assert load_linux(vm, image).load_address == 0x1200000
@@ -439,6 +456,12 @@ def test_fetch_without_apt_raises(tmp_path, monkeypatch):
     (tmp_path / "c2" / "assets.json").write_text('{"kernel": "gone"}')
     with pytest.raises(LinuxAssetsUnavailable):
         fetch(tmp_path / "c2")
+
+
+def test_fetch_command_line_reports_the_reason(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert fetch_mod.main(["--cache", str(tmp_path / "c")]) == 1
+    assert "Linux boot assets unavailable: apt-get is not installed" in capsys.readouterr().err
 
 
 def test_resolve_kernel_package(monkeypatch):

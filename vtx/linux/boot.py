@@ -242,6 +242,10 @@ def load_linux(vm, kernel, initrd=None, cmdline="console=ttyS0", vcpu=None, rese
     _int("acpi_rsdp", acpi_rsdp)
     ram = vm.memory_size
     e820 = e820_map(ram, reserved)
+    low_end = CMDLINE_ADDRESS + len(cmd) + 1
+    if not any(k == E820_RAM and a <= GDT_ADDRESS and low_end <= a + n for a, n, k in e820):
+        raise ArgumentError(f"the loader's tables and command line need [{GDT_ADDRESS:#x}, {low_end:#x}) "
+                            f"in usable RAM; a reserved range covers part of it")
 
     # The load address: pref_address, which the kernel was linked for, or
     # (when it is unusable and the kernel is relocatable) 16 MiB; aligned to

@@ -156,14 +156,23 @@ def fetch(cache_dir=None):
         kversion, bversion = _deb_version(kdeb), _deb_version(bdeb)
         kroot, broot = cache / kpkg, cache / BUSYBOX
         for deb, root in ((kdeb, kroot), (bdeb, broot)):
+            # Unpack beside the cache's copy and swap it in whole, so that a
+            # reader never sees a half-unpacked tree.
+            staged = tmp / ("unpacked-" + root.name)
+            staged.mkdir()
+            _run(["dpkg-deb", "-x", str(deb), str(staged)])
+            if root is kroot:
+                # The image package also carries ~100 MB of modules; the
+                # initramfs of this package loads none, so only boot/ is kept.
+                for extra in staged.iterdir():
+                    if extra.name != "boot":
+                        shutil.rmtree(extra, ignore_errors=True)
             shutil.rmtree(root, ignore_errors=True)
-            root.mkdir()
-            _run(["dpkg-deb", "-x", str(deb), str(root)])
-    # The image package also carries ~100 MB of modules; the initramfs this
-    # package builds loads none, so only boot/ is kept.
-    for extra in kroot.iterdir():
-        if extra.name != "boot":
-            shutil.rmtree(extra, ignore_errors=True)
+            try:
+                os.rename(staged, root)
+            except OSError:
+                if not root.is_dir():        # else another fetch put it there first
+                    raise LinuxAssetsUnavailable(f"cannot move the unpacked {root.name} into {cache}") from None
     images = sorted((kroot / "boot").glob("vmlinuz-*"))
     if len(images) != 1:
         raise LinuxAssetsUnavailable(f"{kpkg} holds {len(images)} boot/vmlinuz-* files, not one")
