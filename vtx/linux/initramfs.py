@@ -170,12 +170,14 @@ def busybox_initramfs(busybox_path, init_script=None):
     a = Newc()
     for d in ("bin", "sbin", "dev", "etc", "proc", "sys", "root", "tmp", "usr", "usr/bin", "usr/sbin"):
         a.directory(d, 0o1777 if d == "tmp" else (0o700 if d == "root" else 0o755))
-    # The nodes the kernel opens before devtmpfs is mounted: /dev/console for
-    # init's standard streams (Documentation/admin-guide/devices.txt: 5,1),
-    # the first serial port (4,64) and /dev/null (1,3).
+    # The nodes /init may need before devtmpfs is mounted: /dev/console, which
+    # the kernel opens for init's standard streams (Documentation/admin-guide/
+    # devices.txt: 5,1), the first serial port (4,64), /dev/null (1,3) and
+    # /dev/kmsg (1,11), whose lines the kernel prints on its console.
     a.device("dev/console", "c", 5, 1, 0o600)
     a.device("dev/ttyS0", "c", 4, 64, 0o660)
     a.device("dev/null", "c", 1, 3, 0o666)
+    a.device("dev/kmsg", "c", 1, 11, 0o644)
     a.file("bin/busybox", busybox, 0o755)
     for name in APPLETS:
         a.symlink(f"bin/{name}", "busybox")
