@@ -5,7 +5,6 @@ vtx.VM until it prints its memory map and command line."""
 import gzip
 import importlib
 import json
-import os
 import stat
 
 import pytest
@@ -413,6 +412,13 @@ def test_load_linux_from_paths(tmp_path):
         load_linux(vtx.VM(memory=64 << 20), image, initrd=tmp_path / "missing")
 
 
+def test_load_linux_foreign_vcpu():
+    vm, image = synthetic_vm()
+    other = vtx.VM(memory=1 << 20)
+    with pytest.raises(vtx.ArgumentError, match="not a vCPU of this VM"):
+        load_linux(vm, image, vcpu=other.add_vcpu())
+
+
 def test_load_linux_low_memory_reserved():
     vm, image = synthetic_vm()
     with pytest.raises(vtx.ArgumentError, match="tables and command line need"):
@@ -423,8 +429,12 @@ def test_load_linux_unaligned_pref_address():
     vm, image = synthetic_vm(pref_address=0x1100000)
     assert load_linux(vm, image).load_address == 0x1200000
     vm, image = synthetic_vm(pref_address=0x1100000, relocatable=0)
-    with pytest.raises(vtx.ArgumentError, match="not relocatable"):
-        load_linux(vm, image)
+    assert load_linux(vm, image).load_address == 0x1100000
+    assert vm.vcpu.rip == 0x1100200
+    vm, image = synthetic_vm(pref_address=0x1000, relocatable=0)
+    assert load_linux(vm, image).load_address == 0x100000
+    vm, image = synthetic_vm(pref_address=0)
+    assert load_linux(vm, image).load_address == 0x1000000
 
 
 # --- fetch without the network --------------------------------------------------------
@@ -591,9 +601,10 @@ def test_real_kernel_boots_to_its_command_line(assets, kaslr):
 
 def test_real_kernel_runs_init_from_the_initramfs(assets):
     """With the delay loop preset (no timer interrupt yet: lpj=), the kernel
-    unpacks the initramfs and runs /init (busybox: mount, uname, cat).  /init writes to /dev/kmsg, whose lines the kernel prints
-    on its console by polling: the console tty's own output needs the UART's
-    interrupt, which this test's port handler does not give."""
+    unpacks the initramfs and runs /init (busybox: mount, uname, cat).  /init
+    writes to /dev/kmsg, whose lines the kernel prints on its console by
+    polling: the console tty's own output needs the UART's interrupt, which
+    this test's port handler does not give."""
     cmdline = "console=ttyS0 earlyprintk=serial,ttyS0 lpj=4000000"
     init = ("#!/bin/busybox sh\n"
             "/bin/busybox mount -t proc proc /proc\n"

@@ -247,16 +247,17 @@ def load_linux(vm, kernel, initrd=None, cmdline="console=ttyS0", vcpu=None, rese
         raise ArgumentError(f"the loader's tables and command line need [{GDT_ADDRESS:#x}, {low_end:#x}) "
                             f"in usable RAM; a reserved range covers part of it")
 
-    # The load address: pref_address, which the kernel was linked for, or
-    # (when it is unusable and the kernel is relocatable) 16 MiB; aligned to
-    # kernel_alignment either way (boot protocol, "kernel_alignment").
-    align = h.kernel_alignment or 0x200000
-    load = h.pref_address if h.pref_address >= HIGH_RAM_START else 0x1000000
-    if load % align:
-        if not h.relocatable_kernel:
-            raise ArgumentError(f"the kernel is not relocatable and its pref_address {load:#x} is not aligned "
-                                f"to kernel_alignment {align:#x}")
+    # The load address (boot protocol, "relocatable_kernel", "pref_address"):
+    # a relocatable kernel goes at any address aligned to kernel_alignment,
+    # preferably pref_address (16 MiB if that is below 1 MiB); a kernel that
+    # is not relocatable moves itself to pref_address whatever the load
+    # address, so it is loaded there (or at the classic 1 MiB without one).
+    if h.relocatable_kernel:
+        align = h.kernel_alignment or 0x200000
+        load = h.pref_address if h.pref_address >= HIGH_RAM_START else 0x1000000
         load = -(-load // align) * align
+    else:
+        load = h.pref_address if h.pref_address >= HIGH_RAM_START else HIGH_RAM_START
     kernel_bytes = image.kernel
     span = max(h.init_size, len(kernel_bytes))
     if not any(k == E820_RAM and a <= load and load + span <= a + n for a, n, k in e820):
@@ -278,6 +279,8 @@ def load_linux(vm, kernel, initrd=None, cmdline="console=ttyS0", vcpu=None, rese
 
     if vcpu is None:
         vcpu = vm.vcpus[0] if vm.vcpus else vm.add_vcpu()
+    elif not any(vcpu is own for own in vm.vcpus):
+        raise ArgumentError(f"vcpu {vcpu!r} is not a vCPU of this VM (vm.add_vcpu() makes one)")
     v = vcpu
 
     vm.load(load, kernel_bytes)
