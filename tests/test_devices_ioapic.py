@@ -235,3 +235,11 @@ def test_random_writes_never_raise():
                 a.acknowledge()
             a.mmio_write(LBASE + L.EOI, 4, 0)
     assert reg_read(io, IO.IOAPICVER) == 0x00170011
+
+
+def test_polarity_change_asserts_level_input():
+    io, (a0, a1), events = system()
+    route(io, 12, 0x8000 | 0x3C)         # level, active high, line low: idle
+    assert a0.irr == 0
+    route(io, 12, 0xA000 | 0x3C)         # active low: the low line is asserted
+    assert a0.irr == 1 << 0x3C and reg_read(io, 0x28) == 0xE03C

@@ -122,12 +122,12 @@ class IoApic(Device):
             if index & 1:
                 entry[1] = value & RTE_HIGH_WRITABLE
             else:
-                old = entry[0]
-                entry[0] = (old & RTE_REMOTE_IRR) | (value & RTE_LOW_WRITABLE)
+                entry[0] = (entry[0] & RTE_REMOTE_IRR) | (value & RTE_LOW_WRITABLE)
                 if not entry[0] & RTE_LEVEL:
                     entry[0] &= ~RTE_REMOTE_IRR     # remote IRR is for level entries
-                if old & RTE_MASK and not entry[0] & RTE_MASK:
-                    self._level_service(pin)
+                # An asserted level input goes out as soon as the entry allows
+                # it (unmasked, level, the right polarity).
+                self._level_service(pin)
         # IOAPICVER, IOAPICARB and unknown addresses are read-only / nothing.
 
     def mmio_read(self, addr, size):
