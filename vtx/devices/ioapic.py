@@ -60,7 +60,8 @@ class IoApic(Device):
     def __init__(self, clock=None, base=DEFAULT_BASE, ioapic_id=0, bus=None):
         if isinstance(base, bool) or not isinstance(base, int) or base & 0xFF or base < 0:
             raise ArgumentError(f"IoApic base must be a 256-byte aligned address, not {base!r}")
-        if isinstance(ioapic_id, bool) or not isinstance(ioapic_id, int) or not 0 <= ioapic_id <= 15:
+        if (isinstance(ioapic_id, bool) or not isinstance(ioapic_id, int)
+                or not 0 <= ioapic_id <= 15):
             raise ArgumentError(f"ioapic_id must be an int in [0, 15], not {ioapic_id!r}")
         self.clock = clock
         self.base = base
@@ -156,7 +157,8 @@ class IoApic(Device):
         the input is active and unmasked and its remote IRR is clear, and sets
         remote IRR until the local APIC's EOI (3.2.4)."""
         if isinstance(line, bool) or not isinstance(line, int) or not 0 <= line < NUM_PINS:
-            raise ArgumentError(f"set_irq: line must be an int in [0, {NUM_PINS - 1}], not {line!r}")
+            raise ArgumentError(f"set_irq: line must be an int in [0, {NUM_PINS - 1}], "
+                                f"not {line!r}")
         was = self._active(line)
         self.pins[line] = bool(level)
         lo = self.redtbl[line][0]

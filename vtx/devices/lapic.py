@@ -230,7 +230,8 @@ class LocalApic(Device):
         _check_int("phys_bits", phys_bits, 32, 52)
         if isinstance(tsc_per_ns, bool) or not isinstance(tsc_per_ns, (int, Fraction)) \
                 or tsc_per_ns <= 0:
-            raise ArgumentError(f"tsc_per_ns must be a positive int or Fraction, not {tsc_per_ns!r}")
+            raise ArgumentError("tsc_per_ns must be a positive int or Fraction, "
+                                f"not {tsc_per_ns!r}")
         self.clock = clock
         self.x2apic_id = apic_id
         self.bsp = (apic_id == 0) if bsp is None else bool(bsp)
@@ -508,9 +509,8 @@ class LocalApic(Device):
             self.deliver_nmi()
         elif mode == DM_INIT:
             self.deliver_init()
-        elif mode == DM_EXTINT and self.on_extint is not None:
-            self.on_extint()
-        # SMI and the reserved modes: nothing (the model has no SMM).
+        # SMI: nothing (the model has no SMM); ExtINT is LINT0's, which the
+        # platform asks through lint0_extint(); the other modes are reserved.
 
     def trigger_lvt(self, source):
         """A local event of ``source`` ('cmci', 'thermal' or 'perf') raises its
