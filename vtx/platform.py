@@ -50,6 +50,8 @@ class Platform:
         self.instructions = 0
         self.wall_ns = 0
         self._window = False
+        self._slice_end = 0             # clock time at which the current vm.run slice ends
+        self._reslice = False
         v = self.vcpu
         # The guest's own exceptions go to its own IDT; port I/O exits for
         # the devices; the TSC offset carries the time a halted guest skipped.
@@ -138,6 +140,8 @@ class Platform:
             self._set_window(v, True)
 
     def _set_window(self, v, on):
+        if on == self._window:
+            return
         ctl = v.vmread(F.PRIMARY_PROC_BASED_CONTROLS)
         ctl = ctl | ProcBased.INTERRUPT_WINDOW_EXITING if on else ctl & ~ProcBased.INTERRUPT_WINDOW_EXITING
         v.vmwrite(F.PRIMARY_PROC_BASED_CONTROLS, ctl)
@@ -150,10 +154,10 @@ class Platform:
         q = exit.qualification
         size = (q & 7) + 1
         port = (q >> 16) & 0xFFFF
+        dev = self._ports[port]
         if q & 16:
             self._string_io(vcpu, exit, size, port, bool(q & 8), bool(q & 32))
         else:
-            dev = self._ports[port]
             if q & 8:
                 value = dev.io_read(port, size) if dev is not None else (1 << (8 * size)) - 1
                 value &= (1 << (8 * size)) - 1
@@ -162,12 +166,26 @@ class Platform:
                 else:
                     mask = (1 << (8 * size)) - 1
                     vcpu.rax = (vcpu.rax & ~mask) | value
+                # A read changes no deadline; an interrupt request it lowers
+                # costs at most one interrupt-window exit that finds nothing.
+                # (Polling loops, such as a PIT calibration, read millions of times.)
+                if not self.stopped:
+                    return RESUME
             elif dev is not None:
                 dev.io_write(port, size, exit.value)
         if self.stopped:
             return STOP
         self.advance()
         self.sync_interrupts(vcpu)
+        if dev is not None and dev in self.timers:
+            d = dev.next_deadline()
+            if d is not None and d < self._slice_end:
+                # The guest programmed a timer that expires before the current
+                # slice ends: end the slice after this instruction.
+                vcpu.rip = vcpu.rip + exit.instruction_length
+                vcpu.vmwrite(F.GUEST_INTERRUPTIBILITY_STATE, vcpu.vmread(F.GUEST_INTERRUPTIBILITY_STATE) & ~3)
+                self._reslice = True
+                return STOP
         return RESUME
 
     def _string_io(self, vcpu, exit, size, port, is_in, rep):
@@ -269,11 +287,15 @@ class Platform:
                     return "budget"
                 budget = min(budget, left)
             self.sync_interrupts(v)
+            self._slice_end = now + budget * getattr(self.clock, "ns_per_instruction", 1)
             r = self.vm.run(max_instructions=budget)
             self._account(r)
             self.advance()
             if self.stopped:
                 return self.stopped
+            if r.stop == "stop" and self._reslice:
+                self._reslice = False
+                continue
             if r.stop != "budget":
                 return r.stop
 
