@@ -3,7 +3,8 @@
 from .base import Clock, Device, InstructionClock, IrqLine, NoIrq, WallClock
 from .pic import Pic8259Pair
 from .pit import Pit8254
+from .rtc import CmosRtc
 from .uart import Uart16550
 
 __all__ = ["Clock", "Device", "InstructionClock", "IrqLine", "NoIrq", "WallClock",
-           "Pic8259Pair", "Pit8254", "Uart16550"]
+           "CmosRtc", "Pic8259Pair", "Pit8254", "Uart16550"]
