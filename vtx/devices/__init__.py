@@ -1,11 +1,16 @@
 """Devices a virtual PC is made of (docs/architecture.rst, "The platform")."""
 
 from .base import Clock, Device, InstructionClock, IrqLine, NoIrq, WallClock
+from .debugexit import DebugCon, DebugExit, PostCode
+from .i8042 import I8042, SystemControlA
 from .ioapic import IoApic
 from .lapic import ApicBus, ApicGp, LocalApic
 from .pic import Pic8259Pair
 from .pit import Pit8254
+from .rtc import CmosRtc
 from .uart import Uart16550
 
-__all__ = ["ApicBus", "ApicGp", "Clock", "Device", "InstructionClock", "IoApic", "IrqLine",
-           "LocalApic", "NoIrq", "WallClock", "Pic8259Pair", "Pit8254", "Uart16550"]
+__all__ = ["Clock", "Device", "InstructionClock", "IrqLine", "NoIrq", "WallClock",
+           "ApicBus", "ApicGp", "IoApic", "LocalApic",
+           "CmosRtc", "DebugCon", "DebugExit", "I8042", "Pic8259Pair", "Pit8254", "PostCode",
+           "SystemControlA", "Uart16550"]
