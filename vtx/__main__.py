@@ -14,7 +14,20 @@ def main(argv=None):
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("demo", help="run a hello-world guest in real, protected and long mode under a "
                                 "Python hypervisor and show its VM exits")
+    lx = sub.add_parser("linux", help="boot an unmodified Debian Linux kernel with a busybox initramfs "
+                                      "to a shell under a Python hypervisor and show what its VM exits cost")
+    lx.add_argument("--cache", help="where the kernel and busybox packages go (default $VTX_CACHE or "
+                                    "~/.cache/vtx/linux)")
+    lx.add_argument("--memory", type=int, default=256, help="guest RAM in MiB (default 256)")
+    lx.add_argument("--cmdline", help="the kernel command line (default: vtx.linux.machine.DEFAULT_CMDLINE)")
+    lx.add_argument("--command", default="uname -r; cat /proc/cpuinfo | head; echo ok",
+                    help="what to type at the prompt after the boot")
+    lx.add_argument("--interactive", action="store_true",
+                    help="after the boot, read commands from the terminal until EOF")
+    lx.add_argument("--quiet", action="store_true", help="do not echo the console while booting")
     args = parser.parse_args(argv)
+    if args.command == "linux":
+        return _linux(args)
     if args.command == "demo":
         from .demo import demo
         try:
@@ -24,6 +37,37 @@ def main(argv=None):
             return 0
     parser.print_help()
     return 2
+
+
+def _linux(args):
+    from .linux import LinuxAssetsUnavailable, fetch
+    from .linux.machine import DEFAULT_CMDLINE, LinuxMachine
+    try:
+        assets = fetch(args.cache)
+    except LinuxAssetsUnavailable as e:
+        print(f"cannot fetch the Linux kernel and busybox: {e}", file=sys.stderr)
+        return 1
+
+    def echo(data):
+        sys.stdout.write(data.decode("utf-8", "replace"))
+        sys.stdout.flush()
+    m = LinuxMachine(assets, memory=args.memory << 20, cmdline=args.cmdline or DEFAULT_CMDLINE,
+                     console=None if args.quiet else echo)
+    if not m.boot():
+        print(f"\nthe boot did not reach the shell prompt ({m.platform.stopped or 'budget spent'})",
+              file=sys.stderr)
+        return 1
+    if args.interactive:
+        m.uart.on_output = echo
+        for line in sys.stdin:
+            m.command(line)
+    elif args.command:
+        out = m.command(args.command)
+        if args.quiet:
+            sys.stdout.write(out)
+    print("\n")
+    print(m.report())
+    return 0
 
 
 if __name__ == "__main__":

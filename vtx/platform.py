@@ -264,7 +264,7 @@ class Platform:
         self.exits, self.exit_ns = {}, {}
         self.instructions = self.wall_ns = self.injected = 0
 
-    def run(self, max_instructions=None, until=None, slice_instructions=50_000_000):
+    def run(self, max_instructions=None, until=None, slice_instructions=None):
         """Run the guest until a device or handler stops it, ``until()``
         (called between slices and after each timer event) returns true, or
         ``max_instructions`` more instructions retired.  Returns why: the
@@ -273,6 +273,9 @@ class Platform:
         v = self.vcpu
         start = v.instructions
         self.stopped = None
+        if slice_instructions is None:
+            # until() is looked at between slices: a few milliseconds of guest time.
+            slice_instructions = 5_000_000 if until is not None else 50_000_000
         while True:
             if until is not None and until():
                 return "until"

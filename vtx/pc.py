@@ -1,0 +1,228 @@
+"""A PC as a hosted hypervisor builds one: :class:`PcMachine`.
+
+What a small KVM-based VMM gives its guest, in Python on vtx: RAM at 0, the
+legacy devices of a PC at their usual ports (the 8259A PIC pair, the 8254 PIT
+with port 61H, the MC146818 RTC, a 16550A UART as COM1, the 8042 keyboard
+controller's reset line and port 92H, the POST port, PCI configuration
+mechanism #1 with a host bridge, a debug-exit port), and the exit handling
+every guest OS needs beyond the devices (docs/architecture.rst, "The
+platform"):
+
+- CPUID from the CPU model, with the "hypervisor present" bit (CPUID.1:ECX
+  bit 31) that a VMM sets, and an empty hypervisor leaf range 40000000H;
+- no MSR exits (the MSR bitmap is clear): the model's MSRs serve the guest;
+- XSETBV, which exits unconditionally in VMX non-root operation (SDM Vol. 3C
+  26.1.2), emulated with its #GP conditions (SDM Vol. 2 XSETBV);
+- INVD, also unconditional, as a no-op (the model has no caches to drop);
+- "enable INVPCID" and "enable RDTSCP", without which those instructions are
+  #UD in VMX non-root operation (SDM Vol. 3C 26.3), as KVM sets them;
+- a triple fault, the reset line and the debug-exit port stop the machine
+  with the reason in ``platform.stopped``.
+"""
+
+from . import devices as _dev
+from .cpu_model import CpuModel
+from .errors import ArgumentError
+from .platform import Platform
+from .spec import ProcBased, ProcBased2, VmcsField as F
+from .vm import RESUME, RETRY, STOP, VM
+
+#: The hypervisor-present bit: CPUID.1:ECX[31] (SDM Vol. 2A CPUID: "not used",
+#: which VMMs set and guests read as "running on a hypervisor").
+CPUID_HYPERVISOR = 1 << 31
+_MSR_BITMAP = 0x3000          # vtx.vm's private-memory layout
+
+#: The time-stamp counter's frequency, as CPUID tells it (SDM Vol. 2A CPUID
+#: leaves 15H and 16H): the model's TSC advances one tick per retired
+#: instruction and the platform's clock takes that as 1 ns, so the TSC runs at
+#: 1 GHz: a 25 MHz crystal times 40/1, base and maximum frequency 1000 MHz,
+#: bus 100 MHz.  A kernel that reads these (Linux does on Intel processors)
+#: needs no calibration against the PIT.  The leaves between the model's
+#: highest and 16H enumerate nothing (zeros).
+TSC_LEAVES = {0x15: (1, 40, 25_000_000, 0), 0x16: (1000, 1000, 100, 0)}
+TSC_LEAVES_MAX = 0x16
+
+
+class ApicRouter:
+    """What the vCPU's INTR sees with a local APIC in front of the 8259 PIC
+    (virtual wire mode, SDM Vol. 3A 11.4.1 and the MP specification's
+    "virtual wire" mode): the APIC's own pending vector first, else the PIC's
+    request through LINT0 when that is programmed as ExtINT (or the APIC is
+    disabled and LINT0 is the INTR pin).  Device interrupt lines go to the
+    PIC (there is no I/O APIC without firmware tables to describe it)."""
+
+    def __init__(self, lapic, pic):
+        self.lapic = lapic
+        self.pic = pic
+
+    def set_irq(self, line, level):
+        self.pic.set_irq(line, level)
+
+    def pending(self):
+        return self.lapic.pending() is not None or (self.pic.pending() and self.lapic.lint0_extint())
+
+    def acknowledge(self):
+        if self.lapic.pending() is not None:
+            return self.lapic.acknowledge()
+        return self.pic.acknowledge()
+
+
+def legacy_cpu_model():
+    """The CPU model of a PC without a local APIC: interrupts come from the
+    8259A PIC through INTR (what the PIC-only :class:`PcMachine` serves)."""
+    return CpuModel("default", remove=["APIC", "X2APIC", "TSC_DEADLINE"])
+
+
+def apic_cpu_model():
+    """The CPU model of a PC with an xAPIC (the x2APIC and the TSC-deadline
+    timer are not advertised: the platform serves the APIC page by MMIO)."""
+    return CpuModel("default", remove=["X2APIC", "TSC_DEADLINE"])
+
+
+class PcMachine:
+    """A VM with a PC's devices, served by a :class:`~vtx.platform.Platform`.
+
+    ``memory``: RAM size in bytes (at guest-physical 0).  ``cpu``: a
+    :class:`vtx.CpuModel` (default :func:`legacy_cpu_model`).  ``console``:
+    called with the bytes the guest writes to COM1 (default: collected only,
+    in ``machine.uart.output``).  ``clock``: a :mod:`vtx.devices` clock
+    (default deterministic, one nanosecond per instruction)."""
+
+    def __init__(self, memory=256 << 20, cpu=None, console=None, clock=None, apic=False):
+        if cpu is None:
+            cpu = apic_cpu_model() if apic else legacy_cpu_model()
+        self.vm = VM(memory=memory, cpu=cpu)
+        self.vcpu = self.vm.add_vcpu()
+        self.platform = p = Platform(self.vm, clock)
+        self.clock = p.clock
+        v = self.vcpu
+        v.vmwrite(F.PRIMARY_PROC_BASED_CONTROLS,
+                  v.vmread(F.PRIMARY_PROC_BASED_CONTROLS) | ProcBased.USE_MSR_BITMAPS)
+        priv = self.vm._priv
+        priv[_MSR_BITMAP:_MSR_BITMAP + 4096] = bytes(4096)
+        del priv
+        v.vmwrite(F.SECONDARY_PROC_BASED_CONTROLS, v.vmread(F.SECONDARY_PROC_BASED_CONTROLS)
+                  | ProcBased2.ENABLE_INVPCID | ProcBased2.ENABLE_RDTSCP)
+        self._attach_devices(console)
+        self.lapic = None
+        if apic:
+            self._attach_apic()
+        self._max_leaf = v.model_cpuid(0, 0)[0]
+        vm = self.vm
+        vm.on("CPUID")(self._cpuid)
+        vm.on("XSETBV")(self._xsetbv)
+        vm.on("INVD")(lambda vcpu, exit: RESUME)
+        vm.on("TRIPLE_FAULT")(self._triple_fault)
+        vm.on("RDMSR", "WRMSR")(self._msr)
+
+    def _attach_devices(self, console):
+        p = self.platform
+        self.pic = p.attach(_dev.Pic8259Pair())
+        p.pic = self.pic
+        self.pit = p.attach(_dev.Pit8254(clock=p.clock, irq=_dev.IrqLine(p, 0)))
+        self.rtc = p.attach(_dev.CmosRtc(clock=p.clock, irq=_dev.IrqLine(p, 8)))
+        self.rtc.set_memory_size(self.vm.memory_size)
+        self.uart = p.attach(_dev.Uart16550(base=0x3F8, irq=_dev.IrqLine(p, 4), clock=p.clock))
+        if console is not None:
+            self.uart.on_output = console
+        self.kbc = p.attach(_dev.I8042(on_reset=lambda: self._stop("reset")))
+        p.attach(_dev.SystemControlA(on_reset=lambda: self._stop("reset")))
+        self.post = p.attach(_dev.PostCode())
+        self.debug_exit = p.attach(_dev.DebugExit(on_exit=lambda code: self._stop(f"debug-exit {code}")))
+        self.pci = p.attach(_dev.PciHost()) if hasattr(_dev, "PciHost") else None
+
+    def _attach_apic(self):
+        """A local APIC at FEE00000H.  Its timer counts at the crystal
+        frequency CPUID leaf 15H reports (25 MHz), which is what a kernel that
+        trusts that leaf programs it for.  IA32_APIC_BASE exits (the MSR
+        bitmap's read and write bits for 1BH, SDM Vol. 3C 25.6.9) so the APIC
+        sees moves and disables."""
+        from .devices.lapic import ApicGp
+        p = self.platform
+        self.lapic = _dev.LocalApic(p.clock, apic_id=0, bsp=True, bus_hz=TSC_LEAVES[0x15][2])
+        self._apic_base = self.lapic.base
+        self.vm.map_mmio(self._apic_base, 0x1000, self.lapic)
+        p.timers.append(self.lapic)
+        p.devices.append(self.lapic)
+        p.pic = ApicRouter(self.lapic, self.pic)
+        priv = self.vm._priv
+        for off in (0, 2048):                      # read low, write low
+            priv[_MSR_BITMAP + off + (0x1B >> 3)] |= 1 << (0x1B & 7)
+        del priv
+
+        def apic_base(vcpu, exit):
+            if exit.reason == 31:          # RDMSR
+                value = self.lapic.base_msr
+                vcpu.rax, vcpu.rdx = value & 0xFFFFFFFF, value >> 32
+                return RESUME
+            try:
+                self.lapic.set_base_msr(((vcpu.rdx & 0xFFFFFFFF) << 32) | (vcpu.rax & 0xFFFFFFFF))
+            except ApicGp:
+                vcpu.inject(13, error_code=0)
+                return RETRY
+            if self.lapic.base != self._apic_base:
+                self.vm.unmap_mmio(self._apic_base)
+                self._apic_base = self.lapic.base
+                self.vm.map_mmio(self._apic_base, 0x1000, self.lapic)
+            p.sync_interrupts(vcpu)
+            return RESUME
+        self._apic_msr = apic_base
+
+    def _stop(self, why):
+        self.platform.stopped = why
+
+    # --- exits ----------------------------------------------------------------------
+
+    def _cpuid(self, vcpu, exit):
+        leaf, sub = vcpu.rax & 0xFFFFFFFF, vcpu.rcx & 0xFFFFFFFF
+        if 0x40000000 <= leaf <= 0x400000FF:
+            a = b = c = d = 0             # no hypervisor interface to advertise
+        elif self._max_leaf < leaf <= TSC_LEAVES_MAX:
+            a, b, c, d = TSC_LEAVES.get(leaf, (0, 0, 0, 0))
+        else:
+            a, b, c, d = vcpu.model_cpuid(leaf, sub)
+            if leaf == 0:
+                a = max(a, TSC_LEAVES_MAX)
+            elif leaf == 1:
+                c |= CPUID_HYPERVISOR
+        vcpu.rax, vcpu.rbx, vcpu.rcx, vcpu.rdx = a, b, c, d
+        return RESUME
+
+    def _xsetbv(self, vcpu, exit):
+        """XSETBV (SDM Vol. 2 XSETBV): ECX must be 0 and the value must keep
+        x87 (bit 0), set only supported components, and not AVX without SSE;
+        otherwise #GP(0).  The CPL and CR4.OSXSAVE faults come before the exit."""
+        value = ((vcpu.rdx & 0xFFFFFFFF) << 32) | (vcpu.rax & 0xFFFFFFFF)
+        supported = vcpu.model_cpuid(0xD, 0)[0] | (vcpu.model_cpuid(0xD, 0)[3] << 32)
+        if vcpu.rcx & 0xFFFFFFFF or not value & 1 or value & ~supported or (value & 6) == 4:
+            vcpu.inject(13, error_code=0)
+            return RETRY
+        vcpu.xcr0 = value
+        return RESUME
+
+    def _msr(self, vcpu, exit):
+        """MSR exits: IA32_APIC_BASE with an APIC; the MSRs the bitmap cannot
+        cover (outside 0-1FFFH and C0000000H-C0001FFFH always exit, SDM Vol.
+        3C 26.1.3) are not the model's: #GP(0), as for a missing MSR."""
+        if self.lapic is not None and vcpu.rcx & 0xFFFFFFFF == 0x1B:
+            return self._apic_msr(vcpu, exit)
+        vcpu.inject(13, error_code=0)
+        return RETRY
+
+    def _triple_fault(self, vcpu, exit):
+        self._stop("triple fault")
+        return STOP
+
+    # --- running --------------------------------------------------------------------
+
+    def run(self, max_instructions=None, until=None):
+        """Run until a device stops the machine, ``until()`` is true, or
+        ``max_instructions``; returns why (see :meth:`Platform.run`)."""
+        return self.platform.run(max_instructions=max_instructions, until=until)
+
+    def type(self, text):
+        """Send ``text`` to the guest through COM1's receiver."""
+        if isinstance(text, str):
+            text = text.encode()
+        self.uart.feed(bytes(text))
+        self.platform.sync_interrupts()
