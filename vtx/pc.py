@@ -30,6 +30,9 @@ from .vm import RESUME, RETRY, STOP, VM
 #: The hypervisor-present bit: CPUID.1:ECX[31] (SDM Vol. 2A CPUID: "not used",
 #: which VMMs set and guests read as "running on a hypervisor").
 CPUID_HYPERVISOR = 1 << 31
+#: "APIC on chip": CPUID.1:EDX[9].  The local APIC is a device of the platform
+#: here (vtx.devices.LocalApic), so the platform, not the CPU model, says so.
+CPUID_APIC = 1 << 9
 _MSR_BITMAP = 0x3000          # vtx.vm's private-memory layout
 
 #: The time-stamp counter's frequency, as CPUID tells it (SDM Vol. 2A CPUID
@@ -74,8 +77,9 @@ def legacy_cpu_model():
 
 
 def apic_cpu_model():
-    """The CPU model of a PC with an xAPIC (the x2APIC and the TSC-deadline
-    timer are not advertised: the platform serves the APIC page by MMIO)."""
+    """The CPU model of a PC with an xAPIC: the CPU's own features (the
+    x2APIC and the TSC-deadline timer are not among them: the platform
+    serves the xAPIC page by MMIO and adds the APIC bit to CPUID)."""
     return CpuModel("default", remove=["X2APIC", "TSC_DEADLINE"])
 
 
@@ -185,6 +189,8 @@ class PcMachine:
                 a = max(a, TSC_LEAVES_MAX)
             elif leaf == 1:
                 c |= CPUID_HYPERVISOR
+                if self.lapic is not None:
+                    d |= CPUID_APIC           # the platform's local APIC is on the "chip"
         vcpu.rax, vcpu.rbx, vcpu.rcx, vcpu.rdx = a, b, c, d
         return RESUME
 
