@@ -174,7 +174,10 @@ class Platform:
             elif dev is not None:
                 dev.io_write(port, size, exit.value)
         if self.stopped:
-            return STOP
+            # A device stopped the machine (a reset, the debug-exit port, a
+            # marker on the console): the access is done, so the run stops
+            # after the instruction and goes on from the next one.
+            return self._stop_after(vcpu, exit)
         self.advance()
         self.sync_interrupts(vcpu)
         if dev is not None and dev in self.timers:
@@ -182,11 +185,16 @@ class Platform:
             if d is not None and d < self._slice_end:
                 # The guest programmed a timer that expires before the current
                 # slice ends: end the slice after this instruction.
-                vcpu.rip = vcpu.rip + exit.instruction_length
-                vcpu.vmwrite(F.GUEST_INTERRUPTIBILITY_STATE, vcpu.vmread(F.GUEST_INTERRUPTIBILITY_STATE) & ~3)
                 self._reslice = True
-                return STOP
+                return self._stop_after(vcpu, exit)
         return RESUME
+
+    def _stop_after(self, vcpu, exit):
+        """STOP with the exiting instruction retired, as RESUME would have
+        left it (RIP past it, blocking by STI or MOV SS ended)."""
+        vcpu.rip = vcpu.rip + exit.instruction_length
+        vcpu.vmwrite(F.GUEST_INTERRUPTIBILITY_STATE, vcpu.vmread(F.GUEST_INTERRUPTIBILITY_STATE) & ~3)
+        return STOP
 
     def _string_io(self, vcpu, exit, size, port, is_in, rep):
         """INS/OUTS (SDM Vol. 2 INS, OUTS): the VM-exit instruction

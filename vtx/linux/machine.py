@@ -39,6 +39,22 @@ class LinuxMachine(PcMachine):
         self.boot_info = load_linux(self.vm, kernel, initrd, cmdline)
         self.cmdline = cmdline
         self.phases = []            # (name, stats dict, wall seconds) per finished phase
+        # The console watches for the marker that ends the current boot phase
+        # and stops the platform right after the OUT that completes it, so a
+        # phase ends at an exact instruction.
+        self._marker = None
+        user_console = self.uart.on_output
+
+        def watch(data):
+            if user_console is not None:
+                user_console(data)
+            m = self._marker
+            out = self.uart.output
+            # A match that ends in the new bytes (not an old prompt before them).
+            if m is not None and out.find(m, len(out) - len(data) - len(m) + 1) >= 0:
+                self._marker = None
+                self.platform.stopped = "marker"
+        self.uart.on_output = watch
 
     @property
     def console(self):
@@ -55,12 +71,11 @@ class LinuxMachine(PcMachine):
                 continue
             t0 = time.perf_counter()
             start = self.platform.stats()
-            out = self.uart.output
-            spent = self.platform.instructions
-            why = self.run(max_instructions=max(1, max_instructions - spent),
-                           until=lambda m=marker: m in out)
+            self._marker = marker
+            why = self.run(max_instructions=max(1, max_instructions - self.platform.instructions))
+            self._marker = None
             self.phases.append((name, _delta(self.platform.stats(), start), time.perf_counter() - t0))
-            if why != "until":
+            if why != "marker":
                 return False
         return True
 
@@ -71,7 +86,10 @@ class LinuxMachine(PcMachine):
         out = self.uart.output
         mark = len(out)
         self.type(text.rstrip("\n") + "\n")
+        self._marker = PROMPT
+        # The echo of the command comes first; the prompt after it ends the run.
         self.run(max_instructions=max_instructions, until=lambda: out.rfind(PROMPT) >= mark)
+        self._marker = None
         return out[mark:].decode("utf-8", "replace")
 
     def report(self):
