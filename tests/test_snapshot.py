@@ -617,3 +617,32 @@ def test_pickling_points_to_snapshots():
     vm = vtx.VM(memory=1 << 20)
     with pytest.raises(TypeError, match="vm.save"):
         vm.__reduce__()
+
+
+def test_save_and_restore_while_another_thread_runs_the_guest_are_refused(path, tmp_path):
+    """While another thread's run is active the state may change at any
+    moment: save and restore are VmStateErrors.  The run is not disturbed."""
+    import threading
+    vm = vtx.VM(memory=1 << 20)
+    vm.load(CODE, vtx.asm("out 0x80, al\n1: inc eax\njmp 1b", bits=32, org=CODE))
+    vm.add_vcpu()
+    vm.setup_protected_mode(entry=CODE)
+    good = str(tmp_path / "good.snap")
+    vm.save(good)
+    started = threading.Event()
+    vm.on(R.IO_INSTRUCTION)(lambda vcpu, e: (started.set(), vtx.RESUME)[1])
+    result = []
+    t = threading.Thread(target=lambda: result.append(vm.run(max_instructions=30_000_000)))
+    t.start()
+    started.wait()
+    errors = set()
+    while t.is_alive() and len(errors) < 2:
+        for what, call in (("save", lambda: vm.save(path)), ("restore", lambda: vm.restore(good))):
+            try:
+                call()
+            except vtx.VmStateError as e:
+                errors.add((what, "another thread's run() is active" in str(e) if what == "save"
+                            else "cannot be restored while the machine runs" in str(e)))
+    t.join()
+    assert errors == {("save", True), ("restore", True)}
+    assert result[0].stop == "budget" and result[0].instructions == 30_000_000

@@ -37,6 +37,7 @@ import json
 import os
 import struct
 import tempfile
+import threading
 import zlib
 
 from . import _core
@@ -120,7 +121,7 @@ def save(machine, path, extra=None):
     Between runs, or from an exit handler during a run (the state of that
     exit is saved; restored, the guest is at the exiting instruction, as a
     handler that returns RETRY would leave it); not while another thread's
-    run is inside the guest."""
+    run is active.  (A BareMetal machine is saved between runs.)"""
     kind = _kind(machine)
     if extra is None:
         extra = {}
@@ -136,6 +137,11 @@ def save(machine, path, extra=None):
     vcpus = _vcpus(machine)
     if kind == "VM" and not vcpus:
         raise VmStateError("the VM has no vCPU to save; call vm.add_vcpu() first")
+    # From a handler of the run, the exit is complete and nothing executes;
+    # from another thread, the guest may execute at any moment of the save.
+    if any(_core._vcpu_busy(v) for v in vcpus) and machine._run_thread != threading.get_ident():
+        raise VmStateError("the machine cannot be saved while another thread's run() is active "
+                           "(save from an exit handler of that run, or after it returns)")
     layout = _core._snapshot_layout()
     images = [_core._snapshot_cpu(v) for v in vcpus]
     bitmap = _core._ram_nonzero_pages(m)

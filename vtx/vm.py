@@ -11,6 +11,7 @@ one-to-one, and "unrestricted guest" lets the guest run in real mode.
 import array
 import enum
 import sys
+import threading
 import time
 
 import attrs
@@ -261,6 +262,8 @@ class _Memory:
     #: The ``extra`` dict of the snapshot last restored into this machine
     #: (None before any restore).
     snapshot_extra = None
+    #: The thread whose run() is active (VM.run), for snapshots.
+    _run_thread = None
 
     def save(self, path, extra=None):
         """Save the whole machine to the file ``path``: every vCPU's processor
@@ -616,9 +619,18 @@ class VM(_Memory):
                 raise ArgumentError(f"max_instructions is an int in [1, {_core.MAX_BUDGET:#x}] or None, "
                                     f"not {max_instructions!r}")
         budget = max_instructions or 0
+        # The thread of the run, so that a snapshot taken from its handlers is
+        # allowed and one from another thread is not (vtx/snapshot.py).
+        outer = not _core._vcpu_busy(v)
+        if outer:
+            self._run_thread = threading.get_ident()
         t0 = time.perf_counter_ns()
-        why, last, per_reason, instructions, events = v._run(self._handlers, self._default, budget,
-                                                             RESUME, RETRY, STOP)
+        try:
+            why, last, per_reason, instructions, events = v._run(self._handlers, self._default, budget,
+                                                                 RESUME, RETRY, STOP)
+        finally:
+            if outer:
+                self._run_thread = None
         wall = time.perf_counter_ns() - t0
         exits, exit_ns = {}, {}
         for r, (n, ns) in per_reason.items():
