@@ -646,3 +646,19 @@ def test_save_and_restore_while_another_thread_runs_the_guest_are_refused(path, 
     t.join()
     assert errors == {("save", True), ("restore", True)}
     assert result[0].stop == "budget" and result[0].instructions == 30_000_000
+
+
+def test_a_changed_byte_anywhere_is_refused(victim):
+    """One bit flipped at positions spread over the whole file (prefix,
+    every section, digest): always a SnapshotError, never a restore."""
+    vm, log, good, future, bad = victim
+    data = open(good, "rb").read()
+    before = state(vm)
+    positions = sorted(set(range(0, 24)) | set(range(24, len(data), max(1, len(data) // 97))) | {len(data) - 1})
+    for where in positions:
+        with open(bad, "wb") as f:
+            f.write(_corrupt(data, where))
+        with pytest.raises(SnapshotError, match="not a vtx snapshot|truncated|corrupted|format version"):
+            vm.restore(bad)
+    assert state(vm) == before
+    assert_same(run_and_record(vm, log, 3000), future)
