@@ -485,7 +485,7 @@ cdef class Machine:
 
     def __reduce__(self):
         raise TypeError("a vtx Machine (guest memory and processor) cannot be copied or pickled; "
-                        "build another VM and load the same image (snapshots are not implemented yet)")
+                        "save the VM with vm.save(path) and load it with VM.load_snapshot(path)")
 
     def ram_view(self):
         """A read-only memoryview of guest RAM (write with :meth:`write`, which
@@ -549,8 +549,8 @@ cdef class VCpuBase:
     """The parts of :class:`VCpu` that are not generated register properties."""
 
     def __reduce__(self):
-        raise TypeError("a vtx VCpu cannot be copied or pickled: it is the processor of one VM; read the "
-                        "registers and VMCS fields you need (snapshots are not implemented yet)")
+        raise TypeError("a vtx VCpu cannot be copied or pickled: it is the processor of one VM; save the "
+                        "whole VM with vm.save(path)")
 
     def __cinit__(self, Machine machine not None):
         # The machine owns the Cpu struct; holding it keeps the struct alive
@@ -1225,3 +1225,4 @@ cdef uint32_t _encoding(object enc) except? 0xFFFFFFFFULL:
 
 
 include "core/regs_gen.pxi"
+include "core/snapshot.pxi"

@@ -132,7 +132,8 @@ class BareMetal(_Memory):
     firmware leaves it on a machine with VMX."""
 
     def __reduce__(self):
-        raise TypeError("a vtx.BareMetal machine cannot be copied or pickled (snapshots are not implemented yet)")
+        raise TypeError("a vtx.BareMetal machine cannot be copied or pickled; save it with machine.save(path) "
+                        "and make a copy with BareMetal.load_snapshot(path)")
 
     def __init__(self, memory=16 << 20, cpu="default"):
         _check_memory_size(memory)

@@ -95,6 +95,14 @@ class HostMemoryError(VtxError, MemoryError):
     says how much and what the host answered)."""
 
 
+class SnapshotError(VtxError):
+    """A snapshot file cannot be restored: not a vtx snapshot, truncated,
+    corrupted (its SHA-256 does not match), written by another vtx version
+    or processor layout, or made for a machine of another shape (memory
+    size, ROM, vCPUs) than the one receiving it.  The message says which;
+    the receiving machine is left as it was."""
+
+
 class EntryCheckMismatch(AssertionError):
     """The verification mode of the VM-entry checks (``VTX_ENTRY_CHECKS=verify``
     or ``vtx._core.set_entry_check_mode("verify")``) found a VMRESUME whose

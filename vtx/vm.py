@@ -11,6 +11,7 @@ one-to-one, and "unrestricted guest" lets the guest run in real mode.
 import array
 import enum
 import sys
+import threading
 import time
 
 import attrs
@@ -258,6 +259,50 @@ class _Memory:
         """The ROM image :meth:`map_rom` mapped (None without one)."""
         return self._machine.rom_bytes()
 
+    # --- snapshots (vtx/snapshot.py; docs/architecture.rst, "Snapshots") ------------
+
+    #: The ``extra`` dict of the snapshot last restored into this machine
+    #: (None before any restore).
+    snapshot_extra = None
+    #: The thread whose run() is active (VM.run), for snapshots.
+    _run_thread = None
+
+    def save(self, path, extra=None):
+        """Save the whole machine to the file ``path``: every vCPU's processor
+        and VMX state, the private memory (VMCS, bitmaps, EPT), RAM, the ROM
+        and ``extra``, a dict of JSON data of the platform's (device states).
+        Allowed between runs and from an exit handler (the state of that
+        exit is saved); returns the file's size in bytes.  Handlers are code
+        and are not saved."""
+        from . import snapshot
+        return snapshot.save(self, path, extra)
+
+    def restore(self, path):
+        """Bring this machine back to the state saved in ``path``, and return
+        the snapshot's ``extra`` (also in :attr:`snapshot_extra`).  The file is
+        read and checked whole first: a file that is not a snapshot, truncated,
+        corrupted, from another vtx version or processor layout, or of a
+        machine of another memory size raises :class:`vtx.errors.SnapshotError`
+        and leaves this machine as it was.  Not during a run
+        (:class:`~vtx.VmStateError`).  The TLB, the decoded instructions and
+        the translated blocks start empty; exit handlers stay as registered."""
+        from . import snapshot
+        snap = snapshot.read(path)
+        return snapshot.apply(snap, self)
+
+    @classmethod
+    def load_snapshot(cls, path):
+        """A new machine made from the snapshot in ``path``, with its memory
+        size and CPU model; its ``extra`` is in :attr:`snapshot_extra`.
+        Register the exit handlers again before running it."""
+        from . import snapshot
+        snap = snapshot.read(path)
+        if snap.kind != cls.__name__ and not any(k.__name__ == snap.kind for k in cls.__mro__):
+            raise snapshot.SnapshotError(f"the snapshot is of a {snap.kind}, not of a {cls.__name__}")
+        machine = cls(memory=snap.ram_size, cpu=snap.cpu_model)
+        snapshot.apply(snap, machine)
+        return machine
+
     def _tables_at(self, tables):
         """Where the setup_* methods put their 32 KiB of system tables."""
         if tables is None:
@@ -277,7 +322,7 @@ class VM(MemoryMap, _Memory):
 
     def __reduce__(self):
         raise TypeError("a vtx.VM cannot be copied or pickled: it owns host memory and a modeled processor "
-                        "mid-run; build another VM and load the same image (snapshots are not implemented yet)")
+                        "mid-run; save it with vm.save(path) and make a copy with VM.load_snapshot(path)")
 
     def __copy__(self):
         self.__reduce__()
@@ -581,9 +626,18 @@ class VM(MemoryMap, _Memory):
                 raise ArgumentError(f"max_instructions is an int in [1, {_core.MAX_BUDGET:#x}] or None, "
                                     f"not {max_instructions!r}")
         budget = max_instructions or 0
+        # The thread of the run, so that a snapshot taken from its handlers is
+        # allowed and one from another thread is not (vtx/snapshot.py).
+        outer = not _core._vcpu_busy(v)
+        if outer:
+            self._run_thread = threading.get_ident()
         t0 = time.perf_counter_ns()
-        why, last, per_reason, instructions, events = v._run(self._handlers, self._default, budget,
-                                                             RESUME, RETRY, STOP)
+        try:
+            why, last, per_reason, instructions, events = v._run(self._handlers, self._default, budget,
+                                                                 RESUME, RETRY, STOP)
+        finally:
+            if outer:
+                self._run_thread = None
         wall = time.perf_counter_ns() - t0
         exits, exit_ns = {}, {}
         for r, (n, ns) in per_reason.items():
