@@ -184,7 +184,23 @@ cdef list _snap_rows(Cpu* c):
     _fld(r, c, "io_value", &c.io_value, sizeof(c.io_value), S)
     _fld(r, c, "io_len", &c.io_len, sizeof(c.io_len), S)
     _fld(r, c, "rng", &c.rng, sizeof(c.rng), S)
+    # --- MMIO: the replay log of the instruction stopped at an access is
+    # state (a restored run replays it); the ranges devices claim are the
+    # receiving machine's (its memory map is rebuilt by its owner)
+    _fld(r, c, "mmio_on", &c.mmio_on, sizeof(c.mmio_on), K)
+    _fld(r, c, "mmio_range", &c.mmio_range, sizeof(c.mmio_range), K)
+    _fld(r, c, "mmio_nranges", &c.mmio_nranges, sizeof(c.mmio_nranges), K)
+    _fld(r, c, "mmio_gpa", &c.mmio_gpa, sizeof(c.mmio_gpa), S)
+    _fld(r, c, "mmio_req", &c.mmio_req, sizeof(c.mmio_req), S)
+    _fld(r, c, "mmio_lin", &c.mmio_lin, sizeof(c.mmio_lin), S)
+    _fld(r, c, "mmio_log", &c.mmio_log, sizeof(c.mmio_log), S)
+    _fld(r, c, "mmio_n", &c.mmio_n, sizeof(c.mmio_n), S)
+    _fld(r, c, "mmio_pos", &c.mmio_pos, sizeof(c.mmio_pos), S)
+    _fld(r, c, "mmio_icount", &c.mmio_icount, sizeof(c.mmio_icount), S)
+    _fld(r, c, "mmio_events", &c.mmio_events, sizeof(c.mmio_events), S)
+    _fld(r, c, "mmio_rip", &c.mmio_rip, sizeof(c.mmio_rip), S)
     # --- memory: slots, the TLB, the decode cache, translated blocks
+    _fld(r, c, "dirty_log", &c.dirty_log, sizeof(c.dirty_log), K)
     _fld(r, c, "slots", &c.slots, sizeof(c.slots), K)
     _fld(r, c, "nslots", &c.nslots, sizeof(c.nslots), K)
     _fld(r, c, "ram_size", &c.ram_size, sizeof(c.ram_size), K)
