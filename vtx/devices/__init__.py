@@ -3,11 +3,13 @@
 from .base import Clock, Device, InstructionClock, IrqLine, NoIrq, WallClock
 from .debugexit import DebugCon, DebugExit, PostCode
 from .i8042 import I8042, SystemControlA
+from .pci import PciFunction, PciHost, PciHostBridge
 from .pic import Pic8259Pair
 from .pit import Pit8254
 from .rtc import CmosRtc
 from .uart import Uart16550
 
 __all__ = ["Clock", "Device", "InstructionClock", "IrqLine", "NoIrq", "WallClock",
-           "CmosRtc", "DebugCon", "DebugExit", "I8042", "Pic8259Pair", "Pit8254", "PostCode",
+           "CmosRtc", "DebugCon", "DebugExit", "I8042", "PciFunction", "PciHost", "PciHostBridge",
+           "Pic8259Pair", "Pit8254", "PostCode",
            "SystemControlA", "Uart16550"]
