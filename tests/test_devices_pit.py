@@ -28,10 +28,11 @@ def test_ports_and_clock_arithmetic():
 
 def test_mode2_rate_generator_irq0_edges_at_exact_times():
     pit, clock, router = make()
+    assert router.calls == [(0, True)]              # OUT0 high at power-on
     pit.io_write(0x43, 1, 0x34)                     # counter 0, LSB/MSB, mode 2, binary
     pit.io_write(0x40, 1, 0x9C)
     pit.io_write(0x40, 1, 0x2E)                     # 11932: 100 Hz
-    assert router.calls == [(0, True)]              # OUT0 high in mode 2
+    assert router.calls == [(0, True)]              # and high in mode 2: no edge
     # Loaded at CLK pulse 1; OUT low at pulse 11932, high again (IRQ0) at 11933.
     assert pit.next_deadline() == tick_time(11933) == 10000989
     clock.ns = 10000988
@@ -79,12 +80,13 @@ def test_mode0_one_shot_on_counter0():
     assert pit.next_deadline() == tick_time(t0 + 1001)
     clock.ns = tick_time(t0 + 1001)
     pit.advance(clock.ns)
-    assert router.calls == [(0, True)]
+    # High at power-on, low from the mode 0 control word, high at the count's end.
+    assert router.calls == [(0, True), (0, False), (0, True)]
     assert pit.out(0) and pit.next_deadline() is None
     # A new count drops OUT until it expires again.
     pit.io_write(0x40, 1, 10)
     pit.io_write(0x40, 1, 0)
-    assert router.calls == [(0, True), (0, False)]
+    assert router.calls == [(0, True), (0, False), (0, True), (0, False)]
     assert pit.next_deadline() == tick_time(t0 + 1001 + 11)
 
 
@@ -362,8 +364,11 @@ def test_state_round_trip_and_reset():
     assert other.next_deadline() == pit.next_deadline()
     assert [other.io_read(0x42, 1) for _ in range(3)] == [pit.io_read(0x42, 1) for _ in range(3)]
     pit.reset()
-    assert pit.io_read(0x61, 1) & 0x2F == 0
-    assert pit.next_deadline() is None and router.calls[-1] == (0, False)
+    assert pit.io_read(0x61, 1) & 0x2F == 0x20      # gate 2 off; OUT2 high (as after a count)
+    assert pit.next_deadline() is None and pit.irq.level is True
+    pit.io_write(0x43, 1, 0x00)
+    pit.io_write(0x43, 1, 0xC2)                     # read-back status of counter 0
+    assert pit.io_read(0x40, 1) == 0x70 | 0x80
 
 
 def test_random_writes_never_raise():

@@ -76,6 +76,22 @@ def test_set_bit_and_writing_the_time():
     assert rd(rtc, 6) == 5                          # the day of week keeps its own count
 
 
+def test_century_register_and_years_before_1970():
+    rtc, clock, _ = make()
+    wr(rtc, 0x0B, 0x82)
+    wr(rtc, 0x32, 0x19)
+    wr(rtc, 9, 0x69)
+    wr(rtc, 8, 0x07)
+    wr(rtc, 7, 0x20)
+    assert [rd(rtc, r) for r in (7, 8, 9, 0x32)] == [0x20, 0x07, 0x69, 0x19]
+    wr(rtc, 0x0B, 0x06)                             # binary
+    assert [rd(rtc, r) for r in (9, 0x32)] == [69, 19]
+    wr(rtc, 0x32, 20)
+    wr(rtc, 9, 99)
+    clock.ns = 165 * 86400 * S                      # 2099-07-20 + 165 days: 2100-01-01
+    assert [rd(rtc, r) for r in (7, 8, 9, 0x32)] == [1, 1, 0, 21]
+
+
 def test_day_of_week_is_its_own_register():
     rtc, clock, _ = make()
     wr(rtc, 6, 2)

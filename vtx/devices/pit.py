@@ -55,8 +55,9 @@ class _Counter:
         self.reset()
 
     def reset(self):
-        # The power-on state is undefined in the datasheet; this is the state
-        # after a mode 0 control word with no count written.
+        # The power-on state is undefined in the datasheet; this is mode 0
+        # after its count expired: OUT high, so that the first control word
+        # of a guest makes no IRQ0 edge (mode 2/3 start with OUT high too).
         self.mode = 0
         self.mode_bits = 0
         self.rw = 3
@@ -75,7 +76,7 @@ class _Counter:
         self.base = 0               # pulses counted before the current run
         self.running = False
         self.pre_ce = 0             # the CE and OUT before the load
-        self.pre_out = False
+        self.pre_out = True
         self.frozen_ce = 0          # modes 2/3 with the gate low
         self.next_n = None          # modes 2/3: a count that loads at the end of the period
         self.next_at = 0
@@ -323,6 +324,7 @@ class Pit8254(Device):
         self.counters = [_Counter(True), _Counter(True), _Counter(False)]
         self.nmi_sc = 0             # port 61h bits 3:0
         self._done = 0              # CLK pulses up to which OUT0's edges were made
+        self.irq.set(True)          # OUT0 is high at power-on (see _Counter.reset)
 
     def _now(self):
         return ticks(self.clock.now_ns()) if self.clock is not None else 0
@@ -403,7 +405,7 @@ class Pit8254(Device):
         self.counters[2].gate = False
         self.nmi_sc = 0
         self._done = self._now()
-        self.irq.set(False)
+        self.irq.set(True)
 
     def get_state(self):
         return {"counters": [c.get_state() for c in self.counters], "nmi_sc": self.nmi_sc,

@@ -15,6 +15,9 @@ setting it clears UIE) and VRT (register D bit 7).  On a PC, bit 7 of the
 index written to port 70h masks NMI; the century is the CMOS byte 32h, and
 the firmware leaves the memory sizes in bytes 15h-18h, 30h-31h and 34h-35h.
 
+The century byte is kept with the time here (it reads the time's century
+and rolls over with the year; writing it sets the century, 19-99).
+
 Time is the start time given at construction plus the platform's clock; the
 registers change at whole seconds of the divider chain, counted from the
 clock's 0 (or from 500 ms before the divider's release).  Nothing happens per
@@ -32,6 +35,8 @@ _UIP_BEFORE = 244_000       # ns before the update
 _UPDATE = 1_984_000         # ns the update cycle lasts
 _DEFAULT_START = calendar.timegm((2026, 1, 1, 0, 0, 0))
 _MAX_T = calendar.timegm((9999, 12, 31, 23, 59, 59))
+_MIN_T = calendar.timegm((1900, 1, 1, 0, 0, 0))     # century 19 is the lowest a guest can write
+_EPOCH = datetime.datetime(1970, 1, 1)
 
 
 def _bcd(v):
@@ -104,8 +109,8 @@ class CmosRtc(Device):
         """(year, month, day, hours, minutes, seconds, weekday 1-7 from Sunday)."""
         if t is None:
             t = self.time_at(self._now())
-        t = min(max(t, 0), _MAX_T)
-        d = datetime.datetime.fromtimestamp(t, datetime.timezone.utc)
+        t = min(max(t, _MIN_T), _MAX_T)
+        d = _EPOCH + datetime.timedelta(seconds=t)
         dow = (d.isoweekday() % 7 + self.dow_offset) % 7 + 1
         return d.year, d.month, d.day, d.hour, d.minute, d.second, dow
 

@@ -128,8 +128,11 @@ class Uart16550(Device):
         return self.clock.now_ns() >= self._timeout_at()
 
     def next_deadline(self):
+        """The character timeout, while it would raise the IRQ that is not
+        raised yet (it stays the deadline after it passed, until
+        :meth:`advance` raised the line)."""
         if self.ier & 1 and self.fcr & 1 and self.rx and self.clock is not None \
-                and self.rx_time is not None and not self._timed_out():
+                and self.rx_time is not None and not self.irq.level and (self.mcr & 0x18) == 0x08:
             return self._timeout_at()
         return None
 
