@@ -50,3 +50,38 @@ def test_report_lists_the_exits_per_phase(booted):
     report = booted.report()
     assert "IO_INSTRUCTION" in report and "CPUID" in report and "HLT" in report
     assert report.splitlines()[0].split() == ["phase", "instructions", "wall", "s", "exits", "injected"]
+
+
+def _run_m(m, n):
+    """Run n instructions; what they did: registers, console output, memory."""
+    mark = len(m.uart.output)
+    m.run(max_instructions=n)
+    v = m.vcpu
+    regs = tuple(getattr(v, r) for r in ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rsp", "rbp", "r8", "r15",
+                                         "rip", "rflags", "cr3", "instructions"))
+    return regs, bytes(m.uart.output[mark:]), m.vm.read(0x1000000, 1 << 20), m.platform.injected
+
+
+def test_snapshot_replays_a_booting_kernel_exactly(tmp_path):
+    """Run N, save, run M; restore, run M again: the same registers, console
+    and memory, through the PIT's interrupts and the UART's output."""
+    try:
+        assets = fetch()
+    except LinuxAssetsUnavailable as e:
+        pytest.skip(f"the Debian kernel and busybox packages cannot be fetched here: {e}")
+    from vtx.linux.machine import LinuxMachine
+    m = LinuxMachine(assets)
+    m.run(max_instructions=400_000_000)           # in the kernel's initialization, timer running
+    assert m.platform.injected > 0
+    path = tmp_path / "linux.snap"
+    m.save(path)
+    m.platform.reset_stats()
+    first = _run_m(m, 60_000_000)
+    assert first[1] and first[3] > 0              # it printed and took interrupts
+    m.restore(path)
+    m.platform.reset_stats()
+    assert _run_m(m, 60_000_000) == first
+    # And into another machine built the same way.
+    other = LinuxMachine(assets)
+    other.restore(path)
+    assert _run_m(other, 60_000_000) == first

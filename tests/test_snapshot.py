@@ -662,3 +662,30 @@ def test_a_changed_byte_anywhere_is_refused(victim):
             vm.restore(bad)
     assert state(vm) == before
     assert_same(run_and_record(vm, log, 3000), future)
+
+
+def test_memory_slots_are_saved_and_restored(tmp_path):
+    vm = vtx.VM(memory=1 << 20)
+    vm.add_vcpu()
+    vm.add_memory(0x40000000, 0x3000)
+    vm.add_memory(0x50000000, 0x1000, readonly=True)
+    vm.write(0x40001000, b"slot bytes")
+    vm.write(0x50000000, b"rom-like")
+    vm.load(0x1000, vtx.asm("mov eax, [0x40001000]\nmov ebx, [0x50000000]\nhlt", bits=64))
+    vm.setup_long_mode(entry=0x1000)
+    path = tmp_path / "slots.snap"
+    vm.save(path)
+    fresh = vtx.VM.load_snapshot(path)
+    assert fresh.memory_slots == ((0x40000000, 0x3000, False), (0x50000000, 0x1000, True))
+    assert fresh.read(0x40001000, 10) == b"slot bytes"
+    fresh.on("HLT")(lambda vcpu, exit: vtx.STOP)
+    fresh.run(max_instructions=10)
+    assert fresh.vcpu.rax == int.from_bytes(b"slot", "little")
+    assert fresh.vcpu.rbx == int.from_bytes(b"rom-", "little")
+    # A VM with other slots is refused and left as it was.
+    other = vtx.VM(memory=1 << 20)
+    other.add_vcpu()
+    other.add_memory(0x60000000, 0x1000)
+    with pytest.raises(vtx.errors.SnapshotError, match="memory slots"):
+        other.restore(path)
+    assert other.memory_slots == ((0x60000000, 0x1000, False),)

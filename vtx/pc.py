@@ -226,6 +226,27 @@ class PcMachine:
         ``max_instructions``; returns why (see :meth:`Platform.run`)."""
         return self.platform.run(max_instructions=max_instructions, until=until)
 
+    def save(self, path):
+        """Save the whole machine: the VM (processor, VMCS, memory) and every
+        device's state (vtx.snapshot; a file that does not fit is refused
+        with a SnapshotError and changes nothing)."""
+        return self.vm.save(path, extra={"platform": self.platform.get_state()})
+
+    def restore(self, path):
+        """Bring the machine back to a state :meth:`save` wrote."""
+        from . import snapshot
+        from .errors import SnapshotError
+        snap = snapshot.read(path)
+        state = snap.extra.get("platform")
+        if not isinstance(state, dict):
+            raise SnapshotError(f"{path} is a snapshot of a VM, not of a PC (no platform state)")
+        names = [name for name, _ in state.get("devices", [])]
+        if names != [d.name for d in self.platform.devices]:
+            raise SnapshotError(f"the snapshot's devices {names} are not this PC's "
+                                f"{[d.name for d in self.platform.devices]}")
+        snapshot.apply(snap, self.vm)
+        self.platform.set_state(state)
+
     def type(self, text):
         """Send ``text`` to the guest through COM1's receiver."""
         if isinstance(text, str):

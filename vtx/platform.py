@@ -268,6 +268,34 @@ class Platform:
         return {"instructions": self.instructions, "wall_ns": self.wall_ns, "injected": self.injected,
                 "exits": dict(self.exits), "exit_ns": dict(self.exit_ns)}
 
+    # --- saved state (snapshots) -------------------------------------------------------
+
+    def get_state(self):
+        """The platform's state as JSON data: each device's, in the order they
+        were attached, the clock's offset and the interrupt-window flag."""
+        return {
+            "devices": [[d.name, d.get_state()] for d in self.devices],
+            "clock_offset": getattr(self.clock, "_offset", 0),
+            "window": self._window,
+        }
+
+    def set_state(self, state):
+        """Restore :meth:`get_state`'s data into the same set of devices
+        (checked first: a mismatch changes nothing)."""
+        from .errors import SnapshotError
+        try:
+            names = [name for name, _ in state["devices"]]
+        except (TypeError, KeyError, ValueError):
+            raise SnapshotError("the platform state is malformed") from None
+        if names != [d.name for d in self.devices]:
+            raise SnapshotError(f"the snapshot's devices {names} are not this platform's "
+                                f"{[d.name for d in self.devices]}")
+        for d, (_, st) in zip(self.devices, state["devices"]):
+            d.set_state(st)
+        if hasattr(self.clock, "_offset"):
+            self.clock._offset = state.get("clock_offset", 0)
+        self._window = bool(state.get("window", False))
+
     def reset_stats(self):
         self.exits, self.exit_ns = {}, {}
         self.instructions = self.wall_ns = self.injected = 0

@@ -149,7 +149,16 @@ def save(machine, path, extra=None):
     priv = zlib.compress(m.priv_bytes(), 1)
     rom = m.rom_bytes()
     rom_at = _core._rom_layout(m)
+    slots = []
+    slot_data = []
+    if kind == "VM":
+        for base, size, readonly in machine.memory_slots:
+            on_write = machine._slots[base][2] is not None
+            slots.append([base, size, readonly, on_write])
+            slot_data.append(zlib.compress(machine.read(base, size), 1))
     header = {
+        "slots": slots,
+        "ept_pool": [machine._pool_next, list(machine._pool_free)] if kind == "VM" else None,
         "vtx_version": _version(), "kind": kind, "cpu_layout": layout["hash"], "cpu_size": layout["cpu_size"],
         "cpu_image": layout["size"], "ram_size": m.ram_size, "priv_size": m.priv_size, "vcpus": len(vcpus),
         "rom": list(rom_at) if rom_at else None, "cpu_model": _model_json(m.cpu_model),
@@ -160,6 +169,7 @@ def save(machine, path, extra=None):
     sections += [("RAMB", bitmap), ("RAMD", ram), ("PRIV", priv)]
     if rom is not None:
         sections.append(("ROMI", rom))
+    sections += [("SLOT", d) for d in slot_data]
     sections.append(("EXTR", extra_json))
     total = _PREFIX.size + sum(_SECTION.size + len(p) for _, p in sections) + _DIGEST
     h = hashlib.sha256()
@@ -223,7 +233,8 @@ def _json(what, payload):
 
 _HEADER_KEYS = {"vtx_version": str, "kind": str, "cpu_layout": str, "cpu_size": int, "cpu_image": int,
                 "ram_size": int, "priv_size": int, "vcpus": int, "rom": (list, type(None)),
-                "cpu_model": dict, "console": (str, type(None))}
+                "cpu_model": dict, "console": (str, type(None)), "slots": list,
+                "ept_pool": (list, type(None))}
 
 
 def read(path):
@@ -279,9 +290,25 @@ def read(path):
         raise SnapshotError(f"the snapshot is of an unknown kind of machine {header['kind']!r}")
     nv = header["vcpus"]
     rom_at = header["rom"]
-    expect = ["HEAD"] + ["VCPU"] * nv + ["RAMB", "RAMD", "PRIV"] + (["ROMI"] if rom_at else []) + ["EXTR"]
+    slots = header["slots"]
+    for sl in slots:
+        if not (isinstance(sl, list) and len(sl) == 4 and all(isinstance(x, int) and not isinstance(x, bool)
+                                                                for x in sl[:2])
+                and sl[0] % _PAGE == 0 and sl[1] > 0 and sl[1] % _PAGE == 0 and sl[1] <= 1 << 38):
+            raise SnapshotError(f"the snapshot's memory slot {sl!r} is malformed")
+    pool = header["ept_pool"]
+    if pool is not None and not (len(pool) == 2 and isinstance(pool[0], int) and isinstance(pool[1], list)
+                                 and all(isinstance(x, int) for x in pool[1])):
+        raise SnapshotError(f"the snapshot's EPT pool state {pool!r} is malformed")
+    expect = ["HEAD"] + ["VCPU"] * nv + ["RAMB", "RAMD", "PRIV"] + (["ROMI"] if rom_at else []) + \
+        ["SLOT"] * len(slots) + ["EXTR"]
     if tags != expect:
         raise SnapshotError(f"{name} is malformed: sections {' '.join(tags)}, expected {' '.join(expect)}")
+    first_slot = nv + 4 + (1 if rom_at else 0)
+    slot_pages = [_inflate(f"memory slot at {sl[0]:#x}", sections[first_slot + i][1], sl[1])
+                  for i, sl in enumerate(slots)]
+    sections = sections[:first_slot] + sections[first_slot + len(slots):]
+    tags = [t for t, _ in sections]
     body = dict(zip(tags[nv + 1:], (p for _, p in sections[nv + 1:])))
     vcpus = [bytes(p) for _, p in sections[1:nv + 1]]
     for img in vcpus:
@@ -313,7 +340,9 @@ def read(path):
             bytes.fromhex(header["console"])
         except ValueError:
             raise SnapshotError("the snapshot's console is not hex text") from None
-    return Snapshot(header, vcpus, bitmap, pages, priv, rom, extra, model)
+    snap = Snapshot(header, vcpus, bitmap, pages, priv, rom, extra, model)
+    snap.slot_pages = slot_pages
+    return snap
 
 
 def _inflate(what, payload, size):
@@ -358,6 +387,15 @@ def check_fits(snap, machine):
     if here is not None and (here != there or m.rom_bytes() != snap.rom):
         raise SnapshotError("this machine's ROM is not the snapshot's (a ROM, once mapped, stays: restore "
                             "into a machine with the same ROM or none)")
+    if kind == "VM":
+        mine = [list(x) for x in machine.memory_slots]
+        theirs = [sl[:3] for sl in snap.header["slots"]]
+        if mine and mine != theirs:
+            raise SnapshotError(f"this VM's memory slots {mine} are not the snapshot's {theirs} (restore into "
+                                f"a VM with the same slots, or none: restore adds them)")
+        if not mine and any(sl[3] for sl in snap.header["slots"]):
+            raise SnapshotError("the snapshot has read-only memory whose writes went to a handler (on_write); "
+                                "add that slot with its handler before restoring")
     if there is not None and here is None:
         base, size, low = there
         if base != (1 << 32) - size or low > size or low % _PAGE or m.ram_size > base:
@@ -376,8 +414,18 @@ def apply(snap, machine):
     if snap.rom is not None and _core._rom_layout(m) is None:
         base, _size, low = snap.header["rom"]
         m.map_rom(snap.rom, base, low)        # the EPT for it comes with the private memory
+    if kind == "VM":
+        if not machine.memory_slots:
+            for base, size, readonly, _w in snap.header["slots"]:
+                machine.add_memory(base, size, readonly=bool(readonly))
+        for (base, size, _ro, _w), data in zip(snap.header["slots"], snap.slot_pages):
+            machine._machine.slot_view(base)[:size] = data
     _core._ram_restore(m, snap.ram_bitmap, snap.ram_pages)
     _core._priv_restore(m, snap.priv)
+    if kind == "VM" and snap.header["ept_pool"] is not None:
+        # The EPT tables of the slots came with the private memory: so does
+        # the bookkeeping of the pool they live in.
+        machine._pool_next, machine._pool_free = snap.header["ept_pool"][0], list(snap.header["ept_pool"][1])
     _core._set_cpu_model(m, snap.cpu_model)
     for v, img in zip(_vcpus(machine), snap.vcpus):
         _core._restore_cpu(v, img)
