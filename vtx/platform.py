@@ -17,7 +17,7 @@ halted guest skips ahead to it (its TSC follows, through the TSC offset).
 
 from . import _core
 from .devices.base import InstructionClock
-from .errors import ArgumentError, VtxError
+from .errors import ArgumentError, GuestMemoryError, VtxError
 from .spec import ProcBased, VmcsField as F
 from .vm import RESUME, RETRY, STOP
 
@@ -216,9 +216,9 @@ class Platform:
                                f"(the model emulates INS/OUTS through present pages only)")
             if is_in:
                 value = dev.io_read(port, size) if dev is not None else (1 << (8 * size)) - 1
-                self.vm.write(gpa, (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little"))
+                self._mem_write(vcpu, gpa, size, value & ((1 << (8 * size)) - 1))
             else:
-                value = int.from_bytes(self.vm.read(gpa, size), "little")
+                value = self._mem_read(vcpu, gpa, size)
                 if dev is not None:
                     dev.io_write(port, size, value)
             lin = (lin + step) & ((1 << 64) - 1)
@@ -226,6 +226,27 @@ class Platform:
             setattr(vcpu, reg, (r & ~amask) | ((r + step) & amask))
         if rep:
             vcpu.rcx = vcpu.rcx & ~amask
+
+    def _mem_read(self, vcpu, gpa, size):
+        """Guest memory for string I/O: RAM or a slot, else a device's MMIO
+        (DMA-like I/O between a port and MMIO goes device to device)."""
+        try:
+            return int.from_bytes(self.vm.read(gpa, size), "little")
+        except GuestMemoryError:
+            return self._mmio_or_fail(vcpu, gpa, size, False, 0)
+
+    def _mem_write(self, vcpu, gpa, size, value):
+        try:
+            self.vm.write(gpa, value.to_bytes(size, "little"))
+        except GuestMemoryError:
+            self._mmio_or_fail(vcpu, gpa, size, True, value)
+
+    def _mmio_or_fail(self, vcpu, gpa, size, is_write, value):
+        try:
+            return self.vm._mmio(vcpu, gpa, size, is_write, value)
+        except GuestMemoryError:
+            raise GuestMemoryError(f"string I/O {'into' if is_write else 'from'} guest-physical {gpa:#x}, "
+                                   f"which neither memory nor a device backs, at rip {vcpu.rip:#x}") from None
 
     def _hlt_exit(self, vcpu, exit):
         """HLT: the guest waits for an interrupt.  Time skips to the next
