@@ -29,8 +29,8 @@ from .asm import asm
 from .bare import BareCpu, BareMetal, BareRunResult
 from .cpu_model import CpuModel
 from .errors import (ArgumentError, AsmError, AssemblerNotFound, GuestMemoryError, HandlerReturnError,
-                     HostMemoryError, RegisterError, UnhandledExit, VmEntryError, VmFail, VmStateError,
-                     VtxError)
+                     HostMemoryError, RegisterError, SnapshotError, UnhandledExit, VmEntryError, VmFail,
+                     VmStateError, VtxError)
 from .spec import (EntryControls, ExitControls, ExitReason, Msr, PinBased, ProcBased, ProcBased2,
                    VmcsField, VmInstructionError)
 from .types import DescriptorTable, Segment
@@ -47,5 +47,5 @@ __all__ = [
     "ExitControls", "EntryControls", "Msr", "Segment", "DescriptorTable",
     "asm", "fabricate_exit",
     "VtxError", "AsmError", "AssemblerNotFound", "GuestMemoryError", "RegisterError", "VmEntryError",
-    "UnhandledExit", "HandlerReturnError", "VmStateError", "ArgumentError", "HostMemoryError",
+    "UnhandledExit", "HandlerReturnError", "VmStateError", "ArgumentError", "HostMemoryError", "SnapshotError",
 ]

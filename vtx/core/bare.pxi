@@ -70,7 +70,7 @@ cdef class Processor:
         c.rng = 0x5654585F52444E47ULL     # fixed: runs repeat (decision 11)
 
     def __reduce__(self):
-        raise TypeError("a vtx Processor cannot be copied or pickled (snapshots are not implemented yet)")
+        raise TypeError("a vtx Processor cannot be copied or pickled: it is the processor of one machine; save the whole machine with bare.save(path)")
 
     cdef int _idle(self) except -1:
         if self.c.in_guest:
