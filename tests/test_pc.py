@@ -152,3 +152,27 @@ def test_random_writes_to_every_port_of_the_pc(seed):
     # IDT entries the guest never set: a triple fault is an outcome too.
     assert why in ("budget", "halted", "reset", "triple fault")
     assert m.vm._machine.priv_bytes(0x1000) == priv_tables
+
+
+def test_wall_clock_mode_runs_timer_ticks_in_real_time():
+    from vtx.devices import WallClock
+    m = PcMachine(memory=4 << 20, clock=WallClock())
+    m.vm.load(0x1000, vtx.asm(IDT + PIC_INIT + """
+    mov al, 0x34            # counter 0, mode 2, LSB then MSB
+    out 0x43, al
+    mov ax, 11932           # 100 Hz
+    out 0x40, al
+    mov al, ah
+    out 0x40, al
+    xor r12, r12
+    sti
+1:  hlt
+    cmp r12, 3
+    jb 1b
+    mov al, 1
+    out 0xf4, al
+""" + TAIL, bits=64))
+    m.vm.setup_long_mode(entry=0x1000)
+    assert m.run(max_instructions=10_000_000) == "debug-exit 3"
+    assert m.vcpu.r12 == 3
+    assert m.clock.now_ns() >= 25_000_000          # three 10 ms ticks took real time

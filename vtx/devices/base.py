@@ -56,7 +56,10 @@ class WallClock(Clock):
         return time.monotonic_ns() - self._t0
 
     def skip_to(self, ns):
-        pass
+        """A halted guest waits for real: sleep until ``ns``."""
+        wait = ns - self.now_ns()
+        if wait > 0:
+            time.sleep(wait / 1e9)
 
 
 class IrqLine:
