@@ -79,6 +79,20 @@ def test_vpid_and_vmcs_per_vcpu():
     assert len({v.vmread(F.EPT_POINTER) for v in vm.vcpus}) == 1
     assert len({v.vmread(F.IO_BITMAP_A) for v in vm.vcpus}) == 1
     assert vm.vcpu is vm.vcpus[0]
+    # The initial APIC ID (CPUID.01H:EBX[31:24]) and the x2APIC ID
+    # (CPUID.0BH:EDX) are the vCPU's number.
+    assert [v.model_cpuid(1)[1] >> 24 for v in vm.vcpus] == [0, 1, 2]
+    assert [v.model_cpuid(0xB)[3] for v in vm.vcpus] == [0, 1, 2]
+    assert len({v.model_cpuid(1)[0] for v in vm.vcpus}) == 1
+
+
+def test_a_single_vcpu_run_names_the_vcpu_on_stop():
+    vm = counting_vm((3,))
+    vm.on(R.HLT)(lambda vcpu, exit: vtx.STOP)
+    r = vm.run()
+    assert r.stop == "stop" and r.vcpu is vm.vcpu
+    r = vm.run(max_instructions=1)
+    assert r.stop == "stop" and r.vcpu is vm.vcpu
 
 
 def log_vm():

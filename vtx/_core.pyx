@@ -259,6 +259,9 @@ cdef class Machine:
         if vmcs_offset % 4096 or vmcs_offset + 4096 > self.priv_size:
             raise ArgumentError(f"a VMCS at {vmcs_offset:#x} is not a page of the private memory")
         c = self._new_cpu()
+        # IA32_APIC_BASE of an application processor: BSP flag (bit 8) clear
+        # (SDM Vol. 3A 11.4.4).
+        c.apic_base = 0xFEE00800ULL
         c.vmx.vmcs = self.priv_mem.ptr + vmcs_offset
         c.vmx.vmcs_ptr = PRIV_BASE + vmcs_offset
         self._share()

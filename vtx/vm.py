@@ -640,7 +640,8 @@ class VM(MemoryMap, _Memory):
             key = _REASON_KEYS[r]
             exits[key] = n
             exit_ns[key] = ns
-        return RunResult(why, last, exits, exit_ns, instructions, wall, events, v)
+        return RunResult(why, last, exits, exit_ns, instructions, wall, events,
+                         v if why in ("stop", "shutdown") else None)
 
     def _run_all(self, max_instructions, quantum):
         """The round-robin of :meth:`run` over several vCPUs."""
