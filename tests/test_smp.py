@@ -404,3 +404,37 @@ def test_add_vcpu_from_a_handler_is_refused():
         return vtx.STOP
     vm.run()
     assert errors == [1]
+
+
+def test_an_interrupt_raised_from_another_vcpus_exit_wakes_a_halted_vcpu():
+    vm = vtx.VM(memory=MEMORY)
+    # vCPU 0: spins 100 instructions (so vCPU 1 halts first), then OUT.
+    vm.load(0x1000, vtx.asm("mov ecx, 50\n1: dec ecx\njnz 1b\nout 0x80, al\nhlt", bits=32, org=0x1000))
+    # vCPU 1, real mode: STI, HLT; the interrupt handler for vector 20H
+    # marks 801H; after its IRET, 800H.
+    vm.load(0x3000, vtx.asm("""
+        sti
+        hlt
+        mov word ptr [0x800], 0x77
+        hlt
+    handler:
+        mov byte ptr [0x802], 1
+        iret
+    """, bits=16, org=0x3000))
+    handler = 0x3000 + len(vtx.asm("sti\nhlt\nmov word ptr [0x800], 0x77\nhlt", bits=16, org=0x3000))
+    vm.write(0x20 * 4, handler.to_bytes(2, "little") + b"\0\0")
+    vm.setup_protected_mode(entry=0x1000, vcpu=vm.add_vcpu())
+    ap = vm.add_vcpu()
+    vm.setup_real_mode(entry=0x3000, stack=0x7000, vcpu=ap)
+    halts = halt_for_good(vm)
+
+    @vm.on(R.IO_INSTRUCTION)
+    def io(vcpu, exit):
+        assert ap.activity_state == 1 and vm.read_u16(0x800) == 0
+        ap.raise_interrupt(0x20)
+        return vtx.RESUME
+    r = vm.run(quantum=30)
+    assert r.stop == "halted"
+    assert halts == [1, 0, 1]
+    assert vm.read_u16(0x800) == 0x77 and vm.read_u8(0x802) == 1
+    assert ap.pending_interrupts == ()

@@ -626,7 +626,8 @@ class VM(MemoryMap, _Memory):
                     or not 0 < max_instructions <= _core.MAX_BUDGET:
                 raise ArgumentError(f"max_instructions is an int in [1, {_core.MAX_BUDGET:#x}] or None, "
                                     f"not {max_instructions!r}")
-        if isinstance(quantum, bool) or not isinstance(quantum, int) or not 0 < quantum <= _core.MAX_BUDGET:
+        if quantum is not DEFAULT_QUANTUM and (isinstance(quantum, bool) or not isinstance(quantum, int)
+                                               or not 0 < quantum <= _core.MAX_BUDGET):
             raise ArgumentError(f"quantum is an int in [1, {_core.MAX_BUDGET:#x}], not {quantum!r}")
         if len(self._vcpus) > 1:
             return self._run_all(max_instructions, quantum)
