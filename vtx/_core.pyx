@@ -194,6 +194,13 @@ cdef class Machine:
         cdef int k
         if self.ncpus >= MAX_CPUS:
             raise ArgumentError(f"a machine has at most {MAX_CPUS} processors")
+        # Translated blocks: the table, then the arena of their ops.
+        block_mem = HostMemory((BLOCK_ENTRIES * sizeof(Block) + ARENA_INSNS * sizeof(Insn) + 4095) & ~4095,
+                               "translated blocks")
+        # The decode cache is direct-mapped by host address (decision 4): a
+        # million slots keep code up to 1 MiB free of conflicts.  It is a
+        # lazily backed mapping, so a VM pays only for the slots its code uses.
+        icache_mem = HostMemory(((ICACHE_ENTRIES + 1) * sizeof(Insn) + 4095) & ~4095, "decode cache")
         c = <Cpu*>calloc(1, sizeof(Cpu))
         if c == NULL:
             raise MemoryError()
@@ -201,25 +208,19 @@ cdef class Machine:
         if c.tlb == NULL:
             free(c)
             raise MemoryError()
+        # Entered only once whole: code_page_written reaches every entry.
+        self._cpu_mem.append(block_mem)
+        self._cpu_mem.append(icache_mem)
+        c.blocks = <Block*>block_mem.ptr
+        c.arena = <Insn*>(block_mem.ptr + BLOCK_ENTRIES * sizeof(Block))
+        c.block_epoch = 1
+        c.icache = <Insn*>icache_mem.ptr
         self.cpus[self.ncpus] = c
         self.ncpus += 1
         for k in range(self.ncpus):
             self.cpus[k].cpus = self.cpus
             self.cpus[k].ncpus = self.ncpus
         c.cpu_index = self.ncpus - 1
-        # Translated blocks: the table, then the arena of their ops.
-        block_mem = HostMemory((BLOCK_ENTRIES * sizeof(Block) + ARENA_INSNS * sizeof(Insn) + 4095) & ~4095,
-                               "translated blocks")
-        c.blocks = <Block*>block_mem.ptr
-        c.arena = <Insn*>(block_mem.ptr + BLOCK_ENTRIES * sizeof(Block))
-        c.block_epoch = 1
-        # The decode cache is direct-mapped by host address (decision 4): a
-        # million slots keep code up to 1 MiB free of conflicts.  It is a
-        # lazily backed mapping, so a VM pays only for the slots its code uses.
-        icache_mem = HostMemory(((ICACHE_ENTRIES + 1) * sizeof(Insn) + 4095) & ~4095, "decode cache")
-        c.icache = <Insn*>icache_mem.ptr
-        self._cpu_mem.append(block_mem)
-        self._cpu_mem.append(icache_mem)
         c.icache_mask = ICACHE_ENTRIES - 1
         c.tlb_gen = 1
         c.vmx.vmxon_ptr = VMCS_PTR_NONE
