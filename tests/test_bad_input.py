@@ -412,11 +412,13 @@ def test_no_vcpu():
     assert m.vcpus == ()
 
 
-def test_second_vcpu(vm):
+def test_vcpu_limit(vm):
     v = vm.vcpu
-    with pytest.raises(vtx.VmStateError):
+    while len(vm.vcpus) < vtx.vm.MAX_VCPUS:
         vm.add_vcpu()
-    assert vm.vcpus == (v,)
+    with pytest.raises(vtx.VmStateError, match="64 vCPUs"):
+        vm.add_vcpu()
+    assert len(vm.vcpus) == 64 and vm.vcpus[0] is v
 
 
 @pytest.mark.parametrize("size", [0, -4096, 4095, 4097, 1 << 20 | 1, vtx._core.MAX_RAM + 4096, 1 << 64, 1 << 100])

@@ -177,8 +177,8 @@ def test_handler_registration_errors():
     with pytest.raises(vtx.VmStateError, match="add_vcpu"):
         vm.run()
     vm.add_vcpu()
-    with pytest.raises(vtx.VmStateError):
-        vm.add_vcpu()
+    with pytest.raises(TypeError):
+        vm.add_vcpu(wait_for_sipi="yes")
 
 
 def test_ctrl_c_stops_a_guest_that_never_exits():

@@ -489,7 +489,9 @@ GUEST_CASES = [
      "GUEST_RFLAGS_IF"),
     # 27.3.1.5 non-register state
     ("activity-shutdown", "real", [(F.GUEST_ACTIVITY_STATE, 2)], "GUEST_ACTIVITY_STATE_SUPPORTED"),
-    ("activity-wait-for-sipi", "long", [(F.GUEST_ACTIVITY_STATE, 3)], "GUEST_ACTIVITY_STATE_SUPPORTED"),
+    ("activity-wait-for-sipi-injecting-nmi", "long", [(F.GUEST_ACTIVITY_STATE, 3),
+                                                      (F.VM_ENTRY_INTERRUPTION_INFO, 0x80000202)],
+     "GUEST_ACTIVITY_STATE_HLT_INJECTION"),
     ("activity-4", "protected", [(F.GUEST_ACTIVITY_STATE, 4)], "GUEST_ACTIVITY_STATE_RANGE"),
     ("activity-hlt-with-mov-ss-blocking", "long", [(F.GUEST_ACTIVITY_STATE, 1),
                                                     (F.GUEST_INTERRUPTIBILITY_STATE, 2)], "GUEST_ACTIVITY_STATE_BLOCKING"),

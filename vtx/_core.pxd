@@ -274,6 +274,12 @@ ctypedef struct Cpu:
     uint32_t nmi_pending
     uint32_t ev_armed
     uint64_t ev_limit
+    # INIT and start-up IPIs in VMX non-root operation (SDM Vol. 3C 26.2): a
+    # latched INIT (a VM exit, blocked in the wait-for-SIPI state) and a SIPI
+    # (bit 8 valid, bits 7:0 its vector: a VM exit in wait-for-SIPI, discarded
+    # in any other activity state).
+    uint32_t init_pending
+    uint32_t sipi_pending
 
     # --- derived mode (recomputed by update_mode) -----------------------
     int cpl
@@ -377,6 +383,13 @@ ctypedef struct Cpu:
     uint32_t block_epoch
     uint32_t* code_gen    # per RAM page: bumped when its decoded code is dropped
     uint64_t code_writes  # bumped whenever decoded code is dropped (ends a running block)
+    # The machine's logical processors (docs/architecture.rst, "Several vCPUs"):
+    # cpus[0..ncpus) is one array the Machine owns, the same in every sibling.
+    # code_pages, code_bits and code_gen above, the slots and ram are shared;
+    # the TLB, icache, blocks and arena are each processor's own.
+    Cpu** cpus
+    int ncpus
+    int cpu_index         # this processor's place in cpus
     uint64_t blocks_built # translated blocks decoded (a measure of re-translation)
 
     # --- accounting (decision 10) ----------------------------------------
@@ -404,7 +417,7 @@ cdef class HostMemory:
 
 
 cdef class Machine:
-    """Guest memory and the processor that runs it (one vCPU for now)."""
+    """Guest memory and the processors that run it (Machine.c is the first)."""
     cdef Cpu* c
     cdef HostMemory ram_mem
     cdef HostMemory priv_mem
@@ -417,6 +430,12 @@ cdef class Machine:
     cdef list _roms               # HostMemory buffers of the ROM slots (map_rom)
     cdef dict _extra              # guest memory slots beyond RAM: base -> HostMemory
     cdef Slot* _slot_at(self, uint64_t base) except NULL
+    cdef Cpu** cpus               # every processor: cpus[0] is c (Cpu.cpus points here)
+    cdef int ncpus
+    cdef list _cpu_mem            # the decode caches and block arenas of cpus[1..]
+    cdef int _share(self) except -1
+    cdef Cpu* _new_cpu(self) except NULL
+    cdef int _any_in_guest(self)
 
 
 cdef class VCpuBase:

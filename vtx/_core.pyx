@@ -72,6 +72,9 @@ MAX_RAM = PRIV_BASE
 PAGE_SIZE = 4096
 ICACHE_SIZE = ICACHE_ENTRIES
 
+#: The most logical processors (vCPUs) a machine has.
+MAX_CPUS = 64
+
 #: The most steps (instructions retired plus events delivered) a run may be
 #: given; far beyond any run, and small enough that counters never wrap.
 MAX_BUDGET = 1 << 62
@@ -152,29 +155,18 @@ cdef class Machine:
         # Anonymous mappings with guard pages (core/hostmem.pxi).
         self.ram_mem = HostMemory(ram_size, "guest memory")
         self.priv_mem = HostMemory(priv_size, "private memory")
-        c = <Cpu*>calloc(1, sizeof(Cpu))
-        if c == NULL:
+        self.cpus = <Cpu**>calloc(MAX_CPUS, sizeof(Cpu*))
+        if self.cpus == NULL:
             raise MemoryError()
+        self._cpu_mem = []
+        c = self._new_cpu()
         self.c = c
-        c.tlb = <TlbEntry*>calloc(TLB_ENTRIES, sizeof(TlbEntry))
-        # The decode cache is direct-mapped by host address (decision 4): a
-        # million slots keep code up to 1 MiB free of conflicts.  It is a
-        # lazily backed mapping, so a VM pays only for the slots its code uses.
-        self.icache_mem = HostMemory(((ICACHE_ENTRIES + 1) * sizeof(Insn) + 4095) & ~4095, "decode cache")
-        c.icache = <Insn*>self.icache_mem.ptr
-        # Translated blocks: the table, then the arena of their ops.
-        self.block_mem = HostMemory((BLOCK_ENTRIES * sizeof(Block) + ARENA_INSNS * sizeof(Insn) + 4095) & ~4095,
-                                    "translated blocks")
-        c.blocks = <Block*>self.block_mem.ptr
-        c.arena = <Insn*>(self.block_mem.ptr + BLOCK_ENTRIES * sizeof(Block))
-        c.block_epoch = 1
+        self.icache_mem, self.block_mem = self._cpu_mem.pop(), self._cpu_mem.pop()
         c.code_pages = <uint8_t*>calloc(ram_size // 4096, 1)
         c.code_bits = <uint64_t*>calloc(ram_size // 4096, sizeof(uint64_t))
         c.code_gen = <uint32_t*>calloc(ram_size // 4096, sizeof(uint32_t))
-        if c.tlb == NULL or c.icache == NULL or c.code_pages == NULL or c.code_bits == NULL or c.code_gen == NULL:
+        if c.code_pages == NULL or c.code_bits == NULL or c.code_gen == NULL:
             raise MemoryError()
-        c.icache_mask = ICACHE_ENTRIES - 1
-        c.tlb_gen = 1
         c.ram = self.ram_mem.ptr
         c.ram_size = ram_size
         c.slots[0].base = 0
@@ -191,6 +183,46 @@ cdef class Machine:
         c.nslots = 2
         c.vmx.vmcs = self.priv_mem.ptr
         c.vmx.vmcs_ptr = PRIV_BASE
+        self.cpu_model = _CpuModel(_DEFAULT_PRESET)
+
+    cdef Cpu* _new_cpu(self) except NULL:
+        """A logical processor in its power-on state with its own TLB, decode
+        cache and translated blocks, entered in cpus (docs/architecture.rst,
+        "Several vCPUs").  Its HostMemory buffers are appended to _cpu_mem
+        (block arena, then decode cache)."""
+        cdef Cpu* c
+        cdef int k
+        if self.ncpus >= MAX_CPUS:
+            raise ArgumentError(f"a machine has at most {MAX_CPUS} processors")
+        # Translated blocks: the table, then the arena of their ops.
+        block_mem = HostMemory((BLOCK_ENTRIES * sizeof(Block) + ARENA_INSNS * sizeof(Insn) + 4095) & ~4095,
+                               "translated blocks")
+        # The decode cache is direct-mapped by host address (decision 4): a
+        # million slots keep code up to 1 MiB free of conflicts.  It is a
+        # lazily backed mapping, so a VM pays only for the slots its code uses.
+        icache_mem = HostMemory(((ICACHE_ENTRIES + 1) * sizeof(Insn) + 4095) & ~4095, "decode cache")
+        c = <Cpu*>calloc(1, sizeof(Cpu))
+        if c == NULL:
+            raise MemoryError()
+        c.tlb = <TlbEntry*>calloc(TLB_ENTRIES, sizeof(TlbEntry))
+        if c.tlb == NULL:
+            free(c)
+            raise MemoryError()
+        # Entered only once whole: code_page_written reaches every entry.
+        self._cpu_mem.append(block_mem)
+        self._cpu_mem.append(icache_mem)
+        c.blocks = <Block*>block_mem.ptr
+        c.arena = <Insn*>(block_mem.ptr + BLOCK_ENTRIES * sizeof(Block))
+        c.block_epoch = 1
+        c.icache = <Insn*>icache_mem.ptr
+        self.cpus[self.ncpus] = c
+        self.ncpus += 1
+        for k in range(self.ncpus):
+            self.cpus[k].cpus = self.cpus
+            self.cpus[k].ncpus = self.ncpus
+        c.cpu_index = self.ncpus - 1
+        c.icache_mask = ICACHE_ENTRIES - 1
+        c.tlb_gen = 1
         c.vmx.vmxon_ptr = VMCS_PTR_NONE
         c.icount_limit = 0xFFFFFFFFFFFFFFFFULL
         c.tlb_epoch = 1        # epoch 0 marks an entry INVLPG dropped
@@ -216,7 +248,70 @@ cdef class Machine:
         c.fpu.fcw = 0x37F
         c.fpu.ftw = 0xFFFF
         c.fpu.mxcsr = 0x1F80
-        self.cpu_model = _CpuModel(_DEFAULT_PRESET)
+        return c
+
+    def _add_cpu(self, uint64_t vmcs_offset):
+        """Another logical processor sharing this machine's memory, with its
+        current VMCS at ``vmcs_offset`` in the private memory (vtx.vm lays it
+        out); returns its index for VCpu(machine, index)."""
+        cdef Cpu* c
+        if self._any_in_guest():
+            raise VmStateError("a processor cannot be added while the guest runs")
+        if vmcs_offset % 4096 or vmcs_offset + 4096 > self.priv_size:
+            raise ArgumentError(f"a VMCS at {vmcs_offset:#x} is not a page of the private memory")
+        c = self._new_cpu()
+        # IA32_APIC_BASE of an application processor: BSP flag (bit 8) clear
+        # (SDM Vol. 3A 11.4.4).
+        c.apic_base = 0xFEE00800ULL
+        c.vmx.vmcs = self.priv_mem.ptr + vmcs_offset
+        c.vmx.vmcs_ptr = PRIV_BASE + vmcs_offset
+        self._share()
+        return self.ncpus - 1
+
+    @property
+    def processors(self):
+        """How many logical processors the machine has."""
+        return self.ncpus
+
+    cdef int _share(self) except -1:
+        """Give every processor the machine-wide state of cpus[0] (memory
+        slots, the code-tracking arrays, MMIO ranges, the CPU model) and
+        flush every TLB: what each one cached may be stale."""
+        cdef Cpu* c0 = self.c
+        cdef Cpu* c
+        cdef int k
+        for k in range(self.ncpus):
+            c = self.cpus[k]
+            if k:
+                memcpy(c.slots, c0.slots, sizeof(c0.slots))
+                c.nslots = c0.nslots
+                c.ram = c0.ram
+                c.ram_size = c0.ram_size
+                c.code_pages = c0.code_pages
+                c.code_bits = c0.code_bits
+                c.code_gen = c0.code_gen
+                c.mmio_on = c0.mmio_on
+                memcpy(c.mmio_range, c0.mmio_range, sizeof(c0.mmio_range))
+                c.mmio_nranges = c0.mmio_nranges
+                c.mmio_n = 0
+                c.dirty_log = c0.dirty_log
+                c.features[0] = c0.features[0]
+                c.features[1] = c0.features[1]
+                c.cr4_fixed1 = c0.cr4_fixed1
+                memcpy(c.cpuid_tab, c0.cpuid_tab, sizeof(c0.cpuid_tab))
+                c.cpuid_n = c0.cpuid_n
+                c.cpuid_max = c0.cpuid_max
+                c.cpuid_max_ext = c0.cpuid_max_ext
+                c.signature = c0.signature
+            tlb_flush(c)
+        return 0
+
+    cdef int _any_in_guest(self):
+        cdef int k
+        for k in range(self.ncpus):
+            if self.cpus[k].in_guest:
+                return 1
+        return 0
 
     @property
     def cpu_model(self):
@@ -243,6 +338,7 @@ cdef class Machine:
         self.c.cpuid_max_ext = 0x80000008
         self.c.signature = model.signature
         self._model = model
+        self._share()
 
     def _set_features(self, names):
         """Make the CPU model's feature set exactly `names` (FEATURES rows of
@@ -256,7 +352,7 @@ cdef class Machine:
                 raise ArgumentError(f"unknown CPUID feature {name!r}; the model knows "
                                     f"{', '.join(row[0] for row in _FEATURES)}")
             bits[index[name] >> 6] |= 1 << (index[name] & 63)
-        if self.c.in_guest:
+        if self._any_in_guest():
             raise VmStateError("the CPU model cannot change while the guest runs")
         self.c.features[0] = bits[0]
         self.c.features[1] = bits[1]
@@ -267,7 +363,7 @@ cdef class Machine:
         for pg in range(self.c.ram_size >> 12):
             if self.c.code_pages[pg]:
                 code_page_written(self.c, pg << 12)
-        tlb_flush(self.c)
+        self._share()
 
     def _features(self):
         """The names of the features in the CPU model's feature set."""
@@ -284,7 +380,7 @@ cdef class Machine:
         cdef HostMemory mem
         cdef Slot* s
         cdef uint64_t pg
-        if self.c.in_guest:
+        if self._any_in_guest():
             raise VmStateError("a ROM cannot be mapped while the guest runs")
         if self._roms:
             raise VmStateError("this machine has its ROM already (one per machine)")
@@ -313,7 +409,7 @@ cdef class Machine:
                 if self.c.code_pages[pg]:
                     code_page_written(self.c, pg << 12)
                 self.c.code_gen[pg] += 1
-        tlb_flush(self.c)
+        self._share()
 
     # --- guest memory slots beyond RAM (vtx.VM.add_memory; docs/architecture.rst,
     # "Memory slots and MMIO") ------------------------------------------------
@@ -323,7 +419,7 @@ cdef class Machine:
         (zeroed).  The checks of alignment and overlap are vtx.vm's."""
         cdef HostMemory mem
         cdef Slot* s
-        if self.c.in_guest:
+        if self._any_in_guest():
             raise VmStateError("memory cannot be added while the guest runs")
         if self.c.nslots >= 16:
             raise ArgumentError("a machine has at most 12 memory slots besides RAM and ROM")
@@ -338,13 +434,13 @@ cdef class Machine:
         s.mmio_writes = mmio_writes
         self.c.nslots += 1
         self._extra[base] = mem
-        tlb_flush(self.c)
+        self._share()
 
     def remove_slot(self, uint64_t base):
         """Remove the slot at ``base`` (its bytes are gone).  Its code was
         never kept decoded (Slot.cached), so only the TLB is flushed."""
         cdef int i, j
-        if self.c.in_guest:
+        if self._any_in_guest():
             raise VmStateError("memory cannot be removed while the guest runs")
         for i in range(2, self.c.nslots):
             if self.c.slots[i].base == base and base in self._extra and \
@@ -355,21 +451,21 @@ cdef class Machine:
                 self.c.nslots -= 1
                 memset(&self.c.slots[self.c.nslots], 0, sizeof(Slot))
                 del self._extra[base]
-                tlb_flush(self.c)
+                self._share()
                 return
         raise ArgumentError(f"no memory slot starts at {base:#x}")
 
     def move_slot(self, uint64_t base, uint64_t new_base):
         """Move the slot at ``base`` to ``new_base``, keeping its bytes."""
         cdef int i
-        if self.c.in_guest:
+        if self._any_in_guest():
             raise VmStateError("memory cannot be moved while the guest runs")
         for i in range(2, self.c.nslots):
             if self.c.slots[i].base == base and base in self._extra and \
                     self.c.slots[i].ptr == (<HostMemory>self._extra[base]).ptr:
                 self.c.slots[i].base = new_base
                 self._extra[new_base] = self._extra.pop(base)
-                tlb_flush(self.c)
+                self._share()
                 return
         raise ArgumentError(f"no memory slot starts at {base:#x}")
 
@@ -391,7 +487,7 @@ cdef class Machine:
         for i in range(self.c.nslots):
             if self.c.slots[i].dirty != NULL:
                 self.c.dirty_log = 1
-        tlb_flush(self.c)
+        self._share()
 
     def get_dirty_log(self, uint64_t base):
         """The slot's log as bytes (bit n: page n written since the last
@@ -405,7 +501,7 @@ cdef class Machine:
         n = ((s.size >> 12) + 7) >> 3
         out = PyBytes_FromStringAndSize(<char*>s.dirty, <Py_ssize_t>n)
         memset(s.dirty, 0, ((s.size >> 18) + 1) * sizeof(uint64_t))
-        tlb_flush(self.c)
+        self._share()               # every processor's TLB: writes are caught again
         return out
 
     cdef Slot* _slot_at(self, uint64_t base) except NULL:
@@ -426,7 +522,7 @@ cdef class Machine:
         """The guest-physical ranges [(base, end), ...] devices claim: data
         accesses there that no slot backs are emulated (RC_MMIO)."""
         cdef int i
-        if self.c.in_guest:
+        if self._any_in_guest():
             raise VmStateError("MMIO ranges cannot change while the guest runs")
         if len(ranges) > 32:
             raise ArgumentError(f"at most 32 MMIO ranges, not {len(ranges)}")
@@ -436,7 +532,7 @@ cdef class Machine:
         self.c.mmio_nranges = len(ranges)
         self.c.mmio_on = 1
         self.c.mmio_n = 0
-        tlb_flush(self.c)
+        self._share()
 
     def rom_bytes(self):
         """A copy of the ROM image (None without one)."""
@@ -446,16 +542,20 @@ cdef class Machine:
         return PyBytes_FromStringAndSize(<char*>mem.ptr, mem.size)
 
     def __dealloc__(self):
-        cdef int i
+        cdef int i, k
         if self.c != NULL:
             for i in range(self.c.nslots):
-                free(self.c.slots[i].dirty)
-            free(self.c.tlb)
+                free(self.c.slots[i].dirty)     # shared by every processor's copy of the slots
             free(self.c.code_pages)
             free(self.c.code_bits)
             free(self.c.code_gen)
-            free(self.c)
-            self.c = NULL
+        if self.cpus != NULL:
+            for k in range(self.ncpus):
+                free(self.cpus[k].tlb)
+                free(self.cpus[k])
+            free(self.cpus)
+            self.cpus = NULL
+        self.c = NULL
 
     def read(self, addr, size):
         """Bytes of guest-physical memory."""
@@ -470,7 +570,7 @@ cdef class Machine:
         # Check the Python values before converting them, so a negative or
         # huge address is a GuestMemoryError rather than an OverflowError.
         _check_range(self, addr, src.shape[0], "write of guest-physical")
-        if self.c.in_guest:
+        if self._any_in_guest():
             raise VmStateError("guest memory cannot be written while the guest runs "
                                "(run() is active in another thread)")
         a = addr
@@ -481,7 +581,7 @@ cdef class Machine:
         for pg in range(a >> 12, ((a + n - 1) >> 12) + 1):
             if self.c.code_pages[pg]:
                 code_page_written(self.c, pg << 12)
-        tlb_flush(self.c)
+        self._share()
 
     def __reduce__(self):
         raise TypeError("a vtx Machine (guest memory and processor) cannot be copied or pickled; "
@@ -552,13 +652,21 @@ cdef class VCpuBase:
         raise TypeError("a vtx VCpu cannot be copied or pickled: it is the processor of one VM; save the "
                         "whole VM with vm.save(path)")
 
-    def __cinit__(self, Machine machine not None):
+    def __cinit__(self, Machine machine not None, int index=0):
         # The machine owns the Cpu struct; holding it keeps the struct alive
         # as long as this vCPU (no call can reach a freed or NULL core).
         if machine.c == NULL:
             raise VmStateError("the machine has no processor (its construction failed)")
+        if not 0 <= index < machine.ncpus:
+            raise ArgumentError(f"the machine has processors 0-{machine.ncpus - 1}, not {index}")
         self.machine = machine
-        self.c = machine.c
+        self.c = machine.cpus[index]
+
+    @property
+    def index(self):
+        """This vCPU's number in its VM: 0 for the first (the bootstrap
+        processor), then 1, 2, ... in the order add_vcpu made them."""
+        return self.c.cpu_index
 
     cdef uint64_t _vmcs_u64(self, int off) noexcept:
         cdef uint64_t v
@@ -642,9 +750,12 @@ cdef class VCpuBase:
         and 0, so MOV from CR0 and CR4 read the power-on values (a guest
         that sets CR0.NE exits to the hypervisor with a control-register
         access).  The next entry is a VMLAUNCH."""
-        cdef Cpu* c = self.c
-        if c.in_guest or c.running:
+        if self.c.in_guest or self.c.running:
             raise VmStateError("reset: the vCPU is running")
+        self._reset_state()
+
+    def _reset_state(self):
+        cdef Cpu* c = self.c
         reset_common(c)
         reset_segments(c)
         for i in range(6):
@@ -677,6 +788,85 @@ cdef class VCpuBase:
         vwt(c, VMCS_OFF_VM_ENTRY_INTERRUPTION_INFO, 4, 0)
         tlb_flush(c)
         self.clear()
+
+    # --- INIT and start-up IPIs (docs/architecture.rst, "Several vCPUs") -----
+
+    @property
+    def activity_state(self):
+        """The guest's activity state (GUEST_ACTIVITY_STATE, SDM Vol. 3C
+        25.4.2): 0 active, 1 HLT, 2 shutdown, 3 wait-for-SIPI."""
+        return <uint32_t>vr(self.c, VMCS_OFF_GUEST_ACTIVITY_STATE, 4)
+
+    def init(self):
+        """Put the vCPU in the state after INIT (SDM Vol. 3A 10.1, Table
+        10-1, INIT column) and in the wait-for-SIPI activity state, as the
+        processor is after an INIT IPI (9.4.4, the MP initialization of an
+        application processor): the registers as :meth:`reset` sets them,
+        except that the x87 FPU, MMX and SSE state is kept (Table 10-1:
+        unchanged by INIT).  It runs again after :meth:`sipi`.  Pending
+        interrupts, NMIs and INIT are dropped; a SIPI raised after the INIT
+        stays pending (the INIT-SIPI sequence)."""
+        cdef FpuState fpu = self.c.fpu
+        cdef uint64_t xcr0 = self.c.xcr0
+        if self.c.in_guest:
+            raise VmStateError("init: the guest is running (run() is active in another thread)")
+        self._reset_state()
+        self.c.fpu = fpu
+        self.c.xcr0 = xcr0
+        self.c.init_pending = 0
+        vwt(self.c, VMCS_OFF_GUEST_ACTIVITY_STATE, 4, 3)
+
+    def sipi(self, vector):
+        """Start a vCPU that waits for a SIPI, as a start-up IPI with
+        ``vector`` does (SDM Vol. 3A 9.4.4, 11.6.1): real mode at CS =
+        vector << 8 (base vector << 12), IP = 0, active.  A VmStateError if
+        the vCPU is not in the wait-for-SIPI state (:meth:`init`)."""
+        if isinstance(vector, bool) or not isinstance(vector, int) or not 0 <= vector <= 255:
+            raise ArgumentError(f"a SIPI vector is an int in [0, 255], not {vector!r}")
+        if self.c.in_guest:
+            raise VmStateError("sipi: the guest is running (run() is active in another thread)")
+        if vr(self.c, VMCS_OFF_GUEST_ACTIVITY_STATE, 4) != 3:
+            raise VmStateError(f"sipi: vCPU {self.c.cpu_index} is not in the wait-for-SIPI state "
+                               f"(activity state {vr(self.c, VMCS_OFF_GUEST_ACTIVITY_STATE, 4)}); "
+                               f"call init() first")
+        self._set_segment(S_CS, Segment(vector << 8, vector << 12, 0xFFFF, 0x9B), "cs")
+        self.rip = 0
+        vwt(self.c, VMCS_OFF_GUEST_ACTIVITY_STATE, 4, 0)
+
+    def raise_init(self):
+        """Signal INIT to the vCPU (an INIT IPI).  In VMX non-root operation
+        it is a VM exit, reason 3 (INIT_SIGNAL, SDM Vol. 3C 26.2), at the
+        next instruction boundary, before any other event, with nothing
+        changed; the handler typically calls :meth:`init` and returns RETRY.
+        In the wait-for-SIPI state INIT is blocked (27.7.2): it waits until
+        the vCPU leaves it."""
+        if self.c.in_guest:
+            raise VmStateError("raise_init: the guest is running (run() is active in another thread)")
+        self.c.init_pending = 1
+
+    def raise_sipi(self, vector):
+        """Send a start-up IPI with ``vector`` (0-255).  In the wait-for-SIPI
+        state it is a VM exit, reason 4 (STARTUP_IPI, SDM Vol. 3C 26.2) whose
+        exit qualification is the vector (28.2.1); the handler typically
+        calls :meth:`sipi` with it and returns RETRY.  In any other activity
+        state the SIPI is discarded (27.7.2), unless an INIT raised before it
+        is still pending: it then waits for that INIT's exit."""
+        if isinstance(vector, bool) or not isinstance(vector, int) or not 0 <= vector <= 255:
+            raise ArgumentError(f"a SIPI vector is an int in [0, 255], not {vector!r}")
+        if self.c.in_guest:
+            raise VmStateError("raise_sipi: the guest is running (run() is active in another thread)")
+        if vr(self.c, VMCS_OFF_GUEST_ACTIVITY_STATE, 4) == 3 or self.c.init_pending:
+            self.c.sipi_pending = 0x100 | <uint32_t>vector
+
+    @property
+    def init_pending(self):
+        """Whether an INIT is raised and not yet taken."""
+        return self.c.init_pending != 0
+
+    @property
+    def sipi_pending(self):
+        """The vector of a SIPI raised and not yet taken, else None."""
+        return (self.c.sipi_pending & 0xFF) if self.c.sipi_pending else None
 
     # --- XMM registers ---------------------------------------------------------
 

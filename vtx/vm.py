@@ -1,8 +1,8 @@
-"""The hosted hypervisor's API: a VM with guest memory, a vCPU, exit handlers.
+"""The hosted hypervisor's API: a VM with guest memory, vCPUs, exit handlers.
 
 A :class:`VM` owns guest-physical memory and the hosted hypervisor's private
-memory (the VMCS, the I/O and MSR bitmaps and the EPT tables live there, where
-the guest cannot reach them).  :meth:`VM.add_vcpu` makes the vCPU and fills its
+memory (the VMCSs, the I/O and MSR bitmaps and the EPT tables live there, where
+the guest cannot reach them).  :meth:`VM.add_vcpu` makes a vCPU and fills its
 VMCS with controls that make a useful teaching hypervisor: HLT, all port I/O,
 all MSR accesses, CPUID and every exception exit; EPT maps guest memory
 one-to-one, and "unrestricted guest" lets the guest run in real mode.
@@ -52,6 +52,15 @@ _EPT_PML4 = 0x4000
 _EPT_PDPT = 0x5000
 _EPT_PD = 0x6000          # one page per GiB of guest memory, then one page table
 _EPT_POOL_PAGES = 64      # EPT tables for memory slots beyond RAM (vtx.memory)
+# Then one VMCS page for each vCPU after the first (whose VMCS is at _VMCS);
+# the bitmaps and the EPT are shared.
+
+#: The most vCPUs a VM has.
+MAX_VCPUS = _core.MAX_CPUS
+
+#: The instructions (steps) a vCPU runs in its turn when a VM with several
+#: vCPUs runs them round-robin (:meth:`VM.run`).
+DEFAULT_QUANTUM = 10000
 
 GiB = 1 << 30
 _2M = 1 << 21
@@ -70,9 +79,10 @@ class RunResult:
     """What one :meth:`VM.run` did.
 
     ``stop`` says why it returned: ``"stop"`` (a handler returned STOP; the
-    exit is in ``exit``), ``"budget"`` (``max_instructions`` steps done),
-    ``"halted"`` (HLT without HLT exiting: nothing can wake the guest) or
-    ``"shutdown"``.  ``exits`` counts the exits of this run per
+    exit is in ``exit``, the vCPU that exited in ``vcpu``), ``"budget"``
+    (``max_instructions`` steps done, over all vCPUs), ``"halted"`` (every
+    vCPU halted without HLT exiting or waiting for a SIPI, with nothing
+    pending that wakes it) or ``"shutdown"`` (``vcpu`` says which).  ``exits`` counts the exits of this run per
     :class:`~vtx.ExitReason`, ``exit_ns`` the wall-clock nanoseconds spent per
     reason from the exit to the next entry (handler included),
     ``instructions`` the guest instructions retired (a REP string instruction
@@ -88,6 +98,7 @@ class RunResult:
     instructions: int
     wall_ns: int
     events: int = 0
+    vcpu: object = None
 
     @property
     def total_exits(self):
@@ -339,10 +350,14 @@ class VM(MemoryMap, _Memory):
         # Then a pool of pages for the EPT tables of further slots (vtx.memory).
         self._pool_base, self._pool_pages = priv, _EPT_POOL_PAGES
         priv += 4096 * _EPT_POOL_PAGES
+        self._vmcs_more = priv
+        priv += 4096 * (MAX_VCPUS - 1)
         self._machine = _core.Machine(memory, priv)
         self.memory_size = memory
         self.cpu_model = cpu
         self._vcpus = []
+        self._next = 0            # the vCPU whose turn comes first in the next run
+        self._running = False
         self._handlers = [None] * 128
         self._default = None
         self._init_memory_map()
@@ -415,33 +430,56 @@ class VM(MemoryMap, _Memory):
 
     # --- vCPUs -----------------------------------------------------------------
 
-    def add_vcpu(self):
-        """Make the vCPU (the model has one per VM for now) with a VMCS whose
+    def add_vcpu(self, wait_for_sipi=False):
+        """Make a vCPU (up to :data:`MAX_VCPUS`) with its own VMCS, whose
         controls exit on HLT, port I/O, MSR accesses, CPUID, VMCALL and every
-        exception, and whose guest state is real mode at 0000:0000."""
-        if self._vcpus:
-            raise VmStateError("this VM has its vCPU already; the model runs one vCPU per VM for now")
-        vcpu = _core.VCpu(self._machine)
+        exception, with VPID 1, 2, ... in the order made, and whose guest
+        state is real mode at 0000:0000.  The vCPUs share the guest memory,
+        the bitmaps and the EPT.
+
+        With ``wait_for_sipi=True`` the vCPU is an application processor after
+        INIT: it waits in the wait-for-SIPI activity state, and does not run,
+        until :meth:`~vtx.VCpu.sipi` (or a start-up IPI raised with
+        ``raise_sipi`` whose exit the handler answers with it)."""
+        if not isinstance(wait_for_sipi, bool):
+            raise TypeError(f"wait_for_sipi is a bool, not {wait_for_sipi!r}")
+        if self._running:
+            raise VmStateError("add_vcpu: the VM is running (call it between runs)")
+        n = len(self._vcpus)
+        if n >= MAX_VCPUS:
+            raise VmStateError(f"this VM has {MAX_VCPUS} vCPUs, the most the model runs")
+        if n == 0:
+            vcpu = _core.VCpu(self._machine)
+        else:
+            vcpu = _core.VCpu(self._machine, self._machine._add_cpu(self._vmcs_offset(n)))
         vcpu.mmio_handler = self._mmio
         self._vcpus.append(vcpu)
         self._init_vmcs(vcpu)
         self.setup_real_mode(entry=0, vcpu=vcpu)
+        if wait_for_sipi:
+            vcpu.init()
         return vcpu
+
+    def _vmcs_offset(self, index):
+        """Where vCPU ``index``'s VMCS lies in the private memory."""
+        return _VMCS if index == 0 else self._vmcs_more + 4096 * (index - 1)
 
     @property
     def vcpu(self):
-        """The VM's vCPU (VmStateError if add_vcpu has not been called)."""
+        """The VM's first vCPU (VmStateError if add_vcpu has not been called)."""
         if not self._vcpus:
             raise VmStateError("the VM has no vCPU; call vm.add_vcpu() first")
         return self._vcpus[0]
 
     @property
     def vcpus(self):
+        """The vCPUs, in the order add_vcpu made them (``vcpu.index``)."""
         return tuple(self._vcpus)
 
     def _init_vmcs(self, v):
         base = _core.PRIV_BASE
-        self._priv[_VMCS:_VMCS + 4] = capabilities.VMCS_REVISION_ID.to_bytes(4, "little")
+        off = self._vmcs_offset(v.index)
+        self._priv[off:off + 4] = capabilities.VMCS_REVISION_ID.to_bytes(4, "little")
         def a0(msr_value):
             return msr_value & 0xFFFFFFFF
         v.vmwrite(F.PIN_BASED_CONTROLS, a0(capabilities.TRUE_PINBASED_CTLS))
@@ -602,7 +640,7 @@ class VM(MemoryMap, _Memory):
 
     # --- running -----------------------------------------------------------------
 
-    def run(self, max_instructions=None):
+    def run(self, max_instructions=None, quantum=DEFAULT_QUANTUM):
         """Enter the guest and handle its exits until a handler returns STOP,
         the budget is spent, or the guest halts for good.
 
@@ -615,6 +653,14 @@ class VM(MemoryMap, _Memory):
         Python signal handler that raises) stops a run within milliseconds,
         whatever the guest does, and leaves the VM able to run again.
 
+        With several vCPUs they run round-robin, in the order of
+        :attr:`vcpus`, ``quantum`` steps each per turn (fewer when a handler
+        stops the run or the budget ends), so a run repeats exactly; the
+        budget counts the steps of all of them.  A vCPU halted with nothing
+        pending, or waiting for a SIPI with none raised, is passed over; the
+        run ends ``"halted"`` when every vCPU is.  The next run starts with
+        the vCPU whose turn it stopped in (a STOP) or the next one.
+
         A handler that raises stops the run; the exception reaches the caller
         and the VM stays consistent (the guest is at the exiting instruction),
         so it can run again.  A run is not re-entrant: calling ``run()`` from a
@@ -625,6 +671,11 @@ class VM(MemoryMap, _Memory):
                     or not 0 < max_instructions <= _core.MAX_BUDGET:
                 raise ArgumentError(f"max_instructions is an int in [1, {_core.MAX_BUDGET:#x}] or None, "
                                     f"not {max_instructions!r}")
+        if quantum is not DEFAULT_QUANTUM and (isinstance(quantum, bool) or not isinstance(quantum, int)
+                                               or not 0 < quantum <= _core.MAX_BUDGET):
+            raise ArgumentError(f"quantum is an int in [1, {_core.MAX_BUDGET:#x}], not {quantum!r}")
+        if len(self._vcpus) > 1:
+            return self._run_all(max_instructions, quantum)
         budget = max_instructions or 0
         # The thread of the run, so that a snapshot taken from its handlers is
         # allowed and one from another thread is not (vtx/snapshot.py).
@@ -644,4 +695,53 @@ class VM(MemoryMap, _Memory):
             key = _REASON_KEYS[r]
             exits[key] = n
             exit_ns[key] = ns
-        return RunResult(why, last, exits, exit_ns, instructions, wall, events)
+        return RunResult(why, last, exits, exit_ns, instructions, wall, events,
+                         v if why in ("stop", "shutdown") else None)
+
+    def _run_all(self, max_instructions, quantum):
+        """The round-robin of :meth:`run` over several vCPUs."""
+        if self._running:
+            raise VmStateError("run() is already active on this VM (called from an exit handler or "
+                               "another thread); return RESUME, RETRY or STOP from the handler instead")
+        vcpus = self._vcpus
+        left = max_instructions
+        exits, exit_ns = {}, {}
+        instructions = events = 0
+        idle = 0                  # vCPUs in a row that had nothing to do
+        i = self._next % len(vcpus)
+        t0 = time.perf_counter_ns()
+        self._running = True
+        try:
+            while True:
+                v = vcpus[i]
+                self._next = i
+                if v.activity_state == 3 and v.sipi_pending is None:
+                    # Wait-for-SIPI and no SIPI: it does not run (INIT is
+                    # blocked in this state, SDM Vol. 3C 27.7.2).
+                    why, last, per_reason, n, ev = "halted", None, {}, 0, 0
+                else:
+                    q = quantum if left is None else min(quantum, left)
+                    why, last, per_reason, n, ev = v._run(self._handlers, self._default, q,
+                                                          RESUME, RETRY, STOP)
+                for r, (cnt, ns) in per_reason.items():
+                    key = _REASON_KEYS[r]
+                    exits[key] = exits.get(key, 0) + cnt
+                    exit_ns[key] = exit_ns.get(key, 0) + ns
+                instructions += n
+                events += ev
+                if left is not None:
+                    left -= n + ev
+                if why in ("stop", "shutdown"):
+                    return RunResult(why, last, exits, exit_ns, instructions,
+                                     time.perf_counter_ns() - t0, events, v)
+                idle = idle + 1 if (why == "halted" and n + ev == 0 and not per_reason) else 0
+                i = (i + 1) % len(vcpus)
+                self._next = i
+                if idle >= len(vcpus):
+                    return RunResult("halted", None, exits, exit_ns, instructions,
+                                     time.perf_counter_ns() - t0, events, None)
+                if left is not None and left <= 0:
+                    return RunResult("budget", None, exits, exit_ns, instructions,
+                                     time.perf_counter_ns() - t0, events, None)
+        finally:
+            self._running = False

@@ -207,25 +207,35 @@ cdef void mark_code_page(Cpu* c, uint64_t hpa, int length) noexcept nogil:
     if last > 63:
         last = 63
     bits = ((~0ULL) >> (63 - last)) & ((~0ULL) << first)
+    cdef int k
+    cdef TlbEntry* tlb
     c.code_bits[pg] |= bits
     if c.code_pages[pg]:
         return
     c.code_pages[pg] = 1
     # Stale entries too: one may be made current again (tlb_revalidate).
-    for i in range(TLB_ENTRIES):
-        if c.tlb[i].hpa == (hpa & ~0xFFFULL):
-            c.tlb[i].perm = withhold_write(c.tlb[i].perm)
+    # Every processor's: another one's write must reach the chunk check too
+    # (docs/architecture.rst, "Several vCPUs").
+    for k in range(c.ncpus):
+        tlb = c.cpus[k].tlb
+        for i in range(TLB_ENTRIES):
+            if tlb[i].hpa == (hpa & ~0xFFFULL):
+                tlb[i].perm = withhold_write(tlb[i].perm)
 
 
 cdef inline void code_page_written(Cpu* c, uint64_t hpa) noexcept nogil:
     """A write reaches decoded code in the RAM page at hpa: drop the page's
     decoded instructions.  Its TLB entries keep the chunk check until they
-    are refilled; with no code marked it lets every write through."""
-    icache_invalidate_page(c, hpa)
+    are refilled; with no code marked it lets every write through.  The
+    tracking is shared by the machine's processors, so the decoded code of
+    every one of them goes (docs/architecture.rst, "Several vCPUs")."""
+    cdef int k
+    for k in range(c.ncpus):
+        icache_invalidate_page(c.cpus[k], hpa)
+        c.cpus[k].code_writes += 1     # the block running now, if any
     c.code_pages[hpa >> 12] = 0
     c.code_bits[hpa >> 12] = 0
-    c.code_gen[hpa >> 12] += 1         # the page's translated blocks
-    c.code_writes += 1                 # and the block running now, if any
+    c.code_gen[hpa >> 12] += 1         # the page's translated blocks, in every processor
 
 
 cdef inline int code_write_ok(Cpu* c, uint64_t hpa) noexcept nogil:

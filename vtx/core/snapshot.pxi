@@ -97,6 +97,8 @@ cdef list _snap_rows(Cpu* c):
     _fld(r, c, "nmi_pending", &c.nmi_pending, sizeof(c.nmi_pending), S)
     _fld(r, c, "ev_armed", &c.ev_armed, sizeof(c.ev_armed), K)
     _fld(r, c, "ev_limit", &c.ev_limit, sizeof(c.ev_limit), K)
+    _fld(r, c, "init_pending", &c.init_pending, sizeof(c.init_pending), S)
+    _fld(r, c, "sipi_pending", &c.sipi_pending, sizeof(c.sipi_pending), S)
     # --- the derived mode
     _fld(r, c, "cpl", &c.cpl, sizeof(c.cpl), S)
     _fld(r, c, "code_size", &c.code_size, sizeof(c.code_size), S)
@@ -230,6 +232,10 @@ cdef list _snap_rows(Cpu* c):
     _fld(r, c, "block_epoch", &c.block_epoch, sizeof(c.block_epoch), K)
     _fld(r, c, "code_gen", &c.code_gen, sizeof(c.code_gen), K)
     _fld(r, c, "code_writes", &c.code_writes, sizeof(c.code_writes), K)
+    # the machine's processors: its own, whatever the file's
+    _fld(r, c, "cpus", &c.cpus, sizeof(c.cpus), K)
+    _fld(r, c, "ncpus", &c.ncpus, sizeof(c.ncpus), K)
+    _fld(r, c, "cpu_index", &c.cpu_index, sizeof(c.cpu_index), K)
     _fld(r, c, "blocks_built", &c.blocks_built, sizeof(c.blocks_built), K)
     # --- accounting: the counts are the machine's history; icount_limit is a
     # slice's, exit_ticks, exit_t0 and acct_reason are host wall-clock time
@@ -355,8 +361,11 @@ cdef int _snap_drop_caches(Cpu* c, Machine m) except -1:
     every translated block is stale (a new epoch, an empty arena) and the
     TLB is flushed with no kept context."""
     cdef uint64_t pg
-    if madvise(m.icache_mem.ptr, <size_t>m.icache_mem.size, MADV_DONTNEED) != 0:
-        memset(m.icache_mem.ptr, 0, <size_t>m.icache_mem.size)
+    # This processor's own decode cache (each vCPU has one: "Several vCPUs"),
+    # a page-aligned HostMemory mapping of (icache_mask + 2) slots.
+    cdef size_t size = ((c.icache_mask + 2) * sizeof(Insn) + 4095) & ~(<size_t>4095)
+    if madvise(<void*>c.icache, size, MADV_DONTNEED) != 0:
+        memset(<void*>c.icache, 0, size)
     memset(c.code_pages, 0, <size_t>(c.ram_size >> 12))
     memset(c.code_bits, 0, <size_t>(c.ram_size >> 12) * sizeof(uint64_t))
     for pg in range(c.ram_size >> 12):

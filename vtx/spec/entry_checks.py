@@ -339,13 +339,13 @@ ENTRY_CHECKS = [
     # 27.3.1.5 non-register state: activity state
     ("GUEST_ACTIVITY_STATE_RANGE", GUEST, "27.3.1.5", "the activity state is in the range 0-3"),
     ("GUEST_ACTIVITY_STATE_SUPPORTED", GUEST, "27.3.1.5",
-     "the activity state is one IA32_VMX_MISC bits 8:6 report (the model: active or HLT)"),
+     "the activity state is one IA32_VMX_MISC bits 8:6 report (the model: active, HLT or wait-for-SIPI)"),
     ("GUEST_ACTIVITY_STATE_HLT_SS_DPL", GUEST, "27.3.1.5", "the activity state is not HLT when SS.DPL is not 0"),
     ("GUEST_ACTIVITY_STATE_BLOCKING", GUEST, "27.3.1.5",
      "the activity state is active when the interruptibility state has blocking by STI or by MOV SS"),
     ("GUEST_ACTIVITY_STATE_HLT_INJECTION", GUEST, "27.3.1.5",
      "in the HLT state, the injected event is one HLT does not block: an external interrupt, an NMI, "
-     "a hardware exception #DB or #MC, or an other event with vector 0"),
+     "a hardware exception #DB or #MC, or an other event with vector 0; in wait-for-SIPI, no event"),
     # interruptibility state
     ("GUEST_INTERRUPTIBILITY_RESERVED_BITS", GUEST, "27.3.1.5",
      "interruptibility-state reserved bits 31:5 are 0"),

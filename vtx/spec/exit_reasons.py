@@ -131,6 +131,7 @@ EXIT_INFO = {
     "EXCEPTION_OR_NMI": ((_Q, _L) + _INTR, "Table 28-1 for #DB; the linear address for #PF; else 0",
                          (("b0_b3", 0, 3), ("bd", 13, 13), ("bs", 14, 14), ("rtm", 16, 16))),
     "EXTERNAL_INTERRUPT": (_INTR, "", ()),
+    "STARTUP_IPI": ((_Q,), "28.2.1: the SIPI vector", (("vector", 0, 7),)),
     "TASK_SWITCH": ((_Q, _L), "Table 28-2", (("selector", 0, 15), ("source", 30, 31))),
     "CPUID": _INSN,
     "GETSEC": _INSN,

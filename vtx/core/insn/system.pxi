@@ -293,7 +293,10 @@ cdef void model_cpuid(Cpu* c, uint64_t cr4, uint32_t leaf, uint32_t sub, uint32_
         # EDX: the x2APIC ID of this processor, whatever the subleaf; an
         # invalid level still reports its number in ECX[7:0].
         out[2] = (out[2] & ~0xFFu) | (sub & 0xFF)
+        out[3] = <uint32_t>c.cpu_index
     elif leaf == 1:
+        # EBX[31:24]: the initial APIC ID, the processor's number in its machine.
+        out[1] = (out[1] & 0x00FFFFFFu) | (<uint32_t>c.cpu_index << 24)
         if not (c.misc_enable & MISC_ENABLE_MONITOR):
             out[2] &= ~(1u << 3)
         if cr4 & CR4_OSXSAVE:

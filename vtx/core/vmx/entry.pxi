@@ -638,7 +638,8 @@ cdef int check_guest(Cpu* c, const ck_mask_t* d) noexcept nogil:
         if ck_has(d, CK_GUEST_RFLAGS_IF) and injecting and itype == INTR_EXTERNAL and not (rflags & F_IF):
             return fail(c, CK_GUEST_RFLAGS_IF, R)
     # 27.3.1.5: activity state (IA32_VMX_MISC bits 8:6 say which of HLT,
-    # shutdown and wait-for-SIPI are supported; the model: HLT)
+    # shutdown and wait-for-SIPI are supported; the model: HLT and
+    # wait-for-SIPI, in which no event may be injected)
     if ck_any(d, &CKM_SDM_27_3_1_5):
         act = <uint32_t>vr(c, VMCS_OFF_GUEST_ACTIVITY_STATE, 4)
         intr = <uint32_t>vr(c, VMCS_OFF_GUEST_INTERRUPTIBILITY_STATE, 4)
@@ -658,6 +659,10 @@ cdef int check_guest(Cpu* c, const ck_mask_t* d) noexcept nogil:
                 not (itype == INTR_EXTERNAL or itype == INTR_NMI or
                      (itype == INTR_HW_EXCEPTION and (vec == 1 or vec == 18)) or
                      (itype == INTR_OTHER_EVENT and vec == 0)):
+            return fail(c, CK_GUEST_ACTIVITY_STATE_HLT_INJECTION, R)
+        # The same rule for wait-for-SIPI: no event at all (the same inputs:
+        # the activity state and the interruption information).
+        if ck_has(d, CK_GUEST_ACTIVITY_STATE_HLT_INJECTION) and act == 3 and injecting:
             return fail(c, CK_GUEST_ACTIVITY_STATE_HLT_INJECTION, R)
         # interruptibility state
         if ck_has(d, CK_GUEST_INTERRUPTIBILITY_RESERVED_BITS) and (intr & 0xFFFFFFE0ULL):

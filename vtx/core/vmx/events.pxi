@@ -42,6 +42,8 @@ cdef enum:
     EVR_NMI = 4
     EVR_INTR_WINDOW = 5
     EVR_INTR = 6
+    EVR_INIT = 7
+    EVR_SIPI = 8
 
     # SDM 28.2.2 / 27.6: bit 31 of an interruption-information field.
     INTR_INFO_VALID = 0x80000000
@@ -77,7 +79,7 @@ cdef inline int events_each_boundary(Cpu* c) noexcept nogil:
     if c.vmx.non_root:
         pin = c.vmx.ctl.pin
         proc = c.vmx.ctl.proc
-    if c.activity != 0 or c.vmx.x_pending or c.vmx.mtf_pending or \
+    if c.activity != 0 or c.vmx.x_pending or c.vmx.mtf_pending or c.init_pending or c.sipi_pending or \
             (proc & (PROC_INTERRUPT_WINDOW_EXITING | PROC_NMI_WINDOW_EXITING | PROC_MONITOR_TRAP_FLAG)):
         return 1
     if c.nmi_pending and not ((c.interruptibility & 8) and not (pin & PIN_VIRTUAL_NMIS)):
@@ -145,6 +147,20 @@ cdef int event_ready(Cpu* c) noexcept nogil:
     cdef uint32_t ib = c.interruptibility
     cdef uint32_t pin = 0
     cdef uint32_t proc = 0
+    if c.vmx.non_root:
+        # INIT and SIPI in VMX non-root operation (SDM Vol. 3C 26.2): INIT
+        # exits, except in the wait-for-SIPI state, which blocks it (and
+        # external interrupts, NMIs; 27.7.2); a SIPI exits only in that state
+        # and the others discard it.  INIT comes before the MTF, the
+        # preemption timer and the lower events (Vol. 3A Table 6-2: external
+        # hardware interventions, priority 3).  A SIPI raised behind an
+        # INIT waits for the INIT's exit, whose handler may enter
+        # wait-for-SIPI (the INIT-SIPI sequence, raised back to back).
+        if c.activity == 3:
+            return EVR_SIPI if c.sipi_pending else EVR_NONE
+        if c.init_pending:
+            return EVR_INIT
+        c.sipi_pending = 0
     if c.activity > 1:
         return EVR_NONE             # shutdown: nothing the model raises wakes it
     if c.vmx.non_root:
@@ -197,6 +213,16 @@ cdef int event_take(Cpu* c, int ev) noexcept nogil:
     a delivery to the guest."""
     cdef int vec
     cdef uint32_t pin = c.vmx.ctl.pin if c.vmx.non_root else 0
+    if ev == EVR_INIT:
+        # SDM 26.2: the exit changes no register state and clears no pending
+        # event; exit qualification 0 (28.2.1).
+        c.init_pending = 0
+        return vmexit_event(c, EXIT_REASON_INIT_SIGNAL, 0)
+    if ev == EVR_SIPI:
+        # SDM 28.2.1, Table 28-1: the exit qualification is the SIPI vector.
+        vec = <int>(c.sipi_pending & 0xFF)
+        c.sipi_pending = 0
+        return vmexit_event(c, EXIT_REASON_STARTUP_IPI, <uint64_t>vec)
     if ev == EVR_MTF:
         c.vmx.mtf_pending = 0
         c.vmx.mtf_mark = c.icount + c.events
