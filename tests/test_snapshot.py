@@ -689,3 +689,27 @@ def test_memory_slots_are_saved_and_restored(tmp_path):
     with pytest.raises(vtx.errors.SnapshotError, match="memory slots"):
         other.restore(path)
     assert other.memory_slots == ((0x60000000, 0x1000, False),)
+
+
+def test_several_vcpus_replay_from_a_snapshot(tmp_path):
+    vm = vtx.VM(memory=1 << 20)
+    for entry, counter in ((0x1000, 0x3000), (0x2000, 0x3008)):
+        vm.load(entry, vtx.asm(f"""
+            mov rbx, {counter:#x}
+        1:  lock inc qword ptr [rbx]
+            lock inc qword ptr [0x3010]
+            jmp 1b""", bits=64))
+    a, b = vm.add_vcpu(), vm.add_vcpu()
+    vm.setup_long_mode(entry=0x1000, vcpu=a)
+    vm.setup_long_mode(entry=0x2000, vcpu=b, tables=0x8000)
+    vm.run(max_instructions=10_000, quantum=777)
+    path = tmp_path / "smp.snap"
+    vm.save(path)
+    vm.run(max_instructions=20_000, quantum=777)
+    after = (vm.read(0x3000, 24), a.rip, b.rip, a.instructions, b.instructions)
+    vm.run(max_instructions=777)      # the round-robin moves on; the restore brings its turn back
+    vm.restore(path)
+    vm.run(max_instructions=20_000, quantum=777)
+    assert (vm.read(0x3000, 24), a.rip, b.rip, a.instructions, b.instructions) == after
+    counts = [int.from_bytes(after[0][i:i + 8], "little") for i in (0, 8, 16)]
+    assert counts[0] + counts[1] == counts[2] and counts[0] > 0 and counts[1] > 0

@@ -159,6 +159,8 @@ def save(machine, path, extra=None):
     header = {
         "slots": slots,
         "ept_pool": [machine._pool_next, list(machine._pool_free)] if kind == "VM" else None,
+        # the round-robin's next vCPU: a run after a restore takes the same turns
+        "next_vcpu": machine._next if kind == "VM" else 0,
         "vtx_version": _version(), "kind": kind, "cpu_layout": layout["hash"], "cpu_size": layout["cpu_size"],
         "cpu_image": layout["size"], "ram_size": m.ram_size, "priv_size": m.priv_size, "vcpus": len(vcpus),
         "rom": list(rom_at) if rom_at else None, "cpu_model": _model_json(m.cpu_model),
@@ -234,7 +236,7 @@ def _json(what, payload):
 _HEADER_KEYS = {"vtx_version": str, "kind": str, "cpu_layout": str, "cpu_size": int, "cpu_image": int,
                 "ram_size": int, "priv_size": int, "vcpus": int, "rom": (list, type(None)),
                 "cpu_model": dict, "console": (str, type(None)), "slots": list,
-                "ept_pool": (list, type(None))}
+                "ept_pool": (list, type(None)), "next_vcpu": int}
 
 
 def read(path):
@@ -422,6 +424,8 @@ def apply(snap, machine):
             machine._machine.slot_view(base)[:size] = data
     _core._ram_restore(m, snap.ram_bitmap, snap.ram_pages)
     _core._priv_restore(m, snap.priv)
+    if kind == "VM":
+        machine._next = snap.header["next_vcpu"]
     if kind == "VM" and snap.header["ept_pool"] is not None:
         # The EPT tables of the slots came with the private memory: so does
         # the bookkeeping of the pool they live in.
