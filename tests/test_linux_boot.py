@@ -3,6 +3,8 @@ hypervisor of vtx.pc, and answers a command typed on its serial console."""
 
 import pytest
 
+import vtx
+
 from vtx.linux import LinuxAssetsUnavailable, fetch
 
 
@@ -85,3 +87,27 @@ def test_snapshot_replays_a_booting_kernel_exactly(tmp_path):
     other = LinuxMachine(assets)
     other.restore(path)
     assert _run_m(other, 60_000_000) == first
+
+
+def test_boot_with_the_local_apic_and_the_io_apic():
+    """With an xAPIC and an I/O APIC described by ACPI tables (vtx.acpi), the
+    kernel takes its timer from the local APIC (through MMIO, emulated) and
+    routes the ISA interrupts through the I/O APIC."""
+    try:
+        assets = fetch()
+    except LinuxAssetsUnavailable as e:
+        pytest.skip(f"the Debian kernel and busybox packages cannot be fetched here: {e}")
+    from vtx.linux.machine import LinuxMachine
+    m = LinuxMachine(assets, apic=True)
+    assert m.boot(), f"no shell prompt: {m.platform.stopped}; console tail: {m.console[-2000:]}"
+    out = m.console
+    assert "ACPI: Interpreter enabled" in out and "ACPI Error" not in out
+    assert "IOAPIC[0]: apic_id 1, version 17, address 0xfec00000, GSI 0-23" in out
+    assert "..TIMER: vector=0x30 apic1=0 pin1=2" in out
+    irqs = m.command("cat /proc/interrupts")
+    rows = {line.split(":")[0].strip(): line.split() for line in irqs.splitlines() if ":" in line}
+    assert rows["0"][2:] == ["IO-APIC", "2-edge", "timer"]
+    assert rows["4"][2:] == ["IO-APIC", "4-edge", "ttyS0"] and int(rows["4"][1]) > 0
+    assert int(rows["LOC"][1]) > 0                       # local APIC timer interrupts
+    # The APIC registers are MMIO: each access an emulated EPT violation.
+    assert m.platform.stats()["exits"][vtx.ExitReason.EPT_VIOLATION] > 100

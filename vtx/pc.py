@@ -33,6 +33,12 @@ CPUID_HYPERVISOR = 1 << 31
 #: "APIC on chip": CPUID.1:EDX[9].  The local APIC is a device of the platform
 #: here (vtx.devices.LocalApic), so the platform, not the CPU model, says so.
 CPUID_APIC = 1 << 9
+#: ISA IRQ -> I/O APIC input (the MADT's Interrupt Source Override): the
+#: PIT's IRQ 0 is wired to input 2, as on PCs (input 0 takes the 8259's INTR).
+ISA_TO_GSI = {0: 2}
+#: Where the ACPI tables go: in the BIOS area below 1 MiB, which the E820 map
+#: reserves (an OS also finds the RSDP there by scanning E0000H-FFFFFH).
+ACPI_TABLES = 0xE0000
 _MSR_BITMAP = 0x3000          # vtx.vm's private-memory layout
 
 #: The time-stamp counter's frequency, as CPUID tells it (SDM Vol. 2A CPUID
@@ -48,18 +54,22 @@ TSC_LEAVES_MAX = 0x16
 
 class ApicRouter:
     """What the vCPU's INTR sees with a local APIC in front of the 8259 PIC
-    (virtual wire mode, SDM Vol. 3A 11.4.1 and the MP specification's
-    "virtual wire" mode): the APIC's own pending vector first, else the PIC's
-    request through LINT0 when that is programmed as ExtINT (or the APIC is
-    disabled and LINT0 is the INTR pin).  Device interrupt lines go to the
-    PIC (there is no I/O APIC without firmware tables to describe it)."""
+    (SDM Vol. 3A 11.4.1; the MP specification's "virtual wire" mode): the
+    APIC's own pending vector first, else the PIC's request through LINT0
+    when that is programmed as ExtINT (or the APIC is disabled and LINT0 is
+    the INTR pin).  A device's ISA interrupt line goes to the PIC and to the
+    I/O APIC input the ACPI tables name for it (IRQ 0 on GSI 2, the others
+    on the input of their number)."""
 
-    def __init__(self, lapic, pic):
+    def __init__(self, lapic, pic, ioapic=None):
         self.lapic = lapic
         self.pic = pic
+        self.ioapic = ioapic
 
     def set_irq(self, line, level):
         self.pic.set_irq(line, level)
+        if self.ioapic is not None:
+            self.ioapic.set_irq(ISA_TO_GSI.get(line, line), level)
 
     def pending(self):
         return self.lapic.pending() is not None or (self.pic.pending() and self.lapic.lint0_extint())
@@ -108,6 +118,7 @@ class PcMachine:
         v.vmwrite(F.SECONDARY_PROC_BASED_CONTROLS, v.vmread(F.SECONDARY_PROC_BASED_CONTROLS)
                   | ProcBased2.ENABLE_INVPCID | ProcBased2.ENABLE_RDTSCP)
         self._attach_devices(console)
+        self._firmware_init()
         self.lapic = None
         if apic:
             self._attach_apic()
@@ -142,13 +153,22 @@ class PcMachine:
         bitmap's read and write bits for 1BH, SDM Vol. 3C 25.6.9) so the APIC
         sees moves and disables."""
         from .devices.lapic import ApicGp
+        from . import acpi
         p = self.platform
         self.lapic = _dev.LocalApic(p.clock, apic_id=0, bsp=True, bus_hz=TSC_LEAVES[0x15][2])
+        self.apic_bus = _dev.ApicBus()
+        self.apic_bus.add(self.lapic)
+        self.ioapic = self.apic_bus.add_ioapic(_dev.IoApic(ioapic_id=1))
         self._apic_base = self.lapic.base
         self.vm.map_mmio(self._apic_base, 0x1000, self.lapic)
+        p.attach(self.ioapic, mmio=(self.ioapic.base & ~0xFFF, 0x1000))
         p.timers.append(self.lapic)
         p.devices.append(self.lapic)
-        p.pic = ApicRouter(self.lapic, self.pic)
+        p.pic = ApicRouter(self.lapic, self.pic, self.ioapic)
+        self.acpi_pm = p.attach(_dev.AcpiPm(acpi.PM1A_EVT_BLK, acpi.PM1A_CNT_BLK,
+                                            on_sleep=lambda typ: self._stop("power off")))
+        tables, self.acpi_rsdp = acpi.build(ACPI_TABLES, apic_ids=(0,), ioapic_base=self.ioapic.base)
+        self.vm.write(ACPI_TABLES, tables)
         priv = self.vm._priv
         for off in (0, 2048):                      # read low, write low
             priv[_MSR_BITMAP + off + (0x1B >> 3)] |= 1 << (0x1B & 7)
@@ -171,6 +191,17 @@ class PcMachine:
             p.sync_interrupts(vcpu)
             return RESUME
         self._apic_msr = apic_base
+
+    def _firmware_init(self):
+        """What PC firmware leaves in the interrupt controllers before it
+        starts an OS (the IBM PC BIOS convention): the 8259 pair initialized
+        (ICW1-ICW4: edge triggered, cascaded on IR2, vectors 08H-0FH and
+        70H-77H, 8086 mode) and every line masked.  An OS that uses the APIC
+        never programs the 8259 and relies on it being masked."""
+        for port, value in ((0x20, 0x11), (0x21, 0x08), (0x21, 0x04), (0x21, 0x01),
+                            (0xA0, 0x11), (0xA1, 0x70), (0xA1, 0x02), (0xA1, 0x01),
+                            (0x21, 0xFF), (0xA1, 0xFF)):
+            self.pic.io_write(port, 1, value)
 
     def _stop(self, why):
         self.platform.stopped = why

@@ -92,7 +92,8 @@ class Platform:
         return device
 
     def set_irq(self, line, level):
-        """The router the devices' IrqLines call: to the PIC."""
+        """The router the devices' IrqLines call: to the interrupt controller
+        (``platform.pic``: the PIC, or a router in front of it)."""
         if self.pic is not None:
             self.pic.set_irq(line, level)
 

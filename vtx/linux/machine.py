@@ -14,6 +14,9 @@ from ..spec import ExitReason
 #: for (the PC has none), and the TSC trusted as a clocksource (the model's
 #: TSC is exact by construction: docs/architecture.rst, "The platform").
 DEFAULT_CMDLINE = "console=ttyS0 earlyprintk=serial,ttyS0,115200 nokaslr acpi=off tsc=reliable panic=-1"
+#: With the local APIC and the I/O APIC the kernel finds them in the ACPI
+#: tables (vtx.acpi), so ACPI stays on.
+APIC_CMDLINE = "console=ttyS0 earlyprintk=serial,ttyS0,115200 nokaslr tsc=reliable panic=-1"
 
 #: Phases of the boot, each ending when the console shows its marker.
 PHASES = (
@@ -36,7 +39,10 @@ class LinuxMachine(PcMachine):
         self.assets = assets if assets is not None else fetch()
         kernel = self.assets.kernel.read_bytes()
         initrd = busybox_initramfs(self.assets.busybox, init_script)
-        self.boot_info = load_linux(self.vm, kernel, initrd, cmdline)
+        if apic and cmdline == DEFAULT_CMDLINE:
+            cmdline = APIC_CMDLINE
+        self.boot_info = load_linux(self.vm, kernel, initrd, cmdline,
+                                    acpi_rsdp=self.acpi_rsdp if apic else 0)
         self.cmdline = cmdline
         self.phases = []            # (name, stats dict, wall seconds) per finished phase
         # The console watches for the marker that ends the current boot phase
