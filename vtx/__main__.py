@@ -25,6 +25,9 @@ def main(argv=None):
     lx.add_argument("--interactive", action="store_true",
                     help="after the boot, read commands from the terminal until EOF")
     lx.add_argument("--quiet", action="store_true", help="do not echo the console while booting")
+    lx.add_argument("--apic", action="store_true",
+                    help="give the PC a local APIC and an I/O APIC (described by ACPI tables) instead of "
+                         "the 8259 PIC alone")
     args = parser.parse_args(argv)
     if args.command == "linux":
         return _linux(args)
@@ -52,7 +55,7 @@ def _linux(args):
         sys.stdout.write(data.decode("utf-8", "replace"))
         sys.stdout.flush()
     m = LinuxMachine(assets, memory=args.memory << 20, cmdline=args.cmdline or DEFAULT_CMDLINE,
-                     console=None if args.quiet else echo)
+                     console=None if args.quiet else echo, apic=args.apic)
     if not m.boot():
         print(f"\nthe boot did not reach the shell prompt ({m.platform.stopped or 'budget spent'})",
               file=sys.stderr)
