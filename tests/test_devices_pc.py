@@ -3,22 +3,12 @@
 the UART and leaves through the debug exit port."""
 
 import vtx
+from guest_idt import IDTR, LIDT, gate
 from vtx.devices import DebugExit, IrqLine, Pic8259Pair, Pit8254, Uart16550
 from vtx.devices.pit import tick_time, ticks
 from vtx.platform import Platform
 
-IDT_SETUP = """
-    lea rax, [rip + handler]
-    mov rdi, 0x8000 + 0x20 * 16
-    mov word ptr [rdi], ax
-    mov word ptr [rdi + 2], 0x18
-    mov word ptr [rdi + 4], 0x8E00
-    shr rax, 16
-    mov word ptr [rdi + 6], ax
-    shr rax, 16
-    mov dword ptr [rdi + 8], eax
-    lidt [rip + idtr]
-"""
+IDT_SETUP = gate(0x20, "handler") + LIDT
 
 GUEST = IDT_SETUP + """
     mov al, 0x11
@@ -69,9 +59,7 @@ handler:
     out 0x20, al
     pop rax
     iretq
-idtr: .word 0xFFF
-      .quad 0x8000
-"""
+""" + IDTR
 
 
 def test_timer_interrupts_through_pic_and_pit_uart_and_debug_exit():

@@ -6,6 +6,7 @@ import random
 import pytest
 
 import vtx
+from guest_idt import IDTR, LIDT, gate
 from vtx.pc import PcMachine
 
 PIC_INIT = """
@@ -26,18 +27,7 @@ PIC_INIT = """
     mov al, 0xfe            # only IRQ 0
     out 0x21, al
 """
-IDT = """
-    lea rax, [rip + tick]
-    mov rdi, 0x8000 + 0x20 * 16
-    mov word ptr [rdi], ax
-    mov word ptr [rdi + 2], 0x18
-    mov word ptr [rdi + 4], 0x8E00
-    shr rax, 16
-    mov word ptr [rdi + 6], ax
-    shr rax, 16
-    mov dword ptr [rdi + 8], eax
-    lidt [rip + idtr]
-"""
+IDT = gate(0x20, "tick") + LIDT
 TAIL = """
 tick:
     inc r12
@@ -46,9 +36,7 @@ tick:
     out 0x20, al
     pop rax
     iretq
-idtr: .word 0xFFF
-      .quad 0x8000
-"""
+""" + IDTR
 
 
 def pc(body, memory=4 << 20):

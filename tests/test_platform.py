@@ -3,6 +3,7 @@
 import pytest
 
 import vtx
+from guest_idt import IDTR, LIDT, gate
 from vtx.devices import Device, IrqLine
 from vtx.platform import Platform
 
@@ -61,22 +62,8 @@ class Port(Device):
         self.writes.append((port, size, value))
 
 
-IDT_SETUP = """
-    lea rax, [rip + handler]
-    mov rdi, 0x8000 + 0x20 * 16
-    mov word ptr [rdi], ax
-    mov word ptr [rdi + 2], 0x18
-    mov word ptr [rdi + 4], 0x8E00
-    shr rax, 16
-    mov word ptr [rdi + 6], ax
-    shr rax, 16
-    mov dword ptr [rdi + 8], eax
-    lidt [rip + idtr]
-"""
-IDT_TAIL = """
-idtr: .word 0xFFF
-      .quad 0x8000
-"""
+IDT_SETUP = gate(0x20, "handler") + LIDT
+IDT_TAIL = IDTR
 
 
 def machine(body, handler="inc ebx\n    iretq"):
