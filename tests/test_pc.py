@@ -164,3 +164,49 @@ def test_wall_clock_mode_runs_timer_ticks_in_real_time():
     assert m.run(max_instructions=10_000_000) == "debug-exit 3"
     assert m.vcpu.r12 == 3
     assert m.clock.now_ns() >= 25_000_000          # three 10 ms ticks took real time
+
+
+APIC_TIMER_GUEST = gate(0x40, "apic_tick") + LIDT + """
+    mov rbx, 0xFEE00000
+    mov dword ptr [rbx + 0xF0], 0x1FF       # SVR: APIC software enabled, spurious vector FFH
+    mov dword ptr [rbx + 0x3E0], 0xB        # divide by 1
+    mov dword ptr [rbx + 0x320], 0x20040    # LVT timer: periodic, vector 40H
+    mov dword ptr [rbx + 0x380], 1          # initial count 1: the fastest rate
+    sti
+1:  inc r13
+    jmp 1b
+apic_tick:
+    inc r12
+    mov dword ptr [rbx + 0xB0], 0           # EOI
+    iretq
+""" + IDTR
+
+
+def test_apic_timer_at_its_fastest_rate_keeps_the_budget():
+    m = PcMachine(memory=4 << 20, apic=True)
+    m.vm.load(0x1000, vtx.asm(APIC_TIMER_GUEST, bits=64))
+    m.vm.setup_long_mode(entry=0x1000)
+    assert m.run(max_instructions=200_000) == "budget"
+    assert 200_000 <= m.vcpu.instructions < 210_000
+    # An interrupt is pending at every boundary the platform looks at; the
+    # guest still makes progress between them, and every EOI is an MMIO write.
+    assert m.vcpu.r12 > 100 and m.vcpu.r13 > 100
+    assert m.platform.stats()["exits"][vtx.ExitReason.EPT_VIOLATION] >= m.vcpu.r12
+
+
+def test_self_ipi_storm_keeps_the_budget():
+    m = PcMachine(memory=4 << 20, apic=True)
+    m.vm.load(0x1000, vtx.asm(gate(0x41, "ipi") + LIDT + """
+    mov rbx, 0xFEE00000
+    mov dword ptr [rbx + 0xF0], 0x1FF
+    sti
+1:  mov dword ptr [rbx + 0x300], 0x40041   # ICR: fixed, vector 41H, to self (shorthand 01)
+    jmp 1b
+ipi:
+    inc r12
+    mov dword ptr [rbx + 0xB0], 0
+    iretq
+""" + IDTR, bits=64))
+    m.vm.setup_long_mode(entry=0x1000)
+    assert m.run(max_instructions=100_000) == "budget"
+    assert m.vcpu.r12 > 10

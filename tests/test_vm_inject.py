@@ -113,3 +113,22 @@ def test_inject_bad_arguments(args, kw, msg):
     with pytest.raises(vtx.ArgumentError, match=msg):
         v.inject(*args, **kw)
     assert v.vmread(F.VM_ENTRY_INTERRUPTION_INFO) == 0
+
+
+def test_end_run_after_from_a_handler():
+    vm = vtx.VM(memory=1 << 20)
+    vm.load(0x1000, vtx.asm("1: cpuid\n    inc rbx\n    jmp 1b", bits=64))
+    v = vm.add_vcpu()
+    vm.setup_long_mode(entry=0x1000)
+
+    @vm.on("CPUID")
+    def cpuid(vcpu, exit):
+        vcpu.end_run_after(2)           # the run ends 2 steps after this instruction starts
+        return vtx.RESUME
+    r = vm.run(max_instructions=1000)
+    assert r.stop == "budget" and r.instructions == 2    # CPUID and INC
+    assert v.rbx == 1
+    with pytest.raises(vtx.VmStateError, match="handler of a running vCPU"):
+        v.end_run_after(5)
+    with pytest.raises(vtx.ArgumentError):
+        v.end_run_after(0)

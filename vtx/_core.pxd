@@ -405,6 +405,8 @@ ctypedef struct Cpu:
     # --- who is using the CPU (set and tested with the GIL held) ---------
     int running           # inside VCpu._run, handlers included: no second run
     int in_guest          # the run loop executes (GIL released): no host writes
+    uint64_t run_limit    # a handler asked the current run to end at this step count
+                          # (icount + events; 0: no such request): VCpu.end_run_after
 
 
 cdef class HostMemory:

@@ -1132,6 +1132,20 @@ cdef class VCpuBase:
         instructions instead)."""
         return self.c.events
 
+    def end_run_after(self, steps):
+        """From an exit or MMIO handler: let the current run end, as its
+        budget would, once ``steps`` more steps (instructions retired plus
+        events delivered) are done, if that is sooner than the run's own
+        budget.  A platform uses it when a device's next deadline moves
+        inside the slice it is running (a timer programmed by MMIO)."""
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ArgumentError(f"steps is a positive int, not {steps!r}")
+        if not self.c.running:
+            raise VmStateError("end_run_after is for a handler of a running vCPU")
+        at = self.c.icount + self.c.events + steps
+        if self.c.run_limit == 0 or at < self.c.run_limit:
+            self.c.run_limit = at
+
     cdef int _mmio_answer(self) except -1:
         """RC_MMIO: perform the access the guest is waiting for through
         mmio_handler, append it to the log and let the instruction run again
@@ -1198,6 +1212,7 @@ cdef class VCpuBase:
             raise VmStateError("run() is already active on this vCPU (called from an exit handler or "
                                "another thread); return RESUME, RETRY or STOP from the handler instead")
         c.running = 1
+        c.run_limit = 0
         memcpy(counts0, c.exit_count, sizeof(counts0))
         memcpy(ns0, c.exit_ticks, sizeof(ns0))
         i0 = c.icount
@@ -1226,6 +1241,8 @@ cdef class VCpuBase:
             launch = c.vmx.vmcs[VMCS_OFF_LAUNCH_STATE] == 0
             _note_raw_views(c, priv)
             c.mmio_pos = 0          # [MMIO] a run takes the answered accesses from the first
+            if c.run_limit and c.run_limit < limit:
+                limit = c.run_limit     # a handler asked for an earlier end (end_run_after)
             # One release of the GIL per entry in the common case: enter, run.
             c.in_guest = 1
             with nogil:

@@ -160,10 +160,8 @@ class PcMachine:
         self.apic_bus.add(self.lapic)
         self.ioapic = self.apic_bus.add_ioapic(_dev.IoApic(ioapic_id=1))
         self._apic_base = self.lapic.base
-        self.vm.map_mmio(self._apic_base, 0x1000, self.lapic)
+        p.attach(self.lapic, mmio=(self._apic_base, 0x1000))
         p.attach(self.ioapic, mmio=(self.ioapic.base & ~0xFFF, 0x1000))
-        p.timers.append(self.lapic)
-        p.devices.append(self.lapic)
         p.pic = ApicRouter(self.lapic, self.pic, self.ioapic)
         self.acpi_pm = p.attach(_dev.AcpiPm(acpi.PM1A_EVT_BLK, acpi.PM1A_CNT_BLK,
                                             on_sleep=lambda typ: self._stop("power off")))
@@ -187,7 +185,7 @@ class PcMachine:
             if self.lapic.base != self._apic_base:
                 self.vm.unmap_mmio(self._apic_base)
                 self._apic_base = self.lapic.base
-                self.vm.map_mmio(self._apic_base, 0x1000, self.lapic)
+                self.vm.map_mmio(self._apic_base, 0x1000, p.mmio_target(self.lapic))
             p.sync_interrupts(vcpu)
             return RESUME
         self._apic_msr = apic_base

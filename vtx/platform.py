@@ -51,6 +51,7 @@ class Platform:
         self.wall_ns = 0
         self._window = False
         self._slice_end = 0             # clock time at which the current vm.run slice ends
+        self._in_run = False            # inside Platform.run (whose slices may be ended early)
         self._reslice = False
         v = self.vcpu
         # The guest's own exceptions go to its own IDT; port I/O exits for
@@ -84,12 +85,44 @@ class Platform:
             for first, count in ports:
                 for p in range(first, first + count):
                     self._ports[p] = device
+        timer = type(device).next_deadline is not _base_next_deadline
         if mmio:
-            self.vm.map_mmio(mmio[0], mmio[1], device)
+            self.vm.map_mmio(mmio[0], mmio[1], self.mmio_target(device))
         self.devices.append(device)
-        if type(device).next_deadline is not _base_next_deadline:
+        if timer:
             self.timers.append(device)
         return device
+
+    def mmio_target(self, device):
+        """What to map for a device served by MMIO: the device, and after
+        each write two looks, since a store can change what the platform
+        decided when it started the slice the guest is running: an interrupt
+        request now pending (a self-IPI, an EOI that uncovers a lower
+        vector) ends the run after the store, so the platform injects it at
+        once; a timer deadline now inside the slice (a timer programmed by a
+        store) ends the run there (VCpu.end_run_after), so the interrupt
+        comes on time.  (The injection itself waits for the run's end: an
+        event injected while the store's instruction waits to be replayed
+        would run the guest's handler first.)"""
+        timer = type(device).next_deadline is not _base_next_deadline
+
+        def serve(vcpu, gpa, size, is_write, value):
+            if not is_write:
+                return device.mmio_read(gpa, size)
+            device.mmio_write(gpa, size, value)
+            if not self._in_run:
+                return 0                # a vm.run of the user's own: its budget is the user's
+            if self._pending() and not self._window:
+                vcpu.end_run_after(1)
+            elif timer:
+                d = device.next_deadline()
+                if d is not None and d < self._slice_end:
+                    now = self.clock.now_ns()
+                    vcpu.end_run_after(max(1, (d - now) // max(1, getattr(self.clock, "ns_per_instruction", 1))))
+            return 0
+        serve.device = device
+        serve.name = getattr(device, "name", "device")
+        return serve
 
     def set_irq(self, line, level):
         """The router the devices' IrqLines call: to the interrupt controller
@@ -349,7 +382,11 @@ class Platform:
                 budget = min(budget, left)
             self.sync_interrupts(v)
             self._slice_end = now + budget * getattr(self.clock, "ns_per_instruction", 1)
-            r = self.vm.run(max_instructions=budget)
+            self._in_run = True
+            try:
+                r = self.vm.run(max_instructions=budget)
+            finally:
+                self._in_run = False
             self._account(r)
             self.advance()
             if self.stopped:

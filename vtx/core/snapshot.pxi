@@ -250,6 +250,7 @@ cdef list _snap_rows(Cpu* c):
     # --- who is using the CPU
     _fld(r, c, "running", &c.running, sizeof(c.running), K)
     _fld(r, c, "in_guest", &c.in_guest, sizeof(c.in_guest), K)
+    _fld(r, c, "run_limit", &c.run_limit, sizeof(c.run_limit), K)
     # --- the layout of the structs inside SAVED members
     _fld(r, c, "seg[0].base", &c.seg[0].base, sizeof(c.seg[0].base), L)
     _fld(r, c, "seg[0].limit", &c.seg[0].limit, sizeof(c.seg[0].limit), L)
