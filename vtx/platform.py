@@ -15,7 +15,6 @@ advances one nanosecond per retired instruction (the model's TSC runs at
 halted guest skips ahead to it (its TSC follows, through the TSC offset).
 """
 
-from . import _core
 from .devices.base import InstructionClock
 from .errors import ArgumentError, GuestMemoryError, VtxError
 from .spec import ProcBased, VmcsField as F
@@ -29,9 +28,9 @@ class Platform:
     """Devices attached to a VM's ports and guest-physical ranges, and the
     interrupt and time plumbing between them and the vCPU.
 
-    ``vm`` must have its vCPU (``vm.add_vcpu()``).  The platform registers
-    its handlers for I/O, HLT, interrupt-window and triple-fault exits;
-    register your own for other reasons as usual."""
+    ``vm`` must have its vCPU (``vm.add_vcpu()``); the platform serves the
+    first vCPU (``vm.vcpu``).  It registers its handlers for I/O, HLT and
+    interrupt-window exits; register your own for other reasons as usual."""
 
     def __init__(self, vm, clock=None):
         self.vm = vm
