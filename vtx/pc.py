@@ -97,10 +97,13 @@ class PcMachine:
     """A VM with a PC's devices, served by a :class:`~vtx.platform.Platform`.
 
     ``memory``: RAM size in bytes (at guest-physical 0).  ``cpu``: a
-    :class:`vtx.CpuModel` (default :func:`legacy_cpu_model`).  ``console``:
-    called with the bytes the guest writes to COM1 (default: collected only,
-    in ``machine.uart.output``).  ``clock``: a :mod:`vtx.devices` clock
-    (default deterministic, one nanosecond per instruction)."""
+    :class:`vtx.CpuModel` (default :func:`legacy_cpu_model`, or
+    :func:`apic_cpu_model` with ``apic``).  ``console``: called with the
+    bytes the guest writes to COM1 (default: collected only, in
+    ``machine.uart.output``).  ``clock``: a :mod:`vtx.devices` clock
+    (default deterministic, one nanosecond per instruction).  ``apic``: add a
+    local APIC (FEE00000H, by MMIO), an I/O APIC (FEC00000H) and the ACPI
+    tables that describe them (RSDP at ``machine.acpi_rsdp``).  One vCPU."""
 
     def __init__(self, memory=256 << 20, cpu=None, console=None, clock=None, apic=False):
         if cpu is None:
