@@ -22,7 +22,6 @@ platform"):
 
 from . import devices as _dev
 from .cpu_model import CpuModel
-from .errors import ArgumentError
 from .platform import Platform
 from .spec import ProcBased, ProcBased2, VmcsField as F
 from .vm import RESUME, RETRY, STOP, VM

@@ -17,10 +17,10 @@ import time
 import attrs
 
 from . import _core
-from .errors import ArgumentError, VmStateError, VtxError
-from .spec import (EntryControls, ExitControls, ExitReason, PinBased, ProcBased, ProcBased2,
-                   VmcsField as F, capabilities)
+from .errors import ArgumentError, VmStateError
 from .memory import MemoryMap
+from .spec import (EntryControls, ExitControls, ExitReason, ProcBased, ProcBased2, VmcsField as F,
+                   capabilities)
 from .types import DescriptorTable, Segment
 
 
