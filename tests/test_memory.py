@@ -342,3 +342,39 @@ def test_dirty_log_of_an_added_slot_and_errors():
     vm.dirty_log(0x400000, enable=False)
     with pytest.raises(vtx.ArgumentError, match="no memory slot"):
         vm.dirty_log(0x500000)
+
+
+def test_cmpxchg_and_lock_xadd_on_mmio():
+    rec = Recorder({MMIO + 0x10: 5, MMIO + 0x18: 40})
+    vm, rec, _ = run64("""
+    mov eax, 5
+    mov ecx, 9
+    lock cmpxchg dword ptr [rbx + 0x10], ecx
+    pushfq
+    pop r8
+    mov edx, 2
+    lock xadd dword ptr [rbx + 0x18], edx""", rec)
+    assert rec.log == [(MMIO + 0x10, 4, "r", 0), (MMIO + 0x10, 4, "w", 9),
+                       (MMIO + 0x18, 4, "r", 0), (MMIO + 0x18, 4, "w", 42)]
+    assert vm.vcpu.r8 & 0x40                          # ZF: the comparison succeeded
+    assert vm.vcpu.rdx == 40
+
+
+def test_rep_movs_between_two_mmio_registers_interleaves_reads_and_writes():
+    rec = Recorder({MMIO + 0x100: 0xA, MMIO + 0x104: 0xB})
+    vm, rec, _ = run64("lea rsi, [rbx + 0x100]\nlea rdi, [rbx + 0x200]\nmov ecx, 2\ncld\nrep movsd", rec)
+    assert rec.log == [(MMIO + 0x100, 4, "r", 0), (MMIO + 0x200, 4, "w", 0xA),
+                       (MMIO + 0x104, 4, "r", 0), (MMIO + 0x204, 4, "w", 0xB)]
+
+
+def test_mmio_from_32_bit_protected_mode():
+    vm = vtx.VM(memory=1 << 20)
+    rec = Recorder({MMIO + 0x20: 0x12345678})
+    vm.map_mmio(MMIO, 0x1000, rec)
+    vm.load(0x1000, vtx.asm(f"mov eax, [{MMIO + 0x20:#x}]\nmov word ptr [{MMIO + 0x30:#x}], ax\nhlt", bits=32))
+    vm.add_vcpu()
+    vm.setup_protected_mode(entry=0x1000)
+    vm.on("HLT")(lambda vcpu, exit: vtx.STOP)
+    vm.run(max_instructions=100)
+    assert vm.vcpu.rax == 0x12345678
+    assert rec.log == [(MMIO + 0x20, 4, "r", 0), (MMIO + 0x30, 2, "w", 0x5678)]
