@@ -53,6 +53,12 @@ def record(benchmark, key, of_mean):
         benchmark.extra_info[key] = of_mean(benchmark.stats.stats.mean)
 
 
+def per_exit(benchmark, n):
+    """Record ns per exit for a benchmark whose round makes ``n`` exits."""
+    benchmark.extra_info["exits"] = n
+    record(benchmark, "ns_per_exit", lambda mean: mean / n * 1e9)
+
+
 try:
     import unicorn  # noqa: F401
     HAVE_UNICORN = True

@@ -8,15 +8,11 @@ Peers: Unicorn with an instruction hook doing the same work, and real KVM
 (/dev/kvm, driven from Python through ioctl) where it is usable.
 """
 
-from conftest import CPUID_LOOP, ENTRY, EXIT_COUNT, OUT_LOOP, make_vm, needs_unicorn, record, rewind
+from conftest import CPUID_LOOP, ENTRY, EXIT_COUNT, OUT_LOOP, make_vm, needs_unicorn, per_exit, rewind
 
 import kvm_peer
 import vtx
 
-
-def _per_exit(benchmark, n):
-    benchmark.extra_info["exits"] = n
-    record(benchmark, "ns_per_exit", lambda mean: mean / n * 1e9)
 
 
 def test_vtx_out_exit(benchmark):
@@ -29,7 +25,7 @@ def test_vtx_out_exit(benchmark):
 
     r = benchmark(run)
     assert r.exits[vtx.ExitReason.IO_INSTRUCTION] == EXIT_COUNT
-    _per_exit(benchmark, EXIT_COUNT)
+    per_exit(benchmark, EXIT_COUNT)
 
 
 def _cpuid_handler(vcpu, exit):
@@ -51,7 +47,7 @@ def test_vtx_cpuid_exit(benchmark):
 
     r = benchmark(run)
     assert r.exits[vtx.ExitReason.CPUID] == EXIT_COUNT
-    _per_exit(benchmark, EXIT_COUNT)
+    per_exit(benchmark, EXIT_COUNT)
 
 
 @needs_unicorn
@@ -76,7 +72,7 @@ def test_unicorn_out_hook(benchmark):
         return seen[0]
 
     assert benchmark(run) == EXIT_COUNT
-    _per_exit(benchmark, EXIT_COUNT)
+    per_exit(benchmark, EXIT_COUNT)
 
 
 @needs_unicorn
@@ -108,7 +104,7 @@ def test_unicorn_cpuid_hook(benchmark):
         return seen[0]
 
     assert benchmark(run) == EXIT_COUNT
-    _per_exit(benchmark, EXIT_COUNT)
+    per_exit(benchmark, EXIT_COUNT)
 
 
 @kvm_peer.needs_kvm
@@ -120,7 +116,7 @@ def test_kvm_out_exit(benchmark):
         return guest.run_out_loop()
 
     assert benchmark.pedantic(run, rounds=5, iterations=1) == n
-    _per_exit(benchmark, n)
+    per_exit(benchmark, n)
 
 
 def _startup(benchmark, bits, memory):

@@ -6,7 +6,7 @@ Peers: Unicorn's mmio_map with a Python read callback, and real KVM's
 KVM_EXIT_MMIO where /dev/kvm works.
 """
 
-from conftest import EXIT_COUNT, ENTRY, needs_unicorn, record
+from conftest import ENTRY, EXIT_COUNT, needs_unicorn, per_exit, record
 
 import kvm_peer
 import vtx
@@ -23,10 +23,6 @@ MMIO_LOOP = f"""
     hlt
 """
 
-
-def _per_exit(benchmark, n):
-    benchmark.extra_info["exits"] = n
-    record(benchmark, "ns_per_exit", lambda mean: mean / n * 1e9)
 
 
 def _vm(source, bits=32):
@@ -46,7 +42,7 @@ def test_vtx_mmio_exit(benchmark):
         return vm.run()
     r = benchmark(run)
     assert r.exits[vtx.ExitReason.EPT_VIOLATION] == EXIT_COUNT and vm.vcpu.rax == 0x1234
-    _per_exit(benchmark, EXIT_COUNT)
+    per_exit(benchmark, EXIT_COUNT)
 
 
 def test_vtx_ept_violation_exit(benchmark):
@@ -64,7 +60,7 @@ def test_vtx_ept_violation_exit(benchmark):
         return vm.run()
     r = benchmark(run)
     assert r.exits[vtx.ExitReason.EPT_VIOLATION] == EXIT_COUNT
-    _per_exit(benchmark, EXIT_COUNT)
+    per_exit(benchmark, EXIT_COUNT)
 
 
 @needs_unicorn
@@ -86,7 +82,7 @@ def test_unicorn_mmio_hook(benchmark):
         uc.emu_start(ENTRY, ENTRY + len(code) - 1)
         return seen[0]
     assert benchmark(run) == EXIT_COUNT
-    _per_exit(benchmark, EXIT_COUNT)
+    per_exit(benchmark, EXIT_COUNT)
 
 
 @kvm_peer.needs_kvm
@@ -99,7 +95,7 @@ def test_kvm_mmio_exit(benchmark):
         assert benchmark(guest.run_mmio_loop) == n
     finally:
         guest.close()
-    _per_exit(benchmark, n)
+    per_exit(benchmark, n)
 
 
 class _Pic:
