@@ -87,6 +87,8 @@ _WORKLOAD_NAMES = {
     "footprint[1MiB]": "code footprint 1 MiB",
     "out": "OUT exit to a trivial handler",
     "cpuid": "CPUID exit (read 1, write 4 regs)",
+    "cr8": "MOV to CR8 with CR8-load exiting",
+    "cr8shadow": "MOV to CR8 with the TPR shadow (per write, no exit)",
     "run_fixed_cost": "vm.run() fixed cost (guest: one HLT)",
     "mmio": "MMIO read served by a Python device",
     "ept_violation": "EPT-violation exit, raw view",

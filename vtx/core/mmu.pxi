@@ -4,6 +4,10 @@
 
 from libc.string cimport memcpy, memset
 
+# c.mmio_gpa of an access to the APIC-access page (core/vmx/apicv.pxi): no
+# guest-physical address has bit 63.
+cdef uint64_t MMIO_APIC_PAGE = 1ULL << 63
+
 cdef enum:
     ACC_READ = 0
     ACC_WRITE = 1
@@ -432,6 +436,12 @@ cdef int gpa_to_host(Cpu* c, uint64_t gpa, int kind, uint64_t lin, int lin_valid
                 c.mmio_gpa = gpa
                 return RC_MMIO
             return rc
+    if c.vmx.non_root and (c.vmx.ctl.proc2 & PROC2_VIRTUALIZE_APIC_ACCESSES) and \
+            ((hpa ^ c.vmx.ctl.apic_access) & ~0xFFFULL) == 0:
+        # [APIC virtualization] The APIC-access page (core/vmx/apicv.pxi):
+        # never a TLB entry; data accesses come back as RC_MMIO marked
+        # with MMIO_APIC_PAGE.
+        return apic_touch(c, hpa, kind, final_access)
     # The slots from the last: a ROM mapped over RAM (below 1 MiB) wins.
     for i in range(c.nslots - 1, -1, -1):
         s = &c.slots[i]
@@ -717,7 +727,7 @@ cdef int translate_slow(Cpu* c, uint64_t lin, int kind, int user, uint8_t** host
             # No TLB entry: every access to the page comes back here.  A
             # caller that is not lin_read/lin_write cannot emulate it.
             c.mmio_req.size = 0
-            c.mmio_req.gpa = c.mmio_gpa
+            c.mmio_req.gpa = c.mmio_gpa & ~MMIO_APIC_PAGE
             c.mmio_req.write = kind == ACC_WRITE
             c.mmio_lin = lin
         return rc
@@ -791,8 +801,12 @@ cdef inline int translate(Cpu* c, uint64_t lin, int kind, int user, uint8_t** ho
 # delivered event changes.
 
 cdef int mmio_access(Cpu* c, uint64_t gpa, uint64_t lin, int size, int write, uint64_t* val) noexcept nogil:
-    """Perform an MMIO access from the log, or stage it for the host (RC_MMIO)."""
+    """Perform an MMIO access from the log, or stage it for the host (RC_MMIO).
+    An access to the APIC-access page (MMIO_APIC_PAGE) goes to APIC
+    virtualization instead (core/vmx/apicv.pxi)."""
     cdef MmioAccess* a
+    if gpa & MMIO_APIC_PAGE:
+        return apic_data_access(c, gpa & ~MMIO_APIC_PAGE, size, write, val)
     if c.mmio_n and (c.icount != c.mmio_icount or c.events != c.mmio_events or c.rip != c.mmio_rip):
         c.mmio_n = 0
         c.mmio_pos = 0

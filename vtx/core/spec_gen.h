@@ -1142,13 +1142,13 @@ static const uint8_t FEAT_BIT[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14,
 // ---- The model's VMX capabilities (values of the capability MSRs) -----------
 #define VMX_CAP_VMCS_REVISION_ID    0x1ULL
 #define VMX_CAP_BASIC               0xD8100000000001ULL
-#define VMX_CAP_PINBASED_CTLS       0x7F00000016ULL
-#define VMX_CAP_PROCBASED_CTLS      0xFFC1FFFE0401E172ULL
-#define VMX_CAP_PROCBASED_CTLS2     0x13CEE00000000ULL
+#define VMX_CAP_PINBASED_CTLS       0xFF00000016ULL
+#define VMX_CAP_PROCBASED_CTLS      0xFFF9FFFE0401E172ULL
+#define VMX_CAP_PROCBASED_CTLS2     0x13FFF00000000ULL
 #define VMX_CAP_EXIT_CTLS           0x7FEFFF00036DFFULL
 #define VMX_CAP_ENTRY_CTLS          0xD3FF000011FFULL
-#define VMX_CAP_TRUE_PINBASED_CTLS  0x7F00000016ULL
-#define VMX_CAP_TRUE_PROCBASED_CTLS 0xFFC1FFFE04006172ULL
+#define VMX_CAP_TRUE_PINBASED_CTLS  0xFF00000016ULL
+#define VMX_CAP_TRUE_PROCBASED_CTLS 0xFFF9FFFE04006172ULL
 #define VMX_CAP_TRUE_EXIT_CTLS      0x7FEFFF00036DFFULL
 #define VMX_CAP_TRUE_ENTRY_CTLS     0xD3FF000011FFULL
 #define VMX_CAP_MISC                0x20040165ULL
@@ -1163,270 +1163,284 @@ static const uint8_t FEAT_BIT[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14,
 #define VMX_CAP_DEBUGCTL_SUPPORTED  0x3ULL
 
 // ---- VM-entry checks (vtx/spec/entry_checks.py, numbered in SDM order) -----
-#define CK_PIN_BASED_CONTROLS                               0
-#define CK_PRIMARY_PROC_BASED_CONTROLS                      1
-#define CK_SECONDARY_PROC_BASED_CONTROLS                    2
-#define CK_CR3_TARGET_COUNT                                 3
-#define CK_IO_BITMAP_A_ALIGNMENT                            4
-#define CK_IO_BITMAP_B_ALIGNMENT                            5
-#define CK_IO_BITMAP_A_WIDTH                                6
-#define CK_IO_BITMAP_B_WIDTH                                7
-#define CK_MSR_BITMAP_ALIGNMENT                             8
-#define CK_MSR_BITMAP_WIDTH                                 9
-#define CK_VIRTUAL_NMIS                                     10
-#define CK_NMI_WINDOW_EXITING                               11
-#define CK_VPID_NONZERO                                     12
-#define CK_EPT_POINTER_MEMORY_TYPE                          13
-#define CK_EPT_POINTER_WALK_LENGTH                          14
-#define CK_EPT_POINTER_ACCESSED_DIRTY                       15
-#define CK_EPT_POINTER_SUPERVISOR_SHADOW_STACK              16
-#define CK_EPT_POINTER_RESERVED_BITS                        17
-#define CK_EPT_POINTER_WIDTH                                18
-#define CK_UNRESTRICTED_GUEST_NEEDS_EPT                     19
-#define CK_VM_FUNCTION_CONTROLS                             20
-#define CK_EPTP_SWITCHING_NEEDS_EPT                         21
-#define CK_EPTP_LIST_ADDRESS_ALIGNMENT                      22
-#define CK_EPTP_LIST_ADDRESS_WIDTH                          23
-#define CK_VM_EXIT_CONTROLS                                 24
-#define CK_VM_EXIT_SAVE_VMX_PREEMPTION_TIMER                25
-#define CK_VM_EXIT_MSR_STORE_ADDRESS_ALIGNMENT              26
-#define CK_VM_EXIT_MSR_STORE_ADDRESS_WIDTH                  27
-#define CK_VM_EXIT_MSR_STORE_LAST_BYTE_WIDTH                28
-#define CK_VM_EXIT_MSR_LOAD_ADDRESS_ALIGNMENT               29
-#define CK_VM_EXIT_MSR_LOAD_ADDRESS_WIDTH                   30
-#define CK_VM_EXIT_MSR_LOAD_LAST_BYTE_WIDTH                 31
-#define CK_VM_ENTRY_CONTROLS                                32
-#define CK_VM_ENTRY_INTERRUPTION_TYPE_RESERVED              33
-#define CK_VM_ENTRY_INTERRUPTION_TYPE_OTHER_EVENT           34
-#define CK_VM_ENTRY_INTERRUPTION_VECTOR_NMI                 35
-#define CK_VM_ENTRY_INTERRUPTION_VECTOR_HARDWARE_EXCEPTION  36
-#define CK_VM_ENTRY_INTERRUPTION_VECTOR_OTHER_EVENT         37
-#define CK_VM_ENTRY_DELIVER_ERROR_CODE_REQUIRED             38
-#define CK_VM_ENTRY_DELIVER_ERROR_CODE_REAL_MODE            39
-#define CK_VM_ENTRY_DELIVER_ERROR_CODE_TYPE                 40
-#define CK_VM_ENTRY_DELIVER_ERROR_CODE_VECTOR               41
-#define CK_VM_ENTRY_INTERRUPTION_INFO_RESERVED_BITS         42
-#define CK_VM_ENTRY_EXCEPTION_ERROR_CODE                    43
-#define CK_VM_ENTRY_INSTRUCTION_LENGTH                      44
-#define CK_VM_ENTRY_INSTRUCTION_LENGTH_ZERO                 45
-#define CK_VM_ENTRY_MSR_LOAD_ADDRESS_ALIGNMENT              46
-#define CK_VM_ENTRY_MSR_LOAD_ADDRESS_WIDTH                  47
-#define CK_VM_ENTRY_MSR_LOAD_LAST_BYTE_WIDTH                48
-#define CK_HOST_CR0                                         49
-#define CK_HOST_CR4                                         50
-#define CK_HOST_CR3                                         51
-#define CK_HOST_SYSENTER_ESP_CANONICAL                      52
-#define CK_HOST_SYSENTER_EIP_CANONICAL                      53
-#define CK_HOST_IA32_PAT_PA0                                54
-#define CK_HOST_IA32_PAT_PA1                                55
-#define CK_HOST_IA32_PAT_PA2                                56
-#define CK_HOST_IA32_PAT_PA3                                57
-#define CK_HOST_IA32_PAT_PA4                                58
-#define CK_HOST_IA32_PAT_PA5                                59
-#define CK_HOST_IA32_PAT_PA6                                60
-#define CK_HOST_IA32_PAT_PA7                                61
-#define CK_HOST_IA32_EFER_RESERVED_BITS                     62
-#define CK_HOST_IA32_EFER_LMA                               63
-#define CK_HOST_IA32_EFER_LME                               64
-#define CK_HOST_ES_SELECTOR_RPL                             65
-#define CK_HOST_CS_SELECTOR_RPL                             66
-#define CK_HOST_SS_SELECTOR_RPL                             67
-#define CK_HOST_DS_SELECTOR_RPL                             68
-#define CK_HOST_FS_SELECTOR_RPL                             69
-#define CK_HOST_GS_SELECTOR_RPL                             70
-#define CK_HOST_TR_SELECTOR_RPL                             71
-#define CK_HOST_ES_SELECTOR_TI                              72
-#define CK_HOST_CS_SELECTOR_TI                              73
-#define CK_HOST_SS_SELECTOR_TI                              74
-#define CK_HOST_DS_SELECTOR_TI                              75
-#define CK_HOST_FS_SELECTOR_TI                              76
-#define CK_HOST_GS_SELECTOR_TI                              77
-#define CK_HOST_TR_SELECTOR_TI                              78
-#define CK_HOST_CS_SELECTOR_NULL                            79
-#define CK_HOST_TR_SELECTOR_NULL                            80
-#define CK_HOST_SS_SELECTOR_NULL                            81
-#define CK_HOST_FS_BASE_CANONICAL                           82
-#define CK_HOST_GS_BASE_CANONICAL                           83
-#define CK_HOST_GDTR_BASE_CANONICAL                         84
-#define CK_HOST_IDTR_BASE_CANONICAL                         85
-#define CK_HOST_TR_BASE_CANONICAL                           86
-#define CK_IA32E_MODE_GUEST_OUTSIDE_IA32E                   87
-#define CK_HOST_ADDRESS_SPACE_SIZE_OUTSIDE_IA32E            88
-#define CK_HOST_ADDRESS_SPACE_SIZE_IN_IA32E                 89
-#define CK_HOST_CR4_PCIDE                                   90
-#define CK_HOST_RIP_HIGH_BITS                               91
-#define CK_HOST_CR4_PAE                                     92
-#define CK_HOST_RIP_CANONICAL                               93
-#define CK_GUEST_CR0                                        94
-#define CK_GUEST_CR0_PG_WITHOUT_PE                          95
-#define CK_GUEST_CR4                                        96
-#define CK_GUEST_IA32_DEBUGCTL                              97
-#define CK_GUEST_IA32E_MODE_CR0_PG                          98
-#define CK_GUEST_IA32E_MODE_CR4_PAE                         99
-#define CK_GUEST_CR4_PCIDE                                  100
-#define CK_GUEST_CR3                                        101
-#define CK_GUEST_DR7                                        102
-#define CK_GUEST_SYSENTER_ESP_CANONICAL                     103
-#define CK_GUEST_SYSENTER_EIP_CANONICAL                     104
-#define CK_GUEST_IA32_PAT_PA0                               105
-#define CK_GUEST_IA32_PAT_PA1                               106
-#define CK_GUEST_IA32_PAT_PA2                               107
-#define CK_GUEST_IA32_PAT_PA3                               108
-#define CK_GUEST_IA32_PAT_PA4                               109
-#define CK_GUEST_IA32_PAT_PA5                               110
-#define CK_GUEST_IA32_PAT_PA6                               111
-#define CK_GUEST_IA32_PAT_PA7                               112
-#define CK_GUEST_IA32_EFER_RESERVED_BITS                    113
-#define CK_GUEST_IA32_EFER_LMA                              114
-#define CK_GUEST_IA32_EFER_LME                              115
-#define CK_GUEST_TR_SELECTOR_TI                             116
-#define CK_GUEST_LDTR_SELECTOR_TI                           117
-#define CK_GUEST_SS_SELECTOR_RPL                            118
-#define CK_GUEST_CS_BASE_V86                                119
-#define CK_GUEST_SS_BASE_V86                                120
-#define CK_GUEST_DS_BASE_V86                                121
-#define CK_GUEST_ES_BASE_V86                                122
-#define CK_GUEST_FS_BASE_V86                                123
-#define CK_GUEST_GS_BASE_V86                                124
-#define CK_GUEST_TR_BASE_CANONICAL                          125
-#define CK_GUEST_FS_BASE_CANONICAL                          126
-#define CK_GUEST_GS_BASE_CANONICAL                          127
-#define CK_GUEST_LDTR_BASE_CANONICAL                        128
-#define CK_GUEST_CS_BASE_HIGH_BITS                          129
-#define CK_GUEST_SS_BASE_HIGH_BITS                          130
-#define CK_GUEST_DS_BASE_HIGH_BITS                          131
-#define CK_GUEST_ES_BASE_HIGH_BITS                          132
-#define CK_GUEST_CS_LIMIT_V86                               133
-#define CK_GUEST_SS_LIMIT_V86                               134
-#define CK_GUEST_DS_LIMIT_V86                               135
-#define CK_GUEST_ES_LIMIT_V86                               136
-#define CK_GUEST_FS_LIMIT_V86                               137
-#define CK_GUEST_GS_LIMIT_V86                               138
-#define CK_GUEST_CS_ACCESS_RIGHTS_V86                       139
-#define CK_GUEST_SS_ACCESS_RIGHTS_V86                       140
-#define CK_GUEST_DS_ACCESS_RIGHTS_V86                       141
-#define CK_GUEST_ES_ACCESS_RIGHTS_V86                       142
-#define CK_GUEST_FS_ACCESS_RIGHTS_V86                       143
-#define CK_GUEST_GS_ACCESS_RIGHTS_V86                       144
-#define CK_GUEST_CS_TYPE                                    145
-#define CK_GUEST_SS_TYPE                                    146
-#define CK_GUEST_DS_TYPE_ACCESSED                           147
-#define CK_GUEST_ES_TYPE_ACCESSED                           148
-#define CK_GUEST_FS_TYPE_ACCESSED                           149
-#define CK_GUEST_GS_TYPE_ACCESSED                           150
-#define CK_GUEST_DS_TYPE_READABLE                           151
-#define CK_GUEST_ES_TYPE_READABLE                           152
-#define CK_GUEST_FS_TYPE_READABLE                           153
-#define CK_GUEST_GS_TYPE_READABLE                           154
-#define CK_GUEST_CS_S                                       155
-#define CK_GUEST_SS_S                                       156
-#define CK_GUEST_DS_S                                       157
-#define CK_GUEST_ES_S                                       158
-#define CK_GUEST_FS_S                                       159
-#define CK_GUEST_GS_S                                       160
-#define CK_GUEST_CS_DPL_TYPE_3                              161
-#define CK_GUEST_CS_DPL_NONCONFORMING                       162
-#define CK_GUEST_CS_DPL_CONFORMING                          163
-#define CK_GUEST_SS_DPL_RPL                                 164
-#define CK_GUEST_SS_DPL_ZERO                                165
-#define CK_GUEST_DS_DPL_RPL                                 166
-#define CK_GUEST_ES_DPL_RPL                                 167
-#define CK_GUEST_FS_DPL_RPL                                 168
-#define CK_GUEST_GS_DPL_RPL                                 169
-#define CK_GUEST_CS_P                                       170
-#define CK_GUEST_SS_P                                       171
-#define CK_GUEST_DS_P                                       172
-#define CK_GUEST_ES_P                                       173
-#define CK_GUEST_FS_P                                       174
-#define CK_GUEST_GS_P                                       175
-#define CK_GUEST_CS_RESERVED_11_8                           176
-#define CK_GUEST_SS_RESERVED_11_8                           177
-#define CK_GUEST_DS_RESERVED_11_8                           178
-#define CK_GUEST_ES_RESERVED_11_8                           179
-#define CK_GUEST_FS_RESERVED_11_8                           180
-#define CK_GUEST_GS_RESERVED_11_8                           181
-#define CK_GUEST_CS_DB_WITH_L                               182
-#define CK_GUEST_CS_G_LIMIT_LOW                             183
-#define CK_GUEST_SS_G_LIMIT_LOW                             184
-#define CK_GUEST_DS_G_LIMIT_LOW                             185
-#define CK_GUEST_ES_G_LIMIT_LOW                             186
-#define CK_GUEST_FS_G_LIMIT_LOW                             187
-#define CK_GUEST_GS_G_LIMIT_LOW                             188
-#define CK_GUEST_CS_G_LIMIT_HIGH                            189
-#define CK_GUEST_SS_G_LIMIT_HIGH                            190
-#define CK_GUEST_DS_G_LIMIT_HIGH                            191
-#define CK_GUEST_ES_G_LIMIT_HIGH                            192
-#define CK_GUEST_FS_G_LIMIT_HIGH                            193
-#define CK_GUEST_GS_G_LIMIT_HIGH                            194
-#define CK_GUEST_CS_RESERVED_31_17                          195
-#define CK_GUEST_SS_RESERVED_31_17                          196
-#define CK_GUEST_DS_RESERVED_31_17                          197
-#define CK_GUEST_ES_RESERVED_31_17                          198
-#define CK_GUEST_FS_RESERVED_31_17                          199
-#define CK_GUEST_GS_RESERVED_31_17                          200
-#define CK_GUEST_TR_TYPE                                    201
-#define CK_GUEST_TR_S                                       202
-#define CK_GUEST_TR_P                                       203
-#define CK_GUEST_TR_RESERVED_11_8                           204
-#define CK_GUEST_TR_G_LIMIT_LOW                             205
-#define CK_GUEST_TR_G_LIMIT_HIGH                            206
-#define CK_GUEST_TR_UNUSABLE                                207
-#define CK_GUEST_TR_RESERVED_31_17                          208
-#define CK_GUEST_LDTR_TYPE                                  209
-#define CK_GUEST_LDTR_S                                     210
-#define CK_GUEST_LDTR_P                                     211
-#define CK_GUEST_LDTR_RESERVED_11_8                         212
-#define CK_GUEST_LDTR_G_LIMIT_LOW                           213
-#define CK_GUEST_LDTR_G_LIMIT_HIGH                          214
-#define CK_GUEST_LDTR_RESERVED_31_17                        215
-#define CK_GUEST_GDTR_BASE_CANONICAL                        216
-#define CK_GUEST_IDTR_BASE_CANONICAL                        217
-#define CK_GUEST_GDTR_LIMIT                                 218
-#define CK_GUEST_IDTR_LIMIT                                 219
-#define CK_GUEST_RIP_HIGH_BITS                              220
-#define CK_GUEST_RIP_CANONICAL                              221
-#define CK_GUEST_RFLAGS_RESERVED_BITS                       222
-#define CK_GUEST_RFLAGS_BIT_1                               223
-#define CK_GUEST_RFLAGS_VM_IA32E                            224
-#define CK_GUEST_RFLAGS_VM_CR0_PE                           225
-#define CK_GUEST_RFLAGS_IF                                  226
-#define CK_GUEST_ACTIVITY_STATE_RANGE                       227
-#define CK_GUEST_ACTIVITY_STATE_SUPPORTED                   228
-#define CK_GUEST_ACTIVITY_STATE_HLT_SS_DPL                  229
-#define CK_GUEST_ACTIVITY_STATE_BLOCKING                    230
-#define CK_GUEST_ACTIVITY_STATE_HLT_INJECTION               231
-#define CK_GUEST_INTERRUPTIBILITY_RESERVED_BITS             232
-#define CK_GUEST_INTERRUPTIBILITY_STI_AND_MOV_SS            233
-#define CK_GUEST_INTERRUPTIBILITY_STI_IF                    234
-#define CK_GUEST_INTERRUPTIBILITY_STI_EXTERNAL_INTERRUPT    235
-#define CK_GUEST_INTERRUPTIBILITY_MOV_SS_EXTERNAL_INTERRUPT 236
-#define CK_GUEST_INTERRUPTIBILITY_MOV_SS_NMI                237
-#define CK_GUEST_INTERRUPTIBILITY_SMI                       238
-#define CK_GUEST_INTERRUPTIBILITY_NMI_VIRTUAL_NMIS          239
-#define CK_GUEST_INTERRUPTIBILITY_ENCLAVE                   240
-#define CK_GUEST_PENDING_DEBUG_RESERVED_BITS                241
-#define CK_GUEST_PENDING_DEBUG_BS_SET                       242
-#define CK_GUEST_PENDING_DEBUG_BS_CLEAR                     243
-#define CK_GUEST_PENDING_DEBUG_RTM_BITS_11_0                244
-#define CK_GUEST_PENDING_DEBUG_RTM_BITS_15_13               245
-#define CK_GUEST_PENDING_DEBUG_RTM_BIT_12                   246
-#define CK_GUEST_PENDING_DEBUG_RTM_SUPPORT                  247
-#define CK_GUEST_VMCS_LINK_POINTER_ALIGNMENT                248
-#define CK_GUEST_VMCS_LINK_POINTER_WIDTH                    249
-#define CK_GUEST_VMCS_LINK_POINTER_REVISION                 250
-#define CK_GUEST_VMCS_LINK_POINTER_SHADOW                   251
-#define CK_GUEST_VMCS_LINK_POINTER_CURRENT_VMCS             252
-#define CK_GUEST_PDPTE0                                     253
-#define CK_GUEST_PDPTE1                                     254
-#define CK_GUEST_PDPTE2                                     255
-#define CK_GUEST_PDPTE3                                     256
-#define CK_MSR_LOAD_COUNT                                   257
-#define CK_MSR_LOAD_FS_GS_BASE                              258
-#define CK_MSR_LOAD_X2APIC                                  259
-#define CK_MSR_LOAD_SMM_MONITOR_CTL                         260
-#define CK_MSR_LOAD_RESERVED_BITS                           261
-#define CK_MSR_LOAD_WRMSR                                   262
-#define CK_COUNT             263
+#define CK_PIN_BASED_CONTROLS                                          0
+#define CK_PRIMARY_PROC_BASED_CONTROLS                                 1
+#define CK_SECONDARY_PROC_BASED_CONTROLS                               2
+#define CK_CR3_TARGET_COUNT                                            3
+#define CK_IO_BITMAP_A_ALIGNMENT                                       4
+#define CK_IO_BITMAP_B_ALIGNMENT                                       5
+#define CK_IO_BITMAP_A_WIDTH                                           6
+#define CK_IO_BITMAP_B_WIDTH                                           7
+#define CK_MSR_BITMAP_ALIGNMENT                                        8
+#define CK_MSR_BITMAP_WIDTH                                            9
+#define CK_VIRTUAL_APIC_ADDRESS_ALIGNMENT                              10
+#define CK_VIRTUAL_APIC_ADDRESS_WIDTH                                  11
+#define CK_TPR_THRESHOLD_RESERVED_BITS                                 12
+#define CK_TPR_THRESHOLD_VTPR                                          13
+#define CK_VIRTUAL_NMIS                                                14
+#define CK_NMI_WINDOW_EXITING                                          15
+#define CK_APIC_ACCESS_ADDRESS_ALIGNMENT                               16
+#define CK_APIC_ACCESS_ADDRESS_WIDTH                                   17
+#define CK_APIC_VIRTUALIZATION_NEEDS_TPR_SHADOW                        18
+#define CK_VIRTUALIZE_X2APIC_MODE_EXCLUSIVE                            19
+#define CK_VIRTUAL_INTERRUPT_DELIVERY_NEEDS_EXTERNAL_INTERRUPT_EXITING 20
+#define CK_POSTED_INTERRUPTS_NEED_VIRTUAL_INTERRUPT_DELIVERY           21
+#define CK_POSTED_INTERRUPTS_NEED_ACKNOWLEDGE_ON_EXIT                  22
+#define CK_POSTED_INTERRUPT_NOTIFICATION_VECTOR                        23
+#define CK_POSTED_INTERRUPT_DESCRIPTOR_ALIGNMENT                       24
+#define CK_POSTED_INTERRUPT_DESCRIPTOR_WIDTH                           25
+#define CK_VPID_NONZERO                                                26
+#define CK_EPT_POINTER_MEMORY_TYPE                                     27
+#define CK_EPT_POINTER_WALK_LENGTH                                     28
+#define CK_EPT_POINTER_ACCESSED_DIRTY                                  29
+#define CK_EPT_POINTER_SUPERVISOR_SHADOW_STACK                         30
+#define CK_EPT_POINTER_RESERVED_BITS                                   31
+#define CK_EPT_POINTER_WIDTH                                           32
+#define CK_UNRESTRICTED_GUEST_NEEDS_EPT                                33
+#define CK_VM_FUNCTION_CONTROLS                                        34
+#define CK_EPTP_SWITCHING_NEEDS_EPT                                    35
+#define CK_EPTP_LIST_ADDRESS_ALIGNMENT                                 36
+#define CK_EPTP_LIST_ADDRESS_WIDTH                                     37
+#define CK_VM_EXIT_CONTROLS                                            38
+#define CK_VM_EXIT_SAVE_VMX_PREEMPTION_TIMER                           39
+#define CK_VM_EXIT_MSR_STORE_ADDRESS_ALIGNMENT                         40
+#define CK_VM_EXIT_MSR_STORE_ADDRESS_WIDTH                             41
+#define CK_VM_EXIT_MSR_STORE_LAST_BYTE_WIDTH                           42
+#define CK_VM_EXIT_MSR_LOAD_ADDRESS_ALIGNMENT                          43
+#define CK_VM_EXIT_MSR_LOAD_ADDRESS_WIDTH                              44
+#define CK_VM_EXIT_MSR_LOAD_LAST_BYTE_WIDTH                            45
+#define CK_VM_ENTRY_CONTROLS                                           46
+#define CK_VM_ENTRY_INTERRUPTION_TYPE_RESERVED                         47
+#define CK_VM_ENTRY_INTERRUPTION_TYPE_OTHER_EVENT                      48
+#define CK_VM_ENTRY_INTERRUPTION_VECTOR_NMI                            49
+#define CK_VM_ENTRY_INTERRUPTION_VECTOR_HARDWARE_EXCEPTION             50
+#define CK_VM_ENTRY_INTERRUPTION_VECTOR_OTHER_EVENT                    51
+#define CK_VM_ENTRY_DELIVER_ERROR_CODE_REQUIRED                        52
+#define CK_VM_ENTRY_DELIVER_ERROR_CODE_REAL_MODE                       53
+#define CK_VM_ENTRY_DELIVER_ERROR_CODE_TYPE                            54
+#define CK_VM_ENTRY_DELIVER_ERROR_CODE_VECTOR                          55
+#define CK_VM_ENTRY_INTERRUPTION_INFO_RESERVED_BITS                    56
+#define CK_VM_ENTRY_EXCEPTION_ERROR_CODE                               57
+#define CK_VM_ENTRY_INSTRUCTION_LENGTH                                 58
+#define CK_VM_ENTRY_INSTRUCTION_LENGTH_ZERO                            59
+#define CK_VM_ENTRY_MSR_LOAD_ADDRESS_ALIGNMENT                         60
+#define CK_VM_ENTRY_MSR_LOAD_ADDRESS_WIDTH                             61
+#define CK_VM_ENTRY_MSR_LOAD_LAST_BYTE_WIDTH                           62
+#define CK_HOST_CR0                                                    63
+#define CK_HOST_CR4                                                    64
+#define CK_HOST_CR3                                                    65
+#define CK_HOST_SYSENTER_ESP_CANONICAL                                 66
+#define CK_HOST_SYSENTER_EIP_CANONICAL                                 67
+#define CK_HOST_IA32_PAT_PA0                                           68
+#define CK_HOST_IA32_PAT_PA1                                           69
+#define CK_HOST_IA32_PAT_PA2                                           70
+#define CK_HOST_IA32_PAT_PA3                                           71
+#define CK_HOST_IA32_PAT_PA4                                           72
+#define CK_HOST_IA32_PAT_PA5                                           73
+#define CK_HOST_IA32_PAT_PA6                                           74
+#define CK_HOST_IA32_PAT_PA7                                           75
+#define CK_HOST_IA32_EFER_RESERVED_BITS                                76
+#define CK_HOST_IA32_EFER_LMA                                          77
+#define CK_HOST_IA32_EFER_LME                                          78
+#define CK_HOST_ES_SELECTOR_RPL                                        79
+#define CK_HOST_CS_SELECTOR_RPL                                        80
+#define CK_HOST_SS_SELECTOR_RPL                                        81
+#define CK_HOST_DS_SELECTOR_RPL                                        82
+#define CK_HOST_FS_SELECTOR_RPL                                        83
+#define CK_HOST_GS_SELECTOR_RPL                                        84
+#define CK_HOST_TR_SELECTOR_RPL                                        85
+#define CK_HOST_ES_SELECTOR_TI                                         86
+#define CK_HOST_CS_SELECTOR_TI                                         87
+#define CK_HOST_SS_SELECTOR_TI                                         88
+#define CK_HOST_DS_SELECTOR_TI                                         89
+#define CK_HOST_FS_SELECTOR_TI                                         90
+#define CK_HOST_GS_SELECTOR_TI                                         91
+#define CK_HOST_TR_SELECTOR_TI                                         92
+#define CK_HOST_CS_SELECTOR_NULL                                       93
+#define CK_HOST_TR_SELECTOR_NULL                                       94
+#define CK_HOST_SS_SELECTOR_NULL                                       95
+#define CK_HOST_FS_BASE_CANONICAL                                      96
+#define CK_HOST_GS_BASE_CANONICAL                                      97
+#define CK_HOST_GDTR_BASE_CANONICAL                                    98
+#define CK_HOST_IDTR_BASE_CANONICAL                                    99
+#define CK_HOST_TR_BASE_CANONICAL                                      100
+#define CK_IA32E_MODE_GUEST_OUTSIDE_IA32E                              101
+#define CK_HOST_ADDRESS_SPACE_SIZE_OUTSIDE_IA32E                       102
+#define CK_HOST_ADDRESS_SPACE_SIZE_IN_IA32E                            103
+#define CK_HOST_CR4_PCIDE                                              104
+#define CK_HOST_RIP_HIGH_BITS                                          105
+#define CK_HOST_CR4_PAE                                                106
+#define CK_HOST_RIP_CANONICAL                                          107
+#define CK_GUEST_CR0                                                   108
+#define CK_GUEST_CR0_PG_WITHOUT_PE                                     109
+#define CK_GUEST_CR4                                                   110
+#define CK_GUEST_IA32_DEBUGCTL                                         111
+#define CK_GUEST_IA32E_MODE_CR0_PG                                     112
+#define CK_GUEST_IA32E_MODE_CR4_PAE                                    113
+#define CK_GUEST_CR4_PCIDE                                             114
+#define CK_GUEST_CR3                                                   115
+#define CK_GUEST_DR7                                                   116
+#define CK_GUEST_SYSENTER_ESP_CANONICAL                                117
+#define CK_GUEST_SYSENTER_EIP_CANONICAL                                118
+#define CK_GUEST_IA32_PAT_PA0                                          119
+#define CK_GUEST_IA32_PAT_PA1                                          120
+#define CK_GUEST_IA32_PAT_PA2                                          121
+#define CK_GUEST_IA32_PAT_PA3                                          122
+#define CK_GUEST_IA32_PAT_PA4                                          123
+#define CK_GUEST_IA32_PAT_PA5                                          124
+#define CK_GUEST_IA32_PAT_PA6                                          125
+#define CK_GUEST_IA32_PAT_PA7                                          126
+#define CK_GUEST_IA32_EFER_RESERVED_BITS                               127
+#define CK_GUEST_IA32_EFER_LMA                                         128
+#define CK_GUEST_IA32_EFER_LME                                         129
+#define CK_GUEST_TR_SELECTOR_TI                                        130
+#define CK_GUEST_LDTR_SELECTOR_TI                                      131
+#define CK_GUEST_SS_SELECTOR_RPL                                       132
+#define CK_GUEST_CS_BASE_V86                                           133
+#define CK_GUEST_SS_BASE_V86                                           134
+#define CK_GUEST_DS_BASE_V86                                           135
+#define CK_GUEST_ES_BASE_V86                                           136
+#define CK_GUEST_FS_BASE_V86                                           137
+#define CK_GUEST_GS_BASE_V86                                           138
+#define CK_GUEST_TR_BASE_CANONICAL                                     139
+#define CK_GUEST_FS_BASE_CANONICAL                                     140
+#define CK_GUEST_GS_BASE_CANONICAL                                     141
+#define CK_GUEST_LDTR_BASE_CANONICAL                                   142
+#define CK_GUEST_CS_BASE_HIGH_BITS                                     143
+#define CK_GUEST_SS_BASE_HIGH_BITS                                     144
+#define CK_GUEST_DS_BASE_HIGH_BITS                                     145
+#define CK_GUEST_ES_BASE_HIGH_BITS                                     146
+#define CK_GUEST_CS_LIMIT_V86                                          147
+#define CK_GUEST_SS_LIMIT_V86                                          148
+#define CK_GUEST_DS_LIMIT_V86                                          149
+#define CK_GUEST_ES_LIMIT_V86                                          150
+#define CK_GUEST_FS_LIMIT_V86                                          151
+#define CK_GUEST_GS_LIMIT_V86                                          152
+#define CK_GUEST_CS_ACCESS_RIGHTS_V86                                  153
+#define CK_GUEST_SS_ACCESS_RIGHTS_V86                                  154
+#define CK_GUEST_DS_ACCESS_RIGHTS_V86                                  155
+#define CK_GUEST_ES_ACCESS_RIGHTS_V86                                  156
+#define CK_GUEST_FS_ACCESS_RIGHTS_V86                                  157
+#define CK_GUEST_GS_ACCESS_RIGHTS_V86                                  158
+#define CK_GUEST_CS_TYPE                                               159
+#define CK_GUEST_SS_TYPE                                               160
+#define CK_GUEST_DS_TYPE_ACCESSED                                      161
+#define CK_GUEST_ES_TYPE_ACCESSED                                      162
+#define CK_GUEST_FS_TYPE_ACCESSED                                      163
+#define CK_GUEST_GS_TYPE_ACCESSED                                      164
+#define CK_GUEST_DS_TYPE_READABLE                                      165
+#define CK_GUEST_ES_TYPE_READABLE                                      166
+#define CK_GUEST_FS_TYPE_READABLE                                      167
+#define CK_GUEST_GS_TYPE_READABLE                                      168
+#define CK_GUEST_CS_S                                                  169
+#define CK_GUEST_SS_S                                                  170
+#define CK_GUEST_DS_S                                                  171
+#define CK_GUEST_ES_S                                                  172
+#define CK_GUEST_FS_S                                                  173
+#define CK_GUEST_GS_S                                                  174
+#define CK_GUEST_CS_DPL_TYPE_3                                         175
+#define CK_GUEST_CS_DPL_NONCONFORMING                                  176
+#define CK_GUEST_CS_DPL_CONFORMING                                     177
+#define CK_GUEST_SS_DPL_RPL                                            178
+#define CK_GUEST_SS_DPL_ZERO                                           179
+#define CK_GUEST_DS_DPL_RPL                                            180
+#define CK_GUEST_ES_DPL_RPL                                            181
+#define CK_GUEST_FS_DPL_RPL                                            182
+#define CK_GUEST_GS_DPL_RPL                                            183
+#define CK_GUEST_CS_P                                                  184
+#define CK_GUEST_SS_P                                                  185
+#define CK_GUEST_DS_P                                                  186
+#define CK_GUEST_ES_P                                                  187
+#define CK_GUEST_FS_P                                                  188
+#define CK_GUEST_GS_P                                                  189
+#define CK_GUEST_CS_RESERVED_11_8                                      190
+#define CK_GUEST_SS_RESERVED_11_8                                      191
+#define CK_GUEST_DS_RESERVED_11_8                                      192
+#define CK_GUEST_ES_RESERVED_11_8                                      193
+#define CK_GUEST_FS_RESERVED_11_8                                      194
+#define CK_GUEST_GS_RESERVED_11_8                                      195
+#define CK_GUEST_CS_DB_WITH_L                                          196
+#define CK_GUEST_CS_G_LIMIT_LOW                                        197
+#define CK_GUEST_SS_G_LIMIT_LOW                                        198
+#define CK_GUEST_DS_G_LIMIT_LOW                                        199
+#define CK_GUEST_ES_G_LIMIT_LOW                                        200
+#define CK_GUEST_FS_G_LIMIT_LOW                                        201
+#define CK_GUEST_GS_G_LIMIT_LOW                                        202
+#define CK_GUEST_CS_G_LIMIT_HIGH                                       203
+#define CK_GUEST_SS_G_LIMIT_HIGH                                       204
+#define CK_GUEST_DS_G_LIMIT_HIGH                                       205
+#define CK_GUEST_ES_G_LIMIT_HIGH                                       206
+#define CK_GUEST_FS_G_LIMIT_HIGH                                       207
+#define CK_GUEST_GS_G_LIMIT_HIGH                                       208
+#define CK_GUEST_CS_RESERVED_31_17                                     209
+#define CK_GUEST_SS_RESERVED_31_17                                     210
+#define CK_GUEST_DS_RESERVED_31_17                                     211
+#define CK_GUEST_ES_RESERVED_31_17                                     212
+#define CK_GUEST_FS_RESERVED_31_17                                     213
+#define CK_GUEST_GS_RESERVED_31_17                                     214
+#define CK_GUEST_TR_TYPE                                               215
+#define CK_GUEST_TR_S                                                  216
+#define CK_GUEST_TR_P                                                  217
+#define CK_GUEST_TR_RESERVED_11_8                                      218
+#define CK_GUEST_TR_G_LIMIT_LOW                                        219
+#define CK_GUEST_TR_G_LIMIT_HIGH                                       220
+#define CK_GUEST_TR_UNUSABLE                                           221
+#define CK_GUEST_TR_RESERVED_31_17                                     222
+#define CK_GUEST_LDTR_TYPE                                             223
+#define CK_GUEST_LDTR_S                                                224
+#define CK_GUEST_LDTR_P                                                225
+#define CK_GUEST_LDTR_RESERVED_11_8                                    226
+#define CK_GUEST_LDTR_G_LIMIT_LOW                                      227
+#define CK_GUEST_LDTR_G_LIMIT_HIGH                                     228
+#define CK_GUEST_LDTR_RESERVED_31_17                                   229
+#define CK_GUEST_GDTR_BASE_CANONICAL                                   230
+#define CK_GUEST_IDTR_BASE_CANONICAL                                   231
+#define CK_GUEST_GDTR_LIMIT                                            232
+#define CK_GUEST_IDTR_LIMIT                                            233
+#define CK_GUEST_RIP_HIGH_BITS                                         234
+#define CK_GUEST_RIP_CANONICAL                                         235
+#define CK_GUEST_RFLAGS_RESERVED_BITS                                  236
+#define CK_GUEST_RFLAGS_BIT_1                                          237
+#define CK_GUEST_RFLAGS_VM_IA32E                                       238
+#define CK_GUEST_RFLAGS_VM_CR0_PE                                      239
+#define CK_GUEST_RFLAGS_IF                                             240
+#define CK_GUEST_ACTIVITY_STATE_RANGE                                  241
+#define CK_GUEST_ACTIVITY_STATE_SUPPORTED                              242
+#define CK_GUEST_ACTIVITY_STATE_HLT_SS_DPL                             243
+#define CK_GUEST_ACTIVITY_STATE_BLOCKING                               244
+#define CK_GUEST_ACTIVITY_STATE_HLT_INJECTION                          245
+#define CK_GUEST_INTERRUPTIBILITY_RESERVED_BITS                        246
+#define CK_GUEST_INTERRUPTIBILITY_STI_AND_MOV_SS                       247
+#define CK_GUEST_INTERRUPTIBILITY_STI_IF                               248
+#define CK_GUEST_INTERRUPTIBILITY_STI_EXTERNAL_INTERRUPT               249
+#define CK_GUEST_INTERRUPTIBILITY_MOV_SS_EXTERNAL_INTERRUPT            250
+#define CK_GUEST_INTERRUPTIBILITY_MOV_SS_NMI                           251
+#define CK_GUEST_INTERRUPTIBILITY_SMI                                  252
+#define CK_GUEST_INTERRUPTIBILITY_NMI_VIRTUAL_NMIS                     253
+#define CK_GUEST_INTERRUPTIBILITY_ENCLAVE                              254
+#define CK_GUEST_PENDING_DEBUG_RESERVED_BITS                           255
+#define CK_GUEST_PENDING_DEBUG_BS_SET                                  256
+#define CK_GUEST_PENDING_DEBUG_BS_CLEAR                                257
+#define CK_GUEST_PENDING_DEBUG_RTM_BITS_11_0                           258
+#define CK_GUEST_PENDING_DEBUG_RTM_BITS_15_13                          259
+#define CK_GUEST_PENDING_DEBUG_RTM_BIT_12                              260
+#define CK_GUEST_PENDING_DEBUG_RTM_SUPPORT                             261
+#define CK_GUEST_VMCS_LINK_POINTER_ALIGNMENT                           262
+#define CK_GUEST_VMCS_LINK_POINTER_WIDTH                               263
+#define CK_GUEST_VMCS_LINK_POINTER_REVISION                            264
+#define CK_GUEST_VMCS_LINK_POINTER_SHADOW                              265
+#define CK_GUEST_VMCS_LINK_POINTER_CURRENT_VMCS                        266
+#define CK_GUEST_PDPTE0                                                267
+#define CK_GUEST_PDPTE1                                                268
+#define CK_GUEST_PDPTE2                                                269
+#define CK_GUEST_PDPTE3                                                270
+#define CK_MSR_LOAD_COUNT                                              271
+#define CK_MSR_LOAD_FS_GS_BASE                                         272
+#define CK_MSR_LOAD_X2APIC                                             273
+#define CK_MSR_LOAD_SMM_MONITOR_CTL                                    274
+#define CK_MSR_LOAD_RESERVED_BITS                                      275
+#define CK_MSR_LOAD_WRMSR                                              276
+#define CK_COUNT             277
 #define CK_WORDS             5
 #define RFLAGS_RESERVED_BITS 0xFFFFFFFFFFC08028ull
 
@@ -1434,24 +1448,24 @@ static const uint8_t FEAT_BIT[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14,
 // dirty mask of VMRESUME (docs/architecture.rst, "Entry checks at VMRESUME").
 typedef struct { uint64_t w[CK_WORDS]; } ck_mask_t;
 
-static const ck_mask_t CKM_ALL = {{0xFFFFFFFFFFFFFFFFull, 0xFFFFFFFFFFFFFFFFull, 0xFFFFFFFFFFFFFFFFull, 0xFFFFFFFFFFFFFFFFull, 0x000000000000007Full}};
-static const ck_mask_t CKM_CONTROL = {{0x0001FFFFFFFFFFFFull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_HOST = {{0xFFFE000000000000ull, 0x000000003FFFFFFFull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_GUEST = {{0x0000000000000000ull, 0xFFFFFFFFC0000000ull, 0xFFFFFFFFFFFFFFFFull, 0xFFFFFFFFFFFFFFFFull, 0x0000000000000001ull}};
-static const ck_mask_t CKM_ALWAYS = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0xEC00000000000000ull, 0x000000000000007Full}};
-static const ck_mask_t CKM_SDM_27_2_1_1 = {{0x0000000000FFFFFFull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_SDM_27_2_1_2 = {{0x00000000FF000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_SDM_27_2_1_3 = {{0x0001FFFF00000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_SDM_27_2_2 = {{0xFFFE000000000000ull, 0x0000000000000001ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_SDM_27_2_3 = {{0x0000000000000000ull, 0x00000000007FFFFEull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_SDM_27_2_4 = {{0x0000000000000000ull, 0x000000003F800000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_SDM_27_3_1_1 = {{0x0000000000000000ull, 0x000FFFFFC0000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_SDM_27_3_1_2 = {{0x0000000000000000ull, 0xFFF0000000000000ull, 0xFFFFFFFFFFFFFFFFull, 0x0000000000FFFFFFull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_SDM_27_3_1_3 = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x000000000F000000ull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_SDM_27_3_1_4 = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x00000007F0000000ull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_SDM_27_3_1_5 = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x1FFFFFF800000000ull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_SDM_27_3_1_6 = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0xE000000000000000ull, 0x0000000000000001ull}};
-static const ck_mask_t CKM_SDM_27_4 = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x000000000000007Eull}};
+static const ck_mask_t CKM_ALL = {{0xFFFFFFFFFFFFFFFFull, 0xFFFFFFFFFFFFFFFFull, 0xFFFFFFFFFFFFFFFFull, 0xFFFFFFFFFFFFFFFFull, 0x00000000001FFFFFull}};
+static const ck_mask_t CKM_CONTROL = {{0x7FFFFFFFFFFFFFFFull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_HOST = {{0x8000000000000000ull, 0x00000FFFFFFFFFFFull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_GUEST = {{0x0000000000000000ull, 0xFFFFF00000000000ull, 0xFFFFFFFFFFFFFFFFull, 0xFFFFFFFFFFFFFFFFull, 0x0000000000007FFFull}};
+static const ck_mask_t CKM_ALWAYS = {{0x0000000000002000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x00000000001FFB00ull}};
+static const ck_mask_t CKM_SDM_27_2_1_1 = {{0x0000003FFFFFFFFFull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_SDM_27_2_1_2 = {{0x00003FC000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_SDM_27_2_1_3 = {{0x7FFFC00000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_SDM_27_2_2 = {{0x8000000000000000ull, 0x0000000000007FFFull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_SDM_27_2_3 = {{0x0000000000000000ull, 0x0000001FFFFF8000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_SDM_27_2_4 = {{0x0000000000000000ull, 0x00000FE000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_SDM_27_3_1_1 = {{0x0000000000000000ull, 0xFFFFF00000000000ull, 0x0000000000000003ull, 0x0000000000000000ull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_SDM_27_3_1_2 = {{0x0000000000000000ull, 0x0000000000000000ull, 0xFFFFFFFFFFFFFFFCull, 0x0000003FFFFFFFFFull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_SDM_27_3_1_3 = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x000003C000000000ull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_SDM_27_3_1_4 = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0001FC0000000000ull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_SDM_27_3_1_5 = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0xFFFE000000000000ull, 0x00000000000007FFull}};
+static const ck_mask_t CKM_SDM_27_3_1_6 = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000007800ull}};
+static const ck_mask_t CKM_SDM_27_4 = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x00000000001F8000ull}};
 
 static inline int ck_has(const ck_mask_t* d, int ck)
 {
@@ -1489,21 +1503,21 @@ static inline void ck_set(ck_mask_t* d, int ck)
 
 // Families (vtx/spec/entry_checks.py FAMILIES): the check of each register,
 // indexed by register number in VMCS order; -1 where the family has none.
-static const int CKS_HOST_SELECTOR_RPL[7] = {65, 66, 67, 68, 69, 70, 71};
-static const int CKS_HOST_SELECTOR_TI[7] = {72, 73, 74, 75, 76, 77, 78};
-static const int CKS_GUEST_SEG_BASE_V86[8] = {122, 119, 120, 121, 123, 124, -1, -1};
-static const int CKS_GUEST_SEG_BASE_HIGH_BITS[8] = {132, 129, 130, 131, -1, -1, -1, -1};
-static const int CKS_GUEST_SEG_LIMIT_V86[8] = {136, 133, 134, 135, 137, 138, -1, -1};
-static const int CKS_GUEST_SEG_ACCESS_RIGHTS_V86[8] = {142, 139, 140, 141, 143, 144, -1, -1};
-static const int CKS_GUEST_SEG_TYPE_ACCESSED[8] = {148, -1, -1, 147, 149, 150, -1, -1};
-static const int CKS_GUEST_SEG_TYPE_READABLE[8] = {152, -1, -1, 151, 153, 154, -1, -1};
-static const int CKS_GUEST_SEG_S[8] = {158, 155, 156, 157, 159, 160, 210, 202};
-static const int CKS_GUEST_SEG_DPL_RPL[8] = {167, -1, 164, 166, 168, 169, -1, -1};
-static const int CKS_GUEST_SEG_P[8] = {173, 170, 171, 172, 174, 175, 211, 203};
-static const int CKS_GUEST_SEG_RESERVED_11_8[8] = {179, 176, 177, 178, 180, 181, 212, 204};
-static const int CKS_GUEST_SEG_G_LIMIT_LOW[8] = {186, 183, 184, 185, 187, 188, 213, 205};
-static const int CKS_GUEST_SEG_G_LIMIT_HIGH[8] = {192, 189, 190, 191, 193, 194, 214, 206};
-static const int CKS_GUEST_SEG_RESERVED_31_17[8] = {198, 195, 196, 197, 199, 200, 215, 208};
+static const int CKS_HOST_SELECTOR_RPL[7] = {79, 80, 81, 82, 83, 84, 85};
+static const int CKS_HOST_SELECTOR_TI[7] = {86, 87, 88, 89, 90, 91, 92};
+static const int CKS_GUEST_SEG_BASE_V86[8] = {136, 133, 134, 135, 137, 138, -1, -1};
+static const int CKS_GUEST_SEG_BASE_HIGH_BITS[8] = {146, 143, 144, 145, -1, -1, -1, -1};
+static const int CKS_GUEST_SEG_LIMIT_V86[8] = {150, 147, 148, 149, 151, 152, -1, -1};
+static const int CKS_GUEST_SEG_ACCESS_RIGHTS_V86[8] = {156, 153, 154, 155, 157, 158, -1, -1};
+static const int CKS_GUEST_SEG_TYPE_ACCESSED[8] = {162, -1, -1, 161, 163, 164, -1, -1};
+static const int CKS_GUEST_SEG_TYPE_READABLE[8] = {166, -1, -1, 165, 167, 168, -1, -1};
+static const int CKS_GUEST_SEG_S[8] = {172, 169, 170, 171, 173, 174, 224, 216};
+static const int CKS_GUEST_SEG_DPL_RPL[8] = {181, -1, 178, 180, 182, 183, -1, -1};
+static const int CKS_GUEST_SEG_P[8] = {187, 184, 185, 186, 188, 189, 225, 217};
+static const int CKS_GUEST_SEG_RESERVED_11_8[8] = {193, 190, 191, 192, 194, 195, 226, 218};
+static const int CKS_GUEST_SEG_G_LIMIT_LOW[8] = {200, 197, 198, 199, 201, 202, 227, 219};
+static const int CKS_GUEST_SEG_G_LIMIT_HIGH[8] = {206, 203, 204, 205, 207, 208, 228, 220};
+static const int CKS_GUEST_SEG_RESERVED_31_17[8] = {212, 209, 210, 211, 213, 214, 229, 222};
 
 
 // ---- Lookups by encoding ---------------------------------------------------
@@ -1516,6 +1530,7 @@ static inline int vmcs_field_offset(uint32_t enc)
 {
     switch (enc) {
     case VMCS_VIRTUAL_PROCESSOR_ID: return VMCS_OFF_VIRTUAL_PROCESSOR_ID;
+    case VMCS_POSTED_INTERRUPT_NOTIFICATION_VECTOR: return VMCS_OFF_POSTED_INTERRUPT_NOTIFICATION_VECTOR;
     case VMCS_GUEST_ES_SELECTOR: return VMCS_OFF_GUEST_ES_SELECTOR;
     case VMCS_GUEST_CS_SELECTOR: return VMCS_OFF_GUEST_CS_SELECTOR;
     case VMCS_GUEST_SS_SELECTOR: return VMCS_OFF_GUEST_SS_SELECTOR;
@@ -1524,6 +1539,7 @@ static inline int vmcs_field_offset(uint32_t enc)
     case VMCS_GUEST_GS_SELECTOR: return VMCS_OFF_GUEST_GS_SELECTOR;
     case VMCS_GUEST_LDTR_SELECTOR: return VMCS_OFF_GUEST_LDTR_SELECTOR;
     case VMCS_GUEST_TR_SELECTOR: return VMCS_OFF_GUEST_TR_SELECTOR;
+    case VMCS_GUEST_INTERRUPT_STATUS: return VMCS_OFF_GUEST_INTERRUPT_STATUS;
     case VMCS_HOST_ES_SELECTOR: return VMCS_OFF_HOST_ES_SELECTOR;
     case VMCS_HOST_CS_SELECTOR: return VMCS_OFF_HOST_CS_SELECTOR;
     case VMCS_HOST_SS_SELECTOR: return VMCS_OFF_HOST_SS_SELECTOR;
@@ -1545,6 +1561,7 @@ static inline int vmcs_field_offset(uint32_t enc)
     case VMCS_VM_ENTRY_INTERRUPTION_INFO: return VMCS_OFF_VM_ENTRY_INTERRUPTION_INFO;
     case VMCS_VM_ENTRY_EXCEPTION_ERROR_CODE: return VMCS_OFF_VM_ENTRY_EXCEPTION_ERROR_CODE;
     case VMCS_VM_ENTRY_INSTRUCTION_LENGTH: return VMCS_OFF_VM_ENTRY_INSTRUCTION_LENGTH;
+    case VMCS_TPR_THRESHOLD: return VMCS_OFF_TPR_THRESHOLD;
     case VMCS_SECONDARY_PROC_BASED_CONTROLS: return VMCS_OFF_SECONDARY_PROC_BASED_CONTROLS;
     case VMCS_PLE_GAP: return VMCS_OFF_PLE_GAP;
     case VMCS_PLE_WINDOW: return VMCS_OFF_PLE_WINDOW;
@@ -1594,10 +1611,24 @@ static inline int vmcs_field_offset(uint32_t enc)
     case VMCS_VM_ENTRY_MSR_LOAD_ADDRESS_HIGH: return VMCS_OFF_VM_ENTRY_MSR_LOAD_ADDRESS + 4;
     case VMCS_TSC_OFFSET: return VMCS_OFF_TSC_OFFSET;
     case VMCS_TSC_OFFSET_HIGH: return VMCS_OFF_TSC_OFFSET + 4;
+    case VMCS_VIRTUAL_APIC_ADDRESS: return VMCS_OFF_VIRTUAL_APIC_ADDRESS;
+    case VMCS_VIRTUAL_APIC_ADDRESS_HIGH: return VMCS_OFF_VIRTUAL_APIC_ADDRESS + 4;
+    case VMCS_APIC_ACCESS_ADDRESS: return VMCS_OFF_APIC_ACCESS_ADDRESS;
+    case VMCS_APIC_ACCESS_ADDRESS_HIGH: return VMCS_OFF_APIC_ACCESS_ADDRESS + 4;
+    case VMCS_POSTED_INTERRUPT_DESCRIPTOR_ADDRESS: return VMCS_OFF_POSTED_INTERRUPT_DESCRIPTOR_ADDRESS;
+    case VMCS_POSTED_INTERRUPT_DESCRIPTOR_ADDRESS_HIGH: return VMCS_OFF_POSTED_INTERRUPT_DESCRIPTOR_ADDRESS + 4;
     case VMCS_VM_FUNCTION_CONTROLS: return VMCS_OFF_VM_FUNCTION_CONTROLS;
     case VMCS_VM_FUNCTION_CONTROLS_HIGH: return VMCS_OFF_VM_FUNCTION_CONTROLS + 4;
     case VMCS_EPT_POINTER: return VMCS_OFF_EPT_POINTER;
     case VMCS_EPT_POINTER_HIGH: return VMCS_OFF_EPT_POINTER + 4;
+    case VMCS_EOI_EXIT_BITMAP_0: return VMCS_OFF_EOI_EXIT_BITMAP_0;
+    case VMCS_EOI_EXIT_BITMAP_0_HIGH: return VMCS_OFF_EOI_EXIT_BITMAP_0 + 4;
+    case VMCS_EOI_EXIT_BITMAP_1: return VMCS_OFF_EOI_EXIT_BITMAP_1;
+    case VMCS_EOI_EXIT_BITMAP_1_HIGH: return VMCS_OFF_EOI_EXIT_BITMAP_1 + 4;
+    case VMCS_EOI_EXIT_BITMAP_2: return VMCS_OFF_EOI_EXIT_BITMAP_2;
+    case VMCS_EOI_EXIT_BITMAP_2_HIGH: return VMCS_OFF_EOI_EXIT_BITMAP_2 + 4;
+    case VMCS_EOI_EXIT_BITMAP_3: return VMCS_OFF_EOI_EXIT_BITMAP_3;
+    case VMCS_EOI_EXIT_BITMAP_3_HIGH: return VMCS_OFF_EOI_EXIT_BITMAP_3 + 4;
     case VMCS_EPTP_LIST_ADDRESS: return VMCS_OFF_EPTP_LIST_ADDRESS;
     case VMCS_EPTP_LIST_ADDRESS_HIGH: return VMCS_OFF_EPTP_LIST_ADDRESS + 4;
     case VMCS_GUEST_PHYSICAL_ADDRESS: return VMCS_OFF_GUEST_PHYSICAL_ADDRESS;
@@ -1678,6 +1709,7 @@ static inline int vmcs_field_width(uint32_t enc)
 {
     switch (enc) {
     case VMCS_VIRTUAL_PROCESSOR_ID:
+    case VMCS_POSTED_INTERRUPT_NOTIFICATION_VECTOR:
     case VMCS_GUEST_ES_SELECTOR:
     case VMCS_GUEST_CS_SELECTOR:
     case VMCS_GUEST_SS_SELECTOR:
@@ -1686,6 +1718,7 @@ static inline int vmcs_field_width(uint32_t enc)
     case VMCS_GUEST_GS_SELECTOR:
     case VMCS_GUEST_LDTR_SELECTOR:
     case VMCS_GUEST_TR_SELECTOR:
+    case VMCS_GUEST_INTERRUPT_STATUS:
     case VMCS_HOST_ES_SELECTOR:
     case VMCS_HOST_CS_SELECTOR:
     case VMCS_HOST_SS_SELECTOR:
@@ -1708,6 +1741,7 @@ static inline int vmcs_field_width(uint32_t enc)
     case VMCS_VM_ENTRY_INTERRUPTION_INFO:
     case VMCS_VM_ENTRY_EXCEPTION_ERROR_CODE:
     case VMCS_VM_ENTRY_INSTRUCTION_LENGTH:
+    case VMCS_TPR_THRESHOLD:
     case VMCS_SECONDARY_PROC_BASED_CONTROLS:
     case VMCS_PLE_GAP:
     case VMCS_PLE_WINDOW:
@@ -1750,8 +1784,15 @@ static inline int vmcs_field_width(uint32_t enc)
     case VMCS_VM_EXIT_MSR_LOAD_ADDRESS_HIGH:
     case VMCS_VM_ENTRY_MSR_LOAD_ADDRESS_HIGH:
     case VMCS_TSC_OFFSET_HIGH:
+    case VMCS_VIRTUAL_APIC_ADDRESS_HIGH:
+    case VMCS_APIC_ACCESS_ADDRESS_HIGH:
+    case VMCS_POSTED_INTERRUPT_DESCRIPTOR_ADDRESS_HIGH:
     case VMCS_VM_FUNCTION_CONTROLS_HIGH:
     case VMCS_EPT_POINTER_HIGH:
+    case VMCS_EOI_EXIT_BITMAP_0_HIGH:
+    case VMCS_EOI_EXIT_BITMAP_1_HIGH:
+    case VMCS_EOI_EXIT_BITMAP_2_HIGH:
+    case VMCS_EOI_EXIT_BITMAP_3_HIGH:
     case VMCS_EPTP_LIST_ADDRESS_HIGH:
     case VMCS_GUEST_PHYSICAL_ADDRESS_HIGH:
     case VMCS_VMCS_LINK_POINTER_HIGH:
@@ -1772,8 +1813,15 @@ static inline int vmcs_field_width(uint32_t enc)
     case VMCS_VM_EXIT_MSR_LOAD_ADDRESS:
     case VMCS_VM_ENTRY_MSR_LOAD_ADDRESS:
     case VMCS_TSC_OFFSET:
+    case VMCS_VIRTUAL_APIC_ADDRESS:
+    case VMCS_APIC_ACCESS_ADDRESS:
+    case VMCS_POSTED_INTERRUPT_DESCRIPTOR_ADDRESS:
     case VMCS_VM_FUNCTION_CONTROLS:
     case VMCS_EPT_POINTER:
+    case VMCS_EOI_EXIT_BITMAP_0:
+    case VMCS_EOI_EXIT_BITMAP_1:
+    case VMCS_EOI_EXIT_BITMAP_2:
+    case VMCS_EOI_EXIT_BITMAP_3:
     case VMCS_EPTP_LIST_ADDRESS:
     case VMCS_GUEST_PHYSICAL_ADDRESS:
     case VMCS_VMCS_LINK_POINTER:
@@ -1874,511 +1922,512 @@ static inline void vmcs_check_mark(ck_mask_t* d, int off, uint64_t delta)
 {
     switch (off) {
     case VMCS_OFF_VIRTUAL_PROCESSOR_ID:
-        d->w[0] |= 0x0000000000001000ull;
+        d->w[0] |= 0x0000000004000000ull;
+        break;
+    case VMCS_OFF_POSTED_INTERRUPT_NOTIFICATION_VECTOR:
+        d->w[0] |= 0x0000000000800000ull;
         break;
     case VMCS_OFF_GUEST_ES_SELECTOR:
         if (delta & 0x3ull) {
-            d->w[2] |= 0x0000008000000000ull;
+            d->w[2] |= 0x0020000000000000ull;
         }
-        d->w[1] |= 0x0400000000000000ull;
+        d->w[2] |= 0x0000000000000100ull;
         break;
     case VMCS_OFF_GUEST_CS_SELECTOR:
         if (delta & 0x3ull) {
-            d->w[1] |= 0x0040000000000000ull;
+            d->w[2] |= 0x0000000000000010ull;
         }
-        d->w[1] |= 0x0080000000000000ull;
+        d->w[2] |= 0x0000000000000020ull;
         break;
     case VMCS_OFF_GUEST_SS_SELECTOR:
         if (delta & 0x3ull) {
-            d->w[1] |= 0x0040000000000000ull;
-            d->w[2] |= 0x0000001000000000ull;
+            d->w[2] |= 0x0004000000000010ull;
         }
-        d->w[1] |= 0x0100000000000000ull;
+        d->w[2] |= 0x0000000000000040ull;
         break;
     case VMCS_OFF_GUEST_DS_SELECTOR:
         if (delta & 0x3ull) {
-            d->w[2] |= 0x0000004000000000ull;
+            d->w[2] |= 0x0010000000000000ull;
         }
-        d->w[1] |= 0x0200000000000000ull;
+        d->w[2] |= 0x0000000000000080ull;
         break;
     case VMCS_OFF_GUEST_FS_SELECTOR:
         if (delta & 0x3ull) {
-            d->w[2] |= 0x0000010000000000ull;
+            d->w[2] |= 0x0040000000000000ull;
         }
-        d->w[1] |= 0x0800000000000000ull;
+        d->w[2] |= 0x0000000000000200ull;
         break;
     case VMCS_OFF_GUEST_GS_SELECTOR:
         if (delta & 0x3ull) {
-            d->w[2] |= 0x0000020000000000ull;
+            d->w[2] |= 0x0080000000000000ull;
         }
-        d->w[1] |= 0x1000000000000000ull;
+        d->w[2] |= 0x0000000000000400ull;
         break;
     case VMCS_OFF_GUEST_LDTR_SELECTOR:
         if (delta & 0x4ull) {
-            d->w[1] |= 0x0020000000000000ull;
+            d->w[2] |= 0x0000000000000008ull;
         }
         break;
     case VMCS_OFF_GUEST_TR_SELECTOR:
         if (delta & 0x4ull) {
-            d->w[1] |= 0x0010000000000000ull;
+            d->w[2] |= 0x0000000000000004ull;
         }
         break;
     case VMCS_OFF_HOST_ES_SELECTOR:
         if (delta & 0x3ull) {
-            d->w[1] |= 0x0000000000000002ull;
+            d->w[1] |= 0x0000000000008000ull;
         }
         if (delta & 0x4ull) {
-            d->w[1] |= 0x0000000000000100ull;
+            d->w[1] |= 0x0000000000400000ull;
         }
         break;
     case VMCS_OFF_HOST_CS_SELECTOR:
         if (delta & 0x3ull) {
-            d->w[1] |= 0x0000000000000004ull;
+            d->w[1] |= 0x0000000000010000ull;
         }
         if (delta & 0x4ull) {
-            d->w[1] |= 0x0000000000000200ull;
+            d->w[1] |= 0x0000000000800000ull;
         }
-        d->w[1] |= 0x0000000000008000ull;
+        d->w[1] |= 0x0000000020000000ull;
         break;
     case VMCS_OFF_HOST_SS_SELECTOR:
         if (delta & 0x3ull) {
-            d->w[1] |= 0x0000000000000008ull;
+            d->w[1] |= 0x0000000000020000ull;
         }
         if (delta & 0x4ull) {
-            d->w[1] |= 0x0000000000000400ull;
+            d->w[1] |= 0x0000000001000000ull;
         }
-        d->w[1] |= 0x0000000000020000ull;
+        d->w[1] |= 0x0000000080000000ull;
         break;
     case VMCS_OFF_HOST_DS_SELECTOR:
         if (delta & 0x3ull) {
-            d->w[1] |= 0x0000000000000010ull;
+            d->w[1] |= 0x0000000000040000ull;
         }
         if (delta & 0x4ull) {
-            d->w[1] |= 0x0000000000000800ull;
+            d->w[1] |= 0x0000000002000000ull;
         }
         break;
     case VMCS_OFF_HOST_FS_SELECTOR:
         if (delta & 0x3ull) {
-            d->w[1] |= 0x0000000000000020ull;
+            d->w[1] |= 0x0000000000080000ull;
         }
         if (delta & 0x4ull) {
-            d->w[1] |= 0x0000000000001000ull;
+            d->w[1] |= 0x0000000004000000ull;
         }
         break;
     case VMCS_OFF_HOST_GS_SELECTOR:
         if (delta & 0x3ull) {
-            d->w[1] |= 0x0000000000000040ull;
+            d->w[1] |= 0x0000000000100000ull;
         }
         if (delta & 0x4ull) {
-            d->w[1] |= 0x0000000000002000ull;
+            d->w[1] |= 0x0000000008000000ull;
         }
         break;
     case VMCS_OFF_HOST_TR_SELECTOR:
         if (delta & 0x3ull) {
-            d->w[1] |= 0x0000000000000080ull;
+            d->w[1] |= 0x0000000000200000ull;
         }
         if (delta & 0x4ull) {
-            d->w[1] |= 0x0000000000004000ull;
+            d->w[1] |= 0x0000000010000000ull;
         }
-        d->w[1] |= 0x0000000000010000ull;
+        d->w[1] |= 0x0000000040000000ull;
         break;
     case VMCS_OFF_PIN_BASED_CONTROLS:
-        d->w[0] |= 0x0000000002000C01ull;
-        d->w[3] |= 0x0000800000000000ull;
+        d->w[0] |= 0x0000008003F0C001ull;
+        d->w[3] |= 0x2000000000000000ull;
         break;
     case VMCS_OFF_PRIMARY_PROC_BASED_CONTROLS:
-        d->w[0] |= 0x000000C000FFFBF6ull;
-        d->w[1] |= 0x0040000040000000ull;
-        d->w[2] |= 0x000003D000020000ull;
-        d->w[3] |= 0xE800000000000000ull;
-        d->w[4] |= 0x0000000000000001ull;
+        d->w[0] |= 0x0030003FFC3FBFF6ull;
+        d->w[1] |= 0x0000100000000000ull;
+        d->w[2] |= 0x00F4000080000010ull;
+        d->w[4] |= 0x0000000000007A00ull;
         break;
     case VMCS_OFF_CR3_TARGET_COUNT:
         d->w[0] |= 0x0000000000000008ull;
         break;
     case VMCS_OFF_VM_EXIT_CONTROLS:
-        d->w[0] |= 0xFFC0000003000000ull;
-        d->w[1] |= 0x000000003F020001ull;
+        d->w[0] |= 0x000000C000400000ull;
+        d->w[1] |= 0x00000FC080007FF0ull;
         break;
     case VMCS_OFF_VM_EXIT_MSR_STORE_COUNT:
-        d->w[0] |= 0x000000001C000000ull;
+        d->w[0] |= 0x0000070000000000ull;
         break;
     case VMCS_OFF_VM_EXIT_MSR_LOAD_COUNT:
-        d->w[0] |= 0x00000000E0000000ull;
+        d->w[0] |= 0x0000380000000000ull;
         break;
     case VMCS_OFF_VM_ENTRY_CONTROLS:
-        d->w[0] |= 0x0000000100000000ull;
-        d->w[1] |= 0x000FFE5E00800000ull;
-        d->w[2] |= 0x0040000000000000ull;
-        d->w[3] |= 0xE000000130000200ull;
-        d->w[4] |= 0x0000000000000001ull;
+        d->w[0] |= 0x0000400000000000ull;
+        d->w[1] |= 0xFF97802000000000ull;
+        d->w[2] |= 0x0000000000000003ull;
+        d->w[3] |= 0x00004C0000800010ull;
+        d->w[4] |= 0x0000000000007800ull;
         break;
     case VMCS_OFF_VM_ENTRY_MSR_LOAD_COUNT:
-        d->w[0] |= 0x0001C00000000000ull;
-        d->w[4] |= 0x000000000000007Eull;
+        d->w[0] |= 0x7000000000000000ull;
+        d->w[4] |= 0x00000000001F8000ull;
         break;
     case VMCS_OFF_VM_ENTRY_INTERRUPTION_INFO:
         if (delta & 0x80000700ull) {
-            d->w[0] |= 0x0000300600000000ull;
-            d->w[3] |= 0x0000B80400000000ull;
+            d->w[0] |= 0x0C01800000000000ull;
+            d->w[3] |= 0x2E01000000000000ull;
         }
         if (delta & 0x800007FFull) {
-            d->w[0] |= 0x0000003800000000ull;
-            d->w[3] |= 0x0000008000000000ull;
+            d->w[0] |= 0x000E000000000000ull;
+            d->w[3] |= 0x0020000000000000ull;
         }
         if (delta & 0x80000800ull) {
-            d->w[0] |= 0x0000088000000000ull;
+            d->w[0] |= 0x0220000000000000ull;
         }
         if (delta & 0x80000F00ull) {
-            d->w[0] |= 0x0000010000000000ull;
+            d->w[0] |= 0x0040000000000000ull;
         }
         if (delta & 0x80000FFFull) {
-            d->w[0] |= 0x0000024000000000ull;
+            d->w[0] |= 0x0090000000000000ull;
         }
         if (delta & 0xFFFFF000ull) {
-            d->w[0] |= 0x0000040000000000ull;
+            d->w[0] |= 0x0100000000000000ull;
         }
         break;
     case VMCS_OFF_VM_ENTRY_EXCEPTION_ERROR_CODE:
-        d->w[0] |= 0x0000080000000000ull;
+        d->w[0] |= 0x0200000000000000ull;
         break;
     case VMCS_OFF_VM_ENTRY_INSTRUCTION_LENGTH:
-        d->w[0] |= 0x0000300000000000ull;
+        d->w[0] |= 0x0C00000000000000ull;
+        break;
+    case VMCS_OFF_TPR_THRESHOLD:
+        d->w[0] |= 0x0000000000003000ull;
         break;
     case VMCS_OFF_SECONDARY_PROC_BASED_CONTROLS:
-        d->w[0] |= 0x000000C000FFF004ull;
-        d->w[1] |= 0x0040000040000000ull;
-        d->w[2] |= 0x000003D000020000ull;
-        d->w[3] |= 0xE800000000000000ull;
-        d->w[4] |= 0x0000000000000001ull;
+        d->w[0] |= 0x0030003FFC3F3004ull;
+        d->w[1] |= 0x0000100000000000ull;
+        d->w[2] |= 0x00F4000080000010ull;
+        d->w[4] |= 0x0000000000007A00ull;
         break;
     case VMCS_OFF_GUEST_ES_LIMIT:
         if (delta & 0xFFFull) {
-            d->w[2] |= 0x0400000000000000ull;
-        }
-        if (delta & 0xFFF00000ull) {
-            d->w[3] |= 0x0000000000000001ull;
-        }
-        d->w[2] |= 0x0000000000000100ull;
-        break;
-    case VMCS_OFF_GUEST_CS_LIMIT:
-        if (delta & 0xFFFull) {
-            d->w[2] |= 0x0080000000000000ull;
-        }
-        if (delta & 0xFFF00000ull) {
-            d->w[2] |= 0x2000000000000000ull;
-        }
-        d->w[2] |= 0x0000000000000020ull;
-        break;
-    case VMCS_OFF_GUEST_SS_LIMIT:
-        if (delta & 0xFFFull) {
-            d->w[2] |= 0x0100000000000000ull;
-        }
-        if (delta & 0xFFF00000ull) {
-            d->w[2] |= 0x4000000000000000ull;
-        }
-        d->w[2] |= 0x0000000000000040ull;
-        break;
-    case VMCS_OFF_GUEST_DS_LIMIT:
-        if (delta & 0xFFFull) {
-            d->w[2] |= 0x0200000000000000ull;
-        }
-        if (delta & 0xFFF00000ull) {
-            d->w[2] |= 0x8000000000000000ull;
-        }
-        d->w[2] |= 0x0000000000000080ull;
-        break;
-    case VMCS_OFF_GUEST_FS_LIMIT:
-        if (delta & 0xFFFull) {
-            d->w[2] |= 0x0800000000000000ull;
-        }
-        if (delta & 0xFFF00000ull) {
-            d->w[3] |= 0x0000000000000002ull;
-        }
-        d->w[2] |= 0x0000000000000200ull;
-        break;
-    case VMCS_OFF_GUEST_GS_LIMIT:
-        if (delta & 0xFFFull) {
-            d->w[2] |= 0x1000000000000000ull;
-        }
-        if (delta & 0xFFF00000ull) {
-            d->w[3] |= 0x0000000000000004ull;
-        }
-        d->w[2] |= 0x0000000000000400ull;
-        break;
-    case VMCS_OFF_GUEST_LDTR_LIMIT:
-        if (delta & 0xFFFull) {
-            d->w[3] |= 0x0000000000200000ull;
-        }
-        if (delta & 0xFFF00000ull) {
-            d->w[3] |= 0x0000000000400000ull;
-        }
-        break;
-    case VMCS_OFF_GUEST_TR_LIMIT:
-        if (delta & 0xFFFull) {
-            d->w[3] |= 0x0000000000002000ull;
+            d->w[3] |= 0x0000000000000100ull;
         }
         if (delta & 0xFFF00000ull) {
             d->w[3] |= 0x0000000000004000ull;
         }
+        d->w[2] |= 0x0000000000400000ull;
+        break;
+    case VMCS_OFF_GUEST_CS_LIMIT:
+        if (delta & 0xFFFull) {
+            d->w[3] |= 0x0000000000000020ull;
+        }
+        if (delta & 0xFFF00000ull) {
+            d->w[3] |= 0x0000000000000800ull;
+        }
+        d->w[2] |= 0x0000000000080000ull;
+        break;
+    case VMCS_OFF_GUEST_SS_LIMIT:
+        if (delta & 0xFFFull) {
+            d->w[3] |= 0x0000000000000040ull;
+        }
+        if (delta & 0xFFF00000ull) {
+            d->w[3] |= 0x0000000000001000ull;
+        }
+        d->w[2] |= 0x0000000000100000ull;
+        break;
+    case VMCS_OFF_GUEST_DS_LIMIT:
+        if (delta & 0xFFFull) {
+            d->w[3] |= 0x0000000000000080ull;
+        }
+        if (delta & 0xFFF00000ull) {
+            d->w[3] |= 0x0000000000002000ull;
+        }
+        d->w[2] |= 0x0000000000200000ull;
+        break;
+    case VMCS_OFF_GUEST_FS_LIMIT:
+        if (delta & 0xFFFull) {
+            d->w[3] |= 0x0000000000000200ull;
+        }
+        if (delta & 0xFFF00000ull) {
+            d->w[3] |= 0x0000000000008000ull;
+        }
+        d->w[2] |= 0x0000000000800000ull;
+        break;
+    case VMCS_OFF_GUEST_GS_LIMIT:
+        if (delta & 0xFFFull) {
+            d->w[3] |= 0x0000000000000400ull;
+        }
+        if (delta & 0xFFF00000ull) {
+            d->w[3] |= 0x0000000000010000ull;
+        }
+        d->w[2] |= 0x0000000001000000ull;
+        break;
+    case VMCS_OFF_GUEST_LDTR_LIMIT:
+        if (delta & 0xFFFull) {
+            d->w[3] |= 0x0000000800000000ull;
+        }
+        if (delta & 0xFFF00000ull) {
+            d->w[3] |= 0x0000001000000000ull;
+        }
+        break;
+    case VMCS_OFF_GUEST_TR_LIMIT:
+        if (delta & 0xFFFull) {
+            d->w[3] |= 0x0000000008000000ull;
+        }
+        if (delta & 0xFFF00000ull) {
+            d->w[3] |= 0x0000000010000000ull;
+        }
         break;
     case VMCS_OFF_GUEST_GDTR_LIMIT:
         if (delta & 0xFFFF0000ull) {
-            d->w[3] |= 0x0000000004000000ull;
+            d->w[3] |= 0x0000010000000000ull;
         }
         break;
     case VMCS_OFF_GUEST_IDTR_LIMIT:
         if (delta & 0xFFFF0000ull) {
-            d->w[3] |= 0x0000000008000000ull;
+            d->w[3] |= 0x0000020000000000ull;
         }
         break;
     case VMCS_OFF_GUEST_ES_ACCESS_RIGHTS:
         if (delta & 0x10000ull) {
-            d->w[2] |= 0x0000000000000010ull;
+            d->w[2] |= 0x0000000000040000ull;
         }
         if (delta & 0x10001ull) {
-            d->w[2] |= 0x0000000000100000ull;
+            d->w[2] |= 0x0000000400000000ull;
         }
         if (delta & 0x1000Aull) {
-            d->w[2] |= 0x0000000001000000ull;
+            d->w[2] |= 0x0000004000000000ull;
         }
         if (delta & 0x10010ull) {
-            d->w[2] |= 0x0000000040000000ull;
+            d->w[2] |= 0x0000100000000000ull;
         }
         if (delta & 0x1006Full) {
-            d->w[2] |= 0x0000008000000000ull;
+            d->w[2] |= 0x0020000000000000ull;
         }
         if (delta & 0x10080ull) {
-            d->w[2] |= 0x0000200000000000ull;
+            d->w[2] |= 0x0800000000000000ull;
         }
         if (delta & 0x10F00ull) {
-            d->w[2] |= 0x0008000000000000ull;
+            d->w[3] |= 0x0000000000000002ull;
         }
         if (delta & 0x18000ull) {
-            d->w[2] |= 0x0400000000000000ull;
-            d->w[3] |= 0x0000000000000001ull;
+            d->w[3] |= 0x0000000000004100ull;
         }
         if (delta & 0xFFFF0000ull) {
-            d->w[3] |= 0x0000000000000040ull;
+            d->w[3] |= 0x0000000000100000ull;
         }
-        d->w[2] |= 0x0000000000004000ull;
+        d->w[2] |= 0x0000000010000000ull;
         break;
     case VMCS_OFF_GUEST_CS_ACCESS_RIGHTS:
         if (delta & 0xFull) {
-            d->w[2] |= 0x0000002000020000ull;
+            d->w[2] |= 0x0008000080000000ull;
         }
         if (delta & 0x10ull) {
-            d->w[2] |= 0x0000000008000000ull;
+            d->w[2] |= 0x0000020000000000ull;
         }
         if (delta & 0x6Full) {
-            d->w[2] |= 0x0000000E00000000ull;
+            d->w[2] |= 0x0003800000000000ull;
         }
         if (delta & 0x80ull) {
-            d->w[2] |= 0x0000040000000000ull;
+            d->w[2] |= 0x0100000000000000ull;
         }
         if (delta & 0xF00ull) {
-            d->w[2] |= 0x0001000000000000ull;
+            d->w[2] |= 0x4000000000000000ull;
         }
         if (delta & 0x2000ull) {
-            d->w[3] |= 0x0000000030000000ull;
+            d->w[3] |= 0x00000C0000000000ull;
         }
         if (delta & 0x6000ull) {
-            d->w[2] |= 0x0040000000000000ull;
+            d->w[3] |= 0x0000000000000010ull;
         }
         if (delta & 0x8000ull) {
-            d->w[2] |= 0x2080000000000000ull;
+            d->w[3] |= 0x0000000000000820ull;
         }
         if (delta & 0xFFFE0000ull) {
-            d->w[3] |= 0x0000000000000008ull;
+            d->w[3] |= 0x0000000000020000ull;
         }
-        d->w[2] |= 0x0000000000000800ull;
+        d->w[2] |= 0x0000000002000000ull;
         break;
     case VMCS_OFF_GUEST_SS_ACCESS_RIGHTS:
         if (delta & 0x60ull) {
-            d->w[2] |= 0x0000003C00000000ull;
-            d->w[3] |= 0x0000002000000000ull;
+            d->w[2] |= 0x000F000000000000ull;
+            d->w[3] |= 0x0008000000000000ull;
         }
         if (delta & 0x10000ull) {
-            d->w[2] |= 0x0000000000000004ull;
+            d->w[2] |= 0x0000000000010000ull;
         }
         if (delta & 0x1000Full) {
-            d->w[2] |= 0x0000000000040000ull;
+            d->w[2] |= 0x0000000100000000ull;
         }
         if (delta & 0x10010ull) {
-            d->w[2] |= 0x0000000010000000ull;
+            d->w[2] |= 0x0000040000000000ull;
         }
         if (delta & 0x10080ull) {
-            d->w[2] |= 0x0000080000000000ull;
+            d->w[2] |= 0x0200000000000000ull;
         }
         if (delta & 0x10F00ull) {
-            d->w[2] |= 0x0002000000000000ull;
+            d->w[2] |= 0x8000000000000000ull;
         }
         if (delta & 0x18000ull) {
-            d->w[2] |= 0x4100000000000000ull;
+            d->w[3] |= 0x0000000000001040ull;
         }
         if (delta & 0xFFFF0000ull) {
-            d->w[3] |= 0x0000000000000010ull;
+            d->w[3] |= 0x0000000000040000ull;
         }
-        d->w[2] |= 0x0000000000001000ull;
+        d->w[2] |= 0x0000000004000000ull;
         break;
     case VMCS_OFF_GUEST_DS_ACCESS_RIGHTS:
         if (delta & 0x10000ull) {
-            d->w[2] |= 0x0000000000000008ull;
+            d->w[2] |= 0x0000000000020000ull;
         }
         if (delta & 0x10001ull) {
-            d->w[2] |= 0x0000000000080000ull;
+            d->w[2] |= 0x0000000200000000ull;
         }
         if (delta & 0x1000Aull) {
-            d->w[2] |= 0x0000000000800000ull;
+            d->w[2] |= 0x0000002000000000ull;
         }
         if (delta & 0x10010ull) {
-            d->w[2] |= 0x0000000020000000ull;
+            d->w[2] |= 0x0000080000000000ull;
         }
         if (delta & 0x1006Full) {
-            d->w[2] |= 0x0000004000000000ull;
+            d->w[2] |= 0x0010000000000000ull;
         }
         if (delta & 0x10080ull) {
-            d->w[2] |= 0x0000100000000000ull;
+            d->w[2] |= 0x0400000000000000ull;
         }
         if (delta & 0x10F00ull) {
-            d->w[2] |= 0x0004000000000000ull;
+            d->w[3] |= 0x0000000000000001ull;
         }
         if (delta & 0x18000ull) {
-            d->w[2] |= 0x8200000000000000ull;
+            d->w[3] |= 0x0000000000002080ull;
         }
         if (delta & 0xFFFF0000ull) {
-            d->w[3] |= 0x0000000000000020ull;
+            d->w[3] |= 0x0000000000080000ull;
         }
-        d->w[2] |= 0x0000000000002000ull;
+        d->w[2] |= 0x0000000008000000ull;
         break;
     case VMCS_OFF_GUEST_FS_ACCESS_RIGHTS:
         if (delta & 0x10001ull) {
-            d->w[2] |= 0x0000000000200000ull;
+            d->w[2] |= 0x0000000800000000ull;
         }
         if (delta & 0x1000Aull) {
-            d->w[2] |= 0x0000000002000000ull;
+            d->w[2] |= 0x0000008000000000ull;
         }
         if (delta & 0x10010ull) {
-            d->w[2] |= 0x0000000080000000ull;
+            d->w[2] |= 0x0000200000000000ull;
         }
         if (delta & 0x1006Full) {
-            d->w[2] |= 0x0000010000000000ull;
+            d->w[2] |= 0x0040000000000000ull;
         }
         if (delta & 0x10080ull) {
-            d->w[2] |= 0x0000400000000000ull;
+            d->w[2] |= 0x1000000000000000ull;
         }
         if (delta & 0x10F00ull) {
-            d->w[2] |= 0x0010000000000000ull;
+            d->w[3] |= 0x0000000000000004ull;
         }
         if (delta & 0x18000ull) {
-            d->w[2] |= 0x0800000000000000ull;
-            d->w[3] |= 0x0000000000000002ull;
+            d->w[3] |= 0x0000000000008200ull;
         }
         if (delta & 0xFFFF0000ull) {
-            d->w[3] |= 0x0000000000000080ull;
+            d->w[3] |= 0x0000000000200000ull;
         }
-        d->w[2] |= 0x0000000000008000ull;
+        d->w[2] |= 0x0000000020000000ull;
         break;
     case VMCS_OFF_GUEST_GS_ACCESS_RIGHTS:
         if (delta & 0x10001ull) {
-            d->w[2] |= 0x0000000000400000ull;
+            d->w[2] |= 0x0000001000000000ull;
         }
         if (delta & 0x1000Aull) {
-            d->w[2] |= 0x0000000004000000ull;
+            d->w[2] |= 0x0000010000000000ull;
         }
         if (delta & 0x10010ull) {
-            d->w[2] |= 0x0000000100000000ull;
+            d->w[2] |= 0x0000400000000000ull;
         }
         if (delta & 0x1006Full) {
-            d->w[2] |= 0x0000020000000000ull;
+            d->w[2] |= 0x0080000000000000ull;
         }
         if (delta & 0x10080ull) {
-            d->w[2] |= 0x0000800000000000ull;
+            d->w[2] |= 0x2000000000000000ull;
         }
         if (delta & 0x10F00ull) {
-            d->w[2] |= 0x0020000000000000ull;
+            d->w[3] |= 0x0000000000000008ull;
         }
         if (delta & 0x18000ull) {
-            d->w[2] |= 0x1000000000000000ull;
-            d->w[3] |= 0x0000000000000004ull;
+            d->w[3] |= 0x0000000000010400ull;
         }
         if (delta & 0xFFFF0000ull) {
-            d->w[3] |= 0x0000000000000100ull;
+            d->w[3] |= 0x0000000000400000ull;
         }
-        d->w[2] |= 0x0000000000010000ull;
+        d->w[2] |= 0x0000000040000000ull;
         break;
     case VMCS_OFF_GUEST_LDTR_ACCESS_RIGHTS:
         if (delta & 0x10000ull) {
-            d->w[1] |= 0x0020000000000000ull;
-            d->w[2] |= 0x0000000000000001ull;
+            d->w[2] |= 0x0000000000004008ull;
         }
         if (delta & 0x1000Full) {
-            d->w[3] |= 0x0000000000020000ull;
+            d->w[3] |= 0x0000000080000000ull;
         }
         if (delta & 0x10010ull) {
-            d->w[3] |= 0x0000000000040000ull;
+            d->w[3] |= 0x0000000100000000ull;
         }
         if (delta & 0x10080ull) {
-            d->w[3] |= 0x0000000000080000ull;
+            d->w[3] |= 0x0000000200000000ull;
         }
         if (delta & 0x10F00ull) {
-            d->w[3] |= 0x0000000000100000ull;
+            d->w[3] |= 0x0000000400000000ull;
         }
         if (delta & 0x18000ull) {
-            d->w[3] |= 0x0000000000600000ull;
+            d->w[3] |= 0x0000001800000000ull;
         }
         if (delta & 0xFFFF0000ull) {
-            d->w[3] |= 0x0000000000800000ull;
+            d->w[3] |= 0x0000002000000000ull;
         }
         break;
     case VMCS_OFF_GUEST_TR_ACCESS_RIGHTS:
         if (delta & 0xFull) {
-            d->w[3] |= 0x0000000000000200ull;
+            d->w[3] |= 0x0000000000800000ull;
         }
         if (delta & 0x10ull) {
-            d->w[3] |= 0x0000000000000400ull;
+            d->w[3] |= 0x0000000001000000ull;
         }
         if (delta & 0x80ull) {
-            d->w[3] |= 0x0000000000000800ull;
+            d->w[3] |= 0x0000000002000000ull;
         }
         if (delta & 0xF00ull) {
-            d->w[3] |= 0x0000000000001000ull;
+            d->w[3] |= 0x0000000004000000ull;
         }
         if (delta & 0x8000ull) {
-            d->w[3] |= 0x0000000000006000ull;
+            d->w[3] |= 0x0000000018000000ull;
         }
         if (delta & 0x10000ull) {
-            d->w[3] |= 0x0000000000008000ull;
+            d->w[3] |= 0x0000000020000000ull;
         }
         if (delta & 0xFFFE0000ull) {
-            d->w[3] |= 0x0000000000010000ull;
+            d->w[3] |= 0x0000000040000000ull;
         }
         break;
     case VMCS_OFF_GUEST_INTERRUPTIBILITY_STATE:
         if (delta & 0x1ull) {
-            d->w[3] |= 0x00000C0000000000ull;
+            d->w[3] |= 0x0300000000000000ull;
         }
         if (delta & 0x2ull) {
-            d->w[3] |= 0x0000300000000000ull;
+            d->w[3] |= 0x0C00000000000000ull;
         }
         if (delta & 0x3ull) {
-            d->w[3] |= 0x000C024000000000ull;
+            d->w[3] |= 0x0090000000000000ull;
+            d->w[4] |= 0x0000000000000003ull;
         }
         if (delta & 0x4ull) {
-            d->w[3] |= 0x0000400000000000ull;
+            d->w[3] |= 0x1000000000000000ull;
         }
         if (delta & 0x8ull) {
-            d->w[3] |= 0x0000800000000000ull;
+            d->w[3] |= 0x2000000000000000ull;
         }
         if (delta & 0x10ull) {
-            d->w[3] |= 0x0001000000000000ull;
+            d->w[3] |= 0x4000000000000000ull;
         }
         if (delta & 0xFFFFFFE0ull) {
-            d->w[3] |= 0x0000010000000000ull;
+            d->w[3] |= 0x0040000000000000ull;
         }
         break;
     case VMCS_OFF_GUEST_ACTIVITY_STATE:
-        d->w[3] |= 0x000C00F800000000ull;
+        d->w[3] |= 0x003E000000000000ull;
+        d->w[4] |= 0x0000000000000003ull;
         break;
     case VMCS_OFF_IO_BITMAP_A:
         d->w[0] |= 0x0000000000000050ull;
@@ -2390,305 +2439,320 @@ static inline void vmcs_check_mark(ck_mask_t* d, int off, uint64_t delta)
         d->w[0] |= 0x0000000000000300ull;
         break;
     case VMCS_OFF_VM_EXIT_MSR_STORE_ADDRESS:
-        d->w[0] |= 0x000000001C000000ull;
+        d->w[0] |= 0x0000070000000000ull;
         break;
     case VMCS_OFF_VM_EXIT_MSR_LOAD_ADDRESS:
-        d->w[0] |= 0x00000000E0000000ull;
+        d->w[0] |= 0x0000380000000000ull;
         break;
     case VMCS_OFF_VM_ENTRY_MSR_LOAD_ADDRESS:
         if (delta & 0xFull) {
-            d->w[0] |= 0x0000400000000000ull;
+            d->w[0] |= 0x1000000000000000ull;
         }
-        d->w[0] |= 0x0001800000000000ull;
-        d->w[4] |= 0x000000000000007Eull;
+        d->w[0] |= 0x6000000000000000ull;
+        d->w[4] |= 0x00000000001F8000ull;
+        break;
+    case VMCS_OFF_VIRTUAL_APIC_ADDRESS:
+        if (delta & 0xFFFull) {
+            d->w[0] |= 0x0000000000000400ull;
+        }
+        d->w[0] |= 0x0000000000002800ull;
+        break;
+    case VMCS_OFF_APIC_ACCESS_ADDRESS:
+        if (delta & 0xFFFull) {
+            d->w[0] |= 0x0000000000010000ull;
+        }
+        d->w[0] |= 0x0000000000020000ull;
+        break;
+    case VMCS_OFF_POSTED_INTERRUPT_DESCRIPTOR_ADDRESS:
+        if (delta & 0x3Full) {
+            d->w[0] |= 0x0000000001000000ull;
+        }
+        d->w[0] |= 0x0000000002000000ull;
         break;
     case VMCS_OFF_VM_FUNCTION_CONTROLS:
         if (delta & 0x1ull) {
-            d->w[0] |= 0x0000000000E00000ull;
+            d->w[0] |= 0x0000003800000000ull;
         }
-        d->w[0] |= 0x0000000000100000ull;
+        d->w[0] |= 0x0000000400000000ull;
         break;
     case VMCS_OFF_EPT_POINTER:
         if (delta & 0x7ull) {
-            d->w[0] |= 0x0000000000002000ull;
+            d->w[0] |= 0x0000000008000000ull;
         }
         if (delta & 0x38ull) {
-            d->w[0] |= 0x0000000000004000ull;
+            d->w[0] |= 0x0000000010000000ull;
         }
         if (delta & 0x40ull) {
-            d->w[0] |= 0x0000000000008000ull;
+            d->w[0] |= 0x0000000020000000ull;
         }
         if (delta & 0x80ull) {
-            d->w[0] |= 0x0000000000010000ull;
+            d->w[0] |= 0x0000000040000000ull;
         }
         if (delta & 0xF00ull) {
-            d->w[0] |= 0x0000000000020000ull;
+            d->w[0] |= 0x0000000080000000ull;
         }
-        d->w[0] |= 0x0000000000040000ull;
+        d->w[0] |= 0x0000000100000000ull;
         break;
     case VMCS_OFF_EPTP_LIST_ADDRESS:
         if (delta & 0xFFFull) {
-            d->w[0] |= 0x0000000000400000ull;
+            d->w[0] |= 0x0000001000000000ull;
         }
-        d->w[0] |= 0x0000000000800000ull;
+        d->w[0] |= 0x0000002000000000ull;
         break;
     case VMCS_OFF_VMCS_LINK_POINTER:
-        d->w[3] |= 0x1F00000000000000ull;
+        d->w[4] |= 0x00000000000007C0ull;
         break;
     case VMCS_OFF_GUEST_IA32_DEBUGCTL:
         if (delta & 0x2ull) {
-            d->w[3] |= 0x000C000000000000ull;
+            d->w[4] |= 0x0000000000000003ull;
         }
-        d->w[1] |= 0x0000000200000000ull;
+        d->w[1] |= 0x0000800000000000ull;
         break;
     case VMCS_OFF_GUEST_IA32_PAT:
         if (delta & 0xFFull) {
-            d->w[1] |= 0x0000020000000000ull;
+            d->w[1] |= 0x0080000000000000ull;
         }
         if (delta & 0xFF00ull) {
-            d->w[1] |= 0x0000040000000000ull;
+            d->w[1] |= 0x0100000000000000ull;
         }
         if (delta & 0xFF0000ull) {
-            d->w[1] |= 0x0000080000000000ull;
+            d->w[1] |= 0x0200000000000000ull;
         }
         if (delta & 0xFF000000ull) {
-            d->w[1] |= 0x0000100000000000ull;
+            d->w[1] |= 0x0400000000000000ull;
         }
         if (delta & 0xFF00000000ull) {
-            d->w[1] |= 0x0000200000000000ull;
+            d->w[1] |= 0x0800000000000000ull;
         }
         if (delta & 0xFF0000000000ull) {
-            d->w[1] |= 0x0000400000000000ull;
+            d->w[1] |= 0x1000000000000000ull;
         }
         if (delta & 0xFF000000000000ull) {
-            d->w[1] |= 0x0000800000000000ull;
+            d->w[1] |= 0x2000000000000000ull;
         }
         if (delta & 0xFF00000000000000ull) {
-            d->w[1] |= 0x0001000000000000ull;
+            d->w[1] |= 0x4000000000000000ull;
         }
         break;
     case VMCS_OFF_GUEST_IA32_EFER:
         if (delta & 0x400ull) {
-            d->w[1] |= 0x0004000000000000ull;
+            d->w[2] |= 0x0000000000000001ull;
         }
         if (delta & 0x500ull) {
-            d->w[1] |= 0x0008000000000000ull;
+            d->w[2] |= 0x0000000000000002ull;
         }
-        d->w[1] |= 0x0002000000000000ull;
+        d->w[1] |= 0x8000000000000000ull;
         break;
     case VMCS_OFF_GUEST_PDPTE0:
-        d->w[3] |= 0x2000000000000000ull;
+        d->w[4] |= 0x0000000000000800ull;
         break;
     case VMCS_OFF_GUEST_PDPTE1:
-        d->w[3] |= 0x4000000000000000ull;
+        d->w[4] |= 0x0000000000001000ull;
         break;
     case VMCS_OFF_GUEST_PDPTE2:
-        d->w[3] |= 0x8000000000000000ull;
+        d->w[4] |= 0x0000000000002000ull;
         break;
     case VMCS_OFF_GUEST_PDPTE3:
-        d->w[4] |= 0x0000000000000001ull;
+        d->w[4] |= 0x0000000000004000ull;
         break;
     case VMCS_OFF_HOST_IA32_PAT:
         if (delta & 0xFFull) {
-            d->w[0] |= 0x0040000000000000ull;
+            d->w[1] |= 0x0000000000000010ull;
         }
         if (delta & 0xFF00ull) {
-            d->w[0] |= 0x0080000000000000ull;
+            d->w[1] |= 0x0000000000000020ull;
         }
         if (delta & 0xFF0000ull) {
-            d->w[0] |= 0x0100000000000000ull;
+            d->w[1] |= 0x0000000000000040ull;
         }
         if (delta & 0xFF000000ull) {
-            d->w[0] |= 0x0200000000000000ull;
+            d->w[1] |= 0x0000000000000080ull;
         }
         if (delta & 0xFF00000000ull) {
-            d->w[0] |= 0x0400000000000000ull;
+            d->w[1] |= 0x0000000000000100ull;
         }
         if (delta & 0xFF0000000000ull) {
-            d->w[0] |= 0x0800000000000000ull;
+            d->w[1] |= 0x0000000000000200ull;
         }
         if (delta & 0xFF000000000000ull) {
-            d->w[0] |= 0x1000000000000000ull;
+            d->w[1] |= 0x0000000000000400ull;
         }
         if (delta & 0xFF00000000000000ull) {
-            d->w[0] |= 0x2000000000000000ull;
+            d->w[1] |= 0x0000000000000800ull;
         }
         break;
     case VMCS_OFF_HOST_IA32_EFER:
         if (delta & 0x100ull) {
-            d->w[1] |= 0x0000000000000001ull;
+            d->w[1] |= 0x0000000000004000ull;
         }
         if (delta & 0x400ull) {
-            d->w[0] |= 0x8000000000000000ull;
+            d->w[1] |= 0x0000000000002000ull;
         }
-        d->w[0] |= 0x4000000000000000ull;
+        d->w[1] |= 0x0000000000001000ull;
         break;
     case VMCS_OFF_GUEST_CR0:
         if (delta & 0x1ull) {
-            d->w[0] |= 0x000000C000000000ull;
-            d->w[2] |= 0x0000002000000000ull;
-            d->w[3] |= 0x0000000200000000ull;
+            d->w[0] |= 0x0030000000000000ull;
+            d->w[2] |= 0x0008000000000000ull;
+            d->w[3] |= 0x0000800000000000ull;
         }
         if (delta & 0x80000000ull) {
-            d->w[1] |= 0x0008000400000000ull;
-            d->w[3] |= 0xE000000000000000ull;
-            d->w[4] |= 0x0000000000000001ull;
+            d->w[1] |= 0x0001000000000000ull;
+            d->w[2] |= 0x0000000000000002ull;
+            d->w[4] |= 0x0000000000007800ull;
         }
         if (delta & 0x80000001ull) {
-            d->w[1] |= 0x0000000080000000ull;
+            d->w[1] |= 0x0000200000000000ull;
         }
-        d->w[1] |= 0x0000000040000000ull;
+        d->w[1] |= 0x0000100000000000ull;
         break;
     case VMCS_OFF_GUEST_CR3:
-        d->w[1] |= 0x0000002000000000ull;
-        d->w[3] |= 0xE000000000000000ull;
-        d->w[4] |= 0x0000000000000001ull;
+        d->w[1] |= 0x0008000000000000ull;
+        d->w[4] |= 0x0000000000007800ull;
         break;
     case VMCS_OFF_GUEST_CR4:
         if (delta & 0x20ull) {
-            d->w[1] |= 0x0000000800000000ull;
-            d->w[3] |= 0xE000000000000000ull;
-            d->w[4] |= 0x0000000000000001ull;
+            d->w[1] |= 0x0002000000000000ull;
+            d->w[4] |= 0x0000000000007800ull;
         }
         if (delta & 0x20000ull) {
-            d->w[1] |= 0x0000001000000000ull;
+            d->w[1] |= 0x0004000000000000ull;
         }
-        d->w[1] |= 0x0000000100000000ull;
+        d->w[1] |= 0x0000400000000000ull;
         break;
     case VMCS_OFF_GUEST_ES_BASE:
         if (delta & 0xFFFFFFFF00000000ull) {
-            d->w[2] |= 0x0000000000000010ull;
+            d->w[2] |= 0x0000000000040000ull;
         }
-        d->w[1] |= 0x0400000000000000ull;
+        d->w[2] |= 0x0000000000000100ull;
         break;
     case VMCS_OFF_GUEST_CS_BASE:
         if (delta & 0xFFFFFFFF00000000ull) {
-            d->w[2] |= 0x0000000000000002ull;
+            d->w[2] |= 0x0000000000008000ull;
         }
-        d->w[1] |= 0x0080000000000000ull;
+        d->w[2] |= 0x0000000000000020ull;
         break;
     case VMCS_OFF_GUEST_SS_BASE:
         if (delta & 0xFFFFFFFF00000000ull) {
-            d->w[2] |= 0x0000000000000004ull;
+            d->w[2] |= 0x0000000000010000ull;
         }
-        d->w[1] |= 0x0100000000000000ull;
+        d->w[2] |= 0x0000000000000040ull;
         break;
     case VMCS_OFF_GUEST_DS_BASE:
         if (delta & 0xFFFFFFFF00000000ull) {
-            d->w[2] |= 0x0000000000000008ull;
+            d->w[2] |= 0x0000000000020000ull;
         }
-        d->w[1] |= 0x0200000000000000ull;
+        d->w[2] |= 0x0000000000000080ull;
         break;
     case VMCS_OFF_GUEST_FS_BASE:
-        d->w[1] |= 0x4800000000000000ull;
+        d->w[2] |= 0x0000000000001200ull;
         break;
     case VMCS_OFF_GUEST_GS_BASE:
-        d->w[1] |= 0x9000000000000000ull;
+        d->w[2] |= 0x0000000000002400ull;
         break;
     case VMCS_OFF_GUEST_LDTR_BASE:
-        d->w[2] |= 0x0000000000000001ull;
+        d->w[2] |= 0x0000000000004000ull;
         break;
     case VMCS_OFF_GUEST_TR_BASE:
-        d->w[1] |= 0x2000000000000000ull;
+        d->w[2] |= 0x0000000000000800ull;
         break;
     case VMCS_OFF_GUEST_GDTR_BASE:
-        d->w[3] |= 0x0000000001000000ull;
+        d->w[3] |= 0x0000004000000000ull;
         break;
     case VMCS_OFF_GUEST_IDTR_BASE:
-        d->w[3] |= 0x0000000002000000ull;
+        d->w[3] |= 0x0000008000000000ull;
         break;
     case VMCS_OFF_GUEST_DR7:
-        d->w[1] |= 0x0000004000000000ull;
+        d->w[1] |= 0x0010000000000000ull;
         break;
     case VMCS_OFF_GUEST_RIP:
         if (delta & 0xFFFFFFFF00000000ull) {
-            d->w[3] |= 0x0000000010000000ull;
+            d->w[3] |= 0x0000040000000000ull;
         }
-        d->w[3] |= 0x0000000020000000ull;
+        d->w[3] |= 0x0000080000000000ull;
         break;
     case VMCS_OFF_GUEST_RFLAGS:
         if (delta & 0x2ull) {
-            d->w[3] |= 0x0000000080000000ull;
+            d->w[3] |= 0x0000200000000000ull;
         }
         if (delta & 0x100ull) {
-            d->w[3] |= 0x000C000000000000ull;
+            d->w[4] |= 0x0000000000000003ull;
         }
         if (delta & 0x200ull) {
-            d->w[3] |= 0x0000040400000000ull;
+            d->w[3] |= 0x0101000000000000ull;
         }
         if (delta & 0x20000ull) {
-            d->w[1] |= 0x1FC0000000000000ull;
-            d->w[2] |= 0xFFFFFFFFFFFFFFE0ull;
-            d->w[3] |= 0x00000003000001FFull;
+            d->w[2] |= 0xFFFFFFFFFFF807F0ull;
+            d->w[3] |= 0x0000C000007FFFFFull;
         }
         if (delta & 0xFFFFFFFFFFC08028ull) {
-            d->w[3] |= 0x0000000040000000ull;
+            d->w[3] |= 0x0000100000000000ull;
         }
         break;
     case VMCS_OFF_GUEST_PENDING_DEBUG_EXCEPTIONS:
         if (delta & 0x4000ull) {
-            d->w[3] |= 0x000C000000000000ull;
+            d->w[4] |= 0x0000000000000003ull;
         }
         if (delta & 0x10000ull) {
-            d->w[3] |= 0x0080000000000000ull;
+            d->w[4] |= 0x0000000000000020ull;
         }
         if (delta & 0x10FFFull) {
-            d->w[3] |= 0x0010000000000000ull;
+            d->w[4] |= 0x0000000000000004ull;
         }
         if (delta & 0x11000ull) {
-            d->w[3] |= 0x0040000000000000ull;
+            d->w[4] |= 0x0000000000000010ull;
         }
         if (delta & 0x1E000ull) {
-            d->w[3] |= 0x0020000000000000ull;
+            d->w[4] |= 0x0000000000000008ull;
         }
         if (delta & 0xFFFFFFFFFFFEAFF0ull) {
-            d->w[3] |= 0x0002000000000000ull;
+            d->w[3] |= 0x8000000000000000ull;
         }
         break;
     case VMCS_OFF_GUEST_IA32_SYSENTER_ESP:
-        d->w[1] |= 0x0000008000000000ull;
+        d->w[1] |= 0x0020000000000000ull;
         break;
     case VMCS_OFF_GUEST_IA32_SYSENTER_EIP:
-        d->w[1] |= 0x0000010000000000ull;
+        d->w[1] |= 0x0040000000000000ull;
         break;
     case VMCS_OFF_HOST_CR0:
-        d->w[0] |= 0x0002000000000000ull;
+        d->w[0] |= 0x8000000000000000ull;
         break;
     case VMCS_OFF_HOST_CR3:
-        d->w[0] |= 0x0008000000000000ull;
+        d->w[1] |= 0x0000000000000002ull;
         break;
     case VMCS_OFF_HOST_CR4:
         if (delta & 0x20ull) {
-            d->w[1] |= 0x0000000010000000ull;
+            d->w[1] |= 0x0000040000000000ull;
         }
         if (delta & 0x20000ull) {
-            d->w[1] |= 0x0000000004000000ull;
+            d->w[1] |= 0x0000010000000000ull;
         }
-        d->w[0] |= 0x0004000000000000ull;
+        d->w[1] |= 0x0000000000000001ull;
         break;
     case VMCS_OFF_HOST_FS_BASE:
-        d->w[1] |= 0x0000000000040000ull;
+        d->w[1] |= 0x0000000100000000ull;
         break;
     case VMCS_OFF_HOST_GS_BASE:
-        d->w[1] |= 0x0000000000080000ull;
+        d->w[1] |= 0x0000000200000000ull;
         break;
     case VMCS_OFF_HOST_TR_BASE:
-        d->w[1] |= 0x0000000000400000ull;
+        d->w[1] |= 0x0000001000000000ull;
         break;
     case VMCS_OFF_HOST_GDTR_BASE:
-        d->w[1] |= 0x0000000000100000ull;
+        d->w[1] |= 0x0000000400000000ull;
         break;
     case VMCS_OFF_HOST_IDTR_BASE:
-        d->w[1] |= 0x0000000000200000ull;
+        d->w[1] |= 0x0000000800000000ull;
         break;
     case VMCS_OFF_HOST_IA32_SYSENTER_ESP:
-        d->w[0] |= 0x0010000000000000ull;
+        d->w[1] |= 0x0000000000000004ull;
         break;
     case VMCS_OFF_HOST_IA32_SYSENTER_EIP:
-        d->w[0] |= 0x0020000000000000ull;
+        d->w[1] |= 0x0000000000000008ull;
         break;
     case VMCS_OFF_HOST_RIP:
-        d->w[1] |= 0x0000000028000000ull;
+        d->w[1] |= 0x00000A0000000000ull;
         break;
     default:
         break;
