@@ -404,7 +404,7 @@ def test_model_controls():
                                     | S.ProcBased2.WBINVD_EXITING | S.ProcBased2.UNRESTRICTED_GUEST
                                     | S.ProcBased2.PAUSE_LOOP_EXITING | S.ProcBased2.ENABLE_INVPCID
                                     | S.ProcBased2.RDRAND_EXITING | S.ProcBased2.RDSEED_EXITING
-                                    | S.ProcBased2.ENABLE_VM_FUNCTIONS) << 32
+                                    | S.ProcBased2.ENABLE_VM_FUNCTIONS | S.ProcBased2.ENABLE_PML) << 32
     for name in ("MWAIT_EXITING", "RDPMC_EXITING", "MOV_DR_EXITING", "MONITOR_EXITING", "PAUSE_EXITING"):
         assert (caps.PROCBASED_CTLS >> 32) & S.ProcBased[name]
     true_lo = caps.TRUE_PROCBASED_CTLS & 0xFFFFFFFF
@@ -452,7 +452,7 @@ def test_vmx_misc_fixed_and_ept():
     assert caps.CR4_FIXED1 == 0x00372FFF
     e = caps.EPT_VPID_CAP
     assert not e & 1
-    for bit in (6, 14, 16, 17, 20, 25, 26, 32, 40, 41, 42, 43):
+    for bit in (6, 14, 16, 17, 20, 21, 25, 26, 32, 40, 41, 42, 43):
         assert e & (1 << bit), bit
     assert caps.MAXPHYADDR == 39
 

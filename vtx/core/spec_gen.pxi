@@ -1084,10 +1084,12 @@ cdef extern from "spec_gen.h" nogil:
     const int CK_VPID_NONZERO
     const int CK_EPT_POINTER_MEMORY_TYPE
     const int CK_EPT_POINTER_WALK_LENGTH
-    const int CK_EPT_POINTER_ACCESSED_DIRTY
     const int CK_EPT_POINTER_SUPERVISOR_SHADOW_STACK
     const int CK_EPT_POINTER_RESERVED_BITS
     const int CK_EPT_POINTER_WIDTH
+    const int CK_PML_NEEDS_EPT
+    const int CK_PML_ADDRESS_ALIGNMENT
+    const int CK_PML_ADDRESS_WIDTH
     const int CK_UNRESTRICTED_GUEST_NEEDS_EPT
     const int CK_VM_FUNCTION_CONTROLS
     const int CK_EPTP_SWITCHING_NEEDS_EPT

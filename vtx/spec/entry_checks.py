@@ -119,8 +119,6 @@ ENTRY_CHECKS = [
     ("EPT_POINTER_WALK_LENGTH", CONTROL, "27.2.1.1",
      "with 'enable EPT', EPTP bits 5:3 (page-walk length - 1) give a supported length: 4 (bit 6 of "
      "IA32_VMX_EPT_VPID_CAP; 5 would need bit 7)"),
-    ("EPT_POINTER_ACCESSED_DIRTY", CONTROL, "27.2.1.1",
-     "with 'enable EPT', EPTP bit 6 (accessed and dirty flags) is 0 unless IA32_VMX_EPT_VPID_CAP bit 21 is 1"),
     ("EPT_POINTER_SUPERVISOR_SHADOW_STACK", CONTROL, "27.2.1.1",
      "with 'enable EPT', EPTP bit 7 (supervisor shadow-stack control) is 0 unless IA32_VMX_EPT_VPID_CAP "
      "bit 23 is 1"),
@@ -128,6 +126,12 @@ ENTRY_CHECKS = [
      "with 'enable EPT', EPTP reserved bits 11:8 are 0"),
     ("EPT_POINTER_WIDTH", CONTROL, "27.2.1.1",
      "with 'enable EPT', EPTP bits 63:N (N the physical-address width) are 0"),
+    ("PML_NEEDS_EPT", CONTROL, "27.2.1.1",
+     "with 'enable PML', 'enable EPT' is 1"),
+    ("PML_ADDRESS_ALIGNMENT", CONTROL, "27.2.1.1",
+     "with 'enable PML', bits 11:0 of the PML address are 0"),
+    ("PML_ADDRESS_WIDTH", CONTROL, "27.2.1.1",
+     "with 'enable PML', the PML address sets no bit beyond the physical-address width"),
     ("UNRESTRICTED_GUEST_NEEDS_EPT", CONTROL, "27.2.1.1",
      "'unrestricted guest' is 0 unless 'enable EPT' is 1"),
     ("VM_FUNCTION_CONTROLS", CONTROL, "27.2.1.1",
@@ -542,12 +546,14 @@ INPUTS = {
     "VPID_NONZERO": _EPT + ("VIRTUAL_PROCESSOR_ID",),
     "EPT_POINTER_MEMORY_TYPE": _EPT + (("EPT_POINTER", 0x7),),
     "EPT_POINTER_WALK_LENGTH": _EPT + (("EPT_POINTER", 0x38),),
-    "EPT_POINTER_ACCESSED_DIRTY": _EPT + (("EPT_POINTER", 0x40),),
     "EPT_POINTER_SUPERVISOR_SHADOW_STACK": _EPT + (("EPT_POINTER", 0x80),),
     "EPT_POINTER_RESERVED_BITS": _EPT + (("EPT_POINTER", 0xF00),),
     # Every bit: a change of where EPT points must mark a check (vm_entry
     # then looks again whether the guest can reach the VMCS).
     "EPT_POINTER_WIDTH": _EPT + ("EPT_POINTER",),
+    "PML_NEEDS_EPT": _UG,
+    "PML_ADDRESS_ALIGNMENT": _UG + (("PML_ADDRESS", 0xFFF),),
+    "PML_ADDRESS_WIDTH": _UG + ("PML_ADDRESS",),
     "UNRESTRICTED_GUEST_NEEDS_EPT": _UG,
     "VM_FUNCTION_CONTROLS": _UG + ("VM_FUNCTION_CONTROLS",),
     "EPTP_SWITCHING_NEEDS_EPT": _UG + (("VM_FUNCTION_CONTROLS", 1),),

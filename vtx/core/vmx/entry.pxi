@@ -73,9 +73,8 @@ cdef int eptp_failure(uint64_t eptp, const ck_mask_t* d) noexcept nogil:
             not (walk == 3 and (VMX_CAP_EPT_VPID_CAP & (1ULL << 6))) and \
             not (walk == 4 and (VMX_CAP_EPT_VPID_CAP & (1ULL << 7))):
         return CK_EPT_POINTER_WALK_LENGTH
-    if ck_has(d, CK_EPT_POINTER_ACCESSED_DIRTY) and (eptp & 0x40) and \
-            not (VMX_CAP_EPT_VPID_CAP & (1ULL << 21)):
-        return CK_EPT_POINTER_ACCESSED_DIRTY
+    # EPTP bit 6 (accessed and dirty flags) is allowed: the model has them
+    # (IA32_VMX_EPT_VPID_CAP bit 21).
     if ck_has(d, CK_EPT_POINTER_SUPERVISOR_SHADOW_STACK) and (eptp & 0x80) and \
             not (VMX_CAP_EPT_VPID_CAP & (1ULL << 23)):
         return CK_EPT_POINTER_SUPERVISOR_SHADOW_STACK
@@ -190,6 +189,15 @@ cdef int check_controls(Cpu* c, const ck_mask_t* d) noexcept nogil:
         ck = eptp_failure(vr(c, VMCS_OFF_EPT_POINTER, 8), d)
         if ck >= 0:
             return fail(c, ck, R)
+    if proc2 & PROC2_ENABLE_PML:
+        # The page-modification log (SDM 29.3.6; core/mmu.pxi ept_dirty).
+        a = vr(c, VMCS_OFF_PML_ADDRESS, 8)
+        if ck_has(d, CK_PML_NEEDS_EPT) and not (proc2 & PROC2_ENABLE_EPT):
+            return fail(c, CK_PML_NEEDS_EPT, R)
+        if ck_has(d, CK_PML_ADDRESS_ALIGNMENT) and (a & 0xFFF):
+            return fail(c, CK_PML_ADDRESS_ALIGNMENT, R)
+        if ck_has(d, CK_PML_ADDRESS_WIDTH) and not phys_ok(a):
+            return fail(c, CK_PML_ADDRESS_WIDTH, R)
     if ck_has(d, CK_UNRESTRICTED_GUEST_NEEDS_EPT) and (proc2 & PROC2_UNRESTRICTED_GUEST) and \
             not (proc2 & PROC2_ENABLE_EPT):
         return fail(c, CK_UNRESTRICTED_GUEST_NEEDS_EPT, R)
