@@ -111,3 +111,36 @@ def test_boot_with_the_local_apic_and_the_io_apic():
     assert int(rows["LOC"][1]) > 0                       # local APIC timer interrupts
     # The APIC registers are MMIO: each access an emulated EPT violation.
     assert m.platform.stats()["exits"][vtx.ExitReason.EPT_VIOLATION] > 100
+
+
+def test_boot_on_two_vcpus():
+    """Two vCPUs: the MADT lists two processors, the kernel starts the second
+    with INIT and two start-up IPIs (SDM Vol. 3A 9.4.4), its TSCs agree
+    (vCPUs share one clock), and both take interrupts."""
+    try:
+        assets = fetch()
+    except LinuxAssetsUnavailable as e:
+        pytest.skip(f"the Debian kernel and busybox packages cannot be fetched here: {e}")
+    from vtx.linux.machine import APIC_CMDLINE, LinuxMachine
+    # Without "tsc=reliable" the kernel measures the warp between the two
+    # CPUs' TSCs when it starts the second, and would give up the TSC as its
+    # clocksource for any warp.
+    m = LinuxMachine(assets, apic=True, cpus=2, cmdline=APIC_CMDLINE.replace(" tsc=reliable", ""))
+    assert m.boot(), f"no shell prompt: {m.platform.stopped}; console tail: {m.console[-2000:]}"
+    out = m.console
+    assert "smpboot: Allowing 2 CPUs, 0 hotplug CPUs" in out
+    assert "smp: Brought up 1 node, 2 CPUs" in out
+    assert "Total of 2 processors activated" in out
+    assert "TSC synchronization" not in out and "unstable" not in out
+    assert "clocksource: Switched to clocksource tsc\n" in out.replace("\r", "")
+    # INIT (its de-assert is no message), then two SIPIs: the first starts
+    # the AP, which waited for it, and the second finds it running.
+    assert m.ipis["init"] == 1 and m.ipis["startup"] == 2
+    exits = m.platform.stats()["exits"]
+    assert exits[vtx.ExitReason.STARTUP_IPI] == 1 and vtx.ExitReason.INIT_SIGNAL not in exits
+    lines = [line.rstrip("\r") for line in m.command("grep -c ^processor /proc/cpuinfo; nproc").splitlines()]
+    assert lines[1:3] == ["2", "2"]
+    irqs = m.command("cat /proc/interrupts")
+    rows = {line.split(":")[0].strip(): line.split() for line in irqs.splitlines() if ":" in line}
+    assert int(rows["LOC"][1]) > 0 and int(rows["LOC"][2]) > 0     # each vCPU's APIC timer
+    assert int(rows["RES"][1]) + int(rows["RES"][2]) > 0            # rescheduling IPIs
