@@ -471,6 +471,35 @@ nmi:
     assert m.ipis["fixed"] > 200 and m.ipis["nmi"] > 100
 
 
+def test_nmi_and_init_to_self_come_after_the_store_that_sends_them():
+    """A vCPU's NMI or INIT to itself is taken after its ICR store retires
+    (not before the store's replay, which would send it again: an endless
+    NMI loop); the INIT then sends it to wait-for-SIPI."""
+    m = smp_pc()
+    start_in_long_mode(m, gate(0x02, "nmi") + LIDT + f"""
+    mov eax, dword ptr [{APIC_BASE} + 0x20]
+    shr eax, 22                              # APIC ID * 4
+    mov r15, rax
+    mov rbx, {APIC_BASE}
+    mov dword ptr [rbx + 0xF0], 0x1FF
+    mov dword ptr [rbx + 0x300], 0x40400     # NMI to self
+    mov dword ptr [0x710 + r15], 0x55
+    mov dword ptr [rbx + 0x300], 0x44500     # INIT to self
+    mov dword ptr [0x720 + r15], 0x66        # never: the INIT comes first
+1:  jmp 1b
+nmi:
+    inc dword ptr [0x700 + r15]
+    iretq
+    """ + IDTR)
+    assert m.run(max_instructions=50_000) == "halted"
+    assert [m.vm.read_u32(0x700 + 4 * i) for i in range(2)] == [1, 1]
+    assert [m.vm.read_u32(0x710 + 4 * i) for i in range(2)] == [0x55, 0x55]
+    assert [m.vm.read_u32(0x720 + 4 * i) for i in range(2)] == [0, 0]
+    assert [v.activity_state for v in m.vcpus] == [3, 3]
+    assert m.ipis == {"nmi": 2, "init": 2}
+    assert m.platform.stats()["exits"][R.INIT_SIGNAL] == 2
+
+
 def _smp_state(m):
     regs = tuple(tuple(getattr(v, r) for r in ("rax", "rbx", "rip", "rflags", "instructions"))
                  for v in m.vcpus)

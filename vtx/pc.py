@@ -255,21 +255,14 @@ class PcMachine:
         others), which :meth:`_startup_ipi` answers."""
         p = self.platform
 
-        def nmi():
-            vcpu.raise_nmi()
-            p._kick = True
-
         def init():
             if vcpu.activity_state == 3:
                 vcpu.init()
             else:
                 vcpu.raise_init()
-            p._kick = True
-
-        def sipi(vector):
-            vcpu.raise_sipi(vector)
-            p._kick = True
-        lapic.on_nmi, lapic.on_init, lapic.on_sipi = nmi, init, sipi
+        lapic.on_nmi = lambda: p.signal(vcpu, vcpu.raise_nmi)
+        lapic.on_init = lambda: p.signal(vcpu, init)
+        lapic.on_sipi = lambda vector: p.signal(vcpu, lambda: vcpu.raise_sipi(vector))
 
     def _count_ipi(self, source, mode, targets):
         """Each interrupt message the bus delivered: counted per delivery

@@ -76,6 +76,8 @@ class Platform:
         self._in_run = False            # inside Platform.run (whose slices may be ended early)
         self._reslice = False
         self._kick = False              # an event for another vCPU: end the sender's turn
+        self._writer = None             # the vCPU whose MMIO store a device is serving
+        self._deferred = []             # (vcpu, signal) for that vCPU after its store
         self.quantum = 10_000           # steps per vCPU turn with several vCPUs
         for v in vcpus:
             # The guest's own exceptions go to its own IDT; port I/O exits for
@@ -140,7 +142,13 @@ class Platform:
             dev = device[vcpu.index] if per_vcpu else device
             if not is_write:
                 return dev.mmio_read(gpa, size)
-            dev.mmio_write(gpa, size, value)
+            self._writer = vcpu
+            try:
+                dev.mmio_write(gpa, size, value)
+            finally:
+                self._writer = None
+            if self._deferred:
+                vcpu.end_run_after(1)
             if not self._in_run:
                 return 0                # a vm.run of the user's own: its budget is the user's
             if self._pending(vcpu) and not self._windows[vcpu.index]:
@@ -187,6 +195,28 @@ class Platform:
                 t.advance(now)
 
     # --- interrupts -----------------------------------------------------------------
+
+    def signal(self, vcpu, fn):
+        """Raise a signal at ``vcpu`` (``fn()``: its ``raise_nmi``,
+        ``raise_init`` or ``raise_sipi``): now, unless ``vcpu`` is the one
+        whose store a device is serving (an NMI or INIT to itself), whose
+        instruction has not retired yet: then after it, when its turn ends
+        (an event taken before the replayed store would run the guest's
+        handler first, and the store again after it)."""
+        if vcpu is self._writer:
+            self._deferred.append((vcpu, fn))
+        else:
+            fn()
+            self._kick = True
+
+    def _raise_deferred(self, v=None):
+        keep = []
+        for vcpu, fn in self._deferred:
+            if v is None or vcpu is v:
+                fn()
+            else:
+                keep.append((vcpu, fn))
+        self._deferred = keep
 
     def source(self, vcpu):
         """The interrupt source of ``vcpu``: ``intr[index]``, else for the
@@ -249,6 +279,8 @@ class Platform:
         if self._in_run and now >= self._slice_end:
             return True
         self._kick = False
+        if self._deferred:
+            self._raise_deferred(v)
         v.vmwrite(F.TSC_OFFSET, (now - v.instructions) & _MASK64)
         self.sync_interrupts(v)
         return False
@@ -256,6 +288,8 @@ class Platform:
     def _wakeable(self):
         """Whether a vCPU halted with RFLAGS.IF = 1 has an interrupt
         pending, or an NMI, INIT or SIPI waits for one (all halted)."""
+        if self._deferred:
+            return True
         for v in self.vcpus:
             st = v.activity_state
             if v.nmi_pending or v.init_pending or (st == _WAIT_FOR_SIPI and v.sipi_pending is not None):
@@ -487,6 +521,8 @@ class Platform:
                     return "budget"
                 budget = min(budget, left)
             if not self._smp:
+                if self._deferred:
+                    self._raise_deferred()
                 self.sync_interrupts(v)     # (with several, at each vCPU's turn)
             self._slice_end = now + budget * getattr(self.clock, "ns_per_instruction", 1)
             self._in_run = True
@@ -508,7 +544,8 @@ class Platform:
                 if self._wakeable():
                     continue
                 d = self.next_deadline()
-                if d is None:
+                if d is None or not any(x.activity_state == _HLT and x.rflags & _IF for x in vcpus):
+                    # Nothing to wait for, or no vCPU an interrupt could wake.
                     return "halted"
                 self.clock.skip_to(d)
                 continue
