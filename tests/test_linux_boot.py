@@ -138,6 +138,7 @@ def test_boot_on_two_vcpus():
     assert m.ipis["init"] == 1 and m.ipis["startup"] == 2
     exits = m.platform.stats()["exits"]
     assert exits[vtx.ExitReason.STARTUP_IPI] == 1 and vtx.ExitReason.INIT_SIGNAL not in exits
+    assert f"IPIs delivered: fixed {m.ipis['fixed']:,}, init 1, startup 2" in m.report()
     lines = [line.rstrip("\r") for line in m.command("grep -c ^processor /proc/cpuinfo; nproc").splitlines()]
     assert lines[1:3] == ["2", "2"]
     irqs = m.command("cat /proc/interrupts")

@@ -500,6 +500,44 @@ nmi:
     assert m.platform.stats()["exits"][R.INIT_SIGNAL] == 2
 
 
+def test_each_vcpu_sees_its_own_apic_at_its_own_base():
+    """The xAPIC page is one MMIO range for all: an access reaches the APIC
+    of the vCPU that made it, and only at that APIC's base (IA32_APIC_BASE,
+    which the AP moves here)."""
+    m = smp_pc()
+    start_in_long_mode(m, f"""
+    mov eax, dword ptr [{APIC_BASE} + 0x20]
+    test eax, eax
+    jnz ap
+1:  cmp dword ptr [0x704], 1
+    jne 1b
+    mov eax, dword ptr [{APIC_BASE} + 0x20]
+    mov dword ptr [0x730], eax
+    mov eax, dword ptr [0xFED00020]
+    mov dword ptr [0x734], eax
+    cli
+    hlt
+ap:
+    mov ecx, 0x1B
+    rdmsr
+    mov dword ptr [0x740], eax
+    and eax, 0xFFF
+    or eax, 0xFED00000
+    wrmsr
+    mov eax, dword ptr [0xFED00020]
+    mov dword ptr [0x738], eax
+    mov eax, dword ptr [{APIC_BASE} + 0x20]
+    mov dword ptr [0x73C], eax
+    mov dword ptr [0x704], 1
+    cli
+    hlt
+    """)
+    assert m.run(max_instructions=100_000) == "halted"
+    assert m.vm.read_u32(0x740) == 0xFEE00800                  # enabled, not the BSP
+    assert [m.vm.read_u32(0x730 + 4 * i) for i in range(4)] == [0, 0xFFFFFFFF, 0x01000000, 0xFFFFFFFF]
+    assert m.lapics[1].base == 0xFED00000 and m.lapics[0].base == APIC_BASE
+
+
 def _smp_state(m):
     regs = tuple(tuple(getattr(v, r) for r in ("rax", "rbx", "rip", "rflags", "instructions"))
                  for v in m.vcpus)

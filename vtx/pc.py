@@ -443,6 +443,8 @@ class PcMachine:
                                 f"{[d.name for d in self.platform.devices]}")
         snapshot.apply(snap, self.vm)
         self.platform.set_state(state)
+        if self.lapics:
+            self._map_apics()           # the APIC pages where the saved APICs have them
 
     def type(self, text):
         """Send ``text`` to the guest through COM1's receiver."""

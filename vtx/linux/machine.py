@@ -130,6 +130,9 @@ class LinuxMachine(PcMachine):
             lines.append(f"{name:<28}{cells}{ns / n if n else 0:>10,.0f}")
         lines.append("(ns/exit: wall time from the exit to the next entry, the Python handler included; an "
                      "EPT_VIOLATION here is an emulated MMIO access)")
+        if self.ipis:
+            lines.append("")
+            lines.append("IPIs delivered: " + ", ".join(f"{mode} {n:,}" for mode, n in sorted(self.ipis.items())))
         return "\n".join(lines)
 
 
