@@ -579,9 +579,17 @@ def test_madt_and_cpuid_describe_every_vcpu():
     assert [v.activity_state for v in m.vcpus] == [0, 3, 3, 3]
     # The MADT: four enabled Processor Local APIC entries, then the I/O APIC (ID 4).
     tables = m.vm.read(0xE0000, 0x400)
-    madt = tables[tables.index(b"APIC\x52") if b"APIC\x52" in tables else tables.index(b"APIC"):]
+    madt = tables[tables.index(b"APIC"):]
     entries = madt[44:44 + 4 * 8 + 12]
     assert [tuple(entries[8 * i:8 * i + 5]) for i in range(4)] == [(0, 8, i, i, 1) for i in range(4)]
     assert entries[32:35] == bytes([1, 12, 4])
     for v in m.vcpus:
         assert v.model_cpuid(1)[1] >> 24 == v.index and v.model_cpuid(0xB)[3] == v.index
+    # The most vCPUs: 64 processors in the MADT; the I/O APIC's 4-bit ID is 0.
+    big = smp_pc(cpus=64)
+    tables = big.vm.read(0xE0000, 0x800)
+    madt = tables[tables.index(b"APIC"):]
+    assert int.from_bytes(madt[4:8], "little") == 44 + 64 * 8 + 12 + 2 * 10
+    assert [tuple(madt[44 + 8 * i:44 + 8 * i + 5]) for i in (0, 63)] == [(0, 8, 0, 0, 1), (0, 8, 63, 63, 1)]
+    assert madt[44 + 64 * 8:44 + 64 * 8 + 3] == bytes([1, 12, 0])
+    assert [lapic.apic_id for lapic in big.lapics] == list(range(64))

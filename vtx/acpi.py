@@ -110,7 +110,7 @@ def fadt(dsdt_address):
     return _table(b"FACP", 6, bytes(body))
 
 
-def build(at, lapic_base=0xFEE00000, apic_ids=(0,), ioapic_base=0xFEC00000):
+def build(at, lapic_base=0xFEE00000, apic_ids=(0,), ioapic_base=0xFEC00000, ioapic_id=None):
     """The RSDP, XSDT, FADT, DSDT and MADT laid out from guest-physical ``at``
     (16-byte aligned): returns ``(bytes, rsdp_address)``."""
     if at % 16:
@@ -120,7 +120,7 @@ def build(at, lapic_base=0xFEE00000, apic_ids=(0,), ioapic_base=0xFEC00000):
     dsdt_at = xsdt_at + 64
     fadt_at = dsdt_at + 64
     madt_at = fadt_at + 288
-    the_madt = madt(lapic_base, apic_ids, ioapic_base)
+    the_madt = madt(lapic_base, apic_ids, ioapic_base, ioapic_id)
     xsdt = _table(b"XSDT", 1, struct.pack("<QQ", fadt_at, madt_at))
     # RSDP revision 2 (5.2.5.3): the first 20 bytes checksum to 0, and all 36.
     rsdp = bytearray(struct.pack("<8sB6sBIIQB3s", b"RSD PTR ", 0, OEM_ID, 2, 0, 36, xsdt_at, 0, b"\0\0\0"))

@@ -225,7 +225,10 @@ class PcMachine:
             self.apic_bus.add(lapic)
             self._connect(v, lapic)
         self.apic_bus.on_message = self._count_ipi
-        self.ioapic = self.apic_bus.add_ioapic(_dev.IoApic(ioapic_id=len(self.vcpus)))
+        # The I/O APIC's ID after the processors' (4 bits: with 16 vCPUs or
+        # more, 0; I/O APIC IDs are a name space of their own for the OS).
+        n = len(self.vcpus)
+        self.ioapic = self.apic_bus.add_ioapic(_dev.IoApic(ioapic_id=n if n < 16 else 0))
         for lapic in self.lapics:
             p.attach(lapic, ports=(), mmio=())
         self._apic_windows = {}
@@ -236,8 +239,8 @@ class PcMachine:
             p.intr[v.index] = ApicRouter(lapic, None)
         self.acpi_pm = p.attach(_dev.AcpiPm(acpi.PM1A_EVT_BLK, acpi.PM1A_CNT_BLK,
                                             on_sleep=lambda typ: self._stop("power off")))
-        tables, self.acpi_rsdp = acpi.build(ACPI_TABLES, apic_ids=tuple(range(len(self.vcpus))),
-                                            ioapic_base=self.ioapic.base)
+        tables, self.acpi_rsdp = acpi.build(ACPI_TABLES, apic_ids=tuple(range(n)), ioapic_base=self.ioapic.base,
+                                            ioapic_id=self.ioapic.initial_id)
         self.vm.write(ACPI_TABLES, tables)
         priv = self.vm._priv
         for off in (0, 2048):                      # read low, write low

@@ -287,14 +287,19 @@ class Platform:
 
     def _wakeable(self):
         """Whether a vCPU halted with RFLAGS.IF = 1 has an interrupt
-        pending, or an NMI, INIT or SIPI waits for one (all halted)."""
+        pending, or one can take a pending NMI (not blocked by NMI: SDM Vol.
+        3C 25.4.2, Table 25-3), INIT or SIPI (all halted)."""
         if self._deferred:
             return True
         for v in self.vcpus:
             st = v.activity_state
-            if v.nmi_pending or v.init_pending or (st == _WAIT_FOR_SIPI and v.sipi_pending is not None):
+            if st == _WAIT_FOR_SIPI:
+                if v.sipi_pending is not None:
+                    return True
+                continue
+            if v.init_pending or (v.nmi_pending and not v.vmread(F.GUEST_INTERRUPTIBILITY_STATE) & 8):
                 return True
-            if st != _WAIT_FOR_SIPI and v.rflags & _IF and self._pending(v):
+            if v.rflags & _IF and self._pending(v):
                 return True
         return False
 
