@@ -538,6 +538,36 @@ ap:
     assert m.lapics[1].base == 0xFED00000 and m.lapics[0].base == APIC_BASE
 
 
+def test_all_halted_with_an_nmi_blocked_by_nmi_ends_the_run():
+    """vCPU 0 halts with IF = 0 inside its NMI handler; vCPU 1 sends it
+    another NMI, which blocking by NMI holds, and halts too: nothing can
+    wake either, and the run ends instead of waiting for ever."""
+    m = smp_pc()
+    start_in_long_mode(m, gate(0x02, "nmi") + LIDT + f"""
+    mov rbx, {APIC_BASE}
+    mov dword ptr [rbx + 0xF0], 0x1FF
+    mov eax, dword ptr [rbx + 0x20]
+    test eax, eax
+    jnz ap
+    mov dword ptr [rbx + 0x300], 0x40400     # NMI to self
+1:  jmp 1b
+ap:
+    mov ecx, 1000
+2:  dec ecx
+    jnz 2b
+    mov dword ptr [rbx + 0x310], 0
+    mov dword ptr [rbx + 0x300], 0x400       # NMI to APIC ID 0
+    cli
+    hlt
+nmi:
+    inc r13
+    cli
+    hlt
+    """ + IDTR)
+    assert m.run(max_instructions=50_000) == "halted"
+    assert [(v.activity_state, v.r13, v.nmi_pending) for v in m.vcpus] == [(1, 1, True), (1, 0, False)]
+
+
 def _smp_state(m):
     regs = tuple(tuple(getattr(v, r) for r in ("rax", "rbx", "rip", "rflags", "instructions"))
                  for v in m.vcpus)
