@@ -301,8 +301,7 @@ class PcMachine:
         except ApicGp:
             vcpu.inject(13, error_code=0)
             return RETRY
-        if lapic.base not in self._apic_windows:
-            self._map_apics()
+        self._map_apics()
         self.platform.sync_interrupts(vcpu)
         return RESUME
 
