@@ -145,3 +145,34 @@ def test_boot_on_two_vcpus():
     rows = {line.split(":")[0].strip(): line.split() for line in irqs.splitlines() if ":" in line}
     assert int(rows["LOC"][1]) > 0 and int(rows["LOC"][2]) > 0     # each vCPU's APIC timer
     assert int(rows["RES"][1]) + int(rows["RES"][2]) > 0            # rescheduling IPIs
+
+
+
+def test_snapshot_replays_a_kernel_booting_on_two_vcpus(tmp_path):
+    """The replay of a snapshot with two vCPUs, taken after the kernel has
+    started the second: both vCPUs' registers, the console and memory are
+    the same, in the same machine and in another one built the same way."""
+    try:
+        assets = fetch()
+    except LinuxAssetsUnavailable as e:
+        pytest.skip(f"the Debian kernel and busybox packages cannot be fetched here: {e}")
+    from vtx.linux.machine import LinuxMachine
+
+    def run(m, n):
+        mark = len(m.uart.output)
+        m.run(max_instructions=n)
+        regs = tuple(tuple(getattr(v, r) for r in ("rax", "rcx", "rsp", "rip", "rflags", "cr3", "instructions"))
+                     for v in m.vcpus)
+        return regs, bytes(m.uart.output[mark:]), m.vm.read(0x1000000, 1 << 20), m.clock.now_ns()
+    m = LinuxMachine(assets, apic=True, cpus=2)
+    m.run(max_instructions=300_000_000)
+    assert m.vcpus[1].instructions > 0 and m.ipis["startup"] == 2       # the AP runs
+    path = tmp_path / "smp.snap"
+    m.save(path)
+    first = run(m, 40_000_000)
+    assert first[1]                                                    # it printed
+    m.restore(path)
+    assert run(m, 40_000_000) == first
+    other = LinuxMachine(assets, apic=True, cpus=2)
+    other.restore(path)
+    assert run(other, 40_000_000) == first

@@ -536,6 +536,10 @@ class Platform:
             finally:
                 self._in_run = False
             self._account(r)
+            if self._deferred:
+                # The stores that sent them have retired: a run ends at an
+                # instruction boundary (and a saved machine holds none).
+                self._raise_deferred()
             self.advance()
             if self.stopped:
                 return self.stopped
