@@ -93,6 +93,7 @@ _WORKLOAD_NAMES = {
     "mmio": "MMIO read served by a Python device",
     "ept_violation": "EPT-violation exit, raw view",
     "timer_injection": "timer interrupt injected (per interrupt)",
+    "ipi": "IPI between two vCPUs (per IPI)",
     "linux_boot": "Linux boot to the shell prompt",
     "startup": "VM creation to first exit",
     "startup_long_mode": "VM creation to first exit, long mode",
