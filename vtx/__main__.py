@@ -1,4 +1,4 @@
-"""Command line: ``python -m vtx demo``."""
+"""Command line: ``python -m vtx demo``, ``linux``, ``bench``."""
 
 import argparse
 import os
@@ -28,7 +28,11 @@ def main(argv=None):
     lx.add_argument("--apic", action="store_true",
                     help="give the PC a local APIC and an I/O APIC (described by ACPI tables) instead of "
                          "the 8259 PIC alone")
+    from .overhead import cli as bench_cli
+    bench_cli.add_parser(sub)
     args = parser.parse_args(argv)
+    if args.command == "bench":
+        return bench_cli.main(args)
     if args.command == "linux":
         return _linux(args)
     if args.command == "demo":
