@@ -155,6 +155,8 @@ WORKLOADS = {w.name: w for w in (
              "    xor qword ptr [rsi], 0x1000\n    invlpg [rdi]\n    mov rax, qword ptr [rdi]\n",
              setup=f"    mov rsi, {PT_PAGE + 8:#x}\n    mov rdi, {PTE_VA:#x}\n", control="INVLPG_EXITING",
              reason=ExitReason.INVLPG),
+    Workload("rdmsr", "RDMSR of IA32_TSC_AUX (passed through by the MSR bitmap)", "    rdmsr\n",
+             setup="    mov ecx, 0xC0000103\n", control="MSR_BITMAP", reason=ExitReason.RDMSR),
     Workload("cpuid", "CPUID (leaf 0)", "    xor eax, eax\n    cpuid\n", exits_always=True,
              reason=ExitReason.CPUID),
     Workload("rdtsc", "RDTSC", "    rdtsc\n", control="RDTSC_EXITING", reason=ExitReason.RDTSC),
@@ -268,10 +270,11 @@ def _code(w, n, end):
     return _CODE_CACHE[key]
 
 
-def make_vm(w, n, exiting=True):
+def make_vm(w, n, exiting=True, configure=None):
     """A VM ready to run workload ``w`` (n operations) with its control set
     (``exiting``) or clear, its handlers registered and its accounting
-    reset."""
+    reset; ``configure(vm)`` changes the set-up before that (a what-if
+    study's setting)."""
     w = WORKLOADS[w] if isinstance(w, str) else w
     vm = VM(memory=MEMORY)
     vm.load(ENTRY, _code(w, n, "vmcall"))
@@ -286,16 +289,20 @@ def make_vm(w, n, exiting=True):
     del priv
     proc = v.vmread(F.PRIMARY_PROC_BASED_CONTROLS) | ProcBased.USE_MSR_BITMAPS
     bitmap = 0
+    if w.control == "MSR_BITMAP" and exiting:
+        _msr_bitmap_bit(vm, 0xC0000103, write=False)
     if w.control == "UNCONDITIONAL_IO_EXITING" and not exiting:
         proc |= ProcBased.USE_IO_BITMAPS    # with every bit clear: no port exits
     elif w.control and w.control.startswith("EXCEPTION_BITMAP"):
         if exiting:
             bitmap = 1 << int(w.control[len("EXCEPTION_BITMAP["):-1])
-    elif w.control and exiting:
+    elif w.control in ProcBased.__members__ and exiting:
         proc |= ProcBased[w.control]
     v.vmwrite(F.PRIMARY_PROC_BASED_CONTROLS, proc)
     v.vmwrite(F.EXCEPTION_BITMAP, bitmap)
     _handlers(vm, w)
+    if configure is not None:
+        configure(vm)
     vm.reset_stats()
     return vm
 
@@ -335,6 +342,15 @@ def _handlers(vm, w):
             vcpu.inject(ex.vector, "exception")
         return RETRY
 
+    @vm.on(ExitReason.RDMSR)
+    def rdmsr(vcpu, ex):
+        vcpu.eax = vcpu.edx = 0
+        return RESUME
+
+    # An exit on WRMSR (every MSR exiting: vtx.overhead.whatif) drops the
+    # write; the workloads that run then need none of those MSRs.
+    vm.on(ExitReason.WRMSR)(lambda vcpu, ex: RESUME)
+
     @vm.on(ExitReason.INVLPG)
     def invlpg(vcpu, ex):
         vcpu.invvpid()
@@ -350,6 +366,15 @@ def _handlers(vm, w):
         return RESUME
 
     vm.map_mmio(MMIO_BASE, 0x1000, lambda vcpu, gpa, size, is_write, value: 0)
+
+
+def _msr_bitmap_bit(vm, msr, write):
+    """Set the MSR bitmap's bit for msr (SDM Vol. 3C 25.6.9: read bitmaps
+    for low and high MSRs, then write bitmaps, 1 KiB each)."""
+    off = 0x3000 + (2048 if write else 0) + (1024 if msr >= 0xC0000000 else 0) + ((msr & 0x1FFF) >> 3)
+    priv = vm._priv
+    priv[off] |= 1 << (msr & 7)
+    del priv
 
 
 def _bare(w, n):
@@ -370,10 +395,11 @@ def _allowed(bit):
     return bool((capabilities.TRUE_PROCBASED_CTLS >> 32) & int(bit))
 
 
-def run_workload(w, variant="exiting", n=1000):
+def run_workload(w, variant="exiting", n=1000, configure=None):
     """Run workload ``w`` (a name or a :class:`Workload`) for ``n``
     operations in ``variant`` (one of :data:`VARIANTS`); a
-    :class:`Measurement`."""
+    :class:`Measurement`.  ``configure(vm)``, for the VMX settings, changes
+    the VM after the standard set-up (see :func:`make_vm`)."""
     w = WORKLOADS[w] if isinstance(w, str) else w
     if variant not in VARIANTS:
         raise ValueError(f"a variant is one of {', '.join(VARIANTS)}, not {variant!r}")
@@ -394,7 +420,7 @@ def run_workload(w, variant="exiting", n=1000):
         if r.stop != "halted":
             raise RuntimeError(f"workload {w.name} (native) ended {r.stop!r} at rip {m.cpu.rip:#x}")
         return Measurement(w.name, variant, n, wall, r.instructions, {}, r.stats)
-    vm = make_vm(w, n, exiting=variant == "exiting")
+    vm = make_vm(w, n, exiting=variant == "exiting", configure=configure)
     r = vm.run(max_instructions=_BUDGET)
     if r.stop != "stop" or r.exit.reason != ExitReason.VMCALL:
         raise RuntimeError(f"workload {w.name} ({variant}) ended {r.stop!r} at rip {vm.vcpu.rip:#x}")
