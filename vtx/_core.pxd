@@ -437,7 +437,7 @@ ctypedef struct Cpu:
     uint64_t exit_t0      # now_ticks() when the last exit happened
     int acct_reason       # reason of that exit while its time runs, else -1
     uint64_t entries
-    Acct acct             # the detail (core/vmx/exit.pxi, acct_*); kept by snapshots
+    Acct* acct            # the detail (core/acct.pxi): its own allocation, so Cpu keeps its size
 
     # --- who is using the CPU (set and tested with the GIL held) ---------
     int running           # inside VCpu._run, handlers included: no second run

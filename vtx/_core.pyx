@@ -209,6 +209,11 @@ cdef class Machine:
         if c.tlb == NULL:
             free(c)
             raise MemoryError()
+        c.acct = <Acct*>calloc(1, sizeof(Acct))
+        if c.acct == NULL:
+            free(c.tlb)
+            free(c)
+            raise MemoryError()
         # Entered only once whole: code_page_written reaches every entry.
         self._cpu_mem.append(block_mem)
         self._cpu_mem.append(icache_mem)
@@ -553,6 +558,7 @@ cdef class Machine:
         if self.cpus != NULL:
             for k in range(self.ncpus):
                 free(self.cpus[k].tlb)
+                free(self.cpus[k].acct)
                 free(self.cpus[k])
             free(self.cpus)
             self.cpus = NULL
@@ -1339,7 +1345,7 @@ cdef class VCpuBase:
                     c.acct.rt_ticks[EXIT_REASON_EPT_VIOLATION] += t_h
                     c.acct.handler_ticks[EXIT_REASON_EPT_VIOLATION] += t_h
                     if acct_detail:
-                        acct_sample(&c.acct, EXIT_REASON_EPT_VIOLATION, t_h)
+                        acct_sample(c.acct, EXIT_REASON_EPT_VIOLATION, t_h)
             elif rc == RC_BUDGET:
                 return ("budget", None)
             elif rc == RC_HALTED:

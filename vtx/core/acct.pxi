@@ -36,7 +36,7 @@ cdef Acct* acct_mark(Cpu* c) except NULL:
     counts, the scalars and the rows of the reasons and tables in use, so
     that marking a run costs little when few reasons occur.  Also resets
     the run's minimum and maximum.  Free it with free()."""
-    cdef Acct* a = &c.acct
+    cdef Acct* a = c.acct
     cdef Acct* b = <Acct*>malloc(sizeof(Acct))
     cdef int r
     if b == NULL:
@@ -96,7 +96,7 @@ cdef dict acct_dict(Cpu* c, Acct* base):
     and maximum.  Times are nanoseconds; the histogram's buckets stay in
     ticks (bucket index -> count), with ``ns_per_tick`` to convert their
     bounds (vtx/overhead/stats.py)."""
-    cdef Acct* a = &c.acct
+    cdef Acct* a = c.acct
     cdef dict reasons = {}
     cdef dict hist
     cdef uint64_t n, h
@@ -153,7 +153,7 @@ cdef void acct_reset(Cpu* c) noexcept nogil:
     exit_ticks, icount and entries, the processor's history that snapshots
     keep, are not touched."""
     cdef uint64_t e = c.entries
-    memset(&c.acct, 0, sizeof(c.acct))
+    memset(c.acct, 0, sizeof(Acct))
     c.acct.entries0 = e
     c.acct.guest_i0 = c.icount
     c.acct.exit_i0 = c.icount

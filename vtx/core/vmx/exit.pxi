@@ -385,7 +385,7 @@ cdef void record_exit(Cpu* c, uint32_t reason) noexcept nogil:
     the cost model needs one, and start its clock."""
     cdef uint32_t r = reason & 0x7F
     cdef uint64_t t = now_ticks()
-    cdef Acct* a = &c.acct
+    cdef Acct* a = c.acct
     c.exit_count[r] += 1
     c.acct_reason = r
     c.exit_t0 = t
@@ -495,7 +495,7 @@ cdef inline void account_exit_time(Cpu* c) noexcept nogil:
     wall time per exit, measured as it happens)."""
     cdef uint64_t t, d
     cdef int r = c.acct_reason
-    cdef Acct* a = &c.acct
+    cdef Acct* a = c.acct
     if r >= 0:
         t = now_ticks()
         d = t - c.exit_t0 if t > c.exit_t0 else 0
