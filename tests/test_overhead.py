@@ -356,3 +356,19 @@ def test_python_m_vtx_bench(tmp_path, capsys):
     assert json.loads(j.read_text())["results"][0]["workload"] == "cpuid"
     assert c.read_text().startswith("workload,variant,")
     assert main(["bench", "nonesuch", "--no-progress"]) == 2
+
+
+@needs_as
+def test_what_if_type1_against_type2_same_guest_same_exits():
+    from vtx.overhead import what_if
+    w = what_if("type1_vs_type2", profiles=["core2-merom"])
+    x86, py = w.measurements
+    assert x86.exits == py.exits == {R.IO_INSTRUCTION: 52, R.CPUID: 1, R.HLT: 1}
+    # The same guest instructions under both; the x86 one adds its handlers'.
+    assert x86.instructions - x86.stats.handler_instructions == py.instructions
+    merom = w.profiles[0]
+    c86 = price(x86.counts(), merom, "x86")
+    assert w.cycles(x86, merom) == c86.total and c86.world_switch == 0
+    assert c86.handler == x86.stats.handler_instructions - x86.stats.vmread_x86 - x86.stats.vmwrite_x86
+    assert w.cycles(py, merom) == price(py.counts(), merom, "type2").total
+    assert w.cycles(x86, merom) < w.cycles(py, merom)

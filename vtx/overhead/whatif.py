@@ -21,10 +21,18 @@ __all__ = ["Setting", "Study", "WhatIf", "WHAT_IFS", "what_if"]
 
 @attrs.frozen
 class Setting:
+    """One set-up of a study: a workload of the suite in a variant, with
+    ``configure(vm)`` applied to the standard VM; or ``run(n)``, any
+    callable returning a :class:`~vtx.overhead.workloads.Measurement`.
+    ``host`` prices it as another kind of hypervisor than the study's
+    (vtx.overhead.model: "x86" for a hypervisor running on the model)."""
+
     label: str
-    workload: str
+    workload: str = ""
     variant: str = "exiting"
     configure: object = None
+    run: object = None
+    host: str = None
 
 
 @attrs.frozen
@@ -56,6 +64,40 @@ def _msr_bitmap_read(vm):
     _msr_bitmap_bit(vm, 0xC0000103, write=False)
 
 
+def _type1_example():
+    """examples/type1_hypervisor.py of a source checkout: an x86 hypervisor
+    (examples/type1/hypervisor.s) and a Python one for the same guest."""
+    import importlib.util
+    import pathlib
+    path = pathlib.Path(__file__).resolve().parents[2] / "examples" / "type1_hypervisor.py"
+    if not path.exists():
+        raise FileNotFoundError(f"the type1_vs_type2 study runs examples/type1_hypervisor.py of a vtx source "
+                                f"checkout; {path} does not exist")
+    spec = importlib.util.spec_from_file_location("vtx_example_type1_hypervisor", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _guest_run(label, stats, exits, wall_ns):
+    from .workloads import Measurement
+    # One operation: the whole guest run.  Its instructions: the guest's and
+    # the hypervisor's handlers' (set-up code before the first entry is not
+    # the workload's).
+    return Measurement(label, "exiting", 1, wall_ns, stats.guest_instructions + stats.handler_instructions,
+                       dict(exits), stats)
+
+
+def _run_type1(n):
+    hw, r, _counts = _type1_example().run_type1()
+    return _guest_run("type1_example", r.stats, r.exits, r.wall_ns)
+
+
+def _run_type2(n):
+    _console, r = _type1_example().run_type2()
+    return _guest_run("type1_example", r.stats, r.exits, r.wall_ns)
+
+
 WHAT_IFS = {
     "msr_bitmap": Study("MSR bitmaps against exiting on every MSR access (RDMSR IA32_TSC_AUX)", (
         Setting("MSR bitmap, the MSR passed through", "rdmsr", "not-exiting"),
@@ -66,6 +108,11 @@ WHAT_IFS = {
         Setting("I/O bitmaps, the port passed through", "io_in", "not-exiting"),
         Setting("I/O bitmaps, the port's bit set", "io_in", "not-exiting", _io_bitmap_port(0x71)),
         Setting("unconditional I/O exiting", "io_in", "exiting"),
+    )),
+    "type1_vs_type2": Study("an x86 hypervisor in VMX root operation against the Python hypervisor, "
+                            "same guest (examples/type1_hypervisor.py; one operation = the guest's run)", (
+        Setting("x86 hypervisor on the model (type 1)", run=_run_type1, host="x86"),
+        Setting("Python hypervisor (hosted)", run=_run_type2),
     )),
     "exception_bitmap": Study("a guest's page faults: intercepted and reflected, or left to the guest", (
         Setting("#PF not in the exception bitmap", "page_fault", "not-exiting"),
@@ -84,9 +131,15 @@ class WhatIf:
     profiles: list
     host: str
 
+    def host_of(self, m):
+        for s, x in zip(self.study.settings, self.measurements):
+            if x is m and s.host:
+                return s.host
+        return self.host
+
     def cycles(self, m, profile):
         from .model import price
-        return price(m.counts(), profile, self.host).total / m.ops
+        return price(m.counts(), profile, self.host_of(m)).total / m.ops
 
     def to_dict(self):
         return {"study": self.name, "title": self.study.title, "host": self.host,
@@ -101,7 +154,8 @@ class WhatIf:
             rows.append([s.label, f"{m.exits_per_op:.2f}", f"{m.ns_per_exit:.0f}" if m.total_exits else "-"]
                         + [f"{self.cycles(m, p):,.0f}" for p in self.profiles])
         w = [max(len(r[i]) for r in rows) for i in range(len(head))]
-        lines = [self.study.title + f" (modeled cycles per operation, hypervisor priced as {self.host!r})"]
+        lines = [self.study.title + f" (modeled cycles per operation; the Python hypervisor priced as "
+                                    f"{self.host!r})"]
         for i, r in enumerate(rows):
             lines.append("  ".join(c.ljust(w[j]) if j == 0 else c.rjust(w[j]) for j, c in enumerate(r)))
             if i == 0:
@@ -115,5 +169,6 @@ def what_if(name, n=1000, profiles=None, host="type2"):
     if name not in WHAT_IFS:
         raise ValueError(f"no what-if study {name!r}; there are {', '.join(WHAT_IFS)}")
     study = WHAT_IFS[name]
-    ms = tuple(run_workload(s.workload, s.variant, n, s.configure) for s in study.settings)
+    ms = tuple(s.run(n) if s.run is not None else run_workload(s.workload, s.variant, n, s.configure)
+               for s in study.settings)
     return WhatIf(name, study, ms, _profiles(profiles), host)
