@@ -120,7 +120,7 @@ class BareRunResult:
     instructions: int
     wall_ns: int
     #: The run's accounting in detail (:class:`vtx.overhead.Stats`).
-    stats: object = None
+    stats: object = attrs.field(default=None, repr=False)
 
     @property
     def total_exits(self):

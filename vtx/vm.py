@@ -103,7 +103,7 @@ class RunResult:
     #: The run's accounting in detail (:class:`vtx.overhead.Stats`): the
     #: time split and distribution per reason, the I/O port, MSR and CR
     #: kinds, VMREAD/VMWRITE, entries, events, TLB flushes and page walks.
-    stats: object = None
+    stats: object = attrs.field(default=None, repr=False)
 
     @property
     def total_exits(self):
