@@ -5,16 +5,16 @@ each choice changes the exits and the modeled cycles.
 whose ``table()`` compares the settings under each profile.  A study is
 one entry of :data:`WHAT_IFS`: a title and its settings, each a label, a
 workload of the suite, the variant and an optional ``configure(vm)`` that
-changes the standard set-up (vtx/overhead/workloads.py, make_vm).  TPR
-shadow against CR8 exiting becomes one more entry once the model offers
-those controls.
+changes the standard set-up (vtx/overhead/workloads.py, make_vm).  A
+study whose controls the model does not offer (IA32_VMX_TRUE_PROCBASED_CTLS)
+raises :class:`NotImplementedError` naming them.
 """
 
 import attrs
 
 from ..spec import ProcBased, VmcsField as F
 from .profiles import profiles as _profiles
-from .workloads import _msr_bitmap_bit, run_workload
+from .workloads import _allowed, _msr_bitmap_bit, run_workload
 
 __all__ = ["Setting", "Study", "WhatIf", "WHAT_IFS", "what_if"]
 
@@ -98,6 +98,20 @@ def _run_type2(n):
     return _guest_run("type1_example", r.stats, r.exits, r.wall_ns)
 
 
+#: The virtual-APIC page of the TPR-shadow setting: a guest RAM page the
+#: workload kernel does not use.
+VIRTUAL_APIC_PAGE = 0x300000
+
+
+def _tpr_shadow(vm):
+    """"Use TPR shadow" (SDM Vol. 3C 30.1): MOV to CR8 writes the VTPR of
+    the virtual-APIC page; with TPR_THRESHOLD 0 no write drops below it."""
+    v = vm.vcpu
+    v.vmwrite(F.VIRTUAL_APIC_ADDRESS, VIRTUAL_APIC_PAGE)
+    v.vmwrite(F.TPR_THRESHOLD, 0)
+    v.vmwrite(F.PRIMARY_PROC_BASED_CONTROLS, v.vmread(F.PRIMARY_PROC_BASED_CONTROLS) | ProcBased.USE_TPR_SHADOW)
+
+
 WHAT_IFS = {
     "msr_bitmap": Study("MSR bitmaps against exiting on every MSR access (RDMSR IA32_TSC_AUX)", (
         Setting("MSR bitmap, the MSR passed through", "rdmsr", "not-exiting"),
@@ -113,6 +127,10 @@ WHAT_IFS = {
                             "same guest (examples/type1_hypervisor.py; one operation = the guest's run)", (
         Setting("x86 hypervisor on the model (type 1)", run=_run_type1, host="x86"),
         Setting("Python hypervisor (hosted)", run=_run_type2),
+    )),
+    "tpr_shadow": Study("TPR shadow against CR8-load exiting (MOV to CR8)", (
+        Setting("CR8-load exiting", "cr8_write", "exiting"),
+        Setting("TPR shadow", "cr8_write", "not-exiting", _tpr_shadow),
     )),
     "exception_bitmap": Study("a guest's page faults: intercepted and reflected, or left to the guest", (
         Setting("#PF not in the exception bitmap", "page_fault", "not-exiting"),
@@ -169,6 +187,10 @@ def what_if(name, n=1000, profiles=None, host="type2"):
     if name not in WHAT_IFS:
         raise ValueError(f"no what-if study {name!r}; there are {', '.join(WHAT_IFS)}")
     study = WHAT_IFS[name]
+    if name == "tpr_shadow":
+        missing = [b.name for b in (ProcBased.CR8_LOAD_EXITING, ProcBased.USE_TPR_SHADOW) if not _allowed(b)]
+        if missing:
+            raise NotImplementedError(f"the model does not offer {', '.join(missing)} yet")
     ms = tuple(s.run(n) if s.run is not None else run_workload(s.workload, s.variant, n, s.configure)
                for s in study.settings)
     return WhatIf(name, study, ms, _profiles(profiles), host)

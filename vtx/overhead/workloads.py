@@ -144,7 +144,7 @@ WORKLOADS = {w.name: w for w in (
     Workload("int_iret", "INT 80H / IRETQ round trip", "    int 0x80\n"),
     Workload("io_in", "port I/O: IN AL, 71H", "    in al, 0x71\n", control="UNCONDITIONAL_IO_EXITING",
              reason=ExitReason.IO_INSTRUCTION),
-    Workload("cr8_write", "MOV to CR8 (TPR)", "    mov cr8, rax\n", setup="    xor eax, eax\n",
+    Workload("cr8_write", "MOV to CR8 (TPR)", "    mov cr8, rax\n", setup="    mov eax, 5\n",
              control="CR8_LOAD_EXITING", reason=ExitReason.CONTROL_REGISTER_ACCESS),
     Workload("page_fault", "a #PF handled by the guest kernel", "    mov rax, qword ptr [rsi]\n",
              setup=f"    mov rsi, {PF_VA:#x}\n", control="EXCEPTION_BITMAP[14]",
