@@ -6,7 +6,6 @@ import csv
 import io
 import json
 import pathlib
-import shutil
 import sys
 
 import pytest
@@ -390,3 +389,43 @@ def test_what_if_type1_against_type2_same_guest_same_exits():
     assert c86.handler == x86.stats.handler_instructions - x86.stats.vmread_x86 - x86.stats.vmwrite_x86
     assert w.cycles(py, merom) == price(py.counts(), merom, "type2").total
     assert w.cycles(x86, merom) < w.cycles(py, merom)
+
+
+@needs_as
+def test_shadow_paging_follows_the_guest_tables_at_invlpg():
+    from vtx.overhead.shadow import ShadowPaging
+    from vtx.overhead.workloads import PTE_VA, make_vm
+    for n, frame in ((N, PTE_VA), (N + 1, PTE_VA - 0x1000)):
+        box = {}
+
+        def shadow(vm):
+            box["s"] = ShadowPaging(vm).enable()
+        vm = make_vm("pte_update", n, exiting=False, configure=shadow)
+        vm.write_u64(PTE_VA, 0x1111)
+        vm.write_u64(PTE_VA - 0x1000, 0x2222)
+        r = vm.run()
+        # Each round: the guest's PTE write (no exit: its tables are its
+        # memory), INVLPG (exits: the shadow entry goes), the load (a #PF
+        # exit: the shadow entry is made again from the guest's tables).
+        # Three more fills: the kernel's code, stack and IDT pages.
+        s = box["s"]
+        assert r.exits == {R.INVLPG: n, R.EXCEPTION_OR_NMI: n + 3, R.VMCALL: 1}
+        assert (s.fills, s.reflected) == (n + 3, 0)
+        # After an even number of flips the page is its own again.
+        assert vm.vcpu.rax == vm.read_u64(frame) == (0x1111 if frame == PTE_VA else 0x2222)
+        # The guest's tables got the accessed flags the walks set.
+        assert vm.read_u64(0x200000 + 8) & 0x20
+
+
+@needs_as
+def test_what_if_shadow_paging_against_ept():
+    from vtx.overhead import what_if
+    w = what_if("shadow_paging", n=N, profiles=["nehalem"])
+    ept_pte, sh_pte, ept_pf, sh_pf = w.measurements
+    assert ept_pte.exits == {} and ept_pf.exits == {}
+    assert sh_pte.exits == {R.INVLPG: N, R.EXCEPTION_OR_NMI: N + 3}
+    # The guest's own #PF now exits and is reflected: one exit per fault, and
+    # the fills of the code, stack, IDT and handler pages.
+    assert sh_pf.exits == {R.EXCEPTION_OR_NMI: N + 4}
+    nehalem = w.profiles[0]
+    assert w.cycles(sh_pte, nehalem) > w.cycles(ept_pte, nehalem)

@@ -112,6 +112,11 @@ def _tpr_shadow(vm):
     v.vmwrite(F.PRIMARY_PROC_BASED_CONTROLS, v.vmread(F.PRIMARY_PROC_BASED_CONTROLS) | ProcBased.USE_TPR_SHADOW)
 
 
+def _shadow(vm):
+    from .shadow import ShadowPaging
+    ShadowPaging(vm).enable()
+
+
 WHAT_IFS = {
     "msr_bitmap": Study("MSR bitmaps against exiting on every MSR access (RDMSR IA32_TSC_AUX)", (
         Setting("MSR bitmap, the MSR passed through", "rdmsr", "not-exiting"),
@@ -131,6 +136,13 @@ WHAT_IFS = {
     "tpr_shadow": Study("TPR shadow against CR8-load exiting (MOV to CR8)", (
         Setting("CR8-load exiting", "cr8_write", "exiting"),
         Setting("TPR shadow", "cr8_write", "not-exiting", _tpr_shadow),
+    )),
+    "shadow_paging": Study("EPT against shadow page tables kept by the Python hypervisor "
+                           "(vtx/overhead/shadow.py)", (
+        Setting("EPT: PTE update + INVLPG", "pte_update", "not-exiting"),
+        Setting("shadow paging: PTE update + INVLPG", "pte_update", "not-exiting", _shadow),
+        Setting("EPT: #PF handled by the guest", "page_fault", "not-exiting"),
+        Setting("shadow paging: #PF handled by the guest", "page_fault", "not-exiting", _shadow),
     )),
     "exception_bitmap": Study("a guest's page faults: intercepted and reflected, or left to the guest", (
         Setting("#PF not in the exception bitmap", "page_fault", "not-exiting"),
