@@ -248,6 +248,7 @@ ctypedef struct Acct:
     AcctQual msr                 # RDMSR / WRMSR by ECX | write << 32
     uint64_t cr[64]              # CR_ACCESS by qualification bits 5:0 (CR number, access type)
     uint64_t vmread_x86, vmwrite_x86, vmread_api, vmwrite_api
+    uint64_t vmread_x86_exits, vmwrite_x86_exits  # those of x86 code between an exit and the next entry
     uint64_t delivered[8]        # events through the IVT/IDT per interruption type
     uint64_t tlb_flushes         # flushes of everything, of one PCID, of the non-global entries
     uint64_t page_walks          # guest paging walks (TLB misses)

@@ -63,6 +63,8 @@ cdef Acct* acct_mark(Cpu* c) except NULL:
     memcpy(b.cr, a.cr, sizeof(a.cr))
     memcpy(b.delivered, a.delivered, sizeof(a.delivered))
     b.vmread_x86 = a.vmread_x86
+    b.vmread_x86_exits = a.vmread_x86_exits
+    b.vmwrite_x86_exits = a.vmwrite_x86_exits
     b.vmwrite_x86 = a.vmwrite_x86
     b.vmread_api = a.vmread_api
     b.vmwrite_api = a.vmwrite_api
@@ -139,6 +141,8 @@ cdef dict acct_dict(Cpu* c, Acct* base):
         "vmread_x86": a.vmread_x86 - (base.vmread_x86 if base != NULL else 0),
         "vmwrite_x86": a.vmwrite_x86 - (base.vmwrite_x86 if base != NULL else 0),
         "vmread_api": a.vmread_api - (base.vmread_api if base != NULL else 0),
+        "vmread_x86_exits": a.vmread_x86_exits - (base.vmread_x86_exits if base != NULL else 0),
+        "vmwrite_x86_exits": a.vmwrite_x86_exits - (base.vmwrite_x86_exits if base != NULL else 0),
         "vmwrite_api": a.vmwrite_api - (base.vmwrite_api if base != NULL else 0),
         "delivered": [a.delivered[i] - (base.delivered[i] if base != NULL else 0) for i in range(8)],
         "tlb_flushes": a.tlb_flushes - (base.tlb_flushes if base != NULL else 0),

@@ -84,7 +84,8 @@ def price(counts, profile, host="type2", guest_instructions=None):
 
     ``counts`` is a :class:`~vtx.overhead.Stats` (a run's or cumulative) or a
     dict with ``exits`` ({reason: count}) and optionally ``instructions``,
-    ``handler_instructions``, ``vmread_x86``, ``vmwrite_x86``,
+    ``handler_instructions``, ``vmread_x86``, ``vmwrite_x86`` (or, better,
+    ``vmread_x86_exits`` and ``vmwrite_x86_exits``: those of the handlers),
     ``vmread_api``, ``vmwrite_api``.  ``guest_instructions`` defaults to
     ``instructions`` less ``handler_instructions`` (for an x86 hypervisor
     that also ran set-up code before its first VM entry, pass the guest's
@@ -113,7 +114,12 @@ def price(counts, profile, host="type2", guest_instructions=None):
         world += ws
         per_reason[key] = rt + h + ws
     if host == "x86":
-        vr, vw = _get(counts, "vmread_x86"), _get(counts, "vmwrite_x86")
+        # Those of the handlers (between exit and entry) where counted so;
+        # the hypervisor's set-up is not the workload's.
+        vr = _get(counts, "vmread_x86_exits", None)
+        vw = _get(counts, "vmwrite_x86_exits", None)
+        if vr is None or vw is None:
+            vr, vw = _get(counts, "vmread_x86"), _get(counts, "vmwrite_x86")
         # The VMREADs and VMWRITEs are among the handler's instructions:
         # priced once, at their own cost.
         handler += max(0, handler_insns - vr - vw) * p.cpi

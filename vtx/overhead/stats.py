@@ -172,6 +172,10 @@ class Stats:
     instructions: int = 0
     events: int = 0
     wall_ns: int = 0
+    #: Of the x86 VMREADs and VMWRITEs, those between an exit and the next
+    #: entry (a hypervisor's handlers, not its set-up).
+    vmread_x86_exits: int = 0
+    vmwrite_x86_exits: int = 0
 
     @classmethod
     def from_core(cls, d, instructions=0, events=0, wall_ns=0):
@@ -187,7 +191,8 @@ class Stats:
         delivered = {EVENT_TYPES[i]: n for i, n in enumerate(d["delivered"]) if n}
         return cls(reasons, io_ports, msrs, crs, d["vmread_x86"], d["vmwrite_x86"], d["vmread_api"],
                    d["vmwrite_api"], delivered, d["tlb_flushes"], d["page_walks"], d["entries"],
-                   d["io_other"], d["msr_other"], instructions, events, wall_ns)
+                   d["io_other"], d["msr_other"], instructions, events, wall_ns, d["vmread_x86_exits"],
+                   d["vmwrite_x86_exits"])
 
     # --- sums ---------------------------------------------------------------------
 
@@ -234,7 +239,9 @@ class Stats:
                      self.tlb_flushes + other.tlb_flushes, self.page_walks + other.page_walks,
                      self.entries + other.entries, self.io_other + other.io_other,
                      self.msr_other + other.msr_other, self.instructions + other.instructions,
-                     self.events + other.events, max(self.wall_ns, other.wall_ns))
+                     self.events + other.events, max(self.wall_ns, other.wall_ns),
+                     self.vmread_x86_exits + other.vmread_x86_exits,
+                     self.vmwrite_x86_exits + other.vmwrite_x86_exits)
 
     # --- export -------------------------------------------------------------------
 
@@ -249,8 +256,9 @@ class Stats:
             "msr_other": self.msr_other,
             "crs": [{"cr": c, "access": a, "exits": n} for (c, a), n in sorted(self.crs.items())],
             "vm_entries": self.entries,
-            "vmread": {"x86": self.vmread_x86, "api": self.vmread_api},
-            "vmwrite": {"x86": self.vmwrite_x86, "api": self.vmwrite_api},
+            "vmread": {"x86": self.vmread_x86, "x86_in_exits": self.vmread_x86_exits, "api": self.vmread_api},
+            "vmwrite": {"x86": self.vmwrite_x86, "x86_in_exits": self.vmwrite_x86_exits,
+                        "api": self.vmwrite_api},
             "events_delivered": dict(self.delivered),
             "tlb_flushes": self.tlb_flushes,
             "page_walks": self.page_walks,

@@ -216,7 +216,9 @@ class Measurement:
         return {"exits": self.exits, "instructions": self.instructions,
                 "handler_instructions": s.handler_instructions if s else 0,
                 "vmread_api": s.vmread_api if s else 0, "vmwrite_api": s.vmwrite_api if s else 0,
-                "vmread_x86": s.vmread_x86 if s else 0, "vmwrite_x86": s.vmwrite_x86 if s else 0}
+                "vmread_x86": s.vmread_x86 if s else 0, "vmwrite_x86": s.vmwrite_x86 if s else 0,
+                "vmread_x86_exits": s.vmread_x86_exits if s else 0,
+                "vmwrite_x86_exits": s.vmwrite_x86_exits if s else 0}
 
     def cycles_per_op(self, profile, host="type2"):
         from .model import price

@@ -379,6 +379,20 @@ cdef inline void acct_sample(Acct* a, int r, uint64_t d) noexcept nogil:
     a.hist[r][acct_bucket(d)] += 1
 
 
+cdef inline void acct_vmx_access(Cpu* c, int write) noexcept nogil:
+    """A VMREAD (write 0) or VMWRITE executed by x86 code; apart, those of
+    an exit's handling (from the exit to the next entry: acct_reason set),
+    which the cost model prices as the handler's (set-up code is not)."""
+    if write:
+        c.acct.vmwrite_x86 += 1
+        if c.acct_reason >= 0:
+            c.acct.vmwrite_x86_exits += 1
+    else:
+        c.acct.vmread_x86 += 1
+        if c.acct_reason >= 0:
+            c.acct.vmread_x86_exits += 1
+
+
 cdef void record_exit(Cpu* c, uint32_t reason) noexcept nogil:
     """Accounting of an exit (decision 10): count it, charge the guest
     execution since the last entry to it, count its qualification kind where
