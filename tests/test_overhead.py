@@ -432,3 +432,45 @@ def test_what_if_shadow_paging_against_ept():
     assert sh_pf.exits == {R.EXCEPTION_OR_NMI: N + 4}
     nehalem = w.profiles[0]
     assert w.cycles(sh_pte, nehalem) > w.cycles(ept_pte, nehalem)
+
+
+@needs_as
+def test_a_run_over_two_vcpus_sums_their_accounting():
+    vm = vtx.VM(memory=1 << 20)
+    for entry in (0x1000, 0x2000):
+        vm.load(entry, vtx.asm(f"""
+            mov esi, {N}
+        1:  xor eax, eax
+            cpuid
+            dec esi
+            jnz 1b
+            hlt
+        """, bits=32, org=entry))
+    vm.add_vcpu()
+    vm.add_vcpu()
+    vm.setup_protected_mode(entry=0x1000, stack=0x9000, vcpu=vm.vcpus[0])
+    vm.setup_protected_mode(entry=0x2000, stack=0xA000, vcpu=vm.vcpus[1])
+    vm.on(R.CPUID)(lambda vcpu, ex: vtx.RESUME)
+    vm.on(R.HLT)(lambda vcpu, ex: vtx.RESUME)
+    r = vm.run(max_instructions=20 * N, quantum=50)
+    assert r.stats.reasons[R.CPUID].count == 2 * N == r.exits[R.CPUID]
+    assert sum(r.stats.reasons[R.CPUID].hist.values()) == 2 * N
+    assert r.stats.instructions == r.instructions
+    assert vm.stats().reasons[R.CPUID].count == 2 * N
+
+
+@needs_as
+def test_linux_boot_is_a_mixed_workload_outside_the_default_suite():
+    from vtx.linux import LinuxAssetsUnavailable, fetch
+    from vtx.overhead.workloads import DEFAULT_WORKLOADS
+    assert "linux_boot" not in DEFAULT_WORKLOADS and "cpuid" in DEFAULT_WORKLOADS
+    try:
+        fetch()
+    except LinuxAssetsUnavailable as e:
+        pytest.skip(f"the Debian kernel and busybox packages cannot be fetched here: {e}")
+    m = run_workload("linux_boot")
+    assert m.ops == 1 and m.wall_ns > 0
+    s = m.stats
+    assert s.total_exits == m.total_exits > 1000
+    assert s.io_ports and s.exits == m.exits
+    assert m.instructions == s.instructions > 10_000_000

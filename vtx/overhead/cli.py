@@ -5,14 +5,15 @@ import sys
 
 from .model import HOSTS
 from .profiles import profile_names
-from .workloads import VARIANTS, WORKLOADS
+from .workloads import DEFAULT_WORKLOADS, VARIANTS, WORKLOADS
 
 
 def add_parser(sub):
     b = sub.add_parser("bench", help="run the exit-overhead workload suite and price it under the cost "
                                      "profiles of several processor generations")
     b.add_argument("names", nargs="*", metavar="NAME",
-                   help=f"workloads to run (default all: {', '.join(WORKLOADS)})")
+                   help=f"workloads to run (default: {', '.join(DEFAULT_WORKLOADS)}; also linux_boot, "
+                        f"a Linux boot to the shell, which takes minutes)")
     b.add_argument("--profile", action="append", metavar="P",
                    help=f"a profile name ({', '.join(profile_names())}) or a TOML file; repeat for several "
                         f"(default all shipped)")
@@ -60,7 +61,7 @@ def _progress(total, quiet):
 
 def main(args):
     from .suite import run_suite
-    names = args.names or list(WORKLOADS)
+    names = args.names or list(DEFAULT_WORKLOADS)
     unknown = [n for n in names if n not in WORKLOADS]
     if unknown:
         print(f"no workload {', '.join(unknown)}; the suite has {', '.join(WORKLOADS)}", file=sys.stderr)

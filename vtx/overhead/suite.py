@@ -12,7 +12,7 @@ import attrs
 
 from .model import price
 from .profiles import profiles as _profiles
-from .workloads import VARIANTS, WORKLOADS, run_workload
+from .workloads import DEFAULT_WORKLOADS, VARIANTS, WORKLOADS, run_workload
 
 __all__ = ["SuiteResult", "run_suite", "machine_info"]
 
@@ -126,7 +126,8 @@ class SuiteResult:
                 if me.wall_ns == 0:
                     rows.append([wname, label, "-", "-", "-"] + ["-"] * len(self.profiles))
                     continue
-                row = [wname, label, f"{me.ops_per_s:,.0f}", f"{me.exits_per_op:.2f}",
+                rate = f"{me.ops_per_s:,.0f}" if me.ops_per_s >= 10 else f"{me.ops_per_s:.3g}"
+                row = [wname, label, rate, f"{me.exits_per_op:,.2f}",
                        f"{me.ns_per_exit:.0f}" if me.total_exits else "-"]
                 row += [f"{self.cycles(me, p):,.0f}" for p in self.profiles]
                 rows.append(row)
@@ -178,12 +179,13 @@ class SuiteResult:
 
 
 def run_suite(names=None, n=2000, profiles=None, host="type2", progress=None):
-    """Run the workloads ``names`` (default all) in every setting each
+    """Run the workloads ``names`` (default all but the mixed ones, such as
+    ``linux_boot``, which take minutes) in every setting each
     offers, ``n`` operations each, and price them under ``profiles``
     (names, paths or Profiles; default every shipped one) for a hypervisor
     of kind ``host`` (vtx.overhead.model).  ``progress(done, total,
     label)`` is called after each run.  A :class:`SuiteResult`."""
-    names = list(names or WORKLOADS)
+    names = list(names or DEFAULT_WORKLOADS)
     for w in names:
         if w not in WORKLOADS:
             raise ValueError(f"no workload {w!r}; the suite has {', '.join(WORKLOADS)}")

@@ -26,7 +26,8 @@ from ..bare import BareMetal
 from ..spec import ExitReason, ProcBased, VmcsField as F, capabilities
 from ..vm import RESUME, RETRY, STOP, VM, long_mode_tables
 
-__all__ = ["Workload", "Measurement", "WORKLOADS", "workload_names", "run_workload", "VARIANTS"]
+__all__ = ["Workload", "Measurement", "WORKLOADS", "DEFAULT_WORKLOADS", "workload_names", "run_workload",
+           "VARIANTS"]
 
 ENTRY = 0x1000
 MEMORY = 16 << 20
@@ -122,9 +123,14 @@ class Workload:
     native: bool = True
     #: The exit reason of one operation in the exiting setting (None: none).
     reason: object = None
+    #: A workload that is not the kernel's loop: run(n) returns a
+    #: Measurement (the mixed workloads; not in the default suite).
+    runner: object = None
 
     @property
     def variants(self):
+        if self.runner is not None:
+            return ("exiting",)
         v = ["exiting"]
         if self.control is not None:
             v.append("not-exiting")
@@ -167,6 +173,34 @@ WORKLOADS = {w.name: w for w in (
              setup=f"    mov rsi, {MMIO_BASE:#x}\n", exits_always=True, native=False,
              reason=ExitReason.EPT_VIOLATION),
 )}
+
+
+def _linux_boot(n):
+    """An unmodified Debian kernel booting to the busybox shell under the
+    PC's Python hypervisor (vtx.linux; the assets are fetched once and
+    cached).  One operation: the boot."""
+    from ..linux import LinuxAssetsUnavailable, fetch
+    from ..linux.machine import LinuxMachine
+    try:
+        assets = fetch()
+    except LinuxAssetsUnavailable as e:
+        return Measurement("linux_boot", "exiting", 1, 0, 0, {}, None, f"not run: {e}")
+    m = LinuxMachine(assets)
+    m.vm.reset_stats()
+    t0 = time.perf_counter_ns()
+    if not m.boot():
+        raise RuntimeError(f"the Linux boot did not reach the shell ({m.platform.stopped or 'budget spent'})")
+    wall = time.perf_counter_ns() - t0
+    s = m.vm.stats()
+    return Measurement("linux_boot", "exiting", 1, wall, s.instructions, s.exits, s)
+
+
+WORKLOADS["linux_boot"] = Workload("linux_boot", "mixed: a Linux boot to the shell prompt (vtx.linux)", "",
+                                   reason=None, runner=_linux_boot)
+
+#: The workloads ``run_suite`` and ``python -m vtx bench`` run unless named:
+#: all but the mixed ones, which take much longer.
+DEFAULT_WORKLOADS = tuple(n for n, w in WORKLOADS.items() if w.runner is None)
 
 
 def workload_names():
@@ -407,6 +441,8 @@ def run_workload(w, variant="exiting", n=1000, configure=None):
         raise ValueError(f"a variant is one of {', '.join(VARIANTS)}, not {variant!r}")
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n is a positive number of operations, not {n!r}")
+    if w.runner is not None and variant == "exiting":
+        return w.runner(n)
     if variant not in w.variants:
         why = ("the exits cannot be switched off" if variant == "not-exiting"
                else "it needs a device or timer the bare machine does not have")
