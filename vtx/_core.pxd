@@ -241,8 +241,10 @@ ctypedef struct Acct:
     uint64_t handler_insns[128]  # root-mode instructions from the exit to the next entry (x86 host)
     uint64_t min_ticks[128]      # round trip, exact (0: none yet)
     uint64_t max_ticks[128]
-    uint64_t run_min[128]        # the same for the current run (reset by VCpu._run)
+    uint64_t run_min[128]        # the same for the current run: valid where run_of[r] == run
     uint64_t run_max[128]
+    uint32_t run_of[128]
+    uint32_t run                 # advanced by every mark of a run (core/acct.pxi)
     uint32_t hist[128][128]      # round trip, log2 histogram with quarter-octave buckets
     AcctQual io                  # IO_INSTRUCTION by port | in << 16 | size << 17
     AcctQual msr                 # RDMSR / WRMSR by ECX | write << 32

@@ -961,7 +961,7 @@ cdef class VCpuBase:
     def _acct(self):
         """The accounting's detail since the last reset, as a dict
         (core/acct.pxi; vtx.overhead.Stats reads it)."""
-        return acct_dict(self.c, NULL)
+        return acct_cumulative(self.c)
 
     def _acct_mark(self):
         """A mark whose ``delta()`` is the accounting since it was made."""
@@ -1306,14 +1306,17 @@ cdef class VCpuBase:
                 if h is None:
                     account_exit_time(c)
                     raise UnhandledExit(ex)
-                t_h = now_ticks()
+                # The handler's share of the round trip: part of the detail
+                # (two clock reads per exit).
+                t_h = now_ticks() if acct_detail else 0
                 try:
                     r = h(self, ex)
                 except BaseException:
                     account_exit_time(c)
                     raise
                 finally:
-                    c.acct.handler_ticks[reason] += now_ticks() - t_h
+                    if t_h:
+                        c.acct.handler_ticks[reason] += now_ticks() - t_h
                 if r is RESUME:
                     if ex.instruction_length == 0:
                         raise HandlerReturnError(

@@ -119,8 +119,15 @@ class BareRunResult:
     exits: dict
     instructions: int
     wall_ns: int
-    #: The run's accounting in detail (:class:`vtx.overhead.Stats`).
-    stats: object = attrs.field(default=None, repr=False)
+    #: The core's accounting of the run, raw (an AcctMark of vtx/core/acct.pxi).
+    acct: object = attrs.field(default=None, repr=False, eq=False)
+    events: int = 0
+
+    @property
+    def stats(self):
+        """The run's accounting in detail (:class:`vtx.overhead.Stats`),
+        made when first read."""
+        return Stats.from_runs([self.acct] if self.acct else [], self.instructions, self.events, self.wall_ns)
 
     @property
     def total_exits(self):
@@ -239,8 +246,7 @@ class BareMetal(_Memory):
         for r in range(128):
             if after[r] != before[r]:
                 exits[ExitReason(r) if r in ExitReason._value2member_map_ else r] = after[r] - before[r]
-        return BareRunResult(why, ex, exits, n, wall,
-                             Stats.from_core(mark.delta(), n, self.cpu.events - ev0, wall))
+        return BareRunResult(why, ex, exits, n, wall, mark.end(), self.cpu.events - ev0)
 
     def stats(self):
         """The accounting since the machine was made or :meth:`reset_stats`

@@ -100,10 +100,18 @@ class RunResult:
     wall_ns: int
     events: int = 0
     vcpu: object = None
-    #: The run's accounting in detail (:class:`vtx.overhead.Stats`): the
-    #: time split and distribution per reason, the I/O port, MSR and CR
-    #: kinds, VMREAD/VMWRITE, entries, events, TLB flushes and page walks.
-    stats: object = attrs.field(default=None, repr=False)
+    #: The core's accounting of the run, raw (a list of the marks of
+    #: vtx/core/acct.pxi, one per vCPU turn): :attr:`stats` reads it.
+    acct: list = attrs.field(factory=list, repr=False, eq=False)
+
+    @property
+    def stats(self):
+        """The run's accounting in detail (:class:`vtx.overhead.Stats`): the
+        time split and distribution per reason, the I/O port, MSR and CR
+        kinds, VMREAD/VMWRITE, entries, events, TLB flushes and page walks.
+        Made when first read, so a run that nobody asks costs only the
+        counting."""
+        return Stats.from_runs(self.acct, self.instructions, self.events, self.wall_ns)
 
     @property
     def total_exits(self):
@@ -702,8 +710,7 @@ class VM(MemoryMap, _Memory):
             exits[key] = n
             exit_ns[key] = ns
         return RunResult(why, last, exits, exit_ns, instructions, wall, events,
-                         v if why in ("stop", "shutdown") else None,
-                         Stats.from_core(mark.delta(), instructions, events, wall))
+                         v if why in ("stop", "shutdown") else None, [mark.end()])
 
     def _run_all(self, max_instructions, quantum):
         """The round-robin of :meth:`run` over several vCPUs."""
@@ -715,7 +722,7 @@ class VM(MemoryMap, _Memory):
         exits, exit_ns = {}, {}
         instructions = events = 0
         idle = 0                  # vCPUs in a row that had nothing to do
-        stats = None
+        acct = []
         i = self._next % len(vcpus)
         t0 = time.perf_counter_ns()
         self._running = True
@@ -734,8 +741,7 @@ class VM(MemoryMap, _Memory):
                         why, last, per_reason, n, ev = v._run(self._handlers, self._default, q,
                                                               RESUME, RETRY, STOP)
                     finally:
-                        turn = Stats.from_core(mark.delta())
-                        stats = turn if stats is None else stats.merged(turn)
+                        acct.append(mark.end())
                 for r, (cnt, ns) in per_reason.items():
                     key = _REASON_KEYS[r]
                     exits[key] = exits.get(key, 0) + cnt
@@ -745,23 +751,21 @@ class VM(MemoryMap, _Memory):
                 if left is not None:
                     left -= n + ev
                 if why in ("stop", "shutdown"):
-                    return self._result_all(why, last, exits, exit_ns, instructions, t0, events, v, stats)
+                    return self._result_all(why, last, exits, exit_ns, instructions, t0, events, v, acct)
                 idle = idle + 1 if (why == "halted" and n + ev == 0 and not per_reason) else 0
                 i = (i + 1) % len(vcpus)
                 self._next = i
                 if idle >= len(vcpus):
-                    return self._result_all("halted", None, exits, exit_ns, instructions, t0, events, None, stats)
+                    return self._result_all("halted", None, exits, exit_ns, instructions, t0, events, None, acct)
                 if left is not None and left <= 0:
-                    return self._result_all("budget", None, exits, exit_ns, instructions, t0, events, None, stats)
+                    return self._result_all("budget", None, exits, exit_ns, instructions, t0, events, None, acct)
         finally:
             self._running = False
 
     @staticmethod
-    def _result_all(why, last, exits, exit_ns, instructions, t0, events, vcpu, stats):
-        wall = time.perf_counter_ns() - t0
-        stats = attrs.evolve(stats or Stats({}, {}, {}, {}), instructions=instructions, events=events,
-                             wall_ns=wall)
-        return RunResult(why, last, exits, exit_ns, instructions, wall, events, vcpu, stats)
+    def _result_all(why, last, exits, exit_ns, instructions, t0, events, vcpu, acct):
+        return RunResult(why, last, exits, exit_ns, instructions, time.perf_counter_ns() - t0, events, vcpu,
+                         acct)
 
     # --- accounting (docs/architecture.rst, "Accounting and cost profiles") -----------
 

@@ -31,16 +31,41 @@ def nanoseconds_per_tick():
     return ns_per_tick()
 
 
-cdef Acct* acct_mark(Cpu* c) except NULL:
-    """A copy of the parts of c.acct a run's delta needs (acct_dict): the
-    counts, the scalars and the rows of the reasons and tables in use, so
-    that marking a run costs little when few reasons occur.  Also resets
-    the run's minimum and maximum.  Free it with free()."""
-    cdef Acct* a = c.acct
-    cdef Acct* b = <Acct*>malloc(sizeof(Acct))
-    cdef int r
+# Buffers for the marks of runs, kept for reuse: an Acct is some 80 KiB, and
+# a run takes two snapshots of it (before and after); allocating and freeing
+# that much per run costs more than the run's fixed cost (page faults).
+cdef Acct* _acct_pool[8]
+cdef int _acct_pool_n = 0
+
+
+cdef Acct* _acct_get() except NULL:
+    global _acct_pool_n
+    cdef Acct* b
+    if _acct_pool_n:
+        _acct_pool_n -= 1
+        return _acct_pool[_acct_pool_n]
+    b = <Acct*>malloc(sizeof(Acct))
     if b == NULL:
         raise MemoryError()
+    return b
+
+
+cdef void _acct_put(Acct* b) noexcept:
+    global _acct_pool_n
+    if _acct_pool_n < 8:
+        _acct_pool[_acct_pool_n] = b
+        _acct_pool_n += 1
+    else:
+        free(b)
+
+
+cdef void acct_copy(Cpu* c, Acct* b) noexcept nogil:
+    """Copy into b the parts of c.acct a run's delta needs (acct_dict): the
+    counts, the scalars and the rows of the reasons and tables in use (a
+    reason not counted yet has all its rows zero), so that a snapshot costs
+    little when few reasons occur."""
+    cdef Acct* a = c.acct
+    cdef int r
     memcpy(b.count, a.count, sizeof(a.count))
     for r in range(128):
         if a.count[r]:
@@ -49,6 +74,14 @@ cdef Acct* acct_mark(Cpu* c) except NULL:
             b.guest_ticks[r] = a.guest_ticks[r]
             b.guest_insns[r] = a.guest_insns[r]
             b.handler_insns[r] = a.handler_insns[r]
+            b.min_ticks[r] = a.min_ticks[r]
+            b.max_ticks[r] = a.max_ticks[r]
+            if a.run_of[r] == a.run:
+                b.run_min[r] = a.run_min[r]
+                b.run_max[r] = a.run_max[r]
+            else:
+                b.run_min[r] = 0
+                b.run_max[r] = 0
             memcpy(b.hist[r], a.hist[r], sizeof(a.hist[r]))
     if a.io.used or a.io.other:
         memcpy(&b.io, &a.io, sizeof(a.io))
@@ -63,17 +96,14 @@ cdef Acct* acct_mark(Cpu* c) except NULL:
     memcpy(b.cr, a.cr, sizeof(a.cr))
     memcpy(b.delivered, a.delivered, sizeof(a.delivered))
     b.vmread_x86 = a.vmread_x86
+    b.vmwrite_x86 = a.vmwrite_x86
     b.vmread_x86_exits = a.vmread_x86_exits
     b.vmwrite_x86_exits = a.vmwrite_x86_exits
-    b.vmwrite_x86 = a.vmwrite_x86
     b.vmread_api = a.vmread_api
     b.vmwrite_api = a.vmwrite_api
     b.tlb_flushes = a.tlb_flushes
     b.page_walks = a.page_walks
-    b.entries0 = c.entries
-    memset(a.run_min, 0, sizeof(a.run_min))
-    memset(a.run_max, 0, sizeof(a.run_max))
-    return b
+    b.entries0 = c.entries          # in a snapshot: the entries so far
 
 
 cdef dict _qual_dict(AcctQual* t, AcctQual* base):
@@ -92,30 +122,32 @@ cdef dict _qual_dict(AcctQual* t, AcctQual* base):
     return d
 
 
-cdef dict acct_dict(Cpu* c, Acct* base):
-    """The accounting as a dict: cumulative since the last reset (base
-    NULL) or the delta since acct_mark made base, with the run's own minimum
-    and maximum.  Times are nanoseconds; the histogram's buckets stay in
-    ticks (bucket index -> count), with ``ns_per_tick`` to convert their
-    bounds (vtx/overhead/stats.py)."""
-    cdef Acct* a = c.acct
+cdef dict acct_dict(Acct* a, Acct* base, uint64_t entries):
+    """The accounting as a dict: ``a`` cumulative since the last reset (base
+    NULL, the extremes of all time) or a snapshot at a run's end and
+    ``base`` one at its start (the run's own extremes); ``entries`` the VM
+    entries of the view.  Times are nanoseconds; the histogram's buckets
+    stay in ticks (bucket index -> count), the extremes too, with
+    ``ns_per_tick`` to convert them (vtx/overhead/stats.py)."""
     cdef dict reasons = {}
     cdef dict hist
     cdef uint64_t n, h
     cdef int r, i
+    cdef int delta
     cdef double k = ns_per_tick()
     for r in range(128):
         n = a.count[r] - (base.count[r] if base != NULL else 0)
         if n == 0:
             continue
+        delta = base != NULL and base.count[r] != 0
         hist = {}
         for i in range(128):
             h = a.hist[r][i]
-            if base != NULL and base.count[r]:
+            if delta:
                 h -= base.hist[r][i]
             if h:
                 hist[i] = h
-        if base != NULL and base.count[r]:
+        if delta:
             reasons[r] = (n, <uint64_t>((a.rt_ticks[r] - base.rt_ticks[r]) * k),
                           <uint64_t>((a.handler_ticks[r] - base.handler_ticks[r]) * k),
                           <uint64_t>((a.guest_ticks[r] - base.guest_ticks[r]) * k),
@@ -140,16 +172,20 @@ cdef dict acct_dict(Cpu* c, Acct* base):
         "cr": cr,
         "vmread_x86": a.vmread_x86 - (base.vmread_x86 if base != NULL else 0),
         "vmwrite_x86": a.vmwrite_x86 - (base.vmwrite_x86 if base != NULL else 0),
-        "vmread_api": a.vmread_api - (base.vmread_api if base != NULL else 0),
         "vmread_x86_exits": a.vmread_x86_exits - (base.vmread_x86_exits if base != NULL else 0),
         "vmwrite_x86_exits": a.vmwrite_x86_exits - (base.vmwrite_x86_exits if base != NULL else 0),
+        "vmread_api": a.vmread_api - (base.vmread_api if base != NULL else 0),
         "vmwrite_api": a.vmwrite_api - (base.vmwrite_api if base != NULL else 0),
         "delivered": [a.delivered[i] - (base.delivered[i] if base != NULL else 0) for i in range(8)],
         "tlb_flushes": a.tlb_flushes - (base.tlb_flushes if base != NULL else 0),
         "page_walks": a.page_walks - (base.page_walks if base != NULL else 0),
-        "entries": c.entries - (base.entries0 if base != NULL else a.entries0),
+        "entries": entries,
         "ns_per_tick": k,
     }
+
+
+cdef dict acct_cumulative(Cpu* c):
+    return acct_dict(c.acct, NULL, c.entries - c.acct.entries0)
 
 
 cdef void acct_reset(Cpu* c) noexcept nogil:
@@ -164,24 +200,52 @@ cdef void acct_reset(Cpu* c) noexcept nogil:
 
 
 cdef class AcctMark:
-    """The accounting of one processor at a moment: ``delta()`` is what it
-    counted since (VM.run takes one per run)."""
+    """A run's accounting: ``begin`` snapshots the processor's before the
+    run, ``end()`` after it, and ``to_dict()`` builds the difference when
+    someone reads it (VM.run keeps one per run in RunResult.acct, so a run
+    whose stats nobody reads pays two snapshots and no Python objects)."""
     cdef Cpu* c
     cdef Acct* base
+    cdef Acct* last
+    cdef dict cached
     cdef object owner         # keeps the machine, and so the Cpu, alive
 
     def __dealloc__(self):
         if self.base != NULL:
-            free(self.base)
+            _acct_put(self.base)
             self.base = NULL
+        if self.last != NULL:
+            _acct_put(self.last)
+            self.last = NULL
+
+    def end(self):
+        """Snapshot the accounting at the run's end (once)."""
+        if self.last == NULL:
+            self.last = _acct_get()
+            acct_copy(self.c, self.last)
+        return self
+
+    def to_dict(self):
+        if self.cached is None:
+            self.end()
+            self.cached = acct_dict(self.last, self.base, self.last.entries0 - self.base.entries0)
+            _acct_put(self.base)
+            _acct_put(self.last)
+            self.base = self.last = NULL
+        return self.cached
 
     def delta(self):
-        return acct_dict(self.c, self.base)
+        """end() and to_dict()."""
+        return self.end().to_dict()
 
 
 cdef AcctMark _acct_mark_of(Cpu* c, object owner):
+    """A mark at the start of a run; the run's minimum and maximum start
+    again."""
     cdef AcctMark m = AcctMark.__new__(AcctMark)
     m.c = c
     m.owner = owner
-    m.base = acct_mark(c)
+    m.base = _acct_get()
+    acct_copy(c, m.base)
+    c.acct.run += 1
     return m

@@ -535,7 +535,7 @@ cdef class Processor:
 
     def _acct(self):
         """The accounting's detail since the last reset (core/acct.pxi)."""
-        return acct_dict(self.c, NULL)
+        return acct_cumulative(self.c)
 
     def _acct_mark(self):
         return _acct_mark_of(self.c, self)

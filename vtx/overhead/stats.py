@@ -194,6 +194,15 @@ class Stats:
                    d["io_other"], d["msr_other"], instructions, events, wall_ns, d["vmread_x86_exits"],
                    d["vmwrite_x86_exits"])
 
+    @classmethod
+    def from_runs(cls, dicts, instructions=0, events=0, wall_ns=0):
+        """The sum of several of the core's dicts (the turns of a run over
+        several vCPUs), with a run's totals."""
+        total = cls({}, {}, {}, {})
+        for d in dicts:
+            total = total.merged(cls.from_core(d if isinstance(d, dict) else d.to_dict()))
+        return attrs.evolve(total, instructions=instructions, events=events, wall_ns=wall_ns)
+
     # --- sums ---------------------------------------------------------------------
 
     @property

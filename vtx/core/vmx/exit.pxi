@@ -372,6 +372,12 @@ cdef inline void acct_sample(Acct* a, int r, uint64_t d) noexcept nogil:
         a.min_ticks[r] = d if d else 1
     if d > a.max_ticks[r]:
         a.max_ticks[r] = d
+    if a.run_of[r] != a.run:
+        # The first of this reason in the current run: its extremes start
+        # again (lazily, so that marking a run resets nothing).
+        a.run_of[r] = a.run
+        a.run_min[r] = 0
+        a.run_max[r] = 0
     if a.run_min[r] == 0 or d < a.run_min[r]:
         a.run_min[r] = d if d else 1
     if d > a.run_max[r]:
