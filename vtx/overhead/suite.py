@@ -143,6 +143,14 @@ class SuiteResult:
         notes = [f"{me.workload} ({me.variant}): {me.note}" for me in self.measurements
                  if me.note and me.variant in WORKLOADS[me.workload].variants]
         lines += notes
+        refs = {}
+        for p in self.profiles:
+            for key in sorted({v.split(":")[0] for v in p.sources.values()}):
+                if key in p.references:
+                    refs.setdefault(key, p.references[key])
+        if refs:
+            lines.append("sources of the profiles' numbers:")
+            lines += [f"  {k}: {v}" for k, v in refs.items()]
         return "\n".join(lines)
 
     def charts(self, directory):
