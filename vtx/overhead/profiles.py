@@ -101,7 +101,7 @@ def load_profile(which):
         raise TypeError(f"a profile is a name, a path or a Profile, not {which!r}")
     text = str(which)
     if text in DEFAULT_PROFILES:
-        res = importlib.resources.files(__package__).joinpath("profiles", text + ".toml")
+        res = importlib.resources.files(__package__).joinpath("profiles").joinpath(text + ".toml")
         with res.open("rb") as f:
             return Profile.from_dict(tomllib.load(f), f"vtx/overhead/profiles/{text}.toml")
     if os.path.exists(text):
