@@ -11,7 +11,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog=prog, description="vtx: a software model of Intel VT-x")
     from . import __version__
     parser.add_argument("--version", action="version", version=f"vtx {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="subcommand", metavar="COMMAND")
     sub.add_parser("demo", help="run a hello-world guest in real, protected and long mode under a "
                                 "Python hypervisor and show its VM exits")
     lx = sub.add_parser("linux", help="boot an unmodified Debian Linux kernel with a busybox initramfs "
@@ -28,14 +28,19 @@ def main(argv=None):
     lx.add_argument("--apic", action="store_true",
                     help="give the PC a local APIC and an I/O APIC (described by ACPI tables) instead of "
                          "the 8259 PIC alone")
+    lx.add_argument("--cpus", type=int, default=1,
+                    help="the number of vCPUs (default 1; more than one needs --apic): the first boots, "
+                         "the kernel starts the others with INIT and start-up IPIs")
     from .overhead import cli as bench_cli
     bench_cli.add_parser(sub)
     args = parser.parse_args(argv)
-    if args.command == "bench":
+    if args.subcommand == "bench":
         return bench_cli.main(args)
-    if args.command == "linux":
+    if args.subcommand == "linux" and (args.cpus < 1 or (args.cpus > 1 and not args.apic)):
+        parser.error("--cpus is at least 1, and more than one needs --apic")
+    if args.subcommand == "linux":
         return _linux(args)
-    if args.command == "demo":
+    if args.subcommand == "demo":
         from .demo import demo
         try:
             return demo()
@@ -59,7 +64,7 @@ def _linux(args):
         sys.stdout.write(data.decode("utf-8", "replace"))
         sys.stdout.flush()
     m = LinuxMachine(assets, memory=args.memory << 20, cmdline=args.cmdline or DEFAULT_CMDLINE,
-                     console=None if args.quiet else echo, apic=args.apic)
+                     console=None if args.quiet else echo, apic=args.apic, cpus=args.cpus)
     if not m.boot():
         print(f"\nthe boot did not reach the shell prompt ({m.platform.stopped or 'budget spent'})",
               file=sys.stderr)

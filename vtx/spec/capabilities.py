@@ -59,7 +59,8 @@ VMCS_MEMORY_TYPE_WB = 6
 
 #: The optional controls the model implements, by group prefix (besides the default1 bits).
 SUPPORTED_CONTROLS = {
-    "PIN": ("EXTERNAL_INTERRUPT_EXITING", "NMI_EXITING", "VIRTUAL_NMIS", "ACTIVATE_VMX_PREEMPTION_TIMER"),
+    "PIN": ("EXTERNAL_INTERRUPT_EXITING", "NMI_EXITING", "VIRTUAL_NMIS", "ACTIVATE_VMX_PREEMPTION_TIMER",
+            "PROCESS_POSTED_INTERRUPTS"),
     "PROC": (
         "INTERRUPT_WINDOW_EXITING",
         "NMI_WINDOW_EXITING",
@@ -69,6 +70,9 @@ SUPPORTED_CONTROLS = {
         "MWAIT_EXITING",
         "RDPMC_EXITING",
         "RDTSC_EXITING",
+        "CR8_LOAD_EXITING",
+        "CR8_STORE_EXITING",
+        "USE_TPR_SHADOW",
         "MOV_DR_EXITING",
         "UNCONDITIONAL_IO_EXITING",
         "USE_IO_BITMAPS",
@@ -79,17 +83,22 @@ SUPPORTED_CONTROLS = {
         "ACTIVATE_SECONDARY_CONTROLS",
     ),
     "PROC2": (
+        "VIRTUALIZE_APIC_ACCESSES",
         "ENABLE_EPT",
         "DESCRIPTOR_TABLE_EXITING",
         "ENABLE_RDTSCP",
+        "VIRTUALIZE_X2APIC_MODE",
         "ENABLE_VPID",
         "WBINVD_EXITING",
         "UNRESTRICTED_GUEST",
+        "APIC_REGISTER_VIRTUALIZATION",
+        "VIRTUAL_INTERRUPT_DELIVERY",
         "PAUSE_LOOP_EXITING",
         "RDRAND_EXITING",
         "ENABLE_INVPCID",
         "ENABLE_VM_FUNCTIONS",
         "RDSEED_EXITING",
+        "ENABLE_PML",
     ),
     "EXIT_CTL": (
         "HOST_ADDRESS_SPACE_SIZE",
@@ -165,6 +174,7 @@ MISC = (
     MISC_PREEMPTION_TIMER_RATE  # bits 4:0
     | (1 << 5)  # VM exits store EFER.LMA into the "IA-32e mode guest" entry control
     | (1 << 6)  # activity state HLT is supported (bits 8:6: HLT, shutdown, wait-for-SIPI)
+    | (1 << 7)  # and shutdown (entered by VM entry; left by an NMI or INIT, core/vmx/events.pxi)
     | (1 << 8)  # and wait-for-SIPI (vcpu.init(), vcpu.sipi(); SDM 27.3.1.5, 27.7.2)
     | (MISC_CR3_TARGET_COUNT << 16)  # bits 24:16
     | (MISC_MAX_MSR_LIST << 25)  # bits 27:25
@@ -277,6 +287,7 @@ EPT_VPID_SUPPORTED = (
     "PDE_2MB_PAGES",
     "PDPTE_1GB_PAGES",
     "INVEPT",
+    "ACCESSED_DIRTY_FLAGS",
     "INVEPT_SINGLE_CONTEXT",
     "INVEPT_ALL_CONTEXT",
     "INVVPID",
