@@ -174,4 +174,36 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             _footprint_slowdown(tw, rows)
     tw.write_line("vtx/Unicorn: vtx's speed over Unicorn's, above 1 when vtx is faster (for a time or "
                   "ns figure, Unicorn's time over vtx's).")
+    _overhead_summary(tw, session.benchmarks)
     tw.write_line("Save a run with --benchmark-autosave; compare with --benchmark-compare.")
+
+
+def _overhead_summary(tw, benchmarks):
+    """benchmarks/test_overhead.py: per workload and setting, the measured
+    figures and the modeled cycles per operation; then the accounting's
+    detail on and off."""
+    rows, acct = [], {}
+    for b in benchmarks:
+        if b.has_error or not b.stats:
+            continue
+        d = b.as_dict()
+        info = d.get("extra_info", {})
+        if "overhead" in info:
+            rows.append((d["param"] or d["name"], info["overhead"]))
+        elif d["name"].startswith("test_accounting_"):
+            acct[d["name"]] = info.get("ns_per_exit", info.get("ns_per_instr"))
+    if rows:
+        cycles = [k for k in rows[0][1] if k.startswith("cycles_per_op[")]
+        tw.write_sep("=", "exit overhead per workload (modeled cycles per operation by profile)")
+        tw.write_line(f"{'workload-setting':<26} {'ops/s':>12} {'exits/op':>9} {'ns/exit':>8} "
+                      + " ".join(f"{c[len('cycles_per_op['):-1]:>20}" for c in cycles))
+        for name, o in rows:
+            tw.write_line(f"{name:<26} {o['ops_per_s']:>12,.0f} {o['exits_per_op']:>9.2f} "
+                          f"{o['ns_per_exit']:>8.0f} " + " ".join(f"{o[c]:>20,.0f}" for c in cycles))
+    if acct:
+        tw.write_sep("=", "the accounting's detail on and off (same run)")
+        for what, unit in (("out_exit", "ns/exit"), ("tight_loop", "ns/instr")):
+            on, off = acct.get(f"test_accounting_{what}[on]"), acct.get(f"test_accounting_{what}[off]")
+            if on is not None and off is not None:
+                tw.write_line(f"{what:<12} on {on:8.2f} {unit}   off {off:8.2f} {unit}   "
+                              f"cost {on - off:+.2f} {unit} ({100 * (on - off) / off:+.1f}%)")

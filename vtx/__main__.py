@@ -1,4 +1,4 @@
-"""Command line: ``python -m vtx demo``."""
+"""Command line: ``python -m vtx demo``, ``linux``, ``bench``."""
 
 import argparse
 import os
@@ -31,7 +31,11 @@ def main(argv=None):
     lx.add_argument("--cpus", type=int, default=1,
                     help="the number of vCPUs (default 1; more than one needs --apic): the first boots, "
                          "the kernel starts the others with INIT and start-up IPIs")
+    from .overhead import cli as bench_cli
+    bench_cli.add_parser(sub)
     args = parser.parse_args(argv)
+    if args.subcommand == "bench":
+        return bench_cli.main(args)
     if args.subcommand == "linux" and (args.cpus < 1 or (args.cpus > 1 and not args.apic)):
         parser.error("--cpus is at least 1, and more than one needs --apic")
     if args.subcommand == "linux":

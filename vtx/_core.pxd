@@ -239,6 +239,45 @@ ctypedef struct FpuState:
     uint32_t mxcsr        # (reset: 1F80H)
     uint64_t xmm[16][2]   # XMM0-XMM15: [0] bits 63:0, [1] bits 127:64
 
+# Accounting beyond the exit counts (docs/architecture.rst, "Accounting and
+# cost profiles"): the split of each exit's wall time, its distribution, the
+# qualification kinds that matter for pricing, VMREAD/VMWRITE, events, TLB
+# flushes and page walks.  All of it is counted at points the model passes
+# anyway (an exit, an entry, a flush, a walk), never per instruction.
+ctypedef struct AcctQual:
+    # A small open-addressed table of (key, count): I/O ports, MSR numbers.
+    uint64_t key[64]      # key + 1 (0: an empty slot)
+    uint64_t count[64]
+    uint64_t other        # exits whose key found no free slot
+    uint32_t used
+
+ctypedef struct Acct:
+    uint64_t count[128]          # exits per basic reason since the last reset
+    uint64_t rt_ticks[128]       # exit to the next entry (the model's exit path + the handler)
+    uint64_t handler_ticks[128]  # inside the Python handler
+    uint64_t guest_ticks[128]    # guest execution from the entry before to the exit
+    uint64_t guest_insns[128]    # guest instructions retired in that time
+    uint64_t handler_insns[128]  # root-mode instructions from the exit to the next entry (x86 host)
+    uint64_t min_ticks[128]      # round trip, exact (0: none yet)
+    uint64_t max_ticks[128]
+    uint64_t run_min[128]        # the same for the current run: valid where run_of[r] == run
+    uint64_t run_max[128]
+    uint32_t run_of[128]
+    uint32_t run                 # advanced by every mark of a run (core/acct.pxi)
+    uint32_t hist[128][128]      # round trip, log2 histogram with quarter-octave buckets
+    AcctQual io                  # IO_INSTRUCTION by port | in << 16 | size << 17
+    AcctQual msr                 # RDMSR / WRMSR by ECX | write << 32
+    uint64_t cr[64]              # CR_ACCESS by qualification bits 5:0 (CR number, access type)
+    uint64_t vmread_x86, vmwrite_x86, vmread_api, vmwrite_api
+    uint64_t vmread_x86_exits, vmwrite_x86_exits  # those of x86 code between an exit and the next entry
+    uint64_t delivered[8]        # events through the IVT/IDT per interruption type
+    uint64_t tlb_flushes         # flushes of everything, of one PCID, of the non-global entries
+    uint64_t page_walks          # guest paging walks (TLB misses)
+    uint64_t entries0            # Cpu.entries at the last reset
+    uint64_t guest_t0            # now_ticks() at the last entry
+    uint64_t guest_i0            # icount at the last entry (guest instructions start)
+    uint64_t exit_i0             # icount at the last exit (handler instructions start)
+
 ctypedef struct Cpu:
     # --- architectural state -------------------------------------------
     uint64_t regs[16]
@@ -420,6 +459,7 @@ ctypedef struct Cpu:
     uint64_t exit_t0      # now_ticks() when the last exit happened
     int acct_reason       # reason of that exit while its time runs, else -1
     uint64_t entries
+    Acct* acct            # the detail (core/acct.pxi): its own allocation, so Cpu keeps its size
 
     # --- who is using the CPU (set and tested with the GIL held) ---------
     int running           # inside VCpu._run, handlers included: no second run

@@ -47,6 +47,7 @@ include "core/vmx/entry.pxi"
 include "core/vmx/exit.pxi"
 include "core/vmx/insn.pxi"
 include "core/run.pxi"
+include "core/acct.pxi"
 include "core/exits.pxi"
 include "core/hostmem.pxi"
 include "core/bare.pxi"
@@ -207,6 +208,11 @@ cdef class Machine:
             raise MemoryError()
         c.tlb = <TlbEntry*>calloc(TLB_ENTRIES, sizeof(TlbEntry))
         if c.tlb == NULL:
+            free(c)
+            raise MemoryError()
+        c.acct = <Acct*>calloc(1, sizeof(Acct))
+        if c.acct == NULL:
+            free(c.tlb)
             free(c)
             raise MemoryError()
         # Entered only once whole: code_page_written reaches every entry.
@@ -553,6 +559,7 @@ cdef class Machine:
         if self.cpus != NULL:
             for k in range(self.ncpus):
                 free(self.cpus[k].tlb)
+                free(self.cpus[k].acct)
                 free(self.cpus[k])
             free(self.cpus)
             self.cpus = NULL
@@ -700,6 +707,7 @@ cdef class VCpuBase:
         cdef uint64_t v
         cdef uint32_t e = _encoding(enc)
         v = vmcs_read_enc(self.c.vmx.vmcs, e, &ok)
+        self.c.acct.vmread_api += 1
         if not ok:
             raise VtxError(f"VMCS has no component with encoding {e:#06x} "
                            f"(VMREAD would fail with VM-instruction error 12)")
@@ -715,6 +723,7 @@ cdef class VCpuBase:
                            f"(VMWRITE would fail with VM-instruction error 12)")
         cdef uint64_t v = _fit(value, 8 * w, f"VMCS field {e:#06x}")
         _host_writes_vmcs(self.c)
+        self.c.acct.vmwrite_api += 1
         vmcs_write_tracked(self.c, e, v)
 
     @property
@@ -949,6 +958,20 @@ cdef class VCpuBase:
     def exit_counts(self):
         """Exits per basic reason (a list of 128 counts)."""
         return [self.c.exit_count[i] for i in range(128)]
+
+    def _acct(self):
+        """The accounting's detail since the last reset, as a dict
+        (core/acct.pxi; vtx.overhead.Stats reads it)."""
+        return acct_cumulative(self.c)
+
+    def _acct_mark(self):
+        """A mark whose ``delta()`` is the accounting since it was made."""
+        return _acct_mark_of(self.c, self)
+
+    def _acct_reset(self):
+        if self.c.running:
+            raise VmStateError("the accounting is reset between runs, not during one")
+        acct_reset(self.c)
 
     def exit_nanoseconds(self):
         """Wall-clock nanoseconds per basic reason, from the VM exit to the
@@ -1265,6 +1288,7 @@ cdef class VCpuBase:
         cdef Exit ex
         cdef object h, r
         cdef uint32_t reason
+        cdef uint64_t t_h
         cdef uint64_t limit = c.icount + c.events + budget if budget else 0xFFFFFFFFFFFFFFFFULL
         cdef HostMemory priv = self.machine.priv_mem
         while True:
@@ -1312,11 +1336,17 @@ cdef class VCpuBase:
                 if h is None:
                     account_exit_time(c)
                     raise UnhandledExit(ex)
+                # The handler's share of the round trip: part of the detail
+                # (two clock reads per exit).
+                t_h = now_ticks() if acct_detail else 0
                 try:
                     r = h(self, ex)
                 except BaseException:
                     account_exit_time(c)
                     raise
+                finally:
+                    if t_h:
+                        c.acct.handler_ticks[reason] += now_ticks() - t_h
                 if r is RESUME:
                     if ex.instruction_length == 0:
                         raise HandlerReturnError(
@@ -1336,7 +1366,19 @@ cdef class VCpuBase:
                     f"the handler {getattr(h, '__qualname__', h)!r} for {ex.name} returned {r!r}; "
                     f"an exit handler returns vtx.RESUME, vtx.RETRY or vtx.STOP")
             elif rc == RC_MMIO:
-                self._mmio_answer()
+                # An MMIO access is an EPT violation on the processor (the
+                # count is _mmio_answer's); here its time, all of it the
+                # handler's: the model has no exit path for it.
+                t_h = now_ticks()
+                try:
+                    self._mmio_answer()
+                finally:
+                    t_h = now_ticks() - t_h
+                    c.acct.count[EXIT_REASON_EPT_VIOLATION] += 1
+                    c.acct.rt_ticks[EXIT_REASON_EPT_VIOLATION] += t_h
+                    c.acct.handler_ticks[EXIT_REASON_EPT_VIOLATION] += t_h
+                    if acct_detail:
+                        acct_sample(c.acct, EXIT_REASON_EPT_VIOLATION, t_h)
             elif rc == RC_BUDGET:
                 return ("budget", None)
             elif rc == RC_HALTED:

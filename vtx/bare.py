@@ -24,6 +24,7 @@ import attrs
 
 from . import _core
 from .errors import ArgumentError
+from .overhead.stats import Stats
 from .spec import ExitReason
 from .types import VmcsView
 from .vm import GDT_LIMIT, _check_memory_size, _Memory, gdt_bytes, long_mode_tables
@@ -118,6 +119,15 @@ class BareRunResult:
     exits: dict
     instructions: int
     wall_ns: int
+    #: The core's accounting of the run, raw (an AcctMark of vtx/core/acct.pxi).
+    acct: object = attrs.field(default=None, repr=False, eq=False)
+    events: int = 0
+
+    @property
+    def stats(self):
+        """The run's accounting in detail (:class:`vtx.overhead.Stats`),
+        made when first read."""
+        return Stats.from_runs([self.acct] if self.acct else [], self.instructions, self.events, self.wall_ns)
 
     @property
     def total_exits(self):
@@ -226,6 +236,8 @@ class BareMetal(_Memory):
                 raise ArgumentError(f"max_instructions is an int in [1, {_core.MAX_BUDGET:#x}] or None, "
                                     f"not {max_instructions!r}")
         before = self.cpu.exit_counts()
+        mark = self.cpu._acct_mark()
+        ev0 = self.cpu.events
         t0 = time.perf_counter_ns()
         why, ex, n = self.cpu._run(max_instructions or 0, self._port)
         wall = time.perf_counter_ns() - t0
@@ -234,4 +246,13 @@ class BareMetal(_Memory):
         for r in range(128):
             if after[r] != before[r]:
                 exits[ExitReason(r) if r in ExitReason._value2member_map_ else r] = after[r] - before[r]
-        return BareRunResult(why, ex, exits, n, wall)
+        return BareRunResult(why, ex, exits, n, wall, mark.end(), self.cpu.events - ev0)
+
+    def stats(self):
+        """The accounting since the machine was made or :meth:`reset_stats`
+        (:class:`vtx.overhead.Stats`; see :meth:`vtx.VM.stats`)."""
+        return Stats.from_core(self.cpu._acct(), self.cpu.instructions, self.cpu.events)
+
+    def reset_stats(self):
+        """Start the accounting of :meth:`stats` again (between runs)."""
+        self.cpu._acct_reset()

@@ -19,6 +19,7 @@ import attrs
 from . import _core
 from .errors import ArgumentError, VmStateError
 from .memory import MemoryMap
+from .overhead.stats import Stats
 from .spec import (EntryControls, ExitControls, ExitReason, ProcBased, ProcBased2, VmcsField as F,
                    capabilities)
 from .types import DescriptorTable, Segment
@@ -99,6 +100,18 @@ class RunResult:
     wall_ns: int
     events: int = 0
     vcpu: object = None
+    #: The core's accounting of the run, raw (a list of the marks of
+    #: vtx/core/acct.pxi, one per vCPU turn): :attr:`stats` reads it.
+    acct: list = attrs.field(factory=list, repr=False, eq=False)
+
+    @property
+    def stats(self):
+        """The run's accounting in detail (:class:`vtx.overhead.Stats`): the
+        time split and distribution per reason, the I/O port, MSR and CR
+        kinds, VMREAD/VMWRITE, entries, events, TLB flushes and page walks.
+        Made when first read, so a run that nobody asks costs only the
+        counting."""
+        return Stats.from_runs(self.acct, self.instructions, self.events, self.wall_ns)
 
     @property
     def total_exits(self):
@@ -688,6 +701,7 @@ class VM(MemoryMap, _Memory):
         outer = not _core._vcpu_busy(v)
         if outer:
             self._run_thread = threading.get_ident()
+        mark = v._acct_mark()
         t0 = time.perf_counter_ns()
         try:
             why, last, per_reason, instructions, events = v._run(self._handlers, self._default, budget,
@@ -702,7 +716,7 @@ class VM(MemoryMap, _Memory):
             exits[key] = n
             exit_ns[key] = ns
         return RunResult(why, last, exits, exit_ns, instructions, wall, events,
-                         v if why in ("stop", "shutdown") else None)
+                         v if why in ("stop", "shutdown") else None, [mark.end()])
 
     def _run_all(self, max_instructions, quantum):
         """The round-robin of :meth:`run` over several vCPUs."""
@@ -714,6 +728,7 @@ class VM(MemoryMap, _Memory):
         exits, exit_ns = {}, {}
         instructions = events = 0
         idle = 0                  # vCPUs in a row that had nothing to do
+        acct = []
         i = self._next % len(vcpus)
         t0 = time.perf_counter_ns()
         self._running = True
@@ -730,8 +745,12 @@ class VM(MemoryMap, _Memory):
                                      time.perf_counter_ns() - t0, events, None)
                 else:
                     q = quantum if left is None else min(quantum, left)
-                    why, last, per_reason, n, ev = v._run(self._handlers, self._default, q,
-                                                          RESUME, RETRY, STOP)
+                    mark = v._acct_mark()
+                    try:
+                        why, last, per_reason, n, ev = v._run(self._handlers, self._default, q,
+                                                              RESUME, RETRY, STOP)
+                    finally:
+                        acct.append(mark.end())
                 for r, (cnt, ns) in per_reason.items():
                     key = _REASON_KEYS[r]
                     exits[key] = exits.get(key, 0) + cnt
@@ -741,16 +760,42 @@ class VM(MemoryMap, _Memory):
                 if left is not None:
                     left -= n + ev
                 if why in ("stop", "shutdown"):
-                    return RunResult(why, last, exits, exit_ns, instructions,
-                                     time.perf_counter_ns() - t0, events, v)
+                    return self._result_all(why, last, exits, exit_ns, instructions, t0, events, v, acct)
                 idle = idle + 1 if (why == "halted" and n + ev == 0 and not per_reason) else 0
                 i = (i + 1) % len(vcpus)
                 self._next = i
                 if idle >= len(vcpus):
-                    return RunResult("halted", None, exits, exit_ns, instructions,
-                                     time.perf_counter_ns() - t0, events, None)
+                    return self._result_all("halted", None, exits, exit_ns, instructions, t0, events, None, acct)
                 if left is not None and left <= 0:
-                    return RunResult("budget", None, exits, exit_ns, instructions,
-                                     time.perf_counter_ns() - t0, events, None)
+                    return self._result_all("budget", None, exits, exit_ns, instructions, t0, events, None, acct)
         finally:
             self._running = False
+
+    @staticmethod
+    def _result_all(why, last, exits, exit_ns, instructions, t0, events, vcpu, acct):
+        return RunResult(why, last, exits, exit_ns, instructions, time.perf_counter_ns() - t0, events, vcpu,
+                         acct)
+
+    # --- accounting (docs/architecture.rst, "Accounting and cost profiles") -----------
+
+    def stats(self):
+        """The accounting since the vCPUs were made or :meth:`reset_stats`, all
+        vCPUs summed (:class:`vtx.overhead.Stats`: per exit reason the count,
+        time split and round-trip distribution, the I/O port, MSR and CR
+        kinds, VMREAD/VMWRITE, entries, events, TLB flushes, page walks).
+        ``instructions`` and ``events`` are those since the vCPUs were
+        made."""
+        total = None
+        for v in self._vcpus:
+            s = Stats.from_core(v._acct(), v.instructions, v.events)
+            total = s if total is None else total.merged(s)
+        return total if total is not None else Stats({}, {}, {}, {})
+
+    def reset_stats(self):
+        """Start the accounting of :meth:`stats` again (between runs).  The
+        vCPUs' exit counts since they were made (``exit_counts()``), which
+        snapshots keep, are not touched."""
+        if self._running:
+            raise VmStateError("reset_stats: the VM is running (call it between runs)")
+        for v in self._vcpus:
+            v._acct_reset()

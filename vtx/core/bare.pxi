@@ -393,6 +393,7 @@ cdef class Processor:
         cdef uint64_t v = 0
         cdef uint32_t e = _encoding(enc)
         self._root("VMREAD")
+        self.c.acct.vmread_api += 1
         self._done("VMREAD", vmx_op_vmread(self.c, e, &v))
         return v
 
@@ -400,6 +401,7 @@ cdef class Processor:
         cdef uint32_t e = _encoding(enc)
         cdef uint64_t v = _fit(value, 64, f"VMCS field {e:#06x}")
         self._root("VMWRITE")
+        self.c.acct.vmwrite_api += 1
         self._done("VMWRITE", vmx_op_vmwrite(self.c, e, v))
 
     @property
@@ -530,6 +532,18 @@ cdef class Processor:
         event boundary): with :attr:`instructions`, the steps a run's budget
         counts."""
         return self.c.events
+
+    def _acct(self):
+        """The accounting's detail since the last reset (core/acct.pxi)."""
+        return acct_cumulative(self.c)
+
+    def _acct_mark(self):
+        return _acct_mark_of(self.c, self)
+
+    def _acct_reset(self):
+        if self.c.running:
+            raise VmStateError("the accounting is reset between runs, not during one")
+        acct_reset(self.c)
 
     def exit_counts(self):
         """VM exits per basic reason (a list of 128 counts): those x86 host

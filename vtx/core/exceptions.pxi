@@ -344,6 +344,7 @@ cdef inline void delivered(Cpu* c, int typ, int retire) noexcept nogil:
     else:
         c.events += 1
         spend(c, 1)
+    c.acct.delivered[typ & 7] += 1     # accounting (docs/architecture.rst, "Accounting and cost profiles")
 
 
 cdef enum:

@@ -110,6 +110,7 @@ cdef inline uint64_t tlb_config(Cpu* c) noexcept nogil:
 
 cdef inline void tlb_flush(Cpu* c) noexcept nogil:
     """Drop every entry, global ones and those of every PCID."""
+    c.acct.tlb_flushes += 1
     c.tlb_gen += 1
     c.tlb_epoch += 1
     c.tlb_large = 0
@@ -118,12 +119,14 @@ cdef inline void tlb_flush(Cpu* c) noexcept nogil:
 
 cdef inline void tlb_flush_pcid(Cpu* c, uint32_t pcid) noexcept nogil:
     """Drop the non-global entries of one PCID."""
+    c.acct.tlb_flushes += 1
     c.pcid_gen[pcid & 0xFFF] += 1
     c.tlb_gen += 1
 
 
 cdef inline void tlb_flush_nonglobal(Cpu* c) noexcept nogil:
     """Drop the non-global entries of every PCID (INVPCID type 3)."""
+    c.acct.tlb_flushes += 1
     c.tlb_ngen += 1
     c.tlb_gen += 1
 
@@ -620,6 +623,7 @@ cdef int page_walk(Cpu* c, uint64_t lin, int kind, int user, uint64_t* gpa_out, 
     cdef int nxe = (c.efer & EFER_NXE) != 0
     cdef int smap = (c.cr4 & CR4_SMAP) != 0
     cdef uint32_t perm
+    c.acct.page_walks += 1      # accounting (docs/architecture.rst, "Accounting and cost profiles")
     # I/D (bit 4) reports a fetch when CR4.SMEP = 1, or with PAE or 4-level
     # paging and EFER.NXE = 1 (SDM Vol. 3A 4.7).
     if kind == ACC_FETCH and ((c.cr4 & CR4_SMEP) or (nxe and c.paging != 2)):

@@ -259,6 +259,9 @@ cdef list _snap_rows(Cpu* c):
     _fld(r, c, "exit_t0", &c.exit_t0, sizeof(c.exit_t0), K)
     _fld(r, c, "acct_reason", &c.acct_reason, sizeof(c.acct_reason), K)
     _fld(r, c, "entries", &c.entries, sizeof(c.entries), S)
+    # the detail of the accounting (a host pointer) measures the host's work
+    # on this machine (wall time, histograms), like blocks_built: not state
+    _fld(r, c, "acct", &c.acct, sizeof(c.acct), K)
     # --- who is using the CPU
     _fld(r, c, "running", &c.running, sizeof(c.running), K)
     _fld(r, c, "in_guest", &c.in_guest, sizeof(c.in_guest), K)

@@ -321,11 +321,113 @@ cdef int load_host_state(Cpu* c) noexcept nogil:
     return RC_OK
 
 
+# The run-time switch of the accounting's detail (vtx._core.set_accounting):
+# with it off an exit costs what it did before the detail existed (the
+# counts and the round-trip time per reason stay), so a benchmark can state
+# what the detail costs (docs/architecture.rst, "Accounting and cost
+# profiles").
+cdef int acct_detail = 1
+
+
+cdef inline void acct_qual(AcctQual* t, uint64_t key) noexcept nogil:
+    """Count key in a small open-addressed table; a full table counts it in
+    ``other`` (64 distinct ports or MSRs is more than a workload shows)."""
+    cdef uint32_t i = <uint32_t>((key * 0x9E3779B97F4A7C15ULL) >> 58)
+    cdef int n
+    for n in range(64):
+        if t.key[i] == key + 1:
+            t.count[i] += 1
+            return
+        if t.key[i] == 0:
+            t.key[i] = key + 1
+            t.count[i] = 1
+            t.used += 1
+            return
+        i = (i + 1) & 63
+    t.other += 1
+
+
+cdef extern from *:
+    int __builtin_clzll(unsigned long long) nogil
+
+
+cdef inline uint32_t acct_bucket(uint64_t t) noexcept nogil:
+    """The histogram bucket of a round trip of t ticks: four buckets per
+    power of two (quarter octaves; bucket b >= 4 holds [(4 + b % 4) << (b / 4
+    - 1), ...) ticks), so a percentile read from it is within 19% (9% from
+    the bucket's geometric middle).  Below 4 ticks one bucket per tick; the
+    last bucket takes everything from 7 << 30 ticks up."""
+    cdef int k
+    if t < 4:
+        return <uint32_t>t
+    k = 63 - __builtin_clzll(t)
+    if k > 32:
+        return 127
+    return <uint32_t>(4 * (k - 1) + ((t >> (k - 2)) & 3))
+
+
+cdef inline void acct_sample(Acct* a, int r, uint64_t d) noexcept nogil:
+    """One round trip of d ticks for reason r: its extremes (0 stands for
+    none, so a round trip under a tick counts as one) and its bucket."""
+    if a.min_ticks[r] == 0 or d < a.min_ticks[r]:
+        a.min_ticks[r] = d if d else 1
+    if d > a.max_ticks[r]:
+        a.max_ticks[r] = d
+    if a.run_of[r] != a.run:
+        # The first of this reason in the current run: its extremes start
+        # again (lazily, so that marking a run resets nothing).
+        a.run_of[r] = a.run
+        a.run_min[r] = 0
+        a.run_max[r] = 0
+    if a.run_min[r] == 0 or d < a.run_min[r]:
+        a.run_min[r] = d if d else 1
+    if d > a.run_max[r]:
+        a.run_max[r] = d
+    a.hist[r][acct_bucket(d)] += 1
+
+
+cdef inline void acct_vmx_access(Cpu* c, int write) noexcept nogil:
+    """A VMREAD (write 0) or VMWRITE executed by x86 code; apart, those of
+    an exit's handling (from the exit to the next entry: acct_reason set),
+    which the cost model prices as the handler's (set-up code is not)."""
+    if write:
+        c.acct.vmwrite_x86 += 1
+        if c.acct_reason >= 0:
+            c.acct.vmwrite_x86_exits += 1
+    else:
+        c.acct.vmread_x86 += 1
+        if c.acct_reason >= 0:
+            c.acct.vmread_x86_exits += 1
+
+
 cdef void record_exit(Cpu* c, uint32_t reason) noexcept nogil:
-    """Accounting of an exit (decision 10): count it and start its clock."""
-    c.exit_count[reason & 0x7F] += 1
-    c.acct_reason = reason & 0x7F
-    c.exit_t0 = now_ticks()
+    """Accounting of an exit (decision 10): count it, charge the guest
+    execution since the last entry to it, count its qualification kind where
+    the cost model needs one, and start its clock."""
+    cdef uint32_t r = reason & 0x7F
+    cdef uint64_t t = now_ticks()
+    cdef Acct* a = c.acct
+    c.exit_count[r] += 1
+    c.acct_reason = r
+    c.exit_t0 = t
+    a.count[r] += 1
+    a.exit_i0 = c.icount
+    if not acct_detail:
+        return
+    if a.guest_t0 and t > a.guest_t0:
+        a.guest_ticks[r] += t - a.guest_t0
+    a.guest_insns[r] += c.icount - a.guest_i0
+    if r == EXIT_REASON_IO_INSTRUCTION:
+        # Port (bits 31:16), IN (bit 3), size - 1 (bits 2:0), SDM Table 28-5.
+        acct_qual(&a.io, ((c.vmx.x_qual >> 16) & 0xFFFF) | (((c.vmx.x_qual >> 3) & 1) << 16)
+                  | (((c.vmx.x_qual & 7) + 1) << 17))
+    elif r == EXIT_REASON_RDMSR or r == EXIT_REASON_WRMSR:
+        # The MSR is in ECX (SDM 26.1.3); the guest's registers are still
+        # in the register file.
+        acct_qual(&a.msr, (c.regs[R_CX] & 0xFFFFFFFFULL) | (<uint64_t>(r == EXIT_REASON_WRMSR) << 32))
+    elif r == EXIT_REASON_CONTROL_REGISTER_ACCESS:
+        # CR number (bits 3:0) and access type (bits 5:4), SDM Table 28-3.
+        a.cr[c.vmx.x_qual & 0x3F] += 1
 
 
 cdef int vm_exit(Cpu* c) noexcept nogil:
@@ -412,9 +514,22 @@ cdef int entry_failure_to_host(Cpu* c) noexcept nogil:
 cdef inline void account_exit_time(Cpu* c) noexcept nogil:
     """Charge the time since the last VM exit to its reason (decision 10:
     wall time per exit, measured as it happens)."""
-    cdef uint64_t t
-    if c.acct_reason >= 0:
+    cdef uint64_t t, d
+    cdef int r = c.acct_reason
+    cdef Acct* a = c.acct
+    if r >= 0:
         t = now_ticks()
-        if t > c.exit_t0:
-            c.exit_ticks[c.acct_reason] += t - c.exit_t0
+        d = t - c.exit_t0 if t > c.exit_t0 else 0
+        c.exit_ticks[r] += d
         c.acct_reason = -1
+        a.rt_ticks[r] += d
+        # Root-mode instructions since the exit: an x86 hypervisor's handler
+        # (its VMRESUME included: it retires after this entry); none for
+        # Python, which runs no instructions on the model.
+        a.handler_insns[r] += c.icount - a.exit_i0 + (1 if c.vmx.host_x86 else 0)
+        if acct_detail:
+            acct_sample(a, r, d)
+        a.guest_t0 = t
+    elif acct_detail:
+        a.guest_t0 = now_ticks()
+    a.guest_i0 = c.icount + (1 if c.vmx.host_x86 else 0)

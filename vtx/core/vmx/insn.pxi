@@ -324,6 +324,7 @@ cdef int h_vmread(Cpu* c, Insn* d) noexcept nogil:
                               insn_info_operand(d) | ((<uint32_t>d.reg & 15) << 28))
     if c.cpl != 0:
         return raise_gp0(c)
+    acct_vmx_access(c, 0)           # accounting (docs/architecture.rst, "Accounting and cost profiles")
     st = vmx_op_vmread(c, get_reg(c, d.reg, size), &v)
     if st == VMX_SUCCEED:
         # A field wider than the operand gives its low bits; a narrower one
@@ -352,6 +353,7 @@ cdef int h_vmwrite(Cpu* c, Insn* d) noexcept nogil:
                               insn_info_operand(d) | ((<uint32_t>d.reg & 15) << 28))
     if c.cpl != 0:
         return raise_gp0(c)
+    acct_vmx_access(c, 1)           # accounting (docs/architecture.rst, "Accounting and cost profiles")
     enc = get_reg(c, d.reg, size)
     if not vmx_current_valid(c):
         return vmx_retire(c, VMX_FAIL_INVALID)
