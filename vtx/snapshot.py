@@ -409,6 +409,11 @@ def apply(snap, machine):
     :func:`check_fits` first, so a refused snapshot changes nothing."""
     check_fits(snap, machine)
     m = machine._machine
+    # A restored vCPU has the state it was saved with: set up, and no STOP
+    # pending completion (vtx.vm.VM.run).
+    if hasattr(machine, "_pending"):
+        machine._pending.clear()
+        machine._set_up = True
     kind = _kind(machine)
     if kind == "VM":
         while len(machine.vcpus) < len(snap.vcpus):

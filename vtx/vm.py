@@ -8,16 +8,20 @@ all MSR accesses, CPUID and every exception exit; EPT maps guest memory
 one-to-one, and "unrestricted guest" lets the guest run in real mode.
 """
 
+from __future__ import annotations
+
 import array
 import enum
 import sys
 import threading
 import time
+import warnings
+from typing import Callable, Optional, Union
 
 import attrs
 
 from . import _core
-from .errors import ArgumentError, VmStateError
+from .errors import ArgumentError, VmStateError, VtxWarning
 from .memory import MemoryMap
 from .spec import (EntryControls, ExitControls, ExitReason, ProcBased, ProcBased2, VmcsField as F,
                    capabilities)
@@ -32,7 +36,13 @@ class Action(enum.Enum):
     RESUME = "resume"
     #: Enter the guest again at the same RIP (after the handler changed state).
     RETRY = "retry"
-    #: Return from :meth:`VM.run`.
+    #: Return from :meth:`VM.run`, the guest at the exiting instruction.
+    #: For the exit of an instruction the hypervisor emulates (HLT, IN/OUT,
+    #: CPUID, RDMSR/WRMSR, VMCALL, RDTSC/RDTSCP, XSETBV: :data:`COMPLETED_ON_NEXT_RUN`)
+    #: the instruction is pending completion: the next run steps over it
+    #: first, as RESUME would have, unless RIP was moved meanwhile (or the
+    #: vCPU set up anew or restored).  So a STOP at a HLT does not stop
+    #: at the same HLT again on the next run.
     STOP = "stop"
 
     def __repr__(self):
@@ -42,6 +52,14 @@ class Action(enum.Enum):
 RESUME = Action.RESUME
 RETRY = Action.RETRY
 STOP = Action.STOP
+
+#: The exit reasons after whose STOP the next run completes the instruction
+#: (steps over it) before entering the guest: instructions a hypervisor
+#: emulates, whose second execution would repeat the exit (a HLT forever) or
+#: its side effect (an OUT's byte twice).  docs/architecture.rst, "STOP".
+COMPLETED_ON_NEXT_RUN = frozenset({
+    ExitReason.HLT, ExitReason.IO_INSTRUCTION, ExitReason.CPUID, ExitReason.RDMSR, ExitReason.WRMSR,
+    ExitReason.VMCALL, ExitReason.RDTSC, ExitReason.RDTSCP, ExitReason.XSETBV})
 
 # Layout of the private memory (host-physical addresses from _core.PRIV_BASE).
 _VMCS = 0x0000
@@ -365,8 +383,32 @@ class VM(MemoryMap, _Memory):
         self.on_turn = None
         self._handlers = [None] * 128
         self._default = None
+        self._set_up = False      # a setup_*_mode, a loader or a restore gave the vCPU its state
+        self._checked = False     # the first run's look at the entry point is done
+        self._pending = {}        # vCPU index -> the Exit a STOP left pending completion
         self._init_memory_map()
         self._build_ept()
+
+    def load(self, addr: int, data) -> None:
+        """Copy bytes (an image) into guest-physical memory at ``addr``.
+
+        Code from :func:`vtx.asm` remembers its ``org``: loaded elsewhere, and
+        different from what ``org=addr`` assembles (it has absolute
+        addresses), it is refused with :class:`~vtx.ArgumentError` for 32-
+        and 64-bit code; for 16-bit code, where a segment base can make up
+        the difference, a :class:`~vtx.VtxWarning` says so."""
+        org = getattr(data, "org", None)
+        if org is not None and org != addr and hasattr(data, "same_at"):
+            bits = data.bits
+            same = data.same_at(addr) if bits != 16 else data.same_at(addr & 0xFFFF)
+            if not same:
+                msg = (f"code assembled for org {org:#x} loaded at {addr:#x}: its absolute addresses "
+                       f"(labels used as addresses) would be wrong; assemble it with org={addr:#x}")
+                if bits != 16:
+                    raise ArgumentError(msg)
+                warnings.warn(msg + " (or run it with a CS base that makes up the difference)", VtxWarning,
+                              stacklevel=2)
+        self.write(addr, data)
 
     # --- hosted-hypervisor private memory -------------------------------------
 
@@ -460,7 +502,9 @@ class VM(MemoryMap, _Memory):
         vcpu.mmio_handler = self._mmio
         self._vcpus.append(vcpu)
         self._init_vmcs(vcpu)
+        set_up = self._set_up
         self.setup_real_mode(entry=0, vcpu=vcpu)
+        self._set_up = set_up or wait_for_sipi     # (not an entry the user chose)
         if wait_for_sipi:
             vcpu.init()
         return vcpu
@@ -529,6 +573,8 @@ class VM(MemoryMap, _Memory):
         v.vmwrite(F.CR4_READ_SHADOW, cr4)   # the guest reads its own value
 
     def _common(self, v, entry):
+        self._set_up = True
+        self._pending.pop(v.index, None)
         v.rflags = 2
         v.rip = entry
         v.vmwrite(F.GUEST_ACTIVITY_STATE, 0)
@@ -672,6 +718,7 @@ class VM(MemoryMap, _Memory):
         so it can run again.  A run is not re-entrant: calling ``run()`` from a
         handler raises :class:`~vtx.VmStateError`."""
         v = self.vcpu
+        self._before_run(v)
         if max_instructions is not None:
             if isinstance(max_instructions, bool) or not isinstance(max_instructions, int) \
                     or not 0 < max_instructions <= _core.MAX_BUDGET:
@@ -681,7 +728,7 @@ class VM(MemoryMap, _Memory):
                                                or not 0 < quantum <= _core.MAX_BUDGET):
             raise ArgumentError(f"quantum is an int in [1, {_core.MAX_BUDGET:#x}], not {quantum!r}")
         if len(self._vcpus) > 1:
-            return self._run_all(max_instructions, quantum)
+            return self._note_stop(self._run_all(max_instructions, quantum))
         budget = max_instructions or 0
         # The thread of the run, so that a snapshot taken from its handlers is
         # allowed and one from another thread is not (vtx/snapshot.py).
@@ -701,8 +748,66 @@ class VM(MemoryMap, _Memory):
             key = _REASON_KEYS[r]
             exits[key] = n
             exit_ns[key] = ns
-        return RunResult(why, last, exits, exit_ns, instructions, wall, events,
-                         v if why in ("stop", "shutdown") else None)
+        return self._note_stop(RunResult(why, last, exits, exit_ns, instructions, wall, events,
+                                         v if why in ("stop", "shutdown") else None))
+
+    # --- STOP and the first run: no traps (docs/architecture.rst, "STOP") --------
+
+    def _note_stop(self, result):
+        if result.stop == "stop" and result.exit is not None and result.vcpu is not None:
+            reason = result.exit.reason & 0xFFFF
+            if reason in COMPLETED_ON_NEXT_RUN and result.exit.instruction_length:
+                self._pending[result.vcpu.index] = result.exit
+        return result
+
+    def pending_completion(self, vcpu=None):
+        """The exit whose instruction the next :meth:`run` completes first
+        (a STOP from its handler; see :data:`vtx.STOP`), or None."""
+        v = vcpu or self.vcpu
+        ex = self._pending.get(v.index)
+        return ex if ex is not None and v.rip == ex.guest_rip else None
+
+    def discard_pending(self, vcpu=None):
+        """Make the next run execute the instruction a STOP left pending
+        again (enter at it) instead of completing it."""
+        self._pending.pop((vcpu or self.vcpu).index, None)
+
+    def _before_run(self, v):
+        if self._running or _core._vcpu_busy(v):
+            return                 # run() refuses this itself
+        for w in self._vcpus:
+            ex = self._pending.pop(w.index, None)
+            if ex is not None and w.rip == ex.guest_rip:
+                rip = ex.guest_rip + ex.instruction_length
+                if not (w.vmread(F.VM_ENTRY_CONTROLS) & EntryControls.IA32E_MODE_GUEST and w.cs.access_rights & 0x2000):
+                    rip &= 0xFFFFFFFF
+                w.rip = rip
+                # RESUME ends blocking by STI and by MOV SS (SDM Vol. 3C 25.4.2).
+                w.vmwrite(F.GUEST_INTERRUPTIBILITY_STATE, w.vmread(F.GUEST_INTERRUPTIBILITY_STATE) & ~3)
+        if not self._checked:
+            self._checked = True
+            self._check_entry(v)
+
+    def _check_entry(self, v):
+        """The first run's look at where the guest starts: zeros at 0000:0000
+        on a vCPU nothing set up is a forgotten setup_*_mode (an error);
+        zeros elsewhere, code not loaded where RIP points (a warning)."""
+        if v.activity_state == 3:
+            return
+        start = v.cs.base + v.rip
+        try:
+            code = self.read(start, 16) if start + 16 <= self.memory_size else None
+        except Exception:          # MMIO or a hole: nothing to say
+            return
+        if code != bytes(16):
+            return
+        if not self._set_up and start == 0:
+            raise VmStateError(
+                "the vCPU was never set up and would run zeros from 0000:0000: call "
+                "vm.setup_real_mode / setup_protected_mode / setup_long_mode(entry=...) or "
+                "vtx.load_elf / load_flat (or set the registers yourself) before run()")
+        warnings.warn(f"the guest starts at {start:#x} (CS base + RIP), where memory holds zeros: was the "
+                      f"code loaded somewhere else?", VtxWarning, stacklevel=3)
 
     def _run_all(self, max_instructions, quantum):
         """The round-robin of :meth:`run` over several vCPUs."""
