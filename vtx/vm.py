@@ -718,7 +718,6 @@ class VM(MemoryMap, _Memory):
         so it can run again.  A run is not re-entrant: calling ``run()`` from a
         handler raises :class:`~vtx.VmStateError`."""
         v = self.vcpu
-        self._before_run(v)
         if max_instructions is not None:
             if isinstance(max_instructions, bool) or not isinstance(max_instructions, int) \
                     or not 0 < max_instructions <= _core.MAX_BUDGET:
@@ -727,6 +726,7 @@ class VM(MemoryMap, _Memory):
         if quantum is not DEFAULT_QUANTUM and (isinstance(quantum, bool) or not isinstance(quantum, int)
                                                or not 0 < quantum <= _core.MAX_BUDGET):
             raise ArgumentError(f"quantum is an int in [1, {_core.MAX_BUDGET:#x}], not {quantum!r}")
+        self._before_run(v)
         if len(self._vcpus) > 1:
             return self._note_stop(self._run_all(max_instructions, quantum))
         budget = max_instructions or 0
@@ -757,15 +757,16 @@ class VM(MemoryMap, _Memory):
         if result.stop == "stop" and result.exit is not None and result.vcpu is not None:
             reason = result.exit.reason & 0xFFFF
             if reason in COMPLETED_ON_NEXT_RUN and result.exit.instruction_length:
-                self._pending[result.vcpu.index] = result.exit
+                self._pending[result.vcpu.index] = (result.exit.guest_rip, result.exit.instruction_length)
         return result
 
     def pending_completion(self, vcpu=None):
-        """The exit whose instruction the next :meth:`run` completes first
-        (a STOP from its handler; see :data:`vtx.STOP`), or None."""
+        """``(rip, length)`` of the instruction the next :meth:`run` completes
+        (steps over) first, left by a STOP from its exit's handler (see
+        :data:`vtx.STOP`), or None."""
         v = vcpu or self.vcpu
-        ex = self._pending.get(v.index)
-        return ex if ex is not None and v.rip == ex.guest_rip else None
+        p = self._pending.get(v.index)
+        return p if p is not None and v.rip == p[0] else None
 
     def discard_pending(self, vcpu=None):
         """Make the next run execute the instruction a STOP left pending
@@ -776,17 +777,17 @@ class VM(MemoryMap, _Memory):
         if self._running or _core._vcpu_busy(v):
             return                 # run() refuses this itself
         for w in self._vcpus:
-            ex = self._pending.pop(w.index, None)
-            if ex is not None and w.rip == ex.guest_rip:
-                rip = ex.guest_rip + ex.instruction_length
+            p = self._pending.pop(w.index, None)
+            if p is not None and w.rip == p[0]:
+                rip = p[0] + p[1]
                 if not (w.vmread(F.VM_ENTRY_CONTROLS) & EntryControls.IA32E_MODE_GUEST and w.cs.access_rights & 0x2000):
                     rip &= 0xFFFFFFFF
                 w.rip = rip
                 # RESUME ends blocking by STI and by MOV SS (SDM Vol. 3C 25.4.2).
                 w.vmwrite(F.GUEST_INTERRUPTIBILITY_STATE, w.vmread(F.GUEST_INTERRUPTIBILITY_STATE) & ~3)
         if not self._checked:
-            self._checked = True
             self._check_entry(v)
+            self._checked = True
 
     def _check_entry(self, v):
         """The first run's look at where the guest starts: zeros at 0000:0000
