@@ -62,8 +62,11 @@ def run_file(args) -> int:
     sys.stdout.flush()
     if args.stats:
         print(f"\n[vtx] stopped: {why}; {m.vcpu.instructions} instructions", file=sys.stderr)
-        for reason, n in sorted(m.vcpu.exit_counts.items(), key=lambda kv: int(kv[0])):
-            print(f"[vtx] {reason.name if hasattr(reason, 'name') else reason:>24} {n}", file=sys.stderr)
+        from .spec import ExitReason
+        for r, n in enumerate(m.vcpu.exit_counts()):
+            if n:
+                name = ExitReason(r).name if r in ExitReason._value2member_map_ else str(r)
+                print(f"[vtx] {name:>24} {n}", file=sys.stderr)
     if isinstance(why, str) and why.startswith("debug-exit "):
         return int(why.split()[1])
     if why in ("triple fault", "shutdown"):

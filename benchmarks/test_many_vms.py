@@ -1,0 +1,90 @@
+"""Many VMs at once: one VM alone, then two at the same time in two threads
+and in two processes (vtx.sweep), each running the same guest.
+
+The guest is a tight loop without exits (the core runs it with the GIL
+released, ``with nogil`` in vtx/_core.pyx) or the same loop with an OUT, a
+VM exit to a Python handler, every ``EXIT_EVERY`` iterations (the handler
+takes the GIL).  The figure is the speed-up of running two:
+``2 * t(one) / t(two)``, 2.0 when two processors run them fully in parallel,
+1.0 when they take turns.  It is printed and kept in the benchmark's
+extra_info (``speedup``); it depends on how many idle processors the machine
+has at the time (docs/architecture.rst, "Many VMs at once").
+"""
+
+import threading
+import time
+
+import pytest
+
+import vtx
+from vtx.sweep import default_workers, sweep
+
+LOOPS = 20_000_000
+EXIT_EVERY = 1000
+
+GUESTS = {
+    "no-exits": f"""
+    mov ecx, {LOOPS}
+1:  dec ecx
+    jnz 1b
+    hlt
+""",
+    "exits": f"""
+    mov ecx, {LOOPS}
+1:  test ecx, {EXIT_EVERY - 1}
+    jnz 2f
+    out 0x80, al
+2:  dec ecx
+    jnz 1b
+    hlt
+""",
+}
+
+
+def one_vm(kind):
+    """Build and run one VM with guest ``kind``; its wall time in seconds
+    and its instruction count."""
+    vm = vtx.VM(memory=1 << 20)
+    vm.load(0x1000, vtx.asm(GUESTS[kind], bits=32, org=0x1000))
+    vm.add_vcpu()
+    vm.setup_protected_mode(entry=0x1000)
+    vm.on(vtx.ExitReason.IO_INSTRUCTION)(lambda vcpu, exit: vtx.RESUME)
+    vm.on(vtx.ExitReason.HLT)(lambda vcpu, exit: vtx.STOP)
+    t0 = time.perf_counter()
+    r = vm.run()
+    return time.perf_counter() - t0, r.instructions
+
+
+def two_in_threads(kind):
+    results = [None, None]
+
+    def work(i):
+        results[i] = one_vm(kind)
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - t0, results
+
+
+def two_in_processes(kind):
+    t0 = time.perf_counter()
+    results = sweep(one_vm, [kind, kind], workers=2, kind="process")
+    return time.perf_counter() - t0, results
+
+
+@pytest.mark.parametrize("kind", sorted(GUESTS))
+@pytest.mark.parametrize("how", ["threads", "processes"])
+def test_two_vms_at_once(benchmark, kind, how):
+    one_vm(kind)                                 # assemble (cached) and warm up
+    single, insns = one_vm(kind)
+    run = two_in_threads if how == "threads" else two_in_processes
+    wall, results = benchmark.pedantic(run, args=(kind,), rounds=1, iterations=1)
+    assert [n for _, n in results] == [insns, insns]
+    speedup = 2 * single / wall
+    benchmark.extra_info.update(speedup=round(speedup, 2), one_vm_s=round(single, 3),
+                                processors=default_workers())
+    print(f"\n{kind}, two VMs in two {how}: one alone {single * 1e3:.0f} ms, two at once "
+          f"{wall * 1e3:.0f} ms: speed-up {speedup:.2f} of 2 ({default_workers()} processors)")
