@@ -20,15 +20,14 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Optional, Sequence, Union
+from typing import Iterable, Optional, Sequence, Union
 
 import attrs
 
 from .errors import ArgumentError, AssemblerNotFound, VtxError
 from .loader import LoadedImage, load_elf, parse_elf
 
-if TYPE_CHECKING:
-    from .vm import VM
+from .vm import VM
 
 __all__ = ["CGuest", "CompileError", "cc", "RUNTIME_DIR", "CFLAGS"]
 
@@ -66,7 +65,7 @@ class CGuest:
         """Where the guest halts after main returns (the HLT exit's RIP)."""
         return self.symbols["_halt"]
 
-    def load(self, vm: "VM", setup: bool = True) -> LoadedImage:
+    def load(self, vm: VM, setup: bool = True) -> LoadedImage:
         """Load the guest into ``vm`` (:func:`vtx.load_elf`) and, with
         ``setup``, set up the first vCPU in the guest's mode at its entry."""
         return load_elf(vm, self.elf, mode=self.bits if setup else None)

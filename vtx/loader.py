@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import TYPE_CHECKING, Optional, Union
+from typing import Optional, Union
 
 import attrs
 
 from .errors import ArgumentError, GuestMemoryError, VtxError
 
-if TYPE_CHECKING:
-    from .vm import VM
+from .vm import VM
 
 __all__ = ["ElfError", "LoadedImage", "Segment", "load_elf", "load_flat", "parse_elf"]
 
@@ -167,7 +166,7 @@ def _symbols(data, is64, shoff, shentsize, shnum):
     return out
 
 
-def _check_fits(vm: "VM", segs):
+def _check_fits(vm: VM, segs):
     spans = sorted((s.addr, s.addr + s.memsz) for s in segs)
     for (a0, a1), (b0, b1) in zip(spans, spans[1:]):
         if b0 < a1:
@@ -187,7 +186,7 @@ def _in_other_slot(vm, s):
     return False
 
 
-def _setup(vm: "VM", entry: int, mode, set_entry: bool):
+def _setup(vm: VM, entry: int, mode, set_entry: bool):
     if mode is not None:
         setups = {16: vm.setup_real_mode, 32: vm.setup_protected_mode, 64: vm.setup_long_mode,
                   "real": vm.setup_real_mode, "protected": vm.setup_protected_mode, "long": vm.setup_long_mode}
@@ -199,7 +198,7 @@ def _setup(vm: "VM", entry: int, mode, set_entry: bool):
         vm._set_up = True
 
 
-def load_elf(vm: "VM", source: Source, physical: bool = True, set_entry: bool = True,
+def load_elf(vm: VM, source: Source, physical: bool = True, set_entry: bool = True,
              mode: Union[int, str, None] = None) -> LoadedImage:
     """Load an ELF executable (bytes or a path) into ``vm``.
 
@@ -239,7 +238,7 @@ def load_elf(vm: "VM", source: Source, physical: bool = True, set_entry: bool = 
     return LoadedImage(entry, bits, tuple(s for s, _ in segs), symbols)
 
 
-def load_flat(vm: "VM", source: Source, addr: int, entry: Optional[int] = None, set_entry: bool = True,
+def load_flat(vm: VM, source: Source, addr: int, entry: Optional[int] = None, set_entry: bool = True,
               mode: Union[int, str, None] = None) -> LoadedImage:
     """Load a flat binary (bytes or a path) at guest-physical ``addr``; the
     entry point is ``entry`` (default ``addr``).  ``mode`` and ``set_entry``

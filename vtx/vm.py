@@ -53,6 +53,9 @@ RESUME = Action.RESUME
 RETRY = Action.RETRY
 STOP = Action.STOP
 
+#: An exit handler: ``handler(vcpu, exit)`` returns RESUME, RETRY or STOP.
+Handler = Callable[[_core.VCpu, _core.Exit], Action]
+
 #: The exit reasons after whose STOP the next run completes the instruction
 #: (steps over it) before entering the guest: instructions a hypervisor
 #: emulates, whose second execution would repeat the exit (a HLT forever) or
@@ -119,14 +122,14 @@ class RunResult:
     vcpu: object = None
 
     @property
-    def total_exits(self):
+    def total_exits(self) -> int:
         return sum(self.exits.values())
 
-    def ns_per_exit(self, reason):
+    def ns_per_exit(self, reason) -> float:
         n = self.exits.get(reason, 0)
         return self.exit_ns.get(reason, 0) / n if n else 0.0
 
-    def table(self):
+    def table(self) -> str:
         """The exits per reason as a text table with nanoseconds per exit."""
         rows = [("exit reason", "count", "ns/exit")]
         for reason in sorted(self.exits):
@@ -216,30 +219,30 @@ class _Memory:
         """Copy bytes (an image) into memory at addr."""
         self._machine.write(addr, data)
 
-    def write(self, addr, data):
+    def write(self, addr: int, data) -> None:
         """Write bytes into memory at addr."""
         self._machine.write(addr, data)
 
-    def read(self, addr, size):
+    def read(self, addr: int, size: int) -> bytes:
         """Read size bytes of memory at addr."""
         return self._machine.read(addr, size)
 
-    def read_u8(self, addr):
+    def read_u8(self, addr: int) -> int:
         return self.read(addr, 1)[0]
 
-    def read_u16(self, addr):
+    def read_u16(self, addr: int) -> int:
         return int.from_bytes(self.read(addr, 2), "little")
 
-    def read_u32(self, addr):
+    def read_u32(self, addr: int) -> int:
         return int.from_bytes(self.read(addr, 4), "little")
 
-    def read_u64(self, addr):
+    def read_u64(self, addr: int) -> int:
         return int.from_bytes(self.read(addr, 8), "little")
 
-    def write_u64(self, addr, value):
+    def write_u64(self, addr: int, value: int) -> None:
         self.write(addr, int(value).to_bytes(8, "little"))
 
-    def write_u32(self, addr, value):
+    def write_u32(self, addr: int, value: int) -> None:
         self.write(addr, int(value).to_bytes(4, "little"))
 
     # --- the CPU model and the firmware ROM -------------------------------------------
@@ -359,7 +362,7 @@ class VM(MemoryMap, _Memory):
     def __deepcopy__(self, memo):
         self.__reduce__()
 
-    def __init__(self, memory=16 << 20, cpu="default"):
+    def __init__(self, memory: int = 16 << 20, cpu="default") -> None:
         _check_memory_size(memory)
         self._pd_pages = (memory + GiB - 1) // GiB
         # The EPT: the PDs, the page table of a tail, then a PD and a page
@@ -477,7 +480,7 @@ class VM(MemoryMap, _Memory):
 
     # --- vCPUs -----------------------------------------------------------------
 
-    def add_vcpu(self, wait_for_sipi=False):
+    def add_vcpu(self, wait_for_sipi: bool = False) -> _core.VCpu:
         """Make a vCPU (up to :data:`MAX_VCPUS`) with its own VMCS, whose
         controls exit on HLT, port I/O, MSR accesses, CPUID, VMCALL and every
         exception, with VPID 1, 2, ... in the order made, and whose guest
@@ -588,7 +591,8 @@ class VM(MemoryMap, _Memory):
         ctl = (ctl | EntryControls.IA32E_MODE_GUEST) if on else (ctl & ~EntryControls.IA32E_MODE_GUEST)
         v.vmwrite(F.VM_ENTRY_CONTROLS, ctl)
 
-    def setup_real_mode(self, entry=0, stack=None, cs=0, vcpu=None):
+    def setup_real_mode(self, entry: int = 0, stack: Optional[int] = None, cs: int = 0,
+                        vcpu: Optional[_core.VCpu] = None) -> _core.VCpu:
         """Real-address mode (with "unrestricted guest"): CS = cs, IP = entry,
         all data segments and SS = 0, SP = stack (default 0, so the first push
         lands at 0000:FFFE), IVT at 0."""
@@ -614,7 +618,8 @@ class VM(MemoryMap, _Memory):
         self.write(at, gdt_bytes())
         return DescriptorTable(at, GDT_LIMIT)
 
-    def setup_protected_mode(self, entry, stack=None, tables=None, vcpu=None):
+    def setup_protected_mode(self, entry: int, stack: Optional[int] = None, tables: Optional[int] = None,
+                             vcpu: Optional[_core.VCpu] = None) -> _core.VCpu:
         """32-bit protected mode with flat 4 GiB segments and paging off.
 
         A GDT (null, code 0x08, data 0x10, 64-bit code 0x18, four free
@@ -638,7 +643,8 @@ class VM(MemoryMap, _Memory):
         self._entry_ia32e(v, False)
         return v
 
-    def setup_long_mode(self, entry, stack=None, tables=None, vcpu=None):
+    def setup_long_mode(self, entry: int, stack: Optional[int] = None, tables: Optional[int] = None,
+                        vcpu: Optional[_core.VCpu] = None) -> _core.VCpu:
         """64-bit mode: 4-level paging with identity-mapped 2 MiB pages for the
         first 4 GiB (as a small KVM VMM builds them), a GDT with a 64-bit code
         segment (0x18) and flat data (0x10).  The tables occupy ``tables``
@@ -664,7 +670,7 @@ class VM(MemoryMap, _Memory):
 
     # --- exit handlers -----------------------------------------------------------
 
-    def on(self, *reasons):
+    def on(self, *reasons: Union[ExitReason, str, int]) -> Callable[[Handler], Handler]:
         """Decorator: register ``handler(vcpu, exit)`` for one or more exit
         reasons (a :class:`vtx.ExitReason`, its name, or its number)."""
         if not reasons:
@@ -679,19 +685,21 @@ class VM(MemoryMap, _Memory):
             return handler
         return register
 
-    def default(self, handler):
+    def default(self, handler: Handler) -> Handler:
         """Decorator: the handler for every exit reason without its own."""
         if not callable(handler):
             raise TypeError(f"an exit handler must be callable, not {handler!r}")
         self._default = handler
         return handler
 
-    def remove_handler(self, reason):
+    def remove_handler(self, reason: Union[ExitReason, str, int]) -> None:
+        """Unregister the handler of ``reason`` (its exits then go to the
+        default handler, or raise :class:`~vtx.UnhandledExit`)."""
         self._handlers[int(_reason(reason))] = None
 
     # --- running -----------------------------------------------------------------
 
-    def run(self, max_instructions=None, quantum=DEFAULT_QUANTUM):
+    def run(self, max_instructions: Optional[int] = None, quantum: int = DEFAULT_QUANTUM) -> RunResult:
         """Enter the guest and handle its exits until a handler returns STOP,
         the budget is spent, or the guest halts for good.
 
@@ -760,7 +768,7 @@ class VM(MemoryMap, _Memory):
                 self._pending[result.vcpu.index] = (result.exit.guest_rip, result.exit.instruction_length)
         return result
 
-    def pending_completion(self, vcpu=None):
+    def pending_completion(self, vcpu: Optional[_core.VCpu] = None) -> Optional[tuple]:
         """``(rip, length)`` of the instruction the next :meth:`run` completes
         (steps over) first, left by a STOP from its exit's handler (see
         :data:`vtx.STOP`), or None."""
@@ -768,7 +776,7 @@ class VM(MemoryMap, _Memory):
         p = self._pending.get(v.index)
         return p if p is not None and v.rip == p[0] else None
 
-    def discard_pending(self, vcpu=None):
+    def discard_pending(self, vcpu: Optional[_core.VCpu] = None) -> None:
         """Make the next run execute the instruction a STOP left pending
         again (enter at it) instead of completing it."""
         self._pending.pop((vcpu or self.vcpu).index, None)
