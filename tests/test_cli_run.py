@@ -100,3 +100,28 @@ def test_demo_c_guest(capsys):
     out = capsys.readouterr().out
     for mode in ("16-bit real mode", "32-bit protected mode", "64-bit long mode"):
         assert f"guest: Hello from {mode}, in C! The CPU vendor is: vtxVMXmodel!\n" in out
+
+
+def test_progress_line():
+    import io
+    from types import SimpleNamespace
+
+    from vtx.cli_run import Progress
+    times = iter([0.0, 0.5, 1.0, 1.5, 2.5])
+    machine = SimpleNamespace(vcpu=SimpleNamespace(instructions=0))
+    out = io.StringIO()
+    p = Progress(machine, budget=4_000_000, stream=out, clock=lambda: next(times))
+    for n in (1_000_000, 2_000_000, 3_000_000, 4_000_000):
+        machine.vcpu.instructions = n
+        assert p() is False                       # it never ends the run
+    p.done()
+    # shown at t = 1.0 and t = 2.5 only (once a second)
+    assert out.getvalue() == ("\r[vtx] 2,000,000 instructions, 2 M/s, 50% of the budget"
+                              "\r[vtx] 4,000,000 instructions, 2 M/s, 100% of the budget\n")
+
+
+def test_progress_on_a_run(tmp_path, capfd):
+    path = tmp_path / "spin.bin"
+    path.write_bytes(b"\xeb\xfe")
+    assert main(["run", str(path), "--max-instructions", "2000", "--progress"]) == 0
+    assert capfd.readouterr().err == ""           # shorter than a second: nothing shown

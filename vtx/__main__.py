@@ -32,6 +32,8 @@ def main(argv=None):
     run.add_argument("--max-instructions", type=int, default=None,
                      help="stop after this many instructions (default: no bound; Ctrl-C stops)")
     run.add_argument("--stats", action="store_true", help="print the VM exits per reason at the end")
+    run.add_argument("--progress", action="store_true",
+                     help="show the instructions run and their rate on standard error, once a second")
     lx = sub.add_parser("linux", help="boot an unmodified Debian Linux kernel with a busybox initramfs "
                                       "to a shell under a Python hypervisor and show what its VM exits cost")
     lx.add_argument("--cache", help="where the kernel and busybox packages go (default $VTX_CACHE or "

@@ -14,6 +14,7 @@ is 0, the debug-exit code, or 1 for a triple fault or an error.
 from __future__ import annotations
 
 import sys
+import time
 
 from .errors import VtxError
 from .loader import ElfError, load_elf, load_flat
@@ -37,6 +38,35 @@ def make_machine(data: bytes, memory_mib: int = 64, mode=None, load=0x1000, outp
     return m, image
 
 
+class Progress:
+    """The ``until`` of a run that writes, at most once per ``every``
+    seconds, the instructions retired so far and their rate (and the share
+    of the budget) to ``stream``; it never ends the run."""
+
+    def __init__(self, machine, budget=None, stream=None, every=1.0, clock=time.monotonic):
+        self.machine, self.budget, self.every, self.clock = machine, budget, every, clock
+        self.stream = stream or sys.stderr
+        self.t0 = self.last = clock()
+        self.shown = False
+
+    def __call__(self) -> bool:
+        now = self.clock()
+        if now - self.last >= self.every:
+            self.last = now
+            n = self.machine.vcpu.instructions
+            line = f"[vtx] {n:,} instructions, {n / max(now - self.t0, 1e-9) / 1e6:.0f} M/s"
+            if self.budget:
+                line += f", {100 * n / self.budget:.0f}% of the budget"
+            self.stream.write("\r" + line)
+            self.stream.flush()
+            self.shown = True
+        return False
+
+    def done(self):
+        if self.shown:
+            self.stream.write("\n")
+
+
 def run_file(args) -> int:
     """The ``vtx run`` subcommand (args from vtx.__main__)."""
     def out(b):
@@ -53,7 +83,10 @@ def run_file(args) -> int:
         return 2
     try:
         m, image = make_machine(data, args.memory, args.mode, args.load, out)
-        why = m.run(max_instructions=args.max_instructions)
+        until = Progress(m, args.max_instructions) if args.progress else None
+        why = m.run(max_instructions=args.max_instructions, until=until)
+        if until is not None:
+            until.done()
     except (ElfError, VtxError, ValueError) as e:
         print(f"vtx run: {args.file}: {e}", file=sys.stderr)
         return 1
