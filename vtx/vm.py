@@ -21,7 +21,7 @@ from typing import Callable, Optional, Union
 import attrs
 
 from . import _core
-from .errors import ArgumentError, VmStateError, VtxWarning
+from .errors import ArgumentError, VmEntryError, VmStateError, VtxWarning
 from .memory import MemoryMap
 from .spec import (EntryControls, ExitControls, ExitReason, ProcBased, ProcBased2, VmcsField as F,
                    capabilities)
@@ -734,7 +734,19 @@ class VM(MemoryMap, _Memory):
         if quantum is not DEFAULT_QUANTUM and (isinstance(quantum, bool) or not isinstance(quantum, int)
                                                or not 0 < quantum <= _core.MAX_BUDGET):
             raise ArgumentError(f"quantum is an int in [1, {_core.MAX_BUDGET:#x}], not {quantum!r}")
-        self._before_run(v)
+        undo = self._before_run(v)
+        if undo:
+            try:
+                return self.run(max_instructions, quantum)
+            except VmEntryError:
+                # A completion belongs to the entry that follows it: the
+                # vCPUs that did not enter get their instruction back.
+                for w, rip, intr, entries, pending in undo:
+                    if w.entries == entries:
+                        w.rip = rip
+                        w.vmwrite(F.GUEST_INTERRUPTIBILITY_STATE, intr)
+                        self._pending[w.index] = pending
+                raise
         if len(self._vcpus) > 1:
             return self._note_stop(self._run_all(max_instructions, quantum))
         budget = max_instructions or 0
@@ -782,20 +794,27 @@ class VM(MemoryMap, _Memory):
         self._pending.pop((vcpu or self.vcpu).index, None)
 
     def _before_run(self, v):
+        """Complete what STOPs left pending, and look at the first run's entry
+        point; the completions made, to be undone if the entry fails:
+        [(vcpu, rip, interruptibility, entries, pending)]."""
         if self._running or _core._vcpu_busy(v):
-            return                 # run() refuses this itself
+            return None            # run() refuses this itself
+        if not self._checked:
+            self._check_entry(v)
+            self._checked = True
+        undo = []
         for w in self._vcpus:
             p = self._pending.pop(w.index, None)
             if p is not None and w.rip == p[0]:
                 rip = p[0] + p[1]
                 if not (w.vmread(F.VM_ENTRY_CONTROLS) & EntryControls.IA32E_MODE_GUEST and w.cs.access_rights & 0x2000):
                     rip &= 0xFFFFFFFF
+                intr = w.vmread(F.GUEST_INTERRUPTIBILITY_STATE)
+                undo.append((w, w.rip, intr, w.entries, p))
                 w.rip = rip
                 # RESUME ends blocking by STI and by MOV SS (SDM Vol. 3C 25.4.2).
-                w.vmwrite(F.GUEST_INTERRUPTIBILITY_STATE, w.vmread(F.GUEST_INTERRUPTIBILITY_STATE) & ~3)
-        if not self._checked:
-            self._check_entry(v)
-            self._checked = True
+                w.vmwrite(F.GUEST_INTERRUPTIBILITY_STATE, intr & ~3)
+        return undo
 
     def _check_entry(self, v):
         """The first run's look at where the guest starts: zeros at 0000:0000
