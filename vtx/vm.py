@@ -721,6 +721,13 @@ class VM(MemoryMap, _Memory):
         the vCPU whose turn it stopped in (a STOP) or the next one.
         :attr:`on_turn`, when set, is called before each turn.
 
+        A handler that returns STOP leaves the guest at the exiting
+        instruction; for HLT, IN/OUT and the other instructions of
+        :data:`COMPLETED_ON_NEXT_RUN` the next run steps over it first, as
+        RESUME would have (unless RIP was moved; :meth:`discard_pending`
+        enters it again).  The first run of a VM whose first vCPU nothing set
+        up and whose 0000:0000 holds zeros raises :class:`~vtx.VmStateError`.
+
         A handler that raises stops the run; the exception reaches the caller
         and the VM stays consistent (the guest is at the exiting instruction),
         so it can run again.  A run is not re-entrant: calling ``run()`` from a
@@ -807,7 +814,8 @@ class VM(MemoryMap, _Memory):
             p = self._pending.pop(w.index, None)
             if p is not None and w.rip == p[0]:
                 rip = p[0] + p[1]
-                if not (w.vmread(F.VM_ENTRY_CONTROLS) & EntryControls.IA32E_MODE_GUEST and w.cs.access_rights & 0x2000):
+                ia32e = w.vmread(F.VM_ENTRY_CONTROLS) & EntryControls.IA32E_MODE_GUEST
+                if not (ia32e and w.cs.access_rights & 0x2000):     # outside 64-bit code: EIP wraps
                     rip &= 0xFFFFFFFF
                 intr = w.vmread(F.GUEST_INTERRUPTIBILITY_STATE)
                 undo.append((w, w.rip, intr, w.entries, p))
