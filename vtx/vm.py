@@ -832,8 +832,9 @@ class VM(MemoryMap, _Memory):
             return
         start = v.cs.base + v.rip
         try:
-            code = self.read(start, 16) if start + 16 <= self.memory_size else None
-        except Exception:          # MMIO or a hole: nothing to say
+            gpa = self.translate(start, v)          # through the guest's paging, if it is on
+            code = self.read(gpa, 16) if gpa is not None and gpa + 16 <= self.memory_size else None
+        except Exception:          # MMIO, a hole, damaged tables: nothing to say
             return
         if code != bytes(16):
             return
