@@ -52,3 +52,35 @@ def test_sweep_errors():
         sweep(fails, [1], kind="cluster")
     assert sweep(fails, []) == []
     assert default_workers() >= 1
+
+
+@needs_as
+def test_a_run_releases_the_gil():
+    """While one thread runs a guest without exits for a few hundred
+    milliseconds, another thread keeps running Python: the core gives up the
+    GIL for the guest's execution (with nogil in vtx/_core.pyx), so VMs in
+    threads can run at the same time.  Were the GIL held, this thread would
+    not get it back before the run ended."""
+    import threading
+    import time
+    vm = vtx.VM(memory=1 << 20)
+    vm.load(0x1000, vtx.asm("1: dec ecx\njnz 1b\nhlt", bits=32, org=0x1000))
+    vm.add_vcpu()
+    vm.setup_protected_mode(entry=0x1000)
+    vm.vcpu.ecx = 150_000_000
+    vm.on(vtx.ExitReason.HLT)(lambda vcpu, exit: vtx.STOP)
+    done = threading.Event()
+    result = []
+    t = threading.Thread(target=lambda: (result.append(vm.run()), done.set()))
+    ticks = []
+    t0 = time.perf_counter()
+    t.start()
+    while not done.is_set():
+        ticks.append(time.perf_counter())
+        time.sleep(0.001)
+    t.join()
+    run_time = time.perf_counter() - t0
+    assert result[0].instructions == 300_000_000 and vm.vcpu.ecx == 0
+    gaps = [b - a for a, b in zip([t0] + ticks, ticks)]
+    assert run_time > 0.2 and len(ticks) > 20
+    assert max(gaps) < run_time / 2, (max(gaps), run_time)
