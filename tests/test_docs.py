@@ -28,6 +28,10 @@ def test_tutorial_runs(path):
             fetch()
         except LinuxAssetsUnavailable as e:
             pytest.skip(f"the Debian kernel and busybox packages cannot be fetched here: {e}")
+    if path.stem == "c_guest":
+        from vtx.cguest import missing_tools
+        if missing_tools():
+            pytest.skip(f"needs {' and '.join(missing_tools())}")
     ns = {}
     printed = None
     count = 0

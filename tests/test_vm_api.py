@@ -283,3 +283,104 @@ def test_exit_time_is_wall_time_in_nanoseconds():
     ns = r.exit_ns[vtx.ExitReason.IO_INSTRUCTION]
     assert 20_000_000 <= ns <= r.wall_ns * 1.01
     assert vm.vcpu.exit_nanoseconds()[30] >= ns
+
+
+# --- no traps: STOP, a forgotten set-up, code loaded away from its org -------------
+
+def out_hlt_vm():
+    """OUT 0x80 (AL = 1), HLT, OUT 0x80 (AL = 2), HLT at 0x1000: every exit STOPs."""
+    vm = vtx.VM(memory=1 << 20)
+    vm.load(0x1000, vtx.asm("mov al, 1\nout 0x80, al\nhlt\nmov al, 2\nout 0x80, al\nhlt", bits=32, org=0x1000))
+    vm.add_vcpu()
+    vm.setup_protected_mode(entry=0x1000)
+    seen = []
+    vm.on(vtx.ExitReason.IO_INSTRUCTION, vtx.ExitReason.HLT)(
+        lambda vcpu, exit: (seen.append((exit.name, exit.guest_rip, vcpu.al)), vtx.STOP)[1])
+    return vm, seen
+
+
+def test_stop_completes_the_hlt_or_out_on_the_next_run():
+    vm, seen = out_hlt_vm()
+    for _ in range(4):
+        vm.run(max_instructions=100)
+    # each exit once: the OUT's byte is not written twice, the HLT not
+    # stopped at forever
+    assert seen == [("IO_INSTRUCTION", 0x1002, 1), ("HLT", 0x1004, 1),
+                    ("IO_INSTRUCTION", 0x1007, 2), ("HLT", 0x1009, 2)]
+    # between runs the guest is at the exiting instruction, pending completion
+    assert vm.vcpu.rip == 0x1009 and vm.pending_completion() == (0x1009, 1)
+    assert vm.run(max_instructions=1).stop == "budget" and vm.vcpu.rip == 0x100c   # HLT, then ADD [EAX], AL (00 00)
+
+
+def test_stop_then_moving_rip_or_discarding_reexecutes():
+    vm, seen = out_hlt_vm()
+    vm.run()
+    vm.vcpu.rip = 0x1000                       # moved by the user: nothing to complete
+    assert vm.pending_completion() is None
+    vm.run()
+    vm.discard_pending()                       # enter at the OUT again
+    vm.run()
+    vm.setup_protected_mode(entry=0x1005)      # a new set-up forgets the pending OUT
+    vm.run()
+    assert seen == [("IO_INSTRUCTION", 0x1002, 1)] * 3 + [("IO_INSTRUCTION", 0x1007, 2)]
+
+
+def test_stop_on_other_exits_is_not_completed():
+    """An exception exit has nothing to step over: the next run enters at the
+    faulting instruction again."""
+    vm = guest("ud2", bits=32)
+    seen = []
+    vm.on(vtx.ExitReason.EXCEPTION_OR_NMI)(lambda vcpu, exit: (seen.append(exit.guest_rip), vtx.STOP)[1])
+    vm.run()
+    vm.run()
+    assert seen == [0x1000, 0x1000] and vm.pending_completion() is None
+
+
+def test_a_run_without_setup_is_refused():
+    vm = vtx.VM(memory=1 << 20)
+    vm.add_vcpu()
+    with pytest.raises(vtx.VmStateError, match="never set up and would run zeros from 0000:0000"):
+        vm.run(max_instructions=10)
+    vm.load(0, b"\xf4")                        # code at the reset state's 0000:0000: meant
+    vm.on(vtx.ExitReason.HLT)(lambda vcpu, exit: vtx.STOP)
+    assert vm.run(max_instructions=10).exit.guest_rip == 0
+
+
+def test_a_run_at_zeros_warns():
+    vm = vtx.VM(memory=1 << 20)
+    vm.load(0x2000, vtx.asm("hlt", bits=32, org=0x2000))
+    vm.add_vcpu()
+    vm.setup_protected_mode(entry=0x1000)     # not where the code is
+    with pytest.warns(vtx.VtxWarning, match=r"starts at 0x1000 \(CS base \+ RIP\), where memory holds zeros"):
+        vm.run(max_instructions=5)
+
+
+def test_code_loaded_away_from_its_org():
+    vm = vtx.VM(memory=1 << 20)
+    code = vtx.asm("mov esi, offset msg\nhlt\nmsg: .byte 1", bits=32, org=0x1000)
+    assert (code.org, code.bits) == (0x1000, 32)
+    with pytest.raises(vtx.ArgumentError, match="assembled for org 0x1000 loaded at 0x2000"):
+        vm.load(0x2000, code)
+    assert vm.read(0x2000, 1) == b"\0"
+    vm.load(0x2000, vtx.asm("nop\nhlt", bits=32))          # position-independent: fine anywhere
+    assert vm.read(0x2000, 2) == b"\x90\xf4"
+    with pytest.warns(vtx.VtxWarning, match="CS base"):
+        vm.load(0x3000, vtx.asm("mov si, offset m\nm: hlt", bits=16, org=0x100))
+    with pytest.raises(vtx.ArgumentError, match="org 0x1000"):
+        vtx.load_flat(vm, code, 0x4000)
+
+
+def test_package_is_typed():
+    import pathlib
+    import tomllib
+    import typing
+    root = pathlib.Path(vtx.__file__).parent
+    assert (root / "py.typed").exists()
+    config = tomllib.loads((root.parent / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert "py.typed" in config["package-data"]["vtx"] and "runtime/*.c" in config["package-data"]["vtx"]
+    assert {"vtx.devices", "vtx.linux"} <= set(config["packages"])
+    # the annotations resolve (no name only a type checker knows)
+    assert typing.get_type_hints(vtx.load_elf)["return"] is vtx.LoadedImage
+    assert typing.get_type_hints(vtx.VM.run)["return"] is vtx.RunResult
+    assert typing.get_type_hints(vtx.VM.load)["addr"] is int
+    assert typing.get_type_hints(vtx.cc)["return"] is vtx.CGuest

@@ -712,7 +712,11 @@ def test_failure_after_launch_is_a_vmresume_failure():
         vm.run()
     assert ei.value.check == "GUEST_CR4"
     assert v.launched
+    # The failed entry did not consume the completion of the HLT the STOP
+    # left (vtx.STOP): RIP is still at it.
+    assert v.rip == CODE + 1 and vm.pending_completion() == (CODE + 1, 1)
     v.vmwrite(F.GUEST_CR4, 0x2000)
+    vm.discard_pending()                   # enter at the HLT again
     r = vm.run()
     assert r.exit.reason == 12 and r.exit.guest_rip == CODE + 1     # STOP left RIP at the HLT
 

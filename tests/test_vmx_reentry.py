@@ -243,6 +243,7 @@ def test_check_entry_reports_what_entry_would():
     """check_entry() names the failing check and writes nothing."""
     vm = vtx.VM(memory=1 << 16)
     v = vm.add_vcpu()
+    vm.load(0, b"\xf4")                          # code at 0000:0000, where add_vcpu starts it
     assert v.check_entry() is None
     v.vmwrite(F.GUEST_RFLAGS, 0)                 # bit 1 must be 1
     before = bytes(vm._priv[:0x1000])

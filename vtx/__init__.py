@@ -26,11 +26,13 @@ from ._core import (CpuidExit, CrAccessExit, DescriptorTableExit, EptMisconfigEx
                     ExceptionExit, Exit, ExternalInterruptExit, HltExit, IoExit, MovDrExit, MsrExit, MwaitExit,
                     RdtscExit, TripleFaultExit, VCpu, VmcallExit, VmxInstructionExit, fabricate_exit)
 from .asm import asm
+from .cguest import CGuest, CompileError, cc
+from .loader import ElfError, LoadedImage, load_elf, load_flat
 from .bare import BareCpu, BareMetal, BareRunResult
 from .cpu_model import CpuModel
 from .errors import (ArgumentError, AsmError, AssemblerNotFound, GuestMemoryError, HandlerReturnError,
                      HostMemoryError, RegisterError, SnapshotError, UnhandledExit, VmEntryError, VmFail,
-                     VmStateError, VtxError)
+                     VmStateError, VtxError, VtxWarning)
 from .spec import (EntryControls, ExitControls, ExitReason, Msr, PinBased, ProcBased, ProcBased2,
                    VmcsField, VmInstructionError)
 from .types import DescriptorTable, Segment
@@ -45,7 +47,8 @@ __all__ = [
     "VmxInstructionExit", "MovDrExit", "DescriptorTableExit", "MwaitExit",
     "ExitReason", "VmcsField", "VmInstructionError", "PinBased", "ProcBased", "ProcBased2",
     "ExitControls", "EntryControls", "Msr", "Segment", "DescriptorTable",
-    "asm", "fabricate_exit",
+    "asm", "fabricate_exit", "load_elf", "load_flat", "LoadedImage", "ElfError", "cc", "CGuest", "CompileError",
+    "VtxWarning",
     "VtxError", "AsmError", "AssemblerNotFound", "GuestMemoryError", "RegisterError", "VmEntryError",
     "UnhandledExit", "HandlerReturnError", "VmStateError", "ArgumentError", "HostMemoryError", "SnapshotError",
 ]

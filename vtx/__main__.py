@@ -1,4 +1,4 @@
-"""Command line: ``python -m vtx demo``, ``linux``, ``bench``."""
+"""Command line: ``vtx demo``, ``vtx run FILE``, ``vtx linux``, ``vtx bench`` (also as ``python -m vtx``)."""
 
 import argparse
 import os
@@ -12,8 +12,28 @@ def main(argv=None):
     from . import __version__
     parser.add_argument("--version", action="version", version=f"vtx {__version__}")
     sub = parser.add_subparsers(dest="subcommand", metavar="COMMAND")
-    sub.add_parser("demo", help="run a hello-world guest in real, protected and long mode under a "
-                                "Python hypervisor and show its VM exits")
+    demo = sub.add_parser("demo", help="run a hello-world guest in real, protected and long mode under a "
+                                       "Python hypervisor and show its VM exits")
+    demo.add_argument("--mode", choices=("real", "protected", "long", "all"), default="all",
+                      help="the processor mode to run the guest in (default: all three in turn)")
+    demo.add_argument("--guest", choices=("hello", "c"), default="hello",
+                      help="hello: the assembly greeting (default); c: a C guest built with gcc by vtx.cc "
+                           "(protected and long mode)")
+    run = sub.add_parser("run", help="run an ELF executable or a flat binary under a default hypervisor "
+                                     "with a serial console (COM1 and the debug port E9H to standard output)")
+    run.add_argument("file", help="an ELF file (loaded at its physical addresses, entered at its entry "
+                                  "point) or a flat binary (loaded and entered at --load)")
+    run.add_argument("--mode", choices=("real", "protected", "long"),
+                     help="the processor mode at entry (default: long for ELF64, protected for ELF32 and "
+                          "flat binaries)")
+    run.add_argument("--memory", type=int, default=64, help="guest RAM in MiB (default 64)")
+    run.add_argument("--load", type=lambda t: int(t, 0), default=0x1000,
+                     help="where a flat binary goes and starts (default 0x1000)")
+    run.add_argument("--max-instructions", type=int, default=None,
+                     help="stop after this many instructions (default: no bound; Ctrl-C stops)")
+    run.add_argument("--stats", action="store_true", help="print the VM exits per reason at the end")
+    run.add_argument("--progress", action="store_true",
+                     help="show the instructions run and their rate on standard error, once a second")
     lx = sub.add_parser("linux", help="boot an unmodified Debian Linux kernel with a busybox initramfs "
                                       "to a shell under a Python hypervisor and show what its VM exits cost")
     lx.add_argument("--cache", help="where the kernel and busybox packages go (default $VTX_CACHE or "
@@ -40,10 +60,13 @@ def main(argv=None):
         parser.error("--cpus is at least 1, and more than one needs --apic")
     if args.subcommand == "linux":
         return _linux(args)
+    if args.subcommand == "run":
+        from .cli_run import run_file
+        return run_file(args)
     if args.subcommand == "demo":
         from .demo import demo
         try:
-            return demo()
+            return demo(mode=args.mode, guest=args.guest)
         except BrokenPipeError:          # the output went to a pipe that closed (| head)
             sys.stderr.close()
             return 0

@@ -85,7 +85,7 @@ import tempfile
 
 from .errors import AsmError, AssemblerNotFound
 
-__all__ = ["asm", "asm_file"]
+__all__ = ["asm", "asm_file", "Image"]
 
 #: Seconds each tool (as, then ld) may run before the assembly is abandoned.
 TIMEOUT = 60
@@ -132,6 +132,35 @@ _LD_LOCATION = re.compile(r"^\([^()]*\+0x[0-9a-fA-F]+\):\s*")
 _UNDEFINED = re.compile(r"undefined reference to `([^']+)'")
 
 
+class Image(bytes):
+    """The bytes :func:`asm` returns, which remember how they were made:
+    ``org`` (the address the labels were resolved for) and ``bits``.
+    :meth:`vtx.VM.load` uses them to refuse an image loaded at an address
+    other than its ``org`` when that changes its meaning."""
+
+    org: int
+    bits: int
+
+    def __new__(cls, data, org, bits, source, include_dirs):
+        self = super().__new__(cls, data)
+        self.org, self.bits = org, bits
+        self._source, self._include_dirs = source, include_dirs
+        return self
+
+    def __reduce__(self):
+        return (bytes, (bytes(self),))
+
+    def same_at(self, addr: int) -> bool:
+        """Whether the code assembled for ``addr`` is these very bytes (no
+        absolute address in it depends on ``org``)."""
+        if addr == self.org:
+            return True
+        limit = 1 << (64 if self.bits == 64 else 32)
+        if not 0 <= addr < limit:
+            return False
+        return _assemble(self._source, self.bits, addr, self._include_dirs) == bytes(self)
+
+
 def asm(source: str, bits: int = 16, org: int = 0) -> bytes:
     """Assemble Intel-syntax x86 source into a flat binary image.
 
@@ -145,7 +174,8 @@ def asm(source: str, bits: int = 16, org: int = 0) -> bytes:
             as addresses resolve to ``org`` plus their offset in the image.
 
     Returns:
-        The machine code and data as :class:`bytes`, to be loaded at ``org``.
+        The machine code and data as :class:`bytes` (an :class:`Image`, which
+        records ``org`` and ``bits``), to be loaded at ``org``.
         See the module documentation for the layout of ``.text``, ``.rodata``,
         ``.data`` and ``.bss``.
 
@@ -167,7 +197,7 @@ def asm(source: str, bits: int = 16, org: int = 0) -> bytes:
         'b801000000'
     """
     source, bits, org = _check_args(source, bits, org)
-    return _assemble(source, bits, org, ())
+    return Image(_assemble(source, bits, org, ()), org, bits, source, ())
 
 
 def asm_file(path, bits: int = 16, org: int = 0) -> bytes:
@@ -196,7 +226,7 @@ def asm_file(path, bits: int = 16, org: int = 0) -> bytes:
         source = f.read()
     source, bits, org = _check_args(source, bits, org)
     directory = os.path.dirname(os.path.abspath(path))
-    return _assemble(source, bits, org, (directory,))
+    return Image(_assemble(source, bits, org, (directory,)), org, bits, source, (directory,))
 
 
 def _check_args(source, bits, org):

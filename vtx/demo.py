@@ -49,11 +49,12 @@ MODES = [
 VENDOR = b"vtxVMXmodel!"     # what our hypervisor answers for CPUID leaf 0
 
 
-def make_vm(bits, mode, si, out):
+def make_vm(bits, mode, si, out, image=True):
     vm = VM(memory=1 << 20)
-    vm.load(ENTRY, asm(GUEST.format(si=si, mode=mode), bits=bits, org=ENTRY))
     vm.add_vcpu()
-    {16: vm.setup_real_mode, 32: vm.setup_protected_mode, 64: vm.setup_long_mode}[bits](entry=ENTRY)
+    if image:
+        vm.load(ENTRY, asm(GUEST.format(si=si, mode=mode), bits=bits, org=ENTRY))
+        {16: vm.setup_real_mode, 32: vm.setup_protected_mode, 64: vm.setup_long_mode}[bits](entry=ENTRY)
 
     @vm.on(ExitReason.IO_INSTRUCTION)
     def port_io(vcpu, exit):
@@ -76,13 +77,54 @@ def make_vm(bits, mode, si, out):
     return vm
 
 
-def demo(stream=None):
+# The C guest of ``vtx demo --guest c`` (built by vtx.cc for each mode): the
+# same greeting, CPUID by inline assembly, printf from vtx's runtime.
+C_GUEST = r"""
+#include "rt.h"
+
+int main(void)
+{
+    u32 a = 0, b, c, d;
+    char vendor[13];
+    __asm__ volatile("cpuid" : "+a"(a), "=b"(b), "=c"(c), "=d"(d));
+    memcpy(vendor, &b, 4);
+    memcpy(vendor + 4, &d, 4);
+    memcpy(vendor + 8, &c, 4);
+    vendor[12] = 0;
+    printf("Hello from %s, in C! The CPU vendor is: %s\n", MODE, vendor);
+    return 0;
+}
+"""
+
+MODE_NAMES = {"real": 16, "protected": 32, "long": 64}
+
+
+def make_c_vm(bits, mode, out):
+    """The C guest for ``bits`` under the same handlers as the assembly one."""
+    from .cguest import cc
+    guest = cc(C_GUEST, mode=bits, cflags=[f'-DMODE="{mode}"'])
+    vm = make_vm(bits, mode, None, out, image=None)
+    guest.load(vm)
+    return vm
+
+
+def demo(stream=None, mode="all", guest="hello"):
+    """Run the demo guest (``guest``: "hello", the assembly one, or "c") in
+    ``mode`` ("real", "protected", "long" or "all") and write what it printed
+    and its exits to ``stream``."""
     stream = stream or sys.stdout
-    for bits, mode, si in MODES:
+    if mode != "all" and mode not in MODE_NAMES:
+        raise ValueError(f"mode is 'real', 'protected', 'long' or 'all', not {mode!r}")
+    if guest not in ("hello", "c"):
+        raise ValueError(f"guest is 'hello' or 'c', not {guest!r}")
+    for bits, name, si in MODES:
+        if mode != "all" and MODE_NAMES[mode] != bits:
+            continue
         out = []
-        vm = make_vm(bits, mode, si, out)
+        vm = make_c_vm(bits, name, out) if guest == "c" else make_vm(bits, name, si, out)
+        mode_name = name
         result = vm.run()
-        stream.write(f"== {mode} ==\n")
+        stream.write(f"== {mode_name} ==\n")
         stream.write("guest: " + "".join(out))
         stream.write(f"{result.instructions} guest instructions, {result.total_exits} VM exits, "
                      f"{result.wall_ns / 1000:.0f} us\n")

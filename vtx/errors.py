@@ -128,3 +128,8 @@ class VmFail(VtxError):
         self.section = None
         what = f"VMfailValid, VM-instruction error {number} {name}" if number else "VMfailInvalid"
         super().__init__(f"{instruction}: {what} ({description})")
+
+
+class VtxWarning(UserWarning):
+    """Something that is probably a mistake but may be meant: code loaded at
+    an address other than its ``org``, a guest that starts at zeros."""

@@ -161,6 +161,9 @@ def save(machine, path, extra=None):
         "ept_pool": [machine._pool_next, list(machine._pool_free)] if kind == "VM" else None,
         # the round-robin's next vCPU: a run after a restore takes the same turns
         "next_vcpu": machine._next if kind == "VM" else 0,
+        # the instructions a STOP left pending completion (vtx.STOP): the
+        # restored VM completes them on its next run, as this one would
+        "stop_pending": sorted([i, rip, n] for i, (rip, n) in machine._pending.items()) if kind == "VM" else None,
         "vtx_version": _version(), "kind": kind, "cpu_layout": layout["hash"], "cpu_size": layout["cpu_size"],
         "cpu_image": layout["size"], "ram_size": m.ram_size, "priv_size": m.priv_size, "vcpus": len(vcpus),
         "rom": list(rom_at) if rom_at else None, "cpu_model": _model_json(m.cpu_model),
@@ -409,6 +412,14 @@ def apply(snap, machine):
     :func:`check_fits` first, so a refused snapshot changes nothing."""
     check_fits(snap, machine)
     m = machine._machine
+    # A restored vCPU has the state it was saved with: set up, and no STOP
+    # pending completion (vtx.vm.VM.run).
+    if hasattr(machine, "_pending"):
+        machine._pending.clear()
+        for entry in snap.header.get("stop_pending") or ():
+            if not (isinstance(entry, list) and len(entry) == 3 and all(isinstance(x, int) for x in entry)):
+                raise SnapshotError(f"the snapshot's pending completion {entry!r} is malformed")
+        machine._set_up = True
     kind = _kind(machine)
     if kind == "VM":
         while len(machine.vcpus) < len(snap.vcpus):
@@ -435,5 +446,7 @@ def apply(snap, machine):
         _core._restore_cpu(v, img)
     if kind == "BareMetal":
         machine.console = bytearray(bytes.fromhex(snap.header["console"] or ""))
+    if hasattr(machine, "_pending"):
+        machine._pending.update({i: (rip, n) for i, rip, n in snap.header.get("stop_pending") or ()})
     machine.snapshot_extra = snap.extra
     return snap.extra

@@ -8,16 +8,20 @@ all MSR accesses, CPUID and every exception exit; EPT maps guest memory
 one-to-one, and "unrestricted guest" lets the guest run in real mode.
 """
 
+from __future__ import annotations
+
 import array
 import enum
 import sys
 import threading
 import time
+import warnings
+from typing import Callable, Optional, Union
 
 import attrs
 
 from . import _core
-from .errors import ArgumentError, VmStateError
+from .errors import ArgumentError, VmEntryError, VmStateError, VtxWarning
 from .memory import MemoryMap
 from .overhead.stats import Stats
 from .spec import (EntryControls, ExitControls, ExitReason, ProcBased, ProcBased2, VmcsField as F,
@@ -33,7 +37,13 @@ class Action(enum.Enum):
     RESUME = "resume"
     #: Enter the guest again at the same RIP (after the handler changed state).
     RETRY = "retry"
-    #: Return from :meth:`VM.run`.
+    #: Return from :meth:`VM.run`, the guest at the exiting instruction.
+    #: For the exit of an instruction the hypervisor emulates (HLT, IN/OUT,
+    #: CPUID, RDMSR/WRMSR, VMCALL, RDTSC/RDTSCP, XSETBV: :data:`COMPLETED_ON_NEXT_RUN`)
+    #: the instruction is pending completion: the next run steps over it
+    #: first, as RESUME would have, unless RIP was moved meanwhile (or the
+    #: vCPU set up anew or restored).  So a STOP at a HLT does not stop
+    #: at the same HLT again on the next run.
     STOP = "stop"
 
     def __repr__(self):
@@ -43,6 +53,17 @@ class Action(enum.Enum):
 RESUME = Action.RESUME
 RETRY = Action.RETRY
 STOP = Action.STOP
+
+#: An exit handler: ``handler(vcpu, exit)`` returns RESUME, RETRY or STOP.
+Handler = Callable[[_core.VCpu, _core.Exit], Action]
+
+#: The exit reasons after whose STOP the next run completes the instruction
+#: (steps over it) before entering the guest: instructions a hypervisor
+#: emulates, whose second execution would repeat the exit (a HLT forever) or
+#: its side effect (an OUT's byte twice).  docs/architecture.rst, "STOP".
+COMPLETED_ON_NEXT_RUN = frozenset({
+    ExitReason.HLT, ExitReason.IO_INSTRUCTION, ExitReason.CPUID, ExitReason.RDMSR, ExitReason.WRMSR,
+    ExitReason.VMCALL, ExitReason.RDTSC, ExitReason.RDTSCP, ExitReason.XSETBV})
 
 # Layout of the private memory (host-physical addresses from _core.PRIV_BASE).
 _VMCS = 0x0000
@@ -114,14 +135,14 @@ class RunResult:
         return Stats.from_runs(self.acct, self.instructions, self.events, self.wall_ns)
 
     @property
-    def total_exits(self):
+    def total_exits(self) -> int:
         return sum(self.exits.values())
 
-    def ns_per_exit(self, reason):
+    def ns_per_exit(self, reason) -> float:
         n = self.exits.get(reason, 0)
         return self.exit_ns.get(reason, 0) / n if n else 0.0
 
-    def table(self):
+    def table(self) -> str:
         """The exits per reason as a text table with nanoseconds per exit."""
         rows = [("exit reason", "count", "ns/exit")]
         for reason in sorted(self.exits):
@@ -211,30 +232,30 @@ class _Memory:
         """Copy bytes (an image) into memory at addr."""
         self._machine.write(addr, data)
 
-    def write(self, addr, data):
+    def write(self, addr: int, data) -> None:
         """Write bytes into memory at addr."""
         self._machine.write(addr, data)
 
-    def read(self, addr, size):
+    def read(self, addr: int, size: int) -> bytes:
         """Read size bytes of memory at addr."""
         return self._machine.read(addr, size)
 
-    def read_u8(self, addr):
+    def read_u8(self, addr: int) -> int:
         return self.read(addr, 1)[0]
 
-    def read_u16(self, addr):
+    def read_u16(self, addr: int) -> int:
         return int.from_bytes(self.read(addr, 2), "little")
 
-    def read_u32(self, addr):
+    def read_u32(self, addr: int) -> int:
         return int.from_bytes(self.read(addr, 4), "little")
 
-    def read_u64(self, addr):
+    def read_u64(self, addr: int) -> int:
         return int.from_bytes(self.read(addr, 8), "little")
 
-    def write_u64(self, addr, value):
+    def write_u64(self, addr: int, value: int) -> None:
         self.write(addr, int(value).to_bytes(8, "little"))
 
-    def write_u32(self, addr, value):
+    def write_u32(self, addr: int, value: int) -> None:
         self.write(addr, int(value).to_bytes(4, "little"))
 
     # --- the CPU model and the firmware ROM -------------------------------------------
@@ -354,7 +375,7 @@ class VM(MemoryMap, _Memory):
     def __deepcopy__(self, memo):
         self.__reduce__()
 
-    def __init__(self, memory=16 << 20, cpu="default"):
+    def __init__(self, memory: int = 16 << 20, cpu="default") -> None:
         _check_memory_size(memory)
         self._pd_pages = (memory + GiB - 1) // GiB
         # The EPT: the PDs, the page table of a tail, then a PD and a page
@@ -378,8 +399,32 @@ class VM(MemoryMap, _Memory):
         self.on_turn = None
         self._handlers = [None] * 128
         self._default = None
+        self._set_up = False      # a setup_*_mode, a loader or a restore gave the vCPU its state
+        self._checked = False     # the first run's look at the entry point is done
+        self._pending = {}        # vCPU index -> the Exit a STOP left pending completion
         self._init_memory_map()
         self._build_ept()
+
+    def load(self, addr: int, data) -> None:
+        """Copy bytes (an image) into guest-physical memory at ``addr``.
+
+        Code from :func:`vtx.asm` remembers its ``org``: loaded elsewhere, and
+        different from what ``org=addr`` assembles (it has absolute
+        addresses), it is refused with :class:`~vtx.ArgumentError` for 32-
+        and 64-bit code; for 16-bit code, where a segment base can make up
+        the difference, a :class:`~vtx.VtxWarning` says so."""
+        org = getattr(data, "org", None)
+        if org is not None and org != addr and hasattr(data, "same_at"):
+            bits = data.bits
+            same = data.same_at(addr) if bits != 16 else data.same_at(addr & 0xFFFF)
+            if not same:
+                msg = (f"code assembled for org {org:#x} loaded at {addr:#x}: its absolute addresses "
+                       f"(labels used as addresses) would be wrong; assemble it with org={addr:#x}")
+                if bits != 16:
+                    raise ArgumentError(msg)
+                warnings.warn(msg + " (or run it with a CS base that makes up the difference)", VtxWarning,
+                              stacklevel=2)
+        self.write(addr, data)
 
     # --- hosted-hypervisor private memory -------------------------------------
 
@@ -448,7 +493,7 @@ class VM(MemoryMap, _Memory):
 
     # --- vCPUs -----------------------------------------------------------------
 
-    def add_vcpu(self, wait_for_sipi=False):
+    def add_vcpu(self, wait_for_sipi: bool = False) -> _core.VCpu:
         """Make a vCPU (up to :data:`MAX_VCPUS`) with its own VMCS, whose
         controls exit on HLT, port I/O, MSR accesses, CPUID, VMCALL and every
         exception, with VPID 1, 2, ... in the order made, and whose guest
@@ -473,7 +518,9 @@ class VM(MemoryMap, _Memory):
         vcpu.mmio_handler = self._mmio
         self._vcpus.append(vcpu)
         self._init_vmcs(vcpu)
+        set_up = self._set_up
         self.setup_real_mode(entry=0, vcpu=vcpu)
+        self._set_up = set_up or wait_for_sipi     # (not an entry the user chose)
         if wait_for_sipi:
             vcpu.init()
         return vcpu
@@ -542,6 +589,8 @@ class VM(MemoryMap, _Memory):
         v.vmwrite(F.CR4_READ_SHADOW, cr4)   # the guest reads its own value
 
     def _common(self, v, entry):
+        self._set_up = True
+        self._pending.pop(v.index, None)
         v.rflags = 2
         v.rip = entry
         v.vmwrite(F.GUEST_ACTIVITY_STATE, 0)
@@ -555,7 +604,8 @@ class VM(MemoryMap, _Memory):
         ctl = (ctl | EntryControls.IA32E_MODE_GUEST) if on else (ctl & ~EntryControls.IA32E_MODE_GUEST)
         v.vmwrite(F.VM_ENTRY_CONTROLS, ctl)
 
-    def setup_real_mode(self, entry=0, stack=None, cs=0, vcpu=None):
+    def setup_real_mode(self, entry: int = 0, stack: Optional[int] = None, cs: int = 0,
+                        vcpu: Optional[_core.VCpu] = None) -> _core.VCpu:
         """Real-address mode (with "unrestricted guest"): CS = cs, IP = entry,
         all data segments and SS = 0, SP = stack (default 0, so the first push
         lands at 0000:FFFE), IVT at 0."""
@@ -581,7 +631,8 @@ class VM(MemoryMap, _Memory):
         self.write(at, gdt_bytes())
         return DescriptorTable(at, GDT_LIMIT)
 
-    def setup_protected_mode(self, entry, stack=None, tables=None, vcpu=None):
+    def setup_protected_mode(self, entry: int, stack: Optional[int] = None, tables: Optional[int] = None,
+                             vcpu: Optional[_core.VCpu] = None) -> _core.VCpu:
         """32-bit protected mode with flat 4 GiB segments and paging off.
 
         A GDT (null, code 0x08, data 0x10, 64-bit code 0x18, four free
@@ -605,7 +656,8 @@ class VM(MemoryMap, _Memory):
         self._entry_ia32e(v, False)
         return v
 
-    def setup_long_mode(self, entry, stack=None, tables=None, vcpu=None):
+    def setup_long_mode(self, entry: int, stack: Optional[int] = None, tables: Optional[int] = None,
+                        vcpu: Optional[_core.VCpu] = None) -> _core.VCpu:
         """64-bit mode: 4-level paging with identity-mapped 2 MiB pages for the
         first 4 GiB (as a small KVM VMM builds them), a GDT with a 64-bit code
         segment (0x18) and flat data (0x10).  The tables occupy ``tables``
@@ -631,7 +683,7 @@ class VM(MemoryMap, _Memory):
 
     # --- exit handlers -----------------------------------------------------------
 
-    def on(self, *reasons):
+    def on(self, *reasons: Union[ExitReason, str, int]) -> Callable[[Handler], Handler]:
         """Decorator: register ``handler(vcpu, exit)`` for one or more exit
         reasons (a :class:`vtx.ExitReason`, its name, or its number)."""
         if not reasons:
@@ -646,19 +698,21 @@ class VM(MemoryMap, _Memory):
             return handler
         return register
 
-    def default(self, handler):
+    def default(self, handler: Handler) -> Handler:
         """Decorator: the handler for every exit reason without its own."""
         if not callable(handler):
             raise TypeError(f"an exit handler must be callable, not {handler!r}")
         self._default = handler
         return handler
 
-    def remove_handler(self, reason):
+    def remove_handler(self, reason: Union[ExitReason, str, int]) -> None:
+        """Unregister the handler of ``reason`` (its exits then go to the
+        default handler, or raise :class:`~vtx.UnhandledExit`)."""
         self._handlers[int(_reason(reason))] = None
 
     # --- running -----------------------------------------------------------------
 
-    def run(self, max_instructions=None, quantum=DEFAULT_QUANTUM):
+    def run(self, max_instructions: Optional[int] = None, quantum: int = DEFAULT_QUANTUM) -> RunResult:
         """Enter the guest and handle its exits until a handler returns STOP,
         the budget is spent, or the guest halts for good.
 
@@ -680,6 +734,13 @@ class VM(MemoryMap, _Memory):
         the vCPU whose turn it stopped in (a STOP) or the next one.
         :attr:`on_turn`, when set, is called before each turn.
 
+        A handler that returns STOP leaves the guest at the exiting
+        instruction; for HLT, IN/OUT and the other instructions of
+        :data:`COMPLETED_ON_NEXT_RUN` the next run steps over it first, as
+        RESUME would have (unless RIP was moved; :meth:`discard_pending`
+        enters it again).  The first run of a VM whose first vCPU nothing set
+        up and whose 0000:0000 holds zeros raises :class:`~vtx.VmStateError`.
+
         A handler that raises stops the run; the exception reaches the caller
         and the VM stays consistent (the guest is at the exiting instruction),
         so it can run again.  A run is not re-entrant: calling ``run()`` from a
@@ -693,8 +754,21 @@ class VM(MemoryMap, _Memory):
         if quantum is not DEFAULT_QUANTUM and (isinstance(quantum, bool) or not isinstance(quantum, int)
                                                or not 0 < quantum <= _core.MAX_BUDGET):
             raise ArgumentError(f"quantum is an int in [1, {_core.MAX_BUDGET:#x}], not {quantum!r}")
+        undo = self._before_run(v)
+        if undo:
+            try:
+                return self.run(max_instructions, quantum)
+            except VmEntryError:
+                # A completion belongs to the entry that follows it: the
+                # vCPUs that did not enter get their instruction back.
+                for w, rip, intr, entries, pending in undo:
+                    if w.entries == entries:
+                        w.rip = rip
+                        w.vmwrite(F.GUEST_INTERRUPTIBILITY_STATE, intr)
+                        self._pending[w.index] = pending
+                raise
         if len(self._vcpus) > 1:
-            return self._run_all(max_instructions, quantum)
+            return self._note_stop(self._run_all(max_instructions, quantum))
         budget = max_instructions or 0
         # The thread of the run, so that a snapshot taken from its handlers is
         # allowed and one from another thread is not (vtx/snapshot.py).
@@ -715,8 +789,76 @@ class VM(MemoryMap, _Memory):
             key = _REASON_KEYS[r]
             exits[key] = n
             exit_ns[key] = ns
-        return RunResult(why, last, exits, exit_ns, instructions, wall, events,
-                         v if why in ("stop", "shutdown") else None, [mark.end()])
+        return self._note_stop(RunResult(why, last, exits, exit_ns, instructions, wall, events,
+                                         v if why in ("stop", "shutdown") else None, [mark.end()]))
+
+    # --- STOP and the first run: no traps (docs/architecture.rst, "STOP") --------
+
+    def _note_stop(self, result):
+        if result.stop == "stop" and result.exit is not None and result.vcpu is not None:
+            reason = result.exit.reason & 0xFFFF
+            if reason in COMPLETED_ON_NEXT_RUN and result.exit.instruction_length:
+                self._pending[result.vcpu.index] = (result.exit.guest_rip, result.exit.instruction_length)
+        return result
+
+    def pending_completion(self, vcpu: Optional[_core.VCpu] = None) -> Optional[tuple]:
+        """``(rip, length)`` of the instruction the next :meth:`run` completes
+        (steps over) first, left by a STOP from its exit's handler (see
+        :data:`vtx.STOP`), or None."""
+        v = vcpu or self.vcpu
+        p = self._pending.get(v.index)
+        return p if p is not None and v.rip == p[0] else None
+
+    def discard_pending(self, vcpu: Optional[_core.VCpu] = None) -> None:
+        """Make the next run execute the instruction a STOP left pending
+        again (enter at it) instead of completing it."""
+        self._pending.pop((vcpu or self.vcpu).index, None)
+
+    def _before_run(self, v):
+        """Complete what STOPs left pending, and look at the first run's entry
+        point; the completions made, to be undone if the entry fails:
+        [(vcpu, rip, interruptibility, entries, pending)]."""
+        if self._running or _core._vcpu_busy(v):
+            return None            # run() refuses this itself
+        if not self._checked:
+            self._check_entry(v)
+            self._checked = True
+        undo = []
+        for w in self._vcpus:
+            p = self._pending.pop(w.index, None)
+            if p is not None and w.rip == p[0]:
+                rip = p[0] + p[1]
+                ia32e = w.vmread(F.VM_ENTRY_CONTROLS) & EntryControls.IA32E_MODE_GUEST
+                if not (ia32e and w.cs.access_rights & 0x2000):     # outside 64-bit code: EIP wraps
+                    rip &= 0xFFFFFFFF
+                intr = w.vmread(F.GUEST_INTERRUPTIBILITY_STATE)
+                undo.append((w, w.rip, intr, w.entries, p))
+                w.rip = rip
+                # RESUME ends blocking by STI and by MOV SS (SDM Vol. 3C 25.4.2).
+                w.vmwrite(F.GUEST_INTERRUPTIBILITY_STATE, intr & ~3)
+        return undo
+
+    def _check_entry(self, v):
+        """The first run's look at where the guest starts: zeros at 0000:0000
+        on a vCPU nothing set up is a forgotten setup_*_mode (an error);
+        zeros elsewhere, code not loaded where RIP points (a warning)."""
+        if v.activity_state == 3:
+            return
+        start = v.cs.base + v.rip
+        try:
+            gpa = self.translate(start, v)          # through the guest's paging, if it is on
+            code = self.read(gpa, 16) if gpa is not None and gpa + 16 <= self.memory_size else None
+        except Exception:          # MMIO, a hole, damaged tables: nothing to say
+            return
+        if code != bytes(16):
+            return
+        if not self._set_up and start == 0:
+            raise VmStateError(
+                "the vCPU was never set up and would run zeros from 0000:0000: call "
+                "vm.setup_real_mode / setup_protected_mode / setup_long_mode(entry=...) or "
+                "vtx.load_elf / load_flat (or set the registers yourself) before run()")
+        warnings.warn(f"the guest starts at {start:#x} (CS base + RIP), where memory holds zeros: was the "
+                      f"code loaded somewhere else?", VtxWarning, stacklevel=3)
 
     def _run_all(self, max_instructions, quantum):
         """The round-robin of :meth:`run` over several vCPUs."""

@@ -1,7 +1,7 @@
 """Build the C guests under tests/guests/ with the system gcc and ld into flat
 binaries loaded at 0x1000, cached by content.
 
-A guest is start.S + rt.c + NAME.c, compiled for 32-bit (-m32, linked with
+A guest is start.S + rt.c (vtx/runtime) + NAME.c, compiled for 32-bit (-m32, linked with
 ``ld -m elf_i386``) or 64-bit code (``-m64``, ``elf_x86_64``) with the
 freestanding flags below and one optimization level, and linked with
 link.ld.  Images are cached in a temporary directory under a key made of
@@ -17,6 +17,8 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+# The C runtime (rt.c, rt.h) is vtx's public one (vtx/runtime, used by vtx.cc).
+RUNTIME_DIR = HERE.parent.parent / "vtx" / "runtime"
 LOAD_ADDRESS = 0x1000
 
 BASE_CFLAGS = ["-ffreestanding", "-fno-pic", "-fno-pie", "-nostdlib", "-fno-stack-protector",
@@ -90,7 +92,7 @@ def build(name, bits, opt="-O2", flavour="general"):
     for part in [gcc_version(), " ".join(flags), emul, flavour]:
         key.update(part.encode() + b"\0")
     for f in sources + ["rt.h", "link.ld"]:
-        key.update(f.encode() + b"\0" + (HERE / f).read_bytes() + b"\0")
+        key.update(f.encode() + b"\0" + _source(f).read_bytes() + b"\0")
     tag = f"{name}-{flavour}-{bits}{opt}-{key.hexdigest()[:16]}"
     out = cache_dir() / f"{tag}.bin"
     mapfile = cache_dir() / f"{tag}.map"
@@ -100,7 +102,8 @@ def build(name, bits, opt="-O2", flavour="general"):
         objs = []
         for src in sources:
             obj = str(Path(tmp) / (Path(src).stem + ".o"))
-            _run(["gcc"] + flags + ["-I", str(HERE), "-c", str(HERE / src), "-o", obj], tmp)
+            _run(["gcc"] + flags + ["-I", str(HERE), "-I", str(RUNTIME_DIR), "-c", str(_source(src)), "-o", obj],
+                 tmp)
             objs.append(obj)
         binary = str(Path(tmp) / "guest.bin")
         if flavour in ("native", "x87native"):
@@ -111,6 +114,11 @@ def build(name, bits, opt="-O2", flavour="general"):
                   "--oformat", "binary", "-Map", str(Path(tmp) / "guest.map"), "-o", binary] + objs, tmp)
         data = _publish(tmp, binary, out, mapfile)
     return data, mapfile
+
+
+def _source(name):
+    """The path of a build input: the runtime's in vtx/runtime, the rest here."""
+    return RUNTIME_DIR / name if name in ("rt.c", "rt.h") else HERE / name
 
 
 def _publish(tmp, binary, out, mapfile):
