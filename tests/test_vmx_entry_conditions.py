@@ -21,6 +21,10 @@ import test_vmx_entry as base
 from conftest import apply_changes, clrb, setb
 from test_vmx_entry import CTL, GUEST, HOST, NONCANON, PRIV, assert_runs, expect_failure, good_vm
 
+# These guests never run an instruction (each entry fails, or stops at once):
+# their zeros at RIP are not a forgotten load (vtx.VtxWarning, vm.run).
+pytestmark = pytest.mark.filterwarnings("ignore::vtx.errors.VtxWarning")
+
 ALL_MODES = ("real", "protected", "long")
 DATA = ("DS", "ES", "FS", "GS")
 G, UNUSABLE = 1 << 15, 1 << 16
