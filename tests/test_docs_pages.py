@@ -31,7 +31,7 @@ needs_sphinx = pytest.mark.skipif(
 # The pages whose examples must run; each has at least one python block.
 RUNNABLE = ["index", "concepts/hypervisor_types", "concepts/trap_and_emulate", "concepts/hypercalls"]
 # The concept pages translated into Korean (docs/locale/ko/LC_MESSAGES).
-TRANSLATED = ["concepts/rings", "concepts/hypervisor_types", "concepts/techniques",
+TRANSLATED = ["concepts/index", "concepts/rings", "concepts/hypervisor_types", "concepts/techniques",
               "concepts/trap_and_emulate", "concepts/hypercalls", "concepts/vms_vs_containers"]
 
 

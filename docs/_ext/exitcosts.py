@@ -148,7 +148,7 @@ def _table(rows):
         r = nodes.row()
         for i, text in enumerate(cells):
             entry = nodes.entry(classes=["num"] if (num and i) else [])
-            entry += nodes.paragraph(text=text)
+            entry += _untranslated(nodes.paragraph(text=text))
             r += entry
         parent += r
 
@@ -156,6 +156,13 @@ def _table(rows):
     for label, ns in rows:
         row([label, f"{ns:,.0f}"], body, num=True)
     return table
+
+
+def _untranslated(node):
+    """Generated text (numbers of this machine) is no message for gettext:
+    a catalog could never keep up with it."""
+    node["translatable"] = False
+    return node
 
 
 class ExitCosts(Directive):
@@ -170,17 +177,16 @@ class ExitCosts(Directive):
             rows = measure()
             env.app._vtx_exit_costs = rows
         if rows is None:
-            para = nodes.paragraph(text="(vtx could not be imported while these pages were built, so this "
-                                        "build has no measurements.)")
-            return [para]
+            return [_untranslated(nodes.paragraph(text="(vtx could not be imported while these pages were "
+                                                       "built, so this build has no measurements.)"))]
         out = []
         svg = None if "no-chart" in self.options else _svg_chart(rows)
         if svg:
             out.append(nodes.raw("", f'<div class="exit-costs-chart">{svg}</div>', format="html"))
         out.append(_table(rows))
         machine = f"{platform.python_implementation()} {platform.python_version()}, {platform.machine()}"
-        out.append(nodes.paragraph(text=f"Measured while this page was built ({machine}), the best of "
-                                        f"{REPEATS} runs of {ROUNDS} exits each."))
+        out.append(_untranslated(nodes.paragraph(text=f"Measured while this page was built ({machine}), the "
+                                                      f"best of {REPEATS} runs of {ROUNDS} exits each.")))
         return out
 
 
