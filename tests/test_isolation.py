@@ -609,7 +609,7 @@ def gate64(offset, sel=0x18):
 
 
 def idt_info(vector, type_, error=False):
-    """IDT-vectoring information (SDM Vol. 3C 24.9.3)."""
+    """IDT-vectoring information (SDM Vol. 3C 25.9.3)."""
     return vector | (type_ << 8) | (0x800 if error else 0) | 0x80000000
 
 

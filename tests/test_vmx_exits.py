@@ -15,7 +15,7 @@ CODE = 0x1000
 MEM = 1 << 20
 PRIV = vtx._core.PRIV_BASE
 
-# Interruption-information types (SDM Table 25-17 / 24.9.2).
+# Interruption-information types (SDM Table 25-17 / 25.9.2).
 HW_EXCEPTION = 3
 VALID = 1 << 31
 EC_VALID = 1 << 11
@@ -503,7 +503,7 @@ def test_tsc_offset_ignored_without_offsetting():
 
 
 # ---------------------------------------------------------------------------
-# Exceptions (exit reason 0): interruption information SDM 24.9.2 / Table
+# Exceptions (exit reason 0): interruption information SDM 25.9.2 / Table
 # 25-17: 7:0 vector, 10:8 type (3 = hardware exception), 11 error code valid,
 # 31 valid.  Exit qualification: the faulting linear address for #PF
 # (SDM 28.2.1), 0 for the others here.

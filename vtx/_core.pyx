@@ -1412,7 +1412,7 @@ cdef object _mmio_unsupported(Cpu* c):
 
 cdef void step_over(Cpu* c, uint32_t length) noexcept nogil:
     """RESUME: step over the exiting instruction, as hypervisors do, and end
-    blocking by STI / MOV SS (SDM Vol. 3 24.4.2).  Through vwt: a RIP past
+    blocking by STI / MOV SS (SDM Vol. 3C 25.4.2).  Through vwt: a RIP past
     the canonical range must fail the next VMRESUME's GUEST_RIP check."""
     cdef uint64_t rip = vr(c, VMCS_OFF_GUEST_RIP, 8) + length
     cdef uint32_t cs_ar = <uint32_t>vr(c, off_ar(S_CS), 4)

@@ -14,7 +14,7 @@ def _u64(name, bits):
 
 @attrs.frozen
 class Segment:
-    """A segment register with its hidden part, in VMCS form (SDM Vol. 3 24.4.1).
+    """A segment register with its hidden part, in VMCS form (SDM Vol. 3C 25.4.1).
 
     ``access_rights`` uses the VMCS access-rights layout: type in bits 3:0, S 4,
     DPL 6:5, P 7, AVL 12, L 13, D/B 14, G 15, and bit 16 = segment unusable.

@@ -29,11 +29,13 @@ cdef class Exit:
 
     @property
     def name(self):
+        """The basic exit reason's name, as in :class:`vtx.ExitReason`
+        (``"IO_INSTRUCTION"``)."""
         return _exit_reason_enum(self.reason).name
 
     @property
     def raw(self):
-        """The exit-information fields (SDM Vol. 3 24.9) by VMCS field name."""
+        """The exit-information fields (SDM Vol. 3C 25.9) by VMCS field name."""
         return {
             "EXIT_REASON": self.raw_reason,
             "EXIT_QUALIFICATION": self.qualification,
@@ -86,34 +88,46 @@ cdef class IoExit(Exit):
 
     @property
     def size(self):
+        """The access size in bytes, 1, 2 or 4 (qualification bits 2:0 plus
+        one)."""
         return <int>(self.qualification & 7) + 1
 
     @property
     def is_in(self):
+        """True for IN and INS, False for OUT and OUTS (qualification bit 3)."""
         return bool(self.qualification & 8)
 
     @property
     def direction(self):
+        """``"in"`` or ``"out"`` (qualification bit 3)."""
         return "in" if self.qualification & 8 else "out"
 
     @property
     def string(self):
+        """True for INS and OUTS (qualification bit 4)."""
         return bool(self.qualification & 16)
 
     @property
     def rep(self):
+        """True when a string instruction had a REP prefix (qualification bit
+        5)."""
         return bool(self.qualification & 32)
 
     @property
     def immediate(self):
+        """True when the port was an immediate operand, False for DX
+        (qualification bit 6)."""
         return bool(self.qualification & 64)
 
     @property
     def port(self):
+        """The port number (qualification bits 31:16)."""
         return <int>((self.qualification >> 16) & 0xFFFF)
 
     @property
     def value(self):
+        """What an OUT writes: the low ``size`` bytes of RAX at the exit; None
+        for IN and the string instructions."""
         if self.qualification & (8 | 16):
             return None
         # Size field (SDM Table 28-5): 0, 1 or 3 for 1, 2 or 4 bytes.  The mask
@@ -140,10 +154,12 @@ cdef class MsrExit(Exit):
 
     @property
     def is_write(self):
+        """True for WRMSR (exit reason 32), False for RDMSR (31)."""
         return self.reason == 32
 
     @property
     def value(self):
+        """WRMSR: the value EDX:EAX that the guest writes; None for RDMSR."""
         return self._value if self.reason == 32 else None
 
     def _fields(self):
@@ -166,21 +182,27 @@ cdef class RdtscExit(Exit):
 cdef class ExceptionExit(Exit):
     """An exception intercepted by the exception bitmap (exit reason 0).
 
-    Decoded from the VM-exit interruption information (SDM Vol. 3 Table 24-19):
+    Decoded from the VM-exit interruption information (SDM Vol. 3C 25.9.2):
     ``vector``, ``type`` (3 hardware exception, 6 software exception, 2 NMI),
     ``error_code`` (None when the exception delivers none).  For #PF the
     qualification is the faulting linear address (``fault_address``)."""
 
     @property
     def vector(self):
+        """The exception's vector, 0-31 (interruption information bits 7:0)."""
         return <int>(self.interruption_info & 0xFF)
 
     @property
     def type(self):
+        """The interruption type: 2 NMI, 3 hardware exception, 5 privileged
+        software exception (INT1), 6 software exception (INT3, INTO) (bits
+        10:8)."""
         return <int>((self.interruption_info >> 8) & 7)
 
     @property
     def error_code(self):
+        """The error code the exception delivers, or None when it delivers none
+        (bit 11 clear)."""
         if self.interruption_info & 0x800:
             return self.interruption_error_code
         return None
@@ -192,6 +214,8 @@ cdef class ExceptionExit(Exit):
 
     @property
     def fault_address(self):
+        """#PF: the faulting linear address (the exit qualification, which
+        would have gone to CR2); None for other vectors."""
         return self.qualification if (self.interruption_info & 0xFF) == 14 else None
 
     def _fields(self):
@@ -211,6 +235,8 @@ cdef class ExternalInterruptExit(Exit):
 
     @property
     def vector(self):
+        """The interrupt's vector when "acknowledge interrupt on exit" took it;
+        None when the interrupt is still pending."""
         if self.interruption_info & 0x80000000:
             return <int>(self.interruption_info & 0xFF)
         return None
@@ -229,38 +255,52 @@ cdef class EptViolationExit(Exit):
 
     @property
     def read(self):
+        """The access was a data read (qualification bit 0)."""
         return bool(self.qualification & 1)
 
     @property
     def write(self):
+        """The access was a data write (qualification bit 1)."""
         return bool(self.qualification & 2)
 
     @property
     def fetch(self):
+        """The access was an instruction fetch (qualification bit 2)."""
         return bool(self.qualification & 4)
 
     @property
     def readable(self):
+        """The EPT entries of the guest-physical address allowed reads
+        (qualification bit 3; False when the address is not mapped at all)."""
         return bool(self.qualification & 8)
 
     @property
     def writable(self):
+        """The EPT entries allowed writes (qualification bit 4)."""
         return bool(self.qualification & 16)
 
     @property
     def executable(self):
+        """The EPT entries allowed instruction fetches (qualification bit 5)."""
         return bool(self.qualification & 32)
 
     @property
     def linear_address_valid(self):
+        """The guest linear address field is valid (qualification bit 7): clear
+        when the access had no linear address, as when MOV to CR3 loads the
+        PAE PDPTEs."""
         return bool(self.qualification & 128)
 
     @property
     def gpa(self):
+        """The guest-physical address that was accessed
+        (GUEST_PHYSICAL_ADDRESS)."""
         return self.guest_physical_address
 
     @property
     def gla(self):
+        """The guest linear address of the access (GUEST_LINEAR_ADDRESS), or
+        None when the qualification marks it invalid."""
         return self.guest_linear_address if self.qualification & 128 else None
 
     def _fields(self):
@@ -273,6 +313,8 @@ cdef class EptMisconfigExit(Exit):
 
     @property
     def gpa(self):
+        """The guest-physical address whose translation met the misconfigured
+        EPT entry (GUEST_PHYSICAL_ADDRESS)."""
         return self.guest_physical_address
 
 
@@ -282,6 +324,8 @@ cdef class CrAccessExit(Exit):
 
     @property
     def cr(self):
+        """The control register: 0, 3, 4 or 8 (qualification bits 3:0; 0 for
+        CLTS and LMSW)."""
         return <int>(self.qualification & 0xF)
 
     @property
@@ -325,14 +369,19 @@ cdef class MovDrExit(Exit):
 
     @property
     def dr(self):
+        """The debug register, 0-7 (qualification bits 2:0)."""
         return <int>(self.qualification & 7)
 
     @property
     def direction(self):
+        """``"to"`` for MOV to DRn, ``"from"`` for MOV from DRn (qualification
+        bit 4)."""
         return "from" if self.qualification & 0x10 else "to"
 
     @property
     def gpr(self):
+        """The general register operand (0 = RAX ... 15 = R15; qualification
+        bits 11:8)."""
         return <int>((self.qualification >> 8) & 0xF)
 
     def _fields(self):
@@ -352,24 +401,33 @@ cdef class DescriptorTableExit(Exit):
 
     @property
     def identity(self):
+        """The instruction identity from the instruction information bits 29:28
+        (reason 46: 0 SGDT, 1 SIDT, 2 LGDT, 3 LIDT; reason 47: 0 SLDT, 1
+        STR, 2 LLDT, 3 LTR)."""
         return <int>((self.instruction_info >> 28) & 3)
 
     @property
     def instruction(self):
+        """The instruction's mnemonic, such as ``"LGDT"``."""
         return _DT_NAMES[self.reason][(self.instruction_info >> 28) & 3]
 
     @property
     def register_operand(self):
+        """True when LLDT, LTR, SLDT or STR had a register operand (instruction
+        information bit 10)."""
         return bool(self.instruction_info & (1 << 10))
 
     @property
     def register(self):
+        """The register operand's number (instruction information bits 6:3), or
+        None for a memory operand."""
         if self.instruction_info & (1 << 10):
             return <int>((self.instruction_info >> 3) & 0xF)
         return None
 
     @property
     def displacement(self):
+        """The memory operand's displacement (the exit qualification)."""
         return self.qualification
 
     def _fields(self):
@@ -382,6 +440,8 @@ cdef class MwaitExit(Exit):
 
     @property
     def armed(self):
+        """Address-range monitoring was armed by MONITOR when MWAIT executed
+        (qualification bit 0)."""
         return bool(self.qualification & 1)
 
     def _fields(self):

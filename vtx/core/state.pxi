@@ -256,7 +256,7 @@ cdef void compute_mode(Cpu* c) noexcept nogil:
     elif c.rflags & F_VM:
         c.cpl = 3
     else:
-        # The CPL is SS.DPL (SDM Vol. 3 24.4.1 note: the VMCS keeps it there).
+        # The CPL is SS.DPL (SDM Vol. 3C 25.4.1 note: the VMCS keeps it there).
         c.cpl = (c.seg[S_SS].ar >> 5) & 3
     if not (c.cr0 & CR0_PG):
         c.paging = 0

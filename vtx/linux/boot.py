@@ -156,7 +156,7 @@ def e820_map(ram_size, reserved=()):
 def build_boot_params(image, cmdline_ptr, initrd_address=0, initrd_size=0, e820=(), acpi_rsdp=0):
     """The 4 KiB of boot_params (zero-page.rst): zeros, the setup header of
     ``image`` at 1F1H with the fields a loader writes, the E820 table at
-    2D0H and its count at 1E8H.  Addresses above 4 GiB go into the ext_
+    2D0H and its count at 1E8H.  Addresses above 4 GiB go into the ``ext_*``
     fields (their upper 32 bits)."""
     bp = bytearray(BOOT_PARAMS_SIZE)
     hdr = image.setup_header_bytes

@@ -152,7 +152,7 @@ def busybox_initramfs(busybox_path, init_script=None):
     statically linked busybox) with symbolic links for :data:`APPLETS`, the
     device nodes a console needs, and ``/init`` (``init_script``, by default
     :data:`DEFAULT_INIT`: mount proc, sysfs and devtmpfs, print
-    :data:`INIT_MARKER`, and run a shell with the prompt ``~ # `` on the
+    :data:`INIT_MARKER`, and run a shell with the prompt ``"~ # "`` on the
     console)."""
     try:
         busybox = pathlib.Path(os.fspath(busybox_path)).read_bytes()

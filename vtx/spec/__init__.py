@@ -234,7 +234,7 @@ VmInstructionError.__doc__ = "VM-instruction error numbers (SDM Vol. 3C 31.4)."
 
 def _flag(group):
     cls = IntFlag(group.pyname, [(name, 1 << bit) for name, bit, _ in group.bits], module=__name__)
-    cls.__doc__ = f"{group.title} (C prefix {group.prefix}_)."
+    cls.__doc__ = f"{group.title} (C prefix ``{group.prefix}_``)."
     cls.DEFAULT1 = group.default1_mask  # plain int: default1 bits are not named controls
     return cls
 

@@ -64,7 +64,7 @@ cdef int h_sti(Cpu* c, Insn* d) noexcept nogil:
     if not iopl_ok(c):
         return raise_gp0(c)
     if not (c.rflags & F_IF):
-        # Blocking by STI for one instruction (SDM Vol. 3 24.4.2).
+        # Blocking by STI for one instruction (SDM Vol. 3C 25.4.2).
         c.interruptibility |= 1
         events_unmasked(c)      # [events] a masked interrupt may be taken soon
     c.rflags |= F_IF
