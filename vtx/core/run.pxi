@@ -76,7 +76,7 @@ cdef Block* build_block(Cpu* c, uint64_t lin, uint8_t* p, uint64_t hpa, uint64_t
     cdef Block* b
     if hpa >= c.ram_size:
         return NULL
-    if (c.dr7 & 0xFF) or c.dbg_pending:
+    if (c.dr7 & 0xFF) or c.dbg_pending or c.hdbg:
         return NULL             # [debug] one instruction at a time (core/insn/debug.pxi)
     if c.arena_used + MAX_BLOCK > ARENA_INSNS:
         c.block_epoch += 1          # drops every block: the arena starts over
@@ -342,7 +342,10 @@ cdef int run_loop(Cpu* c) noexcept nogil:
                 # [debug] TF, RF or breakpoints: the instruction and its
                 # debug traps (core/insn/debug.pxi).
                 c.next_rip = (c.rip + d.len) & SIZE_MASK[c.code_size]
-                rc = dbg_exec(c, d)
+                if c.hdbg & HD_TRACE:
+                    rc = hd_trace(c, lin, p, d)     # [hdbg] the instruction trace (core/debugger.pxi)
+                if rc == RC_OK:
+                    rc = dbg_exec(c, d)
                 if rc == RC_OK or rc == RC_REP_PAUSED or rc == RC_TRANSFERRED:
                     continue
             elif rc == RC_OK:
@@ -409,6 +412,8 @@ cdef int guest_slice(Cpu* c, uint64_t limit) noexcept nogil:
         events_arm(c, c.icount)
     rc = run_loop(c)
     c.ev_armed = 0          # the next slice arms again if it must
+    if rc == RC_HOSTDBG and c.hd_stop == HDS_TRACE:
+        return rc           # [hdbg] the trace buffer is full: Python empties it and goes on
     if rc != RC_VMEXIT and rc != RC_BUDGET:
         vm_leave(c)
     return rc
