@@ -17,6 +17,7 @@ import time
 import attrs
 
 from . import _core
+from .debug.debugger import Debugging
 from .errors import ArgumentError, VmStateError
 from .memory import MemoryMap
 from .spec import (EntryControls, ExitControls, ExitReason, ProcBased, ProcBased2, VmcsField as F,
@@ -82,7 +83,9 @@ class RunResult:
     exit is in ``exit``, the vCPU that exited in ``vcpu``), ``"budget"``
     (``max_instructions`` steps done, over all vCPUs), ``"halted"`` (every
     vCPU halted without HLT exiting or waiting for a SIPI, with nothing
-    pending that wakes it) or ``"shutdown"`` (``vcpu`` says which).  ``exits`` counts the exits of this run per
+    pending that wakes it), ``"shutdown"`` (``vcpu`` says which), or
+    ``"breakpoint"`` / ``"watchpoint"`` (the debugger's, :mod:`vtx.debug`:
+    ``hit`` says which, and ``vcpu``).  ``exits`` counts the exits of this run per
     :class:`~vtx.ExitReason`, ``exit_ns`` the wall-clock nanoseconds spent per
     reason from the exit to the next entry (handler included),
     ``instructions`` the guest instructions retired (a REP string instruction
@@ -99,6 +102,7 @@ class RunResult:
     wall_ns: int
     events: int = 0
     vcpu: object = None
+    hit: object = None
 
     @property
     def total_exits(self):
@@ -324,7 +328,7 @@ class _Memory:
         return tables
 
 
-class VM(MemoryMap, _Memory):
+class VM(MemoryMap, _Memory, Debugging):
     """A virtual machine: guest-physical memory, one vCPU, exit handlers.
 
     ``memory`` is the size of guest-physical memory in bytes (a multiple of
@@ -362,6 +366,7 @@ class VM(MemoryMap, _Memory):
         self._default = None
         self._init_memory_map()
         self._build_ept()
+        self._init_debug()
 
     # --- hosted-hypervisor private memory -------------------------------------
 
@@ -454,6 +459,7 @@ class VM(MemoryMap, _Memory):
             vcpu = _core.VCpu(self._machine, self._machine._add_cpu(self._vmcs_offset(n)))
         vcpu.mmio_handler = self._mmio
         self._vcpus.append(vcpu)
+        self._debug_vcpu_added(vcpu)
         self._init_vmcs(vcpu)
         self.setup_real_mode(entry=0, vcpu=vcpu)
         if wait_for_sipi:
@@ -684,11 +690,13 @@ class VM(MemoryMap, _Memory):
             self._run_thread = threading.get_ident()
         t0 = time.perf_counter_ns()
         try:
+            self._debug_before(v)
             why, last, per_reason, instructions, events = v._run(self._handlers, self._default, budget,
                                                                  RESUME, RETRY, STOP)
         finally:
             if outer:
                 self._run_thread = None
+        why, hit = self._debug_after(v, why)
         wall = time.perf_counter_ns() - t0
         exits, exit_ns = {}, {}
         for r, (n, ns) in per_reason.items():
@@ -696,7 +704,7 @@ class VM(MemoryMap, _Memory):
             exits[key] = n
             exit_ns[key] = ns
         return RunResult(why, last, exits, exit_ns, instructions, wall, events,
-                         v if why in ("stop", "shutdown") else None)
+                         v if why in ("stop", "shutdown", "breakpoint", "watchpoint") else None, hit)
 
     def _run_all(self, max_instructions, quantum):
         """The round-robin of :meth:`run` over several vCPUs."""
@@ -721,8 +729,14 @@ class VM(MemoryMap, _Memory):
                     why, last, per_reason, n, ev = "halted", None, {}, 0, 0
                 else:
                     q = quantum if left is None else min(quantum, left)
-                    why, last, per_reason, n, ev = v._run(self._handlers, self._default, q,
-                                                          RESUME, RETRY, STOP)
+                    self._debug_before(v)
+                    try:
+                        why, last, per_reason, n, ev = v._run(self._handlers, self._default, q,
+                                                              RESUME, RETRY, STOP)
+                    finally:
+                        if self._tracer is not None:
+                            self._tracer._flush(v)
+                    why, hit = self._debug_after(v, why)
                 for r, (cnt, ns) in per_reason.items():
                     key = _REASON_KEYS[r]
                     exits[key] = exits.get(key, 0) + cnt
@@ -731,9 +745,9 @@ class VM(MemoryMap, _Memory):
                 events += ev
                 if left is not None:
                     left -= n + ev
-                if why in ("stop", "shutdown"):
+                if why in ("stop", "shutdown", "breakpoint", "watchpoint"):
                     return RunResult(why, last, exits, exit_ns, instructions,
-                                     time.perf_counter_ns() - t0, events, v)
+                                     time.perf_counter_ns() - t0, events, v, hit)
                 idle = idle + 1 if (why == "halted" and n + ev == 0 and not per_reason) else 0
                 i = (i + 1) % len(vcpus)
                 self._next = i
