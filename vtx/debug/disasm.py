@@ -58,17 +58,22 @@ def _objdump(code, address, bits):
         f.write(code)
         f.flush()
         out = subprocess.run(["objdump", "-D", "-b", "binary", "-m", machine, "-M", "intel",
-                              f"--adjust-vma={address:#x}", "--start-address", f"{address:#x}",
-                              "--stop-address", f"{address + 1:#x}", f.name],
+                              f"--adjust-vma={address:#x}", f.name],
                              capture_output=True, text=True, check=False).stdout
+    # The first instruction: its line (address, bytes, text), then the
+    # lines that only continue its bytes, up to the next instruction.
     hexes = []
     text = None
     for line in out.splitlines():
         parts = line.split("\t")
-        if len(parts) >= 2 and parts[0].strip().endswith(":"):
+        if len(parts) < 2 or not parts[0].strip().endswith(":"):
+            continue
+        if len(parts) >= 3:
+            if text is not None:
+                break
+            text = " ".join(parts[2].split())
+        if text is not None:
             hexes.extend(parts[1].split())
-            if len(parts) >= 3 and text is None:
-                text = " ".join(parts[2].split())
     if text is None:
         return None
     return text, len(hexes)
