@@ -7,6 +7,8 @@ each instruction and watches data accesses through the TLB
 byte of its memory patched.  While none is set, the run loop pays nothing.
 """
 
+import struct
+
 import attrs
 
 from ..errors import ArgumentError, VmStateError
@@ -388,19 +390,15 @@ class _Rec:
     bytes: bytes
 
 
+#: The layout of the core's TraceRec (vtx/_core.pxd), padding included.
+RECORD_FORMAT = struct.Struct("<QQQQHBBB15s4x")
+
+
 def parse_records(raw):
     """The core's trace records (bytes from ``VCpu._trace_take``)."""
-    import struct
-    from .. import _core
-    size = _core.TRACE_RECORD_SIZE
-    fmt = struct.Struct("<QQQQHBBB15s")
-    out = []
-    for off in range(0, len(raw), size):
-        lin, rip, ic, ev, cs, mode, length, nb, code = fmt.unpack_from(raw, off)
-        out.append(_Rec(lin, rip, ic, ev, cs, MODES[mode], length, code[:nb]))
-    return out
+    return [_Rec(lin, rip, ic, ev, cs, MODES[mode], length, code[:nb])
+            for lin, rip, ic, ev, cs, mode, length, nb, code in RECORD_FORMAT.iter_unpack(raw)]
 
 
 def _last_record(raw):
-    from .. import _core
-    return parse_records(raw[-_core.TRACE_RECORD_SIZE:])[0]
+    return parse_records(raw[-RECORD_FORMAT.size:])[0]

@@ -11,8 +11,12 @@ little.  While no trace is on, the run loop pays nothing.
 import attrs
 
 from ..errors import ArgumentError
-from .debugger import parse_records
+from .. import _core
+from .debugger import RECORD_FORMAT, _Rec
 from .disasm import MODES, disassemble
+
+_RECORD = RECORD_FORMAT
+assert _RECORD.size == _core.TRACE_RECORD_SIZE
 
 
 @attrs.frozen
@@ -96,14 +100,17 @@ class Tracer:
         if not raw:
             return
         last = self._last.get(v.index)
-        for rec in parse_records(raw):
-            key = (rec.icount, rec.events, rec.rip)
+        index = v.index
+        for lin, rip, icount, events, cs, mode, length, nbytes, code in _RECORD.iter_unpack(raw):
+            key = (icount, events, rip)
             if key == last:
                 continue        # the same instruction run again (MMIO answered): once
             last = key
-            code = self.vm._record_bytes(v, rec)
-            self._emit(TraceEntry(v.index, rec.mode, rec.cs, rec.rip, rec.address, code, rec.icount))
-        self._last[v.index] = last
+            code = code[:nbytes]
+            if nbytes < length:
+                code = self.vm._record_bytes(v, _Rec(lin, rip, icount, events, cs, MODES[mode], length, code))
+            self._emit(TraceEntry(index, MODES[mode], cs, rip, lin, code, icount))
+        self._last[index] = last
 
     def _emit(self, entry):
         if self.callback is not None:
