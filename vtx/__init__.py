@@ -25,6 +25,7 @@ its VM exits in Python, and measure what they cost::
 from ._core import (CpuidExit, CrAccessExit, DescriptorTableExit, EptMisconfigExit, EptViolationExit,
                     ExceptionExit, Exit, ExternalInterruptExit, HltExit, IoExit, MovDrExit, MsrExit, MwaitExit,
                     RdtscExit, TripleFaultExit, VCpu, VmcallExit, VmxInstructionExit, fabricate_exit)
+from . import debug
 from .asm import asm
 from .bare import BareCpu, BareMetal, BareRunResult
 from .cpu_model import CpuModel
@@ -45,7 +46,7 @@ __all__ = [
     "VmxInstructionExit", "MovDrExit", "DescriptorTableExit", "MwaitExit",
     "ExitReason", "VmcsField", "VmInstructionError", "PinBased", "ProcBased", "ProcBased2",
     "ExitControls", "EntryControls", "Msr", "Segment", "DescriptorTable",
-    "asm", "fabricate_exit",
+    "asm", "fabricate_exit", "debug",
     "VtxError", "AsmError", "AssemblerNotFound", "GuestMemoryError", "RegisterError", "VmEntryError",
     "UnhandledExit", "HandlerReturnError", "VmStateError", "ArgumentError", "HostMemoryError", "SnapshotError",
 ]
