@@ -158,10 +158,29 @@ def test_breakpoint_counts_each_instruction_exactly():
     assert r.instructions == 3 and vm.vcpu.instructions == 3
 
 
-def test_breakpoint_on_the_first_instruction_of_a_run_is_passed_over():
+def test_breakpoint_where_a_run_starts_stops_it_at_once():
     vm = machine(LOOP)
     vm.add_breakpoint(CODE)
+    r = vm.run()
+    assert (r.stop, r.instructions, vm.vcpu.rip) == ("breakpoint", 0, CODE)
     assert vm.run().stop == "stop"
+
+
+def test_a_budget_that_ends_on_a_breakpoint_does_not_pass_it():
+    vm = machine(LOOP)
+    vm.add_breakpoint(STORE)
+    r = vm.run(max_instructions=3)
+    assert (r.stop, vm.vcpu.rip) == ("budget", STORE)
+    r = vm.run()
+    assert (r.stop, r.instructions, vm.vcpu.rip) == ("breakpoint", 0, STORE)
+
+
+def test_step_from_a_breakpoint_runs_the_instruction():
+    vm = machine(LOOP)
+    vm.add_breakpoint(TOP)
+    vm.setup_long_mode(entry=TOP)
+    r = vm.vcpu.step()
+    assert (r.stop, r.rip_after) == ("step", STORE)
 
 
 def test_breakpoint_in_real_mode_uses_the_linear_address():

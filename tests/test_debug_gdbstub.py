@@ -206,6 +206,20 @@ def test_protocol_ctrl_c_interrupts_a_running_guest():
     assert not t.is_alive()
 
 
+def test_protocol_reports_a_failing_handler_as_a_stop():
+    vm = vtx.VM(memory=1 << 20)
+    vm.load(CODE, vtx.asm("nop\nout 0x80, al\nhlt", bits=64))
+    vm.add_vcpu()
+    vm.setup_long_mode(entry=CODE)
+    t, port = serve(vm)
+    c = Client(port)
+    assert c.send("c") == "T05thread:1;"                 # no handler for the OUT exit
+    assert vm.vcpu.rip == CODE + 1
+    c.send("D")
+    t.join(5)
+    assert not t.is_alive()
+
+
 def test_protocol_registers_memory_and_target_description():
     vm, top, store = machine(32, vcpus=2)
     t, port = serve(vm)
@@ -231,6 +245,7 @@ def test_protocol_registers_memory_and_target_description():
     assert c.send("vCont;s:2") == "T05thread:2;"
     assert c.send("vCont;c") == "T05watch:5000;thread:1;"
     assert c.send("vMustReplyEmpty") == ""
+    assert c.send("mzz,1") == "E01" and c.send("Z0,") == "E01" and c.send("p999") == "E00"
     c.s.sendall(b"$k#6b")
     t.join(5)
     assert not t.is_alive() and vm.watchpoints == ()

@@ -155,6 +155,7 @@ class Debugging:
         self._wps = {}
         self._debug_next = 1
         self._tracer = None
+        self._bp_stopped = {}       # vCPU index -> where a breakpoint stopped it
 
     # --- breakpoints and watchpoints -----------------------------------------------
 
@@ -162,8 +163,10 @@ class Debugging:
         """Stop every run before the instruction at linear ``address``
         (CS base + RIP) executes, on any vCPU.  The run returns with
         ``stop == "breakpoint"`` and the :class:`BreakpointHit` in
-        ``result.hit``.  A run (or step) that starts on a breakpoint passes
-        over it, so that calling :meth:`run` again continues, as gdb does.
+        ``result.hit``.  The next run of that vCPU from there passes over
+        the breakpoint it stopped at, so that calling :meth:`run` again
+        continues (as gdb continues from a breakpoint); a run that merely
+        starts on a breakpoint's address stops there at once.
         Returns the :class:`Breakpoint` (give it to
         :meth:`remove_breakpoint`)."""
         bp = Breakpoint(self._debug_next, _u64("address", address))
@@ -241,10 +244,13 @@ class Debugging:
 
     # --- around a run ------------------------------------------------------------------
 
-    def _debug_before(self, v):
-        """A run or step starts on v: pass over a breakpoint at CS:RIP."""
+    def _debug_before(self, v, step=False):
+        """A run or step starts on v: pass over the breakpoint at CS:RIP if
+        the last run stopped there (a step always does)."""
+        at = self._bp_stopped.pop(v.index, None)
         if self._bps:
-            v._debug_skip(linear_rip(v))
+            here = linear_rip(v)
+            v._debug_skip(here if step or at == here else None)
 
     def _debug_after(self, v, why):
         """A run or step of v ended with ``why``: the trace's records to its
@@ -256,6 +262,7 @@ class Debugging:
         kind, index, addr, size, write = v._debug_stop()
         if kind == _HDS_BREAK:
             bp = list(self._bps.values())[index]
+            self._bp_stopped[v.index] = addr
             return "breakpoint", BreakpointHit(bp, v, v.rip)
         wp = list(self._wps.values())[index]
         value = self._debug_value(v, addr, size, wp.physical)
@@ -321,7 +328,7 @@ class Debugging:
         else:
             self._tracer._flush(v)
         try:
-            self._debug_before(v)
+            self._debug_before(v, step=True)
             from ..vm import RESUME, RETRY, STOP
             why, last, _per, n, ev = v._run(self._handlers, self._default, 1, RESUME, RETRY, STOP, True)
         finally:

@@ -28,6 +28,7 @@ asks for ``QStartNoAckMode``.
 import select
 import socket
 
+from ..errors import VtxError
 from .debugger import mode_of
 
 _SIGINT = 2
@@ -97,6 +98,9 @@ class GdbServer:
         self._xml = None
         self._regs = None
         self._interrupted = False
+        #: Exceptions raised while gdb had the guest run (an exit handler that
+        #: raised, an unhandled exit): gdb saw a stop (SIGTRAP) for each.
+        self.errors = []
 
     # --- the connection -----------------------------------------------------------
 
@@ -111,7 +115,15 @@ class GdbServer:
                 pkt = self._packet()
                 if pkt is None:
                     break
-                reply = self._handle(pkt)
+                try:
+                    reply = self._handle(pkt)
+                except (ValueError, IndexError, KeyError, TypeError):
+                    reply = "E01"           # a malformed packet
+                except VtxError as e:
+                    # The run gdb asked for ended in an error: gdb sees the
+                    # guest stopped where it is; the error is kept.
+                    self.errors.append(e)
+                    reply = self._stop_reply(_SIGTRAP)
                 if reply is _CLOSE:
                     break
                 if reply is not None:
