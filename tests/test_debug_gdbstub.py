@@ -249,3 +249,59 @@ def test_protocol_registers_memory_and_target_description():
     c.s.sendall(b"$k#6b")
     t.join(5)
     assert not t.is_alive() and vm.watchpoints == ()
+
+
+@needs_gdb
+def test_gdb_on_a_pc_keeps_its_devices_running(tmp_path):
+    # PcMachine.gdb_serve continues through the platform's run loop: the PIT
+    # interrupt arrives while gdb continues, and the handler it runs hits
+    # the breakpoint.
+    from vtx.pc import PcMachine
+    from guest_idt import IDTR, LIDT, gate
+    m = PcMachine(memory=4 << 20)
+    src = gate(0x20, "tick") + LIDT + """
+    mov al, 0x11
+    out 0x20, al
+    mov al, 0x20
+    out 0x21, al
+    mov al, 4
+    out 0x21, al
+    mov al, 1
+    out 0x21, al
+    mov al, 0xfe
+    out 0x21, al
+    mov al, 0x34
+    out 0x43, al
+    mov al, 0
+    out 0x40, al
+    out 0x40, al
+    sti
+spin:
+    inc r13
+    jmp spin
+tick:
+    inc r12
+    mov al, 0x20
+    out 0x20, al
+    iretq
+""" + IDTR
+    code = vtx.asm(src, bits=64)
+    m.vm.load(0x1000, code)
+    m.vm.setup_long_mode(entry=0x1000)
+    tick = 0x1000 + code.index(vtx.asm("inc r12\nmov al, 0x20", bits=64))
+    ports = []
+    ready = threading.Event()
+    t = threading.Thread(target=m.gdb_serve, kwargs={"port": 0, "ready": lambda p: (ports.append(p),
+                                                                                      ready.set())})
+    t.daemon = True
+    t.start()
+    assert ready.wait(5)
+    script = tmp_path / "cmds.gdb"
+    script.write_text(f"target remote 127.0.0.1:{ports[0]}\nbreak *{tick:#x}\ncontinue\nprint/x $r12\n"
+                      "print $r13 > 1000\ndetach\n")
+    out = subprocess.run([GDB, "-nx", "-batch", "-x", str(script)], capture_output=True, text=True,
+                         timeout=60).stdout
+    t.join(10)
+    assert f"Breakpoint 1, 0x{tick:016x} in ?? ()" in out
+    assert "$1 = 0x0" in out and "$2 = 1" in out
+    assert m.vcpu.rip == tick

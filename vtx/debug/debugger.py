@@ -156,6 +156,10 @@ class Debugging:
         self._debug_next = 1
         self._tracer = None
         self._bp_stopped = {}       # vCPU index -> where a breakpoint stopped it
+        #: The :class:`BreakpointHit` or :class:`WatchpointHit` that ended
+        #: the last run or step (None when something else ended it): what a
+        #: loop around :meth:`run`, such as a platform's, reads after it.
+        self.last_hit = None
 
     # --- breakpoints and watchpoints -----------------------------------------------
 
@@ -257,16 +261,19 @@ class Debugging:
         tracer; a debug stop as ("breakpoint" | "watchpoint", hit)."""
         if self._tracer is not None:
             self._tracer._flush(v)
+        self.last_hit = None
         if why != "debug":
             return why, None
         kind, index, addr, size, write = v._debug_stop()
         if kind == _HDS_BREAK:
             bp = list(self._bps.values())[index]
             self._bp_stopped[v.index] = addr
-            return "breakpoint", BreakpointHit(bp, v, v.rip)
+            self.last_hit = BreakpointHit(bp, v, v.rip)
+            return "breakpoint", self.last_hit
         wp = list(self._wps.values())[index]
         value = self._debug_value(v, addr, size, wp.physical)
-        return "watchpoint", WatchpointHit(wp, v, v.rip, addr, size, "write" if write else "read", value)
+        self.last_hit = WatchpointHit(wp, v, v.rip, addr, size, "write" if write else "read", value)
+        return "watchpoint", self.last_hit
 
     def _debug_value(self, v, addr, size, physical):
         try:
@@ -373,13 +380,16 @@ class Debugging:
         self._tracer = Tracer(self, callback, file, start, end, modes, vcpus, capacity)
         return self._tracer
 
-    def gdb_serve(self, port=1234, host="127.0.0.1", ready=None):
+    def gdb_serve(self, port=1234, host="127.0.0.1", ready=None, run=None):
         """Serve one GDB remote-protocol connection on ``host:port`` (see
         :class:`vtx.debug.GdbServer`): blocks until gdb detaches or kills.
         ``port=0`` picks a free port; ``ready(port)`` is called once it
-        listens."""
+        listens.  ``run(max_instructions)``, if given, is what gdb's continue
+        calls instead of :meth:`run` (a platform's run loop, which keeps
+        its devices' time); it returns why it stopped, ``"budget"`` when
+        the budget ran out."""
         from .gdbstub import GdbServer
-        server = GdbServer(self, port, host)
+        server = GdbServer(self, port, host, run)
         if ready is not None:
             ready(server.port)
         server.serve()

@@ -78,13 +78,16 @@ def _escape_binary(data):
 
 class GdbServer:
     """One gdb connection to ``vm`` on ``host:port`` (``port=0``: any free
-    port, see :attr:`port`).  :meth:`serve` accepts gdb and serves it."""
+    port, see :attr:`port`).  :meth:`serve` accepts gdb and serves it.
+    ``run(max_instructions)`` runs the guest for gdb's continue and returns
+    why it stopped (default: :meth:`vtx.VM.run`'s ``stop``)."""
 
     #: Instructions of a continue between two looks for Ctrl-C from gdb.
     SLICE = 100_000
 
-    def __init__(self, vm, port=1234, host="127.0.0.1"):
+    def __init__(self, vm, port=1234, host="127.0.0.1", run=None):
         self.vm = vm
+        self._run = run if run is not None else (lambda n: vm.run(max_instructions=n).stop)
         self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.listener.bind((host, port))
@@ -382,13 +385,14 @@ class GdbServer:
     def _continue(self):
         self._interrupted = False
         while True:
-            r = self.vm.run(max_instructions=self.SLICE)
-            if r.stop != "budget":
-                if r.vcpu is not None:
-                    self._thread = r.vcpu.index
-                if r.stop == "shutdown":
+            stop = self._run(self.SLICE)
+            if stop != "budget":
+                hit = self.vm.last_hit
+                if hit is not None:
+                    self._thread = hit.vcpu.index
+                if stop == "shutdown":
                     return "W00"
-                return self._stop_reply(_SIGTRAP, r.hit)
+                return self._stop_reply(_SIGTRAP, hit)
             if self._pending_interrupt():
                 return self._stop_reply(_SIGINT)
 
