@@ -340,3 +340,31 @@ def test_snapshot_does_not_carry_breakpoints(tmp_path):
     other.on(vtx.ExitReason.HLT)(lambda v, e: vtx.STOP)
     r = other.run()
     assert (r.stop, other.vcpu.ebx) == ("stop", 15)
+
+
+def test_physical_breakpoint_through_an_alias():
+    # The code at guest-physical 0x1000 runs at linear 0x201000 (PD entry 1
+    # aliased onto the first 2 MiB): a linear breakpoint at 0x1000 never
+    # fires, a physical one does, with RIP at the alias.
+    vm = machine("mov eax, 1\nmov ebx, 2\nhlt", memory=4 << 20)
+    v = vm.vcpu
+    vm.setup_long_mode(entry=0x201000)
+    vm.write_u64(v.cr3 + 0x2000 + 8, 0x83)      # vm.write invalidates the TLB by itself
+    vm.add_breakpoint(CODE + 5)
+    assert vm.run().stop == "stop"
+    vm.setup_long_mode(entry=0x201000)
+    vm.write_u64(v.cr3 + 0x2000 + 8, 0x83)
+    vm.clear_breakpoints()
+    v.rbx = 0
+    bp = vm.add_breakpoint(CODE + 5, physical=True)
+    r = vm.run()
+    assert (r.stop, r.hit.breakpoint, r.hit.rip, v.eax, v.ebx) == ("breakpoint", bp, 0x201005, 1, 0)
+    assert vm.run().stop == "stop" and v.ebx == 2
+
+
+def test_linear_and_physical_breakpoints_together():
+    vm = machine(LOOP)
+    lin = vm.add_breakpoint(STORE)
+    phys = vm.add_breakpoint(TOP, physical=True)
+    hits = [vm.run().hit.breakpoint for _ in range(4)]
+    assert hits == [phys, lin, phys, lin]

@@ -434,6 +434,8 @@ ctypedef struct Cpu:
     uint64_t hbp[32]
     uint32_t hbp_skip_on  # pass over the breakpoint at hbp_skip once (resuming from it)
     uint64_t hbp_skip
+    uint32_t hbpp_n       # execute breakpoints in hbpp (guest-physical addresses)
+    uint64_t hbpp[32]
     uint32_t hwp_n        # watchpoints in hwp
     HostWatch hwp[32]
     uint32_t hd_stop      # why the loop returned RC_HOSTDBG (HDS_*)

@@ -1167,14 +1167,24 @@ cdef class VCpuBase:
         return self.vm.trace(*args, vcpus=[self], **kwargs)
 
 
-    def _debug_set(self, breakpoints, watchpoints):
-        """Arm the execute breakpoints (linear addresses) and the watchpoints
-        ((addr, length, kind, phys) with kind 1 read, 2 write, 3 access) of
-        the host debugger, replacing the previous ones."""
+    def _debug_set(self, breakpoints, watchpoints, physical_breakpoints=()):
+        """Arm the execute breakpoints (linear addresses, then guest-physical
+        ones: a hit's index counts on from the linear ones) and the
+        watchpoints ((addr, length, kind, phys) with kind 1 read, 2 write, 3
+        access) of the host debugger, replacing the previous ones."""
         cdef Cpu* c = self.c
         cdef uint32_t i
         if c.in_guest:
             raise VmStateError("breakpoints cannot change while the guest runs in another thread")
+        pbps = [int(a) for a in physical_breakpoints]
+        if len(pbps) > 32:
+            raise ArgumentError("the host debugger holds at most 32 physical breakpoints per vCPU")
+        for a in pbps:
+            if not 0 <= a <= 0xFFFFFFFFFFFFFFFF:
+                raise ArgumentError(f"a breakpoint address is a 64-bit value, not {a:#x}")
+        for i in range(len(pbps)):
+            c.hbpp[i] = pbps[i]
+        c.hbpp_n = len(pbps)
         bps = [int(a) for a in breakpoints]
         wps = [(int(a), int(n), int(k), bool(ph)) for a, n, k, ph in watchpoints]
         if len(bps) > 32 or len(wps) > 32:
@@ -1458,7 +1468,7 @@ cdef void _hd_changed(Cpu* c) noexcept:
     (Cpu.hdbg), the TLB entries made under the old watchpoints dropped, and
     every translated block (none may run while Cpu.hdbg is set)."""
     c.hdbg = ((HD_BREAK if c.hbp_n else 0) | (HD_WATCH if c.hwp_n else 0)
-              | (HD_TRACE if c.trace_cap else 0))
+              | (HD_TRACE if c.trace_cap else 0) | (HD_PBREAK if c.hbpp_n else 0))
     tlb_flush(c)
     c.block_epoch += 1
 

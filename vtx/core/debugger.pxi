@@ -12,8 +12,10 @@
 # follows its instruction).  Watchpoints use the data breakpoints' way
 # through the TLB: a page holding a watched byte gets no TLB entry with the
 # permission the watch needs, so those accesses leave the inline path for
-# lin_read/lin_write, which report them to hd_data.  With nothing set the
-# cost is one more OR in dbg_on and one test in build_block.
+# lin_read/lin_write, which report them to hd_data.  Breakpoints on a
+# guest-physical address are compared once the fetch is translated, just
+# before the instruction runs (hd_fetched).  With nothing set the cost is one
+# more OR in dbg_on and one test in build_block.
 #
 # The loop leaves with RC_HOSTDBG; Cpu.hd_stop says why.  An instruction
 # trace fills Cpu.trace_buf; when it is full the loop leaves with
@@ -25,6 +27,7 @@ cdef enum:
     HD_BREAK = 1            # Cpu.hdbg bits
     HD_WATCH = 2
     HD_TRACE = 4
+    HD_PBREAK = 8           # physical execute breakpoints (checked once the fetch is translated)
     HDS_BREAK = 1           # Cpu.hd_stop
     HDS_WATCH = 2
     HDS_TRACE = 3
@@ -68,6 +71,23 @@ cdef int hd_boundary(Cpu* c) noexcept nogil:
             c.hd_index = <int32_t>i
             c.hd_addr = lin
             return RC_HOSTDBG
+    return RC_OK
+
+
+cdef int hd_fetched(Cpu* c, uint64_t lin, uint8_t* p, Insn* d, uint64_t pa) noexcept nogil:
+    """The instruction at lin is fetched (host bytes at p, guest-physical
+    address pa) and about to run: stop at a physical execute breakpoint
+    (unless the run resumes from it), then record it in the trace."""
+    cdef uint32_t i
+    if c.hbpp_n and not (c.hbp_skip_on and lin == c.hbp_skip):
+        for i in range(c.hbpp_n):
+            if c.hbpp[i] == pa:
+                c.hd_stop = HDS_BREAK
+                c.hd_index = <int32_t>(c.hbp_n + i)
+                c.hd_addr = lin
+                return RC_HOSTDBG
+    if c.hdbg & HD_TRACE:
+        return hd_trace(c, lin, p, d)
     return RC_OK
 
 

@@ -342,8 +342,9 @@ cdef int run_loop(Cpu* c) noexcept nogil:
                 # [debug] TF, RF or breakpoints: the instruction and its
                 # debug traps (core/insn/debug.pxi).
                 c.next_rip = (c.rip + d.len) & SIZE_MASK[c.code_size]
-                if c.hdbg & HD_TRACE:
-                    rc = hd_trace(c, lin, p, d)     # [hdbg] the instruction trace (core/debugger.pxi)
+                if c.hdbg & (HD_TRACE | HD_PBREAK):
+                    # [hdbg] physical breakpoints, the trace (core/debugger.pxi)
+                    rc = hd_fetched(c, lin, p, d, fetch_hpa | (lin & 0xFFF))
                 if rc == RC_OK:
                     rc = dbg_exec(c, d)
                 if rc == RC_OK or rc == RC_REP_PAUSED or rc == RC_TRANSFERRED:

@@ -257,6 +257,8 @@ cdef list _snap_rows(Cpu* c):
     _fld(r, c, "hbp", &c.hbp, sizeof(c.hbp), K)
     _fld(r, c, "hbp_skip_on", &c.hbp_skip_on, sizeof(c.hbp_skip_on), K)
     _fld(r, c, "hbp_skip", &c.hbp_skip, sizeof(c.hbp_skip), K)
+    _fld(r, c, "hbpp_n", &c.hbpp_n, sizeof(c.hbpp_n), K)
+    _fld(r, c, "hbpp", &c.hbpp, sizeof(c.hbpp), K)
     _fld(r, c, "hwp_n", &c.hwp_n, sizeof(c.hwp_n), K)
     _fld(r, c, "hwp", &c.hwp, sizeof(c.hwp), K)
     _fld(r, c, "hd_stop", &c.hd_stop, sizeof(c.hd_stop), K)

@@ -23,10 +23,13 @@ _HDS_WATCH = 2
 
 @attrs.frozen
 class Breakpoint:
-    """An execute breakpoint at a linear ``address`` (CS base + RIP)."""
+    """An execute breakpoint at a linear ``address`` (CS base + RIP), or
+    with ``physical`` at the guest-physical address of the instruction's
+    first byte."""
 
     id: int
     address: int
+    physical: bool = False
 
 
 @attrs.frozen
@@ -163,9 +166,11 @@ class Debugging:
 
     # --- breakpoints and watchpoints -----------------------------------------------
 
-    def add_breakpoint(self, address):
+    def add_breakpoint(self, address, physical=False):
         """Stop every run before the instruction at linear ``address``
-        (CS base + RIP) executes, on any vCPU.  The run returns with
+        (CS base + RIP) executes, on any vCPU; with ``physical=True``, before
+        an instruction whose first byte is at guest-physical ``address``
+        (through whatever linear address the guest's paging maps there).  The run returns with
         ``stop == "breakpoint"`` and the :class:`BreakpointHit` in
         ``result.hit``.  The next run of that vCPU from there passes over
         the breakpoint it stopped at, so that calling :meth:`run` again
@@ -173,8 +178,10 @@ class Debugging:
         starts on a breakpoint's address stops there at once.
         Returns the :class:`Breakpoint` (give it to
         :meth:`remove_breakpoint`)."""
-        bp = Breakpoint(self._debug_next, _u64("address", address))
-        if len(self._bps) >= 32:
+        if not isinstance(physical, bool):
+            raise TypeError(f"physical is a bool, not {physical!r}")
+        bp = Breakpoint(self._debug_next, _u64("address", address), physical)
+        if sum(1 for b in self._bps.values() if b.physical == physical) >= 32:
             raise ArgumentError("at most 32 breakpoints at a time")
         self._debug_next += 1
         self._bps[bp.id] = bp
@@ -234,11 +241,17 @@ class Debugging:
     def watchpoints(self):
         return tuple(self._wps.values())
 
+    def _bp_order(self):
+        """The breakpoints in the core's order: linear, then physical."""
+        return ([b for b in self._bps.values() if not b.physical] +
+                [b for b in self._bps.values() if b.physical])
+
     def _debug_sync(self, vcpus=None):
-        bps = [b.address for b in self._bps.values()]
+        bps = [b.address for b in self._bps.values() if not b.physical]
+        pbps = [b.address for b in self._bps.values() if b.physical]
         wps = [(w.address, w.size, KINDS[w.kind], w.physical) for w in self._wps.values()]
         for v in (vcpus if vcpus is not None else self._vcpus):
-            v._debug_set(bps, wps)
+            v._debug_set(bps, wps, pbps)
 
     def _debug_vcpu_added(self, v):
         v.vm = self
@@ -266,8 +279,8 @@ class Debugging:
             return why, None
         kind, index, addr, size, write = v._debug_stop()
         if kind == _HDS_BREAK:
-            bp = list(self._bps.values())[index]
-            self._bp_stopped[v.index] = addr
+            bp = self._bp_order()[index]
+            self._bp_stopped[v.index] = addr        # the linear address of CS:RIP
             self.last_hit = BreakpointHit(bp, v, v.rip)
             return "breakpoint", self.last_hit
         wp = list(self._wps.values())[index]
