@@ -11,7 +11,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog=prog, description="vtx: a software model of Intel VT-x")
     from . import __version__
     parser.add_argument("--version", action="version", version=f"vtx {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # dest "subcommand": the linux subcommand has a --command option of its own.
+    sub = parser.add_subparsers(dest="subcommand", metavar="COMMAND")
     sub.add_parser("demo", help="run a hello-world guest in real, protected and long mode under a "
                                 "Python hypervisor and show its VM exits")
     lx = sub.add_parser("linux", help="boot an unmodified Debian Linux kernel with a busybox initramfs "
@@ -25,13 +26,16 @@ def main(argv=None):
     lx.add_argument("--interactive", action="store_true",
                     help="after the boot, read commands from the terminal until EOF")
     lx.add_argument("--quiet", action="store_true", help="do not echo the console while booting")
+    lx.add_argument("--gdb", type=int, metavar="PORT",
+                    help="before the boot, wait for gdb on this TCP port (target remote :PORT) and let it "
+                         "drive the kernel until it detaches; the boot then goes on")
     lx.add_argument("--apic", action="store_true",
                     help="give the PC a local APIC and an I/O APIC (described by ACPI tables) instead of "
                          "the 8259 PIC alone")
     args = parser.parse_args(argv)
-    if args.command == "linux":
+    if args.subcommand == "linux":
         return _linux(args)
-    if args.command == "demo":
+    if args.subcommand == "demo":
         from .demo import demo
         try:
             return demo()
@@ -56,6 +60,9 @@ def _linux(args):
         sys.stdout.flush()
     m = LinuxMachine(assets, memory=args.memory << 20, cmdline=args.cmdline or DEFAULT_CMDLINE,
                      console=None if args.quiet else echo, apic=args.apic)
+    if args.gdb is not None:
+        m.gdb_serve(args.gdb, ready=lambda port: print(f"waiting for gdb on port {port} "
+                                                       f"(gdb -ex 'target remote :{port}')", flush=True))
     if not m.boot():
         print(f"\nthe boot did not reach the shell prompt ({m.platform.stopped or 'budget spent'})",
               file=sys.stderr)
