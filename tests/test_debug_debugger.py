@@ -300,6 +300,8 @@ def test_watchpoint_errors():
         vm.add_watchpoint(0x5000, 4, "execute")
     with pytest.raises(vtx.ArgumentError):
         vm.add_watchpoint(0x5000, 0)
+    with pytest.raises(vtx.ArgumentError):
+        vm.add_watchpoint((1 << 64) - 2, 4)
     with pytest.raises(TypeError):
         vm.add_watchpoint(0x5000, 4, "write", physical=1)
 

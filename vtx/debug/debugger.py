@@ -201,6 +201,8 @@ class Debugging:
         _u64("address", address)
         if isinstance(size, bool) or not isinstance(size, int) or not 0 < size <= 1 << 32:
             raise ArgumentError(f"size is a positive int of at most 4 GiB, not {size!r}")
+        if address + size > 1 << 64:
+            raise ArgumentError(f"a watchpoint of {size} bytes at {address:#x} runs past the address space")
         if kind not in KINDS:
             raise ArgumentError(f"kind is one of {', '.join(KINDS)}, not {kind!r}")
         if not isinstance(physical, bool):
