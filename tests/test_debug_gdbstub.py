@@ -164,6 +164,7 @@ print/x $rip
 class Client:
     def __init__(self, port):
         self.s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = b""
 
     def send(self, payload):
@@ -232,6 +233,12 @@ def test_protocol_registers_memory_and_target_description():
     assert g[8 * 8:9 * 8] == "00100000" and g[9 * 8:10 * 8] == "02000000" and g[10 * 8:11 * 8] == "08000000"
     assert c.send("P0=78563412") == "OK" and vm.vcpu.eax == 0x12345678
     assert c.send("p0") == "78563412"
+    # G writes the whole file back: ebx (the 4th register) and eip changed,
+    # cs (a selector alone) ignored.
+    g2 = g[:3 * 8] + "efbeadde" + g[4 * 8:8 * 8] + "00200000" + g[9 * 8:10 * 8] + "10000000" + g[11 * 8:]
+    assert c.send("G" + g2) == "OK"
+    assert (vm.vcpu.ebx, vm.vcpu.eip, vm.vcpu.cs.selector, vm.vcpu.eax) == (0xDEADBEEF, 0x2000, 8, 0)
+    assert c.send("P8=00100000") == "OK" and vm.vcpu.eip == CODE
     assert c.send(f"m{CODE:x},2") == vtx.asm(LOOP[32][0], bits=32)[:2].hex()
     assert c.send("M7000,2:abcd") == "OK" and vm.read(0x7000, 2) == b"\xab\xcd"
     assert c.send("X7002,2:\x7d\x5d\x01") == "OK" and vm.read(0x7002, 2) == b"\x7d\x01"
@@ -305,3 +312,26 @@ tick:
     assert f"Breakpoint 1, 0x{tick:016x} in ?? ()" in out
     assert "$1 = 0x0" in out and "$2 = 1" in out
     assert m.vcpu.rip == tick
+
+
+def test_protocol_survives_garbage():
+    # Bad input from the network ends in an error reply, never in a dead
+    # stub: random packets, then a well-formed session goes on.
+    import random
+    vm, top, store = machine(64)
+    t, port = serve(vm)
+    c = Client(port)
+    rng = random.Random(11)
+    alphabet = "mMXgGpPzZHTqQsvc?,:;=0123456789abcdefxyz-\x7d"
+    for _ in range(300):
+        pkt = rng.choice("mMXpPzZHTqv") + "".join(rng.choice(alphabet) for _ in range(rng.randrange(12)))
+        if pkt[0] == "v" and pkt.startswith(("vCont", "vKill")):
+            continue
+        reply = c.send(pkt)
+        assert isinstance(reply, str)
+    assert c.send("m0,100000") == "E01"
+    assert c.send("M1000,4:00") == "E01"
+    assert c.send(f"m{CODE:x},1") == vtx.asm(LOOP[64][0], bits=64)[:1].hex()
+    c.send("D")
+    t.join(5)
+    assert not t.is_alive()

@@ -271,6 +271,8 @@ class GdbServer:
             return "OK"
         if cmd == "m":
             addr, length = (int(x, 16) for x in pkt[1:].split(","))
+            if length > _MAX_MEMORY:
+                return "E01"            # more than a reply packet holds (PacketSize)
             try:
                 return self.vm.read_linear(addr, length, vcpu=self.vcpu).hex()
             except Exception:
@@ -279,6 +281,8 @@ class GdbServer:
             head, _, data = pkt[1:].partition(":")
             addr, length = (int(x, 16) for x in head.split(","))
             raw = bytes.fromhex(data) if cmd == "M" else _escape_binary(data.encode("latin-1"))
+            if length > len(raw):
+                return "E01"
             try:
                 if length:
                     self.vm.write_linear(addr, raw[:length], vcpu=self.vcpu)
@@ -409,3 +413,7 @@ class GdbServer:
 
 
 _CLOSE = object()
+
+# The most bytes an m packet may ask for: its hex fits the PacketSize that
+# qSupported announces (20000 bytes).
+_MAX_MEMORY = 0x2000
