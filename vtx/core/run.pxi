@@ -169,7 +169,7 @@ cdef inline int run_block(Cpu* c, Block* b) noexcept nogil:
             # the debug path (only a last op that is not lazy, POPF, IRET,
             # MOV DR, can have changed TF, RF or DR7).
             if (rip != start or c.code_writes != writes or c.tlb_gen != gen or (c.interruptibility & 3)
-                    or c.icount + b.ninsn > c.icount_limit or (not (d.flags & INSN_LAZY) and dbg_on(c))):
+                    or c.icount + b.ninsn > c.icount_limit or (not (d.flags & INSN_LAZY) and dbg_guest_on(c))):
                 return RC_OK
             d = b.ops
 

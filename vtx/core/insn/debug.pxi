@@ -50,6 +50,13 @@ cdef enum:
     PDE_ENABLED_BP = 1 << 12
 
 
+cdef inline int dbg_guest_on(Cpu* c) noexcept nogil:
+    """dbg_on without the host debugger: what an instruction can change
+    (the block runner's test after a last op that is not lazy; the host
+    debugger changes only from Python, and no block runs while it is on)."""
+    return ((c.dr7 & 0xFF) | (c.rflags & (F_TF | F_RF)) | c.dbg_pending) != 0
+
+
 cdef inline int dbg_on(Cpu* c) noexcept nogil:
     """Whether instructions must go one at a time through the debug path:
     TF or RF set, a breakpoint enabled in DR7, or a trap held pending; or
