@@ -50,6 +50,56 @@ def test_vtx_cpuid_exit(benchmark):
     per_exit(benchmark, EXIT_COUNT)
 
 
+CR8_LOOP = f"""
+    mov esi, {EXIT_COUNT}
+1:  mov eax, 2
+    mov cr8, rax
+    dec esi
+    jnz 1b
+    hlt
+"""
+
+
+def _cr8_vm(shadow):
+    """The CR8 loop in 64-bit mode, with CR8-load exiting (a handler that
+    steps over the MOV) or with the TPR shadow, where the write lands in the
+    virtual-APIC page without an exit (SDM Vol. 3C 30.3)."""
+    vm = make_vm(CR8_LOOP, bits=64)
+    v = vm.vcpu
+    proc = v.vmread(vtx.VmcsField.PRIMARY_PROC_BASED_CONTROLS)
+    if shadow:
+        v.vmwrite(vtx.VmcsField.PRIMARY_PROC_BASED_CONTROLS, proc | vtx.ProcBased.USE_TPR_SHADOW)
+        v.vmwrite(vtx.VmcsField.VIRTUAL_APIC_ADDRESS, 0x9000)
+    else:
+        v.vmwrite(vtx.VmcsField.PRIMARY_PROC_BASED_CONTROLS, proc | vtx.ProcBased.CR8_LOAD_EXITING)
+        vm.on(vtx.ExitReason.CONTROL_REGISTER_ACCESS)(lambda vcpu, exit: vtx.RESUME)
+    return vm
+
+
+def test_vtx_cr8_exit(benchmark):
+    vm = _cr8_vm(shadow=False)
+
+    def run():
+        rewind(vm, 64)
+        return vm.run()
+
+    r = benchmark(run)
+    assert r.exits[vtx.ExitReason.CONTROL_REGISTER_ACCESS] == EXIT_COUNT
+    per_exit(benchmark, EXIT_COUNT)
+
+
+def test_vtx_cr8shadow_exit(benchmark):
+    vm = _cr8_vm(shadow=True)
+
+    def run():
+        rewind(vm, 64)
+        return vm.run()
+
+    r = benchmark(run)
+    assert vtx.ExitReason.CONTROL_REGISTER_ACCESS not in r.exits and vm.read(0x9080, 1) == b"\x20"
+    per_exit(benchmark, EXIT_COUNT)      # per MOV to CR8: no exit is taken
+
+
 @needs_unicorn
 def test_unicorn_out_hook(benchmark):
     from unicorn import UC_ARCH_X86, UC_HOOK_INSN, UC_MODE_32, Uc

@@ -175,3 +175,85 @@ def test_vtx_timer_injection(benchmark):
     assert benchmark(run) == TICKS
     benchmark.extra_info["interrupts"] = TICKS
     record(benchmark, "ns_per_exit", lambda mean: mean / TICKS * 1e9)
+
+
+IPIS = 1000
+IPI_GUEST = f"""
+    lea rax, [rip + ping]
+    call gate40
+    lea rax, [rip + pong]
+    add rdi, 16
+    call gate_at
+    lidt [rip + idtr]
+    mov rbx, 0xFEE00000
+    mov dword ptr [rbx + 0xF0], 0x1FF
+    mov eax, dword ptr [rbx + 0x20]
+    test eax, eax
+    jnz ap
+1:  cmp dword ptr [0x704], 1                 # the AP's APIC is enabled
+    jne 1b
+    xor r12, r12
+    xor r14, r14
+    cli
+    mov dword ptr [rbx + 0x310], 0x01000000
+2:  inc r14
+    mov dword ptr [rbx + 0x300], 0x40        # fixed 40H to APIC ID 1
+3:  sti
+    hlt
+    cli
+    cmp r12, r14
+    jne 3b
+    cmp r14, {IPIS // 2}
+    jne 2b
+    mov al, 0
+    out 0xF4, al
+ap:
+    mov dword ptr [0x704], 1
+    sti
+4:  hlt
+    jmp 4b
+ping:                                        # on the AP: answer with 41H to APIC ID 0
+    mov dword ptr [rbx + 0x310], 0
+    mov dword ptr [rbx + 0x300], 0x41
+    mov dword ptr [rbx + 0xB0], 0
+    iretq
+pong:
+    inc r12
+    mov dword ptr [rbx + 0xB0], 0
+    iretq
+gate40:
+    mov rdi, 0x8000 + 0x40 * 16
+gate_at:
+    mov word ptr [rdi], ax
+    mov word ptr [rdi + 2], 0x18
+    mov word ptr [rdi + 4], 0x8E00
+    shr rax, 16
+    mov word ptr [rdi + 6], ax
+    shr rax, 16
+    mov dword ptr [rdi + 8], eax
+    ret
+idtr: .word 0xFFF
+      .quad 0x8000
+"""
+
+
+def test_vtx_ipi(benchmark):
+    """Fixed IPIs between the two vCPUs of a PcMachine, ping and pong: each
+    is the ICR store (an emulated MMIO access), the end of the sender's turn,
+    the injection at the target's turn (waking it from HLT) and the EOI."""
+    from vtx.pc import PcMachine
+    code = vtx.asm(IPI_GUEST, bits=64)
+
+    def setup():
+        m = PcMachine(memory=1 << 20, apic=True, cpus=2)
+        m.vm.load(0x1000, code)
+        for v, stack in zip(m.vcpus, (0x70000, 0x60000)):
+            m.vm.setup_long_mode(entry=0x1000, stack=stack, vcpu=v)
+        return (m,), {}
+
+    def run(m):
+        assert m.run(max_instructions=10_000_000) == "debug-exit 1"
+        return m.ipis["fixed"]
+    assert benchmark.pedantic(run, setup=setup, rounds=5) == IPIS
+    benchmark.extra_info["ipis"] = IPIS
+    record(benchmark, "ns_per_exit", lambda mean: mean / IPIS * 1e9)

@@ -39,9 +39,12 @@ def test_tables_have_valid_checksums_and_links():
     while entries:
         kinds.append((entries[0], entries[1]))
         entries = entries[entries[1]:]
-    assert kinds == [(0, 8), (0, 8), (1, 12), (2, 10)]
-    assert struct.unpack_from("<BBBBII", madt, 44 + 16)[4:] == (0xFEC00000, 0)
-    assert struct.unpack_from("<BBBBIH", madt, 44 + 28)[3:5] == (0, 2)      # IRQ 0 -> GSI 2
+    assert kinds == [(0, 8), (0, 8), (1, 12), (2, 10), (2, 10)]
+    # Processor UID, APIC ID, flags (enabled) per processor.
+    assert [struct.unpack_from("<BBBBI", madt, 44 + 8 * i)[2:] for i in range(2)] == [(0, 0, 1), (1, 1, 1)]
+    assert struct.unpack_from("<BBBBII", madt, 44 + 16)[2:] == (2, 0, 0xFEC00000, 0)     # I/O APIC ID 2
+    assert struct.unpack_from("<BBBBIH", madt, 44 + 28)[3:] == (0, 2, 0)      # IRQ 0 -> GSI 2
+    assert struct.unpack_from("<BBBBIH", madt, 44 + 38)[3:] == (9, 9, 0x0D)   # the SCI: level, active high
 
 
 def test_alignment():

@@ -566,6 +566,22 @@ def test_ipi_nmi_init_sipi_smi():
     assert log.events == [("nmi", 1), ("init", 1), ("sipi", 1, 0x10)]
 
 
+def test_bus_reports_each_ipi_with_the_apics_it_reached():
+    clock, bus, (a0, a1, a2), log = bus_of(3)
+    seen = []
+    bus.on_message = lambda src, mode, targets: seen.append((src.apic_id, mode, [t.apic_id for t in targets]))
+    send(a0, 0x4041, dest=2)               # fixed, physical
+    send(a1, 0xC0042)                      # fixed, all excluding self
+    send(a0, 0x4043, dest=7)               # an APIC ID nobody has: delivered to none
+    send(a0, 0xC500, dest=1)               # INIT assert
+    send(a0, 0x8500, dest=1)               # INIT de-assert: reaches none (ignored, SDM 11.6.1)
+    send(a2, 0x4620, dest=1)               # STARTUP
+    assert seen == [(0, L.DM_FIXED, [2]), (1, L.DM_FIXED, [0, 2]), (0, L.DM_FIXED, []),
+                    (0, L.DM_INIT, [1]), (0, L.DM_INIT, []), (2, L.DM_STARTUP, [1])]
+    assert a2.irr == (1 << 0x41) | (1 << 0x42) and a0.irr == 1 << 0x42 and a1.irr == 0
+    assert log.events == [("init", 1), ("sipi", 1, 0x20)]
+
+
 def test_ipi_illegal_vector_not_sent():
     clock, bus, (a0, a1), log = bus_of(2)
     send(a0, 0x4005, dest=1)

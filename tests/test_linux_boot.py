@@ -111,3 +111,68 @@ def test_boot_with_the_local_apic_and_the_io_apic():
     assert int(rows["LOC"][1]) > 0                       # local APIC timer interrupts
     # The APIC registers are MMIO: each access an emulated EPT violation.
     assert m.platform.stats()["exits"][vtx.ExitReason.EPT_VIOLATION] > 100
+
+
+def test_boot_on_two_vcpus():
+    """Two vCPUs: the MADT lists two processors, the kernel starts the second
+    with INIT and two start-up IPIs (SDM Vol. 3A 9.4.4), its TSCs agree
+    (vCPUs share one clock), and both take interrupts."""
+    try:
+        assets = fetch()
+    except LinuxAssetsUnavailable as e:
+        pytest.skip(f"the Debian kernel and busybox packages cannot be fetched here: {e}")
+    from vtx.linux.machine import APIC_CMDLINE, LinuxMachine
+    # Without "tsc=reliable" the kernel measures the warp between the two
+    # CPUs' TSCs when it starts the second, and would give up the TSC as its
+    # clocksource for any warp.
+    m = LinuxMachine(assets, apic=True, cpus=2, cmdline=APIC_CMDLINE.replace(" tsc=reliable", ""))
+    assert m.boot(), f"no shell prompt: {m.platform.stopped}; console tail: {m.console[-2000:]}"
+    out = m.console
+    assert "smpboot: Allowing 2 CPUs, 0 hotplug CPUs" in out
+    assert "smp: Brought up 1 node, 2 CPUs" in out
+    assert "Total of 2 processors activated" in out
+    assert "TSC synchronization" not in out and "unstable" not in out
+    assert "clocksource: Switched to clocksource tsc\n" in out.replace("\r", "")
+    # INIT (its de-assert is no message), then two SIPIs: the first starts
+    # the AP, which waited for it, and the second finds it running.
+    assert m.ipis["init"] == 1 and m.ipis["startup"] == 2
+    exits = m.platform.stats()["exits"]
+    assert exits[vtx.ExitReason.STARTUP_IPI] == 1 and vtx.ExitReason.INIT_SIGNAL not in exits
+    assert f"IPIs delivered: fixed {m.ipis['fixed']:,}, init 1, startup 2" in m.report()
+    lines = [line.rstrip("\r") for line in m.command("grep -c ^processor /proc/cpuinfo; nproc").splitlines()]
+    assert lines[1:3] == ["2", "2"]
+    irqs = m.command("cat /proc/interrupts")
+    rows = {line.split(":")[0].strip(): line.split() for line in irqs.splitlines() if ":" in line}
+    assert int(rows["LOC"][1]) > 0 and int(rows["LOC"][2]) > 0     # each vCPU's APIC timer
+    assert int(rows["RES"][1]) + int(rows["RES"][2]) > 0            # rescheduling IPIs
+
+
+
+def test_snapshot_replays_a_kernel_booting_on_two_vcpus(tmp_path):
+    """The replay of a snapshot with two vCPUs, taken after the kernel has
+    started the second: both vCPUs' registers, the console and memory are
+    the same, in the same machine and in another one built the same way."""
+    try:
+        assets = fetch()
+    except LinuxAssetsUnavailable as e:
+        pytest.skip(f"the Debian kernel and busybox packages cannot be fetched here: {e}")
+    from vtx.linux.machine import LinuxMachine
+
+    def run(m, n):
+        mark = len(m.uart.output)
+        m.run(max_instructions=n)
+        regs = tuple(tuple(getattr(v, r) for r in ("rax", "rcx", "rsp", "rip", "rflags", "cr3", "instructions"))
+                     for v in m.vcpus)
+        return regs, bytes(m.uart.output[mark:]), m.vm.read(0x1000000, 1 << 20), m.clock.now_ns()
+    m = LinuxMachine(assets, apic=True, cpus=2)
+    m.run(max_instructions=300_000_000)
+    assert m.vcpus[1].instructions > 0 and m.ipis["startup"] == 2       # the AP runs
+    path = tmp_path / "smp.snap"
+    m.save(path)
+    first = run(m, 40_000_000)
+    assert first[1]                                                    # it printed
+    m.restore(path)
+    assert run(m, 40_000_000) == first
+    other = LinuxMachine(assets, apic=True, cpus=2)
+    other.restore(path)
+    assert run(other, 40_000_000) == first

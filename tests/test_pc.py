@@ -210,3 +210,416 @@ ipi:
     m.vm.setup_long_mode(entry=0x1000)
     assert m.run(max_instructions=100_000) == "budget"
     assert m.vcpu.r12 > 10
+
+
+# --- several vCPUs (docs/architecture.rst, "Several vCPUs on the platform") -----
+
+R = vtx.ExitReason
+APIC_BASE = 0xFEE00000
+
+
+def smp_pc(cpus=2):
+    return PcMachine(memory=4 << 20, apic=True, cpus=cpus)
+
+
+def start_in_long_mode(m, code, stacks=(0x70000, 0x60000)):
+    """Both vCPUs at ``code`` (0x1000) in 64-bit mode, as a host sets them
+    up (the AP leaves wait-for-SIPI), each with its own stack."""
+    m.vm.load(0x1000, vtx.asm(code, bits=64))
+    for v, stack in zip(m.vcpus, stacks):
+        m.vm.setup_long_mode(entry=0x1000, stack=stack, vcpu=v)
+
+
+def test_ap_starts_by_init_sipi_sipi_from_the_bsp_and_again_after_init():
+    """The MP initialization of SDM Vol. 3A 9.4.4 done by a guest BSP: INIT,
+    the de-assert (ignored), two SIPIs; the AP runs its trampoline in real
+    mode at vector * 1000H.  An INIT to the running AP is a VM exit that puts
+    it back in wait-for-SIPI; the next SIPI starts it at another vector."""
+    m = smp_pc()
+    bsp, ap = m.vcpus
+    assert ap.activity_state == 3 and bsp.activity_state == 0
+    m.vm.load(0x1000, vtx.asm(f"""
+    mov rbx, {APIC_BASE}
+    mov dword ptr [rbx + 0xF0], 0x1FF
+    mov dword ptr [rbx + 0x310], 0x01000000  # destination: APIC ID 1
+    mov dword ptr [rbx + 0x300], 0xC500      # INIT, level assert
+    mov dword ptr [rbx + 0x300], 0x8500      # INIT, level de-assert
+    mov dword ptr [rbx + 0x300], 0x4620      # STARTUP, vector 20H
+    mov dword ptr [rbx + 0x300], 0x4620      # the second SIPI of the protocol
+1:  cmp word ptr [0x602], 0x1111
+    jne 1b
+    mov dword ptr [rbx + 0x300], 0xC500      # INIT the running AP
+    mov dword ptr [rbx + 0x300], 0x4621      # STARTUP, vector 21H
+1:  cmp word ptr [0x602], 0x2222
+    jne 1b
+    mov al, 7
+    out 0xF4, al
+    """, bits=64))
+    m.vm.setup_long_mode(entry=0x1000)
+    m.vm.load(0x20000, vtx.asm("""
+    mov ax, cs
+    mov word ptr [0x600], ax
+    mov word ptr [0x602], 0x1111
+1:  jmp 1b
+    """, bits=16))
+    m.vm.load(0x21000, vtx.asm("""
+    mov ax, cs
+    mov word ptr [0x604], ax
+    mov word ptr [0x602], 0x2222
+    cli
+    hlt
+    """, bits=16))
+    assert m.run(max_instructions=1_000_000) == "debug-exit 15"       # (7 << 1) | 1, the isa-debug-exit convention
+    assert m.vm.read_u16(0x600) == 0x2000 and m.vm.read_u16(0x604) == 0x2100
+    assert (ap.cs.selector, ap.cs.base) == (0x2100, 0x21000)
+    assert ap.activity_state == 1                # halted with IF = 0, for good
+    exits = m.platform.stats()["exits"]
+    # The first INIT finds the AP waiting for a SIPI (no exit: INIT is
+    # blocked there); the second is an exit.  Each started trampoline is one
+    # STARTUP_IPI exit (the repeated SIPI finds the AP running: discarded).
+    assert exits[R.INIT_SIGNAL] == 1 and exits[R.STARTUP_IPI] == 2
+    assert m.ipis == {"init": 2, "startup": 3}
+    # The AP's APIC took its INIT state: software-disabled, ID kept.
+    assert m.lapics[1].svr == 0xFF and m.lapics[1].apic_id == 1
+
+
+IPI_GUEST = gate(0x40, "ping") + gate(0x41, "pong") + gate(0x02, "nmi") + LIDT + f"""
+    mov eax, 1
+    cpuid
+    shr ebx, 24                              # the initial APIC ID
+    mov r15d, ebx
+    mov rbx, {APIC_BASE}
+    mov eax, dword ptr [rbx + 0x20]          # the APIC ID register
+    shr eax, 24
+    mov dword ptr [0x620 + r15 * 4], eax
+    mov dword ptr [0x610 + r15 * 4], r15d
+    mov dword ptr [rbx + 0xF0], 0x1FF        # SVR: software-enabled
+    mov eax, 1
+    mov ecx, r15d
+    shl eax, cl
+    shl eax, 24
+    mov dword ptr [rbx + 0xD0], eax          # LDR: logical ID bit (APIC ID), flat model
+    test r15d, r15d
+    jnz ap
+    xor r12, r12
+    xor r14, r14
+    cli
+1:  cmp dword ptr [0x704], 1                 # the AP's APIC is enabled
+    jne 1b
+    mov dword ptr [rbx + 0x310], 0x01000000
+    mov dword ptr [rbx + 0x300], 0x40        # fixed 40H, physical, to APIC ID 1
+    call wait
+    mov dword ptr [rbx + 0x310], 0x02000000
+    mov dword ptr [rbx + 0x300], 0x840       # fixed 40H, logical, to logical ID bit 1
+    call wait
+    mov dword ptr [rbx + 0x300], 0xC0040     # fixed 40H, all excluding self
+    call wait
+    mov dword ptr [rbx + 0x310], 0x01000000
+    mov dword ptr [rbx + 0x300], 0x400       # NMI to APIC ID 1
+1:  cmp dword ptr [0x708], 1
+    jne 1b
+    mov al, 9
+    out 0xF4, al
+wait:
+    inc r14
+1:  sti
+    hlt
+    cli
+    cmp r12, r14
+    jne 1b
+    ret
+ap:
+    mov dword ptr [0x704], 1
+    sti
+1:  hlt
+    jmp 1b
+ping:                                        # on the AP: answer with 41H to APIC ID 0
+    inc dword ptr [0x700]
+    mov dword ptr [rbx + 0x310], 0
+    mov dword ptr [rbx + 0x300], 0x41
+    mov dword ptr [rbx + 0xB0], 0
+    iretq
+pong:
+    inc r12
+    mov dword ptr [rbx + 0xB0], 0
+    iretq
+nmi:
+    inc dword ptr [0x708]
+    iretq
+""" + IDTR
+
+
+def test_ipis_between_vcpus_physical_logical_shorthand_and_nmi():
+    m = smp_pc()
+    start_in_long_mode(m, IPI_GUEST)
+    assert m.run(max_instructions=1_000_000) == "debug-exit 19"
+    bsp, ap = m.vcpus
+    # CPUID.01H:EBX[31:24] and the APIC ID register name each vCPU.
+    assert [m.vm.read_u32(0x610 + 4 * i) for i in range(2)] == [0, 1]
+    assert [m.vm.read_u32(0x620 + 4 * i) for i in range(2)] == [0, 1]
+    # Three pings, three pongs (each woke a halted vCPU), one NMI.
+    assert m.vm.read_u32(0x700) == 3 and bsp.r12 == 3 and m.vm.read_u32(0x708) == 1
+    assert m.ipis == {"fixed": 6, "nmi": 1}
+    assert [lapic.isr for lapic in m.lapics] == [0, 0] and [lapic.irr for lapic in m.lapics] == [0, 0]
+    assert ap.activity_state == 1                # back in its HLT loop
+    assert m.platform.injected == 6
+
+
+PIT_TO_AP = gate(0x50, "tick") + LIDT + f"""
+    mov eax, dword ptr [{APIC_BASE} + 0x20]
+    test eax, eax
+    jnz ap
+    mov rbx, 0xFEC00000
+    mov dword ptr [rbx], 0x14                # I/O APIC redirection entry 2 (the PIT's GSI), low
+    mov dword ptr [rbx + 0x10], 0x50         # vector 50H, fixed, physical, edge, unmasked
+    mov dword ptr [rbx], 0x15
+    mov dword ptr [rbx + 0x10], 0x01000000   # destination APIC ID 1
+    mov al, 0x34                             # PIT channel 0, mode 2, count 1000
+    out 0x43, al
+    mov ax, 1000
+    out 0x40, al
+    mov al, ah
+    out 0x40, al
+    cli
+1:  hlt
+    jmp 1b
+ap:
+    mov rbx, {APIC_BASE}
+    mov dword ptr [rbx + 0xF0], 0x1FF
+    sti
+1:  hlt
+    jmp 1b
+tick:
+    inc dword ptr [0x700]
+    mov dword ptr [rbx + 0xB0], 0
+    iretq
+""" + IDTR
+PIT_PERIOD_NS = 1000 * 10 ** 9 // 1193182       # 1000 input clocks of 1.193182 MHz
+
+
+def test_io_apic_delivers_to_apic_id_1_while_the_bsp_halts():
+    m = smp_pc()
+    start_in_long_mode(m, PIT_TO_AP)
+    assert m.run(max_instructions=20_000) == "budget"
+    ticks = m.vm.read_u32(0x700)
+    # Both vCPUs halt between the ticks: time skips to each deadline.
+    assert ticks > 1000
+    assert abs(ticks - m.clock.now_ns() // PIT_PERIOD_NS) <= 1
+    assert m.vcpus[0].activity_state == 1 and m.vcpus[0].rflags & (1 << 9) == 0
+    assert m.lapics[0].irr == 0 and m.lapics[0].isr == 0
+    assert m.platform.injected == ticks
+
+
+class TscProbe(vtx.devices.Device):
+    """Port E0H: each write records (value, the clock's time)."""
+    name = "tsc-probe"
+    ports = ((0xE0, 1),)
+
+    def __init__(self, clock):
+        self.clock, self.seen = clock, []
+
+    def io_write(self, port, size, value):
+        self.seen.append((value, self.clock.now_ns()))
+
+
+@pytest.mark.parametrize("quantum", [1, 7, 1000])
+def test_every_vcpus_tsc_reads_the_one_clock(quantum):
+    """Linux's TSC warp check needs this: a TSC read on one vCPU after a
+    read on another is not smaller.  Here each RDTSC reads the clock exactly
+    (the OUT after it sees the clock one instruction later)."""
+    m = smp_pc()
+    probe = m.platform.attach(TscProbe(m.clock))
+    m.platform.quantum = quantum
+    start_in_long_mode(m, """
+1:  rdtsc
+    out 0xE0, eax
+    jmp 1b
+    """)
+    assert m.run(max_instructions=30_000) == "budget"
+    # RDTSC and JMP retire; the OUT is an exit that the platform completes.
+    assert sum(v.instructions for v in m.vcpus) == 30_000 and all(v.instructions > 14_000 for v in m.vcpus)
+    assert len({v for v, _ in probe.seen}) == len(probe.seen) >= 14_999    # an OUT may wait for the next run
+    # Each RDTSC read the clock at its instruction: one instruction before
+    # the OUT, or, when a turn ended between the two, one quantum of the
+    # other vCPU more.  (So reads in time order are in TSC order.)
+    gaps = {now - 1 - value for value, now in probe.seen}
+    assert gaps == {1} if quantum == 1 else (0 in gaps and gaps <= {0, quantum})
+
+
+def test_ipi_storm_and_ipis_to_nobody_keep_the_budget():
+    m = smp_pc()
+    start_in_long_mode(m, gate(0x41, "ipi") + gate(0x02, "nmi") + LIDT + f"""
+    mov rbx, {APIC_BASE}
+    mov dword ptr [rbx + 0xF0], 0x1FF
+    sti
+1:  mov dword ptr [rbx + 0x310], 0x09000000  # APIC ID 9: no such processor
+    mov dword ptr [rbx + 0x300], 0x4041
+    mov dword ptr [rbx + 0x300], 0x80041     # fixed 41H to all including self
+    mov dword ptr [rbx + 0x300], 0xC0400     # NMI to all excluding self
+    jmp 1b
+ipi:
+    inc r12
+    mov dword ptr [rbx + 0xB0], 0
+    iretq
+nmi:
+    inc r13
+    iretq
+    """ + IDTR)
+    assert m.run(max_instructions=200_000) == "budget"
+    assert 200_000 <= sum(v.instructions for v in m.vcpus) < 210_000
+    assert all(v.r12 > 100 and v.r13 > 100 for v in m.vcpus)
+    assert m.ipis["fixed"] > 200 and m.ipis["nmi"] > 100
+
+
+def test_nmi_and_init_to_self_come_after_the_store_that_sends_them():
+    """A vCPU's NMI or INIT to itself is taken after its ICR store retires
+    (not before the store's replay, which would send it again: an endless
+    NMI loop); the INIT then sends it to wait-for-SIPI."""
+    m = smp_pc()
+    start_in_long_mode(m, gate(0x02, "nmi") + LIDT + f"""
+    mov eax, dword ptr [{APIC_BASE} + 0x20]
+    shr eax, 22                              # APIC ID * 4
+    mov r15, rax
+    mov rbx, {APIC_BASE}
+    mov dword ptr [rbx + 0xF0], 0x1FF
+    mov dword ptr [rbx + 0x300], 0x40400     # NMI to self
+    mov dword ptr [0x710 + r15], 0x55
+    mov dword ptr [rbx + 0x300], 0x44500     # INIT to self
+    mov dword ptr [0x720 + r15], 0x66        # never: the INIT comes first
+1:  jmp 1b
+nmi:
+    inc dword ptr [0x700 + r15]
+    iretq
+    """ + IDTR)
+    assert m.run(max_instructions=50_000) == "halted"
+    assert [m.vm.read_u32(0x700 + 4 * i) for i in range(2)] == [1, 1]
+    assert [m.vm.read_u32(0x710 + 4 * i) for i in range(2)] == [0x55, 0x55]
+    assert [m.vm.read_u32(0x720 + 4 * i) for i in range(2)] == [0, 0]
+    assert [v.activity_state for v in m.vcpus] == [3, 3]
+    assert m.ipis == {"nmi": 2, "init": 2}
+    assert m.platform.stats()["exits"][R.INIT_SIGNAL] == 2
+
+
+def test_each_vcpu_sees_its_own_apic_at_its_own_base():
+    """The xAPIC page is one MMIO range for all: an access reaches the APIC
+    of the vCPU that made it, and only at that APIC's base (IA32_APIC_BASE,
+    which the AP moves here)."""
+    m = smp_pc()
+    start_in_long_mode(m, f"""
+    mov eax, dword ptr [{APIC_BASE} + 0x20]
+    test eax, eax
+    jnz ap
+1:  cmp dword ptr [0x704], 1
+    jne 1b
+    mov eax, dword ptr [{APIC_BASE} + 0x20]
+    mov dword ptr [0x730], eax
+    mov eax, dword ptr [0xFED00020]
+    mov dword ptr [0x734], eax
+    cli
+    hlt
+ap:
+    mov ecx, 0x1B
+    rdmsr
+    mov dword ptr [0x740], eax
+    and eax, 0xFFF
+    or eax, 0xFED00000
+    wrmsr
+    mov eax, dword ptr [0xFED00020]
+    mov dword ptr [0x738], eax
+    mov eax, dword ptr [{APIC_BASE} + 0x20]
+    mov dword ptr [0x73C], eax
+    mov dword ptr [0x704], 1
+    cli
+    hlt
+    """)
+    assert m.run(max_instructions=100_000) == "halted"
+    assert m.vm.read_u32(0x740) == 0xFEE00800                  # enabled, not the BSP
+    assert [m.vm.read_u32(0x730 + 4 * i) for i in range(4)] == [0, 0xFFFFFFFF, 0x01000000, 0xFFFFFFFF]
+    assert m.lapics[1].base == 0xFED00000 and m.lapics[0].base == APIC_BASE
+
+
+def test_all_halted_with_an_nmi_blocked_by_nmi_ends_the_run():
+    """vCPU 0 halts with IF = 0 inside its NMI handler; vCPU 1 sends it
+    another NMI, which blocking by NMI holds, and halts too: nothing can
+    wake either, and the run ends instead of waiting for ever."""
+    m = smp_pc()
+    start_in_long_mode(m, gate(0x02, "nmi") + LIDT + f"""
+    mov rbx, {APIC_BASE}
+    mov dword ptr [rbx + 0xF0], 0x1FF
+    mov eax, dword ptr [rbx + 0x20]
+    test eax, eax
+    jnz ap
+    mov dword ptr [rbx + 0x300], 0x40400     # NMI to self
+1:  jmp 1b
+ap:
+    mov ecx, 1000
+2:  dec ecx
+    jnz 2b
+    mov dword ptr [rbx + 0x310], 0
+    mov dword ptr [rbx + 0x300], 0x400       # NMI to APIC ID 0
+    cli
+    hlt
+nmi:
+    inc r13
+    cli
+    hlt
+    """ + IDTR)
+    assert m.run(max_instructions=50_000) == "halted"
+    assert [(v.activity_state, v.r13, v.nmi_pending) for v in m.vcpus] == [(1, 1, True), (1, 0, False)]
+
+
+def _smp_state(m):
+    regs = tuple(tuple(getattr(v, r) for r in ("rax", "rbx", "rip", "rflags", "instructions"))
+                 for v in m.vcpus)
+    return regs, m.vm.read(0, 0x10000), m.clock.now_ns(), [lapic.get_state() for lapic in m.lapics]
+
+
+def test_snapshot_of_two_vcpus_replays_exactly(tmp_path):
+    m = smp_pc()
+    start_in_long_mode(m, PIT_TO_AP)
+    m.run(max_instructions=3_000)
+    path = tmp_path / "smp.snap"
+    m.save(path)
+    m.run(max_instructions=5_000)
+    first = _smp_state(m)
+    assert m.vm.read_u32(0x700) > 500
+    m.restore(path)
+    m.run(max_instructions=5_000)
+    assert _smp_state(m) == first
+    other = smp_pc()
+    other.restore(path)
+    other.run(max_instructions=5_000)
+    assert _smp_state(other) == first
+    with pytest.raises(vtx.SnapshotError, match="vCPU|devices"):
+        PcMachine(memory=4 << 20, apic=True, cpus=3).restore(path)
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(cpus=2), "apic"), (dict(cpus=0, apic=True), "cpus"), (dict(cpus=65, apic=True), "cpus"),
+    (dict(cpus="2", apic=True), "cpus"), (dict(cpus=True, apic=True), "cpus")])
+def test_cpus_argument_errors(kw, match):
+    with pytest.raises(ValueError, match=match):
+        PcMachine(memory=4 << 20, **kw)
+
+
+def test_madt_and_cpuid_describe_every_vcpu():
+    m = smp_pc(cpus=4)
+    assert [lapic.apic_id for lapic in m.lapics] == [0, 1, 2, 3]
+    assert [bool(lapic.base_msr & (1 << 8)) for lapic in m.lapics] == [True, False, False, False]
+    assert [v.activity_state for v in m.vcpus] == [0, 3, 3, 3]
+    # The MADT: four enabled Processor Local APIC entries, then the I/O APIC (ID 4).
+    tables = m.vm.read(0xE0000, 0x400)
+    madt = tables[tables.index(b"APIC"):]
+    entries = madt[44:44 + 4 * 8 + 12]
+    assert [tuple(entries[8 * i:8 * i + 5]) for i in range(4)] == [(0, 8, i, i, 1) for i in range(4)]
+    assert entries[32:35] == bytes([1, 12, 4])
+    for v in m.vcpus:
+        assert v.model_cpuid(1)[1] >> 24 == v.index and v.model_cpuid(0xB)[3] == v.index
+    # The most vCPUs: 64 processors in the MADT; the I/O APIC's 4-bit ID is 0.
+    big = smp_pc(cpus=64)
+    tables = big.vm.read(0xE0000, 0x800)
+    madt = tables[tables.index(b"APIC"):]
+    assert int.from_bytes(madt[4:8], "little") == 44 + 64 * 8 + 12 + 2 * 10
+    assert [tuple(madt[44 + 8 * i:44 + 8 * i + 5]) for i in (0, 63)] == [(0, 8, 0, 0, 1), (0, 8, 63, 63, 1)]
+    assert madt[44 + 64 * 8:44 + 64 * 8 + 3] == bytes([1, 12, 0])
+    assert [lapic.apic_id for lapic in big.lapics] == list(range(64))

@@ -95,6 +95,44 @@ def test_halting_guest_takes_each_tick_and_time_skips_to_the_deadlines():
     assert p.clock.now_ns() >= 5000
 
 
+def test_two_vcpus_each_take_their_own_source_and_time_is_one_clock():
+    """vCPU 0's interrupts come from ``pic``, vCPU 1's from ``intr[1]``:
+    each halts between its ticks, and while both are halted the clock skips
+    to the next deadline.  The clock counts both vCPUs' instructions; each
+    RDTSC reads it."""
+    vm = vtx.VM(memory=1 << 20)
+    vm.load(0x1000, vtx.asm(IDT_SETUP + """
+    xor ebx, ebx
+1:  sti
+    hlt
+    cmp ebx, 4
+    jb 1b
+    rdtsc
+    mov r8, rax
+    cli
+    hlt
+handler:
+    inc ebx
+    iretq""" + IDT_TAIL, bits=64))
+    for stack in (0x70000, 0x60000):
+        vm.setup_long_mode(entry=0x1000, stack=stack, vcpu=vm.add_vcpu())
+    p = Platform(vm)
+    p.pic, p.intr[1] = OnePic(), OnePic()
+    fast = p.attach(Tick(IrqLine(p.pic, 0), 1000))
+    slow = p.attach(Tick(IrqLine(p.intr[1], 0), 3000))
+    assert p.run(max_instructions=100_000) == "halted"
+    v0, v1 = vm.vcpus
+    assert (v0.rbx, v1.rbx) == (4, 4) and p.injected == 8
+    assert p.pic.acks == [0] * 4 and p.intr[1].acks == [0] * 4
+    assert fast.fired[:4] == [1000, 2000, 3000, 4000] and slow.fired[:4] == [3000, 6000, 9000, 12000]
+    # Each vCPU's RDTSC came right after its fourth tick: the clock there,
+    # which counts the other vCPU's instructions too.
+    assert 4000 < v0.r8 < 4100 and 12000 < v1.r8 < 12100
+    # Both end halted with IF = 0: nothing can wake them, the run ends.
+    assert [v.activity_state for v in vm.vcpus] == [1, 1]
+    assert 12000 < p.clock.now_ns() < 12200
+
+
 def test_interrupt_waits_for_the_window_when_the_guest_has_if_clear():
     # The guest keeps IF = 0 through a long loop, then opens a window.
     vm, p = machine("""

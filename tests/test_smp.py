@@ -438,3 +438,26 @@ def test_an_interrupt_raised_from_another_vcpus_exit_wakes_a_halted_vcpu():
     assert halts == [1, 0, 1]
     assert vm.read_u16(0x800) == 0x77 and vm.read_u8(0x802) == 1
     assert ap.pending_interrupts == ()
+
+
+def test_on_turn_is_called_before_each_turn_and_can_end_the_run():
+    """vm.on_turn (what a platform uses to set each vCPU's TSC offset and
+    inject its interrupts): called with the vCPU before each of its turns,
+    never for a vCPU waiting for a SIPI; a true result ends the run, as a
+    budget, before that turn, and the next run starts with that vCPU."""
+    vm = counting_vm((100, 100))
+    waiting = vm.add_vcpu(wait_for_sipi=True)
+    halt_for_good(vm)
+    turns = []
+
+    def on_turn(v):
+        turns.append((v.index, v.instructions))
+        return len(turns) == 5
+    vm.on_turn = on_turn
+    r = vm.run(quantum=50)
+    assert r.stop == "budget" and r.instructions == 200
+    assert turns == [(0, 0), (1, 0), (0, 50), (1, 50), (0, 100)]
+    assert waiting.instructions == 0
+    vm.on_turn = None
+    r = vm.run(quantum=50)
+    assert r.stop == "halted" and [v.instructions for v in vm.vcpus] == [501, 501, 0]

@@ -395,13 +395,16 @@ def bit_is_default1(group, name):
 
 def test_model_controls():
     assert caps.PINBASED_CTLS >> 32 == (0x16 | S.PinBased.EXTERNAL_INTERRUPT_EXITING | S.PinBased.NMI_EXITING
-                                        | S.PinBased.VIRTUAL_NMIS | S.PinBased.ACTIVATE_VMX_PREEMPTION_TIMER)
-    assert caps.PROCBASED_CTLS2 == (S.ProcBased2.ENABLE_EPT | S.ProcBased2.DESCRIPTOR_TABLE_EXITING
+                                        | S.PinBased.VIRTUAL_NMIS | S.PinBased.ACTIVATE_VMX_PREEMPTION_TIMER
+                                        | S.PinBased.PROCESS_POSTED_INTERRUPTS)
+    assert caps.PROCBASED_CTLS2 == (S.ProcBased2.VIRTUALIZE_APIC_ACCESSES | S.ProcBased2.VIRTUALIZE_X2APIC_MODE
+                                    | S.ProcBased2.APIC_REGISTER_VIRTUALIZATION
+                                    | S.ProcBased2.VIRTUAL_INTERRUPT_DELIVERY | S.ProcBased2.ENABLE_EPT | S.ProcBased2.DESCRIPTOR_TABLE_EXITING
                                     | S.ProcBased2.ENABLE_RDTSCP | S.ProcBased2.ENABLE_VPID
                                     | S.ProcBased2.WBINVD_EXITING | S.ProcBased2.UNRESTRICTED_GUEST
                                     | S.ProcBased2.PAUSE_LOOP_EXITING | S.ProcBased2.ENABLE_INVPCID
                                     | S.ProcBased2.RDRAND_EXITING | S.ProcBased2.RDSEED_EXITING
-                                    | S.ProcBased2.ENABLE_VM_FUNCTIONS) << 32
+                                    | S.ProcBased2.ENABLE_VM_FUNCTIONS | S.ProcBased2.ENABLE_PML) << 32
     for name in ("MWAIT_EXITING", "RDPMC_EXITING", "MOV_DR_EXITING", "MONITOR_EXITING", "PAUSE_EXITING"):
         assert (caps.PROCBASED_CTLS >> 32) & S.ProcBased[name]
     true_lo = caps.TRUE_PROCBASED_CTLS & 0xFFFFFFFF
@@ -409,7 +412,13 @@ def test_model_controls():
     assert (caps.PROCBASED_CTLS >> 32) & S.ProcBased.INTERRUPT_WINDOW_EXITING
     assert (caps.PROCBASED_CTLS >> 32) & S.ProcBased.NMI_WINDOW_EXITING
     assert (caps.PROCBASED_CTLS >> 32) & S.ProcBased.MONITOR_TRAP_FLAG
-    assert not (caps.PROCBASED_CTLS >> 32) & S.ProcBased.USE_TPR_SHADOW
+    assert (caps.PROCBASED_CTLS >> 32) & S.ProcBased.USE_TPR_SHADOW
+    assert (caps.PROCBASED_CTLS >> 32) & S.ProcBased.CR8_LOAD_EXITING
+    assert (caps.PROCBASED_CTLS >> 32) & S.ProcBased.CR8_STORE_EXITING
+    for name in ("VIRTUALIZE_APIC_ACCESSES", "VIRTUALIZE_X2APIC_MODE", "APIC_REGISTER_VIRTUALIZATION",
+                 "VIRTUAL_INTERRUPT_DELIVERY"):
+        assert (caps.PROCBASED_CTLS2 >> 32) & S.ProcBased2[name]
+    assert (caps.PINBASED_CTLS >> 32) & S.PinBased.PROCESS_POSTED_INTERRUPTS
     assert (caps.ENTRY_CTLS >> 32) & S.EntryControls.IA32E_MODE_GUEST
     assert not (caps.ENTRY_CTLS >> 32) & S.EntryControls.ENTRY_TO_SMM
 
@@ -443,7 +452,7 @@ def test_vmx_misc_fixed_and_ept():
     assert caps.CR4_FIXED1 == 0x00372FFF
     e = caps.EPT_VPID_CAP
     assert not e & 1
-    for bit in (6, 14, 16, 17, 20, 25, 26, 32, 40, 41, 42, 43):
+    for bit in (6, 14, 16, 17, 20, 21, 25, 26, 32, 40, 41, 42, 43):
         assert e & (1 << bit), bit
     assert caps.MAXPHYADDR == 39
 

@@ -253,6 +253,21 @@ def test_command_line_version(capsys):
     assert ei.value.code == 0 and capsys.readouterr().out.strip() == f"vtx {vtx.__version__}"
 
 
+def test_command_line_linux_options(monkeypatch, capsys):
+    """``linux`` reaches its runner with its options (its --command option
+    does not hide the subcommand); --cpus above 1 needs --apic."""
+    import vtx.__main__ as cli
+    seen = []
+    monkeypatch.setattr(cli, "_linux", lambda args: seen.append((args.apic, args.cpus, args.command)) or 42)
+    assert cli.main(["linux", "--apic", "--cpus", "2"]) == 42
+    assert seen == [(True, 2, "uname -r; cat /proc/cpuinfo | head; echo ok")]
+    for bad in (["linux", "--cpus", "2"], ["linux", "--apic", "--cpus", "0"]):
+        with pytest.raises(SystemExit) as ei:
+            cli.main(bad)
+        assert ei.value.code == 2 and "--cpus" in capsys.readouterr().err
+    assert len(seen) == 1
+
+
 def test_exit_time_is_wall_time_in_nanoseconds():
     """The exit clock counts ticks (the TSC where there is one) and reports
     nanoseconds: a handler that sleeps 20 ms shows as at least 20 ms and

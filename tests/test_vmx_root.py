@@ -452,8 +452,8 @@ def test_any_vmcs_contents_end_in_an_sdm_outcome(writes, code, launch):
         assert not cpu.non_root and r.exit.reason in set(R) | {R.ENTRY_FAILURE_INVALID_GUEST_STATE}
 
 
-@pytest.mark.parametrize("field", ["TPR_THRESHOLD", "PML_ADDRESS", "VMREAD_BITMAP_ADDRESS",
-                                   "POSTED_INTERRUPT_NOTIFICATION_VECTOR", "EXECUTIVE_VMCS_POINTER"])
+@pytest.mark.parametrize("field", ["XSS_EXITING_BITMAP", "ENCLS_EXITING_BITMAP", "VMREAD_BITMAP_ADDRESS",
+                                   "EPTP_INDEX", "EXECUTIVE_VMCS_POINTER"])
 def test_fields_of_features_not_offered_are_error_12(field):
     """A field whose feature the capability MSRs deny does not exist: VMREAD
     and VMWRITE fail with error 12, from x86 code and from both Python APIs."""
@@ -601,7 +601,7 @@ def test_vmcs_as_a_mapping_on_both_kinds_of_vcpu():
     cpu.vmcs[F.GUEST_RIP] = 0x4321
     assert cpu.vmcs["GUEST_RIP"] == 0x4321 == cpu.vmread(F.GUEST_RIP)
     with pytest.raises(vtx.VmFail) as e:
-        cpu.vmcs[F.TPR_THRESHOLD] = 1
+        cpu.vmcs[F.VMREAD_BITMAP_ADDRESS] = 1
     assert e.value.number == 12
     vm = vtx.VM(memory=1 << 20)
     v = vm.add_vcpu()

@@ -11,7 +11,6 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog=prog, description="vtx: a software model of Intel VT-x")
     from . import __version__
     parser.add_argument("--version", action="version", version=f"vtx {__version__}")
-    # dest "subcommand": the linux subcommand has a --command option of its own.
     sub = parser.add_subparsers(dest="subcommand", metavar="COMMAND")
     sub.add_parser("demo", help="run a hello-world guest in real, protected and long mode under a "
                                 "Python hypervisor and show its VM exits")
@@ -32,7 +31,12 @@ def main(argv=None):
     lx.add_argument("--apic", action="store_true",
                     help="give the PC a local APIC and an I/O APIC (described by ACPI tables) instead of "
                          "the 8259 PIC alone")
+    lx.add_argument("--cpus", type=int, default=1,
+                    help="the number of vCPUs (default 1; more than one needs --apic): the first boots, "
+                         "the kernel starts the others with INIT and start-up IPIs")
     args = parser.parse_args(argv)
+    if args.subcommand == "linux" and (args.cpus < 1 or (args.cpus > 1 and not args.apic)):
+        parser.error("--cpus is at least 1, and more than one needs --apic")
     if args.subcommand == "linux":
         return _linux(args)
     if args.subcommand == "demo":
@@ -59,7 +63,7 @@ def _linux(args):
         sys.stdout.write(data.decode("utf-8", "replace"))
         sys.stdout.flush()
     m = LinuxMachine(assets, memory=args.memory << 20, cmdline=args.cmdline or DEFAULT_CMDLINE,
-                     console=None if args.quiet else echo, apic=args.apic)
+                     console=None if args.quiet else echo, apic=args.apic, cpus=args.cpus)
     if args.gdb is not None:
         m.gdb_serve(args.gdb, ready=lambda port: print(f"waiting for gdb on port {port} "
                                                        f"(gdb -ex 'target remote :{port}')", flush=True))

@@ -126,6 +126,13 @@ ctypedef struct VmxControls:
     uint64_t cr4_shadow
     uint32_t ple_gap      # PAUSE-loop exiting (SDM 26.1.3), in TSC ticks
     uint32_t ple_window
+    # APIC virtualization (SDM Vol. 3C chapter 30; core/vmx/apicv.pxi)
+    uint64_t virtual_apic     # physical address of the virtual-APIC page
+    uint64_t apic_access      # physical address of the APIC-access page
+    uint32_t tpr_threshold
+    uint32_t pi_vector        # posted-interrupt notification vector
+    uint64_t pi_desc          # physical address of the posted-interrupt descriptor
+    uint64_t eoi_exit[4]      # EOI-exit bitmap, vectors 0-255
 
 # One memory slot: a run of host-physical addresses backed by a host buffer.
 # Slot 0 is the guest's RAM; slot 1 is the hosted hypervisor's private memory
@@ -203,6 +210,18 @@ ctypedef struct VmxState:
                           # instruction retired or an event delivered since
     int pt_active         # "activate VMX-preemption timer" in the running guest
     uint64_t pt_deadline  # the TSC value at which the timer reaches 0
+
+    # APIC virtualization (core/vmx/apicv.pxi): the guest interrupt status
+    # (RVI, SVI; SDM 25.4.2) while the guest runs, whether a virtual interrupt
+    # is recognized (30.2.1), and the work an instruction left for its
+    # boundary (trap-like: TPR virtualization, EOI virtualization, self-IPI
+    # virtualization, APIC-write emulation; 30.1.2 - 30.1.5, 30.4.3.2).
+    uint32_t rvi
+    uint32_t svi
+    int vint
+    uint32_t apic_pend    # APIC_PEND_* bits
+    uint32_t apic_pend_off    # APIC-write emulation: page offset of the write
+    uint32_t apic_pend_vec    # self-IPI virtualization from WRMSR 83FH: the vector
 
     # failed VM entry: which check (index into the Python check table)
     int entry_check

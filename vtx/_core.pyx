@@ -43,6 +43,7 @@ include "core/insn/fast.pxi"
 include "core/vmx/vmcs.pxi"
 include "core/exceptions.pxi"
 include "core/vmx/events.pxi"
+include "core/vmx/apicv.pxi"
 include "core/vmx/entry.pxi"
 include "core/vmx/exit.pxi"
 include "core/vmx/insn.pxi"
@@ -1085,6 +1086,35 @@ cdef class VCpuBase:
         if self.c.in_guest:
             raise VmStateError("raise_interrupt: the guest is running (run() is active in another thread)")
         self.c.irr[vector >> 6] |= 1ULL << (vector & 63)
+
+    def post_interrupt(self, vector):
+        """Post virtual interrupt ``vector`` (16-255) to this vCPU, as a VMM
+        or another processor does with posted interrupts (SDM Vol. 3C 30.6,
+        core/vmx/apicv.pxi): set its bit in the posted-interrupt requests of
+        the descriptor at POSTED_INTERRUPT_DESCRIPTOR_ADDRESS and, if the
+        outstanding-notification bit (bit 256) was clear, set it and raise
+        POSTED_INTERRUPT_NOTIFICATION_VECTOR as an external interrupt.  With
+        "process posted interrupts" the guest then takes ``vector`` without
+        a VM exit.  Returns whether a notification was sent."""
+        cdef uint64_t addr
+        cdef uint8_t* p
+        cdef int nv
+        if isinstance(vector, bool) or not isinstance(vector, int) or not 16 <= vector <= 255:
+            raise ArgumentError(f"a posted interrupt's vector is an int in [16, 255], not {vector!r}")
+        if self.c.in_guest:
+            raise VmStateError("post_interrupt: the guest is running (run() is active in another thread)")
+        addr = vr(self.c, VMCS_OFF_POSTED_INTERRUPT_DESCRIPTOR_ADDRESS, 8)
+        nv = <int>(vr(self.c, VMCS_OFF_POSTED_INTERRUPT_NOTIFICATION_VECTOR, 2) & 0xFF)
+        p = hpa_ptr(self.c, addr, 64, 0) if (addr & 0x3F) == 0 else NULL
+        if p == NULL:
+            raise GuestMemoryError(f"post_interrupt: no memory backs the 64-byte aligned posted-interrupt "
+                                   f"descriptor at {addr:#x} (POSTED_INTERRUPT_DESCRIPTOR_ADDRESS)")
+        p[vector >> 3] |= 1 << (vector & 7)
+        if p[32] & 1:
+            return False
+        p[32] |= 1
+        self.c.irr[nv >> 6] |= 1ULL << (nv & 63)
+        return True
 
     def raise_nmi(self):
         """Raise a non-maskable interrupt.  It stays pending (one at most,

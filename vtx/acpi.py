@@ -44,11 +44,23 @@ def _table(signature, revision, body):
     return bytes(data)
 
 
-def madt(lapic_base=0xFEE00000, apic_ids=(0,), ioapic_base=0xFEC00000, ioapic_id=None, overrides=((0, 2, 0),)):
+#: MPS INTI flags (ACPI 6.4 Table 5.50): active high (polarity 01),
+#: level-triggered (trigger mode 11).
+INTI_LEVEL_HIGH = 0x0D
+#: The Interrupt Source Overrides: IRQ 0 on GSI 2 (the PC convention), and
+#: the SCI (IRQ 9) level-triggered active high.  Without the second an OS
+#: takes the SCI as ACPI's default, active low (5.2.12.5), and the I/O
+#: APIC's input, which nothing drives (the model has no SCI events), would
+#: read as asserted: an interrupt storm on IRQ 9.
+OVERRIDES = ((0, 2, 0), (9, 9, INTI_LEVEL_HIGH))
+
+
+def madt(lapic_base=0xFEE00000, apic_ids=(0,), ioapic_base=0xFEC00000, ioapic_id=None, overrides=OVERRIDES):
     """The MADT (5.2.12): the local APIC address and flags, a Processor Local
-    APIC structure per processor (type 0, enabled), the I/O APIC (type 1,
-    GSI base 0), and Interrupt Source Overrides (type 2: ISA IRQ -> GSI,
-    with MPS INTI flags; IRQ 0 on GSI 2 is the PC convention)."""
+    APIC structure per processor (type 0, enabled; ACPI processor UIDs 0 to
+    N-1 in the order of ``apic_ids``), the I/O APIC (type 1, GSI base 0, ID
+    after the highest APIC ID unless given), and Interrupt Source Overrides
+    (type 2: ISA IRQ -> GSI, with MPS INTI flags; :data:`OVERRIDES`)."""
     body = bytearray(struct.pack("<II", lapic_base, MADT_PCAT_COMPAT))
     for i, apic_id in enumerate(apic_ids):
         body += struct.pack("<BBBBI", 0, 8, i, apic_id, 1)
@@ -98,7 +110,7 @@ def fadt(dsdt_address):
     return _table(b"FACP", 6, bytes(body))
 
 
-def build(at, lapic_base=0xFEE00000, apic_ids=(0,), ioapic_base=0xFEC00000):
+def build(at, lapic_base=0xFEE00000, apic_ids=(0,), ioapic_base=0xFEC00000, ioapic_id=None):
     """The RSDP, XSDT, FADT, DSDT and MADT laid out from guest-physical ``at``
     (16-byte aligned): returns ``(bytes, rsdp_address)``."""
     if at % 16:
@@ -108,7 +120,7 @@ def build(at, lapic_base=0xFEE00000, apic_ids=(0,), ioapic_base=0xFEC00000):
     dsdt_at = xsdt_at + 64
     fadt_at = dsdt_at + 64
     madt_at = fadt_at + 288
-    the_madt = madt(lapic_base, apic_ids, ioapic_base)
+    the_madt = madt(lapic_base, apic_ids, ioapic_base, ioapic_id)
     xsdt = _table(b"XSDT", 1, struct.pack("<QQ", fadt_at, madt_at))
     # RSDP revision 2 (5.2.5.3): the first 20 bytes checksum to 0, and all 36.
     rsdp = bytearray(struct.pack("<8sB6sBIIQB3s", b"RSD PTR ", 0, OEM_ID, 2, 0, 36, xsdt_at, 0, b"\0\0\0"))

@@ -155,6 +155,24 @@ class MemoryMap:
         """The slots besides RAM, as (gpa, size, readonly) in address order."""
         return tuple((b, s[0], s[1]) for b, s in sorted(self._slots.items()))
 
+    # --- APIC virtualization ----------------------------------------------------------
+
+    def map_apic_access_page(self, gpa=0xFEE00000):
+        """Map the guest-physical page ``gpa`` (the xAPIC's default base)
+        one-to-one in the EPT, for use as the APIC-access page of "virtualize
+        APIC accesses" (VMCS field APIC_ACCESS_ADDRESS; SDM Vol. 3C 30.4).
+        An access there is decided on its physical address after EPT, so
+        the EPT must map it; the page needs no memory, since every access
+        either exits (APIC_ACCESS) or is virtualized to the virtual-APIC page
+        (docs/architecture.rst, "APIC virtualization").  Without the control
+        an access to it is what it was before: MMIO if a device serves the
+        range, else an EPT violation of nothing behind it."""
+        if isinstance(gpa, bool) or not isinstance(gpa, int) or gpa % 4096 or not 0 <= gpa < (1 << 38):
+            raise ArgumentError(f"map_apic_access_page: gpa is a 4 KiB-aligned guest-physical address "
+                                f"below 2**38, not {gpa!r}")
+        if gpa >= self.memory_size:            # the RAM's EPT maps it already
+            self._ept_map(gpa, 4096, _RWX)
+
     # --- MMIO ---------------------------------------------------------------------
 
     def map_mmio(self, base, size, device):

@@ -18,12 +18,18 @@ platform"):
   #UD in VMX non-root operation (SDM Vol. 3C 26.3), as KVM sets them;
 - a triple fault, the reset line and the debug-exit port stop the machine
   with the reason in ``platform.stopped``.
+
+With ``cpus=N`` (and ``apic``) it is a multiprocessor: vCPU 0 is the
+bootstrap processor, the others application processors waiting for the
+INIT-SIPI-SIPI sequence (SDM Vol. 3A 9.4), each with its own local APIC on one
+APIC bus (docs/architecture.rst, "Several vCPUs on the platform").
 """
 
 from . import devices as _dev
 from .cpu_model import CpuModel
+from .devices.lapic import ApicGp
 from .platform import Platform
-from .spec import ProcBased, ProcBased2, VmcsField as F
+from .spec import EntryControls, ProcBased, ProcBased2, VmcsField as F
 from .vm import RESUME, RETRY, STOP, VM
 
 #: The hypervisor-present bit: CPUID.1:ECX[31] (SDM Vol. 2A CPUID: "not used",
@@ -58,7 +64,8 @@ class ApicRouter:
     when that is programmed as ExtINT (or the APIC is disabled and LINT0 is
     the INTR pin).  A device's ISA interrupt line goes to the PIC and to the
     I/O APIC input the ACPI tables name for it (IRQ 0 on GSI 2, the others
-    on the input of their number)."""
+    on the input of their number).  ``pic`` None: an application processor,
+    whose LINT0 the 8259 does not drive (only the BSP's is wired to it)."""
 
     def __init__(self, lapic, pic, ioapic=None):
         self.lapic = lapic
@@ -71,7 +78,9 @@ class ApicRouter:
             self.ioapic.set_irq(ISA_TO_GSI.get(line, line), level)
 
     def pending(self):
-        return self.lapic.pending() is not None or (self.pic.pending() and self.lapic.lint0_extint())
+        if self.lapic.pending() is not None:
+            return True
+        return self.pic is not None and self.pic.pending() and self.lapic.lint0_extint()
 
     def acknowledge(self):
         if self.lapic.pending() is not None:
@@ -92,6 +101,36 @@ def apic_cpu_model():
     return CpuModel("default", remove=["X2APIC", "TSC_DEADLINE"])
 
 
+_GPRS = ("rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi",
+         "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15")
+_CR0_NE, _CR0_NW, _CR0_CD, _CR0_PG = 1 << 5, 1 << 29, 1 << 30, 1 << 31
+_DELIVERY_NAMES = {0: "fixed", 1: "lowest", 2: "smi", 4: "nmi", 5: "init", 6: "startup", 7: "extint"}
+
+
+class _ApicWindow:
+    """One vCPU's view of an xAPIC page mapped at ``base``: its own APIC,
+    if its IA32_APIC_BASE is that page; otherwise nothing answers there
+    (reads all ones, writes dropped), as on a processor whose APIC is
+    elsewhere.  The timer is the APIC's."""
+
+    def __init__(self, lapic, base):
+        self.lapic = lapic
+        self.base = base
+        self.name = lapic.name
+
+    def mmio_read(self, addr, size):
+        if self.lapic.base != self.base:
+            return (1 << (8 * size)) - 1
+        return self.lapic.mmio_read(addr, size)
+
+    def mmio_write(self, addr, size, value):
+        if self.lapic.base == self.base:
+            self.lapic.mmio_write(addr, size, value)
+
+    def next_deadline(self):
+        return self.lapic.next_deadline()
+
+
 class PcMachine:
     """A VM with a PC's devices, served by a :class:`~vtx.platform.Platform`.
 
@@ -102,35 +141,55 @@ class PcMachine:
     ``machine.uart.output``).  ``clock``: a :mod:`vtx.devices` clock
     (default deterministic, one nanosecond per instruction).  ``apic``: add a
     local APIC (FEE00000H, by MMIO), an I/O APIC (FEC00000H) and the ACPI
-    tables that describe them (RSDP at ``machine.acpi_rsdp``).  One vCPU."""
+    tables that describe them (RSDP at ``machine.acpi_rsdp``).  ``cpus``:
+    the number of vCPUs (1-64; more than one needs ``apic``): vCPU 0
+    (``machine.vcpu``) is the bootstrap processor, the others
+    (``machine.vcpus``) wait for a SIPI, each with its local APIC
+    (``machine.lapics``, APIC IDs 0 to N-1)."""
 
-    def __init__(self, memory=256 << 20, cpu=None, console=None, clock=None, apic=False):
+    def __init__(self, memory=256 << 20, cpu=None, console=None, clock=None, apic=False, cpus=1):
+        from .vm import MAX_VCPUS
+        if isinstance(cpus, bool) or not isinstance(cpus, int) or not 1 <= cpus <= MAX_VCPUS:
+            raise ValueError(f"cpus is an int in [1, {MAX_VCPUS}], not {cpus!r}")
+        if cpus > 1 and not apic:
+            raise ValueError(f"cpus={cpus} needs apic=True: the processors start one another, and "
+                             "take their interrupts, through their local APICs")
         if cpu is None:
             cpu = apic_cpu_model() if apic else legacy_cpu_model()
         self.vm = VM(memory=memory, cpu=cpu)
         self.vcpu = self.vm.add_vcpu()
+        for _ in range(cpus - 1):
+            # An application processor after RESET: it waits for the
+            # INIT-SIPI-SIPI of the BSP (SDM Vol. 3A 9.4.1).
+            self.vm.add_vcpu(wait_for_sipi=True)
+        self.vcpus = self.vm.vcpus
         self.platform = p = Platform(self.vm, clock)
         self.clock = p.clock
-        v = self.vcpu
-        v.vmwrite(F.PRIMARY_PROC_BASED_CONTROLS,
-                  v.vmread(F.PRIMARY_PROC_BASED_CONTROLS) | ProcBased.USE_MSR_BITMAPS)
         priv = self.vm._priv
         priv[_MSR_BITMAP:_MSR_BITMAP + 4096] = bytes(4096)
         del priv
-        v.vmwrite(F.SECONDARY_PROC_BASED_CONTROLS, v.vmread(F.SECONDARY_PROC_BASED_CONTROLS)
-                  | ProcBased2.ENABLE_INVPCID | ProcBased2.ENABLE_RDTSCP)
+        for v in self.vcpus:
+            v.vmwrite(F.PRIMARY_PROC_BASED_CONTROLS,
+                      v.vmread(F.PRIMARY_PROC_BASED_CONTROLS) | ProcBased.USE_MSR_BITMAPS)
+            v.vmwrite(F.SECONDARY_PROC_BASED_CONTROLS, v.vmread(F.SECONDARY_PROC_BASED_CONTROLS)
+                      | ProcBased2.ENABLE_INVPCID | ProcBased2.ENABLE_RDTSCP)
         self._attach_devices(console)
         self._firmware_init()
         self.lapic = None
+        self.lapics = ()
+        self.ipis = {}                 # delivery mode name -> messages delivered (one per target)
         if apic:
             self._attach_apic()
-        self._max_leaf = v.model_cpuid(0, 0)[0]
+        self._max_leaf = self.vcpu.model_cpuid(0, 0)[0]
         vm = self.vm
         vm.on("CPUID")(self._cpuid)
         vm.on("XSETBV")(self._xsetbv)
         vm.on("INVD")(lambda vcpu, exit: RESUME)
         vm.on("TRIPLE_FAULT")(self._triple_fault)
         vm.on("RDMSR", "WRMSR")(self._msr)
+        vm.on("CONTROL_REGISTER_ACCESS")(self._cr_access)
+        vm.on("INIT_SIGNAL")(self._init_signal)
+        vm.on("STARTUP_IPI")(self._startup_ipi)
 
     def _attach_devices(self, console):
         p = self.platform
@@ -149,48 +208,117 @@ class PcMachine:
         self.pci = p.attach(_dev.PciHost()) if hasattr(_dev, "PciHost") else None
 
     def _attach_apic(self):
-        """A local APIC at FEE00000H.  Its timer counts at the crystal
-        frequency CPUID leaf 15H reports (25 MHz), which is what a kernel that
-        trusts that leaf programs it for.  IA32_APIC_BASE exits (the MSR
-        bitmap's read and write bits for 1BH, SDM Vol. 3C 25.6.9) so the APIC
-        sees moves and disables."""
-        from .devices.lapic import ApicGp
+        """A local APIC per vCPU at FEE00000H, APIC IDs 0 to N-1, on one APIC
+        bus with the I/O APIC.  The timers count at the crystal frequency
+        CPUID leaf 15H reports (25 MHz), which is what a kernel that trusts
+        that leaf programs them for.  IA32_APIC_BASE exits (the MSR bitmap's
+        read and write bits for 1BH, SDM Vol. 3C 25.6.9) so an APIC sees
+        moves and disables.  The BSP's LINT0 takes the 8259's INTR."""
         from . import acpi
         p = self.platform
-        self.lapic = _dev.LocalApic(p.clock, apic_id=0, bsp=True, bus_hz=TSC_LEAVES[0x15][2])
         self.apic_bus = _dev.ApicBus()
-        self.apic_bus.add(self.lapic)
-        self.ioapic = self.apic_bus.add_ioapic(_dev.IoApic(ioapic_id=1))
-        self._apic_base = self.lapic.base
-        p.attach(self.lapic, mmio=(self._apic_base, 0x1000))
+        bus_hz = TSC_LEAVES[0x15][2]
+        self.lapics = tuple(_dev.LocalApic(p.clock, apic_id=i, bsp=(i == 0), bus_hz=bus_hz)
+                            for i in range(len(self.vcpus)))
+        self.lapic = self.lapics[0]
+        for v, lapic in zip(self.vcpus, self.lapics):
+            self.apic_bus.add(lapic)
+            self._connect(v, lapic)
+        self.apic_bus.on_message = self._count_ipi
+        # The I/O APIC's ID after the processors' (4 bits: with 16 vCPUs or
+        # more, 0; I/O APIC IDs are a name space of their own for the OS).
+        n = len(self.vcpus)
+        self.ioapic = self.apic_bus.add_ioapic(_dev.IoApic(ioapic_id=n if n < 16 else 0))
+        for lapic in self.lapics:
+            p.attach(lapic, ports=(), mmio=())
+        self._apic_windows = {}
+        self._map_apics()
         p.attach(self.ioapic, mmio=(self.ioapic.base & ~0xFFF, 0x1000))
         p.pic = ApicRouter(self.lapic, self.pic, self.ioapic)
+        for v, lapic in zip(self.vcpus[1:], self.lapics[1:]):
+            p.intr[v.index] = ApicRouter(lapic, None)
         self.acpi_pm = p.attach(_dev.AcpiPm(acpi.PM1A_EVT_BLK, acpi.PM1A_CNT_BLK,
                                             on_sleep=lambda typ: self._stop("power off")))
-        tables, self.acpi_rsdp = acpi.build(ACPI_TABLES, apic_ids=(0,), ioapic_base=self.ioapic.base)
+        tables, self.acpi_rsdp = acpi.build(ACPI_TABLES, apic_ids=tuple(range(n)), ioapic_base=self.ioapic.base,
+                                            ioapic_id=self.ioapic.initial_id)
         self.vm.write(ACPI_TABLES, tables)
         priv = self.vm._priv
         for off in (0, 2048):                      # read low, write low
             priv[_MSR_BITMAP + off + (0x1B >> 3)] |= 1 << (0x1B & 7)
         del priv
 
-        def apic_base(vcpu, exit):
-            if exit.reason == 31:          # RDMSR
-                value = self.lapic.base_msr
-                vcpu.rax, vcpu.rdx = value & 0xFFFFFFFF, value >> 32
-                return RESUME
-            try:
-                self.lapic.set_base_msr(((vcpu.rdx & 0xFFFFFFFF) << 32) | (vcpu.rax & 0xFFFFFFFF))
-            except ApicGp:
-                vcpu.inject(13, error_code=0)
-                return RETRY
-            if self.lapic.base != self._apic_base:
-                self.vm.unmap_mmio(self._apic_base)
-                self._apic_base = self.lapic.base
-                self.vm.map_mmio(self._apic_base, 0x1000, p.mmio_target(self.lapic))
-            p.sync_interrupts(vcpu)
+    def _connect(self, vcpu, lapic):
+        """What the APIC bus delivers to a processor (SDM Vol. 3A 11.6.1):
+        an NMI is pending at the vCPU; INIT is the INIT signal, a VM exit in
+        VMX non-root operation (SDM Vol. 3C 26.2) that :meth:`_init_signal`
+        answers, except for a processor already waiting for a SIPI, which
+        blocks INIT (27.7.2): what a hypervisor emulating the APIC does for
+        it is to leave it waiting, in its INIT state; a start-up IPI is the
+        SIPI signal, an exit in the wait-for-SIPI state (discarded in the
+        others), which :meth:`_startup_ipi` answers."""
+        p = self.platform
+
+        def init():
+            if vcpu.activity_state == 3:
+                vcpu.init()
+            else:
+                vcpu.raise_init()
+        lapic.on_nmi = lambda: p.signal(vcpu, vcpu.raise_nmi)
+        lapic.on_init = lambda: p.signal(vcpu, init)
+        lapic.on_sipi = lambda vector: p.signal(vcpu, lambda: vcpu.raise_sipi(vector))
+
+    def _count_ipi(self, source, mode, targets):
+        """Each interrupt message the bus delivered: counted per delivery
+        mode (``machine.ipis``); one for another processor ends the
+        sender's turn (the platform's kick), so the target runs soon."""
+        name = _DELIVERY_NAMES.get(mode, str(mode))
+        self.ipis[name] = self.ipis.get(name, 0) + len(targets)
+        if any(t is not source for t in targets):
+            self.platform._kick = True
+
+    def _map_apics(self):
+        """Map the xAPIC page at every base an APIC has (FEE00000H unless a
+        guest moved one): an access there goes to the APIC of the vCPU that
+        made it, which decodes it only if its own base is that one."""
+        bases = {lapic.base for lapic in self.lapics}
+        for base in list(self._apic_windows):
+            if base not in bases:
+                self.vm.unmap_mmio(base)
+                del self._apic_windows[base]
+        for base in sorted(bases - set(self._apic_windows)):
+            windows = [_ApicWindow(lapic, base) for lapic in self.lapics]
+            self._apic_windows[base] = windows
+            self.vm.map_mmio(base, 0x1000, self.platform.mmio_target(windows))
+
+    def _apic_msr(self, vcpu, exit):
+        lapic = self.lapics[vcpu.index]
+        if exit.reason == 31:          # RDMSR
+            value = lapic.base_msr
+            vcpu.rax, vcpu.rdx = value & 0xFFFFFFFF, value >> 32
             return RESUME
-        self._apic_msr = apic_base
+        try:
+            lapic.set_base_msr(((vcpu.rdx & 0xFFFFFFFF) << 32) | (vcpu.rax & 0xFFFFFFFF))
+        except ApicGp:
+            vcpu.inject(13, error_code=0)
+            return RETRY
+        self._map_apics()
+        self.platform.sync_interrupts(vcpu)
+        return RESUME
+
+    def _init_signal(self, vcpu, exit):
+        """INIT (exit reason 3): the vCPU takes its INIT state and waits for
+        a SIPI (SDM Vol. 3A 9.4.4; its APIC took its INIT state when the
+        message arrived)."""
+        vcpu.init()
+        self.platform._set_window(vcpu, False)
+        return RETRY
+
+    def _startup_ipi(self, vcpu, exit):
+        """SIPI (exit reason 4, the vector in the qualification): real mode
+        at CS = vector << 8, base vector << 12, IP = 0 (SDM Vol. 3A 9.4.4,
+        11.6.1)."""
+        vcpu.sipi(exit.qualification & 0xFF)
+        return RETRY
 
     def _firmware_init(self):
         """What PC firmware leaves in the interrupt controllers before it
@@ -241,10 +369,50 @@ class PcMachine:
         """MSR exits: IA32_APIC_BASE with an APIC; the MSRs the bitmap cannot
         cover (outside 0-1FFFH and C0000000H-C0001FFFH always exit, SDM Vol.
         3C 26.1.3) are not the model's: #GP(0), as for a missing MSR."""
-        if self.lapic is not None and vcpu.rcx & 0xFFFFFFFF == 0x1B:
+        if self.lapics and vcpu.rcx & 0xFFFFFFFF == 0x1B:
             return self._apic_msr(vcpu, exit)
         vcpu.inject(13, error_code=0)
         return RETRY
+
+    def _cr_access(self, vcpu, exit):
+        """MOV to CR0 of a bit the hypervisor owns (SDM Vol. 3C 26.1.3:
+        a bit set in CR0_GUEST_HOST_MASK whose new value differs from the
+        read shadow).  After INIT a processor has CR0.NE = 0, which VMX
+        operation does not allow (IA32_VMX_CR0_FIXED0, SDM Vol. 3D A.7), so
+        an application processor runs with NE = 1 and the guest reads 0
+        through the shadow (vtx.VCpu.init); its first MOV to CR0 that
+        changes NE exits here and is emulated (SDM Vol. 2B MOV, "Move
+        to/from Control Registers"): #GP(0) for bits 63:32, NW without CD,
+        or PG without PE; else CR0 with NE forced to 1, the shadow the
+        value written, and, when PG turns on with IA32_EFER.LME, IA-32e mode
+        (EFER.LMA and the "IA-32e mode guest" entry control, SDM Vol. 3A
+        10.8.5).  Once the guest's own NE is 1 the hypervisor needs no
+        shadow: the mask is cleared.  A write of CR4.VMXE (the other bit the
+        hypervisor owns) is #GP(0): the guest has no VMX."""
+        q = exit.qualification
+        cr, kind, gpr = q & 15, (q >> 4) & 3, (q >> 8) & 15
+        if cr != 0 or kind != 0:
+            vcpu.inject(13, error_code=0)
+            return RETRY
+        value = getattr(vcpu, _GPRS[gpr])
+        long_mode = vcpu.efer & (1 << 10)
+        if not long_mode:
+            value &= 0xFFFFFFFF
+        if value >> 32 or (value & _CR0_NW and not value & _CR0_CD) or (value & _CR0_PG and not value & 1):
+            vcpu.inject(13, error_code=0)
+            return RETRY
+        old = vcpu.cr0
+        if value & _CR0_PG and not old & _CR0_PG and vcpu.efer & (1 << 8):
+            vcpu.efer = vcpu.efer | (1 << 10)
+            vcpu.vmwrite(F.VM_ENTRY_CONTROLS, vcpu.vmread(F.VM_ENTRY_CONTROLS) | EntryControls.IA32E_MODE_GUEST)
+        elif not value & _CR0_PG and old & _CR0_PG and long_mode:
+            vcpu.efer = vcpu.efer & ~(1 << 10)
+            vcpu.vmwrite(F.VM_ENTRY_CONTROLS, vcpu.vmread(F.VM_ENTRY_CONTROLS) & ~EntryControls.IA32E_MODE_GUEST)
+        vcpu.cr0 = value | _CR0_NE
+        vcpu.vmwrite(F.CR0_READ_SHADOW, value)
+        if value & _CR0_NE:
+            vcpu.vmwrite(F.CR0_GUEST_HOST_MASK, 0)
+        return RESUME
 
     def _triple_fault(self, vcpu, exit):
         self._stop("triple fault")
@@ -282,6 +450,8 @@ class PcMachine:
                                 f"{[d.name for d in self.platform.devices]}")
         snapshot.apply(snap, self.vm)
         self.platform.set_state(state)
+        if self.lapics:
+            self._map_apics()           # the APIC pages where the saved APICs have them
 
     def type(self, text):
         """Send ``text`` to the guest through COM1's receiver."""

@@ -13,6 +13,13 @@ the moment it can.  Time is the guest's: a :class:`~vtx.devices.InstructionClock
 advances one nanosecond per retired instruction (the model's TSC runs at
 1 GHz), the platform runs the guest up to the next timer deadline, and a
 halted guest skips ahead to it (its TSC follows, through the TSC offset).
+
+With several vCPUs (``vm.add_vcpu`` before the platform is made) each has its
+own interrupt source (``platform.intr``), injection and interrupt window; they
+run round-robin (``vm.run``), and the clock counts the instructions of all of
+them: time is sequential, and at the start of each vCPU's turn its TSC offset
+makes its TSC read that one clock (docs/architecture.rst, "Several vCPUs on
+the platform").
 """
 
 from .devices.base import InstructionClock
@@ -22,23 +29,39 @@ from .vm import RESUME, RETRY, STOP
 
 _VALID = 1 << 31
 _IF = 1 << 9
+_MASK64 = (1 << 64) - 1
+_HLT = 1                        # GUEST_ACTIVITY_STATE: HLT (SDM Vol. 3C 25.4.2)
+_WAIT_FOR_SIPI = 3
 
 
 class Platform:
     """Devices attached to a VM's ports and guest-physical ranges, and the
     interrupt and time plumbing between them and the vCPU.
 
-    ``vm`` must have its vCPU (``vm.add_vcpu()``); the platform serves the
-    first vCPU (``vm.vcpu``).  It registers its handlers for I/O, HLT and
-    interrupt-window exits; register your own for other reasons as usual."""
+    ``vm`` must have its vCPUs (``vm.add_vcpu()``); the platform serves all
+    of them (``platform.vcpus``), the first (``vm.vcpu``) being the one whose
+    INTR the interrupt controller ``platform.pic`` drives; another vCPU's
+    interrupts come from ``platform.intr[index]`` (an object with ``pending()``
+    and ``acknowledge()``, as a local APIC router).  It registers its handlers
+    for I/O, HLT and interrupt-window exits; register your own for other
+    reasons as usual."""
 
     def __init__(self, vm, clock=None):
         self.vm = vm
         self.vcpu = vm.vcpu
-        self.clock = clock or InstructionClock(lambda: self.vcpu.instructions)
+        self.vcpus = list(vm.vcpus)
+        self._smp = len(self.vcpus) > 1
+        vcpus = self.vcpus
+        if self._smp:
+            # Sequential time: every instruction of every vCPU is a
+            # nanosecond of the one clock.
+            self.clock = clock or InstructionClock(lambda: sum(v.instructions for v in vcpus))
+        else:
+            self.clock = clock or InstructionClock(lambda: self.vcpu.instructions)
         self.devices = []
         self._ports = [None] * 0x10000
-        self.pic = None                 # the interrupt controller whose INTR the vCPU sees
+        self.pic = None                 # the interrupt controller whose INTR the first vCPU sees
+        self.intr = [None] * len(vcpus)  # the other vCPUs' interrupt sources (pending(), acknowledge())
         self.timers = []                # devices with deadlines
         self.stopped = None             # why the platform stopped the guest (set by devices)
         self.injected = 0               # interrupts injected
@@ -48,16 +71,23 @@ class Platform:
         self.exit_ns = {}               # ExitReason -> wall ns, exit to next entry
         self.instructions = 0
         self.wall_ns = 0
-        self._window = False
+        self._windows = [False] * len(vcpus)   # interrupt-window exiting, per vCPU
         self._slice_end = 0             # clock time at which the current vm.run slice ends
         self._in_run = False            # inside Platform.run (whose slices may be ended early)
         self._reslice = False
-        v = self.vcpu
-        # The guest's own exceptions go to its own IDT; port I/O exits for
-        # the devices; the TSC offset carries the time a halted guest skipped.
-        v.vmwrite(F.EXCEPTION_BITMAP, 0)
-        v.vmwrite(F.PRIMARY_PROC_BASED_CONTROLS,
-                  v.vmread(F.PRIMARY_PROC_BASED_CONTROLS) | ProcBased.USE_TSC_OFFSETTING)
+        self._kick = False              # an event for another vCPU: end the sender's turn
+        self._writer = None             # the vCPU whose MMIO store a device is serving
+        self._deferred = []             # (vcpu, signal) for that vCPU after its store
+        self.quantum = 10_000           # steps per vCPU turn with several vCPUs
+        for v in vcpus:
+            # The guest's own exceptions go to its own IDT; port I/O exits for
+            # the devices; the TSC offset carries the time a halted guest
+            # skipped (and, with several vCPUs, the others' instructions).
+            v.vmwrite(F.EXCEPTION_BITMAP, 0)
+            v.vmwrite(F.PRIMARY_PROC_BASED_CONTROLS,
+                      v.vmread(F.PRIMARY_PROC_BASED_CONTROLS) | ProcBased.USE_TSC_OFFSETTING)
+        if self._smp:
+            vm.on_turn = self._turn
         vm.on("IO_INSTRUCTION")(self._io_exit)
         vm.on("HLT")(self._hlt_exit)
         vm.on("INTERRUPT_WINDOW")(self._window_exit)
@@ -93,7 +123,9 @@ class Platform:
         return device
 
     def mmio_target(self, device):
-        """What to map for a device served by MMIO: the device, and after
+        """What to map for a device served by MMIO (``device``, or a list
+        of one device per vCPU, each serving the accesses of its own vCPU,
+        as the local APICs): the device, and after
         each write two looks, since a store can change what the platform
         decided when it started the slice the guest is running: an interrupt
         request now pending (a self-IPI, an EOI that uncovers a lower
@@ -103,24 +135,40 @@ class Platform:
         comes on time.  (The injection itself waits for the run's end: an
         event injected while the store's instruction waits to be replayed
         would run the guest's handler first.)"""
-        timer = type(device).next_deadline is not _base_next_deadline
+        per_vcpu = isinstance(device, (list, tuple))
+        timer = type(device[0] if per_vcpu else device).next_deadline is not _base_next_deadline
 
         def serve(vcpu, gpa, size, is_write, value):
+            dev = device[vcpu.index] if per_vcpu else device
             if not is_write:
-                return device.mmio_read(gpa, size)
-            device.mmio_write(gpa, size, value)
+                return dev.mmio_read(gpa, size)
+            self._writer = vcpu
+            try:
+                dev.mmio_write(gpa, size, value)
+            finally:
+                self._writer = None
+            if self._deferred:
+                vcpu.end_run_after(1)
             if not self._in_run:
                 return 0                # a vm.run of the user's own: its budget is the user's
-            if self._pending() and not self._window:
+            if self._pending(vcpu) and not self._windows[vcpu.index]:
+                vcpu.end_run_after(1)
+            elif self._kick:
+                # An IPI to another vCPU: let it run now (the sender
+                # usually waits for its answer).
+                self._kick = False
                 vcpu.end_run_after(1)
             elif timer:
-                d = device.next_deadline()
+                d = dev.next_deadline()
                 if d is not None and d < self._slice_end:
                     now = self.clock.now_ns()
                     vcpu.end_run_after(max(1, (d - now) // max(1, getattr(self.clock, "ns_per_instruction", 1))))
+                    # With several vCPUs the run goes on with the next one:
+                    # the turn hook ends it at the deadline.
+                    self._slice_end = d
             return 0
         serve.device = device
-        serve.name = getattr(device, "name", "device")
+        serve.name = getattr(device[0] if per_vcpu else device, "name", "device")
         return serve
 
     def set_irq(self, line, level):
@@ -148,37 +196,112 @@ class Platform:
 
     # --- interrupts -----------------------------------------------------------------
 
-    def _pending(self):
-        return self.pic is not None and self.pic.pending()
+    def signal(self, vcpu, fn):
+        """Raise a signal at ``vcpu`` (``fn()``: its ``raise_nmi``,
+        ``raise_init`` or ``raise_sipi``): now, unless ``vcpu`` is the one
+        whose store a device is serving (an NMI or INIT to itself), whose
+        instruction has not retired yet: then after it, when its turn ends
+        (an event taken before the replayed store would run the guest's
+        handler first, and the store again after it)."""
+        if vcpu is self._writer:
+            self._deferred.append((vcpu, fn))
+        else:
+            fn()
+            self._kick = True
+
+    def _raise_deferred(self, v=None):
+        keep = []
+        for vcpu, fn in self._deferred:
+            if v is None or vcpu is v:
+                fn()
+            else:
+                keep.append((vcpu, fn))
+        self._deferred = keep
+
+    def source(self, vcpu):
+        """The interrupt source of ``vcpu``: ``intr[index]``, else for the
+        first vCPU the controller ``pic``; None if it has none."""
+        s = self.intr[vcpu.index]
+        if s is None and vcpu.index == 0:
+            return self.pic
+        return s
+
+    def _pending(self, vcpu=None):
+        s = self.source(vcpu or self.vcpu)
+        return s is not None and s.pending()
 
     def sync_interrupts(self, vcpu=None):
-        """Inject the interrupt the controller presents if the guest can take
-        it now, else ask for an interrupt window (SDM Vol. 3C 26.7.5)."""
+        """Inject the interrupt ``vcpu``'s controller presents (default: the
+        first vCPU's) if the guest can take it now, else ask for an
+        interrupt window (SDM Vol. 3C 26.7.5).  A vCPU waiting for a SIPI
+        takes none (SDM Vol. 3C 27.7.2)."""
         v = vcpu or self.vcpu
-        if not self._pending():
-            if self._window:
+        i = v.index
+        if not self._pending(v):
+            if self._windows[i]:
                 self._set_window(v, False)
+            return
+        if self._smp and v.activity_state == _WAIT_FOR_SIPI:
             return
         if v.vmread(F.VM_ENTRY_INTERRUPTION_INFO) & _VALID:
             # An event is being injected already: look again after it.
             self._set_window(v, True)
             return
         if v.rflags & _IF and not v.vmread(F.GUEST_INTERRUPTIBILITY_STATE) & 3:
-            vector = self.pic.acknowledge()
+            vector = self.source(v).acknowledge()
             v.vmwrite(F.VM_ENTRY_INTERRUPTION_INFO, _VALID | vector)    # type 0: external interrupt
             self.injected += 1
-            if self._window and not self._pending():
+            if self._windows[i] and not self._pending(v):
                 self._set_window(v, False)
         else:
             self._set_window(v, True)
 
     def _set_window(self, v, on):
-        if on == self._window:
+        if on == self._windows[v.index]:
             return
         ctl = v.vmread(F.PRIMARY_PROC_BASED_CONTROLS)
         ctl = ctl | ProcBased.INTERRUPT_WINDOW_EXITING if on else ctl & ~ProcBased.INTERRUPT_WINDOW_EXITING
         v.vmwrite(F.PRIMARY_PROC_BASED_CONTROLS, ctl)
-        self._window = on
+        self._windows[v.index] = on
+
+    @property
+    def _window(self):
+        """The first vCPU's interrupt-window flag."""
+        return self._windows[0]
+
+    def _turn(self, v):
+        """``vm.on_turn`` with several vCPUs: the slice's end has come (a
+        timer deadline moved into it): end the run; else the vCPU's TSC
+        reads the clock (TSC_OFFSET = now - its own instructions, SDM Vol.
+        3C 26.6.5: RDTSC returns its TSC plus the offset) and its pending
+        interrupt is injected or waits for its window."""
+        now = self.clock.now_ns()
+        if self._in_run and now >= self._slice_end:
+            return True
+        self._kick = False
+        if self._deferred:
+            self._raise_deferred(v)
+        v.vmwrite(F.TSC_OFFSET, (now - v.instructions) & _MASK64)
+        self.sync_interrupts(v)
+        return False
+
+    def _wakeable(self):
+        """Whether a vCPU halted with RFLAGS.IF = 1 has an interrupt
+        pending, or one can take a pending NMI (not blocked by NMI: SDM Vol.
+        3C 25.4.2, Table 25-3), INIT or SIPI (all halted)."""
+        if self._deferred:
+            return True
+        for v in self.vcpus:
+            st = v.activity_state
+            if st == _WAIT_FOR_SIPI:
+                if v.sipi_pending is not None:
+                    return True
+                continue
+            if v.init_pending or (v.nmi_pending and not v.vmread(F.GUEST_INTERRUPTIBILITY_STATE) & 8):
+                return True
+            if v.rflags & _IF and self._pending(v):
+                return True
+        return False
 
     # --- exit handlers ----------------------------------------------------------------
 
@@ -284,7 +407,21 @@ class Platform:
     def _hlt_exit(self, vcpu, exit):
         """HLT: the guest waits for an interrupt.  Time skips to the next
         deadline of a timer (the guest's TSC with it); the HLT is stepped
-        over and the interrupt injected.  Nothing to wait for: STOP."""
+        over and the interrupt injected.  Nothing to wait for: STOP.
+
+        With several vCPUs the HLT is stepped over and the vCPU enters the
+        HLT activity state (SDM Vol. 3C 25.4.2), as the processor does: the
+        others go on, and an interrupt injected at a later turn wakes it;
+        when every vCPU is halted, :meth:`run` skips the time."""
+        if self._smp:
+            self.advance()
+            vcpu.rip = vcpu.rip + exit.instruction_length
+            vcpu.vmwrite(F.GUEST_INTERRUPTIBILITY_STATE, vcpu.vmread(F.GUEST_INTERRUPTIBILITY_STATE) & ~3)
+            if self._pending(vcpu) and vcpu.rflags & _IF:
+                self.sync_interrupts(vcpu)
+            else:
+                vcpu.vmwrite(F.GUEST_ACTIVITY_STATE, _HLT)
+            return RETRY
         while True:
             self.advance()
             if self._pending() and vcpu.rflags & _IF:
@@ -330,7 +467,8 @@ class Platform:
         return {
             "devices": [[d.name, d.get_state()] for d in self.devices],
             "clock_offset": getattr(self.clock, "_offset", 0),
-            "window": self._window,
+            "window": self._windows[0],
+            "windows": list(self._windows),
         }
 
     def set_state(self, state):
@@ -344,11 +482,15 @@ class Platform:
         if names != [d.name for d in self.devices]:
             raise SnapshotError(f"the snapshot's devices {names} are not this platform's "
                                 f"{[d.name for d in self.devices]}")
+        windows = state.get("windows", [state.get("window", False)])
+        if not isinstance(windows, list) or len(windows) != len(self._windows):
+            raise SnapshotError(f"the platform state has the interrupt windows {windows!r}, "
+                                f"not those of {len(self._windows)} vCPUs")
         for d, (_, st) in zip(self.devices, state["devices"]):
             d.set_state(st)
         if hasattr(self.clock, "_offset"):
             self.clock._offset = state.get("clock_offset", 0)
-        self._window = bool(state.get("window", False))
+        self._windows = [bool(w) for w in windows]
 
     def reset_stats(self):
         self.exits, self.exit_ns = {}, {}
@@ -361,7 +503,11 @@ class Platform:
         reason a device gave (``platform.stopped``), "until", "budget", or
         the VM's own stop ("halted", "shutdown", "stop")."""
         v = self.vcpu
-        start = v.instructions
+        vcpus = self.vcpus
+
+        def retired():
+            return sum(x.instructions for x in vcpus) if self._smp else v.instructions
+        start = retired()
         self.stopped = None
         if slice_instructions is None:
             # until() is looked at between slices: a few milliseconds of guest time.
@@ -375,23 +521,42 @@ class Platform:
             if d is not None:
                 budget = max(1, min(budget, -(-(d - now) // max(1, getattr(self.clock, "ns_per_instruction", 1)))))
             if max_instructions is not None:
-                left = max_instructions - (v.instructions - start)
+                left = max_instructions - (retired() - start)
                 if left <= 0:
                     return "budget"
                 budget = min(budget, left)
-            self.sync_interrupts(v)
+            if not self._smp:
+                if self._deferred:
+                    self._raise_deferred()
+                self.sync_interrupts(v)     # (with several, at each vCPU's turn)
             self._slice_end = now + budget * getattr(self.clock, "ns_per_instruction", 1)
             self._in_run = True
             try:
-                r = self.vm.run(max_instructions=budget)
+                r = self.vm.run(max_instructions=budget, quantum=self.quantum)
             finally:
                 self._in_run = False
             self._account(r)
+            if self._deferred:
+                # The stores that sent them have retired: a run ends at an
+                # instruction boundary (and a saved machine holds none).
+                self._raise_deferred()
             self.advance()
             if self.stopped:
                 return self.stopped
             if r.stop == "stop" and self._reslice:
                 self._reslice = False
+                continue
+            if r.stop == "halted" and self._smp:
+                # Every vCPU is halted: wake one that can take what is
+                # pending, else skip to the next deadline (their TSCs
+                # follow at their next turns).
+                if self._wakeable():
+                    continue
+                d = self.next_deadline()
+                if d is None or not any(x.activity_state == _HLT and x.rflags & _IF for x in vcpus):
+                    # Nothing to wait for, or no vCPU an interrupt could wake.
+                    return "halted"
+                self.clock.skip_to(d)
                 continue
             if r.stop != "budget":
                 return r.stop

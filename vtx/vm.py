@@ -362,6 +362,11 @@ class VM(MemoryMap, _Memory, Debugging):
         self._vcpus = []
         self._next = 0            # the vCPU whose turn comes first in the next run
         self._running = False
+        #: Called as ``on_turn(vcpu)`` before each turn of a vCPU in a run of
+        #: several (a platform sets the vCPU's TSC offset and injects its
+        #: interrupts there); a true result ends the run, "budget", before
+        #: that turn.
+        self.on_turn = None
         self._handlers = [None] * 128
         self._default = None
         self._init_memory_map()
@@ -666,6 +671,7 @@ class VM(MemoryMap, _Memory, Debugging):
         pending, or waiting for a SIPI with none raised, is passed over; the
         run ends ``"halted"`` when every vCPU is.  The next run starts with
         the vCPU whose turn it stopped in (a STOP) or the next one.
+        :attr:`on_turn`, when set, is called before each turn.
 
         A handler that raises stops the run; the exception reaches the caller
         and the VM stays consistent (the guest is at the exiting instruction),
@@ -727,6 +733,9 @@ class VM(MemoryMap, _Memory, Debugging):
                     # Wait-for-SIPI and no SIPI: it does not run (INIT is
                     # blocked in this state, SDM Vol. 3C 27.7.2).
                     why, last, per_reason, n, ev = "halted", None, {}, 0, 0
+                elif self.on_turn is not None and self.on_turn(v):
+                    return RunResult("budget", None, exits, exit_ns, instructions,
+                                     time.perf_counter_ns() - t0, events, None)
                 else:
                     q = quantum if left is None else min(quantum, left)
                     self._debug_before(v)

@@ -4,6 +4,10 @@
 
 from libc.string cimport memcpy, memset
 
+# c.mmio_gpa of an access to the APIC-access page (core/vmx/apicv.pxi): no
+# guest-physical address has bit 63.
+cdef uint64_t MMIO_APIC_PAGE = 1ULL << 63
+
 cdef enum:
     ACC_READ = 0
     ACC_WRITE = 1
@@ -277,19 +281,63 @@ cdef inline int raise_pf(Cpu* c, uint64_t lin, uint32_t error) noexcept nogil:
 # ---------------------------------------------------------------------------
 # EPT (SDM Vol. 3 29.3)
 
+cdef int pml_log(Cpu* c, uint64_t gpa) noexcept nogil:
+    """Page-modification logging (SDM Vol. 3C 29.3.6): the processor is about
+    to set the dirty flag of the EPT entry that maps gpa; with "enable PML"
+    it first writes the 4 KiB-aligned guest-physical address into the log at
+    PML_ADDRESS + 8 * PML_INDEX and decrements the index.  An index outside
+    0-511 is a page-modification-log-full VM exit (reason 62) instead, and
+    the access does not happen.  A log no memory backs loses the entry."""
+    cdef uint64_t idx = vr(c, VMCS_OFF_PML_INDEX, 2)
+    cdef uint64_t v = gpa & ~0xFFFULL
+    cdef uint8_t* p
+    if idx > 511:
+        return vmexit_event(c, EXIT_REASON_PAGE_MODIFICATION_LOG_FULL, 0)
+    p = hpa_ptr(c, (vr(c, VMCS_OFF_PML_ADDRESS, 8) & PHYS_MASK) + 8 * idx, 8, c.vmx.host_x86)
+    if p != NULL:
+        memcpy(p, &v, 8)
+        if c.dirty_log:
+            dirty_ptr(c, p)
+    vw(c, VMCS_OFF_PML_INDEX, 2, (idx - 1) & 0xFFFF)
+    return RC_OK
+
+
+cdef inline void ept_set_flag(Cpu* c, uint8_t* p, uint64_t entry, uint64_t flag) noexcept nogil:
+    """Set the accessed (bit 8) and/or dirty (bit 9) flags `flag` in the EPT
+    entry at p, whose value is `entry`."""
+    if (entry & flag) != flag:
+        entry |= flag
+        memcpy(p, &entry, 8)
+        if c.dirty_log:
+            dirty_ptr(c, p)
+
+
 cdef int ept_translate(Cpu* c, uint64_t gpa, int kind, uint64_t lin, int lin_valid,
                        int final_access, uint64_t* hpa_out, uint32_t* perm_out) noexcept nogil:
     """Translate a guest-physical address through the EPT paging structures.
 
     On a not-present or forbidden access stage an EPT-violation exit (reason
     48) with the qualification of SDM 28.2.1 Table 28-7; on a malformed entry
-    an EPT-misconfiguration exit (reason 49)."""
+    an EPT-misconfiguration exit (reason 49).
+
+    With EPTP bit 6 (accessed and dirty flags, SDM 29.3.5) every entry used
+    gets its accessed flag and the leaf of a write its dirty flag (after
+    page-modification logging, pml_log); an access to a guest paging
+    structure counts as a write (29.3.3.2).  A translation for a read or a
+    fetch whose leaf is not dirty yet does not hand out write permission,
+    so the TLB sends the first write back here to set the flag."""
     cdef uint64_t table = c.vmx.ctl.eptp & PHYS_MASK
     cdef uint64_t entry = 0, qual
     cdef uint8_t* p
-    cdef int level, shift
+    cdef uint8_t* used[4]
+    cdef uint64_t used_e[4]
+    cdef int nused = 0
+    cdef int level, shift, rc
     cdef uint32_t perm = 7
     cdef uint64_t page_mask
+    cdef int ad = (c.vmx.ctl.eptp & 0x40) != 0
+    if ad and not final_access:
+        kind = ACC_WRITE
     for level in range(4, 0, -1):
         shift = 12 + 9 * (level - 1)
         p = hpa_ptr(c, table + ((gpa >> shift) & 511) * 8, 8, 0)
@@ -298,6 +346,9 @@ cdef int ept_translate(Cpu* c, uint64_t gpa, int kind, uint64_t lin, int lin_val
             c.bad_write = 0
             return RC_BAD_PHYS
         memcpy(&entry, p, 8)
+        used[nused] = p
+        used_e[nused] = entry
+        nused += 1
         if (entry & 7) == 0:
             perm = 0
             break
@@ -314,9 +365,14 @@ cdef int ept_translate(Cpu* c, uint64_t gpa, int kind, uint64_t lin, int lin_val
             vmexit_event(c, EXIT_REASON_EPT_MISCONFIGURATION, 0)
             c.vmx.x_gpa = gpa
             return RC_VMEXIT
-        if (level == 3 or level == 2) and (entry & 0x80):
-            break
-        if level == 1:
+        if level == 1 or ((level == 3 or level == 2) and (entry & 0x80)):
+            # A leaf: memory types 2, 3 and 7 are reserved, and so are bits
+            # 20:12 of a 2 MiB page and 29:12 of a 1 GiB page (SDM 29.3.3.1).
+            if ((entry >> 3) & 7) in (2, 3, 7) or \
+                    (level > 1 and (entry & ((1ULL << (12 + 9 * (level - 1))) - 1) & ~0xFFFULL)):
+                vmexit_event(c, EXIT_REASON_EPT_MISCONFIGURATION, 0)
+                c.vmx.x_gpa = gpa
+                return RC_VMEXIT
             break
         if (entry & 0x78) != 0:   # bits 6:3 reserved in non-leaf entries
             vmexit_event(c, EXIT_REASON_EPT_MISCONFIGURATION, 0)
@@ -336,6 +392,18 @@ cdef int ept_translate(Cpu* c, uint64_t gpa, int kind, uint64_t lin, int lin_val
             c.vmx.x_gla_valid = 1
         c.vmx.x_gpa = gpa
         return RC_VMEXIT
+    if ad:
+        if kind == ACC_WRITE and not (entry & 0x200):
+            if c.vmx.ctl.proc2 & PROC2_ENABLE_PML:
+                rc = pml_log(c, gpa)
+                if rc:
+                    return rc
+            ept_set_flag(c, used[nused - 1], entry, 0x300)
+        for level in range(nused - 1):
+            ept_set_flag(c, used[level], used_e[level], 0x100)
+        ept_set_flag(c, used[nused - 1], entry | (0x200 if kind == ACC_WRITE else 0), 0x100)
+        if not (entry & 0x200) and kind != ACC_WRITE:
+            perm &= ~2U
     page_mask = (1ULL << shift) - 1
     hpa_out[0] = (entry & PHYS_MASK & ~page_mask) | (gpa & page_mask)
     perm_out[0] = perm
@@ -432,6 +500,12 @@ cdef int gpa_to_host(Cpu* c, uint64_t gpa, int kind, uint64_t lin, int lin_valid
                 c.mmio_gpa = gpa
                 return RC_MMIO
             return rc
+    if c.vmx.non_root and (c.vmx.ctl.proc2 & PROC2_VIRTUALIZE_APIC_ACCESSES) and \
+            ((hpa ^ c.vmx.ctl.apic_access) & ~0xFFFULL) == 0:
+        # [APIC virtualization] The APIC-access page (core/vmx/apicv.pxi):
+        # never a TLB entry; data accesses come back as RC_MMIO marked
+        # with MMIO_APIC_PAGE.
+        return apic_touch(c, hpa, kind, final_access)
     # The slots from the last: a ROM mapped over RAM (below 1 MiB) wins.
     for i in range(c.nslots - 1, -1, -1):
         s = &c.slots[i]
@@ -459,10 +533,10 @@ cdef int gpa_to_host(Cpu* c, uint64_t gpa, int kind, uint64_t lin, int lin_valid
 
 cdef int pt_entry(Cpu* c, uint64_t gpa, int wide, uint64_t lin, uint8_t** ptr, uint64_t* val) noexcept nogil:
     """Read one paging-structure entry at guest-physical gpa (through EPT).
-    Without EPT accessed/dirty flags (EPTP bit 6, which the model does not
-    support) reading a guest paging-structure entry is a data read for EPT
-    (SDM Vol. 3C 29.3.3.2); the accessed/dirty updates that follow are data
-    writes and are checked separately (pt_update)."""
+    Without EPT accessed/dirty flags (EPTP bit 6) reading a guest
+    paging-structure entry is a data read for EPT, with them a write
+    (SDM Vol. 3C 29.3.3.2; ept_translate); the accessed/dirty updates that
+    follow are data writes and are checked separately (pt_update)."""
     cdef uint64_t hpa
     cdef uint32_t perm
     cdef uint32_t v32
@@ -717,7 +791,7 @@ cdef int translate_slow(Cpu* c, uint64_t lin, int kind, int user, uint8_t** host
             # No TLB entry: every access to the page comes back here.  A
             # caller that is not lin_read/lin_write cannot emulate it.
             c.mmio_req.size = 0
-            c.mmio_req.gpa = c.mmio_gpa
+            c.mmio_req.gpa = c.mmio_gpa & ~MMIO_APIC_PAGE
             c.mmio_req.write = kind == ACC_WRITE
             c.mmio_lin = lin
         return rc
@@ -791,8 +865,12 @@ cdef inline int translate(Cpu* c, uint64_t lin, int kind, int user, uint8_t** ho
 # delivered event changes.
 
 cdef int mmio_access(Cpu* c, uint64_t gpa, uint64_t lin, int size, int write, uint64_t* val) noexcept nogil:
-    """Perform an MMIO access from the log, or stage it for the host (RC_MMIO)."""
+    """Perform an MMIO access from the log, or stage it for the host (RC_MMIO).
+    An access to the APIC-access page (MMIO_APIC_PAGE) goes to APIC
+    virtualization instead (core/vmx/apicv.pxi)."""
     cdef MmioAccess* a
+    if gpa & MMIO_APIC_PAGE:
+        return apic_data_access(c, gpa & ~MMIO_APIC_PAGE, size, write, val)
     if c.mmio_n and (c.icount != c.mmio_icount or c.events != c.mmio_events or c.rip != c.mmio_rip):
         c.mmio_n = 0
         c.mmio_pos = 0

@@ -1142,13 +1142,13 @@ static const uint8_t FEAT_BIT[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14,
 // ---- The model's VMX capabilities (values of the capability MSRs) -----------
 #define VMX_CAP_VMCS_REVISION_ID    0x1ULL
 #define VMX_CAP_BASIC               0xD8100000000001ULL
-#define VMX_CAP_PINBASED_CTLS       0x7F00000016ULL
-#define VMX_CAP_PROCBASED_CTLS      0xFFC1FFFE0401E172ULL
-#define VMX_CAP_PROCBASED_CTLS2     0x13CEE00000000ULL
+#define VMX_CAP_PINBASED_CTLS       0xFF00000016ULL
+#define VMX_CAP_PROCBASED_CTLS      0xFFF9FFFE0401E172ULL
+#define VMX_CAP_PROCBASED_CTLS2     0x33FFF00000000ULL
 #define VMX_CAP_EXIT_CTLS           0x7FEFFF00036DFFULL
 #define VMX_CAP_ENTRY_CTLS          0xD3FF000011FFULL
-#define VMX_CAP_TRUE_PINBASED_CTLS  0x7F00000016ULL
-#define VMX_CAP_TRUE_PROCBASED_CTLS 0xFFC1FFFE04006172ULL
+#define VMX_CAP_TRUE_PINBASED_CTLS  0xFF00000016ULL
+#define VMX_CAP_TRUE_PROCBASED_CTLS 0xFFF9FFFE04006172ULL
 #define VMX_CAP_TRUE_EXIT_CTLS      0x7FEFFF00036DFFULL
 #define VMX_CAP_TRUE_ENTRY_CTLS     0xD3FF000011FFULL
 #define VMX_CAP_MISC                0x20040165ULL
@@ -1156,277 +1156,293 @@ static const uint8_t FEAT_BIT[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14,
 #define VMX_CAP_CR0_FIXED1          0xFFFFFFFFULL
 #define VMX_CAP_CR4_FIXED0          0x2000ULL
 #define VMX_CAP_CR4_FIXED1          0x372FFFULL
-#define VMX_CAP_EPT_VPID_CAP        0xF0106134040ULL
+#define VMX_CAP_EPT_VPID_CAP        0xF0106334040ULL
 #define VMX_CAP_VMCS_ENUM           0x52ULL
 #define VMX_CAP_VMFUNC              0x1ULL
 #define VMX_CAP_MAXPHYADDR          0x27ULL
 #define VMX_CAP_DEBUGCTL_SUPPORTED  0x3ULL
 
 // ---- VM-entry checks (vtx/spec/entry_checks.py, numbered in SDM order) -----
-#define CK_PIN_BASED_CONTROLS                               0
-#define CK_PRIMARY_PROC_BASED_CONTROLS                      1
-#define CK_SECONDARY_PROC_BASED_CONTROLS                    2
-#define CK_CR3_TARGET_COUNT                                 3
-#define CK_IO_BITMAP_A_ALIGNMENT                            4
-#define CK_IO_BITMAP_B_ALIGNMENT                            5
-#define CK_IO_BITMAP_A_WIDTH                                6
-#define CK_IO_BITMAP_B_WIDTH                                7
-#define CK_MSR_BITMAP_ALIGNMENT                             8
-#define CK_MSR_BITMAP_WIDTH                                 9
-#define CK_VIRTUAL_NMIS                                     10
-#define CK_NMI_WINDOW_EXITING                               11
-#define CK_VPID_NONZERO                                     12
-#define CK_EPT_POINTER_MEMORY_TYPE                          13
-#define CK_EPT_POINTER_WALK_LENGTH                          14
-#define CK_EPT_POINTER_ACCESSED_DIRTY                       15
-#define CK_EPT_POINTER_SUPERVISOR_SHADOW_STACK              16
-#define CK_EPT_POINTER_RESERVED_BITS                        17
-#define CK_EPT_POINTER_WIDTH                                18
-#define CK_UNRESTRICTED_GUEST_NEEDS_EPT                     19
-#define CK_VM_FUNCTION_CONTROLS                             20
-#define CK_EPTP_SWITCHING_NEEDS_EPT                         21
-#define CK_EPTP_LIST_ADDRESS_ALIGNMENT                      22
-#define CK_EPTP_LIST_ADDRESS_WIDTH                          23
-#define CK_VM_EXIT_CONTROLS                                 24
-#define CK_VM_EXIT_SAVE_VMX_PREEMPTION_TIMER                25
-#define CK_VM_EXIT_MSR_STORE_ADDRESS_ALIGNMENT              26
-#define CK_VM_EXIT_MSR_STORE_ADDRESS_WIDTH                  27
-#define CK_VM_EXIT_MSR_STORE_LAST_BYTE_WIDTH                28
-#define CK_VM_EXIT_MSR_LOAD_ADDRESS_ALIGNMENT               29
-#define CK_VM_EXIT_MSR_LOAD_ADDRESS_WIDTH                   30
-#define CK_VM_EXIT_MSR_LOAD_LAST_BYTE_WIDTH                 31
-#define CK_VM_ENTRY_CONTROLS                                32
-#define CK_VM_ENTRY_INTERRUPTION_TYPE_RESERVED              33
-#define CK_VM_ENTRY_INTERRUPTION_TYPE_OTHER_EVENT           34
-#define CK_VM_ENTRY_INTERRUPTION_VECTOR_NMI                 35
-#define CK_VM_ENTRY_INTERRUPTION_VECTOR_HARDWARE_EXCEPTION  36
-#define CK_VM_ENTRY_INTERRUPTION_VECTOR_OTHER_EVENT         37
-#define CK_VM_ENTRY_DELIVER_ERROR_CODE_REQUIRED             38
-#define CK_VM_ENTRY_DELIVER_ERROR_CODE_REAL_MODE            39
-#define CK_VM_ENTRY_DELIVER_ERROR_CODE_TYPE                 40
-#define CK_VM_ENTRY_DELIVER_ERROR_CODE_VECTOR               41
-#define CK_VM_ENTRY_INTERRUPTION_INFO_RESERVED_BITS         42
-#define CK_VM_ENTRY_EXCEPTION_ERROR_CODE                    43
-#define CK_VM_ENTRY_INSTRUCTION_LENGTH                      44
-#define CK_VM_ENTRY_INSTRUCTION_LENGTH_ZERO                 45
-#define CK_VM_ENTRY_MSR_LOAD_ADDRESS_ALIGNMENT              46
-#define CK_VM_ENTRY_MSR_LOAD_ADDRESS_WIDTH                  47
-#define CK_VM_ENTRY_MSR_LOAD_LAST_BYTE_WIDTH                48
-#define CK_HOST_CR0                                         49
-#define CK_HOST_CR4                                         50
-#define CK_HOST_CR3                                         51
-#define CK_HOST_SYSENTER_ESP_CANONICAL                      52
-#define CK_HOST_SYSENTER_EIP_CANONICAL                      53
-#define CK_HOST_IA32_PAT_PA0                                54
-#define CK_HOST_IA32_PAT_PA1                                55
-#define CK_HOST_IA32_PAT_PA2                                56
-#define CK_HOST_IA32_PAT_PA3                                57
-#define CK_HOST_IA32_PAT_PA4                                58
-#define CK_HOST_IA32_PAT_PA5                                59
-#define CK_HOST_IA32_PAT_PA6                                60
-#define CK_HOST_IA32_PAT_PA7                                61
-#define CK_HOST_IA32_EFER_RESERVED_BITS                     62
-#define CK_HOST_IA32_EFER_LMA                               63
-#define CK_HOST_IA32_EFER_LME                               64
-#define CK_HOST_ES_SELECTOR_RPL                             65
-#define CK_HOST_CS_SELECTOR_RPL                             66
-#define CK_HOST_SS_SELECTOR_RPL                             67
-#define CK_HOST_DS_SELECTOR_RPL                             68
-#define CK_HOST_FS_SELECTOR_RPL                             69
-#define CK_HOST_GS_SELECTOR_RPL                             70
-#define CK_HOST_TR_SELECTOR_RPL                             71
-#define CK_HOST_ES_SELECTOR_TI                              72
-#define CK_HOST_CS_SELECTOR_TI                              73
-#define CK_HOST_SS_SELECTOR_TI                              74
-#define CK_HOST_DS_SELECTOR_TI                              75
-#define CK_HOST_FS_SELECTOR_TI                              76
-#define CK_HOST_GS_SELECTOR_TI                              77
-#define CK_HOST_TR_SELECTOR_TI                              78
-#define CK_HOST_CS_SELECTOR_NULL                            79
-#define CK_HOST_TR_SELECTOR_NULL                            80
-#define CK_HOST_SS_SELECTOR_NULL                            81
-#define CK_HOST_FS_BASE_CANONICAL                           82
-#define CK_HOST_GS_BASE_CANONICAL                           83
-#define CK_HOST_GDTR_BASE_CANONICAL                         84
-#define CK_HOST_IDTR_BASE_CANONICAL                         85
-#define CK_HOST_TR_BASE_CANONICAL                           86
-#define CK_IA32E_MODE_GUEST_OUTSIDE_IA32E                   87
-#define CK_HOST_ADDRESS_SPACE_SIZE_OUTSIDE_IA32E            88
-#define CK_HOST_ADDRESS_SPACE_SIZE_IN_IA32E                 89
-#define CK_HOST_CR4_PCIDE                                   90
-#define CK_HOST_RIP_HIGH_BITS                               91
-#define CK_HOST_CR4_PAE                                     92
-#define CK_HOST_RIP_CANONICAL                               93
-#define CK_GUEST_CR0                                        94
-#define CK_GUEST_CR0_PG_WITHOUT_PE                          95
-#define CK_GUEST_CR4                                        96
-#define CK_GUEST_IA32_DEBUGCTL                              97
-#define CK_GUEST_IA32E_MODE_CR0_PG                          98
-#define CK_GUEST_IA32E_MODE_CR4_PAE                         99
-#define CK_GUEST_CR4_PCIDE                                  100
-#define CK_GUEST_CR3                                        101
-#define CK_GUEST_DR7                                        102
-#define CK_GUEST_SYSENTER_ESP_CANONICAL                     103
-#define CK_GUEST_SYSENTER_EIP_CANONICAL                     104
-#define CK_GUEST_IA32_PAT_PA0                               105
-#define CK_GUEST_IA32_PAT_PA1                               106
-#define CK_GUEST_IA32_PAT_PA2                               107
-#define CK_GUEST_IA32_PAT_PA3                               108
-#define CK_GUEST_IA32_PAT_PA4                               109
-#define CK_GUEST_IA32_PAT_PA5                               110
-#define CK_GUEST_IA32_PAT_PA6                               111
-#define CK_GUEST_IA32_PAT_PA7                               112
-#define CK_GUEST_IA32_EFER_RESERVED_BITS                    113
-#define CK_GUEST_IA32_EFER_LMA                              114
-#define CK_GUEST_IA32_EFER_LME                              115
-#define CK_GUEST_TR_SELECTOR_TI                             116
-#define CK_GUEST_LDTR_SELECTOR_TI                           117
-#define CK_GUEST_SS_SELECTOR_RPL                            118
-#define CK_GUEST_CS_BASE_V86                                119
-#define CK_GUEST_SS_BASE_V86                                120
-#define CK_GUEST_DS_BASE_V86                                121
-#define CK_GUEST_ES_BASE_V86                                122
-#define CK_GUEST_FS_BASE_V86                                123
-#define CK_GUEST_GS_BASE_V86                                124
-#define CK_GUEST_TR_BASE_CANONICAL                          125
-#define CK_GUEST_FS_BASE_CANONICAL                          126
-#define CK_GUEST_GS_BASE_CANONICAL                          127
-#define CK_GUEST_LDTR_BASE_CANONICAL                        128
-#define CK_GUEST_CS_BASE_HIGH_BITS                          129
-#define CK_GUEST_SS_BASE_HIGH_BITS                          130
-#define CK_GUEST_DS_BASE_HIGH_BITS                          131
-#define CK_GUEST_ES_BASE_HIGH_BITS                          132
-#define CK_GUEST_CS_LIMIT_V86                               133
-#define CK_GUEST_SS_LIMIT_V86                               134
-#define CK_GUEST_DS_LIMIT_V86                               135
-#define CK_GUEST_ES_LIMIT_V86                               136
-#define CK_GUEST_FS_LIMIT_V86                               137
-#define CK_GUEST_GS_LIMIT_V86                               138
-#define CK_GUEST_CS_ACCESS_RIGHTS_V86                       139
-#define CK_GUEST_SS_ACCESS_RIGHTS_V86                       140
-#define CK_GUEST_DS_ACCESS_RIGHTS_V86                       141
-#define CK_GUEST_ES_ACCESS_RIGHTS_V86                       142
-#define CK_GUEST_FS_ACCESS_RIGHTS_V86                       143
-#define CK_GUEST_GS_ACCESS_RIGHTS_V86                       144
-#define CK_GUEST_CS_TYPE                                    145
-#define CK_GUEST_SS_TYPE                                    146
-#define CK_GUEST_DS_TYPE_ACCESSED                           147
-#define CK_GUEST_ES_TYPE_ACCESSED                           148
-#define CK_GUEST_FS_TYPE_ACCESSED                           149
-#define CK_GUEST_GS_TYPE_ACCESSED                           150
-#define CK_GUEST_DS_TYPE_READABLE                           151
-#define CK_GUEST_ES_TYPE_READABLE                           152
-#define CK_GUEST_FS_TYPE_READABLE                           153
-#define CK_GUEST_GS_TYPE_READABLE                           154
-#define CK_GUEST_CS_S                                       155
-#define CK_GUEST_SS_S                                       156
-#define CK_GUEST_DS_S                                       157
-#define CK_GUEST_ES_S                                       158
-#define CK_GUEST_FS_S                                       159
-#define CK_GUEST_GS_S                                       160
-#define CK_GUEST_CS_DPL_TYPE_3                              161
-#define CK_GUEST_CS_DPL_NONCONFORMING                       162
-#define CK_GUEST_CS_DPL_CONFORMING                          163
-#define CK_GUEST_SS_DPL_RPL                                 164
-#define CK_GUEST_SS_DPL_ZERO                                165
-#define CK_GUEST_DS_DPL_RPL                                 166
-#define CK_GUEST_ES_DPL_RPL                                 167
-#define CK_GUEST_FS_DPL_RPL                                 168
-#define CK_GUEST_GS_DPL_RPL                                 169
-#define CK_GUEST_CS_P                                       170
-#define CK_GUEST_SS_P                                       171
-#define CK_GUEST_DS_P                                       172
-#define CK_GUEST_ES_P                                       173
-#define CK_GUEST_FS_P                                       174
-#define CK_GUEST_GS_P                                       175
-#define CK_GUEST_CS_RESERVED_11_8                           176
-#define CK_GUEST_SS_RESERVED_11_8                           177
-#define CK_GUEST_DS_RESERVED_11_8                           178
-#define CK_GUEST_ES_RESERVED_11_8                           179
-#define CK_GUEST_FS_RESERVED_11_8                           180
-#define CK_GUEST_GS_RESERVED_11_8                           181
-#define CK_GUEST_CS_DB_WITH_L                               182
-#define CK_GUEST_CS_G_LIMIT_LOW                             183
-#define CK_GUEST_SS_G_LIMIT_LOW                             184
-#define CK_GUEST_DS_G_LIMIT_LOW                             185
-#define CK_GUEST_ES_G_LIMIT_LOW                             186
-#define CK_GUEST_FS_G_LIMIT_LOW                             187
-#define CK_GUEST_GS_G_LIMIT_LOW                             188
-#define CK_GUEST_CS_G_LIMIT_HIGH                            189
-#define CK_GUEST_SS_G_LIMIT_HIGH                            190
-#define CK_GUEST_DS_G_LIMIT_HIGH                            191
-#define CK_GUEST_ES_G_LIMIT_HIGH                            192
-#define CK_GUEST_FS_G_LIMIT_HIGH                            193
-#define CK_GUEST_GS_G_LIMIT_HIGH                            194
-#define CK_GUEST_CS_RESERVED_31_17                          195
-#define CK_GUEST_SS_RESERVED_31_17                          196
-#define CK_GUEST_DS_RESERVED_31_17                          197
-#define CK_GUEST_ES_RESERVED_31_17                          198
-#define CK_GUEST_FS_RESERVED_31_17                          199
-#define CK_GUEST_GS_RESERVED_31_17                          200
-#define CK_GUEST_TR_TYPE                                    201
-#define CK_GUEST_TR_S                                       202
-#define CK_GUEST_TR_P                                       203
-#define CK_GUEST_TR_RESERVED_11_8                           204
-#define CK_GUEST_TR_G_LIMIT_LOW                             205
-#define CK_GUEST_TR_G_LIMIT_HIGH                            206
-#define CK_GUEST_TR_UNUSABLE                                207
-#define CK_GUEST_TR_RESERVED_31_17                          208
-#define CK_GUEST_LDTR_TYPE                                  209
-#define CK_GUEST_LDTR_S                                     210
-#define CK_GUEST_LDTR_P                                     211
-#define CK_GUEST_LDTR_RESERVED_11_8                         212
-#define CK_GUEST_LDTR_G_LIMIT_LOW                           213
-#define CK_GUEST_LDTR_G_LIMIT_HIGH                          214
-#define CK_GUEST_LDTR_RESERVED_31_17                        215
-#define CK_GUEST_GDTR_BASE_CANONICAL                        216
-#define CK_GUEST_IDTR_BASE_CANONICAL                        217
-#define CK_GUEST_GDTR_LIMIT                                 218
-#define CK_GUEST_IDTR_LIMIT                                 219
-#define CK_GUEST_RIP_HIGH_BITS                              220
-#define CK_GUEST_RIP_CANONICAL                              221
-#define CK_GUEST_RFLAGS_RESERVED_BITS                       222
-#define CK_GUEST_RFLAGS_BIT_1                               223
-#define CK_GUEST_RFLAGS_VM_IA32E                            224
-#define CK_GUEST_RFLAGS_VM_CR0_PE                           225
-#define CK_GUEST_RFLAGS_IF                                  226
-#define CK_GUEST_ACTIVITY_STATE_RANGE                       227
-#define CK_GUEST_ACTIVITY_STATE_SUPPORTED                   228
-#define CK_GUEST_ACTIVITY_STATE_HLT_SS_DPL                  229
-#define CK_GUEST_ACTIVITY_STATE_BLOCKING                    230
-#define CK_GUEST_ACTIVITY_STATE_HLT_INJECTION               231
-#define CK_GUEST_INTERRUPTIBILITY_RESERVED_BITS             232
-#define CK_GUEST_INTERRUPTIBILITY_STI_AND_MOV_SS            233
-#define CK_GUEST_INTERRUPTIBILITY_STI_IF                    234
-#define CK_GUEST_INTERRUPTIBILITY_STI_EXTERNAL_INTERRUPT    235
-#define CK_GUEST_INTERRUPTIBILITY_MOV_SS_EXTERNAL_INTERRUPT 236
-#define CK_GUEST_INTERRUPTIBILITY_MOV_SS_NMI                237
-#define CK_GUEST_INTERRUPTIBILITY_SMI                       238
-#define CK_GUEST_INTERRUPTIBILITY_NMI_VIRTUAL_NMIS          239
-#define CK_GUEST_INTERRUPTIBILITY_ENCLAVE                   240
-#define CK_GUEST_PENDING_DEBUG_RESERVED_BITS                241
-#define CK_GUEST_PENDING_DEBUG_BS_SET                       242
-#define CK_GUEST_PENDING_DEBUG_BS_CLEAR                     243
-#define CK_GUEST_PENDING_DEBUG_RTM_BITS_11_0                244
-#define CK_GUEST_PENDING_DEBUG_RTM_BITS_15_13               245
-#define CK_GUEST_PENDING_DEBUG_RTM_BIT_12                   246
-#define CK_GUEST_PENDING_DEBUG_RTM_SUPPORT                  247
-#define CK_GUEST_VMCS_LINK_POINTER_ALIGNMENT                248
-#define CK_GUEST_VMCS_LINK_POINTER_WIDTH                    249
-#define CK_GUEST_VMCS_LINK_POINTER_REVISION                 250
-#define CK_GUEST_VMCS_LINK_POINTER_SHADOW                   251
-#define CK_GUEST_VMCS_LINK_POINTER_CURRENT_VMCS             252
-#define CK_GUEST_PDPTE0                                     253
-#define CK_GUEST_PDPTE1                                     254
-#define CK_GUEST_PDPTE2                                     255
-#define CK_GUEST_PDPTE3                                     256
-#define CK_MSR_LOAD_COUNT                                   257
-#define CK_MSR_LOAD_FS_GS_BASE                              258
-#define CK_MSR_LOAD_X2APIC                                  259
-#define CK_MSR_LOAD_SMM_MONITOR_CTL                         260
-#define CK_MSR_LOAD_RESERVED_BITS                           261
-#define CK_MSR_LOAD_WRMSR                                   262
-#define CK_COUNT             263
+#define CK_PIN_BASED_CONTROLS                                          0
+#define CK_PRIMARY_PROC_BASED_CONTROLS                                 1
+#define CK_SECONDARY_PROC_BASED_CONTROLS                               2
+#define CK_CR3_TARGET_COUNT                                            3
+#define CK_IO_BITMAP_A_ALIGNMENT                                       4
+#define CK_IO_BITMAP_B_ALIGNMENT                                       5
+#define CK_IO_BITMAP_A_WIDTH                                           6
+#define CK_IO_BITMAP_B_WIDTH                                           7
+#define CK_MSR_BITMAP_ALIGNMENT                                        8
+#define CK_MSR_BITMAP_WIDTH                                            9
+#define CK_VIRTUAL_APIC_ADDRESS_ALIGNMENT                              10
+#define CK_VIRTUAL_APIC_ADDRESS_WIDTH                                  11
+#define CK_TPR_THRESHOLD_RESERVED_BITS                                 12
+#define CK_TPR_THRESHOLD_VTPR                                          13
+#define CK_VIRTUAL_NMIS                                                14
+#define CK_NMI_WINDOW_EXITING                                          15
+#define CK_APIC_ACCESS_ADDRESS_ALIGNMENT                               16
+#define CK_APIC_ACCESS_ADDRESS_WIDTH                                   17
+#define CK_APIC_VIRTUALIZATION_NEEDS_TPR_SHADOW                        18
+#define CK_VIRTUALIZE_X2APIC_MODE_EXCLUSIVE                            19
+#define CK_VIRTUAL_INTERRUPT_DELIVERY_NEEDS_EXTERNAL_INTERRUPT_EXITING 20
+#define CK_POSTED_INTERRUPTS_NEED_VIRTUAL_INTERRUPT_DELIVERY           21
+#define CK_POSTED_INTERRUPTS_NEED_ACKNOWLEDGE_ON_EXIT                  22
+#define CK_POSTED_INTERRUPT_NOTIFICATION_VECTOR                        23
+#define CK_POSTED_INTERRUPT_DESCRIPTOR_ALIGNMENT                       24
+#define CK_POSTED_INTERRUPT_DESCRIPTOR_WIDTH                           25
+#define CK_VPID_NONZERO                                                26
+#define CK_EPT_POINTER_MEMORY_TYPE                                     27
+#define CK_EPT_POINTER_WALK_LENGTH                                     28
+#define CK_EPT_POINTER_SUPERVISOR_SHADOW_STACK                         29
+#define CK_EPT_POINTER_RESERVED_BITS                                   30
+#define CK_EPT_POINTER_WIDTH                                           31
+#define CK_PML_NEEDS_EPT                                               32
+#define CK_PML_ADDRESS_ALIGNMENT                                       33
+#define CK_PML_ADDRESS_WIDTH                                           34
+#define CK_UNRESTRICTED_GUEST_NEEDS_EPT                                35
+#define CK_VM_FUNCTION_CONTROLS                                        36
+#define CK_EPTP_SWITCHING_NEEDS_EPT                                    37
+#define CK_EPTP_LIST_ADDRESS_ALIGNMENT                                 38
+#define CK_EPTP_LIST_ADDRESS_WIDTH                                     39
+#define CK_VM_EXIT_CONTROLS                                            40
+#define CK_VM_EXIT_SAVE_VMX_PREEMPTION_TIMER                           41
+#define CK_VM_EXIT_MSR_STORE_ADDRESS_ALIGNMENT                         42
+#define CK_VM_EXIT_MSR_STORE_ADDRESS_WIDTH                             43
+#define CK_VM_EXIT_MSR_STORE_LAST_BYTE_WIDTH                           44
+#define CK_VM_EXIT_MSR_LOAD_ADDRESS_ALIGNMENT                          45
+#define CK_VM_EXIT_MSR_LOAD_ADDRESS_WIDTH                              46
+#define CK_VM_EXIT_MSR_LOAD_LAST_BYTE_WIDTH                            47
+#define CK_VM_ENTRY_CONTROLS                                           48
+#define CK_VM_ENTRY_INTERRUPTION_TYPE_RESERVED                         49
+#define CK_VM_ENTRY_INTERRUPTION_TYPE_OTHER_EVENT                      50
+#define CK_VM_ENTRY_INTERRUPTION_VECTOR_NMI                            51
+#define CK_VM_ENTRY_INTERRUPTION_VECTOR_HARDWARE_EXCEPTION             52
+#define CK_VM_ENTRY_INTERRUPTION_VECTOR_OTHER_EVENT                    53
+#define CK_VM_ENTRY_DELIVER_ERROR_CODE_REQUIRED                        54
+#define CK_VM_ENTRY_DELIVER_ERROR_CODE_REAL_MODE                       55
+#define CK_VM_ENTRY_DELIVER_ERROR_CODE_TYPE                            56
+#define CK_VM_ENTRY_DELIVER_ERROR_CODE_VECTOR                          57
+#define CK_VM_ENTRY_INTERRUPTION_INFO_RESERVED_BITS                    58
+#define CK_VM_ENTRY_EXCEPTION_ERROR_CODE                               59
+#define CK_VM_ENTRY_INSTRUCTION_LENGTH                                 60
+#define CK_VM_ENTRY_INSTRUCTION_LENGTH_ZERO                            61
+#define CK_VM_ENTRY_MSR_LOAD_ADDRESS_ALIGNMENT                         62
+#define CK_VM_ENTRY_MSR_LOAD_ADDRESS_WIDTH                             63
+#define CK_VM_ENTRY_MSR_LOAD_LAST_BYTE_WIDTH                           64
+#define CK_HOST_CR0                                                    65
+#define CK_HOST_CR4                                                    66
+#define CK_HOST_CR3                                                    67
+#define CK_HOST_SYSENTER_ESP_CANONICAL                                 68
+#define CK_HOST_SYSENTER_EIP_CANONICAL                                 69
+#define CK_HOST_IA32_PAT_PA0                                           70
+#define CK_HOST_IA32_PAT_PA1                                           71
+#define CK_HOST_IA32_PAT_PA2                                           72
+#define CK_HOST_IA32_PAT_PA3                                           73
+#define CK_HOST_IA32_PAT_PA4                                           74
+#define CK_HOST_IA32_PAT_PA5                                           75
+#define CK_HOST_IA32_PAT_PA6                                           76
+#define CK_HOST_IA32_PAT_PA7                                           77
+#define CK_HOST_IA32_EFER_RESERVED_BITS                                78
+#define CK_HOST_IA32_EFER_LMA                                          79
+#define CK_HOST_IA32_EFER_LME                                          80
+#define CK_HOST_ES_SELECTOR_RPL                                        81
+#define CK_HOST_CS_SELECTOR_RPL                                        82
+#define CK_HOST_SS_SELECTOR_RPL                                        83
+#define CK_HOST_DS_SELECTOR_RPL                                        84
+#define CK_HOST_FS_SELECTOR_RPL                                        85
+#define CK_HOST_GS_SELECTOR_RPL                                        86
+#define CK_HOST_TR_SELECTOR_RPL                                        87
+#define CK_HOST_ES_SELECTOR_TI                                         88
+#define CK_HOST_CS_SELECTOR_TI                                         89
+#define CK_HOST_SS_SELECTOR_TI                                         90
+#define CK_HOST_DS_SELECTOR_TI                                         91
+#define CK_HOST_FS_SELECTOR_TI                                         92
+#define CK_HOST_GS_SELECTOR_TI                                         93
+#define CK_HOST_TR_SELECTOR_TI                                         94
+#define CK_HOST_CS_SELECTOR_NULL                                       95
+#define CK_HOST_TR_SELECTOR_NULL                                       96
+#define CK_HOST_SS_SELECTOR_NULL                                       97
+#define CK_HOST_FS_BASE_CANONICAL                                      98
+#define CK_HOST_GS_BASE_CANONICAL                                      99
+#define CK_HOST_GDTR_BASE_CANONICAL                                    100
+#define CK_HOST_IDTR_BASE_CANONICAL                                    101
+#define CK_HOST_TR_BASE_CANONICAL                                      102
+#define CK_IA32E_MODE_GUEST_OUTSIDE_IA32E                              103
+#define CK_HOST_ADDRESS_SPACE_SIZE_OUTSIDE_IA32E                       104
+#define CK_HOST_ADDRESS_SPACE_SIZE_IN_IA32E                            105
+#define CK_HOST_CR4_PCIDE                                              106
+#define CK_HOST_RIP_HIGH_BITS                                          107
+#define CK_HOST_CR4_PAE                                                108
+#define CK_HOST_RIP_CANONICAL                                          109
+#define CK_GUEST_CR0                                                   110
+#define CK_GUEST_CR0_PG_WITHOUT_PE                                     111
+#define CK_GUEST_CR4                                                   112
+#define CK_GUEST_IA32_DEBUGCTL                                         113
+#define CK_GUEST_IA32E_MODE_CR0_PG                                     114
+#define CK_GUEST_IA32E_MODE_CR4_PAE                                    115
+#define CK_GUEST_CR4_PCIDE                                             116
+#define CK_GUEST_CR3                                                   117
+#define CK_GUEST_DR7                                                   118
+#define CK_GUEST_SYSENTER_ESP_CANONICAL                                119
+#define CK_GUEST_SYSENTER_EIP_CANONICAL                                120
+#define CK_GUEST_IA32_PAT_PA0                                          121
+#define CK_GUEST_IA32_PAT_PA1                                          122
+#define CK_GUEST_IA32_PAT_PA2                                          123
+#define CK_GUEST_IA32_PAT_PA3                                          124
+#define CK_GUEST_IA32_PAT_PA4                                          125
+#define CK_GUEST_IA32_PAT_PA5                                          126
+#define CK_GUEST_IA32_PAT_PA6                                          127
+#define CK_GUEST_IA32_PAT_PA7                                          128
+#define CK_GUEST_IA32_EFER_RESERVED_BITS                               129
+#define CK_GUEST_IA32_EFER_LMA                                         130
+#define CK_GUEST_IA32_EFER_LME                                         131
+#define CK_GUEST_TR_SELECTOR_TI                                        132
+#define CK_GUEST_LDTR_SELECTOR_TI                                      133
+#define CK_GUEST_SS_SELECTOR_RPL                                       134
+#define CK_GUEST_CS_BASE_V86                                           135
+#define CK_GUEST_SS_BASE_V86                                           136
+#define CK_GUEST_DS_BASE_V86                                           137
+#define CK_GUEST_ES_BASE_V86                                           138
+#define CK_GUEST_FS_BASE_V86                                           139
+#define CK_GUEST_GS_BASE_V86                                           140
+#define CK_GUEST_TR_BASE_CANONICAL                                     141
+#define CK_GUEST_FS_BASE_CANONICAL                                     142
+#define CK_GUEST_GS_BASE_CANONICAL                                     143
+#define CK_GUEST_LDTR_BASE_CANONICAL                                   144
+#define CK_GUEST_CS_BASE_HIGH_BITS                                     145
+#define CK_GUEST_SS_BASE_HIGH_BITS                                     146
+#define CK_GUEST_DS_BASE_HIGH_BITS                                     147
+#define CK_GUEST_ES_BASE_HIGH_BITS                                     148
+#define CK_GUEST_CS_LIMIT_V86                                          149
+#define CK_GUEST_SS_LIMIT_V86                                          150
+#define CK_GUEST_DS_LIMIT_V86                                          151
+#define CK_GUEST_ES_LIMIT_V86                                          152
+#define CK_GUEST_FS_LIMIT_V86                                          153
+#define CK_GUEST_GS_LIMIT_V86                                          154
+#define CK_GUEST_CS_ACCESS_RIGHTS_V86                                  155
+#define CK_GUEST_SS_ACCESS_RIGHTS_V86                                  156
+#define CK_GUEST_DS_ACCESS_RIGHTS_V86                                  157
+#define CK_GUEST_ES_ACCESS_RIGHTS_V86                                  158
+#define CK_GUEST_FS_ACCESS_RIGHTS_V86                                  159
+#define CK_GUEST_GS_ACCESS_RIGHTS_V86                                  160
+#define CK_GUEST_CS_TYPE                                               161
+#define CK_GUEST_SS_TYPE                                               162
+#define CK_GUEST_DS_TYPE_ACCESSED                                      163
+#define CK_GUEST_ES_TYPE_ACCESSED                                      164
+#define CK_GUEST_FS_TYPE_ACCESSED                                      165
+#define CK_GUEST_GS_TYPE_ACCESSED                                      166
+#define CK_GUEST_DS_TYPE_READABLE                                      167
+#define CK_GUEST_ES_TYPE_READABLE                                      168
+#define CK_GUEST_FS_TYPE_READABLE                                      169
+#define CK_GUEST_GS_TYPE_READABLE                                      170
+#define CK_GUEST_CS_S                                                  171
+#define CK_GUEST_SS_S                                                  172
+#define CK_GUEST_DS_S                                                  173
+#define CK_GUEST_ES_S                                                  174
+#define CK_GUEST_FS_S                                                  175
+#define CK_GUEST_GS_S                                                  176
+#define CK_GUEST_CS_DPL_TYPE_3                                         177
+#define CK_GUEST_CS_DPL_NONCONFORMING                                  178
+#define CK_GUEST_CS_DPL_CONFORMING                                     179
+#define CK_GUEST_SS_DPL_RPL                                            180
+#define CK_GUEST_SS_DPL_ZERO                                           181
+#define CK_GUEST_DS_DPL_RPL                                            182
+#define CK_GUEST_ES_DPL_RPL                                            183
+#define CK_GUEST_FS_DPL_RPL                                            184
+#define CK_GUEST_GS_DPL_RPL                                            185
+#define CK_GUEST_CS_P                                                  186
+#define CK_GUEST_SS_P                                                  187
+#define CK_GUEST_DS_P                                                  188
+#define CK_GUEST_ES_P                                                  189
+#define CK_GUEST_FS_P                                                  190
+#define CK_GUEST_GS_P                                                  191
+#define CK_GUEST_CS_RESERVED_11_8                                      192
+#define CK_GUEST_SS_RESERVED_11_8                                      193
+#define CK_GUEST_DS_RESERVED_11_8                                      194
+#define CK_GUEST_ES_RESERVED_11_8                                      195
+#define CK_GUEST_FS_RESERVED_11_8                                      196
+#define CK_GUEST_GS_RESERVED_11_8                                      197
+#define CK_GUEST_CS_DB_WITH_L                                          198
+#define CK_GUEST_CS_G_LIMIT_LOW                                        199
+#define CK_GUEST_SS_G_LIMIT_LOW                                        200
+#define CK_GUEST_DS_G_LIMIT_LOW                                        201
+#define CK_GUEST_ES_G_LIMIT_LOW                                        202
+#define CK_GUEST_FS_G_LIMIT_LOW                                        203
+#define CK_GUEST_GS_G_LIMIT_LOW                                        204
+#define CK_GUEST_CS_G_LIMIT_HIGH                                       205
+#define CK_GUEST_SS_G_LIMIT_HIGH                                       206
+#define CK_GUEST_DS_G_LIMIT_HIGH                                       207
+#define CK_GUEST_ES_G_LIMIT_HIGH                                       208
+#define CK_GUEST_FS_G_LIMIT_HIGH                                       209
+#define CK_GUEST_GS_G_LIMIT_HIGH                                       210
+#define CK_GUEST_CS_RESERVED_31_17                                     211
+#define CK_GUEST_SS_RESERVED_31_17                                     212
+#define CK_GUEST_DS_RESERVED_31_17                                     213
+#define CK_GUEST_ES_RESERVED_31_17                                     214
+#define CK_GUEST_FS_RESERVED_31_17                                     215
+#define CK_GUEST_GS_RESERVED_31_17                                     216
+#define CK_GUEST_TR_TYPE                                               217
+#define CK_GUEST_TR_S                                                  218
+#define CK_GUEST_TR_P                                                  219
+#define CK_GUEST_TR_RESERVED_11_8                                      220
+#define CK_GUEST_TR_G_LIMIT_LOW                                        221
+#define CK_GUEST_TR_G_LIMIT_HIGH                                       222
+#define CK_GUEST_TR_UNUSABLE                                           223
+#define CK_GUEST_TR_RESERVED_31_17                                     224
+#define CK_GUEST_LDTR_TYPE                                             225
+#define CK_GUEST_LDTR_S                                                226
+#define CK_GUEST_LDTR_P                                                227
+#define CK_GUEST_LDTR_RESERVED_11_8                                    228
+#define CK_GUEST_LDTR_G_LIMIT_LOW                                      229
+#define CK_GUEST_LDTR_G_LIMIT_HIGH                                     230
+#define CK_GUEST_LDTR_RESERVED_31_17                                   231
+#define CK_GUEST_GDTR_BASE_CANONICAL                                   232
+#define CK_GUEST_IDTR_BASE_CANONICAL                                   233
+#define CK_GUEST_GDTR_LIMIT                                            234
+#define CK_GUEST_IDTR_LIMIT                                            235
+#define CK_GUEST_RIP_HIGH_BITS                                         236
+#define CK_GUEST_RIP_CANONICAL                                         237
+#define CK_GUEST_RFLAGS_RESERVED_BITS                                  238
+#define CK_GUEST_RFLAGS_BIT_1                                          239
+#define CK_GUEST_RFLAGS_VM_IA32E                                       240
+#define CK_GUEST_RFLAGS_VM_CR0_PE                                      241
+#define CK_GUEST_RFLAGS_IF                                             242
+#define CK_GUEST_ACTIVITY_STATE_RANGE                                  243
+#define CK_GUEST_ACTIVITY_STATE_SUPPORTED                              244
+#define CK_GUEST_ACTIVITY_STATE_HLT_SS_DPL                             245
+#define CK_GUEST_ACTIVITY_STATE_BLOCKING                               246
+#define CK_GUEST_ACTIVITY_STATE_HLT_INJECTION                          247
+#define CK_GUEST_INTERRUPTIBILITY_RESERVED_BITS                        248
+#define CK_GUEST_INTERRUPTIBILITY_STI_AND_MOV_SS                       249
+#define CK_GUEST_INTERRUPTIBILITY_STI_IF                               250
+#define CK_GUEST_INTERRUPTIBILITY_STI_EXTERNAL_INTERRUPT               251
+#define CK_GUEST_INTERRUPTIBILITY_MOV_SS_EXTERNAL_INTERRUPT            252
+#define CK_GUEST_INTERRUPTIBILITY_MOV_SS_NMI                           253
+#define CK_GUEST_INTERRUPTIBILITY_SMI                                  254
+#define CK_GUEST_INTERRUPTIBILITY_NMI_VIRTUAL_NMIS                     255
+#define CK_GUEST_INTERRUPTIBILITY_ENCLAVE                              256
+#define CK_GUEST_PENDING_DEBUG_RESERVED_BITS                           257
+#define CK_GUEST_PENDING_DEBUG_BS_SET                                  258
+#define CK_GUEST_PENDING_DEBUG_BS_CLEAR                                259
+#define CK_GUEST_PENDING_DEBUG_RTM_BITS_11_0                           260
+#define CK_GUEST_PENDING_DEBUG_RTM_BITS_15_13                          261
+#define CK_GUEST_PENDING_DEBUG_RTM_BIT_12                              262
+#define CK_GUEST_PENDING_DEBUG_RTM_SUPPORT                             263
+#define CK_GUEST_VMCS_LINK_POINTER_ALIGNMENT                           264
+#define CK_GUEST_VMCS_LINK_POINTER_WIDTH                               265
+#define CK_GUEST_VMCS_LINK_POINTER_REVISION                            266
+#define CK_GUEST_VMCS_LINK_POINTER_SHADOW                              267
+#define CK_GUEST_VMCS_LINK_POINTER_CURRENT_VMCS                        268
+#define CK_GUEST_PDPTE0                                                269
+#define CK_GUEST_PDPTE1                                                270
+#define CK_GUEST_PDPTE2                                                271
+#define CK_GUEST_PDPTE3                                                272
+#define CK_MSR_LOAD_COUNT                                              273
+#define CK_MSR_LOAD_FS_GS_BASE                                         274
+#define CK_MSR_LOAD_X2APIC                                             275
+#define CK_MSR_LOAD_SMM_MONITOR_CTL                                    276
+#define CK_MSR_LOAD_RESERVED_BITS                                      277
+#define CK_MSR_LOAD_WRMSR                                              278
+#define CK_COUNT             279
 #define CK_WORDS             5
 #define RFLAGS_RESERVED_BITS 0xFFFFFFFFFFC08028ull
 
@@ -1434,24 +1450,24 @@ static const uint8_t FEAT_BIT[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14,
 // dirty mask of VMRESUME (docs/architecture.rst, "Entry checks at VMRESUME").
 typedef struct { uint64_t w[CK_WORDS]; } ck_mask_t;
 
-static const ck_mask_t CKM_ALL = {{0xFFFFFFFFFFFFFFFFull, 0xFFFFFFFFFFFFFFFFull, 0xFFFFFFFFFFFFFFFFull, 0xFFFFFFFFFFFFFFFFull, 0x000000000000007Full}};
-static const ck_mask_t CKM_CONTROL = {{0x0001FFFFFFFFFFFFull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_HOST = {{0xFFFE000000000000ull, 0x000000003FFFFFFFull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_GUEST = {{0x0000000000000000ull, 0xFFFFFFFFC0000000ull, 0xFFFFFFFFFFFFFFFFull, 0xFFFFFFFFFFFFFFFFull, 0x0000000000000001ull}};
-static const ck_mask_t CKM_ALWAYS = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0xEC00000000000000ull, 0x000000000000007Full}};
-static const ck_mask_t CKM_SDM_27_2_1_1 = {{0x0000000000FFFFFFull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_SDM_27_2_1_2 = {{0x00000000FF000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_SDM_27_2_1_3 = {{0x0001FFFF00000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_SDM_27_2_2 = {{0xFFFE000000000000ull, 0x0000000000000001ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_SDM_27_2_3 = {{0x0000000000000000ull, 0x00000000007FFFFEull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_SDM_27_2_4 = {{0x0000000000000000ull, 0x000000003F800000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_SDM_27_3_1_1 = {{0x0000000000000000ull, 0x000FFFFFC0000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_SDM_27_3_1_2 = {{0x0000000000000000ull, 0xFFF0000000000000ull, 0xFFFFFFFFFFFFFFFFull, 0x0000000000FFFFFFull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_SDM_27_3_1_3 = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x000000000F000000ull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_SDM_27_3_1_4 = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x00000007F0000000ull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_SDM_27_3_1_5 = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x1FFFFFF800000000ull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_SDM_27_3_1_6 = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0xE000000000000000ull, 0x0000000000000001ull}};
-static const ck_mask_t CKM_SDM_27_4 = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x000000000000007Eull}};
+static const ck_mask_t CKM_ALL = {{0xFFFFFFFFFFFFFFFFull, 0xFFFFFFFFFFFFFFFFull, 0xFFFFFFFFFFFFFFFFull, 0xFFFFFFFFFFFFFFFFull, 0x00000000007FFFFFull}};
+static const ck_mask_t CKM_CONTROL = {{0xFFFFFFFFFFFFFFFFull, 0x0000000000000001ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_HOST = {{0x0000000000000000ull, 0x00003FFFFFFFFFFEull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_GUEST = {{0x0000000000000000ull, 0xFFFFC00000000000ull, 0xFFFFFFFFFFFFFFFFull, 0xFFFFFFFFFFFFFFFFull, 0x000000000001FFFFull}};
+static const ck_mask_t CKM_ALWAYS = {{0x0000000000002000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x00000000007FEC00ull}};
+static const ck_mask_t CKM_SDM_27_2_1_1 = {{0x000000FFFFFFFFFFull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_SDM_27_2_1_2 = {{0x0000FF0000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_SDM_27_2_1_3 = {{0xFFFF000000000000ull, 0x0000000000000001ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_SDM_27_2_2 = {{0x0000000000000000ull, 0x000000000001FFFEull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_SDM_27_2_3 = {{0x0000000000000000ull, 0x0000007FFFFE0000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_SDM_27_2_4 = {{0x0000000000000000ull, 0x00003F8000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_SDM_27_3_1_1 = {{0x0000000000000000ull, 0xFFFFC00000000000ull, 0x000000000000000Full, 0x0000000000000000ull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_SDM_27_3_1_2 = {{0x0000000000000000ull, 0x0000000000000000ull, 0xFFFFFFFFFFFFFFF0ull, 0x000000FFFFFFFFFFull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_SDM_27_3_1_3 = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x00000F0000000000ull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_SDM_27_3_1_4 = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0007F00000000000ull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_SDM_27_3_1_5 = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0xFFF8000000000000ull, 0x0000000000001FFFull}};
+static const ck_mask_t CKM_SDM_27_3_1_6 = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x000000000001E000ull}};
+static const ck_mask_t CKM_SDM_27_4 = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x00000000007E0000ull}};
 
 static inline int ck_has(const ck_mask_t* d, int ck)
 {
@@ -1489,21 +1505,21 @@ static inline void ck_set(ck_mask_t* d, int ck)
 
 // Families (vtx/spec/entry_checks.py FAMILIES): the check of each register,
 // indexed by register number in VMCS order; -1 where the family has none.
-static const int CKS_HOST_SELECTOR_RPL[7] = {65, 66, 67, 68, 69, 70, 71};
-static const int CKS_HOST_SELECTOR_TI[7] = {72, 73, 74, 75, 76, 77, 78};
-static const int CKS_GUEST_SEG_BASE_V86[8] = {122, 119, 120, 121, 123, 124, -1, -1};
-static const int CKS_GUEST_SEG_BASE_HIGH_BITS[8] = {132, 129, 130, 131, -1, -1, -1, -1};
-static const int CKS_GUEST_SEG_LIMIT_V86[8] = {136, 133, 134, 135, 137, 138, -1, -1};
-static const int CKS_GUEST_SEG_ACCESS_RIGHTS_V86[8] = {142, 139, 140, 141, 143, 144, -1, -1};
-static const int CKS_GUEST_SEG_TYPE_ACCESSED[8] = {148, -1, -1, 147, 149, 150, -1, -1};
-static const int CKS_GUEST_SEG_TYPE_READABLE[8] = {152, -1, -1, 151, 153, 154, -1, -1};
-static const int CKS_GUEST_SEG_S[8] = {158, 155, 156, 157, 159, 160, 210, 202};
-static const int CKS_GUEST_SEG_DPL_RPL[8] = {167, -1, 164, 166, 168, 169, -1, -1};
-static const int CKS_GUEST_SEG_P[8] = {173, 170, 171, 172, 174, 175, 211, 203};
-static const int CKS_GUEST_SEG_RESERVED_11_8[8] = {179, 176, 177, 178, 180, 181, 212, 204};
-static const int CKS_GUEST_SEG_G_LIMIT_LOW[8] = {186, 183, 184, 185, 187, 188, 213, 205};
-static const int CKS_GUEST_SEG_G_LIMIT_HIGH[8] = {192, 189, 190, 191, 193, 194, 214, 206};
-static const int CKS_GUEST_SEG_RESERVED_31_17[8] = {198, 195, 196, 197, 199, 200, 215, 208};
+static const int CKS_HOST_SELECTOR_RPL[7] = {81, 82, 83, 84, 85, 86, 87};
+static const int CKS_HOST_SELECTOR_TI[7] = {88, 89, 90, 91, 92, 93, 94};
+static const int CKS_GUEST_SEG_BASE_V86[8] = {138, 135, 136, 137, 139, 140, -1, -1};
+static const int CKS_GUEST_SEG_BASE_HIGH_BITS[8] = {148, 145, 146, 147, -1, -1, -1, -1};
+static const int CKS_GUEST_SEG_LIMIT_V86[8] = {152, 149, 150, 151, 153, 154, -1, -1};
+static const int CKS_GUEST_SEG_ACCESS_RIGHTS_V86[8] = {158, 155, 156, 157, 159, 160, -1, -1};
+static const int CKS_GUEST_SEG_TYPE_ACCESSED[8] = {164, -1, -1, 163, 165, 166, -1, -1};
+static const int CKS_GUEST_SEG_TYPE_READABLE[8] = {168, -1, -1, 167, 169, 170, -1, -1};
+static const int CKS_GUEST_SEG_S[8] = {174, 171, 172, 173, 175, 176, 226, 218};
+static const int CKS_GUEST_SEG_DPL_RPL[8] = {183, -1, 180, 182, 184, 185, -1, -1};
+static const int CKS_GUEST_SEG_P[8] = {189, 186, 187, 188, 190, 191, 227, 219};
+static const int CKS_GUEST_SEG_RESERVED_11_8[8] = {195, 192, 193, 194, 196, 197, 228, 220};
+static const int CKS_GUEST_SEG_G_LIMIT_LOW[8] = {202, 199, 200, 201, 203, 204, 229, 221};
+static const int CKS_GUEST_SEG_G_LIMIT_HIGH[8] = {208, 205, 206, 207, 209, 210, 230, 222};
+static const int CKS_GUEST_SEG_RESERVED_31_17[8] = {214, 211, 212, 213, 215, 216, 231, 224};
 
 
 // ---- Lookups by encoding ---------------------------------------------------
@@ -1516,6 +1532,7 @@ static inline int vmcs_field_offset(uint32_t enc)
 {
     switch (enc) {
     case VMCS_VIRTUAL_PROCESSOR_ID: return VMCS_OFF_VIRTUAL_PROCESSOR_ID;
+    case VMCS_POSTED_INTERRUPT_NOTIFICATION_VECTOR: return VMCS_OFF_POSTED_INTERRUPT_NOTIFICATION_VECTOR;
     case VMCS_GUEST_ES_SELECTOR: return VMCS_OFF_GUEST_ES_SELECTOR;
     case VMCS_GUEST_CS_SELECTOR: return VMCS_OFF_GUEST_CS_SELECTOR;
     case VMCS_GUEST_SS_SELECTOR: return VMCS_OFF_GUEST_SS_SELECTOR;
@@ -1524,6 +1541,8 @@ static inline int vmcs_field_offset(uint32_t enc)
     case VMCS_GUEST_GS_SELECTOR: return VMCS_OFF_GUEST_GS_SELECTOR;
     case VMCS_GUEST_LDTR_SELECTOR: return VMCS_OFF_GUEST_LDTR_SELECTOR;
     case VMCS_GUEST_TR_SELECTOR: return VMCS_OFF_GUEST_TR_SELECTOR;
+    case VMCS_GUEST_INTERRUPT_STATUS: return VMCS_OFF_GUEST_INTERRUPT_STATUS;
+    case VMCS_PML_INDEX: return VMCS_OFF_PML_INDEX;
     case VMCS_HOST_ES_SELECTOR: return VMCS_OFF_HOST_ES_SELECTOR;
     case VMCS_HOST_CS_SELECTOR: return VMCS_OFF_HOST_CS_SELECTOR;
     case VMCS_HOST_SS_SELECTOR: return VMCS_OFF_HOST_SS_SELECTOR;
@@ -1545,6 +1564,7 @@ static inline int vmcs_field_offset(uint32_t enc)
     case VMCS_VM_ENTRY_INTERRUPTION_INFO: return VMCS_OFF_VM_ENTRY_INTERRUPTION_INFO;
     case VMCS_VM_ENTRY_EXCEPTION_ERROR_CODE: return VMCS_OFF_VM_ENTRY_EXCEPTION_ERROR_CODE;
     case VMCS_VM_ENTRY_INSTRUCTION_LENGTH: return VMCS_OFF_VM_ENTRY_INSTRUCTION_LENGTH;
+    case VMCS_TPR_THRESHOLD: return VMCS_OFF_TPR_THRESHOLD;
     case VMCS_SECONDARY_PROC_BASED_CONTROLS: return VMCS_OFF_SECONDARY_PROC_BASED_CONTROLS;
     case VMCS_PLE_GAP: return VMCS_OFF_PLE_GAP;
     case VMCS_PLE_WINDOW: return VMCS_OFF_PLE_WINDOW;
@@ -1592,12 +1612,28 @@ static inline int vmcs_field_offset(uint32_t enc)
     case VMCS_VM_EXIT_MSR_LOAD_ADDRESS_HIGH: return VMCS_OFF_VM_EXIT_MSR_LOAD_ADDRESS + 4;
     case VMCS_VM_ENTRY_MSR_LOAD_ADDRESS: return VMCS_OFF_VM_ENTRY_MSR_LOAD_ADDRESS;
     case VMCS_VM_ENTRY_MSR_LOAD_ADDRESS_HIGH: return VMCS_OFF_VM_ENTRY_MSR_LOAD_ADDRESS + 4;
+    case VMCS_PML_ADDRESS: return VMCS_OFF_PML_ADDRESS;
+    case VMCS_PML_ADDRESS_HIGH: return VMCS_OFF_PML_ADDRESS + 4;
     case VMCS_TSC_OFFSET: return VMCS_OFF_TSC_OFFSET;
     case VMCS_TSC_OFFSET_HIGH: return VMCS_OFF_TSC_OFFSET + 4;
+    case VMCS_VIRTUAL_APIC_ADDRESS: return VMCS_OFF_VIRTUAL_APIC_ADDRESS;
+    case VMCS_VIRTUAL_APIC_ADDRESS_HIGH: return VMCS_OFF_VIRTUAL_APIC_ADDRESS + 4;
+    case VMCS_APIC_ACCESS_ADDRESS: return VMCS_OFF_APIC_ACCESS_ADDRESS;
+    case VMCS_APIC_ACCESS_ADDRESS_HIGH: return VMCS_OFF_APIC_ACCESS_ADDRESS + 4;
+    case VMCS_POSTED_INTERRUPT_DESCRIPTOR_ADDRESS: return VMCS_OFF_POSTED_INTERRUPT_DESCRIPTOR_ADDRESS;
+    case VMCS_POSTED_INTERRUPT_DESCRIPTOR_ADDRESS_HIGH: return VMCS_OFF_POSTED_INTERRUPT_DESCRIPTOR_ADDRESS + 4;
     case VMCS_VM_FUNCTION_CONTROLS: return VMCS_OFF_VM_FUNCTION_CONTROLS;
     case VMCS_VM_FUNCTION_CONTROLS_HIGH: return VMCS_OFF_VM_FUNCTION_CONTROLS + 4;
     case VMCS_EPT_POINTER: return VMCS_OFF_EPT_POINTER;
     case VMCS_EPT_POINTER_HIGH: return VMCS_OFF_EPT_POINTER + 4;
+    case VMCS_EOI_EXIT_BITMAP_0: return VMCS_OFF_EOI_EXIT_BITMAP_0;
+    case VMCS_EOI_EXIT_BITMAP_0_HIGH: return VMCS_OFF_EOI_EXIT_BITMAP_0 + 4;
+    case VMCS_EOI_EXIT_BITMAP_1: return VMCS_OFF_EOI_EXIT_BITMAP_1;
+    case VMCS_EOI_EXIT_BITMAP_1_HIGH: return VMCS_OFF_EOI_EXIT_BITMAP_1 + 4;
+    case VMCS_EOI_EXIT_BITMAP_2: return VMCS_OFF_EOI_EXIT_BITMAP_2;
+    case VMCS_EOI_EXIT_BITMAP_2_HIGH: return VMCS_OFF_EOI_EXIT_BITMAP_2 + 4;
+    case VMCS_EOI_EXIT_BITMAP_3: return VMCS_OFF_EOI_EXIT_BITMAP_3;
+    case VMCS_EOI_EXIT_BITMAP_3_HIGH: return VMCS_OFF_EOI_EXIT_BITMAP_3 + 4;
     case VMCS_EPTP_LIST_ADDRESS: return VMCS_OFF_EPTP_LIST_ADDRESS;
     case VMCS_EPTP_LIST_ADDRESS_HIGH: return VMCS_OFF_EPTP_LIST_ADDRESS + 4;
     case VMCS_GUEST_PHYSICAL_ADDRESS: return VMCS_OFF_GUEST_PHYSICAL_ADDRESS;
@@ -1678,6 +1714,7 @@ static inline int vmcs_field_width(uint32_t enc)
 {
     switch (enc) {
     case VMCS_VIRTUAL_PROCESSOR_ID:
+    case VMCS_POSTED_INTERRUPT_NOTIFICATION_VECTOR:
     case VMCS_GUEST_ES_SELECTOR:
     case VMCS_GUEST_CS_SELECTOR:
     case VMCS_GUEST_SS_SELECTOR:
@@ -1686,6 +1723,8 @@ static inline int vmcs_field_width(uint32_t enc)
     case VMCS_GUEST_GS_SELECTOR:
     case VMCS_GUEST_LDTR_SELECTOR:
     case VMCS_GUEST_TR_SELECTOR:
+    case VMCS_GUEST_INTERRUPT_STATUS:
+    case VMCS_PML_INDEX:
     case VMCS_HOST_ES_SELECTOR:
     case VMCS_HOST_CS_SELECTOR:
     case VMCS_HOST_SS_SELECTOR:
@@ -1708,6 +1747,7 @@ static inline int vmcs_field_width(uint32_t enc)
     case VMCS_VM_ENTRY_INTERRUPTION_INFO:
     case VMCS_VM_ENTRY_EXCEPTION_ERROR_CODE:
     case VMCS_VM_ENTRY_INSTRUCTION_LENGTH:
+    case VMCS_TPR_THRESHOLD:
     case VMCS_SECONDARY_PROC_BASED_CONTROLS:
     case VMCS_PLE_GAP:
     case VMCS_PLE_WINDOW:
@@ -1749,9 +1789,17 @@ static inline int vmcs_field_width(uint32_t enc)
     case VMCS_VM_EXIT_MSR_STORE_ADDRESS_HIGH:
     case VMCS_VM_EXIT_MSR_LOAD_ADDRESS_HIGH:
     case VMCS_VM_ENTRY_MSR_LOAD_ADDRESS_HIGH:
+    case VMCS_PML_ADDRESS_HIGH:
     case VMCS_TSC_OFFSET_HIGH:
+    case VMCS_VIRTUAL_APIC_ADDRESS_HIGH:
+    case VMCS_APIC_ACCESS_ADDRESS_HIGH:
+    case VMCS_POSTED_INTERRUPT_DESCRIPTOR_ADDRESS_HIGH:
     case VMCS_VM_FUNCTION_CONTROLS_HIGH:
     case VMCS_EPT_POINTER_HIGH:
+    case VMCS_EOI_EXIT_BITMAP_0_HIGH:
+    case VMCS_EOI_EXIT_BITMAP_1_HIGH:
+    case VMCS_EOI_EXIT_BITMAP_2_HIGH:
+    case VMCS_EOI_EXIT_BITMAP_3_HIGH:
     case VMCS_EPTP_LIST_ADDRESS_HIGH:
     case VMCS_GUEST_PHYSICAL_ADDRESS_HIGH:
     case VMCS_VMCS_LINK_POINTER_HIGH:
@@ -1771,9 +1819,17 @@ static inline int vmcs_field_width(uint32_t enc)
     case VMCS_VM_EXIT_MSR_STORE_ADDRESS:
     case VMCS_VM_EXIT_MSR_LOAD_ADDRESS:
     case VMCS_VM_ENTRY_MSR_LOAD_ADDRESS:
+    case VMCS_PML_ADDRESS:
     case VMCS_TSC_OFFSET:
+    case VMCS_VIRTUAL_APIC_ADDRESS:
+    case VMCS_APIC_ACCESS_ADDRESS:
+    case VMCS_POSTED_INTERRUPT_DESCRIPTOR_ADDRESS:
     case VMCS_VM_FUNCTION_CONTROLS:
     case VMCS_EPT_POINTER:
+    case VMCS_EOI_EXIT_BITMAP_0:
+    case VMCS_EOI_EXIT_BITMAP_1:
+    case VMCS_EOI_EXIT_BITMAP_2:
+    case VMCS_EOI_EXIT_BITMAP_3:
     case VMCS_EPTP_LIST_ADDRESS:
     case VMCS_GUEST_PHYSICAL_ADDRESS:
     case VMCS_VMCS_LINK_POINTER:
@@ -1874,511 +1930,513 @@ static inline void vmcs_check_mark(ck_mask_t* d, int off, uint64_t delta)
 {
     switch (off) {
     case VMCS_OFF_VIRTUAL_PROCESSOR_ID:
-        d->w[0] |= 0x0000000000001000ull;
+        d->w[0] |= 0x0000000004000000ull;
+        break;
+    case VMCS_OFF_POSTED_INTERRUPT_NOTIFICATION_VECTOR:
+        d->w[0] |= 0x0000000000800000ull;
         break;
     case VMCS_OFF_GUEST_ES_SELECTOR:
         if (delta & 0x3ull) {
-            d->w[2] |= 0x0000008000000000ull;
+            d->w[2] |= 0x0080000000000000ull;
         }
-        d->w[1] |= 0x0400000000000000ull;
+        d->w[2] |= 0x0000000000000400ull;
         break;
     case VMCS_OFF_GUEST_CS_SELECTOR:
         if (delta & 0x3ull) {
-            d->w[1] |= 0x0040000000000000ull;
+            d->w[2] |= 0x0000000000000040ull;
         }
-        d->w[1] |= 0x0080000000000000ull;
+        d->w[2] |= 0x0000000000000080ull;
         break;
     case VMCS_OFF_GUEST_SS_SELECTOR:
         if (delta & 0x3ull) {
-            d->w[1] |= 0x0040000000000000ull;
-            d->w[2] |= 0x0000001000000000ull;
+            d->w[2] |= 0x0010000000000040ull;
         }
-        d->w[1] |= 0x0100000000000000ull;
+        d->w[2] |= 0x0000000000000100ull;
         break;
     case VMCS_OFF_GUEST_DS_SELECTOR:
         if (delta & 0x3ull) {
-            d->w[2] |= 0x0000004000000000ull;
+            d->w[2] |= 0x0040000000000000ull;
         }
-        d->w[1] |= 0x0200000000000000ull;
+        d->w[2] |= 0x0000000000000200ull;
         break;
     case VMCS_OFF_GUEST_FS_SELECTOR:
         if (delta & 0x3ull) {
-            d->w[2] |= 0x0000010000000000ull;
+            d->w[2] |= 0x0100000000000000ull;
         }
-        d->w[1] |= 0x0800000000000000ull;
+        d->w[2] |= 0x0000000000000800ull;
         break;
     case VMCS_OFF_GUEST_GS_SELECTOR:
         if (delta & 0x3ull) {
-            d->w[2] |= 0x0000020000000000ull;
+            d->w[2] |= 0x0200000000000000ull;
         }
-        d->w[1] |= 0x1000000000000000ull;
+        d->w[2] |= 0x0000000000001000ull;
         break;
     case VMCS_OFF_GUEST_LDTR_SELECTOR:
         if (delta & 0x4ull) {
-            d->w[1] |= 0x0020000000000000ull;
+            d->w[2] |= 0x0000000000000020ull;
         }
         break;
     case VMCS_OFF_GUEST_TR_SELECTOR:
         if (delta & 0x4ull) {
-            d->w[1] |= 0x0010000000000000ull;
+            d->w[2] |= 0x0000000000000010ull;
         }
         break;
     case VMCS_OFF_HOST_ES_SELECTOR:
         if (delta & 0x3ull) {
-            d->w[1] |= 0x0000000000000002ull;
+            d->w[1] |= 0x0000000000020000ull;
         }
         if (delta & 0x4ull) {
-            d->w[1] |= 0x0000000000000100ull;
+            d->w[1] |= 0x0000000001000000ull;
         }
         break;
     case VMCS_OFF_HOST_CS_SELECTOR:
         if (delta & 0x3ull) {
-            d->w[1] |= 0x0000000000000004ull;
+            d->w[1] |= 0x0000000000040000ull;
         }
         if (delta & 0x4ull) {
-            d->w[1] |= 0x0000000000000200ull;
+            d->w[1] |= 0x0000000002000000ull;
         }
-        d->w[1] |= 0x0000000000008000ull;
+        d->w[1] |= 0x0000000080000000ull;
         break;
     case VMCS_OFF_HOST_SS_SELECTOR:
         if (delta & 0x3ull) {
-            d->w[1] |= 0x0000000000000008ull;
+            d->w[1] |= 0x0000000000080000ull;
         }
         if (delta & 0x4ull) {
-            d->w[1] |= 0x0000000000000400ull;
+            d->w[1] |= 0x0000000004000000ull;
         }
-        d->w[1] |= 0x0000000000020000ull;
+        d->w[1] |= 0x0000000200000000ull;
         break;
     case VMCS_OFF_HOST_DS_SELECTOR:
         if (delta & 0x3ull) {
-            d->w[1] |= 0x0000000000000010ull;
+            d->w[1] |= 0x0000000000100000ull;
         }
         if (delta & 0x4ull) {
-            d->w[1] |= 0x0000000000000800ull;
+            d->w[1] |= 0x0000000008000000ull;
         }
         break;
     case VMCS_OFF_HOST_FS_SELECTOR:
         if (delta & 0x3ull) {
-            d->w[1] |= 0x0000000000000020ull;
+            d->w[1] |= 0x0000000000200000ull;
         }
         if (delta & 0x4ull) {
-            d->w[1] |= 0x0000000000001000ull;
+            d->w[1] |= 0x0000000010000000ull;
         }
         break;
     case VMCS_OFF_HOST_GS_SELECTOR:
         if (delta & 0x3ull) {
-            d->w[1] |= 0x0000000000000040ull;
+            d->w[1] |= 0x0000000000400000ull;
         }
         if (delta & 0x4ull) {
-            d->w[1] |= 0x0000000000002000ull;
+            d->w[1] |= 0x0000000020000000ull;
         }
         break;
     case VMCS_OFF_HOST_TR_SELECTOR:
         if (delta & 0x3ull) {
-            d->w[1] |= 0x0000000000000080ull;
+            d->w[1] |= 0x0000000000800000ull;
         }
         if (delta & 0x4ull) {
-            d->w[1] |= 0x0000000000004000ull;
+            d->w[1] |= 0x0000000040000000ull;
         }
-        d->w[1] |= 0x0000000000010000ull;
+        d->w[1] |= 0x0000000100000000ull;
         break;
     case VMCS_OFF_PIN_BASED_CONTROLS:
-        d->w[0] |= 0x0000000002000C01ull;
-        d->w[3] |= 0x0000800000000000ull;
+        d->w[0] |= 0x0000020003F0C001ull;
+        d->w[3] |= 0x8000000000000000ull;
         break;
     case VMCS_OFF_PRIMARY_PROC_BASED_CONTROLS:
-        d->w[0] |= 0x000000C000FFFBF6ull;
-        d->w[1] |= 0x0040000040000000ull;
-        d->w[2] |= 0x000003D000020000ull;
-        d->w[3] |= 0xE800000000000000ull;
-        d->w[4] |= 0x0000000000000001ull;
+        d->w[0] |= 0x00C000FFFC3FBFF6ull;
+        d->w[1] |= 0x0000400000000000ull;
+        d->w[2] |= 0x03D0000200000040ull;
+        d->w[4] |= 0x000000000001E800ull;
         break;
     case VMCS_OFF_CR3_TARGET_COUNT:
         d->w[0] |= 0x0000000000000008ull;
         break;
     case VMCS_OFF_VM_EXIT_CONTROLS:
-        d->w[0] |= 0xFFC0000003000000ull;
-        d->w[1] |= 0x000000003F020001ull;
+        d->w[0] |= 0x0000030000400000ull;
+        d->w[1] |= 0x00003F020001FFC0ull;
         break;
     case VMCS_OFF_VM_EXIT_MSR_STORE_COUNT:
-        d->w[0] |= 0x000000001C000000ull;
+        d->w[0] |= 0x00001C0000000000ull;
         break;
     case VMCS_OFF_VM_EXIT_MSR_LOAD_COUNT:
-        d->w[0] |= 0x00000000E0000000ull;
+        d->w[0] |= 0x0000E00000000000ull;
         break;
     case VMCS_OFF_VM_ENTRY_CONTROLS:
-        d->w[0] |= 0x0000000100000000ull;
-        d->w[1] |= 0x000FFE5E00800000ull;
-        d->w[2] |= 0x0040000000000000ull;
-        d->w[3] |= 0xE000000130000200ull;
-        d->w[4] |= 0x0000000000000001ull;
+        d->w[0] |= 0x0001000000000000ull;
+        d->w[1] |= 0xFE5E008000000000ull;
+        d->w[2] |= 0x000000000000000Full;
+        d->w[3] |= 0x0001300002000040ull;
+        d->w[4] |= 0x000000000001E000ull;
         break;
     case VMCS_OFF_VM_ENTRY_MSR_LOAD_COUNT:
-        d->w[0] |= 0x0001C00000000000ull;
-        d->w[4] |= 0x000000000000007Eull;
+        d->w[0] |= 0xC000000000000000ull;
+        d->w[1] |= 0x0000000000000001ull;
+        d->w[4] |= 0x00000000007E0000ull;
         break;
     case VMCS_OFF_VM_ENTRY_INTERRUPTION_INFO:
         if (delta & 0x80000700ull) {
-            d->w[0] |= 0x0000300600000000ull;
-            d->w[3] |= 0x0000B80400000000ull;
+            d->w[0] |= 0x3006000000000000ull;
+            d->w[3] |= 0xB804000000000000ull;
         }
         if (delta & 0x800007FFull) {
-            d->w[0] |= 0x0000003800000000ull;
-            d->w[3] |= 0x0000008000000000ull;
+            d->w[0] |= 0x0038000000000000ull;
+            d->w[3] |= 0x0080000000000000ull;
         }
         if (delta & 0x80000800ull) {
-            d->w[0] |= 0x0000088000000000ull;
+            d->w[0] |= 0x0880000000000000ull;
         }
         if (delta & 0x80000F00ull) {
-            d->w[0] |= 0x0000010000000000ull;
+            d->w[0] |= 0x0100000000000000ull;
         }
         if (delta & 0x80000FFFull) {
-            d->w[0] |= 0x0000024000000000ull;
+            d->w[0] |= 0x0240000000000000ull;
         }
         if (delta & 0xFFFFF000ull) {
-            d->w[0] |= 0x0000040000000000ull;
+            d->w[0] |= 0x0400000000000000ull;
         }
         break;
     case VMCS_OFF_VM_ENTRY_EXCEPTION_ERROR_CODE:
-        d->w[0] |= 0x0000080000000000ull;
+        d->w[0] |= 0x0800000000000000ull;
         break;
     case VMCS_OFF_VM_ENTRY_INSTRUCTION_LENGTH:
-        d->w[0] |= 0x0000300000000000ull;
+        d->w[0] |= 0x3000000000000000ull;
+        break;
+    case VMCS_OFF_TPR_THRESHOLD:
+        d->w[0] |= 0x0000000000003000ull;
         break;
     case VMCS_OFF_SECONDARY_PROC_BASED_CONTROLS:
-        d->w[0] |= 0x000000C000FFF004ull;
-        d->w[1] |= 0x0040000040000000ull;
-        d->w[2] |= 0x000003D000020000ull;
-        d->w[3] |= 0xE800000000000000ull;
-        d->w[4] |= 0x0000000000000001ull;
+        d->w[0] |= 0x00C000FFFC3F3004ull;
+        d->w[1] |= 0x0000400000000000ull;
+        d->w[2] |= 0x03D0000200000040ull;
+        d->w[4] |= 0x000000000001E800ull;
         break;
     case VMCS_OFF_GUEST_ES_LIMIT:
         if (delta & 0xFFFull) {
-            d->w[2] |= 0x0400000000000000ull;
+            d->w[3] |= 0x0000000000000400ull;
         }
         if (delta & 0xFFF00000ull) {
-            d->w[3] |= 0x0000000000000001ull;
+            d->w[3] |= 0x0000000000010000ull;
         }
-        d->w[2] |= 0x0000000000000100ull;
+        d->w[2] |= 0x0000000001000000ull;
         break;
     case VMCS_OFF_GUEST_CS_LIMIT:
         if (delta & 0xFFFull) {
-            d->w[2] |= 0x0080000000000000ull;
+            d->w[3] |= 0x0000000000000080ull;
         }
         if (delta & 0xFFF00000ull) {
-            d->w[2] |= 0x2000000000000000ull;
+            d->w[3] |= 0x0000000000002000ull;
         }
-        d->w[2] |= 0x0000000000000020ull;
+        d->w[2] |= 0x0000000000200000ull;
         break;
     case VMCS_OFF_GUEST_SS_LIMIT:
         if (delta & 0xFFFull) {
-            d->w[2] |= 0x0100000000000000ull;
-        }
-        if (delta & 0xFFF00000ull) {
-            d->w[2] |= 0x4000000000000000ull;
-        }
-        d->w[2] |= 0x0000000000000040ull;
-        break;
-    case VMCS_OFF_GUEST_DS_LIMIT:
-        if (delta & 0xFFFull) {
-            d->w[2] |= 0x0200000000000000ull;
-        }
-        if (delta & 0xFFF00000ull) {
-            d->w[2] |= 0x8000000000000000ull;
-        }
-        d->w[2] |= 0x0000000000000080ull;
-        break;
-    case VMCS_OFF_GUEST_FS_LIMIT:
-        if (delta & 0xFFFull) {
-            d->w[2] |= 0x0800000000000000ull;
-        }
-        if (delta & 0xFFF00000ull) {
-            d->w[3] |= 0x0000000000000002ull;
-        }
-        d->w[2] |= 0x0000000000000200ull;
-        break;
-    case VMCS_OFF_GUEST_GS_LIMIT:
-        if (delta & 0xFFFull) {
-            d->w[2] |= 0x1000000000000000ull;
-        }
-        if (delta & 0xFFF00000ull) {
-            d->w[3] |= 0x0000000000000004ull;
-        }
-        d->w[2] |= 0x0000000000000400ull;
-        break;
-    case VMCS_OFF_GUEST_LDTR_LIMIT:
-        if (delta & 0xFFFull) {
-            d->w[3] |= 0x0000000000200000ull;
-        }
-        if (delta & 0xFFF00000ull) {
-            d->w[3] |= 0x0000000000400000ull;
-        }
-        break;
-    case VMCS_OFF_GUEST_TR_LIMIT:
-        if (delta & 0xFFFull) {
-            d->w[3] |= 0x0000000000002000ull;
+            d->w[3] |= 0x0000000000000100ull;
         }
         if (delta & 0xFFF00000ull) {
             d->w[3] |= 0x0000000000004000ull;
         }
+        d->w[2] |= 0x0000000000400000ull;
+        break;
+    case VMCS_OFF_GUEST_DS_LIMIT:
+        if (delta & 0xFFFull) {
+            d->w[3] |= 0x0000000000000200ull;
+        }
+        if (delta & 0xFFF00000ull) {
+            d->w[3] |= 0x0000000000008000ull;
+        }
+        d->w[2] |= 0x0000000000800000ull;
+        break;
+    case VMCS_OFF_GUEST_FS_LIMIT:
+        if (delta & 0xFFFull) {
+            d->w[3] |= 0x0000000000000800ull;
+        }
+        if (delta & 0xFFF00000ull) {
+            d->w[3] |= 0x0000000000020000ull;
+        }
+        d->w[2] |= 0x0000000002000000ull;
+        break;
+    case VMCS_OFF_GUEST_GS_LIMIT:
+        if (delta & 0xFFFull) {
+            d->w[3] |= 0x0000000000001000ull;
+        }
+        if (delta & 0xFFF00000ull) {
+            d->w[3] |= 0x0000000000040000ull;
+        }
+        d->w[2] |= 0x0000000004000000ull;
+        break;
+    case VMCS_OFF_GUEST_LDTR_LIMIT:
+        if (delta & 0xFFFull) {
+            d->w[3] |= 0x0000002000000000ull;
+        }
+        if (delta & 0xFFF00000ull) {
+            d->w[3] |= 0x0000004000000000ull;
+        }
+        break;
+    case VMCS_OFF_GUEST_TR_LIMIT:
+        if (delta & 0xFFFull) {
+            d->w[3] |= 0x0000000020000000ull;
+        }
+        if (delta & 0xFFF00000ull) {
+            d->w[3] |= 0x0000000040000000ull;
+        }
         break;
     case VMCS_OFF_GUEST_GDTR_LIMIT:
         if (delta & 0xFFFF0000ull) {
-            d->w[3] |= 0x0000000004000000ull;
+            d->w[3] |= 0x0000040000000000ull;
         }
         break;
     case VMCS_OFF_GUEST_IDTR_LIMIT:
         if (delta & 0xFFFF0000ull) {
-            d->w[3] |= 0x0000000008000000ull;
+            d->w[3] |= 0x0000080000000000ull;
         }
         break;
     case VMCS_OFF_GUEST_ES_ACCESS_RIGHTS:
         if (delta & 0x10000ull) {
-            d->w[2] |= 0x0000000000000010ull;
-        }
-        if (delta & 0x10001ull) {
             d->w[2] |= 0x0000000000100000ull;
         }
+        if (delta & 0x10001ull) {
+            d->w[2] |= 0x0000001000000000ull;
+        }
         if (delta & 0x1000Aull) {
-            d->w[2] |= 0x0000000001000000ull;
+            d->w[2] |= 0x0000010000000000ull;
         }
         if (delta & 0x10010ull) {
-            d->w[2] |= 0x0000000040000000ull;
+            d->w[2] |= 0x0000400000000000ull;
         }
         if (delta & 0x1006Full) {
-            d->w[2] |= 0x0000008000000000ull;
+            d->w[2] |= 0x0080000000000000ull;
         }
         if (delta & 0x10080ull) {
-            d->w[2] |= 0x0000200000000000ull;
+            d->w[2] |= 0x2000000000000000ull;
         }
         if (delta & 0x10F00ull) {
-            d->w[2] |= 0x0008000000000000ull;
+            d->w[3] |= 0x0000000000000008ull;
         }
         if (delta & 0x18000ull) {
-            d->w[2] |= 0x0400000000000000ull;
-            d->w[3] |= 0x0000000000000001ull;
+            d->w[3] |= 0x0000000000010400ull;
         }
         if (delta & 0xFFFF0000ull) {
-            d->w[3] |= 0x0000000000000040ull;
+            d->w[3] |= 0x0000000000400000ull;
         }
-        d->w[2] |= 0x0000000000004000ull;
+        d->w[2] |= 0x0000000040000000ull;
         break;
     case VMCS_OFF_GUEST_CS_ACCESS_RIGHTS:
         if (delta & 0xFull) {
-            d->w[2] |= 0x0000002000020000ull;
+            d->w[2] |= 0x0020000200000000ull;
         }
         if (delta & 0x10ull) {
-            d->w[2] |= 0x0000000008000000ull;
+            d->w[2] |= 0x0000080000000000ull;
         }
         if (delta & 0x6Full) {
-            d->w[2] |= 0x0000000E00000000ull;
+            d->w[2] |= 0x000E000000000000ull;
         }
         if (delta & 0x80ull) {
-            d->w[2] |= 0x0000040000000000ull;
+            d->w[2] |= 0x0400000000000000ull;
         }
         if (delta & 0xF00ull) {
-            d->w[2] |= 0x0001000000000000ull;
+            d->w[3] |= 0x0000000000000001ull;
         }
         if (delta & 0x2000ull) {
-            d->w[3] |= 0x0000000030000000ull;
+            d->w[3] |= 0x0000300000000000ull;
         }
         if (delta & 0x6000ull) {
-            d->w[2] |= 0x0040000000000000ull;
+            d->w[3] |= 0x0000000000000040ull;
         }
         if (delta & 0x8000ull) {
-            d->w[2] |= 0x2080000000000000ull;
+            d->w[3] |= 0x0000000000002080ull;
         }
         if (delta & 0xFFFE0000ull) {
-            d->w[3] |= 0x0000000000000008ull;
+            d->w[3] |= 0x0000000000080000ull;
         }
-        d->w[2] |= 0x0000000000000800ull;
+        d->w[2] |= 0x0000000008000000ull;
         break;
     case VMCS_OFF_GUEST_SS_ACCESS_RIGHTS:
         if (delta & 0x60ull) {
-            d->w[2] |= 0x0000003C00000000ull;
-            d->w[3] |= 0x0000002000000000ull;
+            d->w[2] |= 0x003C000000000000ull;
+            d->w[3] |= 0x0020000000000000ull;
         }
         if (delta & 0x10000ull) {
-            d->w[2] |= 0x0000000000000004ull;
-        }
-        if (delta & 0x1000Full) {
             d->w[2] |= 0x0000000000040000ull;
         }
+        if (delta & 0x1000Full) {
+            d->w[2] |= 0x0000000400000000ull;
+        }
         if (delta & 0x10010ull) {
-            d->w[2] |= 0x0000000010000000ull;
+            d->w[2] |= 0x0000100000000000ull;
         }
         if (delta & 0x10080ull) {
-            d->w[2] |= 0x0000080000000000ull;
+            d->w[2] |= 0x0800000000000000ull;
         }
         if (delta & 0x10F00ull) {
-            d->w[2] |= 0x0002000000000000ull;
+            d->w[3] |= 0x0000000000000002ull;
         }
         if (delta & 0x18000ull) {
-            d->w[2] |= 0x4100000000000000ull;
+            d->w[3] |= 0x0000000000004100ull;
         }
         if (delta & 0xFFFF0000ull) {
-            d->w[3] |= 0x0000000000000010ull;
+            d->w[3] |= 0x0000000000100000ull;
         }
-        d->w[2] |= 0x0000000000001000ull;
+        d->w[2] |= 0x0000000010000000ull;
         break;
     case VMCS_OFF_GUEST_DS_ACCESS_RIGHTS:
         if (delta & 0x10000ull) {
-            d->w[2] |= 0x0000000000000008ull;
-        }
-        if (delta & 0x10001ull) {
             d->w[2] |= 0x0000000000080000ull;
         }
+        if (delta & 0x10001ull) {
+            d->w[2] |= 0x0000000800000000ull;
+        }
         if (delta & 0x1000Aull) {
-            d->w[2] |= 0x0000000000800000ull;
+            d->w[2] |= 0x0000008000000000ull;
         }
         if (delta & 0x10010ull) {
-            d->w[2] |= 0x0000000020000000ull;
+            d->w[2] |= 0x0000200000000000ull;
         }
         if (delta & 0x1006Full) {
-            d->w[2] |= 0x0000004000000000ull;
+            d->w[2] |= 0x0040000000000000ull;
         }
         if (delta & 0x10080ull) {
-            d->w[2] |= 0x0000100000000000ull;
+            d->w[2] |= 0x1000000000000000ull;
         }
         if (delta & 0x10F00ull) {
-            d->w[2] |= 0x0004000000000000ull;
+            d->w[3] |= 0x0000000000000004ull;
         }
         if (delta & 0x18000ull) {
-            d->w[2] |= 0x8200000000000000ull;
+            d->w[3] |= 0x0000000000008200ull;
         }
         if (delta & 0xFFFF0000ull) {
-            d->w[3] |= 0x0000000000000020ull;
+            d->w[3] |= 0x0000000000200000ull;
         }
-        d->w[2] |= 0x0000000000002000ull;
+        d->w[2] |= 0x0000000020000000ull;
         break;
     case VMCS_OFF_GUEST_FS_ACCESS_RIGHTS:
         if (delta & 0x10001ull) {
-            d->w[2] |= 0x0000000000200000ull;
+            d->w[2] |= 0x0000002000000000ull;
         }
         if (delta & 0x1000Aull) {
-            d->w[2] |= 0x0000000002000000ull;
-        }
-        if (delta & 0x10010ull) {
-            d->w[2] |= 0x0000000080000000ull;
-        }
-        if (delta & 0x1006Full) {
-            d->w[2] |= 0x0000010000000000ull;
-        }
-        if (delta & 0x10080ull) {
-            d->w[2] |= 0x0000400000000000ull;
-        }
-        if (delta & 0x10F00ull) {
-            d->w[2] |= 0x0010000000000000ull;
-        }
-        if (delta & 0x18000ull) {
-            d->w[2] |= 0x0800000000000000ull;
-            d->w[3] |= 0x0000000000000002ull;
-        }
-        if (delta & 0xFFFF0000ull) {
-            d->w[3] |= 0x0000000000000080ull;
-        }
-        d->w[2] |= 0x0000000000008000ull;
-        break;
-    case VMCS_OFF_GUEST_GS_ACCESS_RIGHTS:
-        if (delta & 0x10001ull) {
-            d->w[2] |= 0x0000000000400000ull;
-        }
-        if (delta & 0x1000Aull) {
-            d->w[2] |= 0x0000000004000000ull;
-        }
-        if (delta & 0x10010ull) {
-            d->w[2] |= 0x0000000100000000ull;
-        }
-        if (delta & 0x1006Full) {
             d->w[2] |= 0x0000020000000000ull;
         }
-        if (delta & 0x10080ull) {
+        if (delta & 0x10010ull) {
             d->w[2] |= 0x0000800000000000ull;
         }
-        if (delta & 0x10F00ull) {
-            d->w[2] |= 0x0020000000000000ull;
-        }
-        if (delta & 0x18000ull) {
-            d->w[2] |= 0x1000000000000000ull;
-            d->w[3] |= 0x0000000000000004ull;
-        }
-        if (delta & 0xFFFF0000ull) {
-            d->w[3] |= 0x0000000000000100ull;
-        }
-        d->w[2] |= 0x0000000000010000ull;
-        break;
-    case VMCS_OFF_GUEST_LDTR_ACCESS_RIGHTS:
-        if (delta & 0x10000ull) {
-            d->w[1] |= 0x0020000000000000ull;
-            d->w[2] |= 0x0000000000000001ull;
-        }
-        if (delta & 0x1000Full) {
-            d->w[3] |= 0x0000000000020000ull;
-        }
-        if (delta & 0x10010ull) {
-            d->w[3] |= 0x0000000000040000ull;
+        if (delta & 0x1006Full) {
+            d->w[2] |= 0x0100000000000000ull;
         }
         if (delta & 0x10080ull) {
-            d->w[3] |= 0x0000000000080000ull;
+            d->w[2] |= 0x4000000000000000ull;
         }
         if (delta & 0x10F00ull) {
-            d->w[3] |= 0x0000000000100000ull;
+            d->w[3] |= 0x0000000000000010ull;
         }
         if (delta & 0x18000ull) {
-            d->w[3] |= 0x0000000000600000ull;
+            d->w[3] |= 0x0000000000020800ull;
         }
         if (delta & 0xFFFF0000ull) {
             d->w[3] |= 0x0000000000800000ull;
         }
+        d->w[2] |= 0x0000000080000000ull;
+        break;
+    case VMCS_OFF_GUEST_GS_ACCESS_RIGHTS:
+        if (delta & 0x10001ull) {
+            d->w[2] |= 0x0000004000000000ull;
+        }
+        if (delta & 0x1000Aull) {
+            d->w[2] |= 0x0000040000000000ull;
+        }
+        if (delta & 0x10010ull) {
+            d->w[2] |= 0x0001000000000000ull;
+        }
+        if (delta & 0x1006Full) {
+            d->w[2] |= 0x0200000000000000ull;
+        }
+        if (delta & 0x10080ull) {
+            d->w[2] |= 0x8000000000000000ull;
+        }
+        if (delta & 0x10F00ull) {
+            d->w[3] |= 0x0000000000000020ull;
+        }
+        if (delta & 0x18000ull) {
+            d->w[3] |= 0x0000000000041000ull;
+        }
+        if (delta & 0xFFFF0000ull) {
+            d->w[3] |= 0x0000000001000000ull;
+        }
+        d->w[2] |= 0x0000000100000000ull;
+        break;
+    case VMCS_OFF_GUEST_LDTR_ACCESS_RIGHTS:
+        if (delta & 0x10000ull) {
+            d->w[2] |= 0x0000000000010020ull;
+        }
+        if (delta & 0x1000Full) {
+            d->w[3] |= 0x0000000200000000ull;
+        }
+        if (delta & 0x10010ull) {
+            d->w[3] |= 0x0000000400000000ull;
+        }
+        if (delta & 0x10080ull) {
+            d->w[3] |= 0x0000000800000000ull;
+        }
+        if (delta & 0x10F00ull) {
+            d->w[3] |= 0x0000001000000000ull;
+        }
+        if (delta & 0x18000ull) {
+            d->w[3] |= 0x0000006000000000ull;
+        }
+        if (delta & 0xFFFF0000ull) {
+            d->w[3] |= 0x0000008000000000ull;
+        }
         break;
     case VMCS_OFF_GUEST_TR_ACCESS_RIGHTS:
         if (delta & 0xFull) {
-            d->w[3] |= 0x0000000000000200ull;
+            d->w[3] |= 0x0000000002000000ull;
         }
         if (delta & 0x10ull) {
-            d->w[3] |= 0x0000000000000400ull;
+            d->w[3] |= 0x0000000004000000ull;
         }
         if (delta & 0x80ull) {
-            d->w[3] |= 0x0000000000000800ull;
+            d->w[3] |= 0x0000000008000000ull;
         }
         if (delta & 0xF00ull) {
-            d->w[3] |= 0x0000000000001000ull;
+            d->w[3] |= 0x0000000010000000ull;
         }
         if (delta & 0x8000ull) {
-            d->w[3] |= 0x0000000000006000ull;
+            d->w[3] |= 0x0000000060000000ull;
         }
         if (delta & 0x10000ull) {
-            d->w[3] |= 0x0000000000008000ull;
+            d->w[3] |= 0x0000000080000000ull;
         }
         if (delta & 0xFFFE0000ull) {
-            d->w[3] |= 0x0000000000010000ull;
+            d->w[3] |= 0x0000000100000000ull;
         }
         break;
     case VMCS_OFF_GUEST_INTERRUPTIBILITY_STATE:
         if (delta & 0x1ull) {
-            d->w[3] |= 0x00000C0000000000ull;
+            d->w[3] |= 0x0C00000000000000ull;
         }
         if (delta & 0x2ull) {
-            d->w[3] |= 0x0000300000000000ull;
+            d->w[3] |= 0x3000000000000000ull;
         }
         if (delta & 0x3ull) {
-            d->w[3] |= 0x000C024000000000ull;
+            d->w[3] |= 0x0240000000000000ull;
+            d->w[4] |= 0x000000000000000Cull;
         }
         if (delta & 0x4ull) {
-            d->w[3] |= 0x0000400000000000ull;
+            d->w[3] |= 0x4000000000000000ull;
         }
         if (delta & 0x8ull) {
-            d->w[3] |= 0x0000800000000000ull;
+            d->w[3] |= 0x8000000000000000ull;
         }
         if (delta & 0x10ull) {
-            d->w[3] |= 0x0001000000000000ull;
+            d->w[4] |= 0x0000000000000001ull;
         }
         if (delta & 0xFFFFFFE0ull) {
-            d->w[3] |= 0x0000010000000000ull;
+            d->w[3] |= 0x0100000000000000ull;
         }
         break;
     case VMCS_OFF_GUEST_ACTIVITY_STATE:
-        d->w[3] |= 0x000C00F800000000ull;
+        d->w[3] |= 0x00F8000000000000ull;
+        d->w[4] |= 0x000000000000000Cull;
         break;
     case VMCS_OFF_IO_BITMAP_A:
         d->w[0] |= 0x0000000000000050ull;
@@ -2390,305 +2448,324 @@ static inline void vmcs_check_mark(ck_mask_t* d, int off, uint64_t delta)
         d->w[0] |= 0x0000000000000300ull;
         break;
     case VMCS_OFF_VM_EXIT_MSR_STORE_ADDRESS:
-        d->w[0] |= 0x000000001C000000ull;
+        d->w[0] |= 0x00001C0000000000ull;
         break;
     case VMCS_OFF_VM_EXIT_MSR_LOAD_ADDRESS:
-        d->w[0] |= 0x00000000E0000000ull;
+        d->w[0] |= 0x0000E00000000000ull;
         break;
     case VMCS_OFF_VM_ENTRY_MSR_LOAD_ADDRESS:
         if (delta & 0xFull) {
-            d->w[0] |= 0x0000400000000000ull;
+            d->w[0] |= 0x4000000000000000ull;
         }
-        d->w[0] |= 0x0001800000000000ull;
-        d->w[4] |= 0x000000000000007Eull;
+        d->w[0] |= 0x8000000000000000ull;
+        d->w[1] |= 0x0000000000000001ull;
+        d->w[4] |= 0x00000000007E0000ull;
+        break;
+    case VMCS_OFF_PML_ADDRESS:
+        if (delta & 0xFFFull) {
+            d->w[0] |= 0x0000000200000000ull;
+        }
+        d->w[0] |= 0x0000000400000000ull;
+        break;
+    case VMCS_OFF_VIRTUAL_APIC_ADDRESS:
+        if (delta & 0xFFFull) {
+            d->w[0] |= 0x0000000000000400ull;
+        }
+        d->w[0] |= 0x0000000000002800ull;
+        break;
+    case VMCS_OFF_APIC_ACCESS_ADDRESS:
+        if (delta & 0xFFFull) {
+            d->w[0] |= 0x0000000000010000ull;
+        }
+        d->w[0] |= 0x0000000000020000ull;
+        break;
+    case VMCS_OFF_POSTED_INTERRUPT_DESCRIPTOR_ADDRESS:
+        if (delta & 0x3Full) {
+            d->w[0] |= 0x0000000001000000ull;
+        }
+        d->w[0] |= 0x0000000002000000ull;
         break;
     case VMCS_OFF_VM_FUNCTION_CONTROLS:
         if (delta & 0x1ull) {
-            d->w[0] |= 0x0000000000E00000ull;
+            d->w[0] |= 0x000000E000000000ull;
         }
-        d->w[0] |= 0x0000000000100000ull;
+        d->w[0] |= 0x0000001000000000ull;
         break;
     case VMCS_OFF_EPT_POINTER:
         if (delta & 0x7ull) {
-            d->w[0] |= 0x0000000000002000ull;
+            d->w[0] |= 0x0000000008000000ull;
         }
         if (delta & 0x38ull) {
-            d->w[0] |= 0x0000000000004000ull;
-        }
-        if (delta & 0x40ull) {
-            d->w[0] |= 0x0000000000008000ull;
+            d->w[0] |= 0x0000000010000000ull;
         }
         if (delta & 0x80ull) {
-            d->w[0] |= 0x0000000000010000ull;
+            d->w[0] |= 0x0000000020000000ull;
         }
         if (delta & 0xF00ull) {
-            d->w[0] |= 0x0000000000020000ull;
+            d->w[0] |= 0x0000000040000000ull;
         }
-        d->w[0] |= 0x0000000000040000ull;
+        d->w[0] |= 0x0000000080000000ull;
         break;
     case VMCS_OFF_EPTP_LIST_ADDRESS:
         if (delta & 0xFFFull) {
-            d->w[0] |= 0x0000000000400000ull;
+            d->w[0] |= 0x0000004000000000ull;
         }
-        d->w[0] |= 0x0000000000800000ull;
+        d->w[0] |= 0x0000008000000000ull;
         break;
     case VMCS_OFF_VMCS_LINK_POINTER:
-        d->w[3] |= 0x1F00000000000000ull;
+        d->w[4] |= 0x0000000000001F00ull;
         break;
     case VMCS_OFF_GUEST_IA32_DEBUGCTL:
         if (delta & 0x2ull) {
-            d->w[3] |= 0x000C000000000000ull;
+            d->w[4] |= 0x000000000000000Cull;
         }
-        d->w[1] |= 0x0000000200000000ull;
+        d->w[1] |= 0x0002000000000000ull;
         break;
     case VMCS_OFF_GUEST_IA32_PAT:
         if (delta & 0xFFull) {
-            d->w[1] |= 0x0000020000000000ull;
+            d->w[1] |= 0x0200000000000000ull;
         }
         if (delta & 0xFF00ull) {
-            d->w[1] |= 0x0000040000000000ull;
+            d->w[1] |= 0x0400000000000000ull;
         }
         if (delta & 0xFF0000ull) {
-            d->w[1] |= 0x0000080000000000ull;
+            d->w[1] |= 0x0800000000000000ull;
         }
         if (delta & 0xFF000000ull) {
-            d->w[1] |= 0x0000100000000000ull;
+            d->w[1] |= 0x1000000000000000ull;
         }
         if (delta & 0xFF00000000ull) {
-            d->w[1] |= 0x0000200000000000ull;
+            d->w[1] |= 0x2000000000000000ull;
         }
         if (delta & 0xFF0000000000ull) {
-            d->w[1] |= 0x0000400000000000ull;
+            d->w[1] |= 0x4000000000000000ull;
         }
         if (delta & 0xFF000000000000ull) {
-            d->w[1] |= 0x0000800000000000ull;
+            d->w[1] |= 0x8000000000000000ull;
         }
         if (delta & 0xFF00000000000000ull) {
-            d->w[1] |= 0x0001000000000000ull;
+            d->w[2] |= 0x0000000000000001ull;
         }
         break;
     case VMCS_OFF_GUEST_IA32_EFER:
         if (delta & 0x400ull) {
-            d->w[1] |= 0x0004000000000000ull;
+            d->w[2] |= 0x0000000000000004ull;
         }
         if (delta & 0x500ull) {
-            d->w[1] |= 0x0008000000000000ull;
+            d->w[2] |= 0x0000000000000008ull;
         }
-        d->w[1] |= 0x0002000000000000ull;
+        d->w[2] |= 0x0000000000000002ull;
         break;
     case VMCS_OFF_GUEST_PDPTE0:
-        d->w[3] |= 0x2000000000000000ull;
+        d->w[4] |= 0x0000000000002000ull;
         break;
     case VMCS_OFF_GUEST_PDPTE1:
-        d->w[3] |= 0x4000000000000000ull;
+        d->w[4] |= 0x0000000000004000ull;
         break;
     case VMCS_OFF_GUEST_PDPTE2:
-        d->w[3] |= 0x8000000000000000ull;
+        d->w[4] |= 0x0000000000008000ull;
         break;
     case VMCS_OFF_GUEST_PDPTE3:
-        d->w[4] |= 0x0000000000000001ull;
+        d->w[4] |= 0x0000000000010000ull;
         break;
     case VMCS_OFF_HOST_IA32_PAT:
         if (delta & 0xFFull) {
-            d->w[0] |= 0x0040000000000000ull;
+            d->w[1] |= 0x0000000000000040ull;
         }
         if (delta & 0xFF00ull) {
-            d->w[0] |= 0x0080000000000000ull;
+            d->w[1] |= 0x0000000000000080ull;
         }
         if (delta & 0xFF0000ull) {
-            d->w[0] |= 0x0100000000000000ull;
+            d->w[1] |= 0x0000000000000100ull;
         }
         if (delta & 0xFF000000ull) {
-            d->w[0] |= 0x0200000000000000ull;
+            d->w[1] |= 0x0000000000000200ull;
         }
         if (delta & 0xFF00000000ull) {
-            d->w[0] |= 0x0400000000000000ull;
+            d->w[1] |= 0x0000000000000400ull;
         }
         if (delta & 0xFF0000000000ull) {
-            d->w[0] |= 0x0800000000000000ull;
+            d->w[1] |= 0x0000000000000800ull;
         }
         if (delta & 0xFF000000000000ull) {
-            d->w[0] |= 0x1000000000000000ull;
+            d->w[1] |= 0x0000000000001000ull;
         }
         if (delta & 0xFF00000000000000ull) {
-            d->w[0] |= 0x2000000000000000ull;
+            d->w[1] |= 0x0000000000002000ull;
         }
         break;
     case VMCS_OFF_HOST_IA32_EFER:
         if (delta & 0x100ull) {
-            d->w[1] |= 0x0000000000000001ull;
+            d->w[1] |= 0x0000000000010000ull;
         }
         if (delta & 0x400ull) {
-            d->w[0] |= 0x8000000000000000ull;
+            d->w[1] |= 0x0000000000008000ull;
         }
-        d->w[0] |= 0x4000000000000000ull;
+        d->w[1] |= 0x0000000000004000ull;
         break;
     case VMCS_OFF_GUEST_CR0:
         if (delta & 0x1ull) {
-            d->w[0] |= 0x000000C000000000ull;
-            d->w[2] |= 0x0000002000000000ull;
-            d->w[3] |= 0x0000000200000000ull;
+            d->w[0] |= 0x00C0000000000000ull;
+            d->w[2] |= 0x0020000000000000ull;
+            d->w[3] |= 0x0002000000000000ull;
         }
         if (delta & 0x80000000ull) {
-            d->w[1] |= 0x0008000400000000ull;
-            d->w[3] |= 0xE000000000000000ull;
-            d->w[4] |= 0x0000000000000001ull;
+            d->w[1] |= 0x0004000000000000ull;
+            d->w[2] |= 0x0000000000000008ull;
+            d->w[4] |= 0x000000000001E000ull;
         }
         if (delta & 0x80000001ull) {
-            d->w[1] |= 0x0000000080000000ull;
+            d->w[1] |= 0x0000800000000000ull;
         }
-        d->w[1] |= 0x0000000040000000ull;
+        d->w[1] |= 0x0000400000000000ull;
         break;
     case VMCS_OFF_GUEST_CR3:
-        d->w[1] |= 0x0000002000000000ull;
-        d->w[3] |= 0xE000000000000000ull;
-        d->w[4] |= 0x0000000000000001ull;
+        d->w[1] |= 0x0020000000000000ull;
+        d->w[4] |= 0x000000000001E000ull;
         break;
     case VMCS_OFF_GUEST_CR4:
         if (delta & 0x20ull) {
-            d->w[1] |= 0x0000000800000000ull;
-            d->w[3] |= 0xE000000000000000ull;
-            d->w[4] |= 0x0000000000000001ull;
+            d->w[1] |= 0x0008000000000000ull;
+            d->w[4] |= 0x000000000001E000ull;
         }
         if (delta & 0x20000ull) {
-            d->w[1] |= 0x0000001000000000ull;
+            d->w[1] |= 0x0010000000000000ull;
         }
-        d->w[1] |= 0x0000000100000000ull;
+        d->w[1] |= 0x0001000000000000ull;
         break;
     case VMCS_OFF_GUEST_ES_BASE:
         if (delta & 0xFFFFFFFF00000000ull) {
-            d->w[2] |= 0x0000000000000010ull;
+            d->w[2] |= 0x0000000000100000ull;
         }
-        d->w[1] |= 0x0400000000000000ull;
+        d->w[2] |= 0x0000000000000400ull;
         break;
     case VMCS_OFF_GUEST_CS_BASE:
         if (delta & 0xFFFFFFFF00000000ull) {
-            d->w[2] |= 0x0000000000000002ull;
+            d->w[2] |= 0x0000000000020000ull;
         }
-        d->w[1] |= 0x0080000000000000ull;
+        d->w[2] |= 0x0000000000000080ull;
         break;
     case VMCS_OFF_GUEST_SS_BASE:
         if (delta & 0xFFFFFFFF00000000ull) {
-            d->w[2] |= 0x0000000000000004ull;
+            d->w[2] |= 0x0000000000040000ull;
         }
-        d->w[1] |= 0x0100000000000000ull;
+        d->w[2] |= 0x0000000000000100ull;
         break;
     case VMCS_OFF_GUEST_DS_BASE:
         if (delta & 0xFFFFFFFF00000000ull) {
-            d->w[2] |= 0x0000000000000008ull;
+            d->w[2] |= 0x0000000000080000ull;
         }
-        d->w[1] |= 0x0200000000000000ull;
+        d->w[2] |= 0x0000000000000200ull;
         break;
     case VMCS_OFF_GUEST_FS_BASE:
-        d->w[1] |= 0x4800000000000000ull;
+        d->w[2] |= 0x0000000000004800ull;
         break;
     case VMCS_OFF_GUEST_GS_BASE:
-        d->w[1] |= 0x9000000000000000ull;
+        d->w[2] |= 0x0000000000009000ull;
         break;
     case VMCS_OFF_GUEST_LDTR_BASE:
-        d->w[2] |= 0x0000000000000001ull;
+        d->w[2] |= 0x0000000000010000ull;
         break;
     case VMCS_OFF_GUEST_TR_BASE:
-        d->w[1] |= 0x2000000000000000ull;
+        d->w[2] |= 0x0000000000002000ull;
         break;
     case VMCS_OFF_GUEST_GDTR_BASE:
-        d->w[3] |= 0x0000000001000000ull;
+        d->w[3] |= 0x0000010000000000ull;
         break;
     case VMCS_OFF_GUEST_IDTR_BASE:
-        d->w[3] |= 0x0000000002000000ull;
+        d->w[3] |= 0x0000020000000000ull;
         break;
     case VMCS_OFF_GUEST_DR7:
-        d->w[1] |= 0x0000004000000000ull;
+        d->w[1] |= 0x0040000000000000ull;
         break;
     case VMCS_OFF_GUEST_RIP:
         if (delta & 0xFFFFFFFF00000000ull) {
-            d->w[3] |= 0x0000000010000000ull;
+            d->w[3] |= 0x0000100000000000ull;
         }
-        d->w[3] |= 0x0000000020000000ull;
+        d->w[3] |= 0x0000200000000000ull;
         break;
     case VMCS_OFF_GUEST_RFLAGS:
         if (delta & 0x2ull) {
-            d->w[3] |= 0x0000000080000000ull;
+            d->w[3] |= 0x0000800000000000ull;
         }
         if (delta & 0x100ull) {
-            d->w[3] |= 0x000C000000000000ull;
+            d->w[4] |= 0x000000000000000Cull;
         }
         if (delta & 0x200ull) {
-            d->w[3] |= 0x0000040400000000ull;
+            d->w[3] |= 0x0404000000000000ull;
         }
         if (delta & 0x20000ull) {
-            d->w[1] |= 0x1FC0000000000000ull;
-            d->w[2] |= 0xFFFFFFFFFFFFFFE0ull;
-            d->w[3] |= 0x00000003000001FFull;
+            d->w[2] |= 0xFFFFFFFFFFE01FC0ull;
+            d->w[3] |= 0x0003000001FFFFFFull;
         }
         if (delta & 0xFFFFFFFFFFC08028ull) {
-            d->w[3] |= 0x0000000040000000ull;
+            d->w[3] |= 0x0000400000000000ull;
         }
         break;
     case VMCS_OFF_GUEST_PENDING_DEBUG_EXCEPTIONS:
         if (delta & 0x4000ull) {
-            d->w[3] |= 0x000C000000000000ull;
+            d->w[4] |= 0x000000000000000Cull;
         }
         if (delta & 0x10000ull) {
-            d->w[3] |= 0x0080000000000000ull;
+            d->w[4] |= 0x0000000000000080ull;
         }
         if (delta & 0x10FFFull) {
-            d->w[3] |= 0x0010000000000000ull;
+            d->w[4] |= 0x0000000000000010ull;
         }
         if (delta & 0x11000ull) {
-            d->w[3] |= 0x0040000000000000ull;
+            d->w[4] |= 0x0000000000000040ull;
         }
         if (delta & 0x1E000ull) {
-            d->w[3] |= 0x0020000000000000ull;
+            d->w[4] |= 0x0000000000000020ull;
         }
         if (delta & 0xFFFFFFFFFFFEAFF0ull) {
-            d->w[3] |= 0x0002000000000000ull;
+            d->w[4] |= 0x0000000000000002ull;
         }
         break;
     case VMCS_OFF_GUEST_IA32_SYSENTER_ESP:
-        d->w[1] |= 0x0000008000000000ull;
+        d->w[1] |= 0x0080000000000000ull;
         break;
     case VMCS_OFF_GUEST_IA32_SYSENTER_EIP:
-        d->w[1] |= 0x0000010000000000ull;
+        d->w[1] |= 0x0100000000000000ull;
         break;
     case VMCS_OFF_HOST_CR0:
-        d->w[0] |= 0x0002000000000000ull;
+        d->w[1] |= 0x0000000000000002ull;
         break;
     case VMCS_OFF_HOST_CR3:
-        d->w[0] |= 0x0008000000000000ull;
+        d->w[1] |= 0x0000000000000008ull;
         break;
     case VMCS_OFF_HOST_CR4:
         if (delta & 0x20ull) {
-            d->w[1] |= 0x0000000010000000ull;
+            d->w[1] |= 0x0000100000000000ull;
         }
         if (delta & 0x20000ull) {
-            d->w[1] |= 0x0000000004000000ull;
+            d->w[1] |= 0x0000040000000000ull;
         }
-        d->w[0] |= 0x0004000000000000ull;
+        d->w[1] |= 0x0000000000000004ull;
         break;
     case VMCS_OFF_HOST_FS_BASE:
-        d->w[1] |= 0x0000000000040000ull;
+        d->w[1] |= 0x0000000400000000ull;
         break;
     case VMCS_OFF_HOST_GS_BASE:
-        d->w[1] |= 0x0000000000080000ull;
+        d->w[1] |= 0x0000000800000000ull;
         break;
     case VMCS_OFF_HOST_TR_BASE:
-        d->w[1] |= 0x0000000000400000ull;
+        d->w[1] |= 0x0000004000000000ull;
         break;
     case VMCS_OFF_HOST_GDTR_BASE:
-        d->w[1] |= 0x0000000000100000ull;
+        d->w[1] |= 0x0000001000000000ull;
         break;
     case VMCS_OFF_HOST_IDTR_BASE:
-        d->w[1] |= 0x0000000000200000ull;
+        d->w[1] |= 0x0000002000000000ull;
         break;
     case VMCS_OFF_HOST_IA32_SYSENTER_ESP:
-        d->w[0] |= 0x0010000000000000ull;
+        d->w[1] |= 0x0000000000000010ull;
         break;
     case VMCS_OFF_HOST_IA32_SYSENTER_EIP:
-        d->w[0] |= 0x0020000000000000ull;
+        d->w[1] |= 0x0000000000000020ull;
         break;
     case VMCS_OFF_HOST_RIP:
-        d->w[1] |= 0x0000000028000000ull;
+        d->w[1] |= 0x0000280000000000ull;
         break;
     default:
         break;

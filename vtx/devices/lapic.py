@@ -900,11 +900,14 @@ class ApicBus:
     LocalApics and delivers each message to those its destination names
     (SDM 11.6.2).  :meth:`add` connects an APIC's ``send_ipi`` and ``on_eoi``
     to the bus; :meth:`add_ioapic` an I/O APIC's ``bus`` (so EOIs of
-    level-triggered vectors reach it)."""
+    level-triggered vectors reach it).  ``on_message(source, delivery_mode,
+    targets)``, if set, sees each IPI after its delivery (the APICs it
+    reached: none for a destination no APIC has)."""
 
     def __init__(self):
         self.apics = []
         self.ioapics = []
+        self.on_message = None
 
     def add(self, apic):
         if not isinstance(apic, LocalApic):
@@ -935,8 +938,10 @@ class ApicBus:
 
     def send_ipi(self, source, dest_mode, dest, shorthand, delivery_mode, vector, level, trigger):
         """An IPI from ``source`` (the ICR's fields)."""
-        self.route(self.apics, source, dest_mode, dest, shorthand, delivery_mode, vector,
-                   level, trigger)
+        targets = self.route(self.apics, source, dest_mode, dest, shorthand, delivery_mode, vector,
+                             level, trigger)
+        if self.on_message is not None:
+            self.on_message(source, delivery_mode, targets)
 
     def deliver(self, dest_mode, dest, delivery_mode, vector, trigger="edge"):
         """A message from an I/O APIC (8-bit destination, no shorthand)."""
@@ -966,9 +971,14 @@ class ApicBus:
 
     @classmethod
     def route(cls, apics, source, dest_mode, dest, shorthand, mode, vector, level, trigger):
-        """Deliver one message to those of ``apics`` it names."""
+        """Deliver one message to those of ``apics`` it names; returns them."""
         if trigger not in _TRIGGERS:
             raise ArgumentError(f"trigger must be 'edge' or 'level', not {trigger!r}")
+        if mode == DM_INIT and not level and trigger == "level":
+            # INIT level de-assert (level 0, level-triggered) only
+            # synchronised arbitration IDs on the 3-wire APIC bus: the
+            # Pentium 4 and later ignore it (SDM 11.6.1).
+            return []
         if shorthand == SH_SELF:
             targets = [source] if source is not None and source.enabled else []
         elif shorthand == SH_ALL_INCL_SELF:
@@ -979,7 +989,7 @@ class ApicBus:
             x2 = source is not None and source.x2apic_mode
             targets = [a for a in apics if cls.matches(a, dest_mode, dest, x2)]
         if not targets:
-            return
+            return targets
         if mode == DM_LOWEST:
             targets = [cls.arbitrate(targets, vector)]
             mode = DM_FIXED
@@ -989,16 +999,13 @@ class ApicBus:
             elif mode == DM_NMI:
                 t.deliver_nmi()
             elif mode == DM_INIT:
-                # INIT level de-assert (level 0, level-triggered) only
-                # synchronised arbitration IDs on the 3-wire APIC bus: the
-                # Pentium 4 and later ignore it (SDM 11.6.1).
-                if level or trigger != "level":
-                    t.deliver_init()
+                t.deliver_init()
             elif mode == DM_STARTUP:
                 t.deliver_sipi(vector)
             elif mode == DM_EXTINT:
                 t.deliver_extint()
             # SMI and the reserved modes 3: ignored (no SMM in the model).
+        return targets
 
     @staticmethod
     def arbitrate(targets, vector):

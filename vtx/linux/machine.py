@@ -30,12 +30,14 @@ PROMPT = b"~ # "
 class LinuxMachine(PcMachine):
     """A PC with a Linux kernel and a busybox initramfs loaded by the 64-bit
     boot protocol (vtx.linux.load_linux).  ``assets``: what
-    :func:`vtx.linux.fetch` returns (fetched on demand when None)."""
+    :func:`vtx.linux.fetch` returns (fetched on demand when None).  ``apic``
+    and ``cpus`` as for :class:`~vtx.pc.PcMachine`: with ``cpus=2`` the
+    kernel finds two processors in the MADT and starts the second itself."""
 
     def __init__(self, assets=None, memory=256 << 20, cmdline=DEFAULT_CMDLINE, console=None, cpu=None,
-                 init_script=None, apic=False):
+                 init_script=None, apic=False, cpus=1):
         from . import busybox_initramfs, fetch, load_linux
-        super().__init__(memory=memory, cpu=cpu, console=console, apic=apic)
+        super().__init__(memory=memory, cpu=cpu, console=console, apic=apic, cpus=cpus)
         self.assets = assets if assets is not None else fetch()
         kernel = self.assets.kernel.read_bytes()
         initrd = busybox_initramfs(self.assets.busybox, init_script)
@@ -128,6 +130,9 @@ class LinuxMachine(PcMachine):
             lines.append(f"{name:<28}{cells}{ns / n if n else 0:>10,.0f}")
         lines.append("(ns/exit: wall time from the exit to the next entry, the Python handler included; an "
                      "EPT_VIOLATION here is an emulated MMIO access)")
+        if self.ipis:
+            lines.append("")
+            lines.append("IPIs delivered: " + ", ".join(f"{mode} {n:,}" for mode, n in sorted(self.ipis.items())))
         return "\n".join(lines)
 
 

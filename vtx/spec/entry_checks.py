@@ -75,10 +75,42 @@ ENTRY_CHECKS = [
      "with 'use MSR bitmaps', bits 11:0 of the MSR-bitmap address are 0"),
     ("MSR_BITMAP_WIDTH", CONTROL, "27.2.1.1",
      "with 'use MSR bitmaps', the MSR-bitmap address sets no bit beyond the physical-address width"),
+    # APIC virtualization (SDM 27.2.1.1; chapter 30)
+    ("VIRTUAL_APIC_ADDRESS_ALIGNMENT", CONTROL, "27.2.1.1",
+     "with 'use TPR shadow', bits 11:0 of the virtual-APIC address are 0"),
+    ("VIRTUAL_APIC_ADDRESS_WIDTH", CONTROL, "27.2.1.1",
+     "with 'use TPR shadow', the virtual-APIC address sets no bit beyond the physical-address width"),
+    ("TPR_THRESHOLD_RESERVED_BITS", CONTROL, "27.2.1.1",
+     "with 'use TPR shadow' and without 'virtual-interrupt delivery', bits 31:4 of the TPR threshold are 0"),
+    ("TPR_THRESHOLD_VTPR", CONTROL, "27.2.1.1",
+     "with 'use TPR shadow' and neither 'virtualize APIC accesses' nor 'virtual-interrupt delivery', bits 3:0 "
+     "of the TPR threshold are not greater than bits 7:4 of VTPR (offset 080H of the virtual-APIC page)"),
     ("VIRTUAL_NMIS", CONTROL, "27.2.1.1",
      "'virtual NMIs' is 0 unless 'NMI exiting' is 1"),
     ("NMI_WINDOW_EXITING", CONTROL, "27.2.1.1",
      "'NMI-window exiting' is 0 unless 'virtual NMIs' is 1"),
+    ("APIC_ACCESS_ADDRESS_ALIGNMENT", CONTROL, "27.2.1.1",
+     "with 'virtualize APIC accesses', bits 11:0 of the APIC-access address are 0"),
+    ("APIC_ACCESS_ADDRESS_WIDTH", CONTROL, "27.2.1.1",
+     "with 'virtualize APIC accesses', the APIC-access address sets no bit beyond the physical-address width"),
+    ("APIC_VIRTUALIZATION_NEEDS_TPR_SHADOW", CONTROL, "27.2.1.1",
+     "without 'use TPR shadow', 'virtualize x2APIC mode', 'APIC-register virtualization' and "
+     "'virtual-interrupt delivery' are 0"),
+    ("VIRTUALIZE_X2APIC_MODE_EXCLUSIVE", CONTROL, "27.2.1.1",
+     "with 'virtualize x2APIC mode', 'virtualize APIC accesses' is 0"),
+    ("VIRTUAL_INTERRUPT_DELIVERY_NEEDS_EXTERNAL_INTERRUPT_EXITING", CONTROL, "27.2.1.1",
+     "with 'virtual-interrupt delivery', 'external-interrupt exiting' is 1"),
+    ("POSTED_INTERRUPTS_NEED_VIRTUAL_INTERRUPT_DELIVERY", CONTROL, "27.2.1.1",
+     "with 'process posted interrupts', 'virtual-interrupt delivery' is 1"),
+    ("POSTED_INTERRUPTS_NEED_ACKNOWLEDGE_ON_EXIT", CONTROL, "27.2.1.1",
+     "with 'process posted interrupts', the VM-exit control 'acknowledge interrupt on exit' is 1"),
+    ("POSTED_INTERRUPT_NOTIFICATION_VECTOR", CONTROL, "27.2.1.1",
+     "with 'process posted interrupts', bits 15:8 of the posted-interrupt notification vector are 0"),
+    ("POSTED_INTERRUPT_DESCRIPTOR_ALIGNMENT", CONTROL, "27.2.1.1",
+     "with 'process posted interrupts', bits 5:0 of the posted-interrupt descriptor address are 0"),
+    ("POSTED_INTERRUPT_DESCRIPTOR_WIDTH", CONTROL, "27.2.1.1",
+     "with 'process posted interrupts', the posted-interrupt descriptor address sets no bit beyond the "
+     "physical-address width"),
     ("VPID_NONZERO", CONTROL, "27.2.1.1",
      "with 'enable VPID', the VPID is not 0000H"),
     ("EPT_POINTER_MEMORY_TYPE", CONTROL, "27.2.1.1",
@@ -87,8 +119,6 @@ ENTRY_CHECKS = [
     ("EPT_POINTER_WALK_LENGTH", CONTROL, "27.2.1.1",
      "with 'enable EPT', EPTP bits 5:3 (page-walk length - 1) give a supported length: 4 (bit 6 of "
      "IA32_VMX_EPT_VPID_CAP; 5 would need bit 7)"),
-    ("EPT_POINTER_ACCESSED_DIRTY", CONTROL, "27.2.1.1",
-     "with 'enable EPT', EPTP bit 6 (accessed and dirty flags) is 0 unless IA32_VMX_EPT_VPID_CAP bit 21 is 1"),
     ("EPT_POINTER_SUPERVISOR_SHADOW_STACK", CONTROL, "27.2.1.1",
      "with 'enable EPT', EPTP bit 7 (supervisor shadow-stack control) is 0 unless IA32_VMX_EPT_VPID_CAP "
      "bit 23 is 1"),
@@ -96,6 +126,12 @@ ENTRY_CHECKS = [
      "with 'enable EPT', EPTP reserved bits 11:8 are 0"),
     ("EPT_POINTER_WIDTH", CONTROL, "27.2.1.1",
      "with 'enable EPT', EPTP bits 63:N (N the physical-address width) are 0"),
+    ("PML_NEEDS_EPT", CONTROL, "27.2.1.1",
+     "with 'enable PML', 'enable EPT' is 1"),
+    ("PML_ADDRESS_ALIGNMENT", CONTROL, "27.2.1.1",
+     "with 'enable PML', bits 11:0 of the PML address are 0"),
+    ("PML_ADDRESS_WIDTH", CONTROL, "27.2.1.1",
+     "with 'enable PML', the PML address sets no bit beyond the physical-address width"),
     ("UNRESTRICTED_GUEST_NEEDS_EPT", CONTROL, "27.2.1.1",
      "'unrestricted guest' is 0 unless 'enable EPT' is 1"),
     ("VM_FUNCTION_CONTROLS", CONTROL, "27.2.1.1",
@@ -489,17 +525,35 @@ INPUTS = {
     "IO_BITMAP_B_WIDTH": _PROC + ("IO_BITMAP_B",),
     "MSR_BITMAP_ALIGNMENT": _PROC + ("MSR_BITMAP",),
     "MSR_BITMAP_WIDTH": _PROC + ("MSR_BITMAP",),
+    "VIRTUAL_APIC_ADDRESS_ALIGNMENT": _PROC + (("VIRTUAL_APIC_ADDRESS", 0xFFF),),
+    "VIRTUAL_APIC_ADDRESS_WIDTH": _PROC + ("VIRTUAL_APIC_ADDRESS",),
+    "TPR_THRESHOLD_RESERVED_BITS": _UG + ("TPR_THRESHOLD",),
+    # Also VTPR, in the virtual-APIC page, which the guest and vm.write
+    # change without a VMCS write: in ALWAYS.
+    "TPR_THRESHOLD_VTPR": _UG + ("TPR_THRESHOLD", "VIRTUAL_APIC_ADDRESS"),
+    "APIC_VIRTUALIZATION_NEEDS_TPR_SHADOW": _UG,
+    "VIRTUALIZE_X2APIC_MODE_EXCLUSIVE": _UG,
+    "VIRTUAL_INTERRUPT_DELIVERY_NEEDS_EXTERNAL_INTERRUPT_EXITING": ("PIN_BASED_CONTROLS",) + _UG,
+    "POSTED_INTERRUPTS_NEED_VIRTUAL_INTERRUPT_DELIVERY": ("PIN_BASED_CONTROLS",) + _UG,
+    "POSTED_INTERRUPTS_NEED_ACKNOWLEDGE_ON_EXIT": ("PIN_BASED_CONTROLS",) + _EXIT,
+    "POSTED_INTERRUPT_NOTIFICATION_VECTOR": ("PIN_BASED_CONTROLS", "POSTED_INTERRUPT_NOTIFICATION_VECTOR"),
+    "POSTED_INTERRUPT_DESCRIPTOR_ALIGNMENT": ("PIN_BASED_CONTROLS", ("POSTED_INTERRUPT_DESCRIPTOR_ADDRESS", 0x3F)),
+    "POSTED_INTERRUPT_DESCRIPTOR_WIDTH": ("PIN_BASED_CONTROLS", "POSTED_INTERRUPT_DESCRIPTOR_ADDRESS"),
     "VIRTUAL_NMIS": ("PIN_BASED_CONTROLS",),
     "NMI_WINDOW_EXITING": ("PIN_BASED_CONTROLS",) + _PROC,
+    "APIC_ACCESS_ADDRESS_ALIGNMENT": _UG + (("APIC_ACCESS_ADDRESS", 0xFFF),),
+    "APIC_ACCESS_ADDRESS_WIDTH": _UG + ("APIC_ACCESS_ADDRESS",),
     "VPID_NONZERO": _EPT + ("VIRTUAL_PROCESSOR_ID",),
     "EPT_POINTER_MEMORY_TYPE": _EPT + (("EPT_POINTER", 0x7),),
     "EPT_POINTER_WALK_LENGTH": _EPT + (("EPT_POINTER", 0x38),),
-    "EPT_POINTER_ACCESSED_DIRTY": _EPT + (("EPT_POINTER", 0x40),),
     "EPT_POINTER_SUPERVISOR_SHADOW_STACK": _EPT + (("EPT_POINTER", 0x80),),
     "EPT_POINTER_RESERVED_BITS": _EPT + (("EPT_POINTER", 0xF00),),
     # Every bit: a change of where EPT points must mark a check (vm_entry
     # then looks again whether the guest can reach the VMCS).
     "EPT_POINTER_WIDTH": _EPT + ("EPT_POINTER",),
+    "PML_NEEDS_EPT": _UG,
+    "PML_ADDRESS_ALIGNMENT": _UG + (("PML_ADDRESS", 0xFFF),),
+    "PML_ADDRESS_WIDTH": _UG + ("PML_ADDRESS",),
     "UNRESTRICTED_GUEST_NEEDS_EPT": _UG,
     "VM_FUNCTION_CONTROLS": _UG + ("VM_FUNCTION_CONTROLS",),
     "EPTP_SWITCHING_NEEDS_EPT": _UG + (("VM_FUNCTION_CONTROLS", 1),),
@@ -687,7 +741,7 @@ INPUTS = {
 }
 
 #: Checks that read something besides VMCS fields: re-run at every VM entry.
-ALWAYS = ("GUEST_VMCS_LINK_POINTER_REVISION", "GUEST_VMCS_LINK_POINTER_SHADOW") + \
+ALWAYS = ("TPR_THRESHOLD_VTPR", "GUEST_VMCS_LINK_POINTER_REVISION", "GUEST_VMCS_LINK_POINTER_SHADOW") + \
     tuple(f"GUEST_PDPTE{i}" for i in range(4)) + tuple(name for name, area, *_ in ENTRY_CHECKS if area == MSR)
 
 assert set(INPUTS) == {row[0] for row in ENTRY_CHECKS}, set(INPUTS) ^ {row[0] for row in ENTRY_CHECKS}

@@ -559,7 +559,10 @@ cdef int h_rdmsr(Cpu* c, Insn* d) noexcept nogil:
         return raise_gp0(c)
     if c.vmx.non_root and msr_exits(c, msr, 0):
         return insn_exit(c, d, EXIT_REASON_RDMSR, 0)
-    if msr_read(c, msr, &v):
+    if c.vmx.non_root and (c.vmx.ctl.proc2 & PROC2_VIRTUALIZE_X2APIC_MODE) and (msr >> 8) == 8 and \
+            x2apic_rdmsr(c, msr, &v):
+        pass                    # read from the virtual-APIC page (core/vmx/apicv.pxi)
+    elif msr_read(c, msr, &v):
         return raise_gp0(c)
     c.regs[R_AX] = v & 0xFFFFFFFFULL
     c.regs[R_DX] = v >> 32
@@ -569,10 +572,15 @@ cdef int h_rdmsr(Cpu* c, Insn* d) noexcept nogil:
 cdef int h_wrmsr(Cpu* c, Insn* d) noexcept nogil:
     cdef uint32_t msr = <uint32_t>c.regs[R_CX]
     cdef uint64_t v = (c.regs[R_AX] & 0xFFFFFFFFULL) | ((c.regs[R_DX] & 0xFFFFFFFFULL) << 32)
+    cdef int gp
     if c.cpl != 0:
         return raise_gp0(c)
     if c.vmx.non_root and msr_exits(c, msr, 1):
         return insn_exit(c, d, EXIT_REASON_WRMSR, 0)
+    if c.vmx.non_root and (c.vmx.ctl.proc2 & PROC2_VIRTUALIZE_X2APIC_MODE) and (msr >> 8) == 8 and \
+            x2apic_wrmsr(c, msr, v, &gp):
+        # virtualized (core/vmx/apicv.pxi)
+        return raise_gp0(c) if gp else RC_OK
     if msr_write(c, msr, v):
         return raise_gp0(c)
     return RC_OK
@@ -745,8 +753,14 @@ cdef int h_mov_cr_r(Cpu* c, Insn* d) noexcept nogil:
         c.cr2 = v
         return RC_OK
     elif cr == 8:
+        # CR8-load exiting comes before the reserved-bit check; "use TPR
+        # shadow" sends the value to VTPR (core/vmx/apicv.pxi, SDM 30.3).
+        if c.vmx.non_root and (c.vmx.ctl.proc & PROC_CR8_LOAD_EXITING):
+            return insn_exit(c, d, EXIT_REASON_CONTROL_REGISTER_ACCESS, cr_qual(8, 0, d.rm))
         if v & ~0xFULL:
             return raise_gp0(c)
+        if c.vmx.non_root and (c.vmx.ctl.proc & PROC_USE_TPR_SHADOW):
+            return cr8_load(c, d, v)
         c.cr8 = v
         return RC_OK
     return raise_ud(c)
@@ -758,6 +772,7 @@ cdef int h_mov_r_cr(Cpu* c, Insn* d) noexcept nogil:
     cdef int cr = d.reg
     cdef int size = 8 if c.long64 else 4
     cdef uint64_t v
+    cdef int rc
     if c.cpl != 0:
         return raise_gp0(c)
     if cr == 0:
@@ -775,7 +790,12 @@ cdef int h_mov_r_cr(Cpu* c, Insn* d) noexcept nogil:
         if c.vmx.non_root:
             v = (v & ~c.vmx.ctl.cr4_mask) | (c.vmx.ctl.cr4_shadow & c.vmx.ctl.cr4_mask)
     elif cr == 8:
-        v = c.cr8
+        if c.vmx.non_root:
+            rc = cr8_store(c, d, &v)
+            if rc:
+                return rc
+        else:
+            v = c.cr8
     else:
         return raise_ud(c)
     set_reg(c, d.rm, size, v)

@@ -73,9 +73,8 @@ cdef int eptp_failure(uint64_t eptp, const ck_mask_t* d) noexcept nogil:
             not (walk == 3 and (VMX_CAP_EPT_VPID_CAP & (1ULL << 6))) and \
             not (walk == 4 and (VMX_CAP_EPT_VPID_CAP & (1ULL << 7))):
         return CK_EPT_POINTER_WALK_LENGTH
-    if ck_has(d, CK_EPT_POINTER_ACCESSED_DIRTY) and (eptp & 0x40) and \
-            not (VMX_CAP_EPT_VPID_CAP & (1ULL << 21)):
-        return CK_EPT_POINTER_ACCESSED_DIRTY
+    # EPTP bit 6 (accessed and dirty flags) is allowed: the model has them
+    # (IA32_VMX_EPT_VPID_CAP bit 21).
     if ck_has(d, CK_EPT_POINTER_SUPERVISOR_SHADOW_STACK) and (eptp & 0x80) and \
             not (VMX_CAP_EPT_VPID_CAP & (1ULL << 23)):
         return CK_EPT_POINTER_SUPERVISOR_SHADOW_STACK
@@ -98,6 +97,7 @@ cdef int check_controls(Cpu* c, const ck_mask_t* d) noexcept nogil:
     cdef int ck
     cdef uint32_t info, itype, vec
     cdef int real_ug
+    cdef uint8_t* p
     cdef int R = RC_ENTRY_FAIL_CTL
     if not ck_any(d, &CKM_CONTROL):
         return RC_OK
@@ -132,16 +132,72 @@ cdef int check_controls(Cpu* c, const ck_mask_t* d) noexcept nogil:
             return fail(c, CK_MSR_BITMAP_ALIGNMENT, R)
         if ck_has(d, CK_MSR_BITMAP_WIDTH) and not phys_ok(a):
             return fail(c, CK_MSR_BITMAP_WIDTH, R)
+    # APIC virtualization (SDM 27.2.1.1; core/vmx/apicv.pxi).  VTPR is read
+    # from the virtual-APIC page (0 where no memory backs it).
+    if proc & PROC_USE_TPR_SHADOW:
+        a = vr(c, VMCS_OFF_VIRTUAL_APIC_ADDRESS, 8)
+        if ck_has(d, CK_VIRTUAL_APIC_ADDRESS_ALIGNMENT) and (a & 0xFFF):
+            return fail(c, CK_VIRTUAL_APIC_ADDRESS_ALIGNMENT, R)
+        if ck_has(d, CK_VIRTUAL_APIC_ADDRESS_WIDTH) and not phys_ok(a):
+            return fail(c, CK_VIRTUAL_APIC_ADDRESS_WIDTH, R)
+        if not (proc2 & PROC2_VIRTUAL_INTERRUPT_DELIVERY):
+            b = vr(c, VMCS_OFF_TPR_THRESHOLD, 4)
+            if ck_has(d, CK_TPR_THRESHOLD_RESERVED_BITS) and (b >> 4):
+                return fail(c, CK_TPR_THRESHOLD_RESERVED_BITS, R)
+            if ck_has(d, CK_TPR_THRESHOLD_VTPR) and not (proc2 & PROC2_VIRTUALIZE_APIC_ACCESSES):
+                p = hpa_ptr(c, a + 0x80, 1, c.vmx.host_x86)
+                if (b & 0xF) > ((p[0] >> 4) if p != NULL else 0):
+                    return fail(c, CK_TPR_THRESHOLD_VTPR, R)
     if ck_has(d, CK_VIRTUAL_NMIS) and (pin & PIN_VIRTUAL_NMIS) and not (pin & PIN_NMI_EXITING):
         return fail(c, CK_VIRTUAL_NMIS, R)
     if ck_has(d, CK_NMI_WINDOW_EXITING) and (proc & PROC_NMI_WINDOW_EXITING) and not (pin & PIN_VIRTUAL_NMIS):
         return fail(c, CK_NMI_WINDOW_EXITING, R)
+    if proc2 & PROC2_VIRTUALIZE_APIC_ACCESSES:
+        a = vr(c, VMCS_OFF_APIC_ACCESS_ADDRESS, 8)
+        if ck_has(d, CK_APIC_ACCESS_ADDRESS_ALIGNMENT) and (a & 0xFFF):
+            return fail(c, CK_APIC_ACCESS_ADDRESS_ALIGNMENT, R)
+        if ck_has(d, CK_APIC_ACCESS_ADDRESS_WIDTH) and not phys_ok(a):
+            return fail(c, CK_APIC_ACCESS_ADDRESS_WIDTH, R)
+    if ck_has(d, CK_APIC_VIRTUALIZATION_NEEDS_TPR_SHADOW) and not (proc & PROC_USE_TPR_SHADOW) and \
+            (proc2 & (PROC2_VIRTUALIZE_X2APIC_MODE | PROC2_APIC_REGISTER_VIRTUALIZATION |
+                      PROC2_VIRTUAL_INTERRUPT_DELIVERY)):
+        return fail(c, CK_APIC_VIRTUALIZATION_NEEDS_TPR_SHADOW, R)
+    if ck_has(d, CK_VIRTUALIZE_X2APIC_MODE_EXCLUSIVE) and (proc2 & PROC2_VIRTUALIZE_X2APIC_MODE) and \
+            (proc2 & PROC2_VIRTUALIZE_APIC_ACCESSES):
+        return fail(c, CK_VIRTUALIZE_X2APIC_MODE_EXCLUSIVE, R)
+    if ck_has(d, CK_VIRTUAL_INTERRUPT_DELIVERY_NEEDS_EXTERNAL_INTERRUPT_EXITING) and \
+            (proc2 & PROC2_VIRTUAL_INTERRUPT_DELIVERY) and not (pin & PIN_EXTERNAL_INTERRUPT_EXITING):
+        return fail(c, CK_VIRTUAL_INTERRUPT_DELIVERY_NEEDS_EXTERNAL_INTERRUPT_EXITING, R)
+    if pin & PIN_PROCESS_POSTED_INTERRUPTS:
+        if ck_has(d, CK_POSTED_INTERRUPTS_NEED_VIRTUAL_INTERRUPT_DELIVERY) and \
+                not (proc2 & PROC2_VIRTUAL_INTERRUPT_DELIVERY):
+            return fail(c, CK_POSTED_INTERRUPTS_NEED_VIRTUAL_INTERRUPT_DELIVERY, R)
+        if ck_has(d, CK_POSTED_INTERRUPTS_NEED_ACKNOWLEDGE_ON_EXIT) and \
+                not (exitc & EXIT_CTL_ACKNOWLEDGE_INTERRUPT_ON_EXIT):
+            return fail(c, CK_POSTED_INTERRUPTS_NEED_ACKNOWLEDGE_ON_EXIT, R)
+        if ck_has(d, CK_POSTED_INTERRUPT_NOTIFICATION_VECTOR) and \
+                (vr(c, VMCS_OFF_POSTED_INTERRUPT_NOTIFICATION_VECTOR, 2) >> 8):
+            return fail(c, CK_POSTED_INTERRUPT_NOTIFICATION_VECTOR, R)
+        a = vr(c, VMCS_OFF_POSTED_INTERRUPT_DESCRIPTOR_ADDRESS, 8)
+        if ck_has(d, CK_POSTED_INTERRUPT_DESCRIPTOR_ALIGNMENT) and (a & 0x3F):
+            return fail(c, CK_POSTED_INTERRUPT_DESCRIPTOR_ALIGNMENT, R)
+        if ck_has(d, CK_POSTED_INTERRUPT_DESCRIPTOR_WIDTH) and not phys_ok(a):
+            return fail(c, CK_POSTED_INTERRUPT_DESCRIPTOR_WIDTH, R)
     if ck_has(d, CK_VPID_NONZERO) and (proc2 & PROC2_ENABLE_VPID) and vr(c, VMCS_OFF_VIRTUAL_PROCESSOR_ID, 2) == 0:
         return fail(c, CK_VPID_NONZERO, R)
     if proc2 & PROC2_ENABLE_EPT:
         ck = eptp_failure(vr(c, VMCS_OFF_EPT_POINTER, 8), d)
         if ck >= 0:
             return fail(c, ck, R)
+    if proc2 & PROC2_ENABLE_PML:
+        # The page-modification log (SDM 29.3.6; core/mmu.pxi ept_dirty).
+        a = vr(c, VMCS_OFF_PML_ADDRESS, 8)
+        if ck_has(d, CK_PML_NEEDS_EPT) and not (proc2 & PROC2_ENABLE_EPT):
+            return fail(c, CK_PML_NEEDS_EPT, R)
+        if ck_has(d, CK_PML_ADDRESS_ALIGNMENT) and (a & 0xFFF):
+            return fail(c, CK_PML_ADDRESS_ALIGNMENT, R)
+        if ck_has(d, CK_PML_ADDRESS_WIDTH) and not phys_ok(a):
+            return fail(c, CK_PML_ADDRESS_WIDTH, R)
     if ck_has(d, CK_UNRESTRICTED_GUEST_NEEDS_EPT) and (proc2 & PROC2_UNRESTRICTED_GUEST) and \
             not (proc2 & PROC2_ENABLE_EPT):
         return fail(c, CK_UNRESTRICTED_GUEST_NEEDS_EPT, R)
@@ -750,6 +806,7 @@ cdef int check_guest(Cpu* c, const ck_mask_t* d) noexcept nogil:
 
 cdef void load_controls(Cpu* c) noexcept nogil:
     """Copy the controls the handlers test into the typed struct (decision 5)."""
+    cdef int i
     c.vmx.ctl.pin = <uint32_t>vr(c, VMCS_OFF_PIN_BASED_CONTROLS, 4)
     c.vmx.ctl.proc = <uint32_t>vr(c, VMCS_OFF_PRIMARY_PROC_BASED_CONTROLS, 4)
     c.vmx.ctl.proc2 = <uint32_t>vr(c, VMCS_OFF_SECONDARY_PROC_BASED_CONTROLS, 4) \
@@ -770,6 +827,13 @@ cdef void load_controls(Cpu* c) noexcept nogil:
     c.vmx.ctl.cr4_shadow = vr(c, VMCS_OFF_CR4_READ_SHADOW, 8)
     c.vmx.ctl.ple_gap = <uint32_t>vr(c, VMCS_OFF_PLE_GAP, 4)
     c.vmx.ctl.ple_window = <uint32_t>vr(c, VMCS_OFF_PLE_WINDOW, 4)
+    c.vmx.ctl.virtual_apic = vr(c, VMCS_OFF_VIRTUAL_APIC_ADDRESS, 8)
+    c.vmx.ctl.apic_access = vr(c, VMCS_OFF_APIC_ACCESS_ADDRESS, 8)
+    c.vmx.ctl.tpr_threshold = <uint32_t>vr(c, VMCS_OFF_TPR_THRESHOLD, 4)
+    c.vmx.ctl.pi_vector = <uint32_t>vr(c, VMCS_OFF_POSTED_INTERRUPT_NOTIFICATION_VECTOR, 2)
+    c.vmx.ctl.pi_desc = vr(c, VMCS_OFF_POSTED_INTERRUPT_DESCRIPTOR_ADDRESS, 8)
+    for i in range(4):
+        c.vmx.ctl.eoi_exit[i] = vr(c, VMCS_OFF_EOI_EXIT_BITMAP_0 + 8 * i, 8)
     # The first PAUSE at CPL 0 after VM entry starts a loop (SDM 26.1.3).
     c.vmx.ple_valid = 0
     c.vmx.ept = (c.vmx.ctl.proc2 & PROC2_ENABLE_EPT) != 0
@@ -1062,11 +1126,14 @@ cdef int vm_entry(Cpu* c, int launch) noexcept nogil:
     # (EPT_POINTER_WIDTH reads every bit of EPT_POINTER and "enable EPT".)
     if ck_has(&c.vmx.ck_dirty, CK_EPT_POINTER_WIDTH) and not c.vmx.vmcs_in_ram:
         c.vmx.ck_ept_private = ept_reaches_private(c)
+    if not c.vmx.vmcs_in_ram and apicv_reaches_vmcs(c):
+        c.vmx.ck_ept_private = 1
     ck_clear(&c.vmx.ck_dirty)
     c.vmx.non_root = 1
     c.vmx.on = 1
     compute_mode(c)
     tlb_at_entry(c)         # flushes unless VPID keeps the guest's mappings
+    apicv_entry(c)          # [APIC virtualization] RVI, SVI, VPPR (core/vmx/apicv.pxi)
     # [events] Event injection (SDM 27.6), core/vmx/events.pxi.  Only a
     # delivery that cannot go on fails here: undo the entry.
     rc = entry_events(c)

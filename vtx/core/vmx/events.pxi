@@ -44,6 +44,7 @@ cdef enum:
     EVR_INTR = 6
     EVR_INIT = 7
     EVR_SIPI = 8
+    EVR_VINTR = 9       # a recognized virtual interrupt (core/vmx/apicv.pxi)
 
     # SDM 28.2.2 / 27.6: bit 31 of an interruption-information field.
     INTR_INFO_VALID = 0x80000000
@@ -80,6 +81,7 @@ cdef inline int events_each_boundary(Cpu* c) noexcept nogil:
         pin = c.vmx.ctl.pin
         proc = c.vmx.ctl.proc
     if c.activity != 0 or c.vmx.x_pending or c.vmx.mtf_pending or c.init_pending or c.sipi_pending or \
+            c.vmx.apic_pend or (c.vmx.vint and ((c.rflags & F_IF) or (c.interruptibility & 3))) or \
             (proc & (PROC_INTERRUPT_WINDOW_EXITING | PROC_NMI_WINDOW_EXITING | PROC_MONITOR_TRAP_FLAG)):
         return 1
     if c.nmi_pending and not ((c.interruptibility & 8) and not (pin & PIN_VIRTUAL_NMIS)):
@@ -127,7 +129,7 @@ cdef inline void events_arm(Cpu* c, uint64_t at) noexcept nogil:
 cdef inline void events_unmasked(Cpu* c) noexcept nogil:
     """STI, POPF or IRET set RFLAGS.IF, or IRET ended blocking by NMI:
     look at the boundary after the instruction if an event waits."""
-    if c.nmi_pending or irr_any(c):
+    if c.nmi_pending or irr_any(c) or c.vmx.vint:
         events_arm(c, c.icount + 1)
 
 
@@ -186,6 +188,11 @@ cdef int event_ready(Cpu* c) noexcept nogil:
     # there is no blocking by STI or MOV SS.
     if (proc & PROC_INTERRUPT_WINDOW_EXITING) and (c.rflags & F_IF) and not (ib & 3):
         return EVR_INTR_WINDOW
+    # SDM 30.2.2: a recognized virtual interrupt, at the priority of an
+    # interrupt-window exit (whose control being 0 the recognition needed),
+    # before external interrupts.
+    if c.vmx.vint and c.vmx.non_root and (c.rflags & F_IF) and not (ib & 3):
+        return EVR_VINTR
     if irr_any(c) and not (ib & 3) and ((pin & PIN_EXTERNAL_INTERRUPT_EXITING) or (c.rflags & F_IF)):
         return EVR_INTR
     return EVR_NONE
@@ -233,6 +240,8 @@ cdef int event_take(Cpu* c, int ev) noexcept nogil:
         return vmexit_event(c, EXIT_REASON_NMI_WINDOW, 0)
     if ev == EVR_INTR_WINDOW:
         return vmexit_event(c, EXIT_REASON_INTERRUPT_WINDOW, 0)
+    if ev == EVR_VINTR:
+        return vint_deliver(c)
     if ev == EVR_NMI:
         c.nmi_pending = 0
         if pin & PIN_NMI_EXITING:
@@ -243,6 +252,11 @@ cdef int event_take(Cpu* c, int ev) noexcept nogil:
             return RC_VMEXIT
         return take_vectored(c, EXC_NMI, 2)
     vec = irr_highest(c)
+    if (pin & PIN_PROCESS_POSTED_INTERRUPTS) and vec == <int>(c.vmx.ctl.pi_vector & 0xFF):
+        # SDM 30.6: the notification vector is acknowledged and the posted
+        # interrupts processed, without a VM exit (core/vmx/apicv.pxi).
+        c.irr[vec >> 6] &= ~(1ULL << (vec & 63))
+        return posted_interrupts(c)
     if pin & PIN_EXTERNAL_INTERRUPT_EXITING:
         # SDM 26.2, 28.2.2: with "acknowledge interrupt on exit" the
         # processor acknowledges the interrupt controller and saves the
@@ -275,6 +289,13 @@ cdef int event_boundary(Cpu* c) noexcept nogil:
         # 27.6.1.2): that exit comes before anything else.
         c.vmx.x_pending = 0
         return RC_VMEXIT
+    if c.vmx.apic_pend:
+        # [APIC virtualization] What the last instruction left for after it
+        # (trap-like), even at the end of the budget: it belongs to the
+        # instruction (core/vmx/apicv.pxi).
+        rc = apic_boundary(c)
+        if rc != RC_OK:
+            return rc
     flags_sync(c)                   # delivery pushes RFLAGS, and IF is read
     ev = event_ready(c)
     if c.icount >= c.icount_limit and ev != EVR_MTF:

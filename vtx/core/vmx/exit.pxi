@@ -119,6 +119,7 @@ cdef void save_guest_state(Cpu* c) noexcept nogil:
             vwt(c, VMCS_OFF_GUEST_PDPTE0 + 8 * i, 8, c.pdpte[i])
     vwt(c, VMCS_OFF_GUEST_ACTIVITY_STATE, 4, c.activity)
     vwt(c, VMCS_OFF_GUEST_INTERRUPTIBILITY_STATE, 4, c.interruptibility)
+    apicv_exit(c)       # the guest interrupt status (core/vmx/apicv.pxi)
     # Pending debug exceptions (SDM 28.3.4): the debug traps held for a
     # later boundary (core/insn/debug.pxi: those of a MOV SS and the
     # instruction after it, B0-B3 with bit 12 and BS); and in a STI or
