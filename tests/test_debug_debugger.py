@@ -370,3 +370,52 @@ def test_linear_and_physical_breakpoints_together():
     phys = vm.add_breakpoint(TOP, physical=True)
     hits = [vm.run().hit.breakpoint for _ in range(4)]
     assert hits == [phys, lin, phys, lin]
+
+
+@pytest.mark.parametrize("bits", [16, 32, 64])
+def test_random_code_under_the_debugger(bits):
+    # Random guest bytes with breakpoints, watchpoints (linear and physical)
+    # and the trace on: every run ends in a known way (or a vtx error), the
+    # trace counts what retired, and a breakpoint stop is where it says.
+    import random
+    rng = random.Random(bits)
+    total = 0
+    stops = set()
+    for case in range(40):
+        vm = vtx.VM(memory=1 << 20)
+        vm.load(CODE, bytes(rng.randrange(256) for _ in range(256)))
+        vm.add_vcpu()
+        {64: vm.setup_long_mode, 32: vm.setup_protected_mode, 16: vm.setup_real_mode}[bits](entry=CODE)
+        vm.default(lambda v, e: rng.choice([vtx.RESUME, vtx.RESUME, vtx.STOP]) if e.instruction_length
+                   else vtx.STOP)
+
+        def skip(v, e):
+            # A fault: go on one byte further (random code faults often).
+            v.rip = (v.rip + 1) & (0xFFFF if bits == 16 else 0xFFFFFFFF)
+            return vtx.RETRY
+        vm.on(vtx.ExitReason.EXCEPTION_OR_NMI)(skip)
+        vm.add_breakpoint(CODE)             # where every run of a case starts, the first stops there
+        for _ in range(3):
+            vm.add_breakpoint(CODE + rng.randrange(256))
+        vm.add_watchpoint(rng.randrange(0x10000), rng.randrange(1, 64), rng.choice(["read", "write", "access"]))
+        below = ((vm.vcpu.rsp - 64) & 0xFFFF) if bits == 16 else vm.vcpu.rsp - 64
+        vm.add_watchpoint(below, 64, rng.choice(["write", "access"]))        # pushes and calls
+        vm.add_watchpoint(rng.randrange(0x10000), rng.randrange(1, 64), "access", physical=True)
+        with vm.trace() as t:
+            for _ in range(5):
+                try:
+                    r = vm.run(max_instructions=500)
+                except vtx.VtxError:
+                    break
+                assert r.stop in ("stop", "budget", "halted", "shutdown", "breakpoint", "watchpoint")
+                stops.add(r.stop)
+                if r.stop == "breakpoint":
+                    assert vtx.debug.linear_rip(vm.vcpu) == r.hit.breakpoint.address
+                if r.stop in ("stop", "halted", "shutdown"):
+                    break
+        assert len(t.entries) >= vm.vcpu.instructions
+        for e in t.entries:
+            assert 1 <= len(e.bytes) <= 15
+        total += vm.vcpu.instructions
+    assert total > 1000                 # the debugger saw real work
+    assert {"breakpoint", "watchpoint"} <= stops
