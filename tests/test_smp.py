@@ -360,7 +360,7 @@ def test_sipi_without_wait_is_discarded_and_init_is_blocked_in_wait_for_sipi():
 def test_wait_for_sipi_is_an_activity_state_the_entry_accepts_without_injection():
     vm = vtx.VM(memory=MEMORY)
     v = vm.add_vcpu()
-    assert (vtx.spec.capabilities.MISC >> 6) & 7 == 0b101       # HLT and wait-for-SIPI
+    assert (vtx.spec.capabilities.MISC >> 6) & 7 == 0b111       # HLT, shutdown and wait-for-SIPI
     v.vmwrite(F.GUEST_ACTIVITY_STATE, 3)
     assert v.check_entry() is None
     v.vmwrite(F.VM_ENTRY_INTERRUPTION_INFO, 0x80000000 | (2 << 8) | 2)   # an NMI

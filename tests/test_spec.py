@@ -437,7 +437,7 @@ def test_vmx_misc_fixed_and_ept():
     m = caps.MISC
     assert m & 0x1F == 5
     assert m & (1 << 5)
-    assert (m >> 6) & 7 == 0b101  # HLT and wait-for-SIPI (bits 6 and 8), not shutdown
+    assert (m >> 6) & 7 == 0b111  # HLT, shutdown and wait-for-SIPI (bits 6 to 8)
     assert (m >> 16) & 0x1FF == 4
     assert (m >> 25) & 7 == 0
     assert m & (1 << 29)

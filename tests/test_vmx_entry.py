@@ -556,7 +556,9 @@ GUEST_CASES = [
     ("rflags-if-clear-injecting-interrupt", "protected", [(F.VM_ENTRY_INTERRUPTION_INFO, 0x80000020)],
      "GUEST_RFLAGS_IF"),
     # 27.3.1.5 non-register state
-    ("activity-shutdown", "real", [(F.GUEST_ACTIVITY_STATE, 2)], "GUEST_ACTIVITY_STATE_SUPPORTED"),
+    ("activity-shutdown-injecting-interrupt", "real", [(F.GUEST_ACTIVITY_STATE, 2), (F.GUEST_RFLAGS, setb(1 << 9)),
+                                                       (F.VM_ENTRY_INTERRUPTION_INFO, 0x80000030)],
+     "GUEST_ACTIVITY_STATE_HLT_INJECTION"),
     ("activity-wait-for-sipi-injecting-nmi", "long", [(F.GUEST_ACTIVITY_STATE, 3),
                                                       (F.VM_ENTRY_INTERRUPTION_INFO, 0x80000202)],
      "GUEST_ACTIVITY_STATE_HLT_INJECTION"),

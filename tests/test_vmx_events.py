@@ -983,3 +983,59 @@ def test_nmi_unblocked_by_a_faulting_iret_is_taken_before_the_fault_handler():
     # On the stack: the NMI's frame (returning to the #GP handler's first
     # instruction), then the #GP's error code and frame (the IRETD).
     assert frame(vm, "protected", 5) == [HANDLERS + 16 * 13, 0x08, 0x2, 0x30, CODE + 1 + 2 + 2]
+
+
+# --- the shutdown activity state (SDM Vol. 3C 25.4.2, 27.3.1.5) -------------------
+
+def shutdown_vm(mode="protected"):
+    vm = make_vm("nop\nhlt", mode=mode)
+    vm.vcpu.vmwrite(F.GUEST_ACTIVITY_STATE, 2)
+    return vm
+
+
+def test_entry_in_the_shutdown_state_stays_there():
+    vm = shutdown_vm()
+    r = vm.run(max_instructions=100)
+    assert r.stop == "halted" and r.instructions == 0
+    assert vm.vcpu.vmread(F.GUEST_ACTIVITY_STATE) == 2
+
+
+def test_an_nmi_ends_the_shutdown_state():
+    vm = shutdown_vm()
+    assert vm.run(max_instructions=100).stop == "halted"
+    vm.vcpu.raise_nmi()
+    e = vm.run(max_instructions=100).exit
+    assert e.reason == R.HLT and e.guest_rip == HANDLERS + 16 * 2       # the NMI handler
+    assert vm.vcpu.vmread(F.GUEST_ACTIVITY_STATE) == 0
+
+
+def test_an_nmi_exits_from_the_shutdown_state_with_nmi_exiting():
+    vm = shutdown_vm()
+    set_ctl(vm.vcpu, F.PIN_BASED_CONTROLS, PinBased.NMI_EXITING)
+    vm.vcpu.raise_nmi()
+    vm.default(lambda v, e: vtx.STOP)
+    e = vm.run(max_instructions=100).exit
+    assert e.reason == R.EXCEPTION_OR_NMI and e.interruption_info == VALID | (2 << 8) | 2
+    assert vm.vcpu.vmread(F.GUEST_ACTIVITY_STATE) == 2
+
+
+def test_an_external_interrupt_does_not_end_the_shutdown_state():
+    vm = shutdown_vm()
+    vm.vcpu.rflags = 0x202
+    vm.vcpu.raise_interrupt(0x30)
+    assert vm.run(max_instructions=100).stop == "halted"
+    assert vm.vcpu.pending_interrupts == (0x30,)
+
+
+def test_injecting_an_nmi_into_the_shutdown_state():
+    vm = shutdown_vm()
+    inject(vm.vcpu, 2, 2)
+    e = vm.run(max_instructions=100).exit
+    assert e.reason == R.HLT and e.guest_rip == HANDLERS + 16 * 2
+
+
+def test_init_exits_from_the_shutdown_state():
+    vm = shutdown_vm()
+    vm.vcpu.raise_init()
+    vm.default(lambda v, e: vtx.STOP)
+    assert vm.run(max_instructions=100).exit.reason == R.INIT_SIGNAL

@@ -1151,7 +1151,7 @@ static const uint8_t FEAT_BIT[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14,
 #define VMX_CAP_TRUE_PROCBASED_CTLS 0xFFF9FFFE04006172ULL
 #define VMX_CAP_TRUE_EXIT_CTLS      0x7FEFFF00036DFFULL
 #define VMX_CAP_TRUE_ENTRY_CTLS     0xD3FF000011FFULL
-#define VMX_CAP_MISC                0x20040165ULL
+#define VMX_CAP_MISC                0x200401E5ULL
 #define VMX_CAP_CR0_FIXED0          0x80000021ULL
 #define VMX_CAP_CR0_FIXED1          0xFFFFFFFFULL
 #define VMX_CAP_CR4_FIXED0          0x2000ULL
@@ -1407,42 +1407,41 @@ static const uint8_t FEAT_BIT[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14,
 #define CK_GUEST_RFLAGS_VM_CR0_PE                                      241
 #define CK_GUEST_RFLAGS_IF                                             242
 #define CK_GUEST_ACTIVITY_STATE_RANGE                                  243
-#define CK_GUEST_ACTIVITY_STATE_SUPPORTED                              244
-#define CK_GUEST_ACTIVITY_STATE_HLT_SS_DPL                             245
-#define CK_GUEST_ACTIVITY_STATE_BLOCKING                               246
-#define CK_GUEST_ACTIVITY_STATE_HLT_INJECTION                          247
-#define CK_GUEST_INTERRUPTIBILITY_RESERVED_BITS                        248
-#define CK_GUEST_INTERRUPTIBILITY_STI_AND_MOV_SS                       249
-#define CK_GUEST_INTERRUPTIBILITY_STI_IF                               250
-#define CK_GUEST_INTERRUPTIBILITY_STI_EXTERNAL_INTERRUPT               251
-#define CK_GUEST_INTERRUPTIBILITY_MOV_SS_EXTERNAL_INTERRUPT            252
-#define CK_GUEST_INTERRUPTIBILITY_MOV_SS_NMI                           253
-#define CK_GUEST_INTERRUPTIBILITY_SMI                                  254
-#define CK_GUEST_INTERRUPTIBILITY_NMI_VIRTUAL_NMIS                     255
-#define CK_GUEST_INTERRUPTIBILITY_ENCLAVE                              256
-#define CK_GUEST_PENDING_DEBUG_RESERVED_BITS                           257
-#define CK_GUEST_PENDING_DEBUG_BS_SET                                  258
-#define CK_GUEST_PENDING_DEBUG_BS_CLEAR                                259
-#define CK_GUEST_PENDING_DEBUG_RTM_BITS_11_0                           260
-#define CK_GUEST_PENDING_DEBUG_RTM_BITS_15_13                          261
-#define CK_GUEST_PENDING_DEBUG_RTM_BIT_12                              262
-#define CK_GUEST_PENDING_DEBUG_RTM_SUPPORT                             263
-#define CK_GUEST_VMCS_LINK_POINTER_ALIGNMENT                           264
-#define CK_GUEST_VMCS_LINK_POINTER_WIDTH                               265
-#define CK_GUEST_VMCS_LINK_POINTER_REVISION                            266
-#define CK_GUEST_VMCS_LINK_POINTER_SHADOW                              267
-#define CK_GUEST_VMCS_LINK_POINTER_CURRENT_VMCS                        268
-#define CK_GUEST_PDPTE0                                                269
-#define CK_GUEST_PDPTE1                                                270
-#define CK_GUEST_PDPTE2                                                271
-#define CK_GUEST_PDPTE3                                                272
-#define CK_MSR_LOAD_COUNT                                              273
-#define CK_MSR_LOAD_FS_GS_BASE                                         274
-#define CK_MSR_LOAD_X2APIC                                             275
-#define CK_MSR_LOAD_SMM_MONITOR_CTL                                    276
-#define CK_MSR_LOAD_RESERVED_BITS                                      277
-#define CK_MSR_LOAD_WRMSR                                              278
-#define CK_COUNT             279
+#define CK_GUEST_ACTIVITY_STATE_HLT_SS_DPL                             244
+#define CK_GUEST_ACTIVITY_STATE_BLOCKING                               245
+#define CK_GUEST_ACTIVITY_STATE_HLT_INJECTION                          246
+#define CK_GUEST_INTERRUPTIBILITY_RESERVED_BITS                        247
+#define CK_GUEST_INTERRUPTIBILITY_STI_AND_MOV_SS                       248
+#define CK_GUEST_INTERRUPTIBILITY_STI_IF                               249
+#define CK_GUEST_INTERRUPTIBILITY_STI_EXTERNAL_INTERRUPT               250
+#define CK_GUEST_INTERRUPTIBILITY_MOV_SS_EXTERNAL_INTERRUPT            251
+#define CK_GUEST_INTERRUPTIBILITY_MOV_SS_NMI                           252
+#define CK_GUEST_INTERRUPTIBILITY_SMI                                  253
+#define CK_GUEST_INTERRUPTIBILITY_NMI_VIRTUAL_NMIS                     254
+#define CK_GUEST_INTERRUPTIBILITY_ENCLAVE                              255
+#define CK_GUEST_PENDING_DEBUG_RESERVED_BITS                           256
+#define CK_GUEST_PENDING_DEBUG_BS_SET                                  257
+#define CK_GUEST_PENDING_DEBUG_BS_CLEAR                                258
+#define CK_GUEST_PENDING_DEBUG_RTM_BITS_11_0                           259
+#define CK_GUEST_PENDING_DEBUG_RTM_BITS_15_13                          260
+#define CK_GUEST_PENDING_DEBUG_RTM_BIT_12                              261
+#define CK_GUEST_PENDING_DEBUG_RTM_SUPPORT                             262
+#define CK_GUEST_VMCS_LINK_POINTER_ALIGNMENT                           263
+#define CK_GUEST_VMCS_LINK_POINTER_WIDTH                               264
+#define CK_GUEST_VMCS_LINK_POINTER_REVISION                            265
+#define CK_GUEST_VMCS_LINK_POINTER_SHADOW                              266
+#define CK_GUEST_VMCS_LINK_POINTER_CURRENT_VMCS                        267
+#define CK_GUEST_PDPTE0                                                268
+#define CK_GUEST_PDPTE1                                                269
+#define CK_GUEST_PDPTE2                                                270
+#define CK_GUEST_PDPTE3                                                271
+#define CK_MSR_LOAD_COUNT                                              272
+#define CK_MSR_LOAD_FS_GS_BASE                                         273
+#define CK_MSR_LOAD_X2APIC                                             274
+#define CK_MSR_LOAD_SMM_MONITOR_CTL                                    275
+#define CK_MSR_LOAD_RESERVED_BITS                                      276
+#define CK_MSR_LOAD_WRMSR                                              277
+#define CK_COUNT             278
 #define CK_WORDS             5
 #define RFLAGS_RESERVED_BITS 0xFFFFFFFFFFC08028ull
 
@@ -1450,11 +1449,11 @@ static const uint8_t FEAT_BIT[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14,
 // dirty mask of VMRESUME (docs/architecture.rst, "Entry checks at VMRESUME").
 typedef struct { uint64_t w[CK_WORDS]; } ck_mask_t;
 
-static const ck_mask_t CKM_ALL = {{0xFFFFFFFFFFFFFFFFull, 0xFFFFFFFFFFFFFFFFull, 0xFFFFFFFFFFFFFFFFull, 0xFFFFFFFFFFFFFFFFull, 0x00000000007FFFFFull}};
+static const ck_mask_t CKM_ALL = {{0xFFFFFFFFFFFFFFFFull, 0xFFFFFFFFFFFFFFFFull, 0xFFFFFFFFFFFFFFFFull, 0xFFFFFFFFFFFFFFFFull, 0x00000000003FFFFFull}};
 static const ck_mask_t CKM_CONTROL = {{0xFFFFFFFFFFFFFFFFull, 0x0000000000000001ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
 static const ck_mask_t CKM_HOST = {{0x0000000000000000ull, 0x00003FFFFFFFFFFEull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_GUEST = {{0x0000000000000000ull, 0xFFFFC00000000000ull, 0xFFFFFFFFFFFFFFFFull, 0xFFFFFFFFFFFFFFFFull, 0x000000000001FFFFull}};
-static const ck_mask_t CKM_ALWAYS = {{0x0000000000002000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x00000000007FEC00ull}};
+static const ck_mask_t CKM_GUEST = {{0x0000000000000000ull, 0xFFFFC00000000000ull, 0xFFFFFFFFFFFFFFFFull, 0xFFFFFFFFFFFFFFFFull, 0x000000000000FFFFull}};
+static const ck_mask_t CKM_ALWAYS = {{0x0000000000002000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x00000000003FF600ull}};
 static const ck_mask_t CKM_SDM_27_2_1_1 = {{0x000000FFFFFFFFFFull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
 static const ck_mask_t CKM_SDM_27_2_1_2 = {{0x0000FF0000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
 static const ck_mask_t CKM_SDM_27_2_1_3 = {{0xFFFF000000000000ull, 0x0000000000000001ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
@@ -1465,9 +1464,9 @@ static const ck_mask_t CKM_SDM_27_3_1_1 = {{0x0000000000000000ull, 0xFFFFC000000
 static const ck_mask_t CKM_SDM_27_3_1_2 = {{0x0000000000000000ull, 0x0000000000000000ull, 0xFFFFFFFFFFFFFFF0ull, 0x000000FFFFFFFFFFull, 0x0000000000000000ull}};
 static const ck_mask_t CKM_SDM_27_3_1_3 = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x00000F0000000000ull, 0x0000000000000000ull}};
 static const ck_mask_t CKM_SDM_27_3_1_4 = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0007F00000000000ull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_SDM_27_3_1_5 = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0xFFF8000000000000ull, 0x0000000000001FFFull}};
-static const ck_mask_t CKM_SDM_27_3_1_6 = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x000000000001E000ull}};
-static const ck_mask_t CKM_SDM_27_4 = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x00000000007E0000ull}};
+static const ck_mask_t CKM_SDM_27_3_1_5 = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0xFFF8000000000000ull, 0x0000000000000FFFull}};
+static const ck_mask_t CKM_SDM_27_3_1_6 = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x000000000000F000ull}};
+static const ck_mask_t CKM_SDM_27_4 = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x00000000003F0000ull}};
 
 static inline int ck_has(const ck_mask_t* d, int ck)
 {
@@ -2042,13 +2041,13 @@ static inline void vmcs_check_mark(ck_mask_t* d, int off, uint64_t delta)
         break;
     case VMCS_OFF_PIN_BASED_CONTROLS:
         d->w[0] |= 0x0000020003F0C001ull;
-        d->w[3] |= 0x8000000000000000ull;
+        d->w[3] |= 0x4000000000000000ull;
         break;
     case VMCS_OFF_PRIMARY_PROC_BASED_CONTROLS:
         d->w[0] |= 0x00C000FFFC3FBFF6ull;
         d->w[1] |= 0x0000400000000000ull;
         d->w[2] |= 0x03D0000200000040ull;
-        d->w[4] |= 0x000000000001E800ull;
+        d->w[4] |= 0x000000000000F400ull;
         break;
     case VMCS_OFF_CR3_TARGET_COUNT:
         d->w[0] |= 0x0000000000000008ull;
@@ -2068,21 +2067,21 @@ static inline void vmcs_check_mark(ck_mask_t* d, int off, uint64_t delta)
         d->w[1] |= 0xFE5E008000000000ull;
         d->w[2] |= 0x000000000000000Full;
         d->w[3] |= 0x0001300002000040ull;
-        d->w[4] |= 0x000000000001E000ull;
+        d->w[4] |= 0x000000000000F000ull;
         break;
     case VMCS_OFF_VM_ENTRY_MSR_LOAD_COUNT:
         d->w[0] |= 0xC000000000000000ull;
         d->w[1] |= 0x0000000000000001ull;
-        d->w[4] |= 0x00000000007E0000ull;
+        d->w[4] |= 0x00000000003F0000ull;
         break;
     case VMCS_OFF_VM_ENTRY_INTERRUPTION_INFO:
         if (delta & 0x80000700ull) {
             d->w[0] |= 0x3006000000000000ull;
-            d->w[3] |= 0xB804000000000000ull;
+            d->w[3] |= 0x5C04000000000000ull;
         }
         if (delta & 0x800007FFull) {
             d->w[0] |= 0x0038000000000000ull;
-            d->w[3] |= 0x0080000000000000ull;
+            d->w[3] |= 0x0040000000000000ull;
         }
         if (delta & 0x80000800ull) {
             d->w[0] |= 0x0880000000000000ull;
@@ -2110,7 +2109,7 @@ static inline void vmcs_check_mark(ck_mask_t* d, int off, uint64_t delta)
         d->w[0] |= 0x00C000FFFC3F3004ull;
         d->w[1] |= 0x0000400000000000ull;
         d->w[2] |= 0x03D0000200000040ull;
-        d->w[4] |= 0x000000000001E800ull;
+        d->w[4] |= 0x000000000000F400ull;
         break;
     case VMCS_OFF_GUEST_ES_LIMIT:
         if (delta & 0xFFFull) {
@@ -2255,7 +2254,7 @@ static inline void vmcs_check_mark(ck_mask_t* d, int off, uint64_t delta)
     case VMCS_OFF_GUEST_SS_ACCESS_RIGHTS:
         if (delta & 0x60ull) {
             d->w[2] |= 0x003C000000000000ull;
-            d->w[3] |= 0x0020000000000000ull;
+            d->w[3] |= 0x0010000000000000ull;
         }
         if (delta & 0x10000ull) {
             d->w[2] |= 0x0000000000040000ull;
@@ -2412,31 +2411,31 @@ static inline void vmcs_check_mark(ck_mask_t* d, int off, uint64_t delta)
         break;
     case VMCS_OFF_GUEST_INTERRUPTIBILITY_STATE:
         if (delta & 0x1ull) {
-            d->w[3] |= 0x0C00000000000000ull;
+            d->w[3] |= 0x0600000000000000ull;
         }
         if (delta & 0x2ull) {
-            d->w[3] |= 0x3000000000000000ull;
+            d->w[3] |= 0x1800000000000000ull;
         }
         if (delta & 0x3ull) {
-            d->w[3] |= 0x0240000000000000ull;
-            d->w[4] |= 0x000000000000000Cull;
+            d->w[3] |= 0x0120000000000000ull;
+            d->w[4] |= 0x0000000000000006ull;
         }
         if (delta & 0x4ull) {
-            d->w[3] |= 0x4000000000000000ull;
+            d->w[3] |= 0x2000000000000000ull;
         }
         if (delta & 0x8ull) {
-            d->w[3] |= 0x8000000000000000ull;
+            d->w[3] |= 0x4000000000000000ull;
         }
         if (delta & 0x10ull) {
-            d->w[4] |= 0x0000000000000001ull;
+            d->w[3] |= 0x8000000000000000ull;
         }
         if (delta & 0xFFFFFFE0ull) {
-            d->w[3] |= 0x0100000000000000ull;
+            d->w[3] |= 0x0080000000000000ull;
         }
         break;
     case VMCS_OFF_GUEST_ACTIVITY_STATE:
-        d->w[3] |= 0x00F8000000000000ull;
-        d->w[4] |= 0x000000000000000Cull;
+        d->w[3] |= 0x0078000000000000ull;
+        d->w[4] |= 0x0000000000000006ull;
         break;
     case VMCS_OFF_IO_BITMAP_A:
         d->w[0] |= 0x0000000000000050ull;
@@ -2459,7 +2458,7 @@ static inline void vmcs_check_mark(ck_mask_t* d, int off, uint64_t delta)
         }
         d->w[0] |= 0x8000000000000000ull;
         d->w[1] |= 0x0000000000000001ull;
-        d->w[4] |= 0x00000000007E0000ull;
+        d->w[4] |= 0x00000000003F0000ull;
         break;
     case VMCS_OFF_PML_ADDRESS:
         if (delta & 0xFFFull) {
@@ -2513,11 +2512,11 @@ static inline void vmcs_check_mark(ck_mask_t* d, int off, uint64_t delta)
         d->w[0] |= 0x0000008000000000ull;
         break;
     case VMCS_OFF_VMCS_LINK_POINTER:
-        d->w[4] |= 0x0000000000001F00ull;
+        d->w[4] |= 0x0000000000000F80ull;
         break;
     case VMCS_OFF_GUEST_IA32_DEBUGCTL:
         if (delta & 0x2ull) {
-            d->w[4] |= 0x000000000000000Cull;
+            d->w[4] |= 0x0000000000000006ull;
         }
         d->w[1] |= 0x0002000000000000ull;
         break;
@@ -2557,16 +2556,16 @@ static inline void vmcs_check_mark(ck_mask_t* d, int off, uint64_t delta)
         d->w[2] |= 0x0000000000000002ull;
         break;
     case VMCS_OFF_GUEST_PDPTE0:
-        d->w[4] |= 0x0000000000002000ull;
+        d->w[4] |= 0x0000000000001000ull;
         break;
     case VMCS_OFF_GUEST_PDPTE1:
-        d->w[4] |= 0x0000000000004000ull;
+        d->w[4] |= 0x0000000000002000ull;
         break;
     case VMCS_OFF_GUEST_PDPTE2:
-        d->w[4] |= 0x0000000000008000ull;
+        d->w[4] |= 0x0000000000004000ull;
         break;
     case VMCS_OFF_GUEST_PDPTE3:
-        d->w[4] |= 0x0000000000010000ull;
+        d->w[4] |= 0x0000000000008000ull;
         break;
     case VMCS_OFF_HOST_IA32_PAT:
         if (delta & 0xFFull) {
@@ -2612,7 +2611,7 @@ static inline void vmcs_check_mark(ck_mask_t* d, int off, uint64_t delta)
         if (delta & 0x80000000ull) {
             d->w[1] |= 0x0004000000000000ull;
             d->w[2] |= 0x0000000000000008ull;
-            d->w[4] |= 0x000000000001E000ull;
+            d->w[4] |= 0x000000000000F000ull;
         }
         if (delta & 0x80000001ull) {
             d->w[1] |= 0x0000800000000000ull;
@@ -2621,12 +2620,12 @@ static inline void vmcs_check_mark(ck_mask_t* d, int off, uint64_t delta)
         break;
     case VMCS_OFF_GUEST_CR3:
         d->w[1] |= 0x0020000000000000ull;
-        d->w[4] |= 0x000000000001E000ull;
+        d->w[4] |= 0x000000000000F000ull;
         break;
     case VMCS_OFF_GUEST_CR4:
         if (delta & 0x20ull) {
             d->w[1] |= 0x0008000000000000ull;
-            d->w[4] |= 0x000000000001E000ull;
+            d->w[4] |= 0x000000000000F000ull;
         }
         if (delta & 0x20000ull) {
             d->w[1] |= 0x0010000000000000ull;
@@ -2689,10 +2688,10 @@ static inline void vmcs_check_mark(ck_mask_t* d, int off, uint64_t delta)
             d->w[3] |= 0x0000800000000000ull;
         }
         if (delta & 0x100ull) {
-            d->w[4] |= 0x000000000000000Cull;
+            d->w[4] |= 0x0000000000000006ull;
         }
         if (delta & 0x200ull) {
-            d->w[3] |= 0x0404000000000000ull;
+            d->w[3] |= 0x0204000000000000ull;
         }
         if (delta & 0x20000ull) {
             d->w[2] |= 0xFFFFFFFFFFE01FC0ull;
@@ -2704,22 +2703,22 @@ static inline void vmcs_check_mark(ck_mask_t* d, int off, uint64_t delta)
         break;
     case VMCS_OFF_GUEST_PENDING_DEBUG_EXCEPTIONS:
         if (delta & 0x4000ull) {
-            d->w[4] |= 0x000000000000000Cull;
+            d->w[4] |= 0x0000000000000006ull;
         }
         if (delta & 0x10000ull) {
-            d->w[4] |= 0x0000000000000080ull;
-        }
-        if (delta & 0x10FFFull) {
-            d->w[4] |= 0x0000000000000010ull;
-        }
-        if (delta & 0x11000ull) {
             d->w[4] |= 0x0000000000000040ull;
         }
-        if (delta & 0x1E000ull) {
+        if (delta & 0x10FFFull) {
+            d->w[4] |= 0x0000000000000008ull;
+        }
+        if (delta & 0x11000ull) {
             d->w[4] |= 0x0000000000000020ull;
         }
+        if (delta & 0x1E000ull) {
+            d->w[4] |= 0x0000000000000010ull;
+        }
         if (delta & 0xFFFFFFFFFFFEAFF0ull) {
-            d->w[4] |= 0x0000000000000002ull;
+            d->w[4] |= 0x0000000000000001ull;
         }
         break;
     case VMCS_OFF_GUEST_IA32_SYSENTER_ESP:

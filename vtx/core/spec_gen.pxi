@@ -1299,7 +1299,6 @@ cdef extern from "spec_gen.h" nogil:
     const int CK_GUEST_RFLAGS_VM_CR0_PE
     const int CK_GUEST_RFLAGS_IF
     const int CK_GUEST_ACTIVITY_STATE_RANGE
-    const int CK_GUEST_ACTIVITY_STATE_SUPPORTED
     const int CK_GUEST_ACTIVITY_STATE_HLT_SS_DPL
     const int CK_GUEST_ACTIVITY_STATE_BLOCKING
     const int CK_GUEST_ACTIVITY_STATE_HLT_INJECTION

@@ -174,6 +174,7 @@ MISC = (
     MISC_PREEMPTION_TIMER_RATE  # bits 4:0
     | (1 << 5)  # VM exits store EFER.LMA into the "IA-32e mode guest" entry control
     | (1 << 6)  # activity state HLT is supported (bits 8:6: HLT, shutdown, wait-for-SIPI)
+    | (1 << 7)  # and shutdown (entered by VM entry; left by an NMI or INIT, core/vmx/events.pxi)
     | (1 << 8)  # and wait-for-SIPI (vcpu.init(), vcpu.sipi(); SDM 27.3.1.5, 27.7.2)
     | (MISC_CR3_TARGET_COUNT << 16)  # bits 24:16
     | (MISC_MAX_MSR_LIST << 25)  # bits 27:25

@@ -374,14 +374,13 @@ ENTRY_CHECKS = [
     ("GUEST_RFLAGS_IF", GUEST, "27.3.1.4", "RFLAGS.IF is 1 when an external interrupt is injected"),
     # 27.3.1.5 non-register state: activity state
     ("GUEST_ACTIVITY_STATE_RANGE", GUEST, "27.3.1.5", "the activity state is in the range 0-3"),
-    ("GUEST_ACTIVITY_STATE_SUPPORTED", GUEST, "27.3.1.5",
-     "the activity state is one IA32_VMX_MISC bits 8:6 report (the model: active, HLT or wait-for-SIPI)"),
     ("GUEST_ACTIVITY_STATE_HLT_SS_DPL", GUEST, "27.3.1.5", "the activity state is not HLT when SS.DPL is not 0"),
     ("GUEST_ACTIVITY_STATE_BLOCKING", GUEST, "27.3.1.5",
      "the activity state is active when the interruptibility state has blocking by STI or by MOV SS"),
     ("GUEST_ACTIVITY_STATE_HLT_INJECTION", GUEST, "27.3.1.5",
      "in the HLT state, the injected event is one HLT does not block: an external interrupt, an NMI, "
-     "a hardware exception #DB or #MC, or an other event with vector 0; in wait-for-SIPI, no event"),
+     "a hardware exception #DB or #MC, or an other event with vector 0; in the shutdown state an NMI or "
+     "#MC; in wait-for-SIPI, no event"),
     # interruptibility state
     ("GUEST_INTERRUPTIBILITY_RESERVED_BITS", GUEST, "27.3.1.5",
      "interruptibility-state reserved bits 31:5 are 0"),
@@ -693,7 +692,6 @@ INPUTS = {
     "GUEST_RFLAGS_IF": (("GUEST_RFLAGS", RFLAGS_IF), ("VM_ENTRY_INTERRUPTION_INFO", 0x80000700)),
     # 27.3.1.5
     "GUEST_ACTIVITY_STATE_RANGE": ("GUEST_ACTIVITY_STATE",),
-    "GUEST_ACTIVITY_STATE_SUPPORTED": ("GUEST_ACTIVITY_STATE",),
     "GUEST_ACTIVITY_STATE_HLT_SS_DPL": ("GUEST_ACTIVITY_STATE",) + _ar("SS", AR_DPL),
     "GUEST_ACTIVITY_STATE_BLOCKING": ("GUEST_ACTIVITY_STATE", ("GUEST_INTERRUPTIBILITY_STATE", 3)),
     "GUEST_ACTIVITY_STATE_HLT_INJECTION": ("GUEST_ACTIVITY_STATE", ("VM_ENTRY_INTERRUPTION_INFO", 0x800007FF)),

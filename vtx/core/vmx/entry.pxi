@@ -702,8 +702,7 @@ cdef int check_guest(Cpu* c, const ck_mask_t* d) noexcept nogil:
         ss_ar = <uint32_t>vr(c, off_ar(S_SS), 4)
         if ck_has(d, CK_GUEST_ACTIVITY_STATE_RANGE) and act > 3:
             return fail(c, CK_GUEST_ACTIVITY_STATE_RANGE, R)
-        if ck_has(d, CK_GUEST_ACTIVITY_STATE_SUPPORTED) and act != 0 and not ((VMX_CAP_MISC >> (5 + act)) & 1):
-            return fail(c, CK_GUEST_ACTIVITY_STATE_SUPPORTED, R)
+        # (Every state of the range is supported: IA32_VMX_MISC bits 8:6.)
         if ck_has(d, CK_GUEST_ACTIVITY_STATE_HLT_SS_DPL) and act == 1 and ((ss_ar >> 5) & 3) != 0:
             return fail(c, CK_GUEST_ACTIVITY_STATE_HLT_SS_DPL, R)
         if ck_has(d, CK_GUEST_ACTIVITY_STATE_BLOCKING) and act != 0 and (intr & 3):
@@ -719,6 +718,10 @@ cdef int check_guest(Cpu* c, const ck_mask_t* d) noexcept nogil:
         # The same rule for wait-for-SIPI: no event at all (the same inputs:
         # the activity state and the interruption information).
         if ck_has(d, CK_GUEST_ACTIVITY_STATE_HLT_INJECTION) and act == 3 and injecting:
+            return fail(c, CK_GUEST_ACTIVITY_STATE_HLT_INJECTION, R)
+        # And for the shutdown state: an NMI or a machine check only.
+        if ck_has(d, CK_GUEST_ACTIVITY_STATE_HLT_INJECTION) and act == 2 and injecting and \
+                not (itype == INTR_NMI or (itype == INTR_HW_EXCEPTION and vec == 18)):
             return fail(c, CK_GUEST_ACTIVITY_STATE_HLT_INJECTION, R)
         # interruptibility state
         if ck_has(d, CK_GUEST_INTERRUPTIBILITY_RESERVED_BITS) and (intr & 0xFFFFFFE0ULL):

@@ -164,7 +164,12 @@ cdef int event_ready(Cpu* c) noexcept nogil:
             return EVR_INIT
         c.sipi_pending = 0
     if c.activity > 1:
-        return EVR_NONE             # shutdown: nothing the model raises wakes it
+        # The shutdown state (entered only by VM entry: a triple fault in
+        # non-root operation exits instead): INIT (above) and NMIs end it
+        # (SDM Vol. 3A 6.15 "Interrupt 8", Vol. 3C 25.4.2); nothing else.
+        if c.activity == 2 and c.nmi_pending and not (c.interruptibility & 8):
+            return EVR_NMI
+        return EVR_NONE
     if c.vmx.non_root:
         pin = c.vmx.ctl.pin
         proc = c.vmx.ctl.proc
