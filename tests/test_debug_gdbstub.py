@@ -2,6 +2,7 @@
 batch mode with a command file) in 16-, 32- and 64-bit code, and at the
 protocol level for what batch mode cannot do (Ctrl-C while running)."""
 
+import os
 import shutil
 import socket
 import subprocess
@@ -49,16 +50,24 @@ def serve(vm):
     return t, ports[0]
 
 
+def run_gdb(script):
+    """Run the real gdb on a command file; without the sanitizer runtime
+    that tools/asan_tests.sh preloads into this process (gdb is not ours)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS")}
+    out = subprocess.run([GDB, "-nx", "-batch", "-x", str(script)], capture_output=True, text=True,
+                         timeout=60, env=env)
+    return out.stdout + out.stderr
+
+
 def gdb(vm, commands, tmp_path):
     t, port = serve(vm)
     script = tmp_path / "cmds.gdb"
     script.write_text("set pagination off\nset confirm off\n"
                       f"target remote 127.0.0.1:{port}\n" + commands + "\ndetach\n")
-    out = subprocess.run([GDB, "-nx", "-batch", "-x", str(script)], capture_output=True, text=True,
-                         timeout=60)
+    out = run_gdb(script)
     t.join(10)
     assert not t.is_alive(), "the stub did not end after detach"
-    return out.stdout + out.stderr
+    return out
 
 
 @needs_gdb
@@ -306,8 +315,7 @@ tick:
     script = tmp_path / "cmds.gdb"
     script.write_text(f"target remote 127.0.0.1:{ports[0]}\nbreak *{tick:#x}\ncontinue\nprint/x $r12\n"
                       "print $r13 > 1000\ndetach\n")
-    out = subprocess.run([GDB, "-nx", "-batch", "-x", str(script)], capture_output=True, text=True,
-                         timeout=60).stdout
+    out = run_gdb(script)
     t.join(10)
     assert f"Breakpoint 1, 0x{tick:016x} in ?? ()" in out
     assert "$1 = 0x0" in out and "$2 = 1" in out
