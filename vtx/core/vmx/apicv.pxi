@@ -229,6 +229,18 @@ cdef inline void apic_defer(Cpu* c, uint32_t what) noexcept nogil:
     events_arm(c, c.icount + 1)
 
 
+cdef inline void tpr_defer(Cpu* c) noexcept nogil:
+    """TPR virtualization after a write of VTPR by MOV to CR8 or WRMSR.
+    Without "virtual-interrupt delivery" its outcome is known now: only a
+    VTPR below the threshold needs the boundary (for its exit), so a guest
+    that keeps its TPR at or above the threshold pays nothing more.  With
+    it, the evaluation may recognize an interrupt to deliver right after
+    the instruction, which needs the boundary too."""
+    if (c.vmx.ctl.proc2 & PROC2_VIRTUAL_INTERRUPT_DELIVERY) or \
+            ((vapic_get(c, VAPIC_TPR) >> 4) & 0xF) < (c.vmx.ctl.tpr_threshold & 0xF):
+        apic_defer(c, APIC_PEND_TPR)
+
+
 cdef int apic_boundary(Cpu* c) noexcept nogil:
     """The trap-like part of what the last instruction did (event_boundary
     calls this first): RC_OK, or RC_VMEXIT for an exit it staged."""
@@ -306,7 +318,7 @@ cdef int cr8_load(Cpu* c, Insn* d, uint64_t v) noexcept nogil:
     31:8 and 3:0 of VTPR cleared, and TPR virtualization follows the
     instruction (trap-like)."""
     vapic_set(c, VAPIC_TPR, <uint32_t>(v & 0xF) << 4)
-    apic_defer(c, APIC_PEND_TPR)
+    tpr_defer(c)
     return RC_OK
 
 
@@ -466,7 +478,7 @@ cdef int x2apic_wrmsr(Cpu* c, uint32_t msr, uint64_t v, int* gp) noexcept nogil:
             return 1
         vapic_set(c, VAPIC_TPR, <uint32_t>v)
         vapic_set(c, VAPIC_TPR + 4, 0)
-        apic_defer(c, APIC_PEND_TPR)
+        tpr_defer(c)
         return 1
     if msr == MSR_X2APIC_EOI and vid:
         if v:
