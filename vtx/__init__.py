@@ -25,6 +25,7 @@ its VM exits in Python, and measure what they cost::
 from ._core import (CpuidExit, CrAccessExit, DescriptorTableExit, EptMisconfigExit, EptViolationExit,
                     ExceptionExit, Exit, ExternalInterruptExit, HltExit, IoExit, MovDrExit, MsrExit, MwaitExit,
                     RdtscExit, TripleFaultExit, VCpu, VmcallExit, VmxInstructionExit, fabricate_exit)
+from . import debug
 from .asm import asm
 from .cguest import CGuest, CompileError, cc
 from .loader import ElfError, LoadedImage, load_elf, load_flat
@@ -47,7 +48,7 @@ __all__ = [
     "VmxInstructionExit", "MovDrExit", "DescriptorTableExit", "MwaitExit",
     "ExitReason", "VmcsField", "VmInstructionError", "PinBased", "ProcBased", "ProcBased2",
     "ExitControls", "EntryControls", "Msr", "Segment", "DescriptorTable",
-    "asm", "fabricate_exit", "load_elf", "load_flat", "LoadedImage", "ElfError", "cc", "CGuest", "CompileError",
+    "asm", "fabricate_exit", "debug", "load_elf", "load_flat", "LoadedImage", "ElfError", "cc", "CGuest", "CompileError",
     "VtxWarning",
     "VtxError", "AsmError", "AssemblerNotFound", "GuestMemoryError", "RegisterError", "VmEntryError",
     "UnhandledExit", "HandlerReturnError", "VmStateError", "ArgumentError", "HostMemoryError", "SnapshotError",

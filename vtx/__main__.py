@@ -45,6 +45,9 @@ def main(argv=None):
     lx.add_argument("--interactive", action="store_true",
                     help="after the boot, read commands from the terminal until EOF")
     lx.add_argument("--quiet", action="store_true", help="do not echo the console while booting")
+    lx.add_argument("--gdb", type=int, metavar="PORT",
+                    help="before the boot, wait for gdb on this TCP port (target remote :PORT) and let it "
+                         "drive the kernel until it detaches; the boot then goes on")
     lx.add_argument("--apic", action="store_true",
                     help="give the PC a local APIC and an I/O APIC (described by ACPI tables) instead of "
                          "the 8259 PIC alone")
@@ -88,6 +91,9 @@ def _linux(args):
         sys.stdout.flush()
     m = LinuxMachine(assets, memory=args.memory << 20, cmdline=args.cmdline or DEFAULT_CMDLINE,
                      console=None if args.quiet else echo, apic=args.apic, cpus=args.cpus)
+    if args.gdb is not None:
+        m.gdb_serve(args.gdb, ready=lambda port: print(f"waiting for gdb on port {port} "
+                                                       f"(gdb -ex 'target remote :{port}')", flush=True))
     if not m.boot():
         print(f"\nthe boot did not reach the shell prompt ({m.platform.stopped or 'budget spent'})",
               file=sys.stderr)

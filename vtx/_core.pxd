@@ -22,6 +22,26 @@ ctypedef struct Seg:
     uint16_t sel
 
 ctypedef struct Insn   # forward
+
+# The host debugger (core/debugger.pxi; docs/architecture.rst, "Debugging"):
+# a watchpoint on a linear or guest-physical range, and one record of the
+# instruction trace.
+ctypedef struct HostWatch:
+    uint64_t addr
+    uint64_t len
+    uint32_t kind         # 1 read, 2 write, 3 either (gdb's Z3, Z2, Z4)
+    uint32_t phys         # addr is guest-physical (else linear)
+
+ctypedef struct TraceRec:
+    uint64_t lin          # linear address of the instruction's first byte
+    uint64_t rip
+    uint64_t icount       # instructions retired before it (with events: tells a replay apart)
+    uint64_t events
+    uint16_t cs
+    uint8_t mode          # TRACE_REAL .. TRACE_LONG64 (core/debugger.pxi)
+    uint8_t len
+    uint8_t nbytes        # bytes copied (fewer than len when it crosses a page)
+    uint8_t bytes[15]
 ctypedef struct Cpu    # forward
 ctypedef int (*handler_t)(Cpu* c, Insn* d) noexcept nogil
 
@@ -467,6 +487,28 @@ ctypedef struct Cpu:
     uint64_t run_limit    # a handler asked the current run to end at this step count
                           # (icount + events; 0: no such request): VCpu.end_run_after
 
+    # --- the host debugger (core/debugger.pxi): set from Python, never saved --
+    uint32_t hdbg         # HD_* bits: anything set sends every instruction down the debug path
+    uint32_t hbp_n        # execute breakpoints in hbp (linear addresses)
+    uint64_t hbp[32]
+    uint32_t hbp_skip_on  # pass over the breakpoint at hbp_skip once (resuming from it)
+    uint64_t hbp_skip
+    uint32_t hbpp_n       # execute breakpoints in hbpp (guest-physical addresses)
+    uint64_t hbpp[32]
+    uint32_t hwp_n        # watchpoints in hwp
+    HostWatch hwp[32]
+    uint32_t hd_stop      # why the loop returned RC_HOSTDBG (HDS_*)
+    int32_t hd_index      # the breakpoint or watchpoint that was hit
+    uint64_t hd_addr      # a watchpoint hit: the access (linear, or guest-physical for a physical one)
+    uint32_t hd_size
+    uint32_t hd_write
+    TraceRec* trace_buf   # the instruction trace (malloc'd; freed with the Cpu)
+    uint32_t trace_n
+    uint32_t trace_cap
+    uint64_t trace_lo     # only instructions whose linear address is in [lo, hi]
+    uint64_t trace_hi
+    uint32_t trace_modes  # 1 << TRACE_* of the modes traced
+
 
 cdef class HostMemory:
     """One memory slot's host buffer, with guard pages (core/hostmem.pxi)."""
@@ -507,7 +549,9 @@ cdef class VCpuBase:
     cdef int _vmcs_set_u64(self, int off, uint64_t v) except -1
     cdef int _mmio_answer(self) except -1
     cdef object _run_inner(self, list handlers, object default, uint64_t budget, object RESUME,
-                           object RETRY, object STOP)
+                           object RETRY, object STOP, bint step)
+    cdef public object trace_handler  # called with the records when the trace buffer fills
+    cdef public object vm             # the vtx.VM that made it (step, trace; None for a bare VCpu)
 
 
 cdef class VCpu(VCpuBase):

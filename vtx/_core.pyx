@@ -7,7 +7,7 @@ without the GIL; the classes at the end are the edge where Python enters.
 """
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t, int32_t, int16_t
-from libc.stdlib cimport calloc, free
+from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy, memset
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.exc cimport PyErr_CheckSignals
@@ -37,6 +37,7 @@ include "core/insn/interrupt.pxi"
 include "core/insn/far.pxi"
 include "core/insn/prot.pxi"
 include "core/insn/misc.pxi"
+include "core/debugger.pxi"
 include "core/insn/debug.pxi"
 include "core/insn/fast.pxi"
 include "core/vmx/vmcs.pxi"
@@ -560,6 +561,7 @@ cdef class Machine:
             for k in range(self.ncpus):
                 free(self.cpus[k].tlb)
                 free(self.cpus[k].acct)
+                free(self.cpus[k].trace_buf)
                 free(self.cpus[k])
             free(self.cpus)
             self.cpus = NULL
@@ -1199,6 +1201,112 @@ cdef class VCpuBase:
         if self.c.run_limit == 0 or at < self.c.run_limit:
             self.c.run_limit = at
 
+    # --- the host debugger (core/debugger.pxi; vtx/debug/ drives it) -------
+
+    def step(self):
+        """Execute exactly one instruction (one iteration of a REP string
+        instruction), or deliver one event, or take one VM exit and let its
+        handler answer it, and never more; returns a
+        :class:`vtx.debug.StepResult` saying what happened."""
+        if self.vm is None:
+            raise VmStateError("step() needs a vCPU made by vtx.VM.add_vcpu")
+        return self.vm.step(self)
+
+    def trace(self, *args, **kwargs):
+        """Trace this vCPU's instructions: :meth:`vtx.VM.trace` with
+        ``vcpus=[this vCPU]``."""
+        if self.vm is None:
+            raise VmStateError("trace() needs a vCPU made by vtx.VM.add_vcpu")
+        return self.vm.trace(*args, vcpus=[self], **kwargs)
+
+
+    def _debug_set(self, breakpoints, watchpoints, physical_breakpoints=()):
+        """Arm the execute breakpoints (linear addresses, then guest-physical
+        ones: a hit's index counts on from the linear ones) and the
+        watchpoints ((addr, length, kind, phys) with kind 1 read, 2 write, 3
+        access) of the host debugger, replacing the previous ones."""
+        cdef Cpu* c = self.c
+        cdef uint32_t i
+        if c.in_guest:
+            raise VmStateError("breakpoints cannot change while the guest runs in another thread")
+        pbps = [int(a) for a in physical_breakpoints]
+        if len(pbps) > 32:
+            raise ArgumentError("the host debugger holds at most 32 physical breakpoints per vCPU")
+        for a in pbps:
+            if not 0 <= a <= 0xFFFFFFFFFFFFFFFF:
+                raise ArgumentError(f"a breakpoint address is a 64-bit value, not {a:#x}")
+        for i in range(len(pbps)):
+            c.hbpp[i] = pbps[i]
+        c.hbpp_n = len(pbps)
+        bps = [int(a) for a in breakpoints]
+        wps = [(int(a), int(n), int(k), bool(ph)) for a, n, k, ph in watchpoints]
+        if len(bps) > 32 or len(wps) > 32:
+            raise ArgumentError("the host debugger holds at most 32 breakpoints and 32 watchpoints per vCPU")
+        for a in bps:
+            if not 0 <= a <= 0xFFFFFFFFFFFFFFFF:
+                raise ArgumentError(f"a breakpoint address is a 64-bit value, not {a:#x}")
+        for a, n, k, ph in wps:
+            if not 0 <= a <= 0xFFFFFFFFFFFFFFFF or not 0 < n <= (1 << 32) or k not in (1, 2, 3):
+                raise ArgumentError(f"bad watchpoint ({a:#x}, {n}, {k})")
+        for i in range(len(bps)):
+            c.hbp[i] = bps[i]
+        c.hbp_n = len(bps)
+        for i in range(len(wps)):
+            c.hwp[i].addr = wps[i][0]
+            c.hwp[i].len = wps[i][1]
+            c.hwp[i].kind = wps[i][2]
+            c.hwp[i].phys = wps[i][3]
+        c.hwp_n = len(wps)
+        _hd_changed(c)
+
+    def _debug_skip(self, addr):
+        """Pass over the breakpoint at linear address addr at the next
+        boundary if it is the first (resuming from a breakpoint); None: no."""
+        if addr is None:
+            self.c.hbp_skip_on = 0
+        else:
+            self.c.hbp_skip = <uint64_t>addr
+            self.c.hbp_skip_on = 1
+
+    def _debug_stop(self):
+        """What stopped the last run with ``"debug"``: (kind, index, address,
+        size, is_write), kind 1 a breakpoint, 2 a watchpoint; cleared."""
+        cdef Cpu* c = self.c
+        r = (c.hd_stop, c.hd_index, c.hd_addr, c.hd_size, bool(c.hd_write))
+        c.hd_stop = 0
+        return r
+
+    def _trace_set(self, uint32_t capacity, uint64_t lo, uint64_t hi, uint32_t modes):
+        """Trace the instructions at linear addresses [lo, hi] in the modes
+        of the bit set ``modes`` into a buffer of ``capacity`` records
+        (0: tracing off, the buffer freed)."""
+        cdef Cpu* c = self.c
+        cdef TraceRec* buf = NULL
+        if c.in_guest:
+            raise VmStateError("the trace cannot change while the guest runs in another thread")
+        if capacity:
+            buf = <TraceRec*>malloc(capacity * sizeof(TraceRec))
+            if buf == NULL:
+                raise MemoryError()
+        free(c.trace_buf)
+        c.trace_buf = buf
+        c.trace_cap = capacity
+        c.trace_n = 0
+        c.trace_lo = lo
+        c.trace_hi = hi
+        c.trace_modes = modes
+        _hd_changed(c)
+
+    def _trace_take(self):
+        """The trace records collected so far, as bytes (TRACE_RECORD_SIZE
+        each); the buffer starts over."""
+        cdef Cpu* c = self.c
+        cdef bytes b = b""
+        if c.trace_buf != NULL and c.trace_n:
+            b = PyBytes_FromStringAndSize(<char*>c.trace_buf, c.trace_n * sizeof(TraceRec))
+        c.trace_n = 0
+        return b
+
     cdef int _mmio_answer(self) except -1:
         """RC_MMIO: perform the access the guest is waiting for through
         mmio_handler, append it to the log and let the instruction run again
@@ -1240,7 +1348,7 @@ cdef class VCpuBase:
         return 0
 
     def _run(self, list handlers not None, object default, object budget, object RESUME, object RETRY,
-             object STOP):
+             object STOP, bint step=False):
         """Enter the guest and dispatch exits until a handler says STOP, the
         budget runs out or the guest halts.
 
@@ -1251,7 +1359,11 @@ cdef class VCpuBase:
         Returns (why, last_exit, per_reason, instructions, events):
         per_reason maps each basic exit reason that occurred in this run to
         (count, nanoseconds); the deltas are taken here, in C, so that a run
-        costs no per-reason work in Python."""
+        costs no per-reason work in Python.
+
+        With ``step`` the run ends after the first VM exit has been handled
+        (why ``"step"``), so that an exit never lets a second instruction
+        run (vtx/debug/)."""
         cdef Cpu* c = self.c
         cdef uint64_t counts0[128]
         cdef uint64_t ns0[128]
@@ -1271,7 +1383,7 @@ cdef class VCpuBase:
         i0 = c.icount
         e0 = c.events
         try:
-            why, last = self._run_inner(handlers, default, budget, RESUME, RETRY, STOP)
+            why, last = self._run_inner(handlers, default, budget, RESUME, RETRY, STOP, step)
         finally:
             c.running = 0
             c.in_guest = 0
@@ -1282,7 +1394,7 @@ cdef class VCpuBase:
         return why, last, per_reason, c.icount - i0, c.events - e0
 
     cdef object _run_inner(self, list handlers, object default, uint64_t budget, object RESUME,
-                           object RETRY, object STOP):
+                           object RETRY, object STOP, bint step):
         cdef Cpu* c = self.c
         cdef int rc, launch
         cdef Exit ex
@@ -1304,10 +1416,17 @@ cdef class VCpuBase:
                 if rc == RC_OK:
                     rc = guest_slice(c, limit)
             c.in_guest = 0
-            while rc == RC_BUDGET and c.icount + c.events < limit:
+            while (rc == RC_BUDGET and c.icount + c.events < limit) or (rc == RC_HOSTDBG and
+                                                                       c.hd_stop == HDS_TRACE):
                 # A slice ended inside the guest: look at Python's signals
-                # without leaving non-root operation, then go on.
+                # without leaving non-root operation, then go on.  [hdbg] Or
+                # the trace buffer is full: its handler takes the records.
                 try:
+                    if rc == RC_HOSTDBG:
+                        c.hd_stop = 0
+                        if self.trace_handler is not None:
+                            self.trace_handler(self)
+                        c.trace_n = 0
                     PyErr_CheckSignals()
                 except BaseException:
                     # Ctrl-C: the guest state is saved, so the VM can run
@@ -1354,8 +1473,14 @@ cdef class VCpuBase:
                             f"instruction to step over (VM-exit instruction length 0); "
                             f"return RETRY after changing the guest state, or STOP")
                     step_over(c, ex.instruction_length)
+                    if step:
+                        account_exit_time(c)
+                        return ("step", ex)
                     continue
                 elif r is RETRY:
+                    if step:
+                        account_exit_time(c)
+                        return ("step", ex)
                     continue
                 # The time of an exit runs to the next VM entry (vm_entry adds
                 # it); when no entry follows, it ends here.
@@ -1379,6 +1504,10 @@ cdef class VCpuBase:
                     c.acct.handler_ticks[EXIT_REASON_EPT_VIOLATION] += t_h
                     if acct_detail:
                         acct_sample(c.acct, EXIT_REASON_EPT_VIOLATION, t_h)
+            elif rc == RC_HOSTDBG:
+                # [hdbg] a breakpoint or watchpoint of the host debugger
+                # (core/debugger.pxi); the guest state is saved.
+                return ("debug", None)
             elif rc == RC_BUDGET:
                 return ("budget", None)
             elif rc == RC_HALTED:
@@ -1400,6 +1529,20 @@ cdef class VCpuBase:
                 raise _mismatch_error(c)
             else:
                 raise VtxError(f"internal error: run loop returned {rc}")
+
+
+#: Bytes per record of the instruction trace (VCpu._trace_take).
+TRACE_RECORD_SIZE = sizeof(TraceRec)
+
+
+cdef void _hd_changed(Cpu* c) noexcept:
+    """The host debugger's settings changed: the debug path on or off
+    (Cpu.hdbg), the TLB entries made under the old watchpoints dropped, and
+    every translated block (none may run while Cpu.hdbg is set)."""
+    c.hdbg = ((HD_BREAK if c.hbp_n else 0) | (HD_WATCH if c.hwp_n else 0)
+              | (HD_TRACE if c.trace_cap else 0) | (HD_PBREAK if c.hbpp_n else 0))
+    tlb_flush(c)
+    c.block_epoch += 1
 
 
 cdef object _mmio_unsupported(Cpu* c):

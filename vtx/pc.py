@@ -425,6 +425,11 @@ class PcMachine:
         ``max_instructions``; returns why (see :meth:`Platform.run`)."""
         return self.platform.run(max_instructions=max_instructions, until=until)
 
+    def gdb_serve(self, port=1234, host="127.0.0.1", ready=None):
+        """Serve gdb (:meth:`vtx.VM.gdb_serve`) with the PC's run loop, so
+        that its devices keep time while gdb continues the guest."""
+        return self.vm.gdb_serve(port, host, ready, run=lambda n: self.run(max_instructions=n))
+
     def save(self, path):
         """Save the whole machine: the VM (processor, VMCS, memory) and every
         device's state (vtx.snapshot; a file that does not fit is refused

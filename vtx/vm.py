@@ -21,6 +21,7 @@ from typing import Callable, Optional, Union
 import attrs
 
 from . import _core
+from .debug.debugger import Debugging
 from .errors import ArgumentError, VmEntryError, VmStateError, VtxWarning
 from .memory import MemoryMap
 from .overhead.stats import Stats
@@ -104,7 +105,9 @@ class RunResult:
     exit is in ``exit``, the vCPU that exited in ``vcpu``), ``"budget"``
     (``max_instructions`` steps done, over all vCPUs), ``"halted"`` (every
     vCPU halted without HLT exiting or waiting for a SIPI, with nothing
-    pending that wakes it) or ``"shutdown"`` (``vcpu`` says which).  ``exits`` counts the exits of this run per
+    pending that wakes it), ``"shutdown"`` (``vcpu`` says which), or
+    ``"breakpoint"`` / ``"watchpoint"`` (the debugger's, :mod:`vtx.debug`:
+    ``hit`` says which, and ``vcpu``).  ``exits`` counts the exits of this run per
     :class:`~vtx.ExitReason`, ``exit_ns`` the wall-clock nanoseconds spent per
     reason from the exit to the next entry (handler included),
     ``instructions`` the guest instructions retired (a REP string instruction
@@ -124,6 +127,9 @@ class RunResult:
     #: The core's accounting of the run, raw (a list of the marks of
     #: vtx/core/acct.pxi, one per vCPU turn): :attr:`stats` reads it.
     acct: list = attrs.field(factory=list, repr=False, eq=False)
+    #: The host debugger's breakpoint or watchpoint that stopped the run
+    #: (stop "breakpoint" or "watchpoint"), else None.
+    hit: object = None
 
     @property
     def stats(self):
@@ -358,7 +364,7 @@ class _Memory:
         return tables
 
 
-class VM(MemoryMap, _Memory):
+class VM(MemoryMap, _Memory, Debugging):
     """A virtual machine: guest-physical memory, one vCPU, exit handlers.
 
     ``memory`` is the size of guest-physical memory in bytes (a multiple of
@@ -404,6 +410,7 @@ class VM(MemoryMap, _Memory):
         self._pending = {}        # vCPU index -> the Exit a STOP left pending completion
         self._init_memory_map()
         self._build_ept()
+        self._init_debug()
 
     def load(self, addr: int, data) -> None:
         """Copy bytes (an image) into guest-physical memory at ``addr``.
@@ -517,6 +524,7 @@ class VM(MemoryMap, _Memory):
             vcpu = _core.VCpu(self._machine, self._machine._add_cpu(self._vmcs_offset(n)))
         vcpu.mmio_handler = self._mmio
         self._vcpus.append(vcpu)
+        self._debug_vcpu_added(vcpu)
         self._init_vmcs(vcpu)
         set_up = self._set_up
         self.setup_real_mode(entry=0, vcpu=vcpu)
@@ -778,11 +786,13 @@ class VM(MemoryMap, _Memory):
         mark = v._acct_mark()
         t0 = time.perf_counter_ns()
         try:
+            self._debug_before(v)
             why, last, per_reason, instructions, events = v._run(self._handlers, self._default, budget,
                                                                  RESUME, RETRY, STOP)
         finally:
             if outer:
                 self._run_thread = None
+        why, hit = self._debug_after(v, why)
         wall = time.perf_counter_ns() - t0
         exits, exit_ns = {}, {}
         for r, (n, ns) in per_reason.items():
@@ -790,7 +800,8 @@ class VM(MemoryMap, _Memory):
             exits[key] = n
             exit_ns[key] = ns
         return self._note_stop(RunResult(why, last, exits, exit_ns, instructions, wall, events,
-                                         v if why in ("stop", "shutdown") else None, [mark.end()]))
+                                         v if why in ("stop", "shutdown", "breakpoint", "watchpoint") else None,
+                                         [mark.end()], hit=hit))
 
     # --- STOP and the first run: no traps (docs/architecture.rst, "STOP") --------
 
@@ -888,11 +899,15 @@ class VM(MemoryMap, _Memory):
                 else:
                     q = quantum if left is None else min(quantum, left)
                     mark = v._acct_mark()
+                    self._debug_before(v)
                     try:
                         why, last, per_reason, n, ev = v._run(self._handlers, self._default, q,
                                                               RESUME, RETRY, STOP)
                     finally:
                         acct.append(mark.end())
+                        if self._tracer is not None:
+                            self._tracer._flush(v)
+                    why, hit = self._debug_after(v, why)
                 for r, (cnt, ns) in per_reason.items():
                     key = _REASON_KEYS[r]
                     exits[key] = exits.get(key, 0) + cnt
@@ -901,8 +916,8 @@ class VM(MemoryMap, _Memory):
                 events += ev
                 if left is not None:
                     left -= n + ev
-                if why in ("stop", "shutdown"):
-                    return self._result_all(why, last, exits, exit_ns, instructions, t0, events, v, acct)
+                if why in ("stop", "shutdown", "breakpoint", "watchpoint"):
+                    return self._result_all(why, last, exits, exit_ns, instructions, t0, events, v, acct, hit)
                 idle = idle + 1 if (why == "halted" and n + ev == 0 and not per_reason) else 0
                 i = (i + 1) % len(vcpus)
                 self._next = i
@@ -914,9 +929,9 @@ class VM(MemoryMap, _Memory):
             self._running = False
 
     @staticmethod
-    def _result_all(why, last, exits, exit_ns, instructions, t0, events, vcpu, acct):
+    def _result_all(why, last, exits, exit_ns, instructions, t0, events, vcpu, acct, hit=None):
         return RunResult(why, last, exits, exit_ns, instructions, time.perf_counter_ns() - t0, events, vcpu,
-                         acct)
+                         acct, hit=hit)
 
     # --- accounting (docs/architecture.rst, "Accounting and cost profiles") -----------
 

@@ -816,9 +816,9 @@ cdef int translate_slow(Cpu* c, uint64_t lin, int kind, int user, uint8_t** host
         perm = withhold_write(perm)
     if c.dirty_log and dirty_note(c, hpa, kind):
         perm &= ~(<uint32_t>(TLB_W | TLB_UW | TLB_WC | TLB_UWC))
-    if c.dr7 & 0xFF:
+    if (c.dr7 & 0xFF) or c.hwp_n:
         # [debug] a watched page keeps its accesses on the slow path (core/insn/debug.pxi)
-        perm = dbg_tlb_perm(c, lin, perm)
+        perm = dbg_tlb_perm(c, lin, hpa, perm)
     pcid = tlb_pcid(c)
     e.page = lin >> 12
     e.gen = c.tlb_gen
@@ -935,7 +935,7 @@ cdef int lin_read_split(Cpu* c, uint64_t lin, int size, int user, uint64_t* out)
             memcpy((<uint8_t*>&v) + off, p[i], n[i])
         off += n[i]
     out[0] = v
-    if c.dr7 & 0xFF:
+    if (c.dr7 & 0xFF) or c.hwp_n:
         dbg_data(c, lin, size, 0)       # [debug] data breakpoints (core/insn/debug.pxi)
     return RC_OK
 
@@ -978,7 +978,7 @@ cdef int lin_write_split(Cpu* c, uint64_t lin, int size, int user, uint64_t v) n
         if p[i] != NULL:
             memcpy(p[i], (<uint8_t*>&v) + off, n[i])
         off += n[i]
-    if c.dr7 & 0xFF:
+    if (c.dr7 & 0xFF) or c.hwp_n:
         dbg_data(c, lin, size, 1)       # [debug] data breakpoints (core/insn/debug.pxi)
     return RC_OK
 
@@ -997,7 +997,7 @@ cdef int lin_read(Cpu* c, uint64_t lin, int size, int user, uint64_t* out) noexc
     else:
         return lin_read_split(c, lin, size, user, out)
     out[0] = v
-    if c.dr7 & 0xFF:
+    if (c.dr7 & 0xFF) or c.hwp_n:
         dbg_data(c, lin, size, 0)       # [debug] data breakpoints (core/insn/debug.pxi)
     return RC_OK
 
@@ -1014,7 +1014,7 @@ cdef int lin_write(Cpu* c, uint64_t lin, int size, int user, uint64_t v) noexcep
         memcpy(p, &v, size)
     else:
         return lin_write_split(c, lin, size, user, v)
-    if c.dr7 & 0xFF:
+    if (c.dr7 & 0xFF) or c.hwp_n:
         dbg_data(c, lin, size, 1)       # [debug] data breakpoints (core/insn/debug.pxi)
     return RC_OK
 

@@ -76,7 +76,7 @@ cdef Block* build_block(Cpu* c, uint64_t lin, uint8_t* p, uint64_t hpa, uint64_t
     cdef Block* b
     if hpa >= c.ram_size:
         return NULL
-    if (c.dr7 & 0xFF) or c.dbg_pending:
+    if (c.dr7 & 0xFF) or c.dbg_pending or c.hdbg:
         return NULL             # [debug] one instruction at a time (core/insn/debug.pxi)
     if c.arena_used + MAX_BLOCK > ARENA_INSNS:
         c.block_epoch += 1          # drops every block: the arena starts over
@@ -169,7 +169,7 @@ cdef inline int run_block(Cpu* c, Block* b) noexcept nogil:
             # the debug path (only a last op that is not lazy, POPF, IRET,
             # MOV DR, can have changed TF, RF or DR7).
             if (rip != start or c.code_writes != writes or c.tlb_gen != gen or (c.interruptibility & 3)
-                    or c.icount + b.ninsn > c.icount_limit or (not (d.flags & INSN_LAZY) and dbg_on(c))):
+                    or c.icount + b.ninsn > c.icount_limit or (not (d.flags & INSN_LAZY) and dbg_guest_on(c))):
                 return RC_OK
             d = b.ops
 
@@ -342,7 +342,11 @@ cdef int run_loop(Cpu* c) noexcept nogil:
                 # [debug] TF, RF or breakpoints: the instruction and its
                 # debug traps (core/insn/debug.pxi).
                 c.next_rip = (c.rip + d.len) & SIZE_MASK[c.code_size]
-                rc = dbg_exec(c, d)
+                if c.hdbg & (HD_TRACE | HD_PBREAK):
+                    # [hdbg] physical breakpoints, the trace (core/debugger.pxi)
+                    rc = hd_fetched(c, lin, p, d, fetch_hpa | (lin & 0xFFF))
+                if rc == RC_OK:
+                    rc = dbg_exec(c, d)
                 if rc == RC_OK or rc == RC_REP_PAUSED or rc == RC_TRANSFERRED:
                     continue
             elif rc == RC_OK:
@@ -409,6 +413,8 @@ cdef int guest_slice(Cpu* c, uint64_t limit) noexcept nogil:
         events_arm(c, c.icount)
     rc = run_loop(c)
     c.ev_armed = 0          # the next slice arms again if it must
+    if rc == RC_HOSTDBG and c.hd_stop == HDS_TRACE:
+        return rc           # [hdbg] the trace buffer is full: Python empties it and goes on
     if rc != RC_VMEXIT and rc != RC_BUDGET:
         vm_leave(c)
     return rc

@@ -50,10 +50,18 @@ cdef enum:
     PDE_ENABLED_BP = 1 << 12
 
 
+cdef inline int dbg_guest_on(Cpu* c) noexcept nogil:
+    """dbg_on without the host debugger: what an instruction can change
+    (the block runner's test after a last op that is not lazy; the host
+    debugger changes only from Python, and no block runs while it is on)."""
+    return ((c.dr7 & 0xFF) | (c.rflags & (F_TF | F_RF)) | c.dbg_pending) != 0
+
+
 cdef inline int dbg_on(Cpu* c) noexcept nogil:
     """Whether instructions must go one at a time through the debug path:
-    TF or RF set, a breakpoint enabled in DR7, or a trap held pending."""
-    return ((c.dr7 & 0xFF) | (c.rflags & (F_TF | F_RF)) | c.dbg_pending) != 0
+    TF or RF set, a breakpoint enabled in DR7, or a trap held pending; or
+    the host debugger's breakpoints, watchpoints or trace (core/debugger.pxi)."""
+    return ((c.dr7 & 0xFF) | (c.rflags & (F_TF | F_RF)) | c.dbg_pending | c.hdbg) != 0
 
 
 cdef inline uint64_t dbg_addr(Cpu* c, int i) noexcept nogil:
@@ -113,7 +121,13 @@ cdef int dbg_boundary(Cpu* c) noexcept nogil:
     instruction breakpoints at its first byte's linear address, unless
     RF is set, raise a fault.  Both wait while blocking by MOV SS lasts."""
     cdef uint64_t lin, hits = 0
-    cdef int i
+    cdef int i, rc
+    if c.hbp_n:
+        # [hdbg] the host debugger's execute breakpoints come first: they
+        # stop before anything of this boundary happens (core/debugger.pxi).
+        rc = hd_boundary(c)
+        if rc:
+            return rc
     if c.interruptibility & 2:
         return RC_OK
     if c.dbg_pending:
@@ -150,6 +164,8 @@ cdef int dbg_exec(Cpu* c, Insn* d) noexcept nogil:
     cdef uint64_t traps
     cdef int rc
     c.dbg_hits = 0
+    c.hbp_skip_on = 0           # [hdbg] an instruction starts: breakpoints count again
+    c.hd_stop = 0
     if c.lf_kind != LF_NONE and not (d.flags & INSN_LAZY):
         flags_compute(c)
     c.rflags &= ~(<uint64_t>F_RF)
@@ -166,6 +182,15 @@ cdef int dbg_exec(Cpu* c, Insn* d) noexcept nogil:
         return rc
     traps = c.dbg_hits | (DR6_BS if tf0 else 0)
     c.dbg_hits = 0
+    if c.hd_stop == HDS_WATCH:
+        # [hdbg] a watchpoint of the host debugger: the loop stops after the
+        # instruction (or the REP iteration); its own debug traps wait for
+        # the next boundary as pending debug exceptions.
+        if traps:
+            c.dbg_pending |= traps | (PDE_ENABLED_BP if (traps & 0xF) else 0)
+        if rc == RC_REP_PAUSED and c.dbg_pending:
+            c.rflags |= F_RF
+        return RC_HOSTDBG
     if traps == 0 and c.dbg_pending == 0:
         return rc
     if c.interruptibility & 2:
@@ -178,7 +203,7 @@ cdef int dbg_exec(Cpu* c, Insn* d) noexcept nogil:
     return dbg_raise(c, traps)
 
 
-cdef uint32_t dbg_tlb_perm(Cpu* c, uint64_t lin, uint32_t perm) noexcept nogil:
+cdef uint32_t dbg_tlb_perm(Cpu* c, uint64_t lin, uint64_t hpa, uint32_t perm) noexcept nogil:
     """TLB permissions for the linear page of lin while data breakpoints are
     enabled: a page that holds a watched byte keeps write permission (R/W =
     01) or read and write permission (R/W = 11) out of the TLB, so those
@@ -186,6 +211,8 @@ cdef uint32_t dbg_tlb_perm(Cpu* c, uint64_t lin, uint32_t perm) noexcept nogil:
     cdef uint64_t page = lin & ~0xFFFULL
     cdef int i
     cdef uint64_t rw
+    if c.hwp_n:
+        perm = hd_tlb_perm(c, lin, hpa, perm)      # [hdbg] core/debugger.pxi
     for i in range(4):
         if not ((c.dr7 >> (2 * i)) & 3):
             continue
@@ -203,6 +230,8 @@ cdef void dbg_data(Cpu* c, uint64_t lin, int size, int write) noexcept nogil:
     of the current instruction's #DB trap (SDM 18.3.1.2)."""
     cdef int i
     cdef uint64_t rw
+    if c.hwp_n:
+        hd_data(c, lin, size, write)                # [hdbg] core/debugger.pxi
     for i in range(4):
         if not ((c.dr7 >> (2 * i)) & 3):
             continue

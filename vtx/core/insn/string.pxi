@@ -76,5 +76,5 @@ cdef int h_string(Cpu* c, Insn* d) noexcept nogil:
         c.icount += 1
         # [debug] Single-step and data breakpoints see each iteration
         # (core/insn/debug.pxi).
-        if c.icount >= c.icount_limit or (c.rflags & F_TF) or c.dbg_hits:
+        if c.icount >= c.icount_limit or (c.rflags & F_TF) or c.dbg_hits or c.hd_stop:
             return RC_REP_PAUSED
