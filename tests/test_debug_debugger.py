@@ -198,7 +198,7 @@ def test_breakpoint_in_real_mode_uses_the_linear_address():
 def test_breakpoint_stops_any_vcpu():
     vm = vtx.VM(memory=1 << 20)
     vm.load(CODE, vtx.asm("inc eax\njmp $-2", bits=64))
-    vm.load(0x2000, vtx.asm("inc ebx\nnop\njmp 0x2000", bits=64))
+    vm.load(0x2000, vtx.asm("inc ebx\nnop\njmp 0x2000", bits=64, org=0x2000))
     a, b = vm.add_vcpu(), vm.add_vcpu()
     vm.setup_long_mode(entry=CODE, vcpu=a, tables=0xF0000)
     vm.setup_long_mode(entry=0x2000, vcpu=b, tables=0xE0000)
