@@ -36,8 +36,6 @@ def _describe(benchmark, m):
 def test_overhead(benchmark, name, variant):
     if variant not in WORKLOADS[name].variants:
         pytest.skip(f"{name} has no {variant} setting")
-    if name == "cr8_write" and variant == "exiting" and run_workload(name, variant, 1).wall_ns == 0:
-        pytest.skip("the model does not offer CR8-load exiting yet")
     m = benchmark(run_workload, name, variant, OPS)
     _describe(benchmark, m)
     record(benchmark, "ns_per_op", lambda mean: mean / OPS * 1e9)

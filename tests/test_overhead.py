@@ -310,24 +310,15 @@ def test_native_runs_the_same_kernel_without_vmx(name):
 
 
 @needs_as
-def test_cr8_writes_exit_or_a_control_the_model_lacks_is_reported_not_run():
-    from vtx.overhead.workloads import _allowed
+def test_cr8_writes_exit():
     m = run_workload("cr8_write", "exiting", N)
-    if _allowed(ProcBased.CR8_LOAD_EXITING):
-        assert m.exits == {R.CONTROL_REGISTER_ACCESS: N}
-        assert m.stats.crs == {(8, "mov-to-cr"): N}
-    else:
-        assert m.wall_ns == 0 and "CR8_LOAD_EXITING" in m.note
+    assert m.exits == {R.CONTROL_REGISTER_ACCESS: N}
+    assert m.stats.crs == {(8, "mov-to-cr"): N}
 
 
 @needs_as
 def test_what_if_tpr_shadow_against_cr8_exiting():
     from vtx.overhead import what_if
-    from vtx.overhead.workloads import _allowed
-    if not (_allowed(ProcBased.CR8_LOAD_EXITING) and _allowed(ProcBased.USE_TPR_SHADOW)):
-        with pytest.raises(NotImplementedError, match="yet"):
-            what_if("tpr_shadow", n=N)
-        return
     w = what_if("tpr_shadow", n=N, profiles=["nehalem"])
     exiting, shadow = w.measurements
     assert exiting.exits == {R.CONTROL_REGISTER_ACCESS: N} and shadow.exits == {}

@@ -14,7 +14,7 @@ import attrs
 
 from ..spec import ProcBased, VmcsField as F
 from .profiles import profiles as _profiles
-from .workloads import _allowed, _msr_bitmap_bit, run_workload
+from .workloads import _msr_bitmap_bit, run_workload
 
 __all__ = ["Setting", "Study", "WhatIf", "WHAT_IFS", "what_if"]
 
@@ -199,10 +199,6 @@ def what_if(name, n=1000, profiles=None, host="type2"):
     if name not in WHAT_IFS:
         raise ValueError(f"no what-if study {name!r}; there are {', '.join(WHAT_IFS)}")
     study = WHAT_IFS[name]
-    if name == "tpr_shadow":
-        missing = [b.name for b in (ProcBased.CR8_LOAD_EXITING, ProcBased.USE_TPR_SHADOW) if not _allowed(b)]
-        if missing:
-            raise NotImplementedError(f"the model does not offer {', '.join(missing)} yet")
     ms = tuple(s.run(n) if s.run is not None else run_workload(s.workload, s.variant, n, s.configure)
                for s in study.settings)
     return WhatIf(name, study, ms, _profiles(profiles), host)
