@@ -416,6 +416,7 @@ def apply(snap, machine):
     # pending completion (vtx.vm.VM.run).
     if hasattr(machine, "_pending"):
         machine._pending.clear()
+        machine._pending_intr.clear()
         for entry in snap.header.get("stop_pending") or ():
             if not (isinstance(entry, list) and len(entry) == 3 and all(isinstance(x, int) for x in entry)):
                 raise SnapshotError(f"the snapshot's pending completion {entry!r} is malformed")

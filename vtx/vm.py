@@ -408,6 +408,7 @@ class VM(MemoryMap, _Memory, Debugging):
         self._set_up = False      # a setup_*_mode, a loader or a restore gave the vCPU its state
         self._checked = False     # the first run's look at the entry point is done
         self._pending = {}        # vCPU index -> the Exit a STOP left pending completion
+        self._pending_intr = {}   # vCPU index -> the interruptibility state that STOP left
         self._init_memory_map()
         self._build_ept()
         self._init_debug()
@@ -599,6 +600,7 @@ class VM(MemoryMap, _Memory, Debugging):
     def _common(self, v, entry):
         self._set_up = True
         self._pending.pop(v.index, None)
+        self._pending_intr.pop(v.index, None)
         v.rflags = 2
         v.rip = entry
         v.vmwrite(F.GUEST_ACTIVITY_STATE, 0)
@@ -769,11 +771,12 @@ class VM(MemoryMap, _Memory, Debugging):
             except VmEntryError:
                 # A completion belongs to the entry that follows it: the
                 # vCPUs that did not enter get their instruction back.
-                for w, rip, intr, entries, pending in undo:
+                for w, rip, intr, entries, pending, left in undo:
                     if w.entries == entries:
                         w.rip = rip
                         w.vmwrite(F.GUEST_INTERRUPTIBILITY_STATE, intr)
                         self._pending[w.index] = pending
+                        self._pending_intr[w.index] = left
                 raise
         if len(self._vcpus) > 1:
             return self._note_stop(self._run_all(max_instructions, quantum))
@@ -810,6 +813,9 @@ class VM(MemoryMap, _Memory, Debugging):
             reason = result.exit.reason & 0xFFFF
             if reason in COMPLETED_ON_NEXT_RUN and result.exit.instruction_length:
                 self._pending[result.vcpu.index] = (result.exit.guest_rip, result.exit.instruction_length)
+                # The interruptibility state the exit left: the completion
+                # ends its STI/MOV-SS blocking only if nobody wrote it since.
+                self._pending_intr[result.vcpu.index] = result.vcpu.vmread(F.GUEST_INTERRUPTIBILITY_STATE)
         return result
 
     def pending_completion(self, vcpu: Optional[_core.VCpu] = None) -> Optional[tuple]:
@@ -824,6 +830,7 @@ class VM(MemoryMap, _Memory, Debugging):
         """Make the next run execute the instruction a STOP left pending
         again (enter at it) instead of completing it."""
         self._pending.pop((vcpu or self.vcpu).index, None)
+        self._pending_intr.pop((vcpu or self.vcpu).index, None)
 
     def _before_run(self, v):
         """Complete what STOPs left pending, and look at the first run's entry
@@ -843,10 +850,13 @@ class VM(MemoryMap, _Memory, Debugging):
                 if not (ia32e and w.cs.access_rights & 0x2000):     # outside 64-bit code: EIP wraps
                     rip &= 0xFFFFFFFF
                 intr = w.vmread(F.GUEST_INTERRUPTIBILITY_STATE)
-                undo.append((w, w.rip, intr, w.entries, p))
+                left = self._pending_intr.pop(w.index, intr)
+                undo.append((w, w.rip, intr, w.entries, p, left))
                 w.rip = rip
-                # RESUME ends blocking by STI and by MOV SS (SDM Vol. 3C 25.4.2).
-                w.vmwrite(F.GUEST_INTERRUPTIBILITY_STATE, intr & ~3)
+                # RESUME ends blocking by STI and by MOV SS (SDM Vol. 3C
+                # 25.4.2); a state written since the STOP is the user's.
+                if intr == left:
+                    w.vmwrite(F.GUEST_INTERRUPTIBILITY_STATE, intr & ~3)
         return undo
 
     def _check_entry(self, v):
