@@ -5,9 +5,7 @@ each choice changes the exits and the modeled cycles.
 whose ``table()`` compares the settings under each profile.  A study is
 one entry of :data:`WHAT_IFS`: a title and its settings, each a label, a
 workload of the suite, the variant and an optional ``configure(vm)`` that
-changes the standard set-up (vtx/overhead/workloads.py, make_vm).  A
-study whose controls the model does not offer (IA32_VMX_TRUE_PROCBASED_CTLS)
-raises :class:`NotImplementedError` naming them.
+changes the standard set-up (vtx/overhead/workloads.py, make_vm).
 """
 
 import attrs
