@@ -353,9 +353,18 @@ def _snapshot_cpu(vcpu):
     out = bytearray(layout["size"])
     view = out
     dst = &view[0]
+    cdef size_t pad_at = <size_t>(<uint8_t*>&c.seg[0].sel - <uint8_t*>&c.seg[0]) + sizeof(c.seg[0].sel)
+    cdef int i
     for name, off, size, how in layout["rows"]:
         if how == SNAP_SAVED:
             memcpy(dst + pos, (<uint8_t*>c) + off, size)
+            if name == "seg":
+                # Seg ends in padding after sel (6 bytes), which a struct copy
+                # from an uninitialised local fills with whatever the stack
+                # held: the image keeps zeros there, so that two saves of one
+                # state are the same bytes (and the same hash).
+                for i in range(8):
+                    memset(dst + pos + i * sizeof(Seg) + pad_at, 0, sizeof(Seg) - pad_at)
             pos += size
     return bytes(out)
 
