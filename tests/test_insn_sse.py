@@ -310,7 +310,7 @@ def test_cpuid_advertises_sse():
     assert v.model_cpuid(7)[1] & (1 | 1 << 23) == 1 | 1 << 23       # FSGSBASE, CLFLUSHOPT
     assert v.model_cpuid(0x80000001)[2] & (1 << 8)  # PREFETCHW
     assert v.model_cpuid(0xD, 0)[:3] == (3, 576, 576)                 # x87 | SSE, legacy + header
-    assert v.model_cpuid(0xD, 1)[:2] == (3, 576)                      # XSAVEOPT, XSAVEC
+    assert v.model_cpuid(0xD, 1)[:2] == (0b1011, 576)                 # XSAVEOPT, XSAVEC, XSAVES
     assert v.model_cpuid(0xD, 2) == (0, 0, 0, 0)
 
 

@@ -26,6 +26,9 @@ def test_boot_reaches_the_prompt_through_every_phase(booted):
     out = m.console
     assert f"Linux version {m.assets.kernel_release}" in out
     assert "tsc: Detected 1000.000 MHz processor" in out      # CPUID leaf 15H, no PIT calibration
+    # CPUID offers XSAVES and vtx.pc enables it: the kernel keeps its tasks'
+    # FPU state in the compacted format (XSAVES/XRSTORS), x87 and SSE.
+    assert "x86/fpu: Enabled xstate features 0x3, context size is 576 bytes, using 'compacted' format." in out
     assert "vtx-initramfs: init running" in out
     # The boot ends at the prompt (busybox's line editor then asks the
     # terminal where the cursor is, ESC [6n, which the next run prints).

@@ -452,7 +452,7 @@ def test_any_vmcs_contents_end_in_an_sdm_outcome(writes, code, launch):
         assert not cpu.non_root and r.exit.reason in set(R) | {R.ENTRY_FAILURE_INVALID_GUEST_STATE}
 
 
-@pytest.mark.parametrize("field", ["XSS_EXITING_BITMAP", "ENCLS_EXITING_BITMAP", "VMREAD_BITMAP_ADDRESS",
+@pytest.mark.parametrize("field", ["ENCLV_EXITING_BITMAP", "ENCLS_EXITING_BITMAP", "VMREAD_BITMAP_ADDRESS",
                                    "EPTP_INDEX", "EXECUTIVE_VMCS_POINTER"])
 def test_fields_of_features_not_offered_are_error_12(field):
     """A field whose feature the capability MSRs deny does not exist: VMREAD

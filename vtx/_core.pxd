@@ -133,6 +133,7 @@ ctypedef struct VmxControls:
     uint32_t pi_vector        # posted-interrupt notification vector
     uint64_t pi_desc          # physical address of the posted-interrupt descriptor
     uint64_t eoi_exit[4]      # EOI-exit bitmap, vectors 0-255
+    uint64_t xss_bitmap       # XSS-exiting bitmap (0 without "enable XSAVES/XRSTORS")
 
 # One memory slot: a run of host-physical addresses backed by a host buffer.
 # Slot 0 is the guest's RAM; slot 1 is the hosted hypervisor's private memory
@@ -313,6 +314,8 @@ ctypedef struct Cpu:
     uint64_t dr6
     uint64_t dr7
     uint64_t xcr0         # XCR0, the XSAVE feature mask (XSETBV/XGETBV)
+    uint64_t xss          # IA32_XSS, the supervisor state components of XSAVES/XRSTORS
+    uint64_t pasid        # IA32_PASID (XSAVES state component 10; core/insn/xsaves.pxi)
     uint64_t efer
     uint64_t pat
     uint64_t sysenter_cs, sysenter_esp, sysenter_eip

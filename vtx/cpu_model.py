@@ -110,6 +110,10 @@ class CpuModel:
         # OSXSAVE mirrors CR4.OSXSAVE and needs XSAVE (SDM Vol. 2A CPUID).
         if "XSAVE" not in feats:
             feats.discard("OSXSAVE")
+        # A supervisor state component exists only for XSAVES/XRSTORS and
+        # IA32_XSS (SDM Vol. 1 13.3).
+        if "XSAVES" not in feats:
+            feats.discard("XSS_PASID")
         for key, value in (("vendor", vendor), ("family", family), ("model", model), ("stepping", stepping),
                            ("brand", brand)):
             if value is not None:

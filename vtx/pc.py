@@ -172,7 +172,8 @@ class PcMachine:
             v.vmwrite(F.PRIMARY_PROC_BASED_CONTROLS,
                       v.vmread(F.PRIMARY_PROC_BASED_CONTROLS) | ProcBased.USE_MSR_BITMAPS)
             v.vmwrite(F.SECONDARY_PROC_BASED_CONTROLS, v.vmread(F.SECONDARY_PROC_BASED_CONTROLS)
-                      | ProcBased2.ENABLE_INVPCID | ProcBased2.ENABLE_RDTSCP)
+                      | ProcBased2.ENABLE_INVPCID | ProcBased2.ENABLE_RDTSCP
+                      | ProcBased2.ENABLE_XSAVES_XRSTORS)
         self._attach_devices(console)
         self._firmware_init()
         self.lapic = None

@@ -788,6 +788,24 @@ cdef class VCpu(VCpuBase):
         self.c.xcr0 = _fit(value, 64, 'xcr0')
 
     @property
+    def xss(self):
+        """IA32_XSS, the supervisor state components of XSAVES/XRSTORS (not in the VMCS: a hypervisor switches it itself) (64 bits)."""
+        return self.c.xss
+
+    @xss.setter
+    def xss(self, value):
+        self.c.xss = _fit(value, 64, 'xss')
+
+    @property
+    def pasid(self):
+        """IA32_PASID, the PASID state component (XSS bit 10) (64 bits)."""
+        return self.c.pasid
+
+    @pasid.setter
+    def pasid(self, value):
+        self.c.pasid = _fit(value, 64, 'pasid')
+
+    @property
     def mxcsr(self):
         """MXCSR, the SSE control and status register; bits 31:16 are reserved (a write that sets one is refused, as LDMXCSR refuses it with #GP) (32 bits)."""
         return self.c.fpu.mxcsr & 0xFFFFFFFF

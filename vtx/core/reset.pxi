@@ -9,7 +9,7 @@ cdef void reset_common(Cpu* c) noexcept nogil:
     guest-state area: the general registers (EDX = the processor signature,
     CPUID.01H:EAX; EAX = 0, no BIST), CR2, DR0-DR3 and DR6, the x87 FPU
     (control word 0040H, tag word 5555H: every register +0.0), MXCSR 1F80H,
-    the XMM registers, XCR0 = 1, EFER, PAT, and the event state."""
+    the XMM registers, XCR0 = 1, IA32_XSS and IA32_PASID 0, EFER, PAT, and the event state."""
     memset(c.regs, 0, sizeof(c.regs))
     c.regs[R_DX] = c.signature
     c.cr2 = 0
@@ -22,6 +22,8 @@ cdef void reset_common(Cpu* c) noexcept nogil:
     c.fpu.ftw = 0x5555
     c.fpu.mxcsr = 0x1F80
     c.xcr0 = 1
+    c.xss = 0
+    c.pasid = 0
     c.efer = 0
     c.pat = 0x0007040600070406ULL
     c.sysenter_cs = c.sysenter_esp = c.sysenter_eip = 0

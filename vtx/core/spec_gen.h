@@ -874,8 +874,8 @@ static inline uint32_t exit_info_fields(uint32_t reason)
     case EXIT_REASON_VMFUNC: return EXIT_INFO_INSTRUCTION_LENGTH;
     case EXIT_REASON_RDSEED: return EXIT_INFO_INSTRUCTION_LENGTH | EXIT_INFO_INSTRUCTION_INFO;
     case EXIT_REASON_PAGE_MODIFICATION_LOG_FULL: return EXIT_INFO_QUALIFICATION;
-    case EXIT_REASON_XSAVES: return EXIT_INFO_INSTRUCTION_LENGTH | EXIT_INFO_INSTRUCTION_INFO;
-    case EXIT_REASON_XRSTORS: return EXIT_INFO_INSTRUCTION_LENGTH | EXIT_INFO_INSTRUCTION_INFO;
+    case EXIT_REASON_XSAVES: return EXIT_INFO_QUALIFICATION | EXIT_INFO_INSTRUCTION_LENGTH | EXIT_INFO_INSTRUCTION_INFO;
+    case EXIT_REASON_XRSTORS: return EXIT_INFO_QUALIFICATION | EXIT_INFO_INSTRUCTION_LENGTH | EXIT_INFO_INSTRUCTION_INFO;
     default: return 0u;
     }
 }
@@ -1060,6 +1060,8 @@ static inline uint32_t exit_info_fields(uint32_t reason)
 #define MSR_IA32_VMX_VMFUNC              0x491u
 #define MSR_IA32_VMX_PROCBASED_CTLS3     0x492u
 #define MSR_IA32_VMX_EXIT_CTLS2          0x493u
+#define MSR_IA32_PASID                   0xD93u
+#define MSR_IA32_XSS                     0xDA0u
 #define MSR_IA32_EFER                    0xC0000080u
 #define MSR_IA32_STAR                    0xC0000081u
 #define MSR_IA32_LSTAR                   0xC0000082u
@@ -1123,28 +1125,30 @@ static inline uint32_t exit_info_fields(uint32_t reason)
 #define FEAT_RDPID        49
 #define FEAT_XSAVEOPT     50
 #define FEAT_XSAVEC       51
-#define FEAT_LAHF_LM      52
-#define FEAT_ABM          53
-#define FEAT_PREFETCHW    54
-#define FEAT_SYSCALL      55
-#define FEAT_NX           56
-#define FEAT_PDPE1GB      57
-#define FEAT_RDTSCP       58
-#define FEAT_LM           59
-#define FEAT_COUNT 60
+#define FEAT_XSAVES       52
+#define FEAT_XSS_PASID    53
+#define FEAT_LAHF_LM      54
+#define FEAT_ABM          55
+#define FEAT_PREFETCHW    56
+#define FEAT_SYSCALL      57
+#define FEAT_NX           58
+#define FEAT_PDPE1GB      59
+#define FEAT_RDTSCP       60
+#define FEAT_LM           61
+#define FEAT_COUNT 62
 #define FEAT_WORDS 1
 // where CPUID reports each feature: leaf, subleaf, register (0 EAX .. 3 EDX), bit
-static const uint32_t FEAT_LEAF[] = {0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x7u, 0x7u, 0x7u, 0x7u, 0x7u, 0x7u, 0x7u, 0x7u, 0x7u, 0x7u, 0x7u, 0x7u, 0xDu, 0xDu, 0x80000001u, 0x80000001u, 0x80000001u, 0x80000001u, 0x80000001u, 0x80000001u, 0x80000001u, 0x80000001u};
-static const uint32_t FEAT_SUBLEAF[] = {0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 1u, 1u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u};
-static const uint8_t FEAT_REG[] = {3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 0, 0, 2, 2, 2, 3, 3, 3, 3, 3};
-static const uint8_t FEAT_BIT[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15, 16, 17, 19, 23, 24, 25, 26, 0, 1, 3, 5, 9, 13, 17, 19, 20, 21, 22, 23, 24, 26, 27, 30, 0, 3, 7, 8, 9, 10, 18, 19, 20, 23, 2, 22, 0, 1, 0, 5, 8, 11, 20, 26, 27, 29};
+static const uint32_t FEAT_LEAF[] = {0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x7u, 0x7u, 0x7u, 0x7u, 0x7u, 0x7u, 0x7u, 0x7u, 0x7u, 0x7u, 0x7u, 0x7u, 0xDu, 0xDu, 0xDu, 0xDu, 0x80000001u, 0x80000001u, 0x80000001u, 0x80000001u, 0x80000001u, 0x80000001u, 0x80000001u, 0x80000001u};
+static const uint32_t FEAT_SUBLEAF[] = {0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 1u, 1u, 1u, 1u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u};
+static const uint8_t FEAT_REG[] = {3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 0, 0, 0, 2, 2, 2, 2, 3, 3, 3, 3, 3};
+static const uint8_t FEAT_BIT[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15, 16, 17, 19, 23, 24, 25, 26, 0, 1, 3, 5, 9, 13, 17, 19, 20, 21, 22, 23, 24, 26, 27, 30, 0, 3, 7, 8, 9, 10, 18, 19, 20, 23, 2, 22, 0, 1, 3, 10, 0, 5, 8, 11, 20, 26, 27, 29};
 
 // ---- The model's VMX capabilities (values of the capability MSRs) -----------
 #define VMX_CAP_VMCS_REVISION_ID    0x1ULL
 #define VMX_CAP_BASIC               0xD8100000000001ULL
 #define VMX_CAP_PINBASED_CTLS       0xFF00000016ULL
 #define VMX_CAP_PROCBASED_CTLS      0xFFF9FFFE0401E172ULL
-#define VMX_CAP_PROCBASED_CTLS2     0x33FFF00000000ULL
+#define VMX_CAP_PROCBASED_CTLS2     0x133FFF00000000ULL
 #define VMX_CAP_EXIT_CTLS           0x7FEFFF00036DFFULL
 #define VMX_CAP_ENTRY_CTLS          0xD3FF000011FFULL
 #define VMX_CAP_TRUE_PINBASED_CTLS  0xFF00000016ULL
@@ -1635,6 +1639,8 @@ static inline int vmcs_field_offset(uint32_t enc)
     case VMCS_EOI_EXIT_BITMAP_3_HIGH: return VMCS_OFF_EOI_EXIT_BITMAP_3 + 4;
     case VMCS_EPTP_LIST_ADDRESS: return VMCS_OFF_EPTP_LIST_ADDRESS;
     case VMCS_EPTP_LIST_ADDRESS_HIGH: return VMCS_OFF_EPTP_LIST_ADDRESS + 4;
+    case VMCS_XSS_EXITING_BITMAP: return VMCS_OFF_XSS_EXITING_BITMAP;
+    case VMCS_XSS_EXITING_BITMAP_HIGH: return VMCS_OFF_XSS_EXITING_BITMAP + 4;
     case VMCS_GUEST_PHYSICAL_ADDRESS: return VMCS_OFF_GUEST_PHYSICAL_ADDRESS;
     case VMCS_GUEST_PHYSICAL_ADDRESS_HIGH: return VMCS_OFF_GUEST_PHYSICAL_ADDRESS + 4;
     case VMCS_VMCS_LINK_POINTER: return VMCS_OFF_VMCS_LINK_POINTER;
@@ -1800,6 +1806,7 @@ static inline int vmcs_field_width(uint32_t enc)
     case VMCS_EOI_EXIT_BITMAP_2_HIGH:
     case VMCS_EOI_EXIT_BITMAP_3_HIGH:
     case VMCS_EPTP_LIST_ADDRESS_HIGH:
+    case VMCS_XSS_EXITING_BITMAP_HIGH:
     case VMCS_GUEST_PHYSICAL_ADDRESS_HIGH:
     case VMCS_VMCS_LINK_POINTER_HIGH:
     case VMCS_GUEST_IA32_DEBUGCTL_HIGH:
@@ -1830,6 +1837,7 @@ static inline int vmcs_field_width(uint32_t enc)
     case VMCS_EOI_EXIT_BITMAP_2:
     case VMCS_EOI_EXIT_BITMAP_3:
     case VMCS_EPTP_LIST_ADDRESS:
+    case VMCS_XSS_EXITING_BITMAP:
     case VMCS_GUEST_PHYSICAL_ADDRESS:
     case VMCS_VMCS_LINK_POINTER:
     case VMCS_GUEST_IA32_DEBUGCTL:

@@ -957,6 +957,8 @@ cdef extern from "spec_gen.h" nogil:
     const uint32_t MSR_IA32_VMX_VMFUNC
     const uint32_t MSR_IA32_VMX_PROCBASED_CTLS3
     const uint32_t MSR_IA32_VMX_EXIT_CTLS2
+    const uint32_t MSR_IA32_PASID
+    const uint32_t MSR_IA32_XSS
     const uint32_t MSR_IA32_EFER
     const uint32_t MSR_IA32_STAR
     const uint32_t MSR_IA32_LSTAR
@@ -1020,6 +1022,8 @@ cdef extern from "spec_gen.h" nogil:
     const int FEAT_RDPID
     const int FEAT_XSAVEOPT
     const int FEAT_XSAVEC
+    const int FEAT_XSAVES
+    const int FEAT_XSS_PASID
     const int FEAT_LAHF_LM
     const int FEAT_ABM
     const int FEAT_PREFETCHW

@@ -99,6 +99,7 @@ SUPPORTED_CONTROLS = {
         "ENABLE_VM_FUNCTIONS",
         "RDSEED_EXITING",
         "ENABLE_PML",
+        "ENABLE_XSAVES_XRSTORS",
     ),
     "EXIT_CTL": (
         "HOST_ADDRESS_SPACE_SIZE",

@@ -75,6 +75,9 @@ FEATURES = (
     # CPUID.(EAX=0DH,ECX=1):EAX
     ("XSAVEOPT", 0xD, 1, EAX, 0, "XSAVEOPT"),
     ("XSAVEC", 0xD, 1, EAX, 1, "XSAVEC and the compacted form of XRSTOR"),
+    ("XSAVES", 0xD, 1, EAX, 3, "XSAVES, XRSTORS and the IA32_XSS MSR"),
+    # CPUID.(EAX=0DH,ECX=1):ECX, the IA32_XSS bits (supervisor state components)
+    ("XSS_PASID", 0xD, 1, ECX, 10, "IA32_XSS[10]: the PASID state component (the IA32_PASID MSR)"),
     # CPUID.80000001H:ECX/EDX
     ("LAHF_LM", 0x80000001, 0, ECX, 0, "LAHF and SAHF in 64-bit mode"),
     ("ABM", 0x80000001, 0, ECX, 5, "LZCNT"),
@@ -95,7 +98,7 @@ _BASE = ("DE", "PSE", "TSC", "MSR", "PAE", "VMX", "MONITOR", "XSAVE", "OSXSAVE",
          "CX8", "CX16", "POPCNT", "ABM", "MOVBE", "ADX", "RDPID",
          "MMX", "SSSE3", "SSE4_1", "SSE4_2", "PCLMULQDQ",
          "FXSR", "SSE", "SSE2", "SSE3", "CLFSH", "PREFETCHW", "FSGSBASE", "CLFLUSHOPT",
-         "XSAVEOPT", "XSAVEC",
+         "XSAVEOPT", "XSAVEC", "XSAVES", "XSS_PASID",
          "FPU")
 
 # The CPUs the presets stand for, with every feature they have (their
@@ -107,7 +110,7 @@ _CORE2 = ("FPU", "VME", "DE", "PSE", "TSC", "MSR", "PAE", "MCE", "CX8", "APIC", 
           "LAHF_LM", "SYSCALL", "NX", "LM")
 _SKYLAKE = _CORE2 + ("PCLMULQDQ", "PCID", "SSE4_2", "X2APIC", "MOVBE", "POPCNT", "TSC_DEADLINE", "RDRAND",
                      "FSGSBASE", "BMI1", "SMEP", "BMI2", "ERMS", "INVPCID", "RDSEED", "ADX", "SMAP",
-                     "CLFLUSHOPT", "ABM", "PREFETCHW", "PDPE1GB", "RDTSCP", "XSAVEOPT", "XSAVEC")
+                     "CLFLUSHOPT", "ABM", "PREFETCHW", "PDPE1GB", "RDTSCP", "XSAVEOPT", "XSAVEC", "XSAVES")
 
 PRESETS = {
     # the modeled processor: a recent Intel Core with everything vtx implements

@@ -186,6 +186,6 @@ EXIT_INFO = {
     "RDSEED": ((_L, _I), "", ()),
     "PAGE_MODIFICATION_LOG_FULL": ((_Q,), "28.2.1: bit 12, NMI unblocking due to IRET",
                                    (("nmi_unblocking", 12, 12),)),
-    "XSAVES": ((_L, _I), "", ()),
-    "XRSTORS": ((_L, _I), "", ()),
+    "XSAVES": _MEMOP,
+    "XRSTORS": _MEMOP,
 }

@@ -41,6 +41,8 @@ MSRS = (
     ("IA32_VMX_VMFUNC", 0x491, "VM functions that may be enabled"),
     ("IA32_VMX_PROCBASED_CTLS3", 0x492, "Allowed 1-settings of the tertiary processor-based controls"),
     ("IA32_VMX_EXIT_CTLS2", 0x493, "Allowed 1-settings of the secondary VM-exit controls"),
+    ("IA32_PASID", 0xD93, "Process address space identifier (19:0) and its valid bit (31): XSAVES state component 10"),
+    ("IA32_XSS", 0xDA0, "Supervisor state components XSAVES and XRSTORS manage (with XCR0)"),
     ("IA32_EFER", 0xC0000080, "Extended feature enables (SCE, LME, LMA, NXE)"),
     ("IA32_STAR", 0xC0000081, "SYSCALL/SYSRET segment selectors (and legacy target)"),
     ("IA32_LSTAR", 0xC0000082, "SYSCALL target RIP in 64-bit mode"),

@@ -46,6 +46,9 @@ REGISTERS += [
     ("dr3", ("cpu", "dr[3]"), 64, 0, "DR3, breakpoint linear address 3 (not in the VMCS)"),
     ("dr6", ("cpu", "dr6"), 64, 0, "DR6, the debug status (not in the VMCS)"),
     ("xcr0", ("cpu", "xcr0"), 64, 0, "XCR0, the XSAVE feature mask (not in the VMCS)"),
+    ("xss", ("cpu", "xss"), 64, 0, "IA32_XSS, the supervisor state components of XSAVES/XRSTORS "
+     "(not in the VMCS: a hypervisor switches it itself)"),
+    ("pasid", ("cpu", "pasid"), 64, 0, "IA32_PASID, the PASID state component (XSS bit 10)"),
     ("mxcsr", ("mxcsr", "fpu.mxcsr"), 32, 0, "MXCSR, the SSE control and status register; "
      "bits 31:16 are reserved (a write that sets one is refused, as LDMXCSR refuses it with #GP)"),
     # The x87 FPU (SDM Vol. 1 8.1; core/insn/x87.pxi).

@@ -2,14 +2,21 @@
 # group: FXSAVE FXRSTOR LDMXCSR STMXCSR XSAVE XRSTOR XSAVEOPT CLFLUSH
 # CLFLUSHOPT, the fences, RDFSBASE/RDGSBASE/WRFSBASE/WRGSBASE; and XSAVEC
 # (0F C7 /4).  The images follow SDM Vol. 2 FXSAVE (Tables 3-43 to 3-46) and
-# SDM Vol. 1 chapter 13 (the XSAVE feature set), for the two state components
-# the model has: x87 (XCR0[0]) and SSE (XCR0[1]).  docs/architecture.rst
-# places the FPU state (Cpu.fpu) in the picture.
+# SDM Vol. 1 chapter 13 (the XSAVE feature set), for the state components
+# the model has: x87 (XCR0[0]) and SSE (XCR0[1]), and the supervisor PASID
+# state (IA32_XSS[10]) that only XSAVES and XRSTORS reach (core/insn/xsaves.pxi).
+# docs/architecture.rst places the FPU state (Cpu.fpu) in the picture.
 
 cdef enum:
     FX_SIZE = 512
     XSAVE_HDR = 512             # the XSAVE header follows the legacy region
     XSAVE_SIZE = 576            # legacy region + header: CPUID.(EAX=0DH,ECX=0):EBX/ECX
+    # The compacted form places each component i >= 2 of XCOMP_BV after the
+    # header in the order of i (SDM Vol. 1 13.4.3); the model has none of
+    # components 2-9, so PASID state (10, 8 bytes, no 64-byte alignment:
+    # CPUID.(EAX=0DH,ECX=10):ECX[1] = 0) is always the first, at 576.
+    XSAVE_PASID_OFF = 576
+    XSAVE_MAX = 584             # the largest area: legacy region + header + PASID state
     FP_INIT_FCW = 0x37F
 
 
@@ -151,6 +158,8 @@ cdef uint64_t xinuse(Cpu* c) noexcept nogil:
             if c.fpu.xmm[i][0] | c.fpu.xmm[i][1]:
                 r |= XCR0_SSE
                 break
+    if c.pasid != 0:
+        r |= XSS_PASID           # its initial configuration is IA32_PASID = 0
     return r
 
 
@@ -275,14 +284,33 @@ cdef int h_stmxcsr(Cpu* c, Insn* d) noexcept nogil:
 
 # --- the XSAVE feature set ----------------------------------------------------
 
-cdef int xsave_avail(Cpu* c, Insn* d, uint64_t* off) noexcept nogil:
-    """The checks common to XSAVE XSAVEOPT XSAVEC XRSTOR (SDM Vol. 1 13.7 to
-    13.10): #UD with CR4.OSXSAVE = 0, #NM with CR0.TS = 1, #GP(0) for an
-    area that is not 64-byte aligned."""
+cdef int xsave_avail(Cpu* c, Insn* d, uint64_t* off, uint32_t sup_exit) noexcept nogil:
+    """The checks common to XSAVE XSAVEOPT XSAVEC XSAVES XRSTOR XRSTORS (SDM
+    Vol. 1 13.7 to 13.12), in the order of their priority: #UD with
+    CR4.OSXSAVE = 0 (and, for the supervisor forms, sup_exit = their exit
+    reason: without XSAVES in the CPU model, or in VMX non-root operation
+    without "enable XSAVES/XRSTORS", SDM Vol. 3C 25.6.2); #NM with CR0.TS =
+    1 (these are faults of decoding the instruction, SDM Vol. 3A Table 6-2);
+    for the supervisor forms #GP(0) at CPL > 0 and then the VM exit under
+    the XSS-exiting bitmap (a privilege fault has priority over an exit, a
+    memory fault does not: SDM Vol. 3C 26.1.1); last #GP(0) for an area
+    that is not 64-byte aligned."""
+    cdef uint64_t req
     if not cpu_has(c, FEAT_XSAVE) or not (c.cr4 & CR4_OSXSAVE):
+        return raise_ud(c)
+    if sup_exit and (not cpu_has(c, FEAT_XSAVES) or
+                     (c.vmx.non_root and not (c.vmx.ctl.proc2 & PROC2_ENABLE_XSAVES_XRSTORS))):
         return raise_ud(c)
     if c.cr0 & CR0_TS:
         return raise_exc(c, EXC_NM, 0, 0)
+    if sup_exit:
+        if c.cpl != 0:
+            return raise_gp0(c)
+        # SDM Vol. 3C 26.1.3: an exit when EDX:EAX, IA32_XSS and the
+        # XSS-exiting bitmap share a bit (the bitmap is 0 without the control).
+        req = ((c.regs[R_DX] & 0xFFFFFFFFULL) << 32) | (c.regs[R_AX] & 0xFFFFFFFFULL)
+        if c.vmx.non_root and (req & c.xss & c.vmx.ctl.xss_bitmap):
+            return xss_exit(c, d, sup_exit)
     off[0] = ea_offset(c, d)
     return simd_misaligned(c, d, off[0], 64)
 
@@ -290,23 +318,30 @@ cdef int xsave_avail(Cpu* c, Insn* d, uint64_t* off) noexcept nogil:
 cdef int xsave_do(Cpu* c, Insn* d, int kind) noexcept nogil:
     """kind 0 XSAVE (standard format, every requested component), 1 XSAVEOPT
     (the init optimization: a component in its initial configuration is not
-    written; the modified optimization is not used), 2 XSAVEC (compacted:
-    XCOMP_BV = 8000000000000000H | RFBM, init optimization).  RFBM = XCR0 &
-    EDX:EAX.  XSTATE_BV[i] = XINUSE[i] for requested i; XSAVE and XSAVEOPT
-    keep its other bits; bytes 464-511 are never written."""
-    cdef uint8_t img[XSAVE_SIZE]
+    written; the modified optimization is not used), 2 XSAVEC and 3 XSAVES
+    (compacted: XCOMP_BV = 8000000000000000H | RFBM, init optimization; the
+    modified optimization of XSAVES is not used either).  RFBM = XCR0 &
+    EDX:EAX, and (XCR0 | IA32_XSS) & EDX:EAX for XSAVES.  XSTATE_BV[i] =
+    XINUSE[i] for requested i; XSAVE and XSAVEOPT keep its other bits, the
+    compacted forms clear them; bytes 464-511 and header bytes 63:16 are
+    never written."""
+    cdef uint8_t img[XSAVE_MAX]
     cdef uint64_t off, bv, rfbm, inuse, save, hdr[2]
-    cdef int rc = xsave_avail(c, d, &off)
+    cdef int rc = xsave_avail(c, d, &off, EXIT_REASON_XSAVES if kind == 3 else 0)
     cdef int xend = 160 + 16 * fx_xmm_count(c)
+    cdef int size = XSAVE_SIZE
     if rc:
         return rc
-    rfbm = c.xcr0 & (((c.regs[R_DX] & 0xFFFFFFFFULL) << 32) | (c.regs[R_AX] & 0xFFFFFFFFULL))
+    rfbm = ((c.regs[R_DX] & 0xFFFFFFFFULL) << 32) | (c.regs[R_AX] & 0xFFFFFFFFULL)
+    rfbm &= (c.xcr0 | c.xss) if kind == 3 else c.xcr0
     inuse = xinuse(c)
     save = rfbm if kind == 0 else (rfbm & inuse)
-    rc = mem_check_write(c, d.seg, off, XSAVE_SIZE)
+    if rfbm & XSS_PASID:
+        size = XSAVE_MAX
+    rc = mem_check_write(c, d.seg, off, size)
     if rc:
         return rc
-    if kind != 2:
+    if kind < 2:
         rc = mem_read(c, d.seg, (off + XSAVE_HDR) & SIZE_MASK[d.asz], 8, &bv)
         if rc:
             return rc
@@ -316,6 +351,7 @@ cdef int xsave_do(Cpu* c, Insn* d, int kind) noexcept nogil:
         hdr[1] = 0x8000000000000000ULL | rfbm
     fx_image(c, img, fx_rexw(c, d))
     memcpy(img + XSAVE_HDR, hdr, 16)
+    memcpy(img + XSAVE_PASID_OFF, &c.pasid, 8)
     if save & XCR0_X87:
         rc = mem_put(c, d, off, img, 0, 24)
         if not rc:
@@ -324,8 +360,9 @@ cdef int xsave_do(Cpu* c, Insn* d, int kind) noexcept nogil:
             return rc
     # MXCSR and MXCSR_MASK belong to SSE state, but XSAVE and XSAVEOPT store
     # them whenever RFBM[1] or RFBM[2] is set (no optimization applies);
-    # XSAVEC only with the SSE component (SDM Vol. 1 13.7, 13.9, 13.10).
-    if (kind != 2 and (rfbm & (XCR0_SSE | XCR0_AVX))) or (save & XCR0_SSE):
+    # XSAVEC and XSAVES only with the SSE component (SDM Vol. 1 13.7, 13.9,
+    # 13.10, 13.11).
+    if (kind < 2 and (rfbm & (XCR0_SSE | XCR0_AVX))) or (save & XCR0_SSE):
         rc = mem_put(c, d, off, img, 24, 32)
         if rc:
             return rc
@@ -333,7 +370,11 @@ cdef int xsave_do(Cpu* c, Insn* d, int kind) noexcept nogil:
         rc = mem_put(c, d, off, img, 160, xend)
         if rc:
             return rc
-    return mem_put(c, d, off, img, XSAVE_HDR, XSAVE_HDR + (16 if kind == 2 else 8))
+    if save & XSS_PASID:
+        rc = mem_put(c, d, off, img, XSAVE_PASID_OFF, XSAVE_PASID_OFF + 8)
+        if rc:
+            return rc
+    return mem_put(c, d, off, img, XSAVE_HDR, XSAVE_HDR + (8 if kind < 2 else 16))
 
 
 cdef int h_xsave(Cpu* c, Insn* d) noexcept nogil:
@@ -353,24 +394,29 @@ cdef int h_xsavec(Cpu* c, Insn* d) noexcept nogil:
     return xsave_do(c, d, 2)
 
 
-cdef int h_xrstor(Cpu* c, Insn* d) noexcept nogil:
-    """0F AE /5 XRSTOR mem (SDM Vol. 1 13.8).  The header decides the form:
-    XCOMP_BV[63] = 0 the standard form, which #GPs if XSTATE_BV has a bit
-    outside XCR0 or bytes 23:8 of the header are not 0, and loads MXCSR
-    whenever RFBM[1] or RFBM[2] is set; XCOMP_BV[63] = 1 the compacted form
-    (with XSAVEC), which #GPs if XCOMP_BV[62:0] is not within XCR0, XSTATE_BV
-    not within XCOMP_BV, or bytes 63:16 are not 0, and initializes MXCSR to
-    1F80H with XSTATE_BV[1] = 0.  Each requested component i is loaded when
-    XSTATE_BV[i] = 1, else put in its initial configuration.  Every check
-    precedes any change."""
-    cdef uint8_t img[XSAVE_SIZE]
-    cdef uint64_t off, rfbm, bv, comp, h[8]
+cdef int xrstor_do(Cpu* c, Insn* d, int sup) noexcept nogil:
+    """XRSTOR (sup 0; 0F AE /5, SDM Vol. 1 13.8) and XRSTORS (sup 1; 0F C7
+    /3, 13.12).  The header decides XRSTOR's form: XCOMP_BV[63] = 0 the
+    standard form, which #GPs if XSTATE_BV has a bit outside XCR0 or bytes
+    23:8 of the header are not 0, and loads MXCSR whenever RFBM[1] or
+    RFBM[2] is set; XCOMP_BV[63] = 1 the compacted form (with XSAVEC),
+    which #GPs if XCOMP_BV[62:0] is not within XCR0, XSTATE_BV not within
+    XCOMP_BV, or bytes 63:16 are not 0, and initializes MXCSR to 1F80H with
+    XSTATE_BV[1] = 0.  XRSTORS takes only the compacted form (#GP(0) with
+    XCOMP_BV[63] = 0), within XCR0 | IA32_XSS, with RFBM = (XCR0 | IA32_XSS)
+    & EDX:EAX; a supervisor component whose value its MSR would refuse is
+    #GP(0) (IA32_PASID with a reserved bit).  Each requested component i is
+    loaded when XSTATE_BV[i] = 1, else put in its initial configuration.
+    Every check precedes any change."""
+    cdef uint8_t img[XSAVE_MAX]
+    cdef uint64_t off, rfbm, bv, comp, h[8], pasid = 0
+    cdef uint64_t allowed = (c.xcr0 | c.xss) if sup else c.xcr0
     cdef uint32_t mx
-    cdef int rc = xsave_avail(c, d, &off)
+    cdef int rc = xsave_avail(c, d, &off, EXIT_REASON_XRSTORS if sup else 0)
     cdef int i, compact, load_mx = 0
     if rc:
         return rc
-    rfbm = c.xcr0 & (((c.regs[R_DX] & 0xFFFFFFFFULL) << 32) | (c.regs[R_AX] & 0xFFFFFFFFULL))
+    rfbm = allowed & (((c.regs[R_DX] & 0xFFFFFFFFULL) << 32) | (c.regs[R_AX] & 0xFFFFFFFFULL))
     rc = mem_get(c, d, off, img, XSAVE_HDR, XSAVE_SIZE)
     if rc:
         return rc
@@ -379,17 +425,27 @@ cdef int h_xrstor(Cpu* c, Insn* d) noexcept nogil:
     comp = h[1]
     compact = (comp >> 63) != 0
     if compact:
-        if not cpu_has(c, FEAT_XSAVEC) or (comp & ~(0x8000000000000000ULL | c.xcr0)) or (bv & ~comp):
+        if (not sup and not cpu_has(c, FEAT_XSAVEC)) or (comp & ~(0x8000000000000000ULL | allowed)) or \
+                (bv & ~comp):
             return raise_gp0(c)
         for i in range(2, 8):
             if h[i]:
                 return raise_gp0(c)
+    elif sup:
+        return raise_gp0(c)
     else:
         if (bv & ~c.xcr0) or comp or h[2]:
             return raise_gp0(c)
     rc = mem_get(c, d, off, img, 0, 160 + 16 * fx_xmm_count(c))
     if rc:
         return rc
+    if (rfbm & bv & XSS_PASID) and (comp & XSS_PASID):
+        rc = mem_get(c, d, off, img, XSAVE_PASID_OFF, XSAVE_PASID_OFF + 8)
+        if rc:
+            return rc
+        memcpy(&pasid, img + XSAVE_PASID_OFF, 8)
+        if pasid & ~(<uint64_t>PASID_VALID_BITS):
+            return raise_gp0(c)
     memcpy(&mx, img + 24, 4)
     if compact:
         load_mx = (rfbm & XCR0_SSE) and (bv & XCR0_SSE)
@@ -413,7 +469,13 @@ cdef int h_xrstor(Cpu* c, Insn* d) noexcept nogil:
                 c.fpu.mxcsr = 0x1F80
     if load_mx:
         c.fpu.mxcsr = mx
+    if rfbm & XSS_PASID:
+        c.pasid = pasid             # 0, its initial configuration, when XSTATE_BV[10] = 0
     return RC_OK
+
+
+cdef int h_xrstor(Cpu* c, Insn* d) noexcept nogil:
+    return xrstor_do(c, d, 0)
 
 
 # --- cache control, fences, FS/GS base -----------------------------------------
@@ -500,3 +562,4 @@ cdef void init_fxsave_tables() noexcept:
     op_set(OP2P[PFX_F3], 0xAE, h_0fae, OPF_MODRM)
     op_set(OP2P[PFX_F2], 0xAE, h_0fae, OPF_MODRM)
     GRP[G_0FC7][4] = h_xsavec
+    init_xsaves_tables()            # core/insn/xsaves.pxi: /3 XRSTORS, /5 XSAVES

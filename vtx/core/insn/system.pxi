@@ -251,6 +251,14 @@ cdef enum:
     # bytes, which holds both x87 and SSE state) and the XSAVE header (64),
     # CPUID.(EAX=0DH,ECX=0):EBX/ECX and, compacted, (EAX=0DH,ECX=1):EBX.
     XSAVE_AREA_SIZE = 576
+    # IA32_XSS bits (SDM Vol. 1 13.3): the one supervisor state component
+    # the model has, PASID state (bit 10: IA32_PASID, 8 bytes), offered with
+    # the CPU model's XSS_PASID feature (core/insn/xsaves.pxi).
+    XSS_PASID = 1 << 10
+    XSAVE_PASID_SIZE = 8
+    # IA32_PASID: the PASID in bits 19:0 and the valid bit 31; the others
+    # are reserved (SDM Vol. 4 Table 2-2, MSR D93H).
+    PASID_VALID_BITS = 0x800FFFFF
     # IA32_MISC_ENABLE[18], "ENABLE MONITOR FSM": MONITOR/MWAIT exist (and
     # CPUID reports them) only while it is set (SDM Vol. 4 Table 2-2).
     MISC_ENABLE_MONITOR = 1 << 18
@@ -317,10 +325,22 @@ cdef void model_cpuid(Cpu* c, uint64_t cr4, uint32_t leaf, uint32_t sub, uint32_
             out[1] = XSAVE_AREA_SIZE    # for the components enabled in XCR0 (both in the legacy region)
             out[2] = XSAVE_AREA_SIZE
         elif sub == 1 and cpu_has(c, FEAT_XSAVE):
-            # EAX: XSAVEOPT (bit 0) and XSAVEC (bit 1) from the feature set;
-            # EBX: the compacted area for XCR0 | IA32_XSS (no supervisor state).
-            if cpu_has(c, FEAT_XSAVEC):
-                out[1] = XSAVE_AREA_SIZE
+            # EAX: XSAVEOPT (bit 0), XSAVEC (bit 1) and XSAVES (bit 3), ECX
+            # the IA32_XSS bits (bit 10, PASID), from the feature set; EBX:
+            # the size of the compacted area for XCR0 | IA32_XSS as they are
+            # now (SDM Vol. 2 CPUID, leaf 0DH), the legacy region and header
+            # and, with IA32_XSS[10], PASID state after them.
+            if cpu_has(c, FEAT_XSAVEC) or cpu_has(c, FEAT_XSAVES):
+                out[1] = XSAVE_AREA_SIZE + (XSAVE_PASID_SIZE if (c.xss & XSS_PASID) else 0)
+        elif sub == 10 and cpu_has(c, FEAT_XSAVE) and cpu_has(c, FEAT_XSS_PASID):
+            # Component 10: its size (EAX), no standard-form offset (EBX = 0
+            # for a supervisor component), ECX[0] = 1 supervisor (in
+            # IA32_XSS, not XCR0), ECX[1] = 0 no 64-byte alignment when
+            # compacted.
+            out[0] = XSAVE_PASID_SIZE
+            out[1] = 0
+            out[2] = 1
+            out[3] = 0
         elif sub >= 2:
             out[0] = out[1] = out[2] = out[3] = 0
 
@@ -459,6 +479,10 @@ cdef int msr_read(Cpu* c, uint32_t msr, uint64_t* v) noexcept nogil:
         v[0] = c.fmask
     elif msr == MSR_IA32_TSC_AUX:
         v[0] = c.tsc_aux
+    elif msr == MSR_IA32_XSS and cpu_has(c, FEAT_XSAVES):
+        v[0] = c.xss
+    elif msr == MSR_IA32_PASID and cpu_has(c, FEAT_XSS_PASID):
+        v[0] = c.pasid
     else:
         return vmx_cap_msr(c, msr, v)
     return 0
@@ -547,6 +571,16 @@ cdef int msr_write(Cpu* c, uint32_t msr, uint64_t v) noexcept nogil:
         c.fmask = v
     elif msr == MSR_IA32_TSC_AUX:
         c.tsc_aux = v & 0xFFFFFFFFULL
+    elif msr == MSR_IA32_XSS and cpu_has(c, FEAT_XSAVES):
+        # Only the supervisor components CPUID.(EAX=0DH,ECX=1):EDX:ECX
+        # enumerates may be set (SDM Vol. 1 13.3).
+        if v & ~xss_supported(c):
+            return 1
+        c.xss = v
+    elif msr == MSR_IA32_PASID and cpu_has(c, FEAT_XSS_PASID):
+        if v & ~(<uint64_t>PASID_VALID_BITS):
+            return 1
+        c.pasid = v
     else:
         return 1
     return 0

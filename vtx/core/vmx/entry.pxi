@@ -837,6 +837,10 @@ cdef void load_controls(Cpu* c) noexcept nogil:
     c.vmx.ctl.pi_desc = vr(c, VMCS_OFF_POSTED_INTERRUPT_DESCRIPTOR_ADDRESS, 8)
     for i in range(4):
         c.vmx.ctl.eoi_exit[i] = vr(c, VMCS_OFF_EOI_EXIT_BITMAP_0 + 8 * i, 8)
+    # The XSS-exiting bitmap exists only with "enable XSAVES/XRSTORS" (SDM
+    # 25.6.20); XSAVES and XRSTORS test it only then (26.1.3).
+    c.vmx.ctl.xss_bitmap = vr(c, VMCS_OFF_XSS_EXITING_BITMAP, 8) \
+        if (c.vmx.ctl.proc2 & PROC2_ENABLE_XSAVES_XRSTORS) else 0
     # The first PAUSE at CPL 0 after VM entry starts a loop (SDM 26.1.3).
     c.vmx.ple_valid = 0
     c.vmx.ept = (c.vmx.ctl.proc2 & PROC2_ENABLE_EPT) != 0
