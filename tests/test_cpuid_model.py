@@ -191,7 +191,8 @@ def run64(src, cpu):
     vm.write(0x1000, vtx.asm(src + "\nhlt\n", bits=64))
     v.vmwrite(vtx.VmcsField.SECONDARY_PROC_BASED_CONTROLS,
               v.vmread(vtx.VmcsField.SECONDARY_PROC_BASED_CONTROLS) | vtx.ProcBased2.ENABLE_RDTSCP
-              | vtx.ProcBased2.ENABLE_INVPCID | vtx.ProcBased2.ENABLE_XSAVES_XRSTORS)
+              | vtx.ProcBased2.ENABLE_INVPCID | vtx.ProcBased2.ENABLE_XSAVES_XRSTORS
+              | vtx.ProcBased2.ENABLE_USER_WAIT_AND_PAUSE)
 
     @vm.default
     def stop(vcpu, exit):
@@ -216,6 +217,7 @@ def outcome(ex):
     ("PGE", "mov rax, cr4\nbts rax, 7\nmov cr4, rax", 13),
     ("XSAVES", "mov rax, cr4\nbts rax, 18\nmov cr4, rax\nsub rsp, 1024\nand rsp, -64\nxor eax, eax\n"
      "xor edx, edx\nxsaves [rsp]", 6),
+    ("WAITPKG", "xor ecx, ecx\ntpause ecx", 6),
 ])
 def test_a_removed_feature_does_not_work(feature, src, absent):
     assert outcome(run64(src, CpuModel("default"))) == "HLT"

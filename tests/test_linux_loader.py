@@ -543,14 +543,16 @@ def start_kernel(assets, cmdline, until, budget, init_script=None):
     info = load_linux(vm, assets.kernel, initrd=initrd, cmdline=cmdline)
     v = vm.vcpu
     # A platform's choices, not the loader's: the guest handles its own
-    # exceptions (the decompressor maps memory on #PF); INVPCID and XSAVES/
-    # XRSTORS, which CPUID reports, run instead of #UD (SDM Vol. 3C 25.6.2,
-    # "enable INVPCID" and "enable XSAVES/XRSTORS"); and MSR accesses reach the processor (an MSR bitmap of zeros, SDM 25.6.9),
+    # exceptions (the decompressor maps memory on #PF); INVPCID, RDTSCP,
+    # XSAVES/XRSTORS and TPAUSE, which CPUID reports, run instead of #UD (SDM
+    # Vol. 3C 25.6.2, "enable INVPCID", "enable RDTSCP", "enable XSAVES/
+    # XRSTORS", "enable user wait and pause": Linux's udelay with TPAUSE
+    # reads the TSC with RDTSCP); and MSR accesses reach the processor (an MSR bitmap of zeros, SDM 25.6.9),
     # so SYSCALL finds the LSTAR the kernel wrote.
     v.vmwrite(vtx.VmcsField.EXCEPTION_BITMAP, 0)
     v.vmwrite(vtx.VmcsField.SECONDARY_PROC_BASED_CONTROLS,
               v.vmread(vtx.VmcsField.SECONDARY_PROC_BASED_CONTROLS) | vtx.ProcBased2.ENABLE_INVPCID
-              | vtx.ProcBased2.ENABLE_XSAVES_XRSTORS)
+              | vtx.ProcBased2.ENABLE_RDTSCP | vtx.ProcBased2.ENABLE_XSAVES_XRSTORS | vtx.ProcBased2.ENABLE_USER_WAIT_AND_PAUSE)
     v.vmwrite(vtx.VmcsField.PRIMARY_PROC_BASED_CONTROLS,
               v.vmread(vtx.VmcsField.PRIMARY_PROC_BASED_CONTROLS) | vtx.ProcBased.USE_MSR_BITMAPS)
     serial = SerialLog(until)

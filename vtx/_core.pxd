@@ -316,6 +316,7 @@ ctypedef struct Cpu:
     uint64_t xcr0         # XCR0, the XSAVE feature mask (XSETBV/XGETBV)
     uint64_t xss          # IA32_XSS, the supervisor state components of XSAVES/XRSTORS
     uint64_t pasid        # IA32_PASID (XSAVES state component 10; core/insn/xsaves.pxi)
+    uint64_t umwait_control   # IA32_UMWAIT_CONTROL (core/insn/waitpkg.pxi)
     uint64_t efer
     uint64_t pat
     uint64_t sysenter_cs, sysenter_esp, sysenter_eip

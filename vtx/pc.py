@@ -168,12 +168,16 @@ class PcMachine:
         priv = self.vm._priv
         priv[_MSR_BITMAP:_MSR_BITMAP + 4096] = bytes(4096)
         del priv
+        # The instructions CPUID offers run in the guest instead of #UD, as
+        # KVM sets them up: INVPCID, RDTSCP, XSAVES/XRSTORS, with which Linux
+        # keeps its tasks' FPU state (the XSS-exiting bitmap stays 0), and
+        # UMONITOR/UMWAIT/TPAUSE, with which it waits in udelay.
         for v in self.vcpus:
             v.vmwrite(F.PRIMARY_PROC_BASED_CONTROLS,
                       v.vmread(F.PRIMARY_PROC_BASED_CONTROLS) | ProcBased.USE_MSR_BITMAPS)
             v.vmwrite(F.SECONDARY_PROC_BASED_CONTROLS, v.vmread(F.SECONDARY_PROC_BASED_CONTROLS)
                       | ProcBased2.ENABLE_INVPCID | ProcBased2.ENABLE_RDTSCP
-                      | ProcBased2.ENABLE_XSAVES_XRSTORS)
+                      | ProcBased2.ENABLE_XSAVES_XRSTORS | ProcBased2.ENABLE_USER_WAIT_AND_PAUSE)
         self._attach_devices(console)
         self._firmware_init()
         self.lapic = None

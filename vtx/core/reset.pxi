@@ -24,6 +24,7 @@ cdef void reset_common(Cpu* c) noexcept nogil:
     c.xcr0 = 1
     c.xss = 0
     c.pasid = 0
+    c.umwait_control = 0
     c.efer = 0
     c.pat = 0x0007040600070406ULL
     c.sysenter_cs = c.sysenter_esp = c.sysenter_eip = 0

@@ -54,6 +54,7 @@ cdef list _snap_rows(Cpu* c):
     _fld(r, c, "xcr0", &c.xcr0, sizeof(c.xcr0), S)
     _fld(r, c, "xss", &c.xss, sizeof(c.xss), S)
     _fld(r, c, "pasid", &c.pasid, sizeof(c.pasid), S)
+    _fld(r, c, "umwait_control", &c.umwait_control, sizeof(c.umwait_control), S)
     _fld(r, c, "efer", &c.efer, sizeof(c.efer), S)
     _fld(r, c, "pat", &c.pat, sizeof(c.pat), S)
     _fld(r, c, "sysenter_cs", &c.sysenter_cs, sizeof(c.sysenter_cs), S)

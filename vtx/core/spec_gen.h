@@ -876,6 +876,8 @@ static inline uint32_t exit_info_fields(uint32_t reason)
     case EXIT_REASON_PAGE_MODIFICATION_LOG_FULL: return EXIT_INFO_QUALIFICATION;
     case EXIT_REASON_XSAVES: return EXIT_INFO_QUALIFICATION | EXIT_INFO_INSTRUCTION_LENGTH | EXIT_INFO_INSTRUCTION_INFO;
     case EXIT_REASON_XRSTORS: return EXIT_INFO_QUALIFICATION | EXIT_INFO_INSTRUCTION_LENGTH | EXIT_INFO_INSTRUCTION_INFO;
+    case EXIT_REASON_UMWAIT: return EXIT_INFO_INSTRUCTION_LENGTH | EXIT_INFO_INSTRUCTION_INFO;
+    case EXIT_REASON_TPAUSE: return EXIT_INFO_INSTRUCTION_LENGTH | EXIT_INFO_INSTRUCTION_INFO;
     default: return 0u;
     }
 }
@@ -1033,6 +1035,7 @@ static inline uint32_t exit_info_fields(uint32_t reason)
 #define MSR_IA32_BIOS_SIGN_ID            0x8Bu
 #define MSR_IA32_SMM_MONITOR_CTL         0x9Bu
 #define MSR_IA32_SMBASE                  0x9Eu
+#define MSR_IA32_UMWAIT_CONTROL          0xE1u
 #define MSR_IA32_SYSENTER_CS             0x174u
 #define MSR_IA32_SYSENTER_ESP            0x175u
 #define MSR_IA32_SYSENTER_EIP            0x176u
@@ -1122,33 +1125,34 @@ static inline uint32_t exit_info_fields(uint32_t reason)
 #define FEAT_SMAP         46
 #define FEAT_CLFLUSHOPT   47
 #define FEAT_UMIP         48
-#define FEAT_RDPID        49
-#define FEAT_XSAVEOPT     50
-#define FEAT_XSAVEC       51
-#define FEAT_XSAVES       52
-#define FEAT_XSS_PASID    53
-#define FEAT_LAHF_LM      54
-#define FEAT_ABM          55
-#define FEAT_PREFETCHW    56
-#define FEAT_SYSCALL      57
-#define FEAT_NX           58
-#define FEAT_PDPE1GB      59
-#define FEAT_RDTSCP       60
-#define FEAT_LM           61
-#define FEAT_COUNT 62
+#define FEAT_WAITPKG      49
+#define FEAT_RDPID        50
+#define FEAT_XSAVEOPT     51
+#define FEAT_XSAVEC       52
+#define FEAT_XSAVES       53
+#define FEAT_XSS_PASID    54
+#define FEAT_LAHF_LM      55
+#define FEAT_ABM          56
+#define FEAT_PREFETCHW    57
+#define FEAT_SYSCALL      58
+#define FEAT_NX           59
+#define FEAT_PDPE1GB      60
+#define FEAT_RDTSCP       61
+#define FEAT_LM           62
+#define FEAT_COUNT 63
 #define FEAT_WORDS 1
 // where CPUID reports each feature: leaf, subleaf, register (0 EAX .. 3 EDX), bit
-static const uint32_t FEAT_LEAF[] = {0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x7u, 0x7u, 0x7u, 0x7u, 0x7u, 0x7u, 0x7u, 0x7u, 0x7u, 0x7u, 0x7u, 0x7u, 0xDu, 0xDu, 0xDu, 0xDu, 0x80000001u, 0x80000001u, 0x80000001u, 0x80000001u, 0x80000001u, 0x80000001u, 0x80000001u, 0x80000001u};
-static const uint32_t FEAT_SUBLEAF[] = {0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 1u, 1u, 1u, 1u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u};
-static const uint8_t FEAT_REG[] = {3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 0, 0, 0, 2, 2, 2, 2, 3, 3, 3, 3, 3};
-static const uint8_t FEAT_BIT[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15, 16, 17, 19, 23, 24, 25, 26, 0, 1, 3, 5, 9, 13, 17, 19, 20, 21, 22, 23, 24, 26, 27, 30, 0, 3, 7, 8, 9, 10, 18, 19, 20, 23, 2, 22, 0, 1, 3, 10, 0, 5, 8, 11, 20, 26, 27, 29};
+static const uint32_t FEAT_LEAF[] = {0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x1u, 0x7u, 0x7u, 0x7u, 0x7u, 0x7u, 0x7u, 0x7u, 0x7u, 0x7u, 0x7u, 0x7u, 0x7u, 0x7u, 0xDu, 0xDu, 0xDu, 0xDu, 0x80000001u, 0x80000001u, 0x80000001u, 0x80000001u, 0x80000001u, 0x80000001u, 0x80000001u, 0x80000001u};
+static const uint32_t FEAT_SUBLEAF[] = {0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 1u, 1u, 1u, 1u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u};
+static const uint8_t FEAT_REG[] = {3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 0, 0, 0, 2, 2, 2, 2, 3, 3, 3, 3, 3};
+static const uint8_t FEAT_BIT[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15, 16, 17, 19, 23, 24, 25, 26, 0, 1, 3, 5, 9, 13, 17, 19, 20, 21, 22, 23, 24, 26, 27, 30, 0, 3, 7, 8, 9, 10, 18, 19, 20, 23, 2, 5, 22, 0, 1, 3, 10, 0, 5, 8, 11, 20, 26, 27, 29};
 
 // ---- The model's VMX capabilities (values of the capability MSRs) -----------
 #define VMX_CAP_VMCS_REVISION_ID    0x1ULL
 #define VMX_CAP_BASIC               0xD8100000000001ULL
 #define VMX_CAP_PINBASED_CTLS       0xFF00000016ULL
 #define VMX_CAP_PROCBASED_CTLS      0xFFF9FFFE0401E172ULL
-#define VMX_CAP_PROCBASED_CTLS2     0x133FFF00000000ULL
+#define VMX_CAP_PROCBASED_CTLS2     0x4133FFF00000000ULL
 #define VMX_CAP_EXIT_CTLS           0x7FEFFF00036DFFULL
 #define VMX_CAP_ENTRY_CTLS          0xD3FF000011FFULL
 #define VMX_CAP_TRUE_PINBASED_CTLS  0xFF00000016ULL

@@ -930,6 +930,7 @@ cdef extern from "spec_gen.h" nogil:
     const uint32_t MSR_IA32_BIOS_SIGN_ID
     const uint32_t MSR_IA32_SMM_MONITOR_CTL
     const uint32_t MSR_IA32_SMBASE
+    const uint32_t MSR_IA32_UMWAIT_CONTROL
     const uint32_t MSR_IA32_SYSENTER_CS
     const uint32_t MSR_IA32_SYSENTER_ESP
     const uint32_t MSR_IA32_SYSENTER_EIP
@@ -1019,6 +1020,7 @@ cdef extern from "spec_gen.h" nogil:
     const int FEAT_SMAP
     const int FEAT_CLFLUSHOPT
     const int FEAT_UMIP
+    const int FEAT_WAITPKG
     const int FEAT_RDPID
     const int FEAT_XSAVEOPT
     const int FEAT_XSAVEC

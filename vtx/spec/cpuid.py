@@ -71,6 +71,7 @@ FEATURES = (
     ("SMAP", 7, 0, EBX, 20, "Supervisor-mode access prevention, STAC and CLAC"),
     ("CLFLUSHOPT", 7, 0, EBX, 23, "CLFLUSHOPT"),
     ("UMIP", 7, 0, ECX, 2, "User-mode instruction prevention (CR4.UMIP)"),
+    ("WAITPKG", 7, 0, ECX, 5, "UMONITOR, UMWAIT, TPAUSE and IA32_UMWAIT_CONTROL"),
     ("RDPID", 7, 0, ECX, 22, "RDPID"),
     # CPUID.(EAX=0DH,ECX=1):EAX
     ("XSAVEOPT", 0xD, 1, EAX, 0, "XSAVEOPT"),
@@ -98,7 +99,7 @@ _BASE = ("DE", "PSE", "TSC", "MSR", "PAE", "VMX", "MONITOR", "XSAVE", "OSXSAVE",
          "CX8", "CX16", "POPCNT", "ABM", "MOVBE", "ADX", "RDPID",
          "MMX", "SSSE3", "SSE4_1", "SSE4_2", "PCLMULQDQ",
          "FXSR", "SSE", "SSE2", "SSE3", "CLFSH", "PREFETCHW", "FSGSBASE", "CLFLUSHOPT",
-         "XSAVEOPT", "XSAVEC", "XSAVES", "XSS_PASID",
+         "XSAVEOPT", "XSAVEC", "XSAVES", "XSS_PASID", "WAITPKG",
          "FPU")
 
 # The CPUs the presets stand for, with every feature they have (their

@@ -188,4 +188,6 @@ EXIT_INFO = {
                                    (("nmi_unblocking", 12, 12),)),
     "XSAVES": _MEMOP,
     "XRSTORS": _MEMOP,
+    "UMWAIT": ((_L, _I), "", ()),
+    "TPAUSE": ((_L, _I), "", ()),
 }

@@ -14,6 +14,7 @@ MSRS = (
     ("IA32_BIOS_SIGN_ID", 0x8B, "Microcode update signature (the revision in bits 63:32 after CPUID)"),
     ("IA32_SMM_MONITOR_CTL", 0x9B, "SMM monitor configuration (written only in SMM)"),
     ("IA32_SMBASE", 0x9E, "SMRAM base address (readable only in SMM)"),
+    ("IA32_UMWAIT_CONTROL", 0xE1, "UMWAIT and TPAUSE: C0.2 disabled (bit 0), the OS time limit in TSC quanta (31:2)"),
     ("IA32_SYSENTER_CS", 0x174, "SYSENTER target code segment"),
     ("IA32_SYSENTER_ESP", 0x175, "SYSENTER target stack pointer"),
     ("IA32_SYSENTER_EIP", 0x176, "SYSENTER target instruction pointer"),

@@ -517,10 +517,13 @@ cdef int h_0fae(Cpu* c, Insn* d) noexcept nogil:
     operand form and the mandatory prefix: memory forms /0 FXSAVE /1 FXRSTOR
     /2 LDMXCSR /3 STMXCSR /4 XSAVE /5 XRSTOR /6 XSAVEOPT /7 CLFLUSH (66:
     CLFLUSHOPT); register forms /5 LFENCE /6 MFENCE /7 SFENCE, and with F3
-    /0-/3 the FS/GS base instructions.  The forms the model does not have
-    (PTWRITE, CLWB, CLRSSBSY, INCSSP, UMONITOR, UMWAIT, TPAUSE) are #UD."""
+    /0-/3 the FS/GS base instructions, and /6 with F3, F2 or 66: UMONITOR,
+    UMWAIT and TPAUSE (core/insn/waitpkg.pxi).  The forms the model does not
+    have (PTWRITE, CLWB, CLRSSBSY, INCSSP) are #UD."""
     cdef int r = d.reg & 7
     if d.mod == 3:
+        if r == 6 and d.rep != 0:
+            return h_waitpkg(c, d)
         if d.rep == 0xF3:
             if r < 4:
                 return h_fsgsbase(c, d)

@@ -483,6 +483,8 @@ cdef int msr_read(Cpu* c, uint32_t msr, uint64_t* v) noexcept nogil:
         v[0] = c.xss
     elif msr == MSR_IA32_PASID and cpu_has(c, FEAT_XSS_PASID):
         v[0] = c.pasid
+    elif msr == MSR_IA32_UMWAIT_CONTROL and cpu_has(c, FEAT_WAITPKG):
+        v[0] = c.umwait_control
     else:
         return vmx_cap_msr(c, msr, v)
     return 0
@@ -581,6 +583,11 @@ cdef int msr_write(Cpu* c, uint32_t msr, uint64_t v) noexcept nogil:
         if v & ~(<uint64_t>PASID_VALID_BITS):
             return 1
         c.pasid = v
+    elif msr == MSR_IA32_UMWAIT_CONTROL and cpu_has(c, FEAT_WAITPKG):
+        # Bit 1 and bits 63:32 are reserved (SDM Vol. 4 Table 2-2, MSR E1H).
+        if v & ~0xFFFFFFFDULL:
+            return 1
+        c.umwait_control = v
     else:
         return 1
     return 0
