@@ -251,6 +251,16 @@ CONTROL_CASES = [
                                              & ~(ProcBased2.ENABLE_EPT | ProcBased2.UNRESTRICTED_GUEST)),
                                             (F.VM_FUNCTION_CONTROLS, 1), (F.EPTP_LIST_ADDRESS, 0x5000)],
      "EPTP_SWITCHING_NEEDS_EPT"),
+    # Sub-page write permissions (SDM 29.3.4)
+    ("spp-without-ept", "long",
+     [(F.SECONDARY_PROC_BASED_CONTROLS, lambda o: (o | ProcBased2.SUB_PAGE_WRITE_PERMISSIONS)
+       & ~(ProcBased2.ENABLE_EPT | ProcBased2.UNRESTRICTED_GUEST)),
+      (F.SUB_PAGE_PERMISSION_TABLE_POINTER, 0x9000)], "SUB_PAGE_WRITE_PERMISSIONS_NEED_EPT"),
+    ("spptp-misaligned", "long", [(F.SECONDARY_PROC_BASED_CONTROLS, setb(ProcBased2.SUB_PAGE_WRITE_PERMISSIONS)),
+                                  (F.SUB_PAGE_PERMISSION_TABLE_POINTER, 0x9800)], "SPPTP_ALIGNMENT"),
+    ("spptp-beyond-maxphyaddr", "protected",
+     [(F.SECONDARY_PROC_BASED_CONTROLS, setb(ProcBased2.SUB_PAGE_WRITE_PERMISSIONS)),
+      (F.SUB_PAGE_PERMISSION_TABLE_POINTER, 1 << 39)], "SPPTP_WIDTH"),
     # VM-exit controls
     ("exit-default1-cleared", "real", [(F.VM_EXIT_CONTROLS, clrb(1 << 2))], "VM_EXIT_CONTROLS"),
     ("exit-perf-global-unsupported", "real", [(F.VM_EXIT_CONTROLS, setb(XC.LOAD_IA32_PERF_GLOBAL_CTRL))],

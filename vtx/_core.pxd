@@ -134,6 +134,7 @@ ctypedef struct VmxControls:
     uint64_t pi_desc          # physical address of the posted-interrupt descriptor
     uint64_t eoi_exit[4]      # EOI-exit bitmap, vectors 0-255
     uint64_t xss_bitmap       # XSS-exiting bitmap (0 without "enable XSAVES/XRSTORS")
+    uint64_t spptp            # SPP-table pointer (core/vmx/spp.pxi)
 
 # One memory slot: a run of host-physical addresses backed by a host buffer.
 # Slot 0 is the guest's RAM; slot 1 is the hosted hypervisor's private memory

@@ -173,6 +173,98 @@ class MemoryMap:
         if gpa >= self.memory_size:            # the RAM's EPT maps it already
             self._ept_map(gpa, 4096, _RWX)
 
+    # --- sub-page write permissions ---------------------------------------------------
+
+    def protect_subpages(self, gpa, writable):
+        """Sub-page write permissions for EPT (SDM Vol. 3C 29.3.4) on the
+        4 KiB guest-physical page ``gpa``: ``writable`` is a 32-bit mask, bit
+        i letting the guest write the 128-byte sub-page i (0: the page is
+        read-only to the guest, 0xFFFFFFFF: writable all over, and still
+        looked up); ``None`` ends the protection and makes the page writable
+        again.  A refused write is an EPT-violation exit (reason 48), reads
+        and fetches are not affected.
+
+        The page becomes a read-only 4 KiB EPT leaf with bit 61 set (a 2 MiB
+        leaf around it is split); the SPP table lives in the EPT pool of the
+        private memory, and every vCPU gets the SPP-table pointer and
+        "sub-page write permissions for EPT" (docs/architecture.rst,
+        "Sub-page write permissions")."""
+        from .spec import ProcBased2, VmcsField as F
+        if isinstance(gpa, bool) or not isinstance(gpa, int) or gpa % _PAGE or not 0 <= gpa < PHYS_LIMIT:
+            raise ArgumentError(f"protect_subpages: gpa is a 4 KiB-aligned guest-physical address, not {gpa!r}")
+        if writable is not None and (isinstance(writable, bool) or not isinstance(writable, int)
+                                     or not 0 <= writable <= 0xFFFFFFFF):
+            raise ArgumentError(f"protect_subpages: writable is a 32-bit mask of sub-pages or None, "
+                                f"not {writable!r}")
+        if not self._vcpus:
+            raise ArgumentError("protect_subpages: the VM has no vCPU yet (add_vcpu first)")
+        leaf_off = self._ept_leaf_4k(gpa)
+        leaf = self._ept_entry(leaf_off)
+        if not leaf & (1 << 61):
+            if writable is None:
+                return                  # not protected: nothing to end
+            if not leaf & 2:
+                raise ArgumentError(f"protect_subpages: {gpa:#x} is read-only memory already")
+        base = _core.PRIV_BASE
+        # The SPP table's root: the pointer the vCPUs hold, or a new page.
+        v0 = self._vcpus[0]
+        on = v0.vmread(F.SECONDARY_PROC_BASED_CONTROLS) & ProcBased2.SUB_PAGE_WRITE_PERMISSIONS
+        root = v0.vmread(F.SUB_PAGE_PERMISSION_TABLE_POINTER) - base if on else None
+        if root is None or not 0 <= root < self._machine.priv_size:
+            root = self._pool_page()
+        table = root
+        for level in (4, 3, 2):
+            off = table + 8 * ((gpa >> (12 + 9 * (level - 1))) & 511)
+            e = self._ept_entry(off)
+            if not e & 1:
+                if writable is None:
+                    break
+                nxt = self._pool_page()
+                self._priv_u64(off, (base + nxt) | 1)
+                table = nxt
+            else:
+                table = (e & 0x000FFFFFFFFFF000) - base
+        else:
+            vec = 0
+            for i in range(32):
+                if writable is not None and (writable >> i) & 1:
+                    vec |= 1 << (2 * i)
+            self._priv_u64(table + 8 * ((gpa >> 12) & 511), vec)
+        if writable is None:
+            leaf = (leaf | 2) & ~(1 << 61)
+        else:
+            leaf = (leaf & ~2) | (1 << 61)
+        self._priv_u64(leaf_off, leaf)
+        for v in self._vcpus:
+            v.vmwrite(F.SUB_PAGE_PERMISSION_TABLE_POINTER, base + root)
+            v.vmwrite(F.SECONDARY_PROC_BASED_CONTROLS,
+                      v.vmread(F.SECONDARY_PROC_BASED_CONTROLS) | ProcBased2.SUB_PAGE_WRITE_PERMISSIONS)
+            v.invept()
+
+    def _ept_leaf_4k(self, gpa):
+        """The private-memory offset of the 4 KiB EPT leaf that maps gpa,
+        splitting a 2 MiB leaf first (ArgumentError if EPT maps nothing there)."""
+        base = _core.PRIV_BASE
+        v0 = self._vcpus[0]
+        from .spec import VmcsField as F
+        for attempt in (0, 1):
+            table = (v0.vmread(F.EPT_POINTER) & 0x000FFFFFFFFFF000) - base
+            for level in (4, 3, 2, 1):
+                off = table + 8 * ((gpa >> (12 + 9 * (level - 1))) & 511)
+                e = self._ept_entry(off)
+                if not e & 7:
+                    raise ArgumentError(f"protect_subpages: the EPT maps nothing at {gpa:#x}")
+                if level == 1:
+                    return off
+                if e & 0x80:
+                    if level == 3 or attempt:
+                        raise ArgumentError(f"protect_subpages: {gpa:#x} is in a 1 GiB EPT page")
+                    # A 2 MiB leaf: _ept_map splits it and keeps the rest.
+                    self._ept_map(gpa, _PAGE, e & 7)
+                    break
+                table = (e & 0x000FFFFFFFFFF000) - base
+        raise ArgumentError(f"protect_subpages: no 4 KiB EPT leaf for {gpa:#x}")
+
     # --- MMIO ---------------------------------------------------------------------
 
     def map_mmio(self, base, size, device):

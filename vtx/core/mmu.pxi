@@ -383,7 +383,16 @@ cdef int ept_translate(Cpu* c, uint64_t gpa, int kind, uint64_t lin, int lin_val
             return RC_VMEXIT
         table = entry & PHYS_MASK
     cdef uint32_t need = 1 if kind == ACC_READ else (2 if kind == ACC_WRITE else 4)
-    if perm == 0 or not (perm & need):
+    cdef int spp_ok = 0
+    if perm != 0 and not (perm & need) and kind == ACC_WRITE and final_access and lin_valid and \
+            level == 1 and (perm & 3) == 1 and ((entry >> EPT_LEAF_SPP) & 1) and \
+            (c.vmx.ctl.proc2 & PROC2_SUB_PAGE_WRITE_PERMISSIONS):
+        # [SPP] A write to a read-only 4-KByte page with sub-page write
+        # permissions (core/vmx/spp.pxi): the TLB entry stays read-only.
+        rc = spp_write_allowed(c, gpa, lin, &spp_ok)
+        if rc:
+            return rc
+    if (perm == 0 or not (perm & need)) and not spp_ok:
         qual = (1ULL if kind == ACC_READ else 0) | (2ULL if kind == ACC_WRITE else 0) | \
                (4ULL if kind == ACC_FETCH else 0) | (<uint64_t>perm << 3)
         vmexit_event(c, EXIT_REASON_EPT_VIOLATION, qual)

@@ -145,6 +145,7 @@ cdef list _snap_rows(Cpu* c):
     _fld(r, c, "vmx.ctl.pi_desc", &c.vmx.ctl.pi_desc, sizeof(c.vmx.ctl.pi_desc), L)
     _fld(r, c, "vmx.ctl.eoi_exit", &c.vmx.ctl.eoi_exit, sizeof(c.vmx.ctl.eoi_exit), L)
     _fld(r, c, "vmx.ctl.xss_bitmap", &c.vmx.ctl.xss_bitmap, sizeof(c.vmx.ctl.xss_bitmap), L)
+    _fld(r, c, "vmx.ctl.spptp", &c.vmx.ctl.spptp, sizeof(c.vmx.ctl.spptp), L)
     _fld(r, c, "vmx.ept", &c.vmx.ept, sizeof(c.vmx.ept), S)
     _fld(r, c, "vmx.x_reason", &c.vmx.x_reason, sizeof(c.vmx.x_reason), S)
     _fld(r, c, "vmx.x_qual", &c.vmx.x_qual, sizeof(c.vmx.x_qual), S)

@@ -876,6 +876,7 @@ static inline uint32_t exit_info_fields(uint32_t reason)
     case EXIT_REASON_PAGE_MODIFICATION_LOG_FULL: return EXIT_INFO_QUALIFICATION;
     case EXIT_REASON_XSAVES: return EXIT_INFO_QUALIFICATION | EXIT_INFO_INSTRUCTION_LENGTH | EXIT_INFO_INSTRUCTION_INFO;
     case EXIT_REASON_XRSTORS: return EXIT_INFO_QUALIFICATION | EXIT_INFO_INSTRUCTION_LENGTH | EXIT_INFO_INSTRUCTION_INFO;
+    case EXIT_REASON_SPP_RELATED_EVENT: return EXIT_INFO_QUALIFICATION | EXIT_INFO_GUEST_LINEAR_ADDRESS | EXIT_INFO_GUEST_PHYSICAL_ADDRESS;
     case EXIT_REASON_UMWAIT: return EXIT_INFO_INSTRUCTION_LENGTH | EXIT_INFO_INSTRUCTION_INFO;
     case EXIT_REASON_TPAUSE: return EXIT_INFO_INSTRUCTION_LENGTH | EXIT_INFO_INSTRUCTION_INFO;
     default: return 0u;
@@ -1152,7 +1153,7 @@ static const uint8_t FEAT_BIT[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14,
 #define VMX_CAP_BASIC               0xD8100000000001ULL
 #define VMX_CAP_PINBASED_CTLS       0xFF00000016ULL
 #define VMX_CAP_PROCBASED_CTLS      0xFFF9FFFE0401E172ULL
-#define VMX_CAP_PROCBASED_CTLS2     0x4133FFF00000000ULL
+#define VMX_CAP_PROCBASED_CTLS2     0x4933FFF00000000ULL
 #define VMX_CAP_EXIT_CTLS           0x7FEFFF00036DFFULL
 #define VMX_CAP_ENTRY_CTLS          0xD3FF000011FFULL
 #define VMX_CAP_TRUE_PINBASED_CTLS  0xFF00000016ULL
@@ -1211,245 +1212,248 @@ static const uint8_t FEAT_BIT[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14,
 #define CK_EPTP_SWITCHING_NEEDS_EPT                                    37
 #define CK_EPTP_LIST_ADDRESS_ALIGNMENT                                 38
 #define CK_EPTP_LIST_ADDRESS_WIDTH                                     39
-#define CK_VM_EXIT_CONTROLS                                            40
-#define CK_VM_EXIT_SAVE_VMX_PREEMPTION_TIMER                           41
-#define CK_VM_EXIT_MSR_STORE_ADDRESS_ALIGNMENT                         42
-#define CK_VM_EXIT_MSR_STORE_ADDRESS_WIDTH                             43
-#define CK_VM_EXIT_MSR_STORE_LAST_BYTE_WIDTH                           44
-#define CK_VM_EXIT_MSR_LOAD_ADDRESS_ALIGNMENT                          45
-#define CK_VM_EXIT_MSR_LOAD_ADDRESS_WIDTH                              46
-#define CK_VM_EXIT_MSR_LOAD_LAST_BYTE_WIDTH                            47
-#define CK_VM_ENTRY_CONTROLS                                           48
-#define CK_VM_ENTRY_INTERRUPTION_TYPE_RESERVED                         49
-#define CK_VM_ENTRY_INTERRUPTION_TYPE_OTHER_EVENT                      50
-#define CK_VM_ENTRY_INTERRUPTION_VECTOR_NMI                            51
-#define CK_VM_ENTRY_INTERRUPTION_VECTOR_HARDWARE_EXCEPTION             52
-#define CK_VM_ENTRY_INTERRUPTION_VECTOR_OTHER_EVENT                    53
-#define CK_VM_ENTRY_DELIVER_ERROR_CODE_REQUIRED                        54
-#define CK_VM_ENTRY_DELIVER_ERROR_CODE_REAL_MODE                       55
-#define CK_VM_ENTRY_DELIVER_ERROR_CODE_TYPE                            56
-#define CK_VM_ENTRY_DELIVER_ERROR_CODE_VECTOR                          57
-#define CK_VM_ENTRY_INTERRUPTION_INFO_RESERVED_BITS                    58
-#define CK_VM_ENTRY_EXCEPTION_ERROR_CODE                               59
-#define CK_VM_ENTRY_INSTRUCTION_LENGTH                                 60
-#define CK_VM_ENTRY_INSTRUCTION_LENGTH_ZERO                            61
-#define CK_VM_ENTRY_MSR_LOAD_ADDRESS_ALIGNMENT                         62
-#define CK_VM_ENTRY_MSR_LOAD_ADDRESS_WIDTH                             63
-#define CK_VM_ENTRY_MSR_LOAD_LAST_BYTE_WIDTH                           64
-#define CK_HOST_CR0                                                    65
-#define CK_HOST_CR4                                                    66
-#define CK_HOST_CR3                                                    67
-#define CK_HOST_SYSENTER_ESP_CANONICAL                                 68
-#define CK_HOST_SYSENTER_EIP_CANONICAL                                 69
-#define CK_HOST_IA32_PAT_PA0                                           70
-#define CK_HOST_IA32_PAT_PA1                                           71
-#define CK_HOST_IA32_PAT_PA2                                           72
-#define CK_HOST_IA32_PAT_PA3                                           73
-#define CK_HOST_IA32_PAT_PA4                                           74
-#define CK_HOST_IA32_PAT_PA5                                           75
-#define CK_HOST_IA32_PAT_PA6                                           76
-#define CK_HOST_IA32_PAT_PA7                                           77
-#define CK_HOST_IA32_EFER_RESERVED_BITS                                78
-#define CK_HOST_IA32_EFER_LMA                                          79
-#define CK_HOST_IA32_EFER_LME                                          80
-#define CK_HOST_ES_SELECTOR_RPL                                        81
-#define CK_HOST_CS_SELECTOR_RPL                                        82
-#define CK_HOST_SS_SELECTOR_RPL                                        83
-#define CK_HOST_DS_SELECTOR_RPL                                        84
-#define CK_HOST_FS_SELECTOR_RPL                                        85
-#define CK_HOST_GS_SELECTOR_RPL                                        86
-#define CK_HOST_TR_SELECTOR_RPL                                        87
-#define CK_HOST_ES_SELECTOR_TI                                         88
-#define CK_HOST_CS_SELECTOR_TI                                         89
-#define CK_HOST_SS_SELECTOR_TI                                         90
-#define CK_HOST_DS_SELECTOR_TI                                         91
-#define CK_HOST_FS_SELECTOR_TI                                         92
-#define CK_HOST_GS_SELECTOR_TI                                         93
-#define CK_HOST_TR_SELECTOR_TI                                         94
-#define CK_HOST_CS_SELECTOR_NULL                                       95
-#define CK_HOST_TR_SELECTOR_NULL                                       96
-#define CK_HOST_SS_SELECTOR_NULL                                       97
-#define CK_HOST_FS_BASE_CANONICAL                                      98
-#define CK_HOST_GS_BASE_CANONICAL                                      99
-#define CK_HOST_GDTR_BASE_CANONICAL                                    100
-#define CK_HOST_IDTR_BASE_CANONICAL                                    101
-#define CK_HOST_TR_BASE_CANONICAL                                      102
-#define CK_IA32E_MODE_GUEST_OUTSIDE_IA32E                              103
-#define CK_HOST_ADDRESS_SPACE_SIZE_OUTSIDE_IA32E                       104
-#define CK_HOST_ADDRESS_SPACE_SIZE_IN_IA32E                            105
-#define CK_HOST_CR4_PCIDE                                              106
-#define CK_HOST_RIP_HIGH_BITS                                          107
-#define CK_HOST_CR4_PAE                                                108
-#define CK_HOST_RIP_CANONICAL                                          109
-#define CK_GUEST_CR0                                                   110
-#define CK_GUEST_CR0_PG_WITHOUT_PE                                     111
-#define CK_GUEST_CR4                                                   112
-#define CK_GUEST_IA32_DEBUGCTL                                         113
-#define CK_GUEST_IA32E_MODE_CR0_PG                                     114
-#define CK_GUEST_IA32E_MODE_CR4_PAE                                    115
-#define CK_GUEST_CR4_PCIDE                                             116
-#define CK_GUEST_CR3                                                   117
-#define CK_GUEST_DR7                                                   118
-#define CK_GUEST_SYSENTER_ESP_CANONICAL                                119
-#define CK_GUEST_SYSENTER_EIP_CANONICAL                                120
-#define CK_GUEST_IA32_PAT_PA0                                          121
-#define CK_GUEST_IA32_PAT_PA1                                          122
-#define CK_GUEST_IA32_PAT_PA2                                          123
-#define CK_GUEST_IA32_PAT_PA3                                          124
-#define CK_GUEST_IA32_PAT_PA4                                          125
-#define CK_GUEST_IA32_PAT_PA5                                          126
-#define CK_GUEST_IA32_PAT_PA6                                          127
-#define CK_GUEST_IA32_PAT_PA7                                          128
-#define CK_GUEST_IA32_EFER_RESERVED_BITS                               129
-#define CK_GUEST_IA32_EFER_LMA                                         130
-#define CK_GUEST_IA32_EFER_LME                                         131
-#define CK_GUEST_TR_SELECTOR_TI                                        132
-#define CK_GUEST_LDTR_SELECTOR_TI                                      133
-#define CK_GUEST_SS_SELECTOR_RPL                                       134
-#define CK_GUEST_CS_BASE_V86                                           135
-#define CK_GUEST_SS_BASE_V86                                           136
-#define CK_GUEST_DS_BASE_V86                                           137
-#define CK_GUEST_ES_BASE_V86                                           138
-#define CK_GUEST_FS_BASE_V86                                           139
-#define CK_GUEST_GS_BASE_V86                                           140
-#define CK_GUEST_TR_BASE_CANONICAL                                     141
-#define CK_GUEST_FS_BASE_CANONICAL                                     142
-#define CK_GUEST_GS_BASE_CANONICAL                                     143
-#define CK_GUEST_LDTR_BASE_CANONICAL                                   144
-#define CK_GUEST_CS_BASE_HIGH_BITS                                     145
-#define CK_GUEST_SS_BASE_HIGH_BITS                                     146
-#define CK_GUEST_DS_BASE_HIGH_BITS                                     147
-#define CK_GUEST_ES_BASE_HIGH_BITS                                     148
-#define CK_GUEST_CS_LIMIT_V86                                          149
-#define CK_GUEST_SS_LIMIT_V86                                          150
-#define CK_GUEST_DS_LIMIT_V86                                          151
-#define CK_GUEST_ES_LIMIT_V86                                          152
-#define CK_GUEST_FS_LIMIT_V86                                          153
-#define CK_GUEST_GS_LIMIT_V86                                          154
-#define CK_GUEST_CS_ACCESS_RIGHTS_V86                                  155
-#define CK_GUEST_SS_ACCESS_RIGHTS_V86                                  156
-#define CK_GUEST_DS_ACCESS_RIGHTS_V86                                  157
-#define CK_GUEST_ES_ACCESS_RIGHTS_V86                                  158
-#define CK_GUEST_FS_ACCESS_RIGHTS_V86                                  159
-#define CK_GUEST_GS_ACCESS_RIGHTS_V86                                  160
-#define CK_GUEST_CS_TYPE                                               161
-#define CK_GUEST_SS_TYPE                                               162
-#define CK_GUEST_DS_TYPE_ACCESSED                                      163
-#define CK_GUEST_ES_TYPE_ACCESSED                                      164
-#define CK_GUEST_FS_TYPE_ACCESSED                                      165
-#define CK_GUEST_GS_TYPE_ACCESSED                                      166
-#define CK_GUEST_DS_TYPE_READABLE                                      167
-#define CK_GUEST_ES_TYPE_READABLE                                      168
-#define CK_GUEST_FS_TYPE_READABLE                                      169
-#define CK_GUEST_GS_TYPE_READABLE                                      170
-#define CK_GUEST_CS_S                                                  171
-#define CK_GUEST_SS_S                                                  172
-#define CK_GUEST_DS_S                                                  173
-#define CK_GUEST_ES_S                                                  174
-#define CK_GUEST_FS_S                                                  175
-#define CK_GUEST_GS_S                                                  176
-#define CK_GUEST_CS_DPL_TYPE_3                                         177
-#define CK_GUEST_CS_DPL_NONCONFORMING                                  178
-#define CK_GUEST_CS_DPL_CONFORMING                                     179
-#define CK_GUEST_SS_DPL_RPL                                            180
-#define CK_GUEST_SS_DPL_ZERO                                           181
-#define CK_GUEST_DS_DPL_RPL                                            182
-#define CK_GUEST_ES_DPL_RPL                                            183
-#define CK_GUEST_FS_DPL_RPL                                            184
-#define CK_GUEST_GS_DPL_RPL                                            185
-#define CK_GUEST_CS_P                                                  186
-#define CK_GUEST_SS_P                                                  187
-#define CK_GUEST_DS_P                                                  188
-#define CK_GUEST_ES_P                                                  189
-#define CK_GUEST_FS_P                                                  190
-#define CK_GUEST_GS_P                                                  191
-#define CK_GUEST_CS_RESERVED_11_8                                      192
-#define CK_GUEST_SS_RESERVED_11_8                                      193
-#define CK_GUEST_DS_RESERVED_11_8                                      194
-#define CK_GUEST_ES_RESERVED_11_8                                      195
-#define CK_GUEST_FS_RESERVED_11_8                                      196
-#define CK_GUEST_GS_RESERVED_11_8                                      197
-#define CK_GUEST_CS_DB_WITH_L                                          198
-#define CK_GUEST_CS_G_LIMIT_LOW                                        199
-#define CK_GUEST_SS_G_LIMIT_LOW                                        200
-#define CK_GUEST_DS_G_LIMIT_LOW                                        201
-#define CK_GUEST_ES_G_LIMIT_LOW                                        202
-#define CK_GUEST_FS_G_LIMIT_LOW                                        203
-#define CK_GUEST_GS_G_LIMIT_LOW                                        204
-#define CK_GUEST_CS_G_LIMIT_HIGH                                       205
-#define CK_GUEST_SS_G_LIMIT_HIGH                                       206
-#define CK_GUEST_DS_G_LIMIT_HIGH                                       207
-#define CK_GUEST_ES_G_LIMIT_HIGH                                       208
-#define CK_GUEST_FS_G_LIMIT_HIGH                                       209
-#define CK_GUEST_GS_G_LIMIT_HIGH                                       210
-#define CK_GUEST_CS_RESERVED_31_17                                     211
-#define CK_GUEST_SS_RESERVED_31_17                                     212
-#define CK_GUEST_DS_RESERVED_31_17                                     213
-#define CK_GUEST_ES_RESERVED_31_17                                     214
-#define CK_GUEST_FS_RESERVED_31_17                                     215
-#define CK_GUEST_GS_RESERVED_31_17                                     216
-#define CK_GUEST_TR_TYPE                                               217
-#define CK_GUEST_TR_S                                                  218
-#define CK_GUEST_TR_P                                                  219
-#define CK_GUEST_TR_RESERVED_11_8                                      220
-#define CK_GUEST_TR_G_LIMIT_LOW                                        221
-#define CK_GUEST_TR_G_LIMIT_HIGH                                       222
-#define CK_GUEST_TR_UNUSABLE                                           223
-#define CK_GUEST_TR_RESERVED_31_17                                     224
-#define CK_GUEST_LDTR_TYPE                                             225
-#define CK_GUEST_LDTR_S                                                226
-#define CK_GUEST_LDTR_P                                                227
-#define CK_GUEST_LDTR_RESERVED_11_8                                    228
-#define CK_GUEST_LDTR_G_LIMIT_LOW                                      229
-#define CK_GUEST_LDTR_G_LIMIT_HIGH                                     230
-#define CK_GUEST_LDTR_RESERVED_31_17                                   231
-#define CK_GUEST_GDTR_BASE_CANONICAL                                   232
-#define CK_GUEST_IDTR_BASE_CANONICAL                                   233
-#define CK_GUEST_GDTR_LIMIT                                            234
-#define CK_GUEST_IDTR_LIMIT                                            235
-#define CK_GUEST_RIP_HIGH_BITS                                         236
-#define CK_GUEST_RIP_CANONICAL                                         237
-#define CK_GUEST_RFLAGS_RESERVED_BITS                                  238
-#define CK_GUEST_RFLAGS_BIT_1                                          239
-#define CK_GUEST_RFLAGS_VM_IA32E                                       240
-#define CK_GUEST_RFLAGS_VM_CR0_PE                                      241
-#define CK_GUEST_RFLAGS_IF                                             242
-#define CK_GUEST_ACTIVITY_STATE_RANGE                                  243
-#define CK_GUEST_ACTIVITY_STATE_HLT_SS_DPL                             244
-#define CK_GUEST_ACTIVITY_STATE_BLOCKING                               245
-#define CK_GUEST_ACTIVITY_STATE_HLT_INJECTION                          246
-#define CK_GUEST_INTERRUPTIBILITY_RESERVED_BITS                        247
-#define CK_GUEST_INTERRUPTIBILITY_STI_AND_MOV_SS                       248
-#define CK_GUEST_INTERRUPTIBILITY_STI_IF                               249
-#define CK_GUEST_INTERRUPTIBILITY_STI_EXTERNAL_INTERRUPT               250
-#define CK_GUEST_INTERRUPTIBILITY_MOV_SS_EXTERNAL_INTERRUPT            251
-#define CK_GUEST_INTERRUPTIBILITY_MOV_SS_NMI                           252
-#define CK_GUEST_INTERRUPTIBILITY_SMI                                  253
-#define CK_GUEST_INTERRUPTIBILITY_NMI_VIRTUAL_NMIS                     254
-#define CK_GUEST_INTERRUPTIBILITY_ENCLAVE                              255
-#define CK_GUEST_PENDING_DEBUG_RESERVED_BITS                           256
-#define CK_GUEST_PENDING_DEBUG_BS_SET                                  257
-#define CK_GUEST_PENDING_DEBUG_BS_CLEAR                                258
-#define CK_GUEST_PENDING_DEBUG_RTM_BITS_11_0                           259
-#define CK_GUEST_PENDING_DEBUG_RTM_BITS_15_13                          260
-#define CK_GUEST_PENDING_DEBUG_RTM_BIT_12                              261
-#define CK_GUEST_PENDING_DEBUG_RTM_SUPPORT                             262
-#define CK_GUEST_VMCS_LINK_POINTER_ALIGNMENT                           263
-#define CK_GUEST_VMCS_LINK_POINTER_WIDTH                               264
-#define CK_GUEST_VMCS_LINK_POINTER_REVISION                            265
-#define CK_GUEST_VMCS_LINK_POINTER_SHADOW                              266
-#define CK_GUEST_VMCS_LINK_POINTER_CURRENT_VMCS                        267
-#define CK_GUEST_PDPTE0                                                268
-#define CK_GUEST_PDPTE1                                                269
-#define CK_GUEST_PDPTE2                                                270
-#define CK_GUEST_PDPTE3                                                271
-#define CK_MSR_LOAD_COUNT                                              272
-#define CK_MSR_LOAD_FS_GS_BASE                                         273
-#define CK_MSR_LOAD_X2APIC                                             274
-#define CK_MSR_LOAD_SMM_MONITOR_CTL                                    275
-#define CK_MSR_LOAD_RESERVED_BITS                                      276
-#define CK_MSR_LOAD_WRMSR                                              277
-#define CK_COUNT             278
+#define CK_SUB_PAGE_WRITE_PERMISSIONS_NEED_EPT                         40
+#define CK_SPPTP_ALIGNMENT                                             41
+#define CK_SPPTP_WIDTH                                                 42
+#define CK_VM_EXIT_CONTROLS                                            43
+#define CK_VM_EXIT_SAVE_VMX_PREEMPTION_TIMER                           44
+#define CK_VM_EXIT_MSR_STORE_ADDRESS_ALIGNMENT                         45
+#define CK_VM_EXIT_MSR_STORE_ADDRESS_WIDTH                             46
+#define CK_VM_EXIT_MSR_STORE_LAST_BYTE_WIDTH                           47
+#define CK_VM_EXIT_MSR_LOAD_ADDRESS_ALIGNMENT                          48
+#define CK_VM_EXIT_MSR_LOAD_ADDRESS_WIDTH                              49
+#define CK_VM_EXIT_MSR_LOAD_LAST_BYTE_WIDTH                            50
+#define CK_VM_ENTRY_CONTROLS                                           51
+#define CK_VM_ENTRY_INTERRUPTION_TYPE_RESERVED                         52
+#define CK_VM_ENTRY_INTERRUPTION_TYPE_OTHER_EVENT                      53
+#define CK_VM_ENTRY_INTERRUPTION_VECTOR_NMI                            54
+#define CK_VM_ENTRY_INTERRUPTION_VECTOR_HARDWARE_EXCEPTION             55
+#define CK_VM_ENTRY_INTERRUPTION_VECTOR_OTHER_EVENT                    56
+#define CK_VM_ENTRY_DELIVER_ERROR_CODE_REQUIRED                        57
+#define CK_VM_ENTRY_DELIVER_ERROR_CODE_REAL_MODE                       58
+#define CK_VM_ENTRY_DELIVER_ERROR_CODE_TYPE                            59
+#define CK_VM_ENTRY_DELIVER_ERROR_CODE_VECTOR                          60
+#define CK_VM_ENTRY_INTERRUPTION_INFO_RESERVED_BITS                    61
+#define CK_VM_ENTRY_EXCEPTION_ERROR_CODE                               62
+#define CK_VM_ENTRY_INSTRUCTION_LENGTH                                 63
+#define CK_VM_ENTRY_INSTRUCTION_LENGTH_ZERO                            64
+#define CK_VM_ENTRY_MSR_LOAD_ADDRESS_ALIGNMENT                         65
+#define CK_VM_ENTRY_MSR_LOAD_ADDRESS_WIDTH                             66
+#define CK_VM_ENTRY_MSR_LOAD_LAST_BYTE_WIDTH                           67
+#define CK_HOST_CR0                                                    68
+#define CK_HOST_CR4                                                    69
+#define CK_HOST_CR3                                                    70
+#define CK_HOST_SYSENTER_ESP_CANONICAL                                 71
+#define CK_HOST_SYSENTER_EIP_CANONICAL                                 72
+#define CK_HOST_IA32_PAT_PA0                                           73
+#define CK_HOST_IA32_PAT_PA1                                           74
+#define CK_HOST_IA32_PAT_PA2                                           75
+#define CK_HOST_IA32_PAT_PA3                                           76
+#define CK_HOST_IA32_PAT_PA4                                           77
+#define CK_HOST_IA32_PAT_PA5                                           78
+#define CK_HOST_IA32_PAT_PA6                                           79
+#define CK_HOST_IA32_PAT_PA7                                           80
+#define CK_HOST_IA32_EFER_RESERVED_BITS                                81
+#define CK_HOST_IA32_EFER_LMA                                          82
+#define CK_HOST_IA32_EFER_LME                                          83
+#define CK_HOST_ES_SELECTOR_RPL                                        84
+#define CK_HOST_CS_SELECTOR_RPL                                        85
+#define CK_HOST_SS_SELECTOR_RPL                                        86
+#define CK_HOST_DS_SELECTOR_RPL                                        87
+#define CK_HOST_FS_SELECTOR_RPL                                        88
+#define CK_HOST_GS_SELECTOR_RPL                                        89
+#define CK_HOST_TR_SELECTOR_RPL                                        90
+#define CK_HOST_ES_SELECTOR_TI                                         91
+#define CK_HOST_CS_SELECTOR_TI                                         92
+#define CK_HOST_SS_SELECTOR_TI                                         93
+#define CK_HOST_DS_SELECTOR_TI                                         94
+#define CK_HOST_FS_SELECTOR_TI                                         95
+#define CK_HOST_GS_SELECTOR_TI                                         96
+#define CK_HOST_TR_SELECTOR_TI                                         97
+#define CK_HOST_CS_SELECTOR_NULL                                       98
+#define CK_HOST_TR_SELECTOR_NULL                                       99
+#define CK_HOST_SS_SELECTOR_NULL                                       100
+#define CK_HOST_FS_BASE_CANONICAL                                      101
+#define CK_HOST_GS_BASE_CANONICAL                                      102
+#define CK_HOST_GDTR_BASE_CANONICAL                                    103
+#define CK_HOST_IDTR_BASE_CANONICAL                                    104
+#define CK_HOST_TR_BASE_CANONICAL                                      105
+#define CK_IA32E_MODE_GUEST_OUTSIDE_IA32E                              106
+#define CK_HOST_ADDRESS_SPACE_SIZE_OUTSIDE_IA32E                       107
+#define CK_HOST_ADDRESS_SPACE_SIZE_IN_IA32E                            108
+#define CK_HOST_CR4_PCIDE                                              109
+#define CK_HOST_RIP_HIGH_BITS                                          110
+#define CK_HOST_CR4_PAE                                                111
+#define CK_HOST_RIP_CANONICAL                                          112
+#define CK_GUEST_CR0                                                   113
+#define CK_GUEST_CR0_PG_WITHOUT_PE                                     114
+#define CK_GUEST_CR4                                                   115
+#define CK_GUEST_IA32_DEBUGCTL                                         116
+#define CK_GUEST_IA32E_MODE_CR0_PG                                     117
+#define CK_GUEST_IA32E_MODE_CR4_PAE                                    118
+#define CK_GUEST_CR4_PCIDE                                             119
+#define CK_GUEST_CR3                                                   120
+#define CK_GUEST_DR7                                                   121
+#define CK_GUEST_SYSENTER_ESP_CANONICAL                                122
+#define CK_GUEST_SYSENTER_EIP_CANONICAL                                123
+#define CK_GUEST_IA32_PAT_PA0                                          124
+#define CK_GUEST_IA32_PAT_PA1                                          125
+#define CK_GUEST_IA32_PAT_PA2                                          126
+#define CK_GUEST_IA32_PAT_PA3                                          127
+#define CK_GUEST_IA32_PAT_PA4                                          128
+#define CK_GUEST_IA32_PAT_PA5                                          129
+#define CK_GUEST_IA32_PAT_PA6                                          130
+#define CK_GUEST_IA32_PAT_PA7                                          131
+#define CK_GUEST_IA32_EFER_RESERVED_BITS                               132
+#define CK_GUEST_IA32_EFER_LMA                                         133
+#define CK_GUEST_IA32_EFER_LME                                         134
+#define CK_GUEST_TR_SELECTOR_TI                                        135
+#define CK_GUEST_LDTR_SELECTOR_TI                                      136
+#define CK_GUEST_SS_SELECTOR_RPL                                       137
+#define CK_GUEST_CS_BASE_V86                                           138
+#define CK_GUEST_SS_BASE_V86                                           139
+#define CK_GUEST_DS_BASE_V86                                           140
+#define CK_GUEST_ES_BASE_V86                                           141
+#define CK_GUEST_FS_BASE_V86                                           142
+#define CK_GUEST_GS_BASE_V86                                           143
+#define CK_GUEST_TR_BASE_CANONICAL                                     144
+#define CK_GUEST_FS_BASE_CANONICAL                                     145
+#define CK_GUEST_GS_BASE_CANONICAL                                     146
+#define CK_GUEST_LDTR_BASE_CANONICAL                                   147
+#define CK_GUEST_CS_BASE_HIGH_BITS                                     148
+#define CK_GUEST_SS_BASE_HIGH_BITS                                     149
+#define CK_GUEST_DS_BASE_HIGH_BITS                                     150
+#define CK_GUEST_ES_BASE_HIGH_BITS                                     151
+#define CK_GUEST_CS_LIMIT_V86                                          152
+#define CK_GUEST_SS_LIMIT_V86                                          153
+#define CK_GUEST_DS_LIMIT_V86                                          154
+#define CK_GUEST_ES_LIMIT_V86                                          155
+#define CK_GUEST_FS_LIMIT_V86                                          156
+#define CK_GUEST_GS_LIMIT_V86                                          157
+#define CK_GUEST_CS_ACCESS_RIGHTS_V86                                  158
+#define CK_GUEST_SS_ACCESS_RIGHTS_V86                                  159
+#define CK_GUEST_DS_ACCESS_RIGHTS_V86                                  160
+#define CK_GUEST_ES_ACCESS_RIGHTS_V86                                  161
+#define CK_GUEST_FS_ACCESS_RIGHTS_V86                                  162
+#define CK_GUEST_GS_ACCESS_RIGHTS_V86                                  163
+#define CK_GUEST_CS_TYPE                                               164
+#define CK_GUEST_SS_TYPE                                               165
+#define CK_GUEST_DS_TYPE_ACCESSED                                      166
+#define CK_GUEST_ES_TYPE_ACCESSED                                      167
+#define CK_GUEST_FS_TYPE_ACCESSED                                      168
+#define CK_GUEST_GS_TYPE_ACCESSED                                      169
+#define CK_GUEST_DS_TYPE_READABLE                                      170
+#define CK_GUEST_ES_TYPE_READABLE                                      171
+#define CK_GUEST_FS_TYPE_READABLE                                      172
+#define CK_GUEST_GS_TYPE_READABLE                                      173
+#define CK_GUEST_CS_S                                                  174
+#define CK_GUEST_SS_S                                                  175
+#define CK_GUEST_DS_S                                                  176
+#define CK_GUEST_ES_S                                                  177
+#define CK_GUEST_FS_S                                                  178
+#define CK_GUEST_GS_S                                                  179
+#define CK_GUEST_CS_DPL_TYPE_3                                         180
+#define CK_GUEST_CS_DPL_NONCONFORMING                                  181
+#define CK_GUEST_CS_DPL_CONFORMING                                     182
+#define CK_GUEST_SS_DPL_RPL                                            183
+#define CK_GUEST_SS_DPL_ZERO                                           184
+#define CK_GUEST_DS_DPL_RPL                                            185
+#define CK_GUEST_ES_DPL_RPL                                            186
+#define CK_GUEST_FS_DPL_RPL                                            187
+#define CK_GUEST_GS_DPL_RPL                                            188
+#define CK_GUEST_CS_P                                                  189
+#define CK_GUEST_SS_P                                                  190
+#define CK_GUEST_DS_P                                                  191
+#define CK_GUEST_ES_P                                                  192
+#define CK_GUEST_FS_P                                                  193
+#define CK_GUEST_GS_P                                                  194
+#define CK_GUEST_CS_RESERVED_11_8                                      195
+#define CK_GUEST_SS_RESERVED_11_8                                      196
+#define CK_GUEST_DS_RESERVED_11_8                                      197
+#define CK_GUEST_ES_RESERVED_11_8                                      198
+#define CK_GUEST_FS_RESERVED_11_8                                      199
+#define CK_GUEST_GS_RESERVED_11_8                                      200
+#define CK_GUEST_CS_DB_WITH_L                                          201
+#define CK_GUEST_CS_G_LIMIT_LOW                                        202
+#define CK_GUEST_SS_G_LIMIT_LOW                                        203
+#define CK_GUEST_DS_G_LIMIT_LOW                                        204
+#define CK_GUEST_ES_G_LIMIT_LOW                                        205
+#define CK_GUEST_FS_G_LIMIT_LOW                                        206
+#define CK_GUEST_GS_G_LIMIT_LOW                                        207
+#define CK_GUEST_CS_G_LIMIT_HIGH                                       208
+#define CK_GUEST_SS_G_LIMIT_HIGH                                       209
+#define CK_GUEST_DS_G_LIMIT_HIGH                                       210
+#define CK_GUEST_ES_G_LIMIT_HIGH                                       211
+#define CK_GUEST_FS_G_LIMIT_HIGH                                       212
+#define CK_GUEST_GS_G_LIMIT_HIGH                                       213
+#define CK_GUEST_CS_RESERVED_31_17                                     214
+#define CK_GUEST_SS_RESERVED_31_17                                     215
+#define CK_GUEST_DS_RESERVED_31_17                                     216
+#define CK_GUEST_ES_RESERVED_31_17                                     217
+#define CK_GUEST_FS_RESERVED_31_17                                     218
+#define CK_GUEST_GS_RESERVED_31_17                                     219
+#define CK_GUEST_TR_TYPE                                               220
+#define CK_GUEST_TR_S                                                  221
+#define CK_GUEST_TR_P                                                  222
+#define CK_GUEST_TR_RESERVED_11_8                                      223
+#define CK_GUEST_TR_G_LIMIT_LOW                                        224
+#define CK_GUEST_TR_G_LIMIT_HIGH                                       225
+#define CK_GUEST_TR_UNUSABLE                                           226
+#define CK_GUEST_TR_RESERVED_31_17                                     227
+#define CK_GUEST_LDTR_TYPE                                             228
+#define CK_GUEST_LDTR_S                                                229
+#define CK_GUEST_LDTR_P                                                230
+#define CK_GUEST_LDTR_RESERVED_11_8                                    231
+#define CK_GUEST_LDTR_G_LIMIT_LOW                                      232
+#define CK_GUEST_LDTR_G_LIMIT_HIGH                                     233
+#define CK_GUEST_LDTR_RESERVED_31_17                                   234
+#define CK_GUEST_GDTR_BASE_CANONICAL                                   235
+#define CK_GUEST_IDTR_BASE_CANONICAL                                   236
+#define CK_GUEST_GDTR_LIMIT                                            237
+#define CK_GUEST_IDTR_LIMIT                                            238
+#define CK_GUEST_RIP_HIGH_BITS                                         239
+#define CK_GUEST_RIP_CANONICAL                                         240
+#define CK_GUEST_RFLAGS_RESERVED_BITS                                  241
+#define CK_GUEST_RFLAGS_BIT_1                                          242
+#define CK_GUEST_RFLAGS_VM_IA32E                                       243
+#define CK_GUEST_RFLAGS_VM_CR0_PE                                      244
+#define CK_GUEST_RFLAGS_IF                                             245
+#define CK_GUEST_ACTIVITY_STATE_RANGE                                  246
+#define CK_GUEST_ACTIVITY_STATE_HLT_SS_DPL                             247
+#define CK_GUEST_ACTIVITY_STATE_BLOCKING                               248
+#define CK_GUEST_ACTIVITY_STATE_HLT_INJECTION                          249
+#define CK_GUEST_INTERRUPTIBILITY_RESERVED_BITS                        250
+#define CK_GUEST_INTERRUPTIBILITY_STI_AND_MOV_SS                       251
+#define CK_GUEST_INTERRUPTIBILITY_STI_IF                               252
+#define CK_GUEST_INTERRUPTIBILITY_STI_EXTERNAL_INTERRUPT               253
+#define CK_GUEST_INTERRUPTIBILITY_MOV_SS_EXTERNAL_INTERRUPT            254
+#define CK_GUEST_INTERRUPTIBILITY_MOV_SS_NMI                           255
+#define CK_GUEST_INTERRUPTIBILITY_SMI                                  256
+#define CK_GUEST_INTERRUPTIBILITY_NMI_VIRTUAL_NMIS                     257
+#define CK_GUEST_INTERRUPTIBILITY_ENCLAVE                              258
+#define CK_GUEST_PENDING_DEBUG_RESERVED_BITS                           259
+#define CK_GUEST_PENDING_DEBUG_BS_SET                                  260
+#define CK_GUEST_PENDING_DEBUG_BS_CLEAR                                261
+#define CK_GUEST_PENDING_DEBUG_RTM_BITS_11_0                           262
+#define CK_GUEST_PENDING_DEBUG_RTM_BITS_15_13                          263
+#define CK_GUEST_PENDING_DEBUG_RTM_BIT_12                              264
+#define CK_GUEST_PENDING_DEBUG_RTM_SUPPORT                             265
+#define CK_GUEST_VMCS_LINK_POINTER_ALIGNMENT                           266
+#define CK_GUEST_VMCS_LINK_POINTER_WIDTH                               267
+#define CK_GUEST_VMCS_LINK_POINTER_REVISION                            268
+#define CK_GUEST_VMCS_LINK_POINTER_SHADOW                              269
+#define CK_GUEST_VMCS_LINK_POINTER_CURRENT_VMCS                        270
+#define CK_GUEST_PDPTE0                                                271
+#define CK_GUEST_PDPTE1                                                272
+#define CK_GUEST_PDPTE2                                                273
+#define CK_GUEST_PDPTE3                                                274
+#define CK_MSR_LOAD_COUNT                                              275
+#define CK_MSR_LOAD_FS_GS_BASE                                         276
+#define CK_MSR_LOAD_X2APIC                                             277
+#define CK_MSR_LOAD_SMM_MONITOR_CTL                                    278
+#define CK_MSR_LOAD_RESERVED_BITS                                      279
+#define CK_MSR_LOAD_WRMSR                                              280
+#define CK_COUNT             281
 #define CK_WORDS             5
 #define RFLAGS_RESERVED_BITS 0xFFFFFFFFFFC08028ull
 
@@ -1457,24 +1461,24 @@ static const uint8_t FEAT_BIT[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14,
 // dirty mask of VMRESUME (docs/architecture.rst, "Entry checks at VMRESUME").
 typedef struct { uint64_t w[CK_WORDS]; } ck_mask_t;
 
-static const ck_mask_t CKM_ALL = {{0xFFFFFFFFFFFFFFFFull, 0xFFFFFFFFFFFFFFFFull, 0xFFFFFFFFFFFFFFFFull, 0xFFFFFFFFFFFFFFFFull, 0x00000000003FFFFFull}};
-static const ck_mask_t CKM_CONTROL = {{0xFFFFFFFFFFFFFFFFull, 0x0000000000000001ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_HOST = {{0x0000000000000000ull, 0x00003FFFFFFFFFFEull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_GUEST = {{0x0000000000000000ull, 0xFFFFC00000000000ull, 0xFFFFFFFFFFFFFFFFull, 0xFFFFFFFFFFFFFFFFull, 0x000000000000FFFFull}};
-static const ck_mask_t CKM_ALWAYS = {{0x0000000000002000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x00000000003FF600ull}};
-static const ck_mask_t CKM_SDM_27_2_1_1 = {{0x000000FFFFFFFFFFull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_SDM_27_2_1_2 = {{0x0000FF0000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_SDM_27_2_1_3 = {{0xFFFF000000000000ull, 0x0000000000000001ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_SDM_27_2_2 = {{0x0000000000000000ull, 0x000000000001FFFEull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_SDM_27_2_3 = {{0x0000000000000000ull, 0x0000007FFFFE0000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_SDM_27_2_4 = {{0x0000000000000000ull, 0x00003F8000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_SDM_27_3_1_1 = {{0x0000000000000000ull, 0xFFFFC00000000000ull, 0x000000000000000Full, 0x0000000000000000ull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_SDM_27_3_1_2 = {{0x0000000000000000ull, 0x0000000000000000ull, 0xFFFFFFFFFFFFFFF0ull, 0x000000FFFFFFFFFFull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_SDM_27_3_1_3 = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x00000F0000000000ull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_SDM_27_3_1_4 = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0007F00000000000ull, 0x0000000000000000ull}};
-static const ck_mask_t CKM_SDM_27_3_1_5 = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0xFFF8000000000000ull, 0x0000000000000FFFull}};
-static const ck_mask_t CKM_SDM_27_3_1_6 = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x000000000000F000ull}};
-static const ck_mask_t CKM_SDM_27_4 = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x00000000003F0000ull}};
+static const ck_mask_t CKM_ALL = {{0xFFFFFFFFFFFFFFFFull, 0xFFFFFFFFFFFFFFFFull, 0xFFFFFFFFFFFFFFFFull, 0xFFFFFFFFFFFFFFFFull, 0x0000000001FFFFFFull}};
+static const ck_mask_t CKM_CONTROL = {{0xFFFFFFFFFFFFFFFFull, 0x000000000000000Full, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_HOST = {{0x0000000000000000ull, 0x0001FFFFFFFFFFF0ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_GUEST = {{0x0000000000000000ull, 0xFFFE000000000000ull, 0xFFFFFFFFFFFFFFFFull, 0xFFFFFFFFFFFFFFFFull, 0x000000000007FFFFull}};
+static const ck_mask_t CKM_ALWAYS = {{0x0000000000002000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000001FFB000ull}};
+static const ck_mask_t CKM_SDM_27_2_1_1 = {{0x000007FFFFFFFFFFull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_SDM_27_2_1_2 = {{0x0007F80000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_SDM_27_2_1_3 = {{0xFFF8000000000000ull, 0x000000000000000Full, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_SDM_27_2_2 = {{0x0000000000000000ull, 0x00000000000FFFF0ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_SDM_27_2_3 = {{0x0000000000000000ull, 0x000003FFFFF00000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_SDM_27_2_4 = {{0x0000000000000000ull, 0x0001FC0000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_SDM_27_3_1_1 = {{0x0000000000000000ull, 0xFFFE000000000000ull, 0x000000000000007Full, 0x0000000000000000ull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_SDM_27_3_1_2 = {{0x0000000000000000ull, 0x0000000000000000ull, 0xFFFFFFFFFFFFFF80ull, 0x000007FFFFFFFFFFull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_SDM_27_3_1_3 = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000780000000000ull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_SDM_27_3_1_4 = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x003F800000000000ull, 0x0000000000000000ull}};
+static const ck_mask_t CKM_SDM_27_3_1_5 = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0xFFC0000000000000ull, 0x0000000000007FFFull}};
+static const ck_mask_t CKM_SDM_27_3_1_6 = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000078000ull}};
+static const ck_mask_t CKM_SDM_27_4 = {{0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000000000000ull, 0x0000000001F80000ull}};
 
 static inline int ck_has(const ck_mask_t* d, int ck)
 {
@@ -1512,21 +1516,21 @@ static inline void ck_set(ck_mask_t* d, int ck)
 
 // Families (vtx/spec/entry_checks.py FAMILIES): the check of each register,
 // indexed by register number in VMCS order; -1 where the family has none.
-static const int CKS_HOST_SELECTOR_RPL[7] = {81, 82, 83, 84, 85, 86, 87};
-static const int CKS_HOST_SELECTOR_TI[7] = {88, 89, 90, 91, 92, 93, 94};
-static const int CKS_GUEST_SEG_BASE_V86[8] = {138, 135, 136, 137, 139, 140, -1, -1};
-static const int CKS_GUEST_SEG_BASE_HIGH_BITS[8] = {148, 145, 146, 147, -1, -1, -1, -1};
-static const int CKS_GUEST_SEG_LIMIT_V86[8] = {152, 149, 150, 151, 153, 154, -1, -1};
-static const int CKS_GUEST_SEG_ACCESS_RIGHTS_V86[8] = {158, 155, 156, 157, 159, 160, -1, -1};
-static const int CKS_GUEST_SEG_TYPE_ACCESSED[8] = {164, -1, -1, 163, 165, 166, -1, -1};
-static const int CKS_GUEST_SEG_TYPE_READABLE[8] = {168, -1, -1, 167, 169, 170, -1, -1};
-static const int CKS_GUEST_SEG_S[8] = {174, 171, 172, 173, 175, 176, 226, 218};
-static const int CKS_GUEST_SEG_DPL_RPL[8] = {183, -1, 180, 182, 184, 185, -1, -1};
-static const int CKS_GUEST_SEG_P[8] = {189, 186, 187, 188, 190, 191, 227, 219};
-static const int CKS_GUEST_SEG_RESERVED_11_8[8] = {195, 192, 193, 194, 196, 197, 228, 220};
-static const int CKS_GUEST_SEG_G_LIMIT_LOW[8] = {202, 199, 200, 201, 203, 204, 229, 221};
-static const int CKS_GUEST_SEG_G_LIMIT_HIGH[8] = {208, 205, 206, 207, 209, 210, 230, 222};
-static const int CKS_GUEST_SEG_RESERVED_31_17[8] = {214, 211, 212, 213, 215, 216, 231, 224};
+static const int CKS_HOST_SELECTOR_RPL[7] = {84, 85, 86, 87, 88, 89, 90};
+static const int CKS_HOST_SELECTOR_TI[7] = {91, 92, 93, 94, 95, 96, 97};
+static const int CKS_GUEST_SEG_BASE_V86[8] = {141, 138, 139, 140, 142, 143, -1, -1};
+static const int CKS_GUEST_SEG_BASE_HIGH_BITS[8] = {151, 148, 149, 150, -1, -1, -1, -1};
+static const int CKS_GUEST_SEG_LIMIT_V86[8] = {155, 152, 153, 154, 156, 157, -1, -1};
+static const int CKS_GUEST_SEG_ACCESS_RIGHTS_V86[8] = {161, 158, 159, 160, 162, 163, -1, -1};
+static const int CKS_GUEST_SEG_TYPE_ACCESSED[8] = {167, -1, -1, 166, 168, 169, -1, -1};
+static const int CKS_GUEST_SEG_TYPE_READABLE[8] = {171, -1, -1, 170, 172, 173, -1, -1};
+static const int CKS_GUEST_SEG_S[8] = {177, 174, 175, 176, 178, 179, 229, 221};
+static const int CKS_GUEST_SEG_DPL_RPL[8] = {186, -1, 183, 185, 187, 188, -1, -1};
+static const int CKS_GUEST_SEG_P[8] = {192, 189, 190, 191, 193, 194, 230, 222};
+static const int CKS_GUEST_SEG_RESERVED_11_8[8] = {198, 195, 196, 197, 199, 200, 231, 223};
+static const int CKS_GUEST_SEG_G_LIMIT_LOW[8] = {205, 202, 203, 204, 206, 207, 232, 224};
+static const int CKS_GUEST_SEG_G_LIMIT_HIGH[8] = {211, 208, 209, 210, 212, 213, 233, 225};
+static const int CKS_GUEST_SEG_RESERVED_31_17[8] = {217, 214, 215, 216, 218, 219, 234, 227};
 
 
 // ---- Lookups by encoding ---------------------------------------------------
@@ -1645,6 +1649,8 @@ static inline int vmcs_field_offset(uint32_t enc)
     case VMCS_EPTP_LIST_ADDRESS_HIGH: return VMCS_OFF_EPTP_LIST_ADDRESS + 4;
     case VMCS_XSS_EXITING_BITMAP: return VMCS_OFF_XSS_EXITING_BITMAP;
     case VMCS_XSS_EXITING_BITMAP_HIGH: return VMCS_OFF_XSS_EXITING_BITMAP + 4;
+    case VMCS_SUB_PAGE_PERMISSION_TABLE_POINTER: return VMCS_OFF_SUB_PAGE_PERMISSION_TABLE_POINTER;
+    case VMCS_SUB_PAGE_PERMISSION_TABLE_POINTER_HIGH: return VMCS_OFF_SUB_PAGE_PERMISSION_TABLE_POINTER + 4;
     case VMCS_GUEST_PHYSICAL_ADDRESS: return VMCS_OFF_GUEST_PHYSICAL_ADDRESS;
     case VMCS_GUEST_PHYSICAL_ADDRESS_HIGH: return VMCS_OFF_GUEST_PHYSICAL_ADDRESS + 4;
     case VMCS_VMCS_LINK_POINTER: return VMCS_OFF_VMCS_LINK_POINTER;
@@ -1811,6 +1817,7 @@ static inline int vmcs_field_width(uint32_t enc)
     case VMCS_EOI_EXIT_BITMAP_3_HIGH:
     case VMCS_EPTP_LIST_ADDRESS_HIGH:
     case VMCS_XSS_EXITING_BITMAP_HIGH:
+    case VMCS_SUB_PAGE_PERMISSION_TABLE_POINTER_HIGH:
     case VMCS_GUEST_PHYSICAL_ADDRESS_HIGH:
     case VMCS_VMCS_LINK_POINTER_HIGH:
     case VMCS_GUEST_IA32_DEBUGCTL_HIGH:
@@ -1842,6 +1849,7 @@ static inline int vmcs_field_width(uint32_t enc)
     case VMCS_EOI_EXIT_BITMAP_3:
     case VMCS_EPTP_LIST_ADDRESS:
     case VMCS_XSS_EXITING_BITMAP:
+    case VMCS_SUB_PAGE_PERMISSION_TABLE_POINTER:
     case VMCS_GUEST_PHYSICAL_ADDRESS:
     case VMCS_VMCS_LINK_POINTER:
     case VMCS_GUEST_IA32_DEBUGCTL:
@@ -1948,77 +1956,51 @@ static inline void vmcs_check_mark(ck_mask_t* d, int off, uint64_t delta)
         break;
     case VMCS_OFF_GUEST_ES_SELECTOR:
         if (delta & 0x3ull) {
-            d->w[2] |= 0x0080000000000000ull;
+            d->w[2] |= 0x0400000000000000ull;
         }
-        d->w[2] |= 0x0000000000000400ull;
+        d->w[2] |= 0x0000000000002000ull;
         break;
     case VMCS_OFF_GUEST_CS_SELECTOR:
         if (delta & 0x3ull) {
-            d->w[2] |= 0x0000000000000040ull;
+            d->w[2] |= 0x0000000000000200ull;
         }
-        d->w[2] |= 0x0000000000000080ull;
+        d->w[2] |= 0x0000000000000400ull;
         break;
     case VMCS_OFF_GUEST_SS_SELECTOR:
         if (delta & 0x3ull) {
-            d->w[2] |= 0x0010000000000040ull;
-        }
-        d->w[2] |= 0x0000000000000100ull;
-        break;
-    case VMCS_OFF_GUEST_DS_SELECTOR:
-        if (delta & 0x3ull) {
-            d->w[2] |= 0x0040000000000000ull;
-        }
-        d->w[2] |= 0x0000000000000200ull;
-        break;
-    case VMCS_OFF_GUEST_FS_SELECTOR:
-        if (delta & 0x3ull) {
-            d->w[2] |= 0x0100000000000000ull;
+            d->w[2] |= 0x0080000000000200ull;
         }
         d->w[2] |= 0x0000000000000800ull;
         break;
-    case VMCS_OFF_GUEST_GS_SELECTOR:
+    case VMCS_OFF_GUEST_DS_SELECTOR:
         if (delta & 0x3ull) {
             d->w[2] |= 0x0200000000000000ull;
         }
         d->w[2] |= 0x0000000000001000ull;
         break;
+    case VMCS_OFF_GUEST_FS_SELECTOR:
+        if (delta & 0x3ull) {
+            d->w[2] |= 0x0800000000000000ull;
+        }
+        d->w[2] |= 0x0000000000004000ull;
+        break;
+    case VMCS_OFF_GUEST_GS_SELECTOR:
+        if (delta & 0x3ull) {
+            d->w[2] |= 0x1000000000000000ull;
+        }
+        d->w[2] |= 0x0000000000008000ull;
+        break;
     case VMCS_OFF_GUEST_LDTR_SELECTOR:
         if (delta & 0x4ull) {
-            d->w[2] |= 0x0000000000000020ull;
+            d->w[2] |= 0x0000000000000100ull;
         }
         break;
     case VMCS_OFF_GUEST_TR_SELECTOR:
         if (delta & 0x4ull) {
-            d->w[2] |= 0x0000000000000010ull;
+            d->w[2] |= 0x0000000000000080ull;
         }
         break;
     case VMCS_OFF_HOST_ES_SELECTOR:
-        if (delta & 0x3ull) {
-            d->w[1] |= 0x0000000000020000ull;
-        }
-        if (delta & 0x4ull) {
-            d->w[1] |= 0x0000000001000000ull;
-        }
-        break;
-    case VMCS_OFF_HOST_CS_SELECTOR:
-        if (delta & 0x3ull) {
-            d->w[1] |= 0x0000000000040000ull;
-        }
-        if (delta & 0x4ull) {
-            d->w[1] |= 0x0000000002000000ull;
-        }
-        d->w[1] |= 0x0000000080000000ull;
-        break;
-    case VMCS_OFF_HOST_SS_SELECTOR:
-        if (delta & 0x3ull) {
-            d->w[1] |= 0x0000000000080000ull;
-        }
-        if (delta & 0x4ull) {
-            d->w[1] |= 0x0000000004000000ull;
-        }
-        d->w[1] |= 0x0000000200000000ull;
-        break;
-    case VMCS_OFF_HOST_DS_SELECTOR:
         if (delta & 0x3ull) {
             d->w[1] |= 0x0000000000100000ull;
         }
@@ -2026,104 +2008,141 @@ static inline void vmcs_check_mark(ck_mask_t* d, int off, uint64_t delta)
             d->w[1] |= 0x0000000008000000ull;
         }
         break;
-    case VMCS_OFF_HOST_FS_SELECTOR:
+    case VMCS_OFF_HOST_CS_SELECTOR:
         if (delta & 0x3ull) {
             d->w[1] |= 0x0000000000200000ull;
         }
         if (delta & 0x4ull) {
             d->w[1] |= 0x0000000010000000ull;
         }
+        d->w[1] |= 0x0000000400000000ull;
         break;
-    case VMCS_OFF_HOST_GS_SELECTOR:
+    case VMCS_OFF_HOST_SS_SELECTOR:
         if (delta & 0x3ull) {
             d->w[1] |= 0x0000000000400000ull;
         }
         if (delta & 0x4ull) {
             d->w[1] |= 0x0000000020000000ull;
         }
+        d->w[1] |= 0x0000001000000000ull;
         break;
-    case VMCS_OFF_HOST_TR_SELECTOR:
+    case VMCS_OFF_HOST_DS_SELECTOR:
         if (delta & 0x3ull) {
             d->w[1] |= 0x0000000000800000ull;
         }
         if (delta & 0x4ull) {
             d->w[1] |= 0x0000000040000000ull;
         }
-        d->w[1] |= 0x0000000100000000ull;
+        break;
+    case VMCS_OFF_HOST_FS_SELECTOR:
+        if (delta & 0x3ull) {
+            d->w[1] |= 0x0000000001000000ull;
+        }
+        if (delta & 0x4ull) {
+            d->w[1] |= 0x0000000080000000ull;
+        }
+        break;
+    case VMCS_OFF_HOST_GS_SELECTOR:
+        if (delta & 0x3ull) {
+            d->w[1] |= 0x0000000002000000ull;
+        }
+        if (delta & 0x4ull) {
+            d->w[1] |= 0x0000000100000000ull;
+        }
+        break;
+    case VMCS_OFF_HOST_TR_SELECTOR:
+        if (delta & 0x3ull) {
+            d->w[1] |= 0x0000000004000000ull;
+        }
+        if (delta & 0x4ull) {
+            d->w[1] |= 0x0000000200000000ull;
+        }
+        d->w[1] |= 0x0000000800000000ull;
         break;
     case VMCS_OFF_PIN_BASED_CONTROLS:
-        d->w[0] |= 0x0000020003F0C001ull;
-        d->w[3] |= 0x4000000000000000ull;
+        d->w[0] |= 0x0000100003F0C001ull;
+        d->w[4] |= 0x0000000000000002ull;
         break;
     case VMCS_OFF_PRIMARY_PROC_BASED_CONTROLS:
-        d->w[0] |= 0x00C000FFFC3FBFF6ull;
-        d->w[1] |= 0x0000400000000000ull;
-        d->w[2] |= 0x03D0000200000040ull;
-        d->w[4] |= 0x000000000000F400ull;
+        d->w[0] |= 0x060007FFFC3FBFF6ull;
+        d->w[1] |= 0x0002000000000000ull;
+        d->w[2] |= 0x1E80001000000200ull;
+        d->w[4] |= 0x000000000007A000ull;
         break;
     case VMCS_OFF_CR3_TARGET_COUNT:
         d->w[0] |= 0x0000000000000008ull;
         break;
     case VMCS_OFF_VM_EXIT_CONTROLS:
-        d->w[0] |= 0x0000030000400000ull;
-        d->w[1] |= 0x00003F020001FFC0ull;
+        d->w[0] |= 0x0000180000400000ull;
+        d->w[1] |= 0x0001F810000FFE00ull;
         break;
     case VMCS_OFF_VM_EXIT_MSR_STORE_COUNT:
-        d->w[0] |= 0x00001C0000000000ull;
-        break;
-    case VMCS_OFF_VM_EXIT_MSR_LOAD_COUNT:
         d->w[0] |= 0x0000E00000000000ull;
         break;
+    case VMCS_OFF_VM_EXIT_MSR_LOAD_COUNT:
+        d->w[0] |= 0x0007000000000000ull;
+        break;
     case VMCS_OFF_VM_ENTRY_CONTROLS:
-        d->w[0] |= 0x0001000000000000ull;
-        d->w[1] |= 0xFE5E008000000000ull;
-        d->w[2] |= 0x000000000000000Full;
-        d->w[3] |= 0x0001300002000040ull;
-        d->w[4] |= 0x000000000000F000ull;
+        d->w[0] |= 0x0008000000000000ull;
+        d->w[1] |= 0xF2F0040000000000ull;
+        d->w[2] |= 0x000000000000007Full;
+        d->w[3] |= 0x0009800010000200ull;
+        d->w[4] |= 0x0000000000078000ull;
         break;
     case VMCS_OFF_VM_ENTRY_MSR_LOAD_COUNT:
-        d->w[0] |= 0xC000000000000000ull;
-        d->w[1] |= 0x0000000000000001ull;
-        d->w[4] |= 0x00000000003F0000ull;
+        d->w[1] |= 0x000000000000000Eull;
+        d->w[4] |= 0x0000000001F80000ull;
         break;
     case VMCS_OFF_VM_ENTRY_INTERRUPTION_INFO:
         if (delta & 0x80000700ull) {
-            d->w[0] |= 0x3006000000000000ull;
-            d->w[3] |= 0x5C04000000000000ull;
+            d->w[0] |= 0x8030000000000000ull;
+            d->w[1] |= 0x0000000000000001ull;
+            d->w[3] |= 0xE020000000000000ull;
+            d->w[4] |= 0x0000000000000002ull;
         }
         if (delta & 0x800007FFull) {
-            d->w[0] |= 0x0038000000000000ull;
-            d->w[3] |= 0x0040000000000000ull;
+            d->w[0] |= 0x01C0000000000000ull;
+            d->w[3] |= 0x0200000000000000ull;
         }
         if (delta & 0x80000800ull) {
-            d->w[0] |= 0x0880000000000000ull;
+            d->w[0] |= 0x4400000000000000ull;
         }
         if (delta & 0x80000F00ull) {
-            d->w[0] |= 0x0100000000000000ull;
+            d->w[0] |= 0x0800000000000000ull;
         }
         if (delta & 0x80000FFFull) {
-            d->w[0] |= 0x0240000000000000ull;
+            d->w[0] |= 0x1200000000000000ull;
         }
         if (delta & 0xFFFFF000ull) {
-            d->w[0] |= 0x0400000000000000ull;
+            d->w[0] |= 0x2000000000000000ull;
         }
         break;
     case VMCS_OFF_VM_ENTRY_EXCEPTION_ERROR_CODE:
-        d->w[0] |= 0x0800000000000000ull;
+        d->w[0] |= 0x4000000000000000ull;
         break;
     case VMCS_OFF_VM_ENTRY_INSTRUCTION_LENGTH:
-        d->w[0] |= 0x3000000000000000ull;
+        d->w[0] |= 0x8000000000000000ull;
+        d->w[1] |= 0x0000000000000001ull;
         break;
     case VMCS_OFF_TPR_THRESHOLD:
         d->w[0] |= 0x0000000000003000ull;
         break;
     case VMCS_OFF_SECONDARY_PROC_BASED_CONTROLS:
-        d->w[0] |= 0x00C000FFFC3F3004ull;
-        d->w[1] |= 0x0000400000000000ull;
-        d->w[2] |= 0x03D0000200000040ull;
-        d->w[4] |= 0x000000000000F400ull;
+        d->w[0] |= 0x060007FFFC3F3004ull;
+        d->w[1] |= 0x0002000000000000ull;
+        d->w[2] |= 0x1E80001000000200ull;
+        d->w[4] |= 0x000000000007A000ull;
         break;
     case VMCS_OFF_GUEST_ES_LIMIT:
+        if (delta & 0xFFFull) {
+            d->w[3] |= 0x0000000000002000ull;
+        }
+        if (delta & 0xFFF00000ull) {
+            d->w[3] |= 0x0000000000080000ull;
+        }
+        d->w[2] |= 0x0000000008000000ull;
+        break;
+    case VMCS_OFF_GUEST_CS_LIMIT:
         if (delta & 0xFFFull) {
             d->w[3] |= 0x0000000000000400ull;
         }
@@ -2132,34 +2151,7 @@ static inline void vmcs_check_mark(ck_mask_t* d, int off, uint64_t delta)
         }
         d->w[2] |= 0x0000000001000000ull;
         break;
-    case VMCS_OFF_GUEST_CS_LIMIT:
-        if (delta & 0xFFFull) {
-            d->w[3] |= 0x0000000000000080ull;
-        }
-        if (delta & 0xFFF00000ull) {
-            d->w[3] |= 0x0000000000002000ull;
-        }
-        d->w[2] |= 0x0000000000200000ull;
-        break;
     case VMCS_OFF_GUEST_SS_LIMIT:
-        if (delta & 0xFFFull) {
-            d->w[3] |= 0x0000000000000100ull;
-        }
-        if (delta & 0xFFF00000ull) {
-            d->w[3] |= 0x0000000000004000ull;
-        }
-        d->w[2] |= 0x0000000000400000ull;
-        break;
-    case VMCS_OFF_GUEST_DS_LIMIT:
-        if (delta & 0xFFFull) {
-            d->w[3] |= 0x0000000000000200ull;
-        }
-        if (delta & 0xFFF00000ull) {
-            d->w[3] |= 0x0000000000008000ull;
-        }
-        d->w[2] |= 0x0000000000800000ull;
-        break;
-    case VMCS_OFF_GUEST_FS_LIMIT:
         if (delta & 0xFFFull) {
             d->w[3] |= 0x0000000000000800ull;
         }
@@ -2168,7 +2160,7 @@ static inline void vmcs_check_mark(ck_mask_t* d, int off, uint64_t delta)
         }
         d->w[2] |= 0x0000000002000000ull;
         break;
-    case VMCS_OFF_GUEST_GS_LIMIT:
+    case VMCS_OFF_GUEST_DS_LIMIT:
         if (delta & 0xFFFull) {
             d->w[3] |= 0x0000000000001000ull;
         }
@@ -2177,162 +2169,123 @@ static inline void vmcs_check_mark(ck_mask_t* d, int off, uint64_t delta)
         }
         d->w[2] |= 0x0000000004000000ull;
         break;
-    case VMCS_OFF_GUEST_LDTR_LIMIT:
+    case VMCS_OFF_GUEST_FS_LIMIT:
         if (delta & 0xFFFull) {
-            d->w[3] |= 0x0000002000000000ull;
+            d->w[3] |= 0x0000000000004000ull;
         }
         if (delta & 0xFFF00000ull) {
-            d->w[3] |= 0x0000004000000000ull;
-        }
-        break;
-    case VMCS_OFF_GUEST_TR_LIMIT:
-        if (delta & 0xFFFull) {
-            d->w[3] |= 0x0000000020000000ull;
-        }
-        if (delta & 0xFFF00000ull) {
-            d->w[3] |= 0x0000000040000000ull;
-        }
-        break;
-    case VMCS_OFF_GUEST_GDTR_LIMIT:
-        if (delta & 0xFFFF0000ull) {
-            d->w[3] |= 0x0000040000000000ull;
-        }
-        break;
-    case VMCS_OFF_GUEST_IDTR_LIMIT:
-        if (delta & 0xFFFF0000ull) {
-            d->w[3] |= 0x0000080000000000ull;
-        }
-        break;
-    case VMCS_OFF_GUEST_ES_ACCESS_RIGHTS:
-        if (delta & 0x10000ull) {
-            d->w[2] |= 0x0000000000100000ull;
-        }
-        if (delta & 0x10001ull) {
-            d->w[2] |= 0x0000001000000000ull;
-        }
-        if (delta & 0x1000Aull) {
-            d->w[2] |= 0x0000010000000000ull;
-        }
-        if (delta & 0x10010ull) {
-            d->w[2] |= 0x0000400000000000ull;
-        }
-        if (delta & 0x1006Full) {
-            d->w[2] |= 0x0080000000000000ull;
-        }
-        if (delta & 0x10080ull) {
-            d->w[2] |= 0x2000000000000000ull;
-        }
-        if (delta & 0x10F00ull) {
-            d->w[3] |= 0x0000000000000008ull;
-        }
-        if (delta & 0x18000ull) {
-            d->w[3] |= 0x0000000000010400ull;
-        }
-        if (delta & 0xFFFF0000ull) {
-            d->w[3] |= 0x0000000000400000ull;
-        }
-        d->w[2] |= 0x0000000040000000ull;
-        break;
-    case VMCS_OFF_GUEST_CS_ACCESS_RIGHTS:
-        if (delta & 0xFull) {
-            d->w[2] |= 0x0020000200000000ull;
-        }
-        if (delta & 0x10ull) {
-            d->w[2] |= 0x0000080000000000ull;
-        }
-        if (delta & 0x6Full) {
-            d->w[2] |= 0x000E000000000000ull;
-        }
-        if (delta & 0x80ull) {
-            d->w[2] |= 0x0400000000000000ull;
-        }
-        if (delta & 0xF00ull) {
-            d->w[3] |= 0x0000000000000001ull;
-        }
-        if (delta & 0x2000ull) {
-            d->w[3] |= 0x0000300000000000ull;
-        }
-        if (delta & 0x6000ull) {
-            d->w[3] |= 0x0000000000000040ull;
-        }
-        if (delta & 0x8000ull) {
-            d->w[3] |= 0x0000000000002080ull;
-        }
-        if (delta & 0xFFFE0000ull) {
-            d->w[3] |= 0x0000000000080000ull;
-        }
-        d->w[2] |= 0x0000000008000000ull;
-        break;
-    case VMCS_OFF_GUEST_SS_ACCESS_RIGHTS:
-        if (delta & 0x60ull) {
-            d->w[2] |= 0x003C000000000000ull;
-            d->w[3] |= 0x0010000000000000ull;
-        }
-        if (delta & 0x10000ull) {
-            d->w[2] |= 0x0000000000040000ull;
-        }
-        if (delta & 0x1000Full) {
-            d->w[2] |= 0x0000000400000000ull;
-        }
-        if (delta & 0x10010ull) {
-            d->w[2] |= 0x0000100000000000ull;
-        }
-        if (delta & 0x10080ull) {
-            d->w[2] |= 0x0800000000000000ull;
-        }
-        if (delta & 0x10F00ull) {
-            d->w[3] |= 0x0000000000000002ull;
-        }
-        if (delta & 0x18000ull) {
-            d->w[3] |= 0x0000000000004100ull;
-        }
-        if (delta & 0xFFFF0000ull) {
             d->w[3] |= 0x0000000000100000ull;
         }
         d->w[2] |= 0x0000000010000000ull;
         break;
-    case VMCS_OFF_GUEST_DS_ACCESS_RIGHTS:
-        if (delta & 0x10000ull) {
-            d->w[2] |= 0x0000000000080000ull;
+    case VMCS_OFF_GUEST_GS_LIMIT:
+        if (delta & 0xFFFull) {
+            d->w[3] |= 0x0000000000008000ull;
         }
-        if (delta & 0x10001ull) {
-            d->w[2] |= 0x0000000800000000ull;
-        }
-        if (delta & 0x1000Aull) {
-            d->w[2] |= 0x0000008000000000ull;
-        }
-        if (delta & 0x10010ull) {
-            d->w[2] |= 0x0000200000000000ull;
-        }
-        if (delta & 0x1006Full) {
-            d->w[2] |= 0x0040000000000000ull;
-        }
-        if (delta & 0x10080ull) {
-            d->w[2] |= 0x1000000000000000ull;
-        }
-        if (delta & 0x10F00ull) {
-            d->w[3] |= 0x0000000000000004ull;
-        }
-        if (delta & 0x18000ull) {
-            d->w[3] |= 0x0000000000008200ull;
-        }
-        if (delta & 0xFFFF0000ull) {
+        if (delta & 0xFFF00000ull) {
             d->w[3] |= 0x0000000000200000ull;
         }
         d->w[2] |= 0x0000000020000000ull;
         break;
-    case VMCS_OFF_GUEST_FS_ACCESS_RIGHTS:
+    case VMCS_OFF_GUEST_LDTR_LIMIT:
+        if (delta & 0xFFFull) {
+            d->w[3] |= 0x0000010000000000ull;
+        }
+        if (delta & 0xFFF00000ull) {
+            d->w[3] |= 0x0000020000000000ull;
+        }
+        break;
+    case VMCS_OFF_GUEST_TR_LIMIT:
+        if (delta & 0xFFFull) {
+            d->w[3] |= 0x0000000100000000ull;
+        }
+        if (delta & 0xFFF00000ull) {
+            d->w[3] |= 0x0000000200000000ull;
+        }
+        break;
+    case VMCS_OFF_GUEST_GDTR_LIMIT:
+        if (delta & 0xFFFF0000ull) {
+            d->w[3] |= 0x0000200000000000ull;
+        }
+        break;
+    case VMCS_OFF_GUEST_IDTR_LIMIT:
+        if (delta & 0xFFFF0000ull) {
+            d->w[3] |= 0x0000400000000000ull;
+        }
+        break;
+    case VMCS_OFF_GUEST_ES_ACCESS_RIGHTS:
+        if (delta & 0x10000ull) {
+            d->w[2] |= 0x0000000000800000ull;
+        }
         if (delta & 0x10001ull) {
-            d->w[2] |= 0x0000002000000000ull;
+            d->w[2] |= 0x0000008000000000ull;
         }
         if (delta & 0x1000Aull) {
-            d->w[2] |= 0x0000020000000000ull;
+            d->w[2] |= 0x0000080000000000ull;
+        }
+        if (delta & 0x10010ull) {
+            d->w[2] |= 0x0002000000000000ull;
+        }
+        if (delta & 0x1006Full) {
+            d->w[2] |= 0x0400000000000000ull;
+        }
+        if (delta & 0x10080ull) {
+            d->w[3] |= 0x0000000000000001ull;
+        }
+        if (delta & 0x10F00ull) {
+            d->w[3] |= 0x0000000000000040ull;
+        }
+        if (delta & 0x18000ull) {
+            d->w[3] |= 0x0000000000082000ull;
+        }
+        if (delta & 0xFFFF0000ull) {
+            d->w[3] |= 0x0000000002000000ull;
+        }
+        d->w[2] |= 0x0000000200000000ull;
+        break;
+    case VMCS_OFF_GUEST_CS_ACCESS_RIGHTS:
+        if (delta & 0xFull) {
+            d->w[2] |= 0x0100001000000000ull;
+        }
+        if (delta & 0x10ull) {
+            d->w[2] |= 0x0000400000000000ull;
+        }
+        if (delta & 0x6Full) {
+            d->w[2] |= 0x0070000000000000ull;
+        }
+        if (delta & 0x80ull) {
+            d->w[2] |= 0x2000000000000000ull;
+        }
+        if (delta & 0xF00ull) {
+            d->w[3] |= 0x0000000000000008ull;
+        }
+        if (delta & 0x2000ull) {
+            d->w[3] |= 0x0001800000000000ull;
+        }
+        if (delta & 0x6000ull) {
+            d->w[3] |= 0x0000000000000200ull;
+        }
+        if (delta & 0x8000ull) {
+            d->w[3] |= 0x0000000000010400ull;
+        }
+        if (delta & 0xFFFE0000ull) {
+            d->w[3] |= 0x0000000000400000ull;
+        }
+        d->w[2] |= 0x0000000040000000ull;
+        break;
+    case VMCS_OFF_GUEST_SS_ACCESS_RIGHTS:
+        if (delta & 0x60ull) {
+            d->w[2] |= 0x01E0000000000000ull;
+            d->w[3] |= 0x0080000000000000ull;
+        }
+        if (delta & 0x10000ull) {
+            d->w[2] |= 0x0000000000200000ull;
+        }
+        if (delta & 0x1000Full) {
+            d->w[2] |= 0x0000002000000000ull;
         }
         if (delta & 0x10010ull) {
             d->w[2] |= 0x0000800000000000ull;
-        }
-        if (delta & 0x1006Full) {
-            d->w[2] |= 0x0100000000000000ull;
         }
         if (delta & 0x10080ull) {
             d->w[2] |= 0x4000000000000000ull;
@@ -2348,7 +2301,10 @@ static inline void vmcs_check_mark(ck_mask_t* d, int off, uint64_t delta)
         }
         d->w[2] |= 0x0000000080000000ull;
         break;
-    case VMCS_OFF_GUEST_GS_ACCESS_RIGHTS:
+    case VMCS_OFF_GUEST_DS_ACCESS_RIGHTS:
+        if (delta & 0x10000ull) {
+            d->w[2] |= 0x0000000000400000ull;
+        }
         if (delta & 0x10001ull) {
             d->w[2] |= 0x0000004000000000ull;
         }
@@ -2375,79 +2331,133 @@ static inline void vmcs_check_mark(ck_mask_t* d, int off, uint64_t delta)
         }
         d->w[2] |= 0x0000000100000000ull;
         break;
-    case VMCS_OFF_GUEST_LDTR_ACCESS_RIGHTS:
-        if (delta & 0x10000ull) {
-            d->w[2] |= 0x0000000000010020ull;
+    case VMCS_OFF_GUEST_FS_ACCESS_RIGHTS:
+        if (delta & 0x10001ull) {
+            d->w[2] |= 0x0000010000000000ull;
         }
-        if (delta & 0x1000Full) {
-            d->w[3] |= 0x0000000200000000ull;
+        if (delta & 0x1000Aull) {
+            d->w[2] |= 0x0000100000000000ull;
         }
         if (delta & 0x10010ull) {
-            d->w[3] |= 0x0000000400000000ull;
+            d->w[2] |= 0x0004000000000000ull;
+        }
+        if (delta & 0x1006Full) {
+            d->w[2] |= 0x0800000000000000ull;
         }
         if (delta & 0x10080ull) {
-            d->w[3] |= 0x0000000800000000ull;
+            d->w[3] |= 0x0000000000000002ull;
         }
         if (delta & 0x10F00ull) {
-            d->w[3] |= 0x0000001000000000ull;
+            d->w[3] |= 0x0000000000000080ull;
         }
         if (delta & 0x18000ull) {
-            d->w[3] |= 0x0000006000000000ull;
+            d->w[3] |= 0x0000000000104000ull;
         }
         if (delta & 0xFFFF0000ull) {
+            d->w[3] |= 0x0000000004000000ull;
+        }
+        d->w[2] |= 0x0000000400000000ull;
+        break;
+    case VMCS_OFF_GUEST_GS_ACCESS_RIGHTS:
+        if (delta & 0x10001ull) {
+            d->w[2] |= 0x0000020000000000ull;
+        }
+        if (delta & 0x1000Aull) {
+            d->w[2] |= 0x0000200000000000ull;
+        }
+        if (delta & 0x10010ull) {
+            d->w[2] |= 0x0008000000000000ull;
+        }
+        if (delta & 0x1006Full) {
+            d->w[2] |= 0x1000000000000000ull;
+        }
+        if (delta & 0x10080ull) {
+            d->w[3] |= 0x0000000000000004ull;
+        }
+        if (delta & 0x10F00ull) {
+            d->w[3] |= 0x0000000000000100ull;
+        }
+        if (delta & 0x18000ull) {
+            d->w[3] |= 0x0000000000208000ull;
+        }
+        if (delta & 0xFFFF0000ull) {
+            d->w[3] |= 0x0000000008000000ull;
+        }
+        d->w[2] |= 0x0000000800000000ull;
+        break;
+    case VMCS_OFF_GUEST_LDTR_ACCESS_RIGHTS:
+        if (delta & 0x10000ull) {
+            d->w[2] |= 0x0000000000080100ull;
+        }
+        if (delta & 0x1000Full) {
+            d->w[3] |= 0x0000001000000000ull;
+        }
+        if (delta & 0x10010ull) {
+            d->w[3] |= 0x0000002000000000ull;
+        }
+        if (delta & 0x10080ull) {
+            d->w[3] |= 0x0000004000000000ull;
+        }
+        if (delta & 0x10F00ull) {
             d->w[3] |= 0x0000008000000000ull;
+        }
+        if (delta & 0x18000ull) {
+            d->w[3] |= 0x0000030000000000ull;
+        }
+        if (delta & 0xFFFF0000ull) {
+            d->w[3] |= 0x0000040000000000ull;
         }
         break;
     case VMCS_OFF_GUEST_TR_ACCESS_RIGHTS:
         if (delta & 0xFull) {
-            d->w[3] |= 0x0000000002000000ull;
-        }
-        if (delta & 0x10ull) {
-            d->w[3] |= 0x0000000004000000ull;
-        }
-        if (delta & 0x80ull) {
-            d->w[3] |= 0x0000000008000000ull;
-        }
-        if (delta & 0xF00ull) {
             d->w[3] |= 0x0000000010000000ull;
         }
-        if (delta & 0x8000ull) {
-            d->w[3] |= 0x0000000060000000ull;
+        if (delta & 0x10ull) {
+            d->w[3] |= 0x0000000020000000ull;
         }
-        if (delta & 0x10000ull) {
+        if (delta & 0x80ull) {
+            d->w[3] |= 0x0000000040000000ull;
+        }
+        if (delta & 0xF00ull) {
             d->w[3] |= 0x0000000080000000ull;
         }
+        if (delta & 0x8000ull) {
+            d->w[3] |= 0x0000000300000000ull;
+        }
+        if (delta & 0x10000ull) {
+            d->w[3] |= 0x0000000400000000ull;
+        }
         if (delta & 0xFFFE0000ull) {
-            d->w[3] |= 0x0000000100000000ull;
+            d->w[3] |= 0x0000000800000000ull;
         }
         break;
     case VMCS_OFF_GUEST_INTERRUPTIBILITY_STATE:
         if (delta & 0x1ull) {
-            d->w[3] |= 0x0600000000000000ull;
+            d->w[3] |= 0x3000000000000000ull;
         }
         if (delta & 0x2ull) {
-            d->w[3] |= 0x1800000000000000ull;
+            d->w[3] |= 0xC000000000000000ull;
         }
         if (delta & 0x3ull) {
-            d->w[3] |= 0x0120000000000000ull;
-            d->w[4] |= 0x0000000000000006ull;
+            d->w[3] |= 0x0900000000000000ull;
+            d->w[4] |= 0x0000000000000030ull;
         }
         if (delta & 0x4ull) {
-            d->w[3] |= 0x2000000000000000ull;
+            d->w[4] |= 0x0000000000000001ull;
         }
         if (delta & 0x8ull) {
-            d->w[3] |= 0x4000000000000000ull;
+            d->w[4] |= 0x0000000000000002ull;
         }
         if (delta & 0x10ull) {
-            d->w[3] |= 0x8000000000000000ull;
+            d->w[4] |= 0x0000000000000004ull;
         }
         if (delta & 0xFFFFFFE0ull) {
-            d->w[3] |= 0x0080000000000000ull;
+            d->w[3] |= 0x0400000000000000ull;
         }
         break;
     case VMCS_OFF_GUEST_ACTIVITY_STATE:
-        d->w[3] |= 0x0078000000000000ull;
-        d->w[4] |= 0x0000000000000006ull;
+        d->w[3] |= 0x03C0000000000000ull;
+        d->w[4] |= 0x0000000000000030ull;
         break;
     case VMCS_OFF_IO_BITMAP_A:
         d->w[0] |= 0x0000000000000050ull;
@@ -2459,18 +2469,17 @@ static inline void vmcs_check_mark(ck_mask_t* d, int off, uint64_t delta)
         d->w[0] |= 0x0000000000000300ull;
         break;
     case VMCS_OFF_VM_EXIT_MSR_STORE_ADDRESS:
-        d->w[0] |= 0x00001C0000000000ull;
+        d->w[0] |= 0x0000E00000000000ull;
         break;
     case VMCS_OFF_VM_EXIT_MSR_LOAD_ADDRESS:
-        d->w[0] |= 0x0000E00000000000ull;
+        d->w[0] |= 0x0007000000000000ull;
         break;
     case VMCS_OFF_VM_ENTRY_MSR_LOAD_ADDRESS:
         if (delta & 0xFull) {
-            d->w[0] |= 0x4000000000000000ull;
+            d->w[1] |= 0x0000000000000002ull;
         }
-        d->w[0] |= 0x8000000000000000ull;
-        d->w[1] |= 0x0000000000000001ull;
-        d->w[4] |= 0x00000000003F0000ull;
+        d->w[1] |= 0x000000000000000Cull;
+        d->w[4] |= 0x0000000001F80000ull;
         break;
     case VMCS_OFF_PML_ADDRESS:
         if (delta & 0xFFFull) {
@@ -2523,260 +2532,266 @@ static inline void vmcs_check_mark(ck_mask_t* d, int off, uint64_t delta)
         }
         d->w[0] |= 0x0000008000000000ull;
         break;
+    case VMCS_OFF_SUB_PAGE_PERMISSION_TABLE_POINTER:
+        if (delta & 0xFFFull) {
+            d->w[0] |= 0x0000020000000000ull;
+        }
+        d->w[0] |= 0x0000040000000000ull;
+        break;
     case VMCS_OFF_VMCS_LINK_POINTER:
-        d->w[4] |= 0x0000000000000F80ull;
+        d->w[4] |= 0x0000000000007C00ull;
         break;
     case VMCS_OFF_GUEST_IA32_DEBUGCTL:
         if (delta & 0x2ull) {
-            d->w[4] |= 0x0000000000000006ull;
+            d->w[4] |= 0x0000000000000030ull;
         }
-        d->w[1] |= 0x0002000000000000ull;
+        d->w[1] |= 0x0010000000000000ull;
         break;
     case VMCS_OFF_GUEST_IA32_PAT:
         if (delta & 0xFFull) {
-            d->w[1] |= 0x0200000000000000ull;
-        }
-        if (delta & 0xFF00ull) {
-            d->w[1] |= 0x0400000000000000ull;
-        }
-        if (delta & 0xFF0000ull) {
-            d->w[1] |= 0x0800000000000000ull;
-        }
-        if (delta & 0xFF000000ull) {
             d->w[1] |= 0x1000000000000000ull;
         }
-        if (delta & 0xFF00000000ull) {
+        if (delta & 0xFF00ull) {
             d->w[1] |= 0x2000000000000000ull;
         }
-        if (delta & 0xFF0000000000ull) {
+        if (delta & 0xFF0000ull) {
             d->w[1] |= 0x4000000000000000ull;
         }
-        if (delta & 0xFF000000000000ull) {
+        if (delta & 0xFF000000ull) {
             d->w[1] |= 0x8000000000000000ull;
         }
-        if (delta & 0xFF00000000000000ull) {
+        if (delta & 0xFF00000000ull) {
             d->w[2] |= 0x0000000000000001ull;
+        }
+        if (delta & 0xFF0000000000ull) {
+            d->w[2] |= 0x0000000000000002ull;
+        }
+        if (delta & 0xFF000000000000ull) {
+            d->w[2] |= 0x0000000000000004ull;
+        }
+        if (delta & 0xFF00000000000000ull) {
+            d->w[2] |= 0x0000000000000008ull;
         }
         break;
     case VMCS_OFF_GUEST_IA32_EFER:
         if (delta & 0x400ull) {
-            d->w[2] |= 0x0000000000000004ull;
+            d->w[2] |= 0x0000000000000020ull;
         }
         if (delta & 0x500ull) {
-            d->w[2] |= 0x0000000000000008ull;
+            d->w[2] |= 0x0000000000000040ull;
         }
-        d->w[2] |= 0x0000000000000002ull;
+        d->w[2] |= 0x0000000000000010ull;
         break;
     case VMCS_OFF_GUEST_PDPTE0:
-        d->w[4] |= 0x0000000000001000ull;
+        d->w[4] |= 0x0000000000008000ull;
         break;
     case VMCS_OFF_GUEST_PDPTE1:
-        d->w[4] |= 0x0000000000002000ull;
+        d->w[4] |= 0x0000000000010000ull;
         break;
     case VMCS_OFF_GUEST_PDPTE2:
-        d->w[4] |= 0x0000000000004000ull;
+        d->w[4] |= 0x0000000000020000ull;
         break;
     case VMCS_OFF_GUEST_PDPTE3:
-        d->w[4] |= 0x0000000000008000ull;
+        d->w[4] |= 0x0000000000040000ull;
         break;
     case VMCS_OFF_HOST_IA32_PAT:
         if (delta & 0xFFull) {
-            d->w[1] |= 0x0000000000000040ull;
-        }
-        if (delta & 0xFF00ull) {
-            d->w[1] |= 0x0000000000000080ull;
-        }
-        if (delta & 0xFF0000ull) {
-            d->w[1] |= 0x0000000000000100ull;
-        }
-        if (delta & 0xFF000000ull) {
             d->w[1] |= 0x0000000000000200ull;
         }
-        if (delta & 0xFF00000000ull) {
+        if (delta & 0xFF00ull) {
             d->w[1] |= 0x0000000000000400ull;
         }
-        if (delta & 0xFF0000000000ull) {
+        if (delta & 0xFF0000ull) {
             d->w[1] |= 0x0000000000000800ull;
         }
-        if (delta & 0xFF000000000000ull) {
+        if (delta & 0xFF000000ull) {
             d->w[1] |= 0x0000000000001000ull;
         }
-        if (delta & 0xFF00000000000000ull) {
+        if (delta & 0xFF00000000ull) {
             d->w[1] |= 0x0000000000002000ull;
+        }
+        if (delta & 0xFF0000000000ull) {
+            d->w[1] |= 0x0000000000004000ull;
+        }
+        if (delta & 0xFF000000000000ull) {
+            d->w[1] |= 0x0000000000008000ull;
+        }
+        if (delta & 0xFF00000000000000ull) {
+            d->w[1] |= 0x0000000000010000ull;
         }
         break;
     case VMCS_OFF_HOST_IA32_EFER:
         if (delta & 0x100ull) {
-            d->w[1] |= 0x0000000000010000ull;
+            d->w[1] |= 0x0000000000080000ull;
         }
         if (delta & 0x400ull) {
-            d->w[1] |= 0x0000000000008000ull;
+            d->w[1] |= 0x0000000000040000ull;
         }
-        d->w[1] |= 0x0000000000004000ull;
+        d->w[1] |= 0x0000000000020000ull;
         break;
     case VMCS_OFF_GUEST_CR0:
         if (delta & 0x1ull) {
-            d->w[0] |= 0x00C0000000000000ull;
-            d->w[2] |= 0x0020000000000000ull;
-            d->w[3] |= 0x0002000000000000ull;
+            d->w[0] |= 0x0600000000000000ull;
+            d->w[2] |= 0x0100000000000000ull;
+            d->w[3] |= 0x0010000000000000ull;
         }
         if (delta & 0x80000000ull) {
-            d->w[1] |= 0x0004000000000000ull;
-            d->w[2] |= 0x0000000000000008ull;
-            d->w[4] |= 0x000000000000F000ull;
+            d->w[1] |= 0x0020000000000000ull;
+            d->w[2] |= 0x0000000000000040ull;
+            d->w[4] |= 0x0000000000078000ull;
         }
         if (delta & 0x80000001ull) {
-            d->w[1] |= 0x0000800000000000ull;
+            d->w[1] |= 0x0004000000000000ull;
         }
-        d->w[1] |= 0x0000400000000000ull;
+        d->w[1] |= 0x0002000000000000ull;
         break;
     case VMCS_OFF_GUEST_CR3:
-        d->w[1] |= 0x0020000000000000ull;
-        d->w[4] |= 0x000000000000F000ull;
+        d->w[1] |= 0x0100000000000000ull;
+        d->w[4] |= 0x0000000000078000ull;
         break;
     case VMCS_OFF_GUEST_CR4:
         if (delta & 0x20ull) {
-            d->w[1] |= 0x0008000000000000ull;
-            d->w[4] |= 0x000000000000F000ull;
+            d->w[1] |= 0x0040000000000000ull;
+            d->w[4] |= 0x0000000000078000ull;
         }
         if (delta & 0x20000ull) {
-            d->w[1] |= 0x0010000000000000ull;
+            d->w[1] |= 0x0080000000000000ull;
         }
-        d->w[1] |= 0x0001000000000000ull;
+        d->w[1] |= 0x0008000000000000ull;
         break;
     case VMCS_OFF_GUEST_ES_BASE:
+        if (delta & 0xFFFFFFFF00000000ull) {
+            d->w[2] |= 0x0000000000800000ull;
+        }
+        d->w[2] |= 0x0000000000002000ull;
+        break;
+    case VMCS_OFF_GUEST_CS_BASE:
         if (delta & 0xFFFFFFFF00000000ull) {
             d->w[2] |= 0x0000000000100000ull;
         }
         d->w[2] |= 0x0000000000000400ull;
         break;
-    case VMCS_OFF_GUEST_CS_BASE:
-        if (delta & 0xFFFFFFFF00000000ull) {
-            d->w[2] |= 0x0000000000020000ull;
-        }
-        d->w[2] |= 0x0000000000000080ull;
-        break;
     case VMCS_OFF_GUEST_SS_BASE:
         if (delta & 0xFFFFFFFF00000000ull) {
-            d->w[2] |= 0x0000000000040000ull;
+            d->w[2] |= 0x0000000000200000ull;
         }
-        d->w[2] |= 0x0000000000000100ull;
+        d->w[2] |= 0x0000000000000800ull;
         break;
     case VMCS_OFF_GUEST_DS_BASE:
         if (delta & 0xFFFFFFFF00000000ull) {
-            d->w[2] |= 0x0000000000080000ull;
+            d->w[2] |= 0x0000000000400000ull;
         }
-        d->w[2] |= 0x0000000000000200ull;
+        d->w[2] |= 0x0000000000001000ull;
         break;
     case VMCS_OFF_GUEST_FS_BASE:
-        d->w[2] |= 0x0000000000004800ull;
+        d->w[2] |= 0x0000000000024000ull;
         break;
     case VMCS_OFF_GUEST_GS_BASE:
-        d->w[2] |= 0x0000000000009000ull;
+        d->w[2] |= 0x0000000000048000ull;
         break;
     case VMCS_OFF_GUEST_LDTR_BASE:
-        d->w[2] |= 0x0000000000010000ull;
+        d->w[2] |= 0x0000000000080000ull;
         break;
     case VMCS_OFF_GUEST_TR_BASE:
-        d->w[2] |= 0x0000000000002000ull;
+        d->w[2] |= 0x0000000000010000ull;
         break;
     case VMCS_OFF_GUEST_GDTR_BASE:
-        d->w[3] |= 0x0000010000000000ull;
+        d->w[3] |= 0x0000080000000000ull;
         break;
     case VMCS_OFF_GUEST_IDTR_BASE:
-        d->w[3] |= 0x0000020000000000ull;
+        d->w[3] |= 0x0000100000000000ull;
         break;
     case VMCS_OFF_GUEST_DR7:
-        d->w[1] |= 0x0040000000000000ull;
+        d->w[1] |= 0x0200000000000000ull;
         break;
     case VMCS_OFF_GUEST_RIP:
         if (delta & 0xFFFFFFFF00000000ull) {
-            d->w[3] |= 0x0000100000000000ull;
+            d->w[3] |= 0x0000800000000000ull;
         }
-        d->w[3] |= 0x0000200000000000ull;
+        d->w[3] |= 0x0001000000000000ull;
         break;
     case VMCS_OFF_GUEST_RFLAGS:
         if (delta & 0x2ull) {
-            d->w[3] |= 0x0000800000000000ull;
+            d->w[3] |= 0x0004000000000000ull;
         }
         if (delta & 0x100ull) {
-            d->w[4] |= 0x0000000000000006ull;
+            d->w[4] |= 0x0000000000000030ull;
         }
         if (delta & 0x200ull) {
-            d->w[3] |= 0x0204000000000000ull;
+            d->w[3] |= 0x1020000000000000ull;
         }
         if (delta & 0x20000ull) {
-            d->w[2] |= 0xFFFFFFFFFFE01FC0ull;
-            d->w[3] |= 0x0003000001FFFFFFull;
+            d->w[2] |= 0xFFFFFFFFFF00FE00ull;
+            d->w[3] |= 0x001800000FFFFFFFull;
         }
         if (delta & 0xFFFFFFFFFFC08028ull) {
-            d->w[3] |= 0x0000400000000000ull;
+            d->w[3] |= 0x0002000000000000ull;
         }
         break;
     case VMCS_OFF_GUEST_PENDING_DEBUG_EXCEPTIONS:
         if (delta & 0x4000ull) {
-            d->w[4] |= 0x0000000000000006ull;
+            d->w[4] |= 0x0000000000000030ull;
         }
         if (delta & 0x10000ull) {
-            d->w[4] |= 0x0000000000000040ull;
+            d->w[4] |= 0x0000000000000200ull;
         }
         if (delta & 0x10FFFull) {
-            d->w[4] |= 0x0000000000000008ull;
+            d->w[4] |= 0x0000000000000040ull;
         }
         if (delta & 0x11000ull) {
-            d->w[4] |= 0x0000000000000020ull;
+            d->w[4] |= 0x0000000000000100ull;
         }
         if (delta & 0x1E000ull) {
-            d->w[4] |= 0x0000000000000010ull;
+            d->w[4] |= 0x0000000000000080ull;
         }
         if (delta & 0xFFFFFFFFFFFEAFF0ull) {
-            d->w[4] |= 0x0000000000000001ull;
+            d->w[4] |= 0x0000000000000008ull;
         }
         break;
     case VMCS_OFF_GUEST_IA32_SYSENTER_ESP:
-        d->w[1] |= 0x0080000000000000ull;
+        d->w[1] |= 0x0400000000000000ull;
         break;
     case VMCS_OFF_GUEST_IA32_SYSENTER_EIP:
-        d->w[1] |= 0x0100000000000000ull;
+        d->w[1] |= 0x0800000000000000ull;
         break;
     case VMCS_OFF_HOST_CR0:
-        d->w[1] |= 0x0000000000000002ull;
+        d->w[1] |= 0x0000000000000010ull;
         break;
     case VMCS_OFF_HOST_CR3:
-        d->w[1] |= 0x0000000000000008ull;
+        d->w[1] |= 0x0000000000000040ull;
         break;
     case VMCS_OFF_HOST_CR4:
         if (delta & 0x20ull) {
-            d->w[1] |= 0x0000100000000000ull;
+            d->w[1] |= 0x0000800000000000ull;
         }
         if (delta & 0x20000ull) {
-            d->w[1] |= 0x0000040000000000ull;
+            d->w[1] |= 0x0000200000000000ull;
         }
-        d->w[1] |= 0x0000000000000004ull;
-        break;
-    case VMCS_OFF_HOST_FS_BASE:
-        d->w[1] |= 0x0000000400000000ull;
-        break;
-    case VMCS_OFF_HOST_GS_BASE:
-        d->w[1] |= 0x0000000800000000ull;
-        break;
-    case VMCS_OFF_HOST_TR_BASE:
-        d->w[1] |= 0x0000004000000000ull;
-        break;
-    case VMCS_OFF_HOST_GDTR_BASE:
-        d->w[1] |= 0x0000001000000000ull;
-        break;
-    case VMCS_OFF_HOST_IDTR_BASE:
-        d->w[1] |= 0x0000002000000000ull;
-        break;
-    case VMCS_OFF_HOST_IA32_SYSENTER_ESP:
-        d->w[1] |= 0x0000000000000010ull;
-        break;
-    case VMCS_OFF_HOST_IA32_SYSENTER_EIP:
         d->w[1] |= 0x0000000000000020ull;
         break;
+    case VMCS_OFF_HOST_FS_BASE:
+        d->w[1] |= 0x0000002000000000ull;
+        break;
+    case VMCS_OFF_HOST_GS_BASE:
+        d->w[1] |= 0x0000004000000000ull;
+        break;
+    case VMCS_OFF_HOST_TR_BASE:
+        d->w[1] |= 0x0000020000000000ull;
+        break;
+    case VMCS_OFF_HOST_GDTR_BASE:
+        d->w[1] |= 0x0000008000000000ull;
+        break;
+    case VMCS_OFF_HOST_IDTR_BASE:
+        d->w[1] |= 0x0000010000000000ull;
+        break;
+    case VMCS_OFF_HOST_IA32_SYSENTER_ESP:
+        d->w[1] |= 0x0000000000000080ull;
+        break;
+    case VMCS_OFF_HOST_IA32_SYSENTER_EIP:
+        d->w[1] |= 0x0000000000000100ull;
+        break;
     case VMCS_OFF_HOST_RIP:
-        d->w[1] |= 0x0000280000000000ull;
+        d->w[1] |= 0x0001400000000000ull;
         break;
     default:
         break;

@@ -1101,6 +1101,9 @@ cdef extern from "spec_gen.h" nogil:
     const int CK_EPTP_SWITCHING_NEEDS_EPT
     const int CK_EPTP_LIST_ADDRESS_ALIGNMENT
     const int CK_EPTP_LIST_ADDRESS_WIDTH
+    const int CK_SUB_PAGE_WRITE_PERMISSIONS_NEED_EPT
+    const int CK_SPPTP_ALIGNMENT
+    const int CK_SPPTP_WIDTH
     const int CK_VM_EXIT_CONTROLS
     const int CK_VM_EXIT_SAVE_VMX_PREEMPTION_TIMER
     const int CK_VM_EXIT_MSR_STORE_ADDRESS_ALIGNMENT

@@ -143,6 +143,13 @@ ENTRY_CHECKS = [
     ("EPTP_LIST_ADDRESS_WIDTH", CONTROL, "27.2.1.1",
      "with the EPTP-switching VM function enabled, the EPTP-list address sets no bit beyond the "
      "physical-address width"),
+    ("SUB_PAGE_WRITE_PERMISSIONS_NEED_EPT", CONTROL, "27.2.1.1",
+     "with 'sub-page write permissions for EPT', 'enable EPT' is 1"),
+    ("SPPTP_ALIGNMENT", CONTROL, "27.2.1.1",
+     "with 'sub-page write permissions for EPT', bits 11:0 of the SPP-table pointer are 0"),
+    ("SPPTP_WIDTH", CONTROL, "27.2.1.1",
+     "with 'sub-page write permissions for EPT', the SPP-table pointer sets no bit beyond the "
+     "physical-address width"),
     # 27.2.1.2 VM-exit control fields
     ("VM_EXIT_CONTROLS", CONTROL, "27.2.1.2",
      "VM-exit controls respect IA32_VMX_TRUE_EXIT_CTLS"),
@@ -558,6 +565,9 @@ INPUTS = {
     "EPTP_SWITCHING_NEEDS_EPT": _UG + (("VM_FUNCTION_CONTROLS", 1),),
     "EPTP_LIST_ADDRESS_ALIGNMENT": _UG + (("VM_FUNCTION_CONTROLS", 1), ("EPTP_LIST_ADDRESS", 0xFFF)),
     "EPTP_LIST_ADDRESS_WIDTH": _UG + (("VM_FUNCTION_CONTROLS", 1), "EPTP_LIST_ADDRESS"),
+    "SUB_PAGE_WRITE_PERMISSIONS_NEED_EPT": _UG,
+    "SPPTP_ALIGNMENT": _UG + (("SUB_PAGE_PERMISSION_TABLE_POINTER", 0xFFF),),
+    "SPPTP_WIDTH": _UG + ("SUB_PAGE_PERMISSION_TABLE_POINTER",),
     # 27.2.1.2
     "VM_EXIT_CONTROLS": _EXIT,
     "VM_EXIT_SAVE_VMX_PREEMPTION_TIMER": ("PIN_BASED_CONTROLS",) + _EXIT,

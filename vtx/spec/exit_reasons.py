@@ -188,6 +188,9 @@ EXIT_INFO = {
                                    (("nmi_unblocking", 12, 12),)),
     "XSAVES": _MEMOP,
     "XRSTORS": _MEMOP,
+    "SPP_RELATED_EVENT": ((_Q, "guest_linear_address", "guest_physical_address"),
+                          "28.2.1: bit 11 an SPPT miss (0: an SPPT misconfiguration), bit 12 NMI unblocking",
+                          (("sppt_miss", 11, 11), ("nmi_unblocking", 12, 12))),
     "UMWAIT": ((_L, _I), "", ()),
     "TPAUSE": ((_L, _I), "", ()),
 }

@@ -53,9 +53,10 @@ cdef int h_iret(Cpu* c, Insn* d) noexcept nogil:
     In VMX non-root operation with "NMI exiting" the blocking of real NMIs
     is the host's and IRET leaves it; with "virtual NMIs" too, bit 3 is
     virtual-NMI blocking and IRET removes it (SDM Vol. 3C 26.3, "IRET").  A
-    fault or an EPT violation on an IRET that unblocked reports it: bit 12
-    of the VM-exit interruption information or of the exit qualification
-    (SDM 28.2.1, 28.2.2)."""
+    fault, an EPT violation, a full page-modification log or an SPP-related
+    event on an IRET that unblocked reports it: bit 12 of the VM-exit
+    interruption information or of the exit qualification (SDM 28.2.1,
+    28.2.2)."""
     cdef int unblocked = 0
     cdef int rc
     cdef uint64_t flags_before = c.rflags
@@ -71,7 +72,9 @@ cdef int h_iret(Cpu* c, Insn* d) noexcept nogil:
     if unblocked and c.vmx.non_root:
         if rc == RC_EXCEPTION:
             c.exc_iret_nmi = 1
-        elif rc == RC_VMEXIT and c.vmx.x_reason == EXIT_REASON_EPT_VIOLATION:
+        elif rc == RC_VMEXIT and (c.vmx.x_reason == EXIT_REASON_EPT_VIOLATION or
+                                  c.vmx.x_reason == EXIT_REASON_PAGE_MODIFICATION_LOG_FULL or
+                                  c.vmx.x_reason == EXIT_REASON_SPP_RELATED_EVENT):
             c.vmx.x_qual |= 1 << 12
     return rc
 

@@ -214,6 +214,15 @@ cdef int check_controls(Cpu* c, const ck_mask_t* d) noexcept nogil:
                 return fail(c, CK_EPTP_LIST_ADDRESS_ALIGNMENT, R)
             if ck_has(d, CK_EPTP_LIST_ADDRESS_WIDTH) and not phys_ok(b):
                 return fail(c, CK_EPTP_LIST_ADDRESS_WIDTH, R)
+    if proc2 & PROC2_SUB_PAGE_WRITE_PERMISSIONS:
+        # Sub-page write permissions (SDM 29.3.4; core/vmx/spp.pxi).
+        a = vr(c, VMCS_OFF_SUB_PAGE_PERMISSION_TABLE_POINTER, 8)
+        if ck_has(d, CK_SUB_PAGE_WRITE_PERMISSIONS_NEED_EPT) and not (proc2 & PROC2_ENABLE_EPT):
+            return fail(c, CK_SUB_PAGE_WRITE_PERMISSIONS_NEED_EPT, R)
+        if ck_has(d, CK_SPPTP_ALIGNMENT) and (a & 0xFFF):
+            return fail(c, CK_SPPTP_ALIGNMENT, R)
+        if ck_has(d, CK_SPPTP_WIDTH) and not phys_ok(a):
+            return fail(c, CK_SPPTP_WIDTH, R)
     # 27.2.1.2
     if ck_has(d, CK_VM_EXIT_CONTROLS) and not ctls_ok(exitc, VMX_CAP_TRUE_EXIT_CTLS):
         return fail(c, CK_VM_EXIT_CONTROLS, R)
@@ -841,6 +850,7 @@ cdef void load_controls(Cpu* c) noexcept nogil:
     # 25.6.20); XSAVES and XRSTORS test it only then (26.1.3).
     c.vmx.ctl.xss_bitmap = vr(c, VMCS_OFF_XSS_EXITING_BITMAP, 8) \
         if (c.vmx.ctl.proc2 & PROC2_ENABLE_XSAVES_XRSTORS) else 0
+    c.vmx.ctl.spptp = vr(c, VMCS_OFF_SUB_PAGE_PERMISSION_TABLE_POINTER, 8)
     # The first PAUSE at CPL 0 after VM entry starts a loop (SDM 26.1.3).
     c.vmx.ple_valid = 0
     c.vmx.ept = (c.vmx.ctl.proc2 & PROC2_ENABLE_EPT) != 0
