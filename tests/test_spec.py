@@ -406,7 +406,9 @@ def test_model_controls():
                                     | S.ProcBased2.RDRAND_EXITING | S.ProcBased2.RDSEED_EXITING
                                     | S.ProcBased2.ENABLE_VM_FUNCTIONS | S.ProcBased2.ENABLE_PML
                                     | S.ProcBased2.ENABLE_XSAVES_XRSTORS
-                                    | S.ProcBased2.ENABLE_USER_WAIT_AND_PAUSE) << 32
+                                    | S.ProcBased2.ENABLE_USER_WAIT_AND_PAUSE
+                                    | S.ProcBased2.SUB_PAGE_WRITE_PERMISSIONS
+                                    | S.ProcBased2.VMM_BUS_LOCK_DETECTION) << 32
     for name in ("MWAIT_EXITING", "RDPMC_EXITING", "MOV_DR_EXITING", "MONITOR_EXITING", "PAUSE_EXITING"):
         assert (caps.PROCBASED_CTLS >> 32) & S.ProcBased[name]
     true_lo = caps.TRUE_PROCBASED_CTLS & 0xFFFFFFFF

@@ -579,4 +579,4 @@ def test_check_counts_per_area():
     for name, area, _s, _d in ENTRY_CHECKS:
         if name not in unreachable():
             count[area] = count.get(area, 0) + 1
-    assert count == {"control": 64, "host": 45, "guest": 162, "msr": 6}
+    assert count == {"control": 67, "host": 45, "guest": 162, "msr": 6}

@@ -432,10 +432,16 @@ cdef inline int read_rm(Cpu* c, Insn* d, int size, uint64_t* v) noexcept nogil:
 cdef inline int read_rm_rmw(Cpu* c, Insn* d, int size, uint64_t* v) noexcept nogil:
     """read_rm for the destination of a read-modify-write instruction: a
     memory operand is read with write intent (mem_read_rmw)."""
+    cdef uint64_t off
+    cdef int rc
     if d.mod == 3:
         v[0] = get_reg(c, d.rm, size)
         return RC_OK
-    return mem_read_rmw(c, d.seg, ea_offset(c, d), size, v)
+    off = ea_offset(c, d)
+    rc = mem_read_rmw(c, d.seg, off, size, v)
+    if rc == RC_OK and (d.flags & INSN_LOCK):
+        lock_note(c, d.seg, off, size)          # [bus-lock detection] core/vmx/buslock.pxi
+    return rc
 
 
 cdef inline int write_rm(Cpu* c, Insn* d, int size, uint64_t v) noexcept nogil:

@@ -502,7 +502,8 @@ def control_tweaks(rng):
                   rng.getrandbits(32) & int(ProcBased2.DESCRIPTOR_TABLE_EXITING | ProcBased2.ENABLE_RDTSCP
                                             | ProcBased2.WBINVD_EXITING | ProcBased2.PAUSE_LOOP_EXITING
                                             | ProcBased2.ENABLE_INVPCID | ProcBased2.ENABLE_XSAVES_XRSTORS
-                                            | ProcBased2.ENABLE_USER_WAIT_AND_PAUSE)])
+                                            | ProcBased2.ENABLE_USER_WAIT_AND_PAUSE
+                                            | ProcBased2.VMM_BUS_LOCK_DETECTION)])
         w.append([int(F.XSS_EXITING_BITMAP), "set", rng.choice((0, 1 << 10, (1 << 64) - 1))])
         w.append([int(F.PLE_GAP), "set", rng.choice((0, 1, 8, 128))])
         w.append([int(F.PLE_WINDOW), "set", rng.choice((0, 4, 64, 4096))])

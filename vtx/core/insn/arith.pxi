@@ -108,6 +108,8 @@ cdef int alu_to_rm(Cpu* c, Insn* d, uint64_t src) noexcept nogil:
             rc = mem_read(c, d.seg, off, size, &a)
         else:
             rc = mem_read_rmw(c, d.seg, off, size, &a)
+            if rc == RC_OK and (d.flags & INSN_LOCK):
+                lock_note(c, d.seg, off, size)
         if rc:
             return rc
         r = alu_result(c, d.ext, size, a, src, &fl)
@@ -212,6 +214,8 @@ cdef int h_incdec_rm(Cpu* c, Insn* d) noexcept nogil:
     rc = mem_read_rmw(c, d.seg, off, d.osz, &a)
     if rc:
         return rc
+    if d.flags & INSN_LOCK:
+        lock_note(c, d.seg, off, d.osz)
     m = SIZE_MASK[d.osz]
     r = ((a - 1) if d.ext else (a + 1)) & m
     rc = mem_write(c, d.seg, off, d.osz, r)

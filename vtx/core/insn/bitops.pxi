@@ -194,6 +194,8 @@ cdef int h_bt(Cpu* c, Insn* d) noexcept nogil:
             rc = mem_read(c, d.seg, addr, size, &a)
         else:
             rc = mem_read_rmw(c, d.seg, addr, size, &a)
+            if rc == RC_OK and (d.flags & INSN_LOCK):
+                lock_note(c, d.seg, addr, size)
         if rc:
             return rc
     if kind != 0:

@@ -108,6 +108,8 @@ cdef int h_xchg_rm_r(Cpu* c, Insn* d) noexcept nogil:
     cdef int rc = read_rm_rmw(c, d, d.osz, &a)
     if rc:
         return rc
+    if d.mod != 3:
+        lock_note(c, d.seg, ea_offset(c, d), d.osz)     # XCHG with memory is locked
     b = get_reg(c, d.reg, d.osz)
     rc = write_rm(c, d, d.osz, b)
     if rc:

@@ -162,6 +162,8 @@ cdef int h_cmpxchg8b(Cpu* c, Insn* d) noexcept nogil:
         lo &= 0xFFFFFFFFULL
     if rc:
         return rc
+    if d.flags & INSN_LOCK:
+        lock_note(c, d.seg, off, 2 * half)     # (an m128 is aligned: never split)
     if lo == get_reg(c, R_AX, half) and hi == get_reg(c, R_DX, half):
         lo = get_reg(c, R_BX, half)
         hi = get_reg(c, R_CX, half)

@@ -32,6 +32,7 @@ cdef enum:
     APIC_PEND_EOI = 2           # EOI virtualization (30.1.4)
     APIC_PEND_SELF_IPI = 4      # self-IPI virtualization with apic_pend_vec (30.1.5)
     APIC_PEND_WRITE = 8         # APIC-write emulation of a write at apic_pend_off (30.4.3.2)
+    TRAP_BUS_LOCK = 16          # not the APIC's: a bus-lock exit after the instruction (core/vmx/buslock.pxi)
 
     # Virtual-APIC page offsets (30.1.1)
     VAPIC_ID = 0x20
@@ -245,18 +246,24 @@ cdef int apic_boundary(Cpu* c) noexcept nogil:
     """The trap-like part of what the last instruction did (event_boundary
     calls this first): RC_OK, or RC_VMEXIT for an exit it staged."""
     cdef uint32_t pend = c.vmx.apic_pend
+    cdef int rc = RC_OK
     c.vmx.apic_pend = 0
     if not c.vmx.non_root:
         return RC_OK
     if pend & APIC_PEND_WRITE:
-        return apic_write_emulate(c, c.vmx.apic_pend_off)
-    if pend & APIC_PEND_TPR:
-        return tpr_virtualize(c)
-    if pend & APIC_PEND_EOI:
-        return eoi_virtualize(c)
-    if pend & APIC_PEND_SELF_IPI:
+        rc = apic_write_emulate(c, c.vmx.apic_pend_off)
+    elif pend & APIC_PEND_TPR:
+        rc = tpr_virtualize(c)
+    elif pend & APIC_PEND_EOI:
+        rc = eoi_virtualize(c)
+    elif pend & APIC_PEND_SELF_IPI:
         self_ipi_virtualize(c, <int>c.vmx.apic_pend_vec)
-    return RC_OK
+    if pend & TRAP_BUS_LOCK:
+        if rc == RC_OK:
+            return vmexit_event(c, EXIT_REASON_BUS_LOCK, 0)
+        # The APIC's exit comes first and carries the bus lock in bit 26.
+        c.vmx.apic_pend |= TRAP_BUS_LOCK
+    return rc
 
 
 # --- VM entry and VM exit (27.3.2.5, 27.7.7, 28.3.3) ---------------------------

@@ -446,6 +446,11 @@ cdef int vm_exit(Cpu* c) noexcept nogil:
         # An exit while delivering a software interrupt or exception reports
         # that instruction's length, whatever the reason (SDM 28.2.5).
         fields |= EXIT_INFO_INSTRUCTION_LENGTH
+    if c.vmx.apic_pend & TRAP_BUS_LOCK:
+        # [bus-lock detection] The instruction acquired a bus lock, and this
+        # exit came before the bus-lock exit (core/vmx/buslock.pxi).
+        c.vmx.apic_pend &= ~(<uint32_t>TRAP_BUS_LOCK)
+        reason |= EXIT_REASON_FLAG_BUS_LOCK
     vw(c, VMCS_OFF_EXIT_REASON, 4, reason)
     vw(c, VMCS_OFF_EXIT_QUALIFICATION, 8, c.vmx.x_qual if fields & EXIT_INFO_QUALIFICATION else 0)
     vw(c, VMCS_OFF_VM_EXIT_INSTRUCTION_LENGTH, 4, c.vmx.x_len if fields & EXIT_INFO_INSTRUCTION_LENGTH else 0)
