@@ -112,6 +112,34 @@ cdef inline int t_imul(Cpu* c, Insn* d, int size, int with_imm) noexcept nogil:
     return imul2_sized(c, d, c.regs[d.reg], b, size)
 
 
+cdef inline int t_shift_ri(Cpu* c, Insn* d, int op, int size) noexcept nogil:
+    """SHL/SAL (op 4), SHR (5) or SAR (7) of a register by a constant count,
+    which specialize() masked and put in d.imm (1 to 31, or 63 with a 64-bit
+    operand: a count that masks to 0 keeps the generic h_shift, which
+    changes no flag).  Results and flags as h_shift (core/insn/arith.pxi)."""
+    cdef unsigned int cnt = <unsigned int>d.imm
+    cdef uint64_t m = SIZE_MASK[size]
+    cdef uint64_t a = c.regs[d.rm] & m
+    cdef uint64_t r, f
+    if op == 5:
+        r = a >> cnt
+        f = (a >> (cnt - 1)) & 1
+        if (a >> (size * 8 - 1)) & 1:
+            f |= F_OF
+    elif op == 7:
+        r = (<uint64_t>(sext(a, size) >> cnt)) & m
+        f = (<uint64_t>(sext(a, size) >> (cnt - 1))) & 1
+    else:
+        r = (a << cnt) & m
+        f = (a >> (size * 8 - cnt)) & 1
+        if ((r >> (size * 8 - 1)) & 1) != f:
+            f |= F_OF
+    c.regs[d.rm] = r                # a 32-bit result zero-extends (r is cut to size)
+    set_lazy(c, LF_FIXED, size, 0, 0, r)
+    c.lf_cf = f
+    return RC_OK
+
+
 # --- instantiations -------------------------------------------------------------
 
 cdef int h_add_rr16(Cpu* c, Insn* d) noexcept nogil:
@@ -401,6 +429,24 @@ cdef int h_cmove(Cpu* c, Insn* d) noexcept nogil:
 cdef int h_cmovf(Cpu* c, Insn* d) noexcept nogil:
     return t_cmov(c, d, 15)
 
+cdef int h_shl_ri32(Cpu* c, Insn* d) noexcept nogil:
+    return t_shift_ri(c, d, 4, 4)
+
+cdef int h_shr_ri32(Cpu* c, Insn* d) noexcept nogil:
+    return t_shift_ri(c, d, 5, 4)
+
+cdef int h_sar_ri32(Cpu* c, Insn* d) noexcept nogil:
+    return t_shift_ri(c, d, 7, 4)
+
+cdef int h_shl_ri64(Cpu* c, Insn* d) noexcept nogil:
+    return t_shift_ri(c, d, 4, 8)
+
+cdef int h_shr_ri64(Cpu* c, Insn* d) noexcept nogil:
+    return t_shift_ri(c, d, 5, 8)
+
+cdef int h_sar_ri64(Cpu* c, Insn* d) noexcept nogil:
+    return t_shift_ri(c, d, 7, 8)
+
 cdef int h_imul16(Cpu* c, Insn* d) noexcept nogil:
     return t_imul(c, d, 2, 0)
 
@@ -436,6 +482,7 @@ cdef handler_t FAST_JCC[16]
 cdef handler_t FAST_CMOV[16]
 cdef handler_t FAST_IMUL[9]
 cdef handler_t FAST_IMUL_IMM[9]
+cdef handler_t FAST_SHIFT_RI[8][9]  # [group 2 op /4 /5 /6 /7][size]
 
 
 cdef void init_fast_tables() noexcept:
@@ -451,6 +498,15 @@ cdef void init_fast_tables() noexcept:
     memset(FAST_LEA, 0, sizeof(FAST_LEA))
     memset(FAST_IMUL, 0, sizeof(FAST_IMUL))
     memset(FAST_IMUL_IMM, 0, sizeof(FAST_IMUL_IMM))
+    memset(FAST_SHIFT_RI, 0, sizeof(FAST_SHIFT_RI))
+    FAST_SHIFT_RI[4][4] = h_shl_ri32
+    FAST_SHIFT_RI[6][4] = h_shl_ri32        # SAL is SHL
+    FAST_SHIFT_RI[5][4] = h_shr_ri32
+    FAST_SHIFT_RI[7][4] = h_sar_ri32
+    FAST_SHIFT_RI[4][8] = h_shl_ri64
+    FAST_SHIFT_RI[6][8] = h_shl_ri64
+    FAST_SHIFT_RI[5][8] = h_shr_ri64
+    FAST_SHIFT_RI[7][8] = h_sar_ri64
     FAST_CMOV[0] = h_cmov0
     FAST_CMOV[1] = h_cmov1
     FAST_CMOV[2] = h_cmov2
@@ -622,6 +678,7 @@ cdef void specialize(Insn* d) noexcept nogil:
     cdef handler_t f = NULL
     cdef int size = d.osz
     cdef uint8_t t
+    cdef unsigned int cnt
     if size == 1 or (d.flags & INSN_LOCK):
         return
     if fn == h_jcc:
@@ -668,6 +725,14 @@ cdef void specialize(Insn* d) noexcept nogil:
             d.rm = d.reg
         elif fn == h_mov_r_imm:
             f = FAST_MOV_RI[size]
+        elif fn == h_shift and (d.op == 0xC1 or d.op == 0xD1):
+            # A constant count (imm8, or 1): masked here, once (shift_count).
+            cnt = 1 if d.op == 0xD1 else <unsigned int>(d.imm & 0xFF)
+            cnt &= 0x3F if size == 8 else 0x1F
+            if cnt != 0:
+                f = FAST_SHIFT_RI[d.ext & 7][size]
+                if f != NULL:
+                    d.imm = cnt
     else:
         if fn == h_mov_r_rm:
             f = FAST_MOV_R_M[size]
