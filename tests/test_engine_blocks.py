@@ -128,3 +128,63 @@ def test_budget_in_a_loop_of_chained_blocks(budget):
         assert r.instructions == budget
         r = vm.run()
     assert r.exit.reason == R.HLT and v.eax == 6 and v.ecx == 0
+
+
+ALTERNATING = """
+        mov ecx, 12
+    1:  inc eax
+        test al, 1
+        jz 2f
+        add ebx, 3              # odd turns: one successor of the branch
+        jmp 3f
+    2:  add edx, 5              # even turns: the other
+    3:  dec ecx
+        jnz 1b
+        hlt
+"""
+
+
+@pytest.mark.parametrize("budget", range(1, 90, 4))
+def test_budget_in_a_loop_whose_branch_alternates(budget):
+    """The conditional branch leaves its block one way on odd turns and the
+    other on even ones, so the block is chained to both successors: any
+    budget stops at exactly that many instructions, in the state of one
+    instruction at a time, and the run then continues to the same end."""
+    ref = guest(ALTERNATING, 32)
+    for _ in range(budget):
+        if ref.run(max_instructions=1).stop != "budget":
+            break
+    vm = guest(ALTERNATING, 32)
+    r = vm.run(max_instructions=budget)
+    v, w = vm.vcpu, ref.vcpu
+    assert (v.eax, v.ebx, v.ecx, v.edx, v.rip, v.rflags) == (w.eax, w.ebx, w.ecx, w.edx, w.rip, w.rflags)
+    if r.stop == "budget":
+        assert r.instructions == budget
+        r = vm.run()
+    assert r.exit.reason == R.HLT and (v.eax, v.ebx, v.edx, v.ecx) == (12, 18, 30, 0)
+
+
+@pytest.mark.parametrize("bits", [32, 64])
+def test_a_chained_successor_rewritten_by_the_loop(bits):
+    """Both successors of the branch are linked after the first turns; on
+    turn 6 the loop rewrites the immediate of the odd successor's ADD (3 ->
+    100).  The turns after it add 100: a link never leads to dropped code."""
+    vm = guest("""
+        mov ecx, 12
+    1:  inc eax
+        cmp eax, 6
+        jne 4f
+        mov byte ptr [5f + 2], 100
+    4:  test al, 1
+        jz 2f
+    5:  add ebx, 3
+        jmp 3f
+    2:  add edx, 5
+    3:  dec ecx
+        jnz 1b
+        hlt
+    """, bits)
+    r = vm.run()
+    v = vm.vcpu
+    assert r.exit.reason == R.HLT
+    assert v.ebx == 3 * 3 + 3 * 100 and v.edx == 30

@@ -43,6 +43,7 @@ ctypedef struct TraceRec:
     uint8_t nbytes        # bytes copied (fewer than len when it crosses a page)
     uint8_t bytes[15]
 ctypedef struct Cpu    # forward
+ctypedef struct Block  # forward
 ctypedef int (*handler_t)(Cpu* c, Insn* d) noexcept nogil
 
 # A decoded instruction (docs/architecture.rst, decision 4): operand size, address size and
@@ -71,22 +72,31 @@ ctypedef struct Insn:
     uint8_t cc2           # fused Jcc (INSN_FUSED): its condition; disp holds its rel
     uint8_t len2          # fused Jcc: its length (len covers both instructions)
 
+# A link from one translated block to the block that ran after it (core/run.pxi,
+# chained): valid while its slot still holds that block (tag) and nothing that
+# can drop or move a block happened since (stamp: see chain_stamp).
+ctypedef struct BlockLink:
+    Block* to
+    uint64_t rip          # the RIP it was entered at
+    uint64_t tag          # its tag then
+    uint64_t stamp        # chain_stamp then
+
 # A translated block (core/run.pxi): decoded instructions that run one after
 # the other, all in one page, built once and run with the checks done per
 # block.  Its ops live in the Cpu's arena.
 ctypedef struct Block:
     uint64_t tag          # host address of the first byte | mode << 56 | valid bit 63
     Insn* ops
-    Block* link           # the block that ran after this one last time (chaining),
-    uint64_t link_rip     # entered at this RIP, with that block's tag,
-    uint64_t link_tag
-    uint64_t link_gen     # under this TLB generation
+    Insn* last            # ops + n - 1
     uint32_t page_gen     # code_gen[page] when built: a write to its code drops it
     uint32_t epoch        # block_epoch when built: an arena reset drops it
     uint32_t page         # its RAM page (host-physical address >> 12)
     uint16_t n            # ops
     uint16_t ninsn        # instructions (a fused pair counts two)
     uint16_t nbytes
+    uint8_t link_next     # the link a new successor replaces (round robin)
+    # (what running the block reads fits the first 64 bytes; the links follow)
+    BlockLink link[2]     # chaining: the two ways out of a conditional branch
 
 ctypedef struct TlbEntry:
     uint64_t page         # linear page number

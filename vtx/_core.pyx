@@ -42,6 +42,7 @@ include "core/insn/misc.pxi"
 include "core/debugger.pxi"
 include "core/insn/debug.pxi"
 include "core/insn/fast.pxi"
+include "core/insn/fast_mem.pxi"
 include "core/vmx/vmcs.pxi"
 include "core/exceptions.pxi"
 include "core/vmx/events.pxi"
@@ -60,6 +61,7 @@ include "core/reset.pxi"
 
 init_opcode_tables()
 init_fast_tables()
+init_fast_mem_tables()
 init_fuse_tables()
 
 from vtx.errors import (ArgumentError, EntryCheckMismatch, GuestMemoryError, HandlerReturnError,

@@ -1078,10 +1078,11 @@ cdef int seg_linear(Cpu* c, int s, uint64_t off, int size, int kind, uint64_t* l
 
 # --- the inline fast path of a data access ------------------------------------
 # The common access stays within one page, hits the TLB with the permission it
-# needs, and (in 64-bit mode, through a segment other than FS or GS) has no
-# segment base or limit: it costs one inline lookup.  Everything else (page
-# crossings, TLB misses, permission withheld, code pages, FS/GS, segmented
-# modes) takes the out-of-line path, which does the full checks.
+# needs, and goes through a segment without base or limit (in 64-bit mode any
+# but FS and GS; elsewhere a flat segment, as every 32-bit OS sets up): it
+# costs one inline lookup and no stack.  Everything else (page crossings, TLB
+# misses, permission withheld, code pages, FS/GS, segments with a base or a
+# limit) takes the out-of-line path, which does the full checks.
 
 cdef inline uint8_t* tlb_hit(Cpu* c, uint64_t lin, int size, int kind) noexcept nogil:
     """The host pointer for a one-page access that hits the TLB, else NULL."""
@@ -1154,24 +1155,40 @@ cdef inline int seg_linear_fast(Cpu* c, int s, uint64_t off, int size, int kind,
     return seg_linear(c, s, off, size, kind, lin)
 
 
-cdef inline uint8_t* flat64_hit(Cpu* c, int s, uint64_t off, int size, int kind) noexcept nogil:
-    """The 64-bit common case in one lookup: through a segment other than
-    FS and GS the offset is the linear address, and a TLB hit proves the
-    canonical checks (the TLB holds canonical pages only, seg_linear having
-    refused the others, and tlb_hit keeps the access within the page)."""
-    if c.long64 and s != S_FS and s != S_GS:
-        return tlb_hit(c, off, size, kind)
-    return NULL
+cdef inline uint8_t* data_hit(Cpu* c, int s, uint64_t off, int size, int kind) noexcept nogil:
+    """The common data access in one inline lookup: through a segment whose
+    linear address is the offset and whose checks cannot fail for an access
+    within one page, a TLB hit gives the host pointer; NULL otherwise (the
+    caller takes the out-of-line path, which does every check).
+
+    In 64-bit mode that is any segment but FS and GS: a TLB hit also proves
+    the canonical checks (the TLB holds canonical pages only, seg_linear
+    having refused the others, and tlb_hit keeps the access within the
+    page).  Outside it, a flat segment: base 0, limit 4 GiB - 1, usable, and
+    of a type that allows the access (seg_linear_fast's test).  With such a
+    segment seg_linear succeeds in every mode (protected, real, virtual-8086)
+    for an offset below 4 GiB whose access stays within a page, and gives
+    the offset as the linear address."""
+    cdef Seg* sg
+    cdef uint32_t t
+    if c.long64:
+        if s == S_FS or s == S_GS:
+            return NULL
+    else:
+        sg = &c.seg[s]
+        t = sg.ar & (AR_UNUSABLE | AR_TYPE)
+        if (sg.base != 0 or sg.limit != 0xFFFFFFFFU or (off >> 32) != 0 or not (
+                ((t & 0x1000C) == 0 or (t & 0x1000A) == 0xA) if kind == ACC_READ else (t & 0x1000E) == 2)):
+            return NULL
+    return tlb_hit(c, off, size, kind)
 
 
-cdef inline int mem_read(Cpu* c, int s, uint64_t off, int size, uint64_t* out) noexcept nogil:
+cdef int mem_read_slow(Cpu* c, int s, uint64_t off, int size, uint64_t* out) noexcept nogil:
+    """mem_read past its inline lookup: the segment checks, then the TLB or
+    the page walk (out of line, so that the inline path needs no stack)."""
     cdef uint64_t lin
-    cdef uint8_t* p = flat64_hit(c, s, off, size, ACC_READ)
-    cdef int rc
-    if p != NULL:
-        out[0] = load_le(p, size)
-        return RC_OK
-    rc = seg_linear_fast(c, s, off, size, ACC_READ, &lin)
+    cdef uint8_t* p
+    cdef int rc = seg_linear_fast(c, s, off, size, ACC_READ, &lin)
     if rc:
         return rc
     p = tlb_hit(c, lin, size, ACC_READ)
@@ -1181,14 +1198,11 @@ cdef inline int mem_read(Cpu* c, int s, uint64_t off, int size, uint64_t* out) n
     return lin_read(c, lin, size, c.cpl == 3, out)
 
 
-cdef inline int mem_write(Cpu* c, int s, uint64_t off, int size, uint64_t v) noexcept nogil:
+cdef int mem_write_slow(Cpu* c, int s, uint64_t off, int size, uint64_t v) noexcept nogil:
+    """mem_write past its inline lookup (as mem_read_slow)."""
     cdef uint64_t lin
-    cdef uint8_t* p = flat64_hit(c, s, off, size, ACC_WRITE)
-    cdef int rc
-    if p != NULL:
-        store_le(p, size, v)
-        return RC_OK
-    rc = seg_linear_fast(c, s, off, size, ACC_WRITE, &lin)
+    cdef uint8_t* p
+    cdef int rc = seg_linear_fast(c, s, off, size, ACC_WRITE, &lin)
     if rc:
         return rc
     p = tlb_hit(c, lin, size, ACC_WRITE)
@@ -1198,13 +1212,29 @@ cdef inline int mem_write(Cpu* c, int s, uint64_t off, int size, uint64_t v) noe
     return lin_write(c, lin, size, c.cpl == 3, v)
 
 
+cdef inline int mem_read(Cpu* c, int s, uint64_t off, int size, uint64_t* out) noexcept nogil:
+    cdef uint8_t* p = data_hit(c, s, off, size, ACC_READ)
+    if p != NULL:
+        out[0] = load_le(p, size)
+        return RC_OK
+    return mem_read_slow(c, s, off, size, out)
+
+
+cdef inline int mem_write(Cpu* c, int s, uint64_t off, int size, uint64_t v) noexcept nogil:
+    cdef uint8_t* p = data_hit(c, s, off, size, ACC_WRITE)
+    if p != NULL:
+        store_le(p, size, v)
+        return RC_OK
+    return mem_write_slow(c, s, off, size, v)
+
+
 cdef inline int mem_check_write(Cpu* c, int s, uint64_t off, int size) noexcept nogil:
     """Probe that a write would succeed (segment, paging, EPT) without
     writing: used before an instruction commits other state."""
     cdef uint64_t lin
     cdef uint8_t* p
     cdef int rc
-    if flat64_hit(c, s, off, size, ACC_WRITE) != NULL:
+    if data_hit(c, s, off, size, ACC_WRITE) != NULL:
         return RC_OK
     rc = seg_linear_fast(c, s, off, size, ACC_WRITE, &lin)
     if rc:

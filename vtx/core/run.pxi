@@ -104,7 +104,10 @@ cdef Block* build_block(Cpu* c, uint64_t lin, uint8_t* p, uint64_t hpa, uint64_t
     b = block_slot(c, p)
     b.tag = tag
     b.ops = ops
-    b.link = NULL
+    b.last = ops + (n - 1)
+    b.link[0].to = NULL
+    b.link[1].to = NULL
+    b.link_next = 0
     b.page = <uint32_t>(hpa >> 12)
     b.page_gen = c.code_gen[hpa >> 12]
     b.epoch = c.block_epoch
@@ -114,76 +117,44 @@ cdef Block* build_block(Cpu* c, uint64_t lin, uint8_t* p, uint64_t hpa, uint64_t
     return b
 
 
-cdef inline int run_block(Cpu* c, Block* b) noexcept nogil:
-    """Run a translated block from its first op (c.rip is its address).  The
-    checks that hold for the whole block were made by the caller: budget for
-    all its instructions, no STI/MOV SS blocking, CS limit and fetch
-    permission for all its bytes.  Per op only what an op can change is
-    looked at: a fault or exit ends the block with c.rip on that op; a write
-    that drops decoded code ends it after the writer (the rest may be stale)."""
-    cdef Insn* d = b.ops
-    cdef Insn* last = b.ops + (b.n - 1)
-    cdef uint64_t start = c.rip
-    cdef uint64_t rip = start
-    cdef uint64_t smask = SIZE_MASK[c.code_size]
-    cdef uint64_t writes = c.code_writes
-    cdef uint64_t gen = c.tlb_gen
-    cdef uint64_t nxt
-    cdef uint64_t done = 0
-    cdef int rc
-    while True:
-        nxt = (rip + d.len) & smask
-        c.next_rip = nxt
-        if d != last:
-            # Every op but the last keeps the flags lazy (build_block), and
-            # none of them reads the instruction count (RDTSC, the events,
-            # anything that exits ends a block): the ops retired are counted
-            # here and added to c.icount when the block stops, which saves a
-            # read-modify-write of the Cpu per instruction.
-            rc = d.fn(c, d)
-            if rc != RC_OK:
-                c.icount += done
-                return rc
-            done += 1
-            rip = nxt
-            c.rip = rip
-            if c.code_writes != writes:
-                c.icount += done
-                return RC_OK
-            d += 1
-        else:
-            c.icount += done
-            done = 0
-            if c.lf_kind != LF_NONE and not (d.flags & INSN_LAZY):
-                flags_compute(c)
-            rc = d.fn(c, d)
-            if rc != RC_OK:
-                return rc
-            c.icount += 1
-            rip = c.next_rip
-            c.rip = rip
-            # A block that branches back to its own start (a loop of one
-            # block) runs again at once when nothing its checks relied on
-            # changed: same bytes (no code dropped), same translation and
-            # mode (TLB generation), no blocking, budget left, nothing for
-            # the debug path (only a last op that is not lazy, POPF, IRET,
-            # MOV DR, can have changed TF, RF or DR7).
-            if (rip != start or c.code_writes != writes or c.tlb_gen != gen or (c.interruptibility & 3)
-                    or c.icount + b.ninsn > c.icount_limit or (not (d.flags & INSN_LAZY) and dbg_guest_on(c))):
-                return RC_OK
-            d = b.ops
+cdef inline uint64_t chain_stamp(Cpu* c) noexcept nogil:
+    """What a link between two blocks relies on, in one number: the TLB
+    generation (the same RIP gives the same host address, fetch permission
+    and mode), the code writes (no block dropped: every change of code_gen
+    counts one in every processor, code_page_written) and the block epoch
+    (no arena reset, no debug change).  The three only grow, so their sum
+    changes whenever one of them does."""
+    return c.tlb_gen + c.code_writes + c.block_epoch
 
 
 cdef inline Block* chained(Cpu* c, Block* prev) noexcept nogil:
-    """The block that ran after prev last time, if it is the one to run now
-    and still valid: same RIP under the same TLB generation (so the same
-    host address, fetch permission and mode), its slot not reused, its code
-    not dropped.  NULL otherwise (the loop then looks it up)."""
-    cdef Block* nb = prev.link
-    if (nb == NULL or c.rip != prev.link_rip or c.tlb_gen != prev.link_gen or nb.tag != prev.link_tag
-            or nb.epoch != c.block_epoch or nb.page_gen != c.code_gen[nb.page]):
+    """The block that ran after prev before at this RIP, if the link still
+    holds (its slot still has that block, and chain_stamp is unchanged:
+    the block was valid when linked and nothing that drops one happened
+    since).  NULL otherwise (the loop then looks it up, link_to)."""
+    cdef BlockLink* l = &prev.link[0 if c.rip == prev.link[0].rip else 1]
+    cdef Block* nb = l.to
+    if nb == NULL or c.rip != l.rip or l.stamp != chain_stamp(c) or nb.tag != l.tag:
         return NULL
     return nb
+
+
+cdef inline void link_to(Cpu* c, Block* prev, Block* b) noexcept nogil:
+    """Record b (valid, just looked up or built) as prev's successor at the
+    current RIP: in the link that already names this RIP (it went stale),
+    else in the older of the two."""
+    cdef int k
+    if prev.link[0].rip == c.rip:
+        k = 0
+    elif prev.link[1].rip == c.rip:
+        k = 1
+    else:
+        k = prev.link_next
+        prev.link_next = <uint8_t>(k ^ 1)
+    prev.link[k].to = b
+    prev.link[k].rip = c.rip
+    prev.link[k].tag = b.tag
+    prev.link[k].stamp = chain_stamp(c)
 
 
 cdef inline int block_fits(Cpu* c, Block* b) noexcept nogil:
@@ -196,6 +167,94 @@ cdef inline int block_fits(Cpu* c, Block* b) noexcept nogil:
             not (c.rflags & (F_TF | F_RF)) and (
             c.long64 or c.rip + b.nbytes - 1 <= (c.seg[S_CS].limit if c.seg[S_CS].limit < SIZE_MASK[c.code_size]
                                                  else SIZE_MASK[c.code_size])))
+
+
+cdef int run_block(Cpu* c, Block** bp) noexcept nogil:
+    """Run the translated block *bp from its first op (c.rip is its
+    address), then the blocks chained after it while their links hold; *bp
+    is left on the last block run.  The checks that hold for the whole
+    block were made by the caller (block_fits, and the fetch or chained):
+    budget for all its instructions, no STI/MOV SS blocking, CS limit and
+    fetch permission for all its bytes.  Per op only what an op can change
+    is looked at: a fault or exit ends the block with c.rip on that op; a
+    write that drops decoded code ends it after the writer (the rest may be
+    stale).
+
+    Out of line (run_loop calls it through RUN_BLOCK), so that the C
+    compiler keeps the op loop's few variables in registers rather than
+    sharing them with the rest of run_loop."""
+    cdef Block* b = bp[0]
+    cdef Block* nb
+    cdef Insn* d = b.ops
+    cdef Insn* first = d
+    cdef Insn* last = b.last
+    cdef uint64_t start = c.rip
+    cdef uint64_t rip = start
+    cdef uint64_t writes = c.code_writes
+    cdef uint64_t gen = c.tlb_gen
+    cdef uint64_t nxt
+    cdef int rc
+    while True:
+        # The ops before the last.  None of them reads the flags (every op
+        # but the last keeps them lazy, build_block) or the instruction
+        # count (RDTSC, the events, anything that exits ends a block): the
+        # ops retired are added to c.icount when the block stops (d -
+        # first), which saves a read-modify-write of the Cpu per op.  None
+        # of them ends where IP or EIP would wrap (block_fits keeps the
+        # whole block below the limit of the IP width), so no mask.
+        while d != last:
+            nxt = rip + d.len
+            c.next_rip = nxt
+            rc = d.fn(c, d)
+            if rc != RC_OK:
+                c.icount += <uint64_t>(d - first)
+                return rc
+            rip = nxt
+            c.rip = nxt
+            d += 1
+            if c.code_writes != writes:
+                c.icount += <uint64_t>(d - first)
+                return RC_OK
+        c.icount += <uint64_t>(b.n - 1)        # d - first, without a division
+        c.next_rip = (rip + d.len) & SIZE_MASK[c.code_size]
+        if c.lf_kind != LF_NONE and not (d.flags & INSN_LAZY):
+            flags_compute(c)
+        rc = d.fn(c, d)
+        if rc != RC_OK:
+            return rc
+        c.icount += 1
+        rip = c.next_rip
+        c.rip = rip
+        # On to the next block without going back to the run loop, when
+        # nothing the checks relied on changed: same bytes (no code
+        # dropped), nothing for the debug path (only a last op that is not
+        # lazy, POPF, IRET, MOV DR, can have changed TF, RF or DR7), and the
+        # next block's own checks (block_fits).  A block that branches back
+        # to its own start (a loop of one block) needs only the same
+        # translation and mode (TLB generation) besides; any other goes by
+        # its link (chained), as the run loop would.
+        if c.code_writes != writes or (not (d.flags & INSN_LAZY) and dbg_guest_on(c)):
+            return RC_OK
+        if rip == start and c.tlb_gen == gen:
+            nb = b
+        else:
+            nb = chained(c, b)
+            if nb == NULL:
+                return RC_OK
+        if not block_fits(c, nb):
+            return RC_OK
+        if nb != b:
+            b = nb
+            bp[0] = b
+            start = rip
+            gen = c.tlb_gen
+        d = b.ops
+        first = d
+        last = b.last
+
+
+ctypedef int (*run_block_t)(Cpu* c, Block** bp) noexcept nogil
+cdef run_block_t RUN_BLOCK = run_block     # a pointer gcc does not see through: never inlined
 
 
 cdef void vm_leave(Cpu* c) noexcept nogil:
@@ -272,7 +331,7 @@ cdef int run_loop(Cpu* c) noexcept nogil:
                 link_from = prev
             elif block_fits(c, b):
                 prev = NULL
-                rc = run_block(c, b)
+                rc = RUN_BLOCK(c, &b)
                 if rc == RC_OK:
                     prev = b
                     continue
@@ -313,12 +372,9 @@ cdef int run_loop(Cpu* c) noexcept nogil:
             if b.tag != tag or b.epoch != c.block_epoch or b.page_gen != c.code_gen[fetch_hpa >> 12]:
                 b = build_block(c, lin, p, fetch_hpa | (lin & 0xFFF), tag)
             if b != NULL and link_from != NULL:
-                link_from.link = b
-                link_from.link_rip = c.rip
-                link_from.link_tag = b.tag
-                link_from.link_gen = c.tlb_gen
+                link_to(c, link_from, b)
             if b != NULL and block_fits(c, b):
-                rc = run_block(c, b)
+                rc = RUN_BLOCK(c, &b)
                 if rc == RC_OK:
                     prev = b
                     continue

@@ -137,8 +137,15 @@ cdef enum:
     EXC_AC = 17
     EXC_XM = 19            # SIMD floating-point exception
 
-cdef uint64_t SIZE_MASK[9]
-SIZE_MASK[:] = [0, 0xFF, 0xFFFF, 0, 0xFFFFFFFFULL, 0, 0, 0, 0xFFFFFFFFFFFFFFFFULL]
+cdef extern from *:
+    """
+    /* The mask of an operand size in bytes (1, 2, 4, 8).  A const table, so
+       that gcc folds SIZE_MASK[size] where size is a constant: the handlers
+       instantiated for one size (core/insn/fast.pxi) then carry no load. */
+    static const uint64_t VTX_SIZE_MASK[9] = {
+        0, 0xFFull, 0xFFFFull, 0, 0xFFFFFFFFull, 0, 0, 0, 0xFFFFFFFFFFFFFFFFull};
+    """
+    const uint64_t SIZE_MASK "VTX_SIZE_MASK"[9]
 
 cdef uint8_t PARITY[256]
 for _i in range(256):

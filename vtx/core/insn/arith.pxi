@@ -59,8 +59,16 @@ cdef inline uint64_t alu(int op, int size, uint64_t a, uint64_t b, uint64_t cf_i
     return r
 
 
-cdef uint32_t ALU_LAZY_KIND[8]
-ALU_LAZY_KIND[:] = [LF_ADD, LF_LOGIC, LF_NONE, LF_NONE, LF_LOGIC, LF_SUB, LF_LOGIC, LF_SUB]
+cdef inline uint32_t alu_lazy_kind(int op) noexcept nogil:
+    """The flag record of an ALU operation (ADC and SBB keep none): a
+    function rather than a table, so that a constant op folds."""
+    if op == ALU_ADD:
+        return LF_ADD
+    if op == ALU_SUB or op == ALU_CMP:
+        return LF_SUB
+    if op == ALU_OR or op == ALU_AND or op == ALU_XOR:
+        return LF_LOGIC
+    return LF_NONE
 
 
 cdef inline uint64_t alu_result(Cpu* c, int op, int size, uint64_t a, uint64_t b, uint64_t* fl) noexcept nogil:
@@ -89,7 +97,7 @@ cdef inline void alu_commit(Cpu* c, int op, int size, uint64_t a, uint64_t b, ui
         set_status_flags(c, fl)
     else:
         m = SIZE_MASK[size]
-        set_lazy(c, ALU_LAZY_KIND[op], size, a & m, b & m, r)
+        set_lazy(c, alu_lazy_kind(op), size, a & m, b & m, r)
 
 
 cdef int alu_to_rm(Cpu* c, Insn* d, uint64_t src) noexcept nogil:

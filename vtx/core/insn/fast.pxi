@@ -64,12 +64,29 @@ cdef inline int t_mov_ri(Cpu* c, Insn* d, int size) noexcept nogil:
     return RC_OK
 
 
-cdef inline int t_mov_r_m(Cpu* c, Insn* d, int size) noexcept nogil:
+cdef int mov_r_m_slow(Cpu* c, Insn* d, uint64_t off, int size) noexcept nogil:
+    """t_mov_r_m past the inline lookup.  Called through LOAD_SLOW, a
+    pointer the C compiler cannot see through, so that it stays out of line
+    and the call is a tail call: the inline path then keeps nothing on the
+    stack."""
     cdef uint64_t v
-    cdef int rc = mem_read(c, d.seg, ea_offset(c, d), size, &v)
+    cdef int rc = mem_read_slow(c, d.seg, off, size, &v)
     if rc:
         return rc
     set_reg(c, d.reg, size, v)
+    return RC_OK
+
+
+ctypedef int (*load_slow_t)(Cpu* c, Insn* d, uint64_t off, int size) noexcept nogil
+cdef load_slow_t LOAD_SLOW = mov_r_m_slow
+
+
+cdef inline int t_mov_r_m(Cpu* c, Insn* d, int size) noexcept nogil:
+    cdef uint64_t off = ea_offset(c, d)
+    cdef uint8_t* p = data_hit(c, d.seg, off, size, ACC_READ)
+    if p == NULL:
+        return LOAD_SLOW(c, d, off, size)
+    set_reg(c, d.reg, size, load_le(p, size))
     return RC_OK
 
 
@@ -679,6 +696,7 @@ cdef void specialize(Insn* d) noexcept nogil:
     cdef int size = d.osz
     cdef uint8_t t
     cdef unsigned int cnt
+    cdef int form
     if size == 1 or (d.flags & INSN_LOCK):
         return
     if fn == h_jcc:
@@ -734,10 +752,15 @@ cdef void specialize(Insn* d) noexcept nogil:
                 if f != NULL:
                     d.imm = cnt
     else:
+        form = ea_form(d)
         if fn == h_mov_r_rm:
-            f = FAST_MOV_R_M[size]
+            f = FAST_LOAD_FORM[form][size] if form >= 0 else NULL
+            if f == NULL:
+                f = FAST_MOV_R_M[size]
         elif fn == h_mov_rm_r:
-            f = FAST_MOV_M_R[size]
+            f = FAST_STORE_FORM[form][size] if form >= 0 else NULL
+            if f == NULL:
+                f = FAST_MOV_M_R[size]
         elif fn == h_lea:
             f = FAST_LEA[size]
     if f != NULL:
