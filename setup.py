@@ -87,7 +87,7 @@ ext = Extension(
     # `cdef inline` is a promise here: the interpreter's small helpers (the
     # condition codes, the memory fast path) must be inlined into the
     # handlers for the constants to fold, and gcc's heuristics decline some.
-    extra_compile_args=extra + ["-fno-strict-aliasing", "-Wno-unused-function",
+    extra_compile_args=extra + ["-fno-strict-aliasing", "-Wno-unused-function", "-fno-tree-slp-vectorize",
                                 "-DCYTHON_INLINE=__inline__ __attribute__((always_inline))"],
     extra_link_args=link,
 )

@@ -157,16 +157,20 @@ cdef inline void link_to(Cpu* c, Block* prev, Block* b) noexcept nogil:
     prev.link[k].stamp = chain_stamp(c)
 
 
-cdef inline int block_fits(Cpu* c, Block* b) noexcept nogil:
-    """The per-block checks: budget for all its instructions, no blocking by
-    STI or MOV SS, neither TF nor RF (the debug path, core/insn/debug.pxi:
-    while a breakpoint is armed no block exists at all, see dbg_changed),
-    and (outside 64-bit mode) all its bytes within the CS limit and the IP
-    width."""
-    return ((c.interruptibility & 3) == 0 and c.icount + b.ninsn <= c.icount_limit and
-            not (c.rflags & (F_TF | F_RF)) and (
+cdef inline int block_extent_fits(Cpu* c, Block* b) noexcept nogil:
+    """The per-block checks that depend on the block: budget for all its
+    instructions and (outside 64-bit mode) all its bytes within the CS
+    limit and the IP width."""
+    return (c.icount + b.ninsn <= c.icount_limit and (
             c.long64 or c.rip + b.nbytes - 1 <= (c.seg[S_CS].limit if c.seg[S_CS].limit < SIZE_MASK[c.code_size]
                                                  else SIZE_MASK[c.code_size])))
+
+
+cdef inline int block_fits(Cpu* c, Block* b) noexcept nogil:
+    """The per-block checks: no blocking by STI or MOV SS, neither TF nor RF
+    (the debug path, core/insn/debug.pxi: while a breakpoint is armed no
+    block exists at all, see dbg_changed), and block_extent_fits."""
+    return ((c.interruptibility & 3) == 0 and not (c.rflags & (F_TF | F_RF)) and block_extent_fits(c, b))
 
 
 cdef int run_block(Cpu* c, Block** bp) noexcept nogil:
@@ -192,6 +196,7 @@ cdef int run_block(Cpu* c, Block** bp) noexcept nogil:
     cdef uint64_t rip = start
     cdef uint64_t writes = c.code_writes
     cdef uint64_t gen = c.tlb_gen
+    cdef uint64_t smask = SIZE_MASK[c.code_size]   # a mode change ends the chain (TLB generation)
     cdef uint64_t nxt
     cdef int rc
     while True:
@@ -216,8 +221,8 @@ cdef int run_block(Cpu* c, Block** bp) noexcept nogil:
                 c.icount += <uint64_t>(d - first)
                 return RC_OK
         c.icount += <uint64_t>(b.n - 1)        # d - first, without a division
-        c.next_rip = (rip + d.len) & SIZE_MASK[c.code_size]
-        if c.lf_kind != LF_NONE and not (d.flags & INSN_LAZY):
+        c.next_rip = (rip + d.len) & smask
+        if not (d.flags & INSN_LAZY) and c.lf_kind != LF_NONE:
             flags_compute(c)
         rc = d.fn(c, d)
         if rc != RC_OK:
@@ -227,13 +232,17 @@ cdef int run_block(Cpu* c, Block** bp) noexcept nogil:
         c.rip = rip
         # On to the next block without going back to the run loop, when
         # nothing the checks relied on changed: same bytes (no code
-        # dropped), nothing for the debug path (only a last op that is not
-        # lazy, POPF, IRET, MOV DR, can have changed TF, RF or DR7), and the
-        # next block's own checks (block_fits).  A block that branches back
-        # to its own start (a loop of one block) needs only the same
+        # dropped); no blocking by STI or MOV SS and nothing for the debug
+        # path (TF, RF, DR7, a trap pending), which only a last op that is
+        # not lazy (STI, MOV SS, POP SS, POPF, IRET, MOV DR) can have
+        # changed since block_fits passed for this block; and the next
+        # block's own checks (block_extent_fits).  A block that branches
+        # back to its own start (a loop of one block) needs only the same
         # translation and mode (TLB generation) besides; any other goes by
         # its link (chained), as the run loop would.
-        if c.code_writes != writes or (not (d.flags & INSN_LAZY) and dbg_guest_on(c)):
+        if c.code_writes != writes:
+            return RC_OK
+        if not (d.flags & INSN_LAZY) and (dbg_guest_on(c) or (c.interruptibility & 3)):
             return RC_OK
         if rip == start and c.tlb_gen == gen:
             nb = b
@@ -241,7 +250,7 @@ cdef int run_block(Cpu* c, Block** bp) noexcept nogil:
             nb = chained(c, b)
             if nb == NULL:
                 return RC_OK
-        if not block_fits(c, nb):
+        if not block_extent_fits(c, nb):
             return RC_OK
         if nb != b:
             b = nb

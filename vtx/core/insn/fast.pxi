@@ -702,9 +702,22 @@ cdef void specialize(Insn* d) noexcept nogil:
     if fn == h_jcc:
         f = FAST_JCC[d.ext & 15]
     elif fn == h_cmovcc:
-        f = FAST_CMOV[d.ext & 15]
+        f = FAST_CMOV_RR[d.ext & 15] if d.mod == 3 else FAST_CMOV[d.ext & 15]
+    elif fn == h_push_r:
+        if size == 8:
+            f = h_push_r64
+        elif size == 4:
+            f = h_push_r32
+    elif fn == h_pop_r:
+        if size == 8:
+            f = h_pop_r64
+        elif size == 4:
+            f = h_pop_r32
     elif fn == h_imul_r_rm:
-        f = FAST_IMUL[size]
+        form = ea_form(d) if d.mod != 3 else -1
+        f = FAST_IMUL_M_FORM[form][size] if form >= 0 else NULL
+        if f == NULL:
+            f = FAST_IMUL[size]
     elif fn == h_imul_r_rm_imm:
         f = FAST_IMUL_IMM[size]
     elif d.mod == 3:
@@ -762,7 +775,13 @@ cdef void specialize(Insn* d) noexcept nogil:
             if f == NULL:
                 f = FAST_MOV_M_R[size]
         elif fn == h_lea:
-            f = FAST_LEA[size]
+            f = FAST_LEA_FORM[form][size] if form >= 0 else NULL
+            if f == NULL:
+                f = FAST_LEA[size]
+        elif fn == h_alu_r_rm and form >= 0 and (d.ext & 7) != ALU_ADC and (d.ext & 7) != ALU_SBB:
+            f = FAST_ALU_R_M_FORM[form][size]
+        elif fn == h_alu_rm_r and form >= 0 and (d.ext & 7) == ALU_CMP:
+            f = FAST_CMP_M_R_FORM[form][size]
     if f != NULL:
         d.fn = f
 # --- compare-and-branch fusion ------------------------------------------------------
