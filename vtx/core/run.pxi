@@ -61,12 +61,28 @@ cdef inline Block* block_slot(Cpu* c, uint8_t* p) noexcept nogil:
     return &c.blocks[(<size_t>p) & (BLOCK_ENTRIES - 1)]
 
 
+cdef inline int is_cond_branch(Insn* d) noexcept nogil:
+    """A Jcc, alone or fused, whose handler returns RC_BRANCHED when taken:
+    a block goes on past it (the fall-through path), leaving by a side exit
+    when it is taken (run_block)."""
+    cdef int k
+    if (d.flags & INSN_FUSED) or d.fn == h_jcc:
+        return 1
+    for k in range(16):
+        if d.fn == FAST_JCC[k]:
+            return 1
+    return 0
+
+
 cdef Block* build_block(Cpu* c, uint64_t lin, uint8_t* p, uint64_t hpa, uint64_t tag) noexcept nogil:
     """Decode a translated block at linear lin (host p, host-physical hpa):
-    instructions that keep the flags lazy and do not branch, up to MAX_BLOCK,
-    ended by a branch, a fused pair, any other instruction (included as the
-    last op), the end of the page, or an instruction that does not decode or
-    crosses the page (left out: the one-at-a-time path handles it).  NULL
+    instructions that keep the flags lazy, up to MAX_BLOCK, ended by a
+    branch other than a Jcc, any other instruction (included as the last
+    op), the end of the page, or an instruction that does not decode or
+    crosses the page (left out: the one-at-a-time path handles it).  A Jcc,
+    alone or fused with the compare before it, does not end a block: the
+    ops after it are its fall-through path, and run_block leaves by a side
+    exit where it is taken.  NULL
     when not even the first instruction fits.  Code outside RAM is not
     translated (its writes are not tracked)."""
     cdef int avail = 4096 - <int>(lin & 0xFFF)
@@ -94,7 +110,7 @@ cdef Block* build_block(Cpu* c, uint64_t lin, uint8_t* p, uint64_t hpa, uint64_t
         n += 1
         ninsn += 2 if (d.flags & INSN_FUSED) else 1
         off += d.len
-        if (d.flags & (INSN_END | INSN_FUSED)) or not (d.flags & INSN_LAZY):
+        if not (d.flags & INSN_LAZY) or ((d.flags & (INSN_END | INSN_FUSED)) and not is_cond_branch(d)):
             break
     if n == 0:
         return NULL
@@ -199,6 +215,7 @@ cdef int run_block(Cpu* c, Block** bp) noexcept nogil:
     cdef uint64_t smask = SIZE_MASK[c.code_size]   # a mode change ends the chain (TLB generation)
     cdef uint64_t nxt
     cdef int rc
+    cdef int side
     while True:
         # The ops before the last.  None of them reads the flags (every op
         # but the last keeps them lazy, build_block) or the instruction
@@ -206,12 +223,18 @@ cdef int run_block(Cpu* c, Block** bp) noexcept nogil:
         # ops retired are added to c.icount when the block stops (d -
         # first), which saves a read-modify-write of the Cpu per op.  None
         # of them ends where IP or EIP would wrap (block_fits keeps the
-        # whole block below the limit of the IP width), so no mask.
+        # whole block below the limit of the IP width), so no mask.  A
+        # conditional branch among them that is taken (RC_BRANCHED) leaves
+        # the block there: a side exit, retired, at its target.
+        side = 0
         while d != last:
             nxt = rip + d.len
             c.next_rip = nxt
             rc = d.fn(c, d)
             if rc != RC_OK:
+                if rc == RC_BRANCHED:
+                    side = 1
+                    break
                 c.icount += <uint64_t>(d - first)
                 return rc
             rip = nxt
@@ -220,14 +243,17 @@ cdef int run_block(Cpu* c, Block** bp) noexcept nogil:
             if c.code_writes != writes:
                 c.icount += <uint64_t>(d - first)
                 return RC_OK
-        c.icount += <uint64_t>(b.n - 1)        # d - first, without a division
-        c.next_rip = (rip + d.len) & smask
-        if not (d.flags & INSN_LAZY) and c.lf_kind != LF_NONE:
-            flags_compute(c)
-        rc = d.fn(c, d)
-        if rc != RC_OK:
-            return rc
-        c.icount += 1
+        if side:
+            c.icount += <uint64_t>(d - first) + 1
+        else:
+            c.icount += <uint64_t>(b.n - 1)        # d - first, without a division
+            c.next_rip = (rip + d.len) & smask
+            if not (d.flags & INSN_LAZY) and c.lf_kind != LF_NONE:
+                flags_compute(c)
+            rc = d.fn(c, d)
+            if rc != RC_OK and rc != RC_BRANCHED:
+                return rc
+            c.icount += 1
         rip = c.next_rip
         c.rip = rip
         # On to the next block without going back to the run loop, when
@@ -422,6 +448,8 @@ cdef int run_loop(Cpu* c) noexcept nogil:
                 if c.lf_kind != LF_NONE and not (d.flags & INSN_LAZY):
                     flags_compute(c)
                 rc = d.fn(c, d)
+                if rc == RC_BRANCHED:
+                    rc = RC_OK
                 if rc == RC_OK:
                     c.rip = c.next_rip
                     c.icount += 1

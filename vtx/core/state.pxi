@@ -24,6 +24,9 @@ cdef enum:
     RC_IO_HOST = 13        # port I/O in root operation for Python to answer (c.io_*)
     RC_MMIO = 14           # an MMIO access for the host to answer (c.mmio_req); from
                            # translate: the page is MMIO (c.mmio_gpa)
+    RC_BRANCHED = 15       # a conditional branch retired and was taken (c.next_rip is its
+                           # target): RC_OK to every caller but the block runner, for
+                           # which it is a side exit (core/run.pxi)
 
 # General-purpose register numbers (SDM Vol. 2 Table 2-2 order).
 cdef enum:

@@ -19,12 +19,19 @@ cdef inline int branch_to(Cpu* c, uint64_t target, int osz) noexcept nogil:
     return RC_OK
 
 
+cdef inline int taken(int rc) noexcept nogil:
+    """A conditional branch's outcome when it is taken: RC_BRANCHED, or the
+    fault branch_to raised."""
+    return RC_BRANCHED if rc == RC_OK else rc
+
+
 # cond(), the condition codes, reads the lazy flags: core/flags.pxi.
 
 
 cdef int h_jcc(Cpu* c, Insn* d) noexcept nogil:
+    """Jcc: RC_BRANCHED when taken (see RC_BRANCHED)."""
     if cond(c, d.ext):
-        return branch_to(c, c.next_rip + d.imm, d.osz)
+        return taken(branch_to(c, c.next_rip + d.imm, d.osz))
     return RC_OK
 
 

@@ -170,6 +170,8 @@ cdef int dbg_exec(Cpu* c, Insn* d) noexcept nogil:
         flags_compute(c)
     c.rflags &= ~(<uint64_t>F_RF)
     rc = d.fn(c, d)
+    if rc == RC_BRANCHED:
+        rc = RC_OK
     if rc == RC_OK:
         c.rip = c.next_rip
         c.icount += 1

@@ -101,7 +101,7 @@ cdef inline int t_lea(Cpu* c, Insn* d, int size) noexcept nogil:
 
 cdef inline int t_jcc(Cpu* c, Insn* d, int cc) noexcept nogil:
     if cond(c, cc):
-        return branch_to(c, c.next_rip + d.imm, d.osz)
+        return taken(branch_to(c, c.next_rip + d.imm, d.osz))
     return RC_OK
 
 
@@ -804,6 +804,7 @@ cdef inline int t_fused_jcc(Cpu* c, Insn* d) noexcept nogil:
         if rc:
             c.rip = (c.next_rip - d.len2) & SIZE_MASK[c.code_size]
             return rc
+        return RC_BRANCHED
     return RC_OK
 
 
