@@ -96,7 +96,7 @@ ctypedef struct Block:
     uint16_t nbytes
     uint8_t link_next     # the link a new successor replaces (round robin)
     # (what running the block reads fits the first 64 bytes; the links follow)
-    BlockLink link[2]     # chaining: the two ways out of a conditional branch
+    BlockLink link[4]     # chaining: BLOCK_LINKS ways out (side exits and the end)
 
 ctypedef struct TlbEntry:
     uint64_t page         # linear page number

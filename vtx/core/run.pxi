@@ -8,6 +8,7 @@ cdef enum:
     BLOCK_ENTRIES = 1 << 20     # translated blocks (direct-mapped, lazily backed)
     ARENA_INSNS = 1 << 20       # their ops (lazily backed: about 1 MiB of code); when full, every block is dropped
     MAX_BLOCK = 32              # ops per block
+    BLOCK_LINKS = 4             # successors a block remembers (Block.link)
 
 
 cdef int decode_at(Cpu* c, uint64_t lin, uint8_t* p, Insn** dp, uint64_t tag) noexcept nogil:
@@ -86,7 +87,7 @@ cdef Block* build_block(Cpu* c, uint64_t lin, uint8_t* p, uint64_t hpa, uint64_t
     when not even the first instruction fits.  Code outside RAM is not
     translated (its writes are not tracked)."""
     cdef int avail = 4096 - <int>(lin & 0xFFF)
-    cdef int off = 0, n = 0, ninsn = 0, rc
+    cdef int off = 0, n = 0, ninsn = 0, rc, k
     cdef Insn* ops
     cdef Insn* d
     cdef Block* b
@@ -121,8 +122,8 @@ cdef Block* build_block(Cpu* c, uint64_t lin, uint8_t* p, uint64_t hpa, uint64_t
     b.tag = tag
     b.ops = ops
     b.last = ops + (n - 1)
-    b.link[0].to = NULL
-    b.link[1].to = NULL
+    for k in range(BLOCK_LINKS):
+        b.link[k].to = NULL
     b.link_next = 0
     b.page = <uint32_t>(hpa >> 12)
     b.page_gen = c.code_gen[hpa >> 12]
@@ -148,9 +149,15 @@ cdef inline Block* chained(Cpu* c, Block* prev) noexcept nogil:
     holds (its slot still has that block, and chain_stamp is unchanged:
     the block was valid when linked and nothing that drops one happened
     since).  NULL otherwise (the loop then looks it up, link_to)."""
-    cdef BlockLink* l = &prev.link[0 if c.rip == prev.link[0].rip else 1]
-    cdef Block* nb = l.to
-    if nb == NULL or c.rip != l.rip or l.stamp != chain_stamp(c) or nb.tag != l.tag:
+    cdef BlockLink* l = &prev.link[0]
+    cdef BlockLink* end = l + BLOCK_LINKS
+    cdef Block* nb
+    while l.rip != c.rip:
+        l += 1
+        if l == end:
+            return NULL
+    nb = l.to
+    if nb == NULL or l.stamp != chain_stamp(c) or nb.tag != l.tag:
         return NULL
     return nb
 
@@ -158,15 +165,14 @@ cdef inline Block* chained(Cpu* c, Block* prev) noexcept nogil:
 cdef inline void link_to(Cpu* c, Block* prev, Block* b) noexcept nogil:
     """Record b (valid, just looked up or built) as prev's successor at the
     current RIP: in the link that already names this RIP (it went stale),
-    else in the older of the two."""
+    else in the oldest."""
     cdef int k
-    if prev.link[0].rip == c.rip:
-        k = 0
-    elif prev.link[1].rip == c.rip:
-        k = 1
+    for k in range(BLOCK_LINKS):
+        if prev.link[k].rip == c.rip:
+            break
     else:
         k = prev.link_next
-        prev.link_next = <uint8_t>(k ^ 1)
+        prev.link_next = <uint8_t>((k + 1) % BLOCK_LINKS)
     prev.link[k].to = b
     prev.link[k].rip = c.rip
     prev.link[k].tag = b.tag
