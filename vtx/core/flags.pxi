@@ -125,12 +125,10 @@ cdef int cond_slow(Cpu* c, int cc) noexcept nogil:
     return r ^ (cc & 1)
 
 
-cdef inline int cond(Cpu* c, int cc) noexcept nogil:
-    """Condition codes tttn (SDM Vol. 1 Appendix B).  The conditions a
-    compiler branches on right after CMP, SUB, TEST, logic or DEC are read
-    from the record directly (fused compare-and-branch); small enough to
-    inline, and with a constant cc (the specialized Jcc handlers) only one
-    test remains.  The rest is cond_slow."""
+cdef inline int cond_record(Cpu* c, int cc) noexcept nogil:
+    """cond() where cond_inline_ok: E, NE, S, NS after any record (E, NE
+    from RFLAGS without one); B, AE, BE, A, L, GE, LE, G after LF_SUB and
+    LF_LOGIC.  Anything else gives 0: the caller has checked."""
     cdef int k = cc >> 1
     cdef uint32_t kind = c.lf_kind
     if kind != LF_NONE:
@@ -147,6 +145,34 @@ cdef inline int cond(Cpu* c, int cc) noexcept nogil:
                 return (sext(c.lf_a, c.lf_size) < sext(c.lf_b, c.lf_size)) ^ (cc & 1)
             if k == 7:                              # LE / G: ZF or SF != OF
                 return (sext(c.lf_a, c.lf_size) <= sext(c.lf_b, c.lf_size)) ^ (cc & 1)
+        elif kind == LF_LOGIC:                      # CF = OF = 0
+            if k == 1:                              # B / AE: CF
+                return cc & 1
+            if k == 3:                              # BE / A: ZF
+                return (c.lf_r == 0) ^ (cc & 1)
+            if k == 6:                              # L / GE: SF
+                return ((c.lf_r & sign_bit(c.lf_size)) != 0) ^ (cc & 1)
+            if k == 7:                              # LE / G: ZF or SF
+                return (c.lf_r == 0 or (c.lf_r & sign_bit(c.lf_size)) != 0) ^ (cc & 1)
     elif k == 2:
         return ((c.rflags & F_ZF) != 0) ^ (cc & 1)
+    return 0
+
+
+cdef inline int cond_inline_ok(uint32_t kind, int k) noexcept nogil:
+    """Whether cond_record gives condition pair k (cc >> 1) for a record of
+    this kind."""
+    if kind == LF_NONE:
+        return k == 2
+    return k == 2 or k == 4 or ((kind == LF_SUB or kind == LF_LOGIC) and k != 0 and k != 5)
+
+
+cdef inline int cond(Cpu* c, int cc) noexcept nogil:
+    """Condition codes tttn (SDM Vol. 1 Appendix B).  The conditions a
+    compiler branches on right after CMP, SUB, TEST, logic or DEC are read
+    from the record directly (cond_record); small enough to inline, and with
+    a constant cc (the specialized Jcc handlers) only one test remains.  The
+    rest is cond_slow."""
+    if cond_inline_ok(c.lf_kind, cc >> 1):
+        return cond_record(c, cc)
     return cond_slow(c, cc)

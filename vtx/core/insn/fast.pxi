@@ -794,18 +794,40 @@ cdef void specialize(Insn* d) noexcept nogil:
 # needed: one step of budget left, blocking by STI or MOV SS, or a CS limit
 # that ends between the two.
 
-cdef inline int t_fused_jcc(Cpu* c, Insn* d) noexcept nogil:
-    """The Jcc of a pair, after the first instruction retired (c.next_rip is
-    the address after the Jcc; d.disp its displacement, sign-extended)."""
+cdef inline int fused_branch(Cpu* c, Insn* d, int taken_) noexcept nogil:
+    """The Jcc of a pair once its condition is known."""
     cdef int rc
-    c.icount += 1
-    if cond(c, d.cc2):
+    if taken_:
         rc = branch_to(c, c.next_rip + <uint64_t>d.disp, c.code_size)
         if rc:
             c.rip = (c.next_rip - d.len2) & SIZE_MASK[c.code_size]
             return rc
         return RC_BRANCHED
     return RC_OK
+
+
+cdef int fused_jcc_rest(Cpu* c, Insn* d) noexcept nogil:
+    """t_fused_jcc for a condition the record does not give inline (O and P
+    after anything, the carry conditions after ADD, INC or DEC): out of
+    line, reached by a tail call through FUSED_JCC_REST, so that the common
+    pairs need no stack frame."""
+    return fused_branch(c, d, cond_slow(c, d.cc2 & 15))
+
+
+cdef handler_t FUSED_JCC_REST = fused_jcc_rest
+
+
+cdef inline int t_fused_jcc(Cpu* c, Insn* d) noexcept nogil:
+    """The Jcc of a pair, after the first instruction retired (c.next_rip is
+    the address after the Jcc; d.disp its displacement, sign-extended).
+    The first instruction's kind of flag record is a constant here (each
+    pair's handler is instantiated for one operation), so the test of
+    which conditions cond() gives inline folds away."""
+    cdef int cc = d.cc2 & 15
+    c.icount += 1
+    if not cond_inline_ok(c.lf_kind, cc >> 1):
+        return FUSED_JCC_REST(c, d)
+    return fused_branch(c, d, cond_record(c, cc))
 
 
 cdef int h_add_rr16_jcc(Cpu* c, Insn* d) noexcept nogil:
