@@ -199,7 +199,9 @@ def test_vtx_run_fixed_cost(benchmark):
     """One vm.run() whose guest exits at once (HLT, handler STOP): what a
     user pays per call when stepping a guest from Python."""
     vm = vtx.VM(memory=1 << 16)
-    vm.load(0, b"\xf4")
+    # hlt; jmp back to it: a STOP leaves RIP after the HLT (the exit is
+    # handled, not repeated), so each run takes the JMP and exits again.
+    vm.load(0, b"\xf4\xeb\xfd")
     vm.add_vcpu()
     vm.on(vtx.ExitReason.HLT)(lambda vcpu, exit: vtx.STOP)
     assert benchmark(vm.run).exit.reason == vtx.ExitReason.HLT
