@@ -205,3 +205,13 @@ def test_vtx_run_fixed_cost(benchmark):
     vm.add_vcpu()
     vm.on(vtx.ExitReason.HLT)(lambda vcpu, exit: vtx.STOP)
     assert benchmark(vm.run).exit.reason == vtx.ExitReason.HLT
+
+
+def test_vtx_run_budget_fixed_cost(benchmark):
+    """One vm.run(max_instructions=1) on a guest that loops in place: the
+    other way users step a guest, with no exit and no completion."""
+    vm = vtx.VM(memory=1 << 16)
+    vm.load(0, b"\xeb\xfe")          # jmp $
+    vm.add_vcpu()
+    r = benchmark(lambda: vm.run(max_instructions=1))
+    assert r.stop == "budget" and r.instructions == 1 and vm.vcpu.rip == 0

@@ -62,6 +62,8 @@ Handler = Callable[[_core.VCpu, _core.Exit], Action]
 #: (steps over it) before entering the guest: instructions a hypervisor
 #: emulates, whose second execution would repeat the exit (a HLT forever) or
 #: its side effect (an OUT's byte twice).  docs/architecture.rst, "STOP".
+_IA32E_MODE_GUEST = int(EntryControls.IA32E_MODE_GUEST)     # an int: no enum arithmetic per run
+
 COMPLETED_ON_NEXT_RUN = frozenset({
     ExitReason.HLT, ExitReason.IO_INSTRUCTION, ExitReason.CPUID, ExitReason.RDMSR, ExitReason.WRMSR,
     ExitReason.VMCALL, ExitReason.RDTSC, ExitReason.RDTSCP, ExitReason.XSETBV})
@@ -160,6 +162,35 @@ class RunResult:
         lines.insert(1, "-" * len(lines[0]))
         lines.insert(-1, "-" * len(lines[0]))
         return "\n".join(lines)
+
+
+# RunResult's fields in order, each written through its slot: what the
+# generated __init__ does, without its frozen-instance guard on every field
+# (about half the cost of making one, which every vm.run() pays).
+def _slot_setters(cls):
+    names = [f.name for f in attrs.fields(cls)]
+    assert names == ["stop", "exit", "exits", "exit_ns", "instructions", "wall_ns", "events", "vcpu", "acct",
+                     "hit"], names
+    return tuple(getattr(cls, n).__set__ for n in names)
+
+
+(_put_stop, _put_exit, _put_exits, _put_exit_ns, _put_instructions, _put_wall_ns, _put_events, _put_vcpu,
+ _put_acct, _put_hit) = _slot_setters(RunResult)
+
+
+def _run_result(stop, exit, exits, exit_ns, instructions, wall_ns, events, vcpu, acct, hit):
+    r = object.__new__(RunResult)
+    _put_stop(r, stop)
+    _put_exit(r, exit)
+    _put_exits(r, exits)
+    _put_exit_ns(r, exit_ns)
+    _put_instructions(r, instructions)
+    _put_wall_ns(r, wall_ns)
+    _put_events(r, events)
+    _put_vcpu(r, vcpu)
+    _put_acct(r, acct)
+    _put_hit(r, hit)
+    return r
 
 
 # --- the system tables the setup_* methods write (shared with vtx.bare) -------------
@@ -764,7 +795,8 @@ class VM(MemoryMap, _Memory, Debugging):
         if quantum is not DEFAULT_QUANTUM and (isinstance(quantum, bool) or not isinstance(quantum, int)
                                                or not 0 < quantum <= _core.MAX_BUDGET):
             raise ArgumentError(f"quantum is an int in [1, {_core.MAX_BUDGET:#x}], not {quantum!r}")
-        undo = self._before_run(v)
+        # Nothing pending and the first run's look done: no completion to make.
+        undo = self._before_run(v) if (self._pending or not self._checked) else None
         if undo:
             try:
                 return self.run(max_instructions, quantum)
@@ -788,29 +820,37 @@ class VM(MemoryMap, _Memory, Debugging):
             self._run_thread = threading.get_ident()
         mark = v._acct_mark()
         t0 = time.perf_counter_ns()
+        # The debugger's work around a run, skipped while it has nothing to
+        # do (no breakpoint, no trace, no stop to pass over): vm.run() in a
+        # loop is how users step a guest, and its fixed cost counts.
+        debugging = self._bps or self._bp_stopped or self._tracer is not None
         try:
-            self._debug_before(v)
+            if debugging:
+                self._debug_before(v)
             why, last, per_reason, instructions, events = v._run(self._handlers, self._default, budget,
                                                                  RESUME, RETRY, STOP)
         finally:
             if outer:
                 self._run_thread = None
-        why, hit = self._debug_after(v, why)
+        if debugging or why == "debug":
+            why, hit = self._debug_after(v, why)
+        else:
+            self.last_hit = hit = None
         wall = time.perf_counter_ns() - t0
         exits, exit_ns = {}, {}
         for r, (n, ns) in per_reason.items():
             key = _REASON_KEYS[r]
             exits[key] = n
             exit_ns[key] = ns
-        return self._note_stop(RunResult(why, last, exits, exit_ns, instructions, wall, events,
-                                         v if why in ("stop", "shutdown", "breakpoint", "watchpoint") else None,
-                                         [mark.end()], hit=hit))
+        return self._note_stop(_run_result(why, last, exits, exit_ns, instructions, wall, events,
+                                           v if why in ("stop", "shutdown", "breakpoint", "watchpoint") else None,
+                                           [mark.end()], hit))
 
     # --- STOP and the first run: no traps (docs/architecture.rst, "STOP") --------
 
     def _note_stop(self, result):
         if result.stop == "stop" and result.exit is not None and result.vcpu is not None:
-            reason = result.exit.reason & 0xFFFF
+            reason = int(result.exit.reason) & 0xFFFF       # int(): no enum arithmetic
             if reason in COMPLETED_ON_NEXT_RUN and result.exit.instruction_length:
                 self._pending[result.vcpu.index] = (result.exit.guest_rip, result.exit.instruction_length)
                 # The interruptibility state the exit left: the completion
@@ -846,7 +886,7 @@ class VM(MemoryMap, _Memory, Debugging):
             p = self._pending.pop(w.index, None)
             if p is not None and w.rip == p[0]:
                 rip = p[0] + p[1]
-                ia32e = w.vmread(F.VM_ENTRY_CONTROLS) & EntryControls.IA32E_MODE_GUEST
+                ia32e = w.vmread(F.VM_ENTRY_CONTROLS) & _IA32E_MODE_GUEST
                 if not (ia32e and w.cs.access_rights & 0x2000):     # outside 64-bit code: EIP wraps
                     rip &= 0xFFFFFFFF
                 intr = w.vmread(F.GUEST_INTERRUPTIBILITY_STATE)
