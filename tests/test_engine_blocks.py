@@ -207,3 +207,51 @@ def test_a_chained_successor_rewritten_by_the_loop(bits):
     v = vm.vcpu
     assert r.exit.reason == R.HLT
     assert v.ebx == 3 * 3 + 3 * 100 and v.edx == 30
+
+
+def test_a_loop_entered_at_two_ips_branches_relative_to_each():
+    """The same bytes (physical 1000H) run as one block from 0000:1000 and
+    from 0100:0000.  The loop's branch goes back within its own block, so
+    its target is taken without a check of its own (CC2_LOCAL): it must
+    still be relative to the IP the block was entered at."""
+    code = vtx.asm("""
+        mov cx, 5
+    1:  inc ax
+        dec cx
+        jnz 1b
+        hlt
+    """, bits=16, org=0)
+    vm = vtx.VM(memory=1 << 20)
+    vm.load(0x1000, code)
+    vm.add_vcpu()
+    vm.on(R.HLT)(lambda vcpu, exit: vtx.STOP)
+    v = vm.vcpu
+    hlt_at = len(code) - 1
+    for cs, ip in ((0, 0x1000), (0x100, 0)):
+        vm.setup_real_mode(entry=ip, cs=cs)
+        v.eax = 0
+        r = vm.run()
+        assert r.exit.reason == R.HLT and r.exit.guest_rip == ip + hlt_at
+        assert v.cs.selector == cs and v.ax == 5 and v.cx == 0 and r.instructions == 1 + 3 * 5
+
+
+def test_a_16_bit_jcc_in_32_bit_code_wraps_its_target():
+    """66H Jcc in 32-bit code has a 16-bit operand size: EIP <- (EIP + rel)
+    AND FFFFH (SDM Vol. 2, Jcc).  Its target is inside its own block before
+    the wrap, so this also checks that a block never takes such a branch as
+    one within itself: the loop at 10000H goes back to 0000H + its offset,
+    where a HLT waits."""
+    entry = 0x10000
+    vm = guest("""
+        mov ecx, 3
+    1:  dec ecx
+        .byte 0x66
+        jnz 1b
+        hlt
+    """, 32, entry=entry)
+    loop_off = 5                                 # mov ecx, imm32
+    vm.write(loop_off, b"\xf4")                  # the wrapped target: 0000:0005
+    r = vm.run()
+    v = vm.vcpu
+    assert r.exit.reason == R.HLT and r.exit.guest_rip == loop_off
+    assert v.ecx == 2 and r.instructions == 3

@@ -46,6 +46,13 @@ cdef enum:
     INSN_FUSED = 64         # a pair with the Jcc that follows (insn/fast.pxi)
     INSN_END = 128          # OPF_END
 
+# Insn.cc2, bit 7 (its low 4 bits are a fused pair's condition): a Jcc of a
+# translated block (alone or fused) whose target lies within the block's own
+# bytes.  build_block sets it; the block's checks (block_fits) then cover the
+# target too, so the branch needs no wrap, CS-limit or canonical check.
+cdef enum:
+    CC2_LOCAL = 0x80
+
 ctypedef struct OpInfo:
     handler_t fn
     uint32_t flags
@@ -113,6 +120,7 @@ cdef int decode(Cpu* c, const uint8_t* b, int avail, Insn* d) noexcept nogil:
     cdef int asz, osz, pi
     d.rep = 0
     d.flags = 0
+    d.cc2 = 0
     d.disp = 0
     d.imm = 0
     d.base = 0xFF

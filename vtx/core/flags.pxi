@@ -75,15 +75,15 @@ cdef inline void flags_sync(Cpu* c) noexcept nogil:
 cdef inline uint64_t lazy_cf(Cpu* c) noexcept nogil:
     """CF (0 or 1) without materializing the other flags."""
     cdef uint32_t k = c.lf_kind
-    if k == LF_NONE:
-        return c.rflags & F_CF
-    if k == LF_ADD:
-        return c.lf_r < c.lf_a
+    if k > LF_LOGIC:                # INC, DEC and the fixed kinds keep it (first:
+        return c.lf_cf & F_CF       # a DEC after a DEC is the counted loop)
     if k == LF_SUB:
         return c.lf_a < c.lf_b
-    if k == LF_LOGIC:
-        return 0
-    return c.lf_cf & F_CF
+    if k == LF_ADD:
+        return c.lf_r < c.lf_a
+    if k == LF_NONE:
+        return c.rflags & F_CF
+    return 0                        # LF_LOGIC
 
 
 cdef int cond_slow(Cpu* c, int cc) noexcept nogil:

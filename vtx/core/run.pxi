@@ -88,6 +88,7 @@ cdef Block* build_block(Cpu* c, uint64_t lin, uint8_t* p, uint64_t hpa, uint64_t
     translated (its writes are not tracked)."""
     cdef int avail = 4096 - <int>(lin & 0xFFF)
     cdef int off = 0, n = 0, ninsn = 0, rc, k
+    cdef int64_t end, rel
     cdef Insn* ops
     cdef Insn* d
     cdef Block* b
@@ -115,6 +116,24 @@ cdef Block* build_block(Cpu* c, uint64_t lin, uint8_t* p, uint64_t hpa, uint64_t
             break
     if n == 0:
         return NULL
+    # The Jccs whose target is one of this block's own bytes (CC2_LOCAL,
+    # core/decode.pxi): the block is entered only at its start and only
+    # after block_fits checked all its bytes against the CS limit and the IP
+    # width, so such a target needs no check of its own and cannot wrap,
+    # whatever RIP the block is entered at.  A plain Jcc only in the code's
+    # own size (a 66H-prefixed one wraps its target at 16 bits).
+    end = 0
+    for k in range(n):
+        d = &ops[k]
+        end += d.len
+        if d.flags & INSN_FUSED:
+            rel = d.disp
+        elif is_cond_branch(d) and d.osz == c.code_size:
+            rel = <int64_t>d.imm
+        else:
+            continue
+        if 0 <= end + rel < off:
+            d.cc2 |= CC2_LOCAL
     spend(c, <uint64_t>n)       # decoding is work: see spend() in state.pxi
     c.arena_used += <uint64_t>n
     c.blocks_built += 1
@@ -251,6 +270,19 @@ cdef int run_block(Cpu* c, Block** bp) noexcept nogil:
                 return RC_OK
         if side:
             c.icount += <uint64_t>(d - first) + 1
+            rip = c.next_rip
+            c.rip = rip
+            # A side exit back to the block's own start (a loop whose body
+            # ends in a taken Jcc): the op that left is a near Jcc and every
+            # op before it is lazy, so nothing the checks of block_fits
+            # rely on changed (not CS, the mode, blocking by STI or MOV SS,
+            # TF, RF or DR7) besides the budget, unless a flush or a write
+            # to code came between.
+            if rip == start and c.tlb_gen == gen and c.code_writes == writes:
+                if c.icount + b.ninsn > c.icount_limit:
+                    return RC_OK
+                d = first
+                continue
         else:
             c.icount += <uint64_t>(b.n - 1)        # d - first, without a division
             c.next_rip = (rip + d.len) & smask
@@ -260,8 +292,8 @@ cdef int run_block(Cpu* c, Block** bp) noexcept nogil:
             if rc != RC_OK and rc != RC_BRANCHED:
                 return rc
             c.icount += 1
-        rip = c.next_rip
-        c.rip = rip
+            rip = c.next_rip
+            c.rip = rip
         # On to the next block without going back to the run loop, when
         # nothing the checks relied on changed: same bytes (no code
         # dropped); no blocking by STI or MOV SS and nothing for the debug

@@ -101,6 +101,9 @@ cdef inline int t_lea(Cpu* c, Insn* d, int size) noexcept nogil:
 
 cdef inline int t_jcc(Cpu* c, Insn* d, int cc) noexcept nogil:
     if cond(c, cc):
+        if d.cc2 & CC2_LOCAL:           # within its block: checked with it
+            c.next_rip = c.next_rip + d.imm
+            return RC_BRANCHED
         return taken(branch_to(c, c.next_rip + d.imm, d.osz))
     return RC_OK
 
@@ -798,6 +801,9 @@ cdef inline int fused_branch(Cpu* c, Insn* d, int taken_) noexcept nogil:
     """The Jcc of a pair once its condition is known."""
     cdef int rc
     if taken_:
+        if d.cc2 & CC2_LOCAL:           # within its block: checked with it
+            c.next_rip = c.next_rip + <uint64_t>d.disp
+            return RC_BRANCHED
         rc = branch_to(c, c.next_rip + <uint64_t>d.disp, c.code_size)
         if rc:
             c.rip = (c.next_rip - d.len2) & SIZE_MASK[c.code_size]
