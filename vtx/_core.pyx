@@ -1415,12 +1415,20 @@ cdef class VCpuBase:
             c.mmio_pos = 0          # [MMIO] a run takes the answered accesses from the first
             if c.run_limit and c.run_limit < limit:
                 limit = c.run_limit     # a handler asked for an earlier end (end_run_after)
-            # One release of the GIL per entry in the common case: enter, run.
+            # The entry and the first GIL_HOLD steps run with the GIL held:
+            # most exits come sooner (an exit-heavy guest exits every few
+            # instructions), and a release and take of the GIL cost about
+            # as much as the rest of the round trip's model work.  A guest
+            # that runs on releases it for the rest (other threads, other
+            # VMs), as before.
             c.in_guest = 1
-            with nogil:
-                rc = vm_entry(c, launch)
-                if rc == RC_OK:
-                    rc = guest_slice(c, limit)
+            rc = vm_entry(c, launch)
+            if rc == RC_OK:
+                rc = guest_slice(c, limit if limit <= c.icount + c.events + GIL_HOLD
+                                 else c.icount + c.events + GIL_HOLD)
+                if rc == RC_BUDGET and c.icount + c.events < limit:
+                    with nogil:
+                        rc = guest_slice(c, limit)
             c.in_guest = 0
             while (rc == RC_BUDGET and c.icount + c.events < limit) or (rc == RC_HOSTDBG and
                                                                        c.hd_stop == HDS_TRACE):

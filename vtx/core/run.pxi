@@ -523,6 +523,11 @@ cdef int run_loop(Cpu* c) noexcept nogil:
 # spend() in core/state.pxi): some milliseconds at the interpreter's speed.
 cdef uint64_t SLICE = 1ULL << 20
 
+# Steps a VM entry's first slice runs with the GIL held (VCpuBase._run_inner):
+# at the interpreter's speed some microseconds, well inside Python's switch
+# interval (5 ms), and more than most guests run between two exits.
+cdef uint64_t GIL_HOLD = 2048
+
 
 cdef int guest_slice(Cpu* c, uint64_t limit) noexcept nogil:
     """Run the entered guest until a VM exit, a halt, an error, the budget
