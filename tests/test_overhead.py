@@ -253,6 +253,35 @@ def test_a_copied_and_edited_profile_loads(tmp_path):
         load_profile(3)
 
 
+def test_a_malformed_profile_file_says_what_is_wrong_and_where(tmp_path):
+    src = pathlib.Path(vtx.overhead.__file__).parent / "profiles" / "nehalem.toml"
+    text = src.read_text()
+    cases = {
+        # a TOML syntax error: the file is named
+        "syntax": (text.replace("round_trip = 950", "round_trip = "), r"syntax\.toml is not valid TOML"),
+        # [cycles] as a number instead of a table
+        "scalar": (text.replace("[cycles]\n", "cycles = 5\n[other]\n"), r"cycles is a table"),
+        # a misspelt price is not ignored
+        "typo": (text.replace("world_switch = 5000", "world_switch = 5000\nwold_switch = 1"),
+                 r"'wold_switch', which the cost model does not read"),
+        # a per-class CPI the model has no place for
+        "class": (text.replace("cpi = 1.0", "cpi = 1.0\ncpi_load = 2"), r"'cpi_load'"),
+        "name": (text.replace('name = "nehalem"', "name = 3"), r"name and cpu are strings"),
+    }
+    for stem, (body, message) in cases.items():
+        path = tmp_path / f"{stem}.toml"
+        path.write_text(body)
+        with pytest.raises(ValueError, match=message):
+            load_profile(str(path))
+    # A directory is not a profile file.
+    with pytest.raises(ValueError, match="no cost profile"):
+        load_profile(str(tmp_path))
+    # The unmodified copy loads: the cases above fail for their one change.
+    good = tmp_path / "good.toml"
+    good.write_text(text)
+    assert load_profile(str(good)).round_trip == 950
+
+
 def test_model_is_the_hand_computed_sum():
     counts = {"exits": {R.CPUID: 10, R.IO_INSTRUCTION: 5, R.EXCEPTION_OR_NMI: 2}, "instructions": 1000,
               "vmread_api": 4, "vmwrite_api": 3}
