@@ -397,6 +397,15 @@ def test_python_m_vtx_bench(tmp_path, capsys):
     assert main(["bench", "nonesuch", "--no-progress"]) == 2
 
 
+def test_bench_progress_goes_to_stderr_and_stdout_is_the_table(capsys):
+    # With the progress bar on (rich, tqdm or plain lines, whichever is
+    # installed), stdout is the report from its first character.
+    from vtx.__main__ import main
+    assert main(["bench", "cpuid", "-n", "20", "--profile", "nehalem"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("vtx ")
+
+
 @needs_as
 def test_what_if_type1_against_type2_same_guest_same_exits():
     from vtx.overhead import what_if
