@@ -370,6 +370,31 @@ def test_suite_table_json_and_csv(tmp_path):
     assert {(r["workload"], r["variant"]) for r in rows} >= {("cpuid", "exiting"), ("compute", "native")}
 
 
+def test_suite_matrix_is_workload_by_profile_with_the_native_column(tmp_path):
+    from vtx.overhead import run_suite
+    src = pathlib.Path(vtx.overhead.__file__).parent / "profiles" / "nehalem.toml"
+    slow = tmp_path / "slow.toml"
+    slow.write_text(src.read_text().replace('name = "nehalem"', 'name = "slow"').replace("cpi = 1.0", "cpi = 2.0"))
+    res = run_suite(["cpuid", "hlt_timer"], n=40, profiles=["nehalem", str(slow)])
+    lines = res.matrix()
+    # The profiles' CPIs differ: the native column says whose it uses.
+    assert lines[1].split() == ["workload", "nehalem", "slow", "native", "(nehalem)"]
+    cpuid = dict(zip(["workload", "nehalem", "slow", "native"], lines[3].split()))
+    ex, nat = res.get("cpuid", "exiting"), res.get("cpuid", "native")
+    # Per CPUID exit under type 2: round trip, kernel handling, world switch
+    # (950 + 750 + 5000); the guest's instructions at each profile's CPI.
+    assert cpuid["nehalem"] == f"{(ex.instructions + 40 * 6700) / 40:,.0f}"
+    assert cpuid["slow"] == f"{(2 * ex.instructions + 40 * 6700) / 40:,.0f}"
+    # The native run has no exits: its instructions at the first profile's CPI.
+    assert nat.total_exits == 0 and cpuid["native"] == f"{nat.instructions / 40:,.0f}"
+    # HLT woken by a timer has no native run (no timer on the bare machine).
+    assert lines[4].split()[0] == "hlt_timer" and lines[4].split()[-1] == "-"
+    assert "\n".join(lines) in res.table()
+    # Profiles of one CPI: the column is plain "native".
+    assert run_suite(["cpuid"], n=10, profiles=["nehalem", "core2-merom"]).matrix()[1].split() == [
+        "workload", "nehalem", "core2-merom", "native"]
+
+
 @needs_as
 def test_what_if_msr_bitmap_against_every_msr_exiting():
     from vtx.overhead import what_if
