@@ -395,6 +395,18 @@ def test_suite_matrix_is_workload_by_profile_with_the_native_column(tmp_path):
         "workload", "nehalem", "core2-merom", "native"]
 
 
+def test_suite_table_labels_a_mixed_workload_exiting_and_a_loop_without_exits_vmx():
+    from vtx.overhead.suite import SuiteResult, machine_info
+    from vtx.overhead.workloads import Measurement
+    ms = [Measurement("linux_boot", "exiting", 1, 10, 100, {R.CPUID: 5}),
+          Measurement("compute", "exiting", 1, 10, 7, {})]
+    rows = {line.split()[0]: line.split() for line in
+            SuiteResult(ms, [load_profile("nehalem")], "type2", machine_info(), 1).table().splitlines()
+            if line.startswith(("linux_boot ", "compute "))}
+    assert rows["linux_boot"][:2] == ["linux_boot", "exiting"]
+    assert rows["compute"][:2] == ["compute", "vmx"]
+
+
 @needs_as
 def test_what_if_msr_bitmap_against_every_msr_exiting():
     from vtx.overhead import what_if

@@ -121,8 +121,10 @@ class SuiteResult:
                 if me is None or (v not in w.variants):
                     continue
                 label = v
-                if v == "exiting" and w.reason is None:
-                    label = "vmx"           # nothing in it exits: the guest under VMX
+                if v == "exiting" and w.reason is None and w.runner is None:
+                    # Nothing in the loop exits: the guest under VMX.  A mixed
+                    # workload (a runner) exits for many reasons: "exiting".
+                    label = "vmx"
                 if me.wall_ns == 0:
                     rows.append([wname, label, "-", "-", "-"] + ["-"] * len(self.profiles))
                     continue
