@@ -253,6 +253,35 @@ def test_a_copied_and_edited_profile_loads(tmp_path):
         load_profile(3)
 
 
+def test_a_malformed_profile_file_says_what_is_wrong_and_where(tmp_path):
+    src = pathlib.Path(vtx.overhead.__file__).parent / "profiles" / "nehalem.toml"
+    text = src.read_text()
+    cases = {
+        # a TOML syntax error: the file is named
+        "syntax": (text.replace("round_trip = 950", "round_trip = "), r"syntax\.toml is not valid TOML"),
+        # [cycles] as a number instead of a table
+        "scalar": (text.replace("[cycles]\n", "cycles = 5\n[other]\n"), r"cycles is a table"),
+        # a misspelt price is not ignored
+        "typo": (text.replace("world_switch = 5000", "world_switch = 5000\nwold_switch = 1"),
+                 r"'wold_switch', which the cost model does not read"),
+        # a per-class CPI the model has no place for
+        "class": (text.replace("cpi = 1.0", "cpi = 1.0\ncpi_load = 2"), r"'cpi_load'"),
+        "name": (text.replace('name = "nehalem"', "name = 3"), r"name and cpu are strings"),
+    }
+    for stem, (body, message) in cases.items():
+        path = tmp_path / f"{stem}.toml"
+        path.write_text(body)
+        with pytest.raises(ValueError, match=message):
+            load_profile(str(path))
+    # A directory is not a profile file.
+    with pytest.raises(ValueError, match="no cost profile"):
+        load_profile(str(tmp_path))
+    # The unmodified copy loads: the cases above fail for their one change.
+    good = tmp_path / "good.toml"
+    good.write_text(text)
+    assert load_profile(str(good)).round_trip == 950
+
+
 def test_model_is_the_hand_computed_sum():
     counts = {"exits": {R.CPUID: 10, R.IO_INSTRUCTION: 5, R.EXCEPTION_OR_NMI: 2}, "instructions": 1000,
               "vmread_api": 4, "vmwrite_api": 3}
@@ -341,6 +370,44 @@ def test_suite_table_json_and_csv(tmp_path):
     assert {(r["workload"], r["variant"]) for r in rows} >= {("cpuid", "exiting"), ("compute", "native")}
 
 
+def test_suite_matrix_is_workload_by_profile_with_the_native_column(tmp_path):
+    from vtx.overhead import run_suite
+    src = pathlib.Path(vtx.overhead.__file__).parent / "profiles" / "nehalem.toml"
+    slow = tmp_path / "slow.toml"
+    slow.write_text(src.read_text().replace('name = "nehalem"', 'name = "slow"').replace("cpi = 1.0", "cpi = 2.0"))
+    res = run_suite(["cpuid", "hlt_timer"], n=40, profiles=["nehalem", str(slow)])
+    lines = res.matrix()
+    # The profiles' CPIs differ: the native column says whose it uses.
+    assert lines[1].split() == ["workload", "nehalem", "slow", "native", "(nehalem)"]
+    cpuid = dict(zip(["workload", "nehalem", "slow", "native"], lines[3].split()))
+    ex, nat = res.get("cpuid", "exiting"), res.get("cpuid", "native")
+    # Per CPUID exit under type 2: round trip, kernel handling, world switch
+    # (950 + 750 + 5000); the guest's instructions at each profile's CPI.
+    assert cpuid["nehalem"] == f"{(ex.instructions + 40 * 6700) / 40:,.0f}"
+    assert cpuid["slow"] == f"{(2 * ex.instructions + 40 * 6700) / 40:,.0f}"
+    # The native run has no exits: its instructions at the first profile's CPI.
+    assert nat.total_exits == 0 and cpuid["native"] == f"{nat.instructions / 40:,.0f}"
+    # HLT woken by a timer has no native run (no timer on the bare machine).
+    assert lines[4].split()[0] == "hlt_timer" and lines[4].split()[-1] == "-"
+    assert "\n".join(lines) in res.table()
+    # Profiles of one CPI: the column is plain "native".
+    assert run_suite(["cpuid"], n=10, profiles=["nehalem", "core2-merom"]).matrix()[1].split() == [
+        "workload", "nehalem", "core2-merom", "native"]
+
+
+def test_suite_table_labels_a_mixed_workload_exiting_and_a_loop_without_exits_vmx():
+    from vtx.overhead.suite import SuiteResult, machine_info
+    from vtx.overhead.workloads import Measurement
+    ms = [Measurement("linux_boot", "exiting", 1, 10, 100, {R.CPUID: 5}),
+          Measurement("compute", "exiting", 1, 10, 7, {})]
+    rows = {}
+    for line in SuiteResult(ms, [load_profile("nehalem")], "type2", machine_info(), 1).table().splitlines():
+        if line.startswith(("linux_boot ", "compute ")):
+            rows.setdefault(line.split()[0], line.split())      # the first table's row, not the overview's
+    assert rows["linux_boot"][:2] == ["linux_boot", "exiting"]
+    assert rows["compute"][:2] == ["compute", "vmx"]
+
+
 @needs_as
 def test_what_if_msr_bitmap_against_every_msr_exiting():
     from vtx.overhead import what_if
@@ -366,6 +433,15 @@ def test_python_m_vtx_bench(tmp_path, capsys):
     assert json.loads(j.read_text())["results"][0]["workload"] == "cpuid"
     assert c.read_text().startswith("workload,variant,")
     assert main(["bench", "nonesuch", "--no-progress"]) == 2
+
+
+def test_bench_progress_goes_to_stderr_and_stdout_is_the_table(capsys):
+    # With the progress bar on (rich, tqdm or plain lines, whichever is
+    # installed), stdout is the report from its first character.
+    from vtx.__main__ import main
+    assert main(["bench", "cpuid", "-n", "20", "--profile", "nehalem"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("vtx ")
 
 
 @needs_as

@@ -33,8 +33,11 @@ def _progress(total, quiet):
     if quiet:
         return None, lambda: None
     try:
+        from rich.console import Console
         from rich.progress import Progress
-        p = Progress(transient=True)
+        # On stderr, as tqdm's: stdout is the table alone, fit to redirect
+        # (rich on a stdout that is not a terminal leaves a blank line).
+        p = Progress(transient=True, console=Console(stderr=True))
         p.start()
         task = p.add_task("bench", total=total)
 

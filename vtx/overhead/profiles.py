@@ -57,13 +57,29 @@ class Profile:
 
     @classmethod
     def from_dict(cls, d, path=""):
+        where = path or "it"
+        if not isinstance(d, dict):
+            raise ValueError(f"a cost profile is a table (name, cpu, [cycles]), not {d!r}")
         try:
             name, cpu, cyc = d["name"], d["cpu"], d["cycles"]
         except KeyError as e:
-            raise ValueError(f"a cost profile needs name, cpu and [cycles]; {path or 'it'} has no {e}") from None
+            raise ValueError(f"a cost profile needs name, cpu and [cycles]; {where} has no {e}") from None
+        if not isinstance(name, str) or not isinstance(cpu, str):
+            raise ValueError(f"a cost profile's name and cpu are strings; {where} has name = {name!r}, "
+                             f"cpu = {cpu!r}")
+        for table in ("cycles", "round_trip_by_reason", "sources", "references"):
+            if table in d and not isinstance(d[table], dict):
+                raise ValueError(f"the profile {name!r}: {table} is a table ([{table}]), not {d[table]!r}")
         missing = [k for k in _KEYS if k not in cyc]
         if missing:
             raise ValueError(f"the profile {name!r} has no {', '.join(missing)} in [cycles]")
+        # A key the model does not read is most likely a misspelling or a
+        # price it has no place for (an instruction class): said, not
+        # silently ignored.
+        unknown = [k for k in cyc if k not in _KEYS]
+        if unknown:
+            raise ValueError(f"the profile {name!r}: [cycles] has {', '.join(map(repr, unknown))}, which the "
+                             f"cost model does not read (it reads {', '.join(_KEYS)})")
         for k in _KEYS:
             v = cyc[k]
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
@@ -104,9 +120,13 @@ def load_profile(which):
         res = importlib.resources.files(__package__).joinpath("profiles").joinpath(text + ".toml")
         with res.open("rb") as f:
             return Profile.from_dict(tomllib.load(f), f"vtx/overhead/profiles/{text}.toml")
-    if os.path.exists(text):
+    if os.path.isfile(text):
         with open(text, "rb") as f:
-            return Profile.from_dict(tomllib.load(f), text)
+            try:
+                data = tomllib.load(f)
+            except tomllib.TOMLDecodeError as e:
+                raise ValueError(f"the cost profile {text} is not valid TOML: {e}") from None
+        return Profile.from_dict(data, text)
     raise ValueError(f"no cost profile {text!r}: a name of {', '.join(DEFAULT_PROFILES)}, or a TOML file")
 
 

@@ -121,8 +121,10 @@ class SuiteResult:
                 if me is None or (v not in w.variants):
                     continue
                 label = v
-                if v == "exiting" and w.reason is None:
-                    label = "vmx"           # nothing in it exits: the guest under VMX
+                if v == "exiting" and w.reason is None and w.runner is None:
+                    # Nothing in the loop exits: the guest under VMX.  A mixed
+                    # workload (a runner) exits for many reasons: "exiting".
+                    label = "vmx"
                 if me.wall_ns == 0:
                     rows.append([wname, label, "-", "-", "-"] + ["-"] * len(self.profiles))
                     continue
@@ -136,6 +138,8 @@ class SuiteResult:
             lines.append("  ".join(c.ljust(w[j]) if j < 2 else c.rjust(w[j]) for j, c in enumerate(r)))
             if i == 0:
                 lines.append("-" * len(lines[-1]))
+        lines.append("")
+        lines += self.matrix()
         lines.append("")
         lines.append("ops/s and ns/exit: this machine's wall time on the model; the profile columns: modeled "
                      "cycles per operation (docs/reference/cost_profiles.rst).  exiting: the control that "
@@ -152,6 +156,31 @@ class SuiteResult:
             lines.append("sources of the profiles' numbers:")
             lines += [f"  {k}: {v}" for k, v in refs.items()]
         return "\n".join(lines)
+
+    def matrix(self):
+        """The overview as lines of text: one row per workload, its modeled
+        cycles per operation under VMX (the exiting setting) for each
+        profile, then the native column (the bare machine's run priced at
+        the first profile's CPI: a native run has no exits, so only the CPI
+        of a profile changes it)."""
+        first = self.profiles[0]
+        same_cpi = all(p.cpi == first.cpi for p in self.profiles)
+        native_head = "native" if same_cpi else f"native ({first.name})"
+        head = ["workload"] + [p.name for p in self.profiles] + [native_head]
+        rows = [head]
+        for wname in self.workloads():
+            ex, nat = self.get(wname, "exiting"), self.get(wname, "native")
+            row = [wname]
+            row += [f"{self.cycles(ex, p):,.0f}" if ex is not None and ex.wall_ns else "-" for p in self.profiles]
+            row.append(f"{self.cycles(nat, first):,.0f}" if nat is not None and nat.wall_ns else "-")
+            rows.append(row)
+        w = [max(len(r[i]) for r in rows) for i in range(len(head))]
+        lines = ["modeled cycles per operation: workload x profile under VMX (the exiting setting), and native"]
+        for i, r in enumerate(rows):
+            lines.append("  ".join(c.ljust(w[j]) if j == 0 else c.rjust(w[j]) for j, c in enumerate(r)))
+            if i == 0:
+                lines.append("-" * len(lines[-1]))
+        return lines
 
     def charts(self, directory):
         """Write PNG charts (matplotlib): modeled cycles per operation by
