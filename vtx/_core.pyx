@@ -976,6 +976,29 @@ cdef class VCpuBase:
         """A mark whose ``delta()`` is the accounting since it was made."""
         return _acct_mark_of(self.c, self)
 
+    def _complete(self, uint64_t rip0, uint32_t length, object left):
+        """The completion of an instruction a STOP left pending (vtx/vm.py,
+        VM._before_run): when RIP is still rip0, step over it as RESUME does
+        (step_over), ending blocking by STI and MOV SS only if the
+        interruptibility state is still ``left``, the one the STOP left (None:
+        any), since a state written after the STOP is the user's.  Returns the
+        interruptibility state before, or None when RIP moved (nothing done)."""
+        cdef Cpu* c = self.c
+        cdef uint64_t rip
+        cdef uint32_t intr
+        _host_writes_vmcs(c)
+        if vr(c, VMCS_OFF_GUEST_RIP, 8) != rip0:
+            return None
+        intr = <uint32_t>vr(c, VMCS_OFF_GUEST_INTERRUPTIBILITY_STATE, 4)
+        rip = rip0 + length
+        if not ((vr(c, VMCS_OFF_VM_ENTRY_CONTROLS, 4) & ENTRY_CTL_IA32E_MODE_GUEST)
+                and (<uint32_t>vr(c, off_ar(S_CS), 4) & AR_L)):
+            rip &= 0xFFFFFFFFULL            # outside 64-bit code EIP wraps
+        vwt(c, VMCS_OFF_GUEST_RIP, 8, rip)
+        if left is None or intr == left:
+            vwt(c, VMCS_OFF_GUEST_INTERRUPTIBILITY_STATE, 4, intr & ~3U)
+        return intr
+
     def _acct_reset(self):
         if self.c.running:
             raise VmStateError("the accounting is reset between runs, not during one")

@@ -62,7 +62,6 @@ Handler = Callable[[_core.VCpu, _core.Exit], Action]
 #: (steps over it) before entering the guest: instructions a hypervisor
 #: emulates, whose second execution would repeat the exit (a HLT forever) or
 #: its side effect (an OUT's byte twice).  docs/architecture.rst, "STOP".
-_IA32E_MODE_GUEST = int(EntryControls.IA32E_MODE_GUEST)     # an int: no enum arithmetic per run
 
 COMPLETED_ON_NEXT_RUN = frozenset({
     ExitReason.HLT, ExitReason.IO_INSTRUCTION, ExitReason.CPUID, ExitReason.RDMSR, ExitReason.WRMSR,
@@ -799,7 +798,7 @@ class VM(MemoryMap, _Memory, Debugging):
         undo = self._before_run(v) if (self._pending or not self._checked) else None
         if undo:
             try:
-                return self.run(max_instructions, quantum)
+                return self._run_checked(v, max_instructions, quantum)
             except VmEntryError:
                 # A completion belongs to the entry that follows it: the
                 # vCPUs that did not enter get their instruction back.
@@ -810,6 +809,10 @@ class VM(MemoryMap, _Memory, Debugging):
                         self._pending[w.index] = pending
                         self._pending_intr[w.index] = left
                 raise
+        return self._run_checked(v, max_instructions, quantum)
+
+    def _run_checked(self, v, max_instructions, quantum):
+        """run() past its argument checks and the completions."""
         if len(self._vcpus) > 1:
             return self._note_stop(self._run_all(max_instructions, quantum))
         budget = max_instructions or 0
@@ -884,19 +887,15 @@ class VM(MemoryMap, _Memory, Debugging):
         undo = []
         for w in self._vcpus:
             p = self._pending.pop(w.index, None)
-            if p is not None and w.rip == p[0]:
-                rip = p[0] + p[1]
-                ia32e = w.vmread(F.VM_ENTRY_CONTROLS) & _IA32E_MODE_GUEST
-                if not (ia32e and w.cs.access_rights & 0x2000):     # outside 64-bit code: EIP wraps
-                    rip &= 0xFFFFFFFF
-                intr = w.vmread(F.GUEST_INTERRUPTIBILITY_STATE)
-                left = self._pending_intr.pop(w.index, intr)
-                undo.append((w, w.rip, intr, w.entries, p, left))
-                w.rip = rip
-                # RESUME ends blocking by STI and by MOV SS (SDM Vol. 3C
-                # 25.4.2); a state written since the STOP is the user's.
-                if intr == left:
-                    w.vmwrite(F.GUEST_INTERRUPTIBILITY_STATE, intr & ~3)
+            if p is None:
+                continue
+            left = self._pending_intr.pop(w.index, None)
+            # RESUME's step (EIP wraps outside 64-bit code), ending blocking
+            # by STI and by MOV SS (SDM Vol. 3C 25.4.2) unless the state was
+            # written since the STOP: then it is the user's.
+            intr = w._complete(p[0], p[1], left)
+            if intr is not None:
+                undo.append((w, p[0], intr, w.entries, p, intr if left is None else left))
         return undo
 
     def _check_entry(self, v):
