@@ -459,7 +459,7 @@ ctypedef struct Cpu:
     uint64_t tlb_epoch    # advanced by a flush of everything, global entries included
     uint64_t tlb_ngen     # advanced by a flush of every non-global entry of every PCID
     uint64_t tlb_cfg      # the paging controls the entries were computed under (tlb_config)
-    int tlb_large         # an entry INVLPG must look for outside its slot may be present
+    uint32_t tlb_large    # where an entry INVLPG must look for outside its slot may be (core/mmu.pxi)
                           # (of a page larger than 4 KiB, or global with CR4.PCIDE = 1)
     uint64_t tlb_salt     # the current PCID's salt of the TLB index (core/mmu.pxi tlb_slot)
     uint32_t pcid_gen[4096]   # per PCID: advanced by a flush of its non-global entries

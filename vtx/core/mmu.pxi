@@ -131,6 +131,25 @@ cdef inline void tlb_flush_nonglobal(Cpu* c) noexcept nogil:
     c.tlb_gen += 1
 
 
+# Cpu.tlb_large: which entries INVLPG must look for outside the slot of its
+# own page.  An entry of a larger page (split into 4 KiB entries, each in its
+# own page's slot) sets the bit of its region, (lin >> lshift) ^ lshift mod 16;
+# a global entry with CR4.PCIDE (it may sit in another PCID's slot) sets bit
+# 31, which means "look always".  A set bit may be a collision: the look then
+# finds nothing, as before this summary, which only saves looking where no
+# such entry can be (INVLPG of a 4 KiB page in a guest that maps its kernel
+# with large pages: 4096 entries read per INVLPG otherwise).  Zero after a
+# flush of everything.
+cdef enum:
+    TLB_LARGE_ALWAYS = 1 << 31
+
+
+cdef inline uint32_t tlb_large_bit(uint64_t lin, int lshift) noexcept nogil:
+    if lshift != 21 and lshift != 22 and lshift != 30:
+        return TLB_LARGE_ALWAYS         # (no other large page size exists)
+    return 1U << (((lin >> lshift) ^ <uint64_t>lshift) & 15)
+
+
 cdef void tlb_invalidate_page(Cpu* c, uint64_t lin, uint32_t pcid, int globals_too) noexcept nogil:
     """Drop the entries that translate linear address lin in PCID pcid, and
     with globals_too the global ones whatever PCID filled them (INVLPG: the
@@ -142,7 +161,8 @@ cdef void tlb_invalidate_page(Cpu* c, uint64_t lin, uint32_t pcid, int globals_t
     if e.page == (lin >> 12) and (globals_too or not e.glob) and (e.glob or e.pcid == pcid):
         e.gen = 0
         e.epoch = 0
-    if c.tlb_large or pcid != tlb_pcid(c):
+    if (c.tlb_large & (TLB_LARGE_ALWAYS | tlb_large_bit(lin, 21) | tlb_large_bit(lin, 22) |
+                       tlb_large_bit(lin, 30))) or pcid != tlb_pcid(c):
         # Other PCIDs' entries for the page (global ones too) sit in other
         # slots, and a large page's in many: look at them all.
         for i in range(TLB_ENTRIES):
@@ -837,9 +857,11 @@ cdef int translate_slow(Cpu* c, uint64_t lin, int kind, int user, uint8_t** host
     e.pgen = c.pcid_gen[pcid]
     e.glob = (walk & WALK_GLOBAL) != 0
     e.lshift = <uint8_t>(walk >> WALK_SHIFT)
-    if e.lshift > 12 or (e.glob and (c.cr4 & CR4_PCIDE)):
+    if e.lshift > 12:
         # INVLPG must look beyond this page's slot for it (tlb_invalidate_page).
-        c.tlb_large = 1
+        c.tlb_large |= tlb_large_bit(lin, e.lshift)
+    if e.glob and (c.cr4 & CR4_PCIDE):
+        c.tlb_large |= TLB_LARGE_ALWAYS
     e.host = p - (hpa & 0xFFF)
     e.hpa = hpa & ~0xFFFULL
     e.perm = perm
