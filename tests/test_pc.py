@@ -623,3 +623,108 @@ def test_madt_and_cpuid_describe_every_vcpu():
     assert [tuple(madt[44 + 8 * i:44 + 8 * i + 5]) for i in (0, 63)] == [(0, 8, 0, 0, 1), (0, 8, 63, 63, 1)]
     assert madt[44 + 64 * 8:44 + 64 * 8 + 3] == bytes([1, 12, 0])
     assert [lapic.apic_id for lapic in big.lapics] == list(range(64))
+
+
+# --- Ctrl-C under interrupt storms, random writes to the APICs' registers ------
+
+IPI_STORM = gate(0x41, "ipi") + gate(0x02, "nmi") + LIDT + f"""
+    mov rbx, {APIC_BASE}
+    mov dword ptr [rbx + 0xF0], 0x1FF
+    sti
+1:  mov dword ptr [rbx + 0x310], 0x09000000  # APIC ID 9: no such processor
+    mov dword ptr [rbx + 0x300], 0x4041
+    mov dword ptr [rbx + 0x300], 0x80041     # fixed 41H to all including self
+    mov dword ptr [rbx + 0x300], 0xC0400     # NMI to all excluding self
+    jmp 1b
+ipi:
+    inc r12
+    mov dword ptr [rbx + 0xB0], 0
+    iretq
+nmi:
+    inc r13
+    iretq
+""" + IDTR
+
+
+def _storm(kind):
+    if kind == "pit":
+        return pc("""
+    mov al, 0x34
+    out 0x43, al
+    mov al, 2
+    out 0x40, al
+    xor al, al
+    out 0x40, al
+    sti
+1:  inc r13
+    jmp 1b
+""")
+    if kind == "apic timer":
+        m = PcMachine(memory=4 << 20, apic=True)
+        m.vm.load(0x1000, vtx.asm(APIC_TIMER_GUEST, bits=64))
+        m.vm.setup_long_mode(entry=0x1000)
+        return m
+    m = smp_pc()
+    start_in_long_mode(m, IPI_STORM)
+    return m
+
+
+@pytest.mark.parametrize("kind", ["pit", "apic timer", "ipi storm"])
+def test_ctrl_c_stops_an_interrupt_storm_and_the_machine_runs_on(kind):
+    """A guest with its timer at the fastest rate (or two vCPUs sending one
+    another IPIs and NMIs without end) and no budget: SIGINT, as Ctrl-C
+    sends it, ends PcMachine.run with KeyboardInterrupt, wherever it lands
+    (in the core, a device's handler or the platform's loop); every vCPU's
+    state still passes the VM-entry checks, and the next run keeps its
+    budget with the interrupts still coming."""
+    import os
+    import signal
+    import threading
+    m = _storm(kind)
+    m.run(max_instructions=20_000)                  # the storm is going
+    timer = threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            # Bounded, so that a missed signal fails the test instead of hanging it.
+            m.run(max_instructions=20_000_000_000)
+    finally:
+        timer.cancel()
+    assert [v.check_entry() for v in m.vcpus] == [None] * len(m.vcpus)
+    before = [v.r12 for v in m.vcpus]
+    retired = sum(v.instructions for v in m.vcpus)
+    assert m.run(max_instructions=100_000) == "budget"
+    assert 100_000 <= sum(v.instructions for v in m.vcpus) - retired < 110_000
+    assert all(v.r12 > b for v, b in zip(m.vcpus, before))     # interrupts still taken
+
+
+@pytest.mark.parametrize("seed, nmis", [(0, 1), (1, 1), (2, 1), (3, 0)])
+def test_random_writes_to_the_apic_and_io_apic_registers(seed, nmis):
+    """Every register of the local APIC page and the I/O APIC (through
+    IOREGSEL/IOWIN) written with random values of random sizes, and read
+    back, from a guest: each access is an emulated MMIO access; the machine
+    keeps its budget, raises nothing, and the memory outside the guest's RAM
+    (the hypervisor's bitmaps and EPT) is never touched."""
+    rnd = random.Random(seed)
+    body = []
+    for _ in range(400):
+        if rnd.random() < 0.7:
+            addr = APIC_BASE + rnd.randrange(0x40) * 0x10 + rnd.choice((0, 0, 0, 1, 2, 4, 8))
+        else:
+            addr = 0xFEC00000 + rnd.choice((0x00, 0x10, 0x20, 0x40, 0x3))
+        size, reg = rnd.choice(((1, "al"), (2, "ax"), (4, "eax"), (8, "rax")))
+        body.append(f"mov rbx, {addr:#x}\n    mov rax, {rnd.getrandbits(64):#x}\n"
+                    f"    mov [rbx], {reg}\n    mov {reg}, [rbx]")
+    m = PcMachine(memory=4 << 20, apic=True)
+    # An ICR write can send the vCPU an NMI (IF does not hold it): the guest
+    # counts them in R13.
+    m.vm.load(0x1000, vtx.asm(gate(2, "nmi") + LIDT + "\n    ".join(body)
+                              + "\n    sti\n1:  hlt\n    jmp 1b\nnmi:\n    inc r13\n    iretq\n" + IDTR, bits=64))
+    m.vm.setup_long_mode(entry=0x1000)
+    priv_tables = m.vm._machine.priv_bytes(0x1000)
+    assert m.run(max_instructions=300_000) == "halted"
+    # Every one of the 800 accesses was served (none faulted or got lost),
+    # and what the random writes left behind wakes nobody.
+    assert m.platform.stats()["exits"] == {vtx.ExitReason.EPT_VIOLATION: 800, vtx.ExitReason.HLT: 1}
+    assert m.vcpu.r13 == nmis
+    assert m.vm._machine.priv_bytes(0x1000) == priv_tables
