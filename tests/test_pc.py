@@ -728,3 +728,204 @@ def test_random_writes_to_the_apic_and_io_apic_registers(seed, nmis):
     assert m.platform.stats()["exits"] == {vtx.ExitReason.EPT_VIOLATION: 800, vtx.ExitReason.HLT: 1}
     assert m.vcpu.r13 == nmis
     assert m.vm._machine.priv_bytes(0x1000) == priv_tables
+
+
+# --- x2APIC mode (PcMachine(x2apic=True)) ----------------------------------------
+
+def _x2apic_eoi():
+    return """
+    push rcx
+    push rax
+    push rdx
+    mov ecx, 0x80B                # EOI
+    xor eax, eax
+    xor edx, edx
+    wrmsr
+    pop rdx
+    pop rax
+    pop rcx
+    iretq
+"""
+
+
+X2APIC_GUEST = gate(0x40, "tick") + gate(0x41, "ipi") + gate(0x0D, "gp") + LIDT + """
+    mov eax, 1
+    cpuid
+    mov r8d, ecx                  # CPUID.1:ECX (bit 21: x2APIC)
+    mov ecx, 0x1B
+    rdmsr
+    or eax, 0x400                 # EXTD: x2APIC mode
+    wrmsr
+    mov ecx, 0x802                # x2APIC ID
+    rdmsr
+    mov r9d, eax
+    mov ecx, 0x803                # version
+    rdmsr
+    mov r10d, eax
+    mov rbx, 0xFEE00030
+    mov r11d, dword ptr [rbx]     # the xAPIC page decodes nothing now
+    mov ecx, 0x80F                # SVR: enabled, spurious vector FFH
+    mov eax, 0x1FF
+    xor edx, edx
+    wrmsr
+    sti
+    mov ecx, 0x83F                # SELF IPI, vector 41H
+    mov eax, 0x41
+    wrmsr
+    mov r15d, r12d                # the IPI was taken before this instruction
+    mov ecx, 0x80B                # RDMSR of EOI (write-only): #GP
+    rdmsr
+    mov ecx, 0x808                # TPR with reserved bit 8: #GP
+    mov eax, 0x100
+    wrmsr
+    mov ecx, 0x1B                 # x2APIC -> xAPIC: #GP
+    rdmsr
+    and eax, ~0x400
+    wrmsr
+    mov ecx, 0x83E                # divide by 1
+    mov eax, 0xB
+    wrmsr
+    mov ecx, 0x832                # LVT timer: periodic, vector 40H
+    mov eax, 0x20040
+    wrmsr
+    mov ecx, 0x838                # initial count 250: 10 us at 25 MHz
+    mov eax, 250
+    wrmsr
+1:  hlt
+    cmp r13, 3
+    jb 1b
+    mov ecx, 0x832                # masked
+    mov eax, 0x30040
+    wrmsr
+    mov al, 0
+    out 0xf4, al
+tick:
+    inc r13""" + _x2apic_eoi() + """
+ipi:
+    inc r12""" + _x2apic_eoi() + """
+gp:
+    inc r14
+    add qword ptr [rsp + 8], 2    # over the 2-byte RDMSR/WRMSR (past the error code)
+    add rsp, 8
+    iretq
+""" + IDTR
+
+
+def test_x2apic_mode_serves_the_apic_msrs():
+    """With x2apic=True CPUID.1:ECX[21] is set, IA32_APIC_BASE.EXTD turns
+    the APIC to x2APIC mode (SDM Vol. 3A 11.12.1), and RDMSR/WRMSR of
+    800H-8FFH reach it: the ID and version, a self-IPI taken right after its
+    WRMSR, #GP(0) for a read of the write-only EOI, a reserved TPR bit and
+    the x2APIC -> xAPIC transition (11.12.1.2, 11.12.5), the periodic timer
+    with its EOIs; the xAPIC page reads all ones."""
+    m = PcMachine(memory=4 << 20, apic=True, x2apic=True)
+    m.vm.load(0x1000, vtx.asm(X2APIC_GUEST, bits=64))
+    m.vm.setup_long_mode(entry=0x1000)
+    assert m.run(max_instructions=1_000_000) == "debug-exit 1"
+    v = m.vcpu
+    assert v.r8 >> 21 & 1 == 1 and v.r8 >> 31 & 1 == 1       # x2APIC, hypervisor
+    assert m.lapic.x2apic_mode and m.lapic.base_msr == 0xFEE00000 | 0xD00   # EN, EXTD, BSP
+    assert (v.r9, v.r10, v.r11) == (0, 0x50014, 0xFFFFFFFF)
+    assert (v.r12, v.r15) == (1, 1)
+    assert v.r14 == 3 and v.r13 == 3
+    # Three periods of 10 us after the initial count was written.
+    assert 30_000 <= m.clock.now_ns() < 30_200
+    exits = m.platform.stats()["exits"]
+    assert exits[vtx.ExitReason.RDMSR] == 5 and exits[vtx.ExitReason.WRMSR] == 13
+    assert exits[vtx.ExitReason.EPT_VIOLATION] == 1             # the one xAPIC-page read
+
+
+def test_without_x2apic_extd_is_reserved():
+    """apic=True alone: CPUID.1:ECX[21] is clear, so IA32_APIC_BASE bit 10
+    is reserved (#GP(0)) and the APIC stays in xAPIC mode; the x2APIC MSRs
+    are not served (#GP(0), the model has no such MSRs)."""
+    m = PcMachine(memory=4 << 20, apic=True)
+    m.vm.load(0x1000, vtx.asm(gate(0x0D, "gp") + LIDT + """
+    mov eax, 1
+    cpuid
+    mov r8d, ecx
+    mov ecx, 0x1B
+    rdmsr
+    or eax, 0x400
+    wrmsr
+    mov ecx, 0x802
+    rdmsr
+    hlt
+gp:
+    inc r14
+    add qword ptr [rsp + 8], 2
+    add rsp, 8
+    iretq
+""" + IDTR, bits=64))
+    m.vm.setup_long_mode(entry=0x1000)
+    assert m.run(max_instructions=10_000) == "halted"
+    assert m.vcpu.r8 >> 21 & 1 == 0 and m.vcpu.r14 == 2
+    assert not m.lapic.x2apic_mode and m.lapic.base_msr == 0xFEE00000 | 0x900
+    with pytest.raises(ValueError, match="x2apic=True needs apic=True"):
+        PcMachine(memory=4 << 20, x2apic=True)
+
+
+def test_x2apic_ipis_between_two_vcpus():
+    """Two vCPUs in x2APIC mode: the BSP sends fixed IPIs by WRMSR of the
+    64-bit ICR (830H) with the destination x2APIC ID in bits 63:32 (SDM Vol.
+    3A 11.12.9), the AP answers each one, and an ICR with reserved bits set
+    is #GP(0) (11.12.1.3)."""
+    m = PcMachine(memory=4 << 20, apic=True, cpus=2, x2apic=True)
+    start_in_long_mode(m, gate(0x41, "ping") + gate(0x42, "pong") + gate(0x0D, "gp") + LIDT + """
+    mov ecx, 0x1B
+    rdmsr
+    or eax, 0x400
+    wrmsr
+    mov ecx, 0x80F
+    mov eax, 0x1FF
+    xor edx, edx
+    wrmsr
+    mov ecx, 0x802
+    rdmsr
+    test eax, eax
+    jnz ap
+1:  cmp dword ptr [0x704], 1      # the AP's APIC is enabled
+    jne 1b
+    mov ecx, 0x830
+    mov eax, 0x100041             # reserved bit 20: #GP
+    mov edx, 1
+    wrmsr
+2:  cli
+    inc r13
+    mov ecx, 0x830
+    mov eax, 0x41                 # fixed 41H, physical, to x2APIC ID 1
+    mov edx, 1
+    wrmsr
+3:  sti
+    hlt
+    cli
+    cmp r12, r13
+    jne 3b
+    cmp r13, 10
+    jne 2b
+    mov al, 0
+    out 0xf4, al
+ap:
+    mov dword ptr [0x704], 1
+    sti
+4:  hlt
+    jmp 4b
+ping:                             # on the AP: 42H back to x2APIC ID 0
+    inc r12
+    mov ecx, 0x830
+    mov eax, 0x42
+    xor edx, edx
+    wrmsr""" + _x2apic_eoi() + """
+pong:
+    inc r12""" + _x2apic_eoi() + """
+gp:
+    inc r14
+    add qword ptr [rsp + 8], 2
+    add rsp, 8
+    iretq
+""" + IDTR)
+    assert m.run(max_instructions=1_000_000) == "debug-exit 1"
+    bsp, ap = m.vcpus
+    assert (bsp.r13, bsp.r12, ap.r12, bsp.r14, ap.r14) == (10, 10, 10, 1, 0)
+    assert all(lapic.x2apic_mode for lapic in m.lapics)
+    assert m.ipis["fixed"] == 20

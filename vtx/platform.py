@@ -147,29 +147,39 @@ class Platform:
                 dev.mmio_write(gpa, size, value)
             finally:
                 self._writer = None
-            if self._deferred:
-                vcpu.end_run_after(1)
-            if not self._in_run:
-                return 0                # a vm.run of the user's own: its budget is the user's
-            if self._pending(vcpu) and not self._windows[vcpu.index]:
-                vcpu.end_run_after(1)
-            elif self._kick:
-                # An IPI to another vCPU: let it run now (the sender
-                # usually waits for its answer).
-                self._kick = False
-                vcpu.end_run_after(1)
-            elif timer:
-                d = dev.next_deadline()
-                if d is not None and d < self._slice_end:
-                    now = self.clock.now_ns()
-                    vcpu.end_run_after(max(1, (d - now) // max(1, getattr(self.clock, "ns_per_instruction", 1))))
-                    # With several vCPUs the run goes on with the next one:
-                    # the turn hook ends it at the deadline.
-                    self._slice_end = d
+            self.after_write(vcpu, dev if timer else None)
             return 0
         serve.device = device
         serve.name = getattr(device[0] if per_vcpu else device, "name", "device")
         return serve
+
+    def after_write(self, vcpu, timer=None):
+        """What the platform looks at after ``vcpu`` wrote a device register
+        inside a run (an MMIO store served by :meth:`mmio_target`, or a
+        WRMSR exit a handler serves, as the PC's x2APIC MSRs): a signal the
+        vCPU sent itself, an interrupt now pending, or an IPI to another
+        vCPU ends the run after one more instruction, so the platform
+        delivers it at once; a deadline of ``timer`` (the device written,
+        if it is a timer) now inside the slice ends the run there."""
+        if self._deferred:
+            vcpu.end_run_after(1)
+        if not self._in_run:
+            return                      # a vm.run of the user's own: its budget is the user's
+        if self._pending(vcpu) and not self._windows[vcpu.index]:
+            vcpu.end_run_after(1)
+        elif self._kick:
+            # An IPI to another vCPU: let it run now (the sender
+            # usually waits for its answer).
+            self._kick = False
+            vcpu.end_run_after(1)
+        elif timer is not None:
+            d = timer.next_deadline()
+            if d is not None and d < self._slice_end:
+                now = self.clock.now_ns()
+                vcpu.end_run_after(max(1, (d - now) // max(1, getattr(self.clock, "ns_per_instruction", 1))))
+                # With several vCPUs the run goes on with the next one:
+                # the turn hook ends it at the deadline.
+                self._slice_end = d
 
     def set_irq(self, line, level):
         """The router the devices' IrqLines call: to the interrupt controller
