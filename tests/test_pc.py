@@ -929,3 +929,90 @@ gp:
     assert (bsp.r13, bsp.r12, ap.r12, bsp.r14, ap.r14) == (10, 10, 10, 1, 0)
     assert all(lapic.x2apic_mode for lapic in m.lapics)
     assert m.ipis["fixed"] == 20
+
+
+TSC_DEADLINE_GUEST = gate(0x40, "tick") + gate(0x0D, "gp") + LIDT + f"""
+    mov eax, 1
+    cpuid
+    mov r8d, ecx                  # CPUID.1:ECX (bit 24: TSC deadline)
+    mov rbx, {APIC_BASE}
+    mov dword ptr [rbx + 0xF0], 0x1FF
+    mov dword ptr [rbx + 0x320], 0x40040     # LVT timer: TSC-deadline mode, vector 40H
+    rdtsc
+    shl rdx, 32
+    or rax, rdx
+    add rax, 5000
+    mov r9, rax                   # the deadline: 5 us from now
+    mov rdx, rax
+    shr rdx, 32
+    mov ecx, 0x6E0
+    wrmsr
+    sti
+1:  hlt
+    test r13, r13
+    jz 1b
+    mov ecx, 0x6E0                # cleared when it fired
+    rdmsr
+    mov r11d, eax
+    mov rsi, r10                  # the first interrupt's RDTSC
+    mov eax, 1                    # a deadline already passed: at once
+    xor edx, edx
+    wrmsr
+    mov r15, r13
+    mov dword ptr [rbx + 0x320], 0x40 # one-shot mode: the MSR is ignored and reads 0
+    mov eax, -1
+    mov edx, 0x7fffffff
+    wrmsr
+    rdmsr
+    mov r14d, eax
+    mov al, 0
+    out 0xf4, al
+tick:
+    push rax
+    push rdx
+    rdtsc
+    shl rdx, 32
+    or rax, rdx
+    mov r10, rax
+    inc r13
+    mov dword ptr [rbx + 0xB0], 0
+    pop rdx
+    pop rax
+    iretq
+gp:
+    inc r12
+    add qword ptr [rsp + 8], 2
+    add rsp, 8
+    iretq
+""" + IDTR
+
+
+def test_tsc_deadline_mode():
+    """tsc_deadline=True: CPUID.1:ECX[24] is set and IA32_TSC_DEADLINE
+    (6E0H) arms the APIC timer in TSC-deadline mode (SDM Vol. 3A 11.5.4.1):
+    the interrupt comes when the TSC reaches the deadline, the MSR reads 0
+    after it fired, a deadline already passed fires right after its WRMSR,
+    and in one-shot mode a write is ignored and the MSR reads 0."""
+    m = PcMachine(memory=4 << 20, apic=True, tsc_deadline=True)
+    m.vm.load(0x1000, vtx.asm(TSC_DEADLINE_GUEST, bits=64))
+    m.vm.setup_long_mode(entry=0x1000)
+    assert m.run(max_instructions=1_000_000) == "debug-exit 1"
+    v = m.vcpu
+    assert v.r8 >> 24 & 1 == 1
+    # The halted guest skipped ahead to the deadline: its handler's RDTSC,
+    # two PUSHes into it, reads the deadline plus those two instructions.
+    assert v.rsi == v.r9 + 2
+    assert (v.r11, v.r15, v.r13, v.r14, v.r12) == (0, 2, 2, 0, 0)
+    assert m.lapic.tsc_deadline == 0
+
+
+def test_without_tsc_deadline_the_msr_is_not_there():
+    m = PcMachine(memory=4 << 20, apic=True)
+    m.vm.load(0x1000, vtx.asm(TSC_DEADLINE_GUEST, bits=64))
+    m.vm.setup_long_mode(entry=0x1000)
+    assert m.run(max_instructions=100_000) == "halted"          # for good: no timer is armed
+    v = m.vcpu
+    assert v.r8 >> 24 & 1 == 0
+    assert v.r12 == 1 and v.r13 == 0          # WRMSR 6E0H: #GP(0), and no timer interrupt
+    with pytest.raises(ValueError, match="tsc_deadline=True needs apic=True"):
+        PcMachine(memory=4 << 20, tsc_deadline=True)

@@ -27,7 +27,7 @@ APIC bus (docs/architecture.rst, "Several vCPUs on the platform").
 
 from . import devices as _dev
 from .cpu_model import CpuModel
-from .devices.lapic import BASE_EXTD, ApicGp
+from .devices.lapic import BASE_EXTD, MSR_TSC_DEADLINE, ApicGp
 from .platform import Platform
 from .spec import EntryControls, ProcBased, ProcBased2, VmcsField as F
 from .vm import RESUME, RETRY, STOP, VM
@@ -40,6 +40,8 @@ CPUID_HYPERVISOR = 1 << 31
 CPUID_APIC = 1 << 9
 #: x2APIC: CPUID.1:ECX[21], likewise the platform's to say (``x2apic``).
 CPUID_X2APIC = 1 << 21
+#: The APIC timer's TSC-deadline mode: CPUID.1:ECX[24] (``tsc_deadline``).
+CPUID_TSC_DEADLINE = 1 << 24
 #: ISA IRQ -> I/O APIC input (the MADT's Interrupt Source Override): the
 #: PIT's IRQ 0 is wired to input 2, as on PCs (input 0 takes the 8259's INTR).
 ISA_TO_GSI = {0: 2}
@@ -151,10 +153,12 @@ class PcMachine:
     (``machine.lapics``, APIC IDs 0 to N-1).  ``x2apic`` (needs ``apic``):
     CPUID offers the x2APIC, and a guest that sets IA32_APIC_BASE.EXTD
     reaches its APIC's registers by RDMSR/WRMSR of MSRs 800H-8FFH (SDM Vol.
-    3A 11.12); without it EXTD is a reserved bit (#GP)."""
+    3A 11.12); without it EXTD is a reserved bit (#GP).  ``tsc_deadline``
+    (needs ``apic``): CPUID offers the timer's TSC-deadline mode and
+    IA32_TSC_DEADLINE (6E0H) is the APIC's (SDM Vol. 3A 11.5.4.1)."""
 
     def __init__(self, memory=256 << 20, cpu=None, console=None, clock=None, apic=False, cpus=1,
-                 x2apic=False):
+                 x2apic=False, tsc_deadline=False):
         from .vm import MAX_VCPUS
         if isinstance(cpus, bool) or not isinstance(cpus, int) or not 1 <= cpus <= MAX_VCPUS:
             raise ValueError(f"cpus is an int in [1, {MAX_VCPUS}], not {cpus!r}")
@@ -163,7 +167,10 @@ class PcMachine:
                              "take their interrupts, through their local APICs")
         if x2apic and not apic:
             raise ValueError("x2apic=True needs apic=True: the x2APIC is a mode of the local APIC")
+        if tsc_deadline and not apic:
+            raise ValueError("tsc_deadline=True needs apic=True: the TSC deadline is the local APIC timer's")
         self.x2apic = bool(x2apic)
+        self.tsc_deadline = bool(tsc_deadline)
         if cpu is None:
             cpu = apic_cpu_model() if apic else legacy_cpu_model()
         self.vm = VM(memory=memory, cpu=cpu)
@@ -264,6 +271,8 @@ class PcMachine:
                 # MSRs 800H-8FFH (SDM Vol. 3A Table 11-6) exit too: the
                 # APIC is the platform's device, not the model's.
                 priv[_MSR_BITMAP + off + (0x800 >> 3):_MSR_BITMAP + off + (0x900 >> 3)] = b"\xff" * 32
+            if self.tsc_deadline:
+                priv[_MSR_BITMAP + off + (MSR_TSC_DEADLINE >> 3)] |= 1 << (MSR_TSC_DEADLINE & 7)
         del priv
 
     def _connect(self, vcpu, lapic):
@@ -332,7 +341,9 @@ class PcMachine:
 
     def _x2apic_msr(self, vcpu, exit):
         """RDMSR/WRMSR of an x2APIC register (MSR 800H + offset / 16, SDM
-        Vol. 3A 11.12.1.2): served by the vCPU's own APIC, #GP(0) for every
+        Vol. 3A 11.12.1.2), or of IA32_TSC_DEADLINE (11.5.4.1: a write
+        arms the timer in TSC-deadline mode and is ignored in the others,
+        which read 0): served by the vCPU's own APIC, #GP(0) for every
         condition of 11.12.1.2-11.12.1.3 (not in x2APIC mode, a reserved or
         write-only/read-only register, reserved bits).  After a write the
         platform looks at what it changed, as after an MMIO store: an
@@ -400,6 +411,8 @@ class PcMachine:
                 c |= CPUID_HYPERVISOR
                 if self.x2apic:
                     c |= CPUID_X2APIC
+                if self.tsc_deadline:
+                    c |= CPUID_TSC_DEADLINE
                 if self.lapic is not None:
                     d |= CPUID_APIC           # the platform's local APIC is on the "chip"
         vcpu.rax, vcpu.rbx, vcpu.rcx, vcpu.rdx = a, b, c, d
@@ -419,13 +432,13 @@ class PcMachine:
 
     def _msr(self, vcpu, exit):
         """MSR exits: IA32_APIC_BASE with an APIC, the x2APIC MSRs with
-        ``x2apic``; the MSRs the bitmap cannot
+        ``x2apic``, IA32_TSC_DEADLINE with ``tsc_deadline``; the MSRs the bitmap cannot
         cover (outside 0-1FFFH and C0000000H-C0001FFFH always exit, SDM Vol.
         3C 26.1.3) are not the model's: #GP(0), as for a missing MSR."""
         msr = vcpu.rcx & 0xFFFFFFFF
         if self.lapics and msr == 0x1B:
             return self._apic_msr(vcpu, exit)
-        if self.x2apic and 0x800 <= msr <= 0x8FF:
+        if (self.x2apic and 0x800 <= msr <= 0x8FF) or (self.tsc_deadline and msr == MSR_TSC_DEADLINE):
             return self._x2apic_msr(vcpu, exit)
         vcpu.inject(13, error_code=0)
         return RETRY
