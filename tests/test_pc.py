@@ -1016,3 +1016,52 @@ def test_without_tsc_deadline_the_msr_is_not_there():
     assert v.r12 == 1 and v.r13 == 0          # WRMSR 6E0H: #GP(0), and no timer interrupt
     with pytest.raises(ValueError, match="tsc_deadline=True needs apic=True"):
         PcMachine(memory=4 << 20, tsc_deadline=True)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_random_x2apic_msr_writes_from_a_guest(seed):
+    """In x2APIC mode, random values written to random MSRs 800H-8FFH and
+    read back: every access is a RDMSR/WRMSR exit the APIC serves, each one
+    the SDM makes #GP (11.12.1.2-11.12.1.3) is a #GP(0) the guest takes (as
+    many as a LocalApic of its own refuses the same accesses with), nothing
+    raises, and the memory outside RAM is untouched."""
+    from vtx.devices import ApicGp, InstructionClock, LocalApic
+    rnd = random.Random(seed)
+    accesses = []
+    for _ in range(300):
+        msr = 0x800 + rnd.randrange(0x40) if rnd.random() < 0.9 else 0x800 + rnd.randrange(0x100)
+        accesses.append((msr, rnd.getrandbits(64) if rnd.random() < 0.5 else rnd.getrandbits(32)))
+    ref = LocalApic(InstructionClock(lambda: 0))       # which accesses #GP does not depend on time
+    ref.set_base_msr(ref.base_msr | 0x400)
+    gps = 0
+    for msr, value in accesses:
+        for op in (lambda: ref.msr_write(msr, value), lambda: ref.msr_read(msr)):
+            try:
+                op()
+            except ApicGp:
+                gps += 1
+    body = "\n    ".join(f"mov ecx, {msr:#x}\n    mov eax, {v & 0xFFFFFFFF:#x}\n    mov edx, {v >> 32:#x}\n"
+                         "    wrmsr\n    rdmsr" for msr, v in accesses)
+    m = PcMachine(memory=4 << 20, apic=True, x2apic=True)
+    m.vm.load(0x1000, vtx.asm(gate(0x0D, "gp") + LIDT + """
+    mov ecx, 0x1B
+    rdmsr
+    or eax, 0x400
+    wrmsr
+    """ + body + """
+    sti
+1:  hlt
+    jmp 1b
+gp:
+    inc r14
+    add qword ptr [rsp + 8], 2
+    add rsp, 8
+    iretq
+""" + IDTR, bits=64))
+    m.vm.setup_long_mode(entry=0x1000)
+    priv_tables = m.vm._machine.priv_bytes(0x1000)
+    assert m.run(max_instructions=300_000) == "halted"
+    assert m.platform.stats()["exits"] == {vtx.ExitReason.RDMSR: 301, vtx.ExitReason.WRMSR: 301,
+                                           vtx.ExitReason.HLT: 1}
+    assert m.vcpu.r14 == gps > 100
+    assert m.vm._machine.priv_bytes(0x1000) == priv_tables
