@@ -113,6 +113,8 @@ def test_string_io_into_nothing_is_a_clear_error():
     hlt""")
     with pytest.raises(vtx.GuestMemoryError, match="neither memory nor a device"):
         m.run(max_instructions=10_000)
+    # Not one iteration was done: the registers say so, RIP is on the REP INSB.
+    assert (m.vcpu.rcx, m.vcpu.rdi, m.vm.read(m.vcpu.rip, 2)) == (4, 0xFEB00000, b"\xf3\x6c")
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -1065,3 +1067,73 @@ gp:
                                            vtx.ExitReason.HLT: 1}
     assert m.vcpu.r14 == gps > 100
     assert m.vm._machine.priv_bytes(0x1000) == priv_tables
+
+
+DMA_GUEST = """
+    mov rdi, 0x10000000
+    mov rcx, 0x4000000            # 256 MiB of dwords
+    mov dx, 0x3f8 + 7
+    cld
+    rep insd
+    hlt
+"""
+
+
+def _dma_pc():
+    """A guest streaming the UART's scratch register into a 256 MiB MMIO
+    device with one REP INSD (the platform emulates string I/O)."""
+    m = PcMachine(memory=4 << 20)
+    writes = [0, None]          # how many, the last address
+
+    def dma(vcpu, gpa, size, w, v):
+        # No call after the side effect: a signal cannot land between this
+        # write and the platform counting its iteration.
+        writes[0] += 1
+        writes[1] = gpa
+        return 0
+    m.vm.map_mmio(0x10000000, 0x10000000, dma)
+    m.vm.load(0x1000, vtx.asm(DMA_GUEST, bits=64))
+    m.vm.setup_long_mode(entry=0x1000)
+    return m, writes
+
+
+def test_rep_string_io_at_mmio_keeps_the_budget():
+    """A REP INSD of 2**26 elements into MMIO: the platform emulates it a
+    chunk at a time, with RCX and RDI after each iteration as the processor
+    leaves them, RIP on the instruction until it is done; the iterations are
+    steps of the budget, which ends the run exactly (4 instructions and
+    99,996 iterations); the next runs go on where it stopped."""
+    m, writes = _dma_pc()
+    priv_tables = m.vm._machine.priv_bytes(0x1000)
+    rip = 0x1000 + len(vtx.asm(DMA_GUEST.split("rep insd")[0], bits=64))
+    for budget, done in ((100_000, 99_996), (1000, 100_996), (1, 100_997)):
+        assert m.run(max_instructions=budget) == "budget"
+        v = m.vcpu
+        assert (v.rip, v.rcx, v.rdi, v.instructions) == (rip, 0x4000000 - done, 0x10000000 + 4 * done, 4)
+        assert m.platform.string_iterations == done == writes[0]
+        assert writes[1] == 0x10000000 + 4 * (done - 1)
+    assert m.vm._machine.priv_bytes(0x1000) == priv_tables
+
+
+def test_ctrl_c_in_the_middle_of_a_rep_string_io():
+    """SIGINT while the platform emulates the REP INSD: KeyboardInterrupt,
+    and RCX and RDI agree with the device's writes (as after an iteration),
+    so the next run goes on with the rest."""
+    import os
+    import signal
+    import threading
+    m, writes = _dma_pc()
+    timer = threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            m.run(max_instructions=0x4000000)      # bounded: a missed signal fails instead of hanging
+    finally:
+        timer.cancel()
+    v = m.vcpu
+    done = writes[0]
+    assert 0 < done < 0x4000000
+    assert (v.rcx, v.rdi) == (0x4000000 - done, 0x10000000 + 4 * done)
+    assert m.vm.read(v.rip, 2) == b"\xf3\x6d"                  # on the REP INSD
+    assert m.run(max_instructions=1000) == "budget"
+    assert writes[0] == done + 1000 and v.rcx == 0x4000000 - done - 1000
