@@ -8,6 +8,7 @@ import pytest
 import vtx
 from guest_idt import IDTR, LIDT, gate
 from vtx.pc import PcMachine
+from vtx.platform import Platform
 
 PIC_INIT = """
     mov al, 0x11
@@ -1137,3 +1138,49 @@ def test_ctrl_c_in_the_middle_of_a_rep_string_io():
     assert m.vm.read(v.rip, 2) == b"\xf3\x6d"                  # on the REP INSD
     assert m.run(max_instructions=1000) == "budget"
     assert writes[0] == done + 1000 and v.rcx == 0x4000000 - done - 1000
+
+
+def test_an_interrupt_is_taken_between_two_chunks_of_a_rep_ins():
+    """An interrupt request raised while the platform does a REP INSD (here
+    by the device the INSD writes to, at its 1500th write) is injected when
+    the chunk ends: the guest's handler runs with RIP on the REP INSD and
+    RCX counting what is left (SDM Vol. 2 REP), and after its IRET the
+    instruction goes on to the end."""
+    m = PcMachine(memory=4 << 20)
+    writes = [0]
+
+    def dev(vcpu, gpa, size, w, v):
+        writes[0] += 1
+        if writes[0] == 1500:
+            # IRQ 3 rises (edge triggered; an 8259A wants the line high
+            # until the INTA, so it stays up: no second edge follows).
+            m.platform.set_irq(3, 1)
+        return 0
+    m.vm.map_mmio(0x10000000, 0x100000, dev)
+    m.vm.load(0x1000, vtx.asm(gate(0x23, "irq3") + LIDT + PIC_INIT + """
+    mov al, 0xf7                  # only IRQ 3 (COM2's line, which nothing else drives)
+    out 0x21, al
+    mov rdi, 0x10000000
+    mov rcx, 5000
+    mov dx, 0x3f8 + 7
+    cld
+    sti
+    nop                           # past the STI shadow
+    rep insd
+    hlt
+irq3:
+    inc r12
+    mov r13, rcx
+    mov r14, [rsp]                # the return RIP
+    push rax
+    mov al, 0x20
+    out 0x20, al
+    pop rax
+    iretq
+""" + IDTR, bits=64))
+    m.vm.setup_long_mode(entry=0x1000)
+    assert m.run(max_instructions=100_000) == "halted"
+    v = m.vcpu
+    assert v.r12 == 1 and v.r13 == 5000 - 2 * Platform.STRING_CHUNK     # after the chunk of the 1500th
+    assert v.r14 == v.rip - 2                    # the REP INSD (F3 6D), before the HLT
+    assert v.rcx == 0 and v.rdi == 0x10000000 + 4 * 5000 and writes[0] == 5000
