@@ -1184,3 +1184,34 @@ irq3:
     assert v.r12 == 1 and v.r13 == 5000 - 2 * Platform.STRING_CHUNK     # after the chunk of the 1500th
     assert v.r14 == v.rip - 2                    # the REP INSD (F3 6D), before the HLT
     assert v.rcx == 0 and v.rdi == 0x10000000 + 4 * 5000 and writes[0] == 5000
+
+
+def test_snapshot_of_a_pc_in_x2apic_mode_replays_and_needs_the_same_options(tmp_path):
+    """A PC saved with its APIC in x2APIC mode replays in another PC built
+    the same way (the same ticks, #GPs and time); a PC built without
+    x2apic refuses the file, naming both sets of options, and is left as
+    it was."""
+    def made(**kw):
+        m = PcMachine(memory=4 << 20, apic=True, **kw)
+        m.vm.load(0x1000, vtx.asm(X2APIC_GUEST, bits=64))
+        m.vm.setup_long_mode(entry=0x1000)
+        return m
+    m = made(x2apic=True)
+    assert m.run(max_instructions=70) == "budget" and m.lapic.x2apic_mode
+    path = tmp_path / "x2apic.snap"
+    m.save(path)
+    assert m.run(max_instructions=1_000_000) == "debug-exit 1"
+    first = (m.vcpu.r13, m.vcpu.r14, m.vcpu.rip, m.clock.now_ns())
+    other = made(x2apic=True)
+    other.restore(path)
+    assert other.lapic.x2apic_mode
+    assert other.run(max_instructions=1_000_000) == "debug-exit 1"
+    assert (other.vcpu.r13, other.vcpu.r14, other.vcpu.rip, other.clock.now_ns()) == first
+    plain = made()
+    before = (plain.vcpu.rip, plain.vcpu.rsp, plain.vm.read(0, 0x10000), plain.lapic.base_msr)
+    with pytest.raises(vtx.SnapshotError) as e:
+        plain.restore(path)
+    assert str(e.value) == (f"{path} is a snapshot of a PC built with {{'apic': True, 'cpus': 1, "
+                            "'tsc_deadline': False, 'x2apic': True}, this one is built with {'apic': True, "
+                            "'cpus': 1, 'tsc_deadline': False, 'x2apic': False}")
+    assert (plain.vcpu.rip, plain.vcpu.rsp, plain.vm.read(0, 0x10000), plain.lapic.base_msr) == before

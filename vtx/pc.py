@@ -503,7 +503,13 @@ class PcMachine:
         """Save the whole machine: the VM (processor, VMCS, memory) and every
         device's state (vtx.snapshot; a file that does not fit is refused
         with a SnapshotError and changes nothing)."""
-        return self.vm.save(path, extra={"platform": self.platform.get_state()})
+        return self.vm.save(path, extra={"platform": self.platform.get_state(), "pc": self._options()})
+
+    def _options(self):
+        """What the PC was built with that its exit handling depends on (the
+        devices alone do not tell x2APIC or TSC-deadline support apart)."""
+        return {"apic": bool(self.lapics), "cpus": len(self.vcpus), "tsc_deadline": self.tsc_deadline,
+                "x2apic": self.x2apic}
 
     def restore(self, path):
         """Bring the machine back to a state :meth:`save` wrote."""
@@ -517,6 +523,10 @@ class PcMachine:
         if names != [d.name for d in self.platform.devices]:
             raise SnapshotError(f"the snapshot's devices {names} are not this PC's "
                                 f"{[d.name for d in self.platform.devices]}")
+        options = snap.extra.get("pc")          # (absent from snapshots of earlier versions)
+        if options is not None and options != self._options():
+            raise SnapshotError(f"{path} is a snapshot of a PC built with {dict(sorted(options.items()))}, "
+                                f"this one is built with {self._options()}")
         snapshot.apply(snap, self.vm)
         self.platform.set_state(state)
         if self.lapics:
