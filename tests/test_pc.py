@@ -1215,3 +1215,38 @@ def test_snapshot_of_a_pc_in_x2apic_mode_replays_and_needs_the_same_options(tmp_
                             "'tsc_deadline': False, 'x2apic': True}, this one is built with {'apic': True, "
                             "'cpus': 1, 'tsc_deadline': False, 'x2apic': False}")
     assert (plain.vcpu.rip, plain.vcpu.rsp, plain.vm.read(0, 0x10000), plain.lapic.base_msr) == before
+
+
+def test_rep_ins_into_a_page_not_present_is_a_page_fault():
+    """A REP INSB that runs from a mapped page into one whose PDE the guest
+    cleared: #PF (SDM Vol. 3A 4.7) after the iterations on the mapped page,
+    CR2 the first address of the other, error code W (INS writes memory,
+    not present, supervisor), RIP on the instruction and RCX counting what
+    is left; the handler maps the page again and the IRET goes on with the
+    rest."""
+    m = pc("""
+    mov rax, cr3
+    lea rbx, [rax + 0x2000 + 8]   # the PDE of 200000H-3FFFFFH (vtx.vm.long_mode_tables)
+    mov qword ptr [rbx], 0
+    invlpg [0x200000]
+    mov dx, 0x3f8 + 7             # the UART's scratch register
+    mov al, 0x5a
+    out dx, al
+    mov rdi, 0x1ffff8
+    mov ecx, 16
+    cld
+    rep insb
+    hlt
+pf:
+    mov r13, cr2
+    mov r14, [rsp]                # the error code
+    mov r15, rcx
+    mov qword ptr [rbx], 0x200083
+    add rsp, 8
+    iretq
+""".replace("    mov rax, cr3", gate(0x0E, "pf") + "    mov rax, cr3", 1), memory=8 << 20)   # stack and tables above 6 MiB
+    assert m.run(max_instructions=10_000) == "halted"
+    v = m.vcpu
+    assert (v.r13, v.r14, v.r15) == (0x200000, 0b010, 8)
+    assert v.rcx == 0 and v.rdi == 0x200008
+    assert m.vm.read(0x1FFFF8, 16) == b"\x5a" * 16

@@ -23,7 +23,7 @@ the platform").
 """
 
 from .devices.base import InstructionClock
-from .errors import ArgumentError, GuestMemoryError, VtxError
+from .errors import ArgumentError, GuestMemoryError
 from .spec import ProcBased, VmcsField as F
 from .vm import RESUME, RETRY, STOP
 
@@ -412,12 +412,14 @@ class Platform:
         reg = "rdi" if is_in else "rsi"
         done = 0
         start, rcx = getattr(vcpu, reg), vcpu.rcx
+        user = (vcpu.ss.access_rights >> 5) & 3 == 3       # CPL = SS.DPL (SDM Vol. 3A 5.5)
+        fault = None
         try:
             for _ in range(count):
-                gpa = self.vm.translate(lin, vcpu, write=is_in)
+                gpa = self.vm.translate(lin, vcpu, write=is_in, user=user)
                 if gpa is None:
-                    raise VtxError(f"string I/O at port {port:#x}: linear address {lin:#x} is not mapped "
-                                   f"(the model emulates INS/OUTS through present pages only)")
+                    fault = lin
+                    break
                 if is_in:
                     value = dev.io_read(port, size) if dev is not None else (1 << (8 * size)) - 1
                     self._mem_write(vcpu, gpa, size, value & ((1 << (8 * size)) - 1))
@@ -438,6 +440,16 @@ class Platform:
                     vcpu.rcx = (rcx & ~amask) | ((rcx - done) & amask)
             self.string_iterations += done
             self._slice_string += done
+        if fault is not None:
+            # The element's page is not mapped, or not for this access: #PF
+            # (SDM Vol. 3A 4.7) with CR2 the linear address, P if the page
+            # is present (a protection fault), W/R for INS (it writes
+            # memory), U/S at CPL 3; RIP stays on the instruction, RCX and
+            # RDI/RSI say which iterations were done (SDM Vol. 2 REP).
+            present = self.vm.translate(fault, vcpu) is not None
+            vcpu.cr2 = fault
+            vcpu.inject(14, error_code=int(present) | (2 if is_in else 0) | (4 if user else 0))
+            return RETRY
         if not rep or not vcpu.rcx & amask:
             return None
         # Iterations left: RIP stays on the instruction.
