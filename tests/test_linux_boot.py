@@ -179,3 +179,22 @@ def test_snapshot_replays_a_kernel_booting_on_two_vcpus(tmp_path):
     other = LinuxMachine(assets, apic=True, cpus=2)
     other.restore(path)
     assert run(other, 40_000_000) == first
+
+
+def test_interactive_console_reads_commands_from_the_terminal(monkeypatch, capsys):
+    """python -m vtx linux --interactive: after the boot, each line read from
+    the terminal (here a pipe) is typed into the UART and the shell's answer
+    comes back on stdout, until EOF; then the exit report."""
+    import io
+
+    import vtx.__main__ as main_mod
+    try:
+        fetch()
+    except LinuxAssetsUnavailable as e:
+        pytest.skip(f"the Debian kernel and busybox packages cannot be fetched here: {e}")
+    monkeypatch.setattr("sys.stdin", io.StringIO("echo hi-$((6*7))\nuname -s\n"))
+    assert main_mod.main(["linux", "--interactive", "--quiet"]) == 0
+    out = capsys.readouterr().out.replace("\r", "")
+    assert "echo hi-$((6*7))\nhi-42\n~ # " in out
+    assert "uname -s\nLinux\n~ # " in out
+    assert "exit reason" in out and "IO_INSTRUCTION" in out

@@ -3,6 +3,7 @@
 import pytest
 
 import vtx
+from guest_idt import IDTR, LIDT, gate
 from vtx.devices import Device
 
 MMIO = 0xFEE00000
@@ -378,3 +379,57 @@ def test_mmio_from_32_bit_protected_mode():
     vm.run(max_instructions=100)
     assert vm.vcpu.rax == 0x12345678
     assert rec.log == [(MMIO + 0x20, 4, "r", 0), (MMIO + 0x30, 2, "w", 0x5678)]
+
+
+NOT_EMULATED = ("through an access the model does not emulate (an exception frame, a descriptor table, "
+                "a task-state segment, an FXSAVE area or more than 32 accesses in one instruction)")
+
+
+def test_an_exception_frame_on_mmio_is_a_clear_error_and_the_vcpu_can_go_on():
+    """The limit of the replay (docs/architecture.rst, "Memory slots and
+    MMIO"): an event's stack frame is written by the delivery, not by an
+    instruction's accesses, so an INT3 with RSP in a device's range is a
+    GuestMemoryError naming the address, the device sees nothing, and the
+    vCPU stays at the INT3: with RSP back in RAM the same run goes on."""
+    vm = vtx.VM(memory=1 << 20)
+    rec = Recorder()
+    vm.map_mmio(MMIO, 0x1000, rec)
+    vm.load(0x1000, vtx.asm(gate(3, "h") + LIDT + f"""
+    mov rsp, {MMIO + 0x100:#x}
+    int3
+    hlt
+h:  mov r12, 0x33
+    iretq
+""" + IDTR, bits=64))
+    vm.add_vcpu()
+    vm.setup_long_mode(entry=0x1000)
+    vm.vcpu.vmwrite(vtx.VmcsField.EXCEPTION_BITMAP, 0)
+    vm.on(vtx.ExitReason.HLT)(lambda vcpu, exit: vtx.STOP)
+    with pytest.raises(vtx.GuestMemoryError) as e:
+        vm.run(max_instructions=1000)
+    rip = vm.vcpu.rip
+    assert str(e.value) == (f"the guest wrote guest-physical address {MMIO + 0xF8:#x}, which no memory slot "
+                            f"backs (MMIO), {NOT_EMULATED} at rip {rip:#x}")
+    assert vm.read(rip, 1) == b"\xcc" and rec.log == []
+    vm.vcpu.rsp = 0x9000
+    assert vm.run(max_instructions=1000).stop == "stop"
+    assert vm.vcpu.r12 == 0x33 and vm.vcpu.rip == rip + 1 and vm.vcpu.rsp == 0x9000     # at the HLT
+
+
+def test_more_than_32_accesses_in_one_instruction_is_a_clear_error():
+    """FXSAVE's 512-byte area is more accesses than the replay log holds:
+    the device has seen the first 32 (8-byte stores, in order) when the run
+    ends with a GuestMemoryError naming the 33rd; the FXSAVE has not retired."""
+    vm = vtx.VM(memory=1 << 20)
+    rec = Recorder()
+    vm.map_mmio(MMIO, 0x1000, rec)
+    vm.load(0x1000, vtx.asm(f"mov rbx, {MMIO:#x}\nfxsave [rbx]\nhlt", bits=64))
+    vm.add_vcpu()
+    vm.setup_long_mode(entry=0x1000)
+    vm.vcpu.cr4 |= 0x600
+    with pytest.raises(vtx.GuestMemoryError) as e:
+        vm.run(max_instructions=1000)
+    assert str(e.value) == (f"the guest wrote guest-physical address {MMIO + 0x100:#x}, which no memory slot "
+                            f"backs (MMIO), {NOT_EMULATED} at rip 0x100a")
+    assert [(gpa - MMIO, size, d) for gpa, size, d, _ in rec.log] == [(8 * i, 8, "w") for i in range(32)]
+    assert vm.vcpu.rip == 0x100A

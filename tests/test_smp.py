@@ -462,3 +462,42 @@ def test_on_turn_is_called_before_each_turn_and_can_end_the_run():
     vm.on_turn = None
     r = vm.run(quantum=50)
     assert r.stop == "halted" and [v.instructions for v in vm.vcpus] == [501, 501, 0]
+
+
+def test_each_vcpu_can_have_its_own_exit_handlers():
+    """vm.on(..., vcpu=v): v's exits of those reasons go to its own handler,
+    the other vCPUs' to the VM's; remove_handler(reason, vcpu=v) gives v the
+    VM's again; a handler registered for the VM later still reaches the
+    vCPUs without one of their own for that reason."""
+    vm = vtx.VM(memory=MEMORY)
+    for i in range(3):
+        code = 0x1000 * (i + 1)
+        vm.load(code, vtx.asm("""
+        1:  mov eax, 0
+            cpuid
+            out 0x80, al
+            jmp 1b
+        """, bits=32, org=code))
+        vm.setup_protected_mode(entry=code, stack=0x70000 + 0x1000 * i, vcpu=vm.add_vcpu())
+    seen = []
+    vm.on(R.CPUID)(lambda vcpu, exit: seen.append(("vm", vcpu.index)) or vtx.RESUME)
+    vm.on(R.CPUID, R.IO_INSTRUCTION, vcpu=vm.vcpus[1])(
+        lambda vcpu, exit: seen.append(("own", vcpu.index, exit.reason)) or vtx.RESUME)
+    vm.on(R.IO_INSTRUCTION)(lambda vcpu, exit: seen.append(("vm io", vcpu.index)) or vtx.RESUME)
+    # A turn of 4 steps is two rounds of the loop (the CPUID and the OUT
+    # the handlers emulate retire no guest instruction of their own).
+    vm.run(max_instructions=12, quantum=4)
+    assert seen == [("vm", 0), ("vm io", 0)] * 2 \
+        + [("own", 1, int(R.CPUID)), ("own", 1, int(R.IO_INSTRUCTION))] * 2 + [("vm", 2), ("vm io", 2)] * 2
+    seen.clear()
+    vm.remove_handler(R.CPUID, vcpu=vm.vcpus[1])
+    vm.run(max_instructions=12, quantum=4)
+    assert seen == [("vm", 0), ("vm io", 0)] * 2 \
+        + [("vm", 1), ("own", 1, int(R.IO_INSTRUCTION))] * 2 + [("vm", 2), ("vm io", 2)] * 2
+    with pytest.raises(vtx.ArgumentError, match="vCPU 1 has no handler of its own for CPUID"):
+        vm.remove_handler(R.CPUID, vcpu=vm.vcpus[1])
+    other = vtx.VM(memory=MEMORY)
+    with pytest.raises(vtx.ArgumentError, match="vcpu is a vCPU of another VM"):
+        vm.on(R.HLT, vcpu=other.add_vcpu())
+    with pytest.raises(TypeError, match="vcpu is a vtx.VCpu of this VM"):
+        vm.on(R.HLT, vcpu=1)

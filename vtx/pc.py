@@ -27,7 +27,7 @@ APIC bus (docs/architecture.rst, "Several vCPUs on the platform").
 
 from . import devices as _dev
 from .cpu_model import CpuModel
-from .devices.lapic import ApicGp
+from .devices.lapic import BASE_EXTD, MSR_TSC_DEADLINE, ApicGp
 from .platform import Platform
 from .spec import EntryControls, ProcBased, ProcBased2, VmcsField as F
 from .vm import RESUME, RETRY, STOP, VM
@@ -38,6 +38,10 @@ CPUID_HYPERVISOR = 1 << 31
 #: "APIC on chip": CPUID.1:EDX[9].  The local APIC is a device of the platform
 #: here (vtx.devices.LocalApic), so the platform, not the CPU model, says so.
 CPUID_APIC = 1 << 9
+#: x2APIC: CPUID.1:ECX[21], likewise the platform's to say (``x2apic``).
+CPUID_X2APIC = 1 << 21
+#: The APIC timer's TSC-deadline mode: CPUID.1:ECX[24] (``tsc_deadline``).
+CPUID_TSC_DEADLINE = 1 << 24
 #: ISA IRQ -> I/O APIC input (the MADT's Interrupt Source Override): the
 #: PIT's IRQ 0 is wired to input 2, as on PCs (input 0 takes the 8259's INTR).
 ISA_TO_GSI = {0: 2}
@@ -97,7 +101,8 @@ def legacy_cpu_model():
 def apic_cpu_model():
     """The CPU model of a PC with an xAPIC: the CPU's own features (the
     x2APIC and the TSC-deadline timer are not among them: the platform
-    serves the xAPIC page by MMIO and adds the APIC bit to CPUID)."""
+    serves the xAPIC page by MMIO, with ``x2apic`` the x2APIC MSRs by
+    RDMSR/WRMSR exits, and adds the APIC and x2APIC bits to CPUID)."""
     return CpuModel("default", remove=["X2APIC", "TSC_DEADLINE"])
 
 
@@ -145,15 +150,27 @@ class PcMachine:
     the number of vCPUs (1-64; more than one needs ``apic``): vCPU 0
     (``machine.vcpu``) is the bootstrap processor, the others
     (``machine.vcpus``) wait for a SIPI, each with its local APIC
-    (``machine.lapics``, APIC IDs 0 to N-1)."""
+    (``machine.lapics``, APIC IDs 0 to N-1).  ``x2apic`` (needs ``apic``):
+    CPUID offers the x2APIC, and a guest that sets IA32_APIC_BASE.EXTD
+    reaches its APIC's registers by RDMSR/WRMSR of MSRs 800H-8FFH (SDM Vol.
+    3A 11.12); without it EXTD is a reserved bit (#GP).  ``tsc_deadline``
+    (needs ``apic``): CPUID offers the timer's TSC-deadline mode and
+    IA32_TSC_DEADLINE (6E0H) is the APIC's (SDM Vol. 3A 11.5.4.1)."""
 
-    def __init__(self, memory=256 << 20, cpu=None, console=None, clock=None, apic=False, cpus=1):
+    def __init__(self, memory=256 << 20, cpu=None, console=None, clock=None, apic=False, cpus=1,
+                 x2apic=False, tsc_deadline=False):
         from .vm import MAX_VCPUS
         if isinstance(cpus, bool) or not isinstance(cpus, int) or not 1 <= cpus <= MAX_VCPUS:
             raise ValueError(f"cpus is an int in [1, {MAX_VCPUS}], not {cpus!r}")
         if cpus > 1 and not apic:
             raise ValueError(f"cpus={cpus} needs apic=True: the processors start one another, and "
                              "take their interrupts, through their local APICs")
+        if x2apic and not apic:
+            raise ValueError("x2apic=True needs apic=True: the x2APIC is a mode of the local APIC")
+        if tsc_deadline and not apic:
+            raise ValueError("tsc_deadline=True needs apic=True: the TSC deadline is the local APIC timer's")
+        self.x2apic = bool(x2apic)
+        self.tsc_deadline = bool(tsc_deadline)
         if cpu is None:
             cpu = apic_cpu_model() if apic else legacy_cpu_model()
         self.vm = VM(memory=memory, cpu=cpu)
@@ -250,6 +267,12 @@ class PcMachine:
         priv = self.vm._priv
         for off in (0, 2048):                      # read low, write low
             priv[_MSR_BITMAP + off + (0x1B >> 3)] |= 1 << (0x1B & 7)
+            if self.x2apic:
+                # MSRs 800H-8FFH (SDM Vol. 3A Table 11-6) exit too: the
+                # APIC is the platform's device, not the model's.
+                priv[_MSR_BITMAP + off + (0x800 >> 3):_MSR_BITMAP + off + (0x900 >> 3)] = b"\xff" * 32
+            if self.tsc_deadline:
+                priv[_MSR_BITMAP + off + (MSR_TSC_DEADLINE >> 3)] |= 1 << (MSR_TSC_DEADLINE & 7)
         del priv
 
     def _connect(self, vcpu, lapic):
@@ -301,13 +324,46 @@ class PcMachine:
             value = lapic.base_msr
             vcpu.rax, vcpu.rdx = value & 0xFFFFFFFF, value >> 32
             return RESUME
+        value = ((vcpu.rdx & 0xFFFFFFFF) << 32) | (vcpu.rax & 0xFFFFFFFF)
+        # EXTD (bit 10) is reserved where CPUID.1:ECX[21] says no x2APIC
+        # (SDM Vol. 3A 11.12.1, Table 11-5): #GP(0) like any reserved bit.
+        if value & BASE_EXTD and not self.x2apic:
+            vcpu.inject(13, error_code=0)
+            return RETRY
         try:
-            lapic.set_base_msr(((vcpu.rdx & 0xFFFFFFFF) << 32) | (vcpu.rax & 0xFFFFFFFF))
+            lapic.set_base_msr(value)
         except ApicGp:
             vcpu.inject(13, error_code=0)
             return RETRY
         self._map_apics()
         self.platform.sync_interrupts(vcpu)
+        return RESUME
+
+    def _x2apic_msr(self, vcpu, exit):
+        """RDMSR/WRMSR of an x2APIC register (MSR 800H + offset / 16, SDM
+        Vol. 3A 11.12.1.2), or of IA32_TSC_DEADLINE (11.5.4.1: a write
+        arms the timer in TSC-deadline mode and is ignored in the others,
+        which read 0): served by the vCPU's own APIC, #GP(0) for every
+        condition of 11.12.1.2-11.12.1.3 (not in x2APIC mode, a reserved or
+        write-only/read-only register, reserved bits).  After a write the
+        platform looks at what it changed, as after an MMIO store: an
+        interrupt now deliverable (a self-IPI, an EOI that uncovers a
+        lower vector) is injected at this entry, after the WRMSR, which
+        is where the processor recognizes it; an IPI to another vCPU or a
+        timer deadline inside the slice ends the run there."""
+        lapic = self.lapics[vcpu.index]
+        msr = vcpu.rcx & 0xFFFFFFFF
+        try:
+            if exit.reason == 31:      # RDMSR
+                value = lapic.msr_read(msr)
+                vcpu.rax, vcpu.rdx = value & 0xFFFFFFFF, value >> 32
+                return RESUME
+            lapic.msr_write(msr, ((vcpu.rdx & 0xFFFFFFFF) << 32) | (vcpu.rax & 0xFFFFFFFF))
+        except ApicGp:
+            vcpu.inject(13, error_code=0)
+            return RETRY
+        self.platform.sync_interrupts(vcpu)
+        self.platform.after_write(vcpu, lapic)
         return RESUME
 
     def _init_signal(self, vcpu, exit):
@@ -353,6 +409,10 @@ class PcMachine:
                 a = max(a, TSC_LEAVES_MAX)
             elif leaf == 1:
                 c |= CPUID_HYPERVISOR
+                if self.x2apic:
+                    c |= CPUID_X2APIC
+                if self.tsc_deadline:
+                    c |= CPUID_TSC_DEADLINE
                 if self.lapic is not None:
                     d |= CPUID_APIC           # the platform's local APIC is on the "chip"
         vcpu.rax, vcpu.rbx, vcpu.rcx, vcpu.rdx = a, b, c, d
@@ -371,11 +431,15 @@ class PcMachine:
         return RESUME
 
     def _msr(self, vcpu, exit):
-        """MSR exits: IA32_APIC_BASE with an APIC; the MSRs the bitmap cannot
+        """MSR exits: IA32_APIC_BASE with an APIC, the x2APIC MSRs with
+        ``x2apic``, IA32_TSC_DEADLINE with ``tsc_deadline``; the MSRs the bitmap cannot
         cover (outside 0-1FFFH and C0000000H-C0001FFFH always exit, SDM Vol.
         3C 26.1.3) are not the model's: #GP(0), as for a missing MSR."""
-        if self.lapics and vcpu.rcx & 0xFFFFFFFF == 0x1B:
+        msr = vcpu.rcx & 0xFFFFFFFF
+        if self.lapics and msr == 0x1B:
             return self._apic_msr(vcpu, exit)
+        if (self.x2apic and 0x800 <= msr <= 0x8FF) or (self.tsc_deadline and msr == MSR_TSC_DEADLINE):
+            return self._x2apic_msr(vcpu, exit)
         vcpu.inject(13, error_code=0)
         return RETRY
 
@@ -439,7 +503,13 @@ class PcMachine:
         """Save the whole machine: the VM (processor, VMCS, memory) and every
         device's state (vtx.snapshot; a file that does not fit is refused
         with a SnapshotError and changes nothing)."""
-        return self.vm.save(path, extra={"platform": self.platform.get_state()})
+        return self.vm.save(path, extra={"platform": self.platform.get_state(), "pc": self._options()})
+
+    def _options(self):
+        """What the PC was built with that its exit handling depends on (the
+        devices alone do not tell x2APIC or TSC-deadline support apart)."""
+        return {"apic": bool(self.lapics), "cpus": len(self.vcpus), "tsc_deadline": self.tsc_deadline,
+                "x2apic": self.x2apic}
 
     def restore(self, path):
         """Bring the machine back to a state :meth:`save` wrote."""
@@ -453,6 +523,10 @@ class PcMachine:
         if names != [d.name for d in self.platform.devices]:
             raise SnapshotError(f"the snapshot's devices {names} are not this PC's "
                                 f"{[d.name for d in self.platform.devices]}")
+        options = snap.extra.get("pc")          # (absent from snapshots of earlier versions)
+        if options is not None and options != self._options():
+            raise SnapshotError(f"{path} is a snapshot of a PC built with {dict(sorted(options.items()))}, "
+                                f"this one is built with {self._options()}")
         snapshot.apply(snap, self.vm)
         self.platform.set_state(state)
         if self.lapics:

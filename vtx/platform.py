@@ -23,7 +23,7 @@ the platform").
 """
 
 from .devices.base import InstructionClock
-from .errors import ArgumentError, GuestMemoryError, VtxError
+from .errors import ArgumentError, GuestMemoryError
 from .spec import ProcBased, VmcsField as F
 from .vm import RESUME, RETRY, STOP
 
@@ -75,6 +75,13 @@ class Platform:
         self._slice_end = 0             # clock time at which the current vm.run slice ends
         self._in_run = False            # inside Platform.run (whose slices may be ended early)
         self._reslice = False
+        #: REP INS/OUTS iterations the platform emulated (string I/O exits).
+        #: They count toward Platform.run's budget as the steps they are.
+        self.string_iterations = 0
+        self._slice_budget = 0          # steps the current vm.run slice may take
+        self._slice_string = 0          # string I/O iterations emulated in it
+        self._slice_start = 0           # instructions retired when it started
+        self._string_stop = None        # the vCPU a STOP left on an unfinished REP INS/OUTS
         self._kick = False              # an event for another vCPU: end the sender's turn
         self._writer = None             # the vCPU whose MMIO store a device is serving
         self._deferred = []             # (vcpu, signal) for that vCPU after its store
@@ -147,29 +154,39 @@ class Platform:
                 dev.mmio_write(gpa, size, value)
             finally:
                 self._writer = None
-            if self._deferred:
-                vcpu.end_run_after(1)
-            if not self._in_run:
-                return 0                # a vm.run of the user's own: its budget is the user's
-            if self._pending(vcpu) and not self._windows[vcpu.index]:
-                vcpu.end_run_after(1)
-            elif self._kick:
-                # An IPI to another vCPU: let it run now (the sender
-                # usually waits for its answer).
-                self._kick = False
-                vcpu.end_run_after(1)
-            elif timer:
-                d = dev.next_deadline()
-                if d is not None and d < self._slice_end:
-                    now = self.clock.now_ns()
-                    vcpu.end_run_after(max(1, (d - now) // max(1, getattr(self.clock, "ns_per_instruction", 1))))
-                    # With several vCPUs the run goes on with the next one:
-                    # the turn hook ends it at the deadline.
-                    self._slice_end = d
+            self.after_write(vcpu, dev if timer else None)
             return 0
         serve.device = device
         serve.name = getattr(device[0] if per_vcpu else device, "name", "device")
         return serve
+
+    def after_write(self, vcpu, timer=None):
+        """What the platform looks at after ``vcpu`` wrote a device register
+        inside a run (an MMIO store served by :meth:`mmio_target`, or a
+        WRMSR exit a handler serves, as the PC's x2APIC MSRs): a signal the
+        vCPU sent itself, an interrupt now pending, or an IPI to another
+        vCPU ends the run after one more instruction, so the platform
+        delivers it at once; a deadline of ``timer`` (the device written,
+        if it is a timer) now inside the slice ends the run there."""
+        if self._deferred:
+            vcpu.end_run_after(1)
+        if not self._in_run:
+            return                      # a vm.run of the user's own: its budget is the user's
+        if self._pending(vcpu) and not self._windows[vcpu.index]:
+            vcpu.end_run_after(1)
+        elif self._kick:
+            # An IPI to another vCPU: let it run now (the sender
+            # usually waits for its answer).
+            self._kick = False
+            vcpu.end_run_after(1)
+        elif timer is not None:
+            d = timer.next_deadline()
+            if d is not None and d < self._slice_end:
+                now = self.clock.now_ns()
+                vcpu.end_run_after(max(1, (d - now) // max(1, getattr(self.clock, "ns_per_instruction", 1))))
+                # With several vCPUs the run goes on with the next one:
+                # the turn hook ends it at the deadline.
+                self._slice_end = d
 
     def set_irq(self, line, level):
         """The router the devices' IrqLines call: to the interrupt controller
@@ -312,7 +329,9 @@ class Platform:
         port = (q >> 16) & 0xFFFF
         dev = self._ports[port]
         if q & 16:
-            self._string_io(vcpu, exit, size, port, bool(q & 8), bool(q & 32))
+            r = self._string_io(vcpu, exit, size, port, bool(q & 8), bool(q & 32))
+            if r is not None:
+                return r
         else:
             if q & 8:
                 value = dev.io_read(port, size) if dev is not None else (1 << (8 * size)) - 1
@@ -352,36 +371,100 @@ class Platform:
         vcpu.vmwrite(F.GUEST_INTERRUPTIBILITY_STATE, vcpu.vmread(F.GUEST_INTERRUPTIBILITY_STATE) & ~3)
         return STOP
 
+    def _retired_now(self):
+        """Instructions the vCPUs have retired (every vCPU's, with several)."""
+        return sum(x.instructions for x in self.vcpus) if self._smp else self.vcpu.instructions
+
+    #: REP INS/OUTS iterations emulated per exit at most (a REP with RCX
+    #: near 2**64 must not hold the run: see _string_io).
+    STRING_CHUNK = 1024
+
     def _string_io(self, vcpu, exit, size, port, is_in, rep):
         """INS/OUTS (SDM Vol. 2 INS, OUTS): the VM-exit instruction
         information gives the address size (bits 9:7) and, for OUTS, the
         segment (bits 17:15); the guest-linear address field, the first
-        element's address.  Each element goes through the guest's paging."""
+        element's address.  Each element goes through the guest's paging.
+
+        A REP form is emulated :attr:`STRING_CHUNK` iterations at a time,
+        each one leaving RCX and RDI/RSI as the processor does after an
+        iteration (SDM Vol. 2 REP: the registers reflect the iterations
+        done), so an exception raised in the middle (Ctrl-C, memory no
+        device backs) leaves a state that can run again.  While RCX is not
+        0 RIP stays on the instruction: the guest enters it again (and
+        exits again), after an interrupt the platform injects between two
+        chunks, as one is taken between iterations; when the iterations of
+        the current slice reach its budget the run stops there (STOP, the
+        instruction left to be entered again), so a REP whose count is
+        near 2**64 keeps Platform.run's budget.  Returns None when the
+        instruction is done, else what the exit handler returns."""
         info = exit.instruction_info
         asz = (2, 4, 8)[(info >> 7) & 7] if (info >> 7) & 7 < 3 else 8
         amask = (1 << (8 * asz)) - 1
-        count = (vcpu.rcx & amask) if rep else 1
+        count = min(vcpu.rcx & amask, self.STRING_CHUNK) if rep else 1
+        if rep and self._in_run:
+            # No more than the slice's budget has left (its instructions and
+            # the iterations so far taken off).
+            used = self._slice_string + self._retired_now() - self._slice_start
+            count = min(count, max(1, self._slice_budget - used))
         step = -size if vcpu.rflags & (1 << 10) else size
         lin = exit.guest_linear_address
         dev = self._ports[port]
         reg = "rdi" if is_in else "rsi"
-        for _ in range(count):
-            gpa = self.vm.translate(lin, vcpu, write=is_in)
-            if gpa is None:
-                raise VtxError(f"string I/O at port {port:#x}: linear address {lin:#x} is not mapped "
-                               f"(the model emulates INS/OUTS through present pages only)")
-            if is_in:
-                value = dev.io_read(port, size) if dev is not None else (1 << (8 * size)) - 1
-                self._mem_write(vcpu, gpa, size, value & ((1 << (8 * size)) - 1))
-            else:
-                value = self._mem_read(vcpu, gpa, size)
-                if dev is not None:
-                    dev.io_write(port, size, value)
-            lin = (lin + step) & ((1 << 64) - 1)
-            r = getattr(vcpu, reg)
-            setattr(vcpu, reg, (r & ~amask) | ((r + step) & amask))
-        if rep:
-            vcpu.rcx = vcpu.rcx & ~amask
+        done = 0
+        start, rcx = getattr(vcpu, reg), vcpu.rcx
+        user = (vcpu.ss.access_rights >> 5) & 3 == 3       # CPL = SS.DPL (SDM Vol. 3A 5.5)
+        fault = None
+        try:
+            for _ in range(count):
+                gpa = self.vm.translate(lin, vcpu, write=is_in, user=user)
+                if gpa is None:
+                    fault = lin
+                    break
+                if is_in:
+                    value = dev.io_read(port, size) if dev is not None else (1 << (8 * size)) - 1
+                    self._mem_write(vcpu, gpa, size, value & ((1 << (8 * size)) - 1))
+                else:
+                    value = self._mem_read(vcpu, gpa, size)
+                    if dev is not None:
+                        dev.io_write(port, size, value)
+                # Counted right after the access, with nothing between that
+                # a signal handler could run at: the registers follow from it.
+                done += 1
+                lin = (lin + step) & ((1 << 64) - 1)
+        finally:
+            # The registers after `done` iterations, also when an exception
+            # (Ctrl-C, memory nothing backs) ended the loop.
+            if done:
+                setattr(vcpu, reg, (start & ~amask) | ((start + step * done) & amask))
+                if rep:
+                    vcpu.rcx = (rcx & ~amask) | ((rcx - done) & amask)
+            self.string_iterations += done
+            self._slice_string += done
+        if fault is not None:
+            # The element's page is not mapped, or not for this access: #PF
+            # (SDM Vol. 3A 4.7) with CR2 the linear address, P if the page
+            # is present (a protection fault), W/R for INS (it writes
+            # memory), U/S at CPL 3; RIP stays on the instruction, RCX and
+            # RDI/RSI say which iterations were done (SDM Vol. 2 REP).
+            present = self.vm.translate(fault, vcpu) is not None
+            vcpu.cr2 = fault
+            vcpu.inject(14, error_code=int(present) | (2 if is_in else 0) | (4 if user else 0))
+            return RETRY
+        if not rep or not vcpu.rcx & amask:
+            return None
+        # Iterations left: RIP stays on the instruction.
+        if self.stopped:
+            # A device stopped the machine in the middle (a reset, the debug
+            # exit): the REP waits there for the next run.
+            self._string_stop = vcpu
+            return STOP
+        self.advance()
+        self.sync_interrupts(vcpu)
+        if self._in_run and self._slice_string + self._retired_now() - self._slice_start >= self._slice_budget:
+            self._string_stop = vcpu
+            self._reslice = True
+            return STOP
+        return RETRY
 
     def _mem_read(self, vcpu, gpa, size):
         """Guest memory for string I/O: RAM or a slot, else a device's MMIO
@@ -506,7 +589,9 @@ class Platform:
         vcpus = self.vcpus
 
         def retired():
-            return sum(x.instructions for x in vcpus) if self._smp else v.instructions
+            # The REP INS/OUTS iterations the platform emulated are steps too.
+            n = sum(x.instructions for x in vcpus) if self._smp else v.instructions
+            return n + self.string_iterations
         start = retired()
         self.stopped = None
         if slice_instructions is None:
@@ -530,11 +615,19 @@ class Platform:
                     self._raise_deferred()
                 self.sync_interrupts(v)     # (with several, at each vCPU's turn)
             self._slice_end = now + budget * getattr(self.clock, "ns_per_instruction", 1)
+            self._slice_budget = budget
+            self._slice_string = 0
+            self._slice_start = self._retired_now()
             self._in_run = True
             try:
                 r = self.vm.run(max_instructions=budget, quantum=self.quantum)
             finally:
                 self._in_run = False
+                if self._string_stop is not None:
+                    # A REP INS/OUTS stopped between chunks is entered again,
+                    # not stepped over (the STOP's completion of an I/O exit).
+                    self.vm.discard_pending(self._string_stop)
+                    self._string_stop = None
             self._account(r)
             if self._deferred:
                 # The stores that sent them have retired: a run ends at an

@@ -435,6 +435,10 @@ class VM(MemoryMap, _Memory, Debugging):
         self.on_turn = None
         self._handlers = [None] * 128
         self._default = None
+        # Per vCPU: the handler table its runs use (the VM's own table, or a
+        # copy with the vCPU's own handlers over it: vm.on(..., vcpu=v)).
+        self._tables = []
+        self._own = {}            # vCPU index -> {reason: handler} of that vCPU alone
         self._set_up = False      # a setup_*_mode, a loader or a restore gave the vCPU its state
         self._checked = False     # the first run's look at the entry point is done
         self._pending = {}        # vCPU index -> the Exit a STOP left pending completion
@@ -555,6 +559,7 @@ class VM(MemoryMap, _Memory, Debugging):
             vcpu = _core.VCpu(self._machine, self._machine._add_cpu(self._vmcs_offset(n)))
         vcpu.mmio_handler = self._mmio
         self._vcpus.append(vcpu)
+        self._tables.append(self._handlers)
         self._debug_vcpu_added(vcpu)
         self._init_vmcs(vcpu)
         set_up = self._set_up
@@ -723,18 +728,29 @@ class VM(MemoryMap, _Memory, Debugging):
 
     # --- exit handlers -----------------------------------------------------------
 
-    def on(self, *reasons: Union[ExitReason, str, int]) -> Callable[[Handler], Handler]:
+    def on(self, *reasons: Union[ExitReason, str, int],
+           vcpu: Optional[_core.VCpu] = None) -> Callable[[Handler], Handler]:
         """Decorator: register ``handler(vcpu, exit)`` for one or more exit
-        reasons (a :class:`vtx.ExitReason`, its name, or its number)."""
+        reasons (a :class:`vtx.ExitReason`, its name, or its number).  With
+        ``vcpu``, for that vCPU's exits alone: its own handler comes before
+        the VM's for those reasons (each vCPU has its own VMCS, so its own
+        exits; the others keep the VM's handlers)."""
         if not reasons:
             raise TypeError("vm.on() needs at least one exit reason")
         rs = [_reason(r) for r in reasons]
+        index = self._vcpu_index(vcpu)
 
         def register(handler):
             if not callable(handler):
                 raise TypeError(f"an exit handler must be callable, not {handler!r}")
-            for r in rs:
-                self._handlers[int(r)] = handler
+            if index is None:
+                for r in rs:
+                    self._handlers[int(r)] = handler
+            else:
+                own = self._own.setdefault(index, {})
+                for r in rs:
+                    own[int(r)] = handler
+            self._rebuild_tables()
             return handler
         return register
 
@@ -745,10 +761,44 @@ class VM(MemoryMap, _Memory, Debugging):
         self._default = handler
         return handler
 
-    def remove_handler(self, reason: Union[ExitReason, str, int]) -> None:
+    def remove_handler(self, reason: Union[ExitReason, str, int], vcpu: Optional[_core.VCpu] = None) -> None:
         """Unregister the handler of ``reason`` (its exits then go to the
-        default handler, or raise :class:`~vtx.UnhandledExit`)."""
-        self._handlers[int(_reason(reason))] = None
+        default handler, or raise :class:`~vtx.UnhandledExit`).  With
+        ``vcpu``, that vCPU's own handler (its exits go to the VM's again)."""
+        r = int(_reason(reason))
+        index = self._vcpu_index(vcpu)
+        if index is None:
+            self._handlers[r] = None
+        else:
+            own = self._own.get(index, {})
+            if r not in own:
+                raise ArgumentError(f"vCPU {index} has no handler of its own for {ExitReason(r).name}")
+            del own[r]
+            if not own:
+                del self._own[index]
+        self._rebuild_tables()
+
+    def _vcpu_index(self, vcpu):
+        if vcpu is None:
+            return None
+        if not isinstance(vcpu, _core.VCpu):
+            raise TypeError(f"vcpu is a vtx.VCpu of this VM, not {vcpu!r}")
+        for i, w in enumerate(self._vcpus):
+            if w is vcpu:
+                return i
+        raise ArgumentError("vcpu is a vCPU of another VM")
+
+    def _rebuild_tables(self):
+        """Each vCPU's handler table: the VM's, or a copy with its own over it."""
+        for i in range(len(self._vcpus)):
+            own = self._own.get(i)
+            if own is None:
+                self._tables[i] = self._handlers
+            else:
+                t = list(self._handlers)
+                for r, h in own.items():
+                    t[r] = h
+                self._tables[i] = t
 
     # --- running -----------------------------------------------------------------
 
@@ -830,7 +880,7 @@ class VM(MemoryMap, _Memory, Debugging):
         try:
             if debugging:
                 self._debug_before(v)
-            why, last, per_reason, instructions, events = v._run(self._handlers, self._default, budget,
+            why, last, per_reason, instructions, events = v._run(self._tables[0], self._default, budget,
                                                                  RESUME, RETRY, STOP)
         finally:
             if outer:
@@ -950,7 +1000,7 @@ class VM(MemoryMap, _Memory, Debugging):
                     mark = v._acct_mark()
                     self._debug_before(v)
                     try:
-                        why, last, per_reason, n, ev = v._run(self._handlers, self._default, q,
+                        why, last, per_reason, n, ev = v._run(self._tables[i], self._default, q,
                                                               RESUME, RETRY, STOP)
                     finally:
                         acct.append(mark.end())

@@ -352,7 +352,7 @@ class Debugging:
         try:
             self._debug_before(v, step=True)
             from ..vm import RESUME, RETRY, STOP
-            why, last, _per, n, ev = v._run(self._handlers, self._default, 1, RESUME, RETRY, STOP, True)
+            why, last, _per, n, ev = v._run(self._tables[v.index], self._default, 1, RESUME, RETRY, STOP, True)
         finally:
             raw = v._trace_take()
             if own:
