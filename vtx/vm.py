@@ -150,6 +150,52 @@ class RunResult:
         n = self.exits.get(reason, 0)
         return self.exit_ns.get(reason, 0) / n if n else 0.0
 
+    # --- export: what a user keeps of a run (the distribution per reason
+    # is in :attr:`stats`, which has its own to_dict/to_json/to_csv/chart).
+
+    #: The columns of :meth:`to_csv`, one row per exit reason.
+    CSV_COLUMNS = ("reason", "number", "count", "total_ns", "ns_per_exit")
+
+    def to_dict(self) -> dict:
+        """Plain data (JSON-ready): why the run stopped (``stop``; the exit
+        that stopped it as its reason's name and number, the vCPU's index,
+        the breakpoint or watchpoint hit), ``instructions``, ``events``,
+        ``wall_ns`` and ``exits``, one entry per reason in number order with
+        ``count``, ``total_ns`` and ``ns_per_exit``."""
+        exit = self.exit
+        hit = self.hit
+        return {
+            "stop": self.stop,
+            "exit": None if exit is None else {"reason": exit.name, "number": int(exit.reason)},
+            "vcpu": None if self.vcpu is None else self.vcpu.index,
+            "hit": None if hit is None else {
+                "kind": hit.kind, "rip": hit.rip,
+                "id": hit.breakpoint.id if hit.kind == "breakpoint" else hit.watchpoint.id},
+            "instructions": self.instructions,
+            "events": self.events,
+            "wall_ns": self.wall_ns,
+            "exits": [{"reason": r.name, "number": int(r), "count": self.exits[r],
+                       "total_ns": self.exit_ns.get(r, 0), "ns_per_exit": round(self.ns_per_exit(r), 1)}
+                      for r in sorted(self.exits, key=int)],
+        }
+
+    def to_json(self, **kw) -> str:
+        """:meth:`to_dict` as JSON (``kw`` go to :func:`json.dumps`)."""
+        import json
+        return json.dumps(self.to_dict(), **kw)
+
+    def to_csv(self, file=None) -> Optional[str]:
+        """One row per exit reason (:attr:`CSV_COLUMNS`); written to ``file``
+        (a text file) or returned as a string."""
+        import csv
+        import io
+        out = file if file is not None else io.StringIO()
+        w = csv.DictWriter(out, fieldnames=self.CSV_COLUMNS, lineterminator="\n")
+        w.writeheader()
+        for row in self.to_dict()["exits"]:
+            w.writerow(row)
+        return None if file is not None else out.getvalue()
+
     def table(self) -> str:
         """The exits per reason as a text table with nanoseconds per exit."""
         rows = [("exit reason", "count", "ns/exit")]
