@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import array
 import enum
+import operator
 import sys
 import threading
 import time
@@ -144,9 +145,12 @@ class RunResult:
 
     @property
     def total_exits(self) -> int:
+        """The exits of the run, all reasons."""
         return sum(self.exits.values())
 
     def ns_per_exit(self, reason) -> float:
+        """The mean wall-clock nanoseconds from an exit of ``reason`` to the
+        next entry, handler included (0.0 when the run had none)."""
         n = self.exits.get(reason, 0)
         return self.exit_ns.get(reason, 0) / n if n else 0.0
 
@@ -324,22 +328,48 @@ class _Memory:
         return self._machine.read(addr, size)
 
     def read_u8(self, addr: int) -> int:
+        """The byte at guest-physical ``addr``."""
         return self.read(addr, 1)[0]
 
     def read_u16(self, addr: int) -> int:
+        """The little-endian 16-bit word at guest-physical ``addr``."""
         return int.from_bytes(self.read(addr, 2), "little")
 
     def read_u32(self, addr: int) -> int:
+        """The little-endian 32-bit doubleword at guest-physical ``addr``."""
         return int.from_bytes(self.read(addr, 4), "little")
 
     def read_u64(self, addr: int) -> int:
+        """The little-endian 64-bit quadword at guest-physical ``addr``."""
         return int.from_bytes(self.read(addr, 8), "little")
 
-    def write_u64(self, addr: int, value: int) -> None:
-        self.write(addr, int(value).to_bytes(8, "little"))
+    def _write_uint(self, addr, value, size):
+        if isinstance(value, bool):
+            raise TypeError(f"value is an int, not {value!r}")
+        try:
+            value = operator.index(value)
+        except TypeError:
+            raise TypeError(f"value is an int, not {value!r}") from None
+        if not 0 <= value < 1 << (8 * size):
+            raise ArgumentError(f"value {value:#x} does not fit in {8 * size} bits (write the two's "
+                                f"complement, value & {(1 << (8 * size)) - 1:#x}, for a negative one)")
+        self.write(addr, value.to_bytes(size, "little"))
+
+    def write_u8(self, addr: int, value: int) -> None:
+        """Write the byte ``value`` (0..0xFF) at guest-physical ``addr``."""
+        self._write_uint(addr, value, 1)
+
+    def write_u16(self, addr: int, value: int) -> None:
+        """Write ``value`` (0..0xFFFF) little-endian at guest-physical ``addr``."""
+        self._write_uint(addr, value, 2)
 
     def write_u32(self, addr: int, value: int) -> None:
-        self.write(addr, int(value).to_bytes(4, "little"))
+        """Write ``value`` (0..0xFFFFFFFF) little-endian at guest-physical ``addr``."""
+        self._write_uint(addr, value, 4)
+
+    def write_u64(self, addr: int, value: int) -> None:
+        """Write ``value`` (0..2**64-1) little-endian at guest-physical ``addr``."""
+        self._write_uint(addr, value, 8)
 
     # --- the CPU model and the firmware ROM -------------------------------------------
 
