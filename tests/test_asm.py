@@ -383,3 +383,5 @@ def test_equ_uses_whose_meaning_does_not_depend_on_order():
     assert asm("jmp N\n.equ N, 0x20", bits=32) == bytes.fromhex("e91b000000")
     assert asm(".long N\n.equ N, 5", bits=32) == bytes.fromhex("05000000")
     assert asm("mov eax, lbl\nlbl: .long 1", bits=32) == bytes.fromhex("a10500000001000000")  # a label is memory
+    # a use inside a /* */ comment is no use
+    assert asm("/* mov eax, N\n */ nop\n.equ N, 5", bits=32) == bytes.fromhex("90")

@@ -290,6 +290,7 @@ def _reject_att(source):
 # 5 while the same line after the .equ moves the immediate 5 (or, for
 # operands that take no memory, fails with "operand size mismatch").
 _SYMBOL = r"[A-Za-z_.$][\w.$]*"
+_BLOCK_COMMENT = re.compile(r"/\*.*?\*/", re.S)
 _EQU_DIRECTIVE = re.compile(rf"\.(?:equ|set|equiv|eqv)\s+({_SYMBOL})\s*,", re.I)
 _EQU_ASSIGN = re.compile(rf"({_SYMBOL})\s*==?(?!=)")
 _LEADING_LABEL = re.compile(rf"^\s*(?:{_SYMBOL}|\d+)\s*:(?!:)")
@@ -304,6 +305,9 @@ def _statements(source):
     """(line number, statement) for each statement of the source, comments
     and leading labels removed (";" separates statements; a string's
     contents are not looked into)."""
+    # A /* */ comment (GNU as takes them too) becomes spaces, its line
+    # breaks kept so the line numbers stay those of the source.
+    source = _BLOCK_COMMENT.sub(lambda m: re.sub(r"[^\n]", " ", m.group(0)), source)
     for number, text in enumerate(source.split("\n"), start=1):
         code = _COMMENT.sub("", text.split('"')[0])
         for stmt in code.split(";"):
