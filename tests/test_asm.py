@@ -385,3 +385,17 @@ def test_equ_uses_whose_meaning_does_not_depend_on_order():
     assert asm("mov eax, lbl\nlbl: .long 1", bits=32) == bytes.fromhex("a10500000001000000")  # a label is memory
     # a use inside a /* */ comment is no use
     assert asm("/* mov eax, N\n */ nop\n.equ N, 5", bits=32) == bytes.fromhex("90")
+
+
+def test_documented_names_reachable_from_vtx_asm(tmp_path):
+    """import vtx makes vtx.asm the function; vtx.asm.asm_file (as the API
+    reference names it) once raised AttributeError."""
+    import sys
+    import vtx
+    module = sys.modules["vtx.asm"]          # the module (the attribute vtx.asm is the function)
+    src = tmp_path / "g.s"
+    src.write_text("nop\nhlt\n")
+    assert vtx.asm.asm_file(src, bits=16) == b"\x90\xf4"
+    assert module is not vtx.asm
+    assert vtx.asm.asm_file is module.asm_file and vtx.asm.Image is module.Image
+    assert isinstance(vtx.asm("nop", bits=16, org=0x100), vtx.asm.Image)

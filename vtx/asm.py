@@ -569,3 +569,8 @@ def _raise(errors, stderr, tmp, what):
 
 asm.cache_info = _assemble.cache_info
 asm.cache_clear = _assemble.cache_clear
+# ``import vtx`` makes ``vtx.asm`` this function (it shadows the module), so
+# the names the API reference gives as vtx.asm.asm_file and vtx.asm.Image
+# are reachable from it too; ``from vtx.asm import asm_file`` works as well.
+asm.asm_file = asm_file
+asm.Image = Image
