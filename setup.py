@@ -77,6 +77,15 @@ class BuildExt(build_ext):
             with open(STAMP, "w") as f:
                 f.write(FLAVOUR + "\n")
 
+    def copy_extensions_to_source(self):
+        # setuptools builds an --inplace extension in build/ (self.inplace is
+        # 0 while build_extension runs) and copies it into the tree here, so
+        # `python setup.py build_ext --inplace` records its flavour at this
+        # point, or the next pip install would translate and compile again.
+        super().copy_extensions_to_source()
+        with open(STAMP, "w") as f:
+            f.write(FLAVOUR + "\n")
+
 
 REUSE = _reusable()
 

@@ -352,3 +352,50 @@ def test_percent_elsewhere_is_not_att():
     """A modulo, a string and a comment may hold '%'; .att_syntax opts out."""
     assert asm('mov eax, 5 % 3\n.ascii "%eax"  # %ebx', bits=32) == bytes.fromhex("b802000000") + b"%eax"
     assert asm(".att_syntax\nmovl %eax, %ebx\n.intel_syntax noprefix", bits=32) == bytes.fromhex("89c3")
+
+
+@pytest.mark.parametrize("source,line,name", [
+    ("mov eax, LEN\n.equ LEN, 5", 1, "LEN"),
+    ("nop\nx: push LEN + 4   # a comment\n.set LEN, 5", 2, "LEN"),
+    ("mov eax, 1 ; mov ebx, N ; N = 5", 1, "N"),
+    ("mov cx, len\nmsg: .ascii \"hi\"\n.equ len, . - msg", 1, "len"),   # the usual string-length idiom
+    ("rep movsb\nlock add dword ptr [rbx], K\n.equiv K, 1", 2, "K"),
+])
+def test_forward_equ_without_offset_is_an_error(source, line, name):
+    """Before its .equ, GNU as reads a bare symbol as a memory operand; the
+    same line after the .equ is an immediate.  The order of the lines must
+    not change the meaning silently."""
+    with pytest.raises(AsmError) as ei:
+        asm(source, bits=64)
+    assert ei.value.line == line
+    assert f"'{name}' is defined by a later .equ" in ei.value.message
+    assert f"'offset {name}'" in ei.value.message
+
+
+def test_equ_uses_whose_meaning_does_not_depend_on_order():
+    """A definition above the use, offset, brackets, ptr, a branch target and
+    a data directive mean the same whatever the order: assembled as GNU as
+    does."""
+    assert asm(".equ N, 5\nmov eax, N", bits=32) == bytes.fromhex("b805000000")
+    assert asm("mov eax, offset N\n.equ N, 5", bits=32) == bytes.fromhex("b805000000")
+    assert asm("mov eax, [N]\n.equ N, 5", bits=32) == bytes.fromhex("a105000000")
+    assert asm("mov eax, dword ptr N\n.equ N, 5", bits=32) == bytes.fromhex("a105000000")
+    assert asm("jmp N\n.equ N, 0x20", bits=32) == bytes.fromhex("e91b000000")
+    assert asm(".long N\n.equ N, 5", bits=32) == bytes.fromhex("05000000")
+    assert asm("mov eax, lbl\nlbl: .long 1", bits=32) == bytes.fromhex("a10500000001000000")  # a label is memory
+    # a use inside a /* */ comment is no use
+    assert asm("/* mov eax, N\n */ nop\n.equ N, 5", bits=32) == bytes.fromhex("90")
+
+
+def test_documented_names_reachable_from_vtx_asm(tmp_path):
+    """import vtx makes vtx.asm the function; vtx.asm.asm_file (as the API
+    reference names it) once raised AttributeError."""
+    import sys
+    import vtx
+    module = sys.modules["vtx.asm"]          # the module (the attribute vtx.asm is the function)
+    src = tmp_path / "g.s"
+    src.write_text("nop\nhlt\n")
+    assert vtx.asm.asm_file(src, bits=16) == b"\x90\xf4"
+    assert module is not vtx.asm
+    assert vtx.asm.asm_file is module.asm_file and vtx.asm.Image is module.Image
+    assert isinstance(vtx.asm("nop", bits=16, org=0x100), vtx.asm.Image)

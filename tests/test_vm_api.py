@@ -384,3 +384,25 @@ def test_package_is_typed():
     assert typing.get_type_hints(vtx.VM.run)["return"] is vtx.RunResult
     assert typing.get_type_hints(vtx.VM.load)["addr"] is int
     assert typing.get_type_hints(vtx.cc)["return"] is vtx.CGuest
+
+
+def test_read_and_write_uint_helpers():
+    """write_u8..write_u64 store little-endian and read_u* read it back; a
+    value that does not fit or is not an int is refused, memory untouched."""
+    vm = vtx.VM(memory=1 << 20)
+    vm.write_u8(0x100, 0xAB)
+    vm.write_u16(0x102, 0x1234)
+    vm.write_u32(0x104, 0xDEADBEEF)
+    vm.write_u64(0x108, 0x0123456789ABCDEF)
+    assert vm.read(0x100, 16) == bytes.fromhex("ab003412efbeadde efcdab8967452301".replace(" ", ""))
+    assert (vm.read_u8(0x100), vm.read_u16(0x102), vm.read_u32(0x104), vm.read_u64(0x108)) == (
+        0xAB, 0x1234, 0xDEADBEEF, 0x0123456789ABCDEF)
+    with pytest.raises(vtx.ArgumentError, match="does not fit in 16 bits"):
+        vm.write_u16(0x102, 0x10000)
+    with pytest.raises(vtx.ArgumentError, match=r"value & 0xffffffff"):
+        vm.write_u32(0x104, -1)
+    with pytest.raises(TypeError, match="value is an int"):
+        vm.write_u64(0x108, 1.5)
+    with pytest.raises(TypeError, match="value is an int"):
+        vm.write_u8(0x100, True)
+    assert vm.read(0x100, 16) == bytes.fromhex("ab003412efbeadde efcdab8967452301".replace(" ", ""))

@@ -62,6 +62,14 @@ and ``message`` is the tool's message, for example
 of ``(line, text, message)`` tuples, one per reported error. Warnings do not
 stop assembly and are not reported.
 
+Two mistakes that GNU as would accept silently are errors before it runs:
+AT&T register syntax (``mov %eax, %ebx`` would assemble as Intel with the
+operands reversed), and an instruction operand that names a symbol defined by
+a later ``.equ``/``.set``/``=`` without ``offset``, brackets or ``ptr`` (GNU
+as reads it as a memory operand before the definition and as an immediate
+after it): write ``offset NAME`` for the value, ``[NAME]`` for memory, or
+define it first.
+
 If GNU binutils are not installed, :func:`asm` raises
 :class:`~vtx.errors.AssemblerNotFound`.
 
@@ -276,12 +284,102 @@ def _reject_att(source):
                 line=number, text=text)
 
 
+# A symbol that .equ, .set, .equiv, .eqv or "=" defines after a line uses
+# it: GNU as in Intel mode reads a bare symbol it does not yet know as a
+# memory operand, so "mov eax, LEN" before ".equ LEN, 5" loads from address
+# 5 while the same line after the .equ moves the immediate 5 (or, for
+# operands that take no memory, fails with "operand size mismatch").
+_SYMBOL = r"[A-Za-z_.$][\w.$]*"
+_BLOCK_COMMENT = re.compile(r"/\*.*?\*/", re.S)
+_EQU_DIRECTIVE = re.compile(rf"\.(?:equ|set|equiv|eqv)\s+({_SYMBOL})\s*,", re.I)
+_EQU_ASSIGN = re.compile(rf"({_SYMBOL})\s*==?(?!=)")
+_LEADING_LABEL = re.compile(rf"^\s*(?:{_SYMBOL}|\d+)\s*:(?!:)")
+_IDENTIFIER = re.compile(rf"(?<![\w.$\\])({_SYMBOL})")
+_PREFIXES = {"rep", "repe", "repz", "repne", "repnz", "lock", "data16", "data32", "addr16", "addr32", "rex",
+             "rex.w", "notrack", "bnd", "xacquire", "xrelease"}
+# Branch targets are addresses either way: a forward symbol there is fine.
+_BRANCH = re.compile(r"(?:j[a-z]+|l?call[a-z]?|loop[a-z]*)$")
+
+
+def _statements(source):
+    """(line number, statement) for each statement of the source, comments
+    and leading labels removed (";" separates statements; a string's
+    contents are not looked into)."""
+    # A /* */ comment (GNU as takes them too) becomes spaces, its line
+    # breaks kept so the line numbers stay those of the source.
+    source = _BLOCK_COMMENT.sub(lambda m: re.sub(r"[^\n]", " ", m.group(0)), source)
+    for number, text in enumerate(source.split("\n"), start=1):
+        code = _COMMENT.sub("", text.split('"')[0])
+        for stmt in code.split(";"):
+            while True:
+                m = _LEADING_LABEL.match(stmt)
+                if m is None:
+                    break
+                stmt = stmt[m.end():]
+            if stmt.strip():
+                yield number, stmt.strip()
+
+
+def _split_operands(text):
+    """The operands of an instruction, split at the commas outside brackets
+    and parentheses."""
+    out, depth, cur = [], 0, ""
+    for ch in text:
+        if ch in "[(":
+            depth += 1
+        elif ch in "])":
+            depth -= 1
+        if ch == "," and depth == 0:
+            out.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    return out + [cur]
+
+
+def _reject_forward_equ(source):
+    """AsmError for an instruction operand that names, without ``offset``,
+    brackets or ``ptr``, a symbol the source defines with .equ (or .set,
+    .equiv, .eqv, =) only further down, whose meaning GNU as would take
+    from the order of the lines."""
+    stmts = list(_statements(source))
+    defined = {}                    # symbol -> index of the first statement defining it
+    for i, (_number, stmt) in enumerate(stmts):
+        m = _EQU_DIRECTIVE.match(stmt) or (None if stmt.startswith(".") else _EQU_ASSIGN.match(stmt))
+        if m is not None:
+            defined.setdefault(m.group(1), i)
+    if not defined:
+        return
+    lines = source.split("\n")
+    for i, (number, stmt) in enumerate(stmts):
+        if stmt.startswith(".") or _EQU_ASSIGN.match(stmt):
+            continue                # directives take expressions: no memory operand to confuse
+        words = stmt.split(None, 1)
+        while len(words) == 2 and words[0].lower() in _PREFIXES:
+            words = words[1].split(None, 1)
+        if len(words) < 2 or _BRANCH.match(words[0].lower()):
+            continue
+        for operand in _split_operands(words[1]):
+            low = operand.lower()
+            if "[" in operand or re.search(r"\b(?:offset|ptr)\b", low):
+                continue            # explicit: an immediate or a memory operand whatever the order
+            for name in _IDENTIFIER.findall(operand):
+                if defined.get(name, -1) > i:
+                    raise AsmError(
+                        f"'{name}' is defined by a later .equ/.set/'=' line: GNU as would read the bare "
+                        f"'{operand.strip()}' here as a memory operand (the same line after the definition "
+                        f"is an immediate); write 'offset {name}' for the value or '[{name}]' for the memory "
+                        f"at that address, or move the definition above this line",
+                        line=number, text=lines[number - 1])
+
+
 @functools.lru_cache(maxsize=CACHE_SIZE)
 def _assemble(source, bits, org, include_dirs):
     """Assemble and link; cached on all four (hashable) arguments."""
     if not source.strip():
         return b""
     _reject_att(source)
+    _reject_forward_equ(source)
     as_path, ld_path = _find_tools()
     header = f".intel_syntax noprefix\n.code{bits}\n"
     header_lines = header.count("\n")
@@ -471,3 +569,8 @@ def _raise(errors, stderr, tmp, what):
 
 asm.cache_info = _assemble.cache_info
 asm.cache_clear = _assemble.cache_clear
+# ``import vtx`` makes ``vtx.asm`` this function (it shadows the module), so
+# the names the API reference gives as vtx.asm.asm_file and vtx.asm.Image
+# are reachable from it too; ``from vtx.asm import asm_file`` works as well.
+asm.asm_file = asm_file
+asm.Image = Image

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import array
 import enum
+import operator
 import sys
 import threading
 import time
@@ -143,11 +144,60 @@ class RunResult:
 
     @property
     def total_exits(self) -> int:
+        """The exits of the run, all reasons."""
         return sum(self.exits.values())
 
     def ns_per_exit(self, reason) -> float:
+        """The mean wall-clock nanoseconds from an exit of ``reason`` to the
+        next entry, handler included (0.0 when the run had none)."""
         n = self.exits.get(reason, 0)
         return self.exit_ns.get(reason, 0) / n if n else 0.0
+
+    # --- export: what a user keeps of a run (the distribution per reason
+    # is in :attr:`stats`, which has its own to_dict/to_json/to_csv/chart).
+
+    #: The columns of :meth:`to_csv`, one row per exit reason.
+    CSV_COLUMNS = ("reason", "number", "count", "total_ns", "ns_per_exit")
+
+    def to_dict(self) -> dict:
+        """Plain data (JSON-ready): why the run stopped (``stop``; the exit
+        that stopped it as its reason's name and number, the vCPU's index,
+        the breakpoint or watchpoint hit), ``instructions``, ``events``,
+        ``wall_ns`` and ``exits``, one entry per reason in number order with
+        ``count``, ``total_ns`` and ``ns_per_exit``."""
+        exit = self.exit
+        hit = self.hit
+        return {
+            "stop": self.stop,
+            "exit": None if exit is None else {"reason": exit.name, "number": int(exit.reason)},
+            "vcpu": None if self.vcpu is None else self.vcpu.index,
+            "hit": None if hit is None else {
+                "kind": hit.kind, "rip": hit.rip,
+                "id": hit.breakpoint.id if hit.kind == "breakpoint" else hit.watchpoint.id},
+            "instructions": self.instructions,
+            "events": self.events,
+            "wall_ns": self.wall_ns,
+            "exits": [{"reason": r.name, "number": int(r), "count": self.exits[r],
+                       "total_ns": self.exit_ns.get(r, 0), "ns_per_exit": round(self.ns_per_exit(r), 1)}
+                      for r in sorted(self.exits, key=int)],
+        }
+
+    def to_json(self, **kw) -> str:
+        """:meth:`to_dict` as JSON (``kw`` go to :func:`json.dumps`)."""
+        import json
+        return json.dumps(self.to_dict(), **kw)
+
+    def to_csv(self, file=None) -> Optional[str]:
+        """One row per exit reason (:attr:`CSV_COLUMNS`); written to ``file``
+        (a text file) or returned as a string."""
+        import csv
+        import io
+        out = file if file is not None else io.StringIO()
+        w = csv.DictWriter(out, fieldnames=self.CSV_COLUMNS, lineterminator="\n")
+        w.writeheader()
+        for row in self.to_dict()["exits"]:
+            w.writerow(row)
+        return None if file is not None else out.getvalue()
 
     def table(self) -> str:
         """The exits per reason as a text table with nanoseconds per exit."""
@@ -277,22 +327,48 @@ class _Memory:
         return self._machine.read(addr, size)
 
     def read_u8(self, addr: int) -> int:
+        """The byte at guest-physical ``addr``."""
         return self.read(addr, 1)[0]
 
     def read_u16(self, addr: int) -> int:
+        """The little-endian 16-bit word at guest-physical ``addr``."""
         return int.from_bytes(self.read(addr, 2), "little")
 
     def read_u32(self, addr: int) -> int:
+        """The little-endian 32-bit doubleword at guest-physical ``addr``."""
         return int.from_bytes(self.read(addr, 4), "little")
 
     def read_u64(self, addr: int) -> int:
+        """The little-endian 64-bit quadword at guest-physical ``addr``."""
         return int.from_bytes(self.read(addr, 8), "little")
 
-    def write_u64(self, addr: int, value: int) -> None:
-        self.write(addr, int(value).to_bytes(8, "little"))
+    def _write_uint(self, addr, value, size):
+        if isinstance(value, bool):
+            raise TypeError(f"value is an int, not {value!r}")
+        try:
+            value = operator.index(value)
+        except TypeError:
+            raise TypeError(f"value is an int, not {value!r}") from None
+        if not 0 <= value < 1 << (8 * size):
+            raise ArgumentError(f"value {value:#x} does not fit in {8 * size} bits (write the two's "
+                                f"complement, value & {(1 << (8 * size)) - 1:#x}, for a negative one)")
+        self.write(addr, value.to_bytes(size, "little"))
+
+    def write_u8(self, addr: int, value: int) -> None:
+        """Write the byte ``value`` (0..0xFF) at guest-physical ``addr``."""
+        self._write_uint(addr, value, 1)
+
+    def write_u16(self, addr: int, value: int) -> None:
+        """Write ``value`` (0..0xFFFF) little-endian at guest-physical ``addr``."""
+        self._write_uint(addr, value, 2)
 
     def write_u32(self, addr: int, value: int) -> None:
-        self.write(addr, int(value).to_bytes(4, "little"))
+        """Write ``value`` (0..0xFFFFFFFF) little-endian at guest-physical ``addr``."""
+        self._write_uint(addr, value, 4)
+
+    def write_u64(self, addr: int, value: int) -> None:
+        """Write ``value`` (0..2**64-1) little-endian at guest-physical ``addr``."""
+        self._write_uint(addr, value, 8)
 
     # --- the CPU model and the firmware ROM -------------------------------------------
 

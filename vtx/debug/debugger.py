@@ -7,12 +7,18 @@ each instruction and watches data accesses through the TLB
 byte of its memory patched.  While none is set, the run loop pays nothing.
 """
 
+from __future__ import annotations
+
 import struct
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, Tuple, Union
 
 import attrs
 
 from ..errors import ArgumentError, VmStateError
 from .disasm import MODES, disassemble
+
+if TYPE_CHECKING:
+    from .trace import Tracer
 
 #: Watchpoint kinds and the core's bits for them (read 1, write 2).
 KINDS = {"read": 1, "write": 2, "access": 3}
@@ -166,7 +172,7 @@ class Debugging:
 
     # --- breakpoints and watchpoints -----------------------------------------------
 
-    def add_breakpoint(self, address, physical=False):
+    def add_breakpoint(self, address: int, physical: bool = False) -> Breakpoint:
         """Stop every run before the instruction at linear ``address``
         (CS base + RIP) executes, on any vCPU; with ``physical=True``, before
         an instruction whose first byte is at guest-physical ``address``
@@ -188,7 +194,7 @@ class Debugging:
         self._debug_sync()
         return bp
 
-    def add_watchpoint(self, address, size=1, kind="write", physical=False):
+    def add_watchpoint(self, address: int, size: int = 1, kind: str = "write", physical: bool = False) -> Watchpoint:
         """Stop a run after an instruction reads (``kind="read"``), writes
         (``"write"``) or does either (``"access"``) any of ``size`` bytes at
         ``address``: a linear address, or with ``physical=True`` a
@@ -215,32 +221,34 @@ class Debugging:
         self._debug_sync()
         return wp
 
-    def remove_breakpoint(self, bp):
+    def remove_breakpoint(self, bp: Union[Breakpoint, int]) -> None:
         """Remove a breakpoint (the :class:`Breakpoint` or its id)."""
         key = bp.id if isinstance(bp, Breakpoint) else bp
         if self._bps.pop(key, None) is None:
             raise ArgumentError(f"no breakpoint {bp!r}")
         self._debug_sync()
 
-    def remove_watchpoint(self, wp):
+    def remove_watchpoint(self, wp: Union[Watchpoint, int]) -> None:
         """Remove a watchpoint (the :class:`Watchpoint` or its id)."""
         key = wp.id if isinstance(wp, Watchpoint) else wp
         if self._wps.pop(key, None) is None:
             raise ArgumentError(f"no watchpoint {wp!r}")
         self._debug_sync()
 
-    def clear_breakpoints(self):
+    def clear_breakpoints(self) -> None:
         """Remove every breakpoint and watchpoint."""
         self._bps.clear()
         self._wps.clear()
         self._debug_sync()
 
     @property
-    def breakpoints(self):
+    def breakpoints(self) -> Tuple[Breakpoint, ...]:
+        """The :class:`Breakpoint` objects set, in the order they were added."""
         return tuple(self._bps.values())
 
     @property
-    def watchpoints(self):
+    def watchpoints(self) -> Tuple[Watchpoint, ...]:
+        """The :class:`Watchpoint` objects set, in the order they were added."""
         return tuple(self._wps.values())
 
     def _bp_order(self):
@@ -297,7 +305,7 @@ class Debugging:
             return None
         return int.from_bytes(data, "little")
 
-    def read_linear(self, address, size, vcpu=None):
+    def read_linear(self, address: int, size: int, vcpu: Any = None) -> bytes:
         """Read ``size`` bytes at a linear address through the vCPU's paging
         (:meth:`translate`, page by page); GuestMemoryError where a page is
         not mapped or not backed by memory."""
@@ -314,7 +322,7 @@ class Debugging:
             size -= n
         return bytes(out)
 
-    def write_linear(self, address, data, vcpu=None):
+    def write_linear(self, address: int, data: bytes, vcpu: Any = None) -> None:
         """Write bytes at a linear address through the vCPU's paging."""
         from ..errors import GuestMemoryError
         v = vcpu or self.vcpu
@@ -333,7 +341,7 @@ class Debugging:
 
     # --- one step -------------------------------------------------------------------------
 
-    def step(self, vcpu=None):
+    def step(self, vcpu: Any = None) -> StepResult:
         """Run exactly one step of ``vcpu`` (default the first): one
         instruction (one iteration of a REP string instruction, as the model
         counts), or the delivery of one event, or one VM exit that its
@@ -383,8 +391,9 @@ class Debugging:
 
     # --- tracing and the GDB stub ----------------------------------------------------------
 
-    def trace(self, callback=None, file=None, start=0, end=(1 << 64) - 1, modes=None, vcpus=None,
-              capacity=4096):
+    def trace(self, callback: Optional[Callable[[Any], None]] = None, file: Any = None, start: int = 0,
+              end: int = (1 << 64) - 1, modes: Union[str, Sequence[str], None] = None,
+              vcpus: Optional[Sequence[Any]] = None, capacity: int = 4096) -> Tracer:
         """Trace the instructions the vCPUs execute from now on (see
         :class:`vtx.debug.Tracer`); returns the tracer, which is also a
         context manager (tracing ends with it).  Only one tracer at a
@@ -395,7 +404,8 @@ class Debugging:
         self._tracer = Tracer(self, callback, file, start, end, modes, vcpus, capacity)
         return self._tracer
 
-    def gdb_serve(self, port=1234, host="127.0.0.1", ready=None, run=None):
+    def gdb_serve(self, port: int = 1234, host: str = "127.0.0.1", ready: Optional[Callable[[int], None]] = None,
+                  run: Optional[Callable[[Optional[int]], str]] = None) -> None:
         """Serve one GDB remote-protocol connection on ``host:port`` (see
         :class:`vtx.debug.GdbServer`): blocks until gdb detaches or kills.
         ``port=0`` picks a free port; ``ready(port)`` is called once it

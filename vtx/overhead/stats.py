@@ -294,6 +294,51 @@ class Stats:
             w.writerow(row)
         return None if file is not None else out.getvalue()
 
+    def chart(self, path, title="VM exits: round trip per reason"):
+        """Draw the round trip per exit reason with matplotlib (the ``bench``
+        extra): a bar at the median, a line from the minimum to the 90th
+        percentile, a dot at the 99th and the count beside each bar.  The
+        format follows ``path``'s suffix (``.png``, ``.svg``, ``.pdf``).
+        Returns ``path``; ImportError without matplotlib, ValueError when
+        there is no exit to draw."""
+        if not self.reasons:
+            raise ValueError("no VM exits to draw")
+        try:
+            import matplotlib
+        except ImportError:
+            raise ImportError("Stats.chart needs matplotlib: pip install matplotlib "
+                              "(or vtx's bench extra); Stats.table() needs nothing") from None
+        matplotlib.use("Agg")       # a file, never a window
+        import matplotlib.pyplot as plt
+        import matplotlib.ticker
+        rs = [self.reasons[r] for r in sorted(self.reasons, key=int)]
+        names = [f"{_reason_name(s.reason)} ({int(s.reason)})" for s in rs]
+        y = list(range(len(rs)))
+        fig, ax = plt.subplots(figsize=(7, 0.45 * len(rs) + 1.4))
+        try:
+            med = [s.median_ns or s.mean_ns for s in rs]
+            ax.barh(y, med, color="#5b8def", label="median")
+            ax.hlines(y, [s.min_ns for s in rs], [s.p90_ns or s.max_ns for s in rs], color="black",
+                      label="min to 90th percentile")
+            ax.plot([s.p99_ns or s.max_ns for s in rs], y, "o", color="black", markersize=3,
+                    label="99th percentile")
+            for i, s in enumerate(rs):
+                ax.annotate(f"{s.count:,}", (max(med[i], s.p99_ns, s.max_ns), i), xytext=(4, 0),
+                            textcoords="offset points", va="center", fontsize="small")
+            ax.set_yticks(y)
+            ax.set_yticklabels(names)
+            ax.invert_yaxis()
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+            ax.set_xlabel("nanoseconds from the exit to the next VM entry (count at the right)")
+            ax.set_title(title)
+            ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.25),
+                      ncol=3, frameon=False)
+            fig.savefig(path, bbox_inches="tight")
+        finally:
+            plt.close(fig)
+        return path
+
     def table(self):
         """Per reason: count, mean and the distribution of the round trip,
         and its split, as a text table."""
