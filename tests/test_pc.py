@@ -451,23 +451,7 @@ def test_every_vcpus_tsc_reads_the_one_clock(quantum):
 
 def test_ipi_storm_and_ipis_to_nobody_keep_the_budget():
     m = smp_pc()
-    start_in_long_mode(m, gate(0x41, "ipi") + gate(0x02, "nmi") + LIDT + f"""
-    mov rbx, {APIC_BASE}
-    mov dword ptr [rbx + 0xF0], 0x1FF
-    sti
-1:  mov dword ptr [rbx + 0x310], 0x09000000  # APIC ID 9: no such processor
-    mov dword ptr [rbx + 0x300], 0x4041
-    mov dword ptr [rbx + 0x300], 0x80041     # fixed 41H to all including self
-    mov dword ptr [rbx + 0x300], 0xC0400     # NMI to all excluding self
-    jmp 1b
-ipi:
-    inc r12
-    mov dword ptr [rbx + 0xB0], 0
-    iretq
-nmi:
-    inc r13
-    iretq
-    """ + IDTR)
+    start_in_long_mode(m, IPI_STORM)     # (defined with the Ctrl-C tests below)
     assert m.run(max_instructions=200_000) == "budget"
     assert 200_000 <= sum(v.instructions for v in m.vcpus) < 210_000
     assert all(v.r12 > 100 and v.r13 > 100 for v in m.vcpus)

@@ -25,7 +25,7 @@ from . import _core
 from .debug.debugger import Debugging
 from .errors import ArgumentError, VmEntryError, VmStateError, VtxWarning
 from .memory import MemoryMap
-from .overhead.stats import Stats
+from .overhead.stats import Stats, write_csv
 from .spec import (EntryControls, ExitControls, ExitReason, ProcBased, ProcBased2, VmcsField as F,
                    capabilities)
 from .types import DescriptorTable, Segment
@@ -190,14 +190,7 @@ class RunResult:
     def to_csv(self, file=None) -> Optional[str]:
         """One row per exit reason (:attr:`CSV_COLUMNS`); written to ``file``
         (a text file) or returned as a string."""
-        import csv
-        import io
-        out = file if file is not None else io.StringIO()
-        w = csv.DictWriter(out, fieldnames=self.CSV_COLUMNS, lineterminator="\n")
-        w.writeheader()
-        for row in self.to_dict()["exits"]:
-            w.writerow(row)
-        return None if file is not None else out.getvalue()
+        return write_csv(self.to_dict()["exits"], self.CSV_COLUMNS, file)
 
     def table(self) -> str:
         """The exits per reason as a text table with nanoseconds per exit."""

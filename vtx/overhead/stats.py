@@ -25,6 +25,18 @@ import attrs
 
 from ..spec import ExitReason
 
+
+def write_csv(rows, columns, file=None):
+    """Dicts as CSV with a header row of ``columns``: written to ``file`` (a
+    text file), or returned as a string when there is none."""
+    out = file if file is not None else io.StringIO()
+    w = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+    w.writeheader()
+    for row in rows:
+        w.writerow(row)
+    return None if file is not None else out.getvalue()
+
+
 __all__ = ["ReasonStats", "Stats", "bucket_bounds"]
 
 #: Interruption types (SDM Vol. 3C 25.8.3) by the index of the core's count.
@@ -287,12 +299,7 @@ class Stats:
     def to_csv(self, file=None):
         """One row per exit reason (:attr:`CSV_COLUMNS`); written to
         ``file`` (a text file) or returned as a string."""
-        out = file if file is not None else io.StringIO()
-        w = csv.DictWriter(out, fieldnames=self.CSV_COLUMNS, lineterminator="\n")
-        w.writeheader()
-        for row in self.to_dict()["reasons"]:
-            w.writerow(row)
-        return None if file is not None else out.getvalue()
+        return write_csv(self.to_dict()["reasons"], self.CSV_COLUMNS, file)
 
     def chart(self, path, title="VM exits: round trip per reason"):
         """Draw the round trip per exit reason with matplotlib (the ``bench``
