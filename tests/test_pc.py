@@ -47,10 +47,8 @@ def pc(body, memory=4 << 20):
     return m
 
 
-def test_pit_at_its_fastest_rate_keeps_the_budget():
-    # Mode 2 with count 2: an interrupt every 1.7 us of guest time, i.e.
-    # every ~1,700 instructions; the guest spins with IF = 1.
-    m = pc("""
+# The PIT in mode 2 with count 2, the guest spinning with IF = 1.
+PIT_STORM = """
     mov al, 0x34
     out 0x43, al
     mov al, 2
@@ -60,7 +58,13 @@ def test_pit_at_its_fastest_rate_keeps_the_budget():
     sti
 1:  inc r13
     jmp 1b
-""")
+"""
+
+
+def test_pit_at_its_fastest_rate_keeps_the_budget():
+    # Mode 2 with count 2: an interrupt every 1.7 us of guest time, i.e.
+    # every ~1,700 instructions; the guest spins with IF = 1.
+    m = pc(PIT_STORM)
     assert m.run(max_instructions=2_000_000) == "budget"
     assert 2_000_000 <= m.vcpu.instructions < 2_100_000
     # About one tick per 1676 ns of guest time, each taken by the handler.
@@ -635,17 +639,7 @@ nmi:
 
 def _storm(kind):
     if kind == "pit":
-        return pc("""
-    mov al, 0x34
-    out 0x43, al
-    mov al, 2
-    out 0x40, al
-    xor al, al
-    out 0x40, al
-    sti
-1:  inc r13
-    jmp 1b
-""")
+        return pc(PIT_STORM)
     if kind == "apic timer":
         m = PcMachine(memory=4 << 20, apic=True)
         m.vm.load(0x1000, vtx.asm(APIC_TIMER_GUEST, bits=64))
