@@ -255,3 +255,120 @@ def test_a_16_bit_jcc_in_32_bit_code_wraps_its_target():
     v = vm.vcpu
     assert r.exit.reason == R.HLT and r.exit.guest_rip == loop_off
     assert v.ecx == 2 and r.instructions == 3
+
+
+# Loops that stay inside one block (RC_LOCAL, core/run.pxi): the Jcc's
+# target is one of the block's own ops, and the block goes on there without
+# leaving.  Each runs to the end with the counts of one instruction at a time
+# and stops at any budget in that state.
+IN_BLOCK_LOOPS = {
+    # The loop starts at the block's second op (after the MOV).
+    "mid_block": ("""
+        mov ecx, 7
+    1:  add eax, 2
+        dec ecx
+        jnz 1b
+        hlt
+    """, 1 + 7 * 3),
+    # Two loops nested in one block: the inner goes back to op 2, the outer
+    # to op 1.
+    "nested": ("""
+        mov edx, 3
+    1:  mov ecx, 4
+    2:  inc eax
+        dec ecx
+        jnz 2b
+        add ebx, eax
+        dec edx
+        jnz 1b
+        hlt
+    """, 1 + 3 * (1 + 4 * 3 + 3)),
+    # A forward Jcc within the block (skips two ops on odd turns), fused and
+    # plain.
+    "forward": ("""
+        mov ecx, 9
+    1:  inc eax
+        test al, 1
+        jz 2f
+        add ebx, 3
+        add ebx, 0
+    2:  mov esi, eax
+        bt esi, 1
+        jc 3f
+        add edx, 1
+    3:  dec ecx
+        jnz 1b
+        hlt
+    """, None),
+    # A Jcc to the Jcc of a pair (the second half of an op) and into the
+    # middle of an instruction: not an op of the block, so a side exit.
+    "inside_an_op": ("""
+        mov ecx, 5
+        mov edx, 2
+    1:  add eax, 1
+    2:  jz 3f
+        dec edx
+        jnz 2b
+        .byte 0xb8              # mov eax, imm32 whose immediate is "dec ecx; jnz 1b; nop; nop"
+    3:  dec ecx
+        jnz 1b
+        nop
+        nop
+        hlt
+    """, None),
+}
+
+
+def _step_reference(src, bits, budget):
+    ref = guest(src, bits)
+    for _ in range(budget):
+        if ref.run(max_instructions=1).stop != "budget":
+            break
+    return ref.vcpu
+
+
+@pytest.mark.parametrize("bits", [16, 32, 64])
+@pytest.mark.parametrize("name", IN_BLOCK_LOOPS)
+def test_loop_within_a_block_runs_as_one_instruction_at_a_time(name, bits):
+    src, want = IN_BLOCK_LOOPS[name]
+    ref = guest(src, bits)
+    n = 0
+    while ref.run(max_instructions=1).stop == "budget":
+        n += 1
+    vm = guest(src, bits)
+    r = vm.run()
+    v, w = vm.vcpu, ref.vcpu
+    assert r.exit.reason == R.HLT and r.instructions == n
+    if want is not None:
+        assert n == want
+    assert (v.eax, v.ebx, v.ecx, v.edx, v.esi, v.rip, v.rflags) == (w.eax, w.ebx, w.ecx, w.edx, w.esi, w.rip, w.rflags)
+
+
+@pytest.mark.parametrize("name", IN_BLOCK_LOOPS)
+@pytest.mark.parametrize("budget", [1, 2, 3, 4, 5, 7, 11, 16, 23, 30, 37, 44])
+def test_budget_in_a_loop_within_a_block(name, budget):
+    src = IN_BLOCK_LOOPS[name][0]
+    w = _step_reference(src, 32, budget)
+    vm = guest(src, 32)
+    r = vm.run(max_instructions=budget)
+    v = vm.vcpu
+    assert (v.eax, v.ebx, v.ecx, v.edx, v.esi, v.rip, v.rflags) == (w.eax, w.ebx, w.ecx, w.edx, w.esi, w.rip, w.rflags)
+    if r.stop == "budget":
+        assert r.instructions == budget
+
+
+def test_in_block_loop_counts_instructions_exactly():
+    """The mid-block loop: 1 + 7 turns of 3 instructions, then the MOV
+    after it, in the same block: the count and the values are exact."""
+    vm = guest("""
+        mov ecx, 7
+    1:  add eax, 2
+        dec ecx
+        jnz 1b
+        mov ebx, eax
+        hlt
+    """, 32)
+    r = vm.run()
+    v = vm.vcpu
+    assert r.exit.reason == R.HLT and r.instructions == 1 + 7 * 3 + 1
+    assert v.eax == 14 and v.ebx == 14 and v.ecx == 0 and v.rflags & 0x40

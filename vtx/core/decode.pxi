@@ -47,9 +47,13 @@ cdef enum:
     INSN_END = 128          # OPF_END
 
 # Insn.cc2, bit 7 (its low 4 bits are a fused pair's condition): a Jcc of a
-# translated block (alone or fused) whose target lies within the block's own
-# bytes.  build_block sets it; the block's checks (block_fits) then cover the
-# target too, so the branch needs no wrap, CS-limit or canonical check.
+# translated block (alone or fused) whose target is the first byte of one of
+# the block's own ops.  build_block sets it, with the target's op index and
+# byte offset in the op's tag (a block's ops are not in the decode cache, so
+# their tag is free: see OP_* in core/run.pxi); the block's checks
+# (block_fits) cover the target too, so the branch needs no wrap, CS-limit
+# or canonical check, and taken it returns RC_LOCAL: run_block goes on at
+# that op without leaving the block.
 cdef enum:
     CC2_LOCAL = 0x80
 

@@ -10,6 +10,31 @@ cdef enum:
     MAX_BLOCK = 32              # ops per block
     BLOCK_LINKS = 4             # successors a block remembers (Block.link)
 
+# A block's op keeps in its tag (build_block): bits 0-7 the instructions of
+# the block before it, 8-15 those up to and including it (a fused pair
+# counts two); for a Jcc marked CC2_LOCAL, bits 16-23 its target's op index
+# and 32-47 the target's byte offset in the block.
+cdef enum:
+    OP_POST_SHIFT = 8
+    OP_TOP_SHIFT = 16
+    OP_TOFF_SHIFT = 32
+
+
+cdef inline uint64_t op_pre(Insn* d) noexcept nogil:
+    return d.tag & 0xFF
+
+
+cdef inline uint64_t op_post(Insn* d) noexcept nogil:
+    return (d.tag >> OP_POST_SHIFT) & 0xFF
+
+
+cdef inline uint64_t op_top(Insn* d) noexcept nogil:
+    return (d.tag >> OP_TOP_SHIFT) & 0xFF
+
+
+cdef inline uint64_t op_toff(Insn* d) noexcept nogil:
+    return (d.tag >> OP_TOFF_SHIFT) & 0xFFFF
+
 
 cdef int decode_at(Cpu* c, uint64_t lin, uint8_t* p, Insn** dp, uint64_t tag) noexcept nogil:
     """Decode the instruction at linear address lin (host pointer p) into the
@@ -87,8 +112,8 @@ cdef Block* build_block(Cpu* c, uint64_t lin, uint8_t* p, uint64_t hpa, uint64_t
     when not even the first instruction fits.  Code outside RAM is not
     translated (its writes are not tracked)."""
     cdef int avail = 4096 - <int>(lin & 0xFFF)
-    cdef int off = 0, n = 0, ninsn = 0, rc, k
-    cdef int64_t end, rel
+    cdef int off = 0, n = 0, ninsn = 0, rc, k, t
+    cdef int64_t end, rel, at
     cdef Insn* ops
     cdef Insn* d
     cdef Block* b
@@ -107,21 +132,30 @@ cdef Block* build_block(Cpu* c, uint64_t lin, uint8_t* p, uint64_t hpa, uint64_t
             break
         if avail - off > d.len:
             fuse(c, d, p + off + d.len, avail - off - d.len)
-        d.tag = 0
         mark_code_page(c, hpa + <uint64_t>off, d.len)
         n += 1
-        ninsn += 2 if (d.flags & INSN_FUSED) else 1
         off += d.len
         if not (d.flags & INSN_LAZY) or ((d.flags & (INSN_END | INSN_FUSED)) and not is_cond_branch(d)):
             break
     if n == 0:
         return NULL
-    # The Jccs whose target is one of this block's own bytes (CC2_LOCAL,
-    # core/decode.pxi): the block is entered only at its start and only
-    # after block_fits checked all its bytes against the CS limit and the IP
-    # width, so such a target needs no check of its own and cannot wrap,
-    # whatever RIP the block is entered at.  A plain Jcc only in the code's
-    # own size (a 66H-prefixed one wraps its target at 16 bits).
+    # Each op's tag (free in a block's ops, which are not in the decode
+    # cache): the instructions before it and up to it (a fused pair counts
+    # two), by which run_block counts what retired; and for a Jcc whose
+    # target is the first byte of one of the block's ops, that op and its
+    # offset, with CC2_LOCAL (core/decode.pxi).  The block is entered only
+    # at its start and only after block_fits checked all its bytes against
+    # the CS limit and the IP width, so such a target needs no check of its
+    # own and cannot wrap, whatever RIP the block is entered at.  A plain
+    # Jcc only in the code's own size (a 66H-prefixed one wraps its target
+    # at 16 bits).  A target inside an op (the Jcc of a pair, the middle of
+    # an instruction) stays an ordinary branch: a side exit.
+    ninsn = 0
+    for k in range(n):
+        d = &ops[k]
+        d.tag = <uint64_t>ninsn
+        ninsn += 2 if (d.flags & INSN_FUSED) else 1
+        d.tag |= <uint64_t>ninsn << OP_POST_SHIFT
     end = 0
     for k in range(n):
         d = &ops[k]
@@ -132,8 +166,16 @@ cdef Block* build_block(Cpu* c, uint64_t lin, uint8_t* p, uint64_t hpa, uint64_t
             rel = <int64_t>d.imm
         else:
             continue
-        if 0 <= end + rel < off:
-            d.cc2 |= CC2_LOCAL
+        rel += end
+        if rel < 0 or rel >= off:
+            continue
+        at = 0
+        for t in range(n):
+            if at == rel:
+                d.cc2 |= CC2_LOCAL
+                d.tag |= (<uint64_t>t << OP_TOP_SHIFT) | (<uint64_t>rel << OP_TOFF_SHIFT)
+                break
+            at += ops[t].len
     spend(c, <uint64_t>n)       # decoding is work: see spend() in state.pxi
     c.arena_used += <uint64_t>n
     c.blocks_built += 1
@@ -239,61 +281,74 @@ cdef int run_block(Cpu* c, Block** bp) noexcept nogil:
     cdef uint64_t gen = c.tlb_gen
     cdef uint64_t smask = SIZE_MASK[c.code_size]   # a mode change ends the chain (TLB generation)
     cdef uint64_t nxt
+    # Instructions retired in this call and not yet added to c.icount, less
+    # op_pre of the op d: acc + op_pre(d) is the count when d is about to
+    # run.  Kept here, in a register, until the block stops: the ops before
+    # the last read neither the count nor the flags (build_block), so the
+    # Cpu need not see it sooner.
+    cdef uint64_t acc = 0
     cdef int rc
     cdef int side
     while True:
         # The ops before the last.  None of them reads the flags (every op
         # but the last keeps them lazy, build_block) or the instruction
-        # count (RDTSC, the events, anything that exits ends a block): the
-        # ops retired are added to c.icount when the block stops (d -
-        # first), which saves a read-modify-write of the Cpu per op.  None
-        # of them ends where IP or EIP would wrap (block_fits keeps the
+        # count (RDTSC, the events, anything that exits ends a block).
+        # None of them ends where IP or EIP would wrap (block_fits keeps the
         # whole block below the limit of the IP width), so no mask.  A
-        # conditional branch among them that is taken (RC_BRANCHED) leaves
-        # the block there: a side exit, retired, at its target.
+        # conditional branch among them that is taken leaves the block
+        # there (RC_BRANCHED: a side exit, retired, at its target), or, to
+        # one of the block's own ops (RC_LOCAL), goes on at that op.
         side = 0
         while d != last:
             nxt = rip + d.len
             c.next_rip = nxt
             rc = d.fn(c, d)
             if rc != RC_OK:
+                if rc == RC_LOCAL:
+                    # A loop within the block: the target is an op whose
+                    # bytes block_fits checked, so only what a lazy op can
+                    # change matters: the budget (for the rest of the
+                    # block from there at most) and a flush (tlb_gen).  No
+                    # code write: a Jcc writes nothing and every op before
+                    # it was looked at.
+                    acc += op_post(d)
+                    rip = start + op_toff(d)
+                    d = first + op_top(d)
+                    acc -= op_pre(d)
+                    c.rip = rip
+                    if c.tlb_gen != gen or c.icount + acc + b.ninsn > c.icount_limit:
+                        c.icount += acc + op_pre(d)
+                        return RC_OK
+                    continue
                 if rc == RC_BRANCHED:
                     side = 1
                     break
-                c.icount += <uint64_t>(d - first)
+                c.icount += acc + op_pre(d)
                 return rc
             rip = nxt
             c.rip = nxt
             d += 1
             if c.code_writes != writes:
-                c.icount += <uint64_t>(d - first)
+                c.icount += acc + op_pre(d)
                 return RC_OK
         if side:
-            c.icount += <uint64_t>(d - first) + 1
+            c.icount += acc + op_post(d)
             rip = c.next_rip
             c.rip = rip
-            # A side exit back to the block's own start (a loop whose body
-            # ends in a taken Jcc): the op that left is a near Jcc and every
-            # op before it is lazy, so nothing the checks of block_fits
-            # rely on changed (not CS, the mode, blocking by STI or MOV SS,
-            # TF, RF or DR7) besides the budget, unless a flush or a write
-            # to code came between.
-            if rip == start and c.tlb_gen == gen and c.code_writes == writes:
-                if c.icount + b.ninsn > c.icount_limit:
-                    return RC_OK
-                d = first
-                continue
         else:
-            c.icount += <uint64_t>(b.n - 1)        # d - first, without a division
+            c.icount += acc + op_pre(d)
             c.next_rip = (rip + d.len) & smask
             if not (d.flags & INSN_LAZY) and c.lf_kind != LF_NONE:
                 flags_compute(c)
             rc = d.fn(c, d)
-            if rc != RC_OK and rc != RC_BRANCHED:
+            if rc == RC_LOCAL:
+                c.next_rip = start + op_toff(d)
+            elif rc != RC_OK and rc != RC_BRANCHED:
                 return rc
-            c.icount += 1
+            c.icount += op_post(d) - op_pre(d)
             rip = c.next_rip
             c.rip = rip
+        acc = 0
         # On to the next block without going back to the run loop, when
         # nothing the checks relied on changed: same bytes (no code
         # dropped); no blocking by STI or MOV SS and nothing for the debug
@@ -490,7 +545,7 @@ cdef int run_loop(Cpu* c) noexcept nogil:
                     rc = RC_OK
                 if rc == RC_OK:
                     c.rip = c.next_rip
-                    c.icount += 1
+                    c.icount += 2 if (d.flags & INSN_FUSED) else 1
                     if shadow:
                         # STI / MOV SS blocking lasts one instruction.
                         c.interruptibility &= ~shadow

@@ -27,6 +27,9 @@ cdef enum:
     RC_BRANCHED = 15       # a conditional branch retired and was taken (c.next_rip is its
                            # target): RC_OK to every caller but the block runner, for
                            # which it is a side exit (core/run.pxi)
+    RC_LOCAL = 16          # a Jcc of a translated block retired and was taken to the
+                           # start of one of the block's own ops (CC2_LOCAL): only
+                           # run_block sees it, and it goes on at that op (core/run.pxi)
 
 # General-purpose register numbers (SDM Vol. 2 Table 2-2 order).
 cdef enum:

@@ -101,9 +101,8 @@ cdef inline int t_lea(Cpu* c, Insn* d, int size) noexcept nogil:
 
 cdef inline int t_jcc(Cpu* c, Insn* d, int cc) noexcept nogil:
     if cond(c, cc):
-        if d.cc2 & CC2_LOCAL:           # within its block: checked with it
-            c.next_rip = c.next_rip + d.imm
-            return RC_BRANCHED
+        if d.cc2 & CC2_LOCAL:           # to an op of its block: checked with it
+            return RC_LOCAL
         return taken(branch_to(c, c.next_rip + d.imm, d.osz))
     return RC_OK
 
@@ -790,8 +789,8 @@ cdef void specialize(Insn* d) noexcept nogil:
 # --- compare-and-branch fusion ------------------------------------------------------
 # A register ALU, TEST, INC or DEC instruction directly followed (in the same
 # page, no prefix) by a Jcc is decoded as one pair (decode_at, fuse): one
-# dispatch runs both and counts two instructions, the Jcc reading the flag
-# record the first just wrote.  The first cannot fault; if the Jcc faults,
+# dispatch runs both, which count as two instructions, the Jcc reading the
+# flag record the first just wrote.  The first cannot fault; if the Jcc faults,
 # the first has retired and RIP is left on the Jcc, as if run one by one.  The
 # run loop runs a pair split (unfuse) where one instruction at a time is
 # needed: one step of budget left, blocking by STI or MOV SS, or a CS limit
@@ -801,11 +800,13 @@ cdef inline int fused_branch(Cpu* c, Insn* d, int taken_) noexcept nogil:
     """The Jcc of a pair once its condition is known."""
     cdef int rc
     if taken_:
-        if d.cc2 & CC2_LOCAL:           # within its block: checked with it
-            c.next_rip = c.next_rip + <uint64_t>d.disp
-            return RC_BRANCHED
+        if d.cc2 & CC2_LOCAL:           # to an op of its block: checked with it
+            return RC_LOCAL
         rc = branch_to(c, c.next_rip + <uint64_t>d.disp, c.code_size)
         if rc:
+            # The first instruction retired, the Jcc faults: one counted
+            # here (the caller counts both only when the pair completes).
+            c.icount += 1
             c.rip = (c.next_rip - d.len2) & SIZE_MASK[c.code_size]
             return rc
         return RC_BRANCHED
@@ -828,9 +829,11 @@ cdef inline int t_fused_jcc(Cpu* c, Insn* d) noexcept nogil:
     the address after the Jcc; d.disp its displacement, sign-extended).
     The first instruction's kind of flag record is a constant here (each
     pair's handler is instantiated for one operation), so the test of
-    which conditions cond() gives inline folds away."""
+    which conditions cond() gives inline folds away.  The pair's two
+    instructions are counted by the caller when it completes (run_block
+    from the op's tag, run_loop by INSN_FUSED), not here: a count in the
+    Cpu made by every pair would chain a loop's iterations through memory."""
     cdef int cc = d.cc2 & 15
-    c.icount += 1
     if not cond_inline_ok(c.lf_kind, cc >> 1):
         return FUSED_JCC_REST(c, d)
     return fused_branch(c, d, cond_record(c, cc))
