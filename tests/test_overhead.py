@@ -86,6 +86,53 @@ def test_a_second_run_is_its_own_delta_and_the_cumulative_view_sums():
 
 
 @needs_as
+def test_each_run_has_its_own_reasons_ports_msrs_and_crs():
+    """Three runs with different exits, their stats read only after all
+    three: each has exactly its own reasons, I/O ports, MSRs and CR kinds,
+    with its own counts and distribution (a run's rows are kept from its
+    first exit of each reason, core/acct.pxi)."""
+    vm = vtx.VM(memory=1 << 20)
+    vm.load(0x1000, vtx.asm("""
+        out 0x80, al
+        out 0x80, al
+        out 0x80, al
+        cpuid
+        hlt
+        in al, 0x71
+        mov ecx, 0xC0000103
+        rdmsr
+        rdmsr
+        hlt
+        mov rax, cr3
+        mov cr3, rax
+        out 0x80, al
+        hlt
+    """, bits=64, org=0x1000))
+    v = vm.add_vcpu()
+    vm.setup_long_mode(entry=0x1000)
+    v.vmwrite(F.PRIMARY_PROC_BASED_CONTROLS,
+              v.vmread(F.PRIMARY_PROC_BASED_CONTROLS) | ProcBased.CR3_LOAD_EXITING)
+    for reason in (R.IO_INSTRUCTION, R.CPUID, R.RDMSR, R.CONTROL_REGISTER_ACCESS):
+        vm.on(reason)(lambda vcpu, ex: vtx.RESUME)
+    vm.on(R.HLT)(lambda vcpu, ex: vtx.STOP)
+    runs = [vm.run() for _ in range(3)]
+    counts = [{r: s.count for r, s in run.stats.reasons.items()} for run in runs]
+    assert counts == [{R.IO_INSTRUCTION: 3, R.CPUID: 1, R.HLT: 1},
+                      {R.IO_INSTRUCTION: 1, R.RDMSR: 2, R.HLT: 1},
+                      {R.CONTROL_REGISTER_ACCESS: 1, R.IO_INSTRUCTION: 1, R.HLT: 1}]
+    assert [run.stats.io_ports for run in runs] == [{(0x80, "out", 1): 3}, {(0x71, "in", 1): 1},
+                                                     {(0x80, "out", 1): 1}]
+    assert [run.stats.msrs for run in runs] == [{}, {(0xC0000103, "read"): 2}, {}]
+    assert [run.stats.crs for run in runs] == [{}, {}, {(3, "mov-to-cr"): 1}]
+    for run, c in zip(runs, counts):
+        assert run.exits == c
+        for reason, st in run.stats.reasons.items():
+            assert sum(st.hist.values()) == c[reason]
+    total = vm.stats()
+    assert total.reasons[R.IO_INSTRUCTION].count == 5 and total.io_ports[(0x80, "out", 1)] == 4
+
+
+@needs_as
 def test_reset_during_a_run_is_refused():
     vm = cpuid_vm(3)
 

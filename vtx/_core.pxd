@@ -283,6 +283,12 @@ ctypedef struct AcctQual:
     uint64_t other        # exits whose key found no free slot
     uint32_t used
 
+ctypedef struct AcctRow:
+    # A reason's rows as they were at its first change in a run (acct_touch):
+    # the run's base, which its mark reads at the run's end (core/acct.pxi).
+    uint64_t count, rt_ticks, handler_ticks, guest_ticks, guest_insns, handler_insns
+    uint32_t hist[128]
+
 ctypedef struct Acct:
     uint64_t count[128]          # exits per basic reason since the last reset
     uint64_t rt_ticks[128]       # exit to the next entry (the model's exit path + the handler)
@@ -309,6 +315,14 @@ ctypedef struct Acct:
     uint64_t guest_t0            # now_ticks() at the last entry
     uint64_t guest_i0            # icount at the last entry (guest instructions start)
     uint64_t exit_i0             # icount at the last exit (handler instructions start)
+    # The base of the current run (core/acct.pxi): each row and table as it
+    # was when the run first changed it, and the run it was saved in.
+    uint32_t saved_of[128]
+    uint32_t io_saved_of, msr_saved_of, cr_saved_of
+    AcctRow saved[128]
+    AcctQual io_saved
+    AcctQual msr_saved
+    uint64_t cr_saved[64]
 
 ctypedef struct Cpu:
     # --- architectural state -------------------------------------------
@@ -565,6 +579,7 @@ cdef class VCpuBase:
     cdef int _mmio_answer(self) except -1
     cdef object _run_inner(self, list handlers, object default, uint64_t budget, object RESUME,
                            object RETRY, object STOP, bint step)
+    cdef int _check_run(self, list handlers, object budget) except -1
     cdef public object trace_handler  # called with the records when the trace buffer fills
     cdef public object vm             # the vtx.VM that made it (step, trace; None for a bare VCpu)
 

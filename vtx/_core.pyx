@@ -999,6 +999,12 @@ cdef class VCpuBase:
             vwt(c, VMCS_OFF_GUEST_INTERRUPTIBILITY_STATE, 4, intr & ~3U)
         return intr
 
+    def _intr_state(self):
+        """GUEST_INTERRUPTIBILITY_STATE for vtx itself (VM._note_stop): not
+        counted as an API VMREAD, and without vmread's checks of a field
+        number it does not need."""
+        return <uint32_t>vr(self.c, VMCS_OFF_GUEST_INTERRUPTIBILITY_STATE, 4)
+
     def _acct_reset(self):
         if self.c.running:
             raise VmStateError("the accounting is reset between runs, not during one")
@@ -1398,13 +1404,7 @@ cdef class VCpuBase:
         cdef uint64_t ns0[128]
         cdef uint64_t i0, e0
         cdef int r
-        if len(handlers) != 128:
-            raise ArgumentError("handlers must be a list of 128 entries")
-        if isinstance(budget, bool) or not isinstance(budget, int) or not 0 <= budget <= MAX_BUDGET:
-            raise ArgumentError(f"the budget is an int in [0, {MAX_BUDGET:#x}] (0 = none), not {budget!r}")
-        if c.running:
-            raise VmStateError("run() is already active on this vCPU (called from an exit handler or "
-                               "another thread); return RESUME, RETRY or STOP from the handler instead")
+        self._check_run(handlers, budget)
         c.running = 1
         c.run_limit = 0
         memcpy(counts0, c.exit_count, sizeof(counts0))
@@ -1421,6 +1421,88 @@ cdef class VCpuBase:
             if c.exit_count[r] != counts0[r]:
                 per_reason[r] = (c.exit_count[r] - counts0[r], ticks_to_ns(c.exit_ticks[r] - ns0[r]))
         return why, last, per_reason, c.icount - i0, c.events - e0
+
+    cdef int _check_run(self, list handlers, object budget) except -1:
+        """The arguments of _run and _run_one, and no run active."""
+        if len(handlers) != 128:
+            raise ArgumentError("handlers must be a list of 128 entries")
+        if isinstance(budget, bool) or not isinstance(budget, int) or not 0 <= budget <= MAX_BUDGET:
+            raise ArgumentError(f"the budget is an int in [0, {MAX_BUDGET:#x}] (0 = none), not {budget!r}")
+        if self.c.running:
+            raise VmStateError("run() is already active on this vCPU (called from an exit handler or "
+                               "another thread); return RESUME, RETRY or STOP from the handler instead")
+        return 0
+
+    def _run_one(self, list handlers not None, object default, object budget, object RESUME, object RETRY,
+                 object STOP, tuple keys not None, tuple complete=None):
+        """_run for VM.run on one vCPU, with what VM.run needs of the run made
+        here in C rather than in Python (vm.run() called in a loop is how
+        users step a guest, and its fixed cost counts): the run's accounting
+        mark, made before and ended after (core/acct.pxi), its wall time, and
+        its exits and nanoseconds per reason in dicts keyed by ``keys[r]``
+        (vtx/vm.py, _REASON_KEYS).  ``complete``, when a STOP left an
+        instruction pending, is (rip, length, interruptibility state the
+        STOP left or None): the completion _complete makes, first; when the
+        entry then fails before any entry succeeded, it is undone and the
+        VmEntryError carries the interruptibility state from before it as
+        ``_completion_undone`` (VM._run_checked puts the pending completion
+        back).  Returns (why, last_exit, exits, exit_ns,
+        instructions, events, wall_ns, mark, pending), pending being, when a
+        handler's STOP left an instruction of COMPLETED_ON_NEXT_RUN to
+        complete, (guest_rip, instruction_length, interruptibility state
+        now), else None (VM._note_stop)."""
+        cdef Cpu* c = self.c
+        cdef Exit ex
+        cdef uint64_t counts0[128]
+        cdef uint64_t ticks0[128]
+        cdef uint64_t i0, e0, t0
+        cdef int r
+        cdef AcctMark mark
+        cdef dict exits = {}
+        cdef dict exit_ns = {}
+        cdef uint64_t entries0
+        cdef object intr0 = None
+        if len(keys) != 128:
+            raise ArgumentError("keys must have 128 entries")
+        self._check_run(handlers, budget)
+        if complete is not None:
+            intr0 = self._complete(complete[0], complete[1], complete[2])
+        entries0 = c.entries
+        mark = _acct_mark_of(c, self)
+        t0 = now_ticks()
+        c.running = 1
+        c.run_limit = 0
+        memcpy(counts0, c.exit_count, sizeof(counts0))
+        memcpy(ticks0, c.exit_ticks, sizeof(ticks0))
+        i0 = c.icount
+        e0 = c.events
+        try:
+            why, last = self._run_inner(handlers, default, budget, RESUME, RETRY, STOP, False)
+        except VmEntryError as e:
+            if intr0 is not None and c.entries == entries0:
+                # The completion belongs to the entry that failed.
+                _host_writes_vmcs(c)
+                vwt(c, VMCS_OFF_GUEST_RIP, 8, <uint64_t>complete[0])
+                vwt(c, VMCS_OFF_GUEST_INTERRUPTIBILITY_STATE, 4, <uint32_t>intr0)
+                e._completion_undone = intr0
+            raise
+        finally:
+            c.running = 0
+            c.in_guest = 0
+            mark.end()
+        for r in range(128):
+            if c.exit_count[r] != counts0[r]:
+                k = keys[r]
+                exits[k] = c.exit_count[r] - counts0[r]
+                exit_ns[k] = ticks_to_ns(c.exit_ticks[r] - ticks0[r])
+        pending = None
+        if why == "stop" and last is not None:
+            ex = <Exit>last
+            if ex.reason < 128 and _completed_on_next_run[ex.reason] and ex.instruction_length:
+                pending = (ex.guest_rip, ex.instruction_length,
+                           <uint32_t>vr(c, VMCS_OFF_GUEST_INTERRUPTIBILITY_STATE, 4))
+        return (why, last, exits, exit_ns, c.icount - i0, c.events - e0, ticks_to_ns(now_ticks() - t0), mark,
+                pending)
 
     cdef object _run_inner(self, list handlers, object default, uint64_t budget, object RESUME,
                            object RETRY, object STOP, bint step):
@@ -1536,6 +1618,7 @@ cdef class VCpuBase:
                     self._mmio_answer()
                 finally:
                     t_h = now_ticks() - t_h
+                    acct_touch(c.acct, EXIT_REASON_EPT_VIOLATION)
                     c.acct.count[EXIT_REASON_EPT_VIOLATION] += 1
                     c.acct.rt_ticks[EXIT_REASON_EPT_VIOLATION] += t_h
                     c.acct.handler_ticks[EXIT_REASON_EPT_VIOLATION] += t_h
@@ -1566,6 +1649,19 @@ cdef class VCpuBase:
                 raise _mismatch_error(c)
             else:
                 raise VtxError(f"internal error: run loop returned {rc}")
+
+
+# The basic exit reasons whose instruction a STOP leaves for the next run to
+# complete (vtx/vm.py, COMPLETED_ON_NEXT_RUN, which sets this table).
+cdef uint8_t _completed_on_next_run[128]
+
+
+def _set_completed_on_next_run(reasons):
+    """Set the table VCpu._run_one reads from vtx/vm.py's
+    COMPLETED_ON_NEXT_RUN (one source of truth)."""
+    cdef int r
+    for r in range(128):
+        _completed_on_next_run[r] = 1 if r in reasons else 0
 
 
 #: Bytes per record of the instruction trace (VCpu._trace_take).

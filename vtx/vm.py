@@ -67,6 +67,7 @@ Handler = Callable[[_core.VCpu, _core.Exit], Action]
 COMPLETED_ON_NEXT_RUN = frozenset({
     ExitReason.HLT, ExitReason.IO_INSTRUCTION, ExitReason.CPUID, ExitReason.RDMSR, ExitReason.WRMSR,
     ExitReason.VMCALL, ExitReason.RDTSC, ExitReason.RDTSCP, ExitReason.XSETBV})
+_core._set_completed_on_next_run(COMPLETED_ON_NEXT_RUN)
 
 # Layout of the private memory (host-physical addresses from _core.PRIV_BASE).
 _VMCS = 0x0000
@@ -99,7 +100,7 @@ def _le(a):
     return a.tobytes()
 
 
-@attrs.frozen
+@attrs.frozen(slots=False)
 class RunResult:
     """What one :meth:`VM.run` did.
 
@@ -206,32 +207,29 @@ class RunResult:
         return "\n".join(lines)
 
 
-# RunResult's fields in order, each written through its slot: what the
-# generated __init__ does, without its frozen-instance guard on every field
-# (about half the cost of making one, which every vm.run() pays).
-def _slot_setters(cls):
-    names = [f.name for f in attrs.fields(cls)]
-    assert names == ["stop", "exit", "exits", "exit_ns", "instructions", "wall_ns", "events", "vcpu", "acct",
-                     "hit"], names
-    return tuple(getattr(cls, n).__set__ for n in names)
-
-
-(_put_stop, _put_exit, _put_exits, _put_exit_ns, _put_instructions, _put_wall_ns, _put_events, _put_vcpu,
- _put_acct, _put_hit) = _slot_setters(RunResult)
+# RunResult is frozen without slots, so that vm.run() can fill a new one's
+# __dict__ directly: the generated __init__ writes each field through
+# object.__setattr__ (frozen), and slot descriptors called one by one cost as
+# much; a dict store is a fraction of either, and every vm.run() pays it
+# (docs/architecture.rst, "Accounting and cost profiles", the cost of a run).
+_FIELDS = ("stop", "exit", "exits", "exit_ns", "instructions", "wall_ns", "events", "vcpu", "acct", "hit")
+assert tuple(f.name for f in attrs.fields(RunResult)) == _FIELDS
+_new = object.__new__
 
 
 def _run_result(stop, exit, exits, exit_ns, instructions, wall_ns, events, vcpu, acct, hit):
-    r = object.__new__(RunResult)
-    _put_stop(r, stop)
-    _put_exit(r, exit)
-    _put_exits(r, exits)
-    _put_exit_ns(r, exit_ns)
-    _put_instructions(r, instructions)
-    _put_wall_ns(r, wall_ns)
-    _put_events(r, events)
-    _put_vcpu(r, vcpu)
-    _put_acct(r, acct)
-    _put_hit(r, hit)
+    r = _new(RunResult)
+    d = r.__dict__
+    d["stop"] = stop
+    d["exit"] = exit
+    d["exits"] = exits
+    d["exit_ns"] = exit_ns
+    d["instructions"] = instructions
+    d["wall_ns"] = wall_ns
+    d["events"] = events
+    d["vcpu"] = vcpu
+    d["acct"] = acct
+    d["hit"] = hit
     return r
 
 
@@ -266,6 +264,9 @@ def long_mode_tables(pml4):
     return _le(tables)
 
 
+_get_ident = threading.get_ident
+# The stops whose RunResult names the vCPU.
+_VCPU_STOPS = frozenset(("stop", "shutdown", "breakpoint", "watchpoint"))
 # RunResult keys: the ExitReason member for each basic reason the table
 # defines, the bare number otherwise.
 _REASON_KEYS = tuple(ExitReason(r) if r in ExitReason._value2member_map_ else r for r in range(128))
@@ -913,6 +914,10 @@ class VM(MemoryMap, _Memory, Debugging):
         if quantum is not DEFAULT_QUANTUM and (isinstance(quantum, bool) or not isinstance(quantum, int)
                                                or not 0 < quantum <= _core.MAX_BUDGET):
             raise ArgumentError(f"quantum is an int in [1, {_core.MAX_BUDGET:#x}], not {quantum!r}")
+        if self._checked and len(self._vcpus) == 1:
+            # One vCPU: its completion, if a STOP left one, is made by the
+            # core with the run (VCpu._run_one).
+            return self._run_checked(v, max_instructions, quantum, True)
         # Nothing pending and the first run's look done: no completion to make.
         undo = self._before_run(v) if (self._pending or not self._checked) else None
         if undo:
@@ -930,8 +935,9 @@ class VM(MemoryMap, _Memory, Debugging):
                 raise
         return self._run_checked(v, max_instructions, quantum)
 
-    def _run_checked(self, v, max_instructions, quantum):
-        """run() past its argument checks and the completions."""
+    def _run_checked(self, v, max_instructions, quantum, complete=False):
+        """run() past its argument checks and the completions (with
+        ``complete``, one vCPU's completion is made here, by the core)."""
         if len(self._vcpus) > 1:
             return self._note_stop(self._run_all(max_instructions, quantum))
         budget = max_instructions or 0
@@ -939,18 +945,33 @@ class VM(MemoryMap, _Memory, Debugging):
         # allowed and one from another thread is not (vtx/snapshot.py).
         outer = not _core._vcpu_busy(v)
         if outer:
-            self._run_thread = threading.get_ident()
-        mark = v._acct_mark()
-        t0 = time.perf_counter_ns()
+            self._run_thread = _get_ident()
+        comp = None
+        if complete and outer and self._pending:
+            p = self._pending.pop(v.index, None)
+            if p is not None:
+                # RESUME's step (EIP wraps outside 64-bit code), ending
+                # blocking by STI and by MOV SS (SDM Vol. 3C 25.4.2) unless
+                # the state was written since the STOP: then it is the user's.
+                comp = (p[0], p[1], self._pending_intr.pop(v.index, None))
         # The debugger's work around a run, skipped while it has nothing to
         # do (no breakpoint, no trace, no stop to pass over): vm.run() in a
-        # loop is how users step a guest, and its fixed cost counts.
+        # loop is how users step a guest, and its fixed cost counts (the
+        # accounting mark, the wall time and the exit counts are made in the
+        # core too, VCpu._run_one).
         debugging = self._bps or self._bp_stopped or self._tracer is not None
         try:
             if debugging:
                 self._debug_before(v)
-            why, last, per_reason, instructions, events = v._run(self._tables[0], self._default, budget,
-                                                                 RESUME, RETRY, STOP)
+            why, last, exits, exit_ns, instructions, events, wall, mark, pending = v._run_one(
+                self._tables[0], self._default, budget, RESUME, RETRY, STOP, _REASON_KEYS, comp)
+        except VmEntryError as e:
+            intr = getattr(e, "_completion_undone", None)
+            if intr is not None:
+                # The core undid the completion: it is pending again.
+                self._pending[v.index] = comp[:2]
+                self._pending_intr[v.index] = intr if comp[2] is None else comp[2]
+            raise
         finally:
             if outer:
                 self._run_thread = None
@@ -958,26 +979,25 @@ class VM(MemoryMap, _Memory, Debugging):
             why, hit = self._debug_after(v, why)
         else:
             self.last_hit = hit = None
-        wall = time.perf_counter_ns() - t0
-        exits, exit_ns = {}, {}
-        for r, (n, ns) in per_reason.items():
-            key = _REASON_KEYS[r]
-            exits[key] = n
-            exit_ns[key] = ns
-        return self._note_stop(_run_result(why, last, exits, exit_ns, instructions, wall, events,
-                                           v if why in ("stop", "shutdown", "breakpoint", "watchpoint") else None,
-                                           [mark.end()], hit))
+        if why == "stop" and pending is not None:
+            # As _note_stop, with what it reads made by the core.
+            self._pending[v.index] = pending[:2]
+            self._pending_intr[v.index] = pending[2]
+        return _run_result(why, last, exits, exit_ns, instructions, wall, events,
+                           v if why in _VCPU_STOPS else None, [mark], hit)
 
     # --- STOP and the first run: no traps (docs/architecture.rst, "STOP") --------
 
     def _note_stop(self, result):
-        if result.stop == "stop" and result.exit is not None and result.vcpu is not None:
-            reason = int(result.exit.reason) & 0xFFFF       # int(): no enum arithmetic
-            if reason in COMPLETED_ON_NEXT_RUN and result.exit.instruction_length:
-                self._pending[result.vcpu.index] = (result.exit.guest_rip, result.exit.instruction_length)
+        exit = result.exit
+        if result.stop == "stop" and exit is not None and result.vcpu is not None:
+            reason = int(exit.reason) & 0xFFFF       # int(): no enum arithmetic
+            if reason in COMPLETED_ON_NEXT_RUN and exit.instruction_length:
+                v = result.vcpu
+                self._pending[v.index] = (exit.guest_rip, exit.instruction_length)
                 # The interruptibility state the exit left: the completion
                 # ends its STI/MOV-SS blocking only if nobody wrote it since.
-                self._pending_intr[result.vcpu.index] = result.vcpu.vmread(F.GUEST_INTERRUPTIBILITY_STATE)
+                self._pending_intr[v.index] = v._intr_state()
         return result
 
     def pending_completion(self, vcpu: Optional[_core.VCpu] = None) -> Optional[tuple]:

@@ -59,41 +59,10 @@ cdef void _acct_put(Acct* b) noexcept:
         free(b)
 
 
-cdef void acct_copy(Cpu* c, Acct* b) noexcept nogil:
-    """Copy into b the parts of c.acct a run's delta needs (acct_dict): the
-    counts, the scalars and the rows of the reasons and tables in use (a
-    reason not counted yet has all its rows zero), so that a snapshot costs
-    little when few reasons occur."""
+cdef void acct_scalars(Cpu* c, Acct* b) noexcept nogil:
+    """Copy into b the counters of c.acct that are not per reason (a mark's
+    start and end take them whole: a few hundred bytes)."""
     cdef Acct* a = c.acct
-    cdef int r
-    memcpy(b.count, a.count, sizeof(a.count))
-    for r in range(128):
-        if a.count[r]:
-            b.rt_ticks[r] = a.rt_ticks[r]
-            b.handler_ticks[r] = a.handler_ticks[r]
-            b.guest_ticks[r] = a.guest_ticks[r]
-            b.guest_insns[r] = a.guest_insns[r]
-            b.handler_insns[r] = a.handler_insns[r]
-            b.min_ticks[r] = a.min_ticks[r]
-            b.max_ticks[r] = a.max_ticks[r]
-            if a.run_of[r] == a.run:
-                b.run_min[r] = a.run_min[r]
-                b.run_max[r] = a.run_max[r]
-            else:
-                b.run_min[r] = 0
-                b.run_max[r] = 0
-            memcpy(b.hist[r], a.hist[r], sizeof(a.hist[r]))
-    if a.io.used or a.io.other:
-        memcpy(&b.io, &a.io, sizeof(a.io))
-    else:
-        b.io.used = 0
-        b.io.other = 0
-    if a.msr.used or a.msr.other:
-        memcpy(&b.msr, &a.msr, sizeof(a.msr))
-    else:
-        b.msr.used = 0
-        b.msr.other = 0
-    memcpy(b.cr, a.cr, sizeof(a.cr))
     memcpy(b.delivered, a.delivered, sizeof(a.delivered))
     b.vmread_x86 = a.vmread_x86
     b.vmwrite_x86 = a.vmwrite_x86
@@ -104,6 +73,61 @@ cdef void acct_copy(Cpu* c, Acct* b) noexcept nogil:
     b.tlb_flushes = a.tlb_flushes
     b.page_walks = a.page_walks
     b.entries0 = c.entries          # in a snapshot: the entries so far
+
+
+cdef void acct_run_rows(Cpu* c, uint32_t run, Acct* base, Acct* last) noexcept nogil:
+    """At the end of run ``run``: into ``base`` the rows and tables of the
+    reasons it had as they were before it (saved by acct_touch at each
+    one's first change), into ``last`` as they are now; every other reason
+    gets a count of zero in both, so acct_dict sees no difference there
+    and reads nothing else of it."""
+    cdef Acct* a = c.acct
+    cdef AcctRow* s
+    cdef int r
+    for r in range(128):
+        if a.saved_of[r] != run:
+            base.count[r] = 0
+            last.count[r] = 0
+            continue
+        s = &a.saved[r]
+        base.count[r] = s.count
+        base.rt_ticks[r] = s.rt_ticks
+        base.handler_ticks[r] = s.handler_ticks
+        base.guest_ticks[r] = s.guest_ticks
+        base.guest_insns[r] = s.guest_insns
+        base.handler_insns[r] = s.handler_insns
+        memcpy(base.hist[r], s.hist, sizeof(s.hist))
+        last.count[r] = a.count[r]
+        last.rt_ticks[r] = a.rt_ticks[r]
+        last.handler_ticks[r] = a.handler_ticks[r]
+        last.guest_ticks[r] = a.guest_ticks[r]
+        last.guest_insns[r] = a.guest_insns[r]
+        last.handler_insns[r] = a.handler_insns[r]
+        if a.run_of[r] == run:          # the run's own extremes (acct_sample)
+            last.run_min[r] = a.run_min[r]
+            last.run_max[r] = a.run_max[r]
+        else:
+            last.run_min[r] = 0
+            last.run_max[r] = 0
+        memcpy(last.hist[r], a.hist[r], sizeof(a.hist[r]))
+    if a.io_saved_of == run:
+        memcpy(&base.io, &a.io_saved, sizeof(a.io))
+        memcpy(&last.io, &a.io, sizeof(a.io))
+    else:
+        base.io.used = last.io.used = 0
+        base.io.other = last.io.other = 0
+    if a.msr_saved_of == run:
+        memcpy(&base.msr, &a.msr_saved, sizeof(a.msr))
+        memcpy(&last.msr, &a.msr, sizeof(a.msr))
+    else:
+        base.msr.used = last.msr.used = 0
+        base.msr.other = last.msr.other = 0
+    if a.cr_saved_of == run:
+        memcpy(base.cr, a.cr_saved, sizeof(a.cr))
+        memcpy(last.cr, a.cr, sizeof(a.cr))
+    else:
+        memset(base.cr, 0, sizeof(a.cr))
+        memset(last.cr, 0, sizeof(a.cr))
 
 
 cdef dict _qual_dict(AcctQual* t, AcctQual* base):
@@ -193,20 +217,32 @@ cdef void acct_reset(Cpu* c) noexcept nogil:
     exit_ticks, icount and entries, the processor's history that snapshots
     keep, are not touched."""
     cdef uint64_t e = c.entries
+    cdef uint32_t run = c.acct.run
     memset(c.acct, 0, sizeof(Acct))
+    # The run number goes on: a run that a handler resets in the middle
+    # saves its rows again, as zero, at their next change (acct_touch), so
+    # its stats are what came after the reset.
+    c.acct.run = run
     c.acct.entries0 = e
     c.acct.guest_i0 = c.icount
     c.acct.exit_i0 = c.icount
 
 
 cdef class AcctMark:
-    """A run's accounting: ``begin`` snapshots the processor's before the
-    run, ``end()`` after it, and ``to_dict()`` builds the difference when
-    someone reads it (VM.run keeps one per run in RunResult.acct, so a run
-    whose stats nobody reads pays two snapshots and no Python objects)."""
+    """A run's accounting.  Made before the run (``_acct_mark_of``), it
+    copies the counters that are not per reason and starts a new run
+    number; during the run the exit path keeps each reason's rows as they
+    were at its first change in the run (acct_touch, core/vmx/exit.pxi);
+    ``end()``, right after the run, copies those and the current rows of
+    just the reasons the run had; ``to_dict()`` builds the difference when
+    someone reads it.  So a run whose stats nobody reads copies a few
+    hundred bytes and makes no Python objects.  ``end()`` belongs before the
+    next mark of the same processor (which starts another run: VM.run and
+    BareMetal.run end each mark at once)."""
     cdef Cpu* c
     cdef Acct* base
     cdef Acct* last
+    cdef uint32_t run
     cdef dict cached
     cdef object owner         # keeps the machine, and so the Cpu, alive
 
@@ -219,10 +255,11 @@ cdef class AcctMark:
             self.last = NULL
 
     def end(self):
-        """Snapshot the accounting at the run's end (once)."""
-        if self.last == NULL:
+        """Take the run's rows at its end (once)."""
+        if self.last == NULL and self.base != NULL:
             self.last = _acct_get()
-            acct_copy(self.c, self.last)
+            acct_scalars(self.c, self.last)
+            acct_run_rows(self.c, self.run, self.base, self.last)
         return self
 
     def to_dict(self):
@@ -240,12 +277,14 @@ cdef class AcctMark:
 
 
 cdef AcctMark _acct_mark_of(Cpu* c, object owner):
-    """A mark at the start of a run; the run's minimum and maximum start
-    again."""
+    """A mark at the start of a run: a new run number, so that the rows, the
+    tables and the extremes of each reason start again lazily, at its first
+    exit in the run (acct_touch, run_of)."""
     cdef AcctMark m = AcctMark.__new__(AcctMark)
     m.c = c
     m.owner = owner
     m.base = _acct_get()
-    acct_copy(c, m.base)
+    acct_scalars(c, m.base)
     c.acct.run += 1
+    m.run = c.acct.run
     return m

@@ -386,6 +386,38 @@ cdef inline void acct_sample(Acct* a, int r, uint64_t d) noexcept nogil:
     a.hist[r][acct_bucket(d)] += 1
 
 
+cdef void acct_save(Acct* a, int r) noexcept nogil:
+    """acct_touch's work, out of line: keep reason r's rows, and the table
+    its qualification counts in, as they are before the current run
+    changes them."""
+    cdef AcctRow* s = &a.saved[r]
+    a.saved_of[r] = a.run
+    s.count = a.count[r]
+    s.rt_ticks = a.rt_ticks[r]
+    s.handler_ticks = a.handler_ticks[r]
+    s.guest_ticks = a.guest_ticks[r]
+    s.guest_insns = a.guest_insns[r]
+    s.handler_insns = a.handler_insns[r]
+    memcpy(s.hist, a.hist[r], sizeof(s.hist))
+    if r == EXIT_REASON_IO_INSTRUCTION and a.io_saved_of != a.run:
+        a.io_saved_of = a.run
+        memcpy(&a.io_saved, &a.io, sizeof(a.io))
+    elif (r == EXIT_REASON_RDMSR or r == EXIT_REASON_WRMSR) and a.msr_saved_of != a.run:
+        a.msr_saved_of = a.run
+        memcpy(&a.msr_saved, &a.msr, sizeof(a.msr))
+    elif r == EXIT_REASON_CONTROL_REGISTER_ACCESS and a.cr_saved_of != a.run:
+        a.cr_saved_of = a.run
+        memcpy(a.cr_saved, a.cr, sizeof(a.cr))
+
+
+cdef inline void acct_touch(Acct* a, int r) noexcept nogil:
+    """Before the current run first changes reason r's rows: keep them as
+    they are, the run's base, so that marking a run copies nothing up front
+    and its end copies only the reasons the run had (core/acct.pxi)."""
+    if a.saved_of[r] != a.run:
+        acct_save(a, r)
+
+
 cdef inline void acct_vmx_access(Cpu* c, int write) noexcept nogil:
     """A VMREAD (write 0) or VMWRITE executed by x86 code; apart, those of
     an exit's handling (from the exit to the next entry: acct_reason set),
@@ -410,6 +442,7 @@ cdef void record_exit(Cpu* c, uint32_t reason) noexcept nogil:
     c.exit_count[r] += 1
     c.acct_reason = r
     c.exit_t0 = t
+    acct_touch(a, r)
     a.count[r] += 1
     a.exit_i0 = c.icount
     if not acct_detail:
@@ -527,6 +560,7 @@ cdef inline void account_exit_time(Cpu* c) noexcept nogil:
         d = t - c.exit_t0 if t > c.exit_t0 else 0
         c.exit_ticks[r] += d
         c.acct_reason = -1
+        acct_touch(a, r)        # an x86 handler's exit may end in a later run
         a.rt_ticks[r] += d
         # Root-mode instructions since the exit: an x86 hypervisor's handler
         # (its VMRESUME included: it retires after this entry); none for
