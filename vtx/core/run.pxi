@@ -12,12 +12,17 @@ cdef enum:
 
 # A block's op keeps in its tag (build_block): bits 0-7 the instructions of
 # the block before it, 8-15 those up to and including it (a fused pair
-# counts two); for a Jcc marked CC2_LOCAL, bits 16-23 its target's op index
-# and 32-47 the target's byte offset in the block.
+# counts two), 24-31 the block's instructions, and bit 63 on the block's last
+# op; for a Jcc marked CC2_LOCAL, bits 16-23 how many ops its target lies
+# from it and 32-47 how many bytes from its end (signed: a loop goes back).  Relative, and
+# the end marked in the ops, so that run_block's op loop keeps in registers
+# only the Cpu, the op, RIP, the code-write count and its own count.
 cdef enum:
     OP_POST_SHIFT = 8
-    OP_TOP_SHIFT = 16
-    OP_TOFF_SHIFT = 32
+    OP_DOPS_SHIFT = 16
+    OP_NINSN_SHIFT = 24
+    OP_DBYTES_SHIFT = 32
+    OP_LAST_SHIFT = 63
 
 
 cdef inline uint64_t op_pre(Insn* d) noexcept nogil:
@@ -28,12 +33,18 @@ cdef inline uint64_t op_post(Insn* d) noexcept nogil:
     return (d.tag >> OP_POST_SHIFT) & 0xFF
 
 
-cdef inline uint64_t op_top(Insn* d) noexcept nogil:
-    return (d.tag >> OP_TOP_SHIFT) & 0xFF
+cdef inline uint64_t op_block_insns(Insn* d) noexcept nogil:
+    return (d.tag >> OP_NINSN_SHIFT) & 0xFF
 
 
-cdef inline uint64_t op_toff(Insn* d) noexcept nogil:
-    return (d.tag >> OP_TOFF_SHIFT) & 0xFFFF
+cdef inline Insn* op_target(Insn* d) noexcept nogil:
+    return d + <int8_t>((d.tag >> OP_DOPS_SHIFT) & 0xFF)
+
+
+cdef inline uint64_t op_target_rip(Insn* d, uint64_t nxt) noexcept nogil:
+    """The target's address, nxt being the address after d (so that the op
+    loop needs d's own address no more once d ran)."""
+    return nxt + <uint64_t><int64_t><int16_t>((d.tag >> OP_DBYTES_SHIFT) & 0xFFFF)
 
 
 cdef int decode_at(Cpu* c, uint64_t lin, uint8_t* p, Insn** dp, uint64_t tag) noexcept nogil:
@@ -156,6 +167,9 @@ cdef Block* build_block(Cpu* c, uint64_t lin, uint8_t* p, uint64_t hpa, uint64_t
         d.tag = <uint64_t>ninsn
         ninsn += 2 if (d.flags & INSN_FUSED) else 1
         d.tag |= <uint64_t>ninsn << OP_POST_SHIFT
+    for k in range(n):
+        ops[k].tag |= <uint64_t>ninsn << OP_NINSN_SHIFT
+    ops[n - 1].tag |= 1ULL << OP_LAST_SHIFT
     end = 0
     for k in range(n):
         d = &ops[k]
@@ -173,7 +187,8 @@ cdef Block* build_block(Cpu* c, uint64_t lin, uint8_t* p, uint64_t hpa, uint64_t
         for t in range(n):
             if at == rel:
                 d.cc2 |= CC2_LOCAL
-                d.tag |= (<uint64_t>t << OP_TOP_SHIFT) | (<uint64_t>rel << OP_TOFF_SHIFT)
+                d.tag |= ((<uint64_t>(<uint8_t>(t - k)) << OP_DOPS_SHIFT)
+                          | (<uint64_t>(<uint16_t>(rel - end)) << OP_DBYTES_SHIFT))
                 break
             at += ops[t].len
     spend(c, <uint64_t>n)       # decoding is work: see spend() in state.pxi
@@ -273,8 +288,6 @@ cdef int run_block(Cpu* c, Block** bp) noexcept nogil:
     cdef Block* b = bp[0]
     cdef Block* nb
     cdef Insn* d = b.ops
-    cdef Insn* first = d
-    cdef Insn* last = b.last
     cdef uint64_t start = c.rip
     cdef uint64_t rip = start
     cdef uint64_t writes = c.code_writes
@@ -299,7 +312,7 @@ cdef int run_block(Cpu* c, Block** bp) noexcept nogil:
         # there (RC_BRANCHED: a side exit, retired, at its target), or, to
         # one of the block's own ops (RC_LOCAL), goes on at that op.
         side = 0
-        while d != last:
+        while not (d.tag >> OP_LAST_SHIFT):
             nxt = rip + d.len
             c.next_rip = nxt
             rc = d.fn(c, d)
@@ -312,11 +325,11 @@ cdef int run_block(Cpu* c, Block** bp) noexcept nogil:
                     # code write: a Jcc writes nothing and every op before
                     # it was looked at.
                     acc += op_post(d)
-                    rip = start + op_toff(d)
-                    d = first + op_top(d)
+                    rip = op_target_rip(d, nxt)
+                    d = op_target(d)
                     acc -= op_pre(d)
                     c.rip = rip
-                    if c.tlb_gen != gen or c.icount + acc + b.ninsn > c.icount_limit:
+                    if c.tlb_gen != gen or c.icount + acc + op_block_insns(d) > c.icount_limit:
                         c.icount += acc + op_pre(d)
                         return RC_OK
                     continue
@@ -342,7 +355,7 @@ cdef int run_block(Cpu* c, Block** bp) noexcept nogil:
                 flags_compute(c)
             rc = d.fn(c, d)
             if rc == RC_LOCAL:
-                c.next_rip = start + op_toff(d)
+                c.next_rip = op_target_rip(d, rip + d.len)
             elif rc != RC_OK and rc != RC_BRANCHED:
                 return rc
             c.icount += op_post(d) - op_pre(d)
@@ -377,8 +390,6 @@ cdef int run_block(Cpu* c, Block** bp) noexcept nogil:
             start = rip
             gen = c.tlb_gen
         d = b.ops
-        first = d
-        last = b.last
 
 
 ctypedef int (*run_block_t)(Cpu* c, Block** bp) noexcept nogil
