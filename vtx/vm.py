@@ -128,7 +128,7 @@ class RunResult:
     events: int = 0
     vcpu: object = None
     #: The core's accounting of the run, raw (a list of the marks of
-    #: vtx/core/acct.pxi, one per vCPU turn): :attr:`stats` reads it.
+    #: vtx/core/acct.pxi, one per vCPU): :attr:`stats` reads it.
     acct: list = attrs.field(factory=list, repr=False, eq=False)
     #: The host debugger's breakpoint or watchpoint that stopped the run
     #: (stop "breakpoint" or "watchpoint"), else None.
@@ -1069,7 +1069,10 @@ class VM(MemoryMap, _Memory, Debugging):
         exits, exit_ns = {}, {}
         instructions = events = 0
         idle = 0                  # vCPUs in a row that had nothing to do
-        acct = []
+        # One accounting mark per vCPU for the whole run, not one per turn: a
+        # run of many short turns (an interrupt storm, a guest that exits
+        # often) would otherwise keep a mark, and its buffers, per turn.
+        acct = [w._acct_mark() for w in vcpus]
         i = self._next % len(vcpus)
         t0 = time.perf_counter_ns()
         self._running = True
@@ -1083,16 +1086,14 @@ class VM(MemoryMap, _Memory, Debugging):
                     why, last, per_reason, n, ev = "halted", None, {}, 0, 0
                 elif self.on_turn is not None and self.on_turn(v):
                     return RunResult("budget", None, exits, exit_ns, instructions,
-                                     time.perf_counter_ns() - t0, events, None)
+                                     time.perf_counter_ns() - t0, events, None, acct)
                 else:
                     q = quantum if left is None else min(quantum, left)
-                    mark = v._acct_mark()
                     self._debug_before(v)
                     try:
                         why, last, per_reason, n, ev = v._run(self._tables[i], self._default, q,
                                                               RESUME, RETRY, STOP)
                     finally:
-                        acct.append(mark.end())
                         if self._tracer is not None:
                             self._tracer._flush(v)
                     why, hit = self._debug_after(v, why)
@@ -1115,6 +1116,8 @@ class VM(MemoryMap, _Memory, Debugging):
                     return self._result_all("budget", None, exits, exit_ns, instructions, t0, events, None, acct)
         finally:
             self._running = False
+            for mark in acct:
+                mark.end()
 
     @staticmethod
     def _result_all(why, last, exits, exit_ns, instructions, t0, events, vcpu, acct, hit=None):
