@@ -12,16 +12,19 @@ cdef enum:
 
 # A block's op keeps in its tag (build_block): bits 0-7 the instructions of
 # the block before it, 8-15 those up to and including it (a fused pair
-# counts two), 24-31 the block's instructions, and bit 63 on the block's last
-# op; for a Jcc marked CC2_LOCAL, bits 16-23 how many ops its target lies
-# from it and 32-47 how many bytes from its end (signed: a loop goes back).  Relative, and
-# the end marked in the ops, so that run_block's op loop keeps in registers
-# only the Cpu, the op, RIP, the code-write count and its own count.
+# counts two), 56-62 the block's instructions, and bit 63 on the block's
+# last op; for a Jcc marked CC2_LOCAL, what following it changes, all signed
+# (a loop goes back): bits 16-31 the op pointer (in bytes), 32-47 RIP (from
+# the Jcc's end), 48-55 run_block's count (its post less the target's pre).
+# Relative and ready to add, and the end marked in the ops, so that
+# run_block's op loop keeps in registers only the Cpu, the op, RIP, the
+# code-write count and its own count, and a loop's turn is a few adds.
 cdef enum:
     OP_POST_SHIFT = 8
-    OP_DOPS_SHIFT = 16
-    OP_NINSN_SHIFT = 24
-    OP_DBYTES_SHIFT = 32
+    OP_DPTR_SHIFT = 16
+    OP_DRIP_SHIFT = 32
+    OP_DACC_SHIFT = 48
+    OP_NINSN_SHIFT = 56
     OP_LAST_SHIFT = 63
 
 
@@ -33,18 +36,24 @@ cdef inline uint64_t op_post(Insn* d) noexcept nogil:
     return (d.tag >> OP_POST_SHIFT) & 0xFF
 
 
-cdef inline uint64_t op_block_insns(Insn* d) noexcept nogil:
-    return (d.tag >> OP_NINSN_SHIFT) & 0xFF
+cdef inline uint64_t op_block_insns(uint64_t tag) noexcept nogil:
+    return (tag >> OP_NINSN_SHIFT) & 0x7F
 
 
-cdef inline Insn* op_target(Insn* d) noexcept nogil:
-    return d + <int8_t>((d.tag >> OP_DOPS_SHIFT) & 0xFF)
+cdef inline Insn* op_target(Insn* d, uint64_t tag) noexcept nogil:
+    return <Insn*>(<char*>d + <int16_t>((tag >> OP_DPTR_SHIFT) & 0xFFFF))
 
 
-cdef inline uint64_t op_target_rip(Insn* d, uint64_t nxt) noexcept nogil:
-    """The target's address, nxt being the address after d (so that the op
-    loop needs d's own address no more once d ran)."""
-    return nxt + <uint64_t><int64_t><int16_t>((d.tag >> OP_DBYTES_SHIFT) & 0xFFFF)
+cdef inline uint64_t op_target_rip(uint64_t tag, uint64_t nxt) noexcept nogil:
+    """The target's address, nxt being the address after the Jcc (so that
+    the op loop needs the Jcc's own address no more once it ran)."""
+    return nxt + <uint64_t><int64_t><int16_t>((tag >> OP_DRIP_SHIFT) & 0xFFFF)
+
+
+cdef inline uint64_t op_target_acc(uint64_t tag) noexcept nogil:
+    """What run_block's count (acc) changes by at the branch: the Jcc's
+    post less the target's pre."""
+    return <uint64_t><int64_t><int8_t>((tag >> OP_DACC_SHIFT) & 0xFF)
 
 
 cdef int decode_at(Cpu* c, uint64_t lin, uint8_t* p, Insn** dp, uint64_t tag) noexcept nogil:
@@ -187,8 +196,9 @@ cdef Block* build_block(Cpu* c, uint64_t lin, uint8_t* p, uint64_t hpa, uint64_t
         for t in range(n):
             if at == rel:
                 d.cc2 |= CC2_LOCAL
-                d.tag |= ((<uint64_t>(<uint8_t>(t - k)) << OP_DOPS_SHIFT)
-                          | (<uint64_t>(<uint16_t>(rel - end)) << OP_DBYTES_SHIFT))
+                d.tag |= ((<uint64_t>(<uint16_t>((t - k) * <int>sizeof(Insn))) << OP_DPTR_SHIFT)
+                          | (<uint64_t>(<uint16_t>(rel - end)) << OP_DRIP_SHIFT)
+                          | (<uint64_t>(<uint8_t>(<int>op_post(d) - <int>op_pre(&ops[t]))) << OP_DACC_SHIFT))
                 break
             at += ops[t].len
     spend(c, <uint64_t>n)       # decoding is work: see spend() in state.pxi
@@ -300,6 +310,7 @@ cdef int run_block(Cpu* c, Block** bp) noexcept nogil:
     # the last read neither the count nor the flags (build_block), so the
     # Cpu need not see it sooner.
     cdef uint64_t acc = 0
+    cdef uint64_t t
     cdef int rc
     cdef int side
     while True:
@@ -324,12 +335,12 @@ cdef int run_block(Cpu* c, Block** bp) noexcept nogil:
                     # block from there at most) and a flush (tlb_gen).  No
                     # code write: a Jcc writes nothing and every op before
                     # it was looked at.
-                    acc += op_post(d)
-                    rip = op_target_rip(d, nxt)
-                    d = op_target(d)
-                    acc -= op_pre(d)
+                    t = d.tag
+                    acc += op_target_acc(t)
+                    rip = op_target_rip(t, nxt)
+                    d = op_target(d, t)
                     c.rip = rip
-                    if c.tlb_gen != gen or c.icount + acc + op_block_insns(d) > c.icount_limit:
+                    if c.tlb_gen != gen or c.icount + acc + op_block_insns(t) > c.icount_limit:
                         c.icount += acc + op_pre(d)
                         return RC_OK
                     continue
@@ -355,7 +366,7 @@ cdef int run_block(Cpu* c, Block** bp) noexcept nogil:
                 flags_compute(c)
             rc = d.fn(c, d)
             if rc == RC_LOCAL:
-                c.next_rip = op_target_rip(d, rip + d.len)
+                c.next_rip = op_target_rip(d.tag, rip + d.len)
             elif rc != RC_OK and rc != RC_BRANCHED:
                 return rc
             c.icount += op_post(d) - op_pre(d)
