@@ -161,9 +161,10 @@ cdef Block* build_block(Cpu* c, uint64_t lin, uint8_t* p, uint64_t hpa, uint64_t
         return NULL
     # Each op's tag (free in a block's ops, which are not in the decode
     # cache): the instructions before it and up to it (a fused pair counts
-    # two), by which run_block counts what retired; and for a Jcc whose
-    # target is the first byte of one of the block's ops, that op and its
-    # offset, with CC2_LOCAL (core/decode.pxi).  The block is entered only
+    # two), by which run_block counts what retired, the block's count and
+    # its end; and for a Jcc whose target is the first byte of one of the
+    # block's ops, what following it changes (OP_* above), with CC2_LOCAL
+    # (core/decode.pxi).  The block is entered only
     # at its start and only after block_fits checked all its bytes against
     # the CS limit and the IP width, so such a target needs no check of its
     # own and cannot wrap, whatever RIP the block is entered at.  A plain
