@@ -580,6 +580,8 @@ cdef class VCpuBase:
     cdef object _run_inner(self, list handlers, object default, uint64_t budget, object RESUME,
                            object RETRY, object STOP, bint step)
     cdef int _check_run(self, list handlers, object budget) except -1
+    cdef tuple _run_counted(self, list handlers, object default, object budget, object RESUME, object RETRY,
+                            object STOP, bint step, uint64_t* counts0, uint64_t* ticks0)
     cdef public object trace_handler  # called with the records when the trace buffer fills
     cdef public object vm             # the vtx.VM that made it (step, trace; None for a bare VCpu)
 

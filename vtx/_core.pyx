@@ -1405,17 +1405,9 @@ cdef class VCpuBase:
         cdef uint64_t i0, e0
         cdef int r
         self._check_run(handlers, budget)
-        c.running = 1
-        c.run_limit = 0
-        memcpy(counts0, c.exit_count, sizeof(counts0))
-        memcpy(ns0, c.exit_ticks, sizeof(ns0))
         i0 = c.icount
         e0 = c.events
-        try:
-            why, last = self._run_inner(handlers, default, budget, RESUME, RETRY, STOP, step)
-        finally:
-            c.running = 0
-            c.in_guest = 0
+        why, last = self._run_counted(handlers, default, budget, RESUME, RETRY, STOP, step, counts0, ns0)
         per_reason = {}
         for r in range(128):
             if c.exit_count[r] != counts0[r]:
@@ -1432,6 +1424,22 @@ cdef class VCpuBase:
             raise VmStateError("run() is already active on this vCPU (called from an exit handler or "
                                "another thread); return RESUME, RETRY or STOP from the handler instead")
         return 0
+
+    cdef tuple _run_counted(self, list handlers, object default, object budget, object RESUME, object RETRY,
+                            object STOP, bint step, uint64_t* counts0, uint64_t* ticks0):
+        """The run itself, for _run and _run_one (after _check_run): the vCPU
+        marked running, the exit counts and times before it copied into
+        counts0 and ticks0, _run_inner.  Returns (why, last_exit)."""
+        cdef Cpu* c = self.c
+        c.running = 1
+        c.run_limit = 0
+        memcpy(counts0, c.exit_count, 128 * sizeof(uint64_t))
+        memcpy(ticks0, c.exit_ticks, 128 * sizeof(uint64_t))
+        try:
+            return self._run_inner(handlers, default, budget, RESUME, RETRY, STOP, step)
+        finally:
+            c.running = 0
+            c.in_guest = 0
 
     def _run_one(self, list handlers not None, object default, object budget, object RESUME, object RETRY,
                  object STOP, tuple keys not None, tuple complete=None):
@@ -1470,14 +1478,10 @@ cdef class VCpuBase:
         entries0 = c.entries
         mark = _acct_mark_of(c, self)
         t0 = now_ticks()
-        c.running = 1
-        c.run_limit = 0
-        memcpy(counts0, c.exit_count, sizeof(counts0))
-        memcpy(ticks0, c.exit_ticks, sizeof(ticks0))
         i0 = c.icount
         e0 = c.events
         try:
-            why, last = self._run_inner(handlers, default, budget, RESUME, RETRY, STOP, False)
+            why, last = self._run_counted(handlers, default, budget, RESUME, RETRY, STOP, False, counts0, ticks0)
         except VmEntryError as e:
             if intr0 is not None and c.entries == entries0:
                 # The completion belongs to the entry that failed.
@@ -1487,8 +1491,6 @@ cdef class VCpuBase:
                 e._completion_undone = intr0
             raise
         finally:
-            c.running = 0
-            c.in_guest = 0
             mark.end()
         for r in range(128):
             if c.exit_count[r] != counts0[r]:
